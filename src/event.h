@@ -1,0 +1,58 @@
+/* event: the meter event as logmeter keeps it, its deterministic identifier, and its encodings
+ * (the Stripe form body). */
+#ifndef LOGMETER_EVENT_H
+#define LOGMETER_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Field sizes in bytes, including the NUL. Stripe's limits (docs.stripe.com/api/billing/
+ * meter-event/create): event_name and identifier <= 100 characters, payload values <= 100. */
+#define EVENT_NAME_MAX 101
+#define EVENT_IDENTIFIER_MAX 101 /* identifiers are 44 bytes: "lm1-" and 40 hex digits */
+#define EVENT_KEY_MAX 101	 /* payload key names */
+#define EVENT_CUSTOMER_MAX 256	 /* the raw customer key; the mapped id must be <= 100 */
+#define EVENT_VALUE_MAX 64
+#define EVENT_RULE_MAX 128
+#define EVENT_ERROR_MAX 512
+
+enum event_state { EVENT_PENDING = 0, EVENT_DELIVERED = 1, EVENT_DEAD = 2 };
+
+/* One meter event. Plain data: copying the struct copies the event. */
+struct event {
+	int64_t id;	     /* spool row id; 0 before it is committed */
+	int64_t file_id;     /* spool id of the file its line came from */
+	int64_t line_offset; /* byte offset where its line starts in that file */
+	char rule[EVENT_RULE_MAX];
+	char identifier[EVENT_IDENTIFIER_MAX];
+	char event_name[EVENT_NAME_MAX];
+	char payload_customer_key[EVENT_KEY_MAX]; /* e.g. "stripe_customer_id" */
+	char payload_value_key[EVENT_KEY_MAX];	  /* e.g. "value" */
+	char customer_key[EVENT_CUSTOMER_MAX];	  /* what the rule captured */
+	char customer[EVENT_CUSTOMER_MAX];	  /* Stripe customer id; "" if unmapped */
+	char value[EVENT_VALUE_MAX];		  /* decimal number as text */
+	int64_t timestamp;			  /* seconds since the epoch */
+	enum event_state state;
+	int64_t attempts;		   /* requests made for it so far */
+	char last_error[EVENT_ERROR_MAX];  /* Stripe's message or the local reason; "" if none */
+	int64_t created;		   /* seconds since the epoch it was spooled */
+	int64_t delivered_at;		   /* seconds since the epoch, 0 if not delivered */
+};
+
+/* Computes the identifier of the event that rule `rule` makes from the line starting at byte
+ * `line_offset` of the file with identity `file_uid`, tailed by source `source` of instance
+ * `instance`: "lm1-" followed by the first 20 bytes of SHA-256 (libcrypto EVP) over the five
+ * fields, each preceded by its length, as 40 lowercase hex digits: 44 URL-safe characters.
+ * The same inputs always give the same identifier; see docs/identifiers.md.
+ * `out` must have EVENT_IDENTIFIER_MAX bytes. Returns 0, or -1 if hashing failed. */
+int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+		     const char *file_uid, int64_t line_offset, const char *rule);
+
+/* Builds the application/x-www-form-urlencoded body of POST /v1/billing/meter_events as Stripe's
+ * SDKs do: event_name, identifier, timestamp, payload[<customer key>], payload[<value key>].
+ * Keys and values are percent-encoded with curl_easy_escape(3) (everything but A-Za-z0-9-._~);
+ * the brackets of payload[...] are sent raw, as stripe-node does. Returns a malloc'd string
+ * (caller frees), or NULL on allocation failure. */
+char *event_form_body(const struct event *ev);
+
+#endif

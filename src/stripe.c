@@ -1,0 +1,761 @@
+/* stripe: one request per meter event and the classification of Stripe's answer. The rules
+ * come from ../shared/reference/stripe-meter-events.md (Stripe's docs and stripe-node). */
+#include "stripe.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "log.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define STRIPE_KEY_ENV "LOGMETER_STRIPE_API_KEY"
+#define STRIPE_ENDPOINT "/v1/billing/meter_events"
+/* Stripe's answers are small JSON objects; anything beyond this is not worth keeping. */
+#define STRIPE_BODY_MAX (64 * 1024)
+#define STRIPE_REASON_BODY_MAX 200 /* bytes of a non-JSON body quoted in a reason */
+#define STRIPE_CONNECT_TIMEOUT_MS 10000
+#define STRIPE_DEFAULT_TIMEOUT_MS 80000
+#define STRIPE_RL_REASON_MAX 128
+/* Reading more than this of a key file cannot give a valid first line. */
+#define STRIPE_KEYFILE_READ_MAX (STRIPE_KEY_MAX + 1024)
+
+static const char stripe_exists_prefix[] = "An event already exists with identifier";
+
+struct stripe_request {
+	CURL *easy;
+	struct curl_slist *headers; /* one of them holds the key: wiped in _free */
+	struct event ev;
+	void *ud;
+	char *body; /* the response body, at most STRIPE_BODY_MAX bytes */
+	size_t body_len, body_cap;
+	int should_retry; /* Stripe-Should-Retry: 1, 0, -1 absent */
+	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
+	char errbuf[CURL_ERROR_SIZE];
+	char key[STRIPE_KEY_MAX]; /* to scrub it from any text Stripe echoes back */
+};
+
+/* ---- small text helpers ---- */
+
+/* A fixed buffer being filled; every append is cut at the end and stays NUL-terminated. */
+struct stripe_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_init(struct stripe_buf *b, char *p, size_t cap)
+{
+	b->p = p;
+	b->len = 0;
+	b->cap = cap;
+	if (p != NULL && cap > 0)
+		p[0] = '\0';
+}
+
+static void buf_putc(struct stripe_buf *b, char c)
+{
+	if (b->p == NULL || b->cap == 0 || b->len + 1 >= b->cap)
+		return;
+	b->p[b->len++] = c;
+	b->p[b->len] = '\0';
+}
+
+static void buf_printf(struct stripe_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void buf_printf(struct stripe_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->p == NULL || b->cap == 0 || b->len + 1 >= b->cap)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	b->len += (size_t)n;
+	if (b->len >= b->cap)
+		b->len = b->cap - 1;
+}
+
+/* Appends `n` bytes of `s` as one line: control characters become spaces, and with `ascii`
+ * bytes outside printable ASCII become '?'. UTF-8 (from a parsed JSON string) is kept otherwise,
+ * but never cut in the middle of a character. */
+static void buf_put_clean(struct stripe_buf *b, const char *s, size_t n, int ascii)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			buf_putc(b, ' ');
+		} else if (c < 0x80) {
+			buf_putc(b, (char)c);
+		} else if (ascii) {
+			buf_putc(b, '?');
+		} else {
+			size_t clen = 1;
+
+			if (c >= 0xf0)
+				clen = 4;
+			else if (c >= 0xe0)
+				clen = 3;
+			else if (c >= 0xc0)
+				clen = 2;
+			if (clen > n - i || b->len + clen + 1 > b->cap)
+				return; /* no room for the whole character */
+			for (size_t k = 0; k < clen; k++)
+				buf_putc(b, s[i + k]);
+			i += clen - 1;
+		}
+	}
+}
+
+/* Stripe's 401/403 messages quote the key masked ("sk_test_****1234"); even that is more of the
+ * key than logmeter may show, so tokens that look like Stripe keys are replaced. */
+static int looks_like_key_at(const char *s, size_t n, size_t i)
+{
+	static const char *const prefixes[] = {"sk_", "rk_", "pk_"};
+
+	if (i > 0 && (isalnum((unsigned char)s[i - 1]) || s[i - 1] == '_'))
+		return 0;
+	for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++) {
+		if (n - i >= 3 && memcmp(s + i, prefixes[k], 3) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void buf_put_message(struct stripe_buf *b, const char *s, size_t n)
+{
+	size_t i = 0, start = 0;
+
+	while (i < n) {
+		if (looks_like_key_at(s, n, i)) {
+			buf_put_clean(b, s + start, i - start, 0);
+			while (i < n && !isspace((unsigned char)s[i]) && s[i] != '\'' &&
+			       s[i] != '"' && s[i] != ',' && s[i] != ';')
+				i++;
+			buf_printf(b, "[redacted]");
+			start = i;
+			continue;
+		}
+		i++;
+	}
+	buf_put_clean(b, s + start, n - start, 0);
+}
+
+/* Replaces every occurrence of `key` in `s` with "[redacted]", in place, within `cap` bytes. */
+static void scrub_key(char *s, size_t cap, const char *key)
+{
+	static const char repl[] = "[redacted]";
+	size_t klen = strlen(key), rlen = sizeof(repl) - 1;
+	char *p;
+
+	if (s == NULL || cap == 0 || klen == 0)
+		return;
+	while ((p = strstr(s, key)) != NULL) {
+		size_t tail = strlen(p + klen);
+		size_t pos = (size_t)(p - s);
+
+		if (pos + rlen + tail + 1 > cap)
+			tail = cap > pos + rlen + 1 ? cap - pos - rlen - 1 : 0;
+		if (pos + rlen + 1 > cap) {
+			/* No room even for the marker: cut the text before the key. */
+			s[pos] = '\0';
+			return;
+		}
+		memmove(p + rlen, p + klen, tail);
+		memcpy(p, repl, rlen);
+		p[rlen + tail] = '\0';
+	}
+}
+
+static void wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0)
+		explicit_bzero(p, n);
+}
+
+/* ---- key ---- */
+
+/* Trims surrounding whitespace of `s` (`*n` bytes) in place. */
+static char *trim(char *s, size_t *n)
+{
+	while (*n > 0 && isspace((unsigned char)s[*n - 1]))
+		(*n)--;
+	while (*n > 0 && isspace((unsigned char)s[0])) {
+		s++;
+		(*n)--;
+	}
+	return s;
+}
+
+static int key_store(const char *k, size_t n, const char *from, char *key, size_t keylen,
+		     char *err, size_t errlen)
+{
+	if (n == 0) {
+		err_set(err, errlen, "the Stripe API key from %s is empty", from);
+		return -1;
+	}
+	if (n > STRIPE_KEY_MAX - 1 || n + 1 > keylen) {
+		err_set(err, errlen, "the Stripe API key from %s is too long (%zu bytes, at most %d)",
+			from, n, STRIPE_KEY_MAX - 1);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)k[i];
+
+		/* It goes into an HTTP header: anything but visible ASCII could split it. */
+		if (c <= 0x20 || c >= 0x7f) {
+			err_set(err, errlen,
+				"the Stripe API key from %s contains whitespace, control or "
+				"non-ASCII characters",
+				from);
+			return -1;
+		}
+	}
+	memcpy(key, k, n);
+	key[n] = '\0';
+	return 0;
+}
+
+int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
+{
+	char buf[STRIPE_KEYFILE_READ_MAX + 1];
+	const char *env = getenv(STRIPE_KEY_ENV);
+	const char *path;
+	FILE *f = NULL;
+	size_t n, linelen;
+	char *line, *nl;
+	int rc = -1;
+
+	if (key == NULL || keylen == 0) {
+		err_set(err, errlen, "no room for the Stripe API key");
+		return -1;
+	}
+	key[0] = '\0';
+	if (env != NULL && env[0] != '\0') {
+		size_t envlen = strlen(env);
+		char *k;
+
+		if (envlen > STRIPE_KEYFILE_READ_MAX) {
+			err_set(err, errlen,
+				"the Stripe API key from %s is too long (%zu bytes, at most %d)",
+				STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
+			return -1;
+		}
+		memcpy(buf, env, envlen);
+		k = trim(buf, &envlen);
+		rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
+		goto out;
+	}
+	path = cfg != NULL ? cfg->stripe.api_key_file : NULL;
+	if (path == NULL || path[0] == '\0') {
+		err_set(err, errlen,
+			"no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
+		return -1;
+	}
+	f = fopen(path, "re");
+	if (f == NULL) {
+		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
+			strerror(errno));
+		return -1;
+	}
+	n = fread(buf, 1, STRIPE_KEYFILE_READ_MAX, f);
+	if (ferror(f)) {
+		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
+			strerror(errno != 0 ? errno : EIO));
+		goto out;
+	}
+	buf[n] = '\0';
+	nl = memchr(buf, '\n', n);
+	linelen = nl != NULL ? (size_t)(nl - buf) : n;
+	if (nl == NULL && n == STRIPE_KEYFILE_READ_MAX) {
+		err_set(err, errlen,
+			"the Stripe API key from %s is too long (more than %d bytes, at most %d)",
+			path, STRIPE_KEYFILE_READ_MAX, STRIPE_KEY_MAX - 1);
+		goto out;
+	}
+	line = trim(buf, &linelen);
+	rc = key_store(line, linelen, path, key, keylen, err, errlen);
+out:
+	wipe(buf, sizeof(buf));
+	if (f != NULL)
+		fclose(f);
+	if (rc != 0)
+		wipe(key, keylen);
+	return rc;
+}
+
+/* ---- base URL ---- */
+
+static int base_is_local_http(const char *base)
+{
+	static const char prefix[] = "http://127.0.0.1";
+	const char *p;
+
+	if (strncasecmp(base, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	p = base + sizeof(prefix) - 1;
+	if (*p == ':') {
+		unsigned long port = 0;
+		int digits = 0;
+
+		p++;
+		while (isdigit((unsigned char)*p) && digits < 6) {
+			port = port * 10 + (unsigned long)(*p - '0');
+			p++;
+			digits++;
+		}
+		if (digits == 0 || digits > 5 || port == 0 || port > 65535)
+			return 0;
+	}
+	if (*p == '/')
+		p++;
+	return *p == '\0';
+}
+
+int stripe_check_base(const char *api_base, char *err, size_t errlen)
+{
+	static const char https[] = "https://";
+
+	if (api_base == NULL || api_base[0] == '\0') {
+		err_set(err, errlen, "[stripe] api_base is empty");
+		return -1;
+	}
+	for (const char *p = api_base; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c <= 0x20 || c >= 0x7f) {
+			err_set(err, errlen,
+				"[stripe] api_base contains whitespace, control or non-ASCII "
+				"characters");
+			return -1;
+		}
+	}
+	if (strncasecmp(api_base, https, sizeof(https) - 1) == 0) {
+		if (api_base[sizeof(https) - 1] == '\0' || api_base[sizeof(https) - 1] == '/') {
+			err_set(err, errlen, "[stripe] api_base %s has no host", api_base);
+			return -1;
+		}
+		return 0;
+	}
+	if (base_is_local_http(api_base))
+		return 0;
+	err_set(err, errlen,
+		"[stripe] api_base %s: must start with https:// (plain http is allowed only for "
+		"http://127.0.0.1[:PORT], a local test double)",
+		api_base);
+	return -1;
+}
+
+/* ---- classification ---- */
+
+static void put_body_excerpt(struct stripe_buf *b, const char *body, size_t len)
+{
+	size_t n = len < STRIPE_REASON_BODY_MAX ? len : STRIPE_REASON_BODY_MAX;
+	size_t start = 0;
+
+	/* A leading blank line or indentation says nothing. */
+	while (start < n && isspace((unsigned char)body[start]))
+		start++;
+	while (n > start && isspace((unsigned char)body[n - 1]))
+		n--;
+	if (n > start) {
+		buf_printf(b, ": ");
+		buf_put_clean(b, body + start, n - start, 1);
+	}
+}
+
+enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason,
+				    size_t reasonlen)
+{
+	char scratch[1];
+	struct stripe_buf b;
+	json_t *root = NULL;
+	const char *message = NULL, *type = NULL, *code = NULL;
+	size_t message_len = 0;
+	enum stripe_outcome out;
+	long st;
+
+	if (reason == NULL || reasonlen == 0) {
+		reason = scratch;
+		reasonlen = sizeof(scratch);
+	}
+	buf_init(&b, reason, reasonlen);
+	if (r == NULL) {
+		buf_printf(&b, "no response");
+		return STRIPE_RETRY;
+	}
+	if (r->curl_code != CURLE_OK) {
+		buf_printf(&b, "network error: %s", curl_easy_strerror(r->curl_code));
+		return STRIPE_RETRY;
+	}
+	st = r->status;
+	if (st >= 200 && st <= 299) {
+		buf_printf(&b, "HTTP %ld", st);
+		return STRIPE_DELIVERED;
+	}
+	if (st < 100 || st > 999) {
+		/* A transfer that "succeeded" without a status line is no answer at all. */
+		buf_printf(&b, "no valid HTTP status (%ld)", st);
+		return STRIPE_RETRY;
+	}
+
+	if (r->body != NULL && r->body_len > 0) {
+		json_error_t jerr;
+
+		root = json_loadb(r->body, r->body_len, 0, &jerr);
+		if (root != NULL) {
+			json_t *e = json_object_get(root, "error");
+
+			if (json_is_object(e)) {
+				json_t *m = json_object_get(e, "message");
+
+				if (json_is_string(m)) {
+					message = json_string_value(m);
+					message_len = json_string_length(m);
+				}
+				type = json_string_value(json_object_get(e, "type"));
+				code = json_string_value(json_object_get(e, "code"));
+			}
+		}
+	}
+
+	buf_printf(&b, "HTTP %ld", st);
+	if (message != NULL && message_len > 0) {
+		buf_printf(&b, ": ");
+		buf_put_message(&b, message, message_len);
+	} else if (type != NULL || code != NULL) {
+		buf_printf(&b, ":");
+		if (type != NULL) {
+			buf_printf(&b, " ");
+			buf_put_message(&b, type, strlen(type));
+		}
+		if (code != NULL) {
+			buf_printf(&b, " (");
+			buf_put_message(&b, code, strlen(code));
+			buf_printf(&b, ")");
+		}
+	} else if (root == NULL && r->body != NULL && r->body_len > 0) {
+		put_body_excerpt(&b, r->body, r->body_len);
+	}
+
+	if (st == 400 && message != NULL && message_len >= sizeof(stripe_exists_prefix) - 1 &&
+	    strncmp(message, stripe_exists_prefix, sizeof(stripe_exists_prefix) - 1) == 0) {
+		/* Our identifier is already there: an earlier attempt got through. */
+		out = STRIPE_DELIVERED;
+	} else if (st == 401 || st == 403) {
+		out = STRIPE_AUTH;
+	} else if (r->should_retry == 1) {
+		out = STRIPE_RETRY;
+	} else if (r->should_retry == 0) {
+		out = STRIPE_REJECTED;
+	} else if (st == 409 || st == 429 || st >= 500) {
+		out = STRIPE_RETRY;
+	} else {
+		out = STRIPE_REJECTED;
+	}
+	json_decref(root);
+	return out;
+}
+
+/* ---- requests ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct stripe_request *req = ud;
+	size_t n = size * nmemb, room, take;
+
+	if (req->body_len >= STRIPE_BODY_MAX)
+		return n;
+	room = STRIPE_BODY_MAX - req->body_len;
+	take = n < room ? n : room;
+	if (req->body_len + take + 1 > req->body_cap) {
+		size_t cap = req->body_cap > 0 ? req->body_cap : 1024;
+		char *p;
+
+		while (cap < req->body_len + take + 1)
+			cap *= 2;
+		if (cap > STRIPE_BODY_MAX + 1)
+			cap = STRIPE_BODY_MAX + 1;
+		p = realloc(req->body, cap);
+		if (p == NULL)
+			return n; /* keep what we have; the status still classifies */
+		req->body = p;
+		req->body_cap = cap;
+	}
+	memcpy(req->body + req->body_len, data, take);
+	req->body_len += take;
+	req->body[req->body_len] = '\0';
+	return n;
+}
+
+/* If the header line `h` (`n` bytes, with its CRLF) is "name: value", returns the value with
+ * surrounding whitespace dropped, setting *vlen; else NULL. */
+static const char *header_value(const char *h, size_t n, const char *name, size_t *vlen)
+{
+	size_t nl = strlen(name);
+	const char *v;
+	size_t len;
+
+	if (n <= nl || strncasecmp(h, name, nl) != 0 || h[nl] != ':')
+		return NULL;
+	v = h + nl + 1;
+	len = n - nl - 1;
+	while (len > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)v[len - 1]))
+		len--;
+	*vlen = len;
+	return v;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct stripe_request *req = ud;
+	size_t n = size * nmemb, vlen;
+	const char *v;
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		/* A new response (after a 1xx): forget the previous one's headers. */
+		req->should_retry = -1;
+		req->rl_reason[0] = '\0';
+		return n;
+	}
+	if ((v = header_value(data, n, "Stripe-Should-Retry", &vlen)) != NULL) {
+		if (vlen == 4 && strncasecmp(v, "true", 4) == 0)
+			req->should_retry = 1;
+		else if (vlen == 5 && strncasecmp(v, "false", 5) == 0)
+			req->should_retry = 0;
+	} else if ((v = header_value(data, n, "Stripe-Rate-Limited-Reason", &vlen)) != NULL) {
+		struct stripe_buf b;
+
+		buf_init(&b, req->rl_reason, sizeof(req->rl_reason));
+		buf_put_clean(&b, v, vlen, 1);
+	}
+	return n;
+}
+
+static int header_safe(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Appends `line` to *list; returns 0 or -1. */
+static int add_header(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(*list, line);
+
+	if (l == NULL)
+		return -1;
+	*list = l;
+	return 0;
+}
+
+#define SETOPT(h, opt, val)                                                                        \
+	do {                                                                                       \
+		CURLcode setopt_rc_ = curl_easy_setopt((h), (opt), (val));                         \
+		if (setopt_rc_ != CURLE_OK) {                                                      \
+			err_set(err, errlen, "libcurl refused %s: %s", #opt,                       \
+				curl_easy_strerror(setopt_rc_));                                   \
+			goto fail;                                                                 \
+		}                                                                                  \
+	} while (0)
+
+struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
+					  const struct event *ev, void *ud, char *err,
+					  size_t errlen)
+{
+	struct stripe_request *req = NULL;
+	char *url = NULL, *form = NULL;
+	char line[STRIPE_KEY_MAX + 64];
+	const char *base;
+	size_t baselen, keylen;
+	long timeout, connect_timeout;
+
+	if (cfg == NULL || api_key == NULL || ev == NULL) {
+		err_set(err, errlen, "stripe_request_new: missing argument");
+		return NULL;
+	}
+	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
+	if (stripe_check_base(base, err, errlen) != 0)
+		return NULL;
+	keylen = strlen(api_key);
+	if (keylen == 0 || keylen > STRIPE_KEY_MAX - 1 || !header_safe(api_key)) {
+		err_set(err, errlen, "the Stripe API key is empty, too long or not visible ASCII");
+		return NULL;
+	}
+	if (ev->identifier[0] == '\0' ||
+	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
+	    !header_safe(ev->identifier)) {
+		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
+		return NULL;
+	}
+
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	req->ev = *ev;
+	req->ud = ud;
+	req->should_retry = -1;
+	memcpy(req->key, api_key, keylen + 1);
+
+	baselen = strlen(base);
+	if (baselen > 0 && base[baselen - 1] == '/')
+		baselen--;
+	url = malloc(baselen + sizeof(STRIPE_ENDPOINT));
+	if (url == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto fail;
+	}
+	memcpy(url, base, baselen);
+	memcpy(url + baselen, STRIPE_ENDPOINT, sizeof(STRIPE_ENDPOINT));
+
+	form = event_form_body(&req->ev);
+	if (form == NULL) {
+		err_set(err, errlen, "out of memory building the request body");
+		goto fail;
+	}
+
+	snprintf(line, sizeof(line), "Authorization: Bearer %s", api_key);
+	if (add_header(&req->headers, line) != 0)
+		goto fail_oom;
+	wipe(line, sizeof(line));
+	if (add_header(&req->headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
+		goto fail_oom;
+	snprintf(line, sizeof(line), "Idempotency-Key: %s", ev->identifier);
+	if (add_header(&req->headers, line) != 0)
+		goto fail_oom;
+	if (add_header(&req->headers, "Content-Type: application/x-www-form-urlencoded") != 0)
+		goto fail_oom;
+	/* No "Expect: 100-continue" round trip for a small body. */
+	if (add_header(&req->headers, "Expect:") != 0)
+		goto fail_oom;
+
+	timeout = cfg->stripe.request_timeout_ms > 0 ? (long)cfg->stripe.request_timeout_ms
+						     : STRIPE_DEFAULT_TIMEOUT_MS;
+	connect_timeout = timeout < STRIPE_CONNECT_TIMEOUT_MS ? timeout : STRIPE_CONNECT_TIMEOUT_MS;
+
+	req->easy = curl_easy_init();
+	if (req->easy == NULL) {
+		err_set(err, errlen, "curl_easy_init failed");
+		goto fail;
+	}
+	SETOPT(req->easy, CURLOPT_URL, url);
+	SETOPT(req->easy, CURLOPT_PROTOCOLS_STR, base_is_local_http(base) ? "https,http" : "https");
+	SETOPT(req->easy, CURLOPT_HTTPHEADER, req->headers);
+	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, form);
+	SETOPT(req->easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
+	SETOPT(req->easy, CURLOPT_TIMEOUT_MS, timeout);
+	SETOPT(req->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
+	SETOPT(req->easy, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(req->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(req->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	SETOPT(req->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	SETOPT(req->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(req->easy, CURLOPT_HEADERFUNCTION, on_header);
+	SETOPT(req->easy, CURLOPT_HEADERDATA, req);
+	SETOPT(req->easy, CURLOPT_WRITEFUNCTION, on_body);
+	SETOPT(req->easy, CURLOPT_WRITEDATA, req);
+	SETOPT(req->easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	SETOPT(req->easy, CURLOPT_PRIVATE, req);
+
+	free(url);
+	free(form);
+	return req;
+
+fail_oom:
+	err_set(err, errlen, "out of memory");
+fail:
+	wipe(line, sizeof(line));
+	free(url);
+	free(form);
+	stripe_request_free(req);
+	return NULL;
+}
+
+CURL *stripe_request_easy(struct stripe_request *req)
+{
+	return req != NULL ? req->easy : NULL;
+}
+
+void *stripe_request_ud(struct stripe_request *req)
+{
+	return req != NULL ? req->ud : NULL;
+}
+
+const struct event *stripe_request_event(struct stripe_request *req)
+{
+	return req != NULL ? &req->ev : NULL;
+}
+
+enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code,
+					  char *reason, size_t reasonlen)
+{
+	struct stripe_response r = {.curl_code = code, .should_retry = -1};
+	struct stripe_buf b;
+	enum stripe_outcome out;
+
+	if (req == NULL)
+		return stripe_classify(NULL, reason, reasonlen);
+	if (code == CURLE_OK &&
+	    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &r.status) != CURLE_OK)
+		r.status = 0;
+	r.should_retry = req->should_retry;
+	r.body = req->body;
+	r.body_len = req->body_len;
+	out = stripe_classify(&r, reason, reasonlen);
+	if (reason == NULL || reasonlen == 0)
+		return out;
+
+	b.p = reason;
+	b.len = strnlen(reason, reasonlen);
+	b.cap = reasonlen;
+	if (code != CURLE_OK && req->errbuf[0] != '\0') {
+		/* curl's own words name the host, the port or the TLS problem. */
+		buf_printf(&b, " (");
+		buf_put_clean(&b, req->errbuf, strnlen(req->errbuf, sizeof(req->errbuf)), 1);
+		buf_printf(&b, ")");
+	}
+	if (code == CURLE_OK && r.status == 429 && req->rl_reason[0] != '\0')
+		buf_printf(&b, " (Stripe-Rate-Limited-Reason: %s)", req->rl_reason);
+	/* Whatever the server echoed, the key itself never leaves this module. */
+	scrub_key(reason, reasonlen, req->key);
+	return out;
+}
+
+void stripe_request_free(struct stripe_request *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy != NULL)
+		curl_easy_cleanup(req->easy);
+	for (struct curl_slist *l = req->headers; l != NULL; l = l->next) {
+		if (l->data != NULL)
+			wipe(l->data, strlen(l->data));
+	}
+	curl_slist_free_all(req->headers);
+	free(req->body);
+	wipe(req->key, sizeof(req->key));
+	free(req);
+}

@@ -1,0 +1,80 @@
+/* tail: one reader per log file. Knows the file's identity (device, inode, and a fingerprint of
+ * its first bytes kept in the spool), resumes from its checkpoint after validating it, reads
+ * complete lines, applies the rules and commits each batch of events with the new checkpoint in
+ * one spool transaction. A partial last line is left for later: the checkpoint stays at its
+ * start. */
+#ifndef LOGMETER_TAIL_H
+#define LOGMETER_TAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "rule.h"
+#include "spool.h"
+
+/* What a tail needs from the rest of the agent, borrowed for the tail's lifetime. */
+struct tail_ctx {
+	const struct config *cfg;
+	struct rule_set *rules;
+	struct spool *spool;
+	const char *instance; /* for identifiers */
+	void (*on_commit)(void *ud); /* called after each commit that added events; may be NULL */
+	void *ud;
+};
+
+struct tail;
+
+/* Opens `path` for source `source_index`, identifies it (spool_file_find by dev/ino, then the
+ * fingerprint: a different head means a new file), and validates the checkpoint: if the file is
+ * now shorter than it, or the check_hash of the bytes before it differs, the file starts again
+ * at 0 as a new file (counted in resets, logged). A file never seen before starts at 0, or at
+ * its end with read_from = tail (rounded back to the start of its partial last line).
+ * Returns the tail (caller frees), or NULL (for example EACCES: `err` says so). */
+struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index,
+		       char *err, size_t errlen);
+
+/* Flags of tail_open_flags. */
+#define TAIL_OPEN_CREATED 1u /* the file appeared while the agent was running: a file never seen
+				before starts at 0 whatever read_from says (read_from = tail is for
+				the files found at start, not for new files whose every line is new) */
+
+/* tail_open with flags. If `file_errno` is non-NULL it is set on failure: to the errno of the
+ * file (EACCES, ENOENT, ...; EINVAL if it is not a regular file) when the file could not be
+ * opened or read, or to 0 when the spool failed: a file is retried later, a spool error is the
+ * agent's failure. */
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+			     unsigned flags, int *file_errno, char *err, size_t errlen);
+
+/* Closes the file descriptor. NULL is a no-op. */
+void tail_free(struct tail *t);
+
+/* Reads from the checkpoint to the current end of the file, committing a spool transaction every
+ * cfg->agent.batch_lines lines and at the end. Lines longer than max_line_length are skipped to
+ * their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped before
+ * matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error: nothing
+ * past the last commit is lost, the checkpoint still covers only committed events). */
+int64_t tail_read(struct tail *t, char *err, size_t errlen);
+
+/* The path it was opened with, and its record (identity, checkpoint, counters). */
+const char *tail_path(const struct tail *t);
+const struct spool_file *tail_file(const struct tail *t);
+size_t tail_source_index(const struct tail *t);
+
+/* Device and inode of the open file. */
+dev_t tail_dev(const struct tail *t);
+ino_t tail_ino(const struct tail *t);
+
+/* fstat(2) of the open file (st_nlink == 0: deleted). Returns 0 or -1 (errno set). */
+int tail_stat(const struct tail *t, struct stat *st);
+
+/* Records that the file was renamed to `path` (still the same open file). Returns 0 or -1. */
+int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
+
+/* Marks the record "gone" (the file was deleted or rotated away and has been read to its end).
+ * Returns 0 or -1. */
+int tail_mark_gone(struct tail *t, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,840 @@
+/* watch: the inotify loop of the ingest half.
+ *
+ * Directories are watched, not files: a watch on the directory part of each source's glob
+ * reports creations, renames, deletions and writes of every file in it. A file reached through a
+ * symlink also gets a watch of its own, since writes to a target in another directory are not
+ * reported to the link's directory. A tail is found for an event by (directory, name); its
+ * identity for a glob match is (source, dev, ino), never the path.
+ *
+ * A file that is renamed or deleted is read to its end at once. A deleted one (no links left) is
+ * then closed: a deleted file held open fills the disk. One that was renamed to a name its glob
+ * no longer matches (rotated away) stays open, because the writer may still append to it until
+ * it reopens its log; it is read on every change and closed by a rescan that finds it read to
+ * its end and no longer growing since the previous rescan.
+ *
+ * inotify is a hint: every rescan (rescan_interval_ms, and after IN_Q_OVERFLOW, a watch limit
+ * reached, a directory created or moved) expands the globs again, and reads every open file. */
+#include "watch.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define WATCH_DIR_MASK                                                                             \
+	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |         \
+	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
+#define WATCH_EVBUF (64 * 1024)
+#define WATCH_RESCAN_DEFAULT_MS 10000
+
+struct wdir {
+	int wd;
+	char *path; /* as the glob of the source's directory part spelled it */
+	dev_t dev;
+	ino_t ino;
+};
+
+struct wtail {
+	struct tail *t;
+	dev_t dir_dev; /* the directory its name is in */
+	ino_t dir_ino;
+	char *base;	 /* its name there; NULL after it was moved to a name not known yet */
+	int fwd;	 /* the watch on the file itself (symlinked paths), or -1 */
+	uint32_t cookie; /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
+	int orphan;	 /* its glob no longer matches it: closed once drained and not growing */
+	off_t orphan_size; /* its size at the previous rescan, -1 before */
+	unsigned seen;	 /* the rescan generation that last matched it */
+	int dirty;	 /* changed: to be read after the current batch of events */
+	int failing;	 /* its last read failed (logged once, until it recovers) */
+};
+
+/* A path that could not be opened or watched, logged once per distinct error. */
+struct wfail {
+	char *path;
+	char *msg;
+	unsigned seen;
+	int at_start; /* it failed in the first scan: it was there at start */
+};
+
+struct watch {
+	struct tail_ctx ctx;
+	int ifd, efd;
+	atomic_int stop;
+	struct wdir *dirs;
+	size_t n_dirs, cap_dirs;
+	struct wtail *tails;
+	size_t n_tails, cap_tails;
+	struct wfail *fails;
+	size_t n_fails, cap_fails;
+	unsigned gen;
+	int scanned; /* the first scan is done: files found from now on are new */
+	int enospc_warned;
+	int need_scan;
+	int64_t next_scan; /* monotonic, ms */
+	char *evbuf;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+	size_t ncap;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap > 0 ? *cap * 2 : 16;
+	p = realloc(*arr, ncap * size);
+	if (p == NULL)
+		return -1;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s != NULL ? s + 1 : path;
+}
+
+/* The directory part of a path or pattern: "." without a '/', "/" for "/x". */
+static char *dir_part(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	if (s == NULL)
+		return strdup(".");
+	if (s == path)
+		return strdup("/");
+	return strndup(path, (size_t)(s - path));
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (strcmp(dir, "/") == 0)
+		dir = "";
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static int excluded(const struct config_source *src, const char *base)
+{
+	return src->exclude != NULL && src->exclude[0] != '\0' &&
+	       fnmatch(src->exclude, base, 0) == 0;
+}
+
+/* ---- failures, logged once per path and distinct error ------------------------------------- */
+
+static long fail_find(const struct watch *w, const char *path)
+{
+	for (size_t i = 0; i < w->n_fails; i++)
+		if (strcmp(w->fails[i].path, path) == 0)
+			return (long)i;
+	return -1;
+}
+
+static void fail_remove(struct watch *w, size_t i)
+{
+	free(w->fails[i].path);
+	free(w->fails[i].msg);
+	w->fails[i] = w->fails[--w->n_fails];
+}
+
+static void fail_log(struct watch *w, const char *path, const char *msg)
+{
+	long i = fail_find(w, path);
+	char *m;
+
+	if (i >= 0 && strcmp(w->fails[i].msg, msg) == 0) {
+		w->fails[i].seen = w->gen;
+		return;
+	}
+	log_warn("%s (retried at every rescan)", msg);
+	m = strdup(msg);
+	if (m == NULL)
+		return;
+	if (i >= 0) {
+		free(w->fails[i].msg);
+		w->fails[i].msg = m;
+		w->fails[i].seen = w->gen;
+		return;
+	}
+	if (grow((void **)&w->fails, &w->cap_fails, w->n_fails, sizeof(*w->fails)) < 0 ||
+	    (w->fails[w->n_fails].path = strdup(path)) == NULL) {
+		free(m);
+		return;
+	}
+	w->fails[w->n_fails].msg = m;
+	w->fails[w->n_fails].seen = w->gen;
+	w->fails[w->n_fails].at_start = !w->scanned;
+	w->n_fails++;
+}
+
+/* ---- directories ---------------------------------------------------------------------------- */
+
+static long dir_find_wd(const struct watch *w, int wd)
+{
+	for (size_t i = 0; i < w->n_dirs; i++)
+		if (w->dirs[i].wd == wd)
+			return (long)i;
+	return -1;
+}
+
+static void dir_remove(struct watch *w, size_t i)
+{
+	free(w->dirs[i].path);
+	w->dirs[i] = w->dirs[--w->n_dirs];
+}
+
+static void watch_dir(struct watch *w, const char *path)
+{
+	struct stat st;
+	char msg[PATH_MAX + 128];
+	char *dup;
+	int wd;
+
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	for (size_t i = 0; i < w->n_dirs; i++)
+		if (w->dirs[i].dev == st.st_dev && w->dirs[i].ino == st.st_ino)
+			return;
+	wd = inotify_add_watch(w->ifd, path, WATCH_DIR_MASK);
+	if (wd < 0) {
+		if (errno == ENOSPC) {
+			if (!w->enospc_warned)
+				log_warn("%s: cannot watch: the inotify watch limit "
+					 "(fs.inotify.max_user_watches) is reached; directories "
+					 "without a watch are read at every rescan only",
+					 path);
+			w->enospc_warned = 1;
+			return;
+		}
+		snprintf(msg, sizeof(msg), "%s: cannot watch the directory: %s", path,
+			 strerror(errno));
+		fail_log(w, path, msg);
+		return;
+	}
+	if (dir_find_wd(w, wd) >= 0)
+		return;
+	dup = strdup(path);
+	if (dup == NULL || grow((void **)&w->dirs, &w->cap_dirs, w->n_dirs, sizeof(*w->dirs)) < 0) {
+		free(dup);
+		inotify_rm_watch(w->ifd, wd);
+		return;
+	}
+	w->dirs[w->n_dirs++] = (struct wdir){.wd = wd, .path = dup, .dev = st.st_dev,
+					     .ino = st.st_ino};
+}
+
+static void watch_dirs(struct watch *w, const struct config_source *src)
+{
+	char *dpat = dir_part(src->path);
+	glob_t g;
+
+	if (dpat == NULL)
+		return;
+	memset(&g, 0, sizeof(g));
+	if (glob(dpat, GLOB_ONLYDIR, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			watch_dir(w, g.gl_pathv[i]);
+	globfree(&g);
+	free(dpat);
+}
+
+/* ---- tails ---------------------------------------------------------------------------------- */
+
+static long tail_find(const struct watch *w, size_t source, dev_t dev, ino_t ino)
+{
+	for (size_t i = 0; i < w->n_tails; i++) {
+		const struct tail *t = w->tails[i].t;
+
+		if (tail_source_index(t) == source && tail_dev(t) == dev && tail_ino(t) == ino)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* Sets where the tail's name is: the directory of `path` and its base name. */
+static void tail_place(struct wtail *wt, const char *path)
+{
+	char *dir = dir_part(path), *base = strdup(base_name(path));
+	struct stat st;
+
+	free(wt->base);
+	wt->base = NULL;
+	if (dir != NULL && base != NULL && stat(dir, &st) == 0) {
+		wt->dir_dev = st.st_dev;
+		wt->dir_ino = st.st_ino;
+		wt->base = base;
+		base = NULL;
+	}
+	free(base);
+	free(dir);
+}
+
+static void release(struct watch *w, size_t i, const char *why)
+{
+	struct wtail *wt = &w->tails[i];
+	char err[512];
+	int shared = 0;
+
+	if (tail_mark_gone(wt->t, err, sizeof(err)) < 0)
+		log_warn("%s", err);
+	log_info("%s: %s: released", tail_path(wt->t), why);
+	if (wt->fwd >= 0) {
+		for (size_t j = 0; j < w->n_tails; j++)
+			if (j != i && w->tails[j].fwd == wt->fwd)
+				shared = 1;
+		if (!shared)
+			inotify_rm_watch(w->ifd, wt->fwd);
+	}
+	tail_free(wt->t);
+	free(wt->base);
+	w->tails[i] = w->tails[--w->n_tails];
+}
+
+/* Reads a tail to its end, logging a failure once until it recovers. Returns 0 or -1. */
+static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
+{
+	struct wtail *wt = &w->tails[i];
+	char e[1024] = "";
+
+	wt->dirty = 0;
+	if (tail_read(wt->t, e, sizeof(e)) < 0) {
+		if (!wt->failing)
+			log_err("%s (retried at the next change or rescan)", e);
+		else
+			log_debug("%s", e);
+		wt->failing = 1;
+		err_set(err, errlen, "%s", e);
+		return -1;
+	}
+	if (wt->failing)
+		log_info("%s: reading again", tail_path(wt->t));
+	wt->failing = 0;
+	return 0;
+}
+
+/* After a successful read: closes the file if it was deleted. Returns 1 if released. */
+static int release_if_deleted(struct watch *w, size_t i)
+{
+	struct stat st;
+
+	if (tail_stat(w->tails[i].t, &st) == 0 && st.st_nlink == 0) {
+		release(w, i, "deleted and read to its end");
+		return 1;
+	}
+	return 0;
+}
+
+/* Opens a tail for `path` of source `si`. Returns its index, -1 if the file cannot be opened
+ * now (logged), -2 on a spool error (in `err`). */
+static long open_path(struct watch *w, size_t si, const char *path, char *err, size_t errlen)
+{
+	char e[1024] = "";
+	long fi = fail_find(w, path);
+	unsigned flags = w->scanned && !(fi >= 0 && w->fails[fi].at_start) ? TAIL_OPEN_CREATED : 0;
+	struct tail *t;
+	struct wtail *wt;
+	struct stat st;
+	int ferr = 0;
+
+	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	if (t == NULL) {
+		fail_log(w, path, e);
+		if (ferr != 0)
+			return -1;
+		err_set(err, errlen, "%s", e);
+		return -2;
+	}
+	if (fi >= 0)
+		fail_remove(w, (size_t)fi);
+	if (grow((void **)&w->tails, &w->cap_tails, w->n_tails, sizeof(*w->tails)) < 0) {
+		tail_free(t);
+		log_err("%s: out of memory", path);
+		return -1;
+	}
+	wt = &w->tails[w->n_tails];
+	memset(wt, 0, sizeof(*wt));
+	wt->t = t;
+	wt->fwd = -1;
+	wt->orphan_size = -1;
+	wt->seen = w->gen;
+	tail_place(wt, path);
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		wt->fwd = inotify_add_watch(w->ifd, path, WATCH_FILE_MASK);
+		if (wt->fwd < 0 && errno == ENOSPC && !w->enospc_warned) {
+			log_warn("%s: cannot watch: the inotify watch limit "
+				 "(fs.inotify.max_user_watches) is reached; it is read at every "
+				 "rescan only",
+				 path);
+			w->enospc_warned = 1;
+		}
+	}
+	w->n_tails++;
+	log_info("%s: tailing for source %s from offset %jd", path,
+		 w->ctx.cfg->sources[si].name, (intmax_t)tail_file(t)->offset);
+	return (long)(w->n_tails - 1);
+}
+
+/* Whether the tail's current path still names its file. */
+static int path_still_names(const struct tail *t)
+{
+	struct stat st;
+
+	return stat(tail_path(t), &st) == 0 && st.st_dev == tail_dev(t) &&
+	       st.st_ino == tail_ino(t);
+}
+
+/* A glob match `path` of source `si` is the file of tail i: note it, follow a rename. */
+static void matched_again(struct watch *w, size_t i, const char *path)
+{
+	struct wtail *wt = &w->tails[i];
+	char e[1024];
+
+	wt->seen = w->gen;
+	if (wt->orphan) {
+		log_info("%s: matched again by its glob", path);
+		wt->orphan = 0;
+		wt->orphan_size = -1;
+	}
+	if (strcmp(tail_path(wt->t), path) != 0 && (wt->base == NULL || !path_still_names(wt->t))) {
+		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
+			log_warn("%s", e);
+		tail_place(wt, path);
+	}
+}
+
+static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
+{
+	const struct config_source *src = &w->ctx.cfg->sources[si];
+	glob_t g;
+	int rc = 0, grc;
+
+	watch_dirs(w, src);
+	memset(&g, 0, sizeof(g));
+	grc = glob(src->path, 0, NULL, &g);
+	if (grc != 0 && grc != GLOB_NOMATCH) {
+		char msg[PATH_MAX + 128];
+
+		snprintf(msg, sizeof(msg), "source %s: cannot expand %s%s", src->name, src->path,
+			 grc == GLOB_NOSPACE ? ": out of memory" : "");
+		fail_log(w, src->path, msg);
+		/* Not seeing its files now is no sign that they are gone. */
+		for (size_t i = 0; i < w->n_tails; i++)
+			if (tail_source_index(w->tails[i].t) == si)
+				w->tails[i].seen = w->gen;
+		globfree(&g);
+		return 0;
+	}
+	for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
+		const char *path = g.gl_pathv[k];
+		struct stat st;
+		long i;
+
+		if (excluded(src, base_name(path)) || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		i = tail_find(w, si, st.st_dev, st.st_ino);
+		if (i >= 0) {
+			matched_again(w, (size_t)i, path);
+			continue;
+		}
+		if (open_path(w, si, path, err, errlen) == -2) {
+			rc = -1;
+			err = NULL; /* keep the first error */
+		}
+	}
+	globfree(&g);
+	return rc;
+}
+
+int watch_scan(struct watch *w, char *err, size_t errlen)
+{
+	char e[1024];
+	int rc = 0;
+
+	if (w == NULL) {
+		err_set(err, errlen, "watch_scan: invalid arguments");
+		return -1;
+	}
+	w->gen++;
+	w->need_scan = 0;
+	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
+		if (scan_source(w, si, rc == 0 ? err : NULL, errlen) < 0)
+			rc = -1;
+	}
+	for (size_t i = 0; i < w->n_tails; i++) {
+		struct wtail *wt = &w->tails[i];
+
+		if (wt->seen != w->gen && !wt->orphan) {
+			log_info("%s: no longer matched by its glob: read until it stops growing",
+				 tail_path(wt->t));
+			wt->orphan = 1;
+			wt->orphan_size = -1;
+		}
+	}
+	/* Backwards: release() moves the last entry into the released one's place. */
+	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = &w->tails[i];
+		struct stat st;
+
+		if (atomic_load(&w->stop))
+			break;
+		if (read_tail(w, i, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0) {
+			rc = -1;
+			continue;
+		}
+		if (release_if_deleted(w, i) || !wt->orphan || tail_stat(wt->t, &st) < 0)
+			continue;
+		if (st.st_size == wt->orphan_size) {
+			if (tail_file(wt->t)->offset < st.st_size)
+				log_info("%s: %jd bytes of an unfinished last line are left unread",
+					 tail_path(wt->t),
+					 (intmax_t)(st.st_size - tail_file(wt->t)->offset));
+			release(w, i, "rotated away, read to its end and no longer growing");
+		} else {
+			wt->orphan_size = st.st_size;
+		}
+	}
+	for (size_t i = w->n_fails; i-- > 0;)
+		if (w->fails[i].seen != w->gen)
+			fail_remove(w, i);
+	w->scanned = 1;
+	w->next_scan = mono_ms() + (w->ctx.cfg->agent.rescan_interval_ms > 0
+					    ? w->ctx.cfg->agent.rescan_interval_ms
+					    : WATCH_RESCAN_DEFAULT_MS);
+	return rc;
+}
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static void mark_dirty(struct watch *w, const struct wdir *d, const char *name)
+{
+	for (size_t i = 0; i < w->n_tails; i++) {
+		struct wtail *wt = &w->tails[i];
+
+		if (wt->base != NULL && wt->dir_dev == d->dev && wt->dir_ino == d->ino &&
+		    strcmp(wt->base, name) == 0)
+			wt->dirty = 1;
+	}
+}
+
+/* A name appeared (or changed its attributes) in a watched directory: open it if a source's glob
+ * matches it and it is not open yet. */
+static void try_open(struct watch *w, const struct wdir *d, const char *name)
+{
+	char *joined = path_join(d->path, name), e[1024];
+
+	if (joined == NULL)
+		return;
+	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
+		const struct config_source *src = &w->ctx.cfg->sources[si];
+		const char *cand = joined;
+		struct stat st;
+		long i;
+
+		/* A pattern without a '/' is relative to the working directory and so are the
+		 * paths glob(3) gives for it. */
+		if (strchr(src->path, '/') == NULL) {
+			if (strcmp(d->path, ".") != 0)
+				continue;
+			cand = name;
+		}
+		if (fnmatch(src->path, cand, FNM_PATHNAME | FNM_PERIOD) != 0 ||
+		    excluded(src, name) || stat(cand, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		i = tail_find(w, si, st.st_dev, st.st_ino);
+		if (i >= 0) {
+			if (w->tails[i].base == NULL || w->tails[i].orphan)
+				matched_again(w, (size_t)i, cand);
+			w->tails[i].dirty = 1;
+			continue;
+		}
+		i = open_path(w, si, cand, e, sizeof(e));
+		if (i >= 0)
+			w->tails[i].dirty = 1;
+	}
+	free(joined);
+}
+
+/* IN_MOVED_TO with the cookie of a tail's IN_MOVED_FROM: its new name. */
+static void moved_to(struct watch *w, const struct wdir *d, const char *name, uint32_t cookie)
+{
+	char e[1024];
+
+	if (cookie == 0)
+		return;
+	for (size_t i = 0; i < w->n_tails; i++) {
+		struct wtail *wt = &w->tails[i];
+		char *path;
+
+		if (wt->cookie != cookie)
+			continue;
+		wt->cookie = 0;
+		path = path_join(d->path, name);
+		if (path == NULL)
+			continue;
+		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
+			log_warn("%s", e);
+		tail_place(wt, path);
+		wt->dirty = 1;
+		free(path);
+	}
+}
+
+/* The tail's name was moved away or deleted: read what it still holds, close it if it was
+ * deleted, and let a rescan decide about a renamed one. */
+static void name_gone(struct watch *w, size_t i, uint32_t cookie)
+{
+	struct wtail *wt = &w->tails[i];
+	char e[1024];
+
+	if (read_tail(w, i, e, sizeof(e)) == 0 && release_if_deleted(w, i))
+		return;
+	free(wt->base);
+	wt->base = NULL;
+	wt->cookie = cookie;
+	w->need_scan = 1;
+}
+
+static void handle_event(struct watch *w, const struct inotify_event *ev)
+{
+	long d;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		log_warn("the inotify event queue overflowed: events were lost; rescanning");
+		w->need_scan = 1;
+		return;
+	}
+	d = dir_find_wd(w, ev->wd);
+	if (d >= 0) {
+		struct wdir dir = w->dirs[d]; /* a copy: the array may change below */
+
+		if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+			/* Gone or moved, so its path no longer leads to it: forget it, and let a
+			 * rescan watch whatever the glob now finds. */
+			if (!(ev->mask & IN_IGNORED))
+				inotify_rm_watch(w->ifd, ev->wd);
+			dir_remove(w, (size_t)d);
+			w->need_scan = 1;
+			return;
+		}
+		if (ev->len == 0 || ev->name[0] == '\0')
+			return;
+		if (ev->mask & IN_ISDIR) {
+			if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))
+				w->need_scan = 1;
+			return;
+		}
+		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
+			mark_dirty(w, &dir, ev->name);
+		if (ev->mask & IN_MOVED_TO)
+			moved_to(w, &dir, ev->name, ev->cookie);
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB))
+			try_open(w, &dir, ev->name);
+		if (ev->mask & (IN_MOVED_FROM | IN_DELETE)) {
+			for (size_t i = w->n_tails; i-- > 0;) {
+				struct wtail *wt = &w->tails[i];
+
+				if (wt->base != NULL && wt->dir_dev == dir.dev &&
+				    wt->dir_ino == dir.ino && strcmp(wt->base, ev->name) == 0)
+					name_gone(w, i, (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
+			}
+		}
+		return;
+	}
+	/* A watch on a file itself. */
+	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = &w->tails[i];
+		char e[1024];
+
+		if (wt->fwd != ev->wd)
+			continue;
+		if (ev->mask & IN_IGNORED) {
+			wt->fwd = -1;
+			continue;
+		}
+		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
+			wt->dirty = 1;
+		if (ev->mask & IN_MOVE_SELF)
+			w->need_scan = 1;
+		/* IN_ATTRIB: its link count may have dropped to 0 */
+		if ((ev->mask & IN_ATTRIB) && read_tail(w, i, e, sizeof(e)) == 0)
+			release_if_deleted(w, i);
+	}
+}
+
+/* Reads the tails the last batch of events marked. */
+static void read_dirty(struct watch *w)
+{
+	char e[1024];
+
+	for (size_t i = w->n_tails; i-- > 0;) {
+		if (atomic_load(&w->stop))
+			return;
+		if (w->tails[i].dirty)
+			read_tail(w, i, e, sizeof(e));
+	}
+}
+
+int watch_run(struct watch *w, char *err, size_t errlen)
+{
+	char e[1024];
+
+	if (w == NULL) {
+		err_set(err, errlen, "watch_run: invalid arguments");
+		return -1;
+	}
+	/* Spool errors are logged (by read_tail) and retried at the next change or rescan: a
+	 * full disk must not end ingest, and the checkpoint simply does not move meanwhile. */
+	while (!atomic_load(&w->stop)) {
+		struct pollfd pfd[2];
+		int64_t now = mono_ms(), wait;
+		ssize_t n;
+		int prc;
+
+		if (w->need_scan || now >= w->next_scan) {
+			watch_scan(w, e, sizeof(e));
+			continue;
+		}
+		wait = w->next_scan - now;
+		pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
+		pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
+		prc = poll(pfd, 2, wait > INT_MAX ? INT_MAX : (int)wait);
+		if (prc < 0) {
+			if (errno == EINTR)
+				continue;
+			err_set(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (pfd[1].revents != 0)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLNVAL)) {
+			err_set(err, errlen, "inotify descriptor failed");
+			return -1;
+		}
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		n = read(w->ifd, w->evbuf, WATCH_EVBUF);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			err_set(err, errlen, "reading inotify events: %s", strerror(errno));
+			return -1;
+		}
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *ev =
+				(const struct inotify_event *)(void *)(w->evbuf + off);
+
+			handle_event(w, ev);
+			off += (ssize_t)sizeof(struct inotify_event) + ev->len;
+		}
+		read_dirty(w);
+	}
+	return 0;
+}
+
+void watch_stop(struct watch *w)
+{
+	uint64_t one = 1;
+
+	if (w == NULL)
+		return;
+	atomic_store(&w->stop, 1);
+	if (write(w->efd, &one, sizeof(one)) < 0)
+		return; /* the counter is full: a stop is already pending */
+}
+
+struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen)
+{
+	struct watch *w;
+
+	if (ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL) {
+		err_set(err, errlen, "watch_new: invalid arguments");
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	w->ctx = *ctx;
+	w->efd = -1;
+	atomic_init(&w->stop, 0);
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->ifd < 0) {
+		err_set(err, errlen, "inotify_init1: %s%s", strerror(errno),
+			errno == EMFILE ? " (the limit fs.inotify.max_user_instances is reached)"
+					: "");
+		goto fail;
+	}
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->efd < 0) {
+		err_set(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	w->evbuf = malloc(WATCH_EVBUF);
+	if (w->evbuf == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto fail;
+	}
+	w->next_scan = mono_ms();
+	return w;
+fail:
+	watch_free(w);
+	return NULL;
+}
+
+void watch_free(struct watch *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n_tails; i++) {
+		tail_free(w->tails[i].t);
+		free(w->tails[i].base);
+	}
+	free(w->tails);
+	for (size_t i = 0; i < w->n_dirs; i++)
+		free(w->dirs[i].path);
+	free(w->dirs);
+	for (size_t i = 0; i < w->n_fails; i++) {
+		free(w->fails[i].path);
+		free(w->fails[i].msg);
+	}
+	free(w->fails);
+	free(w->evbuf);
+	if (w->ifd >= 0)
+		close(w->ifd);
+	if (w->efd >= 0)
+		close(w->efd);
+	free(w);
+}
+
+size_t watch_tail_count(const struct watch *w)
+{
+	return w != NULL ? w->n_tails : 0;
+}

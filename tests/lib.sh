@@ -1,0 +1,365 @@
+# Shared helpers for logmeter's integration tests (tests/t_*.sh). Source it from bash:
+#
+#   #!/bin/bash
+#   set -eu
+#   . "$(dirname "$0")/lib.sh"
+#   lm_init my_test
+#
+# Under `make check` the harness exports top_srcdir, top_builddir, LOGMETER and PYTHON3. Run by
+# hand (tests/t_x.sh from the top of a built tree) they are derived from this file's location and
+# the current directory. Exit codes follow automake: 0 pass, 1 fail, 77 skip.
+#
+# Everything stays on loopback: the Stripe double listens on 127.0.0.1 and proxies are disabled.
+#
+# Helpers that can fail return non-zero instead of exiting, so write `agent_stop || fail "..."`
+# (set -e does not apply inside functions called from `if`, `||` or `&&`).
+
+_lm_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${top_srcdir:=$(cd "$_lm_lib_dir/.." && pwd)}"
+if [ -z "${top_builddir:-}" ]; then
+	if [ -x "$PWD/src/logmeter" ]; then
+		top_builddir=$PWD
+	else
+		top_builddir=$top_srcdir
+	fi
+fi
+: "${LOGMETER:=$top_builddir/src/logmeter}"
+if [ -z "${PYTHON3:-}" ] || ! command -v "$PYTHON3" >/dev/null 2>&1; then
+	if [ -x /usr/bin/python3 ]; then
+		PYTHON3=/usr/bin/python3
+	else
+		PYTHON3=$(command -v python3 || true)
+	fi
+fi
+export top_srcdir top_builddir LOGMETER PYTHON3
+
+DOUBLE_PY=$top_srcdir/tests/stripe_double.py
+: "${DOUBLE_METERS:=bandwidth_bytes requests}"
+
+T=
+LOGS=
+AGENT_PID=
+DOUBLE_PID=
+DOUBLE_PORT=
+DOUBLE_URL=
+API_KEY=
+_LM_NAME=
+
+# The test's output goes to the harness's .log file; prefix progress lines with the test name.
+note() {
+	echo "${_LM_NAME:-test}: $*"
+}
+
+skip() {
+	echo "SKIP: ${_LM_NAME:-test}: $*" >&2
+	exit 77
+}
+
+fail() {
+	echo "FAIL: ${_LM_NAME:-test}: $*" >&2
+	local f
+	for f in agent.log double.log double.out; do
+		if [ -n "$T" ] && [ -s "$T/$f" ]; then
+			echo "---- last 30 lines of $f ----" >&2
+			tail -n 30 "$T/$f" >&2
+		fi
+	done
+	exit 1
+}
+
+assert_eq() {
+	if [ "$1" != "$2" ]; then
+		fail "${3:-assert_eq}: expected '$1', got '$2'"
+	fi
+}
+
+# wait_until TIMEOUT_S CMD...: runs CMD every 0.1 s until it succeeds (0) or TIMEOUT_S seconds
+# (may be fractional) have passed (1).
+wait_until() {
+	local timeout=$1
+	shift
+	local deadline now
+	deadline=$(($(date +%s%N) + $(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1e9 }')))
+	while :; do
+		if "$@"; then
+			return 0
+		fi
+		now=$(date +%s%N)
+		if [ "$now" -ge "$deadline" ]; then
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+_lm_random() {
+	od -An -N8 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# _lm_kill PID: SIGTERM, then SIGKILL if still there after 5 s; reaps it. Returns its exit code
+# (or 0 if it was already gone and reaped).
+_lm_kill() {
+	local pid=$1 i rc=0
+	[ -n "$pid" ] || return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "${_LM_NAME:-test}: pid $pid ignored SIGTERM for 5 s, sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	return $rc
+}
+
+lm_cleanup() {
+	local rc=$?
+	set +e
+	_lm_kill "$AGENT_PID"
+	AGENT_PID=
+	_lm_kill "$DOUBLE_PID"
+	DOUBLE_PID=
+	if [ -n "$T" ] && [ -d "$T" ]; then
+		if [ "${KEEP:-0}" = 1 ]; then
+			echo "${_LM_NAME:-test}: kept $T" >&2
+		else
+			rm -rf "$T"
+		fi
+	fi
+	exit $rc
+}
+
+# lm_init NAME: a private temporary directory $T, $LOGS (the shared real logs), cleanup on exit.
+lm_init() {
+	_LM_NAME=$1
+	export TZ=UTC LC_ALL=C
+	# libcurl and curl honour proxy variables; the tests talk to 127.0.0.1 only.
+	unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+	export no_proxy='127.0.0.1,localhost' NO_PROXY='127.0.0.1,localhost'
+	unset LOGMETER_STRIPE_API_KEY
+	T=$(mktemp -d "${TMPDIR:-/tmp}/logmeter-$1.XXXXXX")
+	trap lm_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	LOGS=${LOGMETER_LOGS:-$top_srcdir/../shared/data/logs}
+	if [ ! -d "$LOGS" ]; then
+		fail "the shared test logs are missing: $LOGS (set LOGMETER_LOGS to their directory)"
+	fi
+	LOGS=$(cd "$LOGS" && pwd)
+	[ -n "$PYTHON3" ] || skip "python3 not found (needed by the Stripe double)"
+	command -v curl >/dev/null 2>&1 || skip "curl not found"
+	export T LOGS
+}
+
+# --- the Stripe double -------------------------------------------------------------------------
+
+_lm_curl() {
+	curl -sS --noproxy '*' --max-time 30 "$@"
+}
+
+_lm_double_launch() {
+	local port=$1 i
+	shift
+	local meters=() m
+	for m in $DOUBLE_METERS; do
+		meters+=(--meter "$m")
+	done
+	rm -f "$T/double.port"
+	"$PYTHON3" "$DOUBLE_PY" --api-key "$API_KEY" --record "$T/accepted.tsv" \
+		--log "$T/double.log" --port "$port" --port-file "$T/double.port" \
+		"${meters[@]}" "$@" >>"$T/double.out" 2>&1 &
+	DOUBLE_PID=$!
+	for i in $(seq 100); do
+		[ -s "$T/double.port" ] && break
+		if ! kill -0 "$DOUBLE_PID" 2>/dev/null; then
+			wait "$DOUBLE_PID" 2>/dev/null || true
+			DOUBLE_PID=
+			fail "the Stripe double exited at start (see double.out)"
+		fi
+		sleep 0.1
+	done
+	[ -s "$T/double.port" ] || fail "the Stripe double did not start within 10 s"
+	DOUBLE_PORT=$(cat "$T/double.port")
+	DOUBLE_URL=http://127.0.0.1:$DOUBLE_PORT
+	export DOUBLE_PORT DOUBLE_URL
+}
+
+# double_start [extra args]: a new double with a fresh API key ($API_KEY), meters from
+# $DOUBLE_METERS, record $T/accepted.tsv, log $T/double.log.
+double_start() {
+	[ -z "$DOUBLE_PID" ] || fail "double_start: the double is already running"
+	API_KEY=sk_test_double_$(_lm_random)
+	export API_KEY
+	_lm_double_launch 0 "$@"
+}
+
+double_stop() {
+	local pid=$DOUBLE_PID
+	DOUBLE_PID=
+	_lm_kill "$pid" || true
+}
+
+# double_restart [extra args]: same port, API key and record file (so accepted identifiers are
+# still rejected as duplicates); idempotency memory, stats and faults are lost. Only the extra
+# args given here are passed (not those given to double_start).
+double_restart() {
+	[ -n "$DOUBLE_PORT" ] || fail "double_restart: no double was started"
+	double_stop
+	_lm_double_launch "$DOUBLE_PORT" "$@"
+}
+
+_lm_double_post_json() {
+	local path=$1 json=$2 out
+	out=$(_lm_curl -f -X POST -H 'Content-Type: application/json' --data-binary "$json" \
+		"$DOUBLE_URL$path") || fail "POST $path to the double failed: $out"
+}
+
+# double_faults SPEC: appends fault tokens to the double's queue, e.g. '500*3,drop_after,429'.
+double_faults() {
+	local json
+	json=$("$PYTHON3" -c 'import json, sys; print(json.dumps({"spec": sys.argv[1]}))' "$1")
+	_lm_double_post_json /_double/faults "$json"
+}
+
+# double_faults_json JSON: e.g. '{"rate": 0.3, "kinds": ["500", "drop_after"], "seed": 1}' or
+# '{"clear": true}'.
+double_faults_json() {
+	_lm_double_post_json /_double/faults "$1"
+}
+
+double_reset() {
+	_lm_double_post_json /_double/reset '{}'
+}
+
+# double_stat KEY: one integer field of /_double/stats; dotted keys reach into the maps
+# (faults.500, by_status.200), where a kind or status never seen prints 0. An unknown top-level
+# key prints nothing and returns 1, so a typo cannot pass as a zero.
+double_stat() {
+	local json
+	json=$(_lm_curl -f "$DOUBLE_URL/_double/stats") || fail "GET /_double/stats failed"
+	printf '%s' "$json" | "$PYTHON3" -c '
+import json, sys
+v = json.load(sys.stdin)
+path = sys.argv[1].split(".")
+if path[0] not in v:
+    sys.exit("double_stat: no field %r in the stats: %s" % (path[0], " ".join(sorted(v))))
+v = v[path[0]]
+for k in path[1:]:
+    v = v.get(k, 0) if isinstance(v, dict) else 0
+print(int(v))' "$1"
+}
+
+# double_events: the JSON list of events accepted by the running double.
+double_events() {
+	_lm_curl -f "$DOUBLE_URL/_double/events"
+}
+
+# double_accepted_ids: sorted identifiers of every event accepted (across restarts).
+double_accepted_ids() {
+	if [ -f "$T/accepted.tsv" ]; then
+		cut -f1 "$T/accepted.tsv" | sort
+	fi
+}
+
+# file_uid CONF PATH: the uid the agent's spool gave the file last seen under PATH (part of its
+# events' identifiers, see docs/identifiers.md). Reads the spool read-only.
+file_uid() {
+	local state
+	state=$(sed -n 's/^[[:space:]]*state_dir[[:space:]]*=[[:space:]]*//p' "$1" | tail -n 1)
+	[ -n "$state" ] || fail "file_uid: no state_dir in $1"
+	"$PYTHON3" -c '
+import sqlite3, sys
+db = sqlite3.connect("file:%s/spool.db?mode=ro" % sys.argv[1], uri=True, timeout=10)
+row = db.execute("SELECT uid FROM files WHERE path = ? ORDER BY id DESC LIMIT 1",
+                 (sys.argv[2],)).fetchone()
+if row is None:
+    sys.exit("file_uid: no file %s in %s/spool.db" % (sys.argv[2], sys.argv[1]))
+print(row[0])' "$state" "$2"
+}
+
+# --- the agent ---------------------------------------------------------------------------------
+
+# write_config FILE: [agent] and [stripe] sections pointing at the double; append [source] and
+# [rule] sections with `cat >>FILE`.
+write_config() {
+	local file=$1
+	[ -n "$DOUBLE_URL" ] || fail "write_config: start the double first"
+	mkdir -p "$T/state"
+	(umask 077 && printf '%s\n' "$API_KEY" >"$T/stripe.key")
+	chmod 0600 "$T/stripe.key"
+	cat >"$file" <<EOF
+[agent]
+state_dir = $T/state
+instance = test
+rescan_interval = 1s
+
+[stripe]
+api_base = $DOUBLE_URL
+api_key_file = $T/stripe.key
+retry_min_backoff = 50ms
+retry_max_backoff = 500ms
+max_requests_per_second = 1000
+auth_pause = 500ms
+
+EOF
+}
+
+_lm_check_agent() {
+	[ -x "$LOGMETER" ] || fail "logmeter binary not found: $LOGMETER (build it, or set LOGMETER)"
+}
+
+# agent_start CONF [args]: `logmeter run -c CONF` in the background; stderr to $T/agent.log.
+agent_start() {
+	local conf=$1
+	shift
+	_lm_check_agent
+	[ -z "$AGENT_PID" ] || fail "agent_start: the agent is already running"
+	"$LOGMETER" run -c "$conf" "$@" >>"$T/agent.out" 2>>"$T/agent.log" &
+	AGENT_PID=$!
+}
+
+# agent_stop: SIGTERM, wait (at most 30 s, then SIGKILL and fail); returns the agent's exit code.
+agent_stop() {
+	local pid=$AGENT_PID i rc=0
+	[ -n "$pid" ] || fail "agent_stop: no agent running"
+	AGENT_PID=
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		fail "the agent did not exit within 30 s of SIGTERM"
+	fi
+	wait "$pid" || rc=$?
+	return $rc
+}
+
+agent_kill9() {
+	local pid=$AGENT_PID
+	[ -n "$pid" ] || fail "agent_kill9: no agent running"
+	AGENT_PID=
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+agent_running() {
+	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null
+}
+
+# agent_once CONF [args]: `logmeter run --once -c CONF` in the foreground (at most 120 s);
+# returns its exit code (124 on timeout).
+agent_once() {
+	local conf=$1 rc=0
+	shift
+	_lm_check_agent
+	timeout 120 "$LOGMETER" run --once -c "$conf" "$@" >>"$T/agent.out" 2>>"$T/agent.log" ||
+		rc=$?
+	return $rc
+}

@@ -1,0 +1,829 @@
+#!/usr/bin/python3
+"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events as described in
+/work/shared/reference/stripe-meter-events.md, on 127.0.0.1 only, with injectable faults.
+
+Python 3.11 standard library only.
+
+Usage:
+  stripe_double.py --api-key KEY [--port N] [--port-file PATH] [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
+                   [--record PATH] [--log PATH] [--faults SPEC]
+
+Meter events (POST /v1/billing/meter_events), checked in this order:
+  1. a fault token is taken (queue first, then random mode; see FAULTS) and applied;
+  2. Authorization must be exactly "Bearer <api-key>", else 401;
+  3. Idempotency-Key (<= 255 chars): a stored response for the key is replayed with
+     "Idempotent-Replayed: true" if the parameters are the same, else 400 idempotency_error; a key
+     whose first request is still being processed gets 409 idempotency_error;
+  4. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
+  5. Content-Type and parameters are validated (400 invalid_request_error, with "param");
+  6. an identifier already accepted gets 400 "An event already exists with identifier <id>." and
+     "Stripe-Should-Retry: false"; otherwise the event is accepted: 200 with the billing.meter_event.
+  As at Stripe, only the results of requests that reached the endpoint's work are stored for an
+  Idempotency-Key: the 200 and the 400 "already exists". Injected faults, 401s, validation 400s and
+  409s are not stored, so a retry with the same key is processed afresh.
+
+FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed per meter-event
+  request (control endpoints are never faulted):
+    500 502 503 504  answer that status with an api_error body, before processing
+    429              rate limited (Stripe-Rate-Limited-Reason: global-rate), before processing
+    429lock          429 lock_timeout with Stripe-Should-Retry: true, before processing
+    409              409 idempotency_error (concurrent request), before processing
+    drop             read the request, close the connection without answering; nothing accepted
+    drop_after       process (and accept) normally, then close without answering
+    cut_after        process normally, send the status line, headers and half of the body, then
+                     close (unlike a connection closed before any byte, libcurl cannot transparently
+                     re-send this one on a fresh connection)
+    slow:MS          sleep MS milliseconds, then handle normally
+    ok               no fault
+  When the queue is empty, random mode (POST /_double/faults {"rate": 0.3, "kinds": [...],
+  "seed": 1}) picks a kind from "kinds" with probability "rate".
+
+Control endpoints (no auth, never faulted, not counted in the stats):
+  POST /_double/faults  JSON {"clear": true, "spec": "...", "rate": R, "kinds": [...], "seed": S}:
+                        clear the queue and random mode (if "clear"), append "spec" to the queue,
+                        set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
+  GET  /_double/faults  the fault state.
+  GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
+                        idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
+                        max_in_flight, by_status: {"200": n, ..., "dropped": n}, not_found,
+                        preloaded, fault_queue (alias faults_pending)}
+                        requests: meter-event requests; rejected: 400s other than duplicates
+                        (validation and idempotency mismatch); idempotency_errors: 400 mismatches
+                        and 409 concurrent-key answers (not injected 409s); concurrency_violations:
+                        requests that started while another for the same (customer, event_name) was
+                        in flight; preloaded: identifiers loaded from the record file at start.
+  GET  /_double/events  JSON list of the events accepted by this process.
+  POST /_double/reset   clears the in-memory fault queue, random mode and stats. It keeps the
+                        accepted identifiers, the events list, the idempotency memory and the record
+                        file: the double still rejects duplicates after a reset.
+
+Files:
+  --record: one line per ACCEPTED event, flushed, tab-separated: identifier, event_name, customer
+    (the payload's customer-key value), value, timestamp, idempotency key (empty if none), unix time
+    accepted (seconds, 3 decimals). Tabs, newlines, CRs and backslashes in fields are written as
+    \\t \\n \\r \\\\. At start the identifiers of an existing record file are loaded, so a restarted
+    double still rejects duplicates (its idempotency memory is lost, as allowed).
+  --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path, status ("none" when no answer was
+    sent), fault applied ("-" if none), idempotency key ("-"), identifier ("-"), customer ("-"),
+    event_name ("-"), notes (comma-separated: replay, duplicate, concurrent, ...; "-"), unix time.
+
+Exit: 0 after SIGTERM/SIGINT, 2 on bad arguments, 1 if the port cannot be bound.
+"""
+
+import argparse
+import errno
+import hashlib
+import http.server
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+METER_EVENTS_PATH = "/v1/billing/meter_events"
+MAX_BODY = 1 << 20
+MAX_IDEMPOTENCY_KEY = 255
+MAX_STRING = 100
+PAST_WINDOW_S = 35 * 86400
+FUTURE_WINDOW_S = 300
+VALUE_RE = re.compile(r"^-?\d+(\.\d+)?$")
+INT_RE = re.compile(r"^-?\d+$")
+MAX_SIGNIFICANT_DIGITS = 15
+
+FAULT_KINDS = {"500", "502", "503", "504", "429", "429lock", "409", "drop", "drop_after",
+               "cut_after", "ok"}
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+def parse_fault_token(tok):
+    """'KIND' or 'slow:MS' (without a count) -> normalized token string."""
+    tok = tok.strip()
+    if tok in FAULT_KINDS:
+        return tok
+    m = re.fullmatch(r"slow:(\d{1,7})", tok)
+    if m:
+        return "slow:%d" % int(m.group(1))
+    raise FaultSpecError("unknown fault %r (known: %s, slow:MS)" %
+                         (tok, " ".join(sorted(FAULT_KINDS))))
+
+
+def parse_fault_spec(spec):
+    """'500*5,drop_after,slow:2000*2' -> list of tokens, expanded."""
+    out = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        count = 1
+        if "*" in item:
+            item, _, n = item.partition("*")
+            if not re.fullmatch(r"\d{1,6}", n.strip()):
+                raise FaultSpecError("bad fault count in %r" % spec)
+            count = int(n)
+        tok = parse_fault_token(item)
+        out.extend([tok] * count)
+    return out
+
+
+def fault_kind(tok):
+    return "slow" if tok.startswith("slow:") else tok
+
+
+def tsv_escape(s):
+    return (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def tsv_unescape(s):
+    out = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            n = s[i + 1]
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(n, n))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def mask_key(token):
+    """Like Stripe: never echo a key, only a prefix and its last 4 characters."""
+    m = re.match(r"^((?:sk|rk|pk)_(?:test|live)_)", token)
+    prefix = m.group(1) if m else ""
+    tail = token[-4:] if len(token) > 8 else ""
+    return prefix + "****" + tail
+
+
+def error_body(etype, message, param=None, code=None):
+    err = {"type": etype, "message": message}
+    if param is not None:
+        err["param"] = param
+    if code is not None:
+        err["code"] = code
+    return {"error": err}
+
+
+def request_id():
+    return "req_" + uuid.uuid4().hex[:14]
+
+
+class Reply:
+    """What to send back: status, extra headers, JSON body; or a drop/cut of the connection."""
+
+    def __init__(self, status, body, headers=None, store=False, note=None):
+        self.status = status
+        self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.headers = list(headers or [])
+        if not any(k.lower() == "request-id" for k, _ in self.headers):
+            self.headers.append(("Request-Id", request_id()))
+        self.store = store  # an Idempotency-Key keeps this result
+        self.note = note
+        self.drop = False  # close without answering
+        self.cut = False  # send headers and half the body, then close
+
+
+def bad_request(message, param=None, note="rejected"):
+    return Reply(400, error_body("invalid_request_error", message, param), note=note)
+
+
+class State:
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.api_key = args.api_key
+        self.meters = {}
+        for spec in args.meter or []:
+            parts = spec.split(":")
+            if len(parts) > 3 or not parts[0]:
+                raise SystemExit("stripe_double: bad --meter %r" % spec)
+            name = parts[0]
+            cust = parts[1] if len(parts) > 1 and parts[1] else "stripe_customer_id"
+            val = parts[2] if len(parts) > 2 and parts[2] else "value"
+            self.meters[name] = (cust, val)
+        self.ids = set()
+        self.events = []
+        self.idem = {}  # key -> None while in progress, else (hash, Reply)
+        self.inflight = {}  # (customer, event_name) -> n
+        self.queue = []
+        self.rate = 0.0
+        self.kinds = []
+        self.rng = random.Random()
+        self.record = None
+        self.log = None
+        self.reset_stats()
+        self.preloaded = 0
+        if args.record:
+            self.load_record(args.record)
+            self.record = open(args.record, "a", encoding="utf-8", newline="\n")
+        if args.log:
+            self.log = open(args.log, "a", encoding="utf-8", newline="\n")
+        if args.faults:
+            self.queue.extend(parse_fault_spec(args.faults))
+
+    def reset_stats(self):
+        self.stats = {
+            "requests": 0, "accepted": 0, "duplicates": 0, "replays": 0, "rejected": 0,
+            "unauthorized": 0, "idempotency_errors": 0, "faults": {},
+            "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
+            "not_found": 0,
+        }
+
+    def load_record(self, path):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    line = line.rstrip("\n")
+                    if not line:
+                        continue
+                    ident = tsv_unescape(line.split("\t", 1)[0])
+                    if ident and ident not in self.ids:
+                        self.ids.add(ident)
+                        self.preloaded += 1
+        except FileNotFoundError:
+            pass
+
+    # All methods below are called with self.lock held.
+
+    def next_fault(self):
+        if self.queue:
+            return self.queue.pop(0)
+        if self.rate > 0 and self.kinds and self.rng.random() < self.rate:
+            return self.rng.choice(self.kinds)
+        return None
+
+    def fault_state(self):
+        return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds)}
+
+    def count_status(self, key):
+        bs = self.stats["by_status"]
+        bs[key] = bs.get(key, 0) + 1
+
+    def write_log(self, fields):
+        if self.log:
+            self.log.write("\t".join(tsv_escape(f) if f else "-" for f in fields) + "\n")
+            self.log.flush()
+
+    def snapshot(self):
+        s = json.loads(json.dumps(self.stats))
+        s["preloaded"] = self.preloaded
+        s["fault_queue"] = len(self.queue)
+        s["faults_pending"] = len(self.queue)  # alias used by t_faults.sh
+        return s
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "stripe-double"
+    # Headers and body go out in one write, and without Nagle: otherwise delayed ACKs cap a
+    # keep-alive connection at about 25 requests per second.
+    disable_nagle_algorithm = True
+
+    def version_string(self):
+        return self.server_version
+
+    def log_message(self, format, *args):  # noqa: A002 (base class signature)
+        pass
+
+    @property
+    def st(self):
+        return self.server.state
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def read_body(self):
+        """The request body, or None after answering 400/413 (the connection is then closed)."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            chunks = []
+            total = 0
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    self.close_connection = True
+                    self.send_json(400, error_body("invalid_request_error", "Bad chunked body."))
+                    return None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                total += size
+                if total > MAX_BODY:
+                    self.close_connection = True
+                    self.send_json(413, error_body("invalid_request_error", "Body too large."))
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+            return b"".join(chunks)
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = -1
+        if n < 0 or n > MAX_BODY:
+            self.close_connection = True
+            self.send_json(413 if n > 0 else 400,
+                           error_body("invalid_request_error", "Bad Content-Length."))
+            return None
+        return self.rfile.read(n) if n else b""
+
+    def send_json(self, status, obj, headers=()):
+        body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def emit(self, reply, extra_headers=()):
+        headers = list(reply.headers) + list(extra_headers)
+        if reply.drop:
+            self.close_connection = True
+            return
+        if reply.cut:
+            self.close_connection = True
+            self.send_response(reply.status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply.body)))
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(reply.body[: len(reply.body) // 2])
+            self.flush_headers()
+            return
+        self.send_json(reply.status, reply.body, headers)
+
+    def safely(self, fn):
+        try:
+            fn()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+
+    # --- routing --------------------------------------------------------------------------
+
+    def do_GET(self):
+        self.safely(self.route_get)
+
+    def do_POST(self):
+        self.safely(self.route_post)
+
+    def do_DELETE(self):
+        self.safely(self.not_found)
+
+    do_PUT = do_DELETE
+
+    def route_get(self):
+        path = urllib.parse.urlsplit(self.path).path
+        st = self.st
+        if path == "/_double/stats":
+            with st.lock:
+                obj = st.snapshot()
+        elif path == "/_double/events":
+            with st.lock:
+                obj = list(st.events)
+        elif path == "/_double/faults":
+            with st.lock:
+                obj = st.fault_state()
+        elif path == "/_double/health":
+            obj = {"ok": True}
+        else:
+            return self.not_found()
+        # Read-only control requests are not logged: tests poll them, and the log's tail should
+        # show the meter-event traffic when a test fails.
+        self.send_json(200, obj)
+
+    def route_post(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path == METER_EVENTS_PATH:
+            return self.meter_event()
+        if path == "/_double/faults":
+            return self.control_faults()
+        if path == "/_double/reset":
+            body = self.read_body()
+            if body is None:
+                return
+            with self.st.lock:
+                self.st.queue.clear()
+                self.st.rate = 0.0
+                self.st.kinds = []
+                in_flight = self.st.stats["in_flight"]  # still true after the reset
+                self.st.reset_stats()
+                self.st.stats["in_flight"] = in_flight
+            self.log_control(200)
+            return self.send_json(200, {"ok": True})
+        self.not_found()
+
+    def not_found(self):
+        body = self.read_body() if self.command in ("POST", "PUT") else b""
+        if body is None:
+            return
+        with self.st.lock:
+            self.st.stats["not_found"] += 1
+        self.log_control(404)
+        self.send_json(404, error_body(
+            "invalid_request_error",
+            "Unrecognized request URL (%s: %s)." % (self.command, self.path)),
+            [("Request-Id", request_id())])
+
+    def log_control(self, status):
+        with self.st.lock:
+            self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", "",
+                               "%.3f" % time.time()])
+
+    def control_faults(self):
+        body = self.read_body()
+        if body is None:
+            return
+        st = self.st
+        try:
+            req = json.loads(body or b"{}")
+            if not isinstance(req, dict):
+                raise ValueError("expected a JSON object")
+            spec = parse_fault_spec(str(req.get("spec") or ""))
+            kinds = None
+            if "kinds" in req:
+                if not isinstance(req["kinds"], list):
+                    raise ValueError("kinds must be a list")
+                kinds = [parse_fault_token(str(k)) for k in req["kinds"]]
+            rate = None
+            if "rate" in req:
+                rate = float(req["rate"])
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError("rate must be within 0..1")
+        except (ValueError, TypeError) as e:
+            self.log_control(400)
+            return self.send_json(400, error_body("invalid_request_error", str(e)))
+        with st.lock:
+            if req.get("clear"):
+                st.queue.clear()
+                st.rate = 0.0
+                st.kinds = []
+            st.queue.extend(spec)
+            if kinds is not None:
+                st.kinds = kinds
+            if rate is not None:
+                st.rate = rate
+            if "seed" in req:
+                st.rng.seed(req["seed"])
+            obj = st.fault_state()
+        self.log_control(200)
+        self.send_json(200, obj)
+
+    # --- the meter event endpoint ---------------------------------------------------------
+
+    def parse_params(self, body):
+        """-> (params list or None, error Reply or None)"""
+        if not body:
+            return [], None
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return None, bad_request(
+                "Invalid request: the body must be application/x-www-form-urlencoded, not %r."
+                % ctype)
+        try:
+            text = body.decode("ascii")
+            params = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8",
+                                            errors="strict", max_num_fields=1000)
+        except (UnicodeDecodeError, ValueError):
+            return None, bad_request("Invalid request: the body is not valid form-urlencoded UTF-8.")
+        return params, None
+
+    def meter_event(self):
+        body = self.read_body()
+        if body is None:
+            return
+        st = self.st
+        idem = self.headers.get("Idempotency-Key")
+        params, perr = self.parse_params(body)
+        if params is not None:
+            canon = json.dumps(sorted(params)).encode()
+        else:
+            canon = body
+        phash = hashlib.sha256(canon).hexdigest()
+        pmap = dict(params or [])
+        event_name = pmap.get("event_name", "")
+        meter = st.meters.get(event_name)
+        cust_key = meter[0] if meter else "stripe_customer_id"
+        customer = pmap.get("payload[%s]" % cust_key, "")
+        pair = (customer, event_name) if customer and event_name else None
+        notes = []
+        with st.lock:
+            st.stats["requests"] += 1
+            fault = st.next_fault()
+            if fault and fault != "ok":
+                f = st.stats["faults"]
+                k = fault_kind(fault)
+                f[k] = f.get(k, 0) + 1
+            st.stats["in_flight"] += 1
+            st.stats["max_in_flight"] = max(st.stats["max_in_flight"], st.stats["in_flight"])
+            if pair:
+                n = st.inflight.get(pair, 0) + 1
+                st.inflight[pair] = n
+                if n > 1:
+                    st.stats["concurrency_violations"] += 1
+                    notes.append("concurrent")
+        ctx = {"identifier": pmap.get("identifier", "")}
+        try:
+            reply = self.process(fault, idem, phash, params, perr, ctx)
+        except Exception as e:  # a bug in the double must not hang the client
+            reply = Reply(500, error_body("api_error", "stripe double internal error: %s" % e))
+            notes.append("internal_error")
+        finally:
+            # Before any byte is written: a client that has our answer may legitimately start
+            # its next request for the same pair at once.
+            with st.lock:
+                st.stats["in_flight"] -= 1
+                if pair:
+                    n = st.inflight.get(pair, 0) - 1
+                    if n > 0:
+                        st.inflight[pair] = n
+                    else:
+                        st.inflight.pop(pair, None)
+        if reply.note:
+            notes.append(reply.note)
+        if fault in ("drop", "drop_after"):
+            reply.drop = True
+        elif fault == "cut_after":
+            reply.cut = True
+        with st.lock:
+            st.count_status("dropped" if reply.drop else str(reply.status))
+            st.write_log([self.command, self.path, "none" if reply.drop else str(reply.status),
+                          fault or "", idem or "", ctx["identifier"], customer, event_name,
+                          ",".join(notes), "%.3f" % time.time()])
+        self.emit(reply)
+
+    def process(self, fault, idem, phash, params, perr, ctx):
+        st = self.st
+        if fault == "drop":
+            return Reply(0, b"", note="dropped")
+        if fault in ("500", "502", "503", "504"):
+            return Reply(int(fault), error_body(
+                "api_error", "An unknown error occurred (injected %s)." % fault))
+        if fault == "429":
+            return Reply(429, error_body(
+                "invalid_request_error",
+                "Request rate limit exceeded. You can learn more about rate limits here "
+                "https://stripe.com/docs/rate-limits.", code="rate_limit"),
+                [("Stripe-Rate-Limited-Reason", "global-rate")])
+        if fault == "429lock":
+            return Reply(429, error_body(
+                "invalid_request_error",
+                "This object cannot be accessed right now because another API request or Stripe "
+                "process is currently accessing it. If you see this error intermittently, retry "
+                "the request.", code="lock_timeout"),
+                [("Stripe-Should-Retry", "true")])
+        if fault == "409":
+            return Reply(409, error_body(
+                "idempotency_error",
+                "There is currently another in-progress request using this idempotency key "
+                "(injected 409). Please try again later."))
+
+        auth = self.headers.get("Authorization")
+        if auth != "Bearer " + st.api_key:
+            with st.lock:
+                st.stats["unauthorized"] += 1
+            if not auth:
+                msg = ("You did not provide an API key. You need to provide your API key in the "
+                       "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                       "YOUR_SECRET_KEY').")
+            else:
+                token = auth[7:] if auth.startswith("Bearer ") else auth
+                msg = "Invalid API Key provided: %s" % mask_key(token)
+            return Reply(401, error_body("invalid_request_error", msg),
+                         [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
+
+        if idem is not None:
+            if len(idem) > MAX_IDEMPOTENCY_KEY or not idem:
+                with st.lock:
+                    st.stats["rejected"] += 1
+                return bad_request("Invalid idempotency key: it must be 1 to 255 characters.")
+            with st.lock:
+                if idem in st.idem:
+                    entry = st.idem[idem]
+                    if entry is None:
+                        st.stats["idempotency_errors"] += 1
+                        return Reply(409, error_body(
+                            "idempotency_error",
+                            "There is currently another in-progress request using this "
+                            "idempotency key (that probably means you submitted twice, and the "
+                            "other request is still going through): %s. Please try again later."
+                            % idem), note="concurrent_key")
+                    if entry[0] != phash:
+                        st.stats["idempotency_errors"] += 1
+                        st.stats["rejected"] += 1
+                        return Reply(400, error_body(
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with. Try using a key other than "
+                            "'%s' if you meant to execute a different request." % idem),
+                            note="idempotency_mismatch")
+                    st.stats["replays"] += 1
+                    old = entry[1]
+                    return Reply(old.status, old.body,
+                                 old.headers + [("Idempotent-Replayed", "true")], note="replay")
+                st.idem[idem] = None  # in progress
+        reply = None
+        try:
+            if fault and fault.startswith("slow:"):
+                time.sleep(int(fault[5:]) / 1000.0)
+            reply = perr or self.validate_and_accept(params, idem, ctx)
+            reply.store = reply.note in ("accepted", "duplicate")
+            if idem is not None:
+                reply.headers.append(("Idempotency-Key", idem))
+            if reply.status == 400 and reply.note == "rejected":
+                with st.lock:
+                    st.stats["rejected"] += 1
+            return reply
+        finally:
+            if idem is not None:
+                with st.lock:
+                    if reply is not None and reply.store:
+                        st.idem[idem] = (phash, reply)
+                    else:
+                        st.idem.pop(idem, None)
+
+    def validate_and_accept(self, params, idem, ctx):
+        st = self.st
+        allowed = ("event_name", "identifier", "timestamp")
+        payload = {}
+        top = {}
+        for k, v in params:
+            if k in allowed:
+                top[k] = v
+            elif k.startswith("payload[") and k.endswith("]"):
+                inner = k[len("payload["):-1]
+                if not inner or "[" in inner or "]" in inner:
+                    return bad_request("Invalid object", "payload")
+                payload[inner] = v
+            elif k == "payload":
+                return bad_request("Invalid object", "payload")
+            else:
+                return bad_request("Received unknown parameter: %s" % k, k)
+
+        event_name = top.get("event_name", "")
+        if not event_name:
+            return bad_request("Missing required param: event_name.", "event_name")
+        if len(event_name) > MAX_STRING:
+            return bad_request("Invalid string: %s...; must be at most %d characters"
+                               % (event_name[:20], MAX_STRING), "event_name")
+        if not payload:
+            return bad_request("Missing required param: payload.", "payload")
+        for k, v in payload.items():
+            if len(v) > MAX_STRING:
+                return bad_request("Invalid string: %s...; must be at most %d characters"
+                                   % (v[:20], MAX_STRING), "payload[%s]" % k)
+        meter = st.meters.get(event_name)
+        if meter is None:
+            return bad_request('No active meter found for event name "%s".' % event_name,
+                               "event_name")
+        cust_key, val_key = meter
+        customer = payload.get(cust_key, "")
+        if not customer:
+            return bad_request("Missing required param: payload[%s]." % cust_key,
+                               "payload[%s]" % cust_key)
+        if val_key not in payload:
+            return bad_request("Missing required param: payload[%s]." % val_key,
+                               "payload[%s]" % val_key)
+        value = payload[val_key]
+        if not VALUE_RE.match(value):
+            return bad_request('Invalid value "%s" for payload[%s]: it must be a number.'
+                               % (value, val_key), "payload[%s]" % val_key)
+        if len(re.sub(r"\D", "", value).lstrip("0")) > MAX_SIGNIFICANT_DIGITS:
+            return bad_request('Invalid value "%s" for payload[%s]: at most %d significant digits '
+                               "are allowed." % (value, val_key, MAX_SIGNIFICANT_DIGITS),
+                               "payload[%s]" % val_key)
+        identifier = top.get("identifier", "")
+        if len(identifier) > MAX_STRING:
+            return bad_request("Invalid string: %s...; must be at most %d characters"
+                               % (identifier[:20], MAX_STRING), "identifier")
+        now = time.time()
+        ts_text = top.get("timestamp", "")
+        if ts_text:
+            if not INT_RE.match(ts_text):
+                return bad_request("Invalid integer: %s" % ts_text, "timestamp")
+            timestamp = int(ts_text)
+            if timestamp < now - PAST_WINDOW_S:
+                return bad_request(
+                    "The event timestamp cannot be more than 35 days in past. Please use a "
+                    "timestamp within the last 35 days.", "timestamp")
+            if timestamp > now + FUTURE_WINDOW_S:
+                return bad_request("The event timestamp cannot be more than 5 minutes in the "
+                                   "future.", "timestamp")
+        else:
+            timestamp = int(now)
+        if not identifier:
+            identifier = "double_" + uuid.uuid4().hex
+        ctx["identifier"] = identifier
+
+        with st.lock:
+            if identifier in st.ids:
+                st.stats["duplicates"] += 1
+                return Reply(400, error_body(
+                    "invalid_request_error",
+                    "An event already exists with identifier %s." % identifier),
+                    [("Stripe-Should-Retry", "false")], note="duplicate")
+            st.ids.add(identifier)
+            st.stats["accepted"] += 1
+            accepted_at = time.time()
+            if st.record:
+                st.record.write("\t".join(tsv_escape(f) for f in (
+                    identifier, event_name, customer, value, str(timestamp), idem or "",
+                    "%.3f" % accepted_at)) + "\n")
+                st.record.flush()
+            st.events.append({
+                "identifier": identifier, "event_name": event_name, "customer": customer,
+                "value": value, "timestamp": timestamp, "payload": dict(payload),
+                "idempotency_key": idem, "accepted_at": accepted_at,
+            })
+        return Reply(200, {
+            "object": "billing.meter_event",
+            "created": int(now),
+            "event_name": event_name,
+            "identifier": identifier,
+            "livemode": False,
+            "payload": payload,
+            "timestamp": timestamp,
+        }, note="accepted")
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Stripe meter event API double (loopback only)")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--api-key", required=True)
+    ap.add_argument("--meter", action="append")
+    ap.add_argument("--record")
+    ap.add_argument("--faults")
+    ap.add_argument("--log")
+    args = ap.parse_args(argv)
+    try:
+        state = State(args)
+    except FaultSpecError as e:
+        ap.error(str(e))
+
+    server = None
+    deadline = time.monotonic() + 5
+    while server is None:
+        try:
+            server = Server(("127.0.0.1", args.port), Handler)
+        except OSError as e:
+            # A restart on the same port may race with the old socket's teardown.
+            if e.errno != errno.EADDRINUSE or args.port == 0 or time.monotonic() > deadline:
+                print("stripe_double: cannot bind 127.0.0.1:%d: %s" % (args.port, e),
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+    server.state = state
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    port = server.server_address[1]
+    if args.port_file:
+        tmp = "%s.tmp.%d" % (args.port_file, os.getpid())
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.rename(tmp, args.port_file)
+    while not stop.wait(1.0):
+        pass
+    server.shutdown()
+    server.server_close()
+    with state.lock:
+        for f in (state.record, state.log):
+            if f:
+                f.close()
+        state.record = state.log = None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+#!/bin/bash
+# The Stripe double itself, driven with curl: the other integration tests rely on it behaving like
+# Stripe's meter event API (docs/reference: stripe-meter-events.md).
+set -eu
+. "$(dirname "$0")/lib.sh"
+lm_init double
+
+double_start
+
+# req NAME [curl args...]: POST a meter event; the status goes to $T/NAME.status, headers to
+# $T/NAME.h, body to $T/NAME.b; curl's exit code to $T/NAME.rc.
+req() {
+	local name=$1 rc=0
+	shift
+	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+		"$@" "$DOUBLE_URL/v1/billing/meter_events" >"$T/$name.status" 2>"$T/$name.err" ||
+		rc=$?
+	echo "$rc" >"$T/$name.rc"
+}
+
+status() { cat "$T/$1.status"; }
+
+# header NAME H: the value of header H (case-insensitive) in response NAME, or empty.
+header() {
+	tr -d '\r' <"$T/$1.h" | awk -v h="$2" 'BEGIN { h = tolower(h) ":" }
+		tolower(substr($0, 1, length(h))) == h { sub(/^[^:]*:[ \t]*/, ""); print; exit }'
+}
+
+# field NAME PATH: a field of the JSON body of response NAME (dotted path).
+field() {
+	"$PYTHON3" -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[k]
+print(json.dumps(v) if isinstance(v, (dict, list, bool)) else v)' "$T/$1.b" "$2"
+}
+
+now=$(date +%s)
+auth=(-H "Authorization: Bearer $API_KEY")
+ev() { # ev IDENTIFIER [VALUE]: the form parameters of a valid event
+	echo "event_name=bandwidth_bytes&identifier=$1&timestamp=$now&payload%5Bstripe_customer_id%5D=cus_A&payload[value]=${2:-42}"
+}
+
+# A wrong key: 401, and only the last 4 characters of the given key in the message.
+req bad_key -H "Authorization: Bearer sk_test_wrongkey1234" --data "$(ev id-bad-key)"
+assert_eq 401 "$(status bad_key)" "wrong key status"
+assert_eq invalid_request_error "$(field bad_key error.type)" "wrong key error type"
+msg=$(field bad_key error.message)
+case $msg in
+"Invalid API Key provided: "*1234) ;;
+*) fail "wrong key message: $msg" ;;
+esac
+case $msg in *wrongkey*) fail "the 401 message leaks the key: $msg" ;; esac
+req no_key --data "$(ev id-no-key)"
+assert_eq 401 "$(status no_key)" "missing key status"
+
+# A valid event: 200 with the billing.meter_event, and one record line.
+req ok1 "${auth[@]}" -H 'Idempotency-Key: key-1' --data "$(ev id-1 42)"
+assert_eq 200 "$(status ok1)" "valid event status"
+assert_eq billing.meter_event "$(field ok1 object)" "object"
+assert_eq id-1 "$(field ok1 identifier)" "identifier"
+assert_eq bandwidth_bytes "$(field ok1 event_name)" "event_name"
+assert_eq "$now" "$(field ok1 timestamp)" "timestamp"
+assert_eq false "$(field ok1 livemode)" "livemode"
+assert_eq '{"stripe_customer_id": "cus_A", "value": "42"}' "$(field ok1 payload)" "payload"
+[ -n "$(header ok1 Request-Id)" ] || fail "no Request-Id header"
+[ -n "$(header ok1 Content-Length)" ] || fail "no Content-Length header"
+assert_eq 1 "$(wc -l <"$T/accepted.tsv")" "record lines after one event"
+expected=$(printf 'id-1\tbandwidth_bytes\tcus_A\t42\t%s\tkey-1' "$now")
+assert_eq "$expected" "$(cut -f1-6 "$T/accepted.tsv")" "record line"
+
+# The same identifier again (another key): 400 "already exists", Stripe-Should-Retry: false.
+req dup "${auth[@]}" -H 'Idempotency-Key: key-dup' --data "$(ev id-1 42)"
+assert_eq 400 "$(status dup)" "duplicate status"
+assert_eq "An event already exists with identifier id-1." "$(field dup error.message)" \
+	"duplicate message"
+assert_eq invalid_request_error "$(field dup error.type)" "duplicate type"
+assert_eq false "$(header dup Stripe-Should-Retry)" "duplicate Stripe-Should-Retry"
+
+# The first key again with the same parameters: the stored 200, replayed, not recorded again.
+req replay "${auth[@]}" -H 'Idempotency-Key: key-1' --data "$(ev id-1 42)"
+assert_eq 200 "$(status replay)" "replay status"
+assert_eq true "$(header replay Idempotent-Replayed)" "Idempotent-Replayed"
+assert_eq "$(header ok1 Request-Id)" "$(header replay Request-Id)" "replayed Request-Id"
+assert_eq id-1 "$(field replay identifier)" "replayed identifier"
+assert_eq 1 "$(wc -l <"$T/accepted.tsv")" "record lines after the replay"
+
+# The same key with other parameters: 400 idempotency_error.
+req mismatch "${auth[@]}" -H 'Idempotency-Key: key-1' --data "$(ev id-1 43)"
+assert_eq 400 "$(status mismatch)" "idempotency mismatch status"
+assert_eq idempotency_error "$(field mismatch error.type)" "idempotency mismatch type"
+
+# Parameter order does not matter for a replay.
+req replay2 "${auth[@]}" -H 'Idempotency-Key: key-1' \
+	--data "payload[value]=42&payload[stripe_customer_id]=cus_A&timestamp=$now&identifier=id-1&event_name=bandwidth_bytes"
+assert_eq 200 "$(status replay2)" "reordered replay status"
+
+# Unknown meter.
+req nometer "${auth[@]}" --data "event_name=nope&identifier=id-x&payload[stripe_customer_id]=cus_A&payload[value]=1"
+assert_eq 400 "$(status nometer)" "unknown meter status"
+assert_eq 'No active meter found for event name "nope".' "$(field nometer error.message)" \
+	"unknown meter message"
+
+# A timestamp older than 35 days, and one too far in the future.
+old=$((now - 36 * 86400))
+req old "${auth[@]}" --data "event_name=bandwidth_bytes&identifier=id-old&timestamp=$old&payload[stripe_customer_id]=cus_A&payload[value]=1"
+assert_eq 400 "$(status old)" "old timestamp status"
+case $(field old error.message) in
+"The event timestamp cannot be more than 35 days in past."*) ;;
+*) fail "old timestamp message: $(field old error.message)" ;;
+esac
+assert_eq timestamp "$(field old error.param)" "old timestamp param"
+future=$((now + 3600))
+req future "${auth[@]}" --data "event_name=bandwidth_bytes&identifier=id-future&timestamp=$future&payload[stripe_customer_id]=cus_A&payload[value]=1"
+assert_eq 400 "$(status future)" "future timestamp status"
+
+# An unknown parameter.
+req unknown "${auth[@]}" --data "$(ev id-u)&colour=blue"
+assert_eq 400 "$(status unknown)" "unknown parameter status"
+assert_eq "Received unknown parameter: colour" "$(field unknown error.message)" \
+	"unknown parameter message"
+assert_eq colour "$(field unknown error.param)" "unknown parameter param"
+
+# Missing customer key, a bad value, too many significant digits.
+req nocust "${auth[@]}" --data "event_name=requests&identifier=id-nc&payload[value]=1"
+assert_eq 400 "$(status nocust)" "missing customer status"
+assert_eq "payload[stripe_customer_id]" "$(field nocust error.param)" "missing customer param"
+req badval "${auth[@]}" --data "$(ev id-bv 1e5)"
+assert_eq 400 "$(status badval)" "bad value status"
+req bigval "${auth[@]}" --data "$(ev id-big 1234567890123456)"
+assert_eq 400 "$(status bigval)" "16 significant digits status"
+req decval "${auth[@]}" --data "$(ev id-dec -0.25)"
+assert_eq 200 "$(status decval)" "negative decimal value status"
+
+# Faults: a 500, then a request the double accepts but never answers (curl: empty reply, 52).
+assert_eq 2 "$(wc -l <"$T/accepted.tsv")" "record lines before the faults"
+double_faults '500,drop_after'
+req f500 "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+assert_eq 500 "$(status f500)" "injected 500"
+assert_eq api_error "$(field f500 error.type)" "injected 500 type"
+assert_eq 2 "$(wc -l <"$T/accepted.tsv")" "record lines after the 500"
+req fdrop "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+assert_eq 52 "$(cat "$T/fdrop.rc")" "curl exit code for the dropped answer"
+assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after drop_after"
+assert_eq id-f "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by drop_after"
+# A re-send under a new key: already exists; under the same key: the stored 200.
+req fresend "${auth[@]}" --data "$(ev id-f 7)"
+assert_eq 400 "$(status fresend)" "re-send after drop_after"
+assert_eq "An event already exists with identifier id-f." "$(field fresend error.message)" \
+	"re-send message"
+req fretry "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+assert_eq 200 "$(status fretry)" "retry with the same key after drop_after"
+assert_eq true "$(header fretry Idempotent-Replayed)" "retry replayed"
+assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after the re-sends"
+
+# A plain drop: nothing accepted.
+double_faults 'drop'
+req fdrop2 "${auth[@]}" --data "$(ev id-g 7)"
+assert_eq 52 "$(cat "$T/fdrop2.rc")" "curl exit code for a drop"
+assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after a drop"
+
+# 429 kinds carry their headers.
+double_faults '429,429lock'
+req f429 "${auth[@]}" --data "$(ev id-g 7)"
+assert_eq 429 "$(status f429)" "injected 429"
+assert_eq global-rate "$(header f429 Stripe-Rate-Limited-Reason)" "429 reason"
+req f429l "${auth[@]}" --data "$(ev id-g 7)"
+assert_eq 429 "$(status f429l)" "injected 429lock"
+assert_eq true "$(header f429l Stripe-Should-Retry)" "429lock Stripe-Should-Retry"
+
+# A key still in progress (slow request) gets 409.
+double_faults 'slow:3000'
+req slow "${auth[@]}" -H 'Idempotency-Key: key-s' --data "$(ev id-s 1)" &
+slow_pid=$!
+in_flight() { [ "$(double_stat in_flight)" = 1 ]; }
+wait_until 5 in_flight || fail "the slow request never arrived"
+sleep 0.2
+req busy "${auth[@]}" -H 'Idempotency-Key: key-s' --data "$(ev id-s 1)"
+wait "$slow_pid"
+assert_eq 409 "$(status busy)" "same key while in progress"
+assert_eq 200 "$(status slow)" "slow request"
+
+# Stats agree with what happened.
+# requests: bad_key no_key ok1 dup replay mismatch replay2 nometer old future unknown nocust
+# badval bigval decval f500 fdrop fresend fretry fdrop2 f429 f429l slow busy = 24
+assert_eq 24 "$(double_stat requests)" "stats requests"
+assert_eq 4 "$(double_stat accepted)" "stats accepted (id-1 id-dec id-f id-s)"
+assert_eq 2 "$(double_stat duplicates)" "stats duplicates"
+assert_eq 3 "$(double_stat replays)" "stats replays"
+assert_eq 2 "$(double_stat unauthorized)" "stats unauthorized"
+assert_eq 8 "$(double_stat rejected)" "stats rejected (mismatch and 7 invalid)"
+assert_eq 1 "$(double_stat faults.500)" "stats faults.500"
+assert_eq 1 "$(double_stat faults.drop_after)" "stats faults.drop_after"
+assert_eq 1 "$(double_stat faults.drop)" "stats faults.drop"
+assert_eq 2 "$(double_stat by_status.dropped)" "stats dropped"
+assert_eq 6 "$(double_stat by_status.200)" "stats 200s (ok1 replay replay2 decval fretry slow)"
+assert_eq 0 "$(double_stat fault_queue)" "fault queue drained"
+assert_eq 1 "$(double_stat concurrency_violations)" "stats concurrency violations (busy)"
+assert_eq 2 "$(double_stat idempotency_errors)" "stats idempotency errors (mismatch, busy)"
+assert_eq 4 "$(double_events | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
+	"events listed"
+
+# A restarted double still knows the accepted identifiers (from the record file).
+double_restart
+req after "${auth[@]}" --data "$(ev id-1 42)"
+assert_eq 400 "$(status after)" "duplicate after restart"
+assert_eq 4 "$(double_stat preloaded)" "identifiers loaded from the record"
+
+# Keep-alive: two requests on one connection, both answered.
+curl -sS --noproxy '*' -v "${auth[@]}" --data "$(ev id-k1)" -o "$T/k1.b" \
+	"$DOUBLE_URL/v1/billing/meter_events" --next "${auth[@]}" --data "$(ev id-k2)" \
+	-o "$T/k2.b" "$DOUBLE_URL/v1/billing/meter_events" 2>"$T/keepalive.err" ||
+	fail "keep-alive requests: $(cat "$T/keepalive.err")"
+grep -q 'Re-using existing connection' "$T/keepalive.err" || fail "the connection was not kept alive"
+assert_eq id-k2 "$(field k2 identifier)" "second request on a kept-alive connection"
+
+# cut_after: accepted, then the answer breaks off mid-body (curl: 18, partial file).
+double_faults 'cut_after'
+req cut "${auth[@]}" --data "$(ev id-cut)"
+assert_eq 18 "$(cat "$T/cut.rc")" "curl exit code for a cut answer"
+assert_eq id-cut "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by cut_after"
+
+note "ok"

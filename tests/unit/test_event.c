@@ -1,0 +1,184 @@
+/* Unit tests of event: identifiers and the Stripe form body. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "event.h"
+
+#define UID "0123456789abcdef0123456789abcdef"
+
+static void id_of(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+                  const char *uid, int64_t offset, const char *rule)
+{
+	memset(out, 'x', EVENT_IDENTIFIER_MAX);
+	assert_int_equal(event_identifier(out, instance, source, uid, offset, rule), 0);
+}
+
+static void check_shape(const char *id)
+{
+	assert_int_equal(strlen(id), 44);
+	assert_memory_equal(id, "lm1-", 4);
+	for (const char *p = id; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			fail_msg("'%c' in %s", *p, id);
+	for (const char *p = id + 4; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'f') || (*p >= '0' && *p <= '9')))
+			fail_msg("'%c' is not a lowercase hex digit in %s", *p, id);
+}
+
+static void test_identifier_known(void **state)
+{
+	char id[EVENT_IDENTIFIER_MAX];
+
+	(void)state;
+	/* Computed independently of event.c, over the layout of docs/identifiers.md (each field
+	 * preceded by its length as 8-byte big-endian; the offset as its decimal text):
+	 * python3 -c 'import hashlib,struct
+	 * f=lambda b: struct.pack(">Q",len(b))+b
+	 * d=f(b"web-01")+f(b"nginx")+f(b"0123456789abcdef0123456789abcdef")\
+	 *   +f(b"4096")+f(b"nginx-bytes")
+	 * print("lm1-"+hashlib.sha256(d).hexdigest()[:40])'
+	 * and cross-checked with printf '\0...\006web-01...' | sha256sum. */
+	id_of(id, "web-01", "nginx", UID, 4096, "nginx-bytes");
+	assert_string_equal(id, "lm1-b9b90712c54838a104dc1a2acb1a66af18b2f257");
+	check_shape(id);
+	/* Empty fields are fields: the same command with b"" and b"0". */
+	id_of(id, "", "", "", 0, "");
+	assert_string_equal(id, "lm1-706b2ac0e295c144a220f14cad41c6cc1d2198b8");
+	check_shape(id);
+}
+
+static void test_identifier_properties(void **state)
+{
+	char base[EVENT_IDENTIFIER_MAX], again[EVENT_IDENTIFIER_MAX], other[EVENT_IDENTIFIER_MAX];
+	char seen[16][EVENT_IDENTIFIER_MAX];
+	size_t n = 0;
+
+	(void)state;
+	id_of(base, "web-01", "nginx", UID, 0, "nginx-bytes");
+	id_of(again, "web-01", "nginx", UID, 0, "nginx-bytes");
+	assert_string_equal(base, again);
+	check_shape(base);
+	assert_true(strlen(base) < EVENT_IDENTIFIER_MAX && strlen(base) <= 100);
+
+	/* Each field changes it. */
+	memcpy(seen[n++], base, sizeof(base));
+	id_of(seen[n++], "web-02", "nginx", UID, 0, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx2", UID, 0, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", "0123456789abcdef0123456789abcdee", 0, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, 1, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, 256, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, INT64_MAX, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, 0, "nginx-requests");
+	/* Field boundaries are part of the hash: ("ab","c") is not ("a","bc"). */
+	id_of(seen[n++], "web-01n", "ginx", UID, 0, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, 0, "nginx-bytesx");
+	id_of(seen[n++], "", "web-01nginx", UID, 0, "nginx-bytes");
+	id_of(seen[n++], "web-01", "nginx", UID, 1, "0nginx-bytes");
+	for (size_t i = 0; i < n; i++) {
+		check_shape(seen[i]);
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(seen[i], seen[j]) == 0)
+				fail_msg("cases %zu and %zu give %s", i, j, seen[i]);
+	}
+	id_of(other, "ab", "c", UID, 0, "r");
+	id_of(again, "a", "bc", UID, 0, "r");
+	assert_string_not_equal(other, again);
+
+	/* Missing fields are refused, not hashed as empty. */
+	assert_int_equal(event_identifier(other, NULL, "nginx", UID, 0, "r"), -1);
+	assert_int_equal(event_identifier(other, "web-01", "nginx", UID, 0, NULL), -1);
+}
+
+static struct event make_event(const char *customer, const char *value)
+{
+	struct event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.event_name, sizeof(ev.event_name), "bandwidth_bytes");
+	snprintf(ev.identifier, sizeof(ev.identifier),
+	         "lm1-b9b90712c54838a104dc1a2acb1a66af18b2f257");
+	snprintf(ev.payload_customer_key, sizeof(ev.payload_customer_key), "stripe_customer_id");
+	snprintf(ev.payload_value_key, sizeof(ev.payload_value_key), "value");
+	snprintf(ev.customer, sizeof(ev.customer), "%s", customer);
+	snprintf(ev.value, sizeof(ev.value), "%s", value);
+	ev.timestamp = 1431857103;
+	return ev;
+}
+
+static void check_body(const struct event *ev, const char *want)
+{
+	char *body = event_form_body(ev);
+
+	assert_non_null(body);
+	assert_string_equal(body, want);
+	free(body);
+}
+
+static void test_form_body(void **state)
+{
+	struct event ev;
+
+	(void)state;
+	ev = make_event("cus_NffrFeUfNV2Hib", "203023");
+	check_body(&ev,
+	           "event_name=bandwidth_bytes&identifier=lm1-b9b90712c54838a104dc1a2acb1a66af18b2"
+	           "f257&timestamp=1431857103&payload[stripe_customer_id]=cus_NffrFeUfNV2Hib"
+	           "&payload[value]=203023");
+
+	/* Everything but A-Za-z0-9-._~ is percent-encoded, with uppercase hex digits. */
+	ev = make_event("a b&c=d+e[f]g%h/i~j.k-l_m?n#o;p,q:r@s\"t'u\\v", "-1.5");
+	check_body(&ev,
+	           "event_name=bandwidth_bytes&identifier=lm1-b9b90712c54838a104dc1a2acb1a66af18b2"
+	           "f257&timestamp=1431857103&payload[stripe_customer_id]=a%20b%26c%3Dd%2Be%5Bf"
+	           "%5Dg%25h%2Fi~j.k-l_m%3Fn%23o%3Bp%2Cq%3Ar%40s%22t%27u%5Cv&payload[value]=-1.5");
+
+	/* UTF-8 bytes one by one; an empty value stays a present, empty parameter. */
+	ev = make_event("caf\xc3\xa9", "");
+	check_body(
+	    &ev, "event_name=bandwidth_bytes&identifier=lm1-b9b90712c54838a104dc1a2acb1a66af18b2"
+	         "f257&timestamp=1431857103&payload[stripe_customer_id]=caf%C3%A9&payload[value]=");
+
+	/* Key names are encoded inside raw brackets; so are the event name and a timestamp. */
+	ev = make_event("cus_1", "1");
+	snprintf(ev.payload_customer_key, sizeof(ev.payload_customer_key), "my key[x]");
+	snprintf(ev.payload_value_key, sizeof(ev.payload_value_key), "v=1&2");
+	snprintf(ev.event_name, sizeof(ev.event_name), "api calls/min");
+	ev.timestamp = 0;
+	check_body(&ev,
+	           "event_name=api%20calls%2Fmin&identifier=lm1-b9b90712c54838a104dc1a2acb1a66"
+	           "af18b2f257&timestamp=0&payload[my%20key%5Bx%5D]=cus_1&payload[v%3D1%262]=1");
+
+	/* A field that fills its array without a NUL is cut at the array, not read past it. */
+	ev = make_event("cus_1", "1");
+	memset(ev.value, '7', sizeof(ev.value));
+	{
+		char *body = event_form_body(&ev);
+		char want[200];
+
+		assert_non_null(body);
+		snprintf(want, sizeof(want), "&payload[value]=%.*s", (int)sizeof(ev.value),
+		         "7777777777777777777777777777777777777777777777777777777777777777777777");
+		assert_non_null(strstr(body, want));
+		assert_int_equal(strlen(strstr(body, want)), strlen(want));
+		free(body);
+	}
+	assert_null(event_form_body(NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_identifier_known),
+	    cmocka_unit_test(test_identifier_properties),
+	    cmocka_unit_test(test_form_body),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1093 @@
+/* Unit tests for spool: real SQLite files in a mkdtemp() directory, inspected through separate
+ * raw sqlite3 connections. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool.h"
+
+struct fixture {
+	char dir[64];     /* the mkdtemp() directory */
+	char state[128];  /* state_dir inside it */
+	char db[160];     /* state/spool.db */
+	struct spool *sp; /* read-write handle on state */
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	char err[512] = "";
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_spool.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
+	snprintf(fx->db, sizeof(fx->db), "%s/spool.db", fx->state);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL) {
+		print_error("spool_open: %s\n", err);
+		nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		free(fx);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	spool_free(fx->sp);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+/* ---- raw sqlite3 access, independent of the module ---- */
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	return db;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* Copies the first column of the first row of `sql` into out. */
+static void raw_text(const char *path, const char *sql, char *out, size_t outlen)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = NULL;
+	const unsigned char *s;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	s = sqlite3_column_text(st, 0);
+	snprintf(out, outlen, "%s", s != NULL ? (const char *)s : "(null)");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* ---- helpers ---- */
+
+static int is_hex(const char *s, size_t len)
+{
+	if (strlen(s) != len)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static void file_init(struct spool_file *f, const char *source, const char *path, uint64_t dev,
+                      uint64_t ino)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->source, sizeof(f->source), "%s", source);
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	f->dev = dev;
+	f->ino = ino;
+	f->fp_len = 5;
+	memset(f->fp_hash, 0xab, sizeof(f->fp_hash));
+	snprintf(f->state, sizeof(f->state), "reading");
+}
+
+static struct spool_file *add_file(struct fixture *fx, const char *source, uint64_t ino)
+{
+	struct spool_file *f = malloc(sizeof(*f));
+	char err[512] = "";
+
+	assert_non_null(f);
+	file_init(f, source, "/var/log/x.log", 2049, ino);
+	if (spool_file_add(fx->sp, f, err, sizeof(err)) != 0)
+		fail_msg("spool_file_add: %s", err);
+	return f;
+}
+
+static void event_init(struct event *ev, int64_t file_id, int64_t offset, const char *rule)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->file_id = file_id;
+	ev->line_offset = offset;
+	snprintf(ev->rule, sizeof(ev->rule), "%s", rule);
+	snprintf(ev->identifier, sizeof(ev->identifier), "lm1-%040lld", (long long)offset);
+	snprintf(ev->event_name, sizeof(ev->event_name), "api_requests");
+	snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key), "stripe_customer_id");
+	snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "value");
+	snprintf(ev->customer_key, sizeof(ev->customer_key), "10.0.0.%lld",
+	         (long long)(offset % 250));
+	snprintf(ev->customer, sizeof(ev->customer), "cus_%lld", (long long)offset);
+	snprintf(ev->value, sizeof(ev->value), "%lld", (long long)offset * 10);
+	ev->timestamp = 1700000000 + offset;
+	ev->state = EVENT_PENDING;
+}
+
+/* Commits events at offsets first, first + 100, ... for file f, with f's offset moved past them. */
+static void commit_n(struct fixture *fx, struct spool_file *f, int64_t first, size_t n)
+{
+	struct event *evs = calloc(n, sizeof(*evs));
+	char err[512] = "";
+
+	assert_non_null(evs);
+	for (size_t i = 0; i < n; i++)
+		event_init(&evs[i], f->id, first + 100 * (int64_t)i, "r1");
+	f->offset = first + 100 * (int64_t)n;
+	if (spool_commit(fx->sp, f, evs, n, err, sizeof(err)) != 0)
+		fail_msg("spool_commit: %s", err);
+	for (size_t i = 0; i < n; i++)
+		assert_true(evs[i].id > 0);
+	free(evs);
+}
+
+static struct spool_counts counts(struct spool *sp)
+{
+	struct spool_counts c = {-1, -1, -1};
+	char err[512] = "";
+
+	if (spool_counts(sp, &c, err, sizeof(err)) != 0)
+		fail_msg("spool_counts: %s", err);
+	return c;
+}
+
+/* ---- open ---- */
+
+static void test_open_creates_dir_and_wal(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], mode[32], err[512] = "";
+	struct stat st;
+	struct spool *sp;
+
+	/* A nested state_dir is created with mode 0750. */
+	snprintf(path, sizeof(path), "%s/a/b/c", fx->dir);
+	umask(022);
+	sp = spool_open(path, SPOOL_READ_WRITE, err, sizeof(err));
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0750);
+	snprintf(path, sizeof(path), "%s/a/b", fx->dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	spool_free(sp);
+
+	/* The fixture's database: WAL (a property of the file), schema version 1, the tables. */
+	assert_int_equal(stat(fx->db, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	raw_text(fx->db, "PRAGMA journal_mode", mode, sizeof(mode));
+	assert_string_equal(mode, "wal");
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+	                                 "('meta', 'files', 'events', 'events_pending')"),
+	                 4);
+	/* No unique index on the identifier: uniqueness is the line's position. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_index_list('events') AS l "
+	                                 "JOIN pragma_index_info(l.name) AS i "
+	                                 "WHERE l.\"unique\" AND i.name = 'identifier'"),
+	                 0);
+
+	/* Reopening an existing spool works, read-write and read-only, with both open. */
+	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (sp == NULL)
+		fail_msg("reopen: %s", err);
+	struct spool *ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	if (ro == NULL)
+		fail_msg("read-only open: %s", err);
+	spool_free(ro);
+	spool_free(sp);
+	spool_free(NULL);
+
+	/* A reader alone, with no writer open (the agent stopped). */
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	if (ro == NULL)
+		fail_msg("read-only open without a writer: %s", err);
+	assert_int_equal(counts(ro).pending, 0);
+	spool_free(ro);
+}
+
+static void test_open_refuses_newer_schema(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "";
+	struct spool *sp;
+
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	raw_exec(fx->db, "PRAGMA user_version = 99");
+
+	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_null(sp);
+	assert_non_null(strstr(err, "newer"));
+	assert_non_null(strstr(err, "99"));
+	assert_non_null(strstr(err, fx->db));
+
+	err[0] = '\0';
+	sp = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_null(sp);
+	assert_non_null(strstr(err, "newer"));
+	/* Refusing did not touch it. */
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 99);
+}
+
+static void test_open_state_dir_is_a_file(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], sub[300], err[512] = "";
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/plain", fx->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+
+	assert_null(spool_open(path, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a directory"));
+	assert_non_null(strstr(err, path));
+
+	snprintf(sub, sizeof(sub), "%s/below", path);
+	err[0] = '\0';
+	assert_null(spool_open(sub, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_true(err[0] != '\0');
+
+	err[0] = '\0';
+	assert_null(spool_open(path, SPOOL_READ_ONLY, err, sizeof(err)));
+	assert_true(err[0] != '\0');
+}
+
+static void test_open_read_only_missing(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], expect[400], err[512] = "";
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/never", fx->dir);
+	assert_null(spool_open(path, SPOOL_READ_ONLY, err, sizeof(err)));
+	snprintf(expect, sizeof(expect), "no spool at %s/spool.db: the agent has not run yet",
+	         path);
+	assert_string_equal(err, expect);
+	/* Read-only mode creates nothing. */
+	assert_int_equal(stat(path, &st), -1);
+
+	/* An existing directory without the database: same. */
+	assert_int_equal(mkdir(path, 0750), 0);
+	err[0] = '\0';
+	assert_null(spool_open(path, SPOOL_READ_ONLY, err, sizeof(err)));
+	assert_string_equal(err, expect);
+}
+
+static void test_open_not_a_database(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], db[300], err[512] = "";
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/junk", fx->dir);
+	assert_int_equal(mkdir(path, 0750), 0);
+	snprintf(db, sizeof(db), "%s/spool.db", path);
+	fp = fopen(db, "w");
+	assert_non_null(fp);
+	for (int i = 0; i < 200; i++)
+		fputs("this is not an SQLite database\n", fp);
+	fclose(fp);
+	assert_null(spool_open(path, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_non_null(strstr(err, "SQLITE_NOTADB"));
+}
+
+/* ---- instance ---- */
+
+static void test_instance(void **state)
+{
+	struct fixture *fx = *state;
+	char a[64], b[64], small[4], err[512] = "";
+	struct spool *ro;
+
+	/* Generated once, then stable, also across handles. */
+	assert_int_equal(spool_instance(fx->sp, NULL, a, sizeof(a), err, sizeof(err)), 0);
+	assert_true(is_hex(a, 16));
+	assert_int_equal(spool_instance(fx->sp, NULL, b, sizeof(b), err, sizeof(err)), 0);
+	assert_string_equal(a, b);
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_non_null(ro);
+	assert_int_equal(spool_instance(ro, NULL, b, sizeof(b), err, sizeof(err)), 0);
+	assert_string_equal(a, b);
+
+	/* A configured one replaces it and is kept. */
+	assert_int_equal(spool_instance(fx->sp, "web-01", b, sizeof(b), err, sizeof(err)), 0);
+	assert_string_equal(b, "web-01");
+	assert_int_equal(spool_instance(fx->sp, NULL, b, sizeof(b), err, sizeof(err)), 0);
+	assert_string_equal(b, "web-01");
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", b, sizeof(b));
+	assert_string_equal(b, "web-01");
+	assert_int_equal(spool_instance(ro, NULL, b, sizeof(b), err, sizeof(err)), 0);
+	assert_string_equal(b, "web-01");
+
+	/* Too small an output buffer is an error, not a cut id. */
+	err[0] = '\0';
+	assert_int_equal(spool_instance(fx->sp, NULL, small, sizeof(small), err, sizeof(err)), -1);
+	assert_true(err[0] != '\0');
+	spool_free(ro);
+}
+
+static void test_instance_read_only_unset(void **state)
+{
+	struct fixture *fx = *state;
+	char out[64], err[512] = "";
+	struct spool *ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+
+	assert_non_null(ro);
+	assert_int_equal(spool_instance(ro, NULL, out, sizeof(out), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no instance id"));
+	/* The configured one is what the agent will use. */
+	assert_int_equal(spool_instance(ro, "cfg-1", out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, "cfg-1");
+	spool_free(ro);
+}
+
+/* ---- files ---- */
+
+static void test_file_round_trip(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, b, got;
+	char err[512] = "";
+	int64_t t0 = (int64_t)time(NULL), t1;
+
+	file_init(&a, "nginx", "/var/log/nginx/access.log", UINT64_MAX, (uint64_t)1 << 63);
+	a.offset = 0;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	file_init(&b, "nginx", "/var/log/nginx/error.log", 2049, 7);
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	t1 = (int64_t)time(NULL);
+
+	assert_true(a.id > 0);
+	assert_true(b.id > a.id);
+	assert_true(is_hex(a.uid, 32));
+	assert_true(is_hex(b.uid, 32));
+	assert_string_not_equal(a.uid, b.uid);
+	assert_true(a.first_seen >= t0 && a.first_seen <= t1);
+
+	/* Everything comes back, including a dev and ino beyond INT64_MAX. */
+	assert_int_equal(
+	    spool_file_find(fx->sp, "nginx", UINT64_MAX, (uint64_t)1 << 63, &got, err, sizeof(err)),
+	    1);
+	assert_int_equal(got.id, a.id);
+	assert_string_equal(got.uid, a.uid);
+	assert_string_equal(got.source, "nginx");
+	assert_string_equal(got.path, "/var/log/nginx/access.log");
+	assert_true(got.dev == UINT64_MAX);
+	assert_true(got.ino == (uint64_t)1 << 63);
+	assert_int_equal(got.fp_len, 5);
+	assert_memory_equal(got.fp_hash, a.fp_hash, SPOOL_HASH_LEN);
+	assert_string_equal(got.state, "reading");
+	assert_int_equal(got.first_seen, a.first_seen);
+
+	/* Not found: another source with the same identity, or another inode. */
+	assert_int_equal(spool_file_find(fx->sp, "apache", 2049, 7, &got, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 8, &got, err, sizeof(err)), 0);
+
+	/* Update writes back path, identity, checkpoint, counters and state. */
+	snprintf(b.path, sizeof(b.path), "/var/log/nginx/error.log.1");
+	b.offset = 12345;
+	b.check_len = 1024;
+	memset(b.check_hash, 0x5c, sizeof(b.check_hash));
+	b.size = 20000;
+	b.fp_len = 1024;
+	memset(b.fp_hash, 0x11, sizeof(b.fp_hash));
+	snprintf(b.state, sizeof(b.state), "gone");
+	b.counters = (struct spool_counters){.lines = 100,
+	                                     .matched = 60,
+	                                     .unmatched = 30,
+	                                     .invalid = 5,
+	                                     .long_lines = 4,
+	                                     .nul_bytes = 3,
+	                                     .events = 61,
+	                                     .resets = 2};
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 7, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, b.id);
+	assert_string_equal(got.uid, b.uid);
+	assert_string_equal(got.path, "/var/log/nginx/error.log.1");
+	assert_int_equal(got.offset, 12345);
+	assert_int_equal(got.check_len, 1024);
+	assert_memory_equal(got.check_hash, b.check_hash, SPOOL_HASH_LEN);
+	assert_int_equal(got.size, 20000);
+	assert_int_equal(got.fp_len, 1024);
+	assert_memory_equal(got.fp_hash, b.fp_hash, SPOOL_HASH_LEN);
+	assert_string_equal(got.state, "gone");
+	assert_int_equal(got.counters.lines, 100);
+	assert_int_equal(got.counters.matched, 60);
+	assert_int_equal(got.counters.unmatched, 30);
+	assert_int_equal(got.counters.invalid, 5);
+	assert_int_equal(got.counters.long_lines, 4);
+	assert_int_equal(got.counters.nul_bytes, 3);
+	assert_int_equal(got.counters.events, 61);
+	assert_int_equal(got.counters.resets, 2);
+	assert_true(got.updated >= t0);
+
+	/* A new record for the same identity (the inode was reused): find returns it. */
+	struct spool_file c;
+
+	file_init(&c, "nginx", "/var/log/nginx/error.log", 2049, 7);
+	assert_int_equal(spool_file_add(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 7, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, c.id);
+	assert_string_equal(got.uid, c.uid);
+	assert_int_equal(got.offset, 0);
+
+	/* Updating a record that does not exist fails; bad values are refused. */
+	c.id = 9999;
+	err[0] = '\0';
+	assert_int_equal(spool_file_update(fx->sp, &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "9999"));
+	c.id = b.id;
+	c.fp_len = SPOOL_FP_MAX + 1;
+	assert_int_equal(spool_file_update(fx->sp, &c, err, sizeof(err)), -1);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 7, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.fp_len, 5);
+}
+
+/* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent. */
+static void test_read_back_bounds(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "src", 1), got;
+	struct event ev, out[2];
+	char sql[1024], err[512] = "";
+	size_t n = 0;
+
+	event_init(&ev, f->id, 0, "r1");
+	f->offset = 100;
+	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+
+	/* 126 ASCII bytes then "é" (2 bytes): the rule field holds 127 bytes and the NUL, so the
+	 * cut must drop the whole "é" rather than keep half of it. */
+	snprintf(sql, sizeof(sql),
+	         "UPDATE events SET rule = printf('%%.126c', 'x') || char(233) || 'tail',"
+	         " value = printf('%%.500c', '9'), last_error = printf('%%.2000c', 'e');"
+	         "UPDATE files SET fp_hash = x'0102', check_len = 10, check_hash = NULL,"
+	         " state = 'a-state-longer-than-sixteen', path = printf('%%.5000c', 'p');");
+	raw_exec(fx->db, sql);
+
+	assert_int_equal(spool_pending(fx->sp, 0, out, 2, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(strlen(out[0].rule), 126);
+	assert_int_equal(strspn(out[0].rule, "x"), 126);
+	assert_int_equal(strlen(out[0].value), EVENT_VALUE_MAX - 1);
+	assert_int_equal(strlen(out[0].last_error), EVENT_ERROR_MAX - 1);
+
+	assert_int_equal(spool_file_find(fx->sp, "src", 2049, 1, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.fp_len, 0);
+	assert_int_equal(got.check_len, 0);
+	static const unsigned char zero[SPOOL_HASH_LEN];
+	assert_memory_equal(got.fp_hash, zero, SPOOL_HASH_LEN);
+	assert_string_equal(got.state, "a-state-longer-");
+	assert_int_equal(strlen(got.path), sizeof(got.path) - 1);
+	free(f);
+}
+
+/* ---- commit ---- */
+
+static int collect_event(const struct event *ev, void *ud)
+{
+	struct event **pp = ud;
+
+	**pp = *ev;
+	(*pp)++;
+	return 0;
+}
+
+static void test_commit_and_dedupe(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 42), got;
+	struct event evs[4], listed[8], *lp = listed;
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t t0 = (int64_t)time(NULL);
+
+	event_init(&evs[0], f->id, 0, "bytes");
+	event_init(&evs[1], f->id, 0, "requests"); /* a second rule on the same line */
+	event_init(&evs[2], f->id, 120, "bytes");
+	f->offset = 250;
+	f->size = 250;
+	f->counters.lines = 3;
+	f->counters.matched = 2;
+	f->counters.unmatched = 1;
+	f->counters.events = 3;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_true(evs[0].id > 0);
+	assert_true(evs[1].id > evs[0].id);
+	assert_true(evs[2].id > evs[1].id);
+	assert_true(evs[0].created >= t0);
+
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 42, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.offset, 250);
+	assert_int_equal(got.size, 250);
+	assert_int_equal(got.counters.lines, 3);
+	assert_int_equal(got.counters.matched, 2);
+	assert_int_equal(got.counters.unmatched, 1);
+	assert_int_equal(got.counters.events, 3);
+
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 3);
+	assert_int_equal(c.delivered, 0);
+	assert_int_equal(c.dead, 0);
+
+	/* Every field comes back as committed. */
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_PENDING, collect_event, &lp, err, sizeof(err)), 0);
+	assert_int_equal(lp - listed, 3);
+	assert_int_equal(listed[2].id, evs[2].id);
+	assert_int_equal(listed[2].file_id, f->id);
+	assert_int_equal(listed[2].line_offset, 120);
+	assert_string_equal(listed[2].rule, "bytes");
+	assert_string_equal(listed[2].identifier, evs[2].identifier);
+	assert_string_equal(listed[2].event_name, "api_requests");
+	assert_string_equal(listed[2].payload_customer_key, "stripe_customer_id");
+	assert_string_equal(listed[2].payload_value_key, "value");
+	assert_string_equal(listed[2].customer_key, "10.0.0.120");
+	assert_string_equal(listed[2].customer, "cus_120");
+	assert_string_equal(listed[2].value, "1200");
+	assert_int_equal(listed[2].timestamp, 1700000120);
+	assert_int_equal(listed[2].state, EVENT_PENDING);
+	assert_int_equal(listed[2].attempts, 0);
+	assert_string_equal(listed[2].last_error, "");
+	assert_int_equal(listed[2].created, evs[2].created);
+	assert_int_equal(listed[2].delivered_at, 0);
+
+	/* The same lines read again (say, after a crash before the checkpoint moved on) add
+	 * nothing; a new line in the same batch is added. */
+	event_init(&evs[0], f->id, 0, "bytes");
+	event_init(&evs[1], f->id, 0, "requests");
+	event_init(&evs[2], f->id, 120, "bytes");
+	event_init(&evs[3], f->id, 250, "bytes");
+	f->offset = 300;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
+	assert_int_equal(evs[0].id, 0);
+	assert_int_equal(evs[1].id, 0);
+	assert_int_equal(evs[2].id, 0);
+	assert_true(evs[3].id > listed[2].id);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 4);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE line_offset = 0"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 300);
+	assert_int_equal(counts(fx->sp).pending, 4);
+
+	/* A batch of no events still moves the checkpoint. */
+	f->offset = 310;
+	assert_int_equal(spool_commit(fx->sp, f, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 310);
+	free(f);
+}
+
+static void test_commit_atomic(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 43), got;
+	struct event evs[4];
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 2); /* offsets 0, 100; checkpoint 200 */
+	f->counters.lines = 2;
+	assert_int_equal(spool_file_update(fx->sp, f, err, sizeof(err)), 0);
+
+	/* Installed behind the handle's back: its prepared statements must cope. */
+	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.line_offset = 999 "
+	                 "BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+
+	event_init(&evs[0], f->id, 200, "r1");
+	event_init(&evs[1], f->id, 300, "r1");
+	event_init(&evs[2], f->id, 999, "r1");
+	event_init(&evs[3], f->id, 1100, "r1");
+	f->offset = 1200;
+	f->counters.lines = 6;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "injected"));
+	assert_non_null(strstr(err, "SQLITE_CONSTRAINT"));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(evs[i].id, 0);
+
+	/* Neither the events before the failing one nor the checkpoint were committed. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE line_offset >= 200"),
+	                 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 43, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.offset, 200);
+	assert_int_equal(got.counters.lines, 2);
+	assert_int_equal(counts(fx->sp).pending, 2);
+
+	/* The handle is still usable: the batch without the bad line goes in. */
+	event_init(&evs[2], f->id, 1000, "r1");
+	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++)
+		assert_true(evs[i].id > 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 43, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.offset, 1200);
+	assert_int_equal(got.counters.lines, 6);
+	assert_int_equal(counts(fx->sp).pending, 6);
+	free(f);
+}
+
+static void test_commit_bad_references(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 44), ghost;
+	struct event evs[2];
+	char err[512] = "";
+
+	/* An event of a file that has no record: foreign keys are enforced. */
+	event_init(&evs[0], f->id, 0, "r1");
+	event_init(&evs[1], 777, 0, "r1");
+	f->offset = 100;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "FOREIGN KEY"));
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
+
+	/* A file record that does not exist: the events are not kept either. */
+	ghost = *f;
+	ghost.id = 778;
+	event_init(&evs[0], f->id, 0, "r1");
+	assert_int_equal(spool_commit(fx->sp, &ghost, evs, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "778"));
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
+
+	/* An invalid state is refused rather than stored. */
+	event_init(&evs[0], f->id, 0, "r1");
+	evs[0].state = (enum event_state)7;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 1, err, sizeof(err)), -1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 44"), 0);
+	free(f);
+}
+
+/* ---- the sender's side ---- */
+
+static void test_pending_paging(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 45);
+	struct event out[3];
+	struct spool_mark m;
+	char err[512] = "";
+	size_t n = 99;
+
+	assert_int_equal(spool_pending(fx->sp, 0, out, 3, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+
+	commit_n(fx, f, 0, 5); /* ids 1..5, offsets 0..400 */
+	assert_int_equal(spool_pending(fx->sp, 0, out, 2, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 1);
+	assert_int_equal(out[1].id, 2);
+	assert_int_equal(out[1].line_offset, 100);
+	assert_string_equal(out[1].customer, "cus_100");
+	assert_int_equal(spool_pending(fx->sp, 2, out, 2, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 3);
+	assert_int_equal(out[1].id, 4);
+	assert_int_equal(spool_pending(fx->sp, 4, out, 2, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].id, 5);
+	assert_int_equal(spool_pending(fx->sp, 5, out, 2, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(spool_pending(fx->sp, 0, out, 0, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+
+	/* Events no longer pending are skipped. */
+	m = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 1, .when = 10};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	m = (struct spool_mark){
+	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "x", .when = 10};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_pending(fx->sp, 0, out, 3, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(out[0].id, 1);
+	assert_int_equal(out[1].id, 4);
+	assert_int_equal(out[2].id, 5);
+	free(f);
+}
+
+struct row {
+	int64_t state, attempts, delivered_at, updated;
+	char last_error[64];
+};
+
+static struct row raw_row(const char *db, int64_t id)
+{
+	char sql[256];
+	struct row r;
+
+	snprintf(sql, sizeof(sql), "SELECT state FROM events WHERE id = %lld", (long long)id);
+	r.state = raw_int(db, sql);
+	snprintf(sql, sizeof(sql), "SELECT attempts FROM events WHERE id = %lld", (long long)id);
+	r.attempts = raw_int(db, sql);
+	snprintf(sql, sizeof(sql), "SELECT coalesce(delivered_at, -1) FROM events WHERE id = %lld",
+	         (long long)id);
+	r.delivered_at = raw_int(db, sql);
+	snprintf(sql, sizeof(sql), "SELECT updated FROM events WHERE id = %lld", (long long)id);
+	r.updated = raw_int(db, sql);
+	snprintf(sql, sizeof(sql), "SELECT last_error FROM events WHERE id = %lld", (long long)id);
+	raw_text(db, sql, r.last_error, sizeof(r.last_error));
+	return r;
+}
+
+static void test_mark(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 46);
+	struct spool_mark m[3];
+	struct spool_counts c;
+	struct row r;
+	char last[EVENT_ERROR_MAX], err[512] = "";
+
+	commit_n(fx, f, 0, 4); /* ids 1..4 */
+	assert_int_equal(spool_last_error(fx->sp, last, sizeof(last), err, sizeof(err)), 0);
+	assert_string_equal(last, "");
+
+	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 1000};
+	m[1] = (struct spool_mark){.id = 2,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 1,
+	                           .error = "No such customer: 'cus_100'",
+	                           .when = 1001};
+	m[2] = (struct spool_mark){
+	    .id = 3, .state = EVENT_PENDING, .attempts = 1, .error = "HTTP 503", .when = 1002};
+	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), 0);
+
+	r = raw_row(fx->db, 1);
+	assert_int_equal(r.state, EVENT_DELIVERED);
+	assert_int_equal(r.attempts, 1);
+	assert_int_equal(r.delivered_at, 1000);
+	assert_int_equal(r.updated, 1000);
+	assert_string_equal(r.last_error, "(null)");
+	r = raw_row(fx->db, 2);
+	assert_int_equal(r.state, EVENT_DEAD);
+	assert_int_equal(r.delivered_at, -1);
+	assert_string_equal(r.last_error, "No such customer: 'cus_100'");
+	r = raw_row(fx->db, 3);
+	assert_int_equal(r.state, EVENT_PENDING);
+	assert_int_equal(r.attempts, 1);
+	assert_int_equal(r.updated, 1002);
+	assert_string_equal(r.last_error, "HTTP 503");
+
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 2);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.dead, 1);
+
+	/* The most recently updated error of a pending or dead event. */
+	assert_int_equal(spool_last_error(fx->sp, last, sizeof(last), err, sizeof(err)), 0);
+	assert_string_equal(last, "HTTP 503");
+
+	/* A retry without error text keeps the previous one. */
+	m[0] = (struct spool_mark){.id = 3, .state = EVENT_PENDING, .attempts = 2, .when = 1003};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	r = raw_row(fx->db, 3);
+	assert_int_equal(r.attempts, 2);
+	assert_int_equal(r.updated, 1003);
+	assert_string_equal(r.last_error, "HTTP 503");
+
+	/* Ties on the update time go to the greatest id; delivered events do not count. */
+	m[0] = (struct spool_mark){
+	    .id = 4, .state = EVENT_DEAD, .attempts = 1, .error = "four", .when = 2000};
+	m[1] = (struct spool_mark){
+	    .id = 2, .state = EVENT_DEAD, .attempts = 2, .error = "two", .when = 2000};
+	m[2] = (struct spool_mark){.id = 1,
+	                           .state = EVENT_DELIVERED,
+	                           .attempts = 1,
+	                           .error = "delivered after all",
+	                           .when = 3000};
+	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), 0);
+	assert_int_equal(spool_last_error(fx->sp, last, sizeof(last), err, sizeof(err)), 0);
+	assert_string_equal(last, "four");
+	/* A short buffer gets a cut copy. */
+	assert_int_equal(spool_last_error(fx->sp, last, 3, err, sizeof(err)), 0);
+	assert_string_equal(last, "fo");
+
+	/* A dead letter replayed and delivered. */
+	m[0] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 3, .when = 4000};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	r = raw_row(fx->db, 2);
+	assert_int_equal(r.state, EVENT_DELIVERED);
+	assert_int_equal(r.delivered_at, 4000);
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.delivered, 2);
+	assert_int_equal(c.dead, 1);
+
+	/* An invalid state fails the whole batch before anything is applied. */
+	m[0] = (struct spool_mark){.id = 3, .state = EVENT_DEAD, .attempts = 9, .when = 5000};
+	m[1] =
+	    (struct spool_mark){.id = 4, .state = (enum event_state)5, .attempts = 9, .when = 5000};
+	err[0] = '\0';
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), -1);
+	assert_true(err[0] != '\0');
+	assert_int_equal(raw_row(fx->db, 3).attempts, 2);
+	free(f);
+}
+
+static void test_mark_atomic(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 47);
+	struct spool_mark m[3];
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 3);
+	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE UPDATE ON events WHEN NEW.id = 3 "
+	                 "BEGIN SELECT RAISE(ABORT, 'no marks for 3'); END;");
+	for (int i = 0; i < 3; i++)
+		m[i] = (struct spool_mark){
+		    .id = i + 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no marks for 3"));
+	assert_int_equal(counts(fx->sp).pending, 3);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE attempts > 0"), 0);
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
+	assert_int_equal(counts(fx->sp).delivered, 2);
+	free(f);
+}
+
+static void test_prune(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 48);
+	struct spool_mark m[4];
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t deleted = -1;
+
+	commit_n(fx, f, 0, 5); /* ids 1..5 */
+	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
+	m[2] = (struct spool_mark){.id = 3, .state = EVENT_DELIVERED, .attempts = 1, .when = 300};
+	m[3] = (struct spool_mark){
+	    .id = 4, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 50};
+	assert_int_equal(spool_mark(fx->sp, m, 4, err, sizeof(err)), 0);
+
+	assert_int_equal(spool_prune_delivered(fx->sp, 200, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 1);
+	assert_int_equal(spool_prune_delivered(fx->sp, 250, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 1);
+	assert_int_equal(spool_prune_delivered(fx->sp, 250, NULL, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,4,5' FROM "
+	                                 "(SELECT id FROM events ORDER BY id)"),
+	                 1);
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.dead, 1);
+	free(f);
+}
+
+struct listing {
+	int64_t ids[16];
+	char names[16][160];
+	size_t n;
+	size_t stop_after; /* 0: never */
+};
+
+static int list_event(const struct event *ev, void *ud)
+{
+	struct listing *l = ud;
+
+	if (l->n >= 16)
+		return -1;
+	l->ids[l->n++] = ev->id;
+	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+}
+
+static int list_file(const struct spool_file *f, void *ud)
+{
+	struct listing *l = ud;
+
+	if (l->n >= 16)
+		return -1;
+	snprintf(l->names[l->n], sizeof(l->names[0]), "%s:%lld", f->source, (long long)f->ino);
+	l->ids[l->n++] = f->id;
+	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+}
+
+static void test_foreach(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *z = add_file(fx, "zeta", 1);
+	struct spool_file *a1 = add_file(fx, "alpha", 2);
+	struct spool_file *a2 = add_file(fx, "alpha", 3);
+	struct listing l = {0};
+	struct spool_mark m[3];
+	char err[512] = "";
+
+	assert_int_equal(spool_files_foreach(fx->sp, list_file, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(l.names[0], "alpha:2");
+	assert_string_equal(l.names[1], "alpha:3");
+	assert_string_equal(l.names[2], "zeta:1");
+
+	commit_n(fx, z, 0, 3);  /* ids 1..3 */
+	commit_n(fx, a1, 0, 3); /* ids 4..6 */
+	m[0] = (struct spool_mark){
+	    .id = 5, .state = EVENT_DEAD, .attempts = 1, .error = "e", .when = 1};
+	m[1] = (struct spool_mark){
+	    .id = 2, .state = EVENT_DEAD, .attempts = 1, .error = "e", .when = 2};
+	m[2] = (struct spool_mark){.id = 3, .state = EVENT_DELIVERED, .attempts = 1, .when = 3};
+	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), 0);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(spool_events_foreach(fx->sp, EVENT_DEAD, list_event, &l, err, sizeof(err)),
+	                 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.ids[0], 2);
+	assert_int_equal(l.ids[1], 5);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_PENDING, list_event, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.ids[0], 1);
+	assert_int_equal(l.ids[1], 4);
+	assert_int_equal(l.ids[2], 6);
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_DELIVERED, list_event, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(l.ids[0], 3);
+
+	/* A callback that fails stops the walk; the statement is left reusable. */
+	memset(&l, 0, sizeof(l));
+	l.stop_after = 2;
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_PENDING, list_event, &l, err, sizeof(err)), -1);
+	assert_int_equal(l.n, 2);
+	memset(&l, 0, sizeof(l));
+	l.stop_after = 1;
+	assert_int_equal(spool_files_foreach(fx->sp, list_file, &l, err, sizeof(err)), -1);
+	assert_int_equal(l.n, 1);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_PENDING, list_event, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 3);
+
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, (enum event_state)9, list_event, &l, err, sizeof(err)),
+	    -1);
+	free(z);
+	free(a1);
+	free(a2);
+}
+
+/* The status command reads while the agent writes. */
+static void test_read_only_beside_writer(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 49), got;
+	struct spool_counts c;
+	struct spool_mark m = {.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 5};
+	struct spool *ro;
+	struct event out[4];
+	char err[512] = "";
+	size_t n;
+
+	commit_n(fx, f, 0, 3);
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	if (ro == NULL)
+		fail_msg("read-only open: %s", err);
+	c = counts(ro);
+	assert_int_equal(c.pending, 3);
+
+	/* New commits of the writer are visible to the reader's next query. */
+	commit_n(fx, f, 300, 2);
+	c = counts(ro);
+	assert_int_equal(c.pending, 5);
+	assert_int_equal(spool_pending(ro, 0, out, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(spool_file_find(ro, "nginx", 2049, 49, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.offset, 500);
+
+	/* The reader cannot write; the writer is unaffected. */
+	err[0] = '\0';
+	assert_int_equal(spool_mark(ro, &m, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "SQLITE_READONLY"));
+	assert_int_equal(spool_prune_delivered(ro, 100, NULL, err, sizeof(err)), -1);
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	c = counts(ro);
+	assert_int_equal(c.pending, 4);
+	assert_int_equal(c.delivered, 1);
+	spool_free(ro);
+	free(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_creates_dir_and_wal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_state_dir_is_a_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_read_only_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_instance, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pending_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mark_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
