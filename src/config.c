@@ -26,37 +26,44 @@
 
 enum sec_kind { SEC_AGENT, SEC_STRIPE, SEC_SOURCE, SEC_RULE, SEC_N };
 
-static const char *const sec_names[SEC_N] = {"[agent]", "[stripe]", "[source NAME]",
-					     "[rule NAME]"};
+static const char *const sec_names[SEC_N] = {"[agent]", "[stripe]", "[source NAME]", "[rule NAME]"};
 
 enum opt_type {
-	OPT_STRING,	  /* min..max bytes, no control characters */
-	OPT_NAME,	  /* min..max characters of NAME_CHARS */
-	OPT_SOURCE,	  /* the NAME of a [source NAME], resolved once every file is read */
-	OPT_GROUP,	  /* a PCRE2 group name */
-	OPT_VALUE,	  /* a group name or a decimal constant */
-	OPT_PATH,	  /* relative: to the directory of the file that sets it */
-	OPT_GLOB,	  /* glob(7), kept as written */
-	OPT_URL,	  /* https://, or http:// to 127.0.0.1 only */
-	OPT_INT,	  /* min..max */
-	OPT_SIZE,	  /* bytes, with an optional k, M, G suffix; min..max */
+	OPT_STRING,       /* min..max bytes, no control characters */
+	OPT_NAME,         /* min..max characters of NAME_CHARS */
+	OPT_SOURCE,       /* the NAME of a [source NAME], resolved once every file is read */
+	OPT_GROUP,        /* a PCRE2 group name */
+	OPT_VALUE,        /* a group name or a decimal constant */
+	OPT_PATH,         /* relative: to the directory of the file that sets it */
+	OPT_GLOB,         /* glob(7), kept as written */
+	OPT_URL,          /* https://, or http:// to 127.0.0.1 only */
+	OPT_INT,          /* min..max */
+	OPT_SIZE,         /* bytes, with an optional k, M, G suffix; min..max */
 	OPT_DURATION_MS,  /* stored in milliseconds; min..max in milliseconds */
-	OPT_DURATION_S,	  /* stored in seconds; min..max in seconds */
-	OPT_ENUM,	  /* one of `choices`, stored as its index in an enum field */
-	OPT_KEYWORD,	  /* one of `choices`, stored as a string */
-	OPT_PATTERN,	  /* non-empty, verbatim */
+	OPT_DURATION_S,   /* stored in seconds; min..max in seconds */
+	OPT_ENUM,         /* one of `choices`, stored as its index in an enum field */
+	OPT_KEYWORD,      /* one of `choices`, stored as a string */
+	OPT_PATTERN,      /* non-empty, verbatim */
 	OPT_PATTERN_FILE, /* an OPT_PATH whose content becomes config_rule.pattern */
 };
 
 static const char *const type_names[] = {
-	[OPT_STRING] = "string",     [OPT_NAME] = "name",
-	[OPT_SOURCE] = "source name", [OPT_GROUP] = "group",
-	[OPT_VALUE] = "group or number", [OPT_PATH] = "path",
-	[OPT_GLOB] = "glob",	     [OPT_URL] = "url",
-	[OPT_INT] = "integer",	     [OPT_SIZE] = "size",
-	[OPT_DURATION_MS] = "duration", [OPT_DURATION_S] = "duration",
-	[OPT_ENUM] = "enum",	     [OPT_KEYWORD] = "enum",
-	[OPT_PATTERN] = "pattern",   [OPT_PATTERN_FILE] = "path",
+    [OPT_STRING] = "string",
+    [OPT_NAME] = "name",
+    [OPT_SOURCE] = "source name",
+    [OPT_GROUP] = "group",
+    [OPT_VALUE] = "group or number",
+    [OPT_PATH] = "path",
+    [OPT_GLOB] = "glob",
+    [OPT_URL] = "url",
+    [OPT_INT] = "integer",
+    [OPT_SIZE] = "size",
+    [OPT_DURATION_MS] = "duration",
+    [OPT_DURATION_S] = "duration",
+    [OPT_ENUM] = "enum",
+    [OPT_KEYWORD] = "enum",
+    [OPT_PATTERN] = "pattern",
+    [OPT_PATTERN_FILE] = "path",
 };
 
 #define OPT_REQUIRED 1u
@@ -70,10 +77,10 @@ struct option {
 	enum sec_kind sec;
 	const char *key;
 	enum opt_type type;
-	size_t off;	/* of the field in the section's struct */
-	size_t loc_off; /* of its struct config_loc in the section's struct; 0: none */
-	const char *def; /* parsed like the user's text; NULL: no default */
-	int64_t min, max; /* value bounds, or length bounds for text (max 0: unbounded) */
+	size_t off;          /* of the field in the section's struct */
+	size_t loc_off;      /* of its struct config_loc in the section's struct; 0: none */
+	const char *def;     /* parsed like the user's text; NULL: no default */
+	int64_t min, max;    /* value bounds, or length bounds for text (max 0: unbounded) */
 	const char *choices; /* "a|b|c" for OPT_ENUM and OPT_KEYWORD */
 	unsigned flags;
 	const char *help;
@@ -93,102 +100,97 @@ struct option {
 /* The one description of every option: parsing, defaults, validation and documentation all
  * read it. */
 static const struct option options[] = {
-	{AGENT(instance), .key = "instance", .type = OPT_NAME, .min = 1, .max = 100,
-	 .help = "Namespaces the events' identifiers. Without it, a random id generated once and "
-		 "kept in the spool is used. Changing it makes already-sent lines count again."},
-	{AGENT(state_dir), .key = "state_dir", .type = OPT_PATH, .def = "/var/lib/logmeter",
-	 .min = 1, .max = PATH_MAX - 1, .help = "Directory holding the spool database spool.db."},
-	{AGENT(include_dir), .key = "include_dir", .type = OPT_PATH, .def = "conf.d", .min = 1,
-	 .max = PATH_MAX - 1, .flags = OPT_MAIN_ONLY,
-	 .help = "Drop-in directory: every *.conf file in it is read after the main file, in "
-		 "strcmp order of the names. Main file only. A missing directory is fine."},
-	{AGENT(log_level), .key = "log_level", .type = OPT_KEYWORD, .def = "info",
-	 .choices = "error|warning|info|debug", .help = "Messages above this level are dropped."},
-	{AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "1000", .min = 1,
-	 .max = 1000000, .help = "Lines read per spool transaction (one fsync each)."},
-	{AGENT(delivered_retention), .key = "delivered_retention", .type = OPT_DURATION_S,
-	 .def = "7d", .min = 60, .max = 400 * DAY_S,
-	 .help = "How long delivered events are kept for replay and status."},
-	{AGENT(rescan_interval_ms), .key = "rescan_interval", .type = OPT_DURATION_MS,
-	 .def = "10s", .min = 100, .max = HOUR_MS,
-	 .help = "Period of the backstop rescan of the sources' globs, in case inotify missed "
-		 "something."},
-	{AGENT(max_line_length), .key = "max_line_length", .type = OPT_SIZE, .def = "64k",
-	 .min = 256, .max = 64 * 1024 * 1024,
-	 .help = "Longer log lines are skipped and counted."},
+    {AGENT(instance), .key = "instance", .type = OPT_NAME, .min = 1, .max = 100,
+     .help = "Namespaces the events' identifiers. Without it, a random id generated once and "
+             "kept in the spool is used. Changing it makes already-sent lines count again."},
+    {AGENT(state_dir), .key = "state_dir", .type = OPT_PATH, .def = "/var/lib/logmeter", .min = 1,
+     .max = PATH_MAX - 1, .help = "Directory holding the spool database spool.db."},
+    {AGENT(include_dir), .key = "include_dir", .type = OPT_PATH, .def = "conf.d", .min = 1,
+     .max = PATH_MAX - 1, .flags = OPT_MAIN_ONLY,
+     .help = "Drop-in directory: every *.conf file in it is read after the main file, in "
+             "strcmp order of the names. Main file only. A missing directory is fine."},
+    {AGENT(log_level), .key = "log_level", .type = OPT_KEYWORD, .def = "info",
+     .choices = "error|warning|info|debug", .help = "Messages above this level are dropped."},
+    {AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "1000", .min = 1,
+     .max = 1000000, .help = "Lines read per spool transaction (one fsync each)."},
+    {AGENT(delivered_retention), .key = "delivered_retention", .type = OPT_DURATION_S, .def = "7d",
+     .min = 60, .max = 400 * DAY_S,
+     .help = "How long delivered events are kept for replay and status."},
+    {AGENT(rescan_interval_ms), .key = "rescan_interval", .type = OPT_DURATION_MS, .def = "10s",
+     .min = 100, .max = HOUR_MS,
+     .help = "Period of the backstop rescan of the sources' globs, in case inotify missed "
+             "something."},
+    {AGENT(max_line_length), .key = "max_line_length", .type = OPT_SIZE, .def = "64k", .min = 256,
+     .max = 64 * 1024 * 1024, .help = "Longer log lines are skipped and counted."},
 
-	{STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1,
-	 .max = PATH_MAX - 1,
-	 .help = "File holding the Stripe secret or restricted key, read when the environment "
-		 "variable LOGMETER_STRIPE_API_KEY is not set."},
-	{STRIPE(api_base), .key = "api_base", .type = OPT_URL, .def = "https://api.stripe.com",
-	 .min = 1, .max = 1000,
-	 .help = "Base URL of the Stripe API. Plain http:// only to 127.0.0.1, for a local test "
-		 "double."},
-	{STRIPE(request_timeout_ms), .key = "request_timeout", .type = OPT_DURATION_MS,
-	 .def = "80s", .min = SEC_MS, .max = 10 * MIN_MS, .help = "Time limit of one request."},
-	{STRIPE(max_concurrency), .key = "max_concurrency", .type = OPT_INT, .def = "8", .min = 1,
-	 .max = 64, .help = "Requests in flight at once."},
-	{STRIPE(max_requests_per_second), .key = "max_requests_per_second", .type = OPT_INT,
-	 .def = "25", .min = 1, .max = 10000,
-	 .help = "Rate limit of requests (Stripe's test mode allows 25 per second)."},
-	{STRIPE(retry_min_backoff_ms), .key = "retry_min_backoff", .type = OPT_DURATION_MS,
-	 .def = "500ms", .min = 10, .max = MIN_MS, .help = "First wait before a retry."},
-	{STRIPE(retry_max_backoff_ms), .key = "retry_max_backoff", .type = OPT_DURATION_MS,
-	 .def = "30s", .min = 100, .max = HOUR_MS,
-	 .help = "Longest wait between retries; at least retry_min_backoff."},
-	{STRIPE(auth_pause_ms), .key = "auth_pause", .type = OPT_DURATION_MS, .def = "60s",
-	 .min = 100, .max = DAY_MS,
-	 .help = "Wait after Stripe refuses the key (401 or 403) before sending again."},
+    {STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1, .max = PATH_MAX - 1,
+     .help = "File holding the Stripe secret or restricted key, read when the environment "
+             "variable LOGMETER_STRIPE_API_KEY is not set."},
+    {STRIPE(api_base), .key = "api_base", .type = OPT_URL, .def = "https://api.stripe.com",
+     .min = 1, .max = 1000,
+     .help = "Base URL of the Stripe API. Plain http:// only to 127.0.0.1, for a local test "
+             "double."},
+    {STRIPE(request_timeout_ms), .key = "request_timeout", .type = OPT_DURATION_MS, .def = "80s",
+     .min = SEC_MS, .max = 10 * MIN_MS, .help = "Time limit of one request."},
+    {STRIPE(max_concurrency), .key = "max_concurrency", .type = OPT_INT, .def = "8", .min = 1,
+     .max = 64, .help = "Requests in flight at once."},
+    {STRIPE(max_requests_per_second), .key = "max_requests_per_second", .type = OPT_INT,
+     .def = "25", .min = 1, .max = 10000,
+     .help = "Rate limit of requests (Stripe's test mode allows 25 per second)."},
+    {STRIPE(retry_min_backoff_ms), .key = "retry_min_backoff", .type = OPT_DURATION_MS,
+     .def = "500ms", .min = 10, .max = MIN_MS, .help = "First wait before a retry."},
+    {STRIPE(retry_max_backoff_ms), .key = "retry_max_backoff", .type = OPT_DURATION_MS,
+     .def = "30s", .min = 100, .max = HOUR_MS,
+     .help = "Longest wait between retries; at least retry_min_backoff."},
+    {STRIPE(auth_pause_ms), .key = "auth_pause", .type = OPT_DURATION_MS, .def = "60s", .min = 100,
+     .max = DAY_MS, .help = "Wait after Stripe refuses the key (401 or 403) before sending again."},
 
-	{SOURCE(path), .key = "path", .type = OPT_GLOB, .min = 1, .max = PATH_MAX - 1,
-	 .flags = OPT_REQUIRED | OPT_ABSOLUTE,
-	 .help = "Absolute glob(7) pattern of the files to tail."},
-	{SOURCE(exclude), .key = "exclude", .type = OPT_GLOB, .def = "*.gz", .min = 0,
-	 .max = NAME_MAX, .flags = OPT_BASENAME,
-	 .help = "Glob matched against a file's base name: matching files are not tailed. Empty: "
-		 "exclude nothing."},
-	{SOURCE(read_from), .key = "read_from", .type = OPT_ENUM, .def = "head",
-	 .choices = "head|tail",
-	 .help = "Where a file seen for the first time is read from: its start or its end."},
+    {SOURCE(path), .key = "path", .type = OPT_GLOB, .min = 1, .max = PATH_MAX - 1,
+     .flags = OPT_REQUIRED | OPT_ABSOLUTE,
+     .help = "Absolute glob(7) pattern of the files to tail."},
+    {SOURCE(exclude), .key = "exclude", .type = OPT_GLOB, .def = "*.gz", .min = 0, .max = NAME_MAX,
+     .flags = OPT_BASENAME,
+     .help = "Glob matched against a file's base name: matching files are not tailed. Empty: "
+             "exclude nothing."},
+    {SOURCE(read_from), .key = "read_from", .type = OPT_ENUM, .def = "head", .choices = "head|tail",
+     .help = "Where a file seen for the first time is read from: its start or its end."},
 
-	{RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100,
-	 .flags = OPT_REQUIRED, .help = "Name of the [source NAME] whose lines the rule reads."},
-	{RULE(event_name), .key = "event_name", .type = OPT_STRING, .min = 1, .max = 100,
-	 .flags = OPT_REQUIRED, .help = "Event name of the Stripe meter."},
-	{RULE(pattern), RULE_LOC(pattern_loc), .key = "pattern", .type = OPT_PATTERN, .min = 1,
-	 .help = "PCRE2 pattern with named groups. Continue a long one on following lines that "
-		 "start with whitespace: the pieces are joined without separator, each stripped "
-		 "of surrounding whitespace, and a piece cannot start with ';' or '#'. "
-		 "Whitespace followed by ';' starts a comment. Exactly one of pattern and "
-		 "pattern_file is required."},
-	{RULE(pattern_file), RULE_LOC(pattern_loc), .key = "pattern_file",
-	 .type = OPT_PATTERN_FILE, .min = 1, .max = PATH_MAX - 1,
-	 .help = "File holding the pattern verbatim on one line (a final newline is dropped); "
-		 "relative to the directory of the file naming it. Use it for patterns with "
-		 "' ;' or spaces at the ends."},
-	{RULE(customer), RULE_LOC(customer_loc), .key = "customer", .type = OPT_GROUP,
-	 .flags = OPT_REQUIRED,
-	 .help = "Named group holding the Stripe customer id, or the key looked up in "
-		 "customer_map."},
-	{RULE(customer_map), RULE_LOC(customer_map_loc), .key = "customer_map", .type = OPT_PATH,
-	 .min = 1, .max = PATH_MAX - 1,
-	 .help = "CSV file of \"key,cus_id\" lines mapping the customer group to customer ids; "
-		 "relative to the directory of the file naming it."},
-	{RULE(value), RULE_LOC(value_loc), .key = "value", .type = OPT_VALUE,
-	 .flags = OPT_REQUIRED,
-	 .help = "Named group holding the event's value, or a constant number such as 1."},
-	{RULE(timestamp), RULE_LOC(timestamp_loc), .key = "timestamp", .type = OPT_GROUP,
-	 .help = "Named group holding the event's time. Without it: the time the line was read."},
-	{RULE(timestamp_format), RULE_LOC(timestamp_format_loc), .key = "timestamp_format",
-	 .type = OPT_STRING, .def = "%d/%b/%Y:%H:%M:%S %z", .min = 1, .max = 100,
-	 .help = "strptime(3) format of the timestamp group, or epoch for seconds since the "
-		 "epoch."},
-	{RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
-	 .def = "stripe_customer_id", .min = 1, .max = 100,
-	 .help = "The meter's customer_mapping.event_payload_key."},
-	{RULE(payload_value_key), .key = "payload_value_key", .type = OPT_NAME, .def = "value",
-	 .min = 1, .max = 100, .help = "The meter's value_settings.event_payload_key."},
+    {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
+     .help = "Name of the [source NAME] whose lines the rule reads."},
+    {RULE(event_name), .key = "event_name", .type = OPT_STRING, .min = 1, .max = 100,
+     .flags = OPT_REQUIRED, .help = "Event name of the Stripe meter."},
+    {RULE(pattern), RULE_LOC(pattern_loc), .key = "pattern", .type = OPT_PATTERN, .min = 1,
+     .help = "PCRE2 pattern with named groups. Continue a long one on following lines that "
+             "start with whitespace: the pieces are joined without separator, each stripped "
+             "of surrounding whitespace, and a piece cannot start with ';' or '#'. "
+             "Whitespace followed by ';' starts a comment. Exactly one of pattern and "
+             "pattern_file is required."},
+    {RULE(pattern_file), RULE_LOC(pattern_loc), .key = "pattern_file", .type = OPT_PATTERN_FILE,
+     .min = 1, .max = PATH_MAX - 1,
+     .help = "File holding the pattern verbatim on one line (a final newline is dropped); "
+             "relative to the directory of the file naming it. Use it for patterns with "
+             "' ;' or spaces at the ends."},
+    {RULE(customer), RULE_LOC(customer_loc), .key = "customer", .type = OPT_GROUP,
+     .flags = OPT_REQUIRED,
+     .help = "Named group holding the Stripe customer id, or the key looked up in "
+             "customer_map."},
+    {RULE(customer_map), RULE_LOC(customer_map_loc), .key = "customer_map", .type = OPT_PATH,
+     .min = 1, .max = PATH_MAX - 1,
+     .help = "CSV file of \"key,cus_id\" lines mapping the customer group to customer ids; "
+             "relative to the directory of the file naming it."},
+    {RULE(value), RULE_LOC(value_loc), .key = "value", .type = OPT_VALUE, .flags = OPT_REQUIRED,
+     .help = "Named group holding the event's value, or a constant number such as 1."},
+    {RULE(timestamp), RULE_LOC(timestamp_loc), .key = "timestamp", .type = OPT_GROUP,
+     .help = "Named group holding the event's time. Without it: the time the line was read."},
+    {RULE(timestamp_format), RULE_LOC(timestamp_format_loc), .key = "timestamp_format",
+     .type = OPT_STRING, .def = "%d/%b/%Y:%H:%M:%S %z", .min = 1, .max = 100,
+     .help = "strptime(3) format of the timestamp group, or epoch for seconds since the "
+             "epoch."},
+    {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
+     .def = "stripe_customer_id", .min = 1, .max = 100,
+     .help = "The meter's customer_mapping.event_payload_key."},
+    {RULE(payload_value_key), .key = "payload_value_key", .type = OPT_NAME, .def = "value",
+     .min = 1, .max = 100, .help = "The meter's value_settings.event_payload_key."},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -197,17 +199,17 @@ _Static_assert(sizeof(enum config_read_from) == sizeof(int), "OPT_ENUM stores an
 
 /* A key as written, before validation. */
 struct raw {
-	char *text; /* continuation pieces joined; NULL if its line was rejected */
+	char *text;            /* continuation pieces joined; NULL if its line was rejected */
 	struct config_loc loc; /* loc.file == NULL: not set */
-	bool bad;	       /* rejected already: set, but not to be validated */
-	bool invalid;	       /* failed validation */
+	bool bad;              /* rejected already: set, but not to be validated */
+	bool invalid;          /* failed validation */
 };
 
 /* A section as written. [agent] and [stripe] may appear in several places: one each. */
 struct raw_sec {
 	enum sec_kind kind;
-	char *name;		/* NAME of [source NAME] or [rule NAME] */
-	struct config_loc loc;	/* its (first) header line */
+	char *name;                 /* NAME of [source NAME] or [rule NAME] */
+	struct config_loc loc;      /* its (first) header line */
 	struct raw vals[N_OPTIONS]; /* indexed like options[] */
 };
 
@@ -260,7 +262,7 @@ static size_t ld_file_idx(const struct loader *ld, const char *file)
 
 /* Records "FILE:LINE: message" (or "FILE: message" when line is 0). */
 static void ld_err(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void ld_err(struct loader *ld, const char *file, unsigned line, const char *fmt, ...)
 {
@@ -294,7 +296,7 @@ static void ld_err(struct loader *ld, const char *file, unsigned line, const cha
 	if (rc < 0)
 		goto oom;
 	ld->errs[ld->n_errs] = (struct cerr){
-		.file_idx = ld_file_idx(ld, file), .line = line, .seq = ld->n_errs, .msg = full};
+	    .file_idx = ld_file_idx(ld, file), .line = line, .seq = ld->n_errs, .msg = full};
 	ld->n_errs++;
 	return;
 oom:
@@ -304,10 +306,10 @@ oom:
 /* An error about key `opt` set at `loc`; loc.file NULL means its built-in default, which the
  * unit tests keep valid. */
 static void opt_err(struct loader *ld, const struct option *opt, struct config_loc loc,
-		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void opt_err(struct loader *ld, const struct option *opt, struct config_loc loc,
-		    const char *fmt, ...)
+                    const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -318,8 +320,8 @@ static void opt_err(struct loader *ld, const struct option *opt, struct config_l
 	if (loc.file != NULL)
 		ld_err(ld, loc.file, loc.line, "key '%s': %s", opt->key, msg);
 	else
-		ld_err(ld, ld->cfg->main_file, 0, "built-in default of key '%s' %s: %s",
-		       opt->key, sec_names[opt->sec], msg);
+		ld_err(ld, ld->cfg->main_file, 0, "built-in default of key '%s' %s: %s", opt->key,
+		       sec_names[opt->sec], msg);
 }
 
 static void sec_label(const struct raw_sec *rs, char *buf, size_t len)
@@ -513,15 +515,14 @@ static int parse_digits(const char *s, bool sign, int64_t *out, const char **end
 /* Parses an OPT_INT, OPT_SIZE or OPT_DURATION_* value into the field's unit and checks its
  * bounds. */
 static int parse_number(struct loader *ld, const struct option *opt, const char *text,
-			struct config_loc loc, int64_t *out)
+                        struct config_loc loc, int64_t *out)
 {
 	static const struct {
 		const char *unit;
 		int64_t mul;
-	} dur_units[] = {{"", SEC_MS},	   {"ms", 1},	    {"s", SEC_MS},
-			 {"m", MIN_MS},	   {"h", HOUR_MS}, {"d", DAY_MS}},
-	  size_units[] = {{"", 1},	   {"k", 1 << 10}, {"K", 1 << 10},
-			  {"M", 1 << 20}, {"G", 1 << 30}};
+	} dur_units[] = {{"", SEC_MS},  {"ms", 1},      {"s", SEC_MS},
+	                 {"m", MIN_MS}, {"h", HOUR_MS}, {"d", DAY_MS}},
+	  size_units[] = {{"", 1}, {"k", 1 << 10}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}};
 	char bounds[80];
 	const char *end, *what;
 	int64_t v, mul = 0;
@@ -568,15 +569,15 @@ static int parse_number(struct loader *ld, const struct option *opt, const char 
 	if (opt->type == OPT_DURATION_S) {
 		if (v % SEC_MS != 0) {
 			opt_err(ld, opt, loc,
-				"'%.*s' is not a whole number of seconds (allowed: %s)", QUOTE_MAX,
-				text, bounds);
+			        "'%.*s' is not a whole number of seconds (allowed: %s)", QUOTE_MAX,
+			        text, bounds);
 			return -1;
 		}
 		v /= SEC_MS;
 	}
 	if (v < opt->min || v > opt->max) {
 		opt_err(ld, opt, loc, "'%.*s' is out of range (allowed: %s)", QUOTE_MAX, text,
-			bounds);
+		        bounds);
 		return -1;
 	}
 	*out = v;
@@ -713,7 +714,7 @@ static void choices_list(const struct option *opt, char *buf, size_t len)
 }
 
 static int set_choice(struct loader *ld, const struct option *opt, const char *text,
-		      struct config_loc loc, void *field)
+                      struct config_loc loc, void *field)
 {
 	const char *p = opt->choices;
 	int idx = 0;
@@ -742,17 +743,17 @@ static int set_choice(struct loader *ld, const struct option *opt, const char *t
 }
 
 static int check_length(struct loader *ld, const struct option *opt, const char *text,
-			struct config_loc loc)
+                        struct config_loc loc)
 {
 	size_t n = strlen(text);
 
 	if ((int64_t)n < opt->min || (opt->max > 0 && (int64_t)n > opt->max)) {
 		if (n == 0)
 			opt_err(ld, opt, loc, "is empty (allowed: %lld..%lld bytes)",
-				(long long)opt->min, (long long)opt->max);
+			        (long long)opt->min, (long long)opt->max);
 		else
 			opt_err(ld, opt, loc, "is %zu bytes long (allowed: %lld..%lld bytes)", n,
-				(long long)opt->min, (long long)opt->max);
+			        (long long)opt->min, (long long)opt->max);
 		return -1;
 	}
 	return 0;
@@ -761,7 +762,7 @@ static int check_length(struct loader *ld, const struct option *opt, const char 
 /* Validates `text` for `opt` and stores it into the section struct at `base`. `loc` is where
  * the text was written (file NULL: the built-in default, which belongs to the main file). */
 static int opt_parse(struct loader *ld, const struct option *opt, const char *text,
-		     struct config_loc loc, void *base)
+                     struct config_loc loc, void *base)
 {
 	void *field = (char *)base + opt->off;
 	char why[PATH_MAX + 200];
@@ -782,25 +783,25 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 	case OPT_SOURCE:
 		if (!is_name(text, (size_t)opt->min, (size_t)opt->max)) {
 			opt_err(ld, opt, loc, "'%.*s' is not a name (%lld..%lld characters of %s)",
-				QUOTE_MAX, text, (long long)opt->min, (long long)opt->max,
-				NAME_CHARS);
+			        QUOTE_MAX, text, (long long)opt->min, (long long)opt->max,
+			        NAME_CHARS);
 			return -1;
 		}
 		return set_string(ld, field, text);
 	case OPT_GROUP:
 		if (!is_group(text)) {
 			opt_err(ld, opt, loc,
-				"'%.*s' is not a group name (a letter or '_', then up to 31 "
-				"letters, digits or '_')",
-				QUOTE_MAX, text);
+			        "'%.*s' is not a group name (a letter or '_', then up to 31 "
+			        "letters, digits or '_')",
+			        QUOTE_MAX, text);
 			return -1;
 		}
 		return set_string(ld, field, text);
 	case OPT_VALUE:
 		if (!is_group(text) && !is_number(text)) {
 			opt_err(ld, opt, loc,
-				"'%.*s' is neither a group name nor a number such as 1, 2.5 or -3",
-				QUOTE_MAX, text);
+			        "'%.*s' is neither a group name nor a number such as 1, 2.5 or -3",
+			        QUOTE_MAX, text);
 			return -1;
 		}
 		return set_string(ld, field, text);
@@ -817,8 +818,8 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 		}
 		if ((opt->flags & OPT_BASENAME) && strchr(text, '/') != NULL) {
 			opt_err(ld, opt, loc,
-				"'%.*s' contains '/', but it is matched against base names",
-				QUOTE_MAX, text);
+			        "'%.*s' contains '/', but it is matched against base names",
+			        QUOTE_MAX, text);
 			return -1;
 		}
 		return set_string(ld, field, text);
@@ -1080,7 +1081,7 @@ static void ld_key(struct loader *ld, const char *name, const char *value)
 			if (option_find((enum sec_kind)k, name) == NULL)
 				continue;
 			used += (size_t)snprintf(where + used, sizeof(where) - used, "%s%s",
-						 used ? ", " : " (it belongs in ", sec_names[k]);
+			                         used ? ", " : " (it belongs in ", sec_names[k]);
 		}
 		if (used > 0)
 			snprintf(where + used, sizeof(where) - used, ")");
@@ -1329,8 +1330,8 @@ static void ld_dropins(struct loader *ld)
 		if (path == NULL) {
 			ld->oom = true;
 		} else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-			   !(have_main && st.st_dev == main_st.st_dev &&
-			     st.st_ino == main_st.st_ino)) {
+		           !(have_main && st.st_dev == main_st.st_dev &&
+		             st.st_ino == main_st.st_ino)) {
 			/* The main file inside its own include dir is not read twice. */
 			ld_file(ld, path, false);
 		}
@@ -1352,7 +1353,7 @@ static void ld_apply(struct loader *ld, struct raw_sec *rs, void *base)
 		const struct option *opt = &options[i];
 		struct raw *raw = &rs->vals[i];
 		struct config_loc *locp =
-			opt->loc_off ? (struct config_loc *)((char *)base + opt->loc_off) : NULL;
+		    opt->loc_off ? (struct config_loc *)((char *)base + opt->loc_off) : NULL;
 
 		if (opt->sec != rs->kind || (opt->flags & OPT_MAIN_ONLY))
 			continue;
@@ -1391,9 +1392,12 @@ static void ld_check_stripe(struct loader *ld)
 		return;
 	fmt_ms(s->retry_max_backoff_ms, a, sizeof(a));
 	fmt_ms(s->retry_min_backoff_ms, b, sizeof(b));
-	ld_err(ld, at->loc.file ? at->loc.file : ld->cfg->main_file, at->loc.line,
-	       "key '%s': retry_max_backoff (%s) is less than retry_min_backoff (%s)",
-	       at == rmax ? "retry_max_backoff" : "retry_min_backoff", a, b);
+	if (at == rmax)
+		ld_err(ld, at->loc.file, at->loc.line,
+		       "key 'retry_max_backoff': %s is less than retry_min_backoff (%s)", a, b);
+	else
+		ld_err(ld, at->loc.file, at->loc.line,
+		       "key 'retry_min_backoff': %s is more than retry_max_backoff (%s)", b, a);
 }
 
 static void ld_rule(struct loader *ld, struct raw_sec *rs, struct config_rule *r)
@@ -1644,7 +1648,7 @@ static void opt_bounds(const struct option *opt, char *buf, size_t len)
 	case OPT_NAME:
 	case OPT_SOURCE:
 		snprintf(buf, len, "%lld..%lld of %s", (long long)opt->min, (long long)opt->max,
-			 NAME_CHARS);
+		         NAME_CHARS);
 		break;
 	case OPT_GROUP:
 		snprintf(buf, len, "A-Za-z_ then up to 31 of A-Za-z0-9_");
@@ -1654,9 +1658,9 @@ static void opt_bounds(const struct option *opt, char *buf, size_t len)
 		break;
 	case OPT_GLOB:
 		snprintf(buf, len, "%s",
-			 (opt->flags & OPT_ABSOLUTE)   ? "absolute"
-			 : (opt->flags & OPT_BASENAME) ? "no '/'"
-						       : "");
+		         (opt->flags & OPT_ABSOLUTE)   ? "absolute"
+		         : (opt->flags & OPT_BASENAME) ? "no '/'"
+		                                       : "");
 		break;
 	case OPT_URL:
 		snprintf(buf, len, "https://..., or http://127.0.0.1[:PORT]");
@@ -1707,7 +1711,7 @@ void config_print_options(void *out, int markdown)
 		opt_bounds(opt, bounds, sizeof(bounds));
 		if (!markdown) {
 			fprintf(fp, "%s %s (%s; default %s; %s)\n\t%s\n", sec_names[opt->sec],
-				opt->key, type_names[opt->type], def, bounds, opt->help);
+			        opt->key, type_names[opt->type], def, bounds, opt->help);
 			continue;
 		}
 		fputs("| ", fp);

@@ -36,8 +36,8 @@
 struct sender_item {
 	struct event ev;
 	char key[EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1]; /* customer SEP event_name */
-	int64_t next_attempt;				   /* monotonic ms; 0: now */
-	struct stripe_request *req;			   /* while in flight */
+	int64_t next_attempt;                              /* monotonic ms; 0: now */
+	struct stripe_request *req;                        /* while in flight */
 };
 
 /* A log line that may repeat: the first is written, the rest are counted and summarised at most
@@ -61,7 +61,7 @@ struct sender {
 	struct sender_item **queue; /* in id order; NULL slots are compacted away */
 	size_t n;
 	int64_t cursor; /* highest id loaded since the last reset */
-	int more;	/* the last load stopped because the queue was full */
+	int more;       /* the last load stopped because the queue was full */
 	struct event *loadbuf;
 	int64_t next_reload, next_idle_reload, next_spool_try;
 
@@ -77,14 +77,14 @@ struct sender {
 	double tokens;
 	int64_t tokens_at;
 
-	int paused;	 /* after a 401/403, until pause_until */
+	int paused; /* after a 401/403, until pause_until */
 	int64_t pause_until;
-	int probe;	 /* one request at a time until Stripe answers with the (re-read) key */
+	int probe;       /* one request at a time until Stripe answers with the (re-read) key */
 	int auth_failed; /* once-mode: stop, return 1 */
 	long auth_status;
 
 	int once;
-	int fatal; /* once-mode: a spool error ends the run with -1 */
+	int fatal;         /* once-mode: a spool error ends the run with -1 */
 	int mark_failures; /* consecutive failed spool_mark calls */
 	char fatal_err[512];
 
@@ -156,7 +156,7 @@ static void ratelog_add(struct sender_ratelog *rl, int64_t now, const char *msg)
 	if (!rl->logged || now - rl->last >= SENDER_LOG_EVERY_MS) {
 		if (rl->suppressed > 0)
 			log_msg(rl->level, "%s (and %lld more %s before it)", msg,
-				(long long)rl->suppressed, rl->what);
+			        (long long)rl->suppressed, rl->what);
 		else
 			log_msg(rl->level, "%s", msg);
 		rl->logged = 1;
@@ -168,13 +168,14 @@ static void ratelog_add(struct sender_ratelog *rl, int64_t now, const char *msg)
 	snprintf(rl->last_msg, sizeof(rl->last_msg), "%s", msg);
 }
 
-static void ratelog_flush(struct sender_ratelog *rl, int64_t now)
+/* Writes the summary of what was held back, if it is due (or `force`). */
+static void ratelog_flush(struct sender_ratelog *rl, int64_t now, int force)
 {
-	if (rl->suppressed == 0 || now - rl->last < SENDER_LOG_EVERY_MS)
+	if (rl->suppressed == 0 || (!force && now - rl->last < SENDER_LOG_EVERY_MS))
 		return;
 	log_msg(rl->level, "%lld more %s in the last %lld s; the last: %s",
-		(long long)rl->suppressed, rl->what, (long long)((now - rl->last) / 1000),
-		rl->last_msg);
+	        (long long)rl->suppressed, rl->what, (long long)((now - rl->last) / 1000),
+	        rl->last_msg);
 	rl->last = now;
 	rl->suppressed = 0;
 }
@@ -189,7 +190,7 @@ static int64_t ratelog_due(const struct sender_ratelog *rl)
 /* Records an outcome for the next spool_mark call. A later outcome for the same event replaces
  * an earlier unapplied one, so a spool that keeps failing cannot make the list grow. */
 static int mark_add(struct sender *s, const struct event *ev, enum event_state state,
-		    const char *error)
+                    const char *error)
 {
 	size_t i;
 
@@ -241,8 +242,8 @@ static int marks_apply(struct sender *s, int64_t now)
 		char msg[sizeof(err) + 128];
 
 		err_set(msg, sizeof(msg),
-			 "cannot record %zu delivery outcomes in the spool: %s; will retry", s->n_marks,
-			 err);
+		        "cannot record %zu delivery outcomes in the spool: %s; will retry",
+		        s->n_marks, err);
 		ratelog_add(&s->spool_log, now, msg);
 		s->next_mark_try = now + SENDER_SPOOL_RETRY_MS;
 		s->mark_failures++;
@@ -263,7 +264,7 @@ static int marks_apply(struct sender *s, int64_t now)
 static void item_key(struct sender_item *it)
 {
 	snprintf(it->key, sizeof(it->key), "%s%c%s", it->ev.customer, SENDER_KEY_SEP,
-		 it->ev.event_name);
+	         it->ev.event_name);
 }
 
 /* Drops finished items, keeping the id order. */
@@ -325,10 +326,10 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 
 static int64_t backoff_ms(struct sender *s, int64_t attempts)
 {
-	int64_t lo = s->cfg->stripe.retry_min_backoff_ms > 0 ? s->cfg->stripe.retry_min_backoff_ms
-							     : 500;
-	int64_t hi = s->cfg->stripe.retry_max_backoff_ms > lo ? s->cfg->stripe.retry_max_backoff_ms
-							      : lo;
+	int64_t lo =
+	    s->cfg->stripe.retry_min_backoff_ms > 0 ? s->cfg->stripe.retry_min_backoff_ms : 500;
+	int64_t hi =
+	    s->cfg->stripe.retry_max_backoff_ms > lo ? s->cfg->stripe.retry_max_backoff_ms : lo;
 	int64_t b = lo, d;
 
 	for (int64_t i = 1; i < attempts && b < hi; i++) {
@@ -393,7 +394,7 @@ static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t 
 		return;
 	}
 	err_set(msg, sizeof(msg), "event %lld (%s, rule %s): %s; kept as a dead letter",
-		 (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
+	        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
 	ratelog_add(&s->dead_log, now, msg);
 	stats_add(s, &s->stats.dead, 1);
 	item_finish(s, idx);
@@ -408,8 +409,8 @@ static int item_sendable(struct sender *s, size_t idx, int64_t now)
 
 	if (it->ev.customer[0] == '\0') {
 		/* Ingest dead-letters unmapped events; one here must not block the queue. */
-		item_dead(s, idx, "no Stripe customer id (the customer key was not mapped); not sent",
-			  now);
+		item_dead(s, idx,
+		          "no Stripe customer id (the customer key was not mapped); not sent", now);
 		return 0;
 	}
 	if (!identifier_ok(it->ev.identifier)) {
@@ -418,10 +419,11 @@ static int item_sendable(struct sender *s, size_t idx, int64_t now)
 	}
 	if (it->ev.timestamp < (int64_t)wall - STRIPE_MAX_AGE_S ||
 	    it->ev.timestamp > (int64_t)wall + STRIPE_MAX_AHEAD_S) {
-		snprintf(reason, sizeof(reason),
-			 "timestamp %lld is outside Stripe's window (at most 35 days in the past, 5 "
-			 "minutes ahead); not sent",
-			 (long long)it->ev.timestamp);
+		snprintf(
+		    reason, sizeof(reason),
+		    "timestamp %lld is outside Stripe's window (at most 35 days in the past, 5 "
+		    "minutes ahead); not sent",
+		    (long long)it->ev.timestamp);
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
@@ -447,7 +449,7 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	mc = curl_multi_add_handle(s->multi, stripe_request_easy(req));
 	if (mc != CURLM_OK) {
 		log_err("cannot start the request for event %lld: %s", (long long)it->ev.id,
-			curl_multi_strerror(mc));
+		        curl_multi_strerror(mc));
 		tdelete(it->key, &s->inflight_keys, key_cmp);
 		goto fail;
 	}
@@ -512,14 +514,17 @@ static void pause_start(struct sender *s, long status, int64_t now)
 	s->pause_until = now + pause;
 	if (s->paused)
 		return;
-	if (s->probe)
+	if (s->once)
+		log_err("Stripe refused the API key (HTTP %ld): stopping; events stay pending",
+		        status);
+	else if (s->probe)
 		log_err("Stripe still refuses the API key (HTTP %ld): sending paused for another "
-			"%lld s; events stay pending",
-			status, (long long)(pause / 1000));
+		        "%lld s; events stay pending",
+		        status, (long long)(pause / 1000));
 	else
 		log_err("Stripe refused the API key (HTTP %ld): sending paused for %lld s; events "
-			"stay pending",
-			status, (long long)(pause / 1000));
+		        "stay pending",
+		        status, (long long)(pause / 1000));
 	s->paused = 1;
 	s->probe = 0;
 }
@@ -533,9 +538,8 @@ static void pause_end(struct sender *s, int64_t now)
 
 	if (stripe_key_load(s->cfg, key, sizeof(key), err, sizeof(err)) != 0) {
 		log_err("cannot re-read the Stripe API key: %s; sending stays paused", err);
-		s->pause_until = now + (s->cfg->stripe.auth_pause_ms > 0
-						? s->cfg->stripe.auth_pause_ms
-						: 60000);
+		s->pause_until =
+		    now + (s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000);
 		return;
 	}
 	explicit_bzero(s->key, sizeof(s->key));
@@ -585,15 +589,15 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		if (strstr(reason, "already exists") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
 			log_debug("event %lld (%s) was already delivered: %s", (long long)it->ev.id,
-				  it->ev.identifier, reason);
+			          it->ev.identifier, reason);
 		}
 		break;
 	case STRIPE_REJECTED:
 		state = EVENT_DEAD;
 		stats_add(s, &s->stats.dead, 1);
 		err_set(msg, sizeof(msg),
-			 "Stripe rejected event %lld (%s, rule %s): %s; kept as a dead letter",
-			 (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
+		        "Stripe rejected event %lld (%s, rule %s): %s; kept as a dead letter",
+		        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
 		ratelog_add(&s->dead_log, now, msg);
 		break;
 	case STRIPE_RETRY: {
@@ -602,9 +606,9 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		it->next_attempt = now + delay;
 		stats_add(s, &s->stats.retries, 1);
 		err_set(msg, sizeof(msg),
-			 "event %lld (%s): %s; will retry in %lld.%01lld s (attempt %lld)",
-			 (long long)it->ev.id, it->ev.identifier, reason, (long long)(delay / 1000),
-			 (long long)(delay % 1000 / 100), (long long)it->ev.attempts);
+		        "event %lld (%s): %s; will retry in %lld ms (attempt %lld)",
+		        (long long)it->ev.id, it->ev.identifier, reason, (long long)delay,
+		        (long long)it->ev.attempts);
 		ratelog_add(&s->retry_log, now, msg);
 		break;
 	}
@@ -679,7 +683,7 @@ static void prune(struct sender *s, int64_t now)
 	}
 	if (deleted > 0)
 		log_info("pruned %lld delivered events older than %lld s from the spool",
-			 (long long)deleted, (long long)s->cfg->agent.delivered_retention);
+		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
 }
 
 /* ---- public ---- */
@@ -791,8 +795,8 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 			rc = queue_load(s, 1, now, err, sizeof(err));
 		}
 	} else if (s->n < SENDER_QUEUE_MAX &&
-		   (notified || now >= s->next_reload ||
-		    (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_CHUNK))) {
+	           (notified || now >= s->next_reload ||
+	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_CHUNK))) {
 		rc = queue_load(s, 0, now, err, sizeof(err));
 	} else if (notified) {
 		s->more = 1;
@@ -876,12 +880,13 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		wake = min64(wake, s->next_reload);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);
-		ratelog_flush(&s->retry_log, now);
-		ratelog_flush(&s->dead_log, now);
-		ratelog_flush(&s->spool_log, now);
+		ratelog_flush(&s->retry_log, now, 0);
+		ratelog_flush(&s->dead_log, now, 0);
+		ratelog_flush(&s->spool_log, now, 0);
 		wake = min64(wake, ratelog_due(&s->retry_log));
 		wake = min64(wake, ratelog_due(&s->dead_log));
-poll:
+		wake = min64(wake, ratelog_due(&s->spool_log));
+	poll:
 		if (s->n_marks > 0)
 			wake = min64(wake, s->next_mark_try);
 		if (s->next_spool_try > now)
@@ -902,26 +907,30 @@ poll:
 
 	abandon_inflight(s);
 	queue_compact(s);
+	now = mono_ms();
+	ratelog_flush(&s->retry_log, now, 1);
+	ratelog_flush(&s->dead_log, now, 1);
+	ratelog_flush(&s->spool_log, now, 1);
 	if (s->n_marks > 0) {
 		s->next_mark_try = 0;
-		if (marks_apply(s, mono_ms()) != 0 && !stopping && !s->fatal) {
-			/* Those events are sent again next time; Stripe answers "already exists". */
+		if (marks_apply(s, now) != 0 && !stopping && !s->fatal) {
+			/* Those events are sent again next time; Stripe answers "already exists".
+			 */
 			s->fatal = 1;
 			if (s->fatal_err[0] == '\0')
 				err_set(s->fatal_err, sizeof(s->fatal_err),
-					 "spool: cannot record delivery outcomes");
+				        "spool: cannot record delivery outcomes");
 		}
 	}
 	if (stopping) {
 		rc = 0;
 	} else if (s->fatal) {
-		err_set(err, errlen, "%s",
-			s->fatal_err[0] != '\0' ? s->fatal_err : "spool error");
+		err_set(err, errlen, "%s", s->fatal_err[0] != '\0' ? s->fatal_err : "spool error");
 		rc = -1;
 	} else if (s->auth_failed) {
 		err_set(err, errlen,
-			"Stripe refused the API key (HTTP %ld); the events stay pending",
-			s->auth_status);
+		        "Stripe refused the API key (HTTP %ld); the events stay pending",
+		        s->auth_status);
 		rc = 1;
 	}
 	return rc;

@@ -4,11 +4,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -38,7 +40,7 @@ struct stripe_request {
 	void *ud;
 	char *body; /* the response body, at most STRIPE_BODY_MAX bytes */
 	size_t body_len, body_cap;
-	int should_retry; /* Stripe-Should-Retry: 1, 0, -1 absent */
+	int should_retry;                     /* Stripe-Should-Retry: 1, 0, -1 absent */
 	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
 	char errbuf[CURL_ERROR_SIZE];
 	char key[STRIPE_KEY_MAX]; /* to scrub it from any text Stripe echoes back */
@@ -70,7 +72,7 @@ static void buf_putc(struct stripe_buf *b, char c)
 }
 
 static void buf_printf(struct stripe_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void buf_printf(struct stripe_buf *b, const char *fmt, ...)
 {
@@ -201,16 +203,17 @@ static char *trim(char *s, size_t *n)
 	return s;
 }
 
-static int key_store(const char *k, size_t n, const char *from, char *key, size_t keylen,
-		     char *err, size_t errlen)
+static int key_store(const char *k, size_t n, const char *from, char *key, size_t keylen, char *err,
+                     size_t errlen)
 {
 	if (n == 0) {
 		err_set(err, errlen, "the Stripe API key from %s is empty", from);
 		return -1;
 	}
 	if (n > STRIPE_KEY_MAX - 1 || n + 1 > keylen) {
-		err_set(err, errlen, "the Stripe API key from %s is too long (%zu bytes, at most %d)",
-			from, n, STRIPE_KEY_MAX - 1);
+		err_set(err, errlen,
+		        "the Stripe API key from %s is too long (%zu bytes, at most %d)", from, n,
+		        STRIPE_KEY_MAX - 1);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -219,9 +222,9 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 		/* It goes into an HTTP header: anything but visible ASCII could split it. */
 		if (c <= 0x20 || c >= 0x7f) {
 			err_set(err, errlen,
-				"the Stripe API key from %s contains whitespace, control or "
-				"non-ASCII characters",
-				from);
+			        "the Stripe API key from %s contains whitespace, control or "
+			        "non-ASCII characters",
+			        from);
 			return -1;
 		}
 	}
@@ -235,8 +238,8 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 	char buf[STRIPE_KEYFILE_READ_MAX + 1];
 	const char *env = getenv(STRIPE_KEY_ENV);
 	const char *path;
-	FILE *f = NULL;
-	size_t n, linelen;
+	int fd = -1;
+	size_t n = 0, linelen;
 	char *line, *nl;
 	int rc = -1;
 
@@ -251,8 +254,8 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 
 		if (envlen > STRIPE_KEYFILE_READ_MAX) {
 			err_set(err, errlen,
-				"the Stripe API key from %s is too long (%zu bytes, at most %d)",
-				STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
+			        "the Stripe API key from %s is too long (%zu bytes, at most %d)",
+			        STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
 			return -1;
 		}
 		memcpy(buf, env, envlen);
@@ -263,36 +266,45 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 	path = cfg != NULL ? cfg->stripe.api_key_file : NULL;
 	if (path == NULL || path[0] == '\0') {
 		err_set(err, errlen,
-			"no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
+		        "no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
 		return -1;
 	}
-	f = fopen(path, "re");
-	if (f == NULL) {
+	/* read(2), not stdio: stdio's buffer would keep a copy of the key that nobody wipes. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
 		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
-			strerror(errno));
+		        strerror(errno));
 		return -1;
 	}
-	n = fread(buf, 1, STRIPE_KEYFILE_READ_MAX, f);
-	if (ferror(f)) {
-		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
-			strerror(errno != 0 ? errno : EIO));
-		goto out;
+	while (n < STRIPE_KEYFILE_READ_MAX) {
+		ssize_t r = read(fd, buf + n, STRIPE_KEYFILE_READ_MAX - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
+			        strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
 	}
 	buf[n] = '\0';
 	nl = memchr(buf, '\n', n);
 	linelen = nl != NULL ? (size_t)(nl - buf) : n;
 	if (nl == NULL && n == STRIPE_KEYFILE_READ_MAX) {
 		err_set(err, errlen,
-			"the Stripe API key from %s is too long (more than %d bytes, at most %d)",
-			path, STRIPE_KEYFILE_READ_MAX, STRIPE_KEY_MAX - 1);
+		        "the Stripe API key from %s is too long (more than %d bytes, at most %d)",
+		        path, STRIPE_KEYFILE_READ_MAX, STRIPE_KEY_MAX - 1);
 		goto out;
 	}
 	line = trim(buf, &linelen);
 	rc = key_store(line, linelen, path, key, keylen, err, errlen);
 out:
 	wipe(buf, sizeof(buf));
-	if (f != NULL)
-		fclose(f);
+	if (fd >= 0)
+		close(fd);
 	if (rc != 0)
 		wipe(key, keylen);
 	return rc;
@@ -339,8 +351,8 @@ int stripe_check_base(const char *api_base, char *err, size_t errlen)
 
 		if (c <= 0x20 || c >= 0x7f) {
 			err_set(err, errlen,
-				"[stripe] api_base contains whitespace, control or non-ASCII "
-				"characters");
+			        "[stripe] api_base contains whitespace, control or non-ASCII "
+			        "characters");
 			return -1;
 		}
 	}
@@ -354,9 +366,9 @@ int stripe_check_base(const char *api_base, char *err, size_t errlen)
 	if (base_is_local_http(api_base))
 		return 0;
 	err_set(err, errlen,
-		"[stripe] api_base %s: must start with https:// (plain http is allowed only for "
-		"http://127.0.0.1[:PORT], a local test double)",
-		api_base);
+	        "[stripe] api_base %s: must start with https:// (plain http is allowed only for "
+	        "http://127.0.0.1[:PORT], a local test double)",
+	        api_base);
 	return -1;
 }
 
@@ -378,8 +390,7 @@ static void put_body_excerpt(struct stripe_buf *b, const char *body, size_t len)
 	}
 }
 
-enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason,
-				    size_t reasonlen)
+enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason, size_t reasonlen)
 {
 	char scratch[1];
 	struct stripe_buf b;
@@ -575,14 +586,14 @@ static int add_header(struct curl_slist **list, const char *line)
 		CURLcode setopt_rc_ = curl_easy_setopt((h), (opt), (val));                         \
 		if (setopt_rc_ != CURLE_OK) {                                                      \
 			err_set(err, errlen, "libcurl refused %s: %s", #opt,                       \
-				curl_easy_strerror(setopt_rc_));                                   \
+			        curl_easy_strerror(setopt_rc_));                                   \
 			goto fail;                                                                 \
 		}                                                                                  \
 	} while (0)
 
 struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
-					  const struct event *ev, void *ud, char *err,
-					  size_t errlen)
+                                          const struct event *ev, void *ud, char *err,
+                                          size_t errlen)
 {
 	struct stripe_request *req = NULL;
 	char *url = NULL, *form = NULL;
@@ -653,7 +664,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 		goto fail_oom;
 
 	timeout = cfg->stripe.request_timeout_ms > 0 ? (long)cfg->stripe.request_timeout_ms
-						     : STRIPE_DEFAULT_TIMEOUT_MS;
+	                                             : STRIPE_DEFAULT_TIMEOUT_MS;
 	connect_timeout = timeout < STRIPE_CONNECT_TIMEOUT_MS ? timeout : STRIPE_CONNECT_TIMEOUT_MS;
 
 	req->easy = curl_easy_init();
@@ -662,7 +673,13 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 		goto fail;
 	}
 	SETOPT(req->easy, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
 	SETOPT(req->easy, CURLOPT_PROTOCOLS_STR, base_is_local_http(base) ? "https,http" : "https");
+#else
+	SETOPT(req->easy, CURLOPT_PROTOCOLS,
+	       base_is_local_http(base) ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
+	                                : (long)CURLPROTO_HTTPS);
+#endif
 	SETOPT(req->easy, CURLOPT_HTTPHEADER, req->headers);
 	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, form);
 	SETOPT(req->easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
@@ -709,8 +726,8 @@ const struct event *stripe_request_event(struct stripe_request *req)
 	return req != NULL ? &req->ev : NULL;
 }
 
-enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code,
-					  char *reason, size_t reasonlen)
+enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
+                                          size_t reasonlen)
 {
 	struct stripe_response r = {.curl_code = code, .should_retry = -1};
 	struct stripe_buf b;

@@ -24,7 +24,6 @@ customer_map = $T/customers.csv
 value = bytes
 CONF
 count2xx() { awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$T/logs/access.log" | wc -l; }
-accepted() { wc -l < "$T/accepted.tsv" 2>/dev/null || echo 0; }
 
 echo "== configuration ($T/logmeter.conf)"
 sed -n '/^\[source/,$p' "$T/logmeter.conf"
@@ -32,7 +31,7 @@ echo
 echo "== logmeter run: tailing $T/logs/access.log (2,000 lines) into the Stripe double at $DOUBLE_URL"
 agent_start "$T/logmeter.conf"
 want=$(count2xx)
-wait_until 60 test "$(accepted)" -ge "$want" || fail "only $(accepted) of $want events arrived"
+wait_until 60 accepted_at_least "$want" || fail "only $(accepted_count) of $want events arrived"
 echo "   $want events delivered"
 
 echo "== appending 500 more lines while the agent runs (one split in the middle of a line)"
@@ -41,18 +40,18 @@ line=$(sed -n 2251p "$LOGS/elastic_apache_logs.log")
 printf '%s' "${line:0:40}" >> "$T/logs/access.log"; sleep 0.5; printf '%s\n' "${line:40}" >> "$T/logs/access.log"
 sed -n 2252,2500p "$LOGS/elastic_apache_logs.log" >> "$T/logs/access.log"
 want=$(count2xx)
-wait_until 60 test "$(accepted)" -ge "$want" || fail "only $(accepted) of $want events arrived"
+wait_until 60 accepted_at_least "$want" || fail "only $(accepted_count) of $want events arrived"
 sleep 1
 agent_stop
 
 echo
-echo "== meter events the Stripe double accepted: $(accepted) (awk over the log expects $want)"
+echo "== meter events the Stripe double accepted: $(accepted_count) (awk over the log expects $want)"
 printf '%-46s %-16s %-14s %10s  %s\n' identifier event_name customer value timestamp
 head -n 8 "$T/accepted.tsv" | awk -F'\t' '{printf "%-46s %-16s %-14s %10s  %s\n", $1, $2, $3, $4, $5}'
 echo "..."
 echo
 echo "== bytes billed per customer (top 5)"
-awk -F'\t' '{s[$3] += $4} END {for (c in s) printf "%-14s %12d\n", c, s[c]}' "$T/accepted.tsv" | sort -k2,2nr | head -n 5
+awk -F'\t' '{s[$3] += $4} END {for (c in s) printf "%-14s %12.0f\n", c, s[c]}' "$T/accepted.tsv" | sort -k2,2nr | head -n 5
 echo
 echo "== logmeter status"
 "$LOGMETER" status -c "$T/logmeter.conf"

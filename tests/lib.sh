@@ -79,7 +79,7 @@ wait_until() {
 	local timeout=$1
 	shift
 	local deadline now
-	deadline=$(($(date +%s%N) + $(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1e9 }')))
+	deadline=$(($(date +%s%N) + $(awk -v t="$timeout" 'BEGIN { printf "%.0f", t * 1e9 }')))
 	while :; do
 		if "$@"; then
 			return 0
@@ -362,4 +362,14 @@ agent_once() {
 	timeout 120 "$LOGMETER" run --once -c "$conf" "$@" >>"$T/agent.out" 2>>"$T/agent.log" ||
 		rc=$?
 	return $rc
+}
+
+# accepted_count: events the double accepted so far (lines in its record file).
+accepted_count() {
+	if [ -f "$T/accepted.tsv" ]; then wc -l < "$T/accepted.tsv"; else echo 0; fi
+}
+
+# accepted_at_least N: for wait_until, which must re-evaluate the count on every try.
+accepted_at_least() {
+	[ "$(accepted_count)" -ge "$1" ]
 }

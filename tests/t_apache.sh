@@ -28,7 +28,7 @@ agent_once "$T/logmeter.conf" || fail "run --once exited $?"
 
 # Expected, independently: byte offset of every 2xx line with a byte count, its customer and bytes.
 LC_ALL=C awk 'NR==FNR {map[$1]=$2; next}
-	$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off "\t" map[$1] "\t" $10}
+	$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0 "\t" map[$1] "\t" $10}
 	{off += length($0) + 1}' FS=, "$T/customers.csv" FS=' ' "$T/logs/access.log" > "$T/expected.tsv"
 n_expected=$(wc -l < "$T/expected.tsv")
 [ "$n_expected" -gt 8000 ] || fail "test bug: only $n_expected expected events"
@@ -40,8 +40,8 @@ cut -f1,3,4 "$T/accepted.tsv" | sort > "$T/accepted_events.tsv"
 diff -u "$T/expected_events.tsv" "$T/accepted_events.tsv" > "$T/diff" || fail "accepted events differ from awk's: $(head -20 "$T/diff")"
 
 # Per-customer byte totals, and the grand total.
-want=$(awk '{s += $3} END {printf "%d", s}' "$T/expected.tsv")
-got=$(awk -F'\t' '{s += $4} END {printf "%d", s}' "$T/accepted.tsv")
+want=$(awk '{s += $3} END {printf "%.0f", s}' "$T/expected.tsv")
+got=$(awk -F'\t' '{s += $4} END {printf "%.0f", s}' "$T/accepted.tsv")
 assert_eq "$want" "$got" "total bytes billed"
 assert_eq "$n_expected" "$(cut -f1 "$T/accepted.tsv" | sort -u | wc -l)" "distinct identifiers accepted"
 assert_eq 0 "$(double_stat concurrency_violations)" "requests in flight at once for one customer and meter"

@@ -23,7 +23,7 @@ sed -i 's/^\[stripe\]$/[stripe]\nrequest_timeout = 1s/' "$T/logmeter.conf"
 
 agent_once "$T/logmeter.conf" || fail "run --once exited $?"
 
-LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off} {off += length($0) + 1}' "$T/logs/access.log" > "$T/offsets"
+LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$T/logs/access.log" > "$T/offsets"
 uid=$(file_uid "$T/logmeter.conf" "$T/logs/access.log")
 "$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes < "$T/offsets" | sort > "$T/expected_ids"
 cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"

@@ -25,7 +25,7 @@ wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 src="$LOGS/elastic_nginx_logs_prefix29480.log"
 # 1: a block of 40 whole lines.
 head -n 40 "$src" >> "$T/logs/app.log"
-wait_until 20 test "$(wc -l < "$T/accepted.tsv" 2>/dev/null || echo 0)" -ge 40 || fail "first 40 lines not delivered"
+wait_until 20 accepted_at_least 40 || fail "first 40 lines not delivered"
 # 2: one line written in two pieces, split in the middle, with a pause between them.
 line41=$(sed -n 41p "$src")
 printf '%s' "${line41:0:30}" >> "$T/logs/app.log"
@@ -34,19 +34,19 @@ sleep 1.5
 printf '%s\n' "${line41:30}" >> "$T/logs/app.log"
 # 3: 60 more lines, one at a time.
 sed -n 42,101p "$src" | while IFS= read -r l; do printf '%s\n' "$l" >> "$T/logs/app.log"; done
-wait_until 30 test "$(wc -l < "$T/accepted.tsv")" -ge 101 || fail "appended lines not delivered: $(wc -l < "$T/accepted.tsv")"
+wait_until 30 accepted_at_least 101 || fail "appended lines not delivered: $(wc -l < "$T/accepted.tsv")"
 sleep 1
 agent_stop || fail "agent did not stop cleanly"
 
 cmp -s "$T/logs/app.log" <(head -n 101 "$src") || fail "test bug: the log is not the first 101 lines"
 uid=$(file_uid "$T/logmeter.conf" "$T/logs/app.log")
-LC_ALL=C awk '{print off; off += length($0) + 1}' "$T/logs/app.log" |
+LC_ALL=C awk '{print off+0; off += length($0) + 1}' "$T/logs/app.log" |
 	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test app "$uid" hits | sort > "$T/expected_ids"
 cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"
 diff -u "$T/expected_ids" "$T/accepted_ids" > "$T/diff" || fail "identifiers differ: $(head "$T/diff")"
 assert_eq 101 "$(wc -l < "$T/accepted.tsv")" "events accepted (each line once)"
 # The customer of each event is the IP at that line.
-paste <(LC_ALL=C awk '{print off "\t" $1; off += length($0) + 1}' "$T/logs/app.log" | cut -f1 |
+paste <(LC_ALL=C awk '{print off+0 "\t" $1; off += length($0) + 1}' "$T/logs/app.log" | cut -f1 |
 	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test app "$uid" hits) <(awk '{print $1}' "$T/logs/app.log") | sort > "$T/expected_cust"
 cut -f1,3 "$T/accepted.tsv" | sort > "$T/accepted_cust"
 diff -u "$T/expected_cust" "$T/accepted_cust" > /dev/null || fail "customers differ"

@@ -22,14 +22,14 @@ struct fx {
 
 /* A valid [source] and [rule]: lines 1-9. */
 static const char MINIMAL[] = "[source web]\n"
-			      "path = /var/log/web/*.log\n"
-			      "\n"
-			      "[rule hits]\n"
-			      "source = web\n"
-			      "event_name = api_requests\n"
-			      "pattern = ^(?<cust>\\S+) GET\n"
-			      "customer = cust\n"
-			      "value = 1\n";
+                              "path = /var/log/web/*.log\n"
+                              "\n"
+                              "[rule hits]\n"
+                              "source = web\n"
+                              "event_name = api_requests\n"
+                              "pattern = ^(?<cust>\\S+) GET\n"
+                              "customer = cust\n"
+                              "value = 1\n";
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -249,41 +249,41 @@ static void test_all_keys(void **state)
 {
 	const struct fx *f = *state;
 	const char *path = wfile(f, "etc/main.conf",
-				 "# every key set\n"
-				 "[agent]\n"
-				 "instance = web-01\n"
-				 "state_dir = state\n"
-				 "log_level = debug\n"
-				 "batch_lines = 5\n"
-				 "delivered_retention = 2h\n"
-				 "rescan_interval = 500ms\n"
-				 "max_line_length = 1M\n"
-				 "[stripe]\n"
-				 "api_key_file = /etc/logmeter/stripe.key\n"
-				 "api_base = https://api.example.test/\n"
-				 "request_timeout = 2m\n"
-				 "max_concurrency = 64\n"
-				 "max_requests_per_second = 100\n"
-				 "retry_min_backoff = 1s\n"
-				 "retry_max_backoff = 1h\n"
-				 "auth_pause = 1d\n"
-				 "[rule bytes]\n"
-				 "source = other\n"
-				 "event_name = bandwidth bytes\n"
-				 "pattern = (?<c>\\w+) (?<n>\\d+) (?<t>\\d+)\n"
-				 "customer = c\n"
-				 "customer_map = maps/customers.csv\n"
-				 "value = n\n"
-				 "timestamp = t\n"
-				 "timestamp_format = epoch\n"
-				 "payload_customer_key = cust.id\n"
-				 "payload_value_key = amount-1\n"
-				 "[source web]\n"
-				 "path = /var/log/web/*.log\n"
-				 "[source other]\n"
-				 "path = /srv/*/log/*.log\n"
-				 "exclude = *.[0-9]\n"
-				 "read_from = tail\n");
+	                         "# every key set\n"
+	                         "[agent]\n"
+	                         "instance = web-01\n"
+	                         "state_dir = state\n"
+	                         "log_level = debug\n"
+	                         "batch_lines = 5\n"
+	                         "delivered_retention = 2h\n"
+	                         "rescan_interval = 500ms\n"
+	                         "max_line_length = 1M\n"
+	                         "[stripe]\n"
+	                         "api_key_file = /etc/logmeter/stripe.key\n"
+	                         "api_base = https://api.example.test/\n"
+	                         "request_timeout = 2m\n"
+	                         "max_concurrency = 64\n"
+	                         "max_requests_per_second = 100\n"
+	                         "retry_min_backoff = 1s\n"
+	                         "retry_max_backoff = 1h\n"
+	                         "auth_pause = 1d\n"
+	                         "[rule bytes]\n"
+	                         "source = other\n"
+	                         "event_name = bandwidth bytes\n"
+	                         "pattern = (?<c>\\w+) (?<n>\\d+) (?<t>\\d+)\n"
+	                         "customer = c\n"
+	                         "customer_map = maps/customers.csv\n"
+	                         "value = n\n"
+	                         "timestamp = t\n"
+	                         "timestamp_format = epoch\n"
+	                         "payload_customer_key = cust.id\n"
+	                         "payload_value_key = amount-1\n"
+	                         "[source web]\n"
+	                         "path = /var/log/web/*.log\n"
+	                         "[source other]\n"
+	                         "path = /srv/*/log/*.log\n"
+	                         "exclude = *.[0-9]\n"
+	                         "read_from = tail\n");
 	struct config *cfg = load_ok(path);
 	const struct config_rule *r;
 
@@ -337,9 +337,9 @@ static const char *rule_text(const char *name, const char *source)
 	char *b = buf[next++ % 4];
 
 	snprintf(b, 512,
-		 "[rule %s]\nsource = %s\nevent_name = e\npattern = (?<c>x)\ncustomer = c\n"
-		 "value = 1\n",
-		 name, source);
+	         "[rule %s]\nsource = %s\nevent_name = e\npattern = (?<c>x)\ncustomer = c\n"
+	         "value = 1\n",
+	         name, source);
 	return b;
 }
 
@@ -356,7 +356,7 @@ static void test_dropin_order(void **state)
 	path = wfile(f, "main.conf", text);
 	wfile(f, "conf.d/20-b.conf", rule_text("rb", "web"));
 	snprintf(text, sizeof(text), "[source web]\npath = /var/log/*.log\n%s",
-		 rule_text("ra", "web"));
+	         rule_text("ra", "web"));
 	wfile(f, "conf.d/10-a.conf", text);
 	/* Byte order: 'Z' (0x5a) sorts before 'a' (0x61). */
 	wfile(f, "conf.d/a.conf", rule_text("rlow", "web"));
@@ -406,8 +406,7 @@ static void test_include_dir(void **state)
 	config_free(cfg);
 
 	/* Absolute. */
-	snprintf(text, sizeof(text), "[agent]\ninclude_dir = %s\n%s", P(f, "abs/dropins"),
-		 MINIMAL);
+	snprintf(text, sizeof(text), "[agent]\ninclude_dir = %s\n%s", P(f, "abs/dropins"), MINIMAL);
 	path = wfile(f, "abs.conf", text);
 	wfile(f, "abs/dropins/1.conf", rule_text("absolute", "web"));
 	cfg = load_ok(path);
@@ -417,8 +416,7 @@ static void test_include_dir(void **state)
 	config_free(cfg);
 
 	/* Missing: fine. */
-	snprintf(text, sizeof(text), "[agent]\ninclude_dir = /nonexistent/logmeter.d\n%s",
-		 MINIMAL);
+	snprintf(text, sizeof(text), "[agent]\ninclude_dir = /nonexistent/logmeter.d\n%s", MINIMAL);
 	path = wfile(f, "missing.conf", text);
 	cfg = load_ok(path);
 	assert_int_equal(cfg->n_files, 1);
@@ -428,15 +426,25 @@ static void test_include_dir(void **state)
 	snprintf(text, sizeof(text), "[agent]\ninclude_dir = rel.conf\n%s", MINIMAL);
 	path = wfile(f, "unreadable.conf", text);
 	err = load_bad(path);
-	expect_err(err, path, 2, "key 'include_dir'", "cannot read directory",
-		   P(f, "rel.conf"), "Not a directory", NULL);
+	expect_err(err, path, 2, "key 'include_dir'", "cannot read directory", P(f, "rel.conf"),
+	           "Not a directory", NULL);
 
 	/* The default one, unreadable. */
 	path = wfile(f, "sub/main.conf", MINIMAL);
 	wfile(f, "sub/conf.d", "a file\n");
 	err = load_bad(path);
-	expect_err(err, P(f, "sub/conf.d"), 0, "cannot read include directory",
-		   "Not a directory", NULL);
+	expect_err(err, P(f, "sub/conf.d"), 0, "cannot read include directory", "Not a directory",
+	           NULL);
+
+	/* The main file inside its own include directory is read once. */
+	snprintf(text, sizeof(text), "[agent]\ninclude_dir = .\n%s", MINIMAL);
+	path = wfile(f, "self/main.conf", text);
+	wfile(f, "self/other.conf", rule_text("other", "web"));
+	cfg = load_ok(path);
+	assert_int_equal(cfg->n_files, 2);
+	assert_string_equal(cfg->files[1], P(f, "self/./other.conf"));
+	assert_int_equal(cfg->n_rules, 2);
+	config_free(cfg);
 
 	/* Only the main file may set it. */
 	path = wfile(f, "sub2/main.conf", MINIMAL);
@@ -477,13 +485,13 @@ static void test_errors(void **state)
 	assert_null(strstr(strstr(err, "'frob'"), "belongs"));
 
 	path = write_case(f, "dup_key", "[source two]\npath = /a\n\npath = /b\n");
-	expect_err(load_bad(path), path, 13, "duplicate key 'path'", "[source two]", path,
-		   ":11)", NULL);
+	expect_err(load_bad(path), path, 13, "duplicate key 'path'", "[source two]", path, ":11)",
+	           NULL);
 
 	path = write_case(f, "dup_source", "");
 	wfile(f, "dup_source/conf.d/a.conf", "\n[source web]\npath = /b\n");
 	expect_err(load_bad(path), P(f, "dup_source/conf.d/a.conf"), 2,
-		   "duplicate section [source web]", path, ":1)", NULL);
+	           "duplicate section [source web]", path, ":1)", NULL);
 
 	path = write_case(f, "dup_rule", "[rule hits]\n");
 	expect_err(load_bad(path), path, 10, "duplicate section [rule hits]", ":4)", NULL);
@@ -491,56 +499,56 @@ static void test_errors(void **state)
 	path = write_case(f, "dup_agent", "[agent]\nbatch_lines = 5\n");
 	wfile(f, "dup_agent/conf.d/b.conf", "[agent]\nlog_level = debug\nbatch_lines = 6\n");
 	expect_err(load_bad(path), P(f, "dup_agent/conf.d/b.conf"), 3,
-		   "duplicate key 'batch_lines' in [agent]", path, ":11)", NULL);
+	           "duplicate key 'batch_lines' in [agent]", path, ":11)", NULL);
 
 	path = write_case(f, "bad_value", "[agent]\nbatch_lines = 12x\nlog_level = loud\n");
 	err = load_bad(path);
 	expect_err(err, path, 11, "key 'batch_lines'", "'12x' is not an integer",
-		   "(allowed: 1..1000000)", NULL);
+	           "(allowed: 1..1000000)", NULL);
 	expect_err(err, path, 12, "key 'log_level'", "error, warning, info, debug", NULL);
 
 	path = write_case(f, "missing_key",
-			  "[rule r]\nsource = web\nevent_name = e\npattern = x\nvalue = 1\n");
+	                  "[rule r]\nsource = web\nevent_name = e\npattern = x\nvalue = 1\n");
 	expect_err(load_bad(path), path, 10, "[rule r]", "missing required key 'customer'", NULL);
 
 	path = write_case(f, "missing_pattern",
-			  "[rule r]\nsource = web\nevent_name = e\ncustomer = c\nvalue = 1\n");
+	                  "[rule r]\nsource = web\nevent_name = e\ncustomer = c\nvalue = 1\n");
 	expect_err(load_bad(path), path, 10, "missing required key 'pattern'", "pattern_file",
-		   NULL);
+	           NULL);
 
 	path = write_case(f, "missing_source_key", "[source s]\nread_from = tail\n");
 	expect_err(load_bad(path), path, 10, "[source s]", "missing required key 'path'", NULL);
 
 	path = write_case(f, "no_source",
-			  "[rule r]\nevent_name = e\nsource = nope\npattern = x\ncustomer = c\n"
-			  "value = 1\n");
+	                  "[rule r]\nevent_name = e\nsource = nope\npattern = x\ncustomer = c\n"
+	                  "value = 1\n");
 	expect_err(load_bad(path), path, 12, "key 'source'", "[source nope]", NULL);
 
 	/* The same from a drop-in. */
 	path = write_case(f, "no_source_dropin", "");
 	wfile(f, "no_source_dropin/conf.d/r.conf", rule_text("r", "nope"));
 	expect_err(load_bad(path), P(f, "no_source_dropin/conf.d/r.conf"), 2, "key 'source'",
-		   "[source nope]", NULL);
+	           "[source nope]", NULL);
 
 	wfile(f, "both/p.re", "x\n");
 	path = write_case(f, "both",
-			  "[rule r]\nsource = web\nevent_name = e\npattern = x\ncustomer = c\n"
-			  "value = 1\npattern_file = p.re\n");
+	                  "[rule r]\nsource = web\nevent_name = e\npattern = x\ncustomer = c\n"
+	                  "value = 1\npattern_file = p.re\n");
 	expect_err(load_bad(path), path, 16, "key 'pattern_file'", "also has a pattern", ":13)",
-		   NULL);
+	           NULL);
 
 	path = write_case(f, "no_pattern_file",
-			  "[rule r]\nsource = web\nevent_name = e\npattern_file = gone.re\n"
-			  "customer = c\nvalue = 1\n");
+	                  "[rule r]\nsource = web\nevent_name = e\npattern_file = gone.re\n"
+	                  "customer = c\nvalue = 1\n");
 	err = load_bad(path);
-	expect_err(err, path, 13, "key 'pattern_file'", "cannot open", P(f, "no_pattern_file/gone.re"),
-		   "No such file", NULL);
+	expect_err(err, path, 13, "key 'pattern_file'", "cannot open",
+	           P(f, "no_pattern_file/gone.re"), "No such file", NULL);
 	assert_int_equal(count_lines(err), 1);
 
 	wfile(f, "two_lines/p.re", "a\nb\n");
 	path = write_case(f, "two_lines",
-			  "[rule r]\nsource = web\nevent_name = e\npattern_file = p.re\n"
-			  "customer = c\nvalue = 1\n");
+	                  "[rule r]\nsource = web\nevent_name = e\npattern_file = p.re\n"
+	                  "customer = c\nvalue = 1\n");
 	expect_err(load_bad(path), path, 13, "key 'pattern_file'", "more than one line", NULL);
 
 	{
@@ -550,9 +558,9 @@ static void test_errors(void **state)
 		path = write_case(f, "long_line", text);
 		err = load_bad(path);
 		expect_err(err, path, 11,
-			   "line longer than 199 bytes (libinih's limit): continue the value on "
-			   "indented lines, or use pattern_file",
-			   NULL);
+		           "line longer than 199 bytes (libinih's limit): continue the value on "
+		           "indented lines, or use pattern_file",
+		           NULL);
 		assert_int_equal(count_lines(err), 1); /* no second error about instance */
 	}
 
@@ -575,8 +583,8 @@ static void test_errors(void **state)
 	expect_err(load_bad(path), path, 11, "key 'path'", "absolute", NULL);
 
 	path = write_case(f, "bad_rule_values",
-			  "[rule r]\nsource = web\nevent_name = e\npattern = x\ncustomer = 1c\n"
-			  "value = 1.2.3\ntimestamp = a-b\npayload_value_key = a b\n");
+	                  "[rule r]\nsource = web\nevent_name = e\npattern = x\ncustomer = 1c\n"
+	                  "value = 1.2.3\ntimestamp = a-b\npayload_value_key = a b\n");
 	err = load_bad(path);
 	expect_err(err, path, 14, "key 'customer'", "not a group name", NULL);
 	expect_err(err, path, 15, "key 'value'", "neither a group name nor a number", NULL);
@@ -597,17 +605,17 @@ static void test_many_errors(void **state)
 	unsigned last = 0;
 
 	path = wfile(f, "many/main.conf",
-		     "[agent]\n"			      /* 1 */
-		     "batch_lines = 0\n"		      /* 2 */
-		     "nonsense\n"			      /* 3 */
-		     "[rule r]\n"			      /* 4: customer missing */
-		     "source = web\n"			      /* 5: no such source */
-		     "event_name = e\n"			      /* 6 */
-		     "value = 1\n"			      /* 7 */
-		     "pattern = x\n"			      /* 8 */
-		     "[widgets]\n"			      /* 9 */
-		     "[stripe]\n"			      /* 10 */
-		     "api_base = http://example.com\n"); /* 11 */
+	             "[agent]\n"                         /* 1 */
+	             "batch_lines = 0\n"                 /* 2 */
+	             "nonsense\n"                        /* 3 */
+	             "[rule r]\n"                        /* 4: customer missing */
+	             "source = web\n"                    /* 5: no such source */
+	             "event_name = e\n"                  /* 6 */
+	             "value = 1\n"                       /* 7 */
+	             "pattern = x\n"                     /* 8 */
+	             "[widgets]\n"                       /* 9 */
+	             "[stripe]\n"                        /* 10 */
+	             "api_base = http://example.com\n"); /* 11 */
 	wfile(f, "many/conf.d/1.conf", "[stripe]\napi_base = https://x\n");
 	err = load_bad(path);
 	expect_err(err, path, 2, "key 'batch_lines'", "out of range", NULL);
@@ -645,19 +653,19 @@ static void test_continuation_and_pattern_file(void **state)
 	memcpy(c + 50, "= [x]", 5);
 	snprintf(want, sizeof(want), "%s%s%s", a, b, c);
 	snprintf(text, sizeof(text),
-		 "[source web]\n"
-		 "path = /var/log/*.log\n"
-		 "[rule long]\n"
-		 "source = web\n"
-		 "event_name = api_requests ; an inline comment\n"
-		 "pattern = %s\n"
-		 "    %s   \n"
-		 "; a comment line does not end the value\n"
-		 "\t%s ; and a comment\n"
-		 "customer = cust\n"
-		 "value = 1\n"
-		 "timestamp_format = %%d;%%m\n",
-		 a, b, c);
+	         "[source web]\n"
+	         "path = /var/log/*.log\n"
+	         "[rule long]\n"
+	         "source = web\n"
+	         "event_name = api_requests ; an inline comment\n"
+	         "pattern = %s\n"
+	         "    %s   \n"
+	         "; a comment line does not end the value\n"
+	         "\t%s ; and a comment\n"
+	         "customer = cust\n"
+	         "value = 1\n"
+	         "timestamp_format = %%d;%%m\n",
+	         a, b, c);
 	path = wfile(f, "main.conf", text);
 
 	/* pattern_file: verbatim, " ;" and all, from a drop-in, relative to the drop-in. */
@@ -704,9 +712,9 @@ static void test_line_limit(void **state)
 	memset(pat, 'q', sizeof(pat));
 	pat[199 - strlen("pattern = ")] = '\0';
 	snprintf(text, sizeof(text),
-		 "[source web]\npath = /x/*\n[rule r]\nsource = web\nevent_name = e\n"
-		 "customer = c\nvalue = 1\npattern = %s\n",
-		 pat);
+	         "[source web]\npath = /x/*\n[rule r]\nsource = web\nevent_name = e\n"
+	         "customer = c\nvalue = 1\npattern = %s\n",
+	         pat);
 	path = wfile(f, "fits.conf", text);
 	cfg = load_ok(path);
 	assert_string_equal(cfg->rules[0].pattern, pat);
@@ -714,9 +722,9 @@ static void test_line_limit(void **state)
 
 	strcat(pat, "q");
 	snprintf(text, sizeof(text),
-		 "[source web]\npath = /x/*\n[rule r]\nsource = web\nevent_name = e\n"
-		 "customer = c\nvalue = 1\npattern = %s\n    continued\n",
-		 pat);
+	         "[source web]\npath = /x/*\n[rule r]\nsource = web\nevent_name = e\n"
+	         "customer = c\nvalue = 1\npattern = %s\n    continued\n",
+	         pat);
 	path = wfile(f, "long.conf", text);
 	err = load_bad(path);
 	expect_err(err, path, 8, "line longer than 199 bytes", NULL);
@@ -736,7 +744,7 @@ static void test_long_names(void **state)
 	memcpy(n2, n1, sizeof(n2));
 	n2[99] = 'm';
 	snprintf(text, sizeof(text), "[source %s]\npath = /x/*\n%s%s", n1, rule_text(n1, n1),
-		 rule_text(n2, n1));
+	         rule_text(n2, n1));
 	path = wfile(f, "main.conf", text);
 	cfg = load_ok(path);
 	assert_int_equal(cfg->n_rules, 2);
@@ -753,55 +761,53 @@ static void test_long_names(void **state)
 
 struct num_case {
 	const char *section, *key, *value;
-	int64_t want;	     /* when ok */
+	int64_t want;        /* when ok */
 	const char *allowed; /* NULL: must load; else the "(allowed: ...)" text */
 	const char *why;
 };
 
 static const struct num_case num_cases[] = {
-	{"agent", "rescan_interval", "100ms", 100, NULL, NULL},
-	{"agent", "rescan_interval", "1h", 3600000, NULL, NULL},
-	{"agent", "rescan_interval", "2", 2000, NULL, NULL},
-	{"agent", "rescan_interval", "5 s", 5000, NULL, NULL},
-	{"agent", "rescan_interval", "3m", 180000, NULL, NULL},
-	{"agent", "rescan_interval", "99ms", 0, "(allowed: 100ms..1h)", "out of range"},
-	{"agent", "rescan_interval", "61m", 0, "(allowed: 100ms..1h)", "out of range"},
-	{"agent", "rescan_interval", "10q", 0, "(allowed: 100ms..1h)", "not a duration"},
-	{"agent", "rescan_interval", "10s5", 0, "(allowed: 100ms..1h)", "not a duration"},
-	{"agent", "rescan_interval", "-1s", 0, "(allowed: 100ms..1h)", "not a duration"},
-	{"agent", "rescan_interval", "", 0, "(allowed: 100ms..1h)", "not a duration"},
-	{"agent", "rescan_interval", "99999999999999999999", 0, "(allowed: 100ms..1h)",
-	 "too large"},
-	{"agent", "rescan_interval", "9223372036854775807d", 0, "(allowed: 100ms..1h)",
-	 "too large"},
-	{"agent", "delivered_retention", "60", 60, NULL, NULL},
-	{"agent", "delivered_retention", "36h", 129600, NULL, NULL},
-	{"agent", "delivered_retention", "400d", 34560000, NULL, NULL},
-	{"agent", "delivered_retention", "2000ms", 2, "(allowed: 1m..400d)", "out of range"},
-	{"agent", "delivered_retention", "59", 0, "(allowed: 1m..400d)", "out of range"},
-	{"agent", "delivered_retention", "401d", 0, "(allowed: 1m..400d)", "out of range"},
-	{"agent", "delivered_retention", "61500ms", 0, "(allowed: 1m..400d)", "whole number"},
-	{"agent", "max_line_length", "256", 256, NULL, NULL},
-	{"agent", "max_line_length", "4K", 4096, NULL, NULL},
-	{"agent", "max_line_length", "64M", 67108864, NULL, NULL},
-	{"agent", "max_line_length", "255", 0, "(allowed: 256..64M)", "out of range"},
-	{"agent", "max_line_length", "1G", 0, "(allowed: 256..64M)", "out of range"},
-	{"agent", "max_line_length", "1T", 0, "(allowed: 256..64M)", "not a size"},
-	{"agent", "max_line_length", "1kB", 0, "(allowed: 256..64M)", "not a size"},
-	{"agent", "batch_lines", "1000000", 1000000, NULL, NULL},
-	{"agent", "batch_lines", "0", 0, "(allowed: 1..1000000)", "out of range"},
-	{"agent", "batch_lines", "-5", 0, "(allowed: 1..1000000)", "out of range"},
-	{"agent", "batch_lines", "1.5", 0, "(allowed: 1..1000000)", "not an integer"},
-	{"agent", "batch_lines", "1e3", 0, "(allowed: 1..1000000)", "not an integer"},
-	{"stripe", "request_timeout", "1s", 1000, NULL, NULL},
-	{"stripe", "request_timeout", "10m", 600000, NULL, NULL},
-	{"stripe", "request_timeout", "999ms", 0, "(allowed: 1s..10m)", "out of range"},
-	{"stripe", "max_concurrency", "65", 0, "(allowed: 1..64)", "out of range"},
-	{"stripe", "max_requests_per_second", "10001", 0, "(allowed: 1..10000)", "out of range"},
-	{"stripe", "retry_min_backoff", "10ms", 10, NULL, NULL},
-	{"stripe", "retry_min_backoff", "9ms", 0, "(allowed: 10ms..1m)", "out of range"},
-	{"stripe", "auth_pause", "1d", 86400000, NULL, NULL},
-	{"stripe", "auth_pause", "25h", 0, "(allowed: 100ms..1d)", "out of range"},
+    {"agent", "rescan_interval", "100ms", 100, NULL, NULL},
+    {"agent", "rescan_interval", "1h", 3600000, NULL, NULL},
+    {"agent", "rescan_interval", "2", 2000, NULL, NULL},
+    {"agent", "rescan_interval", "5 s", 5000, NULL, NULL},
+    {"agent", "rescan_interval", "3m", 180000, NULL, NULL},
+    {"agent", "rescan_interval", "99ms", 0, "(allowed: 100ms..1h)", "out of range"},
+    {"agent", "rescan_interval", "61m", 0, "(allowed: 100ms..1h)", "out of range"},
+    {"agent", "rescan_interval", "10q", 0, "(allowed: 100ms..1h)", "not a duration"},
+    {"agent", "rescan_interval", "10s5", 0, "(allowed: 100ms..1h)", "not a duration"},
+    {"agent", "rescan_interval", "-1s", 0, "(allowed: 100ms..1h)", "not a duration"},
+    {"agent", "rescan_interval", "", 0, "(allowed: 100ms..1h)", "not a duration"},
+    {"agent", "rescan_interval", "99999999999999999999", 0, "(allowed: 100ms..1h)", "too large"},
+    {"agent", "rescan_interval", "9223372036854775807d", 0, "(allowed: 100ms..1h)", "too large"},
+    {"agent", "delivered_retention", "60", 60, NULL, NULL},
+    {"agent", "delivered_retention", "36h", 129600, NULL, NULL},
+    {"agent", "delivered_retention", "400d", 34560000, NULL, NULL},
+    {"agent", "delivered_retention", "2000ms", 2, "(allowed: 1m..400d)", "out of range"},
+    {"agent", "delivered_retention", "59", 0, "(allowed: 1m..400d)", "out of range"},
+    {"agent", "delivered_retention", "401d", 0, "(allowed: 1m..400d)", "out of range"},
+    {"agent", "delivered_retention", "61500ms", 0, "(allowed: 1m..400d)", "whole number"},
+    {"agent", "max_line_length", "256", 256, NULL, NULL},
+    {"agent", "max_line_length", "4K", 4096, NULL, NULL},
+    {"agent", "max_line_length", "64M", 67108864, NULL, NULL},
+    {"agent", "max_line_length", "255", 0, "(allowed: 256..64M)", "out of range"},
+    {"agent", "max_line_length", "1G", 0, "(allowed: 256..64M)", "out of range"},
+    {"agent", "max_line_length", "1T", 0, "(allowed: 256..64M)", "not a size"},
+    {"agent", "max_line_length", "1kB", 0, "(allowed: 256..64M)", "not a size"},
+    {"agent", "batch_lines", "1000000", 1000000, NULL, NULL},
+    {"agent", "batch_lines", "0", 0, "(allowed: 1..1000000)", "out of range"},
+    {"agent", "batch_lines", "-5", 0, "(allowed: 1..1000000)", "out of range"},
+    {"agent", "batch_lines", "1.5", 0, "(allowed: 1..1000000)", "not an integer"},
+    {"agent", "batch_lines", "1e3", 0, "(allowed: 1..1000000)", "not an integer"},
+    {"stripe", "request_timeout", "1s", 1000, NULL, NULL},
+    {"stripe", "request_timeout", "10m", 600000, NULL, NULL},
+    {"stripe", "request_timeout", "999ms", 0, "(allowed: 1s..10m)", "out of range"},
+    {"stripe", "max_concurrency", "65", 0, "(allowed: 1..64)", "out of range"},
+    {"stripe", "max_requests_per_second", "10001", 0, "(allowed: 1..10000)", "out of range"},
+    {"stripe", "retry_min_backoff", "10ms", 10, NULL, NULL},
+    {"stripe", "retry_min_backoff", "9ms", 0, "(allowed: 10ms..1m)", "out of range"},
+    {"stripe", "auth_pause", "1d", 86400000, NULL, NULL},
+    {"stripe", "auth_pause", "25h", 0, "(allowed: 100ms..1d)", "out of range"},
 };
 
 static int64_t num_field(const struct config *cfg, const char *key)
@@ -811,18 +817,18 @@ static int64_t num_field(const struct config *cfg, const char *key)
 		size_t off;
 		bool stripe;
 	} fields[] = {
-		{"rescan_interval", offsetof(struct config_agent, rescan_interval_ms), false},
-		{"delivered_retention", offsetof(struct config_agent, delivered_retention), false},
-		{"max_line_length", offsetof(struct config_agent, max_line_length), false},
-		{"batch_lines", offsetof(struct config_agent, batch_lines), false},
-		{"request_timeout", offsetof(struct config_stripe, request_timeout_ms), true},
-		{"retry_min_backoff", offsetof(struct config_stripe, retry_min_backoff_ms), true},
-		{"auth_pause", offsetof(struct config_stripe, auth_pause_ms), true},
+	    {"rescan_interval", offsetof(struct config_agent, rescan_interval_ms), false},
+	    {"delivered_retention", offsetof(struct config_agent, delivered_retention), false},
+	    {"max_line_length", offsetof(struct config_agent, max_line_length), false},
+	    {"batch_lines", offsetof(struct config_agent, batch_lines), false},
+	    {"request_timeout", offsetof(struct config_stripe, request_timeout_ms), true},
+	    {"retry_min_backoff", offsetof(struct config_stripe, retry_min_backoff_ms), true},
+	    {"auth_pause", offsetof(struct config_stripe, auth_pause_ms), true},
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		const char *base = fields[i].stripe ? (const char *)&cfg->stripe
-						    : (const char *)&cfg->agent;
+		const char *base =
+		    fields[i].stripe ? (const char *)&cfg->stripe : (const char *)&cfg->agent;
 
 		if (strcmp(fields[i].key, key) == 0)
 			return *(const int64_t *)(base + fields[i].off);
@@ -841,7 +847,7 @@ static void test_numbers(void **state)
 		const char *path;
 
 		snprintf(text, sizeof(text), "[%s]\n%s = %s\n%s", c->section, c->key, c->value,
-			 MINIMAL);
+		         MINIMAL);
 		snprintf(name, sizeof(name), "num%zu.conf", i);
 		path = wfile(f, name, text);
 		if (c->allowed == NULL) {
@@ -849,7 +855,7 @@ static void test_numbers(void **state)
 
 			if (num_field(cfg, c->key) != c->want)
 				fail_msg("%s = %s: got %lld, want %lld", c->key, c->value,
-					 (long long)num_field(cfg, c->key), (long long)c->want);
+				         (long long)num_field(cfg, c->key), (long long)c->want);
 			config_free(cfg);
 		} else {
 			char key[80];
@@ -868,10 +874,67 @@ static void test_backoff_order(void **state)
 	char text[512];
 	const char *path;
 
-	snprintf(text, sizeof(text), "[stripe]\nretry_min_backoff = 1m\nretry_max_backoff = 30s\n%s",
-		 MINIMAL);
+	snprintf(text, sizeof(text),
+	         "[stripe]\nretry_min_backoff = 1m\nretry_max_backoff = 30s\n%s", MINIMAL);
 	path = wfile(f, "backoff.conf", text);
-	expect_err(load_bad(path), path, 3, "key 'retry_max_backoff'", "retry_min_backoff", NULL);
+	expect_err(load_bad(path), path, 3, "key 'retry_max_backoff'", "30s",
+	           "retry_min_backoff (1m)", NULL);
+
+	/* Against the default maximum (30s): reported where the minimum is set. */
+	snprintf(text, sizeof(text), "[stripe]\nretry_min_backoff = 1m\n%s", MINIMAL);
+	path = wfile(f, "backoff2.conf", text);
+	expect_err(load_bad(path), path, 2, "key 'retry_min_backoff'", "retry_max_backoff (30s)",
+	           NULL);
+}
+
+/* Odd bytes: a byte-order mark, CRLF, a NUL byte. */
+static void test_odd_bytes(void **state)
+{
+	const struct fx *f = *state;
+	static const char nul[] = "[agent]\ninst\0ance = x\n";
+	char text[1024];
+	const char *path, *err;
+	struct config *cfg;
+	FILE *fp;
+
+	snprintf(text, sizeof(text), "\xEF\xBB\xBF%s", MINIMAL);
+	path = wfile(f, "bom.conf", text);
+	cfg = load_ok(path);
+	assert_string_equal(cfg->sources[0].name, "web");
+	config_free(cfg);
+
+	path = wfile(f, "nul.conf", MINIMAL);
+	fp = fopen(path, "a");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(nul, 1, sizeof(nul) - 1, fp), sizeof(nul) - 1);
+	assert_int_equal(fclose(fp), 0);
+	err = load_bad(path);
+	expect_err(err, path, 11, "NUL", NULL);
+	assert_int_equal(count_lines(err), 1);
+}
+
+/* Thousands of errors: whole lines only, within the buffer, and a count of the rest. */
+static void test_error_flood(void **state)
+{
+	const struct fx *f = *state;
+	size_t len = 5000 * 8 + 16;
+	char *text = malloc(len), *p = text;
+	const char *path, *err, *last;
+
+	assert_non_null(text);
+	p += sprintf(p, "[agent]\n");
+	for (int i = 0; i < 5000; i++)
+		p += sprintf(p, "bad %d\n", i % 10);
+	path = wfile(f, "flood.conf", text);
+	free(text);
+	err = load_bad(path);
+	assert_true(strlen(err) < CONFIG_ERR_MAX);
+	expect_err(err, path, 2, "expected", NULL);
+	last = strrchr(err, '\n');
+	assert_non_null(last);
+	assert_non_null(strstr(last, " more errors)"));
+	/* The line before the count is whole. */
+	assert_true(last[-1] == 't' || last[-1] == ')');
 }
 
 static void test_api_base(void **state)
@@ -880,18 +943,18 @@ static void test_api_base(void **state)
 	static const struct {
 		const char *value, *want; /* want NULL: refused */
 	} cases[] = {
-		{"http://127.0.0.1:1234", "http://127.0.0.1:1234"},
-		{"http://127.0.0.1", "http://127.0.0.1"},
-		{"http://127.0.0.1:8080/stripe/", "http://127.0.0.1:8080/stripe"},
-		{"https://api.stripe.com/", "https://api.stripe.com"},
-		{"http://example.com", NULL},
-		{"http://api.stripe.com", NULL},
-		{"http://127.0.0.1.example.com", NULL},
-		{"http://127.0.0.1:99999", NULL},
-		{"http://127.0.0.1:", NULL},
-		{"ftp://127.0.0.1", NULL},
-		{"https://", NULL},
-		{"api.stripe.com", NULL},
+	    {"http://127.0.0.1:1234", "http://127.0.0.1:1234"},
+	    {"http://127.0.0.1", "http://127.0.0.1"},
+	    {"http://127.0.0.1:8080/stripe/", "http://127.0.0.1:8080/stripe"},
+	    {"https://api.stripe.com/", "https://api.stripe.com"},
+	    {"http://example.com", NULL},
+	    {"http://api.stripe.com", NULL},
+	    {"http://127.0.0.1.example.com", NULL},
+	    {"http://127.0.0.1:99999", NULL},
+	    {"http://127.0.0.1:", NULL},
+	    {"ftp://127.0.0.1", NULL},
+	    {"https://", NULL},
+	    {"api.stripe.com", NULL},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -899,7 +962,7 @@ static void test_api_base(void **state)
 		const char *path;
 
 		snprintf(text, sizeof(text), "[stripe]\napi_base = %s\n%s", cases[i].value,
-			 MINIMAL);
+		         MINIMAL);
 		snprintf(name, sizeof(name), "api%zu.conf", i);
 		path = wfile(f, name, text);
 		if (cases[i].want != NULL) {
@@ -908,8 +971,7 @@ static void test_api_base(void **state)
 			assert_string_equal(cfg->stripe.api_base, cases[i].want);
 			config_free(cfg);
 		} else {
-			expect_err(load_bad(path), path, 2, "key 'api_base'", cases[i].value,
-				   NULL);
+			expect_err(load_bad(path), path, 2, "key 'api_base'", cases[i].value, NULL);
 		}
 	}
 }
@@ -930,14 +992,36 @@ static char *print_options(int markdown)
 static void test_print_options(void **state)
 {
 	static const char *const keys[] = {
-		"instance",	   "state_dir",		"include_dir",	      "log_level",
-		"batch_lines",	   "delivered_retention", "rescan_interval",  "max_line_length",
-		"api_key_file",	   "api_base",		"request_timeout",    "max_concurrency",
-		"max_requests_per_second", "retry_min_backoff", "retry_max_backoff",
-		"auth_pause",	   "path",		"exclude",	      "read_from",
-		"source",	   "event_name",	"pattern",	      "pattern_file",
-		"customer",	   "customer_map",	"value",	      "timestamp",
-		"timestamp_format", "payload_customer_key", "payload_value_key",
+	    "instance",
+	    "state_dir",
+	    "include_dir",
+	    "log_level",
+	    "batch_lines",
+	    "delivered_retention",
+	    "rescan_interval",
+	    "max_line_length",
+	    "api_key_file",
+	    "api_base",
+	    "request_timeout",
+	    "max_concurrency",
+	    "max_requests_per_second",
+	    "retry_min_backoff",
+	    "retry_max_backoff",
+	    "auth_pause",
+	    "path",
+	    "exclude",
+	    "read_from",
+	    "source",
+	    "event_name",
+	    "pattern",
+	    "pattern_file",
+	    "customer",
+	    "customer_map",
+	    "value",
+	    "timestamp",
+	    "timestamp_format",
+	    "payload_customer_key",
+	    "payload_value_key",
 	};
 	char *plain = print_options(0), *md = print_options(1);
 	char needle[128];
@@ -952,18 +1036,21 @@ static void test_print_options(void **state)
 		if (strstr(md, needle) == NULL)
 			fail_msg("markdown lacks %s:\n%s", keys[i], md);
 	}
-	assert_non_null(strstr(plain, "\n[agent] batch_lines (integer; default 1000; 1..1000000)\n"));
-	assert_non_null(strstr(plain, "\n[agent] rescan_interval (duration; default 10s; 100ms..1h)\n"));
+	assert_non_null(
+	    strstr(plain, "\n[agent] batch_lines (integer; default 1000; 1..1000000)\n"));
+	assert_non_null(
+	    strstr(plain, "\n[agent] rescan_interval (duration; default 10s; 100ms..1h)\n"));
 	assert_non_null(strstr(plain, "\n[rule NAME] customer (group; default (required); "));
 	assert_true(strncmp(md,
-			    "| section | key | type | default | bounds | description |\n"
-			    "|---|---|---|---|---|---|\n",
-			    strlen("| section | key | type | default | bounds | description |\n"
-				   "|---|---|---|---|---|---|\n")) == 0);
+	                    "| section | key | type | default | bounds | description |\n"
+	                    "|---|---|---|---|---|---|\n",
+	                    strlen("| section | key | type | default | bounds | description |\n"
+	                           "|---|---|---|---|---|---|\n")) == 0);
 	assert_non_null(strstr(md, "\n| [source NAME] | `exclude` | glob | `*.gz` | no '/' | "));
-	assert_non_null(strstr(md, "\n| [source NAME] | `read_from` | enum | `head` | head, tail | "));
 	assert_non_null(
-		strstr(md, "\n| [stripe] | `retry_max_backoff` | duration | `30s` | 100ms..1h | "));
+	    strstr(md, "\n| [source NAME] | `read_from` | enum | `head` | head, tail | "));
+	assert_non_null(
+	    strstr(md, "\n| [stripe] | `retry_max_backoff` | duration | `30s` | 100ms..1h | "));
 	for (const char *p = md; (p = strchr(p, '\n')) != NULL; p++)
 		rows++;
 	assert_int_equal(rows, 2 + (int)(sizeof(keys) / sizeof(keys[0])));
@@ -974,20 +1061,21 @@ static void test_print_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_minimal_defaults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dropin_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_include_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_continuation_and_pattern_file, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_line_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_api_base, setup, teardown),
-		cmocka_unit_test(test_print_options),
+	    cmocka_unit_test_setup_teardown(test_minimal_defaults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_all_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dropin_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_include_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_continuation_and_pattern_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_line_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_base, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_odd_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_error_flood, setup, teardown),
+	    cmocka_unit_test(test_print_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,82 +67,83 @@ struct classify_case {
 };
 
 static const char already_exists[] =
-	"{\"error\":{\"message\":\"An event already exists with identifier " TEST_ID ".\","
-	"\"type\":\"invalid_request_error\"}}";
+    "{\"error\":{\"message\":\"An event already exists with identifier " TEST_ID ".\","
+    "\"type\":\"invalid_request_error\"}}";
 static const char no_meter[] =
-	"{\"error\":{\"message\":\"No active meter found for event name \\\"api_calls\\\".\","
-	"\"type\":\"invalid_request_error\",\"doc_url\":\"https://stripe.com/docs\"}}";
+    "{\"error\":{\"message\":\"No active meter found for event name \\\"api_calls\\\".\","
+    "\"type\":\"invalid_request_error\",\"doc_url\":\"https://stripe.com/docs\"}}";
 static const char too_old[] =
-	"{\"error\":{\"message\":\"The event timestamp cannot be more than 35 days in past. "
-	"Please use a more recent timestamp.\",\"type\":\"invalid_request_error\"}}";
-static const char bad_key[] = "{\"error\":{\"message\":\"Invalid API Key provided: "
-			      "sk_test_********************1234\",\"type\":\"invalid_request_error\"}}";
+    "{\"error\":{\"message\":\"The event timestamp cannot be more than 35 days in past. "
+    "Please use a more recent timestamp.\",\"type\":\"invalid_request_error\"}}";
+static const char bad_key[] =
+    "{\"error\":{\"message\":\"Invalid API Key provided: "
+    "sk_test_********************1234\",\"type\":\"invalid_request_error\"}}";
 static const char forbidden[] =
-	"{\"error\":{\"message\":\"The provided key 'rk_test_***xyz9' does not have the required "
-	"permissions for this endpoint.\",\"type\":\"invalid_request_error\"}}";
+    "{\"error\":{\"message\":\"The provided key 'rk_test_***xyz9' does not have the required "
+    "permissions for this endpoint.\",\"type\":\"invalid_request_error\"}}";
 static const char api_error[] = "{\"error\":{\"message\":\"An unknown error occurred\","
-				"\"type\":\"api_error\"}}";
+                                "\"type\":\"api_error\"}}";
 static const char rate_limited[] =
-	"{\"error\":{\"message\":\"Request rate limit exceeded.\",\"type\":\"invalid_request_error\","
-	"\"code\":\"rate_limit\"}}";
+    "{\"error\":{\"message\":\"Request rate limit exceeded.\",\"type\":\"invalid_request_error\","
+    "\"code\":\"rate_limit\"}}";
 static const char lock_timeout[] =
-	"{\"error\":{\"message\":\"This object cannot be accessed right now because another API "
-	"request or Stripe process is currently accessing it.\",\"type\":\"invalid_request_error\","
-	"\"code\":\"lock_timeout\"}}";
+    "{\"error\":{\"message\":\"This object cannot be accessed right now because another API "
+    "request or Stripe process is currently accessing it.\",\"type\":\"invalid_request_error\","
+    "\"code\":\"lock_timeout\"}}";
 static const char idem_conflict[] = "{\"error\":{\"message\":\"There is currently another "
-				    "in-progress request using this Idempotent Key.\","
-				    "\"type\":\"idempotency_error\"}}";
+                                    "in-progress request using this Idempotent Key.\","
+                                    "\"type\":\"idempotency_error\"}}";
 
 static const struct classify_case classify_cases[] = {
-	{"200", CURLE_OK, 200, -1, "{\"object\":\"billing.meter_event\"}", STRIPE_DELIVERED,
-	 "HTTP 200"},
-	{"200 no body", CURLE_OK, 200, -1, NULL, STRIPE_DELIVERED, "HTTP 200"},
-	{"already exists", CURLE_OK, 400, -1, already_exists, STRIPE_DELIVERED,
-	 "HTTP 400: An event already exists with identifier " TEST_ID "."},
-	{"already exists, should-retry false", CURLE_OK, 400, 0, already_exists, STRIPE_DELIVERED,
-	 "HTTP 400: An event already exists with identifier " TEST_ID "."},
-	{"no meter", CURLE_OK, 400, -1, no_meter, STRIPE_REJECTED,
-	 "HTTP 400: No active meter found for event name \"api_calls\"."},
-	{"too old", CURLE_OK, 400, 0, too_old, STRIPE_REJECTED,
-	 "HTTP 400: The event timestamp cannot be more than 35 days in past. Please use a more "
-	 "recent timestamp."},
-	{"401", CURLE_OK, 401, -1, bad_key, STRIPE_AUTH,
-	 "HTTP 401: Invalid API Key provided: [redacted]"},
-	{"401 should-retry false", CURLE_OK, 401, 0, bad_key, STRIPE_AUTH, NULL},
-	{"403", CURLE_OK, 403, -1, forbidden, STRIPE_AUTH,
-	 "HTTP 403: The provided key '[redacted]' does not have the required permissions for this "
-	 "endpoint."},
-	{"409", CURLE_OK, 409, -1, idem_conflict, STRIPE_RETRY,
-	 "HTTP 409: There is currently another in-progress request using this Idempotent Key."},
-	{"429", CURLE_OK, 429, -1, rate_limited, STRIPE_RETRY,
-	 "HTTP 429: Request rate limit exceeded."},
-	{"429 lock timeout", CURLE_OK, 429, 1, lock_timeout, STRIPE_RETRY, NULL},
-	{"500", CURLE_OK, 500, -1, api_error, STRIPE_RETRY, "HTTP 500: An unknown error occurred"},
-	{"502", CURLE_OK, 502, -1, NULL, STRIPE_RETRY, "HTTP 502"},
-	{"503", CURLE_OK, 503, -1, "", STRIPE_RETRY, "HTTP 503"},
-	{"504", CURLE_OK, 504, -1, "   \r\n", STRIPE_RETRY, "HTTP 504"},
-	{"500 should-retry false", CURLE_OK, 500, 0, api_error, STRIPE_REJECTED,
-	 "HTTP 500: An unknown error occurred"},
-	{"400 should-retry true", CURLE_OK, 400, 1, lock_timeout, STRIPE_RETRY, NULL},
-	{"404", CURLE_OK, 404, -1, "{\"error\":{\"type\":\"invalid_request_error\"}}",
-	 STRIPE_REJECTED, "HTTP 404: invalid_request_error"},
-	{"type and code only", CURLE_OK, 400, -1, "{\"error\":{\"type\":\"t\",\"code\":\"c\"}}",
-	 STRIPE_REJECTED, "HTTP 400: t (c)"},
-	{"json not an error", CURLE_OK, 400, -1, "[1,2,3]", STRIPE_REJECTED, "HTTP 400"},
-	{"message not a string", CURLE_OK, 400, -1, "{\"error\":{\"message\":7}}",
-	 STRIPE_REJECTED, "HTTP 400"},
-	{"message with newlines", CURLE_OK, 400, -1,
-	 "{\"error\":{\"message\":\"line one\\nline two\\ttab\"}}", STRIPE_REJECTED,
-	 "HTTP 400: line one line two tab"},
-	{"already exists but 500", CURLE_OK, 500, -1, already_exists, STRIPE_RETRY, NULL},
-	{"html 502", CURLE_OK, 502, -1,
-	 "<html>\r\n<body>Bad gateway \xc3\xa9\x01</body>\r\n</html>\r\n", STRIPE_RETRY,
-	 "HTTP 502: <html>  <body>Bad gateway ?? </body>  </html>"},
-	{"no status", CURLE_OK, 0, -1, NULL, STRIPE_RETRY, NULL},
-	{"couldn't connect", CURLE_COULDNT_CONNECT, 0, -1, NULL, STRIPE_RETRY, NULL},
-	{"timeout", CURLE_OPERATION_TIMEDOUT, 0, -1, NULL, STRIPE_RETRY, NULL},
-	{"got nothing", CURLE_GOT_NOTHING, 0, -1, NULL, STRIPE_RETRY, NULL},
-	{"curl error despite a status", CURLE_RECV_ERROR, 200, -1, NULL, STRIPE_RETRY, NULL},
+    {"200", CURLE_OK, 200, -1, "{\"object\":\"billing.meter_event\"}", STRIPE_DELIVERED,
+     "HTTP 200"},
+    {"200 no body", CURLE_OK, 200, -1, NULL, STRIPE_DELIVERED, "HTTP 200"},
+    {"already exists", CURLE_OK, 400, -1, already_exists, STRIPE_DELIVERED,
+     "HTTP 400: An event already exists with identifier " TEST_ID "."},
+    {"already exists, should-retry false", CURLE_OK, 400, 0, already_exists, STRIPE_DELIVERED,
+     "HTTP 400: An event already exists with identifier " TEST_ID "."},
+    {"no meter", CURLE_OK, 400, -1, no_meter, STRIPE_REJECTED,
+     "HTTP 400: No active meter found for event name \"api_calls\"."},
+    {"too old", CURLE_OK, 400, 0, too_old, STRIPE_REJECTED,
+     "HTTP 400: The event timestamp cannot be more than 35 days in past. Please use a more "
+     "recent timestamp."},
+    {"401", CURLE_OK, 401, -1, bad_key, STRIPE_AUTH,
+     "HTTP 401: Invalid API Key provided: [redacted]"},
+    {"401 should-retry false", CURLE_OK, 401, 0, bad_key, STRIPE_AUTH, NULL},
+    {"403", CURLE_OK, 403, -1, forbidden, STRIPE_AUTH,
+     "HTTP 403: The provided key '[redacted]' does not have the required permissions for this "
+     "endpoint."},
+    {"409", CURLE_OK, 409, -1, idem_conflict, STRIPE_RETRY,
+     "HTTP 409: There is currently another in-progress request using this Idempotent Key."},
+    {"429", CURLE_OK, 429, -1, rate_limited, STRIPE_RETRY,
+     "HTTP 429: Request rate limit exceeded."},
+    {"429 lock timeout", CURLE_OK, 429, 1, lock_timeout, STRIPE_RETRY, NULL},
+    {"500", CURLE_OK, 500, -1, api_error, STRIPE_RETRY, "HTTP 500: An unknown error occurred"},
+    {"502", CURLE_OK, 502, -1, NULL, STRIPE_RETRY, "HTTP 502"},
+    {"503", CURLE_OK, 503, -1, "", STRIPE_RETRY, "HTTP 503"},
+    {"504", CURLE_OK, 504, -1, "   \r\n", STRIPE_RETRY, "HTTP 504"},
+    {"500 should-retry false", CURLE_OK, 500, 0, api_error, STRIPE_REJECTED,
+     "HTTP 500: An unknown error occurred"},
+    {"400 should-retry true", CURLE_OK, 400, 1, lock_timeout, STRIPE_RETRY, NULL},
+    {"404", CURLE_OK, 404, -1, "{\"error\":{\"type\":\"invalid_request_error\"}}", STRIPE_REJECTED,
+     "HTTP 404: invalid_request_error"},
+    {"type and code only", CURLE_OK, 400, -1, "{\"error\":{\"type\":\"t\",\"code\":\"c\"}}",
+     STRIPE_REJECTED, "HTTP 400: t (c)"},
+    {"json not an error", CURLE_OK, 400, -1, "[1,2,3]", STRIPE_REJECTED, "HTTP 400"},
+    {"message not a string", CURLE_OK, 400, -1, "{\"error\":{\"message\":7}}", STRIPE_REJECTED,
+     "HTTP 400"},
+    {"message with newlines", CURLE_OK, 400, -1,
+     "{\"error\":{\"message\":\"line one\\nline two\\ttab\"}}", STRIPE_REJECTED,
+     "HTTP 400: line one line two tab"},
+    {"already exists but 500", CURLE_OK, 500, -1, already_exists, STRIPE_RETRY, NULL},
+    {"html 502", CURLE_OK, 502, -1,
+     "<html>\r\n<body>Bad gateway \xc3\xa9\x01</body>\r\n</html>\r\n", STRIPE_RETRY,
+     "HTTP 502: <html>  <body>Bad gateway ?? </body>  </html>"},
+    {"no status", CURLE_OK, 0, -1, NULL, STRIPE_RETRY, NULL},
+    {"couldn't connect", CURLE_COULDNT_CONNECT, 0, -1, NULL, STRIPE_RETRY, NULL},
+    {"timeout", CURLE_OPERATION_TIMEDOUT, 0, -1, NULL, STRIPE_RETRY, NULL},
+    {"got nothing", CURLE_GOT_NOTHING, 0, -1, NULL, STRIPE_RETRY, NULL},
+    {"curl error despite a status", CURLE_RECV_ERROR, 200, -1, NULL, STRIPE_RETRY, NULL},
 };
 
 static void test_classify_table(void **state)
@@ -151,11 +152,11 @@ static void test_classify_table(void **state)
 	for (size_t i = 0; i < sizeof(classify_cases) / sizeof(classify_cases[0]); i++) {
 		const struct classify_case *c = &classify_cases[i];
 		struct stripe_response r = {
-			.curl_code = c->curl_code,
-			.status = c->status,
-			.should_retry = c->should_retry,
-			.body = c->body,
-			.body_len = c->body != NULL ? strlen(c->body) : 0,
+		    .curl_code = c->curl_code,
+		    .status = c->status,
+		    .should_retry = c->should_retry,
+		    .body = c->body,
+		    .body_len = c->body != NULL ? strlen(c->body) : 0,
 		};
 		char reason[STRIPE_REASON_MAX];
 		enum stripe_outcome got;
@@ -164,11 +165,11 @@ static void test_classify_table(void **state)
 		got = stripe_classify(&r, reason, sizeof(reason));
 		if (got != c->want)
 			fail_msg("case \"%s\": outcome %d, want %d (reason: %s)", c->name, (int)got,
-				 (int)c->want, reason);
+			         (int)c->want, reason);
 		assert_non_null(memchr(reason, '\0', sizeof(reason)));
 		if (c->want_reason != NULL && strcmp(reason, c->want_reason) != 0)
 			fail_msg("case \"%s\": reason \"%s\", want \"%s\"", c->name, reason,
-				 c->want_reason);
+			         c->want_reason);
 		/* One line, nothing unprintable. */
 		for (const char *p = reason; *p != '\0'; p++)
 			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
@@ -178,7 +179,7 @@ static void test_classify_table(void **state)
 static void test_classify_curl_reason(void **state)
 {
 	static const CURLcode codes[] = {CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
-					 CURLE_GOT_NOTHING};
+	                                 CURLE_GOT_NOTHING};
 	(void)state;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		struct stripe_response r = {.curl_code = codes[i], .should_retry = -1};
@@ -209,7 +210,7 @@ static void test_classify_nul_in_body(void **state)
 {
 	static const char body[] = "oops\0{\"error\":{\"message\":\"x\"}}";
 	struct stripe_response r = {
-		.status = 500, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
+	    .status = 500, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
 	char reason[STRIPE_REASON_MAX];
 
 	(void)state;
@@ -219,14 +220,12 @@ static void test_classify_nul_in_body(void **state)
 
 static void test_classify_small_buffers(void **state)
 {
-	struct stripe_response r = {.status = 400,
-				    .should_retry = -1,
-				    .body = no_meter,
-				    .body_len = strlen(no_meter)};
+	struct stripe_response r = {
+	    .status = 400, .should_retry = -1, .body = no_meter, .body_len = strlen(no_meter)};
 	struct stripe_response ex = {.status = 400,
-				     .should_retry = 0,
-				     .body = already_exists,
-				     .body_len = strlen(already_exists)};
+	                             .should_retry = 0,
+	                             .body = already_exists,
+	                             .body_len = strlen(already_exists)};
 	char buf[16];
 
 	(void)state;
@@ -253,7 +252,7 @@ static void test_classify_utf8_cut(void **state)
 	 * character does not fit whole and must not be cut in half. */
 	static const char body[] = "{\"error\":{\"message\":\"ab\xc3\xbc\"}}";
 	struct stripe_response r = {
-		.status = 400, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
+	    .status = 400, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
 	char buf[32];
 
 	(void)state;
@@ -271,34 +270,34 @@ static void test_check_base(void **state)
 		const char *base;
 		int ok;
 	} cases[] = {
-		{"https://api.stripe.com", 1},
-		{"https://api.stripe.com/", 1},
-		{"HTTPS://api.stripe.com", 1},
-		{"https://proxy.example:8443/stripe", 1},
-		{"http://127.0.0.1", 1},
-		{"http://127.0.0.1/", 1},
-		{"http://127.0.0.1:12111", 1},
-		{"http://127.0.0.1:12111/", 1},
-		{"http://127.0.0.1:65535", 1},
-		{"http://api.stripe.com", 0},
-		{"http://localhost:12111", 0},
-		{"http://127.0.0.1:", 0},
-		{"http://127.0.0.1:0", 0},
-		{"http://127.0.0.1:65536", 0},
-		{"http://127.0.0.1:123456", 0},
-		{"http://127.0.0.1:12111/v1", 0},
-		{"http://127.0.0.1//", 0},
-		{"http://127.0.0.10", 0},
-		{"http://127.0.0.1.evil.example", 0},
-		{"http://127.0.0.1@evil.example", 0},
-		{"http://127.0.0.1:80x", 0},
-		{"ftp://api.stripe.com", 0},
-		{"https://", 0},
-		{"https:///v1", 0},
-		{"https://api.stripe.com\r\nX: y", 0},
-		{"https://api stripe.com", 0},
-		{"api.stripe.com", 0},
-		{"", 0},
+	    {"https://api.stripe.com", 1},
+	    {"https://api.stripe.com/", 1},
+	    {"HTTPS://api.stripe.com", 1},
+	    {"https://proxy.example:8443/stripe", 1},
+	    {"http://127.0.0.1", 1},
+	    {"http://127.0.0.1/", 1},
+	    {"http://127.0.0.1:12111", 1},
+	    {"http://127.0.0.1:12111/", 1},
+	    {"http://127.0.0.1:65535", 1},
+	    {"http://api.stripe.com", 0},
+	    {"http://localhost:12111", 0},
+	    {"http://127.0.0.1:", 0},
+	    {"http://127.0.0.1:0", 0},
+	    {"http://127.0.0.1:65536", 0},
+	    {"http://127.0.0.1:123456", 0},
+	    {"http://127.0.0.1:12111/v1", 0},
+	    {"http://127.0.0.1//", 0},
+	    {"http://127.0.0.10", 0},
+	    {"http://127.0.0.1.evil.example", 0},
+	    {"http://127.0.0.1@evil.example", 0},
+	    {"http://127.0.0.1:80x", 0},
+	    {"ftp://api.stripe.com", 0},
+	    {"https://", 0},
+	    {"https:///v1", 0},
+	    {"https://api.stripe.com\r\nX: y", 0},
+	    {"https://api stripe.com", 0},
+	    {"api.stripe.com", 0},
+	    {"", 0},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -307,7 +306,7 @@ static void test_check_base(void **state)
 
 		if ((rc == 0) != cases[i].ok)
 			fail_msg("\"%s\": rc %d, want %s (%s)", cases[i].base, rc,
-				 cases[i].ok ? "ok" : "refused", err);
+			         cases[i].ok ? "ok" : "refused", err);
 		if (!cases[i].ok)
 			assert_true(err[0] != '\0');
 	}
@@ -333,7 +332,7 @@ static char *tmp_path(char *buf, size_t len, const char *name)
 
 /* Loads the key from a file holding `content`; returns stripe_key_load's result. */
 static int load_from(const char *content, size_t len, char *key, size_t keylen, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	char path[512];
 	struct config cfg;
@@ -348,11 +347,8 @@ static int load_from(const char *content, size_t len, char *key, size_t keylen, 
 static void test_key_file(void **state)
 {
 	static const char *const good[] = {
-		FAKE_KEY "\n",
-		FAKE_KEY,
-		"  \t" FAKE_KEY " \r\n",
-		FAKE_KEY "\nsk_test_SECOND\n",
-		FAKE_KEY "\r\n\r\n",
+	    FAKE_KEY "\n",       FAKE_KEY, "  \t" FAKE_KEY " \r\n", FAKE_KEY "\nsk_test_SECOND\n",
+	    FAKE_KEY "\r\n\r\n",
 	};
 	char key[STRIPE_KEY_MAX], err[512];
 
@@ -372,9 +368,8 @@ static void test_key_env_wins(void **state)
 
 	(void)state;
 	setenv("LOGMETER_STRIPE_API_KEY", "sk_test_FROMENV", 1);
-	assert_int_equal(load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err,
-				   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err, sizeof(err)), 0);
 	assert_string_equal(key, "sk_test_FROMENV");
 
 	/* Also without any key file configured. */
@@ -388,16 +383,14 @@ static void test_key_env_wins(void **state)
 
 	/* Empty counts as unset. */
 	setenv("LOGMETER_STRIPE_API_KEY", "", 1);
-	assert_int_equal(load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err,
-				   sizeof(err)),
-			 0);
+	assert_int_equal(
+	    load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err, sizeof(err)), 0);
 	assert_string_equal(key, FAKE_KEY);
 
 	setenv("LOGMETER_STRIPE_API_KEY", "sk_test_FAKE KEY123", 1);
 	err[0] = '\0';
-	assert_int_equal(load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err,
-				   sizeof(err)),
-			 -1);
+	assert_int_equal(
+	    load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "LOGMETER_STRIPE_API_KEY"));
 	assert_null(strstr(err, "KEY123"));
 	assert_null(strstr(err, "sk_test_FAKE"));
@@ -411,14 +404,14 @@ static void test_key_errors(void **state)
 		size_t len;
 		const char *want; /* substring of the error */
 	} cases[] = {
-		{"", 0, "empty"},
-		{"\n", 1, "empty"},
-		{"   \n" FAKE_KEY "\n", 4 + strlen(FAKE_KEY) + 1, "empty"},
-		{"sk_test_FAKE KEY123\n", 20, "whitespace"},
-		{"sk_test_FAKE\tKEY123\n", 20, "whitespace"},
-		{"sk_test_FAKE\x01KEY123\n", 20, "control"},
-		{"sk_test_FAKE\0KEY123\n", 20, "control"},
-		{"sk_test_FAKE\xc3\xa9KEY123\n", 21, "non-ASCII"},
+	    {"", 0, "empty"},
+	    {"\n", 1, "empty"},
+	    {"   \n" FAKE_KEY "\n", 4 + strlen(FAKE_KEY) + 1, "empty"},
+	    {"sk_test_FAKE KEY123\n", 20, "whitespace"},
+	    {"sk_test_FAKE\tKEY123\n", 20, "whitespace"},
+	    {"sk_test_FAKE\x01KEY123\n", 20, "control"},
+	    {"sk_test_FAKE\0KEY123\n", 20, "control"},
+	    {"sk_test_FAKE\xc3\xa9KEY123\n", 21, "non-ASCII"},
 	};
 	char key[STRIPE_KEY_MAX], err[512];
 	char longkey[STRIPE_KEY_MAX + 10];
@@ -444,19 +437,19 @@ static void test_key_errors(void **state)
 	memset(longkey + strlen(FAKE_KEY), 'k', sizeof(longkey) - strlen(FAKE_KEY));
 	err[0] = '\0';
 	assert_int_equal(load_from(longkey, sizeof(longkey), key, sizeof(key), err, sizeof(err)),
-			 -1);
+	                 -1);
 	assert_non_null(strstr(err, "too long"));
 	assert_null(strstr(err, FAKE_KEY_PART));
 	/* Exactly STRIPE_KEY_MAX - 1 bytes fits. */
 	err[0] = '\0';
 	assert_int_equal(load_from(longkey, STRIPE_KEY_MAX - 1, key, sizeof(key), err, sizeof(err)),
-			 0);
+	                 0);
 	assert_int_equal(strlen(key), STRIPE_KEY_MAX - 1);
 	/* A file far larger than any key, without a newline. */
 	memset(hugekey, 'k', sizeof(hugekey));
 	err[0] = '\0';
 	assert_int_equal(load_from(hugekey, sizeof(hugekey), key, sizeof(key), err, sizeof(err)),
-			 -1);
+	                 -1);
 	assert_non_null(strstr(err, "too long"));
 	/* A buffer too small for the key. */
 	err[0] = '\0';
@@ -475,8 +468,8 @@ static void test_key_unreadable(void **state)
 
 	/* Not configured at all. */
 	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
-	assert_string_equal(err,
-			    "no Stripe API key: set LOGMETER_STRIPE_API_KEY or [stripe] api_key_file");
+	assert_string_equal(
+	    err, "no Stripe API key: set LOGMETER_STRIPE_API_KEY or [stripe] api_key_file");
 	assert_int_equal(stripe_key_load(NULL, key, sizeof(key), err, sizeof(err)), -1);
 
 	/* Missing file: the error names the path and the reason. */
@@ -558,7 +551,8 @@ static void test_request_refused(void **state)
 
 	fill_event(&ev);
 	err[0] = '\0';
-	assert_null(stripe_request_new(&cfg, "sk_test_FAKE\r\nKEY123", &ev, NULL, err, sizeof(err)));
+	assert_null(
+	    stripe_request_new(&cfg, "sk_test_FAKE\r\nKEY123", &ev, NULL, err, sizeof(err)));
 	assert_null(strstr(err, "KEY123"));
 	assert_null(stripe_request_new(&cfg, "", &ev, NULL, err, sizeof(err)));
 
@@ -590,12 +584,12 @@ static void test_request_url_https(void **state)
 		assert_int_equal(stripe_request_event(req)->id, 42);
 		code = curl_easy_perform(stripe_request_easy(req));
 		assert_int_not_equal(code, CURLE_OK);
-		assert_int_equal(curl_easy_getinfo(stripe_request_easy(req),
-						   CURLINFO_EFFECTIVE_URL, &url),
-				 CURLE_OK);
+		assert_int_equal(
+		    curl_easy_getinfo(stripe_request_easy(req), CURLINFO_EFFECTIVE_URL, &url),
+		    CURLE_OK);
 		assert_string_equal(url, "https://127.0.0.1:1/v1/billing/meter_events");
 		assert_int_equal(stripe_request_result(req, code, reason, sizeof(reason)),
-				 STRIPE_RETRY);
+		                 STRIPE_RETRY);
 		assert_true(strncmp(reason, "network error: ", 15) == 0);
 		assert_null(strstr(reason, FAKE_KEY_PART));
 		stripe_request_free(req);
@@ -625,7 +619,7 @@ static void *server_main(void *arg)
 	/* Read the head, then as much body as Content-Length says. */
 	while (sv->request_len < sizeof(sv->request) - 1) {
 		ssize_t n = read(c, sv->request + sv->request_len,
-				 sizeof(sv->request) - 1 - sv->request_len);
+		                 sizeof(sv->request) - 1 - sv->request_len);
 		char *end;
 
 		if (n <= 0)
@@ -689,7 +683,7 @@ static void server_join(struct server *sv)
 
 /* Sends the test event to a server answering `response`; returns the outcome and the reason. */
 static enum stripe_outcome exchange(struct server *sv, const char *response, size_t len,
-				    char *reason, size_t reasonlen)
+                                    char *reason, size_t reasonlen)
 {
 	struct config cfg;
 	struct event ev;
@@ -719,9 +713,9 @@ static char *make_response(const char *status, const char *headers, const char *
 
 	assert_non_null(r);
 	snprintf(r, len,
-		 "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n%s"
-		 "Content-Length: %zu\r\n\r\n%s",
-		 status, headers, strlen(body), body);
+	         "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n%s"
+	         "Content-Length: %zu\r\n\r\n%s",
+	         status, headers, strlen(body), body);
 	return r;
 }
 
@@ -744,7 +738,7 @@ static void test_request_wire(void **state)
 
 	(void)state;
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
-			 STRIPE_DELIVERED);
+	                 STRIPE_DELIVERED);
 	assert_string_equal(reason, "HTTP 200");
 	free(resp);
 
@@ -753,8 +747,7 @@ static void test_request_wire(void **state)
 	assert_true(has_header_line(sv.request, "Idempotency-Key: " TEST_ID));
 	assert_true(has_header_line(sv.request, "Stripe-Version: " STRIPE_API_VERSION));
 	assert_true(has_header_line(sv.request, "User-Agent: logmeter/" PACKAGE_VERSION));
-	assert_true(
-		has_header_line(sv.request, "Content-Type: application/x-www-form-urlencoded"));
+	assert_true(has_header_line(sv.request, "Content-Type: application/x-www-form-urlencoded"));
 	assert_null(strcasestr(sv.request, "\r\nExpect:"));
 	/* The key appears exactly once: in the Authorization header. */
 	key_at = strstr(sv.request, FAKE_KEY);
@@ -767,8 +760,8 @@ static void test_request_wire(void **state)
 	assert_non_null(body);
 	body += 4;
 	assert_string_equal(body, "event_name=api_calls&identifier=" TEST_ID
-				  "&timestamp=1767225600&payload[stripe_customer_id]=cus_TEST1"
-				  "&payload[value]=25");
+	                          "&timestamp=1767225600&payload[stripe_customer_id]=cus_TEST1"
+	                          "&payload[value]=25");
 	fill_event(&ev);
 	form = event_form_body(&ev);
 	assert_non_null(form);
@@ -802,8 +795,8 @@ static void test_request_no_expect(void **state)
 	if (req == NULL)
 		fail_msg("%s", err);
 	assert_int_equal(stripe_request_result(req, curl_easy_perform(stripe_request_easy(req)),
-					       reason, sizeof(reason)),
-			 STRIPE_DELIVERED);
+	                                       reason, sizeof(reason)),
+	                 STRIPE_DELIVERED);
 	stripe_request_free(req);
 	server_join(&sv);
 	free(resp);
@@ -822,10 +815,10 @@ static void test_request_headers_classified(void **state)
 
 	(void)state;
 	/* Stripe-Should-Retry: false turns a 500 into a rejection: proves the header is read. */
-	resp = make_response("500 Internal Server Error", "stripe-should-retry: False\r\n",
-			     api_error);
+	resp =
+	    make_response("500 Internal Server Error", "stripe-should-retry: False\r\n", api_error);
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
-			 STRIPE_REJECTED);
+	                 STRIPE_REJECTED);
 	assert_string_equal(reason, "HTTP 500: An unknown error occurred");
 	free(resp);
 
@@ -836,19 +829,19 @@ static void test_request_headers_classified(void **state)
 
 	resp = make_response("400 Bad Request", "Stripe-Should-Retry: false\r\n", already_exists);
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
-			 STRIPE_DELIVERED);
+	                 STRIPE_DELIVERED);
 	free(resp);
 
 	resp = make_response("429 Too Many Requests", "Stripe-Rate-Limited-Reason: global-rate\r\n",
-			     rate_limited);
+	                     rate_limited);
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_RETRY);
 	assert_string_equal(reason, "HTTP 429: Request rate limit exceeded. "
-				    "(Stripe-Rate-Limited-Reason: global-rate)");
+	                            "(Stripe-Rate-Limited-Reason: global-rate)");
 	free(resp);
 
 	/* A server that echoes the key: it never reaches the reason. */
 	resp = make_response("401 Unauthorized", "",
-			     "{\"error\":{\"message\":\"bad key xx" FAKE_KEY "xx\"}}");
+	                     "{\"error\":{\"message\":\"bad key xx" FAKE_KEY "xx\"}}");
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_AUTH);
 	assert_null(strstr(reason, FAKE_KEY_PART));
 	assert_string_equal(reason, "HTTP 401: bad key xx[redacted]xx");
@@ -884,7 +877,7 @@ static void test_request_bad_answers(void **state)
 
 	/* Not HTTP: curl fails the transfer; retried. */
 	assert_int_equal(exchange(&sv, garbage, strlen(garbage), reason, sizeof(reason)),
-			 STRIPE_RETRY);
+	                 STRIPE_RETRY);
 	assert_true(strncmp(reason, "network error: ", 15) == 0);
 
 	/* Connection closed without an answer. */
@@ -896,7 +889,7 @@ static void test_request_bad_answers(void **state)
 		static const char cut[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"obj";
 
 		assert_int_equal(exchange(&sv, cut, strlen(cut), reason, sizeof(reason)),
-				 STRIPE_RETRY);
+		                 STRIPE_RETRY);
 	}
 	/* A tiny reason buffer on a real exchange. */
 	{
@@ -912,23 +905,23 @@ static void test_request_bad_answers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_classify_table),
-		cmocka_unit_test(test_classify_curl_reason),
-		cmocka_unit_test(test_classify_long_body),
-		cmocka_unit_test(test_classify_nul_in_body),
-		cmocka_unit_test(test_classify_small_buffers),
-		cmocka_unit_test(test_classify_utf8_cut),
-		cmocka_unit_test(test_check_base),
-		cmocka_unit_test(test_key_file),
-		cmocka_unit_test(test_key_env_wins),
-		cmocka_unit_test(test_key_errors),
-		cmocka_unit_test(test_key_unreadable),
-		cmocka_unit_test(test_request_refused),
-		cmocka_unit_test(test_request_url_https),
-		cmocka_unit_test(test_request_wire),
-		cmocka_unit_test(test_request_no_expect),
-		cmocka_unit_test(test_request_headers_classified),
-		cmocka_unit_test(test_request_bad_answers),
+	    cmocka_unit_test(test_classify_table),
+	    cmocka_unit_test(test_classify_curl_reason),
+	    cmocka_unit_test(test_classify_long_body),
+	    cmocka_unit_test(test_classify_nul_in_body),
+	    cmocka_unit_test(test_classify_small_buffers),
+	    cmocka_unit_test(test_classify_utf8_cut),
+	    cmocka_unit_test(test_check_base),
+	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_key_env_wins),
+	    cmocka_unit_test(test_key_errors),
+	    cmocka_unit_test(test_key_unreadable),
+	    cmocka_unit_test(test_request_refused),
+	    cmocka_unit_test(test_request_url_https),
+	    cmocka_unit_test(test_request_wire),
+	    cmocka_unit_test(test_request_no_expect),
+	    cmocka_unit_test(test_request_headers_classified),
+	    cmocka_unit_test(test_request_bad_answers),
 	};
 
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);

@@ -1,0 +1,1047 @@
+/* Unit tests for tail and watch: real log files in a mkdtemp() directory, a real spool, a real
+ * rule set built from a hand-made configuration. Expected offsets and values are computed from
+ * the bytes the tests write. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "event.h"
+#include "log.h"
+#include "rule.h"
+#include "spool.h"
+#include "tail.h"
+#include "watch.h"
+
+#define INSTANCE "test-instance"
+
+struct fixture {
+	char dir[64];
+	char state[128];
+	char log[160];	   /* dir/app.log */
+	char pattern[160]; /* the source's glob */
+	char map[160];	   /* dir/customers.csv */
+	struct config cfg;
+	struct config_source src;
+	struct config_rule rule;
+	struct rule_set *rules;
+	struct spool *sp;
+	struct tail_ctx ctx;
+	atomic_int commits;
+};
+
+static void on_commit(void *ud)
+{
+	struct fixture *fx = ud;
+
+	atomic_fetch_add(&fx->commits, 1);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	char err[512] = "";
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_tail.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
+	snprintf(fx->log, sizeof(fx->log), "%s/app.log", fx->dir);
+	snprintf(fx->pattern, sizeof(fx->pattern), "%s/*.log", fx->dir);
+	snprintf(fx->map, sizeof(fx->map), "%s/customers.csv", fx->dir);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL) {
+		print_error("spool_open: %s\n", err);
+		return -1;
+	}
+
+	fx->src.name = "app";
+	fx->src.path = fx->pattern;
+	fx->src.exclude = "*.gz";
+	fx->src.read_from = CONFIG_READ_FROM_HEAD;
+	fx->src.loc = (struct config_loc){"test.conf", 1};
+
+	fx->rule.name = "r1";
+	fx->rule.source = "app";
+	fx->rule.source_index = 0;
+	fx->rule.event_name = "api_calls";
+	fx->rule.pattern = "^(?<cust>\\S+) (?<n>\\d+)$";
+	fx->rule.customer = "cust";
+	fx->rule.value = "n";
+	fx->rule.timestamp_format = "%d/%b/%Y:%H:%M:%S %z";
+	fx->rule.payload_customer_key = "stripe_customer_id";
+	fx->rule.payload_value_key = "value";
+	fx->rule.loc = fx->rule.pattern_loc = fx->rule.customer_loc = fx->rule.value_loc =
+		(struct config_loc){"test.conf", 5};
+
+	fx->cfg.main_file = "test.conf";
+	fx->cfg.agent.state_dir = fx->state;
+	fx->cfg.agent.batch_lines = 1000;
+	fx->cfg.agent.rescan_interval_ms = 60000;
+	fx->cfg.agent.max_line_length = 65536;
+	fx->cfg.sources = &fx->src;
+	fx->cfg.n_sources = 1;
+	fx->cfg.rules = &fx->rule;
+	fx->cfg.n_rules = 1;
+
+	fx->ctx.cfg = &fx->cfg;
+	fx->ctx.spool = fx->sp;
+	fx->ctx.instance = INSTANCE;
+	fx->ctx.on_commit = on_commit;
+	fx->ctx.ud = fx;
+	atomic_init(&fx->commits, 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	rule_set_free(fx->rules);
+	spool_free(fx->sp);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+/* Builds the rule set once the test has adjusted the configuration. */
+static void build_rules(struct fixture *fx)
+{
+	char err[1024] = "";
+
+	fx->rules = rule_set_new(&fx->cfg, err, sizeof(err));
+	if (fx->rules == NULL)
+		fail_msg("rule_set_new: %s", err);
+	fx->ctx.rules = fx->rules;
+}
+
+static void write_bytes(const char *path, const char *data, size_t len, int append)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void write_str(const char *path, const char *s, int append)
+{
+	write_bytes(path, s, strlen(s), append);
+}
+
+/* ---- reading the spool back ---- */
+
+struct evlist {
+	struct event ev[64];
+	size_t n;
+};
+
+static int collect(const struct event *ev, void *ud)
+{
+	struct evlist *l = ud;
+
+	if (l->n >= sizeof(l->ev) / sizeof(l->ev[0]))
+		return -1;
+	l->ev[l->n++] = *ev;
+	return 0;
+}
+
+static void events(struct spool *sp, enum event_state st, struct evlist *l)
+{
+	char err[512] = "";
+
+	memset(l, 0, sizeof(*l));
+	if (spool_events_foreach(sp, st, collect, l, err, sizeof(err)) != 0)
+		fail_msg("spool_events_foreach: %s", err);
+}
+
+static int64_t pending(struct spool *sp)
+{
+	struct spool_counts c;
+	char err[512] = "";
+
+	if (spool_counts(sp, &c, err, sizeof(err)) != 0)
+		fail_msg("spool_counts: %s", err);
+	return c.pending;
+}
+
+/* Checks event i: its line offset, customer and value, its file and identifier. */
+static void check_event(const struct event *ev, const struct spool_file *f, int64_t offset,
+			const char *customer, const char *value)
+{
+	char id[EVENT_IDENTIFIER_MAX];
+
+	assert_int_equal(ev->line_offset, offset);
+	assert_int_equal(ev->file_id, f->id);
+	assert_string_equal(ev->customer, customer);
+	assert_string_equal(ev->value, value);
+	assert_string_equal(ev->rule, "r1");
+	assert_string_equal(ev->event_name, "api_calls");
+	assert_string_equal(ev->payload_customer_key, "stripe_customer_id");
+	assert_string_equal(ev->payload_value_key, "value");
+	assert_int_equal(event_identifier(id, INSTANCE, "app", f->uid, offset, "r1"), 0);
+	assert_string_equal(ev->identifier, id);
+}
+
+static struct tail *open_tail(struct fixture *fx, const char *path)
+{
+	char err[1024] = "";
+	struct tail *t = tail_open(&fx->ctx, path, 0, err, sizeof(err));
+
+	if (t == NULL)
+		fail_msg("tail_open: %s", err);
+	return t;
+}
+
+static int64_t read_tail(struct tail *t)
+{
+	char err[1024] = "";
+	int64_t n = tail_read(t, err, sizeof(err));
+
+	if (n < 0)
+		fail_msg("tail_read: %s", err);
+	return n;
+}
+
+/* ---- tests ---- */
+
+static void test_lines_partial_restart(void **state)
+{
+	struct fixture *fx = *state;
+	const char *head = "cus_a 5\ncus_b 7\njunk line\ncus_c 9";
+	struct spool_file f1;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, head, 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->offset, 0);
+	/* 8 + 8 + 10 bytes of complete lines; "cus_c 9" waits for its newline */
+	assert_int_equal(read_tail(t), 26);
+	f1 = *tail_file(t);
+	assert_int_equal(f1.offset, 26);
+	assert_int_equal(f1.counters.lines, 3);
+	assert_int_equal(f1.counters.matched, 2);
+	assert_int_equal(f1.counters.unmatched, 1);
+	assert_int_equal(f1.counters.events, 2);
+	assert_string_equal(f1.state, "reading");
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[0], &f1, 0, "cus_a", "5");
+	check_event(&l.ev[1], &f1, 8, "cus_b", "7");
+	assert_int_equal(atomic_load(&fx->commits), 1);
+
+	/* Nothing new: nothing read, nothing committed. */
+	assert_int_equal(read_tail(t), 0);
+	assert_int_equal(atomic_load(&fx->commits), 1);
+
+	/* The partial line completes. */
+	write_str(fx->log, "\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 3);
+	check_event(&l.ev[2], &f1, 26, "cus_c", "9");
+	assert_int_equal(tail_file(t)->offset, 34);
+
+	/* A restart: the same record, resumed at the checkpoint, nothing read twice. */
+	write_str(fx->log, "cus_d 11\ncus_e", 1);
+	tail_free(t);
+	t = open_tail(fx, fx->log);
+	assert_string_equal(tail_file(t)->uid, f1.uid);
+	assert_int_equal(tail_file(t)->id, f1.id);
+	assert_int_equal(tail_file(t)->offset, 34);
+	assert_int_equal(read_tail(t), 9);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 4);
+	check_event(&l.ev[3], &f1, 34, "cus_d", "11");
+	assert_int_equal(tail_file(t)->offset, 43);
+
+	/* The partial line survives the restart too. */
+	tail_free(t);
+	write_str(fx->log, " 12\n", 1);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->offset, 43);
+	assert_int_equal(read_tail(t), 9);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 5);
+	check_event(&l.ev[4], &f1, 43, "cus_e", "12");
+	assert_int_equal(tail_file(t)->counters.lines, 6);
+	assert_int_equal(tail_file(t)->counters.events, 5);
+	assert_int_equal(tail_file(t)->counters.resets, 0);
+	tail_free(t);
+}
+
+/* A checkpoint older than the committed events (a crash between the commit and ... nothing can
+ * be between them, but a re-read must be harmless anyway): the unique key absorbs it. */
+static void test_reread_absorbed(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file f;
+	char err[512] = "";
+	struct tail *t;
+	int commits;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 0);
+	t = open_tail(fx, fx->log);
+	read_tail(t);
+	assert_int_equal(pending(fx->sp), 2);
+	f = *tail_file(t);
+	tail_free(t);
+
+	f.offset = 0;
+	f.check_len = 0;
+	assert_int_equal(spool_file_update(fx->sp, &f, err, sizeof(err)), 0);
+	commits = atomic_load(&fx->commits);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->offset, 0);
+	assert_int_equal(read_tail(t), 16);
+	assert_int_equal(pending(fx->sp), 2);
+	assert_int_equal(tail_file(t)->offset, 16);
+	/* nothing inserted, so the sender is not woken */
+	assert_int_equal(atomic_load(&fx->commits), commits);
+	tail_free(t);
+}
+
+static void test_crlf(void **state)
+{
+	struct fixture *fx = *state;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 5\r\ncus_b 60\r\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 19);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[0], tail_file(t), 0, "cus_a", "5");
+	check_event(&l.ev[1], tail_file(t), 9, "cus_b", "60");
+	assert_int_equal(tail_file(t)->counters.matched, 2);
+	tail_free(t);
+}
+
+static void test_long_lines(void **state)
+{
+	struct fixture *fx = *state;
+	char big[101];
+	struct evlist l;
+	struct tail *t;
+
+	fx->cfg.agent.max_line_length = 16;
+	build_rules(fx);
+	memset(big, 'x', 100);
+	big[100] = '\n';
+	write_str(fx->log, "cus_a 1\n", 0);
+	write_bytes(fx->log, big, sizeof(big), 1);
+	/* 16 bytes, and with its CR 17: still not too long, the CR is dropped */
+	write_str(fx->log, "cus_abcdefg 1234\r\n", 1);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 8 + 101 + 18);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[0], tail_file(t), 0, "cus_a", "1");
+	check_event(&l.ev[1], tail_file(t), 109, "cus_abcdefg", "1234");
+	assert_int_equal(tail_file(t)->counters.long_lines, 1);
+	assert_int_equal(tail_file(t)->counters.lines, 3);
+
+	/* A long line arriving in pieces, across reads: skipped, never buffered, and the checkpoint
+	 * waits at its start until its newline. */
+	write_bytes(fx->log, big, 60, 1);
+	assert_int_equal(read_tail(t), 0);
+	assert_int_equal(tail_file(t)->offset, 127);
+	write_bytes(fx->log, big, 60, 1);
+	assert_int_equal(read_tail(t), 0);
+	/* its newline, then a line of 17 bytes: one too many */
+	write_str(fx->log, "\n17 chars is 1 too\ncus_b 2\n", 1);
+	assert_int_equal(read_tail(t), 121 + 18 + 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 3);
+	check_event(&l.ev[2], tail_file(t), 127 + 121 + 18, "cus_b", "2");
+	assert_int_equal(tail_file(t)->counters.long_lines, 3);
+	assert_int_equal(tail_file(t)->counters.lines, 6);
+	assert_int_equal(tail_file(t)->counters.unmatched, 0);
+	tail_free(t);
+}
+
+static void test_nul_bytes(void **state)
+{
+	struct fixture *fx = *state;
+	/* offsets: "\0\0\0cus_a 5\n" 0-10, "\0\0\n" 11-13, "cus_b\0 6\n" 14-22 */
+	static const char data[] = "\0\0\0cus_a 5\n\0\0\ncus_b\0 6\n";
+	char zeros[1000];
+	struct evlist l;
+	struct tail *t;
+	int64_t end;
+
+	fx->cfg.agent.max_line_length = 16;
+	build_rules(fx);
+	write_bytes(fx->log, data, sizeof(data) - 1, 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 23);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[0], tail_file(t), 3, "cus_a", "5");
+	check_event(&l.ev[1], tail_file(t), 14, "cus_b", "6");
+	assert_int_equal(tail_file(t)->counters.nul_bytes, 6);
+	assert_int_equal(tail_file(t)->counters.lines, 2);
+
+	/* A run of NULs (a sparse file's hole) longer than max_line_length, at the end of the
+	 * file: consumed at once, and the line after it is read, not skipped as too long. */
+	memset(zeros, 0, sizeof(zeros));
+	write_bytes(fx->log, zeros, sizeof(zeros), 1);
+	assert_int_equal(read_tail(t), 1000);
+	assert_int_equal(tail_file(t)->offset, 1023);
+	assert_int_equal(tail_file(t)->counters.nul_bytes, 1006);
+	write_bytes(fx->log, zeros, 500, 1);
+	write_str(fx->log, "cus_c 3\n", 1);
+	end = 1023 + 500 + 8;
+	assert_int_equal(read_tail(t), 508);
+	assert_int_equal(tail_file(t)->offset, end);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 3);
+	check_event(&l.ev[2], tail_file(t), 1523, "cus_c", "3");
+	assert_int_equal(tail_file(t)->counters.nul_bytes, 1506);
+	assert_int_equal(tail_file(t)->counters.long_lines, 0);
+	tail_free(t);
+}
+
+static void test_truncation(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file f1, f2;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 16);
+	f1 = *tail_file(t);
+
+	/* copytruncate, and the file grows past the old offset before the tail looks again: only
+	 * the check bytes before the checkpoint can tell. */
+	assert_int_equal(truncate(fx->log, 0), 0);
+	write_str(fx->log, "cus_c 3\ncus_d 4\ncus_e 5\n", 1);
+	assert_int_equal(read_tail(t), 24);
+	f2 = *tail_file(t);
+	assert_string_not_equal(f2.uid, f1.uid);
+	assert_true(f2.id != f1.id);
+	assert_int_equal(f2.counters.resets, 1);
+	assert_int_equal(f2.counters.lines, 3);
+	assert_int_equal(f2.offset, 24);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 5);
+	check_event(&l.ev[2], &f2, 0, "cus_c", "3");
+	check_event(&l.ev[3], &f2, 8, "cus_d", "4");
+	check_event(&l.ev[4], &f2, 16, "cus_e", "5");
+
+	/* Plain truncation while open: shorter than the checkpoint. */
+	assert_int_equal(truncate(fx->log, 0), 0);
+	write_str(fx->log, "cus_f 6\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	assert_int_equal(tail_file(t)->counters.resets, 2);
+	assert_string_not_equal(tail_file(t)->uid, f2.uid);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 6);
+	check_event(&l.ev[5], tail_file(t), 0, "cus_f", "6");
+	f2 = *tail_file(t);
+	tail_free(t);
+
+	/* Rewritten while nobody watched (same inode, new head): found out at open. */
+	write_str(fx->log, "cus_g 7\ncus_h 8\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_string_not_equal(tail_file(t)->uid, f2.uid);
+	assert_int_equal(tail_file(t)->counters.resets, 3);
+	assert_int_equal(tail_file(t)->offset, 0);
+	assert_int_equal(read_tail(t), 16);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 8);
+	check_event(&l.ev[6], tail_file(t), 0, "cus_g", "7");
+	tail_free(t);
+}
+
+/* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
+ * bytes before the checkpoint show that the lines after it are not the ones read. */
+static void test_check_hash_alone(void **state)
+{
+	struct fixture *fx = *state;
+	char head[1201];
+	struct spool_file f1;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	memset(head, '#', 1200);
+	head[1199] = '\n';
+	head[1200] = '\0';
+	write_str(fx->log, head, 0);
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 1);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 1216);
+	f1 = *tail_file(t);
+	assert_int_equal(f1.fp_len, SPOOL_FP_MAX);
+	assert_int_equal(f1.counters.unmatched, 1);
+
+	assert_int_equal(truncate(fx->log, 0), 0);
+	write_str(fx->log, head, 1);
+	write_str(fx->log, "cus_c 3\ncus_d 4\ncus_e 5\n", 1);
+	assert_int_equal(read_tail(t), 1224);
+	assert_string_not_equal(tail_file(t)->uid, f1.uid);
+	assert_int_equal(tail_file(t)->counters.resets, 1);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 5);
+	check_event(&l.ev[2], tail_file(t), 1200, "cus_c", "3");
+	tail_free(t);
+}
+
+/* Several MiB in one read: lines, NULs and over-long lines straddle the read buffer's
+ * boundaries, and batches commit along the way. */
+struct expect {
+	int64_t *offset;
+	int64_t *value;
+	size_t n, i;
+	int bad;
+};
+
+static int expect_cb(const struct event *ev, void *ud)
+{
+	struct expect *x = ud;
+	char v[32];
+
+	if (x->i >= x->n)
+		return -1;
+	snprintf(v, sizeof(v), "%" PRId64, x->value[x->i]);
+	if (ev->line_offset != x->offset[x->i] || strcmp(ev->value, v) != 0) {
+		print_error("event %zu: offset %" PRId64 " value %s, expected %" PRId64 " %s\n",
+			    x->i, ev->line_offset, ev->value, x->offset[x->i], v);
+		x->bad = 1;
+		return -1;
+	}
+	x->i++;
+	return 0;
+}
+
+static void test_big_file(void **state)
+{
+	struct fixture *fx = *state;
+	const size_t lines = 160000;
+	struct expect x = {0};
+	char err[512] = "", line[400];
+	int64_t off = 0, longs = 0, nuls = 0;
+	struct tail *t;
+	FILE *fp;
+
+	fx->cfg.agent.max_line_length = 200;
+	build_rules(fx);
+	x.offset = calloc(lines, sizeof(*x.offset));
+	x.value = calloc(lines, sizeof(*x.value));
+	assert_non_null(x.offset);
+	assert_non_null(x.value);
+	fp = fopen(fx->log, "w");
+	assert_non_null(fp);
+	for (size_t i = 0; i < lines; i++) {
+		size_t len;
+
+		if (i % 997 == 0) { /* too long: 300 bytes and its newline */
+			memset(line, 'y', 300);
+			line[300] = '\n';
+			len = 301;
+			longs++;
+		} else if (i % 101 == 0) { /* NULs inside the line, and a CR */
+			len = (size_t)snprintf(line, sizeof(line), "cus_%zu %zu\r\n", i, i);
+			memmove(line + 5, line + 3, len - 3);
+			line[3] = line[4] = '\0';
+			len += 2;
+			nuls += 2;
+			x.offset[x.n] = off;
+			x.value[x.n++] = (int64_t)i;
+		} else {
+			len = (size_t)snprintf(line, sizeof(line), "cus_%zu %zu\n", i, i);
+			x.offset[x.n] = off;
+			x.value[x.n++] = (int64_t)i;
+		}
+		assert_int_equal(fwrite(line, 1, len, fp), len);
+		off += (int64_t)len;
+	}
+	assert_int_equal(fclose(fp), 0);
+	assert_true(off > 2 * 1024 * 1024); /* crosses the 1 MiB read buffer */
+
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), off);
+	assert_int_equal(tail_file(t)->counters.lines, (int64_t)lines);
+	assert_int_equal(tail_file(t)->counters.long_lines, longs);
+	assert_int_equal(tail_file(t)->counters.nul_bytes, nuls);
+	assert_int_equal(tail_file(t)->counters.matched, (int64_t)x.n);
+	assert_int_equal(pending(fx->sp), (int64_t)x.n);
+	assert_int_equal(spool_events_foreach(fx->sp, EVENT_PENDING, expect_cb, &x, err,
+					      sizeof(err)),
+			 0);
+	assert_false(x.bad);
+	assert_int_equal(x.i, x.n);
+	assert_int_equal(atomic_load(&fx->commits), (int)((lines + 999) / 1000));
+	tail_free(t);
+	free(x.offset);
+	free(x.value);
+}
+
+static void test_fingerprint_grows(void **state)
+{
+	struct fixture *fx = *state;
+	char line[64];
+	struct tail *t;
+	int64_t fp1;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\n", 0);
+	t = open_tail(fx, fx->log);
+	read_tail(t);
+	fp1 = tail_file(t)->fp_len;
+	assert_int_equal(fp1, 8);
+	for (int i = 0; i < 200; i++) {
+		snprintf(line, sizeof(line), "cus_%03d %d\n", i, i); /* 10 or more bytes */
+		write_str(fx->log, line, 1);
+	}
+	read_tail(t);
+	assert_int_equal(tail_file(t)->fp_len, SPOOL_FP_MAX);
+	tail_free(t);
+	/* still recognised with the full fingerprint */
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->counters.resets, 0);
+	assert_int_equal(tail_file(t)->counters.events, 201);
+	assert_int_equal(read_tail(t), 0);
+	tail_free(t);
+}
+
+static void test_unmatched_and_invalid(void **state)
+{
+	struct fixture *fx = *state;
+	/* 19 significant digits: more than Stripe takes, so the rule matches but is unusable */
+	const char *data = "hello\nworld\ncus_a 1234567890123456789\ncus_b 2\n";
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, data, 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), (int64_t)strlen(data));
+	assert_int_equal(tail_file(t)->counters.lines, 4);
+	assert_int_equal(tail_file(t)->counters.unmatched, 2);
+	assert_int_equal(tail_file(t)->counters.invalid, 1);
+	assert_int_equal(tail_file(t)->counters.matched, 1);
+	assert_int_equal(tail_file(t)->offset, (int64_t)strlen(data));
+	assert_int_equal(pending(fx->sp), 1);
+	tail_free(t);
+	/* the checkpoint covers the unmatched lines: nothing is read again */
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 0);
+	assert_int_equal(tail_file(t)->counters.lines, 4);
+	tail_free(t);
+}
+
+static void test_unmapped_dead(void **state)
+{
+	struct fixture *fx = *state;
+	struct evlist l;
+	struct tail *t;
+
+	write_str(fx->map, "alice,cus_ALICE\n", 0);
+	fx->rule.customer_map = fx->map;
+	fx->rule.customer_map_loc = (struct config_loc){"test.conf", 6};
+	build_rules(fx);
+	write_str(fx->log, "alice 3\nbob 4\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 14);
+	assert_int_equal(tail_file(t)->counters.matched, 2);
+	assert_int_equal(tail_file(t)->counters.events, 2);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 1);
+	check_event(&l.ev[0], tail_file(t), 0, "cus_ALICE", "3");
+	assert_string_equal(l.ev[0].customer_key, "alice");
+	events(fx->sp, EVENT_DEAD, &l);
+	assert_int_equal(l.n, 1);
+	check_event(&l.ev[0], tail_file(t), 8, "", "4");
+	assert_string_equal(l.ev[0].customer_key, "bob");
+	assert_true(strlen(l.ev[0].last_error) > 0);
+	tail_free(t);
+}
+
+static void test_batches(void **state)
+{
+	struct fixture *fx = *state;
+	struct tail *t;
+
+	fx->cfg.agent.batch_lines = 2;
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c 3\ncus_d 4\ncus_e 5\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 40);
+	assert_int_equal(atomic_load(&fx->commits), 3);
+	assert_int_equal(pending(fx->sp), 5);
+	tail_free(t);
+}
+
+static void test_read_from_tail(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "", path[200];
+	struct evlist l;
+	struct tail *t;
+	int ferr = -1;
+
+	fx->src.read_from = CONFIG_READ_FROM_TAIL;
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->offset, 16);
+	assert_int_equal(read_tail(t), 0);
+	write_str(fx->log, " 3\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 1);
+	check_event(&l.ev[0], tail_file(t), 16, "cus_c", "3");
+	tail_free(t);
+
+	/* A file that appeared while running is read from its head whatever read_from says. */
+	snprintf(path, sizeof(path), "%s/new.log", fx->dir);
+	write_str(path, "cus_n 1\n", 0);
+	t = tail_open_flags(&fx->ctx, path, 0, TAIL_OPEN_CREATED, &ferr, err, sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(tail_file(t)->offset, 0);
+	assert_int_equal(read_tail(t), 8);
+	tail_free(t);
+}
+
+static void test_open_errors(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "", path[200];
+	struct spool *ro;
+	struct tail *t;
+	int ferr = -1;
+
+	build_rules(fx);
+	snprintf(path, sizeof(path), "%s/missing.log", fx->dir);
+	assert_null(tail_open_flags(&fx->ctx, path, 0, 0, &ferr, err, sizeof(err)));
+	assert_int_equal(ferr, ENOENT);
+	assert_non_null(strstr(err, "missing.log"));
+
+	ferr = -1;
+	assert_null(tail_open_flags(&fx->ctx, fx->dir, 0, 0, &ferr, err, sizeof(err)));
+	assert_int_equal(ferr, EINVAL);
+
+	/* A spool that cannot be written: a spool error, not the file's. */
+	write_str(fx->log, "cus_a 1\n", 0);
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_non_null(ro);
+	fx->ctx.spool = ro;
+	ferr = -1;
+	t = tail_open_flags(&fx->ctx, fx->log, 0, 0, &ferr, err, sizeof(err));
+	assert_null(t);
+	assert_int_equal(ferr, 0);
+	fx->ctx.spool = fx->sp;
+	spool_free(ro);
+}
+
+/* ---- watch ---- */
+
+struct runner {
+	struct watch *w;
+	int rc;
+	char err[1024];
+};
+
+static void *run_watch(void *arg)
+{
+	struct runner *r = arg;
+
+	r->rc = watch_run(r->w, r->err, sizeof(r->err));
+	return NULL;
+}
+
+struct find_file {
+	const char *suffix;
+	struct spool_file f;
+	int found;
+};
+
+static int find_file_cb(const struct spool_file *f, void *ud)
+{
+	struct find_file *ff = ud;
+	size_t n = strlen(f->path), m = strlen(ff->suffix);
+
+	if (n >= m && strcmp(f->path + n - m, ff->suffix) == 0) {
+		ff->f = *f;
+		ff->found = 1;
+	}
+	return 0;
+}
+
+/* Polls (with a second spool handle, as another thread would) until `cond` holds or 10 s pass. */
+static int wait_for(struct spool *sp, int (*cond)(struct spool *sp, void *ud), void *ud)
+{
+	struct timespec ts = {0, 20 * 1000 * 1000};
+
+	for (int i = 0; i < 500; i++) {
+		if (cond(sp, ud))
+			return 1;
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* Waits like wait_for; on timeout stops the watch thread first, so that a failure is reported
+ * cleanly instead of tearing the fixture down under a running thread. */
+static void wait_or_fail(struct spool *sp, int (*cond)(struct spool *sp, void *ud), void *ud,
+			 struct watch *w, pthread_t th, const char *what)
+{
+	if (wait_for(sp, cond, ud))
+		return;
+	watch_stop(w);
+	pthread_join(th, NULL);
+	fail_msg("timed out (10 s) waiting for %s", what);
+}
+
+static int pending_is(struct spool *sp, void *ud)
+{
+	return pending(sp) == *(int64_t *)ud;
+}
+
+static int file_state_is(struct spool *sp, void *ud)
+{
+	struct find_file *ff = ud;
+	char err[512];
+	const char *want = ff->f.state;
+	struct find_file probe = {.suffix = ff->suffix};
+
+	if (spool_files_foreach(sp, find_file_cb, &probe, err, sizeof(err)) != 0)
+		return 0;
+	return probe.found && strcmp(probe.f.state, want) == 0;
+}
+
+static void test_watch(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "", a[200], b[200], gz[200], rot[200], pat[200], other[200], real[200],
+	     link[200];
+	struct spool *sp2;
+	struct watch *w;
+	struct runner r = {0};
+	struct evlist l;
+	pthread_t th;
+	int64_t want;
+	struct find_file ff = {0};
+
+	snprintf(pat, sizeof(pat), "%s/*.log*", fx->dir);
+	fx->src.path = pat;
+	build_rules(fx);
+	snprintf(a, sizeof(a), "%s/a.log", fx->dir);
+	snprintf(b, sizeof(b), "%s/b.log", fx->dir);
+	snprintf(gz, sizeof(gz), "%s/old.log.gz", fx->dir);
+	snprintf(rot, sizeof(rot), "%s/a.log.1", fx->dir);
+	write_str(a, "cus_a 1\ncus_a 2\n", 0);
+	write_str(gz, "cus_z 1\n", 0);
+	/* A symlinked log whose target is in a directory nobody watches: its writes are seen
+	 * through a watch on the file itself. */
+	snprintf(other, sizeof(other), "%s/other", fx->dir);
+	snprintf(real, sizeof(real), "%s/other/real.txt", fx->dir);
+	snprintf(link, sizeof(link), "%s/link.log", fx->dir);
+	assert_int_equal(mkdir(other, 0755), 0);
+	write_str(real, "cus_r 1\n", 0);
+	assert_int_equal(symlink(real, link), 0);
+
+	w = watch_new(&fx->ctx, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("watch_new: %s", err);
+	assert_int_equal(watch_scan(w, err, sizeof(err)), 0);
+	assert_int_equal(watch_tail_count(w), 2); /* the .gz is excluded */
+	assert_int_equal(pending(fx->sp), 3);
+
+	sp2 = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(sp2);
+	r.w = w;
+	assert_int_equal(pthread_create(&th, NULL, run_watch, &r), 0);
+
+	/* A new file and an append, seen through inotify (the rescan is a minute away). */
+	write_str(b, "cus_b 5\n", 0);
+	write_str(a, "cus_a 3\n", 1);
+	write_str(real, "cus_r 2\n", 1);
+	want = 6;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+
+	/* Rotation: a line written just before the rename is read, and the file is followed to
+	 * its new name (still matched). Then a deleted file is read to its end and released. */
+	write_str(a, "cus_a 4\n", 1);
+	assert_int_equal(rename(a, rot), 0);
+	write_str(b, "cus_b 6\n", 1);
+	want = 8;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	ff.suffix = "/a.log.1";
+	snprintf(ff.f.state, sizeof(ff.f.state), "reading");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
+
+	write_str(b, "cus_b 7\n", 1);
+	assert_int_equal(unlink(b), 0);
+	ff.suffix = "/b.log";
+	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
+	want = 9;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+
+	watch_stop(w);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(watch_tail_count(w), 2); /* a.log.1 and link.log */
+
+	events(sp2, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 9);
+	for (size_t i = 0; i < l.n; i++)
+		assert_true(strncmp(l.ev[i].customer, "cus_z", 5) != 0);
+	watch_free(w);
+	spool_free(sp2);
+}
+
+/* Rotation to a name the glob does not match: the writer keeps appending to the renamed file
+ * until it reopens its log, so the file stays open, is read, and is released only by a rescan
+ * that finds it no longer growing. */
+static void test_watch_rotate_away(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "", c[200], old[200];
+	struct spool *sp2;
+	struct watch *w;
+	struct runner r = {0};
+	pthread_t th;
+	int64_t want;
+	struct find_file ff = {0};
+
+	fx->cfg.agent.rescan_interval_ms = 300;
+	build_rules(fx);
+	snprintf(c, sizeof(c), "%s/c.log", fx->dir);
+	snprintf(old, sizeof(old), "%s/c.old", fx->dir);
+	write_str(c, "cus_c 1\n", 0);
+
+	w = watch_new(&fx->ctx, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(watch_scan(w, err, sizeof(err)), 0);
+	assert_int_equal(watch_tail_count(w), 1);
+	assert_int_equal(pending(fx->sp), 1);
+	sp2 = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(sp2);
+	r.w = w;
+	assert_int_equal(pthread_create(&th, NULL, run_watch, &r), 0);
+
+	assert_int_equal(rename(c, old), 0);
+	write_str(old, "cus_c 2\n", 1); /* the writer has not reopened yet */
+	write_str(c, "cus_c 3\n", 0);	 /* now it has */
+	want = 3;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	ff.suffix = "/c.old";
+	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
+
+	watch_stop(w);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(watch_tail_count(w), 1); /* the new c.log */
+	watch_free(w);
+	spool_free(sp2);
+}
+
+/* Events lost to a full inotify queue (IN_Q_OVERFLOW) are made up by a rescan: a file whose
+ * IN_CREATE was dropped is found anyway, long before the periodic rescan (a minute away). */
+static void test_watch_overflow(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "", path[200];
+	struct spool *sp2;
+	struct watch *w;
+	struct runner r = {0};
+	pthread_t th;
+	int64_t want = 1;
+	long limit = 0;
+	FILE *fp = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+
+	if (fp == NULL || fscanf(fp, "%ld", &limit) != 1 || limit <= 0 || limit > 1000000) {
+		if (fp != NULL)
+			fclose(fp);
+		skip();
+	}
+	fclose(fp);
+	build_rules(fx);
+	w = watch_new(&fx->ctx, err, sizeof(err));
+	assert_non_null(w);
+	assert_int_equal(watch_scan(w, err, sizeof(err)), 0);
+	assert_int_equal(watch_tail_count(w), 0);
+	/* Nobody reads the queue yet: fill it (IN_CREATE and IN_CLOSE_WRITE per file). */
+	for (long i = 0; i < limit / 2 + 100; i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/junk%ld", fx->dir, i);
+		fd = open(path, O_WRONLY | O_CREAT, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	write_str(fx->log, "cus_o 1\n", 0);
+	sp2 = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(sp2);
+	r.w = w;
+	assert_int_equal(pthread_create(&th, NULL, run_watch, &r), 0);
+	wait_or_fail(sp2, pending_is, &want, w, th, "the file created during the overflow");
+	watch_stop(w);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(watch_tail_count(w), 1);
+	watch_free(w);
+	spool_free(sp2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lines_partial_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reread_absorbed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crlf, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unmatched_and_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unmapped_dead, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_from_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_rotate_away, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_overflow, setup, teardown),
+	};
+
+	log_set_level(LOG_LVL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
