@@ -38,11 +38,14 @@
 #include "event.h"
 #include "log.h"
 
-#define TAIL_CHECK_MAX 64		/* bytes before the checkpoint covered by check_hash */
-#define TAIL_BUF_MIN (1024 * 1024)	/* read buffer */
-#define TAIL_READ_MIN (64 * 1024)	/* least room for a read after the carried line */
-#define TAIL_BACK_CHUNK (64 * 1024)	/* scan back for read_from = tail */
+#define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
+#define TAIL_BUF_MIN (1024 * 1024)  /* read buffer */
+#define TAIL_READ_MIN (64 * 1024)   /* least room for a read after the carried line */
+#define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
 #define TAIL_EVENTS_MIN 64
+/* Events per transaction at most, whatever batch_lines says: each struct event is ~1.7 KB, and
+ * batch_lines may be up to a million. */
+#define TAIL_EVENTS_MAX 10000
 
 struct tail {
 	struct tail_ctx ctx;
@@ -214,7 +217,7 @@ static int64_t last_line_start(int fd, int64_t size)
 /* Starts a new record for the open file at `offset` (a new uid: new identifiers), keeping
  * `resets`. Does not touch t->f. Returns 0, or -1 (*spool_failed tells which side failed). */
 static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
-		      struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
+                      struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
 {
 	memset(nf, 0, sizeof(*nf));
 	*spool_failed = 0;
@@ -248,8 +251,8 @@ static int reset(struct tail *t, int64_t size, int *spool_failed, char *err, siz
 	char uerr[256];
 
 	log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
-		 "truncated): reading it from the start as a new file",
-		 t->path, t->f.offset);
+	         "truncated): reading it from the start as a new file",
+	         t->path, t->f.offset);
 	if (new_record(t, size, 0, old.counters.resets + 1, &nf, spool_failed, err, errlen) < 0)
 		return -1;
 	t->f = nf;
@@ -268,7 +271,7 @@ static int state_is(const struct spool_file *f, const char *state)
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-			     unsigned flags, int *file_errno, char *err, size_t errlen)
+                             unsigned flags, int *file_errno, char *err, size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
@@ -320,7 +323,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	t->ino = st.st_ino;
 
 	found = spool_file_find(ctx->spool, t->source, (uint64_t)st.st_dev, (uint64_t)st.st_ino,
-				&old, err, errlen);
+	                        &old, err, errlen);
 	if (found < 0)
 		goto fail_spool;
 	if (found) {
@@ -339,7 +342,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 
 				if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
 					err_set(err, errlen, "%s: path too long for the spool",
-						path);
+					        path);
 					errno = ENAMETOOLONG;
 					goto fail_file;
 				}
@@ -391,8 +394,8 @@ fail_spool:
 	return NULL;
 }
 
-struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index,
-		       char *err, size_t errlen)
+struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
+                       size_t errlen)
 {
 	return tail_open_flags(ctx, path, source_index, 0, NULL, err, errlen);
 }
@@ -430,7 +433,7 @@ static int events_reserve(struct tail_scratch *s, size_t more)
 /* Fills an event from a rule result. Returns 0, 1 if a field does not fit (the result is then
  * treated as invalid), or -1 if the identifier could not be computed. */
 static int make_event(struct tail *t, const struct spool_file *f, const struct rule_result *r,
-		      int64_t line_offset, int64_t now, struct event *ev)
+                      int64_t line_offset, int64_t now, struct event *ev)
 {
 	const struct config_rule *rule = r->rule;
 
@@ -442,9 +445,9 @@ static int make_event(struct tail *t, const struct spool_file *f, const struct r
 	if (rule == NULL || copy_field(ev->rule, sizeof(ev->rule), rule->name) < 0 ||
 	    copy_field(ev->event_name, sizeof(ev->event_name), rule->event_name) < 0 ||
 	    copy_field(ev->payload_customer_key, sizeof(ev->payload_customer_key),
-		       rule->payload_customer_key) < 0 ||
+	               rule->payload_customer_key) < 0 ||
 	    copy_field(ev->payload_value_key, sizeof(ev->payload_value_key),
-		       rule->payload_value_key) < 0 ||
+	               rule->payload_value_key) < 0 ||
 	    copy_field(ev->customer_key, sizeof(ev->customer_key), r->customer_key) < 0 ||
 	    copy_field(ev->customer, sizeof(ev->customer), r->customer) < 0 ||
 	    copy_field(ev->value, sizeof(ev->value), r->value) < 0)
@@ -453,12 +456,12 @@ static int make_event(struct tail *t, const struct spool_file *f, const struct r
 		ev->state = EVENT_DEAD;
 		if (copy_field(ev->last_error, sizeof(ev->last_error), r->reason) < 0)
 			snprintf(ev->last_error, sizeof(ev->last_error), "%.*s",
-				 (int)sizeof(ev->last_error) - 1, r->reason);
+			         (int)sizeof(ev->last_error) - 1, r->reason);
 	} else {
 		ev->state = EVENT_PENDING;
 	}
 	if (event_identifier(ev->identifier, t->ctx.instance != NULL ? t->ctx.instance : "",
-			     t->source, f->uid, line_offset, rule->name) < 0)
+	                     t->source, f->uid, line_offset, rule->name) < 0)
 		return -1;
 	return 0;
 }
@@ -466,7 +469,7 @@ static int make_event(struct tail *t, const struct spool_file *f, const struct r
 /* Applies the rules to one complete line (NULs removed, `len` bytes, '\r' still there) and
  * counts it in nf. Returns 0 or -1. */
 static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *nf, char *line,
-		     size_t len, int64_t line_offset, int64_t now, char *err, size_t errlen)
+                     size_t len, int64_t line_offset, int64_t now, char *err, size_t errlen)
 {
 	size_t n, events = 0, no_match = 0;
 
@@ -493,13 +496,13 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			rc = make_event(t, nf, r, line_offset, now, &s->events[s->n_events]);
 			if (rc < 0) {
 				err_set(err, errlen, "%s: cannot compute an event identifier",
-					t->path);
+				        t->path);
 				return -1;
 			}
 			if (rc > 0) {
 				log_debug("%s:%" PRId64 ": rule '%s': a field is too long for an "
-					  "event",
-					  t->path, line_offset, name);
+				          "event",
+				          t->path, line_offset, name);
 				break;
 			}
 			s->n_events++;
@@ -508,7 +511,7 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 		case RULE_INVALID:
 		default:
 			log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset, name,
-				  r->reason);
+			          r->reason);
 			break;
 		}
 	}
@@ -526,7 +529,7 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 /* Commits the batch in s->events with nf at checkpoint `consumed`. On success t->f becomes the
  * new record. Returns 0 or -1 (nothing changed). */
 static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf, int64_t consumed,
-		  int64_t size, char *err, size_t errlen)
+                  int64_t size, char *err, size_t errlen)
 {
 	int added = 0;
 
@@ -670,7 +673,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 				/* One byte over the limit is allowed while it may be the '\r' that
 				 * is dropped. */
 				if (!skipping && (nw > max_len + 1 ||
-						  (nw == max_len + 1 && s.buf[idx - 1] != '\r'))) {
+				                  (nw == max_len + 1 && s.buf[idx - 1] != '\r'))) {
 					skipping = 1;
 				} else if (!skipping) {
 					if (wr != r)
@@ -687,8 +690,8 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 				while (q < lim && s.buf[q] == '\0')
 					q++;
 				if (line_off < 0) {
-					/* NULs before any byte of a line belong to no line: consumed
-					 * now, so a long run is never read twice. */
+					/* NULs before any byte of a line belong to no line:
+					 * consumed now, so a long run is never read twice. */
 					nf.counters.nul_bytes += (int64_t)(q - r);
 					consumed = base + (int64_t)q;
 					nul_only = 1;
@@ -707,7 +710,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 					line_off = base + (int64_t)r;
 				nf.counters.nul_bytes += line_nuls;
 				if (take_line(t, &s, &nf, s.buf + ls, wr - ls, line_off, now, err,
-					      errlen) < 0)
+				              errlen) < 0)
 					goto out;
 			}
 			consumed = base + (int64_t)r + 1;
@@ -716,7 +719,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			skipping = nul_only = 0;
 			r++;
 			ls = wr = r;
-			if (++in_batch >= batch) {
+			if (++in_batch >= batch || s.n_events >= TAIL_EVENTS_MAX) {
 				int64_t before = t->f.offset;
 
 				if (commit(t, &s, &nf, consumed, end, err, errlen) < 0)

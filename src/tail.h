@@ -36,10 +36,10 @@ struct tail;
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index,
 		       char *err, size_t errlen);
 
-/* Flags of tail_open_flags. */
-#define TAIL_OPEN_CREATED 1u /* the file appeared while the agent was running: a file never seen
-				before starts at 0 whatever read_from says (read_from = tail is for
-				the files found at start, not for new files whose every line is new) */
+/* Flag of tail_open_flags: the file appeared while the agent was running, so a file never seen
+ * before starts at 0 whatever read_from says (read_from = tail is for the files found at start,
+ * not for new files whose every line is new). */
+#define TAIL_OPEN_CREATED 1u
 
 /* tail_open with flags. If `file_errno` is non-NULL it is set on failure: to the errno of the
  * file (EACCES, ENOENT, ...; EINVAL if it is not a regular file) when the file could not be

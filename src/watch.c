@@ -34,7 +34,7 @@
 #include "log.h"
 
 #define WATCH_DIR_MASK                                                                             \
-	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |         \
+	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |        \
 	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
@@ -51,14 +51,14 @@ struct wtail {
 	struct tail *t;
 	dev_t dir_dev; /* the directory its name is in */
 	ino_t dir_ino;
-	char *base;	 /* its name there; NULL after it was moved to a name not known yet */
-	int fwd;	 /* the watch on the file itself (symlinked paths), or -1 */
-	uint32_t cookie; /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
-	int orphan;	 /* its glob no longer matches it: closed once drained and not growing */
+	char *base;        /* its name there; NULL after it was moved to a name not known yet */
+	int fwd;           /* the watch on the file itself (symlinked paths), or -1 */
+	uint32_t cookie;   /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
+	int orphan;        /* its glob no longer matches it: closed once drained and not growing */
 	off_t orphan_size; /* its size at the previous rescan, -1 before */
-	unsigned seen;	 /* the rescan generation that last matched it */
-	int dirty;	 /* changed: to be read after the current batch of events */
-	int failing;	 /* its last read failed (logged once, until it recovers) */
+	unsigned seen;     /* the rescan generation that last matched it */
+	int dirty;         /* changed: to be read after the current batch of events */
+	int failing;       /* its last read failed (logged once, until it recovers) */
 };
 
 /* A path that could not be opened or watched, logged once per distinct error. */
@@ -227,14 +227,14 @@ static void watch_dir(struct watch *w, const char *path)
 		if (errno == ENOSPC) {
 			if (!w->enospc_warned)
 				log_warn("%s: cannot watch: the inotify watch limit "
-					 "(fs.inotify.max_user_watches) is reached; directories "
-					 "without a watch are read at every rescan only",
-					 path);
+				         "(fs.inotify.max_user_watches) is reached; directories "
+				         "without a watch are read at every rescan only",
+				         path);
 			w->enospc_warned = 1;
 			return;
 		}
 		snprintf(msg, sizeof(msg), "%s: cannot watch the directory: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		fail_log(w, path, msg);
 		return;
 	}
@@ -246,8 +246,8 @@ static void watch_dir(struct watch *w, const char *path)
 		inotify_rm_watch(w->ifd, wd);
 		return;
 	}
-	w->dirs[w->n_dirs++] = (struct wdir){.wd = wd, .path = dup, .dev = st.st_dev,
-					     .ino = st.st_ino};
+	w->dirs[w->n_dirs++] =
+	    (struct wdir){.wd = wd, .path = dup, .dev = st.st_dev, .ino = st.st_ino};
 }
 
 static void watch_dirs(struct watch *w, const struct config_source *src)
@@ -389,15 +389,15 @@ static long open_path(struct watch *w, size_t si, const char *path, char *err, s
 		wt->fwd = inotify_add_watch(w->ifd, path, WATCH_FILE_MASK);
 		if (wt->fwd < 0 && errno == ENOSPC && !w->enospc_warned) {
 			log_warn("%s: cannot watch: the inotify watch limit "
-				 "(fs.inotify.max_user_watches) is reached; it is read at every "
-				 "rescan only",
-				 path);
+			         "(fs.inotify.max_user_watches) is reached; it is read at every "
+			         "rescan only",
+			         path);
 			w->enospc_warned = 1;
 		}
 	}
 	w->n_tails++;
-	log_info("%s: tailing for source %s from offset %jd", path,
-		 w->ctx.cfg->sources[si].name, (intmax_t)tail_file(t)->offset);
+	log_info("%s: tailing for source %s from offset %jd", path, w->ctx.cfg->sources[si].name,
+	         (intmax_t)tail_file(t)->offset);
 	return (long)(w->n_tails - 1);
 }
 
@@ -406,8 +406,7 @@ static int path_still_names(const struct tail *t)
 {
 	struct stat st;
 
-	return stat(tail_path(t), &st) == 0 && st.st_dev == tail_dev(t) &&
-	       st.st_ino == tail_ino(t);
+	return stat(tail_path(t), &st) == 0 && st.st_dev == tail_dev(t) && st.st_ino == tail_ino(t);
 }
 
 /* A glob match `path` of source `si` is the file of tail i: note it, follow a rename. */
@@ -442,7 +441,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		char msg[PATH_MAX + 128];
 
 		snprintf(msg, sizeof(msg), "source %s: cannot expand %s%s", src->name, src->path,
-			 grc == GLOB_NOSPACE ? ": out of memory" : "");
+		         grc == GLOB_NOSPACE ? ": out of memory" : "");
 		fail_log(w, src->path, msg);
 		/* Not seeing its files now is no sign that they are gone. */
 		for (size_t i = 0; i < w->n_tails; i++)
@@ -492,7 +491,7 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 
 		if (wt->seen != w->gen && !wt->orphan) {
 			log_info("%s: no longer matched by its glob: read until it stops growing",
-				 tail_path(wt->t));
+			         tail_path(wt->t));
 			wt->orphan = 1;
 			wt->orphan_size = -1;
 		}
@@ -513,8 +512,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (st.st_size == wt->orphan_size) {
 			if (tail_file(wt->t)->offset < st.st_size)
 				log_info("%s: %jd bytes of an unfinished last line are left unread",
-					 tail_path(wt->t),
-					 (intmax_t)(st.st_size - tail_file(wt->t)->offset));
+				         tail_path(wt->t),
+				         (intmax_t)(st.st_size - tail_file(wt->t)->offset));
 			release(w, i, "rotated away, read to its end and no longer growing");
 		} else {
 			wt->orphan_size = st.st_size;
@@ -525,8 +524,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			fail_remove(w, i);
 	w->scanned = 1;
 	w->next_scan = mono_ms() + (w->ctx.cfg->agent.rescan_interval_ms > 0
-					    ? w->ctx.cfg->agent.rescan_interval_ms
-					    : WATCH_RESCAN_DEFAULT_MS);
+	                                ? w->ctx.cfg->agent.rescan_interval_ms
+	                                : WATCH_RESCAN_DEFAULT_MS);
 	return rc;
 }
 
@@ -579,6 +578,30 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			w->tails[i].dirty = 1;
 	}
 	free(joined);
+}
+
+static void name_gone(struct watch *w, size_t i, uint32_t cookie);
+
+/* A name was created or renamed over: a tail still known under it whose file is no longer what
+ * the name leads to (an editor's or a logger's atomic replace: no IN_DELETE for the old file)
+ * lost its name. */
+static void name_replaced(struct watch *w, const struct wdir *d, const char *name)
+{
+	char *path = path_join(d->path, name);
+	struct stat st;
+	int have = path != NULL && stat(path, &st) == 0;
+
+	free(path);
+	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = &w->tails[i];
+
+		if (wt->base == NULL || wt->dir_dev != d->dev || wt->dir_ino != d->ino ||
+		    strcmp(wt->base, name) != 0)
+			continue;
+		if (have && st.st_dev == tail_dev(wt->t) && st.st_ino == tail_ino(wt->t))
+			continue;
+		name_gone(w, i, 0);
+	}
 }
 
 /* IN_MOVED_TO with the cookie of a tail's IN_MOVED_FROM: its new name. */
@@ -652,6 +675,8 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 		}
 		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
 			mark_dirty(w, &dir, ev->name);
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO))
+			name_replaced(w, &dir, ev->name);
 		if (ev->mask & IN_MOVED_TO)
 			moved_to(w, &dir, ev->name, ev->cookie);
 		if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB))
@@ -662,7 +687,8 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 
 				if (wt->base != NULL && wt->dir_dev == dir.dev &&
 				    wt->dir_ino == dir.ino && strcmp(wt->base, ev->name) == 0)
-					name_gone(w, i, (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
+					name_gone(w, i,
+					          (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
 			}
 		}
 		return;
@@ -748,7 +774,7 @@ int watch_run(struct watch *w, char *err, size_t errlen)
 		}
 		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
 			const struct inotify_event *ev =
-				(const struct inotify_event *)(void *)(w->evbuf + off);
+			    (const struct inotify_event *)(void *)(w->evbuf + off);
 
 			handle_event(w, ev);
 			off += (ssize_t)sizeof(struct inotify_event) + ev->len;
@@ -788,8 +814,8 @@ struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen)
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->ifd < 0) {
 		err_set(err, errlen, "inotify_init1: %s%s", strerror(errno),
-			errno == EMFILE ? " (the limit fs.inotify.max_user_instances is reached)"
-					: "");
+		        errno == EMFILE ? " (the limit fs.inotify.max_user_instances is reached)"
+		                        : "");
 		goto fail;
 	}
 	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -25,7 +25,9 @@ void watch_free(struct watch *w);
 int watch_scan(struct watch *w, char *err, size_t errlen);
 
 /* The ingest loop: waits on inotify, the stop eventfd and the rescan timer (monotonic clock),
- * reads what changed, until watch_stop. Returns 0 when stopped, -1 on a spool error. */
+ * reads what changed, until watch_stop. A spool error (a full disk, say) is logged and retried at
+ * the next change or rescan: nothing is checkpointed past what was committed. Returns 0 when
+ * stopped, -1 only if poll(2) or inotify itself fails. */
 int watch_run(struct watch *w, char *err, size_t errlen);
 
 /* Makes watch_run return after finishing (committing) the batch it is in. Async-signal-safe and

@@ -33,9 +33,9 @@
 struct fixture {
 	char dir[64];
 	char state[128];
-	char log[160];	   /* dir/app.log */
+	char log[160];     /* dir/app.log */
 	char pattern[160]; /* the source's glob */
-	char map[160];	   /* dir/customers.csv */
+	char map[160];     /* dir/customers.csv */
 	struct config cfg;
 	struct config_source src;
 	struct config_rule rule;
@@ -95,7 +95,7 @@ static int setup(void **state)
 	fx->rule.payload_customer_key = "stripe_customer_id";
 	fx->rule.payload_value_key = "value";
 	fx->rule.loc = fx->rule.pattern_loc = fx->rule.customer_loc = fx->rule.value_loc =
-		(struct config_loc){"test.conf", 5};
+	    (struct config_loc){"test.conf", 5};
 
 	fx->cfg.main_file = "test.conf";
 	fx->cfg.agent.state_dir = fx->state;
@@ -191,7 +191,7 @@ static int64_t pending(struct spool *sp)
 
 /* Checks event i: its line offset, customer and value, its file and identifier. */
 static void check_event(const struct event *ev, const struct spool_file *f, int64_t offset,
-			const char *customer, const char *value)
+                        const char *customer, const char *value)
 {
 	char id[EVENT_IDENTIFIER_MAX];
 
@@ -539,7 +539,7 @@ static int expect_cb(const struct event *ev, void *ud)
 	snprintf(v, sizeof(v), "%" PRId64, x->value[x->i]);
 	if (ev->line_offset != x->offset[x->i] || strcmp(ev->value, v) != 0) {
 		print_error("event %zu: offset %" PRId64 " value %s, expected %" PRId64 " %s\n",
-			    x->i, ev->line_offset, ev->value, x->offset[x->i], v);
+		            x->i, ev->line_offset, ev->value, x->offset[x->i], v);
 		x->bad = 1;
 		return -1;
 	}
@@ -599,9 +599,8 @@ static void test_big_file(void **state)
 	assert_int_equal(tail_file(t)->counters.nul_bytes, nuls);
 	assert_int_equal(tail_file(t)->counters.matched, (int64_t)x.n);
 	assert_int_equal(pending(fx->sp), (int64_t)x.n);
-	assert_int_equal(spool_events_foreach(fx->sp, EVENT_PENDING, expect_cb, &x, err,
-					      sizeof(err)),
-			 0);
+	assert_int_equal(
+	    spool_events_foreach(fx->sp, EVENT_PENDING, expect_cb, &x, err, sizeof(err)), 0);
 	assert_false(x.bad);
 	assert_int_equal(x.i, x.n);
 	assert_int_equal(atomic_load(&fx->commits), (int)((lines + 999) / 1000));
@@ -785,6 +784,7 @@ static void *run_watch(void *arg)
 
 struct find_file {
 	const char *suffix;
+	int64_t id; /* if non-zero, the record with this id */
 	struct spool_file f;
 	int found;
 };
@@ -794,7 +794,7 @@ static int find_file_cb(const struct spool_file *f, void *ud)
 	struct find_file *ff = ud;
 	size_t n = strlen(f->path), m = strlen(ff->suffix);
 
-	if (n >= m && strcmp(f->path + n - m, ff->suffix) == 0) {
+	if (ff->id != 0 ? f->id == ff->id : n >= m && strcmp(f->path + n - m, ff->suffix) == 0) {
 		ff->f = *f;
 		ff->found = 1;
 	}
@@ -817,7 +817,7 @@ static int wait_for(struct spool *sp, int (*cond)(struct spool *sp, void *ud), v
 /* Waits like wait_for; on timeout stops the watch thread first, so that a failure is reported
  * cleanly instead of tearing the fixture down under a running thread. */
 static void wait_or_fail(struct spool *sp, int (*cond)(struct spool *sp, void *ud), void *ud,
-			 struct watch *w, pthread_t th, const char *what)
+                         struct watch *w, pthread_t th, const char *what)
 {
 	if (wait_for(sp, cond, ud))
 		return;
@@ -836,7 +836,7 @@ static int file_state_is(struct spool *sp, void *ud)
 	struct find_file *ff = ud;
 	char err[512];
 	const char *want = ff->f.state;
-	struct find_file probe = {.suffix = ff->suffix};
+	struct find_file probe = {.suffix = ff->suffix, .id = ff->id};
 
 	if (spool_files_foreach(sp, find_file_cb, &probe, err, sizeof(err)) != 0)
 		return 0;
@@ -847,7 +847,7 @@ static void test_watch(void **state)
 {
 	struct fixture *fx = *state;
 	char err[1024] = "", a[200], b[200], gz[200], rot[200], pat[200], other[200], real[200],
-	     link[200];
+	     link[200], d[200], dtmp[200];
 	struct spool *sp2;
 	struct watch *w;
 	struct runner r = {0};
@@ -912,13 +912,33 @@ static void test_watch(void **state)
 	want = 9;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
 
+	/* Replaced by a rename over it: the old file is read to its end and released at once (no
+	 * IN_DELETE comes for it), the new one is read from its start. */
+	snprintf(d, sizeof(d), "%s/d.log", fx->dir);
+	snprintf(dtmp, sizeof(dtmp), "%s/d.tmp", fx->dir);
+	write_str(d, "cus_d 1\n", 0);
+	want = 10;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	memset(&ff, 0, sizeof(ff));
+	ff.suffix = "/d.log";
+	assert_int_equal(spool_files_foreach(sp2, find_file_cb, &ff, err, sizeof(err)), 0);
+	assert_true(ff.found);
+	write_str(d, "cus_d 2\n", 1);
+	write_str(dtmp, "cus_d 3\n", 0);
+	assert_int_equal(rename(dtmp, d), 0);
+	ff.id = ff.f.id;
+	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "the replaced file's release");
+	want = 12;
+	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+
 	watch_stop(w);
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(r.rc, 0);
-	assert_int_equal(watch_tail_count(w), 2); /* a.log.1 and link.log */
+	assert_int_equal(watch_tail_count(w), 3); /* a.log.1, link.log, the new d.log */
 
 	events(sp2, EVENT_PENDING, &l);
-	assert_int_equal(l.n, 9);
+	assert_int_equal(l.n, 12);
 	for (size_t i = 0; i < l.n; i++)
 		assert_true(strncmp(l.ev[i].customer, "cus_z", 5) != 0);
 	watch_free(w);
@@ -957,7 +977,7 @@ static void test_watch_rotate_away(void **state)
 
 	assert_int_equal(rename(c, old), 0);
 	write_str(old, "cus_c 2\n", 1); /* the writer has not reopened yet */
-	write_str(c, "cus_c 3\n", 0);	 /* now it has */
+	write_str(c, "cus_c 3\n", 0);   /* now it has */
 	want = 3;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
 	ff.suffix = "/c.old";
@@ -1023,23 +1043,23 @@ static void test_watch_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lines_partial_restart, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reread_absorbed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crlf, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unmatched_and_invalid, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unmapped_dead, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_from_tail, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_watch_rotate_away, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_watch_overflow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lines_partial_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reread_absorbed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crlf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unmatched_and_invalid, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unmapped_dead, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_from_tail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_watch_rotate_away, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_watch_overflow, setup, teardown),
 	};
 
 	log_set_level(LOG_LVL_WARN);
