@@ -96,4 +96,9 @@ rm -f "$drop"
 # A missing main file.
 rc=0; out=$("$LOGMETER" check -c "$T/nope.conf" 2>&1) || rc=$?
 [ "$rc" = 2 ] && grep -q "$T/nope.conf" <<<"$out" || fail "missing file: rc $rc: $out"
-echo "t_check: all cases passed"
+echo "t_check: all error cases passed"
+
+# The option documentation is generated from the same table that parses the configuration.
+"$LOGMETER" options --markdown | diff -u "$top_srcdir/docs/configuration.md" - > "$T/docs.diff" ||
+	fail "docs/configuration.md is stale: run 'make docs' ($(head -5 "$T/docs.diff"))"
+echo "t_check: docs/configuration.md matches the option table"
