@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "log.h"
+#include "stripe.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -102,7 +103,7 @@ struct option {
 static const struct option options[] = {
     {AGENT(instance), .key = "instance", .type = OPT_NAME, .min = 1, .max = 100,
      .help = "Namespaces the events' identifiers. Without it, a random id generated once and "
-             "kept in the spool is used. Changing it makes already-sent lines count again."},
+             "kept in the spool is used. Changing it changes the identifiers of events read afterwards; lines already read are not read again."},
     {AGENT(state_dir), .key = "state_dir", .type = OPT_PATH, .def = "/var/lib/logmeter", .min = 1,
      .max = PATH_MAX - 1, .help = "Directory holding the spool database spool.db."},
     {AGENT(include_dir), .key = "include_dir", .type = OPT_PATH, .def = "conf.d", .min = 1,
@@ -122,10 +123,43 @@ static const struct option options[] = {
              "something."},
     {AGENT(max_line_length), .key = "max_line_length", .type = OPT_SIZE, .def = "64k", .min = 256,
      .max = 64 * 1024 * 1024, .help = "Longer log lines are skipped and counted."},
+    {AGENT(max_open_files), .key = "max_open_files", .type = OPT_INT, .def = "256", .min = 16,
+     .max = 1000000,
+     .help = "Log files kept open at once. Beyond it the least recently read files are closed "
+             "(their checkpoint stays in the spool) and opened again by name, their identity "
+             "checked, when they change; files reached through a symlink stay open "
+             "(docs/tailing.md)."},
+    {AGENT(rotate_wait_ms), .key = "rotate_wait", .type = OPT_DURATION_MS, .def = "5m",
+     .min = 100, .max = DAY_MS,
+     .help = "A file rotated away (renamed to a name its glob does not match) is kept open and "
+             "read while its writer may still append to it; it is released once read to its "
+             "end and unchanged for this long."},
+    {AGENT(durability), .key = "durability", .type = OPT_ENUM, .def = "strict",
+     .choices = "strict|normal",
+     .help = "strict: every spool commit is on disk when it returns (SQLite synchronous=FULL). "
+             "normal: synchronous=NORMAL; a power cut (not a crash) can undo the last commits, "
+             "whose lines are then read and sent again with the same identifiers. See "
+             "docs/durability.md."},
+    {AGENT(max_spool_bytes), .key = "max_spool_bytes", .type = OPT_SIZE, .def = "0", .min = 0,
+     .max = 1024LL << 30,
+     .help = "Largest size of the events and checkpoints in spool.db (its pages in use; the WAL "
+             "and free pages are not counted); 0: no limit. Delivered events are pruned, oldest "
+             "first, before delivered_retention when the limit needs their room; when pending "
+             "and dead events alone reach it, reading pauses until the sender has delivered "
+             "some. Nothing is dropped. A commit may pass it by one batch."},
+    {AGENT(min_free_bytes), .key = "min_free_bytes", .type = OPT_SIZE, .def = "16M", .min = 0,
+     .max = 1024LL << 30,
+     .help = "Reading pauses when the spool could grow by less than this: free space on the "
+             "state_dir's file system (minus what the WAL and the next checkpoint will still "
+             "take) plus free pages in spool.db. Delivered events are pruned early to make "
+             "room; sending goes on. It should hold a few batches. 0: pause only when a commit "
+             "fails because the disk is full."},
 
     {STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1, .max = PATH_MAX - 1,
-     .help = "File holding the Stripe secret or restricted key, read when the environment "
-             "variable LOGMETER_STRIPE_API_KEY is not set."},
+     .help = "File holding the Stripe secret or restricted key on its first line, read when "
+             "neither the environment variable LOGMETER_STRIPE_API_KEY nor a systemd credential "
+             "stripe.key ($CREDENTIALS_DIRECTORY) is there. Refused if others may read it "
+             "(mode 0640 root:logmeter, or 0600)."},
     {STRIPE(api_base), .key = "api_base", .type = OPT_URL, .def = "https://api.stripe.com",
      .min = 1, .max = 1000,
      .help = "Base URL of the Stripe API. Plain http:// only to 127.0.0.1, for a local test "
@@ -592,43 +626,6 @@ big:
 
 /* ---- other value types ---- */
 
-/* Returns NULL if `s` is an acceptable api_base, else why not. */
-static const char *url_problem(const char *s)
-{
-	static const char local[] = "http://127.0.0.1";
-	const char *p;
-
-	if (strncmp(s, "https://", 8) == 0) {
-		p = s + 8;
-		if (*p == '\0' || *p == '/')
-			return "has no host";
-		for (; *p; p++)
-			if (isspace((unsigned char)*p))
-				return "contains whitespace";
-		return NULL;
-	}
-	if (strncmp(s, local, sizeof(local) - 1) == 0) {
-		p = s + sizeof(local) - 1;
-		if (*p == ':') {
-			long port = 0;
-			int n = 0;
-
-			for (p++; isdigit((unsigned char)*p) && n < 6; p++, n++)
-				port = port * 10 + (*p - '0');
-			if (n == 0 || port < 1 || port > 65535)
-				return "has an invalid port";
-		}
-		if (*p == '\0' || *p == '/') {
-			for (; *p; p++)
-				if (isspace((unsigned char)*p))
-					return "contains whitespace";
-			return NULL;
-		}
-	}
-	return "must start with https:// (plain http:// is allowed only for "
-	       "http://127.0.0.1[:PORT], a local test double)";
-}
-
 /* Reads a pattern file: one line, verbatim, its final "\n" or "\r\n" dropped. */
 static char *read_pattern_file(const char *path, char *why, size_t whylen)
 {
@@ -767,7 +764,6 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 	void *field = (char *)base + opt->off;
 	char why[PATH_MAX + 200];
 	char *dir = NULL, *path = NULL, *content;
-	const char *problem;
 	int rc = -1;
 
 	switch (opt->type) {
@@ -828,9 +824,10 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 
 		if (check_length(ld, opt, text, loc) < 0)
 			return -1;
-		problem = url_problem(text);
-		if (problem != NULL) {
-			opt_err(ld, opt, loc, "'%.*s' %s", QUOTE_MAX, text, problem);
+		/* The same rule the sender applies, so that `check` never passes what `run`
+		 * refuses. */
+		if (stripe_check_base(text, why, sizeof(why)) != 0) {
+			opt_err(ld, opt, loc, "%s", why);
 			return -1;
 		}
 		/* The API's paths are appended with their own '/'. */
@@ -948,6 +945,29 @@ static char *lskip(char *s)
 /* Classifies `line` (modified) as libinih r55 will, given whether a key was seen since the
  * last section header (`prev_key`). For LINE_SECTION, *text is the header between the brackets;
  * for LINE_KEY, the key name. */
+/* Whether `text` starts with "known_key =" (or ':'), for any section's key. */
+static bool looks_like_key(const char *text)
+{
+	size_t n = 0;
+
+	while ((text[n] >= 'a' && text[n] <= 'z') || text[n] == '_')
+		n++;
+	if (n == 0)
+		return false;
+	for (size_t i = n; text[i] != '\0'; i++) {
+		if (text[i] == '=' || text[i] == ':')
+			break;
+		if (text[i] != ' ' && text[i] != '\t')
+			return false;
+	}
+	if (strchr(text + n, '=') == NULL && strchr(text + n, ':') == NULL)
+		return false;
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (strlen(options[i].key) == n && strncmp(options[i].key, text, n) == 0)
+			return true;
+	return false;
+}
+
 static enum line_kind classify(char *line, bool prev_key, char **text)
 {
 	char *start = rstrip(lskip(line)), *end;
@@ -1197,6 +1217,15 @@ static char *ld_read(char *str, int num, void *stream)
 		/* libinih r55 keeps " ;" comments in continuation lines (later releases drop
 		 * them): drop them here so that ';' means the same on every line. */
 		*find_chars_or_comment(lskip(str), NULL) = '\0';
+		/* An indented "exclude = *.1" would silently become part of the previous
+		 * value: say so instead. */
+		if (looks_like_key(lskip(str))) {
+			ld_err(ld, ld->file, ld->lineno,
+			       "indented line looks like a key, but a line starting with whitespace "
+			       "continues the previous value: remove the indentation");
+			if (ld->cur != NULL)
+				ld->cur->bad = true;
+		}
 		break;
 	case LINE_SECTION:
 		ld->ini_prev_key = false;
@@ -1329,7 +1358,11 @@ static void ld_dropins(struct loader *ld)
 
 		if (path == NULL) {
 			ld->oom = true;
-		} else if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		} else if (stat(path, &st) != 0) {
+			/* A dangling symlink (a drop-in whose target was removed) would silently drop
+			 * its rules. */
+			ld_err(ld, path, 0, "cannot read drop-in: %s", strerror(errno));
+		} else if (S_ISREG(st.st_mode) &&
 		           !(have_main && st.st_dev == main_st.st_dev &&
 		             st.st_ino == main_st.st_ino)) {
 			/* The main file inside its own include dir is not read twice. */

@@ -25,6 +25,9 @@ struct config_loc {
 
 enum config_read_from { CONFIG_READ_FROM_HEAD = 0, CONFIG_READ_FROM_TAIL = 1 };
 
+/* [agent] durability: how spool commits reach the disk (docs/durability.md). */
+enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL = 1 };
+
 struct config_agent {
 	char *instance;	  /* namespaces identifiers; NULL: the spool's stable generated id */
 	char *state_dir;  /* directory holding spool.db; default /var/lib/logmeter */
@@ -34,6 +37,11 @@ struct config_agent {
 	int64_t delivered_retention; /* seconds delivered events are kept; default 7 days */
 	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds; default 10000 */
 	int64_t max_line_length;     /* bytes; longer lines are skipped and counted; default 65536 */
+	int64_t max_open_files;	     /* open log descriptors before idle ones are closed; default 256 */
+	int64_t rotate_wait_ms;	     /* a rotated-away file is kept this long once it stops growing */
+	enum config_durability durability; /* default strict */
+	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
+	int64_t min_free_bytes;	 /* room (bytes) the spool must keep, else reading pauses */
 };
 
 struct config_stripe {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -72,6 +73,42 @@ static void custmap_trim(const char **s, size_t *len)
 		(*len)--;
 }
 
+/* Trims a field of whitespace, then of one pair of double quotes, which spreadsheets put around
+ * fields. */
+static void custmap_trim_field(const char **s, size_t *len)
+{
+	custmap_trim(s, len);
+	if (*len >= 2 && (*s)[0] == '"' && (*s)[*len - 1] == '"') {
+		(*s)++;
+		*len -= 2;
+	}
+}
+
+/* Stripe object ids are letters, digits and '_' (cus_NffrFeUfNV2Hib). */
+static int custmap_is_stripe_id(const char *id, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/* A spreadsheet export starts with a header row such as "ip,customer_id". */
+static int custmap_is_header(const char *id, size_t len)
+{
+	static const char *const names[] = {"customer", "customer_id", "cus_id",
+	                                    "stripe_customer_id", "id"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && strncasecmp(names[i], id, len) == 0)
+			return 1;
+	return 0;
+}
+
 void custmap_free(struct custmap *map)
 {
 	if (map == NULL)
@@ -121,8 +158,8 @@ static int custmap_parse_line(struct custmap *map, size_t *cap, char *line, size
 		err_set(err, errlen, "expected \"key,customer_id\", found more than one comma");
 		return -1;
 	}
-	custmap_trim(&key, &key_len);
-	custmap_trim(&id, &id_len);
+	custmap_trim_field(&key, &key_len);
+	custmap_trim_field(&id, &id_len);
 	if (key_len == 0) {
 		err_set(err, errlen, "empty key");
 		return -1;
@@ -131,8 +168,16 @@ static int custmap_parse_line(struct custmap *map, size_t *cap, char *line, size
 		err_set(err, errlen, "empty customer id");
 		return -1;
 	}
+	if (map->n == 0 && custmap_is_header(id, id_len))
+		return 0;
 	if (id_len > CUSTMAP_ID_MAX) {
 		err_set(err, errlen, "customer id longer than %d bytes", CUSTMAP_ID_MAX);
+		return -1;
+	}
+	if (!custmap_is_stripe_id(id, id_len)) {
+		err_set(err, errlen,
+		        "customer id '%.*s' is not a Stripe id (letters, digits and '_' only)",
+		        (int)(id_len > 40 ? 40 : id_len), id);
 		return -1;
 	}
 	if (map->n == *cap) {

@@ -8,7 +8,10 @@
 struct custmap;
 
 /* Reads `path`: one "key,cus_id" pair per line; blank lines and lines starting with '#' are
- * skipped; surrounding whitespace of each field is dropped; a trailing CR is dropped. A line
+ * skipped; surrounding whitespace, then one pair of double quotes, of each field is dropped; a
+ * trailing CR is dropped; a first row whose id column is a header name (customer, customer_id,
+ * cus_id, stripe_customer_id, id) is skipped. An id that is not a Stripe id (letters, digits,
+ * '_') is an error. A line
  * without a comma, an empty key or id, an id longer than 100 bytes (Stripe's payload value limit,
  * docs.stripe.com/api/billing/meter-event/create) or a key seen twice is an error
  * "PATH:LINE: message" in `err`. Returns a map owned by the caller, or NULL. */

@@ -2,20 +2,26 @@
  * the spool in two threads, while the main thread waits for signals; the other commands are
  * short-lived readers of the configuration or the spool. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
+#include "crash.h"
+#include "health.h"
 #include "log.h"
 #include "rule.h"
 #include "sender.h"
+#include "space.h"
 #include "spool.h"
 #include "stripe.h"
 #include "watch.h"
@@ -34,6 +40,14 @@ static void usage(FILE *out)
 		"       logmeter test-rule -c FILE [--rule NAME] [FILE|-]\n"
 		"                                       show the events each input line makes\n"
 		"       logmeter status -c FILE         files, checkpoints and event counts\n"
+		"       logmeter replay -c FILE --dead [--rule NAME] [--reason TEXT] [--since TIME]\n"
+		"       logmeter replay -c FILE --delivered --since TIME [--rule NAME] [--force]\n"
+		"                                       move dead letters / delivered events back to\n"
+		"                                       pending (also: --dry-run)\n"
+		"       logmeter spool export -c FILE [--state pending|delivered|dead]\n"
+		"                                       every event as a JSON line\n"
+		"       logmeter spool check -c FILE    check the spool database for damage\n"
+		"       logmeter spool recover -c FILE  rebuild a damaged spool from its readable rows\n"
 		"       logmeter options [--markdown]   every configuration option\n"
 		"       logmeter --version\n");
 }
@@ -79,12 +93,14 @@ struct agent {
 	struct setup setup;
 	struct spool *spool; /* the ingest half's handle */
 	char instance[128];
+	struct space *space; /* the ingest half's room and pause (space.c) */
 	struct watch *watch;
 	struct sender *sender;
 	pthread_t ingest_thread, sender_thread;
 	int ingest_started, sender_started;
 	int once;
 	int ingest_rc, sender_rc;
+	int once_partial; /* --once stopped reading for lack of room (space.c): exit 1 */
 	volatile sig_atomic_t ingest_done, sender_done;
 };
 
@@ -105,14 +121,23 @@ static void *ingest_main(void *arg)
 	struct agent *a = arg;
 	char err[1024] = "";
 
+	/* Started after the state directory's lock is taken: the state file is this agent's. */
+	space_publish(a->space);
 	/* The daemon carries on after a failed scan (a full disk, say): nothing was checkpointed
-	 * past what was committed, and the next event or rescan tries again. */
-	if (watch_scan(a->watch, err, sizeof(err)) != 0) {
+	 * past what was committed, and the next event or rescan tries again. A pause for room
+	 * (space.c) is no failure: it was logged, and reading resumes by itself. */
+	if (watch_scan(a->watch, err, sizeof(err)) != 0 && !space_paused(a->space)) {
 		log_err("ingest: %s", err);
 		if (a->once) {
 			a->ingest_rc = -1;
 			goto out;
 		}
+	}
+	if (a->once && space_paused(a->space)) {
+		/* --once has no sender running yet to make room: deliver what was read. */
+		log_warn("run --once: reading stopped for lack of room in the spool; delivering what "
+			 "was read; the next run reads the rest");
+		a->once_partial = 1;
 	}
 	if (!a->once && watch_run(a->watch, err, sizeof(err)) != 0) {
 		log_err("ingest: %s", err);
@@ -141,11 +166,14 @@ static void agent_stop_threads(struct agent *a)
 {
 	if (a->ingest_started) {
 		watch_stop(a->watch);
+		/* Told to stop, maybe committing its last batch (1st "shutdown" crash point). */
+		crash_point("shutdown");
 		pthread_join(a->ingest_thread, NULL);
 		a->ingest_started = 0;
 	}
 	if (a->sender_started) {
 		sender_stop(a->sender, SHUTDOWN_GRACE_MS);
+		crash_point("shutdown"); /* finishing its requests in flight */
 		pthread_join(a->sender_thread, NULL);
 		a->sender_started = 0;
 	}
@@ -156,10 +184,31 @@ static void agent_close(struct agent *a)
 	agent_stop_threads(a);
 	watch_free(a->watch);
 	sender_free(a->sender);
+	space_free(a->space);
 	spool_free(a->spool);
 	a->watch = NULL;
+	a->space = NULL;
 	a->sender = NULL;
 	a->spool = NULL;
+}
+
+struct orphan_check {
+	const struct config *cfg;
+	char last[128]; /* the last orphaned source reported: records come ordered by source */
+};
+
+static int warn_orphan(const struct spool_file *f, void *ud)
+{
+	struct orphan_check *oc = ud;
+
+	if (config_source_find(oc->cfg, f->source) >= 0 || strcmp(oc->last, f->source) == 0)
+		return 0;
+	snprintf(oc->last, sizeof(oc->last), "%s", f->source);
+	log_warn("the spool has checkpoints of [source %s], which the configuration no longer "
+		 "has; if it was renamed, its files are new to the renamed source and will be read "
+		 "(and billed) again from where read_from says: rename it back to avoid that",
+		 f->source);
+	return 0;
 }
 
 /* Opens the spool, the sender and the watch for the setup now in a->setup. */
@@ -170,13 +219,28 @@ static int agent_open(struct agent *a)
 	const struct config *cfg = a->setup.cfg;
 
 	a->spool = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, sizeof(err));
-	if (a->spool == NULL)
+	/* A damaged spool is refused before anything is written to it (docs/spool.md). */
+	if (a->spool == NULL || spool_verify(a->spool, err, sizeof(err)) != 0 ||
+	    spool_set_durability(a->spool,
+				 cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+					 ? SPOOL_DURABILITY_NORMAL
+					 : SPOOL_DURABILITY_STRICT,
+				 err, sizeof(err)) != 0)
 		goto fail;
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
 			   sizeof(err)) != 0)
 		goto fail;
+	{
+		struct orphan_check oc = {.cfg = cfg};
+
+		if (spool_files_foreach(a->spool, warn_orphan, &oc, err, sizeof(err)) != 0)
+			goto fail;
+	}
 	a->sender = sender_new(cfg, err, sizeof(err));
 	if (a->sender == NULL)
+		goto fail;
+	a->space = space_new(cfg, a->spool, err, sizeof(err));
+	if (a->space == NULL)
 		goto fail;
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = cfg;
@@ -185,6 +249,7 @@ static int agent_open(struct agent *a)
 	ctx.instance = a->instance;
 	ctx.on_commit = on_commit;
 	ctx.ud = a->sender;
+	ctx.space = a->space;
 	a->watch = watch_new(&ctx, err, sizeof(err));
 	if (a->watch == NULL)
 		goto fail;
@@ -209,16 +274,52 @@ static int agent_start_threads(struct agent *a)
 	return 0;
 }
 
+/* Two agents on one spool would each read every file with their own checkpoints and bill each
+ * new file twice: the first takes an exclusive lock for its lifetime (flock(2), released by the
+ * kernel when the process dies, so a crash never leaves a stale lock). Returns the descriptor,
+ * or -1. */
+static int lock_state_dir(const char *state_dir)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/agent.lock", state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_err("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			log_err("another logmeter is already running with state_dir %s (%s is "
+				"locked): refusing to start a second one on the same spool",
+				state_dir, path);
+		else
+			log_err("cannot lock %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* SIGHUP: the new configuration replaces the old one only if it loads and compiles completely;
  * otherwise the agent goes on with the old one. */
-static void agent_reload(struct agent *a, const char *path)
+static int agent_reload(struct agent *a, const char *path)
 {
 	struct setup next = {0};
 
 	log_info("SIGHUP: reloading %s", path);
 	if (setup_load(&next, path) != 0) {
 		log_err("reload failed: keeping the running configuration");
-		return;
+		return -1;
+	}
+	/* Another spool has other checkpoints: every file would be read and billed again. */
+	if (strcmp(next.cfg->agent.state_dir, a->setup.cfg->agent.state_dir) != 0) {
+		log_err("reload refused: state_dir changed from %s to %s; moving the spool needs a "
+			"restart (and moving its files): keeping the running configuration",
+			a->setup.cfg->agent.state_dir, next.cfg->agent.state_dir);
+		setup_free(&next);
+		return -1;
 	}
 	agent_close(a);
 	setup_free(&a->setup);
@@ -227,20 +328,74 @@ static void agent_reload(struct agent *a, const char *path)
 		log_err("reload: could not restart with the new configuration");
 		a->ingest_rc = -1;
 		a->ingest_done = 1;
-		return;
+		return -1;
 	}
 	log_info("configuration reloaded: %zu sources, %zu rules", a->setup.cfg->n_sources,
 		 a->setup.cfg->n_rules);
+	return 0;
+}
+
+/* sd_notify READY=1 with a STATUS line (systemctl status shows it); `note` may be NULL. */
+static void notify_ready(const struct agent *a, const char *note)
+{
+	health_notify("READY=1\nSTATUS=running: %zu sources, %zu rules%s%s",
+		      a->setup.cfg->n_sources, a->setup.cfg->n_rules, note ? "; " : "",
+		      note ? note : "");
+}
+
+/* Waits for one of `set`'s signals. Under a systemd watchdog it wakes at hw->next_at to check
+ * the workers and ping (health_watch_tick), so that the pings continue however rarely signals
+ * come. Returns the signal, or -1 (a check was due, or EINTR). */
+static int wait_signal(const sigset_t *set, struct health_watch *hw, const struct agent *a)
+{
+	struct timespec ts;
+	int64_t now, wait;
+	int sig, running[HEALTH_WORKERS];
+
+	if (hw->interval_ms <= 0)
+		return sigwait(set, &sig) == 0 ? sig : -1;
+	now = health_now_ms();
+	if (now >= hw->next_at) {
+		running[HEALTH_INGEST] = a->ingest_started && !a->ingest_done;
+		running[HEALTH_SENDER] = a->sender_started && !a->sender_done;
+		health_watch_tick(hw, running, now);
+	}
+	wait = hw->next_at > now ? hw->next_at - now : 1;
+	ts.tv_sec = (time_t)(wait / 1000);
+	ts.tv_nsec = (long)(wait % 1000) * 1000000L;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig > 0 ? sig : -1;
+}
+
+/* After an interrupted --once: returns 0 if nothing is pending, else logs how much is left and
+ * returns -1. */
+static int once_pending(struct agent *a)
+{
+	struct spool_counts counts;
+	char err[512] = "";
+
+	if (spool_counts(a->spool, &counts, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (counts.pending == 0)
+		return 0;
+	log_warn("stopped before delivering everything: %lld events still pending (they are sent "
+		 "by the next run)",
+		 (long long)counts.pending);
+	return -1;
 }
 
 static int cmd_run(const char *path, int once)
 {
 	struct agent a;
+	struct health_watch hw;
 	sigset_t set;
-	int sig, rc = EXIT_RUNTIME;
+	int sig, rc = EXIT_RUNTIME, lock_fd = -1;
 
 	memset(&a, 0, sizeof(a));
 	a.once = once;
+	crash_init(); /* a test's LOGMETER_CRASH_AT: its warnings come first */
 
 	/* Every thread inherits this mask; only the main thread takes signals, with sigwait. */
 	sigemptyset(&set);
@@ -255,6 +410,9 @@ static int cmd_run(const char *path, int once)
 		return EXIT_USAGE;
 	if (agent_open(&a) != 0)
 		goto out;
+	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
+	if (lock_fd < 0)
+		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s/spool.db%s", a.instance,
 		 a.setup.cfg->n_sources, a.setup.cfg->n_rules, a.setup.cfg->agent.state_dir,
 		 once ? " (--once)" : "");
@@ -262,19 +420,38 @@ static int cmd_run(const char *path, int once)
 		log_err("cannot start threads: %s", strerror(errno));
 		goto out;
 	}
+	/* systemd (Type=notify): ready once the threads run; the backlog is read after. */
+	health_watch_init(&hw, health_now_ms());
+	notify_ready(&a, NULL);
 
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		sig = wait_signal(&set, &hw, &a);
+		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
-			if (!once)
-				agent_reload(&a, path);
-			continue;
+			struct timespec mono;
+			int reloaded;
+
+			if (once)
+				continue;
+			clock_gettime(CLOCK_MONOTONIC, &mono);
+			health_notify("RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading %s",
+				      (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000, path);
+			reloaded = agent_reload(&a, path);
+			health_watch_reset(&hw, health_now_ms());
+			notify_ready(&a, reloaded == 0 ? NULL : "the last reload failed, see the log");
+			/* A reload that could not restart the workers ends the agent, below. */
+			if (!(a.ingest_done || a.sender_done))
+				continue;
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
+			health_notify("STOPPING=1\nSTATUS=stopping");
 			log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			agent_stop_threads(&a);
 			rc = (a.ingest_rc == 0 && a.sender_rc >= 0) ? 0 : EXIT_RUNTIME;
+			/* --once promises everything deliverable was delivered; a stop cuts that. */
+			if (once && rc == 0 && once_pending(&a) != 0)
+				rc = EXIT_RUNTIME;
 			break;
 		}
 		/* SIGUSR1: a worker ended. With --once, everything is read and committed before
@@ -292,10 +469,13 @@ static int cmd_run(const char *path, int once)
 		if (once && a.sender_done) {
 			agent_stop_threads(&a);
 			rc = a.sender_rc == 0 ? 0 : a.sender_rc == 1 ? EXIT_AUTH : EXIT_RUNTIME;
+			if (rc == 0 && a.once_partial)
+				rc = EXIT_RUNTIME;
 			break;
 		}
 		if (!once && (a.ingest_done || a.sender_done)) {
 			log_err("a worker stopped unexpectedly: shutting down");
+			health_notify("STOPPING=1\nSTATUS=a worker stopped unexpectedly");
 			agent_stop_threads(&a);
 			rc = EXIT_RUNTIME;
 			break;
@@ -304,6 +484,8 @@ static int cmd_run(const char *path, int once)
 out:
 	agent_close(&a);
 	setup_free(&a.setup);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	log_info("stopped");
 	return rc;
 }
@@ -330,7 +512,7 @@ static int cmd_check(const char *path)
 
 /* ---- test-rule ---------------------------------------------------------------------------- */
 
-static void print_result(unsigned long lineno, const struct rule_result *r)
+static void print_result(unsigned long lineno, const struct rule_result *r, int64_t now)
 {
 	char when[32] = "";
 	time_t t = (time_t)r->timestamp;
@@ -344,7 +526,12 @@ static void print_result(unsigned long lineno, const struct rule_result *r)
 		       r->rule->event_name, r->customer);
 		if (r->rule->customer_map != NULL)
 			printf(" (key %s)", r->customer_key);
-		printf(" value=%s timestamp=%lld (%s)\n", r->value, (long long)r->timestamp, when);
+		printf(" value=%s timestamp=%lld (%s)", r->value, (long long)r->timestamp, when);
+		/* What the sender would do with it (sender.c checks the same window). */
+		if (r->timestamp < now - STRIPE_MAX_AGE_S || r->timestamp > now + STRIPE_MAX_AHEAD_S)
+			printf(" -> dead letter: outside Stripe's window (at most 35 days in the past, 5 "
+			       "minutes ahead)");
+		printf("\n");
 		break;
 	case RULE_UNMAPPED:
 		printf("%lu: %s: dead letter: %s\n", lineno, r->rule->name, r->reason);
@@ -367,6 +554,7 @@ static int cmd_test_rule(const char *path, const char *rule_name, const char *in
 	size_t cap = 0, n;
 	ssize_t len;
 	unsigned long lineno = 0;
+	int64_t now;
 	int rc = EXIT_USAGE;
 
 	if (setup_load(&s, path) != 0)
@@ -395,13 +583,19 @@ static int cmd_test_rule(const char *path, const char *rule_name, const char *in
 		lineno++;
 		if (len > 0 && line[len - 1] == '\n')
 			len--;
+		/* The tail skips such lines before any rule sees them. */
+		if (len > s.cfg->agent.max_line_length) {
+			printf("%lu: skipped: line of %lld bytes is longer than max_line_length (%lld)\n",
+			       lineno, (long long)len, (long long)s.cfg->agent.max_line_length);
+			continue;
+		}
+		now = (int64_t)time(NULL);
 		for (size_t src = 0; src < s.cfg->n_sources; src++) {
-			n = rule_set_apply(s.rules, src, line, (size_t)len, (int64_t)time(NULL),
-					   results);
+			n = rule_set_apply(s.rules, src, line, (size_t)len, now, results);
 			for (size_t i = 0; i < n; i++) {
 				if (rule_name != NULL && strcmp(results[i].rule->name, rule_name))
 					continue;
-				print_result(lineno, &results[i]);
+				print_result(lineno, &results[i], now);
 			}
 		}
 	}
@@ -468,6 +662,7 @@ static int cmd_status(const char *path)
 	printf("events: pending %lld, delivered %lld, dead letters %lld\n",
 	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead);
 	printf("last error: %s\n", last[0] ? last : "none");
+	space_status_print(stdout, cfg, sp); /* "ingest: ..." and "space: ..." */
 	printf("files:\n");
 	if (spool_files_foreach(sp, status_file, NULL, err, sizeof(err)) != 0)
 		goto fail;
@@ -481,6 +676,101 @@ out:
 	return rc;
 }
 
+/* ---- replay, spool ------------------------------------------------------------------------- */
+
+/* The options of `replay` and `spool`. */
+struct admin_args {
+	int dead, delivered, force, dry_run;
+	const char *reason, *since, *state;
+};
+
+static int admin_exit(int rc, const char *what, const char *err)
+{
+	if (rc != 0 && err[0] != '\0')
+		fprintf(stderr, "logmeter %s: %s\n", what, err);
+	return rc == 0 ? 0 : EXIT_RUNTIME;
+}
+
+static int cmd_replay(const char *path, const char *rule, const struct admin_args *aa)
+{
+	struct admin_replay opt;
+	struct config *cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	int rc;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.now = (int64_t)time(NULL);
+	if (aa->dead == aa->delivered) {
+		fprintf(stderr, "logmeter replay: give exactly one of --dead and --delivered\n");
+		return EXIT_USAGE;
+	}
+	if (aa->delivered && aa->since == NULL) {
+		fprintf(stderr, "logmeter replay: --delivered needs --since TIME\n");
+		return EXIT_USAGE;
+	}
+	if (aa->since != NULL && admin_parse_time(aa->since, opt.now, &opt.since) != 0) {
+		fprintf(stderr,
+			"logmeter replay: --since '%s': expected 2026-11-29T12:00:00Z, 2026-11-29, "
+			"24h, 7d or @SECONDS\n",
+			aa->since);
+		return EXIT_USAGE;
+	}
+	opt.from = aa->dead ? EVENT_DEAD : EVENT_DELIVERED;
+	opt.rule = rule;
+	opt.reason = aa->reason;
+	opt.force = aa->force;
+	opt.dry_run = aa->dry_run;
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_USAGE;
+	}
+	if (rule != NULL) {
+		size_t i = 0;
+
+		while (i < cfg->n_rules && strcmp(cfg->rules[i].name, rule) != 0)
+			i++;
+		if (i == cfg->n_rules)
+			fprintf(stderr,
+				"logmeter replay: warning: the configuration has no rule '%s' now\n",
+				rule);
+	}
+	rc = admin_replay(cfg, &opt, stdout, stderr, err, sizeof(err));
+	config_free(cfg);
+	return admin_exit(rc, "replay", err);
+}
+
+static int cmd_spool(const char *path, const char *sub, const struct admin_args *aa)
+{
+	struct config *cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	int rc, state = -1;
+
+	if (sub == NULL || (strcmp(sub, "export") != 0 && strcmp(sub, "check") != 0 &&
+			    strcmp(sub, "recover") != 0)) {
+		fprintf(stderr, "logmeter spool: expected export, check or recover\n");
+		return EXIT_USAGE;
+	}
+	if (aa->state != NULL && (strcmp(sub, "export") != 0 ||
+				  (state = admin_state_parse(aa->state)) < 0)) {
+		fprintf(stderr, "logmeter spool: --state pending|delivered|dead, with export only\n");
+		return EXIT_USAGE;
+	}
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_USAGE;
+	}
+	if (strcmp(sub, "export") == 0)
+		rc = admin_export(cfg, state, stdout, err, sizeof(err));
+	else if (strcmp(sub, "check") == 0)
+		rc = admin_check(cfg, stdout, err, sizeof(err));
+	else
+		rc = admin_recover(cfg, (int64_t)time(NULL), stdout, err, sizeof(err));
+	config_free(cfg);
+	return admin_exit(rc, sub, err);
+}
+
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -489,7 +779,11 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
 		{"rule", required_argument, NULL, 'r'},	  {"markdown", no_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0}};
+		{"dead", no_argument, NULL, 'D'},	  {"delivered", no_argument, NULL, 'E'},
+		{"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
+		{"force", no_argument, NULL, 'F'},	  {"dry-run", no_argument, NULL, 'Y'},
+		{"state", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
+	struct admin_args aa = {0};
 	const char *cmd, *conf = NULL, *rule = NULL, *input = NULL;
 	int once = 0, markdown = 0, check = 0, c;
 
@@ -511,6 +805,27 @@ int main(int argc, char **argv)
 		case 'm':
 			markdown = 1;
 			break;
+		case 'D':
+			aa.dead = 1;
+			break;
+		case 'E':
+			aa.delivered = 1;
+			break;
+		case 'R':
+			aa.reason = optarg;
+			break;
+		case 'S':
+			aa.since = optarg;
+			break;
+		case 'F':
+			aa.force = 1;
+			break;
+		case 'Y':
+			aa.dry_run = 1;
+			break;
+		case 'T':
+			aa.state = optarg;
+			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);
 			return 0;
@@ -522,6 +837,8 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (check && optind < argc && strcmp(argv[optind], "check") == 0)
+		optind++; /* `logmeter -n check -c FILE` says the same twice */
 	cmd = check ? "check" : optind < argc ? argv[optind++] : NULL;
 	if (cmd == NULL) {
 		usage(stderr);
@@ -529,13 +846,20 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		input = argv[optind++];
-	if (optind < argc || (input != NULL && strcmp(cmd, "test-rule") != 0)) {
+	if (optind < argc ||
+	    (input != NULL && strcmp(cmd, "test-rule") != 0 && strcmp(cmd, "spool") != 0)) {
 		fprintf(stderr, "logmeter %s: unexpected argument '%s'\n", cmd,
 			optind < argc ? argv[optind] : input);
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "options") == 0) {
 		config_print_options(stdout, markdown);
+		return 0;
+	}
+	if (strcmp(cmd, "crash-points") == 0) {
+		/* Not in the usage: for tests, the names LOGMETER_CRASH_AT takes. */
+		for (size_t i = 0; crash_point_names[i] != NULL; i++)
+			printf("%s\n", crash_point_names[i]);
 		return 0;
 	}
 	if (conf == NULL) {
@@ -550,6 +874,10 @@ int main(int argc, char **argv)
 		return cmd_test_rule(conf, rule, input);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(conf);
+	if (strcmp(cmd, "replay") == 0)
+		return cmd_replay(conf, rule, &aa);
+	if (strcmp(cmd, "spool") == 0)
+		return cmd_spool(conf, input, &aa);
 	fprintf(stderr, "logmeter: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -125,7 +125,7 @@ int rule_parse_value(const char *text, size_t len, char *out, size_t outlen)
 		sig = frac_end - f;
 	}
 	if (sig > RULE_SIGNIFICANT_MAX)
-		return -1;
+		return -2;
 	if (zero && frac_end == frac_start)
 		neg = false; /* "-0" */
 	need = (neg ? 1 : 0) + (int_end - int_start) +
@@ -192,12 +192,30 @@ static bool rule_format_has(const char *format, char conv)
 	return false;
 }
 
+/* strptime takes "31/Feb" and mktime would roll it into March: a date that does not exist is
+ * more likely a garbled line than an event. */
+static bool rule_tm_date_exists(const struct tm *tm)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int year = tm->tm_year + 1900, max;
+
+	if (tm->tm_mon < 0 || tm->tm_mon > 11)
+		return false;
+	max = days[tm->tm_mon];
+	if (tm->tm_mon == 1 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
+		max = 29;
+	return tm->tm_mday <= max;
+}
+
 /* Turns the broken-down time strptime filled in into seconds: with %z its offset, else local
- * time. Returns 0, or -1 if it is out of range. */
+ * time. Returns 0, or -1 if it is out of range or the date does not exist. */
 static int rule_tm_to_seconds(struct tm *tm, bool has_z, int64_t *out)
 {
 	struct tm copy = *tm;
 	time_t t;
+
+	if (!rule_tm_date_exists(tm))
+		return -1;
 
 	if (has_z) {
 		/* glibc's strptime puts %z into tm_gmtoff, which timegm ignores. */
@@ -658,6 +676,7 @@ static enum rule_outcome rule_use_match(struct rule_compiled *rc, int mrc, const
 	const struct config_rule *r = rc->rule;
 	const char *text;
 	size_t len;
+	int vrc;
 	char q[RULE_QUOTE_MAX + 4];
 
 	if (!rule_group_text(&rc->customer, rc->md, mrc, line, &text, &len)) {
@@ -691,9 +710,12 @@ static enum rule_outcome rule_use_match(struct rule_compiled *rc, int mrc, const
 		snprintf(res->reason, sizeof(res->reason), "value group '%s' did not match",
 		         r->value);
 		return RULE_INVALID;
-	} else if (rule_parse_value(text, len, res->value, sizeof(res->value)) < 0) {
+	} else if ((vrc = rule_parse_value(text, len, res->value, sizeof(res->value))) < 0) {
 		rule_quote(q, sizeof(q), text, len);
-		snprintf(res->reason, sizeof(res->reason), "value '%s' is not a number", q);
+		snprintf(res->reason, sizeof(res->reason),
+		         vrc == -2 ? "value '%s' has more than 15 significant digits (Stripe's limit)"
+		                   : "value '%s' is not a number",
+		         q);
 		return RULE_INVALID;
 	}
 

@@ -63,6 +63,7 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
 /* Parses `text` (`len` bytes) with `format` (strptime(3), or "epoch" for seconds since the epoch
  * with an optional fraction, which is dropped). With %z the offset is applied; without it the
  * time is local time (mktime(3), the TZ environment), as a server writing such a log meant it.
+ * A date that does not exist (31 February) does not match.
  * A format without a year (%Y, %y, %G, %s: syslog's "%b %d %H:%M:%S") takes the year of `now`
  * (seconds since the epoch), or the year before if that would put the time more than a day after
  * `now`. Returns 0 and the seconds since the epoch in *out, or -1 if the text does not match the
@@ -71,7 +72,8 @@ int rule_parse_timestamp(const char *format, const char *text, size_t len, int64
 			  int64_t *out);
 
 /* Checks and normalises a value: writes the canonical form into `out` (`outlen` bytes).
- * Returns 0, or -1 if `text` is not a whole or decimal number Stripe would take. */
+ * Returns 0; -1 if `text` is not a whole or decimal number; -2 if it has more than 15
+ * significant digits, which Stripe refuses since API version 2026-04-22.dahlia. */
 int rule_parse_value(const char *text, size_t len, char *out, size_t outlen);
 
 #endif

@@ -16,7 +16,9 @@
 
 #include <curl/curl.h>
 
+#include "crash.h"
 #include "event.h"
+#include "health.h"
 #include "log.h"
 #include "spool.h"
 #include "stripe.h"
@@ -388,6 +390,7 @@ static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t 
 	struct sender_item *it = s->queue[idx];
 	char msg[STRIPE_REASON_MAX + 256];
 
+	crash_point("sender_dead_letter"); /* decided, not recorded: decided again next time */
 	if (mark_add(s, &it->ev, EVENT_DEAD, reason) != 0) {
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
@@ -474,6 +477,10 @@ static int64_t start_requests(struct sender *s, int64_t now)
 
 	if (limit < 1)
 		limit = 1;
+	/* Outcomes the spool cannot take (a full disk) stay in memory until it can: beyond a
+	 * queue's worth, sending waits for them rather than letting them grow without bound. */
+	if (s->n_marks >= SENDER_QUEUE_MAX)
+		return INT64_MAX;
 	for (size_t i = 0; i < s->n; i++) {
 		struct sender_item *it = s->queue[i];
 
@@ -569,6 +576,8 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	req = (struct stripe_request *)(void *)priv;
 	it = stripe_request_ud(req);
 	out = stripe_request_result(req, code, reason, sizeof(reason));
+	/* Stripe may have accepted the event: a crash now re-sends it with the same identifier. */
+	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_multi_remove_handle(s->multi, easy);
@@ -593,6 +602,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		}
 		break;
 	case STRIPE_REJECTED:
+		crash_point("sender_dead_letter");
 		state = EVENT_DEAD;
 		stats_add(s, &s->stats.dead, 1);
 		err_set(msg, sizeof(msg),
@@ -743,7 +753,12 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
-	if (s->sp == NULL)
+	if (s->sp == NULL ||
+	    spool_set_durability(s->sp,
+	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+	                             ? SPOOL_DURABILITY_NORMAL
+	                             : SPOOL_DURABILITY_STRICT,
+	                         err, errlen) < 0)
 		goto fail;
 	s->tokens = 1.0;
 	s->tokens_at = mono_ms();
@@ -833,6 +848,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		int running = 0, notified;
 		CURLMcode mc;
 
+		health_beat(HEALTH_SENDER); /* each turn, at least every SENDER_POLL_MAX_MS */
 		now = mono_ms();
 		mc = curl_multi_perform(s->multi, &running);
 		if (mc != CURLM_OK)
@@ -896,7 +912,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			timeout = SENDER_POLL_MAX_MS;
 		if (timeout < 1)
 			timeout = 1; /* everything due was handled above: never spin */
+		health_wait_begin(HEALTH_SENDER);
 		mc = curl_multi_poll(s->multi, NULL, 0, (int)timeout, NULL);
+		health_wait_end(HEALTH_SENDER);
 		if (mc != CURLM_OK) {
 			struct timespec ts = {0, 10 * 1000 * 1000};
 

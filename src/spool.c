@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "log.h"
 
 #define SPOOL_BUSY_TIMEOUT_MS 10000
@@ -46,6 +47,7 @@ struct spool {
 	char *path;
 	enum spool_open_mode mode;
 	sqlite3_stmt *st[ST_COUNT_];
+	int last_rc, last_errno; /* of the last failure sp_err reported (spool_failed_full) */
 };
 
 /* Uniqueness follows the line's position (file, offset, rule), which grows at the end of the
@@ -209,13 +211,25 @@ static const char *sqlite_code_name(int rc)
 	return "SQLITE_UNKNOWN";
 }
 
+const char *spool_damage_hint(int rc)
+{
+	if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+		return " (the spool file is damaged: stop logmeter, then run `logmeter spool check "
+		       "-c FILE` and `logmeter spool recover -c FILE`; see docs/spool.md)";
+	return "";
+}
+
 /* "spool PATH: WHAT: SQLITE_FULL: database or disk is full". Called right after the failing
  * call, before a ROLLBACK replaces the connection's message. */
-static void sp_err(const struct spool *sp, int rc, const char *what, char *err, size_t errlen)
+static void sp_err(struct spool *sp, int rc, const char *what, char *err, size_t errlen)
 {
 	const char *msg = sp->db != NULL ? sqlite3_errmsg(sp->db) : sqlite3_errstr(rc);
 
-	err_set(err, errlen, "spool %s: %s: %s: %s", sp->path, what, sqlite_code_name(rc), msg);
+	sp->last_rc = rc;
+	sp->last_errno = sp->db != NULL ? sqlite3_system_errno(sp->db) : 0;
+
+	err_set(err, errlen, "spool %s: %s: %s: %s%s", sp->path, what, sqlite_code_name(rc), msg,
+	        spool_damage_hint(rc));
 }
 
 /* Leaves a statement ready for its next use, holding no pointer into the caller's memory. */
@@ -869,6 +883,7 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
 	}
 	if (st_run(sp, ST_FILE_ADD, "adding a file", err, errlen) < 0)
 		return -1;
+	crash_point("spool_file_add"); /* the record (its uid) is committed, nothing read yet */
 	f->id = sqlite3_last_insert_rowid(sp->db);
 	memcpy(f->uid, uid, sizeof(uid));
 	f->first_seen = now;
@@ -970,12 +985,16 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
 		err_set(err, errlen, "spool_commit: invalid arguments");
 		return -1;
 	}
+	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
 	if (tx_begin(sp, err, errlen) < 0)
 		return -1;
 	for (i = 0; i < n; i++)
 		if (event_insert(sp, &events[i], now, err, errlen) < 0)
 			goto fail;
-	if (file_update(sp, f, now, err, errlen) < 0 || tx_commit(sp, err, errlen) < 0)
+	if (file_update(sp, f, now, err, errlen) < 0)
+		goto fail;
+	crash_point("spool_commit_inside"); /* all written, not committed: none of it counts */
+	if (tx_commit(sp, err, errlen) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -1073,6 +1092,7 @@ int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char 
 		if (st_run(sp, ST_MARK, "marking events", err, errlen) < 0)
 			goto fail;
 	}
+	crash_point("spool_mark_inside"); /* marks written, not committed: all still pending */
 	return tx_commit(sp, err, errlen);
 fail:
 	tx_rollback(sp);
@@ -1237,4 +1257,401 @@ int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, ch
 	if (deleted != NULL)
 		*deleted = sqlite3_changes64(sp->db);
 	return 0;
+}
+
+/* ---- durability, integrity, replay ---- */
+
+int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen)
+{
+	const char *sql;
+
+	if (sp == NULL || (d != SPOOL_DURABILITY_STRICT && d != SPOOL_DURABILITY_NORMAL)) {
+		err_set(err, errlen, "spool_set_durability: invalid arguments");
+		return -1;
+	}
+	sql = d == SPOOL_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+	return exec(sp, sql, sql, err, errlen);
+}
+
+/* Steps `sql` to its end, discarding rows. Returns 0 or -1 (err names `what`). */
+static int read_all(struct spool *sp, const char *sql, const char *what, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rc = SQLITE_OK;
+	if (rc != SQLITE_DONE) {
+		sp_err(sp, rc, what, err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* PRAGMA quick_check: "ok", or up to 100 rows naming problems. */
+static int quick_check(struct spool *sp, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *first = NULL;
+	char first_copy[256] = "";
+	int rc = sqlite3_prepare_v2(sp->db, "PRAGMA quick_check(100)", -1, &st, NULL);
+	int rows = 0, ok = 0;
+
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		first = sqlite3_column_text(st, 0);
+		if (rows++ == 0 && first != NULL) {
+			snprintf(first_copy, sizeof(first_copy), "%s", (const char *)first);
+			ok = strcmp(first_copy, "ok") == 0;
+		}
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		sp_err(sp, rc, "PRAGMA quick_check", err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (rows == 1 && ok)
+		return 0;
+	err_set(err, errlen, "spool %s is damaged: PRAGMA quick_check: %s%s%s", sp->path,
+	        first_copy, rows > 1 ? " (and more)" : "", spool_damage_hint(SQLITE_CORRUPT));
+	return -1;
+}
+
+int spool_verify(struct spool *sp, char *err, size_t errlen)
+{
+	struct stat st;
+	long long bytes = 0;
+	char *wal = NULL;
+	int ret = -1;
+
+	if (sp == NULL) {
+		err_set(err, errlen, "spool_verify: invalid arguments");
+		return -1;
+	}
+	if (stat(sp->path, &st) == 0)
+		bytes += st.st_size;
+	if (asprintf(&wal, "%s-wal", sp->path) >= 0) {
+		if (stat(wal, &st) == 0)
+			bytes += st.st_size;
+		free(wal);
+	}
+	if (bytes <= SPOOL_QUICK_CHECK_MAX_BYTES) {
+		ret = quick_check(sp, err, errlen);
+	} else {
+		/* NOT INDEXED: read the table itself, not only an index that covers the query. */
+		ret = read_all(sp, "SELECT * FROM files NOT INDEXED", "reading the file records",
+		               err, errlen);
+		if (ret == 0)
+			ret = read_all(sp, "SELECT * FROM events WHERE state = 0 ORDER BY id",
+			               "reading the pending events", err, errlen);
+		if (ret == 0)
+			ret = read_all(sp, "SELECT * FROM events ORDER BY id DESC LIMIT 1000",
+			               "reading the newest events", err, errlen);
+	}
+	/* Leave a damaged file as it is: no checkpoint of the WAL into it at close. */
+	if (ret != 0)
+		sqlite3_db_config(sp->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	return ret;
+}
+
+#define REPLAY_BATCH 500
+
+/* The ids spool_replay selects, in id order. */
+static int replay_select(struct spool *sp, const struct spool_replay *rp, int64_t **ids,
+                         size_t *n, char *err, size_t errlen)
+{
+	/* The literal state lets the planner use the partial indexes events_dead and
+	 * events_delivered; a delivered event's updated time is its delivered_at. */
+	static const char sql_dead[] =
+	    "SELECT id FROM events WHERE state = 2 AND coalesce(updated, 0) >= ?1"
+	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) > 0)"
+	    " ORDER BY id";
+	static const char sql_delivered[] =
+	    "SELECT id FROM events WHERE state = 1 AND delivered_at >= ?1"
+	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) > 0)"
+	    " ORDER BY id";
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	rc = sqlite3_prepare_v2(sp->db, rp->from == EVENT_DEAD ? sql_dead : sql_delivered, -1, &st,
+	                        NULL);
+	b_int(st, 1, rp->since, &rc);
+	if (rp->rule != NULL)
+		b_text(st, 2, rp->rule, SIZE_MAX, &rc);
+	if (rp->reason != NULL)
+		b_text(st, 3, rp->reason, SIZE_MAX, &rc);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			size_t ncap = cap ? 2 * cap : 1024;
+			int64_t *p = realloc(*ids, ncap * sizeof(*p));
+
+			if (p == NULL) {
+				err_set(err, errlen, "spool %s: out of memory", sp->path);
+				goto fail;
+			}
+			*ids = p;
+			cap = ncap;
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		sp_err(sp, rc, "selecting events to replay", err, errlen);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	free(*ids);
+	*ids = NULL;
+	*n = 0;
+	return -1;
+}
+
+int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
+                 size_t errlen)
+{
+	static const char sql_get[] =
+	    "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1 AND state = ?2";
+	/* max(id) + 1: after every row, as an insert would be; the identifier column is what
+	 * Stripe sees and it does not change. */
+	static const char sql_move[] =
+	    "UPDATE events SET id = (SELECT max(id) FROM events) + 1, state = 0, customer = ?2,"
+	    " last_error = ?3, delivered_at = NULL, updated = ?4 WHERE id = ?1";
+	sqlite3_stmt *get = NULL, *move = NULL;
+	struct event *ev = NULL;
+	int64_t *ids = NULL, count = 0, batch;
+	size_t n = 0, i = 0;
+	int rc, in_tx = 0, ret = -1;
+
+	if (moved != NULL)
+		*moved = 0;
+	if (sp == NULL || rp == NULL || rp->decide == NULL ||
+	    (rp->from != EVENT_DEAD && rp->from != EVENT_DELIVERED) || sp->mode != SPOOL_READ_WRITE) {
+		err_set(err, errlen, "spool_replay: invalid arguments");
+		return -1;
+	}
+	ev = malloc(sizeof(*ev));
+	if (ev == NULL) {
+		err_set(err, errlen, "spool %s: out of memory", sp->path);
+		return -1;
+	}
+	if (replay_select(sp, rp, &ids, &n, err, errlen) < 0)
+		goto out;
+	rc = sqlite3_prepare_v2(sp->db, sql_get, -1, &get, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(sp->db, sql_move, -1, &move, NULL);
+	if (rc != SQLITE_OK) {
+		sp_err(sp, rc, "preparing the replay", err, errlen);
+		goto out;
+	}
+	while (i < n) {
+		size_t end = i + REPLAY_BATCH < n ? i + REPLAY_BATCH : n;
+
+		batch = 0;
+		if (!rp->dry_run) {
+			if (tx_begin(sp, err, errlen) < 0)
+				goto out;
+			in_tx = 1;
+		}
+		for (; i < end; i++) {
+			int d;
+
+			rc = SQLITE_OK;
+			b_int(get, 1, ids[i], &rc);
+			b_int(get, 2, (int64_t)rp->from, &rc);
+			if (rc == SQLITE_OK)
+				rc = sqlite3_step(get);
+			if (rc == SQLITE_DONE) {
+				/* Changed since it was selected (a sender or another replay). */
+				st_end(get);
+				continue;
+			}
+			if (rc != SQLITE_ROW) {
+				sp_err(sp, rc, "reading an event to replay", err, errlen);
+				st_end(get);
+				goto out;
+			}
+			if (row_event(sp, get, ev, err, errlen) < 0) {
+				st_end(get);
+				goto out;
+			}
+			st_end(get);
+			d = rp->decide(ev, rp->ud);
+			if (d < 0) {
+				err_set(err, errlen, "spool %s: replay stopped by the caller", sp->path);
+				goto out;
+			}
+			if (d == 0)
+				continue;
+			batch++;
+			if (rp->dry_run)
+				continue;
+			rc = SQLITE_OK;
+			b_int(move, 1, ev->id, &rc);
+			b_text(move, 2, ev->customer, sizeof(ev->customer), &rc);
+			if (ev->last_error[0] != '\0')
+				b_text(move, 3, ev->last_error, sizeof(ev->last_error), &rc);
+			else
+				b_null(move, 3, &rc);
+			b_int(move, 4, rp->now, &rc);
+			if (rc == SQLITE_OK)
+				rc = sqlite3_step(move);
+			if (rc != SQLITE_DONE) {
+				sp_err(sp, rc, "moving an event to pending", err, errlen);
+				st_end(move);
+				goto out;
+			}
+			st_end(move);
+		}
+		if (in_tx) {
+			in_tx = 0;
+			if (tx_commit(sp, err, errlen) < 0)
+				goto out; /* rolled back: this batch did not move */
+		}
+		count += batch;
+		if (moved != NULL)
+			*moved = count;
+	}
+	ret = 0;
+out:
+	if (in_tx)
+		tx_rollback(sp);
+	sqlite3_finalize(get);
+	sqlite3_finalize(move);
+	free(ids);
+	free(ev);
+	return ret;
+}
+
+/* ---- room: size, early pruning, full disk (src/space.c) ---- */
+
+/* A one-row integer PRAGMA or query on a statement prepared for the call: these run once per
+ * commit at most, so caching them is not worth a slot in the handle's table. */
+static int query_int(struct spool *sp, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK) {
+		sp_err(sp, rc, sql, err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* st_size of `path`, 0 if it does not exist. Returns 0 or -1. */
+static int file_size(const char *path, int64_t *out)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT)
+			return -1;
+		*out = 0;
+		return 0;
+	}
+	*out = (int64_t)st.st_size;
+	return 0;
+}
+
+int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t errlen)
+{
+	char wal[PATH_MAX];
+
+	if (sp == NULL || out == NULL) {
+		err_set(err, errlen, "spool_usage: invalid arguments");
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (query_int(sp, "PRAGMA page_size", &out->page_size, err, errlen) < 0 ||
+	    query_int(sp, "PRAGMA page_count", &out->pages, err, errlen) < 0 ||
+	    query_int(sp, "PRAGMA freelist_count", &out->free_pages, err, errlen) < 0 ||
+	    query_int(sp, "PRAGMA wal_autocheckpoint", &out->wal_autocheckpoint, err, errlen) < 0)
+		return -1;
+	snprintf(wal, sizeof(wal), "%s-wal", sp->path);
+	if (file_size(sp->path, &out->db_file) < 0 || file_size(wal, &out->wal_file) < 0) {
+		err_set(err, errlen, "spool %s: %s", sp->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
+                                 size_t errlen)
+{
+	/* The literal "state = 1" and the order by delivered_at let the planner walk the partial
+	 * index events_delivered from its oldest end. */
+	static const char sql[] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
+	                          " WHERE state = 1 ORDER BY delivered_at, id LIMIT ?1)";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (deleted != NULL)
+		*deleted = 0;
+	if (sp == NULL || max < 0) {
+		err_set(err, errlen, "spool_prune_oldest_delivered: invalid arguments");
+		return -1;
+	}
+	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, max);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		sp_err(sp, rc, "pruning delivered events", err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (deleted != NULL)
+		*deleted = sqlite3_changes64(sp->db);
+	return 0;
+}
+
+int spool_checkpoint(struct spool *sp, char *err, size_t errlen)
+{
+	int rc;
+
+	if (sp == NULL) {
+		err_set(err, errlen, "spool_checkpoint: invalid arguments");
+		return -1;
+	}
+	rc = sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sp_err(sp, rc, "checkpointing the WAL", err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
+int spool_failed_full(const struct spool *sp)
+{
+	if (sp == NULL)
+		return 0;
+	if ((sp->last_rc & 0xff) == SQLITE_FULL)
+		return 1;
+	return (sp->last_rc & 0xff) == SQLITE_IOERR &&
+	       (sp->last_errno == ENOSPC || sp->last_errno == EDQUOT);
+}
+
+const char *spool_path(const struct spool *sp)
+{
+	return sp != NULL ? sp->path : NULL;
 }

@@ -130,4 +130,96 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, char *err,
 			  size_t errlen);
 
+/* ---- durability, integrity, replay: see docs/spool.md ---- */
+
+enum spool_durability {
+	SPOOL_DURABILITY_STRICT = 0, /* synchronous=FULL: a commit is on disk when it returns */
+	SPOOL_DURABILITY_NORMAL = 1  /* synchronous=NORMAL: a power cut can undo the last commits */
+};
+
+/* Sets PRAGMA synchronous on this handle (each connection has its own setting). In WAL mode,
+ * FULL fsyncs the WAL at every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not
+ * a crash of logmeter) can roll back the last transactions but never corrupts the database
+ * (https://www.sqlite.org/pragma.html#pragma_synchronous, https://www.sqlite.org/wal.html).
+ * spool_open starts with STRICT. Returns 0 or -1. */
+int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen);
+
+/* Spools up to this size (database and WAL, bytes) get a full PRAGMA quick_check from
+ * spool_verify; it reads every page: about 3.3 ms per MiB from the page cache and 21 ms per MiB
+ * from disk on the reference machine (docs/spool.md). */
+#define SPOOL_QUICK_CHECK_MAX_BYTES (64LL * 1024 * 1024)
+
+/* Checks the database before an agent uses it: PRAGMA quick_check if it is at most
+ * SPOOL_QUICK_CHECK_MAX_BYTES, else it reads what the agent depends on first (every file
+ * record, every pending event, the newest events). Truncated and non-SQLite files are already
+ * refused by spool_open (SQLITE_CORRUPT, SQLITE_NOTADB). Returns 0, or -1 with the problem in
+ * `err`; after a failure, closing the handle does not checkpoint the WAL into the damaged file. */
+int spool_verify(struct spool *sp, char *err, size_t errlen);
+
+/* For an SQLite result code: "" or, for SQLITE_CORRUPT and SQLITE_NOTADB, a sentence (starting
+ * with a space) telling the operator to stop logmeter and run `spool check` / `spool recover`.
+ * Static storage. */
+const char *spool_damage_hint(int sqlite_rc);
+
+/* What spool_replay moves back to pending. */
+struct spool_replay {
+	enum event_state from; /* EVENT_DEAD or EVENT_DELIVERED */
+	const char *rule;      /* exact rule name, or NULL: any rule */
+	const char *reason;    /* substring (case-sensitive) of last_error, or NULL: any */
+	int64_t since;	       /* only events that became dead (for EVENT_DELIVERED: were
+				  delivered) at or after this time, seconds since the epoch; 0: any */
+	int64_t now;	       /* seconds since the epoch, written as the events' updated time */
+	int dry_run;	       /* call `decide` but change nothing */
+	/* Called for each selected event, inside a transaction, in id order: returns 1 to move it
+	 * to pending (it may change ev->customer and ev->last_error, which are written back), 0 to
+	 * leave it as it is, -1 to stop (the current batch is rolled back). */
+	int (*decide)(struct event *ev, void *ud);
+	void *ud;
+};
+
+/* Moves the selected dead or delivered events back to pending, in transactions of at most 500
+ * events (so that a running agent's commits wait at most one batch). A moved event keeps its
+ * identifier, payload and attempts; it loses its delivery time and gets a new row id after
+ * every existing one, so that a running sender, whose cursor only moves forward while it has
+ * work, finds it at its next load. Sets *moved (if non-NULL) to the number moved (or that would
+ * be, with dry_run). Returns 0 or -1 (the batches committed before the error stay moved). */
+int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
+		 size_t errlen);
+
+/* ---- room: size, early pruning, full disk (src/space.c, docs/architecture.md) ---- */
+
+/* The spool's size as SQLite and the file system see it. */
+struct spool_usage {
+	int64_t page_size;	    /* PRAGMA page_size, bytes */
+	int64_t pages;		    /* PRAGMA page_count: pages in the latest commit (WAL included) */
+	int64_t free_pages;	    /* PRAGMA freelist_count: unused pages, reused before the file grows */
+	int64_t wal_autocheckpoint; /* PRAGMA wal_autocheckpoint: WAL pages that start a checkpoint */
+	int64_t db_file;	    /* st_size of spool.db, bytes; a checkpoint grows it to pages */
+	int64_t wal_file;	    /* st_size of spool.db-wal, bytes (0 if there is none) */
+};
+
+/* Fills *out (https://www.sqlite.org/pragma.html, stat(2)). Works on read-only handles.
+ * Returns 0 or -1. */
+int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t errlen);
+
+/* Deletes at most `max` delivered events, those delivered first, whatever their age (pending
+ * and dead events are never touched): for making room before delivered_retention is reached.
+ * Their pages go to SQLite's free list and are reused by new events. Sets *deleted if non-NULL.
+ * Returns 0 or -1. */
+int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
+				 size_t errlen);
+
+/* PRAGMA wal_checkpoint(PASSIVE) (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): copies
+ * what readers allow from the WAL into spool.db, so that the WAL can start over. Returns 0 or
+ * -1 (for example SQLITE_FULL when spool.db cannot grow). */
+int spool_checkpoint(struct spool *sp, char *err, size_t errlen);
+
+/* 1 if the last failure reported on this handle (spool_commit resets it when it starts) was a
+ * full disk: SQLITE_FULL (SQLite's unix VFS reports ENOSPC on write so), or an I/O error with
+ * errno ENOSPC or EDQUOT (fsync, ftruncate, mmap of the -shm file). Else 0. */
+int spool_failed_full(const struct spool *sp);
+
+/* "STATE_DIR/spool.db", owned by the handle. */
+const char *spool_path(const struct spool *sp);
+
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,6 +22,8 @@
 #endif
 
 #define STRIPE_KEY_ENV "LOGMETER_STRIPE_API_KEY"
+#define STRIPE_CREDENTIALS_ENV "CREDENTIALS_DIRECTORY" /* systemd.exec(5) */
+#define STRIPE_CREDENTIAL_NAME "stripe.key"
 #define STRIPE_ENDPOINT "/v1/billing/meter_events"
 /* Stripe's answers are small JSON objects; anything beyond this is not worth keeping. */
 #define STRIPE_BODY_MAX (64 * 1024)
@@ -233,42 +236,42 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 	return 0;
 }
 
-int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
+/* Refuses a key file that grants anything to "others": a key readable by every local user is a
+ * leaked key. Group bits are allowed, for the packaged 0640 root:logmeter. */
+static int key_file_mode_ok(int fd, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0) {
+		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
+		        strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
+		        strerror(EISDIR));
+		return -1;
+	}
+	if ((st.st_mode & S_IRWXO) != 0) {
+		err_set(err, errlen,
+		        "the Stripe API key file %s is readable or writable by others (mode %04o): "
+		        "chmod 640 it and chown root:logmeter (or chmod 600 if the user running "
+		        "logmeter owns it)",
+		        path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads the key from the first line of `path` into `key`. */
+static int key_from_file(const char *path, char *key, size_t keylen, char *err, size_t errlen)
 {
 	char buf[STRIPE_KEYFILE_READ_MAX + 1];
-	const char *env = getenv(STRIPE_KEY_ENV);
-	const char *path;
-	int fd = -1;
+	int fd;
 	size_t n = 0, linelen;
 	char *line, *nl;
 	int rc = -1;
 
-	if (key == NULL || keylen == 0) {
-		err_set(err, errlen, "no room for the Stripe API key");
-		return -1;
-	}
-	key[0] = '\0';
-	if (env != NULL && env[0] != '\0') {
-		size_t envlen = strlen(env);
-		char *k;
-
-		if (envlen > STRIPE_KEYFILE_READ_MAX) {
-			err_set(err, errlen,
-			        "the Stripe API key from %s is too long (%zu bytes, at most %d)",
-			        STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
-			return -1;
-		}
-		memcpy(buf, env, envlen);
-		k = trim(buf, &envlen);
-		rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
-		goto out;
-	}
-	path = cfg != NULL ? cfg->stripe.api_key_file : NULL;
-	if (path == NULL || path[0] == '\0') {
-		err_set(err, errlen,
-		        "no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
-		return -1;
-	}
 	/* read(2), not stdio: stdio's buffer would keep a copy of the key that nobody wipes. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
@@ -276,6 +279,8 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 		        strerror(errno));
 		return -1;
 	}
+	if (key_file_mode_ok(fd, path, err, errlen) != 0)
+		goto out;
 	while (n < STRIPE_KEYFILE_READ_MAX) {
 		ssize_t r = read(fd, buf + n, STRIPE_KEYFILE_READ_MAX - n);
 
@@ -303,8 +308,57 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 	rc = key_store(line, linelen, path, key, keylen, err, errlen);
 out:
 	wipe(buf, sizeof(buf));
-	if (fd >= 0)
-		close(fd);
+	close(fd);
+	return rc;
+}
+
+int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
+{
+	char buf[STRIPE_KEYFILE_READ_MAX + 1];
+	char cred[4096];
+	const char *env = getenv(STRIPE_KEY_ENV);
+	const char *creddir = getenv(STRIPE_CREDENTIALS_ENV);
+	const char *path;
+	int rc = -1;
+
+	if (key == NULL || keylen == 0) {
+		err_set(err, errlen, "no room for the Stripe API key");
+		return -1;
+	}
+	key[0] = '\0';
+	if (env != NULL && env[0] != '\0') {
+		size_t envlen = strlen(env);
+		char *k;
+
+		if (envlen > STRIPE_KEYFILE_READ_MAX) {
+			err_set(err, errlen,
+			        "the Stripe API key from %s is too long (%zu bytes, at most %d)",
+			        STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
+			return -1;
+		}
+		memcpy(buf, env, envlen);
+		k = trim(buf, &envlen);
+		rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
+		wipe(buf, sizeof(buf));
+		goto out;
+	}
+	/* A systemd credential (LoadCredential=stripe.key:..., systemd.exec(5)): systemd passes
+	 * the directory in $CREDENTIALS_DIRECTORY. Absent there, the key file is read. */
+	if (creddir != NULL && creddir[0] == '/' &&
+	    (size_t)snprintf(cred, sizeof(cred), "%s/%s", creddir, STRIPE_CREDENTIAL_NAME) <
+	        sizeof(cred) &&
+	    access(cred, F_OK) == 0) {
+		rc = key_from_file(cred, key, keylen, err, errlen);
+		goto out;
+	}
+	path = cfg != NULL ? cfg->stripe.api_key_file : NULL;
+	if (path == NULL || path[0] == '\0') {
+		err_set(err, errlen,
+		        "no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
+		return -1;
+	}
+	rc = key_from_file(path, key, keylen, err, errlen);
+out:
 	if (rc != 0)
 		wipe(key, keylen);
 	return rc;
@@ -333,9 +387,27 @@ static int base_is_local_http(const char *base)
 		if (digits == 0 || digits > 5 || port == 0 || port > 65535)
 			return 0;
 	}
-	if (*p == '/')
-		p++;
-	return *p == '\0';
+	/* A path prefix is allowed, as for https (base_has_version_path refuses "/v1"). */
+	return *p == '\0' || (p[0] == '/' && p[1] != '/');
+}
+
+/* logmeter appends /v1/billing/meter_events: a base that already ends in /v1 (copied from an
+ * endpoint's URL) would post to /v1/v1/... and every event would come back 404, a dead letter.
+ * Other paths stay allowed: a proxy may serve the API under a prefix. */
+static int base_has_version_path(const char *api_base)
+{
+	const char *p = strstr(api_base, "://");
+	size_t n;
+
+	p = p != NULL ? strchr(p + 3, '/') : NULL;
+	if (p == NULL)
+		return 0;
+	if (strstr(p, "/v1/") != NULL || strstr(p, "/v2/") != NULL)
+		return 1;
+	n = strlen(p);
+	while (n > 0 && p[n - 1] == '/')
+		n--;
+	return n >= 3 && (strncmp(p + n - 3, "/v1", 3) == 0 || strncmp(p + n - 3, "/v2", 3) == 0);
 }
 
 int stripe_check_base(const char *api_base, char *err, size_t errlen)
@@ -355,6 +427,13 @@ int stripe_check_base(const char *api_base, char *err, size_t errlen)
 			        "characters");
 			return -1;
 		}
+	}
+	if (base_has_version_path(api_base)) {
+		err_set(err, errlen,
+		        "[stripe] api_base %s ends in an API version: give the base only, such as "
+		        "https://api.stripe.com (logmeter adds /v1/billing/meter_events)",
+		        api_base);
+		return -1;
 	}
 	if (strncasecmp(api_base, https, sizeof(https) - 1) == 0) {
 		if (api_base[sizeof(https) - 1] == '\0' || api_base[sizeof(https) - 1] == '/') {

@@ -40,8 +40,11 @@ struct stripe_response {
 	size_t body_len;
 };
 
-/* Reads the API key: the environment variable LOGMETER_STRIPE_API_KEY if set and not empty, else
- * the first line of cfg->stripe.api_key_file (surrounding whitespace dropped). Writes it to `key`
+/* Reads the API key, first found wins: the environment variable LOGMETER_STRIPE_API_KEY if set
+ * and not empty; the systemd credential $CREDENTIALS_DIRECTORY/stripe.key if that file exists
+ * (LoadCredential=stripe.key:PATH, systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file
+ * the first line is the key (surrounding whitespace dropped); a file whose mode grants anything
+ * to others (S_IRWXO) is refused, with the chmod/chown that fixes it. Writes the key to `key`
  * (`keylen` bytes, STRIPE_KEY_MAX). Errors never contain the key. Returns 0 or -1. */
 int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen);
 

@@ -13,7 +13,10 @@
  * the line after it over-long nor is buffered. A line's offset (in its identifier) is the offset
  * of its first byte that is not a NUL, so NULs before a line can be consumed (and the checkpoint
  * moved past them) before the line itself is complete, and the offset is the same however the
- * file is read. A line that was only NULs counts as no line (only as nul_bytes). A trailing '\r'
+ * file is read. A run of NULs at the end of the file is not consumed until some other byte
+ * follows it: a preallocated file (fallocate, or a writer that extends the file before writing)
+ * has its zeros overwritten in place, and the checkpoint must not have passed them then. A line
+ * that was only NULs counts as no line (only as nul_bytes). A trailing '\r'
  * is dropped; the length limit (max_line_length) applies to the line without its '\r' and NULs.
  * An over-long line is skipped to its '\n' without being buffered (also across reads) and counts
  * as a line and a long line; its bytes, NULs included, are accounted to it.
@@ -23,8 +26,10 @@
  * start until its '\n' arrives. */
 #include "tail.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +40,11 @@
 
 #include <openssl/evp.h>
 
+#include "crash.h"
 #include "event.h"
+#include "health.h"
 #include "log.h"
+#include "space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
 #define TAIL_BUF_MIN (1024 * 1024)  /* read buffer */
@@ -61,6 +69,9 @@ struct tail {
 	 * from there instead of scanning it again. Valid while f.offset == skip_line. */
 	int skip;
 	int64_t skip_line, skip_resume;
+	/* Opened again after tail_suspend: the next read checks the head too, since the file was
+	 * not held open meanwhile. */
+	int verify_head;
 };
 
 /* What one tail_read needs, allocated per call: idle tails (there may be thousands) hold no
@@ -188,6 +199,37 @@ static int checkpoint_matches(int fd, const struct spool_file *f)
 	return memcmp(md, f->check_hash, SPOOL_HASH_LEN) == 0;
 }
 
+/* The compression format whose magic number the file starts with, or NULL: such a file is never
+ * read as text, whatever the glob and exclude say (a rotated log compressed under a name the
+ * exclude pattern does not cover). Magic numbers: RFC 1952 (gzip), the xz file format 1.1.0,
+ * RFC 8878 (zstd), bzip2's stream and block headers. Returns NULL also on a read error. */
+static const char *compressed(int fd)
+{
+	static const struct {
+		const char *name;
+		const char *magic;
+		size_t len;
+	} fmts[] = {
+	    {"gzip", "\x1f\x8b\x08", 3},
+	    {"xz", "\xfd\x37\x7a\x58\x5a\x00", 6}, /* \xfd "7zXZ" \0 */
+	    {"zstd", "\x28\xb5\x2f\xfd", 4},
+	    {"bzip2", "BZh", 3}, /* and a digit and the block magic, checked below */
+	};
+	unsigned char buf[10];
+	ssize_t n = pread_full(fd, buf, sizeof(buf), 0);
+
+	for (size_t i = 0; n > 0 && i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		if ((size_t)n < fmts[i].len || memcmp(buf, fmts[i].magic, fmts[i].len) != 0)
+			continue;
+		if (strcmp(fmts[i].name, "bzip2") == 0 &&
+		    (n < 10 || buf[3] < '1' || buf[3] > '9' ||
+		     memcmp(buf + 4, "\x31\x41\x59\x26\x53\x59", 6) != 0))
+			continue;
+		return fmts[i].name;
+	}
+	return NULL;
+}
+
 /* The offset where the file's partial last line starts (its size if it ends with '\n'). */
 static int64_t last_line_start(int fd, int64_t size)
 {
@@ -244,25 +286,151 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	return 0;
 }
 
-/* The record no longer describes the file: start a new one at 0 and retire the old one. */
-static int reset(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+/* The record no longer describes the file: start a new one at 0 and retire the old one (to
+ * "drained" if its rest was read from a copy, else "gone"). A reset that no copy explains is
+ * counted in the new record's resets (which carries the old count on). */
+static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, char *err,
+                 size_t errlen)
 {
 	struct spool_file nf, old = t->f;
 	char uerr[256];
 
-	log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
-	         "truncated): reading it from the start as a new file",
-	         t->path, t->f.offset);
-	if (new_record(t, size, 0, old.counters.resets + 1, &nf, spool_failed, err, errlen) < 0)
+	if (copied)
+		log_info(
+		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
+		    "new file",
+		    t->path);
+	else
+		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
+		         "truncated): reading it from the start as a new file",
+		         t->path, t->f.offset);
+	if (new_record(t, size, 0, old.counters.resets + (copied ? 0 : 1), &nf, spool_failed, err,
+	               errlen) < 0)
 		return -1;
 	t->f = nf;
 	t->skip = 0;
+	t->verify_head = 0;
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
-	snprintf(old.state, sizeof(old.state), "gone");
+	snprintf(old.state, sizeof(old.state), copied ? "drained" : "gone");
 	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
 		log_warn("%s: %s", t->path, uerr);
 	return 0;
+}
+
+static int64_t read_lines(struct tail *t, struct spool_file *nf, int64_t end, int dirty, char *err,
+                          size_t errlen);
+
+/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
+ * not read yet is only in the copy. Looks in the file's directory for it: another regular file
+ * on the same device, not excluded by the source, at least as long as the checkpoint, that
+ * starts with the fingerprinted head and holds the check bytes just before the checkpoint.
+ * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
+static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+{
+	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
+	const char *slash = strrchr(t->path, '/');
+	char *dir = slash == NULL
+	                ? strdup(".")
+	                : strndup(t->path, slash == t->path ? 1 : (size_t)(slash - t->path));
+	DIR *d = NULL;
+	struct dirent *de;
+	int fd = -1;
+
+	*cpath = NULL;
+	if (dir == NULL || t->f.offset <= 0 || t->f.fp_len <= 0 || (d = opendir(dir)) == NULL)
+		goto out;
+	while ((de = readdir(d)) != NULL) {
+		char *path = NULL;
+
+		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
+		    (ino_t)de->d_ino == t->ino ||
+		    (src->exclude != NULL && src->exclude[0] != '\0' &&
+		     fnmatch(src->exclude, de->d_name, 0) == 0))
+			continue;
+		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
+			break;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+		if (fd >= 0 && fstat(fd, cst) == 0 && S_ISREG(cst->st_mode) &&
+		    cst->st_dev == t->dev && cst->st_ino != t->ino && cst->st_size >= t->f.offset &&
+		    head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
+		    checkpoint_matches(fd, &t->f) == 1) {
+			*cpath = path;
+			break;
+		}
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		free(path);
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+	return fd;
+}
+
+/* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
+ * same record: the record now names the copy (its dev, inode and path), so the lines keep the
+ * identifiers they would have had in the original, and a glob that later matches the copy finds
+ * it read. Returns 0 or -1. */
+static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpath, char *err,
+                     size_t errlen)
+{
+	int live_fd = t->fd;
+	dev_t dev = t->dev;
+	ino_t ino = t->ino;
+	char *path = t->path;
+	struct spool_file nf = t->f;
+	int64_t rc;
+
+	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
+	         "copy %s",
+	         t->path, (intmax_t)(cst->st_size - t->f.offset), (intmax_t)t->f.offset, cpath);
+	nf.dev = (uint64_t)cst->st_dev;
+	nf.ino = (uint64_t)cst->st_ino;
+	if (copy_field(nf.path, sizeof(nf.path), cpath) < 0) {
+		err_set(err, errlen, "%s: path too long for the spool", cpath);
+		return -1;
+	}
+	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+		return -1;
+	t->f = nf;
+	t->fd = cfd;
+	t->dev = cst->st_dev;
+	t->ino = cst->st_ino;
+	t->path = cpath;
+	t->skip = 0;
+	rc = read_lines(t, &nf, cst->st_size, 0, err, errlen);
+	t->fd = live_fd;
+	t->dev = dev;
+	t->ino = ino;
+	t->path = path;
+	t->skip = 0;
+	return rc < 0 ? -1 : 0;
+}
+
+/* The record no longer describes the open file: reads the rest of it from a copytruncate copy
+ * if there is one, then starts the file anew. Returns 0 or -1. */
+static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct stat cst;
+	char *cpath = NULL;
+	int cfd = find_copy(t, &cst, &cpath), copied = 0;
+
+	*spool_failed = 0;
+	if (cfd >= 0) {
+		int rc = read_copy(t, cfd, &cst, cpath, err, errlen);
+
+		close(cfd);
+		free(cpath);
+		if (rc < 0) {
+			*spool_failed = 1; /* retried as a whole: the copy is found again */
+			return -1;
+		}
+		copied = 1;
+	}
+	return reset(t, size, copied, spool_failed, err, errlen);
 }
 
 static int state_is(const struct spool_file *f, const char *state)
@@ -319,6 +487,14 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		errno = EINVAL;
 		goto fail_file;
 	}
+	if (compressed(t->fd) != NULL) {
+		err_set(err, errlen,
+		        "%s: %s-compressed data, never read as text (add it to the "
+		        "source's exclude)",
+		        path, compressed(t->fd));
+		errno = EINVAL;
+		goto fail_file;
+	}
 	t->dev = st.st_dev;
 	t->ino = st.st_ino;
 
@@ -329,7 +505,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	if (found) {
 		int same = head_matches(t->fd, old.fp_len, old.fp_hash), valid = 0;
 
-		if (same > 0 && old.offset <= st.st_size)
+		/* A file seen deleted is never resumed: a file with its inode now is another. */
+		if (same > 0 && old.offset <= st.st_size && !state_is(&old, "gone"))
 			valid = checkpoint_matches(t->fd, &old);
 		if (same < 0 || valid < 0) {
 			err_set(err, errlen, "%s: %s", path, strerror(errno));
@@ -351,15 +528,15 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 					goto fail_spool;
 				t->f = nf;
 			}
-		} else if (!same && state_is(&old, "gone")) {
-			/* The inode of a file released earlier, reused by a new one: not a reset,
+		} else if (state_is(&old, "gone")) {
+			/* The inode of a file deleted earlier, reused by a new one: not a reset,
 			 * just a new file, read from its start. */
 			log_debug("%s: a new file (inode %ju reused)", path, (uintmax_t)st.st_ino);
 			if (new_record(t, st.st_size, 0, 0, &t->f, &spool_failed, err, errlen) < 0)
 				goto fail_either;
 		} else {
 			t->f = old;
-			if (reset(t, st.st_size, &spool_failed, err, errlen) < 0)
+			if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 				goto fail_either;
 		}
 	} else {
@@ -373,8 +550,22 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 				goto fail_file;
 			}
 		}
-		if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) < 0)
+		if (st.st_size == 0) {
+			/* Empty: its record is made when its first bytes come (tail_read), so that
+			 * a file a compressor is about to fill never gets one. */
+			if (copy_field(t->f.source, sizeof(t->f.source), t->source) < 0 ||
+			    copy_field(t->f.path, sizeof(t->f.path), path) < 0) {
+				err_set(err, errlen, "%s: path too long for the spool", path);
+				errno = ENAMETOOLONG;
+				goto fail_file;
+			}
+			t->f.dev = (uint64_t)st.st_dev;
+			t->f.ino = (uint64_t)st.st_ino;
+			snprintf(t->f.state, sizeof(t->f.state), "reading");
+		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
+		           0) {
 			goto fail_either;
+		}
 	}
 	return t;
 
@@ -541,12 +732,22 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
-	if (spool_commit(t->ctx.spool, nf, s->events, s->n_events, err, errlen) < 0)
+	crash_point("tail_before_commit"); /* a crash here: the lines are read again */
+	/* No room (space.c): the batch is dropped unread, as after a failed commit. */
+	if (space_admit(t->ctx.space, err, errlen) < 0)
 		return -1;
+	if (spool_commit(t->ctx.spool, nf, s->events, s->n_events, err, errlen) < 0) {
+		space_commit_failed(t->ctx.space, err);
+		return -1;
+	}
+	/* Committed, the in-memory record not advanced yet: a restart must resume from the spool.
+	 */
+	crash_point("spool_commit_after");
 	for (size_t i = 0; i < s->n_events && !added; i++)
 		added = s->events[i].id != 0;
 	s->n_events = 0;
 	t->f = *nf;
+	health_beat(HEALTH_INGEST); /* a long backlog is progress, batch by batch */
 	if (added && t->ctx.on_commit != NULL)
 		t->ctx.on_commit(t->ctx.ud);
 	return 0;
@@ -571,6 +772,12 @@ static int still_valid(struct tail *t, const struct stat *st, struct spool_file 
 	rc = checkpoint_matches(t->fd, &t->f);
 	if (rc <= 0)
 		return rc;
+	if (t->verify_head) {
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc <= 0)
+			return rc;
+		t->verify_head = 0;
+	}
 	if (t->f.fp_len < SPOOL_FP_MAX && st->st_size > t->f.fp_len) {
 		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
 		if (rc <= 0)
@@ -584,26 +791,39 @@ static int still_valid(struct tail *t, const struct stat *st, struct spool_file 
 
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
-	struct tail_scratch s = {0};
 	struct spool_file nf;
 	struct stat st;
-	const struct config_agent *agent;
-	size_t max_len, batch, in_batch = 0, w = 0;
-	int64_t pos, end, consumed, line_off = -1, line_nuls = 0, total = 0;
-	int skipping = 0, nul_only = 0, dirty = 0, valid, spool_failed = 0;
-	int64_t rv = -1;
+	int dirty = 0, valid, spool_failed = 0;
 
 	if (t == NULL) {
 		err_set(err, errlen, "tail_read: invalid arguments");
 		return -1;
 	}
-	agent = &t->ctx.cfg->agent;
-	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
-	batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
-
+	if (t->fd < 0) {
+		err_set(err, errlen, "%s: closed (not resumed)", t->path);
+		errno = EBADF;
+		return -1;
+	}
 	if (fstat(t->fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
+	}
+	if (t->f.id == 0) {
+		/* Opened empty: its record comes with its first bytes, unless they are a
+		 * compressor's output. */
+		if (st.st_size == 0)
+			return 0;
+		if (compressed(t->fd) != NULL) {
+			err_set(err, errlen,
+			        "%s: %s-compressed data, never read as text (add it "
+			        "to the source's exclude)",
+			        t->path, compressed(t->fd));
+			errno = EMEDIUMTYPE;
+			return -1;
+		}
+		if (new_record(t, st.st_size, 0, 0, &nf, &spool_failed, err, errlen) < 0)
+			return -1;
+		t->f = nf;
 	}
 	nf = t->f;
 	valid = still_valid(t, &st, &nf, &dirty);
@@ -612,14 +832,31 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		return -1;
 	}
 	if (!valid) {
-		if (reset(t, st.st_size, &spool_failed, err, errlen) < 0)
+		if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 			return -1;
 		nf = t->f;
 		dirty = 0;
 	}
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. */
-	end = st.st_size;
+	return read_lines(t, &nf, st.st_size, dirty, err, errlen);
+}
+
+/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches with
+ * *nfp (the record, with a grown fingerprint if `dirty`). Returns the bytes consumed or -1. */
+static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, int dirty, char *err,
+                          size_t errlen)
+{
+	struct tail_scratch s = {0};
+	struct spool_file nf = *nfp;
+	const struct config_agent *agent = &t->ctx.cfg->agent;
+	size_t max_len, batch, in_batch = 0, w = 0;
+	int64_t pos, consumed, line_off = -1, line_nuls = 0, total = 0, pend_nuls = 0;
+	int skipping = 0, nul_only = 0;
+	int64_t rv = -1;
+
+	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
+	batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
 	consumed = pos = t->f.offset;
 	if (pos >= end && !dirty)
 		return 0;
@@ -627,6 +864,10 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	s.cap = max_len + 1 + TAIL_READ_MIN;
 	if (s.cap < TAIL_BUF_MIN)
 		s.cap = TAIL_BUF_MIN;
+	/* Never more than what there is to read: a few appended lines (the usual case, and with
+	 * thousands of files the usual case times thousands) take a small block. */
+	if ((int64_t)s.cap > end - pos)
+		s.cap = end > pos ? (size_t)(end - pos) : 0;
 	s.buf = malloc(s.cap + 1);
 	s.n_results = rule_set_max_per_source(t->ctx.rules);
 	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
@@ -663,8 +904,17 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		/* The sentinel lets strchrnul find '\n' and NUL in one vectorised pass. */
 		s.buf[lim] = '\0';
 		while (r < lim) {
-			size_t idx = (size_t)(strchrnul(s.buf + r, '\n') - s.buf);
+			size_t idx;
 
+			if (pend_nuls > 0 && s.buf[r] != '\0') {
+				/* The run of NULs that ended the previous read is followed by
+				 * something: now it is consumed. */
+				nf.counters.nul_bytes += pend_nuls;
+				pend_nuls = 0;
+				consumed = base + (int64_t)r;
+				nul_only = 1;
+			}
+			idx = (size_t)(strchrnul(s.buf + r, '\n') - s.buf);
 			if (idx > r) {
 				size_t seg = idx - r, nw = wr - ls + seg;
 
@@ -689,10 +939,15 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 
 				while (q < lim && s.buf[q] == '\0')
 					q++;
-				if (line_off < 0) {
-					/* NULs before any byte of a line belong to no line:
-					 * consumed now, so a long run is never read twice. */
-					nf.counters.nul_bytes += (int64_t)(q - r);
+				if (line_off < 0 && q == lim) {
+					/* NULs before any byte of a line belong to no line; a run
+					 * that reaches the end of what was read is consumed only
+					 * once something follows it: a preallocated file's zeros
+					 * are overwritten in place, and must be read again then. */
+					pend_nuls += (int64_t)(q - r);
+				} else if (line_off < 0) {
+					nf.counters.nul_bytes += (int64_t)(q - r) + pend_nuls;
+					pend_nuls = 0;
 					consumed = base + (int64_t)q;
 					nul_only = 1;
 				} else if (!skipping) {
@@ -790,7 +1045,62 @@ int tail_stat(const struct tail *t, struct stat *st)
 		errno = EINVAL;
 		return -1;
 	}
-	return fstat(t->fd, st);
+	if (t->fd >= 0)
+		return fstat(t->fd, st);
+	if (stat(t->path, st) < 0)
+		return -1;
+	if (st->st_dev != t->dev || st->st_ino != t->ino) {
+		errno = ESTALE;
+		return -1;
+	}
+	return 0;
+}
+
+void tail_suspend(struct tail *t)
+{
+	if (t == NULL || t->fd < 0)
+		return;
+	close(t->fd);
+	t->fd = -1;
+	t->skip = 0;
+}
+
+int tail_is_open(const struct tail *t)
+{
+	return t != NULL && t->fd >= 0;
+}
+
+int tail_resume(struct tail *t, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (t == NULL) {
+		err_set(err, errlen, "tail_resume: invalid arguments");
+		errno = EINVAL;
+		return -1;
+	}
+	if (t->fd >= 0)
+		return 0;
+	fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 1;
+		err_set(err, errlen, "%s: cannot open: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (st.st_dev != t->dev || st.st_ino != t->ino) {
+		close(fd);
+		return 1;
+	}
+	t->fd = fd;
+	t->verify_head = 1;
+	return 0;
 }
 
 int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
@@ -812,7 +1122,7 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		err_set(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
-	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
+	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
 		free(dup);
 		return -1;
 	}
@@ -824,15 +1134,23 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 
 int tail_mark_gone(struct tail *t, char *err, size_t errlen)
 {
+	return tail_mark(t, "gone", err, errlen);
+}
+
+int tail_mark(struct tail *t, const char *state, char *err, size_t errlen)
+{
 	struct spool_file nf;
 
-	if (t == NULL) {
-		err_set(err, errlen, "tail_mark_gone: invalid arguments");
+	if (t == NULL || state == NULL) {
+		err_set(err, errlen, "tail_mark: invalid arguments");
 		return -1;
 	}
 	nf = t->f;
-	snprintf(nf.state, sizeof(nf.state), "gone");
-	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+	if (strcmp(nf.state, state) == 0)
+		return 0;
+	snprintf(nf.state, sizeof(nf.state), "%s", state);
+	/* A file still empty has no record yet. */
+	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
 		return -1;
 	t->f = nf;
 	return 0;

@@ -8,14 +8,24 @@
  *
  * A file that is renamed or deleted is read to its end at once. A deleted one (no links left) is
  * then closed: a deleted file held open fills the disk. One that was renamed to a name its glob
- * no longer matches (rotated away) stays open, because the writer may still append to it until
- * it reopens its log; it is read on every change and closed by a rescan that finds it read to
- * its end and no longer growing since the previous rescan.
+ * no longer matches (rotated away) stays, because the writer may still append to it until it
+ * reopens its log; it is read on every change and released ("drained") by a rescan that finds it
+ * read to its end and unchanged for rotate_wait. At start, a record still "reading" that no glob
+ * finds was rotated while the agent was stopped: it is looked for by inode in its directory.
  *
- * inotify is a hint: every rescan (rescan_interval_ms, and after IN_Q_OVERFLOW, a watch limit
- * reached, a directory created or moved) expands the globs again, and reads every open file. */
+ * Descriptors: at most max_open_files tails hold one. Before another is opened, the least
+ * recently read tail whose name can lead back to it (not a symlink) is suspended; a suspended
+ * tail is resumed by its path when an event or a rescan says it changed, its identity checked
+ * again by tail.c; if its path leads elsewhere, it is looked for by inode in its directory.
+ *
+ * inotify is a hint: every rescan (rescan_interval_ms, and after IN_Q_OVERFLOW, a directory
+ * created or moved) expands the globs again, and reads every file that changed. A directory that
+ * cannot be watched (ENOSPC: fs.inotify.max_user_watches) has its files stat'ed every
+ * WATCH_POLL_MS instead. A glob whose directory does not exist yet has its nearest existing
+ * ancestor watched, so that the directory's creation triggers a rescan. */
 #include "watch.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <glob.h>
@@ -31,7 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
+#include "space.h"
 
 #define WATCH_DIR_MASK                                                                             \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |        \
@@ -39,6 +51,9 @@
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
 #define WATCH_RESCAN_DEFAULT_MS 10000
+#define WATCH_ROTATE_WAIT_DEFAULT_MS 300000
+#define WATCH_MAX_OPEN_DEFAULT 256
+#define WATCH_POLL_MS 1000 /* stat period of files without an inotify watch (ENOSPC) */
 
 struct wdir {
 	int wd;
@@ -51,14 +66,20 @@ struct wtail {
 	struct tail *t;
 	dev_t dir_dev; /* the directory its name is in */
 	ino_t dir_ino;
-	char *base;        /* its name there; NULL after it was moved to a name not known yet */
-	int fwd;           /* the watch on the file itself (symlinked paths), or -1 */
-	uint32_t cookie;   /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
-	int orphan;        /* its glob no longer matches it: closed once drained and not growing */
-	off_t orphan_size; /* its size at the previous rescan, -1 before */
-	unsigned seen;     /* the rescan generation that last matched it */
-	int dirty;         /* changed: to be read after the current batch of events */
-	int failing;       /* its last read failed (logged once, until it recovers) */
+	char *base;      /* its name there; NULL after it was moved to a name not known yet */
+	int fwd;         /* the watch on the file itself (symlinked paths), or -1 */
+	uint32_t cookie; /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
+	int orphan;      /* its glob no longer matches it: released once drained and not growing */
+	off_t orphan_size;    /* its size when last seen changing, -1 before */
+	int64_t orphan_since; /* monotonic ms: when orphan_size was last seen to change */
+	off_t read_size;      /* its size before its last successful read, -1 before */
+	int64_t active; /* monotonic ms of its last read: the least recent is suspended first */
+	unsigned seen;  /* the rescan generation that last matched it */
+	struct timespec read_mtime; /* its mtime then */
+	int link;                   /* its path is a symlink */
+	char *real;                 /* then the path of its target when opened, else NULL */
+	int dirty;                  /* changed: to be read after the current batch of events */
+	int failing;                /* its last read failed (logged once, until it recovers) */
 };
 
 /* A path that could not be opened or watched, logged once per distinct error. */
@@ -82,8 +103,13 @@ struct watch {
 	unsigned gen;
 	int scanned; /* the first scan is done: files found from now on are new */
 	int enospc_warned;
+	int polling; /* some directory has no watch (ENOSPC): its files are stat'ed */
 	int need_scan;
 	int64_t next_scan; /* monotonic, ms */
+	int64_t next_poll; /* monotonic, ms, while polling */
+	size_t n_open;     /* tails holding a descriptor */
+	size_t max_open;   /* agent.max_open_files */
+	int limit_warned;
 	char *evbuf;
 };
 
@@ -225,12 +251,18 @@ static void watch_dir(struct watch *w, const char *path)
 	wd = inotify_add_watch(w->ifd, path, WATCH_DIR_MASK);
 	if (wd < 0) {
 		if (errno == ENOSPC) {
+			/* Not a full disk: the per-user watch limit (inotify(7)). */
 			if (!w->enospc_warned)
-				log_warn("%s: cannot watch: the inotify watch limit "
-				         "(fs.inotify.max_user_watches) is reached; directories "
-				         "without a watch are read at every rescan only",
-				         path);
+				log_warn(
+				    "%s: cannot watch: the inotify watch limit "
+				    "(fs.inotify.max_user_watches) is reached; files in "
+				    "directories without a watch are checked with stat(2) every "
+				    "%d ms, new files in them are found at each rescan",
+				    path, WATCH_POLL_MS);
 			w->enospc_warned = 1;
+			if (!w->polling)
+				w->next_poll = mono_ms() + WATCH_POLL_MS;
+			w->polling = 1;
 			return;
 		}
 		snprintf(msg, sizeof(msg), "%s: cannot watch the directory: %s", path,
@@ -250,6 +282,39 @@ static void watch_dir(struct watch *w, const char *path)
 	    (struct wdir){.wd = wd, .path = dup, .dev = st.st_dev, .ino = st.st_ino};
 }
 
+/* No directory matches the source's directory part yet: watches its nearest existing ancestor
+ * (from the part before the first glob character up), so that the creation of the missing
+ * directory (IN_CREATE with IN_ISDIR) triggers a rescan at once rather than at the next periodic
+ * one. */
+static void watch_ancestor(struct watch *w, const char *dpat)
+{
+	char *p = strdup(dpat), *g, *s;
+	struct stat st;
+
+	if (p == NULL)
+		return;
+	g = strpbrk(p, "*?[");
+	if (g != NULL) {
+		*g = '\0';
+		s = strrchr(p, '/');
+		if (s == NULL)
+			p[0] = '\0';
+		else
+			s[s == p ? 1 : 0] = '\0';
+	}
+	while (p[0] != '\0') {
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+			watch_dir(w, p);
+			break;
+		}
+		s = strrchr(p, '/');
+		if (s == NULL || strcmp(p, "/") == 0)
+			break;
+		s[s == p ? 1 : 0] = '\0';
+	}
+	free(p);
+}
+
 static void watch_dirs(struct watch *w, const struct config_source *src)
 {
 	char *dpat = dir_part(src->path);
@@ -261,8 +326,24 @@ static void watch_dirs(struct watch *w, const struct config_source *src)
 	if (glob(dpat, GLOB_ONLYDIR, NULL, &g) == 0)
 		for (size_t i = 0; i < g.gl_pathc; i++)
 			watch_dir(w, g.gl_pathv[i]);
+	else
+		watch_ancestor(w, dpat);
 	globfree(&g);
 	free(dpat);
+}
+
+/* Whether changes of tail wt's file are reported by inotify: a watch on the file itself, or (not
+ * a symlinked path) one on the directory its name is in. */
+static int tail_watched(const struct watch *w, const struct wtail *wt)
+{
+	if (wt->fwd >= 0)
+		return 1;
+	if (wt->base == NULL || wt->link)
+		return 0;
+	for (size_t i = 0; i < w->n_dirs; i++)
+		if (w->dirs[i].dev == wt->dir_dev && w->dirs[i].ino == wt->dir_ino)
+			return 1;
+	return 0;
 }
 
 /* ---- tails ---------------------------------------------------------------------------------- */
@@ -296,15 +377,17 @@ static void tail_place(struct wtail *wt, const char *path)
 	free(dir);
 }
 
-static void release(struct watch *w, size_t i, const char *why)
+/* Lets tail i go: its record takes `state` ("drained" or "gone"), its descriptor and watch are
+ * closed, and the last entry moves into its place. */
+static void release(struct watch *w, size_t i, const char *why, const char *state)
 {
 	struct wtail *wt = &w->tails[i];
 	char err[512];
 	int shared = 0;
 
-	if (tail_mark_gone(wt->t, err, sizeof(err)) < 0)
+	if (tail_mark(wt->t, state, err, sizeof(err)) < 0)
 		log_warn("%s", err);
-	log_info("%s: %s: released", tail_path(wt->t), why);
+	log_info("%s: %s: released (%s)", tail_path(wt->t), why, state);
 	if (wt->fwd >= 0) {
 		for (size_t j = 0; j < w->n_tails; j++)
 			if (j != i && w->tails[j].fwd == wt->fwd)
@@ -312,31 +395,192 @@ static void release(struct watch *w, size_t i, const char *why)
 		if (!shared)
 			inotify_rm_watch(w->ifd, wt->fwd);
 	}
+	if (tail_is_open(wt->t))
+		w->n_open--;
 	tail_free(wt->t);
 	free(wt->base);
+	free(wt->real);
 	w->tails[i] = w->tails[--w->n_tails];
 }
 
-/* Reads a tail to its end, logging a failure once until it recovers. Returns 0 or -1. */
+/* A tail may be suspended (its descriptor closed) if it can be opened again by its name: its
+ * name is known and is not a symlink (whose target may change). Whatever it has not read yet is
+ * read when it is resumed: a change marks it dirty, and a rescan finds its size changed. */
+static int suspendable(const struct wtail *wt)
+{
+	return tail_is_open(wt->t) && wt->base != NULL && !wt->link && wt->fwd < 0;
+}
+
+/* Keeps the open tails below max_open_files before one more is opened: suspends the least
+ * recently read suspendable tail other than `except`. */
+static void make_room(struct watch *w, size_t except)
+{
+	while (w->n_open >= w->max_open) {
+		size_t best = SIZE_MAX;
+
+		for (size_t j = 0; j < w->n_tails; j++) {
+			const struct wtail *c = &w->tails[j];
+
+			if (j == except || !suspendable(c))
+				continue;
+			if (best == SIZE_MAX || c->active < w->tails[best].active)
+				best = j;
+		}
+		if (best == SIZE_MAX) {
+			if (!w->limit_warned)
+				log_warn(
+				    "more than max_open_files (%zu) files must stay open (being "
+				    "read, symlinked, or renamed out of sight): keeping them open",
+				    w->max_open);
+			w->limit_warned = 1;
+			return;
+		}
+		log_debug("%s: idle: closed (max_open_files)", tail_path(w->tails[best].t));
+		tail_suspend(w->tails[best].t);
+		w->n_open--;
+	}
+}
+
+/* Searches directory `dir` for the regular file with device `dev` and inode `ino`. Returns its
+ * path (caller frees) or NULL. */
+static char *find_ino(const char *dir, dev_t dev, ino_t ino)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *found = NULL;
+
+	if (d == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char *p;
+
+		if ((ino_t)de->d_ino != ino)
+			continue;
+		p = path_join(dir, de->d_name);
+		if (p != NULL && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev &&
+		    st.st_ino == ino) {
+			found = p;
+			break;
+		}
+		free(p);
+	}
+	closedir(d);
+	return found;
+}
+
+/* The path of suspended tail i no longer leads to its file: it was renamed or deleted while it
+ * was closed (unnoticed: polled, or the events were lost). Looks for it in the same directory.
+ * Returns 0 if found (the tail follows the new name; a rescan decides whether its glob still
+ * matches it) or 1 if not (released as gone: tail i is now another tail). */
+static int relocate(struct watch *w, size_t i)
+{
+	struct wtail *wt = &w->tails[i];
+	char *dir = dir_part(tail_path(wt->t)), e[1024];
+	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+
+	free(dir);
+	if (p == NULL) {
+		release(w, i, "deleted or moved away while closed", "gone");
+		return 1;
+	}
+	log_info("%s: renamed to %s while closed", tail_path(wt->t), p);
+	if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
+		log_warn("%s", e);
+	tail_place(wt, p);
+	free(p);
+	w->need_scan = 1;
+	return 0;
+}
+
+/* Opens a suspended tail again (making room first). Returns 0, -1 (logged, retried later), or
+ * 1 if it was released (tail i is now another tail). */
+static int resume(struct watch *w, size_t i, char *err, size_t errlen)
+{
+	struct wtail *wt = &w->tails[i];
+	int rc;
+
+	if (tail_is_open(wt->t))
+		return 0;
+	make_room(w, i);
+	rc = tail_resume(wt->t, err, errlen);
+	if (rc > 0) {
+		if (relocate(w, i) > 0)
+			return 1;
+		rc = tail_resume(wt->t, err, errlen);
+		if (rc > 0) {
+			release(w, i, "replaced while closed", "gone");
+			return 1;
+		}
+	}
+	if (rc < 0)
+		return -1;
+	w->n_open++;
+	return 0;
+}
+
+/* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
+ * it recovers. Returns 0, -1, or 1 if the tail was released (tail i is now another tail). */
 static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
 {
 	struct wtail *wt = &w->tails[i];
 	char e[1024] = "";
+	struct stat st;
+	int rc;
 
 	wt->dirty = 0;
-	if (tail_read(wt->t, e, sizeof(e)) < 0) {
-		if (!wt->failing)
-			log_err("%s (retried at the next change or rescan)", e);
-		else
-			log_debug("%s", e);
-		wt->failing = 1;
-		err_set(err, errlen, "%s", e);
-		return -1;
+	if (space_paused(w->ctx.space))
+		goto paused;
+	rc = resume(w, i, e, sizeof(e));
+	if (rc > 0)
+		return 1;
+	errno = 0;
+	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
+		if (wt->failing)
+			log_info("%s: reading again", tail_path(wt->t));
+		wt->failing = 0;
+		wt->read_size = st.st_size;
+		wt->read_mtime = st.st_mtim;
+		wt->active = mono_ms();
+		return 0;
 	}
-	if (wt->failing)
-		log_info("%s: reading again", tail_path(wt->t));
-	wt->failing = 0;
-	return 0;
+	if (errno == EMEDIUMTYPE) {
+		/* A compressed file that was empty when opened: let go of it, and remember why
+		 * (opening it again is refused). */
+		fail_log(w, tail_path(wt->t), e);
+		release(w, i, "compressed", "gone");
+		return 1;
+	}
+	if (space_paused(w->ctx.space))
+		goto paused;
+	if (e[0] == '\0')
+		snprintf(e, sizeof(e), "%s: %s", tail_path(wt->t), strerror(errno));
+	if (!wt->failing)
+		log_err("%s (retried at the next change or rescan)", e);
+	else
+		log_debug("%s", e);
+	wt->failing = 1;
+	err_set(err, errlen, "%s", e);
+	return -1;
+paused:
+	/* No room in the spool (space.c logged why): read, whole, when reading resumes. */
+	wt->dirty = 1;
+	err_set(err, errlen, "%s: reading paused", tail_path(wt->t));
+	return -1;
+}
+
+/* Whether tail i's file may have changed since its last read: its size or mtime differ, or its
+ * path no longer leads to it (a suspended tail). */
+static int changed(struct watch *w, size_t i)
+{
+	struct wtail *wt = &w->tails[i];
+	struct stat st;
+
+	if (wt->read_size < 0 || tail_stat(wt->t, &st) < 0)
+		return 1;
+	return st.st_size != wt->read_size || st.st_nlink == 0 ||
+	       st.st_mtim.tv_sec != wt->read_mtime.tv_sec ||
+	       st.st_mtim.tv_nsec != wt->read_mtime.tv_nsec;
 }
 
 /* After a successful read: closes the file if it was deleted. Returns 1 if released. */
@@ -344,8 +588,8 @@ static int release_if_deleted(struct watch *w, size_t i)
 {
 	struct stat st;
 
-	if (tail_stat(w->tails[i].t, &st) == 0 && st.st_nlink == 0) {
-		release(w, i, "deleted and read to its end");
+	if (tail_is_open(w->tails[i].t) && tail_stat(w->tails[i].t, &st) == 0 && st.st_nlink == 0) {
+		release(w, i, "deleted and read to its end", "gone");
 		return 1;
 	}
 	return 0;
@@ -363,6 +607,7 @@ static long open_path(struct watch *w, size_t si, const char *path, char *err, s
 	struct stat st;
 	int ferr = 0;
 
+	make_room(w, SIZE_MAX);
 	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
 	if (t == NULL) {
 		fail_log(w, path, e);
@@ -383,19 +628,28 @@ static long open_path(struct watch *w, size_t si, const char *path, char *err, s
 	wt->t = t;
 	wt->fwd = -1;
 	wt->orphan_size = -1;
+	wt->read_size = -1;
+	wt->active = mono_ms();
 	wt->seen = w->gen;
 	tail_place(wt, path);
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		wt->link = 1;
+		wt->real = realpath(path, NULL);
 		wt->fwd = inotify_add_watch(w->ifd, path, WATCH_FILE_MASK);
-		if (wt->fwd < 0 && errno == ENOSPC && !w->enospc_warned) {
-			log_warn("%s: cannot watch: the inotify watch limit "
-			         "(fs.inotify.max_user_watches) is reached; it is read at every "
-			         "rescan only",
-			         path);
+		if (wt->fwd < 0 && errno == ENOSPC) {
+			if (!w->enospc_warned)
+				log_warn("%s: cannot watch: the inotify watch limit "
+				         "(fs.inotify.max_user_watches) is reached; it is checked "
+				         "with stat(2) every %d ms",
+				         path, WATCH_POLL_MS);
 			w->enospc_warned = 1;
+			if (!w->polling)
+				w->next_poll = mono_ms() + WATCH_POLL_MS;
+			w->polling = 1;
 		}
 	}
 	w->n_tails++;
+	w->n_open++;
 	log_info("%s: tailing for source %s from offset %jd", path, w->ctx.cfg->sources[si].name,
 	         (intmax_t)tail_file(t)->offset);
 	return (long)(w->n_tails - 1);
@@ -471,10 +725,103 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 	return rc;
 }
 
+/* A symlinked tail whose link now leads elsewhere: it takes the name its file has now in the
+ * directory of the link's old target (found by inode: it may have been rotated there), so that
+ * its record and status name the file itself. */
+static void name_target(struct wtail *wt)
+{
+	char *dir = wt->real != NULL ? dir_part(wt->real) : NULL, e[1024];
+	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+
+	if (p != NULL) {
+		log_info("%s: its link leads elsewhere now: it is %s", tail_path(wt->t), p);
+		if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
+			log_warn("%s", e);
+		tail_place(wt, p);
+	}
+	free(p);
+	free(dir);
+}
+
+/* ---- records of files not found at start ---------------------------------------------------- */
+
+struct reading_list {
+	struct spool_file *v;
+	size_t n, cap;
+};
+
+static int collect_reading(const struct spool_file *f, void *ud)
+{
+	struct reading_list *l = ud;
+
+	if (strcmp(f->state, "reading") != 0)
+		return 0;
+	if (grow((void **)&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
+		return -1;
+	l->v[l->n++] = *f;
+	return 0;
+}
+
+/* At start, after the globs were expanded: a record still "reading" whose file no glob found was
+ * rotated (renamed to a name its glob does not match) or deleted while logmeter was stopped.
+ * Looks for it under its last path, then by inode in that directory (where rotation leaves it),
+ * and reads it to its end as a rotated-away file; a file not found is marked gone. Returns 0 or
+ * -1 (a spool error, in `err`). */
+static int recover(struct watch *w, char *err, size_t errlen)
+{
+	struct reading_list l = {0};
+	char e[1024];
+	int rc = 0;
+
+	if (spool_files_foreach(w->ctx.spool, collect_reading, &l, err, errlen) != 0) {
+		free(l.v);
+		return -1;
+	}
+	for (size_t k = 0; k < l.n; k++) {
+		struct spool_file *f = &l.v[k];
+		long si = config_source_find(w->ctx.cfg, f->source), i;
+		struct stat st;
+		char *path = NULL, *dir;
+
+		if (si < 0 || tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) >= 0 ||
+		    fail_find(w, f->path) >= 0)
+			continue;
+		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
+			path = strdup(f->path);
+		} else if ((dir = dir_part(f->path)) != NULL) {
+			path = find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+			free(dir);
+		}
+		if (path == NULL) {
+			log_warn(
+			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
+			    "directory): nothing after offset %jd of it can be read",
+			    f->path, (intmax_t)f->offset);
+			snprintf(f->state, sizeof(f->state), "gone");
+			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
+				log_warn("%s", e);
+			continue;
+		}
+		i = open_path(w, (size_t)si, path, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e));
+		if (i == -2)
+			rc = -1;
+		if (i >= 0) {
+			log_info("%s: rotated while logmeter was stopped: read to its end", path);
+			w->tails[i].orphan = 1;
+			w->tails[i].orphan_size = -1;
+		}
+		free(path);
+	}
+	free(l.v);
+	return rc;
+}
+
 int watch_scan(struct watch *w, char *err, size_t errlen)
 {
 	char e[1024];
 	int rc = 0;
+	int64_t now, wait;
 
 	if (w == NULL) {
 		err_set(err, errlen, "watch_scan: invalid arguments");
@@ -486,6 +833,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (scan_source(w, si, rc == 0 ? err : NULL, errlen) < 0)
 			rc = -1;
 	}
+	if (!w->scanned && recover(w, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0)
+		rc = -1;
 	for (size_t i = 0; i < w->n_tails; i++) {
 		struct wtail *wt = &w->tails[i];
 
@@ -494,29 +843,42 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			         tail_path(wt->t));
 			wt->orphan = 1;
 			wt->orphan_size = -1;
+			if (wt->link)
+				name_target(wt);
 		}
 	}
+	wait = w->ctx.cfg->agent.rotate_wait_ms > 0 ? w->ctx.cfg->agent.rotate_wait_ms
+	                                            : WATCH_ROTATE_WAIT_DEFAULT_MS;
 	/* Backwards: release() moves the last entry into the released one's place. */
 	for (size_t i = w->n_tails; i-- > 0;) {
 		struct wtail *wt = &w->tails[i];
 		struct stat st;
+		int r = 0;
 
 		if (atomic_load(&w->stop))
 			break;
-		if (read_tail(w, i, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0) {
+		/* A suspended file is opened only if it changed. */
+		if (tail_is_open(wt->t) || changed(w, i))
+			r = read_tail(w, i, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e));
+		if (r > 0)
+			continue;
+		if (r < 0) {
 			rc = -1;
 			continue;
 		}
 		if (release_if_deleted(w, i) || !wt->orphan || tail_stat(wt->t, &st) < 0)
 			continue;
-		if (st.st_size == wt->orphan_size) {
+		now = mono_ms();
+		if (st.st_size != wt->orphan_size) {
+			wt->orphan_size = st.st_size;
+			wt->orphan_since = now;
+		} else if (now - wt->orphan_since >= wait) {
 			if (tail_file(wt->t)->offset < st.st_size)
 				log_info("%s: %jd bytes of an unfinished last line are left unread",
 				         tail_path(wt->t),
 				         (intmax_t)(st.st_size - tail_file(wt->t)->offset));
-			release(w, i, "rotated away, read to its end and no longer growing");
-		} else {
-			wt->orphan_size = st.st_size;
+			release(w, i, "rotated away, read to its end and unchanged for rotate_wait",
+			        "drained");
 		}
 	}
 	for (size_t i = w->n_fails; i-- > 0;)
@@ -635,9 +997,20 @@ static void name_gone(struct watch *w, size_t i, uint32_t cookie)
 {
 	struct wtail *wt = &w->tails[i];
 	char e[1024];
+	int r;
 
-	if (read_tail(w, i, e, sizeof(e)) == 0 && release_if_deleted(w, i))
-		return;
+	if (!tail_is_open(wt->t)) {
+		/* Suspended (read to its end when it was closed) and its name deleted: it can no
+		 * longer be opened. A renamed one is followed by IN_MOVED_TO or a rescan. */
+		if (cookie == 0) {
+			release(w, i, "deleted while closed", "gone");
+			return;
+		}
+	} else {
+		r = read_tail(w, i, e, sizeof(e));
+		if (r > 0 || (r == 0 && release_if_deleted(w, i)))
+			return;
+	}
 	free(wt->base);
 	wt->base = NULL;
 	wt->cookie = cookie;
@@ -714,6 +1087,23 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	}
 }
 
+/* Without a watch (ENOSPC) a file's changes go unreported: its size and mtime are checked with
+ * stat(2) every WATCH_POLL_MS, and it is read when they changed. */
+static void poll_unwatched(struct watch *w)
+{
+	char e[1024];
+
+	for (size_t i = w->n_tails; i-- > 0;) {
+		if (atomic_load(&w->stop))
+			return;
+		if (tail_watched(w, &w->tails[i]) || !changed(w, i))
+			continue;
+		if (read_tail(w, i, e, sizeof(e)) == 0)
+			release_if_deleted(w, i);
+	}
+	w->next_poll = mono_ms() + WATCH_POLL_MS;
+}
+
 /* Reads the tails the last batch of events marked. */
 static void read_dirty(struct watch *w)
 {
@@ -739,18 +1129,31 @@ int watch_run(struct watch *w, char *err, size_t errlen)
 	 * full disk must not end ingest, and the checkpoint simply does not move meanwhile. */
 	while (!atomic_load(&w->stop)) {
 		struct pollfd pfd[2];
-		int64_t now = mono_ms(), wait;
+		int64_t now = mono_ms(), wait, space_wait;
 		ssize_t n;
 		int prc;
 
+		health_beat(HEALTH_INGEST); /* the systemd watchdog's proof of progress */
+		if (space_poll(w->ctx.space, &space_wait))
+			w->need_scan = 1; /* reading resumed: read every file */
 		if (w->need_scan || now >= w->next_scan) {
 			watch_scan(w, e, sizeof(e));
 			continue;
 		}
+		if (w->polling && now >= w->next_poll) {
+			poll_unwatched(w);
+			continue;
+		}
 		wait = w->next_scan - now;
+		if (w->polling && w->next_poll - now < wait)
+			wait = w->next_poll - now;
+		if (space_wait >= 0 && space_wait < wait)
+			wait = space_wait; /* paused: space_poll looks for room again */
 		pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
+		health_wait_begin(HEALTH_INGEST); /* waiting for lines is not being stuck */
 		prc = poll(pfd, 2, wait > INT_MAX ? INT_MAX : (int)wait);
+		health_wait_end(HEALTH_INGEST);
 		if (prc < 0) {
 			if (errno == EINTR)
 				continue;
@@ -829,6 +1232,8 @@ struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen)
 		goto fail;
 	}
 	w->next_scan = mono_ms();
+	w->max_open = ctx->cfg->agent.max_open_files > 0 ? (size_t)ctx->cfg->agent.max_open_files
+	                                                 : WATCH_MAX_OPEN_DEFAULT;
 	return w;
 fail:
 	watch_free(w);
@@ -842,6 +1247,7 @@ void watch_free(struct watch *w)
 	for (size_t i = 0; i < w->n_tails; i++) {
 		tail_free(w->tails[i].t);
 		free(w->tails[i].base);
+		free(w->tails[i].real);
 	}
 	free(w->tails);
 	for (size_t i = 0; i < w->n_dirs; i++)

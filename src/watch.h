@@ -1,7 +1,11 @@
 /* watch: the inotify loop of the ingest half. Watches the directories of every source's glob,
  * opens a tail for each matching file, reads files when they change, follows renames and
- * deletions (a renamed or deleted file is read to its end before it is let go), and rescans the
- * globs periodically and after IN_Q_OVERFLOW (inotify(7)). */
+ * deletions (a renamed or deleted file is read to its end before it is let go; a rotated one only
+ * after rotate_wait without change), finds files rotated while the agent was stopped, and rescans
+ * the globs periodically and after IN_Q_OVERFLOW (inotify(7)). Files in directories it could not
+ * watch (ENOSPC: the watch limit) are checked with stat(2) every second. At most
+ * agent.max_open_files tails hold a descriptor: the least recently read are suspended and
+ * resumed by name when they change. See docs/tailing.md. */
 #ifndef LOGMETER_WATCH_H
 #define LOGMETER_WATCH_H
 

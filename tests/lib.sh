@@ -123,6 +123,11 @@ lm_cleanup() {
 	AGENT_PID=
 	_lm_kill "$DOUBLE_PID"
 	DOUBLE_PID=
+	local m
+	for m in $_LM_MOUNTS; do
+		umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	_LM_MOUNTS=
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "${KEEP:-0}" = 1 ]; then
 			echo "${_LM_NAME:-test}: kept $T" >&2
@@ -131,6 +136,18 @@ lm_cleanup() {
 		fi
 	fi
 	exit $rc
+}
+
+# lm_mount_tmpfs DIR SIZE: a tmpfs of SIZE (as mount(8) takes it: 8m) on DIR (created), unmounted
+# by the cleanup after the agent and the double are stopped. Skips the test (77) unless root can
+# mount it.
+_LM_MOUNTS=
+lm_mount_tmpfs() {
+	[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root"
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>"$T/mount.err" ||
+		skip "cannot mount a tmpfs: $(cat "$T/mount.err")"
+	_LM_MOUNTS="$_LM_MOUNTS $1"
 }
 
 # lm_init NAME: a private temporary directory $T, $LOGS (the shared real logs), cleanup on exit.

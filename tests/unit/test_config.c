@@ -484,6 +484,26 @@ static void test_errors(void **state)
 	expect_err(err, path, 13, "unknown key 'frob' in [source two]", NULL);
 	assert_null(strstr(strstr(err, "'frob'"), "belongs"));
 
+	/* An indented key would otherwise be glued to the previous value. */
+	path = write_case(f, "indented_key", "[source two]\npath = /x/*.log\n  exclude = *.1\n");
+	expect_err(load_bad(path), path, 12, "indented line looks like a key", NULL);
+	/* ... but an indented piece of a pattern is a continuation. */
+	path = write_case(f, "indented_piece", "[source two]\npath = /x/\n  *.log\n");
+	{
+		struct config *cfg = load_ok(path);
+
+		assert_string_equal(cfg->sources[1].path, "/x/*.log");
+		config_free(cfg);
+	}
+
+	/* A drop-in that is a dangling symlink is an error, not silently skipped. */
+	path = write_case(f, "dangling", "");
+	wfile(f, "dangling/conf.d/ok.conf", "");
+	assert_int_equal(symlink(P(f, "dangling/nowhere.conf"), P(f, "dangling/conf.d/gone.conf")),
+	                 0);
+	expect_err(load_bad(path), P(f, "dangling/conf.d/gone.conf"), 0, "cannot read drop-in",
+	           NULL);
+
 	path = write_case(f, "dup_key", "[source two]\npath = /a\n\npath = /b\n");
 	expect_err(load_bad(path), path, 13, "duplicate key 'path'", "[source two]", path, ":11)",
 	           NULL);
@@ -947,6 +967,8 @@ static void test_api_base(void **state)
 	    {"http://127.0.0.1", "http://127.0.0.1"},
 	    {"http://127.0.0.1:8080/stripe/", "http://127.0.0.1:8080/stripe"},
 	    {"https://api.stripe.com/", "https://api.stripe.com"},
+	    {"https://api.stripe.com/v1", NULL},
+	    {"http://127.0.0.1:8080/v1/", NULL},
 	    {"http://example.com", NULL},
 	    {"http://api.stripe.com", NULL},
 	    {"http://127.0.0.1.example.com", NULL},
@@ -1000,6 +1022,11 @@ static void test_print_options(void **state)
 	    "delivered_retention",
 	    "rescan_interval",
 	    "max_line_length",
+	    "max_open_files",
+	    "rotate_wait",
+	    "durability",
+	    "max_spool_bytes",
+	    "min_free_bytes",
 	    "api_key_file",
 	    "api_base",
 	    "request_timeout",

@@ -181,10 +181,6 @@ static void test_value_bad(void **state)
 	    "+-1",
 	    "abc",
 	    "12a",
-	    "1234567890123456",   /* 16 significant digits */
-	    "1000000000000000",   /* 16 digits: integer zeros count */
-	    "0.1234567890123456", /* 16 after the leading zeros */
-	    "1234567890.123456",
 	    "NaN",
 	    "inf",
 	};
@@ -194,6 +190,19 @@ static void test_value_bad(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (rule_parse_value(cases[i], strlen(cases[i]), out, sizeof(out)) != -1)
 			fail_msg("'%s' was accepted as '%s'", cases[i], out);
+	/* Numbers with more than 15 significant digits are told apart: Stripe's limit. */
+	{
+		static const char *const too_precise[] = {
+		    "1234567890123456",   /* 16 significant digits */
+		    "1000000000000000",   /* 16 digits: integer zeros count */
+		    "0.1234567890123456", /* 16 after the leading zeros */
+		    "1234567890.123456",
+		};
+		for (size_t i = 0; i < sizeof(too_precise) / sizeof(too_precise[0]); i++)
+			if (rule_parse_value(too_precise[i], strlen(too_precise[i]), out,
+			                     sizeof(out)) != -2)
+				fail_msg("'%s' was not refused as too precise", too_precise[i]);
+	}
 	/* A NUL inside the length is not a number. */
 	assert_int_equal(rule_parse_value("1\0002", 3, out, sizeof(out)), -1);
 	/* Too small an output buffer is a refusal, not an overflow. */
@@ -277,6 +286,12 @@ static void test_timestamp_offset(void **state)
 	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 +0000x"));
 	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03"));
 	assert_true(ts_fails(APACHE_FORMAT, "17/Mai/2015:10:05:03 +0000"));
+	/* Dates that do not exist are not rolled into the next month. */
+	assert_true(ts_fails(APACHE_FORMAT, "31/Feb/2026:10:05:03 +0000"));
+	assert_true(ts_fails(APACHE_FORMAT, "29/Feb/2015:10:05:03 +0000"));
+	assert_true(ts_fails(APACHE_FORMAT, "31/Apr/2015:10:05:03 +0000"));
+	/* date -u -d '2016-02-29 00:00:00' +%s */
+	assert_int_equal(ts(APACHE_FORMAT, "29/Feb/2016:00:00:00 +0000", 0), 1456704000);
 	assert_true(ts_fails(APACHE_FORMAT, ""));
 	assert_true(ts_fails(APACHE_FORMAT, "-"));
 	assert_true(ts_fails("", "17/May/2015:10:05:03 +0000"));
@@ -409,6 +424,18 @@ static void test_custmap_good(void **state)
 	custmap_free(NULL);
 	assert_int_equal(custmap_size(NULL), 0);
 
+	/* Spreadsheet CSV: a header row and quoted fields. */
+	tmp_path(path, sizeof(path), "sheet.csv");
+	write_file(path, "\"ip\",\"customer_id\"\r\n\"1.2.3.4\",\"cus_X\"\r\n5.6.7.8,cus_Y\r\n");
+	m = custmap_load(path, err, sizeof(err));
+	if (m == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(custmap_size(m), 2);
+	assert_string_equal(custmap_lookup(m, "1.2.3.4", 7), "cus_X");
+	assert_string_equal(custmap_lookup(m, "5.6.7.8", 7), "cus_Y");
+	assert_null(custmap_lookup(m, "ip", 2));
+	custmap_free(m);
+
 	/* An empty map is valid and maps nothing. */
 	tmp_path(path, sizeof(path), "empty.csv");
 	write_file(path, "# nobody yet\n");
@@ -452,6 +479,13 @@ static void test_custmap_errors(void **state)
 	                    "3: duplicate key 'a' (first on line 2)");
 	check_custmap_error("threecols.csv", "a,cus_A,extra\n",
 	                    "1: expected \"key,customer_id\", found more than one comma");
+	check_custmap_error("notanid.csv", "a,cus_A\nb,not a customer\n",
+	                    "2: customer id 'not a customer' is not a Stripe id (letters, digits and "
+	                    "'_' only)");
+	/* A header row is skipped only as the first row. */
+	check_custmap_error("latehdr.csv", "a,cus_A\nkey,customer id\n",
+	                    "2: customer id 'customer id' is not a Stripe id (letters, digits and "
+	                    "'_' only)");
 
 	/* An id of 100 bytes is Stripe's limit; 101 is over it. */
 	memset(id101, 'c', 101);

@@ -1066,6 +1066,231 @@ static void test_read_only_beside_writer(void **state)
 	free(f);
 }
 
+/* ---- durability, verify, replay ---- */
+
+static void test_durability(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "";
+
+	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_NORMAL, err, sizeof(err)), 0);
+	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_STRICT, err, sizeof(err)), 0);
+	assert_int_equal(spool_set_durability(fx->sp, (enum spool_durability)7, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "invalid"));
+	assert_int_equal(spool_set_durability(NULL, SPOOL_DURABILITY_STRICT, err, sizeof(err)), -1);
+}
+
+static void test_verify(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 60);
+	char err[512] = "";
+	struct stat sb;
+	FILE *fp;
+	long pages;
+
+	commit_n(fx, f, 0, 3000);
+	assert_int_equal(spool_verify(fx->sp, err, sizeof(err)), 0);
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	/* Garbage over pages in the middle of the file: found by quick_check. */
+	assert_int_equal(stat(fx->db, &sb), 0);
+	pages = (long)(sb.st_size / 4096);
+	assert_true(pages > 20);
+	fp = fopen(fx->db, "r+");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, (pages / 2) * 4096L, SEEK_SET), 0);
+	for (int i = 0; i < 4 * 4096; i++)
+		fputc((i * 7919) & 0xff, fp);
+	fclose(fp);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(fx->sp);
+	assert_int_equal(spool_verify(fx->sp, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "damaged"));
+	assert_non_null(strstr(err, "logmeter spool recover"));
+	assert_int_equal(spool_verify(NULL, err, sizeof(err)), -1);
+	free(f);
+}
+
+static void test_damage_hint(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(spool_damage_hint(SQLITE_CORRUPT), "spool check"));
+	assert_non_null(strstr(spool_damage_hint(SQLITE_NOTADB), "spool recover"));
+	assert_non_null(strstr(spool_damage_hint(SQLITE_CORRUPT_INDEX), "damaged"));
+	assert_string_equal(spool_damage_hint(SQLITE_FULL), "");
+	assert_string_equal(spool_damage_hint(SQLITE_OK), "");
+}
+
+struct decider {
+	int verdict;	  /* what decide returns */
+	int64_t seen[32]; /* ids seen, in order */
+	size_t n;
+	const char *customer; /* set as the customer, if not NULL */
+};
+
+static int decide(struct event *ev, void *ud)
+{
+	struct decider *d = ud;
+
+	if (d->n < 32)
+		d->seen[d->n++] = ev->id;
+	if (d->customer != NULL)
+		snprintf(ev->customer, sizeof(ev->customer), "%s", d->customer);
+	snprintf(ev->last_error, sizeof(ev->last_error), "replayed %lld", (long long)ev->id);
+	return d->verdict;
+}
+
+static void test_replay(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 61);
+	struct spool_mark m[6];
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	char err[512] = "", text[256];
+	int64_t moved = -1;
+
+	commit_n(fx, f, 0, 8); /* ids 1..8, identifiers lm1-<offset> */
+	/* 1, 2: dead (no meter) at t=1000; 3: dead (other reason) at t=2000; 4, 5: delivered at
+	 * 1500 and 3000; 6: dead at 3000 in rule r2; 7, 8 stay pending. */
+	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DEAD, .attempts = 1,
+	                           .error = "No active meter found", .when = 1000};
+	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DEAD, .attempts = 2,
+	                           .error = "No active meter found", .when = 1000};
+	m[2] = (struct spool_mark){.id = 3, .state = EVENT_DEAD, .attempts = 1,
+	                           .error = "value too large", .when = 2000};
+	m[3] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 1500};
+	m[4] = (struct spool_mark){.id = 5, .state = EVENT_DELIVERED, .attempts = 1, .when = 3000};
+	m[5] = (struct spool_mark){.id = 6, .state = EVENT_DEAD, .attempts = 1,
+	                           .error = "No active meter found", .when = 3000};
+	assert_int_equal(spool_mark(fx->sp, m, 6, err, sizeof(err)), 0);
+	raw_exec(fx->db, "UPDATE events SET rule = 'r2' WHERE id = 6");
+
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+
+	/* A dry run sees every dead letter and changes nothing. */
+	rp.dry_run = 1;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 4);
+	assert_int_equal(d.n, 4);
+	assert_int_equal(d.seen[0], 1);
+	assert_int_equal(d.seen[3], 6);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 2"), 4);
+	rp.dry_run = 0;
+
+	/* --reason and --rule: only 1 and 2 (r1, "No active"); 6 is in r2. */
+	d.n = 0;
+	rp.rule = "r1";
+	rp.reason = "No active";
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 2);
+	/* Moved to the end (ids 9, 10), pending, identifier, attempts and payload kept, the new
+	 * last_error written, delivery time cleared, updated = now. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (1, 2)"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (9, 10) AND "
+	                                 "state = 0 AND updated = 5000 AND delivered_at IS NULL"),
+	                 2);
+	raw_text(fx->db, "SELECT identifier || ' ' || attempts || ' ' || value || ' ' || last_error "
+	                 "FROM events WHERE id = 10",
+	         text, sizeof(text));
+	assert_string_equal(text, "lm1-0000000000000000000000000000000000000100 2 1000 replayed 2");
+	assert_int_equal(counts(fx->sp).pending, 4);
+
+	/* --since: only dead letters that became dead at or after 2500 (id 6, any rule). */
+	d.n = 0;
+	rp.rule = NULL;
+	rp.reason = NULL;
+	rp.since = 2500;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(d.seen[0], 6);
+
+	/* decide = 0 leaves them; decide may change the customer. */
+	d.n = 0;
+	d.verdict = 0;
+	rp.since = 0;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 0);
+	assert_int_equal(d.n, 1); /* id 3 */
+	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 3"), 2);
+	d.verdict = 1;
+	d.customer = "cus_new";
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	raw_text(fx->db, "SELECT customer FROM events WHERE line_offset = 200", text,
+	         sizeof(text));
+	assert_string_equal(text, "cus_new");
+
+	/* Delivered since 2000: only id 5; the other keeps its delivery. */
+	d.n = 0;
+	d.customer = NULL;
+	rp.from = EVENT_DELIVERED;
+	rp.since = 2000;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(d.seen[0], 5);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_at FROM events WHERE id = 4"), 1500);
+	assert_int_equal(counts(fx->sp).delivered, 1);
+	assert_int_equal(counts(fx->sp).dead, 0);
+	assert_int_equal(counts(fx->sp).pending, 7);
+
+	/* A running sender's view: spool_pending after its cursor finds the moved events. */
+	{
+		struct event evs[8];
+		size_t n = 0;
+
+		assert_int_equal(spool_pending(fx->sp, 8, evs, 8, &n, err, sizeof(err)), 0);
+		assert_int_equal(n, 5);
+	}
+
+	/* decide = -1 stops with an error; the batch is rolled back. */
+	d.verdict = -1;
+	rp.since = 0;
+	rp.from = EVENT_DELIVERED;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 4"), 1);
+
+	/* Invalid arguments. */
+	rp.from = EVENT_PENDING;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	rp.from = EVENT_DEAD;
+	rp.decide = NULL;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	assert_int_equal(spool_replay(NULL, &rp, &moved, err, sizeof(err)), -1);
+	free(f);
+}
+
+static void test_replay_many(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 62);
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	char err[512] = "";
+	int64_t moved = -1;
+
+	/* More than one batch of 500. */
+	commit_n(fx, f, 0, 1234);
+	raw_exec(fx->db, "UPDATE events SET state = 2, updated = 10, last_error = 'x'");
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 20;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1234);
+	assert_int_equal(counts(fx->sp).pending, 1234);
+	assert_int_equal(raw_int(fx->db, "SELECT min(id) FROM events"), 1235);
+	assert_int_equal(raw_int(fx->db, "SELECT count(DISTINCT identifier) FROM events"), 1234);
+	free(f);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1087,6 +1312,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damage_hint, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay_many, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

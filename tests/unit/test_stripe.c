@@ -279,6 +279,8 @@ static void test_check_base(void **state)
 	    {"http://127.0.0.1:12111", 1},
 	    {"http://127.0.0.1:12111/", 1},
 	    {"http://127.0.0.1:65535", 1},
+	    {"http://127.0.0.1:8080/stripe", 1},
+	    {"https://api.stripe.com/v1/", 0},
 	    {"http://api.stripe.com", 0},
 	    {"http://localhost:12111", 0},
 	    {"http://127.0.0.1:", 0},
@@ -340,6 +342,7 @@ static int load_from(const char *content, size_t len, char *key, size_t keylen, 
 	memset(&cfg, 0, sizeof(cfg));
 	tmp_path(path, sizeof(path), "key");
 	write_file(path, content, len);
+	assert_int_equal(chmod(path, 0600), 0); /* others may not read a key file */
 	cfg.stripe.api_key_file = path;
 	return stripe_key_load(&cfg, key, keylen, err, errlen);
 }
@@ -497,6 +500,116 @@ static void test_key_unreadable(void **state)
 		assert_non_null(strstr(err, strerror(EACCES)));
 		assert_null(strstr(err, FAKE_KEY_PART));
 	}
+}
+
+/* A key file that grants anything to others is refused with the fix in the message, and
+ * without the key; group bits are fine (0640 root:logmeter is the packaged layout). */
+static void test_key_file_mode(void **state)
+{
+	static const mode_t refused[] = {0644, 0604, 0602, 0601, 0666, 0777};
+	static const mode_t accepted[] = {0600, 0640, 0400, 0440, 0660};
+	char path[512], key[STRIPE_KEY_MAX], err[512], want[64];
+	struct config cfg;
+
+	(void)state;
+	unsetenv("LOGMETER_STRIPE_API_KEY");
+	unsetenv("CREDENTIALS_DIRECTORY");
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.stripe.api_key_file = tmp_path(path, sizeof(path), "key-mode");
+	write_file(path, FAKE_KEY "\n", strlen(FAKE_KEY) + 1);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_int_equal(chmod(path, refused[i]), 0);
+		err[0] = '\0';
+		memset(key, 'Z', sizeof(key));
+		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+		snprintf(want, sizeof(want), "(mode %04o)", (unsigned)refused[i]);
+		if (strstr(err, want) == NULL || strstr(err, path) == NULL ||
+		    strstr(err, "by others") == NULL || strstr(err, "chmod 640") == NULL ||
+		    strstr(err, "chown root:logmeter") == NULL)
+			fail_msg("mode %04o: error \"%s\"", (unsigned)refused[i], err);
+		assert_null(strstr(err, FAKE_KEY_PART));
+		assert_int_equal(key[0], '\0');
+	}
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		assert_int_equal(chmod(path, accepted[i]), 0);
+		err[0] = '\0';
+		if (stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)) != 0)
+			fail_msg("mode %04o refused: %s", (unsigned)accepted[i], err);
+		assert_string_equal(key, FAKE_KEY);
+	}
+	/* The mode of the file itself counts, not that of a symlink to it. */
+	{
+		char link[512];
+
+		tmp_path(link, sizeof(link), "key-link");
+		assert_int_equal(chmod(path, 0644), 0);
+		assert_int_equal(symlink(path, link), 0);
+		cfg.stripe.api_key_file = link;
+		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "(mode 0644)"));
+		assert_int_equal(chmod(path, 0600), 0);
+		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+		assert_string_equal(key, FAKE_KEY);
+		unlink(link);
+	}
+}
+
+/* Precedence: LOGMETER_STRIPE_API_KEY > $CREDENTIALS_DIRECTORY/stripe.key > api_key_file. */
+static void test_key_credential(void **state)
+{
+	char dir[512], cred[600], path[512], key[STRIPE_KEY_MAX], err[512] = "";
+	struct config cfg;
+
+	(void)state;
+	unsetenv("LOGMETER_STRIPE_API_KEY");
+	memset(&cfg, 0, sizeof(cfg));
+	tmp_path(dir, sizeof(dir), "credentials");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(cred, sizeof(cred), "%s/stripe.key", dir);
+	cfg.stripe.api_key_file = tmp_path(path, sizeof(path), "key-file");
+	write_file(path, "sk_test_FROMFILE\n", 17);
+	assert_int_equal(chmod(path, 0600), 0);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+
+	/* The directory without the credential: the key file. */
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+	assert_string_equal(key, "sk_test_FROMFILE");
+
+	/* systemd writes credentials 0400; the credential beats the file. */
+	write_file(cred, "sk_test_FROMCRED\n", 17);
+	assert_int_equal(chmod(cred, 0400), 0);
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+	assert_string_equal(key, "sk_test_FROMCRED");
+	/* Even with no key file configured. */
+	cfg.stripe.api_key_file = NULL;
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+	assert_string_equal(key, "sk_test_FROMCRED");
+	cfg.stripe.api_key_file = path;
+
+	/* The environment beats the credential. */
+	setenv("LOGMETER_STRIPE_API_KEY", "sk_test_FROMENV", 1);
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+	assert_string_equal(key, "sk_test_FROMENV");
+	unsetenv("LOGMETER_STRIPE_API_KEY");
+
+	/* A bad credential is an error naming it, not a silent fall-back to the file. */
+	assert_int_equal(chmod(cred, 0644), 0);
+	err[0] = '\0';
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, cred));
+	assert_non_null(strstr(err, "(mode 0644)"));
+	write_file(cred, "\n", 1);
+	assert_int_equal(chmod(cred, 0400), 0);
+	err[0] = '\0';
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "empty"));
+	assert_non_null(strstr(err, cred));
+
+	/* A relative CREDENTIALS_DIRECTORY is not systemd's: ignored. */
+	setenv("CREDENTIALS_DIRECTORY", "credentials", 1);
+	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
+	assert_string_equal(key, "sk_test_FROMFILE");
+	unsetenv("CREDENTIALS_DIRECTORY");
 }
 
 /* ---- requests ---- */
@@ -916,6 +1029,8 @@ int main(void)
 	    cmocka_unit_test(test_key_env_wins),
 	    cmocka_unit_test(test_key_errors),
 	    cmocka_unit_test(test_key_unreadable),
+	    cmocka_unit_test(test_key_file_mode),
+	    cmocka_unit_test(test_key_credential),
 	    cmocka_unit_test(test_request_refused),
 	    cmocka_unit_test(test_request_url_https),
 	    cmocka_unit_test(test_request_wire),

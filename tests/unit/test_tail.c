@@ -412,16 +412,17 @@ static void test_nul_bytes(void **state)
 	assert_int_equal(tail_file(t)->counters.lines, 2);
 
 	/* A run of NULs (a sparse file's hole) longer than max_line_length, at the end of the
-	 * file: consumed at once, and the line after it is read, not skipped as too long. */
+	 * file: not consumed while nothing follows it (a preallocated file is overwritten in
+	 * place); then the line after it is read, not skipped as too long. */
 	memset(zeros, 0, sizeof(zeros));
 	write_bytes(fx->log, zeros, sizeof(zeros), 1);
-	assert_int_equal(read_tail(t), 1000);
-	assert_int_equal(tail_file(t)->offset, 1023);
-	assert_int_equal(tail_file(t)->counters.nul_bytes, 1006);
+	assert_int_equal(read_tail(t), 0);
+	assert_int_equal(tail_file(t)->offset, 23);
+	assert_int_equal(tail_file(t)->counters.nul_bytes, 6);
 	write_bytes(fx->log, zeros, 500, 1);
 	write_str(fx->log, "cus_c 3\n", 1);
 	end = 1023 + 500 + 8;
-	assert_int_equal(read_tail(t), 508);
+	assert_int_equal(read_tail(t), 1508);
 	assert_int_equal(tail_file(t)->offset, end);
 	events(fx->sp, EVENT_PENDING, &l);
 	assert_int_equal(l.n, 3);
@@ -946,8 +947,8 @@ static void test_watch(void **state)
 }
 
 /* Rotation to a name the glob does not match: the writer keeps appending to the renamed file
- * until it reopens its log, so the file stays open, is read, and is released only by a rescan
- * that finds it no longer growing. */
+ * until it reopens its log, so the file stays open, is read, and is released ("drained") only by
+ * a rescan that finds it unchanged for rotate_wait. */
 static void test_watch_rotate_away(void **state)
 {
 	struct fixture *fx = *state;
@@ -960,6 +961,7 @@ static void test_watch_rotate_away(void **state)
 	struct find_file ff = {0};
 
 	fx->cfg.agent.rescan_interval_ms = 300;
+	fx->cfg.agent.rotate_wait_ms = 300;
 	build_rules(fx);
 	snprintf(c, sizeof(c), "%s/c.log", fx->dir);
 	snprintf(old, sizeof(old), "%s/c.old", fx->dir);
@@ -981,7 +983,7 @@ static void test_watch_rotate_away(void **state)
 	want = 3;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
 	ff.suffix = "/c.old";
-	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	snprintf(ff.f.state, sizeof(ff.f.state), "drained");
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
 
 	watch_stop(w);
@@ -1040,6 +1042,165 @@ static void test_watch_overflow(void **state)
 	spool_free(sp2);
 }
 
+/* A suspended tail (max_open_files) holds no descriptor; resumed by its path it reads what came
+ * meanwhile. Resuming fails softly (1) when the path leads elsewhere, and a file rewritten in
+ * place while closed is caught by the content checks. */
+static void test_suspend_resume(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "", rot[200];
+	struct evlist l;
+	struct tail *t;
+	struct stat st;
+	char uid[SPOOL_UID_MAX];
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 8);
+	tail_suspend(t);
+	assert_false(tail_is_open(t));
+	assert_int_equal(tail_stat(t, &st), 0); /* through its path */
+	write_str(fx->log, "cus_a 2\n", 1);
+	assert_int_equal(tail_resume(t, err, sizeof(err)), 0);
+	assert_true(tail_is_open(t));
+	assert_int_equal(read_tail(t), 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[1], tail_file(t), 8, "cus_a", "2");
+
+	/* Rewritten in place while closed, longer than before: same inode, other content. */
+	tail_suspend(t);
+	snprintf(uid, sizeof(uid), "%s", tail_file(t)->uid);
+	write_str(fx->log, "cus_b 7\ncus_b 8\ncus_b 9\n", 0);
+	assert_int_equal(tail_resume(t, err, sizeof(err)), 0);
+	assert_int_equal(read_tail(t), 24);
+	assert_string_not_equal(tail_file(t)->uid, uid);
+	assert_int_equal(tail_file(t)->counters.resets, 1);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 5);
+	check_event(&l.ev[2], tail_file(t), 0, "cus_b", "7");
+
+	/* Renamed while closed: the path no longer leads to it. */
+	tail_suspend(t);
+	snprintf(rot, sizeof(rot), "%s.1", fx->log);
+	assert_int_equal(rename(fx->log, rot), 0);
+	assert_int_equal(tail_resume(t, err, sizeof(err)), 1);
+	write_str(fx->log, "cus_c 1\n", 0);
+	assert_int_equal(tail_resume(t, err, sizeof(err)), 1);
+	errno = 0;
+	assert_int_equal(tail_stat(t, &st), -1);
+	assert_int_equal(errno, ESTALE);
+	assert_int_equal(tail_rename(t, rot, err, sizeof(err)), 0);
+	assert_int_equal(tail_resume(t, err, sizeof(err)), 0);
+	assert_int_equal(read_tail(t), 0);
+	tail_free(t);
+}
+
+/* copytruncate: lines not read yet when the file was copied and truncated are read from the copy,
+ * under the original record (the same identifiers), which then names the copy and is drained;
+ * the truncated file starts anew, and no reset is counted. */
+static void test_copytruncate(void **state)
+{
+	struct fixture *fx = *state;
+	static const char head[] = "cus_a 1\ncus_a 2\n", rest[] = "cus_a 3\ncus_a 4\n";
+	char copy[200], err[512] = "";
+	struct spool_file old;
+	struct evlist l;
+	struct tail *t;
+	struct stat cst;
+	int found;
+
+	build_rules(fx);
+	write_str(fx->log, head, 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 16);
+	old = *tail_file(t);
+	write_str(fx->log, rest, 1); /* not read before the rotation */
+	snprintf(copy, sizeof(copy), "%s.1", fx->log);
+	write_str(copy, head, 0);
+	write_str(copy, rest, 1);
+	write_str(fx->log, "", 0); /* truncated */
+	write_str(fx->log, "cus_n 5\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 5);
+	check_event(&l.ev[2], &old, 16, "cus_a", "3");
+	check_event(&l.ev[3], &old, 24, "cus_a", "4");
+	check_event(&l.ev[4], tail_file(t), 0, "cus_n", "5");
+	assert_int_equal(tail_file(t)->counters.resets, 0);
+	assert_int_equal(stat(copy, &cst), 0);
+	found = spool_file_find(fx->sp, "app", (uint64_t)cst.st_dev, (uint64_t)cst.st_ino, &old,
+	                        err, sizeof(err));
+	assert_int_equal(found, 1);
+	assert_string_equal(old.state, "drained");
+	assert_int_equal(old.offset, 32);
+	tail_free(t);
+}
+
+/* Compressed files are never read as text: refused at open by their magic number, and a file
+ * opened empty (no record yet) whose first bytes are a compressor's fails its read. */
+static void test_compressed(void **state)
+{
+	struct fixture *fx = *state;
+	static const char gz[] = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";
+	char err[1024] = "", zpath[200];
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	snprintf(zpath, sizeof(zpath), "%s/old.log.1", fx->dir);
+	write_bytes(zpath, gz, sizeof(gz) - 1, 0);
+	assert_null(tail_open(&fx->ctx, zpath, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "gzip-compressed"));
+
+	write_str(zpath, "", 0);
+	t = open_tail(fx, zpath);
+	assert_int_equal(tail_file(t)->id, 0); /* empty: no record yet */
+	assert_int_equal(read_tail(t), 0);
+	write_bytes(zpath, gz, sizeof(gz) - 1, 1);
+	errno = 0;
+	assert_int_equal(tail_read(t, err, sizeof(err)), -1);
+	assert_int_equal(errno, EMEDIUMTYPE);
+	tail_free(t);
+
+	write_str(fx->log, "", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->id, 0);
+	write_str(fx->log, "cus_a 1\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	assert_true(tail_file(t)->id != 0);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 1);
+	check_event(&l.ev[0], tail_file(t), 0, "cus_a", "1");
+	tail_free(t);
+}
+
+/* A record marked gone (its file was seen deleted) is never resumed, even by a file with the
+ * same device, inode and content: that is another file (a reused inode), read from its start
+ * under a new uid, and not counted as a reset. */
+static void test_gone_not_resumed(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "", uid[SPOOL_UID_MAX];
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 8);
+	snprintf(uid, sizeof(uid), "%s", tail_file(t)->uid);
+	assert_int_equal(tail_mark_gone(t, err, sizeof(err)), 0);
+	tail_free(t);
+	t = open_tail(fx, fx->log);
+	assert_string_not_equal(tail_file(t)->uid, uid);
+	assert_int_equal(tail_file(t)->offset, 0);
+	assert_int_equal(tail_file(t)->counters.resets, 0);
+	assert_int_equal(read_tail(t), 8);
+	assert_int_equal(pending(fx->sp), 2);
+	tail_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1060,6 +1221,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_watch_rotate_away, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_watch_overflow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_copytruncate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gone_not_resumed, setup, teardown),
 	};
 
 	log_set_level(LOG_LVL_WARN);

@@ -1,0 +1,56 @@
+/* spool_repair: checking a spool database file and rebuilding a damaged one from every row that
+ * can still be read (`logmeter spool check`, `logmeter spool recover`). See docs/spool.md. */
+#ifndef LOGMETER_SPOOL_REPAIR_H
+#define LOGMETER_SPOOL_REPAIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Calls back with one line of text per problem found. */
+typedef void (*spool_problem_cb)(const char *problem, void *ud);
+
+/* What spool_check found besides problems. */
+struct spool_check_info {
+	int64_t version;                  /* PRAGMA user_version; -1 if unreadable */
+	int64_t pending, delivered, dead; /* -1 if they could not be counted */
+	int64_t files;                    /* file records, -1 if they could not be counted */
+};
+
+/* Checks `state_dir`/spool.db without changing it (a read-only connection): that it is an SQLite
+ * database with a schema version this logmeter understands, PRAGMA integrity_check (every page,
+ * index and constraint; https://www.sqlite.org/pragma.html#pragma_integrity_check) and PRAGMA
+ * foreign_key_check. Reports each problem through `cb` (at most 100 from integrity_check).
+ * Returns 0 if the spool is sound, 1 if problems were reported, -1 if it could not be checked at
+ * all (no such file: `err`). */
+int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spool_check_info *info,
+                char *err, size_t errlen);
+
+struct spool_recover_stats {
+	int64_t pages;                /* pages in the old database (after its WAL) */
+	int64_t pages_unreadable;     /* missing or not a b-tree page */
+	int64_t pages_free;           /* on the free-page list, not read */
+	int64_t wal_frames;           /* committed WAL frames applied */
+	int64_t meta, files;          /* rows recovered */
+	int64_t events[3];            /* by state: pending, delivered, dead */
+	int64_t cells_skipped;        /* cells that did not decode as a spool row */
+	int64_t duplicates;           /* older copies of a row dropped for a newer one */
+	int64_t lost_files;           /* placeholder file records made for orphaned events */
+	int instance_recovered;       /* the instance id was among the recovered rows */
+	char corrupt_path[4096 + 64]; /* where the old database was moved */
+};
+
+/* Rebuilds `state_dir`/spool.db from every row it can read. Refuses a spool that another process
+ * has open (SQLite's POSIX locks on the file, https://www.sqlite.org/lockingv3.html), one that is
+ * not an SQLite database, and one whose schema version is newer than this logmeter's. Reads the
+ * old file page by page (with the committed frames of its WAL applied, checksums verified as
+ * https://www.sqlite.org/fileformat2.html#the_write_ahead_log describes), so rows on pages the
+ * b-tree no longer reaches are found too: a table's rows are told apart by their column count and
+ * types; pages on the free-page list are skipped; of two copies of a row the one with the newer
+ * `updated` time wins. Events whose file record is lost get a placeholder record (state "gone").
+ * The new database is written in a directory beside it, synced, and then takes the name
+ * spool.db; the old one (and its WAL) is kept as spool.db.corrupt-<now> (-wal). Returns 0 and
+ * fills *st, or -1 (`err`; the old database is then still in place, unchanged). */
+int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
+                  size_t errlen);
+
+#endif

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Disk full under the spool, on small tmpfs file systems made for the test (root only).
+#
+# 1. The spool fills its own file system: the whole real Apache log is more than fits. Reading
+#    pauses (a clear log line, `status` says so, the file's checkpoint stays below its end and
+#    does not move), sending goes on meanwhile, delivered events are pruned early to make room,
+#    reading resumes, and in the end every expected event was accepted exactly once.
+# 2. Something else fills the file system (min_free_bytes = 0, so that only a failed commit can
+#    tell): a commit fails with SQLITE_FULL, reading pauses the same way, the sender keeps its
+#    unrecorded outcomes in memory (bounded), and once the other file is deleted everything
+#    resumes and drains, again exactly once.
+. "$(dirname "$0")/lib.sh"
+lm_init disk_full
+double_start
+
+mkdir -p "$T/logs"
+# 8,000 lines: about 7,100 events, 1.6 MiB in the spool.
+head -n 8000 "$LOGS/elastic_apache_logs.log" > "$T/logs/access.log"
+LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' \
+	"$T/logs/access.log" > "$T/offsets"
+total=$(wc -l < "$T/offsets")
+[ "$total" -gt 7000 ] || fail "test bug: only $total expected events"
+
+# conf STATE_DIR MIN_FREE FILE: a configuration reading FILE with the spool in STATE_DIR.
+conf() {
+	write_config "$T/$1.conf"
+	sed -i "s|^state_dir = .*|state_dir = $T/$1/state\nmin_free_bytes = $2\nbatch_lines = 200|" \
+		"$T/$1.conf"
+	cat >> "$T/$1.conf" <<CONF
+[source apache]
+path = $3
+[rule bytes]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+value = bytes
+CONF
+}
+
+# The file's checkpoint ("offset N") in a status output.
+offset_of() {
+	sed -n 's/^ *offset \([0-9]*\) .*/\1/p' <<<"$1" | head -n 1
+}
+
+status_paused() {
+	st=$("$LOGMETER" status -c "$1" 2>&1) && grep -q '^ingest: paused (disk full since' <<<"$st"
+}
+
+status_reading() {
+	st=$("$LOGMETER" status -c "$1" 2>&1) && grep -q '^ingest: reading' <<<"$st"
+}
+
+# check_exactly_once CONF FILE: the double accepted exactly the expected identifiers of FILE
+# (accepted.tsv holds only this phase's events) and nothing is pending.
+check_exactly_once() {
+	local uid
+	uid=$(file_uid "$1" "$2")
+	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes < "$T/offsets" |
+		sort > "$T/expected_ids"
+	cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"
+	diff -u "$T/expected_ids" "$T/accepted_ids" > "$T/diff" ||
+		fail "accepted identifiers differ from the expected set: $(head "$T/diff")"
+	st=$("$LOGMETER" status -c "$1")
+	grep -q "^events: pending 0, " <<<"$st" || fail "events still pending: $st"
+}
+
+# ---- 1. the spool fills its own file system ----------------------------------------------------
+# 6 MiB hold the WAL (4.2 MiB once full), min_free_bytes and less than 1 MiB of events: the
+# log's events do not fit. 500 requests per second make the pause last a few seconds.
+lm_mount_tmpfs "$T/one" 6m
+conf one 1M "$T/logs/access.log"
+sed -i 's/^max_requests_per_second = .*/max_requests_per_second = 500/' "$T/one.conf"
+agent_start "$T/one.conf"
+wait_until 30 status_paused "$T/one.conf" || fail "reading never paused: $st"
+size=$(stat -c %s "$T/logs/access.log")
+off1=$(offset_of "$st")
+since1=$(grep '^ingest:' <<<"$st")
+acc1=$(accepted_count)
+[ "$off1" -lt "$size" ] || fail "paused, but the checkpoint $off1 is at the end ($size): $st"
+grep -q "spool disk full ($T/one/state/spool.db): reading paused; nothing is lost, resuming when space is free" \
+	"$T/agent.log" || fail "no clear log line about the pause"
+sleep 0.7
+st=$("$LOGMETER" status -c "$T/one.conf")
+acc2=$(accepted_count)
+if [ "$(grep '^ingest:' <<<"$st")" = "$since1" ]; then
+	# Still the same pause: nothing was read, sending went on.
+	assert_eq "$off1" "$(offset_of "$st")" "checkpoint while paused"
+	[ "$acc2" -gt "$acc1" ] || fail "sending stopped while reading was paused ($acc1 -> $acc2)"
+else
+	note "the pause ended within 0.7 s; not sampled twice"
+fi
+wait_until 180 accepted_at_least "$total" || fail "stuck at $(accepted_count) of $total accepted"
+wait_until 10 status_reading "$T/one.conf" || fail "reading did not resume: $st"
+grep -q "has room again .*: reading resumed" "$T/agent.log" || fail "no log line about the resume"
+grep -q "pruned [0-9]* delivered events before their delivered_retention" "$T/agent.log" ||
+	fail "no delivered events were pruned to make room"
+assert_eq "$size" "$(offset_of "$st")" "checkpoint at the end"
+agent_stop || fail "agent exited $?"
+check_exactly_once "$T/one.conf" "$T/logs/access.log"
+pauses=$(grep -c "spool disk full" "$T/agent.log" || true)
+note "phase 1 ($SECONDS s): $total events exactly once; $pauses pause lines logged"
+
+# ---- 2. something else fills the file system ---------------------------------------------------
+# A fresh spool on 8 MiB, of which another file takes 6 MiB: the 2 MiB left cannot hold the WAL
+# frames of the log's events (3.5 MiB or so before the first checkpoint), so an ingest commit
+# must fail. With min_free_bytes = 0 only the failed commit tells.
+lm_mount_tmpfs "$T/two" 8m
+conf two 0 "$T/logs/access.log"
+mkdir -p "$T/two/state"
+dd if=/dev/zero of="$T/two/other" bs=1k count=6144 2>/dev/null
+mv "$T/accepted.tsv" "$T/accepted.one.tsv"
+double_restart # empty record: a new spool means new identifiers
+: > "$T/agent.log"
+agent_start "$T/two.conf"
+wait_until 30 status_paused "$T/two.conf" || fail "reading never paused: $st"
+grep -q "^ingest: paused (disk full since .*SQLITE_FULL" <<<"$st" || fail "not paused by SQLITE_FULL: $st"
+grep -q "spool disk full ($T/two/state/spool.db): reading paused; nothing is lost" "$T/agent.log" ||
+	fail "no clear log line about the pause"
+off2=$(offset_of "$st")
+[ "$off2" -lt "$size" ] || fail "paused, but the checkpoint $off2 is at the end ($size)"
+# Outcomes the full spool cannot record stay in memory, at most one queue's worth (2,000) plus
+# the requests in flight: the sender then waits.
+sleep 2
+st=$("$LOGMETER" status -c "$T/two.conf")
+acc=$(accepted_count)
+recorded=$(sed -n 's/^events: pending [0-9]*, delivered \([0-9]*\),.*/\1/p' <<<"$st")
+held=$((acc - recorded))
+[ "$acc" -lt "$total" ] || fail "everything was accepted although the disk was full"
+[ "$held" -le 2008 ] || fail "$held outcomes kept in memory while the disk was full (max 2,000 + 8 in flight)"
+grep -q "cannot record [0-9]* delivery outcomes in the spool: .*SQLITE_FULL" "$T/agent.log" ||
+	fail "no log line about the outcomes that could not be recorded"
+assert_eq "$off2" "$(offset_of "$st")" "checkpoint while paused"
+rm "$T/two/other" # the operator frees space
+wait_until 180 accepted_at_least "$total" || fail "stuck at $(accepted_count) of $total accepted"
+wait_until 10 status_reading "$T/two.conf" || fail "reading did not resume: $st"
+agent_stop || fail "agent exited $?"
+check_exactly_once "$T/two.conf" "$T/logs/access.log"
+assert_eq 0 "$(double_stat concurrency_violations)" "requests in flight at once for one customer and meter"
+echo "t_disk_full: $total events exactly once with the spool filling its file system ($pauses pause lines), and again after SQLITE_FULL (paused at offset $off2 of $size, $held outcomes held)"

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Replay: dead letters of a meter that did not exist yet go back to pending once the meter exists
+# and are delivered with the identifiers they were dead-lettered with; dead letters of unmapped
+# customers are delivered with the right cus_ ids once the customer map has them; --rule,
+# --reason and --since select; a running agent picks replayed events up. `replay --delivered`
+# re-sends delivered events (Stripe's dedupe answers them, nothing is billed twice) and refuses
+# events delivered more than 24 hours ago unless --force. `spool export` is checked against the
+# sqlite3 CLI's view of the events table.
+. "$(dirname "$0")/lib.sh"
+lm_init replay
+command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
+double_start
+
+mkdir -p "$T/logs"
+head -n 300 "$LOGS/elastic_apache_logs.log" > "$T/logs/access.log"
+log="$T/logs/access.log"
+# The customer map lacks two of the IPs that made 2xx requests with a byte count.
+LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print $1}' "$log" | sort | uniq -c | sort -rn | awk '{print $2}' > "$T/ips"
+missing1=$(sed -n 2p "$T/ips")
+missing2=$(sed -n 3p "$T/ips")
+awk '{printf "%s,cus_%06d\n", $1, NR}' "$T/ips" > "$T/full.csv"
+grep -v -e "^$missing1," -e "^$missing2," "$T/full.csv" > "$T/customers.csv"
+
+write_config "$T/logmeter.conf"
+cat >> "$T/logmeter.conf" <<CONF
+[source apache]
+path = $log
+[rule favicon]
+source = apache
+event_name = downloads
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /favicon.ico
+customer = ip
+value = 1
+[rule bytes]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+customer_map = $T/customers.csv
+value = bytes
+[rule hits]
+source = apache
+event_name = requests
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET [^"]*\.png
+customer = ip
+value = 1
+CONF
+conf="$T/logmeter.conf"
+db="$T/state/spool.db"
+q() { sqlite3 -cmd '.timeout 10000' "$db" "$@"; }
+
+# Expected counts, from the log itself.
+n_fav=$(grep -c '"GET /favicon.ico' "$log")
+n_bytes=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
+n_unmapped=$(LC_ALL=C awk -v a="$missing1" -v b="$missing2" '($1 == a || $1 == b) && $9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
+n_hits=$(grep -cP '^\S+ \S+ \S+ \[[^\]]+\] "GET [^"]*\.png' "$log")
+[ "$n_fav" -ge 4 ] && [ "$n_unmapped" -ge 2 ] && [ "$n_hits" -ge 10 ] || fail "test bug: sample lacks cases ($n_fav $n_unmapped $n_hits)"
+
+agent_once "$conf" || fail "run --once exited $?"
+assert_eq "$n_fav" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2 AND last_error LIKE '%No active meter%'")" "favicon dead letters (no meter yet)"
+assert_eq "$n_unmapped" "$(q "SELECT count(*) FROM events WHERE rule='bytes' AND state=2 AND customer='' AND last_error LIKE '%not in customer map%'")" "unmapped dead letters"
+assert_eq "$((n_bytes - n_unmapped))" "$(q "SELECT count(*) FROM events WHERE rule='bytes' AND state=1")" "mapped bytes delivered"
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "hits delivered"
+
+# ---- spool export: JSON lines, every field, compared with the sqlite3 CLI's view ----
+"$LOGMETER" spool export -c "$conf" > "$T/export_before.jsonl" || fail "spool export exited $?"
+q -separator $'\t' "SELECT e.id, e.identifier, e.event_name, e.payload_customer_key, e.customer, e.payload_value_key, e.value, e.customer_key, e.timestamp, CASE e.state WHEN 0 THEN 'pending' WHEN 1 THEN 'delivered' ELSE 'dead' END, e.attempts, coalesce(e.last_error, ''), e.rule, e.file_id, f.path, e.line_offset, e.created, coalesce(e.delivered_at, '') FROM events e JOIN files f ON f.id = e.file_id ORDER BY e.id" > "$T/cli_view.tsv"
+"$PYTHON3" - "$T/export_before.jsonl" "$T/cli_view.tsv" <<'PY' || fail "spool export does not match the events table"
+import json, sys
+rows = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    o = json.loads(line)
+    rows[o["id"]] = o
+cli = [l.rstrip("\n").split("\t") for l in open(sys.argv[2], encoding="utf-8")]
+assert len(cli) == len(rows), (len(cli), len(rows))
+for c in cli:
+    o = rows[int(c[0])]
+    want = {"identifier": c[1], "event_name": c[2], "payload": {c[3]: c[4], c[5]: c[6]},
+            "customer_key": c[7], "timestamp": int(c[8]), "state": c[9], "attempts": int(c[10]),
+            "last_error": c[11] or None, "rule": c[12], "file_id": int(c[13]), "file": c[14],
+            "line_offset": int(c[15]), "created": int(c[16]),
+            "delivered_at": int(c[17]) if c[17] else None}
+    for k, v in want.items():
+        assert o[k] == v, (c[0], k, o[k], v)
+print("export matches %d rows" % len(cli))
+PY
+"$LOGMETER" spool export -c "$conf" --state dead > "$T/export_dead.jsonl" || fail "export --state dead"
+assert_eq "$((n_fav + n_unmapped))" "$(wc -l < "$T/export_dead.jsonl")" "export --state dead lines"
+"$PYTHON3" -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]; assert all(json.loads(l)["state"] == "dead" for l in open(sys.argv[1]))' "$T/export_dead.jsonl" || fail "export --state dead has other states"
+"$LOGMETER" spool export -c "$conf" --state bogus >/dev/null 2>&1 && fail "export --state bogus accepted"
+
+# Identifiers of the dead letters before any replay: the reference.
+"$PYTHON3" -c '
+import json, sys
+for l in open(sys.argv[1]):
+    o = json.loads(l)
+    if o["state"] == "dead" and o["rule"] == sys.argv[2]:
+        print(o["identifier"])' "$T/export_before.jsonl" favicon | sort > "$T/fav_ids"
+assert_eq "$n_fav" "$(wc -l < "$T/fav_ids")" "favicon identifiers in the export"
+
+# ---- filters that select nothing move nothing ----
+out=$("$LOGMETER" replay -c "$conf" --dead --rule favicon --reason 'no such reason text') || fail "replay --reason exited $?"
+grep -q "replay: 0 events moved" <<<"$out" || fail "--reason matched: $out"
+out=$("$LOGMETER" replay -c "$conf" --dead --since "@$(( $(date +%s) + 3600 ))") || fail "replay --since future exited $?"
+grep -q "replay: 0 events moved" <<<"$out" || fail "--since in the future matched: $out"
+out=$("$LOGMETER" replay -c "$conf" --dead --rule favicon --dry-run) || fail "dry run exited $?"
+grep -q "rule favicon: $n_fav would move to pending" <<<"$out" || fail "dry run: $out"
+assert_eq "$n_fav" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2")" "dry run moved nothing"
+"$LOGMETER" replay -c "$conf" --dead --since yesterday >/dev/null 2>&1 && fail "--since yesterday accepted"
+"$LOGMETER" replay -c "$conf" --dead --delivered >/dev/null 2>&1 && fail "--dead --delivered accepted"
+
+# ---- the meter now exists: --since takes the recently dead half, --reason the rest ----
+DOUBLE_METERS="bandwidth_bytes requests downloads" double_restart
+half=$((n_fav / 2))
+q "UPDATE events SET updated = updated - 2 * 86400 WHERE id IN (SELECT id FROM events WHERE rule='favicon' AND state=2 ORDER BY id LIMIT $half)"
+out=$("$LOGMETER" replay -c "$conf" --dead --rule favicon --since 1d) || fail "replay --since 1d exited $?"
+grep -q "rule favicon: $((n_fav - half)) moved to pending" <<<"$out" || fail "replay --since 1d: $out"
+assert_eq "$half" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2")" "older dead letters stayed"
+agent_once "$conf" || fail "run --once after replay exited $?"
+assert_eq "$((n_fav - half))" "$(grep -c $'\tdownloads\t' "$T/accepted.tsv")" "replayed favicon events delivered by run --once"
+
+# A running agent picks up what a replay moves behind its cursor.
+agent_start "$conf"
+wait_until 20 grep -q "started" "$T/agent.log" || fail "agent did not start"
+out=$("$LOGMETER" replay -c "$conf" --dead --reason 'No active meter found') || fail "replay --reason exited $?"
+grep -q "rule favicon: $half moved to pending" <<<"$out" || fail "replay --reason: $out"
+wait_until 30 eval '[ "$(grep -c $'"'"'\tdownloads\t'"'"' "$T/accepted.tsv")" -ge '"$n_fav"' ]' || fail "the running agent did not send the replayed events"
+grep $'\tdownloads\t' "$T/accepted.tsv" | cut -f1 | sort > "$T/fav_accepted"
+diff -u "$T/fav_ids" "$T/fav_accepted" > "$T/diff" || fail "replayed events were sent with other identifiers: $(head "$T/diff")"
+
+# ---- unmapped customers: still unmapped stay dead; once in the map, delivered with the cus_ id ----
+out=$("$LOGMETER" replay -c "$conf" --dead --rule bytes) || fail "replay (unmapped) exited $?"
+grep -q "rule bytes: 0 moved to pending; $n_unmapped kept: customer key still not in the customer map" <<<"$out" || fail "replay before the map is fixed: $out"
+q "SELECT identifier FROM events WHERE rule='bytes' AND state=2" | sort > "$T/unmapped_ids"
+cp "$T/full.csv" "$T/customers.csv"
+out=$("$LOGMETER" replay -c "$conf" --dead --rule bytes) || fail "replay (mapped) exited $?"
+grep -q "rule bytes: $n_unmapped moved to pending ($n_unmapped with their customer now mapped)" <<<"$out" || fail "replay after the map is fixed: $out"
+wait_until 30 eval '[ "$(q "SELECT count(*) FROM events WHERE rule='"'bytes'"' AND state=1")" -eq '"$n_bytes"' ]' || fail "re-mapped events not delivered"
+# Each was accepted once, with its identifier from before and the customer the map gives its IP.
+q -separator $'\t' "SELECT identifier, customer_key FROM events WHERE identifier IN ($(sed "s/.*/'&'/" "$T/unmapped_ids" | paste -sd,))" | sort > "$T/remapped"
+assert_eq "$n_unmapped" "$(wc -l < "$T/remapped")" "re-mapped events"
+while IFS=$'\t' read -r id ip; do
+	want=$(grep "^$ip," "$T/full.csv" | cut -d, -f2)
+	got=$(awk -F'\t' -v id="$id" '$1 == id {print $3}' "$T/accepted.tsv")
+	assert_eq "$want" "$got" "customer of re-mapped event $id ($ip)"
+done < "$T/remapped"
+
+# ---- replay --delivered within 24 hours: re-sent, deduped by Stripe, not billed twice ----
+before=$(accepted_count)
+cp "$T/accepted.tsv" "$T/accepted_before.tsv"
+dups_before=$(( $(double_stat duplicates) + $(double_stat replays) ))
+out=$("$LOGMETER" replay -c "$conf" --delivered --since 1h --rule hits 2>"$T/warn") || fail "replay --delivered exited $?"
+grep -q "Stripe dedupes event identifiers for 24 hours only" "$T/warn" || fail "no dedupe warning: $(cat "$T/warn")"
+grep -q "rule hits: $n_hits moved to pending" <<<"$out" || fail "replay --delivered: $out"
+wait_until 30 eval '[ "$(q "SELECT count(*) FROM events WHERE rule='"'hits'"' AND state=1")" -eq '"$n_hits"' ]' || fail "re-sent delivered events not marked delivered again"
+wait_until 10 eval '[ $(( $(double_stat duplicates) + $(double_stat replays) )) -ge $(( dups_before + n_hits )) ]' || fail "the double did not see $n_hits re-sends"
+assert_eq "$before" "$(accepted_count)" "events accepted (billed) after the re-send"
+cmp -s "$T/accepted_before.tsv" "$T/accepted.tsv" || fail "the accepted record changed"
+agent_stop || fail "agent exited $? on SIGTERM"
+
+# ---- delivered more than 24 hours ago: refused without --force ----
+old=$(( $(date +%s) - 2 * 86400 ))
+q "UPDATE events SET delivered_at = $old, updated = $old WHERE id IN (SELECT id FROM events WHERE rule='hits' AND state=1 ORDER BY id LIMIT 3)"
+rc=0
+out=$("$LOGMETER" replay -c "$conf" --delivered --since 3d --rule hits 2>"$T/warn") || rc=$?
+assert_eq 1 "$rc" "exit code of a refused replay --delivered"
+grep -q "3 of the selected events were delivered more than 24 hours ago" "$T/warn" || fail "refusal message: $(cat "$T/warn")"
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "a refused replay moved nothing"
+out=$("$LOGMETER" replay -c "$conf" --delivered --since 3d --rule hits --force 2>"$T/warn") || fail "replay --force exited $?"
+grep -q "rule hits: $n_hits moved to pending" <<<"$out" || fail "replay --force: $out"
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=0")" "forced replay moved all"
+# Replayed events keep identifier and payload; their row ids come after every other event.
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=0 AND id > (SELECT max(id) FROM events WHERE rule <> 'hits')")" "replayed events are after the others"
+agent_once "$conf" || fail "run --once after the forced replay exited $?"
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "forced replay delivered"
+# Identifiers unchanged from the first export.
+"$LOGMETER" spool export -c "$conf" > "$T/export_after.jsonl" || fail "export after"
+"$PYTHON3" - "$T/export_before.jsonl" "$T/export_after.jsonl" <<'PY' || fail "identifiers or payloads changed"
+import json, sys
+def load(p):
+    return {(o["file_id"], o["line_offset"], o["rule"]): o for o in map(json.loads, open(p))}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.keys() == b.keys()
+for k in a:
+    assert a[k]["identifier"] == b[k]["identifier"], k
+    assert a[k]["timestamp"] == b[k]["timestamp"], k
+    if a[k]["payload"] != b[k]["payload"]:
+        assert a[k]["rule"] == "bytes" and a[k]["state"] == "dead", k  # only re-mapped ones
+PY
+echo "t_replay: $n_fav favicon and $n_unmapped unmapped dead letters replayed and delivered once; $n_hits delivered events re-sent without a second billing"

@@ -1,0 +1,189 @@
+# Helpers for the tailing tests (t_rotation.sh, t_identity.sh, ...). Source it after lib.sh and
+# lm_init. The test lines are real nginx access-log lines with a request id appended
+# (" rid=N", as with nginx's $request_id): every line is distinct, and the rule bills the rid as
+# the event's value, so the values the Stripe double accepted must be exactly the rids written,
+# each once, whatever uid the agent gave each file. The identifiers are checked too, computed by
+# tests/identifiers.py from the byte offsets awk finds in the files as they are on disk.
+
+NGINX_LOG=$LOGS/elastic_nginx_logs_prefix29480.log
+NGINX_LINES=$(wc -l < "$NGINX_LOG")
+
+# lines FIRST COUNT: lines with rids FIRST .. FIRST+COUNT-1 (line N of the real log, cycling).
+lines() {
+	LC_ALL=C awk -v first="$1" -v n="$2" -v total="$NGINX_LINES" '
+		BEGIN { last = first + n - 1; stop = last <= total ? last : total }
+		{ l[NR] = $0 }
+		NR >= stop { exit }
+		END {
+			for (r = first; r <= last; r++)
+				printf "%s rid=%d\n", l[(r - 1) % total + 1], r
+		}' "$NGINX_LOG"
+}
+
+# rule_conf SOURCE PATH [more source lines]: a [source] and its rule "rid_SOURCE" that bills
+# each line's rid to its client IP (event name "requests").
+rule_conf() {
+	local src=$1 path=$2
+	shift 2
+	printf '[source %s]\npath = %s\n' "$src" "$path"
+	local l
+	for l in "$@"; do printf '%s\n' "$l"; done
+	printf '[rule rid_%s]\nsource = %s\nevent_name = requests\n' "$src" "$src"
+	printf 'pattern = ^(?<ip>\\S+) .* rid=(?<rid>\\d+)$\ncustomer = ip\nvalue = rid\n\n'
+}
+
+# rids_of FILE...: the rids of the lines of the files (CRs and NULs ignored), one a line.
+rids_of() {
+	local f
+	for f in "$@"; do
+		"$PYTHON3" -c '
+import os, re, sys
+mx = int(os.environ.get("LINE_MAX", "0"))
+data = open(sys.argv[1], "rb").read()
+for line in data.split(b"\n")[:-1]:
+    bare = line.replace(b"\0", b"")
+    m = re.search(rb" rid=([0-9]+)\r?$", bare)
+    if m and (not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx):
+        print(int(m.group(1)))' "$f"
+	done
+}
+
+# offsets_of FILE: (with LINE_MAX=N in the environment, lines longer than N bytes without CR
+# and NULs are left out, as the agent skips them) byte offsets of the complete lines ending in " rid=N" (a CR before the
+# newline allowed), one a line. NUL bytes are no part of a line: a line starts at its first byte
+# that is not a NUL (docs/tailing.md). A last line without its newline is not a line yet.
+offsets_of() {
+	"$PYTHON3" -c '
+import os, re, sys
+mx = int(os.environ.get("LINE_MAX", "0"))
+data = open(sys.argv[1], "rb").read()
+pos = 0
+while True:
+    nl = data.find(b"\n", pos)
+    if nl < 0:
+        break
+    line = data[pos:nl]
+    lead = len(line) - len(line.lstrip(b"\0"))
+    bare = line.replace(b"\0", b"")
+    short = not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx
+    if short and re.search(rb" rid=[0-9]+\r?$", bare):
+        print(pos + lead)
+    pos = nl + 1' "$1"
+}
+
+# spool_sql CONF SQL [ARGS...]: runs a read-only query on the agent's spool, rows as TSV.
+spool_sql() {
+	local conf=$1 sql=$2 state
+	shift 2
+	state=$(sed -n 's/^[[:space:]]*state_dir[[:space:]]*=[[:space:]]*//p' "$conf" | tail -n 1)
+	"$PYTHON3" -c '
+import sqlite3, sys
+db = sqlite3.connect("file:%s/spool.db?mode=ro" % sys.argv[1], uri=True, timeout=10)
+for row in db.execute(sys.argv[2], sys.argv[3:]):
+    print("\t".join("" if v is None else str(v) for v in row))' "$state" "$sql" "$@"
+}
+
+# uid_of CONF SOURCE FILE: the uid of the newest record of the file on disk (by device and inode).
+uid_of() {
+	local dev ino
+	dev=$("$PYTHON3" -c 'import os, sys; print(os.stat(sys.argv[1]).st_dev)' "$3")
+	ino=$(stat -c %i "$3")
+	spool_sql "$1" "SELECT uid FROM files WHERE source = ? AND dev = ? AND ino = ? ORDER BY id DESC LIMIT 1" "$2" "$dev" "$ino"
+}
+
+# ids_for SOURCE UID FILE: the identifiers of FILE's rid lines read under UID (instance "test",
+# rule rid_SOURCE).
+ids_for() {
+	offsets_of "$3" | "$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$1" "$2" "rid_$1"
+}
+
+# expect_file CONF SOURCE FILE...: appends each file's identifiers (under the uid of the newest
+# record of its device and inode) to $T/expected_ids and its rids to $T/expected_rids. One
+# process for all the files; the identifiers come from tests/identifiers.py.
+expect_file() {
+	local conf=$1 src=$2 state
+	shift 2
+	state=$(sed -n 's/^[[:space:]]*state_dir[[:space:]]*=[[:space:]]*//p' "$conf" | tail -n 1)
+	"$PYTHON3" - "$top_srcdir/tests" "$state" "$src" "$T/expected_ids" "$T/expected_rids" "$@" <<'PY' ||
+import os, re, sqlite3, sys
+sys.path.insert(0, sys.argv[1])
+from identifiers import identifier
+state, src, out_ids, out_rids = sys.argv[2:6]
+mx = int(os.environ.get("LINE_MAX", "0"))
+db = sqlite3.connect("file:%s/spool.db?mode=ro" % state, uri=True, timeout=10)
+with open(out_ids, "a") as fi, open(out_rids, "a") as fr:
+    for path in sys.argv[6:]:
+        st = os.stat(path)
+        row = db.execute("SELECT uid FROM files WHERE source = ? AND dev = ? AND ino = ?"
+                         " ORDER BY id DESC LIMIT 1", (src, st.st_dev, st.st_ino)).fetchone()
+        if row is None:
+            sys.exit("no spool record for %s" % path)
+        data = open(path, "rb").read()
+        pos = 0
+        while True:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            line = data[pos:nl]
+            lead = len(line) - len(line.lstrip(b"\0"))
+            bare = line.replace(b"\0", b"")
+            short = not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx
+            m = re.search(rb" rid=([0-9]+)\r?$", bare)
+            if short and m:
+                fi.write(identifier("test", src, row[0], pos + lead, "rid_" + src) + "\n")
+                fr.write("%d\n" % int(m.group(1)))
+            pos = nl + 1
+PY
+		fail "expect_file failed"
+}
+
+# check_accepted: the double accepted exactly the identifiers in $T/expected_ids and the values
+# in $T/expected_rids, each once.
+check_accepted() {
+	sort "$T/expected_ids" > "$T/exp_ids.sorted"
+	sort -n "$T/expected_rids" > "$T/exp_rids.sorted"
+	[ "$(sort -u "$T/exp_ids.sorted" | wc -l)" = "$(wc -l < "$T/exp_ids.sorted")" ] ||
+		fail "test bug: expected identifiers are not distinct"
+	[ "$(sort -u "$T/exp_rids.sorted" | wc -l)" = "$(wc -l < "$T/exp_rids.sorted")" ] ||
+		fail "test bug: expected rids are not distinct"
+	cut -f1 "$T/accepted.tsv" | sort > "$T/acc_ids.sorted"
+	cut -f4 "$T/accepted.tsv" | sort -n > "$T/acc_rids.sorted"
+	diff -u "$T/exp_rids.sorted" "$T/acc_rids.sorted" > "$T/diff_rids" ||
+		fail "accepted values (rids) differ from those written (- lost, + extra or twice): $(grep '^[-+][0-9]' "$T/diff_rids" | head -20 | tr '\n' ' ')"
+	diff -u "$T/exp_ids.sorted" "$T/acc_ids.sorted" > "$T/diff_ids" ||
+		fail "accepted identifiers differ from the expected set: $(grep '^[-+]lm' "$T/diff_ids" | head -10 | tr '\n' ' ')"
+}
+
+# status_tsv CONF: `logmeter status` as TSV, one record a line: path uid state offset size lag
+# lines matched unmatched invalid long_lines nul_bytes events resets source inode.
+status_tsv() {
+	"$LOGMETER" status -c "$1" | LC_ALL=C awk '
+		/^  \// { path = substr($0, 3); next }
+		/^    source / { src = $2; uid = $4; ino = $8; sub(/\)/, "", ino); state = $10; next }
+		/^    offset / { off = $2; size = $4; lag = $6; next }
+		/^    lines / {
+			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			    path, uid, state, off, size, lag, $2, $4, $6, $8, $11, $14, $16, $19, src, ino
+		}'
+}
+
+# status_sum CONF COLUMN [AWK-CONDITION]: the sum of a status_tsv column (1-based) over the
+# records that satisfy the condition (e.g. '$15 == "live"').
+status_sum() {
+	status_tsv "$1" | LC_ALL=C awk -F'\t' "${3:-1} { s += \$$2 } END { print s + 0 }"
+}
+
+# status_state CONF FILE: the state of the newest record of FILE (by its inode on disk).
+status_state() {
+	local uid
+	uid=$(uid_of "$1" "$2" "$3")
+	status_tsv "$1" | awk -F'\t' -v u="$uid" '$2 == u { print $3 }'
+}
+
+# open_fds PID: the paths the process has open, one a line.
+open_fds() {
+	local f
+	for f in /proc/"$1"/fd/*; do
+		readlink "$f" 2>/dev/null || true
+	done
+}

@@ -1,0 +1,450 @@
+/* Unit tests for space (and the spool functions it uses): a real spool in a mkdtemp() directory,
+ * filled by spool_commit as the tail does, with the limits of a hand-made configuration. Sizes
+ * are checked against SQLite's own page counts, read through a separate raw connection. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "event.h"
+#include "space.h"
+#include "spool.h"
+
+#define BATCH 200
+
+struct fixture {
+	char dir[64];
+	char state[128];
+	struct config cfg;
+	struct spool *sp;
+	struct spool_file f;
+	int64_t next_offset;
+	struct event *batch;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	char err[512] = "";
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_space.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL) {
+		print_error("spool_open: %s\n", err);
+		return -1;
+	}
+	fx->cfg.main_file = "test.conf";
+	fx->cfg.agent.state_dir = fx->state;
+	fx->cfg.agent.batch_lines = BATCH;
+	snprintf(fx->f.source, sizeof(fx->f.source), "app");
+	snprintf(fx->f.path, sizeof(fx->f.path), "%s/app.log", fx->dir);
+	fx->f.ino = 42;
+	assert_int_equal(spool_file_add(fx->sp, &fx->f, err, sizeof(err)), 0);
+	fx->batch = calloc(BATCH, sizeof(*fx->batch));
+	assert_non_null(fx->batch);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	spool_free(fx->sp);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx->batch);
+	free(fx);
+	return 0;
+}
+
+/* The next BATCH events of the file, every 10th a dead letter (as an unmapped customer is). */
+static void fill_batch(struct fixture *fx)
+{
+	for (size_t i = 0; i < BATCH; i++) {
+		struct event *ev = &fx->batch[i];
+		int64_t off = fx->next_offset;
+
+		memset(ev, 0, sizeof(*ev));
+		ev->file_id = fx->f.id;
+		ev->line_offset = off;
+		snprintf(ev->rule, sizeof(ev->rule), "r1");
+		snprintf(ev->identifier, sizeof(ev->identifier), "lm1-%040lld", (long long)off);
+		snprintf(ev->event_name, sizeof(ev->event_name), "api_calls");
+		snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key),
+		         "stripe_customer_id");
+		snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "value");
+		snprintf(ev->customer_key, sizeof(ev->customer_key), "cus_%06lld",
+		         (long long)(off % 97));
+		snprintf(ev->customer, sizeof(ev->customer), "%s", ev->customer_key);
+		snprintf(ev->value, sizeof(ev->value), "%lld", (long long)(off % 1000));
+		ev->timestamp = (int64_t)time(NULL);
+		ev->state = (off / 100) % 10 == 9 ? EVENT_DEAD : EVENT_PENDING;
+		if (ev->state == EVENT_DEAD)
+			snprintf(ev->last_error, sizeof(ev->last_error), "no customer");
+		fx->next_offset += 100;
+	}
+	fx->f.offset = fx->next_offset;
+}
+
+/* Bytes of pages in use, by a separate raw connection. */
+static int64_t raw_used(const struct fixture *fx)
+{
+	char path[192];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	snprintf(path, sizeof(path), "%s/spool.db", fx->state);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT (p.page_count - f.freelist_count) * s.page_size"
+	                                    " FROM pragma_page_count p, pragma_freelist_count f,"
+	                                    " pragma_page_size s",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* Marks every pending event delivered, `when` seconds since the epoch. Returns how many. */
+static int64_t deliver_all(struct fixture *fx, int64_t when)
+{
+	struct event *evs = calloc(BATCH, sizeof(*evs));
+	struct spool_mark m[BATCH];
+	int64_t total = 0, after = 0;
+	size_t n;
+	char err[512] = "";
+
+	assert_non_null(evs);
+	for (;;) {
+		assert_int_equal(spool_pending(fx->sp, after, evs, BATCH, &n, err, sizeof(err)), 0);
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			m[i] = (struct spool_mark){
+			    .id = evs[i].id, .state = EVENT_DELIVERED, .attempts = 1, .when = when};
+			after = evs[i].id;
+		}
+		assert_int_equal(spool_mark(fx->sp, m, n, err, sizeof(err)), 0);
+		total += (int64_t)n;
+	}
+	free(evs);
+	return total;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Commits batches, asking space_admit first as the tail does, until it refuses. Returns the
+ * batches committed. */
+static int fill_until_paused(struct fixture *fx, struct space *s, int max_batches)
+{
+	char err[512] = "";
+	int i;
+
+	for (i = 0; i < max_batches; i++) {
+		if (space_admit(s, err, sizeof(err)) != 0)
+			break;
+		fill_batch(fx);
+		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		                 0);
+	}
+	return i;
+}
+
+/* max_spool_bytes: reading pauses at the limit, stays paused while nothing is delivered, and
+ * resumes once delivered events can be pruned; pending and dead events are never pruned. */
+static void test_limit_pause_and_resume(void **state)
+{
+	struct fixture *fx = *state;
+	struct space *s;
+	struct space_status ss;
+	struct spool_counts c0, c1;
+	char err[512] = "";
+	int64_t wait = 0, limit = 256 * 1024, used, dead_before, delivered;
+	int batches;
+
+	fx->cfg.agent.max_spool_bytes = limit;
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	space_publish(s);
+	assert_int_equal(space_paused(s), 0);
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.found, 1);
+	assert_int_equal(ss.state, SPACE_READING);
+	assert_int_equal(ss.pid, (long)getpid());
+
+	batches = fill_until_paused(fx, s, 1000);
+	assert_true(batches > 1 && batches < 1000);
+	assert_int_equal(space_paused(s), 1);
+	used = raw_used(fx);
+	assert_true(used >= limit);
+	assert_true(used <= limit + 128 * 1024); /* at most one batch past it */
+	/* Refused again without measuring, with the reason. */
+	assert_int_equal(space_admit(s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "reading paused"));
+	assert_non_null(strstr(err, "max_spool_bytes"));
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.state, SPACE_LIMIT);
+	assert_non_null(strstr(ss.detail, "max_spool_bytes 256 KiB"));
+	assert_true(ss.since > 0 && ss.since <= (int64_t)time(NULL));
+
+	/* Not due yet; then due, but nothing delivered: still paused, nothing pruned. */
+	assert_int_equal(space_poll(s, &wait), 0);
+	assert_true(wait > 0 && wait <= 1000);
+	assert_int_equal(spool_counts(fx->sp, &c0, err, sizeof(err)), 0);
+	sleep_ms(1100);
+	assert_int_equal(space_poll(s, &wait), 0);
+	assert_int_equal(space_paused(s), 1);
+	assert_int_equal(spool_counts(fx->sp, &c1, err, sizeof(err)), 0);
+	assert_memory_equal(&c0, &c1, sizeof(c0));
+
+	/* The sender delivers everything: the next poll prunes delivered events and resumes. */
+	dead_before = c0.dead;
+	delivered = deliver_all(fx, (int64_t)time(NULL));
+	assert_int_equal(delivered, c0.pending);
+	sleep_ms(1100);
+	assert_int_equal(space_poll(s, &wait), 1);
+	assert_int_equal(wait, -1);
+	assert_int_equal(space_paused(s), 0);
+	assert_int_equal(spool_counts(fx->sp, &c1, err, sizeof(err)), 0);
+	assert_int_equal(c1.pending, 0);
+	assert_int_equal(c1.dead, dead_before); /* never pruned */
+	assert_true(c1.delivered < delivered);  /* some pruned before their retention */
+	assert_true(raw_used(fx) < limit - limit / 10 + 4096);
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.state, SPACE_READING);
+	assert_string_equal(ss.detail, "");
+
+	/* Reading goes on; then stopping writes "stopped". */
+	assert_int_equal(space_admit(s, err, sizeof(err)), 0);
+	space_free(s);
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.state, SPACE_STOPPED);
+	assert_int_equal(ss.running, 0);
+}
+
+/* Before pausing, admit prunes delivered events itself if that makes the room: reading then
+ * does not pause at all. */
+static void test_limit_prunes_delivered_first(void **state)
+{
+	struct fixture *fx = *state;
+	struct space *s;
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t limit = 256 * 1024;
+	int batches;
+
+	fx->cfg.agent.max_spool_bytes = limit;
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	/* About four times the limit's worth of batches, each delivered right after its commit;
+	 * their dead letters (one in ten, kept) stay well below it. */
+	for (batches = 0; batches < 20; batches++) {
+		assert_int_equal(space_admit(s, err, sizeof(err)), 0);
+		fill_batch(fx);
+		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		                 0);
+		deliver_all(fx, (int64_t)time(NULL));
+	}
+	assert_int_equal(space_paused(s), 0);
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_true(c.delivered < 20 * BATCH * 9 / 10 / 2); /* pruned early */
+	assert_int_equal(c.dead, 20 * BATCH / 10);          /* kept */
+	assert_true(raw_used(fx) <= limit + 128 * 1024);
+	space_free(s);
+}
+
+/* min_free_bytes larger than any disk: the first admit pauses for lack of room. */
+static void test_min_free_pauses(void **state)
+{
+	struct fixture *fx = *state;
+	struct space *s;
+	struct space_status ss;
+	char err[512] = "";
+	int64_t wait;
+
+	fx->cfg.agent.min_free_bytes = 1024LL << 40;
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	space_publish(s);
+	assert_int_equal(space_admit(s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "min_free_bytes"));
+	assert_int_equal(space_paused(s), 1);
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.state, SPACE_DISK_FULL);
+	sleep_ms(1100);
+	assert_int_equal(space_poll(s, &wait), 0);
+	assert_int_equal(space_paused(s), 1);
+	assert_int_equal(wait, 1000);
+	space_free(s);
+}
+
+/* No limits: admit never measures nor refuses; a failed commit that was not a full disk does not
+ * pause. */
+static void test_no_limits(void **state)
+{
+	struct fixture *fx = *state;
+	struct space *s;
+	char err[512] = "";
+
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	assert_int_equal(fill_until_paused(fx, s, 20), 20);
+	/* A commit that fails for another reason: an unknown file id (foreign key). */
+	fx->f.id = 9999;
+	fill_batch(fx);
+	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), -1);
+	assert_int_equal(spool_failed_full(fx->sp), 0);
+	space_commit_failed(s, err);
+	assert_int_equal(space_paused(s), 0);
+	assert_int_equal(space_admit(NULL, err, sizeof(err)), 0);
+	assert_int_equal(space_paused(NULL), 0);
+	space_free(s);
+	space_free(NULL);
+}
+
+/* spool_prune_oldest_delivered: oldest delivery first, never pending or dead. */
+static void test_prune_oldest_delivered(void **state)
+{
+	struct fixture *fx = *state;
+	struct event evs[3];
+	struct spool_mark m;
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t deleted = -1, now = (int64_t)time(NULL);
+	size_t n;
+
+	fill_batch(fx); /* 180 pending, 20 dead */
+	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), 0);
+	assert_int_equal(spool_pending(fx->sp, 0, evs, 3, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	/* Delivered in the order 2, 0, 1. */
+	for (int k = 0; k < 3; k++) {
+		int i = (k + 2) % 3;
+
+		m = (struct spool_mark){.id = evs[i].id,
+		                        .state = EVENT_DELIVERED,
+		                        .attempts = 1,
+		                        .when = now - 100 + k};
+		assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	}
+	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 2, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 2);
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.pending, 177);
+	assert_int_equal(c.dead, 20);
+	/* The one left is event 1, delivered last. */
+	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 0, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 0);
+	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 10, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 1);
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.delivered + c.pending + c.dead, 197);
+	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 10, &deleted, err, sizeof(err)), 0);
+	assert_int_equal(deleted, 0);
+}
+
+/* spool_usage against SQLite's own numbers, and the files' sizes. */
+static void test_usage(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_usage u;
+	char err[512] = "", path[192];
+	struct stat st;
+
+	for (int i = 0; i < 5; i++) {
+		fill_batch(fx);
+		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		                 0);
+	}
+	assert_int_equal(spool_usage(fx->sp, &u, err, sizeof(err)), 0);
+	assert_int_equal(u.page_size, 4096);
+	assert_int_equal((u.pages - u.free_pages) * u.page_size, raw_used(fx));
+	assert_int_equal(u.wal_autocheckpoint, 1000);
+	snprintf(path, sizeof(path), "%s/spool.db-wal", fx->state);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(u.wal_file, st.st_size);
+	snprintf(path, sizeof(path), "%s/spool.db", fx->state);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(u.db_file, st.st_size);
+	assert_true(u.wal_file > 0);
+	assert_int_equal(spool_checkpoint(fx->sp, err, sizeof(err)), 0);
+	assert_int_equal(spool_usage(fx->sp, &u, err, sizeof(err)), 0);
+	assert_int_equal(u.db_file, u.pages * u.page_size); /* copied in: the file has every page */
+	assert_string_equal(spool_path(fx->sp), path);
+}
+
+/* The state file as `status` reads it. */
+static void test_status_read(void **state)
+{
+	struct fixture *fx = *state;
+	struct space_status ss;
+	char err[512] = "", path[192];
+	FILE *f;
+
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.found, 0);
+	assert_int_equal(ss.running, 0);
+	snprintf(path, sizeof(path), "%s/%s", fx->state, SPACE_STATE_FILE);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f,
+	        "# comment\npid 1\ningest spool-limit\nsince 1700000000\ndetail 4.0 MiB in use, "
+	        "max_spool_bytes 4.0 MiB   \n%200s\n",
+	        "");
+	fclose(f);
+	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
+	assert_int_equal(ss.found, 1);
+	assert_int_equal(ss.pid, 1);
+	assert_int_equal(ss.state, SPACE_LIMIT);
+	assert_int_equal(ss.since, 1700000000);
+	assert_string_equal(ss.detail, "4.0 MiB in use, max_spool_bytes 4.0 MiB");
+	assert_int_equal(ss.running, 0); /* pid 1 is not a logmeter */
+	assert_string_equal(space_state_name(SPACE_DISK_FULL), "disk-full");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_limit_pause_and_resume, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_limit_prunes_delivered_first, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_min_free_pauses, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_oldest_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_read, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
