@@ -72,7 +72,22 @@ struct tail {
 	/* Opened again after tail_suspend: the next read checks the head too, since the file was
 	 * not held open meanwhile. */
 	int verify_head;
+	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
+	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log. */
+	int64_t warned_invalid, warned_long;
 };
+
+/* Whether a rate-limited warning is due (once a minute), updating *last. */
+static int tail_warn_due(int64_t *last)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (*last != 0 && ts.tv_sec - *last < 60)
+		return 0;
+	*last = ts.tv_sec;
+	return 1;
+}
 
 /* What one tail_read needs, allocated per call: idle tails (there may be thousands) hold no
  * buffers, and glibc reuses the freed blocks for the next read. */
@@ -701,8 +716,14 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			break;
 		case RULE_INVALID:
 		default:
-			log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset, name,
-			          r->reason);
+			if (tail_warn_due(&t->warned_invalid))
+				log_warn("%s: line at offset %" PRId64 ": rule '%s' matched but made no "
+				         "event: %s (such lines are counted as invalid in `logmeter "
+				         "status`; logged at most once a minute per file)",
+				         t->path, line_offset, name, r->reason);
+			else
+				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset, name,
+				          r->reason);
 			break;
 		}
 	}
@@ -960,6 +981,13 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 			if (skipping) {
 				nf.counters.lines++;
 				nf.counters.long_lines++;
+				if (tail_warn_due(&t->warned_long))
+					log_warn("%s: skipped a line longer than max_line_length (%" PRId64
+					         " bytes) before offset %" PRId64 " (counted as long "
+					         "lines in `logmeter status`; logged at most once a minute "
+					         "per file)",
+					         t->path, t->ctx.cfg->agent.max_line_length,
+					         base + (int64_t)r);
 			} else if (!(nul_only && line_off < 0)) {
 				if (line_off < 0)
 					line_off = base + (int64_t)r;
