@@ -477,7 +477,8 @@ out:
 	return ret;
 }
 
-/* Runs a one-row PRAGMA and returns its integer value in *out. */
+/* Runs a one-row PRAGMA or query and returns its integer value in *out. Prepared per call: these
+ * run once per commit at most, so caching them is not worth a slot in the handle's table. */
 static int pragma_int(struct spool *sp, const char *sql, int64_t *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
@@ -1533,28 +1534,6 @@ out:
 
 /* ---- room: size, early pruning, full disk (src/space.c) ---- */
 
-/* A one-row integer PRAGMA or query on a statement prepared for the call: these run once per
- * commit at most, so caching them is not worth a slot in the handle's table. */
-static int query_int(struct spool *sp, const char *sql, int64_t *out, char *err, size_t errlen)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
-
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			*out = sqlite3_column_int64(st, 0);
-			rc = SQLITE_OK;
-		}
-	}
-	if (rc != SQLITE_OK) {
-		sp_err(sp, rc, sql, err, errlen);
-		sqlite3_finalize(st);
-		return -1;
-	}
-	sqlite3_finalize(st);
-	return 0;
-}
 
 /* st_size of `path`, 0 if it does not exist. Returns 0 or -1. */
 static int file_size(const char *path, int64_t *out)
@@ -1580,10 +1559,10 @@ int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t err
 		return -1;
 	}
 	memset(out, 0, sizeof(*out));
-	if (query_int(sp, "PRAGMA page_size", &out->page_size, err, errlen) < 0 ||
-	    query_int(sp, "PRAGMA page_count", &out->pages, err, errlen) < 0 ||
-	    query_int(sp, "PRAGMA freelist_count", &out->free_pages, err, errlen) < 0 ||
-	    query_int(sp, "PRAGMA wal_autocheckpoint", &out->wal_autocheckpoint, err, errlen) < 0)
+	if (pragma_int(sp, "PRAGMA page_size", &out->page_size, err, errlen) < 0 ||
+	    pragma_int(sp, "PRAGMA page_count", &out->pages, err, errlen) < 0 ||
+	    pragma_int(sp, "PRAGMA freelist_count", &out->free_pages, err, errlen) < 0 ||
+	    pragma_int(sp, "PRAGMA wal_autocheckpoint", &out->wal_autocheckpoint, err, errlen) < 0)
 		return -1;
 	snprintf(wal, sizeof(wal), "%s-wal", sp->path);
 	if (file_size(sp->path, &out->db_file) < 0 || file_size(wal, &out->wal_file) < 0) {
