@@ -107,6 +107,11 @@ agent_dead() {
 	[ ! -e "/proc/$AGENT_PID" ] || [ "$(awk '{print $3}' "/proc/$AGENT_PID/stat" 2>/dev/null)" = Z ]
 }
 
+# The agent started in this cycle logged that it started (its signals are handled from then on).
+agent_started() {
+	tail -n +$((lines_before + 1)) "$T/agent.log" 2>/dev/null | grep -q 'info: started'
+}
+
 # Reaps the agent (in this shell: a subshell cannot wait for it); its exit status in $REAP_RC.
 agent_reap() {
 	REAP_RC=0
@@ -136,7 +141,9 @@ points=(tail_before_commit spool_commit_inside spool_commit_after sender_after_a
 count_for() {
 	local cap=$(( c_pending < 250 ? c_pending + 20 : 250 ))
 	case $1 in
-	tail_before_commit | spool_commit_inside | spool_commit_after) echo $(( 1 + RANDOM % 4 )) ;;
+	# A chunk is about CHUNK / 160 lines, at least one commit per 50 of them.
+	tail_before_commit | spool_commit_inside | spool_commit_after)
+		echo $(( 1 + RANDOM % (CHUNK / 8000 + 1) )) ;;
 	sender_after_answer) echo $(( 1 + RANDOM % cap )) ;;
 	spool_mark_inside) echo $(( 1 + RANDOM % (cap / 4 + 1) )) ;;
 	sender_dead_letter) echo $(( 1 + RANDOM % 3 )) ;;
@@ -186,6 +193,8 @@ for k in $(seq 1 "$CRASHES"); do
 		killed=$((killed + 1))
 		;;
 	shutdown)
+		# SIGTERM only once it is handled (a loaded machine can take long to start the agent).
+		wait_until 20 agent_started || fail "crash $k: the agent did not start: $(tail -n 5 "$T/agent.log")"
 		sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + (r % 60) / 100 }')"
 		kill -TERM "$AGENT_PID"
 		wait_until 15 agent_dead || fail "crash $k: the agent did not end after SIGTERM"
