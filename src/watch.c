@@ -192,8 +192,12 @@ static void fail_remove(struct watch *w, size_t i)
 
 static void fail_log(struct watch *w, const char *path, const char *msg)
 {
-	long i = fail_find(w, path);
+	long i;
 	char *m;
+
+	if (msg == NULL)
+		msg = "unknown error";
+	i = fail_find(w, path);
 
 	if (i >= 0 && strcmp(w->fails[i].msg, msg) == 0) {
 		w->fails[i].seen = w->gen;
