@@ -15,11 +15,11 @@
 #include "spool_repair.h"
 #include "stripe.h"
 
-static const char *const state_names[] = {"pending", "delivered", "dead"};
+static const char *const state_names[] = {"pending", "delivered", "dead", "unsure"};
 
 int admin_state_parse(const char *name)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < (int)(sizeof(state_names) / sizeof(state_names[0])); i++)
 		if (name != NULL && strcmp(name, state_names[i]) == 0)
 			return i;
 	return -1;
@@ -299,6 +299,9 @@ static int replay_decide(struct event *ev, void *ud)
 		iso_time(ev->delivered_at, when, sizeof(when));
 		snprintf(ev->last_error, sizeof(ev->last_error),
 		         "replayed at %s: re-sent after its delivery at %s", c->stamp, when);
+	} else if (c->opt->from == EVENT_UNSURE) {
+		snprintf(ev->last_error, sizeof(ev->last_error),
+		         "replayed at %s from unsure (sent anyway); was: %.400s", c->stamp, old);
 	} else {
 		snprintf(ev->last_error, sizeof(ev->last_error),
 		         "replayed at %s from dead letters%s; was: %.400s", c->stamp,
@@ -370,8 +373,8 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 	c.cfg = cfg;
 	c.opt = opt;
 	iso_time(opt->now, c.stamp, sizeof(c.stamp));
-	if (opt->from != EVENT_DEAD && opt->from != EVENT_DELIVERED) {
-		err_set(err, errlen, "replay: --dead or --delivered");
+	if (opt->from != EVENT_DEAD && opt->from != EVENT_DELIVERED && opt->from != EVENT_UNSURE) {
+		err_set(err, errlen, "replay: --dead, --delivered or --unsure");
 		return -1;
 	}
 	if (spool_exists(cfg, err, errlen) < 0)
@@ -392,6 +395,14 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 		    "that Stripe still remembers is answered \"already exists\" and not billed "
 		    "again (a new Stripe account bills it); an event delivered more than 24 hours "
 		    "ago WILL be billed again.\n");
+	else if (opt->from == EVENT_UNSURE)
+		fprintf(
+		    warn,
+		    "warning: an unsure event had an attempt whose outcome is unknown more than "
+		    "[stripe] unsure_after ago: Stripe may have accepted it and may no longer "
+		    "remember its identifier (it dedupes them for 24 hours only), so sending it "
+		    "now can bill it twice. Check the meter's event summaries in Stripe first "
+		    "(docs/stripe-contract.md).\n");
 	memset(&rp, 0, sizeof(rp));
 	rp.from = opt->from;
 	rp.rule = opt->rule;
@@ -551,6 +562,9 @@ static int export_event(const struct event *ev, void *ud)
 	    jset(o, "timestamp", json_integer(ev->timestamp)) < 0 ||
 	    jset(o, "state", json_string(state_names[ev->state])) < 0 ||
 	    jset(o, "attempts", json_integer(ev->attempts)) < 0 ||
+	    jset(o, "key_generation", json_integer(ev->key_generation)) < 0 ||
+	    jset(o, "first_unknown",
+	         ev->first_unknown > 0 ? json_integer(ev->first_unknown) : json_null()) < 0 ||
 	    jset(o, "last_error", ev->last_error[0] ? json_text(ev->last_error) : json_null()) <
 	        0 ||
 	    jset(o, "rule", json_text(ev->rule)) < 0 ||
@@ -588,7 +602,7 @@ int admin_export(const struct config *cfg, int state, FILE *out, char *err, size
 	if (spool_files_foreach(sp, export_collect_file, &x, err, errlen) < 0)
 		goto out;
 	qsort(x.files, x.n_files, sizeof(*x.files), file_cmp);
-	for (int s = EVENT_PENDING; s <= EVENT_DEAD; s++) {
+	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++) {
 		if (state >= 0 && s != state)
 			continue;
 		if (spool_events_foreach(sp, (enum event_state)s, export_event, &x, err, errlen) <
@@ -629,9 +643,9 @@ int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen)
 		fprintf(out,
 		        "spool %s/spool.db: OK (schema version %" PRId64 "; %" PRId64
 		        " file records; events: pending %" PRId64 ", delivered %" PRId64
-		        ", dead letters %" PRId64 ")\n",
+		        ", dead letters %" PRId64 ", unsure %" PRId64 ")\n",
 		        cfg->agent.state_dir, info.version, info.files, info.pending,
-		        info.delivered, info.dead);
+		        info.delivered, info.dead, info.unsure);
 		return 0;
 	}
 	fprintf(out,
@@ -652,8 +666,10 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 	        " applied; %" PRId64 " pages unreadable, %" PRId64 " free pages skipped)\n",
 	        cfg->agent.state_dir, st.pages, st.wal_frames, st.pages_unreadable, st.pages_free);
 	fprintf(out,
-	        "events: pending %" PRId64 ", delivered %" PRId64 ", dead letters %" PRId64 "\n",
-	        st.events[0], st.events[1], st.events[2]);
+	        "events: pending %" PRId64 ", delivered %" PRId64 ", dead letters %" PRId64
+	        ", unsure %" PRId64 "\n",
+	        st.events[EVENT_PENDING], st.events[EVENT_DELIVERED], st.events[EVENT_DEAD],
+	        st.events[EVENT_UNSURE]);
 	fprintf(out, "file records: %" PRId64 "; settings: %" PRId64 "\n", st.files, st.meta);
 	if (st.cells_skipped > 0 || st.duplicates > 0)
 		fprintf(out,

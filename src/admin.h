@@ -17,7 +17,7 @@
 #define ADMIN_DEDUPE_WINDOW_S (24 * 3600)
 
 struct admin_replay {
-	enum event_state from; /* EVENT_DEAD or EVENT_DELIVERED */
+	enum event_state from; /* EVENT_DEAD, EVENT_DELIVERED or EVENT_UNSURE */
 	const char *rule;      /* only this rule, or NULL */
 	const char *reason;    /* only events whose last error contains this text, or NULL */
 	int64_t since;         /* only events that became dead / were delivered at or after this
@@ -39,10 +39,13 @@ struct admin_replay {
 int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE *out, FILE *warn,
                  char *err, size_t errlen);
 
-/* Writes every event of the spool of `cfg` (only those in `state` if it is 0, 1 or 2; all if it
- * is -1) to `out` as JSON lines (jansson), pending then delivered then dead, each in id order:
+/* Writes every event of the spool of `cfg` (only those in `state` if it is an enum event_state;
+ * all if it is -1) to `out` as JSON lines (jansson), pending, delivered, dead then unsure, each in
+ * id order:
  * {"id", "identifier", "event_name", "payload": {<customer key>: customer, <value key>: value},
- * "customer_key", "timestamp", "state": "pending|delivered|dead", "attempts", "last_error" (or
+ * "customer_key", "timestamp", "state": "pending|delivered|dead|unsure", "attempts",
+ * "key_generation" (of the Idempotency-Key of its next attempt), "first_unknown" (seconds since
+ * the epoch of its first attempt whose outcome was unknown, or null), "last_error" (or
  * null), "rule", "file_id", "file" (the path, or null), "line_offset", "created",
  * "delivered_at" (or null)}. Text that is not UTF-8 has its invalid bytes replaced by U+FFFD.
  * Reads the spool read-only. Returns 0 or -1. */
@@ -62,7 +65,7 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
  */
 int admin_parse_time(const char *text, int64_t now, int64_t *out);
 
-/* "pending", "delivered", "dead"; -1 if `name` is none of them. */
+/* "pending", "delivered", "dead", "unsure": the enum event_state; -1 if `name` is none of them. */
 int admin_state_parse(const char *name);
 
 #endif

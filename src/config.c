@@ -46,6 +46,7 @@ enum opt_type {
 	OPT_KEYWORD,      /* one of `choices`, stored as a string */
 	OPT_PATTERN,      /* non-empty, verbatim */
 	OPT_PATTERN_FILE, /* an OPT_PATH whose content becomes config_rule.pattern */
+	OPT_ACCOUNT,      /* a Connect account id, acct_... (stripe_check_account) */
 };
 
 static const char *const type_names[] = {
@@ -65,6 +66,7 @@ static const char *const type_names[] = {
     [OPT_KEYWORD] = "enum",
     [OPT_PATTERN] = "pattern",
     [OPT_PATTERN_FILE] = "path",
+    [OPT_ACCOUNT] = "account id",
 };
 
 #define OPT_REQUIRED 1u
@@ -73,6 +75,8 @@ static const char *const type_names[] = {
 #define OPT_ABSOLUTE 4u
 /* Matched against base names, so a '/' could never match. */
 #define OPT_BASENAME 8u
+/* An OPT_INT that also takes "auto", stored as 0: the value is then worked out at run time. */
+#define OPT_AUTO 16u
 
 struct option {
 	enum sec_kind sec;
@@ -103,7 +107,8 @@ struct option {
 static const struct option options[] = {
     {AGENT(instance), .key = "instance", .type = OPT_NAME, .min = 1, .max = 100,
      .help = "Namespaces the events' identifiers. Without it, a random id generated once and "
-             "kept in the spool is used. Changing it changes the identifiers of events read afterwards; lines already read are not read again."},
+             "kept in the spool is used. Changing it changes the identifiers of events read "
+             "afterwards; lines already read are not read again."},
     {AGENT(state_dir), .key = "state_dir", .type = OPT_PATH, .def = "/var/lib/logmeter", .min = 1,
      .max = PATH_MAX - 1, .help = "Directory holding the spool database spool.db."},
     {AGENT(include_dir), .key = "include_dir", .type = OPT_PATH, .def = "conf.d", .min = 1,
@@ -129,8 +134,8 @@ static const struct option options[] = {
              "(their checkpoint stays in the spool) and opened again by name, their identity "
              "checked, when they change; files reached through a symlink stay open "
              "(docs/tailing.md)."},
-    {AGENT(rotate_wait_ms), .key = "rotate_wait", .type = OPT_DURATION_MS, .def = "5m",
-     .min = 100, .max = DAY_MS,
+    {AGENT(rotate_wait_ms), .key = "rotate_wait", .type = OPT_DURATION_MS, .def = "5m", .min = 100,
+     .max = DAY_MS,
      .help = "A file rotated away (renamed to a name its glob does not match) is kept open and "
              "read while its writer may still append to it; it is released once read to its "
              "end and unchanged for this long."},
@@ -169,15 +174,32 @@ static const struct option options[] = {
     {STRIPE(max_concurrency), .key = "max_concurrency", .type = OPT_INT, .def = "8", .min = 1,
      .max = 64, .help = "Requests in flight at once."},
     {STRIPE(max_requests_per_second), .key = "max_requests_per_second", .type = OPT_INT,
-     .def = "25", .min = 1, .max = 10000,
-     .help = "Rate limit of requests (Stripe's test mode allows 25 per second)."},
+     .def = "auto", .min = 1, .max = 10000, .flags = OPT_AUTO,
+     .help = "Requests per second at most. auto: the rate Stripe allows the key for meter "
+             "events: 1000 with a live key (sk_live_, rk_live_), 25 with a test key, 100 with "
+             "a live key and a Connect account (docs.stripe.com/rate-limits). Several hosts "
+             "sharing one Stripe account share its limit: give each a part. After a 429 the "
+             "rate is halved and climbs back while requests succeed."},
     {STRIPE(retry_min_backoff_ms), .key = "retry_min_backoff", .type = OPT_DURATION_MS,
      .def = "500ms", .min = 10, .max = MIN_MS, .help = "First wait before a retry."},
     {STRIPE(retry_max_backoff_ms), .key = "retry_max_backoff", .type = OPT_DURATION_MS,
      .def = "30s", .min = 100, .max = HOUR_MS,
      .help = "Longest wait between retries; at least retry_min_backoff."},
     {STRIPE(auth_pause_ms), .key = "auth_pause", .type = OPT_DURATION_MS, .def = "60s", .min = 100,
-     .max = DAY_MS, .help = "Wait after Stripe refuses the key (401 or 403) before sending again."},
+     .max = DAY_MS,
+     .help = "Wait before sending again after Stripe refuses the key (401 or 403), or after an "
+             "answer that is not Stripe's (a redirect, a 200 that is not the meter event, an "
+             "unexpected status: a proxy or a wrong api_base). Events stay pending."},
+    {STRIPE(account), .key = "account", .type = OPT_ACCOUNT, .min = 6, .max = 255,
+     .help = "A Connect connected account id (acct_...): events are sent on its behalf with "
+             "the Stripe-Account header, and the automatic rate is Stripe's Connect limit."},
+    {STRIPE(unsure_after_s), .key = "unsure_after", .type = OPT_DURATION_S, .def = "23h", .min = 1,
+     .max = DAY_S,
+     .help = "An event with an attempt whose outcome is unknown (a 5xx, a timeout, a reset) is "
+             "re-sent with its identifier, which Stripe dedupes for at least 24 hours. Once "
+             "that first unknown attempt is older than this, the event is no longer re-sent by "
+             "itself: it becomes unsure (shown by status) until `logmeter replay --unsure` "
+             "sends it. See docs/stripe-contract.md."},
 
     {SOURCE(path), .key = "path", .type = OPT_GLOB, .min = 1, .max = PATH_MAX - 1,
      .flags = OPT_REQUIRED | OPT_ABSOLUTE,
@@ -563,6 +585,12 @@ static int parse_number(struct loader *ld, const struct option *opt, const char 
 	int rc;
 
 	fmt_bounds(opt, bounds, sizeof(bounds));
+	if (opt->flags & OPT_AUTO) {
+		char b[sizeof(bounds)];
+
+		snprintf(b, sizeof(b), "%s", bounds);
+		snprintf(bounds, sizeof(bounds), "auto, or %.60s", b);
+	}
 	switch (opt->type) {
 	case OPT_SIZE:
 		what = "is not a size (an integer with an optional k, M or G suffix)";
@@ -573,8 +601,13 @@ static int parse_number(struct loader *ld, const struct option *opt, const char 
 		       "no unit means seconds)";
 		break;
 	default:
-		what = "is not an integer";
+		what = (opt->flags & OPT_AUTO) ? "is neither auto nor an integer"
+		                               : "is not an integer";
 		break;
+	}
+	if ((opt->flags & OPT_AUTO) && strcmp(text, "auto") == 0) {
+		*out = 0;
+		return 0;
 	}
 	rc = parse_digits(text, opt->type == OPT_INT, &v, &end);
 	if (rc == -1)
@@ -853,6 +886,13 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 	case OPT_PATTERN:
 		if (text[0] == '\0') {
 			opt_err(ld, opt, loc, "is empty");
+			return -1;
+		}
+		return set_string(ld, field, text);
+	case OPT_ACCOUNT:
+		/* The same rule the sender applies. */
+		if (stripe_check_account(text, why, sizeof(why)) != 0) {
+			opt_err(ld, opt, loc, "'%.*s': %s", QUOTE_MAX, text, why);
 			return -1;
 		}
 		return set_string(ld, field, text);
@@ -1220,9 +1260,10 @@ static char *ld_read(char *str, int num, void *stream)
 		/* An indented "exclude = *.1" would silently become part of the previous
 		 * value: say so instead. */
 		if (looks_like_key(lskip(str))) {
-			ld_err(ld, ld->file, ld->lineno,
-			       "indented line looks like a key, but a line starting with whitespace "
-			       "continues the previous value: remove the indentation");
+			ld_err(
+			    ld, ld->file, ld->lineno,
+			    "indented line looks like a key, but a line starting with whitespace "
+			    "continues the previous value: remove the indentation");
 			if (ld->cur != NULL)
 				ld->cur->bad = true;
 		}
@@ -1359,12 +1400,11 @@ static void ld_dropins(struct loader *ld)
 		if (path == NULL) {
 			ld->oom = true;
 		} else if (stat(path, &st) != 0) {
-			/* A dangling symlink (a drop-in whose target was removed) would silently drop
-			 * its rules. */
+			/* A dangling symlink (a drop-in whose target was removed) would silently
+			 * drop its rules. */
 			ld_err(ld, path, 0, "cannot read drop-in: %s", strerror(errno));
-		} else if (S_ISREG(st.st_mode) &&
-		           !(have_main && st.st_dev == main_st.st_dev &&
-		             st.st_ino == main_st.st_ino)) {
+		} else if (S_ISREG(st.st_mode) && !(have_main && st.st_dev == main_st.st_dev &&
+		                                    st.st_ino == main_st.st_ino)) {
 			/* The main file inside its own include dir is not read twice. */
 			ld_file(ld, path, false);
 		}
@@ -1614,6 +1654,7 @@ void config_free(struct config *cfg)
 	free(cfg->agent.log_level);
 	free(cfg->stripe.api_key_file);
 	free(cfg->stripe.api_base);
+	free(cfg->stripe.account);
 	for (size_t i = 0; i < cfg->n_sources; i++) {
 		free(cfg->sources[i].name);
 		free(cfg->sources[i].path);
@@ -1673,7 +1714,17 @@ static void opt_bounds(const struct option *opt, char *buf, size_t len)
 	case OPT_SIZE:
 	case OPT_DURATION_MS:
 	case OPT_DURATION_S:
-		fmt_bounds(opt, buf, len);
+		if (opt->flags & OPT_AUTO) {
+			char b[80];
+
+			fmt_bounds(opt, b, sizeof(b));
+			snprintf(buf, len, "auto, or %s", b);
+		} else {
+			fmt_bounds(opt, buf, len);
+		}
+		break;
+	case OPT_ACCOUNT:
+		snprintf(buf, len, "acct_ then letters and digits");
 		break;
 	case OPT_STRING:
 		snprintf(buf, len, "%lld..%lld bytes", (long long)opt->min, (long long)opt->max);

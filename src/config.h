@@ -29,58 +29,64 @@ enum config_read_from { CONFIG_READ_FROM_HEAD = 0, CONFIG_READ_FROM_TAIL = 1 };
 enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL = 1 };
 
 struct config_agent {
-	char *instance;	  /* namespaces identifiers; NULL: the spool's stable generated id */
-	char *state_dir;  /* directory holding spool.db; default /var/lib/logmeter */
-	char *include_dir; /* drop-in directory; default "conf.d" beside the main file */
-	char *log_level;  /* error|warning|info|debug; default info */
-	int64_t batch_lines;	     /* lines per spool transaction; default 1000 */
+	char *instance;      /* namespaces identifiers; NULL: the spool's stable generated id */
+	char *state_dir;     /* directory holding spool.db; default /var/lib/logmeter */
+	char *include_dir;   /* drop-in directory; default "conf.d" beside the main file */
+	char *log_level;     /* error|warning|info|debug; default info */
+	int64_t batch_lines; /* lines per spool transaction; default 1000 */
 	int64_t delivered_retention; /* seconds delivered events are kept; default 7 days */
 	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds; default 10000 */
-	int64_t max_line_length;     /* bytes; longer lines are skipped and counted; default 65536 */
-	int64_t max_open_files;	     /* open log descriptors before idle ones are closed; default 256 */
-	int64_t rotate_wait_ms;	     /* a rotated-away file is kept this long once it stops growing */
+	int64_t max_line_length; /* bytes; longer lines are skipped and counted; default 65536 */
+	int64_t max_open_files;  /* open log descriptors before idle ones are closed; default 256 */
+	int64_t rotate_wait_ms;  /* a rotated-away file is kept this long once it stops growing */
 	enum config_durability durability; /* default strict */
 	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
-	int64_t min_free_bytes;	 /* room (bytes) the spool must keep, else reading pauses */
+	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
 };
 
 struct config_stripe {
 	char *api_key_file; /* read when LOGMETER_STRIPE_API_KEY is unset; NULL if not set */
-	char *api_base;	    /* default https://api.stripe.com; http:// only for 127.0.0.1 */
-	int64_t request_timeout_ms;	/* per attempt; default 80000 (stripe-node's) */
-	int64_t max_concurrency;	/* requests in flight at once; default 8 */
-	int64_t max_requests_per_second; /* default 25 (Stripe's test-mode limit) */
-	int64_t retry_min_backoff_ms;	/* default 500 */
-	int64_t retry_max_backoff_ms;	/* default 30000 */
-	int64_t auth_pause_ms;		/* wait after a 401/403 before trying again; default 60000 */
+	char *api_base;     /* default https://api.stripe.com; http:// only for 127.0.0.1 */
+	int64_t request_timeout_ms; /* per attempt; default 80000 (stripe-node's) */
+	int64_t max_concurrency;    /* requests in flight at once; default 8 */
+	int64_t
+	    max_requests_per_second;  /* 0 (auto, the default): by the key, stripe_default_rate */
+	int64_t retry_min_backoff_ms; /* default 500 */
+	int64_t retry_max_backoff_ms; /* default 30000 */
+	int64_t auth_pause_ms;  /* wait after a 401/403 or an answer that is not Stripe's before
+	                           trying again; default 60000 */
+	char *account;          /* Connect account id for Stripe-Account, or NULL */
+	int64_t unsure_after_s; /* an unknown outcome older than this makes an event unsure;
+	                           default 23 h */
 };
 
 struct config_source {
 	char *name;
 	char *path;    /* glob(7) pattern of the files to tail */
 	char *exclude; /* glob(7) pattern matched against a file's base name; default "*.gz" */
-	enum config_read_from read_from; /* where a file seen for the first time starts; default head */
-	struct config_loc loc;		 /* the [source NAME] line */
+	enum config_read_from
+	    read_from;         /* where a file seen for the first time starts; default head */
+	struct config_loc loc; /* the [source NAME] line */
 };
 
 struct config_rule {
 	char *name;
-	char *source;	     /* name of a [source] */
+	char *source;        /* name of a [source] */
 	size_t source_index; /* index of that source in config.sources */
 	char *event_name;    /* Stripe meter event name, <= 100 bytes */
-	char *pattern;	     /* PCRE2 pattern (joined continuation lines or pattern_file content) */
+	char *pattern;       /* PCRE2 pattern (joined continuation lines or pattern_file content) */
 	char *pattern_file;  /* NULL unless the pattern was read from a file */
-	char *customer;	     /* named group holding the customer (or the key for customer_map) */
+	char *customer;      /* named group holding the customer (or the key for customer_map) */
 	char *customer_map;  /* path of a CSV "key,cus_id" file, or NULL */
-	char *value;	     /* named group, or a constant number such as "1" */
+	char *value;         /* named group, or a constant number such as "1" */
 	char *timestamp;     /* named group, or NULL: the time the line was read */
-	char *timestamp_format;	    /* strptime(3) format, or "epoch"; default "%d/%b/%Y:%H:%M:%S %z" */
+	char *timestamp_format; /* strptime(3) format, or "epoch"; default "%d/%b/%Y:%H:%M:%S %z" */
 	char *payload_customer_key; /* meter's customer_mapping.event_payload_key; default
-				       stripe_customer_id */
+	                               stripe_customer_id */
 	char *payload_value_key;    /* meter's value_settings.event_payload_key; default value */
-	struct config_loc loc;	    /* the [rule NAME] line */
+	struct config_loc loc;      /* the [rule NAME] line */
 	struct config_loc pattern_loc, customer_loc, customer_map_loc, value_loc, timestamp_loc,
-		timestamp_format_loc;
+	    timestamp_format_loc;
 };
 
 struct config {

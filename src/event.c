@@ -82,6 +82,27 @@ out:
 	return ret;
 }
 
+int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY_MAX])
+{
+	size_t n;
+	int w;
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (ev == NULL || ev->key_generation < 0)
+		return -1;
+	n = strnlen(ev->identifier, sizeof(ev->identifier));
+	if (n == 0 || n >= sizeof(ev->identifier))
+		return -1;
+	if (ev->key_generation == 0)
+		w = snprintf(out, EVENT_IDEMPOTENCY_KEY_MAX, "%.*s", (int)n, ev->identifier);
+	else
+		w = snprintf(out, EVENT_IDEMPOTENCY_KEY_MAX, "%.*s-r%" PRId64, (int)n,
+		             ev->identifier, ev->key_generation);
+	return w > 0 && w < EVENT_IDEMPOTENCY_KEY_MAX ? 0 : -1;
+}
+
 /* Percent-encodes a field of a struct event (bounded by its array, in case it lacks a NUL). */
 static char *event_escape(const char *s, size_t max)
 {

@@ -30,6 +30,6 @@ void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 /* Appends "\n" (if `err` is not empty) and the formatted text to `err`; for modules that
  * report several errors at once (config, rule). Cuts at errlen - 1 bytes. */
 void err_append(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

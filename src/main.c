@@ -34,22 +34,25 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: logmeter run -c FILE [--once]   tail the sources and send meter events\n"
-		"       logmeter check -c FILE          validate the configuration (also: -n)\n"
-		"       logmeter test-rule -c FILE [--rule NAME] [FILE|-]\n"
-		"                                       show the events each input line makes\n"
-		"       logmeter status -c FILE         files, checkpoints and event counts\n"
-		"       logmeter replay -c FILE --dead [--rule NAME] [--reason TEXT] [--since TIME]\n"
-		"       logmeter replay -c FILE --delivered --since TIME [--rule NAME] [--force]\n"
-		"                                       move dead letters / delivered events back to\n"
-		"                                       pending (also: --dry-run)\n"
-		"       logmeter spool export -c FILE [--state pending|delivered|dead]\n"
-		"                                       every event as a JSON line\n"
-		"       logmeter spool check -c FILE    check the spool database for damage\n"
-		"       logmeter spool recover -c FILE  rebuild a damaged spool from its readable rows\n"
-		"       logmeter options [--markdown]   every configuration option\n"
-		"       logmeter --version\n");
+	fprintf(
+	    out,
+	    "usage: logmeter run -c FILE [--once]   tail the sources and send meter events\n"
+	    "       logmeter check -c FILE          validate the configuration (also: -n)\n"
+	    "       logmeter test-rule -c FILE [--rule NAME] [FILE|-]\n"
+	    "                                       show the events each input line makes\n"
+	    "       logmeter status -c FILE         files, checkpoints and event counts\n"
+	    "       logmeter replay -c FILE --dead [--rule NAME] [--reason TEXT] [--since TIME]\n"
+	    "       logmeter replay -c FILE --delivered --since TIME [--rule NAME] [--force]\n"
+	    "       logmeter replay -c FILE --unsure [--rule NAME] [--since TIME]\n"
+	    "                                       move dead letters / delivered / unsure events\n"
+	    "                                       back to pending (also: --dry-run)\n"
+	    "       logmeter spool export -c FILE [--state pending|delivered|dead]\n"
+	    "                                       every event as a JSON line\n"
+	    "       logmeter spool check -c FILE    check the spool database for damage\n"
+	    "       logmeter spool recover -c FILE  rebuild a damaged spool from its readable "
+	    "rows\n"
+	    "       logmeter options [--markdown]   every configuration option\n"
+	    "       logmeter --version\n");
 }
 
 /* The configuration and everything compiled from it. */
@@ -135,8 +138,9 @@ static void *ingest_main(void *arg)
 	}
 	if (a->once && space_paused(a->space)) {
 		/* --once has no sender running yet to make room: deliver what was read. */
-		log_warn("run --once: reading stopped for lack of room in the spool; delivering what "
-			 "was read; the next run reads the rest");
+		log_warn(
+		    "run --once: reading stopped for lack of room in the spool; delivering what "
+		    "was read; the next run reads the rest");
 		a->once_partial = 1;
 	}
 	if (!a->once && watch_run(a->watch, err, sizeof(err)) != 0) {
@@ -154,8 +158,10 @@ static void *sender_main(void *arg)
 	struct agent *a = arg;
 	char err[1024] = "";
 
+	/* Started after the state directory's lock is taken, as the ingest thread. */
+	sender_publish(a->sender);
 	a->sender_rc = sender_run(a->sender, a->once, err, sizeof(err));
-	if (a->sender_rc < 0)
+	if (a->sender_rc < 0 || a->sender_rc == 2)
 		log_err("sender: %s", err);
 	a->sender_done = 1;
 	notify_main();
@@ -205,9 +211,9 @@ static int warn_orphan(const struct spool_file *f, void *ud)
 		return 0;
 	snprintf(oc->last, sizeof(oc->last), "%s", f->source);
 	log_warn("the spool has checkpoints of [source %s], which the configuration no longer "
-		 "has; if it was renamed, its files are new to the renamed source and will be read "
-		 "(and billed) again from where read_from says: rename it back to avoid that",
-		 f->source);
+	         "has; if it was renamed, its files are new to the renamed source and will be read "
+	         "(and billed) again from where read_from says: rename it back to avoid that",
+	         f->source);
 	return 0;
 }
 
@@ -222,13 +228,13 @@ static int agent_open(struct agent *a)
 	/* A damaged spool is refused before anything is written to it (docs/spool.md). */
 	if (a->spool == NULL || spool_verify(a->spool, err, sizeof(err)) != 0 ||
 	    spool_set_durability(a->spool,
-				 cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-					 ? SPOOL_DURABILITY_NORMAL
-					 : SPOOL_DURABILITY_STRICT,
-				 err, sizeof(err)) != 0)
+	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+	                             ? SPOOL_DURABILITY_NORMAL
+	                             : SPOOL_DURABILITY_STRICT,
+	                         err, sizeof(err)) != 0)
 		goto fail;
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
-			   sizeof(err)) != 0)
+	                   sizeof(err)) != 0)
 		goto fail;
 	{
 		struct orphan_check oc = {.cfg = cfg};
@@ -292,8 +298,8 @@ static int lock_state_dir(const char *state_dir)
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EWOULDBLOCK)
 			log_err("another logmeter is already running with state_dir %s (%s is "
-				"locked): refusing to start a second one on the same spool",
-				state_dir, path);
+			        "locked): refusing to start a second one on the same spool",
+			        state_dir, path);
 		else
 			log_err("cannot lock %s: %s", path, strerror(errno));
 		close(fd);
@@ -316,8 +322,8 @@ static int agent_reload(struct agent *a, const char *path)
 	/* Another spool has other checkpoints: every file would be read and billed again. */
 	if (strcmp(next.cfg->agent.state_dir, a->setup.cfg->agent.state_dir) != 0) {
 		log_err("reload refused: state_dir changed from %s to %s; moving the spool needs a "
-			"restart (and moving its files): keeping the running configuration",
-			a->setup.cfg->agent.state_dir, next.cfg->agent.state_dir);
+		        "restart (and moving its files): keeping the running configuration",
+		        a->setup.cfg->agent.state_dir, next.cfg->agent.state_dir);
 		setup_free(&next);
 		return -1;
 	}
@@ -331,7 +337,7 @@ static int agent_reload(struct agent *a, const char *path)
 		return -1;
 	}
 	log_info("configuration reloaded: %zu sources, %zu rules", a->setup.cfg->n_sources,
-		 a->setup.cfg->n_rules);
+	         a->setup.cfg->n_rules);
 	return 0;
 }
 
@@ -339,8 +345,8 @@ static int agent_reload(struct agent *a, const char *path)
 static void notify_ready(const struct agent *a, const char *note)
 {
 	health_notify("READY=1\nSTATUS=running: %zu sources, %zu rules%s%s",
-		      a->setup.cfg->n_sources, a->setup.cfg->n_rules, note ? "; " : "",
-		      note ? note : "");
+	              a->setup.cfg->n_sources, a->setup.cfg->n_rules, note ? "; " : "",
+	              note ? note : "");
 }
 
 /* Waits for one of `set`'s signals. Under a systemd watchdog it wakes at hw->next_at to check
@@ -381,8 +387,8 @@ static int once_pending(struct agent *a)
 	if (counts.pending == 0)
 		return 0;
 	log_warn("stopped before delivering everything: %lld events still pending (they are sent "
-		 "by the next run)",
-		 (long long)counts.pending);
+	         "by the next run)",
+	         (long long)counts.pending);
 	return -1;
 }
 
@@ -414,8 +420,8 @@ static int cmd_run(const char *path, int once)
 	if (lock_fd < 0)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s/spool.db%s", a.instance,
-		 a.setup.cfg->n_sources, a.setup.cfg->n_rules, a.setup.cfg->agent.state_dir,
-		 once ? " (--once)" : "");
+	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, a.setup.cfg->agent.state_dir,
+	         once ? " (--once)" : "");
 	if (agent_start_threads(&a) != 0) {
 		log_err("cannot start threads: %s", strerror(errno));
 		goto out;
@@ -436,10 +442,12 @@ static int cmd_run(const char *path, int once)
 				continue;
 			clock_gettime(CLOCK_MONOTONIC, &mono);
 			health_notify("RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading %s",
-				      (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000, path);
+			              (long long)mono.tv_sec * 1000000LL + mono.tv_nsec / 1000,
+			              path);
 			reloaded = agent_reload(&a, path);
 			health_watch_reset(&hw, health_now_ms());
-			notify_ready(&a, reloaded == 0 ? NULL : "the last reload failed, see the log");
+			notify_ready(&a,
+			             reloaded == 0 ? NULL : "the last reload failed, see the log");
 			/* A reload that could not restart the workers ends the agent, below. */
 			if (!(a.ingest_done || a.sender_done))
 				continue;
@@ -449,7 +457,8 @@ static int cmd_run(const char *path, int once)
 			log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			agent_stop_threads(&a);
 			rc = (a.ingest_rc == 0 && a.sender_rc >= 0) ? 0 : EXIT_RUNTIME;
-			/* --once promises everything deliverable was delivered; a stop cuts that. */
+			/* --once promises everything deliverable was delivered; a stop cuts that.
+			 */
 			if (once && rc == 0 && once_pending(&a) != 0)
 				rc = EXIT_RUNTIME;
 			break;
@@ -506,6 +515,7 @@ static int cmd_check(const char *path)
 	explicit_bzero(key, sizeof(key));
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
+	sender_rate_print(stdout, s.cfg);
 	setup_free(&s);
 	return 0;
 }
@@ -528,8 +538,10 @@ static void print_result(unsigned long lineno, const struct rule_result *r, int6
 			printf(" (key %s)", r->customer_key);
 		printf(" value=%s timestamp=%lld (%s)", r->value, (long long)r->timestamp, when);
 		/* What the sender would do with it (sender.c checks the same window). */
-		if (r->timestamp < now - STRIPE_MAX_AGE_S || r->timestamp > now + STRIPE_MAX_AHEAD_S)
-			printf(" -> dead letter: outside Stripe's window (at most 35 days in the past, 5 "
+		if (r->timestamp < now - STRIPE_MAX_AGE_S ||
+		    r->timestamp > now + STRIPE_MAX_AHEAD_S)
+			printf(" -> dead letter: outside Stripe's window (at most 35 days in the "
+			       "past, 5 "
 			       "minutes ahead)");
 		printf("\n");
 		break;
@@ -585,7 +597,8 @@ static int cmd_test_rule(const char *path, const char *rule_name, const char *in
 			len--;
 		/* The tail skips such lines before any rule sees them. */
 		if (len > s.cfg->agent.max_line_length) {
-			printf("%lu: skipped: line of %lld bytes is longer than max_line_length (%lld)\n",
+			printf("%lu: skipped: line of %lld bytes is longer than max_line_length "
+			       "(%lld)\n",
 			       lineno, (long long)len, (long long)s.cfg->agent.max_line_length);
 			continue;
 		}
@@ -617,7 +630,8 @@ static int status_file(const struct spool_file *f, void *ud)
 	long long size = f->size;
 
 	(void)ud;
-	/* The live size, when the path still names the same file, shows the lag behind the writer. */
+	/* The live size, when the path still names the same file, shows the lag behind the writer.
+	 */
 	if (strcmp(f->state, "gone") != 0 && stat(f->path, &st) == 0 &&
 	    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino)
 		size = (long long)st.st_size;
@@ -659,10 +673,17 @@ static int cmd_status(const char *path)
 		snprintf(instance, sizeof(instance), "?");
 	printf("spool: %s/spool.db\n", cfg->agent.state_dir);
 	printf("instance: %s\n", instance);
-	printf("events: pending %lld, delivered %lld, dead letters %lld\n",
-	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead);
+	printf("events: pending %lld, delivered %lld, dead letters %lld, unsure %lld\n",
+	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead,
+	       (long long)counts.unsure);
+	if (counts.unsure > 0)
+		printf("unsure: %lld events had an attempt with an unknown outcome more than "
+		       "unsure_after ago and are not re-sent by themselves: check Stripe, then "
+		       "`logmeter replay --unsure` (docs/stripe-contract.md)\n",
+		       (long long)counts.unsure);
 	printf("last error: %s\n", last[0] ? last : "none");
 	space_status_print(stdout, cfg, sp); /* "ingest: ..." and "space: ..." */
+	sender_status_print(stdout, cfg);    /* "sender: ...", "rate: ...", "held: ..." */
 	printf("files:\n");
 	if (spool_files_foreach(sp, status_file, NULL, err, sizeof(err)) != 0)
 		goto fail;
@@ -680,7 +701,7 @@ out:
 
 /* The options of `replay` and `spool`. */
 struct admin_args {
-	int dead, delivered, force, dry_run;
+	int dead, delivered, unsure, force, dry_run;
 	const char *reason, *since, *state;
 };
 
@@ -700,8 +721,9 @@ static int cmd_replay(const char *path, const char *rule, const struct admin_arg
 
 	memset(&opt, 0, sizeof(opt));
 	opt.now = (int64_t)time(NULL);
-	if (aa->dead == aa->delivered) {
-		fprintf(stderr, "logmeter replay: give exactly one of --dead and --delivered\n");
+	if (aa->dead + aa->delivered + aa->unsure != 1) {
+		fprintf(stderr,
+		        "logmeter replay: give exactly one of --dead, --delivered and --unsure\n");
 		return EXIT_USAGE;
 	}
 	if (aa->delivered && aa->since == NULL) {
@@ -710,12 +732,12 @@ static int cmd_replay(const char *path, const char *rule, const struct admin_arg
 	}
 	if (aa->since != NULL && admin_parse_time(aa->since, opt.now, &opt.since) != 0) {
 		fprintf(stderr,
-			"logmeter replay: --since '%s': expected 2026-11-29T12:00:00Z, 2026-11-29, "
-			"24h, 7d or @SECONDS\n",
-			aa->since);
+		        "logmeter replay: --since '%s': expected 2026-11-29T12:00:00Z, 2026-11-29, "
+		        "24h, 7d or @SECONDS\n",
+		        aa->since);
 		return EXIT_USAGE;
 	}
-	opt.from = aa->dead ? EVENT_DEAD : EVENT_DELIVERED;
+	opt.from = aa->dead ? EVENT_DEAD : aa->delivered ? EVENT_DELIVERED : EVENT_UNSURE;
 	opt.rule = rule;
 	opt.reason = aa->reason;
 	opt.force = aa->force;
@@ -731,9 +753,10 @@ static int cmd_replay(const char *path, const char *rule, const struct admin_arg
 		while (i < cfg->n_rules && strcmp(cfg->rules[i].name, rule) != 0)
 			i++;
 		if (i == cfg->n_rules)
-			fprintf(stderr,
-				"logmeter replay: warning: the configuration has no rule '%s' now\n",
-				rule);
+			fprintf(
+			    stderr,
+			    "logmeter replay: warning: the configuration has no rule '%s' now\n",
+			    rule);
 	}
 	rc = admin_replay(cfg, &opt, stdout, stderr, err, sizeof(err));
 	config_free(cfg);
@@ -747,13 +770,15 @@ static int cmd_spool(const char *path, const char *sub, const struct admin_args 
 	int rc, state = -1;
 
 	if (sub == NULL || (strcmp(sub, "export") != 0 && strcmp(sub, "check") != 0 &&
-			    strcmp(sub, "recover") != 0)) {
+	                    strcmp(sub, "recover") != 0)) {
 		fprintf(stderr, "logmeter spool: expected export, check or recover\n");
 		return EXIT_USAGE;
 	}
-	if (aa->state != NULL && (strcmp(sub, "export") != 0 ||
-				  (state = admin_state_parse(aa->state)) < 0)) {
-		fprintf(stderr, "logmeter spool: --state pending|delivered|dead, with export only\n");
+	if (aa->state != NULL &&
+	    (strcmp(sub, "export") != 0 || (state = admin_state_parse(aa->state)) < 0)) {
+		fprintf(
+		    stderr,
+		    "logmeter spool: --state pending|delivered|dead|unsure, with export only\n");
 		return EXIT_USAGE;
 	}
 	cfg = config_load(path, err, sizeof(err));
@@ -775,14 +800,21 @@ static int cmd_spool(const char *path, const char *sub, const struct admin_args 
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-		{"rule", required_argument, NULL, 'r'},	  {"markdown", no_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'h'},	  {"version", no_argument, NULL, 'V'},
-		{"dead", no_argument, NULL, 'D'},	  {"delivered", no_argument, NULL, 'E'},
-		{"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-		{"force", no_argument, NULL, 'F'},	  {"dry-run", no_argument, NULL, 'Y'},
-		{"state", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {NULL, 0, NULL, 0}};
 	struct admin_args aa = {0};
 	const char *cmd, *conf = NULL, *rule = NULL, *input = NULL;
 	int once = 0, markdown = 0, check = 0, c;
@@ -810,6 +842,9 @@ int main(int argc, char **argv)
 			break;
 		case 'E':
 			aa.delivered = 1;
+			break;
+		case 'U':
+			aa.unsure = 1;
 			break;
 		case 'R':
 			aa.reason = optarg;
@@ -849,7 +884,7 @@ int main(int argc, char **argv)
 	if (optind < argc ||
 	    (input != NULL && strcmp(cmd, "test-rule") != 0 && strcmp(cmd, "spool") != 0)) {
 		fprintf(stderr, "logmeter %s: unexpected argument '%s'\n", cmd,
-			optind < argc ? argv[optind] : input);
+		        optind < argc ? argv[optind] : input);
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "options") == 0) {

@@ -713,8 +713,9 @@ static enum rule_outcome rule_use_match(struct rule_compiled *rc, int mrc, const
 	} else if ((vrc = rule_parse_value(text, len, res->value, sizeof(res->value))) < 0) {
 		rule_quote(q, sizeof(q), text, len);
 		snprintf(res->reason, sizeof(res->reason),
-		         vrc == -2 ? "value '%s' has more than 15 significant digits (Stripe's limit)"
-		                   : "value '%s' is not a number",
+		         vrc == -2
+		             ? "value '%s' has more than 15 significant digits (Stripe's limit)"
+		             : "value '%s' is not a number",
 		         q);
 		return RULE_INVALID;
 	}

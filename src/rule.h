@@ -9,27 +9,28 @@
 #include "config.h"
 
 /* Buffer sizes of struct rule_result, in bytes including the NUL. */
-#define RULE_CUSTOMER_MAX 256 /* a captured customer (or map key) longer than 255 bytes is invalid */
-#define RULE_VALUE_MAX 64     /* a value longer than 63 bytes is invalid */
+#define RULE_CUSTOMER_MAX                                                                          \
+	256               /* a captured customer (or map key) longer than 255 bytes is invalid */
+#define RULE_VALUE_MAX 64 /* a value longer than 63 bytes is invalid */
 #define RULE_REASON_MAX 256
 
 enum rule_outcome {
 	RULE_NO_MATCH = 0, /* the pattern did not match */
-	RULE_EVENT,	   /* a meter event: customer, value, timestamp are set */
-	RULE_INVALID,	   /* matched, but the value or timestamp could not be used: see reason */
-	RULE_UNMAPPED	   /* matched, but the customer key is not in the customer map: the event
-			      is kept as a dead letter with `reason`, customer is "" */
+	RULE_EVENT,        /* a meter event: customer, value, timestamp are set */
+	RULE_INVALID,      /* matched, but the value or timestamp could not be used: see reason */
+	RULE_UNMAPPED      /* matched, but the customer key is not in the customer map: the event
+	                      is kept as a dead letter with `reason`, customer is "" */
 };
 
 struct rule_result {
-	size_t rule_index;		/* index in config.rules */
+	size_t rule_index;              /* index in config.rules */
 	const struct config_rule *rule; /* borrowed from the config */
 	enum rule_outcome outcome;
 	char customer_key[RULE_CUSTOMER_MAX]; /* the captured text */
 	char customer[RULE_CUSTOMER_MAX];     /* the Stripe customer id (mapped, or the capture) */
-	char value[RULE_VALUE_MAX];	      /* normalised decimal number as Stripe takes it */
-	int64_t timestamp;		      /* seconds since the epoch */
-	char reason[RULE_REASON_MAX];	      /* why RULE_INVALID / RULE_UNMAPPED / no match */
+	char value[RULE_VALUE_MAX];           /* normalised decimal number as Stripe takes it */
+	int64_t timestamp;                    /* seconds since the epoch */
+	char reason[RULE_REASON_MAX];         /* why RULE_INVALID / RULE_UNMAPPED / no match */
 };
 
 struct rule_set;
@@ -58,7 +59,7 @@ size_t rule_set_max_per_source(const struct rule_set *rs);
  * thread. Value rules: optional '-', digits, optional '.' and digits; at most 15 significant
  * digits (Stripe's limit since 2026-04-22.dahlia); leading zeros and '+' are normalised away. */
 size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line, size_t len,
-		      int64_t read_time, struct rule_result *out);
+                      int64_t read_time, struct rule_result *out);
 
 /* Parses `text` (`len` bytes) with `format` (strptime(3), or "epoch" for seconds since the epoch
  * with an optional fraction, which is dropped). With %z the offset is applied; without it the
@@ -69,7 +70,7 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
  * `now`. Returns 0 and the seconds since the epoch in *out, or -1 if the text does not match the
  * whole format. */
 int rule_parse_timestamp(const char *format, const char *text, size_t len, int64_t now,
-			  int64_t *out);
+                         int64_t *out);
 
 /* Checks and normalises a value: writes the canonical form into `out` (`outlen` bytes).
  * Returns 0; -1 if `text` is not a whole or decimal number; -2 if it has more than 15

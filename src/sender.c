@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -21,6 +22,7 @@
 #include "health.h"
 #include "log.h"
 #include "spool.h"
+#include "statefile.h"
 #include "stripe.h"
 
 #define SENDER_QUEUE_MAX 2000
@@ -33,14 +35,23 @@
 #define SENDER_SPOOL_RETRY_MS 1000
 #define SENDER_ONCE_MARK_FAILURES 10 /* once-mode gives up after this many failed spool_marks */
 #define SENDER_KEY_SEP '\x1f'
+#define SENDER_RATE_CUT_EVERY_MS 1000 /* 429s within this of a cut belong to the same burst */
+#define SENDER_RATE_STEPS 50          /* successes to climb from nothing back to the maximum */
+#define SENDER_HOLD_RECHECK_MS 60000  /* a held event is looked at again at least this often */
+#define SENDER_PUBLISH_EVERY_MS 1000  /* the live state is written at most this often */
 
 /* A queued event. */
 struct sender_item {
 	struct event ev;
 	char key[EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1]; /* customer SEP event_name */
 	int64_t next_attempt;                              /* monotonic ms; 0: now */
-	struct stripe_request *req;                        /* while in flight */
+	int64_t started;                                   /* wall clock, s: the attempt's start */
+	int held;                   /* waiting for its timestamp to come within Stripe's window */
+	struct stripe_request *req; /* while in flight */
 };
+
+/* Why sending is paused. */
+enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER };
 
 /* A log line that may repeat: the first is written, the rest are counted and summarised at most
  * once per SENDER_LOG_EVERY_MS. */
@@ -78,12 +89,26 @@ struct sender {
 
 	double tokens;
 	int64_t tokens_at;
+	double rate_max;       /* requests/s: max_requests_per_second, or Stripe's for the key */
+	double rate;           /* requests/s now: lowered by 429s, climbing back on successes */
+	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
+	int64_t rate_cut_wall; /* the same, wall clock seconds */
+	char rate_why[160];    /* where rate_max comes from */
+	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
 
-	int paused; /* after a 401/403, until pause_until */
+	enum sender_pause paused; /* until pause_until */
 	int64_t pause_until;
-	int probe;       /* one request at a time until Stripe answers with the (re-read) key */
-	int auth_failed; /* once-mode: stop, return 1 */
+	int64_t pause_since; /* wall clock, s */
+	char pause_reason[STRIPE_REASON_MAX + 128];
+	int probe;         /* one request at a time until Stripe answers as Stripe again */
+	int auth_failed;   /* once-mode: stop, return 1 */
+	int answer_failed; /* once-mode: stop, return 2 */
 	long auth_status;
+
+	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
+	int64_t next_publish;
+	int publish_due;
+	int stopped;
 
 	int once;
 	int fatal;         /* once-mode: a spool error ends the run with -1 */
@@ -91,7 +116,7 @@ struct sender {
 	char fatal_err[512];
 
 	int64_t next_prune;
-	struct sender_ratelog retry_log, dead_log, spool_log;
+	struct sender_ratelog retry_log, dead_log, spool_log, rate_log, hold_log, unsure_log;
 	uint64_t rng;
 
 	atomic_int stop;
@@ -187,6 +212,27 @@ static int64_t ratelog_due(const struct sender_ratelog *rl)
 	return rl->suppressed > 0 ? rl->last + SENDER_LOG_EVERY_MS : INT64_MAX;
 }
 
+#define SENDER_RATELOGS(s)                                                                         \
+	{                                                                                          \
+		&(s)->retry_log, &(s)->dead_log, &(s)->spool_log, &(s)->rate_log, &(s)->hold_log,  \
+		    &(s)->unsure_log                                                               \
+	}
+
+/* Flushes every repeating log line that is due (all with `force`); returns when the next one
+ * will be due (monotonic ms), or INT64_MAX. */
+static int64_t ratelogs_flush(struct sender *s, int64_t now, int force)
+{
+	struct sender_ratelog *logs[] = SENDER_RATELOGS(s);
+	int64_t due = INT64_MAX;
+
+	for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++) {
+		ratelog_flush(logs[i], now, force);
+		if (ratelog_due(logs[i]) < due)
+			due = ratelog_due(logs[i]);
+	}
+	return due;
+}
+
 /* ---- marks ---- */
 
 /* Records an outcome for the next spool_mark call. A later outcome for the same event replaces
@@ -220,6 +266,8 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 	s->marks[i].id = ev->id;
 	s->marks[i].state = state;
 	s->marks[i].attempts = ev->attempts;
+	s->marks[i].key_generation = ev->key_generation;
+	s->marks[i].first_unknown = ev->first_unknown;
 	s->marks[i].when = (int64_t)time(NULL);
 	s->marks[i].error = NULL;
 	if (error != NULL)
@@ -347,10 +395,62 @@ static int64_t backoff_ms(struct sender *s, int64_t attempts)
 	return d < lo / 2 ? lo / 2 : d;
 }
 
+/* The rate Stripe allows (or the configured one), for a key just (re)read. */
+static void rate_init(struct sender *s)
+{
+	int64_t conf = s->cfg->stripe.max_requests_per_second;
+	char why[128];
+
+	if (conf > 0) {
+		s->rate_max = (double)conf;
+		snprintf(s->rate_why, sizeof(s->rate_why), "max_requests_per_second");
+	} else {
+		s->rate_max =
+		    (double)stripe_default_rate(s->key, s->cfg->stripe.account, why, sizeof(why));
+		snprintf(s->rate_why, sizeof(s->rate_why), "auto: %s", why);
+	}
+	if (s->rate <= 0 || s->rate > s->rate_max)
+		s->rate = s->rate_max;
+	s->publish_due = 1;
+}
+
+/* A 429: Stripe says the account sends too fast, whichever of its requests got the answer. The
+ * rate is halved once per burst of them (many requests in flight get their 429 together). */
+static void rate_cut(struct sender *s, int64_t now, const char *reason)
+{
+	char msg[STRIPE_REASON_MAX + 256];
+
+	if (s->rate_cut_at > 0 && now - s->rate_cut_at < SENDER_RATE_CUT_EVERY_MS)
+		return;
+	s->rate = s->rate / 2.0 > 1.0 ? s->rate / 2.0 : 1.0;
+	s->rate_cut_at = now;
+	s->rate_cut_wall = (int64_t)time(NULL);
+	s->tokens = 0.0;
+	s->publish_due = 1;
+	err_set(msg, sizeof(msg),
+	        "Stripe rate-limited a request (%s): sending rate lowered to %.1f/s of %.0f/s; it "
+	        "climbs back while requests succeed",
+	        reason, s->rate, s->rate_max);
+	ratelog_add(&s->rate_log, now, msg);
+}
+
+/* A success: the rate climbs back by a fixed step, so that it returns to the maximum after
+ * SENDER_RATE_STEPS successes without another 429. */
+static void rate_up(struct sender *s)
+{
+	if (s->rate >= s->rate_max)
+		return;
+	s->rate += s->rate_max / SENDER_RATE_STEPS;
+	if (s->rate >= s->rate_max) {
+		s->rate = s->rate_max;
+		s->publish_due = 1;
+	}
+}
+
 /* Takes a token of the rate limit if there is one; else sets *wake to when there will be. */
 static int token_take(struct sender *s, int64_t now, int64_t *wake)
 {
-	double rps = (double)s->cfg->stripe.max_requests_per_second;
+	double rps = s->rate;
 	double cap = rps / 10.0 > 1.0 ? rps / 10.0 : 1.0; /* bursts of at most 100 ms' worth */
 
 	if (rps <= 0)
@@ -403,11 +503,37 @@ static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t 
 	item_finish(s, idx);
 }
 
-/* Checks that item `idx` may be sent at all; dead-letters it if not. Returns 1 if it may. */
-static int item_sendable(struct sender *s, size_t idx, int64_t now)
+/* Takes item `idx` out of sending for good as unsure: its first attempt with an unknown outcome
+ * is older than unsure_after, so Stripe may have forgotten its identifier. */
+static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
 {
 	struct sender_item *it = s->queue[idx];
-	time_t wall = time(NULL);
+	char reason[EVENT_ERROR_MAX], msg[EVENT_ERROR_MAX + 128];
+
+	snprintf(reason, sizeof(reason),
+	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and Stripe "
+	         "dedupes identifiers for 24 hours only; not re-sent by itself: check Stripe, then "
+	         "`logmeter replay --unsure`",
+	         (long long)(wall - it->ev.first_unknown), it->ev.last_error);
+	if (mark_add(s, &it->ev, EVENT_UNSURE, reason) != 0) {
+		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
+		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
+		return;
+	}
+	err_set(msg, sizeof(msg), "event %lld (%s, rule %s): %s", (long long)it->ev.id,
+	        it->ev.identifier, it->ev.rule, reason);
+	ratelog_add(&s->unsure_log, now, msg);
+	stats_add(s, &s->stats.unsure, 1);
+	item_finish(s, idx);
+}
+
+/* Checks item `idx` before it is sent: dead-letters what can never be sent, makes unsure what
+ * must not be re-sent blindly, and holds an event stamped ahead of the clock (next_attempt).
+ * Returns 1 if it stays queued, 0 if it was taken out. */
+static int item_check(struct sender *s, size_t idx, int64_t now)
+{
+	struct sender_item *it = s->queue[idx];
+	int64_t wall = (int64_t)time(NULL);
 	char reason[256];
 
 	if (it->ev.customer[0] == '\0') {
@@ -420,15 +546,44 @@ static int item_sendable(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
 		return 0;
 	}
-	if (it->ev.timestamp < (int64_t)wall - STRIPE_MAX_AGE_S ||
-	    it->ev.timestamp > (int64_t)wall + STRIPE_MAX_AHEAD_S) {
+	if (it->ev.first_unknown > 0 &&
+	    wall - it->ev.first_unknown > s->cfg->stripe.unsure_after_s) {
+		item_unsure(s, idx, wall, now);
+		return 0;
+	}
+	if (it->ev.timestamp < wall - STRIPE_MAX_AGE_S) {
 		snprintf(
 		    reason, sizeof(reason),
-		    "timestamp %lld is outside Stripe's window (at most 35 days in the past, 5 "
-		    "minutes ahead); not sent",
+		    "timestamp %lld is outside Stripe's window (more than 35 days in the past); "
+		    "not sent",
 		    (long long)it->ev.timestamp);
 		item_dead(s, idx, reason, now);
 		return 0;
+	}
+	if (it->ev.timestamp > wall + STRIPE_MAX_AHEAD_S) {
+		/* The clock was stepped back, or the line came from a host whose clock runs ahead:
+		 * Stripe takes the event once it is at most 5 minutes ahead. */
+		int64_t wait = (it->ev.timestamp - STRIPE_MAX_AHEAD_S - wall) * 1000 + 1000;
+
+		if (!it->held) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+			         "event %lld (%s): timestamp %lld is %lld s ahead of this host's "
+			         "clock, more than Stripe's 5 minutes: held until it is valid",
+			         (long long)it->ev.id, it->ev.identifier,
+			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+			ratelog_add(&s->hold_log, now, msg);
+			s->publish_due = 1;
+		}
+		it->held = 1;
+		it->next_attempt = now + min64(wait, SENDER_HOLD_RECHECK_MS);
+		return 1;
+	}
+	if (it->held) {
+		it->held = 0;
+		it->next_attempt = 0;
+		s->publish_due = 1;
 	}
 	return 1;
 }
@@ -440,6 +595,7 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	struct stripe_request *req;
 	CURLMcode mc;
 
+	it->started = (int64_t)time(NULL);
 	req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
 	if (req == NULL) {
 		log_err("cannot build the request for event %lld: %s", (long long)it->ev.id, err);
@@ -458,6 +614,7 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	}
 	it->req = req;
 	s->inflight++;
+	s->publish_due = 1;
 	stats_add(s, &s->stats.requests, 1);
 	return 0;
 fail:
@@ -481,6 +638,8 @@ static int64_t start_requests(struct sender *s, int64_t now)
 	 * queue's worth, sending waits for them rather than letting them grow without bound. */
 	if (s->n_marks >= SENDER_QUEUE_MAX)
 		return INT64_MAX;
+	if (now < s->hold_until)
+		return s->hold_until;
 	for (size_t i = 0; i < s->n; i++) {
 		struct sender_item *it = s->queue[i];
 
@@ -488,7 +647,7 @@ static int64_t start_requests(struct sender *s, int64_t now)
 			break;
 		if (it == NULL || it->req != NULL)
 			continue;
-		if (!item_sendable(s, i, now))
+		if (!item_check(s, i, now))
 			continue;
 		if (tfind(it->key, &s->inflight_keys, key_cmp) != NULL ||
 		    tfind(it->key, &seen, key_cmp) != NULL)
@@ -514,30 +673,50 @@ static int64_t start_requests(struct sender *s, int64_t now)
 	return wake;
 }
 
-static void pause_start(struct sender *s, long status, int64_t now)
+static int64_t pause_ms(const struct sender *s)
 {
-	int64_t pause = s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000;
+	return s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000;
+}
+
+/* Pauses all sending: Stripe refused the key (PAUSE_AUTH), or an answer was not Stripe's answer
+ * about the event (PAUSE_ANSWER: a redirect, a 2xx without our meter event, an unexpected
+ * status; a proxy or a wrong api_base). Events stay pending; after the pause one request tries
+ * again. In once-mode the run ends. */
+static void pause_start(struct sender *s, enum sender_pause kind, const char *reason, int64_t now)
+{
+	int64_t pause = pause_ms(s);
+	const char *what = kind == PAUSE_AUTH
+	                       ? "Stripe refused the API key"
+	                       : "the answer was not Stripe's answer about the event";
 
 	s->pause_until = now + pause;
-	if (s->paused)
+	s->publish_due = 1;
+	if (s->paused != PAUSE_NONE && s->paused == kind)
 		return;
 	if (s->once)
-		log_err("Stripe refused the API key (HTTP %ld): stopping; events stay pending",
-		        status);
+		log_err("%s (%s): stopping; events stay pending%s", what, reason,
+		        kind == PAUSE_ANSWER
+		            ? "; check api_base and any proxy between logmeter and "
+		              "Stripe"
+		            : "");
 	else if (s->probe)
-		log_err("Stripe still refuses the API key (HTTP %ld): sending paused for another "
-		        "%lld s; events stay pending",
-		        status, (long long)(pause / 1000));
+		log_err("%s again (%s): sending paused for another %lld s; events stay pending",
+		        what, reason, (long long)(pause / 1000));
 	else
-		log_err("Stripe refused the API key (HTTP %ld): sending paused for %lld s; events "
-		        "stay pending",
-		        status, (long long)(pause / 1000));
-	s->paused = 1;
+		log_err("%s (%s): sending paused for %lld s; events stay pending%s", what, reason,
+		        (long long)(pause / 1000),
+		        kind == PAUSE_ANSWER
+		            ? "; check api_base and any proxy between logmeter and "
+		              "Stripe"
+		            : "");
+	s->paused = kind;
+	s->pause_since = (int64_t)time(NULL);
+	snprintf(s->pause_reason, sizeof(s->pause_reason), "%s: %s", what, reason);
 	s->probe = 0;
 }
 
 /* At the end of a pause: re-reads the key (an operator may have fixed the file) and lets one
- * request find out whether Stripe takes it. */
+ * request find out whether Stripe answers as Stripe again. */
 static void pause_end(struct sender *s, int64_t now)
 {
 	char key[STRIPE_KEY_MAX];
@@ -545,16 +724,17 @@ static void pause_end(struct sender *s, int64_t now)
 
 	if (stripe_key_load(s->cfg, key, sizeof(key), err, sizeof(err)) != 0) {
 		log_err("cannot re-read the Stripe API key: %s; sending stays paused", err);
-		s->pause_until =
-		    now + (s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000);
+		s->pause_until = now + pause_ms(s);
 		return;
 	}
 	explicit_bzero(s->key, sizeof(s->key));
 	memcpy(s->key, key, sizeof(s->key));
 	explicit_bzero(key, sizeof(key));
-	s->paused = 0;
+	rate_init(s); /* the key may now be of another kind */
+	s->paused = PAUSE_NONE;
 	s->probe = 1;
-	log_info("trying the Stripe API key again with one request");
+	s->publish_due = 1;
+	log_info("trying Stripe again with one request");
 }
 
 /* Applies the outcome of one finished transfer. */
@@ -567,6 +747,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	char msg[STRIPE_REASON_MAX + 256];
 	enum stripe_outcome out;
 	enum event_state state = EVENT_PENDING;
+	int64_t retry_after, delay;
 	long status = 0;
 
 	if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL) {
@@ -576,6 +757,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	req = (struct stripe_request *)(void *)priv;
 	it = stripe_request_ud(req);
 	out = stripe_request_result(req, code, reason, sizeof(reason));
+	retry_after = stripe_request_retry_after_ms(req);
 	/* Stripe may have accepted the event: a crash now re-sends it with the same identifier. */
 	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
@@ -586,16 +768,27 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	tdelete(it->key, &s->inflight_keys, key_cmp);
 	s->inflight--;
 	it->ev.attempts++;
+	s->publish_due = 1;
 
-	if (s->probe && out != STRIPE_AUTH && status != 0) {
+	if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
 		s->probe = 0;
-		log_info("Stripe accepts the API key: sending resumed");
+		log_info("Stripe answers again: sending resumed");
+	}
+	if (out == STRIPE_UNKNOWN || out == STRIPE_UNEXPECTED) {
+		/* Stripe may have carried the attempt out, or saved its error under the key: the
+		 * next attempt goes under a new key, and the identifier decides. A redirect was
+		 * never Stripe's work, but a new key costs nothing. */
+		it->ev.key_generation++;
+		if (it->ev.first_unknown == 0 && (out == STRIPE_UNKNOWN || status / 100 == 2))
+			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
 	}
 	switch (out) {
 	case STRIPE_DELIVERED:
 		state = EVENT_DELIVERED;
 		stats_add(s, &s->stats.delivered, 1);
-		if (strstr(reason, "already exists") != NULL) {
+		rate_up(s);
+		if (strstr(reason, "already exists") != NULL ||
+		    strstr(reason, "duplicate_meter_event") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
 			log_debug("event %lld (%s) was already delivered: %s", (long long)it->ev.id,
 			          it->ev.identifier, reason);
@@ -610,27 +803,47 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
 		ratelog_add(&s->dead_log, now, msg);
 		break;
-	case STRIPE_RETRY: {
-		int64_t delay = backoff_ms(s, it->ev.attempts);
-
+	case STRIPE_RETRY:
+	case STRIPE_UNKNOWN:
+	case STRIPE_RATE_LIMITED:
+		delay = backoff_ms(s, it->ev.attempts);
+		if (retry_after > delay)
+			delay = retry_after;
 		it->next_attempt = now + delay;
 		stats_add(s, &s->stats.retries, 1);
-		err_set(msg, sizeof(msg),
-		        "event %lld (%s): %s; will retry in %lld ms (attempt %lld)",
-		        (long long)it->ev.id, it->ev.identifier, reason, (long long)delay,
-		        (long long)it->ev.attempts);
+		if (out == STRIPE_UNKNOWN)
+			stats_add(s, &s->stats.unknown, 1);
+		if (out == STRIPE_RATE_LIMITED) {
+			stats_add(s, &s->stats.rate_limited, 1);
+			rate_cut(s, now, reason);
+			if (retry_after > 0 && now + retry_after > s->hold_until)
+				s->hold_until = now + retry_after;
+		}
+		err_set(
+		    msg, sizeof(msg), "event %lld (%s): %s; will retry in %lld ms (attempt %lld%s)",
+		    (long long)it->ev.id, it->ev.identifier, reason, (long long)delay,
+		    (long long)it->ev.attempts,
+		    out == STRIPE_UNKNOWN ? ", outcome unknown: next under a new Idempotency-Key"
+		                          : "");
 		ratelog_add(&s->retry_log, now, msg);
 		break;
-	}
 	case STRIPE_AUTH:
 		stats_add(s, &s->stats.auth_pauses, 1);
 		it->next_attempt = 0;
 		s->auth_status = status;
-		pause_start(s, status, now);
+		pause_start(s, PAUSE_AUTH, reason, now);
 		if (s->once)
 			s->auth_failed = 1;
 		break;
+	case STRIPE_UNEXPECTED:
+		stats_add(s, &s->stats.unexpected, 1);
+		it->next_attempt = 0;
+		pause_start(s, PAUSE_ANSWER, reason, now);
+		if (s->once)
+			s->answer_failed = 1;
+		break;
 	}
+	/* The text of a retry is kept too, so that status and export say why it waits. */
 	if (mark_add(s, &it->ev, state, state == EVENT_DELIVERED ? NULL : reason) != 0) {
 		/* Not recorded: a delivered event stays queued and is sent again (Stripe answers
 		 * "already exists"); a dead one is retried. Nothing is lost. */
@@ -662,8 +875,10 @@ static void collect_done(struct sender *s, int64_t now)
 }
 
 /* Abandons what is still in flight: those events stay pending and are sent again later with the
- * same identifier. */
-static void abandon_inflight(struct sender *s)
+ * same identifier and key (Stripe replays the answer it saved, if it got that far). With
+ * `record`, their attempt is recorded as one whose outcome is unknown (first_unknown), so that
+ * unsure_after counts from it. */
+static void abandon_inflight(struct sender *s, int record)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct sender_item *it = s->queue[i];
@@ -674,6 +889,15 @@ static void abandon_inflight(struct sender *s)
 		stripe_request_free(it->req);
 		it->req = NULL;
 		tdelete(it->key, &s->inflight_keys, key_cmp);
+		if (!record)
+			continue;
+		it->ev.attempts++;
+		if (it->ev.first_unknown == 0)
+			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+		if (mark_add(s, &it->ev, EVENT_PENDING,
+		             "abandoned in flight when the agent stopped") != 0)
+			log_err("out of memory recording the outcome of event %lld",
+			        (long long)it->ev.id);
 	}
 	s->inflight = 0;
 }
@@ -694,6 +918,189 @@ static void prune(struct sender *s, int64_t now)
 	if (deleted > 0)
 		log_info("pruned %lld delivered events older than %lld s from the spool",
 		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
+}
+
+/* ---- live state (statefile.h), for `logmeter status` ---- */
+
+static const char *sender_state_word(const struct sender *s)
+{
+	if (s->stopped)
+		return "stopped";
+	if (s->paused == PAUSE_AUTH)
+		return "paused-auth";
+	if (s->paused == PAUSE_ANSWER)
+		return "paused-answer";
+	return "sending";
+}
+
+/* Writes the live state when something changed (always with `force`), at most once per
+ * SENDER_PUBLISH_EVERY_MS. Returns when it wants to be called again (monotonic ms), or
+ * INT64_MAX. */
+static int64_t publish_state(struct sender *s, int64_t now, int force)
+{
+	char buf[STATEFILE_REGION_BYTES];
+	size_t retrying = 0, held = 0;
+	int64_t wall = (int64_t)time(NULL);
+
+	if (s->sf == NULL || (!force && !s->publish_due))
+		return INT64_MAX;
+	if (!force && now < s->next_publish)
+		return s->next_publish;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sender_item *it = s->queue[i];
+
+		if (it == NULL || it->req != NULL || it->next_attempt <= now)
+			continue;
+		if (it->held)
+			held++;
+		else
+			retrying++;
+	}
+	snprintf(buf, sizeof(buf),
+	         "# logmeter sender state: written in place by the agent, read by `logmeter "
+	         "status`\n"
+	         "pid %ld\nsender %s\nsince %lld\ndetail %s\npause_until %lld\n"
+	         "rate_max %.1f\nrate_why %s\nrate %.1f\nrate_cut %lld\n"
+	         "in_flight %zu\nretrying %zu\nheld %zu\nqueued %zu\n",
+	         (long)getpid(), sender_state_word(s),
+	         (long long)(s->paused != PAUSE_NONE ? s->pause_since : 0),
+	         s->paused != PAUSE_NONE ? s->pause_reason : "",
+	         (long long)(s->paused != PAUSE_NONE
+	                         ? wall + (s->pause_until > now ? (s->pause_until - now) / 1000 : 0)
+	                         : 0),
+	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall, s->inflight,
+	         retrying, held, s->n);
+	if (statefile_write(s->sf, buf) != 0)
+		log_debug("cannot write the sender's state: %s", strerror(errno));
+	s->publish_due = 0;
+	s->next_publish = now + SENDER_PUBLISH_EVERY_MS;
+	return INT64_MAX;
+}
+
+void sender_publish(struct sender *s)
+{
+	char err[512] = "";
+
+	if (s == NULL || s->sf != NULL)
+		return;
+	s->sf = statefile_open(s->cfg->agent.state_dir, STATEFILE_SENDER, err, sizeof(err));
+	if (s->sf == NULL) {
+		log_warn("%s; `logmeter status` will not show the sender's state", err);
+		return;
+	}
+	publish_state(s, mono_ms(), 1);
+}
+
+void sender_rate_print(FILE *out, const struct config *cfg)
+{
+	char key[STRIPE_KEY_MAX], why[128], err[512] = "";
+	int64_t rate;
+
+	if (cfg->stripe.max_requests_per_second > 0) {
+		fprintf(out, "rate: up to %lld requests/s (max_requests_per_second)\n",
+		        (long long)cfg->stripe.max_requests_per_second);
+		return;
+	}
+	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
+		fprintf(out, "rate: auto: set by the key's kind, which cannot be read here (%s)\n",
+		        err);
+		return;
+	}
+	rate = stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
+	explicit_bzero(key, sizeof(key));
+	fprintf(out, "rate: up to %lld requests/s (auto: %s)\n", (long long)rate, why);
+}
+
+struct sender_status {
+	long pid;
+	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
+	int64_t since, pause_until, rate_cut;
+	double rate_max, rate;
+	long long in_flight, retrying, held, queued;
+};
+
+static void status_line(const char *key, const char *v, void *ud)
+{
+	struct sender_status *st = ud;
+
+	if (strcmp(key, "pid") == 0)
+		st->pid = strtol(v, NULL, 10);
+	else if (strcmp(key, "sender") == 0)
+		snprintf(st->state, sizeof(st->state), "%s", v);
+	else if (strcmp(key, "detail") == 0)
+		snprintf(st->detail, sizeof(st->detail), "%s", v);
+	else if (strcmp(key, "rate_why") == 0)
+		snprintf(st->rate_why, sizeof(st->rate_why), "%s", v);
+	else if (strcmp(key, "since") == 0)
+		st->since = strtoll(v, NULL, 10);
+	else if (strcmp(key, "pause_until") == 0)
+		st->pause_until = strtoll(v, NULL, 10);
+	else if (strcmp(key, "rate_cut") == 0)
+		st->rate_cut = strtoll(v, NULL, 10);
+	else if (strcmp(key, "rate_max") == 0)
+		st->rate_max = strtod(v, NULL);
+	else if (strcmp(key, "rate") == 0)
+		st->rate = strtod(v, NULL);
+	else if (strcmp(key, "in_flight") == 0)
+		st->in_flight = strtoll(v, NULL, 10);
+	else if (strcmp(key, "retrying") == 0)
+		st->retrying = strtoll(v, NULL, 10);
+	else if (strcmp(key, "held") == 0)
+		st->held = strtoll(v, NULL, 10);
+	else if (strcmp(key, "queued") == 0)
+		st->queued = strtoll(v, NULL, 10);
+}
+
+static void utc(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	out[0] = '\0';
+	if (gmtime_r(&tt, &tm) != NULL)
+		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void sender_status_print(FILE *out, const struct config *cfg)
+{
+	char buf[STATEFILE_REGION_BYTES + 1], err[512] = "", a[32], b[32];
+	struct sender_status st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	rc = statefile_read(cfg->agent.state_dir, STATEFILE_SENDER, buf, sizeof(buf), err,
+	                    sizeof(err));
+	if (rc < 0) {
+		fprintf(out, "sender: unknown (%s)\n", err);
+		return;
+	}
+	if (rc > 0)
+		statefile_parse(buf, status_line, &st);
+	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive(st.pid)) {
+		fprintf(out, "sender: not running\n");
+		sender_rate_print(out, cfg);
+		return;
+	}
+	if (strncmp(st.state, "paused", 6) == 0) {
+		utc(st.since, a, sizeof(a));
+		utc(st.pause_until, b, sizeof(b));
+		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st.detail, b);
+	} else {
+		fprintf(out,
+		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
+		        st.in_flight, st.retrying, st.queued);
+	}
+	fprintf(out, "rate: up to %.0f requests/s (%s)", st.rate_max, st.rate_why);
+	if (st.rate + 0.05 < st.rate_max) {
+		utc(st.rate_cut, a, sizeof(a));
+		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st.rate, a);
+	}
+	fprintf(out, "\n");
+	if (st.held > 0)
+		fprintf(out,
+		        "held: %lld events stamped more than 5 minutes ahead of this host's clock; "
+		        "sent once Stripe takes them\n",
+		        st.held);
 }
 
 /* ---- public ---- */
@@ -721,9 +1128,12 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	atomic_init(&s->stop, 0);
 	atomic_init(&s->notify, 0);
 	atomic_init(&s->grace_ms, 0);
-	ratelog_init(&s->retry_log, LOG_LVL_WARN, "transient failures");
+	ratelog_init(&s->retry_log, LOG_LVL_WARN, "failed attempts");
 	ratelog_init(&s->dead_log, LOG_LVL_WARN, "dead letters");
 	ratelog_init(&s->spool_log, LOG_LVL_ERR, "spool errors");
+	ratelog_init(&s->rate_log, LOG_LVL_WARN, "rate limits");
+	ratelog_init(&s->hold_log, LOG_LVL_WARN, "events held");
+	ratelog_init(&s->unsure_log, LOG_LVL_ERR, "unsure events");
 	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != (ssize_t)sizeof(s->rng))
 		s->rng = (uint64_t)mono_ms() ^ (uint64_t)time(NULL) << 20;
 	if (s->rng == 0)
@@ -731,6 +1141,8 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 
 	if (stripe_key_load(cfg, s->key, sizeof(s->key), err, errlen) != 0)
 		goto fail;
+	rate_init(s);
+	log_info("sending at up to %.0f requests per second (%s)", s->rate_max, s->rate_why);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		err_set(err, errlen, "curl_global_init failed");
 		goto fail;
@@ -753,12 +1165,11 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
-	if (s->sp == NULL ||
-	    spool_set_durability(s->sp,
-	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                             ? SPOOL_DURABILITY_NORMAL
-	                             : SPOOL_DURABILITY_STRICT,
-	                         err, errlen) < 0)
+	if (s->sp == NULL || spool_set_durability(s->sp,
+	                                          cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+	                                              ? SPOOL_DURABILITY_NORMAL
+	                                              : SPOOL_DURABILITY_STRICT,
+	                                          err, errlen) < 0)
 		goto fail;
 	s->tokens = 1.0;
 	s->tokens_at = mono_ms();
@@ -772,8 +1183,13 @@ void sender_free(struct sender *s)
 {
 	if (s == NULL)
 		return;
+	if (s->sf != NULL) {
+		s->stopped = 1;
+		publish_state(s, mono_ms(), 1);
+		statefile_free(s->sf);
+	}
 	if (s->multi != NULL)
-		abandon_inflight(s);
+		abandon_inflight(s, 0);
 	tdestroy(s->inflight_keys, key_nofree);
 	if (s->queue != NULL) {
 		for (size_t i = 0; i < s->n; i++)
@@ -867,7 +1283,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = stop_deadline;
 			goto poll;
 		}
-		if (s->auth_failed || s->fatal) {
+		if (s->auth_failed || s->answer_failed || s->fatal) {
 			/* once-mode: start nothing more; end when the last answers are in. */
 			if (s->inflight == 0)
 				break;
@@ -896,12 +1312,8 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		wake = min64(wake, s->next_reload);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);
-		ratelog_flush(&s->retry_log, now, 0);
-		ratelog_flush(&s->dead_log, now, 0);
-		ratelog_flush(&s->spool_log, now, 0);
-		wake = min64(wake, ratelog_due(&s->retry_log));
-		wake = min64(wake, ratelog_due(&s->dead_log));
-		wake = min64(wake, ratelog_due(&s->spool_log));
+		wake = min64(wake, ratelogs_flush(s, now, 0));
+		wake = min64(wake, publish_state(s, now, 0));
 	poll:
 		if (s->n_marks > 0)
 			wake = min64(wake, s->next_mark_try);
@@ -923,12 +1335,10 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 	}
 
-	abandon_inflight(s);
+	abandon_inflight(s, 1);
 	queue_compact(s);
 	now = mono_ms();
-	ratelog_flush(&s->retry_log, now, 1);
-	ratelog_flush(&s->dead_log, now, 1);
-	ratelog_flush(&s->spool_log, now, 1);
+	ratelogs_flush(s, now, 1);
 	if (s->n_marks > 0) {
 		s->next_mark_try = 0;
 		if (marks_apply(s, now) != 0 && !stopping && !s->fatal) {
@@ -950,6 +1360,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		        "Stripe refused the API key (HTTP %ld); the events stay pending",
 		        s->auth_status);
 		rc = 1;
+	} else if (s->answer_failed) {
+		err_set(err, errlen, "%s; the events stay pending", s->pause_reason);
+		rc = 2;
 	}
 	return rc;
 }

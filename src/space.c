@@ -40,6 +40,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "statefile.h"
 
 #define SPACE_TICK_MS 1000     /* while paused: measure again this often */
 #define SPACE_PRUNE_CHUNK 2000 /* delivered events pruned per transaction, at most */
@@ -57,8 +58,7 @@ struct space {
 	const struct config *cfg;
 	struct spool *sp;
 	char *state_dir;
-	char *state_path;
-	int fd; /* the state file, -1 if it could not be opened */
+	struct statefile *sf; /* its region of the state file; NULL until published */
 	enum space_state state;
 	int64_t since;       /* wall clock, seconds: when the pause began */
 	int64_t paused_ms;   /* monotonic */
@@ -120,59 +120,46 @@ const char *space_state_name(enum space_state st)
 
 /* ---- the state file ------------------------------------------------------------------------ */
 
-/* Overwrites the whole file in place with one pwrite(2) of SPACE_STATE_BYTES: its blocks were
- * written when it was created, so this needs no new block even on a full file system. */
 static void state_write(struct space *s, enum space_state st)
 {
-	char buf[SPACE_STATE_BYTES];
-	int n;
+	char buf[STATEFILE_REGION_BYTES];
 
-	if (s->fd < 0)
+	if (s->sf == NULL)
 		return;
-	n = snprintf(buf, sizeof(buf),
-	             "# logmeter agent state: written in place by the agent, read by `logmeter "
-	             "status`\npid %ld\ningest %s\nsince %" PRId64 "\ndetail %s\n",
-	             (long)getpid(), space_state_name(st), s->since, s->detail);
-	if (n < 0 || n >= (int)sizeof(buf))
-		n = (int)sizeof(buf) - 1;
-	/* Blanks to the fixed size, so a shorter state leaves nothing of a longer one. */
-	memset(buf + n, ' ', sizeof(buf) - (size_t)n - 1);
-	buf[sizeof(buf) - 1] = '\n';
-	if (pwrite(s->fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf)) {
+	snprintf(buf, sizeof(buf),
+	         "# logmeter ingest state: written in place by the agent, read by `logmeter "
+	         "status`\npid %ld\ningest %s\nsince %" PRId64 "\ndetail %s\n",
+	         (long)getpid(), space_state_name(st), s->since, s->detail);
+	if (statefile_write(s->sf, buf) != 0) {
 		if (!s->write_warned)
-			log_warn("cannot write %s: %s; `logmeter status` may show an old ingest "
+			log_warn("cannot write %s/%s: %s; `logmeter status` may show an old ingest "
 			         "state",
-			         s->state_path, strerror(errno));
+			         s->state_dir, STATEFILE_NAME, strerror(errno));
 		s->write_warned = 1;
 	}
 }
 
-static int pid_alive(long pid)
+static void status_line(const char *key, const char *v, void *ud)
 {
-	char path[64], comm[64] = "";
-	FILE *f;
+	struct space_status *out = ud;
 
-	if (pid <= 0 || pid > 0x7fffffffL)
-		return 0;
-	if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
-		return 0;
-	/* A pid left by a killed agent may have been reused by another program. */
-	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 1;
-	if (fgets(comm, sizeof(comm), f) == NULL)
-		comm[0] = '\0';
-	fclose(f);
-	return strstr(comm, "logmeter") != NULL;
+	if (strcmp(key, "pid") == 0) {
+		out->pid = strtol(v, NULL, 10);
+	} else if (strcmp(key, "since") == 0) {
+		out->since = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "detail") == 0) {
+		snprintf(out->detail, sizeof(out->detail), "%s", v);
+	} else if (strcmp(key, "ingest") == 0) {
+		for (int st = SPACE_READING; st <= SPACE_STOPPED; st++)
+			if (strcmp(v, space_state_name((enum space_state)st)) == 0)
+				out->state = (enum space_state)st;
+	}
 }
 
 int space_status_read(const char *state_dir, struct space_status *out, char *err, size_t errlen)
 {
-	char path[4096], buf[SPACE_STATE_BYTES + 1];
-	char *line, *save = NULL;
-	ssize_t n;
-	int fd;
+	char buf[STATEFILE_REGION_BYTES + 1];
+	int rc;
 
 	if (state_dir == NULL || out == NULL) {
 		err_set(err, errlen, "space_status_read: invalid arguments");
@@ -180,45 +167,12 @@ int space_status_read(const char *state_dir, struct space_status *out, char *err
 	}
 	memset(out, 0, sizeof(*out));
 	out->state = SPACE_STOPPED;
-	snprintf(path, sizeof(path), "%s/%s", state_dir, SPACE_STATE_FILE);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	n = pread(fd, buf, SPACE_STATE_BYTES, 0);
-	close(fd);
-	if (n < 0) {
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	buf[n] = '\0';
-	for (line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		char *v = strchr(line, ' ');
-		size_t len;
-
-		if (line[0] == '#' || v == NULL)
-			continue;
-		*v++ = '\0';
-		len = strlen(v);
-		while (len > 0 && v[len - 1] == ' ')
-			v[--len] = '\0';
-		if (strcmp(line, "pid") == 0) {
-			out->pid = strtol(v, NULL, 10);
-		} else if (strcmp(line, "since") == 0) {
-			out->since = strtoll(v, NULL, 10);
-		} else if (strcmp(line, "detail") == 0) {
-			snprintf(out->detail, sizeof(out->detail), "%s", v);
-		} else if (strcmp(line, "ingest") == 0) {
-			for (int st = SPACE_READING; st <= SPACE_STOPPED; st++)
-				if (strcmp(v, space_state_name((enum space_state)st)) == 0)
-					out->state = (enum space_state)st;
-		}
-	}
+	rc = statefile_read(state_dir, STATEFILE_INGEST, buf, sizeof(buf), err, errlen);
+	if (rc <= 0)
+		return rc;
+	statefile_parse(buf, status_line, out);
 	out->found = 1;
-	out->running = out->state != SPACE_STOPPED && pid_alive(out->pid);
+	out->running = out->state != SPACE_STOPPED && statefile_pid_alive(out->pid);
 	return 0;
 }
 
@@ -404,15 +358,11 @@ struct space *space_new(const struct config *cfg, struct spool *sp, char *err, s
 		goto nomem;
 	s->cfg = cfg;
 	s->sp = sp;
-	s->fd = -1;
 	s->state = SPACE_READING;
 	s->since = (int64_t)time(NULL);
 	s->state_dir = strdup(cfg->agent.state_dir);
-	if (s->state_dir == NULL ||
-	    asprintf(&s->state_path, "%s/%s", cfg->agent.state_dir, SPACE_STATE_FILE) < 0) {
-		s->state_path = NULL;
+	if (s->state_dir == NULL)
 		goto nomem;
-	}
 	return s;
 nomem:
 	err_set(err, errlen, "out of memory");
@@ -422,20 +372,15 @@ nomem:
 
 void space_publish(struct space *s)
 {
-	struct stat st;
+	char err[512] = "";
 
-	if (s == NULL || s->fd >= 0)
+	if (s == NULL || s->sf != NULL)
 		return;
-	s->fd = open(s->state_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (s->fd < 0) {
-		log_warn("cannot open %s: %s; `logmeter status` will not show whether reading is "
-		         "paused",
-		         s->state_path, strerror(errno));
+	s->sf = statefile_open(s->state_dir, STATEFILE_INGEST, err, sizeof(err));
+	if (s->sf == NULL) {
+		log_warn("%s; `logmeter status` will not show whether reading is paused", err);
 		return;
 	}
-	if (fstat(s->fd, &st) == 0 && st.st_size > SPACE_STATE_BYTES &&
-	    ftruncate(s->fd, SPACE_STATE_BYTES) != 0)
-		log_debug("%s: ftruncate: %s", s->state_path, strerror(errno));
 	state_write(s, s->state);
 }
 
@@ -443,15 +388,14 @@ void space_free(struct space *s)
 {
 	if (s == NULL)
 		return;
-	if (s->fd >= 0) {
+	if (s->sf != NULL) {
 		s->since = (int64_t)time(NULL);
 		s->detail[0] = '\0';
 		state_write(s, SPACE_STOPPED);
-		close(s->fd);
+		statefile_free(s->sf);
 	}
 	log_pruned(s, mono_ms(), 1);
 	free(s->state_dir);
-	free(s->state_path);
 	free(s);
 }
 

@@ -4,8 +4,8 @@
  * reading: no line is read, so no checkpoint moves, while the sender goes on. Delivered events
  * are pruned early, oldest first, to make room; pending and dead events never are. While
  * paused, space_poll looks again every second (monotonic clock) and resumes reading once there
- * is room for more than one batch. The state is kept in STATE_DIR/agent.state, a file of fixed
- * size overwritten in place (no block to allocate on a full disk), for `logmeter status`.
+ * is room for more than one batch. The state is published in the ingest region of
+ * STATE_DIR/agent.state (statefile.h), for `logmeter status`.
  * Used by the ingest thread only. See "Faults outside the process" in docs/architecture.md. */
 #ifndef LOGMETER_SPACE_H
 #define LOGMETER_SPACE_H
@@ -16,9 +16,6 @@
 
 #include "config.h"
 #include "spool.h"
-
-#define SPACE_STATE_FILE "agent.state" /* in state_dir */
-#define SPACE_STATE_BYTES 4096         /* its fixed size */
 
 enum space_state {
 	SPACE_READING = 0,   /* reading, or able to */
@@ -33,10 +30,10 @@ struct space;
  * cfg->agent (borrowed). Returns the space (caller frees), or NULL. */
 struct space *space_new(const struct config *cfg, struct spool *sp, char *err, size_t errlen);
 
-/* From now on keeps STATE_DIR/agent.state up to date: creates it, or takes it over, and writes
- * the current state. Call it once this process owns the state directory (holds its lock), so
- * that a second agent refused at start never overwrites the first one's state. A failure is
- * logged, not fatal: only `status` needs the file. */
+/* From now on keeps the ingest region of STATE_DIR/agent.state up to date: creates it, or takes
+ * it over, and writes the current state. Call it once this process owns the state directory (holds
+ * its lock), so that a second agent refused at start never overwrites the first one's state. A
+ * failure is logged, not fatal: only `status` needs the file. */
 void space_publish(struct space *s);
 
 /* Writes "stopped" to the state file (if published) and frees. NULL is a no-op. */
@@ -61,10 +58,10 @@ int space_paused(const struct space *s);
  * called again, or -1 if it does not (reading). */
 int space_poll(struct space *s, int64_t *wait_ms);
 
-/* What STATE_DIR/agent.state says, for `logmeter status`. */
+/* What the ingest region of STATE_DIR/agent.state says, for `logmeter status`. */
 struct space_status {
 	int found;   /* the file exists and could be read */
-	int running; /* its process is alive (kill(2) and /proc/PID/comm) */
+	int running; /* its process is alive (statefile_pid_alive) */
 	long pid;
 	enum space_state state;
 	int64_t since;    /* seconds since the epoch the state began */

@@ -38,6 +38,7 @@ enum spool_stmt {
 	ST_EVENTS_PENDING,
 	ST_EVENTS_DELIVERED,
 	ST_EVENTS_DEAD,
+	ST_EVENTS_UNSURE,
 	ST_PRUNE,
 	ST_COUNT_
 };
@@ -49,6 +50,38 @@ struct spool {
 	sqlite3_stmt *st[ST_COUNT_];
 	int last_rc, last_errno; /* of the last failure sp_err reported (spool_failed_full) */
 };
+
+/* The events table of schema 2 under a given name (a migration builds it beside the old one).
+ * The state (enum event_state) is checked when a row is read, not by a CHECK constraint. */
+#define EVENTS_TABLE(name)                                                                         \
+	"CREATE TABLE " name " ("                                                                  \
+	" id INTEGER PRIMARY KEY,"                                                                 \
+	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
+	" line_offset INTEGER NOT NULL,"                                                           \
+	" rule TEXT NOT NULL,"                                                                     \
+	" identifier TEXT NOT NULL,"                                                               \
+	" event_name TEXT NOT NULL,"                                                               \
+	" payload_customer_key TEXT NOT NULL,"                                                     \
+	" payload_value_key TEXT NOT NULL,"                                                        \
+	" customer_key TEXT NOT NULL,"                                                             \
+	" customer TEXT NOT NULL,"                                                                 \
+	" value TEXT NOT NULL,"                                                                    \
+	" timestamp INTEGER NOT NULL,"                                                             \
+	" state INTEGER NOT NULL,"                                                                 \
+	" attempts INTEGER NOT NULL DEFAULT 0,"                                                    \
+	" last_error TEXT,"                                                                        \
+	" created INTEGER,"                                                                        \
+	" delivered_at INTEGER,"                                                                   \
+	" updated INTEGER,"                                                                        \
+	" key_generation INTEGER NOT NULL DEFAULT 0,"                                              \
+	" first_unknown INTEGER,"                                                                  \
+	" UNIQUE (file_id, line_offset, rule));"
+
+#define EVENTS_INDEXES                                                                             \
+	"CREATE INDEX events_pending ON events(id) WHERE state = 0;"                               \
+	"CREATE INDEX events_dead ON events(id) WHERE state = 2;"                                  \
+	"CREATE INDEX events_unsure ON events(id) WHERE state = 3;"                                \
+	"CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
 
 /* Uniqueness follows the line's position (file, offset, rule), which grows at the end of the
  * index, never the random-looking identifier: see "Spool cost" in the design notes. The partial
@@ -82,30 +115,31 @@ static const char spool_schema[] =
     " resets INTEGER NOT NULL DEFAULT 0,"
     " first_seen INTEGER NOT NULL,"
     " updated INTEGER NOT NULL);"
-    "CREATE INDEX files_identity ON files(source, dev, ino);"
-    "CREATE TABLE events ("
-    " id INTEGER PRIMARY KEY,"
-    " file_id INTEGER NOT NULL REFERENCES files(id),"
-    " line_offset INTEGER NOT NULL,"
-    " rule TEXT NOT NULL,"
-    " identifier TEXT NOT NULL,"
-    " event_name TEXT NOT NULL,"
-    " payload_customer_key TEXT NOT NULL,"
-    " payload_value_key TEXT NOT NULL,"
-    " customer_key TEXT NOT NULL,"
-    " customer TEXT NOT NULL,"
-    " value TEXT NOT NULL,"
-    " timestamp INTEGER NOT NULL,"
-    " state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " last_error TEXT,"
-    " created INTEGER,"
-    " delivered_at INTEGER,"
-    " updated INTEGER,"
-    " UNIQUE (file_id, line_offset, rule));"
-    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
-    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
-    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;";
+    "CREATE INDEX files_identity ON files(source, dev, ino);" EVENTS_TABLE("events") EVENTS_INDEXES;
+
+/* Schema 1 had no key_generation or first_unknown, and a CHECK on the state that allowed no
+ * unsure events (and cost a temporary b-tree at every INSERT and UPDATE). SQLite cannot change a
+ * CHECK in place (https://www.sqlite.org/lang_altertable.html#otheralter): the table is copied
+ * into the new layout, in the transaction that sets user_version. */
+static const char spool_migrate_1_2[] = EVENTS_TABLE(
+    "events_v2") "INSERT INTO events_v2(id, file_id, line_offset, rule, identifier, event_name,"
+                 " payload_customer_key, payload_value_key, customer_key, customer, value, "
+                 "timestamp, state,"
+                 " attempts, last_error, created, delivered_at, updated)"
+                 " SELECT id, file_id, line_offset, rule, identifier, event_name, "
+                 "payload_customer_key,"
+                 " payload_value_key, customer_key, customer, value, timestamp, state, attempts, "
+                 "last_error,"
+                 " created, delivered_at, updated FROM events;"
+                 "DROP TABLE events;"
+                 "ALTER TABLE events_v2 RENAME TO events;" EVENTS_INDEXES;
+
+/* Migrations by PRAGMA user_version: migrations[i] takes a spool of schema i + 1 to i + 2. A new
+ * schema version adds its step here; a spool is never refused for being older. */
+static const char *const spool_migrations[] = {spool_migrate_1_2};
+
+_Static_assert(sizeof(spool_migrations) / sizeof(spool_migrations[0]) == SPOOL_SCHEMA_VERSION - 1,
+               "one migration per schema version after the first");
 
 #define FILE_COLUMNS                                                                               \
 	"id, uid, source, path, dev, ino, fp_len, fp_hash, \"offset\", check_len, check_hash, "    \
@@ -115,7 +149,7 @@ static const char spool_schema[] =
 #define EVENT_COLUMNS                                                                              \
 	"id, file_id, line_offset, rule, identifier, event_name, payload_customer_key, "           \
 	"payload_value_key, customer_key, customer, value, timestamp, state, attempts, "           \
-	"last_error, created, delivered_at"
+	"last_error, created, delivered_at, key_generation, first_unknown"
 
 /* ST_FILE_ADD and ST_FILE_UPDATE share parameters ?2 to ?20 (see bind_file). */
 static const char *const spool_sql[ST_COUNT_] = {
@@ -150,17 +184,20 @@ static const char *const spool_sql[ST_COUNT_] = {
     [ST_PENDING] = "SELECT " EVENT_COLUMNS " FROM events"
                    " WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2",
     [ST_MARK] = "UPDATE events SET state = ?2, attempts = ?3, updated = ?4,"
-                " last_error = coalesce(?5, last_error), delivered_at = ?6 WHERE id = ?1",
+                " last_error = coalesce(?5, last_error), delivered_at = ?6,"
+                " key_generation = ?7, first_unknown = ?8 WHERE id = ?1",
     /* The pending and dead counts come from their partial indexes; only the total scans. */
     [ST_COUNTS] = "SELECT (SELECT count(*) FROM events WHERE state = 0),"
                   " (SELECT count(*) FROM events WHERE state = 2),"
+                  " (SELECT count(*) FROM events WHERE state = 3),"
                   " (SELECT count(*) FROM events)",
-    [ST_LAST_ERROR] = "SELECT last_error FROM events WHERE state IN (0, 2)"
+    [ST_LAST_ERROR] = "SELECT last_error FROM events WHERE state IN (0, 2, 3)"
                       " AND last_error IS NOT NULL AND last_error <> ''"
                       " ORDER BY updated DESC, id DESC LIMIT 1",
     [ST_EVENTS_PENDING] = "SELECT " EVENT_COLUMNS " FROM events WHERE state = 0 ORDER BY id",
     [ST_EVENTS_DELIVERED] = "SELECT " EVENT_COLUMNS " FROM events WHERE state = 1 ORDER BY id",
     [ST_EVENTS_DEAD] = "SELECT " EVENT_COLUMNS " FROM events WHERE state = 2 ORDER BY id",
+    [ST_EVENTS_UNSURE] = "SELECT " EVENT_COLUMNS " FROM events WHERE state = 3 ORDER BY id",
     [ST_PRUNE] = "DELETE FROM events WHERE state = 1 AND delivered_at < ?1",
 };
 
@@ -349,7 +386,7 @@ static int row_event(const struct spool *sp, sqlite3_stmt *st, struct event *ev,
 	col_text(st, 10, ev->value, sizeof(ev->value));
 	ev->timestamp = sqlite3_column_int64(st, 11);
 	state = sqlite3_column_int64(st, 12);
-	if (state < EVENT_PENDING || state > EVENT_DEAD) {
+	if (state < EVENT_PENDING || state > EVENT_UNSURE) {
 		err_set(err, errlen, "spool %s: event %" PRId64 " has an invalid state %" PRId64,
 		        sp->path, ev->id, state);
 		return -1;
@@ -359,6 +396,8 @@ static int row_event(const struct spool *sp, sqlite3_stmt *st, struct event *ev,
 	col_text(st, 14, ev->last_error, sizeof(ev->last_error));
 	ev->created = sqlite3_column_int64(st, 15);
 	ev->delivered_at = sqlite3_column_int64(st, 16);
+	ev->key_generation = sqlite3_column_int64(st, 17);
+	ev->first_unknown = sqlite3_column_int64(st, 18);
 	return 0;
 }
 
@@ -568,16 +607,30 @@ static int setup_read_write(struct spool *sp, char *err, size_t errlen)
 	if (pragma_int(sp, "PRAGMA user_version", &version, err, errlen) < 0 ||
 	    check_version(sp, version, err, errlen) < 0)
 		goto rollback;
-	if (version == 0) {
+	if (version != SPOOL_SCHEMA_VERSION) {
 		char sql[64];
+		int64_t from = version;
 
+		if (version == 0) {
+			if (exec(sp, spool_schema, "creating the schema", err, errlen) < 0)
+				goto rollback;
+		} else {
+			for (; version < SPOOL_SCHEMA_VERSION; version++)
+				if (exec(sp, spool_migrations[version - 1], "migrating the schema",
+				         err, errlen) < 0)
+					goto rollback;
+		}
 		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", SPOOL_SCHEMA_VERSION);
-		if (exec(sp, spool_schema, "creating the schema", err, errlen) < 0 ||
-		    exec(sp, sql, "setting the schema version", err, errlen) < 0)
+		if (exec(sp, sql, "setting the schema version", err, errlen) < 0)
 			goto rollback;
-	}
-	if (exec(sp, "COMMIT", "commit", err, errlen) < 0)
+		if (exec(sp, "COMMIT", "commit", err, errlen) < 0)
+			goto rollback;
+		if (from > 0)
+			log_info("spool %s: migrated from schema %" PRId64 " to %d", sp->path, from,
+			         SPOOL_SCHEMA_VERSION);
+	} else if (exec(sp, "COMMIT", "commit", err, errlen) < 0) {
 		goto rollback;
+	}
 	ret = 0;
 	goto out;
 rollback:
@@ -597,6 +650,14 @@ static int setup_read_only(struct spool *sp, char *err, size_t errlen)
 		return -1;
 	if (version == 0) {
 		err_set(err, errlen, "spool %s is empty: the agent has not run yet", sp->path);
+		return -1;
+	}
+	if (version < SPOOL_SCHEMA_VERSION) {
+		/* Reading it would need the old layout; the agent migrates it when it starts. */
+		err_set(err, errlen,
+		        "spool %s has schema version %" PRId64 " of an earlier logmeter: start the "
+		        "agent (logmeter run) once to migrate it to version %d",
+		        sp->path, version, SPOOL_SCHEMA_VERSION);
 		return -1;
 	}
 	return 0;
@@ -1055,8 +1116,8 @@ int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char 
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (marks[i].state != EVENT_PENDING && marks[i].state != EVENT_DELIVERED &&
-		    marks[i].state != EVENT_DEAD) {
+		if (marks[i].state < EVENT_PENDING || marks[i].state > EVENT_UNSURE ||
+		    marks[i].key_generation < 0) {
 			err_set(err, errlen, "spool_mark: event %" PRId64 ": invalid state %d",
 			        marks[i].id, (int)marks[i].state);
 			return -1;
@@ -1084,6 +1145,11 @@ int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char 
 			b_int(st, 6, m->when, &rc);
 		else
 			b_null(st, 6, &rc);
+		b_int(st, 7, m->key_generation, &rc);
+		if (m->first_unknown > 0)
+			b_int(st, 8, m->first_unknown, &rc);
+		else
+			b_null(st, 8, &rc);
 		if (rc != SQLITE_OK) {
 			sp_err(sp, rc, "marking events", err, errlen);
 			st_end(st);
@@ -1118,7 +1184,8 @@ int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t e
 	}
 	out->pending = sqlite3_column_int64(st, 0);
 	out->dead = sqlite3_column_int64(st, 1);
-	out->delivered = sqlite3_column_int64(st, 2) - out->pending - out->dead;
+	out->unsure = sqlite3_column_int64(st, 2);
+	out->delivered = sqlite3_column_int64(st, 3) - out->pending - out->dead - out->unsure;
 	st_end(st);
 	return 0;
 }
@@ -1207,6 +1274,9 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 	case EVENT_DEAD:
 		st = sp->st[ST_EVENTS_DEAD];
 		break;
+	case EVENT_UNSURE:
+		st = sp->st[ST_EVENTS_UNSURE];
+		break;
 	default:
 		err_set(err, errlen, "spool_events_foreach: invalid state %d", (int)state);
 		return -1;
@@ -1270,7 +1340,8 @@ int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, s
 		err_set(err, errlen, "spool_set_durability: invalid arguments");
 		return -1;
 	}
-	sql = d == SPOOL_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+	sql =
+	    d == SPOOL_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
 	return exec(sp, sql, sql, err, errlen);
 }
 
@@ -1361,18 +1432,25 @@ int spool_verify(struct spool *sp, char *err, size_t errlen)
 #define REPLAY_BATCH 500
 
 /* The ids spool_replay selects, in id order. */
-static int replay_select(struct spool *sp, const struct spool_replay *rp, int64_t **ids,
-                         size_t *n, char *err, size_t errlen)
+static int replay_select(struct spool *sp, const struct spool_replay *rp, int64_t **ids, size_t *n,
+                         char *err, size_t errlen)
 {
 	/* The literal state lets the planner use the partial indexes events_dead and
 	 * events_delivered; a delivered event's updated time is its delivered_at. */
 	static const char sql_dead[] =
 	    "SELECT id FROM events WHERE state = 2 AND coalesce(updated, 0) >= ?1"
-	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) > 0)"
+	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) "
+	    "> 0)"
 	    " ORDER BY id";
 	static const char sql_delivered[] =
 	    "SELECT id FROM events WHERE state = 1 AND delivered_at >= ?1"
-	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) > 0)"
+	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) "
+	    "> 0)"
+	    " ORDER BY id";
+	static const char sql_unsure[] =
+	    "SELECT id FROM events WHERE state = 3 AND coalesce(updated, 0) >= ?1"
+	    " AND (?2 IS NULL OR rule = ?2) AND (?3 IS NULL OR instr(coalesce(last_error, ''), ?3) "
+	    "> 0)"
 	    " ORDER BY id";
 	sqlite3_stmt *st = NULL;
 	size_t cap = 0;
@@ -1380,8 +1458,11 @@ static int replay_select(struct spool *sp, const struct spool_replay *rp, int64_
 
 	*ids = NULL;
 	*n = 0;
-	rc = sqlite3_prepare_v2(sp->db, rp->from == EVENT_DEAD ? sql_dead : sql_delivered, -1, &st,
-	                        NULL);
+	rc = sqlite3_prepare_v2(sp->db,
+	                        rp->from == EVENT_DEAD        ? sql_dead
+	                        : rp->from == EVENT_DELIVERED ? sql_delivered
+	                                                      : sql_unsure,
+	                        -1, &st, NULL);
 	b_int(st, 1, rp->since, &rc);
 	if (rp->rule != NULL)
 		b_text(st, 2, rp->rule, SIZE_MAX, &rc);
@@ -1422,10 +1503,13 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 	static const char sql_get[] =
 	    "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1 AND state = ?2";
 	/* max(id) + 1: after every row, as an insert would be; the identifier column is what
-	 * Stripe sees and it does not change. */
+	 * Stripe sees and it does not change. The next Idempotency-Key generation makes the first
+	 * attempt of the replay a fresh request, whatever Stripe saved under the last key; the
+	 * identifier still keeps Stripe from counting the event twice within its window. */
 	static const char sql_move[] =
 	    "UPDATE events SET id = (SELECT max(id) FROM events) + 1, state = 0, customer = ?2,"
-	    " last_error = ?3, delivered_at = NULL, updated = ?4 WHERE id = ?1";
+	    " last_error = ?3, delivered_at = NULL, updated = ?4,"
+	    " key_generation = key_generation + 1, first_unknown = NULL WHERE id = ?1";
 	sqlite3_stmt *get = NULL, *move = NULL;
 	struct event *ev = NULL;
 	int64_t *ids = NULL, count = 0, batch;
@@ -1435,7 +1519,8 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 	if (moved != NULL)
 		*moved = 0;
 	if (sp == NULL || rp == NULL || rp->decide == NULL ||
-	    (rp->from != EVENT_DEAD && rp->from != EVENT_DELIVERED) || sp->mode != SPOOL_READ_WRITE) {
+	    (rp->from != EVENT_DEAD && rp->from != EVENT_DELIVERED && rp->from != EVENT_UNSURE) ||
+	    sp->mode != SPOOL_READ_WRITE) {
 		err_set(err, errlen, "spool_replay: invalid arguments");
 		return -1;
 	}
@@ -1487,7 +1572,8 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 			st_end(get);
 			d = rp->decide(ev, rp->ud);
 			if (d < 0) {
-				err_set(err, errlen, "spool %s: replay stopped by the caller", sp->path);
+				err_set(err, errlen, "spool %s: replay stopped by the caller",
+				        sp->path);
 				goto out;
 			}
 			if (d == 0)
@@ -1533,7 +1619,6 @@ out:
 }
 
 /* ---- room: size, early pruning, full disk (src/space.c) ---- */
-
 
 /* st_size of `path`, 0 if it does not exist. Returns 0 or -1. */
 static int file_size(const char *path, int64_t *out)

@@ -37,7 +37,8 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
 	struct stat sb;
 	int rc, problems = 0, ret = -1;
 
-	info->version = info->pending = info->delivered = info->dead = info->files = -1;
+	info->version = info->pending = info->delivered = info->dead = info->unsure = info->files =
+	    -1;
 	snprintf(path, sizeof(path), "%s/spool.db", state_dir);
 	if (stat(path, &sb) < 0) {
 		err_set(err, errlen, "no spool at %s: %s", path, strerror(errno));
@@ -115,6 +116,7 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
 		info->pending = count_query(db, "SELECT count(*) FROM events WHERE state = 0");
 		info->delivered = count_query(db, "SELECT count(*) FROM events WHERE state = 1");
 		info->dead = count_query(db, "SELECT count(*) FROM events WHERE state = 2");
+		info->unsure = count_query(db, "SELECT count(*) FROM events WHERE state = 3");
 		info->files = count_query(db, "SELECT count(*) FROM files");
 	}
 	ret = problems > 0 ? 1 : 0;
@@ -431,10 +433,14 @@ static int int_or_null(const struct col *c)
 	return c->type == SQLITE_INTEGER || c->type == SQLITE_NULL;
 }
 
-/* The layouts of schema version 1 (spool.c): column 0 of files and events is the rowid alias,
- * stored as NULL. */
+/* The row layouts spool.c wrote (column 0 of files and events is the rowid alias, stored as
+ * NULL): files have 23 columns in every schema; events 18 in schema 1 (states 0-2) and 20 in
+ * schema 2 (key_generation and first_unknown appended; state 3, unsure). A row of either
+ * layout is taken into the new spool, which has the current one. */
 #define FILES_NCOLS 23
-#define EVENTS_NCOLS 18
+#define EVENTS_NCOLS_V1 18
+#define EVENTS_NCOLS_V2 20
+_Static_assert(SPOOL_SCHEMA_VERSION == 2, "spool_repair.c knows the row layouts up to schema 2");
 
 static int looks_like_files(const struct col *c, int nc)
 {
@@ -450,10 +456,15 @@ static int looks_like_files(const struct col *c, int nc)
 
 static int looks_like_event(const struct col *c, int nc)
 {
-	if (nc != EVENTS_NCOLS || c[0].type != SQLITE_NULL || !is_int(&c[1]) || !is_int(&c[2]) ||
-	    !is_int(&c[11]) || !is_int(&c[12]) || c[12].i < 0 || c[12].i > 2 || !is_int(&c[13]) ||
+	int64_t max_state = nc == EVENTS_NCOLS_V2 ? EVENT_UNSURE : EVENT_DEAD;
+
+	if ((nc != EVENTS_NCOLS_V1 && nc != EVENTS_NCOLS_V2) || c[0].type != SQLITE_NULL ||
+	    !is_int(&c[1]) || !is_int(&c[2]) || !is_int(&c[11]) || !is_int(&c[12]) || c[12].i < 0 ||
+	    c[12].i > max_state || !is_int(&c[13]) ||
 	    !(is_text(&c[14]) || c[14].type == SQLITE_NULL) || !int_or_null(&c[15]) ||
 	    !int_or_null(&c[16]) || !int_or_null(&c[17]))
+		return 0;
+	if (nc == EVENTS_NCOLS_V2 && (!is_int(&c[18]) || c[18].i < 0 || !int_or_null(&c[19])))
 		return 0;
 	for (int i = 3; i <= 10; i++)
 		if (!is_text(&c[i]))
@@ -653,11 +664,13 @@ static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
 static int builder_prepare(struct builder *b)
 {
 	static const char *const sql[] = {
+	    /* A schema-1 row leaves ?19 and ?20 unbound (NULL). */
 	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
 	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
-	    " state, attempts, last_error, created, delivered_at, updated)"
+	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
+	    " first_unknown)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-	    "?18)",
+	    "?18, coalesce(?19, 0), ?20)",
 	    "SELECT id, coalesce(updated, 0) FROM events WHERE id = ?1"
 	    " OR (file_id = ?2 AND line_offset = ?3 AND rule = ?4)",
 	    "DELETE FROM events WHERE id = ?1",
@@ -922,7 +935,7 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		int64_t s = sqlite3_column_int64(q, 0);
 
-		if (s >= 0 && s <= 2)
+		if (s >= EVENT_PENDING && s <= EVENT_UNSURE)
 			st->events[s] = sqlite3_column_int64(q, 1);
 	}
 	sqlite3_finalize(q);

@@ -11,9 +11,9 @@ typedef void (*spool_problem_cb)(const char *problem, void *ud);
 
 /* What spool_check found besides problems. */
 struct spool_check_info {
-	int64_t version;                  /* PRAGMA user_version; -1 if unreadable */
-	int64_t pending, delivered, dead; /* -1 if they could not be counted */
-	int64_t files;                    /* file records, -1 if they could not be counted */
+	int64_t version;                          /* PRAGMA user_version; -1 if unreadable */
+	int64_t pending, delivered, dead, unsure; /* -1 if they could not be counted */
+	int64_t files; /* file records, -1 if they could not be counted */
 };
 
 /* Checks `state_dir`/spool.db without changing it (a read-only connection): that it is an SQLite
@@ -31,7 +31,8 @@ struct spool_recover_stats {
 	int64_t pages_free;           /* on the free-page list, not read */
 	int64_t wal_frames;           /* committed WAL frames applied */
 	int64_t meta, files;          /* rows recovered */
-	int64_t events[3];            /* by state: pending, delivered, dead */
+	int64_t events[4];            /* by state (enum event_state): pending, delivered, dead,
+	                                 unsure */
 	int64_t cells_skipped;        /* cells that did not decode as a spool row */
 	int64_t duplicates;           /* older copies of a row dropped for a newer one */
 	int64_t lost_files;           /* placeholder file records made for orphaned events */

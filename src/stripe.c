@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -31,10 +32,13 @@
 #define STRIPE_CONNECT_TIMEOUT_MS 10000
 #define STRIPE_DEFAULT_TIMEOUT_MS 80000
 #define STRIPE_RL_REASON_MAX 128
+#define STRIPE_LOCATION_MAX 256 /* bytes of a redirect's Location quoted in a reason */
 /* Reading more than this of a key file cannot give a valid first line. */
 #define STRIPE_KEYFILE_READ_MAX (STRIPE_KEY_MAX + 1024)
 
 static const char stripe_exists_prefix[] = "An event already exists with identifier";
+/* Stripe's 404 for a path it does not serve: a wrong api_base or proxy, not a bad event. */
+static const char stripe_unknown_url_prefix[] = "Unrecognized request URL";
 
 struct stripe_request {
 	CURL *easy;
@@ -44,7 +48,10 @@ struct stripe_request {
 	char *body; /* the response body, at most STRIPE_BODY_MAX bytes */
 	size_t body_len, body_cap;
 	int should_retry;                     /* Stripe-Should-Retry: 1, 0, -1 absent */
+	int replayed;                         /* Idempotent-Replayed: true */
+	int64_t retry_after_ms;               /* Retry-After, -1 if absent */
 	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
+	char location[STRIPE_LOCATION_MAX];   /* Location (of a redirect), "" if absent */
 	char errbuf[CURL_ERROR_SIZE];
 	char key[STRIPE_KEY_MAX]; /* to scrub it from any text Stripe echoes back */
 };
@@ -451,6 +458,84 @@ int stripe_check_base(const char *api_base, char *err, size_t errlen)
 	return -1;
 }
 
+int stripe_check_account(const char *account, char *err, size_t errlen)
+{
+	static const char prefix[] = "acct_";
+	size_t n;
+
+	if (account == NULL || strncmp(account, prefix, sizeof(prefix) - 1) != 0) {
+		err_set(err, errlen,
+		        "[stripe] account must be a connected account id such as acct_1A2b3C");
+		return -1;
+	}
+	n = strlen(account);
+	if (n == sizeof(prefix) - 1 || n > 255) {
+		err_set(err, errlen, "[stripe] account: the id after acct_ is empty or too long");
+		return -1;
+	}
+	for (size_t i = sizeof(prefix) - 1; i < n; i++) {
+		if (!isalnum((unsigned char)account[i])) {
+			err_set(err, errlen,
+			        "[stripe] account: only letters and digits may follow acct_");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Stripe's limits for POST /v1/billing/meter_events (docs.stripe.com/rate-limits): a separate
+ * bucket of 1,000 calls per second per account in live mode; in test mode and sandboxes the
+ * calls count against the basic limit of 25 operations per second; requests on behalf of a
+ * connected account (Stripe-Account) are held to 100 per second in live mode. */
+#define STRIPE_RATE_LIVE 1000
+#define STRIPE_RATE_TEST 25
+#define STRIPE_RATE_CONNECT 100
+
+int64_t stripe_default_rate(const char *key, const char *account, char *why, size_t whylen)
+{
+	static const char *const live[] = {"sk_live_", "rk_live_"};
+	static const char *const test[] = {"sk_test_", "rk_test_"};
+	int connect = account != NULL && account[0] != '\0';
+	const char *kind = NULL;
+	int is_live = 0;
+	char scratch[1];
+	int64_t rate;
+
+	if (why == NULL || whylen == 0) {
+		why = scratch;
+		whylen = sizeof(scratch);
+	}
+	for (size_t i = 0; key != NULL && i < 2 && kind == NULL; i++) {
+		if (strncmp(key, live[i], strlen(live[i])) == 0) {
+			kind = live[i];
+			is_live = 1;
+		} else if (strncmp(key, test[i], strlen(test[i])) == 0) {
+			kind = test[i];
+		}
+	}
+	if (kind == NULL) {
+		snprintf(why, whylen,
+		         "a key of unknown kind: the test-mode limit, the lowest Stripe sets");
+		return STRIPE_RATE_TEST;
+	}
+	if (!is_live) {
+		rate = STRIPE_RATE_TEST;
+		snprintf(why, whylen, "test key (%s...): Stripe's test-mode limit%s", kind,
+		         connect ? ", also for a connected account" : "");
+	} else if (connect) {
+		rate = STRIPE_RATE_CONNECT;
+		snprintf(why, whylen,
+		         "live key (%s...) for a connected account: Stripe's Connect "
+		         "limit",
+		         kind);
+	} else {
+		rate = STRIPE_RATE_LIVE;
+		snprintf(why, whylen, "live key (%s...): Stripe's live-mode limit for meter events",
+		         kind);
+	}
+	return rate;
+}
+
 /* ---- classification ---- */
 
 static void put_body_excerpt(struct stripe_buf *b, const char *body, size_t len)
@@ -469,6 +554,30 @@ static void put_body_excerpt(struct stripe_buf *b, const char *body, size_t len)
 	}
 }
 
+/* Curl errors that say the request never left: nothing was carried out, the key is still good. */
+static int curl_not_sent(CURLcode c)
+{
+	return c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST ||
+	       c == CURLE_COULDNT_RESOLVE_PROXY || c == CURLE_SSL_CONNECT_ERROR ||
+	       c == CURLE_PEER_FAILED_VERIFICATION || c == CURLE_SSL_CACERT_BADFILE;
+}
+
+/* Is the body the billing.meter_event Stripe returns for `identifier`? */
+static int is_our_meter_event(json_t *root, const char *identifier)
+{
+	const char *object = json_string_value(json_object_get(root, "object"));
+	const char *id = json_string_value(json_object_get(root, "identifier"));
+
+	if (!json_is_object(root) || object == NULL || strcmp(object, "billing.meter_event") != 0)
+		return 0;
+	return identifier == NULL || (id != NULL && strcmp(id, identifier) == 0);
+}
+
+static int str_eq(const char *a, const char *b)
+{
+	return a != NULL && strcmp(a, b) == 0;
+}
+
 enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason, size_t reasonlen)
 {
 	char scratch[1];
@@ -477,6 +586,7 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 	const char *message = NULL, *type = NULL, *code = NULL;
 	size_t message_len = 0;
 	enum stripe_outcome out;
+	int is_stripe_error = 0;
 	long st;
 
 	if (reason == NULL || reasonlen == 0) {
@@ -486,21 +596,17 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 	buf_init(&b, reason, reasonlen);
 	if (r == NULL) {
 		buf_printf(&b, "no response");
-		return STRIPE_RETRY;
+		return STRIPE_UNKNOWN;
 	}
 	if (r->curl_code != CURLE_OK) {
 		buf_printf(&b, "network error: %s", curl_easy_strerror(r->curl_code));
-		return STRIPE_RETRY;
+		return curl_not_sent(r->curl_code) ? STRIPE_RETRY : STRIPE_UNKNOWN;
 	}
 	st = r->status;
-	if (st >= 200 && st <= 299) {
-		buf_printf(&b, "HTTP %ld", st);
-		return STRIPE_DELIVERED;
-	}
 	if (st < 100 || st > 999) {
 		/* A transfer that "succeeded" without a status line is no answer at all. */
 		buf_printf(&b, "no valid HTTP status (%ld)", st);
-		return STRIPE_RETRY;
+		return STRIPE_UNKNOWN;
 	}
 
 	if (r->body != NULL && r->body_len > 0) {
@@ -519,12 +625,16 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 				}
 				type = json_string_value(json_object_get(e, "type"));
 				code = json_string_value(json_object_get(e, "code"));
+				is_stripe_error = type != NULL;
 			}
 		}
 	}
 
 	buf_printf(&b, "HTTP %ld", st);
-	if (message != NULL && message_len > 0) {
+	if (st >= 200 && st <= 299) {
+		if (!is_our_meter_event(root, r->identifier))
+			buf_printf(&b, ": the answer is not the meter event sent");
+	} else if (message != NULL && message_len > 0) {
 		buf_printf(&b, ": ");
 		buf_put_message(&b, message, message_len);
 	} else if (type != NULL || code != NULL) {
@@ -541,21 +651,53 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 	} else if (root == NULL && r->body != NULL && r->body_len > 0) {
 		put_body_excerpt(&b, r->body, r->body_len);
 	}
+	if (st >= 300 && st <= 399 && r->location != NULL && r->location[0] != '\0') {
+		buf_printf(&b, " (redirect to ");
+		buf_put_clean(&b, r->location, strlen(r->location), 1);
+		buf_printf(&b, ")");
+	}
+	if (r->replayed)
+		buf_printf(&b, " (replayed)");
 
-	if (st == 400 && message != NULL && message_len >= sizeof(stripe_exists_prefix) - 1 &&
-	    strncmp(message, stripe_exists_prefix, sizeof(stripe_exists_prefix) - 1) == 0) {
+	if (st >= 200 && st <= 299) {
+		/* A proxy or captive portal answers 200 too: only our meter event counts. */
+		out =
+		    is_our_meter_event(root, r->identifier) ? STRIPE_DELIVERED : STRIPE_UNEXPECTED;
+	} else if (st == 400 &&
+	           ((message != NULL && message_len >= sizeof(stripe_exists_prefix) - 1 &&
+	             strncmp(message, stripe_exists_prefix, sizeof(stripe_exists_prefix) - 1) ==
+	                 0) ||
+	            str_eq(code, "duplicate_meter_event"))) {
 		/* Our identifier is already there: an earlier attempt got through. */
 		out = STRIPE_DELIVERED;
 	} else if (st == 401 || st == 403) {
 		out = STRIPE_AUTH;
-	} else if (r->should_retry == 1) {
+	} else if (str_eq(code, "lock_timeout")) {
 		out = STRIPE_RETRY;
-	} else if (r->should_retry == 0) {
+	} else if (st == 429 && r->should_retry == 1) {
+		out = STRIPE_RETRY; /* Stripe's lock timeout answer without its code */
+	} else if (st == 429 || str_eq(code, "rate_limit")) {
+		out = STRIPE_RATE_LIMITED;
+	} else if (st == 409) {
+		out = STRIPE_RETRY; /* the same key is still being processed: its answer will be
+		                       saved */
+	} else if (st >= 500 && st <= 599) {
+		/* Whatever Stripe-Should-Retry says: "not under this key", not "refused". */
+		out = STRIPE_UNKNOWN;
+	} else if (r->replayed || str_eq(type, "idempotency_error")) {
+		/* A saved error, or the key was used with other parameters (a line read again
+		 * after a power cut has a new read time): only a fresh key gets an answer now. */
+		out = STRIPE_UNKNOWN;
+	} else if (r->should_retry == 1 && st >= 400 && st <= 499) {
+		out = STRIPE_RETRY;
+	} else if ((st == 400 || st == 404) && is_stripe_error &&
+	           str_eq(type, "invalid_request_error") &&
+	           !(st == 404 && message != NULL &&
+	             strncmp(message, stripe_unknown_url_prefix,
+	                     sizeof(stripe_unknown_url_prefix) - 1) == 0)) {
 		out = STRIPE_REJECTED;
-	} else if (st == 409 || st == 429 || st >= 500) {
-		out = STRIPE_RETRY;
 	} else {
-		out = STRIPE_REJECTED;
+		out = STRIPE_UNEXPECTED;
 	}
 	json_decref(root);
 	return out;
@@ -614,6 +756,37 @@ static const char *header_value(const char *h, size_t n, const char *name, size_
 	return v;
 }
 
+/* Retry-After: delay-seconds or an HTTP date (RFC 9110 10.2.3). Returns milliseconds, capped at
+ * STRIPE_RETRY_AFTER_MAX_MS, or -1. */
+static int64_t parse_retry_after(const char *v, size_t vlen)
+{
+	char text[64];
+	int64_t secs = 0;
+	size_t i;
+
+	if (vlen == 0 || vlen >= sizeof(text))
+		return -1;
+	memcpy(text, v, vlen);
+	text[vlen] = '\0';
+	for (i = 0; i < vlen && isdigit((unsigned char)text[i]); i++)
+		if (secs < STRIPE_RETRY_AFTER_MAX_MS / 1000 + 1)
+			secs = secs * 10 + (text[i] - '0');
+	if (i == vlen) {
+		/* delay-seconds */
+	} else {
+		time_t when = curl_getdate(text, NULL);
+
+		if (when < 0)
+			return -1;
+		secs = (int64_t)when - (int64_t)time(NULL);
+		if (secs < 0)
+			secs = 0;
+	}
+	if (secs > STRIPE_RETRY_AFTER_MAX_MS / 1000)
+		return STRIPE_RETRY_AFTER_MAX_MS;
+	return secs * 1000;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct stripe_request *req = ud;
@@ -623,7 +796,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		/* A new response (after a 1xx): forget the previous one's headers. */
 		req->should_retry = -1;
+		req->replayed = 0;
+		req->retry_after_ms = -1;
 		req->rl_reason[0] = '\0';
+		req->location[0] = '\0';
 		return n;
 	}
 	if ((v = header_value(data, n, "Stripe-Should-Retry", &vlen)) != NULL) {
@@ -635,6 +811,15 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 		struct stripe_buf b;
 
 		buf_init(&b, req->rl_reason, sizeof(req->rl_reason));
+		buf_put_clean(&b, v, vlen, 1);
+	} else if ((v = header_value(data, n, "Idempotent-Replayed", &vlen)) != NULL) {
+		req->replayed = vlen == 4 && strncasecmp(v, "true", 4) == 0;
+	} else if ((v = header_value(data, n, "Retry-After", &vlen)) != NULL) {
+		req->retry_after_ms = parse_retry_after(v, vlen);
+	} else if ((v = header_value(data, n, "Location", &vlen)) != NULL) {
+		struct stripe_buf b;
+
+		buf_init(&b, req->location, sizeof(req->location));
 		buf_put_clean(&b, v, vlen, 1);
 	}
 	return n;
@@ -676,7 +861,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 {
 	struct stripe_request *req = NULL;
 	char *url = NULL, *form = NULL;
-	char line[STRIPE_KEY_MAX + 64];
+	char line[STRIPE_KEY_MAX + 64], idem[EVENT_IDEMPOTENCY_KEY_MAX];
 	const char *base;
 	size_t baselen, keylen;
 	long timeout, connect_timeout;
@@ -695,10 +880,12 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	}
 	if (ev->identifier[0] == '\0' ||
 	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
-	    !header_safe(ev->identifier)) {
+	    !header_safe(ev->identifier) || event_idempotency_key(ev, idem) != 0) {
 		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
 		return NULL;
 	}
+	if (cfg->stripe.account != NULL && stripe_check_account(cfg->stripe.account, err, errlen))
+		return NULL;
 
 	req = calloc(1, sizeof(*req));
 	if (req == NULL) {
@@ -708,6 +895,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	req->ev = *ev;
 	req->ud = ud;
 	req->should_retry = -1;
+	req->retry_after_ms = -1;
 	memcpy(req->key, api_key, keylen + 1);
 
 	baselen = strlen(base);
@@ -733,9 +921,14 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	wipe(line, sizeof(line));
 	if (add_header(&req->headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
 		goto fail_oom;
-	snprintf(line, sizeof(line), "Idempotency-Key: %s", ev->identifier);
+	snprintf(line, sizeof(line), "Idempotency-Key: %s", idem);
 	if (add_header(&req->headers, line) != 0)
 		goto fail_oom;
+	if (cfg->stripe.account != NULL) {
+		snprintf(line, sizeof(line), "Stripe-Account: %s", cfg->stripe.account);
+		if (add_header(&req->headers, line) != 0)
+			goto fail_oom;
+	}
 	if (add_header(&req->headers, "Content-Type: application/x-www-form-urlencoded") != 0)
 		goto fail_oom;
 	/* No "Expect: 100-continue" round trip for a small body. */
@@ -818,8 +1011,11 @@ enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode c
 	    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &r.status) != CURLE_OK)
 		r.status = 0;
 	r.should_retry = req->should_retry;
+	r.replayed = req->replayed;
 	r.body = req->body;
 	r.body_len = req->body_len;
+	r.identifier = req->ev.identifier;
+	r.location = req->location;
 	out = stripe_classify(&r, reason, reasonlen);
 	if (reason == NULL || reasonlen == 0)
 		return out;
@@ -838,6 +1034,11 @@ enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode c
 	/* Whatever the server echoed, the key itself never leaves this module. */
 	scrub_key(reason, reasonlen, req->key);
 	return out;
+}
+
+int64_t stripe_request_retry_after_ms(const struct stripe_request *req)
+{
+	return req != NULL ? req->retry_after_ms : -1;
 }
 
 void stripe_request_free(struct stripe_request *req)

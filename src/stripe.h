@@ -24,20 +24,40 @@
 #define STRIPE_MAX_AGE_S (35 * 86400)
 #define STRIPE_MAX_AHEAD_S 300
 
+/* What an answer means for the event (docs/stripe-contract.md has the sources). */
 enum stripe_outcome {
-	STRIPE_DELIVERED = 0, /* 200, or 400 "An event already exists with identifier" */
-	STRIPE_RETRY,	      /* network error, timeout, 409, 429, 5xx, Stripe-Should-Retry: true */
-	STRIPE_AUTH,	      /* 401 or 403: stop all sending until the key works */
-	STRIPE_REJECTED	      /* any other answer: a dead letter with Stripe's message */
+	STRIPE_DELIVERED = 0, /* 200 with the billing.meter_event of our identifier, or 400 "An
+	                         event already exists with identifier" (code duplicate_meter_event
+	                         in v2): Stripe has the event */
+	STRIPE_RETRY,         /* not carried out, the key still good: a connection never made, 409
+	                         (the key in use by a request still running), lock_timeout,
+	                         Stripe-Should-Retry: true on a 4xx */
+	STRIPE_UNKNOWN,       /* the outcome is unknown or Stripe saved an error under the key: a
+	                         5xx (whatever Stripe-Should-Retry says), a timeout, a reset, an
+	                         error answer marked Idempotent-Replayed, an idempotency_error. The
+	                         next attempt goes under the next key generation; the identifier
+	                         keeps Stripe from counting the event twice */
+	STRIPE_RATE_LIMITED,  /* 429, or 400 with code rate_limit: again later, more slowly */
+	STRIPE_AUTH,          /* 401 or 403: stop all sending until the key works */
+	STRIPE_UNEXPECTED,    /* not Stripe's answer about this event: a redirect, a 2xx that is not
+	                         our meter event, an unexpected status, an error without Stripe's
+	                         error object: pause all sending (a proxy or a wrong api_base), and
+	                         treat the attempt's outcome as unknown */
+	STRIPE_REJECTED       /* a definite refusal of the event (400 or 404 with Stripe's
+	                         invalid_request_error: a bad parameter, no active meter, a timestamp
+	                         out of range): a dead letter with Stripe's message */
 };
 
 /* What came back for one request. */
 struct stripe_response {
 	CURLcode curl_code; /* CURLE_OK if an HTTP answer arrived */
-	long status;	    /* HTTP status, 0 if none */
+	long status;        /* HTTP status, 0 if none */
 	int should_retry;   /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
+	int replayed;       /* Idempotent-Replayed: true (a saved answer) */
 	const char *body;   /* response body (may be NULL), `body_len` bytes */
 	size_t body_len;
+	const char *identifier; /* the identifier sent; a 2xx must carry it. NULL: not checked */
+	const char *location;   /* the Location header of a redirect, or NULL */
 };
 
 /* Reads the API key, first found wins: the environment variable LOGMETER_STRIPE_API_KEY if set
@@ -52,25 +72,41 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
  * skipped: a local Stripe double). Returns 0 or -1. */
 int stripe_check_base(const char *api_base, char *err, size_t errlen);
 
-/* Classifies an answer as stripe-node does (retry on no answer, Stripe-Should-Retry: true, 409,
- * >= 500; never when Stripe-Should-Retry: false) and as Stripe's rate-limit guide asks (retry 429
- * with backoff). 400 whose message starts "An event already exists with identifier" is
- * STRIPE_DELIVERED. Writes a one-line reason (Stripe's error.message from the JSON body, with the
- * status, or curl's error) into `reason` (`reasonlen` bytes). */
+/* Checks a Connect account id for the Stripe-Account header: "acct_" followed by 1 to 250
+ * letters and digits. Returns 0 or -1. */
+int stripe_check_account(const char *account, char *err, size_t errlen);
+
+/* Requests per second of POST /v1/billing/meter_events that Stripe allows the account of `key`
+ * (docs.stripe.com/rate-limits): live keys (sk_live_, rk_live_) 1000, in their own bucket; test
+ * keys (sk_test_, rk_test_) count against the basic sandbox limit of 25; with a Connect
+ * `account` (the Stripe-Account header; NULL or "" for none) live keys get 100; an unknown key
+ * kind gets 25. Writes a short explanation ("live key (sk_live_...): Stripe's live-mode limit for
+ * meter events") into `why` (`whylen` bytes, may be NULL). Never copies more of the key than
+ * its kind prefix. */
+int64_t stripe_default_rate(const char *key, const char *account, char *why, size_t whylen);
+
+/* Classifies an answer (the table of docs/stripe-contract.md): see enum stripe_outcome. Writes a
+ * one-line reason (the status, Stripe's error.message from the JSON body or an excerpt of a
+ * non-JSON body, a redirect's Location, curl's error; "(replayed)" for a saved answer) into
+ * `reason` (`reasonlen` bytes). Sources: docs.stripe.com/api/idempotent_requests,
+ * docs.stripe.com/error-low-level, docs.stripe.com/rate-limits, stripe-node
+ * src/RequestSender.ts. */
 enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason,
-				    size_t reasonlen);
+                                    size_t reasonlen);
 
 struct stripe_request;
 
 /* Builds the request for `ev`: POST {api_base}/v1/billing/meter_events with the form body of
- * event_form_body, headers Authorization: Bearer <key>, Stripe-Version, Idempotency-Key equal to
- * the identifier, User-Agent "logmeter/<version>", Content-Type; TLS peer and host verification
- * on (except http://127.0.0.1); timeout cfg->stripe.request_timeout_ms. `api_key` is copied.
+ * event_form_body, headers Authorization: Bearer <key>, Stripe-Version, Idempotency-Key of the
+ * event's key generation (event_idempotency_key), Stripe-Account if cfg->stripe.account is set,
+ * User-Agent "logmeter/<version>", Content-Type; TLS peer and host verification on (except
+ * http://127.0.0.1); redirects not followed; timeout cfg->stripe.request_timeout_ms. `api_key`
+ * is copied.
  * The easy handle is for one curl multi handle; `ud` is kept for the caller. Returns the request
  * (caller frees), or NULL. */
 struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
-					  const struct event *ev, void *ud, char *err,
-					  size_t errlen);
+                                          const struct event *ev, void *ud, char *err,
+                                          size_t errlen);
 
 /* The libcurl easy handle to add to a multi handle. Owned by the request. */
 CURL *stripe_request_easy(struct stripe_request *req);
@@ -82,8 +118,17 @@ void *stripe_request_ud(struct stripe_request *req);
 const struct event *stripe_request_event(struct stripe_request *req);
 
 /* After the transfer finished with `code`: classifies it (stripe_classify). */
-enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code,
-					  char *reason, size_t reasonlen);
+enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
+                                          size_t reasonlen);
+
+/* The wait the answer asked for with Retry-After (delay-seconds or an HTTP date, RFC 9110
+ * 10.2.3; honoured by stripe-python), in milliseconds, at most STRIPE_RETRY_AFTER_MAX_MS; -1 if
+ * there was none or it did not parse. */
+int64_t stripe_request_retry_after_ms(const struct stripe_request *req);
+
+/* An answer's Retry-After is trusted up to this: a hostile or broken one must not stop sending
+ * for long (milliseconds). */
+#define STRIPE_RETRY_AFTER_MAX_MS (5 * 60 * 1000)
 
 /* Frees the request and its easy handle (remove it from the multi handle first). NULL is a
  * no-op. The key copy is cleared before it is freed. */

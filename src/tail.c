@@ -73,7 +73,8 @@ struct tail {
 	 * not held open meanwhile. */
 	int verify_head;
 	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
-	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log. */
+	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
+	 */
 	int64_t warned_invalid, warned_long;
 };
 
@@ -717,13 +718,14 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 		case RULE_INVALID:
 		default:
 			if (tail_warn_due(&t->warned_invalid))
-				log_warn("%s: line at offset %" PRId64 ": rule '%s' matched but made no "
-				         "event: %s (such lines are counted as invalid in `logmeter "
-				         "status`; logged at most once a minute per file)",
-				         t->path, line_offset, name, r->reason);
+				log_warn(
+				    "%s: line at offset %" PRId64 ": rule '%s' matched but made no "
+				    "event: %s (such lines are counted as invalid in `logmeter "
+				    "status`; logged at most once a minute per file)",
+				    t->path, line_offset, name, r->reason);
 			else
-				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset, name,
-				          r->reason);
+				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset,
+				          name, r->reason);
 			break;
 		}
 	}
@@ -982,9 +984,11 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 				nf.counters.lines++;
 				nf.counters.long_lines++;
 				if (tail_warn_due(&t->warned_long))
-					log_warn("%s: skipped a line longer than max_line_length (%" PRId64
-					         " bytes) before offset %" PRId64 " (counted as long "
-					         "lines in `logmeter status`; logged at most once a minute "
+					log_warn("%s: skipped a line longer than max_line_length "
+					         "(%" PRId64 " bytes) before offset %" PRId64
+					         " (counted as long "
+					         "lines in `logmeter status`; logged at most once "
+					         "a minute "
 					         "per file)",
 					         t->path, t->ctx.cfg->agent.max_line_length,
 					         base + (int64_t)r);

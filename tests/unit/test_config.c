@@ -201,10 +201,12 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(cfg->stripe.api_base, "https://api.stripe.com");
 	assert_int_equal(cfg->stripe.request_timeout_ms, 80000);
 	assert_int_equal(cfg->stripe.max_concurrency, 8);
-	assert_int_equal(cfg->stripe.max_requests_per_second, 25);
+	assert_int_equal(cfg->stripe.max_requests_per_second, 0); /* auto: by the key */
 	assert_int_equal(cfg->stripe.retry_min_backoff_ms, 500);
 	assert_int_equal(cfg->stripe.retry_max_backoff_ms, 30000);
 	assert_int_equal(cfg->stripe.auth_pause_ms, 60000);
+	assert_null(cfg->stripe.account);
+	assert_int_equal(cfg->stripe.unsure_after_s, 23 * 3600);
 
 	assert_int_equal(cfg->n_sources, 1);
 	assert_string_equal(cfg->sources[0].name, "web");
@@ -267,6 +269,8 @@ static void test_all_keys(void **state)
 	                         "retry_min_backoff = 1s\n"
 	                         "retry_max_backoff = 1h\n"
 	                         "auth_pause = 1d\n"
+	                         "account = acct_1Ab2\n"
+	                         "unsure_after = 12h\n"
 	                         "[rule bytes]\n"
 	                         "source = other\n"
 	                         "event_name = bandwidth bytes\n"
@@ -303,13 +307,15 @@ static void test_all_keys(void **state)
 	assert_int_equal(cfg->stripe.retry_min_backoff_ms, 1000);
 	assert_int_equal(cfg->stripe.retry_max_backoff_ms, 3600000);
 	assert_int_equal(cfg->stripe.auth_pause_ms, 86400000);
+	assert_string_equal(cfg->stripe.account, "acct_1Ab2");
+	assert_int_equal(cfg->stripe.unsure_after_s, 12 * 3600);
 
 	assert_int_equal(cfg->n_sources, 2);
 	assert_string_equal(cfg->sources[1].name, "other");
 	assert_string_equal(cfg->sources[1].path, "/srv/*/log/*.log");
 	assert_string_equal(cfg->sources[1].exclude, "*.[0-9]");
 	assert_int_equal(cfg->sources[1].read_from, CONFIG_READ_FROM_TAIL);
-	assert_int_equal(cfg->sources[1].loc.line, 32);
+	assert_int_equal(cfg->sources[1].loc.line, 34);
 
 	r = &cfg->rules[0];
 	/* Defined before its source, in the same file. */
@@ -321,12 +327,12 @@ static void test_all_keys(void **state)
 	assert_string_equal(r->timestamp_format, "epoch");
 	assert_string_equal(r->payload_customer_key, "cust.id");
 	assert_string_equal(r->payload_value_key, "amount-1");
-	assert_int_equal(r->loc.line, 19);
-	assert_int_equal(r->customer_loc.line, 23);
-	assert_int_equal(r->customer_map_loc.line, 24);
-	assert_int_equal(r->value_loc.line, 25);
-	assert_int_equal(r->timestamp_loc.line, 26);
-	assert_int_equal(r->timestamp_format_loc.line, 27);
+	assert_int_equal(r->loc.line, 21);
+	assert_int_equal(r->customer_loc.line, 25);
+	assert_int_equal(r->customer_map_loc.line, 26);
+	assert_int_equal(r->value_loc.line, 27);
+	assert_int_equal(r->timestamp_loc.line, 28);
+	assert_int_equal(r->timestamp_format_loc.line, 29);
 	config_free(cfg);
 }
 
@@ -823,7 +829,16 @@ static const struct num_case num_cases[] = {
     {"stripe", "request_timeout", "10m", 600000, NULL, NULL},
     {"stripe", "request_timeout", "999ms", 0, "(allowed: 1s..10m)", "out of range"},
     {"stripe", "max_concurrency", "65", 0, "(allowed: 1..64)", "out of range"},
-    {"stripe", "max_requests_per_second", "10001", 0, "(allowed: 1..10000)", "out of range"},
+    {"stripe", "max_requests_per_second", "10001", 0, "(allowed: auto, or 1..10000)",
+     "out of range"},
+    {"stripe", "max_requests_per_second", "auto", 0, NULL, NULL},
+    {"stripe", "max_requests_per_second", "7", 7, NULL, NULL},
+    {"stripe", "max_requests_per_second", "0", 0, "(allowed: auto, or 1..10000)", "out of range"},
+    {"stripe", "max_requests_per_second", "Auto", 0, "(allowed: auto, or 1..10000)",
+     "neither auto nor an integer"},
+    {"stripe", "unsure_after", "23h", 82800, NULL, NULL},
+    {"stripe", "unsure_after", "1s", 1, NULL, NULL},
+    {"stripe", "unsure_after", "25h", 0, "(allowed: 1s..1d)", "out of range"},
     {"stripe", "retry_min_backoff", "10ms", 10, NULL, NULL},
     {"stripe", "retry_min_backoff", "9ms", 0, "(allowed: 10ms..1m)", "out of range"},
     {"stripe", "auth_pause", "1d", 86400000, NULL, NULL},
@@ -844,6 +859,9 @@ static int64_t num_field(const struct config *cfg, const char *key)
 	    {"request_timeout", offsetof(struct config_stripe, request_timeout_ms), true},
 	    {"retry_min_backoff", offsetof(struct config_stripe, retry_min_backoff_ms), true},
 	    {"auth_pause", offsetof(struct config_stripe, auth_pause_ms), true},
+	    {"max_requests_per_second", offsetof(struct config_stripe, max_requests_per_second),
+	     true},
+	    {"unsure_after", offsetof(struct config_stripe, unsure_after_s), true},
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -1014,40 +1032,18 @@ static char *print_options(int markdown)
 static void test_print_options(void **state)
 {
 	static const char *const keys[] = {
-	    "instance",
-	    "state_dir",
-	    "include_dir",
-	    "log_level",
-	    "batch_lines",
-	    "delivered_retention",
-	    "rescan_interval",
-	    "max_line_length",
-	    "max_open_files",
-	    "rotate_wait",
-	    "durability",
-	    "max_spool_bytes",
-	    "min_free_bytes",
-	    "api_key_file",
-	    "api_base",
-	    "request_timeout",
-	    "max_concurrency",
-	    "max_requests_per_second",
-	    "retry_min_backoff",
-	    "retry_max_backoff",
-	    "auth_pause",
-	    "path",
-	    "exclude",
-	    "read_from",
-	    "source",
-	    "event_name",
-	    "pattern",
-	    "pattern_file",
-	    "customer",
-	    "customer_map",
-	    "value",
-	    "timestamp",
-	    "timestamp_format",
-	    "payload_customer_key",
+	    "instance",          "state_dir",         "include_dir",
+	    "log_level",         "batch_lines",       "delivered_retention",
+	    "rescan_interval",   "max_line_length",   "max_open_files",
+	    "rotate_wait",       "durability",        "max_spool_bytes",
+	    "min_free_bytes",    "api_key_file",      "api_base",
+	    "request_timeout",   "max_concurrency",   "max_requests_per_second",
+	    "retry_min_backoff", "retry_max_backoff", "auth_pause",
+	    "account",           "unsure_after",      "path",
+	    "exclude",           "read_from",         "source",
+	    "event_name",        "pattern",           "pattern_file",
+	    "customer",          "customer_map",      "value",
+	    "timestamp",         "timestamp_format",  "payload_customer_key",
 	    "payload_value_key",
 	};
 	char *plain = print_options(0), *md = print_options(1);

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "event.h"
 #include "space.h"
+#include "statefile.h"
 #include "spool.h"
 
 #define BATCH 200
@@ -416,7 +417,7 @@ static void test_status_read(void **state)
 	assert_int_equal(space_status_read(fx->state, &ss, err, sizeof(err)), 0);
 	assert_int_equal(ss.found, 0);
 	assert_int_equal(ss.running, 0);
-	snprintf(path, sizeof(path), "%s/%s", fx->state, SPACE_STATE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", fx->state, STATEFILE_NAME);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fprintf(f,

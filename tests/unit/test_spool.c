@@ -98,6 +98,20 @@ static int64_t raw_int(const char *path, const char *sql)
 	return v;
 }
 
+/* Creates a database at `path` and runs `sql` in it. */
+static void raw_exec_create(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+
+	assert_int_equal(
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s", msg);
+	sqlite3_close(db);
+}
+
 /* Copies the first column of the first row of `sql` into out. */
 static void raw_text(const char *path, const char *sql, char *out, size_t outlen)
 {
@@ -187,7 +201,7 @@ static void commit_n(struct fixture *fx, struct spool_file *f, int64_t first, si
 
 static struct spool_counts counts(struct spool *sp)
 {
-	struct spool_counts c = {-1, -1, -1};
+	struct spool_counts c = {-1, -1, -1, -1};
 	char err[512] = "";
 
 	if (spool_counts(sp, &c, err, sizeof(err)) != 0)
@@ -1073,9 +1087,12 @@ static void test_durability(void **state)
 	struct fixture *fx = *state;
 	char err[512] = "";
 
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_NORMAL, err, sizeof(err)), 0);
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_STRICT, err, sizeof(err)), 0);
-	assert_int_equal(spool_set_durability(fx->sp, (enum spool_durability)7, err, sizeof(err)), -1);
+	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_NORMAL, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_STRICT, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_set_durability(fx->sp, (enum spool_durability)7, err, sizeof(err)),
+	                 -1);
 	assert_non_null(strstr(err, "invalid"));
 	assert_int_equal(spool_set_durability(NULL, SPOOL_DURABILITY_STRICT, err, sizeof(err)), -1);
 }
@@ -1123,7 +1140,7 @@ static void test_damage_hint(void **state)
 }
 
 struct decider {
-	int verdict;	  /* what decide returns */
+	int verdict;      /* what decide returns */
 	int64_t seen[32]; /* ids seen, in order */
 	size_t n;
 	const char *customer; /* set as the customer, if not NULL */
@@ -1154,16 +1171,25 @@ static void test_replay(void **state)
 	commit_n(fx, f, 0, 8); /* ids 1..8, identifiers lm1-<offset> */
 	/* 1, 2: dead (no meter) at t=1000; 3: dead (other reason) at t=2000; 4, 5: delivered at
 	 * 1500 and 3000; 6: dead at 3000 in rule r2; 7, 8 stay pending. */
-	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DEAD, .attempts = 1,
-	                           .error = "No active meter found", .when = 1000};
-	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DEAD, .attempts = 2,
-	                           .error = "No active meter found", .when = 1000};
-	m[2] = (struct spool_mark){.id = 3, .state = EVENT_DEAD, .attempts = 1,
-	                           .error = "value too large", .when = 2000};
+	m[0] = (struct spool_mark){.id = 1,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 1,
+	                           .error = "No active meter found",
+	                           .when = 1000};
+	m[1] = (struct spool_mark){.id = 2,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 2,
+	                           .error = "No active meter found",
+	                           .when = 1000};
+	m[2] = (struct spool_mark){
+	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "value too large", .when = 2000};
 	m[3] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 1500};
 	m[4] = (struct spool_mark){.id = 5, .state = EVENT_DELIVERED, .attempts = 1, .when = 3000};
-	m[5] = (struct spool_mark){.id = 6, .state = EVENT_DEAD, .attempts = 1,
-	                           .error = "No active meter found", .when = 3000};
+	m[5] = (struct spool_mark){.id = 6,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 1,
+	                           .error = "No active meter found",
+	                           .when = 3000};
 	assert_int_equal(spool_mark(fx->sp, m, 6, err, sizeof(err)), 0);
 	raw_exec(fx->db, "UPDATE events SET rule = 'r2' WHERE id = 6");
 
@@ -1195,8 +1221,9 @@ static void test_replay(void **state)
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (9, 10) AND "
 	                                 "state = 0 AND updated = 5000 AND delivered_at IS NULL"),
 	                 2);
-	raw_text(fx->db, "SELECT identifier || ' ' || attempts || ' ' || value || ' ' || last_error "
-	                 "FROM events WHERE id = 10",
+	raw_text(fx->db,
+	         "SELECT identifier || ' ' || attempts || ' ' || value || ' ' || last_error "
+	         "FROM events WHERE id = 10",
 	         text, sizeof(text));
 	assert_string_equal(text, "lm1-0000000000000000000000000000000000000100 2 1000 replayed 2");
 	assert_int_equal(counts(fx->sp).pending, 4);
@@ -1222,8 +1249,7 @@ static void test_replay(void **state)
 	d.customer = "cus_new";
 	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
 	assert_int_equal(moved, 1);
-	raw_text(fx->db, "SELECT customer FROM events WHERE line_offset = 200", text,
-	         sizeof(text));
+	raw_text(fx->db, "SELECT customer FROM events WHERE line_offset = 200", text, sizeof(text));
 	assert_string_equal(text, "cus_new");
 
 	/* Delivered since 2000: only id 5; the other keeps its delivery. */
@@ -1290,6 +1316,194 @@ static void test_replay_many(void **state)
 	free(f);
 }
 
+/* Key generations, first unknown outcomes and unsure events: written by marks, read back with
+ * the events, counted, listed, and replayed with the next key generation. */
+static int collect(const struct event *ev, void *ud)
+{
+	struct event *out = ud;
+
+	if (out[0].id == 0)
+		out[0] = *ev;
+	else
+		out[1] = *ev;
+	return 0;
+}
+
+static void test_mark_generation_unsure(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 47);
+	struct spool_mark m[2];
+	struct event got[2], pend[4];
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	struct spool_counts c;
+	size_t n = 0;
+	int64_t moved = 0;
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 3); /* ids 1..3 */
+	m[0] = (struct spool_mark){.id = 1,
+	                           .state = EVENT_PENDING,
+	                           .attempts = 1,
+	                           .key_generation = 2,
+	                           .first_unknown = 1700000100,
+	                           .error = "HTTP 500",
+	                           .when = 1001};
+	m[1] = (struct spool_mark){.id = 2,
+	                           .state = EVENT_UNSURE,
+	                           .attempts = 7,
+	                           .key_generation = 5,
+	                           .first_unknown = 1700000000,
+	                           .error = "unsure: ...",
+	                           .when = 1002};
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM events WHERE id = 1"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT first_unknown FROM events WHERE id = 1"),
+	                 1700000100);
+	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 2"), EVENT_UNSURE);
+	/* A pending event comes back with its generation and first unknown outcome. */
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2); /* 1 and 3: unsure is not pending */
+	assert_int_equal(pend[0].id, 1);
+	assert_int_equal(pend[0].key_generation, 2);
+	assert_int_equal(pend[0].first_unknown, 1700000100);
+	assert_int_equal(pend[1].id, 3);
+	assert_int_equal(pend[1].key_generation, 0);
+	assert_int_equal(pend[1].first_unknown, 0);
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 2);
+	assert_int_equal(c.unsure, 1);
+	assert_int_equal(c.delivered, 0);
+	assert_int_equal(c.dead, 0);
+	memset(got, 0, sizeof(got));
+	assert_int_equal(spool_events_foreach(fx->sp, EVENT_UNSURE, collect, got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(got[0].id, 2);
+	assert_int_equal(got[0].state, EVENT_UNSURE);
+	assert_int_equal(got[0].key_generation, 5);
+	assert_int_equal(got[1].id, 0);
+	/* A negative generation is refused. */
+	m[0].key_generation = -1;
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), -1);
+
+	/* Replaying the unsure event: pending again, next key generation, no unknown outcome. */
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_UNSURE;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 3"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM events WHERE identifier = "
+	                                 "'lm1-0000000000000000000000000000000000000100'"),
+	                 6);
+	assert_int_equal(raw_int(fx->db,
+	                         "SELECT first_unknown IS NULL FROM events WHERE identifier "
+	                         "= 'lm1-0000000000000000000000000000000000000100'"),
+	                 1);
+	free(f);
+}
+
+/* A spool of schema 1 (the first release: a CHECK on the state, no key generation) is migrated
+ * when an agent opens it, keeping every row; a read-only open asks for the agent first. */
+static void test_migrate_from_1(void **state)
+{
+	static const char v1[] =
+	    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	    "CREATE TABLE files (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
+	    " source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	    " fp_len INTEGER NOT NULL DEFAULT 0, fp_hash BLOB, \"offset\" INTEGER NOT NULL DEFAULT "
+	    "0,"
+	    " check_len INTEGER NOT NULL DEFAULT 0, check_hash BLOB, size INTEGER NOT NULL DEFAULT "
+	    "0,"
+	    " state TEXT NOT NULL, lines INTEGER NOT NULL DEFAULT 0,"
+	    " matched INTEGER NOT NULL DEFAULT 0, unmatched INTEGER NOT NULL DEFAULT 0,"
+	    " invalid INTEGER NOT NULL DEFAULT 0, long_lines INTEGER NOT NULL DEFAULT 0,"
+	    " nul_bytes INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0,"
+	    " resets INTEGER NOT NULL DEFAULT 0, first_seen INTEGER NOT NULL,"
+	    " updated INTEGER NOT NULL);"
+	    "CREATE INDEX files_identity ON files(source, dev, ino);"
+	    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
+	    " file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"
+	    " rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"
+	    " payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"
+	    " customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"
+	    " timestamp INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+	    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"
+	    " delivered_at INTEGER, updated INTEGER, UNIQUE (file_id, line_offset, rule));"
+	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
+	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
+	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
+	    "INSERT INTO meta VALUES ('instance', 'old-host');"
+	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated, "
+	    "\"offset\")"
+	    " VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'reading', 1, 1, 300);"
+	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id', 'value',"
+	    " 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10);"
+	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e', 'stripe_customer_id', "
+	    "'value',"
+	    " 'k', 'cus_1', '6', 1700000000, 0, 3, 'HTTP 500', 1, NULL, 11);"
+	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e', 'stripe_customer_id', "
+	    "'value',"
+	    " 'k', 'cus_1', '7', 1700000000, 2, 1, 'No active meter', 1, NULL, 12);"
+	    "PRAGMA user_version = 1;";
+	struct fixture *fx = *state;
+	struct event pend[4];
+	struct spool_counts c;
+	struct spool *ro;
+	size_t n = 0;
+	char err[512] = "", text[64];
+
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	unlink(fx->db);
+	snprintf(text, sizeof(text), "%s-wal", fx->db);
+	unlink(text);
+	snprintf(text, sizeof(text), "%s-shm", fx->db);
+	unlink(text);
+	raw_exec_create(fx->db, v1);
+
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_null(ro);
+	assert_non_null(strstr(err, "schema version 1"));
+	assert_non_null(strstr(err, "logmeter run"));
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 1);
+
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 0);
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pend[0].id, 2);
+	assert_string_equal(pend[0].identifier, "lm1-b");
+	assert_int_equal(pend[0].attempts, 3);
+	assert_int_equal(pend[0].key_generation, 0);
+	assert_int_equal(pend[0].first_unknown, 0);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
+	assert_string_equal(text, "old-host");
+	raw_text(fx->db,
+	         "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE "
+	         "type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name)",
+	         text, sizeof(text));
+	assert_string_equal(text, "events_dead,events_delivered,events_pending,events_unsure");
+	/* The CHECK is gone: the unsure state is storable. */
+	raw_exec(fx->db, "UPDATE events SET state = 3 WHERE id = 2");
+	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
+	assert_string_equal(text, "ok");
+	/* Opening again changes nothing. */
+	spool_free(fx->sp);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(fx->sp);
+	assert_int_equal(counts(fx->sp).unsure, 1);
+}
 
 int main(void)
 {
@@ -1309,6 +1523,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pending_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mark_generation_unsure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),

@@ -61,6 +61,7 @@ struct classify_case {
 	CURLcode curl_code;
 	long status;
 	int should_retry;
+	int replayed;     /* Idempotent-Replayed: true */
 	const char *body; /* NUL-terminated; NULL for none */
 	enum stripe_outcome want;
 	const char *want_reason; /* exact reason, or NULL to skip */
@@ -69,6 +70,9 @@ struct classify_case {
 static const char already_exists[] =
     "{\"error\":{\"message\":\"An event already exists with identifier " TEST_ID ".\","
     "\"type\":\"invalid_request_error\"}}";
+static const char duplicate_v2[] =
+    "{\"error\":{\"message\":\"Duplicate event.\",\"type\":\"invalid_request_error\","
+    "\"code\":\"duplicate_meter_event\"}}";
 static const char no_meter[] =
     "{\"error\":{\"message\":\"No active meter found for event name \\\"api_calls\\\".\","
     "\"type\":\"invalid_request_error\",\"doc_url\":\"https://stripe.com/docs\"}}";
@@ -93,57 +97,98 @@ static const char lock_timeout[] =
 static const char idem_conflict[] = "{\"error\":{\"message\":\"There is currently another "
                                     "in-progress request using this Idempotent Key.\","
                                     "\"type\":\"idempotency_error\"}}";
+static const char idem_mismatch[] =
+    "{\"error\":{\"message\":\"Keys for idempotent requests can only be used with the same "
+    "parameters they were first used with.\",\"type\":\"idempotency_error\"}}";
+static const char unknown_url[] =
+    "{\"error\":{\"message\":\"Unrecognized request URL (POST: /v1/v1/billing/meter_events).\","
+    "\"type\":\"invalid_request_error\"}}";
+static const char meter_event[] =
+    "{\"object\":\"billing.meter_event\",\"created\":1764000000,\"event_name\":\"api_calls\","
+    "\"identifier\":\"" TEST_ID "\",\"livemode\":false,\"payload\":{\"value\":\"1\"},"
+    "\"timestamp\":1764000000}";
+static const char other_event[] =
+    "{\"object\":\"billing.meter_event\",\"identifier\":\"lm1-someone-else\"}";
 
+/* The table of docs/stripe-contract.md: every row is a rule the sender relies on. */
 static const struct classify_case classify_cases[] = {
-    {"200", CURLE_OK, 200, -1, "{\"object\":\"billing.meter_event\"}", STRIPE_DELIVERED,
-     "HTTP 200"},
-    {"200 no body", CURLE_OK, 200, -1, NULL, STRIPE_DELIVERED, "HTTP 200"},
-    {"already exists", CURLE_OK, 400, -1, already_exists, STRIPE_DELIVERED,
+    {"200 our meter event", CURLE_OK, 200, -1, 0, meter_event, STRIPE_DELIVERED, "HTTP 200"},
+    {"200 replayed", CURLE_OK, 200, -1, 1, meter_event, STRIPE_DELIVERED, "HTTP 200 (replayed)"},
+    {"200 without the identifier", CURLE_OK, 200, -1, 0, "{\"object\":\"billing.meter_event\"}",
+     STRIPE_UNEXPECTED, "HTTP 200: the answer is not the meter event sent"},
+    {"200 another identifier", CURLE_OK, 200, -1, 0, other_event, STRIPE_UNEXPECTED, NULL},
+    {"200 no body", CURLE_OK, 200, -1, 0, NULL, STRIPE_UNEXPECTED, NULL},
+    {"200 html", CURLE_OK, 200, -1, 0, "<html>portal</html>", STRIPE_UNEXPECTED,
+     "HTTP 200: the answer is not the meter event sent"},
+    {"201 our meter event", CURLE_OK, 201, -1, 0, meter_event, STRIPE_DELIVERED, "HTTP 201"},
+    {"already exists", CURLE_OK, 400, -1, 0, already_exists, STRIPE_DELIVERED,
      "HTTP 400: An event already exists with identifier " TEST_ID "."},
-    {"already exists, should-retry false", CURLE_OK, 400, 0, already_exists, STRIPE_DELIVERED,
-     "HTTP 400: An event already exists with identifier " TEST_ID "."},
-    {"no meter", CURLE_OK, 400, -1, no_meter, STRIPE_REJECTED,
+    {"already exists, should-retry false", CURLE_OK, 400, 0, 0, already_exists, STRIPE_DELIVERED,
+     NULL},
+    {"already exists, replayed", CURLE_OK, 400, 0, 1, already_exists, STRIPE_DELIVERED,
+     "HTTP 400: An event already exists with identifier " TEST_ID ". (replayed)"},
+    {"duplicate_meter_event", CURLE_OK, 400, -1, 0, duplicate_v2, STRIPE_DELIVERED, NULL},
+    {"no meter", CURLE_OK, 400, -1, 0, no_meter, STRIPE_REJECTED,
      "HTTP 400: No active meter found for event name \"api_calls\"."},
-    {"too old", CURLE_OK, 400, 0, too_old, STRIPE_REJECTED,
+    {"no meter, replayed", CURLE_OK, 400, -1, 1, no_meter, STRIPE_UNKNOWN,
+     "HTTP 400: No active meter found for event name \"api_calls\". (replayed)"},
+    {"too old", CURLE_OK, 400, 0, 0, too_old, STRIPE_REJECTED,
      "HTTP 400: The event timestamp cannot be more than 35 days in past. Please use a more "
      "recent timestamp."},
-    {"401", CURLE_OK, 401, -1, bad_key, STRIPE_AUTH,
+    {"401", CURLE_OK, 401, -1, 0, bad_key, STRIPE_AUTH,
      "HTTP 401: Invalid API Key provided: [redacted]"},
-    {"401 should-retry false", CURLE_OK, 401, 0, bad_key, STRIPE_AUTH, NULL},
-    {"403", CURLE_OK, 403, -1, forbidden, STRIPE_AUTH,
+    {"401 should-retry false", CURLE_OK, 401, 0, 0, bad_key, STRIPE_AUTH, NULL},
+    {"403", CURLE_OK, 403, -1, 0, forbidden, STRIPE_AUTH,
      "HTTP 403: The provided key '[redacted]' does not have the required permissions for this "
      "endpoint."},
-    {"409", CURLE_OK, 409, -1, idem_conflict, STRIPE_RETRY,
+    {"409 key in use", CURLE_OK, 409, -1, 0, idem_conflict, STRIPE_RETRY,
      "HTTP 409: There is currently another in-progress request using this Idempotent Key."},
-    {"429", CURLE_OK, 429, -1, rate_limited, STRIPE_RETRY,
+    {"429", CURLE_OK, 429, -1, 0, rate_limited, STRIPE_RATE_LIMITED,
      "HTTP 429: Request rate limit exceeded."},
-    {"429 lock timeout", CURLE_OK, 429, 1, lock_timeout, STRIPE_RETRY, NULL},
-    {"500", CURLE_OK, 500, -1, api_error, STRIPE_RETRY, "HTTP 500: An unknown error occurred"},
-    {"502", CURLE_OK, 502, -1, NULL, STRIPE_RETRY, "HTTP 502"},
-    {"503", CURLE_OK, 503, -1, "", STRIPE_RETRY, "HTTP 503"},
-    {"504", CURLE_OK, 504, -1, "   \r\n", STRIPE_RETRY, "HTTP 504"},
-    {"500 should-retry false", CURLE_OK, 500, 0, api_error, STRIPE_REJECTED,
-     "HTTP 500: An unknown error occurred"},
-    {"400 should-retry true", CURLE_OK, 400, 1, lock_timeout, STRIPE_RETRY, NULL},
-    {"404", CURLE_OK, 404, -1, "{\"error\":{\"type\":\"invalid_request_error\"}}", STRIPE_REJECTED,
-     "HTTP 404: invalid_request_error"},
-    {"type and code only", CURLE_OK, 400, -1, "{\"error\":{\"type\":\"t\",\"code\":\"c\"}}",
-     STRIPE_REJECTED, "HTTP 400: t (c)"},
-    {"json not an error", CURLE_OK, 400, -1, "[1,2,3]", STRIPE_REJECTED, "HTTP 400"},
-    {"message not a string", CURLE_OK, 400, -1, "{\"error\":{\"message\":7}}", STRIPE_REJECTED,
-     "HTTP 400"},
-    {"message with newlines", CURLE_OK, 400, -1,
-     "{\"error\":{\"message\":\"line one\\nline two\\ttab\"}}", STRIPE_REJECTED,
-     "HTTP 400: line one line two tab"},
-    {"already exists but 500", CURLE_OK, 500, -1, already_exists, STRIPE_RETRY, NULL},
-    {"html 502", CURLE_OK, 502, -1,
-     "<html>\r\n<body>Bad gateway \xc3\xa9\x01</body>\r\n</html>\r\n", STRIPE_RETRY,
+    {"429 no body", CURLE_OK, 429, -1, 0, NULL, STRIPE_RATE_LIMITED, "HTTP 429"},
+    {"429 lock timeout", CURLE_OK, 429, 1, 0, lock_timeout, STRIPE_RETRY, NULL},
+    {"429 should-retry true", CURLE_OK, 429, 1, 0, NULL, STRIPE_RETRY, NULL},
+    {"400 rate_limit", CURLE_OK, 400, -1, 0, rate_limited, STRIPE_RATE_LIMITED, NULL},
+    {"400 lock_timeout", CURLE_OK, 400, -1, 0, lock_timeout, STRIPE_RETRY, NULL},
+    {"400 should-retry true", CURLE_OK, 400, 1, 0, too_old, STRIPE_RETRY, NULL},
+    {"400 idempotency mismatch", CURLE_OK, 400, -1, 0, idem_mismatch, STRIPE_UNKNOWN, NULL},
+    {"500", CURLE_OK, 500, -1, 0, api_error, STRIPE_UNKNOWN, "HTTP 500: An unknown error occurred"},
+    {"500 should-retry false", CURLE_OK, 500, 0, 0, api_error, STRIPE_UNKNOWN, NULL},
+    {"500 replayed", CURLE_OK, 500, 0, 1, api_error, STRIPE_UNKNOWN,
+     "HTTP 500: An unknown error occurred (replayed)"},
+    {"502", CURLE_OK, 502, -1, 0, NULL, STRIPE_UNKNOWN, "HTTP 502"},
+    {"503", CURLE_OK, 503, -1, 0, "", STRIPE_UNKNOWN, "HTTP 503"},
+    {"504", CURLE_OK, 504, -1, 0, "   \r\n", STRIPE_UNKNOWN, "HTTP 504"},
+    {"already exists but 500", CURLE_OK, 500, -1, 0, already_exists, STRIPE_UNKNOWN, NULL},
+    {"html 502", CURLE_OK, 502, -1, 0,
+     "<html>\r\n<body>Bad gateway \xc3\xa9\x01</body>\r\n</html>\r\n", STRIPE_UNKNOWN,
      "HTTP 502: <html>  <body>Bad gateway ?? </body>  </html>"},
-    {"no status", CURLE_OK, 0, -1, NULL, STRIPE_RETRY, NULL},
-    {"couldn't connect", CURLE_COULDNT_CONNECT, 0, -1, NULL, STRIPE_RETRY, NULL},
-    {"timeout", CURLE_OPERATION_TIMEDOUT, 0, -1, NULL, STRIPE_RETRY, NULL},
-    {"got nothing", CURLE_GOT_NOTHING, 0, -1, NULL, STRIPE_RETRY, NULL},
-    {"curl error despite a status", CURLE_RECV_ERROR, 200, -1, NULL, STRIPE_RETRY, NULL},
+    {"404 invalid_request_error", CURLE_OK, 404, -1, 0,
+     "{\"error\":{\"type\":\"invalid_request_error\"}}", STRIPE_REJECTED,
+     "HTTP 404: invalid_request_error"},
+    {"404 unrecognized URL", CURLE_OK, 404, -1, 0, unknown_url, STRIPE_UNEXPECTED, NULL},
+    {"404 not Stripe's", CURLE_OK, 404, -1, 0, "<html>Not Found</html>", STRIPE_UNEXPECTED,
+     "HTTP 404: <html>Not Found</html>"},
+    {"type and code only", CURLE_OK, 400, -1, 0, "{\"error\":{\"type\":\"t\",\"code\":\"c\"}}",
+     STRIPE_UNEXPECTED, "HTTP 400: t (c)"},
+    {"json not an error", CURLE_OK, 400, -1, 0, "[1,2,3]", STRIPE_UNEXPECTED, "HTTP 400"},
+    {"message not a string", CURLE_OK, 400, -1, 0, "{\"error\":{\"message\":7}}", STRIPE_UNEXPECTED,
+     "HTTP 400"},
+    {"message with newlines", CURLE_OK, 400, -1, 0,
+     "{\"error\":{\"message\":\"line one\\nline two\\ttab\",\"type\":\"invalid_request_error\"}}",
+     STRIPE_REJECTED, "HTTP 400: line one line two tab"},
+    {"302", CURLE_OK, 302, -1, 0, NULL, STRIPE_UNEXPECTED, "HTTP 302"},
+    {"402", CURLE_OK, 402, -1, 0, "{\"error\":{\"type\":\"card_error\",\"message\":\"x\"}}",
+     STRIPE_UNEXPECTED, "HTTP 402: x"},
+    {"418", CURLE_OK, 418, -1, 0, NULL, STRIPE_UNEXPECTED, "HTTP 418"},
+    {"no status", CURLE_OK, 0, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
+    {"couldn't connect", CURLE_COULDNT_CONNECT, 0, -1, 0, NULL, STRIPE_RETRY, NULL},
+    {"couldn't resolve", CURLE_COULDNT_RESOLVE_HOST, 0, -1, 0, NULL, STRIPE_RETRY, NULL},
+    {"timeout", CURLE_OPERATION_TIMEDOUT, 0, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
+    {"got nothing", CURLE_GOT_NOTHING, 0, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
+    {"reset", CURLE_RECV_ERROR, 0, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
+    {"partial body", CURLE_PARTIAL_FILE, 200, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
+    {"curl error despite a status", CURLE_RECV_ERROR, 200, -1, 0, NULL, STRIPE_UNKNOWN, NULL},
 };
 
 static void test_classify_table(void **state)
@@ -155,8 +200,10 @@ static void test_classify_table(void **state)
 		    .curl_code = c->curl_code,
 		    .status = c->status,
 		    .should_retry = c->should_retry,
+		    .replayed = c->replayed,
 		    .body = c->body,
 		    .body_len = c->body != NULL ? strlen(c->body) : 0,
+		    .identifier = TEST_ID,
 		};
 		char reason[STRIPE_REASON_MAX];
 		enum stripe_outcome got;
@@ -180,12 +227,14 @@ static void test_classify_curl_reason(void **state)
 {
 	static const CURLcode codes[] = {CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT,
 	                                 CURLE_GOT_NOTHING};
+	static const enum stripe_outcome want_out[] = {STRIPE_RETRY, STRIPE_UNKNOWN,
+	                                               STRIPE_UNKNOWN};
 	(void)state;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		struct stripe_response r = {.curl_code = codes[i], .should_retry = -1};
 		char reason[STRIPE_REASON_MAX], want[STRIPE_REASON_MAX];
 
-		assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_RETRY);
+		assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), want_out[i]);
 		snprintf(want, sizeof(want), "network error: %s", curl_easy_strerror(codes[i]));
 		assert_string_equal(reason, want);
 	}
@@ -199,7 +248,7 @@ static void test_classify_long_body(void **state)
 	(void)state;
 	memset(body, 'A', sizeof(body));
 	r.body_len = sizeof(body); /* not NUL-terminated: the length is what counts */
-	assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_REJECTED);
+	assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_UNEXPECTED);
 	memcpy(want, "HTTP 400: ", 10);
 	memset(want + 10, 'A', 200);
 	want[210] = '\0';
@@ -214,7 +263,7 @@ static void test_classify_nul_in_body(void **state)
 	char reason[STRIPE_REASON_MAX];
 
 	(void)state;
-	assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_RETRY);
+	assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_UNKNOWN);
 	assert_string_equal(reason, "HTTP 500: oops {\"error\":{\"message\":\"x\"}}");
 }
 
@@ -243,14 +292,15 @@ static void test_classify_small_buffers(void **state)
 	memset(buf, 'x', sizeof(buf));
 	assert_int_equal(stripe_classify(&r, buf, 12), STRIPE_REJECTED);
 	assert_string_equal(buf, "HTTP 400: N");
-	assert_int_equal(stripe_classify(NULL, buf, sizeof(buf)), STRIPE_RETRY);
+	assert_int_equal(stripe_classify(NULL, buf, sizeof(buf)), STRIPE_UNKNOWN);
 }
 
 static void test_classify_utf8_cut(void **state)
 {
 	/* "HTTP 400: " is 10 bytes; then "ab" and U+00FC (2 bytes). With 14 bytes of room the
 	 * character does not fit whole and must not be cut in half. */
-	static const char body[] = "{\"error\":{\"message\":\"ab\xc3\xbc\"}}";
+	static const char body[] =
+	    "{\"error\":{\"message\":\"ab\xc3\xbc\",\"type\":\"invalid_request_error\"}}";
 	struct stripe_response r = {
 	    .status = 400, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
 	char buf[32];
@@ -795,8 +845,11 @@ static void server_join(struct server *sv)
 }
 
 /* Sends the test event to a server answering `response`; returns the outcome and the reason. */
-static enum stripe_outcome exchange(struct server *sv, const char *response, size_t len,
-                                    char *reason, size_t reasonlen)
+/* One request for `ev` (fill_event's if NULL), with `account` as [stripe] account (may be
+ * NULL), answered by `response`; *retry_after (if not NULL) gets the answer's Retry-After. */
+static enum stripe_outcome exchange_full(struct server *sv, const char *response, size_t len,
+                                         const struct event *evp, const char *account, char *reason,
+                                         size_t reasonlen, int64_t *retry_after)
 {
 	struct config cfg;
 	struct event ev;
@@ -807,16 +860,28 @@ static enum stripe_outcome exchange(struct server *sv, const char *response, siz
 
 	server_start(sv, response, len);
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d/", sv->port);
-	fill_event(&ev);
+	if (evp != NULL)
+		ev = *evp;
+	else
+		fill_event(&ev);
 	fill_config(&cfg, base);
+	cfg.stripe.account = (char *)account;
 	req = stripe_request_new(&cfg, FAKE_KEY, &ev, NULL, err, sizeof(err));
 	if (req == NULL)
 		fail_msg("%s", err);
 	code = curl_easy_perform(stripe_request_easy(req));
 	out = stripe_request_result(req, code, reason, reasonlen);
+	if (retry_after != NULL)
+		*retry_after = stripe_request_retry_after_ms(req);
 	stripe_request_free(req);
 	server_join(sv);
 	return out;
+}
+
+static enum stripe_outcome exchange(struct server *sv, const char *response, size_t len,
+                                    char *reason, size_t reasonlen)
+{
+	return exchange_full(sv, response, len, NULL, NULL, reason, reasonlen, NULL);
 }
 
 static char *make_response(const char *status, const char *headers, const char *body)
@@ -843,7 +908,7 @@ static int has_header_line(const char *req, const char *line)
 static void test_request_wire(void **state)
 {
 	static struct server sv;
-	char *resp = make_response("200 OK", "", "{\"object\":\"billing.meter_event\"}");
+	char *resp = make_response("200 OK", "", meter_event);
 	char reason[STRIPE_REASON_MAX];
 	const char *body, *key_at;
 	struct event ev;
@@ -862,6 +927,7 @@ static void test_request_wire(void **state)
 	assert_true(has_header_line(sv.request, "User-Agent: logmeter/" PACKAGE_VERSION));
 	assert_true(has_header_line(sv.request, "Content-Type: application/x-www-form-urlencoded"));
 	assert_null(strcasestr(sv.request, "\r\nExpect:"));
+	assert_null(strcasestr(sv.request, "\r\nStripe-Account:"));
 	/* The key appears exactly once: in the Authorization header. */
 	key_at = strstr(sv.request, FAKE_KEY);
 	assert_non_null(key_at);
@@ -887,7 +953,7 @@ static void test_request_wire(void **state)
 static void test_request_no_expect(void **state)
 {
 	static struct server sv;
-	char *resp = make_response("200 OK", "", "{}");
+	char *resp = make_response("200 OK", "", meter_event);
 	char reason[STRIPE_REASON_MAX];
 	struct config cfg;
 	struct event ev;
@@ -924,20 +990,27 @@ static void test_request_headers_classified(void **state)
 {
 	static struct server sv;
 	char reason[STRIPE_REASON_MAX];
+	int64_t retry_after;
 	char *resp;
 
 	(void)state;
-	/* Stripe-Should-Retry: false turns a 500 into a rejection: proves the header is read. */
-	resp =
-	    make_response("500 Internal Server Error", "stripe-should-retry: False\r\n", api_error);
-	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
-	                 STRIPE_REJECTED);
-	assert_string_equal(reason, "HTTP 500: An unknown error occurred");
+	/* Idempotent-Replayed: true makes a refusal a saved answer, retried under a new key:
+	 * proves the header is read (the same answer without it is a dead letter). */
+	resp = make_response("400 Bad Request", "idempotent-replayed: True\r\n", no_meter);
+	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_UNKNOWN);
+	assert_string_equal(reason, "HTTP 400: No active meter found for event name \"api_calls\". "
+	                            "(replayed)");
 	free(resp);
 
-	/* And true turns a 400 into a retry. */
-	resp = make_response("400 Bad Request", "Stripe-Should-Retry:True\r\n", lock_timeout);
+	/* Stripe-Should-Retry: true turns a refusal into a retry under the same key. */
+	resp = make_response("400 Bad Request", "Stripe-Should-Retry:True\r\n", too_old);
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_RETRY);
+	free(resp);
+
+	/* And false never makes a 500 a dead letter. */
+	resp =
+	    make_response("500 Internal Server Error", "stripe-should-retry: False\r\n", api_error);
+	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_UNKNOWN);
 	free(resp);
 
 	resp = make_response("400 Bad Request", "Stripe-Should-Retry: false\r\n", already_exists);
@@ -945,11 +1018,43 @@ static void test_request_headers_classified(void **state)
 	                 STRIPE_DELIVERED);
 	free(resp);
 
-	resp = make_response("429 Too Many Requests", "Stripe-Rate-Limited-Reason: global-rate\r\n",
+	resp = make_response("429 Too Many Requests",
+	                     "Stripe-Rate-Limited-Reason: global-rate\r\nRetry-After: 7\r\n",
 	                     rate_limited);
-	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_RETRY);
+	assert_int_equal(exchange_full(&sv, resp, strlen(resp), NULL, NULL, reason, sizeof(reason),
+	                               &retry_after),
+	                 STRIPE_RATE_LIMITED);
 	assert_string_equal(reason, "HTTP 429: Request rate limit exceeded. "
 	                            "(Stripe-Rate-Limited-Reason: global-rate)");
+	assert_int_equal(retry_after, 7000);
+	free(resp);
+
+	/* A Retry-After far off is capped; one that does not parse is ignored. */
+	resp = make_response("503 Service Unavailable", "Retry-After: 999999999\r\n", "");
+	assert_int_equal(exchange_full(&sv, resp, strlen(resp), NULL, NULL, reason, sizeof(reason),
+	                               &retry_after),
+	                 STRIPE_UNKNOWN);
+	assert_int_equal(retry_after, STRIPE_RETRY_AFTER_MAX_MS);
+	free(resp);
+	resp = make_response("503 Service Unavailable", "Retry-After: soon\r\n", "");
+	assert_int_equal(exchange_full(&sv, resp, strlen(resp), NULL, NULL, reason, sizeof(reason),
+	                               &retry_after),
+	                 STRIPE_UNKNOWN);
+	assert_int_equal(retry_after, -1);
+	free(resp);
+	resp = make_response("503 Service Unavailable",
+	                     "Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", "");
+	assert_int_equal(exchange_full(&sv, resp, strlen(resp), NULL, NULL, reason, sizeof(reason),
+	                               &retry_after),
+	                 STRIPE_UNKNOWN);
+	assert_int_equal(retry_after, 0); /* a date in the past: no wait */
+	free(resp);
+
+	/* A redirect is not followed; its Location is quoted. */
+	resp = make_response("302 Found", "Location: https://login.example/portal\r\n", "");
+	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
+	                 STRIPE_UNEXPECTED);
+	assert_string_equal(reason, "HTTP 302 (redirect to https://login.example/portal)");
 	free(resp);
 
 	/* A server that echoes the key: it never reaches the reason. */
@@ -962,9 +1067,61 @@ static void test_request_headers_classified(void **state)
 
 	/* A non-JSON body that echoes it. */
 	resp = make_response("502 Bad Gateway", "", "upstream said " FAKE_KEY);
-	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_RETRY);
+	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_UNKNOWN);
 	assert_string_equal(reason, "HTTP 502: upstream said [redacted]");
 	free(resp);
+}
+
+/* The Idempotency-Key follows the event's key generation; the identifier never changes. A
+ * Connect account goes into Stripe-Account. */
+static void test_request_key_generation(void **state)
+{
+	static struct server sv;
+	char reason[STRIPE_REASON_MAX];
+	struct event ev;
+	char *resp = make_response("200 OK", "", meter_event);
+
+	(void)state;
+	fill_event(&ev);
+	ev.key_generation = 3;
+	assert_int_equal(
+	    exchange_full(&sv, resp, strlen(resp), &ev, "acct_1AbC", reason, sizeof(reason), NULL),
+	    STRIPE_DELIVERED);
+	assert_true(has_header_line(sv.request, "Idempotency-Key: " TEST_ID "-r3"));
+	assert_true(has_header_line(sv.request, "Stripe-Account: acct_1AbC"));
+	assert_non_null(strstr(sv.request, "&identifier=" TEST_ID "&"));
+	free(resp);
+}
+
+/* Stripe's rate for meter events follows the key (docs.stripe.com/rate-limits). */
+static void test_default_rate(void **state)
+{
+	char why[128];
+
+	(void)state;
+	assert_int_equal(stripe_default_rate("sk_live_abc", NULL, why, sizeof(why)), 1000);
+	assert_non_null(strstr(why, "sk_live_..."));
+	assert_null(strstr(why, "abc"));
+	assert_int_equal(stripe_default_rate("rk_live_abc", "", why, sizeof(why)), 1000);
+	assert_int_equal(stripe_default_rate("sk_test_abc", NULL, why, sizeof(why)), 25);
+	assert_int_equal(stripe_default_rate("rk_test_abc", NULL, NULL, 0), 25);
+	assert_int_equal(stripe_default_rate("sk_live_abc", "acct_1", why, sizeof(why)), 100);
+	assert_int_equal(stripe_default_rate("sk_test_abc", "acct_1", why, sizeof(why)), 25);
+	assert_int_equal(stripe_default_rate("whatever", NULL, why, sizeof(why)), 25);
+	assert_int_equal(stripe_default_rate(NULL, NULL, why, sizeof(why)), 25);
+}
+
+static void test_check_account(void **state)
+{
+	char err[256];
+
+	(void)state;
+	assert_int_equal(stripe_check_account("acct_1A2b3C", err, sizeof(err)), 0);
+	assert_int_equal(stripe_check_account("acct_", err, sizeof(err)), -1);
+	assert_int_equal(stripe_check_account("cus_123", err, sizeof(err)), -1);
+	assert_int_equal(stripe_check_account("acct_12 3", err, sizeof(err)), -1);
+	assert_int_equal(stripe_check_account("acct_1\r\nX-Evil: 1", err, sizeof(err)), -1);
+	assert_int_equal(stripe_check_account(NULL, err, sizeof(err)), -1);
 }
 
 static void test_request_bad_answers(void **state)
@@ -982,19 +1139,19 @@ static void test_request_bad_answers(void **state)
 	memset(body, 'B', big);
 	body[big] = '\0';
 	resp = make_response("503 Service Unavailable", "", body);
-	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_RETRY);
+	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_UNKNOWN);
 	assert_true(strncmp(reason, "HTTP 503: BBBB", 14) == 0);
 	assert_int_equal(strlen(reason), 10 + 200);
 	free(resp);
 	free(body);
 
-	/* Not HTTP: curl fails the transfer; retried. */
+	/* Not HTTP: curl fails the transfer; the outcome is unknown. */
 	assert_int_equal(exchange(&sv, garbage, strlen(garbage), reason, sizeof(reason)),
-	                 STRIPE_RETRY);
+	                 STRIPE_UNKNOWN);
 	assert_true(strncmp(reason, "network error: ", 15) == 0);
 
 	/* Connection closed without an answer. */
-	assert_int_equal(exchange(&sv, "", 0, reason, sizeof(reason)), STRIPE_RETRY);
+	assert_int_equal(exchange(&sv, "", 0, reason, sizeof(reason)), STRIPE_UNKNOWN);
 	assert_true(strncmp(reason, "network error: ", 15) == 0);
 
 	/* Truncated answer: fewer body bytes than Content-Length. */
@@ -1002,7 +1159,7 @@ static void test_request_bad_answers(void **state)
 		static const char cut[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"obj";
 
 		assert_int_equal(exchange(&sv, cut, strlen(cut), reason, sizeof(reason)),
-		                 STRIPE_RETRY);
+		                 STRIPE_UNKNOWN);
 	}
 	/* A tiny reason buffer on a real exchange. */
 	{
@@ -1037,6 +1194,9 @@ int main(void)
 	    cmocka_unit_test(test_request_no_expect),
 	    cmocka_unit_test(test_request_headers_classified),
 	    cmocka_unit_test(test_request_bad_answers),
+	    cmocka_unit_test(test_request_key_generation),
+	    cmocka_unit_test(test_default_rate),
+	    cmocka_unit_test(test_check_account),
 	};
 
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
