@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "admin.h"
 #include "config.h"
 #include "crash.h"
@@ -37,7 +38,11 @@ static void usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: logmeter run -c FILE [--once]   tail the sources and send meter events\n"
-	    "       logmeter check -c FILE          validate the configuration (also: -n)\n"
+	    "       logmeter check -c FILE [--stripe]\n"
+	    "                                       validate the configuration (also: -n); with\n"
+	    "                                       --stripe, hold the rules against the "
+	    "account's\n"
+	    "                                       meters\n"
 	    "       logmeter test-rule -c FILE [--rule NAME] [FILE|-]\n"
 	    "                                       show the events each input line makes\n"
 	    "       logmeter status -c FILE         files, checkpoints and event counts\n"
@@ -46,7 +51,7 @@ static void usage(FILE *out)
 	    "       logmeter replay -c FILE --unsure [--rule NAME] [--since TIME]\n"
 	    "                                       move dead letters / delivered / unsure events\n"
 	    "                                       back to pending (also: --dry-run)\n"
-	    "       logmeter spool export -c FILE [--state pending|delivered|dead]\n"
+	    "       logmeter spool export -c FILE [--state pending|delivered|dead|unsure]\n"
 	    "                                       every event as a JSON line\n"
 	    "       logmeter spool check -c FILE    check the spool database for damage\n"
 	    "       logmeter spool recover -c FILE  rebuild a damaged spool from its readable "
@@ -501,23 +506,69 @@ out:
 
 /* ---- check -------------------------------------------------------------------------------- */
 
-static int cmd_check(const char *path)
+static void print_account_line(enum account_level level, const char *text, void *ud)
+{
+	static const char *const words[] = {"ok", "warning", "error"};
+
+	(void)ud;
+	printf("%s: %s\n", words[level], text);
+}
+
+/* `check --stripe`: the rules against the account's meters. Returns 0, or EXIT_RUNTIME if the
+ * meters cannot be read or a rule has no usable meter. */
+static int check_account(const struct config *cfg)
+{
+	struct stripe_meter *meters = NULL;
+	char key[STRIPE_KEY_MAX], err[1024] = "";
+	size_t n = 0;
+	int errors, rc;
+
+	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
+		fprintf(stderr, "check --stripe: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, err,
+	                        sizeof(err));
+	explicit_bzero(key, sizeof(key));
+	curl_global_cleanup();
+	if (rc != 0) {
+		fprintf(stderr, "check --stripe: cannot read the account's meters: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	printf("stripe: %zu meters in the account\n", n);
+	errors = account_check_rules(cfg, meters, n, print_account_line, NULL);
+	free(meters);
+	if (errors > 0) {
+		fprintf(stderr,
+		        "check --stripe: %d problems: those rules' events would not be "
+		        "billed\n",
+		        errors);
+		return EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+static int cmd_check(const char *path, int stripe)
 {
 	struct setup s = {0};
 	char key[STRIPE_KEY_MAX], err[512] = "";
+	int rc = 0;
 
 	if (setup_load(&s, path) != 0)
 		return EXIT_USAGE;
 	/* The key is not part of the configuration's validity (a package installs a working
 	 * configuration before any key exists), but say what `run` will find. */
-	if (stripe_key_load(s.cfg, key, sizeof(key), err, sizeof(err)) != 0)
+	if (!stripe && stripe_key_load(s.cfg, key, sizeof(key), err, sizeof(err)) != 0)
 		fprintf(stderr, "warning: %s\n", err);
 	explicit_bzero(key, sizeof(key));
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
 	sender_rate_print(stdout, s.cfg);
+	if (stripe)
+		rc = check_account(s.cfg);
 	setup_free(&s);
-	return 0;
+	return rc;
 }
 
 /* ---- test-rule ---------------------------------------------------------------------------- */
@@ -538,11 +589,13 @@ static void print_result(unsigned long lineno, const struct rule_result *r, int6
 			printf(" (key %s)", r->customer_key);
 		printf(" value=%s timestamp=%lld (%s)", r->value, (long long)r->timestamp, when);
 		/* What the sender would do with it (sender.c checks the same window). */
-		if (r->timestamp < now - STRIPE_MAX_AGE_S ||
-		    r->timestamp > now + STRIPE_MAX_AHEAD_S)
-			printf(" -> dead letter: outside Stripe's window (at most 35 days in the "
-			       "past, 5 "
-			       "minutes ahead)");
+		if (r->timestamp < now - STRIPE_MAX_AGE_S)
+			printf(" -> dead letter: outside Stripe's window (more than 35 days in the "
+			       "past)");
+		else if (r->timestamp > now + STRIPE_MAX_AHEAD_S)
+			printf(
+			    " -> held: more than 5 minutes ahead of this host's clock; sent once "
+			    "Stripe takes it");
 		printf("\n");
 		break;
 	case RULE_UNMAPPED:
@@ -800,24 +853,18 @@ static int cmd_spool(const char *path, const char *sub, const struct admin_args 
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-	                                         {"once", no_argument, NULL, 'o'},
-	                                         {"rule", required_argument, NULL, 'r'},
-	                                         {"markdown", no_argument, NULL, 'm'},
-	                                         {"help", no_argument, NULL, 'h'},
-	                                         {"version", no_argument, NULL, 'V'},
-	                                         {"dead", no_argument, NULL, 'D'},
-	                                         {"delivered", no_argument, NULL, 'E'},
-	                                         {"unsure", no_argument, NULL, 'U'},
-	                                         {"reason", required_argument, NULL, 'R'},
-	                                         {"since", required_argument, NULL, 'S'},
-	                                         {"force", no_argument, NULL, 'F'},
-	                                         {"dry-run", no_argument, NULL, 'Y'},
-	                                         {"state", required_argument, NULL, 'T'},
-	                                         {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
+	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
+	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
+	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
+	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
+	    {"state", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
 	struct admin_args aa = {0};
 	const char *cmd, *conf = NULL, *rule = NULL, *input = NULL;
-	int once = 0, markdown = 0, check = 0, c;
+	int once = 0, markdown = 0, check = 0, stripe = 0, c;
 
 	/* GNU getopt permutes: options may come before or after the command. */
 	while ((c = getopt_long(argc, argv, "c:nhV", longopts, NULL)) != -1) {
@@ -845,6 +892,9 @@ int main(int argc, char **argv)
 			break;
 		case 'U':
 			aa.unsure = 1;
+			break;
+		case 'K':
+			stripe = 1;
 			break;
 		case 'R':
 			aa.reason = optarg;
@@ -887,6 +937,10 @@ int main(int argc, char **argv)
 		        optind < argc ? argv[optind] : input);
 		return EXIT_USAGE;
 	}
+	if (stripe && strcmp(cmd, "check") != 0) {
+		fprintf(stderr, "logmeter %s: --stripe goes with check only\n", cmd);
+		return EXIT_USAGE;
+	}
 	if (strcmp(cmd, "options") == 0) {
 		config_print_options(stdout, markdown);
 		return 0;
@@ -904,7 +958,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(conf, once);
 	if (strcmp(cmd, "check") == 0)
-		return cmd_check(conf);
+		return cmd_check(conf, stripe);
 	if (strcmp(cmd, "test-rule") == 0)
 		return cmd_test_rule(conf, rule, input);
 	if (strcmp(cmd, "status") == 0)

@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 
+#include "account.h"
 #include "crash.h"
 #include "event.h"
 #include "health.h"
@@ -36,9 +37,10 @@
 #define SENDER_ONCE_MARK_FAILURES 10 /* once-mode gives up after this many failed spool_marks */
 #define SENDER_KEY_SEP '\x1f'
 #define SENDER_RATE_CUT_EVERY_MS 1000 /* 429s within this of a cut belong to the same burst */
-#define SENDER_RATE_STEPS 50          /* successes to climb from nothing back to the maximum */
-#define SENDER_HOLD_RECHECK_MS 60000  /* a held event is looked at again at least this often */
-#define SENDER_PUBLISH_EVERY_MS 1000  /* the live state is written at most this often */
+#define SENDER_RATE_CLIMB_S 60       /* seconds of successes to climb from nothing to the maximum */
+#define SENDER_HOLD_RECHECK_MS 60000 /* a held event is looked at again at least this often */
+#define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
+#define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 
 /* A queued event. */
 struct sender_item {
@@ -92,6 +94,7 @@ struct sender {
 	double rate_max;       /* requests/s: max_requests_per_second, or Stripe's for the key */
 	double rate;           /* requests/s now: lowered by 429s, climbing back on successes */
 	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
+	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
 	char rate_why[160];    /* where rate_max comes from */
 	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
@@ -424,6 +427,7 @@ static void rate_cut(struct sender *s, int64_t now, const char *reason)
 		return;
 	s->rate = s->rate / 2.0 > 1.0 ? s->rate / 2.0 : 1.0;
 	s->rate_cut_at = now;
+	s->rate_at = now;
 	s->rate_cut_wall = (int64_t)time(NULL);
 	s->tokens = 0.0;
 	s->publish_due = 1;
@@ -434,13 +438,20 @@ static void rate_cut(struct sender *s, int64_t now, const char *reason)
 	ratelog_add(&s->rate_log, now, msg);
 }
 
-/* A success: the rate climbs back by a fixed step, so that it returns to the maximum after
- * SENDER_RATE_STEPS successes without another 429. */
-static void rate_up(struct sender *s)
+/* A success: the rate climbs back in proportion to the time since the last success or cut (at
+ * most a second's worth per success), from nothing to the maximum in SENDER_RATE_CLIMB_S: slowly,
+ * since hosts sharing the account's limit climb together. */
+static void rate_up(struct sender *s, int64_t now)
 {
+	double dt = (double)(now - s->rate_at) / 1000.0;
+
+	s->rate_at = now;
 	if (s->rate >= s->rate_max)
 		return;
-	s->rate += s->rate_max / SENDER_RATE_STEPS;
+	if (dt > 1.0)
+		dt = 1.0;
+	if (dt > 0)
+		s->rate += dt * s->rate_max / SENDER_RATE_CLIMB_S;
 	if (s->rate >= s->rate_max) {
 		s->rate = s->rate_max;
 		s->publish_due = 1;
@@ -786,7 +797,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	case STRIPE_DELIVERED:
 		state = EVENT_DELIVERED;
 		stats_add(s, &s->stats.delivered, 1);
-		rate_up(s);
+		rate_up(s, now);
 		if (strstr(reason, "already exists") != NULL ||
 		    strstr(reason, "duplicate_meter_event") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
@@ -816,8 +827,10 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		if (out == STRIPE_RATE_LIMITED) {
 			stats_add(s, &s->stats.rate_limited, 1);
 			rate_cut(s, now, reason);
-			if (retry_after > 0 && now + retry_after > s->hold_until)
+			if (retry_after > 0 && now + retry_after > s->hold_until) {
 				s->hold_until = now + retry_after;
+				s->publish_due = 1;
+			}
 		}
 		err_set(
 		    msg, sizeof(msg), "event %lld (%s): %s; will retry in %lld ms (attempt %lld%s)",
@@ -920,6 +933,43 @@ static void prune(struct sender *s, int64_t now)
 		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
 }
 
+/* ---- the rules against the account's meters, once at start ---- */
+
+static void log_account_line(enum account_level level, const char *text, void *ud)
+{
+	(void)ud;
+	if (level == ACCOUNT_OK)
+		log_debug("%s", text);
+	else
+		log_warn("%s", text);
+}
+
+/* Warns about rules whose events Stripe would refuse or not bill (account.h). Never stops
+ * sending: the key may lack the permission to read meters, and the events wait in the spool
+ * either way. */
+static void check_meters(struct sender *s)
+{
+	struct stripe_meter *meters = NULL;
+	char err[1024] = "";
+	size_t n = 0;
+	int rc, errors;
+
+	health_wait_begin(HEALTH_SENDER);
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
+	                        sizeof(err));
+	health_wait_end(HEALTH_SENDER);
+	if (rc != 0) {
+		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
+		         "--stripe` does it on demand",
+		         err);
+		return;
+	}
+	errors = account_check_rules(s->cfg, meters, n, log_account_line, NULL);
+	free(meters);
+	if (errors == 0)
+		log_info("the account's meters (%zu) take every rule's events", n);
+}
+
 /* ---- live state (statefile.h), for `logmeter status` ---- */
 
 static const char *sender_state_word(const struct sender *s)
@@ -960,7 +1010,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         "# logmeter sender state: written in place by the agent, read by `logmeter "
 	         "status`\n"
 	         "pid %ld\nsender %s\nsince %lld\ndetail %s\npause_until %lld\n"
-	         "rate_max %.1f\nrate_why %s\nrate %.1f\nrate_cut %lld\n"
+	         "rate_max %.1f\nrate_why %s\nrate %.1f\nrate_cut %lld\nhold_until %lld\n"
 	         "in_flight %zu\nretrying %zu\nheld %zu\nqueued %zu\n",
 	         (long)getpid(), sender_state_word(s),
 	         (long long)(s->paused != PAUSE_NONE ? s->pause_since : 0),
@@ -968,8 +1018,9 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         (long long)(s->paused != PAUSE_NONE
 	                         ? wall + (s->pause_until > now ? (s->pause_until - now) / 1000 : 0)
 	                         : 0),
-	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall, s->inflight,
-	         retrying, held, s->n);
+	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
+	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
+	         s->inflight, retrying, held, s->n);
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
 	s->publish_due = 0;
@@ -1014,7 +1065,7 @@ void sender_rate_print(FILE *out, const struct config *cfg)
 struct sender_status {
 	long pid;
 	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
-	int64_t since, pause_until, rate_cut;
+	int64_t since, pause_until, rate_cut, hold_until;
 	double rate_max, rate;
 	long long in_flight, retrying, held, queued;
 };
@@ -1037,6 +1088,8 @@ static void status_line(const char *key, const char *v, void *ud)
 		st->pause_until = strtoll(v, NULL, 10);
 	else if (strcmp(key, "rate_cut") == 0)
 		st->rate_cut = strtoll(v, NULL, 10);
+	else if (strcmp(key, "hold_until") == 0)
+		st->hold_until = strtoll(v, NULL, 10);
 	else if (strcmp(key, "rate_max") == 0)
 		st->rate_max = strtod(v, NULL);
 	else if (strcmp(key, "rate") == 0)
@@ -1085,6 +1138,13 @@ void sender_status_print(FILE *out, const struct config *cfg)
 		utc(st.since, a, sizeof(a));
 		utc(st.pause_until, b, sizeof(b));
 		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st.detail, b);
+	} else if (st.hold_until > (int64_t)time(NULL)) {
+		utc(st.hold_until, a, sizeof(a));
+		fprintf(
+		    out,
+		    "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, %lld "
+		    "queued\n",
+		    a, st.in_flight, st.queued);
 	} else {
 		fprintf(out,
 		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
@@ -1258,6 +1318,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		return -1;
 	}
 	s->once = once;
+	check_meters(s);
 	prune(s, now);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;

@@ -26,6 +26,8 @@
 #define STRIPE_CREDENTIALS_ENV "CREDENTIALS_DIRECTORY" /* systemd.exec(5) */
 #define STRIPE_CREDENTIAL_NAME "stripe.key"
 #define STRIPE_ENDPOINT "/v1/billing/meter_events"
+#define STRIPE_METERS_ENDPOINT "/v1/billing/meters"
+#define STRIPE_METERS_PAGE 100 /* the largest page Stripe's list endpoints give */
 /* Stripe's answers are small JSON objects; anything beyond this is not worth keeping. */
 #define STRIPE_BODY_MAX (64 * 1024)
 #define STRIPE_REASON_BODY_MAX 200 /* bytes of a non-JSON body quoted in a reason */
@@ -1055,4 +1057,218 @@ void stripe_request_free(struct stripe_request *req)
 	free(req->body);
 	wipe(req->key, sizeof(req->key));
 	free(req);
+}
+
+/* ---- the account's meters ---- */
+
+struct body_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static size_t on_list_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct body_buf *b = ud;
+	size_t n = size * nmemb;
+
+	if (b->len + n > STRIPE_BODY_MAX * 16)
+		return 0; /* a page of 100 meters is far smaller: stop the transfer */
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 16384;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (p == NULL)
+			return 0;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return n;
+}
+
+/* Copies a JSON string member into `out` (`outlen` bytes), "" if absent or not a string. */
+static void json_copy_str(json_t *obj, const char *name, char *out, size_t outlen)
+{
+	const char *v = json_string_value(json_object_get(obj, name));
+
+	snprintf(out, outlen, "%s", v != NULL ? v : "");
+}
+
+/* Takes the meters of one page. Returns 0, or -1 with `err` for an answer that is no list. */
+static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_t *cap,
+                       int *has_more, char *last_id, size_t last_len, char *err, size_t errlen)
+{
+	json_t *data = json_object_get(root, "data"), *m;
+	const char *object = json_string_value(json_object_get(root, "object"));
+	size_t i;
+
+	if (object == NULL || strcmp(object, "list") != 0 || !json_is_array(data)) {
+		err_set(err, errlen, "GET " STRIPE_METERS_ENDPOINT ": the answer is not a list");
+		return -1;
+	}
+	*has_more = json_is_true(json_object_get(root, "has_more"));
+	json_array_foreach(data, i, m)
+	{
+		struct stripe_meter *x;
+
+		if (!json_is_object(m))
+			continue;
+		if (*n >= STRIPE_METERS_MAX) {
+			*has_more = 0;
+			break;
+		}
+		if (*n == *cap) {
+			size_t ncap = *cap > 0 ? *cap * 2 : 64;
+			struct stripe_meter *p = realloc(*out, ncap * sizeof(*p));
+
+			if (p == NULL) {
+				err_set(err, errlen, "out of memory");
+				return -1;
+			}
+			*out = p;
+			*cap = ncap;
+		}
+		x = &(*out)[(*n)++];
+		memset(x, 0, sizeof(*x));
+		json_copy_str(m, "id", x->id, sizeof(x->id));
+		json_copy_str(m, "event_name", x->event_name, sizeof(x->event_name));
+		json_copy_str(m, "status", x->status, sizeof(x->status));
+		json_copy_str(json_object_get(m, "customer_mapping"), "event_payload_key",
+		              x->customer_key, sizeof(x->customer_key));
+		json_copy_str(json_object_get(m, "value_settings"), "event_payload_key",
+		              x->value_key, sizeof(x->value_key));
+		json_copy_str(json_object_get(m, "default_aggregation"), "formula", x->formula,
+		              sizeof(x->formula));
+		snprintf(last_id, last_len, "%s", x->id);
+	}
+	if (*has_more && last_id[0] == '\0') {
+		err_set(err, errlen,
+		        "GET " STRIPE_METERS_ENDPOINT
+		        ": has_more without a meter id to go on from");
+		return -1;
+	}
+	return 0;
+}
+
+int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
+                       struct stripe_meter **out, size_t *n, char *err, size_t errlen)
+{
+	struct curl_slist *headers = NULL;
+	struct body_buf body = {0};
+	char line[STRIPE_KEY_MAX + 64], last[64] = "", *url = NULL, *after = NULL;
+	const char *base;
+	size_t cap = 0;
+	int has_more = 1, ret = -1;
+	CURL *easy = NULL;
+
+	*out = NULL;
+	*n = 0;
+	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
+	if (stripe_check_base(base, err, errlen) != 0 || key == NULL || !header_safe(key) ||
+	    (cfg->stripe.account != NULL && stripe_check_account(cfg->stripe.account, err, errlen)))
+		return -1;
+	snprintf(line, sizeof(line), "Authorization: Bearer %s", key);
+	if (add_header(&headers, line) != 0 ||
+	    add_header(&headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
+		goto oom;
+	if (cfg->stripe.account != NULL) {
+		snprintf(line, sizeof(line), "Stripe-Account: %s", cfg->stripe.account);
+		if (add_header(&headers, line) != 0)
+			goto oom;
+	}
+	wipe(line, sizeof(line));
+	easy = curl_easy_init();
+	if (easy == NULL)
+		goto oom;
+	while (has_more) {
+		json_error_t jerr;
+		json_t *root;
+		CURLcode code;
+		long status = 0;
+		int rc;
+
+		free(url);
+		url = NULL;
+		curl_free(after);
+		after = last[0] != '\0' ? curl_easy_escape(easy, last, 0) : NULL;
+		if (asprintf(&url, "%s%s?limit=%d%s%s", base, STRIPE_METERS_ENDPOINT,
+		             STRIPE_METERS_PAGE, after != NULL ? "&starting_after=" : "",
+		             after != NULL ? after : "") < 0) {
+			url = NULL;
+			goto oom;
+		}
+		body.len = 0;
+		curl_easy_reset(easy);
+#if LIBCURL_VERSION_NUM >= 0x075500
+		curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR,
+		                 base_is_local_http(base) ? "https,http" : "https");
+#else
+		curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
+		                 base_is_local_http(base) ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
+		                                          : (long)CURLPROTO_HTTPS);
+#endif
+		curl_easy_setopt(easy, CURLOPT_URL, url);
+		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
+		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+		curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_list_body);
+		curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+		code = curl_easy_perform(easy);
+		if (code != CURLE_OK) {
+			err_set(err, errlen, "GET %s: network error: %s", STRIPE_METERS_ENDPOINT,
+			        curl_easy_strerror(code));
+			goto out;
+		}
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status != 200) {
+			struct stripe_response r = {.curl_code = CURLE_OK,
+			                            .status = status,
+			                            .should_retry = -1,
+			                            .body = body.p,
+			                            .body_len = body.len};
+			char reason[STRIPE_REASON_MAX];
+
+			stripe_classify(&r, reason, sizeof(reason));
+			scrub_key(reason, sizeof(reason), key);
+			err_set(err, errlen, "GET %s: %s", STRIPE_METERS_ENDPOINT, reason);
+			goto out;
+		}
+		root = body.p != NULL ? json_loadb(body.p, body.len, 0, &jerr) : NULL;
+		if (root == NULL) {
+			err_set(err, errlen, "GET %s: the answer is not JSON",
+			        STRIPE_METERS_ENDPOINT);
+			goto out;
+		}
+		rc = take_meters(root, out, n, &cap, &has_more, last, sizeof(last), err, errlen);
+		json_decref(root);
+		if (rc != 0)
+			goto out;
+	}
+	ret = 0;
+	goto out;
+oom:
+	err_set(err, errlen, "out of memory");
+out:
+	wipe(line, sizeof(line));
+	for (struct curl_slist *l = headers; l != NULL; l = l->next)
+		if (l->data != NULL)
+			wipe(l->data, strlen(l->data));
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(easy);
+	curl_free(after);
+	free(url);
+	free(body.p);
+	if (ret != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return ret;
 }

@@ -134,4 +134,29 @@ int64_t stripe_request_retry_after_ms(const struct stripe_request *req);
  * no-op. The key copy is cleared before it is freed. */
 void stripe_request_free(struct stripe_request *req);
 
+/* ---- the account's meters (GET /v1/billing/meters) ---- */
+
+/* A billing.meter as `check --stripe` needs it (docs.stripe.com/api/billing/meter/object). */
+struct stripe_meter {
+	char id[64];
+	char event_name[EVENT_NAME_MAX];
+	char customer_key[EVENT_KEY_MAX]; /* customer_mapping.event_payload_key */
+	char value_key[EVENT_KEY_MAX];    /* value_settings.event_payload_key */
+	char formula[16];                 /* default_aggregation.formula: sum, count, last */
+	char status[16];                  /* active, inactive */
+};
+
+/* Meters read at most: an account with more is not one logmeter was made for, and a hostile
+ * answer must not make it page forever. */
+#define STRIPE_METERS_MAX 10000
+
+/* Lists every meter of the account of `key` (and cfg->stripe.account): GET
+ * {api_base}/v1/billing/meters?limit=100, then &starting_after=<last id> while has_more
+ * (docs.stripe.com/api/billing/meter/list, docs.stripe.com/api/pagination), each request with
+ * a time limit of `timeout_ms`. Sets *out to a malloc'd array (caller frees) of *n meters.
+ * Returns 0, or -1 with the reason in `err` (network error, Stripe's answer with its status, or
+ * an answer that is not a list of meters); the key never appears in `err`. */
+int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
+                       struct stripe_meter **out, size_t *n, char *err, size_t errlen);
+
 #endif

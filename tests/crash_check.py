@@ -13,7 +13,7 @@ The rules of t_crash_loop.sh's configuration, as field tests (fields split on bl
   rejected   f[8] == '403'                                      -> dead letter (the double has no
              meter "no_such_meter": Stripe's 400 rejection)
 
-usage: crash_check.py --state DIR --record FILE --stats FILE [--final] LOGFILE...
+usage: crash_check.py --state DIR --record FILE --stats FILE --log FILE [--final] LOGFILE...
 
 Checked every time (the agent is not running):
   - the double accepted no identifier twice, nothing outside the expected deliverable set, and
@@ -23,12 +23,15 @@ Checked every time (the agent is not running):
     an uncommitted event); the checkpoint is at a line start;
   - an event marked delivered was accepted by the double, with the timestamp the spool holds
     (events keep the timestamp they were read with); only stale/rejected events are dead;
-  - the double saw no idempotency mismatch (a re-send always carried the same parameters).
+  - the double saw no idempotency mismatch (a re-send under a key always carried the same
+    parameters); a 409 for a key still being processed (the killed agent's request in flight at
+    the double) is no mismatch.
 With --final also: accepted == expected deliverable set exactly, nothing pending, the dead letters
 are exactly the stale and rejected events, and every file is read to its end.
 
 Prints one line of key=value counters: accepted, spooled, pending, delivered, dead, expected,
-resends (the double's replays + duplicates so far), drop_after (faults injected so far).
+resends (the double's replays + duplicates so far), recorded_faults (faults injected so far after
+which the double had the event: drop_after, reset_after, cut_after, 500rec; each causes a re-send).
 Exits 1 with the reasons on a violation.
 """
 import argparse
@@ -82,6 +85,7 @@ def main():
     ap.add_argument("--state", required=True)
     ap.add_argument("--record", required=True)
     ap.add_argument("--stats", required=True, help="the double's /_double/stats, saved")
+    ap.add_argument("--log", required=True, help="the double's request log")
     ap.add_argument("--final", action="store_true")
     ap.add_argument("--cache", help="keeps the expected events of the lines already seen")
     ap.add_argument("logs", nargs="+")
@@ -197,9 +201,15 @@ def main():
 
     with open(a.stats, encoding="utf-8") as fh:
         stats = json.load(fh)
-    if stats.get("idempotency_errors", 0) != 0:
-        bad("the double saw %d idempotency errors (a re-send with other parameters)"
-            % stats["idempotency_errors"])
+    mismatches = 0
+    with open(a.log, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            if len(f) > 8 and "idempotency_mismatch" in f[8].split(","):
+                mismatches += 1
+    if mismatches:
+        bad("the double saw %d idempotency mismatches (a re-send with other parameters)"
+            % mismatches)
 
     if a.cache:
         with open(a.cache + ".tmp", "wb") as fh:
@@ -224,10 +234,11 @@ def main():
                 % [p for p, f in by_file.items() if f is None])
 
     print("accepted=%d spooled=%d pending=%d delivered=%d dead=%d expected=%d resends=%d "
-          "drop_after=%d" % (len(accepted), len(events), counts.get(0, 0), counts.get(1, 0),
+          "recorded_faults=%d" % (len(accepted), len(events), counts.get(0, 0), counts.get(1, 0),
                              counts.get(2, 0), len(deliverable),
                              stats.get("replays", 0) + stats.get("duplicates", 0),
-                             stats.get("faults", {}).get("drop_after", 0)))
+                             sum(stats.get("faults", {}).get(k, 0) for k in
+                                 ("drop_after", "reset_after", "cut_after", "500rec"))))
     if errors:
         for e in errors:
             print("crash_check: " + e, file=sys.stderr)

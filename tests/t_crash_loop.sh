@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Crash loop: the agent ingests the real nginx log (and lines appended while it runs, and new files)
-# and sends to the Stripe double (with random dropped answers and 500s); it is killed at every named
+# and sends to the Stripe double, which behaves as Stripe documents and fails 4 % of the requests at
+# random: 500s saved under their Idempotency-Key and replayed (with and without the event recorded),
+# 429s, 400 rate_limit, resets before and after the event was recorded, dropped answers and slow
+# replies (docs/stripe-contract.md); it is killed at every named
 # crash point (LOGMETER_CRASH_AT, see docs/crash-testing.md) in turn, with varying occurrence
 # counts, and by kill -9 at random moments, then started again; CRASHES times (default 50). After
 # every crash tests/crash_check.py checks what can be checked mid-run (nothing accepted twice or
@@ -31,7 +34,7 @@ diff -u "$T/points_known" "$T/points_used" > "$T/points_diff" ||
 	fail "crash points in the sources differ from logmeter crash-points: $(cat "$T/points_diff")"
 
 double_start
-double_faults_json "{\"rate\": 0.02, \"kinds\": [\"drop_after\", \"500\"], \"seed\": $SEED}"
+double_faults_json "{\"rate\": 0.04, \"kinds\": [\"500\", \"500rec\", \"429\", \"400rl\", \"reset\", \"reset_after\", \"drop_after\", \"slow:300\"], \"seed\": $SEED}"
 
 mkdir -p "$T/logs"
 cp "$SRC_LOG" "$T/logs/access.log"
@@ -125,7 +128,7 @@ check() {
 	curl -sS --noproxy '*' --max-time 30 -f -o "$T/stats.json" "$DOUBLE_URL/_double/stats" ||
 		fail "GET /_double/stats failed"
 	line=$("$PYTHON3" "$CHECK_PY" --state "$T/state" --record "$T/accepted.tsv" \
-		--stats "$T/stats.json" --cache "$T/expected.cache" "$@" "$T"/logs/*.log \
+		--stats "$T/stats.json" --log "$T/double.log" --cache "$T/expected.cache" "$@" "$T"/logs/*.log \
 		2> "$T/check.err") ||
 		fail "after crash $k ($what): $(cat "$T/check.err")"
 	for kv in $line; do
@@ -226,9 +229,9 @@ for k in $(seq 1 "$CRASHES"); do
 	check
 	now_ms=$(date +%s%3N)
 	printf '%-6s %-24s %-10s %9s %8s %8s %7s %6s\n' "$k" "$what" "$outcome" "$c_accepted" \
-		"$c_pending" $((c_resends - prev_resends)) $((c_drop_after - prev_faults)) \
+		"$c_pending" $((c_resends - prev_resends)) $((c_recorded_faults - prev_faults)) \
 		"$(awk -v d=$((now_ms - cycle_ms)) 'BEGIN { printf "%.2f", d / 1000 }')" >> "$T/report"
-	prev_resends=$c_resends prev_faults=$c_drop_after cycle_ms=$now_ms
+	prev_resends=$c_resends prev_faults=$c_recorded_faults cycle_ms=$now_ms
 done
 
 # The end: complete the partial line, then run to completion.
@@ -238,9 +241,9 @@ k=final
 agent_once "$T/logmeter.conf" || fail "final run --once exited $?"
 check --final
 printf '%-6s %-24s %-10s %9s %8s %8s %7s %6s\n' final run-once done "$c_accepted" "$c_pending" \
-	$((c_resends - prev_resends)) $((c_drop_after - prev_faults)) \
+	$((c_resends - prev_resends)) $((c_recorded_faults - prev_faults)) \
 	"$(awk -v d=$(($(date +%s%3N) - cycle_ms)) 'BEGIN { printf "%.2f", d / 1000 }')" >> "$T/report"
-expected=$c_expected dead=$c_dead resends=$c_resends faults=$c_drop_after
+expected=$c_expected dead=$c_dead resends=$c_resends faults=$c_recorded_faults
 assert_eq "$expected" "$c_accepted" "accepted events"
 st=$("$LOGMETER" status -c "$T/logmeter.conf")
 grep -q "pending 0, delivered $expected, dead letters $dead" <<<"$st" || fail "status: $st"
@@ -252,7 +255,7 @@ points_fired=$(for p in "${!fired_by[@]}"; do printf '%s=%s ' "$p" "${fired_by[$
 echo "t_crash_loop: seed $SEED: $CRASHES crashes: $fired at crash points ($points_fired), $killed by kill -9 at random moments, $unreached kill -9 after a point was not reached in 5 s"
 echo "t_crash_loop: $expected events each accepted exactly once ($(wc -l < "$T/logs/access.log") lines in access.log, $nfiles more files), $dead dead letters, nothing pending"
 echo "t_crash_loop: $(( ($(date +%s%3N) - start_ms) / 1000 )) s in all"
-echo "t_crash_loop: re-sends absorbed by the double (replays + duplicates): $resends in all, of which $faults follow injected dropped answers; $(awk -v r="$resends" -v f="$faults" -v c="$CRASHES" 'BEGIN { printf "%.1f", (r - f) / c }') per crash"
+echo "t_crash_loop: re-sends absorbed by the double (replays + duplicates): $resends in all, of which $faults follow faults injected after the double had the event; $(awk -v r="$resends" -v f="$faults" -v c="$CRASHES" 'BEGIN { printf "%.1f", (r - f) / c }') per crash"
 # Each named point must have fired at least once (ingest points need appended lines, sender
 # points pending events): a point that never fires proves nothing.
 if [ "$CRASHES" -ge 40 ]; then

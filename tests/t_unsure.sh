@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The 24-hour edge: Stripe dedupes identifiers for "at least 24 hours" only. An event whose
+# attempts keep ending with unknown outcomes (here a 500 after Stripe recorded it, then errors at
+# Stripe's edge) is re-sent with its identifier until its first unknown outcome is older than
+# unsure_after (3 s here, 23 h by default); then it is not re-sent blindly: it becomes unsure,
+# `status` and `spool export` show it, and `replay --unsure` sends it anyway.
+. "$(dirname "$0")/lib.sh"
+lm_init unsure
+double_start --faults '500rec,503*100000'
+
+mkdir -p "$T/logs"
+log="$T/logs/access.log"
+LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$LOGS/elastic_apache_logs.log" | head -n 1 > "$log"
+write_config "$T/logmeter.conf"
+sed -i 's/^\[stripe\]$/[stripe]\nunsure_after = 3s/' "$T/logmeter.conf"
+cat >> "$T/logmeter.conf" <<CONF
+[source apache]
+path = $log
+[rule bytes]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+value = bytes
+CONF
+conf="$T/logmeter.conf"
+
+agent_start "$conf"
+unsure() { "$LOGMETER" status -c "$conf" > "$T/status" 2>&1 && grep -q 'pending 0, delivered 0, dead letters 0, unsure 1' "$T/status"; }
+wait_until 60 unsure || fail "the event did not become unsure: $(cat "$T/status")"
+grep -q '^unsure: 1 events had an attempt with an unknown outcome' "$T/status" || fail "status does not explain: $(cat "$T/status")"
+# Unsure means not re-sent: the double sees no more requests for it.
+requests=$(double_stat requests)
+sleep 2
+assert_eq "$requests" "$(double_stat requests)" "requests after the event became unsure"
+grep -q 'unsure: an attempt .* had an unknown outcome' "$T/agent.log" || fail "the log does not say why"
+agent_stop || fail "agent exited $? on SIGTERM"
+"$LOGMETER" spool export -c "$conf" --state unsure > "$T/unsure.jsonl" || fail "export exited $?"
+assert_eq 1 "$(wc -l < "$T/unsure.jsonl")" "unsure events exported"
+"$PYTHON3" -c '
+import json, sys
+e = json.loads(open(sys.argv[1]).read())
+assert e["state"] == "unsure", e
+assert e["first_unknown"] and e["key_generation"] >= 2, e
+assert e["last_error"].startswith("unsure: "), e' "$T/unsure.jsonl" || fail "export: $(cat "$T/unsure.jsonl")"
+# Stripe recorded it (the 500 came after): the identifier is the only thing keeping a re-send
+# from billing it twice, and only while Stripe remembers it.
+assert_eq 1 "$(accepted_count)" "events Stripe recorded"
+
+double_faults_json '{"clear": true}'
+"$LOGMETER" replay -c "$conf" --unsure > "$T/replay.out" 2> "$T/replay.err" || fail "replay exited $?"
+grep -q 'may have accepted it' "$T/replay.err" || fail "replay --unsure does not warn: $(cat "$T/replay.err")"
+grep -q '1 events moved to pending' "$T/replay.out" || fail "replay: $(cat "$T/replay.out")"
+agent_once "$conf" || fail "run --once exited $?"
+st=$("$LOGMETER" status -c "$conf")
+grep -q "pending 0, delivered 1, dead letters 0, unsure 0" <<<"$st" || fail "status: $st"
+assert_eq 1 "$(accepted_count)" "events accepted after the replay (Stripe answered already exists)"
+[ "$(double_stat duplicates)" -ge 1 ] || fail "the replay was not answered 'already exists'"
+note "unsure after 3 s of unknown outcomes; not re-sent until replay --unsure; accepted once"
