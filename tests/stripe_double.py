@@ -1,39 +1,71 @@
 #!/usr/bin/python3
-"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events as described in
-/work/shared/reference/stripe-meter-events.md, on 127.0.0.1 only, with injectable faults.
+"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events as Stripe
+documents it (docs/stripe-contract.md gives the sources), on 127.0.0.1 only, with injectable
+faults.
 
 Python 3.11 standard library only.
 
 Usage:
-  stripe_double.py --api-key KEY [--port N] [--port-file PATH] [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
+  stripe_double.py --api-key KEY [--port N] [--port-file PATH]
+                   [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
                    [--record PATH] [--log PATH] [--faults SPEC]
 
+  --meter          one billing meter: its event_name, the payload keys of the customer (default
+                   stripe_customer_id) and of the value (default value). Empty fields take the
+                   default ("m::v" = customer key default).
+
 Meter events (POST /v1/billing/meter_events), checked in this order:
-  1. a fault token is taken (queue first, then random mode; see FAULTS) and applied;
-  2. Authorization must be exactly "Bearer <api-key>", else 401;
-  3. Idempotency-Key (<= 255 chars): a stored response for the key is replayed with
-     "Idempotent-Replayed: true" if the parameters are the same, else 400 idempotency_error; a key
-     whose first request is still being processed gets 409 idempotency_error;
+  1. a fault token is taken (queue first, then random mode; see FAULTS); the edge faults are
+     answered here, before anything else;
+  2. Authorization must be exactly "Bearer <api-key>", else 401 (not saved);
+  3. Idempotency-Key (1-255 chars, else 400): a saved answer is replayed (same status, body and
+     headers, plus "Idempotent-Replayed: true") if the parameters are the same, else 400
+     idempotency_error; a key whose first request is still being processed gets 409
+     idempotency_error;
   4. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
-  5. Content-Type and parameters are validated (400 invalid_request_error, with "param");
-  6. an identifier already accepted gets 400 "An event already exists with identifier <id>." and
-     "Stripe-Should-Retry: false"; otherwise the event is accepted: 200 with the billing.meter_event.
-  As at Stripe, only the results of requests that reached the endpoint's work are stored for an
-  Idempotency-Key: the 200 and the 400 "already exists". Injected faults, 401s, validation 400s and
-  409s are not stored, so a retry with the same key is processed afresh.
+  5. Content-Type and parameters are validated: 400 invalid_request_error with "param" (not saved:
+     at Stripe the endpoint has not begun executing). An event_name without a meter is 400
+     'No active meter found for event name "<name>".';
+  6. the endpoint begins executing. Fault 500 fails here: 500 api_error with
+     "Stripe-Should-Retry: false", nothing recorded, SAVED under the key;
+  7. an identifier already accepted gets 400 invalid_request_error "An event already exists with
+     identifier <id>." and "Stripe-Should-Retry: false"; otherwise the event is accepted: 200 with
+     the billing.meter_event, and recorded;
+  8. fault 500rec: the answer of 7 is replaced by the 500 of 6 (the event stays recorded) and that
+     500 is saved under the key instead.
+  Saved under an Idempotency-Key: the 200, the 400 "already exists" and the 500s of faults 500 and
+  500rec. Not saved (a retry with the key is processed afresh): edge faults, 401s, validation
+  400s and 409s.
 
 FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed per meter-event
-  request (control endpoints are never faulted):
-    500 502 503 504  answer that status with an api_error body, before processing
-    429              rate limited (Stripe-Rate-Limited-Reason: global-rate), before processing
-    429lock          429 lock_timeout with Stripe-Should-Retry: true, before processing
-    409              409 idempotency_error (concurrent request), before processing
-    drop             read the request, close the connection without answering; nothing accepted
-    drop_after       process (and accept) normally, then close without answering
-    cut_after        process normally, send the status line, headers and half of the body, then
-                     close (unlike a connection closed before any byte, libcurl cannot transparently
-                     re-send this one on a fresh connection)
-    slow:MS          sleep MS milliseconds, then handle normally
+  request (control endpoints are never faulted). A token is consumed even when the request does
+  not reach the step where it acts (e.g. 500 on a replayed key).
+  Edge faults, answered before authentication and the idempotency layer, never saved:
+    502 503 504      that status with an api_error body (a load balancer's answer)
+    429              429 rate_limit with Stripe-Rate-Limited-Reason: global-rate
+    429lock          429 lock_timeout with Stripe-Should-Retry: true
+    429ra:S          429 rate_limit with Stripe-Rate-Limited-Reason: global-rate and Retry-After: S
+                     (S whole seconds). Stripe itself does not send Retry-After (see the contract);
+                     this is what a proxy or a future API could send
+    400rl            400 invalid_request_error with code rate_limit (the older form of Stripe's
+                     rate-limit answer, which the SDKs still classify as a rate-limit error)
+    409              409 idempotency_error (concurrent request)
+    302              302 Found to https://portal.invalid/login with an HTML body (a misconfigured
+                     proxy); .invalid never resolves, so a client that follows it fails
+    200html          200 with a text/html body (a captive portal)
+    drop             read the request, close the connection without answering (FIN)
+    reset            read the request, close the connection with a TCP RST (SO_LINGER on, timeout
+                     0): the client sees "connection reset by peer"
+  Faults inside the endpoint:
+    500              see step 6: nothing recorded, the 500 saved under the key
+    500rec           see step 8: the event processed (accepted or found a duplicate), a 500
+                     answered and saved under the key
+    slow:MS          sleep MS milliseconds at step 4, then handle normally
+  Faults after the endpoint (the event is processed and its answer saved as usual):
+    drop_after       close without answering (FIN)
+    reset_after      close with a TCP RST
+    cut_after        send the status line, headers and half of the body, then close (unlike a
+                     connection closed before any byte, libcurl cannot transparently re-send it)
     ok               no fault
   When the queue is empty, random mode (POST /_double/faults {"rate": 0.3, "kinds": [...],
   "seed": 1}) picks a kind from "kinds" with probability "rate".
@@ -45,13 +77,18 @@ Control endpoints (no auth, never faulted, not counted in the stats):
   GET  /_double/faults  the fault state.
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
-                        max_in_flight, by_status: {"200": n, ..., "dropped": n}, not_found,
-                        preloaded, fault_queue (alias faults_pending)}
-                        requests: meter-event requests; rejected: 400s other than duplicates
-                        (validation and idempotency mismatch); idempotency_errors: 400 mismatches
-                        and 409 concurrent-key answers (not injected 409s); concurrency_violations:
-                        requests that started while another for the same (customer, event_name) was
-                        in flight; preloaded: identifiers loaded from the record file at start.
+                        max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
+                        not_found, saved_errors, error_replays, preloaded,
+                        fault_queue (alias faults_pending)}
+                        requests: meter-event requests; accepted: events accepted; duplicates:
+                        "already exists" answers; replays: answers replayed from an
+                        Idempotency-Key (of which error_replays replayed a saved 500); rejected:
+                        400s other than duplicates (validation and idempotency mismatch; not
+                        injected faults); idempotency_errors: 400 mismatches and 409
+                        concurrent-key answers (not injected 409s); concurrency_violations:
+                        requests that started while another for the same (customer, event_name)
+                        was in flight; saved_errors: 500s saved under a key; preloaded:
+                        identifiers loaded from the record file at start.
   GET  /_double/events  JSON list of the events accepted by this process.
   POST /_double/reset   clears the in-memory fault queue, random mode and stats. It keeps the
                         accepted identifiers, the events list, the idempotency memory and the record
@@ -63,9 +100,10 @@ Files:
     accepted (seconds, 3 decimals). Tabs, newlines, CRs and backslashes in fields are written as
     \\t \\n \\r \\\\. At start the identifiers of an existing record file are loaded, so a restarted
     double still rejects duplicates (its idempotency memory is lost, as allowed).
-  --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path, status ("none" when no answer was
-    sent), fault applied ("-" if none), idempotency key ("-"), identifier ("-"), customer ("-"),
-    event_name ("-"), notes (comma-separated: replay, duplicate, concurrent, ...; "-"), unix time.
+  --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path,
+    status ("none" when no answer was sent), fault applied ("-" if none; the token, e.g. 429ra:5),
+    idempotency key ("-"), identifier ("-"), customer ("-"), event_name ("-"), notes
+    (comma-separated: replay, duplicate, concurrent, saved_error, ...; "-"), unix time.
 
 Exit: 0 after SIGTERM/SIGINT, 2 on bad arguments, 1 if the port cannot be bound.
 """
@@ -80,6 +118,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -95,9 +134,15 @@ FUTURE_WINDOW_S = 300
 VALUE_RE = re.compile(r"^-?\d+(\.\d+)?$")
 INT_RE = re.compile(r"^-?\d+$")
 MAX_SIGNIFICANT_DIGITS = 15
+REDIRECT_LOCATION = "https://portal.invalid/login"
 
-FAULT_KINDS = {"500", "502", "503", "504", "429", "429lock", "409", "drop", "drop_after",
-               "cut_after", "ok"}
+FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
+               "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok"}
+EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
+               "reset"}
+
+RATE_LIMIT_MESSAGE = ("Request rate limit exceeded. You can learn more about rate limits here "
+                      "https://stripe.com/docs/rate-limits.")
 
 
 class FaultSpecError(ValueError):
@@ -105,14 +150,17 @@ class FaultSpecError(ValueError):
 
 
 def parse_fault_token(tok):
-    """'KIND' or 'slow:MS' (without a count) -> normalized token string."""
+    """'KIND', 'slow:MS' or '429ra:S' (without a count) -> normalized token string."""
     tok = tok.strip()
     if tok in FAULT_KINDS:
         return tok
     m = re.fullmatch(r"slow:(\d{1,7})", tok)
     if m:
         return "slow:%d" % int(m.group(1))
-    raise FaultSpecError("unknown fault %r (known: %s, slow:MS)" %
+    m = re.fullmatch(r"429ra:(\d{1,6})", tok)
+    if m:
+        return "429ra:%d" % int(m.group(1))
+    raise FaultSpecError("unknown fault %r (known: %s, slow:MS, 429ra:S)" %
                          (tok, " ".join(sorted(FAULT_KINDS))))
 
 
@@ -135,7 +183,8 @@ def parse_fault_spec(spec):
 
 
 def fault_kind(tok):
-    return "slow" if tok.startswith("slow:") else tok
+    """The stats' name of a token: 'slow:200' -> 'slow', '429ra:5' -> '429ra'."""
+    return tok.partition(":")[0]
 
 
 def tsv_escape(s):
@@ -180,17 +229,21 @@ def request_id():
 
 
 class Reply:
-    """What to send back: status, extra headers, JSON body; or a drop/cut of the connection."""
+    """What to send back: status, extra headers, body (JSON unless ctype says otherwise); or a
+    drop, reset or cut of the connection."""
 
-    def __init__(self, status, body, headers=None, store=False, note=None):
+    def __init__(self, status, body, headers=None, store=False, note=None,
+                 ctype="application/json", stripe=True):
         self.status = status
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = list(headers or [])
-        if not any(k.lower() == "request-id" for k, _ in self.headers):
+        if stripe and not any(k.lower() == "request-id" for k, _ in self.headers):
             self.headers.append(("Request-Id", request_id()))
         self.store = store  # an Idempotency-Key keeps this result
         self.note = note
-        self.drop = False  # close without answering
+        self.ctype = ctype
+        self.drop = False  # close without answering (FIN)
+        self.reset = False  # close without answering (RST)
         self.cut = False  # send headers and half the body, then close
 
 
@@ -198,19 +251,44 @@ def bad_request(message, param=None, note="rejected"):
     return Reply(400, error_body("invalid_request_error", message, param), note=note)
 
 
+def rate_limit_reply(reason, retry_after=None):
+    headers = [("Stripe-Rate-Limited-Reason", reason)]
+    if retry_after is not None:
+        headers.append(("Retry-After", str(retry_after)))
+    return Reply(429, error_body("invalid_request_error", RATE_LIMIT_MESSAGE, code="rate_limit"),
+                 headers)
+
+
+def server_error(note):
+    # The SDKs expect "Stripe-Should-Retry: false" on most 500s, "since our idempotency framework
+    # would typically replay it anyway" (stripe-node src/RequestSender.ts, _shouldRetry).
+    return Reply(500, error_body("api_error", "An unknown error occurred. Please try again later "
+                                 "or contact support."),
+                 [("Stripe-Should-Retry", "false")], note=note)
+
+
+class Meter:
+    def __init__(self, spec):
+        parts = spec.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise ValueError("bad --meter %r" % spec)
+        parts += [""] * (3 - len(parts))
+        self.event_name = parts[0]
+        self.cust_key = parts[1] or "stripe_customer_id"
+        self.val_key = parts[2] or "value"
+
+
 class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.api_key = args.api_key
-        self.meters = {}
+        self.meters = {}  # event_name -> Meter
         for spec in args.meter or []:
-            parts = spec.split(":")
-            if len(parts) > 3 or not parts[0]:
-                raise SystemExit("stripe_double: bad --meter %r" % spec)
-            name = parts[0]
-            cust = parts[1] if len(parts) > 1 and parts[1] else "stripe_customer_id"
-            val = parts[2] if len(parts) > 2 and parts[2] else "value"
-            self.meters[name] = (cust, val)
+            try:
+                m = Meter(spec)
+            except ValueError as e:
+                raise SystemExit("stripe_double: %s" % e)
+            self.meters[m.event_name] = m
         self.ids = set()
         self.events = []
         self.idem = {}  # key -> None while in progress, else (hash, Reply)
@@ -236,7 +314,7 @@ class State:
             "requests": 0, "accepted": 0, "duplicates": 0, "replays": 0, "rejected": 0,
             "unauthorized": 0, "idempotency_errors": 0, "faults": {},
             "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
-            "not_found": 0,
+            "not_found": 0, "saved_errors": 0, "error_replays": 0,
         }
 
     def load_record(self, path):
@@ -338,12 +416,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
         return self.rfile.read(n) if n else b""
 
-    def send_json(self, status, obj, headers=()):
+    def send_json(self, status, obj, headers=(), ctype="application/json"):
         body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -353,27 +431,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def emit(self, reply, extra_headers=()):
         headers = list(reply.headers) + list(extra_headers)
-        if reply.drop:
+        if reply.drop or reply.reset:
             self.close_connection = True
+            if reply.reset:
+                # Closed by the server after this handler returns, with SO_LINGER {on, 0} and
+                # without the usual shutdown(SHUT_WR), whose FIN would reach the client first.
+                self.server.mark_reset(self.connection)
             return
         if reply.cut:
             self.close_connection = True
             self.send_response(reply.status)
             for k, v in headers:
                 self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", reply.ctype)
             self.send_header("Content-Length", str(len(reply.body)))
             self._headers_buffer.append(b"\r\n")
             self._headers_buffer.append(reply.body[: len(reply.body) // 2])
             self.flush_headers()
             return
-        self.send_json(reply.status, reply.body, headers)
+        self.send_json(reply.status, reply.body, headers, reply.ctype)
 
     def safely(self, fn):
         try:
             fn()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
+
+    def authorized(self):
+        """None if the Authorization header carries the key, else the 401 Reply."""
+        auth = self.headers.get("Authorization")
+        if auth == "Bearer " + self.st.api_key:
+            return None
+        with self.st.lock:
+            self.st.stats["unauthorized"] += 1
+        if not auth:
+            msg = ("You did not provide an API key. You need to provide your API key in the "
+                   "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                   "YOUR_SECRET_KEY').")
+        else:
+            token = auth[7:] if auth.startswith("Bearer ") else auth
+            msg = "Invalid API Key provided: %s" % mask_key(token)
+        return Reply(401, error_body("invalid_request_error", msg),
+                     [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
 
     # --- routing --------------------------------------------------------------------------
 
@@ -446,15 +545,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", "",
                                "%.3f" % time.time()])
 
-    def control_faults(self):
+    def read_json_control(self):
+        """The JSON object of a control request, or None after answering 400."""
         body = self.read_body()
         if body is None:
-            return
-        st = self.st
+            return None
         try:
             req = json.loads(body or b"{}")
             if not isinstance(req, dict):
                 raise ValueError("expected a JSON object")
+        except ValueError as e:
+            self.log_control(400)
+            self.send_json(400, error_body("invalid_request_error", str(e)))
+            return None
+        return req
+
+    def control_faults(self):
+        req = self.read_json_control()
+        if req is None:
+            return
+        st = self.st
+        try:
             spec = parse_fault_spec(str(req.get("spec") or ""))
             kinds = None
             if "kinds" in req:
@@ -519,7 +630,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pmap = dict(params or [])
         event_name = pmap.get("event_name", "")
         meter = st.meters.get(event_name)
-        cust_key = meter[0] if meter else "stripe_customer_id"
+        cust_key = meter.cust_key if meter else "stripe_customer_id"
         customer = pmap.get("payload[%s]" % cust_key, "")
         pair = (customer, event_name) if customer and event_name else None
         notes = []
@@ -538,7 +649,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if n > 1:
                     st.stats["concurrency_violations"] += 1
                     notes.append("concurrent")
-        ctx = {"identifier": pmap.get("identifier", "")}
+        ctx = {"identifier": pmap.get("identifier", ""), "notes": notes}
         try:
             reply = self.process(fault, idem, phash, params, perr, ctx)
         except Exception as e:  # a bug in the double must not hang the client
@@ -559,28 +670,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
             notes.append(reply.note)
         if fault in ("drop", "drop_after"):
             reply.drop = True
+        elif fault in ("reset", "reset_after"):
+            reply.reset = True
         elif fault == "cut_after":
             reply.cut = True
         with st.lock:
-            st.count_status("dropped" if reply.drop else str(reply.status))
-            st.write_log([self.command, self.path, "none" if reply.drop else str(reply.status),
+            if reply.drop:
+                st.count_status("dropped")
+            elif reply.reset:
+                st.count_status("reset")
+            else:
+                st.count_status(str(reply.status))
+            st.write_log([self.command, self.path,
+                          "none" if reply.drop or reply.reset else str(reply.status),
                           fault or "", idem or "", ctx["identifier"], customer, event_name,
                           ",".join(notes), "%.3f" % time.time()])
         self.emit(reply)
 
-    def process(self, fault, idem, phash, params, perr, ctx):
-        st = self.st
-        if fault == "drop":
-            return Reply(0, b"", note="dropped")
-        if fault in ("500", "502", "503", "504"):
+    def edge_fault(self, fault):
+        """The answer of an edge fault (before authentication and idempotency), or None."""
+        if fault in ("drop", "reset"):
+            return Reply(0, b"", note="dropped" if fault == "drop" else "reset")
+        if fault in ("502", "503", "504"):
             return Reply(int(fault), error_body(
                 "api_error", "An unknown error occurred (injected %s)." % fault))
         if fault == "429":
-            return Reply(429, error_body(
-                "invalid_request_error",
-                "Request rate limit exceeded. You can learn more about rate limits here "
-                "https://stripe.com/docs/rate-limits.", code="rate_limit"),
-                [("Stripe-Rate-Limited-Reason", "global-rate")])
+            return rate_limit_reply("global-rate")
+        if fault.startswith("429ra:"):
+            return rate_limit_reply("global-rate", retry_after=int(fault[6:]))
+        if fault == "400rl":
+            return Reply(400, error_body("invalid_request_error", RATE_LIMIT_MESSAGE,
+                                         code="rate_limit"))
         if fault == "429lock":
             return Reply(429, error_body(
                 "invalid_request_error",
@@ -593,20 +713,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "idempotency_error",
                 "There is currently another in-progress request using this idempotency key "
                 "(injected 409). Please try again later."))
+        if fault == "302":
+            return Reply(302, b"<html><body>Moved: <a href=\"%s\">log in</a></body></html>\n"
+                         % REDIRECT_LOCATION.encode(),
+                         [("Location", REDIRECT_LOCATION)], ctype="text/html; charset=utf-8",
+                         stripe=False)
+        if fault == "200html":
+            return Reply(200, b"<!DOCTYPE html>\n<html><head><title>Network login</title></head>"
+                         b"<body><form action=\"/login\">Accept the terms to continue."
+                         b"</form></body></html>\n", ctype="text/html; charset=utf-8",
+                         note="html", stripe=False)
+        return None
 
-        auth = self.headers.get("Authorization")
-        if auth != "Bearer " + st.api_key:
-            with st.lock:
-                st.stats["unauthorized"] += 1
-            if not auth:
-                msg = ("You did not provide an API key. You need to provide your API key in the "
-                       "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                       "YOUR_SECRET_KEY').")
-            else:
-                token = auth[7:] if auth.startswith("Bearer ") else auth
-                msg = "Invalid API Key provided: %s" % mask_key(token)
-            return Reply(401, error_body("invalid_request_error", msg),
-                         [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
+    def process(self, fault, idem, phash, params, perr, ctx):
+        st = self.st
+        if fault in EDGE_FAULTS or (fault or "").startswith("429ra:"):
+            return self.edge_fault(fault)
+
+        reply = self.authorized()
+        if reply is not None:
+            return reply
 
         if idem is not None:
             if len(idem) > MAX_IDEMPOTENCY_KEY or not idem:
@@ -614,16 +740,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.stats["rejected"] += 1
                 return bad_request("Invalid idempotency key: it must be 1 to 255 characters.")
             with st.lock:
-                if idem in st.idem:
-                    entry = st.idem[idem]
-                    if entry is None:
-                        st.stats["idempotency_errors"] += 1
-                        return Reply(409, error_body(
-                            "idempotency_error",
-                            "There is currently another in-progress request using this "
-                            "idempotency key (that probably means you submitted twice, and the "
-                            "other request is still going through): %s. Please try again later."
-                            % idem), note="concurrent_key")
+                entry = st.idem.get(idem, False)
+                if entry is None:
+                    st.stats["idempotency_errors"] += 1
+                    return Reply(409, error_body(
+                        "idempotency_error",
+                        "There is currently another in-progress request using this "
+                        "idempotency key (that probably means you submitted twice, and the "
+                        "other request is still going through): %s. Please try again later."
+                        % idem), note="concurrent_key")
+                if entry is not False:
                     if entry[0] != phash:
                         st.stats["idempotency_errors"] += 1
                         st.stats["rejected"] += 1
@@ -635,6 +761,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             note="idempotency_mismatch")
                     st.stats["replays"] += 1
                     old = entry[1]
+                    if old.status >= 500:
+                        st.stats["error_replays"] += 1
                     return Reply(old.status, old.body,
                                  old.headers + [("Idempotent-Replayed", "true")], note="replay")
                 st.idem[idem] = None  # in progress
@@ -642,8 +770,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if fault and fault.startswith("slow:"):
                 time.sleep(int(fault[5:]) / 1000.0)
-            reply = perr or self.validate_and_accept(params, idem, ctx)
-            reply.store = reply.note in ("accepted", "duplicate")
+            if perr is not None:
+                reply = perr
+            else:
+                ev, reply = self.validate(params, ctx)
+                if reply is None:
+                    # The endpoint begins executing: from here on, the answer is saved.
+                    if fault == "500":
+                        reply = server_error("fault_500")
+                    else:
+                        reply = self.accept(ev, idem, ctx)
+                        if fault == "500rec":
+                            reply = server_error("fault_500rec")
+                    reply.store = True
             if idem is not None:
                 reply.headers.append(("Idempotency-Key", idem))
             if reply.status == 400 and reply.note == "rejected":
@@ -655,10 +794,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with st.lock:
                     if reply is not None and reply.store:
                         st.idem[idem] = (phash, reply)
+                        if reply.status >= 500:
+                            st.stats["saved_errors"] += 1
+                            ctx["notes"].append("saved_error")
                     else:
                         st.idem.pop(idem, None)
 
-    def validate_and_accept(self, params, idem, ctx):
+    def validate(self, params, ctx):
+        """-> (the event, None) or (None, the 400 Reply). Nothing is recorded here."""
         st = self.st
         allowed = ("event_name", "identifier", "timestamp")
         payload = {}
@@ -669,68 +812,75 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif k.startswith("payload[") and k.endswith("]"):
                 inner = k[len("payload["):-1]
                 if not inner or "[" in inner or "]" in inner:
-                    return bad_request("Invalid object", "payload")
+                    return None, bad_request("Invalid object", "payload")
                 payload[inner] = v
             elif k == "payload":
-                return bad_request("Invalid object", "payload")
+                return None, bad_request("Invalid object", "payload")
             else:
-                return bad_request("Received unknown parameter: %s" % k, k)
+                return None, bad_request("Received unknown parameter: %s" % k, k)
 
         event_name = top.get("event_name", "")
         if not event_name:
-            return bad_request("Missing required param: event_name.", "event_name")
+            return None, bad_request("Missing required param: event_name.", "event_name")
         if len(event_name) > MAX_STRING:
-            return bad_request("Invalid string: %s...; must be at most %d characters"
-                               % (event_name[:20], MAX_STRING), "event_name")
+            return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                     % (event_name[:20], MAX_STRING), "event_name")
         if not payload:
-            return bad_request("Missing required param: payload.", "payload")
+            return None, bad_request("Missing required param: payload.", "payload")
         for k, v in payload.items():
             if len(v) > MAX_STRING:
-                return bad_request("Invalid string: %s...; must be at most %d characters"
-                                   % (v[:20], MAX_STRING), "payload[%s]" % k)
+                return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                         % (v[:20], MAX_STRING), "payload[%s]" % k)
         meter = st.meters.get(event_name)
         if meter is None:
-            return bad_request('No active meter found for event name "%s".' % event_name,
-                               "event_name")
-        cust_key, val_key = meter
-        customer = payload.get(cust_key, "")
+            return None, bad_request('No active meter found for event name "%s".' % event_name,
+                                     "event_name")
+        customer = payload.get(meter.cust_key, "")
         if not customer:
-            return bad_request("Missing required param: payload[%s]." % cust_key,
-                               "payload[%s]" % cust_key)
-        if val_key not in payload:
-            return bad_request("Missing required param: payload[%s]." % val_key,
-                               "payload[%s]" % val_key)
-        value = payload[val_key]
+            return None, bad_request("Missing required param: payload[%s]." % meter.cust_key,
+                                     "payload[%s]" % meter.cust_key)
+        if meter.val_key not in payload:
+            return None, bad_request("Missing required param: payload[%s]." % meter.val_key,
+                                     "payload[%s]" % meter.val_key)
+        value = payload[meter.val_key]
         if not VALUE_RE.match(value):
-            return bad_request('Invalid value "%s" for payload[%s]: it must be a number.'
-                               % (value, val_key), "payload[%s]" % val_key)
+            return None, bad_request('Invalid value "%s" for payload[%s]: it must be a number.'
+                                     % (value, meter.val_key), "payload[%s]" % meter.val_key)
         if len(re.sub(r"\D", "", value).lstrip("0")) > MAX_SIGNIFICANT_DIGITS:
-            return bad_request('Invalid value "%s" for payload[%s]: at most %d significant digits '
-                               "are allowed." % (value, val_key, MAX_SIGNIFICANT_DIGITS),
-                               "payload[%s]" % val_key)
+            # The message of Stripe's changelog for 2026-04-22.dahlia.
+            return None, bad_request("The value in the event payload can have at most %d digits. "
+                                     "Received %s." % (MAX_SIGNIFICANT_DIGITS, value),
+                                     "payload[%s]" % meter.val_key)
         identifier = top.get("identifier", "")
         if len(identifier) > MAX_STRING:
-            return bad_request("Invalid string: %s...; must be at most %d characters"
-                               % (identifier[:20], MAX_STRING), "identifier")
+            return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                     % (identifier[:20], MAX_STRING), "identifier")
         now = time.time()
         ts_text = top.get("timestamp", "")
         if ts_text:
             if not INT_RE.match(ts_text):
-                return bad_request("Invalid integer: %s" % ts_text, "timestamp")
+                return None, bad_request("Invalid integer: %s" % ts_text, "timestamp")
             timestamp = int(ts_text)
             if timestamp < now - PAST_WINDOW_S:
-                return bad_request(
+                return None, bad_request(
                     "The event timestamp cannot be more than 35 days in past. Please use a "
                     "timestamp within the last 35 days.", "timestamp")
             if timestamp > now + FUTURE_WINDOW_S:
-                return bad_request("The event timestamp cannot be more than 5 minutes in the "
-                                   "future.", "timestamp")
+                return None, bad_request("The event timestamp cannot be more than 5 minutes in "
+                                         "the future.", "timestamp")
         else:
             timestamp = int(now)
         if not identifier:
             identifier = "double_" + uuid.uuid4().hex
         ctx["identifier"] = identifier
+        return {"identifier": identifier, "event_name": event_name, "customer": customer,
+                "value": value, "timestamp": timestamp, "payload": payload,
+                "meter": meter}, None
 
+    def accept(self, ev, idem, ctx):
+        """The endpoint's work: 400 "already exists", or the event accepted and recorded."""
+        st = self.st
+        identifier = ev["identifier"]
         with st.lock:
             if identifier in st.ids:
                 st.stats["duplicates"] += 1
@@ -738,27 +888,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "invalid_request_error",
                     "An event already exists with identifier %s." % identifier),
                     [("Stripe-Should-Retry", "false")], note="duplicate")
+            accepted_at = time.time()
             st.ids.add(identifier)
             st.stats["accepted"] += 1
-            accepted_at = time.time()
             if st.record:
                 st.record.write("\t".join(tsv_escape(f) for f in (
-                    identifier, event_name, customer, value, str(timestamp), idem or "",
-                    "%.3f" % accepted_at)) + "\n")
+                    identifier, ev["event_name"], ev["customer"], ev["value"],
+                    str(ev["timestamp"]), idem or "", "%.3f" % accepted_at)) + "\n")
                 st.record.flush()
             st.events.append({
-                "identifier": identifier, "event_name": event_name, "customer": customer,
-                "value": value, "timestamp": timestamp, "payload": dict(payload),
-                "idempotency_key": idem, "accepted_at": accepted_at,
+                "identifier": identifier, "event_name": ev["event_name"],
+                "customer": ev["customer"], "value": ev["value"], "timestamp": ev["timestamp"],
+                "payload": dict(ev["payload"]), "idempotency_key": idem,
+                "accepted_at": accepted_at,
             })
         return Reply(200, {
             "object": "billing.meter_event",
-            "created": int(now),
-            "event_name": event_name,
+            "created": int(time.time()),
+            "event_name": ev["event_name"],
             "identifier": identifier,
             "livemode": False,
-            "payload": payload,
-            "timestamp": timestamp,
+            "payload": ev["payload"],
+            "timestamp": ev["timestamp"],
         }, note="accepted")
 
 
@@ -766,6 +917,27 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._reset_lock = threading.Lock()
+        self._reset_socks = set()
+
+    def mark_reset(self, sock):
+        with self._reset_lock:
+            self._reset_socks.add(sock)
+
+    def shutdown_request(self, request):
+        with self._reset_lock:
+            reset = request in self._reset_socks
+            self._reset_socks.discard(request)
+        if not reset:
+            return super().shutdown_request(request)
+        try:
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_request(request)
 
 
 def main(argv=None):
