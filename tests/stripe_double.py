@@ -8,34 +8,53 @@ Python 3.11 standard library only.
 Usage:
   stripe_double.py --api-key KEY [--port N] [--port-file PATH]
                    [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
+                   [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--record PATH] [--log PATH] [--faults SPEC]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value). Empty fields take the
                    default ("m::v" = customer key default).
+  --rate-limit     0 (default): no limit. N (a number > 0): a token bucket over meter-event
+                   requests, N a second, holding max(1, N) tokens, full at start. auto: by the
+                   key, as Stripe documents for meter events: sk_live_/rk_live_ 1000, others 25
+                   (test mode counts against the basic limit).
+  --idempotency-ttl, --identifier-ttl  seconds (default 86400 each, Stripe's "at least 24 hours")
+                   after which a saved Idempotency-Key answer, or an accepted identifier, is
+                   forgotten: a request with it is then processed afresh (an identifier is accepted
+                   and recorded again).
+
+Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
+moves forward. Saved answers and accepted identifiers (the record's accepted time) are stamped
+with it. Timestamp validation (35 days, 5 minutes) uses real time.
 
 Meter events (POST /v1/billing/meter_events), checked in this order:
   1. a fault token is taken (queue first, then random mode; see FAULTS); the edge faults are
      answered here, before anything else;
   2. Authorization must be exactly "Bearer <api-key>", else 401 (not saved);
-  3. Idempotency-Key (1-255 chars, else 400): a saved answer is replayed (same status, body and
-     headers, plus "Idempotent-Replayed: true") if the parameters are the same, else 400
-     idempotency_error; a key whose first request is still being processed gets 409
-     idempotency_error;
-  4. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
-  5. Content-Type and parameters are validated: 400 invalid_request_error with "param" (not saved:
+  3. the rate limiter (--rate-limit): over the limit, 429 rate_limit with
+     Stripe-Rate-Limited-Reason: global-rate (test keys: meter events count against the basic
+     limit) or endpoint-rate (live keys: the endpoint's own limit); not saved, as Stripe's
+     limiter runs before its idempotency layer;
+  4. Idempotency-Key (1-255 chars, else 400): a saved answer younger than --idempotency-ttl is
+     replayed (same status, body and headers, plus "Idempotent-Replayed: true") if the parameters
+     are the same, else 400 idempotency_error; a key whose first request is still being
+     processed gets 409 idempotency_error; an older saved answer is forgotten and the request
+     processed afresh;
+  5. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
+  6. Content-Type and parameters are validated: 400 invalid_request_error with "param" (not saved:
      at Stripe the endpoint has not begun executing). An event_name without a meter is 400
      'No active meter found for event name "<name>".';
-  6. the endpoint begins executing. Fault 500 fails here: 500 api_error with
+  7. the endpoint begins executing. Fault 500 fails here: 500 api_error with
      "Stripe-Should-Retry: false", nothing recorded, SAVED under the key;
-  7. an identifier already accepted gets 400 invalid_request_error "An event already exists with
-     identifier <id>." and "Stripe-Should-Retry: false"; otherwise the event is accepted: 200 with
-     the billing.meter_event, and recorded;
-  8. fault 500rec: the answer of 7 is replaced by the 500 of 6 (the event stays recorded) and that
+  8. an identifier accepted less than --identifier-ttl ago gets 400 invalid_request_error
+     "An event already exists with identifier <id>." and "Stripe-Should-Retry: false"; otherwise
+     the event is accepted: 200 with the billing.meter_event (livemode true for sk_live_/rk_live_
+     keys) and recorded;
+  9. fault 500rec: the answer of 8 is replaced by the 500 of 7 (the event stays recorded) and that
      500 is saved under the key instead.
   Saved under an Idempotency-Key: the 200, the 400 "already exists" and the 500s of faults 500 and
-  500rec. Not saved (a retry with the key is processed afresh): edge faults, 401s, validation
-  400s and 409s.
+  500rec. Not saved (a retry with the key is processed afresh): edge faults, 401s, rate limiting,
+  validation 400s and 409s.
 
 FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed per meter-event
   request (control endpoints are never faulted). A token is consumed even when the request does
@@ -57,10 +76,10 @@ FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed 
     reset            read the request, close the connection with a TCP RST (SO_LINGER on, timeout
                      0): the client sees "connection reset by peer"
   Faults inside the endpoint:
-    500              see step 6: nothing recorded, the 500 saved under the key
-    500rec           see step 8: the event processed (accepted or found a duplicate), a 500
+    500              see step 7: nothing recorded, the 500 saved under the key
+    500rec           see step 9: the event processed (accepted or found a duplicate), a 500
                      answered and saved under the key
-    slow:MS          sleep MS milliseconds at step 4, then handle normally
+    slow:MS          sleep MS milliseconds at step 5, then handle normally
   Faults after the endpoint (the event is processed and its answer saved as usual):
     drop_after       close without answering (FIN)
     reset_after      close with a TCP RST
@@ -75,35 +94,47 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         clear the queue and random mode (if "clear"), append "spec" to the queue,
                         set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
   GET  /_double/faults  the fault state.
+  POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
+                        TTLs only. Answers {"offset": total seconds, "now": the double's time}.
+  GET  /_double/clock   the same.
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
                         max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
-                        not_found, saved_errors, error_replays, preloaded,
+                        not_found, saved_errors, error_replays, rate_limited, forgotten_keys,
+                        forgotten_identifiers, preloaded, preload_expired, rate_limit,
                         fault_queue (alias faults_pending)}
-                        requests: meter-event requests; accepted: events accepted; duplicates:
-                        "already exists" answers; replays: answers replayed from an
-                        Idempotency-Key (of which error_replays replayed a saved 500); rejected:
-                        400s other than duplicates (validation and idempotency mismatch; not
-                        injected faults); idempotency_errors: 400 mismatches and 409
-                        concurrent-key answers (not injected 409s); concurrency_violations:
-                        requests that started while another for the same (customer, event_name)
-                        was in flight; saved_errors: 500s saved under a key; preloaded:
-                        identifiers loaded from the record file at start.
+                        requests: meter-event requests; accepted: events accepted (an identifier
+                        accepted again after its TTL counts again); duplicates: "already exists"
+                        answers; replays: answers replayed from an Idempotency-Key (of which
+                        error_replays replayed a saved 500); rejected: 400s other than duplicates
+                        (validation and idempotency mismatch; not injected faults);
+                        idempotency_errors: 400 mismatches and 409 concurrent-key answers (not
+                        injected 409s); concurrency_violations: requests that started while
+                        another for the same (customer, event_name) was in flight; saved_errors:
+                        500s saved under a key; rate_limited: requests refused by --rate-limit;
+                        forgotten_keys / forgotten_identifiers: saved answers and identifiers found
+                        past their TTL and forgotten (when a request met them); preloaded:
+                        identifiers loaded from the record file at start; preload_expired: record
+                        lines past the identifier TTL at start (not loaded); rate_limit: the limit
+                        in force (0: none).
   GET  /_double/events  JSON list of the events accepted by this process.
-  POST /_double/reset   clears the in-memory fault queue, random mode and stats. It keeps the
-                        accepted identifiers, the events list, the idempotency memory and the record
-                        file: the double still rejects duplicates after a reset.
+  POST /_double/reset   clears the in-memory fault queue, random mode, the rate limiter's bucket and
+                        the stats. It keeps the accepted identifiers, the events list, the
+                        idempotency memory, the clock and the record file: the double still
+                        rejects duplicates after a reset.
 
 Files:
   --record: one line per ACCEPTED event, flushed, tab-separated: identifier, event_name, customer
-    (the payload's customer-key value), value, timestamp, idempotency key (empty if none), unix time
-    accepted (seconds, 3 decimals). Tabs, newlines, CRs and backslashes in fields are written as
-    \\t \\n \\r \\\\. At start the identifiers of an existing record file are loaded, so a restarted
-    double still rejects duplicates (its idempotency memory is lost, as allowed).
+    (the payload's customer-key value), value, timestamp, idempotency key (empty if none), time
+    accepted (the double's clock, seconds, 3 decimals). Tabs, newlines, CRs and backslashes in
+    fields are written as \\t \\n \\r \\\\. At start the identifiers of an existing record file
+    are loaded, unless their accepted time is --identifier-ttl or more in the past, so a
+    restarted double still rejects duplicates (its idempotency memory is lost, as allowed).
   --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path,
     status ("none" when no answer was sent), fault applied ("-" if none; the token, e.g. 429ra:5),
     idempotency key ("-"), identifier ("-"), customer ("-"), event_name ("-"), notes
-    (comma-separated: replay, duplicate, concurrent, saved_error, ...; "-"), unix time.
+    (comma-separated: replay, duplicate, concurrent, saved_error, rate_limited, forgotten_key,
+    forgotten_identifier, ...; "-"), unix time.
 
 Exit: 0 after SIGTERM/SIGINT, 2 on bad arguments, 1 if the port cannot be bound.
 """
@@ -134,6 +165,10 @@ FUTURE_WINDOW_S = 300
 VALUE_RE = re.compile(r"^-?\d+(\.\d+)?$")
 INT_RE = re.compile(r"^-?\d+$")
 MAX_SIGNIFICANT_DIGITS = 15
+DEFAULT_TTL = 86400
+LIVE_KEY_RE = re.compile(r"^(sk|rk)_live_")
+AUTO_RATE_LIVE = 1000.0
+AUTO_RATE_TEST = 25.0
 REDIRECT_LOCATION = "https://portal.invalid/login"
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
@@ -251,12 +286,12 @@ def bad_request(message, param=None, note="rejected"):
     return Reply(400, error_body("invalid_request_error", message, param), note=note)
 
 
-def rate_limit_reply(reason, retry_after=None):
+def rate_limit_reply(reason, note=None, retry_after=None):
     headers = [("Stripe-Rate-Limited-Reason", reason)]
     if retry_after is not None:
         headers.append(("Retry-After", str(retry_after)))
     return Reply(429, error_body("invalid_request_error", RATE_LIMIT_MESSAGE, code="rate_limit"),
-                 headers)
+                 headers, note=note)
 
 
 def server_error(note):
@@ -278,10 +313,34 @@ class Meter:
         self.val_key = parts[2] or "value"
 
 
+class TokenBucket:
+    def __init__(self, rate):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.refill()
+
+    def refill(self):
+        self.tokens = self.capacity
+        self.last = time.monotonic()
+
+    def take(self):
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.api_key = args.api_key
+        self.live = bool(LIVE_KEY_RE.match(args.api_key))
+        self.clock_offset = 0.0
+        self.idempotency_ttl = args.idempotency_ttl
+        self.identifier_ttl = args.identifier_ttl
         self.meters = {}  # event_name -> Meter
         for spec in args.meter or []:
             try:
@@ -289,9 +348,14 @@ class State:
             except ValueError as e:
                 raise SystemExit("stripe_double: %s" % e)
             self.meters[m.event_name] = m
-        self.ids = set()
+        if args.rate_limit == "auto":
+            self.rate_limit = AUTO_RATE_LIVE if self.live else AUTO_RATE_TEST
+        else:
+            self.rate_limit = float(args.rate_limit)
+        self.bucket = TokenBucket(self.rate_limit) if self.rate_limit > 0 else None
+        self.ids = {}  # identifier -> accepted time (the double's clock)
         self.events = []
-        self.idem = {}  # key -> None while in progress, else (hash, Reply)
+        self.idem = {}  # key -> None while in progress, else (hash, Reply, saved time)
         self.inflight = {}  # (customer, event_name) -> n
         self.queue = []
         self.rate = 0.0
@@ -301,6 +365,7 @@ class State:
         self.log = None
         self.reset_stats()
         self.preloaded = 0
+        self.preload_expired = 0
         if args.record:
             self.load_record(args.record)
             self.record = open(args.record, "a", encoding="utf-8", newline="\n")
@@ -309,27 +374,45 @@ class State:
         if args.faults:
             self.queue.extend(parse_fault_spec(args.faults))
 
+    def now(self):
+        """The double's clock: real time plus the offset of POST /_double/clock."""
+        return time.time() + self.clock_offset
+
     def reset_stats(self):
         self.stats = {
             "requests": 0, "accepted": 0, "duplicates": 0, "replays": 0, "rejected": 0,
             "unauthorized": 0, "idempotency_errors": 0, "faults": {},
             "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
-            "not_found": 0, "saved_errors": 0, "error_replays": 0,
+            "not_found": 0, "saved_errors": 0, "error_replays": 0, "rate_limited": 0,
+            "forgotten_keys": 0, "forgotten_identifiers": 0,
         }
 
     def load_record(self, path):
+        now = self.now()
+        seen = {}
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     line = line.rstrip("\n")
                     if not line:
                         continue
-                    ident = tsv_unescape(line.split("\t", 1)[0])
-                    if ident and ident not in self.ids:
-                        self.ids.add(ident)
-                        self.preloaded += 1
+                    cols = line.split("\t")
+                    ident = tsv_unescape(cols[0])
+                    if not ident:
+                        continue
+                    try:
+                        at = float(cols[6])
+                    except (IndexError, ValueError):
+                        at = now  # no usable time: remembered for a full TTL
+                    seen[ident] = max(at, seen.get(ident, at))  # the latest acceptance counts
         except FileNotFoundError:
             pass
+        for ident, at in seen.items():
+            if now - at >= self.identifier_ttl:
+                self.preload_expired += 1
+            else:
+                self.ids[ident] = at
+                self.preloaded += 1
 
     # All methods below are called with self.lock held.
 
@@ -343,6 +426,9 @@ class State:
     def fault_state(self):
         return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds)}
 
+    def clock_state(self):
+        return {"offset": self.clock_offset, "now": round(self.now(), 3)}
+
     def count_status(self, key):
         bs = self.stats["by_status"]
         bs[key] = bs.get(key, 0) + 1
@@ -355,6 +441,8 @@ class State:
     def snapshot(self):
         s = json.loads(json.dumps(self.stats))
         s["preloaded"] = self.preloaded
+        s["preload_expired"] = self.preload_expired
+        s["rate_limit"] = self.rate_limit
         s["fault_queue"] = len(self.queue)
         s["faults_pending"] = len(self.queue)  # alias used by t_faults.sh
         return s
@@ -499,6 +587,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/_double/faults":
             with st.lock:
                 obj = st.fault_state()
+        elif path == "/_double/clock":
+            with st.lock:
+                obj = st.clock_state()
         elif path == "/_double/health":
             obj = {"ok": True}
         else:
@@ -513,6 +604,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.meter_event()
         if path == "/_double/faults":
             return self.control_faults()
+        if path == "/_double/clock":
+            return self.control_clock()
         if path == "/_double/reset":
             body = self.read_body()
             if body is None:
@@ -521,6 +614,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.st.queue.clear()
                 self.st.rate = 0.0
                 self.st.kinds = []
+                if self.st.bucket:
+                    self.st.bucket.refill()
                 in_flight = self.st.stats["in_flight"]  # still true after the reset
                 self.st.reset_stats()
                 self.st.stats["in_flight"] = in_flight
@@ -540,9 +635,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "Unrecognized request URL (%s: %s)." % (self.command, self.path)),
             [("Request-Id", request_id())])
 
-    def log_control(self, status):
+    def log_control(self, status, notes=""):
         with self.st.lock:
-            self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", "",
+            self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", notes,
                                "%.3f" % time.time()])
 
     def read_json_control(self):
@@ -594,6 +689,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.rng.seed(req["seed"])
             obj = st.fault_state()
         self.log_control(200)
+        self.send_json(200, obj)
+
+    def control_clock(self):
+        req = self.read_json_control()
+        if req is None:
+            return
+        try:
+            advance = float(req.get("advance", 0))
+            if not advance >= 0:  # also refuses NaN
+                raise ValueError("advance must be a number of seconds >= 0")
+        except (ValueError, TypeError) as e:
+            self.log_control(400)
+            return self.send_json(400, error_body("invalid_request_error", str(e)))
+        with self.st.lock:
+            self.st.clock_offset += advance
+            obj = self.st.clock_state()
+        self.log_control(200, "advance=%g" % advance)
         self.send_json(200, obj)
 
     # --- the meter event endpoint ---------------------------------------------------------
@@ -734,6 +846,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if reply is not None:
             return reply
 
+        if st.bucket is not None:
+            with st.lock:
+                allowed = st.bucket.take()
+                if not allowed:
+                    st.stats["rate_limited"] += 1
+            if not allowed:
+                return rate_limit_reply("endpoint-rate" if st.live else "global-rate",
+                                        note="rate_limited")
+
         if idem is not None:
             if len(idem) > MAX_IDEMPOTENCY_KEY or not idem:
                 with st.lock:
@@ -741,6 +862,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return bad_request("Invalid idempotency key: it must be 1 to 255 characters.")
             with st.lock:
                 entry = st.idem.get(idem, False)
+                if entry is not False and entry is not None and \
+                        st.now() - entry[2] >= st.idempotency_ttl:
+                    del st.idem[idem]
+                    st.stats["forgotten_keys"] += 1
+                    ctx["notes"].append("forgotten_key")
+                    entry = False
                 if entry is None:
                     st.stats["idempotency_errors"] += 1
                     return Reply(409, error_body(
@@ -793,7 +920,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if idem is not None:
                 with st.lock:
                     if reply is not None and reply.store:
-                        st.idem[idem] = (phash, reply)
+                        st.idem[idem] = (phash, reply, st.now())
                         if reply.status >= 500:
                             st.stats["saved_errors"] += 1
                             ctx["notes"].append("saved_error")
@@ -882,14 +1009,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.st
         identifier = ev["identifier"]
         with st.lock:
-            if identifier in st.ids:
+            at = st.ids.get(identifier)
+            if at is not None and st.now() - at >= st.identifier_ttl:
+                del st.ids[identifier]
+                st.stats["forgotten_identifiers"] += 1
+                ctx["notes"].append("forgotten_identifier")
+                at = None
+            if at is not None:
                 st.stats["duplicates"] += 1
                 return Reply(400, error_body(
                     "invalid_request_error",
                     "An event already exists with identifier %s." % identifier),
                     [("Stripe-Should-Retry", "false")], note="duplicate")
-            accepted_at = time.time()
-            st.ids.add(identifier)
+            accepted_at = st.now()
+            st.ids[identifier] = accepted_at
             st.stats["accepted"] += 1
             if st.record:
                 st.record.write("\t".join(tsv_escape(f) for f in (
@@ -907,7 +1040,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "created": int(time.time()),
             "event_name": ev["event_name"],
             "identifier": identifier,
-            "livemode": False,
+            "livemode": st.live,
             "payload": ev["payload"],
             "timestamp": ev["timestamp"],
         }, note="accepted")
@@ -940,12 +1073,37 @@ class Server(http.server.ThreadingHTTPServer):
         self.close_request(request)
 
 
+def rate_limit_arg(text):
+    if text == "auto":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of requests a second, or auto")
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("expected a number >= 0, or auto")
+    return text
+
+
+def seconds_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("expected a number of seconds > 0")
+    return v
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Stripe meter event API double (loopback only)")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--meter", action="append")
+    ap.add_argument("--rate-limit", type=rate_limit_arg, default="0")
+    ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
+    ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)
     ap.add_argument("--record")
     ap.add_argument("--faults")
     ap.add_argument("--log")

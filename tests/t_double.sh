@@ -327,4 +327,79 @@ assert_eq 200 "$(status rst3)" "retry after reset_after"
 assert_eq true "$(header rst3 Idempotent-Replayed)" "retry after reset_after replayed"
 assert_eq 2 "$(double_stat by_status.reset)" "stats resets"
 
+# ---- time: Idempotency-Keys and identifiers are forgotten after their TTLs ----------------------
+# POST /_double/clock moves the double's clock (for the TTLs only), so nothing sleeps.
+clock() {
+	curl -sS --noproxy '*' --max-time 20 -f -X POST -H 'Content-Type: application/json' \
+		--data "{\"advance\": $1}" "$DOUBLE_URL/_double/clock" >/dev/null ||
+		fail "POST /_double/clock failed"
+}
+double_restart --idempotency-ttl 100 --identifier-ttl 1000
+req t1 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq 200 "$(status t1)" "TTL: first request"
+clock 50
+req t2 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq true "$(header t2 Idempotent-Replayed)" "TTL: the key still remembered"
+clock 60
+# The key is forgotten: the request is processed afresh, and the identifier still protects it.
+req t3 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq 400 "$(status t3)" "TTL: a forgotten key, processed afresh"
+assert_eq "" "$(header t3 Idempotent-Replayed)" "TTL: a forgotten key is not replayed"
+assert_eq "An event already exists with identifier id-t." "$(field t3 error.message)" \
+	"TTL: the identifier outlives the key"
+assert_eq 1 "$(double_stat forgotten_keys)" "stats forgotten_keys"
+# A saved 500 lasts as long as its key, then the event goes through.
+double_faults '500'
+req t500 "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 500 "$(status t500)" "TTL: a saved 500"
+clock 50
+req t500b "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 500 "$(status t500b)" "TTL: the saved 500 within the key's TTL"
+clock 60
+req t500c "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 200 "$(status t500c)" "TTL: the key of the 500 forgotten"
+# Once the identifier is forgotten too, a re-send is accepted AGAIN: billed twice.
+clock 1000
+req t4 "${auth[@]}" -H 'Idempotency-Key: key-t4' --data "$(ev id-t 4)"
+assert_eq 200 "$(status t4)" "TTL: a forgotten identifier is accepted again"
+assert_eq 2 "$(grep -c '^id-t	' "$T/accepted.tsv")" "TTL: the identifier recorded twice"
+assert_eq 1 "$(double_stat forgotten_identifiers)" "stats forgotten_identifiers"
+assert_eq 1220 "$(curl -sS --noproxy '*' -f "$DOUBLE_URL/_double/clock" | "$PYTHON3" -c \
+	'import json, sys; print(int(json.load(sys.stdin)["offset"]))')" "GET /_double/clock"
+# At start, record lines older than the identifier TTL (by their accepted time) are not loaded.
+printf 'id-ancient\tbandwidth_bytes\tcus_A\t1\t%s\t\t%s.000\n' "$now" "$((now - 2000))" \
+	>>"$T/accepted.tsv"
+double_restart --identifier-ttl 1000
+assert_eq 1 "$(double_stat preload_expired)" "record lines past the TTL at start"
+req anc "${auth[@]}" --data "$(ev id-ancient 1)"
+assert_eq 200 "$(status anc)" "an identifier past its TTL in the record"
+
+# ---- rate limits -------------------------------------------------------------------------------
+# --rate-limit N: a token bucket of max(1, N) tokens, N a second. At 0.001 a second the second
+# request is refused for the next 1,000 s: no timing assumption.
+double_restart --rate-limit 0.001
+req rl1 "${auth[@]}" -H 'Idempotency-Key: key-rl' --data "$(ev id-rl 1)"
+assert_eq 200 "$(status rl1)" "within the rate limit"
+req rl2 "${auth[@]}" -H 'Idempotency-Key: key-rl2' --data "$(ev id-rl2 1)"
+assert_eq 429 "$(status rl2)" "over the rate limit"
+assert_eq rate_limit "$(field rl2 error.code)" "rate limit code"
+assert_eq global-rate "$(header rl2 Stripe-Rate-Limited-Reason)" "rate limit reason (test key)"
+req rl3 "${auth[@]}" -H 'Idempotency-Key: key-rl' --data "$(ev id-rl 1)"
+assert_eq 429 "$(status rl3)" "the limiter comes before the idempotency layer"
+assert_eq 2 "$(double_stat rate_limited)" "stats rate_limited"
+assert_eq 0 "$(grep -c '^id-rl2	' "$T/accepted.tsv")" "a rate-limited event is not recorded"
+req rlkey "${auth[@]}" -H 'Idempotency-Key: key-rl2' --data "$(ev id-rl2 1)"
+assert_eq 429 "$(status rlkey)" "still limited"
+# auto: what Stripe documents for the meter events endpoint, by the key's mode.
+double_restart --rate-limit auto
+assert_eq 25 "$(double_stat rate_limit)" "auto rate limit with a test key"
+double_stop
+double_start_key "sk_live_double_$(_lm_random)" --rate-limit auto
+assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live key"
+req live -H "Authorization: Bearer $API_KEY" --data "$(ev id-live 1)"
+assert_eq true "$(field live livemode)" "livemode with a live key"
+double_stop
+double_start_key "rk_live_double_$(_lm_random)" --rate-limit auto
+assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live restricted key"
+
 note "ok"
