@@ -1,19 +1,20 @@
 #!/usr/bin/python3
-"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events as Stripe
-documents it (docs/stripe-contract.md gives the sources), on 127.0.0.1 only, with injectable
-faults.
+"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events and
+GET /v1/billing/meters as Stripe documents them (docs/stripe-contract.md gives the sources), on
+127.0.0.1 only, with injectable faults.
 
 Python 3.11 standard library only.
 
 Usage:
   stripe_double.py --api-key KEY [--port N] [--port-file PATH]
-                   [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
+                   [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
-                   [--record PATH] [--log PATH] [--faults SPEC]
+                   [--meters-page-max N] [--record PATH] [--log PATH] [--faults SPEC]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
-                   stripe_customer_id) and of the value (default value). Empty fields take the
-                   default ("m::v" = customer key default).
+                   stripe_customer_id) and of the value (default value), the aggregation formula
+                   (sum, count or last; default sum) and the status (active or inactive; default
+                   active). Empty fields take the default ("m::v" = customer key default).
   --rate-limit     0 (default): no limit. N (a number > 0): a token bucket over meter-event
                    requests, N a second, holding max(1, N) tokens, full at start. auto: by the
                    key, as Stripe documents for meter events: sk_live_/rk_live_ 1000, others 25
@@ -22,6 +23,8 @@ Usage:
                    after which a saved Idempotency-Key answer, or an accepted identifier, is
                    forgotten: a request with it is then processed afresh (an identifier is accepted
                    and recorded again).
+  --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
+                   can force a client to paginate.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers and accepted identifiers (the record's accepted time) are stamped
@@ -42,8 +45,8 @@ Meter events (POST /v1/billing/meter_events), checked in this order:
      processed afresh;
   5. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
   6. Content-Type and parameters are validated: 400 invalid_request_error with "param" (not saved:
-     at Stripe the endpoint has not begun executing). An event_name without a meter is 400
-     'No active meter found for event name "<name>".';
+     at Stripe the endpoint has not begun executing). An event_name without an active meter
+     (unknown, or --meter ...:inactive) is 400 'No active meter found for event name "<name>".';
   7. the endpoint begins executing. Fault 500 fails here: 500 api_error with
      "Stripe-Should-Retry: false", nothing recorded, SAVED under the key;
   8. an identifier accepted less than --identifier-ttl ago gets 400 invalid_request_error
@@ -57,8 +60,8 @@ Meter events (POST /v1/billing/meter_events), checked in this order:
   validation 400s and 409s.
 
 FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed per meter-event
-  request (control endpoints are never faulted). A token is consumed even when the request does
-  not reach the step where it acts (e.g. 500 on a replayed key).
+  request (control endpoints and GET requests are never faulted). A token is consumed even when
+  the request does not reach the step where it acts (e.g. 500 on a replayed key).
   Edge faults, answered before authentication and the idempotency layer, never saved:
     502 503 504      that status with an api_error body (a load balancer's answer)
     429              429 rate_limit with Stripe-Rate-Limited-Reason: global-rate
@@ -89,6 +92,17 @@ FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed 
   When the queue is empty, random mode (POST /_double/faults {"rate": 0.3, "kinds": [...],
   "seed": 1}) picks a kind from "kinds" with probability "rate".
 
+Other API endpoints (Bearer auth as above, else 401; never faulted, not rate limited):
+  GET /v1/billing/meters  Stripe's list object {object: "list", url, has_more, data} of
+        billing.meter objects (id "mtr_test_" or, for live keys, "mtr_" + 32 hex digits of the
+        name's SHA-256, stable across restarts; created, customer_mapping {event_payload_key,
+        type: by_id}, default_aggregation {formula}, display_name, event_name,
+        event_time_window: null, livemode, status, status_transitions {deactivated_at},
+        updated, value_settings {event_payload_key}), in --meter order (newest first: each meter
+        is one second older than the one before). Query: limit (1-100, default 10, capped by
+        --meters-page-max), starting_after or ending_before (a meter id; not both), status
+        (active|inactive), expand[] (ignored). Bad or unknown parameters: 400 with "param".
+
 Control endpoints (no auth, never faulted, not counted in the stats):
   POST /_double/faults  JSON {"clear": true, "spec": "...", "rate": R, "kinds": [...], "seed": S}:
                         clear the queue and random mode (if "clear"), append "spec" to the queue,
@@ -101,8 +115,8 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
                         max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
                         not_found, saved_errors, error_replays, rate_limited, forgotten_keys,
-                        forgotten_identifiers, preloaded, preload_expired, rate_limit,
-                        fault_queue (alias faults_pending)}
+                        forgotten_identifiers, meter_lists, preloaded, preload_expired,
+                        rate_limit, fault_queue (alias faults_pending)}
                         requests: meter-event requests; accepted: events accepted (an identifier
                         accepted again after its TTL counts again); duplicates: "already exists"
                         answers; replays: answers replayed from an Idempotency-Key (of which
@@ -113,10 +127,11 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         another for the same (customer, event_name) was in flight; saved_errors:
                         500s saved under a key; rate_limited: requests refused by --rate-limit;
                         forgotten_keys / forgotten_identifiers: saved answers and identifiers found
-                        past their TTL and forgotten (when a request met them); preloaded:
-                        identifiers loaded from the record file at start; preload_expired: record
-                        lines past the identifier TTL at start (not loaded); rate_limit: the limit
-                        in force (0: none).
+                        past their TTL and forgotten (when a request met them); meter_lists:
+                        authenticated GET /v1/billing/meters requests; preloaded: identifiers
+                        loaded from the record file at start; preload_expired: record lines past
+                        the identifier TTL at start (not loaded); rate_limit: the limit in force
+                        (0: none).
   GET  /_double/events  JSON list of the events accepted by this process.
   POST /_double/reset   clears the in-memory fault queue, random mode, the rate limiter's bucket and
                         the stats. It keeps the accepted identifiers, the events list, the
@@ -157,6 +172,7 @@ import urllib.parse
 import uuid
 
 METER_EVENTS_PATH = "/v1/billing/meter_events"
+METERS_PATH = "/v1/billing/meters"
 MAX_BODY = 1 << 20
 MAX_IDEMPOTENCY_KEY = 255
 MAX_STRING = 100
@@ -170,6 +186,8 @@ LIVE_KEY_RE = re.compile(r"^(sk|rk)_live_")
 AUTO_RATE_LIVE = 1000.0
 AUTO_RATE_TEST = 25.0
 REDIRECT_LOCATION = "https://portal.invalid/login"
+FORMULAS = ("sum", "count", "last")
+METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
                "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok"}
@@ -303,14 +321,44 @@ def server_error(note):
 
 
 class Meter:
-    def __init__(self, spec):
+    def __init__(self, spec, index, live, start):
         parts = spec.split(":")
-        if len(parts) > 3 or not parts[0]:
+        if len(parts) > 5 or not parts[0]:
             raise ValueError("bad --meter %r" % spec)
-        parts += [""] * (3 - len(parts))
+        parts += [""] * (5 - len(parts))
         self.event_name = parts[0]
         self.cust_key = parts[1] or "stripe_customer_id"
         self.val_key = parts[2] or "value"
+        self.formula = parts[3] or "sum"
+        self.status = parts[4] or "active"
+        if self.formula not in FORMULAS:
+            raise ValueError("bad formula %r in --meter %r (sum, count or last)"
+                             % (self.formula, spec))
+        if self.status not in METER_STATUSES:
+            raise ValueError("bad status %r in --meter %r (active or inactive)"
+                             % (self.status, spec))
+        digest = hashlib.sha256(self.event_name.encode()).hexdigest()[:32]
+        self.id = ("mtr_" if live else "mtr_test_") + digest
+        self.created = int(start) - index
+        self.live = live
+
+    def obj(self):
+        return {
+            "id": self.id,
+            "object": "billing.meter",
+            "created": self.created,
+            "customer_mapping": {"event_payload_key": self.cust_key, "type": "by_id"},
+            "default_aggregation": {"formula": self.formula},
+            "display_name": self.event_name,
+            "event_name": self.event_name,
+            "event_time_window": None,
+            "livemode": self.live,
+            "status": self.status,
+            "status_transitions": {
+                "deactivated_at": self.created if self.status == "inactive" else None},
+            "updated": self.created,
+            "value_settings": {"event_payload_key": self.val_key},
+        }
 
 
 class TokenBucket:
@@ -338,16 +386,19 @@ class State:
         self.lock = threading.Lock()
         self.api_key = args.api_key
         self.live = bool(LIVE_KEY_RE.match(args.api_key))
+        self.started = time.time()
         self.clock_offset = 0.0
         self.idempotency_ttl = args.idempotency_ttl
         self.identifier_ttl = args.identifier_ttl
-        self.meters = {}  # event_name -> Meter
-        for spec in args.meter or []:
+        self.meters_page_max = args.meters_page_max
+        self.meters = {}  # event_name -> Meter, in --meter order
+        for i, spec in enumerate(args.meter or []):
             try:
-                m = Meter(spec)
+                m = Meter(spec, i, self.live, self.started)
             except ValueError as e:
                 raise SystemExit("stripe_double: %s" % e)
             self.meters[m.event_name] = m
+        self.meter_list = list(self.meters.values())
         if args.rate_limit == "auto":
             self.rate_limit = AUTO_RATE_LIVE if self.live else AUTO_RATE_TEST
         else:
@@ -384,7 +435,7 @@ class State:
             "unauthorized": 0, "idempotency_errors": 0, "faults": {},
             "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
             "not_found": 0, "saved_errors": 0, "error_replays": 0, "rate_limited": 0,
-            "forgotten_keys": 0, "forgotten_identifiers": 0,
+            "forgotten_keys": 0, "forgotten_identifiers": 0, "meter_lists": 0,
         }
 
     def load_record(self, path):
@@ -545,13 +596,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
 
-    def authorized(self):
-        """None if the Authorization header carries the key, else the 401 Reply."""
+    def authorized(self, count=True):
+        """None if the Authorization header carries the key, else the 401 Reply (counted in the
+        stats' "unauthorized" if `count`: meter-event requests only)."""
         auth = self.headers.get("Authorization")
         if auth == "Bearer " + self.st.api_key:
             return None
-        with self.st.lock:
-            self.st.stats["unauthorized"] += 1
+        if count:
+            with self.st.lock:
+                self.st.stats["unauthorized"] += 1
         if not auth:
             msg = ("You did not provide an API key. You need to provide your API key in the "
                    "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
@@ -576,8 +629,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_PUT = do_DELETE
 
     def route_get(self):
-        path = urllib.parse.urlsplit(self.path).path
+        parts = urllib.parse.urlsplit(self.path)
+        path = parts.path
         st = self.st
+        if path == METERS_PATH:
+            return self.api_get(self.list_meters, parts.query, "meter_lists")
         if path == "/_double/stats":
             with st.lock:
                 obj = st.snapshot()
@@ -707,6 +763,83 @@ class Handler(http.server.BaseHTTPRequestHandler):
             obj = self.st.clock_state()
         self.log_control(200, "advance=%g" % advance)
         self.send_json(200, obj)
+
+    # --- the list endpoints ---------------------------------------------------------------
+
+    def api_get(self, fn, query, counter):
+        st = self.st
+        reply = self.authorized(count=False)
+        if reply is None:
+            with st.lock:
+                st.stats[counter] += 1
+            try:
+                params = urllib.parse.parse_qsl(query, keep_blank_values=True,
+                                                max_num_fields=100)
+            except ValueError:
+                params = None
+            reply = (fn(params) if params is not None
+                     else bad_request("Invalid request: the query string cannot be parsed."))
+        with st.lock:
+            st.write_log([self.command, self.path, str(reply.status), "", "", "", "", "",
+                          reply.note or "", "%.3f" % time.time()])
+        self.emit(reply)
+
+    @staticmethod
+    def int_param(value, name, lo, hi):
+        """(int, None) or (None, 400 Reply)."""
+        if not INT_RE.match(value):
+            return None, bad_request("Invalid integer: %s" % value, name)
+        n = int(value)
+        if not lo <= n <= hi:
+            return None, bad_request("Invalid %s: must be between %d and %d" % (name, lo, hi),
+                                     name)
+        return n, None
+
+    def list_meters(self, params):
+        st = self.st
+        limit, after, before, status = 10, None, None, None
+        for k, v in params:
+            if k == "limit":
+                limit, err = self.int_param(v, "limit", 1, 100)
+                if err:
+                    return err
+            elif k == "starting_after":
+                after = v
+            elif k == "ending_before":
+                before = v
+            elif k == "status":
+                if v not in METER_STATUSES:
+                    return bad_request("Invalid status: must be one of active, inactive",
+                                       "status")
+                status = v
+            elif k == "expand[]" or re.fullmatch(r"expand\[\d+\]", k):
+                pass
+            else:
+                return bad_request("Received unknown parameter: %s" % k, k)
+        if after is not None and before is not None:
+            return bad_request("You may only specify one of these parameters: ending_before, "
+                               "starting_after.", "ending_before")
+        order = [m.id for m in st.meter_list]  # newest first
+        items = [m for m in st.meter_list if status is None or m.status == status]
+        page = min(limit, st.meters_page_max)
+        cursor = after if after is not None else before
+        if cursor is not None and cursor not in order:
+            return bad_request("No such billing meter: '%s'" % cursor,
+                               "starting_after" if after is not None else "ending_before")
+        # The cursor's place in the filtered list: how many listed meters come before it (the
+        # cursor itself may have been filtered out by status).
+        pos = order.index(cursor) if cursor is not None else -1
+        before_cursor = sum(1 for m in items if order.index(m.id) < pos)
+        if before is not None:
+            lo = max(0, before_cursor - page)
+            data, has_more = items[lo:before_cursor], lo > 0
+        else:
+            lo = 0
+            if after is not None:
+                lo = before_cursor + (1 if any(m.id == after for m in items) else 0)
+            data, has_more = items[lo:lo + page], lo + page < len(items)
+        return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": has_more,
+                           "data": [m.obj() for m in data]})
 
     # --- the meter event endpoint ---------------------------------------------------------
 
@@ -959,7 +1092,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return None, bad_request("Invalid string: %s...; must be at most %d characters"
                                          % (v[:20], MAX_STRING), "payload[%s]" % k)
         meter = st.meters.get(event_name)
-        if meter is None:
+        if meter is None or meter.status != "active":
             return None, bad_request('No active meter found for event name "%s".' % event_name,
                                      "event_name")
         customer = payload.get(meter.cust_key, "")
@@ -1085,6 +1218,16 @@ def rate_limit_arg(text):
     return text
 
 
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number")
+    if v < 1:
+        raise argparse.ArgumentTypeError("expected a number >= 1")
+    return v
+
+
 def seconds_arg(text):
     try:
         v = float(text)
@@ -1104,6 +1247,7 @@ def main(argv=None):
     ap.add_argument("--rate-limit", type=rate_limit_arg, default="0")
     ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
     ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)
+    ap.add_argument("--meters-page-max", type=positive_int, default=100)
     ap.add_argument("--record")
     ap.add_argument("--faults")
     ap.add_argument("--log")

@@ -18,6 +18,15 @@ req() {
 	echo "$rc" >"$T/$name.rc"
 }
 
+# get NAME PATH [curl args]: like req, for a GET of PATH.
+get() {
+	local name=$1 path=$2 rc=0
+	shift 2
+	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+		"$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
+	echo "$rc" >"$T/$name.rc"
+}
+
 status() { cat "$T/$1.status"; }
 
 # header NAME H: the value of header H (case-insensitive) in response NAME, or empty.
@@ -374,6 +383,60 @@ assert_eq 1 "$(double_stat preload_expired)" "record lines past the TTL at start
 req anc "${auth[@]}" --data "$(ev id-ancient 1)"
 assert_eq 200 "$(status anc)" "an identifier past its TTL in the record"
 
+# ---- meters: GET /v1/billing/meters, paginated; an inactive meter takes no events ---------------
+double_restart --meter old_meter:customer_id:units:count:inactive --meter gauge::level:last \
+	--meters-page-max 2
+get mnoauth /v1/billing/meters
+assert_eq 401 "$(status mnoauth)" "GET /v1/billing/meters without a key"
+# meters NAME: "has_more event_name..." of a list answer.
+meters() {
+	"$PYTHON3" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["object"] == "list" and d["url"] == "/v1/billing/meters", d
+print(str(d["has_more"]).lower(), *[m["event_name"] for m in d["data"]])' "$T/$1.b"
+}
+get m1 /v1/billing/meters "${auth[@]}"
+assert_eq 200 "$(status m1)" "GET /v1/billing/meters"
+assert_eq "true bandwidth_bytes requests" "$(meters m1)" "first page (capped at 2)"
+last=$("$PYTHON3" -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][-1]["id"])' \
+	"$T/m1.b")
+get m2 "/v1/billing/meters?starting_after=$last" "${auth[@]}"
+assert_eq "false old_meter gauge" "$(meters m2)" "second page"
+get minact "/v1/billing/meters?status=inactive" "${auth[@]}"
+assert_eq "false old_meter" "$(meters minact)" "status=inactive"
+get mact "/v1/billing/meters?status=active&limit=1" "${auth[@]}"
+assert_eq "true bandwidth_bytes" "$(meters mact)" "status=active&limit=1"
+get mact2 "/v1/billing/meters?status=active&starting_after=$last" "${auth[@]}"
+assert_eq "false gauge" "$(meters mact2)" "status=active after requests"
+get mbefore "/v1/billing/meters?ending_before=$last" "${auth[@]}"
+assert_eq "false bandwidth_bytes" "$(meters mbefore)" "ending_before"
+get mlimit "/v1/billing/meters?limit=101" "${auth[@]}"
+assert_eq 400 "$(status mlimit)" "limit=101"
+assert_eq limit "$(field mlimit error.param)" "limit=101 param"
+# The billing.meter object, as in Stripe's OpenAPI spec; ids are stable ("mtr_test_" and 32 hex
+# digits of the event name's SHA-256 with a test key).
+assert_eq ok "$("$PYTHON3" -c '
+import hashlib, json, sys
+m = json.load(open(sys.argv[1]))["data"][0]
+want = {"object": "billing.meter", "customer_mapping": {"event_payload_key": "customer_id",
+        "type": "by_id"}, "default_aggregation": {"formula": "count"}, "display_name": "old_meter",
+        "event_name": "old_meter", "event_time_window": None, "livemode": False,
+        "status": "inactive", "value_settings": {"event_payload_key": "units"},
+        "id": "mtr_test_" + hashlib.sha256(b"old_meter").hexdigest()[:32]}
+bad = {k: m.get(k) for k in want if m.get(k) != want[k]}
+keys = sorted(m) == sorted(["id", "object", "created", "customer_mapping", "default_aggregation",
+                            "display_name", "event_name", "event_time_window", "livemode",
+                            "status", "status_transitions", "updated", "value_settings"])
+ok = not bad and keys and isinstance(m["status_transitions"]["deactivated_at"], int)
+print("ok" if ok else "%s %s" % (bad, sorted(m)))' "$T/minact.b")" "the billing.meter object"
+req inact "${auth[@]}" --data "event_name=old_meter&identifier=id-old&payload[customer_id]=cus_A&payload[units]=1"
+assert_eq 400 "$(status inact)" "event for an inactive meter"
+assert_eq 'No active meter found for event name "old_meter".' "$(field inact error.message)" \
+	"event for an inactive meter: message"
+req gauge "${auth[@]}" --data "event_name=gauge&identifier=id-gauge&payload[stripe_customer_id]=cus_A&payload[level]=7"
+assert_eq 200 "$(status gauge)" "event for a meter with its own value key"
+
 # ---- rate limits -------------------------------------------------------------------------------
 # --rate-limit N: a token bucket of max(1, N) tokens, N a second. At 0.001 a second the second
 # request is refused for the next 1,000 s: no timing assumption.
@@ -398,6 +461,10 @@ double_start_key "sk_live_double_$(_lm_random)" --rate-limit auto
 assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live key"
 req live -H "Authorization: Bearer $API_KEY" --data "$(ev id-live 1)"
 assert_eq true "$(field live livemode)" "livemode with a live key"
+get mlive /v1/billing/meters -H "Authorization: Bearer $API_KEY"
+assert_eq "mtr_$("$PYTHON3" -c 'import hashlib; print(hashlib.sha256(b"bandwidth_bytes").hexdigest()[:32])')" \
+	"$("$PYTHON3" -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][0]["id"])' "$T/mlive.b")" \
+	"live meter id"
 double_stop
 double_start_key "rk_live_double_$(_lm_random)" --rate-limit auto
 assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live restricted key"
