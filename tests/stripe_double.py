@@ -8,6 +8,7 @@ Python 3.11 standard library only.
 Usage:
   stripe_double.py --api-key KEY [--port N] [--port-file PATH]
                    [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
+                   [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--meters-page-max N] [--record PATH] [--log PATH] [--faults SPEC]
 
@@ -15,6 +16,10 @@ Usage:
                    stripe_customer_id) and of the value (default value), the aggregation formula
                    (sum, count or last; default sum) and the status (active or inactive; default
                    active). Empty fields take the default ("m::v" = customer key default).
+  --customer, --customers-file (one id a line; blank lines and lines starting with # ignored):
+                   the customers that exist. With none given every customer exists. With some, an
+                   event for another customer is still accepted (200, recorded), as at Stripe, and
+                   an asynchronous error report meter_event_customer_not_found is made of it.
   --rate-limit     0 (default): no limit. N (a number > 0): a token bucket over meter-event
                    requests, N a second, holding max(1, N) tokens, full at start. auto: by the
                    key, as Stripe documents for meter events: sk_live_/rk_live_ 1000, others 25
@@ -27,8 +32,8 @@ Usage:
                    can force a client to paginate.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
-moves forward. Saved answers and accepted identifiers (the record's accepted time) are stamped
-with it. Timestamp validation (35 days, 5 minutes) uses real time.
+moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
+are stamped with it. Timestamp validation (35 days, 5 minutes) uses real time.
 
 Meter events (POST /v1/billing/meter_events), checked in this order:
   1. a fault token is taken (queue first, then random mode; see FAULTS); the edge faults are
@@ -52,7 +57,7 @@ Meter events (POST /v1/billing/meter_events), checked in this order:
   8. an identifier accepted less than --identifier-ttl ago gets 400 invalid_request_error
      "An event already exists with identifier <id>." and "Stripe-Should-Retry: false"; otherwise
      the event is accepted: 200 with the billing.meter_event (livemode true for sk_live_/rk_live_
-     keys) and recorded;
+     keys) and recorded; an unknown customer (see --customer) also makes an error report;
   9. fault 500rec: the answer of 8 is replaced by the 500 of 7 (the event stays recorded) and that
      500 is saved under the key instead.
   Saved under an Idempotency-Key: the 200, the 400 "already exists" and the 500s of faults 500 and
@@ -102,6 +107,11 @@ Other API endpoints (Bearer auth as above, else 401; never faulted, not rate lim
         is one second older than the one before). Query: limit (1-100, default 10, capped by
         --meters-page-max), starting_after or ending_before (a meter id; not both), status
         (active|inactive), expand[] (ignored). Bad or unknown parameters: 400 with "param".
+  GET /v2/core/events  the error reports as v2.core.event objects of type
+        v1.billing.meter.error_report_triggered (one event per report; Stripe groups the errors of
+        a time window into one event), newest first, in the v2 list shape {data, next_page_url,
+        previous_page_url}. Query: limit (1-100, default 20), page (the token in next_page_url),
+        object_id (a meter id), types / types[] (event types).
 
 Control endpoints (no auth, never faulted, not counted in the stats):
   POST /_double/faults  JSON {"clear": true, "spec": "...", "rate": R, "kinds": [...], "seed": S}:
@@ -114,9 +124,9 @@ Control endpoints (no auth, never faulted, not counted in the stats):
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
                         max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
-                        not_found, saved_errors, error_replays, rate_limited, forgotten_keys,
-                        forgotten_identifiers, meter_lists, preloaded, preload_expired,
-                        rate_limit, fault_queue (alias faults_pending)}
+                        not_found, saved_errors, error_replays, rate_limited, error_reports,
+                        forgotten_keys, forgotten_identifiers, meter_lists, event_lists,
+                        preloaded, preload_expired, rate_limit, fault_queue (alias faults_pending)}
                         requests: meter-event requests; accepted: events accepted (an identifier
                         accepted again after its TTL counts again); duplicates: "already exists"
                         answers; replays: answers replayed from an Idempotency-Key (of which
@@ -126,17 +136,19 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         injected 409s); concurrency_violations: requests that started while
                         another for the same (customer, event_name) was in flight; saved_errors:
                         500s saved under a key; rate_limited: requests refused by --rate-limit;
-                        forgotten_keys / forgotten_identifiers: saved answers and identifiers found
-                        past their TTL and forgotten (when a request met them); meter_lists:
-                        authenticated GET /v1/billing/meters requests; preloaded: identifiers
-                        loaded from the record file at start; preload_expired: record lines past
-                        the identifier TTL at start (not loaded); rate_limit: the limit in force
-                        (0: none).
+                        error_reports: reports made; forgotten_keys / forgotten_identifiers: saved
+                        answers and identifiers found past their TTL and forgotten (when a request
+                        met them); meter_lists / event_lists: authenticated GET /v1/billing/meters
+                        and GET /v2/core/events requests; preloaded: identifiers loaded from the
+                        record file at start; preload_expired: record lines past the identifier
+                        TTL at start (not loaded); rate_limit: the limit in force (0: none).
   GET  /_double/events  JSON list of the events accepted by this process.
+  GET  /_double/error_reports  JSON list of the error reports: {id, code, message, identifier,
+                        event_name, meter, customer, time (the double's clock), idempotency_key}.
   POST /_double/reset   clears the in-memory fault queue, random mode, the rate limiter's bucket and
-                        the stats. It keeps the accepted identifiers, the events list, the
-                        idempotency memory, the clock and the record file: the double still
-                        rejects duplicates after a reset.
+                        the stats. It keeps the accepted identifiers, the events list, the error
+                        reports, the idempotency memory, the clock and the record file: the double
+                        still rejects duplicates after a reset.
 
 Files:
   --record: one line per ACCEPTED event, flushed, tab-separated: identifier, event_name, customer
@@ -149,7 +161,7 @@ Files:
     status ("none" when no answer was sent), fault applied ("-" if none; the token, e.g. 429ra:5),
     idempotency key ("-"), identifier ("-"), customer ("-"), event_name ("-"), notes
     (comma-separated: replay, duplicate, concurrent, saved_error, rate_limited, forgotten_key,
-    forgotten_identifier, ...; "-"), unix time.
+    forgotten_identifier, unknown_customer, ...; "-"), unix time.
 
 Exit: 0 after SIGTERM/SIGINT, 2 on bad arguments, 1 if the port cannot be bound.
 """
@@ -173,6 +185,7 @@ import uuid
 
 METER_EVENTS_PATH = "/v1/billing/meter_events"
 METERS_PATH = "/v1/billing/meters"
+V2_EVENTS_PATH = "/v2/core/events"
 MAX_BODY = 1 << 20
 MAX_IDEMPOTENCY_KEY = 255
 MAX_STRING = 100
@@ -279,6 +292,10 @@ def error_body(etype, message, param=None, code=None):
 
 def request_id():
     return "req_" + uuid.uuid4().hex[:14]
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
 
 
 class Reply:
@@ -399,6 +416,17 @@ class State:
                 raise SystemExit("stripe_double: %s" % e)
             self.meters[m.event_name] = m
         self.meter_list = list(self.meters.values())
+        self.customers = set(args.customer or [])
+        if args.customers_file:
+            try:
+                with open(args.customers_file, encoding="utf-8") as f:
+                    for line in f:
+                        line = line.strip()
+                        if line and not line.startswith("#"):
+                            self.customers.add(line)
+            except OSError as e:
+                raise SystemExit("stripe_double: --customers-file: %s" % e)
+        self.check_customers = bool(args.customer or args.customers_file)
         if args.rate_limit == "auto":
             self.rate_limit = AUTO_RATE_LIVE if self.live else AUTO_RATE_TEST
         else:
@@ -406,6 +434,7 @@ class State:
         self.bucket = TokenBucket(self.rate_limit) if self.rate_limit > 0 else None
         self.ids = {}  # identifier -> accepted time (the double's clock)
         self.events = []
+        self.error_reports = []
         self.idem = {}  # key -> None while in progress, else (hash, Reply, saved time)
         self.inflight = {}  # (customer, event_name) -> n
         self.queue = []
@@ -435,7 +464,8 @@ class State:
             "unauthorized": 0, "idempotency_errors": 0, "faults": {},
             "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
             "not_found": 0, "saved_errors": 0, "error_replays": 0, "rate_limited": 0,
-            "forgotten_keys": 0, "forgotten_identifiers": 0, "meter_lists": 0,
+            "error_reports": 0, "forgotten_keys": 0, "forgotten_identifiers": 0,
+            "meter_lists": 0, "event_lists": 0,
         }
 
     def load_record(self, path):
@@ -634,12 +664,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.st
         if path == METERS_PATH:
             return self.api_get(self.list_meters, parts.query, "meter_lists")
+        if path == V2_EVENTS_PATH:
+            return self.api_get(self.list_v2_events, parts.query, "event_lists")
         if path == "/_double/stats":
             with st.lock:
                 obj = st.snapshot()
         elif path == "/_double/events":
             with st.lock:
                 obj = list(st.events)
+        elif path == "/_double/error_reports":
+            with st.lock:
+                obj = list(st.error_reports)
         elif path == "/_double/faults":
             with st.lock:
                 obj = st.fault_state()
@@ -840,6 +875,69 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data, has_more = items[lo:lo + page], lo + page < len(items)
         return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": has_more,
                            "data": [m.obj() for m in data]})
+
+    def list_v2_events(self, params):
+        st = self.st
+        limit, start, object_id, types = 20, 0, None, []
+        for k, v in params:
+            if k == "limit":
+                limit, err = self.int_param(v, "limit", 1, 100)
+                if err:
+                    return err
+            elif k == "page":
+                m = re.fullmatch(r"page_(\d{1,9})", v)
+                if not m:
+                    return bad_request("Invalid page token.", "page")
+                start = int(m.group(1))
+            elif k == "object_id":
+                object_id = v
+            elif k == "types" or re.fullmatch(r"types\[\d*\]", k):
+                types.append(v)
+            else:
+                return bad_request("Received unknown parameter: %s" % k, k)
+        with st.lock:
+            reports = list(reversed(st.error_reports))
+        evs = [self.v2_event(r) for r in reports]
+        evs = [e for e in evs
+               if (object_id is None or e["related_object"]["id"] == object_id)
+               and (not types or e["type"] in types)]
+        data = evs[start:start + limit]
+        nxt = None
+        if start + limit < len(evs):
+            q = [("limit", str(limit)), ("page", "page_%d" % (start + limit))]
+            if object_id is not None:
+                q.append(("object_id", object_id))
+            q.extend(("types", t) for t in types)
+            nxt = "%s?%s" % (V2_EVENTS_PATH, urllib.parse.urlencode(q))
+        return Reply(200, {"data": data, "next_page_url": nxt, "previous_page_url": None})
+
+    def v2_event(self, r):
+        """An error report as Stripe's thin event v1.billing.meter.error_report_triggered."""
+        return {
+            "id": r["id"],
+            "object": "v2.core.event",
+            "context": None,
+            "created": rfc3339(r["time"]),
+            "livemode": self.st.live,
+            "reason": None,
+            "related_object": {"id": r["meter"], "type": "billing.meter",
+                               "url": "%s/%s" % (METERS_PATH, r["meter"])},
+            "type": "v1.billing.meter.error_report_triggered",
+            "data": {
+                "developer_message_summary": "There is 1 invalid event",
+                "reason": {
+                    "error_count": 1,
+                    "error_types": [{
+                        "code": r["code"],
+                        "error_count": 1,
+                        "sample_errors": [{"error_message": r["message"],
+                                           "request": {"identifier": r["identifier"]}}],
+                    }],
+                },
+                "validation_start": rfc3339(r["time"]),
+                "validation_end": rfc3339(r["time"]),
+            },
+        }
 
     # --- the meter event endpoint ---------------------------------------------------------
 
@@ -1168,6 +1266,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "payload": dict(ev["payload"]), "idempotency_key": idem,
                 "accepted_at": accepted_at,
             })
+            if st.check_customers and ev["customer"] not in st.customers:
+                # Accepted all the same: Stripe checks the customer asynchronously and reports
+                # the failure as a v1.billing.meter.error_report_triggered event.
+                st.stats["error_reports"] += 1
+                ctx["notes"].append("unknown_customer")
+                st.error_reports.append({
+                    "id": "evt_test_double_%06d" % len(st.error_reports),
+                    "code": "meter_event_customer_not_found",
+                    "message": "No customer found with id %s (payload key %s)."
+                               % (ev["customer"], ev["meter"].cust_key),
+                    "identifier": identifier, "event_name": ev["event_name"],
+                    "meter": ev["meter"].id, "customer": ev["customer"],
+                    "time": round(accepted_at, 3), "idempotency_key": idem,
+                })
         return Reply(200, {
             "object": "billing.meter_event",
             "created": int(time.time()),
@@ -1244,6 +1356,8 @@ def main(argv=None):
     ap.add_argument("--port-file")
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--meter", action="append")
+    ap.add_argument("--customer", action="append")
+    ap.add_argument("--customers-file")
     ap.add_argument("--rate-limit", type=rate_limit_arg, default="0")
     ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
     ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)

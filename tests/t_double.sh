@@ -383,6 +383,41 @@ assert_eq 1 "$(double_stat preload_expired)" "record lines past the TTL at start
 req anc "${auth[@]}" --data "$(ev id-ancient 1)"
 assert_eq 200 "$(status anc)" "an identifier past its TTL in the record"
 
+# ---- customers: an unknown one is accepted, and reported asynchronously -------------------------
+echo cus_B >"$T/customers.txt"
+double_restart --customer cus_A --customers-file "$T/customers.txt"
+evc() { # evc IDENTIFIER CUSTOMER
+	echo "event_name=bandwidth_bytes&identifier=$1&timestamp=$now&payload[stripe_customer_id]=$2&payload[value]=1"
+}
+req cz "${auth[@]}" --data "$(evc id-cz cus_Z)"
+assert_eq 200 "$(status cz)" "unknown customer: accepted"
+assert_eq id-cz "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "unknown customer: recorded"
+req cb "${auth[@]}" --data "$(evc id-cb cus_B)"
+assert_eq 200 "$(status cb)" "customer from the file"
+req ca "${auth[@]}" --data "$(evc id-ca cus_A)"
+assert_eq 200 "$(status ca)" "customer from --customer"
+assert_eq 1 "$(double_stat error_reports)" "stats error_reports"
+curl -sS --noproxy '*' -f -o "$T/reports.b" "$DOUBLE_URL/_double/error_reports" ||
+	fail "GET /_double/error_reports failed"
+assert_eq "meter_event_customer_not_found id-cz cus_Z bandwidth_bytes" "$("$PYTHON3" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(len(r) == 1 and " ".join((r[0]["code"], r[0]["identifier"], r[0]["customer"],
+                                r[0]["event_name"])))' "$T/reports.b")" "the error report"
+
+# The same report as Stripe's thin event, through GET /v2/core/events.
+get v2ev /v2/core/events "${auth[@]}"
+assert_eq 200 "$(status v2ev)" "GET /v2/core/events"
+assert_eq "v1.billing.meter.error_report_triggered meter_event_customer_not_found id-cz billing.meter" \
+	"$("$PYTHON3" -c '
+import json, sys
+e = json.load(open(sys.argv[1]))["data"][0]
+t = e["data"]["reason"]["error_types"][0]
+print(e["type"], t["code"], t["sample_errors"][0]["request"]["identifier"],
+      e["related_object"]["type"])' "$T/v2ev.b")" "the v2 event"
+get v2noauth /v2/core/events
+assert_eq 401 "$(status v2noauth)" "GET /v2/core/events without a key"
+
 # ---- meters: GET /v1/billing/meters, paginated; an inactive meter takes no events ---------------
 double_restart --meter old_meter:customer_id:units:count:inactive --meter gauge::level:last \
 	--meters-page-max 2
