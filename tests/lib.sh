@@ -208,9 +208,16 @@ _lm_double_launch() {
 # double_start [extra args]: a new double with a fresh API key ($API_KEY), meters from
 # $DOUBLE_METERS, record $T/accepted.tsv, log $T/double.log.
 double_start() {
+	double_start_key "sk_test_double_$(_lm_random)" "$@"
+}
+
+# double_start_key KEY [extra args]: double_start with the API key KEY ($API_KEY); an sk_live_ or
+# rk_live_ key gives live-mode answers (livemode true, mtr_ meter ids, live rate limits).
+double_start_key() {
 	[ -z "$DOUBLE_PID" ] || fail "double_start: the double is already running"
-	API_KEY=sk_test_double_$(_lm_random)
+	API_KEY=$1
 	export API_KEY
+	shift
 	_lm_double_launch 0 "$@"
 }
 

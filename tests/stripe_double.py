@@ -1,71 +1,167 @@
 #!/usr/bin/python3
-"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events as described in
-/work/shared/reference/stripe-meter-events.md, on 127.0.0.1 only, with injectable faults.
+"""A Stripe double for logmeter's integration tests: POST /v1/billing/meter_events and
+GET /v1/billing/meters as Stripe documents them (docs/stripe-contract.md gives the sources), on
+127.0.0.1 only, with injectable faults.
 
 Python 3.11 standard library only.
 
 Usage:
-  stripe_double.py --api-key KEY [--port N] [--port-file PATH] [--meter NAME[:CUST_KEY[:VALUE_KEY]]]...
-                   [--record PATH] [--log PATH] [--faults SPEC]
+  stripe_double.py --api-key KEY [--port N] [--port-file PATH]
+                   [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
+                   [--customer CUS]... [--customers-file PATH]
+                   [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
+                   [--meters-page-max N] [--record PATH] [--log PATH] [--faults SPEC]
+
+  --meter          one billing meter: its event_name, the payload keys of the customer (default
+                   stripe_customer_id) and of the value (default value), the aggregation formula
+                   (sum, count or last; default sum) and the status (active or inactive; default
+                   active). Empty fields take the default ("m::v" = customer key default).
+  --customer, --customers-file (one id a line; blank lines and lines starting with # ignored):
+                   the customers that exist. With none given every customer exists. With some, an
+                   event for another customer is still accepted (200, recorded), as at Stripe, and
+                   an asynchronous error report meter_event_customer_not_found is made of it.
+  --rate-limit     0 (default): no limit. N (a number > 0): a token bucket over meter-event
+                   requests, N a second, holding max(1, N) tokens, full at start. auto: by the
+                   key, as Stripe documents for meter events: sk_live_/rk_live_ 1000, others 25
+                   (test mode counts against the basic limit).
+  --idempotency-ttl, --identifier-ttl  seconds (default 86400 each, Stripe's "at least 24 hours")
+                   after which a saved Idempotency-Key answer, or an accepted identifier, is
+                   forgotten: a request with it is then processed afresh (an identifier is accepted
+                   and recorded again).
+  --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
+                   can force a client to paginate.
+
+Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
+moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
+are stamped with it. Timestamp validation (35 days, 5 minutes) uses real time.
 
 Meter events (POST /v1/billing/meter_events), checked in this order:
-  1. a fault token is taken (queue first, then random mode; see FAULTS) and applied;
-  2. Authorization must be exactly "Bearer <api-key>", else 401;
-  3. Idempotency-Key (<= 255 chars): a stored response for the key is replayed with
-     "Idempotent-Replayed: true" if the parameters are the same, else 400 idempotency_error; a key
-     whose first request is still being processed gets 409 idempotency_error;
-  4. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
-  5. Content-Type and parameters are validated (400 invalid_request_error, with "param");
-  6. an identifier already accepted gets 400 "An event already exists with identifier <id>." and
-     "Stripe-Should-Retry: false"; otherwise the event is accepted: 200 with the billing.meter_event.
-  As at Stripe, only the results of requests that reached the endpoint's work are stored for an
-  Idempotency-Key: the 200 and the 400 "already exists". Injected faults, 401s, validation 400s and
-  409s are not stored, so a retry with the same key is processed afresh.
+  1. a fault token is taken (queue first, then random mode; see FAULTS); the edge faults are
+     answered here, before anything else;
+  2. Authorization must be exactly "Bearer <api-key>", else 401 (not saved);
+  3. the rate limiter (--rate-limit): over the limit, 429 rate_limit with
+     Stripe-Rate-Limited-Reason: global-rate (test keys: meter events count against the basic
+     limit) or endpoint-rate (live keys: the endpoint's own limit); not saved, as Stripe's
+     limiter runs before its idempotency layer;
+  4. Idempotency-Key (1-255 chars, else 400): a saved answer younger than --idempotency-ttl is
+     replayed (same status, body and headers, plus "Idempotent-Replayed: true") if the parameters
+     are the same, else 400 idempotency_error; a key whose first request is still being
+     processed gets 409 idempotency_error; an older saved answer is forgotten and the request
+     processed afresh;
+  5. a "slow:MS" fault sleeps here (the key counts as in progress meanwhile);
+  6. Content-Type and parameters are validated: 400 invalid_request_error with "param" (not saved:
+     at Stripe the endpoint has not begun executing). An event_name without an active meter
+     (unknown, or --meter ...:inactive) is 400 'No active meter found for event name "<name>".';
+  7. the endpoint begins executing. Fault 500 fails here: 500 api_error with
+     "Stripe-Should-Retry: false", nothing recorded, SAVED under the key;
+  8. an identifier accepted less than --identifier-ttl ago gets 400 invalid_request_error
+     "An event already exists with identifier <id>." and "Stripe-Should-Retry: false"; otherwise
+     the event is accepted: 200 with the billing.meter_event (livemode true for sk_live_/rk_live_
+     keys) and recorded; an unknown customer (see --customer) also makes an error report;
+  9. fault 500rec: the answer of 8 is replaced by the 500 of 7 (the event stays recorded) and that
+     500 is saved under the key instead.
+  Saved under an Idempotency-Key: the 200, the 400 "already exists" and the 500s of faults 500 and
+  500rec. Not saved (a retry with the key is processed afresh): edge faults, 401s, rate limiting,
+  validation 400s and 409s.
 
 FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed per meter-event
-  request (control endpoints are never faulted):
-    500 502 503 504  answer that status with an api_error body, before processing
-    429              rate limited (Stripe-Rate-Limited-Reason: global-rate), before processing
-    429lock          429 lock_timeout with Stripe-Should-Retry: true, before processing
-    409              409 idempotency_error (concurrent request), before processing
-    drop             read the request, close the connection without answering; nothing accepted
-    drop_after       process (and accept) normally, then close without answering
-    cut_after        process normally, send the status line, headers and half of the body, then
-                     close (unlike a connection closed before any byte, libcurl cannot transparently
-                     re-send this one on a fresh connection)
-    slow:MS          sleep MS milliseconds, then handle normally
+  request (control endpoints and GET requests are never faulted). A token is consumed even when
+  the request does not reach the step where it acts (e.g. 500 on a replayed key).
+  Edge faults, answered before authentication and the idempotency layer, never saved:
+    502 503 504      that status with an api_error body (a load balancer's answer)
+    429              429 rate_limit with Stripe-Rate-Limited-Reason: global-rate
+    429lock          429 lock_timeout with Stripe-Should-Retry: true
+    429ra:S          429 rate_limit with Stripe-Rate-Limited-Reason: global-rate and Retry-After: S
+                     (S whole seconds). Stripe itself does not send Retry-After (see the contract);
+                     this is what a proxy or a future API could send
+    400rl            400 invalid_request_error with code rate_limit (the older form of Stripe's
+                     rate-limit answer, which the SDKs still classify as a rate-limit error)
+    409              409 idempotency_error (concurrent request)
+    302              302 Found to https://portal.invalid/login with an HTML body (a misconfigured
+                     proxy); .invalid never resolves, so a client that follows it fails
+    200html          200 with a text/html body (a captive portal)
+    drop             read the request, close the connection without answering (FIN)
+    reset            read the request, close the connection with a TCP RST (SO_LINGER on, timeout
+                     0): the client sees "connection reset by peer"
+  Faults inside the endpoint:
+    500              see step 7: nothing recorded, the 500 saved under the key
+    500rec           see step 9: the event processed (accepted or found a duplicate), a 500
+                     answered and saved under the key
+    slow:MS          sleep MS milliseconds at step 5, then handle normally
+  Faults after the endpoint (the event is processed and its answer saved as usual):
+    drop_after       close without answering (FIN)
+    reset_after      close with a TCP RST
+    cut_after        send the status line, headers and half of the body, then close (unlike a
+                     connection closed before any byte, libcurl cannot transparently re-send it)
     ok               no fault
   When the queue is empty, random mode (POST /_double/faults {"rate": 0.3, "kinds": [...],
   "seed": 1}) picks a kind from "kinds" with probability "rate".
+
+Other API endpoints (Bearer auth as above, else 401; never faulted, not rate limited):
+  GET /v1/billing/meters  Stripe's list object {object: "list", url, has_more, data} of
+        billing.meter objects (id "mtr_test_" or, for live keys, "mtr_" + 32 hex digits of the
+        name's SHA-256, stable across restarts; created, customer_mapping {event_payload_key,
+        type: by_id}, default_aggregation {formula}, display_name, event_name,
+        event_time_window: null, livemode, status, status_transitions {deactivated_at},
+        updated, value_settings {event_payload_key}), in --meter order (newest first: each meter
+        is one second older than the one before). Query: limit (1-100, default 10, capped by
+        --meters-page-max), starting_after or ending_before (a meter id; not both), status
+        (active|inactive), expand[] (ignored). Bad or unknown parameters: 400 with "param".
+  GET /v2/core/events  the error reports as v2.core.event objects of type
+        v1.billing.meter.error_report_triggered (one event per report; Stripe groups the errors of
+        a time window into one event), newest first, in the v2 list shape {data, next_page_url,
+        previous_page_url}. Query: limit (1-100, default 20), page (the token in next_page_url),
+        object_id (a meter id), types / types[] (event types).
 
 Control endpoints (no auth, never faulted, not counted in the stats):
   POST /_double/faults  JSON {"clear": true, "spec": "...", "rate": R, "kinds": [...], "seed": S}:
                         clear the queue and random mode (if "clear"), append "spec" to the queue,
                         set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
   GET  /_double/faults  the fault state.
+  POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
+                        TTLs only. Answers {"offset": total seconds, "now": the double's time}.
+  GET  /_double/clock   the same.
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
-                        max_in_flight, by_status: {"200": n, ..., "dropped": n}, not_found,
-                        preloaded, fault_queue (alias faults_pending)}
-                        requests: meter-event requests; rejected: 400s other than duplicates
-                        (validation and idempotency mismatch); idempotency_errors: 400 mismatches
-                        and 409 concurrent-key answers (not injected 409s); concurrency_violations:
-                        requests that started while another for the same (customer, event_name) was
-                        in flight; preloaded: identifiers loaded from the record file at start.
+                        max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
+                        not_found, saved_errors, error_replays, rate_limited, error_reports,
+                        forgotten_keys, forgotten_identifiers, meter_lists, event_lists,
+                        preloaded, preload_expired, rate_limit, fault_queue (alias faults_pending)}
+                        requests: meter-event requests; accepted: events accepted (an identifier
+                        accepted again after its TTL counts again); duplicates: "already exists"
+                        answers; replays: answers replayed from an Idempotency-Key (of which
+                        error_replays replayed a saved 500); rejected: 400s other than duplicates
+                        (validation and idempotency mismatch; not injected faults);
+                        idempotency_errors: 400 mismatches and 409 concurrent-key answers (not
+                        injected 409s); concurrency_violations: requests that started while
+                        another for the same (customer, event_name) was in flight; saved_errors:
+                        500s saved under a key; rate_limited: requests refused by --rate-limit;
+                        error_reports: reports made; forgotten_keys / forgotten_identifiers: saved
+                        answers and identifiers found past their TTL and forgotten (when a request
+                        met them); meter_lists / event_lists: authenticated GET /v1/billing/meters
+                        and GET /v2/core/events requests; preloaded: identifiers loaded from the
+                        record file at start; preload_expired: record lines past the identifier
+                        TTL at start (not loaded); rate_limit: the limit in force (0: none).
   GET  /_double/events  JSON list of the events accepted by this process.
-  POST /_double/reset   clears the in-memory fault queue, random mode and stats. It keeps the
-                        accepted identifiers, the events list, the idempotency memory and the record
-                        file: the double still rejects duplicates after a reset.
+  GET  /_double/error_reports  JSON list of the error reports: {id, code, message, identifier,
+                        event_name, meter, customer, time (the double's clock), idempotency_key}.
+  POST /_double/reset   clears the in-memory fault queue, random mode, the rate limiter's bucket and
+                        the stats. It keeps the accepted identifiers, the events list, the error
+                        reports, the idempotency memory, the clock and the record file: the double
+                        still rejects duplicates after a reset.
 
 Files:
   --record: one line per ACCEPTED event, flushed, tab-separated: identifier, event_name, customer
-    (the payload's customer-key value), value, timestamp, idempotency key (empty if none), unix time
-    accepted (seconds, 3 decimals). Tabs, newlines, CRs and backslashes in fields are written as
-    \\t \\n \\r \\\\. At start the identifiers of an existing record file are loaded, so a restarted
-    double still rejects duplicates (its idempotency memory is lost, as allowed).
-  --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path, status ("none" when no answer was
-    sent), fault applied ("-" if none), idempotency key ("-"), identifier ("-"), customer ("-"),
-    event_name ("-"), notes (comma-separated: replay, duplicate, concurrent, ...; "-"), unix time.
+    (the payload's customer-key value), value, timestamp, idempotency key (empty if none), time
+    accepted (the double's clock, seconds, 3 decimals). Tabs, newlines, CRs and backslashes in
+    fields are written as \\t \\n \\r \\\\. At start the identifiers of an existing record file
+    are loaded, unless their accepted time is --identifier-ttl or more in the past, so a
+    restarted double still rejects duplicates (its idempotency memory is lost, as allowed).
+  --log: one line per request (except the read-only GET /_double/*), tab-separated: method, path,
+    status ("none" when no answer was sent), fault applied ("-" if none; the token, e.g. 429ra:5),
+    idempotency key ("-"), identifier ("-"), customer ("-"), event_name ("-"), notes
+    (comma-separated: replay, duplicate, concurrent, saved_error, rate_limited, forgotten_key,
+    forgotten_identifier, unknown_customer, ...; "-"), unix time.
 
 Exit: 0 after SIGTERM/SIGINT, 2 on bad arguments, 1 if the port cannot be bound.
 """
@@ -80,6 +176,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -87,6 +184,8 @@ import urllib.parse
 import uuid
 
 METER_EVENTS_PATH = "/v1/billing/meter_events"
+METERS_PATH = "/v1/billing/meters"
+V2_EVENTS_PATH = "/v2/core/events"
 MAX_BODY = 1 << 20
 MAX_IDEMPOTENCY_KEY = 255
 MAX_STRING = 100
@@ -95,9 +194,21 @@ FUTURE_WINDOW_S = 300
 VALUE_RE = re.compile(r"^-?\d+(\.\d+)?$")
 INT_RE = re.compile(r"^-?\d+$")
 MAX_SIGNIFICANT_DIGITS = 15
+DEFAULT_TTL = 86400
+LIVE_KEY_RE = re.compile(r"^(sk|rk)_live_")
+AUTO_RATE_LIVE = 1000.0
+AUTO_RATE_TEST = 25.0
+REDIRECT_LOCATION = "https://portal.invalid/login"
+FORMULAS = ("sum", "count", "last")
+METER_STATUSES = ("active", "inactive")
 
-FAULT_KINDS = {"500", "502", "503", "504", "429", "429lock", "409", "drop", "drop_after",
-               "cut_after", "ok"}
+FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
+               "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok"}
+EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
+               "reset"}
+
+RATE_LIMIT_MESSAGE = ("Request rate limit exceeded. You can learn more about rate limits here "
+                      "https://stripe.com/docs/rate-limits.")
 
 
 class FaultSpecError(ValueError):
@@ -105,14 +216,17 @@ class FaultSpecError(ValueError):
 
 
 def parse_fault_token(tok):
-    """'KIND' or 'slow:MS' (without a count) -> normalized token string."""
+    """'KIND', 'slow:MS' or '429ra:S' (without a count) -> normalized token string."""
     tok = tok.strip()
     if tok in FAULT_KINDS:
         return tok
     m = re.fullmatch(r"slow:(\d{1,7})", tok)
     if m:
         return "slow:%d" % int(m.group(1))
-    raise FaultSpecError("unknown fault %r (known: %s, slow:MS)" %
+    m = re.fullmatch(r"429ra:(\d{1,6})", tok)
+    if m:
+        return "429ra:%d" % int(m.group(1))
+    raise FaultSpecError("unknown fault %r (known: %s, slow:MS, 429ra:S)" %
                          (tok, " ".join(sorted(FAULT_KINDS))))
 
 
@@ -135,7 +249,8 @@ def parse_fault_spec(spec):
 
 
 def fault_kind(tok):
-    return "slow" if tok.startswith("slow:") else tok
+    """The stats' name of a token: 'slow:200' -> 'slow', '429ra:5' -> '429ra'."""
+    return tok.partition(":")[0]
 
 
 def tsv_escape(s):
@@ -179,18 +294,26 @@ def request_id():
     return "req_" + uuid.uuid4().hex[:14]
 
 
-class Reply:
-    """What to send back: status, extra headers, JSON body; or a drop/cut of the connection."""
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
 
-    def __init__(self, status, body, headers=None, store=False, note=None):
+
+class Reply:
+    """What to send back: status, extra headers, body (JSON unless ctype says otherwise); or a
+    drop, reset or cut of the connection."""
+
+    def __init__(self, status, body, headers=None, store=False, note=None,
+                 ctype="application/json", stripe=True):
         self.status = status
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = list(headers or [])
-        if not any(k.lower() == "request-id" for k, _ in self.headers):
+        if stripe and not any(k.lower() == "request-id" for k, _ in self.headers):
             self.headers.append(("Request-Id", request_id()))
         self.store = store  # an Idempotency-Key keeps this result
         self.note = note
-        self.drop = False  # close without answering
+        self.ctype = ctype
+        self.drop = False  # close without answering (FIN)
+        self.reset = False  # close without answering (RST)
         self.cut = False  # send headers and half the body, then close
 
 
@@ -198,22 +321,121 @@ def bad_request(message, param=None, note="rejected"):
     return Reply(400, error_body("invalid_request_error", message, param), note=note)
 
 
+def rate_limit_reply(reason, note=None, retry_after=None):
+    headers = [("Stripe-Rate-Limited-Reason", reason)]
+    if retry_after is not None:
+        headers.append(("Retry-After", str(retry_after)))
+    return Reply(429, error_body("invalid_request_error", RATE_LIMIT_MESSAGE, code="rate_limit"),
+                 headers, note=note)
+
+
+def server_error(note):
+    # The SDKs expect "Stripe-Should-Retry: false" on most 500s, "since our idempotency framework
+    # would typically replay it anyway" (stripe-node src/RequestSender.ts, _shouldRetry).
+    return Reply(500, error_body("api_error", "An unknown error occurred. Please try again later "
+                                 "or contact support."),
+                 [("Stripe-Should-Retry", "false")], note=note)
+
+
+class Meter:
+    def __init__(self, spec, index, live, start):
+        parts = spec.split(":")
+        if len(parts) > 5 or not parts[0]:
+            raise ValueError("bad --meter %r" % spec)
+        parts += [""] * (5 - len(parts))
+        self.event_name = parts[0]
+        self.cust_key = parts[1] or "stripe_customer_id"
+        self.val_key = parts[2] or "value"
+        self.formula = parts[3] or "sum"
+        self.status = parts[4] or "active"
+        if self.formula not in FORMULAS:
+            raise ValueError("bad formula %r in --meter %r (sum, count or last)"
+                             % (self.formula, spec))
+        if self.status not in METER_STATUSES:
+            raise ValueError("bad status %r in --meter %r (active or inactive)"
+                             % (self.status, spec))
+        digest = hashlib.sha256(self.event_name.encode()).hexdigest()[:32]
+        self.id = ("mtr_" if live else "mtr_test_") + digest
+        self.created = int(start) - index
+        self.live = live
+
+    def obj(self):
+        return {
+            "id": self.id,
+            "object": "billing.meter",
+            "created": self.created,
+            "customer_mapping": {"event_payload_key": self.cust_key, "type": "by_id"},
+            "default_aggregation": {"formula": self.formula},
+            "display_name": self.event_name,
+            "event_name": self.event_name,
+            "event_time_window": None,
+            "livemode": self.live,
+            "status": self.status,
+            "status_transitions": {
+                "deactivated_at": self.created if self.status == "inactive" else None},
+            "updated": self.created,
+            "value_settings": {"event_payload_key": self.val_key},
+        }
+
+
+class TokenBucket:
+    def __init__(self, rate):
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.refill()
+
+    def refill(self):
+        self.tokens = self.capacity
+        self.last = time.monotonic()
+
+    def take(self):
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.api_key = args.api_key
-        self.meters = {}
-        for spec in args.meter or []:
-            parts = spec.split(":")
-            if len(parts) > 3 or not parts[0]:
-                raise SystemExit("stripe_double: bad --meter %r" % spec)
-            name = parts[0]
-            cust = parts[1] if len(parts) > 1 and parts[1] else "stripe_customer_id"
-            val = parts[2] if len(parts) > 2 and parts[2] else "value"
-            self.meters[name] = (cust, val)
-        self.ids = set()
+        self.live = bool(LIVE_KEY_RE.match(args.api_key))
+        self.started = time.time()
+        self.clock_offset = 0.0
+        self.idempotency_ttl = args.idempotency_ttl
+        self.identifier_ttl = args.identifier_ttl
+        self.meters_page_max = args.meters_page_max
+        self.meters = {}  # event_name -> Meter, in --meter order
+        for i, spec in enumerate(args.meter or []):
+            try:
+                m = Meter(spec, i, self.live, self.started)
+            except ValueError as e:
+                raise SystemExit("stripe_double: %s" % e)
+            self.meters[m.event_name] = m
+        self.meter_list = list(self.meters.values())
+        self.customers = set(args.customer or [])
+        if args.customers_file:
+            try:
+                with open(args.customers_file, encoding="utf-8") as f:
+                    for line in f:
+                        line = line.strip()
+                        if line and not line.startswith("#"):
+                            self.customers.add(line)
+            except OSError as e:
+                raise SystemExit("stripe_double: --customers-file: %s" % e)
+        self.check_customers = bool(args.customer or args.customers_file)
+        if args.rate_limit == "auto":
+            self.rate_limit = AUTO_RATE_LIVE if self.live else AUTO_RATE_TEST
+        else:
+            self.rate_limit = float(args.rate_limit)
+        self.bucket = TokenBucket(self.rate_limit) if self.rate_limit > 0 else None
+        self.ids = {}  # identifier -> accepted time (the double's clock)
         self.events = []
-        self.idem = {}  # key -> None while in progress, else (hash, Reply)
+        self.error_reports = []
+        self.idem = {}  # key -> None while in progress, else (hash, Reply, saved time)
         self.inflight = {}  # (customer, event_name) -> n
         self.queue = []
         self.rate = 0.0
@@ -223,6 +445,7 @@ class State:
         self.log = None
         self.reset_stats()
         self.preloaded = 0
+        self.preload_expired = 0
         if args.record:
             self.load_record(args.record)
             self.record = open(args.record, "a", encoding="utf-8", newline="\n")
@@ -231,27 +454,46 @@ class State:
         if args.faults:
             self.queue.extend(parse_fault_spec(args.faults))
 
+    def now(self):
+        """The double's clock: real time plus the offset of POST /_double/clock."""
+        return time.time() + self.clock_offset
+
     def reset_stats(self):
         self.stats = {
             "requests": 0, "accepted": 0, "duplicates": 0, "replays": 0, "rejected": 0,
             "unauthorized": 0, "idempotency_errors": 0, "faults": {},
             "concurrency_violations": 0, "in_flight": 0, "max_in_flight": 0, "by_status": {},
-            "not_found": 0,
+            "not_found": 0, "saved_errors": 0, "error_replays": 0, "rate_limited": 0,
+            "error_reports": 0, "forgotten_keys": 0, "forgotten_identifiers": 0,
+            "meter_lists": 0, "event_lists": 0,
         }
 
     def load_record(self, path):
+        now = self.now()
+        seen = {}
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     line = line.rstrip("\n")
                     if not line:
                         continue
-                    ident = tsv_unescape(line.split("\t", 1)[0])
-                    if ident and ident not in self.ids:
-                        self.ids.add(ident)
-                        self.preloaded += 1
+                    cols = line.split("\t")
+                    ident = tsv_unescape(cols[0])
+                    if not ident:
+                        continue
+                    try:
+                        at = float(cols[6])
+                    except (IndexError, ValueError):
+                        at = now  # no usable time: remembered for a full TTL
+                    seen[ident] = max(at, seen.get(ident, at))  # the latest acceptance counts
         except FileNotFoundError:
             pass
+        for ident, at in seen.items():
+            if now - at >= self.identifier_ttl:
+                self.preload_expired += 1
+            else:
+                self.ids[ident] = at
+                self.preloaded += 1
 
     # All methods below are called with self.lock held.
 
@@ -265,6 +507,9 @@ class State:
     def fault_state(self):
         return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds)}
 
+    def clock_state(self):
+        return {"offset": self.clock_offset, "now": round(self.now(), 3)}
+
     def count_status(self, key):
         bs = self.stats["by_status"]
         bs[key] = bs.get(key, 0) + 1
@@ -277,6 +522,8 @@ class State:
     def snapshot(self):
         s = json.loads(json.dumps(self.stats))
         s["preloaded"] = self.preloaded
+        s["preload_expired"] = self.preload_expired
+        s["rate_limit"] = self.rate_limit
         s["fault_queue"] = len(self.queue)
         s["faults_pending"] = len(self.queue)  # alias used by t_faults.sh
         return s
@@ -338,12 +585,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
         return self.rfile.read(n) if n else b""
 
-    def send_json(self, status, obj, headers=()):
+    def send_json(self, status, obj, headers=(), ctype="application/json"):
         body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -353,27 +600,50 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def emit(self, reply, extra_headers=()):
         headers = list(reply.headers) + list(extra_headers)
-        if reply.drop:
+        if reply.drop or reply.reset:
             self.close_connection = True
+            if reply.reset:
+                # Closed by the server after this handler returns, with SO_LINGER {on, 0} and
+                # without the usual shutdown(SHUT_WR), whose FIN would reach the client first.
+                self.server.mark_reset(self.connection)
             return
         if reply.cut:
             self.close_connection = True
             self.send_response(reply.status)
             for k, v in headers:
                 self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", reply.ctype)
             self.send_header("Content-Length", str(len(reply.body)))
             self._headers_buffer.append(b"\r\n")
             self._headers_buffer.append(reply.body[: len(reply.body) // 2])
             self.flush_headers()
             return
-        self.send_json(reply.status, reply.body, headers)
+        self.send_json(reply.status, reply.body, headers, reply.ctype)
 
     def safely(self, fn):
         try:
             fn()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
+
+    def authorized(self, count=True):
+        """None if the Authorization header carries the key, else the 401 Reply (counted in the
+        stats' "unauthorized" if `count`: meter-event requests only)."""
+        auth = self.headers.get("Authorization")
+        if auth == "Bearer " + self.st.api_key:
+            return None
+        if count:
+            with self.st.lock:
+                self.st.stats["unauthorized"] += 1
+        if not auth:
+            msg = ("You did not provide an API key. You need to provide your API key in the "
+                   "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                   "YOUR_SECRET_KEY').")
+        else:
+            token = auth[7:] if auth.startswith("Bearer ") else auth
+            msg = "Invalid API Key provided: %s" % mask_key(token)
+        return Reply(401, error_body("invalid_request_error", msg),
+                     [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
 
     # --- routing --------------------------------------------------------------------------
 
@@ -389,17 +659,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_PUT = do_DELETE
 
     def route_get(self):
-        path = urllib.parse.urlsplit(self.path).path
+        parts = urllib.parse.urlsplit(self.path)
+        path = parts.path
         st = self.st
+        if path == METERS_PATH:
+            return self.api_get(self.list_meters, parts.query, "meter_lists")
+        if path == V2_EVENTS_PATH:
+            return self.api_get(self.list_v2_events, parts.query, "event_lists")
         if path == "/_double/stats":
             with st.lock:
                 obj = st.snapshot()
         elif path == "/_double/events":
             with st.lock:
                 obj = list(st.events)
+        elif path == "/_double/error_reports":
+            with st.lock:
+                obj = list(st.error_reports)
         elif path == "/_double/faults":
             with st.lock:
                 obj = st.fault_state()
+        elif path == "/_double/clock":
+            with st.lock:
+                obj = st.clock_state()
         elif path == "/_double/health":
             obj = {"ok": True}
         else:
@@ -414,6 +695,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.meter_event()
         if path == "/_double/faults":
             return self.control_faults()
+        if path == "/_double/clock":
+            return self.control_clock()
         if path == "/_double/reset":
             body = self.read_body()
             if body is None:
@@ -422,6 +705,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.st.queue.clear()
                 self.st.rate = 0.0
                 self.st.kinds = []
+                if self.st.bucket:
+                    self.st.bucket.refill()
                 in_flight = self.st.stats["in_flight"]  # still true after the reset
                 self.st.reset_stats()
                 self.st.stats["in_flight"] = in_flight
@@ -441,20 +726,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "Unrecognized request URL (%s: %s)." % (self.command, self.path)),
             [("Request-Id", request_id())])
 
-    def log_control(self, status):
+    def log_control(self, status, notes=""):
         with self.st.lock:
-            self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", "",
+            self.st.write_log([self.command, self.path, str(status), "", "", "", "", "", notes,
                                "%.3f" % time.time()])
 
-    def control_faults(self):
+    def read_json_control(self):
+        """The JSON object of a control request, or None after answering 400."""
         body = self.read_body()
         if body is None:
-            return
-        st = self.st
+            return None
         try:
             req = json.loads(body or b"{}")
             if not isinstance(req, dict):
                 raise ValueError("expected a JSON object")
+        except ValueError as e:
+            self.log_control(400)
+            self.send_json(400, error_body("invalid_request_error", str(e)))
+            return None
+        return req
+
+    def control_faults(self):
+        req = self.read_json_control()
+        if req is None:
+            return
+        st = self.st
+        try:
             spec = parse_fault_spec(str(req.get("spec") or ""))
             kinds = None
             if "kinds" in req:
@@ -484,6 +781,163 @@ class Handler(http.server.BaseHTTPRequestHandler):
             obj = st.fault_state()
         self.log_control(200)
         self.send_json(200, obj)
+
+    def control_clock(self):
+        req = self.read_json_control()
+        if req is None:
+            return
+        try:
+            advance = float(req.get("advance", 0))
+            if not advance >= 0:  # also refuses NaN
+                raise ValueError("advance must be a number of seconds >= 0")
+        except (ValueError, TypeError) as e:
+            self.log_control(400)
+            return self.send_json(400, error_body("invalid_request_error", str(e)))
+        with self.st.lock:
+            self.st.clock_offset += advance
+            obj = self.st.clock_state()
+        self.log_control(200, "advance=%g" % advance)
+        self.send_json(200, obj)
+
+    # --- the list endpoints ---------------------------------------------------------------
+
+    def api_get(self, fn, query, counter):
+        st = self.st
+        reply = self.authorized(count=False)
+        if reply is None:
+            with st.lock:
+                st.stats[counter] += 1
+            try:
+                params = urllib.parse.parse_qsl(query, keep_blank_values=True,
+                                                max_num_fields=100)
+            except ValueError:
+                params = None
+            reply = (fn(params) if params is not None
+                     else bad_request("Invalid request: the query string cannot be parsed."))
+        with st.lock:
+            st.write_log([self.command, self.path, str(reply.status), "", "", "", "", "",
+                          reply.note or "", "%.3f" % time.time()])
+        self.emit(reply)
+
+    @staticmethod
+    def int_param(value, name, lo, hi):
+        """(int, None) or (None, 400 Reply)."""
+        if not INT_RE.match(value):
+            return None, bad_request("Invalid integer: %s" % value, name)
+        n = int(value)
+        if not lo <= n <= hi:
+            return None, bad_request("Invalid %s: must be between %d and %d" % (name, lo, hi),
+                                     name)
+        return n, None
+
+    def list_meters(self, params):
+        st = self.st
+        limit, after, before, status = 10, None, None, None
+        for k, v in params:
+            if k == "limit":
+                limit, err = self.int_param(v, "limit", 1, 100)
+                if err:
+                    return err
+            elif k == "starting_after":
+                after = v
+            elif k == "ending_before":
+                before = v
+            elif k == "status":
+                if v not in METER_STATUSES:
+                    return bad_request("Invalid status: must be one of active, inactive",
+                                       "status")
+                status = v
+            elif k == "expand[]" or re.fullmatch(r"expand\[\d+\]", k):
+                pass
+            else:
+                return bad_request("Received unknown parameter: %s" % k, k)
+        if after is not None and before is not None:
+            return bad_request("You may only specify one of these parameters: ending_before, "
+                               "starting_after.", "ending_before")
+        order = [m.id for m in st.meter_list]  # newest first
+        items = [m for m in st.meter_list if status is None or m.status == status]
+        page = min(limit, st.meters_page_max)
+        cursor = after if after is not None else before
+        if cursor is not None and cursor not in order:
+            return bad_request("No such billing meter: '%s'" % cursor,
+                               "starting_after" if after is not None else "ending_before")
+        # The cursor's place in the filtered list: how many listed meters come before it (the
+        # cursor itself may have been filtered out by status).
+        pos = order.index(cursor) if cursor is not None else -1
+        before_cursor = sum(1 for m in items if order.index(m.id) < pos)
+        if before is not None:
+            lo = max(0, before_cursor - page)
+            data, has_more = items[lo:before_cursor], lo > 0
+        else:
+            lo = 0
+            if after is not None:
+                lo = before_cursor + (1 if any(m.id == after for m in items) else 0)
+            data, has_more = items[lo:lo + page], lo + page < len(items)
+        return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": has_more,
+                           "data": [m.obj() for m in data]})
+
+    def list_v2_events(self, params):
+        st = self.st
+        limit, start, object_id, types = 20, 0, None, []
+        for k, v in params:
+            if k == "limit":
+                limit, err = self.int_param(v, "limit", 1, 100)
+                if err:
+                    return err
+            elif k == "page":
+                m = re.fullmatch(r"page_(\d{1,9})", v)
+                if not m:
+                    return bad_request("Invalid page token.", "page")
+                start = int(m.group(1))
+            elif k == "object_id":
+                object_id = v
+            elif k == "types" or re.fullmatch(r"types\[\d*\]", k):
+                types.append(v)
+            else:
+                return bad_request("Received unknown parameter: %s" % k, k)
+        with st.lock:
+            reports = list(reversed(st.error_reports))
+        evs = [self.v2_event(r) for r in reports]
+        evs = [e for e in evs
+               if (object_id is None or e["related_object"]["id"] == object_id)
+               and (not types or e["type"] in types)]
+        data = evs[start:start + limit]
+        nxt = None
+        if start + limit < len(evs):
+            q = [("limit", str(limit)), ("page", "page_%d" % (start + limit))]
+            if object_id is not None:
+                q.append(("object_id", object_id))
+            q.extend(("types", t) for t in types)
+            nxt = "%s?%s" % (V2_EVENTS_PATH, urllib.parse.urlencode(q))
+        return Reply(200, {"data": data, "next_page_url": nxt, "previous_page_url": None})
+
+    def v2_event(self, r):
+        """An error report as Stripe's thin event v1.billing.meter.error_report_triggered."""
+        return {
+            "id": r["id"],
+            "object": "v2.core.event",
+            "context": None,
+            "created": rfc3339(r["time"]),
+            "livemode": self.st.live,
+            "reason": None,
+            "related_object": {"id": r["meter"], "type": "billing.meter",
+                               "url": "%s/%s" % (METERS_PATH, r["meter"])},
+            "type": "v1.billing.meter.error_report_triggered",
+            "data": {
+                "developer_message_summary": "There is 1 invalid event",
+                "reason": {
+                    "error_count": 1,
+                    "error_types": [{
+                        "code": r["code"],
+                        "error_count": 1,
+                        "sample_errors": [{"error_message": r["message"],
+                                           "request": {"identifier": r["identifier"]}}],
+                    }],
+                },
+                "validation_start": rfc3339(r["time"]),
+                "validation_end": rfc3339(r["time"]),
+            },
+        }
 
     # --- the meter event endpoint ---------------------------------------------------------
 
@@ -519,7 +973,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pmap = dict(params or [])
         event_name = pmap.get("event_name", "")
         meter = st.meters.get(event_name)
-        cust_key = meter[0] if meter else "stripe_customer_id"
+        cust_key = meter.cust_key if meter else "stripe_customer_id"
         customer = pmap.get("payload[%s]" % cust_key, "")
         pair = (customer, event_name) if customer and event_name else None
         notes = []
@@ -538,7 +992,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if n > 1:
                     st.stats["concurrency_violations"] += 1
                     notes.append("concurrent")
-        ctx = {"identifier": pmap.get("identifier", "")}
+        ctx = {"identifier": pmap.get("identifier", ""), "notes": notes}
         try:
             reply = self.process(fault, idem, phash, params, perr, ctx)
         except Exception as e:  # a bug in the double must not hang the client
@@ -559,28 +1013,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
             notes.append(reply.note)
         if fault in ("drop", "drop_after"):
             reply.drop = True
+        elif fault in ("reset", "reset_after"):
+            reply.reset = True
         elif fault == "cut_after":
             reply.cut = True
         with st.lock:
-            st.count_status("dropped" if reply.drop else str(reply.status))
-            st.write_log([self.command, self.path, "none" if reply.drop else str(reply.status),
+            if reply.drop:
+                st.count_status("dropped")
+            elif reply.reset:
+                st.count_status("reset")
+            else:
+                st.count_status(str(reply.status))
+            st.write_log([self.command, self.path,
+                          "none" if reply.drop or reply.reset else str(reply.status),
                           fault or "", idem or "", ctx["identifier"], customer, event_name,
                           ",".join(notes), "%.3f" % time.time()])
         self.emit(reply)
 
-    def process(self, fault, idem, phash, params, perr, ctx):
-        st = self.st
-        if fault == "drop":
-            return Reply(0, b"", note="dropped")
-        if fault in ("500", "502", "503", "504"):
+    def edge_fault(self, fault):
+        """The answer of an edge fault (before authentication and idempotency), or None."""
+        if fault in ("drop", "reset"):
+            return Reply(0, b"", note="dropped" if fault == "drop" else "reset")
+        if fault in ("502", "503", "504"):
             return Reply(int(fault), error_body(
                 "api_error", "An unknown error occurred (injected %s)." % fault))
         if fault == "429":
-            return Reply(429, error_body(
-                "invalid_request_error",
-                "Request rate limit exceeded. You can learn more about rate limits here "
-                "https://stripe.com/docs/rate-limits.", code="rate_limit"),
-                [("Stripe-Rate-Limited-Reason", "global-rate")])
+            return rate_limit_reply("global-rate")
+        if fault.startswith("429ra:"):
+            return rate_limit_reply("global-rate", retry_after=int(fault[6:]))
+        if fault == "400rl":
+            return Reply(400, error_body("invalid_request_error", RATE_LIMIT_MESSAGE,
+                                         code="rate_limit"))
         if fault == "429lock":
             return Reply(429, error_body(
                 "invalid_request_error",
@@ -593,20 +1056,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "idempotency_error",
                 "There is currently another in-progress request using this idempotency key "
                 "(injected 409). Please try again later."))
+        if fault == "302":
+            return Reply(302, b"<html><body>Moved: <a href=\"%s\">log in</a></body></html>\n"
+                         % REDIRECT_LOCATION.encode(),
+                         [("Location", REDIRECT_LOCATION)], ctype="text/html; charset=utf-8",
+                         stripe=False)
+        if fault == "200html":
+            return Reply(200, b"<!DOCTYPE html>\n<html><head><title>Network login</title></head>"
+                         b"<body><form action=\"/login\">Accept the terms to continue."
+                         b"</form></body></html>\n", ctype="text/html; charset=utf-8",
+                         note="html", stripe=False)
+        return None
 
-        auth = self.headers.get("Authorization")
-        if auth != "Bearer " + st.api_key:
+    def process(self, fault, idem, phash, params, perr, ctx):
+        st = self.st
+        if fault in EDGE_FAULTS or (fault or "").startswith("429ra:"):
+            return self.edge_fault(fault)
+
+        reply = self.authorized()
+        if reply is not None:
+            return reply
+
+        if st.bucket is not None:
             with st.lock:
-                st.stats["unauthorized"] += 1
-            if not auth:
-                msg = ("You did not provide an API key. You need to provide your API key in the "
-                       "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                       "YOUR_SECRET_KEY').")
-            else:
-                token = auth[7:] if auth.startswith("Bearer ") else auth
-                msg = "Invalid API Key provided: %s" % mask_key(token)
-            return Reply(401, error_body("invalid_request_error", msg),
-                         [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
+                allowed = st.bucket.take()
+                if not allowed:
+                    st.stats["rate_limited"] += 1
+            if not allowed:
+                return rate_limit_reply("endpoint-rate" if st.live else "global-rate",
+                                        note="rate_limited")
 
         if idem is not None:
             if len(idem) > MAX_IDEMPOTENCY_KEY or not idem:
@@ -614,16 +1092,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.stats["rejected"] += 1
                 return bad_request("Invalid idempotency key: it must be 1 to 255 characters.")
             with st.lock:
-                if idem in st.idem:
-                    entry = st.idem[idem]
-                    if entry is None:
-                        st.stats["idempotency_errors"] += 1
-                        return Reply(409, error_body(
-                            "idempotency_error",
-                            "There is currently another in-progress request using this "
-                            "idempotency key (that probably means you submitted twice, and the "
-                            "other request is still going through): %s. Please try again later."
-                            % idem), note="concurrent_key")
+                entry = st.idem.get(idem, False)
+                if entry is not False and entry is not None and \
+                        st.now() - entry[2] >= st.idempotency_ttl:
+                    del st.idem[idem]
+                    st.stats["forgotten_keys"] += 1
+                    ctx["notes"].append("forgotten_key")
+                    entry = False
+                if entry is None:
+                    st.stats["idempotency_errors"] += 1
+                    return Reply(409, error_body(
+                        "idempotency_error",
+                        "There is currently another in-progress request using this "
+                        "idempotency key (that probably means you submitted twice, and the "
+                        "other request is still going through): %s. Please try again later."
+                        % idem), note="concurrent_key")
+                if entry is not False:
                     if entry[0] != phash:
                         st.stats["idempotency_errors"] += 1
                         st.stats["rejected"] += 1
@@ -635,6 +1119,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             note="idempotency_mismatch")
                     st.stats["replays"] += 1
                     old = entry[1]
+                    if old.status >= 500:
+                        st.stats["error_replays"] += 1
                     return Reply(old.status, old.body,
                                  old.headers + [("Idempotent-Replayed", "true")], note="replay")
                 st.idem[idem] = None  # in progress
@@ -642,8 +1128,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if fault and fault.startswith("slow:"):
                 time.sleep(int(fault[5:]) / 1000.0)
-            reply = perr or self.validate_and_accept(params, idem, ctx)
-            reply.store = reply.note in ("accepted", "duplicate")
+            if perr is not None:
+                reply = perr
+            else:
+                ev, reply = self.validate(params, ctx)
+                if reply is None:
+                    # The endpoint begins executing: from here on, the answer is saved.
+                    if fault == "500":
+                        reply = server_error("fault_500")
+                    else:
+                        reply = self.accept(ev, idem, ctx)
+                        if fault == "500rec":
+                            reply = server_error("fault_500rec")
+                    reply.store = True
             if idem is not None:
                 reply.headers.append(("Idempotency-Key", idem))
             if reply.status == 400 and reply.note == "rejected":
@@ -654,11 +1151,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if idem is not None:
                 with st.lock:
                     if reply is not None and reply.store:
-                        st.idem[idem] = (phash, reply)
+                        st.idem[idem] = (phash, reply, st.now())
+                        if reply.status >= 500:
+                            st.stats["saved_errors"] += 1
+                            ctx["notes"].append("saved_error")
                     else:
                         st.idem.pop(idem, None)
 
-    def validate_and_accept(self, params, idem, ctx):
+    def validate(self, params, ctx):
+        """-> (the event, None) or (None, the 400 Reply). Nothing is recorded here."""
         st = self.st
         allowed = ("event_name", "identifier", "timestamp")
         payload = {}
@@ -669,96 +1170,124 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif k.startswith("payload[") and k.endswith("]"):
                 inner = k[len("payload["):-1]
                 if not inner or "[" in inner or "]" in inner:
-                    return bad_request("Invalid object", "payload")
+                    return None, bad_request("Invalid object", "payload")
                 payload[inner] = v
             elif k == "payload":
-                return bad_request("Invalid object", "payload")
+                return None, bad_request("Invalid object", "payload")
             else:
-                return bad_request("Received unknown parameter: %s" % k, k)
+                return None, bad_request("Received unknown parameter: %s" % k, k)
 
         event_name = top.get("event_name", "")
         if not event_name:
-            return bad_request("Missing required param: event_name.", "event_name")
+            return None, bad_request("Missing required param: event_name.", "event_name")
         if len(event_name) > MAX_STRING:
-            return bad_request("Invalid string: %s...; must be at most %d characters"
-                               % (event_name[:20], MAX_STRING), "event_name")
+            return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                     % (event_name[:20], MAX_STRING), "event_name")
         if not payload:
-            return bad_request("Missing required param: payload.", "payload")
+            return None, bad_request("Missing required param: payload.", "payload")
         for k, v in payload.items():
             if len(v) > MAX_STRING:
-                return bad_request("Invalid string: %s...; must be at most %d characters"
-                                   % (v[:20], MAX_STRING), "payload[%s]" % k)
+                return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                         % (v[:20], MAX_STRING), "payload[%s]" % k)
         meter = st.meters.get(event_name)
-        if meter is None:
-            return bad_request('No active meter found for event name "%s".' % event_name,
-                               "event_name")
-        cust_key, val_key = meter
-        customer = payload.get(cust_key, "")
+        if meter is None or meter.status != "active":
+            return None, bad_request('No active meter found for event name "%s".' % event_name,
+                                     "event_name")
+        customer = payload.get(meter.cust_key, "")
         if not customer:
-            return bad_request("Missing required param: payload[%s]." % cust_key,
-                               "payload[%s]" % cust_key)
-        if val_key not in payload:
-            return bad_request("Missing required param: payload[%s]." % val_key,
-                               "payload[%s]" % val_key)
-        value = payload[val_key]
+            return None, bad_request("Missing required param: payload[%s]." % meter.cust_key,
+                                     "payload[%s]" % meter.cust_key)
+        if meter.val_key not in payload:
+            return None, bad_request("Missing required param: payload[%s]." % meter.val_key,
+                                     "payload[%s]" % meter.val_key)
+        value = payload[meter.val_key]
         if not VALUE_RE.match(value):
-            return bad_request('Invalid value "%s" for payload[%s]: it must be a number.'
-                               % (value, val_key), "payload[%s]" % val_key)
+            return None, bad_request('Invalid value "%s" for payload[%s]: it must be a number.'
+                                     % (value, meter.val_key), "payload[%s]" % meter.val_key)
         if len(re.sub(r"\D", "", value).lstrip("0")) > MAX_SIGNIFICANT_DIGITS:
-            return bad_request('Invalid value "%s" for payload[%s]: at most %d significant digits '
-                               "are allowed." % (value, val_key, MAX_SIGNIFICANT_DIGITS),
-                               "payload[%s]" % val_key)
+            # The message of Stripe's changelog for 2026-04-22.dahlia.
+            return None, bad_request("The value in the event payload can have at most %d digits. "
+                                     "Received %s." % (MAX_SIGNIFICANT_DIGITS, value),
+                                     "payload[%s]" % meter.val_key)
         identifier = top.get("identifier", "")
         if len(identifier) > MAX_STRING:
-            return bad_request("Invalid string: %s...; must be at most %d characters"
-                               % (identifier[:20], MAX_STRING), "identifier")
+            return None, bad_request("Invalid string: %s...; must be at most %d characters"
+                                     % (identifier[:20], MAX_STRING), "identifier")
         now = time.time()
         ts_text = top.get("timestamp", "")
         if ts_text:
             if not INT_RE.match(ts_text):
-                return bad_request("Invalid integer: %s" % ts_text, "timestamp")
+                return None, bad_request("Invalid integer: %s" % ts_text, "timestamp")
             timestamp = int(ts_text)
             if timestamp < now - PAST_WINDOW_S:
-                return bad_request(
+                return None, bad_request(
                     "The event timestamp cannot be more than 35 days in past. Please use a "
                     "timestamp within the last 35 days.", "timestamp")
             if timestamp > now + FUTURE_WINDOW_S:
-                return bad_request("The event timestamp cannot be more than 5 minutes in the "
-                                   "future.", "timestamp")
+                return None, bad_request("The event timestamp cannot be more than 5 minutes in "
+                                         "the future.", "timestamp")
         else:
             timestamp = int(now)
         if not identifier:
             identifier = "double_" + uuid.uuid4().hex
         ctx["identifier"] = identifier
+        return {"identifier": identifier, "event_name": event_name, "customer": customer,
+                "value": value, "timestamp": timestamp, "payload": payload,
+                "meter": meter}, None
 
+    def accept(self, ev, idem, ctx):
+        """The endpoint's work: 400 "already exists", or the event accepted and recorded."""
+        st = self.st
+        identifier = ev["identifier"]
         with st.lock:
-            if identifier in st.ids:
+            at = st.ids.get(identifier)
+            if at is not None and st.now() - at >= st.identifier_ttl:
+                del st.ids[identifier]
+                st.stats["forgotten_identifiers"] += 1
+                ctx["notes"].append("forgotten_identifier")
+                at = None
+            if at is not None:
                 st.stats["duplicates"] += 1
                 return Reply(400, error_body(
                     "invalid_request_error",
                     "An event already exists with identifier %s." % identifier),
                     [("Stripe-Should-Retry", "false")], note="duplicate")
-            st.ids.add(identifier)
+            accepted_at = st.now()
+            st.ids[identifier] = accepted_at
             st.stats["accepted"] += 1
-            accepted_at = time.time()
             if st.record:
                 st.record.write("\t".join(tsv_escape(f) for f in (
-                    identifier, event_name, customer, value, str(timestamp), idem or "",
-                    "%.3f" % accepted_at)) + "\n")
+                    identifier, ev["event_name"], ev["customer"], ev["value"],
+                    str(ev["timestamp"]), idem or "", "%.3f" % accepted_at)) + "\n")
                 st.record.flush()
             st.events.append({
-                "identifier": identifier, "event_name": event_name, "customer": customer,
-                "value": value, "timestamp": timestamp, "payload": dict(payload),
-                "idempotency_key": idem, "accepted_at": accepted_at,
+                "identifier": identifier, "event_name": ev["event_name"],
+                "customer": ev["customer"], "value": ev["value"], "timestamp": ev["timestamp"],
+                "payload": dict(ev["payload"]), "idempotency_key": idem,
+                "accepted_at": accepted_at,
             })
+            if st.check_customers and ev["customer"] not in st.customers:
+                # Accepted all the same: Stripe checks the customer asynchronously and reports
+                # the failure as a v1.billing.meter.error_report_triggered event.
+                st.stats["error_reports"] += 1
+                ctx["notes"].append("unknown_customer")
+                st.error_reports.append({
+                    "id": "evt_test_double_%06d" % len(st.error_reports),
+                    "code": "meter_event_customer_not_found",
+                    "message": "No customer found with id %s (payload key %s)."
+                               % (ev["customer"], ev["meter"].cust_key),
+                    "identifier": identifier, "event_name": ev["event_name"],
+                    "meter": ev["meter"].id, "customer": ev["customer"],
+                    "time": round(accepted_at, 3), "idempotency_key": idem,
+                })
         return Reply(200, {
             "object": "billing.meter_event",
-            "created": int(now),
-            "event_name": event_name,
+            "created": int(time.time()),
+            "event_name": ev["event_name"],
             "identifier": identifier,
-            "livemode": False,
-            "payload": payload,
-            "timestamp": timestamp,
+            "livemode": st.live,
+            "payload": ev["payload"],
+            "timestamp": ev["timestamp"],
         }, note="accepted")
 
 
@@ -767,6 +1296,59 @@ class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._reset_lock = threading.Lock()
+        self._reset_socks = set()
+
+    def mark_reset(self, sock):
+        with self._reset_lock:
+            self._reset_socks.add(sock)
+
+    def shutdown_request(self, request):
+        with self._reset_lock:
+            reset = request in self._reset_socks
+            self._reset_socks.discard(request)
+        if not reset:
+            return super().shutdown_request(request)
+        try:
+            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_request(request)
+
+
+def rate_limit_arg(text):
+    if text == "auto":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of requests a second, or auto")
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("expected a number >= 0, or auto")
+    return text
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number")
+    if v < 1:
+        raise argparse.ArgumentTypeError("expected a number >= 1")
+    return v
+
+
+def seconds_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("expected a number of seconds > 0")
+    return v
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Stripe meter event API double (loopback only)")
@@ -774,6 +1356,12 @@ def main(argv=None):
     ap.add_argument("--port-file")
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--meter", action="append")
+    ap.add_argument("--customer", action="append")
+    ap.add_argument("--customers-file")
+    ap.add_argument("--rate-limit", type=rate_limit_arg, default="0")
+    ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
+    ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)
+    ap.add_argument("--meters-page-max", type=positive_int, default=100)
     ap.add_argument("--record")
     ap.add_argument("--faults")
     ap.add_argument("--log")

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The Stripe double itself, driven with curl: the other integration tests rely on it behaving like
-# Stripe's meter event API (docs/reference: stripe-meter-events.md).
+# Stripe's meter event API as Stripe documents it (docs/stripe-contract.md gives the sources).
 set -eu
 . "$(dirname "$0")/lib.sh"
 lm_init double
@@ -15,6 +15,15 @@ req() {
 	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
 		"$@" "$DOUBLE_URL/v1/billing/meter_events" >"$T/$name.status" 2>"$T/$name.err" ||
 		rc=$?
+	echo "$rc" >"$T/$name.rc"
+}
+
+# get NAME PATH [curl args]: like req, for a GET of PATH.
+get() {
+	local name=$1 path=$2 rc=0
+	shift 2
+	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+		"$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
 	echo "$rc" >"$T/$name.rc"
 }
 
@@ -133,32 +142,54 @@ assert_eq 400 "$(status bigval)" "16 significant digits status"
 req decval "${auth[@]}" --data "$(ev id-dec -0.25)"
 assert_eq 200 "$(status decval)" "negative decimal value status"
 
-# Faults: a 500, then a request the double accepts but never answers (curl: empty reply, 52).
+# Fault 500: the endpoint began executing and failed, nothing recorded. As at Stripe, the 500 is
+# saved under the Idempotency-Key and replayed to every retry with that key (the same answer, and
+# "Idempotent-Replayed: true"); the other parameters under that key are still a mismatch.
 assert_eq 2 "$(wc -l <"$T/accepted.tsv")" "record lines before the faults"
-double_faults '500,drop_after'
+double_faults '500'
 req f500 "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
 assert_eq 500 "$(status f500)" "injected 500"
 assert_eq api_error "$(field f500 error.type)" "injected 500 type"
+assert_eq false "$(header f500 Stripe-Should-Retry)" "500 Stripe-Should-Retry"
 assert_eq 2 "$(wc -l <"$T/accepted.tsv")" "record lines after the 500"
-req fdrop "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+req f500rep "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+assert_eq 500 "$(status f500rep)" "retry under the key of a saved 500"
+assert_eq true "$(header f500rep Idempotent-Replayed)" "saved 500 replayed"
+assert_eq "$(header f500 Request-Id)" "$(header f500rep Request-Id)" "replayed 500 Request-Id"
+assert_eq "$(cat "$T/f500.b")" "$(cat "$T/f500rep.b")" "replayed 500 body"
+assert_eq false "$(header f500rep Stripe-Should-Retry)" "replayed 500 Stripe-Should-Retry"
+assert_eq 2 "$(wc -l <"$T/accepted.tsv")" "record lines after the replayed 500"
+req f500mis "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 8)"
+assert_eq 400 "$(status f500mis)" "other parameters under the key of a saved 500"
+assert_eq idempotency_error "$(field f500mis error.type)" "mismatch type after a saved 500"
+# The identifier was never recorded: a new key with the same identifier is accepted.
+req f500new "${auth[@]}" -H 'Idempotency-Key: key-f2' --data "$(ev id-f 7)"
+assert_eq 200 "$(status f500new)" "new key after a saved 500"
+assert_eq "" "$(header f500new Idempotent-Replayed)" "new key after a saved 500 not replayed"
+assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after the new key"
+assert_eq id-f "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted under the new key"
+
+# drop_after: accepted, but never answered (curl: empty reply, 52).
+double_faults 'drop_after'
+req fdrop "${auth[@]}" -H 'Idempotency-Key: key-h' --data "$(ev id-h 7)"
 assert_eq 52 "$(cat "$T/fdrop.rc")" "curl exit code for the dropped answer"
-assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after drop_after"
-assert_eq id-f "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by drop_after"
+assert_eq 4 "$(wc -l <"$T/accepted.tsv")" "record lines after drop_after"
+assert_eq id-h "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by drop_after"
 # A re-send under a new key: already exists; under the same key: the stored 200.
-req fresend "${auth[@]}" --data "$(ev id-f 7)"
+req fresend "${auth[@]}" --data "$(ev id-h 7)"
 assert_eq 400 "$(status fresend)" "re-send after drop_after"
-assert_eq "An event already exists with identifier id-f." "$(field fresend error.message)" \
+assert_eq "An event already exists with identifier id-h." "$(field fresend error.message)" \
 	"re-send message"
-req fretry "${auth[@]}" -H 'Idempotency-Key: key-f' --data "$(ev id-f 7)"
+req fretry "${auth[@]}" -H 'Idempotency-Key: key-h' --data "$(ev id-h 7)"
 assert_eq 200 "$(status fretry)" "retry with the same key after drop_after"
 assert_eq true "$(header fretry Idempotent-Replayed)" "retry replayed"
-assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after the re-sends"
+assert_eq 4 "$(wc -l <"$T/accepted.tsv")" "record lines after the re-sends"
 
 # A plain drop: nothing accepted.
 double_faults 'drop'
 req fdrop2 "${auth[@]}" --data "$(ev id-g 7)"
 assert_eq 52 "$(cat "$T/fdrop2.rc")" "curl exit code for a drop"
-assert_eq 3 "$(wc -l <"$T/accepted.tsv")" "record lines after a drop"
+assert_eq 4 "$(wc -l <"$T/accepted.tsv")" "record lines after a drop"
 
 # 429 kinds carry their headers.
 double_faults '429,429lock'
@@ -183,29 +214,35 @@ assert_eq 200 "$(status slow)" "slow request"
 
 # Stats agree with what happened.
 # requests: bad_key no_key ok1 dup replay mismatch replay2 nometer old future unknown nocust
-# badval bigval decval f500 fdrop fresend fretry fdrop2 f429 f429l slow busy = 24
-assert_eq 24 "$(double_stat requests)" "stats requests"
-assert_eq 4 "$(double_stat accepted)" "stats accepted (id-1 id-dec id-f id-s)"
+# badval bigval decval f500 f500rep f500mis f500new fdrop fresend fretry fdrop2 f429 f429l slow
+# busy = 27
+assert_eq 27 "$(double_stat requests)" "stats requests"
+assert_eq 5 "$(double_stat accepted)" "stats accepted (id-1 id-dec id-f id-h id-s)"
 assert_eq 2 "$(double_stat duplicates)" "stats duplicates"
-assert_eq 3 "$(double_stat replays)" "stats replays"
+assert_eq 4 "$(double_stat replays)" "stats replays (replay replay2 f500rep fretry)"
+assert_eq 1 "$(double_stat saved_errors)" "stats saved_errors"
+assert_eq 1 "$(double_stat error_replays)" "stats error_replays"
 assert_eq 2 "$(double_stat unauthorized)" "stats unauthorized"
-assert_eq 8 "$(double_stat rejected)" "stats rejected (mismatch and 7 invalid)"
+assert_eq 9 "$(double_stat rejected)" "stats rejected (2 mismatches and 7 invalid)"
 assert_eq 1 "$(double_stat faults.500)" "stats faults.500"
 assert_eq 1 "$(double_stat faults.drop_after)" "stats faults.drop_after"
 assert_eq 1 "$(double_stat faults.drop)" "stats faults.drop"
 assert_eq 2 "$(double_stat by_status.dropped)" "stats dropped"
-assert_eq 6 "$(double_stat by_status.200)" "stats 200s (ok1 replay replay2 decval fretry slow)"
+assert_eq 2 "$(double_stat by_status.500)" "stats 500s (f500 f500rep)"
+assert_eq 7 "$(double_stat by_status.200)" \
+	"stats 200s (ok1 replay replay2 decval f500new fretry slow)"
 assert_eq 0 "$(double_stat fault_queue)" "fault queue drained"
 assert_eq 1 "$(double_stat concurrency_violations)" "stats concurrency violations (busy)"
-assert_eq 2 "$(double_stat idempotency_errors)" "stats idempotency errors (mismatch, busy)"
-assert_eq 4 "$(double_events | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
+assert_eq 3 "$(double_stat idempotency_errors)" \
+	"stats idempotency errors (mismatch, f500mis, busy)"
+assert_eq 5 "$(double_events | "$PYTHON3" -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
 	"events listed"
 
 # A restarted double still knows the accepted identifiers (from the record file).
 double_restart
 req after "${auth[@]}" --data "$(ev id-1 42)"
 assert_eq 400 "$(status after)" "duplicate after restart"
-assert_eq 4 "$(double_stat preloaded)" "identifiers loaded from the record"
+assert_eq 5 "$(double_stat preloaded)" "identifiers loaded from the record"
 
 # Keep-alive: two requests on one connection, both answered.
 curl -sS --noproxy '*' -v "${auth[@]}" --data "$(ev id-k1)" -o "$T/k1.b" \
@@ -220,5 +257,251 @@ double_faults 'cut_after'
 req cut "${auth[@]}" --data "$(ev id-cut)"
 assert_eq 18 "$(cat "$T/cut.rc")" "curl exit code for a cut answer"
 assert_eq id-cut "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by cut_after"
+
+
+# ---- the endpoint's own faults: 500rec; a 500 without a key ------------------------------------
+# 500rec: the event is processed (accepted, or found a duplicate), then a 500 is answered and saved
+# under the key. A retry with the key gets the saved 500; one with a new key, "already exists".
+double_reset
+double_faults '500rec'
+req r500 "${auth[@]}" -H 'Idempotency-Key: key-r' --data "$(ev id-r 5)"
+assert_eq 500 "$(status r500)" "500rec status"
+assert_eq false "$(header r500 Stripe-Should-Retry)" "500rec Stripe-Should-Retry"
+assert_eq id-r "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier recorded by 500rec"
+req r500rep "${auth[@]}" -H 'Idempotency-Key: key-r' --data "$(ev id-r 5)"
+assert_eq 500 "$(status r500rep)" "retry under the key of a 500rec"
+assert_eq true "$(header r500rep Idempotent-Replayed)" "500rec replayed"
+req r500new "${auth[@]}" -H 'Idempotency-Key: key-r2' --data "$(ev id-r 5)"
+assert_eq 400 "$(status r500new)" "new key after a 500rec"
+assert_eq "An event already exists with identifier id-r." "$(field r500new error.message)" \
+	"new key after a 500rec: message"
+assert_eq 1 "$(grep -c '^id-r	' "$T/accepted.tsv")" "500rec recorded the event once"
+# Without an Idempotency-Key nothing can be saved: the next attempt is processed afresh.
+double_faults '500'
+req nk500 "${auth[@]}" --data "$(ev id-nk 5)"
+assert_eq 500 "$(status nk500)" "500 without a key"
+req nk200 "${auth[@]}" --data "$(ev id-nk 5)"
+assert_eq 200 "$(status nk200)" "after a 500 without a key"
+assert_eq 2 "$(double_stat accepted)" "accepted (id-r id-nk)"
+assert_eq 1 "$(double_stat duplicates)" "duplicates (r500new)"
+assert_eq 1 "$(double_stat saved_errors)" "saved 500s (the 500rec)"
+assert_eq 1 "$(double_stat error_replays)" "replayed 500s (r500rep)"
+assert_eq 1 "$(double_stat faults.500rec)" "stats faults.500rec"
+
+# ---- edge faults: answered before the endpoint, never processed, never saved --------------------
+double_reset
+n0=$(wc -l <"$T/accepted.tsv")
+double_faults '400rl,429ra:7,302,200html'
+req e400rl "${auth[@]}" -H 'Idempotency-Key: key-e' --data "$(ev id-e 9)"
+assert_eq 400 "$(status e400rl)" "400rl status"
+assert_eq rate_limit "$(field e400rl error.code)" "400rl code"
+assert_eq invalid_request_error "$(field e400rl error.type)" "400rl type"
+req e429ra "${auth[@]}" -H 'Idempotency-Key: key-e' --data "$(ev id-e 9)"
+assert_eq 429 "$(status e429ra)" "429ra status"
+assert_eq 7 "$(header e429ra Retry-After)" "429ra Retry-After"
+assert_eq global-rate "$(header e429ra Stripe-Rate-Limited-Reason)" "429ra reason"
+assert_eq rate_limit "$(field e429ra error.code)" "429ra code"
+req e302 "${auth[@]}" -H 'Idempotency-Key: key-e' --data "$(ev id-e 9)"
+assert_eq 302 "$(status e302)" "302 status"
+assert_eq https://portal.invalid/login "$(header e302 Location)" "302 Location"
+req e200html "${auth[@]}" -H 'Idempotency-Key: key-e' --data "$(ev id-e 9)"
+assert_eq 200 "$(status e200html)" "200html status"
+case $(header e200html Content-Type) in
+text/html*) ;;
+*) fail "200html Content-Type: $(header e200html Content-Type)" ;;
+esac
+grep -q '<html>' "$T/e200html.b" || fail "200html body: $(head -c 200 "$T/e200html.b")"
+assert_eq "$n0" "$(wc -l <"$T/accepted.tsv")" "record lines after the edge faults"
+# None of them saved anything under the key, nor recorded the identifier.
+req eok "${auth[@]}" -H 'Idempotency-Key: key-e' --data "$(ev id-e 9)"
+assert_eq 200 "$(status eok)" "the key after the edge faults"
+assert_eq "" "$(header eok Idempotent-Replayed)" "the key after the edge faults: not a replay"
+assert_eq 1 "$(double_stat accepted)" "accepted after the edge faults"
+assert_eq 0 "$(double_stat rejected)" "edge faults are not rejections"
+assert_eq 1 "$(double_stat faults.429ra)" "stats faults.429ra"
+
+# reset: the connection is closed with a TCP RST before the endpoint (nothing recorded);
+# reset_after: after it (recorded, and the 200 saved under the key).
+double_faults 'reset,reset_after'
+req rst "${auth[@]}" -H 'Idempotency-Key: key-x' --data "$(ev id-x 3)"
+assert_eq 56 "$(cat "$T/rst.rc")" "curl exit code for a reset"
+grep -qi 'reset' "$T/rst.err" || fail "reset: curl said $(cat "$T/rst.err")"
+assert_eq "$((n0 + 1))" "$(wc -l <"$T/accepted.tsv")" "record lines after a reset"
+req rst2 "${auth[@]}" -H 'Idempotency-Key: key-x' --data "$(ev id-x 3)"
+assert_eq 56 "$(cat "$T/rst2.rc")" "curl exit code for reset_after"
+grep -qi 'reset' "$T/rst2.err" || fail "reset_after: curl said $(cat "$T/rst2.err")"
+assert_eq id-x "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "identifier accepted by reset_after"
+req rst3 "${auth[@]}" -H 'Idempotency-Key: key-x' --data "$(ev id-x 3)"
+assert_eq 200 "$(status rst3)" "retry after reset_after"
+assert_eq true "$(header rst3 Idempotent-Replayed)" "retry after reset_after replayed"
+assert_eq 2 "$(double_stat by_status.reset)" "stats resets"
+
+# ---- time: Idempotency-Keys and identifiers are forgotten after their TTLs ----------------------
+# POST /_double/clock moves the double's clock (for the TTLs only), so nothing sleeps.
+clock() {
+	curl -sS --noproxy '*' --max-time 20 -f -X POST -H 'Content-Type: application/json' \
+		--data "{\"advance\": $1}" "$DOUBLE_URL/_double/clock" >/dev/null ||
+		fail "POST /_double/clock failed"
+}
+double_restart --idempotency-ttl 100 --identifier-ttl 1000
+req t1 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq 200 "$(status t1)" "TTL: first request"
+clock 50
+req t2 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq true "$(header t2 Idempotent-Replayed)" "TTL: the key still remembered"
+clock 60
+# The key is forgotten: the request is processed afresh, and the identifier still protects it.
+req t3 "${auth[@]}" -H 'Idempotency-Key: key-t' --data "$(ev id-t 4)"
+assert_eq 400 "$(status t3)" "TTL: a forgotten key, processed afresh"
+assert_eq "" "$(header t3 Idempotent-Replayed)" "TTL: a forgotten key is not replayed"
+assert_eq "An event already exists with identifier id-t." "$(field t3 error.message)" \
+	"TTL: the identifier outlives the key"
+assert_eq 1 "$(double_stat forgotten_keys)" "stats forgotten_keys"
+# A saved 500 lasts as long as its key, then the event goes through.
+double_faults '500'
+req t500 "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 500 "$(status t500)" "TTL: a saved 500"
+clock 50
+req t500b "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 500 "$(status t500b)" "TTL: the saved 500 within the key's TTL"
+clock 60
+req t500c "${auth[@]}" -H 'Idempotency-Key: key-t500' --data "$(ev id-t500 4)"
+assert_eq 200 "$(status t500c)" "TTL: the key of the 500 forgotten"
+# Once the identifier is forgotten too, a re-send is accepted AGAIN: billed twice.
+clock 1000
+req t4 "${auth[@]}" -H 'Idempotency-Key: key-t4' --data "$(ev id-t 4)"
+assert_eq 200 "$(status t4)" "TTL: a forgotten identifier is accepted again"
+assert_eq 2 "$(grep -c '^id-t	' "$T/accepted.tsv")" "TTL: the identifier recorded twice"
+assert_eq 1 "$(double_stat forgotten_identifiers)" "stats forgotten_identifiers"
+assert_eq 1220 "$(curl -sS --noproxy '*' -f "$DOUBLE_URL/_double/clock" | "$PYTHON3" -c \
+	'import json, sys; print(int(json.load(sys.stdin)["offset"]))')" "GET /_double/clock"
+# At start, record lines older than the identifier TTL (by their accepted time) are not loaded.
+printf 'id-ancient\tbandwidth_bytes\tcus_A\t1\t%s\t\t%s.000\n' "$now" "$((now - 2000))" \
+	>>"$T/accepted.tsv"
+double_restart --identifier-ttl 1000
+assert_eq 1 "$(double_stat preload_expired)" "record lines past the TTL at start"
+req anc "${auth[@]}" --data "$(ev id-ancient 1)"
+assert_eq 200 "$(status anc)" "an identifier past its TTL in the record"
+
+# ---- customers: an unknown one is accepted, and reported asynchronously -------------------------
+echo cus_B >"$T/customers.txt"
+double_restart --customer cus_A --customers-file "$T/customers.txt"
+evc() { # evc IDENTIFIER CUSTOMER
+	echo "event_name=bandwidth_bytes&identifier=$1&timestamp=$now&payload[stripe_customer_id]=$2&payload[value]=1"
+}
+req cz "${auth[@]}" --data "$(evc id-cz cus_Z)"
+assert_eq 200 "$(status cz)" "unknown customer: accepted"
+assert_eq id-cz "$(tail -n 1 "$T/accepted.tsv" | cut -f1)" "unknown customer: recorded"
+req cb "${auth[@]}" --data "$(evc id-cb cus_B)"
+assert_eq 200 "$(status cb)" "customer from the file"
+req ca "${auth[@]}" --data "$(evc id-ca cus_A)"
+assert_eq 200 "$(status ca)" "customer from --customer"
+assert_eq 1 "$(double_stat error_reports)" "stats error_reports"
+curl -sS --noproxy '*' -f -o "$T/reports.b" "$DOUBLE_URL/_double/error_reports" ||
+	fail "GET /_double/error_reports failed"
+assert_eq "meter_event_customer_not_found id-cz cus_Z bandwidth_bytes" "$("$PYTHON3" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(len(r) == 1 and " ".join((r[0]["code"], r[0]["identifier"], r[0]["customer"],
+                                r[0]["event_name"])))' "$T/reports.b")" "the error report"
+
+# The same report as Stripe's thin event, through GET /v2/core/events.
+get v2ev /v2/core/events "${auth[@]}"
+assert_eq 200 "$(status v2ev)" "GET /v2/core/events"
+assert_eq "v1.billing.meter.error_report_triggered meter_event_customer_not_found id-cz billing.meter" \
+	"$("$PYTHON3" -c '
+import json, sys
+e = json.load(open(sys.argv[1]))["data"][0]
+t = e["data"]["reason"]["error_types"][0]
+print(e["type"], t["code"], t["sample_errors"][0]["request"]["identifier"],
+      e["related_object"]["type"])' "$T/v2ev.b")" "the v2 event"
+get v2noauth /v2/core/events
+assert_eq 401 "$(status v2noauth)" "GET /v2/core/events without a key"
+
+# ---- meters: GET /v1/billing/meters, paginated; an inactive meter takes no events ---------------
+double_restart --meter old_meter:customer_id:units:count:inactive --meter gauge::level:last \
+	--meters-page-max 2
+get mnoauth /v1/billing/meters
+assert_eq 401 "$(status mnoauth)" "GET /v1/billing/meters without a key"
+# meters NAME: "has_more event_name..." of a list answer.
+meters() {
+	"$PYTHON3" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["object"] == "list" and d["url"] == "/v1/billing/meters", d
+print(str(d["has_more"]).lower(), *[m["event_name"] for m in d["data"]])' "$T/$1.b"
+}
+get m1 /v1/billing/meters "${auth[@]}"
+assert_eq 200 "$(status m1)" "GET /v1/billing/meters"
+assert_eq "true bandwidth_bytes requests" "$(meters m1)" "first page (capped at 2)"
+last=$("$PYTHON3" -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][-1]["id"])' \
+	"$T/m1.b")
+get m2 "/v1/billing/meters?starting_after=$last" "${auth[@]}"
+assert_eq "false old_meter gauge" "$(meters m2)" "second page"
+get minact "/v1/billing/meters?status=inactive" "${auth[@]}"
+assert_eq "false old_meter" "$(meters minact)" "status=inactive"
+get mact "/v1/billing/meters?status=active&limit=1" "${auth[@]}"
+assert_eq "true bandwidth_bytes" "$(meters mact)" "status=active&limit=1"
+get mact2 "/v1/billing/meters?status=active&starting_after=$last" "${auth[@]}"
+assert_eq "false gauge" "$(meters mact2)" "status=active after requests"
+get mbefore "/v1/billing/meters?ending_before=$last" "${auth[@]}"
+assert_eq "false bandwidth_bytes" "$(meters mbefore)" "ending_before"
+get mlimit "/v1/billing/meters?limit=101" "${auth[@]}"
+assert_eq 400 "$(status mlimit)" "limit=101"
+assert_eq limit "$(field mlimit error.param)" "limit=101 param"
+# The billing.meter object, as in Stripe's OpenAPI spec; ids are stable ("mtr_test_" and 32 hex
+# digits of the event name's SHA-256 with a test key).
+assert_eq ok "$("$PYTHON3" -c '
+import hashlib, json, sys
+m = json.load(open(sys.argv[1]))["data"][0]
+want = {"object": "billing.meter", "customer_mapping": {"event_payload_key": "customer_id",
+        "type": "by_id"}, "default_aggregation": {"formula": "count"}, "display_name": "old_meter",
+        "event_name": "old_meter", "event_time_window": None, "livemode": False,
+        "status": "inactive", "value_settings": {"event_payload_key": "units"},
+        "id": "mtr_test_" + hashlib.sha256(b"old_meter").hexdigest()[:32]}
+bad = {k: m.get(k) for k in want if m.get(k) != want[k]}
+keys = sorted(m) == sorted(["id", "object", "created", "customer_mapping", "default_aggregation",
+                            "display_name", "event_name", "event_time_window", "livemode",
+                            "status", "status_transitions", "updated", "value_settings"])
+ok = not bad and keys and isinstance(m["status_transitions"]["deactivated_at"], int)
+print("ok" if ok else "%s %s" % (bad, sorted(m)))' "$T/minact.b")" "the billing.meter object"
+req inact "${auth[@]}" --data "event_name=old_meter&identifier=id-old&payload[customer_id]=cus_A&payload[units]=1"
+assert_eq 400 "$(status inact)" "event for an inactive meter"
+assert_eq 'No active meter found for event name "old_meter".' "$(field inact error.message)" \
+	"event for an inactive meter: message"
+req gauge "${auth[@]}" --data "event_name=gauge&identifier=id-gauge&payload[stripe_customer_id]=cus_A&payload[level]=7"
+assert_eq 200 "$(status gauge)" "event for a meter with its own value key"
+
+# ---- rate limits -------------------------------------------------------------------------------
+# --rate-limit N: a token bucket of max(1, N) tokens, N a second. At 0.001 a second the second
+# request is refused for the next 1,000 s: no timing assumption.
+double_restart --rate-limit 0.001
+req rl1 "${auth[@]}" -H 'Idempotency-Key: key-rl' --data "$(ev id-rl 1)"
+assert_eq 200 "$(status rl1)" "within the rate limit"
+req rl2 "${auth[@]}" -H 'Idempotency-Key: key-rl2' --data "$(ev id-rl2 1)"
+assert_eq 429 "$(status rl2)" "over the rate limit"
+assert_eq rate_limit "$(field rl2 error.code)" "rate limit code"
+assert_eq global-rate "$(header rl2 Stripe-Rate-Limited-Reason)" "rate limit reason (test key)"
+req rl3 "${auth[@]}" -H 'Idempotency-Key: key-rl' --data "$(ev id-rl 1)"
+assert_eq 429 "$(status rl3)" "the limiter comes before the idempotency layer"
+assert_eq 2 "$(double_stat rate_limited)" "stats rate_limited"
+assert_eq 0 "$(grep -c '^id-rl2	' "$T/accepted.tsv")" "a rate-limited event is not recorded"
+req rlkey "${auth[@]}" -H 'Idempotency-Key: key-rl2' --data "$(ev id-rl2 1)"
+assert_eq 429 "$(status rlkey)" "still limited"
+# auto: what Stripe documents for the meter events endpoint, by the key's mode.
+double_restart --rate-limit auto
+assert_eq 25 "$(double_stat rate_limit)" "auto rate limit with a test key"
+double_stop
+double_start_key "sk_live_double_$(_lm_random)" --rate-limit auto
+assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live key"
+req live -H "Authorization: Bearer $API_KEY" --data "$(ev id-live 1)"
+assert_eq true "$(field live livemode)" "livemode with a live key"
+get mlive /v1/billing/meters -H "Authorization: Bearer $API_KEY"
+assert_eq "mtr_$("$PYTHON3" -c 'import hashlib; print(hashlib.sha256(b"bandwidth_bytes").hexdigest()[:32])')" \
+	"$("$PYTHON3" -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][0]["id"])' "$T/mlive.b")" \
+	"live meter id"
+double_stop
+double_start_key "rk_live_double_$(_lm_random)" --rate-limit auto
+assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live restricted key"
 
 note "ok"
