@@ -5,6 +5,7 @@
 #include "sender.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <limits.h>
 #include <pthread.h>
 #include <search.h>
@@ -1063,45 +1064,48 @@ void sender_rate_print(FILE *out, const struct config *cfg)
 }
 
 struct sender_status {
-	long pid;
+	long long pid;
 	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
-	int64_t since, pause_until, rate_cut, hold_until;
+	long long since, pause_until, rate_cut, hold_until;
 	double rate_max, rate;
 	long long in_flight, retrying, held, queued;
 };
 
+/* The keys of the sender's region of the state file (publish_state writes them). */
+static const struct {
+	const char *key;
+	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal */
+	size_t off, size;
+} status_fields[] = {
+#define SF(k, t, f)                                                                                \
+	{                                                                                          \
+#k, t, offsetof(struct sender_status, f), sizeof(((struct sender_status *)0)->f)   \
+	}
+    SF(pid, 'i', pid),           SF(sender, 's', state),          SF(detail, 's', detail),
+    SF(rate_why, 's', rate_why), SF(since, 'i', since),           SF(pause_until, 'i', pause_until),
+    SF(rate_cut, 'i', rate_cut), SF(hold_until, 'i', hold_until), SF(rate_max, 'd', rate_max),
+    SF(rate, 'd', rate),         SF(in_flight, 'i', in_flight),   SF(retrying, 'i', retrying),
+    SF(held, 'i', held),         SF(queued, 'i', queued),
+#undef SF
+};
+
 static void status_line(const char *key, const char *v, void *ud)
 {
-	struct sender_status *st = ud;
+	char *base = ud;
 
-	if (strcmp(key, "pid") == 0)
-		st->pid = strtol(v, NULL, 10);
-	else if (strcmp(key, "sender") == 0)
-		snprintf(st->state, sizeof(st->state), "%s", v);
-	else if (strcmp(key, "detail") == 0)
-		snprintf(st->detail, sizeof(st->detail), "%s", v);
-	else if (strcmp(key, "rate_why") == 0)
-		snprintf(st->rate_why, sizeof(st->rate_why), "%s", v);
-	else if (strcmp(key, "since") == 0)
-		st->since = strtoll(v, NULL, 10);
-	else if (strcmp(key, "pause_until") == 0)
-		st->pause_until = strtoll(v, NULL, 10);
-	else if (strcmp(key, "rate_cut") == 0)
-		st->rate_cut = strtoll(v, NULL, 10);
-	else if (strcmp(key, "hold_until") == 0)
-		st->hold_until = strtoll(v, NULL, 10);
-	else if (strcmp(key, "rate_max") == 0)
-		st->rate_max = strtod(v, NULL);
-	else if (strcmp(key, "rate") == 0)
-		st->rate = strtod(v, NULL);
-	else if (strcmp(key, "in_flight") == 0)
-		st->in_flight = strtoll(v, NULL, 10);
-	else if (strcmp(key, "retrying") == 0)
-		st->retrying = strtoll(v, NULL, 10);
-	else if (strcmp(key, "held") == 0)
-		st->held = strtoll(v, NULL, 10);
-	else if (strcmp(key, "queued") == 0)
-		st->queued = strtoll(v, NULL, 10);
+	for (size_t i = 0; i < sizeof(status_fields) / sizeof(status_fields[0]); i++) {
+		void *field = base + status_fields[i].off;
+
+		if (strcmp(key, status_fields[i].key) != 0)
+			continue;
+		if (status_fields[i].type == 's')
+			snprintf(field, status_fields[i].size, "%s", v);
+		else if (status_fields[i].type == 'd')
+			*(double *)field = strtod(v, NULL);
+		else
+			*(long long *)field = strtoll(v, NULL, 10);
+		return;
+	}
 }
 
 static void utc(int64_t t, char *out, size_t outlen)
@@ -1129,7 +1133,7 @@ void sender_status_print(FILE *out, const struct config *cfg)
 	}
 	if (rc > 0)
 		statefile_parse(buf, status_line, &st);
-	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive(st.pid)) {
+	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive((long)st.pid)) {
 		fprintf(out, "sender: not running\n");
 		sender_rate_print(out, cfg);
 		return;

@@ -27,7 +27,8 @@
 #define STRIPE_CREDENTIAL_NAME "stripe.key"
 #define STRIPE_ENDPOINT "/v1/billing/meter_events"
 #define STRIPE_METERS_ENDPOINT "/v1/billing/meters"
-#define STRIPE_METERS_PAGE 100 /* the largest page Stripe's list endpoints give */
+#define STRIPE_METERS_PAGE 100             /* the largest page Stripe's list endpoints give */
+#define STRIPE_LIST_BODY_MAX (1024 * 1024) /* bytes of one page of meters, at most */
 /* Stripe's answers are small JSON objects; anything beyond this is not worth keeping. */
 #define STRIPE_BODY_MAX (64 * 1024)
 #define STRIPE_REASON_BODY_MAX 200 /* bytes of a non-JSON body quoted in a reason */
@@ -42,16 +43,51 @@ static const char stripe_exists_prefix[] = "An event already exists with identif
 /* Stripe's 404 for a path it does not serve: a wrong api_base or proxy, not a bad event. */
 static const char stripe_unknown_url_prefix[] = "Unrecognized request URL";
 
+/* A response body being received: `len` bytes in `p` (NUL-terminated), `cap` allocated. */
+struct body_buf {
+	char *p;
+	size_t len, cap;
+};
+
+/* Appends up to `n` bytes of `data` to `b`, keeping at most `max` bytes in all. Returns the bytes
+ * kept (fewer than `n` once `max` is reached, or if memory runs out). */
+static size_t body_append(struct body_buf *b, const char *data, size_t n, size_t max)
+{
+	size_t take = b->len < max ? max - b->len : 0;
+
+	if (take > n)
+		take = n;
+	if (take == 0)
+		return 0;
+	if (b->len + take + 1 > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 1024;
+		char *p;
+
+		while (cap < b->len + take + 1)
+			cap *= 2;
+		if (cap > max + 1)
+			cap = max + 1;
+		p = realloc(b->p, cap);
+		if (p == NULL)
+			return 0;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, take);
+	b->len += take;
+	b->p[b->len] = '\0';
+	return take;
+}
+
 struct stripe_request {
 	CURL *easy;
 	struct curl_slist *headers; /* one of them holds the key: wiped in _free */
 	struct event ev;
 	void *ud;
-	char *body; /* the response body, at most STRIPE_BODY_MAX bytes */
-	size_t body_len, body_cap;
-	int should_retry;                     /* Stripe-Should-Retry: 1, 0, -1 absent */
-	int replayed;                         /* Idempotent-Replayed: true */
-	int64_t retry_after_ms;               /* Retry-After, -1 if absent */
+	struct body_buf body;   /* the response body, at most STRIPE_BODY_MAX bytes kept */
+	int should_retry;       /* Stripe-Should-Retry: 1, 0, -1 absent */
+	int replayed;           /* Idempotent-Replayed: true */
+	int64_t retry_after_ms; /* Retry-After, -1 if absent */
 	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
 	char location[STRIPE_LOCATION_MAX];   /* Location (of a redirect), "" if absent */
 	char errbuf[CURL_ERROR_SIZE];
@@ -710,30 +746,10 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct stripe_request *req = ud;
-	size_t n = size * nmemb, room, take;
 
-	if (req->body_len >= STRIPE_BODY_MAX)
-		return n;
-	room = STRIPE_BODY_MAX - req->body_len;
-	take = n < room ? n : room;
-	if (req->body_len + take + 1 > req->body_cap) {
-		size_t cap = req->body_cap > 0 ? req->body_cap : 1024;
-		char *p;
-
-		while (cap < req->body_len + take + 1)
-			cap *= 2;
-		if (cap > STRIPE_BODY_MAX + 1)
-			cap = STRIPE_BODY_MAX + 1;
-		p = realloc(req->body, cap);
-		if (p == NULL)
-			return n; /* keep what we have; the status still classifies */
-		req->body = p;
-		req->body_cap = cap;
-	}
-	memcpy(req->body + req->body_len, data, take);
-	req->body_len += take;
-	req->body[req->body_len] = '\0';
-	return n;
+	/* Beyond what is kept, the rest is read and dropped: the status still classifies. */
+	body_append(&req->body, data, size * nmemb, STRIPE_BODY_MAX);
+	return size * nmemb;
 }
 
 /* If the header line `h` (`n` bytes, with its CRLF) is "name: value", returns the value with
@@ -1014,8 +1030,8 @@ enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode c
 		r.status = 0;
 	r.should_retry = req->should_retry;
 	r.replayed = req->replayed;
-	r.body = req->body;
-	r.body_len = req->body_len;
+	r.body = req->body.p;
+	r.body_len = req->body.len;
 	r.identifier = req->ev.identifier;
 	r.location = req->location;
 	out = stripe_classify(&r, reason, reasonlen);
@@ -1054,41 +1070,19 @@ void stripe_request_free(struct stripe_request *req)
 			wipe(l->data, strlen(l->data));
 	}
 	curl_slist_free_all(req->headers);
-	free(req->body);
+	free(req->body.p);
 	wipe(req->key, sizeof(req->key));
 	free(req);
 }
 
 /* ---- the account's meters ---- */
 
-struct body_buf {
-	char *p;
-	size_t len, cap;
-};
-
 static size_t on_list_body(char *data, size_t size, size_t nmemb, void *ud)
 {
-	struct body_buf *b = ud;
 	size_t n = size * nmemb;
 
-	if (b->len + n > STRIPE_BODY_MAX * 16)
-		return 0; /* a page of 100 meters is far smaller: stop the transfer */
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap > 0 ? b->cap : 16384;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (p == NULL)
-			return 0;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return n;
+	/* A page of 100 meters is far smaller: anything that does not fit stops the transfer. */
+	return body_append(ud, data, n, STRIPE_LIST_BODY_MAX) == n ? n : 0;
 }
 
 /* Copies a JSON string member into `out` (`outlen` bytes), "" if absent or not a string. */

@@ -397,3 +397,42 @@ accepted_count() {
 accepted_at_least() {
 	[ "$(accepted_count)" -ge "$1" ]
 }
+
+# --- the Apache bytes rule, shared by the tests of sending --------------------------------------
+
+# config_apache_bytes CONF LOG: appends [source apache] reading LOG and [rule bytes]: meter event
+# bandwidth_bytes, the client IP as customer, the response bytes of each 2xx line as value.
+config_apache_bytes() {
+	cat >>"$1" <<CONF
+[source apache]
+path = $2
+[rule bytes]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+value = bytes
+CONF
+}
+
+# apache_bytes_count LOG: how many events that rule makes of LOG, counted with awk.
+apache_bytes_count() {
+	LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$1" | wc -l
+}
+
+# apache_bytes_ids CONF LOG: the sorted identifiers that rule's events of LOG must have (instance
+# test, source apache), computed with awk and tests/identifiers.py, not by logmeter.
+apache_bytes_ids() {
+	local uid
+	uid=$(file_uid "$1" "$2") || return 1
+	LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$2" |
+		"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes | sort
+}
+
+# assert_accepted_once CONF LOG: the double accepted exactly the events of LOG, each once.
+assert_accepted_once() {
+	apache_bytes_ids "$1" "$2" >"$T/expected_ids" || fail "no identifiers for $2"
+	double_accepted_ids >"$T/accepted_ids"
+	diff -u "$T/expected_ids" "$T/accepted_ids" >"$T/ids.diff" ||
+		fail "accepted identifiers differ from the expected ones: $(head -n 20 "$T/ids.diff")"
+}

@@ -13,16 +13,7 @@ mkdir -p "$T/logs"
 log="$T/logs/access.log"
 head -n 200 "$LOGS/elastic_apache_logs.log" > "$log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$log"
 conf="$T/logmeter.conf"
 
 # The rate that applies, as check says.
@@ -53,7 +44,7 @@ wait_until 10 holding || { tr -s " " < "$T/state/agent.state" >&2; fail "status 
 grep -q '^rate: up to 40 requests/s (max_requests_per_second); now 20.0/s, lowered after a 429 at ' "$T/status" ||
 	fail "status does not show the lowered rate: $(cat "$T/status")"
 grep -q 'sending rate lowered to 20.0/s of 40/s' "$T/agent.log" || fail "the log does not say the rate was lowered"
-n=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
+n=$(apache_bytes_count "$log")
 wait_until 90 accepted_at_least "$n" || fail "only $(accepted_count) of $n accepted"
 agent_stop || fail "agent exited $? on SIGTERM"
 st=$("$LOGMETER" status -c "$conf")
@@ -67,11 +58,7 @@ sed -i 's/^max_requests_per_second = .*/max_requests_per_second = 200/' "$conf"
 agent_once "$conf" || fail "run --once exited $?"
 [ "$(double_stat rate_limited)" -gt 0 ] || fail "the double never rate-limited the agent"
 grep -q 'sending rate lowered to' "$T/agent.log" || fail "the rate was not lowered"
-uid=$(file_uid "$conf" "$log")
-LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$log" |
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes | sort > "$T/expected"
-double_accepted_ids > "$T/accepted"
-diff -u "$T/expected" "$T/accepted" > "$T/diff" || fail "accepted identifiers differ: $(head "$T/diff")"
+assert_accepted_once "$conf" "$log"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "dead letters 0, unsure 0" <<<"$st" || fail "status: $st"
-note "$(wc -l < "$T/expected") events accepted once; $(double_stat rate_limited) requests rate-limited by the double"
+note "$(apache_bytes_count "$log") events accepted once; $(double_stat rate_limited) requests rate-limited by the double"

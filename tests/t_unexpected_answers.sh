@@ -11,18 +11,9 @@ mkdir -p "$T/logs"
 log="$T/logs/access.log"
 head -n 120 "$LOGS/elastic_apache_logs.log" > "$log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$log"
 conf="$T/logmeter.conf"
-n=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
+n=$(apache_bytes_count "$log")
 
 # --once: a redirect stops the run (exit 1), the events stay pending, nothing is dead.
 double_faults '302'
@@ -59,9 +50,5 @@ grep -q 'trying Stripe again with one request' "$T/agent.log" || fail "no probe 
 agent_stop || fail "agent exited $? on SIGTERM"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered $n, dead letters 0, unsure 0" <<<"$st" || fail "status: $st"
-uid=$(file_uid "$conf" "$log")
-LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$log" |
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes | sort > "$T/expected"
-double_accepted_ids > "$T/accepted"
-diff -u "$T/expected" "$T/accepted" > "$T/diff" || fail "accepted identifiers differ: $(head "$T/diff")"
+assert_accepted_once "$conf" "$log"
 note "redirect and captive portal: paused, never dead-lettered; $n events accepted once"

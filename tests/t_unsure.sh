@@ -13,16 +13,7 @@ log="$T/logs/access.log"
 LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$LOGS/elastic_apache_logs.log" | head -n 1 > "$log"
 write_config "$T/logmeter.conf"
 sed -i 's/^\[stripe\]$/[stripe]\nunsure_after = 3s/' "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$log"
 conf="$T/logmeter.conf"
 
 agent_start "$conf"
