@@ -23,9 +23,14 @@ n_get=$(grep -c '"GET' "$T/logs/a.log")
 # One agent per spool: a second one is refused while the first runs.
 agent_start "$T/logmeter.conf"
 wait_until 20 accepted_at_least "$n_get" || fail "first agent did not deliver"
-rc=0; timeout 20 "$LOGMETER" run -c "$T/logmeter.conf" 2> "$T/second.log" || rc=$?
+# (With another instance id: a refused agent must not even have written its id into the spool.)
+sed 's/^instance = test$/instance = intruder/' "$T/logmeter.conf" > "$T/second.conf"
+rc=0; timeout 20 "$LOGMETER" run -c "$T/second.conf" 2> "$T/second.log" || rc=$?
 [ "$rc" != 0 ] || fail "a second agent on the same spool was allowed to run"
 grep -q 'already running' "$T/second.log" || fail "no clear message for the second agent: $(cat "$T/second.log")"
+assert_eq test "$(sqlite3 -cmd '.timeout 5000' "file:$T/state/spool.db?mode=ro" "SELECT value FROM meta WHERE key = 'instance'")" \
+	"the instance id after a refused second agent"
+! grep -q 'instance id changed' "$T/second.log" || fail "the refused agent changed the instance id"
 
 # SIGHUP with a broken configuration keeps the running one.
 cp "$T/logmeter.conf" "$T/good.conf"

@@ -29,7 +29,7 @@ note "seed $SEED, $CRASHES crashes"
 
 # Every crash_point() call site names a known point, and every known point has a call site.
 "$LOGMETER" crash-points | sort > "$T/points_known"
-grep -ho 'crash_point("[a-z0-9_]*")' "$top_srcdir"/src/*.c | sed 's/.*("\(.*\)")/\1/' | sort -u > "$T/points_used"
+grep -ho 'crash_point("[a-z0-9_]*")' "$top_srcdir"/src/*.c "$top_srcdir"/src/*/*.c | sed 's/.*("\(.*\)")/\1/' | sort -u > "$T/points_used"
 diff -u "$T/points_known" "$T/points_used" > "$T/points_diff" ||
 	fail "crash points in the sources differ from logmeter crash-points: $(cat "$T/points_diff")"
 

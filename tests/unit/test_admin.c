@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "spool.h"
+#include "cli/admin.h"
+#include "store/spool.h"
 
 static void test_parse_time(void **state)
 {

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "crash.h"
+#include "util/crash.h"
 
 /* ---- parsing ---- */
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "event.h"
+#include "core/event.h"
 
 #define UID "0123456789abcdef0123456789abcdef"
 

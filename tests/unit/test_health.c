@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "health.h"
+#include "util/health.h"
 
 static char dir[] = "/tmp/test_health.XXXXXX";
 static char sock_path[64];

@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "custmap.h"
-#include "log.h"
-#include "rule.h"
+#include "config/config.h"
+#include "core/custmap.h"
+#include "util/log.h"
+#include "core/rule.h"
 
 /* The Apache combined log pattern of /work/shared/design.md's configuration sketch. */
 #define APACHE_PATTERN                                                                             \

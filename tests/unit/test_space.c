@@ -16,11 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "event.h"
-#include "space.h"
-#include "statefile.h"
-#include "spool.h"
+#include "config/config.h"
+#include "core/event.h"
+#include "ingest/space.h"
+#include "util/statefile.h"
+#include "store/spool.h"
 
 #define BATCH 200
 

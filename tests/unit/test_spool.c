@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "spool.h"
+#include "store/spool.h"
 
 struct fixture {
 	char dir[64];     /* the mkdtemp() directory */
@@ -1459,10 +1459,14 @@ static void test_migrate_from_1(void **state)
 	spool_free(fx->sp);
 	fx->sp = NULL;
 	unlink(fx->db);
-	snprintf(text, sizeof(text), "%s-wal", fx->db);
-	unlink(text);
-	snprintf(text, sizeof(text), "%s-shm", fx->db);
-	unlink(text);
+	{
+		char side[sizeof(fx->db) + 8];
+
+		snprintf(side, sizeof(side), "%s-wal", fx->db);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", fx->db);
+		unlink(side);
+	}
 	raw_exec_create(fx->db, v1);
 
 	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));

@@ -19,9 +19,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "event.h"
-#include "stripe.h"
+#include "config/config.h"
+#include "core/event.h"
+#include "send/stripe.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -354,7 +354,7 @@ static void test_check_base(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[256] = "";
-		int rc = stripe_check_base(cases[i].base, err, sizeof(err));
+		int rc = config_check_api_base(cases[i].base, err, sizeof(err));
 
 		if ((rc == 0) != cases[i].ok)
 			fail_msg("\"%s\": rc %d, want %s (%s)", cases[i].base, rc,
@@ -362,7 +362,7 @@ static void test_check_base(void **state)
 		if (!cases[i].ok)
 			assert_true(err[0] != '\0');
 	}
-	assert_int_equal(stripe_check_base(NULL, NULL, 0), -1);
+	assert_int_equal(config_check_api_base(NULL, NULL, 0), -1);
 }
 
 /* ---- key ---- */
@@ -1116,12 +1116,12 @@ static void test_check_account(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(stripe_check_account("acct_1A2b3C", err, sizeof(err)), 0);
-	assert_int_equal(stripe_check_account("acct_", err, sizeof(err)), -1);
-	assert_int_equal(stripe_check_account("cus_123", err, sizeof(err)), -1);
-	assert_int_equal(stripe_check_account("acct_12 3", err, sizeof(err)), -1);
-	assert_int_equal(stripe_check_account("acct_1\r\nX-Evil: 1", err, sizeof(err)), -1);
-	assert_int_equal(stripe_check_account(NULL, err, sizeof(err)), -1);
+	assert_int_equal(config_check_account("acct_1A2b3C", err, sizeof(err)), 0);
+	assert_int_equal(config_check_account("acct_", err, sizeof(err)), -1);
+	assert_int_equal(config_check_account("cus_123", err, sizeof(err)), -1);
+	assert_int_equal(config_check_account("acct_12 3", err, sizeof(err)), -1);
+	assert_int_equal(config_check_account("acct_1\r\nX-Evil: 1", err, sizeof(err)), -1);
+	assert_int_equal(config_check_account(NULL, err, sizeof(err)), -1);
 }
 
 static void test_request_bad_answers(void **state)

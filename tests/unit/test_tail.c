@@ -20,13 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "event.h"
-#include "log.h"
-#include "rule.h"
-#include "spool.h"
-#include "tail.h"
-#include "watch.h"
+#include "config/config.h"
+#include "core/event.h"
+#include "util/log.h"
+#include "core/rule.h"
+#include "store/spool.h"
+#include "ingest/tail.h"
+#include "ingest/watch.h"
 
 #define INSTANCE "test-instance"
 

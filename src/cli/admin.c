@@ -1,0 +1,790 @@
+#include "cli/admin.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "core/custmap.h"
+#include "util/log.h"
+#include "store/spool.h"
+#include "store/spool_repair.h"
+
+static const char *const state_names[] = {"pending", "delivered", "dead", "unsure"};
+
+int admin_state_parse(const char *name)
+{
+	for (int i = 0; i < (int)(sizeof(state_names) / sizeof(state_names[0])); i++)
+		if (name != NULL && strcmp(name, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static void iso_time(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, outlen, "@%" PRId64, t);
+}
+
+/* ---- --since TIME ---- */
+
+static int parse_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+int admin_parse_time(const char *text, int64_t now, int64_t *out)
+{
+	const char *p = text;
+	struct tm tm;
+	int y, mo, d, h = 0, mi = 0, s = 0, oh, om, sign = 0;
+	int64_t t;
+
+	if (text == NULL || *text == '\0')
+		return -1;
+	if (*p == '@') {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(p + 1, &end, 10);
+		if (p[1] == '\0' || *end != '\0' || errno != 0 || v < 0)
+			return -1;
+		*out = v;
+		return 0;
+	}
+	/* A duration ago: digits and one unit. */
+	{
+		char *end;
+		unsigned long long n;
+
+		errno = 0;
+		n = strtoull(p, &end, 10);
+		if (end != p && end[0] != '\0' && end[1] == '\0' && isdigit((unsigned char)p[0]) &&
+		    errno == 0 && n < 100ULL * 365 * 86400) {
+			int64_t unit = 0;
+
+			switch (end[0]) {
+			case 's':
+				unit = 1;
+				break;
+			case 'm':
+				unit = 60;
+				break;
+			case 'h':
+				unit = 3600;
+				break;
+			case 'd':
+				unit = 86400;
+				break;
+			case 'w':
+				unit = 7 * 86400;
+				break;
+			}
+			if (unit == 0)
+				return -1;
+			*out = now - (int64_t)n * unit;
+			return 0;
+		}
+	}
+	if (parse_digits(&p, 4, &y) < 0 || *p++ != '-' || parse_digits(&p, 2, &mo) < 0 ||
+	    *p++ != '-' || parse_digits(&p, 2, &d) < 0)
+		return -1;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (parse_digits(&p, 2, &h) < 0 || *p++ != ':' || parse_digits(&p, 2, &mi) < 0)
+			return -1;
+		if (*p == ':') {
+			p++;
+			if (parse_digits(&p, 2, &s) < 0)
+				return -1;
+			if (*p == '.' || *p == ',') {
+				p++;
+				if (!isdigit((unsigned char)*p))
+					return -1;
+				while (isdigit((unsigned char)*p))
+					p++; /* fractions of a second are dropped */
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			sign = *p++ == '+' ? 1 : -1;
+			if (parse_digits(&p, 2, &oh) < 0)
+				return -1;
+			if (*p == ':')
+				p++;
+			if (parse_digits(&p, 2, &om) < 0 || oh > 23 || om > 59)
+				return -1;
+		}
+	}
+	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = s;
+	t = (int64_t)timegm(&tm);
+	/* timegm normalises 31 February to March: refuse dates that do not exist. */
+	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
+		return -1;
+	if (sign != 0)
+		t -= sign * (int64_t)(oh * 3600 + om * 60);
+	*out = t;
+	return 0;
+}
+
+/* ---- replay ---- */
+
+struct rule_count {
+	char rule[EVENT_RULE_MAX];
+	int64_t moved;    /* to pending */
+	int64_t remapped; /* of which got their customer id from the customer map now */
+	int64_t unmapped; /* kept: their customer key is still not in the map */
+	int64_t no_map;   /* kept: no customer, and the rule has no customer map (or is gone) */
+	int64_t too_old;  /* --delivered: delivered more than 24 hours ago */
+	int64_t window;   /* kept: timestamp outside Stripe's 35-day window */
+};
+
+struct map_cache {
+	char *path;
+	struct custmap *map;
+};
+
+struct replay_ctx {
+	const struct config *cfg;
+	const struct admin_replay *opt;
+	struct rule_count *counts;
+	size_t n_counts;
+	struct map_cache *maps;
+	size_t n_maps;
+	int64_t too_old;
+	char stamp[32];
+	char err[1024];
+};
+
+static struct rule_count *count_for(struct replay_ctx *c, const char *rule)
+{
+	struct rule_count *p;
+
+	for (size_t i = 0; i < c->n_counts; i++)
+		if (strcmp(c->counts[i].rule, rule) == 0)
+			return &c->counts[i];
+	p = realloc(c->counts, (c->n_counts + 1) * sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	c->counts = p;
+	p = &c->counts[c->n_counts++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->rule, sizeof(p->rule), "%s", rule);
+	return p;
+}
+
+static const struct config_rule *rule_find(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_rules; i++)
+		if (strcmp(cfg->rules[i].name, name) == 0)
+			return &cfg->rules[i];
+	return NULL;
+}
+
+/* The customer map at `path`, loaded once. NULL with c->err set if it does not load. */
+static const struct custmap *map_get(struct replay_ctx *c, const char *path)
+{
+	struct map_cache *p;
+	struct custmap *m;
+
+	for (size_t i = 0; i < c->n_maps; i++)
+		if (strcmp(c->maps[i].path, path) == 0)
+			return c->maps[i].map;
+	m = custmap_load(path, c->err, sizeof(c->err));
+	if (m == NULL)
+		return NULL;
+	p = realloc(c->maps, (c->n_maps + 1) * sizeof(*p));
+	if (p == NULL || (p[c->n_maps].path = strdup(path)) == NULL) {
+		if (p != NULL)
+			c->maps = p;
+		custmap_free(m);
+		err_set(c->err, sizeof(c->err), "out of memory");
+		return NULL;
+	}
+	c->maps = p;
+	c->maps[c->n_maps++].map = m;
+	return m;
+}
+
+static void replay_ctx_reset(struct replay_ctx *c)
+{
+	free(c->counts);
+	c->counts = NULL;
+	c->n_counts = 0;
+	c->too_old = 0;
+}
+
+static void replay_ctx_free(struct replay_ctx *c)
+{
+	replay_ctx_reset(c);
+	for (size_t i = 0; i < c->n_maps; i++) {
+		free(c->maps[i].path);
+		custmap_free(c->maps[i].map);
+	}
+	free(c->maps);
+}
+
+static int replay_decide(struct event *ev, void *ud)
+{
+	struct replay_ctx *c = ud;
+	struct rule_count *rc = count_for(c, ev->rule);
+	char old[EVENT_ERROR_MAX], when[32];
+	int remapped = 0;
+
+	if (rc == NULL) {
+		err_set(c->err, sizeof(c->err), "out of memory");
+		return -1;
+	}
+	if (ev->timestamp < c->opt->now - EVENT_MAX_AGE_S) {
+		rc->window++;
+		return 0;
+	}
+	if (c->opt->from == EVENT_DELIVERED &&
+	    ev->delivered_at < c->opt->now - ADMIN_DEDUPE_WINDOW_S) {
+		rc->too_old++;
+		c->too_old++;
+		if (!c->opt->force)
+			return 0;
+	}
+	if (ev->customer[0] == '\0') {
+		/* An unmapped customer key: try the rule's customer map as it is now. */
+		const struct config_rule *r = rule_find(c->cfg, ev->rule);
+		const struct custmap *m;
+		const char *id;
+
+		if (r == NULL || r->customer_map == NULL) {
+			rc->no_map++;
+			return 0;
+		}
+		m = map_get(c, r->customer_map);
+		if (m == NULL)
+			return -1;
+		id = custmap_lookup(m, ev->customer_key, strlen(ev->customer_key));
+		if (id == NULL) {
+			rc->unmapped++;
+			return 0;
+		}
+		snprintf(ev->customer, sizeof(ev->customer), "%s", id);
+		remapped = 1;
+	}
+	snprintf(old, sizeof(old), "%s", ev->last_error);
+	if (c->opt->from == EVENT_DELIVERED) {
+		iso_time(ev->delivered_at, when, sizeof(when));
+		snprintf(ev->last_error, sizeof(ev->last_error),
+		         "replayed at %s: re-sent after its delivery at %s", c->stamp, when);
+	} else if (c->opt->from == EVENT_UNSURE) {
+		snprintf(ev->last_error, sizeof(ev->last_error),
+		         "replayed at %s from unsure (sent anyway); was: %.400s", c->stamp, old);
+	} else {
+		snprintf(ev->last_error, sizeof(ev->last_error),
+		         "replayed at %s from dead letters%s; was: %.400s", c->stamp,
+		         remapped ? " with its customer mapped" : "", old);
+	}
+	rc->moved++;
+	rc->remapped += remapped;
+	return 1;
+}
+
+static void replay_print(const struct replay_ctx *c, FILE *out, int dry_run)
+{
+	int64_t moved = 0, kept = 0;
+
+	for (size_t i = 0; i < c->n_counts; i++) {
+		const struct rule_count *r = &c->counts[i];
+
+		fprintf(out, "rule %s: %" PRId64 " %s to pending", r->rule, r->moved,
+		        dry_run ? "would move" : "moved");
+		if (r->remapped > 0)
+			fprintf(out, " (%" PRId64 " with their customer now mapped)", r->remapped);
+		if (r->unmapped > 0)
+			fprintf(out,
+			        "; %" PRId64 " kept: customer key still not in the customer map",
+			        r->unmapped);
+		if (r->no_map > 0)
+			fprintf(out,
+			        "; %" PRId64
+			        " kept: no customer id and the rule has no customer_map",
+			        r->no_map);
+		if (r->window > 0)
+			fprintf(out,
+			        "; %" PRId64 " kept: timestamp older than Stripe's 35-day window",
+			        r->window);
+		if (r->too_old > 0)
+			fprintf(out, "; %" PRId64 " delivered more than 24 hours ago", r->too_old);
+		fputc('\n', out);
+		moved += r->moved;
+		kept += r->unmapped + r->no_map + r->window;
+	}
+	fprintf(out, "replay: %" PRId64 " events %s to pending, %" PRId64 " kept where they were\n",
+	        moved, dry_run ? "would move" : "moved", kept);
+}
+
+static int spool_exists(const struct config *cfg, char *err, size_t errlen)
+{
+	char path[4096 + 16];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/spool.db", cfg->agent.state_dir);
+	if (stat(path, &st) < 0) {
+		err_set(err, errlen, "no spool at %s: %s", path,
+		        errno == ENOENT ? "the agent has not run yet" : strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE *out, FILE *warn,
+                 char *err, size_t errlen)
+{
+	struct replay_ctx c;
+	struct spool_replay rp;
+	struct spool *sp = NULL;
+	int64_t moved = 0;
+	int ret = -1;
+
+	memset(&c, 0, sizeof(c));
+	c.cfg = cfg;
+	c.opt = opt;
+	iso_time(opt->now, c.stamp, sizeof(c.stamp));
+	if (opt->from != EVENT_DEAD && opt->from != EVENT_DELIVERED && opt->from != EVENT_UNSURE) {
+		err_set(err, errlen, "replay: --dead, --delivered or --unsure");
+		return -1;
+	}
+	if (spool_exists(cfg, err, errlen) < 0)
+		return -1;
+	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
+	if (sp == NULL)
+		return -1;
+	if (spool_set_durability(sp,
+	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+	                             ? SPOOL_DURABILITY_NORMAL
+	                             : SPOOL_DURABILITY_STRICT,
+	                         err, errlen) < 0)
+		goto out;
+	if (opt->from == EVENT_DELIVERED)
+		fprintf(
+		    warn,
+		    "warning: Stripe dedupes event identifiers for 24 hours only. A re-sent event "
+		    "that Stripe still remembers is answered \"already exists\" and not billed "
+		    "again (a new Stripe account bills it); an event delivered more than 24 hours "
+		    "ago WILL be billed again.\n");
+	else if (opt->from == EVENT_UNSURE)
+		fprintf(
+		    warn,
+		    "warning: an unsure event had an attempt whose outcome is unknown more than "
+		    "[stripe] unsure_after ago: Stripe may have accepted it and may no longer "
+		    "remember its identifier (it dedupes them for 24 hours only), so sending it "
+		    "now can bill it twice. Check the meter's event summaries in Stripe first "
+		    "(docs/stripe-contract.md).\n");
+	memset(&rp, 0, sizeof(rp));
+	rp.from = opt->from;
+	rp.rule = opt->rule;
+	rp.reason = opt->reason;
+	rp.since = opt->since;
+	rp.now = opt->now;
+	rp.decide = replay_decide;
+	rp.ud = &c;
+	/* A delivered replay first looks without moving: either all of it is allowed, or none. */
+	if (opt->dry_run || (opt->from == EVENT_DELIVERED && !opt->force)) {
+		rp.dry_run = 1;
+		if (spool_replay(sp, &rp, &moved, err, errlen) < 0)
+			goto stopped;
+		if (c.too_old > 0 && !opt->force) {
+			replay_print(&c, out, 1);
+			err_set(
+			    err, errlen,
+			    "refusing to re-send: %" PRId64
+			    " of the selected events were delivered "
+			    "more than 24 hours ago, so Stripe no longer dedupes them and would "
+			    "bill "
+			    "them again. Choose a later --since, or add --force to re-send them "
+			    "anyway.",
+			    c.too_old);
+			ret = 1;
+			goto out;
+		}
+		if (opt->dry_run) {
+			replay_print(&c, out, 1);
+			ret = 0;
+			goto out;
+		}
+		replay_ctx_reset(&c);
+	}
+	rp.dry_run = 0;
+	if (spool_replay(sp, &rp, &moved, err, errlen) < 0)
+		goto stopped;
+	replay_print(&c, out, 0);
+	if (moved > 0)
+		fprintf(out, "a running agent sends them within seconds; otherwise run "
+		             "`logmeter run` (or `run --once`)\n");
+	ret = 0;
+	goto out;
+stopped:
+	/* The callback's own reason is more telling than "stopped by the caller". */
+	if (c.err[0] != '\0')
+		err_set(err, errlen, "%s", c.err);
+out:
+	replay_ctx_free(&c);
+	spool_free(sp);
+	return ret;
+}
+
+/* ---- export ---- */
+
+/* A JSON string of `s`: as it is if it is UTF-8, else with each invalid byte as U+FFFD. */
+static json_t *json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	size_t n, o = 0;
+	char *fixed;
+
+	if (j != NULL)
+		return j;
+	n = strlen(s);
+	fixed = malloc(3 * n + 1);
+	if (fixed == NULL)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t len = c < 0x80             ? 1
+		             : (c & 0xe0) == 0xc0 ? 2
+		             : (c & 0xf0) == 0xe0 ? 3
+		             : (c & 0xf8) == 0xf0 ? 4
+		                                  : 0;
+		json_t *probe = NULL;
+
+		if (len > 1 && i + len <= n)
+			probe = json_stringn(s + i, len);
+		if (len == 1 || probe != NULL) {
+			memcpy(fixed + o, s + i, len);
+			o += len;
+			i += len;
+		} else {
+			memcpy(fixed + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+		json_decref(probe);
+	}
+	fixed[o] = '\0';
+	j = json_string(fixed);
+	free(fixed);
+	return j;
+}
+
+struct export_file {
+	int64_t id;
+	char *path;
+};
+
+struct export_ctx {
+	FILE *out;
+	struct export_file *files;
+	size_t n_files;
+	int64_t written;
+	int failed;
+};
+
+static int export_collect_file(const struct spool_file *f, void *ud)
+{
+	struct export_ctx *x = ud;
+	struct export_file *p = realloc(x->files, (x->n_files + 1) * sizeof(*p));
+
+	if (p == NULL)
+		return -1;
+	x->files = p;
+	p[x->n_files].id = f->id;
+	p[x->n_files].path = strdup(f->path);
+	if (p[x->n_files].path == NULL)
+		return -1;
+	x->n_files++;
+	return 0;
+}
+
+static int file_cmp(const void *a, const void *b)
+{
+	const struct export_file *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Sets key to value, taking the reference; a NULL value (out of memory) fails. */
+static int jset(json_t *obj, const char *key, json_t *value)
+{
+	return value == NULL ? -1 : json_object_set_new(obj, key, value);
+}
+
+static int export_event(const struct event *ev, void *ud)
+{
+	struct export_ctx *x = ud;
+	struct export_file key = {.id = ev->file_id}, *f;
+	json_t *o = json_object(), *payload = json_object();
+	int rc = -1;
+
+	if (o == NULL || payload == NULL)
+		goto out;
+	f = bsearch(&key, x->files, x->n_files, sizeof(*x->files), file_cmp);
+	if (json_object_set_new(payload, ev->payload_customer_key, json_text(ev->customer)) < 0 ||
+	    json_object_set_new(payload, ev->payload_value_key, json_text(ev->value)) < 0)
+		goto out;
+	if (jset(o, "id", json_integer(ev->id)) < 0 ||
+	    jset(o, "identifier", json_text(ev->identifier)) < 0 ||
+	    jset(o, "event_name", json_text(ev->event_name)) < 0 ||
+	    json_object_set(o, "payload", payload) < 0 ||
+	    jset(o, "customer_key", json_text(ev->customer_key)) < 0 ||
+	    jset(o, "timestamp", json_integer(ev->timestamp)) < 0 ||
+	    jset(o, "state", json_string(state_names[ev->state])) < 0 ||
+	    jset(o, "attempts", json_integer(ev->attempts)) < 0 ||
+	    jset(o, "key_generation", json_integer(ev->key_generation)) < 0 ||
+	    jset(o, "first_unknown",
+	         ev->first_unknown > 0 ? json_integer(ev->first_unknown) : json_null()) < 0 ||
+	    jset(o, "last_error", ev->last_error[0] ? json_text(ev->last_error) : json_null()) <
+	        0 ||
+	    jset(o, "rule", json_text(ev->rule)) < 0 ||
+	    jset(o, "file_id", json_integer(ev->file_id)) < 0 ||
+	    jset(o, "file", f != NULL ? json_text(f->path) : json_null()) < 0 ||
+	    jset(o, "line_offset", json_integer(ev->line_offset)) < 0 ||
+	    jset(o, "created", json_integer(ev->created)) < 0 ||
+	    jset(o, "delivered_at",
+	         ev->state == EVENT_DELIVERED ? json_integer(ev->delivered_at) : json_null()) < 0)
+		goto out;
+	if (json_dumpf(o, x->out, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0 ||
+	    fputc('\n', x->out) == EOF) {
+		x->failed = 1;
+		goto out;
+	}
+	x->written++;
+	rc = 0;
+out:
+	json_decref(payload);
+	json_decref(o);
+	return rc;
+}
+
+int admin_export(const struct config *cfg, int state, FILE *out, char *err, size_t errlen)
+{
+	struct export_ctx x;
+	struct spool *sp;
+	int ret = -1;
+
+	memset(&x, 0, sizeof(x));
+	x.out = out;
+	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	if (sp == NULL)
+		return -1;
+	if (spool_files_foreach(sp, export_collect_file, &x, err, errlen) < 0)
+		goto out;
+	qsort(x.files, x.n_files, sizeof(*x.files), file_cmp);
+	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++) {
+		if (state >= 0 && s != state)
+			continue;
+		if (spool_events_foreach(sp, (enum event_state)s, export_event, &x, err, errlen) <
+		    0) {
+			if (x.failed)
+				err_set(err, errlen, "writing the export: %s", strerror(errno));
+			goto out;
+		}
+	}
+	if (fflush(out) != 0) {
+		err_set(err, errlen, "writing the export: %s", strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < x.n_files; i++)
+		free(x.files[i].path);
+	free(x.files);
+	spool_free(sp);
+	return ret;
+}
+
+/* ---- check, recover ---- */
+
+static void print_problem(const char *problem, void *ud)
+{
+	fprintf(ud, "problem: %s\n", problem);
+}
+
+int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen)
+{
+	struct spool_check_info info;
+	int rc = spool_check(cfg->agent.state_dir, print_problem, out, &info, err, errlen);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		fprintf(out,
+		        "spool %s/spool.db: OK (schema version %" PRId64 "; %" PRId64
+		        " file records; events: pending %" PRId64 ", delivered %" PRId64
+		        ", dead letters %" PRId64 ", unsure %" PRId64 ")\n",
+		        cfg->agent.state_dir, info.version, info.files, info.pending,
+		        info.delivered, info.dead, info.unsure);
+		return 0;
+	}
+	fprintf(out,
+	        "spool %s/spool.db is damaged. Stop logmeter and run `logmeter spool recover -c "
+	        "FILE` to rebuild it from every readable row (docs/spool.md).\n",
+	        cfg->agent.state_dir);
+	return 1;
+}
+
+int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, size_t errlen)
+{
+	struct spool_recover_stats st;
+
+	if (spool_recover(cfg->agent.state_dir, now, &st, err, errlen) < 0)
+		return -1;
+	fprintf(out,
+	        "recovered %s/spool.db from %" PRId64 " pages (%" PRId64 " committed WAL frames"
+	        " applied; %" PRId64 " pages unreadable, %" PRId64 " free pages skipped)\n",
+	        cfg->agent.state_dir, st.pages, st.wal_frames, st.pages_unreadable, st.pages_free);
+	fprintf(out,
+	        "events: pending %" PRId64 ", delivered %" PRId64 ", dead letters %" PRId64
+	        ", unsure %" PRId64 "\n",
+	        st.events[EVENT_PENDING], st.events[EVENT_DELIVERED], st.events[EVENT_DEAD],
+	        st.events[EVENT_UNSURE]);
+	fprintf(out, "file records: %" PRId64 "; settings: %" PRId64 "\n", st.files, st.meta);
+	if (st.cells_skipped > 0 || st.duplicates > 0)
+		fprintf(out,
+		        "%" PRId64 " damaged rows skipped, %" PRId64 " older copies of rows "
+		        "dropped\n",
+		        st.cells_skipped, st.duplicates);
+	if (st.lost_files > 0)
+		fprintf(
+		    out,
+		    "warning: %" PRId64 " file records were lost; their events are kept under "
+		    "placeholder records. The files themselves will be read again from the start "
+		    "(read_from) as new files, with new identifiers: lines already delivered from "
+		    "them will be billed again (docs/spool.md)\n",
+		    st.lost_files);
+	if (!st.instance_recovered && cfg->agent.instance == NULL)
+		fprintf(out,
+		        "warning: the instance id was lost and the configuration sets none: a new "
+		        "one will be generated, so lines read again get new identifiers; set "
+		        "[agent] instance to the old id if you know it (docs/identifiers.md)\n");
+	fprintf(out, "the old database is kept as %s\n", st.corrupt_path);
+	return 0;
+}
+
+/* ---- the commands `replay` and `spool` ---- */
+
+static int admin_exit(int rc, const char *what, const char *err)
+{
+	if (rc != 0 && err[0] != '\0')
+		fprintf(stderr, "logmeter %s: %s\n", what, err);
+	return rc == 0 ? 0 : CLI_EXIT_RUNTIME;
+}
+
+int cli_replay(const struct cli_args *aa)
+{
+	const char *path = aa->config, *rule = aa->rule;
+	struct admin_replay opt;
+	struct config *cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	int rc;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.now = (int64_t)time(NULL);
+	if (aa->dead + aa->delivered + aa->unsure != 1) {
+		fprintf(stderr,
+		        "logmeter replay: give exactly one of --dead, --delivered and --unsure\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (aa->delivered && aa->since == NULL) {
+		fprintf(stderr, "logmeter replay: --delivered needs --since TIME\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (aa->since != NULL && admin_parse_time(aa->since, opt.now, &opt.since) != 0) {
+		fprintf(stderr,
+		        "logmeter replay: --since '%s': expected 2026-11-29T12:00:00Z, 2026-11-29, "
+		        "24h, 7d or @SECONDS\n",
+		        aa->since);
+		return CLI_EXIT_USAGE;
+	}
+	opt.from = aa->dead ? EVENT_DEAD : aa->delivered ? EVENT_DELIVERED : EVENT_UNSURE;
+	opt.rule = rule;
+	opt.reason = aa->reason;
+	opt.force = aa->force;
+	opt.dry_run = aa->dry_run;
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return CLI_EXIT_USAGE;
+	}
+	if (rule != NULL) {
+		size_t i = 0;
+
+		while (i < cfg->n_rules && strcmp(cfg->rules[i].name, rule) != 0)
+			i++;
+		if (i == cfg->n_rules)
+			fprintf(
+			    stderr,
+			    "logmeter replay: warning: the configuration has no rule '%s' now\n",
+			    rule);
+	}
+	rc = admin_replay(cfg, &opt, stdout, stderr, err, sizeof(err));
+	config_free(cfg);
+	return admin_exit(rc, "replay", err);
+}
+
+int cli_spool(const struct cli_args *aa)
+{
+	const char *path = aa->config, *sub = aa->input;
+	struct config *cfg;
+	char err[CONFIG_ERR_MAX] = "";
+	int rc, state = -1;
+
+	if (sub == NULL || (strcmp(sub, "export") != 0 && strcmp(sub, "check") != 0 &&
+	                    strcmp(sub, "recover") != 0)) {
+		fprintf(stderr, "logmeter spool: expected export, check or recover\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (aa->state != NULL &&
+	    (strcmp(sub, "export") != 0 || (state = admin_state_parse(aa->state)) < 0)) {
+		fprintf(
+		    stderr,
+		    "logmeter spool: --state pending|delivered|dead|unsure, with export only\n");
+		return CLI_EXIT_USAGE;
+	}
+	cfg = config_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(sub, "export") == 0)
+		rc = admin_export(cfg, state, stdout, err, sizeof(err));
+	else if (strcmp(sub, "check") == 0)
+		rc = admin_check(cfg, stdout, err, sizeof(err));
+	else
+		rc = admin_recover(cfg, (int64_t)time(NULL), stdout, err, sizeof(err));
+	config_free(cfg);
+	return admin_exit(rc, sub, err);
+}

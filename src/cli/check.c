@@ -1,0 +1,79 @@
+/* check: the configuration, its rules and customer maps; with --stripe, the rules against the
+ * account's meters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "cli/cli.h"
+#include "send/account.h"
+#include "send/sender.h"
+#include "send/stripe.h"
+
+static void print_account_line(enum account_level level, const char *text, void *ud)
+{
+	static const char *const words[] = {"ok", "warning", "error"};
+
+	(void)ud;
+	printf("%s: %s\n", words[level], text);
+}
+
+/* `check --stripe`: the rules against the account's meters. Returns 0, or CLI_EXIT_RUNTIME if the
+ * meters cannot be read or a rule has no usable meter. */
+static int check_account(const struct config *cfg)
+{
+	struct stripe_meter *meters = NULL;
+	char key[STRIPE_KEY_MAX], err[1024] = "";
+	size_t n = 0;
+	int errors, rc;
+
+	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
+		fprintf(stderr, "check --stripe: %s\n", err);
+		return CLI_EXIT_RUNTIME;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, err,
+	                        sizeof(err));
+	explicit_bzero(key, sizeof(key));
+	curl_global_cleanup();
+	if (rc != 0) {
+		fprintf(stderr, "check --stripe: cannot read the account's meters: %s\n", err);
+		return CLI_EXIT_RUNTIME;
+	}
+	printf("stripe: %zu meters in the account\n", n);
+	errors = account_check_rules(cfg, meters, n, print_account_line, NULL);
+	free(meters);
+	if (errors > 0) {
+		fprintf(stderr,
+		        "check --stripe: %d problems: those rules' events would not be "
+		        "billed\n",
+		        errors);
+		return CLI_EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+int cli_check(const struct cli_args *args)
+{
+	const char *path = args->config;
+	int stripe = args->stripe;
+	struct cli_setup s = {0};
+	char key[STRIPE_KEY_MAX], err[512] = "";
+	int rc = 0;
+
+	if (cli_setup_load(&s, path) != 0)
+		return CLI_EXIT_USAGE;
+	/* The key is not part of the configuration's validity (a package installs a working
+	 * configuration before any key exists), but say what `run` will find. */
+	if (!stripe && stripe_key_load(s.cfg, key, sizeof(key), err, sizeof(err)) != 0)
+		fprintf(stderr, "warning: %s\n", err);
+	explicit_bzero(key, sizeof(key));
+	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
+	       s.cfg->n_sources, s.cfg->n_rules);
+	sender_rate_print(stdout, s.cfg);
+	if (stripe)
+		rc = check_account(s.cfg);
+	cli_setup_free(&s);
+	return rc;
+}

@@ -1,0 +1,47 @@
+/* cli: the commands of the command line, one file each: run.c (the agent), check.c, test_rule.c,
+ * status.c, admin.c (replay, spool export/check/recover). main.c parses the options into a
+ * struct cli_args and dispatches through its command table. Each command returns the process's
+ * exit status and prints its own errors. */
+#ifndef LOGMETER_CLI_H
+#define LOGMETER_CLI_H
+
+#include "config/config.h"
+#include "core/rule.h"
+
+/* Exit statuses (logmeter(8), EXIT STATUS). */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_RUNTIME 1 /* a runtime failure */
+#define CLI_EXIT_USAGE 2   /* a bad command line or configuration */
+#define CLI_EXIT_AUTH 3    /* run --once: Stripe refused the API key */
+
+/* What the command line said. Strings point into argv. */
+struct cli_args {
+	const char *config; /* -c FILE; NULL if not given */
+	const char *input;  /* the word after the command (test-rule's FILE, spool's verb) */
+	const char *rule;   /* --rule */
+	const char *reason, *since, *state;
+	int once, markdown, stripe;
+	int dead, delivered, unsure, force, dry_run;
+};
+
+/* The configuration and everything compiled from it. */
+struct cli_setup {
+	struct config *cfg;
+	struct rule_set *rules;
+};
+
+/* Loads `path` (config_load) and compiles its rules (rule_set_new), and sets the log level.
+ * Prints the errors to standard error. Returns 0, or -1 (nothing to free). */
+int cli_setup_load(struct cli_setup *s, const char *path);
+
+/* Frees what cli_setup_load made; safe on a zeroed or freed setup. */
+void cli_setup_free(struct cli_setup *s);
+
+int cli_run(const struct cli_args *a);       /* run [--once] */
+int cli_check(const struct cli_args *a);     /* check [--stripe] */
+int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
+int cli_status(const struct cli_args *a);    /* status */
+int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
+int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
+
+#endif

@@ -1,0 +1,136 @@
+/* config: reads the main configuration file and the drop-ins of its include directory into one
+ * immutable, validated struct config. Nothing else in logmeter parses text configuration.
+ *
+ * Format (libinih, https://github.com/benhoyt/inih): sections [agent], [stripe], [source NAME],
+ * [rule NAME]; "key = value"; whole-line comments start with ';' or '#'; an inline comment starts
+ * at " ;" (whitespace then ';'). Debian's libinih reads at most 199 bytes per line, so a value may
+ * continue on following lines that start with whitespace: the pieces are joined with nothing
+ * between them (leading and trailing whitespace of each piece is dropped). A rule's pattern can
+ * instead be read verbatim from a file with `pattern_file`, which has neither limit. */
+#ifndef LOGMETER_CONFIG_H
+#define LOGMETER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Size of the error buffer callers should pass to config_load; every error is a line
+ * "FILE:LINE: message". */
+#define CONFIG_ERR_MAX 8192
+
+/* Where a setting came from: the file (owned by struct config) and its 1-based line. */
+struct config_loc {
+	const char *file;
+	unsigned line;
+};
+
+enum config_read_from { CONFIG_READ_FROM_HEAD = 0, CONFIG_READ_FROM_TAIL = 1 };
+
+/* [agent] durability: how spool commits reach the disk (docs/durability.md). */
+enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL = 1 };
+
+struct config_agent {
+	char *instance;      /* namespaces identifiers; NULL: the spool's stable generated id */
+	char *state_dir;     /* directory holding spool.db; default /var/lib/logmeter */
+	char *include_dir;   /* drop-in directory; default "conf.d" beside the main file */
+	char *log_level;     /* error|warning|info|debug; default info */
+	int64_t batch_lines; /* lines per spool transaction; default 1000 */
+	int64_t delivered_retention; /* seconds delivered events are kept; default 7 days */
+	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds; default 10000 */
+	int64_t max_line_length; /* bytes; longer lines are skipped and counted; default 65536 */
+	int64_t max_open_files;  /* open log descriptors before idle ones are closed; default 256 */
+	int64_t rotate_wait_ms;  /* a rotated-away file is kept this long once it stops growing */
+	enum config_durability durability; /* default strict */
+	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
+	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
+};
+
+struct config_stripe {
+	char *api_key_file; /* read when LOGMETER_STRIPE_API_KEY is unset; NULL if not set */
+	char *api_base;     /* default https://api.stripe.com; http:// only for 127.0.0.1 */
+	int64_t request_timeout_ms; /* per attempt; default 80000 (stripe-node's) */
+	int64_t max_concurrency;    /* requests in flight at once; default 8 */
+	int64_t
+	    max_requests_per_second;  /* 0 (auto, the default): by the key, stripe_default_rate */
+	int64_t retry_min_backoff_ms; /* default 500 */
+	int64_t retry_max_backoff_ms; /* default 30000 */
+	int64_t auth_pause_ms;  /* wait after a 401/403 or an answer that is not Stripe's before
+	                           trying again; default 60000 */
+	char *account;          /* Connect account id for Stripe-Account, or NULL */
+	int64_t unsure_after_s; /* an unknown outcome older than this makes an event unsure;
+	                           default 23 h */
+};
+
+struct config_source {
+	char *name;
+	char *path;    /* glob(7) pattern of the files to tail */
+	char *exclude; /* glob(7) pattern matched against a file's base name; default "*.gz" */
+	enum config_read_from
+	    read_from;         /* where a file seen for the first time starts; default head */
+	struct config_loc loc; /* the [source NAME] line */
+};
+
+struct config_rule {
+	char *name;
+	char *source;        /* name of a [source] */
+	size_t source_index; /* index of that source in config.sources */
+	char *event_name;    /* Stripe meter event name, <= 100 bytes */
+	char *pattern;       /* PCRE2 pattern (joined continuation lines or pattern_file content) */
+	char *pattern_file;  /* NULL unless the pattern was read from a file */
+	char *customer;      /* named group holding the customer (or the key for customer_map) */
+	char *customer_map;  /* path of a CSV "key,cus_id" file, or NULL */
+	char *value;         /* named group, or a constant number such as "1" */
+	char *timestamp;     /* named group, or NULL: the time the line was read */
+	char *timestamp_format; /* strptime(3) format, or "epoch"; default "%d/%b/%Y:%H:%M:%S %z" */
+	char *payload_customer_key; /* meter's customer_mapping.event_payload_key; default
+	                               stripe_customer_id */
+	char *payload_value_key;    /* meter's value_settings.event_payload_key; default value */
+	struct config_loc loc;      /* the [rule NAME] line */
+	struct config_loc pattern_loc, customer_loc, customer_map_loc, value_loc, timestamp_loc,
+	    timestamp_format_loc;
+};
+
+struct config {
+	char *main_file; /* as given to config_load */
+	struct config_agent agent;
+	struct config_stripe stripe;
+	struct config_source *sources;
+	size_t n_sources;
+	struct config_rule *rules; /* in the order read (main file, then drop-ins lexically) */
+	size_t n_rules;
+	char **files; /* every file read, in order; struct config_loc.file points into these */
+	size_t n_files;
+};
+
+/* Reads `path`, then every "*.conf" in the include directory in strcmp(3) order of their names,
+ * applies defaults and validates every value and cross-reference (a rule's source exists, names
+ * are unique, numbers in bounds, required keys present). Does not compile patterns or read
+ * customer maps: rule_set_new does that (and reports with the same FILE:LINE form).
+ * Returns a new struct config, owned by the caller (config_free), or NULL with one line per error
+ * ("FILE:LINE: message") in `err` (`errlen` bytes, CONFIG_ERR_MAX is enough). A missing include
+ * directory is not an error; an unreadable one is. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+/* Frees everything config_load returned. NULL is a no-op. */
+void config_free(struct config *cfg);
+
+/* Returns the index of the source named `name`, or -1. */
+long config_source_find(const struct config *cfg, const char *name);
+
+/* Checks that `api_base` is https://..., or http://127.0.0.1[:port] (the only place TLS may be
+ * skipped: a local Stripe double), and does not already end in an API version (/v1, /v2).
+ * Returns 0 or -1 with the reason in `err`. */
+int config_check_api_base(const char *api_base, char *err, size_t errlen);
+
+/* 1 if `api_base` is http://127.0.0.1[:port][/path] (plain HTTP allowed), else 0. */
+int config_api_base_is_local(const char *api_base);
+
+/* Checks a Connect account id for the Stripe-Account header: "acct_" followed by 1 to 250
+ * letters and digits. Returns 0 or -1 with the reason in `err`. */
+int config_check_account(const char *account, char *err, size_t errlen);
+
+/* Writes the option table (section, key, type, default, bounds, help) to `out` (a FILE *): as
+ * a Markdown table if `markdown` is non-zero, else as plain text. This is the documentation of
+ * every option; docs/configuration.md is generated from it. */
+void config_print_options(void *out, int markdown);
+
+#endif

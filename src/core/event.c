@@ -1,0 +1,154 @@
+#include "core/event.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+/* Bytes of the SHA-256 digest the identifier keeps: 160 bits make a collision among the events
+ * of one 24-hour dedupe window (or of all time) negligible while staying short. */
+#define EVENT_ID_HASH_BYTES 20
+#define EVENT_ID_PREFIX "lm1-"
+
+static void event_be64(unsigned char out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		out[i] = (unsigned char)(v & 0xFF);
+		v >>= 8;
+	}
+}
+
+static int event_hash_field(EVP_MD_CTX *ctx, const void *data, size_t len)
+{
+	unsigned char len_be[8];
+
+	event_be64(len_be, (uint64_t)len);
+	if (EVP_DigestUpdate(ctx, len_be, sizeof(len_be)) != 1)
+		return -1;
+	if (len > 0 && EVP_DigestUpdate(ctx, data, len) != 1)
+		return -1;
+	return 0;
+}
+
+/* The hashed bytes are, in this order, each field preceded by its length in bytes as an 8-byte
+ * big-endian unsigned integer (docs/identifiers.md):
+ *   instance, source, file_uid (their bytes, without a NUL),
+ *   line_offset as its decimal text without leading zeros ("0", "4096"),
+ *   rule.
+ * Length prefixes make the encoding injective: ("ab", "c") and ("a", "bc") hash differently.
+ * "lm1-" names this layout; a new layout must take a new prefix, since identifiers of events
+ * already sent must never change. */
+int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+                     const char *file_uid, int64_t line_offset, const char *rule)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char off[24];
+	unsigned int md_len = 0;
+	EVP_MD_CTX *ctx = NULL;
+	int ret = -1;
+	char *p;
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
+		return -1;
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		goto out;
+	snprintf(off, sizeof(off), "%" PRId64, line_offset);
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    event_hash_field(ctx, instance, strlen(instance)) < 0 ||
+	    event_hash_field(ctx, source, strlen(source)) < 0 ||
+	    event_hash_field(ctx, file_uid, strlen(file_uid)) < 0 ||
+	    event_hash_field(ctx, off, strlen(off)) < 0 ||
+	    event_hash_field(ctx, rule, strlen(rule)) < 0 ||
+	    EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
+		goto out;
+	memcpy(out, EVENT_ID_PREFIX, sizeof(EVENT_ID_PREFIX) - 1);
+	p = out + sizeof(EVENT_ID_PREFIX) - 1;
+	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
+		*p++ = hex[md[i] >> 4];
+		*p++ = hex[md[i] & 0x0F];
+	}
+	*p = '\0';
+	ret = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return ret;
+}
+
+int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY_MAX])
+{
+	size_t n;
+	int w;
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (ev == NULL || ev->key_generation < 0)
+		return -1;
+	n = strnlen(ev->identifier, sizeof(ev->identifier));
+	if (n == 0 || n >= sizeof(ev->identifier))
+		return -1;
+	if (ev->key_generation == 0)
+		w = snprintf(out, EVENT_IDEMPOTENCY_KEY_MAX, "%.*s", (int)n, ev->identifier);
+	else
+		w = snprintf(out, EVENT_IDEMPOTENCY_KEY_MAX, "%.*s-r%" PRId64, (int)n,
+		             ev->identifier, ev->key_generation);
+	return w > 0 && w < EVENT_IDEMPOTENCY_KEY_MAX ? 0 : -1;
+}
+
+/* Percent-encodes a field of a struct event (bounded by its array, in case it lacks a NUL). */
+static char *event_escape(const char *s, size_t max)
+{
+	/* A length of 0 makes curl take strlen, which is also 0 for an empty field. */
+	return curl_easy_escape(NULL, s, (int)strnlen(s, max));
+}
+
+char *event_form_body(const struct event *ev)
+{
+	char *name = NULL, *id = NULL, *ckey = NULL, *cust = NULL, *vkey = NULL, *val = NULL;
+	char *body = NULL;
+	size_t size;
+	int n;
+
+	if (ev == NULL)
+		return NULL;
+	name = event_escape(ev->event_name, sizeof(ev->event_name));
+	id = event_escape(ev->identifier, sizeof(ev->identifier));
+	ckey = event_escape(ev->payload_customer_key, sizeof(ev->payload_customer_key));
+	cust = event_escape(ev->customer, sizeof(ev->customer));
+	vkey = event_escape(ev->payload_value_key, sizeof(ev->payload_value_key));
+	val = event_escape(ev->value, sizeof(ev->value));
+	if (name == NULL || id == NULL || ckey == NULL || cust == NULL || vkey == NULL ||
+	    val == NULL)
+		goto out;
+	/* 21 bytes hold any int64; the rest is the fixed text around the fields. */
+	size = strlen(name) + strlen(id) + strlen(ckey) + strlen(cust) + strlen(vkey) +
+	       strlen(val) + 21 +
+	       sizeof("event_name=&identifier=&timestamp=&payload[]=&payload[]=");
+	body = malloc(size);
+	if (body == NULL)
+		goto out;
+	n = snprintf(body, size,
+	             "event_name=%s&identifier=%s&timestamp=%" PRId64
+	             "&payload[%s]=%s&payload[%s]=%s",
+	             name, id, ev->timestamp, ckey, cust, vkey, val);
+	if (n < 0 || (size_t)n >= size) {
+		free(body);
+		body = NULL;
+	}
+out:
+	curl_free(name);
+	curl_free(id);
+	curl_free(ckey);
+	curl_free(cust);
+	curl_free(vkey);
+	curl_free(val);
+	return body;
+}

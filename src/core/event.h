@@ -1,0 +1,83 @@
+/* event: the meter event as logmeter keeps it, its deterministic identifier, and its encodings
+ * (the Stripe form body). */
+#ifndef LOGMETER_EVENT_H
+#define LOGMETER_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Field sizes in bytes, including the NUL. Stripe's limits (docs.stripe.com/api/billing/
+ * meter-event/create): event_name and identifier <= 100 characters, payload values <= 100. */
+#define EVENT_NAME_MAX 101
+#define EVENT_IDENTIFIER_MAX 101 /* identifiers are 44 bytes: "lm1-" and 40 hex digits */
+#define EVENT_KEY_MAX 101        /* payload key names */
+#define EVENT_CUSTOMER_MAX 256   /* the raw customer key; the mapped id must be <= 100 */
+#define EVENT_VALUE_MAX 64
+#define EVENT_RULE_MAX 128
+#define EVENT_ERROR_MAX 512
+
+/* EVENT_UNSURE: an attempt's outcome was unknown (a 5xx, a timeout, a reset) and the first such
+ * attempt is older than [stripe] unsure_after: Stripe may have forgotten the identifier, so a
+ * re-send could bill it twice; it waits for an operator (`logmeter replay --unsure`). */
+/* Stripe's timestamp window (docs.stripe.com/api/billing/meter-event/create): at most 35 days
+ * in the past, at most 5 minutes in the future. Seconds. */
+#define EVENT_MAX_AGE_S (35 * 86400)
+#define EVENT_MAX_AHEAD_S 300
+
+enum event_state { EVENT_PENDING = 0, EVENT_DELIVERED = 1, EVENT_DEAD = 2, EVENT_UNSURE = 3 };
+
+/* Longest Idempotency-Key logmeter makes, including the NUL: the identifier and "-r" with a
+ * generation of at most 19 digits. Stripe allows 255 characters (docs.stripe.com/api/
+ * idempotent_requests). */
+#define EVENT_IDEMPOTENCY_KEY_MAX (EVENT_IDENTIFIER_MAX + 22)
+
+/* One meter event. Plain data: copying the struct copies the event. */
+struct event {
+	int64_t id;          /* spool row id; 0 before it is committed */
+	int64_t file_id;     /* spool id of the file its line came from */
+	int64_t line_offset; /* byte offset where its line starts in that file */
+	char rule[EVENT_RULE_MAX];
+	char identifier[EVENT_IDENTIFIER_MAX];
+	char event_name[EVENT_NAME_MAX];
+	char payload_customer_key[EVENT_KEY_MAX]; /* e.g. "stripe_customer_id" */
+	char payload_value_key[EVENT_KEY_MAX];    /* e.g. "value" */
+	char customer_key[EVENT_CUSTOMER_MAX];    /* what the rule captured */
+	char customer[EVENT_CUSTOMER_MAX];        /* Stripe customer id; "" if unmapped */
+	char value[EVENT_VALUE_MAX];              /* decimal number as text */
+	int64_t timestamp;                        /* seconds since the epoch */
+	enum event_state state;
+	int64_t attempts;                 /* requests made for it so far */
+	int64_t key_generation;           /* which Idempotency-Key the next attempt uses */
+	int64_t first_unknown;            /* seconds since the epoch of the first attempt whose
+	                                     outcome was unknown; 0 if none */
+	char last_error[EVENT_ERROR_MAX]; /* Stripe's message or the local reason; "" if none */
+	int64_t created;                  /* seconds since the epoch it was spooled */
+	int64_t delivered_at;             /* seconds since the epoch, 0 if not delivered */
+};
+
+/* Computes the identifier of the event that rule `rule` makes from the line starting at byte
+ * `line_offset` of the file with identity `file_uid`, tailed by source `source` of instance
+ * `instance`: "lm1-" followed by the first 20 bytes of SHA-256 (libcrypto EVP) over the five
+ * fields, each preceded by its length, as 40 lowercase hex digits: 44 URL-safe characters.
+ * The same inputs always give the same identifier; see docs/identifiers.md.
+ * `out` must have EVENT_IDENTIFIER_MAX bytes. Returns 0, or -1 if hashing failed. */
+int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+                     const char *file_uid, int64_t line_offset, const char *rule);
+
+/* Writes the Idempotency-Key of the next attempt for `ev` into `out` (EVENT_IDEMPOTENCY_KEY_MAX
+ * bytes): the identifier itself for generation 0, else the identifier followed by "-r" and the
+ * generation in decimal. Stripe saves the first answer under a key, a 500 included, and replays
+ * it (docs.stripe.com/api/idempotent_requests); after an attempt whose outcome is unknown the
+ * sender moves to the next generation, so that the next attempt gets a fresh answer while the
+ * unchanged identifier keeps Stripe from counting the event twice (docs/identifiers.md).
+ * Returns 0, or -1 if the identifier is empty or the generation negative. */
+int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY_MAX]);
+
+/* Builds the application/x-www-form-urlencoded body of POST /v1/billing/meter_events as Stripe's
+ * SDKs do: event_name, identifier, timestamp, payload[<customer key>], payload[<value key>].
+ * Keys and values are percent-encoded with curl_easy_escape(3) (everything but A-Za-z0-9-._~);
+ * the brackets of payload[...] are sent raw, as stripe-node does. Returns a malloc'd string
+ * (caller frees), or NULL on allocation failure. */
+char *event_form_body(const struct event *ev);
+
+#endif

@@ -1,0 +1,1189 @@
+/* tail: one reader per log file.
+ *
+ * Identity. A file is its spool record (its uid is part of every identifier). The record is
+ * found by (source, dev, ino) and accepted only if the file still starts with the fingerprinted
+ * head (SHA-256 of the first fp_len bytes; the fingerprint grows with the file up to
+ * SPOOL_FP_MAX) and still holds the check bytes (SHA-256 of the up to TAIL_CHECK_MAX bytes just
+ * before the checkpoint). Anything else is another file, or this one rewritten: it gets a new
+ * record, so new identifiers, and is read from its start.
+ *
+ * Lines. A line is the bytes after the previous '\n' (or the checkpoint) up to its '\n'.
+ * NUL bytes are not part of any line: they are removed (and counted in nul_bytes) before the
+ * line is measured or matched, so a run of NULs from a sparse or preallocated file neither makes
+ * the line after it over-long nor is buffered. A line's offset (in its identifier) is the offset
+ * of its first byte that is not a NUL, so NULs before a line can be consumed (and the checkpoint
+ * moved past them) before the line itself is complete, and the offset is the same however the
+ * file is read. A run of NULs at the end of the file is not consumed until some other byte
+ * follows it: a preallocated file (fallocate, or a writer that extends the file before writing)
+ * has its zeros overwritten in place, and the checkpoint must not have passed them then. A line
+ * that was only NULs counts as no line (only as nul_bytes). A trailing '\r'
+ * is dropped; the length limit (max_line_length) applies to the line without its '\r' and NULs.
+ * An over-long line is skipped to its '\n' without being buffered (also across reads) and counts
+ * as a line and a long line; its bytes, NULs included, are accounted to it.
+ *
+ * Checkpoint. The checkpoint moves only with a successful spool_commit that also holds the
+ * events of the lines before it; a partial last line is not consumed, the checkpoint stays at its
+ * start until its '\n' arrives. */
+#include "ingest/tail.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "util/crash.h"
+#include "core/event.h"
+#include "util/health.h"
+#include "util/log.h"
+#include "ingest/space.h"
+
+#define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
+#define TAIL_BUF_MIN (1024 * 1024)  /* read buffer */
+#define TAIL_READ_MIN (64 * 1024)   /* least room for a read after the carried line */
+#define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
+#define TAIL_EVENTS_MIN 64
+/* Events per transaction at most, whatever batch_lines says: each struct event is ~1.7 KB, and
+ * batch_lines may be up to a million. */
+#define TAIL_EVENTS_MAX 10000
+
+struct tail {
+	struct tail_ctx ctx;
+	int fd;
+	char *path;
+	size_t source_index;
+	const char *source; /* the source's name, borrowed from the config */
+	dev_t dev;
+	ino_t ino;
+	struct spool_file f; /* the committed record: only a successful commit changes it */
+	/* An over-long line still without its '\n' at the end of the last read: it starts at
+	 * skip_line (the checkpoint) and has no '\n' before skip_resume, so the next read goes on
+	 * from there instead of scanning it again. Valid while f.offset == skip_line. */
+	int skip;
+	int64_t skip_line, skip_resume;
+	/* Opened again after tail_suspend: the next read checks the head too, since the file was
+	 * not held open meanwhile. */
+	int verify_head;
+	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
+	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
+	 */
+	int64_t warned_invalid, warned_long;
+};
+
+/* Whether a rate-limited warning is due (once a minute), updating *last. */
+static int tail_warn_due(int64_t *last)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (*last != 0 && ts.tv_sec - *last < 60)
+		return 0;
+	*last = ts.tv_sec;
+	return 1;
+}
+
+/* What one tail_read needs, allocated per call: idle tails (there may be thousands) hold no
+ * buffers, and glibc reuses the freed blocks for the next read. */
+struct tail_scratch {
+	char *buf;
+	size_t cap; /* usable bytes; buf has one more for the sentinel */
+	struct rule_result *results;
+	size_t n_results;
+	struct event *events;
+	size_t n_events, cap_events;
+};
+
+static int sha256(const void *data, size_t len, unsigned char out[SPOOL_HASH_LEN])
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != SPOOL_HASH_LEN)
+		return -1;
+	return 0;
+}
+
+/* pread(2) of exactly `len` bytes unless the file ends first. Returns the bytes read or -1. */
+static ssize_t pread_full(int fd, void *buf, size_t len, int64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + (int64_t)got));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Copies a NUL-terminated string into a field. Returns -1 if it does not fit. */
+static int copy_field(char *dst, size_t size, const char *src)
+{
+	size_t len = src != NULL ? strlen(src) : 0;
+
+	if (len >= size)
+		return -1;
+	memcpy(dst, src != NULL ? src : "", len);
+	dst[len] = '\0';
+	return 0;
+}
+
+/* Hashes the first `len` bytes of the file. Returns 1 if they are there and hash to `want`,
+ * 0 if not, -1 on a read error. */
+static int head_matches(int fd, int64_t len, const unsigned char want[SPOOL_HASH_LEN])
+{
+	unsigned char buf[SPOOL_FP_MAX], md[SPOOL_HASH_LEN];
+	ssize_t n;
+
+	if (len <= 0)
+		return 1;
+	if (len > SPOOL_FP_MAX)
+		return 0;
+	n = pread_full(fd, buf, (size_t)len, 0);
+	if (n < 0)
+		return -1;
+	if (n != len || sha256(buf, (size_t)n, md) < 0)
+		return 0;
+	return memcmp(md, want, SPOOL_HASH_LEN) == 0;
+}
+
+/* Computes the fingerprint of the file's head, min(size, SPOOL_FP_MAX) bytes, into *f.
+ * Returns 0 or -1 (errno set on a read error). */
+static int fingerprint(int fd, int64_t size, struct spool_file *f)
+{
+	unsigned char buf[SPOOL_FP_MAX];
+	size_t want = size < SPOOL_FP_MAX ? (size_t)(size > 0 ? size : 0) : SPOOL_FP_MAX;
+	ssize_t n = pread_full(fd, buf, want, 0);
+
+	if (n < 0)
+		return -1;
+	if (sha256(buf, (size_t)n, f->fp_hash) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	f->fp_len = n;
+	return 0;
+}
+
+/* Sets check_len and check_hash of *f for the checkpoint f->offset. Returns 0 or -1. */
+static int checkpoint_hash(int fd, struct spool_file *f)
+{
+	unsigned char buf[TAIL_CHECK_MAX];
+	int64_t len = f->offset < TAIL_CHECK_MAX ? f->offset : TAIL_CHECK_MAX;
+	ssize_t n = pread_full(fd, buf, (size_t)len, f->offset - len);
+
+	if (n < 0)
+		return -1;
+	/* A file cut shorter meanwhile: hash what is there; the next read sees the truncation. */
+	if (sha256(buf, (size_t)n, f->check_hash) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	f->check_len = n;
+	return 0;
+}
+
+/* Whether the bytes before f->offset still hash to f->check_hash. Returns 1, 0, or -1. */
+static int checkpoint_matches(int fd, const struct spool_file *f)
+{
+	unsigned char buf[TAIL_CHECK_MAX], md[SPOOL_HASH_LEN];
+	ssize_t n;
+
+	if (f->check_len <= 0)
+		return 1;
+	if (f->check_len > TAIL_CHECK_MAX || f->check_len > f->offset)
+		return 0;
+	n = pread_full(fd, buf, (size_t)f->check_len, f->offset - f->check_len);
+	if (n < 0)
+		return -1;
+	if (n != f->check_len || sha256(buf, (size_t)n, md) < 0)
+		return 0;
+	return memcmp(md, f->check_hash, SPOOL_HASH_LEN) == 0;
+}
+
+/* The compression format whose magic number the file starts with, or NULL: such a file is never
+ * read as text, whatever the glob and exclude say (a rotated log compressed under a name the
+ * exclude pattern does not cover). Magic numbers: RFC 1952 (gzip), the xz file format 1.1.0,
+ * RFC 8878 (zstd), bzip2's stream and block headers. Returns NULL also on a read error. */
+static const char *compressed(int fd)
+{
+	static const struct {
+		const char *name;
+		const char *magic;
+		size_t len;
+	} fmts[] = {
+	    {"gzip", "\x1f\x8b\x08", 3},
+	    {"xz", "\xfd\x37\x7a\x58\x5a\x00", 6}, /* \xfd "7zXZ" \0 */
+	    {"zstd", "\x28\xb5\x2f\xfd", 4},
+	    {"bzip2", "BZh", 3}, /* and a digit and the block magic, checked below */
+	};
+	unsigned char buf[10];
+	ssize_t n = pread_full(fd, buf, sizeof(buf), 0);
+
+	for (size_t i = 0; n > 0 && i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		if ((size_t)n < fmts[i].len || memcmp(buf, fmts[i].magic, fmts[i].len) != 0)
+			continue;
+		if (strcmp(fmts[i].name, "bzip2") == 0 &&
+		    (n < 10 || buf[3] < '1' || buf[3] > '9' ||
+		     memcmp(buf + 4, "\x31\x41\x59\x26\x53\x59", 6) != 0))
+			continue;
+		return fmts[i].name;
+	}
+	return NULL;
+}
+
+/* The offset where the file's partial last line starts (its size if it ends with '\n'). */
+static int64_t last_line_start(int fd, int64_t size)
+{
+	char *buf = malloc(TAIL_BACK_CHUNK);
+	int64_t pos = size, found = -1;
+
+	if (buf == NULL)
+		return -1;
+	while (pos > 0 && found < 0) {
+		size_t len = pos < TAIL_BACK_CHUNK ? (size_t)pos : TAIL_BACK_CHUNK;
+		ssize_t n = pread_full(fd, buf, len, pos - (int64_t)len);
+		char *nl;
+
+		if (n < 0 || (size_t)n != len) {
+			free(buf);
+			return -1;
+		}
+		nl = memrchr(buf, '\n', len);
+		if (nl != NULL)
+			found = pos - (int64_t)len + (nl - buf) + 1;
+		pos -= (int64_t)len;
+	}
+	free(buf);
+	return found >= 0 ? found : 0;
+}
+
+/* Starts a new record for the open file at `offset` (a new uid: new identifiers), keeping
+ * `resets`. Does not touch t->f. Returns 0, or -1 (*spool_failed tells which side failed). */
+static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
+                      struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
+{
+	memset(nf, 0, sizeof(*nf));
+	*spool_failed = 0;
+	if (copy_field(nf->source, sizeof(nf->source), t->source) < 0 ||
+	    copy_field(nf->path, sizeof(nf->path), t->path) < 0) {
+		errno = ENAMETOOLONG;
+		err_set(err, errlen, "%s: path or source name too long for the spool", t->path);
+		return -1;
+	}
+	nf->dev = (uint64_t)t->dev;
+	nf->ino = (uint64_t)t->ino;
+	nf->offset = offset;
+	nf->size = size;
+	nf->counters.resets = resets;
+	snprintf(nf->state, sizeof(nf->state), "reading");
+	if (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (spool_file_add(t->ctx.spool, nf, err, errlen) < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* The record no longer describes the file: start a new one at 0 and retire the old one (to
+ * "drained" if its rest was read from a copy, else "gone"). A reset that no copy explains is
+ * counted in the new record's resets (which carries the old count on). */
+static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, char *err,
+                 size_t errlen)
+{
+	struct spool_file nf, old = t->f;
+	char uerr[256];
+
+	if (copied)
+		log_info(
+		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
+		    "new file",
+		    t->path);
+	else
+		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
+		         "truncated): reading it from the start as a new file",
+		         t->path, t->f.offset);
+	if (new_record(t, size, 0, old.counters.resets + (copied ? 0 : 1), &nf, spool_failed, err,
+	               errlen) < 0)
+		return -1;
+	t->f = nf;
+	t->skip = 0;
+	t->verify_head = 0;
+	/* Retired, so that status shows the old record's history ending here; its events are
+	 * committed and stay. Failing this changes nothing that matters. */
+	snprintf(old.state, sizeof(old.state), copied ? "drained" : "gone");
+	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
+		log_warn("%s: %s", t->path, uerr);
+	return 0;
+}
+
+static int64_t read_lines(struct tail *t, struct spool_file *nf, int64_t end, int dirty, char *err,
+                          size_t errlen);
+
+/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
+ * not read yet is only in the copy. Looks in the file's directory for it: another regular file
+ * on the same device, not excluded by the source, at least as long as the checkpoint, that
+ * starts with the fingerprinted head and holds the check bytes just before the checkpoint.
+ * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
+static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+{
+	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
+	const char *slash = strrchr(t->path, '/');
+	char *dir = slash == NULL
+	                ? strdup(".")
+	                : strndup(t->path, slash == t->path ? 1 : (size_t)(slash - t->path));
+	DIR *d = NULL;
+	struct dirent *de;
+	int fd = -1;
+
+	*cpath = NULL;
+	if (dir == NULL || t->f.offset <= 0 || t->f.fp_len <= 0 || (d = opendir(dir)) == NULL)
+		goto out;
+	while ((de = readdir(d)) != NULL) {
+		char *path = NULL;
+
+		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
+		    (ino_t)de->d_ino == t->ino ||
+		    (src->exclude != NULL && src->exclude[0] != '\0' &&
+		     fnmatch(src->exclude, de->d_name, 0) == 0))
+			continue;
+		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
+			break;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+		if (fd >= 0 && fstat(fd, cst) == 0 && S_ISREG(cst->st_mode) &&
+		    cst->st_dev == t->dev && cst->st_ino != t->ino && cst->st_size >= t->f.offset &&
+		    head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
+		    checkpoint_matches(fd, &t->f) == 1) {
+			*cpath = path;
+			break;
+		}
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		free(path);
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+	return fd;
+}
+
+/* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
+ * same record: the record now names the copy (its dev, inode and path), so the lines keep the
+ * identifiers they would have had in the original, and a glob that later matches the copy finds
+ * it read. Returns 0 or -1. */
+static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpath, char *err,
+                     size_t errlen)
+{
+	int live_fd = t->fd;
+	dev_t dev = t->dev;
+	ino_t ino = t->ino;
+	char *path = t->path;
+	struct spool_file nf = t->f;
+	int64_t rc;
+
+	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
+	         "copy %s",
+	         t->path, (intmax_t)(cst->st_size - t->f.offset), (intmax_t)t->f.offset, cpath);
+	nf.dev = (uint64_t)cst->st_dev;
+	nf.ino = (uint64_t)cst->st_ino;
+	if (copy_field(nf.path, sizeof(nf.path), cpath) < 0) {
+		err_set(err, errlen, "%s: path too long for the spool", cpath);
+		return -1;
+	}
+	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+		return -1;
+	t->f = nf;
+	t->fd = cfd;
+	t->dev = cst->st_dev;
+	t->ino = cst->st_ino;
+	t->path = cpath;
+	t->skip = 0;
+	rc = read_lines(t, &nf, cst->st_size, 0, err, errlen);
+	t->fd = live_fd;
+	t->dev = dev;
+	t->ino = ino;
+	t->path = path;
+	t->skip = 0;
+	return rc < 0 ? -1 : 0;
+}
+
+/* The record no longer describes the open file: reads the rest of it from a copytruncate copy
+ * if there is one, then starts the file anew. Returns 0 or -1. */
+static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct stat cst;
+	char *cpath = NULL;
+	int cfd = find_copy(t, &cst, &cpath), copied = 0;
+
+	*spool_failed = 0;
+	if (cfd >= 0) {
+		int rc = read_copy(t, cfd, &cst, cpath, err, errlen);
+
+		close(cfd);
+		free(cpath);
+		if (rc < 0) {
+			*spool_failed = 1; /* retried as a whole: the copy is found again */
+			return -1;
+		}
+		copied = 1;
+	}
+	return reset(t, size, copied, spool_failed, err, errlen);
+}
+
+static int state_is(const struct spool_file *f, const char *state)
+{
+	return strncmp(f->state, state, sizeof(f->state)) == 0;
+}
+
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                             unsigned flags, int *file_errno, char *err, size_t errlen)
+{
+	struct tail *t = NULL;
+	struct spool_file old;
+	struct stat st;
+	int found, spool_failed = 0, e;
+
+	if (file_errno != NULL)
+		*file_errno = 0;
+	if (ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL || path == NULL ||
+	    source_index >= ctx->cfg->n_sources) {
+		err_set(err, errlen, "tail_open: invalid arguments");
+		errno = EINVAL;
+		goto fail_file;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		err_set(err, errlen, "%s: out of memory", path);
+		errno = ENOMEM;
+		goto fail_file;
+	}
+	t->fd = -1;
+	t->ctx = *ctx;
+	t->source_index = source_index;
+	t->source = ctx->cfg->sources[source_index].name;
+	t->path = strdup(path);
+	if (t->path == NULL) {
+		err_set(err, errlen, "%s: out of memory", path);
+		errno = ENOMEM;
+		goto fail_file;
+	}
+	/* Symlinks are followed: a log path is often a link (/var/log/containers). O_NONBLOCK
+	 * keeps a FIFO that replaced the file from blocking the open; it changes nothing for a
+	 * regular file. */
+	t->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (t->fd < 0) {
+		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto fail_file;
+	}
+	if (fstat(t->fd, &st) < 0) {
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail_file;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err_set(err, errlen, "%s: not a regular file", path);
+		errno = EINVAL;
+		goto fail_file;
+	}
+	if (compressed(t->fd) != NULL) {
+		err_set(err, errlen,
+		        "%s: %s-compressed data, never read as text (add it to the "
+		        "source's exclude)",
+		        path, compressed(t->fd));
+		errno = EINVAL;
+		goto fail_file;
+	}
+	t->dev = st.st_dev;
+	t->ino = st.st_ino;
+
+	found = spool_file_find(ctx->spool, t->source, (uint64_t)st.st_dev, (uint64_t)st.st_ino,
+	                        &old, err, errlen);
+	if (found < 0)
+		goto fail_spool;
+	if (found) {
+		int same = head_matches(t->fd, old.fp_len, old.fp_hash), valid = 0;
+
+		/* A file seen deleted is never resumed: a file with its inode now is another. */
+		if (same > 0 && old.offset <= st.st_size && !state_is(&old, "gone"))
+			valid = checkpoint_matches(t->fd, &old);
+		if (same < 0 || valid < 0) {
+			err_set(err, errlen, "%s: %s", path, strerror(errno));
+			goto fail_file;
+		}
+		if (valid) {
+			t->f = old;
+			if (strcmp(old.path, path) != 0 || !state_is(&old, "reading")) {
+				struct spool_file nf = old;
+
+				if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
+					err_set(err, errlen, "%s: path too long for the spool",
+					        path);
+					errno = ENAMETOOLONG;
+					goto fail_file;
+				}
+				snprintf(nf.state, sizeof(nf.state), "reading");
+				if (spool_file_update(ctx->spool, &nf, err, errlen) < 0)
+					goto fail_spool;
+				t->f = nf;
+			}
+		} else if (state_is(&old, "gone")) {
+			/* The inode of a file deleted earlier, reused by a new one: not a reset,
+			 * just a new file, read from its start. */
+			log_debug("%s: a new file (inode %ju reused)", path, (uintmax_t)st.st_ino);
+			if (new_record(t, st.st_size, 0, 0, &t->f, &spool_failed, err, errlen) < 0)
+				goto fail_either;
+		} else {
+			t->f = old;
+			if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
+				goto fail_either;
+		}
+	} else {
+		int64_t offset = 0;
+
+		if (ctx->cfg->sources[source_index].read_from == CONFIG_READ_FROM_TAIL &&
+		    !(flags & TAIL_OPEN_CREATED)) {
+			offset = last_line_start(t->fd, st.st_size);
+			if (offset < 0) {
+				err_set(err, errlen, "%s: %s", path, strerror(errno));
+				goto fail_file;
+			}
+		}
+		if (st.st_size == 0) {
+			/* Empty: its record is made when its first bytes come (tail_read), so that
+			 * a file a compressor is about to fill never gets one. */
+			if (copy_field(t->f.source, sizeof(t->f.source), t->source) < 0 ||
+			    copy_field(t->f.path, sizeof(t->f.path), path) < 0) {
+				err_set(err, errlen, "%s: path too long for the spool", path);
+				errno = ENAMETOOLONG;
+				goto fail_file;
+			}
+			t->f.dev = (uint64_t)st.st_dev;
+			t->f.ino = (uint64_t)st.st_ino;
+			snprintf(t->f.state, sizeof(t->f.state), "reading");
+		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
+		           0) {
+			goto fail_either;
+		}
+	}
+	return t;
+
+fail_either:
+	if (spool_failed)
+		goto fail_spool;
+fail_file:
+	e = errno != 0 ? errno : EIO;
+	if (file_errno != NULL)
+		*file_errno = e;
+	tail_free(t);
+	return NULL;
+fail_spool:
+	if (file_errno != NULL)
+		*file_errno = 0;
+	tail_free(t);
+	return NULL;
+}
+
+struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
+                       size_t errlen)
+{
+	return tail_open_flags(ctx, path, source_index, 0, NULL, err, errlen);
+}
+
+void tail_free(struct tail *t)
+{
+	if (t == NULL)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->path);
+	free(t);
+}
+
+/* Makes room for `more` events. Returns 0 or -1. */
+static int events_reserve(struct tail_scratch *s, size_t more)
+{
+	size_t cap = s->cap_events;
+	struct event *ev;
+
+	if (s->n_events + more <= cap)
+		return 0;
+	if (cap < TAIL_EVENTS_MIN)
+		cap = TAIL_EVENTS_MIN;
+	while (cap < s->n_events + more)
+		cap *= 2;
+	ev = realloc(s->events, cap * sizeof(*ev));
+	if (ev == NULL)
+		return -1;
+	s->events = ev;
+	s->cap_events = cap;
+	return 0;
+}
+
+/* Fills an event from a rule result. Returns 0, 1 if a field does not fit (the result is then
+ * treated as invalid), or -1 if the identifier could not be computed. */
+static int make_event(struct tail *t, const struct spool_file *f, const struct rule_result *r,
+                      int64_t line_offset, int64_t now, struct event *ev)
+{
+	const struct config_rule *rule = r->rule;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->file_id = f->id;
+	ev->line_offset = line_offset;
+	ev->timestamp = r->timestamp;
+	ev->created = now;
+	if (rule == NULL || copy_field(ev->rule, sizeof(ev->rule), rule->name) < 0 ||
+	    copy_field(ev->event_name, sizeof(ev->event_name), rule->event_name) < 0 ||
+	    copy_field(ev->payload_customer_key, sizeof(ev->payload_customer_key),
+	               rule->payload_customer_key) < 0 ||
+	    copy_field(ev->payload_value_key, sizeof(ev->payload_value_key),
+	               rule->payload_value_key) < 0 ||
+	    copy_field(ev->customer_key, sizeof(ev->customer_key), r->customer_key) < 0 ||
+	    copy_field(ev->customer, sizeof(ev->customer), r->customer) < 0 ||
+	    copy_field(ev->value, sizeof(ev->value), r->value) < 0)
+		return 1;
+	if (r->outcome == RULE_UNMAPPED) {
+		ev->state = EVENT_DEAD;
+		if (copy_field(ev->last_error, sizeof(ev->last_error), r->reason) < 0)
+			snprintf(ev->last_error, sizeof(ev->last_error), "%.*s",
+			         (int)sizeof(ev->last_error) - 1, r->reason);
+	} else {
+		ev->state = EVENT_PENDING;
+	}
+	if (event_identifier(ev->identifier, t->ctx.instance != NULL ? t->ctx.instance : "",
+	                     t->source, f->uid, line_offset, rule->name) < 0)
+		return -1;
+	return 0;
+}
+
+/* Applies the rules to one complete line (NULs removed, `len` bytes, '\r' still there) and
+ * counts it in nf. Returns 0 or -1. */
+static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *nf, char *line,
+                     size_t len, int64_t line_offset, int64_t now, char *err, size_t errlen)
+{
+	size_t n, events = 0, no_match = 0;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (events_reserve(s, s->n_results) < 0) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	n = rule_set_apply(t->ctx.rules, t->source_index, line, len, now, s->results);
+	if (n > s->n_results)
+		n = s->n_results;
+	for (size_t i = 0; i < n; i++) {
+		const struct rule_result *r = &s->results[i];
+		const char *name = r->rule != NULL ? r->rule->name : "?";
+		int rc;
+
+		switch (r->outcome) {
+		case RULE_NO_MATCH:
+			no_match++;
+			break;
+		case RULE_EVENT:
+		case RULE_UNMAPPED:
+			rc = make_event(t, nf, r, line_offset, now, &s->events[s->n_events]);
+			if (rc < 0) {
+				err_set(err, errlen, "%s: cannot compute an event identifier",
+				        t->path);
+				return -1;
+			}
+			if (rc > 0) {
+				log_debug("%s:%" PRId64 ": rule '%s': a field is too long for an "
+				          "event",
+				          t->path, line_offset, name);
+				break;
+			}
+			s->n_events++;
+			events++;
+			break;
+		case RULE_INVALID:
+		default:
+			if (tail_warn_due(&t->warned_invalid))
+				log_warn(
+				    "%s: line at offset %" PRId64 ": rule '%s' matched but made no "
+				    "event: %s (such lines are counted as invalid in `logmeter "
+				    "status`; logged at most once a minute per file)",
+				    t->path, line_offset, name, r->reason);
+			else
+				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset,
+				          name, r->reason);
+			break;
+		}
+	}
+	nf->counters.lines++;
+	if (events > 0)
+		nf->counters.matched++;
+	else if (no_match == n)
+		nf->counters.unmatched++;
+	else
+		nf->counters.invalid++;
+	nf->counters.events += (int64_t)events;
+	return 0;
+}
+
+/* Commits the batch in s->events with nf at checkpoint `consumed`. On success t->f becomes the
+ * new record. Returns 0 or -1 (nothing changed). */
+static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf, int64_t consumed,
+                  int64_t size, char *err, size_t errlen)
+{
+	int added = 0;
+
+	nf->offset = consumed;
+	nf->size = size > consumed ? size : consumed;
+	snprintf(nf->state, sizeof(nf->state), "reading");
+	nf->updated = (int64_t)time(NULL);
+	if (checkpoint_hash(t->fd, nf) < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		return -1;
+	}
+	crash_point("tail_before_commit"); /* a crash here: the lines are read again */
+	/* No room (space.c): the batch is dropped unread, as after a failed commit. */
+	if (space_admit(t->ctx.space, err, errlen) < 0)
+		return -1;
+	if (spool_commit(t->ctx.spool, nf, s->events, s->n_events, err, errlen) < 0) {
+		space_commit_failed(t->ctx.space, err);
+		return -1;
+	}
+	/* Committed, the in-memory record not advanced yet: a restart must resume from the spool.
+	 */
+	crash_point("spool_commit_after");
+	for (size_t i = 0; i < s->n_events && !added; i++)
+		added = s->events[i].id != 0;
+	s->n_events = 0;
+	t->f = *nf;
+	health_beat(HEALTH_INGEST); /* a long backlog is progress, batch by batch */
+	if (added && t->ctx.on_commit != NULL)
+		t->ctx.on_commit(t->ctx.ud);
+	return 0;
+}
+
+static void scratch_free(struct tail_scratch *s)
+{
+	free(s->buf);
+	free(s->results);
+	free(s->events);
+}
+
+/* Checks that the open file still is what the record says, and grows the fingerprint into *nf.
+ * Returns 1 if valid, 0 if stale, -1 on a read error. */
+static int still_valid(struct tail *t, const struct stat *st, struct spool_file *nf, int *grown)
+{
+	int rc;
+
+	*grown = 0;
+	if (st->st_size < t->f.offset)
+		return 0;
+	rc = checkpoint_matches(t->fd, &t->f);
+	if (rc <= 0)
+		return rc;
+	if (t->verify_head) {
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc <= 0)
+			return rc;
+		t->verify_head = 0;
+	}
+	if (t->f.fp_len < SPOOL_FP_MAX && st->st_size > t->f.fp_len) {
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc <= 0)
+			return rc;
+		if (fingerprint(t->fd, st->st_size, nf) < 0)
+			return -1;
+		*grown = nf->fp_len != t->f.fp_len;
+	}
+	return 1;
+}
+
+int64_t tail_read(struct tail *t, char *err, size_t errlen)
+{
+	struct spool_file nf;
+	struct stat st;
+	int dirty = 0, valid, spool_failed = 0;
+
+	if (t == NULL) {
+		err_set(err, errlen, "tail_read: invalid arguments");
+		return -1;
+	}
+	if (t->fd < 0) {
+		err_set(err, errlen, "%s: closed (not resumed)", t->path);
+		errno = EBADF;
+		return -1;
+	}
+	if (fstat(t->fd, &st) < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (t->f.id == 0) {
+		/* Opened empty: its record comes with its first bytes, unless they are a
+		 * compressor's output. */
+		if (st.st_size == 0)
+			return 0;
+		if (compressed(t->fd) != NULL) {
+			err_set(err, errlen,
+			        "%s: %s-compressed data, never read as text (add it "
+			        "to the source's exclude)",
+			        t->path, compressed(t->fd));
+			errno = EMEDIUMTYPE;
+			return -1;
+		}
+		if (new_record(t, st.st_size, 0, 0, &nf, &spool_failed, err, errlen) < 0)
+			return -1;
+		t->f = nf;
+	}
+	nf = t->f;
+	valid = still_valid(t, &st, &nf, &dirty);
+	if (valid < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (!valid) {
+		if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
+			return -1;
+		nf = t->f;
+		dirty = 0;
+	}
+	/* Only what is there now: a file written faster than it is read must not keep this call
+	 * (and watch_stop) waiting; what comes later has its own inotify event. */
+	return read_lines(t, &nf, st.st_size, dirty, err, errlen);
+}
+
+/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches with
+ * *nfp (the record, with a grown fingerprint if `dirty`). Returns the bytes consumed or -1. */
+static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, int dirty, char *err,
+                          size_t errlen)
+{
+	struct tail_scratch s = {0};
+	struct spool_file nf = *nfp;
+	const struct config_agent *agent = &t->ctx.cfg->agent;
+	size_t max_len, batch, in_batch = 0, w = 0;
+	int64_t pos, consumed, line_off = -1, line_nuls = 0, total = 0, pend_nuls = 0;
+	int skipping = 0, nul_only = 0;
+	int64_t rv = -1;
+
+	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
+	batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
+	consumed = pos = t->f.offset;
+	if (pos >= end && !dirty)
+		return 0;
+
+	s.cap = max_len + 1 + TAIL_READ_MIN;
+	if (s.cap < TAIL_BUF_MIN)
+		s.cap = TAIL_BUF_MIN;
+	/* Never more than what there is to read: a few appended lines (the usual case, and with
+	 * thousands of files the usual case times thousands) take a small block. */
+	if ((int64_t)s.cap > end - pos)
+		s.cap = end > pos ? (size_t)(end - pos) : 0;
+	s.buf = malloc(s.cap + 1);
+	s.n_results = rule_set_max_per_source(t->ctx.rules);
+	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
+	if (s.buf == NULL || s.results == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		goto out;
+	}
+	if (t->skip && t->skip_line == consumed && t->skip_resume > pos && t->skip_resume <= end) {
+		skipping = 1;
+		line_off = consumed;
+		pos = t->skip_resume;
+	}
+	t->skip = 0;
+
+	while (pos < end) {
+		size_t want = s.cap - w, r = w, ls = 0, wr = w, lim;
+		int64_t base = pos - (int64_t)w; /* file offset of buf[i], for i >= the old w */
+		int64_t now = (int64_t)time(NULL);
+		ssize_t n;
+
+		if ((int64_t)want > end - pos)
+			want = (size_t)(end - pos);
+		n = pread(t->fd, s.buf + w, want, (off_t)pos);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err_set(err, errlen, "%s: read: %s", t->path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break; /* cut shorter meanwhile: the next read sees it */
+		pos += n;
+		lim = w + (size_t)n;
+		/* The sentinel lets strchrnul find '\n' and NUL in one vectorised pass. */
+		s.buf[lim] = '\0';
+		while (r < lim) {
+			size_t idx;
+
+			if (pend_nuls > 0 && s.buf[r] != '\0') {
+				/* The run of NULs that ended the previous read is followed by
+				 * something: now it is consumed. */
+				nf.counters.nul_bytes += pend_nuls;
+				pend_nuls = 0;
+				consumed = base + (int64_t)r;
+				nul_only = 1;
+			}
+			idx = (size_t)(strchrnul(s.buf + r, '\n') - s.buf);
+			if (idx > r) {
+				size_t seg = idx - r, nw = wr - ls + seg;
+
+				if (line_off < 0)
+					line_off = base + (int64_t)r;
+				/* One byte over the limit is allowed while it may be the '\r' that
+				 * is dropped. */
+				if (!skipping && (nw > max_len + 1 ||
+				                  (nw == max_len + 1 && s.buf[idx - 1] != '\r'))) {
+					skipping = 1;
+				} else if (!skipping) {
+					if (wr != r)
+						memmove(s.buf + wr, s.buf + r, seg);
+					wr += seg;
+				}
+				r = idx;
+			}
+			if (r >= lim)
+				break;
+			if (s.buf[r] == '\0') {
+				size_t q = r;
+
+				while (q < lim && s.buf[q] == '\0')
+					q++;
+				if (line_off < 0 && q == lim) {
+					/* NULs before any byte of a line belong to no line; a run
+					 * that reaches the end of what was read is consumed only
+					 * once something follows it: a preallocated file's zeros
+					 * are overwritten in place, and must be read again then. */
+					pend_nuls += (int64_t)(q - r);
+				} else if (line_off < 0) {
+					nf.counters.nul_bytes += (int64_t)(q - r) + pend_nuls;
+					pend_nuls = 0;
+					consumed = base + (int64_t)q;
+					nul_only = 1;
+				} else if (!skipping) {
+					line_nuls += (int64_t)(q - r);
+				}
+				r = q;
+				continue;
+			}
+			/* s.buf[r] == '\n' */
+			if (skipping) {
+				nf.counters.lines++;
+				nf.counters.long_lines++;
+				if (tail_warn_due(&t->warned_long))
+					log_warn("%s: skipped a line longer than max_line_length "
+					         "(%" PRId64 " bytes) before offset %" PRId64
+					         " (counted as long "
+					         "lines in `logmeter status`; logged at most once "
+					         "a minute "
+					         "per file)",
+					         t->path, t->ctx.cfg->agent.max_line_length,
+					         base + (int64_t)r);
+			} else if (!(nul_only && line_off < 0)) {
+				if (line_off < 0)
+					line_off = base + (int64_t)r;
+				nf.counters.nul_bytes += line_nuls;
+				if (take_line(t, &s, &nf, s.buf + ls, wr - ls, line_off, now, err,
+				              errlen) < 0)
+					goto out;
+			}
+			consumed = base + (int64_t)r + 1;
+			line_off = -1;
+			line_nuls = 0;
+			skipping = nul_only = 0;
+			r++;
+			ls = wr = r;
+			if (++in_batch >= batch || s.n_events >= TAIL_EVENTS_MAX) {
+				int64_t before = t->f.offset;
+
+				if (commit(t, &s, &nf, consumed, end, err, errlen) < 0)
+					goto out;
+				total += consumed - before;
+				in_batch = 0;
+				dirty = 0;
+			}
+		}
+		/* Carry the unfinished line to the front; an over-long one is not kept. */
+		if (skipping) {
+			w = 0;
+		} else {
+			if (ls > 0 && wr > ls)
+				memmove(s.buf, s.buf + ls, wr - ls);
+			w = wr - ls;
+		}
+	}
+	if (skipping && line_off >= 0) {
+		/* line_off is the checkpoint too: leading NULs were consumed, nothing else was */
+		t->skip = 1;
+		t->skip_line = line_off;
+		t->skip_resume = pos;
+	}
+	if (consumed > t->f.offset || dirty || s.n_events > 0) {
+		int64_t before = t->f.offset;
+
+		if (commit(t, &s, &nf, consumed, end, err, errlen) < 0) {
+			t->skip = 0;
+			goto out;
+		}
+		total += consumed - before;
+	}
+	rv = total;
+out:
+	scratch_free(&s);
+	return rv;
+}
+
+const char *tail_path(const struct tail *t)
+{
+	return t != NULL ? t->path : NULL;
+}
+
+const struct spool_file *tail_file(const struct tail *t)
+{
+	return t != NULL ? &t->f : NULL;
+}
+
+size_t tail_source_index(const struct tail *t)
+{
+	return t != NULL ? t->source_index : 0;
+}
+
+dev_t tail_dev(const struct tail *t)
+{
+	return t != NULL ? t->dev : 0;
+}
+
+ino_t tail_ino(const struct tail *t)
+{
+	return t != NULL ? t->ino : 0;
+}
+
+int tail_stat(const struct tail *t, struct stat *st)
+{
+	if (t == NULL || st == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (t->fd >= 0)
+		return fstat(t->fd, st);
+	if (stat(t->path, st) < 0)
+		return -1;
+	if (st->st_dev != t->dev || st->st_ino != t->ino) {
+		errno = ESTALE;
+		return -1;
+	}
+	return 0;
+}
+
+void tail_suspend(struct tail *t)
+{
+	if (t == NULL || t->fd < 0)
+		return;
+	close(t->fd);
+	t->fd = -1;
+	t->skip = 0;
+}
+
+int tail_is_open(const struct tail *t)
+{
+	return t != NULL && t->fd >= 0;
+}
+
+int tail_resume(struct tail *t, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (t == NULL) {
+		err_set(err, errlen, "tail_resume: invalid arguments");
+		errno = EINVAL;
+		return -1;
+	}
+	if (t->fd >= 0)
+		return 0;
+	fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 1;
+		err_set(err, errlen, "%s: cannot open: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (st.st_dev != t->dev || st.st_ino != t->ino) {
+		close(fd);
+		return 1;
+	}
+	t->fd = fd;
+	t->verify_head = 1;
+	return 0;
+}
+
+int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
+{
+	struct spool_file nf;
+	char *dup;
+
+	if (t == NULL || path == NULL) {
+		err_set(err, errlen, "tail_rename: invalid arguments");
+		return -1;
+	}
+	nf = t->f;
+	if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
+		err_set(err, errlen, "%s: path too long for the spool", path);
+		return -1;
+	}
+	dup = strdup(path);
+	if (dup == NULL) {
+		err_set(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
+		free(dup);
+		return -1;
+	}
+	free(t->path);
+	t->path = dup;
+	t->f = nf;
+	return 0;
+}
+
+int tail_mark_gone(struct tail *t, char *err, size_t errlen)
+{
+	return tail_mark(t, "gone", err, errlen);
+}
+
+int tail_mark(struct tail *t, const char *state, char *err, size_t errlen)
+{
+	struct spool_file nf;
+
+	if (t == NULL || state == NULL) {
+		err_set(err, errlen, "tail_mark: invalid arguments");
+		return -1;
+	}
+	nf = t->f;
+	if (strcmp(nf.state, state) == 0)
+		return 0;
+	snprintf(nf.state, sizeof(nf.state), "%s", state);
+	/* A file still empty has no record yet. */
+	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+		return -1;
+	t->f = nf;
+	return 0;
+}

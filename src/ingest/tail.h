@@ -1,0 +1,113 @@
+/* tail: one reader per log file. Knows the file's identity (device, inode, and a fingerprint of
+ * its first bytes kept in the spool), resumes from its checkpoint after validating it, reads
+ * complete lines, applies the rules and commits each batch of events with the new checkpoint in
+ * one spool transaction. A partial last line is left for later: the checkpoint stays at its
+ * start. */
+#ifndef LOGMETER_TAIL_H
+#define LOGMETER_TAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+#include "core/rule.h"
+#include "store/spool.h"
+
+/* What a tail needs from the rest of the agent, borrowed for the tail's lifetime. */
+struct space;
+
+struct tail_ctx {
+	const struct config *cfg;
+	struct rule_set *rules;
+	struct spool *spool;
+	const char *instance;        /* for identifiers */
+	void (*on_commit)(void *ud); /* called after each commit that added events; may be NULL */
+	void *ud;
+	/* Asked before each commit (space_admit) and told of failed ones; may be NULL (no
+	 * limits). A refused commit fails tail_read like a spool error: nothing is lost. */
+	struct space *space;
+};
+
+struct tail;
+
+/* Opens `path` for source `source_index` and identifies it (docs/tailing.md): the newest record
+ * of the source with its dev/ino is resumed only if it is not "gone" (a deleted file's inode
+ * reused is a new file), the file still starts with the fingerprinted head, and the check bytes
+ * before the checkpoint still match (the file may have been truncated and grown again while the
+ * agent was stopped). A record that fails the content checks is first looked for as a
+ * copytruncate copy in the same directory (its rest read from the copy under the same record),
+ * then the file starts again at 0 as a new record (counted in resets and logged unless a copy
+ * explained it). A file never seen before starts at 0, or at its end with read_from = tail
+ * (rounded back to the start of its partial last line); an empty one gets its record with its
+ * first bytes. A file that starts with a compression format's magic number (gzip, xz, zstd,
+ * bzip2) is refused (EINVAL). Returns the tail (caller frees), or NULL (for example EACCES:
+ * `err` says so). */
+struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
+                       size_t errlen);
+
+/* Flag of tail_open_flags: the file appeared while the agent was running, so a file never seen
+ * before starts at 0 whatever read_from says (read_from = tail is for the files found at start,
+ * not for new files whose every line is new). */
+#define TAIL_OPEN_CREATED 1u
+
+/* tail_open with flags. If `file_errno` is non-NULL it is set on failure: to the errno of the
+ * file (EACCES, ENOENT, ...; EINVAL if it is not a regular file) when the file could not be
+ * opened or read, or to 0 when the spool failed: a file is retried later, a spool error is the
+ * agent's failure. */
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                             unsigned flags, int *file_errno, char *err, size_t errlen);
+
+/* Closes the file descriptor. NULL is a no-op. */
+void tail_free(struct tail *t);
+
+/* Reads from the checkpoint to the current end of the file, committing a spool transaction every
+ * cfg->agent.batch_lines lines and at the end. The checkpoint is validated first (as tail_open
+ * does; a resumed tail's head too). A tail opened empty whose first bytes are a compressor's
+ * output fails with errno EMEDIUMTYPE. Lines longer than max_line_length are skipped to
+ * their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped before
+ * matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error: nothing
+ * past the last commit is lost, the checkpoint still covers only committed events). */
+int64_t tail_read(struct tail *t, char *err, size_t errlen);
+
+/* The path it was opened with, and its record (identity, checkpoint, counters). */
+const char *tail_path(const struct tail *t);
+const struct spool_file *tail_file(const struct tail *t);
+size_t tail_source_index(const struct tail *t);
+
+/* Device and inode of the open file. */
+dev_t tail_dev(const struct tail *t);
+ino_t tail_ino(const struct tail *t);
+
+/* fstat(2) of the open file (st_nlink == 0: deleted); of a suspended tail, stat(2) of its path
+ * if that still leads to its file. Returns 0 or -1 (errno set; ESTALE: the path leads to another
+ * file). */
+int tail_stat(const struct tail *t, struct stat *st);
+
+/* Closes the file descriptor but keeps the tail (its record, checkpoint and path): an idle file
+ * costs no descriptor (max_open_files). tail_read needs tail_resume first. NULL is a no-op. */
+void tail_suspend(struct tail *t);
+
+/* Whether the tail holds its file open (not suspended). */
+int tail_is_open(const struct tail *t);
+
+/* Opens a suspended tail again by its path. The next tail_read checks the whole identity (head
+ * fingerprint and check bytes), since the file was not held meanwhile. Returns 0 (open again, or
+ * it was open), 1 if the path no longer leads to the tail's device and inode (renamed, deleted or
+ * replaced meanwhile: nothing opened), or -1 (for example EACCES or EMFILE, in `err`). */
+int tail_resume(struct tail *t, char *err, size_t errlen);
+
+/* Records that the file was renamed to `path` (still the same open file). Returns 0 or -1. */
+int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
+
+/* Sets the record's state (docs/tailing.md): "reading" (tailed, may grow), "drained" (rotated
+ * away or read from its copy, read to its end and released; the file still exists and is resumed
+ * if its glob matches it again), "gone" (deleted: a file found later with its inode is another
+ * file). Returns 0 or -1. */
+int tail_mark(struct tail *t, const char *state, char *err, size_t errlen);
+
+/* tail_mark(t, "gone"). */
+int tail_mark_gone(struct tail *t, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,44 @@
+/* watch: the inotify loop of the ingest half. Watches the directories of every source's glob,
+ * opens a tail for each matching file, reads files when they change, follows renames and
+ * deletions (a renamed or deleted file is read to its end before it is let go; a rotated one only
+ * after rotate_wait without change), finds files rotated while the agent was stopped, and rescans
+ * the globs periodically and after IN_Q_OVERFLOW (inotify(7)). Files in directories it could not
+ * watch (ENOSPC: the watch limit) are checked with stat(2) every second. At most
+ * agent.max_open_files tails hold a descriptor: the least recently read are suspended and
+ * resumed by name when they change. See docs/tailing.md. */
+#ifndef LOGMETER_WATCH_H
+#define LOGMETER_WATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/tail.h"
+
+struct watch;
+
+/* Creates the inotify instance (IN_NONBLOCK | IN_CLOEXEC) and the stop eventfd. `ctx` is copied;
+ * what it points to is borrowed. Returns the watch (caller frees), or NULL. */
+struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen);
+
+/* Closes every tail, watch and descriptor. NULL is a no-op. */
+void watch_free(struct watch *w);
+
+/* Expands every source's glob, adds directory watches, opens tails for new files, and reads every
+ * open tail to its current end. Files that cannot be opened are logged and retried at the next
+ * scan. Returns 0, or -1 on a spool error. */
+int watch_scan(struct watch *w, char *err, size_t errlen);
+
+/* The ingest loop: waits on inotify, the stop eventfd and the rescan timer (monotonic clock),
+ * reads what changed, until watch_stop. A spool error (a full disk, say) is logged and retried at
+ * the next change or rescan: nothing is checkpointed past what was committed. Returns 0 when
+ * stopped, -1 only if poll(2) or inotify itself fails. */
+int watch_run(struct watch *w, char *err, size_t errlen);
+
+/* Makes watch_run return after finishing (committing) the batch it is in. Async-signal-safe and
+ * thread-safe (writes to an eventfd). */
+void watch_stop(struct watch *w);
+
+/* Number of open tails. */
+size_t watch_tail_count(const struct watch *w);
+
+#endif

@@ -1,0 +1,1453 @@
+/* sender: the delivery loop. One thread, one curl multi handle for its whole life (so
+ * connections stay open), one spool handle of its own. Events are read in id order into a
+ * bounded queue; each loop iteration collects finished transfers, applies their outcomes to the
+ * spool in one transaction, and starts what the limits allow. */
+#include "send/sender.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <limits.h>
+#include <pthread.h>
+#include <search.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "send/account.h"
+#include "util/crash.h"
+#include "core/event.h"
+#include "util/health.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "store/spool.h"
+#include "util/statefile.h"
+#include "send/stripe.h"
+
+#define SENDER_QUEUE_MAX 2000
+#define SENDER_LOAD_CHUNK 256
+#define SENDER_POLL_MAX_MS 1000
+#define SENDER_PRUNE_EVERY_MS (10 * 60 * 1000)
+#define SENDER_LOG_EVERY_MS 10000
+#define SENDER_RELOAD_EVERY_MS 5000 /* backstop for a missed sender_notify */
+#define SENDER_IDLE_RELOAD_MS 1000
+#define SENDER_SPOOL_RETRY_MS 1000
+#define SENDER_ONCE_MARK_FAILURES 10 /* once-mode gives up after this many failed spool_marks */
+#define SENDER_KEY_SEP '\x1f'
+#define SENDER_RATE_CUT_EVERY_MS 1000 /* 429s within this of a cut belong to the same burst */
+#define SENDER_RATE_CLIMB_S 60       /* seconds of successes to climb from nothing to the maximum */
+#define SENDER_HOLD_RECHECK_MS 60000 /* a held event is looked at again at least this often */
+#define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
+#define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
+
+/* A queued event. */
+struct sender_item {
+	struct event ev;
+	char key[EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1]; /* customer SEP event_name */
+	int64_t next_attempt;                              /* monotonic ms; 0: now */
+	int64_t started;                                   /* wall clock, s: the attempt's start */
+	int held;                   /* waiting for its timestamp to come within Stripe's window */
+	struct stripe_request *req; /* while in flight */
+};
+
+/* Why sending is paused. */
+enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER };
+
+/* A log line that may repeat: the first is written, the rest are counted and summarised at most
+ * once per SENDER_LOG_EVERY_MS. */
+struct sender_ratelog {
+	enum log_level level;
+	const char *what; /* plural noun for the summary, e.g. "transient failures" */
+	int logged;
+	int64_t last;
+	int64_t suppressed;
+	char last_msg[STRIPE_REASON_MAX + 256];
+};
+
+struct sender {
+	const struct config *cfg;
+	struct spool *sp;
+	CURLM *multi;
+	char key[STRIPE_KEY_MAX];
+	int curl_inited;
+
+	struct sender_item **queue; /* in id order; NULL slots are compacted away */
+	size_t n;
+	int64_t cursor; /* highest id loaded since the last reset */
+	int more;       /* the last load stopped because the queue was full */
+	struct event *loadbuf;
+	int64_t next_reload, next_idle_reload, next_spool_try;
+
+	void *inflight_keys; /* tsearch tree of the keys (item->key) with a request in flight */
+	size_t inflight;
+
+	/* Outcomes waiting for one spool_mark call; errors[i] belongs to marks[i]. */
+	struct spool_mark *marks;
+	char (*errors)[EVENT_ERROR_MAX];
+	size_t n_marks, cap_marks;
+	int64_t next_mark_try;
+
+	double tokens;
+	int64_t tokens_at;
+	double rate_max;       /* requests/s: max_requests_per_second, or Stripe's for the key */
+	double rate;           /* requests/s now: lowered by 429s, climbing back on successes */
+	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
+	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
+	int64_t rate_cut_wall; /* the same, wall clock seconds */
+	char rate_why[160];    /* where rate_max comes from */
+	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
+
+	enum sender_pause paused; /* until pause_until */
+	int64_t pause_until;
+	int64_t pause_since; /* wall clock, s */
+	char pause_reason[STRIPE_REASON_MAX + 128];
+	int probe;         /* one request at a time until Stripe answers as Stripe again */
+	int auth_failed;   /* once-mode: stop, return 1 */
+	int answer_failed; /* once-mode: stop, return 2 */
+	long auth_status;
+
+	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
+	int64_t next_publish;
+	int publish_due;
+	int stopped;
+
+	int once;
+	int fatal;         /* once-mode: a spool error ends the run with -1 */
+	int mark_failures; /* consecutive failed spool_mark calls */
+	char fatal_err[512];
+
+	int64_t next_prune;
+	struct sender_ratelog retry_log, dead_log, spool_log, rate_log, hold_log, unsure_log;
+	uint64_t rng;
+
+	atomic_int stop;
+	atomic_int notify;
+	_Atomic int64_t grace_ms;
+
+	pthread_mutex_t stats_lock;
+	struct sender_stats stats;
+};
+
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void key_nofree(void *p)
+{
+	(void)p;
+}
+
+/* xorshift64*: jitter needs no more than this, and must not share rand(3)'s global state. */
+static double rand01(struct sender *s)
+{
+	uint64_t x = s->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->rng = x;
+	return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / (double)(1ULL << 53);
+}
+
+static void stats_add(struct sender *s, int64_t *field, int64_t n)
+{
+	pthread_mutex_lock(&s->stats_lock);
+	*field += n;
+	pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* ---- logging that does not flood ---- */
+
+static void ratelog_init(struct sender_ratelog *rl, enum log_level level, const char *what)
+{
+	memset(rl, 0, sizeof(*rl));
+	rl->level = level;
+	rl->what = what;
+}
+
+static void ratelog_add(struct sender_ratelog *rl, int64_t now, const char *msg)
+{
+	if (!rl->logged || now - rl->last >= SENDER_LOG_EVERY_MS) {
+		if (rl->suppressed > 0)
+			log_msg(rl->level, "%s (and %lld more %s before it)", msg,
+			        (long long)rl->suppressed, rl->what);
+		else
+			log_msg(rl->level, "%s", msg);
+		rl->logged = 1;
+		rl->last = now;
+		rl->suppressed = 0;
+		return;
+	}
+	rl->suppressed++;
+	snprintf(rl->last_msg, sizeof(rl->last_msg), "%s", msg);
+}
+
+/* Writes the summary of what was held back, if it is due (or `force`). */
+static void ratelog_flush(struct sender_ratelog *rl, int64_t now, int force)
+{
+	if (rl->suppressed == 0 || (!force && now - rl->last < SENDER_LOG_EVERY_MS))
+		return;
+	log_msg(rl->level, "%lld more %s in the last %lld s; the last: %s",
+	        (long long)rl->suppressed, rl->what, (long long)((now - rl->last) / 1000),
+	        rl->last_msg);
+	rl->last = now;
+	rl->suppressed = 0;
+}
+
+static int64_t ratelog_due(const struct sender_ratelog *rl)
+{
+	return rl->suppressed > 0 ? rl->last + SENDER_LOG_EVERY_MS : INT64_MAX;
+}
+
+#define SENDER_RATELOGS(s)                                                                         \
+	{                                                                                          \
+		&(s)->retry_log, &(s)->dead_log, &(s)->spool_log, &(s)->rate_log, &(s)->hold_log,  \
+		    &(s)->unsure_log                                                               \
+	}
+
+/* Flushes every repeating log line that is due (all with `force`); returns when the next one
+ * will be due (monotonic ms), or INT64_MAX. */
+static int64_t ratelogs_flush(struct sender *s, int64_t now, int force)
+{
+	struct sender_ratelog *logs[] = SENDER_RATELOGS(s);
+	int64_t due = INT64_MAX;
+
+	for (size_t i = 0; i < sizeof(logs) / sizeof(logs[0]); i++) {
+		ratelog_flush(logs[i], now, force);
+		if (ratelog_due(logs[i]) < due)
+			due = ratelog_due(logs[i]);
+	}
+	return due;
+}
+
+/* ---- marks ---- */
+
+/* Records an outcome for the next spool_mark call. A later outcome for the same event replaces
+ * an earlier unapplied one, so a spool that keeps failing cannot make the list grow. */
+static int mark_add(struct sender *s, const struct event *ev, enum event_state state,
+                    const char *error)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_marks; i++) {
+		if (s->marks[i].id == ev->id)
+			break;
+	}
+	if (i == s->n_marks) {
+		if (s->n_marks == s->cap_marks) {
+			size_t cap = s->cap_marks > 0 ? s->cap_marks * 2 : 64;
+			struct spool_mark *m = realloc(s->marks, cap * sizeof(*m));
+			char(*e)[EVENT_ERROR_MAX];
+
+			if (m == NULL)
+				return -1;
+			s->marks = m;
+			e = realloc(s->errors, cap * sizeof(*e));
+			if (e == NULL)
+				return -1;
+			s->errors = e;
+			s->cap_marks = cap;
+		}
+		s->n_marks++;
+	}
+	s->marks[i].id = ev->id;
+	s->marks[i].state = state;
+	s->marks[i].attempts = ev->attempts;
+	s->marks[i].key_generation = ev->key_generation;
+	s->marks[i].first_unknown = ev->first_unknown;
+	s->marks[i].when = (int64_t)time(NULL);
+	s->marks[i].error = NULL;
+	if (error != NULL)
+		snprintf(s->errors[i], EVENT_ERROR_MAX, "%s", error);
+	else
+		s->errors[i][0] = '\0';
+	return 0;
+}
+
+/* Applies every recorded outcome in one transaction; on failure they are kept for the next try. */
+static int marks_apply(struct sender *s, int64_t now)
+{
+	char err[512] = "";
+
+	if (s->n_marks == 0)
+		return 0;
+	if (now < s->next_mark_try)
+		return -1;
+	for (size_t i = 0; i < s->n_marks; i++)
+		s->marks[i].error = s->errors[i][0] != '\0' ? s->errors[i] : NULL;
+	if (spool_mark(s->sp, s->marks, s->n_marks, err, sizeof(err)) != 0) {
+		char msg[sizeof(err) + 128];
+
+		err_set(msg, sizeof(msg),
+		        "cannot record %zu delivery outcomes in the spool: %s; will retry",
+		        s->n_marks, err);
+		ratelog_add(&s->spool_log, now, msg);
+		s->next_mark_try = now + SENDER_SPOOL_RETRY_MS;
+		s->mark_failures++;
+		if (s->once && !s->fatal && s->mark_failures >= SENDER_ONCE_MARK_FAILURES) {
+			s->fatal = 1;
+			err_set(s->fatal_err, sizeof(s->fatal_err), "spool: %s", err);
+		}
+		return -1;
+	}
+	s->mark_failures = 0;
+	s->n_marks = 0;
+	s->next_mark_try = 0;
+	return 0;
+}
+
+/* ---- the queue ---- */
+
+static void item_key(struct sender_item *it)
+{
+	snprintf(it->key, sizeof(it->key), "%s%c%s", it->ev.customer, SENDER_KEY_SEP,
+	         it->ev.event_name);
+}
+
+/* Drops finished items, keeping the id order. */
+static void queue_compact(struct sender *s)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->queue[i] != NULL)
+			s->queue[j++] = s->queue[i];
+	}
+	s->n = j;
+}
+
+static void item_finish(struct sender *s, size_t idx)
+{
+	free(s->queue[idx]);
+	s->queue[idx] = NULL;
+}
+
+/* Reads pending events after the cursor (after 0 with `reset`) until the queue is full. */
+static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_t errlen)
+{
+	if (reset)
+		s->cursor = 0;
+	s->more = 0;
+	s->next_reload = now + SENDER_RELOAD_EVERY_MS;
+	while (s->n < SENDER_QUEUE_MAX) {
+		size_t want = SENDER_QUEUE_MAX - s->n, got = 0;
+
+		if (want > SENDER_LOAD_CHUNK)
+			want = SENDER_LOAD_CHUNK;
+		if (spool_pending(s->sp, s->cursor, s->loadbuf, want, &got, err, errlen) != 0)
+			return -1;
+		if (got > want)
+			got = want;
+		for (size_t i = 0; i < got; i++) {
+			struct sender_item *it = calloc(1, sizeof(*it));
+
+			if (it == NULL) {
+				/* Try the rest later; the cursor stays before them. */
+				s->more = 1;
+				return 0;
+			}
+			it->ev = s->loadbuf[i];
+			item_key(it);
+			s->queue[s->n++] = it;
+			if (it->ev.id > s->cursor)
+				s->cursor = it->ev.id;
+		}
+		if (got < want)
+			return 0;
+	}
+	s->more = 1;
+	return 0;
+}
+
+/* ---- limits ---- */
+
+static int64_t backoff_ms(struct sender *s, int64_t attempts)
+{
+	int64_t lo =
+	    s->cfg->stripe.retry_min_backoff_ms > 0 ? s->cfg->stripe.retry_min_backoff_ms : 500;
+	int64_t hi =
+	    s->cfg->stripe.retry_max_backoff_ms > lo ? s->cfg->stripe.retry_max_backoff_ms : lo;
+	int64_t b = lo, d;
+
+	for (int64_t i = 1; i < attempts && b < hi; i++) {
+		if (b > INT64_MAX / 2) {
+			b = hi;
+			break;
+		}
+		b *= 2;
+	}
+	if (b > hi)
+		b = hi;
+	d = (int64_t)((double)b * (0.5 + 0.5 * rand01(s)));
+	return d < lo / 2 ? lo / 2 : d;
+}
+
+/* The rate Stripe allows (or the configured one), for a key just (re)read. */
+static void rate_init(struct sender *s)
+{
+	int64_t conf = s->cfg->stripe.max_requests_per_second;
+	char why[128];
+
+	if (conf > 0) {
+		s->rate_max = (double)conf;
+		snprintf(s->rate_why, sizeof(s->rate_why), "max_requests_per_second");
+	} else {
+		s->rate_max =
+		    (double)stripe_default_rate(s->key, s->cfg->stripe.account, why, sizeof(why));
+		snprintf(s->rate_why, sizeof(s->rate_why), "auto: %s", why);
+	}
+	if (s->rate <= 0 || s->rate > s->rate_max)
+		s->rate = s->rate_max;
+	s->publish_due = 1;
+}
+
+/* A 429: Stripe says the account sends too fast, whichever of its requests got the answer. The
+ * rate is halved once per burst of them (many requests in flight get their 429 together). */
+static void rate_cut(struct sender *s, int64_t now, const char *reason)
+{
+	char msg[STRIPE_REASON_MAX + 256];
+
+	if (s->rate_cut_at > 0 && now - s->rate_cut_at < SENDER_RATE_CUT_EVERY_MS)
+		return;
+	s->rate = s->rate / 2.0 > 1.0 ? s->rate / 2.0 : 1.0;
+	s->rate_cut_at = now;
+	s->rate_at = now;
+	s->rate_cut_wall = (int64_t)time(NULL);
+	s->tokens = 0.0;
+	s->publish_due = 1;
+	err_set(msg, sizeof(msg),
+	        "Stripe rate-limited a request (%s): sending rate lowered to %.1f/s of %.0f/s; it "
+	        "climbs back while requests succeed",
+	        reason, s->rate, s->rate_max);
+	ratelog_add(&s->rate_log, now, msg);
+}
+
+/* A success: the rate climbs back in proportion to the time since the last success or cut (at
+ * most a second's worth per success), from nothing to the maximum in SENDER_RATE_CLIMB_S: slowly,
+ * since hosts sharing the account's limit climb together. */
+static void rate_up(struct sender *s, int64_t now)
+{
+	double dt = (double)(now - s->rate_at) / 1000.0;
+
+	s->rate_at = now;
+	if (s->rate >= s->rate_max)
+		return;
+	if (dt > 1.0)
+		dt = 1.0;
+	if (dt > 0)
+		s->rate += dt * s->rate_max / SENDER_RATE_CLIMB_S;
+	if (s->rate >= s->rate_max) {
+		s->rate = s->rate_max;
+		s->publish_due = 1;
+	}
+}
+
+/* Takes a token of the rate limit if there is one; else sets *wake to when there will be. */
+static int token_take(struct sender *s, int64_t now, int64_t *wake)
+{
+	double rps = s->rate;
+	double cap = rps / 10.0 > 1.0 ? rps / 10.0 : 1.0; /* bursts of at most 100 ms' worth */
+
+	if (rps <= 0)
+		return 1;
+	if (now > s->tokens_at) {
+		s->tokens += (double)(now - s->tokens_at) * rps / 1000.0;
+		s->tokens_at = now;
+	}
+	if (s->tokens > cap)
+		s->tokens = cap;
+	if (s->tokens >= 1.0) {
+		s->tokens -= 1.0;
+		return 1;
+	}
+	*wake = now + (int64_t)((1.0 - s->tokens) * 1000.0 / rps) + 1;
+	return 0;
+}
+
+/* ---- sending ---- */
+
+static int identifier_ok(const char *id)
+{
+	size_t n = strnlen(id, EVENT_IDENTIFIER_MAX);
+
+	if (n == 0 || n >= EVENT_IDENTIFIER_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Dead-letters item `idx` without sending it. */
+static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t now)
+{
+	struct sender_item *it = s->queue[idx];
+	char msg[STRIPE_REASON_MAX + 256];
+
+	crash_point("sender_dead_letter"); /* decided, not recorded: decided again next time */
+	if (mark_add(s, &it->ev, EVENT_DEAD, reason) != 0) {
+		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
+		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
+		return;
+	}
+	err_set(msg, sizeof(msg), "event %lld (%s, rule %s): %s; kept as a dead letter",
+	        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
+	ratelog_add(&s->dead_log, now, msg);
+	stats_add(s, &s->stats.dead, 1);
+	item_finish(s, idx);
+}
+
+/* Takes item `idx` out of sending for good as unsure: its first attempt with an unknown outcome
+ * is older than unsure_after, so Stripe may have forgotten its identifier. */
+static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
+{
+	struct sender_item *it = s->queue[idx];
+	char reason[EVENT_ERROR_MAX], msg[EVENT_ERROR_MAX + 128];
+
+	snprintf(reason, sizeof(reason),
+	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and Stripe "
+	         "dedupes identifiers for 24 hours only; not re-sent by itself: check Stripe, then "
+	         "`logmeter replay --unsure`",
+	         (long long)(wall - it->ev.first_unknown), it->ev.last_error);
+	if (mark_add(s, &it->ev, EVENT_UNSURE, reason) != 0) {
+		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
+		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
+		return;
+	}
+	err_set(msg, sizeof(msg), "event %lld (%s, rule %s): %s", (long long)it->ev.id,
+	        it->ev.identifier, it->ev.rule, reason);
+	ratelog_add(&s->unsure_log, now, msg);
+	stats_add(s, &s->stats.unsure, 1);
+	item_finish(s, idx);
+}
+
+/* Checks item `idx` before it is sent: dead-letters what can never be sent, makes unsure what
+ * must not be re-sent blindly, and holds an event stamped ahead of the clock (next_attempt).
+ * Returns 1 if it stays queued, 0 if it was taken out. */
+static int item_check(struct sender *s, size_t idx, int64_t now)
+{
+	struct sender_item *it = s->queue[idx];
+	int64_t wall = (int64_t)time(NULL);
+	char reason[256];
+
+	if (it->ev.customer[0] == '\0') {
+		/* Ingest dead-letters unmapped events; one here must not block the queue. */
+		item_dead(s, idx,
+		          "no Stripe customer id (the customer key was not mapped); not sent", now);
+		return 0;
+	}
+	if (!identifier_ok(it->ev.identifier)) {
+		item_dead(s, idx, "the event has no usable identifier; not sent", now);
+		return 0;
+	}
+	if (it->ev.first_unknown > 0 &&
+	    wall - it->ev.first_unknown > s->cfg->stripe.unsure_after_s) {
+		item_unsure(s, idx, wall, now);
+		return 0;
+	}
+	if (it->ev.timestamp < wall - EVENT_MAX_AGE_S) {
+		snprintf(
+		    reason, sizeof(reason),
+		    "timestamp %lld is outside Stripe's window (more than 35 days in the past); "
+		    "not sent",
+		    (long long)it->ev.timestamp);
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
+	if (it->ev.timestamp > wall + EVENT_MAX_AHEAD_S) {
+		/* The clock was stepped back, or the line came from a host whose clock runs ahead:
+		 * Stripe takes the event once it is at most 5 minutes ahead. */
+		int64_t wait = (it->ev.timestamp - EVENT_MAX_AHEAD_S - wall) * 1000 + 1000;
+
+		if (!it->held) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg),
+			         "event %lld (%s): timestamp %lld is %lld s ahead of this host's "
+			         "clock, more than Stripe's 5 minutes: held until it is valid",
+			         (long long)it->ev.id, it->ev.identifier,
+			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+			ratelog_add(&s->hold_log, now, msg);
+			s->publish_due = 1;
+		}
+		it->held = 1;
+		it->next_attempt = now + min64(wait, SENDER_HOLD_RECHECK_MS);
+		return 1;
+	}
+	if (it->held) {
+		it->held = 0;
+		it->next_attempt = 0;
+		s->publish_due = 1;
+	}
+	return 1;
+}
+
+/* Starts the request of `it`. Returns 0, or -1 (it was given a backoff; logged). */
+static int item_start(struct sender *s, struct sender_item *it, int64_t now)
+{
+	char err[512] = "";
+	struct stripe_request *req;
+	CURLMcode mc;
+
+	it->started = (int64_t)time(NULL);
+	req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
+	if (req == NULL) {
+		log_err("cannot build the request for event %lld: %s", (long long)it->ev.id, err);
+		goto fail;
+	}
+	if (tsearch(it->key, &s->inflight_keys, key_cmp) == NULL) {
+		log_err("out of memory starting a request");
+		goto fail;
+	}
+	mc = curl_multi_add_handle(s->multi, stripe_request_easy(req));
+	if (mc != CURLM_OK) {
+		log_err("cannot start the request for event %lld: %s", (long long)it->ev.id,
+		        curl_multi_strerror(mc));
+		tdelete(it->key, &s->inflight_keys, key_cmp);
+		goto fail;
+	}
+	it->req = req;
+	s->inflight++;
+	s->publish_due = 1;
+	stats_add(s, &s->stats.requests, 1);
+	return 0;
+fail:
+	stripe_request_free(req);
+	it->next_attempt = now + backoff_ms(s, it->ev.attempts + 1);
+	return -1;
+}
+
+/* One pass over the queue in id order: events of one (customer, event_name) go strictly in order
+ * and one at a time, which is what Stripe asks. Returns when something becomes due (monotonic
+ * ms), or INT64_MAX if only a finished transfer can change anything. */
+static int64_t start_requests(struct sender *s, int64_t now)
+{
+	int64_t limit = s->probe ? 1 : s->cfg->stripe.max_concurrency;
+	int64_t wake = INT64_MAX, token_wake = INT64_MAX;
+	void *seen = NULL; /* keys of events this pass left queued */
+
+	if (limit < 1)
+		limit = 1;
+	/* Outcomes the spool cannot take (a full disk) stay in memory until it can: beyond a
+	 * queue's worth, sending waits for them rather than letting them grow without bound. */
+	if (s->n_marks >= SENDER_QUEUE_MAX)
+		return INT64_MAX;
+	if (now < s->hold_until)
+		return s->hold_until;
+	for (size_t i = 0; i < s->n; i++) {
+		struct sender_item *it = s->queue[i];
+
+		if ((int64_t)s->inflight >= limit)
+			break;
+		if (it == NULL || it->req != NULL)
+			continue;
+		if (!item_check(s, i, now))
+			continue;
+		if (tfind(it->key, &s->inflight_keys, key_cmp) != NULL ||
+		    tfind(it->key, &seen, key_cmp) != NULL)
+			continue;
+		if (it->next_attempt > now) {
+			wake = min64(wake, it->next_attempt);
+			if (tsearch(it->key, &seen, key_cmp) == NULL)
+				break;
+			continue;
+		}
+		if (!token_take(s, now, &token_wake)) {
+			wake = min64(wake, token_wake);
+			break;
+		}
+		if (item_start(s, it, now) != 0) {
+			wake = min64(wake, it->next_attempt);
+			if (tsearch(it->key, &seen, key_cmp) == NULL)
+				break;
+		}
+	}
+	tdestroy(seen, key_nofree);
+	queue_compact(s);
+	return wake;
+}
+
+static int64_t pause_ms(const struct sender *s)
+{
+	return s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000;
+}
+
+/* Pauses all sending: Stripe refused the key (PAUSE_AUTH), or an answer was not Stripe's answer
+ * about the event (PAUSE_ANSWER: a redirect, a 2xx without our meter event, an unexpected
+ * status; a proxy or a wrong api_base). Events stay pending; after the pause one request tries
+ * again. In once-mode the run ends. */
+static void pause_start(struct sender *s, enum sender_pause kind, const char *reason, int64_t now)
+{
+	int64_t pause = pause_ms(s);
+	const char *what = kind == PAUSE_AUTH
+	                       ? "Stripe refused the API key"
+	                       : "the answer was not Stripe's answer about the event";
+
+	s->pause_until = now + pause;
+	s->publish_due = 1;
+	if (s->paused != PAUSE_NONE && s->paused == kind)
+		return;
+	if (s->once)
+		log_err("%s (%s): stopping; events stay pending%s", what, reason,
+		        kind == PAUSE_ANSWER
+		            ? "; check api_base and any proxy between logmeter and "
+		              "Stripe"
+		            : "");
+	else if (s->probe)
+		log_err("%s again (%s): sending paused for another %lld s; events stay pending",
+		        what, reason, (long long)(pause / 1000));
+	else
+		log_err("%s (%s): sending paused for %lld s; events stay pending%s", what, reason,
+		        (long long)(pause / 1000),
+		        kind == PAUSE_ANSWER
+		            ? "; check api_base and any proxy between logmeter and "
+		              "Stripe"
+		            : "");
+	s->paused = kind;
+	s->pause_since = (int64_t)time(NULL);
+	snprintf(s->pause_reason, sizeof(s->pause_reason), "%s: %s", what, reason);
+	s->probe = 0;
+}
+
+/* At the end of a pause: re-reads the key (an operator may have fixed the file) and lets one
+ * request find out whether Stripe answers as Stripe again. */
+static void pause_end(struct sender *s, int64_t now)
+{
+	char key[STRIPE_KEY_MAX];
+	char err[512] = "";
+
+	if (stripe_key_load(s->cfg, key, sizeof(key), err, sizeof(err)) != 0) {
+		log_err("cannot re-read the Stripe API key: %s; sending stays paused", err);
+		s->pause_until = now + pause_ms(s);
+		return;
+	}
+	explicit_bzero(s->key, sizeof(s->key));
+	memcpy(s->key, key, sizeof(s->key));
+	explicit_bzero(key, sizeof(key));
+	rate_init(s); /* the key may now be of another kind */
+	s->paused = PAUSE_NONE;
+	s->probe = 1;
+	s->publish_due = 1;
+	log_info("trying Stripe again with one request");
+}
+
+/* Applies the outcome of one finished transfer. */
+static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now)
+{
+	struct stripe_request *req;
+	struct sender_item *it;
+	char *priv = NULL;
+	char reason[STRIPE_REASON_MAX];
+	char msg[STRIPE_REASON_MAX + 256];
+	enum stripe_outcome out;
+	enum event_state state = EVENT_PENDING;
+	int64_t retry_after, delay;
+	long status = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL) {
+		curl_multi_remove_handle(s->multi, easy);
+		return;
+	}
+	req = (struct stripe_request *)(void *)priv;
+	it = stripe_request_ud(req);
+	out = stripe_request_result(req, code, reason, sizeof(reason));
+	retry_after = stripe_request_retry_after_ms(req);
+	/* Stripe may have accepted the event: a crash now re-sends it with the same identifier. */
+	crash_point("sender_after_answer");
+	if (code == CURLE_OK)
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_multi_remove_handle(s->multi, easy);
+	stripe_request_free(req);
+	it->req = NULL;
+	tdelete(it->key, &s->inflight_keys, key_cmp);
+	s->inflight--;
+	it->ev.attempts++;
+	s->publish_due = 1;
+
+	if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
+		s->probe = 0;
+		log_info("Stripe answers again: sending resumed");
+	}
+	if (out == STRIPE_UNKNOWN || out == STRIPE_UNEXPECTED) {
+		/* Stripe may have carried the attempt out, or saved its error under the key: the
+		 * next attempt goes under a new key, and the identifier decides. A redirect was
+		 * never Stripe's work, but a new key costs nothing. */
+		it->ev.key_generation++;
+		if (it->ev.first_unknown == 0 && (out == STRIPE_UNKNOWN || status / 100 == 2))
+			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+	}
+	switch (out) {
+	case STRIPE_DELIVERED:
+		state = EVENT_DELIVERED;
+		stats_add(s, &s->stats.delivered, 1);
+		rate_up(s, now);
+		if (strstr(reason, "already exists") != NULL ||
+		    strstr(reason, "duplicate_meter_event") != NULL) {
+			stats_add(s, &s->stats.duplicates, 1);
+			log_debug("event %lld (%s) was already delivered: %s", (long long)it->ev.id,
+			          it->ev.identifier, reason);
+		}
+		break;
+	case STRIPE_REJECTED:
+		crash_point("sender_dead_letter");
+		state = EVENT_DEAD;
+		stats_add(s, &s->stats.dead, 1);
+		err_set(msg, sizeof(msg),
+		        "Stripe rejected event %lld (%s, rule %s): %s; kept as a dead letter",
+		        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
+		ratelog_add(&s->dead_log, now, msg);
+		break;
+	case STRIPE_RETRY:
+	case STRIPE_UNKNOWN:
+	case STRIPE_RATE_LIMITED:
+		delay = backoff_ms(s, it->ev.attempts);
+		if (retry_after > delay)
+			delay = retry_after;
+		it->next_attempt = now + delay;
+		stats_add(s, &s->stats.retries, 1);
+		if (out == STRIPE_UNKNOWN)
+			stats_add(s, &s->stats.unknown, 1);
+		if (out == STRIPE_RATE_LIMITED) {
+			stats_add(s, &s->stats.rate_limited, 1);
+			rate_cut(s, now, reason);
+			if (retry_after > 0 && now + retry_after > s->hold_until) {
+				s->hold_until = now + retry_after;
+				s->publish_due = 1;
+			}
+		}
+		err_set(
+		    msg, sizeof(msg), "event %lld (%s): %s; will retry in %lld ms (attempt %lld%s)",
+		    (long long)it->ev.id, it->ev.identifier, reason, (long long)delay,
+		    (long long)it->ev.attempts,
+		    out == STRIPE_UNKNOWN ? ", outcome unknown: next under a new Idempotency-Key"
+		                          : "");
+		ratelog_add(&s->retry_log, now, msg);
+		break;
+	case STRIPE_AUTH:
+		stats_add(s, &s->stats.auth_pauses, 1);
+		it->next_attempt = 0;
+		s->auth_status = status;
+		pause_start(s, PAUSE_AUTH, reason, now);
+		if (s->once)
+			s->auth_failed = 1;
+		break;
+	case STRIPE_UNEXPECTED:
+		stats_add(s, &s->stats.unexpected, 1);
+		it->next_attempt = 0;
+		pause_start(s, PAUSE_ANSWER, reason, now);
+		if (s->once)
+			s->answer_failed = 1;
+		break;
+	}
+	/* The text of a retry is kept too, so that status and export say why it waits. */
+	if (mark_add(s, &it->ev, state, state == EVENT_DELIVERED ? NULL : reason) != 0) {
+		/* Not recorded: a delivered event stays queued and is sent again (Stripe answers
+		 * "already exists"); a dead one is retried. Nothing is lost. */
+		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
+		if (state != EVENT_PENDING)
+			it->next_attempt = now + backoff_ms(s, it->ev.attempts);
+		return;
+	}
+	if (state != EVENT_PENDING) {
+		for (size_t i = 0; i < s->n; i++) {
+			if (s->queue[i] == it) {
+				item_finish(s, i);
+				break;
+			}
+		}
+	}
+}
+
+static void collect_done(struct sender *s, int64_t now)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+		if (msg->msg == CURLMSG_DONE)
+			handle_done(s, msg->easy_handle, msg->data.result, now);
+	}
+	queue_compact(s);
+}
+
+/* Abandons what is still in flight: those events stay pending and are sent again later with the
+ * same identifier and key (Stripe replays the answer it saved, if it got that far). With
+ * `record`, their attempt is recorded as one whose outcome is unknown (first_unknown), so that
+ * unsure_after counts from it. */
+static void abandon_inflight(struct sender *s, int record)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct sender_item *it = s->queue[i];
+
+		if (it == NULL || it->req == NULL)
+			continue;
+		curl_multi_remove_handle(s->multi, stripe_request_easy(it->req));
+		stripe_request_free(it->req);
+		it->req = NULL;
+		tdelete(it->key, &s->inflight_keys, key_cmp);
+		if (!record)
+			continue;
+		it->ev.attempts++;
+		if (it->ev.first_unknown == 0)
+			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+		if (mark_add(s, &it->ev, EVENT_PENDING,
+		             "abandoned in flight when the agent stopped") != 0)
+			log_err("out of memory recording the outcome of event %lld",
+			        (long long)it->ev.id);
+	}
+	s->inflight = 0;
+}
+
+static void prune(struct sender *s, int64_t now)
+{
+	char err[512] = "";
+	int64_t deleted = 0;
+	int64_t before = (int64_t)time(NULL) - s->cfg->agent.delivered_retention;
+
+	s->next_prune = now + SENDER_PRUNE_EVERY_MS;
+	if (s->cfg->agent.delivered_retention < 0)
+		return;
+	if (spool_prune_delivered(s->sp, before, &deleted, err, sizeof(err)) != 0) {
+		log_err("cannot prune delivered events from the spool: %s", err);
+		return;
+	}
+	if (deleted > 0)
+		log_info("pruned %lld delivered events older than %lld s from the spool",
+		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
+}
+
+/* ---- the rules against the account's meters, once at start ---- */
+
+static void log_account_line(enum account_level level, const char *text, void *ud)
+{
+	(void)ud;
+	if (level == ACCOUNT_OK)
+		log_debug("%s", text);
+	else
+		log_warn("%s", text);
+}
+
+/* Warns about rules whose events Stripe would refuse or not bill (account.h). Never stops
+ * sending: the key may lack the permission to read meters, and the events wait in the spool
+ * either way. */
+static void check_meters(struct sender *s)
+{
+	struct stripe_meter *meters = NULL;
+	char err[1024] = "";
+	size_t n = 0;
+	int rc, errors;
+
+	health_wait_begin(HEALTH_SENDER);
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
+	                        sizeof(err));
+	health_wait_end(HEALTH_SENDER);
+	if (rc != 0) {
+		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
+		         "--stripe` does it on demand",
+		         err);
+		return;
+	}
+	errors = account_check_rules(s->cfg, meters, n, log_account_line, NULL);
+	free(meters);
+	if (errors == 0)
+		log_info("the account's meters (%zu) take every rule's events", n);
+}
+
+/* ---- live state (statefile.h), for `logmeter status` ---- */
+
+static const char *sender_state_word(const struct sender *s)
+{
+	if (s->stopped)
+		return "stopped";
+	if (s->paused == PAUSE_AUTH)
+		return "paused-auth";
+	if (s->paused == PAUSE_ANSWER)
+		return "paused-answer";
+	return "sending";
+}
+
+/* Writes the live state when something changed (always with `force`), at most once per
+ * SENDER_PUBLISH_EVERY_MS. Returns when it wants to be called again (monotonic ms), or
+ * INT64_MAX. */
+static int64_t publish_state(struct sender *s, int64_t now, int force)
+{
+	char buf[STATEFILE_REGION_BYTES];
+	size_t retrying = 0, held = 0;
+	int64_t wall = (int64_t)time(NULL);
+
+	if (s->sf == NULL || (!force && !s->publish_due))
+		return INT64_MAX;
+	if (!force && now < s->next_publish)
+		return s->next_publish;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sender_item *it = s->queue[i];
+
+		if (it == NULL || it->req != NULL || it->next_attempt <= now)
+			continue;
+		if (it->held)
+			held++;
+		else
+			retrying++;
+	}
+	snprintf(buf, sizeof(buf),
+	         "# logmeter sender state: written in place by the agent, read by `logmeter "
+	         "status`\n"
+	         "pid %ld\nsender %s\nsince %lld\ndetail %s\npause_until %lld\n"
+	         "rate_max %.1f\nrate_why %s\nrate %.1f\nrate_cut %lld\nhold_until %lld\n"
+	         "in_flight %zu\nretrying %zu\nheld %zu\nqueued %zu\n",
+	         (long)getpid(), sender_state_word(s),
+	         (long long)(s->paused != PAUSE_NONE ? s->pause_since : 0),
+	         s->paused != PAUSE_NONE ? s->pause_reason : "",
+	         (long long)(s->paused != PAUSE_NONE
+	                         ? wall + (s->pause_until > now ? (s->pause_until - now) / 1000 : 0)
+	                         : 0),
+	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
+	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
+	         s->inflight, retrying, held, s->n);
+	if (statefile_write(s->sf, buf) != 0)
+		log_debug("cannot write the sender's state: %s", strerror(errno));
+	s->publish_due = 0;
+	s->next_publish = now + SENDER_PUBLISH_EVERY_MS;
+	return INT64_MAX;
+}
+
+void sender_publish(struct sender *s)
+{
+	char err[512] = "";
+
+	if (s == NULL || s->sf != NULL)
+		return;
+	s->sf = statefile_open(s->cfg->agent.state_dir, STATEFILE_SENDER, err, sizeof(err));
+	if (s->sf == NULL) {
+		log_warn("%s; `logmeter status` will not show the sender's state", err);
+		return;
+	}
+	publish_state(s, clock_mono_ms(), 1);
+}
+
+void sender_rate_print(FILE *out, const struct config *cfg)
+{
+	char key[STRIPE_KEY_MAX], why[128], err[512] = "";
+	int64_t rate;
+
+	if (cfg->stripe.max_requests_per_second > 0) {
+		fprintf(out, "rate: up to %lld requests/s (max_requests_per_second)\n",
+		        (long long)cfg->stripe.max_requests_per_second);
+		return;
+	}
+	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
+		fprintf(out, "rate: auto: set by the key's kind, which cannot be read here (%s)\n",
+		        err);
+		return;
+	}
+	rate = stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
+	explicit_bzero(key, sizeof(key));
+	fprintf(out, "rate: up to %lld requests/s (auto: %s)\n", (long long)rate, why);
+}
+
+struct sender_status {
+	long long pid;
+	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
+	long long since, pause_until, rate_cut, hold_until;
+	double rate_max, rate;
+	long long in_flight, retrying, held, queued;
+};
+
+/* The keys of the sender's region of the state file (publish_state writes them). */
+static const struct {
+	const char *key;
+	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal */
+	size_t off, size;
+} status_fields[] = {
+#define SF(k, t, f)                                                                                \
+	{                                                                                          \
+#k, t, offsetof(struct sender_status, f), sizeof(((struct sender_status *)0)->f)   \
+	}
+    SF(pid, 'i', pid),           SF(sender, 's', state),          SF(detail, 's', detail),
+    SF(rate_why, 's', rate_why), SF(since, 'i', since),           SF(pause_until, 'i', pause_until),
+    SF(rate_cut, 'i', rate_cut), SF(hold_until, 'i', hold_until), SF(rate_max, 'd', rate_max),
+    SF(rate, 'd', rate),         SF(in_flight, 'i', in_flight),   SF(retrying, 'i', retrying),
+    SF(held, 'i', held),         SF(queued, 'i', queued),
+#undef SF
+};
+
+static void status_line(const char *key, const char *v, void *ud)
+{
+	char *base = ud;
+
+	for (size_t i = 0; i < sizeof(status_fields) / sizeof(status_fields[0]); i++) {
+		void *field = base + status_fields[i].off;
+
+		if (strcmp(key, status_fields[i].key) != 0)
+			continue;
+		if (status_fields[i].type == 's')
+			snprintf(field, status_fields[i].size, "%s", v);
+		else if (status_fields[i].type == 'd')
+			*(double *)field = strtod(v, NULL);
+		else
+			*(long long *)field = strtoll(v, NULL, 10);
+		return;
+	}
+}
+
+static void utc(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	out[0] = '\0';
+	if (gmtime_r(&tt, &tm) != NULL)
+		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void sender_status_print(FILE *out, const struct config *cfg)
+{
+	char buf[STATEFILE_REGION_BYTES + 1], err[512] = "", a[32], b[32];
+	struct sender_status st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	rc = statefile_read(cfg->agent.state_dir, STATEFILE_SENDER, buf, sizeof(buf), err,
+	                    sizeof(err));
+	if (rc < 0) {
+		fprintf(out, "sender: unknown (%s)\n", err);
+		return;
+	}
+	if (rc > 0)
+		statefile_parse(buf, status_line, &st);
+	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive((long)st.pid)) {
+		fprintf(out, "sender: not running\n");
+		sender_rate_print(out, cfg);
+		return;
+	}
+	if (strncmp(st.state, "paused", 6) == 0) {
+		utc(st.since, a, sizeof(a));
+		utc(st.pause_until, b, sizeof(b));
+		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st.detail, b);
+	} else if (st.hold_until > (int64_t)time(NULL)) {
+		utc(st.hold_until, a, sizeof(a));
+		fprintf(
+		    out,
+		    "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, %lld "
+		    "queued\n",
+		    a, st.in_flight, st.queued);
+	} else {
+		fprintf(out,
+		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
+		        st.in_flight, st.retrying, st.queued);
+	}
+	fprintf(out, "rate: up to %.0f requests/s (%s)", st.rate_max, st.rate_why);
+	if (st.rate + 0.05 < st.rate_max) {
+		utc(st.rate_cut, a, sizeof(a));
+		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st.rate, a);
+	}
+	fprintf(out, "\n");
+	if (st.held > 0)
+		fprintf(out,
+		        "held: %lld events stamped more than 5 minutes ahead of this host's clock; "
+		        "sent once Stripe takes them\n",
+		        st.held);
+}
+
+/* ---- public ---- */
+
+struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct sender *s;
+	const char *base;
+	int64_t conc;
+
+	if (cfg == NULL || cfg->agent.state_dir == NULL) {
+		err_set(err, errlen, "sender: no configuration");
+		return NULL;
+	}
+	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
+	if (config_check_api_base(base, err, errlen) != 0)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->cfg = cfg;
+	pthread_mutex_init(&s->stats_lock, NULL);
+	atomic_init(&s->stop, 0);
+	atomic_init(&s->notify, 0);
+	atomic_init(&s->grace_ms, 0);
+	ratelog_init(&s->retry_log, LOG_LVL_WARN, "failed attempts");
+	ratelog_init(&s->dead_log, LOG_LVL_WARN, "dead letters");
+	ratelog_init(&s->spool_log, LOG_LVL_ERR, "spool errors");
+	ratelog_init(&s->rate_log, LOG_LVL_WARN, "rate limits");
+	ratelog_init(&s->hold_log, LOG_LVL_WARN, "events held");
+	ratelog_init(&s->unsure_log, LOG_LVL_ERR, "unsure events");
+	if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != (ssize_t)sizeof(s->rng))
+		s->rng = (uint64_t)clock_mono_ms() ^ (uint64_t)time(NULL) << 20;
+	if (s->rng == 0)
+		s->rng = 0x9e3779b97f4a7c15ULL;
+
+	if (stripe_key_load(cfg, s->key, sizeof(s->key), err, errlen) != 0)
+		goto fail;
+	rate_init(s);
+	log_info("sending at up to %.0f requests per second (%s)", s->rate_max, s->rate_why);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		err_set(err, errlen, "curl_global_init failed");
+		goto fail;
+	}
+	s->curl_inited = 1;
+	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
+	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
+	if (s->queue == NULL || s->loadbuf == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->multi = curl_multi_init();
+	if (s->multi == NULL) {
+		err_set(err, errlen, "curl_multi_init failed");
+		goto fail;
+	}
+	conc = cfg->stripe.max_concurrency > 0 ? cfg->stripe.max_concurrency : 1;
+	if (conc > LONG_MAX / 2)
+		conc = LONG_MAX / 2;
+	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
+	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
+	if (s->sp == NULL || spool_set_durability(s->sp,
+	                                          cfg->agent.durability == CONFIG_DURABILITY_NORMAL
+	                                              ? SPOOL_DURABILITY_NORMAL
+	                                              : SPOOL_DURABILITY_STRICT,
+	                                          err, errlen) < 0)
+		goto fail;
+	s->tokens = 1.0;
+	s->tokens_at = clock_mono_ms();
+	return s;
+fail:
+	sender_free(s);
+	return NULL;
+}
+
+void sender_free(struct sender *s)
+{
+	if (s == NULL)
+		return;
+	if (s->sf != NULL) {
+		s->stopped = 1;
+		publish_state(s, clock_mono_ms(), 1);
+		statefile_free(s->sf);
+	}
+	if (s->multi != NULL)
+		abandon_inflight(s, 0);
+	tdestroy(s->inflight_keys, key_nofree);
+	if (s->queue != NULL) {
+		for (size_t i = 0; i < s->n; i++)
+			free(s->queue[i]);
+	}
+	free(s->queue);
+	free(s->loadbuf);
+	free(s->marks);
+	free(s->errors);
+	if (s->multi != NULL)
+		curl_multi_cleanup(s->multi);
+	spool_free(s->sp);
+	if (s->curl_inited)
+		curl_global_cleanup();
+	explicit_bzero(s->key, sizeof(s->key));
+	pthread_mutex_destroy(&s->stats_lock);
+	free(s);
+}
+
+/* Loads events as the situation asks. Returns 0, or -1 on a spool error (logged). */
+static int maybe_load(struct sender *s, int once, int notified, int64_t now)
+{
+	char err[512] = "";
+	int idle = s->n == 0 && s->inflight == 0 && s->n_marks == 0;
+	int rc = 0;
+
+	if (now < s->next_spool_try)
+		return 0;
+	if (idle) {
+		/* Starting over from id 0 also finds events another process (replay) made
+		 * pending again; with an empty queue it cannot load one twice. */
+		if (once || notified || now >= s->next_idle_reload) {
+			s->next_idle_reload = now + SENDER_IDLE_RELOAD_MS;
+			rc = queue_load(s, 1, now, err, sizeof(err));
+		}
+	} else if (s->n < SENDER_QUEUE_MAX &&
+	           (notified || now >= s->next_reload ||
+	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_CHUNK))) {
+		rc = queue_load(s, 0, now, err, sizeof(err));
+	} else if (notified) {
+		s->more = 1;
+	}
+	if (rc != 0) {
+		char msg[sizeof(err) + 64];
+
+		err_set(msg, sizeof(msg), "cannot read pending events from the spool: %s", err);
+		ratelog_add(&s->spool_log, now, msg);
+		s->next_spool_try = now + SENDER_SPOOL_RETRY_MS;
+		if (once && !s->fatal) {
+			s->fatal = 1;
+			err_set(s->fatal_err, sizeof(s->fatal_err), "spool: %s", err);
+		}
+	}
+	return rc;
+}
+
+int sender_run(struct sender *s, int once, char *err, size_t errlen)
+{
+	int stopping = 0;
+	int64_t stop_deadline = 0;
+	int64_t now = clock_mono_ms();
+	int rc = 0;
+
+	if (s == NULL) {
+		err_set(err, errlen, "sender_run: no sender");
+		return -1;
+	}
+	s->once = once;
+	check_meters(s);
+	prune(s, now);
+	for (;;) {
+		int64_t wake = INT64_MAX, timeout;
+		int running = 0, notified;
+		CURLMcode mc;
+
+		health_beat(HEALTH_SENDER); /* each turn, at least every SENDER_POLL_MAX_MS */
+		now = clock_mono_ms();
+		mc = curl_multi_perform(s->multi, &running);
+		if (mc != CURLM_OK)
+			log_err("curl_multi_perform: %s", curl_multi_strerror(mc));
+		collect_done(s, now);
+		if (s->n_marks > 0)
+			marks_apply(s, now);
+
+		if (!stopping && atomic_load(&s->stop)) {
+			stopping = 1;
+			stop_deadline = now + atomic_load(&s->grace_ms);
+		}
+		if (stopping) {
+			if (s->inflight == 0 || now >= stop_deadline)
+				break;
+			wake = stop_deadline;
+			goto poll;
+		}
+		if (s->auth_failed || s->answer_failed || s->fatal) {
+			/* once-mode: start nothing more; end when the last answers are in. */
+			if (s->inflight == 0)
+				break;
+			goto poll;
+		}
+
+		notified = atomic_exchange(&s->notify, 0);
+		maybe_load(s, once, notified, now);
+		if (s->fatal)
+			continue;
+		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
+			break; /* queue_load from 0 just found nothing pending */
+
+		if (now >= s->next_prune)
+			prune(s, now);
+		if (s->paused && now >= s->pause_until)
+			pause_end(s, now);
+		if (!s->paused)
+			wake = start_requests(s, now);
+		else
+			wake = s->pause_until;
+		if (s->n_marks > 0)
+			marks_apply(s, now);
+
+		wake = min64(wake, s->next_prune);
+		wake = min64(wake, s->next_reload);
+		if (s->n == 0 && s->inflight == 0)
+			wake = min64(wake, s->next_idle_reload);
+		wake = min64(wake, ratelogs_flush(s, now, 0));
+		wake = min64(wake, publish_state(s, now, 0));
+	poll:
+		if (s->n_marks > 0)
+			wake = min64(wake, s->next_mark_try);
+		if (s->next_spool_try > now)
+			wake = min64(wake, s->next_spool_try);
+		timeout = wake == INT64_MAX ? SENDER_POLL_MAX_MS : wake - now;
+		if (timeout > SENDER_POLL_MAX_MS)
+			timeout = SENDER_POLL_MAX_MS;
+		if (timeout < 1)
+			timeout = 1; /* everything due was handled above: never spin */
+		health_wait_begin(HEALTH_SENDER);
+		mc = curl_multi_poll(s->multi, NULL, 0, (int)timeout, NULL);
+		health_wait_end(HEALTH_SENDER);
+		if (mc != CURLM_OK) {
+			struct timespec ts = {0, 10 * 1000 * 1000};
+
+			log_err("curl_multi_poll: %s", curl_multi_strerror(mc));
+			nanosleep(&ts, NULL);
+		}
+	}
+
+	abandon_inflight(s, 1);
+	queue_compact(s);
+	now = clock_mono_ms();
+	ratelogs_flush(s, now, 1);
+	if (s->n_marks > 0) {
+		s->next_mark_try = 0;
+		if (marks_apply(s, now) != 0 && !stopping && !s->fatal) {
+			/* Those events are sent again next time; Stripe answers "already exists".
+			 */
+			s->fatal = 1;
+			if (s->fatal_err[0] == '\0')
+				err_set(s->fatal_err, sizeof(s->fatal_err),
+				        "spool: cannot record delivery outcomes");
+		}
+	}
+	if (stopping) {
+		rc = 0;
+	} else if (s->fatal) {
+		err_set(err, errlen, "%s", s->fatal_err[0] != '\0' ? s->fatal_err : "spool error");
+		rc = -1;
+	} else if (s->auth_failed) {
+		err_set(err, errlen,
+		        "Stripe refused the API key (HTTP %ld); the events stay pending",
+		        s->auth_status);
+		rc = 1;
+	} else if (s->answer_failed) {
+		err_set(err, errlen, "%s; the events stay pending", s->pause_reason);
+		rc = 2;
+	}
+	return rc;
+}
+
+void sender_stop(struct sender *s, int64_t grace_ms)
+{
+	if (s == NULL)
+		return;
+	atomic_store(&s->grace_ms, grace_ms > 0 ? grace_ms : 0);
+	atomic_store(&s->stop, 1);
+	curl_multi_wakeup(s->multi);
+}
+
+void sender_notify(struct sender *s)
+{
+	if (s == NULL)
+		return;
+	atomic_store(&s->notify, 1);
+	curl_multi_wakeup(s->multi);
+}
+
+void sender_get_stats(struct sender *s, struct sender_stats *out)
+{
+	if (s == NULL || out == NULL)
+		return;
+	pthread_mutex_lock(&s->stats_lock);
+	*out = s->stats;
+	pthread_mutex_unlock(&s->stats_lock);
+}

@@ -1,0 +1,80 @@
+/* sender: the delivery loop. Reads pending events from its own spool handle, sends them with
+ * libcurl's multi interface (keep-alive connections, at most max_concurrency requests in flight,
+ * at most one per (customer, event_name), at most the rate Stripe allows the key or
+ * max_requests_per_second, halved after a 429 and climbing back while requests succeed), retries
+ * without limit with exponential backoff and jitter on the monotonic clock (a Retry-After is
+ * honoured), moves to the next Idempotency-Key generation after an attempt whose outcome is
+ * unknown, pauses all sending after a 401/403 or an answer that is not Stripe's, holds events
+ * stamped more than 5 minutes ahead of the clock until they are valid, dead-letters only what
+ * Stripe definitely refuses (and events older than its 35-day window), makes an event unsure
+ * instead of re-sending it once its first unknown outcome is older than unsure_after, and marks
+ * outcomes in the spool in batches. The rules and their sources: docs/stripe-contract.md. */
+#ifndef LOGMETER_SENDER_H
+#define LOGMETER_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+
+struct sender;
+
+/* Counters since sender_new, for logs and tests. */
+struct sender_stats {
+	int64_t requests;     /* HTTP requests started */
+	int64_t delivered;    /* events marked delivered (including "already exists") */
+	int64_t duplicates;   /* of which Stripe said the identifier already existed */
+	int64_t retries;      /* failed attempts that will be retried (all kinds below) */
+	int64_t unknown;      /* of which the outcome was unknown (a new key follows) */
+	int64_t rate_limited; /* of which Stripe rate-limited (429, 400 rate_limit) */
+	int64_t dead;         /* events dead-lettered */
+	int64_t unsure;       /* events made unsure */
+	int64_t auth_pauses;  /* 401/403 answers */
+	int64_t unexpected;   /* answers that were not Stripe's (sending paused) */
+};
+
+/* Opens its own spool handle in cfg->agent.state_dir and reads the API key (stripe_key_load).
+ * `cfg` must outlive the sender. Returns the sender (caller frees), or NULL. */
+struct sender *sender_new(const struct config *cfg, char *err, size_t errlen);
+
+/* Frees the sender; in-flight requests are abandoned (their events stay pending and are re-sent
+ * with the same identifier next time). NULL is a no-op. */
+void sender_free(struct sender *s);
+
+/* From now on keeps the sender's region of STATE_DIR/agent.state (statefile.h) up to date with
+ * its live state (rate, pause and why, requests in flight, events waiting for a retry or held).
+ * Call it once this process holds the state directory's lock. A failure is logged, not fatal. */
+void sender_publish(struct sender *s);
+
+/* Runs the delivery loop until sender_stop is called. With `once` non-zero it returns instead
+ * when no event is pending or in flight (events waiting for a retry or held count as pending:
+ * --once keeps retrying them), or after sending paused. Returns 0; 1 if it stopped because
+ * Stripe refused the key (401/403) in once-mode; 2 if it stopped in once-mode because an answer
+ * was not Stripe's (a redirect, a 200 that is not the meter event...: logged); or -1 on a spool
+ * error (`err`). */
+int sender_run(struct sender *s, int once, char *err, size_t errlen);
+
+/* Asks sender_run to return soon: it stops starting requests and waits at most `grace_ms`
+ * milliseconds for those in flight (marking their outcomes). Safe from another thread (it wakes
+ * the loop with curl_multi_wakeup(3)); not from a signal handler. */
+void sender_stop(struct sender *s, int64_t grace_ms);
+
+/* Tells the sender new events were committed. Safe from another thread. */
+void sender_notify(struct sender *s);
+
+/* Prints the lines of `logmeter status` about sending, from the sender's region of
+ * STATE_DIR/agent.state: "sender: sending; N in flight, N waiting to retry, N queued", or
+ * "sender: paused since TIME: WHY; trying again at TIME", or "sender: not running"; then
+ * "rate: up to N requests/s (WHERE FROM)" (and how far a 429 lowered it) and "held: N events
+ * stamped more than 5 minutes ahead of this host's clock" when there are. */
+void sender_status_print(FILE *out, const struct config *cfg);
+
+/* Prints "rate: up to N requests/s (WHERE FROM)": max_requests_per_second, or the rate Stripe
+ * allows the key that cfg gives (stripe_default_rate), or why it cannot be known here. */
+void sender_rate_print(FILE *out, const struct config *cfg);
+
+/* Copies the counters. Safe from another thread. */
+void sender_get_stats(struct sender *s, struct sender_stats *out);
+
+#endif

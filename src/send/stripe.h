@@ -1,0 +1,150 @@
+/* stripe: the Stripe API as logmeter uses it: one request per meter event
+ * (POST /v1/billing/meter_events) and the classification of Stripe's answer.
+ * Source of every rule here: ../shared/reference/stripe-meter-events.md, which cites
+ * docs.stripe.com/api/billing/meter-event/create, docs.stripe.com/rate-limits,
+ * docs.stripe.com/api/idempotent_requests and stripe-node's src/RequestSender.ts. */
+#ifndef LOGMETER_STRIPE_H
+#define LOGMETER_STRIPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "config/config.h"
+#include "core/event.h"
+
+/* The API version logmeter was tested against, sent as Stripe-Version. */
+#define STRIPE_API_VERSION "2026-04-22.dahlia"
+#define STRIPE_KEY_MAX 256 /* bytes of an API key, including the NUL */
+#define STRIPE_REASON_MAX 512
+
+
+/* What an answer means for the event (docs/stripe-contract.md has the sources). */
+enum stripe_outcome {
+	STRIPE_DELIVERED = 0, /* 200 with the billing.meter_event of our identifier, or 400 "An
+	                         event already exists with identifier" (code duplicate_meter_event
+	                         in v2): Stripe has the event */
+	STRIPE_RETRY,         /* not carried out, the key still good: a connection never made, 409
+	                         (the key in use by a request still running), lock_timeout,
+	                         Stripe-Should-Retry: true on a 4xx */
+	STRIPE_UNKNOWN,       /* the outcome is unknown or Stripe saved an error under the key: a
+	                         5xx (whatever Stripe-Should-Retry says), a timeout, a reset, an
+	                         error answer marked Idempotent-Replayed, an idempotency_error. The
+	                         next attempt goes under the next key generation; the identifier
+	                         keeps Stripe from counting the event twice */
+	STRIPE_RATE_LIMITED,  /* 429, or 400 with code rate_limit: again later, more slowly */
+	STRIPE_AUTH,          /* 401 or 403: stop all sending until the key works */
+	STRIPE_UNEXPECTED,    /* not Stripe's answer about this event: a redirect, a 2xx that is not
+	                         our meter event, an unexpected status, an error without Stripe's
+	                         error object: pause all sending (a proxy or a wrong api_base), and
+	                         treat the attempt's outcome as unknown */
+	STRIPE_REJECTED       /* a definite refusal of the event (400 or 404 with Stripe's
+	                         invalid_request_error: a bad parameter, no active meter, a timestamp
+	                         out of range): a dead letter with Stripe's message */
+};
+
+/* What came back for one request. */
+struct stripe_response {
+	CURLcode curl_code; /* CURLE_OK if an HTTP answer arrived */
+	long status;        /* HTTP status, 0 if none */
+	int should_retry;   /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
+	int replayed;       /* Idempotent-Replayed: true (a saved answer) */
+	const char *body;   /* response body (may be NULL), `body_len` bytes */
+	size_t body_len;
+	const char *identifier; /* the identifier sent; a 2xx must carry it. NULL: not checked */
+	const char *location;   /* the Location header of a redirect, or NULL */
+};
+
+/* Reads the API key, first found wins: the environment variable LOGMETER_STRIPE_API_KEY if set
+ * and not empty; the systemd credential $CREDENTIALS_DIRECTORY/stripe.key if that file exists
+ * (LoadCredential=stripe.key:PATH, systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file
+ * the first line is the key (surrounding whitespace dropped); a file whose mode grants anything
+ * to others (S_IRWXO) is refused, with the chmod/chown that fixes it. Writes the key to `key`
+ * (`keylen` bytes, STRIPE_KEY_MAX). Errors never contain the key. Returns 0 or -1. */
+int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen);
+
+/* Requests per second of POST /v1/billing/meter_events that Stripe allows the account of `key`
+ * (docs.stripe.com/rate-limits): live keys (sk_live_, rk_live_) 1000, in their own bucket; test
+ * keys (sk_test_, rk_test_) count against the basic sandbox limit of 25; with a Connect
+ * `account` (the Stripe-Account header; NULL or "" for none) live keys get 100; an unknown key
+ * kind gets 25. Writes a short explanation ("live key (sk_live_...): Stripe's live-mode limit for
+ * meter events") into `why` (`whylen` bytes, may be NULL). Never copies more of the key than
+ * its kind prefix. */
+int64_t stripe_default_rate(const char *key, const char *account, char *why, size_t whylen);
+
+/* Classifies an answer (the table of docs/stripe-contract.md): see enum stripe_outcome. Writes a
+ * one-line reason (the status, Stripe's error.message from the JSON body or an excerpt of a
+ * non-JSON body, a redirect's Location, curl's error; "(replayed)" for a saved answer) into
+ * `reason` (`reasonlen` bytes). Sources: docs.stripe.com/api/idempotent_requests,
+ * docs.stripe.com/error-low-level, docs.stripe.com/rate-limits, stripe-node
+ * src/RequestSender.ts. */
+enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reason,
+                                    size_t reasonlen);
+
+struct stripe_request;
+
+/* Builds the request for `ev`: POST {api_base}/v1/billing/meter_events with the form body of
+ * event_form_body, headers Authorization: Bearer <key>, Stripe-Version, Idempotency-Key of the
+ * event's key generation (event_idempotency_key), Stripe-Account if cfg->stripe.account is set,
+ * User-Agent "logmeter/<version>", Content-Type; TLS peer and host verification on (except
+ * http://127.0.0.1); redirects not followed; timeout cfg->stripe.request_timeout_ms. `api_key`
+ * is copied.
+ * The easy handle is for one curl multi handle; `ud` is kept for the caller. Returns the request
+ * (caller frees), or NULL. */
+struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
+                                          const struct event *ev, void *ud, char *err,
+                                          size_t errlen);
+
+/* The libcurl easy handle to add to a multi handle. Owned by the request. */
+CURL *stripe_request_easy(struct stripe_request *req);
+
+/* The caller's pointer given to stripe_request_new. */
+void *stripe_request_ud(struct stripe_request *req);
+
+/* The event the request is for (a copy owned by the request). */
+const struct event *stripe_request_event(struct stripe_request *req);
+
+/* After the transfer finished with `code`: classifies it (stripe_classify). */
+enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
+                                          size_t reasonlen);
+
+/* The wait the answer asked for with Retry-After (delay-seconds or an HTTP date, RFC 9110
+ * 10.2.3; honoured by stripe-python), in milliseconds, at most STRIPE_RETRY_AFTER_MAX_MS; -1 if
+ * there was none or it did not parse. */
+int64_t stripe_request_retry_after_ms(const struct stripe_request *req);
+
+/* An answer's Retry-After is trusted up to this: a hostile or broken one must not stop sending
+ * for long (milliseconds). */
+#define STRIPE_RETRY_AFTER_MAX_MS (5 * 60 * 1000)
+
+/* Frees the request and its easy handle (remove it from the multi handle first). NULL is a
+ * no-op. The key copy is cleared before it is freed. */
+void stripe_request_free(struct stripe_request *req);
+
+/* ---- the account's meters (GET /v1/billing/meters) ---- */
+
+/* A billing.meter as `check --stripe` needs it (docs.stripe.com/api/billing/meter/object). */
+struct stripe_meter {
+	char id[64];
+	char event_name[EVENT_NAME_MAX];
+	char customer_key[EVENT_KEY_MAX]; /* customer_mapping.event_payload_key */
+	char value_key[EVENT_KEY_MAX];    /* value_settings.event_payload_key */
+	char formula[16];                 /* default_aggregation.formula: sum, count, last */
+	char status[16];                  /* active, inactive */
+};
+
+/* Meters read at most: an account with more is not one logmeter was made for, and a hostile
+ * answer must not make it page forever. */
+#define STRIPE_METERS_MAX 10000
+
+/* Lists every meter of the account of `key` (and cfg->stripe.account): GET
+ * {api_base}/v1/billing/meters?limit=100, then &starting_after=<last id> while has_more
+ * (docs.stripe.com/api/billing/meter/list, docs.stripe.com/api/pagination), each request with
+ * a time limit of `timeout_ms`. Sets *out to a malloc'd array (caller frees) of *n meters.
+ * Returns 0, or -1 with the reason in `err` (network error, Stripe's answer with its status, or
+ * an answer that is not a list of meters); the key never appears in `err`. */
+int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
+                       struct stripe_meter **out, size_t *n, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,235 @@
+/* spool: the SQLite database (WAL) in the state directory where the two halves meet: the ingest
+ * half commits events together with its files' checkpoints; the send half reads pending events
+ * and marks them delivered or dead. Each thread opens its own struct spool. */
+#ifndef LOGMETER_SPOOL_H
+#define LOGMETER_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/event.h"
+
+#define SPOOL_UID_MAX 33  /* file uid: 32 hex digits and the NUL */
+#define SPOOL_FP_MAX 1024 /* bytes of a file's head its fingerprint grows to */
+#define SPOOL_HASH_LEN 32 /* SHA-256 digest, bytes */
+/* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
+ * key_generation and first_unknown, and the unsure state. Older spools are migrated by
+ * spool_open (read-write); newer ones are refused. */
+#define SPOOL_SCHEMA_VERSION 2
+
+/* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
+ * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
+ * matched but could not use (invalid), a skipped over-long line (long_lines), skipped NUL bytes. */
+struct spool_counters {
+	int64_t lines;      /* complete lines read */
+	int64_t matched;    /* lines that made at least one event */
+	int64_t unmatched;  /* lines no rule matched */
+	int64_t invalid;    /* lines a rule matched whose value or timestamp was unusable */
+	int64_t long_lines; /* lines longer than max_line_length, skipped */
+	int64_t nul_bytes;  /* NUL bytes skipped */
+	int64_t events;     /* events committed (pending or dead) */
+	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
+};
+
+/* A tailed file's record: its identity and its checkpoint. */
+struct spool_file {
+	int64_t id;              /* row id, assigned by spool_file_add */
+	char uid[SPOOL_UID_MAX]; /* random, assigned when first seen; part of every identifier */
+	char source[128];        /* source name */
+	char path[4096];         /* last path it was seen under */
+	uint64_t dev, ino;       /* st_dev, st_ino */
+	int64_t fp_len;          /* bytes of the head covered by fp_hash (<= SPOOL_FP_MAX) */
+	unsigned char fp_hash[SPOOL_HASH_LEN]; /* SHA-256 of the first fp_len bytes */
+	int64_t offset;                        /* checkpoint: where the next unread line starts */
+	int64_t check_len;                     /* bytes before offset covered by check_hash */
+	unsigned char check_hash[SPOOL_HASH_LEN]; /* SHA-256 of the check_len bytes before offset */
+	int64_t size;                             /* file size at the last commit, bytes */
+	char state[16];                           /* "reading", "drained", "gone" */
+	struct spool_counters counters;
+	int64_t first_seen, updated; /* seconds since the epoch */
+};
+
+struct spool_counts {
+	int64_t pending, delivered, dead, unsure;
+};
+
+enum spool_open_mode { SPOOL_READ_WRITE = 0, SPOOL_READ_ONLY = 1 };
+
+struct spool;
+
+/* Opens (creating it and `state_dir` with mode 0750 if needed, unless read-only) the spool
+ * `state_dir`/spool.db: journal_mode=WAL, synchronous=FULL, busy_timeout 10 s, foreign keys.
+ * Refuses a database whose schema version is newer than SPOOL_SCHEMA_VERSION. Read-only mode
+ * fails if the database does not exist. Returns the handle (caller frees), or NULL. */
+struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err,
+                         size_t errlen);
+
+/* Closes the database. NULL is a no-op. */
+void spool_free(struct spool *sp);
+
+/* The instance id kept in the spool: written at creation from 16 random hex digits, or the
+ * configured one. If `configured` is non-NULL and differs from a stored one, it replaces it (and
+ * the previous value is logged). Writes it to `out` (`outlen` bytes). Returns 0 or -1. */
+int spool_instance(struct spool *sp, const char *configured, char *out, size_t outlen, char *err,
+                   size_t errlen);
+
+/* Finds the record of the file (dev, ino) of `source`, the most recent one if several.
+ * Returns 1 and fills *out, 0 if none, -1 on error. */
+int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
+                    struct spool_file *out, char *err, size_t errlen);
+
+/* Inserts a new file record from *f (its source, path, dev, ino, fingerprint, offset), assigning
+ * f->id and a random f->uid. Returns 0 or -1. */
+int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t errlen);
+
+/* Writes back the record *f (path, identity, checkpoint, counters, state) without events, e.g.
+ * when a file is renamed or gone. Returns 0 or -1. */
+int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
+
+/* In one transaction: inserts the `n` events (INSERT OR IGNORE on (file_id, line_offset, rule):
+ * a line read again adds nothing) and writes back the file record *f with its new checkpoint and
+ * counters. Either all of it is committed or none of it. Sets each event's id when inserted (0 if
+ * it was already there). Returns 0, or -1 (nothing committed; for example SQLITE_FULL). */
+int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
+                 char *err, size_t errlen);
+
+/* Reads up to `max` pending events with id > `after_id`, in id order, into `out`. Sets *n.
+ * Returns 0 or -1. */
+int spool_pending(struct spool *sp, int64_t after_id, struct event *out, size_t max, size_t *n,
+                  char *err, size_t errlen);
+
+/* One outcome of sending an event. */
+struct spool_mark {
+	int64_t id;
+	enum event_state state; /* EVENT_DELIVERED, EVENT_DEAD, EVENT_UNSURE, or EVENT_PENDING (a
+	                           retry) */
+	int64_t attempts;       /* the event's attempt count now */
+	int64_t key_generation; /* the Idempotency-Key generation of its next attempt */
+	int64_t first_unknown;  /* seconds since the epoch of its first attempt with an unknown
+	                           outcome; 0 if none */
+	const char *error;      /* last error text, or NULL to leave it */
+	int64_t when;           /* seconds since the epoch (delivered_at for EVENT_DELIVERED) */
+};
+
+/* Applies `n` marks in one transaction. Returns 0 or -1 (none applied). */
+int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err,
+               size_t errlen);
+
+/* Counts events by state. Returns 0 or -1. */
+int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t errlen);
+
+/* The most recent last_error of any pending or dead event (by update order) into `out`, "" if
+ * none. Returns 0 or -1. */
+int spool_last_error(struct spool *sp, char *out, size_t outlen, char *err, size_t errlen);
+
+/* Calls cb for every file record (ordered by source, then id). Stops and returns -1 if cb does.
+ * Returns 0 or -1. */
+int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, void *ud), void *ud,
+                        char *err, size_t errlen);
+
+/* Calls cb for every event in `state` (any enum event_state; ordered by id). Stops and returns -1
+ * if cb does. */
+int spool_events_foreach(struct spool *sp, enum event_state state,
+                         int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
+                         size_t errlen);
+
+/* Deletes delivered events delivered before `before` (seconds since the epoch). Sets *deleted
+ * if non-NULL. Returns 0 or -1. */
+int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, char *err,
+                          size_t errlen);
+
+/* ---- durability, integrity, replay: see docs/spool.md ---- */
+
+enum spool_durability {
+	SPOOL_DURABILITY_STRICT = 0, /* synchronous=FULL: a commit is on disk when it returns */
+	SPOOL_DURABILITY_NORMAL = 1  /* synchronous=NORMAL: a power cut can undo the last commits */
+};
+
+/* Sets PRAGMA synchronous on this handle (each connection has its own setting). In WAL mode,
+ * FULL fsyncs the WAL at every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not
+ * a crash of logmeter) can roll back the last transactions but never corrupts the database
+ * (https://www.sqlite.org/pragma.html#pragma_synchronous, https://www.sqlite.org/wal.html).
+ * spool_open starts with STRICT. Returns 0 or -1. */
+int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen);
+
+/* Spools up to this size (database and WAL, bytes) get a full PRAGMA quick_check from
+ * spool_verify; it reads every page: about 3.3 ms per MiB from the page cache and 21 ms per MiB
+ * from disk on the reference machine (docs/spool.md). */
+#define SPOOL_QUICK_CHECK_MAX_BYTES (64LL * 1024 * 1024)
+
+/* Checks the database before an agent uses it: PRAGMA quick_check if it is at most
+ * SPOOL_QUICK_CHECK_MAX_BYTES, else it reads what the agent depends on first (every file
+ * record, every pending event, the newest events). Truncated and non-SQLite files are already
+ * refused by spool_open (SQLITE_CORRUPT, SQLITE_NOTADB). Returns 0, or -1 with the problem in
+ * `err`; after a failure, closing the handle does not checkpoint the WAL into the damaged file. */
+int spool_verify(struct spool *sp, char *err, size_t errlen);
+
+/* For an SQLite result code: "" or, for SQLITE_CORRUPT and SQLITE_NOTADB, a sentence (starting
+ * with a space) telling the operator to stop logmeter and run `spool check` / `spool recover`.
+ * Static storage. */
+const char *spool_damage_hint(int sqlite_rc);
+
+/* What spool_replay moves back to pending. */
+struct spool_replay {
+	enum event_state from; /* EVENT_DEAD, EVENT_DELIVERED or EVENT_UNSURE */
+	const char *rule;      /* exact rule name, or NULL: any rule */
+	const char *reason;    /* substring (case-sensitive) of last_error, or NULL: any */
+	int64_t since;         /* only events that became dead (for EVENT_DELIVERED: were
+	                          delivered) at or after this time, seconds since the epoch; 0: any */
+	int64_t now;           /* seconds since the epoch, written as the events' updated time */
+	int dry_run;           /* call `decide` but change nothing */
+	/* Called for each selected event, inside a transaction, in id order: returns 1 to move it
+	 * to pending (it may change ev->customer and ev->last_error, which are written back), 0 to
+	 * leave it as it is, -1 to stop (the current batch is rolled back). */
+	int (*decide)(struct event *ev, void *ud);
+	void *ud;
+};
+
+/* Moves the selected dead, delivered or unsure events back to pending, in transactions of at most
+ * 500 events (so that a running agent's commits wait at most one batch). A moved event keeps its
+ * identifier, payload and attempts; it moves to the next Idempotency-Key generation, forgets its
+ * first unknown outcome, loses its delivery time and gets a new row id after
+ * every existing one, so that a running sender, whose cursor only moves forward while it has
+ * work, finds it at its next load. Sets *moved (if non-NULL) to the number moved (or that would
+ * be, with dry_run). Returns 0 or -1 (the batches committed before the error stay moved). */
+int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
+                 size_t errlen);
+
+/* ---- room: size, early pruning, full disk (src/space.c, docs/architecture.md) ---- */
+
+/* The spool's size as SQLite and the file system see it. */
+struct spool_usage {
+	int64_t page_size;  /* PRAGMA page_size, bytes */
+	int64_t pages;      /* PRAGMA page_count: pages in the latest commit (WAL included) */
+	int64_t free_pages; /* PRAGMA freelist_count: unused pages, reused before the file grows */
+	int64_t
+	    wal_autocheckpoint; /* PRAGMA wal_autocheckpoint: WAL pages that start a checkpoint */
+	int64_t db_file;        /* st_size of spool.db, bytes; a checkpoint grows it to pages */
+	int64_t wal_file;       /* st_size of spool.db-wal, bytes (0 if there is none) */
+};
+
+/* Fills *out (https://www.sqlite.org/pragma.html, stat(2)). Works on read-only handles.
+ * Returns 0 or -1. */
+int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t errlen);
+
+/* Deletes at most `max` delivered events, those delivered first, whatever their age (pending
+ * and dead events are never touched): for making room before delivered_retention is reached.
+ * Their pages go to SQLite's free list and are reused by new events. Sets *deleted if non-NULL.
+ * Returns 0 or -1. */
+int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
+                                 size_t errlen);
+
+/* PRAGMA wal_checkpoint(PASSIVE) (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): copies
+ * what readers allow from the WAL into spool.db, so that the WAL can start over. Returns 0 or
+ * -1 (for example SQLITE_FULL when spool.db cannot grow). */
+int spool_checkpoint(struct spool *sp, char *err, size_t errlen);
+
+/* 1 if the last failure reported on this handle (spool_commit resets it when it starts) was a
+ * full disk: SQLITE_FULL (SQLite's unix VFS reports ENOSPC on write so), or an I/O error with
+ * errno ENOSPC or EDQUOT (fsync, ftruncate, mmap of the -shm file). Else 0. */
+int spool_failed_full(const struct spool *sp);
+
+/* "STATE_DIR/spool.db", owned by the handle. */
+const char *spool_path(const struct spool *sp);
+
+#endif

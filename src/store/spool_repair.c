@@ -1,0 +1,1063 @@
+#include "store/spool_repair.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "store/spool.h"
+
+/* ---- spool check ---------------------------------------------------------------------------- */
+
+static int64_t count_query(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spool_check_info *info,
+                char *err, size_t errlen)
+{
+	char path[4096 + 16], msg[sizeof(path) + 1024];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct stat sb;
+	int rc, problems = 0, ret = -1;
+
+	info->version = info->pending = info->delivered = info->dead = info->unsure = info->files =
+	    -1;
+	snprintf(path, sizeof(path), "%s/spool.db", state_dir);
+	if (stat(path, &sb) < 0) {
+		err_set(err, errlen, "no spool at %s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		err_set(err, errlen, "spool %s: open: %s", path,
+		        db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		/* Not a database, or a header SQLite refuses (a truncated file): nothing more can
+		 * be checked through SQLite. */
+		snprintf(msg, sizeof(msg), "%s cannot be read: %s", path, sqlite3_errmsg(db));
+		cb(msg, ud);
+		ret = 1;
+		goto out;
+	}
+	info->version = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (info->version > SPOOL_SCHEMA_VERSION || info->version < 0) {
+		snprintf(msg, sizeof(msg),
+		         "schema version %" PRId64
+		         " is newer than this logmeter understands (%d): use "
+		         "the logmeter that wrote it",
+		         info->version, SPOOL_SCHEMA_VERSION);
+		cb(msg, ud);
+		problems++;
+	} else if (info->version == 0) {
+		cb("the database has no logmeter schema (schema version 0)", ud);
+		problems++;
+	}
+	rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check(100)", -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *row = (const char *)sqlite3_column_text(st, 0);
+
+		rc = SQLITE_OK;
+		if (row != NULL && strcmp(row, "ok") == 0)
+			continue;
+		cb(row != NULL ? row : "(null)", ud);
+		problems++;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(msg, sizeof(msg), "PRAGMA integrity_check: %s", sqlite3_errmsg(db));
+		cb(msg, ud);
+		problems++;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (info->version == SPOOL_SCHEMA_VERSION) {
+		rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
+		while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			snprintf(msg, sizeof(msg), "%s row %lld refers to a missing %s record",
+			         (const char *)sqlite3_column_text(st, 0),
+			         (long long)sqlite3_column_int64(st, 1),
+			         (const char *)sqlite3_column_text(st, 2));
+			cb(msg, ud);
+			problems++;
+			rc = SQLITE_OK;
+		}
+		if (rc != SQLITE_DONE) {
+			snprintf(msg, sizeof(msg), "PRAGMA foreign_key_check: %s",
+			         sqlite3_errmsg(db));
+			cb(msg, ud);
+			problems++;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		info->pending = count_query(db, "SELECT count(*) FROM events WHERE state = 0");
+		info->delivered = count_query(db, "SELECT count(*) FROM events WHERE state = 1");
+		info->dead = count_query(db, "SELECT count(*) FROM events WHERE state = 2");
+		info->unsure = count_query(db, "SELECT count(*) FROM events WHERE state = 3");
+		info->files = count_query(db, "SELECT count(*) FROM files");
+	}
+	ret = problems > 0 ? 1 : 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return ret;
+}
+
+/* ---- reading pages: the database file with its WAL applied ---------------------------------- */
+
+#define WAL_HEADER 32
+#define WAL_FRAME_HEADER 24
+#define LOCK_BYTE_OFFSET 0x40000000LL /* the lock-byte page is never used for data */
+#define MAX_PAYLOAD (1 << 20)         /* no spool row is near 1 MiB: a bigger cell is garbage */
+#define MAX_COLS 32
+
+struct pager {
+	int fd;
+	int64_t file_pages;
+	uint32_t page_size, usable;
+	int64_t npages;
+	int walfd;
+	int64_t *wal_off; /* per page number: offset of its newest committed frame's data, or 0 */
+	int64_t wal_pages, wal_frames;
+	unsigned char *free; /* per page number: on the free-page list */
+};
+
+static uint32_t be16(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 8) | p[1];
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int read_full(int fd, void *buf, size_t n, int64_t off)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + (int64_t)got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* Page `pgno` (1-based) into buf (page_size bytes): the newest committed WAL frame, else the
+ * database file. Returns 0, or -1 if neither has it. */
+static int read_page(const struct pager *pg, int64_t pgno, unsigned char *buf)
+{
+	if (pgno < 1 || pgno > pg->npages)
+		return -1;
+	if (pg->wal_off != NULL && pgno <= pg->wal_pages && pg->wal_off[pgno] > 0)
+		return read_full(pg->walfd, buf, pg->page_size, pg->wal_off[pgno]);
+	if (pgno > pg->file_pages)
+		return -1;
+	return read_full(pg->fd, buf, pg->page_size, (pgno - 1) * (int64_t)pg->page_size);
+}
+
+/* The WAL checksum (fileformat2.html, "Checksum Algorithm") over `n` bytes (a multiple of 8),
+ * continuing from s[0], s[1]; words big-endian if `big`, else little-endian. */
+static void wal_checksum(int big, const unsigned char *p, size_t n, uint32_t s[2])
+{
+	for (size_t i = 0; i + 8 <= n; i += 8) {
+		uint32_t x0, x1;
+
+		if (big) {
+			x0 = be32(p + i);
+			x1 = be32(p + i + 4);
+		} else {
+			x0 = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 |
+			     (uint32_t)p[i + 3] << 24;
+			x1 = (uint32_t)p[i + 4] | (uint32_t)p[i + 5] << 8 |
+			     (uint32_t)p[i + 6] << 16 | (uint32_t)p[i + 7] << 24;
+		}
+		s[0] += x0 + s[1];
+		s[1] += x1 + s[0];
+	}
+}
+
+/* Indexes the committed frames of the WAL (if any): valid salts and checksums, up to the last
+ * commit frame. Sets pg->npages to the database size of that commit. */
+static int wal_load(struct pager *pg, const char *walpath, char *err, size_t errlen)
+{
+	unsigned char hdr[WAL_HEADER], fh[WAL_FRAME_HEADER], *page = NULL;
+	uint32_t s[2] = {0, 0}, salt1, salt2;
+	int64_t off, commit_end = 0, commit_pages = 0, frames = 0, committed = 0;
+	int64_t *offs = NULL, *pending_pg = NULL;
+	size_t npending = 0, cap = 0;
+	int big;
+
+	pg->walfd = open(walpath, O_RDONLY | O_CLOEXEC);
+	if (pg->walfd < 0)
+		return errno == ENOENT
+		           ? 0
+		           : (err_set(err, errlen, "%s: %s", walpath, strerror(errno)), -1);
+	if (read_full(pg->walfd, hdr, sizeof(hdr), 0) < 0)
+		return 0; /* empty or short: no frames */
+	if ((be32(hdr) & 0xfffffffeu) != 0x377f0682u || be32(hdr + 8) != pg->page_size)
+		return 0; /* not a WAL of this database: SQLite would ignore it too */
+	big = be32(hdr) & 1;
+	wal_checksum(big, hdr, 24, s);
+	if (s[0] != be32(hdr + 24) || s[1] != be32(hdr + 28))
+		return 0;
+	salt1 = be32(hdr + 16);
+	salt2 = be32(hdr + 20);
+	page = malloc(pg->page_size);
+	if (page == NULL)
+		goto nomem;
+	for (off = WAL_HEADER;; off += WAL_FRAME_HEADER + pg->page_size) {
+		uint32_t pgno;
+
+		if (read_full(pg->walfd, fh, sizeof(fh), off) < 0 ||
+		    read_full(pg->walfd, page, pg->page_size, off + WAL_FRAME_HEADER) < 0)
+			break;
+		if (be32(fh + 8) != salt1 || be32(fh + 12) != salt2)
+			break;
+		wal_checksum(big, fh, 8, s);
+		wal_checksum(big, page, pg->page_size, s);
+		if (s[0] != be32(fh + 16) || s[1] != be32(fh + 20))
+			break;
+		pgno = be32(fh);
+		if (pgno == 0)
+			break;
+		frames++;
+		if (npending == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			int64_t *p = realloc(pending_pg, ncap * 2 * sizeof(*p));
+
+			if (p == NULL)
+				goto nomem;
+			pending_pg = p;
+			cap = ncap;
+		}
+		pending_pg[2 * npending] = pgno;
+		pending_pg[2 * npending + 1] = off + WAL_FRAME_HEADER;
+		npending++;
+		if (be32(fh + 4) != 0) {
+			/* A commit frame: the frames so far count. */
+			commit_pages = be32(fh + 4);
+			commit_end = (int64_t)npending;
+			committed = frames;
+		}
+	}
+	if (commit_end > 0) {
+		int64_t maxpg = commit_pages;
+
+		for (int64_t i = 0; i < commit_end; i++)
+			if (pending_pg[2 * i] > maxpg)
+				maxpg = pending_pg[2 * i];
+		offs = calloc((size_t)maxpg + 1, sizeof(*offs));
+		if (offs == NULL)
+			goto nomem;
+		for (int64_t i = 0; i < commit_end; i++)
+			offs[pending_pg[2 * i]] = pending_pg[2 * i + 1];
+		pg->wal_off = offs;
+		pg->wal_pages = maxpg;
+		pg->wal_frames = committed;
+		pg->npages = commit_pages;
+	}
+	free(pending_pg);
+	free(page);
+	return 0;
+nomem:
+	free(pending_pg);
+	free(page);
+	free(offs);
+	err_set(err, errlen, "out of memory reading %s", walpath);
+	return -1;
+}
+
+/* Marks the pages of the free-page list (header offset 32: first trunk page, 36: count), which
+ * may hold stale copies of rows. A damaged list is followed only while it makes sense. */
+static void freelist_load(struct pager *pg, const unsigned char *page1, unsigned char *buf)
+{
+	int64_t trunk = be32(page1 + 32), left = be32(page1 + 36), guard = 0;
+	uint32_t max_leaves = pg->usable / 4 - 2;
+
+	while (trunk > 0 && trunk <= pg->npages && left > 0 && guard++ < pg->npages) {
+		uint32_t n;
+
+		if (pg->free[trunk] || read_page(pg, trunk, buf) < 0)
+			break;
+		pg->free[trunk] = 1;
+		left--;
+		n = be32(buf + 4);
+		if (n > max_leaves)
+			break;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t leaf = be32(buf + 8 + 4 * i);
+
+			if (leaf > 0 && leaf <= pg->npages) {
+				pg->free[leaf] = 1;
+				left--;
+			}
+		}
+		trunk = be32(buf);
+	}
+}
+
+/* ---- decoding cells and records (fileformat2.html, "B-tree Pages", "Record Format") ---------- */
+
+struct col {
+	int type; /* SQLITE_NULL, SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB */
+	int64_t i;
+	double f;
+	const unsigned char *p;
+	size_t n;
+};
+
+/* Reads a varint at p (at most `n` bytes available). Returns its length, 0 if cut. */
+static size_t varint(const unsigned char *p, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < 9 && i < n; i++) {
+		if (i == 8) {
+			*out = (v << 8) | p[i];
+			return 9;
+		}
+		v = (v << 7) | (p[i] & 0x7f);
+		if ((p[i] & 0x80) == 0) {
+			*out = v;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Decodes a record. Returns the number of columns, or -1 if it is not a well-formed record. */
+static int record_decode(const unsigned char *p, size_t n, struct col *cols)
+{
+	uint64_t hsize, type;
+	size_t h, body;
+	int nc = 0;
+
+	h = varint(p, n, &hsize);
+	if (h == 0 || hsize > n || hsize < h)
+		return -1;
+	body = (size_t)hsize;
+	while (h < hsize) {
+		size_t len = varint(p + h, (size_t)hsize - h, &type), sz;
+		struct col *c;
+
+		if (len == 0 || nc == MAX_COLS)
+			return -1;
+		h += len;
+		c = &cols[nc++];
+		memset(c, 0, sizeof(*c));
+		if (type == 0) {
+			c->type = SQLITE_NULL;
+			continue;
+		}
+		if (type == 8 || type == 9) {
+			c->type = SQLITE_INTEGER;
+			c->i = type == 9;
+			continue;
+		}
+		if (type == 10 || type == 11)
+			return -1;
+		if (type <= 7) {
+			static const size_t sizes[] = {0, 1, 2, 3, 4, 6, 8, 8};
+			uint64_t v = 0;
+
+			sz = sizes[type];
+			if (body + sz > n)
+				return -1;
+			for (size_t i = 0; i < sz; i++)
+				v = (v << 8) | p[body + i];
+			if (type == 7) {
+				c->type = SQLITE_FLOAT;
+				memcpy(&c->f, &v, sizeof(c->f));
+			} else {
+				/* Sign-extend from sz bytes. */
+				if (sz < 8 && (v >> (8 * sz - 1)) & 1)
+					v |= ~0ULL << (8 * sz);
+				c->type = SQLITE_INTEGER;
+				c->i = (int64_t)v;
+			}
+			body += sz;
+			continue;
+		}
+		sz = (size_t)((type - 12) / 2);
+		if (sz > n || body + sz > n)
+			return -1;
+		c->type = (type & 1) ? SQLITE_TEXT : SQLITE_BLOB;
+		c->p = p + body;
+		c->n = sz;
+		body += sz;
+	}
+	return body == n ? nc : -1;
+}
+
+static int is_int(const struct col *c)
+{
+	return c->type == SQLITE_INTEGER;
+}
+
+static int is_text(const struct col *c)
+{
+	return c->type == SQLITE_TEXT;
+}
+
+static int int_or_null(const struct col *c)
+{
+	return c->type == SQLITE_INTEGER || c->type == SQLITE_NULL;
+}
+
+/* The row layouts spool.c wrote (column 0 of files and events is the rowid alias, stored as
+ * NULL): files have 23 columns in every schema; events 18 in schema 1 (states 0-2) and 20 in
+ * schema 2 (key_generation and first_unknown appended; state 3, unsure). A row of either
+ * layout is taken into the new spool, which has the current one. */
+#define FILES_NCOLS 23
+#define EVENTS_NCOLS_V1 18
+#define EVENTS_NCOLS_V2 20
+_Static_assert(SPOOL_SCHEMA_VERSION == 2, "spool_repair.c knows the row layouts up to schema 2");
+
+static int looks_like_files(const struct col *c, int nc)
+{
+	if (nc != FILES_NCOLS || c[0].type != SQLITE_NULL || !is_text(&c[1]) || c[1].n == 0 ||
+	    c[1].n >= 64 || !is_text(&c[2]) || !is_text(&c[3]) || !is_int(&c[4]) ||
+	    !is_int(&c[5]) || !is_int(&c[6]) || !is_text(&c[12]))
+		return 0;
+	for (int i = 13; i < FILES_NCOLS; i++)
+		if (!is_int(&c[i]))
+			return 0;
+	return is_int(&c[8]) && is_int(&c[9]) && is_int(&c[11]);
+}
+
+static int looks_like_event(const struct col *c, int nc)
+{
+	int64_t max_state = nc == EVENTS_NCOLS_V2 ? EVENT_UNSURE : EVENT_DEAD;
+
+	if ((nc != EVENTS_NCOLS_V1 && nc != EVENTS_NCOLS_V2) || c[0].type != SQLITE_NULL ||
+	    !is_int(&c[1]) || !is_int(&c[2]) || !is_int(&c[11]) || !is_int(&c[12]) || c[12].i < 0 ||
+	    c[12].i > max_state || !is_int(&c[13]) ||
+	    !(is_text(&c[14]) || c[14].type == SQLITE_NULL) || !int_or_null(&c[15]) ||
+	    !int_or_null(&c[16]) || !int_or_null(&c[17]))
+		return 0;
+	if (nc == EVENTS_NCOLS_V2 && (!is_int(&c[18]) || c[18].i < 0 || !int_or_null(&c[19])))
+		return 0;
+	for (int i = 3; i <= 10; i++)
+		if (!is_text(&c[i]))
+			return 0;
+	return c[4].n > 0 && c[4].n < 101;
+}
+
+/* ---- writing the new database ---------------------------------------------------------------- */
+
+struct builder {
+	sqlite3 *db;
+	sqlite3_stmt *ins_event, *find_event, *del_event;
+	sqlite3_stmt *ins_file, *find_file, *del_file;
+	sqlite3_stmt *ins_meta;
+	struct spool_recover_stats *st;
+};
+
+static void bind_col(sqlite3_stmt *s, int idx, const struct col *c)
+{
+	switch (c->type) {
+	case SQLITE_INTEGER:
+		sqlite3_bind_int64(s, idx, c->i);
+		break;
+	case SQLITE_FLOAT:
+		sqlite3_bind_double(s, idx, c->f);
+		break;
+	case SQLITE_TEXT:
+		sqlite3_bind_text(s, idx, (const char *)c->p, (int)c->n, SQLITE_TRANSIENT);
+		break;
+	case SQLITE_BLOB:
+		sqlite3_bind_blob(s, idx, c->p, (int)c->n, SQLITE_TRANSIENT);
+		break;
+	default:
+		sqlite3_bind_null(s, idx);
+	}
+}
+
+static int step_done(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc;
+}
+
+/* Inserts a row (cols[0] replaced by the rowid); on a conflict with copies already taken, keeps
+ * whichever has the newest `updated` (column `upd`). `find` takes ?1 rowid and the unique key
+ * columns `key` (1-based bind positions ?2.. from cols indexes). Returns 1 inserted, 0 dropped as
+ * older, -1 on a database error. */
+static int put_row(struct builder *b, sqlite3_stmt *ins, sqlite3_stmt *find, sqlite3_stmt *del,
+                   int64_t rowid, const struct col *cols, int nc, int upd, const int *key, int nkey)
+{
+	int rc;
+
+	sqlite3_bind_int64(ins, 1, rowid);
+	for (int i = 1; i < nc; i++)
+		bind_col(ins, i + 1, &cols[i]);
+	rc = step_done(ins);
+	if (rc == SQLITE_DONE)
+		return 1;
+	if ((rc & 0xff) != SQLITE_CONSTRAINT)
+		return -1;
+	/* A second copy of the row (a page SQLite had moved it from): the newer one wins. */
+	b->st->duplicates++;
+	sqlite3_bind_int64(find, 1, rowid);
+	for (int k = 0; k < nkey; k++)
+		bind_col(find, k + 2, &cols[key[k]]);
+	int newer = 1, n_old = 0;
+	int64_t old_ids[4];
+
+	while ((rc = sqlite3_step(find)) == SQLITE_ROW) {
+		int64_t old_upd = sqlite3_column_int64(find, 1);
+		int64_t new_upd = cols[upd].type == SQLITE_INTEGER ? cols[upd].i : 0;
+
+		if (old_upd >= new_upd)
+			newer = 0;
+		if (n_old < 4)
+			old_ids[n_old++] = sqlite3_column_int64(find, 0);
+	}
+	sqlite3_reset(find);
+	sqlite3_clear_bindings(find);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (!newer)
+		return 0;
+	for (int i = 0; i < n_old; i++) {
+		sqlite3_bind_int64(del, 1, old_ids[i]);
+		if (step_done(del) != SQLITE_DONE)
+			return -1;
+	}
+	sqlite3_bind_int64(ins, 1, rowid);
+	for (int i = 1; i < nc; i++)
+		bind_col(ins, i + 1, &cols[i]);
+	rc = step_done(ins);
+	return rc == SQLITE_DONE ? 1 : ((rc & 0xff) == SQLITE_CONSTRAINT ? 0 : -1);
+}
+
+static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl, size_t n)
+{
+	static const int event_key[] = {1, 2, 3}; /* file_id, line_offset, rule */
+	static const int file_key[] = {1};        /* uid */
+	struct col cols[MAX_COLS];
+	int nc = record_decode(pl, n, cols), r;
+
+	if (nc == 2 && is_text(&cols[0]) && is_text(&cols[1])) {
+		bind_col(b->ins_meta, 1, &cols[0]);
+		bind_col(b->ins_meta, 2, &cols[1]);
+		r = step_done(b->ins_meta);
+		if (r != SQLITE_DONE)
+			return -1;
+		if (sqlite3_changes(b->db) > 0)
+			b->st->meta++;
+		return 0;
+	}
+	if (nc > 0 && looks_like_files(cols, nc)) {
+		r = put_row(b, b->ins_file, b->find_file, b->del_file, rowid, cols, nc, 22,
+		            file_key, 1);
+		return r < 0 ? -1 : 0;
+	}
+	if (nc > 0 && looks_like_event(cols, nc)) {
+		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc, 17,
+		            event_key, 3);
+		return r < 0 ? -1 : 0;
+	}
+	/* sqlite_schema rows (5 columns) and anything else are not spool rows. */
+	if (nc != 5)
+		b->st->cells_skipped++;
+	return 0;
+}
+
+/* Reads every cell of a table leaf page (type 0x0d), following overflow chains. */
+static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
+                     const unsigned char *page, unsigned char *ovf, unsigned char *payload)
+{
+	size_t hdr = pgno == 1 ? 100 : 0, U = pg->usable;
+	uint32_t ncells = be16(page + hdr + 3);
+	size_t X = U - 35, M = ((U - 12) * 32 / 255) - 23;
+
+	if (hdr + 8 + 2 * (size_t)ncells > U)
+		return 0;
+	for (uint32_t i = 0; i < ncells; i++) {
+		size_t ptr = be16(page + hdr + 8 + 2 * i), k, local, got;
+		uint64_t P, rowid;
+
+		if (ptr < hdr + 8 || ptr >= U) {
+			b->st->cells_skipped++;
+			continue;
+		}
+		k = varint(page + ptr, U - ptr, &P);
+		if (k == 0 || P > MAX_PAYLOAD) {
+			b->st->cells_skipped++;
+			continue;
+		}
+		size_t k2 = varint(page + ptr + k, U - ptr - k, &rowid);
+
+		if (k2 == 0) {
+			b->st->cells_skipped++;
+			continue;
+		}
+		ptr += k + k2;
+		if (P <= X) {
+			local = (size_t)P;
+		} else {
+			size_t K = M + (size_t)((P - M) % (U - 4));
+
+			local = K <= X ? K : M;
+		}
+		if (ptr + local + (local < P ? 4 : 0) > U) {
+			b->st->cells_skipped++;
+			continue;
+		}
+		memcpy(payload, page + ptr, local);
+		got = local;
+		if (local < P) {
+			int64_t next = be32(page + ptr + local), hops = 0;
+
+			while (got < P && next > 0 && hops++ < pg->npages &&
+			       read_page(pg, next, ovf) == 0) {
+				size_t take = U - 4 < P - got ? U - 4 : (size_t)(P - got);
+
+				memcpy(payload + got, ovf + 4, take);
+				got += take;
+				next = be32(ovf);
+			}
+			if (got < P) {
+				b->st->cells_skipped++;
+				continue;
+			}
+		}
+		if (take_record(b, (int64_t)rowid, payload, (size_t)P) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int builder_prepare(struct builder *b)
+{
+	static const char *const sql[] = {
+	    /* A schema-1 row leaves ?19 and ?20 unbound (NULL). */
+	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
+	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
+	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
+	    " first_unknown)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+	    "?18, coalesce(?19, 0), ?20)",
+	    "SELECT id, coalesce(updated, 0) FROM events WHERE id = ?1"
+	    " OR (file_id = ?2 AND line_offset = ?3 AND rule = ?4)",
+	    "DELETE FROM events WHERE id = ?1",
+	    "INSERT INTO files(id, uid, source, path, dev, ino, fp_len, fp_hash, \"offset\","
+	    " check_len, check_hash, size, state, lines, matched, unmatched, invalid, long_lines,"
+	    " nul_bytes, events, resets, first_seen, updated)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+	    " ?18, ?19, ?20, ?21, ?22, ?23)",
+	    "SELECT id, updated FROM files WHERE id = ?1 OR uid = ?2",
+	    "DELETE FROM files WHERE id = ?1",
+	    "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+	};
+	sqlite3_stmt **out[] = {&b->ins_event, &b->find_event, &b->del_event, &b->ins_file,
+	                        &b->find_file, &b->del_file,   &b->ins_meta};
+
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
+		if (sqlite3_prepare_v2(b->db, sql[i], -1, out[i], NULL) != SQLITE_OK)
+			return -1;
+	return 0;
+}
+
+/* Finalizes the statements (before COMMIT and close); safe to call twice. */
+static void builder_finalize(struct builder *b)
+{
+	sqlite3_stmt **all[] = {&b->ins_event, &b->find_event, &b->del_event, &b->ins_file,
+	                        &b->find_file, &b->del_file,   &b->ins_meta};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sqlite3_finalize(*all[i]);
+		*all[i] = NULL;
+	}
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		err_set(err, errlen, "building the new spool: %s: %s", sql, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- spool recover ------------------------------------------------------------------------- */
+
+/* Whether another process holds one of SQLite's POSIX locks on `path` in [start, start+len). */
+static int locked_by_other(const char *path, off_t start, off_t len, pid_t *pid)
+{
+	struct flock fl;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), held = 0;
+
+	if (fd < 0)
+		return 0;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = start;
+	fl.l_len = len;
+	if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+		held = 1;
+		*pid = fl.l_pid;
+	}
+	close(fd);
+	return held;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static void remove_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[4096 + 300];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Reads the old database `db_path` (and its WAL) page by page into the open new database. */
+static int recover_rows(const char *db_path, struct builder *b, char *err, size_t errlen)
+{
+	struct pager pg;
+	unsigned char hdr[100], *page = NULL, *ovf = NULL, *payload = NULL;
+	char walpath[4096 + 16];
+	struct stat sb;
+	int64_t version, header_pages;
+	uint32_t ps;
+	int ret = -1;
+
+	memset(&pg, 0, sizeof(pg));
+	pg.walfd = -1;
+	pg.fd = open(db_path, O_RDONLY | O_CLOEXEC);
+	if (pg.fd < 0 || fstat(pg.fd, &sb) < 0) {
+		err_set(err, errlen, "%s: %s", db_path, strerror(errno));
+		goto out;
+	}
+	if (read_full(pg.fd, hdr, sizeof(hdr), 0) < 0 || memcmp(hdr, "SQLite format 3", 16) != 0) {
+		err_set(
+		    err, errlen,
+		    "%s is not an SQLite database (no SQLite header): there is nothing to recover "
+		    "from it; see docs/spool.md for starting with a new spool",
+		    db_path);
+		goto out;
+	}
+	ps = be16(hdr + 16);
+	ps = ps == 1 ? 65536 : ps;
+	if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0 || hdr[20] > 64) {
+		err_set(err, errlen, "%s: the database header is damaged (page size %u)", db_path,
+		        ps);
+		goto out;
+	}
+	pg.page_size = ps;
+	pg.usable = ps - hdr[20];
+	pg.file_pages = sb.st_size / ps;
+	header_pages = be32(hdr + 28);
+	pg.npages = header_pages > pg.file_pages ? header_pages : pg.file_pages;
+	if ((size_t)snprintf(walpath, sizeof(walpath), "%s-wal", db_path) >= sizeof(walpath)) {
+		err_set(err, errlen, "%s: path too long", db_path);
+		goto out;
+	}
+	if (wal_load(&pg, walpath, err, errlen) < 0)
+		goto out;
+	b->st->wal_frames = pg.wal_frames;
+	b->st->pages = pg.npages;
+	page = malloc(ps);
+	ovf = malloc(ps);
+	payload = malloc(MAX_PAYLOAD);
+	pg.free = calloc((size_t)pg.npages + 1, 1);
+	if (page == NULL || ovf == NULL || payload == NULL || pg.free == NULL) {
+		err_set(err, errlen, "out of memory recovering %s", db_path);
+		goto out;
+	}
+	/* Page 1 as the WAL left it: the schema version and the free-page list. */
+	if (read_page(&pg, 1, page) < 0) {
+		err_set(err, errlen, "%s: page 1 cannot be read", db_path);
+		goto out;
+	}
+	version = be32(page + 60);
+	if (version > SPOOL_SCHEMA_VERSION) {
+		err_set(err, errlen,
+		        "%s has schema version %" PRId64
+		        ", newer than this logmeter understands (%d): "
+		        "recover it with the logmeter that wrote it",
+		        db_path, version, SPOOL_SCHEMA_VERSION);
+		goto out;
+	}
+	freelist_load(&pg, page, ovf);
+	for (int64_t p = 1; p <= pg.npages; p++) {
+		size_t h = p == 1 ? 100 : 0;
+
+		if (pg.free[p]) {
+			b->st->pages_free++;
+			continue;
+		}
+		if ((p - 1) * (int64_t)ps == LOCK_BYTE_OFFSET)
+			continue;
+		if (read_page(&pg, p, page) < 0) {
+			b->st->pages_unreadable++;
+			continue;
+		}
+		switch (page[h]) {
+		case 0x0d:
+			if (scan_leaf(b, &pg, p, page, ovf, payload) < 0) {
+				err_set(err, errlen, "writing the new spool: %s",
+				        sqlite3_errmsg(b->db));
+				goto out;
+			}
+			break;
+		case 0x02:
+		case 0x05:
+		case 0x0a:
+			break; /* interior and index pages: the rows are on the table leaves */
+		default:
+			/* Overflow pages and garbage alike; overflow pages are read through their
+			 * cells. */
+			break;
+		}
+	}
+	ret = 0;
+out:
+	if (pg.fd >= 0)
+		close(pg.fd);
+	if (pg.walfd >= 0)
+		close(pg.walfd);
+	free(pg.wal_off);
+	free(pg.free);
+	free(page);
+	free(ovf);
+	free(payload);
+	return ret;
+}
+
+static int build_new(const char *old_db, const char *tmpdir, struct spool_recover_stats *st,
+                     int64_t now, char *err, size_t errlen)
+{
+	struct builder b;
+	struct spool *sp;
+	char path[4096 + 64], sql[512];
+	sqlite3_stmt *q = NULL;
+	int ret = -1;
+
+	memset(&b, 0, sizeof(b));
+	b.st = st;
+	/* spool_open makes the schema of this version, exactly as the agent would. */
+	sp = spool_open(tmpdir, SPOOL_READ_WRITE, err, errlen);
+	if (sp == NULL)
+		return -1;
+	spool_free(sp);
+	if ((size_t)snprintf(path, sizeof(path), "%s/spool.db", tmpdir) >= sizeof(path)) {
+		err_set(err, errlen, "%s: path too long", tmpdir);
+		goto out;
+	}
+	if (sqlite3_open_v2(path, &b.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		err_set(err, errlen, "%s: %s", path, b.db ? sqlite3_errmsg(b.db) : "out of memory");
+		goto out;
+	}
+	sqlite3_extended_result_codes(b.db, 1);
+	/* Nothing of it counts until it is synced and renamed into place. */
+	if (exec_sql(b.db, "PRAGMA synchronous=OFF", err, errlen) < 0 ||
+	    exec_sql(b.db, "PRAGMA foreign_keys=OFF", err, errlen) < 0 ||
+	    exec_sql(b.db, "BEGIN", err, errlen) < 0)
+		goto out;
+	if (builder_prepare(&b) < 0) {
+		err_set(err, errlen, "building the new spool: %s", sqlite3_errmsg(b.db));
+		goto out;
+	}
+	if (recover_rows(old_db, &b, err, errlen) < 0)
+		goto out;
+	/* Events whose file record was lost keep a placeholder: the foreign key holds, the file
+	 * is listed as gone, and no real file matches it (its source is ""). */
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated)"
+	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
+	         " printf('(lost file record %%d)', file_id), 0, 0, 'gone', %" PRId64 ", %" PRId64
+	         " FROM events WHERE file_id NOT IN (SELECT id FROM files)",
+	         now, now);
+	if (exec_sql(b.db, sql, err, errlen) < 0)
+		goto out;
+	st->lost_files = sqlite3_changes(b.db);
+	if (sqlite3_prepare_v2(b.db, "SELECT state, count(*) FROM events GROUP BY state", -1, &q,
+	                       NULL) != SQLITE_OK)
+		goto dberr;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		int64_t s = sqlite3_column_int64(q, 0);
+
+		if (s >= EVENT_PENDING && s <= EVENT_UNSURE)
+			st->events[s] = sqlite3_column_int64(q, 1);
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	st->files = 0;
+	if (sqlite3_prepare_v2(b.db, "SELECT count(*) FROM files", -1, &q, NULL) != SQLITE_OK ||
+	    sqlite3_step(q) != SQLITE_ROW)
+		goto dberr;
+	st->files = sqlite3_column_int64(q, 0) - st->lost_files;
+	sqlite3_finalize(q);
+	q = NULL;
+	if (sqlite3_prepare_v2(b.db, "SELECT count(*) FROM meta WHERE key = 'instance'", -1, &q,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_step(q) != SQLITE_ROW)
+		goto dberr;
+	st->instance_recovered = sqlite3_column_int64(q, 0) > 0;
+	sqlite3_finalize(q);
+	q = NULL;
+	builder_finalize(&b);
+	if (exec_sql(b.db, "COMMIT", err, errlen) < 0 ||
+	    exec_sql(b.db, "PRAGMA wal_checkpoint(TRUNCATE)", err, errlen) < 0)
+		goto out;
+	if (sqlite3_close(b.db) != SQLITE_OK) {
+		err_set(err, errlen, "closing the new spool: %s", sqlite3_errmsg(b.db));
+		b.db = NULL;
+		goto out;
+	}
+	b.db = NULL;
+	if (fsync_path(path, O_RDONLY) < 0) {
+		err_set(err, errlen, "fsync %s: %s", path, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+	goto out;
+dberr:
+	err_set(err, errlen, "building the new spool: %s", sqlite3_errmsg(b.db));
+out:
+	sqlite3_finalize(q);
+	builder_finalize(&b);
+	if (b.db != NULL)
+		sqlite3_close(b.db);
+	return ret;
+}
+
+int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
+                  size_t errlen)
+{
+	char db[4096 + 16], wal[4096 + 32], shm[4096 + 32], tmp[4096 + 64], newdb[4096 + 80];
+	char corrupt_wal[sizeof(st->corrupt_path) + 8];
+	struct stat sb;
+	pid_t pid = 0;
+	int have_wal;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(db, sizeof(db), "%s/spool.db", state_dir);
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	snprintf(shm, sizeof(shm), "%s-shm", db);
+	if (stat(db, &sb) < 0) {
+		err_set(err, errlen, "no spool at %s: %s", db, strerror(errno));
+		return -1;
+	}
+	/* SQLite's lock bytes: the database file's at 1 GiB (pending, reserved, shared), and the
+	 * WAL index's (120..128) that every open connection holds a read lock on. */
+	if (locked_by_other(db, (off_t)LOCK_BYTE_OFFSET, 512, &pid) ||
+	    locked_by_other(shm, 120, 9, &pid)) {
+		err_set(err, errlen,
+		        "spool %s is open in process %ld (a running logmeter?): stop it before "
+		        "recovering the spool",
+		        db, (long)pid);
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/spool.recover.%ld", state_dir, (long)getpid());
+	remove_tree(tmp);
+	if (mkdir(tmp, 0700) < 0) {
+		err_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	if (build_new(db, tmp, st, now, err, errlen) < 0)
+		goto fail;
+
+	/* Keep the old files under new names (links: nothing is lost if we stop here), then put
+	 * the new database in place with one rename. */
+	for (int i = 0;; i++) {
+		if (i == 0)
+			snprintf(st->corrupt_path, sizeof(st->corrupt_path), "%s.corrupt-%" PRId64,
+			         db, now);
+		else
+			snprintf(st->corrupt_path, sizeof(st->corrupt_path),
+			         "%s.corrupt-%" PRId64 ".%d", db, now, i);
+		if (link(db, st->corrupt_path) == 0)
+			break;
+		if (errno != EEXIST || i > 100) {
+			err_set(err, errlen, "cannot keep the old spool as %s: %s",
+			        st->corrupt_path, strerror(errno));
+			goto fail;
+		}
+	}
+	snprintf(corrupt_wal, sizeof(corrupt_wal), "%s-wal", st->corrupt_path);
+	have_wal = stat(wal, &sb) == 0;
+	if (have_wal && link(wal, corrupt_wal) < 0) {
+		err_set(err, errlen, "cannot keep the old WAL as %s: %s", corrupt_wal,
+		        strerror(errno));
+		unlink(st->corrupt_path);
+		goto fail;
+	}
+	/* The old WAL and WAL index must not meet the new database. */
+	if ((unlink(shm) < 0 && errno != ENOENT) || (unlink(wal) < 0 && errno != ENOENT)) {
+		err_set(err, errlen, "cannot remove the old WAL files of %s: %s", db,
+		        strerror(errno));
+		goto fail;
+	}
+	snprintf(newdb, sizeof(newdb), "%s/spool.db", tmp);
+	if (rename(newdb, db) < 0) {
+		err_set(err, errlen, "cannot move %s to %s: %s (the old spool is kept as %s)",
+		        newdb, db, strerror(errno), st->corrupt_path);
+		goto fail;
+	}
+	if (fsync_path(state_dir, O_RDONLY | O_DIRECTORY) < 0)
+		log_warn("fsync %s: %s", state_dir, strerror(errno));
+	remove_tree(tmp);
+	return 0;
+fail:
+	remove_tree(tmp);
+	return -1;
+}

@@ -1,0 +1,194 @@
+/* crash: named crash points (see crash.h). The variable is read once; each armed target keeps an
+ * atomic count of the times its point was reached, so the ingest and the sender threads can reach
+ * points concurrently and exactly one call (the N-th) fires. */
+#include "util/crash.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+/* Keep in pipeline order; docs/crash-testing.md says what a crash at each one proves. */
+const char *const crash_point_names[] = {
+    "spool_file_add",      /* a new file's record committed, nothing read from it yet */
+    "tail_before_commit",  /* lines read and turned into events, before the commit */
+    "spool_commit_inside", /* events and checkpoint written in the transaction, not committed */
+    "spool_commit_after",  /* committed, before the tail advances its in-memory checkpoint */
+    "sender_after_answer", /* Stripe answered and the answer is classified, not yet marked */
+    "sender_dead_letter",  /* an event is being dead-lettered, the mark not yet recorded */
+    "spool_mark_inside",   /* outcomes written in the mark transaction, not committed */
+    "shutdown",            /* stopping the workers: 1st the ingest, 2nd the sender told to stop */
+    NULL,
+};
+
+struct crash_armed {
+	struct crash_target t;
+	atomic_llong count;
+};
+
+static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
+static struct crash_armed crash_targets[CRASH_TARGETS_MAX];
+static size_t crash_n;
+static int crash_armed_any; /* written once inside pthread_once, read-only after */
+
+int crash_known(const char *name)
+{
+	if (name == NULL)
+		return 0;
+	for (size_t i = 0; crash_point_names[i] != NULL; i++)
+		if (strcmp(crash_point_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static int name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *n, char *err,
+                size_t errlen)
+{
+	const char *p = spec;
+	size_t got = 0;
+
+	if (n == NULL || (out == NULL && max > 0)) {
+		err_set(err, errlen, "crash_parse: invalid arguments");
+		return -1;
+	}
+	*n = 0;
+	if (spec == NULL || spec[strspn(spec, " \t")] == '\0')
+		return 0;
+	for (;;) {
+		const char *start, *end;
+		size_t len;
+		int64_t count = 1;
+
+		p += strspn(p, " \t");
+		start = p;
+		while (name_char(*p))
+			p++;
+		len = (size_t)(p - start);
+		end = p;
+		if (len == 0 || len >= CRASH_NAME_MAX) {
+			err_set(err, errlen,
+			        "%s: bad point name at \"%.40s\" (1 to %d of a-z, 0-9, _)",
+			        CRASH_ENV, start, CRASH_NAME_MAX - 1);
+			return -1;
+		}
+		if (*p == ':') {
+			char *stop;
+			long long v;
+
+			p++;
+			if (*p < '0' || *p > '9') {
+				err_set(err, errlen, "%s: \"%.*s\" needs a count after ':'",
+				        CRASH_ENV, (int)len, start);
+				return -1;
+			}
+			errno = 0;
+			v = strtoll(p, &stop, 10);
+			if (errno != 0 || v < 1 || v > CRASH_COUNT_MAX) {
+				err_set(err, errlen, "%s: \"%.*s\": the count must be 1..%lld",
+				        CRASH_ENV, (int)len, start, (long long)CRASH_COUNT_MAX);
+				return -1;
+			}
+			count = (int64_t)v;
+			p = stop;
+		}
+		p += strspn(p, " \t");
+		if (*p != ',' && *p != '\0') {
+			err_set(err, errlen, "%s: unexpected \"%.20s\" after \"%.*s\"", CRASH_ENV,
+			        p, (int)(end - start), start);
+			return -1;
+		}
+		if (got == max) {
+			err_set(err, errlen, "%s: more than %zu points", CRASH_ENV, max);
+			return -1;
+		}
+		memcpy(out[got].name, start, len);
+		out[got].name[len] = '\0';
+		out[got].n = count;
+		got++;
+		if (*p == '\0')
+			break;
+		p++; /* ',' */
+	}
+	*n = got;
+	return 0;
+}
+
+static void crash_read_env(void)
+{
+	struct crash_target parsed[CRASH_TARGETS_MAX];
+	const char *spec = getenv(CRASH_ENV);
+	char err[256] = "";
+	size_t n = 0;
+
+	if (spec == NULL || *spec == '\0')
+		return;
+	if (crash_parse(spec, parsed, CRASH_TARGETS_MAX, &n, err, sizeof(err)) != 0) {
+		log_err("%s; no crash point is armed", err);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!crash_known(parsed[i].name)) {
+			char known[1024] = "";
+			size_t used = 0;
+
+			for (size_t k = 0; crash_point_names[k] != NULL && used < sizeof(known);
+			     k++) {
+				int w = snprintf(known + used, sizeof(known) - used, "%s%s",
+				                 k > 0 ? ", " : "", crash_point_names[k]);
+				if (w < 0)
+					break;
+				used += (size_t)w;
+			}
+			log_warn(
+			    "%s: unknown crash point \"%s\" (it never fires); the known points: "
+			    "%s",
+			    CRASH_ENV, parsed[i].name, known);
+			continue;
+		}
+		crash_targets[crash_n].t = parsed[i];
+		atomic_init(&crash_targets[crash_n].count, 0);
+		crash_n++;
+	}
+	if (crash_n > 0) {
+		crash_armed_any = 1;
+		log_warn("%s is set: this process kills itself at a crash point (a test)",
+		         CRASH_ENV);
+	}
+}
+
+void crash_init(void)
+{
+	pthread_once(&crash_once, crash_read_env);
+}
+
+void crash_point(const char *name)
+{
+	pthread_once(&crash_once, crash_read_env);
+	if (!crash_armed_any)
+		return;
+	for (size_t i = 0; i < crash_n; i++) {
+		struct crash_armed *a = &crash_targets[i];
+
+		if (strcmp(a->t.name, name) != 0)
+			continue;
+		if (atomic_fetch_add(&a->count, 1) + 1 != a->t.n)
+			continue;
+		/* log_msg writes the line with one write(2): nothing is buffered that the kill
+		 * could lose, and nothing else is flushed. */
+		log_err("crash point %s reached (%" PRId64 "): exiting abruptly", name, a->t.n);
+		raise(SIGKILL);
+		_exit(137); /* not reached: SIGKILL cannot be caught or blocked */
+	}
+}

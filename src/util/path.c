@@ -1,0 +1,78 @@
+#include "util/path.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/log.h"
+
+char *path_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return strdup("");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+const char *path_base(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+char *path_join(const char *dir, const char *rel)
+{
+	char *out;
+	size_t n = strlen(dir);
+
+	if (rel[0] == '/' || n == 0)
+		return strdup(rel);
+	if (asprintf(&out, "%s%s%s", dir, dir[n - 1] == '/' ? "" : "/", rel) < 0)
+		return NULL;
+	return out;
+}
+
+int path_mkdirs(const char *dir, char *err, size_t errlen)
+{
+	char *p, *s = strdup(dir);
+	struct stat stbuf;
+	int ret = -1;
+
+	if (s == NULL) {
+		err_set(err, errlen, "out of memory");
+		return -1;
+	}
+	for (p = s + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+
+		*p = '\0';
+		if (mkdir(s, 0750) < 0 && errno != EEXIST) {
+			err_set(err, errlen, "cannot create the state directory %s: %s", s,
+			        strerror(errno));
+			goto out;
+		}
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	if (stat(dir, &stbuf) < 0) {
+		err_set(err, errlen, "state directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(stbuf.st_mode)) {
+		err_set(err, errlen, "state directory %s is not a directory", dir);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(s);
+	return ret;
+}

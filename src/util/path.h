@@ -1,0 +1,23 @@
+/* path: the few path manipulations logmeter needs, one way each. Strings in and out; nothing is
+ * looked up on the file system. */
+#ifndef LOGMETER_PATH_H
+#define LOGMETER_PATH_H
+
+#include <stddef.h>
+
+/* The directory part of `path`: what comes before its last '/', "/" for "/name", and "" when
+ * there is no '/'. Returns a malloc'd string (caller frees), or NULL if out of memory. */
+char *path_dir(const char *path);
+
+/* The part of `path` after its last '/' (a pointer into `path`). */
+const char *path_base(const char *path);
+
+/* `rel` resolved against `dir`: `rel` itself if it is absolute or `dir` is "", else `dir`, one
+ * '/' and `rel`. Returns a malloc'd string (caller frees), or NULL if out of memory. */
+char *path_join(const char *dir, const char *rel);
+
+/* mkdir -p `dir`: the missing components are created with mode 0750 (the umask applies). Fails
+ * if `dir` exists and is not a directory. Returns 0 or -1 with the reason in `err`. */
+int path_mkdirs(const char *dir, char *err, size_t errlen);
+
+#endif
