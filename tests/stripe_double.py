@@ -10,7 +10,8 @@ Usage:
                    [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
-                   [--meters-page-max N] [--record PATH] [--log PATH] [--faults SPEC]
+                   [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
+                   [--faults SPEC]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -30,6 +31,8 @@ Usage:
                    and recorded again).
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
+  --timestamp-skew S  the double's clock for validating event timestamps is real time plus S
+                   seconds (default 0): a negative S is a Stripe clock behind the client's.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -402,6 +405,7 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.api_key = args.api_key
+        self.timestamp_skew = args.timestamp_skew
         self.live = bool(LIVE_KEY_RE.match(args.api_key))
         self.started = time.time()
         self.clock_offset = 0.0
@@ -1213,7 +1217,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(identifier) > MAX_STRING:
             return None, bad_request("Invalid string: %s...; must be at most %d characters"
                                      % (identifier[:20], MAX_STRING), "identifier")
-        now = time.time()
+        now = time.time() + self.st.timestamp_skew
         ts_text = top.get("timestamp", "")
         if ts_text:
             if not INT_RE.match(ts_text):
@@ -1362,6 +1366,7 @@ def main(argv=None):
     ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
     ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)
     ap.add_argument("--meters-page-max", type=positive_int, default=100)
+    ap.add_argument("--timestamp-skew", type=int, default=0)
     ap.add_argument("--record")
     ap.add_argument("--faults")
     ap.add_argument("--log")

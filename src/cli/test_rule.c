@@ -23,14 +23,24 @@ static void print_result(unsigned long lineno, const struct rule_result *r, int6
 		if (r->rule->customer_map != NULL)
 			printf(" (key %s)", r->customer_key);
 		printf(" value=%s timestamp=%lld (%s)", r->value, (long long)r->timestamp, when);
-		/* What the sender would do with it (sender.c checks the same window). */
-		if (r->timestamp < now - EVENT_MAX_AGE_S)
+		/* What the sender will do with it (the same check, event_window_of). */
+		switch (event_window_of(r->timestamp, now)) {
+		case EVENT_WINDOW_OLD:
 			printf(" -> dead letter: outside Stripe's window (more than 35 days in the "
 			       "past)");
-		else if (r->timestamp > now + EVENT_MAX_AHEAD_S)
+			break;
+		case EVENT_WINDOW_FAR_AHEAD:
 			printf(
-			    " -> held: more than 5 minutes ahead of this host's clock; sent once "
-			    "Stripe takes it");
+			    " -> dead letter: more than a day ahead of this host's clock (a wrong "
+			    "timestamp or clock)");
+			break;
+		case EVENT_WINDOW_AHEAD:
+			printf(" -> held: too far ahead of this host's clock for Stripe; sent once "
+			       "Stripe takes it");
+			break;
+		case EVENT_WINDOW_OK:
+			break;
+		}
 		printf("\n");
 		break;
 	case RULE_UNMAPPED:

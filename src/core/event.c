@@ -82,6 +82,17 @@ out:
 	return ret;
 }
 
+enum event_window event_window_of(int64_t timestamp, int64_t now)
+{
+	if (timestamp < now - EVENT_MAX_AGE_S)
+		return EVENT_WINDOW_OLD;
+	if (timestamp > now + EVENT_HOLD_MAX_S)
+		return EVENT_WINDOW_FAR_AHEAD;
+	if (timestamp > now + EVENT_MAX_AHEAD_S - EVENT_HOLD_MARGIN_S)
+		return EVENT_WINDOW_AHEAD;
+	return EVENT_WINDOW_OK;
+}
+
 int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY_MAX])
 {
 	size_t n;

@@ -23,6 +23,23 @@
  * in the past, at most 5 minutes in the future. Seconds. */
 #define EVENT_MAX_AGE_S (35 * 86400)
 #define EVENT_MAX_AHEAD_S 300
+/* An event ahead of the clock is sent once it is this much inside Stripe's 5 minutes, so that a
+ * Stripe clock a little behind this host's still takes it (seconds). */
+#define EVENT_HOLD_MARGIN_S 60
+/* Further ahead than this no clock step explains: a wrong timestamp, not held (seconds). */
+#define EVENT_HOLD_MAX_S 86400
+
+/* Where a timestamp stands against Stripe's window at wall-clock time `now`: what the sender
+ * does with it (docs/stripe-contract.md, section 13). */
+enum event_window {
+	EVENT_WINDOW_OK = 0,   /* sendable */
+	EVENT_WINDOW_OLD,      /* more than 35 days in the past: a dead letter */
+	EVENT_WINDOW_AHEAD,    /* ahead by more than the window less the margin: held */
+	EVENT_WINDOW_FAR_AHEAD /* more than EVENT_HOLD_MAX_S ahead: a dead letter */
+};
+
+/* Classifies `timestamp` against `now` (both seconds since the epoch). */
+enum event_window event_window_of(int64_t timestamp, int64_t now);
 
 enum event_state { EVENT_PENDING = 0, EVENT_DELIVERED = 1, EVENT_DEAD = 2, EVENT_UNSURE = 3 };
 

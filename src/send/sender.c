@@ -39,8 +39,9 @@
 #define SENDER_ONCE_MARK_FAILURES 10 /* once-mode gives up after this many failed spool_marks */
 #define SENDER_KEY_SEP '\x1f'
 #define SENDER_RATE_CUT_EVERY_MS 1000 /* 429s within this of a cut belong to the same burst */
-#define SENDER_RATE_CLIMB_S 60       /* seconds of successes to climb from nothing to the maximum */
+#define SENDER_RATE_CLIMB_S 600      /* seconds of successes to climb from nothing to the maximum */
 #define SENDER_HOLD_RECHECK_MS 60000 /* a held event is looked at again at least this often */
+#define SENDER_TOO_EARLY_MS 10000    /* after Stripe's "too far in the future": wait this long */
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 
@@ -51,6 +52,7 @@ struct sender_item {
 	int64_t next_attempt;                              /* monotonic ms; 0: now */
 	int64_t started;                                   /* wall clock, s: the attempt's start */
 	int held;                   /* waiting for its timestamp to come within Stripe's window */
+	int64_t too_early_until;    /* monotonic ms: Stripe said "too far in the future" */
 	struct stripe_request *req; /* while in flight */
 };
 
@@ -110,6 +112,8 @@ struct sender {
 	int answer_failed; /* once-mode: stop, return 2 */
 	long auth_status;
 
+	int meters_unchecked; /* the meter check could not run: try again once the key works */
+	int meters_recheck;   /* do it at the next turn of the loop */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int publish_due;
@@ -131,7 +135,6 @@ struct sender {
 	pthread_mutex_t stats_lock;
 	struct sender_stats stats;
 };
-
 
 static int64_t min64(int64_t a, int64_t b)
 {
@@ -541,6 +544,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	struct sender_item *it = s->queue[idx];
 	int64_t wall = (int64_t)time(NULL);
 	char reason[256];
+	enum event_window win;
 
 	if (it->ev.customer[0] == '\0') {
 		/* Ingest dead-letters unmapped events; one here must not block the queue. */
@@ -557,7 +561,8 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_unsure(s, idx, wall, now);
 		return 0;
 	}
-	if (it->ev.timestamp < wall - EVENT_MAX_AGE_S) {
+	win = event_window_of(it->ev.timestamp, wall);
+	if (win == EVENT_WINDOW_OLD) {
 		snprintf(
 		    reason, sizeof(reason),
 		    "timestamp %lld is outside Stripe's window (more than 35 days in the past); "
@@ -566,11 +571,26 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
-	if (it->ev.timestamp > wall + EVENT_MAX_AHEAD_S) {
+	if (win == EVENT_WINDOW_FAR_AHEAD) {
+		/* No clock step explains a day: a wrong timestamp in the line, or a host clock
+		 * set to another date. Stripe would refuse it; `replay --dead` after the fix. */
+		snprintf(reason, sizeof(reason),
+		         "timestamp %lld is %lld s ahead of this host's clock, more than a day: a "
+		         "wrong timestamp or clock; not sent",
+		         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
+	if (win == EVENT_WINDOW_AHEAD || it->too_early_until > now) {
 		/* The clock was stepped back, or the line came from a host whose clock runs ahead:
-		 * Stripe takes the event once it is at most 5 minutes ahead. */
-		int64_t wait = (it->ev.timestamp - EVENT_MAX_AHEAD_S - wall) * 1000 + 1000;
+		 * Stripe takes the event once it is at most 5 minutes ahead of Stripe's clock,
+		 * which may be a little behind this one (the margin, and Stripe's own answer). */
+		int64_t wait =
+		    (it->ev.timestamp - (EVENT_MAX_AHEAD_S - EVENT_HOLD_MARGIN_S) - wall) * 1000 +
+		    1000;
 
+		if (it->too_early_until > now + wait)
+			wait = it->too_early_until - now;
 		if (!it->held) {
 			char msg[256];
 
@@ -706,11 +726,11 @@ static void pause_start(struct sender *s, enum sender_pause kind, const char *re
 		              "Stripe"
 		            : "");
 	else if (s->probe)
-		log_err("%s again (%s): sending paused for another %lld s; events stay pending",
-		        what, reason, (long long)(pause / 1000));
+		log_err("%s again (%s): sending paused for another %.1f s; events stay pending",
+		        what, reason, (double)pause / 1000.0);
 	else
-		log_err("%s (%s): sending paused for %lld s; events stay pending%s", what, reason,
-		        (long long)(pause / 1000),
+		log_err("%s (%s): sending paused for %.1f s; events stay pending%s", what, reason,
+		        (double)pause / 1000.0,
 		        kind == PAUSE_ANSWER
 		            ? "; check api_base and any proxy between logmeter and "
 		              "Stripe"
@@ -779,6 +799,9 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
 		s->probe = 0;
 		log_info("Stripe answers again: sending resumed");
+		/* A key that works now may read the meters it could not read at start. */
+		if (s->meters_unchecked)
+			s->meters_recheck = 1;
 	}
 	if (out == STRIPE_UNKNOWN || out == STRIPE_UNEXPECTED) {
 		/* Stripe may have carried the attempt out, or saved its error under the key: the
@@ -808,6 +831,17 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		        "Stripe rejected event %lld (%s, rule %s): %s; kept as a dead letter",
 		        (long long)it->ev.id, it->ev.identifier, it->ev.rule, reason);
 		ratelog_add(&s->dead_log, now, msg);
+		break;
+	case STRIPE_TOO_EARLY:
+		it->too_early_until = now + SENDER_TOO_EARLY_MS;
+		it->next_attempt = it->too_early_until;
+		it->held = 1; /* counted as held; item_check logs nothing more of it */
+		stats_add(s, &s->stats.retries, 1);
+		err_set(msg, sizeof(msg),
+		        "event %lld (%s): %s; Stripe's clock is behind this host's: held %d s",
+		        (long long)it->ev.id, it->ev.identifier, reason,
+		        SENDER_TOO_EARLY_MS / 1000);
+		ratelog_add(&s->hold_log, now, msg);
 		break;
 	case STRIPE_RETRY:
 	case STRIPE_UNKNOWN:
@@ -851,7 +885,10 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 			s->answer_failed = 1;
 		break;
 	}
-	/* The text of a retry is kept too, so that status and export say why it waits. */
+	/* The text of a retry is kept too, so that status, export and an unsure verdict say why
+	 * it waits. */
+	if (state == EVENT_PENDING)
+		snprintf(it->ev.last_error, sizeof(it->ev.last_error), "%s", reason);
 	if (mark_add(s, &it->ev, state, state == EVENT_DELIVERED ? NULL : reason) != 0) {
 		/* Not recorded: a delivered event stays queued and is sent again (Stripe answers
 		 * "already exists"); a dead one is retried. Nothing is lost. */
@@ -957,12 +994,29 @@ static void check_meters(struct sender *s)
 		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
 		         "--stripe` does it on demand",
 		         err);
+		s->meters_unchecked = 1;
 		return;
 	}
+	s->meters_unchecked = 0;
 	errors = account_check_rules(s->cfg, meters, n, log_account_line, NULL);
 	free(meters);
 	if (errors == 0)
 		log_info("the account's meters (%zu) take every rule's events", n);
+}
+
+/* 1 if every queued event is held for its timestamp (and some are), else 0. */
+static int only_held(const struct sender *s)
+{
+	size_t held = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->queue[i] == NULL)
+			continue;
+		if (!s->queue[i]->held)
+			return 0;
+		held++;
+	}
+	return held > 0;
 }
 
 /* ---- live state (statefile.h), for `logmeter status` ---- */
@@ -1156,8 +1210,9 @@ void sender_status_print(FILE *out, const struct config *cfg)
 	fprintf(out, "\n");
 	if (st.held > 0)
 		fprintf(out,
-		        "held: %lld events stamped more than 5 minutes ahead of this host's clock; "
-		        "sent once Stripe takes them\n",
+		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
+		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
+		        "them\n",
 		        st.held);
 }
 
@@ -1358,6 +1413,10 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 
 		if (now >= s->next_prune)
 			prune(s, now);
+		if (s->meters_recheck) {
+			s->meters_recheck = 0;
+			check_meters(s);
+		}
 		if (s->paused && now >= s->pause_until)
 			pause_end(s, now);
 		if (!s->paused)
@@ -1373,6 +1432,17 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = min64(wake, s->next_idle_reload);
 		wake = min64(wake, ratelogs_flush(s, now, 0));
 		wake = min64(wake, publish_state(s, now, 0));
+		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more && only_held(s)) {
+			/* --once delivers what can be delivered now: a held event waits for the
+			 * clock, maybe for hours, and a later run sends it. */
+			log_warn(
+			    "run --once: %zu events are held (their timestamps are more than 5 "
+			    "minutes ahead of this host's clock); they stay pending and a later "
+			    "run "
+			    "sends them",
+			    s->n);
+			break;
+		}
 	poll:
 		if (s->n_marks > 0)
 			wake = min64(wake, s->next_mark_try);

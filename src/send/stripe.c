@@ -186,23 +186,61 @@ static int looks_like_key_at(const char *s, size_t n, size_t i)
 	return 0;
 }
 
-static void buf_put_message(struct stripe_buf *b, const char *s, size_t n)
+/* "Bearer " before a token: whatever follows is a credential, whatever its form. */
+static int bearer_at(const char *s, size_t n, size_t i)
+{
+	return n - i > 7 && strncasecmp(s + i, "bearer ", 7) == 0;
+}
+
+/* Appends `n` bytes of `s` as buf_put_clean does (`ascii` likewise), with every token that looks
+ * like a Stripe key (sk_, rk_, pk_) or follows "Bearer " replaced by "[redacted]", so that an
+ * answer that echoes the request (a proxy's error page) never puts a credential, whole or cut,
+ * into a log, a reason or the spool. */
+static void buf_put_redacted(struct stripe_buf *b, const char *s, size_t n, int ascii)
 {
 	size_t i = 0, start = 0;
 
 	while (i < n) {
-		if (looks_like_key_at(s, n, i)) {
-			buf_put_clean(b, s + start, i - start, 0);
-			while (i < n && !isspace((unsigned char)s[i]) && s[i] != '\'' &&
-			       s[i] != '"' && s[i] != ',' && s[i] != ';')
+		int secret = looks_like_key_at(s, n, i);
+
+		if (!secret && bearer_at(s, n, i)) {
+			i += 7;
+			while (i < n && s[i] == ' ')
 				i++;
-			buf_printf(b, "[redacted]");
-			start = i;
+			secret = i < n;
+		}
+		if (!secret) {
+			i++;
 			continue;
 		}
-		i++;
+		buf_put_clean(b, s + start, i - start, ascii);
+		while (i < n && !isspace((unsigned char)s[i]) && s[i] != '\'' && s[i] != '"' &&
+		       s[i] != ',' && s[i] != ';' && s[i] != '<')
+			i++;
+		buf_printf(b, "[redacted]");
+		start = i;
 	}
-	buf_put_clean(b, s + start, n - start, 0);
+	buf_put_clean(b, s + start, n - start, ascii);
+}
+
+static void buf_put_message(struct stripe_buf *b, const char *s, size_t n)
+{
+	buf_put_redacted(b, s, n, 0);
+}
+
+/* Overwrites every occurrence of the `klen` bytes of `key` in the `n` bytes of `p` with '*', in
+ * place (the length stays, so a body with NUL bytes or cut later never keeps a piece of it). */
+static void blank_key(char *p, size_t n, const char *key, size_t klen)
+{
+	char *hit;
+
+	if (p == NULL || klen == 0)
+		return;
+	while (n >= klen && (hit = memmem(p, n, key, klen)) != NULL) {
+		memset(hit, '*', klen);
+		n -= (size_t)(hit - p) + klen;
+		p = hit + klen;
+	}
 }
 
 /* Replaces every occurrence of `key` in `s` with "[redacted]", in place, within `cap` bytes. */
@@ -476,7 +514,7 @@ static void put_body_excerpt(struct stripe_buf *b, const char *body, size_t len)
 		n--;
 	if (n > start) {
 		buf_printf(b, ": ");
-		buf_put_clean(b, body + start, n - start, 1);
+		buf_put_redacted(b, body + start, n - start, 1);
 	}
 }
 
@@ -509,7 +547,7 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 	char scratch[1];
 	struct stripe_buf b;
 	json_t *root = NULL;
-	const char *message = NULL, *type = NULL, *code = NULL;
+	const char *message = NULL, *type = NULL, *code = NULL, *param = NULL;
 	size_t message_len = 0;
 	enum stripe_outcome out;
 	int is_stripe_error = 0;
@@ -551,6 +589,7 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 				}
 				type = json_string_value(json_object_get(e, "type"));
 				code = json_string_value(json_object_get(e, "code"));
+				param = json_string_value(json_object_get(e, "param"));
 				is_stripe_error = type != NULL;
 			}
 		}
@@ -616,6 +655,12 @@ enum stripe_outcome stripe_classify(const struct stripe_response *r, char *reaso
 		out = STRIPE_UNKNOWN;
 	} else if (r->should_retry == 1 && st >= 400 && st <= 499) {
 		out = STRIPE_RETRY;
+	} else if (st == 400 && str_eq(type, "invalid_request_error") &&
+	           str_eq(param, "timestamp") && message != NULL &&
+	           strstr(message, "future") != NULL) {
+		/* Stripe's clock, not the event, decides "too far ahead": a few seconds later it
+		 * takes the event (docs/stripe-contract.md, section 13). */
+		out = STRIPE_TOO_EARLY;
 	} else if ((st == 400 || st == 404) && is_stripe_error &&
 	           str_eq(type, "invalid_request_error") &&
 	           !(st == 404 && message != NULL &&
@@ -852,11 +897,12 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	}
 	SETOPT(req->easy, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
-	SETOPT(req->easy, CURLOPT_PROTOCOLS_STR, config_api_base_is_local(base) ? "https,http" : "https");
+	SETOPT(req->easy, CURLOPT_PROTOCOLS_STR,
+	       config_api_base_is_local(base) ? "https,http" : "https");
 #else
 	SETOPT(req->easy, CURLOPT_PROTOCOLS,
 	       config_api_base_is_local(base) ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
-	                                : (long)CURLPROTO_HTTPS);
+	                                      : (long)CURLPROTO_HTTPS);
 #endif
 	SETOPT(req->easy, CURLOPT_HTTPHEADER, req->headers);
 	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, form);
@@ -918,6 +964,8 @@ enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode c
 		r.status = 0;
 	r.should_retry = req->should_retry;
 	r.replayed = req->replayed;
+	/* Whatever the server echoed, the key itself never leaves this module. */
+	blank_key(req->body.p, req->body.len, req->key, strlen(req->key));
 	r.body = req->body.p;
 	r.body_len = req->body.len;
 	r.identifier = req->ev.identifier;
@@ -1091,8 +1139,9 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 		                 config_api_base_is_local(base) ? "https,http" : "https");
 #else
 		curl_easy_setopt(easy, CURLOPT_PROTOCOLS,
-		                 config_api_base_is_local(base) ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
-		                                          : (long)CURLPROTO_HTTPS);
+		                 config_api_base_is_local(base)
+		                     ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
+		                     : (long)CURLPROTO_HTTPS);
 #endif
 		curl_easy_setopt(easy, CURLOPT_URL, url);
 		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);

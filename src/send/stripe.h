@@ -19,7 +19,6 @@
 #define STRIPE_KEY_MAX 256 /* bytes of an API key, including the NUL */
 #define STRIPE_REASON_MAX 512
 
-
 /* What an answer means for the event (docs/stripe-contract.md has the sources). */
 enum stripe_outcome {
 	STRIPE_DELIVERED = 0, /* 200 with the billing.meter_event of our identifier, or 400 "An
@@ -34,6 +33,9 @@ enum stripe_outcome {
 	                         next attempt goes under the next key generation; the identifier
 	                         keeps Stripe from counting the event twice */
 	STRIPE_RATE_LIMITED,  /* 429, or 400 with code rate_limit: again later, more slowly */
+	STRIPE_TOO_EARLY,     /* 400 on the timestamp parameter: "more than 5 minutes in the
+	                         future" by Stripe's clock, which runs behind this host's: hold the
+	                         event and try again later (validation is not saved under the key) */
 	STRIPE_AUTH,          /* 401 or 403: stop all sending until the key works */
 	STRIPE_UNEXPECTED,    /* not Stripe's answer about this event: a redirect, a 2xx that is not
 	                         our meter event, an unexpected status, an error without Stripe's

@@ -1062,14 +1062,57 @@ static void test_request_headers_classified(void **state)
 	                     "{\"error\":{\"message\":\"bad key xx" FAKE_KEY "xx\"}}");
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_AUTH);
 	assert_null(strstr(reason, FAKE_KEY_PART));
-	assert_string_equal(reason, "HTTP 401: bad key xx[redacted]xx");
+	assert_string_equal(reason, "HTTP 401: bad key xx******************xx");
 	free(resp);
 
 	/* A non-JSON body that echoes it. */
 	resp = make_response("502 Bad Gateway", "", "upstream said " FAKE_KEY);
 	assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)), STRIPE_UNKNOWN);
-	assert_string_equal(reason, "HTTP 502: upstream said [redacted]");
+	assert_string_equal(reason, "HTTP 502: upstream said ******************");
 	free(resp);
+}
+
+/* A proxy's error page that echoes the request: the key is cut by the 200-byte excerpt, or comes
+ * after "Bearer " in another form; neither the whole key nor a piece of it reaches the reason. */
+static void test_request_echoed_key(void **state)
+{
+	static struct server sv;
+	char reason[STRIPE_REASON_MAX], body[600], *resp;
+	const char *piece = FAKE_KEY_PART;
+
+	(void)state;
+	for (int offset = 150; offset <= 190; offset += 20) {
+		memset(body, 'x', (size_t)offset);
+		snprintf(body + offset, sizeof(body) - (size_t)offset,
+		         "Authorization: Bearer " FAKE_KEY " and again " FAKE_KEY "</pre>");
+		resp = make_response("502 Bad Gateway", "", body);
+		assert_int_equal(exchange(&sv, resp, strlen(resp), reason, sizeof(reason)),
+		                 STRIPE_UNKNOWN);
+		for (size_t k = 0; k + 4 <= strlen(piece); k++) {
+			char frag[5];
+
+			memcpy(frag, piece + k, 4);
+			frag[4] = '\0';
+			if (strstr(reason, frag) != NULL)
+				fail_msg("offset %d: the reason keeps a piece of the key: %s", offset,
+				         reason);
+		}
+		free(resp);
+	}
+}
+
+static void test_classify_redacts_tokens(void **state)
+{
+	static const char body[] = "<pre>Authorization: Bearer sk_live_51Habcdefghijklmnop "
+	                           "token=rk_test_zzz X-Other: bearer eyJhbGciOi.secret</pre>";
+	struct stripe_response r = {
+	    .status = 502, .should_retry = -1, .body = body, .body_len = sizeof(body) - 1};
+	char reason[STRIPE_REASON_MAX];
+
+	(void)state;
+	assert_int_equal(stripe_classify(&r, reason, sizeof(reason)), STRIPE_UNKNOWN);
+	assert_string_equal(reason, "HTTP 502: <pre>Authorization: Bearer [redacted] "
+	                            "token=[redacted] X-Other: bearer [redacted]</pre>");
 }
 
 /* The Idempotency-Key follows the event's key generation; the identifier never changes. A
@@ -1195,6 +1238,8 @@ int main(void)
 	    cmocka_unit_test(test_request_headers_classified),
 	    cmocka_unit_test(test_request_bad_answers),
 	    cmocka_unit_test(test_request_key_generation),
+	    cmocka_unit_test(test_request_echoed_key),
+	    cmocka_unit_test(test_classify_redacts_tokens),
 	    cmocka_unit_test(test_default_rate),
 	    cmocka_unit_test(test_check_account),
 	};
