@@ -1,4 +1,7 @@
-/* test-rule: what each rule makes of each input line, without spool or network. */
+/* test-rule: what each rule makes of each input line, without spool or network. The input is
+ * split into lines by core/lines, as the agent splits a file, so that `test-rule` and `run` make
+ * the same events of the same file: NULs removed, CR dropped, over-long lines skipped, and a last
+ * line without its newline not read (said so: the agent waits for it). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,8 +10,11 @@
 
 #include "cli/cli.h"
 #include "core/event.h"
+#include "core/lines.h"
 
-static void print_result(unsigned long lineno, const struct rule_result *r, int64_t now)
+#define TEST_RULE_CHUNK (64 * 1024) /* bytes read at once */
+
+static void print_result(long long lineno, const struct rule_result *r, int64_t now)
 {
 	char when[32] = "";
 	time_t t = (time_t)r->timestamp;
@@ -18,7 +24,7 @@ static void print_result(unsigned long lineno, const struct rule_result *r, int6
 	case RULE_EVENT:
 		if (gmtime_r(&t, &tm) != NULL)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		printf("%lu: %s: event event_name=%s customer=%s", lineno, r->rule->name,
+		printf("%lld: %s: event event_name=%s customer=%s", lineno, r->rule->name,
 		       r->rule->event_name, r->customer);
 		if (r->rule->customer_map != NULL)
 			printf(" (key %s)", r->customer_key);
@@ -44,28 +50,66 @@ static void print_result(unsigned long lineno, const struct rule_result *r, int6
 		printf("\n");
 		break;
 	case RULE_UNMAPPED:
-		printf("%lu: %s: dead letter: %s\n", lineno, r->rule->name, r->reason);
+		printf("%lld: %s: dead letter: %s\n", lineno, r->rule->name, r->reason);
 		break;
 	case RULE_INVALID:
-		printf("%lu: %s: invalid: %s\n", lineno, r->rule->name, r->reason);
+		printf("%lld: %s: invalid: %s\n", lineno, r->rule->name, r->reason);
 		break;
 	case RULE_NO_MATCH:
-		printf("%lu: %s: no match\n", lineno, r->rule->name);
+		printf("%lld: %s: no match\n", lineno, r->rule->name);
 		break;
 	}
+}
+
+/* What the callback needs. */
+struct test_rule_run {
+	const struct cli_setup *s;
+	const char *rule_name; /* --rule, or NULL */
+	struct rule_result *results;
+};
+
+/* lines_fn: the verdict of each rule on one line, or why no rule sees it. */
+static int test_rule_line(const struct lines_line *l, void *ud)
+{
+	const struct test_rule_run *r = ud;
+	const struct config *cfg = r->s->cfg;
+	long long lineno = (long long)l->number;
+	int64_t now;
+
+	if (l->kind == LINES_LONG) {
+		/* The agent skips such lines before any rule sees them. */
+		printf("%lld: skipped: line of %zu bytes is longer than max_line_length (%lld)\n",
+		       lineno, l->len, (long long)cfg->agent.max_line_length);
+		return 0;
+	}
+	if (l->kind == LINES_NUL) {
+		printf("%lld: no line: only NUL bytes (the agent counts them as NUL bytes)\n",
+		       lineno);
+		return 0;
+	}
+	now = (int64_t)time(NULL);
+	for (size_t src = 0; src < cfg->n_sources; src++) {
+		size_t n = rule_set_apply(r->s->rules, src, l->data, l->len, now, r->results);
+
+		for (size_t i = 0; i < n; i++) {
+			if (r->rule_name != NULL && strcmp(r->results[i].rule->name, r->rule_name))
+				continue;
+			print_result(lineno, &r->results[i], now);
+		}
+	}
+	return 0;
 }
 
 int cli_test_rule(const struct cli_args *args)
 {
 	const char *path = args->config, *rule_name = args->rule, *input = args->input;
 	struct cli_setup s = {0};
-	struct rule_result *results = NULL;
+	struct test_rule_run run = {0};
+	struct lines *sp = NULL;
+	const struct lines_counts *c;
 	FILE *in = stdin;
-	char *line = NULL;
-	size_t cap = 0, n;
-	ssize_t len;
-	unsigned long lineno = 0;
-	int64_t now;
+	char *buf = NULL, err[256] = "";
+	size_t got;
 	int rc = CLI_EXIT_USAGE;
 
 	if (cli_setup_load(&s, path) != 0)
@@ -80,43 +124,54 @@ int cli_test_rule(const struct cli_args *args)
 			goto out;
 		}
 	}
-	if (input != NULL && strcmp(input, "-") != 0) {
-		in = fopen(input, "r");
-		if (in == NULL) {
-			fprintf(stderr, "test-rule: %s: %s\n", input, strerror(errno));
+	if (input == NULL || strcmp(input, "-") == 0)
+		input = "-";
+	else if ((in = fopen(input, "rb")) == NULL) {
+		fprintf(stderr, "test-rule: %s: %s\n", input, strerror(errno));
+		goto out;
+	}
+	rc = CLI_EXIT_RUNTIME;
+	run.s = &s;
+	run.rule_name = rule_name;
+	run.results = calloc(rule_set_max_per_source(s.rules) + 1, sizeof(*run.results));
+	buf = malloc(TEST_RULE_CHUNK);
+	sp = lines_new(0, (size_t)s.cfg->agent.max_line_length, err, sizeof(err));
+	if (run.results == NULL || buf == NULL || sp == NULL) {
+		fprintf(stderr, "test-rule: %s\n", sp == NULL ? err : "out of memory");
+		goto out;
+	}
+	while ((got = fread(buf, 1, TEST_RULE_CHUNK, in)) > 0)
+		if (lines_feed(sp, buf, got, test_rule_line, &run, err, sizeof(err)) < 0) {
+			fprintf(stderr, "test-rule: %s: %s\n", input, err);
 			goto out;
 		}
-	}
-	results = calloc(rule_set_max_per_source(s.rules) + 1, sizeof(*results));
-	if (results == NULL)
+	if (ferror(in)) {
+		fprintf(stderr, "test-rule: %s: %s\n", input, strerror(errno));
 		goto out;
-	while ((len = getline(&line, &cap, in)) >= 0) {
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			len--;
-		/* The tail skips such lines before any rule sees them. */
-		if (len > s.cfg->agent.max_line_length) {
-			printf("%lu: skipped: line of %lld bytes is longer than max_line_length "
-			       "(%lld)\n",
-			       lineno, (long long)len, (long long)s.cfg->agent.max_line_length);
-			continue;
-		}
-		now = (int64_t)time(NULL);
-		for (size_t src = 0; src < s.cfg->n_sources; src++) {
-			n = rule_set_apply(s.rules, src, line, (size_t)len, now, results);
-			for (size_t i = 0; i < n; i++) {
-				if (rule_name != NULL && strcmp(results[i].rule->name, rule_name))
-					continue;
-				print_result(lineno, &results[i], now);
-			}
-		}
+	}
+	/* The input is finished, the file the agent reads may not be: what it leaves for later. */
+	c = lines_counts(sp);
+	switch (lines_pending(sp)) {
+	case LINES_PENDING_LINE:
+	case LINES_PENDING_LONG:
+		printf("%lld: not read: the last line has no newline yet (run waits for it)\n",
+		       (long long)c->newlines + 1);
+		break;
+	case LINES_PENDING_NUL:
+		printf("%lld: not read: %lld NUL bytes at the end (run waits for what follows "
+		       "them)\n",
+		       (long long)c->newlines + 1, (long long)(c->fed - c->consumed));
+		break;
+	case LINES_PENDING_NONE:
+		break;
 	}
 	rc = 0;
 out:
 	if (in != NULL && in != stdin)
 		fclose(in);
-	free(line);
-	free(results);
+	lines_free(sp);
+	free(buf);
+	free(run.results);
 	cli_setup_free(&s);
 	return rc;
 }

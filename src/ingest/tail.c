@@ -7,19 +7,12 @@
  * before the checkpoint). Anything else is another file, or this one rewritten: it gets a new
  * record, so new identifiers, and is read from its start.
  *
- * Lines. A line is the bytes after the previous '\n' (or the checkpoint) up to its '\n'.
- * NUL bytes are not part of any line: they are removed (and counted in nul_bytes) before the
- * line is measured or matched, so a run of NULs from a sparse or preallocated file neither makes
- * the line after it over-long nor is buffered. A line's offset (in its identifier) is the offset
- * of its first byte that is not a NUL, so NULs before a line can be consumed (and the checkpoint
- * moved past them) before the line itself is complete, and the offset is the same however the
- * file is read. A run of NULs at the end of the file is not consumed until some other byte
- * follows it: a preallocated file (fallocate, or a writer that extends the file before writing)
- * has its zeros overwritten in place, and the checkpoint must not have passed them then. A line
- * that was only NULs counts as no line (only as nul_bytes). A trailing '\r'
- * is dropped; the length limit (max_line_length) applies to the line without its '\r' and NULs.
- * An over-long line is skipped to its '\n' without being buffered (also across reads) and counts
- * as a line and a long line; its bytes, NULs included, are accounted to it.
+ * Lines. core/lines.c splits the bytes read into lines and accounts for every byte (NULs
+ * removed and counted, a trailing '\r' dropped, over-long lines skipped to their '\n' and
+ * counted, a run of NULs at the end of the file left until something follows it: lines.h). This
+ * file reads the file in chunks from the checkpoint, feeds them to it, applies the rules to each
+ * line and commits the batches. An over-long line still without its '\n' at the end of a read is
+ * not read again: the next read resumes after the bytes already skipped (t->skip).
  *
  * Checkpoint. The checkpoint moves only with a successful spool_commit that also holds the
  * events of the lines before it; a partial last line is not consumed, the checkpoint stays at its
@@ -42,13 +35,13 @@
 
 #include "util/crash.h"
 #include "core/event.h"
+#include "core/lines.h"
 #include "util/health.h"
 #include "util/log.h"
 #include "ingest/space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
-#define TAIL_BUF_MIN (1024 * 1024)  /* read buffer */
-#define TAIL_READ_MIN (64 * 1024)   /* least room for a read after the carried line */
+#define TAIL_CHUNK (1024 * 1024)    /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
 #define TAIL_EVENTS_MIN 64
 /* Events per transaction at most, whatever batch_lines says: each struct event is ~1.7 KB, and
@@ -64,9 +57,10 @@ struct tail {
 	dev_t dev;
 	ino_t ino;
 	struct spool_file f; /* the committed record: only a successful commit changes it */
-	/* An over-long line still without its '\n' at the end of the last read: it starts at
-	 * skip_line (the checkpoint) and has no '\n' before skip_resume, so the next read goes on
-	 * from there instead of scanning it again. Valid while f.offset == skip_line. */
+	/* An over-long line still without its '\n' at the end of the last read
+	 * (LINES_PENDING_LONG): it starts at skip_line (the checkpoint) and has no '\n' before
+	 * skip_resume, so the next read goes on from there (lines_resume_long) instead of reading
+	 * it again. Valid while f.offset == skip_line. */
 	int skip;
 	int64_t skip_line, skip_resume;
 	/* Opened again after tail_suspend: the next read checks the head too, since the file was
@@ -94,7 +88,7 @@ static int tail_warn_due(int64_t *last)
  * buffers, and glibc reuses the freed blocks for the next read. */
 struct tail_scratch {
 	char *buf;
-	size_t cap; /* usable bytes; buf has one more for the sentinel */
+	size_t cap;
 	struct rule_result *results;
 	size_t n_results;
 	struct event *events;
@@ -673,15 +667,14 @@ static int make_event(struct tail *t, const struct spool_file *f, const struct r
 	return 0;
 }
 
-/* Applies the rules to one complete line (NULs removed, `len` bytes, '\r' still there) and
- * counts it in nf. Returns 0 or -1. */
-static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *nf, char *line,
-                     size_t len, int64_t line_offset, int64_t now, char *err, size_t errlen)
+/* Applies the rules to one complete line (`len` bytes, NULs removed, '\r' dropped) and counts
+ * its outcome in nf (the line itself is counted by the splitter). Returns 0 or -1. */
+static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
+                     const char *line, size_t len, int64_t line_offset, int64_t now, char *err,
+                     size_t errlen)
 {
 	size_t n, events = 0, no_match = 0;
 
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
 	if (events_reserve(s, s->n_results) < 0) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		return -1;
@@ -729,7 +722,6 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			break;
 		}
 	}
-	nf->counters.lines++;
 	if (events > 0)
 		nf->counters.matched++;
 	else if (no_match == n)
@@ -865,6 +857,60 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	return read_lines(t, &nf, st.st_size, dirty, err, errlen);
 }
 
+/* What the splitter's callback needs during one read_lines. */
+struct tail_reader {
+	struct tail *t;
+	struct tail_scratch *s;
+	struct spool_file *nf;        /* the record to commit */
+	struct spool_counters base;   /* its counters when the read began */
+	const struct lines_counts *c; /* the splitter's, added to base at each commit */
+	int64_t end, now, total;
+	size_t batch, in_batch;
+	int dirty;
+	char *err;
+	size_t errlen;
+};
+
+/* Commits the batch with the checkpoint `consumed` and the splitter's counters. Returns 0 or
+ * -1. */
+static int reader_commit(struct tail_reader *rd, int64_t consumed)
+{
+	struct spool_counters *k = &rd->nf->counters;
+	int64_t before = rd->t->f.offset;
+
+	k->lines = rd->base.lines + rd->c->lines;
+	k->long_lines = rd->base.long_lines + rd->c->long_lines;
+	k->nul_bytes = rd->base.nul_bytes + rd->c->nul_bytes;
+	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, rd->err, rd->errlen) < 0)
+		return -1;
+	rd->total += consumed - before;
+	rd->in_batch = 0;
+	rd->dirty = 0;
+	return 0;
+}
+
+/* lines_fn: one line (or one '\n' after only NULs); commits every `batch` of them. */
+static int reader_line(const struct lines_line *l, void *ud)
+{
+	struct tail_reader *rd = ud;
+	struct tail *t = rd->t;
+
+	if (l->kind == LINES_TEXT) {
+		if (take_line(t, rd->s, rd->nf, l->data, l->len, l->offset, rd->now, rd->err,
+		              rd->errlen) < 0)
+			return -1;
+	} else if (l->kind == LINES_LONG) {
+		if (tail_warn_due(&t->warned_long))
+			log_warn("%s: skipped a line longer than max_line_length (%" PRId64
+			         " bytes) before offset %" PRId64 " (counted as long lines in "
+			         "`logmeter status`; logged at most once a minute per file)",
+			         t->path, t->ctx.cfg->agent.max_line_length, l->end - 1);
+	}
+	if (++rd->in_batch >= rd->batch || rd->s->n_events >= TAIL_EVENTS_MAX)
+		return reader_commit(rd, l->end);
+	return 0;
+}
+
 /* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches with
  * *nfp (the record, with a grown fingerprint if `dirty`). Returns the bytes consumed or -1. */
 static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, int dirty, char *err,
@@ -873,47 +919,49 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 	struct tail_scratch s = {0};
 	struct spool_file nf = *nfp;
 	const struct config_agent *agent = &t->ctx.cfg->agent;
-	size_t max_len, batch, in_batch = 0, w = 0;
-	int64_t pos, consumed, line_off = -1, line_nuls = 0, total = 0, pend_nuls = 0;
-	int skipping = 0, nul_only = 0;
+	struct tail_reader rd = {0};
+	struct lines *sp = NULL;
+	size_t max_len;
+	int64_t pos = t->f.offset;
 	int64_t rv = -1;
 
 	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
-	batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
-	consumed = pos = t->f.offset;
 	if (pos >= end && !dirty)
 		return 0;
 
-	s.cap = max_len + 1 + TAIL_READ_MIN;
-	if (s.cap < TAIL_BUF_MIN)
-		s.cap = TAIL_BUF_MIN;
 	/* Never more than what there is to read: a few appended lines (the usual case, and with
 	 * thousands of files the usual case times thousands) take a small block. */
-	if ((int64_t)s.cap > end - pos)
-		s.cap = end > pos ? (size_t)(end - pos) : 0;
-	s.buf = malloc(s.cap + 1);
+	s.cap = end - pos < TAIL_CHUNK ? (size_t)(end > pos ? end - pos : 0) : TAIL_CHUNK;
+	s.buf = malloc(s.cap > 0 ? s.cap : 1);
 	s.n_results = rule_set_max_per_source(t->ctx.rules);
 	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
-	if (s.buf == NULL || s.results == NULL) {
+	sp = lines_new(pos, max_len, err, errlen);
+	if (s.buf == NULL || s.results == NULL || sp == NULL) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		goto out;
 	}
-	if (t->skip && t->skip_line == consumed && t->skip_resume > pos && t->skip_resume <= end) {
-		skipping = 1;
-		line_off = consumed;
+	rd.t = t;
+	rd.s = &s;
+	rd.nf = &nf;
+	rd.base = nf.counters;
+	rd.c = lines_counts(sp);
+	rd.end = end;
+	rd.batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
+	rd.dirty = dirty;
+	rd.err = err;
+	rd.errlen = errlen;
+	if (t->skip && t->skip_line == pos && t->skip_resume > pos && t->skip_resume <= end &&
+	    lines_resume_long(sp, t->skip_resume) == 0)
 		pos = t->skip_resume;
-	}
 	t->skip = 0;
 
 	while (pos < end) {
-		size_t want = s.cap - w, r = w, ls = 0, wr = w, lim;
-		int64_t base = pos - (int64_t)w; /* file offset of buf[i], for i >= the old w */
-		int64_t now = (int64_t)time(NULL);
+		size_t want = s.cap;
 		ssize_t n;
 
 		if ((int64_t)want > end - pos)
 			want = (size_t)(end - pos);
-		n = pread(t->fd, s.buf + w, want, (off_t)pos);
+		n = pread(t->fd, s.buf, want, (off_t)pos);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -923,125 +971,25 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 		if (n == 0)
 			break; /* cut shorter meanwhile: the next read sees it */
 		pos += n;
-		lim = w + (size_t)n;
-		/* The sentinel lets strchrnul find '\n' and NUL in one vectorised pass. */
-		s.buf[lim] = '\0';
-		while (r < lim) {
-			size_t idx;
-
-			if (pend_nuls > 0 && s.buf[r] != '\0') {
-				/* The run of NULs that ended the previous read is followed by
-				 * something: now it is consumed. */
-				nf.counters.nul_bytes += pend_nuls;
-				pend_nuls = 0;
-				consumed = base + (int64_t)r;
-				nul_only = 1;
-			}
-			idx = (size_t)(strchrnul(s.buf + r, '\n') - s.buf);
-			if (idx > r) {
-				size_t seg = idx - r, nw = wr - ls + seg;
-
-				if (line_off < 0)
-					line_off = base + (int64_t)r;
-				/* One byte over the limit is allowed while it may be the '\r' that
-				 * is dropped. */
-				if (!skipping && (nw > max_len + 1 ||
-				                  (nw == max_len + 1 && s.buf[idx - 1] != '\r'))) {
-					skipping = 1;
-				} else if (!skipping) {
-					if (wr != r)
-						memmove(s.buf + wr, s.buf + r, seg);
-					wr += seg;
-				}
-				r = idx;
-			}
-			if (r >= lim)
-				break;
-			if (s.buf[r] == '\0') {
-				size_t q = r;
-
-				while (q < lim && s.buf[q] == '\0')
-					q++;
-				if (line_off < 0 && q == lim) {
-					/* NULs before any byte of a line belong to no line; a run
-					 * that reaches the end of what was read is consumed only
-					 * once something follows it: a preallocated file's zeros
-					 * are overwritten in place, and must be read again then. */
-					pend_nuls += (int64_t)(q - r);
-				} else if (line_off < 0) {
-					nf.counters.nul_bytes += (int64_t)(q - r) + pend_nuls;
-					pend_nuls = 0;
-					consumed = base + (int64_t)q;
-					nul_only = 1;
-				} else if (!skipping) {
-					line_nuls += (int64_t)(q - r);
-				}
-				r = q;
-				continue;
-			}
-			/* s.buf[r] == '\n' */
-			if (skipping) {
-				nf.counters.lines++;
-				nf.counters.long_lines++;
-				if (tail_warn_due(&t->warned_long))
-					log_warn("%s: skipped a line longer than max_line_length "
-					         "(%" PRId64 " bytes) before offset %" PRId64
-					         " (counted as long "
-					         "lines in `logmeter status`; logged at most once "
-					         "a minute "
-					         "per file)",
-					         t->path, t->ctx.cfg->agent.max_line_length,
-					         base + (int64_t)r);
-			} else if (!(nul_only && line_off < 0)) {
-				if (line_off < 0)
-					line_off = base + (int64_t)r;
-				nf.counters.nul_bytes += line_nuls;
-				if (take_line(t, &s, &nf, s.buf + ls, wr - ls, line_off, now, err,
-				              errlen) < 0)
-					goto out;
-			}
-			consumed = base + (int64_t)r + 1;
-			line_off = -1;
-			line_nuls = 0;
-			skipping = nul_only = 0;
-			r++;
-			ls = wr = r;
-			if (++in_batch >= batch || s.n_events >= TAIL_EVENTS_MAX) {
-				int64_t before = t->f.offset;
-
-				if (commit(t, &s, &nf, consumed, end, err, errlen) < 0)
-					goto out;
-				total += consumed - before;
-				in_batch = 0;
-				dirty = 0;
-			}
-		}
-		/* Carry the unfinished line to the front; an over-long one is not kept. */
-		if (skipping) {
-			w = 0;
-		} else {
-			if (ls > 0 && wr > ls)
-				memmove(s.buf, s.buf + ls, wr - ls);
-			w = wr - ls;
-		}
+		rd.now = (int64_t)time(NULL);
+		if (lines_feed(sp, s.buf, (size_t)n, reader_line, &rd, err, errlen) < 0)
+			goto out;
 	}
-	if (skipping && line_off >= 0) {
-		/* line_off is the checkpoint too: leading NULs were consumed, nothing else was */
+	if (lines_pending(sp) == LINES_PENDING_LONG) {
+		/* It starts at the checkpoint: NULs before it were consumed, nothing else was. */
 		t->skip = 1;
-		t->skip_line = line_off;
-		t->skip_resume = pos;
+		t->skip_line = rd.c->consumed;
+		t->skip_resume = rd.c->fed;
 	}
-	if (consumed > t->f.offset || dirty || s.n_events > 0) {
-		int64_t before = t->f.offset;
-
-		if (commit(t, &s, &nf, consumed, end, err, errlen) < 0) {
+	if (rd.c->consumed > t->f.offset || rd.dirty || s.n_events > 0) {
+		if (reader_commit(&rd, rd.c->consumed) < 0) {
 			t->skip = 0;
 			goto out;
 		}
-		total += consumed - before;
 	}
-	rv = total;
+	rv = rd.total;
 out:
+	lines_free(sp);
 	scratch_free(&s);
 	return rv;
 }
