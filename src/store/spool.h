@@ -1,6 +1,8 @@
 /* spool: the SQLite database (WAL) in the state directory where the two halves meet: the ingest
  * half commits events together with its files' checkpoints; the send half reads pending events
- * and marks them delivered or dead. Each thread opens its own struct spool. */
+ * and marks them delivered or dead. Each thread opens its own struct spool. The functions are
+ * implemented in one file per user (store/spool_int.h): spool.c (the handle), schema.c,
+ * commit.c (ingest), queue.c (sender), query.c (status, export), replay.c, room.c (space). */
 #ifndef LOGMETER_SPOOL_H
 #define LOGMETER_SPOOL_H
 

@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/log.h"
 #include "store/spool.h"
+#include "store/spool_int.h"
+#include "util/log.h"
 
 /* ---- spool check ---------------------------------------------------------------------------- */
 
@@ -433,43 +434,54 @@ static int int_or_null(const struct col *c)
 	return c->type == SQLITE_INTEGER || c->type == SQLITE_NULL;
 }
 
-/* The row layouts spool.c wrote (column 0 of files and events is the rowid alias, stored as
- * NULL): files have 23 columns in every schema; events 18 in schema 1 (states 0-2) and 20 in
- * schema 2 (key_generation and first_unknown appended; state 3, unsure). A row of either
- * layout is taken into the new spool, which has the current one. */
-#define FILES_NCOLS 23
-#define EVENTS_NCOLS_V1 18
-#define EVENTS_NCOLS_V2 20
-_Static_assert(SPOOL_SCHEMA_VERSION == 2, "spool_repair.c knows the row layouts up to schema 2");
-
+/* A row is recognised by the layouts schema.c defines (spool_int.h): column 0 of files and
+ * events is the rowid alias, stored as NULL; files have SPOOL_FILE_NCOLS columns in every schema;
+ * an events row has the column count of one schema version (spool_event_layout). A row of any
+ * version is taken into the new spool, which has the current one. */
 static int looks_like_files(const struct col *c, int nc)
 {
-	if (nc != FILES_NCOLS || c[0].type != SQLITE_NULL || !is_text(&c[1]) || c[1].n == 0 ||
-	    c[1].n >= 64 || !is_text(&c[2]) || !is_text(&c[3]) || !is_int(&c[4]) ||
-	    !is_int(&c[5]) || !is_int(&c[6]) || !is_text(&c[12]))
+	if (nc != SPOOL_FILE_NCOLS || c[SPOOL_FC_ID].type != SQLITE_NULL ||
+	    !is_text(&c[SPOOL_FC_UID]) || c[SPOOL_FC_UID].n == 0 || c[SPOOL_FC_UID].n >= 64 ||
+	    !is_text(&c[SPOOL_FC_SOURCE]) || !is_text(&c[SPOOL_FC_PATH]) ||
+	    !is_int(&c[SPOOL_FC_DEV]) || !is_int(&c[SPOOL_FC_INO]) ||
+	    !is_int(&c[SPOOL_FC_FP_LEN]) || !is_text(&c[SPOOL_FC_STATE]))
 		return 0;
-	for (int i = 13; i < FILES_NCOLS; i++)
+	for (int i = SPOOL_FC_LINES; i < SPOOL_FILE_NCOLS; i++)
 		if (!is_int(&c[i]))
 			return 0;
-	return is_int(&c[8]) && is_int(&c[9]) && is_int(&c[11]);
+	return is_int(&c[SPOOL_FC_OFFSET]) && is_int(&c[SPOOL_FC_CHECK_LEN]) &&
+	       is_int(&c[SPOOL_FC_SIZE]);
 }
 
-static int looks_like_event(const struct col *c, int nc)
+/* The schema version whose events layout the row has, or 0 if it is not an event. */
+static int64_t event_version(const struct col *c, int nc)
 {
-	int64_t max_state = nc == EVENTS_NCOLS_V2 ? EVENT_UNSURE : EVENT_DEAD;
+	const struct spool_event_layout *lay = NULL;
+	int64_t v;
 
-	if ((nc != EVENTS_NCOLS_V1 && nc != EVENTS_NCOLS_V2) || c[0].type != SQLITE_NULL ||
-	    !is_int(&c[1]) || !is_int(&c[2]) || !is_int(&c[11]) || !is_int(&c[12]) || c[12].i < 0 ||
-	    c[12].i > max_state || !is_int(&c[13]) ||
-	    !(is_text(&c[14]) || c[14].type == SQLITE_NULL) || !int_or_null(&c[15]) ||
-	    !int_or_null(&c[16]) || !int_or_null(&c[17]))
+	for (v = 1; v <= SPOOL_SCHEMA_VERSION; v++) {
+		lay = spool_event_layout(v);
+		if (lay != NULL && lay->ncols == nc)
+			break;
+	}
+	if (v > SPOOL_SCHEMA_VERSION || c[SPOOL_EC_ID].type != SQLITE_NULL ||
+	    !is_int(&c[SPOOL_EC_FILE_ID]) || !is_int(&c[SPOOL_EC_LINE_OFFSET]) ||
+	    !is_int(&c[SPOOL_EC_TIMESTAMP]) || !is_int(&c[SPOOL_EC_STATE]) ||
+	    c[SPOOL_EC_STATE].i < 0 || c[SPOOL_EC_STATE].i > (int64_t)lay->max_state ||
+	    !is_int(&c[SPOOL_EC_ATTEMPTS]) ||
+	    !(is_text(&c[SPOOL_EC_LAST_ERROR]) || c[SPOOL_EC_LAST_ERROR].type == SQLITE_NULL) ||
+	    !int_or_null(&c[SPOOL_EC_CREATED]) || !int_or_null(&c[SPOOL_EC_DELIVERED_AT]) ||
+	    !int_or_null(&c[SPOOL_EC_UPDATED]))
 		return 0;
-	if (nc == EVENTS_NCOLS_V2 && (!is_int(&c[18]) || c[18].i < 0 || !int_or_null(&c[19])))
+	if (nc > SPOOL_EC_KEY_GENERATION &&
+	    (!is_int(&c[SPOOL_EC_KEY_GENERATION]) || c[SPOOL_EC_KEY_GENERATION].i < 0))
 		return 0;
-	for (int i = 3; i <= 10; i++)
+	if (nc > SPOOL_EC_FIRST_UNKNOWN && !int_or_null(&c[SPOOL_EC_FIRST_UNKNOWN]))
+		return 0;
+	for (int i = SPOOL_EC_RULE; i <= SPOOL_EC_VALUE; i++)
 		if (!is_text(&c[i]))
 			return 0;
-	return c[4].n > 0 && c[4].n < 101;
+	return c[SPOOL_EC_IDENTIFIER].n > 0 && c[SPOOL_EC_IDENTIFIER].n < 101 ? v : 0;
 }
 
 /* ---- writing the new database ---------------------------------------------------------------- */
@@ -565,8 +577,8 @@ static int put_row(struct builder *b, sqlite3_stmt *ins, sqlite3_stmt *find, sql
 
 static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl, size_t n)
 {
-	static const int event_key[] = {1, 2, 3}; /* file_id, line_offset, rule */
-	static const int file_key[] = {1};        /* uid */
+	static const int event_key[] = {SPOOL_EC_FILE_ID, SPOOL_EC_LINE_OFFSET, SPOOL_EC_RULE};
+	static const int file_key[] = {SPOOL_FC_UID};
 	struct col cols[MAX_COLS];
 	int nc = record_decode(pl, n, cols), r;
 
@@ -581,13 +593,13 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		return 0;
 	}
 	if (nc > 0 && looks_like_files(cols, nc)) {
-		r = put_row(b, b->ins_file, b->find_file, b->del_file, rowid, cols, nc, 22,
-		            file_key, 1);
+		r = put_row(b, b->ins_file, b->find_file, b->del_file, rowid, cols, nc,
+		            SPOOL_FC_UPDATED, file_key, 1);
 		return r < 0 ? -1 : 0;
 	}
-	if (nc > 0 && looks_like_event(cols, nc)) {
-		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc, 17,
-		            event_key, 3);
+	if (nc > 0 && event_version(cols, nc) > 0) {
+		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc,
+		            SPOOL_EC_UPDATED, event_key, 3);
 		return r < 0 ? -1 : 0;
 	}
 	/* sqlite_schema rows (5 columns) and anything else are not spool rows. */
@@ -663,8 +675,12 @@ static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
 
 static int builder_prepare(struct builder *b)
 {
+	/* put_row binds column k of a row (enum spool_event_col, spool_file_col) to ?k+1, so the
+	 * inserts name the columns in record order; a row of an older schema leaves the columns it
+	 * lacks unbound (NULL). */
+	_Static_assert(SPOOL_EVENT_NCOLS == 20 && SPOOL_SCHEMA_VERSION == 2,
+	               "the events insert below names every column of the current layout");
 	static const char *const sql[] = {
-	    /* A schema-1 row leaves ?19 and ?20 unbound (NULL). */
 	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
 	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
 	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
