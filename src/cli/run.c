@@ -361,8 +361,8 @@ int cli_run(const struct cli_args *args)
 		goto out;
 	if (agent_open(&a) != 0)
 		goto out;
-	log_info("started: instance %s, %zu sources, %zu rules, spool %s/spool.db%s", a.instance,
-	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, a.setup.cfg->agent.state_dir,
+	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
+	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
 	         once ? " (--once)" : "");
 	if (agent_start_threads(&a) != 0) {
 		log_err("cannot start threads: %s", strerror(errno));

@@ -57,7 +57,7 @@ int cli_status(const struct cli_args *args)
 	/* Read-only: show the stored instance without changing it. */
 	if (spool_instance(sp, NULL, instance, sizeof(instance), err, sizeof(err)) != 0)
 		snprintf(instance, sizeof(instance), "?");
-	printf("spool: %s/spool.db\n", cfg->agent.state_dir);
+	printf("spool: %s\n", spool_path(sp));
 	printf("instance: %s\n", instance);
 	printf("events: pending %lld, delivered %lld, dead letters %lld, unsure %lld\n",
 	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead,

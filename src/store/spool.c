@@ -376,6 +376,7 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 {
 	struct spool *sp = NULL;
 	struct stat stbuf;
+	size_t pathlen;
 	int flags, rc;
 
 	if (state_dir == NULL || state_dir[0] == '\0') {
@@ -390,10 +391,12 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 	if (sp == NULL)
 		goto nomem;
 	sp->mode = mode;
-	if (asprintf(&sp->path, "%s/spool.db", state_dir) < 0) {
-		sp->path = NULL;
+	pathlen = strlen(state_dir) + sizeof("/" SPOOL_FILE_NAME);
+	sp->path = malloc(pathlen);
+	if (sp->path == NULL)
 		goto nomem;
-	}
+	if (spool_path_of(state_dir, sp->path, pathlen, err, errlen) < 0)
+		goto fail;
 	if (mode == SPOOL_READ_ONLY) {
 		if (stat(sp->path, &stbuf) < 0) {
 			if (errno == ENOENT || errno == ENOTDIR)
@@ -573,6 +576,22 @@ int spool_failed_full(const struct spool *sp)
 		return 1;
 	return (sp->last_rc & 0xff) == SQLITE_IOERR &&
 	       (sp->last_errno == ENOSPC || sp->last_errno == EDQUOT);
+}
+
+int spool_path_of(const char *state_dir, char *out, size_t outlen, char *err, size_t errlen)
+{
+	int n;
+
+	if (state_dir == NULL || out == NULL || outlen == 0) {
+		err_set(err, errlen, "spool_path_of: invalid arguments");
+		return -1;
+	}
+	n = snprintf(out, outlen, "%s/%s", state_dir, SPOOL_FILE_NAME);
+	if (n < 0 || (size_t)n >= outlen) {
+		err_set(err, errlen, "%s: path too long for the spool", state_dir);
+		return -1;
+	}
+	return 0;
 }
 
 const char *spool_path(const struct spool *sp)

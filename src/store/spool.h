@@ -6,6 +6,7 @@
 #ifndef LOGMETER_SPOOL_H
 #define LOGMETER_SPOOL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -233,5 +234,18 @@ int spool_failed_full(const struct spool *sp);
 
 /* "STATE_DIR/spool.db", owned by the handle. */
 const char *spool_path(const struct spool *sp);
+
+/* The spool's database file in its state directory; its WAL and WAL index are beside it, with
+ * "-wal" and "-shm" appended (https://www.sqlite.org/wal.html). */
+#define SPOOL_FILE_NAME "spool.db"
+
+/* Bytes that hold the path of the spool of any state_dir the configuration accepts (at most
+ * PATH_MAX - 1 bytes), with its NUL. */
+#define SPOOL_PATH_MAX (PATH_MAX + sizeof("/" SPOOL_FILE_NAME))
+
+/* Writes the path of the spool of `state_dir`, "STATE_DIR/spool.db", to `out` (`outlen` bytes;
+ * SPOOL_PATH_MAX is enough for a configured state_dir). The one place that path is made. Returns
+ * 0, or -1 if it does not fit (`err`). */
+int spool_path_of(const char *state_dir, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

@@ -32,7 +32,7 @@ static int64_t count_query(sqlite3 *db, const char *sql)
 int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spool_check_info *info,
                 char *err, size_t errlen)
 {
-	char path[4096 + 16], msg[sizeof(path) + 1024];
+	char path[SPOOL_PATH_MAX], msg[sizeof(path) + 1024];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	struct stat sb;
@@ -40,7 +40,8 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
 
 	info->version = info->pending = info->delivered = info->dead = info->unsure = info->files =
 	    -1;
-	snprintf(path, sizeof(path), "%s/spool.db", state_dir);
+	if (spool_path_of(state_dir, path, sizeof(path), err, errlen) < 0)
+		return -1;
 	if (stat(path, &sb) < 0) {
 		err_set(err, errlen, "no spool at %s: %s", path, strerror(errno));
 		return -1;
@@ -914,10 +915,8 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	if (sp == NULL)
 		return -1;
 	spool_free(sp);
-	if ((size_t)snprintf(path, sizeof(path), "%s/spool.db", tmpdir) >= sizeof(path)) {
-		err_set(err, errlen, "%s: path too long", tmpdir);
+	if (spool_path_of(tmpdir, path, sizeof(path), err, errlen) < 0)
 		goto out;
-	}
 	if (sqlite3_open_v2(path, &b.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		err_set(err, errlen, "%s: %s", path, b.db ? sqlite3_errmsg(b.db) : "out of memory");
 		goto out;
@@ -1006,7 +1005,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	int have_wal;
 
 	memset(st, 0, sizeof(*st));
-	snprintf(db, sizeof(db), "%s/spool.db", state_dir);
+	if (spool_path_of(state_dir, db, sizeof(db), err, errlen) < 0)
+		return -1;
 	snprintf(wal, sizeof(wal), "%s-wal", db);
 	snprintf(shm, sizeof(shm), "%s-shm", db);
 	if (stat(db, &sb) < 0) {
@@ -1063,7 +1063,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 		        strerror(errno));
 		goto fail;
 	}
-	snprintf(newdb, sizeof(newdb), "%s/spool.db", tmp);
+	if (spool_path_of(tmp, newdb, sizeof(newdb), err, errlen) < 0)
+		goto fail;
 	if (rename(newdb, db) < 0) {
 		err_set(err, errlen, "cannot move %s to %s: %s (the old spool is kept as %s)",
 		        newdb, db, strerror(errno), st->corrupt_path);

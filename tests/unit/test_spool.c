@@ -356,6 +356,21 @@ static void test_open_not_a_database(void **state)
 	assert_non_null(strstr(err, "SQLITE_NOTADB"));
 }
 
+/* The spool's path is made in one place, for every command and the agent. */
+static void test_path_of(void **state)
+{
+	struct fixture *fx = *state;
+	char out[SPOOL_PATH_MAX], small[16], err[512] = "";
+
+	assert_int_equal(spool_path_of(fx->state, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, fx->db);
+	assert_string_equal(spool_path(fx->sp), fx->db);
+	assert_int_equal(spool_path_of("/var/lib/logmeter", small, sizeof(small), err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(spool_path_of(NULL, out, sizeof(out), err, sizeof(err)), -1);
+}
+
 /* ---- instance ---- */
 
 static void test_instance(void **state)
@@ -1517,6 +1532,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_open_state_dir_is_a_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_read_only_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_path_of, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
