@@ -384,11 +384,7 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
 	if (sp == NULL)
 		return -1;
-	if (spool_set_durability(sp,
-	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                             ? SPOOL_DURABILITY_NORMAL
-	                             : SPOOL_DURABILITY_STRICT,
-	                         err, errlen) < 0)
+	if (spool_set_durability(sp, cfg->agent.durability, err, errlen) < 0)
 		goto out;
 	if (opt->from == EVENT_DELIVERED)
 		fprintf(

@@ -160,11 +160,7 @@ static int agent_open(struct agent *a)
 	a->spool = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, sizeof(err));
 	/* A damaged spool is refused before anything is written to it (docs/spool.md). */
 	if (a->spool == NULL || spool_verify(a->spool, err, sizeof(err)) != 0 ||
-	    spool_set_durability(a->spool,
-	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                             ? SPOOL_DURABILITY_NORMAL
-	                             : SPOOL_DURABILITY_STRICT,
-	                         err, sizeof(err)) != 0)
+	    spool_set_durability(a->spool, cfg->agent.durability, err, sizeof(err)) != 0)
 		goto fail;
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
 	                   sizeof(err)) != 0)

@@ -132,7 +132,6 @@ struct sender {
 	struct sender_stats stats;
 };
 
-
 static int64_t min64(int64_t a, int64_t b)
 {
 	return a < b ? a : b;
@@ -1223,11 +1222,7 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
-	if (s->sp == NULL || spool_set_durability(s->sp,
-	                                          cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                                              ? SPOOL_DURABILITY_NORMAL
-	                                              : SPOOL_DURABILITY_STRICT,
-	                                          err, errlen) < 0)
+	if (s->sp == NULL || spool_set_durability(s->sp, cfg->agent.durability, err, errlen) < 0)
 		goto fail;
 	s->tokens = 1.0;
 	s->tokens_at = clock_mono_ms();

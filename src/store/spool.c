@@ -555,16 +555,16 @@ fail:
 	return -1;
 }
 
-int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen)
+int spool_set_durability(struct spool *sp, enum config_durability d, char *err, size_t errlen)
 {
 	const char *sql;
 
-	if (sp == NULL || (d != SPOOL_DURABILITY_STRICT && d != SPOOL_DURABILITY_NORMAL)) {
+	if (sp == NULL || (d != CONFIG_DURABILITY_STRICT && d != CONFIG_DURABILITY_NORMAL)) {
 		err_set(err, errlen, "spool_set_durability: invalid arguments");
 		return -1;
 	}
 	sql =
-	    d == SPOOL_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+	    d == CONFIG_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
 	return spool_exec(sp, sql, sql, err, errlen);
 }
 

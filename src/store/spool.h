@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/event.h"
 
 #define SPOOL_UID_MAX 33  /* file uid: 32 hex digits and the NUL */
@@ -143,17 +144,14 @@ int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, ch
 
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 
-enum spool_durability {
-	SPOOL_DURABILITY_STRICT = 0, /* synchronous=FULL: a commit is on disk when it returns */
-	SPOOL_DURABILITY_NORMAL = 1  /* synchronous=NORMAL: a power cut can undo the last commits */
-};
-
-/* Sets PRAGMA synchronous on this handle (each connection has its own setting). In WAL mode,
- * FULL fsyncs the WAL at every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not
- * a crash of logmeter) can roll back the last transactions but never corrupts the database
+/* Sets PRAGMA synchronous on this handle (each connection has its own setting) for the
+ * configured durability: CONFIG_DURABILITY_STRICT is synchronous=FULL (a commit is on disk when
+ * it returns), CONFIG_DURABILITY_NORMAL synchronous=NORMAL. In WAL mode, FULL fsyncs the WAL at
+ * every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not a crash of logmeter)
+ * can roll back the last transactions but never corrupts the database
  * (https://www.sqlite.org/pragma.html#pragma_synchronous, https://www.sqlite.org/wal.html).
  * spool_open starts with STRICT. Returns 0 or -1. */
-int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen);
+int spool_set_durability(struct spool *sp, enum config_durability d, char *err, size_t errlen);
 
 /* Spools up to this size (database and WAL, bytes) get a full PRAGMA quick_check from
  * spool_verify; it reads every page: about 3.3 ms per MiB from the page cache and 21 ms per MiB

@@ -1102,14 +1102,15 @@ static void test_durability(void **state)
 	struct fixture *fx = *state;
 	char err[512] = "";
 
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_NORMAL, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, CONFIG_DURABILITY_NORMAL, err, sizeof(err)),
 	                 0);
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_STRICT, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
 	                 0);
-	assert_int_equal(spool_set_durability(fx->sp, (enum spool_durability)7, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, (enum config_durability)7, err, sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, "invalid"));
-	assert_int_equal(spool_set_durability(NULL, SPOOL_DURABILITY_STRICT, err, sizeof(err)), -1);
+	assert_int_equal(spool_set_durability(NULL, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
+	                 -1);
 }
 
 static void test_verify(void **state)
