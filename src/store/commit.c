@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -76,11 +75,14 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 static int check_file(const struct spool *sp, const struct spool_file *f, char *err, size_t errlen)
 {
 	if (f->fp_len < 0 || f->fp_len > SPOOL_FP_MAX || f->offset < 0 || f->check_len < 0 ||
-	    f->size < 0) {
+	    f->size < 0 ||
+	    (f->state != SPOOL_FILE_READING && f->state != SPOOL_FILE_DRAINED &&
+	     f->state != SPOOL_FILE_GONE)) {
 		err_set(err, errlen,
 		        "spool %s: invalid file record %" PRId64 " (fp_len %" PRId64
-		        ", offset %" PRId64 ", check_len %" PRId64 ", size %" PRId64 ")",
-		        sp->path, f->id, f->fp_len, f->offset, f->check_len, f->size);
+		        ", offset %" PRId64 ", check_len %" PRId64 ", size %" PRId64 ", state %d)",
+		        sp->path, f->id, f->fp_len, f->offset, f->check_len, f->size,
+		        (int)f->state);
 		return -1;
 	}
 	return 0;
@@ -98,7 +100,7 @@ static void bind_file(sqlite3_stmt *st, const struct spool_file *f, int64_t now,
 	spool_bind_int(st, 8, f->check_len, rc);
 	spool_bind_blob(st, 9, f->check_hash, SPOOL_HASH_LEN, rc);
 	spool_bind_int(st, 10, f->size, rc);
-	spool_bind_text(st, 11, f->state, sizeof(f->state), rc);
+	spool_bind_text(st, 11, spool_file_state_name(f->state), SIZE_MAX, rc);
 	spool_bind_int(st, 12, f->counters.lines, rc);
 	spool_bind_int(st, 13, f->counters.matched, rc);
 	spool_bind_int(st, 14, f->counters.unmatched, rc);
@@ -123,8 +125,6 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
 	}
 	if (check_file(sp, f, err, errlen) < 0 || spool_random_hex(uid, 16, err, errlen) < 0)
 		return -1;
-	if (f->state[0] == '\0')
-		snprintf(f->state, sizeof(f->state), "reading");
 	st = sp->st[ST_FILE_ADD];
 	spool_bind_text(st, 1, uid, sizeof(uid), &rc);
 	bind_file(st, f, now, &rc);

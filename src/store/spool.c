@@ -166,12 +166,38 @@ static void col_hash(sqlite3_stmt *st, int i, unsigned char out[SPOOL_HASH_LEN],
 	memcpy(out, p, SPOOL_HASH_LEN);
 }
 
+/* The text of each state in the database: what every logmeter has written. */
+static const char *const file_state_names[] = {
+    [SPOOL_FILE_READING] = "reading",
+    [SPOOL_FILE_DRAINED] = "drained",
+    [SPOOL_FILE_GONE] = "gone",
+};
+
+const char *spool_file_state_name(enum spool_file_state st)
+{
+	if ((size_t)st < sizeof(file_state_names) / sizeof(file_state_names[0]))
+		return file_state_names[st];
+	return "?";
+}
+
+int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *out)
+{
+	for (size_t i = 0; i < sizeof(file_state_names) / sizeof(file_state_names[0]); i++) {
+		if (strlen(file_state_names[i]) == len &&
+		    memcmp(text, file_state_names[i], len) == 0) {
+			*out = (enum spool_file_state)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *f, char *err,
                    size_t errlen)
 {
-	(void)sp;
-	(void)err;
-	(void)errlen;
+	const char *state = (const char *)sqlite3_column_text(st, 12);
+	size_t state_len = (size_t)sqlite3_column_bytes(st, 12);
+
 	memset(f, 0, sizeof(*f));
 	f->id = sqlite3_column_int64(st, 0);
 	spool_col_text(st, 1, f->uid, sizeof(f->uid));
@@ -187,7 +213,12 @@ int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *
 	f->check_len = sqlite3_column_int64(st, 9);
 	col_hash(st, 10, f->check_hash, &f->check_len);
 	f->size = sqlite3_column_int64(st, 11);
-	spool_col_text(st, 12, f->state, sizeof(f->state));
+	if (state == NULL || spool_file_state_parse(state, state_len, &f->state) < 0) {
+		err_set(err, errlen,
+		        "spool %s: file record %" PRId64 " has an invalid state \"%.32s\"",
+		        sp->path, f->id, state != NULL ? state : "(null)");
+		return -1;
+	}
 	f->counters.lines = sqlite3_column_int64(st, 13);
 	f->counters.matched = sqlite3_column_int64(st, 14);
 	f->counters.unmatched = sqlite3_column_int64(st, 15);

@@ -35,6 +35,20 @@ struct spool_counters {
 	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
 };
 
+/* Where a file record stands (docs/tailing.md). The database holds its text
+ * (spool_file_state_name), as every spool has since the first release. */
+enum spool_file_state {
+	SPOOL_FILE_READING = 0, /* tailed, may grow (a zeroed record is reading) */
+	SPOOL_FILE_DRAINED =
+	    1,              /* rotated away or read from its copy, read to its end and released;
+	                       the file still exists and is resumed if its glob matches it again */
+	SPOOL_FILE_GONE = 2 /* deleted: a file found later with its inode is another file */
+};
+
+/* "reading", "drained" or "gone": the text of a state, as the database holds it and as status
+ * and the log show it; "?" for a value that is not a state. Static storage. */
+const char *spool_file_state_name(enum spool_file_state st);
+
 /* A tailed file's record: its identity and its checkpoint. */
 struct spool_file {
 	int64_t id;              /* row id, assigned by spool_file_add */
@@ -48,7 +62,7 @@ struct spool_file {
 	int64_t check_len;                     /* bytes before offset covered by check_hash */
 	unsigned char check_hash[SPOOL_HASH_LEN]; /* SHA-256 of the check_len bytes before offset */
 	int64_t size;                             /* file size at the last commit, bytes */
-	char state[16];                           /* "reading", "drained", "gone" */
+	enum spool_file_state state;
 	struct spool_counters counters;
 	int64_t first_seen, updated; /* seconds since the epoch */
 };

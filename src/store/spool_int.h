@@ -102,7 +102,8 @@ void spool_bind_blob(sqlite3_stmt *st, int i, const void *p, int len, int *rc);
  * boundary so that what is cut stays valid text for JSON export. */
 void spool_col_text(sqlite3_stmt *st, int i, char *out, size_t outlen);
 
-/* Reads a row of SPOOL_FILE_COLUMNS into *f. Returns 0. */
+/* Reads a row of SPOOL_FILE_COLUMNS into *f. Returns 0, or -1 if its state is not the text of
+ * an enum spool_file_state (`err`). */
 int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *f, char *err,
                    size_t errlen);
 
@@ -136,6 +137,10 @@ int spool_tx_commit(struct spool *sp, char *err, size_t errlen);
 void spool_tx_rollback(struct spool *sp);
 
 /* ---- small things several users need ---- */
+
+/* The state whose text (spool_file_state_name) is the `len` bytes at `text` (not necessarily
+ * NUL-terminated) into *out. Returns 0, or -1 if it names none. */
+int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *out);
 
 /* Writes 2 * `nbytes` random lowercase hex digits and a NUL to `out` (getrandom(2)); `nbytes` is
  * at most 32. Returns 0 or -1. */

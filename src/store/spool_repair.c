@@ -441,11 +441,15 @@ static int int_or_null(const struct col *c)
  * version is taken into the new spool, which has the current one. */
 static int looks_like_files(const struct col *c, int nc)
 {
+	enum spool_file_state state;
+
 	if (nc != SPOOL_FILE_NCOLS || c[SPOOL_FC_ID].type != SQLITE_NULL ||
 	    !is_text(&c[SPOOL_FC_UID]) || c[SPOOL_FC_UID].n == 0 || c[SPOOL_FC_UID].n >= 64 ||
 	    !is_text(&c[SPOOL_FC_SOURCE]) || !is_text(&c[SPOOL_FC_PATH]) ||
 	    !is_int(&c[SPOOL_FC_DEV]) || !is_int(&c[SPOOL_FC_INO]) ||
-	    !is_int(&c[SPOOL_FC_FP_LEN]) || !is_text(&c[SPOOL_FC_STATE]))
+	    !is_int(&c[SPOOL_FC_FP_LEN]) || !is_text(&c[SPOOL_FC_STATE]) ||
+	    spool_file_state_parse((const char *)c[SPOOL_FC_STATE].p, c[SPOOL_FC_STATE].n, &state) <
+	        0)
 		return 0;
 	for (int i = SPOOL_FC_LINES; i < SPOOL_FILE_NCOLS; i++)
 		if (!is_int(&c[i]))
@@ -938,9 +942,9 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	snprintf(sql, sizeof(sql),
 	         "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated)"
 	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
-	         " printf('(lost file record %%d)', file_id), 0, 0, 'gone', %" PRId64 ", %" PRId64
+	         " printf('(lost file record %%d)', file_id), 0, 0, '%s', %" PRId64 ", %" PRId64
 	         " FROM events WHERE file_id NOT IN (SELECT id FROM files)",
-	         now, now);
+	         spool_file_state_name(SPOOL_FILE_GONE), now, now);
 	if (exec_sql(b.db, sql, err, errlen) < 0)
 		goto out;
 	st->lost_files = sqlite3_changes(b.db);

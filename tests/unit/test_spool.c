@@ -149,7 +149,7 @@ static void file_init(struct spool_file *f, const char *source, const char *path
 	f->ino = ino;
 	f->fp_len = 5;
 	memset(f->fp_hash, 0xab, sizeof(f->fp_hash));
-	snprintf(f->state, sizeof(f->state), "reading");
+	f->state = SPOOL_FILE_READING;
 }
 
 static struct spool_file *add_file(struct fixture *fx, const char *source, uint64_t ino)
@@ -427,7 +427,7 @@ static void test_file_round_trip(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_file a, b, got;
-	char err[512] = "";
+	char err[512] = "", text[64];
 	int64_t t0 = (int64_t)time(NULL), t1;
 
 	file_init(&a, "nginx", "/var/log/nginx/access.log", UINT64_MAX, (uint64_t)1 << 63);
@@ -456,8 +456,10 @@ static void test_file_round_trip(void **state)
 	assert_true(got.ino == (uint64_t)1 << 63);
 	assert_int_equal(got.fp_len, 5);
 	assert_memory_equal(got.fp_hash, a.fp_hash, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "reading");
+	assert_int_equal(got.state, SPOOL_FILE_READING);
 	assert_int_equal(got.first_seen, a.first_seen);
+	/* The database keeps the state as text, as every spool since the first release. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM files WHERE state = 'reading'"), 2);
 
 	/* Not found: another source with the same identity, or another inode. */
 	assert_int_equal(spool_file_find(fx->sp, "apache", 2049, 7, &got, err, sizeof(err)), 0);
@@ -471,7 +473,7 @@ static void test_file_round_trip(void **state)
 	b.size = 20000;
 	b.fp_len = 1024;
 	memset(b.fp_hash, 0x11, sizeof(b.fp_hash));
-	snprintf(b.state, sizeof(b.state), "gone");
+	b.state = SPOOL_FILE_GONE;
 	b.counters = (struct spool_counters){.lines = 100,
 	                                     .matched = 60,
 	                                     .unmatched = 30,
@@ -491,7 +493,26 @@ static void test_file_round_trip(void **state)
 	assert_int_equal(got.size, 20000);
 	assert_int_equal(got.fp_len, 1024);
 	assert_memory_equal(got.fp_hash, b.fp_hash, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "gone");
+	assert_int_equal(got.state, SPOOL_FILE_GONE);
+	raw_text(fx->db, "SELECT group_concat(state) FROM (SELECT state FROM files ORDER BY id)",
+	         text, sizeof(text));
+	assert_string_equal(text, "reading,gone");
+	/* Each state, written and read back; the names status and the log show. */
+	b.state = SPOOL_FILE_DRAINED;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 7, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.state, SPOOL_FILE_DRAINED);
+	raw_text(fx->db, "SELECT state FROM files WHERE ino = 7", text, sizeof(text));
+	assert_string_equal(text, "drained");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_READING), "reading");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_DRAINED), "drained");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_GONE), "gone");
+	assert_string_equal(spool_file_state_name((enum spool_file_state)9), "?");
+	/* A state that is none is refused rather than stored. */
+	b.state = (enum spool_file_state)9;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), -1);
+	b.state = SPOOL_FILE_GONE;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), 0);
 	assert_int_equal(got.counters.lines, 100);
 	assert_int_equal(got.counters.matched, 60);
 	assert_int_equal(got.counters.unmatched, 30);
@@ -553,12 +574,17 @@ static void test_read_back_bounds(void **state)
 	assert_int_equal(strlen(out[0].value), EVENT_VALUE_MAX - 1);
 	assert_int_equal(strlen(out[0].last_error), EVENT_ERROR_MAX - 1);
 
+	/* A state whose text is none of logmeter's is refused, naming it, as an event's is. */
+	err[0] = '\0';
+	assert_int_equal(spool_file_find(fx->sp, "src", 2049, 1, &got, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "invalid state \"a-state-longer-than-sixteen\""));
+	raw_exec(fx->db, "UPDATE files SET state = 'drained'");
 	assert_int_equal(spool_file_find(fx->sp, "src", 2049, 1, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.state, SPOOL_FILE_DRAINED);
 	assert_int_equal(got.fp_len, 0);
 	assert_int_equal(got.check_len, 0);
 	static const unsigned char zero[SPOOL_HASH_LEN];
 	assert_memory_equal(got.fp_hash, zero, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "a-state-longer-");
 	assert_int_equal(strlen(got.path), sizeof(got.path) - 1);
 	free(f);
 }
