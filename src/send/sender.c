@@ -1,5 +1,5 @@
 /* sender: the delivery loop. One thread, one curl multi handle for its whole life (so
- * connections stay open), one spool handle of its own. Events are read in id order into a
+ * connections stay open), one spool handle of its own. Events are read in queue order into a
  * bounded queue; each loop iteration collects finished transfers, applies their outcomes to the
  * spool in one transaction, and starts what the limits allow. */
 #include "send/sender.h"
@@ -75,9 +75,9 @@ struct sender {
 	char key[STRIPE_KEY_MAX];
 	int curl_inited;
 
-	struct sender_item **queue; /* in id order; NULL slots are compacted away */
+	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
-	int64_t cursor; /* highest id loaded since the last reset */
+	int64_t cursor; /* highest queue position loaded since the last reset */
 	int more;       /* the last load stopped because the queue was full */
 	struct event *loadbuf;
 	int64_t next_reload, next_idle_reload, next_spool_try;
@@ -314,7 +314,7 @@ static void item_key(struct sender_item *it)
 	         it->ev.event_name);
 }
 
-/* Drops finished items, keeping the id order. */
+/* Drops finished items, keeping the queue order. */
 static void queue_compact(struct sender *s)
 {
 	size_t j = 0;
@@ -359,8 +359,8 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 			it->ev = s->loadbuf[i];
 			item_key(it);
 			s->queue[s->n++] = it;
-			if (it->ev.id > s->cursor)
-				s->cursor = it->ev.id;
+			if (it->ev.queue_seq > s->cursor)
+				s->cursor = it->ev.queue_seq;
 		}
 		if (got < want)
 			return 0;
@@ -628,7 +628,7 @@ fail:
 	return -1;
 }
 
-/* One pass over the queue in id order: events of one (customer, event_name) go strictly in order
+/* One pass over the queue in order: events of one (customer, event_name) go strictly in order
  * and one at a time, which is what Stripe asks. Returns when something becomes due (monotonic
  * ms), or INT64_MAX if only a finished transfer can change anything. */
 static int64_t start_requests(struct sender *s, int64_t now)
@@ -1272,8 +1272,8 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 	if (now < s->next_spool_try)
 		return 0;
 	if (idle) {
-		/* Starting over from id 0 also finds events another process (replay) made
-		 * pending again; with an empty queue it cannot load one twice. */
+		/* Starting over from the queue's start also finds events another process
+		 * (replay) made pending again; with an empty queue it cannot load one twice. */
 		if (once || notified || now >= s->next_idle_reload) {
 			s->next_idle_reload = now + SENDER_IDLE_RELOAD_MS;
 			rc = queue_load(s, 1, now, err, sizeof(err));

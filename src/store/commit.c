@@ -27,13 +27,15 @@ const struct spool_sql spool_commit_sql[] = {
                      " size = ?10, state = ?11, lines = ?12, matched = ?13,"
                      " unmatched = ?14, invalid = ?15, long_lines = ?16, nul_bytes = ?17,"
                      " events = ?18, resets = ?19, updated = ?20 WHERE id = ?1"},
-    /* Only the position's conflict is absorbed; any other constraint still fails the batch. */
+    /* Only the position's conflict is absorbed; any other constraint still fails the batch.
+     * The id is the one SQLite would choose, max(id) + 1 (https://www.sqlite.org/autoinc.html),
+     * given explicitly so that the queue position can be made from it in the same statement. */
     {ST_EVENT_INSERT, "INSERT INTO events(file_id, line_offset, rule, identifier, event_name,"
                       " payload_customer_key, payload_value_key, customer_key, customer,"
                       " value, timestamp, state, attempts, last_error, created,"
-                      " delivered_at, updated)"
+                      " delivered_at, updated, id, queue_seq)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                      " ?15, ?16, ?17)"
+                      " ?15, ?16, ?17, ?18, ?19)"
                       " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
     {ST_COUNT_, NULL},
 };
@@ -179,7 +181,9 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
-static int event_insert(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen)
+/* Inserts *ev with id *next and queue position *next + shift; advances *next if it was new. */
+static int event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
+                        int64_t shift, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_EVENT_INSERT];
 	int rc = SQLITE_OK;
@@ -212,6 +216,8 @@ static int event_insert(struct spool *sp, struct event *ev, int64_t now, char *e
 	else
 		spool_bind_null(st, 16, &rc);
 	spool_bind_int(st, 17, now, &rc);
+	spool_bind_int(st, 18, *next, &rc);
+	spool_bind_int(st, 19, *next + shift, &rc);
 	if (rc != SQLITE_OK) {
 		spool_fail(sp, rc, "inserting an event", err, errlen);
 		spool_st_end(st);
@@ -221,10 +227,13 @@ static int event_insert(struct spool *sp, struct event *ev, int64_t now, char *e
 		return -1;
 	/* 0 changes: the line's event was already spooled by an earlier read. */
 	if (sqlite3_changes(sp->db) == 1) {
-		ev->id = sqlite3_last_insert_rowid(sp->db);
+		ev->id = *next;
+		ev->queue_seq = *next + shift;
 		ev->created = now;
+		(*next)++;
 	} else {
 		ev->id = 0;
+		ev->queue_seq = 0;
 	}
 	return 0;
 }
@@ -232,7 +241,7 @@ static int event_insert(struct spool *sp, struct event *ev, int64_t now, char *e
 int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
                  char *err, size_t errlen)
 {
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL), next = 0, shift = 0;
 	size_t i;
 
 	if (sp == NULL || f == NULL || (events == NULL && n > 0)) {
@@ -242,8 +251,12 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
 	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
 	if (spool_tx_begin(sp, err, errlen) < 0)
 		return -1;
+	/* Inside the transaction: no other connection can add to the queue meanwhile. */
+	if (n > 0 && spool_queue_end(sp, &next, &shift, err, errlen) < 0)
+		goto fail;
+	next++;
 	for (i = 0; i < n; i++)
-		if (event_insert(sp, &events[i], now, err, errlen) < 0)
+		if (event_insert(sp, &events[i], now, &next, shift, err, errlen) < 0)
 			goto fail;
 	if (file_update(sp, f, now, err, errlen) < 0)
 		goto fail;
@@ -255,6 +268,6 @@ fail:
 	spool_tx_rollback(sp);
 	/* Nothing was committed, so no event has a row. */
 	for (i = 0; i < n; i++)
-		events[i].id = 0;
+		events[i].id = events[i].queue_seq = 0;
 	return -1;
 }

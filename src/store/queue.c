@@ -1,6 +1,7 @@
-/* queue: what the sender reads and writes. Pending events in queue order, after a cursor that
- * only moves forward while the sender has work, and the outcomes of its attempts (marks),
- * applied in batches. */
+/* queue: what the sender reads and writes. Pending events in queue order (queue_seq), after a
+ * cursor that only moves forward while the sender has work, and the outcomes of its attempts
+ * (marks), applied in batches. Also where the queue ends, for the commits and replays that add
+ * to it (spool_int.h). */
 #include "store/spool.h"
 
 #include <inttypes.h>
@@ -12,16 +13,44 @@
 #include "util/log.h"
 
 const struct spool_sql spool_queue_sql[] = {
-    /* The literal "state = 0" lets the planner use the partial index events_pending. */
+    /* max(id) is the last entry of the table's b-tree; the shift one row of meta. */
+    {ST_QUEUE_END, "SELECT coalesce((SELECT max(id) FROM events), 0),"
+                   " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+                   " WHERE key = '" SPOOL_META_QUEUE_SHIFT "'), 0)"},
+    /* The literal "state = 0" lets the planner use the partial index events_pending, which is
+     * in queue_seq order. */
     {ST_PENDING, "SELECT " SPOOL_EVENT_COLUMNS " FROM events"
-                 " WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2"},
+                 " WHERE state = 0 AND queue_seq > ?1 ORDER BY queue_seq LIMIT ?2"},
     {ST_MARK, "UPDATE events SET state = ?2, attempts = ?3, updated = ?4,"
               " last_error = coalesce(?5, last_error), delivered_at = ?6,"
               " key_generation = ?7, first_unknown = ?8 WHERE id = ?1"},
     {ST_COUNT_, NULL},
 };
 
-int spool_pending(struct spool *sp, int64_t after_id, struct event *out, size_t max, size_t *n,
+int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_QUEUE_END];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "reading the end of the queue", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	*max_id = sqlite3_column_int64(st, 0);
+	*shift = sqlite3_column_int64(st, 1);
+	spool_st_end(st);
+	if (*max_id < 0 || *shift < 0 || *max_id > INT64_MAX / 2 || *shift > INT64_MAX / 2) {
+		err_set(err, errlen,
+		        "spool %s: the queue ends at id %" PRId64 " with shift %" PRId64
+		        ", out of range",
+		        sp->path, *max_id, *shift);
+		return -1;
+	}
+	return 0;
+}
+
+int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
@@ -36,7 +65,7 @@ int spool_pending(struct spool *sp, int64_t after_id, struct event *out, size_t 
 	if (max == 0)
 		return 0;
 	st = sp->st[ST_PENDING];
-	spool_bind_int(st, 1, after_id, &rc);
+	spool_bind_int(st, 1, after_seq, &rc);
 	spool_bind_int(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max, &rc);
 	while (rc == SQLITE_OK && got < max) {
 		rc = sqlite3_step(st);

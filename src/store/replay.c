@@ -2,8 +2,10 @@
  * `logmeter replay` (docs/spool.md), on its own connection while the agent may run. */
 #include "store/spool.h"
 
+#include <inttypes.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "store/spool_int.h"
@@ -82,14 +84,16 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 {
 	static const char sql_get[] =
 	    "SELECT " SPOOL_EVENT_COLUMNS " FROM events WHERE id = ?1 AND state = ?2";
-	/* max(id) + 1: after every row, as an insert would be; the identifier column is what
-	 * Stripe sees and it does not change. The next Idempotency-Key generation makes the first
+	/* A queue position after every other (spool_int.h), its id and identifier unchanged: the
+	 * identifier is what Stripe sees. The next Idempotency-Key generation makes the first
 	 * attempt of the replay a fresh request, whatever Stripe saved under the last key; the
 	 * identifier still keeps Stripe from counting the event twice within its window. */
 	static const char sql_move[] =
-	    "UPDATE events SET id = (SELECT max(id) FROM events) + 1, state = 0, customer = ?2,"
+	    "UPDATE events SET queue_seq = ?5, state = 0, customer = ?2,"
 	    " last_error = ?3, delivered_at = NULL, updated = ?4,"
 	    " key_generation = key_generation + 1, first_unknown = NULL WHERE id = ?1";
+	char shift_text[32];
+	int64_t max_id = 0, shift = 0;
 	sqlite3_stmt *get = NULL, *move = NULL;
 	struct event *ev = NULL;
 	int64_t *ids = NULL, count = 0, batch;
@@ -126,6 +130,9 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 			if (spool_tx_begin(sp, err, errlen) < 0)
 				goto out;
 			in_tx = 1;
+			/* Read again in each batch: the agent commits between them. */
+			if (spool_queue_end(sp, &max_id, &shift, err, errlen) < 0)
+				goto out;
 		}
 		for (; i < end; i++) {
 			int d;
@@ -170,6 +177,7 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 			else
 				spool_bind_null(move, 3, &rc);
 			spool_bind_int(move, 4, rp->now, &rc);
+			spool_bind_int(move, 5, max_id + shift + 1, &rc);
 			if (rc == SQLITE_OK)
 				rc = sqlite3_step(move);
 			if (rc != SQLITE_DONE) {
@@ -178,6 +186,12 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 				goto out;
 			}
 			spool_st_end(move);
+			shift++;
+		}
+		if (in_tx && batch > 0) {
+			snprintf(shift_text, sizeof(shift_text), "%" PRId64, shift);
+			if (spool_meta_put(sp, SPOOL_META_QUEUE_SHIFT, shift_text, err, errlen) < 0)
+				goto out;
 		}
 		if (in_tx) {
 			in_tx = 0;

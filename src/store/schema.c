@@ -13,10 +13,10 @@
 #include "store/spool_int.h"
 #include "util/log.h"
 
-/* The events table of schema 2 under a given name (a migration builds it beside the old one).
- * The state (enum event_state) is checked when a row is read, not by a CHECK constraint. */
-#define EVENTS_TABLE(name)                                                                         \
-	"CREATE TABLE " name " ("                                                                  \
+/* The columns of schema 2's events table, as they were: kept for the migration from 1 to 2 and
+ * as the start of schema 3's. The state (enum event_state) is checked when a row is read, not by
+ * a CHECK constraint. */
+#define EVENTS_COLUMNS_V2                                                                          \
 	" id INTEGER PRIMARY KEY,"                                                                 \
 	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
 	" line_offset INTEGER NOT NULL,"                                                           \
@@ -36,11 +36,34 @@
 	" delivered_at INTEGER,"                                                                   \
 	" updated INTEGER,"                                                                        \
 	" key_generation INTEGER NOT NULL DEFAULT 0,"                                              \
-	" first_unknown INTEGER,"                                                                  \
+	" first_unknown INTEGER,"
+
+/* The names of those columns, in order, for copying them. */
+#define EVENTS_NAMES_V2                                                                            \
+	"id, file_id, line_offset, rule, identifier, event_name, payload_customer_key,"            \
+	" payload_value_key, customer_key, customer, value, timestamp, state, attempts,"           \
+	" last_error, created, delivered_at, updated, key_generation, first_unknown"
+
+#define EVENTS_TABLE_V2(name)                                                                      \
+	"CREATE TABLE " name " (" EVENTS_COLUMNS_V2 " UNIQUE (file_id, line_offset, rule));"
+
+#define EVENTS_INDEXES_V2                                                                          \
+	"CREATE INDEX events_pending ON events(id) WHERE state = 0;"                               \
+	"CREATE INDEX events_dead ON events(id) WHERE state = 2;"                                  \
+	"CREATE INDEX events_unsure ON events(id) WHERE state = 3;"                                \
+	"CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
+
+/* The events table of the current schema under a given name (a migration builds it beside the
+ * old one). queue_seq is the event's place in the sender's queue: set at insert (commit.c), moved
+ * past every other by a replay (replay.c), never reused for another purpose; it has no DEFAULT,
+ * so that an insert that forgets it fails rather than hiding the event from a running sender. */
+#define EVENTS_TABLE(name)                                                                         \
+	"CREATE TABLE " name " (" EVENTS_COLUMNS_V2 " queue_seq INTEGER NOT NULL,"                 \
 	" UNIQUE (file_id, line_offset, rule));"
 
+/* The sender's scan of pending events follows the queue position. */
 #define EVENTS_INDEXES                                                                             \
-	"CREATE INDEX events_pending ON events(id) WHERE state = 0;"                               \
+	"CREATE INDEX events_pending ON events(queue_seq) WHERE state = 0;"                        \
 	"CREATE INDEX events_dead ON events(id) WHERE state = 2;"                                  \
 	"CREATE INDEX events_unsure ON events(id) WHERE state = 3;"                                \
 	"CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
@@ -83,32 +106,43 @@ static const char spool_schema[] =
  * unsure events (and cost a temporary b-tree at every INSERT and UPDATE). SQLite cannot change a
  * CHECK in place (https://www.sqlite.org/lang_altertable.html#otheralter): the table is copied
  * into the new layout, in the transaction that sets user_version. */
-static const char spool_migrate_1_2[] = EVENTS_TABLE(
-    "events_v2") "INSERT INTO events_v2(id, file_id, line_offset, rule, identifier, event_name,"
-                 " payload_customer_key, payload_value_key, customer_key, customer, value, "
-                 "timestamp, state,"
-                 " attempts, last_error, created, delivered_at, updated)"
-                 " SELECT id, file_id, line_offset, rule, identifier, event_name, "
-                 "payload_customer_key,"
-                 " payload_value_key, customer_key, customer, value, timestamp, state, attempts, "
-                 "last_error,"
-                 " created, delivered_at, updated FROM events;"
-                 "DROP TABLE events;"
-                 "ALTER TABLE events_v2 RENAME TO events;" EVENTS_INDEXES;
+static const char spool_migrate_1_2[] =
+    EVENTS_TABLE_V2("events_v2") "INSERT INTO events_v2(id, file_id, line_offset, rule,"
+                                 " identifier, event_name, payload_customer_key,"
+                                 " payload_value_key, customer_key, customer, value, timestamp,"
+                                 " state, attempts, last_error, created, delivered_at, updated)"
+                                 " SELECT id, file_id, line_offset, rule, identifier, event_name,"
+                                 " payload_customer_key, payload_value_key, customer_key,"
+                                 " customer, value, timestamp, state, attempts, last_error,"
+                                 " created, delivered_at, updated FROM events;"
+                                 "DROP TABLE events;"
+                                 "ALTER TABLE events_v2 RENAME TO events;" EVENTS_INDEXES_V2;
+
+/* Schema 2 kept the sender's queue in id order, so a replay gave a moved event a new id. Schema 3
+ * adds queue_seq, which starts out equal to the id (the queue's order does not change), and
+ * indexes pending events by it. The table is copied, as from 1 to 2, so that a migrated spool has
+ * exactly the table a new one has (NOT NULL without a DEFAULT, which ALTER TABLE ADD COLUMN cannot
+ * add: https://www.sqlite.org/lang_altertable.html#altertabaddcol). */
+static const char spool_migrate_2_3[] =
+    EVENTS_TABLE("events_v3") "INSERT INTO events_v3(" EVENTS_NAMES_V2 ", queue_seq)"
+                              " SELECT " EVENTS_NAMES_V2 ", id FROM events;"
+                              "DROP TABLE events;"
+                              "ALTER TABLE events_v3 RENAME TO events;" EVENTS_INDEXES;
 
 /* Migrations by PRAGMA user_version: migrations[i] takes a spool of schema i + 1 to i + 2. A new
  * schema version adds its step here; a spool is never refused for being older. */
-static const char *const spool_migrations[] = {spool_migrate_1_2};
+static const char *const spool_migrations[] = {spool_migrate_1_2, spool_migrate_2_3};
 
 _Static_assert(sizeof(spool_migrations) / sizeof(spool_migrations[0]) == SPOOL_SCHEMA_VERSION - 1,
                "one migration per schema version after the first");
 
 /* The events row of each schema version (index: the version), next to the tables they describe:
  * schema 1 ended with `updated` and had no unsure state; schema 2 added key_generation and
- * first_unknown. */
+ * first_unknown; schema 3 queue_seq. */
 static const struct spool_event_layout event_layouts[] = {
     [1] = {.ncols = SPOOL_EC_KEY_GENERATION, .max_state = EVENT_DEAD},
-    [2] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
+    [2] = {.ncols = SPOOL_EC_QUEUE_SEQ, .max_state = EVENT_UNSURE},
+    [3] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
 };
 
 _Static_assert(sizeof(event_layouts) / sizeof(event_layouts[0]) == SPOOL_SCHEMA_VERSION + 1,
@@ -313,8 +347,9 @@ int spool_verify(struct spool *sp, char *err, size_t errlen)
 		ret = read_all(sp, "SELECT * FROM files NOT INDEXED", "reading the file records",
 		               err, errlen);
 		if (ret == 0)
-			ret = read_all(sp, "SELECT * FROM events WHERE state = 0 ORDER BY id",
-			               "reading the pending events", err, errlen);
+			ret =
+			    read_all(sp, "SELECT * FROM events WHERE state = 0 ORDER BY queue_seq",
+			             "reading the pending events", err, errlen);
 		if (ret == 0)
 			ret = read_all(sp, "SELECT * FROM events ORDER BY id DESC LIMIT 1000",
 			               "reading the newest events", err, errlen);

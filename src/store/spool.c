@@ -263,6 +263,7 @@ int spool_row_event(const struct spool *sp, sqlite3_stmt *st, struct event *ev, 
 	ev->delivered_at = sqlite3_column_int64(st, 16);
 	ev->key_generation = sqlite3_column_int64(st, 17);
 	ev->first_unknown = sqlite3_column_int64(st, 18);
+	ev->queue_seq = sqlite3_column_int64(st, 19);
 	return 0;
 }
 
@@ -503,7 +504,7 @@ static int meta_get(struct spool *sp, const char *key, char *out, size_t outlen,
 	return found;
 }
 
-static int meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen)
+int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_META_PUT];
 	int rc = SQLITE_OK;
@@ -568,7 +569,8 @@ int spool_instance(struct spool *sp, const char *configured, char *out, size_t o
 		goto fail;
 	}
 	if (in_tx) {
-		if ((!found || changed) && meta_put(sp, SPOOL_INSTANCE_KEY, value, err, errlen) < 0)
+		if ((!found || changed) &&
+		    spool_meta_put(sp, SPOOL_INSTANCE_KEY, value, err, errlen) < 0)
 			goto fail;
 		in_tx = 0;
 		if (spool_tx_commit(sp, err, errlen) < 0)

@@ -17,9 +17,10 @@
 #define SPOOL_FP_MAX 1024 /* bytes of a file's head its fingerprint grows to */
 #define SPOOL_HASH_LEN 32 /* SHA-256 digest, bytes */
 /* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
- * key_generation and first_unknown, and the unsure state. Older spools are migrated by
- * spool_open (read-write); newer ones are refused. */
-#define SPOOL_SCHEMA_VERSION 2
+ * key_generation and first_unknown, and the unsure state; 3: events gained queue_seq, their
+ * position in the sender's queue, so that a replay moves an event without changing its id.
+ * Older spools are migrated by spool_open (read-write); newer ones are refused. */
+#define SPOOL_SCHEMA_VERSION 3
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
@@ -106,14 +107,20 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 
 /* In one transaction: inserts the `n` events (INSERT OR IGNORE on (file_id, line_offset, rule):
  * a line read again adds nothing) and writes back the file record *f with its new checkpoint and
- * counters. Either all of it is committed or none of it. Sets each event's id when inserted (0 if
- * it was already there). Returns 0, or -1 (nothing committed; for example SQLITE_FULL). */
+ * counters. Either all of it is committed or none of it. Sets each event's id and queue_seq when
+ * inserted (0 if it was already there): its queue position comes after every position given
+ * before, by a commit or a replay (see spool_pending). Returns 0, or -1 (nothing committed; for
+ * example SQLITE_FULL). */
 int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
                  char *err, size_t errlen);
 
-/* Reads up to `max` pending events with id > `after_id`, in id order, into `out`. Sets *n.
- * Returns 0 or -1. */
-int spool_pending(struct spool *sp, int64_t after_id, struct event *out, size_t max, size_t *n,
+/* Reads up to `max` pending events whose queue position (queue_seq) is after `after_seq`, in
+ * queue order, into `out`. Sets *n. Every event made pending later, by a commit or a replay, gets
+ * a position after every position given before, so a reader that keeps the last position it read
+ * as its cursor finds it. An event's id never changes; its queue position is its id plus the
+ * positions replays have handed out when it was inserted, and a replay moves it past every other
+ * (docs/spool.md). Returns 0 or -1. */
+int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen);
 
 /* One outcome of sending an event. */
@@ -203,10 +210,11 @@ struct spool_replay {
 /* Moves the selected dead, delivered or unsure events back to pending, in transactions of at most
  * 500 events (so that a running agent's commits wait at most one batch). A moved event keeps its
  * identifier, payload and attempts; it moves to the next Idempotency-Key generation, forgets its
- * first unknown outcome, loses its delivery time and gets a new row id after
- * every existing one, so that a running sender, whose cursor only moves forward while it has
- * work, finds it at its next load. Sets *moved (if non-NULL) to the number moved (or that would
- * be, with dry_run). Returns 0 or -1 (the batches committed before the error stay moved). */
+ * first unknown outcome, loses its delivery time and gets a queue position
+ * after every existing one (its id stays), so that a running sender, whose cursor only moves
+ * forward while it has work, finds it at its next load. Sets *moved (if non-NULL) to the number
+ * moved (or that would be, with dry_run). Returns 0 or -1 (the batches committed before the error
+ * stay moved). */
 int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
                  size_t errlen);
 

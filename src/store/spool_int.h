@@ -28,6 +28,7 @@ enum spool_stmt {
 	ST_FILE_UPDATE,
 	ST_EVENT_INSERT,
 	/* queue.c */
+	ST_QUEUE_END,
 	ST_PENDING,
 	ST_MARK,
 	/* query.c */
@@ -75,7 +76,7 @@ struct spool {
 #define SPOOL_EVENT_COLUMNS                                                                        \
 	"id, file_id, line_offset, rule, identifier, event_name, payload_customer_key, "           \
 	"payload_value_key, customer_key, customer, value, timestamp, state, attempts, "           \
-	"last_error, created, delivered_at, key_generation, first_unknown"
+	"last_error, created, delivered_at, key_generation, first_unknown, queue_seq"
 
 /* ---- errors ---- */
 
@@ -146,6 +147,23 @@ int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *
  * at most 32. Returns 0 or -1. */
 int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 
+/* ---- the queue's order (queue.c) ---- */
+
+/* meta key: the queue positions replays have handed out, in all (absent: 0). An event inserted
+ * takes position id + shift, a replayed one max(id) + shift + 1 (and the shift grows by one), so
+ * every new position comes after every position given before, without a write per commit and
+ * without changing an event's id. This holds while ids grow, i.e. unless the newest event itself
+ * was pruned (SQLite then gives its id again: https://www.sqlite.org/autoinc.html), as it did
+ * for the ids that ordered the queue before schema 3. */
+#define SPOOL_META_QUEUE_SHIFT "queue_shift"
+
+/* Reads, inside the caller's write transaction, the highest event id (0 if none) and the
+ * queue shift. Returns 0 or -1. */
+int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err, size_t errlen);
+
+/* Writes meta[key] = `value` (text). Returns 0 or -1. */
+int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);
+
 /* ---- the schema (schema.c) ---- */
 
 /* Sets up a newly opened handle: for SPOOL_READ_WRITE, WAL mode, synchronous=FULL, foreign keys,
@@ -207,6 +225,7 @@ enum spool_event_col {
 	SPOOL_EC_UPDATED,
 	SPOOL_EC_KEY_GENERATION, /* schema 2 */
 	SPOOL_EC_FIRST_UNKNOWN,  /* schema 2 */
+	SPOOL_EC_QUEUE_SEQ,      /* schema 3 */
 	SPOOL_EVENT_NCOLS
 };
 

@@ -683,15 +683,15 @@ static int builder_prepare(struct builder *b)
 	/* put_row binds column k of a row (enum spool_event_col, spool_file_col) to ?k+1, so the
 	 * inserts name the columns in record order; a row of an older schema leaves the columns it
 	 * lacks unbound (NULL). */
-	_Static_assert(SPOOL_EVENT_NCOLS == 20 && SPOOL_SCHEMA_VERSION == 2,
+	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 3,
 	               "the events insert below names every column of the current layout");
 	static const char *const sql[] = {
 	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
 	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
 	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
-	    " first_unknown)"
+	    " first_unknown, queue_seq)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-	    "?18, coalesce(?19, 0), ?20)",
+	    "?18, coalesce(?19, 0), ?20, coalesce(?21, ?1))",
 	    "SELECT id, coalesce(updated, 0) FROM events WHERE id = ?1"
 	    " OR (file_id = ?2 AND line_offset = ?3 AND rule = ?4)",
 	    "DELETE FROM events WHERE id = ?1",
@@ -948,6 +948,15 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	if (exec_sql(b.db, sql, err, errlen) < 0)
 		goto out;
 	st->lost_files = sqlite3_changes(b.db);
+	/* New queue positions must come after every recovered one (spool_int.h), even if the row
+	 * with the queue shift was lost or the newest events were. */
+	if (exec_sql(b.db,
+	             "INSERT INTO meta(key, value) SELECT '" SPOOL_META_QUEUE_SHIFT "', d"
+	             " FROM (SELECT max(queue_seq) - max(id) AS d FROM events) WHERE d > 0"
+	             " ON CONFLICT(key) DO UPDATE SET value ="
+	             " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+	             err, errlen) < 0)
+		goto out;
 	if (sqlite3_prepare_v2(b.db, "SELECT state, count(*) FROM events GROUP BY state", -1, &q,
 	                       NULL) != SQLITE_OK)
 		goto dberr;

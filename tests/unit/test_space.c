@@ -149,7 +149,7 @@ static int64_t deliver_all(struct fixture *fx, int64_t when)
 		for (size_t i = 0; i < n; i++) {
 			m[i] = (struct spool_mark){
 			    .id = evs[i].id, .state = EVENT_DELIVERED, .attempts = 1, .when = when};
-			after = evs[i].id;
+			after = evs[i].queue_seq;
 		}
 		assert_int_equal(spool_mark(fx->sp, m, n, err, sizeof(err)), 0);
 		total += (int64_t)n;
