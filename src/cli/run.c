@@ -59,6 +59,7 @@ static void *ingest_main(void *arg)
 
 	/* Started after the state directory's lock is taken: the state file is this agent's. */
 	space_publish(a->space);
+	space_expire(a->space); /* delivered_retention; then every 10 minutes, by watch_run */
 	/* The daemon carries on after a failed scan (a full disk, say): nothing was checkpointed
 	 * past what was committed, and the next event or rescan tries again. A pause for room
 	 * (space.c) is no failure: it was logged, and reading resumes by itself. */

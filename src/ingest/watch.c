@@ -1121,7 +1121,7 @@ int watch_run(struct watch *w, char *err, size_t errlen)
 		if (w->polling && w->next_poll - now < wait)
 			wait = w->next_poll - now;
 		if (space_wait >= 0 && space_wait < wait)
-			wait = space_wait; /* paused: space_poll looks for room again */
+			wait = space_wait; /* room while paused; delivered_retention */
 		pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
 		health_wait_begin(HEALTH_INGEST); /* waiting for lines is not being stuck */

@@ -31,7 +31,6 @@
 #define SENDER_QUEUE_MAX 2000
 #define SENDER_LOAD_CHUNK 256
 #define SENDER_POLL_MAX_MS 1000
-#define SENDER_PRUNE_EVERY_MS (10 * 60 * 1000)
 #define SENDER_LOG_EVERY_MS 10000
 #define SENDER_RELOAD_EVERY_MS 5000 /* backstop for a missed sender_notify */
 #define SENDER_IDLE_RELOAD_MS 1000
@@ -120,7 +119,6 @@ struct sender {
 	int mark_failures; /* consecutive failed spool_mark calls */
 	char fatal_err[512];
 
-	int64_t next_prune;
 	struct sender_ratelog retry_log, dead_log, spool_log, rate_log, hold_log, unsure_log;
 	uint64_t rng;
 
@@ -909,24 +907,6 @@ static void abandon_inflight(struct sender *s, int record)
 	s->inflight = 0;
 }
 
-static void prune(struct sender *s, int64_t now)
-{
-	char err[512] = "";
-	int64_t deleted = 0;
-	int64_t before = (int64_t)time(NULL) - s->cfg->agent.delivered_retention;
-
-	s->next_prune = now + SENDER_PRUNE_EVERY_MS;
-	if (s->cfg->agent.delivered_retention < 0)
-		return;
-	if (spool_prune_delivered(s->sp, before, &deleted, err, sizeof(err)) != 0) {
-		log_err("cannot prune delivered events from the spool: %s", err);
-		return;
-	}
-	if (deleted > 0)
-		log_info("pruned %lld delivered events older than %lld s from the spool",
-		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
-}
-
 /* ---- the rules against the account's meters, once at start ---- */
 
 static void log_account_line(enum account_level level, const char *text, void *ud)
@@ -1312,7 +1292,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	}
 	s->once = once;
 	check_meters(s);
-	prune(s, now);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;
 		int running = 0, notified;
@@ -1351,8 +1330,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
 			break; /* queue_load from 0 just found nothing pending */
 
-		if (now >= s->next_prune)
-			prune(s, now);
 		if (s->paused && now >= s->pause_until)
 			pause_end(s, now);
 		if (!s->paused)
@@ -1362,7 +1339,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (s->n_marks > 0)
 			marks_apply(s, now);
 
-		wake = min64(wake, s->next_prune);
 		wake = min64(wake, s->next_reload);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);

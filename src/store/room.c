@@ -13,34 +13,14 @@
 #include "store/spool_int.h"
 #include "util/log.h"
 
+/* The literal "state = 1" lets the planner use the partial index events_delivered, by
+ * delivered_at: the expired ones are at its oldest end, and so are the first delivered. */
 const struct spool_sql spool_room_sql[] = {
-    {ST_PRUNE, "DELETE FROM events WHERE state = 1 AND delivered_at < ?1"},
+    {ST_PRUNE_EXPIRED, "DELETE FROM events WHERE state = 1 AND delivered_at < ?1"},
+    {ST_PRUNE_OLDEST, "DELETE FROM events WHERE id IN (SELECT id FROM events"
+                      " WHERE state = 1 ORDER BY delivered_at, id LIMIT ?1)"},
     {ST_COUNT_, NULL},
 };
-
-int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, char *err,
-                          size_t errlen)
-{
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK;
-
-	if (sp == NULL) {
-		err_set(err, errlen, "spool_prune_delivered: invalid arguments");
-		return -1;
-	}
-	st = sp->st[ST_PRUNE];
-	spool_bind_int(st, 1, before, &rc);
-	if (rc != SQLITE_OK) {
-		spool_fail(sp, rc, "pruning delivered events", err, errlen);
-		spool_st_end(st);
-		return -1;
-	}
-	if (spool_st_run(sp, ST_PRUNE, "pruning delivered events", err, errlen) < 0)
-		return -1;
-	if (deleted != NULL)
-		*deleted = sqlite3_changes64(sp->db);
-	return 0;
-}
 
 /* st_size of `path`, 0 if it does not exist. Returns 0 or -1. */
 static int file_size(const char *path, int64_t *out)
@@ -80,36 +60,52 @@ int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t err
 	return 0;
 }
 
-int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
-                                 size_t errlen)
+/* Runs one of the prune statements with `v` bound to ?1 and counts what it deleted. */
+static int prune_run(struct spool *sp, enum spool_stmt which, int64_t v, int64_t *deleted,
+                     char *err, size_t errlen)
 {
-	/* The literal "state = 1" and the order by delivered_at let the planner walk the partial
-	 * index events_delivered from its oldest end. */
-	static const char sql[] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
-	                          " WHERE state = 1 ORDER BY delivered_at, id LIMIT ?1)";
-	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = SQLITE_OK;
 
-	if (deleted != NULL)
-		*deleted = 0;
-	if (sp == NULL || max < 0) {
-		err_set(err, errlen, "spool_prune_oldest_delivered: invalid arguments");
-		return -1;
-	}
-	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(st, 1, max);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
+	spool_bind_int(sp->st[which], 1, v, &rc);
+	if (rc != SQLITE_OK) {
 		spool_fail(sp, rc, "pruning delivered events", err, errlen);
-		sqlite3_finalize(st);
+		spool_st_end(sp->st[which]);
 		return -1;
 	}
-	sqlite3_finalize(st);
-	if (deleted != NULL)
-		*deleted = sqlite3_changes64(sp->db);
+	if (spool_st_run(sp, which, "pruning delivered events", err, errlen) < 0)
+		return -1;
+	*deleted = sqlite3_changes64(sp->db);
 	return 0;
+}
+
+int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_pruned *out, char *err,
+                size_t errlen)
+{
+	struct spool_pruned n = {0, 0};
+
+	if (out != NULL)
+		*out = n;
+	if (sp == NULL || p == NULL || p->delivered_before < 0 || p->oldest < 0) {
+		err_set(err, errlen, "spool_prune: invalid arguments");
+		return -1;
+	}
+	if (p->delivered_before == 0 && p->oldest == 0)
+		return 0;
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (p->delivered_before > 0 &&
+	    prune_run(sp, ST_PRUNE_EXPIRED, p->delivered_before, &n.expired, err, errlen) < 0)
+		goto fail;
+	if (p->oldest > 0 && prune_run(sp, ST_PRUNE_OLDEST, p->oldest, &n.early, err, errlen) < 0)
+		goto fail;
+	if (spool_tx_commit(sp, err, errlen) < 0)
+		return -1;
+	if (out != NULL)
+		*out = n;
+	return 0;
+fail:
+	spool_tx_rollback(sp);
+	return -1;
 }
 
 int spool_checkpoint(struct spool *sp, char *err, size_t errlen)

@@ -158,11 +158,6 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
                          int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
                          size_t errlen);
 
-/* Deletes delivered events delivered before `before` (seconds since the epoch). Sets *deleted
- * if non-NULL. Returns 0 or -1. */
-int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, char *err,
-                          size_t errlen);
-
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 
 /* Sets PRAGMA synchronous on this handle (each connection has its own setting) for the
@@ -235,12 +230,27 @@ struct spool_usage {
  * Returns 0 or -1. */
 int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t errlen);
 
-/* Deletes at most `max` delivered events, those delivered first, whatever their age (pending
- * and dead events are never touched): for making room before delivered_retention is reached.
- * Their pages go to SQLite's free list and are reused by new events. Sets *deleted if non-NULL.
- * Returns 0 or -1. */
-int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
-                                 size_t errlen);
+/* The two rules by which delivered events leave the spool. They are already in Stripe and kept
+ * only for replay and status; pending, dead and unsure events are never pruned. */
+struct spool_prune {
+	int64_t delivered_before; /* retention: every event delivered before this time (seconds
+	                             since the epoch) goes; 0: this rule is off */
+	int64_t oldest;           /* room: then up to this many more go, those delivered first,
+	                             whatever their age; 0: this rule is off */
+};
+
+/* How many events each rule deleted. */
+struct spool_pruned {
+	int64_t expired; /* by delivered_before */
+	int64_t early;   /* by oldest, before their retention */
+};
+
+/* Applies both rules of *p in one transaction; src/ingest/space.c is its one caller (the ingest
+ * thread's handle), for delivered_retention and to make room. The pages of what is deleted go to
+ * SQLite's free list and are reused by new events. Fills *out if non-NULL. Returns 0 or -1
+ * (nothing deleted). */
+int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_pruned *out, char *err,
+                size_t errlen);
 
 /* PRAGMA wal_checkpoint(PASSIVE) (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): copies
  * what readers allow from the WAL into spool.db, so that the WAL can start over. Returns 0 or

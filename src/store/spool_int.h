@@ -40,7 +40,8 @@ enum spool_stmt {
 	ST_EVENTS_DEAD,
 	ST_EVENTS_UNSURE,
 	/* room.c */
-	ST_PRUNE,
+	ST_PRUNE_EXPIRED,
+	ST_PRUNE_OLDEST,
 	ST_COUNT_
 };
 

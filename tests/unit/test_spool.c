@@ -983,14 +983,15 @@ static void test_mark_atomic(void **state)
 	free(f);
 }
 
+/* The retention rule alone: delivered before the cut-off. */
 static void test_prune(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_file *f = add_file(fx, "nginx", 48);
 	struct spool_mark m[4];
 	struct spool_counts c;
+	struct spool_pruned n = {-1, -1};
 	char err[512] = "";
-	int64_t deleted = -1;
 
 	commit_n(fx, f, 0, 5); /* ids 1..5 */
 	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
@@ -1000,11 +1001,18 @@ static void test_prune(void **state)
 	    .id = 4, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 50};
 	assert_int_equal(spool_mark(fx->sp, m, 4, err, sizeof(err)), 0);
 
-	assert_int_equal(spool_prune_delivered(fx->sp, 200, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 1);
-	assert_int_equal(spool_prune_delivered(fx->sp, 250, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 1);
-	assert_int_equal(spool_prune_delivered(fx->sp, 250, NULL, err, sizeof(err)), 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 200}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(n.early, 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 250}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 250}, NULL,
+	                             err, sizeof(err)),
+	                 0);
 	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,4,5' FROM "
 	                                 "(SELECT id FROM events ORDER BY id)"),
 	                 1);
@@ -1012,6 +1020,64 @@ static void test_prune(void **state)
 	assert_int_equal(c.pending, 1);
 	assert_int_equal(c.delivered, 1);
 	assert_int_equal(c.dead, 1);
+	/* Neither rule: nothing happens; a negative value is refused. */
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){0}, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.expired + n.early, 0);
+	assert_int_equal(
+	    spool_prune(fx->sp, &(struct spool_prune){.oldest = -1}, &n, err, sizeof(err)), -1);
+	assert_int_equal(spool_prune(NULL, &(struct spool_prune){0}, &n, err, sizeof(err)), -1);
+	free(f);
+}
+
+/* Both rules in one call: first everything past its retention, then the oldest deliveries up
+ * to the count, whatever their age; pending, dead and unsure events never go. */
+static void test_prune_both_rules(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 49);
+	struct spool_mark m[8];
+	struct spool_counts c;
+	struct spool_pruned n = {-1, -1};
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 9); /* ids 1..9 */
+	/* Delivered at 500 (id 6), 100 (2), 400 (4), 300 (7), 200 (1), 600 (8); 3 dead at 10, 5
+	 * unsure at 10, 9 pending. */
+	m[0] = (struct spool_mark){.id = 6, .state = EVENT_DELIVERED, .attempts = 1, .when = 500};
+	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	m[2] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 400};
+	m[3] = (struct spool_mark){.id = 7, .state = EVENT_DELIVERED, .attempts = 1, .when = 300};
+	m[4] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
+	m[5] = (struct spool_mark){.id = 8, .state = EVENT_DELIVERED, .attempts = 1, .when = 600};
+	m[6] = (struct spool_mark){
+	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 10};
+	m[7] = (struct spool_mark){
+	    .id = 5, .state = EVENT_UNSURE, .attempts = 1, .error = "?", .when = 10};
+	assert_int_equal(spool_mark(fx->sp, m, 8, err, sizeof(err)), 0);
+
+	/* Retention cuts before 250: 2 (100) and 1 (200); then the 2 delivered first of the rest:
+	 * 7 (300) and 4 (400). Left: 6 and 8 delivered. */
+	assert_int_equal(spool_prune(fx->sp,
+	                             &(struct spool_prune){.delivered_before = 250, .oldest = 2},
+	                             &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 2);
+	assert_int_equal(n.early, 2);
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,5,6,8,9' FROM "
+	                                 "(SELECT id FROM events ORDER BY id)"),
+	                 1);
+	/* More than there is: only delivered events go. */
+	assert_int_equal(spool_prune(fx->sp,
+	                             &(struct spool_prune){.delivered_before = 1000, .oldest = 50},
+	                             &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 2);
+	assert_int_equal(n.early, 0);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 0);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 1);
 	free(f);
 }
 
@@ -1144,7 +1210,9 @@ static void test_read_only_beside_writer(void **state)
 	err[0] = '\0';
 	assert_int_equal(spool_mark(ro, &m, 1, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "SQLITE_READONLY"));
-	assert_int_equal(spool_prune_delivered(ro, 100, NULL, err, sizeof(err)), -1);
+	assert_int_equal(
+	    spool_prune(ro, &(struct spool_prune){.delivered_before = 100}, NULL, err, sizeof(err)),
+	    -1);
 	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
 	c = counts(ro);
 	assert_int_equal(c.pending, 4);
@@ -1855,6 +1923,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrate_from_2, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queue_order_across_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_both_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
