@@ -39,11 +39,13 @@ struct spool_counters {
 /* Where a file record stands (docs/tailing.md). The database holds its text
  * (spool_file_state_name), as every spool has since the first release. */
 enum spool_file_state {
-	SPOOL_FILE_READING = 0, /* tailed, may grow (a zeroed record is reading) */
-	SPOOL_FILE_DRAINED =
-	    1,              /* rotated away or read from its copy, read to its end and released;
-	                       the file still exists and is resumed if its glob matches it again */
-	SPOOL_FILE_GONE = 2 /* deleted: a file found later with its inode is another file */
+	/* tailed, may grow (a zeroed record is reading) */
+	SPOOL_FILE_READING = 0,
+	/* rotated away or read from its copy, read to its end and released; the file still
+	 * exists and is resumed if its glob matches it again */
+	SPOOL_FILE_DRAINED = 1,
+	/* deleted: a file found later with its inode is another file */
+	SPOOL_FILE_GONE = 2
 };
 
 /* "reading", "drained" or "gone": the text of a state, as the database holds it and as status
@@ -213,7 +215,7 @@ struct spool_replay {
 int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
                  size_t errlen);
 
-/* ---- room: size, early pruning, full disk (src/space.c, docs/architecture.md) ---- */
+/* ---- room: size, pruning, full disk (src/ingest/space.c, docs/architecture.md) ---- */
 
 /* The spool's size as SQLite and the file system see it. */
 struct spool_usage {

@@ -129,6 +129,7 @@ int spool_exec(struct spool *sp, const char *sql, const char *what, char *err, s
 
 /* ---- transactions (BEGIN IMMEDIATE: the write lock is taken at once) ---- */
 
+/* Begins a write transaction. Returns 0 or -1. */
 int spool_tx_begin(struct spool *sp, char *err, size_t errlen);
 
 /* Commits; a failed commit is rolled back. Returns 0 or -1. */
