@@ -41,7 +41,7 @@ agent_stop || fail "agent exited $? on SIGTERM"
 n_pending=$(grep -c '"state":"pending"' "$T/original.jsonl" || true)
 [ "$n_pending" -gt 100 ] || fail "test bug: only $n_pending pending events"
 out=$("$LOGMETER" spool check -c "$conf") || fail "spool check of a sound spool exited $?: $out"
-grep -q "OK (schema version 2; 1 file records; events: pending $n_pending, delivered $((n_total - n_pending)), dead letters 0, unsure 0)" <<<"$out" || fail "spool check: $out"
+grep -q "OK (schema version 3; 1 file records; events: pending $n_pending, delivered $((n_total - n_pending)), dead letters 0, unsure 0)" <<<"$out" || fail "spool check: $out"
 cp "$db" "$T/pristine.db"
 double_restart
 
@@ -103,7 +103,7 @@ grep -q "is not an SQLite database" <<<"$out" || fail "recover of a random file:
 # 2. A newer schema version.
 fresh
 sqlite3 "$db" "PRAGMA user_version = 99"
-refused_start "schema version 99" "schema version 99, newer than this logmeter understands (2)"
+refused_start "schema version 99" "schema version 99, newer than this logmeter understands (3)"
 grep -q "schema version 99 is newer" "$T/check.out" || fail "check of version 99: $(cat "$T/check.out")"
 rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a newer schema"
@@ -154,9 +154,20 @@ wait_until 30 eval '[ "$(sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" "SELECT
 agent_kill9
 [ -s "$db-wal" ] || fail "test bug: no WAL after kill -9"
 "$LOGMETER" spool export -c "$conf" > "$T/original.jsonl" || fail "export with a WAL exited $?"
+sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" "SELECT id, queue_seq FROM events ORDER BY id" > "$T/queue_before"
 "$LOGMETER" spool recover -c "$conf" > "$T/recover.out" 2>&1 || fail "recover with a WAL exited $?: $(cat "$T/recover.out")"
 grep -q "[1-9][0-9]* committed WAL frames" "$T/recover.out" || fail "no WAL frames applied: $(cat "$T/recover.out")"
 n_rec=$(recovered_subset)
 assert_eq "$n_total" "$n_rec" "events recovered from a sound spool with a WAL"
 ls "$state"/spool.db.corrupt-*-wal >/dev/null 2>&1 || fail "the old WAL was not kept"
+# Each event keeps its place in the sender's queue.
+sqlite3 "$db" "SELECT id, queue_seq FROM events ORDER BY id" > "$T/queue_after"
+cmp -s "$T/queue_before" "$T/queue_after" || fail "queue positions changed in the recovery"
+# Positions a replay handed out (here: three events moved far back), with the row that keeps
+# their count lost: recovery makes it again, so that new events still come after them.
+sqlite3 "$db" "UPDATE events SET queue_seq = id + 100000 WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 3); DELETE FROM meta WHERE key = 'queue_shift'"
+third=$(sqlite3 "$db" "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET 2")
+last=$(sqlite3 "$db" "SELECT max(id) FROM events")
+"$LOGMETER" spool recover -c "$conf" > "$T/recover.out" 2>&1 || fail "second recover exited $?: $(cat "$T/recover.out")"
+assert_eq "$((third + 100000 - last))" "$(sqlite3 "$db" "SELECT value FROM meta WHERE key = 'queue_shift'")" "queue shift made again by the recovery"
 echo "t_spool_recover: refusals checked; recover kept every readable event and the agent delivered the pending ones"

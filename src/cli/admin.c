@@ -349,10 +349,11 @@ static void replay_print(const struct replay_ctx *c, FILE *out, int dry_run)
 
 static int spool_exists(const struct config *cfg, char *err, size_t errlen)
 {
-	char path[4096 + 16];
+	char path[SPOOL_PATH_MAX];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/spool.db", cfg->agent.state_dir);
+	if (spool_path_of(cfg->agent.state_dir, path, sizeof(path), err, errlen) < 0)
+		return -1;
 	if (stat(path, &st) < 0) {
 		err_set(err, errlen, "no spool at %s: %s", path,
 		        errno == ENOENT ? "the agent has not run yet" : strerror(errno));
@@ -383,11 +384,7 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
 	if (sp == NULL)
 		return -1;
-	if (spool_set_durability(sp,
-	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                             ? SPOOL_DURABILITY_NORMAL
-	                             : SPOOL_DURABILITY_STRICT,
-	                         err, errlen) < 0)
+	if (spool_set_durability(sp, cfg->agent.durability, err, errlen) < 0)
 		goto out;
 	if (opt->from == EVENT_DELIVERED)
 		fprintf(
@@ -636,36 +633,42 @@ static void print_problem(const char *problem, void *ud)
 int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen)
 {
 	struct spool_check_info info;
-	int rc = spool_check(cfg->agent.state_dir, print_problem, out, &info, err, errlen);
+	char path[SPOOL_PATH_MAX];
+	int rc;
 
+	if (spool_path_of(cfg->agent.state_dir, path, sizeof(path), err, errlen) < 0)
+		return -1;
+	rc = spool_check(cfg->agent.state_dir, print_problem, out, &info, err, errlen);
 	if (rc < 0)
 		return -1;
 	if (rc == 0) {
 		fprintf(out,
-		        "spool %s/spool.db: OK (schema version %" PRId64 "; %" PRId64
+		        "spool %s: OK (schema version %" PRId64 "; %" PRId64
 		        " file records; events: pending %" PRId64 ", delivered %" PRId64
 		        ", dead letters %" PRId64 ", unsure %" PRId64 ")\n",
-		        cfg->agent.state_dir, info.version, info.files, info.pending,
-		        info.delivered, info.dead, info.unsure);
+		        path, info.version, info.files, info.pending, info.delivered, info.dead,
+		        info.unsure);
 		return 0;
 	}
 	fprintf(out,
-	        "spool %s/spool.db is damaged. Stop logmeter and run `logmeter spool recover -c "
+	        "spool %s is damaged. Stop logmeter and run `logmeter spool recover -c "
 	        "FILE` to rebuild it from every readable row (docs/spool.md).\n",
-	        cfg->agent.state_dir);
+	        path);
 	return 1;
 }
 
 int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, size_t errlen)
 {
 	struct spool_recover_stats st;
+	char path[SPOOL_PATH_MAX];
 
-	if (spool_recover(cfg->agent.state_dir, now, &st, err, errlen) < 0)
+	if (spool_path_of(cfg->agent.state_dir, path, sizeof(path), err, errlen) < 0 ||
+	    spool_recover(cfg->agent.state_dir, now, &st, err, errlen) < 0)
 		return -1;
 	fprintf(out,
-	        "recovered %s/spool.db from %" PRId64 " pages (%" PRId64 " committed WAL frames"
+	        "recovered %s from %" PRId64 " pages (%" PRId64 " committed WAL frames"
 	        " applied; %" PRId64 " pages unreadable, %" PRId64 " free pages skipped)\n",
-	        cfg->agent.state_dir, st.pages, st.wal_frames, st.pages_unreadable, st.pages_free);
+	        path, st.pages, st.wal_frames, st.pages_unreadable, st.pages_free);
 	fprintf(out,
 	        "events: pending %" PRId64 ", delivered %" PRId64 ", dead letters %" PRId64
 	        ", unsure %" PRId64 "\n",

@@ -59,6 +59,7 @@ static void *ingest_main(void *arg)
 
 	/* Started after the state directory's lock is taken: the state file is this agent's. */
 	space_publish(a->space);
+	space_expire(a->space); /* delivered_retention; then every 10 minutes, by watch_run */
 	/* The daemon carries on after a failed scan (a full disk, say): nothing was checkpointed
 	 * past what was committed, and the next event or rescan tries again. A pause for room
 	 * (space.c) is no failure: it was logged, and reading resumes by itself. */
@@ -160,11 +161,7 @@ static int agent_open(struct agent *a)
 	a->spool = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, sizeof(err));
 	/* A damaged spool is refused before anything is written to it (docs/spool.md). */
 	if (a->spool == NULL || spool_verify(a->spool, err, sizeof(err)) != 0 ||
-	    spool_set_durability(a->spool,
-	                         cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                             ? SPOOL_DURABILITY_NORMAL
-	                             : SPOOL_DURABILITY_STRICT,
-	                         err, sizeof(err)) != 0)
+	    spool_set_durability(a->spool, cfg->agent.durability, err, sizeof(err)) != 0)
 		goto fail;
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
 	                   sizeof(err)) != 0)
@@ -361,8 +358,8 @@ int cli_run(const struct cli_args *args)
 		goto out;
 	if (agent_open(&a) != 0)
 		goto out;
-	log_info("started: instance %s, %zu sources, %zu rules, spool %s/spool.db%s", a.instance,
-	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, a.setup.cfg->agent.state_dir,
+	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
+	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
 	         once ? " (--once)" : "");
 	if (agent_start_threads(&a) != 0) {
 		log_err("cannot start threads: %s", strerror(errno));

@@ -17,12 +17,13 @@ static int status_file(const struct spool_file *f, void *ud)
 	(void)ud;
 	/* The live size, when the path still names the same file, shows the lag behind the writer.
 	 */
-	if (strcmp(f->state, "gone") != 0 && stat(f->path, &st) == 0 &&
+	if (f->state != SPOOL_FILE_GONE && stat(f->path, &st) == 0 &&
 	    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino)
 		size = (long long)st.st_size;
 	printf("  %s\n", f->path);
 	printf("    source %s  identity %s (dev %llu, inode %llu)  state %s\n", f->source, f->uid,
-	       (unsigned long long)f->dev, (unsigned long long)f->ino, f->state);
+	       (unsigned long long)f->dev, (unsigned long long)f->ino,
+	       spool_file_state_name(f->state));
 	printf("    offset %lld  size %lld  lag %lld bytes\n", (long long)f->offset, size,
 	       size > f->offset ? size - (long long)f->offset : 0LL);
 	printf("    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
@@ -57,7 +58,7 @@ int cli_status(const struct cli_args *args)
 	/* Read-only: show the stored instance without changing it. */
 	if (spool_instance(sp, NULL, instance, sizeof(instance), err, sizeof(err)) != 0)
 		snprintf(instance, sizeof(instance), "?");
-	printf("spool: %s/spool.db\n", cfg->agent.state_dir);
+	printf("spool: %s\n", spool_path(sp));
 	printf("instance: %s\n", instance);
 	printf("events: pending %lld, delivered %lld, dead letters %lld, unsure %lld\n",
 	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead,

@@ -50,7 +50,8 @@ enum event_state { EVENT_PENDING = 0, EVENT_DELIVERED = 1, EVENT_DEAD = 2, EVENT
 
 /* One meter event. Plain data: copying the struct copies the event. */
 struct event {
-	int64_t id;          /* spool row id; 0 before it is committed */
+	int64_t id;          /* spool row id, for the event's life; 0 before it is committed */
+	int64_t queue_seq;   /* its position in the sender's queue (spool_pending); 0 before */
 	int64_t file_id;     /* spool id of the file its line came from */
 	int64_t line_offset; /* byte offset where its line starts in that file */
 	char rule[EVENT_RULE_MAX];

@@ -23,7 +23,11 @@
  * Stripe: when a limit is crossed, they are pruned early, oldest delivery first, down to the
  * resume marks (min_free_bytes * 1.5, 90 % of max_spool_bytes), so that one pause makes room for
  * many batches instead of pausing at each. Pending and dead events are never pruned: when they
- * alone fill the room, reading waits for the sender. */
+ * alone fill the room, reading waits for the sender.
+ *
+ * One pruner. This module is the only one that deletes events: the early pruning above, and
+ * delivered_retention, applied every 10 minutes (and at start) on the ingest thread, both through
+ * spool_prune. */
 #include "ingest/space.h"
 
 #include <errno.h>
@@ -51,7 +55,8 @@
 	                           */
 #define SPACE_PRUNE_CHUNKS_MAX 25 /* transactions per admit or tick, so it never stalls */
 #define SPACE_LOG_EVERY_MS 60000  /* the same pause, or early pruning, logged this often */
-#define SPACE_RESUME_MIN (1024 * 1024) /* after a failed commit: room needed to try again */
+#define SPACE_RESUME_MIN (1024 * 1024)         /* after a failed commit: room needed to try again */
+#define SPACE_EXPIRE_EVERY_MS (10 * 60 * 1000) /* delivered_retention is applied this often */
 #define WAL_HEADER 32 /* bytes (https://www.sqlite.org/fileformat2.html#walformat) */
 #define WAL_FRAME_HEADER 24
 
@@ -67,6 +72,7 @@ struct space {
 	char detail[512];
 	int64_t pruned; /* pruned early since the last log line about it */
 	int64_t pruned_log_ms;
+	int64_t next_expire_ms;  /* monotonic: when delivered_retention is applied next; 0: now */
 	int64_t pause_log_ms[3]; /* per state: the last time its pause was logged at warning */
 	int pause_loud; /* this pause was logged at warning (not a repeat within a minute) */
 	int measure_warned;
@@ -79,7 +85,6 @@ struct room {
 	int64_t used;    /* bytes of pages in use */
 	int64_t room;    /* bytes the spool may still grow by */
 };
-
 
 /* "12.3 MiB", "512 KiB", "100 B" (binary units, as the size options). */
 static void fmt_bytes(int64_t v, char *buf, size_t len)
@@ -260,7 +265,8 @@ static int relieve(struct space *s, struct room *r, char *err, size_t errlen)
 
 	for (int i = 0; i < SPACE_PRUNE_CHUNKS_MAX; i++) {
 		enum space_state st = over(s, r, 1);
-		int64_t n = 0, excess, chunk;
+		struct spool_pruned n;
+		int64_t excess, chunk;
 
 		if (st == SPACE_READING)
 			break;
@@ -274,13 +280,14 @@ static int relieve(struct space *s, struct room *r, char *err, size_t errlen)
 			chunk = SPACE_PRUNE_CHUNK_MIN;
 		if (chunk > SPACE_PRUNE_CHUNK)
 			chunk = SPACE_PRUNE_CHUNK;
-		if (spool_prune_oldest_delivered(s->sp, chunk, &n, e, sizeof(e)) != 0) {
+		if (spool_prune(s->sp, &(struct spool_prune){.oldest = chunk}, &n, e, sizeof(e)) !=
+		    0) {
 			log_debug("%s", e);
 			break;
 		}
-		if (n == 0)
+		if (n.early == 0)
 			break;
-		s->pruned += n;
+		s->pruned += n.early;
 		if (measure(s, r, err, errlen) != 0)
 			return -1;
 	}
@@ -440,39 +447,74 @@ int space_paused(const struct space *s)
 	return s != NULL && s->state != SPACE_READING;
 }
 
+void space_expire(struct space *s)
+{
+	char err[512] = "";
+	struct spool_pruned n;
+	int64_t now, retention;
+
+	if (s == NULL)
+		return;
+	now = clock_mono_ms();
+	if (s->next_expire_ms != 0 && now < s->next_expire_ms)
+		return;
+	s->next_expire_ms = now + SPACE_EXPIRE_EVERY_MS;
+	retention = s->cfg->agent.delivered_retention;
+	if (retention < 0)
+		return;
+	/* The cut-off is a date: the wall clock (docs/architecture.md, "Time"). */
+	if (spool_prune(s->sp,
+	                &(struct spool_prune){.delivered_before = (int64_t)time(NULL) - retention},
+	                &n, err, sizeof(err)) != 0) {
+		log_err("cannot prune delivered events from the spool: %s", err);
+		return;
+	}
+	if (n.expired > 0)
+		log_info("pruned %lld delivered events older than %lld s from the spool",
+		         (long long)n.expired, (long long)retention);
+}
+
 int space_poll(struct space *s, int64_t *wait_ms)
 {
 	struct room r;
-	int64_t now;
+	int64_t now, wait;
+	int resumed = 0;
 	char e[512];
 
 	if (wait_ms != NULL)
 		*wait_ms = -1;
-	if (s == NULL || s->state == SPACE_READING)
+	if (s == NULL)
 		return 0;
+	space_expire(s);
 	now = clock_mono_ms();
+	wait = s->next_expire_ms - now;
+	if (s->state == SPACE_READING)
+		goto out;
 	if (now < s->next_try_ms) {
-		if (wait_ms != NULL)
-			*wait_ms = s->next_try_ms - now;
-		return 0;
+		if (s->next_try_ms - now < wait)
+			wait = s->next_try_ms - now;
+		goto out;
 	}
 	s->next_try_ms = now + SPACE_TICK_MS;
-	if (wait_ms != NULL)
-		*wait_ms = SPACE_TICK_MS;
+	if (SPACE_TICK_MS < wait)
+		wait = SPACE_TICK_MS;
 	/* After a failed commit the last checkpoint may have failed too: the WAL can only start
 	 * over once it is copied into spool.db. */
 	if (s->state == SPACE_DISK_FULL && spool_checkpoint(s->sp, e, sizeof(e)) != 0)
 		log_debug("%s", e);
 	if (measure(s, &r, e, sizeof(e)) != 0 || relieve(s, &r, e, sizeof(e)) != 0) {
 		log_debug("cannot measure the spool's room: %s", e);
-		return 0;
+		goto out;
 	}
 	if (over(s, &r, 1) != SPACE_READING)
-		return 0;
+		goto out;
 	resume_reading(s, &r);
+	resumed = 1;
+	wait = s->next_expire_ms - now;
+out:
 	if (wait_ms != NULL)
-		*wait_ms = -1;
-	return 1;
+		*wait_ms = wait > 0 ? wait : 0;
+	return resumed;
 }
 
 /* ---- status -------------------------------------------------------------------------------- */

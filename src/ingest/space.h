@@ -2,7 +2,8 @@
  * none. Before each commit, the ingest half asks space_admit; a full disk (min_free_bytes not
  * available, or a commit that failed with SQLITE_FULL) or a spool at max_spool_bytes pauses
  * reading: no line is read, so no checkpoint moves, while the sender goes on. Delivered events
- * are pruned early, oldest first, to make room; pending and dead events never are. While
+ * are pruned early, oldest first, to make room; pending and dead events never are; and, as
+ * the one pruner of the spool, this module applies delivered_retention too. While
  * paused, space_poll looks again every second (monotonic clock) and resumes reading once there
  * is room for more than one batch. The state is published in the ingest region of
  * STATE_DIR/agent.state (statefile.h), for `logmeter status`.
@@ -52,10 +53,18 @@ void space_commit_failed(struct space *s, const char *why);
 /* 1 if reading is paused, else 0 (also for NULL). */
 int space_paused(const struct space *s);
 
-/* While paused, at most once a second: checkpoints the WAL (after a full disk), prunes
+/* Prunes the delivered events older than delivered_retention (spool_prune), if that is due: at
+ * the first call, then every 10 minutes (monotonic clock). Logs what it pruned, or why it could
+ * not. The spool's only pruner with the early pruning of space_admit and space_poll: no other
+ * module or thread deletes events. */
+void space_expire(struct space *s);
+
+/* Called at each turn of the ingest loop: applies delivered_retention when due (space_expire)
+ * and, while paused, at most once a second: checkpoints the WAL (after a full disk), prunes
  * delivered events early, and measures again. Returns 1 if reading just resumed (the caller
  * reads every file again), else 0. Sets *wait_ms to the milliseconds until it wants to be
- * called again, or -1 if it does not (reading). */
+ * called again (at most a second while paused, at most 10 minutes while reading), or to -1 for
+ * a NULL space. */
 int space_poll(struct space *s, int64_t *wait_ms);
 
 /* What the ingest region of STATE_DIR/agent.state says, for `logmeter status`. */

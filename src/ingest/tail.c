@@ -284,7 +284,7 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	nf->offset = offset;
 	nf->size = size;
 	nf->counters.resets = resets;
-	snprintf(nf->state, sizeof(nf->state), "reading");
+	nf->state = SPOOL_FILE_READING;
 	if (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
@@ -322,7 +322,7 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 	t->verify_head = 0;
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
-	snprintf(old.state, sizeof(old.state), copied ? "drained" : "gone");
+	old.state = copied ? SPOOL_FILE_DRAINED : SPOOL_FILE_GONE;
 	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
 		log_warn("%s: %s", t->path, uerr);
 	return 0;
@@ -443,11 +443,6 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 	return reset(t, size, copied, spool_failed, err, errlen);
 }
 
-static int state_is(const struct spool_file *f, const char *state)
-{
-	return strncmp(f->state, state, sizeof(f->state)) == 0;
-}
-
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
                              unsigned flags, int *file_errno, char *err, size_t errlen)
 {
@@ -516,7 +511,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		int same = head_matches(t->fd, old.fp_len, old.fp_hash), valid = 0;
 
 		/* A file seen deleted is never resumed: a file with its inode now is another. */
-		if (same > 0 && old.offset <= st.st_size && !state_is(&old, "gone"))
+		if (same > 0 && old.offset <= st.st_size && old.state != SPOOL_FILE_GONE)
 			valid = checkpoint_matches(t->fd, &old);
 		if (same < 0 || valid < 0) {
 			err_set(err, errlen, "%s: %s", path, strerror(errno));
@@ -524,7 +519,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		}
 		if (valid) {
 			t->f = old;
-			if (strcmp(old.path, path) != 0 || !state_is(&old, "reading")) {
+			if (strcmp(old.path, path) != 0 || old.state != SPOOL_FILE_READING) {
 				struct spool_file nf = old;
 
 				if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
@@ -533,12 +528,12 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 					errno = ENAMETOOLONG;
 					goto fail_file;
 				}
-				snprintf(nf.state, sizeof(nf.state), "reading");
+				nf.state = SPOOL_FILE_READING;
 				if (spool_file_update(ctx->spool, &nf, err, errlen) < 0)
 					goto fail_spool;
 				t->f = nf;
 			}
-		} else if (state_is(&old, "gone")) {
+		} else if (old.state == SPOOL_FILE_GONE) {
 			/* The inode of a file deleted earlier, reused by a new one: not a reset,
 			 * just a new file, read from its start. */
 			log_debug("%s: a new file (inode %ju reused)", path, (uintmax_t)st.st_ino);
@@ -571,7 +566,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			}
 			t->f.dev = (uint64_t)st.st_dev;
 			t->f.ino = (uint64_t)st.st_ino;
-			snprintf(t->f.state, sizeof(t->f.state), "reading");
+			t->f.state = SPOOL_FILE_READING;
 		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
 		           0) {
 			goto fail_either;
@@ -741,7 +736,7 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 
 	nf->offset = consumed;
 	nf->size = size > consumed ? size : consumed;
-	snprintf(nf->state, sizeof(nf->state), "reading");
+	nf->state = SPOOL_FILE_READING;
 	nf->updated = (int64_t)time(NULL);
 	if (checkpoint_hash(t->fd, nf) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
@@ -1114,21 +1109,21 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 
 int tail_mark_gone(struct tail *t, char *err, size_t errlen)
 {
-	return tail_mark(t, "gone", err, errlen);
+	return tail_mark(t, SPOOL_FILE_GONE, err, errlen);
 }
 
-int tail_mark(struct tail *t, const char *state, char *err, size_t errlen)
+int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen)
 {
 	struct spool_file nf;
 
-	if (t == NULL || state == NULL) {
+	if (t == NULL) {
 		err_set(err, errlen, "tail_mark: invalid arguments");
 		return -1;
 	}
 	nf = t->f;
-	if (strcmp(nf.state, state) == 0)
+	if (nf.state == state)
 		return 0;
-	snprintf(nf.state, sizeof(nf.state), "%s", state);
+	nf.state = state;
 	/* A file still empty has no record yet. */
 	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
 		return -1;

@@ -101,13 +101,10 @@ int tail_resume(struct tail *t, char *err, size_t errlen);
 /* Records that the file was renamed to `path` (still the same open file). Returns 0 or -1. */
 int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
 
-/* Sets the record's state (docs/tailing.md): "reading" (tailed, may grow), "drained" (rotated
- * away or read from its copy, read to its end and released; the file still exists and is resumed
- * if its glob matches it again), "gone" (deleted: a file found later with its inode is another
- * file). Returns 0 or -1. */
-int tail_mark(struct tail *t, const char *state, char *err, size_t errlen);
+/* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
+int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);
 
-/* tail_mark(t, "gone"). */
+/* tail_mark(t, SPOOL_FILE_GONE). */
 int tail_mark_gone(struct tail *t, char *err, size_t errlen);
 
 #endif

@@ -350,9 +350,9 @@ static void tail_place(struct wtail *wt, const char *path)
 	free(dir);
 }
 
-/* Lets tail i go: its record takes `state` ("drained" or "gone"), its descriptor and watch are
+/* Lets tail i go: its record takes `state` (drained or gone), its descriptor and watch are
  * closed, and the last entry moves into its place. */
-static void release(struct watch *w, size_t i, const char *why, const char *state)
+static void release(struct watch *w, size_t i, const char *why, enum spool_file_state state)
 {
 	struct wtail *wt = &w->tails[i];
 	char err[512];
@@ -360,7 +360,7 @@ static void release(struct watch *w, size_t i, const char *why, const char *stat
 
 	if (tail_mark(wt->t, state, err, sizeof(err)) < 0)
 		log_warn("%s", err);
-	log_info("%s: %s: released (%s)", tail_path(wt->t), why, state);
+	log_info("%s: %s: released (%s)", tail_path(wt->t), why, spool_file_state_name(state));
 	if (wt->fwd >= 0) {
 		for (size_t j = 0; j < w->n_tails; j++)
 			if (j != i && w->tails[j].fwd == wt->fwd)
@@ -454,7 +454,7 @@ static int relocate(struct watch *w, size_t i)
 
 	free(dir);
 	if (p == NULL) {
-		release(w, i, "deleted or moved away while closed", "gone");
+		release(w, i, "deleted or moved away while closed", SPOOL_FILE_GONE);
 		return 1;
 	}
 	log_info("%s: renamed to %s while closed", tail_path(wt->t), p);
@@ -482,7 +482,7 @@ static int resume(struct watch *w, size_t i, char *err, size_t errlen)
 			return 1;
 		rc = tail_resume(wt->t, err, errlen);
 		if (rc > 0) {
-			release(w, i, "replaced while closed", "gone");
+			release(w, i, "replaced while closed", SPOOL_FILE_GONE);
 			return 1;
 		}
 	}
@@ -521,7 +521,7 @@ static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
 		/* A compressed file that was empty when opened: let go of it, and remember why
 		 * (opening it again is refused). */
 		fail_log(w, tail_path(wt->t), e);
-		release(w, i, "compressed", "gone");
+		release(w, i, "compressed", SPOOL_FILE_GONE);
 		return 1;
 	}
 	if (space_paused(w->ctx.space))
@@ -562,7 +562,7 @@ static int release_if_deleted(struct watch *w, size_t i)
 	struct stat st;
 
 	if (tail_is_open(w->tails[i].t) && tail_stat(w->tails[i].t, &st) == 0 && st.st_nlink == 0) {
-		release(w, i, "deleted and read to its end", "gone");
+		release(w, i, "deleted and read to its end", SPOOL_FILE_GONE);
 		return 1;
 	}
 	return 0;
@@ -727,7 +727,7 @@ static int collect_reading(const struct spool_file *f, void *ud)
 {
 	struct reading_list *l = ud;
 
-	if (strcmp(f->state, "reading") != 0)
+	if (f->state != SPOOL_FILE_READING)
 		return 0;
 	if (grow((void **)&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
 		return -1;
@@ -771,7 +771,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
 			    "directory): nothing after offset %jd of it can be read",
 			    f->path, (intmax_t)f->offset);
-			snprintf(f->state, sizeof(f->state), "gone");
+			f->state = SPOOL_FILE_GONE;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
 				log_warn("%s", e);
 			continue;
@@ -851,7 +851,7 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 				         tail_path(wt->t),
 				         (intmax_t)(st.st_size - tail_file(wt->t)->offset));
 			release(w, i, "rotated away, read to its end and unchanged for rotate_wait",
-			        "drained");
+			        SPOOL_FILE_DRAINED);
 		}
 	}
 	for (size_t i = w->n_fails; i-- > 0;)
@@ -976,7 +976,7 @@ static void name_gone(struct watch *w, size_t i, uint32_t cookie)
 		/* Suspended (read to its end when it was closed) and its name deleted: it can no
 		 * longer be opened. A renamed one is followed by IN_MOVED_TO or a rescan. */
 		if (cookie == 0) {
-			release(w, i, "deleted while closed", "gone");
+			release(w, i, "deleted while closed", SPOOL_FILE_GONE);
 			return;
 		}
 	} else {
@@ -1121,7 +1121,7 @@ int watch_run(struct watch *w, char *err, size_t errlen)
 		if (w->polling && w->next_poll - now < wait)
 			wait = w->next_poll - now;
 		if (space_wait >= 0 && space_wait < wait)
-			wait = space_wait; /* paused: space_poll looks for room again */
+			wait = space_wait; /* room while paused; delivered_retention */
 		pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
 		health_wait_begin(HEALTH_INGEST); /* waiting for lines is not being stuck */

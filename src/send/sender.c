@@ -1,5 +1,5 @@
 /* sender: the delivery loop. One thread, one curl multi handle for its whole life (so
- * connections stay open), one spool handle of its own. Events are read in id order into a
+ * connections stay open), one spool handle of its own. Events are read in queue order into a
  * bounded queue; each loop iteration collects finished transfers, applies their outcomes to the
  * spool in one transaction, and starts what the limits allow. */
 #include "send/sender.h"
@@ -31,7 +31,6 @@
 #define SENDER_QUEUE_MAX 2000
 #define SENDER_LOAD_CHUNK 256
 #define SENDER_POLL_MAX_MS 1000
-#define SENDER_PRUNE_EVERY_MS (10 * 60 * 1000)
 #define SENDER_LOG_EVERY_MS 10000
 #define SENDER_RELOAD_EVERY_MS 5000 /* backstop for a missed sender_notify */
 #define SENDER_IDLE_RELOAD_MS 1000
@@ -77,9 +76,9 @@ struct sender {
 	char key[STRIPE_KEY_MAX];
 	int curl_inited;
 
-	struct sender_item **queue; /* in id order; NULL slots are compacted away */
+	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
-	int64_t cursor; /* highest id loaded since the last reset */
+	int64_t cursor; /* highest queue position loaded since the last reset */
 	int more;       /* the last load stopped because the queue was full */
 	struct event *loadbuf;
 	int64_t next_reload, next_idle_reload, next_spool_try;
@@ -124,7 +123,6 @@ struct sender {
 	int mark_failures; /* consecutive failed spool_mark calls */
 	char fatal_err[512];
 
-	int64_t next_prune;
 	struct sender_ratelog retry_log, dead_log, spool_log, rate_log, hold_log, unsure_log;
 	uint64_t rng;
 
@@ -318,7 +316,7 @@ static void item_key(struct sender_item *it)
 	         it->ev.event_name);
 }
 
-/* Drops finished items, keeping the id order. */
+/* Drops finished items, keeping the queue order. */
 static void queue_compact(struct sender *s)
 {
 	size_t j = 0;
@@ -363,8 +361,8 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 			it->ev = s->loadbuf[i];
 			item_key(it);
 			s->queue[s->n++] = it;
-			if (it->ev.id > s->cursor)
-				s->cursor = it->ev.id;
+			if (it->ev.queue_seq > s->cursor)
+				s->cursor = it->ev.queue_seq;
 		}
 		if (got < want)
 			return 0;
@@ -649,7 +647,7 @@ fail:
 	return -1;
 }
 
-/* One pass over the queue in id order: events of one (customer, event_name) go strictly in order
+/* One pass over the queue in order: events of one (customer, event_name) go strictly in order
  * and one at a time, which is what Stripe asks. Returns when something becomes due (monotonic
  * ms), or INT64_MAX if only a finished transfer can change anything. */
 static int64_t start_requests(struct sender *s, int64_t now)
@@ -945,24 +943,6 @@ static void abandon_inflight(struct sender *s, int record)
 			        (long long)it->ev.id);
 	}
 	s->inflight = 0;
-}
-
-static void prune(struct sender *s, int64_t now)
-{
-	char err[512] = "";
-	int64_t deleted = 0;
-	int64_t before = (int64_t)time(NULL) - s->cfg->agent.delivered_retention;
-
-	s->next_prune = now + SENDER_PRUNE_EVERY_MS;
-	if (s->cfg->agent.delivered_retention < 0)
-		return;
-	if (spool_prune_delivered(s->sp, before, &deleted, err, sizeof(err)) != 0) {
-		log_err("cannot prune delivered events from the spool: %s", err);
-		return;
-	}
-	if (deleted > 0)
-		log_info("pruned %lld delivered events older than %lld s from the spool",
-		         (long long)deleted, (long long)s->cfg->agent.delivered_retention);
 }
 
 /* ---- the rules against the account's meters, once at start ---- */
@@ -1278,11 +1258,7 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
-	if (s->sp == NULL || spool_set_durability(s->sp,
-	                                          cfg->agent.durability == CONFIG_DURABILITY_NORMAL
-	                                              ? SPOOL_DURABILITY_NORMAL
-	                                              : SPOOL_DURABILITY_STRICT,
-	                                          err, errlen) < 0)
+	if (s->sp == NULL || spool_set_durability(s->sp, cfg->agent.durability, err, errlen) < 0)
 		goto fail;
 	s->tokens = 1.0;
 	s->tokens_at = clock_mono_ms();
@@ -1332,8 +1308,8 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 	if (now < s->next_spool_try)
 		return 0;
 	if (idle) {
-		/* Starting over from id 0 also finds events another process (replay) made
-		 * pending again; with an empty queue it cannot load one twice. */
+		/* Starting over from the queue's start also finds events another process
+		 * (replay) made pending again; with an empty queue it cannot load one twice. */
 		if (once || notified || now >= s->next_idle_reload) {
 			s->next_idle_reload = now + SENDER_IDLE_RELOAD_MS;
 			rc = queue_load(s, 1, now, err, sizeof(err));
@@ -1372,7 +1348,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	}
 	s->once = once;
 	check_meters(s);
-	prune(s, now);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;
 		int running = 0, notified;
@@ -1411,8 +1386,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
 			break; /* queue_load from 0 just found nothing pending */
 
-		if (now >= s->next_prune)
-			prune(s, now);
 		if (s->meters_recheck) {
 			s->meters_recheck = 0;
 			check_meters(s);
@@ -1426,7 +1399,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (s->n_marks > 0)
 			marks_apply(s, now);
 
-		wake = min64(wake, s->next_prune);
 		wake = min64(wake, s->next_reload);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);

@@ -1,21 +1,26 @@
 /* spool: the SQLite database (WAL) in the state directory where the two halves meet: the ingest
  * half commits events together with its files' checkpoints; the send half reads pending events
- * and marks them delivered or dead. Each thread opens its own struct spool. */
+ * and marks them delivered or dead. Each thread opens its own struct spool. The functions are
+ * implemented in one file per user (store/spool_int.h): spool.c (the handle), schema.c,
+ * commit.c (ingest), queue.c (sender), query.c (status, export), replay.c, room.c (space). */
 #ifndef LOGMETER_SPOOL_H
 #define LOGMETER_SPOOL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/event.h"
 
 #define SPOOL_UID_MAX 33  /* file uid: 32 hex digits and the NUL */
 #define SPOOL_FP_MAX 1024 /* bytes of a file's head its fingerprint grows to */
 #define SPOOL_HASH_LEN 32 /* SHA-256 digest, bytes */
 /* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
- * key_generation and first_unknown, and the unsure state. Older spools are migrated by
- * spool_open (read-write); newer ones are refused. */
-#define SPOOL_SCHEMA_VERSION 2
+ * key_generation and first_unknown, and the unsure state; 3: events gained queue_seq, their
+ * position in the sender's queue, so that a replay moves an event without changing its id.
+ * Older spools are migrated by spool_open (read-write); newer ones are refused. */
+#define SPOOL_SCHEMA_VERSION 3
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
@@ -31,6 +36,22 @@ struct spool_counters {
 	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
 };
 
+/* Where a file record stands (docs/tailing.md). The database holds its text
+ * (spool_file_state_name), as every spool has since the first release. */
+enum spool_file_state {
+	/* tailed, may grow (a zeroed record is reading) */
+	SPOOL_FILE_READING = 0,
+	/* rotated away or read from its copy, read to its end and released; the file still
+	 * exists and is resumed if its glob matches it again */
+	SPOOL_FILE_DRAINED = 1,
+	/* deleted: a file found later with its inode is another file */
+	SPOOL_FILE_GONE = 2
+};
+
+/* "reading", "drained" or "gone": the text of a state, as the database holds it and as status
+ * and the log show it; "?" for a value that is not a state. Static storage. */
+const char *spool_file_state_name(enum spool_file_state st);
+
 /* A tailed file's record: its identity and its checkpoint. */
 struct spool_file {
 	int64_t id;              /* row id, assigned by spool_file_add */
@@ -44,7 +65,7 @@ struct spool_file {
 	int64_t check_len;                     /* bytes before offset covered by check_hash */
 	unsigned char check_hash[SPOOL_HASH_LEN]; /* SHA-256 of the check_len bytes before offset */
 	int64_t size;                             /* file size at the last commit, bytes */
-	char state[16];                           /* "reading", "drained", "gone" */
+	enum spool_file_state state;
 	struct spool_counters counters;
 	int64_t first_seen, updated; /* seconds since the epoch */
 };
@@ -88,14 +109,20 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 
 /* In one transaction: inserts the `n` events (INSERT OR IGNORE on (file_id, line_offset, rule):
  * a line read again adds nothing) and writes back the file record *f with its new checkpoint and
- * counters. Either all of it is committed or none of it. Sets each event's id when inserted (0 if
- * it was already there). Returns 0, or -1 (nothing committed; for example SQLITE_FULL). */
+ * counters. Either all of it is committed or none of it. Sets each event's id and queue_seq when
+ * inserted (0 if it was already there): its queue position comes after every position given
+ * before, by a commit or a replay (see spool_pending). Returns 0, or -1 (nothing committed; for
+ * example SQLITE_FULL). */
 int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
                  char *err, size_t errlen);
 
-/* Reads up to `max` pending events with id > `after_id`, in id order, into `out`. Sets *n.
- * Returns 0 or -1. */
-int spool_pending(struct spool *sp, int64_t after_id, struct event *out, size_t max, size_t *n,
+/* Reads up to `max` pending events whose queue position (queue_seq) is after `after_seq`, in
+ * queue order, into `out`. Sets *n. Every event made pending later, by a commit or a replay, gets
+ * a position after every position given before, so a reader that keeps the last position it read
+ * as its cursor finds it. An event's id never changes; its queue position is its id plus the
+ * positions replays have handed out when it was inserted, and a replay moves it past every other
+ * (docs/spool.md). Returns 0 or -1. */
+int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen);
 
 /* One outcome of sending an event. */
@@ -133,24 +160,16 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
                          int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
                          size_t errlen);
 
-/* Deletes delivered events delivered before `before` (seconds since the epoch). Sets *deleted
- * if non-NULL. Returns 0 or -1. */
-int spool_prune_delivered(struct spool *sp, int64_t before, int64_t *deleted, char *err,
-                          size_t errlen);
-
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 
-enum spool_durability {
-	SPOOL_DURABILITY_STRICT = 0, /* synchronous=FULL: a commit is on disk when it returns */
-	SPOOL_DURABILITY_NORMAL = 1  /* synchronous=NORMAL: a power cut can undo the last commits */
-};
-
-/* Sets PRAGMA synchronous on this handle (each connection has its own setting). In WAL mode,
- * FULL fsyncs the WAL at every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not
- * a crash of logmeter) can roll back the last transactions but never corrupts the database
+/* Sets PRAGMA synchronous on this handle (each connection has its own setting) for the
+ * configured durability: CONFIG_DURABILITY_STRICT is synchronous=FULL (a commit is on disk when
+ * it returns), CONFIG_DURABILITY_NORMAL synchronous=NORMAL. In WAL mode, FULL fsyncs the WAL at
+ * every commit; NORMAL fsyncs it only at checkpoints, so a power cut (not a crash of logmeter)
+ * can roll back the last transactions but never corrupts the database
  * (https://www.sqlite.org/pragma.html#pragma_synchronous, https://www.sqlite.org/wal.html).
  * spool_open starts with STRICT. Returns 0 or -1. */
-int spool_set_durability(struct spool *sp, enum spool_durability d, char *err, size_t errlen);
+int spool_set_durability(struct spool *sp, enum config_durability d, char *err, size_t errlen);
 
 /* Spools up to this size (database and WAL, bytes) get a full PRAGMA quick_check from
  * spool_verify; it reads every page: about 3.3 ms per MiB from the page cache and 21 ms per MiB
@@ -188,14 +207,15 @@ struct spool_replay {
 /* Moves the selected dead, delivered or unsure events back to pending, in transactions of at most
  * 500 events (so that a running agent's commits wait at most one batch). A moved event keeps its
  * identifier, payload and attempts; it moves to the next Idempotency-Key generation, forgets its
- * first unknown outcome, loses its delivery time and gets a new row id after
- * every existing one, so that a running sender, whose cursor only moves forward while it has
- * work, finds it at its next load. Sets *moved (if non-NULL) to the number moved (or that would
- * be, with dry_run). Returns 0 or -1 (the batches committed before the error stay moved). */
+ * first unknown outcome, loses its delivery time and gets a queue position
+ * after every existing one (its id stays), so that a running sender, whose cursor only moves
+ * forward while it has work, finds it at its next load. Sets *moved (if non-NULL) to the number
+ * moved (or that would be, with dry_run). Returns 0 or -1 (the batches committed before the error
+ * stay moved). */
 int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved, char *err,
                  size_t errlen);
 
-/* ---- room: size, early pruning, full disk (src/space.c, docs/architecture.md) ---- */
+/* ---- room: size, pruning, full disk (src/ingest/space.c, docs/architecture.md) ---- */
 
 /* The spool's size as SQLite and the file system see it. */
 struct spool_usage {
@@ -212,12 +232,27 @@ struct spool_usage {
  * Returns 0 or -1. */
 int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t errlen);
 
-/* Deletes at most `max` delivered events, those delivered first, whatever their age (pending
- * and dead events are never touched): for making room before delivered_retention is reached.
- * Their pages go to SQLite's free list and are reused by new events. Sets *deleted if non-NULL.
- * Returns 0 or -1. */
-int spool_prune_oldest_delivered(struct spool *sp, int64_t max, int64_t *deleted, char *err,
-                                 size_t errlen);
+/* The two rules by which delivered events leave the spool. They are already in Stripe and kept
+ * only for replay and status; pending, dead and unsure events are never pruned. */
+struct spool_prune {
+	int64_t delivered_before; /* retention: every event delivered before this time (seconds
+	                             since the epoch) goes; 0: this rule is off */
+	int64_t oldest;           /* room: then up to this many more go, those delivered first,
+	                             whatever their age; 0: this rule is off */
+};
+
+/* How many events each rule deleted. */
+struct spool_pruned {
+	int64_t expired; /* by delivered_before */
+	int64_t early;   /* by oldest, before their retention */
+};
+
+/* Applies both rules of *p in one transaction; src/ingest/space.c is its one caller (the ingest
+ * thread's handle), for delivered_retention and to make room. The pages of what is deleted go to
+ * SQLite's free list and are reused by new events. Fills *out if non-NULL. Returns 0 or -1
+ * (nothing deleted). */
+int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_pruned *out, char *err,
+                size_t errlen);
 
 /* PRAGMA wal_checkpoint(PASSIVE) (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): copies
  * what readers allow from the WAL into spool.db, so that the WAL can start over. Returns 0 or
@@ -231,5 +266,18 @@ int spool_failed_full(const struct spool *sp);
 
 /* "STATE_DIR/spool.db", owned by the handle. */
 const char *spool_path(const struct spool *sp);
+
+/* The spool's database file in its state directory; its WAL and WAL index are beside it, with
+ * "-wal" and "-shm" appended (https://www.sqlite.org/wal.html). */
+#define SPOOL_FILE_NAME "spool.db"
+
+/* Bytes that hold the path of the spool of any state_dir the configuration accepts (at most
+ * PATH_MAX - 1 bytes), with its NUL. */
+#define SPOOL_PATH_MAX (PATH_MAX + sizeof("/" SPOOL_FILE_NAME))
+
+/* Writes the path of the spool of `state_dir`, "STATE_DIR/spool.db", to `out` (`outlen` bytes;
+ * SPOOL_PATH_MAX is enough for a configured state_dir). The one place that path is made. Returns
+ * 0, or -1 if it does not fit (`err`). */
+int spool_path_of(const char *state_dir, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

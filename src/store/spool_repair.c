@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/log.h"
 #include "store/spool.h"
+#include "store/spool_int.h"
+#include "util/log.h"
 
 /* ---- spool check ---------------------------------------------------------------------------- */
 
@@ -31,7 +32,7 @@ static int64_t count_query(sqlite3 *db, const char *sql)
 int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spool_check_info *info,
                 char *err, size_t errlen)
 {
-	char path[4096 + 16], msg[sizeof(path) + 1024];
+	char path[SPOOL_PATH_MAX], msg[sizeof(path) + 1024];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	struct stat sb;
@@ -39,7 +40,8 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
 
 	info->version = info->pending = info->delivered = info->dead = info->unsure = info->files =
 	    -1;
-	snprintf(path, sizeof(path), "%s/spool.db", state_dir);
+	if (spool_path_of(state_dir, path, sizeof(path), err, errlen) < 0)
+		return -1;
 	if (stat(path, &sb) < 0) {
 		err_set(err, errlen, "no spool at %s: %s", path, strerror(errno));
 		return -1;
@@ -433,43 +435,58 @@ static int int_or_null(const struct col *c)
 	return c->type == SQLITE_INTEGER || c->type == SQLITE_NULL;
 }
 
-/* The row layouts spool.c wrote (column 0 of files and events is the rowid alias, stored as
- * NULL): files have 23 columns in every schema; events 18 in schema 1 (states 0-2) and 20 in
- * schema 2 (key_generation and first_unknown appended; state 3, unsure). A row of either
- * layout is taken into the new spool, which has the current one. */
-#define FILES_NCOLS 23
-#define EVENTS_NCOLS_V1 18
-#define EVENTS_NCOLS_V2 20
-_Static_assert(SPOOL_SCHEMA_VERSION == 2, "spool_repair.c knows the row layouts up to schema 2");
-
+/* A row is recognised by the layouts schema.c defines (spool_int.h): column 0 of files and
+ * events is the rowid alias, stored as NULL; files have SPOOL_FILE_NCOLS columns in every schema;
+ * an events row has the column count of one schema version (spool_event_layout). A row of any
+ * version is taken into the new spool, which has the current one. */
 static int looks_like_files(const struct col *c, int nc)
 {
-	if (nc != FILES_NCOLS || c[0].type != SQLITE_NULL || !is_text(&c[1]) || c[1].n == 0 ||
-	    c[1].n >= 64 || !is_text(&c[2]) || !is_text(&c[3]) || !is_int(&c[4]) ||
-	    !is_int(&c[5]) || !is_int(&c[6]) || !is_text(&c[12]))
+	enum spool_file_state state;
+
+	if (nc != SPOOL_FILE_NCOLS || c[SPOOL_FC_ID].type != SQLITE_NULL ||
+	    !is_text(&c[SPOOL_FC_UID]) || c[SPOOL_FC_UID].n == 0 || c[SPOOL_FC_UID].n >= 64 ||
+	    !is_text(&c[SPOOL_FC_SOURCE]) || !is_text(&c[SPOOL_FC_PATH]) ||
+	    !is_int(&c[SPOOL_FC_DEV]) || !is_int(&c[SPOOL_FC_INO]) ||
+	    !is_int(&c[SPOOL_FC_FP_LEN]) || !is_text(&c[SPOOL_FC_STATE]) ||
+	    spool_file_state_parse((const char *)c[SPOOL_FC_STATE].p, c[SPOOL_FC_STATE].n, &state) <
+	        0)
 		return 0;
-	for (int i = 13; i < FILES_NCOLS; i++)
+	for (int i = SPOOL_FC_LINES; i < SPOOL_FILE_NCOLS; i++)
 		if (!is_int(&c[i]))
 			return 0;
-	return is_int(&c[8]) && is_int(&c[9]) && is_int(&c[11]);
+	return is_int(&c[SPOOL_FC_OFFSET]) && is_int(&c[SPOOL_FC_CHECK_LEN]) &&
+	       is_int(&c[SPOOL_FC_SIZE]);
 }
 
-static int looks_like_event(const struct col *c, int nc)
+/* The schema version whose events layout the row has, or 0 if it is not an event. */
+static int64_t event_version(const struct col *c, int nc)
 {
-	int64_t max_state = nc == EVENTS_NCOLS_V2 ? EVENT_UNSURE : EVENT_DEAD;
+	const struct spool_event_layout *lay = NULL;
+	int64_t v;
 
-	if ((nc != EVENTS_NCOLS_V1 && nc != EVENTS_NCOLS_V2) || c[0].type != SQLITE_NULL ||
-	    !is_int(&c[1]) || !is_int(&c[2]) || !is_int(&c[11]) || !is_int(&c[12]) || c[12].i < 0 ||
-	    c[12].i > max_state || !is_int(&c[13]) ||
-	    !(is_text(&c[14]) || c[14].type == SQLITE_NULL) || !int_or_null(&c[15]) ||
-	    !int_or_null(&c[16]) || !int_or_null(&c[17]))
+	for (v = 1; v <= SPOOL_SCHEMA_VERSION; v++) {
+		lay = spool_event_layout(v);
+		if (lay != NULL && lay->ncols == nc)
+			break;
+	}
+	if (v > SPOOL_SCHEMA_VERSION || c[SPOOL_EC_ID].type != SQLITE_NULL ||
+	    !is_int(&c[SPOOL_EC_FILE_ID]) || !is_int(&c[SPOOL_EC_LINE_OFFSET]) ||
+	    !is_int(&c[SPOOL_EC_TIMESTAMP]) || !is_int(&c[SPOOL_EC_STATE]) ||
+	    c[SPOOL_EC_STATE].i < 0 || c[SPOOL_EC_STATE].i > (int64_t)lay->max_state ||
+	    !is_int(&c[SPOOL_EC_ATTEMPTS]) ||
+	    !(is_text(&c[SPOOL_EC_LAST_ERROR]) || c[SPOOL_EC_LAST_ERROR].type == SQLITE_NULL) ||
+	    !int_or_null(&c[SPOOL_EC_CREATED]) || !int_or_null(&c[SPOOL_EC_DELIVERED_AT]) ||
+	    !int_or_null(&c[SPOOL_EC_UPDATED]))
 		return 0;
-	if (nc == EVENTS_NCOLS_V2 && (!is_int(&c[18]) || c[18].i < 0 || !int_or_null(&c[19])))
+	if (nc > SPOOL_EC_KEY_GENERATION &&
+	    (!is_int(&c[SPOOL_EC_KEY_GENERATION]) || c[SPOOL_EC_KEY_GENERATION].i < 0))
 		return 0;
-	for (int i = 3; i <= 10; i++)
+	if (nc > SPOOL_EC_FIRST_UNKNOWN && !int_or_null(&c[SPOOL_EC_FIRST_UNKNOWN]))
+		return 0;
+	for (int i = SPOOL_EC_RULE; i <= SPOOL_EC_VALUE; i++)
 		if (!is_text(&c[i]))
 			return 0;
-	return c[4].n > 0 && c[4].n < 101;
+	return c[SPOOL_EC_IDENTIFIER].n > 0 && c[SPOOL_EC_IDENTIFIER].n < 101 ? v : 0;
 }
 
 /* ---- writing the new database ---------------------------------------------------------------- */
@@ -565,8 +582,8 @@ static int put_row(struct builder *b, sqlite3_stmt *ins, sqlite3_stmt *find, sql
 
 static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl, size_t n)
 {
-	static const int event_key[] = {1, 2, 3}; /* file_id, line_offset, rule */
-	static const int file_key[] = {1};        /* uid */
+	static const int event_key[] = {SPOOL_EC_FILE_ID, SPOOL_EC_LINE_OFFSET, SPOOL_EC_RULE};
+	static const int file_key[] = {SPOOL_FC_UID};
 	struct col cols[MAX_COLS];
 	int nc = record_decode(pl, n, cols), r;
 
@@ -581,13 +598,13 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		return 0;
 	}
 	if (nc > 0 && looks_like_files(cols, nc)) {
-		r = put_row(b, b->ins_file, b->find_file, b->del_file, rowid, cols, nc, 22,
-		            file_key, 1);
+		r = put_row(b, b->ins_file, b->find_file, b->del_file, rowid, cols, nc,
+		            SPOOL_FC_UPDATED, file_key, 1);
 		return r < 0 ? -1 : 0;
 	}
-	if (nc > 0 && looks_like_event(cols, nc)) {
-		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc, 17,
-		            event_key, 3);
+	if (nc > 0 && event_version(cols, nc) > 0) {
+		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc,
+		            SPOOL_EC_UPDATED, event_key, 3);
 		return r < 0 ? -1 : 0;
 	}
 	/* sqlite_schema rows (5 columns) and anything else are not spool rows. */
@@ -663,14 +680,18 @@ static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
 
 static int builder_prepare(struct builder *b)
 {
+	/* put_row binds column k of a row (enum spool_event_col, spool_file_col) to ?k+1, so the
+	 * inserts name the columns in record order; a row of an older schema leaves the columns it
+	 * lacks unbound (NULL). */
+	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 3,
+	               "the events insert below names every column of the current layout");
 	static const char *const sql[] = {
-	    /* A schema-1 row leaves ?19 and ?20 unbound (NULL). */
 	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
 	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
 	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
-	    " first_unknown)"
+	    " first_unknown, queue_seq)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-	    "?18, coalesce(?19, 0), ?20)",
+	    "?18, coalesce(?19, 0), ?20, coalesce(?21, ?1))",
 	    "SELECT id, coalesce(updated, 0) FROM events WHERE id = ?1"
 	    " OR (file_id = ?2 AND line_offset = ?3 AND rule = ?4)",
 	    "DELETE FROM events WHERE id = ?1",
@@ -898,10 +919,8 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	if (sp == NULL)
 		return -1;
 	spool_free(sp);
-	if ((size_t)snprintf(path, sizeof(path), "%s/spool.db", tmpdir) >= sizeof(path)) {
-		err_set(err, errlen, "%s: path too long", tmpdir);
+	if (spool_path_of(tmpdir, path, sizeof(path), err, errlen) < 0)
 		goto out;
-	}
 	if (sqlite3_open_v2(path, &b.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
 		err_set(err, errlen, "%s: %s", path, b.db ? sqlite3_errmsg(b.db) : "out of memory");
 		goto out;
@@ -923,12 +942,21 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	snprintf(sql, sizeof(sql),
 	         "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated)"
 	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
-	         " printf('(lost file record %%d)', file_id), 0, 0, 'gone', %" PRId64 ", %" PRId64
+	         " printf('(lost file record %%d)', file_id), 0, 0, '%s', %" PRId64 ", %" PRId64
 	         " FROM events WHERE file_id NOT IN (SELECT id FROM files)",
-	         now, now);
+	         spool_file_state_name(SPOOL_FILE_GONE), now, now);
 	if (exec_sql(b.db, sql, err, errlen) < 0)
 		goto out;
 	st->lost_files = sqlite3_changes(b.db);
+	/* New queue positions must come after every recovered one (spool_int.h), even if the row
+	 * with the queue shift was lost or the newest events were. */
+	if (exec_sql(b.db,
+	             "INSERT INTO meta(key, value) SELECT '" SPOOL_META_QUEUE_SHIFT "', d"
+	             " FROM (SELECT max(queue_seq) - max(id) AS d FROM events) WHERE d > 0"
+	             " ON CONFLICT(key) DO UPDATE SET value ="
+	             " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+	             err, errlen) < 0)
+		goto out;
 	if (sqlite3_prepare_v2(b.db, "SELECT state, count(*) FROM events GROUP BY state", -1, &q,
 	                       NULL) != SQLITE_OK)
 		goto dberr;
@@ -990,7 +1018,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	int have_wal;
 
 	memset(st, 0, sizeof(*st));
-	snprintf(db, sizeof(db), "%s/spool.db", state_dir);
+	if (spool_path_of(state_dir, db, sizeof(db), err, errlen) < 0)
+		return -1;
 	snprintf(wal, sizeof(wal), "%s-wal", db);
 	snprintf(shm, sizeof(shm), "%s-shm", db);
 	if (stat(db, &sb) < 0) {
@@ -1047,7 +1076,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 		        strerror(errno));
 		goto fail;
 	}
-	snprintf(newdb, sizeof(newdb), "%s/spool.db", tmp);
+	if (spool_path_of(tmp, newdb, sizeof(newdb), err, errlen) < 0)
+		goto fail;
 	if (rename(newdb, db) < 0) {
 		err_set(err, errlen, "cannot move %s to %s: %s (the old spool is kept as %s)",
 		        newdb, db, strerror(errno), st->corrupt_path);

@@ -59,6 +59,7 @@ static int setup(void **state)
 	fx->cfg.main_file = "test.conf";
 	fx->cfg.agent.state_dir = fx->state;
 	fx->cfg.agent.batch_lines = BATCH;
+	fx->cfg.agent.delivered_retention = 7 * 86400; /* the default */
 	snprintf(fx->f.source, sizeof(fx->f.source), "app");
 	snprintf(fx->f.path, sizeof(fx->f.path), "%s/app.log", fx->dir);
 	fx->f.ino = 42;
@@ -149,7 +150,7 @@ static int64_t deliver_all(struct fixture *fx, int64_t when)
 		for (size_t i = 0; i < n; i++) {
 			m[i] = (struct spool_mark){
 			    .id = evs[i].id, .state = EVENT_DELIVERED, .attempts = 1, .when = when};
-			after = evs[i].id;
+			after = evs[i].queue_seq;
 		}
 		assert_int_equal(spool_mark(fx->sp, m, n, err, sizeof(err)), 0);
 		total += (int64_t)n;
@@ -235,7 +236,8 @@ static void test_limit_pause_and_resume(void **state)
 	assert_int_equal(delivered, c0.pending);
 	sleep_ms(1100);
 	assert_int_equal(space_poll(s, &wait), 1);
-	assert_int_equal(wait, -1);
+	/* Reading: no more polls every second; only delivered_retention (10 minutes). */
+	assert_true(wait > 1000 && wait <= 10 * 60 * 1000);
 	assert_int_equal(space_paused(s), 0);
 	assert_int_equal(spool_counts(fx->sp, &c1, err, sizeof(err)), 0);
 	assert_int_equal(c1.pending, 0);
@@ -334,7 +336,15 @@ static void test_no_limits(void **state)
 	space_free(NULL);
 }
 
-/* spool_prune_oldest_delivered: oldest delivery first, never pending or dead. */
+/* spool_prune with its room rule alone. */
+static int oldest(struct fixture *fx, int64_t max, struct spool_pruned *out)
+{
+	char err[512] = "";
+
+	return spool_prune(fx->sp, &(struct spool_prune){.oldest = max}, out, err, sizeof(err));
+}
+
+/* spool_prune's room rule, as relieve uses it: oldest delivery first, never pending or dead. */
 static void test_prune_oldest_delivered(void **state)
 {
 	struct fixture *fx = *state;
@@ -342,7 +352,8 @@ static void test_prune_oldest_delivered(void **state)
 	struct spool_mark m;
 	struct spool_counts c;
 	char err[512] = "";
-	int64_t deleted = -1, now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL);
+	struct spool_pruned deleted;
 	size_t n;
 
 	fill_batch(fx); /* 180 pending, 20 dead */
@@ -359,21 +370,85 @@ static void test_prune_oldest_delivered(void **state)
 		                        .when = now - 100 + k};
 		assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
 	}
-	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 2, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 2);
+	assert_int_equal(oldest(fx, 2, &deleted), 0);
+	assert_int_equal(deleted.early, 2);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
 	assert_int_equal(c.delivered, 1);
 	assert_int_equal(c.pending, 177);
 	assert_int_equal(c.dead, 20);
 	/* The one left is event 1, delivered last. */
-	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 0, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 0);
-	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 10, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 1);
+	assert_int_equal(oldest(fx, 0, &deleted), 0);
+	assert_int_equal(deleted.early, 0);
+	assert_int_equal(oldest(fx, 10, &deleted), 0);
+	assert_int_equal(deleted.early, 1);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
 	assert_int_equal(c.delivered + c.pending + c.dead, 197);
-	assert_int_equal(spool_prune_oldest_delivered(fx->sp, 10, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 0);
+	assert_int_equal(oldest(fx, 10, &deleted), 0);
+	assert_int_equal(deleted.early, 0);
+}
+
+/* Marks the first `k` pending events (queue order) delivered at `when`. */
+static void deliver_first(struct fixture *fx, size_t k, int64_t when)
+{
+	struct event evs[BATCH];
+	struct spool_mark m[BATCH];
+	char err[512] = "";
+	size_t n;
+
+	assert_true(k <= BATCH);
+	assert_int_equal(spool_pending(fx->sp, 0, evs, k, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, k);
+	for (size_t i = 0; i < n; i++)
+		m[i] = (struct spool_mark){
+		    .id = evs[i].id, .state = EVENT_DELIVERED, .attempts = 1, .when = when};
+	assert_int_equal(spool_mark(fx->sp, m, n, err, sizeof(err)), 0);
+}
+
+/* delivered_retention is applied by space, the spool's one pruner, on the ingest thread: at its
+ * first poll (or space_expire, as --once calls it), then every 10 minutes; only delivered
+ * events older than the retention go, pending and dead ones never. */
+static void test_retention(void **state)
+{
+	struct fixture *fx = *state;
+	struct space *s;
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t now = (int64_t)time(NULL), wait = -1;
+
+	fx->cfg.agent.delivered_retention = 3600;
+	fill_batch(fx); /* 180 pending, 20 dead */
+	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), 0);
+	deliver_first(fx, 10, now - 7200); /* past the retention */
+	deliver_first(fx, 10, now - 1800); /* within it */
+	deliver_first(fx, 10, now - 3700); /* past it */
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	assert_int_equal(space_poll(s, &wait), 0);
+	assert_true(wait > 0 && wait <= 10 * 60 * 1000); /* reading: called again for the next */
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.delivered, 10);
+	assert_int_equal(c.pending, 150);
+	assert_int_equal(c.dead, 20);
+	assert_int_equal(space_paused(s), 0);
+	/* Not due again yet: what expires meanwhile waits for the next round. */
+	deliver_first(fx, 10, now - 7200);
+	assert_int_equal(space_poll(s, &wait), 0);
+	space_expire(s);
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.delivered, 20);
+	space_free(s);
+	/* A new agent (a restart, a reload) applies it at once. */
+	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	assert_non_null(s);
+	space_expire(s);
+	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.delivered, 10);
+	assert_int_equal(c.pending, 140);
+	assert_int_equal(c.dead, 20);
+	space_expire(NULL);
+	assert_int_equal(space_poll(NULL, &wait), 0);
+	assert_int_equal(wait, -1);
+	space_free(s);
 }
 
 /* spool_usage against SQLite's own numbers, and the files' sizes. */
@@ -443,6 +518,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_min_free_pauses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_limits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune_oldest_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_read, setup, teardown),
 	};

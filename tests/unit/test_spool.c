@@ -127,6 +127,22 @@ static void raw_text(const char *path, const char *sql, char *out, size_t outlen
 	sqlite3_close(db);
 }
 
+/* The columns of the events table, in order, as SQLite lists them. */
+static void raw_event_columns(const char *path, char *out, size_t outlen)
+{
+	raw_text(path,
+	         "SELECT group_concat(name) FROM (SELECT name FROM pragma_table_info('events') "
+	         "ORDER BY cid)",
+	         out, outlen);
+}
+
+/* The events table of schema 3, whichever way it was made: every column of schema 2 in its
+ * place, and queue_seq last. */
+#define EVENTS_V3_COLUMNS                                                                          \
+	"id,file_id,line_offset,rule,identifier,event_name,payload_customer_key,"                  \
+	"payload_value_key,customer_key,customer,value,timestamp,state,attempts,last_error,"       \
+	"created,delivered_at,updated,key_generation,first_unknown,queue_seq"
+
 /* ---- helpers ---- */
 
 static int is_hex(const char *s, size_t len)
@@ -149,7 +165,7 @@ static void file_init(struct spool_file *f, const char *source, const char *path
 	f->ino = ino;
 	f->fp_len = 5;
 	memset(f->fp_hash, 0xab, sizeof(f->fp_hash));
-	snprintf(f->state, sizeof(f->state), "reading");
+	f->state = SPOOL_FILE_READING;
 }
 
 static struct spool_file *add_file(struct fixture *fx, const char *source, uint64_t ino)
@@ -241,6 +257,16 @@ static void test_open_creates_dir_and_wal(void **state)
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM sqlite_master WHERE name IN "
 	                                 "('meta', 'files', 'events', 'events_pending')"),
 	                 4);
+	{
+		char cols[512];
+
+		raw_event_columns(fx->db, cols, sizeof(cols));
+		assert_string_equal(cols, EVENTS_V3_COLUMNS);
+	}
+	/* The sender's scan of pending events follows the queue position. */
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'queue_seq' FROM "
+	                                 "pragma_index_info('events_pending')"),
+	                 1);
 	/* No unique index on the identifier: uniqueness is the line's position. */
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_index_list('events') AS l "
 	                                 "JOIN pragma_index_info(l.name) AS i "
@@ -356,6 +382,21 @@ static void test_open_not_a_database(void **state)
 	assert_non_null(strstr(err, "SQLITE_NOTADB"));
 }
 
+/* The spool's path is made in one place, for every command and the agent. */
+static void test_path_of(void **state)
+{
+	struct fixture *fx = *state;
+	char out[SPOOL_PATH_MAX], small[16], err[512] = "";
+
+	assert_int_equal(spool_path_of(fx->state, out, sizeof(out), err, sizeof(err)), 0);
+	assert_string_equal(out, fx->db);
+	assert_string_equal(spool_path(fx->sp), fx->db);
+	assert_int_equal(spool_path_of("/var/lib/logmeter", small, sizeof(small), err, sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(spool_path_of(NULL, out, sizeof(out), err, sizeof(err)), -1);
+}
+
 /* ---- instance ---- */
 
 static void test_instance(void **state)
@@ -412,7 +453,7 @@ static void test_file_round_trip(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_file a, b, got;
-	char err[512] = "";
+	char err[512] = "", text[64];
 	int64_t t0 = (int64_t)time(NULL), t1;
 
 	file_init(&a, "nginx", "/var/log/nginx/access.log", UINT64_MAX, (uint64_t)1 << 63);
@@ -441,8 +482,10 @@ static void test_file_round_trip(void **state)
 	assert_true(got.ino == (uint64_t)1 << 63);
 	assert_int_equal(got.fp_len, 5);
 	assert_memory_equal(got.fp_hash, a.fp_hash, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "reading");
+	assert_int_equal(got.state, SPOOL_FILE_READING);
 	assert_int_equal(got.first_seen, a.first_seen);
+	/* The database keeps the state as text, as every spool since the first release. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM files WHERE state = 'reading'"), 2);
 
 	/* Not found: another source with the same identity, or another inode. */
 	assert_int_equal(spool_file_find(fx->sp, "apache", 2049, 7, &got, err, sizeof(err)), 0);
@@ -456,7 +499,7 @@ static void test_file_round_trip(void **state)
 	b.size = 20000;
 	b.fp_len = 1024;
 	memset(b.fp_hash, 0x11, sizeof(b.fp_hash));
-	snprintf(b.state, sizeof(b.state), "gone");
+	b.state = SPOOL_FILE_GONE;
 	b.counters = (struct spool_counters){.lines = 100,
 	                                     .matched = 60,
 	                                     .unmatched = 30,
@@ -476,7 +519,26 @@ static void test_file_round_trip(void **state)
 	assert_int_equal(got.size, 20000);
 	assert_int_equal(got.fp_len, 1024);
 	assert_memory_equal(got.fp_hash, b.fp_hash, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "gone");
+	assert_int_equal(got.state, SPOOL_FILE_GONE);
+	raw_text(fx->db, "SELECT group_concat(state) FROM (SELECT state FROM files ORDER BY id)",
+	         text, sizeof(text));
+	assert_string_equal(text, "reading,gone");
+	/* Each state, written and read back; the names status and the log show. */
+	b.state = SPOOL_FILE_DRAINED;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 7, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.state, SPOOL_FILE_DRAINED);
+	raw_text(fx->db, "SELECT state FROM files WHERE ino = 7", text, sizeof(text));
+	assert_string_equal(text, "drained");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_READING), "reading");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_DRAINED), "drained");
+	assert_string_equal(spool_file_state_name(SPOOL_FILE_GONE), "gone");
+	assert_string_equal(spool_file_state_name((enum spool_file_state)9), "?");
+	/* A state that is none is refused rather than stored. */
+	b.state = (enum spool_file_state)9;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), -1);
+	b.state = SPOOL_FILE_GONE;
+	assert_int_equal(spool_file_update(fx->sp, &b, err, sizeof(err)), 0);
 	assert_int_equal(got.counters.lines, 100);
 	assert_int_equal(got.counters.matched, 60);
 	assert_int_equal(got.counters.unmatched, 30);
@@ -538,12 +600,17 @@ static void test_read_back_bounds(void **state)
 	assert_int_equal(strlen(out[0].value), EVENT_VALUE_MAX - 1);
 	assert_int_equal(strlen(out[0].last_error), EVENT_ERROR_MAX - 1);
 
+	/* A state whose text is none of logmeter's is refused, naming it, as an event's is. */
+	err[0] = '\0';
+	assert_int_equal(spool_file_find(fx->sp, "src", 2049, 1, &got, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "invalid state \"a-state-longer-than-sixteen\""));
+	raw_exec(fx->db, "UPDATE files SET state = 'drained'");
 	assert_int_equal(spool_file_find(fx->sp, "src", 2049, 1, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.state, SPOOL_FILE_DRAINED);
 	assert_int_equal(got.fp_len, 0);
 	assert_int_equal(got.check_len, 0);
 	static const unsigned char zero[SPOOL_HASH_LEN];
 	assert_memory_equal(got.fp_hash, zero, SPOOL_HASH_LEN);
-	assert_string_equal(got.state, "a-state-longer-");
 	assert_int_equal(strlen(got.path), sizeof(got.path) - 1);
 	free(f);
 }
@@ -582,6 +649,10 @@ static void test_commit_and_dedupe(void **state)
 	assert_true(evs[1].id > evs[0].id);
 	assert_true(evs[2].id > evs[1].id);
 	assert_true(evs[0].created >= t0);
+	/* Without replays, the queue is in id order: the position is the id. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(evs[i].queue_seq, evs[i].id);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 3);
 
 	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 42, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.offset, 250);
@@ -629,7 +700,9 @@ static void test_commit_and_dedupe(void **state)
 	assert_int_equal(evs[0].id, 0);
 	assert_int_equal(evs[1].id, 0);
 	assert_int_equal(evs[2].id, 0);
+	assert_int_equal(evs[0].queue_seq, 0);
 	assert_true(evs[3].id > listed[2].id);
+	assert_int_equal(evs[3].queue_seq, evs[3].id);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 4);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE line_offset = 0"), 2);
 	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 300);
@@ -910,14 +983,15 @@ static void test_mark_atomic(void **state)
 	free(f);
 }
 
+/* The retention rule alone: delivered before the cut-off. */
 static void test_prune(void **state)
 {
 	struct fixture *fx = *state;
 	struct spool_file *f = add_file(fx, "nginx", 48);
 	struct spool_mark m[4];
 	struct spool_counts c;
+	struct spool_pruned n = {-1, -1};
 	char err[512] = "";
-	int64_t deleted = -1;
 
 	commit_n(fx, f, 0, 5); /* ids 1..5 */
 	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
@@ -927,11 +1001,18 @@ static void test_prune(void **state)
 	    .id = 4, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 50};
 	assert_int_equal(spool_mark(fx->sp, m, 4, err, sizeof(err)), 0);
 
-	assert_int_equal(spool_prune_delivered(fx->sp, 200, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 1);
-	assert_int_equal(spool_prune_delivered(fx->sp, 250, &deleted, err, sizeof(err)), 0);
-	assert_int_equal(deleted, 1);
-	assert_int_equal(spool_prune_delivered(fx->sp, 250, NULL, err, sizeof(err)), 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 200}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(n.early, 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 250}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 250}, NULL,
+	                             err, sizeof(err)),
+	                 0);
 	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,4,5' FROM "
 	                                 "(SELECT id FROM events ORDER BY id)"),
 	                 1);
@@ -939,6 +1020,64 @@ static void test_prune(void **state)
 	assert_int_equal(c.pending, 1);
 	assert_int_equal(c.delivered, 1);
 	assert_int_equal(c.dead, 1);
+	/* Neither rule: nothing happens; a negative value is refused. */
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){0}, &n, err, sizeof(err)), 0);
+	assert_int_equal(n.expired + n.early, 0);
+	assert_int_equal(
+	    spool_prune(fx->sp, &(struct spool_prune){.oldest = -1}, &n, err, sizeof(err)), -1);
+	assert_int_equal(spool_prune(NULL, &(struct spool_prune){0}, &n, err, sizeof(err)), -1);
+	free(f);
+}
+
+/* Both rules in one call: first everything past its retention, then the oldest deliveries up
+ * to the count, whatever their age; pending, dead and unsure events never go. */
+static void test_prune_both_rules(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 49);
+	struct spool_mark m[8];
+	struct spool_counts c;
+	struct spool_pruned n = {-1, -1};
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 9); /* ids 1..9 */
+	/* Delivered at 500 (id 6), 100 (2), 400 (4), 300 (7), 200 (1), 600 (8); 3 dead at 10, 5
+	 * unsure at 10, 9 pending. */
+	m[0] = (struct spool_mark){.id = 6, .state = EVENT_DELIVERED, .attempts = 1, .when = 500};
+	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	m[2] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 400};
+	m[3] = (struct spool_mark){.id = 7, .state = EVENT_DELIVERED, .attempts = 1, .when = 300};
+	m[4] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
+	m[5] = (struct spool_mark){.id = 8, .state = EVENT_DELIVERED, .attempts = 1, .when = 600};
+	m[6] = (struct spool_mark){
+	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 10};
+	m[7] = (struct spool_mark){
+	    .id = 5, .state = EVENT_UNSURE, .attempts = 1, .error = "?", .when = 10};
+	assert_int_equal(spool_mark(fx->sp, m, 8, err, sizeof(err)), 0);
+
+	/* Retention cuts before 250: 2 (100) and 1 (200); then the 2 delivered first of the rest:
+	 * 7 (300) and 4 (400). Left: 6 and 8 delivered. */
+	assert_int_equal(spool_prune(fx->sp,
+	                             &(struct spool_prune){.delivered_before = 250, .oldest = 2},
+	                             &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 2);
+	assert_int_equal(n.early, 2);
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,5,6,8,9' FROM "
+	                                 "(SELECT id FROM events ORDER BY id)"),
+	                 1);
+	/* More than there is: only delivered events go. */
+	assert_int_equal(spool_prune(fx->sp,
+	                             &(struct spool_prune){.delivered_before = 1000, .oldest = 50},
+	                             &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 2);
+	assert_int_equal(n.early, 0);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 0);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 1);
 	free(f);
 }
 
@@ -1071,7 +1210,9 @@ static void test_read_only_beside_writer(void **state)
 	err[0] = '\0';
 	assert_int_equal(spool_mark(ro, &m, 1, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "SQLITE_READONLY"));
-	assert_int_equal(spool_prune_delivered(ro, 100, NULL, err, sizeof(err)), -1);
+	assert_int_equal(
+	    spool_prune(ro, &(struct spool_prune){.delivered_before = 100}, NULL, err, sizeof(err)),
+	    -1);
 	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
 	c = counts(ro);
 	assert_int_equal(c.pending, 4);
@@ -1087,14 +1228,15 @@ static void test_durability(void **state)
 	struct fixture *fx = *state;
 	char err[512] = "";
 
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_NORMAL, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, CONFIG_DURABILITY_NORMAL, err, sizeof(err)),
 	                 0);
-	assert_int_equal(spool_set_durability(fx->sp, SPOOL_DURABILITY_STRICT, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
 	                 0);
-	assert_int_equal(spool_set_durability(fx->sp, (enum spool_durability)7, err, sizeof(err)),
+	assert_int_equal(spool_set_durability(fx->sp, (enum config_durability)7, err, sizeof(err)),
 	                 -1);
 	assert_non_null(strstr(err, "invalid"));
-	assert_int_equal(spool_set_durability(NULL, SPOOL_DURABILITY_STRICT, err, sizeof(err)), -1);
+	assert_int_equal(spool_set_durability(NULL, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
+	                 -1);
 }
 
 static void test_verify(void **state)
@@ -1215,15 +1357,18 @@ static void test_replay(void **state)
 	rp.reason = "No active";
 	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
 	assert_int_equal(moved, 2);
-	/* Moved to the end (ids 9, 10), pending, identifier, attempts and payload kept, the new
-	 * last_error written, delivery time cleared, updated = now. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (1, 2)"), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (9, 10) AND "
-	                                 "state = 0 AND updated = 5000 AND delivered_at IS NULL"),
+	/* Moved to the end of the queue (positions 9, 10) with their ids (1, 2), pending,
+	 * identifier, attempts and payload kept, the new last_error written, delivery time
+	 * cleared, updated = now. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (1, 2) AND "
+	                                 "queue_seq IN (9, 10) AND state = 0 AND updated = 5000 "
+	                                 "AND delivered_at IS NULL"),
 	                 2);
+	assert_int_equal(raw_int(fx->db, "SELECT queue_seq FROM events WHERE id = 2"), 10);
+	assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM events"), 8);
 	raw_text(fx->db,
 	         "SELECT identifier || ' ' || attempts || ' ' || value || ' ' || last_error "
-	         "FROM events WHERE id = 10",
+	         "FROM events WHERE id = 2",
 	         text, sizeof(text));
 	assert_string_equal(text, "lm1-0000000000000000000000000000000000000100 2 1000 replayed 2");
 	assert_int_equal(counts(fx->sp).pending, 4);
@@ -1311,7 +1456,12 @@ static void test_replay_many(void **state)
 	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
 	assert_int_equal(moved, 1234);
 	assert_int_equal(counts(fx->sp).pending, 1234);
-	assert_int_equal(raw_int(fx->db, "SELECT min(id) FROM events"), 1235);
+	/* Ids kept; queue positions after the 1,234 the commits gave, across the batches. */
+	assert_int_equal(raw_int(fx->db, "SELECT min(id) FROM events"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT min(queue_seq) FROM events"), 1235);
+	assert_int_equal(raw_int(fx->db, "SELECT max(queue_seq) FROM events"), 2468);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id + 1234"),
+	                 1234);
 	assert_int_equal(raw_int(fx->db, "SELECT count(DISTINCT identifier) FROM events"), 1234);
 	free(f);
 }
@@ -1498,6 +1648,15 @@ static void test_migrate_from_1(void **state)
 	         "type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name)",
 	         text, sizeof(text));
 	assert_string_equal(text, "events_dead,events_delivered,events_pending,events_unsure");
+	/* Through schema 2 to 3: the queue keeps its order, the position is the id. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 3);
+	assert_int_equal(pend[0].queue_seq, 2);
+	{
+		char cols[512];
+
+		raw_event_columns(fx->db, cols, sizeof(cols));
+		assert_string_equal(cols, EVENTS_V3_COLUMNS);
+	}
 	/* The CHECK is gone: the unsure state is storable. */
 	raw_exec(fx->db, "UPDATE events SET state = 3 WHERE id = 2");
 	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
@@ -1509,6 +1668,237 @@ static void test_migrate_from_1(void **state)
 	assert_int_equal(counts(fx->sp).unsure, 1);
 }
 
+/* A spool of schema 2 (events in id order, a replay renumbered them) is migrated to schema 3:
+ * every row kept, each event's queue position its id, so the queue keeps its order; pending
+ * events indexed by position; a replay afterwards moves an event without changing its id. */
+static void test_migrate_from_2(void **state)
+{
+	static const char v2[] =
+	    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	    "CREATE TABLE files (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
+	    " source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+	    " fp_len INTEGER NOT NULL DEFAULT 0, fp_hash BLOB,"
+	    " \"offset\" INTEGER NOT NULL DEFAULT 0, check_len INTEGER NOT NULL DEFAULT 0,"
+	    " check_hash BLOB, size INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,"
+	    " lines INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,"
+	    " unmatched INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,"
+	    " long_lines INTEGER NOT NULL DEFAULT 0, nul_bytes INTEGER NOT NULL DEFAULT 0,"
+	    " events INTEGER NOT NULL DEFAULT 0, resets INTEGER NOT NULL DEFAULT 0,"
+	    " first_seen INTEGER NOT NULL, updated INTEGER NOT NULL);"
+	    "CREATE INDEX files_identity ON files(source, dev, ino);"
+	    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
+	    " file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"
+	    " rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"
+	    " payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"
+	    " customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"
+	    " timestamp INTEGER NOT NULL, state INTEGER NOT NULL,"
+	    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"
+	    " delivered_at INTEGER, updated INTEGER, key_generation INTEGER NOT NULL DEFAULT 0,"
+	    " first_unknown INTEGER, UNIQUE (file_id, line_offset, rule));"
+	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
+	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
+	    "CREATE INDEX events_unsure ON events(id) WHERE state = 3;"
+	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
+	    "INSERT INTO meta VALUES ('instance', 'v2-host');"
+	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated,"
+	    " \"offset\") VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'drained', 1, 1, 400);"
+	    /* 1 delivered, 2 dead, 3 unsure, 4 pending; 7 pending: a replay of schema 2 gave the
+	     * event at offset 50 the id after every other. */
+	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id', 'value',"
+	    " 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10, 0, NULL);"
+	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e', 'stripe_customer_id',"
+	    " 'value', 'k', 'cus_1', '6', 1700000000, 2, 1, 'No active meter', 1, NULL, 11, 0,"
+	    " NULL);"
+	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e', 'stripe_customer_id',"
+	    " 'value', 'k', 'cus_1', '7', 1700000000, 3, 9, 'unsure: HTTP 500', 1, NULL, 12, 4,"
+	    " 1700000100);"
+	    "INSERT INTO events VALUES (4, 1, 300, 'r', 'lm1-d', 'e', 'stripe_customer_id',"
+	    " 'value', 'k', 'cus_1', '8', 1700000000, 0, 0, NULL, 1, NULL, 13, 0, NULL);"
+	    "INSERT INTO events VALUES (7, 1, 50, 'r', 'lm1-e', 'e', 'stripe_customer_id',"
+	    " 'value', 'k', 'cus_1', '9', 1700000000, 0, 2, 'replayed', 1, NULL, 14, 1, NULL);"
+	    "PRAGMA user_version = 2;";
+	struct fixture *fx = *state;
+	struct event pend[4];
+	struct spool_counts c;
+	struct spool *ro;
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	size_t n = 0;
+	int64_t moved = 0;
+	char err[512] = "", text[512];
+
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	unlink(fx->db);
+	{
+		char side[sizeof(fx->db) + 8];
+
+		snprintf(side, sizeof(side), "%s-wal", fx->db);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", fx->db);
+		unlink(side);
+	}
+	raw_exec_create(fx->db, v2);
+
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_null(ro);
+	assert_non_null(strstr(err, "schema version 2"));
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 2);
+
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 3);
+	raw_event_columns(fx->db, text, sizeof(text));
+	assert_string_equal(text, EVENTS_V3_COLUMNS);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 5);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 5);
+	raw_text(fx->db,
+	         "SELECT group_concat(identifier || ':' || state || ':' || attempts || ':' ||"
+	         " key_generation || ':' || coalesce(first_unknown, '-')) FROM"
+	         " (SELECT * FROM events ORDER BY id)",
+	         text, sizeof(text));
+	assert_string_equal(
+	    text, "lm1-a:1:1:0:-,lm1-b:2:1:0:-,lm1-c:3:9:4:1700000100,lm1-d:0:0:0:-,lm1-e:0:2:1:-");
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'queue_seq' FROM "
+	                                 "pragma_index_info('events_pending')"),
+	                 1);
+	raw_text(fx->db,
+	         "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE "
+	         "type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name)",
+	         text, sizeof(text));
+	assert_string_equal(text, "events_dead,events_delivered,events_pending,events_unsure");
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
+	assert_string_equal(text, "v2-host");
+	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
+	assert_string_equal(text, "ok");
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 1);
+	assert_int_equal(c.pending, 2);
+	/* The queue as schema 2 had it: 4, then 7. */
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(pend[0].id, 4);
+	assert_int_equal(pend[0].queue_seq, 4);
+	assert_int_equal(pend[1].id, 7);
+	assert_int_equal(pend[1].queue_seq, 7);
+	assert_string_equal(pend[1].identifier, "lm1-e");
+
+	/* A replay now: the dead letter keeps id 2 and comes after 7. */
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(spool_pending(fx->sp, 7, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pend[0].id, 2);
+	assert_int_equal(pend[0].queue_seq, 8);
+	assert_string_equal(pend[0].identifier, "lm1-b");
+
+	/* Opening again changes nothing. */
+	spool_free(fx->sp);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(fx->sp);
+	assert_int_equal(raw_int(fx->db, "SELECT queue_seq FROM events WHERE id = 2"), 8);
+	assert_int_equal(counts(fx->sp).pending, 3);
+}
+
+/* The queue's order across replays and commits, as a running sender sees it: its cursor only
+ * moves forward, yet it finds every event made pending after it read, by a commit of the agent
+ * or a replay on another connection; no event's id ever changes. */
+static void test_queue_order_across_replay(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 70);
+	struct event out[8];
+	struct spool_mark m;
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	struct spool *cli;
+	char err[512] = "", text[256];
+	int64_t moved = 0, cursor;
+	size_t n = 0;
+
+	commit_n(fx, f, 0, 3); /* ids 1..3 at positions 1..3 */
+	m = (struct spool_mark){
+	    .id = 1, .state = EVENT_DEAD, .attempts = 1, .error = "x", .when = 1};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+
+	/* The sender reads 2 and 3: its cursor is at position 3. */
+	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 2);
+	assert_int_equal(out[1].id, 3);
+	cursor = out[1].queue_seq;
+	assert_int_equal(cursor, 3);
+
+	/* The operator replays event 1 on a connection of its own: position 4, id 1. */
+	cli = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(cli);
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 100;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].id, 1);
+	assert_int_equal(out[0].queue_seq, 4);
+	cursor = out[0].queue_seq;
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'queue_shift'", text, sizeof(text));
+	assert_string_equal(text, "1");
+
+	/* The agent commits two more lines: ids 4 and 5, after the replayed event (5 and 6). */
+	commit_n(fx, f, 300, 2);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 4);
+	assert_int_equal(out[0].queue_seq, 5);
+	assert_int_equal(out[1].id, 5);
+	assert_int_equal(out[1].queue_seq, 6);
+	cursor = out[1].queue_seq;
+
+	/* Event 4 delivered, then replayed: after 5 (max id 5, shift 1: position 7); the next line
+	 * committed (id 6) comes after it (position 8). */
+	m = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	rp.from = EVENT_DELIVERED;
+	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	commit_n(fx, f, 500, 1);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 4);
+	assert_int_equal(out[0].queue_seq, 7);
+	assert_int_equal(out[1].id, 6);
+	assert_int_equal(out[1].queue_seq, 8);
+
+	/* The whole queue from its start, and each id still its line's. */
+	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 6);
+	{
+		static const int64_t ids[] = {2, 3, 1, 5, 4, 6};
+		static const int64_t seqs[] = {2, 3, 4, 6, 7, 8};
+
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(out[i].id, ids[i]);
+			assert_int_equal(out[i].queue_seq, seqs[i]);
+			assert_int_equal(out[i].line_offset, (ids[i] - 1) * 100);
+		}
+	}
+	assert_int_equal(raw_int(fx->db, "SELECT count(DISTINCT queue_seq) FROM events"), 6);
+	spool_free(cli);
+	free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1517,6 +1907,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_open_state_dir_is_a_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_read_only_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_path_of, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
@@ -1529,7 +1920,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mark_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_generation_unsure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_order_across_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prune_both_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),

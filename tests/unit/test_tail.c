@@ -249,7 +249,7 @@ static void test_lines_partial_restart(void **state)
 	assert_int_equal(f1.counters.matched, 2);
 	assert_int_equal(f1.counters.unmatched, 1);
 	assert_int_equal(f1.counters.events, 2);
-	assert_string_equal(f1.state, "reading");
+	assert_int_equal(f1.state, SPOOL_FILE_READING);
 	events(fx->sp, EVENT_PENDING, &l);
 	assert_int_equal(l.n, 2);
 	check_event(&l.ev[0], &f1, 0, "cus_a", "5");
@@ -836,12 +836,12 @@ static int file_state_is(struct spool *sp, void *ud)
 {
 	struct find_file *ff = ud;
 	char err[512];
-	const char *want = ff->f.state;
+	enum spool_file_state want = ff->f.state;
 	struct find_file probe = {.suffix = ff->suffix, .id = ff->id};
 
 	if (spool_files_foreach(sp, find_file_cb, &probe, err, sizeof(err)) != 0)
 		return 0;
-	return probe.found && strcmp(probe.f.state, want) == 0;
+	return probe.found && probe.f.state == want;
 }
 
 static void test_watch(void **state)
@@ -902,13 +902,13 @@ static void test_watch(void **state)
 	want = 8;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
 	ff.suffix = "/a.log.1";
-	snprintf(ff.f.state, sizeof(ff.f.state), "reading");
+	ff.f.state = SPOOL_FILE_READING;
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
 
 	write_str(b, "cus_b 7\n", 1);
 	assert_int_equal(unlink(b), 0);
 	ff.suffix = "/b.log";
-	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	ff.f.state = SPOOL_FILE_GONE;
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
 	want = 9;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
@@ -928,7 +928,7 @@ static void test_watch(void **state)
 	write_str(dtmp, "cus_d 3\n", 0);
 	assert_int_equal(rename(dtmp, d), 0);
 	ff.id = ff.f.id;
-	snprintf(ff.f.state, sizeof(ff.f.state), "gone");
+	ff.f.state = SPOOL_FILE_GONE;
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the replaced file's release");
 	want = 12;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
@@ -983,7 +983,7 @@ static void test_watch_rotate_away(void **state)
 	want = 3;
 	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
 	ff.suffix = "/c.old";
-	snprintf(ff.f.state, sizeof(ff.f.state), "drained");
+	ff.f.state = SPOOL_FILE_DRAINED;
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
 
 	watch_stop(w);
@@ -1133,7 +1133,7 @@ static void test_copytruncate(void **state)
 	found = spool_file_find(fx->sp, "app", (uint64_t)cst.st_dev, (uint64_t)cst.st_ino, &old,
 	                        err, sizeof(err));
 	assert_int_equal(found, 1);
-	assert_string_equal(old.state, "drained");
+	assert_int_equal(old.state, SPOOL_FILE_DRAINED);
 	assert_int_equal(old.offset, 32);
 	tail_free(t);
 }
