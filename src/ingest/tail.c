@@ -878,8 +878,8 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 	int skipping = 0, nul_only = 0;
 	int64_t rv = -1;
 
-	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
-	batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
+	max_len = (size_t)agent->max_line_length;
+	batch = (size_t)agent->batch_lines;
 	consumed = pos = t->f.offset;
 	if (pos >= end && !dirty)
 		return 0;
