@@ -71,20 +71,19 @@ static void tc_init(struct test_config *tc)
 
 /* Adds a rule whose keys are on consecutive lines from `line`: [rule] line, pattern +1,
  * customer +2, customer_map +3, value +4, timestamp +5, timestamp_format +6. */
-static struct config_rule *tc_rule(struct test_config *tc, const char *name, size_t source,
-                                   const char *pattern, const char *customer, const char *value,
-                                   const char *timestamp, unsigned line)
+static struct config_rule *tc_rule(struct test_config *tc, char *name, size_t source, char *pattern,
+                                   char *customer, char *value, char *timestamp, unsigned line)
 {
 	struct config_rule *r = &tc->rules[tc->cfg.n_rules++];
 
-	r->name = (char *)name;
+	r->name = name;
 	r->source = tc->sources[source].name;
 	r->source_index = source;
 	r->event_name = (char *)"bandwidth_bytes";
-	r->pattern = (char *)pattern;
-	r->customer = (char *)customer;
-	r->value = (char *)value;
-	r->timestamp = (char *)timestamp;
+	r->pattern = pattern;
+	r->customer = customer;
+	r->value = value;
+	r->timestamp = timestamp;
 	r->timestamp_format = (char *)APACHE_FORMAT;
 	r->payload_customer_key = (char *)"stripe_customer_id";
 	r->payload_value_key = (char *)"value";

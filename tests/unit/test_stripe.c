@@ -671,10 +671,10 @@ static void fill_event(struct event *ev)
 	ev->timestamp = 1767225600;
 }
 
-static void fill_config(struct config *cfg, const char *base)
+static void fill_config(struct config *cfg, char *base)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->stripe.api_base = (char *)base;
+	cfg->stripe.api_base = base;
 	cfg->stripe.request_timeout_ms = 5000;
 	cfg->stripe.max_concurrency = 1;
 }
@@ -716,7 +716,7 @@ static void test_request_refused(void **state)
  * dropped, and a connection failure is a retry naming curl's error. */
 static void test_request_url_https(void **state)
 {
-	static const char *const bases[] = {"https://127.0.0.1:1", "https://127.0.0.1:1/"};
+	static char *const bases[] = {"https://127.0.0.1:1", "https://127.0.0.1:1/"};
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
 		struct config cfg;
@@ -838,7 +838,7 @@ static void server_join(struct server *sv)
 /* One request for `ev` (fill_event's if NULL), with `account` as [stripe] account (may be
  * NULL), answered by `response`; *retry_after (if not NULL) gets the answer's Retry-After. */
 static enum stripe_outcome exchange_full(struct server *sv, const char *response, size_t len,
-                                         const struct event *evp, const char *account, char *reason,
+                                         const struct event *evp, char *account, char *reason,
                                          size_t reasonlen, int64_t *retry_after)
 {
 	struct config cfg;
@@ -855,7 +855,7 @@ static enum stripe_outcome exchange_full(struct server *sv, const char *response
 	else
 		fill_event(&ev);
 	fill_config(&cfg, base);
-	cfg.stripe.account = (char *)account;
+	cfg.stripe.account = account;
 	req = stripe_request_new(&cfg, FAKE_KEY, &ev, NULL, err, sizeof(err));
 	if (req == NULL)
 		fail_msg("%s", err);
