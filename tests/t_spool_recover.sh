@@ -36,9 +36,12 @@ grep -q "OK (schema version 2; 1 file records; events: pending $n_pending, deliv
 cp "$db" "$T/pristine.db"
 double_restart
 
-# A spool in use is not recovered.
+# A spool in use is not recovered. agent.log holds the earlier runs' "started" lines: wait for this
+# run's, logged once the agent has the spool open.
+started_before=$(grep -c "info: started" "$T/agent.log" || true)
 agent_start "$conf"
-wait_until 20 grep -q "started" "$T/agent.log" || fail "agent did not start"
+wait_until 20 eval '[ "$(grep -c "info: started" "$T/agent.log")" -gt '"$started_before"' ]' ||
+	fail "agent did not start"
 rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a spool in use"
 grep -q "is open in process $AGENT_PID" <<<"$out" || fail "recover in use: $out"
