@@ -12,17 +12,7 @@ cp "$LOGS/elastic_apache_logs.log" "$T/logs/access.log"
 awk '{print $1}' "$T/logs/access.log" | sort -u | awk '{printf "%s,cus_%06d\n", $1, NR}' > "$T/customers.csv"
 
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $T/logs/*.log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-customer_map = $T/customers.csv
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$T/logs/*.log" "$T/customers.csv"
 
 agent_once "$T/logmeter.conf" || fail "run --once exited $?"
 
@@ -34,7 +24,7 @@ n_expected=$(wc -l < "$T/expected.tsv")
 [ "$n_expected" -gt 8000 ] || fail "test bug: only $n_expected expected events"
 
 uid=$(file_uid "$T/logmeter.conf" "$T/logs/access.log")
-cut -f1 "$T/expected.tsv" | "$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes > "$T/ids"
+cut -f1 "$T/expected.tsv" | identifiers_of apache "$uid" bytes > "$T/ids"
 paste "$T/ids" <(cut -f2,3 "$T/expected.tsv") | sort > "$T/expected_events.tsv"
 cut -f1,3,4 "$T/accepted.tsv" | sort > "$T/accepted_events.tsv"
 diff -u "$T/expected_events.tsv" "$T/accepted_events.tsv" > "$T/diff" || fail "accepted events differ from awk's: $(head -20 "$T/diff")"

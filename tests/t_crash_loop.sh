@@ -41,21 +41,14 @@ cp "$SRC_LOG" "$T/logs/access.log"
 write_config "$T/logmeter.conf"
 sed -i 's/^max_requests_per_second = .*/max_requests_per_second = 5000/' "$T/logmeter.conf"
 sed -i 's/^\[agent\]$/[agent]\nbatch_lines = 50/' "$T/logmeter.conf"
+config_nginx_bytes "$T/logmeter.conf" "$T/logs/*.log"
 cat >> "$T/logmeter.conf" <<CONF
-[source nginx]
-path = $T/logs/*.log
 [rule downloads]
 source = nginx
 event_name = requests
 pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /downloads/product_2 [^"]*" 200 
 customer = ip
 value = 1
-[rule bytes]
-source = nginx
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 20\d (?<bytes>\d+)
-customer = ip
-value = bytes
 ; 2015 timestamps: outside Stripe's window, dead-lettered by the sender, never sent
 [rule stale]
 source = nginx

@@ -12,9 +12,8 @@ head -n 200 "$LOGS/elastic_apache_logs.log" > "$T/logs/access.log"
 first_ip=$(head -n 1 "$T/logs/access.log" | awk '{print $1}')
 awk '{print $1}' "$T/logs/access.log" | sort -u | grep -vxF "$first_ip" | awk '{printf "%s,cus_%04d\n", $1, NR}' > "$T/customers.csv"
 write_config "$T/logmeter.conf"
+config_apache_bytes "$T/logmeter.conf" "$T/logs/access.log" "$T/customers.csv"
 cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $T/logs/access.log
 [rule no-meter]
 source = apache
 event_name = no_such_meter
@@ -28,13 +27,6 @@ pattern = ^(?<ip>\S+) \S+ \S+ \[(?<time>[^\]]+)\] "[^"]*" 404
 customer = ip
 value = 1
 timestamp = time
-[rule mapped]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-customer_map = $T/customers.csv
-value = bytes
 CONF
 
 agent_once "$T/logmeter.conf" || fail "run --once exited $?"
@@ -55,7 +47,7 @@ db="$T/state/spool.db"
 reason() { sqlite3 "$db" "SELECT COUNT(*) FROM events WHERE state = 2 AND rule = '$1' AND last_error LIKE '%$2%'"; }
 assert_eq "$n_favicon" "$(reason no-meter 'No active meter found for event name')" "unknown meter dead letters with Stripe's message"
 assert_eq "$n_404" "$(reason old-time 'is outside Stripe')" "2015 timestamps dead-lettered before sending"
-assert_eq "$n_unmapped" "$(reason mapped "not in customer map")" "unmapped customer dead letters"
+assert_eq "$n_unmapped" "$(reason bytes "not in customer map")" "unmapped customer dead letters"
 # Old events were never sent: the double saw only the unknown-meter and the mapped requests.
 assert_eq 0 "$(grep -c 'requests' "$T/accepted.tsv" || true)" "old events reached Stripe"
 echo "t_dead_letters: $n_favicon unknown-meter, $n_404 too-old, $n_unmapped unmapped dead letters; $n_mapped delivered"

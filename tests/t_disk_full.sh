@@ -16,9 +16,7 @@ double_start
 mkdir -p "$T/logs"
 # 8,000 lines: about 7,100 events, 1.6 MiB in the spool.
 head -n 8000 "$LOGS/elastic_apache_logs.log" > "$T/logs/access.log"
-LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' \
-	"$T/logs/access.log" > "$T/offsets"
-total=$(wc -l < "$T/offsets")
+total=$(apache_bytes_count "$T/logs/access.log")
 [ "$total" -gt 7000 ] || fail "test bug: only $total expected events"
 
 # conf STATE_DIR MIN_FREE FILE: a configuration reading FILE with the spool in STATE_DIR.
@@ -26,16 +24,7 @@ conf() {
 	write_config "$T/$1.conf"
 	sed -i "s|^state_dir = .*|state_dir = $T/$1/state\nmin_free_bytes = $2\nbatch_lines = 200|" \
 		"$T/$1.conf"
-	cat >> "$T/$1.conf" <<CONF
-[source apache]
-path = $3
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+	config_apache_bytes "$T/$1.conf" "$3"
 }
 
 # The file's checkpoint ("offset N") in a status output.
@@ -54,13 +43,7 @@ status_reading() {
 # check_exactly_once CONF FILE: the double accepted exactly the expected identifiers of FILE
 # (accepted.tsv holds only this phase's events) and nothing is pending.
 check_exactly_once() {
-	local uid
-	uid=$(file_uid "$1" "$2")
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes < "$T/offsets" |
-		sort > "$T/expected_ids"
-	cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"
-	diff -u "$T/expected_ids" "$T/accepted_ids" > "$T/diff" ||
-		fail "accepted identifiers differ from the expected set: $(head "$T/diff")"
+	assert_accepted_once "$1" "$2"
 	st=$("$LOGMETER" status -c "$1")
 	grep -q "^events: pending 0, " <<<"$st" || fail "events still pending: $st"
 }

@@ -15,15 +15,8 @@ lines=$(wc -l < "$src")
 # Two rules: the bytes of each 2xx answer, and one request per line: about 19,000 events.
 write_config "$T/logmeter.conf"
 sed -i 's|^state_dir = .*|&\nbatch_lines = 500|' "$T/logmeter.conf"
+config_apache_bytes "$T/logmeter.conf" "$T/logs/access.log"
 cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $T/logs/access.log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
 [rule hits]
 source = apache
 event_name = requests
@@ -31,7 +24,7 @@ pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" \d{3}\s
 customer = ip
 value = 1
 CONF
-LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$src" > "$T/off_bytes"
+apache_bytes_offsets "$src" > "$T/off_bytes"
 LC_ALL=C awk '$9 ~ /^[0-9][0-9][0-9]$/ {print off+0} {off += length($0) + 1}' "$src" > "$T/off_hits"
 total=$(( $(wc -l < "$T/off_bytes") + $(wc -l < "$T/off_hits") ))
 [ "$total" -gt 18000 ] || fail "test bug: only $total expected events"
@@ -81,8 +74,8 @@ agent_stop || fail "agent exited $?"
 # ---- exactly once, and in order per customer and meter ---------------------------------------------
 uid=$(file_uid "$T/logmeter.conf" "$T/logs/access.log")
 {
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" bytes < "$T/off_bytes"
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test apache "$uid" hits < "$T/off_hits"
+	identifiers_of apache "$uid" bytes < "$T/off_bytes"
+	identifiers_of apache "$uid" hits < "$T/off_hits"
 } | sort > "$T/expected_ids"
 cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"
 assert_eq "$total" "$(sort -u "$T/expected_ids" | wc -l)" "expected identifiers are distinct"

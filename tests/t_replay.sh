@@ -22,22 +22,14 @@ awk '{printf "%s,cus_%06d\n", $1, NR}' "$T/ips" > "$T/full.csv"
 grep -v -e "^$missing1," -e "^$missing2," "$T/full.csv" > "$T/customers.csv"
 
 write_config "$T/logmeter.conf"
+config_apache_bytes "$T/logmeter.conf" "$log" "$T/customers.csv"
 cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $log
 [rule favicon]
 source = apache
 event_name = downloads
 pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /favicon.ico
 customer = ip
 value = 1
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-customer_map = $T/customers.csv
-value = bytes
 [rule hits]
 source = apache
 event_name = requests
@@ -51,7 +43,7 @@ q() { sqlite3 -cmd '.timeout 10000' "$db" "$@"; }
 
 # Expected counts, from the log itself.
 n_fav=$(grep -c '"GET /favicon.ico' "$log")
-n_bytes=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
+n_bytes=$(apache_bytes_count "$log")
 n_unmapped=$(LC_ALL=C awk -v a="$missing1" -v b="$missing2" '($1 == a || $1 == b) && $9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$log" | wc -l)
 n_hits=$(grep -cP '^\S+ \S+ \S+ \[[^\]]+\] "GET [^"]*\.png' "$log")
 [ "$n_fav" -ge 4 ] && [ "$n_unmapped" -ge 2 ] && [ "$n_hits" -ge 10 ] || fail "test bug: sample lacks cases ($n_fav $n_unmapped $n_hits)"

@@ -11,27 +11,20 @@ double_faults_json '{"rate": 0.05, "kinds": ["drop_after", "500"], "seed": 7}'
 mkdir -p "$T/logs"
 cp "$LOGS/elastic_nginx_logs_prefix29480.log" "$T/logs/access.log"
 write_config "$T/logmeter.conf"
+config_nginx_bytes "$T/logmeter.conf" "$T/logs/access.log"
 cat >> "$T/logmeter.conf" <<CONF
-[source nginx]
-path = $T/logs/access.log
 [rule downloads]
 source = nginx
 event_name = requests
 pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /downloads/product_2 
 customer = ip
 value = 1
-[rule bytes]
-source = nginx
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 20\d (?<bytes>\d+)
-customer = ip
-value = bytes
 CONF
 # Small batches make a kill during reading land between commits.
 sed -i 's/^\[agent\]$/[agent]\nbatch_lines = 50/' "$T/logmeter.conf"
 
 LC_ALL=C awk '$7 == "/downloads/product_2" && $6 == "\"GET" {print off+0} {off += length($0) + 1}' "$T/logs/access.log" > "$T/off_downloads"
-LC_ALL=C awk '$9 ~ /^20[0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$T/logs/access.log" > "$T/off_bytes"
+nginx_bytes_offsets "$T/logs/access.log" > "$T/off_bytes"
 total=$(( $(wc -l < "$T/off_downloads") + $(wc -l < "$T/off_bytes") ))
 
 kills=0
@@ -47,8 +40,8 @@ agent_once "$T/logmeter.conf" || fail "final run --once exited $?"
 
 uid=$(file_uid "$T/logmeter.conf" "$T/logs/access.log")
 {
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test nginx "$uid" downloads < "$T/off_downloads"
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test nginx "$uid" bytes < "$T/off_bytes"
+	identifiers_of nginx "$uid" downloads < "$T/off_downloads"
+	identifiers_of nginx "$uid" bytes < "$T/off_bytes"
 } | sort > "$T/expected_ids"
 cut -f1 "$T/accepted.tsv" | sort > "$T/accepted_ids"
 assert_eq "$total" "$(sort -u "$T/expected_ids" | wc -l)" "expected identifiers are distinct"

@@ -14,16 +14,7 @@ double_start
 mkdir -p "$T/logs"
 head -n 1500 "$LOGS/elastic_apache_logs.log" > "$T/logs/access.log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source apache]
-path = $T/logs/access.log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$T/logs/access.log"
 conf="$T/logmeter.conf"
 state="$T/state"
 db="$state/spool.db"
@@ -33,7 +24,7 @@ agent_once "$conf" || fail "run --once exited $?"
 double_stop
 sed -n 1501,1800p "$LOGS/elastic_apache_logs.log" >> "$T/logs/access.log"
 agent_start "$conf"
-n_total=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$T/logs/access.log" | wc -l)
+n_total=$(apache_bytes_count "$T/logs/access.log")
 wait_until 30 eval '[ "$(sqlite3 -cmd ".timeout 5000" "$db" "SELECT count(*) FROM events")" -eq '"$n_total"' ]' || fail "the agent did not spool the appended lines"
 agent_stop || fail "agent exited $? on SIGTERM"
 [ ! -e "$db-wal" ] || fail "a clean stop left a WAL"
@@ -45,9 +36,12 @@ grep -q "OK (schema version 3; 1 file records; events: pending $n_pending, deliv
 cp "$db" "$T/pristine.db"
 double_restart
 
-# A spool in use is not recovered.
+# A spool in use is not recovered. agent.log holds the earlier runs' "started" lines: wait for this
+# run's, logged once the agent has the spool open.
+started_before=$(grep -c "info: started" "$T/agent.log" || true)
 agent_start "$conf"
-wait_until 20 grep -q "started" "$T/agent.log" || fail "agent did not start"
+wait_until 20 eval '[ "$(grep -c "info: started" "$T/agent.log")" -gt '"$started_before"' ]' ||
+	fail "agent did not start"
 rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a spool in use"
 grep -q "is open in process $AGENT_PID" <<<"$out" || fail "recover in use: $out"
@@ -149,7 +143,7 @@ fresh
 sed -n 1801,2000p "$LOGS/elastic_apache_logs.log" >> "$T/logs/access.log"
 double_stop
 agent_start "$conf"
-n_total=$(LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$T/logs/access.log" | wc -l)
+n_total=$(apache_bytes_count "$T/logs/access.log")
 wait_until 30 eval '[ "$(sqlite3 -cmd ".timeout 5000" "file:$db?mode=ro" "SELECT count(*) FROM events")" -eq '"$n_total"' ]' || fail "the agent did not spool the new lines"
 agent_kill9
 [ -s "$db-wal" ] || fail "test bug: no WAL after kill -9"

@@ -55,20 +55,10 @@ logged() { grep -q -- "$1" "$T/agent.log"; }
 double_start
 mkdir -p "$T/logs"
 write_config "$T/logmeter.conf"
-cat >>"$T/logmeter.conf" <<CONF
-[source apache]
-path = $T/logs/*.log
-[rule bytes]
-source = apache
-event_name = bandwidth_bytes
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
-customer = ip
-value = bytes
-CONF
+config_apache_bytes "$T/logmeter.conf" "$T/logs/*.log"
 # Expected bytes events for lines A..B of the Apache log (awk, not logmeter).
 bytes_events() {
-	sed -n "$1,$2p" "$LOGS/elastic_apache_logs.log" |
-		awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' | wc -l
+	apache_bytes_count <(sed -n "$1,$2p" "$LOGS/elastic_apache_logs.log")
 }
 
 # --- ready, pings, events -------------------------------------------------------------------

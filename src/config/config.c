@@ -1406,15 +1406,13 @@ static char *files_add(struct loader *ld, const char *path)
 	return copy;
 }
 
-static int ld_file(struct loader *ld, const char *path, bool is_main)
+/* Reads the open stream `fp` (closed here) as the file `path`. Returns 0, or -1 if it could not
+ * even be recorded (out of memory). */
+static int ld_stream(struct loader *ld, FILE *fp, const char *path, bool is_main)
 {
 	int rc;
 
-	ld->fp = fopen(path, "re");
-	if (ld->fp == NULL) {
-		ld_err(ld, path, 0, "cannot open: %s", strerror(errno));
-		return -1;
-	}
+	ld->fp = fp;
 	ld->file = files_add(ld, path);
 	if (ld->file == NULL) {
 		ld->oom = true;
@@ -1439,6 +1437,17 @@ static int ld_file(struct loader *ld, const char *path, bool is_main)
 	return 0;
 }
 
+static int ld_file(struct loader *ld, const char *path, bool is_main)
+{
+	FILE *fp = fopen(path, "re");
+
+	if (fp == NULL) {
+		ld_err(ld, path, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	return ld_stream(ld, fp, path, is_main);
+}
+
 static int conf_filter(const struct dirent *d)
 {
 	size_t n = strlen(d->d_name);
@@ -1453,20 +1462,29 @@ static int conf_cmp(const struct dirent **a, const struct dirent **b)
 	return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-static void ld_dropins(struct loader *ld)
+/* Sets agent.include_dir, which ld_apply leaves alone: the drop-ins are looked for before the
+ * other keys are validated. Returns 0, or -1 if it is not set (an error was recorded). */
+static int ld_include_dir(struct loader *ld)
 {
 	const struct option *opt = option_find(SEC_AGENT, "include_dir");
 	struct raw *raw = &ld->agent.vals[opt - options];
-	struct config_loc loc = raw->loc;
+
+	if (raw->bad)
+		return -1;
+	return opt_parse(ld, opt, raw->loc.file ? raw->text : opt->def, raw->loc, &ld->cfg->agent);
+}
+
+static void ld_dropins(struct loader *ld)
+{
+	const struct option *opt = option_find(SEC_AGENT, "include_dir");
+	struct config_loc loc = ld->agent.vals[opt - options].loc;
 	struct dirent **names = NULL;
 	struct stat main_st, st;
 	const char *dir;
 	bool have_main;
 	int n;
 
-	if (raw->bad)
-		return;
-	if (opt_parse(ld, opt, raw->loc.file ? raw->text : opt->def, loc, &ld->cfg->agent) < 0)
+	if (ld_include_dir(ld) < 0)
 		return;
 	dir = ld->cfg->agent.include_dir;
 	n = scandir(dir, &names, conf_filter, conf_cmp);
@@ -1702,10 +1720,13 @@ static void ld_clear(struct loader *ld)
 	free(ld->main_dir);
 }
 
-struct config *config_load(const char *path, char *err, size_t errlen)
+/* The main file `path` is read from `text` if it is not NULL (and no drop-ins), else from the
+ * file system (and then the drop-ins). */
+static struct config *load(const char *path, const char *text, char *err, size_t errlen)
 {
 	struct loader ld = {.agent.kind = SEC_AGENT, .stripe.kind = SEC_STRIPE};
 	struct config *cfg = NULL;
+	int rc;
 
 	err_set(err, errlen, "%s", "");
 	if (path == NULL || path[0] == '\0') {
@@ -1719,10 +1740,29 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	ld.cfg = cfg;
-	if (ld_file(&ld, path, true) == 0) {
-		ld_dropins(&ld);
-		ld_finish(&ld);
+	if (text == NULL) {
+		rc = ld_file(&ld, path, true);
+		if (rc == 0)
+			ld_dropins(&ld);
+	} else {
+		/* fmemopen(3) takes a buffer it may write to, and refuses 0 bytes in older C
+		 * libraries: a copy, and a lone newline for nothing, which reads the same. */
+		char *copy = strdup(text[0] != '\0' ? text : "\n");
+		FILE *fp = copy != NULL ? fmemopen(copy, strlen(copy), "r") : NULL;
+
+		if (fp == NULL) {
+			ld.oom = true;
+			rc = -1;
+		} else {
+			rc = ld_stream(&ld, fp, path, true);
+			/* Validated and set as config_load does, but not read. */
+			if (rc == 0)
+				ld_include_dir(&ld);
+		}
+		free(copy);
 	}
+	if (rc == 0)
+		ld_finish(&ld);
 	if (ld.n_errs > 0 || ld.oom || ld.n_dropped > 0) {
 		ld_report(&ld, err, errlen);
 		config_free(cfg);
@@ -1732,38 +1772,71 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	return cfg;
 }
 
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, err, errlen);
+}
+
+struct config *config_load_text(const char *text, const char *name, char *err, size_t errlen)
+{
+	if (text == NULL) {
+		err_set(err, errlen, "no configuration text given");
+		return NULL;
+	}
+	return load(name, text, err, errlen);
+}
+
+/* Whether the option's field is a char * that config_free owns. Every type is listed, so that a
+ * new one cannot be freed, or leaked, without the compiler saying so (-Wswitch). */
+static bool opt_is_string(const struct option *opt)
+{
+	switch (opt->type) {
+	case OPT_INT:
+	case OPT_SIZE:
+	case OPT_DURATION_MS:
+	case OPT_DURATION_S:
+	case OPT_ENUM:
+		return false;
+	case OPT_STRING:
+	case OPT_NAME:
+	case OPT_SOURCE:
+	case OPT_GROUP:
+	case OPT_VALUE:
+	case OPT_PATH:
+	case OPT_GLOB:
+	case OPT_URL:
+	case OPT_KEYWORD:
+	case OPT_PATTERN:
+	case OPT_PATTERN_FILE:
+	case OPT_ACCOUNT:
+		return true;
+	}
+	return false;
+}
+
+/* Frees the string fields of one section's struct, as the option table describes them. */
+static void sec_free(enum sec_kind kind, void *base)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		if (options[i].sec == kind && opt_is_string(&options[i]))
+			free(*(char **)((char *)base + options[i].off));
+	}
+}
+
 void config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	free(cfg->agent.instance);
-	free(cfg->agent.state_dir);
-	free(cfg->agent.include_dir);
-	free(cfg->agent.log_level);
-	free(cfg->stripe.api_key_file);
-	free(cfg->stripe.api_base);
-	free(cfg->stripe.account);
+	sec_free(SEC_AGENT, &cfg->agent);
+	sec_free(SEC_STRIPE, &cfg->stripe);
 	for (size_t i = 0; i < cfg->n_sources; i++) {
+		sec_free(SEC_SOURCE, &cfg->sources[i]);
 		free(cfg->sources[i].name);
-		free(cfg->sources[i].path);
-		free(cfg->sources[i].exclude);
 	}
 	free(cfg->sources);
 	for (size_t i = 0; i < cfg->n_rules; i++) {
-		struct config_rule *r = &cfg->rules[i];
-
-		free(r->name);
-		free(r->source);
-		free(r->event_name);
-		free(r->pattern);
-		free(r->pattern_file);
-		free(r->customer);
-		free(r->customer_map);
-		free(r->value);
-		free(r->timestamp);
-		free(r->timestamp_format);
-		free(r->payload_customer_key);
-		free(r->payload_value_key);
+		sec_free(SEC_RULE, &cfg->rules[i]);
+		free(cfg->rules[i].name);
 	}
 	free(cfg->rules);
 	for (size_t i = 0; i < cfg->n_files; i++)

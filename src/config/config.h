@@ -6,7 +6,13 @@
  * at " ;" (whitespace then ';'). Debian's libinih reads at most 199 bytes per line, so a value may
  * continue on following lines that start with whitespace: the pieces are joined with nothing
  * between them (leading and trailing whitespace of each piece is dropped). A rule's pattern can
- * instead be read verbatim from a file with `pattern_file`, which has neither limit. */
+ * instead be read verbatim from a file with `pattern_file`, which has neither limit.
+ *
+ * The option table in config.c is the one description of every option: its default, its bounds,
+ * its freeing and its documentation (`logmeter options`, docs/configuration.md). A struct config
+ * that config_load returned has every option set, by the file or by its default, and within its
+ * bounds: the rest of logmeter uses the values as they are and supplies no defaults of its own.
+ * The comments below give units and meanings; the defaults are in the table. */
 #ifndef LOGMETER_CONFIG_H
 #define LOGMETER_CONFIG_H
 
@@ -30,43 +36,41 @@ enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL 
 
 struct config_agent {
 	char *instance;      /* namespaces identifiers; NULL: the spool's stable generated id */
-	char *state_dir;     /* directory holding spool.db; default /var/lib/logmeter */
-	char *include_dir;   /* drop-in directory; default "conf.d" beside the main file */
-	char *log_level;     /* error|warning|info|debug; default info */
-	int64_t batch_lines; /* lines per spool transaction; default 1000 */
-	int64_t delivered_retention; /* seconds delivered events are kept; default 7 days */
-	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds; default 10000 */
-	int64_t max_line_length; /* bytes; longer lines are skipped and counted; default 65536 */
-	int64_t max_open_files;  /* open log descriptors before idle ones are closed; default 256 */
-	int64_t rotate_wait_ms;  /* a rotated-away file is kept this long once it stops growing */
-	enum config_durability durability; /* default strict */
+	char *state_dir;     /* directory holding spool.db */
+	char *include_dir;   /* drop-in directory, resolved against the main file's */
+	char *log_level;     /* error|warning|info|debug */
+	int64_t batch_lines; /* lines per spool transaction */
+	int64_t delivered_retention; /* seconds delivered events are kept */
+	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds */
+	int64_t max_line_length;     /* bytes; longer lines are skipped and counted */
+	int64_t max_open_files;      /* open log descriptors before idle ones are closed */
+	int64_t rotate_wait_ms;      /* ms a rotated-away file is kept once it stops growing */
+	enum config_durability durability;
 	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
 	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
 };
 
 struct config_stripe {
 	char *api_key_file; /* read when LOGMETER_STRIPE_API_KEY is unset; NULL if not set */
-	char *api_base;     /* default https://api.stripe.com; http:// only for 127.0.0.1 */
-	int64_t request_timeout_ms; /* per attempt; default 80000 (stripe-node's) */
-	int64_t max_concurrency;    /* requests in flight at once; default 8 */
-	int64_t
-	    max_requests_per_second;  /* 0 (auto, the default): by the key, stripe_default_rate */
-	int64_t retry_min_backoff_ms; /* default 500 */
-	int64_t retry_max_backoff_ms; /* default 30000 */
-	int64_t auth_pause_ms;  /* wait after a 401/403 or an answer that is not Stripe's before
-	                           trying again; default 60000 */
+	char *api_base;     /* no trailing '/'; http:// only for 127.0.0.1 */
+	int64_t request_timeout_ms;      /* per attempt, milliseconds */
+	int64_t max_concurrency;         /* requests in flight at once */
+	int64_t max_requests_per_second; /* 0 (auto): by the key, stripe_default_rate */
+	int64_t retry_min_backoff_ms;    /* milliseconds */
+	int64_t retry_max_backoff_ms;    /* milliseconds, at least retry_min_backoff_ms */
+	int64_t auth_pause_ms;  /* wait (ms) after a 401/403 or an answer that is not Stripe's
+	                           before trying again */
 	char *account;          /* Connect account id for Stripe-Account, or NULL */
-	int64_t unsure_after_s; /* an unknown outcome older than this makes an event unsure;
-	                           default 23 h */
+	int64_t unsure_after_s; /* an unknown outcome older than this (seconds) makes an event
+	                           unsure */
 };
 
 struct config_source {
 	char *name;
 	char *path;    /* glob(7) pattern of the files to tail */
-	char *exclude; /* glob(7) pattern matched against a file's base name; default "*.gz" */
-	enum config_read_from
-	    read_from;         /* where a file seen for the first time starts; default head */
-	struct config_loc loc; /* the [source NAME] line */
+	char *exclude; /* glob(7) pattern matched against a file's base name; "": none */
+	enum config_read_from read_from; /* where a file seen for the first time starts */
+	struct config_loc loc;           /* the [source NAME] line */
 };
 
 struct config_rule {
@@ -80,10 +84,9 @@ struct config_rule {
 	char *customer_map;  /* path of a CSV "key,cus_id" file, or NULL */
 	char *value;         /* named group, or a constant number such as "1" */
 	char *timestamp;     /* named group, or NULL: the time the line was read */
-	char *timestamp_format; /* strptime(3) format, or "epoch"; default "%d/%b/%Y:%H:%M:%S %z" */
-	char *payload_customer_key; /* meter's customer_mapping.event_payload_key; default
-	                               stripe_customer_id */
-	char *payload_value_key;    /* meter's value_settings.event_payload_key; default value */
+	char *timestamp_format;     /* strptime(3) format, or "epoch" */
+	char *payload_customer_key; /* meter's customer_mapping.event_payload_key */
+	char *payload_value_key;    /* meter's value_settings.event_payload_key */
 	struct config_loc loc;      /* the [rule NAME] line */
 	struct config_loc pattern_loc, customer_loc, customer_map_loc, value_loc, timestamp_loc,
 	    timestamp_format_loc;
@@ -110,7 +113,17 @@ struct config {
  * directory is not an error; an unreadable one is. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 
-/* Frees everything config_load returned. NULL is a no-op. */
+/* config_load with the main file's content given as `text` (a NUL-terminated string) rather than
+ * read from `name`; `name` stands for the file in errors ("NAME:LINE: message"), in
+ * config.main_file and config.files, and as the directory relative paths are resolved against
+ * (state_dir, customer_map, pattern_file, ...). No include directory is read: include_dir is
+ * validated and set, its drop-ins are not looked for. For tests, which get a configuration
+ * exactly as the agent would, defaults and all. Returns a new struct config (config_free), or
+ * NULL with the errors in `err` (`errlen` bytes). */
+struct config *config_load_text(const char *text, const char *name, char *err, size_t errlen);
+
+/* Frees everything config_load or config_load_text returned: the text of every option, as the
+ * option table describes them, the names, the arrays and the file names. NULL is a no-op. */
 void config_free(struct config *cfg);
 
 /* Returns the index of the source named `name`, or -1. */

@@ -920,7 +920,7 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 	int64_t pos = t->f.offset;
 	int64_t rv = -1;
 
-	max_len = agent->max_line_length > 0 ? (size_t)agent->max_line_length : 65536;
+	max_len = (size_t)agent->max_line_length;
 	if (pos >= end && !dirty)
 		return 0;
 
@@ -941,7 +941,7 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 	rd.base = nf.counters;
 	rd.c = lines_counts(sp);
 	rd.end = end;
-	rd.batch = agent->batch_lines > 0 ? (size_t)agent->batch_lines : 1000;
+	rd.batch = (size_t)agent->batch_lines;
 	rd.dirty = dirty;
 	rd.err = err;
 	rd.errlen = errlen;

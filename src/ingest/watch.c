@@ -52,9 +52,6 @@
 	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
-#define WATCH_RESCAN_DEFAULT_MS 10000
-#define WATCH_ROTATE_WAIT_DEFAULT_MS 300000
-#define WATCH_MAX_OPEN_DEFAULT 256
 #define WATCH_POLL_MS 1000 /* stat period of files without an inotify watch (ENOSPC) */
 
 struct wdir {
@@ -820,8 +817,7 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 				name_target(wt);
 		}
 	}
-	wait = w->ctx.cfg->agent.rotate_wait_ms > 0 ? w->ctx.cfg->agent.rotate_wait_ms
-	                                            : WATCH_ROTATE_WAIT_DEFAULT_MS;
+	wait = w->ctx.cfg->agent.rotate_wait_ms;
 	/* Backwards: release() moves the last entry into the released one's place. */
 	for (size_t i = w->n_tails; i-- > 0;) {
 		struct wtail *wt = &w->tails[i];
@@ -858,9 +854,7 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (w->fails[i].seen != w->gen)
 			fail_remove(w, i);
 	w->scanned = 1;
-	w->next_scan = clock_mono_ms() + (w->ctx.cfg->agent.rescan_interval_ms > 0
-	                                ? w->ctx.cfg->agent.rescan_interval_ms
-	                                : WATCH_RESCAN_DEFAULT_MS);
+	w->next_scan = clock_mono_ms() + w->ctx.cfg->agent.rescan_interval_ms;
 	return rc;
 }
 
@@ -1205,8 +1199,7 @@ struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen)
 		goto fail;
 	}
 	w->next_scan = clock_mono_ms();
-	w->max_open = ctx->cfg->agent.max_open_files > 0 ? (size_t)ctx->cfg->agent.max_open_files
-	                                                 : WATCH_MAX_OPEN_DEFAULT;
+	w->max_open = (size_t)ctx->cfg->agent.max_open_files;
 	return w;
 fail:
 	watch_free(w);

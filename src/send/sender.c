@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <stddef.h>
-#include <limits.h>
 #include <pthread.h>
 #include <search.h>
 #include <stdatomic.h>
@@ -375,10 +374,8 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 
 static int64_t backoff_ms(struct sender *s, int64_t attempts)
 {
-	int64_t lo =
-	    s->cfg->stripe.retry_min_backoff_ms > 0 ? s->cfg->stripe.retry_min_backoff_ms : 500;
-	int64_t hi =
-	    s->cfg->stripe.retry_max_backoff_ms > lo ? s->cfg->stripe.retry_max_backoff_ms : lo;
+	int64_t lo = s->cfg->stripe.retry_min_backoff_ms;
+	int64_t hi = s->cfg->stripe.retry_max_backoff_ms;
 	int64_t b = lo, d;
 
 	for (int64_t i = 1; i < attempts && b < hi; i++) {
@@ -656,8 +653,6 @@ static int64_t start_requests(struct sender *s, int64_t now)
 	int64_t wake = INT64_MAX, token_wake = INT64_MAX;
 	void *seen = NULL; /* keys of events this pass left queued */
 
-	if (limit < 1)
-		limit = 1;
 	/* Outcomes the spool cannot take (a full disk) stay in memory until it can: beyond a
 	 * queue's worth, sending waits for them rather than letting them grow without bound. */
 	if (s->n_marks >= SENDER_QUEUE_MAX)
@@ -697,18 +692,13 @@ static int64_t start_requests(struct sender *s, int64_t now)
 	return wake;
 }
 
-static int64_t pause_ms(const struct sender *s)
-{
-	return s->cfg->stripe.auth_pause_ms > 0 ? s->cfg->stripe.auth_pause_ms : 60000;
-}
-
 /* Pauses all sending: Stripe refused the key (PAUSE_AUTH), or an answer was not Stripe's answer
  * about the event (PAUSE_ANSWER: a redirect, a 2xx without our meter event, an unexpected
  * status; a proxy or a wrong api_base). Events stay pending; after the pause one request tries
  * again. In once-mode the run ends. */
 static void pause_start(struct sender *s, enum sender_pause kind, const char *reason, int64_t now)
 {
-	int64_t pause = pause_ms(s);
+	int64_t pause = s->cfg->stripe.auth_pause_ms;
 	const char *what = kind == PAUSE_AUTH
 	                       ? "Stripe refused the API key"
 	                       : "the answer was not Stripe's answer about the event";
@@ -748,7 +738,7 @@ static void pause_end(struct sender *s, int64_t now)
 
 	if (stripe_key_load(s->cfg, key, sizeof(key), err, sizeof(err)) != 0) {
 		log_err("cannot re-read the Stripe API key: %s; sending stays paused", err);
-		s->pause_until = now + pause_ms(s);
+		s->pause_until = now + s->cfg->stripe.auth_pause_ms;
 		return;
 	}
 	explicit_bzero(s->key, sizeof(s->key));
@@ -1201,15 +1191,13 @@ void sender_status_print(FILE *out, const struct config *cfg)
 struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct sender *s;
-	const char *base;
-	int64_t conc;
+	long conc;
 
-	if (cfg == NULL || cfg->agent.state_dir == NULL) {
+	if (cfg == NULL) {
 		err_set(err, errlen, "sender: no configuration");
 		return NULL;
 	}
-	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
-	if (config_check_api_base(base, err, errlen) != 0)
+	if (config_check_api_base(cfg->stripe.api_base, err, errlen) != 0)
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
@@ -1252,11 +1240,9 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 		err_set(err, errlen, "curl_multi_init failed");
 		goto fail;
 	}
-	conc = cfg->stripe.max_concurrency > 0 ? cfg->stripe.max_concurrency : 1;
-	if (conc > LONG_MAX / 2)
-		conc = LONG_MAX / 2;
-	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
-	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)conc);
+	conc = (long)cfg->stripe.max_concurrency;
+	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conc);
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
 	if (s->sp == NULL || spool_set_durability(s->sp, cfg->agent.durability, err, errlen) < 0)
 		goto fail;

@@ -33,7 +33,6 @@
 #define STRIPE_BODY_MAX (64 * 1024)
 #define STRIPE_REASON_BODY_MAX 200 /* bytes of a non-JSON body quoted in a reason */
 #define STRIPE_CONNECT_TIMEOUT_MS 10000
-#define STRIPE_DEFAULT_TIMEOUT_MS 80000
 #define STRIPE_RL_REASON_MAX 128
 #define STRIPE_LOCATION_MAX 256 /* bytes of a redirect's Location quoted in a reason */
 /* Reading more than this of a key file cannot give a valid first line. */
@@ -821,7 +820,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 		err_set(err, errlen, "stripe_request_new: missing argument");
 		return NULL;
 	}
-	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
+	base = cfg->stripe.api_base;
 	if (config_check_api_base(base, err, errlen) != 0)
 		return NULL;
 	keylen = strlen(api_key);
@@ -886,8 +885,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	if (add_header(&req->headers, "Expect:") != 0)
 		goto fail_oom;
 
-	timeout = cfg->stripe.request_timeout_ms > 0 ? (long)cfg->stripe.request_timeout_ms
-	                                             : STRIPE_DEFAULT_TIMEOUT_MS;
+	timeout = (long)cfg->stripe.request_timeout_ms;
 	connect_timeout = timeout < STRIPE_CONNECT_TIMEOUT_MS ? timeout : STRIPE_CONNECT_TIMEOUT_MS;
 
 	req->easy = curl_easy_init();
@@ -1098,7 +1096,7 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 
 	*out = NULL;
 	*n = 0;
-	base = cfg->stripe.api_base != NULL ? cfg->stripe.api_base : "https://api.stripe.com";
+	base = cfg->stripe.api_base;
 	if (config_check_api_base(base, err, errlen) != 0 || key == NULL || !header_safe(key) ||
 	    (cfg->stripe.account != NULL && config_check_account(cfg->stripe.account, err, errlen)))
 		return -1;

@@ -1,12 +1,11 @@
-/* Unit tests for admin: --since parsing, state names, and the JSON export of a real spool in a
- * mkdtemp() directory, read back with jansson. */
+/* Unit tests for admin: --since parsing, state names, and the JSON export of a real spool in the
+ * fixture's directory, read back with jansson. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,8 @@
 
 #include "cli/admin.h"
 #include "store/spool.h"
+
+#include "fixture.h"
 
 static void test_parse_time(void **state)
 {
@@ -84,19 +85,12 @@ static void test_state_parse(void **state)
 	assert_int_equal(admin_state_parse(NULL), -1);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void test_export(void **state)
 {
-	char dir[] = "/tmp/test_admin.XXXXXX", sdir[64], err[512] = "", *buf = NULL;
-	struct config cfg;
-	struct spool *sp;
+	struct fixture *fx = *state;
+	char err[512] = "", *buf = NULL;
+	const struct config *cfg = fixture_config(fx, "; the defaults\n");
+	struct spool *sp = fixture_spool(fx);
 	struct spool_file f;
 	struct event ev[2];
 	struct spool_mark m;
@@ -106,11 +100,6 @@ static void test_export(void **state)
 	json_error_t jerr;
 	char *nl;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(sdir, sizeof(sdir), "%s/state", dir);
-	sp = spool_open(sdir, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
 	memset(&f, 0, sizeof(f));
 	snprintf(f.source, sizeof(f.source), "web");
 	snprintf(f.path, sizeof(f.path), "/var/log/caf\xc3\xa9.log");
@@ -141,13 +130,13 @@ static void test_export(void **state)
 	m = (struct spool_mark){
 	    .id = ev[0].id, .state = EVENT_DELIVERED, .attempts = 1, .when = 77};
 	assert_int_equal(spool_mark(sp, &m, 1, err, sizeof(err)), 0);
+	/* Exported by its own read-only handle, as `logmeter spool export` does. */
 	spool_free(sp);
+	fx->sp = NULL;
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.agent.state_dir = sdir;
 	out = open_memstream(&buf, &len);
 	assert_non_null(out);
-	assert_int_equal(admin_export(&cfg, -1, out, err, sizeof(err)), 0);
+	assert_int_equal(admin_export(cfg, -1, out, err, sizeof(err)), 0);
 	fclose(out);
 	/* Two lines: the delivered one, then the dead letter. */
 	nl = strchr(buf, '\n');
@@ -183,12 +172,11 @@ static void test_export(void **state)
 	/* --state dead: one line. */
 	buf = NULL;
 	out = open_memstream(&buf, &len);
-	assert_int_equal(admin_export(&cfg, EVENT_DEAD, out, err, sizeof(err)), 0);
+	assert_int_equal(admin_export(cfg, EVENT_DEAD, out, err, sizeof(err)), 0);
 	fclose(out);
 	assert_non_null(strstr(buf, "\"dead\""));
 	assert_null(strstr(buf, "\"delivered\""));
 	free(buf);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
@@ -196,7 +184,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_time),
 	    cmocka_unit_test(test_state_parse),
-	    cmocka_unit_test(test_export),
+	    cmocka_unit_test_setup_teardown(test_export, fixture_setup, fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1016,6 +1016,76 @@ static void test_api_base(void **state)
 	}
 }
 
+/* config_load_text reads a string as config_load reads the same bytes from a file: the same
+ * values, defaults and errors, relative paths against the name's directory; no drop-ins. */
+static void test_load_text(void **state)
+{
+	const struct fx *f = *state;
+	char err[CONFIG_ERR_MAX] = "stale", text[1024];
+	const char *name = P(f, "etc/text.conf");
+	struct config *from_file, *cfg;
+
+	/* Every drop-in would be an error, and so would reading the name. */
+	wfile(f, "etc/conf.d/bad.conf", "not a configuration\n");
+	wfile(f, "etc/text.conf", "not a configuration\n");
+	snprintf(text, sizeof(text),
+	         "[agent]\nstate_dir = state\nbatch_lines = 5\n[stripe]\napi_base = "
+	         "http://127.0.0.1:9/\n%s",
+	         MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(err, "");
+	assert_string_equal(cfg->main_file, name);
+	assert_int_equal(cfg->n_files, 1);
+	assert_string_equal(cfg->files[0], name);
+	assert_string_equal(cfg->agent.state_dir, P(f, "etc/state"));
+	assert_string_equal(cfg->agent.include_dir, P(f, "etc/conf.d"));
+	assert_int_equal(cfg->agent.batch_lines, 5);
+	assert_string_equal(cfg->stripe.api_base, "http://127.0.0.1:9");
+	assert_int_equal(cfg->n_rules, 1);
+	assert_int_equal(cfg->rules[0].loc.line, 9);
+	assert_ptr_equal(cfg->rules[0].loc.file, cfg->files[0]);
+
+	/* The defaults are config_load's. */
+	from_file = load_ok(wfile(f, "file.conf", MINIMAL));
+	config_free(cfg);
+	cfg = config_load_text(MINIMAL, name, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_string_equal(cfg->agent.state_dir, from_file->agent.state_dir);
+	assert_string_equal(cfg->agent.log_level, from_file->agent.log_level);
+	assert_int_equal(cfg->agent.batch_lines, from_file->agent.batch_lines);
+	assert_int_equal(cfg->agent.max_line_length, from_file->agent.max_line_length);
+	assert_int_equal(cfg->agent.max_open_files, from_file->agent.max_open_files);
+	assert_int_equal(cfg->agent.rotate_wait_ms, from_file->agent.rotate_wait_ms);
+	assert_int_equal(cfg->agent.min_free_bytes, from_file->agent.min_free_bytes);
+	assert_string_equal(cfg->stripe.api_base, from_file->stripe.api_base);
+	assert_int_equal(cfg->stripe.request_timeout_ms, from_file->stripe.request_timeout_ms);
+	assert_int_equal(cfg->stripe.auth_pause_ms, from_file->stripe.auth_pause_ms);
+	assert_string_equal(cfg->sources[0].exclude, from_file->sources[0].exclude);
+	assert_string_equal(cfg->rules[0].timestamp_format, from_file->rules[0].timestamp_format);
+	config_free(from_file);
+	config_free(cfg);
+
+	/* Errors name the name and the line of the text. */
+	snprintf(text, sizeof(text), "%s[agent]\nbatch_lines = 0\n", MINIMAL);
+	strcpy(err, "stale");
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 11, "key 'batch_lines'", "out of range", NULL);
+	assert_int_equal(count_lines(err), 1);
+
+	/* Nothing at all is a configuration of defaults without sources or rules. */
+	cfg = config_load_text("", name, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->n_sources, 0);
+	assert_int_equal(cfg->n_rules, 0);
+	assert_string_equal(cfg->agent.log_level, "info");
+	config_free(cfg);
+
+	assert_null(config_load_text(NULL, name, err, sizeof(err)));
+	assert_null(config_load_text(MINIMAL, "", err, sizeof(err)));
+}
+
 static char *print_options(int markdown)
 {
 	char *buf = NULL;
@@ -1098,6 +1168,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_api_base, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_odd_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_flood, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load_text, setup, teardown),
 	    cmocka_unit_test(test_print_options),
 	};
 

@@ -1,4 +1,4 @@
-/* Unit tests of rule (values, timestamps, rule sets) and custmap. */
+/* Unit tests of rule: values, timestamps, rule sets (custmap has test_custmap). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,52 +12,39 @@
 #include <cmocka.h>
 
 #include "config/config.h"
-#include "core/custmap.h"
 #include "util/log.h"
 #include "core/rule.h"
 
-/* The Apache combined log pattern of /work/shared/design.md's configuration sketch. */
+#include "fixture.h"
+
+/* The Apache combined log pattern of the design's configuration sketch. */
 #define APACHE_PATTERN                                                                             \
 	"^(?<ip>\\S+) \\S+ \\S+ \\[(?<time>[^\\]]+)\\] \"(?:GET|POST) [^\"]*\" 2\\d\\d "           \
 	"(?<bytes>\\d+)"
 #define APACHE_FORMAT "%d/%b/%Y:%H:%M:%S %z"
 #define CONF_FILE "/etc/logmeter/test.conf"
 
-static char tmpdir[64];
+static struct fixture *fx; /* the directory for customer maps */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static int setup_tmpdir(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_rule.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
+	fx = fixture_new("test_rule");
 	return 0;
 }
 
 static int teardown_tmpdir(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	/* The directory holds only the few files these tests wrote. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static void write_file(const char *path, const char *content)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(content, 1, strlen(content), f), strlen(content));
-	assert_int_equal(fclose(f), 0);
+	fixture_free(fx);
+	return 0;
 }
 
 static void tmp_path(char *out, size_t outlen, const char *name)
 {
-	snprintf(out, outlen, "%s/%s", tmpdir, name);
+	snprintf(out, outlen, "%s", fixture_path(fx, name));
 }
 
 struct test_config {
@@ -84,20 +71,19 @@ static void tc_init(struct test_config *tc)
 
 /* Adds a rule whose keys are on consecutive lines from `line`: [rule] line, pattern +1,
  * customer +2, customer_map +3, value +4, timestamp +5, timestamp_format +6. */
-static struct config_rule *tc_rule(struct test_config *tc, const char *name, size_t source,
-                                   const char *pattern, const char *customer, const char *value,
-                                   const char *timestamp, unsigned line)
+static struct config_rule *tc_rule(struct test_config *tc, char *name, size_t source, char *pattern,
+                                   char *customer, char *value, char *timestamp, unsigned line)
 {
 	struct config_rule *r = &tc->rules[tc->cfg.n_rules++];
 
-	r->name = (char *)name;
+	r->name = name;
 	r->source = tc->sources[source].name;
 	r->source_index = source;
 	r->event_name = (char *)"bandwidth_bytes";
-	r->pattern = (char *)pattern;
-	r->customer = (char *)customer;
-	r->value = (char *)value;
-	r->timestamp = (char *)timestamp;
+	r->pattern = pattern;
+	r->customer = customer;
+	r->value = value;
+	r->timestamp = timestamp;
 	r->timestamp_format = (char *)APACHE_FORMAT;
 	r->payload_customer_key = (char *)"stripe_customer_id";
 	r->payload_value_key = (char *)"value";
@@ -165,24 +151,8 @@ static void test_value_good(void **state)
 static void test_value_bad(void **state)
 {
 	static const char *const cases[] = {
-	    "",
-	    "-",
-	    "+",
-	    "1.",
-	    ".5",
-	    "-.5",
-	    "1e3",
-	    " 1",
-	    "1 ",
-	    "0x10",
-	    "1,000",
-	    "1.2.3",
-	    "--1",
-	    "+-1",
-	    "abc",
-	    "12a",
-	    "NaN",
-	    "inf",
+	    "",     "-",     "+",     "1.",  ".5",  "-.5", "1e3", " 1",  "1 ",
+	    "0x10", "1,000", "1.2.3", "--1", "+-1", "abc", "12a", "NaN", "inf",
 	};
 	char out[RULE_VALUE_MAX];
 
@@ -378,143 +348,6 @@ static void test_timestamp_epoch(void **state)
 	 * date -u -d '2025-11-02 05:30:00' +%s = 1762061400 */
 	assert_int_equal(ts("%s", "1762061400", 0), 1762061400);
 	assert_int_equal(ts("%s", "1762061400", 0) - ts("%s", "1762057800", 0), 3600);
-}
-
-/* ---- custmap ------------------------------------------------------------------------------ */
-
-static void test_custmap_good(void **state)
-{
-	char path[128];
-	char err[512] = "";
-	struct custmap *m;
-
-	(void)state;
-	tmp_path(path, sizeof(path), "good.csv");
-	write_file(path, "\xEF\xBB\xBF# customers of the web tier\n"
-	                 "\n"
-	                 "83.149.9.216,cus_A\n"
-	                 "  10.0.0.1 ,\tcus_B  \r\n"
-	                 "   \t\n"
-	                 "  # indented comment\n"
-	                 "alice,cus_C\r\n"
-	                 "alice smith,cus_D\n"
-	                 "al,cus_E\n"
-	                 "last-no-newline,cus_F");
-	m = custmap_load(path, err, sizeof(err));
-	if (m == NULL)
-		fail_msg("%s", err);
-	assert_int_equal(custmap_size(m), 6);
-	assert_string_equal(custmap_lookup(m, "83.149.9.216", 12), "cus_A");
-	assert_string_equal(custmap_lookup(m, "10.0.0.1", 8), "cus_B");
-	assert_string_equal(custmap_lookup(m, "alice", 5), "cus_C");
-	assert_string_equal(custmap_lookup(m, "alice smith", 11), "cus_D");
-	assert_string_equal(custmap_lookup(m, "al", 2), "cus_E");
-	assert_string_equal(custmap_lookup(m, "last-no-newline", 15), "cus_F");
-	/* Keys are length-delimited: a prefix or an extension of a key is another key. */
-	assert_string_equal(custmap_lookup(m, "alice smith", 5), "cus_C");
-	assert_string_equal(custmap_lookup(m, "alicex", 2), "cus_E");
-	assert_null(custmap_lookup(m, "alic", 4));
-	assert_null(custmap_lookup(m, "alice ", 6));
-	assert_null(custmap_lookup(m, "a", 1));
-	assert_null(custmap_lookup(m, "", 0));
-	assert_null(custmap_lookup(m, "83.149.9.21", 11));
-	assert_null(custmap_lookup(m, "# customers of the web tier", 27));
-	assert_null(custmap_lookup(m, "zzz", 3));
-	custmap_free(m);
-	custmap_free(NULL);
-	assert_int_equal(custmap_size(NULL), 0);
-
-	/* Spreadsheet CSV: a header row and quoted fields. */
-	tmp_path(path, sizeof(path), "sheet.csv");
-	write_file(path, "\"ip\",\"customer_id\"\r\n\"1.2.3.4\",\"cus_X\"\r\n5.6.7.8,cus_Y\r\n");
-	m = custmap_load(path, err, sizeof(err));
-	if (m == NULL)
-		fail_msg("%s", err);
-	assert_int_equal(custmap_size(m), 2);
-	assert_string_equal(custmap_lookup(m, "1.2.3.4", 7), "cus_X");
-	assert_string_equal(custmap_lookup(m, "5.6.7.8", 7), "cus_Y");
-	assert_null(custmap_lookup(m, "ip", 2));
-	custmap_free(m);
-
-	/* An empty map is valid and maps nothing. */
-	tmp_path(path, sizeof(path), "empty.csv");
-	write_file(path, "# nobody yet\n");
-	m = custmap_load(path, err, sizeof(err));
-	assert_non_null(m);
-	assert_int_equal(custmap_size(m), 0);
-	assert_null(custmap_lookup(m, "x", 1));
-	custmap_free(m);
-}
-
-static void check_custmap_error(const char *name, const char *content, const char *expect)
-{
-	char path[128], want[256];
-	char err[512] = "";
-	struct custmap *m;
-
-	tmp_path(path, sizeof(path), name);
-	write_file(path, content);
-	m = custmap_load(path, err, sizeof(err));
-	if (m != NULL) {
-		custmap_free(m);
-		fail_msg("%s was accepted", name);
-	}
-	snprintf(want, sizeof(want), "%s:%s", path, expect);
-	assert_string_equal(err, want);
-}
-
-static void test_custmap_errors(void **state)
-{
-	char id101[160], content[200];
-
-	(void)state;
-	check_custmap_error("nocomma.csv", "# x\na,cus_A\nb cus_B\n",
-	                    "3: expected \"key,customer_id\", found no comma");
-	check_custmap_error("emptykey.csv", "a,cus_A\n\n , cus_B\n", "3: empty key");
-	check_custmap_error("emptyid.csv", "a,  \n", "1: empty customer id");
-	check_custmap_error("dup.csv", "a,cus_A\nb,cus_B\r\n# c\na,cus_C\n",
-	                    "4: duplicate key 'a' (first on line 1)");
-	/* Keys are compared after trimming. */
-	check_custmap_error("dup2.csv", "b,cus_B\n  a ,cus_A\na,cus_C\n",
-	                    "3: duplicate key 'a' (first on line 2)");
-	check_custmap_error("threecols.csv", "a,cus_A,extra\n",
-	                    "1: expected \"key,customer_id\", found more than one comma");
-	check_custmap_error("notanid.csv", "a,cus_A\nb,not a customer\n",
-	                    "2: customer id 'not a customer' is not a Stripe id (letters, digits and "
-	                    "'_' only)");
-	/* A header row is skipped only as the first row. */
-	check_custmap_error("latehdr.csv", "a,cus_A\nkey,customer id\n",
-	                    "2: customer id 'customer id' is not a Stripe id (letters, digits and "
-	                    "'_' only)");
-
-	/* An id of 100 bytes is Stripe's limit; 101 is over it. */
-	memset(id101, 'c', 101);
-	id101[101] = '\0';
-	snprintf(content, sizeof(content), "a,%s\n", id101);
-	check_custmap_error("longid.csv", content, "1: customer id longer than 100 bytes");
-	{
-		char path[128], err[512] = "";
-		struct custmap *m;
-
-		id101[100] = '\0';
-		snprintf(content, sizeof(content), "a,%s\n", id101);
-		tmp_path(path, sizeof(path), "id100.csv");
-		write_file(path, content);
-		m = custmap_load(path, err, sizeof(err));
-		assert_non_null(m);
-		assert_string_equal(custmap_lookup(m, "a", 1), id101);
-		custmap_free(m);
-	}
-
-	/* A missing file names itself. */
-	{
-		char path[128], err[512] = "";
-
-		tmp_path(path, sizeof(path), "missing.csv");
-		assert_null(custmap_load(path, err, sizeof(err)));
-		assert_non_null(strstr(err, path));
-		assert_non_null(strstr(err, "No such file"));
-	}
 }
 
 /* ---- rule sets ---------------------------------------------------------------------------- */
@@ -777,7 +610,8 @@ static void test_customer_map(void **state)
 
 	(void)state;
 	tmp_path(path, sizeof(path), "customers.csv");
-	write_file(path, "# ip,customer\n83.149.9.216,cus_NffrFeUfNV2Hib\n10.0.0.7,cus_B\n");
+	fixture_write_text(path,
+	                   "# ip,customer\n83.149.9.216,cus_NffrFeUfNV2Hib\n10.0.0.7,cus_B\n");
 	tc_init(&tc);
 	r = tc_rule(&tc, "bytes", 0, APACHE_PATTERN, "ip", "bytes", "time", 10);
 	r->customer_map = path;
@@ -817,7 +651,7 @@ static void test_customer_map(void **state)
 	/* A map that does not load is an error at customer_map's line, reported once. */
 	tc_init(&tc);
 	tmp_path(path, sizeof(path), "badmap.csv");
-	write_file(path, "a,cus_A\nb\n");
+	fixture_write_text(path, "a,cus_A\nb\n");
 	r = tc_rule(&tc, "bytes", 0, APACHE_PATTERN, "ip", "bytes", "time", 10);
 	r->customer_map = path;
 	r = tc_rule(&tc, "requests", 0, "^(?<ip>\\S+) ", "ip", "1", NULL, 20);
@@ -978,8 +812,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_timestamp_local, save_tz, restore_tz),
 	    cmocka_unit_test_setup_teardown(test_timestamp_no_year, save_tz, restore_tz),
 	    cmocka_unit_test_setup_teardown(test_timestamp_epoch, save_tz, restore_tz),
-	    cmocka_unit_test(test_custmap_good),
-	    cmocka_unit_test(test_custmap_errors),
 	    cmocka_unit_test(test_apache_real_lines),
 	    cmocka_unit_test(test_apply_basics),
 	    cmocka_unit_test(test_customer_limits),

@@ -1,13 +1,13 @@
-/* Unit tests for space (and the spool functions it uses): a real spool in a mkdtemp() directory,
- * filled by spool_commit as the tail does, with the limits of a hand-made configuration. Sizes
- * are checked against SQLite's own page counts, read through a separate raw connection. */
+/* Unit tests for space (and the spool functions it uses): a real spool in the fixture's
+ * directory, filled by spool_commit as the tail does, with the limits of a configuration loaded
+ * as the agent loads it. Sizes are checked against SQLite's own page counts, read through a
+ * separate raw connection. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,48 +22,28 @@
 #include "util/statefile.h"
 #include "store/spool.h"
 
+#include "fixture.h"
+
 #define BATCH 200
 
-struct fixture {
-	char dir[64];
-	char state[128];
-	struct config cfg;
+struct space_fixture {
+	struct fixture *base; /* the directory, the spool, the configuration */
+	const char *state;    /* base's, for short */
 	struct spool *sp;
 	struct spool_file f;
 	int64_t next_offset;
 	struct event *batch;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-	char err[512] = "";
+	struct space_fixture *fx = calloc(1, sizeof(*fx));
 
 	assert_non_null(fx);
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_space.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
-	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	if (fx->sp == NULL) {
-		print_error("spool_open: %s\n", err);
-		return -1;
-	}
-	fx->cfg.main_file = "test.conf";
-	fx->cfg.agent.state_dir = fx->state;
-	fx->cfg.agent.batch_lines = BATCH;
-	fx->cfg.agent.delivered_retention = 7 * 86400; /* the default */
-	snprintf(fx->f.source, sizeof(fx->f.source), "app");
-	snprintf(fx->f.path, sizeof(fx->f.path), "%s/app.log", fx->dir);
-	fx->f.ino = 42;
-	assert_int_equal(spool_file_add(fx->sp, &fx->f, err, sizeof(err)), 0);
+	fx->base = fixture_new("test_space");
+	fx->state = fx->base->state;
+	fx->sp = fixture_spool(fx->base);
+	fixture_file_add(fx->base, "app", 42, &fx->f);
 	fx->batch = calloc(BATCH, sizeof(*fx->batch));
 	assert_non_null(fx->batch);
 	*state = fx;
@@ -72,36 +52,32 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 
-	spool_free(fx->sp);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_free(fx->base);
 	free(fx->batch);
 	free(fx);
 	return 0;
 }
 
+/* The configuration: batches of BATCH lines, and the lines `agent` of [agent]. */
+static struct config *config(struct space_fixture *fx, const char *agent)
+{
+	return fixture_config(fx->base, "[agent]\nbatch_lines = %d\n%s", BATCH, agent);
+}
+
 /* The next BATCH events of the file, every 10th a dead letter (as an unmapped customer is). */
-static void fill_batch(struct fixture *fx)
+static void fill_batch(struct space_fixture *fx)
 {
 	for (size_t i = 0; i < BATCH; i++) {
 		struct event *ev = &fx->batch[i];
 		int64_t off = fx->next_offset;
 
-		memset(ev, 0, sizeof(*ev));
-		ev->file_id = fx->f.id;
-		ev->line_offset = off;
-		snprintf(ev->rule, sizeof(ev->rule), "r1");
-		snprintf(ev->identifier, sizeof(ev->identifier), "lm1-%040lld", (long long)off);
-		snprintf(ev->event_name, sizeof(ev->event_name), "api_calls");
-		snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key),
-		         "stripe_customer_id");
-		snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "value");
+		fixture_event(ev, fx->f.id, off);
 		snprintf(ev->customer_key, sizeof(ev->customer_key), "cus_%06lld",
 		         (long long)(off % 97));
 		snprintf(ev->customer, sizeof(ev->customer), "%s", ev->customer_key);
 		snprintf(ev->value, sizeof(ev->value), "%lld", (long long)(off % 1000));
-		ev->timestamp = (int64_t)time(NULL);
 		ev->state = (off / 100) % 10 == 9 ? EVENT_DEAD : EVENT_PENDING;
 		if (ev->state == EVENT_DEAD)
 			snprintf(ev->last_error, sizeof(ev->last_error), "no customer");
@@ -111,7 +87,7 @@ static void fill_batch(struct fixture *fx)
 }
 
 /* Bytes of pages in use, by a separate raw connection. */
-static int64_t raw_used(const struct fixture *fx)
+static int64_t raw_used(const struct space_fixture *fx)
 {
 	char path[192];
 	sqlite3 *db = NULL;
@@ -134,7 +110,7 @@ static int64_t raw_used(const struct fixture *fx)
 }
 
 /* Marks every pending event delivered, `when` seconds since the epoch. Returns how many. */
-static int64_t deliver_all(struct fixture *fx, int64_t when)
+static int64_t deliver_all(struct space_fixture *fx, int64_t when)
 {
 	struct event *evs = calloc(BATCH, sizeof(*evs));
 	struct spool_mark m[BATCH];
@@ -168,7 +144,7 @@ static void sleep_ms(long ms)
 
 /* Commits batches, asking space_admit first as the tail does, until it refuses. Returns the
  * batches committed. */
-static int fill_until_paused(struct fixture *fx, struct space *s, int max_batches)
+static int fill_until_paused(struct space_fixture *fx, struct space *s, int max_batches)
 {
 	char err[512] = "";
 	int i;
@@ -187,7 +163,7 @@ static int fill_until_paused(struct fixture *fx, struct space *s, int max_batche
  * resumes once delivered events can be pruned; pending and dead events are never pruned. */
 static void test_limit_pause_and_resume(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct space *s;
 	struct space_status ss;
 	struct spool_counts c0, c1;
@@ -195,8 +171,8 @@ static void test_limit_pause_and_resume(void **state)
 	int64_t wait = 0, limit = 256 * 1024, used, dead_before, delivered;
 	int batches;
 
-	fx->cfg.agent.max_spool_bytes = limit;
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	s = space_new(config(fx, "min_free_bytes = 0\nmax_spool_bytes = 256k\n"), fx->sp, err,
+	              sizeof(err));
 	assert_non_null(s);
 	space_publish(s);
 	assert_int_equal(space_paused(s), 0);
@@ -260,15 +236,15 @@ static void test_limit_pause_and_resume(void **state)
  * does not pause at all. */
 static void test_limit_prunes_delivered_first(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct space *s;
 	struct spool_counts c;
 	char err[512] = "";
 	int64_t limit = 256 * 1024;
 	int batches;
 
-	fx->cfg.agent.max_spool_bytes = limit;
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	s = space_new(config(fx, "min_free_bytes = 0\nmax_spool_bytes = 256k\n"), fx->sp, err,
+	              sizeof(err));
 	assert_non_null(s);
 	/* About four times the limit's worth of batches, each delivered right after its commit;
 	 * their dead letters (one in ten, kept) stay well below it. */
@@ -290,14 +266,17 @@ static void test_limit_prunes_delivered_first(void **state)
 /* min_free_bytes larger than any disk: the first admit pauses for lack of room. */
 static void test_min_free_pauses(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
+	struct config *cfg;
 	struct space *s;
 	struct space_status ss;
 	char err[512] = "";
 	int64_t wait;
 
-	fx->cfg.agent.min_free_bytes = 1024LL << 40;
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	cfg = config(fx, "");
+	/* 1 PiB, past the option's bound (1 TiB), so as to be more than any disk has. */
+	cfg->agent.min_free_bytes = 1024LL << 40;
+	s = space_new(cfg, fx->sp, err, sizeof(err));
 	assert_non_null(s);
 	space_publish(s);
 	assert_int_equal(space_admit(s, err, sizeof(err)), -1);
@@ -316,11 +295,11 @@ static void test_min_free_pauses(void **state)
  * pause. */
 static void test_no_limits(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct space *s;
 	char err[512] = "";
 
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	s = space_new(config(fx, "min_free_bytes = 0\n"), fx->sp, err, sizeof(err));
 	assert_non_null(s);
 	assert_int_equal(fill_until_paused(fx, s, 20), 20);
 	/* A commit that fails for another reason: an unknown file id (foreign key). */
@@ -337,7 +316,7 @@ static void test_no_limits(void **state)
 }
 
 /* spool_prune with its room rule alone. */
-static int oldest(struct fixture *fx, int64_t max, struct spool_pruned *out)
+static int oldest(struct space_fixture *fx, int64_t max, struct spool_pruned *out)
 {
 	char err[512] = "";
 
@@ -347,7 +326,7 @@ static int oldest(struct fixture *fx, int64_t max, struct spool_pruned *out)
 /* spool_prune's room rule, as relieve uses it: oldest delivery first, never pending or dead. */
 static void test_prune_oldest_delivered(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct event evs[3];
 	struct spool_mark m;
 	struct spool_counts c;
@@ -388,7 +367,7 @@ static void test_prune_oldest_delivered(void **state)
 }
 
 /* Marks the first `k` pending events (queue order) delivered at `when`. */
-static void deliver_first(struct fixture *fx, size_t k, int64_t when)
+static void deliver_first(struct space_fixture *fx, size_t k, int64_t when)
 {
 	struct event evs[BATCH];
 	struct spool_mark m[BATCH];
@@ -409,19 +388,19 @@ static void deliver_first(struct fixture *fx, size_t k, int64_t when)
  * events older than the retention go, pending and dead ones never. */
 static void test_retention(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
+	const struct config *cfg = config(fx, "delivered_retention = 1h\n");
 	struct space *s;
 	struct spool_counts c;
 	char err[512] = "";
 	int64_t now = (int64_t)time(NULL), wait = -1;
 
-	fx->cfg.agent.delivered_retention = 3600;
 	fill_batch(fx); /* 180 pending, 20 dead */
 	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), 0);
 	deliver_first(fx, 10, now - 7200); /* past the retention */
 	deliver_first(fx, 10, now - 1800); /* within it */
 	deliver_first(fx, 10, now - 3700); /* past it */
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	s = space_new(cfg, fx->sp, err, sizeof(err));
 	assert_non_null(s);
 	assert_int_equal(space_poll(s, &wait), 0);
 	assert_true(wait > 0 && wait <= 10 * 60 * 1000); /* reading: called again for the next */
@@ -438,7 +417,7 @@ static void test_retention(void **state)
 	assert_int_equal(c.delivered, 20);
 	space_free(s);
 	/* A new agent (a restart, a reload) applies it at once. */
-	s = space_new(&fx->cfg, fx->sp, err, sizeof(err));
+	s = space_new(cfg, fx->sp, err, sizeof(err));
 	assert_non_null(s);
 	space_expire(s);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
@@ -454,7 +433,7 @@ static void test_retention(void **state)
 /* spool_usage against SQLite's own numbers, and the files' sizes. */
 static void test_usage(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct spool_usage u;
 	char err[512] = "", path[192];
 	struct stat st;
@@ -484,7 +463,7 @@ static void test_usage(void **state)
 /* The state file as `status` reads it. */
 static void test_status_read(void **state)
 {
-	struct fixture *fx = *state;
+	struct space_fixture *fx = *state;
 	struct space_status ss;
 	char err[512] = "", path[192];
 	FILE *f;

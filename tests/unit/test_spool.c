@@ -1,4 +1,4 @@
-/* Unit tests for spool: real SQLite files in a mkdtemp() directory, inspected through separate
+/* Unit tests for spool: real SQLite files in the fixture's directory, inspected through separate
  * raw sqlite3 connections. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,49 +16,21 @@
 
 #include "store/spool.h"
 
-struct fixture {
-	char dir[64];     /* the mkdtemp() directory */
-	char state[128];  /* state_dir inside it */
-	char db[160];     /* state/spool.db */
-	struct spool *sp; /* read-write handle on state */
-};
+#include "fixture.h"
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
+/* The fixture's directory, its state_dir and spool.db, and fx->sp: a read-write handle on it. */
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-	char err[512] = "";
+	struct fixture *fx = fixture_new("test_spool");
 
-	assert_non_null(fx);
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_spool.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
-	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
-	snprintf(fx->db, sizeof(fx->db), "%s/spool.db", fx->state);
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	if (fx->sp == NULL) {
-		print_error("spool_open: %s\n", err);
-		nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-		free(fx);
-		return -1;
-	}
+	fixture_spool(fx);
 	*state = fx;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
-
-	spool_free(fx->sp);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
+	fixture_free(*state);
 	return 0;
 }
 

@@ -23,6 +23,8 @@
 #include "core/event.h"
 #include "send/stripe.h"
 
+#include "fixture.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
@@ -31,13 +33,12 @@
 #define FAKE_KEY_PART "FAKEKEY123"
 #define TEST_ID "lm1-0123456789abcdef0123456789abcdef01234567"
 
-static char tmpdir[] = "/tmp/test_stripe.XXXXXX";
+static struct fixture *fx; /* the directory for key files */
 
 static int setup_all(void **state)
 {
 	(void)state;
-	if (mkdtemp(tmpdir) == NULL)
-		return -1;
+	fx = fixture_new("test_stripe");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
 	unsetenv("LOGMETER_STRIPE_API_KEY");
@@ -46,12 +47,10 @@ static int setup_all(void **state)
 
 static int teardown_all(void **state)
 {
-	char cmd[256];
-
 	(void)state;
 	curl_global_cleanup();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	fixture_free(fx);
+	return 0;
 }
 
 /* ---- classification ---- */
@@ -367,18 +366,9 @@ static void test_check_base(void **state)
 
 /* ---- key ---- */
 
-static void write_file(const char *path, const char *content, size_t len)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(content, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
 static char *tmp_path(char *buf, size_t len, const char *name)
 {
-	snprintf(buf, len, "%s/%s", tmpdir, name);
+	snprintf(buf, len, "%s", fixture_path(fx, name));
 	return buf;
 }
 
@@ -391,7 +381,7 @@ static int load_from(const char *content, size_t len, char *key, size_t keylen, 
 
 	memset(&cfg, 0, sizeof(cfg));
 	tmp_path(path, sizeof(path), "key");
-	write_file(path, content, len);
+	fixture_write(path, content, len, 0);
 	assert_int_equal(chmod(path, 0600), 0); /* others may not read a key file */
 	cfg.stripe.api_key_file = path;
 	return stripe_key_load(&cfg, key, keylen, err, errlen);
@@ -543,7 +533,7 @@ static void test_key_unreadable(void **state)
 	/* Unreadable by permissions (root reads anything: only checked when not root). */
 	if (geteuid() != 0) {
 		cfg.stripe.api_key_file = tmp_path(path, sizeof(path), "key-0000");
-		write_file(path, FAKE_KEY "\n", strlen(FAKE_KEY) + 1);
+		fixture_write(path, FAKE_KEY "\n", strlen(FAKE_KEY) + 1, 0);
 		assert_int_equal(chmod(path, 0), 0);
 		err[0] = '\0';
 		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
@@ -566,7 +556,7 @@ static void test_key_file_mode(void **state)
 	unsetenv("CREDENTIALS_DIRECTORY");
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.stripe.api_key_file = tmp_path(path, sizeof(path), "key-mode");
-	write_file(path, FAKE_KEY "\n", strlen(FAKE_KEY) + 1);
+	fixture_write(path, FAKE_KEY "\n", strlen(FAKE_KEY) + 1, 0);
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		assert_int_equal(chmod(path, refused[i]), 0);
 		err[0] = '\0';
@@ -617,7 +607,7 @@ static void test_key_credential(void **state)
 	assert_int_equal(mkdir(dir, 0700), 0);
 	snprintf(cred, sizeof(cred), "%s/stripe.key", dir);
 	cfg.stripe.api_key_file = tmp_path(path, sizeof(path), "key-file");
-	write_file(path, "sk_test_FROMFILE\n", 17);
+	fixture_write(path, "sk_test_FROMFILE\n", 17, 0);
 	assert_int_equal(chmod(path, 0600), 0);
 	setenv("CREDENTIALS_DIRECTORY", dir, 1);
 
@@ -626,7 +616,7 @@ static void test_key_credential(void **state)
 	assert_string_equal(key, "sk_test_FROMFILE");
 
 	/* systemd writes credentials 0400; the credential beats the file. */
-	write_file(cred, "sk_test_FROMCRED\n", 17);
+	fixture_write(cred, "sk_test_FROMCRED\n", 17, 0);
 	assert_int_equal(chmod(cred, 0400), 0);
 	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), 0);
 	assert_string_equal(key, "sk_test_FROMCRED");
@@ -648,7 +638,7 @@ static void test_key_credential(void **state)
 	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, cred));
 	assert_non_null(strstr(err, "(mode 0644)"));
-	write_file(cred, "\n", 1);
+	fixture_write(cred, "\n", 1, 0);
 	assert_int_equal(chmod(cred, 0400), 0);
 	err[0] = '\0';
 	assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
@@ -681,10 +671,10 @@ static void fill_event(struct event *ev)
 	ev->timestamp = 1767225600;
 }
 
-static void fill_config(struct config *cfg, const char *base)
+static void fill_config(struct config *cfg, char *base)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->stripe.api_base = (char *)base;
+	cfg->stripe.api_base = base;
 	cfg->stripe.request_timeout_ms = 5000;
 	cfg->stripe.max_concurrency = 1;
 }
@@ -726,7 +716,7 @@ static void test_request_refused(void **state)
  * dropped, and a connection failure is a retry naming curl's error. */
 static void test_request_url_https(void **state)
 {
-	static const char *const bases[] = {"https://127.0.0.1:1", "https://127.0.0.1:1/"};
+	static char *const bases[] = {"https://127.0.0.1:1", "https://127.0.0.1:1/"};
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
 		struct config cfg;
@@ -848,7 +838,7 @@ static void server_join(struct server *sv)
 /* One request for `ev` (fill_event's if NULL), with `account` as [stripe] account (may be
  * NULL), answered by `response`; *retry_after (if not NULL) gets the answer's Retry-After. */
 static enum stripe_outcome exchange_full(struct server *sv, const char *response, size_t len,
-                                         const struct event *evp, const char *account, char *reason,
+                                         const struct event *evp, char *account, char *reason,
                                          size_t reasonlen, int64_t *retry_after)
 {
 	struct config cfg;
@@ -865,7 +855,7 @@ static enum stripe_outcome exchange_full(struct server *sv, const char *response
 	else
 		fill_event(&ev);
 	fill_config(&cfg, base);
-	cfg.stripe.account = (char *)account;
+	cfg.stripe.account = account;
 	req = stripe_request_new(&cfg, FAKE_KEY, &ev, NULL, err, sizeof(err));
 	if (req == NULL)
 		fail_msg("%s", err);

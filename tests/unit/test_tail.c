@@ -1,6 +1,6 @@
-/* Unit tests for tail and watch: real log files in a mkdtemp() directory, a real spool, a real
- * rule set built from a hand-made configuration. Expected offsets and values are computed from
- * the bytes the tests write. */
+/* Unit tests for tail and watch: real log files in the fixture's directory, a real spool, a
+ * real rule set built from a configuration loaded as the agent loads it. Expected offsets and
+ * values are computed from the bytes the tests write. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,86 +27,42 @@
 #include "ingest/tail.h"
 #include "ingest/watch.h"
 
+#include "fixture.h"
+
 #define INSTANCE "test-instance"
 
-struct fixture {
-	char dir[64];
-	char state[128];
-	char log[160];     /* dir/app.log */
-	char pattern[160]; /* the source's glob */
-	char map[160];     /* dir/customers.csv */
-	struct config cfg;
-	struct config_source src;
-	struct config_rule rule;
-	struct rule_set *rules;
+struct tail_fixture {
+	struct fixture *base; /* the directory, the spool, the configuration */
+	const char *dir;      /* base's, for short */
+	const char *state;
 	struct spool *sp;
+	char log[160];     /* DIR/app.log */
+	char pattern[200]; /* the source's glob */
+	char map[160];     /* DIR/customers.csv */
+	struct rule_set *rules;
 	struct tail_ctx ctx;
 	atomic_int commits;
 };
 
 static void on_commit(void *ud)
 {
-	struct fixture *fx = ud;
+	struct tail_fixture *fx = ud;
 
 	atomic_fetch_add(&fx->commits, 1);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-	char err[512] = "";
+	struct tail_fixture *fx = calloc(1, sizeof(*fx));
 
 	assert_non_null(fx);
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_tail.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
-	snprintf(fx->state, sizeof(fx->state), "%s/state", fx->dir);
+	fx->base = fixture_new("test_tail");
+	fx->dir = fx->base->dir;
+	fx->state = fx->base->state;
+	fx->sp = fixture_spool(fx->base);
 	snprintf(fx->log, sizeof(fx->log), "%s/app.log", fx->dir);
 	snprintf(fx->pattern, sizeof(fx->pattern), "%s/*.log", fx->dir);
 	snprintf(fx->map, sizeof(fx->map), "%s/customers.csv", fx->dir);
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	if (fx->sp == NULL) {
-		print_error("spool_open: %s\n", err);
-		return -1;
-	}
-
-	fx->src.name = "app";
-	fx->src.path = fx->pattern;
-	fx->src.exclude = "*.gz";
-	fx->src.read_from = CONFIG_READ_FROM_HEAD;
-	fx->src.loc = (struct config_loc){"test.conf", 1};
-
-	fx->rule.name = "r1";
-	fx->rule.source = "app";
-	fx->rule.source_index = 0;
-	fx->rule.event_name = "api_calls";
-	fx->rule.pattern = "^(?<cust>\\S+) (?<n>\\d+)$";
-	fx->rule.customer = "cust";
-	fx->rule.value = "n";
-	fx->rule.timestamp_format = "%d/%b/%Y:%H:%M:%S %z";
-	fx->rule.payload_customer_key = "stripe_customer_id";
-	fx->rule.payload_value_key = "value";
-	fx->rule.loc = fx->rule.pattern_loc = fx->rule.customer_loc = fx->rule.value_loc =
-	    (struct config_loc){"test.conf", 5};
-
-	fx->cfg.main_file = "test.conf";
-	fx->cfg.agent.state_dir = fx->state;
-	fx->cfg.agent.batch_lines = 1000;
-	fx->cfg.agent.rescan_interval_ms = 60000;
-	fx->cfg.agent.max_line_length = 65536;
-	fx->cfg.sources = &fx->src;
-	fx->cfg.n_sources = 1;
-	fx->cfg.rules = &fx->rule;
-	fx->cfg.n_rules = 1;
-
-	fx->ctx.cfg = &fx->cfg;
 	fx->ctx.spool = fx->sp;
 	fx->ctx.instance = INSTANCE;
 	fx->ctx.on_commit = on_commit;
@@ -119,38 +74,43 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 
 	rule_set_free(fx->rules);
-	spool_free(fx->sp);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_free(fx->base);
 	free(fx);
 	return 0;
 }
 
-/* Builds the rule set once the test has adjusted the configuration. */
-static void build_rules(struct fixture *fx)
+/* Loads the configuration: the lines `agent`, `source` and `rule` ("key = value\n"..., or "")
+ * in [agent], the source app (the files fx->pattern) and its rule r1; and builds the rule set. */
+static void build_rules_with(struct tail_fixture *fx, const char *agent, const char *source,
+                             const char *rule)
 {
 	char err[1024] = "";
 
-	fx->rules = rule_set_new(&fx->cfg, err, sizeof(err));
+	fx->ctx.cfg = fixture_config(fx->base,
+	                             "[agent]\n%s"
+	                             "[source app]\npath = %s\n%s"
+	                             "[rule r1]\nsource = app\nevent_name = api_calls\n"
+	                             "pattern = ^(?<cust>\\S+) (?<n>\\d+)$\n"
+	                             "customer = cust\nvalue = n\n%s",
+	                             agent, fx->pattern, source, rule);
+	fx->rules = rule_set_new(fx->ctx.cfg, err, sizeof(err));
 	if (fx->rules == NULL)
 		fail_msg("rule_set_new: %s", err);
 	fx->ctx.rules = fx->rules;
 }
 
-static void write_bytes(const char *path, const char *data, size_t len, int append)
+/* The periodic rescan a minute away: what the watch finds, inotify told it. */
+static void build_rules(struct tail_fixture *fx)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, data, len), (ssize_t)len);
-	close(fd);
+	build_rules_with(fx, "rescan_interval = 1m\n", "", "");
 }
 
 static void write_str(const char *path, const char *s, int append)
 {
-	write_bytes(path, s, strlen(s), append);
+	fixture_write(path, s, strlen(s), append);
 }
 
 /* ---- reading the spool back ---- */
@@ -207,7 +167,7 @@ static void check_event(const struct event *ev, const struct spool_file *f, int6
 	assert_string_equal(ev->identifier, id);
 }
 
-static struct tail *open_tail(struct fixture *fx, const char *path)
+static struct tail *open_tail(struct tail_fixture *fx, const char *path)
 {
 	char err[1024] = "";
 	struct tail *t = tail_open(&fx->ctx, path, 0, err, sizeof(err));
@@ -231,7 +191,7 @@ static int64_t read_tail(struct tail *t)
 
 static void test_lines_partial_restart(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	const char *head = "cus_a 5\ncus_b 7\njunk line\ncus_c 9";
 	struct spool_file f1;
 	struct evlist l;
@@ -300,7 +260,7 @@ static void test_lines_partial_restart(void **state)
  * be between them, but a re-read must be harmless anyway): the unique key absorbs it. */
 static void test_reread_absorbed(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	struct spool_file f;
 	char err[512] = "";
 	struct tail *t;
@@ -330,7 +290,7 @@ static void test_reread_absorbed(void **state)
 
 static void test_crlf(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	struct evlist l;
 	struct tail *t;
 
@@ -348,17 +308,18 @@ static void test_crlf(void **state)
 
 static void test_long_lines(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char big[101];
 	struct evlist l;
 	struct tail *t;
 
-	fx->cfg.agent.max_line_length = 16;
 	build_rules(fx);
+	/* Below the option's least (256 bytes) to keep the test's lines short: tail takes any. */
+	fx->base->cfg->agent.max_line_length = 16;
 	memset(big, 'x', 100);
 	big[100] = '\n';
 	write_str(fx->log, "cus_a 1\n", 0);
-	write_bytes(fx->log, big, sizeof(big), 1);
+	fixture_write(fx->log, big, sizeof(big), 1);
 	/* 16 bytes, and with its CR 17: still not too long, the CR is dropped */
 	write_str(fx->log, "cus_abcdefg 1234\r\n", 1);
 	t = open_tail(fx, fx->log);
@@ -372,10 +333,10 @@ static void test_long_lines(void **state)
 
 	/* A long line arriving in pieces, across reads: skipped, never buffered, and the checkpoint
 	 * waits at its start until its newline. */
-	write_bytes(fx->log, big, 60, 1);
+	fixture_write(fx->log, big, 60, 1);
 	assert_int_equal(read_tail(t), 0);
 	assert_int_equal(tail_file(t)->offset, 127);
-	write_bytes(fx->log, big, 60, 1);
+	fixture_write(fx->log, big, 60, 1);
 	assert_int_equal(read_tail(t), 0);
 	/* its newline, then a line of 17 bytes: one too many */
 	write_str(fx->log, "\n17 chars is 1 too\ncus_b 2\n", 1);
@@ -391,7 +352,7 @@ static void test_long_lines(void **state)
 
 static void test_nul_bytes(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	/* offsets: "\0\0\0cus_a 5\n" 0-10, "\0\0\n" 11-13, "cus_b\0 6\n" 14-22 */
 	static const char data[] = "\0\0\0cus_a 5\n\0\0\ncus_b\0 6\n";
 	char zeros[1000];
@@ -399,9 +360,10 @@ static void test_nul_bytes(void **state)
 	struct tail *t;
 	int64_t end;
 
-	fx->cfg.agent.max_line_length = 16;
 	build_rules(fx);
-	write_bytes(fx->log, data, sizeof(data) - 1, 0);
+	/* Below the option's least (256 bytes) to keep the test's lines short: tail takes any. */
+	fx->base->cfg->agent.max_line_length = 16;
+	fixture_write(fx->log, data, sizeof(data) - 1, 0);
 	t = open_tail(fx, fx->log);
 	assert_int_equal(read_tail(t), 23);
 	events(fx->sp, EVENT_PENDING, &l);
@@ -415,11 +377,11 @@ static void test_nul_bytes(void **state)
 	 * file: not consumed while nothing follows it (a preallocated file is overwritten in
 	 * place); then the line after it is read, not skipped as too long. */
 	memset(zeros, 0, sizeof(zeros));
-	write_bytes(fx->log, zeros, sizeof(zeros), 1);
+	fixture_write(fx->log, zeros, sizeof(zeros), 1);
 	assert_int_equal(read_tail(t), 0);
 	assert_int_equal(tail_file(t)->offset, 23);
 	assert_int_equal(tail_file(t)->counters.nul_bytes, 6);
-	write_bytes(fx->log, zeros, 500, 1);
+	fixture_write(fx->log, zeros, 500, 1);
 	write_str(fx->log, "cus_c 3\n", 1);
 	end = 1023 + 500 + 8;
 	assert_int_equal(read_tail(t), 1508);
@@ -434,7 +396,7 @@ static void test_nul_bytes(void **state)
 
 static void test_truncation(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	struct spool_file f1, f2;
 	struct evlist l;
 	struct tail *t;
@@ -491,7 +453,7 @@ static void test_truncation(void **state)
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char head[1201];
 	struct spool_file f1;
 	struct evlist l;
@@ -550,7 +512,7 @@ static int expect_cb(const struct event *ev, void *ud)
 
 static void test_big_file(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	const size_t lines = 160000;
 	struct expect x = {0};
 	char err[512] = "", line[400];
@@ -558,8 +520,9 @@ static void test_big_file(void **state)
 	struct tail *t;
 	FILE *fp;
 
-	fx->cfg.agent.max_line_length = 200;
 	build_rules(fx);
+	/* Below the option's least (256 bytes) to keep the test's lines short: tail takes any. */
+	fx->base->cfg->agent.max_line_length = 200;
 	x.offset = calloc(lines, sizeof(*x.offset));
 	x.value = calloc(lines, sizeof(*x.value));
 	assert_non_null(x.offset);
@@ -612,7 +575,7 @@ static void test_big_file(void **state)
 
 static void test_fingerprint_grows(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char line[64];
 	struct tail *t;
 	int64_t fp1;
@@ -640,7 +603,7 @@ static void test_fingerprint_grows(void **state)
 
 static void test_unmatched_and_invalid(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	/* 19 significant digits: more than Stripe takes, so the rule matches but is unusable */
 	const char *data = "hello\nworld\ncus_a 1234567890123456789\ncus_b 2\n";
 	struct tail *t;
@@ -665,14 +628,12 @@ static void test_unmatched_and_invalid(void **state)
 
 static void test_unmapped_dead(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	struct evlist l;
 	struct tail *t;
 
 	write_str(fx->map, "alice,cus_ALICE\n", 0);
-	fx->rule.customer_map = fx->map;
-	fx->rule.customer_map_loc = (struct config_loc){"test.conf", 6};
-	build_rules(fx);
+	build_rules_with(fx, "", "", "customer_map = customers.csv\n");
 	write_str(fx->log, "alice 3\nbob 4\n", 0);
 	t = open_tail(fx, fx->log);
 	assert_int_equal(read_tail(t), 14);
@@ -692,11 +653,10 @@ static void test_unmapped_dead(void **state)
 
 static void test_batches(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	struct tail *t;
 
-	fx->cfg.agent.batch_lines = 2;
-	build_rules(fx);
+	build_rules_with(fx, "batch_lines = 2\n", "", "");
 	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c 3\ncus_d 4\ncus_e 5\n", 0);
 	t = open_tail(fx, fx->log);
 	assert_int_equal(read_tail(t), 40);
@@ -707,14 +667,13 @@ static void test_batches(void **state)
 
 static void test_read_from_tail(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[512] = "", path[200];
 	struct evlist l;
 	struct tail *t;
 	int ferr = -1;
 
-	fx->src.read_from = CONFIG_READ_FROM_TAIL;
-	build_rules(fx);
+	build_rules_with(fx, "", "read_from = tail\n", "");
 	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c", 0);
 	t = open_tail(fx, fx->log);
 	assert_int_equal(tail_file(t)->offset, 16);
@@ -738,7 +697,7 @@ static void test_read_from_tail(void **state)
 
 static void test_open_errors(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[512] = "", path[200];
 	struct spool *ro;
 	struct tail *t;
@@ -846,7 +805,7 @@ static int file_state_is(struct spool *sp, void *ud)
 
 static void test_watch(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[1024] = "", a[200], b[200], gz[200], rot[200], pat[200], other[200], real[200],
 	     link[200], d[200], dtmp[200];
 	struct spool *sp2;
@@ -858,7 +817,7 @@ static void test_watch(void **state)
 	struct find_file ff = {0};
 
 	snprintf(pat, sizeof(pat), "%s/*.log*", fx->dir);
-	fx->src.path = pat;
+	snprintf(fx->pattern, sizeof(fx->pattern), "%s", pat);
 	build_rules(fx);
 	snprintf(a, sizeof(a), "%s/a.log", fx->dir);
 	snprintf(b, sizeof(b), "%s/b.log", fx->dir);
@@ -951,7 +910,7 @@ static void test_watch(void **state)
  * a rescan that finds it unchanged for rotate_wait. */
 static void test_watch_rotate_away(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[1024] = "", c[200], old[200];
 	struct spool *sp2;
 	struct watch *w;
@@ -960,9 +919,7 @@ static void test_watch_rotate_away(void **state)
 	int64_t want;
 	struct find_file ff = {0};
 
-	fx->cfg.agent.rescan_interval_ms = 300;
-	fx->cfg.agent.rotate_wait_ms = 300;
-	build_rules(fx);
+	build_rules_with(fx, "rescan_interval = 300ms\nrotate_wait = 300ms\n", "", "");
 	snprintf(c, sizeof(c), "%s/c.log", fx->dir);
 	snprintf(old, sizeof(old), "%s/c.old", fx->dir);
 	write_str(c, "cus_c 1\n", 0);
@@ -998,7 +955,7 @@ static void test_watch_rotate_away(void **state)
  * IN_CREATE was dropped is found anyway, long before the periodic rescan (a minute away). */
 static void test_watch_overflow(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[1024] = "", path[200];
 	struct spool *sp2;
 	struct watch *w;
@@ -1047,7 +1004,7 @@ static void test_watch_overflow(void **state)
  * place while closed is caught by the content checks. */
 static void test_suspend_resume(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[1024] = "", rot[200];
 	struct evlist l;
 	struct tail *t;
@@ -1102,7 +1059,7 @@ static void test_suspend_resume(void **state)
  * the truncated file starts anew, and no reset is counted. */
 static void test_copytruncate(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	static const char head[] = "cus_a 1\ncus_a 2\n", rest[] = "cus_a 3\ncus_a 4\n";
 	char copy[200], err[512] = "";
 	struct spool_file old;
@@ -1142,7 +1099,7 @@ static void test_copytruncate(void **state)
  * opened empty (no record yet) whose first bytes are a compressor's fails its read. */
 static void test_compressed(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	static const char gz[] = "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";
 	char err[1024] = "", zpath[200];
 	struct evlist l;
@@ -1150,7 +1107,7 @@ static void test_compressed(void **state)
 
 	build_rules(fx);
 	snprintf(zpath, sizeof(zpath), "%s/old.log.1", fx->dir);
-	write_bytes(zpath, gz, sizeof(gz) - 1, 0);
+	fixture_write(zpath, gz, sizeof(gz) - 1, 0);
 	assert_null(tail_open(&fx->ctx, zpath, 0, err, sizeof(err)));
 	assert_non_null(strstr(err, "gzip-compressed"));
 
@@ -1158,7 +1115,7 @@ static void test_compressed(void **state)
 	t = open_tail(fx, zpath);
 	assert_int_equal(tail_file(t)->id, 0); /* empty: no record yet */
 	assert_int_equal(read_tail(t), 0);
-	write_bytes(zpath, gz, sizeof(gz) - 1, 1);
+	fixture_write(zpath, gz, sizeof(gz) - 1, 1);
 	errno = 0;
 	assert_int_equal(tail_read(t, err, sizeof(err)), -1);
 	assert_int_equal(errno, EMEDIUMTYPE);
@@ -1181,7 +1138,7 @@ static void test_compressed(void **state)
  * under a new uid, and not counted as a reset. */
 static void test_gone_not_resumed(void **state)
 {
-	struct fixture *fx = *state;
+	struct tail_fixture *fx = *state;
 	char err[512] = "", uid[SPOOL_UID_MAX];
 	struct tail *t;
 
