@@ -28,6 +28,11 @@
 #include "send/stripe.h"
 
 #define SENDER_QUEUE_MAX 2000
+/* Events of one (customer, event_name) pair in the queue at most: only one of them can be in
+ * flight, so more would only keep other customers' events out of the queue. */
+#define SENDER_PAIR_MAX 32
+/* Rows a load may pass over (events of pairs already full) before it gives the loop a turn. */
+#define SENDER_SCAN_MAX 8192
 #define SENDER_LOAD_CHUNK 256
 #define SENDER_POLL_MAX_MS 1000
 #define SENDER_LOG_EVERY_MS 10000
@@ -43,6 +48,16 @@
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 
+/* A (customer, event_name) pair with events in the queue, or more of them waiting in the spool. */
+struct sender_pair {
+	char key[EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1]; /* customer SEP event_name */
+	char customer[EVENT_CUSTOMER_MAX];
+	char event_name[EVENT_NAME_MAX];
+	size_t queued;    /* its events in the queue */
+	int overflow;     /* more of its events wait in the spool: loaded by pairs_load */
+	int64_t last_seq; /* queue position of its last event put in the queue */
+};
+
 /* A queued event. */
 struct sender_item {
 	struct event ev;
@@ -51,6 +66,7 @@ struct sender_item {
 	int64_t started;                                   /* wall clock, s: the attempt's start */
 	int held;                   /* waiting for its timestamp to come within Stripe's window */
 	int64_t too_early_until;    /* monotonic ms: Stripe said "too far in the future" */
+	struct sender_pair *pair;   /* its pair, which counts it */
 	struct stripe_request *req; /* while in flight */
 };
 
@@ -82,6 +98,9 @@ struct sender {
 	struct event *loadbuf;
 	int64_t next_reload, next_idle_reload, next_spool_try;
 
+	void *pairs; /* tsearch tree of struct sender_pair, by key */
+	struct sender_pair **over; /* the pairs with overflow set */
+	size_t n_over, cap_over;
 	void *inflight_keys; /* tsearch tree of the keys (item->key) with a request in flight */
 	size_t inflight;
 
@@ -327,46 +346,187 @@ static void queue_compact(struct sender *s)
 	s->n = j;
 }
 
+static int pair_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sender_pair *)a)->key, ((const struct sender_pair *)b)->key);
+}
+
+/* The pair of `ev`, made if it has none yet. NULL if out of memory. */
+static struct sender_pair *pair_of(struct sender *s, const struct event *ev)
+{
+	struct sender_pair probe, *p, **slot;
+
+	snprintf(probe.key, sizeof(probe.key), "%s%c%s", ev->customer, SENDER_KEY_SEP,
+	         ev->event_name);
+	slot = tfind(&probe, &s->pairs, pair_cmp);
+	if (slot != NULL)
+		return *slot;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	memcpy(p->key, probe.key, sizeof(p->key));
+	snprintf(p->customer, sizeof(p->customer), "%s", ev->customer);
+	snprintf(p->event_name, sizeof(p->event_name), "%s", ev->event_name);
+	if (tsearch(p, &s->pairs, pair_cmp) == NULL) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void pair_set_overflow(struct sender *s, struct sender_pair *p, int on)
+{
+	if (p->overflow == on)
+		return;
+	if (on) {
+		if (s->n_over == s->cap_over) {
+			size_t cap = s->cap_over > 0 ? s->cap_over * 2 : 16;
+			struct sender_pair **o = realloc(s->over, cap * sizeof(*o));
+
+			if (o == NULL)
+				return; /* not marked: its events come with the main cursor */
+			s->over = o;
+			s->cap_over = cap;
+		}
+		s->over[s->n_over++] = p;
+	} else {
+		for (size_t i = 0; i < s->n_over; i++)
+			if (s->over[i] == p)
+				s->over[i] = s->over[--s->n_over];
+	}
+	p->overflow = on;
+}
+
+/* Forgets a pair with nothing queued and nothing waiting. */
+static void pair_release(struct sender *s, struct sender_pair *p)
+{
+	if (p == NULL || p->queued > 0 || p->overflow)
+		return;
+	tdelete(p, &s->pairs, pair_cmp);
+	free(p);
+}
+
+static void pair_free_node(void *p)
+{
+	free(p);
+}
+
+/* Forgets every pair: the queue is empty and the next load starts from the queue's start. */
+static void pairs_clear(struct sender *s)
+{
+	tdestroy(s->pairs, pair_free_node);
+	s->pairs = NULL;
+	s->n_over = 0;
+}
+
 static void item_finish(struct sender *s, size_t idx)
 {
-	free(s->queue[idx]);
+	struct sender_item *it = s->queue[idx];
+
+	if (it->pair != NULL) {
+		it->pair->queued--;
+		pair_release(s, it->pair);
+	}
+	free(it);
 	s->queue[idx] = NULL;
 }
 
-/* Reads pending events after the cursor (after 0 with `reset`) until the queue is full. */
+/* Puts `ev` at the end of the queue, counted in pair `p`. Returns 0, or -1 if out of memory. */
+static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
+{
+	struct sender_item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL)
+		return -1;
+	it->ev = *ev;
+	item_key(it);
+	it->pair = p;
+	p->queued++;
+	p->last_seq = ev->queue_seq;
+	s->queue[s->n++] = it;
+	return 0;
+}
+
+/* Reads pending events after the cursor (after the queue's start with `reset`) until the queue
+ * is full. A pair that already has SENDER_PAIR_MAX events queued gets no more here: the cursor
+ * passes over its events, which pairs_load reads for it later, so one customer's backlog never
+ * keeps the others out of the queue. */
 static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_t errlen)
 {
-	if (reset)
+	size_t scanned = 0;
+
+	if (reset) {
 		s->cursor = 0;
+		pairs_clear(s);
+	}
 	s->more = 0;
 	s->next_reload = now + SENDER_RELOAD_EVERY_MS;
 	while (s->n < SENDER_QUEUE_MAX) {
 		size_t want = SENDER_QUEUE_MAX - s->n, got = 0;
 
+		if (scanned >= SENDER_SCAN_MAX)
+			break;
 		if (want > SENDER_LOAD_CHUNK)
 			want = SENDER_LOAD_CHUNK;
 		if (spool_pending(s->sp, s->cursor, s->loadbuf, want, &got, err, errlen) != 0)
 			return -1;
 		if (got > want)
 			got = want;
+		scanned += got;
 		for (size_t i = 0; i < got; i++) {
-			struct sender_item *it = calloc(1, sizeof(*it));
+			const struct event *ev = &s->loadbuf[i];
+			struct sender_pair *p = pair_of(s, ev);
 
-			if (it == NULL) {
+			if (p == NULL) {
 				/* Try the rest later; the cursor stays before them. */
 				s->more = 1;
 				return 0;
 			}
-			it->ev = s->loadbuf[i];
-			item_key(it);
-			s->queue[s->n++] = it;
-			if (it->ev.queue_seq > s->cursor)
-				s->cursor = it->ev.queue_seq;
+			if (!p->overflow && p->queued >= SENDER_PAIR_MAX)
+				pair_set_overflow(s, p, 1);
+			if (!p->overflow && queue_put(s, p, ev) != 0) {
+				pair_release(s, p);
+				s->more = 1;
+				return 0;
+			}
+			s->cursor = ev->queue_seq;
 		}
 		if (got < want)
 			return 0;
 	}
 	s->more = 1;
+	return 0;
+}
+
+/* Tops up the pairs whose events the cursor passed over, once half their share is sent. */
+static int pairs_load(struct sender *s, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < s->n_over && s->n < SENDER_QUEUE_MAX;) {
+		struct sender_pair *p = s->over[i];
+		size_t want = SENDER_PAIR_MAX - p->queued, got = 0;
+
+		if (p->queued >= SENDER_PAIR_MAX / 2) {
+			i++;
+			continue;
+		}
+		if (want > SENDER_QUEUE_MAX - s->n)
+			want = SENDER_QUEUE_MAX - s->n;
+		if (want > SENDER_LOAD_CHUNK)
+			want = SENDER_LOAD_CHUNK;
+		if (spool_pending_pair(s->sp, p->customer, p->event_name, p->last_seq, s->loadbuf,
+		                       want, &got, err, errlen) != 0)
+			return -1;
+		for (size_t k = 0; k < got && k < want; k++)
+			if (queue_put(s, p, &s->loadbuf[k]) != 0)
+				return 0;
+		if (got < want) {
+			/* Caught up: what it commits from now on comes after the cursor. */
+			pair_set_overflow(s, p, 0);
+			pair_release(s, p);
+			continue; /* s->over[i] is another pair now */
+		}
+		i++;
+	}
 	return 0;
 }
 
@@ -673,7 +833,9 @@ static int64_t start_requests(struct sender *s, int64_t now)
 			continue;
 		if (it->next_attempt > now) {
 			wake = min64(wake, it->next_attempt);
-			if (tsearch(it->key, &seen, key_cmp) == NULL)
+			/* A retry keeps its pair's order; a held event waits for the clock, maybe
+			 * for hours, and lets the later events of its pair go. */
+			if (!it->held && tsearch(it->key, &seen, key_cmp) == NULL)
 				break;
 			continue;
 		}
@@ -1271,6 +1433,8 @@ void sender_free(struct sender *s)
 			free(s->queue[i]);
 	}
 	free(s->queue);
+	pairs_clear(s);
+	free(s->over);
 	free(s->loadbuf);
 	free(s->marks);
 	free(s->errors);
@@ -1307,6 +1471,8 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 	} else if (notified) {
 		s->more = 1;
 	}
+	if (rc == 0 && s->n_over > 0)
+		rc = pairs_load(s, err, sizeof(err));
 	if (rc != 0) {
 		char msg[sizeof(err) + 64];
 

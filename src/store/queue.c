@@ -21,6 +21,11 @@ const struct spool_sql spool_queue_sql[] = {
      * in queue_seq order. */
     {ST_PENDING, "SELECT " SPOOL_EVENT_COLUMNS " FROM events"
                  " WHERE state = 0 AND queue_seq > ?1 ORDER BY queue_seq LIMIT ?2"},
+    /* One (customer, event_name) pair's pending events: the partial index in queue order, the
+     * pair filtered row by row; asked only for pairs dense in the queue (sender.c). */
+    {ST_PENDING_PAIR, "SELECT " SPOOL_EVENT_COLUMNS " FROM events"
+                      " WHERE state = 0 AND queue_seq > ?1 AND customer = ?3 AND event_name = ?4"
+                      " ORDER BY queue_seq LIMIT ?2"},
     {ST_MARK, "UPDATE events SET state = ?2, attempts = ?3, updated = ?4,"
               " last_error = coalesce(?5, last_error), delivered_at = ?6,"
               " key_generation = ?7, first_unknown = ?8 WHERE id = ?1"},
@@ -50,23 +55,30 @@ int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err
 	return 0;
 }
 
-int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
-                  char *err, size_t errlen)
+/* Reads pending events after `after_seq`, of one pair if `customer` is not NULL. */
+static int pending_read(struct spool *sp, int64_t after_seq, const char *customer,
+                        const char *event_name, struct event *out, size_t max, size_t *n,
+                        char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
 	size_t got = 0;
 	int rc = SQLITE_OK;
 
-	if (sp == NULL || n == NULL || (out == NULL && max > 0)) {
+	if (sp == NULL || n == NULL || (out == NULL && max > 0) ||
+	    (customer != NULL && event_name == NULL)) {
 		err_set(err, errlen, "spool_pending: invalid arguments");
 		return -1;
 	}
 	*n = 0;
 	if (max == 0)
 		return 0;
-	st = sp->st[ST_PENDING];
+	st = sp->st[customer != NULL ? ST_PENDING_PAIR : ST_PENDING];
 	spool_bind_int(st, 1, after_seq, &rc);
 	spool_bind_int(st, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max, &rc);
+	if (customer != NULL) {
+		spool_bind_text(st, 3, customer, SIZE_MAX, &rc);
+		spool_bind_text(st, 4, event_name, SIZE_MAX, &rc);
+	}
 	while (rc == SQLITE_OK && got < max) {
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
@@ -86,6 +98,23 @@ int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t
 	spool_st_end(st);
 	*n = got;
 	return 0;
+}
+
+int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
+                  char *err, size_t errlen)
+{
+	return pending_read(sp, after_seq, NULL, NULL, out, max, n, err, errlen);
+}
+
+int spool_pending_pair(struct spool *sp, const char *customer, const char *event_name,
+                       int64_t after_seq, struct event *out, size_t max, size_t *n, char *err,
+                       size_t errlen)
+{
+	if (customer == NULL) {
+		err_set(err, errlen, "spool_pending_pair: invalid arguments");
+		return -1;
+	}
+	return pending_read(sp, after_seq, customer, event_name, out, max, n, err, errlen);
 }
 
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err, size_t errlen)

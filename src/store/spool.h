@@ -125,6 +125,12 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
 int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen);
 
+/* spool_pending for the events of one (customer, event_name) pair only: the sender's way to
+ * keep one busy pair from filling its whole queue. Same order, same cursor. Returns 0 or -1. */
+int spool_pending_pair(struct spool *sp, const char *customer, const char *event_name,
+                       int64_t after_seq, struct event *out, size_t max, size_t *n, char *err,
+                       size_t errlen);
+
 /* One outcome of sending an event. */
 struct spool_mark {
 	int64_t id;

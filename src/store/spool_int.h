@@ -30,6 +30,7 @@ enum spool_stmt {
 	/* queue.c */
 	ST_QUEUE_END,
 	ST_PENDING,
+	ST_PENDING_PAIR,
 	ST_MARK,
 	/* query.c */
 	ST_FILES_ALL,
