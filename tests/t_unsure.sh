@@ -50,3 +50,29 @@ grep -q "pending 0, delivered 1, dead letters 0, unsure 0" <<<"$st" || fail "sta
 assert_eq 1 "$(accepted_count)" "events accepted after the replay (Stripe answered already exists)"
 [ "$(double_stat duplicates)" -ge 1 ] || fail "the replay was not answered 'already exists'"
 note "unsure after 3 s of unknown outcomes; not re-sent until replay --unsure; accepted once"
+
+# A dead letter whose earlier attempt had an unknown outcome: Stripe recorded the event (500rec),
+# then the meter was deactivated and the retry was refused. Replaying it a day later must not
+# re-send it blindly: the agent makes it unsure, and Stripe keeps it once. (unsure_after back to
+# its default; the day passes in the spool: the first unknown outcome is moved a day back.)
+sed -i 's/^unsure_after = 3s$/unsure_after = 23h/' "$conf"
+LC_ALL=C awk '$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/' "$LOGS/elastic_apache_logs.log" | sed -n 2p >> "$log"
+double_faults '500rec,503*100000'
+agent_start "$conf"
+wait_until 30 accepted_at_least 2 || fail "the second event was not recorded by the double"
+agent_stop || fail "agent exited $? on SIGTERM"
+DOUBLE_METERS="requests" double_restart
+agent_once "$conf" || fail "run --once exited $?"
+st=$("$LOGMETER" status -c "$conf")
+grep -q "pending 0, delivered 1, dead letters 1, unsure 0" <<<"$st" || fail "status before the replay: $st"
+command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
+sqlite3 "$T/state/spool.db" "UPDATE events SET first_unknown = first_unknown - 86400 WHERE state = 2"
+DOUBLE_METERS="bandwidth_bytes requests" double_restart
+"$LOGMETER" replay -c "$conf" --dead > "$T/replay2.out" 2>&1 || fail "replay --dead exited $?: $(cat "$T/replay2.out")"
+grep -q 'had an attempt with an unknown outcome more than unsure_after ago' "$T/replay2.out" ||
+	fail "replay --dead does not warn: $(cat "$T/replay2.out")"
+agent_once "$conf" || fail "run --once exited $?"
+st=$("$LOGMETER" status -c "$conf")
+grep -q "pending 0, delivered 1, dead letters 0, unsure 1" <<<"$st" || fail "status after the replay: $st"
+assert_eq 2 "$(accepted_count)" "events Stripe recorded (each once)"
+note "a replayed dead letter with an old unknown outcome became unsure, not sent again"

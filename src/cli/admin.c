@@ -165,6 +165,7 @@ struct rule_count {
 	int64_t no_map;   /* kept: no customer, and the rule has no customer map (or is gone) */
 	int64_t too_old;  /* --delivered: delivered more than 24 hours ago */
 	int64_t window;   /* kept: timestamp outside Stripe's 35-day window */
+	int64_t unsure;   /* --dead: moved, but their first unknown outcome is past unsure_after */
 };
 
 struct map_cache {
@@ -267,8 +268,11 @@ static int replay_decide(struct event *ev, void *ud)
 		rc->window++;
 		return 0;
 	}
+	/* Stripe may have had it since its first attempt with an unknown outcome, long before
+	 * logmeter marked it delivered (from a later "already exists"): the earlier time counts. */
 	if (c->opt->from == EVENT_DELIVERED &&
-	    ev->delivered_at < c->opt->now - ADMIN_DEDUPE_WINDOW_S) {
+	    (ev->delivered_at < c->opt->now - ADMIN_DEDUPE_WINDOW_S ||
+	     (ev->first_unknown > 0 && ev->first_unknown < c->opt->now - ADMIN_DEDUPE_WINDOW_S))) {
 		rc->too_old++;
 		c->too_old++;
 		if (!c->opt->force)
@@ -295,6 +299,9 @@ static int replay_decide(struct event *ev, void *ud)
 		snprintf(ev->customer, sizeof(ev->customer), "%s", id);
 		remapped = 1;
 	}
+	if (c->opt->from == EVENT_DEAD && ev->first_unknown > 0 &&
+	    ev->first_unknown < c->opt->now - c->cfg->stripe.unsure_after_s)
+		rc->unsure++; /* moved, but the sender makes it unsure instead of sending it */
 	snprintf(old, sizeof(old), "%s", ev->last_error);
 	if (c->opt->from == EVENT_DELIVERED) {
 		iso_time(ev->delivered_at, when, sizeof(when));
@@ -339,6 +346,14 @@ static void replay_print(const struct replay_ctx *c, FILE *out, int dry_run)
 			        r->window);
 		if (r->too_old > 0)
 			fprintf(out, "; %" PRId64 " delivered more than 24 hours ago", r->too_old);
+		if (r->unsure > 0)
+			fprintf(out,
+			        "; %" PRId64
+			        " of them had an attempt with an unknown outcome more than "
+			        "unsure_after ago: Stripe may have them, so the agent makes them "
+			        "unsure "
+			        "instead of sending them (check Stripe, then replay --unsure)",
+			        r->unsure);
 		fputc('\n', out);
 		moved += r->moved;
 		kept += r->unmapped + r->no_map + r->window;

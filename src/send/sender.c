@@ -98,7 +98,7 @@ struct sender {
 	struct event *loadbuf;
 	int64_t next_reload, next_idle_reload, next_spool_try;
 
-	void *pairs; /* tsearch tree of struct sender_pair, by key */
+	void *pairs;               /* tsearch tree of struct sender_pair, by key */
 	struct sender_pair **over; /* the pairs with overflow set */
 	size_t n_over, cap_over;
 	void *inflight_keys; /* tsearch tree of the keys (item->key) with a request in flight */

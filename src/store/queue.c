@@ -57,8 +57,8 @@ int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err
 
 /* Reads pending events after `after_seq`, of one pair if `customer` is not NULL. */
 static int pending_read(struct spool *sp, int64_t after_seq, const char *customer,
-                        const char *event_name, struct event *out, size_t max, size_t *n,
-                        char *err, size_t errlen)
+                        const char *event_name, struct event *out, size_t max, size_t *n, char *err,
+                        size_t errlen)
 {
 	sqlite3_stmt *st;
 	size_t got = 0;

@@ -87,11 +87,15 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 	/* A queue position after every other (spool_int.h), its id and identifier unchanged: the
 	 * identifier is what Stripe sees. The next Idempotency-Key generation makes the first
 	 * attempt of the replay a fresh request, whatever Stripe saved under the last key; the
-	 * identifier still keeps Stripe from counting the event twice within its window. */
+	 * identifier still keeps Stripe from counting the event twice within its window. The time
+	 * of its first unknown outcome stays for a dead letter (an old one makes the sender set it
+	 * unsure instead of sending it: Stripe may have it and may have forgotten it); a replay of
+	 * unsure or delivered events is the operator's decision to send them, and forgets it. */
 	static const char sql_move[] =
 	    "UPDATE events SET queue_seq = ?5, state = 0, customer = ?2,"
 	    " last_error = ?3, delivered_at = NULL, updated = ?4,"
-	    " key_generation = key_generation + 1, first_unknown = NULL WHERE id = ?1";
+	    " key_generation = key_generation + 1,"
+	    " first_unknown = CASE WHEN ?6 THEN NULL ELSE first_unknown END WHERE id = ?1";
 	char shift_text[32];
 	int64_t max_id = 0, shift = 0;
 	sqlite3_stmt *get = NULL, *move = NULL;
@@ -178,6 +182,7 @@ int spool_replay(struct spool *sp, const struct spool_replay *rp, int64_t *moved
 				spool_bind_null(move, 3, &rc);
 			spool_bind_int(move, 4, rp->now, &rc);
 			spool_bind_int(move, 5, max_id + shift + 1, &rc);
+			spool_bind_int(move, 6, rp->from != EVENT_DEAD, &rc);
 			if (rc == SQLITE_OK)
 				rc = sqlite3_step(move);
 			if (rc != SQLITE_DONE) {
