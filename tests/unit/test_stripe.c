@@ -1084,8 +1084,8 @@ static void test_request_echoed_key(void **state)
 			memcpy(frag, piece + k, 4);
 			frag[4] = '\0';
 			if (strstr(reason, frag) != NULL)
-				fail_msg("offset %d: the reason keeps a piece of the key: %s", offset,
-				         reason);
+				fail_msg("offset %d: the reason keeps a piece of the key: %s",
+				         offset, reason);
 		}
 		free(resp);
 	}
