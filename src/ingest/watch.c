@@ -30,7 +30,11 @@
  * IN_MOVED_TO has not come yet; the tails an event marked are in a list, and so are the open
  * tails, the least recently read first. A key changes only through the few functions that keep
  * its table right (tail_place, tail_unname, tail_set_fwd, tail_set_cookie, tail_forget,
- * dir_remove); watch_check verifies every table against the entries. */
+ * dir_remove, watch_reconfigure); watch_check verifies every table against the entries.
+ *
+ * A reload (watch_reconfigure) keeps the tails of the sources whose settings did not change and
+ * gives them the new rules from their next read; the other sources are scanned anew as at
+ * start. */
 #include "ingest/watch.h"
 
 #include <dirent.h>
@@ -134,7 +138,7 @@ struct wfail {
 	char *path;
 	char *msg;
 	unsigned seen;
-	int at_start; /* it failed in the first scan: it was there at start */
+	int at_start; /* it failed in the first scan of its source: it was there at start */
 };
 
 struct watch {
@@ -153,6 +157,8 @@ struct watch {
 	struct dlink dirty;   /* the tails marked changed */
 	struct wtail **found; /* what the last found_by_*() collected */
 	size_t cap_found;
+	/* Per source, since watch_reconfigure: not scanned yet (NULL: none). */
+	unsigned char *fresh;
 	unsigned gen;
 	int scanned; /* the first scan is done: files found from now on are new */
 	int enospc_warned;
@@ -391,6 +397,13 @@ static void fail_log(struct watch *w, const char *path, const char *msg)
 	w->fails[w->n_fails].seen = w->gen;
 	w->fails[w->n_fails].at_start = !w->scanned;
 	w->n_fails++;
+}
+
+/* Whether the scan under way is the first one of source si: at start, or after a reload that
+ * added or changed it. Then read_from applies and records of rotated files are recovered. */
+static int first_scan(const struct watch *w, size_t si)
+{
+	return !w->scanned || (w->fresh != NULL && si < w->ctx.cfg->n_sources && w->fresh[si] != 0);
 }
 
 /* ---- directories ---------------------------------------------------------------------------- */
@@ -928,7 +941,8 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
-	unsigned flags = w->scanned && !(fi >= 0 && w->fails[fi].at_start) ? TAIL_OPEN_CREATED : 0;
+	int first = first_scan(w, si);
+	unsigned flags = !first && !(fi >= 0 && w->fails[fi].at_start) ? TAIL_OPEN_CREATED : 0;
 	struct tail *t;
 	struct wtail *wt;
 	struct stat st;
@@ -939,6 +953,8 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
 	if (t == NULL) {
 		fail_log(w, path, e);
+		if (first && (fi = fail_find(w, path)) >= 0)
+			w->fails[fi].at_start = 1;
 		if (ferr != 0)
 			return NULL;
 		err_set(err, errlen, "%s", e);
@@ -1097,11 +1113,12 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* At start, after the globs were expanded: a record still "reading" whose file no glob found was
- * rotated (renamed to a name its glob does not match) or deleted while logmeter was stopped.
- * Looks for it under its last path, then by inode in that directory (where rotation leaves it),
- * and reads it to its end as a rotated-away file; a file not found is marked gone. Returns 0 or
- * -1 (a spool error, in `err`). */
+/* At the first scan of a source (at start, or after a reload added or changed it), after the
+ * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
+ * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
+ * under its last path, then by inode in that directory (where rotation leaves it), and reads it
+ * to its end as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
+ * error, in `err`). */
 static int recover(struct watch *w, char *err, size_t errlen)
 {
 	struct reading_list l = {0};
@@ -1120,7 +1137,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		char *path = NULL, *dir;
 		int spool_failed;
 
-		if (si < 0 || tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
+		if (si < 0 || !first_scan(w, (size_t)si) ||
+		    tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
 		    fail_find(w, f->path) >= 0)
 			continue;
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -1171,7 +1189,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (scan_source(w, si, rc == 0 ? err : NULL, errlen) < 0)
 			rc = -1;
 	}
-	if (!w->scanned && recover(w, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0)
+	if ((!w->scanned || w->fresh != NULL) &&
+	    recover(w, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0)
 		rc = -1;
 	for (size_t i = 0; i < w->n_tails; i++) {
 		struct wtail *wt = w->tails[i];
@@ -1224,6 +1243,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (w->fails[i].seen != w->gen)
 			fail_remove(w, i);
 	w->scanned = 1;
+	free(w->fresh);
+	w->fresh = NULL;
 	w->next_scan = clock_mono_ms() + (w->ctx.cfg->agent.rescan_interval_ms > 0
 	                                      ? w->ctx.cfg->agent.rescan_interval_ms
 	                                      : WATCH_RESCAN_DEFAULT_MS);
@@ -1645,6 +1666,7 @@ void watch_free(struct watch *w)
 	htab_fini(&w->tail_fwd);
 	htab_fini(&w->tail_cookie);
 	free(w->found);
+	free(w->fresh);
 	free(w->evbuf);
 	if (w->ifd >= 0)
 		close(w->ifd);
@@ -1656,6 +1678,85 @@ void watch_free(struct watch *w)
 size_t watch_tail_count(const struct watch *w)
 {
 	return w != NULL ? w->n_tails : 0;
+}
+
+/* ---- a reload ------------------------------------------------------------------------------- */
+
+int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *same, char *err,
+                      size_t errlen)
+{
+	size_t n_old, n_new;
+	unsigned char *fresh;
+	long *to_new;
+	uint64_t drain;
+	char e[512];
+
+	if (w == NULL || ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL) {
+		err_set(err, errlen, "watch_reconfigure: invalid arguments");
+		return -1;
+	}
+	n_old = w->ctx.cfg->n_sources;
+	n_new = ctx->cfg->n_sources;
+	for (size_t si = 0; same != NULL && si < n_new; si++) {
+		if (same[si] >= (long)n_old ||
+		    (same[si] >= 0 &&
+		     strcmp(w->ctx.cfg->sources[same[si]].name, ctx->cfg->sources[si].name) != 0)) {
+			err_set(err, errlen, "watch_reconfigure: source %s is not an old one",
+			        ctx->cfg->sources[si].name);
+			return -1;
+		}
+	}
+	/* Everything that can fail first: then nothing has changed yet. */
+	fresh = calloc(n_new > 0 ? n_new : 1, 1);
+	to_new = malloc((n_old > 0 ? n_old : 1) * sizeof(*to_new));
+	if (fresh == NULL || to_new == NULL) {
+		free(fresh);
+		free(to_new);
+		err_set(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t si = 0; si < n_old; si++)
+		to_new[si] = -1;
+	for (size_t si = 0; si < n_new; si++) {
+		long old = same != NULL ? same[si] : -1;
+
+		if (old >= 0 && to_new[old] < 0)
+			to_new[old] = (long)si;
+		else
+			fresh[si] = 1;
+	}
+	/* Backwards: a forgotten tail's place is taken by the last one, already seen. */
+	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = w->tails[i];
+		size_t old = tail_source_index(wt->t);
+		long si = old < n_old ? to_new[old] : -1;
+
+		if (si < 0 || tail_set_ctx(wt->t, ctx, (size_t)si, e, sizeof(e)) < 0) {
+			/* Closed as at a stop: its record keeps its state and checkpoint, so the
+			 * source, back or changed, finds it again at its first scan. */
+			log_info("%s: closed: its source was removed or changed by the reload",
+			         tail_path(wt->t));
+			tail_forget(w, wt);
+			continue;
+		}
+		htab_del(&w->tail_id, &wt->by_id);
+		htab_add(&w->tail_id, &wt->by_id,
+		         hash_id((size_t)si, tail_dev(wt->t), tail_ino(wt->t)));
+	}
+	free(to_new);
+	w->ctx = *ctx;
+	free(w->fresh);
+	w->fresh = fresh;
+	w->max_open = ctx->cfg->agent.max_open_files > 0 ? (size_t)ctx->cfg->agent.max_open_files
+	                                                 : WATCH_MAX_OPEN_DEFAULT;
+	w->limit_warned = 0;
+	make_room(w, NULL, 0);
+	w->need_scan = 1;
+	/* watch_stop's mark: watch_run may run again. */
+	atomic_store(&w->stop, 0);
+	while (read(w->efd, &drain, sizeof(drain)) > 0)
+		;
+	return 0;
 }
 
 /* ---- self-check ----------------------------------------------------------------------------- */

@@ -6,7 +6,8 @@
  * watch (ENOSPC: the watch limit) are checked with stat(2) every second. At most
  * agent.max_open_files tails hold a descriptor: the least recently read are suspended and
  * resumed by name when they change. Events find their directory and tails through hash tables,
- * in constant time on average however many files are watched. See docs/tailing.md. */
+ * in constant time on average however many files are watched. A reload keeps the tails of the
+ * sources it did not change (watch_reconfigure). See docs/tailing.md. */
 #ifndef LOGMETER_WATCH_H
 #define LOGMETER_WATCH_H
 
@@ -48,6 +49,22 @@ void watch_stop(struct watch *w);
 
 /* Number of tails (open or suspended). */
 size_t watch_tail_count(const struct watch *w);
+
+/* Takes a reloaded configuration: `ctx` replaces the one given to watch_new (copied; what it
+ * points to is borrowed). `same` has one entry per source of ctx->cfg: the index in the current
+ * configuration of the source with the same name whose path, exclude and read_from did not
+ * change, or -1 (a new or changed source); NULL: every source is new. The tails of unchanged
+ * sources keep their descriptors, records and checkpoints and apply ctx->rules from their next
+ * read on (a read is never split between two rule sets: call this only while watch_run and
+ * watch_scan are not running, after watch_stop made watch_run return). The tails of other sources
+ * are closed without changing their records, as at a stop; new and changed sources get a first
+ * scan at the next watch_scan, as at start (read_from applies, rotated files are recovered). A
+ * lower max_open_files suspends idle tails at once; other [agent] settings are read when used.
+ * The current configuration must still be valid during the call; afterwards it is no longer
+ * used. Clears watch_stop's mark, so that watch_run may run again. Returns 0, or -1 (out of
+ * memory, or `same` names a source that is not there: nothing changed). */
+int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *same, char *err,
+                      size_t errlen);
 
 /* Checks every hash table and list against the tails and directories (each found by each of its
  * keys, counts equal, open tails listed): O(files). For tests. Returns 0, or -1 with the first

@@ -685,6 +685,121 @@ static void test_directories(void **state)
 	watch_free(w);
 }
 
+/* A reload: the tails of a source whose settings did not change stay open (the same
+ * descriptors, the same records) and apply the new rules from their next read; a changed source
+ * and a new one get a first scan, as at start (read_from applies); a removed one's tails are
+ * closed with their records left as they were. */
+static void test_reconfigure(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "";
+	struct spool_file k1, a1, g1, n1;
+	struct tail_ctx ctx;
+	struct watch *w;
+	int fd_k1, fd_k2;
+	long same[3], bad[3];
+
+	mkdir_rel(fx, "keep");
+	mkdir_rel(fx, "move");
+	mkdir_rel(fx, "gone");
+	mkdir_rel(fx, "new");
+	add_source(fx, &fx->a, "keep", "keep/*.log");
+	add_source(fx, &fx->a, "move", "move/a*.log");
+	add_source(fx, &fx->a, "gone", "gone/*.log");
+	add_rule(&fx->a, "r_keep", "keep");
+	add_rule(&fx->a, "r_move", "move");
+	add_rule(&fx->a, "r_gone", "gone");
+	build_rules(&fx->a);
+	append(fx, "keep/k1.log", "cus_k 1\n");
+	append(fx, "keep/k2.log", "cus_k 1\n");
+	append(fx, "move/a1.log", "cus_m 1\n");
+	append(fx, "move/b1.log", "cus_m 1\n");
+	append(fx, "gone/g1.log", "cus_g 1\n");
+	append(fx, "new/n1.log", "cus_n 1\ncus_n 2\n");
+	w = start(fx, &fx->a);
+	check(w);
+	assert_int_equal(watch_tail_count(w), 4);
+	fd_k1 = fd_of(fx, "keep/k1.log");
+	fd_k2 = fd_of(fx, "keep/k2.log");
+	assert_true(fd_k1 >= 0 && fd_k2 >= 0);
+	a1 = record(fx, "move", "move/a1.log");
+
+	/* The new configuration: sources in another order, "move" with another glob, "gone"
+	 * removed, "new" added (read_from = tail), and a second rule on "keep". */
+	add_source(fx, &fx->b, "move", "move/*.log");
+	add_source(fx, &fx->b, "keep", "keep/*.log");
+	add_source(fx, &fx->b, "new", "new/*.log");
+	fx->b.src[2].read_from = CONFIG_READ_FROM_TAIL;
+	add_rule(&fx->b, "r_keep", "keep");
+	add_rule(&fx->b, "r_keep2", "keep");
+	add_rule(&fx->b, "r_move", "move");
+	add_rule(&fx->b, "r_new", "new");
+	build_rules(&fx->b);
+	ctx = ctx_of(fx, &fx->b);
+
+	/* A mapping that names another source is refused, and nothing changes. */
+	bad[0] = 0; /* "move" is not "keep" */
+	bad[1] = -1;
+	bad[2] = -1;
+	assert_int_equal(watch_reconfigure(w, &ctx, bad, err, sizeof(err)), -1);
+	check(w);
+	assert_int_equal(watch_tail_count(w), 4);
+
+	same[0] = -1; /* changed */
+	same[1] = 0;  /* "keep" was source 0 */
+	same[2] = -1; /* new */
+	if (watch_reconfigure(w, &ctx, same, err, sizeof(err)) != 0)
+		fail_msg("watch_reconfigure: %s", err);
+	check(w);
+	assert_int_equal(watch_tail_count(w), 2); /* keep's two files */
+	/* The old rules are gone: the kept tails must not use them any more. */
+	rule_set_free(fx->a.rules);
+	fx->a.rules = NULL;
+	assert_int_equal(fd_of(fx, "keep/k1.log"), fd_k1);
+	assert_int_equal(fd_of(fx, "keep/k2.log"), fd_k2);
+	assert_true(fd_of(fx, "move/a1.log") < 0);
+	assert_true(fd_of(fx, "gone/g1.log") < 0);
+
+	/* The first turn after it scans: "move" and "new" as at start. */
+	append(fx, "keep/k1.log", "cus_k 2\n");
+	settle(w);
+	assert_int_equal(watch_tail_count(w), 2 + 2 + 1);
+	assert_int_equal(fd_of(fx, "keep/k1.log"), fd_k1);
+	read_to_end(fx, "keep", "keep/k1.log");
+	k1 = record(fx, "keep", "keep/k1.log");
+	assert_int_equal(events_of(fx, &k1, "r_keep"), 2);
+	assert_int_equal(events_of(fx, &k1, "r_keep2"), 1); /* only the line read after */
+	/* move/a1.log: its record resumed at its checkpoint; move/b1.log: new, from its start. */
+	read_to_end(fx, "move", "move/a1.log");
+	assert_string_equal(record(fx, "move", "move/a1.log").uid, a1.uid);
+	assert_int_equal(events_of(fx, &a1, "r_move"), 1);
+	read_to_end(fx, "move", "move/b1.log");
+	/* new/n1.log, there at the source's first scan: read_from = tail. */
+	read_to_end(fx, "new", "new/n1.log");
+	n1 = record(fx, "new", "new/n1.log");
+	assert_int_equal(events_of(fx, &n1, "r_new"), 0);
+	append(fx, "new/n1.log", "cus_n 3\n");
+	/* gone/g1.log: closed, its record as it was (a stop, not a deletion). */
+	append(fx, "gone/g1.log", "cus_g 2\n");
+	settle(w);
+	assert_int_equal(events_of(fx, &n1, "r_new"), 1);
+	g1 = record(fx, "gone", "gone/g1.log");
+	assert_string_equal(g1.state, "reading");
+	assert_int_equal(g1.offset, 8);
+	assert_int_equal(events_of(fx, &g1, "r_gone"), 1);
+
+	/* watch_run may run again after a stop, once reconfigured. */
+	watch_stop(w);
+	assert_int_equal(watch_turn(w, 0, err, sizeof(err)), 1);
+	assert_int_equal(watch_reconfigure(w, &ctx, NULL, err, sizeof(err)), 0);
+	check(w);
+	assert_int_equal(watch_tail_count(w), 0); /* NULL: every source is new */
+	settle(w);
+	assert_int_equal(watch_tail_count(w), 5);
+	read_to_end(fx, "keep", "keep/k1.log");
+	watch_free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -693,6 +808,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_suspend_resume, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_directories, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reconfigure, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
