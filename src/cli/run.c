@@ -1,6 +1,8 @@
 /* run: the agent. Wires the two halves (ingest: watch/tail/rule; send: sender) to the spool in
  * two threads, while the main thread waits for signals (SIGTERM/SIGINT stop, SIGHUP reloads, a
- * worker's end) and tells systemd how it goes (util/health.h). */
+ * worker's end) and tells systemd how it goes (util/health.h). A reload keeps what it did not
+ * change: the open files of unchanged sources, and the sender with its requests in flight
+ * (docs/architecture.md, "Reload"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include "ingest/space.h"
 #include "ingest/watch.h"
 #include "send/sender.h"
+#include "send/stripe.h"
 #include "store/spool.h"
 #include "util/clock.h"
 #include "util/crash.h"
@@ -27,6 +30,9 @@
 
 struct agent {
 	struct cli_setup setup;
+	/* The configuration the sender was made with, once a reload kept the sender and replaced
+	 * setup.cfg (the sender borrows it for its life); NULL while that is setup.cfg. */
+	struct config *sender_cfg;
 	struct spool *spool; /* the ingest half's handle */
 	char instance[128];
 	struct space *space; /* the ingest half's room and pause (space.c) */
@@ -102,21 +108,31 @@ static void *sender_main(void *arg)
 	return NULL;
 }
 
+static void stop_ingest(struct agent *a)
+{
+	if (!a->ingest_started)
+		return;
+	watch_stop(a->watch);
+	/* Told to stop, maybe committing its last batch (1st "shutdown" crash point). */
+	crash_point("shutdown");
+	pthread_join(a->ingest_thread, NULL);
+	a->ingest_started = 0;
+}
+
+static void stop_sender(struct agent *a)
+{
+	if (!a->sender_started)
+		return;
+	sender_stop(a->sender, SHUTDOWN_GRACE_MS);
+	crash_point("shutdown"); /* finishing its requests in flight */
+	pthread_join(a->sender_thread, NULL);
+	a->sender_started = 0;
+}
+
 static void agent_stop_threads(struct agent *a)
 {
-	if (a->ingest_started) {
-		watch_stop(a->watch);
-		/* Told to stop, maybe committing its last batch (1st "shutdown" crash point). */
-		crash_point("shutdown");
-		pthread_join(a->ingest_thread, NULL);
-		a->ingest_started = 0;
-	}
-	if (a->sender_started) {
-		sender_stop(a->sender, SHUTDOWN_GRACE_MS);
-		crash_point("shutdown"); /* finishing its requests in flight */
-		pthread_join(a->sender_thread, NULL);
-		a->sender_started = 0;
-	}
+	stop_ingest(a);
+	stop_sender(a);
 }
 
 static void agent_close(struct agent *a)
@@ -124,11 +140,13 @@ static void agent_close(struct agent *a)
 	agent_stop_threads(a);
 	watch_free(a->watch);
 	sender_free(a->sender);
+	config_free(a->sender_cfg);
 	space_free(a->space);
 	spool_free(a->spool);
 	a->watch = NULL;
 	a->space = NULL;
 	a->sender = NULL;
+	a->sender_cfg = NULL;
 	a->spool = NULL;
 }
 
@@ -151,6 +169,28 @@ static int warn_orphan(const struct spool_file *f, void *ud)
 	return 0;
 }
 
+/* Warns about the sources the spool has records of that a->setup lacks. Returns 0 or -1. */
+static int warn_orphans(struct agent *a, char *err, size_t errlen)
+{
+	struct orphan_check oc = {.cfg = a->setup.cfg};
+
+	return spool_files_foreach(a->spool, warn_orphan, &oc, err, errlen);
+}
+
+/* What the ingest half works with: a->setup's configuration and rules, the spool, the sender to
+ * wake after commits. */
+static void ingest_ctx(const struct agent *a, struct tail_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->cfg = a->setup.cfg;
+	ctx->rules = a->setup.rules;
+	ctx->spool = a->spool;
+	ctx->instance = a->instance;
+	ctx->on_commit = on_commit;
+	ctx->ud = a->sender;
+	ctx->space = a->space;
+}
+
 /* Opens the spool, the sender and the watch for the setup now in a->setup. */
 static int agent_open(struct agent *a)
 {
@@ -166,26 +206,15 @@ static int agent_open(struct agent *a)
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
 	                   sizeof(err)) != 0)
 		goto fail;
-	{
-		struct orphan_check oc = {.cfg = cfg};
-
-		if (spool_files_foreach(a->spool, warn_orphan, &oc, err, sizeof(err)) != 0)
-			goto fail;
-	}
+	if (warn_orphans(a, err, sizeof(err)) != 0)
+		goto fail;
 	a->sender = sender_new(cfg, err, sizeof(err));
 	if (a->sender == NULL)
 		goto fail;
 	a->space = space_new(cfg, a->spool, err, sizeof(err));
 	if (a->space == NULL)
 		goto fail;
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.cfg = cfg;
-	ctx.rules = a->setup.rules;
-	ctx.spool = a->spool;
-	ctx.instance = a->instance;
-	ctx.on_commit = on_commit;
-	ctx.ud = a->sender;
-	ctx.space = a->space;
+	ingest_ctx(a, &ctx);
 	a->watch = watch_new(&ctx, err, sizeof(err));
 	if (a->watch == NULL)
 		goto fail;
@@ -196,18 +225,29 @@ fail:
 	return -1;
 }
 
-static int agent_start_threads(struct agent *a)
+static int start_ingest(struct agent *a)
 {
-	a->ingest_done = a->sender_done = 0;
+	a->ingest_done = 0;
 	if (pthread_create(&a->ingest_thread, NULL, ingest_main, a) != 0)
 		return -1;
 	a->ingest_started = 1;
-	if (a->once)
-		return 0;
+	return 0;
+}
+
+static int start_sender(struct agent *a)
+{
+	a->sender_done = 0;
 	if (pthread_create(&a->sender_thread, NULL, sender_main, a) != 0)
 		return -1;
 	a->sender_started = 1;
 	return 0;
+}
+
+static int agent_start_threads(struct agent *a)
+{
+	if (start_ingest(a) != 0)
+		return -1;
+	return a->once ? 0 : start_sender(a);
 }
 
 /* Two agents on one spool would each read every file with their own checkpoints and bill each
@@ -243,11 +283,163 @@ static int lock_state_dir(const char *state_dir)
 	return fd;
 }
 
-/* SIGHUP: the new configuration replaces the old one only if it loads and compiles completely;
- * otherwise the agent goes on with the old one. */
+/* ---- SIGHUP ---------------------------------------------------------------------------------- */
+
+/* What a reload does about each [agent] setting that changed (docs/architecture.md, "Reload"):
+ * RELOAD_LIVE ones take effect at once (read where they are used, or applied by agent_reload);
+ * RELOAD_SENDER ones are read by the sender only when it starts, so it restarts. state_dir is
+ * refused before. A setting missing here (added later without a decision) restarts everything,
+ * as at start. */
+enum reload_how { RELOAD_LIVE, RELOAD_SENDER };
+
+static const struct {
+	const char *key;
+	enum reload_how how;
+} reload_agent[] = {
+    {"instance", RELOAD_LIVE},        /* the identifiers of lines read from now on */
+    {"include_dir", RELOAD_LIVE},     /* used only to load the configuration */
+    {"log_level", RELOAD_LIVE},       /* set when the configuration was loaded */
+    {"batch_lines", RELOAD_LIVE},     /* read at each read of a file */
+    {"max_line_length", RELOAD_LIVE}, /* from the next line on */
+    {"rescan_interval", RELOAD_LIVE}, /* after the rescan that follows the reload */
+    {"rotate_wait", RELOAD_LIVE},
+    {"max_open_files", RELOAD_LIVE},  /* a lower limit closes idle files at once */
+    {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
+    {"min_free_bytes", RELOAD_LIVE},
+    {"durability", RELOAD_SENDER}, /* the ingest half's connection takes it at once */
+    {"delivered_retention", RELOAD_SENDER},
+};
+
+/* What a reload changes, worked out before anything running is touched. */
+struct reload_plan {
+	long *same; /* per new source: its index now if its settings are the same, else -1 */
+	size_t kept, changed, added, removed; /* sources */
+	char restart[160];                    /* why the sender restarts; "" if it is kept */
+	int check_rules; /* a rule is new or changed: the kept sender holds them against meters */
+	const char *unknown; /* an [agent] setting without a decision above: restart everything */
+	int durability, instance;
+};
+
+static int reload_plan_make(const struct agent *a, const struct config *next, struct reload_plan *p,
+                            char *err, size_t errlen)
+{
+	const struct config *cur = a->setup.cfg;
+	const struct config *scfg = a->sender_cfg != NULL ? a->sender_cfg : cur;
+	const char *keys[64];
+	char key[STRIPE_KEY_MAX];
+	long n;
+
+	memset(p, 0, sizeof(*p));
+	p->same = calloc(next->n_sources > 0 ? next->n_sources : 1, sizeof(*p->same));
+	if (p->same == NULL) {
+		err_set(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t si = 0; si < next->n_sources; si++) {
+		const char *name = next->sources[si].name;
+		long old = config_source_find(cur, name);
+
+		p->same[si] = -1;
+		if (old < 0) {
+			p->added++;
+		} else if (config_changes(cur, next, "source", name, NULL, 0) == 0) {
+			p->same[si] = old;
+			p->kept++;
+		} else {
+			p->changed++;
+		}
+	}
+	for (size_t si = 0; si < cur->n_sources; si++)
+		p->removed += config_source_find(next, cur->sources[si].name) < 0;
+	for (size_t r = 0; r < next->n_rules && !p->check_rules; r++)
+		p->check_rules =
+		    config_changes(cur, next, "rule", next->rules[r].name, NULL, 0) != 0;
+
+	n = config_changes(cur, next, "agent", NULL, keys, sizeof(keys) / sizeof(keys[0]));
+	for (long k = 0; k < n && k < (long)(sizeof(keys) / sizeof(keys[0])); k++) {
+		size_t i = 0;
+
+		while (i < sizeof(reload_agent) / sizeof(reload_agent[0]) &&
+		       strcmp(reload_agent[i].key, keys[k]) != 0)
+			i++;
+		if (i == sizeof(reload_agent) / sizeof(reload_agent[0])) {
+			p->unknown = keys[k];
+			continue;
+		}
+		p->durability |= strcmp(keys[k], "durability") == 0;
+		p->instance |= strcmp(keys[k], "instance") == 0;
+		if (reload_agent[i].how == RELOAD_SENDER && p->restart[0] == '\0')
+			snprintf(p->restart, sizeof(p->restart), "[agent] %s changed", keys[k]);
+	}
+	n = config_changes(scfg, next, "stripe", NULL, keys, 1);
+	if (n != 0 && p->restart[0] == '\0')
+		snprintf(p->restart, sizeof(p->restart), "[stripe] %s changed",
+		         n > 0 ? keys[0] : "settings");
+	if (p->restart[0] != '\0')
+		return 0; /* sender_new reads the new key */
+	/* The key file may have a new key in it, whatever the configuration says. */
+	if (stripe_key_load(next, key, sizeof(key), err, errlen) != 0) {
+		free(p->same);
+		p->same = NULL;
+		return -1;
+	}
+	if (!sender_key_is(a->sender, key))
+		snprintf(p->restart, sizeof(p->restart), "the API key changed");
+	explicit_bzero(key, sizeof(key));
+	return 0;
+}
+
+/* The instance id that events get under `cfg` (spool_instance), through a spool handle of its
+ * own: the ingest thread still uses a->spool. */
+static int resolve_instance(const struct config *cfg, char *out, size_t outlen, char *err,
+                            size_t errlen)
+{
+	struct spool *sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
+	int rc;
+
+	if (sp == NULL)
+		return -1;
+	rc = spool_instance(sp, cfg->agent.instance, out, outlen, err, errlen);
+	spool_free(sp);
+	return rc;
+}
+
+/* A reload that must restart everything, as at start: stops both threads, closes every file and
+ * the sender, and opens it all again with `next` (taken over). Returns 0 or -1 (the agent then
+ * stops). */
+static int agent_reload_all(struct agent *a, struct cli_setup *next)
+{
+	agent_close(a);
+	cli_setup_free(&a->setup);
+	a->setup = *next;
+	if (agent_open(a) != 0 || agent_start_threads(a) != 0) {
+		log_err("reload: could not restart with the new configuration");
+		a->ingest_rc = -1;
+		a->ingest_done = 1;
+		return -1;
+	}
+	log_info("configuration reloaded: %zu sources, %zu rules (everything restarted)",
+	         a->setup.cfg->n_sources, a->setup.cfg->n_rules);
+	return 0;
+}
+
+/* SIGHUP: the new configuration replaces the old one only if it loads and compiles completely,
+ * and the sender it needs (if any) can be made; otherwise the agent goes on with the old one.
+ * Then the ingest thread stops between two batches, the tails of unchanged sources take the
+ * new rules and the others are closed or scanned (watch_reconfigure), and the ingest thread
+ * starts again. The sender, with its requests in flight, is kept unless its settings or the key
+ * changed; then it finishes what is in flight (at most SHUTDOWN_GRACE_MS) before the new one
+ * starts. */
 static int agent_reload(struct agent *a, const char *path)
 {
-	struct cli_setup next = {0};
+	struct cli_setup next = {0}, old;
+	struct reload_plan plan = {0};
+	struct sender *sender = NULL;
+	struct space *space = NULL;
+	struct tail_ctx ctx;
+	char err[1024] = "", instance[sizeof(a->instance)];
+	size_t kept;
+	int restart;
 
 	log_info("SIGHUP: reloading %s", path);
 	if (cli_setup_load(&next, path) != 0) {
@@ -262,18 +454,85 @@ static int agent_reload(struct agent *a, const char *path)
 		cli_setup_free(&next);
 		return -1;
 	}
-	agent_close(a);
-	cli_setup_free(&a->setup);
-	a->setup = next;
-	if (agent_open(a) != 0 || agent_start_threads(a) != 0) {
-		log_err("reload: could not restart with the new configuration");
-		a->ingest_rc = -1;
-		a->ingest_done = 1;
-		return -1;
+	if (reload_plan_make(a, next.cfg, &plan, err, sizeof(err)) != 0)
+		goto refuse;
+	if (plan.unknown != NULL) {
+		log_warn("reload: [agent] %s changed: restarting everything", plan.unknown);
+		free(plan.same);
+		return agent_reload_all(a, &next);
 	}
-	log_info("configuration reloaded: %zu sources, %zu rules", a->setup.cfg->n_sources,
-	         a->setup.cfg->n_rules);
+	restart = plan.restart[0] != '\0';
+	if (restart && (sender = sender_new(next.cfg, err, sizeof(err))) == NULL)
+		goto refuse;
+	space = space_new(next.cfg, a->spool, err, sizeof(err));
+	if (space == NULL)
+		goto refuse;
+	snprintf(instance, sizeof(instance), "%s", a->instance);
+	if (plan.instance &&
+	    resolve_instance(next.cfg, instance, sizeof(instance), err, sizeof(err)) != 0)
+		goto refuse;
+
+	/* Nothing was refused: from here on the new configuration is taken. */
+	stop_ingest(a);
+	old = a->setup;
+	a->setup = next;
+	if (restart) {
+		log_info("reload: %s: the sender finishes its requests in flight (at most %d s), "
+		         "then a new one starts",
+		         plan.restart, SHUTDOWN_GRACE_MS / 1000);
+		stop_sender(a);
+		sender_free(a->sender);
+		config_free(a->sender_cfg);
+		a->sender_cfg = NULL;
+		a->sender = sender;
+	} else {
+		sender_set_rules(a->sender, a->setup.cfg, plan.check_rules);
+		if (a->sender_cfg == NULL) {
+			a->sender_cfg = old.cfg; /* the sender's, for its life */
+			old.cfg = NULL;
+		}
+	}
+	space_free(a->space);
+	a->space = space;
+	if (plan.durability &&
+	    spool_set_durability(a->spool, a->setup.cfg->agent.durability, err, sizeof(err)) != 0)
+		log_warn("reload: %s", err);
+	snprintf(a->instance, sizeof(a->instance), "%s", instance);
+	ingest_ctx(a, &ctx);
+	if (watch_reconfigure(a->watch, &ctx, plan.same, err, sizeof(err)) != 0) {
+		/* Out of memory: nothing changed in it; start it anew as at start instead. */
+		log_warn("reload: %s: opening every file anew", err);
+		watch_free(a->watch);
+		a->watch = watch_new(&ctx, err, sizeof(err));
+	}
+	cli_setup_free(&old); /* no tail uses it any more; the sender's is kept above */
+	free(plan.same);
+	if (a->watch == NULL)
+		goto fatal;
+	kept = watch_tail_count(a->watch); /* before the ingest thread runs again */
+	if (warn_orphans(a, err, sizeof(err)) != 0)
+		log_warn("%s", err);
+	if (start_ingest(a) != 0 || (restart && start_sender(a) != 0)) {
+		err_set(err, sizeof(err), "cannot start a thread");
+		goto fatal;
+	}
+	log_info("configuration reloaded: %zu sources, %zu rules; sources: %zu unchanged (%zu "
+	         "files kept), %zu changed, %zu new, %zu removed; sender %s",
+	         a->setup.cfg->n_sources, a->setup.cfg->n_rules, plan.kept, kept, plan.changed,
+	         plan.added, plan.removed, restart ? "restarted" : "kept");
 	return 0;
+fatal: /* the main loop stops the agent */
+	log_err("reload: could not restart with the new configuration: %s", err);
+	a->ingest_rc = -1;
+	a->ingest_done = 1;
+	return -1;
+refuse:
+	log_err("reload failed: %s: keeping the running configuration", err);
+	sender_free(sender);
+	space_free(space);
+	free(plan.same);
+	cli_setup_free(&next);
+	return -1;
 }
 
 /* sd_notify READY=1 with a STATUS line (systemctl status shows it); `note` may be NULL. */

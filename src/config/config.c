@@ -1856,6 +1856,80 @@ long config_source_find(const struct config *cfg, const char *name)
 	return -1;
 }
 
+/* ---- comparing two configurations (a reload) ---- */
+
+/* The struct of section `sec` in cfg: [source NAME] and [rule NAME] by name. NULL if absent. */
+static const void *section_of(const struct config *cfg, enum sec_kind sec, const char *name)
+{
+	long i;
+
+	switch (sec) {
+	case SEC_AGENT:
+		return &cfg->agent;
+	case SEC_STRIPE:
+		return &cfg->stripe;
+	case SEC_SOURCE:
+		i = config_source_find(cfg, name);
+		return i >= 0 ? &cfg->sources[i] : NULL;
+	case SEC_RULE:
+		for (size_t k = 0; name != NULL && k < cfg->n_rules; k++)
+			if (cfg->rules[k].name != NULL && strcmp(cfg->rules[k].name, name) == 0)
+				return &cfg->rules[k];
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* Whether the option has the same value in the section structs a and b, as stored. */
+static bool opt_same(const struct option *opt, const void *a, const void *b)
+{
+	const char *fa = (const char *)a + opt->off, *fb = (const char *)b + opt->off;
+	const char *sa, *sb;
+
+	switch (opt->type) {
+	case OPT_INT:
+	case OPT_SIZE:
+	case OPT_DURATION_MS:
+	case OPT_DURATION_S:
+		return *(const int64_t *)(const void *)fa == *(const int64_t *)(const void *)fb;
+	case OPT_ENUM:
+		return *(const int *)(const void *)fa == *(const int *)(const void *)fb;
+	default: /* every other type is a string */
+		sa = *(char *const *)(const void *)fa;
+		sb = *(char *const *)(const void *)fb;
+		return sa == NULL || sb == NULL ? sa == sb : strcmp(sa, sb) == 0;
+	}
+}
+
+long config_changes(const struct config *a, const struct config *b, const char *section,
+                    const char *name, const char **keys, size_t max)
+{
+	static const char *const words[SEC_N] = {"agent", "stripe", "source", "rule"};
+	const void *sa, *sb;
+	long n = 0;
+	int sec = -1;
+
+	for (int k = 0; section != NULL && k < SEC_N; k++)
+		if (strcmp(section, words[k]) == 0)
+			sec = k;
+	if (a == NULL || b == NULL || sec < 0)
+		return -1;
+	sa = section_of(a, (enum sec_kind)sec, name);
+	sb = section_of(b, (enum sec_kind)sec, name);
+	if (sa == NULL || sb == NULL)
+		return -1;
+	/* The option table, not a list of fields: an option added later is compared too. */
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (options[i].sec != (enum sec_kind)sec || opt_same(&options[i], sa, sb))
+			continue;
+		if (keys != NULL && (size_t)n < max)
+			keys[n] = options[i].key;
+		n++;
+	}
+	return n;
+}
+
 /* ---- documentation ---- */
 
 static void opt_default(const struct option *opt, char *buf, size_t len)

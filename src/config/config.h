@@ -129,6 +129,16 @@ void config_free(struct config *cfg);
 /* Returns the index of the source named `name`, or -1. */
 long config_source_find(const struct config *cfg, const char *name);
 
+/* What differs between two configurations in one section, option by option as the option
+ * table stores them (strings byte for byte, numbers and choices by value; an option left out
+ * counts as its default): `section` is "agent", "stripe", "source" or "rule", the last two the
+ * [source NAME] or [rule NAME] named `name` in each. Writes the keys of the first `max` options
+ * that differ to `keys` (may be NULL; static strings, such as "batch_lines") and returns how many
+ * differ: 0 if none. Returns -1 if `section` is none of these or either configuration lacks the
+ * named section. */
+long config_changes(const struct config *a, const struct config *b, const char *section,
+                    const char *name, const char **keys, size_t max);
+
 /* Checks that `api_base` is https://..., or http://127.0.0.1[:port] (the only place TLS may be
  * skipped: a local Stripe double), and does not already end in an API version (/v1, /v2).
  * Returns 0 or -1 with the reason in `err`. */

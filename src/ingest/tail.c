@@ -989,6 +989,21 @@ out:
 	return rv;
 }
 
+int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,
+                 size_t errlen)
+{
+	if (t == NULL || ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL ||
+	    source_index >= ctx->cfg->n_sources ||
+	    strcmp(ctx->cfg->sources[source_index].name, t->source) != 0) {
+		err_set(err, errlen, "tail_set_ctx: invalid arguments");
+		return -1;
+	}
+	t->ctx = *ctx;
+	t->source_index = source_index;
+	t->source = ctx->cfg->sources[source_index].name;
+	return 0;
+}
+
 const char *tail_path(const struct tail *t)
 {
 	return t != NULL ? t->path : NULL;

@@ -71,6 +71,14 @@ void tail_free(struct tail *t);
  * past the last commit is lost, the checkpoint still covers only committed events). */
 int64_t tail_read(struct tail *t, char *err, size_t errlen);
 
+/* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail
+ * uses `ctx` (copied, as by tail_open; ctx->rules from its next tail_read on: a read never mixes
+ * two rule sets) and finds its source at `source_index` of ctx->cfg. Its file, record and
+ * checkpoint stay. The configuration it had must still be valid during the call. Returns 0, or
+ * -1 if that source is not there or has another name (nothing changed). */
+int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,
+                 size_t errlen);
+
 /* The path it was opened with, and its record (identity, checkpoint, counters). */
 const char *tail_path(const struct tail *t);
 const struct spool_file *tail_file(const struct tail *t);

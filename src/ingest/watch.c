@@ -22,7 +22,19 @@
  * created or moved) expands the globs again, and reads every file that changed. A directory that
  * cannot be watched (ENOSPC: fs.inotify.max_user_watches) has its files stat'ed every
  * WATCH_POLL_MS instead. A glob whose directory does not exist yet has its nearest existing
- * ancestor watched, so that the directory's creation triggers a rescan. */
+ * ancestor watched, so that the directory's creation triggers a rescan.
+ *
+ * Indexes: an event must cost the same with ten files as with ten thousand. Hash tables find
+ * directories by watch descriptor and by (dev, ino), and tails by (directory, name), by (source,
+ * dev, ino), by the watch on the file itself and by the cookie of an IN_MOVED_FROM whose
+ * IN_MOVED_TO has not come yet; the tails an event marked are in a list, and so are the open
+ * tails, the least recently read first. A key changes only through the few functions that keep
+ * its table right (tail_place, tail_unname, tail_set_fwd, tail_set_cookie, tail_forget,
+ * dir_remove, watch_reconfigure); watch_check verifies every table against the entries.
+ *
+ * A reload (watch_reconfigure) keeps the tails of the sources whose settings did not change and
+ * gives them the new rules from their next read; the other sources are scanned anew as at
+ * start. */
 #include "ingest/watch.h"
 
 #include <dirent.h>
@@ -53,32 +65,69 @@
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
 #define WATCH_POLL_MS 1000 /* stat period of files without an inotify watch (ENOSPC) */
+#define WATCH_HTAB_MIN 16  /* buckets of a hash table before it first grows */
+
+/* The entry that holds `ptr`, a pointer to its `member`. */
+#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define CONTAINER_CONST(ptr, type, member)                                                         \
+	((const type *)(const void *)((const char *)(ptr)-offsetof(type, member)))
+
+/* An entry's link in a hash table: the next in its bucket, and its key's hash. */
+struct hlink {
+	struct hlink *next;
+	uint64_t hash;
+};
+
+/* A chained hash table whose links are inside the entries, so that adding or removing an entry
+ * allocates nothing and cannot fail. Its first buckets are in place; it doubles when it holds
+ * more entries than buckets, and if that allocation fails it keeps its size (longer chains,
+ * never an error). glibc's hsearch_r cannot remove an entry, and tsearch is a tree (O(log n) per
+ * lookup): neither fits. */
+struct htab {
+	struct hlink **b;
+	size_t mask; /* buckets - 1; buckets is a power of two */
+	size_t n;
+	struct hlink *b0[WATCH_HTAB_MIN];
+};
+
+/* A link in a circular doubly linked list with a head; NULL links: in no list. */
+struct dlink {
+	struct dlink *prev, *next;
+};
 
 struct wdir {
 	int wd;
 	char *path; /* as the glob of the source's directory part spelled it */
 	dev_t dev;
 	ino_t ino;
+	size_t slot; /* its index in watch.dirs */
+	struct hlink by_wd, by_id;
 };
 
 struct wtail {
 	struct tail *t;
+	size_t slot;   /* its index in watch.tails */
 	dev_t dir_dev; /* the directory its name is in */
 	ino_t dir_ino;
 	char *base;      /* its name there; NULL after it was moved to a name not known yet */
 	int fwd;         /* the watch on the file itself (symlinked paths), or -1 */
 	uint32_t cookie; /* IN_MOVED_FROM's cookie: IN_MOVED_TO tells its new name */
 	int orphan;      /* its glob no longer matches it: released once drained and not growing */
-	off_t orphan_size;    /* its size when last seen changing, -1 before */
-	int64_t orphan_since; /* monotonic ms: when orphan_size was last seen to change */
-	off_t read_size;      /* its size before its last successful read, -1 before */
-	int64_t active; /* monotonic ms of its last read: the least recent is suspended first */
-	unsigned seen;  /* the rescan generation that last matched it */
+	off_t orphan_size;          /* its size when last seen changing, -1 before */
+	int64_t orphan_since;       /* monotonic ms: when orphan_size was last seen to change */
+	off_t read_size;            /* its size before its last successful read, -1 before */
+	unsigned seen;              /* the rescan generation that last matched it */
 	struct timespec read_mtime; /* its mtime then */
 	int link;                   /* its path is a symlink */
 	char *real;                 /* then the path of its target when opened, else NULL */
-	int dirty;                  /* changed: to be read after the current batch of events */
 	int failing;                /* its last read failed (logged once, until it recovers) */
+	struct hlink by_name;       /* in tail_name while base != NULL */
+	struct hlink by_id;         /* in tail_id, by (source, dev, ino) */
+	struct hlink by_fwd;        /* in tail_fwd while fwd >= 0 */
+	struct hlink by_cookie;     /* in tail_cookie while cookie != 0 */
+	struct dlink lru;           /* in watch.lru while it holds a descriptor */
+	struct dlink
+	    dirty; /* in watch.dirty while changed: read after the current batch of events */
 };
 
 /* A path that could not be opened or watched, logged once per distinct error. */
@@ -86,19 +135,27 @@ struct wfail {
 	char *path;
 	char *msg;
 	unsigned seen;
-	int at_start; /* it failed in the first scan: it was there at start */
+	int at_start; /* it failed in the first scan of its source: it was there at start */
 };
 
 struct watch {
 	struct tail_ctx ctx;
 	int ifd, efd;
 	atomic_int stop;
-	struct wdir *dirs;
+	struct wdir **dirs;
 	size_t n_dirs, cap_dirs;
-	struct wtail *tails;
+	struct wtail **tails;
 	size_t n_tails, cap_tails;
 	struct wfail *fails;
 	size_t n_fails, cap_fails;
+	struct htab dir_wd, dir_id;                            /* struct wdir */
+	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
+	struct dlink lru;     /* the open tails, the least recently read first */
+	struct dlink dirty;   /* the tails marked changed */
+	struct wtail **found; /* what the last found_by_*() collected */
+	size_t cap_found;
+	/* Per source, since watch_reconfigure: not scanned yet (NULL: none). */
+	unsigned char *fresh;
 	unsigned gen;
 	int scanned; /* the first scan is done: files found from now on are new */
 	int enospc_warned;
@@ -111,7 +168,6 @@ struct watch {
 	int limit_warned;
 	char *evbuf;
 };
-
 
 static int grow(void **arr, size_t *cap, size_t n, size_t size)
 {
@@ -129,14 +185,164 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
 	return 0;
 }
 
-
-/* The directory part of a path or pattern: "." without a '/', "/" for "/x". */
-
-
 static int excluded(const struct config_source *src, const char *base)
 {
 	return src->exclude != NULL && src->exclude[0] != '\0' &&
 	       fnmatch(src->exclude, base, 0) == 0;
+}
+
+/* ---- hash tables and lists ------------------------------------------------------------------ */
+
+static void htab_init(struct htab *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->b = h->b0;
+	h->mask = WATCH_HTAB_MIN - 1;
+}
+
+static void htab_fini(struct htab *h)
+{
+	if (h->b != h->b0)
+		free(h->b);
+	h->b = h->b0;
+}
+
+static void htab_grow(struct htab *h)
+{
+	size_t nb = (h->mask + 1) * 2;
+	struct hlink **b;
+
+	if (nb > SIZE_MAX / sizeof(*b) || (b = calloc(nb, sizeof(*b))) == NULL)
+		return; /* longer chains: slower, still right */
+	for (size_t i = 0; i <= h->mask; i++) {
+		struct hlink *l = h->b[i], *next;
+
+		for (; l != NULL; l = next) {
+			next = l->next;
+			l->next = b[l->hash & (nb - 1)];
+			b[l->hash & (nb - 1)] = l;
+		}
+	}
+	if (h->b != h->b0)
+		free(h->b);
+	h->b = b;
+	h->mask = nb - 1;
+}
+
+static void htab_add(struct htab *h, struct hlink *l, uint64_t hash)
+{
+	if (h->n > h->mask)
+		htab_grow(h);
+	l->hash = hash;
+	l->next = h->b[hash & h->mask];
+	h->b[hash & h->mask] = l;
+	h->n++;
+}
+
+static void htab_del(struct htab *h, struct hlink *l)
+{
+	struct hlink **p = &h->b[l->hash & h->mask];
+
+	while (*p != NULL && *p != l)
+		p = &(*p)->next;
+	if (*p == NULL)
+		return;
+	*p = l->next;
+	l->next = NULL;
+	h->n--;
+}
+
+/* The first link with `hash`, then the next ones (the caller compares the keys). */
+static struct hlink *htab_first(const struct htab *h, uint64_t hash)
+{
+	struct hlink *l = h->b[hash & h->mask];
+
+	while (l != NULL && l->hash != hash)
+		l = l->next;
+	return l;
+}
+
+static struct hlink *htab_next(struct hlink *l)
+{
+	uint64_t hash = l->hash;
+
+	for (l = l->next; l != NULL && l->hash != hash; l = l->next)
+		;
+	return l;
+}
+
+/* Whether `l` is in h, under the hash it records. */
+static int htab_has(const struct htab *h, const struct hlink *l)
+{
+	for (const struct hlink *c = h->b[l->hash & h->mask]; c != NULL; c = c->next)
+		if (c == l)
+			return 1;
+	return 0;
+}
+
+/* splitmix64's finaliser: every bit of the input reaches every bit of the hash. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t hash_int(uint64_t v)
+{
+	return mix64(v);
+}
+
+static uint64_t hash_file(uint64_t dev, uint64_t ino)
+{
+	return mix64(mix64(dev) ^ ino);
+}
+
+static uint64_t hash_id(size_t source, dev_t dev, ino_t ino)
+{
+	return mix64(hash_file((uint64_t)dev, (uint64_t)ino) ^ (uint64_t)source);
+}
+
+/* FNV-1a over the name, from the directory's hash. */
+static uint64_t hash_name(dev_t dev, ino_t ino, const char *name)
+{
+	uint64_t h = hash_file((uint64_t)dev, (uint64_t)ino) ^ 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	return mix64(h);
+}
+
+static void dl_init(struct dlink *head)
+{
+	head->prev = head->next = head;
+}
+
+static int dl_linked(const struct dlink *l)
+{
+	return l->next != NULL;
+}
+
+static void dl_append(struct dlink *head, struct dlink *l)
+{
+	l->prev = head->prev;
+	l->next = head;
+	head->prev->next = l;
+	head->prev = l;
+}
+
+static void dl_del(struct dlink *l)
+{
+	if (l->next == NULL)
+		return;
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	l->prev = l->next = NULL;
 }
 
 /* ---- failures, logged once per path and distinct error ------------------------------------- */
@@ -190,34 +396,61 @@ static void fail_log(struct watch *w, const char *path, const char *msg)
 	w->n_fails++;
 }
 
-/* ---- directories ---------------------------------------------------------------------------- */
-
-static long dir_find_wd(const struct watch *w, int wd)
+/* Whether the scan under way is the first one of source si: at start, or after a reload that
+ * added or changed it. Then read_from applies and records of rotated files are recovered. */
+static int first_scan(const struct watch *w, size_t si)
 {
-	for (size_t i = 0; i < w->n_dirs; i++)
-		if (w->dirs[i].wd == wd)
-			return (long)i;
-	return -1;
+	return !w->scanned || (w->fresh != NULL && si < w->ctx.cfg->n_sources && w->fresh[si] != 0);
 }
 
-static void dir_remove(struct watch *w, size_t i)
+/* ---- directories ---------------------------------------------------------------------------- */
+
+static struct wdir *dir_by_wd(const struct watch *w, int wd)
 {
-	free(w->dirs[i].path);
-	w->dirs[i] = w->dirs[--w->n_dirs];
+	for (struct hlink *l = htab_first(&w->dir_wd, hash_int((uint64_t)wd)); l != NULL;
+	     l = htab_next(l)) {
+		struct wdir *d = CONTAINER(l, struct wdir, by_wd);
+
+		if (d->wd == wd)
+			return d;
+	}
+	return NULL;
+}
+
+static struct wdir *dir_by_id(const struct watch *w, dev_t dev, ino_t ino)
+{
+	for (struct hlink *l = htab_first(&w->dir_id, hash_file((uint64_t)dev, (uint64_t)ino));
+	     l != NULL; l = htab_next(l)) {
+		struct wdir *d = CONTAINER(l, struct wdir, by_id);
+
+		if (d->dev == dev && d->ino == ino)
+			return d;
+	}
+	return NULL;
+}
+
+static void dir_remove(struct watch *w, struct wdir *d)
+{
+	htab_del(&w->dir_wd, &d->by_wd);
+	htab_del(&w->dir_id, &d->by_id);
+	w->dirs[d->slot] = w->dirs[--w->n_dirs];
+	w->dirs[d->slot]->slot = d->slot;
+	free(d->path);
+	free(d);
 }
 
 static void watch_dir(struct watch *w, const char *path)
 {
 	struct stat st;
 	char msg[PATH_MAX + 128];
+	struct wdir *d;
 	char *dup;
 	int wd;
 
 	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
 		return;
-	for (size_t i = 0; i < w->n_dirs; i++)
-		if (w->dirs[i].dev == st.st_dev && w->dirs[i].ino == st.st_ino)
-			return;
+	if (dir_by_id(w, st.st_dev, st.st_ino) != NULL)
+		return;
 	wd = inotify_add_watch(w->ifd, path, WATCH_DIR_MASK);
 	if (wd < 0) {
 		if (errno == ENOSPC) {
@@ -240,16 +473,25 @@ static void watch_dir(struct watch *w, const char *path)
 		fail_log(w, path, msg);
 		return;
 	}
-	if (dir_find_wd(w, wd) >= 0)
+	if (dir_by_wd(w, wd) != NULL)
 		return;
 	dup = strdup(path);
-	if (dup == NULL || grow((void **)&w->dirs, &w->cap_dirs, w->n_dirs, sizeof(*w->dirs)) < 0) {
+	d = calloc(1, sizeof(*d));
+	if (dup == NULL || d == NULL ||
+	    grow((void **)&w->dirs, &w->cap_dirs, w->n_dirs, sizeof(*w->dirs)) < 0) {
 		free(dup);
+		free(d);
 		inotify_rm_watch(w->ifd, wd);
 		return;
 	}
-	w->dirs[w->n_dirs++] =
-	    (struct wdir){.wd = wd, .path = dup, .dev = st.st_dev, .ino = st.st_ino};
+	d->wd = wd;
+	d->path = dup;
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
+	d->slot = w->n_dirs;
+	w->dirs[w->n_dirs++] = d;
+	htab_add(&w->dir_wd, &d->by_wd, hash_int((uint64_t)wd));
+	htab_add(&w->dir_id, &d->by_id, hash_file((uint64_t)d->dev, (uint64_t)d->ino));
 }
 
 /* No directory matches the source's directory part yet: watches its nearest existing ancestor
@@ -310,67 +552,192 @@ static int tail_watched(const struct watch *w, const struct wtail *wt)
 		return 1;
 	if (wt->base == NULL || wt->link)
 		return 0;
-	for (size_t i = 0; i < w->n_dirs; i++)
-		if (w->dirs[i].dev == wt->dir_dev && w->dirs[i].ino == wt->dir_ino)
-			return 1;
-	return 0;
+	return dir_by_id(w, wt->dir_dev, wt->dir_ino) != NULL;
 }
 
-/* ---- tails ---------------------------------------------------------------------------------- */
+/* ---- tails: their keys in the tables -------------------------------------------------------- */
 
-static long tail_find(const struct watch *w, size_t source, dev_t dev, ino_t ino)
+static struct wtail *tail_find(const struct watch *w, size_t source, dev_t dev, ino_t ino)
 {
-	for (size_t i = 0; i < w->n_tails; i++) {
-		const struct tail *t = w->tails[i].t;
+	for (struct hlink *l = htab_first(&w->tail_id, hash_id(source, dev, ino)); l != NULL;
+	     l = htab_next(l)) {
+		struct wtail *wt = CONTAINER(l, struct wtail, by_id);
+		const struct tail *t = wt->t;
 
 		if (tail_source_index(t) == source && tail_dev(t) == dev && tail_ino(t) == ino)
-			return (long)i;
+			return wt;
 	}
-	return -1;
+	return NULL;
+}
+
+/* The tail's name is no longer known (moved away, deleted, or about to be set anew). */
+static void tail_unname(struct watch *w, struct wtail *wt)
+{
+	if (wt->base == NULL)
+		return;
+	htab_del(&w->tail_name, &wt->by_name);
+	free(wt->base);
+	wt->base = NULL;
 }
 
 /* Sets where the tail's name is: the directory of `path` and its base name. */
-static void tail_place(struct wtail *wt, const char *path)
+static void tail_place(struct watch *w, struct wtail *wt, const char *path)
 {
 	char *dir = path_dir(path), *base = strdup(path_base(path));
 	struct stat st;
 
-	free(wt->base);
-	wt->base = NULL;
+	tail_unname(w, wt);
 	if (dir != NULL && base != NULL && stat(dir, &st) == 0) {
 		wt->dir_dev = st.st_dev;
 		wt->dir_ino = st.st_ino;
 		wt->base = base;
 		base = NULL;
+		htab_add(&w->tail_name, &wt->by_name,
+		         hash_name(wt->dir_dev, wt->dir_ino, wt->base));
 	}
 	free(base);
 	free(dir);
 }
 
-/* Lets tail i go: its record takes `state` (drained or gone), its descriptor and watch are
- * closed, and the last entry moves into its place. */
-static void release(struct watch *w, size_t i, const char *why, enum spool_file_state state)
+static void tail_set_fwd(struct watch *w, struct wtail *wt, int fwd)
 {
-	struct wtail *wt = &w->tails[i];
+	if (wt->fwd >= 0)
+		htab_del(&w->tail_fwd, &wt->by_fwd);
+	wt->fwd = fwd;
+	if (fwd >= 0)
+		htab_add(&w->tail_fwd, &wt->by_fwd, hash_int((uint64_t)fwd));
+}
+
+static void tail_set_cookie(struct watch *w, struct wtail *wt, uint32_t cookie)
+{
+	if (wt->cookie != 0)
+		htab_del(&w->tail_cookie, &wt->by_cookie);
+	wt->cookie = cookie;
+	if (cookie != 0)
+		htab_add(&w->tail_cookie, &wt->by_cookie, hash_int(cookie));
+}
+
+/* Whether a tail still has the watch descriptor `fwd` on its file. */
+static int fwd_in_use(const struct watch *w, int fwd)
+{
+	for (struct hlink *l = htab_first(&w->tail_fwd, hash_int((uint64_t)fwd)); l != NULL;
+	     l = htab_next(l))
+		if (CONTAINER(l, struct wtail, by_fwd)->fwd == fwd)
+			return 1;
+	return 0;
+}
+
+/* w->found[n] = wt. Returns n + 1, or n when out of memory (a rescan then makes up for the tail
+ * this event misses). */
+static size_t found_add(struct watch *w, size_t n, struct wtail *wt)
+{
+	if (grow((void **)&w->found, &w->cap_found, n, sizeof(*w->found)) < 0) {
+		w->need_scan = 1;
+		return n;
+	}
+	w->found[n] = wt;
+	return n + 1;
+}
+
+/* These collect tails into w->found and return how many: their callers change the tables while
+ * going through them. Nothing they call collects again. */
+
+/* The tails known under `name` in the directory (dev, ino). */
+static size_t found_by_name(struct watch *w, dev_t dev, ino_t ino, const char *name)
+{
+	size_t n = 0;
+
+	for (struct hlink *l = htab_first(&w->tail_name, hash_name(dev, ino, name)); l != NULL;
+	     l = htab_next(l)) {
+		struct wtail *wt = CONTAINER(l, struct wtail, by_name);
+
+		if (wt->dir_dev == dev && wt->dir_ino == ino && strcmp(wt->base, name) == 0)
+			n = found_add(w, n, wt);
+	}
+	return n;
+}
+
+/* The tails whose file has the watch `fwd`. */
+static size_t found_by_fwd(struct watch *w, int fwd)
+{
+	size_t n = 0;
+
+	for (struct hlink *l = htab_first(&w->tail_fwd, hash_int((uint64_t)fwd)); l != NULL;
+	     l = htab_next(l)) {
+		struct wtail *wt = CONTAINER(l, struct wtail, by_fwd);
+
+		if (wt->fwd == fwd)
+			n = found_add(w, n, wt);
+	}
+	return n;
+}
+
+/* The tails whose IN_MOVED_FROM had `cookie`. */
+static size_t found_by_cookie(struct watch *w, uint32_t cookie)
+{
+	size_t n = 0;
+
+	for (struct hlink *l = htab_first(&w->tail_cookie, hash_int(cookie)); l != NULL;
+	     l = htab_next(l)) {
+		struct wtail *wt = CONTAINER(l, struct wtail, by_cookie);
+
+		if (wt->cookie == cookie)
+			n = found_add(w, n, wt);
+	}
+	return n;
+}
+
+/* Changed: read after the current batch of events. */
+static void dirty_add(struct watch *w, struct wtail *wt)
+{
+	if (!dl_linked(&wt->dirty))
+		dl_append(&w->dirty, &wt->dirty);
+}
+
+/* Holds a descriptor and was just opened or read: the most recently read. */
+static void lru_touch(struct watch *w, struct wtail *wt)
+{
+	dl_del(&wt->lru);
+	dl_append(&w->lru, &wt->lru);
+}
+
+/* Takes tail wt out of every table and list and frees it; the last entry of w->tails moves into
+ * its place. */
+static void tail_forget(struct watch *w, struct wtail *wt)
+{
+	int fwd = wt->fwd;
+
+	if (fwd >= 0) {
+		tail_set_fwd(w, wt, -1);
+		if (!fwd_in_use(w, fwd))
+			inotify_rm_watch(w->ifd, fwd);
+	}
+	tail_unname(w, wt);
+	tail_set_cookie(w, wt, 0);
+	htab_del(&w->tail_id, &wt->by_id);
+	dl_del(&wt->dirty);
+	if (tail_is_open(wt->t))
+		w->n_open--;
+	dl_del(&wt->lru);
+	tail_free(wt->t);
+	free(wt->real);
+	w->tails[wt->slot] = w->tails[--w->n_tails];
+	w->tails[wt->slot]->slot = wt->slot;
+	free(wt);
+}
+
+/* ---- tails ---------------------------------------------------------------------------------- */
+
+/* Lets tail wt go (freed): its record takes `state` (drained or gone), its descriptor and watch
+ * are closed. */
+static void release(struct watch *w, struct wtail *wt, const char *why, enum spool_file_state state)
+{
 	char err[512];
-	int shared = 0;
 
 	if (tail_mark(wt->t, state, err, sizeof(err)) < 0)
 		log_warn("%s", err);
 	log_info("%s: %s: released (%s)", tail_path(wt->t), why, spool_file_state_name(state));
-	if (wt->fwd >= 0) {
-		for (size_t j = 0; j < w->n_tails; j++)
-			if (j != i && w->tails[j].fwd == wt->fwd)
-				shared = 1;
-		if (!shared)
-			inotify_rm_watch(w->ifd, wt->fwd);
-	}
-	if (tail_is_open(wt->t))
-		w->n_open--;
-	tail_free(wt->t);
-	free(wt->base);
-	free(wt->real);
-	w->tails[i] = w->tails[--w->n_tails];
+	tail_forget(w, wt);
 }
 
 /* A tail may be suspended (its descriptor closed) if it can be opened again by its name: its
@@ -381,22 +748,22 @@ static int suspendable(const struct wtail *wt)
 	return tail_is_open(wt->t) && wt->base != NULL && !wt->link && wt->fwd < 0;
 }
 
-/* Keeps the open tails below max_open_files before one more is opened: suspends the least
- * recently read suspendable tail other than `except`. */
-static void make_room(struct watch *w, size_t except)
+/* Keeps the open tails within max_open_files with room for `more` to be opened: suspends the
+ * least recently read suspendable tails other than `except` (may be NULL). */
+static void make_room(struct watch *w, const struct wtail *except, size_t more)
 {
-	while (w->n_open >= w->max_open) {
-		size_t best = SIZE_MAX;
+	while (w->n_open + more > w->max_open) {
+		struct wtail *best = NULL;
 
-		for (size_t j = 0; j < w->n_tails; j++) {
-			const struct wtail *c = &w->tails[j];
+		for (struct dlink *l = w->lru.next; l != &w->lru; l = l->next) {
+			struct wtail *c = CONTAINER(l, struct wtail, lru);
 
-			if (j == except || !suspendable(c))
-				continue;
-			if (best == SIZE_MAX || c->active < w->tails[best].active)
-				best = j;
+			if (c != except && suspendable(c)) {
+				best = c;
+				break;
+			}
 		}
-		if (best == SIZE_MAX) {
+		if (best == NULL) {
 			if (!w->limit_warned)
 				log_warn(
 				    "more than max_open_files (%zu) files must stay open (being "
@@ -405,8 +772,9 @@ static void make_room(struct watch *w, size_t except)
 			w->limit_warned = 1;
 			return;
 		}
-		log_debug("%s: idle: closed (max_open_files)", tail_path(w->tails[best].t));
-		tail_suspend(w->tails[best].t);
+		log_debug("%s: idle: closed (max_open_files)", tail_path(best->t));
+		tail_suspend(best->t);
+		dl_del(&best->lru);
 		w->n_open--;
 	}
 }
@@ -439,69 +807,67 @@ static char *find_ino(const char *dir, dev_t dev, ino_t ino)
 	return found;
 }
 
-/* The path of suspended tail i no longer leads to its file: it was renamed or deleted while it
+/* The path of suspended tail wt no longer leads to its file: it was renamed or deleted while it
  * was closed (unnoticed: polled, or the events were lost). Looks for it in the same directory.
  * Returns 0 if found (the tail follows the new name; a rescan decides whether its glob still
- * matches it) or 1 if not (released as gone: tail i is now another tail). */
-static int relocate(struct watch *w, size_t i)
+ * matches it) or 1 if not (released as gone: wt is freed). */
+static int relocate(struct watch *w, struct wtail *wt)
 {
-	struct wtail *wt = &w->tails[i];
 	char *dir = path_dir(tail_path(wt->t)), e[1024];
 	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	free(dir);
 	if (p == NULL) {
-		release(w, i, "deleted or moved away while closed", SPOOL_FILE_GONE);
+		release(w, wt, "deleted or moved away while closed", SPOOL_FILE_GONE);
 		return 1;
 	}
 	log_info("%s: renamed to %s while closed", tail_path(wt->t), p);
 	if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
 		log_warn("%s", e);
-	tail_place(wt, p);
+	tail_place(w, wt, p);
 	free(p);
 	w->need_scan = 1;
 	return 0;
 }
 
 /* Opens a suspended tail again (making room first). Returns 0, -1 (logged, retried later), or
- * 1 if it was released (tail i is now another tail). */
-static int resume(struct watch *w, size_t i, char *err, size_t errlen)
+ * 1 if it was released (wt is freed). */
+static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
-	struct wtail *wt = &w->tails[i];
 	int rc;
 
 	if (tail_is_open(wt->t))
 		return 0;
-	make_room(w, i);
+	make_room(w, wt, 1);
 	rc = tail_resume(wt->t, err, errlen);
 	if (rc > 0) {
-		if (relocate(w, i) > 0)
+		if (relocate(w, wt) > 0)
 			return 1;
 		rc = tail_resume(wt->t, err, errlen);
 		if (rc > 0) {
-			release(w, i, "replaced while closed", SPOOL_FILE_GONE);
+			release(w, wt, "replaced while closed", SPOOL_FILE_GONE);
 			return 1;
 		}
 	}
 	if (rc < 0)
 		return -1;
 	w->n_open++;
+	lru_touch(w, wt);
 	return 0;
 }
 
 /* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
- * it recovers. Returns 0, -1, or 1 if the tail was released (tail i is now another tail). */
-static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
+ * it recovers. Returns 0, -1, or 1 if the tail was released (wt is freed). */
+static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
-	struct wtail *wt = &w->tails[i];
 	char e[1024] = "";
 	struct stat st;
 	int rc;
 
-	wt->dirty = 0;
+	dl_del(&wt->dirty);
 	if (space_paused(w->ctx.space))
 		goto paused;
-	rc = resume(w, i, e, sizeof(e));
+	rc = resume(w, wt, e, sizeof(e));
 	if (rc > 0)
 		return 1;
 	errno = 0;
@@ -511,14 +877,14 @@ static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
 		wt->failing = 0;
 		wt->read_size = st.st_size;
 		wt->read_mtime = st.st_mtim;
-		wt->active = clock_mono_ms();
+		lru_touch(w, wt);
 		return 0;
 	}
 	if (errno == EMEDIUMTYPE) {
 		/* A compressed file that was empty when opened: let go of it, and remember why
 		 * (opening it again is refused). */
 		fail_log(w, tail_path(wt->t), e);
-		release(w, i, "compressed", SPOOL_FILE_GONE);
+		release(w, wt, "compressed", SPOOL_FILE_GONE);
 		return 1;
 	}
 	if (space_paused(w->ctx.space))
@@ -534,16 +900,15 @@ static int read_tail(struct watch *w, size_t i, char *err, size_t errlen)
 	return -1;
 paused:
 	/* No room in the spool (space.c logged why): read, whole, when reading resumes. */
-	wt->dirty = 1;
+	dirty_add(w, wt);
 	err_set(err, errlen, "%s: reading paused", tail_path(wt->t));
 	return -1;
 }
 
-/* Whether tail i's file may have changed since its last read: its size or mtime differ, or its
+/* Whether tail wt's file may have changed since its last read: its size or mtime differ, or its
  * path no longer leads to it (a suspended tail). */
-static int changed(struct watch *w, size_t i)
+static int changed(const struct wtail *wt)
 {
-	struct wtail *wt = &w->tails[i];
 	struct stat st;
 
 	if (wt->read_size < 0 || tail_stat(wt->t, &st) < 0)
@@ -553,60 +918,73 @@ static int changed(struct watch *w, size_t i)
 	       st.st_mtim.tv_nsec != wt->read_mtime.tv_nsec;
 }
 
-/* After a successful read: closes the file if it was deleted. Returns 1 if released. */
-static int release_if_deleted(struct watch *w, size_t i)
+/* After a successful read: closes the file if it was deleted. Returns 1 if released (wt is
+ * freed). */
+static int release_if_deleted(struct watch *w, struct wtail *wt)
 {
 	struct stat st;
 
-	if (tail_is_open(w->tails[i].t) && tail_stat(w->tails[i].t, &st) == 0 && st.st_nlink == 0) {
-		release(w, i, "deleted and read to its end", SPOOL_FILE_GONE);
+	if (tail_is_open(wt->t) && tail_stat(wt->t, &st) == 0 && st.st_nlink == 0) {
+		release(w, wt, "deleted and read to its end", SPOOL_FILE_GONE);
 		return 1;
 	}
 	return 0;
 }
 
-/* Opens a tail for `path` of source `si`. Returns its index, -1 if the file cannot be opened
- * now (logged), -2 on a spool error (in `err`). */
-static long open_path(struct watch *w, size_t si, const char *path, char *err, size_t errlen)
+/* Opens a tail for `path` of source `si`. Returns it, or NULL: the file cannot be opened now
+ * (logged), or *spool_failed is set and `err` says why. */
+static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
+                               char *err, size_t errlen)
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
-	unsigned flags = w->scanned && !(fi >= 0 && w->fails[fi].at_start) ? TAIL_OPEN_CREATED : 0;
+	int first = first_scan(w, si);
+	unsigned flags = !first && !(fi >= 0 && w->fails[fi].at_start) ? TAIL_OPEN_CREATED : 0;
 	struct tail *t;
 	struct wtail *wt;
 	struct stat st;
 	int ferr = 0;
 
-	make_room(w, SIZE_MAX);
+	*spool_failed = 0;
+	make_room(w, NULL, 1);
 	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
 	if (t == NULL) {
 		fail_log(w, path, e);
+		if (first && (fi = fail_find(w, path)) >= 0)
+			w->fails[fi].at_start = 1;
 		if (ferr != 0)
-			return -1;
+			return NULL;
 		err_set(err, errlen, "%s", e);
-		return -2;
+		*spool_failed = 1;
+		return NULL;
 	}
 	if (fi >= 0)
 		fail_remove(w, (size_t)fi);
-	if (grow((void **)&w->tails, &w->cap_tails, w->n_tails, sizeof(*w->tails)) < 0) {
+	wt = calloc(1, sizeof(*wt));
+	if (wt == NULL ||
+	    grow((void **)&w->tails, &w->cap_tails, w->n_tails, sizeof(*w->tails)) < 0) {
+		free(wt);
 		tail_free(t);
 		log_err("%s: out of memory", path);
-		return -1;
+		return NULL;
 	}
-	wt = &w->tails[w->n_tails];
-	memset(wt, 0, sizeof(*wt));
 	wt->t = t;
 	wt->fwd = -1;
 	wt->orphan_size = -1;
 	wt->read_size = -1;
-	wt->active = clock_mono_ms();
 	wt->seen = w->gen;
-	tail_place(wt, path);
+	wt->slot = w->n_tails;
+	w->tails[w->n_tails++] = wt;
+	htab_add(&w->tail_id, &wt->by_id, hash_id(si, tail_dev(t), tail_ino(t)));
+	tail_place(w, wt, path);
 	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		int fwd = inotify_add_watch(w->ifd, path, WATCH_FILE_MASK);
+
 		wt->link = 1;
 		wt->real = realpath(path, NULL);
-		wt->fwd = inotify_add_watch(w->ifd, path, WATCH_FILE_MASK);
-		if (wt->fwd < 0 && errno == ENOSPC) {
+		if (fwd >= 0) {
+			tail_set_fwd(w, wt, fwd);
+		} else if (errno == ENOSPC) {
 			if (!w->enospc_warned)
 				log_warn("%s: cannot watch: the inotify watch limit "
 				         "(fs.inotify.max_user_watches) is reached; it is checked "
@@ -618,11 +996,11 @@ static long open_path(struct watch *w, size_t si, const char *path, char *err, s
 			w->polling = 1;
 		}
 	}
-	w->n_tails++;
 	w->n_open++;
+	lru_touch(w, wt);
 	log_info("%s: tailing for source %s from offset %jd", path, w->ctx.cfg->sources[si].name,
 	         (intmax_t)tail_file(t)->offset);
-	return (long)(w->n_tails - 1);
+	return wt;
 }
 
 /* Whether the tail's current path still names its file. */
@@ -633,10 +1011,9 @@ static int path_still_names(const struct tail *t)
 	return stat(tail_path(t), &st) == 0 && st.st_dev == tail_dev(t) && st.st_ino == tail_ino(t);
 }
 
-/* A glob match `path` of source `si` is the file of tail i: note it, follow a rename. */
-static void matched_again(struct watch *w, size_t i, const char *path)
+/* A glob match `path` is the file of tail wt: note it, follow a rename. */
+static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 {
-	struct wtail *wt = &w->tails[i];
 	char e[1024];
 
 	wt->seen = w->gen;
@@ -648,7 +1025,7 @@ static void matched_again(struct watch *w, size_t i, const char *path)
 	if (strcmp(tail_path(wt->t), path) != 0 && (wt->base == NULL || !path_still_names(wt->t))) {
 		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
 			log_warn("%s", e);
-		tail_place(wt, path);
+		tail_place(w, wt, path);
 	}
 }
 
@@ -669,24 +1046,25 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		fail_log(w, src->path, msg);
 		/* Not seeing its files now is no sign that they are gone. */
 		for (size_t i = 0; i < w->n_tails; i++)
-			if (tail_source_index(w->tails[i].t) == si)
-				w->tails[i].seen = w->gen;
+			if (tail_source_index(w->tails[i]->t) == si)
+				w->tails[i]->seen = w->gen;
 		globfree(&g);
 		return 0;
 	}
 	for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
 		const char *path = g.gl_pathv[k];
+		struct wtail *wt;
 		struct stat st;
-		long i;
+		int spool_failed;
 
 		if (excluded(src, path_base(path)) || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		i = tail_find(w, si, st.st_dev, st.st_ino);
-		if (i >= 0) {
-			matched_again(w, (size_t)i, path);
+		wt = tail_find(w, si, st.st_dev, st.st_ino);
+		if (wt != NULL) {
+			matched_again(w, wt, path);
 			continue;
 		}
-		if (open_path(w, si, path, err, errlen) == -2) {
+		if (open_path(w, si, path, &spool_failed, err, errlen) == NULL && spool_failed) {
 			rc = -1;
 			err = NULL; /* keep the first error */
 		}
@@ -698,7 +1076,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 /* A symlinked tail whose link now leads elsewhere: it takes the name its file has now in the
  * directory of the link's old target (found by inode: it may have been rotated there), so that
  * its record and status name the file itself. */
-static void name_target(struct wtail *wt)
+static void name_target(struct watch *w, struct wtail *wt)
 {
 	char *dir = wt->real != NULL ? path_dir(wt->real) : NULL, e[1024];
 	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
@@ -707,7 +1085,7 @@ static void name_target(struct wtail *wt)
 		log_info("%s: its link leads elsewhere now: it is %s", tail_path(wt->t), p);
 		if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
 			log_warn("%s", e);
-		tail_place(wt, p);
+		tail_place(w, wt, p);
 	}
 	free(p);
 	free(dir);
@@ -732,11 +1110,12 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* At start, after the globs were expanded: a record still "reading" whose file no glob found was
- * rotated (renamed to a name its glob does not match) or deleted while logmeter was stopped.
- * Looks for it under its last path, then by inode in that directory (where rotation leaves it),
- * and reads it to its end as a rotated-away file; a file not found is marked gone. Returns 0 or
- * -1 (a spool error, in `err`). */
+/* At the first scan of a source (at start, or after a reload added or changed it), after the
+ * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
+ * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
+ * under its last path, then by inode in that directory (where rotation leaves it), and reads it
+ * to its end as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
+ * error, in `err`). */
 static int recover(struct watch *w, char *err, size_t errlen)
 {
 	struct reading_list l = {0};
@@ -749,11 +1128,14 @@ static int recover(struct watch *w, char *err, size_t errlen)
 	}
 	for (size_t k = 0; k < l.n; k++) {
 		struct spool_file *f = &l.v[k];
-		long si = config_source_find(w->ctx.cfg, f->source), i;
+		long si = config_source_find(w->ctx.cfg, f->source);
+		struct wtail *wt;
 		struct stat st;
 		char *path = NULL, *dir;
+		int spool_failed;
 
-		if (si < 0 || tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) >= 0 ||
+		if (si < 0 || !first_scan(w, (size_t)si) ||
+		    tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
 		    fail_find(w, f->path) >= 0)
 			continue;
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -773,13 +1155,14 @@ static int recover(struct watch *w, char *err, size_t errlen)
 				log_warn("%s", e);
 			continue;
 		}
-		i = open_path(w, (size_t)si, path, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e));
-		if (i == -2)
+		wt = open_path(w, (size_t)si, path, &spool_failed, rc == 0 ? err : e,
+		               rc == 0 ? errlen : sizeof(e));
+		if (spool_failed)
 			rc = -1;
-		if (i >= 0) {
+		if (wt != NULL) {
 			log_info("%s: rotated while logmeter was stopped: read to its end", path);
-			w->tails[i].orphan = 1;
-			w->tails[i].orphan_size = -1;
+			wt->orphan = 1;
+			wt->orphan_size = -1;
 		}
 		free(path);
 	}
@@ -803,10 +1186,11 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (scan_source(w, si, rc == 0 ? err : NULL, errlen) < 0)
 			rc = -1;
 	}
-	if (!w->scanned && recover(w, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0)
+	if ((!w->scanned || w->fresh != NULL) &&
+	    recover(w, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e)) < 0)
 		rc = -1;
 	for (size_t i = 0; i < w->n_tails; i++) {
-		struct wtail *wt = &w->tails[i];
+		struct wtail *wt = w->tails[i];
 
 		if (wt->seen != w->gen && !wt->orphan) {
 			log_info("%s: no longer matched by its glob: read until it stops growing",
@@ -814,28 +1198,28 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			wt->orphan = 1;
 			wt->orphan_size = -1;
 			if (wt->link)
-				name_target(wt);
+				name_target(w, wt);
 		}
 	}
 	wait = w->ctx.cfg->agent.rotate_wait_ms;
-	/* Backwards: release() moves the last entry into the released one's place. */
+	/* Backwards: a released tail's place is taken by the last one, already seen. */
 	for (size_t i = w->n_tails; i-- > 0;) {
-		struct wtail *wt = &w->tails[i];
+		struct wtail *wt = w->tails[i];
 		struct stat st;
 		int r = 0;
 
 		if (atomic_load(&w->stop))
 			break;
 		/* A suspended file is opened only if it changed. */
-		if (tail_is_open(wt->t) || changed(w, i))
-			r = read_tail(w, i, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e));
+		if (tail_is_open(wt->t) || changed(wt))
+			r = read_tail(w, wt, rc == 0 ? err : e, rc == 0 ? errlen : sizeof(e));
 		if (r > 0)
 			continue;
 		if (r < 0) {
 			rc = -1;
 			continue;
 		}
-		if (release_if_deleted(w, i) || !wt->orphan || tail_stat(wt->t, &st) < 0)
+		if (release_if_deleted(w, wt) || !wt->orphan || tail_stat(wt->t, &st) < 0)
 			continue;
 		now = clock_mono_ms();
 		if (st.st_size != wt->orphan_size) {
@@ -846,7 +1230,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 				log_info("%s: %jd bytes of an unfinished last line are left unread",
 				         tail_path(wt->t),
 				         (intmax_t)(st.st_size - tail_file(wt->t)->offset));
-			release(w, i, "rotated away, read to its end and unchanged for rotate_wait",
+			release(w, wt,
+			        "rotated away, read to its end and unchanged for rotate_wait",
 			        SPOOL_FILE_DRAINED);
 		}
 	}
@@ -854,6 +1239,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 		if (w->fails[i].seen != w->gen)
 			fail_remove(w, i);
 	w->scanned = 1;
+	free(w->fresh);
+	w->fresh = NULL;
 	w->next_scan = clock_mono_ms() + w->ctx.cfg->agent.rescan_interval_ms;
 	return rc;
 }
@@ -862,12 +1249,12 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 
 static void mark_dirty(struct watch *w, const struct wdir *d, const char *name)
 {
-	for (size_t i = 0; i < w->n_tails; i++) {
-		struct wtail *wt = &w->tails[i];
+	for (struct hlink *l = htab_first(&w->tail_name, hash_name(d->dev, d->ino, name));
+	     l != NULL; l = htab_next(l)) {
+		struct wtail *wt = CONTAINER(l, struct wtail, by_name);
 
-		if (wt->base != NULL && wt->dir_dev == d->dev && wt->dir_ino == d->ino &&
-		    strcmp(wt->base, name) == 0)
-			wt->dirty = 1;
+		if (wt->dir_dev == d->dev && wt->dir_ino == d->ino && strcmp(wt->base, name) == 0)
+			dirty_add(w, wt);
 	}
 }
 
@@ -882,8 +1269,9 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
 		const struct config_source *src = &w->ctx.cfg->sources[si];
 		const char *cand = joined;
+		struct wtail *wt;
 		struct stat st;
-		long i;
+		int spool_failed;
 
 		/* A pattern without a '/' is relative to the working directory and so are the
 		 * paths glob(3) gives for it. */
@@ -895,21 +1283,21 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 		if (fnmatch(src->path, cand, FNM_PATHNAME | FNM_PERIOD) != 0 ||
 		    excluded(src, name) || stat(cand, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		i = tail_find(w, si, st.st_dev, st.st_ino);
-		if (i >= 0) {
-			if (w->tails[i].base == NULL || w->tails[i].orphan)
-				matched_again(w, (size_t)i, cand);
-			w->tails[i].dirty = 1;
+		wt = tail_find(w, si, st.st_dev, st.st_ino);
+		if (wt != NULL) {
+			if (wt->base == NULL || wt->orphan)
+				matched_again(w, wt, cand);
+			dirty_add(w, wt);
 			continue;
 		}
-		i = open_path(w, si, cand, e, sizeof(e));
-		if (i >= 0)
-			w->tails[i].dirty = 1;
+		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
+		if (wt != NULL)
+			dirty_add(w, wt);
 	}
 	free(joined);
 }
 
-static void name_gone(struct watch *w, size_t i, uint32_t cookie);
+static void name_gone(struct watch *w, struct wtail *wt, uint32_t cookie);
 
 /* A name was created or renamed over: a tail still known under it whose file is no longer what
  * the name leads to (an editor's or a logger's atomic replace: no IN_DELETE for the old file)
@@ -919,17 +1307,16 @@ static void name_replaced(struct watch *w, const struct wdir *d, const char *nam
 	char *path = path_join(d->path, name);
 	struct stat st;
 	int have = path != NULL && stat(path, &st) == 0;
+	size_t n;
 
 	free(path);
-	for (size_t i = w->n_tails; i-- > 0;) {
-		struct wtail *wt = &w->tails[i];
+	n = found_by_name(w, d->dev, d->ino, name);
+	for (size_t k = 0; k < n; k++) {
+		struct wtail *wt = w->found[k];
 
-		if (wt->base == NULL || wt->dir_dev != d->dev || wt->dir_ino != d->ino ||
-		    strcmp(wt->base, name) != 0)
-			continue;
 		if (have && st.st_dev == tail_dev(wt->t) && st.st_ino == tail_ino(wt->t))
 			continue;
-		name_gone(w, i, 0);
+		name_gone(w, wt, 0);
 	}
 }
 
@@ -937,32 +1324,31 @@ static void name_replaced(struct watch *w, const struct wdir *d, const char *nam
 static void moved_to(struct watch *w, const struct wdir *d, const char *name, uint32_t cookie)
 {
 	char e[1024];
+	size_t n;
 
 	if (cookie == 0)
 		return;
-	for (size_t i = 0; i < w->n_tails; i++) {
-		struct wtail *wt = &w->tails[i];
+	n = found_by_cookie(w, cookie);
+	for (size_t k = 0; k < n; k++) {
+		struct wtail *wt = w->found[k];
 		char *path;
 
-		if (wt->cookie != cookie)
-			continue;
-		wt->cookie = 0;
+		tail_set_cookie(w, wt, 0);
 		path = path_join(d->path, name);
 		if (path == NULL)
 			continue;
 		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
 			log_warn("%s", e);
-		tail_place(wt, path);
-		wt->dirty = 1;
+		tail_place(w, wt, path);
+		dirty_add(w, wt);
 		free(path);
 	}
 }
 
 /* The tail's name was moved away or deleted: read what it still holds, close it if it was
  * deleted, and let a rescan decide about a renamed one. */
-static void name_gone(struct watch *w, size_t i, uint32_t cookie)
+static void name_gone(struct watch *w, struct wtail *wt, uint32_t cookie)
 {
-	struct wtail *wt = &w->tails[i];
 	char e[1024];
 	int r;
 
@@ -970,87 +1356,86 @@ static void name_gone(struct watch *w, size_t i, uint32_t cookie)
 		/* Suspended (read to its end when it was closed) and its name deleted: it can no
 		 * longer be opened. A renamed one is followed by IN_MOVED_TO or a rescan. */
 		if (cookie == 0) {
-			release(w, i, "deleted while closed", SPOOL_FILE_GONE);
+			release(w, wt, "deleted while closed", SPOOL_FILE_GONE);
 			return;
 		}
 	} else {
-		r = read_tail(w, i, e, sizeof(e));
-		if (r > 0 || (r == 0 && release_if_deleted(w, i)))
+		r = read_tail(w, wt, e, sizeof(e));
+		if (r > 0 || (r == 0 && release_if_deleted(w, wt)))
 			return;
 	}
-	free(wt->base);
-	wt->base = NULL;
-	wt->cookie = cookie;
+	tail_unname(w, wt);
+	tail_set_cookie(w, wt, cookie);
 	w->need_scan = 1;
+}
+
+/* A watch on a file itself (a symlinked path) reported `ev`. */
+static void file_event(struct watch *w, const struct inotify_event *ev)
+{
+	size_t n = found_by_fwd(w, ev->wd);
+	char e[1024];
+
+	for (size_t k = 0; k < n; k++) {
+		struct wtail *wt = w->found[k];
+
+		if (ev->mask & IN_IGNORED) {
+			tail_set_fwd(w, wt, -1);
+			continue;
+		}
+		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
+			dirty_add(w, wt);
+		if (ev->mask & IN_MOVE_SELF)
+			w->need_scan = 1;
+		/* IN_ATTRIB: its link count may have dropped to 0 */
+		if ((ev->mask & IN_ATTRIB) && read_tail(w, wt, e, sizeof(e)) == 0)
+			release_if_deleted(w, wt);
+	}
 }
 
 static void handle_event(struct watch *w, const struct inotify_event *ev)
 {
-	long d;
+	struct wdir *d;
 
 	if (ev->mask & IN_Q_OVERFLOW) {
 		log_warn("the inotify event queue overflowed: events were lost; rescanning");
 		w->need_scan = 1;
 		return;
 	}
-	d = dir_find_wd(w, ev->wd);
-	if (d >= 0) {
-		struct wdir dir = w->dirs[d]; /* a copy: the array may change below */
-
-		if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-			/* Gone or moved, so its path no longer leads to it: forget it, and let a
-			 * rescan watch whatever the glob now finds. */
-			if (!(ev->mask & IN_IGNORED))
-				inotify_rm_watch(w->ifd, ev->wd);
-			dir_remove(w, (size_t)d);
-			w->need_scan = 1;
-			return;
-		}
-		if (ev->len == 0 || ev->name[0] == '\0')
-			return;
-		if (ev->mask & IN_ISDIR) {
-			if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))
-				w->need_scan = 1;
-			return;
-		}
-		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
-			mark_dirty(w, &dir, ev->name);
-		if (ev->mask & (IN_CREATE | IN_MOVED_TO))
-			name_replaced(w, &dir, ev->name);
-		if (ev->mask & IN_MOVED_TO)
-			moved_to(w, &dir, ev->name, ev->cookie);
-		if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB))
-			try_open(w, &dir, ev->name);
-		if (ev->mask & (IN_MOVED_FROM | IN_DELETE)) {
-			for (size_t i = w->n_tails; i-- > 0;) {
-				struct wtail *wt = &w->tails[i];
-
-				if (wt->base != NULL && wt->dir_dev == dir.dev &&
-				    wt->dir_ino == dir.ino && strcmp(wt->base, ev->name) == 0)
-					name_gone(w, i,
-					          (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
-			}
-		}
+	d = dir_by_wd(w, ev->wd);
+	if (d == NULL) {
+		file_event(w, ev);
 		return;
 	}
-	/* A watch on a file itself. */
-	for (size_t i = w->n_tails; i-- > 0;) {
-		struct wtail *wt = &w->tails[i];
-		char e[1024];
-
-		if (wt->fwd != ev->wd)
-			continue;
-		if (ev->mask & IN_IGNORED) {
-			wt->fwd = -1;
-			continue;
-		}
-		if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
-			wt->dirty = 1;
-		if (ev->mask & IN_MOVE_SELF)
+	if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+		/* Gone or moved, so its path no longer leads to it: forget it, and let a rescan
+		 * watch whatever the glob now finds. */
+		if (!(ev->mask & IN_IGNORED))
+			inotify_rm_watch(w->ifd, ev->wd);
+		dir_remove(w, d);
+		w->need_scan = 1;
+		return;
+	}
+	if (ev->len == 0 || ev->name[0] == '\0')
+		return;
+	if (ev->mask & IN_ISDIR) {
+		if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))
 			w->need_scan = 1;
-		/* IN_ATTRIB: its link count may have dropped to 0 */
-		if ((ev->mask & IN_ATTRIB) && read_tail(w, i, e, sizeof(e)) == 0)
-			release_if_deleted(w, i);
+		return;
+	}
+	/* Nothing below removes a directory: d stays valid. */
+	if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
+		mark_dirty(w, d, ev->name);
+	if (ev->mask & (IN_CREATE | IN_MOVED_TO))
+		name_replaced(w, d, ev->name);
+	if (ev->mask & IN_MOVED_TO)
+		moved_to(w, d, ev->name, ev->cookie);
+	if (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_ATTRIB))
+		try_open(w, d, ev->name);
+	if (ev->mask & (IN_MOVED_FROM | IN_DELETE)) {
+		size_t n = found_by_name(w, d->dev, d->ino, ev->name);
+
+		for (size_t k = 0; k < n; k++)
+			name_gone(w, w->found[k], (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
 	}
 }
 
@@ -1060,13 +1445,16 @@ static void poll_unwatched(struct watch *w)
 {
 	char e[1024];
 
+	/* Backwards: a released tail's place is taken by the last one, already seen. */
 	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = w->tails[i];
+
 		if (atomic_load(&w->stop))
 			return;
-		if (tail_watched(w, &w->tails[i]) || !changed(w, i))
+		if (tail_watched(w, wt) || !changed(wt))
 			continue;
-		if (read_tail(w, i, e, sizeof(e)) == 0)
-			release_if_deleted(w, i);
+		if (read_tail(w, wt, e, sizeof(e)) == 0)
+			release_if_deleted(w, wt);
 	}
 	w->next_poll = clock_mono_ms() + WATCH_POLL_MS;
 }
@@ -1074,84 +1462,113 @@ static void poll_unwatched(struct watch *w)
 /* Reads the tails the last batch of events marked. */
 static void read_dirty(struct watch *w)
 {
+	struct dlink todo;
 	char e[1024];
 
-	for (size_t i = w->n_tails; i-- > 0;) {
-		if (atomic_load(&w->stop))
-			return;
-		if (w->tails[i].dirty)
-			read_tail(w, i, e, sizeof(e));
+	if (w->dirty.next == &w->dirty)
+		return;
+	/* Taken out of w->dirty first: a read that is paused marks its tail again, for later. */
+	todo = w->dirty;
+	todo.next->prev = &todo;
+	todo.prev->next = &todo;
+	dl_init(&w->dirty);
+	while (todo.next != &todo && !atomic_load(&w->stop)) {
+		struct wtail *wt = CONTAINER(todo.next, struct wtail, dirty);
+
+		dl_del(&wt->dirty);
+		read_tail(w, wt, e, sizeof(e)); /* may free wt, never another tail */
 	}
+	while (todo.next != &todo) { /* stopped: the rest stays marked */
+		struct dlink *l = todo.next;
+
+		dl_del(l);
+		dl_append(&w->dirty, l);
+	}
+}
+
+int watch_turn(struct watch *w, int64_t max_wait_ms, char *err, size_t errlen)
+{
+	struct pollfd pfd[2];
+	int64_t now, wait, space_wait;
+	char e[1024];
+	ssize_t n;
+	int prc;
+
+	if (w == NULL) {
+		err_set(err, errlen, "watch_turn: invalid arguments");
+		return -1;
+	}
+	if (atomic_load(&w->stop))
+		return 1;
+	now = clock_mono_ms();
+	health_beat(HEALTH_INGEST); /* the systemd watchdog's proof of progress */
+	if (space_poll(w->ctx.space, &space_wait))
+		w->need_scan = 1; /* reading resumed: read every file */
+	/* Spool errors are logged (by read_tail) and retried at the next change or rescan: a
+	 * full disk must not end ingest, and the checkpoint simply does not move meanwhile. */
+	if (w->need_scan || now >= w->next_scan) {
+		watch_scan(w, e, sizeof(e));
+		return 0;
+	}
+	if (w->polling && now >= w->next_poll) {
+		poll_unwatched(w);
+		return 0;
+	}
+	wait = w->next_scan - now;
+	if (w->polling && w->next_poll - now < wait)
+		wait = w->next_poll - now;
+	if (space_wait >= 0 && space_wait < wait)
+		wait = space_wait; /* paused: space_poll looks for room again */
+	if (max_wait_ms >= 0 && max_wait_ms < wait)
+		wait = max_wait_ms;
+	pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
+	pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
+	health_wait_begin(HEALTH_INGEST); /* waiting for lines is not being stuck */
+	prc = poll(pfd, 2, wait > INT_MAX ? INT_MAX : (int)wait);
+	health_wait_end(HEALTH_INGEST);
+	if (prc < 0) {
+		if (errno == EINTR)
+			return 0;
+		err_set(err, errlen, "poll: %s", strerror(errno));
+		return -1;
+	}
+	if (pfd[1].revents != 0)
+		return 1;
+	if (pfd[0].revents & (POLLERR | POLLNVAL)) {
+		err_set(err, errlen, "inotify descriptor failed");
+		return -1;
+	}
+	if (!(pfd[0].revents & POLLIN))
+		return 0;
+	n = read(w->ifd, w->evbuf, WATCH_EVBUF);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		err_set(err, errlen, "reading inotify events: %s", strerror(errno));
+		return -1;
+	}
+	for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+		const struct inotify_event *ev =
+		    (const struct inotify_event *)(void *)(w->evbuf + off);
+
+		handle_event(w, ev);
+		off += (ssize_t)sizeof(struct inotify_event) + ev->len;
+	}
+	read_dirty(w);
+	return 0;
 }
 
 int watch_run(struct watch *w, char *err, size_t errlen)
 {
-	char e[1024];
+	int rc;
 
 	if (w == NULL) {
 		err_set(err, errlen, "watch_run: invalid arguments");
 		return -1;
 	}
-	/* Spool errors are logged (by read_tail) and retried at the next change or rescan: a
-	 * full disk must not end ingest, and the checkpoint simply does not move meanwhile. */
-	while (!atomic_load(&w->stop)) {
-		struct pollfd pfd[2];
-		int64_t now = clock_mono_ms(), wait, space_wait;
-		ssize_t n;
-		int prc;
-
-		health_beat(HEALTH_INGEST); /* the systemd watchdog's proof of progress */
-		if (space_poll(w->ctx.space, &space_wait))
-			w->need_scan = 1; /* reading resumed: read every file */
-		if (w->need_scan || now >= w->next_scan) {
-			watch_scan(w, e, sizeof(e));
-			continue;
-		}
-		if (w->polling && now >= w->next_poll) {
-			poll_unwatched(w);
-			continue;
-		}
-		wait = w->next_scan - now;
-		if (w->polling && w->next_poll - now < wait)
-			wait = w->next_poll - now;
-		if (space_wait >= 0 && space_wait < wait)
-			wait = space_wait; /* room while paused; delivered_retention */
-		pfd[0] = (struct pollfd){.fd = w->ifd, .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = w->efd, .events = POLLIN};
-		health_wait_begin(HEALTH_INGEST); /* waiting for lines is not being stuck */
-		prc = poll(pfd, 2, wait > INT_MAX ? INT_MAX : (int)wait);
-		health_wait_end(HEALTH_INGEST);
-		if (prc < 0) {
-			if (errno == EINTR)
-				continue;
-			err_set(err, errlen, "poll: %s", strerror(errno));
-			return -1;
-		}
-		if (pfd[1].revents != 0)
-			break;
-		if (pfd[0].revents & (POLLERR | POLLNVAL)) {
-			err_set(err, errlen, "inotify descriptor failed");
-			return -1;
-		}
-		if (!(pfd[0].revents & POLLIN))
-			continue;
-		n = read(w->ifd, w->evbuf, WATCH_EVBUF);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			err_set(err, errlen, "reading inotify events: %s", strerror(errno));
-			return -1;
-		}
-		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
-			const struct inotify_event *ev =
-			    (const struct inotify_event *)(void *)(w->evbuf + off);
-
-			handle_event(w, ev);
-			off += (ssize_t)sizeof(struct inotify_event) + ev->len;
-		}
-		read_dirty(w);
-	}
-	return 0;
+	while ((rc = watch_turn(w, -1, err, errlen)) == 0)
+		;
+	return rc < 0 ? -1 : 0;
 }
 
 void watch_stop(struct watch *w)
@@ -1181,6 +1598,14 @@ struct watch *watch_new(const struct tail_ctx *ctx, char *err, size_t errlen)
 	w->ctx = *ctx;
 	w->efd = -1;
 	atomic_init(&w->stop, 0);
+	htab_init(&w->dir_wd);
+	htab_init(&w->dir_id);
+	htab_init(&w->tail_name);
+	htab_init(&w->tail_id);
+	htab_init(&w->tail_fwd);
+	htab_init(&w->tail_cookie);
+	dl_init(&w->lru);
+	dl_init(&w->dirty);
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->ifd < 0) {
 		err_set(err, errlen, "inotify_init1: %s%s", strerror(errno),
@@ -1211,19 +1636,30 @@ void watch_free(struct watch *w)
 	if (w == NULL)
 		return;
 	for (size_t i = 0; i < w->n_tails; i++) {
-		tail_free(w->tails[i].t);
-		free(w->tails[i].base);
-		free(w->tails[i].real);
+		tail_free(w->tails[i]->t);
+		free(w->tails[i]->base);
+		free(w->tails[i]->real);
+		free(w->tails[i]);
 	}
 	free(w->tails);
-	for (size_t i = 0; i < w->n_dirs; i++)
-		free(w->dirs[i].path);
+	for (size_t i = 0; i < w->n_dirs; i++) {
+		free(w->dirs[i]->path);
+		free(w->dirs[i]);
+	}
 	free(w->dirs);
 	for (size_t i = 0; i < w->n_fails; i++) {
 		free(w->fails[i].path);
 		free(w->fails[i].msg);
 	}
 	free(w->fails);
+	htab_fini(&w->dir_wd);
+	htab_fini(&w->dir_id);
+	htab_fini(&w->tail_name);
+	htab_fini(&w->tail_id);
+	htab_fini(&w->tail_fwd);
+	htab_fini(&w->tail_cookie);
+	free(w->found);
+	free(w->fresh);
 	free(w->evbuf);
 	if (w->ifd >= 0)
 		close(w->ifd);
@@ -1235,4 +1671,201 @@ void watch_free(struct watch *w)
 size_t watch_tail_count(const struct watch *w)
 {
 	return w != NULL ? w->n_tails : 0;
+}
+
+/* ---- a reload ------------------------------------------------------------------------------- */
+
+int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *same, char *err,
+                      size_t errlen)
+{
+	size_t n_old, n_new;
+	unsigned char *fresh;
+	long *to_new;
+	uint64_t drain;
+	char e[512];
+
+	if (w == NULL || ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL) {
+		err_set(err, errlen, "watch_reconfigure: invalid arguments");
+		return -1;
+	}
+	n_old = w->ctx.cfg->n_sources;
+	n_new = ctx->cfg->n_sources;
+	for (size_t si = 0; same != NULL && si < n_new; si++) {
+		if (same[si] >= (long)n_old ||
+		    (same[si] >= 0 &&
+		     strcmp(w->ctx.cfg->sources[same[si]].name, ctx->cfg->sources[si].name) != 0)) {
+			err_set(err, errlen, "watch_reconfigure: source %s is not an old one",
+			        ctx->cfg->sources[si].name);
+			return -1;
+		}
+	}
+	/* Everything that can fail first: then nothing has changed yet. */
+	fresh = calloc(n_new > 0 ? n_new : 1, 1);
+	to_new = malloc((n_old > 0 ? n_old : 1) * sizeof(*to_new));
+	if (fresh == NULL || to_new == NULL) {
+		free(fresh);
+		free(to_new);
+		err_set(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t si = 0; si < n_old; si++)
+		to_new[si] = -1;
+	for (size_t si = 0; si < n_new; si++) {
+		long old = same != NULL ? same[si] : -1;
+
+		if (old >= 0 && to_new[old] < 0)
+			to_new[old] = (long)si;
+		else
+			fresh[si] = 1;
+	}
+	/* Backwards: a forgotten tail's place is taken by the last one, already seen. */
+	for (size_t i = w->n_tails; i-- > 0;) {
+		struct wtail *wt = w->tails[i];
+		size_t old = tail_source_index(wt->t);
+		long si = old < n_old ? to_new[old] : -1;
+
+		if (si < 0 || tail_set_ctx(wt->t, ctx, (size_t)si, e, sizeof(e)) < 0) {
+			/* Closed as at a stop: its record keeps its state and checkpoint, so the
+			 * source, back or changed, finds it again at its first scan. */
+			log_info("%s: closed: its source was removed or changed by the reload",
+			         tail_path(wt->t));
+			tail_forget(w, wt);
+			continue;
+		}
+		htab_del(&w->tail_id, &wt->by_id);
+		htab_add(&w->tail_id, &wt->by_id,
+		         hash_id((size_t)si, tail_dev(wt->t), tail_ino(wt->t)));
+	}
+	free(to_new);
+	w->ctx = *ctx;
+	free(w->fresh);
+	w->fresh = fresh;
+	w->max_open = (size_t)ctx->cfg->agent.max_open_files;
+	w->limit_warned = 0;
+	make_room(w, NULL, 0);
+	w->need_scan = 1;
+	/* watch_stop's mark: watch_run may run again. */
+	atomic_store(&w->stop, 0);
+	while (read(w->efd, &drain, sizeof(drain)) > 0)
+		;
+	return 0;
+}
+
+/* ---- self-check ----------------------------------------------------------------------------- */
+
+/* Verifies that table h holds exactly `n` links, each in the bucket of the hash it records. */
+static int htab_check(const struct htab *h, size_t n, const char *what, char *err, size_t errlen)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i <= h->mask; i++)
+		for (const struct hlink *l = h->b[i]; l != NULL; l = l->next) {
+			if ((l->hash & h->mask) != i) {
+				err_set(err, errlen, "%s: an entry in the wrong bucket", what);
+				return -1;
+			}
+			count++;
+		}
+	if (count != h->n || count != n) {
+		err_set(err, errlen, "%s: %zu entries in the table, %zu counted, %zu expected",
+		        what, h->n, count, n);
+		return -1;
+	}
+	return 0;
+}
+
+int watch_check(const struct watch *w, char *err, size_t errlen)
+{
+	size_t named = 0, fwds = 0, cookies = 0, open = 0, listed = 0;
+
+	if (w == NULL) {
+		err_set(err, errlen, "watch_check: invalid arguments");
+		return -1;
+	}
+	for (size_t i = 0; i < w->n_dirs; i++) {
+		const struct wdir *d = w->dirs[i];
+
+		if (d->slot != i || dir_by_wd(w, d->wd) != d || dir_by_id(w, d->dev, d->ino) != d ||
+		    d->by_wd.hash != hash_int((uint64_t)d->wd) ||
+		    d->by_id.hash != hash_file((uint64_t)d->dev, (uint64_t)d->ino)) {
+			err_set(err, errlen, "directory %s: not found by its keys", d->path);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < w->n_tails; i++) {
+		const struct wtail *wt = w->tails[i];
+		const char *p = tail_path(wt->t);
+		size_t si = tail_source_index(wt->t);
+
+		if (wt->slot != i) {
+			err_set(err, errlen, "%s: in slot %zu, says %zu", p, i, wt->slot);
+			return -1;
+		}
+		if (tail_find(w, si, tail_dev(wt->t), tail_ino(wt->t)) != wt ||
+		    wt->by_id.hash != hash_id(si, tail_dev(wt->t), tail_ino(wt->t))) {
+			err_set(err, errlen, "%s: not found by (source, dev, ino)", p);
+			return -1;
+		}
+		if (wt->base != NULL) {
+			named++;
+			if (!htab_has(&w->tail_name, &wt->by_name) ||
+			    wt->by_name.hash != hash_name(wt->dir_dev, wt->dir_ino, wt->base)) {
+				err_set(err, errlen, "%s: not found by its name %s", p, wt->base);
+				return -1;
+			}
+		}
+		if (wt->fwd >= 0) {
+			fwds++;
+			if (!htab_has(&w->tail_fwd, &wt->by_fwd) ||
+			    wt->by_fwd.hash != hash_int((uint64_t)wt->fwd)) {
+				err_set(err, errlen, "%s: not found by its watch %d", p, wt->fwd);
+				return -1;
+			}
+		}
+		if (wt->cookie != 0) {
+			cookies++;
+			if (!htab_has(&w->tail_cookie, &wt->by_cookie) ||
+			    wt->by_cookie.hash != hash_int(wt->cookie)) {
+				err_set(err, errlen, "%s: not found by its cookie", p);
+				return -1;
+			}
+		}
+		if (tail_is_open(wt->t) != dl_linked(&wt->lru)) {
+			err_set(err, errlen, "%s: %s, but %s the list of open files", p,
+			        tail_is_open(wt->t) ? "open" : "closed",
+			        dl_linked(&wt->lru) ? "in" : "not in");
+			return -1;
+		}
+		open += tail_is_open(wt->t) != 0;
+	}
+	if (htab_check(&w->dir_wd, w->n_dirs, "directories by watch", err, errlen) < 0 ||
+	    htab_check(&w->dir_id, w->n_dirs, "directories by inode", err, errlen) < 0 ||
+	    htab_check(&w->tail_id, w->n_tails, "tails by inode", err, errlen) < 0 ||
+	    htab_check(&w->tail_name, named, "tails by name", err, errlen) < 0 ||
+	    htab_check(&w->tail_fwd, fwds, "tails by file watch", err, errlen) < 0 ||
+	    htab_check(&w->tail_cookie, cookies, "tails by cookie", err, errlen) < 0)
+		return -1;
+	for (const struct dlink *l = w->lru.next; l != &w->lru; l = l->next) {
+		const struct wtail *wt = CONTAINER_CONST(l, struct wtail, lru);
+
+		if (wt->slot >= w->n_tails || w->tails[wt->slot] != wt || l->next->prev != l) {
+			err_set(err, errlen, "the list of open files holds a stray entry");
+			return -1;
+		}
+		listed++;
+	}
+	if (open != w->n_open || listed != open) {
+		err_set(err, errlen, "%zu tails open, %zu counted, %zu listed", open, w->n_open,
+		        listed);
+		return -1;
+	}
+	for (const struct dlink *l = w->dirty.next; l != &w->dirty; l = l->next) {
+		const struct wtail *wt = CONTAINER_CONST(l, struct wtail, dirty);
+
+		if (wt->slot >= w->n_tails || w->tails[wt->slot] != wt || l->next->prev != l) {
+			err_set(err, errlen, "the list of changed files holds a stray entry");
+			return -1;
+		}
+	}
+	return 0;
 }

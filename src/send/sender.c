@@ -130,7 +130,6 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
-	int meters_recheck;   /* do it at the next turn of the loop */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int publish_due;
@@ -147,6 +146,16 @@ struct sender {
 	atomic_int stop;
 	atomic_int notify;
 	_Atomic int64_t grace_ms;
+
+	/* The rules held against the account's meters: cfg's at start, then those of each reload
+	 * that kept the sender (sender_set_rules). rules_pending mirrors rules_check, so that a
+	 * turn of the loop looks at it without the lock. */
+	pthread_mutex_t rules_lock;
+	pthread_cond_t rules_idle; /* signalled when rules_checking drops to 0 */
+	const struct config *rules_cfg;
+	int rules_check;    /* to be checked at the next turn */
+	int rules_checking; /* being checked (check_meters) */
+	atomic_int rules_pending;
 
 	pthread_mutex_t stats_lock;
 	struct sender_stats stats;
@@ -950,8 +959,12 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		s->probe = 0;
 		log_info("Stripe answers again: sending resumed");
 		/* A key that works now may read the meters it could not read at start. */
-		if (s->meters_unchecked)
-			s->meters_recheck = 1;
+		if (s->meters_unchecked) {
+			pthread_mutex_lock(&s->rules_lock);
+			s->rules_check = 1;
+			atomic_store(&s->rules_pending, 1);
+			pthread_mutex_unlock(&s->rules_lock);
+		}
 	}
 	if (out == STRIPE_UNKNOWN || out == STRIPE_UNEXPECTED) {
 		/* Stripe may have carried the attempt out, or saved its error under the key: the
@@ -1108,10 +1121,10 @@ static void log_account_line(enum account_level level, const char *text, void *u
 		log_warn("%s", text);
 }
 
-/* Warns about rules whose events Stripe would refuse or not bill (account.h). Never stops
- * sending: the key may lack the permission to read meters, and the events wait in the spool
- * either way. */
-static void check_meters(struct sender *s)
+/* Warns about the rules of `rules` whose events Stripe would refuse or not bill (account.h),
+ * listing the meters with the sender's own settings. Never stops sending: the key may lack the
+ * permission to read meters, and the events wait in the spool either way. */
+static void check_meters(struct sender *s, const struct config *rules)
 {
 	struct stripe_meter *meters = NULL;
 	char err[1024] = "";
@@ -1130,7 +1143,7 @@ static void check_meters(struct sender *s)
 		return;
 	}
 	s->meters_unchecked = 0;
-	errors = account_check_rules(s->cfg, meters, n, log_account_line, NULL);
+	errors = account_check_rules(rules, meters, n, log_account_line, NULL);
 	free(meters);
 	if (errors == 0)
 		log_info("the account's meters (%zu) take every rule's events", n);
@@ -1149,6 +1162,31 @@ static int only_held(const struct sender *s)
 		held++;
 	}
 	return held > 0;
+}
+
+/* A reload that kept the sender changed the rules: holds the new ones against the meters, as at
+ * start (requests in flight wait meanwhile, at most SENDER_METERS_TIMEOUT_MS). */
+static void recheck_rules(struct sender *s)
+{
+	const struct config *rules = NULL;
+
+	if (!atomic_load(&s->rules_pending))
+		return;
+	pthread_mutex_lock(&s->rules_lock);
+	if (s->rules_check) {
+		s->rules_check = 0;
+		s->rules_checking = 1;
+		rules = s->rules_cfg;
+	}
+	atomic_store(&s->rules_pending, 0);
+	pthread_mutex_unlock(&s->rules_lock);
+	if (rules == NULL)
+		return;
+	check_meters(s, rules);
+	pthread_mutex_lock(&s->rules_lock);
+	s->rules_checking = 0;
+	pthread_cond_broadcast(&s->rules_idle);
+	pthread_mutex_unlock(&s->rules_lock);
 }
 
 /* ---- live state (statefile.h), for `logmeter status` ---- */
@@ -1367,7 +1405,11 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	s->cfg = cfg;
+	s->rules_cfg = cfg;
 	pthread_mutex_init(&s->stats_lock, NULL);
+	pthread_mutex_init(&s->rules_lock, NULL);
+	pthread_cond_init(&s->rules_idle, NULL);
+	atomic_init(&s->rules_pending, 0);
 	atomic_init(&s->stop, 0);
 	atomic_init(&s->notify, 0);
 	atomic_init(&s->grace_ms, 0);
@@ -1445,6 +1487,8 @@ void sender_free(struct sender *s)
 		curl_global_cleanup();
 	explicit_bzero(s->key, sizeof(s->key));
 	pthread_mutex_destroy(&s->stats_lock);
+	pthread_mutex_destroy(&s->rules_lock);
+	pthread_cond_destroy(&s->rules_idle);
 	free(s);
 }
 
@@ -1499,7 +1543,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		return -1;
 	}
 	s->once = once;
-	check_meters(s);
+	check_meters(s, s->cfg);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;
 		int running = 0, notified;
@@ -1531,6 +1575,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			goto poll;
 		}
 
+		recheck_rules(s);
 		notified = atomic_exchange(&s->notify, 0);
 		maybe_load(s, once, notified, now);
 		if (s->fatal)
@@ -1538,10 +1583,6 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
 			break; /* queue_load from 0 just found nothing pending */
 
-		if (s->meters_recheck) {
-			s->meters_recheck = 0;
-			check_meters(s);
-		}
 		if (s->paused && now >= s->pause_until)
 			pause_end(s, now);
 		if (!s->paused)
@@ -1627,6 +1668,28 @@ void sender_stop(struct sender *s, int64_t grace_ms)
 	atomic_store(&s->grace_ms, grace_ms > 0 ? grace_ms : 0);
 	atomic_store(&s->stop, 1);
 	curl_multi_wakeup(s->multi);
+}
+
+int sender_key_is(const struct sender *s, const char *key)
+{
+	return s != NULL && key != NULL && strcmp(s->key, key) == 0;
+}
+
+void sender_set_rules(struct sender *s, const struct config *cfg, int check)
+{
+	if (s == NULL || cfg == NULL)
+		return;
+	pthread_mutex_lock(&s->rules_lock);
+	/* A check under way reads the rules it took: they must outlive it. */
+	while (s->rules_checking)
+		pthread_cond_wait(&s->rules_idle, &s->rules_lock);
+	s->rules_cfg = cfg;
+	if (check)
+		s->rules_check = 1;
+	atomic_store(&s->rules_pending, s->rules_check);
+	pthread_mutex_unlock(&s->rules_lock);
+	if (check)
+		curl_multi_wakeup(s->multi);
 }
 
 void sender_notify(struct sender *s)

@@ -63,6 +63,19 @@ void sender_stop(struct sender *s, int64_t grace_ms);
 /* Tells the sender new events were committed. Safe from another thread. */
 void sender_notify(struct sender *s);
 
+/* Whether `key` is the API key the sender was made with (a reload that finds another one starts
+ * a new sender). */
+int sender_key_is(const struct sender *s, const char *key);
+
+/* A reload kept the sender (its [stripe] settings, key and the [agent] settings it reads did not
+ * change) but has new rules: from now on the rules of `cfg` (borrowed until the next call or
+ * sender_free; the settings the sender uses stay those of sender_new's configuration) are the
+ * ones held against the account's meters, and with `check` non-zero they are held against them
+ * at the sender's next turn, as at start (warnings only; sending waits for it, at most 10 s).
+ * Waits for a check under way on the previous rules to end (at most that long too), so that the
+ * caller may free them once this returns. Safe from another thread. */
+void sender_set_rules(struct sender *s, const struct config *cfg, int check);
+
 /* Prints the lines of `logmeter status` about sending, from the sender's region of
  * STATE_DIR/agent.state: "sender: sending; N in flight, N waiting to retry, N queued", or
  * "sender: paused since TIME: WHY; trying again at TIME", or "sender: not running"; then

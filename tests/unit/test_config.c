@@ -1086,6 +1086,51 @@ static void test_load_text(void **state)
 	assert_null(config_load_text(MINIMAL, "", err, sizeof(err)));
 }
 
+/* config_changes: what a reload changed, per section, from the option table. */
+static void test_changes(void **state)
+{
+	const struct fx *f = *state;
+	const char *keys[8];
+	struct config *a, *b;
+
+	a = load_ok(wfile(f, "a.conf",
+	                  "[agent]\nbatch_lines = 1000\nrescan_interval = 10s\n"
+	                  "[stripe]\nmax_concurrency = 4\n"
+	                  "[source web]\npath = /var/log/web/*.log\n"
+	                  "[source api]\npath = /var/log/api/*.log\n"
+	                  "[rule hits]\nsource = web\nevent_name = api_requests\n"
+	                  "pattern = ^(?<cust>\\S+) GET\ncustomer = cust\nvalue = 1\n"));
+	/* batch_lines left out is its default, 1000: the same. */
+	b = load_ok(wfile(f, "b.conf",
+	                  "[agent]\nrescan_interval = 20s\nmax_open_files = 99\n"
+	                  "[stripe]\nmax_concurrency = 4\n"
+	                  "[source api]\npath = /var/log/api/*.txt\nread_from = tail\n"
+	                  "[source web]\npath = /var/log/web/*.log\n"
+	                  "[source new]\npath = /var/log/new/*.log\n"
+	                  "[rule hits]\nsource = web\nevent_name = api_requests\n"
+	                  "pattern = ^(?<cust>\\S+) POST\ncustomer = cust\nvalue = 1\n"));
+
+	assert_int_equal(config_changes(a, b, "agent", NULL, keys, 8), 2);
+	assert_string_equal(keys[0], "rescan_interval");
+	assert_string_equal(keys[1], "max_open_files");
+	assert_int_equal(config_changes(a, b, "agent", NULL, keys, 1), 2); /* counted past max */
+	assert_int_equal(config_changes(a, b, "stripe", NULL, NULL, 0), 0);
+	assert_int_equal(config_changes(a, b, "source", "web", NULL, 0), 0);
+	assert_int_equal(config_changes(a, b, "source", "api", keys, 8), 2);
+	assert_string_equal(keys[0], "path");
+	assert_string_equal(keys[1], "read_from");
+	assert_int_equal(config_changes(a, b, "rule", "hits", keys, 8), 1);
+	assert_string_equal(keys[0], "pattern");
+	assert_int_equal(config_changes(a, a, "rule", "hits", NULL, 0), 0);
+	/* A section one of them lacks, or no such section. */
+	assert_int_equal(config_changes(a, b, "source", "new", NULL, 0), -1);
+	assert_int_equal(config_changes(a, b, "rule", "nope", NULL, 0), -1);
+	assert_int_equal(config_changes(a, b, "sources", NULL, NULL, 0), -1);
+	assert_int_equal(config_changes(a, NULL, "agent", NULL, NULL, 0), -1);
+	config_free(a);
+	config_free(b);
+}
+
 static char *print_options(int markdown)
 {
 	char *buf = NULL;
@@ -1169,6 +1214,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_odd_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_flood, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_text, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
 	    cmocka_unit_test(test_print_options),
 	};
 
