@@ -329,8 +329,9 @@ static void read_to_end(struct fixture *fx, const char *source, const char *rel)
 
 	if (f.offset != (int64_t)size_of(fx, rel) || strcmp(f.path, at(fx, p, sizeof(p), rel)) != 0)
 		fail_msg("%s (source %s): record %s at offset %lld of %lld, state %s", p, source,
-		         f.path, (long long)f.offset, (long long)size_of(fx, rel), f.state);
-	assert_string_equal(f.state, "reading");
+		         f.path, (long long)f.offset, (long long)size_of(fx, rel),
+		         spool_file_state_name(f.state));
+	assert_int_equal(f.state, SPOOL_FILE_READING);
 }
 
 struct ev_query {
@@ -444,7 +445,7 @@ static void test_many_files(void **state)
 	assert_int_equal(watch_tail_count(w), N - N / 10 + 20);
 	for (int i = 0; i < N; i += 10) {
 		snprintf(rel, sizeof(rel), "logs/f%03d.log", i);
-		assert_string_equal(record(fx, "app", rel).state, "gone");
+		assert_int_equal(record(fx, "app", rel).state, SPOOL_FILE_GONE);
 	}
 	for (int i = 0; i < 20; i++) {
 		snprintf(rel, sizeof(rel), "logs/new%02d.log", i);
@@ -628,8 +629,8 @@ static void test_symlinks(void **state)
 	unlink_rel(fx, "targets/t1.txt");
 	settle(w);
 	assert_int_equal(watch_tail_count(w), 1);
-	assert_string_equal(record(fx, "all", "links/x1.log").state, "gone");
-	assert_string_equal(record(fx, "x", "links/x1.log").state, "gone");
+	assert_int_equal(record(fx, "all", "links/x1.log").state, SPOOL_FILE_GONE);
+	assert_int_equal(record(fx, "x", "links/x1.log").state, SPOOL_FILE_GONE);
 	assert_int_equal(events_of(fx, &all, "r_all"), 3);
 	assert_int_equal(events_of(fx, &x, "r_x"), 3);
 	assert_true(fd_of(fx, "targets/t2.txt") >= 0);
@@ -784,7 +785,7 @@ static void test_reconfigure(void **state)
 	settle(w);
 	assert_int_equal(events_of(fx, &n1, "r_new"), 1);
 	g1 = record(fx, "gone", "gone/g1.log");
-	assert_string_equal(g1.state, "reading");
+	assert_int_equal(g1.state, SPOOL_FILE_READING);
 	assert_int_equal(g1.offset, 8);
 	assert_int_equal(events_of(fx, &g1, "r_gone"), 1);
 
