@@ -59,18 +59,20 @@ int cli_check(const struct cli_args *args)
 	const char *path = args->config;
 	int stripe = args->stripe;
 	struct cli_setup s = {0};
-	char key[STRIPE_KEY_MAX], err[512] = "";
+	char err[1024] = "";
 	int rc = 0;
 
 	if (cli_setup_load(&s, path) != 0)
 		return CLI_EXIT_USAGE;
-	/* The key is not part of the configuration's validity (a package installs a working
-	 * configuration before any key exists), but say what `run` will find. */
-	if (!stripe && stripe_key_load(s.cfg, key, sizeof(key), err, sizeof(err)) != 0)
-		fprintf(stderr, "warning: %s\n", err);
-	explicit_bzero(key, sizeof(key));
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
+	/* What `run` would refuse to start with, in its words: the configuration is valid, but
+	 * the agent would not run (a package installs the configuration before any key). */
+	if (cli_preflight(s.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "error: %s\n", err);
+		cli_setup_free(&s);
+		return CLI_EXIT_USAGE;
+	}
 	sender_rate_print(stdout, s.cfg);
 	if (stripe)
 		rc = check_account(s.cfg);

@@ -22,6 +22,7 @@
 #include "store/spool.h"
 #include "util/clock.h"
 #include "util/crash.h"
+#include "util/harden.h"
 #include "util/health.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -259,13 +260,15 @@ static int lock_state_dir(const char *state_dir)
 	char path[4096], err[1024] = "";
 	int fd;
 
-	/* The directory may not exist yet: the lock is taken before anything else touches it. */
-	if (path_mkdirs(state_dir, err, sizeof(err)) != 0) {
+	/* The directory may not exist yet: the lock is taken before anything else touches it,
+	 * and once it exists it is checked as `check` checks it (cli_preflight). */
+	if (path_mkdirs(state_dir, err, sizeof(err)) != 0 ||
+	    harden_check_state_dir(state_dir, 0, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/agent.lock", state_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_err("cannot open %s: %s", path, strerror(errno));
 		return -1;
@@ -306,7 +309,8 @@ static const struct {
     {"max_open_files", RELOAD_LIVE},  /* a lower limit closes idle files at once */
     {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
     {"min_free_bytes", RELOAD_LIVE},
-    {"durability", RELOAD_SENDER}, /* the ingest half's connection takes it at once */
+    {"allow_core_dumps", RELOAD_LIVE}, /* applied by agent_reload */
+    {"durability", RELOAD_SENDER},     /* the ingest half's connection takes it at once */
     {"delivered_retention", RELOAD_SENDER},
 };
 
@@ -498,6 +502,8 @@ static int agent_reload(struct agent *a, const char *path)
 	    spool_set_durability(a->spool, a->setup.cfg->agent.durability, err, sizeof(err)) != 0)
 		log_warn("reload: %s", err);
 	snprintf(a->instance, sizeof(a->instance), "%s", instance);
+	if (harden_core_dumps(a->setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0)
+		log_warn("reload: %s", err);
 	ingest_ctx(a, &ctx);
 	if (watch_reconfigure(a->watch, &ctx, plan.same, err, sizeof(err)) != 0) {
 		/* Out of memory: nothing changed in it; start it anew as at start instead. */
@@ -593,6 +599,7 @@ int cli_run(const struct cli_args *args)
 	struct agent a;
 	struct health_watch hw;
 	sigset_t set;
+	char err[1024] = "";
 	int sig, rc = CLI_EXIT_RUNTIME, lock_fd = -1;
 
 	memset(&a, 0, sizeof(a));
@@ -610,11 +617,26 @@ int cli_run(const struct cli_args *args)
 
 	if (cli_setup_load(&a.setup, path) != 0)
 		return CLI_EXIT_USAGE;
+	/* What `check` refuses, `run` refuses, with the same words and exit status: a restart
+	 * (Restart=on-failure) would not change a key file or a state directory. */
+	if (cli_preflight(a.setup.cfg, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (harden_core_dumps(a.setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
 	/* The lock first: a second agent that is refused must not have touched the spool (its
 	 * schema, its instance id) of the one that runs. */
 	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
-	if (lock_fd < 0)
+	if (lock_fd < 0) {
+		/* The one refusal cli_preflight cannot see before the directory exists. */
+		if (harden_check_state_dir(a.setup.cfg->agent.state_dir, 0, err, sizeof(err)) != 0)
+			rc = CLI_EXIT_USAGE;
 		goto out;
+	}
 	if (agent_open(&a) != 0)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,

@@ -1,6 +1,9 @@
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "send/stripe.h"
+#include "util/harden.h"
 #include "util/log.h"
 
 void cli_setup_free(struct cli_setup *s)
@@ -30,4 +33,33 @@ fail:
 	fprintf(stderr, "%s\n", err);
 	cli_setup_free(s);
 	return -1;
+}
+
+int cli_process_setup(void)
+{
+	char err[256] = "";
+
+	if (harden_process(err, sizeof(err)) != 0) {
+		fprintf(stderr, "logmeter: %s\n", err);
+		return -1;
+	}
+	stripe_key_take_env();
+	return 0;
+}
+
+void cli_process_end(void)
+{
+	stripe_key_forget();
+}
+
+int cli_preflight(const struct config *cfg, char *err, size_t errlen)
+{
+	char key[STRIPE_KEY_MAX];
+	int rc;
+
+	if (harden_check_state_dir(cfg->agent.state_dir, 1, err, errlen) != 0)
+		return -1;
+	rc = stripe_key_load(cfg, key, sizeof(key), err, errlen);
+	explicit_bzero(key, sizeof(key));
+	return rc;
 }

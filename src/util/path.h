@@ -16,6 +16,12 @@ const char *path_base(const char *path);
  * '/' and `rel`. Returns a malloc'd string (caller frees), or NULL if out of memory. */
 char *path_join(const char *dir, const char *rel);
 
+/* `path` as realpath(3) writes a path without links: without repeated '/', "." components and a
+ * trailing '/' ("/" for the root), into `out` (`len` bytes). For comparing a path as written
+ * with the real path of what it names. Returns 0, or -1 if it does not fit or has a ".."
+ * component (which realpath resolves: such a path never compares equal). */
+int path_normalize(const char *path, char *out, size_t len);
+
 /* mkdir -p `dir`: the missing components are created with mode 0750 (the umask applies). Fails
  * if `dir` exists and is not a directory. Returns 0 or -1 with the reason in `err`. */
 int path_mkdirs(const char *dir, char *err, size_t errlen);
