@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 #include "ingest/watch.h"
 #include "send/sender.h"
@@ -37,6 +38,7 @@ struct agent {
 	struct spool *spool; /* the ingest half's handle */
 	char instance[128];
 	struct space *space; /* the ingest half's room and pause (space.c) */
+	struct guard *guard; /* symlinks and PCRE2 limits (guard.c); kept across reloads */
 	struct watch *watch;
 	struct sender *sender;
 	pthread_t ingest_thread, sender_thread;
@@ -66,6 +68,7 @@ static void *ingest_main(void *arg)
 
 	/* Started after the state directory's lock is taken: the state file is this agent's. */
 	space_publish(a->space);
+	guard_publish(a->guard);
 	space_expire(a->space); /* delivered_retention; then every 10 minutes, by watch_run */
 	/* The daemon carries on after a failed scan (a full disk, say): nothing was checkpointed
 	 * past what was committed, and the next event or rescan tries again. A pause for room
@@ -143,9 +146,11 @@ static void agent_close(struct agent *a)
 	sender_free(a->sender);
 	config_free(a->sender_cfg);
 	space_free(a->space);
+	guard_free(a->guard);
 	spool_free(a->spool);
 	a->watch = NULL;
 	a->space = NULL;
+	a->guard = NULL;
 	a->sender = NULL;
 	a->sender_cfg = NULL;
 	a->spool = NULL;
@@ -190,6 +195,7 @@ static void ingest_ctx(const struct agent *a, struct tail_ctx *ctx)
 	ctx->on_commit = on_commit;
 	ctx->ud = a->sender;
 	ctx->space = a->space;
+	ctx->guard = a->guard;
 }
 
 /* Opens the spool, the sender and the watch for the setup now in a->setup. */
@@ -214,6 +220,9 @@ static int agent_open(struct agent *a)
 		goto fail;
 	a->space = space_new(cfg, a->spool, err, sizeof(err));
 	if (a->space == NULL)
+		goto fail;
+	a->guard = guard_new(cfg, err, sizeof(err));
+	if (a->guard == NULL)
 		goto fail;
 	ingest_ctx(a, &ctx);
 	a->watch = watch_new(&ctx, err, sizeof(err));
@@ -502,6 +511,8 @@ static int agent_reload(struct agent *a, const char *path)
 	    spool_set_durability(a->spool, a->setup.cfg->agent.durability, err, sizeof(err)) != 0)
 		log_warn("reload: %s", err);
 	snprintf(a->instance, sizeof(a->instance), "%s", instance);
+	if (guard_reconfigure(a->guard, a->setup.cfg, err, sizeof(err)) != 0)
+		log_warn("reload: %s: the files of the old configuration stay protected", err);
 	if (harden_core_dumps(a->setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0)
 		log_warn("reload: %s", err);
 	ingest_ctx(a, &ctx);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 #include "send/sender.h"
 #include "store/spool.h"
@@ -69,8 +70,9 @@ int cli_status(const struct cli_args *args)
 		       "`logmeter replay --unsure` (docs/stripe-contract.md)\n",
 		       (long long)counts.unsure);
 	printf("last error: %s\n", last[0] ? last : "none");
-	space_status_print(stdout, cfg, sp); /* "ingest: ..." and "space: ..." */
-	sender_status_print(stdout, cfg);    /* "sender: ...", "rate: ...", "held: ..." */
+	space_status_print(stdout, cfg, sp);              /* "ingest: ..." and "space: ..." */
+	guard_status_print(stdout, cfg->agent.state_dir); /* "refused: ...", "limits: ..." */
+	sender_status_print(stdout, cfg); /* "sender: ...", "rate: ...", "held: ..." */
 	printf("files:\n");
 	if (spool_files_foreach(sp, status_file, NULL, err, sizeof(err)) != 0)
 		goto fail;

@@ -15,7 +15,8 @@
 enum statefile_region {
 	STATEFILE_INGEST = 0, /* space.c: reading or paused */
 	STATEFILE_SENDER = 1, /* sender.c */
-	STATEFILE_REGIONS = 2
+	STATEFILE_GUARD = 2,  /* guard.c: refusals and PCRE2 limit counts */
+	STATEFILE_REGIONS = 3
 };
 
 struct statefile;
