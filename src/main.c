@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "util/crash.h"
+#include "util/log.h"
 
 /* The options a command accepts (struct command.opts). */
 enum {
@@ -140,6 +141,8 @@ int main(int argc, char **argv)
 	int check = 0, c;
 
 	memset(&a, 0, sizeof(a));
+	/* Under systemd, errors before a configuration is loaded carry the journal's priority. */
+	log_setup(LOG_FORMAT_TEXT);
 	/* GNU getopt permutes: options may come before or after the command. */
 	while ((c = getopt_long(argc, argv, "c:nhV", longopts, NULL)) != -1) {
 		for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)

@@ -296,9 +296,10 @@ static const struct {
 	const char *key;
 	enum reload_how how;
 } reload_agent[] = {
-    {"instance", RELOAD_LIVE},        /* the identifiers of lines read from now on */
-    {"include_dir", RELOAD_LIVE},     /* used only to load the configuration */
-    {"log_level", RELOAD_LIVE},       /* set when the configuration was loaded */
+    {"instance", RELOAD_LIVE},    /* the identifiers of lines read from now on */
+    {"include_dir", RELOAD_LIVE}, /* used only to load the configuration */
+    {"log_level", RELOAD_LIVE},   /* set when the configuration was loaded */
+    {"log_format", RELOAD_LIVE},
     {"batch_lines", RELOAD_LIVE},     /* read at each read of a file */
     {"max_line_length", RELOAD_LIVE}, /* from the next line on */
     {"rescan_interval", RELOAD_LIVE}, /* after the rescan that follows the reload */

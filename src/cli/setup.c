@@ -15,6 +15,7 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 {
 	char err[CONFIG_ERR_MAX];
 	enum log_level level;
+	enum log_format format = LOG_FORMAT_TEXT;
 
 	err[0] = '\0';
 	s->cfg = config_load(path, err, sizeof(err));
@@ -25,9 +26,12 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 		goto fail;
 	if (log_level_parse(s->cfg->agent.log_level, &level) == 0)
 		log_set_level(level);
+	/* The option table allows only what log_format_parse takes. */
+	(void)log_format_parse(s->cfg->agent.log_format, &format);
+	log_setup(format);
 	return 0;
 fail:
-	fprintf(stderr, "%s\n", err);
+	log_plain(LOG_LVL_ERR, err);
 	cli_setup_free(s);
 	return -1;
 }

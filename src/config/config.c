@@ -230,6 +230,12 @@ static const struct option options[] = {
              "strcmp order of the names. Main file only. A missing directory is fine."},
     {AGENT(log_level), .key = "log_level", .type = OPT_KEYWORD, .def = "info",
      .choices = "error|warning|info|debug", .help = "Messages above this level are dropped."},
+    {AGENT(log_format), .key = "log_format", .type = OPT_KEYWORD, .def = "text",
+     .choices = "text|json",
+     .help = "text: lines \"logmeter: LEVEL: MESSAGE\". json: one JSON object a line, with "
+             "time, level, pid and message, for log shippers. Either way, when standard error "
+             "is the journal ($JOURNAL_STREAM) each line starts with its sd-daemon priority "
+             "prefix, so that journalctl -p works."},
     {AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "1000", .min = 1,
      .max = 1000000, .help = "Lines read per spool transaction (one fsync each)."},
     {AGENT(delivered_retention), .key = "delivered_retention", .type = OPT_DURATION_S, .def = "7d",

@@ -39,6 +39,7 @@ struct config_agent {
 	char *state_dir;     /* directory holding spool.db */
 	char *include_dir;   /* drop-in directory, resolved against the main file's */
 	char *log_level;     /* error|warning|info|debug */
+	char *log_format;    /* text|json */
 	int64_t batch_lines; /* lines per spool transaction */
 	int64_t delivered_retention; /* seconds delivered events are kept */
 	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds */
