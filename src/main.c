@@ -24,6 +24,7 @@ enum {
 	O_FORCE = 1u << 9,
 	O_DRY_RUN = 1u << 10,
 	O_STATE = 1u << 11,
+	O_JSON = 1u << 12,
 };
 
 static int cmd_options(const struct cli_args *a)
@@ -58,7 +59,10 @@ static const struct command {
     {"test-rule", cli_test_rule, 1, 1, O_RULE,
      "test-rule -c FILE [--rule NAME] [FILE|-]\n"
      "                       show the events each input line makes"},
-    {"status", cli_status, 1, 0, 0, "status -c FILE         files, checkpoints, events, sending"},
+    {"status", cli_status, 1, 0, O_JSON | O_SINCE,
+     "status -c FILE [--json] [--since TIME]\n"
+     "                       files, checkpoints, events, sending, health; exit 1 when\n"
+     "                       degraded (paused, or dead letters since TIME)"},
     {"replay", cli_replay, 1, 0,
      O_RULE | O_DEAD | O_DELIVERED | O_UNSURE | O_REASON | O_SINCE | O_FORCE | O_DRY_RUN,
      "replay -c FILE --dead [--rule NAME] [--reason TEXT] [--since TIME]\n"
@@ -114,15 +118,23 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
-	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
-	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
-	    {"state", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"stripe", no_argument, NULL, 'K'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {"json", no_argument, NULL, 'J'},
+	                                         {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
@@ -133,7 +145,8 @@ int main(int argc, char **argv)
 	            {'D', O_DEAD, "--dead"},         {'E', O_DELIVERED, "--delivered"},
 	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
 	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
-	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"}};
+	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
+	            {'J', O_JSON, "--json"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -190,6 +203,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			a.state = optarg;
+			break;
+		case 'J':
+			a.json = 1;
 			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);

@@ -21,7 +21,7 @@ struct cli_args {
 	const char *rule;   /* --rule */
 	const char *reason, *since, *state;
 	int once, markdown, stripe;
-	int dead, delivered, unsure, force, dry_run;
+	int dead, delivered, unsure, force, dry_run, json;
 };
 
 /* The configuration and everything compiled from it. */
@@ -40,7 +40,7 @@ void cli_setup_free(struct cli_setup *s);
 int cli_run(const struct cli_args *a);       /* run [--once] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
-int cli_status(const struct cli_args *a);    /* status */
+int cli_status(const struct cli_args *a);    /* status [--json] [--since TIME] */
 int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
 int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
 

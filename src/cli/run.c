@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "ingest/space.h"
 #include "ingest/watch.h"
+#include "report/metrics.h"
 #include "send/sender.h"
 #include "send/stripe.h"
 #include "store/spool.h"
@@ -38,6 +39,7 @@ struct agent {
 	struct space *space; /* the ingest half's room and pause (space.c) */
 	struct watch *watch;
 	struct sender *sender;
+	struct metrics *metrics; /* the Prometheus endpoint, or NULL (metrics_listen empty) */
 	pthread_t ingest_thread, sender_thread;
 	int ingest_started, sender_started;
 	int once;
@@ -306,6 +308,8 @@ static const struct {
     {"rotate_wait", RELOAD_LIVE},
     {"max_open_files", RELOAD_LIVE},  /* a lower limit closes idle files at once */
     {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
+    {"metrics_listen", RELOAD_LIVE},  /* the endpoint moves: agent_metrics */
+    {"metrics_max_files", RELOAD_LIVE},
     {"min_free_bytes", RELOAD_LIVE},
     {"durability", RELOAD_SENDER}, /* the ingest half's connection takes it at once */
     {"delivered_retention", RELOAD_SENDER},
@@ -405,14 +409,48 @@ static int resolve_instance(const struct config *cfg, char *out, size_t outlen, 
 	return rc;
 }
 
+static int listen_same(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* Makes the metrics endpoint follow a->setup.cfg, which replaces `old` (NULL at start; still
+ * valid during the call): kept with the new configuration if its address is the same, else
+ * closed and opened on the new one. Returns 0, or -1 if it could not listen (logged; there is
+ * no endpoint then). */
+static int agent_metrics(struct agent *a, const struct config *old)
+{
+	const char *want = a->setup.cfg->agent.metrics_listen;
+	char err[512] = "";
+
+	if (old != NULL && a->metrics != NULL && listen_same(old->agent.metrics_listen, want)) {
+		metrics_set_config(a->metrics, a->setup.cfg);
+		return 0;
+	}
+	metrics_free(a->metrics);
+	a->metrics = NULL;
+	if (want == NULL || want[0] == '\0')
+		return 0;
+	a->metrics = metrics_new(a->setup.cfg, err, sizeof(err));
+	if (a->metrics == NULL) {
+		log_err("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* A reload that must restart everything, as at start: stops both threads, closes every file and
  * the sender, and opens it all again with `next` (taken over). Returns 0 or -1 (the agent then
  * stops). */
 static int agent_reload_all(struct agent *a, struct cli_setup *next)
 {
+	struct cli_setup old;
+
 	agent_close(a);
-	cli_setup_free(&a->setup);
+	old = a->setup;
 	a->setup = *next;
+	agent_metrics(a, old.cfg); /* a failure is logged; the agent goes on */
+	cli_setup_free(&old);
 	if (agent_open(a) != 0 || agent_start_threads(a) != 0) {
 		log_err("reload: could not restart with the new configuration");
 		a->ingest_rc = -1;
@@ -477,6 +515,7 @@ static int agent_reload(struct agent *a, const char *path)
 	stop_ingest(a);
 	old = a->setup;
 	a->setup = next;
+	agent_metrics(a, old.cfg); /* a failure is logged; the agent goes on */
 	if (restart) {
 		log_info("reload: %s: the sender finishes its requests in flight (at most %d s), "
 		         "then a new one starts",
@@ -616,7 +655,7 @@ int cli_run(const struct cli_args *args)
 	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
 	if (lock_fd < 0)
 		goto out;
-	if (agent_open(&a) != 0)
+	if (agent_open(&a) != 0 || agent_metrics(&a, NULL) != 0)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
 	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
@@ -693,6 +732,7 @@ int cli_run(const struct cli_args *args)
 	}
 out:
 	agent_close(&a);
+	metrics_free(a.metrics);
 	cli_setup_free(&a.setup);
 	if (lock_fd >= 0)
 		close(lock_fd);

@@ -81,9 +81,7 @@ int log_to_journal(void)
 	return log_journal;
 }
 
-/* Replaces every byte of `s` outside ASCII with '?', in place: the last resort for a message
- * that is not valid UTF-8 (a log line may quote a file's bytes), which jansson refuses. */
-static void ascii_only(char *s)
+void log_ascii_only(char *s)
 {
 	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
 		if (*p >= 0x80)
@@ -110,7 +108,7 @@ static char *json_line(enum log_level level, char *msg)
 	if (o == NULL)
 		return NULL;
 	if (json_object_set_new(o, "message", json_string(msg)) != 0) {
-		ascii_only(msg);
+		log_ascii_only(msg);
 		json_object_set_new(o, "message", json_string(msg));
 	}
 	dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -49,6 +49,11 @@ void log_plain(enum log_level level, const char *text);
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
+/* Replaces every byte of `s` outside ASCII with '?', in place: the last resort for text that is
+ * not valid UTF-8 (a log line may quote a file's bytes, a path may be any bytes), which JSON
+ * cannot carry and jansson refuses. */
+void log_ascii_only(char *s);
+
 /* Formats into the caller's error buffer `err` of `errlen` bytes (always NUL-terminated, cut if
  * needed). Safe with err == NULL or errlen == 0 (does nothing). The convention for every module:
  * a function returning -1 or NULL has put its reason here. */
