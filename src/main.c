@@ -25,7 +25,11 @@ enum {
 	O_DRY_RUN = 1u << 10,
 	O_STATE = 1u << 11,
 	O_JSON = 1u << 12,
+	O_SOURCE = 1u << 13,
 };
+
+/* struct command.takes_input: the words after the command. */
+enum { INPUT_NONE = 0, INPUT_ONE = 1, INPUT_MANY = 2 };
 
 static int cmd_options(const struct cli_args *a)
 {
@@ -42,8 +46,8 @@ static int cmd_crash_points(const struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
-/* The one command table: name, what it runs, whether it needs -c FILE, whether it takes a word
- * after it, the options it accepts, and its lines of the usage (NULL: not shown). */
+/* The one command table: name, what it runs, whether it needs -c FILE, the words it takes after
+ * it (INPUT_*), the options it accepts, and its lines of the usage (NULL: not shown). */
 static const struct command {
 	const char *name;
 	int (*run)(const struct cli_args *a);
@@ -75,6 +79,9 @@ static const struct command {
      "                       every event as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
      "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows"},
+    {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN,
+     "backfill -c FILE [--source NAME] [--dry-run] PATH...\n"
+     "                       bill archived logs (plain or .gz), each line once"},
     {"options", cmd_options, 0, 0, O_MARKDOWN, "options [--markdown]   every configuration option"},
     {"crash-points", cmd_crash_points, 0, 0, 0, NULL},
 };
@@ -118,23 +125,16 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-	                                         {"once", no_argument, NULL, 'o'},
-	                                         {"rule", required_argument, NULL, 'r'},
-	                                         {"markdown", no_argument, NULL, 'm'},
-	                                         {"help", no_argument, NULL, 'h'},
-	                                         {"version", no_argument, NULL, 'V'},
-	                                         {"dead", no_argument, NULL, 'D'},
-	                                         {"delivered", no_argument, NULL, 'E'},
-	                                         {"unsure", no_argument, NULL, 'U'},
-	                                         {"stripe", no_argument, NULL, 'K'},
-	                                         {"reason", required_argument, NULL, 'R'},
-	                                         {"since", required_argument, NULL, 'S'},
-	                                         {"force", no_argument, NULL, 'F'},
-	                                         {"dry-run", no_argument, NULL, 'Y'},
-	                                         {"state", required_argument, NULL, 'T'},
-	                                         {"json", no_argument, NULL, 'J'},
-	                                         {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
+	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
+	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
+	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
+	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
+	    {"state", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'J'},
+	    {"source", required_argument, NULL, 'O'}, {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
 	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
 	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
-	            {'J', O_JSON, "--json"}};
+	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -207,6 +207,9 @@ int main(int argc, char **argv)
 		case 'J':
 			a.json = 1;
 			break;
+		case 'O':
+			a.source = optarg;
+			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);
 			return CLI_EXIT_OK;
@@ -231,8 +234,17 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
-	if (optind < argc && cmd->takes_input)
+	if (cmd->takes_input == INPUT_MANY) {
+		if (optind >= argc) {
+			fprintf(stderr, "logmeter %s: no PATH given\n", name);
+			return CLI_EXIT_USAGE;
+		}
+		a.inputs = argv + optind;
+		a.n_inputs = argc - optind;
+		optind = argc;
+	} else if (optind < argc && cmd->takes_input) {
 		a.input = argv[optind++];
+	}
 	if (optind < argc) {
 		fprintf(stderr, "logmeter %s: unexpected argument '%s'\n", name, argv[optind]);
 		return CLI_EXIT_USAGE;

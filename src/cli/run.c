@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,35 +252,19 @@ static int agent_start_threads(struct agent *a)
 }
 
 /* Two agents on one spool would each read every file with their own checkpoints and bill each
- * new file twice: the first takes an exclusive lock for its lifetime (flock(2), released by the
- * kernel when the process dies, so a crash never leaves a stale lock). Returns the descriptor,
- * or -1. */
+ * new file twice: the first takes the state directory's lock for its lifetime
+ * (cli_lock_state_dir). Returns the descriptor, or -1 (logged). */
 static int lock_state_dir(const char *state_dir)
 {
-	char path[4096], err[1024] = "";
-	int fd;
+	char err[1024] = "";
+	int held = 0, fd = cli_lock_state_dir(state_dir, &held, err, sizeof(err));
 
-	/* The directory may not exist yet: the lock is taken before anything else touches it. */
-	if (path_mkdirs(state_dir, err, sizeof(err)) != 0) {
+	if (fd < 0 && held)
+		log_err("another logmeter is already running with state_dir %s (%s): refusing to "
+		        "start a second one on the same spool",
+		        state_dir, err);
+	else if (fd < 0)
 		log_err("%s", err);
-		return -1;
-	}
-	snprintf(path, sizeof(path), "%s/agent.lock", state_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		log_err("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EWOULDBLOCK)
-			log_err("another logmeter is already running with state_dir %s (%s is "
-			        "locked): refusing to start a second one on the same spool",
-			        state_dir, path);
-		else
-			log_err("cannot lock %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
 	return fd;
 }
 

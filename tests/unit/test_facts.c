@@ -3,7 +3,6 @@
  * values escaped, paths that are not UTF-8, at most metrics_max_files files with series of their
  * own while the per-source sums count every file, and the health with dead letters since a time.
  * Also store/report.c's queries, whose expected values come from the events the test commits. */
-#define _GNU_SOURCE
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
