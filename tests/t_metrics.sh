@@ -34,14 +34,7 @@ n_matched=$(LC_ALL=C awk '($9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/) || /"GET \/
 write_config "$T/logmeter.conf"
 sed -i 's/^\[agent\]$/[agent]\nmetrics_listen = 127.0.0.1:0\nmetrics_max_files = 2/' "$T/logmeter.conf"
 config_apache_bytes "$T/logmeter.conf" "$T/logs/*.log"
-cat >>"$T/logmeter.conf" <<CONF
-[rule no-meter]
-source = apache
-event_name = no_such_meter
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /favicon.ico
-customer = ip
-value = 1
-CONF
+config_no_meter "$T/logmeter.conf"
 
 status_json() {
 	"$LOGMETER" status --json -c "$T/logmeter.conf" >"$1" 2>>"$T/status.err"
