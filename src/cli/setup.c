@@ -1,10 +1,15 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "send/stripe.h"
 #include "util/harden.h"
 #include "util/log.h"
+#include "util/path.h"
 
 void cli_setup_free(struct cli_setup *s)
 {
@@ -18,6 +23,7 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 {
 	char err[CONFIG_ERR_MAX];
 	enum log_level level;
+	enum log_format format = LOG_FORMAT_TEXT;
 
 	err[0] = '\0';
 	s->cfg = config_load(path, err, sizeof(err));
@@ -28,9 +34,12 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 		goto fail;
 	if (log_level_parse(s->cfg->agent.log_level, &level) == 0)
 		log_set_level(level);
+	/* The option table allows only what log_format_parse takes. */
+	(void)log_format_parse(s->cfg->agent.log_format, &format);
+	log_setup(format);
 	return 0;
 fail:
-	fprintf(stderr, "%s\n", err);
+	log_plain(LOG_LVL_ERR, err);
 	cli_setup_free(s);
 	return -1;
 }
@@ -62,4 +71,33 @@ int cli_preflight(const struct config *cfg, char *err, size_t errlen)
 	rc = stripe_key_load(cfg, key, sizeof(key), err, errlen);
 	explicit_bzero(key, sizeof(key));
 	return rc;
+}
+
+int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	*held = 0;
+	/* The directory may not exist yet: the lock is taken before anything else touches it,
+	 * and once it exists it is checked as `check` checks it (cli_preflight). */
+	if (path_mkdirs(state_dir, err, errlen) != 0 ||
+	    harden_check_state_dir(state_dir, 0, err, errlen) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		*held = errno == EWOULDBLOCK;
+		if (*held)
+			err_set(err, errlen, "%s is locked", path);
+		else
+			err_set(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
 }

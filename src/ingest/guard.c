@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -530,41 +531,43 @@ void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_
 
 /* ---- status ---------------------------------------------------------------------------------- */
 
-struct status_read {
-	FILE *out;
-	int64_t links, protected_, lines;
-	char rules[STATEFILE_REGION_BYTES];
-	size_t rules_len;
-};
-
 static void status_line(const char *key, const char *v, void *ud)
 {
-	struct status_read *s = ud;
+	struct guard_status *s = ud;
+	struct guard_rule_hits *r;
+	char name[128], limit[32];
+	long long n;
+	int used = 0;
 
-	if (strcmp(key, "refused_links") == 0)
-		s->links = strtoll(v, NULL, 10);
-	else if (strcmp(key, "refused_protected") == 0)
-		s->protected_ = strtoll(v, NULL, 10);
-	else if (strcmp(key, "limit_lines") == 0)
-		s->lines = strtoll(v, NULL, 10);
-	else if (strcmp(key, "rule") == 0 && s->rules_len < sizeof(s->rules))
-		s->rules_len += (size_t)snprintf(s->rules + s->rules_len,
-		                                 sizeof(s->rules) - s->rules_len, "  rule %s\n", v);
+	if (strcmp(key, "refused_links") == 0) {
+		s->counts.refused_links = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "refused_protected") == 0) {
+		s->counts.refused_protected = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "limit_lines") == 0) {
+		s->counts.limit_lines = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&
+	           sscanf(v, "%127s%n", name, &used) == 1) {
+		/* "NAME LIMIT N LIMIT N ..." */
+		r = &s->rules[s->n_rules++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->rule, sizeof(r->rule), "%s", name);
+		for (v += used; sscanf(v, " %31s %lld%n", limit, &n, &used) == 2; v += used)
+			for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+				if (strcmp(limit, rule_limit_name((enum rule_limit)l)) == 0)
+					r->hits[l] = n;
+	}
 }
 
-void guard_status_print(FILE *out, const char *state_dir)
+int guard_status_read(const char *state_dir, struct guard_status *out, char *err, size_t errlen)
 {
-	char buf[STATEFILE_REGION_BYTES + 1], err[512] = "";
-	struct status_read s;
+	char buf[STATEFILE_REGION_BYTES + 1];
+	int rc;
 
-	memset(&s, 0, sizeof(s));
-	if (statefile_read(state_dir, STATEFILE_GUARD, buf, sizeof(buf), err, sizeof(err)) <= 0)
-		return;
-	statefile_parse(buf, status_line, &s);
-	fprintf(out,
-	        "refused: %" PRId64 " symbolic links not followed, %" PRId64
-	        " files of logmeter's own (docs/security.md)\n",
-	        s.links, s.protected_);
-	fprintf(out, "limits: %" PRId64 " lines hit a PCRE2 limit\n", s.lines);
-	fputs(s.rules, out);
+	memset(out, 0, sizeof(*out));
+	rc = statefile_read(state_dir, STATEFILE_GUARD, buf, sizeof(buf), err, errlen);
+	if (rc <= 0)
+		return rc;
+	statefile_parse(buf, status_line, out);
+	out->found = 1;
+	return 0;
 }

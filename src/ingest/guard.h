@@ -73,10 +73,25 @@ struct guard_counts {
 /* The counts of `g` (zeros for NULL). */
 struct guard_counts guard_counts(const struct guard *g);
 
-/* Prints the lines of `logmeter status` from the guard region of `state_dir`'s agent.state:
- * "refused: N symbolic links not followed, N files of logmeter's own" and "limits: N lines hit
- * a PCRE2 limit" followed by "  rule NAME: N match_limit, ..." per rule; nothing if the region
- * was never written. */
-void guard_status_print(FILE *out, const char *state_dir);
+/* What the guard region of STATE_DIR/agent.state says, for `logmeter status` and the metrics
+ * (report/facts.h). Rules past GUARD_STATUS_RULES are left out of `rules` (the totals count
+ * them). */
+#define GUARD_STATUS_RULES 64
+
+struct guard_rule_hits {
+	char rule[128];
+	int64_t hits[RULE_LIMITS]; /* lines per enum rule_limit (RULE_LIMIT_NONE: 0) */
+};
+
+struct guard_status {
+	int found; /* the region was written */
+	struct guard_counts counts;
+	struct guard_rule_hits rules[GUARD_STATUS_RULES];
+	size_t n_rules;
+};
+
+/* Reads the guard region of `state_dir`'s agent.state into *out (found = 0 if never written).
+ * Returns 0, or -1 if the file exists but cannot be read (the reason in `err`). */
+int guard_status_read(const char *state_dir, struct guard_status *out, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
 /* Unit tests of guard: which files guard_open refuses, how refusals and PCRE2 limit hits are
- * counted, and what `status` prints of them. The configuration is DIR/test.conf (DIR its
+ * counted, and what `status` reads of them. The configuration is DIR/test.conf (DIR its
  * directory, protected), logs in a second directory OUT that nothing protects. */
 #include <errno.h>
 #include <setjmp.h>
@@ -188,7 +188,7 @@ static void test_follow(void **state)
 	guard_free(gd);
 }
 
-/* PCRE2 limit hits are counted per rule and published; status prints them. */
+/* PCRE2 limit hits are counted per rule and published; status reads them back. */
 static void test_limits_status(void **state)
 {
 	struct gfx *g = *state;
@@ -197,10 +197,9 @@ static void test_limits_status(void **state)
 	           "[rule r1]\nsource = s\nevent_name = e\npattern = ^(?<c>a)\ncustomer = c\n"
 	           "value = 1\n[rule r2]\nsource = s\nevent_name = e\npattern = ^(?<c>a)\n"
 	           "customer = c\nvalue = 1\n");
-	char err[512] = "", *text = NULL;
-	size_t len = 0;
+	char err[512] = "";
+	struct guard_status st;
 	struct guard *gd;
-	FILE *f;
 
 	fixture_spool(g->fx); /* the state directory */
 	gd = guard_new(cfg, err, sizeof(err));
@@ -214,27 +213,21 @@ static void test_limits_status(void **state)
 	assert_int_equal(guard_counts(gd).limit_lines, 3);
 	guard_flush(gd);
 
-	f = open_memstream(&text, &len);
-	assert_non_null(f);
-	guard_status_print(f, g->fx->state);
-	fclose(f);
-	assert_string_equal(text,
-	                    "refused: 0 symbolic links not followed, 0 files of logmeter's own "
-	                    "(docs/security.md)\n"
-	                    "limits: 3 lines hit a PCRE2 limit\n"
-	                    "  rule r1 match_limit 2\n"
-	                    "  rule r2 heap_limit 1\n");
-	free(text);
+	assert_int_equal(guard_status_read(g->fx->state, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.found, 1);
+	assert_int_equal(st.counts.limit_lines, 3);
+	assert_int_equal(st.counts.refused_links, 0);
+	assert_int_equal(st.n_rules, 2);
+	assert_string_equal(st.rules[0].rule, "r1");
+	assert_int_equal(st.rules[0].hits[RULE_LIMIT_MATCH], 2);
+	assert_int_equal(st.rules[0].hits[RULE_LIMIT_HEAP], 0);
+	assert_string_equal(st.rules[1].rule, "r2");
+	assert_int_equal(st.rules[1].hits[RULE_LIMIT_HEAP], 1);
 	guard_free(gd);
 
-	/* No region written: nothing printed. */
-	text = NULL;
-	f = open_memstream(&text, &len);
-	assert_non_null(f);
-	guard_status_print(f, g->out->dir);
-	fclose(f);
-	assert_string_equal(text, "");
-	free(text);
+	/* No region written: not found. */
+	assert_int_equal(guard_status_read(g->out->dir, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.found, 0);
 }
 
 int main(void)
