@@ -82,9 +82,10 @@ static int protect_dir(char ***dirs, size_t *n, const char *dir)
 	char real[PATH_MAX], **grown;
 	char *copy;
 
-	if (dir == NULL || dir[0] != '/')
+	if (dir == NULL || dir[0] == '\0')
 		return 0;
-	if (realpath(dir, real) == NULL && path_normalize(dir, real, sizeof(real)) != 0)
+	if (realpath(dir, real) == NULL &&
+	    (dir[0] != '/' || path_normalize(dir, real, sizeof(real))))
 		return 0;
 	copy = strdup(real);
 	grown = copy != NULL ? realloc(*dirs, (*n + 1) * sizeof(**dirs)) : NULL;
@@ -127,7 +128,7 @@ static int protect_set(struct guard *g, const struct config *cfg, char *err, siz
 	if (main_dir == NULL || state_dir == NULL)
 		goto oom;
 	rc |= protect_dir(&dirs, &nd, cfg->agent.state_dir);
-	rc |= protect_dir(&dirs, &nd, main_dir[0] != '\0' ? main_dir : ".");
+	rc |= protect_dir(&dirs, &nd, main_dir[0] != '\0' ? main_dir : "."); /* -c NAME: the cwd */
 	rc |= protect_dir(&dirs, &nd, cfg->agent.include_dir);
 	rc |= protect_dir(&dirs, &nd, creds);
 	rc |= protect_file(&files, &nf, cfg->stripe.api_key_file, "the API key file");

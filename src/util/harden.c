@@ -114,12 +114,20 @@ int harden_check_state_dir(const char *dir, int missing_ok, char *err, size_t er
 {
 	static const char *const files[] = {"spool.db", "spool.db-wal", "spool.db-shm",
 	                                    "agent.state", "agent.lock"};
-	char plain[PATH_MAX], real[PATH_MAX], path[PATH_MAX + 32];
+	char plain[PATH_MAX], real[PATH_MAX], path[PATH_MAX * 2 + 32], cwd[PATH_MAX];
 	struct stat st;
 
-	if (dir == NULL || dir[0] != '/' || path_normalize(dir, plain, sizeof(plain)) != 0) {
-		err_set(err, errlen, "state_dir %s: not an absolute path without '..'",
-		        dir != NULL ? dir : "(none)");
+	if (dir == NULL || dir[0] == '\0') {
+		err_set(err, errlen, "no state_dir");
+		return -1;
+	}
+	/* A relative one (a configuration given as a relative path) is the working directory's. */
+	if (dir[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		snprintf(path, sizeof(path), "%s", dir);
+	else
+		snprintf(path, sizeof(path), "%s/%s", cwd, dir);
+	if (path_normalize(path, plain, sizeof(plain)) != 0) {
+		err_set(err, errlen, "state_dir %s: path too long", dir);
 		return -1;
 	}
 	if (lstat(plain, &st) != 0) {

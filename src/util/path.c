@@ -43,6 +43,8 @@ int path_normalize(const char *path, char *out, size_t len)
 	size_t n = 0;
 	const char *p = path;
 
+	if (len < 2)
+		return -1;
 	while (*p != '\0') {
 		const char *end;
 		size_t clen;
@@ -55,8 +57,15 @@ int path_normalize(const char *path, char *out, size_t len)
 			p = end;
 			continue;
 		}
-		if (clen == 2 && p[0] == '.' && p[1] == '.')
-			return -1;
+		if (clen == 2 && p[0] == '.' && p[1] == '.') {
+			/* Lexically: the last component goes ("/.." is "/"). */
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			p = end;
+			continue;
+		}
 		if (n + 1 + clen + 1 > len)
 			return -1;
 		out[n++] = '/';
@@ -64,11 +73,8 @@ int path_normalize(const char *path, char *out, size_t len)
 		n += clen;
 		p = end;
 	}
-	if (n == 0) {
-		if (len < 2)
-			return -1;
+	if (n == 0)
 		out[n++] = '/';
-	}
 	out[n] = '\0';
 	return 0;
 }
