@@ -12,25 +12,8 @@
 lm_init regex_limits
 . "$top_srcdir/tests/tail_lib.sh"
 
-LISTENER_PID=
-trap 'rc=$?; [ -z "$LISTENER_PID" ] || { kill "$LISTENER_PID" 2>/dev/null; wait "$LISTENER_PID" 2>/dev/null; }; (exit $rc); lm_cleanup' EXIT
 SOCK=$T/notify.sock
-"$PYTHON3" -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-s.settimeout(300)
-with open(sys.argv[2], "a") as out:
-    while True:
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        out.write(d.decode("utf-8", "replace").replace("\n", "|") + "\n")
-        out.flush()
-' "$SOCK" "$T/notify.log" &
-LISTENER_PID=$!
-wait_until 10 test -S "$SOCK" || fail "the notify listener did not start"
+notify_listen "$SOCK" "$T/notify.log"
 
 double_start
 CONF=$T/logmeter.conf
