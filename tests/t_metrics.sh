@@ -99,6 +99,11 @@ API_KEY=$good_key
 double_restart
 drained() { [ "$(metric logmeter_pending_events)" = 0 ]; }
 wait_until 60 drained || fail "still $(metric logmeter_pending_events) pending"
+# The spool says drained at once; the sender publishes its request counters about once a
+# second: wait until what it published covers the last answer before comparing.
+outcome_now() { scrape "$T/m.prom" && sed -n "s/^logmeter_requests_total{api=\"v1\",outcome=\"$1\"} //p" "$T/m.prom"; }
+published() { [ "$(outcome_now delivered)" = "$n_bytes" ] && [ "$(outcome_now rejected)" = "$n_favicon" ]; }
+wait_until 30 published || note "request counters after 30 s: delivered $(outcome_now delivered), rejected $(outcome_now rejected)"
 compare drained
 assert_eq "$n_bytes" "$(double_stat accepted)" "events the double accepted"
 assert_eq "$n_bytes" "$(sed -n 's/^logmeter_spool_events{rule="bytes",state="delivered"} //p' "$T/drained.prom")" "delivered bytes events"
