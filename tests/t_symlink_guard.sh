@@ -65,7 +65,8 @@ lines() { cat "$@" | wc -l; }
 
 key_nowhere() {
 	local f
-	for f in "$T/accepted.tsv" "$T/double.log" "$T/agent.log" "$T/export.jsonl"; do
+	for f in "$T/accepted.tsv" "$T/double.log" "$T/agent.log" "$T/agent.out" "$T/backfill.log" \
+		"$T/export.jsonl"; do
 		[ ! -f "$f" ] || ! grep -qF "$KEY" "$f" || fail "the API key is in $(basename "$f")"
 	done
 }
@@ -107,9 +108,18 @@ status_has "refused: 7 symbolic links not followed, 1 files of logmeter's own (d
 	fail "the refusals were counted again: $("$LOGMETER" status -c "$CONF" 2>&1 | grep '^refused')"
 agent_stop || fail "the agent did not stop cleanly"
 assert_eq "$want" "$(accepted_count)" "events accepted"
+# backfill opens archives as the agent opens logs: the links among them refused alike.
+for f in key.log hard.log; do
+	rc=0
+	"$LOGMETER" backfill -c "$CONF" --source app "$L/$f" >>"$T/agent.out" 2>"$T/backfill.err" || rc=$?
+	[ "$rc" = 1 ] && grep -qF "$(grep -F "$L/$f: " "$T/check.refused")" "$T/backfill.err" ||
+		fail "backfill of $f: exit $rc: $(cat "$T/backfill.err")"
+	cat "$T/backfill.err" >>"$T/backfill.log"
+done
+assert_eq "$want" "$(accepted_count)" "events accepted after the backfills"
 "$LOGMETER" spool export -c "$CONF" >"$T/export.jsonl" || fail "spool export failed"
 key_nowhere
-note "no-follow: 7 links and 1 hard link refused, each logged once; $want events"
+note "no-follow: 7 links and 1 hard link refused, each logged once, and by backfill; $want events"
 
 note "2. follow_symlinks = yes"
 cp "$T/base.conf" "$CONF"
