@@ -22,6 +22,7 @@ struct cli_args {
 	const char *reason, *since, *state;
 	int once, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run;
+	int windows; /* spool export --windows */
 };
 
 /* The configuration and everything compiled from it. */

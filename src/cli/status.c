@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "ingest/space.h"
@@ -32,6 +33,38 @@ static int status_file(const struct spool_file *f, void *ud)
 	       (long long)f->counters.unmatched, (long long)f->counters.invalid,
 	       (long long)f->counters.long_lines, (long long)f->counters.nul_bytes,
 	       (long long)f->counters.events, (long long)f->counters.resets);
+	return 0;
+}
+
+#define STATUS_WINDOWS_MAX 20 /* open windows listed; the rest are counted */
+
+struct status_windows {
+	int64_t open, late;
+};
+
+static void utc_text(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	out[0] = '\0';
+	if (gmtime_r(&tt, &tm) != NULL)
+		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int status_window(const struct spool_window *w, void *ud)
+{
+	struct status_windows *sw = ud;
+	char a[32], b[32];
+
+	if (sw->open++ >= STATUS_WINDOWS_MAX)
+		return 0;
+	utc_text(w->start, a, sizeof(a));
+	utc_text(w->start + w->length, b, sizeof(b));
+	printf("  rule %s  customer %s  %s .. %s  total %s over %lld lines (%lld late)  closes "
+	       "after %lld\n",
+	       w->rule, w->customer, a, b, w->total, (long long)w->lines, (long long)w->late,
+	       (long long)w->close_after);
 	return 0;
 }
 
@@ -71,6 +104,16 @@ int cli_status(const struct cli_args *args)
 	printf("last error: %s\n", last[0] ? last : "none");
 	space_status_print(stdout, cfg, sp); /* "ingest: ..." and "space: ..." */
 	sender_status_print(stdout, cfg);    /* "sender: ...", "rate: ...", "held: ..." */
+	{
+		struct status_windows sw = {0, 0};
+
+		printf("windows: open aggregation windows and their running totals\n");
+		if (spool_windows_foreach(sp, 1, status_window, NULL, &sw, err, sizeof(err)) != 0)
+			goto fail;
+		if (sw.open > STATUS_WINDOWS_MAX)
+			printf("  ... and %lld more\n", (long long)(sw.open - STATUS_WINDOWS_MAX));
+		printf("  %lld open\n", (long long)sw.open);
+	}
 	printf("files:\n");
 	if (spool_files_foreach(sp, status_file, NULL, err, sizeof(err)) != 0)
 		goto fail;

@@ -52,6 +52,8 @@
 /* v2: a stream answering "session expired" this many times in a row to fresh sessions is no
  * expiry: sending pauses as for a refused key. */
 #define SENDER_SESSION_EXPIRED_MAX 3
+/* Aggregation windows are looked at this often at most, and when the next one is due. */
+#define SENDER_WINDOW_CHECK_MS 1000
 
 /* A (customer, event_name) pair with events in the queue, or more of them waiting in the spool. */
 struct sender_pair {
@@ -105,12 +107,14 @@ struct sender {
 	CURLM *multi;
 	char key[STRIPE_KEY_MAX];
 	int curl_inited;
-	int v2;                   /* [stripe] api = v2: batches on the meter event stream */
-	struct session *session;  /* v2: the meter event session */
-	int64_t session_retry_at; /* v2: monotonic ms before which no session is asked for */
-	int session_expired_run;  /* v2: sessions in a row whose first answer was "expired" */
-	int64_t session_gen;      /* v2: sessions created so far */
-	size_t pair_max;          /* events of one pair in the queue at most */
+	int v2;                    /* [stripe] api = v2: batches on the meter event stream */
+	struct session *session;   /* v2: the meter event session */
+	int64_t session_retry_at;  /* v2: monotonic ms before which no session is asked for */
+	int session_expired_run;   /* v2: sessions in a row whose first answer was "expired" */
+	int64_t session_gen;       /* v2: sessions created so far */
+	size_t pair_max;           /* events of one pair in the queue at most */
+	int64_t next_window_check; /* monotonic ms: when to close the windows due */
+	int windows_open;          /* aggregation windows are open (--once waits for them) */
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
@@ -1894,6 +1898,36 @@ void sender_free(struct sender *s)
 	free(s);
 }
 
+/* Closes the aggregation windows whose end plus grace has passed (spool_windows_close): each
+ * becomes one pending meter event, which the next load finds. The sender does it because it
+ * is what sends them, and its loop turns at least every second; the ingest half waits on
+ * inotify. */
+static void windows_tick(struct sender *s, int64_t now)
+{
+	char err[512] = "", msg[600];
+	int64_t wall = (int64_t)time(NULL), closed = 0, next = 0;
+
+	if (now < s->next_window_check)
+		return;
+	s->next_window_check = now + SENDER_WINDOW_CHECK_MS;
+	if (spool_windows_close(s->sp, wall, &closed, err, sizeof(err)) != 0 ||
+	    spool_windows_next_close(s->sp, &next, err, sizeof(err)) != 0) {
+		err_set(msg, sizeof(msg), "cannot close aggregation windows: %s; will retry", err);
+		ratelog_add(&s->spool_log, now, msg);
+		return;
+	}
+	if (closed > 0) {
+		stats_add(s, &s->stats.windows_closed, closed);
+		log_debug("closed %lld aggregation windows into meter events", (long long)closed);
+		atomic_store(&s->notify, 1);
+	}
+	s->windows_open = next > 0;
+	if (next > 0 && next <= wall)
+		s->next_window_check = now; /* more are due than one transaction closes */
+	else if (next > 0 && (next - wall) * 1000 < SENDER_WINDOW_CHECK_MS)
+		s->next_window_check = now + (next - wall) * 1000;
+}
+
 /* Loads events as the situation asks. Returns 0, or -1 on a spool error (logged). */
 static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 {
@@ -1978,12 +2012,13 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 
 		recheck_rules(s);
+		windows_tick(s, now);
 		notified = atomic_exchange(&s->notify, 0);
 		maybe_load(s, once, notified, now);
 		if (s->fatal)
 			continue;
-		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
-			break; /* queue_load from 0 just found nothing pending */
+		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open)
+			break; /* queue_load from 0 just found nothing pending, no window is open */
 
 		if (s->paused && now >= s->pause_until)
 			pause_end(s, now);
@@ -1995,6 +2030,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			marks_apply(s, now);
 
 		wake = min64(wake, s->next_reload);
+		wake = min64(wake, s->next_window_check);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);
 		wake = min64(wake, ratelogs_flush(s, now, 0));

@@ -34,6 +34,7 @@ struct sender_stats {
 	int64_t unexpected;      /* answers that were not Stripe's (sending paused) */
 	int64_t sessions;        /* v2: meter event sessions created */
 	int64_t session_expired; /* v2: stream answers "session expired" (sent again) */
+	int64_t windows_closed;  /* aggregation windows closed into meter events */
 };
 
 /* Opens its own spool handle in cfg->agent.state_dir and reads the API key (stripe_key_load).

@@ -1719,7 +1719,7 @@ static void test_migrate_from_2(void **state)
 	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
 	if (fx->sp == NULL)
 		fail_msg("spool_open: %s", err);
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
 	raw_event_columns(fx->db, text, sizeof(text));
 	assert_string_equal(text, EVENTS_V3_COLUMNS);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 5);
