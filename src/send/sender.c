@@ -142,8 +142,9 @@ struct sender {
 	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
 	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
-	char rate_why[160];    /* where rate_max comes from */
-	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
+	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch */
+	char rate_why[160];         /* where rate_max comes from */
+	int64_t hold_until;         /* monotonic ms: no request before (an answer's Retry-After) */
 
 	enum sender_pause paused; /* until pause_until */
 	int64_t pause_until;
@@ -749,8 +750,8 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
 		return 0;
 	}
-	if (it->ev.first_unknown > 0 &&
-	    wall - it->ev.first_unknown > s->cfg->stripe.unsure_after_s) {
+	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
+	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, wall, now);
 		return 0;
 	}
