@@ -612,10 +612,28 @@ class State:
         bs = self.stats["by_status"]
         bs[key] = bs.get(key, 0) + 1
 
+    def count_reply(self, reply):
+        if reply.drop:
+            self.count_status("dropped")
+        elif reply.reset:
+            self.count_status("reset")
+        else:
+            self.count_status(str(reply.status))
+
     def write_log(self, fields):
         if self.log:
             self.log.write("\t".join(tsv_escape(f) if f else "-" for f in fields) + "\n")
             self.log.flush()
+
+    def report_error(self, code, message, identifier, event_name, meter, customer, at, idem):
+        """An asynchronous error report (section 7 of the contract), as Stripe makes them."""
+        self.stats["error_reports"] += 1
+        self.error_reports.append({
+            "id": "evt_test_double_%06d" % len(self.error_reports), "code": code,
+            "message": message, "identifier": identifier, "event_name": event_name,
+            "meter": meter.id if meter else None, "customer": customer,
+            "time": round(at, 3), "idempotency_key": idem,
+        })
 
     def snapshot(self):
         s = json.loads(json.dumps(self.stats))
@@ -717,6 +735,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.flush_headers()
             return
         self.send_json(reply.status, reply.body, headers, reply.ctype)
+
+    @staticmethod
+    def after_faults(reply, fault, notes):
+        """The faults that act on the answer: close, reset or cut it (the work is done)."""
+        if reply.note:
+            notes.append(reply.note)
+        if fault in ("drop", "drop_after"):
+            reply.drop = True
+        elif fault in ("reset", "reset_after"):
+            reply.reset = True
+        elif fault == "cut_after":
+            reply.cut = True
 
     def safely(self, fn):
         try:
@@ -1111,21 +1141,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         st.inflight[pair] = n
                     else:
                         st.inflight.pop(pair, None)
-        if reply.note:
-            notes.append(reply.note)
-        if fault in ("drop", "drop_after"):
-            reply.drop = True
-        elif fault in ("reset", "reset_after"):
-            reply.reset = True
-        elif fault == "cut_after":
-            reply.cut = True
+        self.after_faults(reply, fault, notes)
         with st.lock:
-            if reply.drop:
-                st.count_status("dropped")
-            elif reply.reset:
-                st.count_status("reset")
-            else:
-                st.count_status(str(reply.status))
+            st.count_reply(reply)
             st.write_log([self.command, self.path,
                           "none" if reply.drop or reply.reset else str(reply.status),
                           fault or "", idem or "", ctx["identifier"], customer, event_name,
@@ -1371,17 +1389,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if st.check_customers and ev["customer"] not in st.customers:
                 # Accepted all the same: Stripe checks the customer asynchronously and reports
                 # the failure as a v1.billing.meter.error_report_triggered event.
-                st.stats["error_reports"] += 1
                 ctx["notes"].append("unknown_customer")
-                st.error_reports.append({
-                    "id": "evt_test_double_%06d" % len(st.error_reports),
-                    "code": "meter_event_customer_not_found",
-                    "message": "No customer found with id %s (payload key %s)."
-                               % (ev["customer"], ev["meter"].cust_key),
-                    "identifier": identifier, "event_name": ev["event_name"],
-                    "meter": ev["meter"].id, "customer": ev["customer"],
-                    "time": round(accepted_at, 3), "idempotency_key": idem,
-                })
+                st.report_error("meter_event_customer_not_found",
+                                "No customer found with id %s (payload key %s)."
+                                % (ev["customer"], ev["meter"].cust_key), identifier,
+                                ev["event_name"], ev["meter"], ev["customer"], accepted_at, idem)
         return Reply(200, {
             "object": "billing.meter_event",
             "created": int(time.time()),
@@ -1440,21 +1452,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             reply = Reply(500, v2_error("internal_error", "stripe double internal error: %s" % e,
                                         "api_error"))
             notes.append("internal_error")
-        if reply.note:
-            notes.append(reply.note)
-        if fault in ("drop", "drop_after"):
-            reply.drop = True
-        elif fault in ("reset", "reset_after"):
-            reply.reset = True
-        elif fault == "cut_after":
-            reply.cut = True
+        self.after_faults(reply, fault, notes)
         with st.lock:
-            if reply.drop:
-                st.count_status("dropped")
-            elif reply.reset:
-                st.count_status("reset")
-            else:
-                st.count_status(str(reply.status))
+            st.count_reply(reply)
             if reply.status == 200 and not (reply.drop or reply.reset or reply.cut):
                 st.stats["stream_ok"] += 1
                 st.stats["stream_events"] += n_events
@@ -1621,13 +1621,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.stats["duplicates"] += 1
                 return
             if code is not None:
-                st.stats["error_reports"] += 1
-                st.error_reports.append({
-                    "id": "evt_test_double_%06d" % len(st.error_reports), "code": code,
-                    "message": msg, "identifier": identifier, "event_name": e["event_name"],
-                    "meter": meter.id if meter else None, "customer": customer,
-                    "time": round(st.now(), 3), "idempotency_key": None,
-                })
+                st.report_error(code, msg, identifier, e["event_name"], meter, customer,
+                                st.now(), None)
                 st.ids[identifier] = st.now()
                 return
             accepted_at = st.now()
@@ -1644,16 +1639,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "idempotency_key": None, "accepted_at": accepted_at,
             })
             if st.check_customers and customer not in st.customers:
-                st.stats["error_reports"] += 1
-                st.error_reports.append({
-                    "id": "evt_test_double_%06d" % len(st.error_reports),
-                    "code": "meter_event_customer_not_found",
-                    "message": "No customer found with id %s (payload key %s)."
-                               % (customer, cust_key),
-                    "identifier": identifier, "event_name": e["event_name"],
-                    "meter": meter.id, "customer": customer,
-                    "time": round(accepted_at, 3), "idempotency_key": None,
-                })
+                st.report_error("meter_event_customer_not_found",
+                                "No customer found with id %s (payload key %s)."
+                                % (customer, cust_key), identifier, e["event_name"], meter,
+                                customer, accepted_at, None)
 
 
 

@@ -525,6 +525,15 @@ struct export_ctx {
 	int failed;
 };
 
+/* Frees what export_open made. */
+static void export_close(struct spool *sp, struct export_ctx *x)
+{
+	for (size_t i = 0; i < x->n_files; i++)
+		free(x->files[i].path);
+	free(x->files);
+	spool_free(sp);
+}
+
 static int export_collect_file(const struct spool_file *f, void *ud)
 {
 	struct export_ctx *x = ud;
@@ -601,20 +610,35 @@ out:
 	return rc;
 }
 
+/* Opens the spool read-only and collects its files' paths, by id, for an export to `out`.
+ * Returns the spool (export_close), or NULL. */
+static struct spool *export_open(const struct config *cfg, struct export_ctx *x, FILE *out,
+                                 char *err, size_t errlen)
+{
+	struct spool *sp;
+
+	memset(x, 0, sizeof(*x));
+	x->out = out;
+	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	if (sp == NULL)
+		return NULL;
+	if (spool_files_foreach(sp, export_collect_file, x, err, errlen) < 0) {
+		export_close(sp, x);
+		return NULL;
+	}
+	qsort(x->files, x->n_files, sizeof(*x->files), file_cmp);
+	return sp;
+}
+
 int admin_export(const struct config *cfg, int state, FILE *out, char *err, size_t errlen)
 {
 	struct export_ctx x;
 	struct spool *sp;
 	int ret = -1;
 
-	memset(&x, 0, sizeof(x));
-	x.out = out;
-	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	sp = export_open(cfg, &x, out, err, errlen);
 	if (sp == NULL)
 		return -1;
-	if (spool_files_foreach(sp, export_collect_file, &x, err, errlen) < 0)
-		goto out;
-	qsort(x.files, x.n_files, sizeof(*x.files), file_cmp);
 	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++) {
 		if (state >= 0 && s != state)
 			continue;
@@ -631,10 +655,7 @@ int admin_export(const struct config *cfg, int state, FILE *out, char *err, size
 	}
 	ret = 0;
 out:
-	for (size_t i = 0; i < x.n_files; i++)
-		free(x.files[i].path);
-	free(x.files);
-	spool_free(sp);
+	export_close(sp, &x);
 	return ret;
 }
 
@@ -856,14 +877,9 @@ int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t 
 	struct spool *sp;
 	int ret = -1;
 
-	memset(&x, 0, sizeof(x));
-	x.out = out;
-	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	sp = export_open(cfg, &x, out, err, errlen);
 	if (sp == NULL)
 		return -1;
-	if (spool_files_foreach(sp, export_collect_file, &x, err, errlen) < 0)
-		goto out;
-	qsort(x.files, x.n_files, sizeof(*x.files), file_cmp);
 	if (spool_windows_foreach(sp, 0, export_window, export_window_line, &we, err, errlen) < 0 ||
 	    window_flush(&we) != 0 || fflush(out) != 0) {
 		if (x.failed || ferror(out))
@@ -873,10 +889,7 @@ int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t 
 	ret = 0;
 out:
 	json_decref(we.cur);
-	for (size_t i = 0; i < x.n_files; i++)
-		free(x.files[i].path);
-	free(x.files);
-	spool_free(sp);
+	export_close(sp, &x);
 	return ret;
 }
 

@@ -9,6 +9,7 @@
 #include "ingest/space.h"
 #include "send/sender.h"
 #include "store/spool.h"
+#include "util/clock.h"
 
 static int status_file(const struct spool_file *f, void *ud)
 {
@@ -42,16 +43,6 @@ struct status_windows {
 	int64_t open, late;
 };
 
-static void utc_text(int64_t t, char *out, size_t outlen)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	out[0] = '\0';
-	if (gmtime_r(&tt, &tm) != NULL)
-		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int status_window(const struct spool_window *w, void *ud)
 {
 	struct status_windows *sw = ud;
@@ -59,8 +50,8 @@ static int status_window(const struct spool_window *w, void *ud)
 
 	if (sw->open++ >= STATUS_WINDOWS_MAX)
 		return 0;
-	utc_text(w->start, a, sizeof(a));
-	utc_text(w->start + w->length, b, sizeof(b));
+	clock_utc_text(w->start, a, sizeof(a));
+	clock_utc_text(w->start + w->length, b, sizeof(b));
 	printf("  rule %s  customer %s  %s .. %s  total %s over %lld lines (%lld late)  closes "
 	       "after %lld\n",
 	       w->rule, w->customer, a, b, w->total, (long long)w->lines, (long long)w->late,

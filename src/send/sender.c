@@ -1035,6 +1035,20 @@ fail:
 	return -1;
 }
 
+/* A refused key (STRIPE_AUTH) or an answer that is not Stripe's (STRIPE_UNEXPECTED) for v2:
+ * counted, sending paused, and --once told to end. */
+static void pause_for(struct sender *s, enum stripe_outcome out, const char *reason, int64_t now)
+{
+	int auth = out != STRIPE_UNEXPECTED;
+
+	stats_add(s, auth ? &s->stats.auth_pauses : &s->stats.unexpected, 1);
+	pause_start(s, auth ? PAUSE_AUTH : PAUSE_ANSWER, reason, now);
+	if (s->once && auth)
+		s->auth_failed = 1;
+	else if (s->once)
+		s->answer_failed = 1;
+}
+
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
  * started, or *wake says when to ask again). */
 static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
@@ -1060,16 +1074,8 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 		s->session_gen++;
 		return session_token(s->session, now);
 	case STRIPE_AUTH:
-		stats_add(s, &s->stats.auth_pauses, 1);
-		pause_start(s, PAUSE_AUTH, reason, now);
-		if (s->once)
-			s->auth_failed = 1;
-		return NULL;
 	case STRIPE_UNEXPECTED:
-		stats_add(s, &s->stats.unexpected, 1);
-		pause_start(s, PAUSE_ANSWER, reason, now);
-		if (s->once)
-			s->answer_failed = 1;
+		pause_for(s, out, reason, now);
 		return NULL;
 	case STRIPE_RATE_LIMITED:
 		rate_cut(s, now, reason);
@@ -1183,10 +1189,7 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				session_drop(s->session);
 			if (first && ++s->session_expired_run >= SENDER_SESSION_EXPIRED_MAX) {
 				s->session_expired_run = 0;
-				stats_add(s, &s->stats.auth_pauses, 1);
-				pause_start(s, PAUSE_AUTH, reason, now);
-				if (s->once)
-					s->auth_failed = 1;
+				pause_for(s, STRIPE_AUTH, reason, now);
 			}
 			stats_add(s, &s->stats.session_expired, 1);
 			/* The same events again, under a new session: nothing was taken. */
@@ -1224,17 +1227,10 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 			ratelog_add(&s->dead_log, now, msg);
 			break;
 		case STRIPE_AUTH:
-			stats_add(s, &s->stats.auth_pauses, 1);
 			s->auth_status = status;
-			pause_start(s, PAUSE_AUTH, reason, now);
-			if (s->once)
-				s->auth_failed = 1;
-			break;
+			/* fall through */
 		case STRIPE_UNEXPECTED:
-			stats_add(s, &s->stats.unexpected, 1);
-			pause_start(s, PAUSE_ANSWER, reason, now);
-			if (s->once)
-				s->answer_failed = 1;
+			pause_for(s, out, reason, now);
 			break;
 		case STRIPE_RATE_LIMITED:
 			stats_add(s, &s->stats.rate_limited, (int64_t)b->n);
