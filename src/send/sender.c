@@ -1669,7 +1669,9 @@ void sender_rate_print(FILE *out, const struct config *cfg)
 		        err);
 		return;
 	}
-	rate = stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
+	rate = cfg->stripe.api == CONFIG_API_V2
+	           ? stripe_v2_default_rate(key, cfg->stripe.account, why, sizeof(why))
+	           : stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
 	explicit_bzero(key, sizeof(key));
 	fprintf(out, "rate: up to %lld requests/s (auto: %s)\n", (long long)rate, why);
 }
