@@ -118,5 +118,5 @@ if sorted(seen) != offs:
 PY
 "$LOGMETER" status -c "$T/logmeter.conf" > "$T/status"
 grep -q '^events: pending 0, ' "$T/status" || fail "events still pending: $(grep '^events' "$T/status")"
-grep -q '^  0 open$' "$T/status" || fail "windows still open: $(sed -n '/^windows/,/^files/p' "$T/status")"
+grep -q '^windows: 0 open' "$T/status" || fail "windows still open: $(grep -A3 '^windows' "$T/status")"
 note "$(wc -l < "$T/accepted_totals") customers, $(wc -l < "$T/accepted.tsv") window events accepted, $(double_stat duplicates) duplicates absorbed"

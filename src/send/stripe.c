@@ -987,6 +987,22 @@ const struct event *stripe_request_event(struct stripe_request *req)
 	return req != NULL ? &req->ev : NULL;
 }
 
+const char *stripe_outcome_name(enum stripe_outcome out)
+{
+	static const char *const names[STRIPE_OUTCOMES] = {[STRIPE_DELIVERED] = "delivered",
+	                                                   [STRIPE_RETRY] = "retry",
+	                                                   [STRIPE_UNKNOWN] = "unknown",
+	                                                   [STRIPE_RATE_LIMITED] = "rate_limited",
+	                                                   [STRIPE_TOO_EARLY] = "too_early",
+	                                                   [STRIPE_AUTH] = "auth",
+	                                                   [STRIPE_UNEXPECTED] = "unexpected",
+	                                                   [STRIPE_REJECTED] = "rejected",
+	                                                   [STRIPE_SESSION_EXPIRED] =
+	                                                       "session_expired"};
+
+	return (int)out >= 0 && out < STRIPE_OUTCOMES ? names[out] : "?";
+}
+
 void stripe_request_response(struct stripe_request *req, CURLcode code, struct stripe_response *r)
 {
 	memset(r, 0, sizeof(*r));

@@ -48,6 +48,15 @@ enum stripe_outcome {
 	                          session's token ran out; a new session, the same events again */
 };
 
+/* How many outcomes there are (for arrays indexed by enum stripe_outcome). */
+#define STRIPE_OUTCOMES (STRIPE_SESSION_EXPIRED + 1)
+
+/* "delivered", "retry", "unknown", "rate_limited", "too_early", "auth", "unexpected",
+ * "rejected", "session_expired": the outcome's name in status and metrics (the `outcome` label).
+ * Static storage;
+ * "?" for a value that is not an outcome. */
+const char *stripe_outcome_name(enum stripe_outcome out);
+
 /* What came back for one request. */
 struct stripe_response {
 	CURLcode curl_code; /* CURLE_OK if an HTTP answer arrived */
