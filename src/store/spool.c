@@ -19,7 +19,6 @@
 #include "util/path.h"
 
 #define SPOOL_BUSY_TIMEOUT_MS 10000
-#define SPOOL_INSTANCE_KEY "instance"
 
 const struct spool_sql spool_handle_sql[] = {
     {ST_BEGIN, "BEGIN IMMEDIATE"},
@@ -380,7 +379,8 @@ int spool_exec(struct spool *sp, const char *sql, const char *what, char *err, s
 static int prepare_all(struct spool *sp, char *err, size_t errlen)
 {
 	static const struct spool_sql *const lists[] = {
-	    spool_handle_sql, spool_commit_sql, spool_queue_sql, spool_query_sql, spool_room_sql,
+	    spool_handle_sql, spool_commit_sql, spool_queue_sql,
+	    spool_query_sql,  spool_room_sql,   spool_window_sql,
 	};
 
 	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
@@ -491,8 +491,8 @@ void spool_free(struct spool *sp)
 }
 
 /* Reads meta[key] into out. Returns 1 if found, 0 if not, -1 on error. */
-static int meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
-                    size_t errlen)
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_META_GET];
 	int rc = SQLITE_OK, found = 0;
@@ -557,7 +557,7 @@ int spool_instance(struct spool *sp, const char *configured, char *out, size_t o
 			return -1;
 		in_tx = 1;
 	}
-	found = meta_get(sp, SPOOL_INSTANCE_KEY, stored, sizeof(stored), err, errlen);
+	found = spool_meta_get(sp, SPOOL_INSTANCE_KEY, stored, sizeof(stored), err, errlen);
 	if (found < 0)
 		goto fail;
 	if (configured != NULL) {
