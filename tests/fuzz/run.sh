@@ -35,7 +35,10 @@ mkdir -p "$work/obj"
 
 # The code under test, compiled with libFuzzer's coverage (fuzzer-no-link) and the sanitizers:
 # every module but main.c, as the unit tests link them.
-PKGS="libpcre2-8 libcurl inih sqlite3 libcrypto jansson libsystemd"
+# The libraries are configure.ac's (every PKG_CHECK_MODULES but cmocka), so that a module that
+# brings a new one links here without a change.
+PKGS=$(sed -n 's/^PKG_CHECK_MODULES(\[[A-Z0-9_]*\], *\[\([A-Za-z0-9_.+-]*\).*/\1/p' "$top/configure.ac" |
+	grep -v '^cmocka$' | tr '\n' ' ')
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 	-fno-sanitize-recover=undefined -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8
 	-DPACKAGE_VERSION=\"fuzz\" -I$top/src $(pkg-config --cflags $PKGS)"
