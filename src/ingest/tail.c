@@ -325,6 +325,7 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 	old.state = copied ? SPOOL_FILE_DRAINED : SPOOL_FILE_GONE;
 	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
 		log_warn("%s: %s", t->path, uerr);
+	crash_point("tail_reset"); /* the new record is committed, nothing read under it yet */
 	return 0;
 }
 
