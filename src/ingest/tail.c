@@ -267,7 +267,11 @@ static int64_t last_line_start(int fd, int64_t size)
 }
 
 /* Starts a new record for the open file at `offset` (a new uid: new identifiers), keeping
- * `resets`. Does not touch t->f. Returns 0, or -1 (*spool_failed tells which side failed). */
+ * `resets`. A record that starts at 0 gets no fingerprint here: its first read takes it from the
+ * bytes it reads (read_lines), so that the fingerprint and the lines billed under it are the same
+ * version of the file. One that starts later (read_from = tail) gets its fingerprint and check
+ * bytes now, and its first read checks them against the bytes it reads. Does not touch t->f.
+ * Returns 0, or -1 (*spool_failed tells which side failed). */
 static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
                       struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
 {
@@ -285,7 +289,7 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	nf->size = size;
 	nf->counters.resets = resets;
 	nf->state = SPOOL_FILE_READING;
-	if (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0) {
+	if (offset > 0 && (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0)) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
@@ -329,8 +333,7 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 	return 0;
 }
 
-static int64_t read_lines(struct tail *t, struct spool_file *nf, int64_t end, int dirty, char *err,
-                          size_t errlen);
+static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen);
 
 /* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
  * not read yet is only in the copy. Looks in the file's directory for it: another regular file
@@ -394,6 +397,7 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	char *path = t->path;
 	struct spool_file nf = t->f;
 	int64_t rc;
+	int stale = 0;
 
 	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
 	         "copy %s",
@@ -412,12 +416,14 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	t->ino = cst->st_ino;
 	t->path = cpath;
 	t->skip = 0;
-	rc = read_lines(t, &nf, cst->st_size, 0, err, errlen);
+	rc = read_lines(t, cst->st_size, &stale, err, errlen);
 	t->fd = live_fd;
 	t->dev = dev;
 	t->ino = ino;
 	t->path = path;
 	t->skip = 0;
+	if (stale)
+		log_warn("%s: changed while its rest was read as the copy of %s", cpath, path);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -520,6 +526,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		}
 		if (valid) {
 			t->f = old;
+			/* Checked again by the first read, in the bytes it reads. */
+			t->verify_head = 1;
 			if (strcmp(old.path, path) != 0 || old.state != SPOOL_FILE_READING) {
 				struct spool_file nf = old;
 
@@ -728,10 +736,12 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 	return 0;
 }
 
-/* Commits the batch in s->events with nf at checkpoint `consumed`. On success t->f becomes the
- * new record. Returns 0 or -1 (nothing changed). */
+/* Commits the batch in s->events with nf at checkpoint `consumed`, whose check bytes (the up to
+ * TAIL_CHECK_MAX bytes before it, as read) are `check` (`check_len` bytes). On success t->f
+ * becomes the new record. Returns 0 or -1 (nothing changed). */
 static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf, int64_t consumed,
-                  int64_t size, char *err, size_t errlen)
+                  int64_t size, const unsigned char *check, size_t check_len, char *err,
+                  size_t errlen)
 {
 	int added = 0;
 
@@ -739,10 +749,11 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 	nf->size = size > consumed ? size : consumed;
 	nf->state = SPOOL_FILE_READING;
 	nf->updated = (int64_t)time(NULL);
-	if (checkpoint_hash(t->fd, nf) < 0) {
-		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+	if (sha256(check, check_len, nf->check_hash) < 0) {
+		err_set(err, errlen, "%s: cannot hash the check bytes", t->path);
 		return -1;
 	}
+	nf->check_len = (int64_t)check_len;
 	crash_point("tail_before_commit"); /* a crash here: the lines are read again */
 	/* No room (space.c): the batch is dropped unread, as after a failed commit. */
 	if (space_admit(t->ctx.space, err, errlen) < 0)
@@ -771,40 +782,12 @@ static void scratch_free(struct tail_scratch *s)
 	free(s->events);
 }
 
-/* Checks that the open file still is what the record says, and grows the fingerprint into *nf.
- * Returns 1 if valid, 0 if stale, -1 on a read error. */
-static int still_valid(struct tail *t, const struct stat *st, struct spool_file *nf, int *grown)
-{
-	int rc;
-
-	*grown = 0;
-	if (st->st_size < t->f.offset)
-		return 0;
-	rc = checkpoint_matches(t->fd, &t->f);
-	if (rc <= 0)
-		return rc;
-	if (t->verify_head) {
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
-		if (rc <= 0)
-			return rc;
-		t->verify_head = 0;
-	}
-	if (t->f.fp_len < SPOOL_FP_MAX && st->st_size > t->f.fp_len) {
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
-		if (rc <= 0)
-			return rc;
-		if (fingerprint(t->fd, st->st_size, nf) < 0)
-			return -1;
-		*grown = nf->fp_len != t->f.fp_len;
-	}
-	return 1;
-}
-
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
 	struct spool_file nf;
 	struct stat st;
-	int dirty = 0, valid, spool_failed = 0;
+	int spool_failed = 0, stale = 1;
+	int64_t rv = 0;
 
 	if (t == NULL) {
 		err_set(err, errlen, "tail_read: invalid arguments");
@@ -836,21 +819,19 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			return -1;
 		t->f = nf;
 	}
-	nf = t->f;
-	valid = still_valid(t, &st, &nf, &dirty);
-	if (valid < 0) {
-		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
-		return -1;
-	}
-	if (!valid) {
-		if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
-			return -1;
-		nf = t->f;
-		dirty = 0;
-	}
 	/* Only what is there now: a file written faster than it is read must not keep this call
-	 * (and watch_stop) waiting; what comes later has its own inotify event. */
-	return read_lines(t, &nf, st.st_size, dirty, err, errlen);
+	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
+	 * than its checkpoint is stale without reading it. */
+	if (st.st_size >= t->f.offset) {
+		rv = read_lines(t, st.st_size, &stale, err, errlen);
+		if (!stale)
+			return rv;
+	}
+	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
+		return -1;
+	rv = read_lines(t, st.st_size, &stale, err, errlen);
+	/* Rewritten once more since: the next read starts it over. */
+	return rv < 0 ? -1 : rv;
 }
 
 /* What the splitter's callback needs during one read_lines. */
@@ -863,9 +844,38 @@ struct tail_reader {
 	int64_t end, now, total;
 	size_t batch, in_batch;
 	int dirty;
+	/* The file's bytes as this read saw them: s->buf holds buf_len of them from buf_off, the
+	 * chunk being fed and the up to TAIL_CHECK_MAX bytes before it. The check bytes of a
+	 * checkpoint come from here, so that they are the bytes the lines before it were read
+	 * from. `held` keeps those of the last checkpoint in an earlier chunk (held_end). */
+	int64_t buf_off;
+	size_t buf_len;
+	unsigned char held[TAIL_CHECK_MAX];
+	size_t held_len;
+	int64_t held_end;
 	char *err;
 	size_t errlen;
 };
+
+/* Points *p at the check bytes of checkpoint `at` (the up to TAIL_CHECK_MAX bytes before it)
+ * as this read saw them, and sets *len. Returns 0, or -1 if the read holds them no longer. */
+static int reader_check_bytes(const struct tail_reader *rd, int64_t at, const unsigned char **p,
+                              size_t *len)
+{
+	int64_t n = at < TAIL_CHECK_MAX ? at : TAIL_CHECK_MAX;
+
+	if (at - n >= rd->buf_off && at <= rd->buf_off + (int64_t)rd->buf_len) {
+		*p = (const unsigned char *)rd->s->buf + (at - n - rd->buf_off);
+		*len = (size_t)n;
+		return 0;
+	}
+	if (at == rd->held_end) {
+		*p = rd->held;
+		*len = rd->held_len;
+		return 0;
+	}
+	return -1;
+}
 
 /* Commits the batch with the checkpoint `consumed` and the splitter's counters. Returns 0 or
  * -1. */
@@ -873,11 +883,27 @@ static int reader_commit(struct tail_reader *rd, int64_t consumed)
 {
 	struct spool_counters *k = &rd->nf->counters;
 	int64_t before = rd->t->f.offset;
+	unsigned char back[TAIL_CHECK_MAX];
+	const unsigned char *check;
+	size_t check_len;
 
+	if (reader_check_bytes(rd, consumed, &check, &check_len) < 0) {
+		/* Not reached: a checkpoint is in the current chunk's bytes, or is the one held.
+		 * Read again, they are right, only not from the same pread as the lines. */
+		check_len = (size_t)(consumed < TAIL_CHECK_MAX ? consumed : TAIL_CHECK_MAX);
+		if (pread_full(rd->t->fd, back, check_len, consumed - (int64_t)check_len) !=
+		    (ssize_t)check_len) {
+			err_set(rd->err, rd->errlen, "%s: cut shorter while read", rd->t->path);
+			return -1;
+		}
+		log_debug("%s: check bytes of %" PRId64 " read again", rd->t->path, consumed);
+		check = back;
+	}
 	k->lines = rd->base.lines + rd->c->lines;
 	k->long_lines = rd->base.long_lines + rd->c->long_lines;
 	k->nul_bytes = rd->base.nul_bytes + rd->c->nul_bytes;
-	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, rd->err, rd->errlen) < 0)
+	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, check, check_len, rd->err, rd->errlen) <
+	    0)
 		return -1;
 	rd->total += consumed - before;
 	rd->in_batch = 0;
@@ -907,69 +933,197 @@ static int reader_line(const struct lines_line *l, void *ud)
 	return 0;
 }
 
-/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches with
- * *nfp (the record, with a grown fingerprint if `dirty`). Returns the bytes consumed or -1. */
-static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, int dirty, char *err,
-                          size_t errlen)
+/* Whether `len` bytes at `p` hash to `want`. */
+static int hash_is(const void *p, size_t len, const unsigned char want[SPOOL_HASH_LEN])
+{
+	unsigned char md[SPOOL_HASH_LEN];
+
+	return sha256(p, len, md) == 0 && memcmp(md, want, SPOOL_HASH_LEN) == 0;
+}
+
+/* The first chunk of a read, `n` bytes from `start`: whether it still holds what the record says
+ * (the check bytes before the checkpoint if `check` is set, and the head if `head` is set: then
+ * start is 0), and the fingerprint grown from the same bytes into rd->nf. Returns 1 if it does, 0
+ * if the record is stale. */
+static int first_chunk_valid(struct tail_reader *rd, int64_t start, size_t n, int check, int head)
+{
+	const struct spool_file *f = &rd->t->f;
+	const unsigned char *b = (const unsigned char *)rd->s->buf;
+	int64_t have = start + (int64_t)n;
+
+	if (have < f->offset)
+		return 0; /* cut shorter than the checkpoint since the fstat */
+	if (check && f->check_len > 0 &&
+	    (f->check_len > f->offset - start ||
+	     !hash_is(b + (f->offset - f->check_len - start), (size_t)f->check_len, f->check_hash)))
+		return 0;
+	if (!head)
+		return 1;
+	if (f->fp_len > 0 && (have < f->fp_len || !hash_is(b, (size_t)f->fp_len, f->fp_hash)))
+		return 0;
+	rd->t->verify_head = 0;
+	if (f->fp_len < SPOOL_FP_MAX && have > f->fp_len) {
+		size_t len = have < SPOOL_FP_MAX ? (size_t)have : SPOOL_FP_MAX;
+
+		if (sha256(b, len, rd->nf->fp_hash) < 0)
+			return 0;
+		rd->nf->fp_len = (int64_t)len;
+		rd->dirty = 1;
+	}
+	return 1;
+}
+
+/* Before an over-long line is read on from where the last read stopped (`resume`), what the
+ * record says is checked on its own: the check bytes, the head, and the fingerprint grown (the
+ * first line of a file can be that long). Returns 1, 0 if stale, -1 on a read error. */
+static int resumed_long_valid(struct tail_reader *rd, int64_t end)
+{
+	struct tail *t = rd->t;
+	int rc = checkpoint_matches(t->fd, &t->f);
+
+	if (rc <= 0)
+		return rc;
+	if (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) {
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc <= 0)
+			return rc;
+		t->verify_head = 0;
+		if (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len) {
+			if (fingerprint(t->fd, end, rd->nf) < 0)
+				return -1;
+			rd->dirty = rd->nf->fp_len != t->f.fp_len;
+		}
+	}
+	return 1;
+}
+
+/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches under
+ * t->f (its fingerprint grown, while it covers less than SPOOL_FP_MAX bytes, from the bytes
+ * read). What the record says is checked in the bytes of the first pread, the bytes the first
+ * lines come from: the check bytes before the checkpoint, and the head when it is checked (a
+ * resumed file) or grows (then the checkpoint is within it, so one pread from 0 holds both). Each
+ * later pread starts TAIL_CHECK_MAX bytes before the previous one ended, and those bytes must
+ * read the same again: a file rewritten while it is read is not read on as if it were one file
+ * (the read stops; the next one finds the checkpoint stale). Sets *stale, with nothing read, if
+ * the file no longer is what the record says. Returns the bytes consumed or -1. */
+static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen)
 {
 	struct tail_scratch s = {0};
-	struct spool_file nf = *nfp;
+	struct spool_file nf = t->f;
 	const struct config_agent *agent = &t->ctx.cfg->agent;
 	struct tail_reader rd = {0};
 	struct lines *sp = NULL;
-	size_t max_len;
-	int64_t pos = t->f.offset;
-	int64_t rv = -1;
+	unsigned char prev[TAIL_CHECK_MAX];
+	int64_t c = t->f.offset, pos = c, start, rv = -1;
+	int head, first = 1, rc;
 
-	max_len = (size_t)agent->max_line_length;
-	if (pos >= end && !dirty)
+	*stale = 0;
+	rd.t = t;
+	rd.s = &s;
+	rd.nf = &nf;
+	rd.held_end = -1;
+	head = (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) &&
+	       c <= SPOOL_FP_MAX;
+	if (t->skip && t->skip_line == c && t->skip_resume > c && t->skip_resume <= end) {
+		/* The rest of an over-long line: its bytes up to skip_resume hold no '\n'. */
+		pos = t->skip_resume;
+		head = 0;
+		rc = resumed_long_valid(&rd, end);
+		if (rc < 0) {
+			err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+			return -1;
+		}
+		if (rc == 0)
+			goto stale;
+	} else if (t->verify_head && !head) {
+		/* The head of a resumed file is far from the checkpoint: read on its own. */
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc < 0) {
+			err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+			return -1;
+		}
+		if (rc == 0)
+			goto stale;
+		t->verify_head = 0;
+	}
+	t->skip = 0;
+	if (pos >= end && !head && !rd.dirty)
 		return 0;
+	start = head ? 0 : pos - (pos < TAIL_CHECK_MAX ? pos : TAIL_CHECK_MAX);
 
 	/* Never more than what there is to read: a few appended lines (the usual case, and with
 	 * thousands of files the usual case times thousands) take a small block. */
-	s.cap = end - pos < TAIL_CHUNK ? (size_t)(end > pos ? end - pos : 0) : TAIL_CHUNK;
-	s.buf = malloc(s.cap > 0 ? s.cap : 1);
+	s.cap = end - start < TAIL_CHUNK ? (size_t)(end > start ? end - start : 0) : TAIL_CHUNK;
+	if (s.cap < 2 * TAIL_CHECK_MAX)
+		s.cap = 2 * TAIL_CHECK_MAX;
+	s.buf = malloc(s.cap);
 	s.n_results = rule_set_max_per_source(t->ctx.rules);
 	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
-	sp = lines_new(pos, max_len, err, errlen);
+	sp = lines_new(c, (size_t)agent->max_line_length, err, errlen);
 	if (s.buf == NULL || s.results == NULL || sp == NULL) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		goto out;
 	}
-	rd.t = t;
-	rd.s = &s;
-	rd.nf = &nf;
 	rd.base = nf.counters;
 	rd.c = lines_counts(sp);
 	rd.end = end;
 	rd.batch = (size_t)agent->batch_lines;
-	rd.dirty = dirty;
 	rd.err = err;
 	rd.errlen = errlen;
-	if (t->skip && t->skip_line == pos && t->skip_resume > pos && t->skip_resume <= end &&
-	    lines_resume_long(sp, t->skip_resume) == 0)
-		pos = t->skip_resume;
-	t->skip = 0;
+	if (pos != c && lines_resume_long(sp, pos) < 0) {
+		err_set(err, errlen, "%s: cannot resume an over-long line", t->path);
+		goto out;
+	}
 
-	while (pos < end) {
-		size_t want = s.cap;
+	while (first || pos < end) {
+		size_t overlap = (size_t)(pos - start), want = s.cap;
 		ssize_t n;
 
-		if ((int64_t)want > end - pos)
-			want = (size_t)(end - pos);
-		n = pread(t->fd, s.buf, want, (off_t)pos);
+		if ((int64_t)want > end - start)
+			want = (size_t)(end - start);
+		n = pread_full(t->fd, s.buf, want, start);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
 			err_set(err, errlen, "%s: read: %s", t->path, strerror(errno));
 			goto out;
 		}
-		if (n == 0)
-			break; /* cut shorter meanwhile: the next read sees it */
-		pos += n;
-		rd.now = (int64_t)time(NULL);
-		if (lines_feed(sp, s.buf, (size_t)n, reader_line, &rd, err, errlen) < 0)
-			goto out;
+		if (first) {
+			if (!first_chunk_valid(&rd, start, (size_t)n, pos == c, head)) {
+				lines_free(sp);
+				scratch_free(&s);
+				goto stale;
+			}
+		} else if ((size_t)n <= overlap || memcmp(s.buf, prev, overlap) != 0) {
+			/* Cut shorter, or rewritten, since the last pread: not read on. */
+			break;
+		}
+		first = 0;
+		rd.buf_off = start;
+		rd.buf_len = (size_t)n;
+		if ((size_t)n > overlap) {
+			rd.now = (int64_t)time(NULL);
+			if (lines_feed(sp, s.buf + overlap, (size_t)n - overlap, reader_line, &rd,
+			               err, errlen) < 0)
+				goto out;
+		}
+		pos = start + n;
+		if ((size_t)n < want)
+			break; /* the file ends before `end` now: the next read sees why */
+		/* What the next pread must read again, and the check bytes of a checkpoint in
+		 * this chunk that the next one may not hold. */
+		overlap =
+		    (size_t)(pos - start) < TAIL_CHECK_MAX ? (size_t)(pos - start) : TAIL_CHECK_MAX;
+		memcpy(prev, s.buf + (size_t)n - overlap, overlap);
+		if (rd.c->consumed != rd.held_end) {
+			const unsigned char *chk;
+			size_t chk_len;
+
+			if (reader_check_bytes(&rd, rd.c->consumed, &chk, &chk_len) == 0) {
+				memcpy(rd.held, chk, chk_len);
+				rd.held_len = chk_len;
+				rd.held_end = rd.c->consumed;
+			}
+		}
+		start = pos - (int64_t)overlap;
 	}
 	if (lines_pending(sp) == LINES_PENDING_LONG) {
 		/* It starts at the checkpoint: NULs before it were consumed, nothing else was. */
@@ -988,6 +1142,10 @@ out:
 	lines_free(sp);
 	scratch_free(&s);
 	return rv;
+stale:
+	*stale = 1;
+	t->skip = 0;
+	return 0;
 }
 
 int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,
