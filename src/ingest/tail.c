@@ -66,6 +66,9 @@ struct tail {
 	/* Opened again after tail_suspend: the next read checks the head too, since the file was
 	 * not held open meanwhile. */
 	int verify_head;
+	/* The head marks last written for the record (spool_head_marks_put): how many, and the
+	 * length of the last; -1 before any. */
+	int64_t marks_n, marks_last;
 	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
@@ -134,6 +137,14 @@ static int copy_field(char *dst, size_t size, const char *src)
 	memcpy(dst, src != NULL ? src : "", len);
 	dst[len] = '\0';
 	return 0;
+}
+
+/* Whether `len` bytes at `p` hash to `want`. */
+static int hash_is(const void *p, size_t len, const unsigned char want[SPOOL_HASH_LEN])
+{
+	unsigned char md[SPOOL_HASH_LEN];
+
+	return sha256(p, len, md) == 0 && memcmp(md, want, SPOOL_HASH_LEN) == 0;
 }
 
 /* Hashes the first `len` bytes of the file. Returns 1 if they are there and hash to `want`,
@@ -300,16 +311,103 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	return 0;
 }
 
-/* The record no longer describes the file: start a new one at 0 and retire the old one (to
- * "drained" if its rest was read from a copy, else "gone"). A reset that no copy explains is
- * counted in the new record's resets (which carries the old count on). */
+/* The head marks of the record `f` into *x (allocated, caller frees). Returns 0 or -1. */
+static int load_marks(struct tail *t, const struct spool_file *f, struct spool_file_extra **x,
+                      char *err, size_t errlen)
+{
+	*x = malloc(sizeof(**x));
+	if (*x == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	if (spool_file_extra_get(t->ctx.spool, f->id, *x, err, errlen) < 0) {
+		free(*x);
+		*x = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* How much of the file, whose record `f` is stale, is still what logmeter read: the bytes it
+ * starts with that need not be read again (docs/tailing.md, truncations).
+ *
+ * A file cut shorter than its checkpoint in place (truncate -s) still holds its first `size`
+ * bytes as they were: that is all of them if what the record knows of them holds, its
+ * fingerprinted head if the file is at least that long, else the head mark (a line end, kept
+ * with the hash of the bytes before it) at or before `size` with no line end after it.
+ *
+ * A file cut and written again before logmeter looked has new bytes after the cut: then the
+ * longest head mark that still holds is where the old bytes end, as far as content tells. It
+ * cannot tell a cut further on (beyond the head: those lines are read again) from a writer that
+ * wrote the same first lines again (they are not read): *ambiguous is set.
+ *
+ * Returns the length kept (0: none, the file is new), or -1 on a spool error. */
+static int64_t kept_prefix(struct tail *t, const struct spool_file *f, int64_t size, int *ambiguous,
+                           char *err, size_t errlen)
+{
+	unsigned char head[SPOOL_FP_MAX];
+	struct spool_file_extra *x = NULL;
+	size_t len = size < SPOOL_FP_MAX ? (size_t)size : SPOOL_FP_MAX;
+	int64_t kept = 0;
+
+	*ambiguous = 0;
+	if (size <= 0 || f->fp_len <= 0 || pread_full(t->fd, head, len, 0) != (ssize_t)len)
+		return 0;
+	if (size < f->offset && size >= f->fp_len && hash_is(head, (size_t)f->fp_len, f->fp_hash))
+		return size;
+	if (load_marks(t, f, &x, err, errlen) < 0)
+		return -1;
+	for (size_t i = x->n_marks; i-- > 0;) {
+		const struct spool_mark_head *m = &x->marks[i];
+
+		if (m->len > (int64_t)len || !hash_is(head, (size_t)m->len, m->hash))
+			continue;
+		if (size < f->offset && memchr(head + m->len, '\n', len - (size_t)m->len) == NULL &&
+		    (int64_t)len == size) {
+			kept = size; /* cut after this line end, before the next */
+		} else {
+			kept = m->len;
+			*ambiguous = 1;
+		}
+		break;
+	}
+	free(x);
+	return kept;
+}
+
+/* The record no longer describes the file: start a new one and retire the old one (to
+ * "drained" if its rest was read from a copy, else "gone"). The new one starts at 0, or where a
+ * truncation in place left the file (kept_prefix): its first bytes were read under the old
+ * record, and what comes after them is new, at offsets the old record's lines had, so it needs
+ * the new uid. A reset that neither a copy nor such a truncation explains is counted in the new
+ * record's resets (which carries the old count on). */
 static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, char *err,
                  size_t errlen)
 {
 	struct spool_file nf, old = t->f;
 	char uerr[256];
+	int ambiguous;
+	int64_t kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
 
-	if (copied)
+	*spool_failed = 0;
+	if (kept < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	if (kept > 0 && !ambiguous)
+		log_info("%s: truncated in place to %" PRId64 " bytes, which were read already: "
+		         "going on from there as a new file (its first bytes are not read again)",
+		         t->path, kept);
+	else if (kept > 0)
+		log_warn(
+		    "%s: checkpoint at %" PRId64 " no longer matches the file, which still "
+		    "starts with the %" PRId64 " bytes (whole lines) it had: going on after "
+		    "them as a new file. Truncated and written again before logmeter looked, "
+		    "the file cannot tell whether more of it was kept (those lines are read "
+		    "again) or its first lines were written again (they are not read); counted "
+		    "as a checkpoint reset",
+		    t->path, t->f.offset, kept);
+	else if (copied)
 		log_info(
 		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
 		    "new file",
@@ -318,12 +416,14 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
 		         "truncated): reading it from the start as a new file",
 		         t->path, t->f.offset);
-	if (new_record(t, size, 0, old.counters.resets + (copied ? 0 : 1), &nf, spool_failed, err,
-	               errlen) < 0)
+	if (new_record(t, size, kept,
+	               old.counters.resets + (copied || (kept > 0 && !ambiguous) ? 0 : 1), &nf,
+	               spool_failed, err, errlen) < 0)
 		return -1;
 	t->f = nf;
 	t->skip = 0;
 	t->verify_head = 0;
+	t->marks_n = t->marks_last = -1;
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
 	old.state = copied ? SPOOL_FILE_DRAINED : SPOOL_FILE_GONE;
@@ -473,6 +573,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		goto fail_file;
 	}
 	t->fd = -1;
+	t->marks_n = t->marks_last = -1;
 	t->ctx = *ctx;
 	t->source_index = source_index;
 	t->source = ctx->cfg->sources[source_index].name;
@@ -853,6 +954,11 @@ struct tail_reader {
 	unsigned char held[TAIL_CHECK_MAX];
 	size_t held_len;
 	int64_t held_end;
+	/* The head's line ends, found when the fingerprint grew; written once the read committed
+	 * the fingerprint they belong to. */
+	struct spool_mark_head marks[SPOOL_MARKS_MAX];
+	size_t n_marks;
+	int marks_new;
 	char *err;
 	size_t errlen;
 };
@@ -933,12 +1039,26 @@ static int reader_line(const struct lines_line *l, void *ud)
 	return 0;
 }
 
-/* Whether `len` bytes at `p` hash to `want`. */
-static int hash_is(const void *p, size_t len, const unsigned char want[SPOOL_HASH_LEN])
+/* The line ends of the head's `len` bytes at `b` (the bytes the fingerprint was just taken from)
+ * into rd->marks, each with the hash of the bytes up to it; rd->marks_new if they differ from
+ * those written last. */
+static void head_marks(struct tail_reader *rd, const unsigned char *b, size_t len)
 {
-	unsigned char md[SPOOL_HASH_LEN];
+	const unsigned char *p = b, *nl;
 
-	return sha256(p, len, md) == 0 && memcmp(md, want, SPOOL_HASH_LEN) == 0;
+	rd->n_marks = 0;
+	while (rd->n_marks < SPOOL_MARKS_MAX &&
+	       (nl = memchr(p, '\n', len - (size_t)(p - b))) != NULL) {
+		struct spool_mark_head *m = &rd->marks[rd->n_marks];
+
+		m->len = nl + 1 - b;
+		if (sha256(b, (size_t)m->len, m->hash) < 0)
+			break;
+		rd->n_marks++;
+		p = nl + 1;
+	}
+	rd->marks_new = (int64_t)rd->n_marks != rd->t->marks_n ||
+	                (rd->n_marks > 0 && rd->marks[rd->n_marks - 1].len != rd->t->marks_last);
 }
 
 /* The first chunk of a read, `n` bytes from `start`: whether it still holds what the record says
@@ -969,6 +1089,7 @@ static int first_chunk_valid(struct tail_reader *rd, int64_t start, size_t n, in
 			return 0;
 		rd->nf->fp_len = (int64_t)len;
 		rd->dirty = 1;
+		head_marks(rd, b, len);
 	}
 	return 1;
 }
@@ -1135,6 +1256,18 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 		if (reader_commit(&rd, rd.c->consumed) < 0) {
 			t->skip = 0;
 			goto out;
+		}
+	}
+	if (rd.marks_new && t->f.fp_len == nf.fp_len) {
+		char merr[256];
+
+		/* Only the recognition of a truncation depends on them: a failure is logged. */
+		if (spool_head_marks_put(t->ctx.spool, t->f.id, rd.marks, rd.n_marks, merr,
+		                         sizeof(merr)) < 0) {
+			log_warn("%s: %s", t->path, merr);
+		} else {
+			t->marks_n = (int64_t)rd.n_marks;
+			t->marks_last = rd.n_marks > 0 ? rd.marks[rd.n_marks - 1].len : 0;
 		}
 	}
 	rv = rd.total;

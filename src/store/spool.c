@@ -473,6 +473,7 @@ void spool_free(struct spool *sp)
 		return;
 	for (int i = 0; i < ST_COUNT_; i++)
 		sqlite3_finalize(sp->st[i]);
+	spool_extra_free(sp);
 	if (sp->db != NULL && sqlite3_close(sp->db) != SQLITE_OK)
 		log_err("spool %s: close: %s", sp->path, sqlite3_errmsg(sp->db));
 	free(sp->path);

@@ -34,6 +34,8 @@ struct spool_counters {
 	int64_t nul_bytes;  /* NUL bytes skipped */
 	int64_t events;     /* events committed (pending or dead) */
 	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
+	int64_t bad_utf8;   /* lines no rule made an event of because a (*UTF) rule found them
+	                       not valid UTF-8; kept in file_extra (store/extra.c) */
 };
 
 /* Where a file record stands (docs/tailing.md). The database holds its text
@@ -94,8 +96,8 @@ void spool_free(struct spool *sp);
 int spool_instance(struct spool *sp, const char *configured, char *out, size_t outlen, char *err,
                    size_t errlen);
 
-/* Finds the record of the file (dev, ino) of `source`, the most recent one if several.
- * Returns 1 and fills *out, 0 if none, -1 on error. */
+/* Finds the record of the file (dev, ino) of `source`, the most recent one if several, with its
+ * bad_utf8 counter from file_extra. Returns 1 and fills *out, 0 if none, -1 on error. */
 int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                     struct spool_file *out, char *err, size_t errlen);
 
@@ -155,8 +157,8 @@ int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t e
  * none. Returns 0 or -1. */
 int spool_last_error(struct spool *sp, char *out, size_t outlen, char *err, size_t errlen);
 
-/* Calls cb for every file record (ordered by source, then id). Stops and returns -1 if cb does.
- * Returns 0 or -1. */
+/* Calls cb for every file record (ordered by source, then id), with its bad_utf8 counter from
+ * file_extra. Stops and returns -1 if cb does. Returns 0 or -1. */
 int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, void *ud), void *ud,
                         char *err, size_t errlen);
 
@@ -165,6 +167,36 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
 int spool_events_foreach(struct spool *sp, enum event_state state,
                          int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
                          size_t errlen);
+
+/* ---- what is kept about a file besides its record (store/extra.c) ---- */
+
+/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes. */
+#define SPOOL_MARKS_MAX 32
+
+/* A line end in a file's head: the file's first `len` bytes (a '\n' last) hash to `hash`
+ * (SHA-256). With them a file cut to one of its line ends can be recognised, when its
+ * fingerprint covers more bytes than the file still has (docs/tailing.md, truncations). */
+struct spool_mark_head {
+	int64_t len;
+	unsigned char hash[SPOOL_HASH_LEN];
+};
+
+struct spool_file_extra {
+	int64_t bad_utf8; /* see struct spool_counters */
+	struct spool_mark_head marks[SPOOL_MARKS_MAX];
+	size_t n_marks; /* in increasing len */
+};
+
+/* Reads what file_extra holds for the record `file_id` into *out (all zero if nothing, or if the
+ * spool has no file_extra yet: an older agent wrote it). Returns 0 or -1. */
+int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_extra *out, char *err,
+                         size_t errlen);
+
+/* Replaces the head marks of record `file_id` with `n` (<= SPOOL_MARKS_MAX) marks. On its own
+ * (not in a batch's transaction): losing them loses only the recognition of a truncation.
+ * Returns 0 or -1. */
+int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_mark_head *marks,
+                         size_t n, char *err, size_t errlen);
 
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 

@@ -607,7 +607,12 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		            SPOOL_EC_UPDATED, event_key, 3);
 		return r < 0 ? -1 : 0;
 	}
-	/* sqlite_schema rows (5 columns) and anything else are not spool rows. */
+	/* sqlite_schema rows (5 columns) and anything else are not spool rows. file_extra's
+	 * (store/extra.c: 3 columns, the first the rowid alias) are left behind on purpose: head
+	 * marks and UTF-8 counts bill nothing, and the rebuilt spool starts them anew. */
+	if (nc == 3 && cols[0].type == SQLITE_NULL && is_int(&cols[1]) &&
+	    (cols[2].type == SQLITE_BLOB || cols[2].type == SQLITE_NULL))
+		return 0;
 	if (nc != 5)
 		b->st->cells_skipped++;
 	return 0;

@@ -449,6 +449,64 @@ static void test_truncation(void **state)
 	tail_free(t);
 }
 
+/* truncate -s: a file cut in place keeps the bytes before the cut, which were read. Shorter than
+ * its fingerprint, the cut is recognised at a line end of the head (a head mark), or inside the
+ * line after one; what comes after it is new, under a new uid, and nothing before it is read
+ * again. Cut and written again before the tail looked, the file goes on after the longest head
+ * mark that still holds, counted as a reset (the content cannot tell how much was kept). */
+static void test_truncation_kept(void **state)
+{
+	struct tail_fixture *fx = *state;
+	struct spool_file f1, f2, f3;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c 3\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 24);
+	write_str(fx->log, "cus_d 4\ncus_e 5\n", 1);
+	assert_int_equal(read_tail(t), 16);
+	f1 = *tail_file(t);
+	assert_int_equal(f1.fp_len, 40);
+
+	assert_int_equal(truncate(fx->log, 16), 0); /* keeps cus_a and cus_b */
+	assert_int_equal(read_tail(t), 0);
+	write_str(fx->log, "cus_f 6\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	f2 = *tail_file(t);
+	assert_string_not_equal(f2.uid, f1.uid);
+	assert_int_equal(f2.counters.resets, 0);
+	assert_int_equal(f2.offset, 24);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 6);
+	check_event(&l.ev[5], &f2, 16, "cus_f", "6");
+
+	/* Inside the line after the head mark at 16: "cus_" of cus_f stays. */
+	assert_int_equal(truncate(fx->log, 20), 0);
+	assert_int_equal(read_tail(t), 0);
+	write_str(fx->log, "cus_g 7\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	f3 = *tail_file(t);
+	assert_string_not_equal(f3.uid, f2.uid);
+	assert_int_equal(f3.counters.resets, 0);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 7);
+	check_event(&l.ev[6], &f3, 20, "cus_g", "7");
+
+	/* Cut to its first line and written past the checkpoint before the tail looked. */
+	assert_int_equal(truncate(fx->log, 8), 0);
+	write_str(fx->log, "cus_h 8\ncus_i 9\ncus_j 10\n", 1);
+	read_tail(t);
+	assert_string_not_equal(tail_file(t)->uid, f3.uid);
+	assert_int_equal(tail_file(t)->counters.resets, 1);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 10);
+	check_event(&l.ev[7], tail_file(t), 8, "cus_h", "8");
+	check_event(&l.ev[9], tail_file(t), 24, "cus_j", "10");
+	tail_free(t);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -1167,6 +1225,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
