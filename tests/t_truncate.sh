@@ -18,25 +18,6 @@ conf=$T/logmeter.conf
 : > "$T/expected_ids"
 : > "$T/expected_rids"
 
-# expect_range UID FILE FROM: the identifiers (tests/identifiers.py) and rids of FILE's rid lines
-# read from offset FROM on (split from there, as a reader that starts there does) under UID, added
-# to the expected sets.
-expect_range() {
-	"$PYTHON3" - "$2" "$3" "$T/range_rids" <<'PY' > "$T/range_offsets"
-import re, sys
-data, lo = open(sys.argv[1], "rb").read(), int(sys.argv[2])
-pos = lo
-with open(sys.argv[3], "w") as rids:
-    for line in data[lo:].split(b"\n")[:-1]:
-        m = re.search(rb" rid=([0-9]+)$", line)
-        if m:
-            print(pos)
-            rids.write("%d\n" % int(m.group(1)))
-        pos += len(line) + 1
-PY
-	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test tr "$1" rid_tr < "$T/range_offsets" >> "$T/expected_ids"
-	cat "$T/range_rids" >> "$T/expected_rids"
-}
 # The record being read of FILE has no lag, and its checkpoint is at the file's end.
 caught_up() {
 	[ "$(status_sum "$conf" 6 '$3 == "reading"')" = 0 ] &&
@@ -66,8 +47,8 @@ lines 11 5 >> "$A"
 wait_until 60 caught_up "$A" || fail "a.log: the lines after the truncation were not read"
 uid_a2=$(uid_of "$conf" tr "$A")
 [ "$uid_a1" != "$uid_a2" ] || fail "a.log kept its uid after the truncation"
-expect_range "$uid_a1" "$T/a.before" 0
-expect_range "$uid_a2" "$A" "$cut_a"
+expect_from tr "$uid_a1" "$T/a.before" 0
+expect_from tr "$uid_a2" "$A" "$cut_a"
 
 note "a longer file cut inside a line while the agent runs"
 B=$T/tr/b.log
@@ -83,8 +64,8 @@ wait_until 60 grep -q "b.log: truncated in place to $cut_b bytes" "$T/agent.log"
 lines 121 4 >> "$B"
 wait_until 60 caught_up "$B" || fail "b.log: the lines after the truncation were not read"
 uid_b2=$(uid_of "$conf" tr "$B")
-expect_range "$uid_b1" "$T/b.before" 0
-expect_range "$uid_b2" "$B" "$cut_b"
+expect_from tr "$uid_b1" "$T/b.before" 0
+expect_from tr "$uid_b2" "$B" "$cut_b"
 
 note "a file cut while logmeter is stopped"
 C=$T/tr/c.log
@@ -99,8 +80,8 @@ lines 211 3 >> "$C"
 agent_start "$conf"
 wait_until 60 caught_up "$C" || fail "c.log: the lines after the truncation were not read"
 uid_c2=$(uid_of "$conf" tr "$C")
-expect_range "$uid_c1" "$T/c.before" 0
-expect_range "$uid_c2" "$C" "$cut_c"
+expect_from tr "$uid_c1" "$T/c.before" 0
+expect_from tr "$uid_c2" "$C" "$cut_c"
 
 n=$(wc -l < "$T/expected_rids")
 wait_until 60 accepted_at_least "$n" || fail "only $(accepted_count) of $n events delivered"

@@ -137,6 +137,27 @@ PY
 		fail "expect_file failed"
 }
 
+# expect_from SOURCE UID FILE FROM: appends to the expected sets the identifiers (instance "test",
+# rule rid_SOURCE, tests/identifiers.py) and rids of FILE's rid lines read from offset FROM on
+# under UID, the file split into lines from there as a reader that starts there splits it (a file
+# cut inside a line goes on from the cut).
+expect_from() {
+	"$PYTHON3" - "$3" "$4" "$T/from_rids" <<'PY' > "$T/from_offsets" || fail "expect_from failed"
+import re, sys
+data, lo = open(sys.argv[1], "rb").read(), int(sys.argv[2])
+pos = lo
+with open(sys.argv[3], "w") as rids:
+    for line in data[lo:].split(b"\n")[:-1]:
+        m = re.search(rb" rid=([0-9]+)$", line)
+        if m:
+            print(pos)
+            rids.write("%d\n" % int(m.group(1)))
+        pos += len(line) + 1
+PY
+	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$1" "$2" "rid_$1" < "$T/from_offsets" >> "$T/expected_ids"
+	cat "$T/from_rids" >> "$T/expected_rids"
+}
+
 # check_accepted: the double accepted exactly the identifiers in $T/expected_ids and the values
 # in $T/expected_rids, each once.
 check_accepted() {

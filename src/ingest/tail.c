@@ -379,9 +379,10 @@ static int64_t kept_prefix(struct tail *t, const struct spool_file *f, int64_t s
  * "drained" if its rest was read from a copy, else "gone"). The new one starts at 0, or where a
  * truncation in place left the file (kept_prefix): its first bytes were read under the old
  * record, and what comes after them is new, at offsets the old record's lines had, so it needs
- * the new uid. A reset that neither a copy nor such a truncation explains is counted in the new
- * record's resets (which carries the old count on). */
-static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, char *err,
+ * the new uid. A reset that neither a copy (`copied`: its rest was read from it; `copies`: copies
+ * of what it held were found, all of it read) nor such a truncation explains is counted in the
+ * new record's resets (which carries the old count on). */
+static int reset(struct tail *t, int64_t size, int copied, int copies, int *spool_failed, char *err,
                  size_t errlen)
 {
 	struct spool_file nf, old = t->f;
@@ -407,7 +408,7 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 		    "again) or its first lines were written again (they are not read); counted "
 		    "as a checkpoint reset",
 		    t->path, t->f.offset, kept);
-	else if (copied)
+	else if (copied || copies)
 		log_info(
 		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
 		    "new file",
@@ -417,8 +418,8 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 		         "truncated): reading it from the start as a new file",
 		         t->path, t->f.offset);
 	if (new_record(t, size, kept,
-	               old.counters.resets + (copied || (kept > 0 && !ambiguous) ? 0 : 1), &nf,
-	               spool_failed, err, errlen) < 0)
+	               old.counters.resets + (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
+	               &nf, spool_failed, err, errlen) < 0)
 		return -1;
 	t->f = nf;
 	t->skip = 0;
@@ -435,12 +436,16 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 
 static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen);
 
-/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
- * not read yet is only in the copy. Looks in the file's directory for it: another regular file
- * on the same device, not excluded by the source, at least as long as the checkpoint, that
- * starts with the fingerprinted head and holds the check bytes just before the checkpoint.
- * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
-static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+/* A file beside the tail's, open as `fd` (its fstat in *st, its path in `path`), for
+ * each_sibling's callback: returns 1 to keep the descriptor and stop, 0 to go on, -1 to stop on
+ * an error. */
+typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct stat *st,
+                          void *ud);
+
+/* Calls fn for every other regular file in the tail's directory, on its device and not excluded
+ * by its source: where copytruncate leaves its copies. Returns the descriptor fn kept (its path in
+ * *kept, caller frees), -1 if none, or -2 if fn failed. */
+static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
 	const char *slash = strrchr(t->path, '/');
@@ -451,11 +456,13 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 	struct dirent *de;
 	int fd = -1;
 
-	*cpath = NULL;
-	if (dir == NULL || t->f.offset <= 0 || t->f.fp_len <= 0 || (d = opendir(dir)) == NULL)
+	*kept = NULL;
+	if (dir == NULL || (d = opendir(dir)) == NULL)
 		goto out;
 	while ((de = readdir(d)) != NULL) {
 		char *path = NULL;
+		struct stat st;
+		int rc = 0;
 
 		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
 		    (ino_t)de->d_ino == t->ino ||
@@ -465,23 +472,128 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-		if (fd >= 0 && fstat(fd, cst) == 0 && S_ISREG(cst->st_mode) &&
-		    cst->st_dev == t->dev && cst->st_ino != t->ino && cst->st_size >= t->f.offset &&
-		    head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
-		    checkpoint_matches(fd, &t->f) == 1) {
-			*cpath = path;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == t->dev &&
+		    st.st_ino != t->ino)
+			rc = fn(t, path, fd, &st, ud);
+		if (rc == 1) {
+			*kept = path;
 			break;
 		}
 		if (fd >= 0)
 			close(fd);
-		fd = -1;
+		fd = rc < 0 ? -2 : -1;
 		free(path);
+		if (rc < 0)
+			break;
 	}
 out:
 	if (d != NULL)
 		closedir(d);
 	free(dir);
 	return fd;
+}
+
+/* sibling_fn of find_copy: at least as long as the checkpoint, the fingerprinted head, and the
+ * check bytes just before the checkpoint. */
+static int is_full_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	(void)path;
+	*(struct stat *)ud = *st;
+	return st->st_size >= t->f.offset && head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
+	       checkpoint_matches(fd, &t->f) == 1;
+}
+
+/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
+ * not read yet is only in the copy. Looks in the file's directory for it (is_full_copy).
+ * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
+static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+{
+	int fd;
+
+	*cpath = NULL;
+	if (t->f.offset <= 0 || t->f.fp_len <= 0)
+		return -1;
+	fd = each_sibling(t, is_full_copy, cst, cpath);
+	return fd >= 0 ? fd : -1;
+}
+
+/* Whether the file open as `fd`, `size` bytes long (less than the checkpoint), holds what the
+ * record read up to `size`, as far as the record can tell once the file it describes no longer
+ * holds it: at least its whole fingerprinted head (1 KiB, or all of a file that was shorter), the
+ * same. A shorter file (a header line, say) is not taken for a copy: new files often start with
+ * the lines the last one started with. Returns 1, 0, or -1 on a read error. */
+static int holds_prefix(struct tail *t, int fd, int64_t size)
+{
+	return size >= t->f.fp_len ? head_matches(fd, t->f.fp_len, t->f.fp_hash) : 0;
+}
+
+/* What record_prefix_copies needs from one sibling to the next. */
+struct prefix_copies {
+	int found; /* copies recorded */
+	struct spool_file nf;
+	char *err;
+	size_t errlen;
+};
+
+/* sibling_fn of record_prefix_copies: a file without a record that holds a prefix of what the
+ * record read gets a record at its end. Returns 0, or -1 on a spool error. */
+static int prefix_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	struct prefix_copies *pc = ud;
+	int64_t size = st->st_size;
+	int found, is_copy;
+
+	if (size <= 0 || size > t->f.offset)
+		return 0;
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+	                        &pc->nf, pc->err, pc->errlen);
+	if (found != 0)
+		return found < 0 ? -1 : 0;
+	is_copy = holds_prefix(t, fd, size);
+	if (is_copy <= 0)
+		return 0; /* unreadable: left to be found as a new file */
+	memset(&pc->nf, 0, sizeof(pc->nf));
+	pc->nf.dev = (uint64_t)st->st_dev;
+	pc->nf.ino = (uint64_t)st->st_ino;
+	pc->nf.size = size;
+	pc->nf.offset = last_line_start(fd, size);
+	pc->nf.state = SPOOL_FILE_READING;
+	if (pc->nf.offset < 0 || copy_field(pc->nf.source, sizeof(pc->nf.source), t->source) < 0 ||
+	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
+	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
+		return 0; /* unreadable or unrecordable: left to be found as a new file */
+	if (spool_file_add(t->ctx.spool, &pc->nf, pc->err, pc->errlen) < 0)
+		return -1;
+	pc->found++;
+	log_info("%s: a copy of what %s held, made before logmeter read its last lines there: "
+	         "all of it was read, recorded as read to its end",
+	         path, t->path);
+	return 0;
+}
+
+/* The copies of the file made before its last lines were read (copytruncate; the lines written
+ * between the copy and the truncation were read from the original): files beside it without a
+ * record of their own that hold a prefix of what the record read, its fingerprinted head (a copy
+ * at least that long) or the bytes up to a head mark at their end. Everything in them was read:
+ * each gets a record at its end, so that a glob that matches them never reads them as new files.
+ * Returns how many, or -1 on a spool error. */
+static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
+{
+	struct prefix_copies *pc = calloc(1, sizeof(*pc));
+	char *kept = NULL;
+	int rc, found;
+
+	if (pc == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	pc->err = err;
+	pc->errlen = errlen;
+	rc = t->f.offset > 0 && t->f.fp_len > 0 ? each_sibling(t, prefix_copy, pc, &kept) : -1;
+	found = pc->found;
+	free(pc);
+	free(kept);
+	return rc == -2 ? -1 : found;
 }
 
 /* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
@@ -533,7 +645,7 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 {
 	struct stat cst;
 	char *cpath = NULL;
-	int cfd = find_copy(t, &cst, &cpath), copied = 0;
+	int cfd = find_copy(t, &cst, &cpath), copied = 0, prefixes = 0;
 
 	*spool_failed = 0;
 	if (cfd >= 0) {
@@ -546,8 +658,11 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 			return -1;
 		}
 		copied = 1;
+	} else if ((prefixes = record_prefix_copies(t, err, errlen)) < 0) {
+		*spool_failed = 1;
+		return -1;
 	}
-	return reset(t, size, copied, spool_failed, err, errlen);
+	return reset(t, size, copied, prefixes > 0, spool_failed, err, errlen);
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
@@ -1412,6 +1527,52 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 	t->path = dup;
 	t->f = nf;
 	return 0;
+}
+
+/* Whether `len` bytes at `off` are the same in both files. Returns 1, 0, or -1. */
+static int same_bytes(int fd1, int fd2, int64_t off, size_t len)
+{
+	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
+	ssize_t n1, n2;
+
+	if (len > sizeof(a))
+		return 0;
+	n1 = pread_full(fd1, a, len, off);
+	n2 = pread_full(fd2, b, len, off);
+	if (n1 < 0 || n2 < 0)
+		return -1;
+	return n1 == (ssize_t)len && n2 == (ssize_t)len && memcmp(a, b, len) == 0;
+}
+
+int tail_copy_of(struct tail *t, int fd, const struct stat *st)
+{
+	int64_t size = st->st_size, tail;
+	struct stat ost;
+	int ofd = -1, rc;
+
+	if (t == NULL || fd < 0 || t->f.id == 0 || t->f.offset <= 0 || t->f.fp_len <= 0 ||
+	    size < t->f.fp_len || (st->st_dev == t->dev && st->st_ino == t->ino))
+		return 0;
+	if (size >= t->f.offset) {
+		rc = head_matches(fd, t->f.fp_len, t->f.fp_hash);
+		return rc <= 0 ? rc : checkpoint_matches(fd, &t->f);
+	}
+	rc = holds_prefix(t, fd, size);
+	if (rc <= 0 || size == t->f.fp_len)
+		return rc;
+	/* Being written, or made before the last lines were read: its last bytes are the
+	 * original's at the same place, if the original (opened again if it was closed) still
+	 * holds them; once truncated, the head is all there is to tell. */
+	ofd = t->fd;
+	if (ofd < 0 && (ofd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+		return 1;
+	tail = size - t->f.fp_len < TAIL_CHECK_MAX ? size - t->f.fp_len : TAIL_CHECK_MAX;
+	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
+	    ost.st_size >= t->f.offset)
+		rc = same_bytes(fd, ofd, size - tail, (size_t)tail);
+	if (ofd != t->fd)
+		close(ofd);
+	return rc;
 }
 
 int tail_mark_gone(struct tail *t, char *err, size_t errlen)

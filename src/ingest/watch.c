@@ -39,6 +39,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
 #include <limits.h>
@@ -130,6 +131,13 @@ struct wtail {
 	    dirty; /* in watch.dirty while changed: read after the current batch of events */
 };
 
+/* A file taken for the copy of a tailed file (copytruncate, tail_copy_of): not opened, since its
+ * lines are the other file's; looked at again at every rescan. */
+struct wcopy {
+	char *path;
+	unsigned seen; /* the rescan generation that last found it a copy */
+};
+
 /* A path that could not be opened or watched, logged once per distinct error. */
 struct wfail {
 	char *path;
@@ -148,7 +156,11 @@ struct watch {
 	size_t n_tails, cap_tails;
 	struct wfail *fails;
 	size_t n_fails, cap_fails;
-	struct htab dir_wd, dir_id;                            /* struct wdir */
+	struct wcopy *copies;
+	size_t n_copies, cap_copies;
+	unsigned long copies_taken; /* files taken for copies since start, for the log */
+	struct spool_file *rec;     /* has_record's: a record holds a 4 KiB path */
+	struct htab dir_wd, dir_id; /* struct wdir */
 	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
 	struct dlink lru;     /* the open tails, the least recently read first */
 	struct dlink dirty;   /* the tails marked changed */
@@ -401,6 +413,97 @@ static void fail_log(struct watch *w, const char *path, const char *msg)
 static int first_scan(const struct watch *w, size_t si)
 {
 	return !w->scanned || (w->fresh != NULL && si < w->ctx.cfg->n_sources && w->fresh[si] != 0);
+}
+
+/* ---- copies --------------------------------------------------------------------------------- */
+
+static long copy_find(const struct watch *w, const char *path)
+{
+	for (size_t i = 0; i < w->n_copies; i++)
+		if (strcmp(w->copies[i].path, path) == 0)
+			return (long)i;
+	return -1;
+}
+
+static void copy_remove(struct watch *w, size_t i)
+{
+	free(w->copies[i].path);
+	w->copies[i] = w->copies[--w->n_copies];
+}
+
+/* Notes that `path` (*st) is taken for the copy of tail `of`: logged the first time. */
+static void copy_note(struct watch *w, const char *path, const struct tail *of,
+                      const struct stat *st)
+{
+	long i = copy_find(w, path);
+
+	if (i >= 0) {
+		w->copies[i].seen = w->gen;
+		return;
+	}
+	w->copies_taken++;
+	log_warn("%s: holds what %s held up to where logmeter read it: taken for its copy "
+	         "(copytruncate), not read as a new file (%jd bytes; %lu taken for copies since "
+	         "start); what it holds after that is read as %s's once that is truncated. A "
+	         "file with the same first bytes that is not a copy cannot be told apart "
+	         "(docs/tailing.md)",
+	         path, tail_path(of), (intmax_t)st->st_size, w->copies_taken, tail_path(of));
+	if (grow((void **)&w->copies, &w->cap_copies, w->n_copies, sizeof(*w->copies)) < 0 ||
+	    (w->copies[w->n_copies].path = strdup(path)) == NULL)
+		return;
+	w->copies[w->n_copies].seen = w->gen;
+	w->n_copies++;
+}
+
+/* Whether the spool has a record of the file (dev, ino) for source si: then it is no copy of
+ * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
+ * A spool error counts as a record: opening the file reports it. */
+static int has_record(struct watch *w, size_t si, const struct stat *st)
+{
+	char e[512];
+
+	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
+		return 1;
+	return spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
+	                       (uint64_t)st->st_ino, w->rec, e, sizeof(e)) != 0;
+}
+
+/* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
+ * of a file tailed for si in the same directory (tail_copy_of); noted if it is, forgotten as a
+ * copy if it no longer is. */
+static int is_copy(struct watch *w, size_t si, const char *path)
+{
+	char *dir = path_dir(path);
+	const struct wtail *of = NULL;
+	struct stat st, dst;
+	int fd, found = 0;
+	long i;
+
+	memset(&st, 0, sizeof(st));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
+	    stat(dir, &dst) == 0) {
+		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
+			const struct wtail *wt = w->tails[k];
+
+			if (tail_source_index(wt->t) == si && wt->base != NULL &&
+			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
+			    tail_copy_of(wt->t, fd, &st) == 1)
+				of = wt;
+		}
+		if (of != NULL) {
+			copy_note(w, path, of->t, &st);
+			found = 1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	if (!found && (i = copy_find(w, path)) >= 0) {
+		log_info("%s: no longer holds what its original held: read as a new file", path);
+		copy_remove(w, (size_t)i);
+	}
+	return found;
 }
 
 /* ---- directories ---------------------------------------------------------------------------- */
@@ -870,6 +973,13 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	rc = resume(w, wt, e, sizeof(e));
 	if (rc > 0)
 		return 1;
+	/* Opened empty (no record yet), its first bytes may be another file's: a copy being
+	 * written (cp creates its output empty first). */
+	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
+	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+		tail_forget(w, wt);
+		return 1;
+	}
 	errno = 0;
 	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
 		if (wt->failing)
@@ -1051,22 +1161,31 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		globfree(&g);
 		return 0;
 	}
-	for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
-		const char *path = g.gl_pathv[k];
-		struct wtail *wt;
-		struct stat st;
-		int spool_failed;
+	/* Files logmeter knows first, then new ones: a new file may be the copy of a known one
+	 * (copytruncate), which is only told while that one is tailed. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
+			const char *path = g.gl_pathv[k];
+			struct wtail *wt;
+			struct stat st;
+			int spool_failed;
 
-		if (excluded(src, path_base(path)) || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-			continue;
-		wt = tail_find(w, si, st.st_dev, st.st_ino);
-		if (wt != NULL) {
-			matched_again(w, wt, path);
-			continue;
-		}
-		if (open_path(w, si, path, &spool_failed, err, errlen) == NULL && spool_failed) {
-			rc = -1;
-			err = NULL; /* keep the first error */
+			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			wt = tail_find(w, si, st.st_dev, st.st_ino);
+			if (wt != NULL) {
+				if (pass == 0)
+					matched_again(w, wt, path);
+				continue;
+			}
+			if (pass == 0 ? !has_record(w, si, &st) : is_copy(w, si, path))
+				continue;
+			if (open_path(w, si, path, &spool_failed, err, errlen) == NULL &&
+			    spool_failed) {
+				rc = -1;
+				err = NULL; /* keep the first error */
+			}
 		}
 	}
 	globfree(&g);
@@ -1238,6 +1357,9 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 	for (size_t i = w->n_fails; i-- > 0;)
 		if (w->fails[i].seen != w->gen)
 			fail_remove(w, i);
+	for (size_t i = w->n_copies; i-- > 0;)
+		if (w->copies[i].seen != w->gen)
+			copy_remove(w, i);
 	w->scanned = 1;
 	free(w->fresh);
 	w->fresh = NULL;
@@ -1290,6 +1412,8 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
+		if (!has_record(w, si, &st) && is_copy(w, si, cand))
+			continue;
 		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
@@ -1652,6 +1776,10 @@ void watch_free(struct watch *w)
 		free(w->fails[i].msg);
 	}
 	free(w->fails);
+	for (size_t i = 0; i < w->n_copies; i++)
+		free(w->copies[i].path);
+	free(w->copies);
+	free(w->rec);
 	htab_fini(&w->dir_wd);
 	htab_fini(&w->dir_id);
 	htab_fini(&w->tail_name);

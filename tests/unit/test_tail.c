@@ -507,6 +507,70 @@ static void test_truncation_kept(void **state)
 	tail_free(t);
 }
 
+/* The first `n` bytes of the file at `path` into a new file `dst` (a copy, whole or not yet). */
+static void copy_head(const char *path, const char *dst, size_t n)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "rb");
+	size_t got;
+
+	assert_non_null(f);
+	assert_true(n <= sizeof(buf));
+	got = fread(buf, 1, n, f);
+	fclose(f);
+	assert_int_equal(got, n);
+	fixture_write(dst, buf, n, 0);
+}
+
+/* Whether the file at `path` is a copy of t's file (tail_copy_of). */
+static int copy_of(struct tail *t, const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY), rc;
+
+	assert_true(fd >= 0 && fstat(fd, &st) == 0);
+	rc = tail_copy_of(t, fd, &st);
+	close(fd);
+	return rc;
+}
+
+/* tail_copy_of: a complete copy (by the record's head and check bytes), a copy being written
+ * (its head, and its last bytes the original's), and, once the original was truncated before its
+ * tail saw it, a copy shorter than the checkpoint by its head alone. A file that holds less than
+ * the fingerprinted head (a header line) is no copy, nor one that differs after it. */
+static void test_copy_of(void **state)
+{
+	struct tail_fixture *fx = *state;
+	char copy[200], line[64];
+	struct tail *t;
+
+	build_rules(fx);
+	snprintf(copy, sizeof(copy), "%s/app.log-1", fx->dir);
+	for (int i = 0; i < 200; i++) {
+		snprintf(line, sizeof(line), "cus_%03d %d\n", i, i); /* 12 to 14 bytes */
+		write_str(fx->log, line, 1);
+	}
+	t = open_tail(fx, fx->log);
+	assert_true(read_tail(t) > 2000);
+	assert_int_equal(tail_file(t)->fp_len, SPOOL_FP_MAX);
+
+	copy_head(fx->log, copy, (size_t)tail_file(t)->offset); /* whole */
+	assert_int_equal(copy_of(t, copy), 1);
+	copy_head(fx->log, copy, 1500); /* being written */
+	assert_int_equal(copy_of(t, copy), 1);
+	copy_head(fx->log, copy, 12); /* its first line only */
+	assert_int_equal(copy_of(t, copy), 0);
+	copy_head(fx->log, copy, 1500);
+	write_str(copy, "other\n", 1); /* differs after the head */
+	assert_int_equal(copy_of(t, copy), 0);
+
+	/* The original truncated: the head is all there is to tell. */
+	copy_head(fx->log, copy, 1500);
+	assert_int_equal(truncate(fx->log, 0), 0);
+	assert_int_equal(copy_of(t, copy), 1);
+	tail_free(t);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -1226,6 +1290,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_copy_of, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
