@@ -27,6 +27,11 @@ agent_stopped() {
 caught_up() {
 	[ "$(status_sum "$conf" 6 '$3 == "reading"')" = 0 ]
 }
+# final_billed BEFORE: every rid in $T/last_rids was accepted after the first BEFORE events.
+final_billed() {
+	tail -n +$(($1 + 1)) "$T/accepted.tsv" | cut -f4 | sort > "$T/run_rids"
+	[ -z "$(comm -23 "$T/last_rids" "$T/run_rids")" ]
+}
 accepted_rids() {
 	cut -f4 "$T/accepted.tsv" | sort -n
 }
@@ -85,13 +90,14 @@ for run in 1 2 3; do
 		fi
 		rid=$((rid + 1))
 	done
+	# What the file holds at the end is billed in full.
+	rids_of "$L" | sort > "$T/last_rids"
+	wait_until 60 final_billed "$before" ||
+		fail "run $run: lines of the final file not billed: $(comm -23 "$T/last_rids" "$T/run_rids" | tr '\n' ' ')"
 	wait_until 30 caught_up || fail "run $run: the agent did not catch up"
+	sleep 1 # a line billed twice would arrive now
 	agent_stop || fail "run $run: the agent did not stop cleanly"
 	tail -n +$((before + 1)) "$T/accepted.tsv" | cut -f4 | sort -n | uniq -d > "$T/twice"
 	[ ! -s "$T/twice" ] || fail "run $run: rids accepted twice: $(tr '\n' ' ' < "$T/twice")"
-	# What the file holds at the end was read in full.
-	rids_of "$L" | sort -n > "$T/last_rids"
-	tail -n +$((before + 1)) "$T/accepted.tsv" | cut -f4 | sort -n > "$T/run_rids"
-	[ -z "$(comm -23 "$T/last_rids" "$T/run_rids")" ] || fail "run $run: lines of the final file not billed: $(comm -23 "$T/last_rids" "$T/run_rids" | tr '\n' ' ')"
 done
 echo "t_overwrite: every line read billed once through overwrites, the one at a stop point included"

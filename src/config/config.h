@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Size of the error buffer callers should pass to config_load; every error is a line
  * "FILE:LINE: message". */
@@ -39,6 +40,7 @@ struct config_agent {
 	char *state_dir;     /* directory holding spool.db */
 	char *include_dir;   /* drop-in directory, resolved against the main file's */
 	char *log_level;     /* error|warning|info|debug */
+	char *log_format;    /* text|json */
 	int64_t batch_lines; /* lines per spool transaction */
 	int64_t delivered_retention; /* seconds delivered events are kept */
 	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds */
@@ -48,6 +50,8 @@ struct config_agent {
 	enum config_durability durability;
 	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
 	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
+	char *metrics_listen;    /* "ADDRESS:PORT" of the metrics endpoint; NULL or "": none */
+	int64_t metrics_max_files; /* files with series of their own in the metrics */
 };
 
 struct config_stripe {
@@ -146,6 +150,14 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen);
 
 /* 1 if `api_base` is http://127.0.0.1[:port][/path] (plain HTTP allowed), else 0. */
 int config_api_base_is_local(const char *api_base);
+
+/* Parses "ADDRESS:PORT" as [agent] metrics_listen takes it: a numeric IPv4 address
+ * (127.0.0.1:9464) or an IPv6 one in brackets ([::1]:9464), and a port from 0 to 65535 (0: any
+ * free port). Fills *out (a struct sockaddr_in or sockaddr_in6) and *outlen (bytes), and sets
+ * *loopback to 1 for an address of the loopback range (127.0.0.0/8, ::1), else 0. Returns 0, or
+ * -1 with the reason in `err`. */
+int config_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *outlen,
+                        int *loopback, char *err, size_t errlen);
 
 /* Checks a Connect account id for the Stripe-Account header: "acct_" followed by 1 to 250
  * letters and digits. Returns 0 or -1 with the reason in `err`. */

@@ -48,6 +48,9 @@
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 
+const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
 /* A (customer, event_name) pair with events in the queue, or more of them waiting in the spool. */
 struct sender_pair {
 	char key[EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1]; /* customer SEP event_name */
@@ -117,8 +120,9 @@ struct sender {
 	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
 	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
-	char rate_why[160];    /* where rate_max comes from */
-	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
+	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch */
+	char rate_why[160];         /* where rate_max comes from */
+	int64_t hold_until;         /* monotonic ms: no request before (an answer's Retry-After) */
 
 	enum sender_pause paused; /* until pause_until */
 	int64_t pause_until;
@@ -132,6 +136,7 @@ struct sender {
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
+	int64_t started; /* wall clock, s: sender_new, the base of the published counters */
 	int publish_due;
 	int stopped;
 
@@ -720,8 +725,8 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
 		return 0;
 	}
-	if (it->ev.first_unknown > 0 &&
-	    wall - it->ev.first_unknown > s->cfg->stripe.unsure_after_s) {
+	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
+	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, wall, now);
 		return 0;
 	}
@@ -922,6 +927,24 @@ static void pause_end(struct sender *s, int64_t now)
 	log_info("trying Stripe again with one request");
 }
 
+/* Counts a finished request by outcome and duration (the metrics' histogram). */
+static void stats_request(struct sender *s, CURL *easy, enum stripe_outcome out)
+{
+	double secs = 0;
+	size_t b = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &secs) != CURLE_OK || secs < 0)
+		secs = 0;
+	while (b < SENDER_DURATION_BOUNDS && secs > sender_duration_bounds[b])
+		b++;
+	pthread_mutex_lock(&s->stats_lock);
+	if ((int)out >= 0 && out < STRIPE_OUTCOMES)
+		s->stats.outcomes[out]++;
+	s->stats.duration_counts[b]++;
+	s->stats.duration_sum += secs;
+	pthread_mutex_unlock(&s->stats_lock);
+}
+
 /* Applies the outcome of one finished transfer. */
 static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now)
 {
@@ -947,6 +970,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	stats_request(s, easy, out);
 	curl_multi_remove_handle(s->multi, easy);
 	stripe_request_free(req);
 	it->req = NULL;
@@ -1202,6 +1226,25 @@ static const char *sender_state_word(const struct sender *s)
 	return "sending";
 }
 
+/* Appends the request counters to the state text `buf` (`len` bytes): "started T", "outcomes"
+ * and "duration_counts" with one number per enum stripe_outcome or bucket, "duration_sum S". */
+static void append_counters(struct sender *s, char *buf, size_t len)
+{
+	struct sender_stats st;
+	size_t n = strlen(buf);
+
+	sender_get_stats(s, &st);
+	n += (size_t)snprintf(buf + n, len - n, "started %lld\noutcomes", (long long)s->started);
+	for (size_t i = 0; i < STRIPE_OUTCOMES && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %lld", (long long)st.outcomes[i]);
+	if (n < len)
+		n += (size_t)snprintf(buf + n, len - n, "\nduration_counts");
+	for (size_t i = 0; i <= SENDER_DURATION_BOUNDS && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %lld", (long long)st.duration_counts[i]);
+	if (n < len)
+		snprintf(buf + n, len - n, "\nduration_sum %.6f\n", st.duration_sum);
+}
+
 /* Writes the live state when something changed (always with `force`), at most once per
  * SENDER_PUBLISH_EVERY_MS. Returns when it wants to be called again (monotonic ms), or
  * INT64_MAX. */
@@ -1240,6 +1283,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
 	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
 	         s->inflight, retrying, held, s->n);
+	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
 	s->publish_due = 0;
@@ -1261,49 +1305,66 @@ void sender_publish(struct sender *s)
 	publish_state(s, clock_mono_ms(), 1);
 }
 
-void sender_rate_print(FILE *out, const struct config *cfg)
+int sender_rate_of(const struct config *cfg, double *rate, char *why, size_t whylen)
 {
-	char key[STRIPE_KEY_MAX], why[128], err[512] = "";
-	int64_t rate;
+	char key[STRIPE_KEY_MAX], err[512] = "", how[128];
 
+	*rate = 0;
 	if (cfg->stripe.max_requests_per_second > 0) {
-		fprintf(out, "rate: up to %lld requests/s (max_requests_per_second)\n",
-		        (long long)cfg->stripe.max_requests_per_second);
-		return;
+		*rate = (double)cfg->stripe.max_requests_per_second;
+		snprintf(why, whylen, "max_requests_per_second");
+		return 0;
 	}
 	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
-		fprintf(out, "rate: auto: set by the key's kind, which cannot be read here (%s)\n",
-		        err);
-		return;
+		snprintf(why, whylen, "auto: set by the key's kind, which cannot be read here (%s)",
+		         err);
+		return -1;
 	}
-	rate = stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
+	*rate = (double)stripe_default_rate(key, cfg->stripe.account, how, sizeof(how));
 	explicit_bzero(key, sizeof(key));
-	fprintf(out, "rate: up to %lld requests/s (auto: %s)\n", (long long)rate, why);
+	snprintf(why, whylen, "auto: %s", how);
+	return 0;
 }
 
-struct sender_status {
-	long long pid;
-	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
-	long long since, pause_until, rate_cut, hold_until;
-	double rate_max, rate;
-	long long in_flight, retrying, held, queued;
-};
+void sender_rate_print(FILE *out, const struct config *cfg)
+{
+	char why[700];
+	double rate;
+
+	if (sender_rate_of(cfg, &rate, why, sizeof(why)) != 0)
+		fprintf(out, "rate: %s\n", why);
+	else
+		fprintf(out, "rate: up to %.0f requests/s (%s)\n", rate, why);
+}
 
 /* The keys of the sender's region of the state file (publish_state writes them). */
 static const struct {
 	const char *key;
-	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal */
+	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal, 'a' integers */
 	size_t off, size;
 } status_fields[] = {
 #define SF(k, t, f)                                                                                \
 	{                                                                                          \
 #k, t, offsetof(struct sender_status, f), sizeof(((struct sender_status *)0)->f)   \
 	}
-    SF(pid, 'i', pid),           SF(sender, 's', state),          SF(detail, 's', detail),
-    SF(rate_why, 's', rate_why), SF(since, 'i', since),           SF(pause_until, 'i', pause_until),
-    SF(rate_cut, 'i', rate_cut), SF(hold_until, 'i', hold_until), SF(rate_max, 'd', rate_max),
-    SF(rate, 'd', rate),         SF(in_flight, 'i', in_flight),   SF(retrying, 'i', retrying),
-    SF(held, 'i', held),         SF(queued, 'i', queued),
+    SF(pid, 'i', pid),
+    SF(sender, 's', state),
+    SF(detail, 's', detail),
+    SF(rate_why, 's', rate_why),
+    SF(since, 'i', since),
+    SF(pause_until, 'i', pause_until),
+    SF(rate_cut, 'i', rate_cut),
+    SF(hold_until, 'i', hold_until),
+    SF(rate_max, 'd', rate_max),
+    SF(rate, 'd', rate),
+    SF(in_flight, 'i', in_flight),
+    SF(retrying, 'i', retrying),
+    SF(held, 'i', held),
+    SF(queued, 'i', queued),
+    SF(started, 'i', started),
+    SF(outcomes, 'a', outcomes),
+    SF(duration_counts, 'a', duration_counts),
+    SF(duration_sum, 'd', duration_sum),
 #undef SF
 };
 
@@ -1316,74 +1377,36 @@ static void status_line(const char *key, const char *v, void *ud)
 
 		if (strcmp(key, status_fields[i].key) != 0)
 			continue;
-		if (status_fields[i].type == 's')
+		if (status_fields[i].type == 's') {
 			snprintf(field, status_fields[i].size, "%s", v);
-		else if (status_fields[i].type == 'd')
+		} else if (status_fields[i].type == 'd') {
 			*(double *)field = strtod(v, NULL);
-		else
+		} else if (status_fields[i].type == 'a') {
+			long long *a = field;
+			char *end;
+
+			for (size_t k = 0; k < status_fields[i].size / sizeof(*a); k++, v = end)
+				a[k] = strtoll(v, &end, 10);
+		} else {
 			*(long long *)field = strtoll(v, NULL, 10);
+		}
 		return;
 	}
 }
 
-static void utc(int64_t t, char *out, size_t outlen)
+int sender_status_read(const char *state_dir, struct sender_status *out, char *err, size_t errlen)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	out[0] = '\0';
-	if (gmtime_r(&tt, &tm) != NULL)
-		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-void sender_status_print(FILE *out, const struct config *cfg)
-{
-	char buf[STATEFILE_REGION_BYTES + 1], err[512] = "", a[32], b[32];
-	struct sender_status st;
+	char buf[STATEFILE_REGION_BYTES + 1];
 	int rc;
 
-	memset(&st, 0, sizeof(st));
-	rc = statefile_read(cfg->agent.state_dir, STATEFILE_SENDER, buf, sizeof(buf), err,
-	                    sizeof(err));
-	if (rc < 0) {
-		fprintf(out, "sender: unknown (%s)\n", err);
-		return;
-	}
-	if (rc > 0)
-		statefile_parse(buf, status_line, &st);
-	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive((long)st.pid)) {
-		fprintf(out, "sender: not running\n");
-		sender_rate_print(out, cfg);
-		return;
-	}
-	if (strncmp(st.state, "paused", 6) == 0) {
-		utc(st.since, a, sizeof(a));
-		utc(st.pause_until, b, sizeof(b));
-		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st.detail, b);
-	} else if (st.hold_until > (int64_t)time(NULL)) {
-		utc(st.hold_until, a, sizeof(a));
-		fprintf(
-		    out,
-		    "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, %lld "
-		    "queued\n",
-		    a, st.in_flight, st.queued);
-	} else {
-		fprintf(out,
-		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
-		        st.in_flight, st.retrying, st.queued);
-	}
-	fprintf(out, "rate: up to %.0f requests/s (%s)", st.rate_max, st.rate_why);
-	if (st.rate + 0.05 < st.rate_max) {
-		utc(st.rate_cut, a, sizeof(a));
-		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st.rate, a);
-	}
-	fprintf(out, "\n");
-	if (st.held > 0)
-		fprintf(out,
-		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
-		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
-		        "them\n",
-		        st.held);
+	memset(out, 0, sizeof(*out));
+	rc = statefile_read(state_dir, STATEFILE_SENDER, buf, sizeof(buf), err, errlen);
+	if (rc <= 0)
+		return rc;
+	statefile_parse(buf, status_line, out);
+	out->found = 1;
+	out->running = strcmp(out->state, "stopped") != 0 && statefile_pid_alive((long)out->pid);
+	return 0;
 }
 
 /* ---- public ---- */
@@ -1406,6 +1429,7 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	s->cfg = cfg;
 	s->rules_cfg = cfg;
+	s->started = (int64_t)time(NULL);
 	pthread_mutex_init(&s->stats_lock, NULL);
 	pthread_mutex_init(&s->rules_lock, NULL);
 	pthread_cond_init(&s->rules_idle, NULL);

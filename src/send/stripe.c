@@ -948,6 +948,17 @@ const struct event *stripe_request_event(struct stripe_request *req)
 	return req != NULL ? &req->ev : NULL;
 }
 
+const char *stripe_outcome_name(enum stripe_outcome out)
+{
+	static const char *const names[STRIPE_OUTCOMES] = {
+	    [STRIPE_DELIVERED] = "delivered",   [STRIPE_RETRY] = "retry",
+	    [STRIPE_UNKNOWN] = "unknown",       [STRIPE_RATE_LIMITED] = "rate_limited",
+	    [STRIPE_TOO_EARLY] = "too_early",   [STRIPE_AUTH] = "auth",
+	    [STRIPE_UNEXPECTED] = "unexpected", [STRIPE_REJECTED] = "rejected"};
+
+	return (int)out >= 0 && out < STRIPE_OUTCOMES ? names[out] : "?";
+}
+
 enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
                                           size_t reasonlen)
 {

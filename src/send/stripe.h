@@ -46,6 +46,14 @@ enum stripe_outcome {
 	                         out of range): a dead letter with Stripe's message */
 };
 
+/* How many outcomes there are (for arrays indexed by enum stripe_outcome). */
+#define STRIPE_OUTCOMES (STRIPE_REJECTED + 1)
+
+/* "delivered", "retry", "unknown", "rate_limited", "too_early", "auth", "unexpected",
+ * "rejected": the outcome's name in status and metrics (the `outcome` label). Static storage;
+ * "?" for a value that is not an outcome. */
+const char *stripe_outcome_name(enum stripe_outcome out);
+
 /* What came back for one request. */
 struct stripe_response {
 	CURLcode curl_code; /* CURLE_OK if an HTTP answer arrived */

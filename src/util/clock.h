@@ -11,4 +11,18 @@ int64_t clock_mono_ms(void);
 /* Seconds since the epoch (time(2)). */
 int64_t clock_wall_s(void);
 
+/* A wall clock that is never set back: what the last reading was, advanced by the monotonic
+ * clock since then. Zero-initialise it; one per thread (no locking). */
+struct clock_steady {
+	int64_t wall_s;  /* the last value returned, seconds since the epoch */
+	int64_t mono_ms; /* clock_mono_ms() when it was returned */
+};
+
+/* Seconds since the epoch: the larger of time(2) and the last value returned through `c` plus
+ * the monotonic seconds elapsed since. For deadlines measured from a recorded date (the
+ * unsure_after limit of docs/spool.md): a wall clock stepped back, by hand or by NTP, must not
+ * stretch a 23-hour limit past Stripe's 24 hours. A step back while the process is not
+ * running is not seen. */
+int64_t clock_steady_wall_s(struct clock_steady *c);
+
 #endif
