@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -138,6 +139,19 @@ struct wcopy {
 	unsigned seen; /* the rescan generation that last found it a copy */
 };
 
+/* A file that appeared under a name a source's glob matches (IN_CREATE, IN_MOVED_TO), followed
+ * through the renames the events report: a writer that rotates faster than the agent looks
+ * renames it before the agent opens it, and opening the name then gives a newer file. Once every
+ * queued event is handled, the file is where its token is; one no tail holds is opened there
+ * (tokens_resolve). */
+struct wtoken {
+	size_t si;
+	dev_t dir_dev; /* the directory it is in */
+	ino_t dir_ino;
+	char *name;      /* its name there as far as the events tell; NULL while moving */
+	uint32_t cookie; /* while moving: its IN_MOVED_FROM's cookie */
+};
+
 /* A path that could not be opened or watched, logged once per distinct error. */
 struct wfail {
 	char *path;
@@ -158,6 +172,8 @@ struct watch {
 	size_t n_fails, cap_fails;
 	struct wcopy *copies;
 	size_t n_copies, cap_copies;
+	struct wtoken *tokens;
+	size_t n_tokens, cap_tokens;
 	unsigned long copies_taken; /* files taken for copies since start, for the log */
 	struct spool_file *rec;     /* has_record's: a record holds a 4 KiB path */
 	struct htab dir_wd, dir_id; /* struct wdir */
@@ -1382,6 +1398,24 @@ static void mark_dirty(struct watch *w, const struct wdir *d, const char *name)
 
 /* A name appeared (or changed its attributes) in a watched directory: open it if a source's glob
  * matches it and it is not open yet. */
+/* Whether source si's glob matches `name` in directory d (whose joined path is `joined`); sets
+ * *cand to the path to open it by. */
+static int glob_match(const struct watch *w, size_t si, const struct wdir *d, const char *name,
+                      const char *joined, const char **cand)
+{
+	const struct config_source *src = &w->ctx.cfg->sources[si];
+
+	*cand = joined;
+	/* A pattern without a '/' is relative to the working directory and so are the paths
+	 * glob(3) gives for it. */
+	if (strchr(src->path, '/') == NULL) {
+		if (strcmp(d->path, ".") != 0)
+			return 0;
+		*cand = name;
+	}
+	return fnmatch(src->path, *cand, FNM_PATHNAME | FNM_PERIOD) == 0 && !excluded(src, name);
+}
+
 static void try_open(struct watch *w, const struct wdir *d, const char *name)
 {
 	char *joined = path_join(d->path, name), e[1024];
@@ -1389,21 +1423,13 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 	if (joined == NULL)
 		return;
 	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
-		const struct config_source *src = &w->ctx.cfg->sources[si];
-		const char *cand = joined;
+		const char *cand;
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
 
-		/* A pattern without a '/' is relative to the working directory and so are the
-		 * paths glob(3) gives for it. */
-		if (strchr(src->path, '/') == NULL) {
-			if (strcmp(d->path, ".") != 0)
-				continue;
-			cand = name;
-		}
-		if (fnmatch(src->path, cand, FNM_PATHNAME | FNM_PERIOD) != 0 ||
-		    excluded(src, name) || stat(cand, &st) < 0 || !S_ISREG(st.st_mode))
+		if (!glob_match(w, si, d, name, joined, &cand) || stat(cand, &st) < 0 ||
+		    !S_ISREG(st.st_mode))
 			continue;
 		wt = tail_find(w, si, st.st_dev, st.st_ino);
 		if (wt != NULL) {
@@ -1493,6 +1519,133 @@ static void name_gone(struct watch *w, struct wtail *wt, uint32_t cookie)
 	w->need_scan = 1;
 }
 
+/* ---- files renamed before they were opened ----------------------------------------------------
+ */
+
+static void token_drop(struct watch *w, size_t i)
+{
+	free(w->tokens[i].name);
+	w->tokens[i] = w->tokens[--w->n_tokens];
+}
+
+static void tokens_clear(struct watch *w)
+{
+	while (w->n_tokens > 0)
+		token_drop(w, w->n_tokens - 1);
+}
+
+static int token_at(const struct wtoken *k, const struct wdir *d, const char *name)
+{
+	return k->name != NULL && k->dir_dev == d->dev && k->dir_ino == d->ino &&
+	       strcmp(k->name, name) == 0;
+}
+
+/* Follows the files of the tokens through event `ev` of directory d, and gives a token to a file
+ * that appears under a name a glob matches. */
+static void tokens_event(struct watch *w, const struct wdir *d, const struct inotify_event *ev)
+{
+	char *joined;
+
+	if (ev->mask & IN_MOVED_FROM) {
+		for (size_t i = 0; i < w->n_tokens; i++) {
+			struct wtoken *k = &w->tokens[i];
+
+			if (token_at(k, d, ev->name)) {
+				free(k->name);
+				k->name = NULL;
+				k->cookie = ev->cookie;
+			}
+		}
+	}
+	if (ev->mask & (IN_DELETE | IN_CREATE | IN_MOVED_TO)) {
+		/* Deleted, or replaced by what comes now. */
+		for (size_t i = w->n_tokens; i-- > 0;)
+			if (token_at(&w->tokens[i], d, ev->name))
+				token_drop(w, i);
+	}
+	if ((ev->mask & IN_MOVED_TO) && ev->cookie != 0) {
+		for (size_t i = 0; i < w->n_tokens; i++) {
+			struct wtoken *k = &w->tokens[i];
+
+			if (k->name == NULL && k->cookie == ev->cookie &&
+			    (k->name = strdup(ev->name)) != NULL) {
+				k->dir_dev = d->dev;
+				k->dir_ino = d->ino;
+				k->cookie = 0;
+			}
+		}
+	}
+	if (!(ev->mask & (IN_CREATE | IN_MOVED_TO)) ||
+	    (joined = path_join(d->path, ev->name)) == NULL)
+		return;
+	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
+		const char *cand;
+		struct wtoken *k;
+
+		if (!glob_match(w, si, d, ev->name, joined, &cand) ||
+		    grow((void **)&w->tokens, &w->cap_tokens, w->n_tokens, sizeof(*w->tokens)) < 0)
+			continue;
+		k = &w->tokens[w->n_tokens];
+		k->si = si;
+		k->dir_dev = d->dev;
+		k->dir_ino = d->ino;
+		k->cookie = 0;
+		if ((k->name = strdup(ev->name)) != NULL)
+			w->n_tokens++;
+	}
+	free(joined);
+}
+
+/* Every queued event handled: each token's file is under its name now (unless it was renamed
+ * again since, which the next events tell). A file no tail holds was renamed before the agent
+ * opened it: it is opened there and read to its end, as a rotated file (the rescan that follows
+ * finds its glob no longer matches it). One that moved out of the watched directories before the
+ * agent could open it is lost: said so. */
+static void tokens_resolve(struct watch *w)
+{
+	char e[1024];
+
+	for (size_t i = 0; i < w->n_tokens; i++) {
+		const struct wtoken *k = &w->tokens[i];
+		const struct config_source *src = &w->ctx.cfg->sources[k->si];
+		const struct wdir *d =
+		    k->name != NULL ? dir_by_id(w, k->dir_dev, k->dir_ino) : NULL;
+		char *path = d != NULL ? path_join(d->path, k->name) : NULL;
+		struct wtail *wt;
+		struct stat st;
+		int spool_failed;
+
+		if (k->name == NULL)
+			log_warn(
+			    "source %s: a file that appeared under a name its glob matches was "
+			    "moved out of the watched directories before logmeter could open it: "
+			    "its lines are not read",
+			    src->name);
+		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
+		    (has_record(w, k->si, &st) || !is_copy(w, k->si, path))) {
+			wt = open_path(w, k->si, path, &spool_failed, e, sizeof(e));
+			if (wt != NULL) {
+				log_info(
+				    "%s: appeared under a name the glob of source %s matches and "
+				    "was renamed before logmeter opened it: read to its end",
+				    path, src->name);
+				dirty_add(w, wt);
+			}
+		}
+		free(path);
+	}
+	tokens_clear(w);
+}
+
+/* Whether events are waiting in the inotify queue (FIONREAD, inotify(7)). */
+static int events_queued(const struct watch *w)
+{
+	int n = 0;
+
+	return ioctl(w->ifd, FIONREAD, &n) == 0 && n > 0;
+}
+
 /* A watch on a file itself (a symlinked path) reported `ev`. */
 static void file_event(struct watch *w, const struct inotify_event *ev)
 {
@@ -1523,6 +1676,9 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & IN_Q_OVERFLOW) {
 		log_warn("the inotify event queue overflowed: events were lost; rescanning");
 		w->need_scan = 1;
+		/* What they would have told of files renamed before they were opened is lost: the
+		 * rescan finds what its globs match. */
+		tokens_clear(w);
 		return;
 	}
 	d = dir_by_wd(w, ev->wd);
@@ -1547,6 +1703,7 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 		return;
 	}
 	/* Nothing below removes a directory: d stays valid. */
+	tokens_event(w, d, ev);
 	if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
 		mark_dirty(w, d, ev->name);
 	if (ev->mask & (IN_CREATE | IN_MOVED_TO))
@@ -1558,8 +1715,13 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & (IN_MOVED_FROM | IN_DELETE)) {
 		size_t n = found_by_name(w, d->dev, d->ino, ev->name);
 
-		for (size_t k = 0; k < n; k++)
+		for (size_t k = 0; k < n; k++) {
+			/* The name still leads to the tail's file: the event was about an earlier
+			 * file under it, one renamed before the agent opened it (its token). */
+			if (path_still_names(w->found[k]->t))
+				continue;
 			name_gone(w, w->found[k], (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
+		}
 	}
 }
 
@@ -1626,6 +1788,8 @@ int watch_turn(struct watch *w, int64_t max_wait_ms, char *err, size_t errlen)
 		return 1;
 	now = clock_mono_ms();
 	health_beat(HEALTH_INGEST); /* the systemd watchdog's proof of progress */
+	if (w->n_tokens > 0 && !events_queued(w))
+		tokens_resolve(w); /* before a rescan decides what its globs no longer match */
 	if (space_poll(w->ctx.space, &space_wait))
 		w->need_scan = 1; /* reading resumed: read every file */
 	/* Spool errors are logged (by read_tail) and retried at the next change or rescan: a
@@ -1678,6 +1842,10 @@ int watch_turn(struct watch *w, int64_t max_wait_ms, char *err, size_t errlen)
 		handle_event(w, ev);
 		off += (ssize_t)sizeof(struct inotify_event) + ev->len;
 	}
+	/* Tokens are resolved only once the queue is empty: a rename still queued would move
+	 * their files elsewhere. */
+	if (w->n_tokens > 0 && !events_queued(w))
+		tokens_resolve(w);
 	read_dirty(w);
 	return 0;
 }
@@ -1779,6 +1947,8 @@ void watch_free(struct watch *w)
 	for (size_t i = 0; i < w->n_copies; i++)
 		free(w->copies[i].path);
 	free(w->copies);
+	tokens_clear(w);
+	free(w->tokens);
 	free(w->rec);
 	htab_fini(&w->dir_wd);
 	htab_fini(&w->dir_id);
