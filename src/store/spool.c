@@ -404,7 +404,9 @@ static int prepare_all(struct spool *sp, char *err, size_t errlen)
 	return 0;
 }
 
-struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err, size_t errlen)
+/* spool_open, with the marker's checks or without them. */
+static struct spool *open_spool(const char *state_dir, enum spool_open_mode mode, int marked,
+                                char *err, size_t errlen)
 {
 	struct spool *sp = NULL;
 	struct stat stbuf;
@@ -427,7 +429,8 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 	sp->path = malloc(pathlen);
 	if (sp->path == NULL)
 		goto nomem;
-	if (spool_path_of(state_dir, sp->path, pathlen, err, errlen) < 0)
+	if (spool_path_of(state_dir, sp->path, pathlen, err, errlen) < 0 ||
+	    (marked && spool_marker_check(state_dir, sp->path, err, errlen) < 0))
 		goto fail;
 	if (mode == SPOOL_READ_ONLY) {
 		if (stat(sp->path, &stbuf) < 0) {
@@ -458,6 +461,8 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 		goto fail;
 	if (prepare_all(sp, err, errlen) < 0)
 		goto fail;
+	if (marked && mode == SPOOL_READ_WRITE && spool_marker_sync(sp, state_dir, err, errlen) < 0)
+		goto fail;
 	return sp;
 nomem:
 	err_set(err, errlen, "spool %s: out of memory",
@@ -465,6 +470,17 @@ nomem:
 fail:
 	spool_free(sp);
 	return NULL;
+}
+
+struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err, size_t errlen)
+{
+	return open_spool(state_dir, mode, 1, err, errlen);
+}
+
+struct spool *spool_open_unmarked(const char *state_dir, enum spool_open_mode mode, char *err,
+                                  size_t errlen)
+{
+	return open_spool(state_dir, mode, 0, err, errlen);
 }
 
 void spool_free(struct spool *sp)
@@ -481,8 +497,8 @@ void spool_free(struct spool *sp)
 }
 
 /* Reads meta[key] into out. Returns 1 if found, 0 if not, -1 on error. */
-static int meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
-                    size_t errlen)
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_META_GET];
 	int rc = SQLITE_OK, found = 0;
@@ -547,7 +563,7 @@ int spool_instance(struct spool *sp, const char *configured, char *out, size_t o
 			return -1;
 		in_tx = 1;
 	}
-	found = meta_get(sp, SPOOL_INSTANCE_KEY, stored, sizeof(stored), err, errlen);
+	found = spool_meta_get(sp, SPOOL_INSTANCE_KEY, stored, sizeof(stored), err, errlen);
 	if (found < 0)
 		goto fail;
 	if (configured != NULL) {

@@ -83,7 +83,10 @@ struct spool;
 /* Opens (creating it and `state_dir` with mode 0750 if needed, unless read-only) the spool
  * `state_dir`/spool.db: journal_mode=WAL, synchronous=FULL, busy_timeout 10 s, foreign keys.
  * Refuses a database whose schema version is newer than SPOOL_SCHEMA_VERSION. Read-only mode
- * fails if the database does not exist. Returns the handle (caller frees), or NULL. */
+ * fails if the database does not exist. Refuses a spool.db that is missing or empty while the
+ * state directory's marker (SPOOL_MARKER_NAME) says it had a spool, and, read-write, one whose
+ * id is not the marker's; read-write, gives the spool an id and the directory its marker if they
+ * have none (store/marker.c, docs/spool.md). Returns the handle (caller frees), or NULL. */
 struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err,
                          size_t errlen);
 
@@ -308,6 +311,16 @@ const char *spool_path(const struct spool *sp);
 /* The spool's database file in its state directory; its WAL and WAL index are beside it, with
  * "-wal" and "-shm" appended (https://www.sqlite.org/wal.html). */
 #define SPOOL_FILE_NAME "spool.db"
+
+/* The state directory's record that it had a spool: the spool's id (store/marker.c). */
+#define SPOOL_MARKER_NAME "spool.id"
+
+/* `logmeter spool start-over` (the agent stopped, its lock held by the caller): a spool.db that
+ * is missing or empty while the marker says the directory had a spool is forgotten (the empty
+ * file, its WAL and the marker go: the next start makes a new spool and reads every file as new);
+ * a spool.db with another id than the marker's is adopted (the marker takes its id). Writes what
+ * it did into `what`. Returns 0, 1 if there is nothing to start over (`err` says why), or -1. */
+int spool_start_over(const char *state_dir, char *what, size_t whatlen, char *err, size_t errlen);
 
 /* Bytes that hold the path of the spool of any state_dir the configuration accepts (at most
  * PATH_MAX - 1 bytes), with its NUL. */

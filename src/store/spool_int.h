@@ -74,6 +74,18 @@ struct spool {
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
 };
 
+/* marker.c: before a spool is opened, whether `db` (missing or empty) may be created anew, as far
+ * as the state directory's marker tells; after a read-write open, the spool's id and the marker
+ * made or compared. Return 0 or -1 (`err`). spool_open_unmarked: spool_open without those
+ * checks, for spool_start_over and the spool `spool recover` builds aside. meta reads shared with
+ * spool.c. */
+int spool_marker_check(const char *state_dir, const char *db, char *err, size_t errlen);
+int spool_marker_sync(struct spool *sp, const char *state_dir, char *err, size_t errlen);
+struct spool *spool_open_unmarked(const char *state_dir, enum spool_open_mode mode, char *err,
+                                  size_t errlen);
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen);
+
 /* extra.c: the table file_extra, created when missing by every read-write open (it needs no
  * schema version); its statements' end; the bad_utf8 counter of *f written when it is not 0 (in
  * the caller's transaction). */

@@ -919,8 +919,9 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 
 	memset(&b, 0, sizeof(b));
 	b.st = st;
-	/* spool_open makes the schema of this version, exactly as the agent would. */
-	sp = spool_open(tmpdir, SPOOL_READ_WRITE, err, errlen);
+	/* spool_open makes the schema of this version, exactly as the agent would; the spool's id
+	 * is the old one's, copied with its meta rows (store/marker.c). */
+	sp = spool_open_unmarked(tmpdir, SPOOL_READ_WRITE, err, errlen);
 	if (sp == NULL)
 		return -1;
 	spool_free(sp);
