@@ -615,7 +615,10 @@ int spool_set_durability(struct spool *sp, enum config_durability d, char *err, 
 	}
 	sql =
 	    d == CONFIG_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-	return spool_exec(sp, sql, sql, err, errlen);
+	if (spool_exec(sp, sql, sql, err, errlen) < 0)
+		return -1;
+	sp->durability = d;
+	return 0;
 }
 
 int spool_failed_full(const struct spool *sp)

@@ -122,11 +122,13 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
                  char *err, size_t errlen);
 
 /* Reads up to `max` pending events whose queue position (queue_seq) is after `after_seq`, in
- * queue order, into `out`. Sets *n. Every event made pending later, by a commit or a replay, gets
- * a position after every position given before, so a reader that keeps the last position it read
- * as its cursor finds it. An event's id never changes; its queue position is its id plus the
- * positions replays have handed out when it was inserted, and a replay moves it past every other
- * (docs/spool.md). Returns 0 or -1. */
+ * queue order, into `out`. Sets *n. What it returns is on disk: with durability = normal (a
+ * commit is synced only later) it syncs the WAL first, so that a power cut never undoes an event
+ * the sender has sent (docs/durability.md). Every event made pending later, by a commit or a
+ * replay, gets a position after every position given before, so a reader that keeps the last
+ * position it read as its cursor finds it. An event's id never changes; its queue position is its
+ * id plus the positions replays have handed out when it was inserted, and a replay moves it past
+ * every other (docs/spool.md). Returns 0 or -1. */
 int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen);
 

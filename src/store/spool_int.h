@@ -71,6 +71,8 @@ struct spool {
 	enum spool_open_mode mode;
 	sqlite3_stmt *st[ST_COUNT_];
 	sqlite3_stmt *xst[SPOOL_XST_COUNT]; /* extra.c's, NULL until used */
+	/* spool_set_durability's: with NORMAL, what spool_pending returns is synced first. */
+	enum config_durability durability;
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
 };
 
