@@ -1597,6 +1597,25 @@ int tail_resume(struct tail *t, char *err, size_t errlen)
 	return 0;
 }
 
+int tail_current_path(const struct tail *t, char *out, size_t outlen)
+{
+	static const char deleted[] = " (deleted)";
+	char link[64];
+	ssize_t n;
+
+	if (t == NULL || t->fd < 0 || outlen < 2)
+		return -1;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", t->fd);
+	n = readlink(link, out, outlen - 1);
+	if (n <= 0 || (size_t)n >= outlen - 1 || out[0] != '/')
+		return -1;
+	out[n] = '\0';
+	if ((size_t)n >= sizeof(deleted) - 1 &&
+	    strcmp(out + n - (sizeof(deleted) - 1), deleted) == 0)
+		return -1;
+	return 0;
+}
+
 int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 {
 	struct spool_file nf;

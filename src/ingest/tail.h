@@ -124,6 +124,12 @@ int tail_is_open(const struct tail *t);
  * replaced meanwhile: nothing opened), or -1 (for example EACCES or EMFILE, in `err`). */
 int tail_resume(struct tail *t, char *err, size_t errlen);
 
+/* The path of the open file as the kernel knows it now (readlink of /proc/self/fd/N, proc(5)):
+ * where it is after renames no event reported, such as a move to a directory nobody watches.
+ * Writes it to `out` (`outlen` bytes). Returns 0, or -1 (not open, deleted, or it does not fit).
+ */
+int tail_current_path(const struct tail *t, char *out, size_t outlen);
+
 /* Records that the file was renamed to `path` (still the same open file). Returns 0 or -1. */
 int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
 

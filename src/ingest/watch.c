@@ -898,34 +898,6 @@ static void make_room(struct watch *w, const struct wtail *except, size_t more)
 	}
 }
 
-/* Searches directory `dir` for the regular file with device `dev` and inode `ino`. Returns its
- * path (caller frees) or NULL. */
-static char *find_ino(const char *dir, dev_t dev, ino_t ino)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char *found = NULL;
-
-	if (d == NULL)
-		return NULL;
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-		char *p;
-
-		if ((ino_t)de->d_ino != ino)
-			continue;
-		p = path_join(dir, de->d_name);
-		if (p != NULL && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev &&
-		    st.st_ino == ino) {
-			found = p;
-			break;
-		}
-		free(p);
-	}
-	closedir(d);
-	return found;
-}
-
 /* The path of suspended tail wt no longer leads to its file: it was renamed or deleted while it
  * was closed (unnoticed: polled, or the events were lost). Looks for it in the same directory.
  * Returns 0 if found (the tail follows the new name; a rescan decides whether its glob still
@@ -933,7 +905,7 @@ static char *find_ino(const char *dir, dev_t dev, ino_t ino)
 static int relocate(struct watch *w, struct wtail *wt)
 {
 	char *dir = path_dir(tail_path(wt->t)), e[1024];
-	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	free(dir);
 	if (p == NULL) {
@@ -1214,7 +1186,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 static void name_target(struct watch *w, struct wtail *wt)
 {
 	char *dir = wt->real != NULL ? path_dir(wt->real) : NULL, e[1024];
-	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	if (p != NULL) {
 		log_info("%s: its link leads elsewhere now: it is %s", tail_path(wt->t), p);
@@ -1224,6 +1196,24 @@ static void name_target(struct watch *w, struct wtail *wt)
 	}
 	free(p);
 	free(dir);
+}
+
+/* A tail whose name no event told (moved to a directory nobody watches, where IN_MOVED_TO is not
+ * reported): its record takes the path the kernel knows for its descriptor, so that status names
+ * the file where it is. */
+static void name_from_fd(struct watch *w, struct wtail *wt)
+{
+	char path[PATH_MAX], e[1024];
+
+	if (wt->base != NULL || wt->link || tail_current_path(wt->t, path, sizeof(path)) < 0 ||
+	    strcmp(path, tail_path(wt->t)) == 0)
+		return;
+	/* Its IN_MOVED_TO did not come by this rescan: it went where no watch sees it. */
+	tail_set_cookie(w, wt, 0);
+	log_info("%s: moved out of sight, to %s", tail_path(wt->t), path);
+	if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
+		log_warn("%s", e);
+	tail_place(w, wt, path);
 }
 
 /* ---- records of files not found at start ---------------------------------------------------- */
@@ -1277,7 +1267,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
 		} else if ((dir = path_dir(f->path)) != NULL) {
-			path = find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
 		if (path == NULL) {
@@ -1335,6 +1325,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			if (wt->link)
 				name_target(w, wt);
 		}
+		if (wt->base == NULL)
+			name_from_fd(w, wt);
 	}
 	wait = w->ctx.cfg->agent.rotate_wait_ms;
 	/* Backwards: a released tail's place is taken by the last one, already seen. */
