@@ -72,7 +72,7 @@ struct tail {
 	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
-	int64_t warned_invalid, warned_long;
+	int64_t warned_invalid, warned_long, warned_utf8;
 };
 
 /* Whether a rate-limited warning is due (once a minute), updating *last. */
@@ -990,7 +990,7 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
                      const char *line, size_t len, int64_t line_offset, int64_t now, char *err,
                      size_t errlen)
 {
-	size_t n, events = 0, no_match = 0;
+	size_t n, events = 0, no_match = 0, bad_utf8 = 0;
 
 	if (events_reserve(s, s->n_results) < 0) {
 		err_set(err, errlen, "%s: out of memory", t->path);
@@ -1025,6 +1025,19 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			s->n_events++;
 			events++;
 			break;
+		case RULE_BAD_UTF8:
+			bad_utf8++;
+			if (tail_warn_due(&t->warned_utf8))
+				log_warn(
+				    "%s: line at offset %" PRId64 " is %s; rule '%s' asks for "
+				    "UTF-8 ((*UTF)) and cannot match it (such lines are counted as "
+				    "invalid UTF-8 in `logmeter status`; logged at most once a "
+				    "minute per file)",
+				    t->path, line_offset, r->reason, name);
+			else
+				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset,
+				          name, r->reason);
+			break;
 		case RULE_INVALID:
 		default:
 			if (tail_warn_due(&t->warned_invalid))
@@ -1041,6 +1054,8 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 	}
 	if (events > 0)
 		nf->counters.matched++;
+	else if (bad_utf8 > 0)
+		nf->counters.bad_utf8++;
 	else if (no_match == n)
 		nf->counters.unmatched++;
 	else

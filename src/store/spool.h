@@ -24,7 +24,8 @@
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
- * matched but could not use (invalid), a skipped over-long line (long_lines), skipped NUL bytes. */
+ * matched but could not use (invalid), a line a (*UTF) rule could not match because it is not
+ * UTF-8 (bad_utf8), a skipped over-long line (long_lines), skipped NUL bytes. */
 struct spool_counters {
 	int64_t lines;      /* complete lines read */
 	int64_t matched;    /* lines that made at least one event */
