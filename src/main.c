@@ -26,6 +26,7 @@ enum {
 	O_STATE = 1u << 11,
 	O_JSON = 1u << 12,
 	O_SOURCE = 1u << 13,
+	O_WINDOWS = 1u << 14,
 };
 
 /* struct command.takes_input: the words after the command. */
@@ -74,9 +75,11 @@ static const struct command {
      "logmeter replay -c FILE --unsure [--rule NAME] [--since TIME]\n"
      "                       move dead letters / delivered / unsure events back to\n"
      "                       pending (also: --dry-run)"},
-    {"spool", cli_spool, 1, 1, O_STATE,
+    {"spool", cli_spool, 1, 1, O_STATE | O_WINDOWS,
      "spool export -c FILE [--state pending|delivered|dead|unsure]\n"
      "                       every event as a JSON line\n"
+     "logmeter spool export -c FILE --windows\n"
+     "                       every aggregation window with its lines as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
      "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows\n"
      "logmeter spool start-over -c FILE\n"
@@ -128,16 +131,25 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
-	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
-	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
-	    {"state", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'J'},
-	    {"source", required_argument, NULL, 'O'}, {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"stripe", no_argument, NULL, 'K'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {"json", no_argument, NULL, 'J'},
+	                                         {"source", required_argument, NULL, 'O'},
+	                                         {"windows", no_argument, NULL, 'W'},
+	                                         {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
@@ -149,7 +161,8 @@ int main(int argc, char **argv)
 	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
 	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
 	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
-	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"}};
+	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"},
+	            {'W', O_WINDOWS, "--windows"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -212,6 +225,9 @@ int main(int argc, char **argv)
 			break;
 		case 'O':
 			a.source = optarg;
+			break;
+		case 'W':
+			a.windows = 1;
 			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);

@@ -25,6 +25,7 @@ struct cli_args {
 	int n_inputs;
 	int once, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run, json;
+	int windows; /* spool export --windows */
 };
 
 /* The configuration and everything compiled from it. */

@@ -68,7 +68,7 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 	static const char https[] = "https://";
 
 	if (api_base == NULL || api_base[0] == '\0') {
-		err_set(err, errlen, "[stripe] api_base is empty");
+		err_set(err, errlen, "[stripe] the base URL is empty");
 		return -1;
 	}
 	for (const char *p = api_base; *p != '\0'; p++) {
@@ -76,21 +76,21 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 
 		if (c <= 0x20 || c >= 0x7f) {
 			err_set(err, errlen,
-			        "[stripe] api_base contains whitespace, control or non-ASCII "
+			        "[stripe] the base URL contains whitespace, control or non-ASCII "
 			        "characters");
 			return -1;
 		}
 	}
 	if (base_has_version_path(api_base)) {
 		err_set(err, errlen,
-		        "[stripe] api_base %s ends in an API version: give the base only, such as "
+		        "[stripe] %s ends in an API version: give the base only, such as "
 		        "https://api.stripe.com (logmeter adds /v1/billing/meter_events)",
 		        api_base);
 		return -1;
 	}
 	if (strncasecmp(api_base, https, sizeof(https) - 1) == 0) {
 		if (api_base[sizeof(https) - 1] == '\0' || api_base[sizeof(https) - 1] == '/') {
-			err_set(err, errlen, "[stripe] api_base %s has no host", api_base);
+			err_set(err, errlen, "[stripe] %s has no host", api_base);
 			return -1;
 		}
 		return 0;
@@ -98,7 +98,7 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 	if (config_api_base_is_local(api_base))
 		return 0;
 	err_set(err, errlen,
-	        "[stripe] api_base %s: must start with https:// (plain http is allowed only for "
+	        "[stripe] %s: must start with https:// (plain http is allowed only for "
 	        "http://127.0.0.1[:PORT], a local test double)",
 	        api_base);
 	return -1;
@@ -385,6 +385,19 @@ static const struct option options[] = {
     {STRIPE(account), .key = "account", .type = OPT_ACCOUNT, .min = 6, .max = 255,
      .help = "A Connect connected account id (acct_...): events are sent on its behalf with "
              "the Stripe-Account header, and the automatic rate is Stripe's Connect limit."},
+    {STRIPE(api), .key = "api", .type = OPT_ENUM, .def = "v1", .choices = "v1|v2",
+     .help = "The meter event API. v1: one request per event (POST /v1/billing/meter_events), "
+             "1,000 a second for a live account, 25 in test mode. v2: meter event streams, up to "
+             "100 events a request (POST /v2/billing/meter_event_stream on meter_events_base) "
+             "under a meter event session renewed before its 15 minutes run out; 10,000 events "
+             "a second for a live account, while in test mode each request counts against the "
+             "basic limit of 25 a second. Stripe validates v2 events after answering: what it "
+             "refuses then is only in its Dashboard and error reports. See "
+             "docs/stripe-contract.md."},
+    {STRIPE(meter_events_base), .key = "meter_events_base", .type = OPT_URL,
+     .def = "https://meter-events.stripe.com", .min = 1, .max = 1000,
+     .help = "Base URL of Stripe's meter event stream host (api = v2). Plain http:// only to "
+             "127.0.0.1, for a local test double."},
     {STRIPE(unsure_after_s), .key = "unsure_after", .type = OPT_DURATION_S, .def = "23h", .min = 1,
      .max = DAY_S,
      .help = "An event with an attempt whose outcome is unknown (a 5xx, a timeout, a reset) is "
@@ -439,6 +452,18 @@ static const struct option options[] = {
      .help = "The meter's customer_mapping.event_payload_key."},
     {RULE(payload_value_key), .key = "payload_value_key", .type = OPT_NAME, .def = "value",
      .min = 1, .max = 100, .help = "The meter's value_settings.event_payload_key."},
+    {RULE(aggregate_s), .key = "aggregate", .type = OPT_DURATION_S, .def = "0", .min = 0,
+     .max = DAY_S,
+     .help = "0: one meter event per line. A duration from 1s to 1d: the rule's events are summed "
+             "per customer in windows of this length (aligned to the epoch), and one meter event "
+             "per window is sent, stamped with the window's start, once the window's end plus "
+             "aggregate_grace has passed. A line read after its window closed is counted in the "
+             "next open window. Only for meters whose formula is sum (check --stripe refuses "
+             "count and last). See docs/stripe-contract.md, section 14."},
+    {RULE(aggregate_grace_s), .key = "aggregate_grace", .type = OPT_DURATION_S, .def = "10s",
+     .min = 0, .max = DAY_S,
+     .help = "How long a window stays open after its end, for lines that arrive late (a slow "
+             "writer, a buffered log). Longer delays the window's meter event by as much."},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -35,6 +35,11 @@ enum config_read_from { CONFIG_READ_FROM_HEAD = 0, CONFIG_READ_FROM_TAIL = 1 };
 /* [agent] durability: how spool commits reach the disk (docs/durability.md). */
 enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL = 1 };
 
+/* [stripe] api: which meter event API the sender uses (docs/stripe-contract.md). v1: one
+ * request per event, POST /v1/billing/meter_events; v2: meter event streams, up to 100 events a
+ * request to POST /v2/billing/meter_event_stream under a meter event session's token. */
+enum config_api { CONFIG_API_V1 = 0, CONFIG_API_V2 = 1 };
+
 struct config_agent {
 	char *instance;      /* namespaces identifiers; NULL: the spool's stable generated id */
 	char *state_dir;     /* directory holding spool.db */
@@ -62,11 +67,13 @@ struct config_stripe {
 	int64_t max_requests_per_second; /* 0 (auto): by the key, stripe_default_rate */
 	int64_t retry_min_backoff_ms;    /* milliseconds */
 	int64_t retry_max_backoff_ms;    /* milliseconds, at least retry_min_backoff_ms */
-	int64_t auth_pause_ms;  /* wait (ms) after a 401/403 or an answer that is not Stripe's
-	                           before trying again */
-	char *account;          /* Connect account id for Stripe-Account, or NULL */
-	int64_t unsure_after_s; /* an unknown outcome older than this (seconds) makes an event
-	                           unsure */
+	int64_t auth_pause_ms;   /* wait (ms) after a 401/403 or an answer that is not Stripe's
+	                            before trying again */
+	char *account;           /* Connect account id for Stripe-Account, or NULL */
+	int64_t unsure_after_s;  /* an unknown outcome older than this (seconds) makes an event
+	                            unsure */
+	enum config_api api;     /* v1 or v2 */
+	char *meter_events_base; /* v2 stream host, no trailing '/'; http:// only for 127.0.0.1 */
 };
 
 struct config_source {
@@ -91,6 +98,8 @@ struct config_rule {
 	char *timestamp_format;     /* strptime(3) format, or "epoch" */
 	char *payload_customer_key; /* meter's customer_mapping.event_payload_key */
 	char *payload_value_key;    /* meter's value_settings.event_payload_key */
+	int64_t aggregate_s;        /* window length in seconds; 0: one meter event per line */
+	int64_t aggregate_grace_s;  /* seconds a window stays open after its end */
 	struct config_loc loc;      /* the [rule NAME] line */
 	struct config_loc pattern_loc, customer_loc, customer_map_loc, value_loc, timestamp_loc,
 	    timestamp_format_loc;
@@ -145,7 +154,7 @@ long config_changes(const struct config *a, const struct config *b, const char *
 
 /* Checks that `api_base` is https://..., or http://127.0.0.1[:port] (the only place TLS may be
  * skipped: a local Stripe double), and does not already end in an API version (/v1, /v2).
- * Returns 0 or -1 with the reason in `err`. */
+ * The same rule holds for meter_events_base. Returns 0 or -1 with the reason in `err`. */
 int config_check_api_base(const char *api_base, char *err, size_t errlen);
 
 /* 1 if `api_base` is http://127.0.0.1[:port][/path] (plain HTTP allowed), else 0. */

@@ -41,36 +41,30 @@ static int event_hash_field(EVP_MD_CTX *ctx, const void *data, size_t len)
  * Length prefixes make the encoding injective: ("ab", "c") and ("a", "bc") hash differently.
  * "lm1-" names this layout; a new layout must take a new prefix, since identifiers of events
  * already sent must never change. */
-int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
-                     const char *file_uid, int64_t line_offset, const char *rule)
+/* Writes `prefix` and 40 lowercase hex digits of the first 20 bytes of SHA-256 over the `n`
+ * strings of `fields`, each preceded by its length (event_hash_field), into `out`. */
+static int hash_identifier(char out[EVENT_IDENTIFIER_MAX], const char *prefix,
+                           const char *const *fields, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	char off[24];
 	unsigned int md_len = 0;
-	EVP_MD_CTX *ctx = NULL;
+	size_t plen = strlen(prefix);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	int ret = -1;
 	char *p;
 
-	if (out == NULL)
-		return -1;
 	out[0] = '\0';
-	if (instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
-		return -1;
-	ctx = EVP_MD_CTX_new();
-	if (ctx == NULL)
+	if (ctx == NULL || plen + 2 * EVENT_ID_HASH_BYTES >= EVENT_IDENTIFIER_MAX ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
 		goto out;
-	snprintf(off, sizeof(off), "%" PRId64, line_offset);
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    event_hash_field(ctx, instance, strlen(instance)) < 0 ||
-	    event_hash_field(ctx, source, strlen(source)) < 0 ||
-	    event_hash_field(ctx, file_uid, strlen(file_uid)) < 0 ||
-	    event_hash_field(ctx, off, strlen(off)) < 0 ||
-	    event_hash_field(ctx, rule, strlen(rule)) < 0 ||
-	    EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
+	for (size_t i = 0; i < n; i++)
+		if (event_hash_field(ctx, fields[i], strlen(fields[i])) < 0)
+			goto out;
+	if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
 		goto out;
-	memcpy(out, EVENT_ID_PREFIX, sizeof(EVENT_ID_PREFIX) - 1);
-	p = out + sizeof(EVENT_ID_PREFIX) - 1;
+	memcpy(out, prefix, plen);
+	p = out + plen;
 	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
 		*p++ = hex[md[i] >> 4];
 		*p++ = hex[md[i] & 0x0F];
@@ -80,6 +74,140 @@ int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const
 out:
 	EVP_MD_CTX_free(ctx);
 	return ret;
+}
+
+int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+                     const char *file_uid, int64_t line_offset, const char *rule)
+{
+	char off[24];
+	const char *fields[5];
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
+		return -1;
+	snprintf(off, sizeof(off), "%" PRId64, line_offset);
+	fields[0] = instance;
+	fields[1] = source;
+	fields[2] = file_uid;
+	fields[3] = off;
+	fields[4] = rule;
+	return hash_identifier(out, EVENT_ID_PREFIX, fields, 5);
+}
+
+#define EVENT_WINDOW_ID_PREFIX "lmw1-"
+
+int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *rule,
+                            const char *customer, int64_t window_start)
+{
+	char start[24];
+	const char *fields[4];
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (instance == NULL || rule == NULL || customer == NULL)
+		return -1;
+	snprintf(start, sizeof(start), "%" PRId64, window_start);
+	fields[0] = instance;
+	fields[1] = rule;
+	fields[2] = customer;
+	fields[3] = start;
+	return hash_identifier(out, EVENT_WINDOW_ID_PREFIX, fields, 4);
+}
+
+/* Window totals are exact: 18 decimals and 20 integer digits fit a 128-bit integer (1.7e38). */
+#define EVENT_SUM_DECIMALS 18
+#define EVENT_SUM_INT_DIGITS 20
+
+static int value_parse(const char *v, __int128 *out)
+{
+	__int128 x = 0;
+	int neg = 0, idig = 0, fdig = 0;
+
+	if (*v == '-') {
+		neg = 1;
+		v++;
+	}
+	if (*v < '0' || *v > '9')
+		return -1;
+	for (; *v >= '0' && *v <= '9'; v++) {
+		if (++idig > EVENT_SUM_INT_DIGITS)
+			return -1;
+		x = x * 10 + (*v - '0');
+	}
+	if (*v == '.') {
+		v++;
+		if (*v < '0' || *v > '9')
+			return -1;
+		for (; *v >= '0' && *v <= '9'; v++) {
+			if (++fdig > EVENT_SUM_DECIMALS)
+				return -1;
+			x = x * 10 + (*v - '0');
+		}
+	}
+	if (*v != '\0')
+		return -1;
+	for (; fdig < EVENT_SUM_DECIMALS; fdig++)
+		x *= 10;
+	*out = neg ? -x : x;
+	return 0;
+}
+
+int event_value_add(const char *a, const char *b, char *out, size_t outlen)
+{
+	__int128 x, y, sum, mag;
+	char digits[64];
+	int n = 0, neg, frac_end = EVENT_SUM_DECIMALS;
+	size_t o = 0;
+
+	if (a == NULL || b == NULL || out == NULL || value_parse(a, &x) != 0 ||
+	    value_parse(b, &y) != 0)
+		return -1;
+	sum = x + y;
+	neg = sum < 0;
+	mag = neg ? -sum : sum;
+	/* Digits least significant first: 18 of fraction, then the integer part. */
+	do {
+		digits[n++] = (char)('0' + (int)(mag % 10));
+		mag /= 10;
+	} while ((mag > 0 || n <= EVENT_SUM_DECIMALS) && n < (int)sizeof(digits));
+	if (n > EVENT_SUM_DECIMALS + EVENT_SUM_INT_DIGITS)
+		return -1;
+	while (frac_end > 0 && digits[EVENT_SUM_DECIMALS - frac_end] == '0')
+		frac_end--;
+	if (neg && outlen > 1)
+		out[o++] = '-';
+	for (int i = n - 1; i >= EVENT_SUM_DECIMALS && o + 1 < outlen; i--)
+		out[o++] = digits[i];
+	if (frac_end > 0 && o + 1 < outlen)
+		out[o++] = '.';
+	for (int i = EVENT_SUM_DECIMALS - 1; i >= EVENT_SUM_DECIMALS - frac_end && o + 1 < outlen;
+	     i--)
+		out[o++] = digits[i];
+	if (o + 1 >= outlen)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+int event_value_digits(const char *v)
+{
+	const char *first = NULL, *last = NULL;
+	int n = 0;
+
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p >= '1' && *p <= '9' && first == NULL)
+			first = p;
+		if (*p >= '0' && *p <= '9')
+			last = p;
+	}
+	if (first == NULL)
+		return 0;
+	for (const char *p = first; p <= last; p++)
+		n += *p >= '0' && *p <= '9';
+	return n;
 }
 
 enum event_window event_window_of(int64_t timestamp, int64_t now)

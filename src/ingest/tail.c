@@ -960,6 +960,11 @@ static int make_event(struct tail *t, const struct spool_file *f, const struct r
 	ev->line_offset = line_offset;
 	ev->timestamp = r->timestamp;
 	ev->created = now;
+	if (rule != NULL) {
+		/* Its window is chosen when it is committed (spool_commit). */
+		ev->window_s = rule->aggregate_s;
+		ev->window_grace_s = rule->aggregate_grace_s;
+	}
 	if (rule == NULL || copy_field(ev->rule, sizeof(ev->rule), rule->name) < 0 ||
 	    copy_field(ev->event_name, sizeof(ev->event_name), rule->event_name) < 0 ||
 	    copy_field(ev->payload_customer_key, sizeof(ev->payload_customer_key),

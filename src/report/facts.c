@@ -104,6 +104,16 @@ static int add_rule(const char *rule, enum event_state state, int64_t n, void *u
 	return 0;
 }
 
+static int add_window(const struct spool_window *w, void *ud)
+{
+	struct facts *f = ud;
+
+	if (f->n_windows < FACTS_WINDOWS_MAX)
+		f->windows[f->n_windows++] = *w;
+	f->windows_open++;
+	return 0;
+}
+
 static void utc(int64_t t, char *out, size_t outlen)
 {
 	time_t tt = (time_t)t;
@@ -170,6 +180,7 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	}
 	g.f = f;
 	f->now = now;
+	f->api = cfg->stripe.api;
 	f->since = since;
 	f->spool = spool_path(sp);
 	f->max_spool_bytes = cfg->agent.max_spool_bytes;
@@ -190,6 +201,8 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 			err_set(err, errlen, "%s", e);
 		goto fail;
 	}
+	if (spool_windows_foreach(sp, 1, add_window, NULL, f, err, errlen) != 0)
+		goto fail;
 	if (space_status_read(cfg->agent.state_dir, &f->ingest, f->ingest_err,
 	                      sizeof(f->ingest_err)) != 0)
 		f->ingest.found = 0;
@@ -366,6 +379,20 @@ void facts_print_text(FILE *out, const struct facts *f)
 	fprintf(out, "last error: %s\n", f->last_error[0] ? f->last_error : "none");
 	print_ingest(out, f);
 	print_sender(out, f);
+	fprintf(out, "windows: %lld open aggregation windows\n", (long long)f->windows_open);
+	for (size_t i = 0; i < f->n_windows; i++) {
+		const struct spool_window *w = &f->windows[i];
+		char a[32], b[32];
+
+		utc(w->start, a, sizeof(a));
+		utc(w->start + w->length, b, sizeof(b));
+		fprintf(
+		    out, "  rule %s  customer %s  %s .. %s  total %s over %lld lines (%lld late)\n",
+		    w->rule, w->customer, a, b, w->total, (long long)w->lines, (long long)w->late);
+	}
+	if (f->windows_open > (int64_t)f->n_windows)
+		fprintf(out, "  ... and %lld more\n",
+		        (long long)(f->windows_open - (int64_t)f->n_windows));
 	if (f->n_problems == 0) {
 		fprintf(out, "health: ok\n");
 	} else {

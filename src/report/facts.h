@@ -23,6 +23,9 @@
 /* Problems that make the health "degraded", at most this many kept. */
 #define FACTS_PROBLEMS_MAX 8
 
+/* Open aggregation windows listed by status, at most (the rest are counted). */
+#define FACTS_WINDOWS_MAX 20
+
 /* A file record, with what the file system says of it now. */
 struct facts_file {
 	int64_t id;
@@ -48,8 +51,9 @@ struct facts_rule {
 };
 
 struct facts {
-	int64_t now;       /* seconds since the epoch, when gathered */
-	const char *spool; /* the spool's path, owned by the handle given to facts_new */
+	int64_t now;         /* seconds since the epoch, when gathered */
+	enum config_api api; /* the configuration's [stripe] api */
+	const char *spool;   /* the spool's path, owned by the handle given to facts_new */
 	char instance[128];
 	struct spool_counts counts;
 	int64_t oldest_pending; /* timestamp (s since the epoch) of the oldest pending event; 0 */
@@ -78,6 +82,11 @@ struct facts {
 	size_t n_rules;
 	struct facts_file *files; /* by source, then record id */
 	size_t n_files;
+
+	/* The open aggregation windows: how many, and the first FACTS_WINDOWS_MAX by start. */
+	int64_t windows_open;
+	struct spool_window windows[FACTS_WINDOWS_MAX];
+	size_t n_windows;
 
 	/* Health: degraded when reading is paused, sending is paused (the key refused, or answers
 	 * that are not Stripe's), or dead letters came since `since`. */

@@ -171,6 +171,24 @@ static json_t *file_json(const struct facts_file *ff)
 	    (json_int_t)c->bad_utf8);
 }
 
+static json_t *windows_json(const struct facts *f)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < f->n_windows; i++) {
+		const struct spool_window *w = &f->windows[i];
+
+		json_array_append_new(
+		    list,
+		    json_pack("{s:o, s:o, s:I, s:I, s:I, s:o, s:I, s:I}", "rule", text(w->rule),
+		              "customer", text(w->customer), "start", (json_int_t)w->start, "end",
+		              (json_int_t)(w->start + w->length), "close_after",
+		              (json_int_t)w->close_after, "total", text(w->total), "lines",
+		              (json_int_t)w->lines, "late", (json_int_t)w->late));
+	}
+	return json_pack("{s:I, s:o}", "open", (json_int_t)f->windows_open, "list", list);
+}
+
 int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen)
 {
 	json_t *files = json_array(), *doc;
@@ -179,11 +197,12 @@ int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen)
 	for (size_t i = 0; i < f->n_files; i++)
 		json_array_append_new(files, file_json(&f->files[i]));
 	/* json_pack steals the references of "o" values, also when it fails. */
-	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "schema_version",
-	                FACTS_SCHEMA_VERSION, "now", (json_int_t)f->now, "spool", text(f->spool),
-	                "instance", f->instance, "health", health_json(f), "events", events_json(f),
-	                "last_error", text_or_null(f->last_error), "ingest", ingest_json(f),
-	                "space", space_json(f), "sender", sender_json(f), "files", files);
+	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	                "schema_version", FACTS_SCHEMA_VERSION, "now", (json_int_t)f->now, "spool",
+	                text(f->spool), "instance", f->instance, "health", health_json(f), "events",
+	                events_json(f), "last_error", text_or_null(f->last_error), "ingest",
+	                ingest_json(f), "space", space_json(f), "sender", sender_json(f), "windows",
+	                windows_json(f), "files", files);
 	if (doc == NULL) {
 		err_set(err, errlen,
 		        "cannot build the JSON status (out of memory, or text that is "

@@ -10,7 +10,9 @@
 #include "report/facts.h"
 #include "util/log.h"
 
-#define API_LABEL "v1" /* the billing API of send/stripe.c: POST /v1/billing/meter_events */
+/* The billing API of the configuration: v1 (POST /v1/billing/meter_events) or v2 (the meter
+ * event stream). */
+#define API_LABEL (f->api == CONFIG_API_V2 ? "v2" : "v1")
 
 /* Writes `s` as a label value: escaped, and with bytes outside ASCII as '?' unless all of it is
  * valid UTF-8 (a path may be any bytes). */

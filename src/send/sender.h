@@ -29,16 +29,19 @@ extern const double sender_duration_bounds[SENDER_DURATION_BOUNDS];
 
 /* Counters since sender_new, for logs and tests. */
 struct sender_stats {
-	int64_t requests;     /* HTTP requests started */
-	int64_t delivered;    /* events marked delivered (including "already exists") */
-	int64_t duplicates;   /* of which Stripe said the identifier already existed */
-	int64_t retries;      /* failed attempts that will be retried (all kinds below) */
-	int64_t unknown;      /* of which the outcome was unknown (a new key follows) */
-	int64_t rate_limited; /* of which Stripe rate-limited (429, 400 rate_limit) */
-	int64_t dead;         /* events dead-lettered */
-	int64_t unsure;       /* events made unsure */
-	int64_t auth_pauses;  /* 401/403 answers */
-	int64_t unexpected;   /* answers that were not Stripe's (sending paused) */
+	int64_t requests;        /* HTTP requests started */
+	int64_t delivered;       /* events marked delivered (including "already exists") */
+	int64_t duplicates;      /* of which Stripe said the identifier already existed */
+	int64_t retries;         /* failed attempts that will be retried (all kinds below) */
+	int64_t unknown;         /* of which the outcome was unknown (a new key follows) */
+	int64_t rate_limited;    /* of which Stripe rate-limited (429, 400 rate_limit) */
+	int64_t dead;            /* events dead-lettered */
+	int64_t unsure;          /* events made unsure */
+	int64_t auth_pauses;     /* 401/403 answers */
+	int64_t unexpected;      /* answers that were not Stripe's (sending paused) */
+	int64_t sessions;        /* v2: meter event sessions created */
+	int64_t session_expired; /* v2: stream answers "session expired" (sent again) */
+	int64_t windows_closed;  /* aggregation windows closed into meter events */
 	/* Requests that ended, by outcome (a connection never made counts too: retry) */
 	int64_t outcomes[STRIPE_OUTCOMES];
 	/* Their durations (libcurl's CURLINFO_TOTAL_TIME): how many ended within each bucket

@@ -194,9 +194,8 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
-/* Inserts *ev with id *next and queue position *next + shift; advances *next if it was new. */
-static int event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
-                        int64_t shift, char *err, size_t errlen)
+int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
+                       int64_t shift, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_EVENT_INSERT];
 	int rc = SQLITE_OK;
@@ -268,9 +267,21 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
 	if (n > 0 && spool_queue_end(sp, &next, &shift, err, errlen) < 0)
 		goto fail;
 	next++;
-	for (i = 0; i < n; i++)
-		if (event_insert(sp, &events[i], now, &next, shift, err, errlen) < 0)
+	for (i = 0; i < n; i++) {
+		/* A pending event of an aggregating rule goes into its window instead; dead
+		 * letters (unmapped customers) stay events of their own. */
+		if (events[i].window_s > 0 && events[i].state == EVENT_PENDING) {
+			int rc = spool_window_commit(sp, &events[i], now, err, errlen);
+
+			if (rc < 0)
+				goto fail;
+			if (rc == 0)
+				continue;
+			/* 1: not aggregatable (outside Stripe's window): an event of its own. */
+		}
+		if (spool_event_insert(sp, &events[i], now, &next, shift, err, errlen) < 0)
 			goto fail;
+	}
 	if (file_update(sp, f, now, err, errlen) < 0)
 		goto fail;
 	crash_point("spool_commit_inside"); /* all written, not committed: none of it counts */

@@ -68,6 +68,44 @@
 	"CREATE INDEX events_unsure ON events(id) WHERE state = 3;"                                \
 	"CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
 
+/* Aggregation windows (schema 4; store/window.c). A window is one (rule, customer, start); its
+ * running total is updated in the transaction that commits its lines with their file's
+ * checkpoint. window_lines keeps each line's value under the line's position, so that a line
+ * read again adds nothing, as UNIQUE(file_id, line_offset, rule) does for events. At close, the
+ * window's meter event becomes an events row (line_offset -id), and event_id points to it. */
+#define WINDOWS_TABLES                                                                             \
+	"CREATE TABLE windows ("                                                                   \
+	" id INTEGER PRIMARY KEY,"                                                                 \
+	" rule TEXT NOT NULL,"                                                                     \
+	" customer TEXT NOT NULL,"                                                                 \
+	" customer_key TEXT NOT NULL,"                                                             \
+	" event_name TEXT NOT NULL,"                                                               \
+	" payload_customer_key TEXT NOT NULL,"                                                     \
+	" payload_value_key TEXT NOT NULL,"                                                        \
+	" start INTEGER NOT NULL,"                                                                 \
+	" length INTEGER NOT NULL,"                                                                \
+	" close_after INTEGER NOT NULL,"                                                           \
+	" total TEXT NOT NULL,"                                                                    \
+	" lines INTEGER NOT NULL,"                                                                 \
+	" late INTEGER NOT NULL,"                                                                  \
+	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
+	" state INTEGER NOT NULL,"                                                                 \
+	" event_id INTEGER,"                                                                       \
+	" created INTEGER NOT NULL,"                                                               \
+	" closed_at INTEGER,"                                                                      \
+	" UNIQUE (rule, customer, start));"                                                        \
+	"CREATE INDEX windows_open ON windows(close_after) WHERE state = 0;"                       \
+	"CREATE TABLE window_lines ("                                                              \
+	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
+	" line_offset INTEGER NOT NULL,"                                                           \
+	" rule TEXT NOT NULL,"                                                                     \
+	" window_id INTEGER NOT NULL REFERENCES windows(id) ON DELETE CASCADE,"                    \
+	" value TEXT NOT NULL,"                                                                    \
+	" timestamp INTEGER NOT NULL,"                                                             \
+	" late INTEGER NOT NULL,"                                                                  \
+	" PRIMARY KEY (file_id, line_offset, rule)) WITHOUT ROWID;"                                \
+	"CREATE INDEX window_lines_window ON window_lines(window_id);"
+
 /* Uniqueness follows the line's position (file, offset, rule), which grows at the end of the
  * index, never the random-looking identifier: see "Spool cost" in the design notes. The partial
  * indexes keep the sender's scan of pending events and the dead letters independent of the
@@ -100,7 +138,8 @@ static const char spool_schema[] =
     " resets INTEGER NOT NULL DEFAULT 0,"
     " first_seen INTEGER NOT NULL,"
     " updated INTEGER NOT NULL);"
-    "CREATE INDEX files_identity ON files(source, dev, ino);" EVENTS_TABLE("events") EVENTS_INDEXES;
+    "CREATE INDEX files_identity ON files(source, dev, ino);" EVENTS_TABLE("events")
+        EVENTS_INDEXES WINDOWS_TABLES;
 
 /* Schema 1 had no key_generation or first_unknown, and a CHECK on the state that allowed no
  * unsure events (and cost a temporary b-tree at every INSERT and UPDATE). SQLite cannot change a
@@ -131,7 +170,11 @@ static const char spool_migrate_2_3[] =
 
 /* Migrations by PRAGMA user_version: migrations[i] takes a spool of schema i + 1 to i + 2. A new
  * schema version adds its step here; a spool is never refused for being older. */
-static const char *const spool_migrations[] = {spool_migrate_1_2, spool_migrate_2_3};
+/* Schema 4 adds the aggregation windows; the events table is unchanged. */
+static const char spool_migrate_3_4[] = WINDOWS_TABLES;
+
+static const char *const spool_migrations[] = {spool_migrate_1_2, spool_migrate_2_3,
+                                               spool_migrate_3_4};
 
 _Static_assert(sizeof(spool_migrations) / sizeof(spool_migrations[0]) == SPOOL_SCHEMA_VERSION - 1,
                "one migration per schema version after the first");
@@ -143,6 +186,7 @@ static const struct spool_event_layout event_layouts[] = {
     [1] = {.ncols = SPOOL_EC_KEY_GENERATION, .max_state = EVENT_DEAD},
     [2] = {.ncols = SPOOL_EC_QUEUE_SEQ, .max_state = EVENT_UNSURE},
     [3] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
+    [4] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
 };
 
 _Static_assert(sizeof(event_layouts) / sizeof(event_layouts[0]) == SPOOL_SCHEMA_VERSION + 1,

@@ -18,9 +18,10 @@
 #define SPOOL_HASH_LEN 32 /* SHA-256 digest, bytes */
 /* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
  * key_generation and first_unknown, and the unsure state; 3: events gained queue_seq, their
- * position in the sender's queue, so that a replay moves an event without changing its id.
+ * position in the sender's queue, so that a replay moves an event without changing its id; 4:
+ * the aggregation windows (tables windows and window_lines).
  * Older spools are migrated by spool_open (read-write); newer ones are refused. */
-#define SPOOL_SCHEMA_VERSION 3
+#define SPOOL_SCHEMA_VERSION 4
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
@@ -155,6 +156,49 @@ struct spool_mark {
 /* Applies `n` marks in one transaction. Returns 0 or -1 (none applied). */
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err,
                size_t errlen);
+
+/* ---- aggregation windows (store/window.c, docs/architecture.md "Aggregation windows") ---- */
+
+/* An aggregation window as status and export show it. */
+struct spool_window {
+	int64_t id;
+	char rule[EVENT_RULE_MAX];
+	char customer[EVENT_CUSTOMER_MAX];
+	char event_name[EVENT_NAME_MAX];
+	int64_t start, length; /* seconds since the epoch, seconds */
+	int64_t close_after;   /* seconds since the epoch: closed once this has passed */
+	char total[EVENT_VALUE_MAX];
+	int64_t lines, late; /* lines in it; of which arrived after their own window closed */
+	int closed;          /* its meter event is made (event_id) */
+	int64_t event_id;    /* 0 while open */
+};
+
+/* One line of a window, as spool export shows it. */
+struct spool_window_line {
+	int64_t file_id, line_offset, timestamp;
+	char value[EVENT_VALUE_MAX];
+	int late;
+};
+
+/* Closes every open window whose close_after is at most `now` (seconds since the epoch), at
+ * most 500 per call, in one transaction: each becomes one pending meter event in the events
+ * table (identifier event_window_identifier with the spool's instance, timestamp its start,
+ * value its total; a dead letter if the total has more than 15 significant digits, which Stripe
+ * refuses), after every queue position given before. Sets *closed to how many. Returns 0 or
+ * -1 (none closed). */
+int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *err, size_t errlen);
+
+/* The earliest close_after of the open windows into *when (seconds since the epoch), 0 if no
+ * window is open. Returns 0 or -1. */
+int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t errlen);
+
+/* Calls cb for every window (open ones only with `open_only`), by start then id; with
+ * `lines_cb`, also for every line of each window after it. Stops and returns -1 if a callback
+ * does. Returns 0 or -1. */
+int spool_windows_foreach(struct spool *sp, int open_only,
+                          int (*cb)(const struct spool_window *w, void *ud),
+                          int (*lines_cb)(const struct spool_window_line *l, void *ud), void *ud,
+                          char *err, size_t errlen);
 
 /* Counts events by state. Returns 0 or -1. */
 int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t errlen);

@@ -43,6 +43,18 @@ enum spool_stmt {
 	/* room.c */
 	ST_PRUNE_EXPIRED,
 	ST_PRUNE_OLDEST,
+	ST_PRUNE_WINDOWS,
+	/* window.c */
+	ST_WINDOW_FIND,
+	ST_WINDOW_ADD,
+	ST_WINDOW_UPDATE,
+	ST_WINDOW_LINE_ADD,
+	ST_WINDOW_DUE,
+	ST_WINDOW_CLOSE,
+	ST_WINDOW_NEXT,
+	ST_WINDOWS_ALL,
+	ST_WINDOWS_OPEN,
+	ST_WINDOW_LINES,
 	ST_COUNT_
 };
 
@@ -64,6 +76,7 @@ extern const struct spool_sql spool_commit_sql[];
 extern const struct spool_sql spool_queue_sql[];
 extern const struct spool_sql spool_query_sql[];
 extern const struct spool_sql spool_room_sql[];
+extern const struct spool_sql spool_window_sql[];
 
 struct spool {
 	sqlite3 *db;
@@ -189,6 +202,26 @@ int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 /* Reads, inside the caller's write transaction, the highest event id (0 if none) and the
  * queue shift. Returns 0 or -1. */
 int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err, size_t errlen);
+
+/* Reads meta[key] into `out` (`outlen` bytes). Returns 1 if found, 0 if not, -1 on error. */
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen);
+
+/* The meta key of the instance id (spool_instance). */
+#define SPOOL_INSTANCE_KEY "instance"
+
+/* Inside the caller's write transaction: inserts *ev with id *next and queue position
+ * *next + shift (ON CONFLICT of its line's position: nothing); advances *next if it was new and
+ * sets ev->id, ev->queue_seq, ev->created (else sets them to 0). Returns 0 or -1. */
+int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
+                       int64_t shift, char *err, size_t errlen);
+
+/* Inside spool_commit's transaction: adds the value of the line event *ev (ev->window_s > 0) to
+ * its window (window.c): the window of its timestamp if that one is still open at `now`, else
+ * the next open one (counted as late); a line already in a window adds nothing. Returns 0, 1
+ * if the event is not to be aggregated (a timestamp Stripe would refuse, a value beyond exact
+ * sums): it is then inserted as an event of its own; or -1. */
+int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
 
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */
 int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);

@@ -688,7 +688,7 @@ static int builder_prepare(struct builder *b)
 	/* put_row binds column k of a row (enum spool_event_col, spool_file_col) to ?k+1, so the
 	 * inserts name the columns in record order; a row of an older schema leaves the columns it
 	 * lacks unbound (NULL). */
-	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 3,
+	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 4,
 	               "the events insert below names every column of the current layout");
 	static const char *const sql[] = {
 	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"

@@ -28,3 +28,15 @@ int64_t clock_steady_wall_s(struct clock_steady *c)
 	}
 	return wall;
 }
+
+void clock_utc_text(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (out == NULL || outlen == 0)
+		return;
+	out[0] = '\0';
+	if (gmtime_r(&tt, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		out[0] = '\0';
+}

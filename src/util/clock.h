@@ -3,6 +3,7 @@
 #ifndef LOGMETER_CLOCK_H
 #define LOGMETER_CLOCK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Milliseconds of CLOCK_MONOTONIC: never jumps with the wall clock. */
@@ -10,6 +11,10 @@ int64_t clock_mono_ms(void);
 
 /* Seconds since the epoch (time(2)). */
 int64_t clock_wall_s(void);
+
+/* Writes `t` (seconds since the epoch) as "2026-12-06T21:55:34Z" (UTC) into `out` (`outlen`
+ * bytes, 21 needed); "" if it does not fit or gmtime_r fails. */
+void clock_utc_text(int64_t t, char *out, size_t outlen);
 
 /* A wall clock that is never set back: what the last reading was, advanced by the monotonic
  * clock since then. Zero-initialise it; one per thread (no locking). */

@@ -1017,6 +1017,46 @@ static void test_api_base(void **state)
 	}
 }
 
+/* [stripe] api and meter_events_base, [rule] aggregate and aggregate_grace: defaults, values,
+ * bounds (1 s to 1 day), and errors with file and line. */
+static void test_v2_and_aggregate(void **state)
+{
+	const struct fx *f = *state;
+	const char *name = P(f, "etc/agg.conf");
+	char err[CONFIG_ERR_MAX] = "", text[1024];
+	struct config *cfg = config_load_text(MINIMAL, name, err, sizeof(err));
+
+	assert_non_null(cfg);
+	assert_int_equal(cfg->stripe.api, CONFIG_API_V1);
+	assert_string_equal(cfg->stripe.meter_events_base, "https://meter-events.stripe.com");
+	assert_int_equal(cfg->rules[0].aggregate_s, 0);
+	assert_int_equal(cfg->rules[0].aggregate_grace_s, 10);
+	config_free(cfg);
+	snprintf(text, sizeof(text),
+	         "[stripe]\napi = v2\nmeter_events_base = http://127.0.0.1:9/\n%s"
+	         "aggregate = 1m\naggregate_grace = 0\n",
+	         MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->stripe.api, CONFIG_API_V2);
+	assert_string_equal(cfg->stripe.meter_events_base, "http://127.0.0.1:9");
+	assert_int_equal(cfg->rules[0].aggregate_s, 60);
+	assert_int_equal(cfg->rules[0].aggregate_grace_s, 0);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "%saggregate = 2d\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 10, "key 'aggregate'", "out of range", NULL);
+	snprintf(text, sizeof(text), "%saggregate = 1500ms\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 10, "key 'aggregate'", "whole number", NULL);
+	assert_null(config_load_text("[stripe]\napi = v3\n", name, err, sizeof(err)));
+	expect_err(err, name, 2, "key 'api'", NULL);
+	assert_null(config_load_text("[stripe]\nmeter_events_base = http://example.com\n", name,
+	                             err, sizeof(err)));
+	expect_err(err, name, 2, "key 'meter_events_base'", "https://", NULL);
+}
+
 /* config_load_text reads a string as config_load reads the same bytes from a file: the same
  * values, defaults and errors, relative paths against the name's directory; no drop-ins. */
 static void test_load_text(void **state)
@@ -1239,6 +1279,10 @@ static void test_print_options(void **state)
 	    "timestamp_format",
 	    "payload_customer_key",
 	    "payload_value_key",
+	    "api",
+	    "meter_events_base",
+	    "aggregate",
+	    "aggregate_grace",
 	};
 	char *plain = print_options(0), *md = print_options(1);
 	char needle[128];
@@ -1296,6 +1340,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_metrics_listen, setup, teardown),
 	    cmocka_unit_test(test_print_options),
+	    cmocka_unit_test_setup_teardown(test_v2_and_aggregate, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

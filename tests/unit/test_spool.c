@@ -792,6 +792,73 @@ static void test_commit_and_dedupe(void **state)
 	free(f);
 }
 
+/* Aggregation windows: lines go into the window of their timestamp, a line read again adds
+ * nothing, a line whose window has closed goes into the next open one (late), and closing
+ * makes one pending meter event per window, stamped with its start, with the exact total. */
+static void test_windows(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 77);
+	struct event evs[4], listed[8], *lp = listed;
+	char err[512] = "", id[EVENT_IDENTIFIER_MAX];
+	int64_t now = (int64_t)time(NULL), start = now - now % 60, closed = 0, next = 0;
+	size_t n = 0;
+
+	for (int i = 0; i < 3; i++) {
+		event_init(&evs[i], f->id, 100 * i, "bytes");
+		snprintf(evs[i].customer, sizeof(evs[i].customer), "cus_W");
+		evs[i].window_s = 60;
+		evs[i].window_grace_s = 10;
+		evs[i].timestamp = start + i;
+	}
+	snprintf(evs[1].value, sizeof(evs[1].value), "0.25");
+	f->offset = 300;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(evs[0].id, 0); /* in a window, not an event */
+	/* Read again (a reset checkpoint): nothing more. */
+	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 3);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
+	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
+	assert_int_equal(next, start + 70);
+	/* Not due yet. */
+	assert_int_equal(spool_windows_close(fx->sp, start + 69, &closed, err, sizeof(err)), 0);
+	assert_int_equal(closed, 0);
+	/* A line of a window that closed two hours ago goes into the one open now. */
+	event_init(&evs[3], f->id, 300, "bytes");
+	snprintf(evs[3].customer, sizeof(evs[3].customer), "cus_W");
+	evs[3].window_s = 60;
+	evs[3].window_grace_s = 10;
+	evs[3].timestamp = start - 7200;
+	f->offset = 400;
+	assert_int_equal(spool_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 1"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 4);
+	/* Closed: one event with the exact total (0 + 0.25 + 2000 + 3000 = 5000.25). */
+	assert_int_equal(spool_windows_close(fx->sp, start + 70, &closed, err, sizeof(err)), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(lp->value, "5000.25");
+	assert_int_equal(lp->timestamp, start);
+	assert_int_equal(lp->line_offset, -1);
+	assert_int_equal(event_window_identifier(id, "", "bytes", "cus_W", start), 0);
+	assert_string_equal(lp->identifier, id);
+	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
+	assert_int_equal(next, 0);
+	/* A line for the closed window now goes into the next one. */
+	event_init(&evs[0], f->id, 400, "bytes");
+	snprintf(evs[0].customer, sizeof(evs[0].customer), "cus_W");
+	evs[0].window_s = 60;
+	evs[0].window_grace_s = 10;
+	evs[0].timestamp = start;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 0"), 1);
+	assert_true(raw_int(fx->db, "SELECT start FROM windows WHERE state = 0") > start);
+	free(f);
+}
+
 static void test_commit_atomic(void **state)
 {
 	struct fixture *fx = *state;
@@ -1825,7 +1892,7 @@ static void test_migrate_from_2(void **state)
 	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
 	if (fx->sp == NULL)
 		fail_msg("spool_open: %s", err);
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
 	raw_event_columns(fx->db, text, sizeof(text));
 	assert_string_equal(text, EVENTS_V3_COLUMNS);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 5);
@@ -1991,6 +2058,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
