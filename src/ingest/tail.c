@@ -665,6 +665,63 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 	return reset(t, size, copied, prefixes > 0, spool_failed, err, errlen);
 }
 
+/* Resumes the record *old, found for the open file and still valid, as t's: reading again under
+ * its path, from its checkpoint, its head checked again by the first read, in the bytes it reads.
+ * Returns 0, or -1 (*spool_failed tells which side failed). */
+static int take_record(struct tail *t, const struct spool_file *old, int *spool_failed, char *err,
+                       size_t errlen)
+{
+	struct spool_file nf = *old;
+
+	*spool_failed = 0;
+	if (strcmp(old->path, t->path) != 0 || old->state != SPOOL_FILE_READING) {
+		if (copy_field(nf.path, sizeof(nf.path), t->path) < 0) {
+			err_set(err, errlen, "%s: path too long for the spool", t->path);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		nf.state = SPOOL_FILE_READING;
+		if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
+			*spool_failed = 1;
+			return -1;
+		}
+	}
+	t->f = nf;
+	t->verify_head = 1;
+	return 0;
+}
+
+/* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
+ * now (a copytruncate copy whose original read its rest from it while this tail waited for its
+ * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
+static int first_record(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct spool_file *old = malloc(sizeof(*old));
+	int found, rc;
+
+	*spool_failed = 0;
+	if (old == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, old,
+	                        err, errlen);
+	if (found < 0) {
+		*spool_failed = 1;
+		rc = -1;
+	} else if (found && old->state != SPOOL_FILE_GONE && old->offset <= size &&
+	           head_matches(t->fd, old->fp_len, old->fp_hash) == 1 &&
+	           checkpoint_matches(t->fd, old) == 1) {
+		rc = take_record(t, old, spool_failed, err, errlen);
+	} else {
+		rc = new_record(t, size, 0, 0, old, spool_failed, err, errlen);
+		if (rc == 0)
+			t->f = *old;
+	}
+	free(old);
+	return rc;
+}
+
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
                              unsigned flags, int *file_errno, char *err, size_t errlen)
 {
@@ -741,23 +798,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			goto fail_file;
 		}
 		if (valid) {
-			t->f = old;
-			/* Checked again by the first read, in the bytes it reads. */
-			t->verify_head = 1;
-			if (strcmp(old.path, path) != 0 || old.state != SPOOL_FILE_READING) {
-				struct spool_file nf = old;
-
-				if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
-					err_set(err, errlen, "%s: path too long for the spool",
-					        path);
-					errno = ENAMETOOLONG;
-					goto fail_file;
-				}
-				nf.state = SPOOL_FILE_READING;
-				if (spool_file_update(ctx->spool, &nf, err, errlen) < 0)
-					goto fail_spool;
-				t->f = nf;
-			}
+			if (take_record(t, &old, &spool_failed, err, errlen) < 0)
+				goto fail_either;
 		} else if (old.state == SPOOL_FILE_GONE) {
 			/* The inode of a file deleted earlier, reused by a new one: not a reset,
 			 * just a new file, read from its start. */
@@ -1117,7 +1159,6 @@ static void scratch_free(struct tail_scratch *s)
 
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
-	struct spool_file nf;
 	struct stat st;
 	int spool_failed = 0, stale = 1;
 	int64_t rv = 0;
@@ -1148,9 +1189,8 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			errno = EMEDIUMTYPE;
 			return -1;
 		}
-		if (new_record(t, st.st_size, 0, 0, &nf, &spool_failed, err, errlen) < 0)
+		if (first_record(t, st.st_size, &spool_failed, err, errlen) < 0)
 			return -1;
-		t->f = nf;
 	}
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter

@@ -571,6 +571,42 @@ static void test_copy_of(void **state)
 	tail_free(t);
 }
 
+/* A copy opened while still empty (cp creates it first), whose original read its rest from it
+ * before the copy's tail read its first bytes: the copy is the original's record by then, and
+ * its tail takes that record instead of making a new one that would bill the copy again. */
+static void test_copy_opened_empty(void **state)
+{
+	struct tail_fixture *fx = *state;
+	const char *body = "cus_a 1\ncus_b 2\ncus_c 3\n";
+	struct tail *orig, *copy;
+	int64_t rec;
+	struct evlist l;
+	char cpath[200];
+
+	build_rules(fx);
+	snprintf(cpath, sizeof(cpath), "%s/app.log-1", fx->dir);
+	write_str(fx->log, body, 0);
+	orig = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(orig), 24);
+	rec = tail_file(orig)->id;
+
+	write_str(cpath, "", 0);
+	copy = open_tail(fx, cpath);
+	assert_int_equal(tail_file(copy)->id, 0); /* empty: no record yet */
+	write_str(cpath, body, 1);
+	assert_int_equal(truncate(fx->log, 0), 0);
+	assert_int_equal(read_tail(orig), 0); /* the rest (none) from the copy, then anew */
+	assert_true(tail_file(orig)->id != rec);
+
+	assert_int_equal(read_tail(copy), 0);
+	assert_int_equal(tail_file(copy)->id, rec);
+	assert_int_equal(tail_file(copy)->offset, 24);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 3);
+	tail_free(copy);
+	tail_free(orig);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -1291,6 +1327,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_of, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_copy_opened_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
