@@ -13,28 +13,13 @@ lm_init copy_glob
 double_start
 
 mkdir -p "$T/cg"
-: > "$T/window_rids"
 write_config "$T/logmeter.conf"
 rule_conf cg "$T/cg/app.log*" >> "$T/logmeter.conf"
 conf=$T/logmeter.conf
 
 L=$T/cg/app.log
-rid=1
-written=0
 exec 7>>"$L" # the writer: O_APPEND, never reopened
-put() {
-	lines "$rid" "$1" >&7
-	rid=$((rid + $1))
-	written=$((written + $1))
-}
-lost=0
-# window COUNT: lines written between the copy and the truncation (lost by the method).
-window() {
-	lines "$rid" "$1" >&7
-	[ "$1" = 0 ] || seq "$rid" $((rid + $1 - 1)) >> "$T/window_rids"
-	rid=$((rid + $1))
-	lost=$((lost + $1))
-}
+writer_init
 day=1
 # copytruncate WINDOW [slow]: logrotate's copytruncate with dateext. "slow": the copy appears
 # empty first and is filled once the agent has seen it; then WINDOW lines are written and read
@@ -48,7 +33,7 @@ copytruncate() {
 		wait_until 30 grep -q "$copy: tailing" "$T/agent.log" || fail "the empty copy $copy was not seen"
 		cat "$L" >> "$copy"
 		wait_until 30 grep -q "$copy: holds what" "$T/agent.log" || fail "$copy not taken for a copy"
-		put "$1"
+		writer_put "$1"
 		wait_until 60 delivered || fail "lines after the copy not read: $(accepted_count) of $written"
 		# All of it read from the original, under its uid; the last lines are in no file
 		# after the truncation.
@@ -57,42 +42,28 @@ copytruncate() {
 		read_through_copy=$copy
 	else
 		cat "$L" >> "$copy"
-		window "$1"
+		writer_window "$1"
 	fi
 	truncate -s 0 "$L"
 }
-delivered() {
-	accepted_at_least "$written"
-}
 
-put 40
+writer_put 40
 agent_start "$conf" 7>&- 8>&- # not the writer's descriptors
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
 
-note "1: the agent up to date"
-copytruncate 0
-put 20
-wait_until 60 delivered || fail "after copytruncate 1: $(accepted_count) of $written"
-
-note "2: the agent frozen, unread lines in the copy, a window between copy and truncate"
-kill -STOP "$AGENT_PID"
-put 30
-copytruncate 5
-put 60 # more than before: grown past the old checkpoint
-kill -CONT "$AGENT_PID"
-wait_until 60 delivered || fail "after copytruncate 2: $(accepted_count) of $written"
+copytruncate_while_running
 
 note "3: a copy that appears empty and is filled a moment later"
-put 15
+writer_put 15
 copytruncate 3 slow
-put 10
+writer_put 10
 wait_until 60 delivered || fail "after copytruncate 3: $(accepted_count) of $written"
 
 note "4: logmeter stopped"
 agent_stop || fail "agent did not stop cleanly"
-put 25
+writer_put 25
 copytruncate 7
-put 10
+writer_put 10
 agent_start "$conf" 7>&- 8>&- # not the writer's descriptors
 wait_until 60 delivered || fail "after copytruncate 4: $(accepted_count) of $written"
 # Every file read to its end, then a moment for a copy billed a second time to show.

@@ -26,6 +26,23 @@ caught_up() {
 size_of_lines() { # FILE N: the bytes of FILE's first N lines
 	head -n "$2" "$1" | wc -c
 }
+# cut_running FILE CUT FIRST COUNT: while the agent runs, FILE (read to its end) is cut to CUT
+# bytes, and once the agent has seen that, COUNT lines from rid FIRST are appended; what was read
+# before is expected under the old uid, what comes after the cut under the new one.
+cut_running() {
+	local f=$1 cut=$2 uid1 uid2
+	cp "$f" "$T/before"
+	uid1=$(uid_of "$conf" tr "$f")
+	truncate -s "$cut" "$f"
+	wait_until 60 grep -q "${f##*/}: truncated in place to $cut bytes" "$T/agent.log" ||
+		fail "the truncation of $f was not recognised"
+	lines "$3" "$4" >> "$f"
+	wait_until 60 caught_up "$f" || fail "$f: the lines after the truncation were not read"
+	uid2=$(uid_of "$conf" tr "$f")
+	[ "$uid1" != "$uid2" ] || fail "$f kept its uid after the truncation"
+	expect_from tr "$uid1" "$T/before" 0
+	expect_from tr "$uid2" "$f" "$cut"
+}
 
 agent_start "$conf"
 wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
@@ -36,36 +53,16 @@ lines 1 3 > "$A"
 wait_until 60 caught_up "$A" || fail "a.log: the first 3 lines were not read"
 lines 4 7 >> "$A"
 wait_until 60 caught_up "$A" || fail "a.log: lines 4 to 10 were not read"
-cp "$A" "$T/a.before"
-uid_a1=$(uid_of "$conf" tr "$A")
-cut_a=$(size_of_lines "$A" 3)
-[ "$cut_a" -lt 1024 ] || fail "test bug: 3 lines take $cut_a bytes, not less than the fingerprint"
-truncate -s "$cut_a" "$A"
-wait_until 60 grep -q "a.log: truncated in place to $cut_a bytes" "$T/agent.log" ||
-	fail "the truncation of a.log was not recognised"
-lines 11 5 >> "$A"
-wait_until 60 caught_up "$A" || fail "a.log: the lines after the truncation were not read"
-uid_a2=$(uid_of "$conf" tr "$A")
-[ "$uid_a1" != "$uid_a2" ] || fail "a.log kept its uid after the truncation"
-expect_from tr "$uid_a1" "$T/a.before" 0
-expect_from tr "$uid_a2" "$A" "$cut_a"
+[ "$(size_of_lines "$A" 3)" -lt 1024 ] || fail "test bug: 3 lines take more than the fingerprint"
+cut_running "$A" "$(size_of_lines "$A" 3)" 11 5
 
 note "a longer file cut inside a line while the agent runs"
 B=$T/tr/b.log
 lines 101 20 > "$B"
 wait_until 60 caught_up "$B" || fail "b.log was not read"
-cp "$B" "$T/b.before"
-uid_b1=$(uid_of "$conf" tr "$B")
 cut_b=$(( $(size_of_lines "$B" 12) - 30 )) # inside line 12
 [ "$cut_b" -gt 1024 ] || fail "test bug: b.log cut within its fingerprint"
-truncate -s "$cut_b" "$B"
-wait_until 60 grep -q "b.log: truncated in place to $cut_b bytes" "$T/agent.log" ||
-	fail "the truncation of b.log was not recognised"
-lines 121 4 >> "$B"
-wait_until 60 caught_up "$B" || fail "b.log: the lines after the truncation were not read"
-uid_b2=$(uid_of "$conf" tr "$B")
-expect_from tr "$uid_b1" "$T/b.before" 0
-expect_from tr "$uid_b2" "$B" "$cut_b"
+cut_running "$B" "$cut_b" 121 4
 
 note "a file cut while logmeter is stopped"
 C=$T/tr/c.log

@@ -119,33 +119,28 @@ int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_ex
 	return 0;
 }
 
-int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_mark_head *marks,
-                         size_t n, char *err, size_t errlen)
+/* Writes one value into file_extra's row of `file_id` with the upsert `which`: `blob` (`len`
+ * bytes) if it is not NULL, else `value`. Returns 0 or -1 (`what` names it in `err`). */
+static int extra_put(struct spool *sp, enum spool_xstmt which, int64_t file_id, const void *blob,
+                     int len, int64_t value, const char *what, char *err, size_t errlen)
 {
-	unsigned char blob[SPOOL_MARKS_MAX * MARK_BYTES];
-	sqlite3_stmt *st;
 	int rc = SQLITE_OK, absent;
+	sqlite3_stmt *st = extra_stmt(sp, which, &absent, err, errlen);
 
-	if (sp == NULL || (marks == NULL && n > 0) || n > SPOOL_MARKS_MAX) {
-		err_set(err, errlen, "spool_head_marks_put: invalid arguments");
-		return -1;
-	}
-	st = extra_stmt(sp, SPOOL_XST_MARKS_PUT, &absent, err, errlen);
 	if (st == NULL) {
 		if (absent)
 			err_set(err, errlen, "spool %s has no table file_extra", sp->path);
 		return -1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		put_be64(blob + i * MARK_BYTES, (uint64_t)marks[i].len);
-		memcpy(blob + i * MARK_BYTES + 8, marks[i].hash, SPOOL_HASH_LEN);
-	}
 	spool_bind_int(st, 1, file_id, &rc);
-	spool_bind_blob(st, 2, blob, (int)(n * MARK_BYTES), &rc);
+	if (blob != NULL)
+		spool_bind_blob(st, 2, blob, len, &rc);
+	else
+		spool_bind_int(st, 2, value, &rc);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE) {
-		spool_fail(sp, rc, "writing head marks", err, errlen);
+		spool_fail(sp, rc, what, err, errlen);
 		spool_st_end(st);
 		return -1;
 	}
@@ -153,28 +148,27 @@ int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_m
 	return 0;
 }
 
+int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_mark_head *marks,
+                         size_t n, char *err, size_t errlen)
+{
+	unsigned char blob[SPOOL_MARKS_MAX * MARK_BYTES];
+
+	if (sp == NULL || (marks == NULL && n > 0) || n > SPOOL_MARKS_MAX) {
+		err_set(err, errlen, "spool_head_marks_put: invalid arguments");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		put_be64(blob + i * MARK_BYTES, (uint64_t)marks[i].len);
+		memcpy(blob + i * MARK_BYTES + 8, marks[i].hash, SPOOL_HASH_LEN);
+	}
+	return extra_put(sp, SPOOL_XST_MARKS_PUT, file_id, blob, (int)(n * MARK_BYTES), 0,
+	                 "writing head marks", err, errlen);
+}
+
 int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen)
 {
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK, absent;
-
 	if (f->counters.bad_utf8 == 0)
 		return 0;
-	st = extra_stmt(sp, SPOOL_XST_UTF8_PUT, &absent, err, errlen);
-	if (st == NULL) {
-		if (absent)
-			err_set(err, errlen, "spool %s has no table file_extra", sp->path);
-		return -1;
-	}
-	spool_bind_int(st, 1, f->id, &rc);
-	spool_bind_int(st, 2, f->counters.bad_utf8, &rc);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		spool_fail(sp, rc, "counting lines of invalid UTF-8", err, errlen);
-		spool_st_end(st);
-		return -1;
-	}
-	spool_st_end(st);
-	return 0;
+	return extra_put(sp, SPOOL_XST_UTF8_PUT, f->id, NULL, 0, f->counters.bad_utf8,
+	                 "counting lines of invalid UTF-8", err, errlen);
 }

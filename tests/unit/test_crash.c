@@ -180,10 +180,12 @@ static void returned(void)
 		_exit(3);
 }
 
-/* Forks; the child sets LOGMETER_CRASH_AT to `spec` (unset if NULL), runs body() and exits 0. */
-static void run_child(const char *spec, void (*body)(void), struct outcome *out)
+/* Forks; the child points its stderr and the "returned" pipe at errp and calls, sets the variable
+ * `env` to `spec` (unsets the other one, and `env` if spec is NULL), runs body() and exits 0.
+ * Returns the child's pid; the caller reads the pipes' other ends. */
+static pid_t fork_child(const char *env, const char *spec, void (*body)(void), int calls[2],
+                        int errp[2])
 {
-	int calls[2], errp[2];
 	pid_t pid;
 
 	assert_int_equal(pipe(calls), 0);
@@ -197,15 +199,25 @@ static void run_child(const char *spec, void (*body)(void), struct outcome *out)
 		if (dup2(errp[1], STDERR_FILENO) < 0)
 			_exit(4);
 		calls_fd = calls[1];
+		unsetenv(strcmp(env, CRASH_ENV) == 0 ? CRASH_STOP_ENV : CRASH_ENV);
 		if (spec != NULL)
-			setenv(CRASH_ENV, spec, 1);
+			setenv(env, spec, 1);
 		else
-			unsetenv(CRASH_ENV);
+			unsetenv(env);
 		body();
 		_exit(0);
 	}
 	close(calls[1]);
 	close(errp[1]);
+	return pid;
+}
+
+/* Forks; the child sets LOGMETER_CRASH_AT to `spec` (unset if NULL), runs body() and exits 0. */
+static void run_child(const char *spec, void (*body)(void), struct outcome *out)
+{
+	int calls[2], errp[2];
+	pid_t pid = fork_child(CRASH_ENV, spec, body, calls, errp);
+
 	memset(out, 0, sizeof(*out));
 	out->returned = drain(calls[0], NULL, 0);
 	drain(errp[0], out->err, sizeof(out->err));
@@ -371,24 +383,7 @@ static void test_stop_point(void **state)
 	pid_t pid;
 
 	(void)state;
-	assert_int_equal(pipe(calls), 0);
-	assert_int_equal(pipe(errp), 0);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		close(calls[0]);
-		close(errp[0]);
-		if (dup2(errp[1], STDERR_FILENO) < 0)
-			_exit(4);
-		calls_fd = calls[1];
-		unsetenv(CRASH_ENV);
-		setenv(CRASH_STOP_ENV, "tail_before_commit:2", 1);
-		five_commits();
-		_exit(0);
-	}
-	close(calls[1]);
-	close(errp[1]);
+	pid = fork_child(CRASH_STOP_ENV, "tail_before_commit:2", five_commits, calls, errp);
 	/* Stopped at the 2nd call: one call returned before. */
 	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
 	assert_true(WIFSTOPPED(status));

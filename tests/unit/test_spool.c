@@ -303,6 +303,17 @@ static void marker_id(const char *state_dir, char out[33])
 	fclose(f);
 }
 
+/* Opens the spool of `dir` read-write (making it, and the marker) and closes it. */
+static void open_closed(const char *dir)
+{
+	char err[1024] = "";
+	struct spool *sp = spool_open(dir, SPOOL_READ_WRITE, err, sizeof(err));
+
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	spool_free(sp);
+}
+
 /* A new spool gets an id and its state directory the marker; an empty or missing spool.db is
  * then refused, read-write and read-only, and so is another spool put in its place (read-write).
  * spool_start_over forgets the lost one or adopts the other; with nothing lost it refuses. */
@@ -310,12 +321,9 @@ static void test_marker(void **state)
 {
 	struct fixture *fx = *state;
 	char err[1024] = "", what[512] = "", id[33], id2[33], other[200], cmd[600], meta[64] = "";
-	struct spool *sp;
 	struct stat st;
 
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 	marker_id(fx->state, id);
 	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
 	assert_string_equal(meta, id);
@@ -341,17 +349,13 @@ static void test_marker(void **state)
 	/* Started over: a new spool, a new id. */
 	assert_int_equal(spool_start_over(fx->state, what, sizeof(what), err, sizeof(err)), 0);
 	assert_non_null(strstr(what, "forgotten"));
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 	marker_id(fx->state, id2);
 	assert_string_not_equal(id, id2);
 
 	/* Another directory's spool put in its place: refused read-write, adopted by start-over. */
 	snprintf(other, sizeof(other), "%s/other", fx->dir);
-	sp = spool_open(other, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(other);
 	snprintf(cmd, sizeof(cmd), "cp %s/spool.db %s", other, fx->db);
 	assert_int_equal(system(cmd), 0);
 	assert_null(spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err)));
@@ -360,9 +364,7 @@ static void test_marker(void **state)
 	marker_id(other, id);
 	marker_id(fx->state, id2);
 	assert_string_equal(id, id2);
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 }
 
 /* A spool of an earlier version has no id and no marker: it gets both, and a spool whose id row
@@ -370,26 +372,19 @@ static void test_marker(void **state)
 static void test_marker_adopted(void **state)
 {
 	struct fixture *fx = *state;
-	char err[512] = "", id[33], meta[64] = "", path[256];
-	struct spool *sp;
+	char id[33], meta[64] = "", path[256];
 
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 	marker_id(fx->state, id);
 	raw_exec(fx->db, "DELETE FROM meta WHERE key = 'spool_id'");
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
 	assert_string_equal(meta, id);
 
 	snprintf(path, sizeof(path), "%s/" SPOOL_MARKER_NAME, fx->state);
 	assert_int_equal(unlink(path), 0);
 	raw_exec(fx->db, "DELETE FROM meta WHERE key = 'spool_id'");
-	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(sp);
-	spool_free(sp);
+	open_closed(fx->state);
 	marker_id(fx->state, id);
 	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
 	assert_string_equal(meta, id);
