@@ -849,8 +849,8 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
 			continue;
 		}
 		if (mrc < 0) {
-			/* A limit (match, depth, heap) or the JIT stack: the line may have been meant to
-			 * match, so it is counted as unusable, not unmatched. */
+			/* A limit (match, depth, heap) or the JIT stack: the line may have been
+			 * meant to match, so it is counted as unusable, not unmatched. */
 			PCRE2_UCHAR msg[200] = "";
 
 			pcre2_get_error_message(mrc, msg, sizeof(msg));
