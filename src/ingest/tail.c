@@ -74,6 +74,11 @@ struct tail {
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
 	int64_t warned_invalid, warned_long, warned_utf8;
+	/* The record made when the file was opened empty (f.id stays 0 until its first bytes come,
+	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
+	 * and truncated (copytruncate); 0 if none. */
+	int64_t empty_id;
+	char copy_err[256]; /* a spool error of is_unread_copy */
 };
 
 /* Whether a rate-limited warning is due (once a minute), updating *last. */
@@ -444,9 +449,11 @@ typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct
                           void *ud);
 
 /* Calls fn for every other regular file in the tail's directory, on its device and not excluded
- * by its source: where copytruncate leaves its copies. Returns the descriptor fn kept (its path in
- * *kept, caller frees), -1 if none, or -2 if fn failed. */
-static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
+ * by its source, whose name starts with `prefix` (NULL: any): where copytruncate leaves its
+ * copies. Returns the descriptor fn kept (its path in *kept, caller frees), -1 if none, or -2 if
+ * fn failed. */
+static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn, void *ud,
+                              char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
 	const char *slash = strrchr(t->path, '/');
@@ -468,7 +475,8 @@ static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
 		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
 		    (ino_t)de->d_ino == t->ino ||
 		    (src->exclude != NULL && src->exclude[0] != '\0' &&
-		     fnmatch(src->exclude, de->d_name, 0) == 0))
+		     fnmatch(src->exclude, de->d_name, 0) == 0) ||
+		    (prefix != NULL && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
 			continue;
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
@@ -492,6 +500,11 @@ out:
 		closedir(d);
 	free(dir);
 	return fd;
+}
+
+static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
+{
+	return each_sibling_named(t, NULL, fn, ud, kept);
 }
 
 /* sibling_fn of find_copy: at least as long as the checkpoint, the fingerprinted head, and the
@@ -548,6 +561,10 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 		return 0;
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
 	                        &pc->nf, pc->err, pc->errlen);
+	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
+	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
+		found =
+		    spool_file_forget(t->ctx.spool, pc->nf.id, pc->err, pc->errlen) < 0 ? -1 : 0;
 	if (found != 0)
 		return found < 0 ? -1 : 0;
 	is_copy = holds_prefix(t, fd, size);
@@ -597,6 +614,26 @@ static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
 	return rc == -2 ? -1 : found;
 }
 
+/* The copy *cst becomes the tail's record's file: a record it got while it was seen empty (the
+ * glob matches copies too, and cp creates its output empty first) must not stay the newest record
+ * of its inode, or the copy would be read again under it. Returns 0 or -1. */
+static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_t errlen)
+{
+	struct spool_file *e = malloc(sizeof(*e));
+	int found;
+
+	if (e == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
+	                        (uint64_t)cst->st_ino, e, err, errlen);
+	if (found > 0 && e->id != t->f.id && e->offset == 0 && e->fp_len == 0)
+		found = spool_file_forget(t->ctx.spool, e->id, err, errlen);
+	free(e);
+	return found < 0 ? -1 : 0;
+}
+
 /* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
  * same record: the record now names the copy (its dev, inode and path), so the lines keep the
  * identifiers they would have had in the original, and a glob that later matches the copy finds
@@ -615,6 +652,8 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
 	         "copy %s",
 	         t->path, (intmax_t)(cst->st_size - t->f.offset), (intmax_t)t->f.offset, cpath);
+	if (forget_empty(t, cst, err, errlen) < 0)
+		return -1;
 	nf.dev = (uint64_t)cst->st_dev;
 	nf.ino = (uint64_t)cst->st_ino;
 	if (copy_field(nf.path, sizeof(nf.path), cpath) < 0) {
@@ -638,6 +677,85 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	if (stale)
 		log_warn("%s: changed while its rest was read as the copy of %s", cpath, path);
 	return rc < 0 ? -1 : 0;
+}
+
+/* sibling_fn of unread_copy: a file named after the tail's (its name and a suffix: app.log.1,
+ * app.log-20250101), that the source's glob does not match (one it matches is read as a file of
+ * its own), not compressed, changed since the record began, without a record of the source and
+ * whose content no record of the source describes (so none of its lines was read), and that does
+ * not start as the tail's file does (then the file was not truncated). */
+static int is_unread_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	const char *base = strrchr(t->path, '/'), *cbase = strrchr(path, '/');
+	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
+	struct spool_file *rec;
+	size_t blen;
+	int64_t n;
+	int rc = 0;
+
+	base = base != NULL ? base + 1 : t->path;
+	cbase = cbase != NULL ? cbase + 1 : path;
+	blen = strlen(base);
+	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f.first_seen ||
+	    strncmp(cbase, base, blen) != 0 || cbase[blen] == '\0' ||
+	    fnmatch(t->ctx.cfg->sources[t->source_index].path, path, FNM_PATHNAME) == 0 ||
+	    compressed(fd) != NULL || (rec = malloc(sizeof(*rec))) == NULL)
+		return 0;
+	rc = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+	                     rec, t->copy_err, sizeof(t->copy_err));
+	if (rc == 0)
+		rc = tail_identify(&t->ctx, fd, st->st_size, t->source_index, rec, t->copy_err,
+		                   sizeof(t->copy_err));
+	free(rec);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	n = st->st_size < SPOOL_FP_MAX ? st->st_size : SPOOL_FP_MAX;
+	if (pread_full(fd, a, (size_t)n, 0) != n)
+		return 0;
+	if (pread_full(t->fd, b, (size_t)n, 0) == n && memcmp(a, b, (size_t)n) == 0)
+		return 0;
+	*(struct stat *)ud = *st;
+	return 1;
+}
+
+/* A record that read nothing (its file was empty when logmeter last looked) whose file now has
+ * bytes: the file may have been written, copied and truncated meanwhile (copytruncate while
+ * logmeter was stopped or lagging), and then what it held is only in the copy, which nothing
+ * identifies by content since the record has none. Such a copy (is_unread_copy) is read from its
+ * start under the record, as find_copy's would be from the checkpoint, and the file starts anew.
+ * Returns 0 or -1. */
+static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct stat cst;
+	char *cpath = NULL;
+	const char *base;
+	int cfd, rc;
+
+	*spool_failed = 0;
+	t->copy_err[0] = '\0';
+	base = strrchr(t->path, '/');
+	cfd =
+	    each_sibling_named(t, base != NULL ? base + 1 : t->path, is_unread_copy, &cst, &cpath);
+	if (cfd == -2 && t->copy_err[0] != '\0') {
+		err_set(err, errlen, "%s", t->copy_err);
+		*spool_failed = 1;
+		return -1;
+	}
+	if (cfd < 0)
+		return 0;
+	log_warn("%s: was empty when logmeter last looked, and %s (%jd bytes, written since) has "
+	         "no record: taken for its copy (copytruncate while logmeter was stopped or "
+	         "behind) and read from its start as the file's first lines, then the file as a "
+	         "new one. Content cannot tell such a copy from another file of that name",
+	         t->path, cpath, (intmax_t)cst.st_size);
+	rc = read_copy(t, cfd, &cst, cpath, err, errlen);
+	close(cfd);
+	free(cpath);
+	if (rc < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	return reset(t, size, 1, 0, spool_failed, err, errlen);
 }
 
 /* The record no longer describes the open file: reads the rest of it from a copytruncate copy
@@ -720,7 +838,56 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 			t->f = *old;
 	}
 	free(old);
+	/* Another record took over (a copy's original): the one it was seen empty with goes. */
+	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f.id &&
+	    spool_file_forget(t->ctx.spool, t->empty_id, err, errlen) < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	if (rc == 0)
+		t->empty_id = 0;
 	return rc;
+}
+
+/* The record of a file opened empty (tail.empty_id): nothing read under it, but a file that
+ * was seen empty is known, so that what is written to it, copied and truncated before logmeter
+ * reads it (while it is stopped, or lagging) is looked for in its copy (unread_copy). t->f stays
+ * without an id: its first bytes may still be a compressor's output or another file's copy.
+ * Returns 0 or -1. */
+static int empty_record(struct tail *t, int *spool_failed, char *err, size_t errlen)
+{
+	struct spool_file *nf = malloc(sizeof(*nf));
+
+	*spool_failed = 0;
+	if (nf == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	*nf = t->f;
+	if (spool_file_add(t->ctx.spool, nf, err, errlen) < 0) {
+		*spool_failed = 1;
+		free(nf);
+		return -1;
+	}
+	t->empty_id = nf->id;
+	free(nf);
+	return 0;
+}
+
+/* Writes *f as the record of a file still empty (t->empty_id), for a rename or a change of
+ * state: best effort, the record holds nothing read. */
+static void empty_update(struct tail *t, const struct spool_file *f)
+{
+	struct spool_file *nf;
+	char e[256];
+
+	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
+		return;
+	*nf = *f;
+	nf->id = t->empty_id;
+	if (spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
+		log_debug("%s: %s", t->path, e);
+	free(nf);
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
@@ -832,6 +999,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			t->f.dev = (uint64_t)st.st_dev;
 			t->f.ino = (uint64_t)st.st_ino;
 			t->f.state = SPOOL_FILE_READING;
+			if (empty_record(t, &spool_failed, err, errlen) < 0)
+				goto fail_either;
 		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
 		           0) {
 			goto fail_either;
@@ -1186,6 +1355,13 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		if (st.st_size == 0)
 			return 0;
 		if (compressed(t->fd) != NULL) {
+			char e[256];
+
+			/* A compressor's output is no log: it leaves no record. */
+			if (t->empty_id != 0 &&
+			    spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+				log_debug("%s: %s", t->path, e);
+			t->empty_id = 0;
 			err_set(err, errlen,
 			        "%s: %s-compressed data, never read as text (add it "
 			        "to the source's exclude)",
@@ -1196,6 +1372,9 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		if (first_record(t, st.st_size, &spool_failed, err, errlen) < 0)
 			return -1;
 	}
+	if (t->f.offset == 0 && t->f.fp_len == 0 && st.st_size > 0 &&
+	    unread_copy(t, st.st_size, &spool_failed, err, errlen) < 0)
+		return -1;
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
@@ -1702,6 +1881,8 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		free(dup);
 		return -1;
 	}
+	if (nf.id == 0)
+		empty_update(t, &nf);
 	free(t->path);
 	t->path = dup;
 	t->f = nf;
@@ -1771,9 +1952,11 @@ int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t err
 	if (nf.state == state)
 		return 0;
 	nf.state = state;
-	/* A file still empty has no record yet. */
+	/* A file still empty has only the record it was seen empty with. */
 	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
 		return -1;
+	if (nf.id == 0)
+		empty_update(t, &nf);
 	t->f = nf;
 	return 0;
 }

@@ -45,11 +45,12 @@ struct tail;
  * copytruncate copy in the same directory (its rest read from the copy under the same record),
  * then the file starts again at 0 as a new record (counted in resets and logged unless a copy
  * explained it). A file never seen before starts at 0, or at its end with read_from = tail
- * (rounded back to the start of its partial last line); an empty one gets its record with its
- * first bytes. A file that starts with a compression format's magic number (gzip, xz, zstd,
- * bzip2) is refused (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source
- * does not follow, or a file of logmeter's own). Returns the tail (caller frees), or NULL (for
- * example EACCES: `err` says so). */
+ * (rounded back to the start of its partial last line); an empty one gets a record that read
+ * nothing (so that a restart knows it was seen), taken over with its first bytes (tail_read). A
+ * file that starts with a compression format's magic number (gzip, xz, zstd, bzip2) is refused
+ * (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source does not follow, or a file
+ * of logmeter's own). Returns the tail (caller frees), or NULL (for example EACCES: `err` says so).
+ */
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen);
 
@@ -89,10 +90,12 @@ void tail_free(struct tail *t);
 /* Reads from the checkpoint to the current end of the file, committing a spool transaction every
  * cfg->agent.batch_lines lines and at the end. The checkpoint is validated first (as tail_open
  * does; a resumed tail's head too). A tail opened empty whose first bytes are a compressor's
- * output fails with errno EMEDIUMTYPE. Lines longer than max_line_length are skipped to
- * their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped before
- * matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error: nothing
- * past the last commit is lost, the checkpoint still covers only committed events). */
+ * output fails with errno EMEDIUMTYPE. A record that read nothing whose file now has bytes first
+ * looks for the copy of what the file held if it was written, copied and truncated meanwhile
+ * (copytruncate, docs/tailing.md), and reads that first. Lines longer than max_line_length are
+ * skipped to their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped
+ * before matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error:
+ * nothing past the last commit is lost, the checkpoint still covers only committed events). */
 int64_t tail_read(struct tail *t, char *err, size_t errlen);
 
 /* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail

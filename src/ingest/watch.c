@@ -471,17 +471,21 @@ static void copy_note(struct watch *w, const char *path, const struct tail *of,
 	w->n_copies++;
 }
 
-/* Whether the spool has a record of the file (dev, ino) for source si: then it is no copy of
- * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
- * A spool error counts as a record: opening the file reports it. */
+/* Whether the spool has a record of the file (dev, ino) for source si that read something: then
+ * it is no copy of another but a file logmeter knows (a copy whose rest was read becomes its
+ * original's record). A spool error counts as a record: opening the file reports it. */
 static int has_record(struct watch *w, size_t si, const struct stat *st)
 {
 	char e[512];
 
 	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
 		return 1;
-	return spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
-	                       (uint64_t)st->st_ino, w->rec, e, sizeof(e)) != 0;
+	int found =
+	    spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
+	                    (uint64_t)st->st_ino, w->rec, e, sizeof(e));
+
+	/* The record of a file seen only empty read nothing: a copy created empty has one. */
+	return found < 0 || (found > 0 && (w->rec->offset > 0 || w->rec->fp_len > 0));
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy

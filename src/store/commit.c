@@ -194,6 +194,34 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
+int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen)
+{
+	static const char sql[] =
+	    "DELETE FROM files WHERE id = ?1 AND \"offset\" = 0 AND fp_len = 0"
+	    " AND events = 0 AND lines = 0";
+	sqlite3_stmt *st = NULL;
+	int rc, changed;
+
+	if (sp == NULL) {
+		err_set(err, errlen, "spool_file_forget: invalid arguments");
+		return -1;
+	}
+	/* Rare (a file seen empty that was someone else's copy): prepared when used. A record
+	 * that read nothing has no file_extra row either. */
+	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
+		rc = SQLITE_OK;
+	changed = sqlite3_changes(sp->db);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "forgetting an empty file's record", err, errlen);
+		return -1;
+	}
+	return changed > 0;
+}
+
 int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
                        int64_t shift, char *err, size_t errlen)
 {

@@ -114,6 +114,12 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
  * when a file is renamed or gone. Returns 0 or -1. */
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
+/* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
+ * events): the record of a file seen only empty, whose inode turned out to be another record's
+ * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
+ * is kept (its uid is in identifiers). Returns 1 (deleted), 0 (kept, or no such record), or -1. */
+int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen);
+
 /* In one transaction: inserts the `n` events (INSERT OR IGNORE on (file_id, line_offset, rule):
  * a line read again adds nothing) and writes back the file record *f with its new checkpoint and
  * counters. Either all of it is committed or none of it. Sets each event's id and queue_seq when
