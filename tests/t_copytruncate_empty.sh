@@ -53,6 +53,7 @@ wait_until 60 eval '[ "$(grep -c "truncated after a copy" "$T/agent.log")" = 2 ]
 	fail "the truncation was not seen"
 wait_until 60 caught_up || fail "the agent did not catch up"
 kill -STOP "$AGENT_PID"
+wait_until 30 eval '[ "$(awk "{ print \$3 }" /proc/$AGENT_PID/stat)" = T ]' || fail "the agent did not stop"
 writer_put 40
 copytruncate
 writer_put 15

@@ -147,10 +147,21 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
  * (so a new file that only repeats a header line is not one), and then t's check bytes before
  * its checkpoint at the same place, or, shorter than the checkpoint (a copy still being written,
  * or made before the last lines were read), the bytes t's file has just before the copy's end,
- * while t's file still holds them. Its lines are t's lines: t reads the rest from it when its own
- * file is truncated (find_copy), under its own record, or records it as read to its end.
- * Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a read error. */
+ * while t's file still holds them. Or a file that holds exactly the first bytes t's file holds
+ * now (two lines at least if shorter than 1 KiB), whatever t read: a copy made before the
+ * original grew on, or before t read what it holds. Its lines are t's lines: t reads the rest from
+ * it when its own file is truncated (find_copy), under its own record, or records it as read to its
+ * end. Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a read error. */
 int tail_copy_of(struct tail *t, int fd, const struct stat *st);
+
+/* A tail opened empty whose file turned out to be another's copy: deletes the record it was seen
+ * empty with (nothing was read under it), so that no start reads the copy under it. Best effort;
+ * NULL or a tail with a record of its own: nothing. */
+void tail_drop_empty(struct tail *t);
+
+/* Whether the file open as `fd` still holds what record *f read: its fingerprinted head and its
+ * check bytes before the checkpoint. Returns 1, 0, or -1 on a read error. */
+int tail_record_holds(const struct spool_file *f, int fd);
 
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
 int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);

@@ -471,21 +471,35 @@ static void copy_note(struct watch *w, const char *path, const struct tail *of,
 	w->n_copies++;
 }
 
-/* Whether the spool has a record of the file (dev, ino) for source si that read something: then
- * it is no copy of another but a file logmeter knows (a copy whose rest was read becomes its
- * original's record). A spool error counts as a record: opening the file reports it. */
-static int has_record(struct watch *w, size_t si, const struct stat *st)
+/* Whether the spool has a record of the file (dev, ino) at `path` for source si that read
+ * something and, unless it is still reading, still describes the file: then it is no copy of
+ * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
+ * A spool error counts as a record: opening the file reports it. */
+static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
 {
 	char e[512];
+	int found, fd, holds;
 
 	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
 		return 1;
-	int found =
-	    spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
-	                    (uint64_t)st->st_ino, w->rec, e, sizeof(e));
-
+	found = spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
+	                        (uint64_t)st->st_ino, w->rec, e, sizeof(e));
+	if (found <= 0)
+		return found < 0;
 	/* The record of a file seen only empty read nothing: a copy created empty has one. */
-	return found < 0 || (found > 0 && (w->rec->offset > 0 || w->rec->fp_len > 0));
+	if (w->rec->offset == 0 && w->rec->fp_len == 0)
+		return 0;
+	if (w->rec->state == SPOOL_FILE_READING)
+		return 1;
+	/* Drained or gone, and the inode given to another file since (a copy deleted and the
+	 * next copy created under its name gets its inode at once on ext4): that file may be a
+	 * copy itself, and the record is not its. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return 1;
+	holds = tail_record_holds(w->rec, fd);
+	close(fd);
+	return holds != 0;
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
@@ -969,6 +983,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	 * written (cp creates its output empty first). */
 	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
 	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+		tail_drop_empty(wt->t); /* its lines are the original's */
 		tail_forget(w, wt);
 		return 1;
 	}
@@ -1171,7 +1186,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 					matched_again(w, wt, path);
 				continue;
 			}
-			if (pass == 0 ? !has_record(w, si, &st) : is_copy(w, si, path))
+			if (pass == 0 ? !has_record(w, si, path, &st) : is_copy(w, si, path))
 				continue;
 			if (open_path(w, si, path, &spool_failed, err, errlen) == NULL &&
 			    spool_failed) {
@@ -1434,7 +1449,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
-		if (!has_record(w, si, &st) && is_copy(w, si, cand))
+		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand))
 			continue;
 		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
@@ -1619,7 +1634,7 @@ static void tokens_resolve(struct watch *w)
 			    src->name);
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
-		    (has_record(w, k->si, &st) || !is_copy(w, k->si, path))) {
+		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path))) {
 			wt = open_path(w, k->si, path, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(

@@ -114,6 +114,12 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
  * when a file is renamed or gone. Returns 0 or -1. */
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
+/* Finds the newest record of `source` last seen under `path` (any device and inode, any state):
+ * the file a name led to before it was replaced (an edit written to a new file and renamed over
+ * it). Returns 1 and fills *out, 0 if none, -1 on error. */
+int spool_file_find_path(struct spool *sp, const char *source, const char *path,
+                         struct spool_file *out, char *err, size_t errlen);
+
 /* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
  * events): the record of a file seen only empty, whose inode turned out to be another record's
  * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
