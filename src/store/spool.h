@@ -232,8 +232,11 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 
 /* ---- what is kept about a file besides its record (store/extra.c) ---- */
 
-/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes. */
-#define SPOOL_MARKS_MAX 32
+/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes: every line end
+ * of a head whose lines are 8 bytes long on average, so that a cut anywhere in the first KiB of a
+ * log of short lines is recognised (docs/tailing.md). A spool written with more marks than an
+ * older agent keeps is read by it as its first ones. */
+#define SPOOL_MARKS_MAX 128
 
 /* A line end in a file's head: the file's first `len` bytes (a '\n' last) hash to `hash`
  * (SHA-256). With them a file cut to one of its line ends can be recognised, when its
