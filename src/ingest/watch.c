@@ -174,9 +174,10 @@ struct watch {
 	size_t n_copies, cap_copies;
 	struct wtoken *tokens;
 	size_t n_tokens, cap_tokens;
-	unsigned long copies_taken; /* files taken for copies since start, for the log */
-	struct spool_file *rec;     /* has_record's: a record holds a 4 KiB path */
-	struct htab dir_wd, dir_id; /* struct wdir */
+	unsigned long copies_taken;   /* files taken for copies since start, for the log */
+	unsigned long unread_rotated; /* files unread_rotations found, for the log */
+	struct spool_file *rec;       /* has_record's: a record holds a 4 KiB path */
+	struct htab dir_wd, dir_id;   /* struct wdir */
 	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
 	struct dlink lru;     /* the open tails, the least recently read first */
 	struct dlink dirty;   /* the tails marked changed */
@@ -1254,6 +1255,60 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
+/* The record *f was found renamed at start (rotated while logmeter was stopped): files beside it
+ * named after its old name with a suffix (app.log.1 beside app.log.2), that the glob does not
+ * match, changed since the record's last update, without a record of the source and whose content
+ * no record describes, were rotated from that name too and never read: a second rotation while
+ * logmeter was stopped renamed the file that came after it. Each is read to its end as a rotated
+ * file, with a warning. */
+static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f)
+{
+	const struct config_source *src = &w->ctx.cfg->sources[si];
+	const char *base = path_base(f->path);
+	char *dir = path_dir(f->path), e[1024];
+	size_t blen = strlen(base);
+	struct spool_file *rec = malloc(sizeof(*rec));
+	struct dirent *de;
+	DIR *d = dir != NULL ? opendir(dir) : NULL;
+
+	while (d != NULL && rec != NULL && (de = readdir(d)) != NULL) {
+		char *path;
+		struct stat st;
+		int fd, known = 1, spool_failed;
+		struct wtail *wt;
+
+		if (strncmp(de->d_name, base, blen) != 0 || de->d_name[blen] == '\0' ||
+		    excluded(src, de->d_name) || (path = path_join(dir, de->d_name)) == NULL)
+			continue;
+		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
+		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
+		    !has_record(w, si, path, &st) &&
+		    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) >= 0) {
+			known = tail_identify(&w->ctx, fd, st.st_size, si, rec, e, sizeof(e)) != 0;
+			close(fd);
+		}
+		if (!known) {
+			w->unread_rotated++;
+			log_warn(
+			    "%s: rotated from %s while logmeter was stopped, and never read (no "
+			    "record of it): read to its end as a new file. The file it held was "
+			    "rotated again before logmeter started (%lu such files since start)",
+			    path, f->path, w->unread_rotated);
+			wt = open_path(w, si, path, &spool_failed, e, sizeof(e));
+			if (wt != NULL) {
+				wt->orphan = 1;
+				wt->orphan_size = -1;
+			}
+		}
+		free(path);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(rec);
+	free(dir);
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1307,6 +1362,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			log_info("%s: rotated while logmeter was stopped: read to its end", path);
 			wt->orphan = 1;
 			wt->orphan_size = -1;
+			if (strcmp(path, f->path) != 0)
+				unread_rotations(w, (size_t)si, f);
 		}
 		free(path);
 	}
