@@ -80,6 +80,7 @@ struct tail {
 	int64_t empty_id;
 	char copy_err[256]; /* a spool error of is_unread_copy */
 	int restarted;      /* f is the record reset() started (a truncation was seen) */
+	int warned_hole;    /* the file ends in a hole (sparse) past the checkpoint: warned */
 };
 
 /* Whether a rate-limited warning is due (once a minute), updating *last. */
@@ -1530,6 +1531,32 @@ static void scratch_free(struct tail_scratch *s)
 	free(s->events);
 }
 
+/* Where the data of the file (`size` bytes) ends if all of it after some point past the checkpoint
+ * is a hole (lseek(2) SEEK_HOLE, then SEEK_DATA finds nothing after it: ENXIO), else `size`: a
+ * sparse file (`truncate -s`, a writer that extends its file first). Its NULs are not consumed
+ * until other bytes follow them (docs/tailing.md), so reading them at every change would scan the
+ * whole hole each time, on the thread that reads every file. Warned about once per tail. A file
+ * system without SEEK_HOLE reports data everywhere: then all of it is read as before. */
+static int64_t data_end(struct tail *t, int64_t size)
+{
+	off_t hole, data;
+
+	if (size <= t->f.offset)
+		return size;
+	hole = lseek(t->fd, (off_t)t->f.offset, SEEK_HOLE);
+	if (hole < 0 || (int64_t)hole >= size)
+		return size;
+	data = lseek(t->fd, hole, SEEK_DATA);
+	if (data >= 0 || errno != ENXIO)
+		return size;
+	if (!t->warned_hole)
+		log_warn("%s: its last %jd bytes are a hole, a sparse file: not read until data is "
+		         "written after it (%jd bytes of data)",
+		         t->path, (intmax_t)(size - hole), (intmax_t)hole);
+	t->warned_hole = 1;
+	return (int64_t)hole;
+}
+
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
 	struct stat st;
@@ -1582,13 +1609,13 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
 	if (st.st_size >= t->f.offset) {
-		rv = read_lines(t, st.st_size, &stale, err, errlen);
+		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 		if (!stale)
 			return rv;
 	}
 	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 		return -1;
-	rv = read_lines(t, st.st_size, &stale, err, errlen);
+	rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 	/* Rewritten once more since: the next read starts it over. */
 	return rv < 0 ? -1 : rv;
 }
