@@ -2138,25 +2138,14 @@ static int record_copy_of(struct tail *t, int fd, const struct stat *st);
 
 /* Whether the file open as `fd`, `size` bytes long, holds exactly the first `size` bytes that
  * tail t's file holds now: a copy of it made since, whatever logmeter read of either (the original
- * grew after the copy, or its new lines are not read yet). A file shorter than 1 KiB must hold two
- * lines at least, and t must hold its file open (not suspended for max_open_files). Returns 1, 0,
- * or -1 on a read error. */
+ * grew after the copy, or its new lines are not read yet); t must hold its file open (not
+ * suspended for max_open_files). Returns 1, 0, or -1 on a read error. */
 static int prefix_of_live(struct tail *t, int fd, int64_t size)
 {
 	unsigned char *a = NULL, *b = NULL;
 	struct stat ost;
 	int ofd = t->fd, rc = 0;
 
-	/* One line is no proof: a new log often starts with the line the last one began with. */
-	if (size < SPOOL_FP_MAX) {
-		unsigned char head[SPOOL_FP_MAX];
-		const unsigned char *nl;
-
-		if (pread_full(fd, head, (size_t)size, 0) != size ||
-		    (nl = memchr(head, '\n', (size_t)size)) == NULL ||
-		    memchr(nl + 1, '\n', (size_t)(head + size - (nl + 1))) == NULL)
-			return 0;
-	}
 	/* Only a file held open (read lately: the ones copies are made of; opening every idle
 	 * file of a directory for each new file there would cost a descriptor and a read each),
 	 * and one whose fingerprinted head the file holds if it is that long. */
@@ -2182,14 +2171,30 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 	return rc;
 }
 
-int tail_copy_of(struct tail *t, int fd, const struct stat *st)
+int tail_copy_candidate(int fd, const struct stat *st)
+{
+	unsigned char head[SPOOL_FP_MAX];
+	const unsigned char *nl;
+	int64_t size = st != NULL ? st->st_size : 0;
+
+	/* One line is no proof: a new log often starts with the line the last one began with. */
+	if (fd < 0 || size <= 0)
+		return 0;
+	if (size >= SPOOL_FP_MAX)
+		return 1;
+	return pread_full(fd, head, (size_t)size, 0) == size &&
+	       (nl = memchr(head, '\n', (size_t)size)) != NULL &&
+	       memchr(nl + 1, '\n', (size_t)(head + size - (nl + 1))) != NULL;
+}
+
+int tail_copy_of(struct tail *t, int fd, const struct stat *st, int candidate)
 {
 	int rc;
 
 	if (t == NULL || fd < 0 || st == NULL)
 		return 0;
 	rc = record_copy_of(t, fd, st);
-	if (rc != 0 || st->st_size <= 0 || (st->st_dev == t->dev && st->st_ino == t->ino))
+	if (rc != 0 || !candidate || (st->st_dev == t->dev && st->st_ino == t->ino))
 		return rc;
 	return prefix_of_live(t, fd, st->st_size);
 }

@@ -148,11 +148,17 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
  * its checkpoint at the same place, or, shorter than the checkpoint (a copy still being written,
  * or made before the last lines were read), the bytes t's file has just before the copy's end,
  * while t's file still holds them. Or a file that holds exactly the first bytes t's file holds
- * now (two lines at least if shorter than 1 KiB), whatever t read: a copy made before the
- * original grew on, or before t read what it holds. Its lines are t's lines: t reads the rest from
- * it when its own file is truncated (find_copy), under its own record, or records it as read to its
- * end. Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a read error. */
-int tail_copy_of(struct tail *t, int fd, const struct stat *st);
+ * now, if `candidate` (tail_copy_candidate) and t holds its file open, whatever t read: a copy
+ * made before the original grew on, or before t read what it holds. Its lines are t's lines: t
+ * reads the rest from it when its own file is truncated (find_copy), under its own record, or
+ * records it as read to its end. Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a
+ * read error. */
+int tail_copy_of(struct tail *t, int fd, const struct stat *st, int candidate);
+
+/* Whether the file open as `fd` (its fstat in *st) may be taken for a copy by the bytes it holds
+ * alone (tail_copy_of's `candidate`): 1 KiB at least, or two lines. Computed once per file, not
+ * per tail it is compared with. Returns 1 or 0. */
+int tail_copy_candidate(int fd, const struct stat *st);
 
 /* A tail opened empty whose file turned out to be another's copy: deletes the record it was seen
  * empty with (nothing was read under it), so that no start reads the copy under it. Best effort;

@@ -518,12 +518,14 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
+		int candidate = tail_copy_candidate(fd, &st);
+
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
 
 			if (tail_source_index(wt->t) == si && wt->base != NULL &&
 			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
-			    tail_copy_of(wt->t, fd, &st) == 1)
+			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
 		if (of != NULL) {
