@@ -20,12 +20,6 @@ write_config "$T/logmeter.conf"
 rule_conf g "$T/g/*.log" >> "$T/logmeter.conf"
 rule_conf r "$T/r/app.log*" >> "$T/logmeter.conf"
 conf=$T/logmeter.conf
-caught_up() {
-	[ "$(status_sum "$conf" 6)" = 0 ]
-}
-frozen() {
-	[ "$(awk '{ print $3 }' "/proc/$AGENT_PID/stat")" = T ]
-}
 
 G=$T/g/app.log
 R=$T/r/app.log
@@ -48,7 +42,7 @@ writer_put 5
 # A start looks at every file of the glob again, the copies too.
 agent_start "$conf" 7>&-
 wait_until 60 delivered || fail "after the copy while stopped: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 grep -q "g/copy2.log: holds what" "$T/agent.log" || fail "copy2.log not taken for a copy"
 
 note "2: copytruncate under app.log*, the agent frozen before it read what the copy holds"
@@ -58,27 +52,27 @@ wait_until 60 delivered || fail "r: first lines not delivered: $(accepted_count)
 cp "$R" "$R.1"
 truncate -s 0 "$R"
 wait_until 60 grep -q "r/app.log: truncated after a copy" "$T/agent.log" || fail "the truncation was not seen"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 kill -STOP "$AGENT_PID"
-wait_until 30 frozen || fail "the agent did not stop"
+wait_until 30 agent_frozen || fail "the agent did not stop"
 writer_put 30
 mv "$R.1" "$R.2"
 cp "$R" "$R.1"
 writer_put 5 # between the copy and the truncation: read from the original
 kill -CONT "$AGENT_PID"
 wait_until 60 delivered || fail "r: after the copy: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 cp "$R" "$T/read_through"
 read_through_uid=$(uid_of "$conf" r "$R")
 truncate -s 0 "$R"
 writer_put 10
 wait_until 60 delivered || fail "r: after the truncation: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 agent_stop || fail "agent did not stop cleanly"
 exec 7>&-
 # Once more: a start judges every file without a record again.
 agent_start "$conf"
-wait_until 60 caught_up || fail "the agent did not catch up after a restart"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up after a restart"
 agent_stop || fail "agent did not stop cleanly"
 
 : > "$T/expected_ids"

@@ -22,16 +22,9 @@ L=$T/ce/app.log
 exec 7>>"$L" # the writer: O_APPEND, never reopened
 writer_init
 copytruncate() {
-	local n
-	for n in 4 3 2 1; do
-		[ ! -e "$L.$n" ] || mv "$L.$n" "$L.$((n + 1))"
-	done
+	rotate_numbered "$L"
 	cp "$L" "$L.1"
 	truncate -s 0 "$L"
-}
-# caught_up: every record read to the end of its file.
-caught_up() {
-	[ "$(status_sum "$conf" 6)" = 0 ]
 }
 
 note "1: empty at start, then written, copied and truncated while logmeter is stopped"
@@ -51,15 +44,15 @@ copytruncate
 # The agent sees the truncation (the rest read from the copy) and the file empty again.
 wait_until 60 eval '[ "$(grep -c "truncated after a copy" "$T/agent.log")" = 2 ]' ||
 	fail "the truncation was not seen"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 kill -STOP "$AGENT_PID"
-wait_until 30 eval '[ "$(awk "{ print \$3 }" /proc/$AGENT_PID/stat)" = T ]' || fail "the agent did not stop"
+wait_until 30 agent_frozen || fail "the agent did not stop"
 writer_put 40
 copytruncate
 writer_put 15
 kill -CONT "$AGENT_PID"
 wait_until 60 delivered || fail "after copytruncate 2: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 agent_stop || fail "agent did not stop cleanly"
 exec 7>&-
 

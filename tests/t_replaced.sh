@@ -17,9 +17,6 @@ rule_conf rp "$T/rp/app.log" >> "$T/logmeter.conf"
 conf=$T/logmeter.conf
 L=$T/rp/app.log
 writer_init
-caught_up() {
-	[ "$(status_sum "$conf" 6)" = 0 ]
-}
 # has_record: the file now under the name has a record.
 has_record() {
 	[ -n "$(uid_of "$conf" rp "$L")" ]
@@ -30,49 +27,46 @@ size_of() {
 : > "$T/expected_ids"
 : > "$T/expected_rids"
 
-lines 1 40 >> "$L"
-written=40
-rid=41
+# appended_after_edit BEFORE: ten lines appended to the file the edit left (as BEFORE, a copy made
+# right after the edit, holds it), read; they are expected under the new record, from the end of
+# BEFORE on.
+appended_after_edit() {
+	put_rids "$L" 10
+	wait_until 60 delivered || fail "after an edit: $(accepted_count) of $written"
+	wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
+	cp "$L" "$T/after"
+	expect_from rp "$(uid_of "$conf" rp "$L")" "$T/after" "$(size_of "$1")"
+}
+
+put_rids "$L" 40
 agent_start "$conf"
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 cp "$L" "$T/v1"
-uid1=$(uid_of "$conf" rp "$L")
-expect_from rp "$uid1" "$T/v1" 0
+expect_from rp "$(uid_of "$conf" rp "$L")" "$T/v1" 0
 
 note "1: a no-op sed -i"
 sed -i 's/^$//' "$L"
-wait_until 60 has_record || fail "the replaced file was not seen"
-writer_put() { lines "$rid" "$1" >> "$L"; rid=$((rid + $1)); written=$((written + $1)); }
-writer_put 10
-wait_until 60 delivered || fail "after the edit: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
 cp "$L" "$T/v2"
-uid2=$(uid_of "$conf" rp "$L")
-expect_from rp "$uid2" "$T/v2" "$(size_of "$T/v1")"
+wait_until 60 has_record || fail "the replaced file was not seen"
+appended_after_edit "$T/v2"
 
 note "2: a redaction that shortens a line already read"
 sed -i '5s/^[0-9.]* /REDACTED /' "$L"
 cp "$L" "$T/v3" # as the agent finds it: the lines read, edited
 wait_until 60 has_record || fail "the redacted file was not seen"
-writer_put 10
-wait_until 60 delivered || fail "after the redaction: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
-cp "$L" "$T/v4"
-uid3=$(uid_of "$conf" rp "$L")
-expect_from rp "$uid3" "$T/v4" "$(size_of "$T/v3")"
+appended_after_edit "$T/v3"
 
 note "3: a no-op sed -i while logmeter is stopped, lines appended after it"
 agent_stop || fail "agent did not stop cleanly"
-cp "$L" "$T/v5"
 sed -i 's/^$//' "$L"
-writer_put 10
+cp "$L" "$T/v4"
+put_rids "$L" 10
 agent_start "$conf"
 wait_until 60 delivered || fail "after the edit while stopped: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 agent_stop || fail "agent did not stop cleanly"
-uid4=$(uid_of "$conf" rp "$L")
-expect_from rp "$uid4" "$L" "$(size_of "$T/v5")"
+expect_from rp "$(uid_of "$conf" rp "$L")" "$L" "$(size_of "$T/v4")"
 
 assert_eq "$written" "$(wc -l < "$T/expected_rids")" "rids expected"
 check_accepted

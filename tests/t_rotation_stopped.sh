@@ -16,31 +16,23 @@ write_config "$T/logmeter.conf"
 rule_conf rs "$T/rs/app.log" >> "$T/logmeter.conf"
 conf=$T/logmeter.conf
 L=$T/rs/app.log
-caught_up() {
-	[ "$(status_sum "$conf" 6)" = 0 ]
-}
-put() { # put FILE COUNT: the next COUNT rid lines appended to FILE
-	lines "$rid" "$2" >> "$1"
-	rid=$((rid + $2))
-	written=$((written + $2))
-}
 writer_init
 
-put "$L" 10
+put_rids "$L" 10
 agent_start "$conf"
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
 agent_stop || fail "agent did not stop cleanly"
 
-put "$L" 10
+put_rids "$L" 10
 mv "$L" "$L.1" # rotation 1
-put "$L" 10
+put_rids "$L" 10
 mv "$L.1" "$L.2" # rotation 2
 mv "$L" "$L.1"
-put "$L" 10
+put_rids "$L" 10
 
 agent_start "$conf"
 wait_until 60 delivered || fail "after two rotations while stopped: $(accepted_count) of $written"
-wait_until 60 caught_up || fail "the agent did not catch up"
+wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 agent_stop || fail "agent did not stop cleanly"
 
 : > "$T/expected_ids"

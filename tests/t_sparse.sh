@@ -17,19 +17,14 @@ conf=$T/logmeter.conf
 A=$T/sp/a.log
 B=$T/sp/b.log
 writer_init
-put() { # put FILE COUNT: the next COUNT rid lines appended to FILE
-	lines "$rid" "$2" >> "$1"
-	rid=$((rid + $2))
-	written=$((written + $2))
-}
 
-put "$A" 10
+put_rids "$A" 10
 agent_start "$conf"
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
 cp "$A" "$T/a_before"
 uid_a=$(uid_of "$conf" sp "$A")
 truncate -s 1T "$A" || skip "no sparse file of 1 TiB here"
-put "$B" 10
+put_rids "$B" 10
 wait_until 60 delivered || fail "another file's lines not read behind the hole: $(accepted_count) of $written"
 wait_until 60 grep -q "sp/a.log: its last [0-9]* bytes are a hole" "$T/agent.log" ||
 	fail "the hole was not seen"
