@@ -590,25 +590,6 @@ static int wait_signal(const sigset_t *set, struct health_watch *hw, const struc
 	return sig > 0 ? sig : -1;
 }
 
-/* After an interrupted --once: returns 0 if nothing is pending, else logs how much is left and
- * returns -1. */
-static int once_pending(struct agent *a)
-{
-	struct spool_counts counts;
-	char err[512] = "";
-
-	if (spool_counts(a->spool, &counts, err, sizeof(err)) != 0) {
-		log_err("%s", err);
-		return -1;
-	}
-	if (counts.pending == 0)
-		return 0;
-	log_warn("stopped before delivering everything: %lld events still pending (they are sent "
-	         "by the next run)",
-	         (long long)counts.pending);
-	return -1;
-}
-
 int cli_run(const struct cli_args *args)
 {
 	const char *path = args->config;
@@ -680,7 +661,8 @@ int cli_run(const struct cli_args *args)
 			rc = (a.ingest_rc == 0 && a.sender_rc >= 0) ? 0 : CLI_EXIT_RUNTIME;
 			/* --once promises everything deliverable was delivered; a stop cuts that.
 			 */
-			if (once && rc == 0 && once_pending(&a) != 0)
+			if (once && rc == 0 &&
+			    cli_pending_left(a.spool, "they are sent by the next run") != 0)
 				rc = CLI_EXIT_RUNTIME;
 			break;
 		}

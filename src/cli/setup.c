@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "store/spool.h"
 #include "util/log.h"
 #include "util/path.h"
 
@@ -42,7 +43,7 @@ fail:
 	return -1;
 }
 
-int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen)
 {
 	char path[4096];
 	int fd;
@@ -51,7 +52,7 @@ int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errle
 	/* The directory may not exist yet: the lock is taken before anything else touches it. */
 	if (path_mkdirs(state_dir, err, errlen) != 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
+	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -67,4 +68,25 @@ int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errle
 		return -1;
 	}
 	return fd;
+}
+
+int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+{
+	return cli_lock_file(state_dir, CLI_LOCK_NAME, held, err, errlen);
+}
+
+int cli_pending_left(struct spool *sp, const char *who)
+{
+	struct spool_counts counts;
+	char err[512] = "";
+
+	if (spool_counts(sp, &counts, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (counts.pending == 0)
+		return 0;
+	log_warn("stopped before delivering everything: %lld events still pending (%s)",
+	         (long long)counts.pending, who);
+	return -1;
 }

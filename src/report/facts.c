@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "ingest/tail.h"
 #include "store/report.h"
 #include "util/log.h"
 
@@ -51,9 +52,10 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->counters = sf->counters;
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
-	 * writer. */
+	 * writer; not an archive's, whose offsets are those of its content once decompressed. */
 	if (sf->state != SPOOL_FILE_GONE && stat(sf->path, &st) == 0 &&
-	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
+	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino &&
+	    (st.st_size == sf->size || tail_compression_at(sf->path) == NULL))
 		ff->size = (int64_t)st.st_size;
 	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
 	return 0;
