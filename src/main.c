@@ -157,8 +157,11 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	const char *name;
 	unsigned given = 0;
-	int check = 0, c;
+	int check = 0, c, rc;
 
+	/* First: the key leaves the environment before anything could dump or expose it. */
+	if (cli_process_setup() != 0)
+		return CLI_EXIT_RUNTIME;
 	memset(&a, 0, sizeof(a));
 	/* Under systemd, errors before a configuration is loaded carry the journal's priority. */
 	log_setup(LOG_FORMAT_TEXT);
@@ -272,5 +275,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "logmeter %s: -c FILE is required\n", name);
 		return CLI_EXIT_USAGE;
 	}
-	return cmd->run(&a);
+	rc = cmd->run(&a);
+	cli_process_end();
+	return rc;
 }

@@ -15,8 +15,10 @@
 
 #include "core/event.h"
 #include "core/lines.h"
+#include "ingest/guard.h"
 #include "store/report.h"
 #include "util/log.h"
+#include "util/path.h"
 
 #define BACKFILL_CHUNK (1024 * 1024) /* bytes decompressed, copied or read at once */
 
@@ -208,21 +210,23 @@ out:
 	return rc;
 }
 
-/* Opens the content of `path` into *c: the file itself if it is plain text, or the decompressed
- * bytes of a gzip file. Returns 0 or -1 (nothing of a bad archive is used). */
-static int content_open(const char *path, struct content *c, const volatile sig_atomic_t *stop,
-                        char *err, size_t errlen)
+/* Opens the content of `path`, an archive of source `src`, into *c: the file itself if it is
+ * plain text, or the decompressed bytes of a gzip file. It is opened through guard_open (`g` may
+ * be NULL: guard.h), so that a symlink the source does not follow, or the key or another file of
+ * logmeter's own, is refused (EPERM) as the agent refuses it. Returns 0 or -1 (nothing of a bad
+ * archive is used). */
+static int content_open(struct guard *g, const struct config_source *src, const char *path,
+                        struct content *c, const volatile sig_atomic_t *stop, char *err,
+                        size_t errlen)
 {
 	const char *kind;
 	int fd, rc;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	fd = guard_open(g, src, path, NULL, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
 	if (fstat(fd, &c->ast) < 0 || !S_ISREG(c->ast.st_mode)) {
 		err_set(err, errlen, "%s: %s", path,
 		        S_ISREG(c->ast.st_mode) ? strerror(errno) : "not a regular file");
@@ -608,12 +612,13 @@ static int identify_part(struct backfill *b, const struct content *c, const stru
 	 * past it (taken later, or another file that starts the same) would move the checkpoint
 	 * of a file that its tail reads on from there. */
 	if (m == TAIL_MATCH_BEYOND && there && !same) {
-		err_set(err, errlen,
-		        "%s%s: goes on past offset %" PRId64 ", where the file read as %s (identity "
-		        "%s) was read to, and that file is still there: its lines after that are "
-		        "billed from it, by the agent; backfill the file itself, or its archive once "
-		        "it is rotated away",
-		        path, where, rec->offset, rec->path, rec->uid);
+		err_set(
+		    err, errlen,
+		    "%s%s: goes on past offset %" PRId64 ", where the file read as %s (identity "
+		    "%s) was read to, and that file is still there: its lines after that are "
+		    "billed from it, by the agent; backfill the file itself, or its archive once "
+		    "it is rotated away",
+		    path, where, rec->offset, rec->path, rec->uid);
 		return 0;
 	}
 	*refused = 0;
@@ -702,6 +707,26 @@ out:
 	return rc;
 }
 
+/* `path` made absolute against the working directory, without resolving links (path_normalize),
+ * into `out` (`len` bytes). Returns 0 or -1. */
+static int absolute(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+	char cwd[PATH_MAX];
+	char *joined;
+	int rc;
+
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) {
+		err_set(err, errlen, "%s: the working directory: %s", path, strerror(errno));
+		return -1;
+	}
+	joined = path_join(path[0] == '/' ? "" : cwd, path);
+	rc = joined != NULL ? path_normalize(joined, out, len) : -1;
+	free(joined);
+	if (rc < 0)
+		err_set(err, errlen, "%s: path too long, or out of memory", path);
+	return rc;
+}
+
 struct backfill *backfill_new(const struct tail_ctx *ctx, const struct backfill_opts *opts,
                               char *err, size_t errlen)
 {
@@ -753,10 +778,12 @@ int backfill_file(struct backfill *b, size_t source_index, const char *path,
 		return -1;
 	}
 	/* The record keeps the path it was read under: a relative one would name nothing once
-	 * the command's directory is forgotten. */
-	if (realpath(path, abspath) == NULL)
-		snprintf(abspath, sizeof(abspath), "%s", path);
-	if (content_open(path, &c, b->ctx.stop, err, errlen) < 0)
+	 * the command's directory is forgotten. Links on the way stay, for the guard to see. */
+	if (absolute(path, abspath, sizeof(abspath), err, errlen) < 0)
+		return -1;
+	path = abspath;
+	if (content_open(b->ctx.guard, &b->ctx.cfg->sources[source_index], path, &c, b->ctx.stop,
+	                 err, errlen) < 0)
 		return -1;
 	snprintf(out->compression, sizeof(out->compression), "%s", c.compression);
 	out->size = c.size;

@@ -83,9 +83,10 @@ void backfill_free(struct backfill *b);
  * differs from it before its checkpoint (TAIL_MATCH_HEAD), a part that another source read, the
  * file a running agent reads (opts->agent_running, the record "reading" and its file at its
  * path), and a part that goes on past the checkpoint of a file that is still there (not the
- * archive itself): its tail reads on from the file. Fills *out (backfill_result_free, also after a failure). Returns 0, or -1 (`err`;
- * out->refused says it was refused; errno EINTR: interrupted, the batches committed before it
- * stay, with their checkpoint, so that running it again goes on from there). */
+ * archive itself): its tail reads on from the file. Fills *out (backfill_result_free, also after a
+ * failure). Returns 0, or -1 (`err`; out->refused says it was refused; errno EINTR: interrupted,
+ * the batches committed before it stay, with their checkpoint, so that running it again goes on
+ * from there). */
 int backfill_file(struct backfill *b, size_t source_index, const char *path,
                   struct backfill_result *out, char *err, size_t errlen);
 

@@ -38,6 +38,7 @@
 #include "core/lines.h"
 #include "util/health.h"
 #include "util/log.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
@@ -503,14 +504,11 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		errno = ENOMEM;
 		goto fail_file;
 	}
-	/* Symlinks are followed: a log path is often a link (/var/log/containers). O_NONBLOCK
-	 * keeps a FIFO that replaced the file from blocking the open; it changes nothing for a
-	 * regular file. */
-	t->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (t->fd < 0) {
-		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	/* Symlinks only where the source follows them (/var/log/containers), never to
+	 * logmeter's own files (guard.h). */
+	t->fd = guard_open(ctx->guard, &ctx->cfg->sources[source_index], path, NULL, err, errlen);
+	if (t->fd < 0)
 		goto fail_file;
-	}
 	if (fstat(t->fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail_file;
@@ -1034,7 +1032,10 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			break;
 		case RULE_INVALID:
 		default:
-			if (tail_warn_due(&t->warned_invalid))
+			if (r->limit != RULE_LIMIT_NONE)
+				guard_limit_hit(t->ctx.guard, r->rule, r->limit, t->path,
+				                line_offset);
+			else if (tail_warn_due(&t->warned_invalid))
 				log_warn(
 				    "%s: line at offset %" PRId64 ": rule '%s' matched but made no "
 				    "event: %s (such lines are counted as invalid in `logmeter "
@@ -1053,6 +1054,9 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 	else
 		nf->counters.invalid++;
 	nf->counters.events += (int64_t)events;
+	/* A line is progress: a batch of lines that each cost up to a PCRE2 limit is slow, not
+	 * hung, and the watchdog must not take it for a hang (health.h). */
+	health_beat(HEALTH_INGEST);
 	return 0;
 }
 
@@ -1323,6 +1327,7 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 	}
 	rv = rd.total;
 out:
+	guard_flush(t->ctx.guard);
 	lines_free(sp);
 	scratch_free(&s);
 	return rv;
@@ -1411,13 +1416,11 @@ int tail_resume(struct tail *t, char *err, size_t errlen)
 	}
 	if (t->fd >= 0)
 		return 0;
-	fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return 1;
-		err_set(err, errlen, "%s: cannot open: %s", t->path, strerror(errno));
-		return -1;
-	}
+	fd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index], t->path, NULL, err,
+	                errlen);
+	/* Gone, or now a name the source may not open (EPERM, counted): not the tail's file. */
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR || errno == EPERM ? 1 : -1;
 	if (fstat(fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		close(fd);

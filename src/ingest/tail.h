@@ -18,6 +18,7 @@
 
 /* What a tail needs from the rest of the agent, borrowed for the tail's lifetime. */
 struct space;
+struct guard;
 
 struct tail_ctx {
 	const struct config *cfg;
@@ -29,6 +30,10 @@ struct tail_ctx {
 	/* Asked before each commit (space_admit) and told of failed ones; may be NULL (no
 	 * limits). A refused commit fails tail_read like a spool error: nothing is lost. */
 	struct space *space;
+	/* Opens the files (guard_open: symlinks and logmeter's own files refused) and counts the
+	 * lines that hit a PCRE2 limit; may be NULL (the source's symlink rule alone, no counts).
+	 */
+	struct guard *guard;
 	/* May be NULL. Once it is non-zero (a signal handler sets it), tail_read stops after the
 	 * batch it is committing: it fails with errno EINTR, everything before the checkpoint
 	 * committed (backfill's SIGINT and SIGTERM). */
@@ -47,8 +52,9 @@ struct tail;
  * explained it). A file never seen before starts at 0, or at its end with read_from = tail
  * (rounded back to the start of its partial last line); an empty one gets its record with its
  * first bytes. A file that starts with a compression format's magic number (gzip, xz, zstd,
- * bzip2) is refused (EINVAL). Returns the tail (caller frees), or NULL (for example EACCES:
- * `err` says so). */
+ * bzip2) is refused (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source
+ * does not follow, or a file of logmeter's own). Returns the tail (caller frees), or NULL (for
+ * example EACCES: `err` says so). */
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen);
 

@@ -200,6 +200,9 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 		f->fs_known = 1;
 		f->fs_free = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
 	}
+	if (guard_status_read(cfg->agent.state_dir, &f->guard, f->guard_err,
+	                      sizeof(f->guard_err)) == 0)
+		f->guard_err[0] = '\0';
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
@@ -261,6 +264,32 @@ static void print_ingest(FILE *out, const struct facts *f)
 		fprintf(out, "; %s free on its file system", d);
 	}
 	fprintf(out, "\n");
+}
+
+/* "refused: ..." and "limits: ..." (docs/security.md), once the agent wrote them. */
+static void print_guard(FILE *out, const struct facts *f)
+{
+	const struct guard_status *g = &f->guard;
+
+	if (f->guard_err[0] != '\0') {
+		fprintf(out, "refused: unknown (%s)\n", f->guard_err);
+		return;
+	}
+	if (!g->found)
+		return;
+	fprintf(out,
+	        "refused: %lld symbolic links not followed, %lld files of logmeter's own "
+	        "(docs/security.md)\n",
+	        (long long)g->counts.refused_links, (long long)g->counts.refused_protected);
+	fprintf(out, "limits: %lld lines hit a PCRE2 limit\n", (long long)g->counts.limit_lines);
+	for (size_t i = 0; i < g->n_rules; i++) {
+		fprintf(out, "  rule %s", g->rules[i].rule);
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+			if (g->rules[i].hits[l] > 0)
+				fprintf(out, " %s %lld", rule_limit_name((enum rule_limit)l),
+				        (long long)g->rules[i].hits[l]);
+		fprintf(out, "\n");
+	}
 }
 
 static void print_sender(FILE *out, const struct facts *f)
@@ -360,6 +389,7 @@ void facts_print_text(FILE *out, const struct facts *f)
 		        (long long)f->counts.unsure);
 	fprintf(out, "last error: %s\n", f->last_error[0] ? f->last_error : "none");
 	print_ingest(out, f);
+	print_guard(out, f);
 	print_sender(out, f);
 	fprintf(out, "windows: %lld open aggregation windows\n", (long long)f->windows_open);
 	for (size_t i = 0; i < f->n_windows; i++) {

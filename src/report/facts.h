@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/event.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 #include "send/sender.h"
 #include "store/spool.h"
@@ -66,6 +67,9 @@ struct facts {
 	int64_t max_spool_bytes; /* the configuration's, 0: none */
 	int fs_known;
 	int64_t fs_free; /* bytes free for the spool's file system (f_bavail) */
+
+	struct guard_status guard; /* found = 0: never written */
+	char guard_err[256];       /* why it could not be read; "" */
 
 	struct sender_status sender;
 	char sender_err[256];

@@ -320,6 +320,35 @@ static void sender(FILE *out, const struct facts *f)
 	sample(out, "logmeter_request_duration_seconds_count", api, (double)cum);
 }
 
+/* What the guard refused and counted (docs/security.md), once the agent wrote it. */
+static void guard(FILE *out, const struct facts *f)
+{
+	const struct guard_status *g = &f->guard;
+	const char *links[] = {"reason", "symlink", NULL};
+	const char *own[] = {"reason", "protected", NULL};
+
+	if (!g->found)
+		return;
+	family(out, "logmeter_files_refused_total", "counter",
+	       "Log files refused, once per path: symlinks a source does not follow, files of "
+	       "logmeter's own (the key, the configuration, the spool), since the agent started.");
+	sample(out, "logmeter_files_refused_total", links, (double)g->counts.refused_links);
+	sample(out, "logmeter_files_refused_total", own, (double)g->counts.refused_protected);
+	family(out, "logmeter_limit_lines_total", "counter",
+	       "Lines that hit a PCRE2 limit of a rule (no event for that rule), since the agent "
+	       "started.");
+	for (size_t i = 0; i < g->n_rules; i++) {
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++) {
+			const char *kv[] = {"rule", g->rules[i].rule, "limit",
+			                    rule_limit_name((enum rule_limit)l), NULL};
+
+			if (g->rules[i].hits[l] > 0)
+				sample(out, "logmeter_limit_lines_total", kv,
+				       (double)g->rules[i].hits[l]);
+		}
+	}
+}
+
 int facts_print_metrics(FILE *out, const struct facts *f, size_t max_files)
 {
 	const char *version[] = {"version", PACKAGE_VERSION, NULL};
@@ -338,6 +367,7 @@ int facts_print_metrics(FILE *out, const struct facts *f, size_t max_files)
 	free(sums);
 	events(out, f);
 	room(out, f);
+	guard(out, f);
 	sender(out, f);
 	return ferror(out) ? -1 : 0;
 }

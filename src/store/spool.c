@@ -444,11 +444,22 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 			goto fail;
 		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	}
-	/* Each thread opens its own handle, so SQLite's per-connection mutex is not needed. */
-	rc = sqlite3_open_v2(sp->path, &sp->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	/* Each thread opens its own handle, so SQLite's per-connection mutex is not needed. A
+	 * spool.db that is a symlink (or reached through one) is refused: whoever could plant it
+	 * would have SQLite create or write the database at its target. SQLite's unix VFS opens
+	 * the -wal and -shm files with O_NOFOLLOW anyway (os_unix.c, unixOpen). */
+	rc = sqlite3_open_v2(sp->path, &sp->db, flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		if (sp->db == NULL)
 			goto nomem;
+		if (sqlite3_extended_errcode(sp->db) == SQLITE_CANTOPEN_SYMLINK) {
+			err_set(err, errlen,
+			        "spool %s is a symbolic link or is reached through one: refused "
+			        "(docs/security.md)",
+			        sp->path);
+			goto fail;
+		}
 		spool_fail(sp, rc, "open", err, errlen);
 		goto fail;
 	}

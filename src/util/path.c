@@ -38,6 +38,47 @@ char *path_join(const char *dir, const char *rel)
 	return out;
 }
 
+int path_normalize(const char *path, char *out, size_t len)
+{
+	size_t n = 0;
+	const char *p = path;
+
+	if (len < 2)
+		return -1;
+	while (*p != '\0') {
+		const char *end;
+		size_t clen;
+
+		while (*p == '/')
+			p++;
+		end = strchrnul(p, '/');
+		clen = (size_t)(end - p);
+		if (clen == 0 || (clen == 1 && p[0] == '.')) {
+			p = end;
+			continue;
+		}
+		if (clen == 2 && p[0] == '.' && p[1] == '.') {
+			/* Lexically: the last component goes ("/.." is "/"). */
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			p = end;
+			continue;
+		}
+		if (n + 1 + clen + 1 > len)
+			return -1;
+		out[n++] = '/';
+		memcpy(out + n, p, clen);
+		n += clen;
+		p = end;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return 0;
+}
+
 int path_mkdirs(const char *dir, char *err, size_t errlen)
 {
 	char *p, *s = strdup(dir);

@@ -16,6 +16,12 @@ const char *path_base(const char *path);
  * '/' and `rel`. Returns a malloc'd string (caller frees), or NULL if out of memory. */
 char *path_join(const char *dir, const char *rel);
 
+/* Absolute `path` as realpath(3) would write it if none of its components were a symbolic
+ * link: without repeated '/' and "." components, a ".." taking the component before it away,
+ * no trailing '/' ("/" for the root); into `out` (`len` bytes). Comparing it with realpath(3)
+ * of the same path tells whether a link is on the way. Returns 0, or -1 if it does not fit. */
+int path_normalize(const char *path, char *out, size_t len);
+
 /* mkdir -p `dir`: the missing components are created with mode 0750 (the umask applies). Fails
  * if `dir` exists and is not a directory. Returns 0 or -1 with the reason in `err`. */
 int path_mkdirs(const char *dir, char *err, size_t errlen);

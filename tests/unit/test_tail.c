@@ -818,7 +818,8 @@ static void test_watch(void **state)
 
 	snprintf(pat, sizeof(pat), "%s/*.log*", fx->dir);
 	snprintf(fx->pattern, sizeof(fx->pattern), "%s", pat);
-	build_rules(fx);
+	/* link.log below: a symlink the source follows. */
+	build_rules_with(fx, "rescan_interval = 1m\n", "follow_symlinks = yes\n", "");
 	snprintf(a, sizeof(a), "%s/a.log", fx->dir);
 	snprintf(b, sizeof(b), "%s/b.log", fx->dir);
 	snprintf(gz, sizeof(gz), "%s/old.log.gz", fx->dir);
