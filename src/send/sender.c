@@ -154,6 +154,7 @@ struct sender {
 	int64_t pause_since; /* wall clock, s */
 	char pause_reason[STRIPE_REASON_MAX + 128];
 	int probe;         /* one request at a time until Stripe answers as Stripe again */
+	enum sender_pause probe_kind; /* the pause the probe follows */
 	int auth_failed;   /* once-mode: stop, return 1 */
 	int answer_failed; /* once-mode: stop, return 2 */
 	long auth_status;
@@ -928,8 +929,11 @@ static void pause_start(struct sender *s, enum sender_pause kind, const char *re
 		            ? "; check api_base and any proxy between logmeter and "
 		              "Stripe"
 		            : "");
+	/* The same refusal again after a probe continues the pause: its start stays, so that a
+	 * key refused for hours does not look a second old. */
+	if (!(s->probe && s->probe_kind == kind))
+		s->pause_since = (int64_t)time(NULL);
 	s->paused = kind;
-	s->pause_since = (int64_t)time(NULL);
 	snprintf(s->pause_reason, sizeof(s->pause_reason), "%s: %s", what, reason);
 	s->probe = 0;
 }
@@ -952,6 +956,7 @@ static void pause_end(struct sender *s, int64_t now)
 	rate_init(s);             /* the key may now be of another kind */
 	session_drop(s->session); /* made with the key Stripe refused */
 	s->session_retry_at = 0;
+	s->probe_kind = s->paused;
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
