@@ -88,6 +88,8 @@ static const struct command {
      "                       bill archived logs (plain or .gz), each line once"},
     {"options", cmd_options, 0, 0, O_MARKDOWN, "options [--markdown]   every configuration option"},
     {"crash-points", cmd_crash_points, 0, 0, 0, NULL},
+    /* Not in the usage: the metrics endpoint's server process, started by `run`. */
+    {"metrics-serve", cli_metrics_serve, 1, INPUT_ONE, 0, NULL},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -90,5 +90,6 @@ int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-
                                                 PATH... */
 int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
 int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
+int cli_metrics_serve(const struct cli_args *a); /* metrics-serve FD:PID (run's server) */
 
 #endif

@@ -32,6 +32,7 @@
 
 struct agent {
 	struct cli_setup setup;
+	const char *config_path; /* -c, read again by the metrics server at each start */
 	/* The configuration the sender was made with, once a reload kept the sender and replaced
 	 * setup.cfg (the sender borrows it for its life); NULL while that is setup.cfg. */
 	struct config *sender_cfg;
@@ -303,6 +304,7 @@ static const struct {
     {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
     {"metrics_listen", RELOAD_LIVE},  /* the endpoint moves: agent_metrics */
     {"metrics_max_files", RELOAD_LIVE},
+    {"stale_after", RELOAD_SENDER}, /* the ingest half's heartbeat takes it at once */
     {"min_free_bytes", RELOAD_LIVE},
     {"allow_core_dumps", RELOAD_LIVE}, /* applied by agent_reload */
     {"durability", RELOAD_SENDER},     /* the ingest half's connection takes it at once */
@@ -425,7 +427,7 @@ static int agent_metrics(struct agent *a, const struct config *old)
 	a->metrics = NULL;
 	if (want == NULL || want[0] == '\0')
 		return 0;
-	a->metrics = metrics_new(a->setup.cfg, err, sizeof(err));
+	a->metrics = metrics_new(a->setup.cfg, a->config_path, err, sizeof(err));
 	if (a->metrics == NULL) {
 		log_err("%s", err);
 		return -1;
@@ -616,6 +618,7 @@ int cli_run(const struct cli_args *args)
 	int sig, rc = CLI_EXIT_RUNTIME, lock_fd = -1;
 
 	memset(&a, 0, sizeof(a));
+	a.config_path = path;
 	a.once = once;
 	crash_init(); /* a test's LOGMETER_CRASH_AT: its warnings come first */
 
@@ -625,6 +628,7 @@ int cli_run(const struct cli_args *args)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGCHLD); /* the metrics server ended */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -667,6 +671,10 @@ int cli_run(const struct cli_args *args)
 		sig = wait_signal(&set, &hw, &a);
 		if (sig < 0)
 			continue;
+		if (sig == SIGCHLD) {
+			metrics_reap(a.metrics);
+			continue;
+		}
 		if (sig == SIGHUP) {
 			struct timespec mono;
 			int reloaded;

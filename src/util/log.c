@@ -88,7 +88,8 @@ void log_ascii_only(char *s)
 			*p = '?';
 }
 
-const char *log_escape(char *dst, size_t dstlen, const char *src)
+/* log_escape, and with `high` the bytes from 0x80 up as "\xHH" too. */
+static const char *escape(char *dst, size_t dstlen, const char *src, int high)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -103,7 +104,7 @@ const char *log_escape(char *dst, size_t dstlen, const char *src)
 		if (*p == '\n' || *p == '\r' || *p == '\t') {
 			e[k++] = '\\';
 			e[k++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
-		} else if (*p < 0x20 || *p == 0x7f) {
+		} else if (*p < 0x20 || *p == 0x7f || (high && *p >= 0x80)) {
 			e[k++] = '\\';
 			e[k++] = 'x';
 			e[k++] = hex[*p >> 4];
@@ -118,6 +119,16 @@ const char *log_escape(char *dst, size_t dstlen, const char *src)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+const char *log_escape(char *dst, size_t dstlen, const char *src)
+{
+	return escape(dst, dstlen, src, 0);
+}
+
+const char *log_escape_high(char *dst, size_t dstlen, const char *src)
+{
+	return escape(dst, dstlen, src, 1);
 }
 
 /* The JSON form of a message (log_msg), malloc'd with its newline, or NULL. */

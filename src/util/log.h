@@ -63,6 +63,11 @@ void log_ascii_only(char *s);
  * applies it to every message; commands apply it to what they print. Returns dst. */
 const char *log_escape(char *dst, size_t dstlen, const char *src);
 
+/* log_escape, and the bytes from 0x80 up written as "\\xHH" too: for text that is not valid
+ * UTF-8 (a path may be any bytes), which JSON and Prometheus' label values cannot carry; unlike
+ * '?' (log_ascii_only), two names that differ in one such byte stay apart. Returns dst. */
+const char *log_escape_high(char *dst, size_t dstlen, const char *src);
+
 /* Formats into the caller's error buffer `err` of `errlen` bytes (always NUL-terminated, cut if
  * needed). Safe with err == NULL or errlen == 0 (does nothing). The convention for every module:
  * a function returning -1 or NULL has put its reason here. */
