@@ -66,6 +66,9 @@ no_duplicates
 [ "$(cat "$T"/big?.out | grep -c 'events added from')" = 1 ] || fail "the archive was read more than once: $(cat "$T"/big?.out)"
 grep -q 'every line of it was read already' "$T/big2.out" "$T/big3.out" "$T/big1.out" ||
 	fail "no backfill saw the archive read already: $(cat "$T"/big?.out)"
+if grep -q 'an agent runs on\|the running agent is reading' "$T/agent.log"; then
+	fail "a backfill took another backfill for an agent: $(grep 'agent' "$T/agent.log")"
+fi
 note "at once without an agent: $want events, each once, nothing left pending"
 
 # --- 2. beside the agent: one content under three paths at once --------------------------------
