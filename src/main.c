@@ -82,7 +82,10 @@ static const struct command {
      "logmeter spool export -c FILE --windows\n"
      "                       every aggregation window with its lines as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
-     "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows"},
+     "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows\n"
+     "logmeter spool start-over -c FILE\n"
+     "                       forget a spool that was lost (emptied, missing) or\n"
+     "                       adopt another in its place"},
     {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN | O_STAMP_NOW,
      "backfill -c FILE [--source NAME] [--dry-run] [--stamp-now] PATH...\n"
      "                       bill archived logs (plain or .gz), each line once"},

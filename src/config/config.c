@@ -323,7 +323,8 @@ static const struct option options[] = {
      .choices = "strict|normal",
      .help = "strict: every spool commit is on disk when it returns (SQLite synchronous=FULL). "
              "normal: synchronous=NORMAL; a power cut (not a crash) can undo the last commits, "
-             "whose lines are then read and sent again with the same identifiers. See "
+             "whose lines are then read again; the sender sends only what is on disk (one sync "
+             "of the WAL per load of its queue), so none of them had been sent. See "
              "docs/durability.md."},
     {AGENT(max_spool_bytes), .key = "max_spool_bytes", .type = OPT_SIZE, .def = "0", .min = 0,
      .max = 1024LL << 30,

@@ -835,9 +835,22 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
 			snprintf(res->reason, sizeof(res->reason), "no match");
 			continue;
 		}
+		if (mrc <= PCRE2_ERROR_UTF8_ERR1 && mrc >= PCRE2_ERROR_UTF8_ERR21) {
+			/* Under (*UTF) PCRE2 checks the subject first and matches nothing if it
+			 * is not UTF-8 (pcre2unicode(3)); pcre2_get_startchar gives where the bad
+			 * character starts. */
+			PCRE2_UCHAR msg[200] = "";
+
+			pcre2_get_error_message(mrc, msg, sizeof(msg));
+			res->outcome = RULE_BAD_UTF8;
+			snprintf(res->reason, sizeof(res->reason),
+			         "not valid UTF-8 at byte %zu: %s",
+			         (size_t)pcre2_get_startchar(rc->md), (const char *)msg);
+			continue;
+		}
 		if (mrc < 0) {
-			/* A limit, or invalid UTF-8 under (*UTF): the line may have been meant to
-			 * match, so it is counted as unusable, not unmatched. */
+			/* A limit (match, depth, heap) or the JIT stack: the line may have been
+			 * meant to match, so it is counted as unusable, not unmatched. */
 			PCRE2_UCHAR msg[200] = "";
 
 			pcre2_get_error_message(mrc, msg, sizeof(msg));

@@ -18,8 +18,11 @@ enum rule_outcome {
 	RULE_NO_MATCH = 0, /* the pattern did not match */
 	RULE_EVENT,        /* a meter event: customer, value, timestamp are set */
 	RULE_INVALID,      /* matched, but the value or timestamp could not be used: see reason */
-	RULE_UNMAPPED      /* matched, but the customer key is not in the customer map: the event
+	RULE_UNMAPPED,     /* matched, but the customer key is not in the customer map: the event
 	                      is kept as a dead letter with `reason`, customer is "" */
+	RULE_BAD_UTF8      /* the rule's pattern asks for UTF-8 ((*UTF)) and the line is not valid
+	                      UTF-8, so it could not be matched: `reason` gives the offset of the
+	                      first bad byte in the line */
 };
 
 /* Which of PCRE2's resource limits stopped a match (pcre2api(3): pcre2_set_match_limit,

@@ -12,6 +12,7 @@
 #include "ingest/tail.h"
 #include "store/report.h"
 #include "util/log.h"
+#include "util/path.h"
 
 struct gather {
 	struct facts *f;
@@ -42,6 +43,20 @@ static int add_file(const struct spool_file *sf, void *ud)
 	if (ff->path == NULL)
 		goto oom;
 	f->n_files++;
+	/* Renamed since the agent last saw it (rotated again after it was released, or while the
+	 * agent was stopped): found by inode where rotation leaves it, its directory. */
+	if (sf->state != SPOOL_FILE_GONE &&
+	    (stat(sf->path, &st) != 0 || (uint64_t)st.st_dev != sf->dev ||
+	     (uint64_t)st.st_ino != sf->ino)) {
+		char *dir = path_dir(sf->path), *now;
+
+		now = dir != NULL ? path_find_ino(dir, (dev_t)sf->dev, (ino_t)sf->ino) : NULL;
+		free(dir);
+		if (now != NULL) {
+			ff->recorded = ff->path;
+			ff->path = now;
+		}
+	}
 	ff->id = sf->id;
 	snprintf(ff->source, sizeof(ff->source), "%s", sf->source);
 	snprintf(ff->uid, sizeof(ff->uid), "%s", sf->uid);
@@ -53,9 +68,9 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
 	 * writer; not an archive's, whose offsets are those of its content once decompressed. */
-	if (sf->state != SPOOL_FILE_GONE && stat(sf->path, &st) == 0 &&
+	if (sf->state != SPOOL_FILE_GONE && stat(ff->path, &st) == 0 &&
 	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino &&
-	    (st.st_size == sf->size || tail_compression_at(sf->path) == NULL))
+	    (st.st_size == sf->size || tail_compression_at(ff->path) == NULL))
 		ff->size = (int64_t)st.st_size;
 	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
 	return 0;
@@ -241,8 +256,10 @@ void facts_free(struct facts *f)
 {
 	if (f == NULL)
 		return;
-	for (size_t i = 0; i < f->n_files; i++)
+	for (size_t i = 0; i < f->n_files; i++) {
 		free(f->files[i].path);
+		free(f->files[i].recorded);
+	}
 	free(f->files);
 	free(f->rules);
 	free(f);
@@ -394,6 +411,9 @@ static void print_file(FILE *out, const struct facts_file *ff)
 
 	/* One line per path, whatever bytes it holds (log_escape). */
 	fprintf(out, "  %s\n", log_escape(path, sizeof(path), ff->path));
+	if (ff->recorded != NULL)
+		fprintf(out, "    renamed since logmeter last saw it, as %s\n",
+		        log_escape(path, sizeof(path), ff->recorded));
 	fprintf(out, "    source %s  identity %s (dev %llu, inode %llu)  state %s\n", ff->source,
 	        ff->uid, (unsigned long long)ff->dev, (unsigned long long)ff->ino,
 	        spool_file_state_name(ff->state));
@@ -401,11 +421,12 @@ static void print_file(FILE *out, const struct facts_file *ff)
 	        (long long)ff->size, (long long)ff->lag);
 	fprintf(out,
 	        "    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
-	        "NUL bytes %lld  events %lld  checkpoint resets %lld\n",
+	        "NUL bytes %lld  events %lld  checkpoint resets %lld  invalid UTF-8 %lld\n",
 	        (long long)ff->counters.lines, (long long)ff->counters.matched,
 	        (long long)ff->counters.unmatched, (long long)ff->counters.invalid,
 	        (long long)ff->counters.long_lines, (long long)ff->counters.nul_bytes,
-	        (long long)ff->counters.events, (long long)ff->counters.resets);
+	        (long long)ff->counters.events, (long long)ff->counters.resets,
+	        (long long)ff->counters.bad_utf8);
 }
 
 void facts_print_text(FILE *out, const struct facts *f)

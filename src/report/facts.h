@@ -33,7 +33,10 @@
 /* A file record, with what the file system says of it now. */
 struct facts_file {
 	int64_t id;
-	char *path; /* malloc'd */
+	char *path;     /* malloc'd: where the file is now (found by inode in the recorded path's
+	                   directory if it was renamed since logmeter last saw it), else the
+	                   recorded path */
+	char *recorded; /* malloc'd: the path in the spool when it differs from `path`, else NULL */
 	char source[128];
 	char uid[SPOOL_UID_MAX];
 	uint64_t dev, ino;

@@ -1,5 +1,6 @@
 #include "util/path.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -116,4 +117,30 @@ int path_mkdirs(const char *dir, char *err, size_t errlen)
 out:
 	free(s);
 	return ret;
+}
+
+char *path_find_ino(const char *dir, dev_t dev, ino_t ino)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *found = NULL;
+
+	if (d == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char *p;
+
+		if ((ino_t)de->d_ino != ino)
+			continue;
+		p = path_join(dir, de->d_name);
+		if (p != NULL && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev &&
+		    st.st_ino == ino) {
+			found = p;
+			break;
+		}
+		free(p);
+	}
+	closedir(d);
+	return found;
 }

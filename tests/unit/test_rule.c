@@ -561,6 +561,32 @@ static void test_apply_basics(void **state)
 	rule_set_free(NULL);
 }
 
+/* Under (*UTF) a line that is not UTF-8 cannot be matched: its own outcome, with where the bad
+ * byte is, not "invalid" (a rule that matched but could not use the line). */
+static void test_bad_utf8(void **state)
+{
+	struct test_config tc;
+	struct rule_set *rs;
+	struct rule_result res[2];
+	char err[1024] = "";
+
+	(void)state;
+	tc_init(&tc);
+	tc_rule(&tc, "utf", 0, "(*UTF)^(?<c>\\S+) (?<v>\\d+)$", "c", "v", NULL, 10);
+	rs = rule_set_new(&tc.cfg, err, sizeof(err));
+	if (rs == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(apply(rs, 0, "caf\xc3\xa9 3", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_EVENT);
+	assert_int_equal(apply(rs, 0, "cafe\xff 3", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_BAD_UTF8);
+	assert_non_null(strstr(res[0].reason, "not valid UTF-8 at byte 4: "));
+	assert_int_equal(apply(rs, 0, "caf\xc3 3", 1, res), 1); /* a sequence cut short */
+	assert_int_equal(res[0].outcome, RULE_BAD_UTF8);
+	assert_non_null(strstr(res[0].reason, "at byte 3"));
+	rule_set_free(rs);
+}
+
 static void test_customer_limits(void **state)
 {
 	struct test_config tc;
@@ -891,6 +917,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_timestamp_epoch, save_tz, restore_tz),
 	    cmocka_unit_test(test_apache_real_lines),
 	    cmocka_unit_test(test_apply_basics),
+	    cmocka_unit_test(test_bad_utf8),
 	    cmocka_unit_test(test_customer_limits),
 	    cmocka_unit_test(test_customer_map),
 	    cmocka_unit_test(test_set_errors),

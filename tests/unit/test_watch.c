@@ -718,7 +718,7 @@ static void test_reconfigure(void **state)
 	append(fx, "keep/k1.log", "cus_k 1\n");
 	append(fx, "keep/k2.log", "cus_k 1\n");
 	append(fx, "move/a1.log", "cus_m 1\n");
-	append(fx, "move/b1.log", "cus_m 1\n");
+	append(fx, "move/b1.log", "cus_m 2\n"); /* not a1's copy (tail_copy_of) */
 	append(fx, "gone/g1.log", "cus_g 1\n");
 	append(fx, "new/n1.log", "cus_n 1\ncus_n 2\n");
 	w = start(fx, &fx->a);
