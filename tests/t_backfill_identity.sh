@@ -7,7 +7,8 @@
 #   2. beside a running agent, the same content under three paths (two .gz, one plain) at once:
 #      billed once;
 #   3. copies of the live file shorter than what the agent read (a backup taken earlier, a
-#      copytruncate copy the agent read past, compressed): nothing new, nothing billed;
+#      copytruncate copy the agent read past, compressed, its first three lines: shorter than the
+#      1 KiB fingerprint): nothing new, nothing billed;
 #   4. a concatenation of two archives billed before: nothing new; one of an archive billed before
 #      and a new one: only the new one, which is then recognised alone;
 #   5. an archive another source billed: refused, in the dry run too, nothing billed.
@@ -102,6 +103,7 @@ sed -n '6101,6900p' "$APACHE" >>"$T/logs/access.log" # 900 lines
 E=$((E + $(lines_count 6101,6900)))
 wait_until 30 accepted_at_least "$E" || fail "the agent did not bill lines 101-900"
 cp "$T/logs/access.log" "$T/archive/backup.log" # a backup, taken while billed up to line 900
+head -n 3 "$T/logs/access.log" | gzip >"$T/archive/head3.log.gz" # 500 bytes: within the head
 sed -n '6901,7000p' "$APACHE" >>"$T/logs/access.log"
 E=$((E + $(lines_count 6901,7000)))
 wait_until 30 accepted_at_least "$E" || fail "the agent did not bill lines 901-1000"
@@ -111,19 +113,19 @@ E=$((E + $(lines_count 7001,7010)))
 wait_until 30 accepted_at_least "$E" || fail "the agent did not bill lines 1001-1010"
 : >"$T/logs/access.log" # ... and the truncation, after the agent read past the copy's end
 gzip "$T/logs/access.log.1"
-bf "$T/short.out" --dry-run --source apache "$T/archive/backup.log" "$T/logs/access.log.1.gz" ||
-	fail "dry run of the short copies exited $?"
-for f in "$T/archive/backup.log" "$T/logs/access.log.1.gz"; do
+bf "$T/short.out" --dry-run --source apache "$T/archive/backup.log" "$T/logs/access.log.1.gz" \
+	"$T/archive/head3.log.gz" || fail "dry run of the short copies exited $?"
+for f in "$T/archive/backup.log" "$T/logs/access.log.1.gz" "$T/archive/head3.log.gz"; do
 	grep -q "^$f: .*, all from the lines before offset [0-9]*, already read as $T/logs/access.log (identity [0-9a-f]*; [0-9]* of its events are in the spool): 0 new$" "$T/short.out" ||
 		fail "dry run of $f: $(cat "$T/short.out")"
 done
-bf "$T/short.out" --source apache "$T/archive/backup.log" "$T/logs/access.log.1.gz" ||
-	fail "backfill of the short copies exited $?"
-[ "$(grep -c ': 0 events added: every line of it was read already, as '"$T"'/logs/access.log ' "$T/short.out")" = 2 ] ||
+bf "$T/short.out" --source apache "$T/archive/backup.log" "$T/logs/access.log.1.gz" \
+	"$T/archive/head3.log.gz" || fail "backfill of the short copies exited $?"
+[ "$(grep -c ': 0 events added: every line of it was read already, as '"$T"'/logs/access.log ' "$T/short.out")" = 3 ] ||
 	fail "short copies: $(cat "$T/short.out")"
 wait_until 30 nothing_pending || fail "events pending"
 assert_eq "$E" "$(accepted_count)" "events after backfilling a backup and a copytruncate copy already read"
-note "a backup taken earlier and a copytruncate copy the agent read past: nothing billed again"
+note "a backup taken earlier, a copytruncate copy the agent read past, its first lines: nothing billed again"
 
 # --- 4. concatenated archives ------------------------------------------------------------------
 sed -n '8001,8200p' "$APACHE" | gzip >"$T/archive/x.log.gz"

@@ -894,7 +894,27 @@ struct identify {
 	struct spool_file *best;
 	enum tail_match match;
 	int failed;
+	struct spool *sp; /* for the head marks of records; NULL: none */
 };
+
+/* Content shorter than record f's fingerprinted head: WITHIN if it ends at one of the record's
+ * head marks (a line end of the file's first bytes, kept with the hash of the bytes before it:
+ * store/extra.c) and holds those bytes, else NONE (nothing to tell it by). */
+static int short_within(struct identify *id, const struct spool_file *f)
+{
+	struct spool_file_extra x;
+	char err[256];
+
+	if (f->id == 0 || id->sp == NULL ||
+	    spool_file_extra_get(id->sp, f->id, &x, err, sizeof(err)) < 0)
+		return TAIL_MATCH_NONE;
+	for (size_t i = 0; i < x.n_marks; i++)
+		if (x.marks[i].len == (int64_t)id->head_len &&
+		    id->end - id->start == x.marks[i].len &&
+		    hash_is(id->head, id->head_len, x.marks[i].hash))
+			return TAIL_MATCH_WITHIN;
+	return TAIL_MATCH_NONE;
+}
 
 /* How the content relates to record f (enum tail_match), or -1 on a read error. */
 static int match_one(struct identify *id, const struct spool_file *f)
@@ -903,7 +923,9 @@ static int match_one(struct identify *id, const struct spool_file *f)
 	int64_t len = id->end - id->start;
 	ssize_t n;
 
-	if (f->fp_len <= 0 || f->fp_len > (int64_t)id->head_len || f->fp_len > SPOOL_FP_MAX)
+	if (f->fp_len > (int64_t)id->head_len && f->fp_len <= SPOOL_FP_MAX)
+		return short_within(id, f);
+	if (f->fp_len <= 0 || f->fp_len > SPOOL_FP_MAX)
 		return TAIL_MATCH_NONE;
 	if (!id->md_done[f->fp_len]) {
 		if (sha256(id->head, (size_t)f->fp_len, id->md[f->fp_len]) < 0)
@@ -986,6 +1008,7 @@ int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end
 	id->extra = extra;
 	id->n_extra = n_extra;
 	id->best = out;
+	id->sp = ctx->spool;
 	n = pread_full(fd, id->head,
 	               end - start < SPOOL_FP_MAX ? (size_t)(end - start) : SPOOL_FP_MAX, start);
 	if (n < 0) {

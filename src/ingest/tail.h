@@ -92,7 +92,8 @@ enum tail_match {
  * and against `n_extra` records `extra` (those a dry run would have made or moved so far; one
  * with the id of a spool record replaces it). A record's head is its first fp_len bytes
  * (SHA-256 fp_hash, up to SPOOL_FP_MAX), its check bytes the check_len bytes before its
- * checkpoint (check_hash): content shorter than the head is matched by nobody (ctx->spool may
+ * checkpoint (check_hash): content shorter than the head is within a record only if it ends at
+ * one of the record's head marks and holds the bytes before it (store/extra.c; ctx->spool may
  * be NULL: a dry run before the spool exists has only `extra`). Of several
  * records, the one that covers most of the content: a WITHIN match (all of it) before a BEYOND
  * one (up to its checkpoint: the one read furthest), either before a HEAD match. Copies the
