@@ -10,7 +10,9 @@
 #      copytruncate copy the agent read past, compressed, its first three lines: shorter than the
 #      1 KiB fingerprint): nothing new, nothing billed;
 #   4. a concatenation of two archives billed before: nothing new; one of an archive billed before
-#      and a new one: only the new one, which is then recognised alone;
+#      and a new one: only the new one, which is then recognised alone; a plain file of new lines
+#      followed by an archive's content billed before (no gzip member says where it starts): only
+#      the new lines;
 #   5. an archive another source billed: refused, in the dry run too, nothing billed.
 . "$(dirname "$0")/lib.sh"
 lm_init backfill_identity
@@ -149,6 +151,14 @@ bf "$T/z.out" --source apache "$T/archive/z.log.gz" || fail "backfill of z exite
 grep -q 'every line of it was read already, as '"$T/archive/yz.log.gz " "$T/z.out" || fail "z: $(cat "$T/z.out")"
 wait_until 30 nothing_pending || fail "events pending"
 assert_eq "$n5" "$(accepted_count)" "the new member backfilled again alone"
+{ sed -n '8501,8600p' "$APACHE"; zcat "$T/archive/x.log.gz"; } >"$T/archive/wx.log"
+bf "$T/wx.out" --dry-run --source apache "$T/archive/wx.log" || fail "dry run of wx exited $?"
+grep -q "^$T/archive/wx.log: plain, [0-9]* bytes, 2 parts" "$T/wx.out" || fail "wx: $(cat "$T/wx.out")"
+grep -q "already read as $T/archive/x.log.gz .*: 0 new$" "$T/wx.out" || fail "wx: $(cat "$T/wx.out")"
+bf "$T/wx.out" --source apache "$T/archive/wx.log" || fail "backfill of wx exited $?"
+n5=$((n5 + $(lines_count 8501,8600)))
+wait_until 30 nothing_pending || fail "events pending"
+assert_eq "$n5" "$(accepted_count)" "new lines followed by an archive billed before, in one plain file"
 no_duplicates
 note "concatenated archives: only the member never read is billed, once"
 

@@ -493,13 +493,16 @@ static int member_at(const struct content *c, int64_t at)
 
 /* Where part i should be cut, or 0: after the checkpoint of the record it continues, if a
  * member or a file read before starts there (a concatenation: the file ended there); in a new
- * part, at the first member that starts a line, each member being a file of its own (a month of
- * daily archives of files never read): so that each gets a record of its own, and a member
- * backfilled again alone later is recognised. Not inside what a record covers: its lines were
- * read as that file, whatever the members say. Returns 0 (no cut), the offset, or -1. */
+ * part, at the first line where a file read before starts (tail_heads_find: a plain
+ * concatenation), or before it at the first member that starts a line, each member being a file
+ * of its own (a month of daily archives of files never read): so that each gets a record of its
+ * own, and a member backfilled again alone later is recognised. Not inside what a record covers:
+ * its lines were read as that file, whatever the members say. Returns 0 (no cut), the offset, or
+ * -1. */
 static int64_t cut_at(const struct content *c, const struct tail_heads *h,
                       const struct backfill_part *p)
 {
+	int64_t head;
 	char nl;
 
 	if (p->match == TAIL_MATCH_BEYOND) {
@@ -515,17 +518,22 @@ static int64_t cut_at(const struct content *c, const struct tail_heads *h,
 	}
 	if (p->match != TAIL_MATCH_NONE)
 		return 0;
+	/* A file read before that starts on a line of new content, member or not: its lines are
+	 * that file's, not new (they were billed as it). */
+	head = tail_heads_find(h, c->fd, p->start, p->end);
+	if (head < 0)
+		return -1;
 	for (size_t i = 0; i < c->n_members; i++) {
 		int64_t at = c->members[i];
 
-		if (at <= p->start || at >= p->end)
+		if (at <= p->start || at >= p->end || (head > 0 && at >= head))
 			continue;
 		if (pread(c->fd, &nl, 1, (off_t)(at - 1)) != 1)
 			return -1;
 		if (nl == '\n')
 			return at;
 	}
-	return 0;
+	return head;
 }
 
 /* Cuts part i at cut_at, if anywhere: the rest is the next part. Returns 0 or -1. */

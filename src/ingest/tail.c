@@ -1108,7 +1108,8 @@ fail:
 	return NULL;
 }
 
-int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end)
+/* tail_heads_at for the heads of at least min_len bytes. */
+static int heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end, int64_t min_len)
 {
 	unsigned char buf[SPOOL_FP_MAX];
 	struct tail_head key;
@@ -1120,6 +1121,8 @@ int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end)
 	if (n < 0)
 		return -1;
 	for (size_t i = 0; i < h->n_lens && h->lens[i] <= n; i++) {
+		if (h->lens[i] < min_len)
+			continue;
 		key.len = h->lens[i];
 		if (sha256(buf, (size_t)key.len, key.hash) < 0) {
 			errno = ENOMEM;
@@ -1127,6 +1130,38 @@ int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end)
 		}
 		if (bsearch(&key, h->v, h->n, sizeof(*h->v), head_cmp) != NULL)
 			return 1;
+	}
+	return 0;
+}
+
+int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end)
+{
+	return heads_at(h, fd, off, end, 0);
+}
+
+int64_t tail_heads_find(const struct tail_heads *h, int fd, int64_t start, int64_t end)
+{
+	unsigned char buf[65536];
+	int64_t pos = start;
+
+	if (h == NULL || h->n == 0)
+		return 0;
+	while (pos < end) {
+		size_t want = end - pos < (int64_t)sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
+		ssize_t n = pread_full(fd, buf, want, pos);
+
+		if (n <= 0)
+			return n < 0 ? -1 : 0;
+		for (ssize_t i = 0; i < n; i++) {
+			int hit;
+
+			if (buf[i] != '\n' || pos + i + 1 >= end)
+				continue;
+			hit = heads_at(h, fd, pos + i + 1, end, TAIL_HEADS_FIND_MIN);
+			if (hit != 0)
+				return hit < 0 ? -1 : pos + i + 1;
+		}
+		pos += n;
 	}
 	return 0;
 }

@@ -116,6 +116,18 @@ struct tail_heads *tail_heads_new(const struct tail_ctx *ctx, const struct spool
  * Returns 1, 0, or -1 (a read error, errno set). */
 int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end);
 
+/* The shortest head tail_heads_find looks for, in bytes: a record of a file that held a line or
+ * two of a few bytes ("\n", "ok\n") has a head that new content holds by chance; 64 bytes is
+ * more than a log line's prefix before its timestamp. */
+#define TAIL_HEADS_FIND_MIN 64
+
+/* The first line start (after a '\n') of the bytes of `fd` in (start, end) where the whole head,
+ * of at least TAIL_HEADS_FIND_MIN bytes, of a record starts: content that holds a file read
+ * before after lines of its own (a plain `cat new.log old.log`, which has no gzip members to
+ * tell where old.log starts). One SHA-256 per distinct head length per line. Returns the offset,
+ * 0 if there is none, or -1 (a read error, errno set). */
+int64_t tail_heads_find(const struct tail_heads *h, int fd, int64_t start, int64_t end);
+
 /* Frees. NULL is a no-op. */
 void tail_heads_free(struct tail_heads *h);
 

@@ -1308,7 +1308,8 @@ static int content_file(struct tail_fixture *fx, const char *name, const char *d
 /* tail_identify: content within a record (a copy cut at or before its checkpoint), beyond it
  * (its check bytes there, more after), starting like it but different (head only), unrelated
  * or shorter than the head; another source's record only when asked for every source; a dry
- * run's records (extra) like the spool's; tail_heads_at at a file's start inside content. */
+ * run's records (extra) like the spool's; tail_heads_at and tail_heads_find at a file's start
+ * inside content. */
 static void test_identify(void **state)
 {
 	struct tail_fixture *fx = *state;
@@ -1389,6 +1390,9 @@ static void test_identify(void **state)
 		assert_int_equal(tail_heads_at(h, fd, 9, (int64_t)(9 + n)), 1);
 		assert_int_equal(tail_heads_at(h, fd, 0, (int64_t)(9 + n)), 0);
 		assert_int_equal(tail_heads_at(h, fd, 10, (int64_t)(9 + n)), 0);
+		/* found at the line it starts, after new lines; none after its own start */
+		assert_int_equal(tail_heads_find(h, fd, 0, (int64_t)(9 + n)), 9);
+		assert_int_equal(tail_heads_find(h, fd, 9, (int64_t)(9 + n)), 0);
 		close(fd);
 		tail_heads_free(h);
 	}
