@@ -210,6 +210,15 @@ out:
 	return rc;
 }
 
+static void content_close(struct content *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->members);
+	c->fd = -1;
+	c->members = NULL;
+}
+
 /* Opens the content of `path`, an archive of source `src`, into *c: the file itself if it is
  * plain text, or the decompressed bytes of a gzip file. It is opened through guard_open (`g` may
  * be NULL: guard.h), so that a symlink the source does not follow, or the key or another file of
@@ -237,7 +246,12 @@ static int content_open(struct guard *g, const struct config_source *src, const 
 	if (kind == NULL) {
 		c->fd = fd;
 		c->size = (int64_t)c->ast.st_size;
-		return add_member(c, 0);
+		if (add_member(c, 0) < 0) {
+			err_set(err, errlen, "%s: out of memory", path);
+			content_close(c);
+			return -1;
+		}
+		return 0;
 	}
 	if (strcmp(kind, "gzip") != 0) {
 		err_set(
@@ -251,16 +265,9 @@ static int content_open(struct guard *g, const struct config_source *src, const 
 	snprintf(c->compression, sizeof(c->compression), "%s", kind);
 	rc = gunzip(path, fd, c, stop, err, errlen);
 	close(fd);
+	if (rc < 0)
+		content_close(c); /* what was decompressed and the members noted so far */
 	return rc;
-}
-
-static void content_close(struct content *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	free(c->members);
-	c->fd = -1;
-	c->members = NULL;
 }
 
 /* A descriptor of the part's bytes alone (offsets from 0, as its file had them): the content's
