@@ -35,8 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o = stripe_classify(&r, reason, sizeof(reason));
 	if (o > STRIPE_REJECTED || memchr(reason, '\0', sizeof(reason)) == NULL)
 		abort();
-	/* A 2xx is delivered only if it carries the identifier sent. */
-	if (o == STRIPE_DELIVERED && r.status >= 200 && r.status < 300 && r.identifier == NULL)
+	/* A 2xx is delivered only if it carries the identifier sent (stripe.h: a NULL identifier
+	 * is not checked, so there is nothing to hold it to). */
+	if (o == STRIPE_DELIVERED && r.status >= 200 && r.status < 300 && r.identifier != NULL &&
+	    (r.body == NULL ||
+	     memmem(r.body, r.body_len, r.identifier, strlen(r.identifier)) == NULL))
 		abort();
 	return 0;
 }
