@@ -428,6 +428,182 @@ static int overlay_put(struct backfill *b, const struct spool_file *f)
 	return 0;
 }
 
+/* ---- lines of new content billed already ------------------------------------------------- */
+
+/* Content that does not start with the head of the file it was cut from (a piece of a log's
+ * middle or end) is new to tail_identify, though its lines were billed as that file. Its first
+ * BACKFILL_PROBE events are looked for among the spool's (delivered events are kept
+ * delivered_retention, 7 days by default): when at least half of them, and BACKFILL_PROBE_MIN,
+ * are there, the content is refused. Only events of rules with a timestamp and no aggregation
+ * are looked for: an event stamped with the time it is read, or a window's sum, is like no
+ * other. Two lines of different files with the same rule, customer, value and second are rare
+ * in logs; half of 200 by chance is not a thing that happens. */
+#define BACKFILL_PROBE 200
+#define BACKFILL_PROBE_MIN 20
+
+struct probe_key {
+	char rule[EVENT_RULE_MAX];
+	char key[EVENT_CUSTOMER_MAX];
+	char value[EVENT_VALUE_MAX];
+	int64_t timestamp;
+	int64_t file_id; /* the record of an event like it in the spool; 0: none found */
+};
+
+struct probe {
+	const struct tail_ctx *ctx;
+	size_t source_index;
+	struct rule_result *results;
+	size_t n_results;
+	int64_t now;
+	struct probe_key keys[BACKFILL_PROBE];
+	size_t n, found;
+	int64_t from, to;                        /* the span of their timestamps */
+	char path[PATH_MAX], uid[SPOOL_UID_MAX]; /* of one record they were found in */
+	int64_t file_id;
+};
+
+static int probe_line(const struct lines_line *l, void *ud)
+{
+	struct probe *pr = ud;
+	size_t n;
+
+	if (l->kind != LINES_TEXT || pr->n == BACKFILL_PROBE)
+		return 0;
+	n = rule_set_apply(pr->ctx->rules, pr->source_index, l->data, l->len, pr->now, pr->results);
+	for (size_t i = 0; i < n && i < pr->n_results && pr->n < BACKFILL_PROBE; i++) {
+		const struct rule_result *r = &pr->results[i];
+		struct probe_key *k = &pr->keys[pr->n];
+
+		if ((r->outcome != RULE_EVENT && r->outcome != RULE_UNMAPPED) || r->rule == NULL ||
+		    r->rule->timestamp == NULL || r->rule->aggregate_s > 0)
+			continue;
+		snprintf(k->rule, sizeof(k->rule), "%s", r->rule->name);
+		snprintf(k->key, sizeof(k->key), "%s", r->customer_key);
+		snprintf(k->value, sizeof(k->value), "%s", r->value);
+		k->timestamp = r->timestamp;
+		k->file_id = 0;
+		if (pr->n == 0 || r->timestamp < pr->from)
+			pr->from = r->timestamp;
+		if (pr->n == 0 || r->timestamp > pr->to)
+			pr->to = r->timestamp;
+		pr->n++;
+	}
+	return 0;
+}
+
+/* An event of the spool: the first key like it not matched yet is found (one key per event, so
+ * that a line repeated in the content is not found twice by one event). */
+static int probe_seen(const char *rule, const char *key, const char *value, int64_t timestamp,
+                      int64_t file_id, void *ud)
+{
+	struct probe *pr = ud;
+
+	for (size_t i = 0; i < pr->n; i++) {
+		struct probe_key *k = &pr->keys[i];
+
+		if (k->file_id == 0 && k->timestamp == timestamp && strcmp(k->value, value) == 0 &&
+		    strcmp(k->key, key) == 0 && strcmp(k->rule, rule) == 0) {
+			k->file_id = file_id;
+			pr->found++;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int probe_record(const struct spool_file *f, void *ud)
+{
+	struct probe *pr = ud;
+
+	if (f->id == pr->file_id) {
+		snprintf(pr->path, sizeof(pr->path), "%s", f->path);
+		snprintf(pr->uid, sizeof(pr->uid), "%s", f->uid);
+	}
+	return 0;
+}
+
+/* Looks for the first events of part p (content never read) among the spool's events; says in
+ * `err` why it is refused, and sets *refused, if they are there. Returns 0 or -1. */
+static int probe_part(struct backfill *b, const struct content *c, size_t source_index,
+                      const char *path, const char *where, const struct backfill_part *p,
+                      int *refused, char *err, size_t errlen)
+{
+	struct probe *pr = calloc(1, sizeof(*pr));
+	struct lines *sp = NULL;
+	char *buf = malloc(BACKFILL_CHUNK);
+	int64_t pos = p->start;
+	int rc = -1;
+
+	if (pr == NULL || buf == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto out;
+	}
+	if (b->ctx.spool == NULL) { /* a dry run before the agent ever ran: nothing billed */
+		rc = 0;
+		goto out;
+	}
+	pr->ctx = &b->ctx;
+	pr->source_index = source_index;
+	pr->now = (int64_t)time(NULL);
+	pr->n_results = rule_set_max_per_source(b->ctx.rules);
+	pr->results = calloc(pr->n_results > 0 ? pr->n_results : 1, sizeof(*pr->results));
+	sp = lines_new(0, (size_t)b->ctx.cfg->agent.max_line_length, err, errlen);
+	if (pr->results == NULL || sp == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto out;
+	}
+	while (pos < p->end && pr->n < BACKFILL_PROBE) {
+		size_t want =
+		    p->end - pos < BACKFILL_CHUNK ? (size_t)(p->end - pos) : BACKFILL_CHUNK;
+		ssize_t n = pread(c->fd, buf, want, (off_t)pos);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err_set(err, errlen, "%s: reading the content: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		pos += n;
+		if (lines_feed(sp, buf, (size_t)n, probe_line, pr, err, errlen) < 0)
+			goto out;
+	}
+	rc = 0;
+	if (pr->n < BACKFILL_PROBE_MIN)
+		goto out;
+	if (spool_events_between(b->ctx.spool, pr->from, pr->to, probe_seen, pr, err, errlen) < 0) {
+		rc = -1;
+		goto out;
+	}
+	if (pr->found * 2 < pr->n)
+		goto out;
+	for (size_t i = 0; i < pr->n && pr->file_id == 0; i++)
+		pr->file_id = pr->keys[i].file_id;
+	snprintf(pr->path, sizeof(pr->path), "?");
+	snprintf(pr->uid, sizeof(pr->uid), "?");
+	if (spool_files_foreach(b->ctx.spool, probe_record, pr, err, errlen) < 0) {
+		rc = -1;
+		goto out;
+	}
+	*refused = 1;
+	err_set(err, errlen,
+	        "%s%s: starts like no file read before, but %zu of its first %zu events have the "
+	        "rule, customer, value and timestamp of events in the spool (of the file read as "
+	        "%s, identity %s, among others): its lines look billed already, as a file this "
+	        "content is a piece of (cut from its middle or end, or filtered), and content "
+	        "cannot tell which: refused rather than billed twice (backfill that file's whole "
+	        "archive instead)",
+	        path, where, pr->found, pr->n, pr->path, pr->uid);
+out:
+	lines_free(sp);
+	if (pr != NULL)
+		free(pr->results);
+	free(pr);
+	free(buf);
+	return rc;
+}
+
 /* ---- which file each part is ---------------------------------------------------------------- */
 
 static int add_part(struct backfill_result *r, size_t at, int64_t start, int64_t end)
@@ -589,8 +765,12 @@ static int identify_part(struct backfill *b, const struct content *c, const stru
 	if (m < 0)
 		return -1;
 	p->match = (enum tail_match)m;
-	if (m == TAIL_MATCH_NONE)
-		return cut(c, h, r, i, err, errlen);
+	if (m == TAIL_MATCH_NONE) {
+		if (cut(c, h, r, i, err, errlen) < 0)
+			return -1;
+		return probe_part(b, c, source_index, path, where, &r->parts[i], refused, err,
+		                  errlen);
+	}
 	*refused = 1;
 	if (strcmp(rec->source, source) != 0) {
 		err_set(

@@ -117,6 +117,24 @@ static char *print(const struct facts *f, int how, size_t max_files)
 	return buf;
 }
 
+/* spool_events_between's callback: counts the events, checks they are file `ud`'s of rule r1,
+ * and stops (-1) when *ud is negative. */
+static int between_cb(const char *rule, const char *customer_key, const char *value,
+                      int64_t timestamp, int64_t file_id, void *ud)
+{
+	int64_t *want = ud;
+
+	(void)customer_key;
+	(void)value;
+	if (*want < 0)
+		return -1;
+	assert_string_equal(rule, "r1");
+	assert_int_equal(file_id, *want);
+	assert_in_range(timestamp, NOW - 1000, NOW - 998);
+	want[1]++;
+	return 0;
+}
+
 static void test_queries(void **state)
 {
 	struct world *w = *state;
@@ -133,6 +151,18 @@ static void test_queries(void **state)
 	assert_int_equal(v, 5);
 	assert_int_equal(spool_file_events(w->fx->sp, w->d.id, &v, err, sizeof(err)), 0);
 	assert_int_equal(v, 0);
+	{
+		int64_t want[2] = {w->a.id, 0}; /* file a's events are at NOW - 1000 .. - 996 */
+
+		assert_int_equal(spool_events_between(w->fx->sp, NOW - 1000, NOW - 998, between_cb,
+		                                      want, err, sizeof(err)),
+		                 0);
+		assert_int_equal(want[1], 3);
+		want[0] = -1;
+		assert_int_equal(spool_events_between(w->fx->sp, NOW - 1000, NOW - 998, between_cb,
+		                                      want, err, sizeof(err)),
+		                 -1);
+	}
 }
 
 static void test_health(void **state)
