@@ -1287,7 +1287,10 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
 		    !has_record(w, si, path, &st) &&
 		    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) >= 0) {
-			known = tail_identify(&w->ctx, fd, st.st_size, si, rec, e, sizeof(e)) != 0;
+			/* Any match, a head alone too: which of its lines were read cannot be
+			 * told, and it is not billed twice. */
+			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
+			                      e, sizeof(e)) != TAIL_MATCH_NONE;
 			close(fd);
 		}
 		if (!known) {
