@@ -48,6 +48,8 @@ enum spool_stmt {
 	ST_WINDOW_FIND,
 	ST_WINDOW_ADD,
 	ST_WINDOW_UPDATE,
+	ST_WINDOW_LINE_FIND,
+	ST_WINDOW_OWN_EVENT,
 	ST_WINDOW_LINE_ADD,
 	ST_WINDOW_DUE,
 	ST_WINDOW_CLOSE,
@@ -218,9 +220,11 @@ int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t 
 
 /* Inside spool_commit's transaction: adds the value of the line event *ev (ev->window_s > 0) to
  * its window (window.c): the window of its timestamp if that one is still open at `now`, else
- * the next open one (counted as late); a line already in a window adds nothing. Returns 0, 1
- * if the event is not to be aggregated (a timestamp Stripe would refuse, a value beyond exact
- * sums): it is then inserted as an event of its own; or -1. */
+ * the next open one (counted as late); a line read again goes where it went the first time.
+ * Returns 0, 1 if the event is not to be aggregated (a timestamp Stripe would refuse, a value
+ * beyond exact sums or one that would give the window's total more than Stripe's 15
+ * significant digits, docs/stripe-contract.md section 15): it is then inserted as an event of
+ * its own; or -1. */
 int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
 
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */

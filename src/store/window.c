@@ -32,6 +32,10 @@ const struct spool_sql spool_window_sql[] = {
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '0', 0, 0, ?10, 0, ?11)"},
     {ST_WINDOW_UPDATE, "UPDATE windows SET total = ?2, lines = lines + 1, late = late + ?3"
                        " WHERE id = ?1"},
+    {ST_WINDOW_LINE_FIND, "SELECT 1 FROM window_lines"
+                          " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
+    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM events"
+                          " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
     {ST_WINDOW_LINE_ADD, "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value,"
                          " timestamp, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                          " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
@@ -87,6 +91,33 @@ static int window_find(struct spool *sp, const struct event *ev, int64_t start, 
 	return found;
 }
 
+/* Where a line of an aggregating rule went when it was first committed: 1 into a window, 2 an
+ * event of its own, 0 neither (a first read), -1 on error. A line read again must go where it
+ * went the first time, or it would be billed twice. */
+static int line_placed(struct spool *sp, const struct event *ev, char *err, size_t errlen)
+{
+	static const int sts[2] = {ST_WINDOW_LINE_FIND, ST_WINDOW_OWN_EVENT};
+
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = sp->st[sts[i]];
+		int rc = SQLITE_OK;
+
+		spool_bind_int(st, 1, ev->file_id, &rc);
+		spool_bind_int(st, 2, ev->line_offset, &rc);
+		spool_bind_text(st, 3, ev->rule, sizeof(ev->rule), &rc);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		spool_st_end(st);
+		if (rc == SQLITE_ROW)
+			return i + 1;
+		if (rc != SQLITE_DONE) {
+			spool_fail(sp, rc, "finding a window line", err, errlen);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int window_add(struct spool *sp, const struct event *ev, int64_t start, int64_t now,
                       int64_t *id, char *err, size_t errlen)
 {
@@ -119,7 +150,7 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 {
 	char total[EVENT_VALUE_MAX] = "0", sum[EVENT_VALUE_MAX];
 	int64_t len = ev->window_s, start, id = 0;
-	int late = 0, state = 0, found = 0, rc = SQLITE_OK;
+	int late = 0, state = 0, found = 0, placed, rc = SQLITE_OK;
 	enum event_window win = event_window_of(ev->timestamp, now);
 	sqlite3_stmt *st;
 
@@ -128,6 +159,11 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	 * which the sender keeps as a dead letter with the reason, rather than being billed now. */
 	if (len <= 0 || win == EVENT_WINDOW_OLD || win == EVENT_WINDOW_FAR_AHEAD)
 		return 1;
+	placed = line_placed(sp, ev, err, errlen);
+	if (placed < 0)
+		return -1;
+	if (placed > 0)
+		return placed == 1 ? 0 : 1; /* read again: counted once, where it went first */
 	start = floor_div(ev->timestamp, len) * len;
 	if (start + len + ev->window_grace_s <= now) {
 		/* Its window has closed, or may have: the first window still open by the clock. */
@@ -150,8 +186,12 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 		late = 1;
 		start += len;
 	}
-	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0)
-		return 1; /* beyond exact fixed point: sent on its own */
+	/* A total Stripe would refuse (more than 15 significant digits) would lose the whole
+	 * window: the line that would make it so is sent on its own instead, under its own
+	 * identifier, and the window keeps the total it had. Both are billed, each once. */
+	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0 ||
+	    event_value_digits(sum) > WINDOW_STRIPE_DIGITS)
+		return 1;
 	if (!found && window_add(sp, ev, start, now, &id, err, errlen) < 0)
 		return -1;
 	st = sp->st[ST_WINDOW_LINE_ADD];
