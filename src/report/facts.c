@@ -155,6 +155,14 @@ static void health(struct facts *f)
 		utc(f->sender.since, when, sizeof(when));
 		problem(f, "sending paused since %s: %s", when, f->sender.detail);
 	}
+	/* A run that ended with sending paused (`run --once` stopped by a refused key or an answer
+	 * not Stripe's; an agent stopped while paused) left its events pending: until the next
+	 * run sends them, that is the news. */
+	if (f->sender.found && !f->sender.running && f->sender.detail[0] != '\0') {
+		utc(f->sender.since, when, sizeof(when));
+		problem(f, "the last run stopped with sending paused since %s: %s", when,
+		        f->sender.detail);
+	}
 	if (f->since > 0 && f->dead_since > 0) {
 		utc(f->since, when, sizeof(when));
 		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);
@@ -219,6 +227,12 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
+	if (f->sender.found && !f->sender.running && f->sender.detail[0] != '\0') {
+		size_t n = strnlen(f->sender.detail, sizeof(f->last_error) - 1);
+
+		memcpy(f->last_error, f->sender.detail, n); /* cut to fit */
+		f->last_error[n] = '\0';
+	}
 	if (!f->sender.running)
 		f->rate_known =
 		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
@@ -318,7 +332,10 @@ static void print_sender(FILE *out, const struct facts *f)
 		return;
 	}
 	if (!st->running) {
-		fprintf(out, "sender: not running\n");
+		if (st->found && st->detail[0] != '\0')
+			fprintf(out, "sender: not running (it stopped paused: %s)\n", st->detail);
+		else
+			fprintf(out, "sender: not running\n");
 		if (f->rate_known)
 			fprintf(out, "rate: up to %.0f requests/s (%s)\n", f->rate_max,
 			        f->rate_why);

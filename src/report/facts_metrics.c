@@ -284,7 +284,10 @@ static void sender(FILE *out, const struct facts *f)
 
 	gauge(out, "logmeter_sender_running", "1 if the sender runs.", st->running);
 	gauge(out, "logmeter_sender_paused",
-	      "1 if sending is paused: the key refused, or answers that are not Stripe's.", paused);
+	      "1 if sending is paused: the key refused, answers that are not Stripe's, or v2 "
+	      "sessions "
+	      "expiring as soon as they are made.",
+	      paused);
 	gauge(out, "logmeter_key_refused", "1 if Stripe refused the API key (401 or 403).",
 	      st->running && strcmp(st->state, "paused-auth") == 0);
 	if (!st->running)

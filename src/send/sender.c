@@ -50,7 +50,9 @@
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 /* v2: a stream answering "session expired" this many times in a row to fresh sessions is no
- * expiry: sending pauses as for a refused key. */
+ * expiry (a clock far off, a fault at Stripe): sending pauses for auth_pause and then tries a
+ * new session, as long as it takes; the key is not in question, since Stripe made the sessions
+ * with it. */
 #define SENDER_SESSION_EXPIRED_MAX 3
 /* Aggregation windows are looked at this often at most, and when the next one is due. */
 #define SENDER_WINDOW_CHECK_MS 1000
@@ -91,7 +93,7 @@ struct sender_batch {
 };
 
 /* Why sending is paused. */
-enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER };
+enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER, PAUSE_SESSION };
 
 /* A log line that may repeat: the first is written, the rest are counted and summarised at most
  * once per SENDER_LOG_EVERY_MS. */
@@ -899,20 +901,25 @@ static int64_t start_requests(struct sender *s, int64_t now)
 
 /* Pauses all sending: Stripe refused the key (PAUSE_AUTH), or an answer was not Stripe's answer
  * about the event (PAUSE_ANSWER: a redirect, a 2xx without our meter event, an unexpected
- * status; a proxy or a wrong api_base). Events stay pending; after the pause one request tries
- * again. In once-mode the run ends. */
+ * status; a proxy or a wrong api_base), or v2 sessions keep expiring as soon as they are made
+ * (PAUSE_SESSION). Events stay pending; after the pause one request tries again. In once-mode
+ * the run ends, but for PAUSE_SESSION, which is retried as Stripe's SDKs retry an expired
+ * session. */
 static void pause_start(struct sender *s, enum sender_pause kind, const char *reason, int64_t now)
 {
 	int64_t pause = s->cfg->stripe.auth_pause_ms;
-	const char *what = kind == PAUSE_AUTH
-	                       ? "Stripe refused the API key"
+	const char *what = kind == PAUSE_AUTH ? "Stripe refused the API key"
+	                   : kind == PAUSE_SESSION
+	                       ? "Stripe's meter event sessions keep expiring as soon as they are "
+	                         "made (check this "
+	                         "host's clock, and Stripe's status)"
 	                       : "the answer was not Stripe's answer about the event";
 
 	s->pause_until = now + pause;
 	s->publish_due = 1;
 	if (s->paused != PAUSE_NONE && s->paused == kind)
 		return;
-	if (s->once)
+	if (s->once && kind != PAUSE_SESSION)
 		log_err("%s (%s): stopping; events stay pending%s", what, reason,
 		        kind == PAUSE_ANSWER
 		            ? "; check api_base and any proxy between logmeter and "
@@ -1197,7 +1204,8 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 
 		batch_release(s, req, 1);
 		b = &copy;
-		if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
+		if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED &&
+		    out != STRIPE_SESSION_EXPIRED && status != 0) {
 			s->probe = 0;
 			log_info("Stripe answers again: sending resumed");
 		}
@@ -1212,7 +1220,7 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				session_drop(s->session);
 			if (first && ++s->session_expired_run >= SENDER_SESSION_EXPIRED_MAX) {
 				s->session_expired_run = 0;
-				pause_for(s, STRIPE_AUTH, reason, now);
+				pause_start(s, PAUSE_SESSION, reason, now);
 			}
 			stats_add(s, &s->stats.session_expired, 1);
 			/* The same events again, under a new session: nothing was taken. */
@@ -1616,6 +1624,8 @@ static const char *sender_state_word(const struct sender *s)
 		return "paused-auth";
 	if (s->paused == PAUSE_ANSWER)
 		return "paused-answer";
+	if (s->paused == PAUSE_SESSION)
+		return "paused-session";
 	return "sending";
 }
 

@@ -99,7 +99,8 @@ struct sender_status {
 	int found;   /* the region was written */
 	int running; /* its process is alive and the sender did not stop (statefile_pid_alive) */
 	long long pid;
-	char state[32]; /* "sending", "paused-auth", "paused-answer", "stopped" */
+	char state[32]; /* "sending", "paused-auth", "paused-answer", "paused-session",
+	                 * "stopped" (with the pause's detail if the agent stopped paused) */
 	char detail[STRIPE_REASON_MAX + 128]; /* why it is paused; "" if not */
 	char rate_why[160];                   /* where rate_max comes from */
 	long long since;       /* seconds since the epoch the pause began; 0 if not paused */
