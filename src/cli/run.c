@@ -605,22 +605,24 @@ static int wait_signal(const sigset_t *set, struct health_watch *hw, const struc
 	return sig > 0 ? sig : -1;
 }
 
-/* After an interrupted --once: returns 0 if nothing is pending, else logs how much is left and
- * returns -1. */
+/* After an interrupted --once: returns 0 if nothing is pending and no aggregation window is
+ * open, else logs how much is left and returns -1. */
 static int once_pending(struct agent *a)
 {
 	struct spool_counts counts;
+	int64_t windows = 0, lines = 0, last = 0;
 	char err[512] = "";
 
-	if (spool_counts(a->spool, &counts, err, sizeof(err)) != 0) {
+	if (spool_counts(a->spool, &counts, err, sizeof(err)) != 0 ||
+	    spool_windows_open_count(a->spool, &windows, &lines, &last, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		return -1;
 	}
-	if (counts.pending == 0)
+	if (counts.pending == 0 && windows == 0)
 		return 0;
-	log_warn("stopped before delivering everything: %lld events still pending (they are sent "
-	         "by the next run)",
-	         (long long)counts.pending);
+	log_warn("stopped before delivering everything: %lld events still pending, %lld "
+	         "aggregation windows (%lld lines) still open (they are sent by the next run)",
+	         (long long)counts.pending, (long long)windows, (long long)lines);
 	return -1;
 }
 

@@ -120,6 +120,8 @@ struct sender {
 	size_t pair_max;           /* events of one pair in the queue at most */
 	int64_t next_window_check; /* monotonic ms: when to close the windows due */
 	int windows_open;          /* aggregation windows are open (--once waits for them) */
+	int64_t windows_next;      /* seconds since the epoch the next open window closes */
+	int64_t once_until;        /* --once waits for windows closing by then (epoch seconds) */
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
@@ -1955,10 +1957,61 @@ static void windows_tick(struct sender *s, int64_t now)
 		atomic_store(&s->notify, 1);
 	}
 	s->windows_open = next > 0;
+	s->windows_next = next;
 	if (next > 0 && next <= wall)
 		s->next_window_check = now; /* more are due than one transaction closes */
 	else if (next > 0 && (next - wall) * 1000 < SENDER_WINDOW_CHECK_MS)
 		s->next_window_check = now + (next - wall) * 1000;
+}
+
+/* --once waits for the windows that close within the longest `aggregate` + `aggregate_grace`
+ * of its start: the windows of lines stamped ahead of the clock close later (up to a day).
+ * Returns that time, in seconds since the epoch. */
+static int64_t once_wait_until(const struct config *cfg, int64_t wall)
+{
+	int64_t longest = 0;
+
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		const struct config_rule *r = &cfg->rules[i];
+
+		if (r->aggregate_s > 0 && r->aggregate_s + r->aggregate_grace_s > longest)
+			longest = r->aggregate_s + r->aggregate_grace_s;
+	}
+	return wall + longest + 1; /* +1: a window closes once its second has passed */
+}
+
+/* --once ends with usage it cannot send now: says how much, and why, and returns 3. */
+static int once_unsent(struct sender *s, char *err, size_t errlen)
+{
+	char e[512] = "", when[32] = "";
+	int64_t windows = 0, lines = 0, last = 0;
+	size_t held = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		held += s->queue[i] != NULL;
+	if (spool_windows_open_count(s->sp, &windows, &lines, &last, e, sizeof(e)) != 0)
+		log_err("%s", e);
+	if (last > 0) {
+		time_t t = (time_t)last;
+		struct tm tm;
+
+		if (gmtime_r(&t, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (held > 0)
+		log_warn(
+		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
+		    "ahead of this host's clock); they stay pending and a later run sends them",
+		    held);
+	if (windows > 0)
+		log_warn(
+		    "run --once: %lld aggregation windows (%lld lines) stay open, the last until "
+		    "%s (lines stamped ahead of this host's clock); a later run closes and sends "
+		    "them",
+		    (long long)windows, (long long)lines, when);
+	err_set(err, errlen, "usage left unsent: %zu events held, %lld windows open", held,
+	        (long long)windows);
+	return 3;
 }
 
 /* Loads events as the situation asks. Returns 0, or -1 on a spool error (logged). */
@@ -2002,7 +2055,7 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 
 int sender_run(struct sender *s, int once, char *err, size_t errlen)
 {
-	int stopping = 0;
+	int stopping = 0, unsent = 0;
 	int64_t stop_deadline = 0;
 	int64_t now = clock_mono_ms();
 	int rc = 0;
@@ -2012,6 +2065,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		return -1;
 	}
 	s->once = once;
+	s->once_until = once_wait_until(s->cfg, (int64_t)time(NULL));
 	check_meters(s, s->cfg);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;
@@ -2068,15 +2122,13 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = min64(wake, s->next_idle_reload);
 		wake = min64(wake, ratelogs_flush(s, now, 0));
 		wake = min64(wake, publish_state(s, now, 0));
-		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more && only_held(s)) {
-			/* --once delivers what can be delivered now: a held event waits for the
-			 * clock, maybe for hours, and a later run sends it. */
-			log_warn(
-			    "run --once: %zu events are held (their timestamps are more than 5 "
-			    "minutes ahead of this host's clock); they stay pending and a later "
-			    "run "
-			    "sends them",
-			    s->n);
+		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more &&
+		    (s->n == 0 || only_held(s)) &&
+		    (!s->windows_open || s->windows_next > s->once_until)) {
+			/* --once delivers what can be delivered now: a held event, or a window of
+			 * lines stamped ahead, waits for the clock, maybe for hours, and a later
+			 * run sends it. Not a success: the exit status says usage is unsent. */
+			unsent = 1;
 			break;
 		}
 	poll:
@@ -2128,6 +2180,8 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	} else if (s->answer_failed) {
 		err_set(err, errlen, "%s; the events stay pending", s->pause_reason);
 		rc = 2;
+	} else if (unsent) {
+		rc = once_unsent(s, err, errlen);
 	}
 	return rc;
 }

@@ -67,8 +67,10 @@ void sender_publish(struct sender *s);
  * when no event is pending or in flight (events waiting for a retry or held count as pending:
  * --once keeps retrying them), or after sending paused. Returns 0; 1 if it stopped because
  * Stripe refused the key (401/403) in once-mode; 2 if it stopped in once-mode because an answer
- * was not Stripe's (a redirect, a 200 that is not the meter event...: logged); or -1 on a spool
- * error (`err`). */
+ * was not Stripe's (a redirect, a 200 that is not the meter event...: logged); 3 if it ended in
+ * once-mode with usage it cannot send now (events held for a timestamp ahead of the clock,
+ * aggregation windows closing after the longest `aggregate` + `aggregate_grace` from its start:
+ * logged with how many); or -1 on a spool error (`err`). */
 int sender_run(struct sender *s, int once, char *err, size_t errlen);
 
 /* Asks sender_run to return soon: it stops starting requests and waits at most `grace_ms`

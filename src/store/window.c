@@ -46,6 +46,9 @@ const struct spool_sql spool_window_sql[] = {
     {ST_WINDOW_CLOSE, "UPDATE windows SET state = 1, event_id = ?2, closed_at = ?3"
                       " WHERE id = ?1 AND state = 0"},
     {ST_WINDOW_NEXT, "SELECT coalesce(min(close_after), 0) FROM windows WHERE state = 0"},
+    {ST_WINDOWS_OPEN_COUNT,
+     "SELECT count(*), coalesce(sum(lines), 0), coalesce(max(close_after), 0)"
+     " FROM windows WHERE state = 0"},
     {ST_WINDOWS_ALL, "SELECT " WINDOW_COLUMNS " FROM windows ORDER BY start, id"},
     {ST_WINDOWS_OPEN, "SELECT " WINDOW_COLUMNS " FROM windows WHERE state = 0"
                       " ORDER BY start, id"},
@@ -350,6 +353,30 @@ int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t 
 		return -1;
 	}
 	*when = sqlite3_column_int64(st, 0);
+	spool_st_end(st);
+	return 0;
+}
+
+int spool_windows_open_count(struct spool *sp, int64_t *windows, int64_t *lines,
+                             int64_t *last_close, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sp == NULL || windows == NULL || lines == NULL || last_close == NULL) {
+		err_set(err, errlen, "spool_windows_open_count: invalid arguments");
+		return -1;
+	}
+	st = sp->st[ST_WINDOWS_OPEN_COUNT];
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "counting the open windows", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	*windows = sqlite3_column_int64(st, 0);
+	*lines = sqlite3_column_int64(st, 1);
+	*last_close = sqlite3_column_int64(st, 2);
 	spool_st_end(st);
 	return 0;
 }
