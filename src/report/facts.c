@@ -163,6 +163,11 @@ static void health(struct facts *f)
 		problem(f, "the last run stopped with sending paused since %s: %s", when,
 		        f->sender.detail);
 	}
+	/* Stripe would take these events and bill nothing (a missing meter under v2, a meter
+	 * that does not sum windows): held, unsent, until the meters are right. */
+	if (f->sender.found && f->sender.held_rules[0] != '\0')
+		problem(f, "the events of rules %s are held, not sent: %s", f->sender.held_rules,
+		        f->sender.held_why);
 	if (f->since > 0 && f->dead_since > 0) {
 		utc(f->since, when, sizeof(when));
 		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);

@@ -54,6 +54,9 @@
  * new session, as long as it takes; the key is not in question, since Stripe made the sessions
  * with it. */
 #define SENDER_SESSION_EXPIRED_MAX 3
+/* While a rule's events are held for its meter, the meters are read again this often. */
+#define SENDER_METERS_RECHECK_MS 60000
+#define SENDER_HELD_RULES_MAX 32 /* rules held for their meter, by name; more are not held */
 /* Aggregation windows are looked at this often at most, and when the next one is due. */
 #define SENDER_WINDOW_CHECK_MS 1000
 
@@ -163,6 +166,13 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
+	/* Rules whose events Stripe would take without billing them (account_check_rule): their
+	 * events are not loaded, so not sent, until a check of the meters finds them right. */
+	char held_rules[SENDER_HELD_RULES_MAX][EVENT_RULE_MAX];
+	size_t n_held_rules;
+	char held_why[STRIPE_REASON_MAX]; /* the first held rule's finding */
+	int64_t held_skipped;             /* their events the last load from the start passed */
+	int64_t next_meters_check;        /* monotonic ms: read the meters again while held */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int64_t started; /* wall clock, s: sender_new, the base of the published counters */
@@ -494,12 +504,22 @@ static int queue_put(struct sender *s, struct sender_pair *p, const struct event
  * is full. A pair that already has SENDER_PAIR_MAX events queued gets no more here: the cursor
  * passes over its events, which pairs_load reads for it later, so one customer's backlog never
  * keeps the others out of the queue. */
+/* 1 if the events of rule `rule` are held for its meter. */
+static int rule_held(const struct sender *s, const char *rule)
+{
+	for (size_t i = 0; i < s->n_held_rules; i++)
+		if (strcmp(s->held_rules[i], rule) == 0)
+			return 1;
+	return 0;
+}
+
 static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_t errlen)
 {
 	size_t scanned = 0;
 
 	if (reset) {
 		s->cursor = 0;
+		s->held_skipped = 0;
 		pairs_clear(s);
 	}
 	s->more = 0;
@@ -518,8 +538,14 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 		scanned += got;
 		for (size_t i = 0; i < got; i++) {
 			const struct event *ev = &s->loadbuf[i];
-			struct sender_pair *p = pair_of(s, ev);
+			struct sender_pair *p;
 
+			if (rule_held(s, ev->rule)) {
+				s->held_skipped++;
+				s->cursor = ev->queue_seq;
+				continue;
+			}
+			p = pair_of(s, ev);
 			if (p == NULL) {
 				/* Try the rest later; the cursor stays before them. */
 				s->more = 1;
@@ -560,7 +586,8 @@ static int pairs_load(struct sender *s, char *err, size_t errlen)
 		                       want, &got, err, errlen) != 0)
 			return -1;
 		for (size_t k = 0; k < got && k < want; k++)
-			if (queue_put(s, p, &s->loadbuf[k]) != 0)
+			if (!rule_held(s, s->loadbuf[k].rule) &&
+			    queue_put(s, p, &s->loadbuf[k]) != 0)
 				return 0;
 		if (got < want) {
 			/* Caught up: what it commits from now on comes after the cursor. */
@@ -1539,24 +1566,36 @@ static void abandon_inflight(struct sender *s, int record)
 
 /* ---- the rules against the account's meters, once at start ---- */
 
+/* log_account_line's `ud`: the last error reported, for held_why. */
+struct account_lines {
+	char last_error[STRIPE_REASON_MAX];
+};
+
 static void log_account_line(enum account_level level, const char *text, void *ud)
 {
-	(void)ud;
-	if (level == ACCOUNT_OK)
+	struct account_lines *al = ud;
+
+	if (level == ACCOUNT_OK) {
 		log_debug("%s", text);
-	else
-		log_warn("%s", text);
+		return;
+	}
+	log_warn("%s", text);
+	if (level == ACCOUNT_ERROR)
+		snprintf(al->last_error, sizeof(al->last_error), "%s", text);
 }
 
-/* Warns about the rules of `rules` whose events Stripe would refuse or not bill (account.h),
- * listing the meters with the sender's own settings. Never stops sending: the key may lack the
- * permission to read meters, and the events wait in the spool either way. */
+/* Holds the rules of `rules` against the account's meters (account.h): warns about those whose
+ * events Stripe would refuse or bill wrongly, and holds the events of those it would take
+ * without billing them (no usage lost in silence: they wait in the spool, pending, and status
+ * says why, until a check finds the meter right, every SENDER_METERS_RECHECK_MS). If the meters
+ * cannot be read (the key may lack the permission) nothing is held. */
 static void check_meters(struct sender *s, const struct config *rules)
 {
 	struct stripe_meter *meters = NULL;
+	struct account_lines al;
 	char err[1024] = "";
-	size_t n = 0;
-	int rc, errors;
+	size_t n = 0, was_held = s->n_held_rules;
+	int rc, errors = 0;
 
 	health_wait_begin(HEALTH_SENDER);
 	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
@@ -1570,10 +1609,43 @@ static void check_meters(struct sender *s, const struct config *rules)
 		return;
 	}
 	s->meters_unchecked = 0;
-	errors = account_check_rules(rules, meters, n, log_account_line, NULL);
+	s->n_held_rules = 0;
+	s->held_why[0] = '\0';
+	for (size_t i = 0; i < rules->n_rules; i++) {
+		const struct config_rule *r = &rules->rules[i];
+		int hold = 0;
+
+		al.last_error[0] = '\0';
+		errors += account_check_rule(r, s->v2, meters, n, log_account_line, &al, &hold);
+		if (!hold || s->n_held_rules >= SENDER_HELD_RULES_MAX)
+			continue;
+		snprintf(s->held_rules[s->n_held_rules++], sizeof(s->held_rules[0]), "%s", r->name);
+		if (s->held_why[0] == '\0')
+			snprintf(s->held_why, sizeof(s->held_why), "%s", al.last_error);
+	}
 	free(meters);
+	s->publish_due = 1;
+	s->next_meters_check = clock_mono_ms() + SENDER_METERS_RECHECK_MS;
 	if (errors == 0)
 		log_info("the account's meters (%zu) take every rule's events", n);
+	if (s->n_held_rules > 0)
+		log_err("the events of %zu rules are held, not sent, until their meters bill them "
+		        "(checked again every %d s); `logmeter status` names them",
+		        s->n_held_rules, SENDER_METERS_RECHECK_MS / 1000);
+	else if (was_held > 0)
+		log_info("no rule's events are held for its meter any more: sending them");
+}
+
+/* While events are held for their meters: asks for another check when it is due. */
+static void meters_recheck_due(struct sender *s, int64_t now)
+{
+	if (s->n_held_rules == 0 || now < s->next_meters_check)
+		return;
+	s->next_meters_check = now + SENDER_METERS_RECHECK_MS;
+	pthread_mutex_lock(&s->rules_lock);
+	s->rules_check = 1;
+	atomic_store(&s->rules_pending, 1);
+	pthread_mutex_unlock(&s->rules_lock);
 }
 
 /* 1 if every queued event is held for its timestamp (and some are), else 0. */
@@ -1656,8 +1728,9 @@ static void append_counters(struct sender *s, char *buf, size_t len)
 static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
-	size_t retrying = 0, held = 0;
+	size_t retrying = 0, held = 0, o;
 	int64_t wall = (int64_t)time(NULL);
+	char rules[SENDER_HELD_RULES_MAX * 8] = "";
 
 	if (s->sf == NULL || (!force && !s->publish_due))
 		return INT64_MAX;
@@ -1688,6 +1761,13 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
 	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
 	         s->inflight, retrying, held, s->n);
+	for (size_t i = 0, r = 0; i < s->n_held_rules && r + 1 < sizeof(rules); i++)
+		r += (size_t)snprintf(rules + r, sizeof(rules) - r, "%s%s", i ? " " : "",
+		                      s->held_rules[i]);
+	o = strlen(buf);
+	if (o < sizeof(buf))
+		snprintf(buf + o, sizeof(buf) - o, "held_rules %s\nheld_why %s\n", rules,
+		         s->n_held_rules > 0 ? s->held_why : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -1757,6 +1837,8 @@ static const struct {
     SF(pid, 'i', pid),
     SF(sender, 's', state),
     SF(detail, 's', detail),
+    SF(held_rules, 's', held_rules),
+    SF(held_why, 's', held_why),
     SF(rate_why, 's', rate_why),
     SF(since, 'i', since),
     SF(pause_until, 'i', pause_until),
@@ -1989,6 +2071,12 @@ static int once_unsent(struct sender *s, char *err, size_t errlen)
 
 	for (size_t i = 0; i < s->n; i++)
 		held += s->queue[i] != NULL;
+	if (s->held_skipped > 0)
+		log_warn(
+		    "run --once: %lld events of rules whose meters would not bill them are held "
+		    "(%s); they stay pending and a later run sends them once the meters are "
+		    "right",
+		    (long long)s->held_skipped, s->held_why);
 	if (spool_windows_open_count(s->sp, &windows, &lines, &last, e, sizeof(e)) != 0)
 		log_err("%s", e);
 	if (last > 0) {
@@ -2009,8 +2097,10 @@ static int once_unsent(struct sender *s, char *err, size_t errlen)
 		    "%s (lines stamped ahead of this host's clock); a later run closes and sends "
 		    "them",
 		    (long long)windows, (long long)lines, when);
-	err_set(err, errlen, "usage left unsent: %zu events held, %lld windows open", held,
-	        (long long)windows);
+	err_set(err, errlen,
+	        "usage left unsent: %zu events held for the clock, %lld for their meters, %lld "
+	        "windows open",
+	        held, (long long)s->held_skipped, (long long)windows);
 	return 3;
 }
 
@@ -2098,13 +2188,15 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			goto poll;
 		}
 
+		meters_recheck_due(s, now);
 		recheck_rules(s);
 		windows_tick(s, now);
 		notified = atomic_exchange(&s->notify, 0);
 		maybe_load(s, once, notified, now);
 		if (s->fatal)
 			continue;
-		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open)
+		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open &&
+		    s->held_skipped == 0)
 			break; /* queue_load from 0 just found nothing pending, no window is open */
 
 		if (s->paused && now >= s->pause_until)
@@ -2123,7 +2215,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		wake = min64(wake, ratelogs_flush(s, now, 0));
 		wake = min64(wake, publish_state(s, now, 0));
 		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more &&
-		    (s->n == 0 || only_held(s)) &&
+		    (only_held(s) || (s->n == 0 && (s->held_skipped > 0 || s->windows_open))) &&
 		    (!s->windows_open || s->windows_next > s->once_until)) {
 			/* --once delivers what can be delivered now: a held event, or a window of
 			 * lines stamped ahead, waits for the clock, maybe for hours, and a later

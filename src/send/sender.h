@@ -105,6 +105,8 @@ struct sender_status {
 	                 * "stopped" (with the pause's detail if the agent stopped paused) */
 	char detail[STRIPE_REASON_MAX + 128]; /* why it is paused; "" if not */
 	char rate_why[160];                   /* where rate_max comes from */
+	char held_rules[256]; /* rules whose events are held for their meter, space-separated */
+	char held_why[STRIPE_REASON_MAX]; /* the first one's finding (account.h) */
 	long long since;       /* seconds since the epoch the pause began; 0 if not paused */
 	long long pause_until; /* seconds since the epoch it tries again; 0 if not paused */
 	long long rate_cut;    /* seconds since the epoch a 429 last lowered the rate; 0: never */
