@@ -867,6 +867,47 @@ static void test_windows(void **state)
 	free(f);
 }
 
+/* A line that would give its window's total more than Stripe's 15 significant digits goes on
+ * its own and the window keeps its total; read again, each line goes where it went first. */
+static void test_window_digits(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 78);
+	struct event evs[3];
+	static const char *values[3] = {"99999999999.9999", "0.00001", "3"};
+	char err[512] = "", text[64];
+	int64_t now = (int64_t)time(NULL), windows = 0, lines = 0, last = 0;
+
+	for (int i = 0; i < 3; i++) {
+		event_init(&evs[i], f->id, 100 * i, "usage");
+		snprintf(evs[i].customer, sizeof(evs[i].customer), "cus_B");
+		snprintf(evs[i].value, sizeof(evs[i].value), "%s", values[i]);
+		evs[i].window_s = DAY_S;
+		evs[i].window_grace_s = 10;
+		evs[i].timestamp = now;
+	}
+	f->offset = 300;
+	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	raw_text(fx->db, "SELECT total FROM windows", text, sizeof(text));
+	assert_string_equal(text, "99999999999.9999");
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
+	/* 99999999999.99991 and 100000000002.9999 have 16 digits: both lines on their own. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 0"), 2);
+	raw_text(fx->db, "SELECT group_concat(value || '@' || line_offset) FROM events", text,
+	         sizeof(text));
+	assert_string_equal(text, "0.00001@100,3@200");
+	/* Read again: nothing moves, nothing is added. */
+	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
+	assert_int_equal(
+	    spool_windows_open_count(fx->sp, &windows, &lines, &last, err, sizeof(err)), 0);
+	assert_int_equal(windows, 1);
+	assert_int_equal(lines, 1);
+	assert_int_equal(last, now - now % DAY_S + DAY_S + 10);
+	free(f);
+}
+
 static void test_commit_atomic(void **state)
 {
 	struct fixture *fx = *state;
@@ -2067,6 +2108,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_digits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
