@@ -104,6 +104,7 @@ int event_value_add(const char *a, const char *b, char *out, size_t outlen);
 /* Significant digits of a decimal number as event_value_add writes it (Stripe refuses more than
  * 15 since API version 2026-04-22.dahlia): from the first non-zero digit to the last digit. */
 int event_value_digits(const char *v);
+#define EVENT_STRIPE_DIGITS 15 /* the most significant digits Stripe takes in a value */
 
 /* Writes the Idempotency-Key of the next attempt for `ev` into `out` (EVENT_IDEMPOTENCY_KEY_MAX
  * bytes): the identifier itself for generation 0, else the identifier followed by "-r" and the

@@ -785,6 +785,22 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
 		return 0;
 	}
+	if (s->v2 && stripe_v2_event_check(&it->ev, reason, sizeof(reason)) != 0) {
+		/* Else its every request fails before it is sent, forever. */
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
+	/* Stripe refuses a value of more than 15 significant digits (docs/stripe-contract.md
+	 * section 9); the v2 stream would take it and bill nothing. Rule values have 15 at most;
+	 * this catches a window total a spool closed before windows kept to 15, replayed. */
+	if (event_value_digits(it->ev.value) > EVENT_STRIPE_DIGITS) {
+		snprintf(reason, sizeof(reason),
+		         "the value %s has more than %d significant digits, which Stripe refuses; "
+		         "not sent",
+		         it->ev.value, EVENT_STRIPE_DIGITS);
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
 	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, wall, now);

@@ -18,7 +18,7 @@
 
 #define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
 #define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
-#define WINDOW_STRIPE_DIGITS 15   /* Stripe's limit on a value's significant digits */
+#define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
 #define WINDOW_COLUMNS                                                                             \
 	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
 	"coalesce(event_id, 0)"
