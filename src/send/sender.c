@@ -54,6 +54,8 @@
  * new session, as long as it takes; the key is not in question, since Stripe made the sessions
  * with it. */
 #define SENDER_SESSION_EXPIRED_MAX 3
+/* A change of this many seconds in how far Stripe's clock is behind this host's is logged. */
+#define SENDER_CLOCK_NOTE_S 30
 /* While a rule's events are held for its meter, the meters are read again this often. */
 #define SENDER_METERS_RECHECK_MS 60000
 #define SENDER_HELD_RULES_MAX 32 /* rules held for their meter, by name; more are not held */
@@ -173,7 +175,8 @@ struct sender {
 	char held_why[STRIPE_REASON_MAX]; /* the first held rule's finding */
 	int64_t held_skipped;             /* their events the last load from the start passed */
 	int64_t next_meters_check;        /* monotonic ms: read the meters again while held */
-	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
+	int64_t stripe_behind; /* v2: seconds Stripe's clock is behind this host's (session) */
+	struct statefile *sf;  /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int64_t started; /* wall clock, s: sender_new, the base of the published counters */
 	int publish_due;
@@ -771,7 +774,9 @@ static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
 static int item_check(struct sender *s, size_t idx, int64_t now)
 {
 	struct sender_item *it = s->queue[idx];
-	int64_t wall = (int64_t)time(NULL);
+	/* Stripe's clock decides what it takes: with v2 it checks later, against its own clock,
+	 * and takes an event "up to 5 minutes in the future" without billing it. */
+	int64_t wall = (int64_t)time(NULL) - s->stripe_behind;
 	char reason[256];
 	enum event_window win;
 
@@ -840,10 +845,11 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 			char msg[256];
 
 			snprintf(msg, sizeof(msg),
-			         "event %lld (%s): timestamp %lld is %lld s ahead of this host's "
-			         "clock, more than Stripe's 5 minutes: held until it is valid",
+			         "event %lld (%s): timestamp %lld is %lld s ahead of %s clock, "
+			         "more than Stripe's 5 minutes: held until it is valid",
 			         (long long)it->ev.id, it->ev.identifier,
-			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
+			         s->stripe_behind > 0 ? "Stripe's" : "this host's");
 			ratelog_add(&s->hold_log, now, msg);
 			s->publish_due = 1;
 		}
@@ -1123,6 +1129,27 @@ static void pause_for(struct sender *s, enum stripe_outcome out, const char *rea
 		s->answer_failed = 1;
 }
 
+/* Takes how far Stripe's clock is behind this host's (v2 sessions tell it), so that events are
+ * held by Stripe's clock; says so when it changes by much. */
+static void clock_behind(struct sender *s, int64_t behind)
+{
+	int64_t diff = behind - s->stripe_behind;
+
+	if (diff < 0)
+		diff = -diff;
+	if (diff >= SENDER_CLOCK_NOTE_S && behind > 0)
+		log_warn(
+		    "this host's clock is %lld s ahead of Stripe's (a meter event session's "
+		    "created time): events are held until Stripe's clock is within 5 minutes of "
+		    "their timestamps; check this host's time (NTP)",
+		    (long long)behind);
+	else if (diff >= SENDER_CLOCK_NOTE_S)
+		log_info("this host's clock agrees with Stripe's again");
+	if (behind != s->stripe_behind)
+		s->publish_due = 1;
+	s->stripe_behind = behind;
+}
+
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
  * started, or *wake says when to ask again). */
 static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
@@ -1146,6 +1173,7 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 	case STRIPE_DELIVERED:
 		stats_add(s, &s->stats.sessions, 1);
 		s->session_gen++;
+		clock_behind(s, session_clock_behind(s->session));
 		return session_token(s->session, now);
 	case STRIPE_AUTH:
 	case STRIPE_UNEXPECTED:
@@ -1182,6 +1210,9 @@ static int64_t start_batches(struct sender *s, int64_t now)
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;
+	/* The session first: it tells Stripe's clock, by which item_check holds events. */
+	if (s->n > 0 && (token = session_get(s, now, &wake)) == NULL)
+		return wake;
 	for (size_t i = 0; i <= s->n; i++) {
 		struct sender_item *it = i < s->n ? s->queue[i] : NULL;
 		size_t c;
@@ -2105,8 +2136,8 @@ static int once_unsent(struct sender *s, char *err, size_t errlen)
 	if (held > 0)
 		log_warn(
 		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
-		    "ahead of this host's clock); they stay pending and a later run sends them",
-		    held);
+		    "ahead of %s clock); they stay pending and a later run sends them",
+		    held, s->stripe_behind > 0 ? "Stripe's" : "this host's");
 	if (windows > 0)
 		log_warn(
 		    "run --once: %lld aggregation windows (%lld lines) stay open, the last until "
