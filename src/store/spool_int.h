@@ -43,7 +43,6 @@ enum spool_stmt {
 	/* room.c */
 	ST_PRUNE_EXPIRED,
 	ST_PRUNE_OLDEST,
-	ST_PRUNE_WINDOWS,
 	/* window.c */
 	ST_WINDOW_FIND,
 	ST_WINDOW_ADD,
@@ -55,6 +54,9 @@ enum spool_stmt {
 	ST_WINDOW_CLOSE,
 	ST_WINDOW_NEXT,
 	ST_WINDOWS_OPEN_COUNT,
+	ST_WINDOW_FREE_PLACE,
+	ST_WINDOW_PRUNE_LINES,
+	ST_WINDOW_PRUNE_ROWS,
 	ST_WINDOWS_ALL,
 	ST_WINDOWS_OPEN,
 	ST_WINDOW_LINES,
@@ -227,6 +229,13 @@ int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t 
  * significant digits, docs/stripe-contract.md section 15): it is then inserted as an event of
  * its own; or -1. */
 int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
+
+/* Inside spool_prune's transaction, after meter events were pruned: drops the lines of the
+ * closed windows whose meter event is gone, and the rows of those whose start is older than
+ * Stripe's 35 days and a day (window.c). A younger row stays as the memory that its window was
+ * sent: a line for it goes into an open window, never into a new row with the identifier
+ * Stripe already has (and would drop as a duplicate, 24 hours and more). Returns 0 or -1. */
+int spool_windows_prune(struct spool *sp, char *err, size_t errlen);
 
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */
 int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/spool_int.h"
 #include "util/crash.h"
@@ -49,6 +50,13 @@ const struct spool_sql spool_window_sql[] = {
     {ST_WINDOWS_OPEN_COUNT,
      "SELECT count(*), coalesce(sum(lines), 0), coalesce(max(close_after), 0)"
      " FROM windows WHERE state = 0"},
+    {ST_WINDOW_FREE_PLACE, "SELECT min(coalesce(min(line_offset), 0), 0) - 1 FROM events"
+                           " WHERE file_id = ?1 AND rule = ?2"},
+    {ST_WINDOW_PRUNE_LINES, "DELETE FROM window_lines WHERE window_id IN (SELECT id FROM windows"
+                            " WHERE state = 1 AND NOT EXISTS"
+                            " (SELECT 1 FROM events WHERE events.id = windows.event_id))"},
+    {ST_WINDOW_PRUNE_ROWS, "DELETE FROM windows WHERE state = 1 AND start < ?1 AND NOT EXISTS"
+                           " (SELECT 1 FROM events WHERE events.id = windows.event_id)"},
     {ST_WINDOWS_ALL, "SELECT " WINDOW_COLUMNS " FROM windows ORDER BY start, id"},
     {ST_WINDOWS_OPEN, "SELECT " WINDOW_COLUMNS " FROM windows WHERE state = 0"
                       " ORDER BY start, id"},
@@ -232,6 +240,26 @@ struct window_due {
 	struct event ev; /* its meter event, but for the identifier and the queue position */
 };
 
+/* Sets ev->line_offset to a place below every event of its file and rule. Returns 0 or -1. */
+static int free_place(struct spool *sp, struct event *ev, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_FREE_PLACE];
+	int rc = SQLITE_OK;
+
+	spool_bind_int(st, 1, ev->file_id, &rc);
+	spool_bind_text(st, 2, ev->rule, sizeof(ev->rule), &rc);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "finding a place for a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	ev->line_offset = sqlite3_column_int64(st, 0);
+	spool_st_end(st);
+	return 0;
+}
+
 static int close_one(struct spool *sp, struct window_due *w, const char *instance, int64_t now,
                      int64_t *next, int64_t shift, char *err, size_t errlen)
 {
@@ -258,10 +286,21 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 	if (spool_event_insert(sp, ev, now, next, shift, err, errlen) < 0)
 		return -1;
 	if (ev->id == 0) {
-		err_set(err, errlen,
-		        "spool %s: the meter event of window %" PRId64 " exists already", sp->path,
-		        w->id);
-		return -1;
+		/* Its place is taken: window ids start again after `spool recover`, which keeps
+		 * the events of the windows it drops. Below every place of the file: one
+		 * window's trouble must not stop every window from closing. */
+		if (free_place(sp, ev, err, errlen) < 0 ||
+		    spool_event_insert(sp, ev, now, next, shift, err, errlen) < 0)
+			return -1;
+		if (ev->id == 0) {
+			err_set(err, errlen,
+			        "spool %s: no place for the meter event of window %" PRId64,
+			        sp->path, w->id);
+			return -1;
+		}
+		log_warn("window %" PRId64 " of rule %s: its place in the spool was taken (a "
+		         "recovered spool?): its meter event is at offset %" PRId64 " instead",
+		         w->id, ev->rule, ev->line_offset);
 	}
 	st = sp->st[ST_WINDOW_CLOSE];
 	spool_bind_int(st, 1, w->id, &rc);
@@ -379,6 +418,23 @@ int spool_windows_open_count(struct spool *sp, int64_t *windows, int64_t *lines,
 	*last_close = sqlite3_column_int64(st, 2);
 	spool_st_end(st);
 	return 0;
+}
+
+int spool_windows_prune(struct spool *sp, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_PRUNE_ROWS];
+	int rc = SQLITE_OK;
+
+	if (spool_st_run(sp, ST_WINDOW_PRUNE_LINES, "pruning window lines", err, errlen) < 0)
+		return -1;
+	/* A line older than that is a dead letter of its own (event_window_of): no window. */
+	spool_bind_int(st, 1, (int64_t)time(NULL) - EVENT_MAX_AGE_S - 86400, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "pruning windows", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	return spool_st_run(sp, ST_WINDOW_PRUNE_ROWS, "pruning windows", err, errlen);
 }
 
 static int lines_foreach(struct spool *sp, int64_t id,

@@ -908,6 +908,85 @@ static void test_window_digits(void **state)
 	free(f);
 }
 
+/* A window whose meter event is pruned keeps its row (not its lines) while Stripe remembers
+ * identifiers: a line for it goes into a later window, never into a new row of the same start
+ * (the same identifier). */
+static void test_window_memory(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 79);
+	struct event ev;
+	struct spool_mark m;
+	struct spool_pruned n;
+	char err[512] = "";
+	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
+
+	event_init(&ev, f->id, 0, "usage");
+	snprintf(ev.customer, sizeof(ev.customer), "cus_M");
+	ev.window_s = DAY_S;
+	ev.window_grace_s = 10;
+	ev.timestamp = now;
+	f->offset = 100;
+	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
+	                 0);
+	assert_int_equal(closed, 1);
+	m = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 200}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 1"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM window_lines"), 0);
+	/* Another line stamped in that window: into a later one. */
+	event_init(&ev, f->id, 100, "usage");
+	snprintf(ev.customer, sizeof(ev.customer), "cus_M");
+	ev.window_s = DAY_S;
+	ev.window_grace_s = 10;
+	ev.timestamp = now;
+	f->offset = 200;
+	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE start = "
+	                                 "(SELECT min(start) FROM windows)"),
+	                 1);
+	assert_true(raw_int(fx->db, "SELECT max(start) FROM windows WHERE state = 0") > start);
+
+	free(f);
+}
+
+/* A window whose place among the events is taken (a recovered spool starts its window ids
+ * again, and keeps the events) closes elsewhere instead of stopping every window. */
+static void test_window_place(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 80);
+	struct event ev;
+	char err[512] = "";
+	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
+
+	for (int i = 0; i < 2; i++) {
+		event_init(&ev, f->id, 100 * i, "usage");
+		snprintf(ev.customer, sizeof(ev.customer), "cus_%c", 'P' + i);
+		ev.window_s = DAY_S;
+		ev.window_grace_s = 10;
+		ev.timestamp = now;
+		f->offset = 100 * (i + 1);
+		assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+		assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM windows"), 1);
+		assert_int_equal(
+		    spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)), 0);
+		assert_int_equal(closed, 1);
+		/* As `spool recover` does: the windows go, their events stay. */
+		raw_exec_create(fx->db, "DELETE FROM window_lines; DELETE FROM windows;");
+	}
+	assert_int_equal(raw_int(fx->db, "SELECT line_offset FROM events WHERE customer = 'cus_P'"),
+	                 -1);
+	assert_int_equal(raw_int(fx->db, "SELECT line_offset FROM events WHERE customer = 'cus_Q'"),
+	                 -2);
+	free(f);
+}
+
 static void test_commit_atomic(void **state)
 {
 	struct fixture *fx = *state;
@@ -2109,6 +2188,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_window_digits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_place, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
