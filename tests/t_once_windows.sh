@@ -55,15 +55,24 @@ grep -q '^windows: 2 open aggregation windows' "$T/status.out" ||
 	fail "status: $(grep windows "$T/status.out")"
 
 # SIGTERM while run --once waits for a window of an hour: exit 1, and what is still open.
+# Meanwhile the metrics show what waits in windows (not in logmeter_pending_events).
 conf2="$T/hour.conf"
 conf_for "$conf2" "$T/state2" 1h
+sed -i 's/^\[agent\]$/[agent]\nmetrics_listen = 127.0.0.1:0/' "$conf2"
 open_window() {
 	"$LOGMETER" status -c "$conf2" 2>/dev/null | grep -q '^windows: [1-9][0-9]* open'
 }
 "$LOGMETER" run --once -c "$conf2" >>"$T/agent2.out" 2>>"$T/agent2.log" &
 pid=$!
 wait_until 30 open_window || { kill -KILL "$pid"; fail "no window opened within 30 s"; }
-wait_until 30 grep -q 'sending at up to' "$T/agent2.log" || true
+wait_until 30 grep -q 'metrics: serving' "$T/agent2.log" || { kill -KILL "$pid"; fail "no metrics endpoint"; }
+port=$(sed -n 's|.*metrics: serving http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$T/agent2.log")
+_lm_curl -f "http://127.0.0.1:$port/metrics" > "$T/m.prom" || { kill -KILL "$pid"; fail "scraping failed"; }
+# Windows: one per customer and hour (awk over the log), and every line in one.
+windows=$(awk '{print $2, $1 - $1 % 3600}' "$log" | sort -u | wc -l)
+assert_eq "$windows" "$(sed -n 's/^logmeter_windows_open //p' "$T/m.prom")" "logmeter_windows_open"
+assert_eq "$(wc -l < "$log")" "$(sed -n 's/^logmeter_window_lines //p' "$T/m.prom")" "logmeter_window_lines"
+assert_eq 0 "$(sed -n 's/^logmeter_windows_overdue_seconds //p' "$T/m.prom")" "logmeter_windows_overdue_seconds"
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?

@@ -111,6 +111,9 @@ static int add_window(const struct spool_window *w, void *ud)
 	if (f->n_windows < FACTS_WINDOWS_MAX)
 		f->windows[f->n_windows++] = *w;
 	f->windows_open++;
+	f->window_lines += w->lines;
+	if (f->window_due_first == 0 || w->close_after < f->window_due_first)
+		f->window_due_first = w->close_after;
 	return 0;
 }
 
