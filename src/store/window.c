@@ -20,6 +20,7 @@
 #define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
 #define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
 #define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
+#define WINDOW_AGE_MARGIN_S 3600 /* a window this close to Stripe's 35 days is not opened */
 #define WINDOW_COLUMNS                                                                             \
 	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
 	"coalesce(event_id, 0)"
@@ -176,11 +177,14 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	if (placed > 0)
 		return placed == 1 ? 0 : 1; /* read again: counted once, where it went first */
 	start = floor_div(ev->timestamp, len) * len;
-	if (start + len + ev->window_grace_s <= now) {
-		/* Its window has closed, or may have: the first window still open by the clock. */
-		late = 1;
-		start = floor_div(now - ev->window_grace_s, len) * len;
-	}
+	/* A line after its window's end plus grace is late. It still goes into its own window
+	 * if that one was never sent (no row, or a row not yet closed: the sender closes it with
+	 * this line), so that a backfill or a slow shipper bills usage at its own time, in its
+	 * invoice period; only a window already sent passes it on to the next one. */
+	late = start + len + ev->window_grace_s <= now;
+	/* Not so old that the window's start, a little older than the line, would be refused. */
+	if (late && start < now - EVENT_MAX_AGE_S + WINDOW_AGE_MARGIN_S)
+		return 1;
 	for (int tries = 0;; tries++) {
 		found = window_find(sp, ev, start, &id, &state, total, sizeof(total), err, errlen);
 		if (found < 0)

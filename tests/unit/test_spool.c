@@ -832,7 +832,7 @@ static void test_windows(void **state)
 	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 9, &closed, err, sizeof(err)),
 	                 0);
 	assert_int_equal(closed, 0);
-	/* A line of a window that closed two hours ago goes into the one open now. */
+	/* A line of a window that ended two hours ago, never sent: into that window, late. */
 	event_init(&evs[3], f->id, 300, "bytes");
 	snprintf(evs[3].customer, sizeof(evs[3].customer), "cus_W");
 	evs[3].window_s = DAY_S;
@@ -840,15 +840,24 @@ static void test_windows(void **state)
 	evs[3].timestamp = start - 7200;
 	f->offset = 400;
 	assert_int_equal(spool_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 1"), 1);
-	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 4);
-	/* Closed: one event with the exact total (0 + 0.25 + 2000 + 3000 = 5000.25). */
+	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 2"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT start FROM windows WHERE id = 2"), start - DAY_S);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 3);
+	/* Yesterday's closes at once, with its line's value. */
+	assert_int_equal(spool_windows_close(fx->sp, now, &closed, err, sizeof(err)), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(lp->value, "3000");
+	assert_int_equal(lp->timestamp, start - DAY_S);
+	/* Closed: one event with the exact total (0 + 0.25 + 2000 = 2000.25). */
 	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
 	                 0);
 	assert_int_equal(closed, 1);
 	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(lp->value, "5000.25");
+	assert_int_equal(n, 2);
+	lp = &listed[1];
+	assert_string_equal(lp->value, "2000.25");
 	assert_int_equal(lp->timestamp, start);
 	assert_int_equal(lp->line_offset, -1);
 	assert_int_equal(event_window_identifier(id, "", "bytes", "cus_W", start), 0);
