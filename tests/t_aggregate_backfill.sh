@@ -21,20 +21,7 @@ old=$(( old - old % 60 + 5 ))
 } > "$T/archive/old.log"
 gzip -k "$T/archive/old.log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source app]
-path = $log
-[rule usage]
-source = app
-event_name = requests
-pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\d+)$
-customer = c
-value = v
-timestamp = t
-timestamp_format = epoch
-aggregate = 60s
-aggregate_grace = 5s
-CONF
+config_epoch_rule "$T/logmeter.conf" "$log" "aggregate = 60s" "aggregate_grace = 5s"
 conf="$T/logmeter.conf"
 
 "$LOGMETER" backfill -c "$conf" --source app "$T/archive/old.log.gz" >> "$T/backfill.out" 2>&1 ||

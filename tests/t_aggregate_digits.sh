@@ -22,20 +22,7 @@ now=$(date +%s)
 	printf '%s cus_B 3\n' "$now"
 } > "$log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source app]
-path = $log
-[rule usage]
-source = app
-event_name = requests
-pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\S+)$
-customer = c
-value = v
-timestamp = t
-timestamp_format = epoch
-aggregate = 2s
-aggregate_grace = 1s
-CONF
+config_epoch_rule "$T/logmeter.conf" "$log" "aggregate = 2s" "aggregate_grace = 1s"
 conf="$T/logmeter.conf"
 
 rc=0

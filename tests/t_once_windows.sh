@@ -23,20 +23,7 @@ conf_for() { # conf_for CONF STATE AGGREGATE
 	sed -i "s|^state_dir = .*|state_dir = $2|" "$1"
 	mkdir -p "$2"
 	chmod 700 "$2"
-	cat >> "$1" <<CONF
-[source app]
-path = $log
-[rule usage]
-source = app
-event_name = requests
-pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\d+)$
-customer = c
-value = v
-timestamp = t
-timestamp_format = epoch
-aggregate = $3
-aggregate_grace = 1s
-CONF
+	config_epoch_rule "$1" "$log" "aggregate = $3" "aggregate_grace = 1s"
 }
 conf="$T/logmeter.conf"
 conf_for "$conf" "$T/state" 5s

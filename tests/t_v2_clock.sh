@@ -12,7 +12,7 @@ double_start --timestamp-skew -400
 mkdir -p "$T/logs"
 head -n 2000 "$SRC_LOG" > "$T/logs/access.log"
 write_config "$T/logmeter.conf"
-sed -i 's/^max_requests_per_second = .*/&\napi = v2\nmeter_events_base = '"${DOUBLE_URL//\//\\/}"'/' "$T/logmeter.conf"
+config_v2 "$T/logmeter.conf"
 config_nginx_bytes "$T/logmeter.conf" "$T/logs/access.log" # the time each line is read
 conf="$T/logmeter.conf"
 expected=$(nginx_bytes_offsets "$T/logs/access.log" | wc -l)

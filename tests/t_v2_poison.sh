@@ -13,7 +13,7 @@ mkdir -p "$T/logs"
 log="$T/logs/app.log"
 printf 'cus_A 1\ncus_B 2\ncus_\377 7\ncus_A 3\ncus_C 4\n' > "$log"
 write_config "$T/logmeter.conf"
-sed -i 's/^max_requests_per_second = .*/&\napi = v2\nmeter_events_base = '"${DOUBLE_URL//\//\\/}"'/' "$T/logmeter.conf"
+config_v2 "$T/logmeter.conf"
 cat >> "$T/logmeter.conf" <<CONF
 [source app]
 path = $log

@@ -14,7 +14,7 @@ double_start
 mkdir -p "$T/logs"
 head -n 3000 "$SRC_LOG" > "$T/logs/access.log"
 write_config "$T/logmeter.conf"
-sed -i 's/^max_requests_per_second = .*/&\napi = v2\nmeter_events_base = '"${DOUBLE_URL//\//\\/}"'/' "$T/logmeter.conf"
+config_v2 "$T/logmeter.conf"
 config_nginx_bytes "$T/logmeter.conf" "$T/logs/access.log"
 conf="$T/logmeter.conf"
 expected=$(nginx_bytes_offsets "$T/logs/access.log" | wc -l)

@@ -13,20 +13,7 @@ log="$T/logs/app.log"
 t=$(date +%s)
 printf '%s cus_A 1\n' "$t" > "$log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source app]
-path = $log
-[rule usage]
-source = app
-event_name = requests
-pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\d+)$
-customer = c
-value = v
-timestamp = t
-timestamp_format = epoch
-aggregate = 2s
-aggregate_grace = 1s
-CONF
+config_epoch_rule "$T/logmeter.conf" "$log" "aggregate = 2s" "aggregate_grace = 1s"
 conf="$T/logmeter.conf"
 agent_once "$conf" || fail "the first run --once exited $?"
 assert_eq 1 "$(accepted_count)" "events accepted by the first run"

@@ -11,20 +11,7 @@ mkdir -p "$T/logs"
 log="$T/logs/app.log"
 printf '%s cus_A 1\n' "$(date +%s)" > "$log"
 write_config "$T/logmeter.conf"
-cat >> "$T/logmeter.conf" <<CONF
-[source app]
-path = $log
-[rule usage]
-source = app
-event_name = requests
-pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\d+)$
-customer = c
-value = v
-timestamp = t
-timestamp_format = epoch
-aggregate = 2s
-aggregate_grace = 1s
-CONF
+config_epoch_rule "$T/logmeter.conf" "$log" "aggregate = 2s" "aggregate_grace = 1s"
 conf="$T/logmeter.conf"
 
 agent_once "$conf" || fail "the first run --once exited $?"

@@ -214,6 +214,8 @@ int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, 
 
 /* The meta key of the instance id (spool_instance). */
 #define SPOOL_INSTANCE_KEY "instance"
+/* The meta key of the spool's random id (marker.c), part of window identifiers (window.c). */
+#define SPOOL_ID_KEY "spool_id"
 
 /* Inside the caller's write transaction: inserts *ev with id *next and queue position
  * *next + shift (ON CONFLICT of its line's position: nothing); advances *next if it was new and

@@ -264,15 +264,16 @@ static int free_place(struct spool *sp, struct event *ev, char *err, size_t errl
 	return 0;
 }
 
-static int close_one(struct spool *sp, struct window_due *w, const char *instance, int64_t now,
-                     int64_t *next, int64_t shift, char *err, size_t errlen)
+static int close_one(struct spool *sp, struct window_due *w, const char *instance,
+                     const char *spool_id, int64_t now, int64_t *next, int64_t shift, char *err,
+                     size_t errlen)
 {
 	struct event *ev = &w->ev;
 	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (event_window_identifier(ev->identifier, instance, ev->rule, ev->customer, w->start) <
-	    0) {
+	if (event_window_identifier(ev->identifier, instance, spool_id, ev->rule, ev->customer,
+	                            w->start) < 0) {
 		err_set(err, errlen, "cannot compute a window identifier");
 		return -1;
 	}
@@ -321,7 +322,7 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *err, size_t errlen)
 {
 	static struct window_due due[WINDOW_CLOSE_MAX]; /* the sender's thread only */
-	char instance[256] = "";
+	char instance[256] = "", spool_id[256] = "";
 	int64_t next = 0, shift = 0;
 	sqlite3_stmt *st;
 	size_t n = 0;
@@ -369,11 +370,12 @@ int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *er
 		return 0;
 	}
 	if (spool_meta_get(sp, SPOOL_INSTANCE_KEY, instance, sizeof(instance), err, errlen) < 0 ||
+	    spool_meta_get(sp, SPOOL_ID_KEY, spool_id, sizeof(spool_id), err, errlen) < 0 ||
 	    spool_queue_end(sp, &next, &shift, err, errlen) < 0)
 		goto fail;
 	next++;
 	for (size_t i = 0; i < n; i++)
-		if (close_one(sp, &due[i], instance, now, &next, shift, err, errlen) < 0)
+		if (close_one(sp, &due[i], instance, spool_id, now, &next, shift, err, errlen) < 0)
 			goto fail;
 	crash_point("window_close_inside"); /* closed, not committed: all still open */
 	if (spool_tx_commit(sp, err, errlen) < 0)

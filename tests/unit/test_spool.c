@@ -797,7 +797,7 @@ static void test_windows(void **state)
 	struct fixture *fx = *state;
 	struct spool_file *f = add_file(fx, "nginx", 77);
 	struct event evs[4], listed[8], *lp = listed;
-	char err[512] = "", id[EVENT_IDENTIFIER_MAX];
+	char err[512] = "", id[EVENT_IDENTIFIER_MAX], spool_id[64];
 	int64_t now, start, closed = 0, next = 0;
 	size_t n = 0;
 
@@ -860,7 +860,9 @@ static void test_windows(void **state)
 	assert_string_equal(lp->value, "2000.25");
 	assert_int_equal(lp->timestamp, start);
 	assert_int_equal(lp->line_offset, -1);
-	assert_int_equal(event_window_identifier(id, "", "bytes", "cus_W", start), 0);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", spool_id,
+	         sizeof(spool_id));
+	assert_int_equal(event_window_identifier(id, "", spool_id, "bytes", "cus_W", start), 0);
 	assert_string_equal(lp->identifier, id);
 	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
 	assert_int_equal(next, 0);
