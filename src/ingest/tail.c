@@ -1005,7 +1005,7 @@ static int lines_kept(struct tail *t, const struct spool_file *old, int64_t size
 /* The head marks of record `old_id` that the open file still holds become those of t's new
  * record, which starts past its head: an edit of the file replaced again later is still told by
  * them (lines_kept). Best effort. */
-static void inherit_marks(struct tail *t, int64_t old_id)
+static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
 {
 	struct spool_file_extra *x = malloc(sizeof(*x));
 	unsigned char head[SPOOL_FP_MAX];
@@ -1016,6 +1016,21 @@ static void inherit_marks(struct tail *t, int64_t old_id)
 	if (x == NULL || n < 0 || spool_file_extra_get(t->ctx.spool, old_id, x, e, sizeof(e)) < 0) {
 		free(x);
 		return;
+	}
+	/* The old head whole (its marks may not have been written: they are, once a read
+	 * finds the head complete): its line ends are the marks. */
+	if (same_head > 0 && same_head <= n) {
+		const unsigned char *nl, *p = head;
+
+		x->n_marks = 0;
+		while (x->n_marks < SPOOL_MARKS_MAX &&
+		       (nl = memchr(p, '\n', (size_t)(head + same_head - p))) != NULL) {
+			x->marks[x->n_marks].len = nl + 1 - head;
+			if (sha256(head, (size_t)(nl + 1 - head), x->marks[x->n_marks].hash) < 0)
+				break;
+			x->n_marks++;
+			p = nl + 1;
+		}
 	}
 	for (size_t i = 0; i < x->n_marks; i++)
 		if (x->marks[i].len <= n &&
@@ -1034,7 +1049,7 @@ static void inherit_marks(struct tail *t, int64_t old_id)
  * read as any), setting *resets (the old record's count, one more where it cannot be told where
  * the read lines end), -1 on a spool error or -2 on a read error (errno set). */
 static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int64_t *old_id,
-                             char *err, size_t errlen)
+                             int64_t *same_head, char *err, size_t errlen)
 {
 	struct spool_file *old = malloc(sizeof(*old));
 	int64_t from = 0;
@@ -1054,6 +1069,7 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 	}
 	*resets = old->counters.resets;
 	*old_id = old->id;
+	*same_head = head == 1 ? old->fp_len : 0;
 	if (head == 2) {
 		/* Its first lines only: an edit within them, if the lines read end somewhere. */
 		from = find_check(t, old, size);
@@ -1186,10 +1202,10 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 				goto fail_either;
 		}
 	} else {
-		int64_t offset = 0, resets = 0, old_id = 0;
+		int64_t offset = 0, resets = 0, old_id = 0, same_head = 0;
 
-		if (st.st_size > 0 &&
-		    (offset = replaced_from(t, st.st_size, &resets, &old_id, err, errlen)) < 0) {
+		if (st.st_size > 0 && (offset = replaced_from(t, st.st_size, &resets, &old_id,
+		                                              &same_head, err, errlen)) < 0) {
 			spool_failed = offset == -1;
 			goto fail_either;
 		}
@@ -1197,7 +1213,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			if (new_record(t, st.st_size, offset, resets, &t->f, &spool_failed, err,
 			               errlen) < 0)
 				goto fail_either;
-			inherit_marks(t, old_id);
+			inherit_marks(t, old_id, same_head);
 			return t;
 		}
 		if (ctx->cfg->sources[source_index].read_from == CONFIG_READ_FROM_TAIL &&
