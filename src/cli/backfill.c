@@ -129,7 +129,8 @@ int cli_backfill(const struct cli_args *a)
 	struct guard *guard = NULL;
 	struct tail_ctx ctx;
 	char err[1024] = "", instance[128] = "";
-	int lock_fd = -1, held = 0, rc = CLI_EXIT_RUNTIME, failed = 0;
+	struct cli_lock lk = {-1, -1};
+	int held = 0, rc = CLI_EXIT_RUNTIME, failed = 0;
 	int64_t added = 0;
 	long *src = NULL;
 
@@ -147,8 +148,8 @@ int cli_backfill(const struct cli_args *a)
 		}
 	}
 	if (!a->dry_run) {
-		lock_fd = cli_lock_state_dir(s.cfg->agent.state_dir, &held, err, sizeof(err));
-		if (lock_fd < 0 && !held) {
+		if (cli_lock_state_dir(s.cfg->agent.state_dir, &lk, &held, err, sizeof(err)) < 0 &&
+		    !held) {
 			log_err("%s", err);
 			goto out;
 		}
@@ -221,8 +222,7 @@ out:
 	space_free(space);
 	guard_free(guard);
 	spool_free(sp);
-	if (lock_fd >= 0)
-		close(lock_fd);
+	cli_unlock(&lk);
 	free(src);
 	cli_setup_free(&s);
 	return rc;

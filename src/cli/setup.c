@@ -10,6 +10,7 @@
 #include "util/harden.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "util/statepin.h"
 
 void cli_setup_free(struct cli_setup *s)
 {
@@ -73,31 +74,48 @@ int cli_preflight(const struct config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
-int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, char *err,
+                       size_t errlen)
 {
 	char path[4096];
-	int fd;
 
 	*held = 0;
+	lk->fd = lk->claim = -1;
 	/* The directory may not exist yet: the lock is taken before anything else touches it,
 	 * and once it exists it is checked as `check` checks it (cli_preflight). */
 	if (path_mkdirs(state_dir, err, errlen) != 0 ||
 	    harden_check_state_dir(state_dir, 0, err, errlen) != 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
+	lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lk->fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+	if (flock(lk->fd, LOCK_EX | LOCK_NB) != 0) {
 		*held = errno == EWOULDBLOCK;
 		if (*held)
 			err_set(err, errlen, "%s is locked", path);
 		else
 			err_set(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
+		goto fail;
 	}
-	return fd;
+	/* Held by an agent whose agent.lock was removed, or whose whole directory was wiped and
+	 * made again: the new lock file proves nothing. */
+	lk->claim = statepin_claim(state_dir, held, err, errlen);
+	if (lk->claim < 0)
+		goto fail;
+	return 0;
+fail:
+	cli_unlock(lk);
+	return -1;
+}
+
+void cli_unlock(struct cli_lock *lk)
+{
+	if (lk->fd >= 0)
+		close(lk->fd);
+	if (lk->claim >= 0)
+		close(lk->claim);
+	lk->fd = lk->claim = -1;
 }
