@@ -59,6 +59,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 
 #define WATCH_DIR_MASK                                                                             \
@@ -1275,6 +1276,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
 			    "directory): nothing after offset %jd of it can be read",
 			    f->path, (intmax_t)f->offset);
+			guard_gone_unread(w->ctx.guard);
 			f->state = SPOOL_FILE_GONE;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
 				log_warn("%s", e);

@@ -64,6 +64,7 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->state = sf->state;
 	ff->offset = sf->offset;
 	ff->counters = sf->counters;
+	ff->updated = sf->updated;
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
 	 * writer. */
@@ -138,9 +139,8 @@ static void problem(struct facts *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* What makes the agent degraded, in the words of the text status. Whether it runs at all is
- * systemd's to say (`systemctl is-active`): `run --once` deployments are not degraded between
- * runs. */
+/* What makes the agent degraded, in the words of the text status; more in health_no_agent and
+ * health_losses. */
 static void health(struct facts *f)
 {
 	char when[32];
@@ -159,6 +159,82 @@ static void health(struct facts *f)
 		utc(f->since, when, sizeof(when));
 		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);
 	}
+}
+
+/* No agent runs (neither half's live state names a live process) while one is needed: lines
+ * wait unread in files being tailed, or events wait to be delivered. A crashed agent, a unit
+ * skipped for a missing key, or one refused at start bills nothing; `run --once` from a timer is
+ * degraded between runs only while lines or events wait. */
+static void health_no_agent(struct facts *f)
+{
+	int64_t lag = 0, files = 0;
+
+	if (f->ingest.running || f->sender.running || f->ingest_err[0] != '\0')
+		return;
+	for (size_t i = 0; i < f->n_files; i++)
+		if (f->files[i].state == SPOOL_FILE_READING && f->files[i].lag > 0) {
+			lag += f->files[i].lag;
+			files++;
+		}
+	if (lag > 0 || f->counts.pending > 0)
+		problem(f,
+		        "no agent is running, and %lld bytes wait unread in %lld files and %lld "
+		        "events wait to be delivered: nothing is billed until one runs",
+		        (long long)lag, (long long)files, (long long)f->counts.pending);
+}
+
+/* Lines lost for good that the running (or last) agent counted: lines a PCRE2 limit stopped
+ * and files found gone at start (with `since`, only if the last came at or after it), symbolic
+ * links refused (their lines are not read), and files gone before they were read to their end
+ * (with `since`, those whose record changed at or after it). */
+static void health_losses(struct facts *f)
+{
+	const struct guard_counts *c = &f->guard.counts;
+	int64_t gone = 0, bytes = 0;
+	const char *first = NULL;
+	char when[32];
+
+	if (f->guard.found && c->limit_lines > 0 && (f->since <= 0 || c->limit_last >= f->since)) {
+		utc(c->limit_last, when, sizeof(when));
+		problem(
+		    f,
+		    "%lld lines hit a PCRE2 limit since the agent started, the last at %s: they "
+		    "made no event (limits: docs/security.md)",
+		    (long long)c->limit_lines, when);
+	}
+	if (f->guard.found && c->refused_links > 0)
+		problem(
+		    f,
+		    "%lld symbolic links were refused (the source does not set follow_symlinks): "
+		    "their lines are not read; exclude them or set follow_symlinks = yes "
+		    "(docs/security.md)",
+		    (long long)c->refused_links);
+	if (f->guard.found && c->gone_unread > 0 && (f->since <= 0 || c->gone_last >= f->since)) {
+		utc(c->gone_last, when, sizeof(when));
+		problem(
+		    f,
+		    "%lld files were gone when the agent started (deleted, or moved out of their "
+		    "directory while logmeter was stopped), the last found at %s: what was "
+		    "written to them after their checkpoint was not read",
+		    (long long)c->gone_unread, when);
+	}
+	for (size_t i = 0; i < f->n_files; i++) {
+		const struct facts_file *ff = &f->files[i];
+
+		if (ff->state != SPOOL_FILE_GONE || ff->size <= ff->offset ||
+		    (f->since > 0 && ff->updated < f->since))
+			continue;
+		gone++;
+		bytes += ff->size - ff->offset;
+		if (first == NULL)
+			first = ff->path;
+	}
+	if (gone > 0)
+		problem(
+		    f,
+		    "%lld files were gone before they were read to their end (%lld bytes unread), "
+		    "the first %s",
+		    (long long)gone, (long long)bytes, first);
 }
 
 struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now, int64_t since,
@@ -223,6 +299,8 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 		f->rate_known =
 		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
 	health(f);
+	health_no_agent(f);
+	health_losses(f);
 	return f;
 fail:
 	facts_free(f);

@@ -38,10 +38,11 @@ struct facts_file {
 	char uid[SPOOL_UID_MAX];
 	uint64_t dev, ino;
 	enum spool_file_state state;
-	int64_t offset; /* checkpoint, bytes */
-	int64_t size;   /* bytes: the live size when the path still leads to the file, else the
-	                   size at the last commit */
-	int64_t lag;    /* size - offset when positive, else 0: bytes not read yet */
+	int64_t offset;  /* checkpoint, bytes */
+	int64_t size;    /* bytes: the live size when the path still leads to the file, else the
+	                    size at the last commit */
+	int64_t lag;     /* size - offset when positive, else 0: bytes not read yet */
+	int64_t updated; /* when the record last changed, seconds since the epoch */
 	struct spool_counters counters;
 };
 
@@ -93,7 +94,9 @@ struct facts {
 	size_t n_windows;
 
 	/* Health: degraded when reading is paused, sending is paused (the key refused, or answers
-	 * that are not Stripe's), or dead letters came since `since`. */
+	 * that are not Stripe's), dead letters came since `since`, no agent runs while lines or
+	 * events wait, or lines were lost (a PCRE2 limit, a refused symlink, a file gone unread):
+	 * docs/status-json.md. */
 	int degraded;
 	char problems[FACTS_PROBLEMS_MAX][600];
 	size_t n_problems;
