@@ -1128,11 +1128,22 @@ static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 	}
 }
 
+/* At start (or when a reload added the source): a source whose glob matches no file bills
+ * nothing, often because the service cannot see where the admin's shell can (ProtectHome=). */
+static void warn_nomatch(const struct config_source *src)
+{
+	char msg[PATH_MAX + 512];
+
+	path_glob_nomatch(src->name, src->path, msg, sizeof(msg));
+	log_warn("%s; nothing is read from it until a file appears", msg);
+}
+
 static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 {
 	const struct config_source *src = &w->ctx.cfg->sources[si];
 	glob_t g;
 	int rc = 0, grc;
+	size_t matched = 0;
 
 	watch_dirs(w, src);
 	memset(&g, 0, sizeof(g));
@@ -1162,6 +1173,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
 			    !S_ISREG(st.st_mode))
 				continue;
+			matched += pass == 0;
 			wt = tail_find(w, si, st.st_dev, st.st_ino);
 			if (wt != NULL) {
 				if (pass == 0)
@@ -1178,6 +1190,8 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		}
 	}
 	globfree(&g);
+	if (matched == 0 && first_scan(w, si))
+		warn_nomatch(src);
 	return rc;
 }
 

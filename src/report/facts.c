@@ -2,6 +2,8 @@
  * of `logmeter status`. */
 #include "report/facts.h"
 
+#include <fnmatch.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +163,36 @@ static void health(struct facts *f)
 	}
 }
 
+/* Each configured source with the number of files its glob matches now, and why it matches none.
+ * Returns 0, or -1 out of memory. */
+static int add_sources(struct facts *f, const struct config *cfg)
+{
+	f->sources = calloc(cfg->n_sources > 0 ? cfg->n_sources : 1, sizeof(*f->sources));
+	if (f->sources == NULL)
+		return -1;
+	for (size_t si = 0; si < cfg->n_sources; si++) {
+		const struct config_source *src = &cfg->sources[si];
+		struct facts_source *fs = &f->sources[f->n_sources++];
+		glob_t g;
+		struct stat st;
+
+		snprintf(fs->name, sizeof(fs->name), "%s", src->name);
+		snprintf(fs->path, sizeof(fs->path), "%s", src->path);
+		memset(&g, 0, sizeof(g));
+		if (glob(src->path, 0, NULL, &g) != 0)
+			g.gl_pathc = 0;
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			if ((src->exclude[0] == '\0' ||
+			     fnmatch(src->exclude, path_base(g.gl_pathv[k]), 0) != 0) &&
+			    stat(g.gl_pathv[k], &st) == 0 && S_ISREG(st.st_mode))
+				fs->files++;
+		globfree(&g);
+		if (fs->files == 0)
+			path_glob_nomatch(src->name, src->path, fs->problem, sizeof(fs->problem));
+	}
+	return 0;
+}
+
 /* No agent runs (neither half's live state names a live process) while one is needed: lines
  * wait unread in files being tailed, or events wait to be delivered. A crashed agent, a unit
  * skipped for a missing key, or one refused at start bills nothing; `run --once` from a timer is
@@ -295,6 +327,10 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
+	if (add_sources(f, cfg) != 0) {
+		err_set(err, errlen, "out of memory listing sources");
+		goto fail;
+	}
 	if (!f->sender.running)
 		f->rate_known =
 		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
@@ -316,6 +352,7 @@ void facts_free(struct facts *f)
 		free(f->files[i].recorded);
 	}
 	free(f->files);
+	free(f->sources);
 	free(f->rules);
 	free(f);
 }
@@ -462,6 +499,21 @@ static void print_file(FILE *out, const struct facts_file *ff)
 	        (long long)ff->counters.bad_utf8);
 }
 
+/* "sources:", one line each: how many files its glob matches now, or why none. */
+static void print_sources(FILE *out, const struct facts *f)
+{
+	fprintf(out, "sources:\n");
+	for (size_t i = 0; i < f->n_sources; i++) {
+		const struct facts_source *fs = &f->sources[i];
+
+		if (fs->files > 0)
+			fprintf(out, "  source %s: %s: %lld files\n", fs->name, fs->path,
+			        (long long)fs->files);
+		else
+			fprintf(out, "  %s (0 files)\n", fs->problem);
+	}
+}
+
 void facts_print_text(FILE *out, const struct facts *f)
 {
 	char when[32];
@@ -507,6 +559,7 @@ void facts_print_text(FILE *out, const struct facts *f)
 		for (size_t i = 0; i < f->n_problems; i++)
 			fprintf(out, "health: degraded: %s\n", f->problems[i]);
 	}
+	print_sources(out, f);
 	fprintf(out, "files:\n");
 	for (size_t i = 0; i < f->n_files; i++)
 		print_file(out, &f->files[i]);

@@ -46,6 +46,14 @@ struct facts_file {
 	struct spool_counters counters;
 };
 
+/* A configured source and how many files its glob matches now (not excluded, regular). */
+struct facts_source {
+	char name[128];
+	char path[4096];    /* its glob */
+	int64_t files;      /* files it matches now, as seen by the user running status */
+	char problem[8192]; /* when it matches none: why (path_glob_nomatch); else "" */
+};
+
 /* The events of one rule in the spool, by enum event_state. */
 struct facts_rule {
 	char rule[EVENT_RULE_MAX];
@@ -87,6 +95,8 @@ struct facts {
 	size_t n_rules;
 	struct facts_file *files; /* by source, then record id */
 	size_t n_files;
+	struct facts_source *sources; /* the configuration's, in its order */
+	size_t n_sources;
 
 	/* The open aggregation windows: how many, and the first FACTS_WINDOWS_MAX by start. */
 	int64_t windows_open;
