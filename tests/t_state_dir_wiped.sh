@@ -23,6 +23,17 @@ config_apache_bytes "$conf" "$log"
 S=$T/state
 n=$(apache_bytes_count "$log")
 
+# stops_with_error PID PATTERN: the agent PID exits by itself (within 30 s), with exit status 1,
+# having logged PATTERN (grep).
+stops_with_error() {
+	local pid=$1 rc=0
+	wait_until 30 sh -c "! kill -0 $pid 2>/dev/null" || fail "the agent still runs: $(tail -n 3 "$T/agent.log")"
+	wait "$pid" || rc=$?
+	AGENT_PID=
+	assert_eq 1 "$rc" "the agent's exit status"
+	grep -q "$2" "$T/agent.log" || fail "no clear error: $(tail -n 5 "$T/agent.log")"
+}
+
 agent_start "$conf"
 wait_until 60 accepted_at_least "$n" || fail "first lines: $(accepted_count) of $n"
 assert_accepted_once "$conf" "$log"
@@ -46,13 +57,7 @@ grep -q "another logmeter is already running with state_dir $S" "$T/second.log" 
 [ ! -e "$S/spool.db" ] || fail "the refused agent made a spool"
 kill -CONT "$first"
 # The first notices within seconds, by itself.
-wait_until 30 sh -c "! kill -0 $first 2>/dev/null" || fail "the agent still runs in a wiped state directory"
-rc=0
-wait "$first" || rc=$?
-AGENT_PID=
-assert_eq 1 "$rc" "the first agent's exit status"
-grep -q "error: state_dir $S .*while logmeter ran.*: stopping" "$T/agent.log" ||
-	fail "no clear error: $(tail -n 5 "$T/agent.log")"
+stops_with_error "$first" "error: state_dir $S .*while logmeter ran.*: stopping"
 assert_eq "$id" "$(head -n 1 "$S/spool.id" 2>/dev/null)" "the spool id left in the state directory"
 # The next start is refused, as for any lost spool: nothing is read again as new.
 rc=0
@@ -74,13 +79,7 @@ wait_until 60 accepted_at_least $((n + n2)) || fail "second log: $(accepted_coun
 second=$AGENT_PID
 rm -f "$T/state2/spool.db" "$T/state2/spool.db-wal" "$T/state2/spool.db-shm"
 head -n 300 "$LOGS/elastic_apache_logs.log" | tail -n 100 >>"$log2"
-wait_until 30 sh -c "! kill -0 $second 2>/dev/null" || fail "the agent still runs on a removed spool"
-rc=0
-wait "$second" || rc=$?
-AGENT_PID=
-assert_eq 1 "$rc" "the agent's exit status"
-grep -q "error: spool $T/state2/spool.db: .*removed while logmeter ran" "$T/agent.log" ||
-	fail "no clear error: $(tail -n 5 "$T/agent.log")"
+stops_with_error "$second" "error: spool $T/state2/spool.db: .*removed while logmeter ran"
 [ -s "$T/state2/spool.id" ] || fail "spool.id went"
 rc=0
 agent_once "$conf2" || rc=$?
