@@ -3,7 +3,8 @@
 # configuration management, an operator "resetting" it): the agent's lock file and spool are then
 # unlinked inodes that keep no second agent out and that nobody will read again.
 #   - a second agent is refused while the first runs, although the lock file it would take is a
-#     new one (the first is stopped with SIGSTOP meanwhile, so that it cannot notice first);
+#     new one (agent.lock removed, or the whole directory; the first is stopped with SIGSTOP
+#     meanwhile, so that it cannot notice first);
 #   - status does not say "the agent has not run yet" while one runs;
 #   - the first agent notices (its directory, lock file and spool are no longer the inodes it
 #     opened) and stops with exit status 1 and a clear error, leaving spool.id with its spool's id,
@@ -37,6 +38,26 @@ stops_with_error() {
 agent_start "$conf"
 wait_until 60 accepted_at_least "$n" || fail "first lines: $(accepted_count) of $n"
 assert_accepted_once "$conf" "$log"
+
+note "agent.lock removed under a running agent"
+lockholder=$AGENT_PID
+kill -STOP "$lockholder"
+rm "$S/agent.lock"
+rc=0
+timeout 60 "$LOGMETER" run -c "$conf" >"$T/second.out" 2>"$T/second.log" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a second agent ran beside the first (exit $rc): $(cat "$T/second.log")"
+grep -q "another logmeter is already running with state_dir $S" "$T/second.log" ||
+	fail "the second agent said: $(cat "$T/second.log")"
+kill -CONT "$lockholder"
+stops_with_error "$lockholder" "error: the lock file $S/agent.lock .*while logmeter ran.*: stopping"
+# The spool is whole: a new start goes on from its checkpoints, billing nothing again.
+: >"$T/agent.log"
+agent_once "$conf" || fail "run --once after the lock file went: exit $?"
+assert_accepted_once "$conf" "$log"
+
+: >"$T/agent.log"
+agent_start "$conf"
+wait_until 30 grep -q "started: instance" "$T/agent.log" || fail "the agent did not start"
 id=$(head -n 1 "$S/spool.id")
 first=$AGENT_PID
 
