@@ -25,7 +25,8 @@ struct cli_args {
 	int n_inputs;
 	int once, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run, json;
-	int windows; /* spool export --windows */
+	int windows;   /* spool export --windows */
+	int stamp_now; /* backfill --stamp-now */
 };
 
 /* The configuration and everything compiled from it. */
@@ -78,12 +79,31 @@ int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, ch
 /* Releases what cli_lock_state_dir took (nothing for -1 descriptors); *lk then holds nothing. */
 void cli_unlock(struct cli_lock *lk);
 
+/* Backfills take STATE_DIR/backfill.lock for their lifetime: one at a time per spool, so that
+ * two never read the same content under two identities, and the one that holds it knows that
+ * whoever holds agent.lock is an agent (which sends what it commits), not another backfill. */
+#define CLI_BACKFILL_LOCK_NAME "backfill.lock"
+
+/* Takes STATE_DIR/NAME (creating the directory and the file) with an exclusive flock(2) for the
+ * caller's lifetime, as cli_lock_state_dir takes agent.lock (without the claim). Returns the
+ * descriptor, or -1 with the reason in `err` and *held 1 if another process holds it, else 0. */
+int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen);
+
+struct spool;
+
+/* After a delivery was cut short (SIGTERM, SIGINT): returns 0 if nothing is pending in `sp`,
+ * else logs how many events are and who sends them (`who`, for example "they are sent by the
+ * next run") and returns -1. */
+int cli_pending_left(struct spool *sp, const char *who);
+
 int cli_run(const struct cli_args *a);       /* run [--once] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
 int cli_status(const struct cli_args *a);    /* status [--json] [--since TIME] */
-int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-run] PATH... */
+int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-run] [--stamp-now]
+                                                PATH... */
 int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
 int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
+int cli_metrics_serve(const struct cli_args *a); /* metrics-serve FD:PID (run's server) */
 
 #endif

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "store/spool.h"
 #include "send/stripe.h"
 #include "util/harden.h"
 #include "util/log.h"
@@ -74,41 +75,50 @@ int cli_preflight(const struct config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
-int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, char *err,
-                       size_t errlen)
+int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen)
 {
 	char path[4096];
+	int fd;
 
 	*held = 0;
-	lk->fd = lk->claim = -1;
 	/* The directory may not exist yet: the lock is taken before anything else touches it,
 	 * and once it exists it is checked as `check` checks it (cli_preflight). */
 	if (path_mkdirs(state_dir, err, errlen) != 0 ||
 	    harden_check_state_dir(state_dir, 0, err, errlen) != 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
-	lk->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (lk->fd < 0) {
+	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (flock(lk->fd, LOCK_EX | LOCK_NB) != 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		*held = errno == EWOULDBLOCK;
 		if (*held)
 			err_set(err, errlen, "%s is locked", path);
 		else
 			err_set(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-		goto fail;
+		close(fd);
+		return -1;
 	}
+	return fd;
+}
+
+int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, char *err,
+                       size_t errlen)
+{
+	lk->claim = -1;
+	lk->fd = cli_lock_file(state_dir, CLI_LOCK_NAME, held, err, errlen);
+	if (lk->fd < 0)
+		return -1;
 	/* Held by an agent whose agent.lock was removed, or whose whole directory was wiped and
 	 * made again: the new lock file proves nothing. */
 	lk->claim = statepin_claim(state_dir, held, err, errlen);
-	if (lk->claim < 0)
-		goto fail;
+	if (lk->claim < 0) {
+		cli_unlock(lk);
+		return -1;
+	}
 	return 0;
-fail:
-	cli_unlock(lk);
-	return -1;
 }
 
 void cli_unlock(struct cli_lock *lk)
@@ -118,4 +128,20 @@ void cli_unlock(struct cli_lock *lk)
 	if (lk->claim >= 0)
 		close(lk->claim);
 	lk->fd = lk->claim = -1;
+}
+
+int cli_pending_left(struct spool *sp, const char *who)
+{
+	struct spool_counts counts;
+	char err[512] = "";
+
+	if (spool_counts(sp, &counts, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (counts.pending == 0)
+		return 0;
+	log_warn("stopped before delivering everything: %lld events still pending (%s)",
+	         (long long)counts.pending, who);
+	return -1;
 }
