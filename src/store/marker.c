@@ -20,7 +20,6 @@
 #include "util/log.h"
 #include "util/path.h"
 
-#define SPOOL_ID_KEY "spool_id"
 #define SPOOL_ID_HEX 32 /* digits of a spool id */
 
 /* "STATE_DIR/NAME" into `out`. Returns 0, or -1 if it does not fit. */

@@ -19,9 +19,6 @@ const struct spool_sql spool_room_sql[] = {
     {ST_PRUNE_EXPIRED, "DELETE FROM events WHERE state = 1 AND delivered_at < ?1"},
     {ST_PRUNE_OLDEST, "DELETE FROM events WHERE id IN (SELECT id FROM events"
                       " WHERE state = 1 ORDER BY delivered_at, id LIMIT ?1)"},
-    /* A closed window goes with its meter event, and its lines with it (ON DELETE CASCADE). */
-    {ST_PRUNE_WINDOWS, "DELETE FROM windows WHERE state = 1 AND NOT EXISTS"
-                       " (SELECT 1 FROM events WHERE events.id = windows.event_id)"},
     {ST_COUNT_, NULL},
 };
 
@@ -101,8 +98,7 @@ int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_prun
 		goto fail;
 	if (p->oldest > 0 && prune_run(sp, ST_PRUNE_OLDEST, p->oldest, &n.early, err, errlen) < 0)
 		goto fail;
-	if (n.expired + n.early > 0 &&
-	    spool_st_run(sp, ST_PRUNE_WINDOWS, "pruning windows", err, errlen) < 0)
+	if (n.expired + n.early > 0 && spool_windows_prune(sp, err, errlen) < 0)
 		goto fail;
 	if (spool_tx_commit(sp, err, errlen) < 0)
 		return -1;
