@@ -325,7 +325,7 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct event *eve
 		return -1;
 	}
 	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
-	if (spool_tx_begin(sp, err, errlen) < 0)
+	if (spool_check_file(sp, err, errlen) < 0 || spool_tx_begin(sp, err, errlen) < 0)
 		return -1;
 	/* Inside the transaction: no other connection can add to the queue meanwhile. */
 	if (n > 0 && spool_queue_end(sp, &next, &shift, err, errlen) < 0)

@@ -92,6 +92,11 @@ struct spool {
 	/* spool_set_durability's: with NORMAL, what spool_pending returns is synced first. */
 	enum config_durability durability;
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
+	/* What `path` was when the handle opened it (spool_check_file): a spool.db removed or
+	 * replaced under a running agent is noticed before the next commit goes into it. */
+	int pinned;
+	dev_t dev;
+	ino_t ino;
 };
 
 /* marker.c: before a spool is opened, whether `db` (missing or empty) may be created anew, as far
