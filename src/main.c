@@ -23,6 +23,7 @@ enum {
 	O_FORCE = 1u << 9,
 	O_DRY_RUN = 1u << 10,
 	O_STATE = 1u << 11,
+	O_NO_SEND = 1u << 12,
 };
 
 static int cmd_options(const struct cli_args *a)
@@ -49,7 +50,10 @@ static const struct command {
 	unsigned opts;
 	const char *usage;
 } commands[] = {
-    {"run", cli_run, 1, 0, O_ONCE, "run -c FILE [--once]   tail the sources and send meter events"},
+    {"run", cli_run, 1, 0, O_ONCE | O_NO_SEND,
+     "run -c FILE [--once [--no-send]]\n"
+     "                       tail the sources and send meter events; with --no-send,\n"
+     "                       read and spool every source to its end, send nothing"},
     {"check", cli_check, 1, 0, O_STRIPE,
      "check -c FILE [--stripe]\n"
      "                       validate the configuration (also: -n); with --stripe,\n"
@@ -113,15 +117,23 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
-	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
-	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
-	    {"state", required_argument, NULL, 'T'},  {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"stripe", no_argument, NULL, 'K'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {"no-send", no_argument, NULL, 'N'},
+	                                         {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
@@ -132,7 +144,8 @@ int main(int argc, char **argv)
 	            {'D', O_DEAD, "--dead"},         {'E', O_DELIVERED, "--delivered"},
 	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
 	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
-	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"}};
+	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
+	            {'N', O_NO_SEND, "--no-send"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -154,6 +167,9 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			a.once = 1;
+			break;
+		case 'N':
+			a.no_send = 1;
 			break;
 		case 'r':
 			a.rule = optarg;

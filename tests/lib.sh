@@ -480,3 +480,12 @@ CONF
 nginx_bytes_offsets() {
 	LC_ALL=C awk '$9 ~ /^20[0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$1"
 }
+
+# export_ids CONF [STATE]: the sorted identifiers of the spool's events (of STATE: pending,
+# delivered, dead, unsure), read through `logmeter spool export`.
+export_ids() {
+	"$LOGMETER" spool export -c "$1" ${2:+--state "$2"} | "$PYTHON3" -c '
+import json, sys
+for line in sys.stdin:
+    print(json.loads(line)["identifier"])' | sort
+}

@@ -20,7 +20,7 @@ struct cli_args {
 	const char *input;  /* the word after the command (test-rule's FILE, spool's verb) */
 	const char *rule;   /* --rule */
 	const char *reason, *since, *state;
-	int once, markdown, stripe;
+	int once, no_send, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run;
 };
 
@@ -37,7 +37,7 @@ int cli_setup_load(struct cli_setup *s, const char *path);
 /* Frees what cli_setup_load made; safe on a zeroed or freed setup. */
 void cli_setup_free(struct cli_setup *s);
 
-int cli_run(const struct cli_args *a);       /* run [--once] */
+int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
 int cli_status(const struct cli_args *a);    /* status */
