@@ -120,7 +120,7 @@ check() {
 	local line kv
 	curl -sS --noproxy '*' --max-time 30 -f -o "$T/stats.json" "$DOUBLE_URL/_double/stats" ||
 		fail "GET /_double/stats failed"
-	line=$("$PYTHON3" "$CHECK_PY" --state "$T/state" --record "$T/accepted.tsv" \
+	line=$("$PYTHON3" "$CHECK_PY" --state "$T/state" --config "$T/logmeter.conf" --record "$T/accepted.tsv" \
 		--stats "$T/stats.json" --log "$T/double.log" --cache "$T/expected.cache" "$@" "$T"/logs/*.log \
 		2> "$T/check.err") ||
 		fail "after crash $k ($what): $(cat "$T/check.err")"

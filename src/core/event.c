@@ -208,7 +208,7 @@ static void body_escaped(struct event_body *b, const char *s, size_t max)
 size_t event_form_body_write(const struct event *ev, char *out, size_t outlen)
 {
 	struct event_body b = {out, 0, outlen, out != NULL && outlen > 0};
-	char ts[24];
+	char ts[sizeof("&timestamp=-9223372036854775808")];
 	int n;
 
 	if (ev == NULL || !b.ok)
@@ -219,7 +219,7 @@ size_t event_form_body_write(const struct event *ev, char *out, size_t outlen)
 	body_raw(&b, "&identifier=", 12);
 	body_escaped(&b, ev->identifier, sizeof(ev->identifier));
 	n = snprintf(ts, sizeof(ts), "&timestamp=%" PRId64, ev->timestamp);
-	body_raw(&b, ts, (size_t)n);
+	body_raw(&b, ts, n > 0 && (size_t)n < sizeof(ts) ? (size_t)n : 0);
 	body_raw(&b, "&payload[", 9);
 	body_escaped(&b, ev->payload_customer_key, sizeof(ev->payload_customer_key));
 	body_raw(&b, "]=", 2);

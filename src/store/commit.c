@@ -1,11 +1,14 @@
 /* commit: what the ingest half writes. A file's record (its identity and checkpoint), and the
- * commit of a batch of events together with the checkpoint after them, in one transaction: the
- * line's position, UNIQUE(file_id, line_offset, rule), absorbs a batch read again. */
+ * commit of a batch of events together with the checkpoint after them, in one transaction: one
+ * row of `batches` per commit, found by its line position (file_id, first_offset), which grows
+ * at the end of its index; the end of the file's last batch absorbs lines read again. */
 #include "store/spool.h"
 
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,16 +30,18 @@ const struct spool_sql spool_commit_sql[] = {
                      " size = ?10, state = ?11, lines = ?12, matched = ?13,"
                      " unmatched = ?14, invalid = ?15, long_lines = ?16, nul_bytes = ?17,"
                      " events = ?18, resets = ?19, updated = ?20 WHERE id = ?1"},
-    /* Only the position's conflict is absorbed; any other constraint still fails the batch.
-     * The id is the one SQLite would choose, max(id) + 1 (https://www.sqlite.org/autoinc.html),
-     * given explicitly so that the queue position can be made from it in the same statement. */
-    {ST_EVENT_INSERT, "INSERT INTO events(file_id, line_offset, rule, identifier, event_name,"
-                      " payload_customer_key, payload_value_key, customer_key, customer,"
-                      " value, timestamp, state, attempts, last_error, created,"
-                      " delivered_at, updated, id, queue_seq)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                      " ?15, ?16, ?17, ?18, ?19)"
-                      " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
+    {ST_RULE_FIND, "SELECT id FROM rules WHERE instance = ?1 AND rule = ?2 AND event_name = ?3"
+                   " AND payload_customer_key = ?4 AND payload_value_key = ?5"},
+    {ST_RULE_ADD, "INSERT INTO rules(instance, rule, event_name, payload_customer_key,"
+                  " payload_value_key) VALUES (?1, ?2, ?3, ?4, ?5)"},
+    /* The file's last batch: its unique index (file_id, first_offset), one search. */
+    {ST_BATCH_LAST_END, "SELECT end_offset FROM batches WHERE file_id = ?1"
+                        " ORDER BY first_offset DESC LIMIT 1"},
+    {ST_BATCH_INSERT, "INSERT INTO batches(" SPOOL_BATCH_COLUMNS ")"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    {ST_OUTCOME_INSERT, "INSERT OR REPLACE INTO outcomes(" SPOOL_OUTCOME_COLUMNS ")"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+    {ST_QUEUE_NEXT, "UPDATE queue SET next_id = ?1"},
     {ST_COUNT_, NULL},
 };
 
@@ -181,93 +186,313 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
-/* Inserts *ev with id *next and queue position *next + shift; advances *next if it was new. */
-static int event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
-                        int64_t shift, char *err, size_t errlen)
+static int rule_matches(const struct spool_rule *r, const char *instance,
+                        const struct config_rule *rule)
 {
-	sqlite3_stmt *st = sp->st[ST_EVENT_INSERT];
+	return strcmp(r->instance, instance) == 0 && strcmp(r->rule, rule->name) == 0 &&
+	       strcmp(r->event_name, rule->event_name) == 0 &&
+	       strcmp(r->payload_customer_key, rule->payload_customer_key) == 0 &&
+	       strcmp(r->payload_value_key, rule->payload_value_key) == 0;
+}
+
+int spool_rule_id(struct spool *sp, const char *instance, const struct config_rule *rule,
+                  int64_t *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (ev->state != EVENT_PENDING && ev->state != EVENT_DELIVERED && ev->state != EVENT_DEAD) {
-		err_set(err, errlen, "spool %s: event at offset %" PRId64 " has invalid state %d",
-		        sp->path, ev->line_offset, (int)ev->state);
-		return -1;
+	for (size_t i = 0; i < sp->n_rules; i++) {
+		if (rule_matches(&sp->rules[i], instance, rule)) {
+			*id = sp->rules[i].id;
+			return 0;
+		}
 	}
-	spool_bind_int(st, 1, ev->file_id, &rc);
-	spool_bind_int(st, 2, ev->line_offset, &rc);
-	spool_bind_text(st, 3, ev->rule, sizeof(ev->rule), &rc);
-	spool_bind_text(st, 4, ev->identifier, sizeof(ev->identifier), &rc);
-	spool_bind_text(st, 5, ev->event_name, sizeof(ev->event_name), &rc);
-	spool_bind_text(st, 6, ev->payload_customer_key, sizeof(ev->payload_customer_key), &rc);
-	spool_bind_text(st, 7, ev->payload_value_key, sizeof(ev->payload_value_key), &rc);
-	spool_bind_text(st, 8, ev->customer_key, sizeof(ev->customer_key), &rc);
-	spool_bind_text(st, 9, ev->customer, sizeof(ev->customer), &rc);
-	spool_bind_text(st, 10, ev->value, sizeof(ev->value), &rc);
-	spool_bind_int(st, 11, ev->timestamp, &rc);
-	spool_bind_int(st, 12, (int64_t)ev->state, &rc);
-	spool_bind_int(st, 13, ev->attempts, &rc);
-	if (ev->last_error[0] != '\0')
-		spool_bind_text(st, 14, ev->last_error, sizeof(ev->last_error), &rc);
+	for (int pass = 0; pass < 2; pass++) {
+		st = sp->st[pass == 0 ? ST_RULE_FIND : ST_RULE_ADD];
+		rc = SQLITE_OK;
+		spool_bind_text(st, 1, instance, SIZE_MAX, &rc);
+		spool_bind_text(st, 2, rule->name, SIZE_MAX, &rc);
+		spool_bind_text(st, 3, rule->event_name, SIZE_MAX, &rc);
+		spool_bind_text(st, 4, rule->payload_customer_key, SIZE_MAX, &rc);
+		spool_bind_text(st, 5, rule->payload_value_key, SIZE_MAX, &rc);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (pass == 0 && rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+			spool_st_end(st);
+			/* Cache it through the reader, which keeps every row it reads. */
+			return spool_rule_of(sp, *id, err, errlen) != NULL ? 0 : -1;
+		}
+		if (rc != SQLITE_DONE) {
+			spool_fail(sp, rc, "recording a rule", err, errlen);
+			spool_st_end(st);
+			return -1;
+		}
+		spool_st_end(st);
+	}
+	*id = sqlite3_last_insert_rowid(sp->db);
+	return spool_rule_of(sp, *id, err, errlen) != NULL ? 0 : -1;
+}
+
+int spool_outcome_put(struct spool *sp, const struct spool_outcome *o, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_OUTCOME_INSERT];
+	int rc = SQLITE_OK;
+
+	spool_bind_int(st, 1, o->id, &rc);
+	spool_bind_int(st, 2, (int64_t)o->state, &rc);
+	spool_bind_int(st, 3, o->attempts, &rc);
+	spool_bind_int(st, 4, o->key_generation, &rc);
+	if (o->first_unknown > 0)
+		spool_bind_int(st, 5, o->first_unknown, &rc);
 	else
-		spool_bind_null(st, 14, &rc);
-	spool_bind_int(st, 15, now, &rc);
-	if (ev->state == EVENT_DELIVERED && ev->delivered_at > 0)
-		spool_bind_int(st, 16, ev->delivered_at, &rc);
+		spool_bind_null(st, 5, &rc);
+	if (o->last_error[0] != '\0')
+		spool_bind_text(st, 6, o->last_error, sizeof(o->last_error), &rc);
 	else
-		spool_bind_null(st, 16, &rc);
-	spool_bind_int(st, 17, now, &rc);
-	spool_bind_int(st, 18, *next, &rc);
-	spool_bind_int(st, 19, *next + shift, &rc);
+		spool_bind_null(st, 6, &rc);
+	if (o->has_customer)
+		spool_bind_text(st, 7, o->customer, sizeof(o->customer), &rc);
+	else
+		spool_bind_null(st, 7, &rc);
+	if (o->has_identifier)
+		spool_bind_text(st, 8, o->identifier, sizeof(o->identifier), &rc);
+	else
+		spool_bind_null(st, 8, &rc);
+	spool_bind_int(st, 9, o->queue_seq, &rc);
+	spool_bind_int(st, 10, o->updated, &rc);
+	if (o->state == EVENT_DELIVERED && o->delivered_at > 0)
+		spool_bind_int(st, 11, o->delivered_at, &rc);
+	else
+		spool_bind_null(st, 11, &rc);
 	if (rc != SQLITE_OK) {
-		spool_fail(sp, rc, "inserting an event", err, errlen);
+		spool_fail(sp, rc, "recording an outcome", err, errlen);
 		spool_st_end(st);
 		return -1;
 	}
-	if (spool_st_run(sp, ST_EVENT_INSERT, "inserting an event", err, errlen) < 0)
+	return spool_st_run(sp, ST_OUTCOME_INSERT, "recording an outcome", err, errlen);
+}
+
+/* Rule ids that fit on the stack; a batch of more rules allocates. */
+#define COMMIT_RULES_LOCAL 16
+
+int spool_batch_store(struct spool *sp, int64_t id, int64_t file_id, int64_t end_offset,
+                      int64_t queue_seq, int64_t created, const struct spool_batch *b, char *err,
+                      size_t errlen)
+{
+	const struct config_rule *const *rules;
+	int64_t local_ids[COMMIT_RULES_LOCAL], *ids = local_ids;
+	size_t n_rules = spool_batch_rules(b, &rules), len, hlen;
+	const unsigned char *events = spool_batch_events(b, &len);
+	unsigned char *blob = NULL;
+	sqlite3_stmt *st = sp->st[ST_BATCH_INSERT];
+	int rc = SQLITE_OK, ret = -1;
+
+	if (n_rules > COMMIT_RULES_LOCAL && (ids = malloc(n_rules * sizeof(*ids))) == NULL)
+		goto nomem;
+	for (size_t i = 0; i < n_rules; i++)
+		if (spool_rule_id(sp, spool_batch_instance(b), rules[i], &ids[i], err, errlen) < 0)
+			goto out;
+	blob = malloc(1 + 10 * (n_rules + 1) + len);
+	if (blob == NULL)
+		goto nomem;
+	hlen = spool_blob_header(blob, ids, n_rules);
+	memcpy(blob + hlen, events, len);
+	spool_bind_int(st, 1, id, &rc);
+	spool_bind_int(st, 2, (int64_t)spool_batch_count(b), &rc);
+	spool_bind_int(st, 3, file_id, &rc);
+	spool_bind_int(st, 4, spool_batch_first_offset(b), &rc);
+	spool_bind_int(st, 5, end_offset, &rc);
+	spool_bind_int(st, 6, queue_seq, &rc);
+	spool_bind_int(st, 7, created, &rc);
+	spool_bind_blob(st, 8, blob, (int)(hlen + len), &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "inserting a batch of events", err, errlen);
+		spool_st_end(st);
+		goto out;
+	}
+	if (spool_st_run(sp, ST_BATCH_INSERT, "inserting a batch of events", err, errlen) < 0)
+		goto out;
+	/* Dead letters from the start (unmapped customers) have their outcome at once. */
+	for (size_t i = 0; i < spool_batch_n_dead(b); i++) {
+		struct spool_outcome o;
+		const char *reason;
+		size_t k = spool_batch_dead(b, i, &reason);
+
+		memset(&o, 0, sizeof(o));
+		o.id = id + (int64_t)k;
+		o.state = EVENT_DEAD;
+		o.queue_seq = queue_seq + (int64_t)k;
+		o.updated = created;
+		snprintf(o.last_error, sizeof(o.last_error), "%s", reason);
+		if (spool_outcome_put(sp, &o, err, errlen) < 0)
+			goto out;
+	}
+	ret = 0;
+	goto out;
+nomem:
+	err_set(err, errlen, "spool %s: out of memory", sp->path);
+out:
+	free(blob);
+	if (ids != local_ids)
+		free(ids);
+	return ret;
+}
+
+/* The end of what the file's last batch covered (0 if it has none): a line before it is
+ * spooled already. */
+static int last_end(struct spool *sp, int64_t file_id, int64_t *end, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_BATCH_LAST_END];
+	int rc = SQLITE_OK;
+
+	*end = 0;
+	spool_bind_int(st, 1, file_id, &rc);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*end = sqlite3_column_int64(st, 0);
+		rc = SQLITE_DONE;
+	}
+	spool_st_end(st);
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading a file's last batch", err, errlen);
 		return -1;
-	/* 0 changes: the line's event was already spooled by an earlier read. */
-	if (sqlite3_changes(sp->db) == 1) {
-		ev->id = *next;
-		ev->queue_seq = *next + shift;
-		ev->created = now;
-		(*next)++;
-	} else {
-		ev->id = 0;
-		ev->queue_seq = 0;
 	}
 	return 0;
 }
 
-int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
-                 char *err, size_t errlen)
+/* The events of `b` from file offset `end` on, into `out` (emptied first): a batch read again
+ * in part. Rare: only a line read twice gets here. */
+static int drop_before(struct spool *sp, const struct spool_batch *b, int64_t end,
+                       struct spool_batch *out, char *err, size_t errlen)
 {
-	int64_t now = (int64_t)time(NULL), next = 0, shift = 0;
-	size_t i;
+	const struct config_rule *const *rules;
+	size_t n_rules = spool_batch_rules(b, &rules), len, n_dead = spool_batch_n_dead(b), d = 0;
+	const unsigned char *events = spool_batch_events(b, &len);
+	struct spool_view v;
+	struct spool_item it;
+	int64_t *fake = calloc(n_rules + 1, sizeof(*fake));
+	int rc, ret = -1;
 
-	if (sp == NULL || f == NULL || (events == NULL && n > 0)) {
+	memset(&v, 0, sizeof(v));
+	if (fake == NULL)
+		goto nomem;
+	/* Decode with the rules' indexes as their ids, to map them back. */
+	for (size_t i = 0; i < n_rules; i++)
+		fake[i] = (int64_t)i;
+	v.blob = malloc(1 + 10 * (n_rules + 1) + len);
+	if (v.blob == NULL)
+		goto nomem;
+	v.len = spool_blob_header(v.blob, fake, n_rules);
+	memcpy(v.blob + v.len, events, len);
+	v.len += len;
+	v.n = (int64_t)spool_batch_count(b);
+	if (spool_view_start(&v) < 0) {
+		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
+		goto out;
+	}
+	spool_batch_clear(out);
+	while ((rc = spool_view_next(&v, &it)) == 1) {
+		char ckey[EVENT_CUSTOMER_MAX], cust[EVENT_CUSTOMER_MAX], val[EVENT_VALUE_MAX];
+		const char *dead = NULL;
+		struct spool_new_event ne;
+
+		/* it.id is the event's index: the view's first id is 0. */
+		while (d < n_dead && spool_batch_dead(b, d, &dead) < (size_t)it.id)
+			d++;
+		if (d >= n_dead || spool_batch_dead(b, d, &dead) != (size_t)it.id)
+			dead = NULL;
+		if (it.line_offset < end)
+			continue;
+		memcpy(ckey, it.customer_key, it.customer_key_len);
+		ckey[it.customer_key_len] = '\0';
+		memcpy(cust, it.customer, it.customer_len);
+		cust[it.customer_len] = '\0';
+		memcpy(val, it.value, it.value_len);
+		val[it.value_len] = '\0';
+		ne = (struct spool_new_event){.line_offset = it.line_offset,
+		                              .rule = rules[it.rule_id],
+		                              .customer_key = ckey,
+		                              .customer = cust,
+		                              .value = val,
+		                              .timestamp = it.timestamp,
+		                              .dead = dead};
+		if (spool_batch_add(out, &ne, err, errlen) != 0)
+			goto out;
+	}
+	if (rc < 0) {
+		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
+		goto out;
+	}
+	ret = 0;
+	goto out;
+nomem:
+	err_set(err, errlen, "spool %s: out of memory", sp->path);
+out:
+	free(v.blob);
+	free(v.rule_ids);
+	free(fake);
+	return ret;
+}
+
+int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batch *b,
+                 int64_t *added, char *err, size_t errlen)
+{
+	int64_t now = (int64_t)time(NULL), end;
+	struct spool_batch *rest = NULL, *store = b;
+	struct spool_queue q;
+	size_t n = spool_batch_count(b);
+	int ret = -1;
+
+	if (added != NULL)
+		*added = 0;
+	if (sp == NULL || f == NULL) {
 		err_set(err, errlen, "spool_commit: invalid arguments");
-		return -1;
+		goto out;
 	}
 	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
 	if (spool_tx_begin(sp, err, errlen) < 0)
-		return -1;
-	/* Inside the transaction: no other connection can add to the queue meanwhile. */
-	if (n > 0 && spool_queue_end(sp, &next, &shift, err, errlen) < 0)
-		goto fail;
-	next++;
-	for (i = 0; i < n; i++)
-		if (event_insert(sp, &events[i], now, &next, shift, err, errlen) < 0)
+		goto out;
+	if (n > 0) {
+		/* Inside the transaction: no other connection can add to the queue meanwhile. */
+		if (spool_queue_get(sp, &q, err, errlen) < 0 ||
+		    last_end(sp, f->id, &end, err, errlen) < 0)
 			goto fail;
+		if (spool_batch_first_offset(b) < end) {
+			rest = spool_batch_new(spool_batch_instance(b), err, errlen);
+			if (rest == NULL || drop_before(sp, b, end, rest, err, errlen) < 0)
+				goto fail;
+			store = rest;
+			n = spool_batch_count(rest);
+		}
+	}
+	if (n > 0) {
+		if (spool_batch_store(sp, q.next_id, f->id, f->offset, q.next_id + q.shift, now,
+		                      store, err, errlen) < 0)
+			goto fail;
+		if (q.next_id > INT64_MAX / 4 - (int64_t)n) {
+			err_set(err, errlen, "spool %s: event ids are exhausted", sp->path);
+			goto fail;
+		}
+		sqlite3_bind_int64(sp->st[ST_QUEUE_NEXT], 1, q.next_id + (int64_t)n);
+		if (spool_st_run(sp, ST_QUEUE_NEXT, "advancing the queue", err, errlen) < 0)
+			goto fail;
+	}
 	if (file_update(sp, f, now, err, errlen) < 0)
 		goto fail;
 	crash_point("spool_commit_inside"); /* all written, not committed: none of it counts */
 	if (spool_tx_commit(sp, err, errlen) < 0)
-		goto fail;
-	return 0;
+		goto out;
+	if (added != NULL)
+		*added = (int64_t)n;
+	ret = 0;
+	goto out;
 fail:
 	spool_tx_rollback(sp);
-	/* Nothing was committed, so no event has a row. */
-	for (i = 0; i < n; i++)
-		events[i].id = events[i].queue_seq = 0;
-	return -1;
+out:
+	spool_batch_free(rest);
+	if (b != NULL)
+		spool_batch_clear(b);
+	return ret;
 }
