@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "util/crash.h"
+#include "util/log.h"
 
 /* The options a command accepts (struct command.opts). */
 enum {
@@ -23,8 +24,14 @@ enum {
 	O_FORCE = 1u << 9,
 	O_DRY_RUN = 1u << 10,
 	O_STATE = 1u << 11,
-	O_NO_SEND = 1u << 12,
+	O_JSON = 1u << 12,
+	O_SOURCE = 1u << 13,
+	O_WINDOWS = 1u << 14,
+	O_NO_SEND = 1u << 15,
 };
+
+/* struct command.takes_input: the words after the command. */
+enum { INPUT_NONE = 0, INPUT_ONE = 1, INPUT_MANY = 2 };
 
 static int cmd_options(const struct cli_args *a)
 {
@@ -41,8 +48,8 @@ static int cmd_crash_points(const struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
-/* The one command table: name, what it runs, whether it needs -c FILE, whether it takes a word
- * after it, the options it accepts, and its lines of the usage (NULL: not shown). */
+/* The one command table: name, what it runs, whether it needs -c FILE, the words it takes after
+ * it (INPUT_*), the options it accepts, and its lines of the usage (NULL: not shown). */
 static const struct command {
 	const char *name;
 	int (*run)(const struct cli_args *a);
@@ -61,7 +68,10 @@ static const struct command {
     {"test-rule", cli_test_rule, 1, 1, O_RULE,
      "test-rule -c FILE [--rule NAME] [FILE|-]\n"
      "                       show the events each input line makes"},
-    {"status", cli_status, 1, 0, 0, "status -c FILE         files, checkpoints, events, sending"},
+    {"status", cli_status, 1, 0, O_JSON | O_SINCE,
+     "status -c FILE [--json] [--since TIME]\n"
+     "                       files, checkpoints, events, sending, health; exit 1 when\n"
+     "                       degraded (paused, or dead letters since TIME)"},
     {"replay", cli_replay, 1, 0,
      O_RULE | O_DEAD | O_DELIVERED | O_UNSURE | O_REASON | O_SINCE | O_FORCE | O_DRY_RUN,
      "replay -c FILE --dead [--rule NAME] [--reason TEXT] [--since TIME]\n"
@@ -69,11 +79,16 @@ static const struct command {
      "logmeter replay -c FILE --unsure [--rule NAME] [--since TIME]\n"
      "                       move dead letters / delivered / unsure events back to\n"
      "                       pending (also: --dry-run)"},
-    {"spool", cli_spool, 1, 1, O_STATE,
+    {"spool", cli_spool, 1, 1, O_STATE | O_WINDOWS,
      "spool export -c FILE [--state pending|delivered|dead|unsure]\n"
      "                       every event as a JSON line\n"
+     "logmeter spool export -c FILE --windows\n"
+     "                       every aggregation window with its lines as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
      "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows"},
+    {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN,
+     "backfill -c FILE [--source NAME] [--dry-run] PATH...\n"
+     "                       bill archived logs (plain or .gz), each line once"},
     {"options", cmd_options, 0, 0, O_MARKDOWN, "options [--markdown]   every configuration option"},
     {"crash-points", cmd_crash_points, 0, 0, 0, NULL},
 };
@@ -117,23 +132,17 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-	                                         {"once", no_argument, NULL, 'o'},
-	                                         {"rule", required_argument, NULL, 'r'},
-	                                         {"markdown", no_argument, NULL, 'm'},
-	                                         {"help", no_argument, NULL, 'h'},
-	                                         {"version", no_argument, NULL, 'V'},
-	                                         {"dead", no_argument, NULL, 'D'},
-	                                         {"delivered", no_argument, NULL, 'E'},
-	                                         {"unsure", no_argument, NULL, 'U'},
-	                                         {"stripe", no_argument, NULL, 'K'},
-	                                         {"reason", required_argument, NULL, 'R'},
-	                                         {"since", required_argument, NULL, 'S'},
-	                                         {"force", no_argument, NULL, 'F'},
-	                                         {"dry-run", no_argument, NULL, 'Y'},
-	                                         {"state", required_argument, NULL, 'T'},
-	                                         {"no-send", no_argument, NULL, 'N'},
-	                                         {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
+	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
+	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
+	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
+	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
+	    {"state", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'J'},
+	    {"source", required_argument, NULL, 'O'}, {"windows", no_argument, NULL, 'W'},
+	    {"no-send", no_argument, NULL, 'N'},      {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
@@ -145,7 +154,8 @@ int main(int argc, char **argv)
 	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
 	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
 	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
-	            {'N', O_NO_SEND, "--no-send"}};
+	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"},
+	            {'W', O_WINDOWS, "--windows"},   {'N', O_NO_SEND, "--no-send"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -153,6 +163,8 @@ int main(int argc, char **argv)
 	int check = 0, c;
 
 	memset(&a, 0, sizeof(a));
+	/* Under systemd, errors before a configuration is loaded carry the journal's priority. */
+	log_setup(LOG_FORMAT_TEXT);
 	/* GNU getopt permutes: options may come before or after the command. */
 	while ((c = getopt_long(argc, argv, "c:nhV", longopts, NULL)) != -1) {
 		for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
@@ -204,6 +216,15 @@ int main(int argc, char **argv)
 		case 'T':
 			a.state = optarg;
 			break;
+		case 'J':
+			a.json = 1;
+			break;
+		case 'O':
+			a.source = optarg;
+			break;
+		case 'W':
+			a.windows = 1;
+			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);
 			return CLI_EXIT_OK;
@@ -228,8 +249,17 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
-	if (optind < argc && cmd->takes_input)
+	if (cmd->takes_input == INPUT_MANY) {
+		if (optind >= argc) {
+			fprintf(stderr, "logmeter %s: no PATH given\n", name);
+			return CLI_EXIT_USAGE;
+		}
+		a.inputs = argv + optind;
+		a.n_inputs = argc - optind;
+		optind = argc;
+	} else if (optind < argc && cmd->takes_input) {
 		a.input = argv[optind++];
+	}
 	if (optind < argc) {
 		fprintf(stderr, "logmeter %s: unexpected argument '%s'\n", name, argv[optind]);
 		return CLI_EXIT_USAGE;

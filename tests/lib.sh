@@ -458,6 +458,20 @@ assert_accepted_once() {
 		fail "accepted identifiers differ from the expected ones: $(head -n 20 "$T/ids.diff")"
 }
 
+# config_no_meter CONF: appends [rule no-meter] of source apache: an event of event_name
+# no_such_meter, which has no meter, for each request of /favicon.ico (grep -c '"GET /favicon.ico'
+# counts them): Stripe refuses them, so they become dead letters.
+config_no_meter() {
+	cat >>"$1" <<'CONF'
+[rule no-meter]
+source = apache
+event_name = no_such_meter
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /favicon.ico
+customer = ip
+value = 1
+CONF
+}
+
 # --- the nginx bytes rule ------------------------------------------------------------------------
 
 # config_nginx_bytes CONF LOG: appends [source nginx] reading LOG (a path or a glob) and

@@ -11,7 +11,7 @@ Usage:
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
-                   [--faults SPEC]
+                   [--faults SPEC] [--session-ttl S]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -33,6 +33,9 @@ Usage:
                    can force a client to paginate.
   --timestamp-skew S  the double's clock for validating event timestamps is real time plus S
                    seconds (default 0): a negative S is a Stripe clock behind the client's.
+
+  --session-ttl S  seconds a meter event session's authentication token is valid (default 900,
+                   Stripe's 15 minutes); tests make it short to make sessions expire.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -99,6 +102,47 @@ FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed 
     ok               no fault
   When the queue is empty, random mode (POST /_double/faults {"rate": 0.3, "kinds": [...],
   "seed": 1}) picks a kind from "kinds" with probability "rate".
+
+Meter event streams (API v2; docs/stripe-contract.md, section 14):
+  POST /v2/billing/meter_event_session  Bearer <api-key> (else 401); no parameters. Answers 200
+        {id, object: "v2.billing.meter_event_session", authentication_token, created, expires_at
+        (created + --session-ttl; RFC 3339 with milliseconds), livemode}. Never faulted.
+  POST /v2/billing/meter_event_stream, checked in this order:
+    1. a fault token is taken (the same queue as meter events); edge faults are answered here
+       (429 in the v2 shape: type rate_limit);
+    2. Authorization "Bearer <token>" of a session: an unknown token is 401 (as a bad key);
+       a token past its expires_at (the double's clock) is 401 {"error": {"type":
+       "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
+       doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
+       401session answers the same and ends that session;
+    3. the rate limiter (--rate-limit): a test key's stream request takes one token of the
+       basic bucket (test-mode stream requests count against the basic limit); with a live
+       key and --rate-limit auto, a bucket of 10,000 events a second takes one token per event;
+       over it: 429 {"error": {"type": "rate_limit", "code": "account_rate_limit_exceeded",
+       message}};
+    4. the body is validated synchronously (Content-Type application/json, a JSON object with
+       exactly "events", a list of 1 to 100 objects, each with event_name (string, at most 100
+       characters), payload (an object of strings), and optionally identifier (string, at most
+       100) and timestamp (an RFC 3339 date-time string); payload values at most 100
+       characters, v1's limit, assumed): otherwise 400 {"error": {"code":
+       "invalid_fields", "message": ...}} (v2 errors carry a code and may lack a type:
+       stripe-node's generateV2Error; the message is the double's own) and none of the
+       request's events is taken; fault 400fields refuses a valid request so;
+    5. fault 500: 500 {"error": {"type": "api_error", "code": "internal_error", message}},
+       nothing taken; slow:MS sleeps first;
+    6. each event: an identifier accepted less than --identifier-ttl ago is dropped silently
+       (stats duplicates; Stripe deduplicates the stream and says nothing); else what Stripe
+       validates asynchronously is checked (an active meter for event_name, its customer key
+       in the payload, a number of at most 15 significant digits under its value key, the
+       timestamp within 35 days back and 5 minutes ahead): a failure makes an error report
+       (no_meter, meter_event_no_customer_defined, meter_event_invalid_value,
+       meter_event_value_too_many_digits, timestamp_too_far_in_past, timestamp_in_future) and
+       the event is not billed; otherwise it is accepted and recorded (--record) as a v1 event
+       is, with an empty idempotency key;
+    7. 200 {} (fault 500rec: the events taken, then the 500 of step 5); the _after faults as for
+       meter events.
+  Stats: stream_requests, stream_ok (200 answers), stream_events (events in 200 answers),
+  sessions, sessions_expired (401s for expired sessions), invalid_fields.
 
 Other API endpoints (Bearer auth as above, else 401; never faulted, not rate limited):
   GET /v1/billing/meters  Stripe's list object {object: "list", url, has_more, data} of
@@ -187,6 +231,12 @@ import urllib.parse
 import uuid
 
 METER_EVENTS_PATH = "/v1/billing/meter_events"
+SESSION_PATH = "/v2/billing/meter_event_session"
+STREAM_PATH = "/v2/billing/meter_event_stream"
+STREAM_MAX_EVENTS = 100
+DEFAULT_SESSION_TTL = 900
+STREAM_RATE_LIVE_EVENTS = 10000.0
+SESSION_EXPIRED_MESSAGE = "The temporary session token has expired."
 METERS_PATH = "/v1/billing/meters"
 V2_EVENTS_PATH = "/v2/core/events"
 MAX_BODY = 1 << 20
@@ -206,7 +256,8 @@ FORMULAS = ("sum", "count", "last")
 METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
-               "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok"}
+               "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok",
+               "401session", "400fields"}
 EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
                "reset"}
 
@@ -291,6 +342,42 @@ def error_body(etype, message, param=None, code=None):
     if code is not None:
         err["code"] = code
     return {"error": err}
+
+
+def v2_error(code, message, etype=None, doc_url=None):
+    """A v2 error body (the OpenAPI schema v2.error: code and message required, type optional)."""
+    e = {"code": code, "message": message}
+    if etype:
+        e["type"] = etype
+    if doc_url:
+        e["doc_url"] = doc_url
+    return {"error": e}
+
+
+def rfc3339_ms(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+RFC3339_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def parse_rfc3339(text):
+    """Seconds since the epoch (the fraction dropped), or None."""
+    import calendar
+    m = RFC3339_RE.match(text)
+    if not m:
+        return None
+    try:
+        t = calendar.timegm((int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),
+                             int(m.group(5)), int(m.group(6)), 0, 0, 0))
+        time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    tz = m.group(8)
+    if tz not in ("Z", "z"):
+        off = int(tz[1:3]) * 3600 + int(tz[4:6]) * 60
+        t -= off if tz[0] == "+" else -off
+    return t
 
 
 def request_id():
@@ -412,6 +499,9 @@ class State:
         self.idempotency_ttl = args.idempotency_ttl
         self.identifier_ttl = args.identifier_ttl
         self.meters_page_max = args.meters_page_max
+        self.session_ttl = args.session_ttl
+        self.sessions = {}  # token -> expires_at (the double's clock)
+        self.stream_bucket = None
         self.meters = {}  # event_name -> Meter, in --meter order
         for i, spec in enumerate(args.meter or []):
             try:
@@ -436,6 +526,8 @@ class State:
         else:
             self.rate_limit = float(args.rate_limit)
         self.bucket = TokenBucket(self.rate_limit) if self.rate_limit > 0 else None
+        if self.live and args.rate_limit == "auto":
+            self.stream_bucket = TokenBucket(STREAM_RATE_LIVE_EVENTS)
         self.ids = {}  # identifier -> accepted time (the double's clock)
         self.events = []
         self.error_reports = []
@@ -470,6 +562,8 @@ class State:
             "not_found": 0, "saved_errors": 0, "error_replays": 0, "rate_limited": 0,
             "error_reports": 0, "forgotten_keys": 0, "forgotten_identifiers": 0,
             "meter_lists": 0, "event_lists": 0,
+            "stream_requests": 0, "stream_ok": 0, "stream_events": 0, "sessions": 0,
+            "sessions_expired": 0, "invalid_fields": 0,
         }
 
     def load_record(self, path):
@@ -518,10 +612,28 @@ class State:
         bs = self.stats["by_status"]
         bs[key] = bs.get(key, 0) + 1
 
+    def count_reply(self, reply):
+        if reply.drop:
+            self.count_status("dropped")
+        elif reply.reset:
+            self.count_status("reset")
+        else:
+            self.count_status(str(reply.status))
+
     def write_log(self, fields):
         if self.log:
             self.log.write("\t".join(tsv_escape(f) if f else "-" for f in fields) + "\n")
             self.log.flush()
+
+    def report_error(self, code, message, identifier, event_name, meter, customer, at, idem):
+        """An asynchronous error report (section 7 of the contract), as Stripe makes them."""
+        self.stats["error_reports"] += 1
+        self.error_reports.append({
+            "id": "evt_test_double_%06d" % len(self.error_reports), "code": code,
+            "message": message, "identifier": identifier, "event_name": event_name,
+            "meter": meter.id if meter else None, "customer": customer,
+            "time": round(at, 3), "idempotency_key": idem,
+        })
 
     def snapshot(self):
         s = json.loads(json.dumps(self.stats))
@@ -624,6 +736,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_json(reply.status, reply.body, headers, reply.ctype)
 
+    @staticmethod
+    def after_faults(reply, fault, notes):
+        """The faults that act on the answer: close, reset or cut it (the work is done)."""
+        if reply.note:
+            notes.append(reply.note)
+        if fault in ("drop", "drop_after"):
+            reply.drop = True
+        elif fault in ("reset", "reset_after"):
+            reply.reset = True
+        elif fault == "cut_after":
+            reply.cut = True
+
     def safely(self, fn):
         try:
             fn()
@@ -697,6 +821,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == METER_EVENTS_PATH:
             return self.meter_event()
+        if path == SESSION_PATH:
+            return self.meter_event_session()
+        if path == STREAM_PATH:
+            return self.meter_event_stream()
         if path == "/_double/faults":
             return self.control_faults()
         if path == "/_double/clock":
@@ -1013,21 +1141,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         st.inflight[pair] = n
                     else:
                         st.inflight.pop(pair, None)
-        if reply.note:
-            notes.append(reply.note)
-        if fault in ("drop", "drop_after"):
-            reply.drop = True
-        elif fault in ("reset", "reset_after"):
-            reply.reset = True
-        elif fault == "cut_after":
-            reply.cut = True
+        self.after_faults(reply, fault, notes)
         with st.lock:
-            if reply.drop:
-                st.count_status("dropped")
-            elif reply.reset:
-                st.count_status("reset")
-            else:
-                st.count_status(str(reply.status))
+            st.count_reply(reply)
             st.write_log([self.command, self.path,
                           "none" if reply.drop or reply.reset else str(reply.status),
                           fault or "", idem or "", ctx["identifier"], customer, event_name,
@@ -1273,17 +1389,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if st.check_customers and ev["customer"] not in st.customers:
                 # Accepted all the same: Stripe checks the customer asynchronously and reports
                 # the failure as a v1.billing.meter.error_report_triggered event.
-                st.stats["error_reports"] += 1
                 ctx["notes"].append("unknown_customer")
-                st.error_reports.append({
-                    "id": "evt_test_double_%06d" % len(st.error_reports),
-                    "code": "meter_event_customer_not_found",
-                    "message": "No customer found with id %s (payload key %s)."
-                               % (ev["customer"], ev["meter"].cust_key),
-                    "identifier": identifier, "event_name": ev["event_name"],
-                    "meter": ev["meter"].id, "customer": ev["customer"],
-                    "time": round(accepted_at, 3), "idempotency_key": idem,
-                })
+                st.report_error("meter_event_customer_not_found",
+                                "No customer found with id %s (payload key %s)."
+                                % (ev["customer"], ev["meter"].cust_key), identifier,
+                                ev["event_name"], ev["meter"], ev["customer"], accepted_at, idem)
         return Reply(200, {
             "object": "billing.meter_event",
             "created": int(time.time()),
@@ -1293,6 +1403,247 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "payload": ev["payload"],
             "timestamp": ev["timestamp"],
         }, note="accepted")
+
+    # --- API v2: meter event sessions and the stream --------------------------------------
+
+    def meter_event_session(self):
+        body = self.read_body()
+        if body is None:
+            return
+        st = self.st
+        reply = self.authorized(count=False)
+        if reply is None:
+            with st.lock:
+                created = st.now()
+                token = "mes_token_" + uuid.uuid4().hex
+                st.sessions[token] = created + st.session_ttl
+                st.stats["sessions"] += 1
+            reply = Reply(200, {
+                "id": "mes_" + uuid.uuid4().hex[:24],
+                "object": "v2.billing.meter_event_session",
+                "authentication_token": token,
+                "created": rfc3339_ms(created),
+                "expires_at": rfc3339_ms(created + st.session_ttl),
+                "livemode": st.live,
+            }, note="session")
+        with st.lock:
+            st.count_status(str(reply.status))
+            st.write_log([self.command, self.path, str(reply.status), "", "", "", "", "",
+                          reply.note or "", "%.3f" % time.time()])
+        self.emit(reply)
+
+    def meter_event_stream(self):
+        body = self.read_body()
+        if body is None:
+            return
+        st = self.st
+        notes = []
+        with st.lock:
+            st.stats["stream_requests"] += 1
+            fault = st.next_fault()
+            if fault and fault != "ok":
+                f = st.stats["faults"]
+                k = fault_kind(fault)
+                f[k] = f.get(k, 0) + 1
+        n_events = 0
+        try:
+            reply, n_events = self.stream_process(fault, body, notes)
+        except Exception as e:  # a bug in the double must not hang the client
+            reply = Reply(500, v2_error("internal_error", "stripe double internal error: %s" % e,
+                                        "api_error"))
+            notes.append("internal_error")
+        self.after_faults(reply, fault, notes)
+        with st.lock:
+            st.count_reply(reply)
+            if reply.status == 200 and not (reply.drop or reply.reset or reply.cut):
+                st.stats["stream_ok"] += 1
+                st.stats["stream_events"] += n_events
+            st.write_log([self.command, self.path,
+                          "none" if reply.drop or reply.reset else str(reply.status),
+                          fault or "", "", "", "", "", ",".join(notes + ["events=%d" % n_events]),
+                          "%.3f" % time.time()])
+        self.emit(reply)
+
+    def stream_process(self, fault, body, notes):
+        """-> (Reply, number of events in the request)"""
+        st = self.st
+        if fault == "429" or (fault or "").startswith("429ra:"):
+            reply = Reply(429, v2_error("account_rate_limit_exceeded", RATE_LIMIT_MESSAGE,
+                                        "rate_limit"), [("Stripe-Rate-Limited-Reason",
+                                                         "global-rate")])
+            if fault.startswith("429ra:"):
+                reply.headers.append(("Retry-After", fault[6:]))
+            return reply, 0
+        if fault in EDGE_FAULTS:
+            return self.edge_fault(fault), 0
+        auth = self.headers.get("Authorization") or ""
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        with st.lock:
+            expires = st.sessions.get(token) if token else None
+            if expires is not None and (fault == "401session" or st.now() >= expires):
+                if fault == "401session":
+                    st.sessions[token] = st.now()
+                st.stats["sessions_expired"] += 1
+                return Reply(401, v2_error(
+                    "billing_meter_event_session_expired", SESSION_EXPIRED_MESSAGE,
+                    "temporary_session_expired",
+                    doc_url="https://docs.stripe.com/api/v2/billing/meter-event-stream/create"),
+                    note="session_expired"), 0
+            if expires is None:
+                st.stats["unauthorized"] += 1
+        if expires is None:
+            return Reply(401, error_body("invalid_request_error",
+                                         "Invalid authentication token provided: %s"
+                                         % mask_key(token or auth)),
+                         [("WWW-Authenticate", 'Bearer realm="Stripe"')],
+                         note="unauthorized"), 0
+        events, err = self.stream_validate(body)
+        n = len(events) if events else 0
+        if fault == "400fields" and err is None:
+            err = "events[0]: refused (injected 400fields)."
+        if st.bucket is not None or st.stream_bucket is not None:
+            with st.lock:
+                if st.stream_bucket is not None:
+                    allowed = all(st.stream_bucket.take() for _ in range(max(n, 1)))
+                else:
+                    allowed = st.bucket.take()
+                if not allowed:
+                    st.stats["rate_limited"] += 1
+            if not allowed:
+                return Reply(429, v2_error("account_rate_limit_exceeded", RATE_LIMIT_MESSAGE,
+                                           "rate_limit"),
+                             [("Stripe-Rate-Limited-Reason",
+                               "endpoint-rate" if st.live else "global-rate")],
+                             note="rate_limited"), n
+        if err is not None:
+            with st.lock:
+                st.stats["invalid_fields"] += 1
+                st.stats["rejected"] += 1
+            return Reply(400, v2_error("invalid_fields", err), note="invalid_fields"), n
+        if fault and fault.startswith("slow:"):
+            time.sleep(int(fault[5:]) / 1000.0)
+        if fault == "500":
+            return Reply(500, v2_error("internal_error", "An unknown error occurred.",
+                                       "api_error"), note="fault_500"), n
+        for ev in events:
+            self.stream_take(ev)
+        if fault == "500rec":
+            return Reply(500, v2_error("internal_error", "An unknown error occurred.",
+                                       "api_error"), note="fault_500rec"), n
+        return Reply(200, {}, note="stream"), n
+
+    def stream_validate(self, body):
+        """-> (list of events, None) or (None, the message of a 400 invalid_fields)."""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return None, "The body must be application/json, not %r." % ctype
+        try:
+            req = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None, "The body is not valid JSON."
+        if not isinstance(req, dict):
+            return None, "The body must be a JSON object."
+        extra = sorted(set(req) - {"events"})
+        if extra:
+            return None, "Unknown field: %s." % extra[0]
+        events = req.get("events")
+        if not isinstance(events, list) or not events:
+            return None, "events: required, a list of 1 to %d events." % STREAM_MAX_EVENTS
+        if len(events) > STREAM_MAX_EVENTS:
+            return None, "events: at most %d events per request, got %d." % (
+                STREAM_MAX_EVENTS, len(events))
+        out = []
+        for i, e in enumerate(events):
+            where = "events[%d]" % i
+            if not isinstance(e, dict):
+                return None, "%s: must be an object." % where
+            extra = sorted(set(e) - {"event_name", "payload", "identifier", "timestamp"})
+            if extra:
+                return None, "%s.%s: unknown field." % (where, extra[0])
+            name = e.get("event_name")
+            if not isinstance(name, str) or not name or len(name) > MAX_STRING:
+                return None, "%s.event_name: required, a string of 1 to %d characters." % (
+                    where, MAX_STRING)
+            payload = e.get("payload")
+            if not isinstance(payload, dict) or not payload or \
+                    not all(isinstance(k, str) and isinstance(v, str)
+                            for k, v in payload.items()):
+                return None, "%s.payload: required, an object of strings." % where
+            for k, v in payload.items():
+                # v1's limit on payload values, assumed for the stream (docs/stripe-contract.md)
+                if len(v) > MAX_STRING:
+                    return None, "%s.payload.%s: at most %d characters." % (where, k, MAX_STRING)
+            ident = e.get("identifier", "")
+            if not isinstance(ident, str) or len(ident) > MAX_STRING:
+                return None, "%s.identifier: a string of at most %d characters." % (
+                    where, MAX_STRING)
+            ts = e.get("timestamp")
+            if ts is not None:
+                t = parse_rfc3339(ts) if isinstance(ts, str) else None
+                if t is None:
+                    return None, "%s.timestamp: an RFC 3339 date-time string." % where
+            else:
+                t = int(time.time())
+            out.append({"event_name": name, "payload": payload,
+                        "identifier": ident or "double_" + uuid.uuid4().hex, "timestamp": t})
+        return out, None
+
+    def stream_take(self, e):
+        """Stripe's asynchronous part, done at once: dedupe, validate, record or report."""
+        st = self.st
+        now = time.time() + st.timestamp_skew
+        meter = st.meters.get(e["event_name"])
+        cust_key = meter.cust_key if meter else "stripe_customer_id"
+        customer = e["payload"].get(cust_key, "")
+        value = e["payload"].get(meter.val_key, "") if meter else ""
+        code = None
+        if meter is None or meter.status != "active":
+            code, msg = "no_meter", "No active meter for event name %s." % e["event_name"]
+        elif not customer:
+            code, msg = ("meter_event_no_customer_defined",
+                         "Customer mapping key %s not found in payload." % cust_key)
+        elif not VALUE_RE.match(value):
+            code, msg = "meter_event_invalid_value", "Invalid value %r." % value
+        elif len(re.sub(r"\D", "", value).lstrip("0")) > MAX_SIGNIFICANT_DIGITS:
+            code, msg = "meter_event_value_too_many_digits", "Too many digits: %s." % value
+        elif e["timestamp"] < now - PAST_WINDOW_S:
+            code, msg = "timestamp_too_far_in_past", "Timestamp more than 35 days in the past."
+        elif e["timestamp"] > now + FUTURE_WINDOW_S:
+            code, msg = "timestamp_in_future", "Timestamp more than 5 minutes in the future."
+        identifier = e["identifier"]
+        with st.lock:
+            at = st.ids.get(identifier)
+            if at is not None and st.now() - at >= st.identifier_ttl:
+                del st.ids[identifier]
+                st.stats["forgotten_identifiers"] += 1
+                at = None
+            if at is not None:
+                st.stats["duplicates"] += 1
+                return
+            if code is not None:
+                st.report_error(code, msg, identifier, e["event_name"], meter, customer,
+                                st.now(), None)
+                st.ids[identifier] = st.now()
+                return
+            accepted_at = st.now()
+            st.ids[identifier] = accepted_at
+            st.stats["accepted"] += 1
+            if st.record:
+                st.record.write("\t".join(tsv_escape(f) for f in (
+                    identifier, e["event_name"], customer, value, str(e["timestamp"]), "",
+                    "%.3f" % accepted_at)) + "\n")
+                st.record.flush()
+            st.events.append({
+                "identifier": identifier, "event_name": e["event_name"], "customer": customer,
+                "value": value, "timestamp": e["timestamp"], "payload": dict(e["payload"]),
+                "idempotency_key": None, "accepted_at": accepted_at,
+            })
+            if st.check_customers and customer not in st.customers:
+                st.report_error("meter_event_customer_not_found",
+                                "No customer found with id %s (payload key %s)."
+                                % (customer, cust_key), identifier, e["event_name"], meter,
+                                customer, accepted_at, None)
+
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -1370,6 +1721,7 @@ def main(argv=None):
     ap.add_argument("--record")
     ap.add_argument("--faults")
     ap.add_argument("--log")
+    ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL)
     args = ap.parse_args(argv)
     try:
         state = State(args)

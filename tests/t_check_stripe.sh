@@ -68,6 +68,27 @@ grep -q 'warning: rule missing: the account has no meter with event_name no_such
 	fail "the agent did not warn at start"
 grep -q 'warning: rule last: meter' "$T/agent.log" || fail "the agent did not warn about the last meter"
 
+# Aggregation: one meter event per window with the sum of its lines. A sum meter adds the
+# windows up; a count meter counts one per window and a last meter keeps one window's total:
+# both refused (exit 1), whatever the value.
+agg="$T/aggregate.conf"
+write_config "$agg"
+{
+	printf '[source apache]\npath = %s\n' "$log"
+	rule agg_sum bandwidth_bytes bytes "aggregate = 60s"
+	rule agg_count hits 1 "aggregate = 1m"
+	rule agg_last gauge bytes "aggregate = 10s"
+} >> "$agg"
+rc=0
+out=$("$LOGMETER" check --stripe -c "$agg" 2>"$T/err") || rc=$?
+assert_eq 1 "$rc" "exit code of check --stripe with aggregating rules on count and last meters"
+grep -q '^ok: rule agg_sum: meter .* sums the values the rule sends (value = bytes, summed per customer per window first)$' <<<"$out" ||
+	fail "aggregate into a sum meter: $out"
+grep -q '^error: rule agg_count: aggregate = 60s sends one meter event per window .* formula count, which counts each window.s meter event as 1' <<<"$out" ||
+	fail "aggregate into a count meter: $out"
+grep -q '^error: rule agg_last: aggregate = 10s .* formula last, which does not add the windows. totals up' <<<"$out" ||
+	fail "aggregate into a last meter: $out"
+
 # A key Stripe refuses: check --stripe says so (exit 1) without showing the key.
 printf 'sk_test_refused_%s\n' "$(_lm_random)" > "$T/stripe.key"
 rc=0

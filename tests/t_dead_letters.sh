@@ -13,13 +13,8 @@ first_ip=$(head -n 1 "$T/logs/access.log" | awk '{print $1}')
 awk '{print $1}' "$T/logs/access.log" | sort -u | grep -vxF "$first_ip" | awk '{printf "%s,cus_%04d\n", $1, NR}' > "$T/customers.csv"
 write_config "$T/logmeter.conf"
 config_apache_bytes "$T/logmeter.conf" "$T/logs/access.log" "$T/customers.csv"
+config_no_meter "$T/logmeter.conf"
 cat >> "$T/logmeter.conf" <<CONF
-[rule no-meter]
-source = apache
-event_name = no_such_meter
-pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET /favicon.ico
-customer = ip
-value = 1
 [rule old-time]
 source = apache
 event_name = requests

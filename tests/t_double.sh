@@ -504,4 +504,64 @@ double_stop
 double_start_key "rk_live_double_$(_lm_random)" --rate-limit auto
 assert_eq 1000 "$(double_stat rate_limit)" "auto rate limit with a live restricted key"
 
+# API v2 (docs/stripe-contract.md, section 14): a session with the secret key, the stream with
+# its token; the shapes of Stripe's answers.
+# The session lives 10 minutes here, so that no check but the last depends on how fast the
+# machine is; the last one restarts the double with sessions of 1 s.
+double_stop
+double_start --session-ttl 600
+post() { # post NAME PATH [curl args...]: like get, for a POST
+	local name=$1 path=$2 rc=0
+	shift 2
+	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+		-X POST "$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
+	echo "$rc" >"$T/$name.rc"
+}
+post nosess /v2/billing/meter_event_session -H "Authorization: Bearer sk_test_wrong"
+assert_eq 401 "$(status nosess)" "a session needs the secret key"
+post sess /v2/billing/meter_event_session -H "Authorization: Bearer $API_KEY"
+assert_eq 200 "$(status sess)" "session status"
+assert_eq v2.billing.meter_event_session "$(field sess object)" "session object"
+token=$(field sess authentication_token)
+created=$(field sess created)
+expires=$(field sess expires_at)
+assert_eq 600 "$("$PYTHON3" -c 'import sys, datetime as d
+f = lambda s: d.datetime.fromisoformat(s.replace("Z", "+00:00"))
+print(int((f(sys.argv[2]) - f(sys.argv[1])).total_seconds()))' "$created" "$expires")" "session life"
+iso=$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%S.000Z)
+sev() { # sev IDENTIFIER: one stream event
+	printf '{"event_name":"bandwidth_bytes","identifier":"%s","timestamp":"%s","payload":{"stripe_customer_id":"cus_A","value":"7"}}' "$1" "$iso"
+}
+post s1 /v2/billing/meter_event_stream -H "Authorization: Bearer $token" \
+	-H 'Content-Type: application/json' --data "{\"events\":[$(sev v2-a),$(sev v2-b),$(sev v2-a)]}"
+assert_eq 200 "$(status s1)" "stream status"
+assert_eq '{}' "$(tr -d ' \n' < "$T/s1.b")" "stream answer"
+assert_eq 1 "$(grep -c '^v2-a	' "$T/accepted.tsv")" "a duplicate identifier is taken once"
+assert_eq "$now" "$(grep '^v2-b	' "$T/accepted.tsv" | cut -f5)" "the RFC 3339 timestamp, recorded in seconds"
+post s2 /v2/billing/meter_event_stream -H "Authorization: Bearer $token" \
+	-H 'Content-Type: application/json' --data "{\"events\":[$(sev v2-c)],\"extra\":1}"
+assert_eq 400 "$(status s2)" "unknown field"
+assert_eq invalid_fields "$(field s2 error.code)" "v2 validation code"
+assert_eq 0 "$(grep -c '^v2-c	' "$T/accepted.tsv")" "nothing of a refused request is taken"
+many=$(for i in $(seq 101); do sev "m$i"; done | paste -sd, -)
+post s3 /v2/billing/meter_event_stream -H "Authorization: Bearer $token" \
+	-H 'Content-Type: application/json' --data "{\"events\":[$many]}"
+assert_eq 400 "$(status s3)" "more than 100 events"
+post s4 /v2/billing/meter_event_stream -H "Authorization: Bearer $API_KEY" \
+	-H 'Content-Type: application/json' --data "{\"events\":[$(sev v2-d)]}"
+assert_eq 401 "$(status s4)" "the stream takes a session token, not the key"
+double_restart --session-ttl 1
+post sess /v2/billing/meter_event_session -H "Authorization: Bearer $API_KEY"
+token=$(field sess authentication_token)
+expires=$(field sess expires_at)
+wait_until 30 "$PYTHON3" -c 'import sys, time, datetime as d
+sys.exit(time.time() < d.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00")).timestamp())' "$expires" ||
+	fail "the session did not expire"
+post s5 /v2/billing/meter_event_stream -H "Authorization: Bearer $token" \
+	-H 'Content-Type: application/json' --data "{\"events\":[$(sev v2-e)]}"
+assert_eq 401 "$(status s5)" "an expired session"
+assert_eq temporary_session_expired "$(field s5 error.type)" "expired session type"
+assert_eq billing_meter_event_session_expired "$(field s5 error.code)" "expired session code"
+assert_eq 1 "$(double_stat sessions_expired)" "stats sessions_expired"
+
 note "ok"

@@ -13,7 +13,8 @@ declare -A allowed=(
 	[store]="util config core"
 	[ingest]="util config core store"
 	[send]="util config core store"
-	[cli]="util config core store ingest send"
+	[report]="util config core store ingest send"
+	[cli]="util config core store ingest send report"
 )
 src=$top_srcdir/src
 bad=0

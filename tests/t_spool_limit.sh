@@ -34,8 +34,11 @@ offset_of() {
 	sed -n 's/^ *offset \([0-9]*\) .*/\1/p' <<<"$1" | head -n 1
 }
 
+# Paused: status says so, and exits 1 (degraded: a health check fails).
 status_paused() {
-	st=$("$LOGMETER" status -c "$1" 2>&1) && grep -q '^ingest: paused (spool limit reached since' <<<"$st"
+	local rc=0
+	st=$("$LOGMETER" status -c "$1" 2>&1) || rc=$?
+	[ "$rc" = 1 ] && grep -q '^ingest: paused (spool limit reached since' <<<"$st"
 }
 
 status_reading() {

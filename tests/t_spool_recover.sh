@@ -35,7 +35,7 @@ agent_stop || fail "agent exited $? on SIGTERM"
 n_pending=$(grep -c '"state":"pending"' "$T/original.jsonl" || true)
 [ "$n_pending" -gt 100 ] || fail "test bug: only $n_pending pending events"
 out=$("$LOGMETER" spool check -c "$conf") || fail "spool check of a sound spool exited $?: $out"
-grep -q "OK (schema version 4; 1 file records; events: pending $n_pending, delivered $((n_total - n_pending)), dead letters 0, unsure 0)" <<<"$out" || fail "spool check: $out"
+grep -q "OK (schema version 5; 1 file records; events: pending $n_pending, delivered $((n_total - n_pending)), dead letters 0, unsure 0)" <<<"$out" || fail "spool check: $out"
 cp "$db" "$T/pristine.db"
 double_restart
 
@@ -100,7 +100,7 @@ grep -q "is not an SQLite database" <<<"$out" || fail "recover of a random file:
 # 2. A newer schema version.
 fresh
 sqlite3 "$db" "PRAGMA user_version = 99"
-refused_start "schema version 99" "schema version 99, newer than this logmeter understands (4)"
+refused_start "schema version 99" "schema version 99, newer than this logmeter understands (5)"
 grep -q "schema version 99 is newer" "$T/check.out" || fail "check of version 99: $(cat "$T/check.out")"
 rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a newer schema"

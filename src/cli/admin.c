@@ -525,6 +525,15 @@ struct export_ctx {
 	int failed;
 };
 
+/* Frees what export_open made. */
+static void export_close(struct spool *sp, struct export_ctx *x)
+{
+	for (size_t i = 0; i < x->n_files; i++)
+		free(x->files[i].path);
+	free(x->files);
+	spool_free(sp);
+}
+
 static int export_collect_file(const struct spool_file *f, void *ud)
 {
 	struct export_ctx *x = ud;
@@ -601,20 +610,35 @@ out:
 	return rc;
 }
 
+/* Opens the spool read-only and collects its files' paths, by id, for an export to `out`.
+ * Returns the spool (export_close), or NULL. */
+static struct spool *export_open(const struct config *cfg, struct export_ctx *x, FILE *out,
+                                 char *err, size_t errlen)
+{
+	struct spool *sp;
+
+	memset(x, 0, sizeof(*x));
+	x->out = out;
+	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	if (sp == NULL)
+		return NULL;
+	if (spool_files_foreach(sp, export_collect_file, x, err, errlen) < 0) {
+		export_close(sp, x);
+		return NULL;
+	}
+	qsort(x->files, x->n_files, sizeof(*x->files), file_cmp);
+	return sp;
+}
+
 int admin_export(const struct config *cfg, int state, FILE *out, char *err, size_t errlen)
 {
 	struct export_ctx x;
 	struct spool *sp;
 	int ret = -1;
 
-	memset(&x, 0, sizeof(x));
-	x.out = out;
-	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
+	sp = export_open(cfg, &x, out, err, errlen);
 	if (sp == NULL)
 		return -1;
-	if (spool_files_foreach(sp, export_collect_file, &x, err, errlen) < 0)
-		goto out;
-	qsort(x.files, x.n_files, sizeof(*x.files), file_cmp);
 	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++) {
 		if (state >= 0 && s != state)
 			continue;
@@ -631,10 +655,7 @@ int admin_export(const struct config *cfg, int state, FILE *out, char *err, size
 	}
 	ret = 0;
 out:
-	for (size_t i = 0; i < x.n_files; i++)
-		free(x.files[i].path);
-	free(x.files);
-	spool_free(sp);
+	export_close(sp, &x);
 	return ret;
 }
 
@@ -773,6 +794,105 @@ int cli_replay(const struct cli_args *aa)
 	return admin_exit(rc, "replay", err);
 }
 
+/* spool export --windows: a window's JSON object is built as its lines come, and written when
+ * the next window starts or the export ends. */
+struct window_export {
+	struct export_ctx *x;
+	json_t *cur, *lines;
+};
+
+static int window_flush(struct window_export *we)
+{
+	int rc = 0;
+
+	if (we->cur == NULL)
+		return 0;
+	if (json_dumpf(we->cur, we->x->out, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0 ||
+	    fputc('\n', we->x->out) == EOF) {
+		we->x->failed = 1;
+		rc = -1;
+	} else {
+		we->x->written++;
+	}
+	json_decref(we->cur);
+	we->cur = we->lines = NULL;
+	return rc;
+}
+
+static int export_window(const struct spool_window *w, void *ud)
+{
+	struct window_export *we = ud;
+	json_t *o;
+
+	if (window_flush(we) != 0)
+		return -1;
+	o = json_object();
+	we->lines = json_array();
+	if (o == NULL || we->lines == NULL || jset(o, "id", json_integer(w->id)) < 0 ||
+	    jset(o, "rule", json_text(w->rule)) < 0 ||
+	    jset(o, "customer", json_text(w->customer)) < 0 ||
+	    jset(o, "event_name", json_text(w->event_name)) < 0 ||
+	    jset(o, "start", json_integer(w->start)) < 0 ||
+	    jset(o, "end", json_integer(w->start + w->length)) < 0 ||
+	    jset(o, "close_after", json_integer(w->close_after)) < 0 ||
+	    jset(o, "total", json_text(w->total)) < 0 ||
+	    jset(o, "lines_count", json_integer(w->lines)) < 0 ||
+	    jset(o, "late", json_integer(w->late)) < 0 ||
+	    jset(o, "state", json_string(w->closed ? "closed" : "open")) < 0 ||
+	    jset(o, "event_id", w->event_id > 0 ? json_integer(w->event_id) : json_null()) < 0 ||
+	    json_object_set(o, "lines", we->lines) < 0) {
+		json_decref(o);
+		json_decref(we->lines);
+		we->lines = NULL;
+		return -1;
+	}
+	json_decref(we->lines); /* o holds it */
+	we->cur = o;
+	return 0;
+}
+
+static int export_window_line(const struct spool_window_line *l, void *ud)
+{
+	struct window_export *we = ud;
+	struct export_file key = {.id = l->file_id}, *f;
+	json_t *o = json_object();
+
+	f = bsearch(&key, we->x->files, we->x->n_files, sizeof(*we->x->files), file_cmp);
+	if (o == NULL || jset(o, "file_id", json_integer(l->file_id)) < 0 ||
+	    jset(o, "file", f != NULL ? json_text(f->path) : json_null()) < 0 ||
+	    jset(o, "line_offset", json_integer(l->line_offset)) < 0 ||
+	    jset(o, "value", json_text(l->value)) < 0 ||
+	    jset(o, "timestamp", json_integer(l->timestamp)) < 0 ||
+	    jset(o, "late", json_boolean(l->late)) < 0 || json_array_append_new(we->lines, o) < 0) {
+		json_decref(o);
+		return -1;
+	}
+	return 0;
+}
+
+int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t errlen)
+{
+	struct export_ctx x;
+	struct window_export we = {.x = &x};
+	struct spool *sp;
+	int ret = -1;
+
+	sp = export_open(cfg, &x, out, err, errlen);
+	if (sp == NULL)
+		return -1;
+	if (spool_windows_foreach(sp, 0, export_window, export_window_line, &we, err, errlen) < 0 ||
+	    window_flush(&we) != 0 || fflush(out) != 0) {
+		if (x.failed || ferror(out))
+			err_set(err, errlen, "writing the export: %s", strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	json_decref(we.cur);
+	export_close(sp, &x);
+	return ret;
+}
+
 int cli_spool(const struct cli_args *aa)
 {
 	const char *path = aa->config, *sub = aa->input;
@@ -792,12 +912,19 @@ int cli_spool(const struct cli_args *aa)
 		    "logmeter spool: --state pending|delivered|dead|unsure, with export only\n");
 		return CLI_EXIT_USAGE;
 	}
+	if (aa->windows && (strcmp(sub, "export") != 0 || aa->state != NULL)) {
+		fprintf(stderr,
+		        "logmeter spool: --windows, with export only and without --state\n");
+		return CLI_EXIT_USAGE;
+	}
 	cfg = config_load(path, err, sizeof(err));
 	if (cfg == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return CLI_EXIT_USAGE;
 	}
-	if (strcmp(sub, "export") == 0)
+	if (strcmp(sub, "export") == 0 && aa->windows)
+		rc = admin_export_windows(cfg, stdout, err, sizeof(err));
+	else if (strcmp(sub, "export") == 0)
 		rc = admin_export(cfg, state, stdout, err, sizeof(err));
 	else if (strcmp(sub, "check") == 0)
 		rc = admin_check(cfg, stdout, err, sizeof(err));

@@ -51,6 +51,12 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
  * Reads the spool read-only. Returns 0 or -1. */
 int admin_export(const struct config *cfg, int state, FILE *out, char *err, size_t errlen);
 
+/* Writes every aggregation window of the spool as one JSON line to `out`: id, rule, customer,
+ * event_name, start and end (seconds since the epoch), close_after, total, lines, late, state
+ * (open or closed), event_id (its meter event, null while open) and lines, the list of its lines
+ * (file_id, file, line_offset, value, timestamp, late). Read-only. Returns 0 or -1. */
+int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t errlen);
+
 /* `spool check`: prints "OK" and the counts, or every problem; returns 0, 1 or -1. */
 int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen);
 

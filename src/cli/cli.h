@@ -1,7 +1,7 @@
 /* cli: the commands of the command line, one file each: run.c (the agent), check.c, test_rule.c,
- * status.c, admin.c (replay, spool export/check/recover). main.c parses the options into a
- * struct cli_args and dispatches through its command table. Each command returns the process's
- * exit status and prints its own errors. */
+ * status.c, admin.c (replay, spool export/check/recover), backfill.c. main.c parses the options
+ * into a struct cli_args and dispatches through its command table. Each command returns the
+ * process's exit status and prints its own errors. */
 #ifndef LOGMETER_CLI_H
 #define LOGMETER_CLI_H
 
@@ -20,8 +20,12 @@ struct cli_args {
 	const char *input;  /* the word after the command (test-rule's FILE, spool's verb) */
 	const char *rule;   /* --rule */
 	const char *reason, *since, *state;
+	const char *source;  /* --source */
+	char *const *inputs; /* the words after a command that takes several (backfill's PATHs) */
+	int n_inputs;
 	int once, no_send, markdown, stripe;
-	int dead, delivered, unsure, force, dry_run;
+	int dead, delivered, unsure, force, dry_run, json;
+	int windows; /* spool export --windows */
 };
 
 /* The configuration and everything compiled from it. */
@@ -37,10 +41,20 @@ int cli_setup_load(struct cli_setup *s, const char *path);
 /* Frees what cli_setup_load made; safe on a zeroed or freed setup. */
 void cli_setup_free(struct cli_setup *s);
 
+/* The state directory's lock file: whoever holds it is the one agent of that spool. */
+#define CLI_LOCK_NAME "agent.lock"
+
+/* Takes STATE_DIR/agent.lock (creating the directory and the file) with an exclusive flock(2)
+ * for the caller's lifetime: the kernel releases it when the process ends, so a crash never
+ * leaves a stale lock. Returns the descriptor (keep it open to hold the lock), or -1 with the
+ * reason in `err` and *held 1 if another process holds it (an agent runs), else 0. */
+int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen);
+
 int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
-int cli_status(const struct cli_args *a);    /* status */
+int cli_status(const struct cli_args *a);    /* status [--json] [--since TIME] */
+int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-run] PATH... */
 int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
 int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
 

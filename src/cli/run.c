@@ -10,13 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "ingest/space.h"
 #include "ingest/watch.h"
+#include "report/metrics.h"
 #include "send/sender.h"
 #include "send/stripe.h"
 #include "store/spool.h"
@@ -38,6 +38,7 @@ struct agent {
 	struct space *space; /* the ingest half's room and pause (space.c) */
 	struct watch *watch;
 	struct sender *sender;
+	struct metrics *metrics; /* the Prometheus endpoint, or NULL (metrics_listen empty) */
 	pthread_t ingest_thread, sender_thread;
 	int ingest_started, sender_started;
 	int once;
@@ -253,35 +254,19 @@ static int agent_start_threads(struct agent *a)
 }
 
 /* Two agents on one spool would each read every file with their own checkpoints and bill each
- * new file twice: the first takes an exclusive lock for its lifetime (flock(2), released by the
- * kernel when the process dies, so a crash never leaves a stale lock). Returns the descriptor,
- * or -1. */
+ * new file twice: the first takes the state directory's lock for its lifetime
+ * (cli_lock_state_dir). Returns the descriptor, or -1 (logged). */
 static int lock_state_dir(const char *state_dir)
 {
-	char path[4096], err[1024] = "";
-	int fd;
+	char err[1024] = "";
+	int held = 0, fd = cli_lock_state_dir(state_dir, &held, err, sizeof(err));
 
-	/* The directory may not exist yet: the lock is taken before anything else touches it. */
-	if (path_mkdirs(state_dir, err, sizeof(err)) != 0) {
+	if (fd < 0 && held)
+		log_err("another logmeter is already running with state_dir %s (%s): refusing to "
+		        "start a second one on the same spool",
+		        state_dir, err);
+	else if (fd < 0)
 		log_err("%s", err);
-		return -1;
-	}
-	snprintf(path, sizeof(path), "%s/agent.lock", state_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		log_err("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EWOULDBLOCK)
-			log_err("another logmeter is already running with state_dir %s (%s is "
-			        "locked): refusing to start a second one on the same spool",
-			        state_dir, path);
-		else
-			log_err("cannot lock %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
 	return fd;
 }
 
@@ -298,15 +283,18 @@ static const struct {
 	const char *key;
 	enum reload_how how;
 } reload_agent[] = {
-    {"instance", RELOAD_LIVE},        /* the identifiers of lines read from now on */
-    {"include_dir", RELOAD_LIVE},     /* used only to load the configuration */
-    {"log_level", RELOAD_LIVE},       /* set when the configuration was loaded */
+    {"instance", RELOAD_LIVE},    /* the identifiers of lines read from now on */
+    {"include_dir", RELOAD_LIVE}, /* used only to load the configuration */
+    {"log_level", RELOAD_LIVE},   /* set when the configuration was loaded */
+    {"log_format", RELOAD_LIVE},
     {"batch_lines", RELOAD_LIVE},     /* read at each read of a file */
     {"max_line_length", RELOAD_LIVE}, /* from the next line on */
     {"rescan_interval", RELOAD_LIVE}, /* after the rescan that follows the reload */
     {"rotate_wait", RELOAD_LIVE},
     {"max_open_files", RELOAD_LIVE},  /* a lower limit closes idle files at once */
     {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
+    {"metrics_listen", RELOAD_LIVE},  /* the endpoint moves: agent_metrics */
+    {"metrics_max_files", RELOAD_LIVE},
     {"min_free_bytes", RELOAD_LIVE},
     {"durability", RELOAD_SENDER}, /* the ingest half's connection takes it at once */
     {"delivered_retention", RELOAD_SENDER},
@@ -406,14 +394,48 @@ static int resolve_instance(const struct config *cfg, char *out, size_t outlen, 
 	return rc;
 }
 
+static int listen_same(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* Makes the metrics endpoint follow a->setup.cfg, which replaces `old` (NULL at start; still
+ * valid during the call): kept with the new configuration if its address is the same, else
+ * closed and opened on the new one. Returns 0, or -1 if it could not listen (logged; there is
+ * no endpoint then). */
+static int agent_metrics(struct agent *a, const struct config *old)
+{
+	const char *want = a->setup.cfg->agent.metrics_listen;
+	char err[512] = "";
+
+	if (old != NULL && a->metrics != NULL && listen_same(old->agent.metrics_listen, want)) {
+		metrics_set_config(a->metrics, a->setup.cfg);
+		return 0;
+	}
+	metrics_free(a->metrics);
+	a->metrics = NULL;
+	if (want == NULL || want[0] == '\0')
+		return 0;
+	a->metrics = metrics_new(a->setup.cfg, err, sizeof(err));
+	if (a->metrics == NULL) {
+		log_err("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* A reload that must restart everything, as at start: stops both threads, closes every file and
  * the sender, and opens it all again with `next` (taken over). Returns 0 or -1 (the agent then
  * stops). */
 static int agent_reload_all(struct agent *a, struct cli_setup *next)
 {
+	struct cli_setup old;
+
 	agent_close(a);
-	cli_setup_free(&a->setup);
+	old = a->setup;
 	a->setup = *next;
+	agent_metrics(a, old.cfg); /* a failure is logged; the agent goes on */
+	cli_setup_free(&old);
 	if (agent_open(a) != 0 || agent_start_threads(a) != 0) {
 		log_err("reload: could not restart with the new configuration");
 		a->ingest_rc = -1;
@@ -478,6 +500,7 @@ static int agent_reload(struct agent *a, const char *path)
 	stop_ingest(a);
 	old = a->setup;
 	a->setup = next;
+	agent_metrics(a, old.cfg); /* a failure is logged; the agent goes on */
 	if (restart) {
 		log_info("reload: %s: the sender finishes its requests in flight (at most %d s), "
 		         "then a new one starts",
@@ -622,7 +645,7 @@ int cli_run(const struct cli_args *args)
 	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
 	if (lock_fd < 0)
 		goto out;
-	if (agent_open(&a) != 0)
+	if (agent_open(&a) != 0 || agent_metrics(&a, NULL) != 0)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
 	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
@@ -705,6 +728,7 @@ int cli_run(const struct cli_args *args)
 	}
 out:
 	agent_close(&a);
+	metrics_free(a.metrics);
 	cli_setup_free(&a.setup);
 	if (lock_fd >= 0)
 		close(lock_fd);

@@ -1,7 +1,13 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/log.h"
+#include "util/path.h"
 
 void cli_setup_free(struct cli_setup *s)
 {
@@ -15,6 +21,7 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 {
 	char err[CONFIG_ERR_MAX];
 	enum log_level level;
+	enum log_format format = LOG_FORMAT_TEXT;
 
 	err[0] = '\0';
 	s->cfg = config_load(path, err, sizeof(err));
@@ -25,9 +32,39 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 		goto fail;
 	if (log_level_parse(s->cfg->agent.log_level, &level) == 0)
 		log_set_level(level);
+	/* The option table allows only what log_format_parse takes. */
+	(void)log_format_parse(s->cfg->agent.log_format, &format);
+	log_setup(format);
 	return 0;
 fail:
-	fprintf(stderr, "%s\n", err);
+	log_plain(LOG_LVL_ERR, err);
 	cli_setup_free(s);
 	return -1;
+}
+
+int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	*held = 0;
+	/* The directory may not exist yet: the lock is taken before anything else touches it. */
+	if (path_mkdirs(state_dir, err, errlen) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		*held = errno == EWOULDBLOCK;
+		if (*held)
+			err_set(err, errlen, "%s is locked", path);
+		else
+			err_set(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
 }

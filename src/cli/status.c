@@ -1,50 +1,31 @@
-/* status: what the spool and the running agent's live state say. */
+/* status: what the spool and the running agent's live state say (report/facts.h), as text or,
+ * with --json, as the versioned document of docs/status-json.md; the exit status says whether
+ * the agent is healthy, so that it can serve as a health check. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
+#include <time.h>
 
+#include "cli/admin.h"
 #include "cli/cli.h"
-#include "ingest/space.h"
-#include "send/sender.h"
+#include "report/facts.h"
 #include "store/spool.h"
-
-static int status_file(const struct spool_file *f, void *ud)
-{
-	struct stat st;
-	long long size = f->size;
-
-	(void)ud;
-	/* The live size, when the path still names the same file, shows the lag behind the writer.
-	 */
-	if (f->state != SPOOL_FILE_GONE && stat(f->path, &st) == 0 &&
-	    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino)
-		size = (long long)st.st_size;
-	printf("  %s\n", f->path);
-	printf("    source %s  identity %s (dev %llu, inode %llu)  state %s\n", f->source, f->uid,
-	       (unsigned long long)f->dev, (unsigned long long)f->ino,
-	       spool_file_state_name(f->state));
-	printf("    offset %lld  size %lld  lag %lld bytes\n", (long long)f->offset, size,
-	       size > f->offset ? size - (long long)f->offset : 0LL);
-	printf("    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
-	       "NUL bytes %lld  events %lld  checkpoint resets %lld\n",
-	       (long long)f->counters.lines, (long long)f->counters.matched,
-	       (long long)f->counters.unmatched, (long long)f->counters.invalid,
-	       (long long)f->counters.long_lines, (long long)f->counters.nul_bytes,
-	       (long long)f->counters.events, (long long)f->counters.resets);
-	return 0;
-}
 
 int cli_status(const struct cli_args *args)
 {
-	const char *path = args->config;
 	struct config *cfg;
 	struct spool *sp = NULL;
-	struct spool_counts counts;
-	char err[CONFIG_ERR_MAX] = "", last[EVENT_ERROR_MAX] = "", instance[128] = "";
+	struct facts *f = NULL;
+	char err[CONFIG_ERR_MAX] = "";
+	int64_t now = (int64_t)time(NULL), since = 0;
 	int rc = CLI_EXIT_RUNTIME;
 
-	cfg = config_load(path, err, sizeof(err));
+	if (args->since != NULL && admin_parse_time(args->since, now, &since) != 0) {
+		fprintf(stderr,
+		        "logmeter status: --since '%s': expected 2026-11-29T12:00:00Z, 2026-11-29, "
+		        "@SECONDS or an age such as 30m, 24h, 7d\n",
+		        args->since);
+		return CLI_EXIT_USAGE;
+	}
+	cfg = config_load(args->config, err, sizeof(err));
 	if (cfg == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return CLI_EXIT_USAGE;
@@ -52,33 +33,26 @@ int cli_status(const struct cli_args *args)
 	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
 	if (sp == NULL)
 		goto fail;
-	if (spool_counts(sp, &counts, err, sizeof(err)) != 0 ||
-	    spool_last_error(sp, last, sizeof(last), err, sizeof(err)) != 0)
+	f = facts_new(cfg, sp, now, since, err, sizeof(err));
+	if (f == NULL)
 		goto fail;
-	/* Read-only: show the stored instance without changing it. */
-	if (spool_instance(sp, NULL, instance, sizeof(instance), err, sizeof(err)) != 0)
-		snprintf(instance, sizeof(instance), "?");
-	printf("spool: %s\n", spool_path(sp));
-	printf("instance: %s\n", instance);
-	printf("events: pending %lld, delivered %lld, dead letters %lld, unsure %lld\n",
-	       (long long)counts.pending, (long long)counts.delivered, (long long)counts.dead,
-	       (long long)counts.unsure);
-	if (counts.unsure > 0)
-		printf("unsure: %lld events had an attempt with an unknown outcome more than "
-		       "unsure_after ago and are not re-sent by themselves: check Stripe, then "
-		       "`logmeter replay --unsure` (docs/stripe-contract.md)\n",
-		       (long long)counts.unsure);
-	printf("last error: %s\n", last[0] ? last : "none");
-	space_status_print(stdout, cfg, sp); /* "ingest: ..." and "space: ..." */
-	sender_status_print(stdout, cfg);    /* "sender: ...", "rate: ...", "held: ..." */
-	printf("files:\n");
-	if (spool_files_foreach(sp, status_file, NULL, err, sizeof(err)) != 0)
+	if (args->json) {
+		if (facts_print_json(stdout, f, err, sizeof(err)) != 0)
+			goto fail;
+	} else {
+		facts_print_text(stdout, f);
+	}
+	if (fflush(stdout) != 0) {
+		snprintf(err, sizeof(err), "cannot write the status");
 		goto fail;
-	rc = 0;
+	}
+	/* 1 also when the status could not be read: a health check must not pass then. */
+	rc = f->degraded ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
 	goto out;
 fail:
 	fprintf(stderr, "status: %s\n", err);
 out:
+	facts_free(f);
 	spool_free(sp);
 	config_free(cfg);
 	return rc;

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -67,7 +68,7 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 	static const char https[] = "https://";
 
 	if (api_base == NULL || api_base[0] == '\0') {
-		err_set(err, errlen, "[stripe] api_base is empty");
+		err_set(err, errlen, "[stripe] the base URL is empty");
 		return -1;
 	}
 	for (const char *p = api_base; *p != '\0'; p++) {
@@ -75,21 +76,21 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 
 		if (c <= 0x20 || c >= 0x7f) {
 			err_set(err, errlen,
-			        "[stripe] api_base contains whitespace, control or non-ASCII "
+			        "[stripe] the base URL contains whitespace, control or non-ASCII "
 			        "characters");
 			return -1;
 		}
 	}
 	if (base_has_version_path(api_base)) {
 		err_set(err, errlen,
-		        "[stripe] api_base %s ends in an API version: give the base only, such as "
+		        "[stripe] %s ends in an API version: give the base only, such as "
 		        "https://api.stripe.com (logmeter adds /v1/billing/meter_events)",
 		        api_base);
 		return -1;
 	}
 	if (strncasecmp(api_base, https, sizeof(https) - 1) == 0) {
 		if (api_base[sizeof(https) - 1] == '\0' || api_base[sizeof(https) - 1] == '/') {
-			err_set(err, errlen, "[stripe] api_base %s has no host", api_base);
+			err_set(err, errlen, "[stripe] %s has no host", api_base);
 			return -1;
 		}
 		return 0;
@@ -97,9 +98,67 @@ int config_check_api_base(const char *api_base, char *err, size_t errlen)
 	if (config_api_base_is_local(api_base))
 		return 0;
 	err_set(err, errlen,
-	        "[stripe] api_base %s: must start with https:// (plain http is allowed only for "
+	        "[stripe] %s: must start with https:// (plain http is allowed only for "
 	        "http://127.0.0.1[:PORT], a local test double)",
 	        api_base);
+	return -1;
+}
+
+int config_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *outlen,
+                        int *loopback, char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(text, ':'), *p;
+	size_t hlen;
+	long port = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (colon == NULL || colon[1] == '\0') {
+		err_set(err, errlen, "expected ADDRESS:PORT, such as 127.0.0.1:9464 or [::1]:9464");
+		return -1;
+	}
+	for (p = colon + 1; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9' || port > 65535) {
+			err_set(err, errlen, "the port is not a number from 0 to 65535");
+			return -1;
+		}
+		port = port * 10 + (*p - '0');
+	}
+	if (port > 65535) {
+		err_set(err, errlen, "the port is not a number from 0 to 65535");
+		return -1;
+	}
+	hlen = (size_t)(colon - text);
+	if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']' && hlen - 2 < sizeof(host)) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+
+		memcpy(host, text + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+			goto bad_address;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*outlen = sizeof(*a6);
+		*loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+		return 0;
+	}
+	if (hlen < sizeof(host)) {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+
+		memcpy(host, text, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+			goto bad_address;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*outlen = sizeof(*a4);
+		*loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+		return 0;
+	}
+bad_address:
+	err_set(err, errlen,
+	        "the address is neither a numeric IPv4 address nor an IPv6 address in brackets "
+	        "(127.0.0.1:9464, [::1]:9464)");
 	return -1;
 }
 
@@ -160,6 +219,7 @@ enum opt_type {
 	OPT_PATTERN,      /* non-empty, verbatim */
 	OPT_PATTERN_FILE, /* an OPT_PATH whose content becomes config_rule.pattern */
 	OPT_ACCOUNT,      /* a Connect account id, acct_... (config_check_account) */
+	OPT_LISTEN,       /* ADDRESS:PORT (config_parse_listen); "": none */
 };
 
 static const char *const type_names[] = {
@@ -180,6 +240,7 @@ static const char *const type_names[] = {
     [OPT_PATTERN] = "pattern",
     [OPT_PATTERN_FILE] = "path",
     [OPT_ACCOUNT] = "account id",
+    [OPT_LISTEN] = "address:port",
 };
 
 #define OPT_REQUIRED 1u
@@ -230,6 +291,12 @@ static const struct option options[] = {
              "strcmp order of the names. Main file only. A missing directory is fine."},
     {AGENT(log_level), .key = "log_level", .type = OPT_KEYWORD, .def = "info",
      .choices = "error|warning|info|debug", .help = "Messages above this level are dropped."},
+    {AGENT(log_format), .key = "log_format", .type = OPT_KEYWORD, .def = "text",
+     .choices = "text|json",
+     .help = "text: lines \"logmeter: LEVEL: MESSAGE\". json: one JSON object a line, with "
+             "time, level, pid and message, for log shippers. Either way, when standard error "
+             "is the journal ($JOURNAL_STREAM) each line starts with its sd-daemon priority "
+             "prefix, so that journalctl -p works."},
     {AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "1000", .min = 1,
      .max = 1000000, .help = "Lines read per spool transaction (one fsync each)."},
     {AGENT(delivered_retention), .key = "delivered_retention", .type = OPT_DURATION_S, .def = "7d",
@@ -272,6 +339,17 @@ static const struct option options[] = {
              "take) plus free pages in spool.db. Delivered events are pruned early to make "
              "room; sending goes on. It should hold a few batches. 0: pause only when a commit "
              "fails because the disk is full."},
+    {AGENT(metrics_listen), .key = "metrics_listen", .type = OPT_LISTEN, .min = 0, .max = 64,
+     .help = "ADDRESS:PORT where the agent serves its Prometheus metrics at /metrics, such as "
+             "127.0.0.1:9464 or [::1]:9464 (port 0: any free port, logged at start). Empty: no "
+             "endpoint. The endpoint has no authentication: keep it on loopback unless a "
+             "firewall guards the address (a non-loopback address is logged as a warning). See "
+             "docs/metrics.md."},
+    {AGENT(metrics_max_files), .key = "metrics_max_files", .type = OPT_INT, .def = "100", .min = 0,
+     .max = 100000,
+     .help = "Files being read that get series of their own in the metrics (lines, NUL bytes, "
+             "lag), the first by source and the order they were first seen; every file counts "
+             "in the per-source series. Bounds the metrics' size with thousands of files."},
 
     {STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1, .max = PATH_MAX - 1,
      .help = "File holding the Stripe secret or restricted key on its first line, read when "
@@ -306,6 +384,19 @@ static const struct option options[] = {
     {STRIPE(account), .key = "account", .type = OPT_ACCOUNT, .min = 6, .max = 255,
      .help = "A Connect connected account id (acct_...): events are sent on its behalf with "
              "the Stripe-Account header, and the automatic rate is Stripe's Connect limit."},
+    {STRIPE(api), .key = "api", .type = OPT_ENUM, .def = "v1", .choices = "v1|v2",
+     .help = "The meter event API. v1: one request per event (POST /v1/billing/meter_events), "
+             "1,000 a second for a live account, 25 in test mode. v2: meter event streams, up to "
+             "100 events a request (POST /v2/billing/meter_event_stream on meter_events_base) "
+             "under a meter event session renewed before its 15 minutes run out; 10,000 events "
+             "a second for a live account, while in test mode each request counts against the "
+             "basic limit of 25 a second. Stripe validates v2 events after answering: what it "
+             "refuses then is only in its Dashboard and error reports. See "
+             "docs/stripe-contract.md."},
+    {STRIPE(meter_events_base), .key = "meter_events_base", .type = OPT_URL,
+     .def = "https://meter-events.stripe.com", .min = 1, .max = 1000,
+     .help = "Base URL of Stripe's meter event stream host (api = v2). Plain http:// only to "
+             "127.0.0.1, for a local test double."},
     {STRIPE(unsure_after_s), .key = "unsure_after", .type = OPT_DURATION_S, .def = "23h", .min = 1,
      .max = DAY_S,
      .help = "An event with an attempt whose outcome is unknown (a 5xx, a timeout, a reset) is "
@@ -360,6 +451,18 @@ static const struct option options[] = {
      .help = "The meter's customer_mapping.event_payload_key."},
     {RULE(payload_value_key), .key = "payload_value_key", .type = OPT_NAME, .def = "value",
      .min = 1, .max = 100, .help = "The meter's value_settings.event_payload_key."},
+    {RULE(aggregate_s), .key = "aggregate", .type = OPT_DURATION_S, .def = "0", .min = 0,
+     .max = DAY_S,
+     .help = "0: one meter event per line. A duration from 1s to 1d: the rule's events are summed "
+             "per customer in windows of this length (aligned to the epoch), and one meter event "
+             "per window is sent, stamped with the window's start, once the window's end plus "
+             "aggregate_grace has passed. A line read after its window closed is counted in the "
+             "next open window. Only for meters whose formula is sum (check --stripe refuses "
+             "count and last). See docs/stripe-contract.md, section 14."},
+    {RULE(aggregate_grace_s), .key = "aggregate_grace", .type = OPT_DURATION_S, .def = "10s",
+     .min = 0, .max = DAY_S,
+     .help = "How long a window stays open after its end, for lines that arrive late (a slow "
+             "writer, a buffered log). Longer delays the window's meter event by as much."},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -984,6 +1087,18 @@ static int opt_parse(struct loader *ld, const struct option *opt, const char *te
 			return -1;
 		}
 		return set_string(ld, field, text);
+	case OPT_LISTEN: {
+		struct sockaddr_storage sa;
+		socklen_t salen;
+		int loopback;
+
+		if (text[0] != '\0' &&
+		    config_parse_listen(text, &sa, &salen, &loopback, why, sizeof(why)) != 0) {
+			opt_err(ld, opt, loc, "'%.*s': %s", QUOTE_MAX, text, why);
+			return -1;
+		}
+		return set_string(ld, field, text);
+	}
 	case OPT_PATH:
 	case OPT_PATTERN_FILE:
 		break;
@@ -1809,6 +1924,7 @@ static bool opt_is_string(const struct option *opt)
 	case OPT_PATTERN:
 	case OPT_PATTERN_FILE:
 	case OPT_ACCOUNT:
+	case OPT_LISTEN:
 		return true;
 	}
 	return false;
@@ -1960,6 +2076,9 @@ static void opt_bounds(const struct option *opt, char *buf, size_t len)
 		break;
 	case OPT_ACCOUNT:
 		snprintf(buf, len, "acct_ then letters and digits");
+		break;
+	case OPT_LISTEN:
+		snprintf(buf, len, "IPv4:PORT or [IPv6]:PORT, or empty");
 		break;
 	case OPT_STRING:
 		snprintf(buf, len, "%lld..%lld bytes", (long long)opt->min, (long long)opt->max);

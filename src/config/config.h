@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Size of the error buffer callers should pass to config_load; every error is a line
  * "FILE:LINE: message". */
@@ -34,11 +35,17 @@ enum config_read_from { CONFIG_READ_FROM_HEAD = 0, CONFIG_READ_FROM_TAIL = 1 };
 /* [agent] durability: how spool commits reach the disk (docs/durability.md). */
 enum config_durability { CONFIG_DURABILITY_STRICT = 0, CONFIG_DURABILITY_NORMAL = 1 };
 
+/* [stripe] api: which meter event API the sender uses (docs/stripe-contract.md). v1: one
+ * request per event, POST /v1/billing/meter_events; v2: meter event streams, up to 100 events a
+ * request to POST /v2/billing/meter_event_stream under a meter event session's token. */
+enum config_api { CONFIG_API_V1 = 0, CONFIG_API_V2 = 1 };
+
 struct config_agent {
 	char *instance;      /* namespaces identifiers; NULL: the spool's stable generated id */
 	char *state_dir;     /* directory holding spool.db */
 	char *include_dir;   /* drop-in directory, resolved against the main file's */
 	char *log_level;     /* error|warning|info|debug */
+	char *log_format;    /* text|json */
 	int64_t batch_lines; /* lines per spool transaction */
 	int64_t delivered_retention; /* seconds delivered events are kept */
 	int64_t rescan_interval_ms;  /* backstop glob rescan, milliseconds */
@@ -48,6 +55,8 @@ struct config_agent {
 	enum config_durability durability;
 	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
 	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
+	char *metrics_listen;    /* "ADDRESS:PORT" of the metrics endpoint; NULL or "": none */
+	int64_t metrics_max_files; /* files with series of their own in the metrics */
 };
 
 struct config_stripe {
@@ -58,11 +67,13 @@ struct config_stripe {
 	int64_t max_requests_per_second; /* 0 (auto): by the key, stripe_default_rate */
 	int64_t retry_min_backoff_ms;    /* milliseconds */
 	int64_t retry_max_backoff_ms;    /* milliseconds, at least retry_min_backoff_ms */
-	int64_t auth_pause_ms;  /* wait (ms) after a 401/403 or an answer that is not Stripe's
-	                           before trying again */
-	char *account;          /* Connect account id for Stripe-Account, or NULL */
-	int64_t unsure_after_s; /* an unknown outcome older than this (seconds) makes an event
-	                           unsure */
+	int64_t auth_pause_ms;   /* wait (ms) after a 401/403 or an answer that is not Stripe's
+	                            before trying again */
+	char *account;           /* Connect account id for Stripe-Account, or NULL */
+	int64_t unsure_after_s;  /* an unknown outcome older than this (seconds) makes an event
+	                            unsure */
+	enum config_api api;     /* v1 or v2 */
+	char *meter_events_base; /* v2 stream host, no trailing '/'; http:// only for 127.0.0.1 */
 };
 
 struct config_source {
@@ -87,6 +98,8 @@ struct config_rule {
 	char *timestamp_format;     /* strptime(3) format, or "epoch" */
 	char *payload_customer_key; /* meter's customer_mapping.event_payload_key */
 	char *payload_value_key;    /* meter's value_settings.event_payload_key */
+	int64_t aggregate_s;        /* window length in seconds; 0: one meter event per line */
+	int64_t aggregate_grace_s;  /* seconds a window stays open after its end */
 	struct config_loc loc;      /* the [rule NAME] line */
 	struct config_loc pattern_loc, customer_loc, customer_map_loc, value_loc, timestamp_loc,
 	    timestamp_format_loc;
@@ -141,11 +154,19 @@ long config_changes(const struct config *a, const struct config *b, const char *
 
 /* Checks that `api_base` is https://..., or http://127.0.0.1[:port] (the only place TLS may be
  * skipped: a local Stripe double), and does not already end in an API version (/v1, /v2).
- * Returns 0 or -1 with the reason in `err`. */
+ * The same rule holds for meter_events_base. Returns 0 or -1 with the reason in `err`. */
 int config_check_api_base(const char *api_base, char *err, size_t errlen);
 
 /* 1 if `api_base` is http://127.0.0.1[:port][/path] (plain HTTP allowed), else 0. */
 int config_api_base_is_local(const char *api_base);
+
+/* Parses "ADDRESS:PORT" as [agent] metrics_listen takes it: a numeric IPv4 address
+ * (127.0.0.1:9464) or an IPv6 one in brackets ([::1]:9464), and a port from 0 to 65535 (0: any
+ * free port). Fills *out (a struct sockaddr_in or sockaddr_in6) and *outlen (bytes), and sets
+ * *loopback to 1 for an address of the loopback range (127.0.0.0/8, ::1), else 0. Returns 0, or
+ * -1 with the reason in `err`. */
+int config_parse_listen(const char *text, struct sockaddr_storage *out, socklen_t *outlen,
+                        int *loopback, char *err, size_t errlen);
 
 /* Checks a Connect account id for the Stripe-Account header: "acct_" followed by 1 to 250
  * letters and digits. Returns 0 or -1 with the reason in `err`. */

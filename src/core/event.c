@@ -58,6 +58,37 @@ void event_ids_free(struct event_ids *ids)
 	free(ids);
 }
 
+/* Writes `prefix` and 40 lowercase hex digits of the first 20 bytes of SHA-256 over the `n`
+ * strings of `fields`, each preceded by its length (event_hash_field), into `out`, with the
+ * context `ctx` (reset first, so that one context serves many identifiers). */
+static int hash_identifier(EVP_MD_CTX *ctx, char out[EVENT_IDENTIFIER_MAX], const char *prefix,
+                           const char *const *fields, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	size_t plen = strlen(prefix);
+	char *p;
+
+	out[0] = '\0';
+	if (ctx == NULL || plen + 2 * EVENT_ID_HASH_BYTES >= EVENT_IDENTIFIER_MAX ||
+	    EVP_MD_CTX_reset(ctx) != 1 || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (event_hash_field(ctx, fields[i], strlen(fields[i])) < 0)
+			return -1;
+	if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
+		return -1;
+	memcpy(out, prefix, plen);
+	p = out + plen;
+	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
+		*p++ = hex[md[i] >> 4];
+		*p++ = hex[md[i] & 0x0F];
+	}
+	*p = '\0';
+	return 0;
+}
+
 /* The hashed bytes are, in this order, each field preceded by its length in bytes as an 8-byte
  * big-endian unsigned integer (docs/identifiers.md):
  *   instance, source, file_uid (their bytes, without a NUL),
@@ -69,11 +100,8 @@ void event_ids_free(struct event_ids *ids)
 int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
                    const char *source, const char *file_uid, int64_t line_offset, const char *rule)
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
 	char off[24];
-	unsigned int md_len = 0;
-	char *p;
+	const char *fields[5];
 
 	if (out == NULL)
 		return -1;
@@ -81,23 +109,12 @@ int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const 
 	if (ids == NULL || instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
 		return -1;
 	snprintf(off, sizeof(off), "%" PRId64, line_offset);
-	if (EVP_MD_CTX_reset(ids->ctx) != 1 ||
-	    EVP_DigestInit_ex(ids->ctx, EVP_sha256(), NULL) != 1 ||
-	    event_hash_field(ids->ctx, instance, strlen(instance)) < 0 ||
-	    event_hash_field(ids->ctx, source, strlen(source)) < 0 ||
-	    event_hash_field(ids->ctx, file_uid, strlen(file_uid)) < 0 ||
-	    event_hash_field(ids->ctx, off, strlen(off)) < 0 ||
-	    event_hash_field(ids->ctx, rule, strlen(rule)) < 0 ||
-	    EVP_DigestFinal_ex(ids->ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
-		return -1;
-	memcpy(out, EVENT_ID_PREFIX, sizeof(EVENT_ID_PREFIX) - 1);
-	p = out + sizeof(EVENT_ID_PREFIX) - 1;
-	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
-		*p++ = hex[md[i] >> 4];
-		*p++ = hex[md[i] & 0x0F];
-	}
-	*p = '\0';
-	return 0;
+	fields[0] = instance;
+	fields[1] = source;
+	fields[2] = file_uid;
+	fields[3] = off;
+	fields[4] = rule;
+	return hash_identifier(ids->ctx, out, EVENT_ID_PREFIX, fields, 5);
 }
 
 int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
@@ -113,6 +130,126 @@ int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const
 	ret = event_ids_make(ids, out, instance, source, file_uid, line_offset, rule);
 	event_ids_free(ids);
 	return ret;
+}
+
+#define EVENT_WINDOW_ID_PREFIX "lmw1-"
+
+int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *rule,
+                            const char *customer, int64_t window_start)
+{
+	char start[24];
+	const char *fields[4];
+	struct event_ids *ids;
+	int ret;
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (instance == NULL || rule == NULL || customer == NULL)
+		return -1;
+	snprintf(start, sizeof(start), "%" PRId64, window_start);
+	fields[0] = instance;
+	fields[1] = rule;
+	fields[2] = customer;
+	fields[3] = start;
+	ids = event_ids_new();
+	ret =
+	    hash_identifier(ids != NULL ? ids->ctx : NULL, out, EVENT_WINDOW_ID_PREFIX, fields, 4);
+	event_ids_free(ids);
+	return ret;
+}
+
+/* Window totals are exact: 18 decimals and 20 integer digits fit a 128-bit integer (1.7e38). */
+#define EVENT_SUM_DECIMALS 18
+#define EVENT_SUM_INT_DIGITS 20
+
+static int value_parse(const char *v, __int128 *out)
+{
+	__int128 x = 0;
+	int neg = 0, idig = 0, fdig = 0;
+
+	if (*v == '-') {
+		neg = 1;
+		v++;
+	}
+	if (*v < '0' || *v > '9')
+		return -1;
+	for (; *v >= '0' && *v <= '9'; v++) {
+		if (++idig > EVENT_SUM_INT_DIGITS)
+			return -1;
+		x = x * 10 + (*v - '0');
+	}
+	if (*v == '.') {
+		v++;
+		if (*v < '0' || *v > '9')
+			return -1;
+		for (; *v >= '0' && *v <= '9'; v++) {
+			if (++fdig > EVENT_SUM_DECIMALS)
+				return -1;
+			x = x * 10 + (*v - '0');
+		}
+	}
+	if (*v != '\0')
+		return -1;
+	for (; fdig < EVENT_SUM_DECIMALS; fdig++)
+		x *= 10;
+	*out = neg ? -x : x;
+	return 0;
+}
+
+int event_value_add(const char *a, const char *b, char *out, size_t outlen)
+{
+	__int128 x, y, sum, mag;
+	char digits[64];
+	int n = 0, neg, frac_end = EVENT_SUM_DECIMALS;
+	size_t o = 0;
+
+	if (a == NULL || b == NULL || out == NULL || value_parse(a, &x) != 0 ||
+	    value_parse(b, &y) != 0)
+		return -1;
+	sum = x + y;
+	neg = sum < 0;
+	mag = neg ? -sum : sum;
+	/* Digits least significant first: 18 of fraction, then the integer part. */
+	do {
+		digits[n++] = (char)('0' + (int)(mag % 10));
+		mag /= 10;
+	} while ((mag > 0 || n <= EVENT_SUM_DECIMALS) && n < (int)sizeof(digits));
+	if (n > EVENT_SUM_DECIMALS + EVENT_SUM_INT_DIGITS)
+		return -1;
+	while (frac_end > 0 && digits[EVENT_SUM_DECIMALS - frac_end] == '0')
+		frac_end--;
+	if (neg && outlen > 1)
+		out[o++] = '-';
+	for (int i = n - 1; i >= EVENT_SUM_DECIMALS && o + 1 < outlen; i--)
+		out[o++] = digits[i];
+	if (frac_end > 0 && o + 1 < outlen)
+		out[o++] = '.';
+	for (int i = EVENT_SUM_DECIMALS - 1; i >= EVENT_SUM_DECIMALS - frac_end && o + 1 < outlen;
+	     i--)
+		out[o++] = digits[i];
+	if (o + 1 >= outlen)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+int event_value_digits(const char *v)
+{
+	const char *first = NULL, *last = NULL;
+	int n = 0;
+
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p >= '1' && *p <= '9' && first == NULL)
+			first = p;
+		if (*p >= '0' && *p <= '9')
+			last = p;
+	}
+	if (first == NULL)
+		return 0;
+	for (const char *p = first; p <= last; p++)
+		n += *p >= '0' && *p <= '9';
+	return n;
 }
 
 enum event_window event_window_of(int64_t timestamp, int64_t now)

@@ -71,6 +71,9 @@ struct event {
 	char last_error[EVENT_ERROR_MAX]; /* Stripe's message or the local reason; "" if none */
 	int64_t created;                  /* seconds since the epoch it was spooled */
 	int64_t delivered_at;             /* seconds since the epoch, 0 if not delivered */
+	int64_t window_s;       /* its rule's aggregate: its value goes into a window of this many
+	                           seconds (spool_commit); 0: it is a meter event of its own */
+	int64_t window_grace_s; /* its rule's aggregate_grace, seconds */
 };
 
 /* Computes the identifier of the event that rule `rule` makes from the line starting at byte
@@ -98,6 +101,25 @@ void event_ids_free(struct event_ids *ids);
  * 0, or -1 if hashing failed or a field is NULL (`out` is then ""). */
 int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
                    const char *source, const char *file_uid, int64_t line_offset, const char *rule);
+/* Computes the identifier of the meter event of an aggregation window: rule `rule` of instance
+ * `instance`, Stripe customer `customer`, window starting at `window_start` (seconds since the
+ * epoch): "lmw1-" and 40 lowercase hex digits of SHA-256 over the four fields, each preceded by
+ * its length, the start as decimal text (docs/identifiers.md). One window, one identifier: a
+ * window is closed once, so two totals never share one. `out` has EVENT_IDENTIFIER_MAX bytes.
+ * Returns 0, or -1 if hashing failed. */
+int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *rule,
+                            const char *customer, int64_t window_start);
+
+/* Adds the decimal numbers `a` and `b` (as rule_parse_value writes them: optional '-', digits,
+ * optional '.' and digits) exactly, in fixed point with 18 decimals and at most 20 integer
+ * digits, and writes the sum in the same form (no trailing fraction zeros) into `out` (`outlen`
+ * bytes, EVENT_VALUE_MAX is enough). Returns 0, or -1 if an operand does not parse or does not
+ * fit that range. */
+int event_value_add(const char *a, const char *b, char *out, size_t outlen);
+
+/* Significant digits of a decimal number as event_value_add writes it (Stripe refuses more than
+ * 15 since API version 2026-04-22.dahlia): from the first non-zero digit to the last digit. */
+int event_value_digits(const char *v);
 
 /* Writes the Idempotency-Key of the next attempt for `ev` into `out` (EVENT_IDEMPOTENCY_KEY_MAX
  * bytes): the identifier itself for generation 0, else the identifier followed by "-r" and the

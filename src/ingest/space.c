@@ -102,6 +102,11 @@ static void fmt_bytes(int64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%s%.0f B", sign, d);
 }
 
+void space_fmt_bytes(int64_t v, char *buf, size_t len)
+{
+	fmt_bytes(v, buf, len);
+}
+
 const char *space_state_name(enum space_state st)
 {
 	switch (st) {
@@ -515,51 +520,4 @@ out:
 	if (wait_ms != NULL)
 		*wait_ms = wait > 0 ? wait : 0;
 	return resumed;
-}
-
-/* ---- status -------------------------------------------------------------------------------- */
-
-void space_status_print(FILE *out, const struct config *cfg, struct spool *sp)
-{
-	struct space_status ss;
-	struct spool_usage u;
-	struct statvfs vfs;
-	char err[512] = "", when[32] = "", a[32], b[32], c[32], d[32];
-	time_t t;
-	struct tm tm;
-
-	if (space_status_read(cfg->agent.state_dir, &ss, err, sizeof(err)) != 0) {
-		fprintf(out, "ingest: unknown (%s)\n", err);
-	} else {
-		t = (time_t)ss.since;
-		if (gmtime_r(&t, &tm) != NULL)
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		if (!ss.running)
-			fprintf(out, "ingest: not running\n");
-		else if (ss.state == SPACE_DISK_FULL)
-			fprintf(out, "ingest: paused (disk full since %s): %s\n", when, ss.detail);
-		else if (ss.state == SPACE_LIMIT)
-			fprintf(out, "ingest: paused (spool limit reached since %s): %s\n", when,
-			        ss.detail);
-		else
-			fprintf(out, "ingest: reading\n");
-	}
-	if (spool_usage(sp, &u, err, sizeof(err)) != 0) {
-		fprintf(out, "space: unknown (%s)\n", err);
-		return;
-	}
-	fmt_bytes((u.pages - u.free_pages) * u.page_size, a, sizeof(a));
-	fmt_bytes(u.free_pages * u.page_size, b, sizeof(b));
-	fmt_bytes(u.wal_file, c, sizeof(c));
-	fprintf(out, "space: %s in use", a);
-	if (cfg->agent.max_spool_bytes > 0) {
-		fmt_bytes(cfg->agent.max_spool_bytes, d, sizeof(d));
-		fprintf(out, " (max_spool_bytes %s)", d);
-	}
-	fprintf(out, ", %s of free pages, WAL %s", b, c);
-	if (statvfs(cfg->agent.state_dir, &vfs) == 0) {
-		fmt_bytes((int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize, d, sizeof(d));
-		fprintf(out, "; %s free on its file system", d);
-	}
-	fprintf(out, "\n");
 }

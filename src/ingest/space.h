@@ -81,11 +81,9 @@ struct space_status {
  * if it exists but cannot be read. */
 int space_status_read(const char *state_dir, struct space_status *out, char *err, size_t errlen);
 
-/* Prints the lines of `logmeter status` about room: "ingest: reading", "ingest: paused (disk
- * full since TIME): DETAIL", "ingest: paused (spool limit reached since TIME): DETAIL" or
- * "ingest: not running" (from the state file), and "space: ..." (the spool's pages in use, free
- * pages, WAL, free space of its file system). `sp` may be a read-only handle. */
-void space_status_print(FILE *out, const struct config *cfg, struct spool *sp);
+/* Writes `v` bytes as the size options and the log say them: "12.3 MiB", "512 KiB", "100 B"
+ * (binary units) into `buf` (`len` bytes, 32 is enough). */
+void space_fmt_bytes(int64_t v, char *buf, size_t len);
 
 /* "reading", "disk-full", "spool-limit", "stopped": the words of the state file. */
 const char *space_state_name(enum space_state st);

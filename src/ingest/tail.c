@@ -591,6 +591,101 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
 	return tail_open_flags(ctx, path, source_index, 0, NULL, err, errlen);
 }
 
+struct identify {
+	int fd;
+	int64_t size;
+	const char *source;
+	struct spool_file *best;
+	int found, failed;
+};
+
+static int identify_one(const struct spool_file *f, void *ud)
+{
+	struct identify *id = ud;
+	int rc;
+
+	if (strcmp(f->source, id->source) != 0 || f->fp_len <= 0 || f->offset > id->size ||
+	    (id->found && f->offset < id->best->offset))
+		return 0;
+	rc = head_matches(id->fd, f->fp_len, f->fp_hash);
+	if (rc > 0)
+		rc = checkpoint_matches(id->fd, f);
+	if (rc < 0) {
+		id->failed = errno != 0 ? errno : EIO;
+		return -1;
+	}
+	if (rc > 0) {
+		*id->best = *f;
+		id->found = 1;
+	}
+	return 0;
+}
+
+int tail_identify(const struct tail_ctx *ctx, int fd, int64_t size, size_t source_index,
+                  struct spool_file *out, char *err, size_t errlen)
+{
+	struct identify id = {.fd = fd, .size = size, .best = out};
+
+	if (ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL || out == NULL ||
+	    source_index >= ctx->cfg->n_sources) {
+		err_set(err, errlen, "tail_identify: invalid arguments");
+		return -1;
+	}
+	id.source = ctx->cfg->sources[source_index].name;
+	if (spool_files_foreach(ctx->spool, identify_one, &id, err, errlen) < 0) {
+		if (id.failed)
+			err_set(err, errlen, "reading the file: %s", strerror(id.failed));
+		return -1;
+	}
+	return id.found;
+}
+
+struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *path,
+                               const struct stat *ast, size_t source_index,
+                               const struct spool_file *record, char *err, size_t errlen)
+{
+	struct tail *t = NULL;
+	struct stat st;
+	int spool_failed = 0;
+
+	if (ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL || path == NULL || ast == NULL ||
+	    source_index >= ctx->cfg->n_sources || fd < 0) {
+		err_set(err, errlen, "tail_open_archive: invalid arguments");
+		goto fail;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t != NULL)
+		t->fd = -1;
+	if (t == NULL || (t->path = strdup(path)) == NULL) {
+		err_set(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	t->fd = fd;
+	fd = -1;
+	t->ctx = *ctx;
+	t->source_index = source_index;
+	t->source = ctx->cfg->sources[source_index].name;
+	t->dev = ast->st_dev;
+	t->ino = ast->st_ino;
+	if (fstat(t->fd, &st) < 0) {
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (record != NULL) {
+		t->f = *record;
+		t->verify_head = 1; /* tail_read checks the head again, and the checkpoint */
+	} else if (st.st_size > 0) {
+		if (new_record(t, st.st_size, 0, 0, &t->f, &spool_failed, err, errlen) < 0)
+			goto fail;
+	}
+	return t;
+fail:
+	if (fd >= 0)
+		close(fd);
+	tail_free(t);
+	return NULL;
+}
+
 void tail_free(struct tail *t)
 {
 	if (t == NULL)

@@ -59,6 +59,24 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
                              unsigned flags, int *file_errno, char *err, size_t errlen);
 
+/* Finds the record of source `source_index` whose file the content of `fd` (`size` bytes; an
+ * archive, decompressed if it was compressed) is: its fingerprinted head is there, and the check
+ * bytes just before its checkpoint too (the content reaches the checkpoint). Of several, the one
+ * read furthest. Any state: a file rotated and compressed is usually "gone" under its old inode.
+ * Returns 1 and fills *out, 0 if none, -1 on a read or spool error (`err`). */
+int tail_identify(const struct tail_ctx *ctx, int fd, int64_t size, size_t source_index,
+                  struct spool_file *out, char *err, size_t errlen);
+
+/* A tail over `fd` (taken over: tail_free closes it, also after a failure), the content of the
+ * archive `path` whose stat(2) is *ast: with `record` (from tail_identify) it continues that
+ * record from its checkpoint, so its lines get the identifiers they had or would have had when
+ * tailed; without, it starts a new record (a new uid) at 0 with the archive's device and inode
+ * (an empty archive gets none). tail_read then reads it to its end. Returns the tail, or NULL
+ * (`err`). */
+struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *path,
+                               const struct stat *ast, size_t source_index,
+                               const struct spool_file *record, char *err, size_t errlen);
+
 /* Closes the file descriptor. NULL is a no-op. */
 void tail_free(struct tail *t);
 

@@ -81,11 +81,29 @@ static int check_rule(const struct config_rule *r, const struct stripe_meter *me
 	}
 	if (errors > 0)
 		return errors;
+	if (r->aggregate_s > 0 && strcmp(m->formula, "sum") != 0) {
+		/* One meter event per window: a count meter counts it once, whatever the window
+		 * holds ("count: Count the number of events", docs.stripe.com/api/billing/meter/
+		 * create); a last meter keeps one window's total of a period. */
+		report(
+		    cb, ud, ACCOUNT_ERROR,
+		    "rule %s: aggregate = %llds sends one meter event per window with the sum of "
+		    "its values, but meter %s (event_name %s) has formula %s, which %s: use a "
+		    "meter that sums (with value = 1 a window's total is its count of lines), or "
+		    "no aggregate",
+		    r->name, (long long)r->aggregate_s, m->id, r->event_name,
+		    m->formula[0] ? m->formula : "none",
+		    strcmp(m->formula, "count") == 0
+		        ? "counts each window's meter event as 1 however many lines it sums"
+		        : "does not add the windows' totals up");
+		return 1;
+	}
 	if (strcmp(m->formula, "sum") == 0) {
 		report(cb, ud, ACCOUNT_OK,
 		       "rule %s: meter %s (event_name %s) is active and sums the values the rule "
-		       "sends (value = %s)",
-		       r->name, m->id, r->event_name, r->value);
+		       "sends (value = %s%s)",
+		       r->name, m->id, r->event_name, r->value,
+		       r->aggregate_s > 0 ? ", summed per customer per window first" : "");
 	} else if (strcmp(m->formula, "count") == 0) {
 		if (strcmp(r->value, "1") == 0)
 			report(cb, ud, ACCOUNT_OK,

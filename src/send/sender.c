@@ -25,7 +25,9 @@
 #include "util/log.h"
 #include "store/spool.h"
 #include "util/statefile.h"
+#include "send/session.h"
 #include "send/stripe.h"
+#include "send/stripe_v2.h"
 
 #define SENDER_QUEUE_MAX 2000
 /* Events of one (customer, event_name) pair in the queue at most: only one of them can be in
@@ -47,6 +49,14 @@
 #define SENDER_TOO_EARLY_MS 10000    /* after Stripe's "too far in the future": wait this long */
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
+/* v2: a stream answering "session expired" this many times in a row to fresh sessions is no
+ * expiry: sending pauses as for a refused key. */
+#define SENDER_SESSION_EXPIRED_MAX 3
+/* Aggregation windows are looked at this often at most, and when the next one is due. */
+#define SENDER_WINDOW_CHECK_MS 1000
+
+const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 /* A (customer, event_name) pair with events in the queue, or more of them waiting in the spool. */
 struct sender_pair {
@@ -67,7 +77,17 @@ struct sender_item {
 	int held;                   /* waiting for its timestamp to come within Stripe's window */
 	int64_t too_early_until;    /* monotonic ms: Stripe said "too far in the future" */
 	struct sender_pair *pair;   /* its pair, which counts it */
-	struct stripe_request *req; /* while in flight */
+	struct stripe_request *req; /* while in flight (v2: shared by its batch) */
+	size_t batch_cap;           /* v2: events its next request may carry, halved by each
+	                               refused request it was in; 0: STRIPE_V2_BATCH_MAX */
+	int done;                   /* v2: its outcome is recorded; dropped at the next pass */
+};
+
+/* v2: the events of one stream request. */
+struct sender_batch {
+	struct sender_item *items[STRIPE_V2_BATCH_MAX];
+	size_t n;
+	int64_t session_gen; /* the session it was sent under */
 };
 
 /* Why sending is paused. */
@@ -90,6 +110,14 @@ struct sender {
 	CURLM *multi;
 	char key[STRIPE_KEY_MAX];
 	int curl_inited;
+	int v2;                    /* [stripe] api = v2: batches on the meter event stream */
+	struct session *session;   /* v2: the meter event session */
+	int64_t session_retry_at;  /* v2: monotonic ms before which no session is asked for */
+	int session_expired_run;   /* v2: sessions in a row whose first answer was "expired" */
+	int64_t session_gen;       /* v2: sessions created so far */
+	size_t pair_max;           /* events of one pair in the queue at most */
+	int64_t next_window_check; /* monotonic ms: when to close the windows due */
+	int windows_open;          /* aggregation windows are open (--once waits for them) */
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
@@ -117,8 +145,9 @@ struct sender {
 	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
 	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
-	char rate_why[160];    /* where rate_max comes from */
-	int64_t hold_until;    /* monotonic ms: no request before (an answer's Retry-After) */
+	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch */
+	char rate_why[160];         /* where rate_max comes from */
+	int64_t hold_until;         /* monotonic ms: no request before (an answer's Retry-After) */
 
 	enum sender_pause paused; /* until pause_until */
 	int64_t pause_until;
@@ -132,6 +161,7 @@ struct sender {
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
+	int64_t started; /* wall clock, s: sender_new, the base of the published counters */
 	int publish_due;
 	int stopped;
 
@@ -491,7 +521,7 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 				s->more = 1;
 				return 0;
 			}
-			if (!p->overflow && p->queued >= SENDER_PAIR_MAX)
+			if (!p->overflow && p->queued >= s->pair_max)
 				pair_set_overflow(s, p, 1);
 			if (!p->overflow && queue_put(s, p, ev) != 0) {
 				pair_release(s, p);
@@ -512,9 +542,9 @@ static int pairs_load(struct sender *s, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < s->n_over && s->n < SENDER_QUEUE_MAX;) {
 		struct sender_pair *p = s->over[i];
-		size_t want = SENDER_PAIR_MAX - p->queued, got = 0;
+		size_t want = s->pair_max - p->queued, got = 0;
 
-		if (p->queued >= SENDER_PAIR_MAX / 2) {
+		if (p->queued >= s->pair_max / 2) {
 			i++;
 			continue;
 		}
@@ -569,6 +599,10 @@ static void rate_init(struct sender *s)
 	if (conf > 0) {
 		s->rate_max = (double)conf;
 		snprintf(s->rate_why, sizeof(s->rate_why), "max_requests_per_second");
+	} else if (s->v2) {
+		s->rate_max = (double)stripe_v2_default_rate(s->key, s->cfg->stripe.account, why,
+		                                             sizeof(why));
+		snprintf(s->rate_why, sizeof(s->rate_why), "auto: %s", why);
 	} else {
 		s->rate_max =
 		    (double)stripe_default_rate(s->key, s->cfg->stripe.account, why, sizeof(why));
@@ -720,8 +754,8 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
 		return 0;
 	}
-	if (it->ev.first_unknown > 0 &&
-	    wall - it->ev.first_unknown > s->cfg->stripe.unsure_after_s) {
+	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
+	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, wall, now);
 		return 0;
 	}
@@ -915,11 +949,377 @@ static void pause_end(struct sender *s, int64_t now)
 	explicit_bzero(s->key, sizeof(s->key));
 	memcpy(s->key, key, sizeof(s->key));
 	explicit_bzero(key, sizeof(key));
-	rate_init(s); /* the key may now be of another kind */
+	rate_init(s);             /* the key may now be of another kind */
+	session_drop(s->session); /* made with the key Stripe refused */
+	s->session_retry_at = 0;
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
 	log_info("trying Stripe again with one request");
+}
+
+/* Counts a finished request by outcome and duration (the metrics' histogram). */
+static void stats_request(struct sender *s, CURL *easy, enum stripe_outcome out)
+{
+	double secs = 0;
+	size_t b = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &secs) != CURLE_OK || secs < 0)
+		secs = 0;
+	while (b < SENDER_DURATION_BOUNDS && secs > sender_duration_bounds[b])
+		b++;
+	pthread_mutex_lock(&s->stats_lock);
+	if ((int)out >= 0 && out < STRIPE_OUTCOMES)
+		s->stats.outcomes[out]++;
+	s->stats.duration_counts[b]++;
+	s->stats.duration_sum += secs;
+	pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* ---- v2: batches on the meter event stream ---- */
+
+/* Drops the items whose outcome a batch recorded, keeping the queue order. */
+static void queue_drop_done(struct sender *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->queue[i] != NULL && s->queue[i]->done)
+			item_finish(s, i);
+	}
+	queue_compact(s);
+}
+
+/* Frees a batch's request: its items are no longer in flight. */
+static void batch_release(struct sender *s, struct stripe_request *req, int remove)
+{
+	struct sender_batch *b = stripe_request_ud(req);
+
+	if (remove)
+		curl_multi_remove_handle(s->multi, stripe_request_easy(req));
+	for (size_t i = 0; b != NULL && i < b->n; i++)
+		b->items[i]->req = NULL;
+	stripe_request_free(req);
+	free(b);
+	s->inflight--;
+	s->publish_due = 1;
+}
+
+/* Starts one stream request for the `n` items of `items` with the session's `token`.
+ * Returns 0, or -1 (they were given a backoff; logged). */
+static int batch_start(struct sender *s, struct sender_item **items, size_t n, const char *token,
+                       int64_t now)
+{
+	const struct event *evs[STRIPE_V2_BATCH_MAX];
+	struct sender_batch *b = calloc(1, sizeof(*b));
+	struct stripe_request *req = NULL;
+	char err[512] = "", *body = NULL;
+	int64_t wall = (int64_t)time(NULL);
+
+	if (b == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		evs[i] = &items[i]->ev;
+		b->items[i] = items[i];
+	}
+	b->n = n;
+	b->session_gen = s->session_gen;
+	body = stripe_v2_stream_body(evs, n);
+	if (body == NULL) {
+		snprintf(err, sizeof(err), "out of memory building the stream request");
+		goto fail;
+	}
+	req = stripe_request_new_post(s->cfg, s->cfg->stripe.meter_events_base,
+	                              STRIPE_V2_STREAM_PATH, token, body, b, err, sizeof(err));
+	free(body);
+	body = NULL;
+	if (req == NULL)
+		goto fail;
+	if (curl_multi_add_handle(s->multi, stripe_request_easy(req)) != CURLM_OK) {
+		snprintf(err, sizeof(err), "curl_multi_add_handle failed");
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		items[i]->req = req;
+		items[i]->started = wall;
+	}
+	s->inflight++;
+	s->publish_due = 1;
+	stats_add(s, &s->stats.requests, 1);
+	return 0;
+fail:
+	log_err("cannot start a stream request of %zu events: %s", n,
+	        err[0] ? err : "out of memory");
+	free(body);
+	if (req != NULL)
+		stripe_request_free(req); /* frees nothing of b: the request does not own it */
+	free(b);
+	for (size_t i = 0; i < n; i++)
+		items[i]->next_attempt = now + backoff_ms(s, items[i]->ev.attempts + 1);
+	return -1;
+}
+
+/* A refused key (STRIPE_AUTH) or an answer that is not Stripe's (STRIPE_UNEXPECTED) for v2:
+ * counted, sending paused, and --once told to end. */
+static void pause_for(struct sender *s, enum stripe_outcome out, const char *reason, int64_t now)
+{
+	int auth = out != STRIPE_UNEXPECTED;
+
+	stats_add(s, auth ? &s->stats.auth_pauses : &s->stats.unexpected, 1);
+	pause_start(s, auth ? PAUSE_AUTH : PAUSE_ANSWER, reason, now);
+	if (s->once && auth)
+		s->auth_failed = 1;
+	else if (s->once)
+		s->answer_failed = 1;
+}
+
+/* A session to send with: the one held, or a new one. NULL when there is none now (a pause
+ * started, or *wake says when to ask again). */
+static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
+{
+	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 128];
+	const char *token = session_token(s->session, now);
+	enum stripe_outcome out;
+	int64_t delay;
+
+	if (token != NULL)
+		return token;
+	if (now < s->session_retry_at) {
+		*wake = s->session_retry_at;
+		return NULL;
+	}
+	health_wait_begin(HEALTH_SENDER);
+	out = session_renew(s->session, s->key, now, reason, sizeof(reason));
+	health_wait_end(HEALTH_SENDER);
+	now = clock_mono_ms();
+	switch (out) {
+	case STRIPE_DELIVERED:
+		stats_add(s, &s->stats.sessions, 1);
+		s->session_gen++;
+		return session_token(s->session, now);
+	case STRIPE_AUTH:
+	case STRIPE_UNEXPECTED:
+		pause_for(s, out, reason, now);
+		return NULL;
+	case STRIPE_RATE_LIMITED:
+		rate_cut(s, now, reason);
+		/* fall through */
+	default:
+		delay = backoff_ms(s, 1);
+		s->session_retry_at = now + delay;
+		*wake = s->session_retry_at;
+		err_set(msg, sizeof(msg),
+		        "cannot create a meter event session: %s; will retry in %lld ms", reason,
+		        (long long)delay);
+		ratelog_add(&s->retry_log, now, msg);
+		return NULL;
+	}
+}
+
+/* start_requests for v2: the due events in queue order, in requests of up to
+ * STRIPE_V2_BATCH_MAX (fewer for events whose earlier request was refused), as many in flight
+ * as max_concurrency and the rate allow. The stream has no per-(customer, meter) rule, so no
+ * pair waits for another. */
+static int64_t start_batches(struct sender *s, int64_t now)
+{
+	int64_t limit = s->probe ? 1 : s->cfg->stripe.max_concurrency;
+	int64_t wake = INT64_MAX, token_wake = INT64_MAX;
+	struct sender_item *batch[STRIPE_V2_BATCH_MAX];
+	const char *token = NULL;
+	size_t nb = 0, cap = STRIPE_V2_BATCH_MAX;
+
+	if (s->n_marks >= SENDER_QUEUE_MAX)
+		return INT64_MAX;
+	if (now < s->hold_until)
+		return s->hold_until;
+	for (size_t i = 0; i <= s->n; i++) {
+		struct sender_item *it = i < s->n ? s->queue[i] : NULL;
+		size_t c;
+
+		if (i < s->n) {
+			if (it == NULL || it->req != NULL || it->done)
+				continue;
+			if (!item_check(s, i, now))
+				continue;
+			if (it->next_attempt > now) {
+				wake = min64(wake, it->next_attempt);
+				continue;
+			}
+			c = it->batch_cap > 0 ? it->batch_cap : STRIPE_V2_BATCH_MAX;
+			if (nb > 0 && c < nb + 1) {
+				i--; /* the batch so far goes first; this item starts the next */
+				it = NULL;
+			} else {
+				cap = nb == 0 || c < cap ? c : cap;
+				batch[nb++] = it;
+				if (nb < cap)
+					continue;
+			}
+		}
+		if (nb == 0)
+			break;
+		if ((int64_t)s->inflight >= limit)
+			break;
+		if (token == NULL && (token = session_get(s, now, &wake)) == NULL)
+			break;
+		if (!token_take(s, now, &token_wake)) {
+			wake = min64(wake, token_wake);
+			break;
+		}
+		if (batch_start(s, batch, nb, token, now) != 0)
+			wake = min64(wake, batch[0]->next_attempt);
+		nb = 0;
+		cap = STRIPE_V2_BATCH_MAX;
+	}
+	if (token != NULL)
+		wake = min64(wake, session_renew_at(s->session));
+	queue_compact(s);
+	return wake;
+}
+
+/* handle_done for a stream request: one answer for every event of its batch. */
+static void batch_done(struct sender *s, struct stripe_request *req, CURLcode code, int64_t now)
+{
+	struct sender_batch *b = stripe_request_ud(req);
+	struct stripe_response r;
+	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 256];
+	enum stripe_outcome out;
+	int64_t retry_after = stripe_request_retry_after_ms(req), delay = 0;
+	long status;
+
+	stripe_request_response(req, code, &r);
+	out = stripe_v2_classify(&r, reason, sizeof(reason));
+	stripe_request_reason_finish(req, &r, reason, sizeof(reason));
+	stats_request(s, stripe_request_easy(req), out);
+	status = r.status;
+	/* Stripe may have taken the events: a crash now sends them again with their identifiers. */
+	crash_point("sender_after_answer");
+	{
+		struct sender_batch copy = *b; /* batch_release frees b */
+
+		batch_release(s, req, 1);
+		b = &copy;
+		if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
+			s->probe = 0;
+			log_info("Stripe answers again: sending resumed");
+		}
+		if (out == STRIPE_SESSION_EXPIRED) {
+			/* The requests in flight under one session meet its end together: only the
+			 * first answer counts, and only a session refused in a row with its
+			 * predecessors is suspicious. */
+			int first =
+			    b->session_gen == s->session_gen && session_renew_at(s->session) != 0;
+
+			if (first)
+				session_drop(s->session);
+			if (first && ++s->session_expired_run >= SENDER_SESSION_EXPIRED_MAX) {
+				s->session_expired_run = 0;
+				pause_for(s, STRIPE_AUTH, reason, now);
+			}
+			stats_add(s, &s->stats.session_expired, 1);
+			/* The same events again, under a new session: nothing was taken. */
+			for (size_t i = 0; i < b->n; i++)
+				b->items[i]->next_attempt = 0;
+			return;
+		}
+		if (out == STRIPE_DELIVERED)
+			s->session_expired_run = 0;
+		if (out == STRIPE_REJECTED && b->n > 1) {
+			/* The stream refuses a request as a whole: halve it until the event Stripe
+			 * refuses is alone, and dead-letter only that one. */
+			for (size_t i = 0; i < b->n; i++) {
+				b->items[i]->batch_cap = (b->n + 1) / 2;
+				b->items[i]->next_attempt = 0;
+			}
+			log_debug(
+			    "the stream refused a request of %zu events (%s): sending them in "
+			    "halves",
+			    b->n, reason);
+			return;
+		}
+		switch (out) {
+		case STRIPE_DELIVERED:
+			rate_up(s, now);
+			break;
+		case STRIPE_REJECTED:
+			crash_point("sender_dead_letter");
+			err_set(
+			    msg, sizeof(msg),
+			    "Stripe's stream refused event %lld (%s, rule %s): %s; kept as a dead "
+			    "letter",
+			    (long long)b->items[0]->ev.id, b->items[0]->ev.identifier,
+			    b->items[0]->ev.rule, reason);
+			ratelog_add(&s->dead_log, now, msg);
+			break;
+		case STRIPE_AUTH:
+			s->auth_status = status;
+			/* fall through */
+		case STRIPE_UNEXPECTED:
+			pause_for(s, out, reason, now);
+			break;
+		case STRIPE_RATE_LIMITED:
+			stats_add(s, &s->stats.rate_limited, (int64_t)b->n);
+			rate_cut(s, now, reason);
+			if (retry_after > 0 && now + retry_after > s->hold_until) {
+				s->hold_until = now + retry_after;
+				s->publish_due = 1;
+			}
+			break;
+		default:
+			break;
+		}
+		for (size_t i = 0; i < b->n; i++) {
+			struct sender_item *it = b->items[i];
+			enum event_state state = EVENT_PENDING;
+
+			it->ev.attempts++;
+			if (out == STRIPE_DELIVERED) {
+				state = EVENT_DELIVERED;
+			} else if (out == STRIPE_REJECTED) {
+				state = EVENT_DEAD;
+			} else if (out == STRIPE_AUTH || out == STRIPE_UNEXPECTED) {
+				it->next_attempt = 0;
+				if (out == STRIPE_UNEXPECTED && status / 100 == 2 &&
+				    it->ev.first_unknown == 0)
+					it->ev.first_unknown = it->started;
+			} else {
+				delay = backoff_ms(s, it->ev.attempts);
+				if (retry_after > delay)
+					delay = retry_after;
+				it->next_attempt = now + delay;
+				if (out == STRIPE_UNKNOWN && it->ev.first_unknown == 0)
+					it->ev.first_unknown =
+					    it->started > 0 ? it->started : (int64_t)time(NULL);
+			}
+			if (state == EVENT_PENDING)
+				snprintf(it->ev.last_error, sizeof(it->ev.last_error), "%s",
+				         reason);
+			if (mark_add(s, &it->ev, state, state == EVENT_DELIVERED ? NULL : reason) !=
+			    0) {
+				log_err("out of memory recording the outcome of event %lld",
+				        (long long)it->ev.id);
+				if (state != EVENT_PENDING)
+					it->next_attempt = now + backoff_ms(s, it->ev.attempts);
+				continue;
+			}
+			if (state != EVENT_PENDING)
+				it->done = 1;
+		}
+		if (out == STRIPE_DELIVERED) {
+			stats_add(s, &s->stats.delivered, (int64_t)b->n);
+		} else if (out == STRIPE_REJECTED) {
+			stats_add(s, &s->stats.dead, 1);
+		} else if (out != STRIPE_AUTH && out != STRIPE_UNEXPECTED) {
+			stats_add(s, &s->stats.retries, (int64_t)b->n);
+			if (out == STRIPE_UNKNOWN)
+				stats_add(s, &s->stats.unknown, (int64_t)b->n);
+			err_set(msg, sizeof(msg),
+			        "a stream request of %zu events: %s; will retry in %lld ms%s", b->n,
+			        reason, (long long)delay,
+			        out == STRIPE_UNKNOWN ? " (outcome unknown: the identifiers decide)"
+			                              : "");
+			ratelog_add(&s->retry_log, now, msg);
+		}
+		queue_drop_done(s);
+	}
 }
 
 /* Applies the outcome of one finished transfer. */
@@ -940,6 +1340,10 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		return;
 	}
 	req = (struct stripe_request *)(void *)priv;
+	if (s->v2) {
+		batch_done(s, req, code, now);
+		return;
+	}
 	it = stripe_request_ud(req);
 	out = stripe_request_result(req, code, reason, sizeof(reason));
 	retry_after = stripe_request_retry_after_ms(req);
@@ -947,6 +1351,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	stats_request(s, easy, out);
 	curl_multi_remove_handle(s->multi, easy);
 	stripe_request_free(req);
 	it->req = NULL;
@@ -1033,6 +1438,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		ratelog_add(&s->retry_log, now, msg);
 		break;
 	case STRIPE_AUTH:
+	case STRIPE_SESSION_EXPIRED: /* v2 only: batch_done */
 		stats_add(s, &s->stats.auth_pauses, 1);
 		it->next_attempt = 0;
 		s->auth_status = status;
@@ -1086,6 +1492,16 @@ static void collect_done(struct sender *s, int64_t now)
  * same identifier and key (Stripe replays the answer it saved, if it got that far). With
  * `record`, their attempt is recorded as one whose outcome is unknown (first_unknown), so that
  * unsure_after counts from it. */
+/* Records an attempt abandoned in flight: its outcome is unknown. */
+static void abandon_record(struct sender *s, struct sender_item *it)
+{
+	it->ev.attempts++;
+	if (it->ev.first_unknown == 0)
+		it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+	if (mark_add(s, &it->ev, EVENT_PENDING, "abandoned in flight when the agent stopped") != 0)
+		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
+}
+
 static void abandon_inflight(struct sender *s, int record)
 {
 	for (size_t i = 0; i < s->n; i++) {
@@ -1093,19 +1509,20 @@ static void abandon_inflight(struct sender *s, int record)
 
 		if (it == NULL || it->req == NULL)
 			continue;
+		if (s->v2) {
+			struct sender_batch *b = stripe_request_ud(it->req);
+
+			for (size_t k = 0; record && b != NULL && k < b->n; k++)
+				abandon_record(s, b->items[k]);
+			batch_release(s, it->req, 1); /* every item of its batch */
+			continue;
+		}
 		curl_multi_remove_handle(s->multi, stripe_request_easy(it->req));
 		stripe_request_free(it->req);
 		it->req = NULL;
 		tdelete(it->key, &s->inflight_keys, key_cmp);
-		if (!record)
-			continue;
-		it->ev.attempts++;
-		if (it->ev.first_unknown == 0)
-			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
-		if (mark_add(s, &it->ev, EVENT_PENDING,
-		             "abandoned in flight when the agent stopped") != 0)
-			log_err("out of memory recording the outcome of event %lld",
-			        (long long)it->ev.id);
+		if (record)
+			abandon_record(s, it);
 	}
 	s->inflight = 0;
 }
@@ -1202,6 +1619,25 @@ static const char *sender_state_word(const struct sender *s)
 	return "sending";
 }
 
+/* Appends the request counters to the state text `buf` (`len` bytes): "started T", "outcomes"
+ * and "duration_counts" with one number per enum stripe_outcome or bucket, "duration_sum S". */
+static void append_counters(struct sender *s, char *buf, size_t len)
+{
+	struct sender_stats st;
+	size_t n = strlen(buf);
+
+	sender_get_stats(s, &st);
+	n += (size_t)snprintf(buf + n, len - n, "started %lld\noutcomes", (long long)s->started);
+	for (size_t i = 0; i < STRIPE_OUTCOMES && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %lld", (long long)st.outcomes[i]);
+	if (n < len)
+		n += (size_t)snprintf(buf + n, len - n, "\nduration_counts");
+	for (size_t i = 0; i <= SENDER_DURATION_BOUNDS && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %lld", (long long)st.duration_counts[i]);
+	if (n < len)
+		snprintf(buf + n, len - n, "\nduration_sum %.6f\n", st.duration_sum);
+}
+
 /* Writes the live state when something changed (always with `force`), at most once per
  * SENDER_PUBLISH_EVERY_MS. Returns when it wants to be called again (monotonic ms), or
  * INT64_MAX. */
@@ -1240,6 +1676,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
 	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
 	         s->inflight, retrying, held, s->n);
+	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
 	s->publish_due = 0;
@@ -1261,49 +1698,68 @@ void sender_publish(struct sender *s)
 	publish_state(s, clock_mono_ms(), 1);
 }
 
-void sender_rate_print(FILE *out, const struct config *cfg)
+int sender_rate_of(const struct config *cfg, double *rate, char *why, size_t whylen)
 {
-	char key[STRIPE_KEY_MAX], why[128], err[512] = "";
-	int64_t rate;
+	char key[STRIPE_KEY_MAX], err[512] = "", how[128];
 
+	*rate = 0;
 	if (cfg->stripe.max_requests_per_second > 0) {
-		fprintf(out, "rate: up to %lld requests/s (max_requests_per_second)\n",
-		        (long long)cfg->stripe.max_requests_per_second);
-		return;
+		*rate = (double)cfg->stripe.max_requests_per_second;
+		snprintf(why, whylen, "max_requests_per_second");
+		return 0;
 	}
 	if (stripe_key_load(cfg, key, sizeof(key), err, sizeof(err)) != 0) {
-		fprintf(out, "rate: auto: set by the key's kind, which cannot be read here (%s)\n",
-		        err);
-		return;
+		snprintf(why, whylen, "auto: set by the key's kind, which cannot be read here (%s)",
+		         err);
+		return -1;
 	}
-	rate = stripe_default_rate(key, cfg->stripe.account, why, sizeof(why));
+	*rate = (double)(cfg->stripe.api == CONFIG_API_V2
+	                     ? stripe_v2_default_rate(key, cfg->stripe.account, how, sizeof(how))
+	                     : stripe_default_rate(key, cfg->stripe.account, how, sizeof(how)));
 	explicit_bzero(key, sizeof(key));
-	fprintf(out, "rate: up to %lld requests/s (auto: %s)\n", (long long)rate, why);
+	snprintf(why, whylen, "auto: %s", how);
+	return 0;
 }
 
-struct sender_status {
-	long long pid;
-	char state[32], detail[STRIPE_REASON_MAX + 128], rate_why[160];
-	long long since, pause_until, rate_cut, hold_until;
-	double rate_max, rate;
-	long long in_flight, retrying, held, queued;
-};
+void sender_rate_print(FILE *out, const struct config *cfg)
+{
+	char why[700];
+	double rate;
+
+	if (sender_rate_of(cfg, &rate, why, sizeof(why)) != 0)
+		fprintf(out, "rate: %s\n", why);
+	else
+		fprintf(out, "rate: up to %.0f requests/s (%s)\n", rate, why);
+}
 
 /* The keys of the sender's region of the state file (publish_state writes them). */
 static const struct {
 	const char *key;
-	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal */
+	char type; /* 's' text of `size` bytes, 'i' integer, 'd' decimal, 'a' integers */
 	size_t off, size;
 } status_fields[] = {
 #define SF(k, t, f)                                                                                \
 	{                                                                                          \
 #k, t, offsetof(struct sender_status, f), sizeof(((struct sender_status *)0)->f)   \
 	}
-    SF(pid, 'i', pid),           SF(sender, 's', state),          SF(detail, 's', detail),
-    SF(rate_why, 's', rate_why), SF(since, 'i', since),           SF(pause_until, 'i', pause_until),
-    SF(rate_cut, 'i', rate_cut), SF(hold_until, 'i', hold_until), SF(rate_max, 'd', rate_max),
-    SF(rate, 'd', rate),         SF(in_flight, 'i', in_flight),   SF(retrying, 'i', retrying),
-    SF(held, 'i', held),         SF(queued, 'i', queued),
+    SF(pid, 'i', pid),
+    SF(sender, 's', state),
+    SF(detail, 's', detail),
+    SF(rate_why, 's', rate_why),
+    SF(since, 'i', since),
+    SF(pause_until, 'i', pause_until),
+    SF(rate_cut, 'i', rate_cut),
+    SF(hold_until, 'i', hold_until),
+    SF(rate_max, 'd', rate_max),
+    SF(rate, 'd', rate),
+    SF(in_flight, 'i', in_flight),
+    SF(retrying, 'i', retrying),
+    SF(held, 'i', held),
+    SF(queued, 'i', queued),
+    SF(started, 'i', started),
+    SF(outcomes, 'a', outcomes),
+    SF(duration_counts, 'a', duration_counts),
+    SF(duration_sum, 'd', duration_sum),
 #undef SF
 };
 
@@ -1316,74 +1772,36 @@ static void status_line(const char *key, const char *v, void *ud)
 
 		if (strcmp(key, status_fields[i].key) != 0)
 			continue;
-		if (status_fields[i].type == 's')
+		if (status_fields[i].type == 's') {
 			snprintf(field, status_fields[i].size, "%s", v);
-		else if (status_fields[i].type == 'd')
+		} else if (status_fields[i].type == 'd') {
 			*(double *)field = strtod(v, NULL);
-		else
+		} else if (status_fields[i].type == 'a') {
+			long long *a = field;
+			char *end;
+
+			for (size_t k = 0; k < status_fields[i].size / sizeof(*a); k++, v = end)
+				a[k] = strtoll(v, &end, 10);
+		} else {
 			*(long long *)field = strtoll(v, NULL, 10);
+		}
 		return;
 	}
 }
 
-static void utc(int64_t t, char *out, size_t outlen)
+int sender_status_read(const char *state_dir, struct sender_status *out, char *err, size_t errlen)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	out[0] = '\0';
-	if (gmtime_r(&tt, &tm) != NULL)
-		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-void sender_status_print(FILE *out, const struct config *cfg)
-{
-	char buf[STATEFILE_REGION_BYTES + 1], err[512] = "", a[32], b[32];
-	struct sender_status st;
+	char buf[STATEFILE_REGION_BYTES + 1];
 	int rc;
 
-	memset(&st, 0, sizeof(st));
-	rc = statefile_read(cfg->agent.state_dir, STATEFILE_SENDER, buf, sizeof(buf), err,
-	                    sizeof(err));
-	if (rc < 0) {
-		fprintf(out, "sender: unknown (%s)\n", err);
-		return;
-	}
-	if (rc > 0)
-		statefile_parse(buf, status_line, &st);
-	if (rc == 0 || strcmp(st.state, "stopped") == 0 || !statefile_pid_alive((long)st.pid)) {
-		fprintf(out, "sender: not running\n");
-		sender_rate_print(out, cfg);
-		return;
-	}
-	if (strncmp(st.state, "paused", 6) == 0) {
-		utc(st.since, a, sizeof(a));
-		utc(st.pause_until, b, sizeof(b));
-		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st.detail, b);
-	} else if (st.hold_until > (int64_t)time(NULL)) {
-		utc(st.hold_until, a, sizeof(a));
-		fprintf(
-		    out,
-		    "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, %lld "
-		    "queued\n",
-		    a, st.in_flight, st.queued);
-	} else {
-		fprintf(out,
-		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
-		        st.in_flight, st.retrying, st.queued);
-	}
-	fprintf(out, "rate: up to %.0f requests/s (%s)", st.rate_max, st.rate_why);
-	if (st.rate + 0.05 < st.rate_max) {
-		utc(st.rate_cut, a, sizeof(a));
-		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st.rate, a);
-	}
-	fprintf(out, "\n");
-	if (st.held > 0)
-		fprintf(out,
-		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
-		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
-		        "them\n",
-		        st.held);
+	memset(out, 0, sizeof(*out));
+	rc = statefile_read(state_dir, STATEFILE_SENDER, buf, sizeof(buf), err, errlen);
+	if (rc <= 0)
+		return rc;
+	statefile_parse(buf, status_line, out);
+	out->found = 1;
+	out->running = strcmp(out->state, "stopped") != 0 && statefile_pid_alive((long)out->pid);
+	return 0;
 }
 
 /* ---- public ---- */
@@ -1397,7 +1815,9 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 		err_set(err, errlen, "sender: no configuration");
 		return NULL;
 	}
-	if (config_check_api_base(cfg->stripe.api_base, err, errlen) != 0)
+	if (config_check_api_base(cfg->stripe.api_base, err, errlen) != 0 ||
+	    (cfg->stripe.api == CONFIG_API_V2 &&
+	     config_check_api_base(cfg->stripe.meter_events_base, err, errlen) != 0))
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
@@ -1406,6 +1826,10 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	s->cfg = cfg;
 	s->rules_cfg = cfg;
+	s->v2 = cfg->stripe.api == CONFIG_API_V2;
+	/* The stream has no per-pair rule: a pair's share would only make batches smaller. */
+	s->pair_max = s->v2 ? SENDER_QUEUE_MAX : SENDER_PAIR_MAX;
+	s->started = (int64_t)time(NULL);
 	pthread_mutex_init(&s->stats_lock, NULL);
 	pthread_mutex_init(&s->rules_lock, NULL);
 	pthread_cond_init(&s->rules_idle, NULL);
@@ -1433,6 +1857,10 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	s->curl_inited = 1;
+	if (s->v2 && (s->session = session_new(cfg)) == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto fail;
+	}
 	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
 	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
 	if (s->queue == NULL || s->loadbuf == NULL) {
@@ -1483,6 +1911,7 @@ void sender_free(struct sender *s)
 	if (s->multi != NULL)
 		curl_multi_cleanup(s->multi);
 	spool_free(s->sp);
+	session_free(s->session);
 	if (s->curl_inited)
 		curl_global_cleanup();
 	explicit_bzero(s->key, sizeof(s->key));
@@ -1490,6 +1919,36 @@ void sender_free(struct sender *s)
 	pthread_mutex_destroy(&s->rules_lock);
 	pthread_cond_destroy(&s->rules_idle);
 	free(s);
+}
+
+/* Closes the aggregation windows whose end plus grace has passed (spool_windows_close): each
+ * becomes one pending meter event, which the next load finds. The sender does it because it
+ * is what sends them, and its loop turns at least every second; the ingest half waits on
+ * inotify. */
+static void windows_tick(struct sender *s, int64_t now)
+{
+	char err[512] = "", msg[600];
+	int64_t wall = (int64_t)time(NULL), closed = 0, next = 0;
+
+	if (now < s->next_window_check)
+		return;
+	s->next_window_check = now + SENDER_WINDOW_CHECK_MS;
+	if (spool_windows_close(s->sp, wall, &closed, err, sizeof(err)) != 0 ||
+	    spool_windows_next_close(s->sp, &next, err, sizeof(err)) != 0) {
+		err_set(msg, sizeof(msg), "cannot close aggregation windows: %s; will retry", err);
+		ratelog_add(&s->spool_log, now, msg);
+		return;
+	}
+	if (closed > 0) {
+		stats_add(s, &s->stats.windows_closed, closed);
+		log_debug("closed %lld aggregation windows into meter events", (long long)closed);
+		atomic_store(&s->notify, 1);
+	}
+	s->windows_open = next > 0;
+	if (next > 0 && next <= wall)
+		s->next_window_check = now; /* more are due than one transaction closes */
+	else if (next > 0 && (next - wall) * 1000 < SENDER_WINDOW_CHECK_MS)
+		s->next_window_check = now + (next - wall) * 1000;
 }
 
 /* Loads events as the situation asks. Returns 0, or -1 on a spool error (logged). */
@@ -1576,23 +2035,25 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 
 		recheck_rules(s);
+		windows_tick(s, now);
 		notified = atomic_exchange(&s->notify, 0);
 		maybe_load(s, once, notified, now);
 		if (s->fatal)
 			continue;
-		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0)
-			break; /* queue_load from 0 just found nothing pending */
+		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open)
+			break; /* queue_load from 0 just found nothing pending, no window is open */
 
 		if (s->paused && now >= s->pause_until)
 			pause_end(s, now);
 		if (!s->paused)
-			wake = start_requests(s, now);
+			wake = s->v2 ? start_batches(s, now) : start_requests(s, now);
 		else
 			wake = s->pause_until;
 		if (s->n_marks > 0)
 			marks_apply(s, now);
 
 		wake = min64(wake, s->next_reload);
+		wake = min64(wake, s->next_window_check);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);
 		wake = min64(wake, ratelogs_flush(s, now, 0));

@@ -17,21 +17,37 @@
 #include <stdio.h>
 
 #include "config/config.h"
+#include "send/stripe.h"
 
 struct sender;
 
+/* The request duration histogram's buckets: the upper bounds in seconds, ascending, of all but
+ * the last bucket (which has none: +Inf). Prometheus' default buckets up to 10 s, then 30 s and
+ * 60 s, since request_timeout may be up to 10 minutes. */
+#define SENDER_DURATION_BOUNDS 13
+extern const double sender_duration_bounds[SENDER_DURATION_BOUNDS];
+
 /* Counters since sender_new, for logs and tests. */
 struct sender_stats {
-	int64_t requests;     /* HTTP requests started */
-	int64_t delivered;    /* events marked delivered (including "already exists") */
-	int64_t duplicates;   /* of which Stripe said the identifier already existed */
-	int64_t retries;      /* failed attempts that will be retried (all kinds below) */
-	int64_t unknown;      /* of which the outcome was unknown (a new key follows) */
-	int64_t rate_limited; /* of which Stripe rate-limited (429, 400 rate_limit) */
-	int64_t dead;         /* events dead-lettered */
-	int64_t unsure;       /* events made unsure */
-	int64_t auth_pauses;  /* 401/403 answers */
-	int64_t unexpected;   /* answers that were not Stripe's (sending paused) */
+	int64_t requests;        /* HTTP requests started */
+	int64_t delivered;       /* events marked delivered (including "already exists") */
+	int64_t duplicates;      /* of which Stripe said the identifier already existed */
+	int64_t retries;         /* failed attempts that will be retried (all kinds below) */
+	int64_t unknown;         /* of which the outcome was unknown (a new key follows) */
+	int64_t rate_limited;    /* of which Stripe rate-limited (429, 400 rate_limit) */
+	int64_t dead;            /* events dead-lettered */
+	int64_t unsure;          /* events made unsure */
+	int64_t auth_pauses;     /* 401/403 answers */
+	int64_t unexpected;      /* answers that were not Stripe's (sending paused) */
+	int64_t sessions;        /* v2: meter event sessions created */
+	int64_t session_expired; /* v2: stream answers "session expired" (sent again) */
+	int64_t windows_closed;  /* aggregation windows closed into meter events */
+	/* Requests that ended, by outcome (a connection never made counts too: retry) */
+	int64_t outcomes[STRIPE_OUTCOMES];
+	/* Their durations (libcurl's CURLINFO_TOTAL_TIME): how many ended within each bucket
+	 * (not cumulative; the last is over every bound), and their sum in seconds. */
+	int64_t duration_counts[SENDER_DURATION_BOUNDS + 1];
+	double duration_sum;
 };
 
 /* Opens its own spool handle in cfg->agent.state_dir and reads the API key (stripe_key_load).
@@ -76,15 +92,40 @@ int sender_key_is(const struct sender *s, const char *key);
  * caller may free them once this returns. Safe from another thread. */
 void sender_set_rules(struct sender *s, const struct config *cfg, int check);
 
-/* Prints the lines of `logmeter status` about sending, from the sender's region of
- * STATE_DIR/agent.state: "sender: sending; N in flight, N waiting to retry, N queued", or
- * "sender: paused since TIME: WHY; trying again at TIME", or "sender: not running"; then
- * "rate: up to N requests/s (WHERE FROM)" (and how far a 429 lowered it) and "held: N events
- * stamped more than 5 minutes ahead of this host's clock" when there are. */
-void sender_status_print(FILE *out, const struct config *cfg);
+/* What the sender's region of STATE_DIR/agent.state says, for `logmeter status` and the
+ * metrics. The counters count since the sender started (`started`): at the agent's start, or
+ * at a reload that replaced the sender. */
+struct sender_status {
+	int found;   /* the region was written */
+	int running; /* its process is alive and the sender did not stop (statefile_pid_alive) */
+	long long pid;
+	char state[32]; /* "sending", "paused-auth", "paused-answer", "stopped" */
+	char detail[STRIPE_REASON_MAX + 128]; /* why it is paused; "" if not */
+	char rate_why[160];                   /* where rate_max comes from */
+	long long since;       /* seconds since the epoch the pause began; 0 if not paused */
+	long long pause_until; /* seconds since the epoch it tries again; 0 if not paused */
+	long long rate_cut;    /* seconds since the epoch a 429 last lowered the rate; 0: never */
+	long long hold_until;  /* seconds since the epoch a Retry-After holds requests until */
+	double rate_max, rate; /* requests per second: at most, and now */
+	long long in_flight, retrying, held, queued; /* requests and events */
+	long long started;                           /* seconds since the epoch */
+	long long outcomes[STRIPE_OUTCOMES];         /* as struct sender_stats */
+	long long duration_counts[SENDER_DURATION_BOUNDS + 1];
+	double duration_sum; /* seconds */
+};
 
-/* Prints "rate: up to N requests/s (WHERE FROM)": max_requests_per_second, or the rate Stripe
- * allows the key that cfg gives (stripe_default_rate), or why it cannot be known here. */
+/* Reads the sender's region of STATE_DIR/agent.state into *out (zeroed first; found = 0 if it
+ * was never written). Returns 0, or -1 if the file exists but cannot be read (`err`). */
+int sender_status_read(const char *state_dir, struct sender_status *out, char *err, size_t errlen);
+
+/* The most requests per second the sender would make under `cfg`: max_requests_per_second, or
+ * the rate Stripe allows the key that cfg gives (stripe_default_rate). Sets *rate and writes
+ * where it comes from to `why` ("max_requests_per_second", "auto: test key ..."). Returns 0, or
+ * -1 if the key cannot be read here (*rate 0, `why` says so). */
+int sender_rate_of(const struct config *cfg, double *rate, char *why, size_t whylen);
+
+/* Prints "rate: up to N requests/s (WHERE FROM)" (sender_rate_of), or why it cannot be known
+ * here. */
 void sender_rate_print(FILE *out, const struct config *cfg);
 
 /* Copies the counters. Safe from another thread. */

@@ -805,81 +805,59 @@ static int add_header(struct curl_slist **list, const char *line)
 		}                                                                                  \
 	} while (0)
 
-struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
-                                          const struct event *ev, void *ud, char *err,
-                                          size_t errlen)
+/* Sets up req->easy for POST {base}{path} with `body` of `content_type`, Authorization: Bearer
+ * `token` (a copy of which req->key keeps, to scrub it from answers), Stripe-Version, an
+ * Idempotency-Key if `idem` is not NULL, Stripe-Account if cfg->stripe.account is set. TLS
+ * verification on, redirects not followed, cfg->stripe.request_timeout_ms. Returns 0 or -1. */
+static int request_init(struct stripe_request *req, const struct config *cfg, const char *base,
+                        const char *path, const char *token, const char *idem,
+                        const char *content_type, const char *body, char *err, size_t errlen)
 {
-	struct stripe_request *req = NULL;
-	char *url = NULL, *form = NULL;
-	char line[STRIPE_KEY_MAX + 64], idem[EVENT_IDEMPOTENCY_KEY_MAX];
-	const char *base;
-	size_t baselen, keylen;
+	char line[STRIPE_KEY_MAX + 64];
+	char *url = NULL;
+	size_t baselen, keylen = strlen(token);
 	long timeout, connect_timeout;
+	int rc = -1;
 
-	if (cfg == NULL || api_key == NULL || ev == NULL) {
-		err_set(err, errlen, "stripe_request_new: missing argument");
-		return NULL;
-	}
-	base = cfg->stripe.api_base;
+	line[0] = '\0';
 	if (config_check_api_base(base, err, errlen) != 0)
-		return NULL;
-	keylen = strlen(api_key);
-	if (keylen == 0 || keylen > STRIPE_KEY_MAX - 1 || !header_safe(api_key)) {
-		err_set(err, errlen, "the Stripe API key is empty, too long or not visible ASCII");
-		return NULL;
-	}
-	if (ev->identifier[0] == '\0' ||
-	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
-	    !header_safe(ev->identifier) || event_idempotency_key(ev, idem) != 0) {
-		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
-		return NULL;
+		return -1;
+	if (keylen == 0 || keylen > STRIPE_KEY_MAX - 1 || !header_safe(token)) {
+		err_set(err, errlen,
+		        "the Stripe credential is empty, too long or not visible ASCII");
+		return -1;
 	}
 	if (cfg->stripe.account != NULL && config_check_account(cfg->stripe.account, err, errlen))
-		return NULL;
-
-	req = calloc(1, sizeof(*req));
-	if (req == NULL) {
-		err_set(err, errlen, "out of memory");
-		return NULL;
-	}
-	req->ev = *ev;
-	req->ud = ud;
+		return -1;
 	req->should_retry = -1;
 	req->retry_after_ms = -1;
-	memcpy(req->key, api_key, keylen + 1);
+	memcpy(req->key, token, keylen + 1);
 
 	baselen = strlen(base);
 	if (baselen > 0 && base[baselen - 1] == '/')
 		baselen--;
-	url = malloc(baselen + sizeof(STRIPE_ENDPOINT));
-	if (url == NULL) {
-		err_set(err, errlen, "out of memory");
-		goto fail;
+	if (asprintf(&url, "%.*s%s", (int)baselen, base, path) < 0) {
+		url = NULL;
+		goto fail_oom;
 	}
-	memcpy(url, base, baselen);
-	memcpy(url + baselen, STRIPE_ENDPOINT, sizeof(STRIPE_ENDPOINT));
-
-	form = event_form_body(&req->ev);
-	if (form == NULL) {
-		err_set(err, errlen, "out of memory building the request body");
-		goto fail;
-	}
-
-	snprintf(line, sizeof(line), "Authorization: Bearer %s", api_key);
+	snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
 	if (add_header(&req->headers, line) != 0)
 		goto fail_oom;
 	wipe(line, sizeof(line));
 	if (add_header(&req->headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
 		goto fail_oom;
-	snprintf(line, sizeof(line), "Idempotency-Key: %s", idem);
-	if (add_header(&req->headers, line) != 0)
-		goto fail_oom;
+	if (idem != NULL) {
+		snprintf(line, sizeof(line), "Idempotency-Key: %s", idem);
+		if (add_header(&req->headers, line) != 0)
+			goto fail_oom;
+	}
 	if (cfg->stripe.account != NULL) {
 		snprintf(line, sizeof(line), "Stripe-Account: %s", cfg->stripe.account);
 		if (add_header(&req->headers, line) != 0)
 			goto fail_oom;
 	}
-	if (add_header(&req->headers, "Content-Type: application/x-www-form-urlencoded") != 0)
+	snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+	if (add_header(&req->headers, line) != 0)
 		goto fail_oom;
 	/* No "Expect: 100-continue" round trip for a small body. */
 	if (add_header(&req->headers, "Expect:") != 0)
@@ -903,7 +881,7 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	                                      : (long)CURLPROTO_HTTPS);
 #endif
 	SETOPT(req->easy, CURLOPT_HTTPHEADER, req->headers);
-	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, form);
+	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, body);
 	SETOPT(req->easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
 	SETOPT(req->easy, CURLOPT_TIMEOUT_MS, timeout);
 	SETOPT(req->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
@@ -918,19 +896,80 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 	SETOPT(req->easy, CURLOPT_WRITEDATA, req);
 	SETOPT(req->easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	SETOPT(req->easy, CURLOPT_PRIVATE, req);
-
-	free(url);
-	free(form);
-	return req;
-
+	rc = 0;
+	goto out;
 fail_oom:
 	err_set(err, errlen, "out of memory");
 fail:
+out:
 	wipe(line, sizeof(line));
 	free(url);
+	return rc;
+}
+
+struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
+                                          const struct event *ev, void *ud, char *err,
+                                          size_t errlen)
+{
+	struct stripe_request *req = NULL;
+	char *form = NULL;
+	char idem[EVENT_IDEMPOTENCY_KEY_MAX];
+
+	if (cfg == NULL || api_key == NULL || ev == NULL) {
+		err_set(err, errlen, "stripe_request_new: missing argument");
+		return NULL;
+	}
+	if (ev->identifier[0] == '\0' ||
+	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
+	    !header_safe(ev->identifier) || event_idempotency_key(ev, idem) != 0) {
+		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
+		return NULL;
+	}
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	req->ev = *ev;
+	req->ud = ud;
+	form = event_form_body(&req->ev);
+	if (form == NULL) {
+		err_set(err, errlen, "out of memory building the request body");
+		goto fail;
+	}
+	if (request_init(req, cfg, cfg->stripe.api_base, STRIPE_ENDPOINT, api_key, idem,
+	                 "application/x-www-form-urlencoded", form, err, errlen) != 0)
+		goto fail;
+	free(form);
+	return req;
+fail:
 	free(form);
 	stripe_request_free(req);
 	return NULL;
+}
+
+struct stripe_request *stripe_request_new_post(const struct config *cfg, const char *base,
+                                               const char *path, const char *token,
+                                               const char *body, void *ud, char *err, size_t errlen)
+{
+	struct stripe_request *req;
+
+	if (cfg == NULL || base == NULL || path == NULL || token == NULL || body == NULL) {
+		err_set(err, errlen, "stripe_request_new_post: missing argument");
+		return NULL;
+	}
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	req->ud = ud;
+	if (request_init(req, cfg, base, path, token, NULL, "application/json", body, err,
+	                 errlen) != 0) {
+		stripe_request_free(req);
+		return NULL;
+	}
+	return req;
 }
 
 CURL *stripe_request_easy(struct stripe_request *req)
@@ -948,43 +987,76 @@ const struct event *stripe_request_event(struct stripe_request *req)
 	return req != NULL ? &req->ev : NULL;
 }
 
-enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
-                                          size_t reasonlen)
+const char *stripe_outcome_name(enum stripe_outcome out)
 {
-	struct stripe_response r = {.curl_code = code, .should_retry = -1};
-	struct stripe_buf b;
-	enum stripe_outcome out;
+	static const char *const names[STRIPE_OUTCOMES] = {[STRIPE_DELIVERED] = "delivered",
+	                                                   [STRIPE_RETRY] = "retry",
+	                                                   [STRIPE_UNKNOWN] = "unknown",
+	                                                   [STRIPE_RATE_LIMITED] = "rate_limited",
+	                                                   [STRIPE_TOO_EARLY] = "too_early",
+	                                                   [STRIPE_AUTH] = "auth",
+	                                                   [STRIPE_UNEXPECTED] = "unexpected",
+	                                                   [STRIPE_REJECTED] = "rejected",
+	                                                   [STRIPE_SESSION_EXPIRED] =
+	                                                       "session_expired"};
 
+	return (int)out >= 0 && out < STRIPE_OUTCOMES ? names[out] : "?";
+}
+
+void stripe_request_response(struct stripe_request *req, CURLcode code, struct stripe_response *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->curl_code = code;
+	r->should_retry = -1;
 	if (req == NULL)
-		return stripe_classify(NULL, reason, reasonlen);
+		return;
 	if (code == CURLE_OK &&
-	    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &r.status) != CURLE_OK)
-		r.status = 0;
-	r.should_retry = req->should_retry;
-	r.replayed = req->replayed;
+	    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &r->status) != CURLE_OK)
+		r->status = 0;
+	r->should_retry = req->should_retry;
+	r->replayed = req->replayed;
 	/* Whatever the server echoed, the key itself never leaves this module. */
 	blank_key(req->body.p, req->body.len, req->key, strlen(req->key));
-	r.body = req->body.p;
-	r.body_len = req->body.len;
-	r.identifier = req->ev.identifier;
-	r.location = req->location;
-	out = stripe_classify(&r, reason, reasonlen);
-	if (reason == NULL || reasonlen == 0)
-		return out;
+	r->body = req->body.p;
+	r->body_len = req->body.len;
+	r->identifier = req->ev.identifier[0] != '\0' ? req->ev.identifier : NULL;
+	r->location = req->location;
+}
 
+void stripe_request_reason_finish(struct stripe_request *req, const struct stripe_response *r,
+                                  char *reason, size_t reasonlen)
+{
+	struct stripe_buf b;
+
+	if (req == NULL || reason == NULL || reasonlen == 0)
+		return;
 	b.p = reason;
 	b.len = strnlen(reason, reasonlen);
 	b.cap = reasonlen;
-	if (code != CURLE_OK && req->errbuf[0] != '\0') {
+	if (r->curl_code != CURLE_OK && req->errbuf[0] != '\0') {
 		/* curl's own words name the host, the port or the TLS problem. */
 		buf_printf(&b, " (");
 		buf_put_clean(&b, req->errbuf, strnlen(req->errbuf, sizeof(req->errbuf)), 1);
 		buf_printf(&b, ")");
 	}
-	if (code == CURLE_OK && r.status == 429 && req->rl_reason[0] != '\0')
+	if (r->curl_code == CURLE_OK && r->status == 429 && req->rl_reason[0] != '\0')
 		buf_printf(&b, " (Stripe-Rate-Limited-Reason: %s)", req->rl_reason);
 	/* Whatever the server echoed, the key itself never leaves this module. */
 	scrub_key(reason, reasonlen, req->key);
+}
+
+enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode code, char *reason,
+                                          size_t reasonlen)
+{
+	struct stripe_response r;
+	enum stripe_outcome out;
+
+	if (req == NULL)
+		return stripe_classify(NULL, reason, reasonlen);
+	stripe_request_response(req, code, &r);
+	r.identifier = req->ev.identifier;
+	out = stripe_classify(&r, reason, reasonlen);
+	stripe_request_reason_finish(req, &r, reason, reasonlen);
 	return out;
 }
 

@@ -41,10 +41,21 @@ enum stripe_outcome {
 	                         our meter event, an unexpected status, an error without Stripe's
 	                         error object: pause all sending (a proxy or a wrong api_base), and
 	                         treat the attempt's outcome as unknown */
-	STRIPE_REJECTED       /* a definite refusal of the event (400 or 404 with Stripe's
+	STRIPE_REJECTED,      /* a definite refusal of the event (400 or 404 with Stripe's
 	                         invalid_request_error: a bad parameter, no active meter, a timestamp
 	                         out of range): a dead letter with Stripe's message */
+	STRIPE_SESSION_EXPIRED /* v2 only: 401 temporary_session_expired: the meter event
+	                          session's token ran out; a new session, the same events again */
 };
+
+/* How many outcomes there are (for arrays indexed by enum stripe_outcome). */
+#define STRIPE_OUTCOMES (STRIPE_SESSION_EXPIRED + 1)
+
+/* "delivered", "retry", "unknown", "rate_limited", "too_early", "auth", "unexpected",
+ * "rejected", "session_expired": the outcome's name in status and metrics (the `outcome` label).
+ * Static storage;
+ * "?" for a value that is not an outcome. */
+const char *stripe_outcome_name(enum stripe_outcome out);
 
 /* What came back for one request. */
 struct stripe_response {
@@ -97,6 +108,27 @@ struct stripe_request;
 struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
                                           const struct event *ev, void *ud, char *err,
                                           size_t errlen);
+
+/* A request of another shape than one v1 meter event (the v2 meter event session and stream,
+ * send/stripe_v2.h): POST {base}{path} with the JSON `body`, Authorization: Bearer `token` (the
+ * secret key, or a session's authentication token; copied, and scrubbed from answers as the key
+ * is), Stripe-Version, Stripe-Account if cfg->stripe.account is set, no Idempotency-Key; TLS,
+ * redirects and timeout as stripe_request_new. `base` must pass config_check_api_base. Returns
+ * the request (caller frees), or NULL with `err`. */
+struct stripe_request *stripe_request_new_post(const struct config *cfg, const char *base,
+                                               const char *path, const char *token,
+                                               const char *body, void *ud, char *err,
+                                               size_t errlen);
+
+/* After the transfer finished with `code`: the answer as stripe_classify reads it (status,
+ * Stripe-Should-Retry, Idempotent-Replayed, the body with every occurrence of the credential
+ * blanked, Location). The body stays owned by the request. */
+void stripe_request_response(struct stripe_request *req, CURLcode code, struct stripe_response *r);
+
+/* Completes a reason written by a classifier from `r`: curl's own error text, the
+ * Stripe-Rate-Limited-Reason of a 429, and the credential scrubbed from all of it. */
+void stripe_request_reason_finish(struct stripe_request *req, const struct stripe_response *r,
+                                  char *reason, size_t reasonlen);
 
 /* The libcurl easy handle to add to a multi handle. Owned by the request. */
 CURL *stripe_request_easy(struct stripe_request *req);

@@ -8,7 +8,8 @@
  *   1                                   the format
  *   R, then R rule ids                  the rows of `rules` its events refer to
  *   then per event, in line order:
- *     line offset - the previous one's  (the first: the offset itself; never negative)
+ *     line offset - the previous one's  (never negative; the first: zigzag of the offset itself,
+ *                                        which is negative for a window's meter event)
  *     rule: an index into the R ids
  *     zigzag(timestamp - the previous)  (the first: zigzag of the timestamp)
  *     customer key: length, bytes
@@ -49,6 +50,10 @@ struct spool_batch {
 	size_t last_rule; /* index of the last rule used: lines of one rule come in runs */
 	struct batch_dead *dead;
 	size_t n_dead, cap_dead;
+	/* The events of aggregating rules (aggregate = ...), which go into their windows at commit
+	 * rather than into this batch: encoded the same way, in a batch of their own. */
+	struct spool_batch *agg;
+	int aggregated; /* this is such a batch of another */
 };
 
 /* ---- varints ---- */
@@ -113,6 +118,7 @@ void spool_batch_free(struct spool_batch *b)
 	if (b == NULL)
 		return;
 	spool_batch_clear(b);
+	spool_batch_free(b->agg);
 	free(b->instance);
 	free(b->buf);
 	free(b->rules);
@@ -126,16 +132,28 @@ void spool_batch_clear(struct spool_batch *b)
 		free(b->dead[i].reason);
 	b->n_dead = 0;
 	b->len = b->n = b->n_rules = b->last_rule = 0;
+	if (b->agg != NULL)
+		spool_batch_clear(b->agg);
 }
 
 size_t spool_batch_count(const struct spool_batch *b)
 {
-	return b != NULL ? b->n : 0;
+	return b == NULL ? 0 : b->n + (b->agg != NULL ? b->agg->n : 0);
 }
 
 size_t spool_batch_bytes(const struct spool_batch *b)
 {
-	return b != NULL ? b->len : 0;
+	return b == NULL ? 0 : b->len + (b->agg != NULL ? b->agg->len : 0);
+}
+
+size_t spool_batch_stored(const struct spool_batch *b)
+{
+	return b->n;
+}
+
+const struct spool_batch *spool_batch_aggregated(const struct spool_batch *b)
+{
+	return b->agg != NULL && b->agg->n > 0 ? b->agg : NULL;
 }
 
 const char *spool_batch_instance(const struct spool_batch *b)
@@ -239,9 +257,29 @@ int spool_batch_add(struct spool_batch *b, const struct spool_new_event *ev, cha
 	long ref;
 
 	if (b == NULL || ev == NULL || ev->rule == NULL || ev->customer_key == NULL ||
-	    ev->customer == NULL || ev->value == NULL || ev->line_offset < 0) {
+	    ev->customer == NULL || ev->value == NULL) {
 		err_set(err, errlen, "spool_batch_add: invalid arguments");
 		return -1;
+	}
+	/* A line of an aggregating rule goes into its window (spool_window_commit), unless it is a
+	 * dead letter (an unmapped customer): that stays an event of its own. */
+	if (ev->rule->aggregate_s > 0 && ev->dead == NULL && !ev->not_aggregated &&
+	    !b->aggregated) {
+		if (b->agg == NULL) {
+			b->agg = spool_batch_new(b->instance, err, errlen);
+			if (b->agg == NULL)
+				return -1;
+			b->agg->aggregated = 1;
+		}
+		return spool_batch_add(b->agg,
+		                       &(struct spool_new_event){.line_offset = ev->line_offset,
+		                                                 .rule = ev->rule,
+		                                                 .customer_key = ev->customer_key,
+		                                                 .customer = ev->customer,
+		                                                 .value = ev->value,
+		                                                 .timestamp = ev->timestamp,
+		                                                 .dead = NULL},
+		                       err, errlen);
 	}
 	if (b->n > 0 && ev->line_offset < b->last_offset) {
 		err_set(err, errlen,
@@ -280,7 +318,7 @@ int spool_batch_add(struct spool_batch *b, const struct spool_new_event *ev, cha
 	at = b->len;
 	if (b->n == 0) {
 		b->first_offset = ev->line_offset;
-		at += put_varint(p + at, (uint64_t)ev->line_offset);
+		at += put_varint(p + at, zigzag(ev->line_offset));
 		at += put_varint(p + at, (uint64_t)ref);
 		at += put_varint(p + at, zigzag(ev->timestamp));
 	} else {
@@ -372,15 +410,15 @@ int spool_view_next(struct spool_view *v, struct spool_item *it)
 
 	if (v->next >= v->n)
 		return 0;
-	if (get_varint(v->blob, v->len, &pos, &off) < 0 || off > INT64_MAX ||
+	if (get_varint(v->blob, v->len, &pos, &off) < 0 || (v->next > 0 && off > INT64_MAX) ||
 	    get_varint(v->blob, v->len, &pos, &ref) < 0 || ref >= v->n_rules ||
 	    get_varint(v->blob, v->len, &pos, &ts) < 0)
 		return -1;
 	if (v->next == 0) {
-		v->offset = (int64_t)off;
+		v->offset = unzigzag(off);
 		v->timestamp = unzigzag(ts);
 	} else {
-		if ((int64_t)off > INT64_MAX - v->offset)
+		if (v->offset >= 0 && (int64_t)off > INT64_MAX - v->offset)
 			return -1;
 		v->offset += (int64_t)off;
 		v->timestamp = (int64_t)((uint64_t)v->timestamp + (uint64_t)unzigzag(ts));

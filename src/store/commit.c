@@ -362,62 +362,113 @@ static int last_end(struct spool *sp, int64_t file_id, int64_t *end, char *err, 
 	return 0;
 }
 
-/* The events of `b` from file offset `end` on, into `out` (emptied first): a batch read again
- * in part. Rare: only a line read twice gets here. */
-static int drop_before(struct spool *sp, const struct spool_batch *b, int64_t end,
-                       struct spool_batch *out, char *err, size_t errlen)
-{
+/* A batch's events decoded in order, with the batch's own rules: decoded against their indexes
+ * as ids, so that rules[it.rule_id] is the rule of `it`. */
+struct batch_reader {
+	const struct spool_batch *b;
 	const struct config_rule *const *rules;
-	size_t n_rules = spool_batch_rules(b, &rules), len, n_dead = spool_batch_n_dead(b), d = 0;
-	const unsigned char *events = spool_batch_events(b, &len);
+	size_t n_dead, d;
 	struct spool_view v;
+	int64_t *idx;
+};
+
+static int reader_open(struct spool *sp, struct batch_reader *r, const struct spool_batch *b,
+                       char *err, size_t errlen)
+{
+	size_t n_rules, len;
+	const unsigned char *events;
+
+	memset(r, 0, sizeof(*r));
+	r->b = b;
+	n_rules = spool_batch_rules(b, &r->rules);
+	events = spool_batch_events(b, &len);
+	r->n_dead = spool_batch_n_dead(b);
+	r->idx = calloc(n_rules + 1, sizeof(*r->idx));
+	r->v.blob = malloc(1 + 10 * (n_rules + 1) + len);
+	if (r->idx == NULL || r->v.blob == NULL) {
+		err_set(err, errlen, "spool %s: out of memory", sp->path);
+		return -1;
+	}
+	for (size_t i = 0; i < n_rules; i++)
+		r->idx[i] = (int64_t)i;
+	r->v.len = spool_blob_header(r->v.blob, r->idx, n_rules);
+	memcpy(r->v.blob + r->v.len, events, len);
+	r->v.len += len;
+	r->v.n = (int64_t)spool_batch_stored(b);
+	if (spool_view_start(&r->v) < 0) {
+		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
+		return -1;
+	}
+	return 0;
+}
+
+static void reader_close(struct batch_reader *r)
+{
+	free(r->v.blob);
+	free(r->v.rule_ids);
+	free(r->idx);
+}
+
+/* The next event as a struct spool_new_event, its texts copied into `text` (3 fields of
+ * EVENT_CUSTOMER_MAX bytes). Returns 1, 0 at the end, -1 on damage. */
+static int reader_next(struct batch_reader *r, struct spool_new_event *ne,
+                       char text[3][EVENT_CUSTOMER_MAX])
+{
 	struct spool_item it;
-	int64_t *fake = calloc(n_rules + 1, sizeof(*fake));
+	const char *dead = NULL;
+	int rc = spool_view_next(&r->v, &it);
+
+	if (rc <= 0)
+		return rc;
+	/* it.id is the event's index: the view's first id is 0. Dead letters are in order. */
+	while (r->d < r->n_dead && spool_batch_dead(r->b, r->d, &dead) < (size_t)it.id)
+		r->d++;
+	if (r->d >= r->n_dead || spool_batch_dead(r->b, r->d, &dead) != (size_t)it.id)
+		dead = NULL;
+	memcpy(text[0], it.customer_key, it.customer_key_len);
+	text[0][it.customer_key_len] = '\0';
+	memcpy(text[1], it.customer, it.customer_len);
+	text[1][it.customer_len] = '\0';
+	memcpy(text[2], it.value, it.value_len);
+	text[2][it.value_len] = '\0';
+	*ne = (struct spool_new_event){.line_offset = it.line_offset,
+	                               .rule = r->rules[it.rule_id],
+	                               .customer_key = text[0],
+	                               .customer = text[1],
+	                               .value = text[2],
+	                               .timestamp = it.timestamp,
+	                               .dead = dead};
+	return 1;
+}
+
+/* The events of `b` from file offset `end` on, merged in line order with the `n_extra` events
+ * of `extra` (themselves in line order), into `out` (emptied first): a batch read again in
+ * part, or lines of an aggregating rule that are to be events of their own after all. Rare. */
+static int rebuild(struct spool *sp, const struct spool_batch *b, int64_t end,
+                   const struct spool_new_event *extra, size_t n_extra, struct spool_batch *out,
+                   char *err, size_t errlen)
+{
+	char(*text)[EVENT_CUSTOMER_MAX] = malloc(3 * EVENT_CUSTOMER_MAX);
+	struct batch_reader r;
+	struct spool_new_event ne;
+	size_t x = 0;
 	int rc, ret = -1;
 
-	memset(&v, 0, sizeof(v));
-	if (fake == NULL)
-		goto nomem;
-	/* Decode with the rules' indexes as their ids, to map them back. */
-	for (size_t i = 0; i < n_rules; i++)
-		fake[i] = (int64_t)i;
-	v.blob = malloc(1 + 10 * (n_rules + 1) + len);
-	if (v.blob == NULL)
-		goto nomem;
-	v.len = spool_blob_header(v.blob, fake, n_rules);
-	memcpy(v.blob + v.len, events, len);
-	v.len += len;
-	v.n = (int64_t)spool_batch_count(b);
-	if (spool_view_start(&v) < 0) {
-		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
-		goto out;
+	if (text == NULL || reader_open(sp, &r, b, err, errlen) < 0) {
+		if (text == NULL)
+			err_set(err, errlen, "spool %s: out of memory", sp->path);
+		else
+			reader_close(&r);
+		free(text);
+		return -1;
 	}
 	spool_batch_clear(out);
-	while ((rc = spool_view_next(&v, &it)) == 1) {
-		char ckey[EVENT_CUSTOMER_MAX], cust[EVENT_CUSTOMER_MAX], val[EVENT_VALUE_MAX];
-		const char *dead = NULL;
-		struct spool_new_event ne;
-
-		/* it.id is the event's index: the view's first id is 0. */
-		while (d < n_dead && spool_batch_dead(b, d, &dead) < (size_t)it.id)
-			d++;
-		if (d >= n_dead || spool_batch_dead(b, d, &dead) != (size_t)it.id)
-			dead = NULL;
-		if (it.line_offset < end)
+	while ((rc = reader_next(&r, &ne, text)) == 1) {
+		if (ne.line_offset < end)
 			continue;
-		memcpy(ckey, it.customer_key, it.customer_key_len);
-		ckey[it.customer_key_len] = '\0';
-		memcpy(cust, it.customer, it.customer_len);
-		cust[it.customer_len] = '\0';
-		memcpy(val, it.value, it.value_len);
-		val[it.value_len] = '\0';
-		ne = (struct spool_new_event){.line_offset = it.line_offset,
-		                              .rule = rules[it.rule_id],
-		                              .customer_key = ckey,
-		                              .customer = cust,
-		                              .value = val,
-		                              .timestamp = it.timestamp,
-		                              .dead = dead};
+		for (; x < n_extra && extra[x].line_offset <= ne.line_offset; x++)
+			if (spool_batch_add(out, &extra[x], err, errlen) != 0)
+				goto out;
 		if (spool_batch_add(out, &ne, err, errlen) != 0)
 			goto out;
 	}
@@ -425,24 +476,197 @@ static int drop_before(struct spool *sp, const struct spool_batch *b, int64_t en
 		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
 		goto out;
 	}
+	for (; x < n_extra; x++)
+		if (spool_batch_add(out, &extra[x], err, errlen) != 0)
+			goto out;
 	ret = 0;
-	goto out;
-nomem:
-	err_set(err, errlen, "spool %s: out of memory", sp->path);
 out:
-	free(v.blob);
-	free(v.rule_ids);
-	free(fake);
+	reader_close(&r);
+	free(text);
+	return ret;
+}
+
+/* The lines of aggregating rules of `b` after `end` into their windows. Those that are not to
+ * be aggregated (spool_window_commit's 1) are appended to *extra (their texts owned by *texts),
+ * to be stored as events of their own. Returns 0 or -1. */
+static int into_windows(struct spool *sp, const struct spool_file *f, const struct spool_batch *b,
+                        int64_t end, int64_t now, struct spool_new_event **extra, size_t *n_extra,
+                        char **texts, char *err, size_t errlen)
+{
+	const struct spool_batch *agg = spool_batch_aggregated(b);
+	char(*text)[EVENT_CUSTOMER_MAX] = malloc(3 * EVENT_CUSTOMER_MAX);
+	struct event *ev = malloc(sizeof(*ev));
+	struct batch_reader r;
+	struct spool_new_event ne;
+	size_t cap = 0;
+	int rc = 0, ret = -1;
+
+	*extra = NULL;
+	*n_extra = 0;
+	*texts = NULL;
+	if (agg == NULL) {
+		free(text);
+		free(ev);
+		return 0;
+	}
+	if (text == NULL || ev == NULL || reader_open(sp, &r, agg, err, errlen) < 0) {
+		if (text == NULL || ev == NULL)
+			err_set(err, errlen, "spool %s: out of memory", sp->path);
+		else
+			reader_close(&r);
+		free(text);
+		free(ev);
+		return -1;
+	}
+	while ((rc = reader_next(&r, &ne, text)) == 1) {
+		if (ne.line_offset < end)
+			continue; /* read again: in its window already */
+		memset(ev, 0, sizeof(*ev));
+		ev->file_id = f->id;
+		ev->line_offset = ne.line_offset;
+		ev->timestamp = ne.timestamp;
+		ev->state = EVENT_PENDING;
+		ev->window_s = ne.rule->aggregate_s;
+		ev->window_grace_s = ne.rule->aggregate_grace_s;
+		snprintf(ev->rule, sizeof(ev->rule), "%s", ne.rule->name);
+		snprintf(ev->event_name, sizeof(ev->event_name), "%s", ne.rule->event_name);
+		snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key), "%s",
+		         ne.rule->payload_customer_key);
+		snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "%s",
+		         ne.rule->payload_value_key);
+		snprintf(ev->customer_key, sizeof(ev->customer_key), "%s", ne.customer_key);
+		snprintf(ev->customer, sizeof(ev->customer), "%s", ne.customer);
+		snprintf(ev->value, sizeof(ev->value), "%s", ne.value);
+		rc = spool_window_commit(sp, ev, now, err, errlen);
+		if (rc < 0)
+			goto out;
+		if (rc == 0)
+			continue;
+		/* Not aggregatable (outside Stripe's window, beyond exact sums): its own event. */
+		if (*n_extra == cap) {
+			size_t c = cap > 0 ? 2 * cap : 8;
+			struct spool_new_event *e = realloc(*extra, c * sizeof(*e));
+			char *t = realloc(*texts, c * 3 * EVENT_CUSTOMER_MAX);
+
+			if (e != NULL)
+				*extra = e;
+			if (t != NULL)
+				*texts = t;
+			if (e == NULL || t == NULL) {
+				err_set(err, errlen, "spool %s: out of memory", sp->path);
+				goto out;
+			}
+			cap = c;
+		}
+		memcpy(*texts + *n_extra * 3 * EVENT_CUSTOMER_MAX, text, 3 * EVENT_CUSTOMER_MAX);
+		(*extra)[(*n_extra)++] = ne;
+	}
+	if (rc < 0) {
+		err_set(err, errlen, "spool %s: a batch being committed does not decode", sp->path);
+		goto out;
+	}
+	/* The texts moved with the array: point each event at its own copy. */
+	for (size_t i = 0; i < *n_extra; i++) {
+		char *t = *texts + i * 3 * EVENT_CUSTOMER_MAX;
+
+		(*extra)[i].customer_key = t;
+		(*extra)[i].customer = t + EVENT_CUSTOMER_MAX;
+		(*extra)[i].value = t + 2 * EVENT_CUSTOMER_MAX;
+		(*extra)[i].not_aggregated = 1;
+	}
+	ret = 0;
+out:
+	reader_close(&r);
+	free(text);
+	free(ev);
+	return ret;
+}
+
+/* Stores `n` (> 0) events of `b` at the end of the queue, q->next_id on. */
+static int store_batch(struct spool *sp, struct spool_queue *q, int64_t file_id, int64_t end_offset,
+                       int64_t now, const struct spool_batch *b, char *err, size_t errlen)
+{
+	int64_t n = (int64_t)spool_batch_stored(b);
+
+	if (q->next_id > INT64_MAX / 4 - n) {
+		err_set(err, errlen, "spool %s: event ids are exhausted", sp->path);
+		return -1;
+	}
+	if (spool_batch_store(sp, q->next_id, file_id, end_offset, q->next_id + q->shift, now, b,
+	                      err, errlen) < 0)
+		return -1;
+	q->next_id += n;
+	sqlite3_bind_int64(sp->st[ST_QUEUE_NEXT], 1, q->next_id);
+	return spool_st_run(sp, ST_QUEUE_NEXT, "advancing the queue", err, errlen);
+}
+
+int spool_event_store_one(struct spool *sp, struct spool_queue *q, struct event *ev, int64_t now,
+                          char *err, size_t errlen)
+{
+	struct config_rule rule = {.name = ev->rule,
+	                           .event_name = ev->event_name,
+	                           .payload_customer_key = ev->payload_customer_key,
+	                           .payload_value_key = ev->payload_value_key};
+	struct spool_new_event ne = {.line_offset = ev->line_offset,
+	                             .rule = &rule,
+	                             .customer_key = ev->customer_key,
+	                             .customer = ev->customer,
+	                             .value = ev->value,
+	                             .timestamp = ev->timestamp};
+	char instance[256] = "";
+	struct spool_batch *b = NULL;
+	int rc, ret = -1;
+
+	if (spool_meta_get(sp, SPOOL_INSTANCE_KEY, instance, sizeof(instance), err, errlen) < 0)
+		return -1;
+	b = spool_batch_new(instance, err, errlen);
+	if (b == NULL)
+		return -1;
+	rc = spool_batch_add(b, &ne, err, errlen);
+	if (rc != 0) {
+		if (rc > 0)
+			err_set(err, errlen,
+			        "spool %s: a field of event at %" PRId64 " is too long", sp->path,
+			        ev->line_offset);
+		goto out;
+	}
+	ev->id = q->next_id;
+	ev->queue_seq = q->next_id + q->shift;
+	ev->created = now;
+	if (store_batch(sp, q, ev->file_id, ev->line_offset + 1, now, b, err, errlen) < 0)
+		goto out;
+	if (ev->identifier[0] != '\0' || ev->state == EVENT_DEAD) {
+		struct spool_outcome o;
+
+		memset(&o, 0, sizeof(o));
+		o.id = ev->id;
+		o.state = ev->state == EVENT_DEAD ? EVENT_DEAD : EVENT_PENDING;
+		o.queue_seq = ev->queue_seq;
+		o.updated = now;
+		snprintf(o.last_error, sizeof(o.last_error), "%s", ev->last_error);
+		if (ev->identifier[0] != '\0') {
+			o.has_identifier = 1;
+			snprintf(o.identifier, sizeof(o.identifier), "%s", ev->identifier);
+		}
+		if (spool_outcome_put(sp, &o, err, errlen) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	spool_batch_free(b);
 	return ret;
 }
 
 int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batch *b,
                  int64_t *added, char *err, size_t errlen)
 {
-	int64_t now = (int64_t)time(NULL), end;
-	struct spool_batch *rest = NULL, *store = b;
+	int64_t now = (int64_t)time(NULL), end = 0;
+	struct spool_batch *rest = NULL;
+	const struct spool_batch *store = b;
+	struct spool_new_event *extra = NULL;
+	char *texts = NULL;
 	struct spool_queue q;
-	size_t n = spool_batch_count(b);
+	size_t n = b != NULL ? spool_batch_stored(b) : 0, n_extra = 0;
 	int ret = -1;
 
 	if (added != NULL)
@@ -454,31 +678,23 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batc
 	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
 	if (spool_tx_begin(sp, err, errlen) < 0)
 		goto out;
-	if (n > 0) {
+	if (spool_batch_count(b) > 0) {
 		/* Inside the transaction: no other connection can add to the queue meanwhile. */
 		if (spool_queue_get(sp, &q, err, errlen) < 0 ||
-		    last_end(sp, f->id, &end, err, errlen) < 0)
+		    last_end(sp, f->id, &end, err, errlen) < 0 ||
+		    into_windows(sp, f, b, end, now, &extra, &n_extra, &texts, err, errlen) < 0)
 			goto fail;
-		if (spool_batch_first_offset(b) < end) {
+		if ((n > 0 && spool_batch_first_offset(b) < end) || n_extra > 0) {
 			rest = spool_batch_new(spool_batch_instance(b), err, errlen);
-			if (rest == NULL || drop_before(sp, b, end, rest, err, errlen) < 0)
+			if (rest == NULL ||
+			    rebuild(sp, b, end, extra, n_extra, rest, err, errlen) < 0)
 				goto fail;
 			store = rest;
-			n = spool_batch_count(rest);
+			n = spool_batch_stored(rest);
 		}
 	}
-	if (n > 0) {
-		if (spool_batch_store(sp, q.next_id, f->id, f->offset, q.next_id + q.shift, now,
-		                      store, err, errlen) < 0)
-			goto fail;
-		if (q.next_id > INT64_MAX / 4 - (int64_t)n) {
-			err_set(err, errlen, "spool %s: event ids are exhausted", sp->path);
-			goto fail;
-		}
-		sqlite3_bind_int64(sp->st[ST_QUEUE_NEXT], 1, q.next_id + (int64_t)n);
-		if (spool_st_run(sp, ST_QUEUE_NEXT, "advancing the queue", err, errlen) < 0)
-			goto fail;
-	}
+	if (n > 0 && store_batch(sp, &q, f->id, f->offset, now, store, err, errlen) < 0)
+		goto fail;
 	if (file_update(sp, f, now, err, errlen) < 0)
 		goto fail;
 	crash_point("spool_commit_inside"); /* all written, not committed: none of it counts */
@@ -492,6 +708,8 @@ fail:
 	spool_tx_rollback(sp);
 out:
 	spool_batch_free(rest);
+	free(extra);
+	free(texts);
 	if (b != NULL)
 		spool_batch_clear(b);
 	return ret;

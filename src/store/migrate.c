@@ -1,5 +1,5 @@
-/* migrate: schema 3's events, one row each, into schema 4's batches (docs/spool.md, "An older
- * schema"). An event keeps its id, queue position, identifier, state and history:
+/* migrate: the events of schemas 3 and 4, one row each, into schema 5's batches (docs/spool.md, "An
+ * older schema"). An event keeps its id, queue position, identifier, state and history:
  *
  * - Consecutive ids of one file committed together (the same `created`) in line order become
  *   one batch, as the commit that made them would now.
@@ -229,10 +229,11 @@ static int take(struct migration *m, sqlite3_stmt *st)
 	         (state == EVENT_DELIVERED && id <= m->delivered));
 	/* A batch is what one commit made: consecutive ids of one file, one time, line order,
 	 * and positions that follow its ids (those of events without a row: a moved one has its
-	 * own in its row). */
+	 * own in its row). A window's meter event (at a negative offset, the window's id) is a
+	 * batch of its own, as spool_windows_close makes it. */
 	if (spool_batch_count(m->b) > 0 &&
 	    (id != m->next_id || file_id != m->file_id || created != m->created ||
-	     off < m->last_offset ||
+	     off < m->last_offset || off < 0 || m->last_offset < 0 ||
 	     (plain && m->queue_seq >= 0 && seq - m->queue_seq != id - m->first_id) ||
 	     (spool_batch_count(m->b) >= MIGRATE_BATCH_MAX && off != m->last_offset))) {
 		if (flush_batch(m) < 0)

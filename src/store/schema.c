@@ -91,7 +91,7 @@
 	" updated INTEGER NOT NULL);"                                                              \
 	"CREATE INDEX files_identity ON files(source, dev, ino);"
 
-/* The tables of schema 4 that hold events (docs/spool.md, "How events are stored"):
+/* The tables of schema 5 that hold events (docs/spool.md, "How events are stored"):
  *
  * rules: what the events of a rule of an instance share, and the identifier needs (instance,
  *   rule name) or Stripe gets (event_name, payload keys); a rule changed by a reload is a new
@@ -154,9 +154,47 @@
 	" delivered_at INTEGER);"                                                                  \
 	"CREATE INDEX outcomes_pending ON outcomes(queue_seq) WHERE state = 0;"
 
+/* Aggregation windows (schema 4; store/window.c). A window is one (rule, customer, start); its
+ * running total is updated in the transaction that commits its lines with their file's
+ * checkpoint. window_lines keeps each line's value under the line's position, so that a line
+ * read again adds nothing. At close, the window's meter event becomes an event of its own (a batch
+ * of one at line offset -id, its identifier in its row of outcomes), and event_id is its id. */
+#define WINDOWS_TABLES                                                                             \
+	"CREATE TABLE windows ("                                                                   \
+	" id INTEGER PRIMARY KEY,"                                                                 \
+	" rule TEXT NOT NULL,"                                                                     \
+	" customer TEXT NOT NULL,"                                                                 \
+	" customer_key TEXT NOT NULL,"                                                             \
+	" event_name TEXT NOT NULL,"                                                               \
+	" payload_customer_key TEXT NOT NULL,"                                                     \
+	" payload_value_key TEXT NOT NULL,"                                                        \
+	" start INTEGER NOT NULL,"                                                                 \
+	" length INTEGER NOT NULL,"                                                                \
+	" close_after INTEGER NOT NULL,"                                                           \
+	" total TEXT NOT NULL,"                                                                    \
+	" lines INTEGER NOT NULL,"                                                                 \
+	" late INTEGER NOT NULL,"                                                                  \
+	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
+	" state INTEGER NOT NULL,"                                                                 \
+	" event_id INTEGER,"                                                                       \
+	" created INTEGER NOT NULL,"                                                               \
+	" closed_at INTEGER,"                                                                      \
+	" UNIQUE (rule, customer, start));"                                                        \
+	"CREATE INDEX windows_open ON windows(close_after) WHERE state = 0;"                       \
+	"CREATE TABLE window_lines ("                                                              \
+	" file_id INTEGER NOT NULL REFERENCES files(id),"                                          \
+	" line_offset INTEGER NOT NULL,"                                                           \
+	" rule TEXT NOT NULL,"                                                                     \
+	" window_id INTEGER NOT NULL REFERENCES windows(id) ON DELETE CASCADE,"                    \
+	" value TEXT NOT NULL,"                                                                    \
+	" timestamp INTEGER NOT NULL,"                                                             \
+	" late INTEGER NOT NULL,"                                                                  \
+	" PRIMARY KEY (file_id, line_offset, rule)) WITHOUT ROWID;"                                \
+	"CREATE INDEX window_lines_window ON window_lines(window_id);"
+
 const char spool_schema_sql[] = "CREATE TABLE meta ("
                                 " key TEXT PRIMARY KEY,"
-                                " value TEXT NOT NULL);" FILES_TABLE EVENT_TABLES
+                                " value TEXT NOT NULL);" FILES_TABLE EVENT_TABLES WINDOWS_TABLES
                                 "INSERT INTO queue(next_id, shift, delivered_through)"
                                 " VALUES (1, 0, 0);";
 
@@ -189,9 +227,13 @@ static const char spool_migrate_2_3[] =
                                  "DROP TABLE events;"
                                  "ALTER TABLE events_v3 RENAME TO events;" EVENTS_INDEXES_V3;
 
-/* Schema 4 stores a commit's events as one row: its tables are made, schema 3's events are moved
- * into them (migrate.c: it encodes batches, which SQL cannot), and the old table goes. */
-static int migrate_3_4(struct spool *sp, char *err, size_t errlen)
+/* Schema 4 added the aggregation windows; the events table did not change. */
+static const char spool_migrate_3_4[] = WINDOWS_TABLES;
+
+/* Schema 5 stores a commit's events as one row: its tables are made, schema 4's events are moved
+ * into them (migrate.c: it encodes batches, which SQL cannot), and the old table goes. The
+ * windows stay; the meter events of closed ones move with the others. */
+static int migrate_4_5(struct spool *sp, char *err, size_t errlen)
 {
 	int64_t moved = 0;
 
@@ -214,7 +256,8 @@ static const struct {
 } spool_migrations[] = {
     {spool_migrate_1_2, NULL},
     {spool_migrate_2_3, NULL},
-    {NULL, migrate_3_4},
+    {spool_migrate_3_4, NULL},
+    {NULL, migrate_4_5},
 };
 
 _Static_assert(sizeof(spool_migrations) / sizeof(spool_migrations[0]) == SPOOL_SCHEMA_VERSION - 1,
@@ -222,11 +265,13 @@ _Static_assert(sizeof(spool_migrations) / sizeof(spool_migrations[0]) == SPOOL_S
 
 /* The events row of each schema version that had one (index: the version), next to the tables
  * they describe: schema 1 ended with `updated` and had no unsure state; schema 2 added
- * key_generation and first_unknown; schema 3 queue_seq. Schema 4 has batches instead. */
+ * key_generation and first_unknown; schema 3 queue_seq; schema 4 the same as 3. Schema 5 has
+ * batches instead. */
 static const struct spool_event_layout event_layouts[] = {
     [1] = {.ncols = SPOOL_EC_KEY_GENERATION, .max_state = EVENT_DEAD},
     [2] = {.ncols = SPOOL_EC_QUEUE_SEQ, .max_state = EVENT_UNSURE},
     [3] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
+    [4] = {.ncols = SPOOL_EVENT_NCOLS, .max_state = EVENT_UNSURE},
 };
 
 _Static_assert(SPOOL_FILE_NCOLS == 23, "the files table has 23 columns in every schema version");

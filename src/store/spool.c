@@ -19,7 +19,6 @@
 #include "util/path.h"
 
 #define SPOOL_BUSY_TIMEOUT_MS 10000
-#define SPOOL_INSTANCE_KEY "instance"
 
 const struct spool_sql spool_handle_sql[] = {
     {ST_BEGIN, "BEGIN IMMEDIATE"},
@@ -402,8 +401,8 @@ int spool_exec(struct spool *sp, const char *sql, const char *what, char *err, s
 int spool_prepare(struct spool *sp, char *err, size_t errlen)
 {
 	static const struct spool_sql *const lists[] = {
-	    spool_handle_sql, spool_events_sql, spool_commit_sql,
-	    spool_queue_sql,  spool_query_sql,  spool_room_sql,
+	    spool_handle_sql, spool_events_sql, spool_commit_sql, spool_queue_sql,
+	    spool_query_sql,  spool_room_sql,   spool_window_sql,
 	};
 
 	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {

@@ -20,11 +20,12 @@
 /* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
  * key_generation and first_unknown, and the unsure state; 3: events gained queue_seq, their
  * position in the sender's queue, so that a replay moves an event without changing its id; 4:
- * the events of a commit are one row (a batch), identifiers are computed when events are read,
- * delivery is a watermark, and only events with a history of their own (a retry, a dead letter,
- * a replay) have a row of outcomes (docs/spool.md, "How events are stored").
+ * the aggregation windows (tables windows and window_lines); 5: the events of a commit are one
+ * row (a batch), identifiers are computed when events are read, delivery is a watermark, and
+ * only events with a history of their own (a retry, a dead letter, a replay) have a row of
+ * outcomes (docs/spool.md, "How events are stored").
  * Older spools are migrated by spool_open (read-write); newer ones are refused. */
-#define SPOOL_SCHEMA_VERSION 4
+#define SPOOL_SCHEMA_VERSION 5
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
@@ -119,8 +120,11 @@ struct spool_new_event {
 	const char *customer;           /* the Stripe customer id; "" if unmapped */
 	const char *value;              /* a decimal number as text */
 	int64_t timestamp;              /* seconds since the epoch */
-	const char *dead; /* NULL: pending; else a dead letter from the start, with this reason
-	                     (an unmapped customer) */
+	const char *dead;   /* NULL: pending; else a dead letter from the start, with this reason
+	                       (an unmapped customer) */
+	int not_aggregated; /* an event of its own even if its rule aggregates (its window would
+	                       not take it); the events of an aggregating rule otherwise go into
+	                       their windows at commit (spool_commit) */
 };
 
 /* The events of one commit, gathered line by line before spool_commit. What a rule's events
@@ -152,8 +156,10 @@ size_t spool_batch_bytes(const struct spool_batch *b);
 #define SPOOL_BATCH_BYTES_MAX (1024 * 1024)
 
 /* In one transaction: stores the events of `b` (nothing of a line read again: an event whose
- * line starts before the end of what the file's last batch covered is already spooled) and
- * writes back the file record *f with its new checkpoint and counters. Either all of it is
+ * line starts before the end of what the file's last batch covered is already spooled), adds
+ * the lines of aggregating rules to their windows (store/window.c; one a window does not take,
+ * say a timestamp outside Stripe's, is stored as an event of its own), and writes back the file
+ * record *f with its new checkpoint and counters. Either all of it is
  * committed or none of it. The events get ids, and queue positions after every position given
  * before, by a commit or a replay (see spool_pending). `b` is emptied either way (NULL: no
  * events). Sets *added (if non-NULL) to the events stored. Returns 0, or -1 (nothing committed;
@@ -195,6 +201,49 @@ struct spool_mark {
  * of outcomes. An id that no longer exists has nothing to mark. Returns 0 or -1 (none applied). */
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err,
                size_t errlen);
+
+/* ---- aggregation windows (store/window.c, docs/architecture.md "Aggregation windows") ---- */
+
+/* An aggregation window as status and export show it. */
+struct spool_window {
+	int64_t id;
+	char rule[EVENT_RULE_MAX];
+	char customer[EVENT_CUSTOMER_MAX];
+	char event_name[EVENT_NAME_MAX];
+	int64_t start, length; /* seconds since the epoch, seconds */
+	int64_t close_after;   /* seconds since the epoch: closed once this has passed */
+	char total[EVENT_VALUE_MAX];
+	int64_t lines, late; /* lines in it; of which arrived after their own window closed */
+	int closed;          /* its meter event is made (event_id) */
+	int64_t event_id;    /* 0 while open */
+};
+
+/* One line of a window, as spool export shows it. */
+struct spool_window_line {
+	int64_t file_id, line_offset, timestamp;
+	char value[EVENT_VALUE_MAX];
+	int late;
+};
+
+/* Closes every open window whose close_after is at most `now` (seconds since the epoch), at
+ * most 500 per call, in one transaction: each becomes one pending meter event in the events
+ * table (identifier event_window_identifier with the spool's instance, timestamp its start,
+ * value its total; a dead letter if the total has more than 15 significant digits, which Stripe
+ * refuses), after every queue position given before. Sets *closed to how many. Returns 0 or
+ * -1 (none closed). */
+int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *err, size_t errlen);
+
+/* The earliest close_after of the open windows into *when (seconds since the epoch), 0 if no
+ * window is open. Returns 0 or -1. */
+int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t errlen);
+
+/* Calls cb for every window (open ones only with `open_only`), by start then id; with
+ * `lines_cb`, also for every line of each window after it. Stops and returns -1 if a callback
+ * does. Returns 0 or -1. */
+int spool_windows_foreach(struct spool *sp, int open_only,
+                          int (*cb)(const struct spool_window *w, void *ud),
+                          int (*lines_cb)(const struct spool_window_line *l, void *ud), void *ud,
+                          char *err, size_t errlen);
 
 /* Counts events by state. Returns 0 or -1. */
 int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t errlen);

@@ -69,6 +69,18 @@ enum spool_stmt {
 	ST_PRUNE_ROWS,
 	ST_PRUNE_DELIVERIES,
 	ST_PRUNE_EXPIRY_END,
+	ST_PRUNE_WINDOWS,
+	/* window.c */
+	ST_WINDOW_FIND,
+	ST_WINDOW_ADD,
+	ST_WINDOW_UPDATE,
+	ST_WINDOW_LINE_ADD,
+	ST_WINDOW_DUE,
+	ST_WINDOW_CLOSE,
+	ST_WINDOW_NEXT,
+	ST_WINDOWS_ALL,
+	ST_WINDOWS_OPEN,
+	ST_WINDOW_LINES,
 	ST_COUNT_
 };
 
@@ -87,6 +99,7 @@ extern const struct spool_sql spool_commit_sql[];
 extern const struct spool_sql spool_queue_sql[];
 extern const struct spool_sql spool_query_sql[];
 extern const struct spool_sql spool_room_sql[];
+extern const struct spool_sql spool_window_sql[];
 
 /* ---- a batch's events, decoded (batch.c, events.c) ---- */
 
@@ -130,8 +143,12 @@ int spool_view_seek(struct spool_view *v, int64_t id, struct spool_item *it);
  * for 1 + 10 * (n_rules + 1) bytes). Returns its length. */
 size_t spool_blob_header(unsigned char *out, const int64_t *rule_ids, size_t n_rules);
 
-/* What commit.c takes of a struct spool_batch (batch.c). */
+/* What commit.c takes of a struct spool_batch (batch.c). spool_batch_stored: its events stored
+ * in the batch itself; spool_batch_aggregated: those of aggregating rules, for their windows
+ * (NULL if none). */
 void spool_batch_clear(struct spool_batch *b);
+size_t spool_batch_stored(const struct spool_batch *b);
+const struct spool_batch *spool_batch_aggregated(const struct spool_batch *b);
 const char *spool_batch_instance(const struct spool_batch *b);
 size_t spool_batch_rules(const struct spool_batch *b, const struct config_rule *const **rules);
 const unsigned char *spool_batch_events(const struct spool_batch *b, size_t *len);
@@ -297,6 +314,29 @@ int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *
  * at most 32. Returns 0 or -1. */
 int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 
+/* The meta key of the instance id (spool_instance). */
+#define SPOOL_INSTANCE_KEY "instance"
+
+/* ---- aggregation windows (window.c) ---- */
+
+/* Inside spool_commit's transaction: adds the value of the line event *ev of an aggregating
+ * rule (ev->window_s > 0; ev->file_id, line_offset, rule, event_name, payload keys,
+ * customer_key, customer, value, timestamp set) to its window: the window of its timestamp if
+ * that one is still open at `now`, else the next open one (counted as late); a line already in a
+ * window adds nothing. Returns 0, 1 if the event is not to be aggregated (a timestamp Stripe
+ * would refuse, a value beyond exact sums): it is then stored as an event of its own; or -1. */
+int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
+
+/* Inside the caller's write transaction: stores *ev (its rule, event_name, payload keys,
+ * customer_key, customer, value, timestamp, file_id and line_offset, which may be negative: a
+ * window's meter event has no line) as an event of its own, in a batch of one, with id
+ * q->next_id and queue position q->next_id + q->shift, advancing q->next_id and the queue's row;
+ * with a row of outcomes if its identifier is given (ev->identifier not "": a window's, which no
+ * stored field gives) or it is dead (ev->state EVENT_DEAD, ev->last_error). Sets ev->id and
+ * ev->queue_seq. Returns 0 or -1. */
+int spool_event_store_one(struct spool *sp, struct spool_queue *q, struct event *ev, int64_t now,
+                          char *err, size_t errlen);
+
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */
 int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);
 
@@ -432,9 +472,9 @@ enum spool_file_col {
 	SPOOL_FILE_NCOLS
 };
 
-/* The columns of an events row of schemas 1 to 3, in the order of its record. A schema version
+/* The columns of an events row of schemas 1 to 4, in the order of its record. A schema version
  * only ever added columns at the end (a migration that copied the table kept the order), so a
- * row of an older version has the first columns of this list: see spool_event_layout. Schema 4
+ * row of an older version has the first columns of this list: see spool_event_layout. Schema 5
  * has no events table: `spool recover` still reads such rows of older spools. */
 enum spool_event_col {
 	SPOOL_EC_ID,
@@ -467,11 +507,11 @@ struct spool_event_layout {
 	enum event_state max_state; /* the highest state it can hold */
 };
 
-/* The layout of an events row of schema `version` (1 to 3), or NULL if that version has none.
+/* The layout of an events row of schema `version` (1 to 4), or NULL if that version has none.
  * Static storage. */
 const struct spool_event_layout *spool_event_layout(int64_t version);
 
-/* The columns of the rows of schema 4's tables, in the order of their records. */
+/* The columns of the rows of schema 5's tables, in the order of their records. */
 enum spool_batch_col {
 	SPOOL_BC_ID,
 	SPOOL_BC_N,

@@ -500,7 +500,7 @@ static int64_t event_version(const struct col *c, int nc)
 	return c[SPOOL_EC_IDENTIFIER].n > 0 && c[SPOOL_EC_IDENTIFIER].n < 101 ? v : 0;
 }
 
-/* Schema 4's rows (schema.c): column 0 of batches, outcomes, rules and deliveries is the rowid
+/* Schema 5's rows (schema.c): column 0 of batches, outcomes, rules and deliveries is the rowid
  * alias, stored as NULL; the queue's row has three integers. */
 static int looks_like_batch(const struct col *c, int nc)
 {
@@ -667,7 +667,7 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		            SPOOL_FC_UPDATED, file_key, 1);
 		return r < 0 ? -1 : 0;
 	}
-	/* Rows of an older layout in a spool of schema 4 are stale copies its migration left. */
+	/* Rows of an older layout in a spool of schema 5 are stale copies its migration left. */
 	if (nc > 0 && b->version < SPOOL_SCHEMA_VERSION && event_version(cols, nc) > 0) {
 		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc,
 		            SPOOL_EC_UPDATED, event_key, 3);
@@ -782,7 +782,7 @@ static int builder_prepare(struct builder *b)
 	/* put_row binds column k of a row (enum spool_event_col, spool_file_col...) to ?k+1, so
 	 * the inserts name the columns in record order; a row of an older schema leaves the
 	 * columns it lacks unbound (NULL). */
-	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 4,
+	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 5,
 	               "the inserts below name every column of the current layouts");
 	static const char *const sql[] = {
 	    "INSERT INTO " LEGACY_EVENTS "(id, file_id, line_offset, rule, identifier, event_name,"

@@ -24,6 +24,7 @@ const char *const crash_point_names[] = {
     "sender_after_answer", /* Stripe answered and the answer is classified, not yet marked */
     "sender_dead_letter",  /* an event is being dead-lettered, the mark not yet recorded */
     "spool_mark_inside",   /* outcomes written in the mark transaction, not committed */
+    "window_close_inside", /* windows closed into meter events in the transaction, not committed */
     "shutdown",            /* stopping the workers: 1st the ingest, 2nd the sender told to stop */
     NULL,
 };

@@ -6,21 +6,53 @@
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
+/* How a line is written: "logmeter: <level>: <message>", or one JSON object. */
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 };
+
 /* Messages above `level` are dropped. Default LOG_LVL_INFO. Thread-safe. */
 void log_set_level(enum log_level level);
 
 /* Parses "error", "warning", "info" or "debug". Returns 0, or -1 if `name` is none of them. */
 int log_level_parse(const char *name, enum log_level *out);
 
-/* Writes one line "logmeter: <level>: <message>\n" to stderr with a single write(2), so lines
- * from the ingest and sender threads never interleave. Messages longer than 4,095 bytes are cut.
- * Never pass the API key or anything derived from it. */
+/* Parses "text" or "json". Returns 0, or -1 if `name` is neither. */
+int log_format_parse(const char *name, enum log_format *out);
+
+/* Sets the format of the lines written from now on (default LOG_FORMAT_TEXT), and looks again
+ * whether stderr is the journal: systemd sets $JOURNAL_STREAM to "DEVICE:INODE" (decimal) of
+ * the stream it connected to stdout or stderr, and a process is to compare them with fstat(2)
+ * of its descriptor, since a child may have inherited the variable but not the stream
+ * (systemd.exec(5), "Environment Variables Set or Propagated by the Service Manager"). When they
+ * match, every line starts with its sd-daemon(3) priority prefix (SD_ERR "<3>", SD_WARNING
+ * "<4>", SD_INFO "<6>", SD_DEBUG "<7>"), which journald takes as the entry's priority, so that
+ * `journalctl -p warning` shows warnings and errors. Call it before other threads log. */
+void log_setup(enum log_format format);
+
+/* 1 if log_setup found stderr to be the journal, else 0. */
+int log_to_journal(void);
+
+/* Writes one line to stderr with a single write(2), so lines from the ingest and sender threads
+ * never interleave: "logmeter: <level>: <message>\n", or with LOG_FORMAT_JSON one JSON object
+ * {"time": "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), "level": "error"|"warning"|"info"|"debug",
+ * "pid": N, "message": "..."} (jansson; a message that is not UTF-8 has its other bytes as '?');
+ * under the journal preceded by the priority prefix (log_setup). Messages longer than 4,095
+ * bytes are cut. Never pass the API key or anything derived from it. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes `text` (lines, without a trailing newline) to stderr as it is, each line preceded by
+ * the priority prefix of `level` when stderr is the journal: for what a command prints before
+ * its configuration (and so its log format) is known, such as the configuration's errors. */
+void log_plain(enum log_level level, const char *text);
 
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+/* Replaces every byte of `s` outside ASCII with '?', in place: the last resort for text that is
+ * not valid UTF-8 (a log line may quote a file's bytes, a path may be any bytes), which JSON
+ * cannot carry and jansson refuses. */
+void log_ascii_only(char *s);
 
 /* Formats into the caller's error buffer `err` of `errlen` bytes (always NUL-terminated, cut if
  * needed). Safe with err == NULL or errlen == 0 (does nothing). The convention for every module:

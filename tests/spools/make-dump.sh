@@ -5,10 +5,11 @@
 #
 #     tests/spools/make-dump.sh DIR OUT.sql
 #
-# It reads the first lines of the real Apache log (LOGMETER_LOGS, or ../shared/data/logs beside
-# DIR) with three rules: delivered events, dead letters of an unmapped customer and of a meter the
-# double lacks, events retried after 500s, pending events (the double stopped), and dead letters
-# replayed to pending; then dumps the spool the agent left (sqlite3 .dump).
+# It reads the first lines of the real Apache log (LOGMETER_LOGS) with three rules (five where the
+# older logmeter has aggregation windows): delivered events, dead letters of an unmapped customer
+# and of a meter the double lacks, events retried after 500s, pending events (the double
+# stopped), and dead letters replayed to pending; then dumps the spool the agent left (sqlite3
+# .dump).
 set -eu
 OLD=$(cd "$1" && pwd)
 OUT=$2
@@ -45,6 +46,29 @@ pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "GET [^"]*\.png
 customer = ip
 value = 1
 CONF
+# A logmeter with aggregation windows (schema 4 and later) also sums the bytes of 2xx lines per
+# customer: in 1-second windows that close while it runs, and in day-long ones still open.
+if grep -q '"aggregate"' "$OLD/src/config/config.c"; then
+	cat >> "$T/logmeter.conf" <<CONF
+[rule bytes_1s]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+value = bytes
+customer_map = $T/customers.csv
+aggregate = 1s
+aggregate_grace = 0s
+[rule bytes_day]
+source = apache
+event_name = bandwidth_bytes
+pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
+customer = ip
+value = bytes
+customer_map = $T/customers.csv
+aggregate = 1d
+CONF
+fi
 conf=$T/logmeter.conf
 agent_once "$conf" || true
 # Answers lost for a few: retried (in schema 2 and later under a new key generation).

@@ -211,7 +211,9 @@ int fixture_commit(struct spool *sp, const struct spool_file *f, struct event *e
 			if (strcmp(rules[k].name, e->rule) == 0 &&
 			    strcmp(rules[k].event_name, e->event_name) == 0 &&
 			    strcmp(rules[k].payload_customer_key, e->payload_customer_key) == 0 &&
-			    strcmp(rules[k].payload_value_key, e->payload_value_key) == 0)
+			    strcmp(rules[k].payload_value_key, e->payload_value_key) == 0 &&
+			    rules[k].aggregate_s == e->window_s &&
+			    rules[k].aggregate_grace_s == e->window_grace_s)
 				r = &rules[k];
 		if (r == NULL) {
 			r = &rules[n_rules++];
@@ -219,6 +221,8 @@ int fixture_commit(struct spool *sp, const struct spool_file *f, struct event *e
 			r->event_name = e->event_name;
 			r->payload_customer_key = e->payload_customer_key;
 			r->payload_value_key = e->payload_value_key;
+			r->aggregate_s = e->window_s;
+			r->aggregate_grace_s = e->window_grace_s;
 		}
 		ne =
 		    (struct spool_new_event){.line_offset = e->line_offset,

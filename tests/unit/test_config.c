@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stddef.h>
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -1016,6 +1017,46 @@ static void test_api_base(void **state)
 	}
 }
 
+/* [stripe] api and meter_events_base, [rule] aggregate and aggregate_grace: defaults, values,
+ * bounds (1 s to 1 day), and errors with file and line. */
+static void test_v2_and_aggregate(void **state)
+{
+	const struct fx *f = *state;
+	const char *name = P(f, "etc/agg.conf");
+	char err[CONFIG_ERR_MAX] = "", text[1024];
+	struct config *cfg = config_load_text(MINIMAL, name, err, sizeof(err));
+
+	assert_non_null(cfg);
+	assert_int_equal(cfg->stripe.api, CONFIG_API_V1);
+	assert_string_equal(cfg->stripe.meter_events_base, "https://meter-events.stripe.com");
+	assert_int_equal(cfg->rules[0].aggregate_s, 0);
+	assert_int_equal(cfg->rules[0].aggregate_grace_s, 10);
+	config_free(cfg);
+	snprintf(text, sizeof(text),
+	         "[stripe]\napi = v2\nmeter_events_base = http://127.0.0.1:9/\n%s"
+	         "aggregate = 1m\naggregate_grace = 0\n",
+	         MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->stripe.api, CONFIG_API_V2);
+	assert_string_equal(cfg->stripe.meter_events_base, "http://127.0.0.1:9");
+	assert_int_equal(cfg->rules[0].aggregate_s, 60);
+	assert_int_equal(cfg->rules[0].aggregate_grace_s, 0);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "%saggregate = 2d\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 10, "key 'aggregate'", "out of range", NULL);
+	snprintf(text, sizeof(text), "%saggregate = 1500ms\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 10, "key 'aggregate'", "whole number", NULL);
+	assert_null(config_load_text("[stripe]\napi = v3\n", name, err, sizeof(err)));
+	expect_err(err, name, 2, "key 'api'", NULL);
+	assert_null(config_load_text("[stripe]\nmeter_events_base = http://example.com\n", name,
+	                             err, sizeof(err)));
+	expect_err(err, name, 2, "key 'meter_events_base'", "https://", NULL);
+}
+
 /* config_load_text reads a string as config_load reads the same bytes from a file: the same
  * values, defaults and errors, relative paths against the name's directory; no drop-ins. */
 static void test_load_text(void **state)
@@ -1086,6 +1127,57 @@ static void test_load_text(void **state)
 	assert_null(config_load_text(MINIMAL, "", err, sizeof(err)));
 }
 
+/* [agent] metrics_listen: numeric IPv4 and bracketed IPv6 addresses with a port; a bad one is
+ * refused with file and line; loopback told apart (the agent warns about the others). */
+static void test_metrics_listen(void **state)
+{
+	const struct fx *f = *state;
+	struct sockaddr_storage sa;
+	socklen_t len = 0;
+	int loopback = -1;
+	char err[256] = "";
+	struct config *cfg;
+	const char *e;
+
+	assert_int_equal(
+	    config_parse_listen("127.0.0.1:9464", &sa, &len, &loopback, err, sizeof(err)), 0);
+	assert_int_equal(sa.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&sa)->sin_port), 9464);
+	assert_int_equal(loopback, 1);
+	assert_int_equal(config_parse_listen("[::1]:0", &sa, &len, &loopback, err, sizeof(err)), 0);
+	assert_int_equal(sa.ss_family, AF_INET6);
+	assert_int_equal(len, sizeof(struct sockaddr_in6));
+	assert_int_equal(loopback, 1);
+	assert_int_equal(
+	    config_parse_listen("0.0.0.0:9464", &sa, &len, &loopback, err, sizeof(err)), 0);
+	assert_int_equal(loopback, 0);
+	assert_int_equal(config_parse_listen("[::]:9464", &sa, &len, &loopback, err, sizeof(err)),
+	                 0);
+	assert_int_equal(loopback, 0);
+	assert_int_equal(
+	    config_parse_listen("localhost:9464", &sa, &len, &loopback, err, sizeof(err)), -1);
+	assert_int_equal(
+	    config_parse_listen("127.0.0.1:65536", &sa, &len, &loopback, err, sizeof(err)), -1);
+	assert_int_equal(config_parse_listen("127.0.0.1", &sa, &len, &loopback, err, sizeof(err)),
+	                 -1);
+	assert_int_equal(config_parse_listen("::1:9464", &sa, &len, &loopback, err, sizeof(err)),
+	                 -1);
+
+	cfg = load_ok(wfile(f, "ok.conf", "[agent]\nmetrics_listen = [::1]:9464\n"));
+	assert_string_equal(cfg->agent.metrics_listen, "[::1]:9464");
+	assert_int_equal(cfg->agent.metrics_max_files, 100);
+	config_free(cfg);
+	cfg = load_ok(wfile(f, "off.conf", "[agent]\nlog_format = json\n"));
+	assert_null(cfg->agent.metrics_listen);
+	assert_string_equal(cfg->agent.log_format, "json");
+	config_free(cfg);
+	e = load_bad(wfile(f, "bad.conf", "[agent]\nstate_dir = /x\nmetrics_listen = 9464\n"));
+	assert_non_null(strstr(e, "bad.conf:3: "));
+	assert_non_null(strstr(e, "metrics_listen"));
+	e = load_bad(wfile(f, "bad2.conf", "[agent]\nlog_format = xml\n"));
+	assert_non_null(strstr(e, "bad2.conf:2: "));
+}
+
 /* config_changes: what a reload changed, per section, from the option table. */
 static void test_changes(void **state)
 {
@@ -1147,19 +1239,50 @@ static char *print_options(int markdown)
 static void test_print_options(void **state)
 {
 	static const char *const keys[] = {
-	    "instance",          "state_dir",         "include_dir",
-	    "log_level",         "batch_lines",       "delivered_retention",
-	    "rescan_interval",   "max_line_length",   "max_open_files",
-	    "rotate_wait",       "durability",        "max_spool_bytes",
-	    "min_free_bytes",    "api_key_file",      "api_base",
-	    "request_timeout",   "max_concurrency",   "max_requests_per_second",
-	    "retry_min_backoff", "retry_max_backoff", "auth_pause",
-	    "account",           "unsure_after",      "path",
-	    "exclude",           "read_from",         "source",
-	    "event_name",        "pattern",           "pattern_file",
-	    "customer",          "customer_map",      "value",
-	    "timestamp",         "timestamp_format",  "payload_customer_key",
+	    "instance",
+	    "state_dir",
+	    "include_dir",
+	    "log_level",
+	    "log_format",
+	    "batch_lines",
+	    "delivered_retention",
+	    "rescan_interval",
+	    "max_line_length",
+	    "max_open_files",
+	    "rotate_wait",
+	    "durability",
+	    "max_spool_bytes",
+	    "min_free_bytes",
+	    "metrics_listen",
+	    "metrics_max_files",
+	    "api_key_file",
+	    "api_base",
+	    "request_timeout",
+	    "max_concurrency",
+	    "max_requests_per_second",
+	    "retry_min_backoff",
+	    "retry_max_backoff",
+	    "auth_pause",
+	    "account",
+	    "unsure_after",
+	    "path",
+	    "exclude",
+	    "read_from",
+	    "source",
+	    "event_name",
+	    "pattern",
+	    "pattern_file",
+	    "customer",
+	    "customer_map",
+	    "value",
+	    "timestamp",
+	    "timestamp_format",
+	    "payload_customer_key",
 	    "payload_value_key",
+	    "api",
+	    "meter_events_base",
+	    "aggregate",
+	    "aggregate_grace",
 	};
 	char *plain = print_options(0), *md = print_options(1);
 	char needle[128];
@@ -1215,7 +1338,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_error_flood, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_text, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_metrics_listen, setup, teardown),
 	    cmocka_unit_test(test_print_options),
+	    cmocka_unit_test_setup_teardown(test_v2_and_aggregate, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

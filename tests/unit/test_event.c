@@ -218,6 +218,55 @@ static void test_form_body(void **state)
 	}
 }
 
+/* The window identifier, against Python's hashlib over the same length-prefixed fields:
+ * sha256(be64(4) "test" be64(5) "bytes" be64(5) "cus_A" be64(10) "1717243200")[:20] in hex. */
+static void test_window_identifier(void **state)
+{
+	char id[EVENT_IDENTIFIER_MAX], other[EVENT_IDENTIFIER_MAX];
+
+	(void)state;
+	assert_int_equal(event_window_identifier(id, "test", "bytes", "cus_A", 1717243200), 0);
+	assert_string_equal(id, "lmw1-08ecd0020bd70387bc7de154d5044b47c2619451");
+	assert_int_equal(event_window_identifier(other, "test", "bytes", "cus_A", 1717243260), 0);
+	assert_string_not_equal(id, other);
+	assert_int_equal(event_window_identifier(other, "test", "bytesc", "us_A", 1717243200), 0);
+	assert_string_not_equal(id, other);
+	assert_int_equal(event_window_identifier(id, NULL, "bytes", "cus_A", 0), -1);
+}
+
+/* Sums against Python's decimal.Decimal of the same operands. */
+static void test_value_add(void **state)
+{
+	static const struct {
+		const char *a, *b, *sum;
+	} rows[] = {
+	    {"1", "2", "3"},
+	    {"0.5", "-0.5", "0"},
+	    {"-1", "0.25", "-0.75"},
+	    {"99999999999999999999", "0", "99999999999999999999"},
+	    {"123.456", "0.000000000000000001", "123.456000000000000001"},
+	    {"-0.1", "-0.2", "-0.3"},
+	    {"1000", "-1001", "-1"},
+	};
+	char out[EVENT_VALUE_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		assert_int_equal(event_value_add(rows[i].a, rows[i].b, out, sizeof(out)), 0);
+		assert_string_equal(out, rows[i].sum);
+	}
+	/* Beyond the fixed point, or not a number: refused, never rounded. */
+	assert_int_equal(event_value_add("99999999999999999999", "1", out, sizeof(out)), -1);
+	assert_int_equal(event_value_add("0.0000000000000000001", "0", out, sizeof(out)), -1);
+	assert_int_equal(event_value_add("1e3", "0", out, sizeof(out)), -1);
+	assert_int_equal(event_value_add("1.", "0", out, sizeof(out)), -1);
+	assert_int_equal(event_value_add("1", "2", out, 2), -1);
+	assert_int_equal(event_value_digits("123456789012345"), 15);
+	assert_int_equal(event_value_digits("-1000"), 4);
+	assert_int_equal(event_value_digits("0.0012"), 2);
+	assert_int_equal(event_value_digits("0"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -225,6 +274,8 @@ int main(void)
 	    cmocka_unit_test(test_identifier_properties),
 	    cmocka_unit_test(test_identifier_reused_context),
 	    cmocka_unit_test(test_form_body),
+	    cmocka_unit_test(test_window_identifier),
+	    cmocka_unit_test(test_value_add),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

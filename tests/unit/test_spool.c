@@ -973,6 +973,87 @@ static void test_commit_and_dedupe(void **state)
 	free(f);
 }
 
+/* Aggregation windows: lines go into the window of their timestamp, a line read again adds
+ * nothing, a line whose window has closed goes into the next open one (late), and closing
+ * makes one pending meter event per window, stamped with its start, with the exact total. */
+#define DAY_S 86400
+
+static void test_windows(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 77);
+	struct event evs[4], listed[8], *lp = listed;
+	char err[512] = "", id[EVENT_IDENTIFIER_MAX];
+	int64_t now, start, closed = 0, next = 0;
+	size_t n = 0;
+
+	/* Day-long windows, so that where a late line goes (the window open by the clock at its
+	 * commit) is this day's window whenever the test runs, except within a minute of
+	 * midnight UTC: then wait until past it. */
+	now = (int64_t)time(NULL);
+	if (now % DAY_S < 60 || now % DAY_S > DAY_S - 60)
+		sleep((unsigned)(120 - (now + 60) % DAY_S));
+	now = (int64_t)time(NULL);
+	start = now - now % DAY_S;
+
+	for (int i = 0; i < 3; i++) {
+		event_init(&evs[i], f->id, 100 * i, "bytes");
+		snprintf(evs[i].customer, sizeof(evs[i].customer), "cus_W");
+		evs[i].window_s = DAY_S;
+		evs[i].window_grace_s = 10;
+		evs[i].timestamp = start + i;
+	}
+	snprintf(evs[1].value, sizeof(evs[1].value), "0.25");
+	f->offset = 300;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(evs[0].id, 0); /* in a window, not an event */
+	/* Read again (a reset checkpoint): nothing more. */
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 3);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 0);
+	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
+	assert_int_equal(next, start + DAY_S + 10);
+	/* Not due yet. */
+	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 9, &closed, err, sizeof(err)),
+	                 0);
+	assert_int_equal(closed, 0);
+	/* A line of a window that closed two hours ago goes into the one open now. */
+	event_init(&evs[3], f->id, 300, "bytes");
+	snprintf(evs[3].customer, sizeof(evs[3].customer), "cus_W");
+	evs[3].window_s = DAY_S;
+	evs[3].window_grace_s = 10;
+	evs[3].timestamp = start - 7200;
+	f->offset = 400;
+	assert_int_equal(fixture_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 1"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 4);
+	/* Closed: one event with the exact total (0 + 0.25 + 2000 + 3000 = 5000.25). */
+	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
+	                 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(lp->value, "5000.25");
+	assert_int_equal(lp->timestamp, start);
+	assert_int_equal(lp->line_offset, -1); /* a batch of one at the window's own place */
+	assert_int_equal(raw_int(fx->db, "SELECT first_offset FROM batches"), -1);
+	assert_int_equal(event_window_identifier(id, "", "bytes", "cus_W", start), 0);
+	assert_string_equal(lp->identifier, id);
+	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
+	assert_int_equal(next, 0);
+	/* A line for the closed window now goes into the next one. */
+	event_init(&evs[0], f->id, 400, "bytes");
+	snprintf(evs[0].customer, sizeof(evs[0].customer), "cus_W");
+	evs[0].window_s = DAY_S;
+	evs[0].window_grace_s = 10;
+	evs[0].timestamp = start;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 0"), 1);
+	assert_true(raw_int(fx->db, "SELECT start FROM windows WHERE state = 0") > start);
+	free(f);
+}
+
 static void test_commit_atomic(void **state)
 {
 	struct fixture *fx = *state;
@@ -2358,6 +2439,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),

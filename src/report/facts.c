@@ -1,0 +1,385 @@
+/* facts: gathering what status and the metrics say (report/facts.h), the health, and the text
+ * of `logmeter status`. */
+#include "report/facts.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "store/report.h"
+#include "util/log.h"
+
+struct gather {
+	struct facts *f;
+	size_t cap;
+	char *err;
+	size_t errlen;
+};
+
+static int add_file(const struct spool_file *sf, void *ud)
+{
+	struct gather *g = ud;
+	struct facts *f = g->f;
+	struct facts_file *ff;
+	struct stat st;
+
+	if (f->n_files == g->cap) {
+		size_t cap = g->cap ? 2 * g->cap : 64;
+		struct facts_file *p = realloc(f->files, cap * sizeof(*p));
+
+		if (p == NULL)
+			goto oom;
+		f->files = p;
+		g->cap = cap;
+	}
+	ff = &f->files[f->n_files];
+	memset(ff, 0, sizeof(*ff));
+	ff->path = strdup(sf->path);
+	if (ff->path == NULL)
+		goto oom;
+	f->n_files++;
+	ff->id = sf->id;
+	snprintf(ff->source, sizeof(ff->source), "%s", sf->source);
+	snprintf(ff->uid, sizeof(ff->uid), "%s", sf->uid);
+	ff->dev = sf->dev;
+	ff->ino = sf->ino;
+	ff->state = sf->state;
+	ff->offset = sf->offset;
+	ff->counters = sf->counters;
+	ff->size = sf->size;
+	/* The live size, when the path still names the same file, shows the lag behind the
+	 * writer. */
+	if (sf->state != SPOOL_FILE_GONE && stat(sf->path, &st) == 0 &&
+	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
+		ff->size = (int64_t)st.st_size;
+	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
+	return 0;
+oom:
+	err_set(g->err, g->errlen, "out of memory listing files");
+	return -1;
+}
+
+static int add_rule(const char *rule, enum event_state state, int64_t n, void *ud)
+{
+	struct gather *g = ud;
+	struct facts *f = g->f;
+
+	if (f->n_rules == 0 || strcmp(f->rules[f->n_rules - 1].rule, rule) != 0) {
+		struct facts_rule *p;
+
+		if (f->n_rules == g->cap) {
+			size_t cap = g->cap ? 2 * g->cap : 16;
+
+			p = realloc(f->rules, cap * sizeof(*p));
+			if (p == NULL) {
+				err_set(g->err, g->errlen, "out of memory counting rules");
+				return -1;
+			}
+			f->rules = p;
+			g->cap = cap;
+		}
+		p = &f->rules[f->n_rules++];
+		memset(p, 0, sizeof(*p));
+		snprintf(p->rule, sizeof(p->rule), "%s", rule);
+	}
+	f->rules[f->n_rules - 1].n[state] = n;
+	return 0;
+}
+
+static int add_window(const struct spool_window *w, void *ud)
+{
+	struct facts *f = ud;
+
+	if (f->n_windows < FACTS_WINDOWS_MAX)
+		f->windows[f->n_windows++] = *w;
+	f->windows_open++;
+	return 0;
+}
+
+static void utc(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	out[0] = '\0';
+	if (gmtime_r(&tt, &tm) != NULL)
+		strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void problem(struct facts *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct facts *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	f->degraded = 1;
+	if (f->n_problems == FACTS_PROBLEMS_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(f->problems[f->n_problems++], sizeof(f->problems[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* What makes the agent degraded, in the words of the text status. Whether it runs at all is
+ * systemd's to say (`systemctl is-active`): `run --once` deployments are not degraded between
+ * runs. */
+static void health(struct facts *f)
+{
+	char when[32];
+
+	if (f->ingest.running && f->ingest.state != SPACE_READING) {
+		utc(f->ingest.since, when, sizeof(when));
+		problem(f, "ingest paused (%s since %s): %s",
+		        f->ingest.state == SPACE_DISK_FULL ? "disk full" : "spool limit reached",
+		        when, f->ingest.detail);
+	}
+	if (f->sender.running && strncmp(f->sender.state, "paused", 6) == 0) {
+		utc(f->sender.since, when, sizeof(when));
+		problem(f, "sending paused since %s: %s", when, f->sender.detail);
+	}
+	if (f->since > 0 && f->dead_since > 0) {
+		utc(f->since, when, sizeof(when));
+		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);
+	}
+}
+
+struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now, int64_t since,
+                        char *err, size_t errlen)
+{
+	struct facts *f;
+	struct gather g = {.err = err, .errlen = errlen};
+	struct statvfs vfs;
+	char e[512];
+
+	if (cfg == NULL || sp == NULL) {
+		err_set(err, errlen, "facts_new: invalid arguments");
+		return NULL;
+	}
+	f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		err_set(err, errlen, "out of memory");
+		return NULL;
+	}
+	g.f = f;
+	f->now = now;
+	f->api = cfg->stripe.api;
+	f->since = since;
+	f->spool = spool_path(sp);
+	f->max_spool_bytes = cfg->agent.max_spool_bytes;
+	if (spool_counts(sp, &f->counts, err, errlen) != 0 ||
+	    spool_last_error(sp, f->last_error, sizeof(f->last_error), err, errlen) != 0 ||
+	    spool_oldest_pending(sp, &f->oldest_pending, err, errlen) != 0 ||
+	    (since > 0 && spool_dead_since(sp, since, &f->dead_since, err, errlen) != 0))
+		goto fail;
+	/* Read-only: show the stored instance without changing it. */
+	if (spool_instance(sp, NULL, f->instance, sizeof(f->instance), e, sizeof(e)) != 0)
+		snprintf(f->instance, sizeof(f->instance), "?");
+	if (spool_rule_counts(sp, add_rule, &g, err, errlen) != 0)
+		goto fail;
+	g.cap = 0;
+	if (spool_files_foreach(sp, add_file, &g, e, sizeof(e)) != 0) {
+		/* the callback's own reason, if it gave one */
+		if (err == NULL || err[0] == '\0')
+			err_set(err, errlen, "%s", e);
+		goto fail;
+	}
+	if (spool_windows_foreach(sp, 1, add_window, NULL, f, err, errlen) != 0)
+		goto fail;
+	if (space_status_read(cfg->agent.state_dir, &f->ingest, f->ingest_err,
+	                      sizeof(f->ingest_err)) != 0)
+		f->ingest.found = 0;
+	else
+		f->ingest_err[0] = '\0';
+	f->usage_known = spool_usage(sp, &f->usage, f->usage_err, sizeof(f->usage_err)) == 0;
+	if (statvfs(cfg->agent.state_dir, &vfs) == 0) {
+		f->fs_known = 1;
+		f->fs_free = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+	}
+	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
+	                       sizeof(f->sender_err)) == 0)
+		f->sender_err[0] = '\0';
+	if (!f->sender.running)
+		f->rate_known =
+		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
+	health(f);
+	return f;
+fail:
+	facts_free(f);
+	return NULL;
+}
+
+void facts_free(struct facts *f)
+{
+	if (f == NULL)
+		return;
+	for (size_t i = 0; i < f->n_files; i++)
+		free(f->files[i].path);
+	free(f->files);
+	free(f->rules);
+	free(f);
+}
+
+/* ---- the text of `logmeter status` ---------------------------------------------------------- */
+
+static void print_ingest(FILE *out, const struct facts *f)
+{
+	char when[32], a[32], b[32], c[32], d[32];
+	const struct spool_usage *u = &f->usage;
+
+	utc(f->ingest.since, when, sizeof(when));
+	if (f->ingest_err[0] != '\0')
+		fprintf(out, "ingest: unknown (%s)\n", f->ingest_err);
+	else if (!f->ingest.running)
+		fprintf(out, "ingest: not running\n");
+	else if (f->ingest.state == SPACE_DISK_FULL)
+		fprintf(out, "ingest: paused (disk full since %s): %s\n", when, f->ingest.detail);
+	else if (f->ingest.state == SPACE_LIMIT)
+		fprintf(out, "ingest: paused (spool limit reached since %s): %s\n", when,
+		        f->ingest.detail);
+	else
+		fprintf(out, "ingest: reading\n");
+	if (!f->usage_known) {
+		fprintf(out, "space: unknown (%s)\n", f->usage_err);
+		return;
+	}
+	space_fmt_bytes((u->pages - u->free_pages) * u->page_size, a, sizeof(a));
+	space_fmt_bytes(u->free_pages * u->page_size, b, sizeof(b));
+	space_fmt_bytes(u->wal_file, c, sizeof(c));
+	fprintf(out, "space: %s in use", a);
+	if (f->max_spool_bytes > 0) {
+		space_fmt_bytes(f->max_spool_bytes, d, sizeof(d));
+		fprintf(out, " (max_spool_bytes %s)", d);
+	}
+	fprintf(out, ", %s of free pages, WAL %s", b, c);
+	if (f->fs_known) {
+		space_fmt_bytes(f->fs_free, d, sizeof(d));
+		fprintf(out, "; %s free on its file system", d);
+	}
+	fprintf(out, "\n");
+}
+
+static void print_sender(FILE *out, const struct facts *f)
+{
+	const struct sender_status *st = &f->sender;
+	char a[32], b[32];
+	long long total = 0;
+
+	if (f->sender_err[0] != '\0') {
+		fprintf(out, "sender: unknown (%s)\n", f->sender_err);
+		return;
+	}
+	if (!st->running) {
+		fprintf(out, "sender: not running\n");
+		if (f->rate_known)
+			fprintf(out, "rate: up to %.0f requests/s (%s)\n", f->rate_max,
+			        f->rate_why);
+		else
+			fprintf(out, "rate: %s\n", f->rate_why);
+		return;
+	}
+	if (strncmp(st->state, "paused", 6) == 0) {
+		utc(st->since, a, sizeof(a));
+		utc(st->pause_until, b, sizeof(b));
+		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st->detail, b);
+	} else if (st->hold_until > f->now) {
+		utc(st->hold_until, a, sizeof(a));
+		fprintf(out,
+		        "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, "
+		        "%lld queued\n",
+		        a, st->in_flight, st->queued);
+	} else {
+		fprintf(out,
+		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
+		        st->in_flight, st->retrying, st->queued);
+	}
+	fprintf(out, "rate: up to %.0f requests/s (%s)", st->rate_max, st->rate_why);
+	if (st->rate + 0.05 < st->rate_max) {
+		utc(st->rate_cut, a, sizeof(a));
+		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st->rate, a);
+	}
+	fprintf(out, "\n");
+	if (st->held > 0)
+		fprintf(out,
+		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
+		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
+		        "them\n",
+		        st->held);
+	for (size_t i = 0; i < STRIPE_OUTCOMES; i++)
+		total += st->outcomes[i];
+	utc(st->started, a, sizeof(a));
+	fprintf(out, "requests: %lld since %s", total, a);
+	for (size_t i = 0; i < STRIPE_OUTCOMES; i++)
+		if (st->outcomes[i] > 0)
+			fprintf(out, ", %s %lld", stripe_outcome_name((enum stripe_outcome)i),
+			        st->outcomes[i]);
+	fprintf(out, "\n");
+}
+
+static void print_file(FILE *out, const struct facts_file *ff)
+{
+	fprintf(out, "  %s\n", ff->path);
+	fprintf(out, "    source %s  identity %s (dev %llu, inode %llu)  state %s\n", ff->source,
+	        ff->uid, (unsigned long long)ff->dev, (unsigned long long)ff->ino,
+	        spool_file_state_name(ff->state));
+	fprintf(out, "    offset %lld  size %lld  lag %lld bytes\n", (long long)ff->offset,
+	        (long long)ff->size, (long long)ff->lag);
+	fprintf(out,
+	        "    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
+	        "NUL bytes %lld  events %lld  checkpoint resets %lld\n",
+	        (long long)ff->counters.lines, (long long)ff->counters.matched,
+	        (long long)ff->counters.unmatched, (long long)ff->counters.invalid,
+	        (long long)ff->counters.long_lines, (long long)ff->counters.nul_bytes,
+	        (long long)ff->counters.events, (long long)ff->counters.resets);
+}
+
+void facts_print_text(FILE *out, const struct facts *f)
+{
+	char when[32];
+
+	fprintf(out, "spool: %s\n", f->spool);
+	fprintf(out, "instance: %s\n", f->instance);
+	fprintf(out, "events: pending %lld, delivered %lld, dead letters %lld, unsure %lld\n",
+	        (long long)f->counts.pending, (long long)f->counts.delivered,
+	        (long long)f->counts.dead, (long long)f->counts.unsure);
+	if (f->oldest_pending > 0) {
+		utc(f->oldest_pending, when, sizeof(when));
+		fprintf(out,
+		        "oldest pending: %s (%lld s ago; Stripe takes events up to 35 days old)\n",
+		        when, (long long)(f->now - f->oldest_pending));
+	}
+	if (f->counts.unsure > 0)
+		fprintf(out,
+		        "unsure: %lld events had an attempt with an unknown outcome more than "
+		        "unsure_after ago and are not re-sent by themselves: check Stripe, then "
+		        "`logmeter replay --unsure` (docs/stripe-contract.md)\n",
+		        (long long)f->counts.unsure);
+	fprintf(out, "last error: %s\n", f->last_error[0] ? f->last_error : "none");
+	print_ingest(out, f);
+	print_sender(out, f);
+	fprintf(out, "windows: %lld open aggregation windows\n", (long long)f->windows_open);
+	for (size_t i = 0; i < f->n_windows; i++) {
+		const struct spool_window *w = &f->windows[i];
+		char a[32], b[32];
+
+		utc(w->start, a, sizeof(a));
+		utc(w->start + w->length, b, sizeof(b));
+		fprintf(
+		    out, "  rule %s  customer %s  %s .. %s  total %s over %lld lines (%lld late)\n",
+		    w->rule, w->customer, a, b, w->total, (long long)w->lines, (long long)w->late);
+	}
+	if (f->windows_open > (int64_t)f->n_windows)
+		fprintf(out, "  ... and %lld more\n",
+		        (long long)(f->windows_open - (int64_t)f->n_windows));
+	if (f->n_problems == 0) {
+		fprintf(out, "health: ok\n");
+	} else {
+		for (size_t i = 0; i < f->n_problems; i++)
+			fprintf(out, "health: degraded: %s\n", f->problems[i]);
+	}
+	fprintf(out, "files:\n");
+	for (size_t i = 0; i < f->n_files; i++)
+		print_file(out, &f->files[i]);
+}

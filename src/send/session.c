@@ -1,0 +1,115 @@
+/* session: one meter event session at a time, renewed synchronously on the sender's thread. A
+ * renewal is one small request every few minutes; doing it inline keeps the stream's requests,
+ * which need its token, simply ordered after it. */
+#include "send/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "send/stripe_v2.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SESSION_TIMEOUT_MAX_MS 10000
+#define SESSION_RENEW_MARGIN_MAX_MS 60000
+
+struct session {
+	const struct config *cfg;
+	struct stripe_v2_session cur;
+	int held;
+	int64_t renew_at; /* monotonic ms */
+};
+
+struct session *session_new(const struct config *cfg)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s != NULL)
+		s->cfg = cfg;
+	return s;
+}
+
+void session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, sizeof(*s));
+	free(s);
+}
+
+const char *session_token(const struct session *s, int64_t now_ms)
+{
+	if (s == NULL || !s->held || now_ms >= s->renew_at)
+		return NULL;
+	return s->cur.token;
+}
+
+int64_t session_renew_at(const struct session *s)
+{
+	return s != NULL && s->held ? s->renew_at : 0;
+}
+
+void session_drop(struct session *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(&s->cur, sizeof(s->cur));
+	s->held = 0;
+	s->renew_at = 0;
+}
+
+enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
+                                  size_t reasonlen)
+{
+	struct stripe_request *req;
+	struct stripe_response r;
+	struct stripe_v2_session next;
+	char err[512] = "";
+	enum stripe_outcome out;
+	CURLcode code;
+	int64_t life_ms, margin;
+	long timeout;
+
+	session_drop(s);
+	req = stripe_request_new_post(s->cfg, s->cfg->stripe.api_base, STRIPE_V2_SESSION_PATH, key,
+	                              "{}", NULL, err, sizeof(err));
+	if (req == NULL) {
+		snprintf(reason, reasonlen, "cannot make the session request: %s", err);
+		return STRIPE_UNKNOWN;
+	}
+	timeout = (long)s->cfg->stripe.request_timeout_ms;
+	if (timeout > SESSION_TIMEOUT_MAX_MS)
+		timeout = SESSION_TIMEOUT_MAX_MS;
+	curl_easy_setopt(stripe_request_easy(req), CURLOPT_TIMEOUT_MS, timeout);
+	code = curl_easy_perform(stripe_request_easy(req));
+	stripe_request_response(req, code, &r);
+	out = stripe_classify(&r, reason, reasonlen);
+	if (code == CURLE_OK && r.status >= 200 && r.status <= 299) {
+		/* stripe_classify looks for a v1 meter event: the session object is judged here. */
+		if (stripe_v2_session_parse(r.body, r.body_len, &next, err, sizeof(err)) == 0) {
+			out = STRIPE_DELIVERED;
+		} else {
+			snprintf(reason, reasonlen, "HTTP %ld: %s", r.status, err);
+			out = STRIPE_UNEXPECTED;
+		}
+	} else if (out == STRIPE_DELIVERED || out == STRIPE_REJECTED || out == STRIPE_TOO_EARLY) {
+		/* A session request has no event to refuse: not Stripe's answer to it. */
+		out = STRIPE_UNEXPECTED;
+	}
+	stripe_request_reason_finish(req, &r, reason, reasonlen);
+	stripe_request_free(req);
+	if (out != STRIPE_DELIVERED)
+		return out;
+	life_ms = (next.expires_at - next.created) * 1000;
+	margin = life_ms / 5;
+	if (margin > SESSION_RENEW_MARGIN_MAX_MS)
+		margin = SESSION_RENEW_MARGIN_MAX_MS;
+	s->cur = next;
+	s->held = 1;
+	s->renew_at = now_ms + life_ms - margin;
+	explicit_bzero(&next, sizeof(next));
+	log_debug("meter event session created, valid %lld s", (long long)(life_ms / 1000));
+	return STRIPE_DELIVERED;
+}

@@ -1,0 +1,44 @@
+/* session: the meter event session of API v2 (POST /v2/billing/meter_event_session with the
+ * secret key). Its authentication token authorises the stream for 15 minutes
+ * (docs.stripe.com/api/v2/billing/meter-event-stream/session/create: "Authentication tokens are
+ * only valid for 15 minutes"); logmeter renews it before then, measuring the token's life as
+ * Stripe states it (expires_at - created) on the monotonic clock from the moment the request
+ * was made, so that neither this host's clock nor Stripe's decides alone. */
+#ifndef LOGMETER_SESSION_H
+#define LOGMETER_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "send/stripe.h"
+
+struct session;
+
+/* A session holder with no session yet. `cfg` must outlive it. Returns it (caller frees), or
+ * NULL if out of memory. */
+struct session *session_new(const struct config *cfg);
+
+/* Wipes the token and frees. NULL is a no-op. */
+void session_free(struct session *s);
+
+/* The token to send with, if a session is held and not due for renewal at `now_ms` (monotonic
+ * milliseconds); else NULL. The pointer stays valid until the next session_renew or
+ * session_drop. */
+const char *session_token(const struct session *s, int64_t now_ms);
+
+/* When the held session is due for renewal (monotonic ms), or 0 if none is held. */
+int64_t session_renew_at(const struct session *s);
+
+/* Forgets the session (Stripe said it expired). */
+void session_drop(struct session *s);
+
+/* Creates a new session with the secret `key`, synchronously (at most min(request_timeout, 10
+ * s)), and holds it: it is renewed once four fifths of its life have passed, at most a minute
+ * before it ends. Returns STRIPE_DELIVERED if a session is held now; else the outcome of the
+ * answer as stripe_classify gives it (auth, rate limited, unknown, unexpected...) with the
+ * reason in `reason` (`reasonlen` bytes; never the key or a token). */
+enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
+                                  size_t reasonlen);
+
+#endif

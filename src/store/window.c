@@ -1,0 +1,392 @@
+/* window: aggregation windows. The ingest half adds each line of an aggregating rule to its
+ * window inside the commit of its batch and checkpoint (spool_window_commit); the send half
+ * closes the windows whose end plus grace has passed, each into one meter event, a batch of one
+ * (spool_windows_close), in one transaction. A window is fixed when its line is committed
+ * and closed once, so no crash can count a line twice, lose one, or send two totals under one
+ * identifier (docs/architecture.md, "Aggregation windows"). */
+#include "store/spool.h"
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/spool_int.h"
+#include "util/crash.h"
+#include "util/log.h"
+
+#define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
+#define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
+#define WINDOW_STRIPE_DIGITS 15   /* Stripe's limit on a value's significant digits */
+#define WINDOW_COLUMNS                                                                             \
+	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
+	"coalesce(event_id, 0)"
+
+const struct spool_sql spool_window_sql[] = {
+    {ST_WINDOW_FIND, "SELECT id, state, total FROM windows"
+                     " WHERE rule = ?1 AND customer = ?2 AND start = ?3"},
+    {ST_WINDOW_ADD, "INSERT INTO windows(rule, customer, customer_key, event_name,"
+                    " payload_customer_key, payload_value_key, start, length, close_after, total,"
+                    " lines, late, file_id, state, created)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '0', 0, 0, ?10, 0, ?11)"},
+    {ST_WINDOW_UPDATE, "UPDATE windows SET total = ?2, lines = lines + 1, late = late + ?3"
+                       " WHERE id = ?1"},
+    {ST_WINDOW_LINE_ADD, "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value,"
+                         " timestamp, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                         " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
+    /* The partial index windows_open, in close order. */
+    {ST_WINDOW_DUE, "SELECT id, rule, customer, customer_key, event_name, payload_customer_key,"
+                    " payload_value_key, start, total, file_id FROM windows"
+                    " WHERE state = 0 AND close_after <= ?1 ORDER BY close_after, id LIMIT ?2"},
+    {ST_WINDOW_CLOSE, "UPDATE windows SET state = 1, event_id = ?2, closed_at = ?3"
+                      " WHERE id = ?1 AND state = 0"},
+    {ST_WINDOW_NEXT, "SELECT coalesce(min(close_after), 0) FROM windows WHERE state = 0"},
+    {ST_WINDOWS_ALL, "SELECT " WINDOW_COLUMNS " FROM windows ORDER BY start, id"},
+    {ST_WINDOWS_OPEN, "SELECT " WINDOW_COLUMNS " FROM windows WHERE state = 0"
+                      " ORDER BY start, id"},
+    {ST_WINDOW_LINES, "SELECT file_id, line_offset, timestamp, value, late FROM window_lines"
+                      " WHERE window_id = ?1 ORDER BY file_id, line_offset"},
+    {ST_COUNT_, NULL},
+};
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Looks the window (rule, customer, start) up: 1 and its id, state and total if it exists, 0
+ * if not, -1 on error. */
+static int window_find(struct spool *sp, const struct event *ev, int64_t start, int64_t *id,
+                       int *state, char *total, size_t totallen, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_FIND];
+	int rc = SQLITE_OK, found = 0;
+
+	spool_bind_text(st, 1, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_text(st, 2, ev->customer, sizeof(ev->customer), &rc);
+	spool_bind_int(st, 3, start, &rc);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+			*state = sqlite3_column_int(st, 1);
+			spool_col_text(st, 2, total, totallen);
+			found = 1;
+			rc = SQLITE_DONE;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	return found;
+}
+
+static int window_add(struct spool *sp, const struct event *ev, int64_t start, int64_t now,
+                      int64_t *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_ADD];
+	int rc = SQLITE_OK;
+
+	spool_bind_text(st, 1, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_text(st, 2, ev->customer, sizeof(ev->customer), &rc);
+	spool_bind_text(st, 3, ev->customer_key, sizeof(ev->customer_key), &rc);
+	spool_bind_text(st, 4, ev->event_name, sizeof(ev->event_name), &rc);
+	spool_bind_text(st, 5, ev->payload_customer_key, sizeof(ev->payload_customer_key), &rc);
+	spool_bind_text(st, 6, ev->payload_value_key, sizeof(ev->payload_value_key), &rc);
+	spool_bind_int(st, 7, start, &rc);
+	spool_bind_int(st, 8, ev->window_s, &rc);
+	spool_bind_int(st, 9, start + ev->window_s + ev->window_grace_s, &rc);
+	spool_bind_int(st, 10, ev->file_id, &rc);
+	spool_bind_int(st, 11, now, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "adding a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	if (spool_st_run(sp, ST_WINDOW_ADD, "adding a window", err, errlen) < 0)
+		return -1;
+	*id = sqlite3_last_insert_rowid(sp->db);
+	return 0;
+}
+
+int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen)
+{
+	char total[EVENT_VALUE_MAX] = "0", sum[EVENT_VALUE_MAX];
+	int64_t len = ev->window_s, start, id = 0;
+	int late = 0, state = 0, found = 0, rc = SQLITE_OK;
+	enum event_window win = event_window_of(ev->timestamp, now);
+	sqlite3_stmt *st;
+
+	ev->id = ev->queue_seq = 0;
+	/* Stripe refuses what is 35 days old or a day ahead: such a line stays an event of its own,
+	 * which the sender keeps as a dead letter with the reason, rather than being billed now. */
+	if (len <= 0 || win == EVENT_WINDOW_OLD || win == EVENT_WINDOW_FAR_AHEAD)
+		return 1;
+	start = floor_div(ev->timestamp, len) * len;
+	if (start + len + ev->window_grace_s <= now) {
+		/* Its window has closed, or may have: the first window still open by the clock. */
+		late = 1;
+		start = floor_div(now - ev->window_grace_s, len) * len;
+	}
+	for (int tries = 0;; tries++) {
+		found = window_find(sp, ev, start, &id, &state, total, sizeof(total), err, errlen);
+		if (found < 0)
+			return -1;
+		if (!found || state == 0)
+			break;
+		/* Closed already (a clock set back): the next one. */
+		if (tries >= WINDOW_PLACE_TRIES) {
+			err_set(err, errlen,
+			        "spool %s: no open window for rule %s after %d closed ones",
+			        sp->path, ev->rule, tries);
+			return -1;
+		}
+		late = 1;
+		start += len;
+	}
+	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0)
+		return 1; /* beyond exact fixed point: sent on its own */
+	if (!found && window_add(sp, ev, start, now, &id, err, errlen) < 0)
+		return -1;
+	st = sp->st[ST_WINDOW_LINE_ADD];
+	spool_bind_int(st, 1, ev->file_id, &rc);
+	spool_bind_int(st, 2, ev->line_offset, &rc);
+	spool_bind_text(st, 3, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_int(st, 4, id, &rc);
+	spool_bind_text(st, 5, ev->value, sizeof(ev->value), &rc);
+	spool_bind_int(st, 6, ev->timestamp, &rc);
+	spool_bind_int(st, 7, late, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "adding a window line", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	if (spool_st_run(sp, ST_WINDOW_LINE_ADD, "adding a window line", err, errlen) < 0)
+		return -1;
+	if (sqlite3_changes(sp->db) == 0)
+		return 0; /* the line is in a window already: read again, counted once */
+	st = sp->st[ST_WINDOW_UPDATE];
+	spool_bind_int(st, 1, id, &rc);
+	spool_bind_text(st, 2, sum, sizeof(sum), &rc);
+	spool_bind_int(st, 3, late, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "updating a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	return spool_st_run(sp, ST_WINDOW_UPDATE, "updating a window", err, errlen);
+}
+
+/* A window due to close, as ST_WINDOW_DUE reads it. */
+struct window_due {
+	int64_t id, start, file_id;
+	struct event ev; /* its meter event, but for the identifier and the queue position */
+};
+
+static int close_one(struct spool *sp, struct window_due *w, const char *instance, int64_t now,
+                     struct spool_queue *q, char *err, size_t errlen)
+{
+	struct event *ev = &w->ev;
+	sqlite3_stmt *st;
+	int rc = SQLITE_OK;
+
+	if (event_window_identifier(ev->identifier, instance, ev->rule, ev->customer, w->start) <
+	    0) {
+		err_set(err, errlen, "cannot compute a window identifier");
+		return -1;
+	}
+	ev->file_id = w->file_id;
+	ev->line_offset = -w->id; /* no line has it: the window's own place */
+	ev->timestamp = w->start;
+	ev->state = EVENT_PENDING;
+	if (event_value_digits(ev->value) > WINDOW_STRIPE_DIGITS) {
+		ev->state = EVENT_DEAD;
+		snprintf(ev->last_error, sizeof(ev->last_error),
+		         "the window's total %s has more than %d significant digits, which Stripe "
+		         "refuses; use a shorter aggregate",
+		         ev->value, WINDOW_STRIPE_DIGITS);
+	}
+	/* A batch of one at the window's own place: the unique position refuses a second one. */
+	if (spool_event_store_one(sp, q, ev, now, err, errlen) < 0)
+		return -1;
+	st = sp->st[ST_WINDOW_CLOSE];
+	spool_bind_int(st, 1, w->id, &rc);
+	spool_bind_int(st, 2, ev->id, &rc);
+	spool_bind_int(st, 3, now, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "closing a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	return spool_st_run(sp, ST_WINDOW_CLOSE, "closing a window", err, errlen);
+}
+
+int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *err, size_t errlen)
+{
+	static struct window_due due[WINDOW_CLOSE_MAX]; /* the sender's thread only */
+	char instance[256] = "";
+	struct spool_queue q;
+	sqlite3_stmt *st;
+	size_t n = 0;
+	int rc = SQLITE_OK;
+
+	if (sp == NULL || closed == NULL) {
+		err_set(err, errlen, "spool_windows_close: invalid arguments");
+		return -1;
+	}
+	*closed = 0;
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	st = sp->st[ST_WINDOW_DUE];
+	spool_bind_int(st, 1, now, &rc);
+	spool_bind_int(st, 2, WINDOW_CLOSE_MAX, &rc);
+	while (rc == SQLITE_OK && n < WINDOW_CLOSE_MAX) {
+		struct window_due *w = &due[n];
+
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			break;
+		rc = SQLITE_OK;
+		memset(w, 0, sizeof(*w));
+		w->id = sqlite3_column_int64(st, 0);
+		spool_col_text(st, 1, w->ev.rule, sizeof(w->ev.rule));
+		spool_col_text(st, 2, w->ev.customer, sizeof(w->ev.customer));
+		spool_col_text(st, 3, w->ev.customer_key, sizeof(w->ev.customer_key));
+		spool_col_text(st, 4, w->ev.event_name, sizeof(w->ev.event_name));
+		spool_col_text(st, 5, w->ev.payload_customer_key,
+		               sizeof(w->ev.payload_customer_key));
+		spool_col_text(st, 6, w->ev.payload_value_key, sizeof(w->ev.payload_value_key));
+		w->start = sqlite3_column_int64(st, 7);
+		spool_col_text(st, 8, w->ev.value, sizeof(w->ev.value));
+		w->file_id = sqlite3_column_int64(st, 9);
+		n++;
+	}
+	if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "reading windows due", err, errlen);
+		spool_st_end(st);
+		goto fail;
+	}
+	spool_st_end(st);
+	if (n == 0) {
+		spool_tx_rollback(sp);
+		return 0;
+	}
+	if (spool_meta_get(sp, SPOOL_INSTANCE_KEY, instance, sizeof(instance), err, errlen) < 0 ||
+	    spool_queue_get(sp, &q, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if (close_one(sp, &due[i], instance, now, &q, err, errlen) < 0)
+			goto fail;
+	crash_point("window_close_inside"); /* closed, not committed: all still open */
+	if (spool_tx_commit(sp, err, errlen) < 0)
+		return -1;
+	*closed = (int64_t)n;
+	return 0;
+fail:
+	spool_tx_rollback(sp);
+	return -1;
+}
+
+int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_NEXT];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "reading the next window to close", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	*when = sqlite3_column_int64(st, 0);
+	spool_st_end(st);
+	return 0;
+}
+
+static int lines_foreach(struct spool *sp, int64_t id,
+                         int (*cb)(const struct spool_window_line *l, void *ud), void *ud,
+                         char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_LINES];
+	struct spool_window_line l;
+	int rc = SQLITE_OK;
+
+	spool_bind_int(st, 1, id, &rc);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		memset(&l, 0, sizeof(l));
+		l.file_id = sqlite3_column_int64(st, 0);
+		l.line_offset = sqlite3_column_int64(st, 1);
+		l.timestamp = sqlite3_column_int64(st, 2);
+		spool_col_text(st, 3, l.value, sizeof(l.value));
+		l.late = sqlite3_column_int(st, 4);
+		if (cb(&l, ud) != 0) {
+			spool_st_end(st);
+			err_set(err, errlen, "stopped");
+			return -1;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading a window's lines", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	return 0;
+}
+
+int spool_windows_foreach(struct spool *sp, int open_only,
+                          int (*cb)(const struct spool_window *w, void *ud),
+                          int (*lines_cb)(const struct spool_window_line *l, void *ud), void *ud,
+                          char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	struct spool_window w;
+	int rc = SQLITE_OK;
+
+	if (sp == NULL || cb == NULL) {
+		err_set(err, errlen, "spool_windows_foreach: invalid arguments");
+		return -1;
+	}
+	/* The lines are read with another statement while this one runs: a prepared copy. */
+	if (sqlite3_prepare_v2(sp->db,
+	                       sqlite3_sql(sp->st[open_only ? ST_WINDOWS_OPEN : ST_WINDOWS_ALL]),
+	                       -1, &st, NULL) != SQLITE_OK) {
+		spool_fail(sp, sqlite3_errcode(sp->db), "reading windows", err, errlen);
+		return -1;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&w, 0, sizeof(w));
+		w.id = sqlite3_column_int64(st, 0);
+		spool_col_text(st, 1, w.rule, sizeof(w.rule));
+		spool_col_text(st, 2, w.customer, sizeof(w.customer));
+		spool_col_text(st, 3, w.event_name, sizeof(w.event_name));
+		w.start = sqlite3_column_int64(st, 4);
+		w.length = sqlite3_column_int64(st, 5);
+		w.close_after = sqlite3_column_int64(st, 6);
+		spool_col_text(st, 7, w.total, sizeof(w.total));
+		w.lines = sqlite3_column_int64(st, 8);
+		w.late = sqlite3_column_int64(st, 9);
+		w.closed = sqlite3_column_int(st, 10) != 0;
+		w.event_id = sqlite3_column_int64(st, 11);
+		if (cb(&w, ud) != 0 ||
+		    (lines_cb != NULL && lines_foreach(sp, w.id, lines_cb, ud, err, errlen) != 0)) {
+			sqlite3_finalize(st);
+			if (err != NULL && err[0] == '\0')
+				err_set(err, errlen, "stopped");
+			return -1;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading windows", err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}

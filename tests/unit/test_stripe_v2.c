@@ -1,0 +1,230 @@
+/* Unit tests of stripe_v2.c: the stream's request body, the classification of its answers (each
+ * row cites where Stripe documents the answer), the session object and RFC 3339 times. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "core/event.h"
+#include "send/stripe_v2.h"
+
+static void test_rfc3339(void **state)
+{
+	char out[32];
+	int64_t t;
+
+	(void)state;
+	/* date -u -d @1717243200 +%FT%T: 2024-06-01T12:00:00, Stripe's example time */
+	assert_int_equal(stripe_v2_rfc3339(1717243200, out, sizeof(out)), 0);
+	assert_string_equal(out, "2024-06-01T12:00:00.000Z");
+	assert_int_equal(stripe_v2_rfc3339(1717243200, out, 10), -1);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01T12:15:00.000Z", &t), 0);
+	assert_int_equal(t, 1717243200 + 900);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01T13:00:00+01:00", &t), 0);
+	assert_int_equal(t, 1717243200);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01T12:00:00", &t), -1);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01 12:00:00Z", &t), -1);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01T12:00:00.Z", &t), -1);
+	assert_int_equal(stripe_v2_parse_rfc3339("2024-06-01T12:00:00Zjunk", &t), -1);
+	assert_int_equal(stripe_v2_parse_rfc3339(NULL, &t), -1);
+}
+
+static void fill(struct event *ev, const char *id, const char *cus, const char *value)
+{
+	memset(ev, 0, sizeof(*ev));
+	snprintf(ev->identifier, sizeof(ev->identifier), "%s", id);
+	snprintf(ev->event_name, sizeof(ev->event_name), "bandwidth_bytes");
+	snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key), "stripe_customer_id");
+	snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "bytes");
+	snprintf(ev->customer, sizeof(ev->customer), "%s", cus);
+	snprintf(ev->value, sizeof(ev->value), "%s", value);
+	ev->timestamp = 1717243200;
+}
+
+/* The body is the stream's schema (stripe-go v2billing_metereventstream_params.go): events with
+ * event_name, identifier, payload of strings and an RFC 3339 timestamp. */
+static void test_stream_body(void **state)
+{
+	struct event a, b;
+	const struct event *evs[STRIPE_V2_BATCH_MAX + 1];
+	char *body;
+	json_t *root, *e;
+
+	(void)state;
+	fill(&a, "lm1-a", "cus_A", "25");
+	fill(&b, "lm1-b", "cus_\"B\"", "-0.5");
+	evs[0] = &a;
+	evs[1] = &b;
+	body = stripe_v2_stream_body(evs, 2);
+	assert_non_null(body);
+	root = json_loads(body, 0, NULL);
+	assert_non_null(root);
+	assert_int_equal(json_object_size(root), 1);
+	assert_int_equal(json_array_size(json_object_get(root, "events")), 2);
+	e = json_array_get(json_object_get(root, "events"), 1);
+	assert_string_equal(json_string_value(json_object_get(e, "identifier")), "lm1-b");
+	assert_string_equal(json_string_value(json_object_get(e, "event_name")), "bandwidth_bytes");
+	assert_string_equal(json_string_value(json_object_get(e, "timestamp")),
+	                    "2024-06-01T12:00:00.000Z");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(e, "payload"), "stripe_customer_id")),
+	    "cus_\"B\"");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(e, "payload"), "bytes")), "-0.5");
+	json_decref(root);
+	free(body);
+	for (size_t i = 0; i <= STRIPE_V2_BATCH_MAX; i++)
+		evs[i] = &a;
+	assert_null(stripe_v2_stream_body(evs, 0));
+	assert_null(stripe_v2_stream_body(evs, STRIPE_V2_BATCH_MAX + 1));
+	body = stripe_v2_stream_body(evs, STRIPE_V2_BATCH_MAX);
+	assert_non_null(body);
+	free(body);
+}
+
+struct row {
+	const char *why; /* the source */
+	long status;
+	const char *body;
+	enum stripe_outcome want;
+};
+
+static void test_classify(void **state)
+{
+	static const struct row rows[] = {
+	    /* docs.stripe.com/api/v2/billing/meter-event-stream/create: "Response {}" */
+	    {"200 {}", 200, "{}", STRIPE_DELIVERED},
+	    /* a captive portal or proxy: not Stripe's answer */
+	    {"200 html", 200, "<html>login</html>", STRIPE_UNEXPECTED},
+	    {"200 error object", 200, "{\"error\":{\"code\":\"x\",\"message\":\"y\"}}",
+	     STRIPE_UNEXPECTED},
+	    /* the same page, Error Codes: 401 billing_meter_event_session_expired; the OpenAPI
+	     * schema v2.error.billing_meter_event_session_expired (type temporary_session_expired)
+	     */
+	    {"401 session expired", 401,
+	     "{\"error\":{\"type\":\"temporary_session_expired\",\"code\":"
+	     "\"billing_meter_event_session_expired\",\"message\":\"The temporary session token "
+	     "has "
+	     "expired.\",\"doc_url\":\"https://docs.stripe.com\"}}",
+	     STRIPE_SESSION_EXPIRED},
+	    /* stripe-node test/RequestSender.spec.ts: the type alone decides */
+	    {"401 type only", 401, "{\"error\":{\"type\":\"temporary_session_expired\"}}",
+	     STRIPE_SESSION_EXPIRED},
+	    /* a bad key: docs.stripe.com/api/errors 401 */
+	    {"401 bad key", 401,
+	     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Invalid API Key\"}}",
+	     STRIPE_AUTH},
+	    /* stripe-node generateV2Error: invalid_fields carries a code, no type */
+	    {"400 invalid_fields", 400,
+	     "{\"error\":{\"code\":\"invalid_fields\",\"message\":\"events[0].payload\"}}",
+	     STRIPE_REJECTED},
+	    /* stripe-go example TestRateLimitErrorClient: type rate_limit */
+	    {"429 rate_limit", 429,
+	     "{\"error\":{\"type\":\"rate_limit\",\"code\":\"account_rate_limit_exceeded\","
+	     "\"message\":\"slow down\"}}",
+	     STRIPE_RATE_LIMITED},
+	    {"400 rate_limit type", 400,
+	     "{\"error\":{\"type\":\"rate_limit\",\"code\":\"x\",\"message\":\"slow down\"}}",
+	     STRIPE_RATE_LIMITED},
+	    /* 5xx: the outcome is unknown, the identifiers decide (docs/stripe-contract.md 3) */
+	    {"500", 500,
+	     "{\"error\":{\"type\":\"api_error\",\"code\":\"internal_error\","
+	     "\"message\":\"oops\"}}",
+	     STRIPE_UNKNOWN},
+	    {"503 html", 503, "<html>down</html>", STRIPE_UNKNOWN},
+	    /* a wrong meter_events_base: Stripe's 404 for a path it does not serve */
+	    {"404 url", 404,
+	     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Unrecognized request "
+	     "URL (POST: /v2/x)\"}}",
+	     STRIPE_UNEXPECTED},
+	    {"302", 302, "", STRIPE_UNEXPECTED},
+	    {"403", 403, "{\"error\":{\"code\":\"forbidden\",\"message\":\"no\"}}", STRIPE_AUTH},
+	};
+	char reason[STRIPE_REASON_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct stripe_response r = {.curl_code = CURLE_OK,
+		                            .status = rows[i].status,
+		                            .should_retry = -1,
+		                            .body = rows[i].body,
+		                            .body_len = strlen(rows[i].body)};
+		enum stripe_outcome got = stripe_v2_classify(&r, reason, sizeof(reason));
+
+		if (got != rows[i].want)
+			fail_msg("%s: outcome %d, want %d (%s)", rows[i].why, (int)got,
+			         (int)rows[i].want, reason);
+	}
+	{
+		struct stripe_response r = {.curl_code = CURLE_RECV_ERROR, .should_retry = -1};
+
+		assert_int_equal(stripe_v2_classify(&r, reason, sizeof(reason)), STRIPE_UNKNOWN);
+		r.curl_code = CURLE_COULDNT_CONNECT;
+		assert_int_equal(stripe_v2_classify(&r, reason, sizeof(reason)), STRIPE_RETRY);
+	}
+}
+
+/* docs.stripe.com/api/v2/billing/meter-event-stream/session/create, the example response */
+static void test_session_parse(void **state)
+{
+	static const char ok[] =
+	    "{\"id\":\"mes_1\",\"livemode\":false,\"object\":\"v2.billing.meter_event_session\","
+	    "\"authentication_token\":\"token_12345678\",\"created\":\"2024-06-01T12:00:00.000Z\","
+	    "\"expires_at\":\"2024-06-01T12:15:00.000Z\"}";
+	struct stripe_v2_session s;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(stripe_v2_session_parse(ok, strlen(ok), &s, err, sizeof(err)), 0);
+	assert_string_equal(s.token, "token_12345678");
+	assert_int_equal(s.expires_at - s.created, 900);
+	static const char *const bad[] = {
+	    "{}",
+	    "{\"object\":\"v2.billing.meter_event\",\"authentication_token\":\"t\","
+	    "\"created\":\"2024-06-01T12:00:00Z\",\"expires_at\":\"2024-06-01T12:15:00Z\"}",
+	    "{\"object\":\"v2.billing.meter_event_session\",\"authentication_token\":\"a b\","
+	    "\"created\":\"2024-06-01T12:00:00Z\",\"expires_at\":\"2024-06-01T12:15:00Z\"}",
+	    "{\"object\":\"v2.billing.meter_event_session\",\"authentication_token\":\"t\","
+	    "\"created\":\"2024-06-01T12:15:00Z\",\"expires_at\":\"2024-06-01T12:00:00Z\"}",
+	    "{\"object\":\"v2.billing.meter_event_session\",\"authentication_token\":\"t\","
+	    "\"created\":1717243200,\"expires_at\":1717244100}",
+	    "not json",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(
+		    stripe_v2_session_parse(bad[i], strlen(bad[i]), &s, err, sizeof(err)), -1);
+		assert_true(err[0] != '\0');
+		assert_null(strstr(err, "token_"));
+	}
+}
+
+/* The changelog of 2024-09-30.acacia: 10k events a second; in test mode each request counts
+ * against the basic limit (docs.stripe.com/billing/subscriptions/usage-based/
+ * recording-usage-api). */
+static void test_default_rate(void **state)
+{
+	(void)state;
+	assert_int_equal(stripe_v2_default_rate("sk_live_x", NULL, NULL, 0), 100);
+	assert_int_equal(stripe_v2_default_rate("rk_live_x", "", NULL, 0), 100);
+	assert_int_equal(stripe_v2_default_rate("sk_test_x", NULL, NULL, 0), 25);
+	assert_int_equal(stripe_v2_default_rate("weird", NULL, NULL, 0), 25);
+	assert_int_equal(stripe_v2_default_rate("sk_live_x", "acct_1", NULL, 0), 25);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rfc3339),      cmocka_unit_test(test_stream_body),
+	    cmocka_unit_test(test_classify),     cmocka_unit_test(test_session_parse),
+	    cmocka_unit_test(test_default_rate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
