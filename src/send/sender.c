@@ -54,6 +54,15 @@
 #define SENDER_SESSION_EXPIRED_MAX 3
 /* Aggregation windows are looked at this often at most, and when the next one is due. */
 #define SENDER_WINDOW_CHECK_MS 1000
+/* Deliveries are recorded in the spool together: at most this long after the first of them, or
+ * once this many wait. Every commit is an fsync and a few pages of WAL whatever it holds, so one
+ * per answer cost most of the sender's CPU time and kilobytes written per event; a crash loses
+ * at most these marks, and the events are sent again under the same identifiers, which Stripe
+ * answers as already there (docs/durability.md). Any other outcome is recorded at once. */
+#define SENDER_MARK_DELAY_MS 1000
+#define SENDER_MARK_BATCH (SENDER_QUEUE_MAX / 2)
+/* v1 requests kept for the next events once answered (stripe_request_reuse), at most. */
+#define SENDER_SPARE_MAX 64
 
 const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -137,6 +146,11 @@ struct sender {
 	char (*errors)[EVENT_ERROR_MAX];
 	size_t n_marks, cap_marks;
 	int64_t next_mark_try;
+	int64_t marks_due; /* monotonic ms: when the waiting deliveries are recorded */
+	/* v1: finished requests, made with s->key, for the next events */
+	struct stripe_request *spare[SENDER_SPARE_MAX];
+	size_t n_spare;
+	int marks_now; /* an outcome other than a delivery waits: record at the next turn */
 
 	double tokens;
 	int64_t tokens_at;
@@ -319,6 +333,10 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 		}
 		s->n_marks++;
 	}
+	if (s->marks_due == 0)
+		s->marks_due = clock_mono_ms() + SENDER_MARK_DELAY_MS;
+	if (state != EVENT_DELIVERED || s->n_marks >= SENDER_MARK_BATCH)
+		s->marks_now = 1;
 	s->marks[i].id = ev->id;
 	s->marks[i].state = state;
 	s->marks[i].attempts = ev->attempts;
@@ -333,8 +351,9 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 	return 0;
 }
 
-/* Applies every recorded outcome in one transaction; on failure they are kept for the next try. */
-static int marks_apply(struct sender *s, int64_t now)
+/* Applies every recorded outcome in one transaction, if they are due (SENDER_MARK_DELAY_MS) or
+ * `force`; on failure they are kept for the next try. Returns 0 (applied or not due yet) or -1. */
+static int marks_apply(struct sender *s, int64_t now, int force)
 {
 	char err[512] = "";
 
@@ -342,6 +361,8 @@ static int marks_apply(struct sender *s, int64_t now)
 		return 0;
 	if (now < s->next_mark_try)
 		return -1;
+	if (!force && !s->marks_now && now < s->marks_due)
+		return 0;
 	for (size_t i = 0; i < s->n_marks; i++)
 		s->marks[i].error = s->errors[i][0] != '\0' ? s->errors[i] : NULL;
 	if (spool_mark(s->sp, s->marks, s->n_marks, err, sizeof(err)) != 0) {
@@ -362,6 +383,8 @@ static int marks_apply(struct sender *s, int64_t now)
 	s->mark_failures = 0;
 	s->n_marks = 0;
 	s->next_mark_try = 0;
+	s->marks_due = 0;
+	s->marks_now = 0;
 	return 0;
 }
 
@@ -812,6 +835,22 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	return 1;
 }
 
+/* Keeps a finished v1 request (out of the multi handle) for a later event, or frees it. */
+static void spare_put(struct sender *s, struct stripe_request *req)
+{
+	if (s->n_spare < SENDER_SPARE_MAX)
+		s->spare[s->n_spare++] = req;
+	else
+		stripe_request_free(req);
+}
+
+/* Frees the kept requests: at the end, and when the key may have changed. */
+static void spares_drop(struct sender *s)
+{
+	while (s->n_spare > 0)
+		stripe_request_free(s->spare[--s->n_spare]);
+}
+
 /* Starts the request of `it`. Returns 0, or -1 (it was given a backoff; logged). */
 static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 {
@@ -820,7 +859,15 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	CURLMcode mc;
 
 	it->started = (int64_t)time(NULL);
-	req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
+	if (s->n_spare > 0) {
+		req = s->spare[--s->n_spare];
+		if (stripe_request_reuse(req, &it->ev, it, err, sizeof(err)) != 0) {
+			stripe_request_free(req);
+			req = NULL;
+		}
+	} else {
+		req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
+	}
 	if (req == NULL) {
 		log_err("cannot build the request for event %lld: %s", (long long)it->ev.id, err);
 		goto fail;
@@ -949,6 +996,7 @@ static void pause_end(struct sender *s, int64_t now)
 	explicit_bzero(s->key, sizeof(s->key));
 	memcpy(s->key, key, sizeof(s->key));
 	explicit_bzero(key, sizeof(key));
+	spares_drop(s);           /* made with the old key */
 	rate_init(s);             /* the key may now be of another kind */
 	session_drop(s->session); /* made with the key Stripe refused */
 	s->session_retry_at = 0;
@@ -1353,7 +1401,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	stats_request(s, easy, out);
 	curl_multi_remove_handle(s->multi, easy);
-	stripe_request_free(req);
+	spare_put(s, req);
 	it->req = NULL;
 	tdelete(it->key, &s->inflight_keys, key_cmp);
 	s->inflight--;
@@ -1897,6 +1945,7 @@ void sender_free(struct sender *s)
 	}
 	if (s->multi != NULL)
 		abandon_inflight(s, 0);
+	spares_drop(s);
 	tdestroy(s->inflight_keys, key_nofree);
 	if (s->queue != NULL) {
 		for (size_t i = 0; i < s->n; i++)
@@ -2015,7 +2064,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			log_err("curl_multi_perform: %s", curl_multi_strerror(mc));
 		collect_done(s, now);
 		if (s->n_marks > 0)
-			marks_apply(s, now);
+			marks_apply(s, now, 0);
 
 		if (!stopping && atomic_load(&s->stop)) {
 			stopping = 1;
@@ -2049,8 +2098,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = s->v2 ? start_batches(s, now) : start_requests(s, now);
 		else
 			wake = s->pause_until;
+		/* --once with nothing left to send records what it has at once. */
 		if (s->n_marks > 0)
-			marks_apply(s, now);
+			marks_apply(s, now, once && s->n == 0 && s->inflight == 0);
 
 		wake = min64(wake, s->next_reload);
 		wake = min64(wake, s->next_window_check);
@@ -2071,7 +2121,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 	poll:
 		if (s->n_marks > 0)
-			wake = min64(wake, s->next_mark_try);
+			wake = min64(wake, s->next_mark_try > now ? s->next_mark_try
+			                   : s->marks_now         ? now
+			                                          : s->marks_due);
 		if (s->next_spool_try > now)
 			wake = min64(wake, s->next_spool_try);
 		timeout = wake == INT64_MAX ? SENDER_POLL_MAX_MS : wake - now;
@@ -2096,7 +2148,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	ratelogs_flush(s, now, 1);
 	if (s->n_marks > 0) {
 		s->next_mark_try = 0;
-		if (marks_apply(s, now) != 0 && !stopping && !s->fatal) {
+		if (marks_apply(s, now, 1) != 0 && !stopping && !s->fatal) {
 			/* Those events are sent again next time; Stripe answers "already exists".
 			 */
 			s->fatal = 1;
