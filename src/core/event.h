@@ -85,8 +85,8 @@ struct event {
 int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
                      const char *file_uid, int64_t line_offset, const char *rule);
 
-/* What computes identifiers for one thread: a SHA-256 context (libcrypto EVP) reset for each
- * identifier (EVP_MD_CTX_reset), so that making one allocates nothing. The identifier is a
+/* What computes identifiers for one thread: a SHA-256 context (libcrypto EVP) set up once and
+ * started over for each identifier, so that making one allocates nothing. The identifier is a
  * function of stored fields, made when an event is read from the spool: a sender pays it per
  * event sent, not ingest per line. */
 struct event_ids;

@@ -52,6 +52,22 @@ static void test_identifier_known(void **state)
 	id_of(id, "", "", "", 0, "");
 	assert_string_equal(id, "lm1-706b2ac0e295c144a220f14cad41c6cc1d2198b8");
 	check_shape(id);
+	/* The same command with str(offset) of the largest and of a negative offset, and with
+	 * fields longer than the bytes event.c gathers before hashing (b"a" * 600, b"r" * 300). */
+	id_of(id, "web-01", "nginx", UID, INT64_MAX, "r");
+	assert_string_equal(id, "lm1-a6ca1cce791634a2eb48ab33911b4931ea3616f5");
+	id_of(id, "web-01", "nginx", UID, -7, "r");
+	assert_string_equal(id, "lm1-9f5f01cce334e204ae01f1799ccffb59290cdc63");
+	{
+		char inst[601], rule[301];
+
+		memset(inst, 'a', 600);
+		inst[600] = '\0';
+		memset(rule, 'r', 300);
+		rule[300] = '\0';
+		id_of(id, inst, "nginx", UID, 1, rule);
+		assert_string_equal(id, "lm1-0c122a8d4978db39882547b3574d0d60c0392e31");
+	}
 }
 
 static void test_identifier_properties(void **state)
