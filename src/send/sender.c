@@ -63,6 +63,8 @@
 #define SENDER_MARK_BATCH (SENDER_QUEUE_MAX / 2)
 /* v1 requests kept for the next events once answered (stripe_request_reuse), at most. */
 #define SENDER_SPARE_MAX 64
+/* Queue items kept for the events loaded next, at most (two loads' worth). */
+#define SENDER_SPARE_ITEMS (2 * SENDER_LOAD_CHUNK)
 
 const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -130,6 +132,8 @@ struct sender {
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
+	struct sender_item **spare_items; /* finished items, for the next events loaded */
+	size_t n_spare_items;
 	int64_t cursor; /* highest queue position loaded since the last reset */
 	int more;       /* the last load stopped because the queue was full */
 	struct event *loadbuf;
@@ -305,16 +309,21 @@ static int64_t ratelogs_flush(struct sender *s, int64_t now, int force)
 
 /* ---- marks ---- */
 
-/* Records an outcome for the next spool_mark call. A later outcome for the same event replaces
- * an earlier unapplied one, so a spool that keeps failing cannot make the list grow. */
+/* Records an outcome for the next spool_mark call. While the spool refuses marks, a later
+ * outcome for the same event replaces an earlier unapplied one, so that the list cannot grow;
+ * otherwise an event has at most one: an outcome other than a delivery is applied at the next
+ * turn, before the event can be sent again, and a delivered event leaves the queue (spool_mark
+ * applies a list in order, so a repeated id would still end as its last mark says). */
 static int mark_add(struct sender *s, const struct event *ev, enum event_state state,
                     const char *error)
 {
-	size_t i;
+	size_t i = s->n_marks;
 
-	for (i = 0; i < s->n_marks; i++) {
-		if (s->marks[i].id == ev->id)
-			break;
+	if (s->mark_failures > 0) {
+		for (i = 0; i < s->n_marks; i++) {
+			if (s->marks[i].id == ev->id)
+				break;
+		}
 	}
 	if (i == s->n_marks) {
 		if (s->n_marks == s->cap_marks) {
@@ -390,10 +399,22 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 
 /* ---- the queue ---- */
 
+/* "customer SEP event_name" into `key` (EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1 bytes, which
+ * always hold it): what snprintf would write, without its cost on every event loaded. */
+static void pair_key(char *key, const struct event *ev)
+{
+	size_t c = strnlen(ev->customer, sizeof(ev->customer) - 1);
+	size_t e = strnlen(ev->event_name, sizeof(ev->event_name) - 1);
+
+	memcpy(key, ev->customer, c);
+	key[c] = SENDER_KEY_SEP;
+	memcpy(key + c + 1, ev->event_name, e);
+	key[c + 1 + e] = '\0';
+}
+
 static void item_key(struct sender_item *it)
 {
-	snprintf(it->key, sizeof(it->key), "%s%c%s", it->ev.customer, SENDER_KEY_SEP,
-	         it->ev.event_name);
+	pair_key(it->key, &it->ev);
 }
 
 /* Drops finished items, keeping the queue order. */
@@ -418,8 +439,7 @@ static struct sender_pair *pair_of(struct sender *s, const struct event *ev)
 {
 	struct sender_pair probe, *p, **slot;
 
-	snprintf(probe.key, sizeof(probe.key), "%s%c%s", ev->customer, SENDER_KEY_SEP,
-	         ev->event_name);
+	pair_key(probe.key, ev);
 	slot = tfind(&probe, &s->pairs, pair_cmp);
 	if (slot != NULL)
 		return *slot;
@@ -427,8 +447,8 @@ static struct sender_pair *pair_of(struct sender *s, const struct event *ev)
 	if (p == NULL)
 		return NULL;
 	memcpy(p->key, probe.key, sizeof(p->key));
-	snprintf(p->customer, sizeof(p->customer), "%s", ev->customer);
-	snprintf(p->event_name, sizeof(p->event_name), "%s", ev->event_name);
+	memcpy(p->customer, ev->customer, strnlen(ev->customer, sizeof(p->customer) - 1));
+	memcpy(p->event_name, ev->event_name, strnlen(ev->event_name, sizeof(p->event_name) - 1));
 	if (tsearch(p, &s->pairs, pair_cmp) == NULL) {
 		free(p);
 		return NULL;
@@ -489,17 +509,28 @@ static void item_finish(struct sender *s, size_t idx)
 		it->pair->queued--;
 		pair_release(s, it->pair);
 	}
-	free(it);
+	/* Kept for the next event loaded: an item is a few kilobytes, taken and given back for
+	 * every event sent. */
+	if (s->n_spare_items < SENDER_SPARE_ITEMS)
+		s->spare_items[s->n_spare_items++] = it;
+	else
+		free(it);
 	s->queue[idx] = NULL;
 }
 
 /* Puts `ev` at the end of the queue, counted in pair `p`. Returns 0, or -1 if out of memory. */
 static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
 {
-	struct sender_item *it = calloc(1, sizeof(*it));
+	struct sender_item *it;
 
-	if (it == NULL)
-		return -1;
+	if (s->n_spare_items > 0) {
+		it = s->spare_items[--s->n_spare_items];
+		memset(it, 0, sizeof(*it));
+	} else {
+		it = calloc(1, sizeof(*it));
+		if (it == NULL)
+			return -1;
+	}
 	it->ev = *ev;
 	item_key(it);
 	it->pair = p;
@@ -1911,7 +1942,8 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
 	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
-	if (s->queue == NULL || s->loadbuf == NULL) {
+	s->spare_items = calloc(SENDER_SPARE_ITEMS, sizeof(*s->spare_items));
+	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL) {
 		err_set(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -1952,6 +1984,11 @@ void sender_free(struct sender *s)
 			free(s->queue[i]);
 	}
 	free(s->queue);
+	if (s->spare_items != NULL) {
+		for (size_t i = 0; i < s->n_spare_items; i++)
+			free(s->spare_items[i]);
+	}
+	free(s->spare_items);
 	pairs_clear(s);
 	free(s->over);
 	free(s->loadbuf);

@@ -273,13 +273,6 @@ struct delivered_id {
 	int64_t id, when;
 };
 
-static int delivered_cmp(const void *a, const void *b)
-{
-	const struct delivered_id *x = a, *y = b;
-
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
 /* The batch holding `id` (after = 0) or the first after it (after = 1): *lo its first id, *hi
  * one past its last. Returns 1, 0 if none, -1 on error. */
 static int batch_span(struct spool *sp, int64_t id, int after, int64_t *lo, int64_t *hi, char *err,
@@ -487,7 +480,8 @@ static int watermark_move(struct spool *sp, const struct spool_queue *q,
 	return 0;
 }
 
-/* Applies mark *m to an event that has no row: a row made from its batch's position. */
+/* Applies mark *m to an event that has no row: a row made from its batch's position. Returns 1,
+ * 0 if there is no such event (nothing to mark), -1 on error. */
 static int mark_new_row(struct spool *sp, const struct spool_mark *m, char *err, size_t errlen)
 {
 	struct spool_outcome o;
@@ -506,7 +500,7 @@ static int mark_new_row(struct spool *sp, const struct spool_mark *m, char *err,
 	o.queue_seq = sp->look.queue_seq + (m->id - sp->look.id);
 	o.updated = m->when;
 	o.delivered_at = m->state == EVENT_DELIVERED ? m->when : 0;
-	return spool_outcome_put(sp, &o, err, errlen);
+	return spool_outcome_put(sp, &o, err, errlen) < 0 ? -1 : 1;
 }
 
 /* Applies mark *m to its row. */
@@ -541,11 +535,45 @@ static int mark_row(struct spool *sp, const struct spool_mark *m, char *err, siz
 	return spool_st_run(sp, ST_OUTCOME_MARK, "marking events", err, errlen);
 }
 
+/* Marks in id order, a repeated id in the order given (spool_mark). */
+struct mark_ref {
+	int64_t id;
+	size_t i;
+};
+
+static int mark_ref_cmp(const void *a, const void *b)
+{
+	const struct mark_ref *x = a, *y = b;
+
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int has_id(const int64_t *ids, size_t n, int64_t id)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ids[mid] == id)
+			return 1;
+		if (ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err, size_t errlen)
 {
 	struct delivered_id *d = NULL;
+	struct mark_ref *order = NULL;
+	int64_t *rows = NULL, made = 0;
+	size_t nd = 0, n_rows = 0, cap_rows = 0;
 	struct spool_queue q;
-	size_t nd = 0;
 
 	if (sp == NULL || (marks == NULL && n > 0)) {
 		err_set(err, errlen, "spool_mark: invalid arguments");
@@ -562,41 +590,54 @@ int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char 
 	if (n == 0)
 		return 0;
 	d = malloc(n * sizeof(*d));
-	if (d == NULL) {
+	order = malloc(n * sizeof(*order));
+	if (d == NULL || order == NULL) {
 		err_set(err, errlen, "spool %s: out of memory", sp->path);
-		return -1;
+		goto out;
 	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = (struct mark_ref){marks[i].id, i};
+	qsort(order, n, sizeof(*order), mark_ref_cmp);
 	if (spool_tx_begin(sp, err, errlen) < 0)
 		goto out;
-	if (spool_queue_get(sp, &q, err, errlen) < 0)
+	/* Which of them have a row: one range read of `outcomes` rather than a lookup per mark
+	 * (rows are the exceptions, so the range holds few). */
+	if (spool_queue_get(sp, &q, err, errlen) < 0 ||
+	    spool_rows_in(sp, order[0].id, order[n - 1].id + 1, &rows, &n_rows, &cap_rows, err,
+	                  errlen) < 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		const struct spool_mark *m = &marks[i];
-		struct spool_outcome o;
-		int has = spool_outcome_get(sp, m->id, &o, err, errlen);
+	for (size_t k = 0; k < n; k++) {
+		const struct spool_mark *m = &marks[order[k].i];
+		int rc;
 
-		if (has < 0)
-			goto fail;
-		if (has) {
+		if (has_id(rows, n_rows, m->id) || (made != 0 && made == m->id)) {
 			if (mark_row(sp, m, err, errlen) < 0)
 				goto fail;
 		} else if (plain_delivery(m)) {
 			/* Up to the watermark without a row: delivered already. */
 			if (m->id > q.delivered)
 				d[nd++] = (struct delivered_id){m->id, m->when};
-		} else if (mark_new_row(sp, m, err, errlen) < 0) {
-			goto fail;
+		} else {
+			rc = mark_new_row(sp, m, err, errlen);
+			if (rc < 0)
+				goto fail;
+			if (rc > 0)
+				made = m->id; /* a later mark of this id updates it */
 		}
 	}
-	qsort(d, nd, sizeof(*d), delivered_cmp);
+	/* Already in id order. */
 	if (watermark_move(sp, &q, d, nd, err, errlen) < 0)
 		goto fail;
 	crash_point("spool_mark_inside"); /* marks written, not committed: all still pending */
 	free(d);
+	free(order);
+	free(rows);
 	return spool_tx_commit(sp, err, errlen);
 fail:
 	spool_tx_rollback(sp);
 out:
 	free(d);
+	free(order);
+	free(rows);
 	return -1;
 }
