@@ -85,7 +85,10 @@ static const struct command {
      "logmeter spool export -c FILE --windows\n"
      "                       every aggregation window with its lines as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
-     "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows"},
+     "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows\n"
+     "logmeter spool start-over -c FILE\n"
+     "                       forget a spool that was lost (emptied, missing) or\n"
+     "                       adopt another in its place"},
     {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN,
      "backfill -c FILE [--source NAME] [--dry-run] PATH...\n"
      "                       bill archived logs (plain or .gz), each line once"},
@@ -160,8 +163,11 @@ int main(int argc, char **argv)
 	const struct command *cmd;
 	const char *name;
 	unsigned given = 0;
-	int check = 0, c;
+	int check = 0, c, rc;
 
+	/* First: the key leaves the environment before anything could dump or expose it. */
+	if (cli_process_setup() != 0)
+		return CLI_EXIT_RUNTIME;
 	memset(&a, 0, sizeof(a));
 	/* Under systemd, errors before a configuration is loaded carry the journal's priority. */
 	log_setup(LOG_FORMAT_TEXT);
@@ -275,5 +281,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "logmeter %s: -c FILE is required\n", name);
 		return CLI_EXIT_USAGE;
 	}
-	return cmd->run(&a);
+	rc = cmd->run(&a);
+	cli_process_end();
+	return rc;
 }

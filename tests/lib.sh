@@ -123,6 +123,8 @@ lm_cleanup() {
 	AGENT_PID=
 	_lm_kill "$DOUBLE_PID"
 	DOUBLE_PID=
+	_lm_kill "$NOTIFY_PID"
+	NOTIFY_PID=
 	local m
 	for m in $_LM_MOUNTS; do
 		umount "$m" 2>/dev/null || umount -l "$m"
@@ -148,6 +150,29 @@ lm_mount_tmpfs() {
 	mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>"$T/mount.err" ||
 		skip "cannot mount a tmpfs: $(cat "$T/mount.err")"
 	_LM_MOUNTS="$_LM_MOUNTS $1"
+}
+
+# notify_listen SOCK LOG: a datagram socket at SOCK, as systemd's $NOTIFY_SOCKET for a
+# Type=notify service, writing each message it receives as one line of LOG (newlines shown as
+# '|'); stopped by the cleanup (or by itself after 5 idle minutes).
+NOTIFY_PID=
+notify_listen() {
+	"$PYTHON3" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(300)
+with open(sys.argv[2], "a") as out:
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        out.write(d.decode("utf-8", "replace").replace("\n", "|") + "\n")
+        out.flush()
+' "$1" "$2" &
+	NOTIFY_PID=$!
+	wait_until 10 test -S "$1" || fail "the notify listener did not start"
 }
 
 # lm_init NAME: a private temporary directory $T, $LOGS (the shared real logs), cleanup on exit.

@@ -2,6 +2,8 @@
 # `logmeter check` accepts a good configuration and refuses broken ones with the right file:line.
 . "$(dirname "$0")/lib.sh"
 lm_init check
+# A good configuration needs a key: `check` refuses what `run` refuses (t_state_dir.sh).
+export LOGMETER_STRIPE_API_KEY=sk_test_check
 
 mkdir -p "$T/etc/conf.d"
 cat > "$T/etc/logmeter.conf" <<CONF

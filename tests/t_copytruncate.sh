@@ -15,64 +15,35 @@ lm_init copytruncate
 double_start
 
 mkdir -p "$T/ct"
-: > "$T/window_rids"
 write_config "$T/logmeter.conf"
 rule_conf ct "$T/ct/app.log" >> "$T/logmeter.conf"
 
 L=$T/ct/app.log
-rid=1
-written=0
 exec 7>>"$L" # the writer: O_APPEND, never reopened
-put() {
-	lines "$rid" "$1" >&7
-	rid=$((rid + $1))
-	written=$((written + $1))
-}
-lost=0
-# window COUNT: lines written between the copy and the truncation (lost by the method).
-window() {
-	lines "$rid" "$1" >&7
-	[ "$1" = 0 ] || seq "$rid" $((rid + $1 - 1)) >> "$T/window_rids"
-	rid=$((rid + $1))
-	lost=$((lost + $1))
-}
+writer_init
 copytruncate() {
 	local n
 	for n in 4 3 2 1; do
 		[ ! -e "$L.$n" ] || mv "$L.$n" "$L.$((n + 1))"
 	done
 	cp "$L" "$L.1"
-	window "$1"
+	writer_window "$1"
 	truncate -s 0 "$L"
 }
-delivered() {
-	accepted_at_least "$written"
-}
 
-put 40
+writer_put 40
 agent_start "$T/logmeter.conf" 7>&- 8>&- # not the writer's descriptors
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
 
-note "1: the agent up to date"
-copytruncate 0
-put 20
-wait_until 60 delivered || fail "after copytruncate 1: $(accepted_count) of $written"
-
-note "2: the agent frozen, unread lines in the copy, a window between copy and truncate"
-kill -STOP "$AGENT_PID"
-put 30
-copytruncate 5
-put 60 # more than before: grown past the old checkpoint
-kill -CONT "$AGENT_PID"
-wait_until 60 delivered || fail "after copytruncate 2: $(accepted_count) of $written"
+copytruncate_while_running
 grep -q "ct/app.log: truncated in place: reading the [0-9]* bytes after its checkpoint [0-9]* from its copy $L.1" "$T/agent.log" ||
 	fail "the copy was not read"
 
 note "3: logmeter stopped"
 agent_stop || fail "agent did not stop cleanly"
-put 25
+writer_put 25
 copytruncate 7
-put 10
+writer_put 10
 agent_start "$T/logmeter.conf" 7>&- 8>&- # not the writer's descriptors
 wait_until 60 delivered || fail "after copytruncate 3: $(accepted_count) of $written"
 sleep 1 # a window line delivered late would show now

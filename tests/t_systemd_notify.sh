@@ -8,27 +8,9 @@
 . "$(dirname "$0")/lib.sh"
 lm_init systemd_notify
 
-LISTENER_PID=
-trap 'rc=$?; [ -z "$LISTENER_PID" ] || { kill "$LISTENER_PID" 2>/dev/null; wait "$LISTENER_PID" 2>/dev/null; }; (exit $rc); lm_cleanup' EXIT
-
 # The listener writes each datagram as one line of $T/notify.log, newlines shown as '|'.
 SOCK=$T/notify.sock
-"$PYTHON3" -c '
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-s.settimeout(300)
-with open(sys.argv[2], "a") as out:
-    while True:
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            break
-        out.write(d.decode("utf-8", "replace").replace("\n", "|") + "\n")
-        out.flush()
-' "$SOCK" "$T/notify.log" &
-LISTENER_PID=$!
-wait_until 10 test -S "$SOCK" || fail "the notify listener did not start"
+notify_listen "$SOCK" "$T/notify.log"
 : >"$T/notify.log"
 
 # WatchdogSec=4s: a check every second, a worker stuck for 2 s stops the pings (long enough that a

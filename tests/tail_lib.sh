@@ -20,6 +20,54 @@ lines() {
 		}' "$NGINX_LOG"
 }
 
+# The copytruncate writer of t_copytruncate.sh and t_copy_glob.sh: it appends to descriptor 7
+# (opened with O_APPEND by the test and never reopened). writer_init starts the counts: $rid the
+# next rid, $written the lines written, $lost those written between a copy and its truncation,
+# listed in $T/window_rids.
+writer_init() {
+	rid=1
+	written=0
+	lost=0
+	: > "$T/window_rids"
+}
+# writer_put COUNT: the next COUNT lines.
+writer_put() {
+	lines "$rid" "$1" >&7
+	rid=$((rid + $1))
+	written=$((written + $1))
+}
+# writer_window COUNT: COUNT lines written between the copy and the truncation (lost by the
+# method).
+writer_window() {
+	lines "$rid" "$1" >&7
+	[ "$1" = 0 ] || seq "$rid" $((rid + $1 - 1)) >> "$T/window_rids"
+	rid=$((rid + $1))
+	lost=$((lost + $1))
+}
+
+# delivered: every line the writer wrote was accepted (for wait_until).
+delivered() {
+	accepted_at_least "$written"
+}
+# copytruncate_while_running: the first cases of the copytruncate tests, with the running agent
+# and the test's own copytruncate WINDOW: the agent up to date when the copy is made; then frozen
+# (SIGSTOP) with lines not read yet when the copy is made, lines written between the copy and the
+# truncation, and more lines than before after it.
+copytruncate_while_running() {
+	note "1: the agent up to date"
+	copytruncate 0
+	writer_put 20
+	wait_until 60 delivered || fail "after copytruncate 1: $(accepted_count) of $written"
+
+	note "2: the agent frozen, unread lines in the copy, a window between copy and truncate"
+	kill -STOP "$AGENT_PID"
+	writer_put 30
+	copytruncate 5
+	writer_put 60 # more than before: grown past the old checkpoint
+	kill -CONT "$AGENT_PID"
+	wait_until 60 delivered || fail "after copytruncate 2: $(accepted_count) of $written"
+}
+
 # rule_conf SOURCE PATH [more source lines]: a [source] and its rule "rid_SOURCE" that bills
 # each line's rid to its client IP (event name "requests").
 rule_conf() {
@@ -135,6 +183,27 @@ with open(out_ids, "a") as fi, open(out_rids, "a") as fr:
             pos = nl + 1
 PY
 		fail "expect_file failed"
+}
+
+# expect_from SOURCE UID FILE FROM: appends to the expected sets the identifiers (instance "test",
+# rule rid_SOURCE, tests/identifiers.py) and rids of FILE's rid lines read from offset FROM on
+# under UID, the file split into lines from there as a reader that starts there splits it (a file
+# cut inside a line goes on from the cut).
+expect_from() {
+	"$PYTHON3" - "$3" "$4" "$T/from_rids" <<'PY' > "$T/from_offsets" || fail "expect_from failed"
+import re, sys
+data, lo = open(sys.argv[1], "rb").read(), int(sys.argv[2])
+pos = lo
+with open(sys.argv[3], "w") as rids:
+    for line in data[lo:].split(b"\n")[:-1]:
+        m = re.search(rb" rid=([0-9]+)$", line)
+        if m:
+            print(pos)
+            rids.write("%d\n" % int(m.group(1)))
+        pos += len(line) + 1
+PY
+	"$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$1" "$2" "rid_$1" < "$T/from_offsets" >> "$T/expected_ids"
+	cat "$T/from_rids" >> "$T/expected_rids"
 }
 
 # check_accepted: the double accepted exactly the identifiers in $T/expected_ids and the values

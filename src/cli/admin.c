@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/custmap.h"
@@ -733,6 +734,26 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 	return 0;
 }
 
+int admin_start_over(const struct config *cfg, FILE *out, char *err, size_t errlen)
+{
+	char what[1024] = "";
+	int held, fd, rc;
+
+	fd = cli_lock_state_dir(cfg->agent.state_dir, &held, err, errlen);
+	if (fd < 0) {
+		if (held)
+			err_set(err, errlen,
+			        "an agent runs on %s (its lock is held): stop it first",
+			        cfg->agent.state_dir);
+		return held ? 1 : -1;
+	}
+	rc = spool_start_over(cfg->agent.state_dir, what, sizeof(what), err, errlen);
+	close(fd);
+	if (rc == 0)
+		fprintf(out, "%s\n", what);
+	return rc;
+}
+
 /* ---- the commands `replay` and `spool` ---- */
 
 static int admin_exit(int rc, const char *what, const char *err)
@@ -901,8 +922,8 @@ int cli_spool(const struct cli_args *aa)
 	int rc, state = -1;
 
 	if (sub == NULL || (strcmp(sub, "export") != 0 && strcmp(sub, "check") != 0 &&
-	                    strcmp(sub, "recover") != 0)) {
-		fprintf(stderr, "logmeter spool: expected export, check or recover\n");
+	                    strcmp(sub, "recover") != 0 && strcmp(sub, "start-over") != 0)) {
+		fprintf(stderr, "logmeter spool: expected export, check, recover or start-over\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (aa->state != NULL &&
@@ -928,6 +949,8 @@ int cli_spool(const struct cli_args *aa)
 		rc = admin_export(cfg, state, stdout, err, sizeof(err));
 	else if (strcmp(sub, "check") == 0)
 		rc = admin_check(cfg, stdout, err, sizeof(err));
+	else if (strcmp(sub, "start-over") == 0)
+		rc = admin_start_over(cfg, stdout, err, sizeof(err));
 	else
 		rc = admin_recover(cfg, (int64_t)time(NULL), stdout, err, sizeof(err));
 	config_free(cfg);

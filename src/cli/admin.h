@@ -1,7 +1,7 @@
 /* admin: the operator's commands on the spool: `replay` (dead letters or delivered events back to
- * pending), `spool export` (JSON lines), `spool check` and `spool recover`. Each prints its
- * report to `out` and returns 0 on success, 1 when it refused or found problems (the reason is
- * printed or in `err`), -1 on a failure (`err`). See docs/spool.md. */
+ * pending), `spool export` (JSON lines), `spool check`, `spool recover` and `spool start-over`.
+ * Each prints its report to `out` and returns 0 on success, 1 when it refused or found problems
+ * (the reason is printed or in `err`), -1 on a failure (`err`). See docs/spool.md. */
 #ifndef LOGMETER_ADMIN_H
 #define LOGMETER_ADMIN_H
 
@@ -63,6 +63,11 @@ int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen);
 /* `spool recover`: rebuilds the spool (spool_recover) and prints what it recovered; returns 0
  * or -1. */
 int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, size_t errlen);
+
+/* `spool start-over`: while no agent holds the state directory's lock, forgets a lost spool or
+ * adopts another one in its place (spool_start_over) and prints what it did; returns 0, 1
+ * (nothing to start over, or the agent runs: `err`) or -1. */
+int admin_start_over(const struct config *cfg, FILE *out, char *err, size_t errlen);
 
 /* Parses a --since TIME relative to `now` (seconds since the epoch): "N" followed by s, m, h, d
  * or w (that long ago), an RFC 3339 / ISO 8601 time "2026-11-29T12:00:00Z" (also with a space

@@ -4,9 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fnmatch.h>
+#include <glob.h>
+#include <unistd.h>
+
 #include <curl/curl.h>
 
 #include "cli/cli.h"
+#include "ingest/guard.h"
 #include "send/account.h"
 #include "send/sender.h"
 #include "send/stripe.h"
@@ -54,24 +59,65 @@ static int check_account(const struct config *cfg)
 	return 0;
 }
 
+/* Warns of the files the sources' globs match now that `run` would refuse (guard_open: a
+ * symlink the source does not follow, a file of logmeter's own), in the words `run` logs. */
+static void check_files(const struct config *cfg)
+{
+	char err[1024] = "";
+	struct guard *g = guard_new(cfg, err, sizeof(err));
+
+	if (g == NULL) {
+		fprintf(stderr, "warning: %s\n", err);
+		return;
+	}
+	for (size_t si = 0; si < cfg->n_sources; si++) {
+		const struct config_source *src = &cfg->sources[si];
+		glob_t gl;
+
+		memset(&gl, 0, sizeof(gl));
+		if (glob(src->path, 0, NULL, &gl) != 0) {
+			globfree(&gl);
+			continue;
+		}
+		for (size_t k = 0; k < gl.gl_pathc; k++) {
+			const char *path = gl.gl_pathv[k], *base = strrchr(path, '/');
+			int no, fd;
+
+			base = base != NULL ? base + 1 : path;
+			if (src->exclude[0] != '\0' && fnmatch(src->exclude, base, 0) == 0)
+				continue;
+			fd = guard_open(g, src, path, &no, err, sizeof(err));
+			if (fd >= 0)
+				close(fd);
+			else if (no)
+				fprintf(stderr, "warning: %s\n", err);
+		}
+		globfree(&gl);
+	}
+	guard_free(g);
+}
+
 int cli_check(const struct cli_args *args)
 {
 	const char *path = args->config;
 	int stripe = args->stripe;
 	struct cli_setup s = {0};
-	char key[STRIPE_KEY_MAX], err[512] = "";
+	char err[1024] = "";
 	int rc = 0;
 
 	if (cli_setup_load(&s, path) != 0)
 		return CLI_EXIT_USAGE;
-	/* The key is not part of the configuration's validity (a package installs a working
-	 * configuration before any key exists), but say what `run` will find. */
-	if (!stripe && stripe_key_load(s.cfg, key, sizeof(key), err, sizeof(err)) != 0)
-		fprintf(stderr, "warning: %s\n", err);
-	explicit_bzero(key, sizeof(key));
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
+	/* What `run` would refuse to start with, in its words: the configuration is valid, but
+	 * the agent would not run (a package installs the configuration before any key). */
+	if (cli_preflight(s.cfg, 1, err, sizeof(err)) != 0) {
+		fprintf(stderr, "error: %s\n", err);
+		cli_setup_free(&s);
+		return CLI_EXIT_USAGE;
+	}
 	sender_rate_print(stdout, s.cfg);
+	check_files(s.cfg);
 	if (stripe)
 		rc = check_account(s.cfg);
 	cli_setup_free(&s);

@@ -41,6 +41,23 @@ int cli_setup_load(struct cli_setup *s, const char *path);
 /* Frees what cli_setup_load made; safe on a zeroed or freed setup. */
 void cli_setup_free(struct cli_setup *s);
 
+/* What every command does first, before it reads anything (docs/security.md): the process's
+ * defences (harden_process: umask 077, not dumpable, no core) and the API key taken out of the
+ * environment (stripe_key_take_env). Call it once, before any thread. Prints its error to
+ * standard error. Returns 0, or -1 (the command should not run). */
+int cli_process_setup(void);
+
+/* At the end of the process: the key taken from the environment wiped (stripe_key_forget). */
+void cli_process_end(void);
+
+/* What `run` refuses to start with besides a bad configuration, checked alike by `check`: a
+ * state directory another user could change (harden_check_state_dir; a missing one is fine,
+ * `run` creates it) and, if `with_key` (not for `run --once --no-send`, which sends nothing), an
+ * API key that cannot be read or is refused (stripe_key_load; the key is wiped at once). Returns
+ * 0, or -1 with the reason in `err` (`errlen` bytes): exit status CLI_EXIT_USAGE for both
+ * commands. */
+int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errlen);
+
 /* The state directory's lock file: whoever holds it is the one agent of that spool. */
 #define CLI_LOCK_NAME "agent.lock"
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 #include "ingest/watch.h"
 #include "report/metrics.h"
@@ -22,6 +23,7 @@
 #include "store/spool.h"
 #include "util/clock.h"
 #include "util/crash.h"
+#include "util/harden.h"
 #include "util/health.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -36,6 +38,7 @@ struct agent {
 	struct spool *spool; /* the ingest half's handle */
 	char instance[128];
 	struct space *space; /* the ingest half's room and pause (space.c) */
+	struct guard *guard; /* symlinks and PCRE2 limits (guard.c); kept across reloads */
 	struct watch *watch;
 	struct sender *sender;
 	struct metrics *metrics; /* the Prometheus endpoint, or NULL (metrics_listen empty) */
@@ -69,6 +72,7 @@ static void *ingest_main(void *arg)
 
 	/* Started after the state directory's lock is taken: the state file is this agent's. */
 	space_publish(a->space);
+	guard_publish(a->guard);
 	space_expire(a->space); /* delivered_retention; then every 10 minutes, by watch_run */
 	/* The daemon carries on after a failed scan (a full disk, say): nothing was checkpointed
 	 * past what was committed, and the next event or rescan tries again. A pause for room
@@ -146,9 +150,11 @@ static void agent_close(struct agent *a)
 	sender_free(a->sender);
 	config_free(a->sender_cfg);
 	space_free(a->space);
+	guard_free(a->guard);
 	spool_free(a->spool);
 	a->watch = NULL;
 	a->space = NULL;
+	a->guard = NULL;
 	a->sender = NULL;
 	a->sender_cfg = NULL;
 	a->spool = NULL;
@@ -193,6 +199,7 @@ static void ingest_ctx(const struct agent *a, struct tail_ctx *ctx)
 	ctx->on_commit = on_commit;
 	ctx->ud = a->sender;
 	ctx->space = a->space;
+	ctx->guard = a->guard;
 }
 
 /* Opens the spool, the sender and the watch for the setup now in a->setup. */
@@ -216,6 +223,9 @@ static int agent_open(struct agent *a)
 		goto fail;
 	a->space = space_new(cfg, a->spool, err, sizeof(err));
 	if (a->space == NULL)
+		goto fail;
+	a->guard = guard_new(cfg, err, sizeof(err));
+	if (a->guard == NULL)
 		goto fail;
 	ingest_ctx(a, &ctx);
 	a->watch = watch_new(&ctx, err, sizeof(err));
@@ -296,7 +306,8 @@ static const struct {
     {"metrics_listen", RELOAD_LIVE},  /* the endpoint moves: agent_metrics */
     {"metrics_max_files", RELOAD_LIVE},
     {"min_free_bytes", RELOAD_LIVE},
-    {"durability", RELOAD_SENDER}, /* the ingest half's connection takes it at once */
+    {"allow_core_dumps", RELOAD_LIVE}, /* applied by agent_reload */
+    {"durability", RELOAD_SENDER},     /* the ingest half's connection takes it at once */
     {"delivered_retention", RELOAD_SENDER},
 };
 
@@ -523,6 +534,10 @@ static int agent_reload(struct agent *a, const char *path)
 	    spool_set_durability(a->spool, a->setup.cfg->agent.durability, err, sizeof(err)) != 0)
 		log_warn("reload: %s", err);
 	snprintf(a->instance, sizeof(a->instance), "%s", instance);
+	if (guard_reconfigure(a->guard, a->setup.cfg, err, sizeof(err)) != 0)
+		log_warn("reload: %s: the files of the old configuration stay protected", err);
+	if (harden_core_dumps(a->setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0)
+		log_warn("reload: %s", err);
 	ingest_ctx(a, &ctx);
 	if (watch_reconfigure(a->watch, &ctx, plan.same, err, sizeof(err)) != 0) {
 		/* Out of memory: nothing changed in it; start it anew as at start instead. */
@@ -618,6 +633,7 @@ int cli_run(const struct cli_args *args)
 	struct agent a;
 	struct health_watch hw;
 	sigset_t set;
+	char err[1024] = "";
 	int sig, rc = CLI_EXIT_RUNTIME, lock_fd = -1;
 
 	memset(&a, 0, sizeof(a));
@@ -640,11 +656,27 @@ int cli_run(const struct cli_args *args)
 
 	if (cli_setup_load(&a.setup, path) != 0)
 		return CLI_EXIT_USAGE;
+	/* What `check` refuses, `run` refuses, with the same words and exit status: a restart
+	 * (Restart=on-failure) would not change a key file or a state directory. --no-send reads
+	 * no key: it spools ahead of one. */
+	if (cli_preflight(a.setup.cfg, !a.no_send, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (harden_core_dumps(a.setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
 	/* The lock first: a second agent that is refused must not have touched the spool (its
 	 * schema, its instance id) of the one that runs. */
 	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
-	if (lock_fd < 0)
+	if (lock_fd < 0) {
+		/* The one refusal cli_preflight cannot see before the directory exists. */
+		if (harden_check_state_dir(a.setup.cfg->agent.state_dir, 0, err, sizeof(err)) != 0)
+			rc = CLI_EXIT_USAGE;
 		goto out;
+	}
 	if (agent_open(&a) != 0 || agent_metrics(&a, NULL) != 0)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,

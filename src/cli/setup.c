@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "send/stripe.h"
+#include "util/harden.h"
 #include "util/log.h"
 #include "util/path.h"
 
@@ -42,17 +44,50 @@ fail:
 	return -1;
 }
 
+int cli_process_setup(void)
+{
+	char err[256] = "";
+
+	if (harden_process(err, sizeof(err)) != 0) {
+		fprintf(stderr, "logmeter: %s\n", err);
+		return -1;
+	}
+	stripe_key_take_env();
+	return 0;
+}
+
+void cli_process_end(void)
+{
+	stripe_key_forget();
+}
+
+int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errlen)
+{
+	char key[STRIPE_KEY_MAX];
+	int rc;
+
+	if (harden_check_state_dir(cfg->agent.state_dir, 1, err, errlen) != 0)
+		return -1;
+	if (!with_key)
+		return 0;
+	rc = stripe_key_load(cfg, key, sizeof(key), err, errlen);
+	explicit_bzero(key, sizeof(key));
+	return rc;
+}
+
 int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
 {
 	char path[4096];
 	int fd;
 
 	*held = 0;
-	/* The directory may not exist yet: the lock is taken before anything else touches it. */
-	if (path_mkdirs(state_dir, err, errlen) != 0)
+	/* The directory may not exist yet: the lock is taken before anything else touches it,
+	 * and once it exists it is checked as `check` checks it (cli_preflight). */
+	if (path_mkdirs(state_dir, err, errlen) != 0 ||
+	    harden_check_state_dir(state_dir, 0, err, errlen) != 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;

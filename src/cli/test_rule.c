@@ -55,6 +55,9 @@ static void print_result(long long lineno, const struct rule_result *r, int64_t 
 	case RULE_INVALID:
 		printf("%lld: %s: invalid: %s\n", lineno, r->rule->name, r->reason);
 		break;
+	case RULE_BAD_UTF8:
+		printf("%lld: %s: %s\n", lineno, r->rule->name, r->reason);
+		break;
 	case RULE_NO_MATCH:
 		printf("%lld: %s: no match\n", lineno, r->rule->name);
 		break;

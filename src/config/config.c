@@ -323,7 +323,8 @@ static const struct option options[] = {
      .choices = "strict|normal",
      .help = "strict: every spool commit is on disk when it returns (SQLite synchronous=FULL). "
              "normal: synchronous=NORMAL; a power cut (not a crash) can undo the last commits, "
-             "whose lines are then read and sent again with the same identifiers. See "
+             "whose lines are then read again; the sender sends only what is on disk (one sync "
+             "of the WAL per load of its queue), so none of them had been sent. See "
              "docs/durability.md."},
     {AGENT(max_spool_bytes), .key = "max_spool_bytes", .type = OPT_SIZE, .def = "0", .min = 0,
      .max = 1024LL << 30,
@@ -339,6 +340,13 @@ static const struct option options[] = {
              "take) plus free pages in spool.db. Delivered events are pruned early to make "
              "room; sending goes on. It should hold a few batches. 0: pause only when a commit "
              "fails because the disk is full."},
+    {AGENT(allow_core_dumps), .key = "allow_core_dumps", .type = OPT_ENUM, .def = "no",
+     .choices = "no|yes",
+     .help = "For debugging only. no: every logmeter command makes itself undumpable "
+             "(prctl PR_SET_DUMPABLE 0) and sets its core size limit to 0 at start, so that "
+             "no core dump, ptrace or /proc/PID/mem of another user can show the API key. "
+             "yes: `run` becomes dumpable again with the core limit it was started with "
+             "(docs/security.md)."},
     {AGENT(metrics_listen), .key = "metrics_listen", .type = OPT_LISTEN, .min = 0, .max = 64,
      .help = "ADDRESS:PORT where the agent serves its Prometheus metrics at /metrics, such as "
              "127.0.0.1:9464 or [::1]:9464 (port 0: any free port, logged at start). Empty: no "
@@ -414,6 +422,14 @@ static const struct option options[] = {
              "exclude nothing."},
     {SOURCE(read_from), .key = "read_from", .type = OPT_ENUM, .def = "head", .choices = "head|tail",
      .help = "Where a file seen for the first time is read from: its start or its end."},
+    {SOURCE(follow_symlinks), .key = "follow_symlinks", .type = OPT_ENUM, .def = "no",
+     .choices = "no|yes",
+     .help = "no: a symlink that the glob's wildcards match (the file, or a directory on the "
+             "way to it) is refused, logged once and counted; links in the part of path "
+             "written without wildcards are followed. yes: such links are followed, as "
+             "Kubernetes' /var/log/containers/*.log links need; even then a file in the "
+             "state_dir or a configuration directory, or the API key file, is refused "
+             "(docs/security.md)."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
      .help = "Name of the [source NAME] whose lines the rule reads."},
@@ -451,6 +467,24 @@ static const struct option options[] = {
      .help = "The meter's customer_mapping.event_payload_key."},
     {RULE(payload_value_key), .key = "payload_value_key", .type = OPT_NAME, .def = "value",
      .min = 1, .max = 100, .help = "The meter's value_settings.event_payload_key."},
+    {RULE(match_limit), .key = "match_limit", .type = OPT_INT, .def = "1000000", .min = 1000,
+     .max = UINT32_MAX,
+     .help = "PCRE2's match limit (pcre2_set_match_limit) for one line: bounds the CPU a "
+             "line can cost, with the JIT too (counted differently there). A line that hits "
+             "it makes no event, is counted (status: limits) and is warned about at most "
+             "once a minute per rule. Realistic log patterns need a few thousand on 64 KiB "
+             "lines (docs/security.md)."},
+    {RULE(depth_limit), .key = "depth_limit", .type = OPT_INT, .def = "100000", .min = 100,
+     .max = UINT32_MAX,
+     .help = "PCRE2's backtracking depth limit (pcre2_set_depth_limit). Applies only when "
+             "the pattern runs in PCRE2's interpreter (no JIT): the JIT ignores it. A line "
+             "that hits it is counted as for match_limit."},
+    {RULE(heap_limit), .key = "heap_limit", .type = OPT_SIZE, .def = "64M", .min = 1 << 20,
+     .max = 4LL << 30,
+     .help = "Memory PCRE2 may use for backtracking in one match (pcre2_set_heap_limit, in "
+             "KiB there). Applies only to the interpreter; the JIT uses its own stack of at "
+             "most 1 MiB, whose exhaustion counts as a limit too. A line that hits it is "
+             "counted as for match_limit."},
     {RULE(aggregate_s), .key = "aggregate", .type = OPT_DURATION_S, .def = "0", .min = 0,
      .max = DAY_S,
      .help = "0: one meter event per line. A duration from 1s to 1d: the rule's events are summed "

@@ -55,6 +55,7 @@ struct config_agent {
 	enum config_durability durability;
 	int64_t max_spool_bytes; /* bytes of spool.db pages in use before reading pauses; 0: none */
 	int64_t min_free_bytes;  /* room (bytes) the spool must keep, else reading pauses */
+	int allow_core_dumps;    /* 1: `run` stays dumpable and keeps RLIMIT_CORE (debugging) */
 	char *metrics_listen;    /* "ADDRESS:PORT" of the metrics endpoint; NULL or "": none */
 	int64_t metrics_max_files; /* files with series of their own in the metrics */
 };
@@ -81,6 +82,7 @@ struct config_source {
 	char *path;    /* glob(7) pattern of the files to tail */
 	char *exclude; /* glob(7) pattern matched against a file's base name; "": none */
 	enum config_read_from read_from; /* where a file seen for the first time starts */
+	int follow_symlinks;             /* 1: a symlink the glob matches is followed */
 	struct config_loc loc;           /* the [source NAME] line */
 };
 
@@ -98,6 +100,9 @@ struct config_rule {
 	char *timestamp_format;     /* strptime(3) format, or "epoch" */
 	char *payload_customer_key; /* meter's customer_mapping.event_payload_key */
 	char *payload_value_key;    /* meter's value_settings.event_payload_key */
+	int64_t match_limit;        /* PCRE2 match limit of one match (pcre2_set_match_limit) */
+	int64_t depth_limit;        /* PCRE2 backtracking depth limit (interpreter only) */
+	int64_t heap_limit;         /* bytes of PCRE2 backtracking memory (interpreter only) */
 	int64_t aggregate_s;        /* window length in seconds; 0: one meter event per line */
 	int64_t aggregate_grace_s;  /* seconds a window stays open after its end */
 	struct config_loc loc;      /* the [rule NAME] line */

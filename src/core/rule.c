@@ -35,6 +35,8 @@ struct rule_compiled {
 	const struct config_rule *rule;
 	pcre2_code *code;
 	pcre2_match_data *md; /* one per rule, so that apply never allocates */
+	/* The set's context (its JIT stack) with this rule's limits. */
+	pcre2_match_context *mctx;
 	struct rule_group customer;
 	struct rule_group value;     /* n == 0: the constant below */
 	struct rule_group timestamp; /* n == 0: the read time */
@@ -397,6 +399,21 @@ static const struct custmap *rule_map_get(struct rule_set *rs, const struct conf
 
 /* Compiles one rule and checks its keys. Returns 0, or -1 if it is wrong (reported in err) or
  * memory ran out (*oom). */
+/* The rule's own match context: a copy of the set's (which carries the JIT stack) with the
+ * rule's limits. The option table bounds them to uint32_t, as PCRE2 takes them; heap_limit is
+ * given to PCRE2 in KiB. Returns 0, or -1 out of memory. */
+static int rule_limits_set(const struct rule_set *rs, struct rule_compiled *rc,
+                           const struct config_rule *r)
+{
+	rc->mctx = pcre2_match_context_copy(rs->mctx);
+	if (rc->mctx == NULL)
+		return -1;
+	pcre2_set_match_limit(rc->mctx, (uint32_t)r->match_limit);
+	pcre2_set_depth_limit(rc->mctx, (uint32_t)r->depth_limit);
+	pcre2_set_heap_limit(rc->mctx, (uint32_t)(r->heap_limit / 1024));
+	return 0;
+}
+
 static int rule_compile_one(struct rule_set *rs, struct rule_compiled *rc,
                             const struct config_rule *r, bool jit, char *err, size_t errlen,
                             bool *oom)
@@ -441,7 +458,7 @@ static int rule_compile_one(struct rule_set *rs, struct rule_compiled *rc,
 		}
 	}
 	rc->md = pcre2_match_data_create_from_pattern(rc->code, NULL);
-	if (rc->md == NULL)
+	if (rc->md == NULL || rule_limits_set(rs, rc, r) < 0)
 		goto oom;
 
 	if (r->customer == NULL || r->customer[0] == '\0') {
@@ -518,6 +535,7 @@ void rule_set_free(struct rule_set *rs)
 		struct rule_compiled *rc = &rs->rules[i];
 
 		pcre2_match_data_free(rc->md);
+		pcre2_match_context_free(rc->mctx);
 		pcre2_code_free(rc->code);
 		free(rc->customer.numbers);
 		free(rc->value.numbers);
@@ -617,6 +635,36 @@ size_t rule_set_max_per_source(const struct rule_set *rs)
 }
 
 /* ---- applying ----------------------------------------------------------------------------- */
+
+const char *rule_limit_name(enum rule_limit limit)
+{
+	static const char *const names[RULE_LIMITS] = {
+	    [RULE_LIMIT_NONE] = "",
+	    [RULE_LIMIT_MATCH] = "match_limit",
+	    [RULE_LIMIT_DEPTH] = "depth_limit",
+	    [RULE_LIMIT_HEAP] = "heap_limit",
+	    [RULE_LIMIT_JIT_STACK] = "jit_stack",
+	};
+
+	return (unsigned)limit < RULE_LIMITS ? names[limit] : "";
+}
+
+/* The limit behind a pcre2_match error code, or RULE_LIMIT_NONE. */
+static enum rule_limit rule_limit_of(int mrc)
+{
+	switch (mrc) {
+	case PCRE2_ERROR_MATCHLIMIT:
+		return RULE_LIMIT_MATCH;
+	case PCRE2_ERROR_DEPTHLIMIT:
+		return RULE_LIMIT_DEPTH;
+	case PCRE2_ERROR_HEAPLIMIT:
+		return RULE_LIMIT_HEAP;
+	case PCRE2_ERROR_JIT_STACKLIMIT:
+		return RULE_LIMIT_JIT_STACK;
+	default:
+		return RULE_LIMIT_NONE;
+	}
+}
 
 /* The text of the first set group of `g`. Returns false if none of them took part in the
  * match. */
@@ -780,22 +828,40 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
 		res->value[0] = '\0';
 		res->timestamp = 0;
 		res->reason[0] = '\0';
-		mrc = pcre2_match(rc->code, (PCRE2_SPTR)line, len, 0, 0, rc->md, rs->mctx);
+		res->limit = RULE_LIMIT_NONE;
+		mrc = pcre2_match(rc->code, (PCRE2_SPTR)line, len, 0, 0, rc->md, rc->mctx);
 		if (mrc == PCRE2_ERROR_NOMATCH) {
 			res->outcome = RULE_NO_MATCH;
 			snprintf(res->reason, sizeof(res->reason), "no match");
 			continue;
 		}
+		if (mrc <= PCRE2_ERROR_UTF8_ERR1 && mrc >= PCRE2_ERROR_UTF8_ERR21) {
+			/* Under (*UTF) PCRE2 checks the subject first and matches nothing if it
+			 * is not UTF-8 (pcre2unicode(3)); pcre2_get_startchar gives where the bad
+			 * character starts. */
+			PCRE2_UCHAR msg[200] = "";
+
+			pcre2_get_error_message(mrc, msg, sizeof(msg));
+			res->outcome = RULE_BAD_UTF8;
+			snprintf(res->reason, sizeof(res->reason),
+			         "not valid UTF-8 at byte %zu: %s",
+			         (size_t)pcre2_get_startchar(rc->md), (const char *)msg);
+			continue;
+		}
 		if (mrc < 0) {
-			/* The match limit, the JIT stack, or invalid UTF-8 under (*UTF): the line
-			 * may have been meant to match, so it is counted as unusable, not
-			 * unmatched. */
+			/* A limit (match, depth, heap) or the JIT stack: the line may have been
+			 * meant to match, so it is counted as unusable, not unmatched. */
 			PCRE2_UCHAR msg[200] = "";
 
 			pcre2_get_error_message(mrc, msg, sizeof(msg));
 			res->outcome = RULE_INVALID;
-			snprintf(res->reason, sizeof(res->reason), "match failed: %s",
-			         (const char *)msg);
+			res->limit = rule_limit_of(mrc);
+			if (res->limit != RULE_LIMIT_NONE)
+				snprintf(res->reason, sizeof(res->reason), "match failed: %s (%s)",
+				         (const char *)msg, rule_limit_name(res->limit));
+			else
+				snprintf(res->reason, sizeof(res->reason), "match failed: %s",
+				         (const char *)msg);
 			continue;
 		}
 		/* 0 means the ovector was too small, which match data made from the pattern never

@@ -18,8 +18,22 @@ enum rule_outcome {
 	RULE_NO_MATCH = 0, /* the pattern did not match */
 	RULE_EVENT,        /* a meter event: customer, value, timestamp are set */
 	RULE_INVALID,      /* matched, but the value or timestamp could not be used: see reason */
-	RULE_UNMAPPED      /* matched, but the customer key is not in the customer map: the event
+	RULE_UNMAPPED,     /* matched, but the customer key is not in the customer map: the event
 	                      is kept as a dead letter with `reason`, customer is "" */
+	RULE_BAD_UTF8      /* the rule's pattern asks for UTF-8 ((*UTF)) and the line is not valid
+	                      UTF-8, so it could not be matched: `reason` gives the offset of the
+	                      first bad byte in the line */
+};
+
+/* Which of PCRE2's resource limits stopped a match (pcre2api(3): pcre2_set_match_limit,
+ * pcre2_set_depth_limit, pcre2_set_heap_limit; pcre2jit(3) for the JIT stack). */
+enum rule_limit {
+	RULE_LIMIT_NONE = 0,
+	RULE_LIMIT_MATCH,     /* PCRE2_ERROR_MATCHLIMIT: [rule] match_limit */
+	RULE_LIMIT_DEPTH,     /* PCRE2_ERROR_DEPTHLIMIT: [rule] depth_limit (interpreter only) */
+	RULE_LIMIT_HEAP,      /* PCRE2_ERROR_HEAPLIMIT: [rule] heap_limit (interpreter only) */
+	RULE_LIMIT_JIT_STACK, /* PCRE2_ERROR_JIT_STACKLIMIT: the JIT's stack (1 MiB) */
+	RULE_LIMITS
 };
 
 struct rule_result {
@@ -31,14 +45,22 @@ struct rule_result {
 	char value[RULE_VALUE_MAX];           /* normalised decimal number as Stripe takes it */
 	int64_t timestamp;                    /* seconds since the epoch */
 	char reason[RULE_REASON_MAX];         /* why RULE_INVALID / RULE_UNMAPPED / no match */
+	/* With RULE_INVALID: the PCRE2 limit that stopped the match, or RULE_LIMIT_NONE. Such a
+	 * line may have been meant to match: it is counted apart (docs/security.md). */
+	enum rule_limit limit;
 };
+
+/* The option a limit comes from, such as "match_limit" ("jit_stack" for the JIT's stack);
+ * "" for RULE_LIMIT_NONE. A static string. */
+const char *rule_limit_name(enum rule_limit limit);
 
 struct rule_set;
 
 /* Compiles every rule of `cfg` (PCRE2 with PCRE2_JIT_COMPLETE where the JIT is available, falling
- * back to the interpreter otherwise), checks that the groups named by customer, value and
- * timestamp exist, that a constant value is a number, and loads each customer_map once.
- * Errors name the configuration file and line of the offending key, e.g.
+ * back to the interpreter otherwise), gives each rule a match context with its match_limit,
+ * depth_limit and heap_limit (the JIT honours only the first), checks that the groups named by
+ * customer, value and timestamp exist, that a constant value is a number, and loads each
+ * customer_map once. Errors name the configuration file and line of the offending key, e.g.
  * "FILE:LINE: rule 'x': pattern does not compile at offset 4: missing closing parenthesis"
  * (PCRE2's message, pcre2_get_error_message(3)); all errors are reported, one per line.
  * `cfg` must outlive the rule set. Returns the set (caller frees), or NULL. */

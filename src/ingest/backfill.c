@@ -13,6 +13,7 @@
 
 #include "core/event.h"
 #include "core/lines.h"
+#include "ingest/guard.h"
 #include "store/report.h"
 #include "util/log.h"
 
@@ -120,8 +121,8 @@ fail:
 	return -1;
 }
 
-int backfill_content(const char *path, struct stat *ast, char compression[8], char *err,
-                     size_t errlen)
+int backfill_content(struct guard *g, const struct config_source *src, const char *path,
+                     struct stat *ast, char compression[8], char *err, size_t errlen)
 {
 	unsigned char head[8];
 	const char *kind;
@@ -129,11 +130,9 @@ int backfill_content(const char *path, struct stat *ast, char compression[8], ch
 	int fd, out;
 
 	compression[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	fd = guard_open(g, src, path, NULL, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
 	if (fstat(fd, ast) < 0 || !S_ISREG(ast->st_mode)) {
 		err_set(err, errlen, "%s: %s", path,
 		        S_ISREG(ast->st_mode) ? strerror(errno) : "not a regular file");
@@ -244,7 +243,8 @@ int backfill_file(const struct tail_ctx *ctx, size_t source_index, const char *p
 	int64_t n;
 
 	memset(out, 0, sizeof(*out));
-	fd = backfill_content(path, &ast, out->compression, err, errlen);
+	fd = backfill_content(ctx->guard, &ctx->cfg->sources[source_index], path, &ast,
+	                      out->compression, err, errlen);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) < 0) {

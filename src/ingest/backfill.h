@@ -31,15 +31,18 @@ struct backfill_result {
 	int64_t added;           /* events committed (not dry_run) */
 };
 
-/* Opens the content of `path`: the file itself if it is plain text, or, if it starts with
+/* Opens the content of `path`, an archive of source `src`, through guard_open (`g` may be NULL:
+ * guard.h), so that a symlink the source does not follow, or the key or another file of
+ * logmeter's own, is refused (EPERM) as the agent refuses it: the file itself if it is plain
+ * text, or, if it starts with
  * gzip's magic number (RFC 1952), its decompressed bytes in an unlinked temporary file of
  * $TMPDIR (or /tmp), written through zlib's gzread (concatenated members included). Other
  * compressors (xz, zstd, bzip2) are refused: decompress them first. Sets *ast to stat(2) of the
  * archive, writes the compression's name to `compression` (8 bytes; "" if none). Returns the
  * descriptor (caller closes), or -1 (`err`: a bad or truncated archive reads as an error, and
  * nothing of it is used). */
-int backfill_content(const char *path, struct stat *ast, char compression[8], char *err,
-                     size_t errlen);
+int backfill_content(struct guard *g, const struct config_source *src, const char *path,
+                     struct stat *ast, char compression[8], char *err, size_t errlen);
 
 /* Bills the archive `path` for source `source_index` under ctx (ctx->spool read-write; its
  * space, if any, admits each commit): identifies it, reads it from the record's checkpoint (or

@@ -38,6 +38,7 @@
 #include "core/lines.h"
 #include "util/health.h"
 #include "util/log.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
@@ -62,10 +63,13 @@ struct tail {
 	/* Opened again after tail_suspend: the next read checks the head too, since the file was
 	 * not held open meanwhile. */
 	int verify_head;
+	/* The head marks last written for the record (spool_head_marks_put): how many, and the
+	 * length of the last; -1 before any. */
+	int64_t marks_n, marks_last;
 	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
-	int64_t warned_invalid, warned_long;
+	int64_t warned_invalid, warned_long, warned_utf8;
 };
 
 /* Whether a rate-limited warning is due (once a minute), updating *last. */
@@ -129,6 +133,14 @@ static int copy_field(char *dst, size_t size, const char *src)
 	memcpy(dst, src != NULL ? src : "", len);
 	dst[len] = '\0';
 	return 0;
+}
+
+/* Whether `len` bytes at `p` hash to `want`. */
+static int hash_is(const void *p, size_t len, const unsigned char want[SPOOL_HASH_LEN])
+{
+	unsigned char md[SPOOL_HASH_LEN];
+
+	return sha256(p, len, md) == 0 && memcmp(md, want, SPOOL_HASH_LEN) == 0;
 }
 
 /* Hashes the first `len` bytes of the file. Returns 1 if they are there and hash to `want`,
@@ -262,7 +274,11 @@ static int64_t last_line_start(int fd, int64_t size)
 }
 
 /* Starts a new record for the open file at `offset` (a new uid: new identifiers), keeping
- * `resets`. Does not touch t->f. Returns 0, or -1 (*spool_failed tells which side failed). */
+ * `resets`. A record that starts at 0 gets no fingerprint here: its first read takes it from the
+ * bytes it reads (read_lines), so that the fingerprint and the lines billed under it are the same
+ * version of the file. One that starts later (read_from = tail) gets its fingerprint and check
+ * bytes now, and its first read checks them against the bytes it reads. Does not touch t->f.
+ * Returns 0, or -1 (*spool_failed tells which side failed). */
 static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
                       struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
 {
@@ -280,7 +296,7 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	nf->size = size;
 	nf->counters.resets = resets;
 	nf->state = SPOOL_FILE_READING;
-	if (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0) {
+	if (offset > 0 && (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0)) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
@@ -291,16 +307,104 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	return 0;
 }
 
-/* The record no longer describes the file: start a new one at 0 and retire the old one (to
- * "drained" if its rest was read from a copy, else "gone"). A reset that no copy explains is
- * counted in the new record's resets (which carries the old count on). */
-static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, char *err,
+/* The head marks of the record `f` into *x (allocated, caller frees). Returns 0 or -1. */
+static int load_marks(struct tail *t, const struct spool_file *f, struct spool_file_extra **x,
+                      char *err, size_t errlen)
+{
+	*x = malloc(sizeof(**x));
+	if (*x == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	if (spool_file_extra_get(t->ctx.spool, f->id, *x, err, errlen) < 0) {
+		free(*x);
+		*x = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* How much of the file, whose record `f` is stale, is still what logmeter read: the bytes it
+ * starts with that need not be read again (docs/tailing.md, truncations).
+ *
+ * A file cut shorter than its checkpoint in place (truncate -s) still holds its first `size`
+ * bytes as they were: that is all of them if what the record knows of them holds, its
+ * fingerprinted head if the file is at least that long, else the head mark (a line end, kept
+ * with the hash of the bytes before it) at or before `size` with no line end after it.
+ *
+ * A file cut and written again before logmeter looked has new bytes after the cut: then the
+ * longest head mark that still holds is where the old bytes end, as far as content tells. It
+ * cannot tell a cut further on (beyond the head: those lines are read again) from a writer that
+ * wrote the same first lines again (they are not read): *ambiguous is set.
+ *
+ * Returns the length kept (0: none, the file is new), or -1 on a spool error. */
+static int64_t kept_prefix(struct tail *t, const struct spool_file *f, int64_t size, int *ambiguous,
+                           char *err, size_t errlen)
+{
+	unsigned char head[SPOOL_FP_MAX];
+	struct spool_file_extra *x = NULL;
+	size_t len = size < SPOOL_FP_MAX ? (size_t)size : SPOOL_FP_MAX;
+	int64_t kept = 0;
+
+	*ambiguous = 0;
+	if (size <= 0 || f->fp_len <= 0 || pread_full(t->fd, head, len, 0) != (ssize_t)len)
+		return 0;
+	if (size < f->offset && size >= f->fp_len && hash_is(head, (size_t)f->fp_len, f->fp_hash))
+		return size;
+	if (load_marks(t, f, &x, err, errlen) < 0)
+		return -1;
+	for (size_t i = x->n_marks; i-- > 0;) {
+		const struct spool_mark_head *m = &x->marks[i];
+
+		if (m->len > (int64_t)len || !hash_is(head, (size_t)m->len, m->hash))
+			continue;
+		if (size < f->offset && memchr(head + m->len, '\n', len - (size_t)m->len) == NULL &&
+		    (int64_t)len == size) {
+			kept = size; /* cut after this line end, before the next */
+		} else {
+			kept = m->len;
+			*ambiguous = 1;
+		}
+		break;
+	}
+	free(x);
+	return kept;
+}
+
+/* The record no longer describes the file: start a new one and retire the old one (to
+ * "drained" if its rest was read from a copy, else "gone"). The new one starts at 0, or where a
+ * truncation in place left the file (kept_prefix): its first bytes were read under the old
+ * record, and what comes after them is new, at offsets the old record's lines had, so it needs
+ * the new uid. A reset that neither a copy (`copied`: its rest was read from it; `copies`: copies
+ * of what it held were found, all of it read) nor such a truncation explains is counted in the
+ * new record's resets (which carries the old count on). */
+static int reset(struct tail *t, int64_t size, int copied, int copies, int *spool_failed, char *err,
                  size_t errlen)
 {
 	struct spool_file nf, old = t->f;
 	char uerr[256];
+	int ambiguous;
+	int64_t kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
 
-	if (copied)
+	*spool_failed = 0;
+	if (kept < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	if (kept > 0 && !ambiguous)
+		log_info("%s: truncated in place to %" PRId64 " bytes, which were read already: "
+		         "going on from there as a new file (its first bytes are not read again)",
+		         t->path, kept);
+	else if (kept > 0)
+		log_warn(
+		    "%s: checkpoint at %" PRId64 " no longer matches the file, which still "
+		    "starts with the %" PRId64 " bytes (whole lines) it had: going on after "
+		    "them as a new file. Truncated and written again before logmeter looked, "
+		    "the file cannot tell whether more of it was kept (those lines are read "
+		    "again) or its first lines were written again (they are not read); counted "
+		    "as a checkpoint reset",
+		    t->path, t->f.offset, kept);
+	else if (copied || copies)
 		log_info(
 		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
 		    "new file",
@@ -309,29 +413,35 @@ static int reset(struct tail *t, int64_t size, int copied, int *spool_failed, ch
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
 		         "truncated): reading it from the start as a new file",
 		         t->path, t->f.offset);
-	if (new_record(t, size, 0, old.counters.resets + (copied ? 0 : 1), &nf, spool_failed, err,
-	               errlen) < 0)
+	if (new_record(t, size, kept,
+	               old.counters.resets + (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
+	               &nf, spool_failed, err, errlen) < 0)
 		return -1;
 	t->f = nf;
 	t->skip = 0;
 	t->verify_head = 0;
+	t->marks_n = t->marks_last = -1;
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
 	old.state = copied ? SPOOL_FILE_DRAINED : SPOOL_FILE_GONE;
 	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
 		log_warn("%s: %s", t->path, uerr);
+	crash_point("tail_reset"); /* the new record is committed, nothing read under it yet */
 	return 0;
 }
 
-static int64_t read_lines(struct tail *t, struct spool_file *nf, int64_t end, int dirty, char *err,
-                          size_t errlen);
+static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen);
 
-/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
- * not read yet is only in the copy. Looks in the file's directory for it: another regular file
- * on the same device, not excluded by the source, at least as long as the checkpoint, that
- * starts with the fingerprinted head and holds the check bytes just before the checkpoint.
- * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
-static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+/* A file beside the tail's, open as `fd` (its fstat in *st, its path in `path`), for
+ * each_sibling's callback: returns 1 to keep the descriptor and stop, 0 to go on, -1 to stop on
+ * an error. */
+typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct stat *st,
+                          void *ud);
+
+/* Calls fn for every other regular file in the tail's directory, on its device and not excluded
+ * by its source: where copytruncate leaves its copies. Returns the descriptor fn kept (its path in
+ * *kept, caller frees), -1 if none, or -2 if fn failed. */
+static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
 	const char *slash = strrchr(t->path, '/');
@@ -342,11 +452,13 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 	struct dirent *de;
 	int fd = -1;
 
-	*cpath = NULL;
-	if (dir == NULL || t->f.offset <= 0 || t->f.fp_len <= 0 || (d = opendir(dir)) == NULL)
+	*kept = NULL;
+	if (dir == NULL || (d = opendir(dir)) == NULL)
 		goto out;
 	while ((de = readdir(d)) != NULL) {
 		char *path = NULL;
+		struct stat st;
+		int rc = 0;
 
 		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
 		    (ino_t)de->d_ino == t->ino ||
@@ -356,23 +468,128 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-		if (fd >= 0 && fstat(fd, cst) == 0 && S_ISREG(cst->st_mode) &&
-		    cst->st_dev == t->dev && cst->st_ino != t->ino && cst->st_size >= t->f.offset &&
-		    head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
-		    checkpoint_matches(fd, &t->f) == 1) {
-			*cpath = path;
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == t->dev &&
+		    st.st_ino != t->ino)
+			rc = fn(t, path, fd, &st, ud);
+		if (rc == 1) {
+			*kept = path;
 			break;
 		}
 		if (fd >= 0)
 			close(fd);
-		fd = -1;
+		fd = rc < 0 ? -2 : -1;
 		free(path);
+		if (rc < 0)
+			break;
 	}
 out:
 	if (d != NULL)
 		closedir(d);
 	free(dir);
 	return fd;
+}
+
+/* sibling_fn of find_copy: at least as long as the checkpoint, the fingerprinted head, and the
+ * check bytes just before the checkpoint. */
+static int is_full_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	(void)path;
+	*(struct stat *)ud = *st;
+	return st->st_size >= t->f.offset && head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
+	       checkpoint_matches(fd, &t->f) == 1;
+}
+
+/* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
+ * not read yet is only in the copy. Looks in the file's directory for it (is_full_copy).
+ * Returns its open descriptor (its fstat in *cst, its path in *cpath, caller frees), or -1. */
+static int find_copy(struct tail *t, struct stat *cst, char **cpath)
+{
+	int fd;
+
+	*cpath = NULL;
+	if (t->f.offset <= 0 || t->f.fp_len <= 0)
+		return -1;
+	fd = each_sibling(t, is_full_copy, cst, cpath);
+	return fd >= 0 ? fd : -1;
+}
+
+/* Whether the file open as `fd`, `size` bytes long (less than the checkpoint), holds what the
+ * record read up to `size`, as far as the record can tell once the file it describes no longer
+ * holds it: at least its whole fingerprinted head (1 KiB, or all of a file that was shorter), the
+ * same. A shorter file (a header line, say) is not taken for a copy: new files often start with
+ * the lines the last one started with. Returns 1, 0, or -1 on a read error. */
+static int holds_prefix(struct tail *t, int fd, int64_t size)
+{
+	return size >= t->f.fp_len ? head_matches(fd, t->f.fp_len, t->f.fp_hash) : 0;
+}
+
+/* What record_prefix_copies needs from one sibling to the next. */
+struct prefix_copies {
+	int found; /* copies recorded */
+	struct spool_file nf;
+	char *err;
+	size_t errlen;
+};
+
+/* sibling_fn of record_prefix_copies: a file without a record that holds a prefix of what the
+ * record read gets a record at its end. Returns 0, or -1 on a spool error. */
+static int prefix_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	struct prefix_copies *pc = ud;
+	int64_t size = st->st_size;
+	int found, is_copy;
+
+	if (size <= 0 || size > t->f.offset)
+		return 0;
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+	                        &pc->nf, pc->err, pc->errlen);
+	if (found != 0)
+		return found < 0 ? -1 : 0;
+	is_copy = holds_prefix(t, fd, size);
+	if (is_copy <= 0)
+		return 0; /* unreadable: left to be found as a new file */
+	memset(&pc->nf, 0, sizeof(pc->nf));
+	pc->nf.dev = (uint64_t)st->st_dev;
+	pc->nf.ino = (uint64_t)st->st_ino;
+	pc->nf.size = size;
+	pc->nf.offset = last_line_start(fd, size);
+	pc->nf.state = SPOOL_FILE_READING;
+	if (pc->nf.offset < 0 || copy_field(pc->nf.source, sizeof(pc->nf.source), t->source) < 0 ||
+	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
+	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
+		return 0; /* unreadable or unrecordable: left to be found as a new file */
+	if (spool_file_add(t->ctx.spool, &pc->nf, pc->err, pc->errlen) < 0)
+		return -1;
+	pc->found++;
+	log_info("%s: a copy of what %s held, made before logmeter read its last lines there: "
+	         "all of it was read, recorded as read to its end",
+	         path, t->path);
+	return 0;
+}
+
+/* The copies of the file made before its last lines were read (copytruncate; the lines written
+ * between the copy and the truncation were read from the original): files beside it without a
+ * record of their own that hold a prefix of what the record read, its fingerprinted head (a copy
+ * at least that long) or the bytes up to a head mark at their end. Everything in them was read:
+ * each gets a record at its end, so that a glob that matches them never reads them as new files.
+ * Returns how many, or -1 on a spool error. */
+static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
+{
+	struct prefix_copies *pc = calloc(1, sizeof(*pc));
+	char *kept = NULL;
+	int rc, found;
+
+	if (pc == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	pc->err = err;
+	pc->errlen = errlen;
+	rc = t->f.offset > 0 && t->f.fp_len > 0 ? each_sibling(t, prefix_copy, pc, &kept) : -1;
+	found = pc->found;
+	free(pc);
+	free(kept);
+	return rc == -2 ? -1 : found;
 }
 
 /* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
@@ -388,6 +605,7 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	char *path = t->path;
 	struct spool_file nf = t->f;
 	int64_t rc;
+	int stale = 0;
 
 	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
 	         "copy %s",
@@ -406,12 +624,14 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	t->ino = cst->st_ino;
 	t->path = cpath;
 	t->skip = 0;
-	rc = read_lines(t, &nf, cst->st_size, 0, err, errlen);
+	rc = read_lines(t, cst->st_size, &stale, err, errlen);
 	t->fd = live_fd;
 	t->dev = dev;
 	t->ino = ino;
 	t->path = path;
 	t->skip = 0;
+	if (stale)
+		log_warn("%s: changed while its rest was read as the copy of %s", cpath, path);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -421,7 +641,7 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 {
 	struct stat cst;
 	char *cpath = NULL;
-	int cfd = find_copy(t, &cst, &cpath), copied = 0;
+	int cfd = find_copy(t, &cst, &cpath), copied = 0, prefixes = 0;
 
 	*spool_failed = 0;
 	if (cfd >= 0) {
@@ -434,8 +654,68 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 			return -1;
 		}
 		copied = 1;
+	} else if ((prefixes = record_prefix_copies(t, err, errlen)) < 0) {
+		*spool_failed = 1;
+		return -1;
 	}
-	return reset(t, size, copied, spool_failed, err, errlen);
+	return reset(t, size, copied, prefixes > 0, spool_failed, err, errlen);
+}
+
+/* Resumes the record *old, found for the open file and still valid, as t's: reading again under
+ * its path, from its checkpoint, its head checked again by the first read, in the bytes it reads.
+ * Returns 0, or -1 (*spool_failed tells which side failed). */
+static int take_record(struct tail *t, const struct spool_file *old, int *spool_failed, char *err,
+                       size_t errlen)
+{
+	struct spool_file nf = *old;
+
+	*spool_failed = 0;
+	if (strcmp(old->path, t->path) != 0 || old->state != SPOOL_FILE_READING) {
+		if (copy_field(nf.path, sizeof(nf.path), t->path) < 0) {
+			err_set(err, errlen, "%s: path too long for the spool", t->path);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		nf.state = SPOOL_FILE_READING;
+		if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
+			*spool_failed = 1;
+			return -1;
+		}
+	}
+	t->f = nf;
+	t->verify_head = 1;
+	return 0;
+}
+
+/* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
+ * now (a copytruncate copy whose original read its rest from it while this tail waited for its
+ * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
+static int first_record(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct spool_file *old = malloc(sizeof(*old));
+	int found, rc;
+
+	*spool_failed = 0;
+	if (old == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, old,
+	                        err, errlen);
+	if (found < 0) {
+		*spool_failed = 1;
+		rc = -1;
+	} else if (found && old->state != SPOOL_FILE_GONE && old->offset <= size &&
+	           head_matches(t->fd, old->fp_len, old->fp_hash) == 1 &&
+	           checkpoint_matches(t->fd, old) == 1) {
+		rc = take_record(t, old, spool_failed, err, errlen);
+	} else {
+		rc = new_record(t, size, 0, 0, old, spool_failed, err, errlen);
+		if (rc == 0)
+			t->f = *old;
+	}
+	free(old);
+	return rc;
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
@@ -461,6 +741,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		goto fail_file;
 	}
 	t->fd = -1;
+	t->marks_n = t->marks_last = -1;
 	t->ctx = *ctx;
 	t->source_index = source_index;
 	t->source = ctx->cfg->sources[source_index].name;
@@ -470,14 +751,11 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		errno = ENOMEM;
 		goto fail_file;
 	}
-	/* Symlinks are followed: a log path is often a link (/var/log/containers). O_NONBLOCK
-	 * keeps a FIFO that replaced the file from blocking the open; it changes nothing for a
-	 * regular file. */
-	t->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (t->fd < 0) {
-		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	/* Symlinks only where the source follows them (/var/log/containers), never to
+	 * logmeter's own files (guard.h). */
+	t->fd = guard_open(ctx->guard, &ctx->cfg->sources[source_index], path, NULL, err, errlen);
+	if (t->fd < 0)
 		goto fail_file;
-	}
 	if (fstat(t->fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail_file;
@@ -513,21 +791,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			goto fail_file;
 		}
 		if (valid) {
-			t->f = old;
-			if (strcmp(old.path, path) != 0 || old.state != SPOOL_FILE_READING) {
-				struct spool_file nf = old;
-
-				if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
-					err_set(err, errlen, "%s: path too long for the spool",
-					        path);
-					errno = ENAMETOOLONG;
-					goto fail_file;
-				}
-				nf.state = SPOOL_FILE_READING;
-				if (spool_file_update(ctx->spool, &nf, err, errlen) < 0)
-					goto fail_spool;
-				t->f = nf;
-			}
+			if (take_record(t, &old, &spool_failed, err, errlen) < 0)
+				goto fail_either;
 		} else if (old.state == SPOOL_FILE_GONE) {
 			/* The inode of a file deleted earlier, reused by a new one: not a reset,
 			 * just a new file, read from its start. */
@@ -654,8 +919,10 @@ struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *p
 		goto fail;
 	}
 	t = calloc(1, sizeof(*t));
-	if (t != NULL)
+	if (t != NULL) {
 		t->fd = -1;
+		t->marks_n = t->marks_last = -1;
+	}
 	if (t == NULL || (t->path = strdup(path)) == NULL) {
 		err_set(err, errlen, "%s: out of memory", path);
 		goto fail;
@@ -726,7 +993,7 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
                      const char *line, size_t len, int64_t line_offset, int64_t now, char *err,
                      size_t errlen)
 {
-	size_t n, events = 0, no_match = 0;
+	size_t n, events = 0, no_match = 0, bad_utf8 = 0;
 
 	n = rule_set_apply(t->ctx.rules, t->source_index, line, len, now, s->results);
 	if (n > s->n_results)
@@ -753,9 +1020,25 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			}
 			events++;
 			break;
+		case RULE_BAD_UTF8:
+			bad_utf8++;
+			if (tail_warn_due(&t->warned_utf8))
+				log_warn(
+				    "%s: line at offset %" PRId64 " is %s; rule '%s' asks for "
+				    "UTF-8 ((*UTF)) and cannot match it (such lines are counted as "
+				    "invalid UTF-8 in `logmeter status`; logged at most once a "
+				    "minute per file)",
+				    t->path, line_offset, r->reason, name);
+			else
+				log_debug("%s:%" PRId64 ": rule '%s': %s", t->path, line_offset,
+				          name, r->reason);
+			break;
 		case RULE_INVALID:
 		default:
-			if (tail_warn_due(&t->warned_invalid))
+			if (r->limit != RULE_LIMIT_NONE)
+				guard_limit_hit(t->ctx.guard, r->rule, r->limit, t->path,
+				                line_offset);
+			else if (tail_warn_due(&t->warned_invalid))
 				log_warn(
 				    "%s: line at offset %" PRId64 ": rule '%s' matched but made no "
 				    "event: %s (such lines are counted as invalid in `logmeter "
@@ -769,18 +1052,25 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 	}
 	if (events > 0)
 		nf->counters.matched++;
+	else if (bad_utf8 > 0)
+		nf->counters.bad_utf8++;
 	else if (no_match == n)
 		nf->counters.unmatched++;
 	else
 		nf->counters.invalid++;
 	nf->counters.events += (int64_t)events;
+	/* A line is progress: a batch of lines that each cost up to a PCRE2 limit is slow, not
+	 * hung, and the watchdog must not take it for a hang (health.h). */
+	health_beat(HEALTH_INGEST);
 	return 0;
 }
 
-/* Commits the batch in s->events with nf at checkpoint `consumed`. On success t->f becomes the
- * new record. Returns 0 or -1 (nothing changed). */
+/* Commits the batch in s->events with nf at checkpoint `consumed`, whose check bytes (the up to
+ * TAIL_CHECK_MAX bytes before it, as read) are `check` (`check_len` bytes). On success t->f
+ * becomes the new record. Returns 0 or -1 (nothing changed). */
 static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf, int64_t consumed,
-                  int64_t size, char *err, size_t errlen)
+                  int64_t size, const unsigned char *check, size_t check_len, char *err,
+                  size_t errlen)
 {
 	int64_t added = 0;
 
@@ -788,10 +1078,11 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 	nf->size = size > consumed ? size : consumed;
 	nf->state = SPOOL_FILE_READING;
 	nf->updated = (int64_t)time(NULL);
-	if (checkpoint_hash(t->fd, nf) < 0) {
-		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+	if (sha256(check, check_len, nf->check_hash) < 0) {
+		err_set(err, errlen, "%s: cannot hash the check bytes", t->path);
 		return -1;
 	}
+	nf->check_len = (int64_t)check_len;
 	crash_point("tail_before_commit"); /* a crash here: the lines are read again */
 	/* No room (space.c): the batch is dropped unread, as after a failed commit. */
 	if (space_admit(t->ctx.space, err, errlen) < 0)
@@ -817,40 +1108,11 @@ static void scratch_free(struct tail_scratch *s)
 	spool_batch_free(s->batch);
 }
 
-/* Checks that the open file still is what the record says, and grows the fingerprint into *nf.
- * Returns 1 if valid, 0 if stale, -1 on a read error. */
-static int still_valid(struct tail *t, const struct stat *st, struct spool_file *nf, int *grown)
-{
-	int rc;
-
-	*grown = 0;
-	if (st->st_size < t->f.offset)
-		return 0;
-	rc = checkpoint_matches(t->fd, &t->f);
-	if (rc <= 0)
-		return rc;
-	if (t->verify_head) {
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
-		if (rc <= 0)
-			return rc;
-		t->verify_head = 0;
-	}
-	if (t->f.fp_len < SPOOL_FP_MAX && st->st_size > t->f.fp_len) {
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
-		if (rc <= 0)
-			return rc;
-		if (fingerprint(t->fd, st->st_size, nf) < 0)
-			return -1;
-		*grown = nf->fp_len != t->f.fp_len;
-	}
-	return 1;
-}
-
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
-	struct spool_file nf;
 	struct stat st;
-	int dirty = 0, valid, spool_failed = 0;
+	int spool_failed = 0, stale = 1;
+	int64_t rv = 0;
 
 	if (t == NULL) {
 		err_set(err, errlen, "tail_read: invalid arguments");
@@ -878,25 +1140,22 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			errno = EMEDIUMTYPE;
 			return -1;
 		}
-		if (new_record(t, st.st_size, 0, 0, &nf, &spool_failed, err, errlen) < 0)
+		if (first_record(t, st.st_size, &spool_failed, err, errlen) < 0)
 			return -1;
-		t->f = nf;
-	}
-	nf = t->f;
-	valid = still_valid(t, &st, &nf, &dirty);
-	if (valid < 0) {
-		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
-		return -1;
-	}
-	if (!valid) {
-		if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
-			return -1;
-		nf = t->f;
-		dirty = 0;
 	}
 	/* Only what is there now: a file written faster than it is read must not keep this call
-	 * (and watch_stop) waiting; what comes later has its own inotify event. */
-	return read_lines(t, &nf, st.st_size, dirty, err, errlen);
+	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
+	 * than its checkpoint is stale without reading it. */
+	if (st.st_size >= t->f.offset) {
+		rv = read_lines(t, st.st_size, &stale, err, errlen);
+		if (!stale)
+			return rv;
+	}
+	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
+		return -1;
+	rv = read_lines(t, st.st_size, &stale, err, errlen);
+	/* Rewritten once more since: the next read starts it over. */
+	return rv < 0 ? -1 : rv;
 }
 
 /* What the splitter's callback needs during one read_lines. */
@@ -909,9 +1168,43 @@ struct tail_reader {
 	int64_t end, now, total;
 	size_t batch, in_batch;
 	int dirty;
+	/* The file's bytes as this read saw them: s->buf holds buf_len of them from buf_off, the
+	 * chunk being fed and the up to TAIL_CHECK_MAX bytes before it. The check bytes of a
+	 * checkpoint come from here, so that they are the bytes the lines before it were read
+	 * from. `held` keeps those of the last checkpoint in an earlier chunk (held_end). */
+	int64_t buf_off;
+	size_t buf_len;
+	unsigned char held[TAIL_CHECK_MAX];
+	size_t held_len;
+	int64_t held_end;
+	/* The head's line ends, found when the fingerprint grew; written once the read committed
+	 * the fingerprint they belong to. */
+	struct spool_mark_head marks[SPOOL_MARKS_MAX];
+	size_t n_marks;
+	int marks_new;
 	char *err;
 	size_t errlen;
 };
+
+/* Points *p at the check bytes of checkpoint `at` (the up to TAIL_CHECK_MAX bytes before it)
+ * as this read saw them, and sets *len. Returns 0, or -1 if the read holds them no longer. */
+static int reader_check_bytes(const struct tail_reader *rd, int64_t at, const unsigned char **p,
+                              size_t *len)
+{
+	int64_t n = at < TAIL_CHECK_MAX ? at : TAIL_CHECK_MAX;
+
+	if (at - n >= rd->buf_off && at <= rd->buf_off + (int64_t)rd->buf_len) {
+		*p = (const unsigned char *)rd->s->buf + (at - n - rd->buf_off);
+		*len = (size_t)n;
+		return 0;
+	}
+	if (at == rd->held_end) {
+		*p = rd->held;
+		*len = rd->held_len;
+		return 0;
+	}
+	return -1;
+}
 
 /* Commits the batch with the checkpoint `consumed` and the splitter's counters. Returns 0 or
  * -1. */
@@ -919,11 +1212,27 @@ static int reader_commit(struct tail_reader *rd, int64_t consumed)
 {
 	struct spool_counters *k = &rd->nf->counters;
 	int64_t before = rd->t->f.offset;
+	unsigned char back[TAIL_CHECK_MAX];
+	const unsigned char *check;
+	size_t check_len;
 
+	if (reader_check_bytes(rd, consumed, &check, &check_len) < 0) {
+		/* Not reached: a checkpoint is in the current chunk's bytes, or is the one held.
+		 * Read again, they are right, only not from the same pread as the lines. */
+		check_len = (size_t)(consumed < TAIL_CHECK_MAX ? consumed : TAIL_CHECK_MAX);
+		if (pread_full(rd->t->fd, back, check_len, consumed - (int64_t)check_len) !=
+		    (ssize_t)check_len) {
+			err_set(rd->err, rd->errlen, "%s: cut shorter while read", rd->t->path);
+			return -1;
+		}
+		log_debug("%s: check bytes of %" PRId64 " read again", rd->t->path, consumed);
+		check = back;
+	}
 	k->lines = rd->base.lines + rd->c->lines;
 	k->long_lines = rd->base.long_lines + rd->c->long_lines;
 	k->nul_bytes = rd->base.nul_bytes + rd->c->nul_bytes;
-	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, rd->err, rd->errlen) < 0)
+	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, check, check_len, rd->err, rd->errlen) <
+	    0)
 		return -1;
 	rd->total += consumed - before;
 	rd->in_batch = 0;
@@ -954,70 +1263,213 @@ static int reader_line(const struct lines_line *l, void *ud)
 	return 0;
 }
 
-/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches with
- * *nfp (the record, with a grown fingerprint if `dirty`). Returns the bytes consumed or -1. */
-static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, int dirty, char *err,
-                          size_t errlen)
+/* The line ends of the head's `len` bytes at `b` (the bytes the fingerprint was just taken from)
+ * into rd->marks, each with the hash of the bytes up to it; rd->marks_new if they differ from
+ * those written last. */
+static void head_marks(struct tail_reader *rd, const unsigned char *b, size_t len)
+{
+	const unsigned char *p = b, *nl;
+
+	rd->n_marks = 0;
+	while (rd->n_marks < SPOOL_MARKS_MAX &&
+	       (nl = memchr(p, '\n', len - (size_t)(p - b))) != NULL) {
+		struct spool_mark_head *m = &rd->marks[rd->n_marks];
+
+		m->len = nl + 1 - b;
+		if (sha256(b, (size_t)m->len, m->hash) < 0)
+			break;
+		rd->n_marks++;
+		p = nl + 1;
+	}
+	rd->marks_new = (int64_t)rd->n_marks != rd->t->marks_n ||
+	                (rd->n_marks > 0 && rd->marks[rd->n_marks - 1].len != rd->t->marks_last);
+}
+
+/* The first chunk of a read, `n` bytes from `start`: whether it still holds what the record says
+ * (the check bytes before the checkpoint if `check` is set, and the head if `head` is set: then
+ * start is 0), and the fingerprint grown from the same bytes into rd->nf. Returns 1 if it does, 0
+ * if the record is stale. */
+static int first_chunk_valid(struct tail_reader *rd, int64_t start, size_t n, int check, int head)
+{
+	const struct spool_file *f = &rd->t->f;
+	const unsigned char *b = (const unsigned char *)rd->s->buf;
+	int64_t have = start + (int64_t)n;
+
+	if (have < f->offset)
+		return 0; /* cut shorter than the checkpoint since the fstat */
+	if (check && f->check_len > 0 &&
+	    (f->check_len > f->offset - start ||
+	     !hash_is(b + (f->offset - f->check_len - start), (size_t)f->check_len, f->check_hash)))
+		return 0;
+	if (!head)
+		return 1;
+	if (f->fp_len > 0 && (have < f->fp_len || !hash_is(b, (size_t)f->fp_len, f->fp_hash)))
+		return 0;
+	rd->t->verify_head = 0;
+	if (f->fp_len < SPOOL_FP_MAX && have > f->fp_len) {
+		size_t len = have < SPOOL_FP_MAX ? (size_t)have : SPOOL_FP_MAX;
+
+		if (sha256(b, len, rd->nf->fp_hash) < 0)
+			return 0;
+		rd->nf->fp_len = (int64_t)len;
+		rd->dirty = 1;
+		head_marks(rd, b, len);
+	}
+	return 1;
+}
+
+/* Before an over-long line is read on from where the last read stopped (`resume`), what the
+ * record says is checked on its own: the check bytes, the head, and the fingerprint grown (the
+ * first line of a file can be that long). Returns 1, 0 if stale, -1 on a read error. */
+static int resumed_long_valid(struct tail_reader *rd, int64_t end)
+{
+	struct tail *t = rd->t;
+	int rc = checkpoint_matches(t->fd, &t->f);
+
+	if (rc <= 0)
+		return rc;
+	if (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) {
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc <= 0)
+			return rc;
+		t->verify_head = 0;
+		if (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len) {
+			if (fingerprint(t->fd, end, rd->nf) < 0)
+				return -1;
+			rd->dirty = rd->nf->fp_len != t->f.fp_len;
+		}
+	}
+	return 1;
+}
+
+/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches under
+ * t->f (its fingerprint grown, while it covers less than SPOOL_FP_MAX bytes, from the bytes
+ * read). What the record says is checked in the bytes of the first pread, the bytes the first
+ * lines come from: the check bytes before the checkpoint, and the head when it is checked (a
+ * resumed file) or grows (then the checkpoint is within it, so one pread from 0 holds both). Each
+ * later pread starts TAIL_CHECK_MAX bytes before the previous one ended, and those bytes must
+ * read the same again: a file rewritten while it is read is not read on as if it were one file
+ * (the read stops; the next one finds the checkpoint stale). Sets *stale, with nothing read, if
+ * the file no longer is what the record says. Returns the bytes consumed or -1. */
+static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen)
 {
 	struct tail_scratch s = {0};
-	struct spool_file nf = *nfp;
+	struct spool_file nf = t->f;
 	const struct config_agent *agent = &t->ctx.cfg->agent;
 	struct tail_reader rd = {0};
 	struct lines *sp = NULL;
-	size_t max_len;
-	int64_t pos = t->f.offset;
-	int64_t rv = -1;
+	unsigned char prev[TAIL_CHECK_MAX];
+	int64_t c = t->f.offset, pos = c, start, rv = -1;
+	int head, first = 1, rc;
 
-	max_len = (size_t)agent->max_line_length;
-	if (pos >= end && !dirty)
+	*stale = 0;
+	rd.t = t;
+	rd.s = &s;
+	rd.nf = &nf;
+	rd.held_end = -1;
+	head = (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) &&
+	       c <= SPOOL_FP_MAX;
+	if (t->skip && t->skip_line == c && t->skip_resume > c && t->skip_resume <= end) {
+		/* The rest of an over-long line: its bytes up to skip_resume hold no '\n'. */
+		pos = t->skip_resume;
+		head = 0;
+		rc = resumed_long_valid(&rd, end);
+		if (rc < 0) {
+			err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+			return -1;
+		}
+		if (rc == 0)
+			goto stale;
+	} else if (t->verify_head && !head) {
+		/* The head of a resumed file is far from the checkpoint: read on its own. */
+		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		if (rc < 0) {
+			err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+			return -1;
+		}
+		if (rc == 0)
+			goto stale;
+		t->verify_head = 0;
+	}
+	t->skip = 0;
+	if (pos >= end && !head && !rd.dirty)
 		return 0;
+	start = head ? 0 : pos - (pos < TAIL_CHECK_MAX ? pos : TAIL_CHECK_MAX);
 
 	/* Never more than what there is to read: a few appended lines (the usual case, and with
 	 * thousands of files the usual case times thousands) take a small block. */
-	s.cap = end - pos < TAIL_CHUNK ? (size_t)(end > pos ? end - pos : 0) : TAIL_CHUNK;
-	s.buf = malloc(s.cap > 0 ? s.cap : 1);
+	s.cap = end - start < TAIL_CHUNK ? (size_t)(end > start ? end - start : 0) : TAIL_CHUNK;
+	if (s.cap < 2 * TAIL_CHECK_MAX)
+		s.cap = 2 * TAIL_CHECK_MAX;
+	s.buf = malloc(s.cap);
 	s.n_results = rule_set_max_per_source(t->ctx.rules);
 	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
 	s.batch = spool_batch_new(t->ctx.instance != NULL ? t->ctx.instance : "", err, errlen);
-	sp = lines_new(pos, max_len, err, errlen);
+	sp = lines_new(c, (size_t)agent->max_line_length, err, errlen);
 	if (s.buf == NULL || s.results == NULL || s.batch == NULL || sp == NULL) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		goto out;
 	}
-	rd.t = t;
-	rd.s = &s;
-	rd.nf = &nf;
 	rd.base = nf.counters;
 	rd.c = lines_counts(sp);
 	rd.end = end;
 	rd.batch = (size_t)agent->batch_lines;
-	rd.dirty = dirty;
 	rd.err = err;
 	rd.errlen = errlen;
-	if (t->skip && t->skip_line == pos && t->skip_resume > pos && t->skip_resume <= end &&
-	    lines_resume_long(sp, t->skip_resume) == 0)
-		pos = t->skip_resume;
-	t->skip = 0;
+	if (pos != c && lines_resume_long(sp, pos) < 0) {
+		err_set(err, errlen, "%s: cannot resume an over-long line", t->path);
+		goto out;
+	}
 
-	while (pos < end) {
-		size_t want = s.cap;
+	while (first || pos < end) {
+		size_t overlap = (size_t)(pos - start), want = s.cap;
 		ssize_t n;
 
-		if ((int64_t)want > end - pos)
-			want = (size_t)(end - pos);
-		n = pread(t->fd, s.buf, want, (off_t)pos);
+		if ((int64_t)want > end - start)
+			want = (size_t)(end - start);
+		n = pread_full(t->fd, s.buf, want, start);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
 			err_set(err, errlen, "%s: read: %s", t->path, strerror(errno));
 			goto out;
 		}
-		if (n == 0)
-			break; /* cut shorter meanwhile: the next read sees it */
-		pos += n;
-		rd.now = (int64_t)time(NULL);
-		if (lines_feed(sp, s.buf, (size_t)n, reader_line, &rd, err, errlen) < 0)
-			goto out;
+		if (first) {
+			if (!first_chunk_valid(&rd, start, (size_t)n, pos == c, head)) {
+				lines_free(sp);
+				scratch_free(&s);
+				goto stale;
+			}
+		} else if ((size_t)n <= overlap || memcmp(s.buf, prev, overlap) != 0) {
+			/* Cut shorter, or rewritten, since the last pread: not read on. */
+			break;
+		}
+		first = 0;
+		rd.buf_off = start;
+		rd.buf_len = (size_t)n;
+		if ((size_t)n > overlap) {
+			rd.now = (int64_t)time(NULL);
+			if (lines_feed(sp, s.buf + overlap, (size_t)n - overlap, reader_line, &rd,
+			               err, errlen) < 0)
+				goto out;
+		}
+		pos = start + n;
+		if ((size_t)n < want)
+			break; /* the file ends before `end` now: the next read sees why */
+		/* What the next pread must read again, and the check bytes of a checkpoint in
+		 * this chunk that the next one may not hold. */
+		overlap =
+		    (size_t)(pos - start) < TAIL_CHECK_MAX ? (size_t)(pos - start) : TAIL_CHECK_MAX;
+		memcpy(prev, s.buf + (size_t)n - overlap, overlap);
+		if (rd.c->consumed != rd.held_end) {
+			const unsigned char *chk;
+			size_t chk_len;
+
+			if (reader_check_bytes(&rd, rd.c->consumed, &chk, &chk_len) == 0) {
+				memcpy(rd.held, chk, chk_len);
+				rd.held_len = chk_len;
+				rd.held_end = rd.c->consumed;
+			}
+		}
+		start = pos - (int64_t)overlap;
 	}
 	if (lines_pending(sp) == LINES_PENDING_LONG) {
 		/* It starts at the checkpoint: NULs before it were consumed, nothing else was. */
@@ -1031,11 +1483,28 @@ static int64_t read_lines(struct tail *t, struct spool_file *nfp, int64_t end, i
 			goto out;
 		}
 	}
+	if (rd.marks_new && t->f.fp_len == nf.fp_len) {
+		char merr[256];
+
+		/* Only the recognition of a truncation depends on them: a failure is logged. */
+		if (spool_head_marks_put(t->ctx.spool, t->f.id, rd.marks, rd.n_marks, merr,
+		                         sizeof(merr)) < 0) {
+			log_warn("%s: %s", t->path, merr);
+		} else {
+			t->marks_n = (int64_t)rd.n_marks;
+			t->marks_last = rd.n_marks > 0 ? rd.marks[rd.n_marks - 1].len : 0;
+		}
+	}
 	rv = rd.total;
 out:
+	guard_flush(t->ctx.guard);
 	lines_free(sp);
 	scratch_free(&s);
 	return rv;
+stale:
+	*stale = 1;
+	t->skip = 0;
+	return 0;
 }
 
 int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,
@@ -1121,13 +1590,11 @@ int tail_resume(struct tail *t, char *err, size_t errlen)
 	}
 	if (t->fd >= 0)
 		return 0;
-	fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return 1;
-		err_set(err, errlen, "%s: cannot open: %s", t->path, strerror(errno));
-		return -1;
-	}
+	fd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index], t->path, NULL, err,
+	                errlen);
+	/* Gone, or now a name the source may not open (EPERM, counted): not the tail's file. */
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR || errno == EPERM ? 1 : -1;
 	if (fstat(fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		close(fd);
@@ -1139,6 +1606,25 @@ int tail_resume(struct tail *t, char *err, size_t errlen)
 	}
 	t->fd = fd;
 	t->verify_head = 1;
+	return 0;
+}
+
+int tail_current_path(const struct tail *t, char *out, size_t outlen)
+{
+	static const char deleted[] = " (deleted)";
+	char link[64];
+	ssize_t n;
+
+	if (t == NULL || t->fd < 0 || outlen < 2)
+		return -1;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", t->fd);
+	n = readlink(link, out, outlen - 1);
+	if (n <= 0 || (size_t)n >= outlen - 1 || out[0] != '/')
+		return -1;
+	out[n] = '\0';
+	if ((size_t)n >= sizeof(deleted) - 1 &&
+	    strcmp(out + n - (sizeof(deleted) - 1), deleted) == 0)
+		return -1;
 	return 0;
 }
 
@@ -1169,6 +1655,52 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 	t->path = dup;
 	t->f = nf;
 	return 0;
+}
+
+/* Whether `len` bytes at `off` are the same in both files. Returns 1, 0, or -1. */
+static int same_bytes(int fd1, int fd2, int64_t off, size_t len)
+{
+	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
+	ssize_t n1, n2;
+
+	if (len > sizeof(a))
+		return 0;
+	n1 = pread_full(fd1, a, len, off);
+	n2 = pread_full(fd2, b, len, off);
+	if (n1 < 0 || n2 < 0)
+		return -1;
+	return n1 == (ssize_t)len && n2 == (ssize_t)len && memcmp(a, b, len) == 0;
+}
+
+int tail_copy_of(struct tail *t, int fd, const struct stat *st)
+{
+	int64_t size = st->st_size, tail;
+	struct stat ost;
+	int ofd = -1, rc;
+
+	if (t == NULL || fd < 0 || t->f.id == 0 || t->f.offset <= 0 || t->f.fp_len <= 0 ||
+	    size < t->f.fp_len || (st->st_dev == t->dev && st->st_ino == t->ino))
+		return 0;
+	if (size >= t->f.offset) {
+		rc = head_matches(fd, t->f.fp_len, t->f.fp_hash);
+		return rc <= 0 ? rc : checkpoint_matches(fd, &t->f);
+	}
+	rc = holds_prefix(t, fd, size);
+	if (rc <= 0 || size == t->f.fp_len)
+		return rc;
+	/* Being written, or made before the last lines were read: its last bytes are the
+	 * original's at the same place, if the original (opened again if it was closed) still
+	 * holds them; once truncated, the head is all there is to tell. */
+	ofd = t->fd;
+	if (ofd < 0 && (ofd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+		return 1;
+	tail = size - t->f.fp_len < TAIL_CHECK_MAX ? size - t->f.fp_len : TAIL_CHECK_MAX;
+	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
+	    ost.st_size >= t->f.offset)
+		rc = same_bytes(fd, ofd, size - tail, (size_t)tail);
+	if (ofd != t->fd)
+		close(ofd);
+	return rc;
 }
 
 int tail_mark_gone(struct tail *t, char *err, size_t errlen)

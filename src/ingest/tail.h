@@ -17,6 +17,7 @@
 
 /* What a tail needs from the rest of the agent, borrowed for the tail's lifetime. */
 struct space;
+struct guard;
 
 struct tail_ctx {
 	const struct config *cfg;
@@ -28,6 +29,10 @@ struct tail_ctx {
 	/* Asked before each commit (space_admit) and told of failed ones; may be NULL (no
 	 * limits). A refused commit fails tail_read like a spool error: nothing is lost. */
 	struct space *space;
+	/* Opens the files (guard_open: symlinks and logmeter's own files refused) and counts the
+	 * lines that hit a PCRE2 limit; may be NULL (the source's symlink rule alone, no counts).
+	 */
+	struct guard *guard;
 };
 
 struct tail;
@@ -42,8 +47,9 @@ struct tail;
  * explained it). A file never seen before starts at 0, or at its end with read_from = tail
  * (rounded back to the start of its partial last line); an empty one gets its record with its
  * first bytes. A file that starts with a compression format's magic number (gzip, xz, zstd,
- * bzip2) is refused (EINVAL). Returns the tail (caller frees), or NULL (for example EACCES:
- * `err` says so). */
+ * bzip2) is refused (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source
+ * does not follow, or a file of logmeter's own). Returns the tail (caller frees), or NULL (for
+ * example EACCES: `err` says so). */
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen);
 
@@ -124,8 +130,24 @@ int tail_is_open(const struct tail *t);
  * replaced meanwhile: nothing opened), or -1 (for example EACCES or EMFILE, in `err`). */
 int tail_resume(struct tail *t, char *err, size_t errlen);
 
+/* The path of the open file as the kernel knows it now (readlink of /proc/self/fd/N, proc(5)):
+ * where it is after renames no event reported, such as a move to a directory nobody watches.
+ * Writes it to `out` (`outlen` bytes). Returns 0, or -1 (not open, deleted, or it does not fit).
+ */
+int tail_current_path(const struct tail *t, char *out, size_t outlen);
+
 /* Records that the file was renamed to `path` (still the same open file). Returns 0 or -1. */
 int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
+
+/* Whether the file open as `fd` (its fstat in *st) is a copy of tail t's file as far as t read it
+ * (copytruncate, docs/tailing.md): another file that holds at least t's whole fingerprinted head
+ * (so a new file that only repeats a header line is not one), and then t's check bytes before
+ * its checkpoint at the same place, or, shorter than the checkpoint (a copy still being written,
+ * or made before the last lines were read), the bytes t's file has just before the copy's end,
+ * while t's file still holds them. Its lines are t's lines: t reads the rest from it when its own
+ * file is truncated (find_copy), under its own record, or records it as read to its end.
+ * Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a read error. */
+int tail_copy_of(struct tail *t, int fd, const struct stat *st);
 
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
 int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);

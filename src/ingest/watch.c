@@ -39,6 +39,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
 #include <limits.h>
@@ -48,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -130,6 +132,26 @@ struct wtail {
 	    dirty; /* in watch.dirty while changed: read after the current batch of events */
 };
 
+/* A file taken for the copy of a tailed file (copytruncate, tail_copy_of): not opened, since its
+ * lines are the other file's; looked at again at every rescan. */
+struct wcopy {
+	char *path;
+	unsigned seen; /* the rescan generation that last found it a copy */
+};
+
+/* A file that appeared under a name a source's glob matches (IN_CREATE, IN_MOVED_TO), followed
+ * through the renames the events report: a writer that rotates faster than the agent looks
+ * renames it before the agent opens it, and opening the name then gives a newer file. Once every
+ * queued event is handled, the file is where its token is; one no tail holds is opened there
+ * (tokens_resolve). */
+struct wtoken {
+	size_t si;
+	dev_t dir_dev; /* the directory it is in */
+	ino_t dir_ino;
+	char *name;      /* its name there as far as the events tell; NULL while moving */
+	uint32_t cookie; /* while moving: its IN_MOVED_FROM's cookie */
+};
+
 /* A path that could not be opened or watched, logged once per distinct error. */
 struct wfail {
 	char *path;
@@ -148,7 +170,13 @@ struct watch {
 	size_t n_tails, cap_tails;
 	struct wfail *fails;
 	size_t n_fails, cap_fails;
-	struct htab dir_wd, dir_id;                            /* struct wdir */
+	struct wcopy *copies;
+	size_t n_copies, cap_copies;
+	struct wtoken *tokens;
+	size_t n_tokens, cap_tokens;
+	unsigned long copies_taken; /* files taken for copies since start, for the log */
+	struct spool_file *rec;     /* has_record's: a record holds a 4 KiB path */
+	struct htab dir_wd, dir_id; /* struct wdir */
 	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
 	struct dlink lru;     /* the open tails, the least recently read first */
 	struct dlink dirty;   /* the tails marked changed */
@@ -401,6 +429,97 @@ static void fail_log(struct watch *w, const char *path, const char *msg)
 static int first_scan(const struct watch *w, size_t si)
 {
 	return !w->scanned || (w->fresh != NULL && si < w->ctx.cfg->n_sources && w->fresh[si] != 0);
+}
+
+/* ---- copies --------------------------------------------------------------------------------- */
+
+static long copy_find(const struct watch *w, const char *path)
+{
+	for (size_t i = 0; i < w->n_copies; i++)
+		if (strcmp(w->copies[i].path, path) == 0)
+			return (long)i;
+	return -1;
+}
+
+static void copy_remove(struct watch *w, size_t i)
+{
+	free(w->copies[i].path);
+	w->copies[i] = w->copies[--w->n_copies];
+}
+
+/* Notes that `path` (*st) is taken for the copy of tail `of`: logged the first time. */
+static void copy_note(struct watch *w, const char *path, const struct tail *of,
+                      const struct stat *st)
+{
+	long i = copy_find(w, path);
+
+	if (i >= 0) {
+		w->copies[i].seen = w->gen;
+		return;
+	}
+	w->copies_taken++;
+	log_warn("%s: holds what %s held up to where logmeter read it: taken for its copy "
+	         "(copytruncate), not read as a new file (%jd bytes; %lu taken for copies since "
+	         "start); what it holds after that is read as %s's once that is truncated. A "
+	         "file with the same first bytes that is not a copy cannot be told apart "
+	         "(docs/tailing.md)",
+	         path, tail_path(of), (intmax_t)st->st_size, w->copies_taken, tail_path(of));
+	if (grow((void **)&w->copies, &w->cap_copies, w->n_copies, sizeof(*w->copies)) < 0 ||
+	    (w->copies[w->n_copies].path = strdup(path)) == NULL)
+		return;
+	w->copies[w->n_copies].seen = w->gen;
+	w->n_copies++;
+}
+
+/* Whether the spool has a record of the file (dev, ino) for source si: then it is no copy of
+ * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
+ * A spool error counts as a record: opening the file reports it. */
+static int has_record(struct watch *w, size_t si, const struct stat *st)
+{
+	char e[512];
+
+	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
+		return 1;
+	return spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
+	                       (uint64_t)st->st_ino, w->rec, e, sizeof(e)) != 0;
+}
+
+/* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
+ * of a file tailed for si in the same directory (tail_copy_of); noted if it is, forgotten as a
+ * copy if it no longer is. */
+static int is_copy(struct watch *w, size_t si, const char *path)
+{
+	char *dir = path_dir(path);
+	const struct wtail *of = NULL;
+	struct stat st, dst;
+	int fd, found = 0;
+	long i;
+
+	memset(&st, 0, sizeof(st));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
+	    stat(dir, &dst) == 0) {
+		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
+			const struct wtail *wt = w->tails[k];
+
+			if (tail_source_index(wt->t) == si && wt->base != NULL &&
+			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
+			    tail_copy_of(wt->t, fd, &st) == 1)
+				of = wt;
+		}
+		if (of != NULL) {
+			copy_note(w, path, of->t, &st);
+			found = 1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	if (!found && (i = copy_find(w, path)) >= 0) {
+		log_info("%s: no longer holds what its original held: read as a new file", path);
+		copy_remove(w, (size_t)i);
+	}
+	return found;
 }
 
 /* ---- directories ---------------------------------------------------------------------------- */
@@ -779,34 +898,6 @@ static void make_room(struct watch *w, const struct wtail *except, size_t more)
 	}
 }
 
-/* Searches directory `dir` for the regular file with device `dev` and inode `ino`. Returns its
- * path (caller frees) or NULL. */
-static char *find_ino(const char *dir, dev_t dev, ino_t ino)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char *found = NULL;
-
-	if (d == NULL)
-		return NULL;
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-		char *p;
-
-		if ((ino_t)de->d_ino != ino)
-			continue;
-		p = path_join(dir, de->d_name);
-		if (p != NULL && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev &&
-		    st.st_ino == ino) {
-			found = p;
-			break;
-		}
-		free(p);
-	}
-	closedir(d);
-	return found;
-}
-
 /* The path of suspended tail wt no longer leads to its file: it was renamed or deleted while it
  * was closed (unnoticed: polled, or the events were lost). Looks for it in the same directory.
  * Returns 0 if found (the tail follows the new name; a rescan decides whether its glob still
@@ -814,7 +905,7 @@ static char *find_ino(const char *dir, dev_t dev, ino_t ino)
 static int relocate(struct watch *w, struct wtail *wt)
 {
 	char *dir = path_dir(tail_path(wt->t)), e[1024];
-	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	free(dir);
 	if (p == NULL) {
@@ -870,6 +961,13 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	rc = resume(w, wt, e, sizeof(e));
 	if (rc > 0)
 		return 1;
+	/* Opened empty (no record yet), its first bytes may be another file's: a copy being
+	 * written (cp creates its output empty first). */
+	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
+	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+		tail_forget(w, wt);
+		return 1;
+	}
 	errno = 0;
 	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
 		if (wt->failing)
@@ -1051,22 +1149,31 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		globfree(&g);
 		return 0;
 	}
-	for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
-		const char *path = g.gl_pathv[k];
-		struct wtail *wt;
-		struct stat st;
-		int spool_failed;
+	/* Files logmeter knows first, then new ones: a new file may be the copy of a known one
+	 * (copytruncate), which is only told while that one is tailed. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; grc == 0 && k < g.gl_pathc; k++) {
+			const char *path = g.gl_pathv[k];
+			struct wtail *wt;
+			struct stat st;
+			int spool_failed;
 
-		if (excluded(src, path_base(path)) || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-			continue;
-		wt = tail_find(w, si, st.st_dev, st.st_ino);
-		if (wt != NULL) {
-			matched_again(w, wt, path);
-			continue;
-		}
-		if (open_path(w, si, path, &spool_failed, err, errlen) == NULL && spool_failed) {
-			rc = -1;
-			err = NULL; /* keep the first error */
+			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			wt = tail_find(w, si, st.st_dev, st.st_ino);
+			if (wt != NULL) {
+				if (pass == 0)
+					matched_again(w, wt, path);
+				continue;
+			}
+			if (pass == 0 ? !has_record(w, si, &st) : is_copy(w, si, path))
+				continue;
+			if (open_path(w, si, path, &spool_failed, err, errlen) == NULL &&
+			    spool_failed) {
+				rc = -1;
+				err = NULL; /* keep the first error */
+			}
 		}
 	}
 	globfree(&g);
@@ -1079,7 +1186,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 static void name_target(struct watch *w, struct wtail *wt)
 {
 	char *dir = wt->real != NULL ? path_dir(wt->real) : NULL, e[1024];
-	char *p = dir != NULL ? find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	if (p != NULL) {
 		log_info("%s: its link leads elsewhere now: it is %s", tail_path(wt->t), p);
@@ -1089,6 +1196,24 @@ static void name_target(struct watch *w, struct wtail *wt)
 	}
 	free(p);
 	free(dir);
+}
+
+/* A tail whose name no event told (moved to a directory nobody watches, where IN_MOVED_TO is not
+ * reported): its record takes the path the kernel knows for its descriptor, so that status names
+ * the file where it is. */
+static void name_from_fd(struct watch *w, struct wtail *wt)
+{
+	char path[PATH_MAX], e[1024];
+
+	if (wt->base != NULL || wt->link || tail_current_path(wt->t, path, sizeof(path)) < 0 ||
+	    strcmp(path, tail_path(wt->t)) == 0)
+		return;
+	/* Its IN_MOVED_TO did not come by this rescan: it went where no watch sees it. */
+	tail_set_cookie(w, wt, 0);
+	log_info("%s: moved out of sight, to %s", tail_path(wt->t), path);
+	if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
+		log_warn("%s", e);
+	tail_place(w, wt, path);
 }
 
 /* ---- records of files not found at start ---------------------------------------------------- */
@@ -1142,7 +1267,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
 		} else if ((dir = path_dir(f->path)) != NULL) {
-			path = find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
 		if (path == NULL) {
@@ -1200,6 +1325,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			if (wt->link)
 				name_target(w, wt);
 		}
+		if (wt->base == NULL)
+			name_from_fd(w, wt);
 	}
 	wait = w->ctx.cfg->agent.rotate_wait_ms;
 	/* Backwards: a released tail's place is taken by the last one, already seen. */
@@ -1238,6 +1365,9 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 	for (size_t i = w->n_fails; i-- > 0;)
 		if (w->fails[i].seen != w->gen)
 			fail_remove(w, i);
+	for (size_t i = w->n_copies; i-- > 0;)
+		if (w->copies[i].seen != w->gen)
+			copy_remove(w, i);
 	w->scanned = 1;
 	free(w->fresh);
 	w->fresh = NULL;
@@ -1260,6 +1390,24 @@ static void mark_dirty(struct watch *w, const struct wdir *d, const char *name)
 
 /* A name appeared (or changed its attributes) in a watched directory: open it if a source's glob
  * matches it and it is not open yet. */
+/* Whether source si's glob matches `name` in directory d (whose joined path is `joined`); sets
+ * *cand to the path to open it by. */
+static int glob_match(const struct watch *w, size_t si, const struct wdir *d, const char *name,
+                      const char *joined, const char **cand)
+{
+	const struct config_source *src = &w->ctx.cfg->sources[si];
+
+	*cand = joined;
+	/* A pattern without a '/' is relative to the working directory and so are the paths
+	 * glob(3) gives for it. */
+	if (strchr(src->path, '/') == NULL) {
+		if (strcmp(d->path, ".") != 0)
+			return 0;
+		*cand = name;
+	}
+	return fnmatch(src->path, *cand, FNM_PATHNAME | FNM_PERIOD) == 0 && !excluded(src, name);
+}
+
 static void try_open(struct watch *w, const struct wdir *d, const char *name)
 {
 	char *joined = path_join(d->path, name), e[1024];
@@ -1267,21 +1415,13 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 	if (joined == NULL)
 		return;
 	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
-		const struct config_source *src = &w->ctx.cfg->sources[si];
-		const char *cand = joined;
+		const char *cand;
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
 
-		/* A pattern without a '/' is relative to the working directory and so are the
-		 * paths glob(3) gives for it. */
-		if (strchr(src->path, '/') == NULL) {
-			if (strcmp(d->path, ".") != 0)
-				continue;
-			cand = name;
-		}
-		if (fnmatch(src->path, cand, FNM_PATHNAME | FNM_PERIOD) != 0 ||
-		    excluded(src, name) || stat(cand, &st) < 0 || !S_ISREG(st.st_mode))
+		if (!glob_match(w, si, d, name, joined, &cand) || stat(cand, &st) < 0 ||
+		    !S_ISREG(st.st_mode))
 			continue;
 		wt = tail_find(w, si, st.st_dev, st.st_ino);
 		if (wt != NULL) {
@@ -1290,6 +1430,8 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
+		if (!has_record(w, si, &st) && is_copy(w, si, cand))
+			continue;
 		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
@@ -1369,6 +1511,133 @@ static void name_gone(struct watch *w, struct wtail *wt, uint32_t cookie)
 	w->need_scan = 1;
 }
 
+/* ---- files renamed before they were opened ----------------------------------------------------
+ */
+
+static void token_drop(struct watch *w, size_t i)
+{
+	free(w->tokens[i].name);
+	w->tokens[i] = w->tokens[--w->n_tokens];
+}
+
+static void tokens_clear(struct watch *w)
+{
+	while (w->n_tokens > 0)
+		token_drop(w, w->n_tokens - 1);
+}
+
+static int token_at(const struct wtoken *k, const struct wdir *d, const char *name)
+{
+	return k->name != NULL && k->dir_dev == d->dev && k->dir_ino == d->ino &&
+	       strcmp(k->name, name) == 0;
+}
+
+/* Follows the files of the tokens through event `ev` of directory d, and gives a token to a file
+ * that appears under a name a glob matches. */
+static void tokens_event(struct watch *w, const struct wdir *d, const struct inotify_event *ev)
+{
+	char *joined;
+
+	if (ev->mask & IN_MOVED_FROM) {
+		for (size_t i = 0; i < w->n_tokens; i++) {
+			struct wtoken *k = &w->tokens[i];
+
+			if (token_at(k, d, ev->name)) {
+				free(k->name);
+				k->name = NULL;
+				k->cookie = ev->cookie;
+			}
+		}
+	}
+	if (ev->mask & (IN_DELETE | IN_CREATE | IN_MOVED_TO)) {
+		/* Deleted, or replaced by what comes now. */
+		for (size_t i = w->n_tokens; i-- > 0;)
+			if (token_at(&w->tokens[i], d, ev->name))
+				token_drop(w, i);
+	}
+	if ((ev->mask & IN_MOVED_TO) && ev->cookie != 0) {
+		for (size_t i = 0; i < w->n_tokens; i++) {
+			struct wtoken *k = &w->tokens[i];
+
+			if (k->name == NULL && k->cookie == ev->cookie &&
+			    (k->name = strdup(ev->name)) != NULL) {
+				k->dir_dev = d->dev;
+				k->dir_ino = d->ino;
+				k->cookie = 0;
+			}
+		}
+	}
+	if (!(ev->mask & (IN_CREATE | IN_MOVED_TO)) ||
+	    (joined = path_join(d->path, ev->name)) == NULL)
+		return;
+	for (size_t si = 0; si < w->ctx.cfg->n_sources; si++) {
+		const char *cand;
+		struct wtoken *k;
+
+		if (!glob_match(w, si, d, ev->name, joined, &cand) ||
+		    grow((void **)&w->tokens, &w->cap_tokens, w->n_tokens, sizeof(*w->tokens)) < 0)
+			continue;
+		k = &w->tokens[w->n_tokens];
+		k->si = si;
+		k->dir_dev = d->dev;
+		k->dir_ino = d->ino;
+		k->cookie = 0;
+		if ((k->name = strdup(ev->name)) != NULL)
+			w->n_tokens++;
+	}
+	free(joined);
+}
+
+/* Every queued event handled: each token's file is under its name now (unless it was renamed
+ * again since, which the next events tell). A file no tail holds was renamed before the agent
+ * opened it: it is opened there and read to its end, as a rotated file (the rescan that follows
+ * finds its glob no longer matches it). One that moved out of the watched directories before the
+ * agent could open it is lost: said so. */
+static void tokens_resolve(struct watch *w)
+{
+	char e[1024];
+
+	for (size_t i = 0; i < w->n_tokens; i++) {
+		const struct wtoken *k = &w->tokens[i];
+		const struct config_source *src = &w->ctx.cfg->sources[k->si];
+		const struct wdir *d =
+		    k->name != NULL ? dir_by_id(w, k->dir_dev, k->dir_ino) : NULL;
+		char *path = d != NULL ? path_join(d->path, k->name) : NULL;
+		struct wtail *wt;
+		struct stat st;
+		int spool_failed;
+
+		if (k->name == NULL)
+			log_warn(
+			    "source %s: a file that appeared under a name its glob matches was "
+			    "moved out of the watched directories before logmeter could open it: "
+			    "its lines are not read",
+			    src->name);
+		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
+		    (has_record(w, k->si, &st) || !is_copy(w, k->si, path))) {
+			wt = open_path(w, k->si, path, &spool_failed, e, sizeof(e));
+			if (wt != NULL) {
+				log_info(
+				    "%s: appeared under a name the glob of source %s matches and "
+				    "was renamed before logmeter opened it: read to its end",
+				    path, src->name);
+				dirty_add(w, wt);
+			}
+		}
+		free(path);
+	}
+	tokens_clear(w);
+}
+
+/* Whether events are waiting in the inotify queue (FIONREAD, inotify(7)). */
+static int events_queued(const struct watch *w)
+{
+	int n = 0;
+
+	return ioctl(w->ifd, FIONREAD, &n) == 0 && n > 0;
+}
+
 /* A watch on a file itself (a symlinked path) reported `ev`. */
 static void file_event(struct watch *w, const struct inotify_event *ev)
 {
@@ -1399,6 +1668,9 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & IN_Q_OVERFLOW) {
 		log_warn("the inotify event queue overflowed: events were lost; rescanning");
 		w->need_scan = 1;
+		/* What they would have told of files renamed before they were opened is lost: the
+		 * rescan finds what its globs match. */
+		tokens_clear(w);
 		return;
 	}
 	d = dir_by_wd(w, ev->wd);
@@ -1423,6 +1695,7 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 		return;
 	}
 	/* Nothing below removes a directory: d stays valid. */
+	tokens_event(w, d, ev);
 	if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE))
 		mark_dirty(w, d, ev->name);
 	if (ev->mask & (IN_CREATE | IN_MOVED_TO))
@@ -1434,8 +1707,13 @@ static void handle_event(struct watch *w, const struct inotify_event *ev)
 	if (ev->mask & (IN_MOVED_FROM | IN_DELETE)) {
 		size_t n = found_by_name(w, d->dev, d->ino, ev->name);
 
-		for (size_t k = 0; k < n; k++)
+		for (size_t k = 0; k < n; k++) {
+			/* The name still leads to the tail's file: the event was about an earlier
+			 * file under it, one renamed before the agent opened it (its token). */
+			if (path_still_names(w->found[k]->t))
+				continue;
 			name_gone(w, w->found[k], (ev->mask & IN_MOVED_FROM) ? ev->cookie : 0);
+		}
 	}
 }
 
@@ -1502,6 +1780,8 @@ int watch_turn(struct watch *w, int64_t max_wait_ms, char *err, size_t errlen)
 		return 1;
 	now = clock_mono_ms();
 	health_beat(HEALTH_INGEST); /* the systemd watchdog's proof of progress */
+	if (w->n_tokens > 0 && !events_queued(w))
+		tokens_resolve(w); /* before a rescan decides what its globs no longer match */
 	if (space_poll(w->ctx.space, &space_wait))
 		w->need_scan = 1; /* reading resumed: read every file */
 	/* Spool errors are logged (by read_tail) and retried at the next change or rescan: a
@@ -1554,6 +1834,10 @@ int watch_turn(struct watch *w, int64_t max_wait_ms, char *err, size_t errlen)
 		handle_event(w, ev);
 		off += (ssize_t)sizeof(struct inotify_event) + ev->len;
 	}
+	/* Tokens are resolved only once the queue is empty: a rename still queued would move
+	 * their files elsewhere. */
+	if (w->n_tokens > 0 && !events_queued(w))
+		tokens_resolve(w);
 	read_dirty(w);
 	return 0;
 }
@@ -1652,6 +1936,12 @@ void watch_free(struct watch *w)
 		free(w->fails[i].msg);
 	}
 	free(w->fails);
+	for (size_t i = 0; i < w->n_copies; i++)
+		free(w->copies[i].path);
+	free(w->copies);
+	tokens_clear(w);
+	free(w->tokens);
+	free(w->rec);
 	htab_fini(&w->dir_wd);
 	htab_fini(&w->dir_id);
 	htab_fini(&w->tail_name);

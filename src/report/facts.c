@@ -11,6 +11,7 @@
 
 #include "store/report.h"
 #include "util/log.h"
+#include "util/path.h"
 
 struct gather {
 	struct facts *f;
@@ -41,6 +42,20 @@ static int add_file(const struct spool_file *sf, void *ud)
 	if (ff->path == NULL)
 		goto oom;
 	f->n_files++;
+	/* Renamed since the agent last saw it (rotated again after it was released, or while the
+	 * agent was stopped): found by inode where rotation leaves it, its directory. */
+	if (sf->state != SPOOL_FILE_GONE &&
+	    (stat(sf->path, &st) != 0 || (uint64_t)st.st_dev != sf->dev ||
+	     (uint64_t)st.st_ino != sf->ino)) {
+		char *dir = path_dir(sf->path), *now;
+
+		now = dir != NULL ? path_find_ino(dir, (dev_t)sf->dev, (ino_t)sf->ino) : NULL;
+		free(dir);
+		if (now != NULL) {
+			ff->recorded = ff->path;
+			ff->path = now;
+		}
+	}
 	ff->id = sf->id;
 	snprintf(ff->source, sizeof(ff->source), "%s", sf->source);
 	snprintf(ff->uid, sizeof(ff->uid), "%s", sf->uid);
@@ -52,7 +67,7 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
 	 * writer. */
-	if (sf->state != SPOOL_FILE_GONE && stat(sf->path, &st) == 0 &&
+	if (sf->state != SPOOL_FILE_GONE && stat(ff->path, &st) == 0 &&
 	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
 		ff->size = (int64_t)st.st_size;
 	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
@@ -198,6 +213,9 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 		f->fs_known = 1;
 		f->fs_free = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
 	}
+	if (guard_status_read(cfg->agent.state_dir, &f->guard, f->guard_err,
+	                      sizeof(f->guard_err)) == 0)
+		f->guard_err[0] = '\0';
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
@@ -215,8 +233,10 @@ void facts_free(struct facts *f)
 {
 	if (f == NULL)
 		return;
-	for (size_t i = 0; i < f->n_files; i++)
+	for (size_t i = 0; i < f->n_files; i++) {
 		free(f->files[i].path);
+		free(f->files[i].recorded);
+	}
 	free(f->files);
 	free(f->rules);
 	free(f);
@@ -259,6 +279,32 @@ static void print_ingest(FILE *out, const struct facts *f)
 		fprintf(out, "; %s free on its file system", d);
 	}
 	fprintf(out, "\n");
+}
+
+/* "refused: ..." and "limits: ..." (docs/security.md), once the agent wrote them. */
+static void print_guard(FILE *out, const struct facts *f)
+{
+	const struct guard_status *g = &f->guard;
+
+	if (f->guard_err[0] != '\0') {
+		fprintf(out, "refused: unknown (%s)\n", f->guard_err);
+		return;
+	}
+	if (!g->found)
+		return;
+	fprintf(out,
+	        "refused: %lld symbolic links not followed, %lld files of logmeter's own "
+	        "(docs/security.md)\n",
+	        (long long)g->counts.refused_links, (long long)g->counts.refused_protected);
+	fprintf(out, "limits: %lld lines hit a PCRE2 limit\n", (long long)g->counts.limit_lines);
+	for (size_t i = 0; i < g->n_rules; i++) {
+		fprintf(out, "  rule %s", g->rules[i].rule);
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+			if (g->rules[i].hits[l] > 0)
+				fprintf(out, " %s %lld", rule_limit_name((enum rule_limit)l),
+				        (long long)g->rules[i].hits[l]);
+		fprintf(out, "\n");
+	}
 }
 
 static void print_sender(FILE *out, const struct facts *f)
@@ -321,6 +367,8 @@ static void print_sender(FILE *out, const struct facts *f)
 static void print_file(FILE *out, const struct facts_file *ff)
 {
 	fprintf(out, "  %s\n", ff->path);
+	if (ff->recorded != NULL)
+		fprintf(out, "    renamed since logmeter last saw it, as %s\n", ff->recorded);
 	fprintf(out, "    source %s  identity %s (dev %llu, inode %llu)  state %s\n", ff->source,
 	        ff->uid, (unsigned long long)ff->dev, (unsigned long long)ff->ino,
 	        spool_file_state_name(ff->state));
@@ -328,11 +376,12 @@ static void print_file(FILE *out, const struct facts_file *ff)
 	        (long long)ff->size, (long long)ff->lag);
 	fprintf(out,
 	        "    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
-	        "NUL bytes %lld  events %lld  checkpoint resets %lld\n",
+	        "NUL bytes %lld  events %lld  checkpoint resets %lld  invalid UTF-8 %lld\n",
 	        (long long)ff->counters.lines, (long long)ff->counters.matched,
 	        (long long)ff->counters.unmatched, (long long)ff->counters.invalid,
 	        (long long)ff->counters.long_lines, (long long)ff->counters.nul_bytes,
-	        (long long)ff->counters.events, (long long)ff->counters.resets);
+	        (long long)ff->counters.events, (long long)ff->counters.resets,
+	        (long long)ff->counters.bad_utf8);
 }
 
 void facts_print_text(FILE *out, const struct facts *f)
@@ -358,6 +407,7 @@ void facts_print_text(FILE *out, const struct facts *f)
 		        (long long)f->counts.unsure);
 	fprintf(out, "last error: %s\n", f->last_error[0] ? f->last_error : "none");
 	print_ingest(out, f);
+	print_guard(out, f);
 	print_sender(out, f);
 	fprintf(out, "windows: %lld open aggregation windows\n", (long long)f->windows_open);
 	for (size_t i = 0; i < f->n_windows; i++) {

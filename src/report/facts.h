@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/event.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 #include "send/sender.h"
 #include "store/spool.h"
@@ -29,7 +30,10 @@
 /* A file record, with what the file system says of it now. */
 struct facts_file {
 	int64_t id;
-	char *path; /* malloc'd */
+	char *path;     /* malloc'd: where the file is now (found by inode in the recorded path's
+	                   directory if it was renamed since logmeter last saw it), else the
+	                   recorded path */
+	char *recorded; /* malloc'd: the path in the spool when it differs from `path`, else NULL */
 	char source[128];
 	char uid[SPOOL_UID_MAX];
 	uint64_t dev, ino;
@@ -66,6 +70,9 @@ struct facts {
 	int64_t max_spool_bytes; /* the configuration's, 0: none */
 	int fs_known;
 	int64_t fs_free; /* bytes free for the spool's file system (f_bavail) */
+
+	struct guard_status guard; /* found = 0: never written */
+	char guard_err[256];       /* why it could not be read; "" */
 
 	struct sender_status sender;
 	char sender_err[256];

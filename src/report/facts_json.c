@@ -157,16 +157,41 @@ static json_t *file_json(const struct facts_file *ff)
 	const struct spool_counters *c = &ff->counters;
 
 	return json_pack(
-	    "{s:o, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I}}",
-	    "path", text(ff->path), "source", ff->source, "identity", ff->uid, "dev",
-	    (json_int_t)ff->dev, "inode", (json_int_t)ff->ino, "state",
+	    "{s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, "
+	    "s:I, s:I, s:I, s:I}}",
+	    "path", text(ff->path), "recorded_path",
+	    ff->recorded != NULL ? text(ff->recorded) : json_null(), "source", ff->source,
+	    "identity", ff->uid, "dev", (json_int_t)ff->dev, "inode", (json_int_t)ff->ino, "state",
 	    spool_file_state_name(ff->state), "offset", (json_int_t)ff->offset, "size",
 	    (json_int_t)ff->size, "lag", (json_int_t)ff->lag, "counters", "lines",
 	    (json_int_t)c->lines, "matched", (json_int_t)c->matched, "unmatched",
 	    (json_int_t)c->unmatched, "invalid", (json_int_t)c->invalid, "long_lines",
 	    (json_int_t)c->long_lines, "nul_bytes", (json_int_t)c->nul_bytes, "events",
-	    (json_int_t)c->events, "resets", (json_int_t)c->resets);
+	    (json_int_t)c->events, "resets", (json_int_t)c->resets, "bad_utf8",
+	    (json_int_t)c->bad_utf8);
+}
+
+/* The guard's counts (docs/security.md): null before the agent wrote them. */
+static json_t *guard_json(const struct facts *f)
+{
+	const struct guard_status *g = &f->guard;
+	json_t *rules;
+
+	if (!g->found)
+		return json_null();
+	rules = json_array();
+	for (size_t i = 0; i < g->n_rules; i++) {
+		json_t *r = json_pack("{s:s}", "rule", g->rules[i].rule);
+
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+			json_object_set_new(r, rule_limit_name((enum rule_limit)l),
+			                    json_integer((json_int_t)g->rules[i].hits[l]));
+		json_array_append_new(rules, r);
+	}
+	return json_pack("{s:I, s:I, s:I, s:o}", "refused_symlinks",
+	                 (json_int_t)g->counts.refused_links, "refused_protected",
+	                 (json_int_t)g->counts.refused_protected, "limit_lines",
+	                 (json_int_t)g->counts.limit_lines, "limits_by_rule", rules);
 }
 
 static json_t *windows_json(const struct facts *f)
@@ -195,12 +220,12 @@ int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen)
 	for (size_t i = 0; i < f->n_files; i++)
 		json_array_append_new(files, file_json(&f->files[i]));
 	/* json_pack steals the references of "o" values, also when it fails. */
-	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	                "schema_version", FACTS_SCHEMA_VERSION, "now", (json_int_t)f->now, "spool",
 	                text(f->spool), "instance", f->instance, "health", health_json(f), "events",
 	                events_json(f), "last_error", text_or_null(f->last_error), "ingest",
-	                ingest_json(f), "space", space_json(f), "sender", sender_json(f), "windows",
-	                windows_json(f), "files", files);
+	                ingest_json(f), "space", space_json(f), "guard", guard_json(f), "sender",
+	                sender_json(f), "windows", windows_json(f), "files", files);
 	if (doc == NULL) {
 		err_set(err, errlen,
 		        "cannot build the JSON status (out of memory, or text that is "

@@ -95,7 +95,8 @@ static int shown(const struct facts_file *ff, size_t *budget)
 
 static void per_file(FILE *out, const struct facts *f, size_t max_files)
 {
-	static const char *const results[] = {"matched", "unmatched", "invalid", "long"};
+	static const char *const results[] = {"matched", "unmatched", "invalid", "long",
+	                                      "bad_utf8"};
 	size_t budget;
 
 	family(
@@ -106,11 +107,12 @@ static void per_file(FILE *out, const struct facts *f, size_t max_files)
 	for (size_t i = 0; i < f->n_files; i++) {
 		const struct facts_file *ff = &f->files[i];
 		const struct spool_counters *c = &ff->counters;
-		const int64_t v[] = {c->matched, c->unmatched, c->invalid, c->long_lines};
+		const int64_t v[] = {c->matched, c->unmatched, c->invalid, c->long_lines,
+		                     c->bad_utf8};
 
 		if (!shown(ff, &budget))
 			continue;
-		for (size_t r = 0; r < 4; r++) {
+		for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
 			const char *kv[] = {"source", ff->source, "file", ff->path,
 			                    "result", results[r], NULL};
 
@@ -165,6 +167,7 @@ static size_t source_sums(const struct facts *f, struct source_sum *sums)
 		s->c.matched += ff->counters.matched;
 		s->c.unmatched += ff->counters.unmatched;
 		s->c.invalid += ff->counters.invalid;
+		s->c.bad_utf8 += ff->counters.bad_utf8;
 		s->c.long_lines += ff->counters.long_lines;
 		s->c.nul_bytes += ff->counters.nul_bytes;
 		s->c.events += ff->counters.events;
@@ -179,15 +182,16 @@ static size_t source_sums(const struct facts *f, struct source_sum *sums)
 
 static void per_source(FILE *out, const struct source_sum *sums, size_t n)
 {
-	static const char *const results[] = {"matched", "unmatched", "invalid", "long"};
+	static const char *const results[] = {"matched", "unmatched", "invalid", "long",
+	                                      "bad_utf8"};
 
 	family(out, "logmeter_source_lines_total", "counter",
 	       "Lines read from every file of a source, by what became of them.");
 	for (size_t i = 0; i < n; i++) {
 		const int64_t v[] = {sums[i].c.matched, sums[i].c.unmatched, sums[i].c.invalid,
-		                     sums[i].c.long_lines};
+		                     sums[i].c.long_lines, sums[i].c.bad_utf8};
 
-		for (size_t r = 0; r < 4; r++) {
+		for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
 			const char *kv[] = {"source", sums[i].source, "result", results[r], NULL};
 
 			sample(out, "logmeter_source_lines_total", kv, (double)v[r]);
@@ -320,6 +324,35 @@ static void sender(FILE *out, const struct facts *f)
 	sample(out, "logmeter_request_duration_seconds_count", api, (double)cum);
 }
 
+/* What the guard refused and counted (docs/security.md), once the agent wrote it. */
+static void guard(FILE *out, const struct facts *f)
+{
+	const struct guard_status *g = &f->guard;
+	const char *links[] = {"reason", "symlink", NULL};
+	const char *own[] = {"reason", "protected", NULL};
+
+	if (!g->found)
+		return;
+	family(out, "logmeter_files_refused_total", "counter",
+	       "Log files refused, once per path: symlinks a source does not follow, files of "
+	       "logmeter's own (the key, the configuration, the spool), since the agent started.");
+	sample(out, "logmeter_files_refused_total", links, (double)g->counts.refused_links);
+	sample(out, "logmeter_files_refused_total", own, (double)g->counts.refused_protected);
+	family(out, "logmeter_limit_lines_total", "counter",
+	       "Lines that hit a PCRE2 limit of a rule (no event for that rule), since the agent "
+	       "started.");
+	for (size_t i = 0; i < g->n_rules; i++) {
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++) {
+			const char *kv[] = {"rule", g->rules[i].rule, "limit",
+			                    rule_limit_name((enum rule_limit)l), NULL};
+
+			if (g->rules[i].hits[l] > 0)
+				sample(out, "logmeter_limit_lines_total", kv,
+				       (double)g->rules[i].hits[l]);
+		}
+	}
+}
+
 int facts_print_metrics(FILE *out, const struct facts *f, size_t max_files)
 {
 	const char *version[] = {"version", PACKAGE_VERSION, NULL};
@@ -338,6 +371,7 @@ int facts_print_metrics(FILE *out, const struct facts *f, size_t max_files)
 	free(sums);
 	events(out, f);
 	room(out, f);
+	guard(out, f);
 	sender(out, f);
 	return ferror(out) ? -1 : 0;
 }

@@ -399,9 +399,60 @@ out:
 	return rc;
 }
 
-int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
+/* LOGMETER_STRIPE_API_KEY as stripe_key_take_env found it: at most STRIPE_KEYFILE_READ_MAX
+ * bytes kept; a longer value is refused by its length alone. */
+static char env_key[STRIPE_KEYFILE_READ_MAX + 1];
+static size_t env_key_len;
+static int env_key_taken;
+
+int stripe_key_take_env(void)
+{
+	char *v = getenv(STRIPE_KEY_ENV);
+	size_t n;
+
+	if (v == NULL)
+		return 0;
+	n = strlen(v);
+	env_key_len = n;
+	memcpy(env_key, v, n < STRIPE_KEYFILE_READ_MAX ? n : STRIPE_KEYFILE_READ_MAX);
+	env_key_taken = 1;
+	/* In place: the strings of the environment the process started with are the ones
+	 * /proc/PID/environ shows (proc(5)), and unsetenv only drops the pointer to them. */
+	explicit_bzero(v, n);
+	unsetenv(STRIPE_KEY_ENV);
+	return 1;
+}
+
+void stripe_key_forget(void)
+{
+	explicit_bzero(env_key, sizeof(env_key));
+	env_key_len = 0;
+	env_key_taken = 0;
+}
+
+/* The key from the environment's `env` (`envlen` bytes) into `key`. */
+static int key_from_env(const char *env, size_t envlen, char *key, size_t keylen, char *err,
+                        size_t errlen)
 {
 	char buf[STRIPE_KEYFILE_READ_MAX + 1];
+	char *k;
+	int rc;
+
+	if (envlen > STRIPE_KEYFILE_READ_MAX) {
+		err_set(err, errlen,
+		        "the Stripe API key from %s is too long (%zu bytes, at most %d)",
+		        STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
+		return -1;
+	}
+	memcpy(buf, env, envlen);
+	k = trim(buf, &envlen);
+	rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
+	wipe(buf, sizeof(buf));
+	return rc;
+}
+
+int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
+{
 	char cred[4096];
 	const char *env = getenv(STRIPE_KEY_ENV);
 	const char *creddir = getenv(STRIPE_CREDENTIALS_ENV);
@@ -413,20 +464,12 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 		return -1;
 	}
 	key[0] = '\0';
+	if (env_key_taken && env_key_len > 0) {
+		rc = key_from_env(env_key, env_key_len, key, keylen, err, errlen);
+		goto out;
+	}
 	if (env != NULL && env[0] != '\0') {
-		size_t envlen = strlen(env);
-		char *k;
-
-		if (envlen > STRIPE_KEYFILE_READ_MAX) {
-			err_set(err, errlen,
-			        "the Stripe API key from %s is too long (%zu bytes, at most %d)",
-			        STRIPE_KEY_ENV, envlen, STRIPE_KEY_MAX - 1);
-			return -1;
-		}
-		memcpy(buf, env, envlen);
-		k = trim(buf, &envlen);
-		rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
-		wipe(buf, sizeof(buf));
+		rc = key_from_env(env, strlen(env), key, keylen, err, errlen);
 		goto out;
 	}
 	/* A systemd credential (LoadCredential=stripe.key:..., systemd.exec(5)): systemd passes

@@ -69,11 +69,23 @@ struct stripe_response {
 	const char *location;   /* the Location header of a redirect, or NULL */
 };
 
+/* Moves the environment variable LOGMETER_STRIPE_API_KEY, if set, into this module's memory for
+ * the life of the process: its bytes in the environment are overwritten with NULs (so that
+ * /proc/PID/environ, which shows the environment the process started with, no longer holds the
+ * key) and it is unset, so that no child and no later getenv(3) sees it. stripe_key_load reads
+ * the copy, at start and at every reload. Call it once, before any thread starts (setenv(3) and
+ * unsetenv(3) are not thread-safe). Returns 1 if the variable was set, else 0. */
+int stripe_key_take_env(void);
+
+/* Wipes the copy stripe_key_take_env kept (explicit_bzero). For the end of the process. */
+void stripe_key_forget(void);
+
 /* Reads the API key, first found wins: the environment variable LOGMETER_STRIPE_API_KEY if set
- * and not empty; the systemd credential $CREDENTIALS_DIRECTORY/stripe.key if that file exists
- * (LoadCredential=stripe.key:PATH, systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file
- * the first line is the key (surrounding whitespace dropped); a file whose mode grants anything
- * to others (S_IRWXO) is refused, with the chmod/chown that fixes it. Writes the key to `key`
+ * and not empty (taken by stripe_key_take_env, or still in the environment); the systemd credential
+ * $CREDENTIALS_DIRECTORY/stripe.key if that file exists (LoadCredential=stripe.key:PATH,
+ * systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file the first line is the key
+ * (surrounding whitespace dropped); a file whose mode grants anything to others (S_IRWXO) is
+ * refused, with the chmod/chown that fixes it. Writes the key to `key`
  * (`keylen` bytes, STRIPE_KEY_MAX). Errors never contain the key. Returns 0 or -1. */
 int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen);
 

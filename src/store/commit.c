@@ -45,6 +45,17 @@ const struct spool_sql spool_commit_sql[] = {
     {ST_COUNT_, NULL},
 };
 
+/* The counter file_extra keeps for *f. Returns 0 or -1. */
+static int file_extra_counters(struct spool *sp, struct spool_file *f, char *err, size_t errlen)
+{
+	struct spool_file_extra x;
+
+	if (spool_file_extra_get(sp, f->id, &x, err, errlen) < 0)
+		return -1;
+	f->counters.bad_utf8 = x.bad_utf8;
+	return 0;
+}
+
 int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                     struct spool_file *out, char *err, size_t errlen)
 {
@@ -76,6 +87,8 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 		return -1;
 	}
 	spool_st_end(st);
+	if (found && file_extra_counters(sp, out, err, errlen) < 0)
+		return -1;
 	return found;
 }
 
@@ -174,7 +187,7 @@ static int file_update(struct spool *sp, const struct spool_file *f, int64_t now
 		err_set(err, errlen, "spool %s: no file record with id %" PRId64, sp->path, f->id);
 		return -1;
 	}
-	return 0;
+	return spool_extra_utf8_put(sp, f, err, errlen);
 }
 
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen)

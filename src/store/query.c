@@ -117,6 +117,7 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
                         char *err, size_t errlen)
 {
 	struct spool_file *f = NULL;
+	struct spool_file_extra x;
 	sqlite3_stmt *st;
 	int rc, ret = -1;
 
@@ -132,8 +133,10 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
 	}
 	st = sp->st[ST_FILES_ALL];
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (spool_row_file(sp, st, f, err, errlen) < 0)
+		if (spool_row_file(sp, st, f, err, errlen) < 0 ||
+		    spool_file_extra_get(sp, f->id, &x, err, errlen) < 0)
 			goto out;
+		f->counters.bad_utf8 = x.bad_utf8;
 		if (cb(f, ud) < 0) {
 			err_set(err, errlen, "spool %s: listing files: stopped by the callback",
 			        sp->path);

@@ -183,6 +183,36 @@ static int first_after(struct spool *sp, int64_t after, int64_t *id, char *err, 
 	return 0;
 }
 
+/* With synchronous=NORMAL a commit reaches the disk only with a later sync of the WAL: until then
+ * a power cut can undo it (https://www.sqlite.org/pragma.html#pragma_synchronous). Events read
+ * from such a commit and sent would come back after the cut as lines read again, with another read
+ * time, or under a new file uid: another payload, or another identifier, for what Stripe has. So
+ * what the sender reads is made durable before it gets it: the WAL, which holds every commit of
+ * every connection up to now, is synced through this connection's handle on it
+ * (SQLITE_FCNTL_JOURNAL_POINTER, https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html:
+ * the WAL file of a connection in WAL mode, open once it has read). One fsync per load of the
+ * sender's queue; with synchronous=FULL every commit is synced already. Returns 0 or -1. */
+static int pending_durable(struct spool *sp, char *err, size_t errlen)
+{
+	sqlite3_file *wal = NULL;
+	int rc;
+
+	if (sp->durability != CONFIG_DURABILITY_NORMAL)
+		return 0;
+	rc = sqlite3_file_control(sp->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+	if (rc != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
+		err_set(err, errlen, "spool %s: no WAL to sync before sending (%s)", sp->path,
+		        sqlite3_errstr(rc));
+		return -1;
+	}
+	rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "syncing the WAL before sending", err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
 /* Reads pending events after `after_seq`, of one pair if `customer` is not NULL. */
 static int pending_read(struct spool *sp, int64_t after_seq, const char *customer,
                         const char *event_name, struct event *out, size_t max, size_t *n, char *err,
@@ -238,6 +268,8 @@ out:
 		ret = spool_tx_commit(sp, err, errlen);
 	else
 		spool_tx_rollback(sp);
+	if (ret == 0 && *n > 0)
+		ret = pending_durable(sp, err, errlen);
 	if (ret != 0)
 		*n = 0;
 	return ret;

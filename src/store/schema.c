@@ -331,7 +331,7 @@ static int setup_read_write(struct spool *sp, char *err, size_t errlen)
 	    spool_exec(sp, "PRAGMA foreign_keys=ON", "PRAGMA foreign_keys=ON", err, errlen) < 0)
 		goto out;
 	if (version == SPOOL_SCHEMA_VERSION) {
-		ret = 0;
+		ret = spool_exec(sp, spool_extra_schema, "creating file_extra", err, errlen);
 		goto out;
 	}
 	if (spool_exec(sp, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
@@ -370,7 +370,7 @@ static int setup_read_write(struct spool *sp, char *err, size_t errlen)
 	} else if (spool_exec(sp, "COMMIT", "commit", err, errlen) < 0) {
 		goto rollback;
 	}
-	ret = 0;
+	ret = spool_exec(sp, spool_extra_schema, "creating file_extra", err, errlen);
 	goto out;
 rollback:
 	if (!sqlite3_get_autocommit(sp->db))

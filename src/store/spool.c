@@ -430,7 +430,9 @@ int spool_prepare(struct spool *sp, char *err, size_t errlen)
 	return 0;
 }
 
-struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err, size_t errlen)
+/* spool_open, with the marker's checks or without them. */
+static struct spool *open_spool(const char *state_dir, enum spool_open_mode mode, int marked,
+                                char *err, size_t errlen)
 {
 	struct spool *sp = NULL;
 	struct stat stbuf;
@@ -453,7 +455,8 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 	sp->path = malloc(pathlen);
 	if (sp->path == NULL)
 		goto nomem;
-	if (spool_path_of(state_dir, sp->path, pathlen, err, errlen) < 0)
+	if (spool_path_of(state_dir, sp->path, pathlen, err, errlen) < 0 ||
+	    (marked && spool_marker_check(state_dir, sp->path, err, errlen) < 0))
 		goto fail;
 	if (mode == SPOOL_READ_ONLY) {
 		if (stat(sp->path, &stbuf) < 0) {
@@ -470,11 +473,22 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 			goto fail;
 		flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	}
-	/* Each thread opens its own handle, so SQLite's per-connection mutex is not needed. */
-	rc = sqlite3_open_v2(sp->path, &sp->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	/* Each thread opens its own handle, so SQLite's per-connection mutex is not needed. A
+	 * spool.db that is a symlink (or reached through one) is refused: whoever could plant it
+	 * would have SQLite create or write the database at its target. SQLite's unix VFS opens
+	 * the -wal and -shm files with O_NOFOLLOW anyway (os_unix.c, unixOpen). */
+	rc = sqlite3_open_v2(sp->path, &sp->db, flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		if (sp->db == NULL)
 			goto nomem;
+		if (sqlite3_extended_errcode(sp->db) == SQLITE_CANTOPEN_SYMLINK) {
+			err_set(err, errlen,
+			        "spool %s is a symbolic link or is reached through one: refused "
+			        "(docs/security.md)",
+			        sp->path);
+			goto fail;
+		}
 		spool_fail(sp, rc, "open", err, errlen);
 		goto fail;
 	}
@@ -489,6 +503,8 @@ struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char 
 		goto fail;
 	if (spool_prepare(sp, err, errlen) < 0)
 		goto fail;
+	if (marked && mode == SPOOL_READ_WRITE && spool_marker_sync(sp, state_dir, err, errlen) < 0)
+		goto fail;
 	return sp;
 nomem:
 	err_set(err, errlen, "spool %s: out of memory",
@@ -498,12 +514,24 @@ fail:
 	return NULL;
 }
 
+struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err, size_t errlen)
+{
+	return open_spool(state_dir, mode, 1, err, errlen);
+}
+
+struct spool *spool_open_unmarked(const char *state_dir, enum spool_open_mode mode, char *err,
+                                  size_t errlen)
+{
+	return open_spool(state_dir, mode, 0, err, errlen);
+}
+
 void spool_free(struct spool *sp)
 {
 	if (sp == NULL)
 		return;
 	for (int i = 0; i < ST_COUNT_; i++)
 		sqlite3_finalize(sp->st[i]);
+	spool_extra_free(sp);
 	if (sp->db != NULL && sqlite3_close(sp->db) != SQLITE_OK)
 		log_err("spool %s: close: %s", sp->path, sqlite3_errmsg(sp->db));
 	for (size_t i = 0; i < sp->n_rules; i++) {
@@ -669,7 +697,10 @@ int spool_set_durability(struct spool *sp, enum config_durability d, char *err, 
 	}
 	sql =
 	    d == CONFIG_DURABILITY_STRICT ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-	return spool_exec(sp, sql, sql, err, errlen);
+	if (spool_exec(sp, sql, sql, err, errlen) < 0)
+		return -1;
+	sp->durability = d;
+	return 0;
 }
 
 int spool_failed_full(const struct spool *sp)

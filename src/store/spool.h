@@ -29,7 +29,8 @@
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
- * matched but could not use (invalid), a skipped over-long line (long_lines), skipped NUL bytes. */
+ * matched but could not use (invalid), a line a (*UTF) rule could not match because it is not
+ * UTF-8 (bad_utf8), a skipped over-long line (long_lines), skipped NUL bytes. */
 struct spool_counters {
 	int64_t lines;      /* complete lines read */
 	int64_t matched;    /* lines that made at least one event */
@@ -39,6 +40,8 @@ struct spool_counters {
 	int64_t nul_bytes;  /* NUL bytes skipped */
 	int64_t events;     /* events committed (pending or dead) */
 	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
+	int64_t bad_utf8;   /* lines no rule made an event of because a (*UTF) rule found them
+	                       not valid UTF-8; kept in file_extra (store/extra.c) */
 };
 
 /* Where a file record stands (docs/tailing.md). The database holds its text
@@ -86,7 +89,10 @@ struct spool;
 /* Opens (creating it and `state_dir` with mode 0750 if needed, unless read-only) the spool
  * `state_dir`/spool.db: journal_mode=WAL, synchronous=FULL, busy_timeout 10 s, foreign keys.
  * Refuses a database whose schema version is newer than SPOOL_SCHEMA_VERSION. Read-only mode
- * fails if the database does not exist. Returns the handle (caller frees), or NULL. */
+ * fails if the database does not exist. Refuses a spool.db that is missing or empty while the
+ * state directory's marker (SPOOL_MARKER_NAME) says it had a spool, and, read-write, one whose
+ * id is not the marker's; read-write, gives the spool an id and the directory its marker if they
+ * have none (store/marker.c, docs/spool.md). Returns the handle (caller frees), or NULL. */
 struct spool *spool_open(const char *state_dir, enum spool_open_mode mode, char *err,
                          size_t errlen);
 
@@ -99,8 +105,8 @@ void spool_free(struct spool *sp);
 int spool_instance(struct spool *sp, const char *configured, char *out, size_t outlen, char *err,
                    size_t errlen);
 
-/* Finds the record of the file (dev, ino) of `source`, the most recent one if several.
- * Returns 1 and fills *out, 0 if none, -1 on error. */
+/* Finds the record of the file (dev, ino) of `source`, the most recent one if several, with its
+ * bad_utf8 counter from file_extra. Returns 1 and fills *out, 0 if none, -1 on error. */
 int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                     struct spool_file *out, char *err, size_t errlen);
 
@@ -168,11 +174,13 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batc
                  int64_t *added, char *err, size_t errlen);
 
 /* Reads up to `max` pending events whose queue position (queue_seq) is after `after_seq`, in
- * queue order, into `out`. Sets *n. Every event made pending later, by a commit or a replay, gets
- * a position after every position given before, so a reader that keeps the last position it read
- * as its cursor finds it. An event's id never changes; its queue position is its id plus the
- * positions replays have handed out when it was inserted, and a replay moves it past every other
- * (docs/spool.md). Returns 0 or -1. */
+ * queue order, into `out`. Sets *n. What it returns is on disk: with durability = normal (a
+ * commit is synced only later) it syncs the WAL first, so that a power cut never undoes an event
+ * the sender has sent (docs/durability.md). Every event made pending later, by a commit or a
+ * replay, gets a position after every position given before, so a reader that keeps the last
+ * position it read as its cursor finds it. An event's id never changes; its queue position is its
+ * id plus the positions replays have handed out when it was inserted, and a replay moves it past
+ * every other (docs/spool.md). Returns 0 or -1. */
 int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen);
 
@@ -252,8 +260,8 @@ int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t e
  * none. Returns 0 or -1. */
 int spool_last_error(struct spool *sp, char *out, size_t outlen, char *err, size_t errlen);
 
-/* Calls cb for every file record (ordered by source, then id). Stops and returns -1 if cb does.
- * Returns 0 or -1. */
+/* Calls cb for every file record (ordered by source, then id), with its bad_utf8 counter from
+ * file_extra. Stops and returns -1 if cb does. Returns 0 or -1. */
 int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, void *ud), void *ud,
                         char *err, size_t errlen);
 
@@ -262,6 +270,36 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
 int spool_events_foreach(struct spool *sp, enum event_state state,
                          int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
                          size_t errlen);
+
+/* ---- what is kept about a file besides its record (store/extra.c) ---- */
+
+/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes. */
+#define SPOOL_MARKS_MAX 32
+
+/* A line end in a file's head: the file's first `len` bytes (a '\n' last) hash to `hash`
+ * (SHA-256). With them a file cut to one of its line ends can be recognised, when its
+ * fingerprint covers more bytes than the file still has (docs/tailing.md, truncations). */
+struct spool_mark_head {
+	int64_t len;
+	unsigned char hash[SPOOL_HASH_LEN];
+};
+
+struct spool_file_extra {
+	int64_t bad_utf8; /* see struct spool_counters */
+	struct spool_mark_head marks[SPOOL_MARKS_MAX];
+	size_t n_marks; /* in increasing len */
+};
+
+/* Reads what file_extra holds for the record `file_id` into *out (all zero if nothing, or if the
+ * spool has no file_extra yet: an older agent wrote it). Returns 0 or -1. */
+int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_extra *out, char *err,
+                         size_t errlen);
+
+/* Replaces the head marks of record `file_id` with `n` (<= SPOOL_MARKS_MAX) marks. On its own
+ * (not in a batch's transaction): losing them loses only the recognition of a truncation.
+ * Returns 0 or -1. */
+int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_mark_head *marks,
+                         size_t n, char *err, size_t errlen);
 
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 
@@ -377,6 +415,16 @@ const char *spool_path(const struct spool *sp);
 /* The spool's database file in its state directory; its WAL and WAL index are beside it, with
  * "-wal" and "-shm" appended (https://www.sqlite.org/wal.html). */
 #define SPOOL_FILE_NAME "spool.db"
+
+/* The state directory's record that it had a spool: the spool's id (store/marker.c). */
+#define SPOOL_MARKER_NAME "spool.id"
+
+/* `logmeter spool start-over` (the agent stopped, its lock held by the caller): a spool.db that
+ * is missing or empty while the marker says the directory had a spool is forgotten (the empty
+ * file, its WAL and the marker go: the next start makes a new spool and reads every file as new);
+ * a spool.db with another id than the marker's is adopted (the marker takes its id). Writes what
+ * it did into `what`. Returns 0, 1 if there is nothing to start over (`err` says why), or -1. */
+int spool_start_over(const char *state_dir, char *what, size_t whatlen, char *err, size_t errlen);
 
 /* Bytes that hold the path of the spool of any state_dir the configuration accepts (at most
  * PATH_MAX - 1 bytes), with its NUL. */

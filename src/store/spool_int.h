@@ -91,6 +91,10 @@ struct spool_sql {
 	const char *text;
 };
 
+/* The statements on file_extra (extra.c), prepared at their first use: the table may be missing
+ * from a spool opened read-only. */
+enum spool_xstmt { SPOOL_XST_GET, SPOOL_XST_MARKS_PUT, SPOOL_XST_UTF8_PUT, SPOOL_XST_COUNT };
+
 /* The lists of each file; spool_open prepares them all and refuses to open if a slot is left
  * without a statement. */
 extern const struct spool_sql spool_handle_sql[];
@@ -223,6 +227,9 @@ struct spool {
 	char *path;
 	enum spool_open_mode mode;
 	sqlite3_stmt *st[ST_COUNT_];
+	sqlite3_stmt *xst[SPOOL_XST_COUNT]; /* extra.c's, NULL until used */
+	/* spool_set_durability's: with NORMAL, what spool_pending returns is synced first. */
+	enum config_durability durability;
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
 	struct event_ids *ids;   /* for the identifiers of events read back */
 	struct spool_rule *rules;
@@ -234,6 +241,25 @@ struct spool {
 	/* The row of `deliveries` last used: events lo < id <= hi were delivered at first_at. */
 	int64_t dl_lo, dl_hi, dl_first;
 };
+
+/* marker.c: before a spool is opened, whether `db` (missing or empty) may be created anew, as far
+ * as the state directory's marker tells; after a read-write open, the spool's id and the marker
+ * made or compared. Return 0 or -1 (`err`). spool_open_unmarked: spool_open without those
+ * checks, for spool_start_over and the spool `spool recover` builds aside. meta reads shared with
+ * spool.c. */
+int spool_marker_check(const char *state_dir, const char *db, char *err, size_t errlen);
+int spool_marker_sync(struct spool *sp, const char *state_dir, char *err, size_t errlen);
+struct spool *spool_open_unmarked(const char *state_dir, enum spool_open_mode mode, char *err,
+                                  size_t errlen);
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen);
+
+/* extra.c: the table file_extra, created when missing by every read-write open (it needs no
+ * schema version); its statements' end; the bad_utf8 counter of *f written when it is not 0 (in
+ * the caller's transaction). */
+extern const char spool_extra_schema[];
+void spool_extra_free(struct spool *sp);
+int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
 /* The columns spool_row_file reads, in their order. */
 #define SPOOL_FILE_COLUMNS                                                                         \

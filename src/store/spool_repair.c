@@ -673,6 +673,12 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		            SPOOL_EC_UPDATED, event_key, 3);
 		return r < 0 ? -1 : 0;
 	}
+	/* file_extra's rows (store/extra.c: 3 columns, the first the rowid alias, the last a blob
+	 * or NULL, unlike a row of deliveries) are left behind on purpose: head marks and UTF-8
+	 * counts bill nothing, and the rebuilt spool starts them anew. */
+	if (nc == 3 && cols[0].type == SQLITE_NULL && is_int(&cols[1]) &&
+	    (cols[2].type == SQLITE_BLOB || cols[2].type == SQLITE_NULL))
+		return 0;
 	if (nc > 0 && looks_like_batch(cols, nc)) {
 		r = put_row(b, b->ins_batch, b->find_batch, b->del_batch, rowid, cols, nc,
 		            SPOOL_BC_CREATED, NULL, 0);
@@ -1188,8 +1194,9 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 
 	memset(&b, 0, sizeof(b));
 	b.st = st;
-	/* spool_open makes the schema of this version, exactly as the agent would. */
-	sp = spool_open(tmpdir, SPOOL_READ_WRITE, err, errlen);
+	/* spool_open makes the schema of this version, exactly as the agent would; the spool's id
+	 * is the old one's, copied with its meta rows (store/marker.c). */
+	sp = spool_open_unmarked(tmpdir, SPOOL_READ_WRITE, err, errlen);
 	if (sp == NULL)
 		return -1;
 	spool_free(sp);

@@ -1,6 +1,6 @@
-/* crash: named crash points (see crash.h). The variable is read once; each armed target keeps an
- * atomic count of the times its point was reached, so the ingest and the sender threads can reach
- * points concurrently and exactly one call (the N-th) fires. */
+/* crash: named crash and stop points (see crash.h). The variables are read once; each armed target
+ * keeps an atomic count of the times its point was reached, so the ingest and the sender threads
+ * can reach points concurrently and exactly one call (the N-th) fires. */
 #include "util/crash.h"
 
 #include <errno.h>
@@ -18,6 +18,7 @@
 /* Keep in pipeline order; docs/crash-testing.md says what a crash at each one proves. */
 const char *const crash_point_names[] = {
     "spool_file_add",      /* a new file's record committed, nothing read from it yet */
+    "tail_reset",          /* a stale checkpoint gave the open file a new record, not read yet */
     "tail_before_commit",  /* lines read and turned into events, before the commit */
     "spool_commit_inside", /* events and checkpoint written in the transaction, not committed */
     "spool_commit_after",  /* committed, before the tail advances its in-memory checkpoint */
@@ -31,11 +32,12 @@ const char *const crash_point_names[] = {
 
 struct crash_armed {
 	struct crash_target t;
+	int stop; /* from LOGMETER_STOP_AT: SIGSTOP, not SIGKILL */
 	atomic_llong count;
 };
 
 static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
-static struct crash_armed crash_targets[CRASH_TARGETS_MAX];
+static struct crash_armed crash_targets[2 * CRASH_TARGETS_MAX];
 static size_t crash_n;
 static int crash_armed_any; /* written once inside pthread_once, read-only after */
 
@@ -54,8 +56,9 @@ static int name_char(char c)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *n, char *err,
-                size_t errlen)
+/* crash_parse for the variable `var`, which the errors name. */
+static int parse_var(const char *var, const char *spec, struct crash_target *out, size_t max,
+                     size_t *n, char *err, size_t errlen)
 {
 	const char *p = spec;
 	size_t got = 0;
@@ -80,8 +83,8 @@ int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *
 		end = p;
 		if (len == 0 || len >= CRASH_NAME_MAX) {
 			err_set(err, errlen,
-			        "%s: bad point name at \"%.40s\" (1 to %d of a-z, 0-9, _)",
-			        CRASH_ENV, start, CRASH_NAME_MAX - 1);
+			        "%s: bad point name at \"%.40s\" (1 to %d of a-z, 0-9, _)", var,
+			        start, CRASH_NAME_MAX - 1);
 			return -1;
 		}
 		if (*p == ':') {
@@ -90,15 +93,15 @@ int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *
 
 			p++;
 			if (*p < '0' || *p > '9') {
-				err_set(err, errlen, "%s: \"%.*s\" needs a count after ':'",
-				        CRASH_ENV, (int)len, start);
+				err_set(err, errlen, "%s: \"%.*s\" needs a count after ':'", var,
+				        (int)len, start);
 				return -1;
 			}
 			errno = 0;
 			v = strtoll(p, &stop, 10);
 			if (errno != 0 || v < 1 || v > CRASH_COUNT_MAX) {
-				err_set(err, errlen, "%s: \"%.*s\": the count must be 1..%lld",
-				        CRASH_ENV, (int)len, start, (long long)CRASH_COUNT_MAX);
+				err_set(err, errlen, "%s: \"%.*s\": the count must be 1..%lld", var,
+				        (int)len, start, (long long)CRASH_COUNT_MAX);
 				return -1;
 			}
 			count = (int64_t)v;
@@ -106,12 +109,12 @@ int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *
 		}
 		p += strspn(p, " \t");
 		if (*p != ',' && *p != '\0') {
-			err_set(err, errlen, "%s: unexpected \"%.20s\" after \"%.*s\"", CRASH_ENV,
-			        p, (int)(end - start), start);
+			err_set(err, errlen, "%s: unexpected \"%.20s\" after \"%.*s\"", var, p,
+			        (int)(end - start), start);
 			return -1;
 		}
 		if (got == max) {
-			err_set(err, errlen, "%s: more than %zu points", CRASH_ENV, max);
+			err_set(err, errlen, "%s: more than %zu points", var, max);
 			return -1;
 		}
 		memcpy(out[got].name, start, len);
@@ -126,17 +129,24 @@ int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *
 	return 0;
 }
 
-static void crash_read_env(void)
+int crash_parse(const char *spec, struct crash_target *out, size_t max, size_t *n, char *err,
+                size_t errlen)
+{
+	return parse_var(CRASH_ENV, spec, out, max, n, err, errlen);
+}
+
+/* Arms the points `var` names; `stop`: they stop the process instead of killing it. */
+static void read_var(const char *var, int stop)
 {
 	struct crash_target parsed[CRASH_TARGETS_MAX];
-	const char *spec = getenv(CRASH_ENV);
+	const char *spec = getenv(var);
 	char err[256] = "";
 	size_t n = 0;
 
 	if (spec == NULL || *spec == '\0')
 		return;
-	if (crash_parse(spec, parsed, CRASH_TARGETS_MAX, &n, err, sizeof(err)) != 0) {
-		log_err("%s; no crash point is armed", err);
+	if (parse_var(var, spec, parsed, CRASH_TARGETS_MAX, &n, err, sizeof(err)) != 0) {
+		log_err("%s; no %s point is armed", err, stop ? "stop" : "crash");
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -155,18 +165,30 @@ static void crash_read_env(void)
 			log_warn(
 			    "%s: unknown crash point \"%s\" (it never fires); the known points: "
 			    "%s",
-			    CRASH_ENV, parsed[i].name, known);
+			    var, parsed[i].name, known);
 			continue;
 		}
 		crash_targets[crash_n].t = parsed[i];
+		crash_targets[crash_n].stop = stop;
 		atomic_init(&crash_targets[crash_n].count, 0);
 		crash_n++;
-	}
-	if (crash_n > 0) {
 		crash_armed_any = 1;
+	}
+}
+
+static void crash_read_env(void)
+{
+	size_t before;
+
+	read_var(CRASH_ENV, 0);
+	if (crash_n > 0)
 		log_warn("%s is set: this process kills itself at a crash point (a test)",
 		         CRASH_ENV);
-	}
+	before = crash_n;
+	read_var(CRASH_STOP_ENV, 1);
+	if (crash_n > before)
+		log_warn("%s is set: this process stops itself (SIGSTOP) at a point (a test)",
+		         CRASH_STOP_ENV);
 }
 
 void crash_init(void)
@@ -186,6 +208,14 @@ void crash_point(const char *name)
 			continue;
 		if (atomic_fetch_add(&a->count, 1) + 1 != a->t.n)
 			continue;
+		if (a->stop) {
+			/* The test that set it waits for the stopped state, acts, and sends
+			 * SIGCONT; only this thread's work waits, as at any SIGSTOP. */
+			log_warn("stop point %s reached (%" PRId64 "): stopped until SIGCONT", name,
+			         a->t.n);
+			raise(SIGSTOP);
+			continue;
+		}
 		/* log_msg writes the line with one write(2): nothing is buffered that the kill
 		 * could lose, and nothing else is flushed. */
 		log_err("crash point %s reached (%" PRId64 "): exiting abruptly", name, a->t.n);

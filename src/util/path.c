@@ -1,5 +1,6 @@
 #include "util/path.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -36,6 +37,47 @@ char *path_join(const char *dir, const char *rel)
 	if (asprintf(&out, "%s%s%s", dir, dir[n - 1] == '/' ? "" : "/", rel) < 0)
 		return NULL;
 	return out;
+}
+
+int path_normalize(const char *path, char *out, size_t len)
+{
+	size_t n = 0;
+	const char *p = path;
+
+	if (len < 2)
+		return -1;
+	while (*p != '\0') {
+		const char *end;
+		size_t clen;
+
+		while (*p == '/')
+			p++;
+		end = strchrnul(p, '/');
+		clen = (size_t)(end - p);
+		if (clen == 0 || (clen == 1 && p[0] == '.')) {
+			p = end;
+			continue;
+		}
+		if (clen == 2 && p[0] == '.' && p[1] == '.') {
+			/* Lexically: the last component goes ("/.." is "/"). */
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			p = end;
+			continue;
+		}
+		if (n + 1 + clen + 1 > len)
+			return -1;
+		out[n++] = '/';
+		memcpy(out + n, p, clen);
+		n += clen;
+		p = end;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return 0;
 }
 
 int path_mkdirs(const char *dir, char *err, size_t errlen)
@@ -75,4 +117,30 @@ int path_mkdirs(const char *dir, char *err, size_t errlen)
 out:
 	free(s);
 	return ret;
+}
+
+char *path_find_ino(const char *dir, dev_t dev, ino_t ino)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *found = NULL;
+
+	if (d == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char *p;
+
+		if ((ino_t)de->d_ino != ino)
+			continue;
+		p = path_join(dir, de->d_name);
+		if (p != NULL && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == dev &&
+		    st.st_ino == ino) {
+			found = p;
+			break;
+		}
+		free(p);
+	}
+	closedir(d);
+	return found;
 }

@@ -4,6 +4,7 @@
 #define LOGMETER_PATH_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The directory part of `path`: what comes before its last '/', "/" for "/name", and "" when
  * there is no '/'. Returns a malloc'd string (caller frees), or NULL if out of memory. */
@@ -15,6 +16,17 @@ const char *path_base(const char *path);
 /* `rel` resolved against `dir`: `rel` itself if it is absolute or `dir` is "", else `dir`, one
  * '/' and `rel`. Returns a malloc'd string (caller frees), or NULL if out of memory. */
 char *path_join(const char *dir, const char *rel);
+
+/* Absolute `path` as realpath(3) would write it if none of its components were a symbolic
+ * link: without repeated '/' and "." components, a ".." taking the component before it away,
+ * no trailing '/' ("/" for the root); into `out` (`len` bytes). Comparing it with realpath(3)
+ * of the same path tells whether a link is on the way. Returns 0, or -1 if it does not fit. */
+int path_normalize(const char *path, char *out, size_t len);
+
+/* The regular file with device `dev` and inode `ino` among the entries of directory `dir` (not
+ * below it): where a file renamed within its directory is now. Returns its path (malloc'd, caller
+ * frees), or NULL if it is not there or `dir` cannot be read. */
+char *path_find_ino(const char *dir, dev_t dev, ino_t ino);
 
 /* mkdir -p `dir`: the missing components are created with mode 0750 (the umask applies). Fails
  * if `dir` exists and is not a directory. Returns 0 or -1 with the reason in `err`. */

@@ -40,7 +40,7 @@ struct statefile *statefile_open(const char *state_dir, enum statefile_region re
 		return NULL;
 	}
 	sf->off = (off_t)region * STATEFILE_REGION_BYTES;
-	sf->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	sf->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (sf->fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		free(sf);

@@ -12,14 +12,19 @@
 #define STATEFILE_NAME "agent.state"
 #define STATEFILE_REGION_BYTES 4096
 
-enum statefile_region { STATEFILE_INGEST = 0, STATEFILE_SENDER = 1, STATEFILE_REGIONS = 2 };
+enum statefile_region {
+	STATEFILE_INGEST = 0, /* space.c: reading or paused */
+	STATEFILE_SENDER = 1, /* sender.c */
+	STATEFILE_GUARD = 2,  /* guard.c: refusals and PCRE2 limit counts */
+	STATEFILE_REGIONS = 3
+};
 
 struct statefile;
 
-/* Opens (creating it, mode 0644: it holds no secret) STATE_DIR/agent.state to write `region`,
- * without following a symlink. Call it only while holding the state directory's lock, so that a
- * second agent refused at start never overwrites the first one's state. Returns the handle
- * (caller frees), or NULL with the reason in `err`. */
+/* Opens (creating it, mode 0600 as everything in the state directory) STATE_DIR/agent.state to
+ * write `region`, without following a symlink. Call it only while holding the state directory's
+ * lock, so that a second agent refused at start never overwrites the first one's state. Returns the
+ * handle (caller frees), or NULL with the reason in `err`. */
 struct statefile *statefile_open(const char *state_dir, enum statefile_region region, char *err,
                                  size_t errlen);
 

@@ -197,6 +197,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->agent.delivered_retention, 7 * 86400);
 	assert_int_equal(cfg->agent.rescan_interval_ms, 10000);
 	assert_int_equal(cfg->agent.max_line_length, 65536);
+	assert_int_equal(cfg->agent.allow_core_dumps, 0);
 
 	assert_null(cfg->stripe.api_key_file);
 	assert_string_equal(cfg->stripe.api_base, "https://api.stripe.com");
@@ -214,6 +215,7 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(cfg->sources[0].path, "/var/log/web/*.log");
 	assert_string_equal(cfg->sources[0].exclude, "*.gz");
 	assert_int_equal(cfg->sources[0].read_from, CONFIG_READ_FROM_HEAD);
+	assert_int_equal(cfg->sources[0].follow_symlinks, 0);
 	assert_ptr_equal(cfg->sources[0].loc.file, cfg->files[0]);
 	assert_int_equal(cfg->sources[0].loc.line, 1);
 
@@ -232,6 +234,9 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(r->timestamp_format, "%d/%b/%Y:%H:%M:%S %z");
 	assert_string_equal(r->payload_customer_key, "stripe_customer_id");
 	assert_string_equal(r->payload_value_key, "value");
+	assert_int_equal(r->match_limit, 1000000);
+	assert_int_equal(r->depth_limit, 100000);
+	assert_int_equal(r->heap_limit, 64 * 1024 * 1024);
 	assert_ptr_equal(r->loc.file, cfg->files[0]);
 	assert_int_equal(r->loc.line, 4);
 	assert_int_equal(r->pattern_loc.line, 7);
@@ -907,6 +912,48 @@ static void test_numbers(void **state)
 	}
 }
 
+/* The switches of docs/security.md: yes or no, nothing else; PCRE2's limits within the
+ * uint32_t that PCRE2 takes. */
+static void test_hardening_keys(void **state)
+{
+	const struct fx *f = *state;
+	char text[1024];
+	struct config *cfg;
+	const char *err;
+
+	snprintf(text, sizeof(text),
+	         "[agent]\n"
+	         "allow_core_dumps = yes\n"
+	         "[source web]\n"
+	         "path = /var/log/web/*.log\n"
+	         "follow_symlinks = yes\n"
+	         "[rule hits]\n"
+	         "source = web\n"
+	         "event_name = api_requests\n"
+	         "pattern = ^(?<cust>\\S+) GET\n"
+	         "customer = cust\n"
+	         "value = 1\n"
+	         "match_limit = 4294967295\n"
+	         "depth_limit = 100\n"
+	         "heap_limit = 1M\n");
+	cfg = load_ok(wfile(f, "yes.conf", text));
+	assert_int_equal(cfg->sources[0].follow_symlinks, 1);
+	assert_int_equal(cfg->agent.allow_core_dumps, 1);
+	assert_int_equal(cfg->rules[0].match_limit, 4294967295LL);
+	assert_int_equal(cfg->rules[0].depth_limit, 100);
+	assert_int_equal(cfg->rules[0].heap_limit, 1048576);
+	config_free(cfg);
+
+	snprintf(text, sizeof(text), "[agent]\nallow_core_dumps = true\n%s", MINIMAL);
+	err = load_bad(wfile(f, "true.conf", text));
+	expect_err(err, P(f, "true.conf"), 2, "key 'allow_core_dumps'",
+	           "'true' is not one of: no, yes", NULL);
+	snprintf(text, sizeof(text), "%smatch_limit = 4294967296\nheap_limit = 1023k\n", MINIMAL);
+	err = load_bad(wfile(f, "big.conf", text));
+	expect_err(err, P(f, "big.conf"), 10, "key 'match_limit'", "out of range", NULL);
+	assert_non_null(strstr(err, ":11: key 'heap_limit': '1023k' is out of range"));
+}
+
 static void test_backoff_order(void **state)
 {
 	const struct fx *f = *state;
@@ -1253,6 +1300,7 @@ static void test_print_options(void **state)
 	    "durability",
 	    "max_spool_bytes",
 	    "min_free_bytes",
+	    "allow_core_dumps",
 	    "metrics_listen",
 	    "metrics_max_files",
 	    "api_key_file",
@@ -1268,6 +1316,7 @@ static void test_print_options(void **state)
 	    "path",
 	    "exclude",
 	    "read_from",
+	    "follow_symlinks",
 	    "source",
 	    "event_name",
 	    "pattern",
@@ -1279,6 +1328,9 @@ static void test_print_options(void **state)
 	    "timestamp_format",
 	    "payload_customer_key",
 	    "payload_value_key",
+	    "match_limit",
+	    "depth_limit",
+	    "heap_limit",
 	    "api",
 	    "meter_events_base",
 	    "aggregate",
@@ -1332,6 +1384,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_line_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_long_names, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hardening_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_api_base, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_odd_bytes, setup, teardown),

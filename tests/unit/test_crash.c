@@ -1,6 +1,7 @@
-/* Unit tests of crash: parsing LOGMETER_CRASH_AT, counting occurrences, inertness. A crash point
- * that fires kills its process, so every test that reaches one does it in a forked child and the
- * parent observes how it died, how many calls returned before, and what it wrote to stderr. */
+/* Unit tests of crash: parsing LOGMETER_CRASH_AT, counting occurrences, inertness, stop points. A
+ * crash point that fires kills its process, so every test that reaches one does it in a forked
+ * child and the parent observes how it died, how many calls returned before, and what it wrote to
+ * stderr. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,10 +180,12 @@ static void returned(void)
 		_exit(3);
 }
 
-/* Forks; the child sets LOGMETER_CRASH_AT to `spec` (unset if NULL), runs body() and exits 0. */
-static void run_child(const char *spec, void (*body)(void), struct outcome *out)
+/* Forks; the child points its stderr and the "returned" pipe at errp and calls, sets the variable
+ * `env` to `spec` (unsets the other one, and `env` if spec is NULL), runs body() and exits 0.
+ * Returns the child's pid; the caller reads the pipes' other ends. */
+static pid_t fork_child(const char *env, const char *spec, void (*body)(void), int calls[2],
+                        int errp[2])
 {
-	int calls[2], errp[2];
 	pid_t pid;
 
 	assert_int_equal(pipe(calls), 0);
@@ -196,15 +199,25 @@ static void run_child(const char *spec, void (*body)(void), struct outcome *out)
 		if (dup2(errp[1], STDERR_FILENO) < 0)
 			_exit(4);
 		calls_fd = calls[1];
+		unsetenv(strcmp(env, CRASH_ENV) == 0 ? CRASH_STOP_ENV : CRASH_ENV);
 		if (spec != NULL)
-			setenv(CRASH_ENV, spec, 1);
+			setenv(env, spec, 1);
 		else
-			unsetenv(CRASH_ENV);
+			unsetenv(env);
 		body();
 		_exit(0);
 	}
 	close(calls[1]);
 	close(errp[1]);
+	return pid;
+}
+
+/* Forks; the child sets LOGMETER_CRASH_AT to `spec` (unset if NULL), runs body() and exits 0. */
+static void run_child(const char *spec, void (*body)(void), struct outcome *out)
+{
+	int calls[2], errp[2];
+	pid_t pid = fork_child(CRASH_ENV, spec, body, calls, errp);
+
 	memset(out, 0, sizeof(*out));
 	out->returned = drain(calls[0], NULL, 0);
 	drain(errp[0], out->err, sizeof(out->err));
@@ -362,13 +375,41 @@ static void test_threads(void **state)
 	assert_int_equal(o.returned, 1);
 }
 
+/* LOGMETER_STOP_AT: the child stops itself at the N-th call and goes on once continued. */
+static void test_stop_point(void **state)
+{
+	int calls[2], errp[2], status;
+	char err[4096], c;
+	pid_t pid;
+
+	(void)state;
+	pid = fork_child(CRASH_STOP_ENV, "tail_before_commit:2", five_commits, calls, errp);
+	/* Stopped at the 2nd call: one call returned before. */
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	assert_int_equal(WSTOPSIG(status), SIGSTOP);
+	assert_int_equal(read(calls[0], &c, 1), 1);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	/* Then every call returns, and the child exits as if nothing happened. */
+	assert_int_equal(drain(calls[0], NULL, 0), 4);
+	drain(errp[0], err, sizeof(err));
+	close(calls[0]);
+	close(errp[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child did not exit 0 (status 0x%x); stderr: %s", status, err);
+	assert_non_null(strstr(err, "stop point tail_before_commit reached (2): stopped until "
+	                            "SIGCONT"));
+	assert_null(strstr(err, "crash point"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_ok), cmocka_unit_test(test_parse_errors),
 	    cmocka_unit_test(test_known),    cmocka_unit_test(test_fires_at_nth),
 	    cmocka_unit_test(test_several),  cmocka_unit_test(test_inert),
-	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_threads),  cmocka_unit_test(test_stop_point),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,6 +87,10 @@ static struct config_rule *tc_rule(struct test_config *tc, char *name, size_t so
 	r->timestamp_format = (char *)APACHE_FORMAT;
 	r->payload_customer_key = (char *)"stripe_customer_id";
 	r->payload_value_key = (char *)"value";
+	/* PCRE2's built-in limits (pcre2api(3)): these tests are not about them. */
+	r->match_limit = 10000000;
+	r->depth_limit = 10000000;
+	r->heap_limit = 20000000LL * 1024;
 	r->loc = (struct config_loc){CONF_FILE, line};
 	r->pattern_loc = (struct config_loc){CONF_FILE, line + 1};
 	r->customer_loc = (struct config_loc){CONF_FILE, line + 2};
@@ -557,6 +561,32 @@ static void test_apply_basics(void **state)
 	rule_set_free(NULL);
 }
 
+/* Under (*UTF) a line that is not UTF-8 cannot be matched: its own outcome, with where the bad
+ * byte is, not "invalid" (a rule that matched but could not use the line). */
+static void test_bad_utf8(void **state)
+{
+	struct test_config tc;
+	struct rule_set *rs;
+	struct rule_result res[2];
+	char err[1024] = "";
+
+	(void)state;
+	tc_init(&tc);
+	tc_rule(&tc, "utf", 0, "(*UTF)^(?<c>\\S+) (?<v>\\d+)$", "c", "v", NULL, 10);
+	rs = rule_set_new(&tc.cfg, err, sizeof(err));
+	if (rs == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(apply(rs, 0, "caf\xc3\xa9 3", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_EVENT);
+	assert_int_equal(apply(rs, 0, "cafe\xff 3", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_BAD_UTF8);
+	assert_non_null(strstr(res[0].reason, "not valid UTF-8 at byte 4: "));
+	assert_int_equal(apply(rs, 0, "caf\xc3 3", 1, res), 1); /* a sequence cut short */
+	assert_int_equal(res[0].outcome, RULE_BAD_UTF8);
+	assert_non_null(strstr(res[0].reason, "at byte 3"));
+	rule_set_free(rs);
+}
+
 static void test_customer_limits(void **state)
 {
 	struct test_config tc;
@@ -803,6 +833,79 @@ static void test_duplicate_names(void **state)
 	rule_set_free(rs);
 }
 
+/* A rule with its own PCRE2 limits. */
+static struct config_rule *limited_rule(struct test_config *tc, char *name, char *pattern,
+                                        int64_t match, int64_t depth, int64_t heap)
+{
+	struct config_rule *r = tc_rule(tc, name, 0, pattern, "c", "1", NULL, 10);
+
+	r->match_limit = match;
+	r->depth_limit = depth;
+	r->heap_limit = heap;
+	return r;
+}
+
+/* PCRE2's limits (pcre2api(3)): a line that hits one is invalid, with the limit named; the next
+ * line of the same rule is matched afresh. (*NO_JIT) puts a pattern in the interpreter, the
+ * only matcher that honours depth_limit and heap_limit. */
+static void test_limits(void **state)
+{
+	struct test_config tc;
+	struct rule_set *rs;
+	struct rule_result res[1];
+	char err[1024] = "", line[80000];
+	size_t n = 0;
+
+	(void)state;
+	/* Nested unlimited repeats: 2^30 ways to fail on 30 a's and a b. */
+	tc_init(&tc);
+	limited_rule(&tc, "nested", "^(?<c>(?:a+)+)$", 10000, 10000000, 1LL << 30);
+	rs = rule_set_new(&tc.cfg, err, sizeof(err));
+	if (rs == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(apply(rs, 0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_INVALID);
+	assert_int_equal(res[0].limit, RULE_LIMIT_MATCH);
+	assert_string_equal(res[0].reason, "match failed: match limit exceeded (match_limit)");
+	assert_int_equal(apply(rs, 0, "aaaa", 1, res), 1);
+	assert_int_equal(res[0].outcome, RULE_EVENT);
+	assert_int_equal(res[0].limit, RULE_LIMIT_NONE);
+	assert_string_equal(res[0].customer, "aaaa");
+	rule_set_free(rs);
+
+	/* 10,000 words: each repeat of the group is one more nested backtracking point, and
+	 * more frames than 1 MiB holds. */
+	while (n < 10000 * 6) {
+		memcpy(line + n, "word5 ", 6);
+		n += 6;
+	}
+	memcpy(line + n, "42", 3);
+	tc_init(&tc);
+	limited_rule(&tc, "depth", "(*NO_JIT)^(?:(?<c>\\S+) )+\\d+$", 100000000, 1000, 1LL << 30);
+	limited_rule(&tc, "heap", "(*NO_JIT)^(?:(?<c>\\S+) )+\\d+$", 100000000, 100000000,
+	             1LL << 20);
+	limited_rule(&tc, "enough", "(*NO_JIT)^(?:(?<c>\\S+) )+\\d+$", 100000000, 100000000,
+	             1LL << 30);
+	rs = rule_set_new(&tc.cfg, err, sizeof(err));
+	if (rs == NULL)
+		fail_msg("%s", err);
+	{
+		struct rule_result three[3];
+
+		assert_int_equal(apply(rs, 0, line, 1, three), 3);
+		assert_int_equal(three[0].limit, RULE_LIMIT_DEPTH);
+		assert_non_null(strstr(three[0].reason, "(depth_limit)"));
+		assert_int_equal(three[1].limit, RULE_LIMIT_HEAP);
+		assert_non_null(strstr(three[1].reason, "(heap_limit)"));
+		assert_int_equal(three[2].outcome, RULE_EVENT);
+		assert_string_equal(three[2].customer, "word5");
+	}
+	rule_set_free(rs);
+	assert_string_equal(rule_limit_name(RULE_LIMIT_JIT_STACK), "jit_stack");
+	assert_string_equal(rule_limit_name(RULE_LIMIT_NONE), "");
+	assert_string_equal(rule_limit_name((enum rule_limit)99), "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,11 +917,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_timestamp_epoch, save_tz, restore_tz),
 	    cmocka_unit_test(test_apache_real_lines),
 	    cmocka_unit_test(test_apply_basics),
+	    cmocka_unit_test(test_bad_utf8),
 	    cmocka_unit_test(test_customer_limits),
 	    cmocka_unit_test(test_customer_map),
 	    cmocka_unit_test(test_set_errors),
 	    cmocka_unit_test(test_timestamp_repeat),
 	    cmocka_unit_test(test_duplicate_names),
+	    cmocka_unit_test(test_limits),
 	};
 
 	/* Timestamps with %z must not depend on the machine's zone; the others set TZ. */

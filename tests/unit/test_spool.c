@@ -413,6 +413,108 @@ static void test_open_refuses_newer_schema(void **state)
 	/* Refusing did not touch it. */
 	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 99);
 }
+
+/* The first bytes (up to 32 hex digits) of the marker of `state_dir` into `out`. */
+static void marker_id(const char *state_dir, char out[33])
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/" SPOOL_MARKER_NAME, state_dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(out, 1, 32, f), 32);
+	out[32] = '\0';
+	fclose(f);
+}
+
+/* Opens the spool of `dir` read-write (making it, and the marker) and closes it. */
+static void open_closed(const char *dir)
+{
+	char err[1024] = "";
+	struct spool *sp = spool_open(dir, SPOOL_READ_WRITE, err, sizeof(err));
+
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	spool_free(sp);
+}
+
+/* A new spool gets an id and its state directory the marker; an empty or missing spool.db is
+ * then refused, read-write and read-only, and so is another spool put in its place (read-write).
+ * spool_start_over forgets the lost one or adopts the other; with nothing lost it refuses. */
+static void test_marker(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024] = "", what[512] = "", id[33], id2[33], other[200], cmd[600], meta[64] = "";
+	struct stat st;
+
+	open_closed(fx->state);
+	marker_id(fx->state, id);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
+	assert_string_equal(meta, id);
+	assert_int_equal(spool_start_over(fx->state, what, sizeof(what), err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "nothing to start over"));
+
+	/* Emptied: refused both ways, and nothing is written to it. */
+	assert_int_equal(truncate(fx->db, 0), 0);
+	err[0] = '\0';
+	assert_null(spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty (0 bytes), but this state directory had a spool"));
+	assert_non_null(strstr(err, id));
+	assert_non_null(strstr(err, "spool start-over"));
+	assert_null(spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty (0 bytes)"));
+	assert_int_equal(stat(fx->db, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	/* Missing: the same. */
+	assert_int_equal(unlink(fx->db), 0);
+	assert_null(spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_non_null(strstr(err, "is missing, but this state directory had a spool"));
+
+	/* Started over: a new spool, a new id. */
+	assert_int_equal(spool_start_over(fx->state, what, sizeof(what), err, sizeof(err)), 0);
+	assert_non_null(strstr(what, "forgotten"));
+	open_closed(fx->state);
+	marker_id(fx->state, id2);
+	assert_string_not_equal(id, id2);
+
+	/* Another directory's spool put in its place: refused read-write, adopted by start-over. */
+	snprintf(other, sizeof(other), "%s/other", fx->dir);
+	open_closed(other);
+	snprintf(cmd, sizeof(cmd), "cp %s/spool.db %s", other, fx->db);
+	assert_int_equal(system(cmd), 0);
+	assert_null(spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err)));
+	assert_non_null(strstr(err, "another spool"));
+	assert_int_equal(spool_start_over(fx->state, what, sizeof(what), err, sizeof(err)), 0);
+	marker_id(other, id);
+	marker_id(fx->state, id2);
+	assert_string_equal(id, id2);
+	open_closed(fx->state);
+}
+
+/* A spool of an earlier version has no id and no marker: it gets both, and a spool whose id row
+ * was lost (rebuilt by spool recover) takes the marker's. */
+static void test_marker_adopted(void **state)
+{
+	struct fixture *fx = *state;
+	char id[33], meta[64] = "", path[256];
+
+	open_closed(fx->state);
+	marker_id(fx->state, id);
+	raw_exec(fx->db, "DELETE FROM meta WHERE key = 'spool_id'");
+	open_closed(fx->state);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
+	assert_string_equal(meta, id);
+
+	snprintf(path, sizeof(path), "%s/" SPOOL_MARKER_NAME, fx->state);
+	assert_int_equal(unlink(path), 0);
+	raw_exec(fx->db, "DELETE FROM meta WHERE key = 'spool_id'");
+	open_closed(fx->state);
+	marker_id(fx->state, id);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", meta, sizeof(meta));
+	assert_string_equal(meta, id);
+}
+
 static void test_open_state_dir_is_a_file(void **state)
 {
 	struct fixture *fx = *state;
@@ -2431,6 +2533,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_open_creates_dir_and_wal, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_state_dir_is_a_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_marker, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_marker_adopted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_read_only_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_path_of, setup, teardown),

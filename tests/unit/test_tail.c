@@ -449,6 +449,164 @@ static void test_truncation(void **state)
 	tail_free(t);
 }
 
+/* truncate -s: a file cut in place keeps the bytes before the cut, which were read. Shorter than
+ * its fingerprint, the cut is recognised at a line end of the head (a head mark), or inside the
+ * line after one; what comes after it is new, under a new uid, and nothing before it is read
+ * again. Cut and written again before the tail looked, the file goes on after the longest head
+ * mark that still holds, counted as a reset (the content cannot tell how much was kept). */
+static void test_truncation_kept(void **state)
+{
+	struct tail_fixture *fx = *state;
+	struct spool_file f1, f2, f3;
+	struct evlist l;
+	struct tail *t;
+
+	build_rules(fx);
+	write_str(fx->log, "cus_a 1\ncus_b 2\ncus_c 3\n", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), 24);
+	write_str(fx->log, "cus_d 4\ncus_e 5\n", 1);
+	assert_int_equal(read_tail(t), 16);
+	f1 = *tail_file(t);
+	assert_int_equal(f1.fp_len, 40);
+
+	assert_int_equal(truncate(fx->log, 16), 0); /* keeps cus_a and cus_b */
+	assert_int_equal(read_tail(t), 0);
+	write_str(fx->log, "cus_f 6\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	f2 = *tail_file(t);
+	assert_string_not_equal(f2.uid, f1.uid);
+	assert_int_equal(f2.counters.resets, 0);
+	assert_int_equal(f2.offset, 24);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 6);
+	check_event(&l.ev[5], &f2, 16, "cus_f", "6");
+
+	/* Inside the line after the head mark at 16: "cus_" of cus_f stays. */
+	assert_int_equal(truncate(fx->log, 20), 0);
+	assert_int_equal(read_tail(t), 0);
+	write_str(fx->log, "cus_g 7\n", 1);
+	assert_int_equal(read_tail(t), 8);
+	f3 = *tail_file(t);
+	assert_string_not_equal(f3.uid, f2.uid);
+	assert_int_equal(f3.counters.resets, 0);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 7);
+	check_event(&l.ev[6], &f3, 20, "cus_g", "7");
+
+	/* Cut to its first line and written past the checkpoint before the tail looked. */
+	assert_int_equal(truncate(fx->log, 8), 0);
+	write_str(fx->log, "cus_h 8\ncus_i 9\ncus_j 10\n", 1);
+	read_tail(t);
+	assert_string_not_equal(tail_file(t)->uid, f3.uid);
+	assert_int_equal(tail_file(t)->counters.resets, 1);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 10);
+	check_event(&l.ev[7], tail_file(t), 8, "cus_h", "8");
+	check_event(&l.ev[9], tail_file(t), 24, "cus_j", "10");
+	tail_free(t);
+}
+
+/* The first `n` bytes of the file at `path` into a new file `dst` (a copy, whole or not yet). */
+static void copy_head(const char *path, const char *dst, size_t n)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "rb");
+	size_t got;
+
+	assert_non_null(f);
+	assert_true(n <= sizeof(buf));
+	got = fread(buf, 1, n, f);
+	fclose(f);
+	assert_int_equal(got, n);
+	fixture_write(dst, buf, n, 0);
+}
+
+/* Whether the file at `path` is a copy of t's file (tail_copy_of). */
+static int copy_of(struct tail *t, const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY), rc;
+
+	assert_true(fd >= 0 && fstat(fd, &st) == 0);
+	rc = tail_copy_of(t, fd, &st);
+	close(fd);
+	return rc;
+}
+
+/* tail_copy_of: a complete copy (by the record's head and check bytes), a copy being written
+ * (its head, and its last bytes the original's), and, once the original was truncated before its
+ * tail saw it, a copy shorter than the checkpoint by its head alone. A file that holds less than
+ * the fingerprinted head (a header line) is no copy, nor one that differs after it. */
+static void test_copy_of(void **state)
+{
+	struct tail_fixture *fx = *state;
+	char copy[200], line[64];
+	struct tail *t;
+
+	build_rules(fx);
+	snprintf(copy, sizeof(copy), "%s/app.log-1", fx->dir);
+	for (int i = 0; i < 200; i++) {
+		snprintf(line, sizeof(line), "cus_%03d %d\n", i, i); /* 12 to 14 bytes */
+		write_str(fx->log, line, 1);
+	}
+	t = open_tail(fx, fx->log);
+	assert_true(read_tail(t) > 2000);
+	assert_int_equal(tail_file(t)->fp_len, SPOOL_FP_MAX);
+
+	copy_head(fx->log, copy, (size_t)tail_file(t)->offset); /* whole */
+	assert_int_equal(copy_of(t, copy), 1);
+	copy_head(fx->log, copy, 1500); /* being written */
+	assert_int_equal(copy_of(t, copy), 1);
+	copy_head(fx->log, copy, 12); /* its first line only */
+	assert_int_equal(copy_of(t, copy), 0);
+	copy_head(fx->log, copy, 1500);
+	write_str(copy, "other\n", 1); /* differs after the head */
+	assert_int_equal(copy_of(t, copy), 0);
+
+	/* The original truncated: the head is all there is to tell. */
+	copy_head(fx->log, copy, 1500);
+	assert_int_equal(truncate(fx->log, 0), 0);
+	assert_int_equal(copy_of(t, copy), 1);
+	tail_free(t);
+}
+
+/* A copy opened while still empty (cp creates it first), whose original read its rest from it
+ * before the copy's tail read its first bytes: the copy is the original's record by then, and
+ * its tail takes that record instead of making a new one that would bill the copy again. */
+static void test_copy_opened_empty(void **state)
+{
+	struct tail_fixture *fx = *state;
+	const char *body = "cus_a 1\ncus_b 2\ncus_c 3\n";
+	struct tail *orig, *copy;
+	int64_t rec;
+	struct evlist l;
+	char cpath[200];
+
+	build_rules(fx);
+	snprintf(cpath, sizeof(cpath), "%s/app.log-1", fx->dir);
+	write_str(fx->log, body, 0);
+	orig = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(orig), 24);
+	rec = tail_file(orig)->id;
+
+	write_str(cpath, "", 0);
+	copy = open_tail(fx, cpath);
+	assert_int_equal(tail_file(copy)->id, 0); /* empty: no record yet */
+	write_str(cpath, body, 1);
+	assert_int_equal(truncate(fx->log, 0), 0);
+	assert_int_equal(read_tail(orig), 0); /* the rest (none) from the copy, then anew */
+	assert_true(tail_file(orig)->id != rec);
+
+	assert_int_equal(read_tail(copy), 0);
+	assert_int_equal(tail_file(copy)->id, rec);
+	assert_int_equal(tail_file(copy)->offset, 24);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 3);
+	tail_free(copy);
+	tail_free(orig);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -818,7 +976,8 @@ static void test_watch(void **state)
 
 	snprintf(pat, sizeof(pat), "%s/*.log*", fx->dir);
 	snprintf(fx->pattern, sizeof(fx->pattern), "%s", pat);
-	build_rules(fx);
+	/* link.log below: a symlink the source follows. */
+	build_rules_with(fx, "rescan_interval = 1m\n", "follow_symlinks = yes\n", "");
 	snprintf(a, sizeof(a), "%s/a.log", fx->dir);
 	snprintf(b, sizeof(b), "%s/b.log", fx->dir);
 	snprintf(gz, sizeof(gz), "%s/old.log.gz", fx->dir);
@@ -1167,6 +1326,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_nul_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_copy_of, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_copy_opened_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),

@@ -109,6 +109,8 @@ static void add_rule(struct conf *c, const char *name, const char *source)
 	r->timestamp_format = "%d/%b/%Y:%H:%M:%S %z";
 	r->payload_customer_key = "stripe_customer_id";
 	r->payload_value_key = "value";
+	r->match_limit = r->depth_limit = 1000000; /* as config_load's defaults would be */
+	r->heap_limit = 64 << 20;
 	r->loc = r->pattern_loc = r->customer_loc = r->value_loc =
 	    (struct config_loc){"test.conf", 5};
 	c->cfg.n_rules++;
@@ -597,6 +599,8 @@ static void test_symlinks(void **state)
 	mkdir_rel(fx, "targets");
 	add_source(fx, &fx->a, "all", "links/*.log");
 	add_source(fx, &fx->a, "x", "links/x*.log");
+	fx->a.src[0].follow_symlinks = 1;
+	fx->a.src[1].follow_symlinks = 1;
 	add_rule(&fx->a, "r_all", "all");
 	add_rule(&fx->a, "r_x", "x");
 	build_rules(&fx->a);
@@ -714,7 +718,7 @@ static void test_reconfigure(void **state)
 	append(fx, "keep/k1.log", "cus_k 1\n");
 	append(fx, "keep/k2.log", "cus_k 1\n");
 	append(fx, "move/a1.log", "cus_m 1\n");
-	append(fx, "move/b1.log", "cus_m 1\n");
+	append(fx, "move/b1.log", "cus_m 2\n"); /* not a1's copy (tail_copy_of) */
 	append(fx, "gone/g1.log", "cus_g 1\n");
 	append(fx, "new/n1.log", "cus_n 1\ncus_n 2\n");
 	w = start(fx, &fx->a);

@@ -1,0 +1,574 @@
+/* guard: symlinks and logmeter's own files refused as logs, lines that hit a PCRE2 limit counted
+ * (guard.h, docs/security.md). */
+#include "ingest/guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/path.h"
+#include "util/statefile.h"
+
+/* systemd.exec(5): the directory of the service's credentials (the key, LoadCredential=). */
+#define GUARD_CREDENTIALS_ENV "CREDENTIALS_DIRECTORY"
+/* Paths refused so far, remembered so that a link seen at every rescan counts once. */
+#define GUARD_REMEMBER 4096
+#define GUARD_WARN_EVERY_MS (60 * 1000)
+/* Counts are written at most this often while lines keep hitting limits. */
+#define GUARD_WRITE_EVERY_MS 1000
+/* Rules counted by name; the names of rules past this many share one entry. */
+#define GUARD_RULES_MAX 1024
+#define GUARD_RULE_NAME_MAX 128
+
+enum refusal { REFUSED_LINK, REFUSED_PROTECTED };
+
+/* What the spool's directory holds besides the directory itself: refused even as a hard link. */
+static const char *const spool_names[] = {"spool.db", "spool.db-wal", "spool.db-shm",
+                                          STATEFILE_NAME, "agent.lock"};
+
+struct guard_file {
+	dev_t dev;
+	ino_t ino;
+	const char *what; /* static: "the API key file", ... */
+};
+
+struct guard_rule {
+	char name[GUARD_RULE_NAME_MAX];
+	int64_t hits[RULE_LIMITS];
+	int64_t warned_at; /* monotonic ms of the last warning; 0: never */
+};
+
+struct guard {
+	char *state_dir;
+	char **dirs; /* real paths of the protected directories */
+	size_t n_dirs;
+	struct guard_file *files;
+	size_t n_files;
+
+	uint64_t *refused; /* hashes of the paths refused, GUARD_REMEMBER at most */
+	size_t n_refused;
+	struct guard_counts counts;
+	struct guard_rule *rules;
+	size_t n_rules, cap_rules;
+
+	struct statefile *sf; /* NULL until published */
+	int dirty, write_warned;
+	int64_t written_at; /* monotonic ms */
+};
+
+/* ---- what is protected ------------------------------------------------------------------- */
+
+static void protect_free(char **dirs, size_t n_dirs, struct guard_file *files)
+{
+	for (size_t i = 0; i < n_dirs; i++)
+		free(dirs[i]);
+	free(dirs);
+	free(files);
+}
+
+/* Adds directory `dir` by its real path (as written if it does not exist yet: the state
+ * directory is made by `run`). */
+static int protect_dir(char ***dirs, size_t *n, const char *dir)
+{
+	char real[PATH_MAX], **grown;
+	char *copy;
+
+	if (dir == NULL || dir[0] == '\0')
+		return 0;
+	if (realpath(dir, real) == NULL &&
+	    (dir[0] != '/' || path_normalize(dir, real, sizeof(real))))
+		return 0;
+	copy = strdup(real);
+	grown = copy != NULL ? realloc(*dirs, (*n + 1) * sizeof(**dirs)) : NULL;
+	if (grown == NULL) {
+		free(copy);
+		return -1;
+	}
+	grown[(*n)++] = copy;
+	*dirs = grown;
+	return 0;
+}
+
+/* Adds file `path` by its device and inode, if it exists. */
+static int protect_file(struct guard_file **files, size_t *n, const char *path, const char *what)
+{
+	struct guard_file *grown;
+	struct stat st;
+
+	if (path == NULL || stat(path, &st) != 0)
+		return 0;
+	grown = realloc(*files, (*n + 1) * sizeof(**files));
+	if (grown == NULL)
+		return -1;
+	grown[*n] = (struct guard_file){st.st_dev, st.st_ino, what};
+	(*n)++;
+	*files = grown;
+	return 0;
+}
+
+/* The protected directories and files of `cfg` into `g` (replacing what it had). */
+static int protect_set(struct guard *g, const struct config *cfg, char *err, size_t errlen)
+{
+	const char *creds = getenv(GUARD_CREDENTIALS_ENV);
+	char **dirs = NULL, *main_dir = path_dir(cfg->main_file), *state_dir, cred[PATH_MAX];
+	struct guard_file *files = NULL;
+	size_t nd = 0, nf = 0;
+	int rc = 0;
+
+	state_dir = strdup(cfg->agent.state_dir);
+	if (main_dir == NULL || state_dir == NULL)
+		goto oom;
+	rc |= protect_dir(&dirs, &nd, cfg->agent.state_dir);
+	rc |= protect_dir(&dirs, &nd, main_dir[0] != '\0' ? main_dir : "."); /* -c NAME: the cwd */
+	rc |= protect_dir(&dirs, &nd, cfg->agent.include_dir);
+	rc |= protect_dir(&dirs, &nd, creds);
+	rc |= protect_file(&files, &nf, cfg->stripe.api_key_file, "the API key file");
+	if (creds != NULL &&
+	    (size_t)snprintf(cred, sizeof(cred), "%s/stripe.key", creds) < sizeof(cred))
+		rc |= protect_file(&files, &nf, cred, "the API key credential");
+	for (size_t i = 0; i < cfg->n_files; i++)
+		rc |= protect_file(&files, &nf, cfg->files[i], "a configuration file");
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		rc |= protect_file(&files, &nf, cfg->rules[i].customer_map, "a customer map");
+		rc |= protect_file(&files, &nf, cfg->rules[i].pattern_file, "a pattern file");
+	}
+	if (rc != 0)
+		goto oom;
+	protect_free(g->dirs, g->n_dirs, g->files);
+	free(g->state_dir);
+	g->dirs = dirs;
+	g->n_dirs = nd;
+	g->files = files;
+	g->n_files = nf;
+	g->state_dir = state_dir;
+	free(main_dir);
+	return 0;
+oom:
+	err_set(err, errlen, "guard: out of memory");
+	protect_free(dirs, nd, files);
+	free(main_dir);
+	free(state_dir);
+	return -1;
+}
+
+struct guard *guard_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct guard *g = calloc(1, sizeof(*g));
+
+	if (g == NULL) {
+		err_set(err, errlen, "guard: out of memory");
+		return NULL;
+	}
+	if (protect_set(g, cfg, err, errlen) != 0) {
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+int guard_reconfigure(struct guard *g, const struct config *cfg, char *err, size_t errlen)
+{
+	return protect_set(g, cfg, err, errlen);
+}
+
+/* ---- the state file ------------------------------------------------------------------------ */
+
+static void guard_write(struct guard *g)
+{
+	char buf[STATEFILE_REGION_BYTES];
+	size_t n;
+
+	g->written_at = clock_mono_ms();
+	g->dirty = 0;
+	if (g->sf == NULL)
+		return;
+	n = (size_t)snprintf(buf, sizeof(buf),
+	                     "# logmeter guard counts: written in place by the agent, read by "
+	                     "`logmeter status`\nrefused_links %" PRId64
+	                     "\nrefused_protected %" PRId64 "\nlimit_lines %" PRId64 "\n",
+	                     g->counts.refused_links, g->counts.refused_protected,
+	                     g->counts.limit_lines);
+	/* One line per rule, as many as the region holds: "rule NAME LIMIT N ...". */
+	for (size_t i = 0; i < g->n_rules && n < sizeof(buf); i++) {
+		const struct guard_rule *r = &g->rules[i];
+		char line[512];
+		size_t len = (size_t)snprintf(line, sizeof(line), "rule %s", r->name);
+
+		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+			if (r->hits[l] > 0 && len < sizeof(line))
+				len += (size_t)snprintf(
+				    line + len, sizeof(line) - len, " %s %" PRId64,
+				    rule_limit_name((enum rule_limit)l), r->hits[l]);
+		if (n + len + 2 >= sizeof(buf))
+			break;
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\n", line);
+	}
+	if (statefile_write(g->sf, buf) != 0 && !g->write_warned) {
+		log_warn("cannot write %s/%s: %s; `logmeter status` may show old refusal and limit "
+		         "counts",
+		         g->state_dir, STATEFILE_NAME, strerror(errno));
+		g->write_warned = 1;
+	}
+}
+
+void guard_publish(struct guard *g)
+{
+	char err[512] = "";
+
+	if (g == NULL || g->sf != NULL)
+		return;
+	g->sf = statefile_open(g->state_dir, STATEFILE_GUARD, err, sizeof(err));
+	if (g->sf == NULL)
+		log_warn("%s: `logmeter status` will not show refusal and limit counts", err);
+	guard_write(g);
+}
+
+void guard_flush(struct guard *g)
+{
+	if (g != NULL && g->dirty)
+		guard_write(g);
+}
+
+void guard_free(struct guard *g)
+{
+	if (g == NULL)
+		return;
+	guard_flush(g);
+	statefile_free(g->sf);
+	protect_free(g->dirs, g->n_dirs, g->files);
+	free(g->state_dir);
+	free(g->refused);
+	free(g->rules);
+	free(g);
+}
+
+struct guard_counts guard_counts(const struct guard *g)
+{
+	struct guard_counts none = {0, 0, 0};
+
+	return g != NULL ? g->counts : none;
+}
+
+/* ---- opening log files --------------------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* Counts a refusal of `path` once (while fewer than GUARD_REMEMBER paths were refused). */
+static void count_refusal(struct guard *g, enum refusal kind, const char *path)
+{
+	uint64_t h = fnv1a(fnv1a(14695981039346656037ULL, &kind, sizeof(kind)), path, strlen(path));
+
+	if (g == NULL)
+		return;
+	for (size_t i = 0; i < g->n_refused; i++)
+		if (g->refused[i] == h)
+			return;
+	if (g->refused == NULL)
+		g->refused = calloc(GUARD_REMEMBER, sizeof(*g->refused));
+	if (g->refused != NULL && g->n_refused < GUARD_REMEMBER)
+		g->refused[g->n_refused++] = h;
+	if (kind == REFUSED_LINK)
+		g->counts.refused_links++;
+	else
+		g->counts.refused_protected++;
+	guard_write(g);
+}
+
+static int refuse(struct guard *g, enum refusal kind, const char *path, int fd, int *refused,
+                  char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
+/* Closes `fd` (if open), counts, and fails with EPERM and the formatted reason. */
+static int refuse(struct guard *g, enum refusal kind, const char *path, int fd, int *refused,
+                  char *err, size_t errlen, const char *fmt, ...)
+{
+	char msg[PATH_MAX * 2 + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	err_set(err, errlen, "%s", msg);
+	if (fd >= 0)
+		close(fd);
+	count_refusal(g, kind, path);
+	if (refused != NULL)
+		*refused = 1;
+	errno = EPERM;
+	return -1;
+}
+
+/* The part of glob `pattern` that the configuration fixed: its directories up to the first one
+ * with a wildcard (never its last component, the file). "" if the first has one. */
+static size_t fixed_len(const char *pattern)
+{
+	size_t fixed = 0;
+
+	for (const char *p = pattern; *p != '\0';) {
+		const char *end = strchrnul(p + 1, '/');
+
+		if (*end == '\0')
+			break; /* the file name: matched, never fixed */
+		for (const char *c = p; c < end; c++)
+			if (strchr("*?[\\", *c) != NULL)
+				return fixed;
+		fixed = (size_t)(end - pattern);
+		p = end;
+	}
+	return fixed;
+}
+
+/* Whether open file `real` (its real path) is what `path` names without a symlink in the part
+ * of it that the source's glob matched: the fixed part resolved (the configuration's own links
+ * are followed), the rest as written. Returns 1 if so, 0 if a link was on the way, -1 if the
+ * fixed part cannot be resolved (errno). */
+static int reached_directly(const struct config_source *src, const char *path, const char *real)
+{
+	size_t fixed = fixed_len(src->path);
+	char dir[PATH_MAX], resolved[PATH_MAX], joined[PATH_MAX * 2], expect[PATH_MAX * 2];
+
+	if (fixed == 0 || fixed >= sizeof(dir) || strncmp(path, src->path, fixed) != 0 ||
+	    path[fixed] != '/') {
+		/* Not under the fixed part (a file found by inode elsewhere): every link counts. */
+		return path_normalize(path, expect, sizeof(expect)) == 0 &&
+		       strcmp(expect, real) == 0;
+	}
+	memcpy(dir, path, fixed);
+	dir[fixed] = '\0';
+	if (realpath(dir, resolved) == NULL)
+		return -1;
+	snprintf(joined, sizeof(joined), "%s%s", resolved, path + fixed);
+	return path_normalize(joined, expect, sizeof(expect)) == 0 && strcmp(expect, real) == 0;
+}
+
+/* The real path of open descriptor `fd` (readlink of /proc/self/fd/N; realpath of `path`
+ * without /proc). Returns 0, or -1 with errno. */
+static int fd_real_path(int fd, const char *path, char *out, size_t len)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, out, len - 1);
+	if (n > 0 && (size_t)n < len - 1 && out[0] == '/') {
+		out[n] = '\0';
+		return 0;
+	}
+	return len >= PATH_MAX && realpath(path, out) != NULL ? 0 : -1;
+}
+
+/* What protected file `st` is, or NULL: the configuration's files, the key, the spool's. */
+static const char *protected_file(const struct guard *g, const struct stat *st)
+{
+	char p[PATH_MAX + 32];
+	struct stat sp;
+
+	for (size_t i = 0; i < g->n_files; i++)
+		if (g->files[i].dev == st->st_dev && g->files[i].ino == st->st_ino)
+			return g->files[i].what;
+	for (size_t i = 0; i < sizeof(spool_names) / sizeof(spool_names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", g->state_dir, spool_names[i]);
+		if (stat(p, &sp) == 0 && sp.st_dev == st->st_dev && sp.st_ino == st->st_ino)
+			return "a file of the spool";
+	}
+	return NULL;
+}
+
+/* The protected directory `real` is in, or NULL. */
+static const char *protected_dir(const struct guard *g, const char *real)
+{
+	for (size_t i = 0; i < g->n_dirs; i++) {
+		size_t n = strlen(g->dirs[i]);
+
+		if (strncmp(real, g->dirs[i], n) == 0 &&
+		    (real[n] == '/' || real[n] == '\0' || (n == 1 && g->dirs[i][0] == '/')))
+			return g->dirs[i];
+	}
+	return NULL;
+}
+
+int guard_open(struct guard *g, const struct config_source *src, const char *path, int *refused,
+               char *err, size_t errlen)
+{
+	int follow = src->follow_symlinks, fd, direct, e;
+	char real[PATH_MAX];
+	const char *what;
+	struct stat st;
+
+	if (refused != NULL)
+		*refused = 0;
+	/* Links and what is not a regular file are not even opened (opening a device can do
+	 * something). The checks on the descriptor below are what counts: these only keep such
+	 * names unopened while nobody swaps them. */
+	if (!follow && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+		return refuse(
+		    g, REFUSED_LINK, path, -1, refused, err, errlen,
+		    "%s: a symbolic link, not followed ([source %s] follow_symlinks = no): "
+		    "refused",
+		    path, src->name);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		err_set(err, errlen, "%s: not a regular file", path);
+		errno = EINVAL;
+		return -1;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
+	if (fd < 0) {
+		e = errno;
+		if (e == ELOOP && !follow)
+			return refuse(g, REFUSED_LINK, path, -1, refused, err, errlen,
+			              "%s: a symbolic link, not followed ([source %s] "
+			              "follow_symlinks = no): refused",
+			              path, src->name);
+		err_set(err, errlen, "%s: cannot open: %s", path, strerror(e));
+		errno = e;
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || fd_real_path(fd, path, real, sizeof(real)) != 0 ||
+	    (direct = reached_directly(src, path, real)) < 0) {
+		e = errno;
+		err_set(err, errlen, "%s: %s", path, strerror(e));
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (!direct && !follow)
+		return refuse(
+		    g, REFUSED_LINK, path, fd, refused, err, errlen,
+		    "%s: reached through a symbolic link (it is %s), not followed ([source "
+		    "%s] follow_symlinks = no): refused",
+		    path, real, src->name);
+	if (g == NULL)
+		return fd;
+	what = protected_file(g, &st);
+	if (what != NULL)
+		return refuse(g, REFUSED_PROTECTED, path, fd, refused, err, errlen,
+		              "%s: it is %s (%s), which logmeter never reads as a log: refused",
+		              path, what, real);
+	if (!direct && (what = protected_dir(g, real)) != NULL)
+		return refuse(g, REFUSED_PROTECTED, path, fd, refused, err, errlen,
+		              "%s: a symbolic link into %s (to %s), a directory of logmeter's own: "
+		              "refused",
+		              path, what, real);
+	return fd;
+}
+
+/* ---- PCRE2 limits -------------------------------------------------------------------------- */
+
+static struct guard_rule *rule_entry(struct guard *g, const char *name)
+{
+	struct guard_rule *r;
+
+	for (size_t i = 0; i < g->n_rules; i++)
+		if (strcmp(g->rules[i].name, name) == 0)
+			return &g->rules[i];
+	if (g->n_rules == GUARD_RULES_MAX)
+		return &g->rules[g->n_rules - 1]; /* shared by the rules past the limit */
+	if (g->n_rules == g->cap_rules) {
+		size_t cap = g->cap_rules ? g->cap_rules * 2 : 8;
+
+		r = realloc(g->rules, cap * sizeof(*r));
+		if (r == NULL)
+			return NULL;
+		g->rules = r;
+		g->cap_rules = cap;
+	}
+	r = &g->rules[g->n_rules++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	return r;
+}
+
+void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_limit limit,
+                     const char *path, int64_t offset)
+{
+	struct guard_rule *r;
+	char value[32] = "";
+	int64_t now;
+
+	if (g == NULL || rule == NULL || limit <= RULE_LIMIT_NONE || limit >= RULE_LIMITS)
+		return;
+	g->counts.limit_lines++;
+	g->dirty = 1;
+	r = rule_entry(g, rule->name);
+	if (r == NULL)
+		return;
+	r->hits[limit]++;
+	now = clock_mono_ms();
+	if (r->warned_at == 0 || now - r->warned_at >= GUARD_WARN_EVERY_MS) {
+		r->warned_at = now > 0 ? now : 1;
+		if (limit == RULE_LIMIT_MATCH)
+			snprintf(value, sizeof(value), " %" PRId64, rule->match_limit);
+		else if (limit == RULE_LIMIT_DEPTH)
+			snprintf(value, sizeof(value), " %" PRId64, rule->depth_limit);
+		else if (limit == RULE_LIMIT_HEAP)
+			snprintf(value, sizeof(value), " %" PRId64, rule->heap_limit);
+		log_warn("%s: line at offset %" PRId64 ": rule '%s' gave up on it: it hit PCRE2's "
+		         "%s%s (a pattern that backtracks without bound, or a line made to make it "
+		         "do so): no event; counted in `logmeter status` (limits) and as invalid; "
+		         "logged at most once a minute per rule",
+		         path, offset, rule->name, rule_limit_name(limit), value);
+	}
+	if (now - g->written_at >= GUARD_WRITE_EVERY_MS)
+		guard_write(g);
+}
+
+/* ---- status ---------------------------------------------------------------------------------- */
+
+static void status_line(const char *key, const char *v, void *ud)
+{
+	struct guard_status *s = ud;
+	struct guard_rule_hits *r;
+	char name[128], limit[32];
+	long long n;
+	int used = 0;
+
+	if (strcmp(key, "refused_links") == 0) {
+		s->counts.refused_links = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "refused_protected") == 0) {
+		s->counts.refused_protected = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "limit_lines") == 0) {
+		s->counts.limit_lines = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&
+	           sscanf(v, "%127s%n", name, &used) == 1) {
+		/* "NAME LIMIT N LIMIT N ..." */
+		r = &s->rules[s->n_rules++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->rule, sizeof(r->rule), "%s", name);
+		for (v += used; sscanf(v, " %31s %lld%n", limit, &n, &used) == 2; v += used)
+			for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
+				if (strcmp(limit, rule_limit_name((enum rule_limit)l)) == 0)
+					r->hits[l] = n;
+	}
+}
+
+int guard_status_read(const char *state_dir, struct guard_status *out, char *err, size_t errlen)
+{
+	char buf[STATEFILE_REGION_BYTES + 1];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = statefile_read(state_dir, STATEFILE_GUARD, buf, sizeof(buf), err, errlen);
+	if (rc <= 0)
+		return rc;
+	statefile_parse(buf, status_line, out);
+	out->found = 1;
+	return 0;
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# What `run` refuses to start with besides a bad configuration, and that `check` refuses alike,
+# with the same words and exit status 2 (docs/security.md): a systemd unit with
+# RestartPreventExitStatus=2 does not restart into the same refusal every few seconds.
+#   - a state directory that others or its group may write, that another user owns, or that is
+#     reached through a symbolic link; a spool.db or spool.db-wal that is a symbolic link (its
+#     target is never created, even by root);
+#   - an API key file that others may read, or no key at all.
+# Admin commands that open the spool without those checks (status) refuse a spool.db symlink
+# too (SQLITE_OPEN_NOFOLLOW). Nothing is written into a refused state directory.
+. "$(dirname "$0")/lib.sh"
+lm_init state_dir
+double_start
+
+CONF=$T/logmeter.conf
+mkdir -p "$T/logs"
+write_config "$CONF"
+config_apache_bytes "$CONF" "$T/logs/*.log"
+sed -n 1,100p "$LOGS/elastic_apache_logs.log" >"$T/logs/access.log"
+S=$T/state
+
+# refused WORDS: check and run --once both exit 2 saying WORDS (a fixed string), in the same
+# message, and leave no spool behind.
+refused() {
+	local words=$1 rc=0 crc=0 cmsg rmsg
+	"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" || crc=$?
+	assert_eq 2 "$crc" "check's exit status for '$words': $(cat "$T/check.err")"
+	cmsg=$(sed -n 's/^error: //p' "$T/check.err")
+	grep -qF -- "$words" <<<"$cmsg" || fail "check says '$cmsg', not '$words'"
+	: >"$T/agent.log"
+	agent_once "$CONF" || rc=$?
+	assert_eq 2 "$rc" "run's exit status for '$words': $(cat "$T/agent.log")"
+	rmsg=$(sed -n 's/^logmeter: error: //p' "$T/agent.log")
+	assert_eq "$cmsg" "$rmsg" "run's words against check's"
+	assert_eq 0 "$(accepted_count)" "events delivered despite the refusal"
+}
+no_spool() {
+	[ ! -e "$S/spool.db" ] || fail "a spool was created in a refused state directory: $(ls -la "$S")"
+}
+
+note "a state directory others may write"
+chmod 0777 "$S"
+refused "state_dir $S is writable by others (mode 0777)"
+no_spool
+chmod 0775 "$S"
+refused "state_dir $S is writable by its group (mode 0775)"
+no_spool
+
+if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
+	note "a state directory of another user"
+	chmod 0700 "$S"
+	chown nobody "$S"
+	refused "state_dir $S belongs to uid $(id -u nobody) (nobody), not to the user running logmeter (uid 0, root)"
+	no_spool
+	chown root "$S"
+else
+	note "not root: a state directory of another user is not tried"
+fi
+chmod 0700 "$S"
+
+note "a state directory through a symlink"
+mv "$S" "$T/real-state"
+ln -s "$T/real-state" "$S"
+refused "state_dir $S is reached through a symbolic link (its real path is $T/real-state)"
+rm "$S"
+mv "$T/real-state" "$S"
+
+note "spool.db and spool.db-wal as symlinks"
+mkdir -p "$T/victim"
+ln -s "$T/victim/planted.db" "$S/spool.db"
+refused "$S/spool.db is a symbolic link, not a regular file"
+[ ! -e "$T/victim/planted.db" ] || fail "the link's target was created"
+# A link to an existing database: status, which reads the spool without the checks of run,
+# does not open it either.
+sqlite3 "$T/victim/other.db" 'CREATE TABLE t(x)'
+ln -sfn "$T/victim/other.db" "$S/spool.db"
+rc=0
+"$LOGMETER" status -c "$CONF" >"$T/status.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -qF "spool $S/spool.db is a symbolic link or is reached through one: refused" "$T/status.out" ||
+	fail "status through a spool.db symlink: exit $rc: $(cat "$T/status.out")"
+rm "$S/spool.db"
+ln -s "$T/victim/planted.db-wal" "$S/spool.db-wal"
+refused "$S/spool.db-wal is a symbolic link, not a regular file"
+[ ! -e "$T/victim/planted.db-wal" ] || fail "the WAL link's target was created"
+rm "$S/spool.db-wal"
+
+note "the API key file"
+chmod 0644 "$T/stripe.key"
+refused "the Stripe API key file $T/stripe.key is readable or writable by others (mode 0644)"
+chmod 0600 "$T/stripe.key"
+sed -i "s#^api_key_file = .*#api_key_file = $T/nokey#" "$CONF"
+refused "cannot read the Stripe API key file $T/nokey"
+sed -i "s#^api_key_file = .*#api_key_file = $T/stripe.key#" "$CONF"
+no_spool
+
+note "all fixed: check and run agree again"
+"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" || fail "check: $(cat "$T/check.err")"
+[ ! -s "$T/check.err" ] || fail "check warned: $(cat "$T/check.err")"
+agent_once "$CONF" || fail "run --once exited $?"
+assert_eq "$(apache_bytes_count "$T/logs/access.log")" "$(accepted_count)" "events delivered"
+grep -qx "RestartPreventExitStatus=2" "$top_srcdir/debian/logmeter.service" ||
+	fail "the systemd unit restarts on exit status 2"
+echo "t_state_dir: refusals of the state directory and the key, alike in check and run (exit 2)"
