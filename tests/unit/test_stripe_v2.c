@@ -110,8 +110,9 @@ static char *jansson_body(const struct event *const *evs, size_t n)
 		          0 ||
 		      json_object_set_new(e, "event_name", json_string(ev->event_name)) != 0 ||
 		      json_object_set_new(e, "identifier", json_string(ev->identifier)) != 0 ||
-		      json_object_set_new(e, "payload", payload) != 0 ||
+		      json_object_set(e, "payload", payload) != 0 ||
 		      json_object_set_new(e, "timestamp", json_string(ts)) != 0;
+		json_decref(payload); /* e holds it, unless a set above failed first */
 	}
 	if (!bad)
 		body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
