@@ -327,8 +327,13 @@ static int setup_read_write(struct spool *sp, char *err, size_t errlen)
 	/* A statement left running would keep the schema transaction below from committing. */
 	sqlite3_finalize(st);
 	st = NULL;
+	/* cache_size: 256 KiB of pages instead of SQLite's 2 MiB. Every write appends at the end
+	 * of a b-tree and every read walks the batches in order, so few pages are used twice;
+	 * the default cache only held the pages of blobs already written, and was an eighth of
+	 * the agent's peak memory (bench/ingest.sh: 2.2 MB less, the same CPU per line). */
 	if (spool_exec(sp, "PRAGMA synchronous=FULL", "PRAGMA synchronous=FULL", err, errlen) < 0 ||
-	    spool_exec(sp, "PRAGMA foreign_keys=ON", "PRAGMA foreign_keys=ON", err, errlen) < 0)
+	    spool_exec(sp, "PRAGMA foreign_keys=ON", "PRAGMA foreign_keys=ON", err, errlen) < 0 ||
+	    spool_exec(sp, "PRAGMA cache_size=-256", "PRAGMA cache_size", err, errlen) < 0)
 		goto out;
 	if (version == SPOOL_SCHEMA_VERSION) {
 		ret = spool_exec(sp, spool_extra_schema, "creating file_extra", err, errlen);
