@@ -22,18 +22,11 @@
 # PYTHON3, TMPDIR, KEEP (1: keep the directory).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/.." && pwd)
-if [ -z "${LOGMETER:-}" ]; then
-	if [ -x "$PWD/src/logmeter" ]; then LOGMETER=$PWD/src/logmeter; else LOGMETER=$top/src/logmeter; fi
-fi
-PYTHON3=${PYTHON3:-python3}
+. "$here/lib.sh"
 LINES=${LINES:-24000}
 RUNS=${RUNS:-5}
 CONCURRENCY=${CONCURRENCY:-8}
 DOUBLE=$top/tests/stripe_double.py
-PATTERN='[?&]api_key=(?<cust>[A-Za-z0-9_]+)[^"]*" \d{3} (?<bytes>\d+)'
-[ -x "$LOGMETER" ] || { echo "no binary at $LOGMETER (build first, or set LOGMETER)" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "GNU time is needed (apt-get install time)" >&2; exit 2; }
 [ -f "$DOUBLE" ] || { echo "no Stripe double at $DOUBLE" >&2; exit 2; }
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY LOGMETER_STRIPE_API_KEY
 export no_proxy='127.0.0.1,localhost' NO_PROXY='127.0.0.1,localhost'
@@ -45,18 +38,6 @@ cleanup() {
 	if [ "${KEEP:-0}" = 1 ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
-
-# measure REPORT COMMAND...: runs COMMAND; REPORT gets "wall_s user_s sys_s maxrss_kb
-# out_blocks" (the wall clock from date(1), in nanoseconds). Returns its status.
-measure() {
-	local report=$1 t0 t1 rc=0
-	shift
-	t0=$(date +%s%N)
-	/usr/bin/time -o "$report.t" -f '%U %S %M %O' "$@" || rc=$?
-	t1=$(date +%s%N)
-	echo "$(((t1 - t0) / 1000))e-6 $(cat "$report.t")" >"$report"
-	return $rc
-}
 
 log=$tmp/access.log
 "$PYTHON3" "$here/gen_access_log.py" "$log" "$LINES" >"$tmp/summary.json"
