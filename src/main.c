@@ -28,6 +28,7 @@ enum {
 	O_SOURCE = 1u << 13,
 	O_WINDOWS = 1u << 14,
 	O_NO_SEND = 1u << 15,
+	O_STAMP_NOW = 1u << 16,
 };
 
 /* struct command.takes_input: the words after the command. */
@@ -89,11 +90,13 @@ static const struct command {
      "logmeter spool start-over -c FILE\n"
      "                       forget a spool that was lost (emptied, missing) or\n"
      "                       adopt another in its place"},
-    {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN,
-     "backfill -c FILE [--source NAME] [--dry-run] PATH...\n"
+    {"backfill", cli_backfill, 1, INPUT_MANY, O_SOURCE | O_DRY_RUN | O_STAMP_NOW,
+     "backfill -c FILE [--source NAME] [--dry-run] [--stamp-now] PATH...\n"
      "                       bill archived logs (plain or .gz), each line once"},
     {"options", cmd_options, 0, 0, O_MARKDOWN, "options [--markdown]   every configuration option"},
     {"crash-points", cmd_crash_points, 0, 0, 0, NULL},
+    /* Not in the usage: the metrics endpoint's server process, started by `run`. */
+    {"metrics-serve", cli_metrics_serve, 1, INPUT_ONE, 0, NULL},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -135,30 +138,41 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
-	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
-	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
-	    {"state", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'J'},
-	    {"source", required_argument, NULL, 'O'}, {"windows", no_argument, NULL, 'W'},
-	    {"no-send", no_argument, NULL, 'N'},      {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"stripe", no_argument, NULL, 'K'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {"json", no_argument, NULL, 'J'},
+	                                         {"source", required_argument, NULL, 'O'},
+	                                         {"windows", no_argument, NULL, 'W'},
+	                                         {"no-send", no_argument, NULL, 'X'},
+	                                         {"stamp-now", no_argument, NULL, 'N'},
+	                                         {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
 		unsigned bit;
 		const char *name;
-	} bits[] = {{'o', O_ONCE, "--once"},         {'r', O_RULE, "--rule"},
-	            {'m', O_MARKDOWN, "--markdown"}, {'K', O_STRIPE, "--stripe"},
-	            {'D', O_DEAD, "--dead"},         {'E', O_DELIVERED, "--delivered"},
-	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
-	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
-	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
-	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"},
-	            {'W', O_WINDOWS, "--windows"},   {'N', O_NO_SEND, "--no-send"}};
+	} bits[] = {{'o', O_ONCE, "--once"},          {'r', O_RULE, "--rule"},
+	            {'m', O_MARKDOWN, "--markdown"},  {'K', O_STRIPE, "--stripe"},
+	            {'D', O_DEAD, "--dead"},          {'E', O_DELIVERED, "--delivered"},
+	            {'U', O_UNSURE, "--unsure"},      {'R', O_REASON, "--reason"},
+	            {'S', O_SINCE, "--since"},        {'F', O_FORCE, "--force"},
+	            {'Y', O_DRY_RUN, "--dry-run"},    {'T', O_STATE, "--state"},
+	            {'J', O_JSON, "--json"},          {'O', O_SOURCE, "--source"},
+	            {'W', O_WINDOWS, "--windows"},    {'X', O_NO_SEND, "--no-send"},
+	            {'N', O_STAMP_NOW, "--stamp-now"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -186,7 +200,7 @@ int main(int argc, char **argv)
 		case 'o':
 			a.once = 1;
 			break;
-		case 'N':
+		case 'X':
 			a.no_send = 1;
 			break;
 		case 'r':
@@ -230,6 +244,9 @@ int main(int argc, char **argv)
 			break;
 		case 'W':
 			a.windows = 1;
+			break;
+		case 'N':
+			a.stamp_now = 1;
 			break;
 		case 'V':
 			printf("logmeter %s\n", PACKAGE_VERSION);

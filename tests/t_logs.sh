@@ -4,7 +4,8 @@
 # sd-daemon(3) priority prefix, <3> error, <4> warning, <6> info, <7> debug, which journald takes
 # as the entry's priority: `journalctl -p warning` keeps exactly the <3> and <4> lines. A
 # JOURNAL_STREAM that names another file (inherited, not ours) adds no prefix. log_format = json
-# writes one JSON object a line, prefixed the same way under the journal.
+# writes one JSON object a line, prefixed the same way under the journal. A path with a newline,
+# a carriage return and an escape sequence in its name stays on its line, escaped.
 . "$(dirname "$0")/lib.sh"
 lm_init logs
 # Only the requests meter: the bytes rule's events are refused by Stripe (warnings: dead letters).
@@ -75,6 +76,21 @@ grep -q '^<4>logmeter: warning: Stripe rejected event' "$T/warnings" ||
 grep -E '^<[5-7]>' "$T/journal.log" | grep -qE 'logmeter: (error|warning):' &&
 	fail "a warning or error below priority 4"
 note "journal: $(tr '\n' ' ' <"$T/prefixes")"
+
+# --- a hostile file name, under the journal: one line, its control characters escaped -----------
+mkdir -p "$T/hostile"
+bad=$'evil\nlogmeter: error: fake\r\x1b[2J.log'
+printf '\037\213\010\000' >"$T/hostile/$bad" # gzip's magic: refused, with its path logged
+cp "$T/base.conf" "$T/hostile.conf"
+cat >>"$T/hostile.conf" <<CONF
+[source odd]
+path = $T/hostile/*.log
+CONF
+run_logged hostile "$T/hostile.conf" self || true
+check_prefixes "$T/hostile.log" >"$T/prefixes" || fail "prefixes: $(cat "$T/prefixes")"
+grep -qF "$T/hostile/evil\nlogmeter: error: fake\r\x1b[2J.log: gzip-compressed data" "$T/hostile.log" ||
+	fail "the hostile name is not escaped on one line: $(cat -A "$T/hostile.log")"
+note "a hostile file name: one line, escaped"
 
 # --- a bad configuration, under the journal: its errors at priority 3, file and line ------------
 cp "$T/base.conf" "$T/bad.conf"

@@ -111,7 +111,7 @@ assert_eq "$want" "$(accepted_count)" "events accepted"
 # backfill opens archives as the agent opens logs: the links among them refused alike.
 for f in key.log hard.log; do
 	rc=0
-	"$LOGMETER" backfill -c "$CONF" --source app "$L/$f" >>"$T/agent.out" 2>"$T/backfill.err" || rc=$?
+	"$LOGMETER" backfill -c "$CONF" --stamp-now --source app "$L/$f" >>"$T/agent.out" 2>"$T/backfill.err" || rc=$?
 	[ "$rc" = 1 ] && grep -qF "$(grep -F "$L/$f: " "$T/check.refused")" "$T/backfill.err" ||
 		fail "backfill of $f: exit $rc: $(cat "$T/backfill.err")"
 	cat "$T/backfill.err" >>"$T/backfill.log"

@@ -1,14 +1,21 @@
 /* backfill: bills archived logs (plain or gzip) through the agent's rules, tails and spool
  * (ingest/backfill.h), whether the agent runs or not. The spool is SQLite in WAL mode and takes
- * writers from several processes one transaction at a time, as `replay` does; the state
- * directory's lock says who sends: without an agent, backfill takes the lock (an agent started
- * meanwhile is refused) and delivers what it committed as `run --once` does; with one, it only
- * commits, and the agent's sender, which looks at the spool every second when idle, sends it.
- * docs/backfill.md. */
+ * writers from several processes one transaction at a time, as `replay` does. Backfills take the
+ * state directory's backfill lock for their lifetime, one at a time, so that the same content is
+ * never identified by two of them at once and billed under two identities; the one that holds it
+ * then knows that whoever holds the agent's lock is an agent. Without an agent, backfill takes
+ * the agent's lock too (an agent started meanwhile is refused) and delivers what it committed as
+ * `run --once` does; with one, it only commits, and the agent's sender, which looks at the spool
+ * every second when idle, sends it. The work runs in a thread while the main thread waits for
+ * SIGINT and SIGTERM, which stop it at a commit, as they stop `run --once`. docs/backfill.md. */
+#include <errno.h>
 #include <fnmatch.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +26,8 @@
 #include "send/sender.h"
 #include "store/spool.h"
 #include "util/log.h"
+
+#define BACKFILL_GRACE_MS 5000 /* for requests in flight when stopped, as the agent's */
 
 /* The source an archive is billed as: --source, else the only source, else the only source
  * whose glob's directory is the archive's (a rotated log stays beside the live one). Returns its
@@ -70,43 +79,144 @@ static long pick_source(const struct config *cfg, const char *name, const char *
 	return found;
 }
 
-static void print_result(const char *path, const struct backfill_result *r, int dry_run)
+/* The first rule of the source that has no `timestamp =`: its events would be stamped with the
+ * time they are read, so an archive's usage would land in the billing period of the backfill.
+ * NULL if every rule has one. */
+static const char *rule_without_timestamp(const struct config *cfg, size_t source_index)
 {
-	const char *what = r->compression[0] ? r->compression : "plain";
+	for (size_t i = 0; i < cfg->n_rules; i++)
+		if (strcmp(cfg->rules[i].source, cfg->sources[source_index].name) == 0 &&
+		    cfg->rules[i].timestamp == NULL)
+			return cfg->rules[i].name;
+	return NULL;
+}
 
+/* What became of one part of an archive (its line after the archive's name). */
+static void print_part(const struct backfill_part *p, int dry_run, int stamp_now)
+{
+	char rpath[4096 * 4 + 1];
+
+	log_escape(rpath, sizeof(rpath), p->record.path);
 	if (dry_run) {
-		printf("%s: %s, %lld bytes, %lld lines: %lld events", path, what,
-		       (long long)r->size, (long long)r->lines, (long long)r->events);
-		if (r->continued)
-			printf("; %lld from the lines before offset %lld, already read as %s "
-			       "(identity %s; %lld of its events are in the spool); %lld new",
-			       (long long)r->events_before, (long long)r->checkpoint,
-			       r->record_path, r->uid, (long long)r->in_spool,
-			       (long long)(r->events - r->events_before));
+		char seen[4096 * 4 + 128];
+
+		/* A record this dry run would have made from an earlier archive has no identity
+		 * and no events in the spool yet. */
+		if (p->record.id == 0)
+			snprintf(seen, sizeof(seen), "read by this backfill before, as %s", rpath);
+		else
+			snprintf(seen, sizeof(seen),
+			         "already read as %s (identity %s; %lld of its events are in the "
+			         "spool)",
+			         rpath, p->record.uid, (long long)p->in_spool);
+		printf("%lld lines: %lld events", (long long)p->lines, (long long)p->events);
+		if (p->match == TAIL_MATCH_WITHIN)
+			printf(", all from the lines before offset %lld, %s: 0 new",
+			       (long long)p->record.offset, seen);
+		else if (p->match == TAIL_MATCH_BEYOND)
+			printf("; %lld from the lines before offset %lld, %s; %lld new",
+			       (long long)p->events_before, (long long)p->checkpoint, seen,
+			       (long long)(p->events - p->events_before));
 		else
 			printf(", all new (a file never read)");
-		if (r->too_old > 0)
+		if (p->too_old > 0)
 			printf("; %lld of the new ones are stamped more than 35 days ago: Stripe "
 			       "refuses them, they would be dead letters",
-			       (long long)r->too_old);
-		printf("\n");
+			       (long long)p->too_old);
+		if (p->stamped_now > 0)
+			printf("; %lld of the new ones come from rules without `timestamp =` and "
+			       "would be stamped with the time of the backfill%s",
+			       (long long)p->stamped_now,
+			       stamp_now ? " (--stamp-now)" : ", which needs --stamp-now");
+	} else if (p->match == TAIL_MATCH_WITHIN) {
+		printf("0 events added: every line of it was read already, as %s (identity %s, up "
+		       "to offset %lld)",
+		       rpath, p->record.uid, (long long)p->record.offset);
+	} else {
+		printf("%lld events added from %lld lines", (long long)p->added,
+		       (long long)p->lines);
+		if (p->match == TAIL_MATCH_BEYOND)
+			printf(" after offset %lld, where the file read as %s stood (identity %s)",
+			       (long long)p->checkpoint, rpath, p->uid);
+		else
+			printf(" (a file never read: identity %s)",
+			       p->uid[0] ? p->uid : "none, empty");
+	}
+	if (p->unread > 0)
+		printf("; its last %lld bytes are a line without its newline, not read (a plain "
+		       "file may still be written)",
+		       (long long)p->unread);
+	printf("\n");
+}
+
+static void print_result(const char *path, const struct backfill_result *r, int dry_run,
+                         int stamp_now)
+{
+	char epath[4096 * 4 + 1];
+
+	log_escape(epath, sizeof(epath), path);
+	printf("%s: %s, %lld bytes", epath, r->compression[0] ? r->compression : "plain",
+	       (long long)r->size);
+	if (r->n_parts == 1) {
+		printf(dry_run ? ", " : ": ");
+		print_part(&r->parts[0], dry_run, stamp_now);
 		return;
 	}
-	printf("%s: %s, %lld bytes: %lld events added from %lld lines", path, what,
-	       (long long)r->size, (long long)r->added, (long long)r->lines);
-	if (r->continued)
-		printf(" after offset %lld, where the file read as %s stood (identity %s)\n",
-		       (long long)r->checkpoint, r->record_path, r->uid);
-	else
-		printf(" (a file never read: identity %s)\n", r->uid[0] ? r->uid : "none, empty");
+	printf(", %zu parts (gzip members of several files, each billed as the file it is):\n",
+	       r->n_parts);
+	for (size_t i = 0; i < r->n_parts; i++) {
+		printf("  bytes %lld to %lld: ", (long long)r->parts[i].start,
+		       (long long)r->parts[i].end);
+		print_part(&r->parts[i], dry_run, stamp_now);
+	}
+}
+
+/* One backfill command: the work thread's and the main thread's. */
+struct job {
+	const struct cli_args *a;
+	struct cli_setup s;
+	long *src;
+	volatile sig_atomic_t stop; /* set by the main thread at SIGINT or SIGTERM */
+	volatile sig_atomic_t done; /* the work thread ended */
+	pthread_mutex_t lock;       /* guards sender */
+	struct sender *sender;      /* while delivering */
+	int rc;
+};
+
+/* Takes the backfill lock, waiting for another backfill to end (or for a stop). Returns the
+ * descriptor, or -1 (logged; also when stopped). */
+static int lock_backfill(struct job *j)
+{
+	const char *dir = j->s.cfg->agent.state_dir;
+	char err[1024] = "";
+	int held = 0, fd, told = 0;
+
+	while ((fd = cli_lock_file(dir, CLI_BACKFILL_LOCK_NAME, &held, err, sizeof(err))) < 0) {
+		struct timespec ts = {0, 100 * 1000000L};
+
+		if (!held) {
+			log_err("%s", err);
+			return -1;
+		}
+		if (!told)
+			log_info(
+			    "another backfill runs on %s: waiting for it to end (backfills run "
+			    "one at a time)",
+			    dir);
+		told = 1;
+		if (j->stop)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	return fd;
 }
 
 /* Delivers what is pending, as `run --once` does (the caller holds the lock). Returns the exit
  * status. */
-static int deliver(const struct config *cfg)
+static int deliver(struct job *j, struct spool *sp)
 {
 	char err[1024] = "";
-	struct sender *s = sender_new(cfg, err, sizeof(err));
+	struct sender *s = sender_new(j->s.cfg, err, sizeof(err));
 	int rc;
 
 	if (s == NULL) {
@@ -114,64 +224,91 @@ static int deliver(const struct config *cfg)
 		return CLI_EXIT_RUNTIME;
 	}
 	sender_publish(s);
+	pthread_mutex_lock(&j->lock);
+	j->sender = s;
+	pthread_mutex_unlock(&j->lock);
+	/* A stop that came before the sender was there: stop it now. */
+	if (j->stop)
+		sender_stop(s, BACKFILL_GRACE_MS);
 	rc = sender_run(s, 1, err, sizeof(err));
+	pthread_mutex_lock(&j->lock);
+	j->sender = NULL;
+	pthread_mutex_unlock(&j->lock);
 	sender_free(s);
 	if (rc < 0 || rc == 2)
 		log_err("sender: %s", err);
+	if (j->stop)
+		return cli_pending_left(sp, "they are sent by the agent, or the next backfill") == 0
+		           ? CLI_EXIT_OK
+		           : CLI_EXIT_RUNTIME;
 	return rc == 0 ? CLI_EXIT_OK : rc == 1 ? CLI_EXIT_AUTH : CLI_EXIT_RUNTIME;
 }
 
-int cli_backfill(const struct cli_args *a)
+/* Whether an agent runs, as far as its published state says (a dry run takes no lock). */
+static int agent_seems_running(const char *state_dir)
 {
-	struct cli_setup s = {0};
+	struct space_status in;
+	struct sender_status out;
+	char err[256];
+
+	return (space_status_read(state_dir, &in, err, sizeof(err)) == 0 && in.running) ||
+	       (sender_status_read(state_dir, &out, err, sizeof(err)) > 0 && out.running);
+}
+
+static int work(struct job *j)
+{
+	const struct cli_args *a = j->a;
+	const struct config *cfg = j->s.cfg;
+	struct backfill_opts opts = {.dry_run = a->dry_run};
+	struct backfill *b = NULL;
 	struct spool *sp = NULL;
 	struct space *space = NULL;
 	struct guard *guard = NULL;
 	struct tail_ctx ctx;
-	char err[1024] = "", instance[128] = "";
-	int lock_fd = -1, held = 0, rc = CLI_EXIT_RUNTIME, failed = 0;
+	char err[2048] = "", instance[128] = "", path[4096];
+	int bf_fd = -1, lock_fd = -1, rc = CLI_EXIT_RUNTIME, failed = 0, stopped = 0;
 	int64_t added = 0;
-	long *src = NULL;
 
-	if (cli_setup_load(&s, a->config) != 0)
-		return CLI_EXIT_USAGE;
-	src = calloc((size_t)a->n_inputs, sizeof(*src));
-	if (src == NULL)
-		goto out;
-	for (int i = 0; i < a->n_inputs; i++) {
-		src[i] = pick_source(s.cfg, a->source, a->inputs[i], err, sizeof(err));
-		if (src[i] < 0) {
-			fprintf(stderr, "logmeter backfill: %s\n", err);
-			rc = CLI_EXIT_USAGE;
-			goto out;
-		}
-	}
 	if (!a->dry_run) {
-		lock_fd = cli_lock_state_dir(s.cfg->agent.state_dir, &held, err, sizeof(err));
-		if (lock_fd < 0 && !held) {
+		bf_fd = lock_backfill(j);
+		if (bf_fd < 0)
+			goto out;
+		lock_fd =
+		    cli_lock_state_dir(cfg->agent.state_dir, &opts.agent_running, err, sizeof(err));
+		if (lock_fd < 0 && !opts.agent_running) {
 			log_err("%s", err);
 			goto out;
 		}
-		if (held)
+		if (opts.agent_running)
 			log_info(
 			    "an agent runs on %s: backfill commits the events, the agent sends "
 			    "them",
-			    s.cfg->agent.state_dir);
+			    cfg->agent.state_dir);
+	} else {
+		opts.agent_running = agent_seems_running(cfg->agent.state_dir);
 	}
-	sp = spool_open(s.cfg->agent.state_dir, a->dry_run ? SPOOL_READ_ONLY : SPOOL_READ_WRITE,
-	                err, sizeof(err));
-	if (sp == NULL || spool_instance(sp, a->dry_run ? NULL : s.cfg->agent.instance, instance,
-	                                 sizeof(instance), err, sizeof(err)) != 0) {
-		log_err("%s", err);
-		goto out;
+	snprintf(path, sizeof(path), "%s/%s", cfg->agent.state_dir, SPOOL_FILE_NAME);
+	if (a->dry_run && access(path, F_OK) != 0 && errno == ENOENT) {
+		/* No spool yet: nothing was ever read, every file is new. */
+		snprintf(instance, sizeof(instance), "%s",
+		         cfg->agent.instance != NULL ? cfg->agent.instance : "");
+	} else {
+		sp = spool_open(cfg->agent.state_dir,
+		                a->dry_run ? SPOOL_READ_ONLY : SPOOL_READ_WRITE, err, sizeof(err));
+		if (sp == NULL ||
+		    spool_instance(sp, a->dry_run ? NULL : cfg->agent.instance, instance,
+		                   sizeof(instance), err, sizeof(err)) != 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		/* The instance a dry run would use: the configured one, as the agent stores it. */
+		if (a->dry_run && cfg->agent.instance != NULL)
+			snprintf(instance, sizeof(instance), "%s", cfg->agent.instance);
 	}
-	/* The instance a dry run would use: the configured one, as the agent would store it. */
-	if (a->dry_run && s.cfg->agent.instance != NULL)
-		snprintf(instance, sizeof(instance), "%s", s.cfg->agent.instance);
 	/* Alone on the spool, backfill keeps its room as the agent does (and is its pruner
 	 * meanwhile); beside a running agent, the agent's ingest thread is the one pruner. */
-	if (!a->dry_run && !held) {
-		space = space_new(s.cfg, sp, err, sizeof(err));
+	if (!a->dry_run && !opts.agent_running) {
+		space = space_new(cfg, sp, err, sizeof(err));
 		if (space == NULL) {
 			log_err("%s", err);
 			goto out;
@@ -179,51 +316,161 @@ int cli_backfill(const struct cli_args *a)
 	}
 	/* An archive is opened as the agent opens a log (docs/security.md): a link planted among
 	 * the archives leads to the key no more than one among the logs. */
-	guard = guard_new(s.cfg, err, sizeof(err));
+	guard = guard_new(cfg, err, sizeof(err));
 	if (guard == NULL) {
 		log_err("%s", err);
 		goto out;
 	}
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.cfg = s.cfg;
+	ctx.cfg = cfg;
 	ctx.guard = guard;
-	ctx.rules = s.rules;
+	ctx.rules = j->s.rules;
 	ctx.spool = sp;
 	ctx.instance = instance;
 	ctx.space = space;
-	for (int i = 0; i < a->n_inputs; i++) {
+	ctx.stop = &j->stop;
+	b = backfill_new(&ctx, &opts, err, sizeof(err));
+	if (b == NULL) {
+		log_err("%s", err);
+		goto out;
+	}
+	for (int i = 0; i < a->n_inputs && !stopped; i++) {
 		struct backfill_result r;
 
-		if (backfill_file(&ctx, (size_t)src[i], a->inputs[i], held, a->dry_run, &r, err,
-		                  sizeof(err)) != 0) {
+		if (backfill_file(b, (size_t)j->src[i], a->inputs[i], &r, err, sizeof(err)) == 0) {
+			print_result(a->inputs[i], &r, a->dry_run, a->stamp_now);
+			for (size_t k = 0; k < r.n_parts; k++)
+				added += r.parts[k].added;
+		} else if (j->stop) {
+			stopped = 1;
+			for (size_t k = 0; k < r.n_parts; k++)
+				added += r.parts[k].added;
+			log_warn("backfill: %s: stopped: %lld events of it were committed; run the "
+			         "backfill again to bill the rest (it goes on where it stopped)",
+			         a->inputs[i], (long long)added);
+		} else if (r.refused && a->dry_run) {
+			printf("refused: %s\n", err);
+			failed = 1;
+		} else {
 			log_err("backfill: %s", err);
 			failed = 1;
-			continue;
 		}
-		print_result(a->inputs[i], &r, a->dry_run);
-		added += r.added;
+		backfill_result_free(&r);
 	}
 	fflush(stdout);
-	rc = failed ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
-	if (a->dry_run || held)
+	rc = failed || stopped ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
+	if (a->dry_run)
 		goto out;
+	if (opts.agent_running) {
+		if (stopped)
+			log_warn(
+			    "backfill: the %lld events committed are sent by the running agent",
+			    (long long)added);
+		goto out;
+	}
 	space_free(space);
 	space = NULL;
+	if (stopped) {
+		cli_pending_left(sp, "they are sent by the agent, or the next backfill");
+		goto out;
+	}
 	/* Delivered with what else is pending, as `run --once` would. */
 	log_info("backfill: %lld events added; delivering", (long long)added);
 	{
-		int drc = deliver(s.cfg);
+		int drc = deliver(j, sp);
 
 		if (drc != CLI_EXIT_OK)
 			rc = drc;
 	}
 out:
+	backfill_free(b);
 	space_free(space);
 	guard_free(guard);
 	spool_free(sp);
 	if (lock_fd >= 0)
 		close(lock_fd);
-	free(src);
-	cli_setup_free(&s);
+	if (bf_fd >= 0)
+		close(bf_fd);
+	return rc;
+}
+
+static void *work_main(void *arg)
+{
+	struct job *j = arg;
+
+	j->rc = work(j);
+	j->done = 1;
+	kill(getpid(), SIGUSR1);
+	return NULL;
+}
+
+int cli_backfill(const struct cli_args *a)
+{
+	struct job j;
+	pthread_t th;
+	sigset_t set;
+	char err[1024] = "";
+	int rc = CLI_EXIT_RUNTIME, sig;
+
+	memset(&j, 0, sizeof(j));
+	j.a = a;
+	pthread_mutex_init(&j.lock, NULL);
+	/* Every thread inherits this mask: only the main thread takes them, with sigwait. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (cli_setup_load(&j.s, a->config) != 0) {
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	j.src = calloc((size_t)a->n_inputs, sizeof(*j.src));
+	if (j.src == NULL)
+		goto out;
+	for (int i = 0; i < a->n_inputs; i++) {
+		const char *rule;
+
+		j.src[i] = pick_source(j.s.cfg, a->source, a->inputs[i], err, sizeof(err));
+		if (j.src[i] < 0) {
+			fprintf(stderr, "logmeter backfill: %s\n", err);
+			rc = CLI_EXIT_USAGE;
+			goto out;
+		}
+		rule = rule_without_timestamp(j.s.cfg, (size_t)j.src[i]);
+		if (rule != NULL && !a->dry_run && !a->stamp_now) {
+			fprintf(
+			    stderr,
+			    "logmeter backfill: rule '%s' has no `timestamp =`: its events of an "
+			    "archive would be stamped with the time of the backfill, so old usage "
+			    "would land in the current billing period; give --stamp-now if that is "
+			    "what you want, or a timestamp group to the rule\n",
+			    rule);
+			rc = CLI_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (pthread_create(&th, NULL, work_main, &j) != 0) {
+		log_err("cannot start a thread: %s", strerror(errno));
+		goto out;
+	}
+	while (!j.done) {
+		if (sigwait(&set, &sig) != 0 || sig == SIGUSR1)
+			continue;
+		log_info("%s: stopping at the next commit", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		j.stop = 1;
+		pthread_mutex_lock(&j.lock);
+		if (j.sender != NULL)
+			sender_stop(j.sender, BACKFILL_GRACE_MS);
+		pthread_mutex_unlock(&j.lock);
+	}
+	pthread_join(th, NULL);
+	rc = j.rc;
+out:
+	free(j.src);
+	cli_setup_free(&j.s);
+	pthread_mutex_destroy(&j.lock);
 	return rc;
 }

@@ -25,7 +25,8 @@ struct cli_args {
 	int n_inputs;
 	int once, no_send, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run, json;
-	int windows; /* spool export --windows */
+	int windows;   /* spool export --windows */
+	int stamp_now; /* backfill --stamp-now */
 };
 
 /* The configuration and everything compiled from it. */
@@ -67,12 +68,29 @@ int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errl
  * reason in `err` and *held 1 if another process holds it (an agent runs), else 0. */
 int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen);
 
+/* Backfills take STATE_DIR/backfill.lock for their lifetime: one at a time per spool, so that
+ * two never read the same content under two identities, and the one that holds it knows that
+ * whoever holds agent.lock is an agent (which sends what it commits), not another backfill. */
+#define CLI_BACKFILL_LOCK_NAME "backfill.lock"
+
+/* cli_lock_state_dir for the lock file `name` of `state_dir`. */
+int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen);
+
+struct spool;
+
+/* After a delivery was cut short (SIGTERM, SIGINT): returns 0 if nothing is pending in `sp`,
+ * else logs how many events are and who sends them (`who`, for example "they are sent by the
+ * next run") and returns -1. */
+int cli_pending_left(struct spool *sp, const char *who);
+
 int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
 int cli_status(const struct cli_args *a);    /* status [--json] [--since TIME] */
-int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-run] PATH... */
+int cli_backfill(const struct cli_args *a);  /* backfill [--source NAME] [--dry-run] [--stamp-now]
+                                                PATH... */
 int cli_replay(const struct cli_args *a);    /* replay --dead|--delivered|--unsure ... */
 int cli_spool(const struct cli_args *a);     /* spool export|check|recover */
+int cli_metrics_serve(const struct cli_args *a); /* metrics-serve FD:PID (run's server) */
 
 #endif

@@ -32,6 +32,7 @@
 
 struct agent {
 	struct cli_setup setup;
+	const char *config_path; /* -c, read again by the metrics server at each start */
 	/* The configuration the sender was made with, once a reload kept the sender and replaced
 	 * setup.cfg (the sender borrows it for its life); NULL while that is setup.cfg. */
 	struct config *sender_cfg;
@@ -305,6 +306,7 @@ static const struct {
     {"max_spool_bytes", RELOAD_LIVE}, /* the room is measured anew (space.c) */
     {"metrics_listen", RELOAD_LIVE},  /* the endpoint moves: agent_metrics */
     {"metrics_max_files", RELOAD_LIVE},
+    {"stale_after", RELOAD_SENDER}, /* the ingest half's heartbeat takes it at once */
     {"min_free_bytes", RELOAD_LIVE},
     {"allow_core_dumps", RELOAD_LIVE}, /* applied by agent_reload */
     {"durability", RELOAD_SENDER},     /* the ingest half's connection takes it at once */
@@ -427,7 +429,7 @@ static int agent_metrics(struct agent *a, const struct config *old)
 	a->metrics = NULL;
 	if (want == NULL || want[0] == '\0')
 		return 0;
-	a->metrics = metrics_new(a->setup.cfg, err, sizeof(err));
+	a->metrics = metrics_new(a->setup.cfg, a->config_path, err, sizeof(err));
 	if (a->metrics == NULL) {
 		log_err("%s", err);
 		return -1;
@@ -607,25 +609,6 @@ static int wait_signal(const sigset_t *set, struct health_watch *hw, const struc
 	return sig > 0 ? sig : -1;
 }
 
-/* After an interrupted --once: returns 0 if nothing is pending, else logs how much is left and
- * returns -1. */
-static int once_pending(struct agent *a)
-{
-	struct spool_counts counts;
-	char err[512] = "";
-
-	if (spool_counts(a->spool, &counts, err, sizeof(err)) != 0) {
-		log_err("%s", err);
-		return -1;
-	}
-	if (counts.pending == 0)
-		return 0;
-	log_warn("stopped before delivering everything: %lld events still pending (they are sent "
-	         "by the next run)",
-	         (long long)counts.pending);
-	return -1;
-}
-
 int cli_run(const struct cli_args *args)
 {
 	const char *path = args->config;
@@ -637,6 +620,7 @@ int cli_run(const struct cli_args *args)
 	int sig, rc = CLI_EXIT_RUNTIME, lock_fd = -1;
 
 	memset(&a, 0, sizeof(a));
+	a.config_path = path;
 	a.once = once;
 	a.no_send = args->no_send;
 	if (a.no_send && !once) {
@@ -651,6 +635,7 @@ int cli_run(const struct cli_args *args)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGCHLD); /* the metrics server ended */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -696,6 +681,10 @@ int cli_run(const struct cli_args *args)
 		sig = wait_signal(&set, &hw, &a);
 		if (sig < 0)
 			continue;
+		if (sig == SIGCHLD) {
+			metrics_reap(a.metrics);
+			continue;
+		}
 		if (sig == SIGHUP) {
 			struct timespec mono;
 			int reloaded;
@@ -721,7 +710,8 @@ int cli_run(const struct cli_args *args)
 			rc = (a.ingest_rc == 0 && a.sender_rc >= 0) ? 0 : CLI_EXIT_RUNTIME;
 			/* --once promises everything deliverable was delivered; a stop cuts that.
 			 */
-			if (once && !a.no_send && rc == 0 && once_pending(&a) != 0)
+			if (once && !a.no_send && rc == 0 &&
+			    cli_pending_left(a.spool, "they are sent by the next run") != 0)
 				rc = CLI_EXIT_RUNTIME;
 			break;
 		}

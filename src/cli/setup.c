@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "store/spool.h"
 #include "send/stripe.h"
 #include "util/harden.h"
 #include "util/log.h"
@@ -75,7 +76,7 @@ int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errl
 	return rc;
 }
 
-int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen)
 {
 	char path[4096];
 	int fd;
@@ -86,7 +87,7 @@ int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errle
 	if (path_mkdirs(state_dir, err, errlen) != 0 ||
 	    harden_check_state_dir(state_dir, 0, err, errlen) != 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
+	snprintf(path, sizeof(path), "%s/%s", state_dir, name);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -102,4 +103,25 @@ int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errle
 		return -1;
 	}
 	return fd;
+}
+
+int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+{
+	return cli_lock_file(state_dir, CLI_LOCK_NAME, held, err, errlen);
+}
+
+int cli_pending_left(struct spool *sp, const char *who)
+{
+	struct spool_counts counts;
+	char err[512] = "";
+
+	if (spool_counts(sp, &counts, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (counts.pending == 0)
+		return 0;
+	log_warn("stopped before delivering everything: %lld events still pending (%s)",
+	         (long long)counts.pending, who);
+	return -1;
 }

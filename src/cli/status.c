@@ -15,7 +15,7 @@ int cli_status(const struct cli_args *args)
 	struct spool *sp = NULL;
 	struct facts *f = NULL;
 	char err[CONFIG_ERR_MAX] = "";
-	int64_t now = (int64_t)time(NULL), since = 0;
+	int64_t now = (int64_t)time(NULL), since = FACTS_NO_SINCE;
 	int rc = CLI_EXIT_RUNTIME;
 
 	if (args->since != NULL && admin_parse_time(args->since, now, &since) != 0) {
@@ -51,6 +51,8 @@ int cli_status(const struct cli_args *args)
 	goto out;
 fail:
 	fprintf(stderr, "status: %s\n", err);
+	if (args->json && f == NULL)
+		facts_print_json_error(stdout, now, err);
 out:
 	facts_free(f);
 	spool_free(sp);

@@ -358,6 +358,12 @@ static const struct option options[] = {
      .help = "Files being read that get series of their own in the metrics (lines, NUL bytes, "
              "lag), the first by source and the order they were first seen; every file counts "
              "in the per-source series. Bounds the metrics' size with thousands of files."},
+    {AGENT(stale_after_ms), .key = "stale_after", .type = OPT_DURATION_MS, .def = "60s",
+     .min = 2000, .max = HOUR_MS,
+     .help = "The running agent writes its live state (STATE_DIR/agent.state) at least four "
+             "times in this period, from each of its reading and sending threads; a state "
+             "older than this says the agent stopped responding (frozen, or a thread hung), "
+             "and status and the metrics report it as degraded. See docs/status-json.md."},
 
     {STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1, .max = PATH_MAX - 1,
      .help = "File holding the Stripe secret or restricted key on its first line, read when "

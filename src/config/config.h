@@ -58,6 +58,7 @@ struct config_agent {
 	int allow_core_dumps;    /* 1: `run` stays dumpable and keeps RLIMIT_CORE (debugging) */
 	char *metrics_listen;    /* "ADDRESS:PORT" of the metrics endpoint; NULL or "": none */
 	int64_t metrics_max_files; /* files with series of their own in the metrics */
+	int64_t stale_after_ms; /* live state older than this (ms): the agent is not responding */
 };
 
 struct config_stripe {

@@ -198,14 +198,15 @@ static void nuls(struct lines *sp, int64_t base, size_t i, size_t q, size_t n)
 	}
 }
 
-/* The '\n' at file offset `nl`: accounts for the record it ends and calls back. */
-static int newline(struct lines *sp, int64_t nl, lines_fn fn, void *ud)
+/* The record that ends just before file offset `end` (after its '\n', or, from lines_finish,
+ * at the end of the bytes): accounts for it and calls back. */
+static int end_record(struct lines *sp, int64_t end, int64_t number, lines_fn fn, void *ud)
 {
 	struct lines_line l = {0};
+	int64_t nl = end - 1;
 
-	sp->c.newlines++;
-	l.number = sp->c.newlines;
-	l.end = nl + 1;
+	l.number = number;
+	l.end = end;
 	if (sp->skipping) {
 		l.kind = LINES_LONG;
 		l.offset = sp->line_off;
@@ -223,13 +224,38 @@ static int newline(struct lines *sp, int64_t nl, lines_fn fn, void *ud)
 		sp->c.lines++;
 		sp->c.nul_bytes += sp->line_nuls;
 	}
-	sp->c.consumed = sp->rec_start = nl + 1;
+	sp->c.consumed = sp->rec_start = end;
 	sp->line_off = -1;
 	sp->line_len = 0;
 	sp->line_nuls = 0;
 	sp->last_cr = sp->nul_only = sp->skipping = 0;
 	sp->direct = NULL;
 	return fn(&l, ud);
+}
+
+/* The '\n' at file offset `nl`. */
+static int newline(struct lines *sp, int64_t nl, lines_fn fn, void *ud)
+{
+	sp->c.newlines++;
+	return end_record(sp, nl + 1, sp->c.newlines, fn, ud);
+}
+
+int lines_finish(struct lines *sp, lines_fn fn, void *ud)
+{
+	switch (sp != NULL && fn != NULL ? lines_pending(sp) : LINES_PENDING_NONE) {
+	case LINES_PENDING_NONE:
+		return 0;
+	case LINES_PENDING_NUL:
+		sp->c.nul_bytes += sp->pend_nuls;
+		sp->pend_nuls = 0;
+		sp->c.consumed = sp->rec_start = sp->c.fed;
+		return 0;
+	case LINES_PENDING_LINE:
+	case LINES_PENDING_LONG:
+		break;
+	}
+	/* Its bytes are in buf: lines_feed keeps an open line's bytes before it returns. */
+	return end_record(sp, sp->c.fed, sp->c.newlines + 1, fn, ud);
 }
 
 int lines_feed(struct lines *sp, const char *data, size_t n, lines_fn fn, void *ud, char *err,

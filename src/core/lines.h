@@ -97,6 +97,13 @@ int lines_resume_long(struct lines *sp, int64_t resume);
 int lines_feed(struct lines *sp, const char *data, size_t n, lines_fn fn, void *ud, char *err,
                size_t errlen);
 
+/* The bytes fed are all there will ever be (an archive, which does not grow: docs/backfill.md):
+ * a pending line is a finished line, called back as LINES_TEXT (or LINES_LONG if over-long) with
+ * `end` the offset after the last byte fed and the `number` it would have had; pending NULs are
+ * counted in nul_bytes. Afterwards consumed == fed and nothing is pending; `newlines` does not
+ * change (there was no '\n'). Returns 0, or -1 if `fn` returned -1. NULL `sp` is a no-op. */
+int lines_finish(struct lines *sp, lines_fn fn, void *ud);
+
 /* The counters. The pointer stays valid until lines_free. */
 const struct lines_counts *lines_counts(const struct lines *sp);
 

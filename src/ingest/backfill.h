@@ -1,59 +1,93 @@
 /* backfill: bills archived log files, plain or gzip-compressed (zlib), through the same rules,
  * tails and spool as the agent. An archive's content (decompressed into an unlinked temporary
- * file first) is recognised as the file it was by the fingerprint of its head and the bytes
- * before a record's checkpoint (tail_identify): then it continues that record from its
- * checkpoint, so lines read live before the file was rotated and compressed are not read again
- * and later ones get the identifiers they would have had; otherwise it is a new record. Each
- * batch is committed with the record's checkpoint, as tail_read does. docs/backfill.md. */
+ * file first) is recognised by tail_identify as the file of a record, by the fingerprint of its
+ * head and the bytes before the record's checkpoint: content that ends at or before the
+ * checkpoint was read already (a copy taken earlier, a copytruncate copy the agent read past);
+ * content that goes on past it continues the record from its checkpoint, so lines read live are
+ * not read again and later ones get the identifiers they would have had; anything else is a new
+ * record. A gzip archive made of several members is cut where a member starts a file read before
+ * (a month of concatenated daily archives), each part billed as its own file. Content that starts
+ * like a file read before but differs from it, or that another source read, is refused: content
+ * cannot tell which of its lines were billed. Each batch is committed with the record's
+ * checkpoint, as tail_read does. docs/backfill.md. */
 #ifndef LOGMETER_BACKFILL_H
 #define LOGMETER_BACKFILL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
 #include "ingest/tail.h"
 
-/* What one archive holds, or would make with dry_run. */
-struct backfill_result {
-	char compression[8];     /* "gzip", or "" for a plain file */
-	int continued;           /* it is the file of an existing record */
-	char uid[SPOOL_UID_MAX]; /* the record's identity ("" for an empty new file in dry_run) */
-	char record_path[4096];  /* the path the record was read as (continued) */
-	int64_t checkpoint;      /* where the record stood before (bytes; 0 for a new one) */
-	int64_t size;            /* bytes of content (decompressed) */
-	int64_t lines;           /* complete lines of the content */
-	int64_t events;          /* events its lines make, all of them (dry_run) */
-	int64_t events_before;   /* of which from lines before the checkpoint: already read */
-	int64_t in_spool;        /* events of the record in the spool before (any state) */
-	int64_t too_old;         /* of the events after the checkpoint, stamped more than 35 days
-	                            ago: Stripe refuses them, they become dead letters (dry_run) */
-	int64_t added;           /* events committed (not dry_run) */
+/* One part of an archive's content, billed as one file: all of it, or, in a concatenation of
+ * gzip members, the members from one that starts a file read before up to the next such. */
+struct backfill_part {
+	int64_t start, end;       /* bytes of the content (decompressed) */
+	enum tail_match match;    /* what it is to `record`; TAIL_MATCH_NONE: a file never read */
+	struct spool_file record; /* the record it lies within or continues (match != NONE) */
+	char uid[SPOOL_UID_MAX];  /* the identity its new lines get; "" if none (nothing new) */
+	int64_t checkpoint;       /* where that record stood (bytes of the part); 0 for a new one */
+	int64_t in_spool;         /* events of that record in the spool before */
+	int64_t lines;            /* lines read (dry run: every line of the part) */
+	int64_t events;           /* dry run: the events its lines make, all of them */
+	int64_t events_before;    /* dry run: of which from lines before the checkpoint */
+	int64_t too_old;          /* dry run: new events stamped more than 35 days ago */
+	int64_t stamped_now;      /* dry run: new events of rules without `timestamp =` */
+	int64_t added;            /* events committed (not dry run) */
+	int64_t unread;           /* bytes at its end not read: a plain file's last line without
+	                             its '\n' (it may still be written) */
 };
 
-/* Opens the content of `path`, an archive of source `src`, through guard_open (`g` may be NULL:
- * guard.h), so that a symlink the source does not follow, or the key or another file of
- * logmeter's own, is refused (EPERM) as the agent refuses it: the file itself if it is plain
- * text, or, if it starts with
- * gzip's magic number (RFC 1952), its decompressed bytes in an unlinked temporary file of
- * $TMPDIR (or /tmp), written through zlib's gzread (concatenated members included). Other
- * compressors (xz, zstd, bzip2) are refused: decompress them first. Sets *ast to stat(2) of the
- * archive, writes the compression's name to `compression` (8 bytes; "" if none). Returns the
- * descriptor (caller closes), or -1 (`err`: a bad or truncated archive reads as an error, and
- * nothing of it is used). */
-int backfill_content(struct guard *g, const struct config_source *src, const char *path,
-                     struct stat *ast, char compression[8], char *err, size_t errlen);
+/* What one archive held, and what was done with it. */
+struct backfill_result {
+	char compression[8];         /* "gzip", or "" for a plain file */
+	int64_t size;                /* bytes of content (decompressed) */
+	struct backfill_part *parts; /* n_parts of them, in content order (backfill_result_free) */
+	size_t n_parts;
+	int refused; /* nothing of it was billed, for the reason backfill_file gave */
+};
 
-/* Bills the archive `path` for source `source_index` under ctx (ctx->spool read-write; its
- * space, if any, admits each commit): identifies it, reads it from the record's checkpoint (or
- * from 0 as a new record) to its end, committing batches, and leaves the record in its state
- * before (a new one "drained": read to its end; a glob that matches the file later resumes
- * it). A record being tailed by a running agent (`agent_running` and state "reading") is
- * refused: the agent reads it. With `dry_run` nothing is written: the rules are applied to
- * every line to count the events. Fills *out. Returns 0, or -1 (`err`; batches committed
- * before the error stay, with their checkpoint: running it again goes on from there). */
-int backfill_file(const struct tail_ctx *ctx, size_t source_index, const char *path,
-                  int agent_running, int dry_run, struct backfill_result *out, char *err,
-                  size_t errlen);
+/* Frees the parts. NULL is a no-op. */
+void backfill_result_free(struct backfill_result *r);
+
+/* How a backfill runs. */
+struct backfill_opts {
+	int agent_running; /* an agent runs on the spool: the records it reads are its own */
+	int dry_run;       /* write nothing: count what a run would do (ctx->spool may be NULL:
+	                      no spool yet, every file is new) */
+};
+
+struct backfill;
+
+/* A backfill of one or more archives under `ctx` (borrowed: ctx->spool read-write unless dry
+ * run, its space, if any, admitting each commit; ctx->stop, if set, interrupts it between two
+ * batches). A dry run remembers what each archive would have made, so that the next one in the
+ * same command is counted as the real run would count it. Returns it (caller frees), or NULL. */
+struct backfill *backfill_new(const struct tail_ctx *ctx, const struct backfill_opts *opts,
+                              char *err, size_t errlen);
+
+/* Frees. NULL is a no-op. */
+void backfill_free(struct backfill *b);
+
+/* Bills the archive `path` for source `source_index`: reads its content (a gzip file is
+ * decompressed into an unlinked temporary file of $TMPDIR, or /tmp, through zlib, every member;
+ * xz, zstd and bzip2 are refused: decompress them first), cuts it into parts and identifies each
+ * (tail_identify), then, if nothing is refused, reads each part that has lines not read yet from
+ * its record's checkpoint (or from 0 as a new record, state "drained", under the archive's
+ * absolute path, device and inode) to its end, committing batches. A gzip archive's last line
+ * without its '\n' is read (an archive does not grow). A record left "reading" by a reader that
+ * is gone (its file no longer at its path, or compressed) is taken over and left "drained".
+ *
+ * Refused, with nothing of the archive billed: a part that starts like a file read before but
+ * differs from it before its checkpoint (TAIL_MATCH_HEAD), a part that another source read, the
+ * file a running agent reads (opts->agent_running, the record "reading" and its file at its
+ * path), and a part that goes on past the checkpoint of a file that is still there (not the
+ * archive itself): its tail reads on from the file. Fills *out (backfill_result_free, also after a
+ * failure). Returns 0, or -1 (`err`; out->refused says it was refused; errno EINTR: interrupted,
+ * the batches committed before it stay, with their checkpoint, so that running it again goes on
+ * from there). */
+int backfill_file(struct backfill *b, size_t source_index, const char *path,
+                  struct backfill_result *out, char *err, size_t errlen);
 
 #endif

@@ -77,6 +77,8 @@ struct space {
 	int pause_loud; /* this pause was logged at warning (not a repeat within a minute) */
 	int measure_warned;
 	int write_warned;
+	int64_t
+	    next_beat_ms; /* monotonic: the state is written again by then (statefile_beat_ms) */
 };
 
 struct room {
@@ -130,6 +132,7 @@ static void state_write(struct space *s, enum space_state st)
 
 	if (s->sf == NULL)
 		return;
+	s->next_beat_ms = clock_mono_ms() + statefile_beat_ms(s->cfg->agent.stale_after_ms);
 	snprintf(buf, sizeof(buf),
 	         "# logmeter ingest state: written in place by the agent, read by `logmeter "
 	         "status`\npid %ld\ningest %s\nsince %" PRId64 "\ndetail %s\n",
@@ -149,6 +152,8 @@ static void status_line(const char *key, const char *v, void *ud)
 
 	if (strcmp(key, "pid") == 0) {
 		out->pid = strtol(v, NULL, 10);
+	} else if (strcmp(key, "written") == 0) {
+		out->written = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "since") == 0) {
 		out->since = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "detail") == 0) {
@@ -413,6 +418,7 @@ int space_admit(struct space *s, char *err, size_t errlen)
 
 	if (s == NULL)
 		return 0;
+	space_beat(s); /* a long backlog is read batch by batch, without a turn of the loop */
 	if (s->state != SPACE_READING) {
 		err_set(err, errlen, "reading paused: %s", s->detail);
 		return -1;
@@ -479,6 +485,12 @@ void space_expire(struct space *s)
 		         (long long)n.expired, (long long)retention);
 }
 
+void space_beat(struct space *s)
+{
+	if (s != NULL && s->sf != NULL && clock_mono_ms() >= s->next_beat_ms)
+		state_write(s, s->state);
+}
+
 int space_poll(struct space *s, int64_t *wait_ms)
 {
 	struct room r;
@@ -491,8 +503,11 @@ int space_poll(struct space *s, int64_t *wait_ms)
 	if (s == NULL)
 		return 0;
 	space_expire(s);
+	space_beat(s);
 	now = clock_mono_ms();
 	wait = s->next_expire_ms - now;
+	if (s->sf != NULL && s->next_beat_ms - now < wait)
+		wait = s->next_beat_ms - now;
 	if (s->state == SPACE_READING)
 		goto out;
 	if (now < s->next_try_ms) {

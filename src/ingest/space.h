@@ -63,15 +63,22 @@ void space_expire(struct space *s);
  * and, while paused, at most once a second: checkpoints the WAL (after a full disk), prunes
  * delivered events early, and measures again. Returns 1 if reading just resumed (the caller
  * reads every file again), else 0. Sets *wait_ms to the milliseconds until it wants to be
- * called again (at most a second while paused, at most 10 minutes while reading), or to -1 for
- * a NULL space. */
+ * called again (at most a second while paused, at most the heartbeat while published, at most
+ * 10 minutes while reading), or to -1 for a NULL space. */
 int space_poll(struct space *s, int64_t *wait_ms);
+
+/* Writes the state again if its heartbeat is due (statefile_beat_ms of stale_after), so that
+ * `status` can tell a frozen agent from an idle one. space_poll and space_admit call it. NULL,
+ * or not published: a no-op. */
+void space_beat(struct space *s);
 
 /* What the ingest region of STATE_DIR/agent.state says, for `logmeter status`. */
 struct space_status {
 	int found;   /* the file exists and could be read */
 	int running; /* its process is alive (statefile_pid_alive) */
 	long pid;
+	int64_t
+	    written; /* seconds since the epoch it was last written; 0: not said (older agent) */
 	enum space_state state;
 	int64_t since;    /* seconds since the epoch the state began */
 	char detail[512]; /* why it is paused, "" when reading */

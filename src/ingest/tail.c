@@ -70,6 +70,9 @@ struct tail {
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
 	int64_t warned_invalid, warned_long, warned_utf8;
+	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
+	 * `finish` its last line is read without its '\n'. */
+	int archive, finish;
 };
 
 /* Whether a rate-limited warning is due (once a minute), updating *last. */
@@ -247,6 +250,23 @@ static const char *compressed(int fd)
 	return NULL;
 }
 
+const char *tail_compression(int fd)
+{
+	return compressed(fd);
+}
+
+const char *tail_compression_at(const char *path)
+{
+	const char *kind;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return NULL;
+	kind = compressed(fd);
+	close(fd);
+	return kind;
+}
+
 /* The offset where the file's partial last line starts (its size if it ends with '\n'). */
 static int64_t last_line_start(int fd, int64_t size)
 {
@@ -295,7 +315,7 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	nf->offset = offset;
 	nf->size = size;
 	nf->counters.resets = resets;
-	nf->state = SPOOL_FILE_READING;
+	nf->state = t->archive ? SPOOL_FILE_DRAINED : SPOOL_FILE_READING;
 	if (offset > 0 && (fingerprint(t->fd, size, nf) < 0 || checkpoint_hash(t->fd, nf) < 0)) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
@@ -858,56 +878,313 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
 
 struct identify {
 	int fd;
-	int64_t size;
-	const char *source;
+	int64_t start, end;
+	const char *source; /* NULL: every source */
+	const struct spool_file *extra;
+	size_t n_extra;
+	unsigned char head[SPOOL_FP_MAX];
+	size_t head_len;                     /* bytes of the content's head read */
+	unsigned char (*md)[SPOOL_HASH_LEN]; /* SHA-256 of the first len bytes, by len */
+	unsigned char *md_done;              /* md[len] computed */
 	struct spool_file *best;
-	int found, failed;
+	enum tail_match match;
+	int failed;
+	struct spool *sp; /* for the head marks of records; NULL: none */
 };
+
+/* Content shorter than record f's fingerprinted head: WITHIN if it ends at one of the record's
+ * head marks (a line end of the file's first bytes, kept with the hash of the bytes before it:
+ * store/extra.c) and holds those bytes, else NONE (nothing to tell it by). */
+static int short_within(struct identify *id, const struct spool_file *f)
+{
+	struct spool_file_extra x;
+	char err[256];
+
+	if (f->id == 0 || id->sp == NULL ||
+	    spool_file_extra_get(id->sp, f->id, &x, err, sizeof(err)) < 0)
+		return TAIL_MATCH_NONE;
+	for (size_t i = 0; i < x.n_marks; i++)
+		if (x.marks[i].len == (int64_t)id->head_len &&
+		    id->end - id->start == x.marks[i].len &&
+		    hash_is(id->head, id->head_len, x.marks[i].hash))
+			return TAIL_MATCH_WITHIN;
+	return TAIL_MATCH_NONE;
+}
+
+/* How the content relates to record f (enum tail_match), or -1 on a read error. */
+static int match_one(struct identify *id, const struct spool_file *f)
+{
+	unsigned char buf[TAIL_CHECK_MAX];
+	int64_t len = id->end - id->start;
+	ssize_t n;
+
+	if (f->fp_len > (int64_t)id->head_len && f->fp_len <= SPOOL_FP_MAX)
+		return short_within(id, f);
+	if (f->fp_len <= 0 || f->fp_len > SPOOL_FP_MAX)
+		return TAIL_MATCH_NONE;
+	if (!id->md_done[f->fp_len]) {
+		if (sha256(id->head, (size_t)f->fp_len, id->md[f->fp_len]) < 0)
+			return TAIL_MATCH_NONE;
+		id->md_done[f->fp_len] = 1;
+	}
+	if (memcmp(id->md[f->fp_len], f->fp_hash, SPOOL_HASH_LEN) != 0)
+		return TAIL_MATCH_NONE;
+	if (len < f->offset)
+		return TAIL_MATCH_WITHIN; /* nothing after the head can be held against it */
+	if (f->check_len > 0) {
+		if (f->check_len > TAIL_CHECK_MAX || f->check_len > f->offset)
+			return TAIL_MATCH_HEAD;
+		n = pread_full(id->fd, buf, (size_t)f->check_len,
+		               id->start + f->offset - f->check_len);
+		if (n < 0)
+			return -1;
+		if (n != f->check_len || !hash_is(buf, (size_t)n, f->check_hash))
+			return TAIL_MATCH_HEAD;
+	}
+	return len == f->offset ? TAIL_MATCH_WITHIN : TAIL_MATCH_BEYOND;
+}
+
+static void consider(struct identify *id, const struct spool_file *f)
+{
+	int m;
+
+	if (id->failed || (id->source != NULL && strcmp(f->source, id->source) != 0))
+		return;
+	m = match_one(id, f);
+	if (m < 0) {
+		id->failed = errno != 0 ? errno : EIO;
+		return;
+	}
+	/* The record that covers most of the content; of equals, the one read furthest. */
+	if (m == TAIL_MATCH_NONE || (int)m < (int)id->match ||
+	    ((int)m == (int)id->match && f->offset <= id->best->offset))
+		return;
+	*id->best = *f;
+	id->match = (enum tail_match)m;
+}
 
 static int identify_one(const struct spool_file *f, void *ud)
 {
 	struct identify *id = ud;
-	int rc;
 
-	if (strcmp(f->source, id->source) != 0 || f->fp_len <= 0 || f->offset > id->size ||
-	    (id->found && f->offset < id->best->offset))
-		return 0;
-	rc = head_matches(id->fd, f->fp_len, f->fp_hash);
-	if (rc > 0)
-		rc = checkpoint_matches(id->fd, f);
-	if (rc < 0) {
-		id->failed = errno != 0 ? errno : EIO;
+	for (size_t i = 0; i < id->n_extra; i++)
+		if (id->extra[i].id != 0 && id->extra[i].id == f->id)
+			return 0; /* a dry run's later view of it is in extra */
+	consider(id, f);
+	return id->failed ? -1 : 0;
+}
+
+int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                  const char *source, const struct spool_file *extra, size_t n_extra,
+                  struct spool_file *out, char *err, size_t errlen)
+{
+	struct identify *id = NULL;
+	ssize_t n;
+	int rc = -1;
+
+	if (ctx == NULL || out == NULL || start < 0 || end < start ||
+	    (extra == NULL && n_extra > 0)) {
+		err_set(err, errlen, "tail_identify: invalid arguments");
 		return -1;
 	}
-	if (rc > 0) {
-		*id->best = *f;
-		id->found = 1;
+	id = calloc(1, sizeof(*id));
+	if (id != NULL) {
+		id->md = calloc(SPOOL_FP_MAX + 1, sizeof(*id->md));
+		id->md_done = calloc(SPOOL_FP_MAX + 1, 1);
+	}
+	if (id == NULL || id->md == NULL || id->md_done == NULL) {
+		err_set(err, errlen, "out of memory");
+		goto out;
+	}
+	id->fd = fd;
+	id->start = start;
+	id->end = end;
+	id->source = source;
+	id->extra = extra;
+	id->n_extra = n_extra;
+	id->best = out;
+	id->sp = ctx->spool;
+	n = pread_full(fd, id->head,
+	               end - start < SPOOL_FP_MAX ? (size_t)(end - start) : SPOOL_FP_MAX, start);
+	if (n < 0) {
+		err_set(err, errlen, "reading the content: %s", strerror(errno));
+		goto out;
+	}
+	id->head_len = (size_t)n;
+	if (ctx->spool != NULL &&
+	    spool_files_foreach(ctx->spool, identify_one, id, err, errlen) < 0 && !id->failed)
+		goto out;
+	for (size_t i = 0; i < n_extra && !id->failed; i++)
+		consider(id, &extra[i]);
+	if (id->failed) {
+		err_set(err, errlen, "reading the content: %s", strerror(id->failed));
+		goto out;
+	}
+	rc = (int)id->match;
+out:
+	if (id != NULL) {
+		free(id->md);
+		free(id->md_done);
+	}
+	free(id);
+	return rc;
+}
+
+struct tail_head {
+	int64_t len;
+	unsigned char hash[SPOOL_HASH_LEN];
+};
+
+struct tail_heads {
+	struct tail_head *v; /* sorted by len, then hash */
+	size_t n, cap;
+	int64_t *lens; /* the distinct lens, increasing */
+	size_t n_lens;
+};
+
+static int head_cmp(const void *a, const void *b)
+{
+	const struct tail_head *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->hash, y->hash, SPOOL_HASH_LEN);
+}
+
+static int heads_add(const struct spool_file *f, void *ud)
+{
+	struct tail_heads *h = ud;
+
+	if (f->fp_len <= 0 || f->fp_len > SPOOL_FP_MAX)
+		return 0;
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? 2 * h->cap : 256;
+		struct tail_head *v = realloc(h->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		h->v = v;
+		h->cap = cap;
+	}
+	h->v[h->n].len = f->fp_len;
+	memcpy(h->v[h->n].hash, f->fp_hash, SPOOL_HASH_LEN);
+	h->n++;
+	return 0;
+}
+
+struct tail_heads *tail_heads_new(const struct tail_ctx *ctx, const struct spool_file *extra,
+                                  size_t n_extra, char *err, size_t errlen)
+{
+	struct tail_heads *h = calloc(1, sizeof(*h));
+
+	if (h == NULL || ctx == NULL || (extra == NULL && n_extra > 0)) {
+		err_set(err, errlen,
+		        h == NULL ? "out of memory" : "tail_heads_new: invalid arguments");
+		goto fail;
+	}
+	if (ctx->spool != NULL && spool_files_foreach(ctx->spool, heads_add, h, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < n_extra; i++)
+		if (heads_add(&extra[i], h) < 0)
+			goto oom;
+	if (h->n > 0)
+		qsort(h->v, h->n, sizeof(*h->v), head_cmp);
+	h->lens = malloc((h->n > 0 ? h->n : 1) * sizeof(*h->lens));
+	if (h->lens == NULL)
+		goto oom;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->n_lens == 0 || h->lens[h->n_lens - 1] != h->v[i].len)
+			h->lens[h->n_lens++] = h->v[i].len;
+	return h;
+oom:
+	err_set(err, errlen, "out of memory");
+fail:
+	tail_heads_free(h);
+	return NULL;
+}
+
+/* tail_heads_at for the heads of at least min_len bytes. */
+static int heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end, int64_t min_len)
+{
+	unsigned char buf[SPOOL_FP_MAX];
+	struct tail_head key;
+	ssize_t n;
+
+	if (h == NULL || h->n == 0 || off >= end)
+		return 0;
+	n = pread_full(fd, buf, end - off < SPOOL_FP_MAX ? (size_t)(end - off) : SPOOL_FP_MAX, off);
+	if (n < 0)
+		return -1;
+	for (size_t i = 0; i < h->n_lens && h->lens[i] <= n; i++) {
+		if (h->lens[i] < min_len)
+			continue;
+		key.len = h->lens[i];
+		if (sha256(buf, (size_t)key.len, key.hash) < 0) {
+			errno = ENOMEM;
+			return -1;
+		}
+		if (bsearch(&key, h->v, h->n, sizeof(*h->v), head_cmp) != NULL)
+			return 1;
 	}
 	return 0;
 }
 
-int tail_identify(const struct tail_ctx *ctx, int fd, int64_t size, size_t source_index,
-                  struct spool_file *out, char *err, size_t errlen)
+int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end)
 {
-	struct identify id = {.fd = fd, .size = size, .best = out};
+	return heads_at(h, fd, off, end, 0);
+}
 
-	if (ctx == NULL || ctx->cfg == NULL || ctx->spool == NULL || out == NULL ||
-	    source_index >= ctx->cfg->n_sources) {
-		err_set(err, errlen, "tail_identify: invalid arguments");
+int64_t tail_heads_find(const struct tail_heads *h, int fd, int64_t start, int64_t end)
+{
+	unsigned char buf[65536];
+	int64_t pos = start;
+
+	if (h == NULL || h->n == 0)
+		return 0;
+	while (pos < end) {
+		size_t want = end - pos < (int64_t)sizeof(buf) ? (size_t)(end - pos) : sizeof(buf);
+		ssize_t n = pread_full(fd, buf, want, pos);
+
+		if (n <= 0)
+			return n < 0 ? -1 : 0;
+		for (ssize_t i = 0; i < n; i++) {
+			int hit;
+
+			if (buf[i] != '\n' || pos + i + 1 >= end)
+				continue;
+			hit = heads_at(h, fd, pos + i + 1, end, TAIL_HEADS_FIND_MIN);
+			if (hit != 0)
+				return hit < 0 ? -1 : pos + i + 1;
+		}
+		pos += n;
+	}
+	return 0;
+}
+
+void tail_heads_free(struct tail_heads *h)
+{
+	if (h == NULL)
+		return;
+	free(h->v);
+	free(h->lens);
+	free(h);
+}
+
+int tail_describe(int fd, int64_t size, int64_t checkpoint, struct spool_file *f)
+{
+	if (fd < 0 || f == NULL || checkpoint < 0 || checkpoint > size) {
+		errno = EINVAL;
 		return -1;
 	}
-	id.source = ctx->cfg->sources[source_index].name;
-	if (spool_files_foreach(ctx->spool, identify_one, &id, err, errlen) < 0) {
-		if (id.failed)
-			err_set(err, errlen, "reading the file: %s", strerror(id.failed));
-		return -1;
-	}
-	return id.found;
+	f->offset = checkpoint;
+	f->size = size;
+	return fingerprint(fd, size, f) < 0 || checkpoint_hash(fd, f) < 0 ? -1 : 0;
 }
 
 struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *path,
                                const struct stat *ast, size_t source_index,
-                               const struct spool_file *record, char *err, size_t errlen)
+                               const struct spool_file *record, unsigned flags, char *err,
+                               size_t errlen)
 {
 	struct tail *t = NULL;
 	struct stat st;
@@ -934,6 +1211,8 @@ struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *p
 	t->source = ctx->cfg->sources[source_index].name;
 	t->dev = ast->st_dev;
 	t->ino = ast->st_ino;
+	t->archive = 1;
+	t->finish = (flags & TAIL_ARCHIVE_FINISH) != 0;
 	if (fstat(t->fd, &st) < 0) {
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
@@ -1076,7 +1355,7 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 
 	nf->offset = consumed;
 	nf->size = size > consumed ? size : consumed;
-	nf->state = SPOOL_FILE_READING;
+	nf->state = t->archive ? t->f.state : SPOOL_FILE_READING;
 	nf->updated = (int64_t)time(NULL);
 	if (sha256(check, check_len, nf->check_hash) < 0) {
 		err_set(err, errlen, "%s: cannot hash the check bytes", t->path);
@@ -1258,8 +1537,17 @@ static int reader_line(const struct lines_line *l, void *ud)
 			         t->path, t->ctx.cfg->agent.max_line_length, l->end - 1);
 	}
 	/* A batch of events beyond SPOOL_BATCH_BYTES_MAX is only bigger in memory, not faster. */
-	if (++rd->in_batch >= rd->batch || spool_batch_bytes(rd->s->batch) >= SPOOL_BATCH_BYTES_MAX)
-		return reader_commit(rd, l->end);
+	if (++rd->in_batch >= rd->batch ||
+	    spool_batch_bytes(rd->s->batch) >= SPOOL_BATCH_BYTES_MAX) {
+		if (reader_commit(rd, l->end) < 0)
+			return -1;
+		if (t->ctx.stop != NULL && *t->ctx.stop) {
+			err_set(rd->err, rd->errlen, "%s: interrupted at offset %" PRId64, t->path,
+			        l->end);
+			errno = EINTR;
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -1471,6 +1759,8 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 		}
 		start = pos - (int64_t)overlap;
 	}
+	if (t->finish && pos >= end && lines_finish(sp, reader_line, &rd) < 0)
+		goto out;
 	if (lines_pending(sp) == LINES_PENDING_LONG) {
 		/* It starts at the checkpoint: NULs before it were consumed, nothing else was. */
 		t->skip = 1;

@@ -6,6 +6,7 @@
 #ifndef LOGMETER_TAIL_H
 #define LOGMETER_TAIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -33,6 +34,10 @@ struct tail_ctx {
 	 * lines that hit a PCRE2 limit; may be NULL (the source's symlink rule alone, no counts).
 	 */
 	struct guard *guard;
+	/* May be NULL. Once it is non-zero (a signal handler sets it), tail_read stops after the
+	 * batch it is committing: it fails with errno EINTR, everything before the checkpoint
+	 * committed (backfill's SIGINT and SIGTERM). */
+	const volatile sig_atomic_t *stop;
 };
 
 struct tail;
@@ -65,23 +70,98 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
                              unsigned flags, int *file_errno, char *err, size_t errlen);
 
-/* Finds the record of source `source_index` whose file the content of `fd` (`size` bytes; an
- * archive, decompressed if it was compressed) is: its fingerprinted head is there, and the check
- * bytes just before its checkpoint too (the content reaches the checkpoint). Of several, the one
- * read furthest. Any state: a file rotated and compressed is usually "gone" under its old inode.
- * Returns 1 and fills *out, 0 if none, -1 on a read or spool error (`err`). */
-int tail_identify(const struct tail_ctx *ctx, int fd, int64_t size, size_t source_index,
+/* How content (an archive, decompressed) relates to a file record (tail_identify). */
+enum tail_match {
+	TAIL_MATCH_NONE = 0,
+	/* It starts with the record's fingerprinted head but goes on past the record's checkpoint
+	 * without the record's check bytes there (or is as long, with other bytes there): another
+	 * file that starts the same, or that file followed or cut by other content. Content cannot
+	 * tell which of its lines were read. */
+	TAIL_MATCH_HEAD,
+	/* It starts with the record's whole fingerprinted head and ends at or before the record's
+	 * checkpoint (at it: with the check bytes there): a copy of the file as it was earlier, or
+	 * cut shorter; every line of it was read as that file. */
+	TAIL_MATCH_WITHIN,
+	/* It holds the record's head and its check bytes just before the checkpoint, and goes on
+	 * past it: the file itself, the lines after the checkpoint not read yet. */
+	TAIL_MATCH_BEYOND,
+};
+
+/* Identifies the bytes of `fd` from offset `start` to `end` (an archive's content, or a part of
+ * it) against the records, in any state, of the source named `source` (NULL: of every source)
+ * and against `n_extra` records `extra` (those a dry run would have made or moved so far; one
+ * with the id of a spool record replaces it). A record's head is its first fp_len bytes
+ * (SHA-256 fp_hash, up to SPOOL_FP_MAX), its check bytes the check_len bytes before its
+ * checkpoint (check_hash): content shorter than the head is within a record only if it ends at
+ * one of the record's head marks and holds the bytes before it (store/extra.c; ctx->spool may
+ * be NULL: a dry run before the spool exists has only `extra`). Of several
+ * records, the one that covers most of the content: a WITHIN match (all of it) before a BEYOND
+ * one (up to its checkpoint: the one read furthest), either before a HEAD match. Copies the
+ * record into *out. Returns the match (TAIL_MATCH_NONE: *out untouched), or -1 on a read or
+ * spool error (`err`). */
+int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                  const char *source, const struct spool_file *extra, size_t n_extra,
                   struct spool_file *out, char *err, size_t errlen);
+
+/* The fingerprinted heads of every record of the spool (any source, any state) and of `extra`
+ * records (as for tail_identify; ctx->spool may be NULL), kept compact (about 50 bytes a record):
+ * whether a file read before starts at some offset of a content is then one hash per distinct head
+ * length, so that every member of a gzip archive can be tried. Returns it (caller frees), or NULL
+ * (`err`). */
+struct tail_heads;
+struct tail_heads *tail_heads_new(const struct tail_ctx *ctx, const struct spool_file *extra,
+                                  size_t n_extra, char *err, size_t errlen);
+
+/* Whether the bytes of `fd` from `off` (up to `end`) start with the whole head of a record.
+ * Returns 1, 0, or -1 (a read error, errno set). */
+int tail_heads_at(const struct tail_heads *h, int fd, int64_t off, int64_t end);
+
+/* The shortest head tail_heads_find looks for, in bytes: a record of a file that held a line or
+ * two of a few bytes ("\n", "ok\n") has a head that new content holds by chance; 64 bytes is
+ * more than a log line's prefix before its timestamp. */
+#define TAIL_HEADS_FIND_MIN 64
+
+/* The first line start (after a '\n') of the bytes of `fd` in (start, end) where the whole head,
+ * of at least TAIL_HEADS_FIND_MIN bytes, of a record starts: content that holds a file read
+ * before after lines of its own (a plain `cat new.log old.log`, which has no gzip members to
+ * tell where old.log starts). One SHA-256 per distinct head length per line. Returns the offset,
+ * 0 if there is none, or -1 (a read error, errno set). */
+int64_t tail_heads_find(const struct tail_heads *h, int fd, int64_t start, int64_t end);
+
+/* Frees. NULL is a no-op. */
+void tail_heads_free(struct tail_heads *h);
+
+/* What a record of the content of `fd` (`size` bytes) read up to `checkpoint` would hold, as
+ * tail_open_archive and tail_read make it: the fingerprint of its first min(size, SPOOL_FP_MAX)
+ * bytes and the check bytes before `checkpoint`, with offset and size, into *f (the rest of *f
+ * is left as it is). For a dry run, whose records are never written (tail_identify's `extra`).
+ * Returns 0, or -1 (errno set by the read). */
+int tail_describe(int fd, int64_t size, int64_t checkpoint, struct spool_file *f);
+
+/* Flags of tail_open_archive. TAIL_ARCHIVE_FINISH: the content does not grow, so a last line
+ * without its '\n' is a finished line and is read (lines_finish). */
+#define TAIL_ARCHIVE_FINISH 1u
 
 /* A tail over `fd` (taken over: tail_free closes it, also after a failure), the content of the
  * archive `path` whose stat(2) is *ast: with `record` (from tail_identify) it continues that
  * record from its checkpoint, so its lines get the identifiers they had or would have had when
- * tailed; without, it starts a new record (a new uid) at 0 with the archive's device and inode
- * (an empty archive gets none). tail_read then reads it to its end. Returns the tail, or NULL
+ * tailed; without, it starts a new record (a new uid) at 0, state "drained", with the archive's
+ * device and inode (an empty archive gets none). tail_read then reads it to its end; its commits
+ * keep the record's state (an archive is never "reading": no agent reads it, and a backfill
+ * stopped half-way leaves nothing that looks read by a running agent). Returns the tail, or NULL
  * (`err`). */
 struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *path,
                                const struct stat *ast, size_t source_index,
-                               const struct spool_file *record, char *err, size_t errlen);
+                               const struct spool_file *record, unsigned flags, char *err,
+                               size_t errlen);
+
+/* The compression format whose magic number the open file `fd` starts with ("gzip", "xz",
+ * "zstd", "bzip2": RFC 1952, the xz file format 1.1.0, RFC 8878, bzip2's stream and block
+ * headers), or NULL (also on a read error). Static storage. Such a file is never read as text. */
+const char *tail_compression(int fd);
+
+/* tail_compression of the file at `path` (opened for it; NULL if it cannot be). */
+const char *tail_compression_at(const char *path);
 
 /* Closes the file descriptor. NULL is a no-op. */
 void tail_free(struct tail *t);

@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "ingest/tail.h"
 #include "store/report.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -66,9 +67,10 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->counters = sf->counters;
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
-	 * writer. */
+	 * writer; not an archive's, whose offsets are those of its content once decompressed. */
 	if (sf->state != SPOOL_FILE_GONE && stat(ff->path, &st) == 0 &&
-	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
+	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino &&
+	    (st.st_size == sf->size || tail_compression_at(ff->path) == NULL))
 		ff->size = (int64_t)st.st_size;
 	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
 	return 0;
@@ -155,7 +157,21 @@ static void health(struct facts *f)
 		utc(f->sender.since, when, sizeof(when));
 		problem(f, "sending paused since %s: %s", when, f->sender.detail);
 	}
-	if (f->since > 0 && f->dead_since > 0) {
+	if (f->ingest_stale) {
+		utc(f->ingest.written, when, sizeof(when));
+		problem(f,
+		        "ingest not responding: its live state was last written at %s, %lld s ago "
+		        "(stale_after %lld s): the agent is frozen or its reading thread hangs",
+		        when, (long long)(f->now - f->ingest.written), (long long)f->stale_after);
+	}
+	if (f->sender_stale) {
+		utc(f->sender.written, when, sizeof(when));
+		problem(f,
+		        "sender not responding: its live state was last written at %s, %lld s ago "
+		        "(stale_after %lld s): the agent is frozen or its sending thread hangs",
+		        when, (long long)(f->now - f->sender.written), (long long)f->stale_after);
+	}
+	if (f->since_set && f->dead_since > 0) {
 		utc(f->since, when, sizeof(when));
 		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);
 	}
@@ -181,13 +197,15 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	g.f = f;
 	f->now = now;
 	f->api = cfg->stripe.api;
-	f->since = since;
+	f->since = since >= 0 ? since : 0;
+	f->since_set = since >= 0;
+	f->stale_after = (cfg->agent.stale_after_ms + 999) / 1000;
 	f->spool = spool_path(sp);
 	f->max_spool_bytes = cfg->agent.max_spool_bytes;
 	if (spool_counts(sp, &f->counts, err, errlen) != 0 ||
 	    spool_last_error(sp, f->last_error, sizeof(f->last_error), err, errlen) != 0 ||
 	    spool_oldest_pending(sp, &f->oldest_pending, err, errlen) != 0 ||
-	    (since > 0 && spool_dead_since(sp, since, &f->dead_since, err, errlen) != 0))
+	    (f->since_set && spool_dead_since(sp, f->since, &f->dead_since, err, errlen) != 0))
 		goto fail;
 	/* Read-only: show the stored instance without changing it. */
 	if (spool_instance(sp, NULL, f->instance, sizeof(f->instance), e, sizeof(e)) != 0)
@@ -219,6 +237,11 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
+	/* A state written in the future (a clock set back) is not stale. */
+	f->ingest_stale =
+	    f->ingest.running && f->ingest.written > 0 && now - f->ingest.written > f->stale_after;
+	f->sender_stale = f->sender.running && f->sender.written > 0 &&
+	                  now - (int64_t)f->sender.written > f->stale_after;
 	if (!f->sender.running)
 		f->rate_known =
 		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
@@ -254,6 +277,9 @@ static void print_ingest(FILE *out, const struct facts *f)
 		fprintf(out, "ingest: unknown (%s)\n", f->ingest_err);
 	else if (!f->ingest.running)
 		fprintf(out, "ingest: not running\n");
+	else if (f->ingest_stale)
+		fprintf(out, "ingest: not responding (its live state is %lld s old)\n",
+		        (long long)(f->now - f->ingest.written));
 	else if (f->ingest.state == SPACE_DISK_FULL)
 		fprintf(out, "ingest: paused (disk full since %s): %s\n", when, f->ingest.detail);
 	else if (f->ingest.state == SPACE_LIMIT)
@@ -326,21 +352,26 @@ static void print_sender(FILE *out, const struct facts *f)
 			fprintf(out, "rate: %s\n", f->rate_why);
 		return;
 	}
-	if (strncmp(st->state, "paused", 6) == 0) {
+	if (f->sender_stale) {
+		fprintf(out, "sender: not responding (its live state is %lld s old)\n",
+		        (long long)(f->now - st->written));
+	} else if (strncmp(st->state, "paused", 6) == 0) {
 		utc(st->since, a, sizeof(a));
 		utc(st->pause_until, b, sizeof(b));
 		fprintf(out, "sender: paused since %s: %s; trying again at %s\n", a, st->detail, b);
 	} else if (st->hold_until > f->now) {
 		utc(st->hold_until, a, sizeof(a));
-		fprintf(out,
-		        "sender: waiting until %s, as Stripe asked (Retry-After); %lld in flight, "
-		        "%lld queued\n",
-		        a, st->in_flight, st->queued);
+		fprintf(out, "sender: waiting until %s, as Stripe asked (Retry-After)\n", a);
 	} else {
-		fprintf(out,
-		        "sender: sending; %lld in flight, %lld waiting to retry, %lld queued\n",
-		        st->in_flight, st->retrying, st->queued);
+		fprintf(out, "sender: sending\n");
 	}
+	/* Buckets that do not overlap: with the pending events not read from the spool yet, they
+	 * add up to the pending count. */
+	fprintf(out,
+	        "queue: %lld requests in flight with %lld events, %lld events waiting to retry, "
+	        "%lld held, %lld ready to send; %lld more pending in the spool\n",
+	        st->in_flight, st->in_flight_events, st->retrying, st->held, st->queued,
+	        (long long)facts_not_loaded(f));
 	fprintf(out, "rate: up to %.0f requests/s (%s)", st->rate_max, st->rate_why);
 	if (st->rate + 0.05 < st->rate_max) {
 		utc(st->rate_cut, a, sizeof(a));
@@ -364,11 +395,25 @@ static void print_sender(FILE *out, const struct facts *f)
 	fprintf(out, "\n");
 }
 
+int64_t facts_not_loaded(const struct facts *f)
+{
+	const struct sender_status *st = &f->sender;
+	int64_t n = f->counts.pending -
+	            (int64_t)(st->in_flight_events + st->retrying + st->held + st->queued);
+
+	/* The sender's view is a moment older or newer than the spool's count. */
+	return st->running && n > 0 ? n : 0;
+}
+
 static void print_file(FILE *out, const struct facts_file *ff)
 {
-	fprintf(out, "  %s\n", ff->path);
+	char path[4096 * 4 + 1];
+
+	/* One line per path, whatever bytes it holds (log_escape). */
+	fprintf(out, "  %s\n", log_escape(path, sizeof(path), ff->path));
 	if (ff->recorded != NULL)
-		fprintf(out, "    renamed since logmeter last saw it, as %s\n", ff->recorded);
+		fprintf(out, "    renamed since logmeter last saw it, as %s\n",
+		        log_escape(path, sizeof(path), ff->recorded));
 	fprintf(out, "    source %s  identity %s (dev %llu, inode %llu)  state %s\n", ff->source,
 	        ff->uid, (unsigned long long)ff->dev, (unsigned long long)ff->ino,
 	        spool_file_state_name(ff->state));

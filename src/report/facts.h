@@ -21,6 +21,9 @@
  * goes away (adding fields does not raise it). docs/status-json.md. */
 #define FACTS_SCHEMA_VERSION 1
 
+/* facts_new's `since` when no time was asked for: dead letters do not count for health. */
+#define FACTS_NO_SINCE (-1)
+
 /* Problems that make the health "degraded", at most this many kept. */
 #define FACTS_PROBLEMS_MAX 8
 
@@ -64,6 +67,11 @@ struct facts {
 
 	struct space_status ingest; /* found = 0: no state file */
 	char ingest_err[256];       /* why the state file could not be read; "" */
+	/* A running thread whose live state is older than stale_after (seconds; the
+	 * configuration's): frozen, or hung. Not said of a state without its time (an older
+	 * agent). */
+	int64_t stale_after;
+	int ingest_stale, sender_stale;
 	int usage_known;
 	struct spool_usage usage;
 	char usage_err[256];
@@ -93,7 +101,9 @@ struct facts {
 	size_t n_windows;
 
 	/* Health: degraded when reading is paused, sending is paused (the key refused, or answers
-	 * that are not Stripe's), or dead letters came since `since`. */
+	 * that are not Stripe's), a running thread does not answer (its live state is stale), or
+	 * dead letters came since `since` (since_set: 0 counts them all). */
+	int since_set;
 	int degraded;
 	char problems[FACTS_PROBLEMS_MAX][600];
 	size_t n_problems;
@@ -101,7 +111,8 @@ struct facts {
 
 /* Gathers the facts of the spool `sp` (any handle, read-only is enough; borrowed) and of
  * cfg->agent.state_dir, at wall-clock time `now`, counting the dead letters since `since`
- * (seconds since the epoch; 0: none asked, they do not count for health). What cannot be read
+ * (seconds since the epoch, 0 included; FACTS_NO_SINCE: none asked, they do not count).
+ * What cannot be read
  * of the live state or the file system is kept as its error text; what cannot be read of the
  * spool fails. Returns the facts (facts_free), or NULL with the reason in `err`. */
 struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now, int64_t since,
@@ -110,12 +121,22 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 /* Frees everything facts_new made. NULL is a no-op. */
 void facts_free(struct facts *f);
 
+/* Pending events the running sender has not read from the spool yet: the pending count less
+ * its four buckets (in flight, retrying, held, queued); 0 if it does not run. */
+int64_t facts_not_loaded(const struct facts *f);
+
 /* Writes the text of `logmeter status` to `out` (README, "Commands"). */
 void facts_print_text(FILE *out, const struct facts *f);
 
 /* Writes the JSON document of `logmeter status --json` (docs/status-json.md) to `out`, with a
  * final newline. Returns 0, or -1 (out of memory, or a write error) with the reason in `err`. */
 int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen);
+
+/* When the facts cannot be gathered (no spool yet, a spool that cannot be read): writes to `out`
+ * the JSON document that says so, so that a health check parsing the output gets JSON: the
+ * schema_version, `now` (seconds since the epoch), "error": `why`, and a degraded health with
+ * `why` as its problem. Returns 0, or -1 on a write error. */
+int facts_print_json_error(FILE *out, int64_t now, const char *why);
 
 /* Writes the Prometheus text exposition format 0.0.4 of the facts to `out` (docs/metrics.md):
  * per-file series for at most `max_files` files being read (by source, then record), every

@@ -14,16 +14,16 @@ static json_t *time_or_null(int64_t t)
 }
 
 /* A JSON string of `s`; text that is not UTF-8 (a path may be any bytes) has its bytes outside
- * ASCII as '?'. */
+ * ASCII as "\xHH" (log_escape_high). */
 static json_t *text(const char *s)
 {
 	json_t *j = json_string(s);
+	size_t len = strlen(s) * 4 + 1;
 	char *copy;
 
-	if (j != NULL || (copy = strdup(s)) == NULL)
+	if (j != NULL || (copy = malloc(len)) == NULL)
 		return j;
-	log_ascii_only(copy);
-	j = json_string(copy);
+	j = json_string(log_escape_high(copy, len, s));
 	free(copy);
 	return j;
 }
@@ -41,7 +41,7 @@ static json_t *health_json(const struct facts *f)
 		json_array_append_new(problems, text(f->problems[i]));
 	return json_pack("{s:s, s:o, s:o}", "status", f->degraded ? "degraded" : "ok", "problems",
 	                 problems, "dead_since",
-	                 f->since > 0 ? json_pack("{s:I, s:I}", "since", (json_int_t)f->since,
+	                 f->since_set ? json_pack("{s:I, s:I}", "since", (json_int_t)f->since,
 	                                          "count", (json_int_t)f->dead_since)
 	                              : json_null());
 }
@@ -78,10 +78,12 @@ static json_t *ingest_json(const struct facts *f)
 	                                             : space_state_name(in->state);
 	int paused = in->running && in->state != SPACE_READING;
 
-	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o}", "state", state, "running", in->running,
-	                 "paused", paused, "paused_since", time_or_null(paused ? in->since : 0),
-	                 "detail", text_or_null(paused ? in->detail : ""), "error",
-	                 text_or_null(f->ingest_err));
+	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:b, s:o}", "state", state, "running",
+	                 in->running, "paused", paused, "paused_since",
+	                 time_or_null(paused ? in->since : 0), "detail",
+	                 text_or_null(paused ? in->detail : ""), "error",
+	                 text_or_null(f->ingest_err), "responding", in->running && !f->ingest_stale,
+	                 "heartbeat", time_or_null(in->running ? in->written : 0));
 }
 
 static json_t *space_json(const struct facts *f)
@@ -141,15 +143,19 @@ static json_t *sender_json(const struct facts *f)
 	rate = json_pack("{s:f, s:f, s:o, s:o}", "max", st->rate_max, "now", st->rate, "source",
 	                 text(st->rate_why), "lowered_at",
 	                 time_or_null(st->rate + 0.05 < st->rate_max ? st->rate_cut : 0));
-	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o}",
+	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
+	                 "s:o, s:b, s:o}",
 	                 "state", st->state, "running", 1, "paused", paused, "pause_reason",
 	                 text_or_null(paused ? st->detail : ""), "paused_since",
 	                 time_or_null(paused ? st->since : 0), "retry_at",
 	                 time_or_null(paused ? st->pause_until : 0), "retry_after_until",
 	                 time_or_null(st->hold_until > f->now ? st->hold_until : 0), "in_flight",
 	                 (json_int_t)st->in_flight, "retrying", (json_int_t)st->retrying, "queued",
-	                 (json_int_t)st->queued, "held", (json_int_t)st->held, "rate", rate,
-	                 "requests", requests_json(st));
+	                 (json_int_t)st->queued, "held", (json_int_t)st->held, "in_flight_events",
+	                 (json_int_t)st->in_flight_events, "not_loaded",
+	                 (json_int_t)facts_not_loaded(f), "rate", rate, "requests",
+	                 requests_json(st), "responding", !f->sender_stale, "heartbeat",
+	                 time_or_null((int64_t)st->written));
 }
 
 static json_t *file_json(const struct facts_file *ff)
@@ -210,6 +216,21 @@ static json_t *windows_json(const struct facts *f)
 		              (json_int_t)w->lines, "late", (json_int_t)w->late));
 	}
 	return json_pack("{s:I, s:o}", "open", (json_int_t)f->windows_open, "list", list);
+}
+
+int facts_print_json_error(FILE *out, int64_t now, const char *why)
+{
+	json_t *doc =
+	    json_pack("{s:i, s:I, s:o, s:{s:s, s:[o], s:n}}", "schema_version",
+	              FACTS_SCHEMA_VERSION, "now", (json_int_t)now, "error", text(why), "health",
+	              "status", "degraded", "problems", text(why), "dead_since");
+	int rc = -1;
+
+	if (doc != NULL && json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 &&
+	    fputc('\n', out) != EOF)
+		rc = 0;
+	json_decref(doc);
+	return rc;
 }
 
 int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen)

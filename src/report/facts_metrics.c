@@ -14,11 +14,13 @@
  * event stream). */
 #define API_LABEL (f->api == CONFIG_API_V2 ? "v2" : "v1")
 
-/* Writes `s` as a label value: escaped, and with bytes outside ASCII as '?' unless all of it is
- * valid UTF-8 (a path may be any bytes). */
+/* Writes `s` as a label value: escaped, and, unless all of it is valid UTF-8 (a path may be any
+ * bytes), with its bytes outside ASCII as "\xHH" (log_escape_high), so that two file names that
+ * differ in such a byte keep series of their own. */
 static void label(FILE *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	char *hexed = NULL;
 	int ascii = 1, utf8 = 1;
 
 	for (const unsigned char *q = p; *q != '\0'; q++)
@@ -38,6 +40,12 @@ static void label(FILE *out, const char *s)
 			q += n;
 		}
 	}
+	if (!utf8) {
+		size_t len = strlen(s) * 4 + 1;
+
+		hexed = malloc(len);
+		p = (const unsigned char *)(hexed != NULL ? log_escape_high(hexed, len, s) : "?");
+	}
 	fputc('"', out);
 	for (; *p != '\0'; p++) {
 		if (*p == '\\')
@@ -47,9 +55,10 @@ static void label(FILE *out, const char *s)
 		else if (*p == '\n')
 			fputs("\\n", out);
 		else
-			fputc(*p >= 0x80 && !utf8 ? '?' : *p, out);
+			fputc(*p, out);
 	}
 	fputc('"', out);
+	free(hexed);
 }
 
 static void family(FILE *out, const char *name, const char *type, const char *help)
@@ -272,6 +281,9 @@ static void room(FILE *out, const struct facts *f)
 	gauge(out, "logmeter_ingest_paused",
 	      "1 if reading is paused for lack of room (disk full, or max_spool_bytes reached).",
 	      paused);
+	gauge(out, "logmeter_ingest_responding",
+	      "1 if the ingest thread runs and its live state is younger than stale_after.",
+	      f->ingest.running && !f->ingest_stale);
 }
 
 static void sender(FILE *out, const struct facts *f)
@@ -287,11 +299,20 @@ static void sender(FILE *out, const struct facts *f)
 	      "1 if sending is paused: the key refused, or answers that are not Stripe's.", paused);
 	gauge(out, "logmeter_key_refused", "1 if Stripe refused the API key (401 or 403).",
 	      st->running && strcmp(st->state, "paused-auth") == 0);
+	gauge(out, "logmeter_sender_responding",
+	      "1 if the sender runs and its live state is younger than stale_after.",
+	      st->running && !f->sender_stale);
 	if (!st->running)
 		return;
 	gauge(out, "logmeter_sender_in_flight_requests", "Requests in flight.",
 	      (double)st->in_flight);
-	gauge(out, "logmeter_sender_queued_events", "Events in the sender's queue.",
+	gauge(out, "logmeter_sender_in_flight_events", "Events in the requests in flight.",
+	      (double)st->in_flight_events);
+	gauge(out, "logmeter_sender_retrying_events", "Events waiting for their next attempt.",
+	      (double)st->retrying);
+	gauge(out, "logmeter_sender_queued_events",
+	      "Events in the sender's queue ready to be sent (not in flight, waiting to retry or "
+	      "held).",
 	      (double)st->queued);
 	gauge(out, "logmeter_sender_held_events",
 	      "Events held for a timestamp ahead of this host's clock.", (double)st->held);

@@ -1,37 +1,48 @@
-/* metrics: the Prometheus endpoint (report/metrics.h), served by libmicrohttpd
+/* metrics: the Prometheus endpoint (report/metrics.h): the agent's socket and server process,
+ * and the server, served by libmicrohttpd
  * (https://www.gnu.org/software/libmicrohttpd/manual/libmicrohttpd.html). */
 #include "report/metrics.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
-#include <pthread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "report/facts.h"
 #include "store/spool.h"
+#include "util/clock.h"
 #include "util/log.h"
+
+extern char **environ;
 
 /* What Prometheus asks for, and accepts (the exposition format's Content-Type,
  * https://prometheus.io/docs/instrumenting/exposition_formats/). */
 #define METRICS_PATH "/metrics"
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define METRICS_CONNECTIONS 16 /* at once: scrapers, not the public */
-#define METRICS_TIMEOUT_S 30   /* an idle connection is closed after this */
+#define METRICS_CONNECTIONS 16  /* at once: scrapers, not the public */
+#define METRICS_TIMEOUT_S 30    /* an idle connection is closed after this */
+#define METRICS_FD 3            /* the listening socket, in the server process */
+#define METRICS_RESPAWN_MS 1000 /* a server that ends sooner after its start twice: not again */
 
-struct metrics {
+struct metrics_server {
 	struct MHD_Daemon *d;
-	pthread_mutex_t lock; /* held while a scrape reads cfg */
 	const struct config *cfg;
-	unsigned port;
 	int scrape_warned; /* a failing scrape is logged once until one succeeds */
 };
 
 /* The exposition of the facts now, malloc'd into *out (*len bytes). Returns the HTTP status:
  * 200, or 500 with the reason as the body. */
-static unsigned scrape(struct metrics *m, char **out, size_t *len)
+static unsigned scrape(struct metrics_server *m, char **out, size_t *len)
 {
 	char err[1024] = "";
 	struct spool *sp = NULL;
@@ -41,18 +52,16 @@ static unsigned scrape(struct metrics *m, char **out, size_t *len)
 
 	*out = NULL;
 	*len = 0;
-	pthread_mutex_lock(&m->lock);
 	/* A handle per scrape: the spool may be repaired or replaced while the agent is stopped,
 	 * and a scrape every few seconds costs an open, not a read of every page. */
 	sp = spool_open(m->cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
 	if (sp != NULL)
-		f = facts_new(m->cfg, sp, (int64_t)time(NULL), 0, err, sizeof(err));
+		f = facts_new(m->cfg, sp, (int64_t)time(NULL), FACTS_NO_SINCE, err, sizeof(err));
 	if (f != NULL && (mem = open_memstream(out, len)) != NULL &&
 	    facts_print_metrics(mem, f, (size_t)m->cfg->agent.metrics_max_files) == 0)
 		status = 200;
 	else if (err[0] == '\0')
 		snprintf(err, sizeof(err), "out of memory");
-	pthread_mutex_unlock(&m->lock);
 	if (mem != NULL && fclose(mem) != 0)
 		status = 500;
 	facts_free(f);
@@ -109,7 +118,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *data,
                                   size_t *data_size, void **state)
 {
-	struct metrics *m = cls;
+	struct metrics_server *m = cls;
 	char *body = NULL;
 	size_t len = 0;
 	unsigned status;
@@ -140,48 +149,153 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	return answer(c, status, body, len);
 }
 
-struct metrics *metrics_new(const struct config *cfg, char *err, size_t errlen)
+struct metrics_server *metrics_server_new(const struct config *cfg, int fd, char *err,
+                                          size_t errlen)
 {
-	const char *listen = cfg != NULL ? cfg->agent.metrics_listen : NULL;
-	const union MHD_DaemonInfo *info;
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	struct metrics *m;
-	int loopback;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	struct metrics_server *m = calloc(1, sizeof(*m));
 
-	if (listen == NULL || listen[0] == '\0') {
-		err_set(err, errlen, "metrics: no metrics_listen");
-		return NULL;
-	}
-	if (config_parse_listen(listen, &sa, &salen, &loopback, err, errlen) != 0)
-		return NULL;
-	m = calloc(1, sizeof(*m));
 	if (m == NULL) {
 		err_set(err, errlen, "out of memory");
+		close(fd);
 		return NULL;
 	}
-	pthread_mutex_init(&m->lock, NULL);
 	m->cfg = cfg;
-	if (sa.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	/* The port is the address's: MHD_OPTION_SOCK_ADDR overrides the argument. */
 	/* The logger first: libmicrohttpd logs the options after it through it. */
-	m->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
-	                        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S,
-	                        MHD_OPTION_END);
+	m->d = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S, MHD_OPTION_END);
 	if (m->d == NULL) {
-		err_set(err, errlen,
-		        "metrics: cannot listen on %s (in use, or not an address of this host)",
-		        listen);
-		pthread_mutex_destroy(&m->lock);
+		err_set(err, errlen, "metrics: the HTTP daemon did not start");
+		close(fd);
 		free(m);
 		return NULL;
 	}
-	info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
-	m->port = info != NULL ? info->port : 0;
+	return m;
+}
+
+void metrics_server_free(struct metrics_server *m)
+{
+	if (m == NULL)
+		return;
+	/* MHD_stop_daemon closes the listening socket it was given too. */
+	MHD_stop_daemon(m->d);
+	free(m);
+}
+
+/* ---- in the agent: the socket and the server process ---- */
+
+struct metrics {
+	int fd; /* the listening socket */
+	unsigned port;
+	char *config_path;
+	char exe[4096]; /* this program, to start the server from */
+	pid_t pid;      /* the server process, 0: none */
+	int64_t started_ms, quick_ends;
+};
+
+/* The path of this program: the server is started from the same binary (a package upgrade
+ * that replaced it leaves the old one reachable through /proc/self/exe). */
+static void own_exe(char *out, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
+
+	if (n <= 0 || (size_t)n >= len - 1 || (n > 10 && strcmp(out + n - 10, " (deleted)") == 0) ||
+	    (out[n] = '\0', access(out, X_OK) != 0))
+		snprintf(out, len, "/proc/self/exe");
+}
+
+/* Starts the server process on the socket. Returns 0 or -1 (logged). */
+static int start_server(struct metrics *m)
+{
+	posix_spawn_file_actions_t fa;
+	char arg[64];
+	char *argv[] = {"logmeter", "metrics-serve", "-c", m->config_path, arg, NULL};
+	int rc;
+
+	snprintf(arg, sizeof(arg), "%d:%ld", METRICS_FD, (long)getpid());
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return -1;
+	/* The socket becomes the server's descriptor 3, without close-on-exec; everything else of
+	 * the agent's is close-on-exec. */
+	rc = posix_spawn_file_actions_adddup2(&fa, m->fd, METRICS_FD);
+	if (rc == 0)
+		rc = posix_spawn(&m->pid, m->exe, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0) {
+		m->pid = 0;
+		log_err("metrics: cannot start the server process %s: %s", m->exe, strerror(rc));
+		return -1;
+	}
+	m->started_ms = clock_mono_ms();
+	return 0;
+}
+
+static void stop_server(struct metrics *m)
+{
+	if (m->pid <= 0)
+		return;
+	kill(m->pid, SIGTERM);
+	while (waitpid(m->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	m->pid = 0;
+}
+
+/* A socket listening on `listen`. Returns it, or -1 (`err` names the address). */
+static int listen_on(const char *addr, unsigned *port, int *loopback, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	int fd, one = 1;
+
+	if (config_parse_listen(addr, &sa, &salen, loopback, err, errlen) != 0)
+		return -1;
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (sa.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(fd, (struct sockaddr *)&sa, salen) != 0 || listen(fd, METRICS_CONNECTIONS) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &salen) != 0) {
+		err_set(err, errlen, "metrics: cannot listen on %s: %s", addr, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+	                                       : ((struct sockaddr_in *)&sa)->sin_port);
+	return fd;
+}
+
+struct metrics *metrics_new(const struct config *cfg, const char *config_path, char *err,
+                            size_t errlen)
+{
+	const char *listen = cfg != NULL ? cfg->agent.metrics_listen : NULL;
+	struct metrics *m;
+	int loopback = 1;
+
+	if (listen == NULL || listen[0] == '\0' || config_path == NULL) {
+		err_set(err, errlen, "metrics: no metrics_listen");
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (m == NULL || (m->config_path = strdup(config_path)) == NULL) {
+		err_set(err, errlen, "out of memory");
+		free(m);
+		return NULL;
+	}
+	m->fd = listen_on(listen, &m->port, &loopback, err, errlen);
+	if (m->fd < 0) {
+		free(m->config_path);
+		free(m);
+		return NULL;
+	}
+	own_exe(m->exe, sizeof(m->exe));
+	if (start_server(m) != 0) {
+		err_set(err, errlen, "metrics: cannot start the server process");
+		metrics_free(m);
+		return NULL;
+	}
 	log_info("metrics: serving http://%.*s:%u%s", (int)(strrchr(listen, ':') - listen), listen,
 	         m->port, METRICS_PATH);
 	if (!loopback)
@@ -193,11 +307,31 @@ struct metrics *metrics_new(const struct config *cfg, char *err, size_t errlen)
 
 void metrics_set_config(struct metrics *m, const struct config *cfg)
 {
+	(void)cfg; /* the server reads the configuration file itself */
 	if (m == NULL)
 		return;
-	pthread_mutex_lock(&m->lock);
-	m->cfg = cfg;
-	pthread_mutex_unlock(&m->lock);
+	stop_server(m);
+	m->quick_ends = 0;
+	start_server(m);
+}
+
+void metrics_reap(struct metrics *m)
+{
+	int status;
+
+	if (m == NULL || m->pid <= 0 || waitpid(m->pid, &status, WNOHANG) != m->pid)
+		return;
+	m->pid = 0;
+	m->quick_ends =
+	    clock_mono_ms() - m->started_ms < METRICS_RESPAWN_MS ? m->quick_ends + 1 : 0;
+	if (m->quick_ends >= 2) {
+		log_err("metrics: the server process keeps ending (status %d): no metrics endpoint "
+		        "until the next reload",
+		        status);
+		return;
+	}
+	log_warn("metrics: the server process ended (status %d): starting it again", status);
+	start_server(m);
 }
 
 unsigned metrics_port(const struct metrics *m)
@@ -209,7 +343,9 @@ void metrics_free(struct metrics *m)
 {
 	if (m == NULL)
 		return;
-	MHD_stop_daemon(m->d);
-	pthread_mutex_destroy(&m->lock);
+	stop_server(m);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m->config_path);
 	free(m);
 }

@@ -171,15 +171,17 @@ struct sender {
 	int64_t pause_until;
 	int64_t pause_since; /* wall clock, s */
 	char pause_reason[STRIPE_REASON_MAX + 128];
-	int probe;         /* one request at a time until Stripe answers as Stripe again */
-	int auth_failed;   /* once-mode: stop, return 1 */
-	int answer_failed; /* once-mode: stop, return 2 */
+	int probe; /* one request at a time until Stripe answers as Stripe again */
+	enum sender_pause probe_kind; /* the pause the probe follows */
+	int auth_failed;              /* once-mode: stop, return 1 */
+	int answer_failed;            /* once-mode: stop, return 2 */
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
 	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
-	int64_t started; /* wall clock, s: sender_new, the base of the published counters */
+	int64_t next_beat; /* monotonic ms: the state is written again by then, changed or not */
+	int64_t started;   /* wall clock, s: sender_new, the base of the published counters */
 	int publish_due;
 	int stopped;
 
@@ -1006,8 +1008,11 @@ static void pause_start(struct sender *s, enum sender_pause kind, const char *re
 		            ? "; check api_base and any proxy between logmeter and "
 		              "Stripe"
 		            : "");
+	/* The same refusal again after a probe continues the pause: its start stays, so that a
+	 * key refused for hours does not look a second old. */
+	if (!(s->probe && s->probe_kind == kind))
+		s->pause_since = (int64_t)time(NULL);
 	s->paused = kind;
-	s->pause_since = (int64_t)time(NULL);
 	snprintf(s->pause_reason, sizeof(s->pause_reason), "%s: %s", what, reason);
 	s->probe = 0;
 }
@@ -1031,6 +1036,7 @@ static void pause_end(struct sender *s, int64_t now)
 	rate_init(s);             /* the key may now be of another kind */
 	session_drop(s->session); /* made with the key Stripe refused */
 	s->session_retry_at = 0;
+	s->probe_kind = s->paused;
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
@@ -1718,34 +1724,42 @@ static void append_counters(struct sender *s, char *buf, size_t len)
 }
 
 /* Writes the live state when something changed (always with `force`), at most once per
- * SENDER_PUBLISH_EVERY_MS. Returns when it wants to be called again (monotonic ms), or
- * INT64_MAX. */
+ * SENDER_PUBLISH_EVERY_MS, and at least once per heartbeat (statefile_beat_ms of stale_after)
+ * whatever changed, so that `status` can tell a frozen sender from an idle one. Returns when it
+ * wants to be called again (monotonic ms), or INT64_MAX. */
 static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
-	size_t retrying = 0, held = 0;
+	size_t retrying = 0, held = 0, in_flight = 0, ready = 0;
 	int64_t wall = (int64_t)time(NULL);
 
-	if (s->sf == NULL || (!force && !s->publish_due))
+	if (s->sf == NULL)
 		return INT64_MAX;
+	if (!force && !s->publish_due && now < s->next_beat)
+		return s->next_beat;
 	if (!force && now < s->next_publish)
 		return s->next_publish;
+	/* Four buckets that do not overlap, so that they add up to what the queue holds. */
 	for (size_t i = 0; i < s->n; i++) {
 		const struct sender_item *it = s->queue[i];
 
-		if (it == NULL || it->req != NULL || it->next_attempt <= now)
+		if (it == NULL)
 			continue;
-		if (it->held)
+		if (it->req != NULL)
+			in_flight++;
+		else if (it->next_attempt > now && it->held)
 			held++;
-		else
+		else if (it->next_attempt > now)
 			retrying++;
+		else
+			ready++;
 	}
 	snprintf(buf, sizeof(buf),
 	         "# logmeter sender state: written in place by the agent, read by `logmeter "
 	         "status`\n"
 	         "pid %ld\nsender %s\nsince %lld\ndetail %s\npause_until %lld\n"
 	         "rate_max %.1f\nrate_why %s\nrate %.1f\nrate_cut %lld\nhold_until %lld\n"
-	         "in_flight %zu\nretrying %zu\nheld %zu\nqueued %zu\n",
+	         "in_flight %zu\nin_flight_events %zu\nretrying %zu\nheld %zu\nqueued %zu\n",
 	         (long)getpid(), sender_state_word(s),
 	         (long long)(s->paused != PAUSE_NONE ? s->pause_since : 0),
 	         s->paused != PAUSE_NONE ? s->pause_reason : "",
@@ -1754,13 +1768,14 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	                         : 0),
 	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
 	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
-	         s->inflight, retrying, held, s->n);
+	         s->inflight, in_flight, retrying, held, ready);
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
 	s->publish_due = 0;
 	s->next_publish = now + SENDER_PUBLISH_EVERY_MS;
-	return INT64_MAX;
+	s->next_beat = now + statefile_beat_ms(s->cfg->agent.stale_after_ms);
+	return s->next_beat;
 }
 
 void sender_publish(struct sender *s)
@@ -1832,6 +1847,8 @@ static const struct {
     SF(rate_max, 'd', rate_max),
     SF(rate, 'd', rate),
     SF(in_flight, 'i', in_flight),
+    SF(in_flight_events, 'i', in_flight_events),
+    SF(written, 'i', written),
     SF(retrying, 'i', retrying),
     SF(held, 'i', held),
     SF(queued, 'i', queued),

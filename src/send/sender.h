@@ -107,9 +107,13 @@ struct sender_status {
 	long long rate_cut;    /* seconds since the epoch a 429 last lowered the rate; 0: never */
 	long long hold_until;  /* seconds since the epoch a Retry-After holds requests until */
 	double rate_max, rate; /* requests per second: at most, and now */
-	long long in_flight, retrying, held, queued; /* requests and events */
-	long long started;                           /* seconds since the epoch */
-	long long outcomes[STRIPE_OUTCOMES];         /* as struct sender_stats */
+	/* Requests in flight; events: in those requests, waiting to retry, held for a timestamp
+	 * ahead of the clock, and queued ready to be sent: the last four do not overlap, and add
+	 * up to what the sender holds of the pending events (SENDER_QUEUE_MAX at most). */
+	long long in_flight, in_flight_events, retrying, held, queued;
+	long long written; /* seconds since the epoch the region was written; 0: not said */
+	long long started; /* seconds since the epoch */
+	long long outcomes[STRIPE_OUTCOMES]; /* as struct sender_stats */
 	long long duration_counts[SENDER_DURATION_BOUNDS + 1];
 	double duration_sum; /* seconds */
 };

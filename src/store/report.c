@@ -281,3 +281,48 @@ int spool_file_events(struct spool *sp, int64_t file_id, int64_t *out, char *err
 	return one_int(sp, "SELECT sum(n) FROM batches WHERE file_id = ?1", &file_id,
 	               "counting a file's events", out, err, errlen);
 }
+
+int spool_events_between(struct spool *sp, int64_t from, int64_t to,
+                         int (*cb)(const char *rule, const char *customer_key, const char *value,
+                                   int64_t timestamp, int64_t file_id, void *ud),
+                         void *ud, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	char rule[EVENT_RULE_MAX], key[EVENT_CUSTOMER_MAX], value[EVENT_VALUE_MAX];
+	int rc, ret = -1;
+
+	if (sp == NULL || cb == NULL) {
+		err_set(err, errlen, "spool_events_between: invalid arguments");
+		return -1;
+	}
+	rc = sqlite3_prepare_v2(sp->db,
+	                        "SELECT rule, customer_key, value, timestamp, file_id FROM events"
+	                        " WHERE timestamp BETWEEN ?1 AND ?2",
+	                        -1, &st, NULL);
+	spool_bind_int(st, 1, from, &rc);
+	spool_bind_int(st, 2, to, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "reading events by time", err, errlen);
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		spool_col_text(st, 0, rule, sizeof(rule));
+		spool_col_text(st, 1, key, sizeof(key));
+		spool_col_text(st, 2, value, sizeof(value));
+		if (cb(rule, key, value, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+		       ud) < 0) {
+			err_set(err, errlen,
+			        "spool %s: reading events by time: stopped by the callback",
+			        sp->path);
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading events by time", err, errlen);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}

@@ -1,5 +1,6 @@
 /* report: what the spool says for `logmeter status` and the metrics endpoint beyond the counts
- * of query.c: events by rule and state, the oldest pending event, dead letters since a time.
+ * of query.c: events by rule and state, the oldest pending event, dead letters since a time; and
+ * for backfill, the events of a span of time.
  * Each prepares its statement per call: they run once per status or scrape, not per event. */
 #ifndef LOGMETER_STORE_REPORT_H
 #define LOGMETER_STORE_REPORT_H
@@ -28,5 +29,15 @@ int spool_dead_since(struct spool *sp, int64_t since, int64_t *out, char *err, s
 /* How many events of the file record `file_id` the spool holds (any state) into *out: by the
  * UNIQUE (file_id, line_offset, rule) index. Returns 0 or -1. */
 int spool_file_events(struct spool *sp, int64_t file_id, int64_t *out, char *err, size_t errlen);
+
+/* Calls cb(rule, customer_key, value, timestamp, file_id, ud) for each event, in any state,
+ * whose timestamp (seconds since the epoch) is in [from, to], in no particular order; the
+ * strings are valid during the call only. A full scan of the events table (no index on
+ * timestamp): for backfill's look for lines of new content billed already (once per part of
+ * content never read), not per event. Stops and returns -1 if cb does. Returns 0 or -1 (`err`). */
+int spool_events_between(struct spool *sp, int64_t from, int64_t to,
+                         int (*cb)(const char *rule, const char *customer_key, const char *value,
+                                   int64_t timestamp, int64_t file_id, void *ud),
+                         void *ud, char *err, size_t errlen);
 
 #endif

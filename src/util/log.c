@@ -88,6 +88,49 @@ void log_ascii_only(char *s)
 			*p = '?';
 }
 
+/* log_escape, and with `high` the bytes from 0x80 up as "\xHH" too. */
+static const char *escape(char *dst, size_t dstlen, const char *src, int high)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (dst == NULL || dstlen == 0)
+		return dst;
+	for (const unsigned char *p = (const unsigned char *)(src != NULL ? src : ""); *p != '\0';
+	     p++) {
+		char e[5];
+		size_t k = 0;
+
+		if (*p == '\n' || *p == '\r' || *p == '\t') {
+			e[k++] = '\\';
+			e[k++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+		} else if (*p < 0x20 || *p == 0x7f || (high && *p >= 0x80)) {
+			e[k++] = '\\';
+			e[k++] = 'x';
+			e[k++] = hex[*p >> 4];
+			e[k++] = hex[*p & 15];
+		} else {
+			e[k++] = (char)*p;
+		}
+		if (o + k >= dstlen)
+			break;
+		memcpy(dst + o, e, k);
+		o += k;
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
+const char *log_escape(char *dst, size_t dstlen, const char *src)
+{
+	return escape(dst, dstlen, src, 0);
+}
+
+const char *log_escape_high(char *dst, size_t dstlen, const char *src)
+{
+	return escape(dst, dstlen, src, 1);
+}
+
 /* The JSON form of a message (log_msg), malloc'd with its newline, or NULL. */
 static char *json_line(enum log_level level, char *msg)
 {
@@ -121,7 +164,7 @@ static char *json_line(enum log_level level, char *msg)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char buf[4096];
+	char buf[4096], msg[4096];
 	const char *prefix;
 	int n = 0, m;
 	va_list ap;
@@ -154,15 +197,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		}
 		/* Out of memory: the text form still says it. */
 	}
-	n = snprintf(buf, sizeof(buf), "%slogmeter: %s: ", prefix, log_names[level]);
 	va_start(ap, fmt);
-	m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (m < 0)
-		m = 0;
-	n += m;
-	if ((size_t)n > sizeof(buf) - 2)
-		n = (int)sizeof(buf) - 2;
+		msg[0] = '\0';
+	n = snprintf(buf, sizeof(buf), "%slogmeter: %s: ", prefix, log_names[level]);
+	/* Escaped, so that a path or a line quoted in it cannot split it: under the journal a
+	 * second line would lose its priority prefix. */
+	log_escape(buf + n, sizeof(buf) - (size_t)n - 1, msg);
+	n += (int)strlen(buf + n);
 	buf[n++] = '\n';
 	/* One write per line keeps concurrent threads' lines whole. */
 	if (write(STDERR_FILENO, buf, (size_t)n) < 0)

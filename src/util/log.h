@@ -32,7 +32,8 @@ void log_setup(enum log_format format);
 int log_to_journal(void);
 
 /* Writes one line to stderr with a single write(2), so lines from the ingest and sender threads
- * never interleave: "logmeter: <level>: <message>\n", or with LOG_FORMAT_JSON one JSON object
+ * never interleave: "logmeter: <level>: <message>\n", the message's control characters escaped
+ * (log_escape) so that it stays one line, or with LOG_FORMAT_JSON one JSON object
  * {"time": "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), "level": "error"|"warning"|"info"|"debug",
  * "pid": N, "message": "..."} (jansson; a message that is not UTF-8 has its other bytes as '?');
  * under the journal preceded by the priority prefix (log_setup). Messages longer than 4,095
@@ -53,6 +54,19 @@ void log_plain(enum log_level level, const char *text);
  * not valid UTF-8 (a log line may quote a file's bytes, a path may be any bytes), which JSON
  * cannot carry and jansson refuses. */
 void log_ascii_only(char *s);
+
+/* Copies `src` into `dst` (`dstlen` bytes, always NUL-terminated, cut at a whole escape if
+ * needed) with its control characters escaped: '\n' as "\\n", '\r' as "\\r", '\t' as "\\t",
+ * the other bytes below 0x20 and DEL (0x7f) as "\\xHH". Text from outside (a path, which may
+ * hold any byte but '/' and NUL; a line of a log; an answer) then never splits a log line or
+ * the line of a command's output, nor moves the cursor of the terminal that shows it. log_msg
+ * applies it to every message; commands apply it to what they print. Returns dst. */
+const char *log_escape(char *dst, size_t dstlen, const char *src);
+
+/* log_escape, and the bytes from 0x80 up written as "\\xHH" too: for text that is not valid
+ * UTF-8 (a path may be any bytes), which JSON and Prometheus' label values cannot carry; unlike
+ * '?' (log_ascii_only), two names that differ in one such byte stay apart. Returns dst. */
+const char *log_escape_high(char *dst, size_t dstlen, const char *src);
 
 /* Formats into the caller's error buffer `err` of `errlen` bytes (always NUL-terminated, cut if
  * needed). Safe with err == NULL or errlen == 0 (does nothing). The convention for every module:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -56,8 +57,9 @@ int statefile_write(struct statefile *sf, const char *text)
 
 	if (sf == NULL)
 		return 0;
-	n = strnlen(text, sizeof(buf) - 1);
-	memcpy(buf, text, n);
+	n = (size_t)snprintf(buf, sizeof(buf), "written %lld\n%s", (long long)time(NULL), text);
+	if (n > sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
 	/* Blanks to the fixed size, so a shorter state leaves nothing of a longer one. */
 	memset(buf + n, ' ', sizeof(buf) - n - 1);
 	buf[sizeof(buf) - 1] = '\n';
@@ -67,6 +69,13 @@ int statefile_write(struct statefile *sf, const char *text)
 		return -1;
 	}
 	return 0;
+}
+
+int64_t statefile_beat_ms(int64_t stale_after_ms)
+{
+	int64_t beat = stale_after_ms / 4;
+
+	return beat > 15000 ? 15000 : beat > 0 ? beat : 1;
 }
 
 void statefile_free(struct statefile *sf)

@@ -1303,6 +1303,7 @@ static void test_print_options(void **state)
 	    "allow_core_dumps",
 	    "metrics_listen",
 	    "metrics_max_files",
+	    "stale_after",
 	    "api_key_file",
 	    "api_base",
 	    "request_timeout",

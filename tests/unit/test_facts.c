@@ -117,6 +117,24 @@ static char *print(const struct facts *f, int how, size_t max_files)
 	return buf;
 }
 
+/* spool_events_between's callback: counts the events, checks they are file `ud`'s of rule r1,
+ * and stops (-1) when *ud is negative. */
+static int between_cb(const char *rule, const char *customer_key, const char *value,
+                      int64_t timestamp, int64_t file_id, void *ud)
+{
+	int64_t *want = ud;
+
+	(void)customer_key;
+	(void)value;
+	if (*want < 0)
+		return -1;
+	assert_string_equal(rule, "r1");
+	assert_int_equal(file_id, *want);
+	assert_in_range(timestamp, NOW - 1000, NOW - 998);
+	want[1]++;
+	return 0;
+}
+
 static void test_queries(void **state)
 {
 	struct world *w = *state;
@@ -133,6 +151,18 @@ static void test_queries(void **state)
 	assert_int_equal(v, 5);
 	assert_int_equal(spool_file_events(w->fx->sp, w->d.id, &v, err, sizeof(err)), 0);
 	assert_int_equal(v, 0);
+	{
+		int64_t want[2] = {w->a.id, 0}; /* file a's events are at NOW - 1000 .. - 996 */
+
+		assert_int_equal(spool_events_between(w->fx->sp, NOW - 1000, NOW - 998, between_cb,
+		                                      want, err, sizeof(err)),
+		                 0);
+		assert_int_equal(want[1], 3);
+		want[0] = -1;
+		assert_int_equal(spool_events_between(w->fx->sp, NOW - 1000, NOW - 998, between_cb,
+		                                      want, err, sizeof(err)),
+		                 -1);
+	}
 }
 
 static void test_health(void **state)
@@ -141,7 +171,7 @@ static void test_health(void **state)
 	char err[512] = "", *text;
 	struct facts *f;
 
-	f = facts_new(w->fx->cfg, w->fx->sp, NOW, 0, err, sizeof(err));
+	f = facts_new(w->fx->cfg, w->fx->sp, NOW, FACTS_NO_SINCE, err, sizeof(err));
 	assert_non_null(f);
 	assert_int_equal(f->degraded, 0);
 	text = print(f, 0, 0);
@@ -166,7 +196,7 @@ static void test_json(void **state)
 {
 	struct world *w = *state;
 	char err[512] = "", *text;
-	struct facts *f = facts_new(w->fx->cfg, w->fx->sp, NOW, 0, err, sizeof(err));
+	struct facts *f = facts_new(w->fx->cfg, w->fx->sp, NOW, FACTS_NO_SINCE, err, sizeof(err));
 	json_error_t jerr;
 	json_t *doc, *files, *rules;
 
@@ -191,9 +221,10 @@ static void test_json(void **state)
 	                 3);
 	files = json_object_get(doc, "files");
 	assert_int_equal(json_array_size(files), 4);
-	/* Ordered by source: api first. The path that is not UTF-8 comes with '?'. */
+	/* Ordered by source: api first. The path that is not UTF-8 comes with its bytes outside
+	 * ASCII as \xHH. */
 	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 2), "path")),
-	                    "/logs/??.log");
+	                    "/logs/\\xff\\xfe.log");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 1), "path")),
 	                    "/logs/a\"b\\c\nd.log");
 	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 3), "state")),
@@ -231,7 +262,7 @@ static void test_metrics(void **state)
 {
 	struct world *w = *state;
 	char err[512] = "", *text;
-	struct facts *f = facts_new(w->fx->cfg, w->fx->sp, NOW, 0, err, sizeof(err));
+	struct facts *f = facts_new(w->fx->cfg, w->fx->sp, NOW, FACTS_NO_SINCE, err, sizeof(err));
 
 	assert_non_null(f);
 	/* One file with series of its own: the first of source api (by source, then record). */
@@ -253,11 +284,12 @@ static void test_metrics(void **state)
 	assert_int_equal(sample(text, "logmeter_spool_events{rule=\"r2\",state=\"pending\"} "), 3);
 	assert_int_equal(sample(text, "logmeter_oldest_pending_seconds "), 5000);
 	free(text);
-	/* Every file being read: escaped label values, bytes outside UTF-8 as '?'. */
+	/* Every file being read: escaped label values, bytes outside UTF-8 as \xHH (the backslash
+	 * escaped in turn). */
 	text = print(f, 2, 100);
 	assert_int_equal(count_lines(text, "logmeter_file_lag_bytes{"), 3);
 	assert_non_null(strstr(text, "file=\"/logs/a\\\"b\\\\c\\nd.log\""));
-	assert_non_null(strstr(text, "file=\"/logs/??.log\""));
+	assert_non_null(strstr(text, "file=\"/logs/\\\\xff\\\\xfe.log\""));
 	free(text);
 	text = print(f, 2, 0);
 	assert_int_equal(count_lines(text, "logmeter_file_lag_bytes{"), 0);

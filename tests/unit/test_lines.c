@@ -250,6 +250,59 @@ static void test_partial_last_line(void **state)
 	got_free(&g);
 }
 
+/* lines_finish: an archive's last line without its '\n' is a line; its NULs and a trailing
+ * run of NULs are counted; an over-long one is a long line. */
+static void test_finish(void **state)
+{
+	static const char data[] = "one\ntw\0o\r";
+	char err[256] = "";
+	struct lines *sp = lines_new(10, 64, err, sizeof(err));
+	struct got g = {0};
+
+	(void)state;
+	assert_non_null(sp);
+	assert_int_equal(lines_feed(sp, data, sizeof(data) - 1, collect, &g, err, sizeof(err)), 0);
+	assert_int_equal(lines_pending(sp), LINES_PENDING_LINE);
+	assert_int_equal(lines_finish(sp, collect, &g), 0);
+	assert_int_equal(g.n, 2);
+	check_rec(&g.v[1], LINES_TEXT, "two", 14, 19); /* the '\r' dropped, the NUL removed */
+	assert_int_equal(g.v[1].number, 2);
+	assert_int_equal(lines_counts(sp)->consumed, 19);
+	assert_int_equal(lines_counts(sp)->lines, 2);
+	assert_int_equal(lines_counts(sp)->newlines, 1);
+	assert_int_equal(lines_counts(sp)->nul_bytes, 1);
+	assert_int_equal(lines_pending(sp), LINES_PENDING_NONE);
+	assert_int_equal(lines_finish(sp, collect, &g), 0); /* nothing more */
+	assert_int_equal(g.n, 2);
+	lines_free(sp);
+	got_free(&g);
+
+	/* A run of NULs at the end: counted, consumed, no line. */
+	sp = lines_new(0, 64, err, sizeof(err));
+	assert_non_null(sp);
+	assert_int_equal(lines_feed(sp, "a\n\0\0\0", 5, collect, &g, err, sizeof(err)), 0);
+	assert_int_equal(lines_finish(sp, collect, &g), 0);
+	assert_int_equal(g.n, 1);
+	assert_int_equal(lines_counts(sp)->nul_bytes, 3);
+	assert_int_equal(lines_counts(sp)->consumed, 5);
+	lines_free(sp);
+	got_free(&g);
+
+	/* Over-long without its '\n': a long line. */
+	sp = lines_new(0, 4, err, sizeof(err));
+	assert_non_null(sp);
+	assert_int_equal(lines_feed(sp, "ab\n123456", 9, collect, &g, err, sizeof(err)), 0);
+	assert_int_equal(lines_pending(sp), LINES_PENDING_LONG);
+	assert_int_equal(lines_finish(sp, collect, &g), 0);
+	assert_int_equal(g.n, 2);
+	check_rec(&g.v[1], LINES_LONG, NULL, 3, 9);
+	assert_int_equal(lines_counts(sp)->long_lines, 1);
+	assert_int_equal(lines_counts(sp)->consumed, 9);
+	lines_free(sp);
+	got_free(&g);
+	assert_int_equal(lines_finish(NULL, collect, NULL), 0);
+}
+
 static void test_length_limit(void **state)
 {
 	/* max_line_length 8: the '\r' and NULs do not count. */
@@ -898,6 +951,7 @@ int main(void)
 	    cmocka_unit_test(test_nul_bytes),
 	    cmocka_unit_test(test_nul_run_at_end),
 	    cmocka_unit_test(test_partial_last_line),
+	    cmocka_unit_test(test_finish),
 	    cmocka_unit_test(test_length_limit),
 	    cmocka_unit_test(test_long_line_across_feeds),
 	    cmocka_unit_test(test_callback_stops),

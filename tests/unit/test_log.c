@@ -136,6 +136,20 @@ static void test_json(void **state)
 	json_decref(o);
 }
 
+/* log_escape: control characters become escapes, other bytes stay; the output is cut at a
+ * whole escape and always terminated. */
+static void test_escape(void **state)
+{
+	char out[64];
+
+	(void)state;
+	assert_string_equal(log_escape(out, sizeof(out), "a\nb\rc\td\x1b[2J\x7f\\caf\xc3\xa9"),
+	                    "a\\nb\\rc\\td\\x1b[2J\\x7f\\caf\xc3\xa9");
+	assert_string_equal(log_escape(out, 6, "ab\ncd"), "ab\\nc");
+	assert_string_equal(log_escape(out, 5, "abc\x01"), "abc");
+	assert_string_equal(log_escape(out, sizeof(out), NULL), "");
+}
+
 static void test_parse(void **state)
 {
 	enum log_format f = LOG_FORMAT_TEXT;
@@ -158,6 +172,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_not_the_journal, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_json, fixture_setup, fixture_teardown),
 	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1292,6 +1292,150 @@ static void test_compressed(void **state)
 	tail_free(t);
 }
 
+/* Writes `len` bytes of `data` to a new file DIR/NAME and returns it open for reading. */
+static int content_file(struct tail_fixture *fx, const char *name, const char *data, size_t len)
+{
+	char path[200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", fx->dir, name);
+	fixture_write(path, data, len, 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* tail_identify: content within a record (a copy cut at or before its checkpoint), beyond it
+ * (its check bytes there, more after), starting like it but different (head only), unrelated
+ * or shorter than the head; another source's record only when asked for every source; a dry
+ * run's records (extra) like the spool's; tail_heads_at and tail_heads_find at a file's start
+ * inside content. */
+static void test_identify(void **state)
+{
+	struct tail_fixture *fx = *state;
+	char buf[4096], err[512] = "";
+	struct spool_file rec, f;
+	struct tail *t;
+	size_t len = 0, cut = 0;
+	int fd;
+
+	build_rules(fx);
+	for (int i = 0; len < 2000; i++) {
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "cus_a %d\n", i);
+		if (len < 1500)
+			cut = len; /* a line end past the 1 KiB head */
+	}
+	fixture_write(fx->log, buf, len, 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(read_tail(t), (int64_t)len);
+	assert_int_equal(tail_file(t)->fp_len, SPOOL_FP_MAX);
+	tail_free(t);
+
+	fd = content_file(fx, "cut.txt", buf, cut);
+	assert_int_equal(
+	    tail_identify(&fx->ctx, fd, 0, (int64_t)cut, "app", NULL, 0, &rec, err, sizeof(err)),
+	    TAIL_MATCH_WITHIN);
+	assert_int_equal(rec.offset, (int64_t)len);
+	assert_int_equal(
+	    tail_identify(&fx->ctx, fd, 0, (int64_t)cut, "other", NULL, 0, &rec, err, sizeof(err)),
+	    TAIL_MATCH_NONE);
+	close(fd);
+	fd = content_file(fx, "whole.txt", buf, len);
+	assert_int_equal(
+	    tail_identify(&fx->ctx, fd, 0, (int64_t)len, NULL, NULL, 0, &rec, err, sizeof(err)),
+	    TAIL_MATCH_WITHIN);
+	close(fd);
+	memcpy(buf + len, "cus_b 9\n", 8);
+	fd = content_file(fx, "more.txt", buf, len + 8);
+	assert_int_equal(tail_identify(&fx->ctx, fd, 0, (int64_t)len + 8, "app", NULL, 0, &rec, err,
+	                               sizeof(err)),
+	                 TAIL_MATCH_BEYOND);
+	close(fd);
+	memset(buf + 1100, 'x', len - 1100); /* the head, then other bytes up to and past it */
+	fd = content_file(fx, "other.txt", buf, len + 8);
+	assert_int_equal(tail_identify(&fx->ctx, fd, 0, (int64_t)len + 8, "app", NULL, 0, &rec, err,
+	                               sizeof(err)),
+	                 TAIL_MATCH_HEAD);
+	/* Shorter than the head: nothing to tell it by. */
+	assert_int_equal(
+	    tail_identify(&fx->ctx, fd, 0, 500, "app", NULL, 0, &rec, err, sizeof(err)),
+	    TAIL_MATCH_NONE);
+	close(fd);
+
+	/* A dry run's record of content never written to the spool. */
+	fd = content_file(fx, "new.txt", "cus_n 1\ncus_n 2\n", 16);
+	memset(&f, 0, sizeof(f));
+	snprintf(f.source, sizeof(f.source), "app");
+	assert_int_equal(tail_describe(fd, 16, 16, &f), 0);
+	assert_int_equal(tail_identify(&fx->ctx, fd, 0, 16, "app", NULL, 0, &rec, err, sizeof(err)),
+	                 TAIL_MATCH_NONE);
+	assert_int_equal(tail_identify(&fx->ctx, fd, 0, 16, "app", &f, 1, &rec, err, sizeof(err)),
+	                 TAIL_MATCH_WITHIN);
+	close(fd);
+
+	/* The record's file starts at byte 9 of this content. */
+	{
+		struct tail_heads *h = tail_heads_new(&fx->ctx, NULL, 0, err, sizeof(err));
+		char whole[4096];
+		size_t n;
+
+		assert_non_null(h);
+		/* the head of the record: the first 1 KiB of the log */
+		fd = open(fx->log, O_RDONLY | O_CLOEXEC);
+		n = (size_t)pread(fd, whole + 9, SPOOL_FP_MAX, 0);
+		close(fd);
+		assert_int_equal(n, SPOOL_FP_MAX);
+		memcpy(whole, "cus_z 0\n\n", 9);
+		fd = content_file(fx, "cat.txt", whole, 9 + n);
+		assert_int_equal(tail_heads_at(h, fd, 9, (int64_t)(9 + n)), 1);
+		assert_int_equal(tail_heads_at(h, fd, 0, (int64_t)(9 + n)), 0);
+		assert_int_equal(tail_heads_at(h, fd, 10, (int64_t)(9 + n)), 0);
+		/* found at the line it starts, after new lines; none after its own start */
+		assert_int_equal(tail_heads_find(h, fd, 0, (int64_t)(9 + n)), 9);
+		assert_int_equal(tail_heads_find(h, fd, 9, (int64_t)(9 + n)), 0);
+		close(fd);
+		tail_heads_free(h);
+	}
+}
+
+/* tail_open_archive: a new record of content that does not grow is "drained" from the start,
+ * keeps that state through its commits, and with TAIL_ARCHIVE_FINISH its last line is read
+ * without its newline; without, it is left. */
+static void test_archive(void **state)
+{
+	struct tail_fixture *fx = *state;
+	static const char data[] = "cus_a 1\ncus_a 2";
+	char err[512] = "";
+	struct stat st;
+	struct evlist l;
+	struct tail *t;
+	int fd;
+
+	build_rules(fx);
+	fd = content_file(fx, "a.txt", data, sizeof(data) - 1);
+	assert_int_equal(fstat(fd, &st), 0);
+	t = tail_open_archive(&fx->ctx, fd, "a.txt.gz", &st, 0, NULL, TAIL_ARCHIVE_FINISH, err,
+	                      sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(tail_file(t)->state, SPOOL_FILE_DRAINED);
+	assert_int_equal(read_tail(t), (int64_t)sizeof(data) - 1);
+	assert_int_equal(tail_file(t)->state, SPOOL_FILE_DRAINED);
+	assert_int_equal(tail_file(t)->counters.lines, 2);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	check_event(&l.ev[1], tail_file(t), 8, "cus_a", "2");
+	tail_free(t);
+
+	fd = content_file(fx, "b.txt", "cus_b 1\ncus_b 2", 15);
+	assert_int_equal(fstat(fd, &st), 0);
+	t = tail_open_archive(&fx->ctx, fd, "b.txt", &st, 0, NULL, 0, err, sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(read_tail(t), 8);
+	assert_int_equal(tail_file(t)->offset, 8);
+	tail_free(t);
+	assert_int_equal(pending(fx->sp), 3);
+}
+
 /* A record marked gone (its file was seen deleted) is never resumed, even by a file with the
  * same device, inode and content: that is another file (a reused inode), read from its start
  * under a new uid, and not counted as a reset. */
@@ -1344,6 +1488,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_copytruncate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gone_not_resumed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_identify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
 	};
 
 	log_set_level(LOG_LVL_WARN);
