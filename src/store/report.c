@@ -282,38 +282,61 @@ int spool_file_events(struct spool *sp, int64_t file_id, int64_t *out, char *err
 	               "counting a file's events", out, err, errlen);
 }
 
+/* `n` bytes at `p` into `out` (`size` bytes) with a NUL, cut if they do not fit. */
+static void item_text(char *out, size_t size, const char *p, size_t n)
+{
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
 int spool_events_between(struct spool *sp, int64_t from, int64_t to,
                          int (*cb)(const char *rule, const char *customer_key, const char *value,
                                    int64_t timestamp, int64_t file_id, void *ud),
                          void *ud, char *err, size_t errlen)
 {
-	sqlite3_stmt *st = NULL;
-	char rule[EVENT_RULE_MAX], key[EVENT_CUSTOMER_MAX], value[EVENT_VALUE_MAX];
-	int rc, ret = -1;
+	sqlite3_stmt *st;
+	struct spool_view v;
+	char key[EVENT_CUSTOMER_MAX], value[EVENT_VALUE_MAX];
+	int rc = SQLITE_OK, ret = -1;
 
 	if (sp == NULL || cb == NULL) {
 		err_set(err, errlen, "spool_events_between: invalid arguments");
 		return -1;
 	}
-	rc = sqlite3_prepare_v2(sp->db,
-	                        "SELECT rule, customer_key, value, timestamp, file_id FROM events"
-	                        " WHERE timestamp BETWEEN ?1 AND ?2",
-	                        -1, &st, NULL);
-	spool_bind_int(st, 1, from, &rc);
-	spool_bind_int(st, 2, to, &rc);
-	if (rc != SQLITE_OK) {
-		spool_fail(sp, rc, "reading events by time", err, errlen);
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		spool_col_text(st, 0, rule, sizeof(rule));
-		spool_col_text(st, 1, key, sizeof(key));
-		spool_col_text(st, 2, value, sizeof(value));
-		if (cb(rule, key, value, sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
-		       ud) < 0) {
-			err_set(err, errlen,
-			        "spool %s: reading events by time: stopped by the callback",
-			        sp->path);
+	/* Every batch, every event of it whatever its row of outcomes says: the rule, customer
+	 * key, value and timestamp are the batch's. A view of its own, so that the handle's
+	 * (the sender's reads) are left as they were. */
+	memset(&v, 0, sizeof(v));
+	st = sp->st[ST_BATCHES_FROM];
+	spool_bind_int(st, 1, 0, &rc);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct spool_item it;
+		int got;
+
+		rc = SQLITE_OK;
+		if (spool_view_take(sp, &v, st, err, errlen) < 0)
+			goto out;
+		for (got = spool_view_next(&v, &it); got == 1; got = spool_view_next(&v, &it)) {
+			const struct spool_rule *r;
+
+			if (it.timestamp < from || it.timestamp > to)
+				continue;
+			r = spool_rule_of(sp, it.rule_id, err, errlen);
+			if (r == NULL)
+				goto out;
+			item_text(key, sizeof(key), it.customer_key, it.customer_key_len);
+			item_text(value, sizeof(value), it.value, it.value_len);
+			if (cb(r->rule, key, value, it.timestamp, v.file_id, ud) < 0) {
+				err_set(err, errlen,
+				        "spool %s: reading events by time: stopped by the callback",
+				        sp->path);
+				goto out;
+			}
+		}
+		if (got < 0) {
+			spool_fail_damaged(sp, v.id, err, errlen);
 			goto out;
 		}
 	}
@@ -323,6 +346,7 @@ int spool_events_between(struct spool *sp, int64_t from, int64_t to,
 	}
 	ret = 0;
 out:
-	sqlite3_finalize(st);
+	spool_st_end(st);
+	spool_view_free(&v);
 	return ret;
 }
