@@ -2112,10 +2112,13 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		CURLMcode mc;
 
 		health_beat(HEALTH_SENDER); /* each turn, at least every SENDER_POLL_MAX_MS */
-		now = clock_mono_ms();
 		mc = curl_multi_perform(s->multi, &running);
 		if (mc != CURLM_OK)
 			log_err("curl_multi_perform: %s", curl_multi_strerror(mc));
+		/* After the transfers: an answer curl_multi_perform read is of now, and its
+		 * Retry-After counts from it, not from before the request was even sent (a loaded
+		 * machine showed it: test_sender's 429 retried 1 s after the turn began). */
+		now = clock_mono_ms();
 		collect_done(s, now);
 		if (s->n_marks > 0)
 			marks_apply(s, now, 0);
