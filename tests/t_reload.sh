@@ -134,7 +134,8 @@ grep -q "^path = $T/m/\*\.log$" "$T/logmeter.conf" || fail "test bug: the glob w
 hup 3
 grep -q 'configuration reloaded: 2 sources, 3 rules; sources: 1 unchanged (2 files kept), 1 changed, 0 new, 0 removed; sender kept' "$T/agent.log" ||
 	fail "reload (iii): $(grep 'configuration reloaded' "$T/agent.log" | tail -1)"
-wait_until 30 test "$(logged_count 'tailing for source move')" = 3 ||
+# eval: the count is taken at each try, not once when wait_until is called.
+wait_until 30 eval '[ "$(logged_count "tailing for source move")" = 3 ]' ||
 	fail "source move: a1.log reopened and b1.log opened expected: $(grep 'source move' "$T/agent.log")"
 progress
 
