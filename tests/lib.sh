@@ -497,6 +497,36 @@ value = 1
 CONF
 }
 
+# --- lines "EPOCH CUSTOMER VALUE" -------------------------------------------------------------------
+
+# config_epoch_rule CONF LOG [OPTION...]: appends [source app] reading LOG and [rule usage]: meter
+# event requests, for lines "EPOCH cus_X VALUE", stamped with their epoch time, then each OPTION
+# ("aggregate = 2s") as a line of the rule.
+config_epoch_rule() {
+	local conf=$1 log=$2 o
+	shift 2
+	cat >>"$conf" <<CONF
+[source app]
+path = $log
+[rule usage]
+source = app
+event_name = requests
+pattern = ^(?<t>\d+) (?<c>cus_\w+) (?<v>\S+)\$
+customer = c
+value = v
+timestamp = t
+timestamp_format = epoch
+CONF
+	for o in "$@"; do
+		printf '%s\n' "$o" >>"$conf"
+	done
+}
+
+# config_v2 CONF: the configuration sends with API v2, the stream at the double.
+config_v2() {
+	sed -i 's/^max_requests_per_second = .*/&\napi = v2\nmeter_events_base = '"${DOUBLE_URL//\//\\/}"'/' "$1"
+}
+
 # --- the nginx bytes rule ------------------------------------------------------------------------
 
 # config_nginx_bytes CONF LOG: appends [source nginx] reading LOG (a path or a glob) and

@@ -72,6 +72,7 @@ def agree(what, got, get):
 agree("pending", one("logmeter_pending_events"), lambda s: s["events"]["pending"])
 agree("dead", one("logmeter_dead_events"), lambda s: s["events"]["dead"])
 agree("unsure", one("logmeter_unsure_events"), lambda s: s["events"]["unsure"])
+agree("windows open", one("logmeter_windows_open"), lambda s: s["windows"]["open"])
 by_rule = samples("logmeter_spool_events")
 for r in after["events"]["by_rule"]:
     for st in ("pending", "delivered", "dead", "unsure"):

@@ -32,7 +32,8 @@ Usage:
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
   --timestamp-skew S  the double's clock for validating event timestamps is real time plus S
-                   seconds (default 0): a negative S is a Stripe clock behind the client's.
+                   seconds (default 0): a negative S is a Stripe clock behind the client's;
+                   a meter event session's created and expires_at are on that clock too.
 
   --session-ttl S  seconds a meter event session's authentication token is valid (default 900,
                    Stripe's 15 minutes); tests make it short to make sessions expire.
@@ -1422,8 +1423,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "id": "mes_" + uuid.uuid4().hex[:24],
                 "object": "v2.billing.meter_event_session",
                 "authentication_token": token,
-                "created": rfc3339_ms(created),
-                "expires_at": rfc3339_ms(created + st.session_ttl),
+                # Stripe's clock, which --timestamp-skew sets apart from this host's.
+                "created": rfc3339_ms(created + st.timestamp_skew),
+                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_ttl),
                 "livemode": st.live,
             }, note="session")
         with st.lock:

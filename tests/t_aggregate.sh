@@ -80,16 +80,20 @@ dup_windows=$(cut -f3,5 "$T/accepted.tsv" | sort | uniq -d | wc -l)
 assert_eq 0 "$dup_windows" "(customer, window) pairs accepted more than once"
 dup_ids=$(cut -f1 "$T/accepted.tsv" | sort | uniq -d | wc -l)
 assert_eq 0 "$dup_ids" "identifiers accepted more than once"
-# Each identifier is the window's: instance, rule, customer and start (the event's timestamp),
-# hashed here as docs/identifiers.md describes, not by logmeter.
-"$PYTHON3" - "$T/accepted.tsv" <<'PY' || fail "an accepted identifier is not its window's"
-import hashlib, struct, sys
+# Each identifier is the window's: instance, the spool's id (read here with Python's sqlite3),
+# rule, customer and start (the event's timestamp), hashed here as docs/identifiers.md
+# describes, not by logmeter.
+"$PYTHON3" - "$T/accepted.tsv" "$T/state/spool.db" <<'PY' || fail "an accepted identifier is not its window's"
+import hashlib, sqlite3, struct, sys
 def field(b):
     return struct.pack(">Q", len(b)) + b
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[2], uri=True)
+spool_id = db.execute("SELECT value FROM meta WHERE key = 'spool_id'").fetchone()[0]
 for line in open(sys.argv[1], encoding="utf-8"):
     ident, name, customer, value, ts = line.rstrip("\n").split("\t")[:5]
-    h = hashlib.sha256(b"".join(field(x.encode()) for x in ("test", "bytes", customer, ts)))
-    if ident != "lmw1-" + h.hexdigest()[:40]:
+    h = hashlib.sha256(b"".join(field(x.encode())
+                                for x in ("test", spool_id, "bytes", customer, ts)))
+    if ident != "lmw2-" + h.hexdigest()[:40]:
         sys.exit("%s is not the identifier of window (%s, %s)" % (ident, customer, ts))
 PY
 

@@ -62,8 +62,14 @@ grep -q '^error: rule inactive: meter .* (event_name old_meter) is inactive' <<<
 grep -q '^error: rule missing: the account has no meter with event_name no_such_meter' <<<"$out" || fail "missing: $out"
 grep -q '4 problems' "$T/err" || fail "summary: $(cat "$T/err")"
 
-# The agent says the same at start, and sends anyway (the events wait or become dead letters).
-agent_once "$conf" || fail "run --once exited $?"
+# The agent says the same at start and sends the rest; Stripe refuses the events of a missing
+# meter (v1: dead letters), while those it would take and not bill (rule keys) are held, unsent:
+# run --once exits 1.
+rc=0
+agent_once "$conf" || rc=$?
+assert_eq 1 "$rc" "run --once with a rule held for its meter"
+grep -q 'rule keys: meter .* the agent holds its events, unsent' "$T/agent.log" ||
+	fail "the agent did not say it holds rule keys' events"
 grep -q 'warning: rule missing: the account has no meter with event_name no_such_meter' "$T/agent.log" ||
 	fail "the agent did not warn at start"
 grep -q 'warning: rule last: meter' "$T/agent.log" || fail "the agent did not warn about the last meter"

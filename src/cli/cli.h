@@ -78,9 +78,9 @@ int cli_lock_file(const char *state_dir, const char *name, int *held, char *err,
 
 struct spool;
 
-/* After a delivery was cut short (SIGTERM, SIGINT): returns 0 if nothing is pending in `sp`,
- * else logs how many events are and who sends them (`who`, for example "they are sent by the
- * next run") and returns -1. */
+/* After a delivery was cut short (SIGTERM, SIGINT): returns 0 if nothing is pending in `sp` and
+ * no aggregation window is open, else logs how many events are pending and windows open and
+ * who sends them (`who`, for example "they are sent by the next run") and returns -1. */
 int cli_pending_left(struct spool *sp, const char *who);
 
 int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */

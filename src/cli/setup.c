@@ -113,15 +113,18 @@ int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errle
 int cli_pending_left(struct spool *sp, const char *who)
 {
 	struct spool_counts counts;
+	int64_t windows = 0, lines = 0, last = 0;
 	char err[512] = "";
 
-	if (spool_counts(sp, &counts, err, sizeof(err)) != 0) {
+	if (spool_counts(sp, &counts, err, sizeof(err)) != 0 ||
+	    spool_windows_open_count(sp, &windows, &lines, &last, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		return -1;
 	}
-	if (counts.pending == 0)
+	if (counts.pending == 0 && windows == 0)
 		return 0;
-	log_warn("stopped before delivering everything: %lld events still pending (%s)",
-	         (long long)counts.pending, who);
+	log_warn("stopped before delivering everything: %lld events still pending, %lld "
+	         "aggregation windows (%lld lines) still open (%s)",
+	         (long long)counts.pending, (long long)windows, (long long)lines, who);
 	return -1;
 }

@@ -498,7 +498,7 @@ static const struct option options[] = {
              "per window is sent, stamped with the window's start, once the window's end plus "
              "aggregate_grace has passed. A line read after its window closed is counted in the "
              "next open window. Only for meters whose formula is sum (check --stripe refuses "
-             "count and last). See docs/stripe-contract.md, section 14."},
+             "count and last). See docs/stripe-contract.md, section 15."},
     {RULE(aggregate_grace_s), .key = "aggregate_grace", .type = OPT_DURATION_S, .def = "10s",
      .min = 0, .max = DAY_S,
      .help = "How long a window stays open after its end, for lines that arrive late (a slow "

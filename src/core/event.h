@@ -102,13 +102,16 @@ void event_ids_free(struct event_ids *ids);
 int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
                    const char *source, const char *file_uid, int64_t line_offset, const char *rule);
 /* Computes the identifier of the meter event of an aggregation window: rule `rule` of instance
- * `instance`, Stripe customer `customer`, window starting at `window_start` (seconds since the
- * epoch): "lmw1-" and 40 lowercase hex digits of SHA-256 over the four fields, each preceded by
- * its length, the start as decimal text (docs/identifiers.md). One window, one identifier: a
- * window is closed once, so two totals never share one. `out` has EVENT_IDENTIFIER_MAX bytes.
- * Returns 0, or -1 if hashing failed. */
-int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *rule,
-                            const char *customer, int64_t window_start);
+ * `instance` and spool `spool_id` (its random id: two hosts given one instance still send
+ * different identifiers, which Stripe would otherwise dedupe into one), Stripe customer
+ * `customer`, window starting at `window_start` (seconds since the epoch): "lmw2-" and 40
+ * lowercase hex digits of SHA-256 over the five fields, each preceded by its length, the start
+ * as decimal text (docs/identifiers.md). One window, one identifier: a window is closed once,
+ * so two totals never share one. `out` has EVENT_IDENTIFIER_MAX bytes. Returns 0, or -1 if
+ * hashing failed. */
+int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance,
+                            const char *spool_id, const char *rule, const char *customer,
+                            int64_t window_start);
 
 /* Adds the decimal numbers `a` and `b` (as rule_parse_value writes them: optional '-', digits,
  * optional '.' and digits) exactly, in fixed point with 18 decimals and at most 20 integer
@@ -120,6 +123,7 @@ int event_value_add(const char *a, const char *b, char *out, size_t outlen);
 /* Significant digits of a decimal number as event_value_add writes it (Stripe refuses more than
  * 15 since API version 2026-04-22.dahlia): from the first non-zero digit to the last digit. */
 int event_value_digits(const char *v);
+#define EVENT_STRIPE_DIGITS 15 /* the most significant digits Stripe takes in a value */
 
 /* Writes the Idempotency-Key of the next attempt for `ev` into `out` (EVENT_IDEMPOTENCY_KEY_MAX
  * bytes): the identifier itself for generation 0, else the identifier followed by "-r" and the

@@ -113,6 +113,9 @@ static int add_window(const struct spool_window *w, void *ud)
 	if (f->n_windows < FACTS_WINDOWS_MAX)
 		f->windows[f->n_windows++] = *w;
 	f->windows_open++;
+	f->window_lines += w->lines;
+	if (f->window_due_first == 0 || w->close_after < f->window_due_first)
+		f->window_due_first = w->close_after;
 	return 0;
 }
 
@@ -157,6 +160,19 @@ static void health(struct facts *f)
 		utc(f->sender.since, when, sizeof(when));
 		problem(f, "sending paused since %s: %s", when, f->sender.detail);
 	}
+	/* A run that ended with sending paused (`run --once` stopped by a refused key or an answer
+	 * not Stripe's; an agent stopped while paused) left its events pending: until the next
+	 * run sends them, that is the news. */
+	if (f->sender.found && !f->sender.running && f->sender.detail[0] != '\0') {
+		utc(f->sender.since, when, sizeof(when));
+		problem(f, "the last run stopped with sending paused since %s: %s", when,
+		        f->sender.detail);
+	}
+	/* Stripe would take these events and bill nothing (a missing meter under v2, a meter
+	 * that does not sum windows): held, unsent, until the meters are right. */
+	if (f->sender.found && f->sender.held_rules[0] != '\0')
+		problem(f, "the events of rules %s are held, not sent: %s", f->sender.held_rules,
+		        f->sender.held_why);
 	if (f->ingest_stale) {
 		utc(f->ingest.written, when, sizeof(when));
 		problem(f,
@@ -237,6 +253,12 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
+	if (f->sender.found && !f->sender.running && f->sender.detail[0] != '\0') {
+		size_t n = strnlen(f->sender.detail, sizeof(f->last_error) - 1);
+
+		memcpy(f->last_error, f->sender.detail, n); /* cut to fit */
+		f->last_error[n] = '\0';
+	}
 	/* A state written in the future (a clock set back) is not stale. */
 	f->ingest_stale =
 	    f->ingest.running && f->ingest.written > 0 && now - f->ingest.written > f->stale_after;
@@ -344,7 +366,10 @@ static void print_sender(FILE *out, const struct facts *f)
 		return;
 	}
 	if (!st->running) {
-		fprintf(out, "sender: not running\n");
+		if (st->found && st->detail[0] != '\0')
+			fprintf(out, "sender: not running (it stopped paused: %s)\n", st->detail);
+		else
+			fprintf(out, "sender: not running\n");
 		if (f->rate_known)
 			fprintf(out, "rate: up to %.0f requests/s (%s)\n", f->rate_max,
 			        f->rate_why);

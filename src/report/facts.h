@@ -97,6 +97,8 @@ struct facts {
 
 	/* The open aggregation windows: how many, and the first FACTS_WINDOWS_MAX by start. */
 	int64_t windows_open;
+	int64_t window_lines;     /* lines in the open windows: usage not yet a meter event */
+	int64_t window_due_first; /* the earliest close_after of the open windows; 0: none */
 	struct spool_window windows[FACTS_WINDOWS_MAX];
 	size_t n_windows;
 

@@ -256,6 +256,17 @@ static void events(FILE *out, const struct facts *f)
 	      "Events whose attempts had unknown outcomes for unsure_after: not re-sent by "
 	      "themselves.",
 	      (double)f->counts.unsure);
+	gauge(out, "logmeter_windows_open",
+	      "Open aggregation windows: usage summed, not yet a meter event.",
+	      (double)f->windows_open);
+	gauge(out, "logmeter_window_lines", "Lines in the open aggregation windows.",
+	      (double)f->window_lines);
+	gauge(out, "logmeter_windows_overdue_seconds",
+	      "How long ago the first open aggregation window was due to close (its end plus "
+	      "aggregate_grace); 0 if none is overdue. Only a running agent closes windows.",
+	      (double)(f->window_due_first > 0 && f->window_due_first < f->now
+	                   ? f->now - f->window_due_first
+	                   : 0));
 	gauge(out, "logmeter_oldest_pending_seconds",
 	      "Age of the oldest pending event's timestamp (Stripe refuses events older than 35 "
 	      "days); 0 when none is pending.",
@@ -296,7 +307,10 @@ static void sender(FILE *out, const struct facts *f)
 
 	gauge(out, "logmeter_sender_running", "1 if the sender runs.", st->running);
 	gauge(out, "logmeter_sender_paused",
-	      "1 if sending is paused: the key refused, or answers that are not Stripe's.", paused);
+	      "1 if sending is paused: the key refused, answers that are not Stripe's, or v2 "
+	      "sessions "
+	      "expiring as soon as they are made.",
+	      paused);
 	gauge(out, "logmeter_key_refused", "1 if Stripe refused the API key (401 or 403).",
 	      st->running && strcmp(st->state, "paused-auth") == 0);
 	gauge(out, "logmeter_sender_responding",

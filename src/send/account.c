@@ -35,26 +35,41 @@ static const struct stripe_meter *meter_for(const struct stripe_meter *m, size_t
 	return inactive;
 }
 
-static int check_rule(const struct config_rule *r, const struct stripe_meter *meters, size_t n,
-                      account_report_cb cb, void *ud)
+/* What the agent does with the events of a rule Stripe would take without billing them. */
+#define HELD_TEXT "; the agent holds its events, unsent, until then"
+
+int account_check_rule(const struct config_rule *r, int v2, const struct stripe_meter *meters,
+                       size_t n, account_report_cb cb, void *ud, int *hold)
 {
 	const struct stripe_meter *m = meter_for(meters, n, r->event_name);
 	const char *ckey, *vkey;
 	int errors = 0;
 
-	if (m == NULL) {
-		report(cb, ud, ACCOUNT_ERROR,
-		       "rule %s: the account has no meter with event_name %s: Stripe refuses its "
-		       "events (No active meter found) and they become dead letters",
-		       r->name, r->event_name);
-		return 1;
-	}
-	if (strcmp(m->status, "active") != 0) {
-		report(
-		    cb, ud, ACCOUNT_ERROR,
-		    "rule %s: meter %s (event_name %s) is %s: Stripe refuses its events and they "
-		    "become dead letters until it is reactivated",
-		    r->name, m->id, r->event_name, m->status[0] ? m->status : "not active");
+	*hold = 0;
+	if (m == NULL || strcmp(m->status, "active") != 0) {
+		char what[256];
+
+		if (m == NULL)
+			snprintf(what, sizeof(what), "the account has no meter with event_name %s",
+			         r->event_name);
+		else
+			snprintf(what, sizeof(what), "meter %s (event_name %s) is %s", m->id,
+			         r->event_name, m->status[0] ? m->status : "not active");
+		/* v1 refuses such an event at once ("No active meter found"): a dead letter,
+		 * replayable. The v2 stream takes it and Stripe bills nothing, telling only an
+		 * error report (docs/stripe-contract.md sections 7 and 14): held instead. */
+		*hold = v2;
+		if (v2)
+			report(cb, ud, ACCOUNT_ERROR,
+			       "rule %s: %s: Stripe's meter event stream would take its events and "
+			       "bill nothing (an asynchronous error report); the agent holds them, "
+			       "unsent, until the meter is active",
+			       r->name, what);
+		else
+			report(cb, ud, ACCOUNT_ERROR,
+			       "rule %s: %s: Stripe refuses its events (No active meter found) and "
+			       "they become dead letters until the meter is active",
+			       r->name, what);
 		return 1;
 	}
 	/* Stripe's defaults where the answer leaves them out (docs.stripe.com/api/billing/meter).
@@ -66,7 +81,7 @@ static int check_rule(const struct config_rule *r, const struct stripe_meter *me
 		    cb, ud, ACCOUNT_ERROR,
 		    "rule %s: meter %s reads the customer from payload key %s, the rule sends it "
 		    "as %s (payload_customer_key): Stripe takes the events but bills them to no "
-		    "customer",
+		    "customer" HELD_TEXT " they agree",
 		    r->name, m->id, ckey, r->payload_customer_key);
 		errors++;
 	}
@@ -75,12 +90,15 @@ static int check_rule(const struct config_rule *r, const struct stripe_meter *me
 		report(
 		    cb, ud, ACCOUNT_ERROR,
 		    "rule %s: meter %s reads the value from payload key %s, the rule sends it as "
-		    "%s (payload_value_key): Stripe takes the events but cannot bill their values",
+		    "%s (payload_value_key): Stripe takes the events but cannot bill their "
+		    "values" HELD_TEXT " they agree",
 		    r->name, m->id, vkey, r->payload_value_key);
 		errors++;
 	}
-	if (errors > 0)
+	if (errors > 0) {
+		*hold = 1;
 		return errors;
+	}
 	if (r->aggregate_s > 0 && strcmp(m->formula, "sum") != 0) {
 		/* One meter event per window: a count meter counts it once, whatever the window
 		 * holds ("count: Count the number of events", docs.stripe.com/api/billing/meter/
@@ -90,12 +108,13 @@ static int check_rule(const struct config_rule *r, const struct stripe_meter *me
 		    "rule %s: aggregate = %llds sends one meter event per window with the sum of "
 		    "its values, but meter %s (event_name %s) has formula %s, which %s: use a "
 		    "meter that sums (with value = 1 a window's total is its count of lines), or "
-		    "no aggregate",
+		    "no aggregate" HELD_TEXT,
 		    r->name, (long long)r->aggregate_s, m->id, r->event_name,
 		    m->formula[0] ? m->formula : "none",
 		    strcmp(m->formula, "count") == 0
 		        ? "counts each window's meter event as 1 however many lines it sums"
 		        : "does not add the windows' totals up");
+		*hold = 1;
 		return 1;
 	}
 	if (strcmp(m->formula, "sum") == 0) {
@@ -136,9 +155,10 @@ static int check_rule(const struct config_rule *r, const struct stripe_meter *me
 int account_check_rules(const struct config *cfg, const struct stripe_meter *meters, size_t n,
                         account_report_cb cb, void *ud)
 {
-	int errors = 0;
+	int errors = 0, hold;
 
 	for (size_t i = 0; i < cfg->n_rules; i++)
-		errors += check_rule(&cfg->rules[i], meters, n, cb, ud);
+		errors += account_check_rule(&cfg->rules[i], cfg->stripe.api == CONFIG_API_V2,
+		                             meters, n, cb, ud, &hold);
 	return errors;
 }

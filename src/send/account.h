@@ -1,7 +1,8 @@
 /* account: the rules held against the Stripe account they bill: for each rule, an active meter
  * with its event_name whose payload keys are the rule's, and what the meter's formula does with
  * the values the rule sends. Used by `logmeter check --stripe` and, as warnings, when the agent
- * starts. See docs/stripe-contract.md. */
+ * starts, where the events of a rule Stripe would take without billing them are held. See
+ * docs/stripe-contract.md, section 13. */
 #ifndef LOGMETER_ACCOUNT_H
 #define LOGMETER_ACCOUNT_H
 
@@ -31,5 +32,13 @@ typedef void (*account_report_cb)(enum account_level level, const char *text, vo
  * number of errors (ACCOUNT_ERROR lines). */
 int account_check_rules(const struct config *cfg, const struct stripe_meter *meters, size_t n,
                         account_report_cb cb, void *ud);
+
+/* account_check_rules for the one rule `r`, sent with API v2 if `v2`. Sets *hold to 1 if Stripe
+ * would take the rule's events without billing them as sent (no active meter under v2, payload
+ * keys the meter does not read, windows into a meter that does not sum), so that the agent
+ * holds them, unsent, rather than lose them; else 0 (billed, or refused at once by v1: dead
+ * letters). Returns the number of errors. */
+int account_check_rule(const struct config_rule *r, int v2, const struct stripe_meter *meters,
+                       size_t n, account_report_cb cb, void *ud, int *hold);
 
 #endif

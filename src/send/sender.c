@@ -50,8 +50,15 @@
 #define SENDER_PUBLISH_EVERY_MS 1000 /* the live state is written at most this often */
 #define SENDER_METERS_TIMEOUT_MS 10000 /* the meter check at start may delay sending this long */
 /* v2: a stream answering "session expired" this many times in a row to fresh sessions is no
- * expiry: sending pauses as for a refused key. */
+ * expiry (a clock far off, a fault at Stripe): sending pauses for auth_pause and then tries a
+ * new session, as long as it takes; the key is not in question, since Stripe made the sessions
+ * with it. */
 #define SENDER_SESSION_EXPIRED_MAX 3
+/* A change of this many seconds in how far Stripe's clock is behind this host's is logged. */
+#define SENDER_CLOCK_NOTE_S 30
+/* While a rule's events are held for its meter, the meters are read again this often. */
+#define SENDER_METERS_RECHECK_MS 60000
+#define SENDER_HELD_RULES_MAX 32 /* rules held for their meter, by name; more are not held */
 /* Aggregation windows are looked at this often at most, and when the next one is due. */
 #define SENDER_WINDOW_CHECK_MS 1000
 /* Deliveries are recorded in the spool together: at most this long after the first of them, or
@@ -102,7 +109,7 @@ struct sender_batch {
 };
 
 /* Why sending is paused. */
-enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER };
+enum sender_pause { PAUSE_NONE = 0, PAUSE_AUTH, PAUSE_ANSWER, PAUSE_SESSION };
 
 /* A log line that may repeat: the first is written, the rest are counted and summarised at most
  * once per SENDER_LOG_EVERY_MS. */
@@ -129,6 +136,8 @@ struct sender {
 	size_t pair_max;           /* events of one pair in the queue at most */
 	int64_t next_window_check; /* monotonic ms: when to close the windows due */
 	int windows_open;          /* aggregation windows are open (--once waits for them) */
+	int64_t windows_next;      /* seconds since the epoch the next open window closes */
+	int64_t once_until;        /* --once waits for windows closing by then (epoch seconds) */
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
@@ -178,7 +187,15 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
-	struct statefile *sf; /* the sender's region of the live state, NULL: not published */
+	/* Rules whose events Stripe would take without billing them (account_check_rule): their
+	 * events are not loaded, so not sent, until a check of the meters finds them right. */
+	char held_rules[SENDER_HELD_RULES_MAX][EVENT_RULE_MAX];
+	size_t n_held_rules;
+	char held_why[STRIPE_REASON_MAX]; /* the first held rule's finding */
+	int64_t held_skipped;             /* their events the last load from the start passed */
+	int64_t next_meters_check;        /* monotonic ms: read the meters again while held */
+	int64_t stripe_behind; /* v2: seconds Stripe's clock is behind this host's (session) */
+	struct statefile *sf;  /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int64_t next_beat; /* monotonic ms: the state is written again by then, changed or not */
 	int64_t started;   /* wall clock, s: sender_new, the base of the published counters */
@@ -546,12 +563,22 @@ static int queue_put(struct sender *s, struct sender_pair *p, const struct event
  * is full. A pair that already has SENDER_PAIR_MAX events queued gets no more here: the cursor
  * passes over its events, which pairs_load reads for it later, so one customer's backlog never
  * keeps the others out of the queue. */
+/* 1 if the events of rule `rule` are held for its meter. */
+static int rule_held(const struct sender *s, const char *rule)
+{
+	for (size_t i = 0; i < s->n_held_rules; i++)
+		if (strcmp(s->held_rules[i], rule) == 0)
+			return 1;
+	return 0;
+}
+
 static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_t errlen)
 {
 	size_t scanned = 0;
 
 	if (reset) {
 		s->cursor = 0;
+		s->held_skipped = 0;
 		pairs_clear(s);
 	}
 	s->more = 0;
@@ -570,8 +597,14 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 		scanned += got;
 		for (size_t i = 0; i < got; i++) {
 			const struct event *ev = &s->loadbuf[i];
-			struct sender_pair *p = pair_of(s, ev);
+			struct sender_pair *p;
 
+			if (rule_held(s, ev->rule)) {
+				s->held_skipped++;
+				s->cursor = ev->queue_seq;
+				continue;
+			}
+			p = pair_of(s, ev);
 			if (p == NULL) {
 				/* Try the rest later; the cursor stays before them. */
 				s->more = 1;
@@ -612,7 +645,8 @@ static int pairs_load(struct sender *s, char *err, size_t errlen)
 		                       want, &got, err, errlen) != 0)
 			return -1;
 		for (size_t k = 0; k < got && k < want; k++)
-			if (queue_put(s, p, &s->loadbuf[k]) != 0)
+			if (!rule_held(s, s->loadbuf[k].rule) &&
+			    queue_put(s, p, &s->loadbuf[k]) != 0)
 				return 0;
 		if (got < want) {
 			/* Caught up: what it commits from now on comes after the cursor. */
@@ -796,7 +830,9 @@ static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
 static int item_check(struct sender *s, size_t idx, int64_t now)
 {
 	struct sender_item *it = s->queue[idx];
-	int64_t wall = (int64_t)time(NULL);
+	/* Stripe's clock decides what it takes: with v2 it checks later, against its own clock,
+	 * and takes an event "up to 5 minutes in the future" without billing it. */
+	int64_t wall = (int64_t)time(NULL) - s->stripe_behind;
 	char reason[256];
 	enum event_window win;
 
@@ -808,6 +844,22 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	}
 	if (!identifier_ok(it->ev.identifier)) {
 		item_dead(s, idx, "the event has no usable identifier; not sent", now);
+		return 0;
+	}
+	if (s->v2 && stripe_v2_event_check(&it->ev, reason, sizeof(reason)) != 0) {
+		/* Else its every request fails before it is sent, forever. */
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
+	/* Stripe refuses a value of more than 15 significant digits (docs/stripe-contract.md
+	 * section 9); the v2 stream would take it and bill nothing. Rule values have 15 at most;
+	 * this catches a window total a spool closed before windows kept to 15, replayed. */
+	if (event_value_digits(it->ev.value) > EVENT_STRIPE_DIGITS) {
+		snprintf(reason, sizeof(reason),
+		         "the value %s has more than %d significant digits, which Stripe refuses; "
+		         "not sent",
+		         it->ev.value, EVENT_STRIPE_DIGITS);
+		item_dead(s, idx, reason, now);
 		return 0;
 	}
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
@@ -849,10 +901,11 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 			char msg[256];
 
 			snprintf(msg, sizeof(msg),
-			         "event %lld (%s): timestamp %lld is %lld s ahead of this host's "
-			         "clock, more than Stripe's 5 minutes: held until it is valid",
+			         "event %lld (%s): timestamp %lld is %lld s ahead of %s clock, "
+			         "more than Stripe's 5 minutes: held until it is valid",
 			         (long long)it->ev.id, it->ev.identifier,
-			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
+			         s->stripe_behind > 0 ? "Stripe's" : "this host's");
 			ratelog_add(&s->hold_log, now, msg);
 			s->publish_due = 1;
 		}
@@ -979,20 +1032,25 @@ static int64_t start_requests(struct sender *s, int64_t now)
 
 /* Pauses all sending: Stripe refused the key (PAUSE_AUTH), or an answer was not Stripe's answer
  * about the event (PAUSE_ANSWER: a redirect, a 2xx without our meter event, an unexpected
- * status; a proxy or a wrong api_base). Events stay pending; after the pause one request tries
- * again. In once-mode the run ends. */
+ * status; a proxy or a wrong api_base), or v2 sessions keep expiring as soon as they are made
+ * (PAUSE_SESSION). Events stay pending; after the pause one request tries again. In once-mode
+ * the run ends, but for PAUSE_SESSION, which is retried as Stripe's SDKs retry an expired
+ * session. */
 static void pause_start(struct sender *s, enum sender_pause kind, const char *reason, int64_t now)
 {
 	int64_t pause = s->cfg->stripe.auth_pause_ms;
-	const char *what = kind == PAUSE_AUTH
-	                       ? "Stripe refused the API key"
+	const char *what = kind == PAUSE_AUTH ? "Stripe refused the API key"
+	                   : kind == PAUSE_SESSION
+	                       ? "Stripe's meter event sessions keep expiring as soon as they are "
+	                         "made (check this "
+	                         "host's clock, and Stripe's status)"
 	                       : "the answer was not Stripe's answer about the event";
 
 	s->pause_until = now + pause;
 	s->publish_due = 1;
 	if (s->paused != PAUSE_NONE && s->paused == kind)
 		return;
-	if (s->once)
+	if (s->once && kind != PAUSE_SESSION)
 		log_err("%s (%s): stopping; events stay pending%s", what, reason,
 		        kind == PAUSE_ANSWER
 		            ? "; check api_base and any proxy between logmeter and "
@@ -1156,6 +1214,27 @@ static void pause_for(struct sender *s, enum stripe_outcome out, const char *rea
 		s->answer_failed = 1;
 }
 
+/* Takes how far Stripe's clock is behind this host's (v2 sessions tell it), so that events are
+ * held by Stripe's clock; says so when it changes by much. */
+static void clock_behind(struct sender *s, int64_t behind)
+{
+	int64_t diff = behind - s->stripe_behind;
+
+	if (diff < 0)
+		diff = -diff;
+	if (diff >= SENDER_CLOCK_NOTE_S && behind > 0)
+		log_warn(
+		    "this host's clock is %lld s ahead of Stripe's (a meter event session's "
+		    "created time): events are held until Stripe's clock is within 5 minutes of "
+		    "their timestamps; check this host's time (NTP)",
+		    (long long)behind);
+	else if (diff >= SENDER_CLOCK_NOTE_S)
+		log_info("this host's clock agrees with Stripe's again");
+	if (behind != s->stripe_behind)
+		s->publish_due = 1;
+	s->stripe_behind = behind;
+}
+
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
  * started, or *wake says when to ask again). */
 static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
@@ -1179,6 +1258,7 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 	case STRIPE_DELIVERED:
 		stats_add(s, &s->stats.sessions, 1);
 		s->session_gen++;
+		clock_behind(s, session_clock_behind(s->session));
 		return session_token(s->session, now);
 	case STRIPE_AUTH:
 	case STRIPE_UNEXPECTED:
@@ -1215,6 +1295,9 @@ static int64_t start_batches(struct sender *s, int64_t now)
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;
+	/* The session first: it tells Stripe's clock, by which item_check holds events. */
+	if (s->n > 0 && (token = session_get(s, now, &wake)) == NULL)
+		return wake;
 	for (size_t i = 0; i <= s->n; i++) {
 		struct sender_item *it = i < s->n ? s->queue[i] : NULL;
 		size_t c;
@@ -1282,7 +1365,8 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 
 		batch_release(s, req, 1);
 		b = &copy;
-		if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED && status != 0) {
+		if (s->probe && out != STRIPE_AUTH && out != STRIPE_UNEXPECTED &&
+		    out != STRIPE_SESSION_EXPIRED && status != 0) {
 			s->probe = 0;
 			log_info("Stripe answers again: sending resumed");
 		}
@@ -1297,7 +1381,7 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				session_drop(s->session);
 			if (first && ++s->session_expired_run >= SENDER_SESSION_EXPIRED_MAX) {
 				s->session_expired_run = 0;
-				pause_for(s, STRIPE_AUTH, reason, now);
+				pause_start(s, PAUSE_SESSION, reason, now);
 			}
 			stats_add(s, &s->stats.session_expired, 1);
 			/* The same events again, under a new session: nothing was taken. */
@@ -1614,24 +1698,36 @@ static void abandon_inflight(struct sender *s, int record)
 
 /* ---- the rules against the account's meters, once at start ---- */
 
+/* log_account_line's `ud`: the last error reported, for held_why. */
+struct account_lines {
+	char last_error[STRIPE_REASON_MAX];
+};
+
 static void log_account_line(enum account_level level, const char *text, void *ud)
 {
-	(void)ud;
-	if (level == ACCOUNT_OK)
+	struct account_lines *al = ud;
+
+	if (level == ACCOUNT_OK) {
 		log_debug("%s", text);
-	else
-		log_warn("%s", text);
+		return;
+	}
+	log_warn("%s", text);
+	if (level == ACCOUNT_ERROR)
+		snprintf(al->last_error, sizeof(al->last_error), "%s", text);
 }
 
-/* Warns about the rules of `rules` whose events Stripe would refuse or not bill (account.h),
- * listing the meters with the sender's own settings. Never stops sending: the key may lack the
- * permission to read meters, and the events wait in the spool either way. */
+/* Holds the rules of `rules` against the account's meters (account.h): warns about those whose
+ * events Stripe would refuse or bill wrongly, and holds the events of those it would take
+ * without billing them (no usage lost in silence: they wait in the spool, pending, and status
+ * says why, until a check finds the meter right, every SENDER_METERS_RECHECK_MS). If the meters
+ * cannot be read (the key may lack the permission) nothing is held. */
 static void check_meters(struct sender *s, const struct config *rules)
 {
 	struct stripe_meter *meters = NULL;
+	struct account_lines al;
 	char err[1024] = "";
-	size_t n = 0;
-	int rc, errors;
+	size_t n = 0, was_held = s->n_held_rules;
+	int rc, errors = 0;
 
 	health_wait_begin(HEALTH_SENDER);
 	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
@@ -1645,10 +1741,43 @@ static void check_meters(struct sender *s, const struct config *rules)
 		return;
 	}
 	s->meters_unchecked = 0;
-	errors = account_check_rules(rules, meters, n, log_account_line, NULL);
+	s->n_held_rules = 0;
+	s->held_why[0] = '\0';
+	for (size_t i = 0; i < rules->n_rules; i++) {
+		const struct config_rule *r = &rules->rules[i];
+		int hold = 0;
+
+		al.last_error[0] = '\0';
+		errors += account_check_rule(r, s->v2, meters, n, log_account_line, &al, &hold);
+		if (!hold || s->n_held_rules >= SENDER_HELD_RULES_MAX)
+			continue;
+		snprintf(s->held_rules[s->n_held_rules++], sizeof(s->held_rules[0]), "%s", r->name);
+		if (s->held_why[0] == '\0')
+			snprintf(s->held_why, sizeof(s->held_why), "%s", al.last_error);
+	}
 	free(meters);
+	s->publish_due = 1;
+	s->next_meters_check = clock_mono_ms() + SENDER_METERS_RECHECK_MS;
 	if (errors == 0)
 		log_info("the account's meters (%zu) take every rule's events", n);
+	if (s->n_held_rules > 0)
+		log_err("the events of %zu rules are held, not sent, until their meters bill them "
+		        "(checked again every %d s); `logmeter status` names them",
+		        s->n_held_rules, SENDER_METERS_RECHECK_MS / 1000);
+	else if (was_held > 0)
+		log_info("no rule's events are held for its meter any more: sending them");
+}
+
+/* While events are held for their meters: asks for another check when it is due. */
+static void meters_recheck_due(struct sender *s, int64_t now)
+{
+	if (s->n_held_rules == 0 || now < s->next_meters_check)
+		return;
+	s->next_meters_check = now + SENDER_METERS_RECHECK_MS;
+	pthread_mutex_lock(&s->rules_lock);
+	s->rules_check = 1;
+	atomic_store(&s->rules_pending, 1);
+	pthread_mutex_unlock(&s->rules_lock);
 }
 
 /* 1 if every queued event is held for its timestamp (and some are), else 0. */
@@ -1701,6 +1830,8 @@ static const char *sender_state_word(const struct sender *s)
 		return "paused-auth";
 	if (s->paused == PAUSE_ANSWER)
 		return "paused-answer";
+	if (s->paused == PAUSE_SESSION)
+		return "paused-session";
 	return "sending";
 }
 
@@ -1730,8 +1861,9 @@ static void append_counters(struct sender *s, char *buf, size_t len)
 static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
-	size_t retrying = 0, held = 0, in_flight = 0, ready = 0;
+	size_t retrying = 0, held = 0, in_flight = 0, ready = 0, o;
 	int64_t wall = (int64_t)time(NULL);
+	char rules[SENDER_HELD_RULES_MAX * 8] = "";
 
 	if (s->sf == NULL)
 		return INT64_MAX;
@@ -1769,6 +1901,13 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	         s->rate_max, s->rate_why, s->rate, (long long)s->rate_cut_wall,
 	         (long long)(s->hold_until > now ? wall + (s->hold_until - now + 999) / 1000 : 0),
 	         s->inflight, in_flight, retrying, held, ready);
+	for (size_t i = 0, r = 0; i < s->n_held_rules && r + 1 < sizeof(rules); i++)
+		r += (size_t)snprintf(rules + r, sizeof(rules) - r, "%s%s", i ? " " : "",
+		                      s->held_rules[i]);
+	o = strlen(buf);
+	if (o < sizeof(buf))
+		snprintf(buf + o, sizeof(buf) - o, "held_rules %s\nheld_why %s\n", rules,
+		         s->n_held_rules > 0 ? s->held_why : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -1839,6 +1978,8 @@ static const struct {
     SF(pid, 'i', pid),
     SF(sender, 's', state),
     SF(detail, 's', detail),
+    SF(held_rules, 's', held_rules),
+    SF(held_why, 's', held_why),
     SF(rate_why, 's', rate_why),
     SF(since, 'i', since),
     SF(pause_until, 'i', pause_until),
@@ -2048,10 +2189,69 @@ static void windows_tick(struct sender *s, int64_t now)
 		atomic_store(&s->notify, 1);
 	}
 	s->windows_open = next > 0;
+	s->windows_next = next;
 	if (next > 0 && next <= wall)
 		s->next_window_check = now; /* more are due than one transaction closes */
 	else if (next > 0 && (next - wall) * 1000 < SENDER_WINDOW_CHECK_MS)
 		s->next_window_check = now + (next - wall) * 1000;
+}
+
+/* --once waits for the windows that close within the longest `aggregate` + `aggregate_grace`
+ * of its start: the windows of lines stamped ahead of the clock close later (up to a day).
+ * Returns that time, in seconds since the epoch. */
+static int64_t once_wait_until(const struct config *cfg, int64_t wall)
+{
+	int64_t longest = 0;
+
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		const struct config_rule *r = &cfg->rules[i];
+
+		if (r->aggregate_s > 0 && r->aggregate_s + r->aggregate_grace_s > longest)
+			longest = r->aggregate_s + r->aggregate_grace_s;
+	}
+	return wall + longest + 1; /* +1: a window closes once its second has passed */
+}
+
+/* --once ends with usage it cannot send now: says how much, and why, and returns 3. */
+static int once_unsent(struct sender *s, char *err, size_t errlen)
+{
+	char e[512] = "", when[32] = "";
+	int64_t windows = 0, lines = 0, last = 0;
+	size_t held = 0;
+
+	for (size_t i = 0; i < s->n; i++)
+		held += s->queue[i] != NULL;
+	if (s->held_skipped > 0)
+		log_warn(
+		    "run --once: %lld events of rules whose meters would not bill them are held "
+		    "(%s); they stay pending and a later run sends them once the meters are "
+		    "right",
+		    (long long)s->held_skipped, s->held_why);
+	if (spool_windows_open_count(s->sp, &windows, &lines, &last, e, sizeof(e)) != 0)
+		log_err("%s", e);
+	if (last > 0) {
+		time_t t = (time_t)last;
+		struct tm tm;
+
+		if (gmtime_r(&t, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (held > 0)
+		log_warn(
+		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
+		    "ahead of %s clock); they stay pending and a later run sends them",
+		    held, s->stripe_behind > 0 ? "Stripe's" : "this host's");
+	if (windows > 0)
+		log_warn(
+		    "run --once: %lld aggregation windows (%lld lines) stay open, the last until "
+		    "%s (lines stamped ahead of this host's clock); a later run closes and sends "
+		    "them",
+		    (long long)windows, (long long)lines, when);
+	err_set(err, errlen,
+	        "usage left unsent: %zu events held for the clock, %lld for their meters, %lld "
+	        "windows open",
+	        held, (long long)s->held_skipped, (long long)windows);
+	return 3;
 }
 
 /* Loads events as the situation asks. Returns 0, or -1 on a spool error (logged). */
@@ -2095,7 +2295,7 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 
 int sender_run(struct sender *s, int once, char *err, size_t errlen)
 {
-	int stopping = 0;
+	int stopping = 0, unsent = 0;
 	int64_t stop_deadline = 0;
 	int64_t now = clock_mono_ms();
 	int rc = 0;
@@ -2105,6 +2305,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		return -1;
 	}
 	s->once = once;
+	s->once_until = once_wait_until(s->cfg, (int64_t)time(NULL));
 	check_meters(s, s->cfg);
 	for (;;) {
 		int64_t wake = INT64_MAX, timeout;
@@ -2140,13 +2341,15 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			goto poll;
 		}
 
+		meters_recheck_due(s, now);
 		recheck_rules(s);
 		windows_tick(s, now);
 		notified = atomic_exchange(&s->notify, 0);
 		maybe_load(s, once, notified, now);
 		if (s->fatal)
 			continue;
-		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open)
+		if (once && s->n == 0 && s->inflight == 0 && s->n_marks == 0 && !s->windows_open &&
+		    s->held_skipped == 0)
 			break; /* queue_load from 0 just found nothing pending, no window is open */
 
 		if (s->paused && now >= s->pause_until)
@@ -2165,15 +2368,13 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = min64(wake, s->next_idle_reload);
 		wake = min64(wake, ratelogs_flush(s, now, 0));
 		wake = min64(wake, publish_state(s, now, 0));
-		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more && only_held(s)) {
-			/* --once delivers what can be delivered now: a held event waits for the
-			 * clock, maybe for hours, and a later run sends it. */
-			log_warn(
-			    "run --once: %zu events are held (their timestamps are more than 5 "
-			    "minutes ahead of this host's clock); they stay pending and a later "
-			    "run "
-			    "sends them",
-			    s->n);
+		if (once && s->inflight == 0 && s->n_marks == 0 && !s->more &&
+		    (only_held(s) || (s->n == 0 && (s->held_skipped > 0 || s->windows_open))) &&
+		    (!s->windows_open || s->windows_next > s->once_until)) {
+			/* --once delivers what can be delivered now: a held event, or a window of
+			 * lines stamped ahead, waits for the clock, maybe for hours, and a later
+			 * run sends it. Not a success: the exit status says usage is unsent. */
+			unsent = 1;
 			break;
 		}
 	poll:
@@ -2227,6 +2428,8 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	} else if (s->answer_failed) {
 		err_set(err, errlen, "%s; the events stay pending", s->pause_reason);
 		rc = 2;
+	} else if (unsent) {
+		rc = once_unsent(s, err, errlen);
 	}
 	return rc;
 }

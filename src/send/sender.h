@@ -67,8 +67,10 @@ void sender_publish(struct sender *s);
  * when no event is pending or in flight (events waiting for a retry or held count as pending:
  * --once keeps retrying them), or after sending paused. Returns 0; 1 if it stopped because
  * Stripe refused the key (401/403) in once-mode; 2 if it stopped in once-mode because an answer
- * was not Stripe's (a redirect, a 200 that is not the meter event...: logged); or -1 on a spool
- * error (`err`). */
+ * was not Stripe's (a redirect, a 200 that is not the meter event...: logged); 3 if it ended in
+ * once-mode with usage it cannot send now (events held for a timestamp ahead of the clock,
+ * aggregation windows closing after the longest `aggregate` + `aggregate_grace` from its start:
+ * logged with how many); or -1 on a spool error (`err`). */
 int sender_run(struct sender *s, int once, char *err, size_t errlen);
 
 /* Asks sender_run to return soon: it stops starting requests and waits at most `grace_ms`
@@ -99,9 +101,12 @@ struct sender_status {
 	int found;   /* the region was written */
 	int running; /* its process is alive and the sender did not stop (statefile_pid_alive) */
 	long long pid;
-	char state[32]; /* "sending", "paused-auth", "paused-answer", "stopped" */
+	char state[32]; /* "sending", "paused-auth", "paused-answer", "paused-session",
+	                 * "stopped" (with the pause's detail if the agent stopped paused) */
 	char detail[STRIPE_REASON_MAX + 128]; /* why it is paused; "" if not */
 	char rate_why[160];                   /* where rate_max comes from */
+	char held_rules[256]; /* rules whose events are held for their meter, space-separated */
+	char held_why[STRIPE_REASON_MAX]; /* the first one's finding (account.h) */
 	long long since;       /* seconds since the epoch the pause began; 0 if not paused */
 	long long pause_until; /* seconds since the epoch it tries again; 0 if not paused */
 	long long rate_cut;    /* seconds since the epoch a 429 last lowered the rate; 0: never */

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -20,6 +21,7 @@ struct session {
 	struct stripe_v2_session cur;
 	int held;
 	int64_t renew_at; /* monotonic ms */
+	int64_t behind_s; /* how far Stripe's clock was behind this host's at its creation */
 };
 
 struct session *session_new(const struct config *cfg)
@@ -51,6 +53,11 @@ int64_t session_renew_at(const struct session *s)
 	return s != NULL && s->held ? s->renew_at : 0;
 }
 
+int64_t session_clock_behind(const struct session *s)
+{
+	return s != NULL ? s->behind_s : 0;
+}
+
 void session_drop(struct session *s)
 {
 	if (s == NULL)
@@ -69,7 +76,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	char err[512] = "";
 	enum stripe_outcome out;
 	CURLcode code;
-	int64_t life_ms, margin;
+	int64_t life_ms, margin, asked;
 	long timeout;
 
 	session_drop(s);
@@ -83,6 +90,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	if (timeout > SESSION_TIMEOUT_MAX_MS)
 		timeout = SESSION_TIMEOUT_MAX_MS;
 	curl_easy_setopt(stripe_request_easy(req), CURLOPT_TIMEOUT_MS, timeout);
+	asked = (int64_t)time(NULL);
 	code = curl_easy_perform(stripe_request_easy(req));
 	stripe_request_response(req, code, &r);
 	out = stripe_classify(&r, reason, reasonlen);
@@ -109,6 +117,9 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	s->cur = next;
 	s->held = 1;
 	s->renew_at = now_ms + life_ms - margin;
+	/* Stripe made it after it was asked: a `created` before that is Stripe's clock behind
+	 * this one by at least the difference (whole seconds: `created` may carry milliseconds). */
+	s->behind_s = next.created < asked - 1 ? asked - next.created : 0;
 	explicit_bzero(&next, sizeof(next));
 	log_debug("meter event session created, valid %lld s", (long long)(life_ms / 1000));
 	return STRIPE_DELIVERED;

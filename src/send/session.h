@@ -30,6 +30,12 @@ const char *session_token(const struct session *s, int64_t now_ms);
 /* When the held session is due for renewal (monotonic ms), or 0 if none is held. */
 int64_t session_renew_at(const struct session *s);
 
+/* Seconds by which Stripe's clock was behind this host's when the last session was made, as
+ * its `created` time (Stripe's clock) shows against the moment it was asked for (this host's):
+ * at least that much, 0 if not behind. The stream validates timestamps later, against Stripe's
+ * clock ("up to 5 minutes in the future"), so the sender holds events by it. */
+int64_t session_clock_behind(const struct session *s);
+
 /* Forgets the session (Stripe said it expired). */
 void session_drop(struct session *s);
 

@@ -242,6 +242,36 @@ char *stripe_v2_stream_body(const struct event *const *evs, size_t n)
 	return b.p;
 }
 
+int stripe_v2_event_check(const struct event *ev, char *why, size_t whylen)
+{
+	const struct {
+		const char *name, *text;
+		size_t size;
+	} fields[] = {
+	    {"the customer", ev->customer, sizeof(ev->customer)},
+	    {"the value", ev->value, sizeof(ev->value)},
+	    {"event_name", ev->event_name, sizeof(ev->event_name)},
+	    {"the identifier", ev->identifier, sizeof(ev->identifier)},
+	    {"payload_customer_key", ev->payload_customer_key, sizeof(ev->payload_customer_key)},
+	    {"payload_value_key", ev->payload_value_key, sizeof(ev->payload_value_key)},
+	};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		json_t *j = json_stringn(fields[i].text, strnlen(fields[i].text, fields[i].size));
+
+		if (j == NULL) {
+			snprintf(
+			    why, whylen,
+			    "%s is not valid UTF-8, which the meter event stream's JSON cannot "
+			    "carry; not sent",
+			    fields[i].name);
+			return -1;
+		}
+		json_decref(j);
+	}
+	return 0;
+}
+
 static int str_eq(const char *a, const char *b)
 {
 	return a != NULL && b != NULL && strcmp(a, b) == 0;

@@ -26,6 +26,12 @@
  * frees), or NULL (no memory, or n out of range). */
 char *stripe_v2_stream_body(const struct event *const *evs, size_t n);
 
+/* Whether the stream's JSON can carry the event at all: its customer, value, event_name,
+ * identifier and payload keys must be UTF-8 (RFC 8259 section 8.1; jansson refuses anything
+ * else). A log line may hold any bytes, so a customer id may not be. Returns 0, or -1 with the
+ * field at fault in `why` (`whylen` bytes): such an event can never be sent, a dead letter. */
+int stripe_v2_event_check(const struct event *ev, char *why, size_t whylen);
+
 /* Writes `t` (seconds since the epoch) as "2026-11-29T12:00:00.000Z" into `out` (at least 25
  * bytes), the form of Stripe's examples. Returns 0, or -1 if it does not fit or gmtime fails. */
 int stripe_v2_rfc3339(int64_t t, char *out, size_t outlen);

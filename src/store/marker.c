@@ -19,7 +19,6 @@
 #include "store/spool_int.h"
 #include "util/log.h"
 
-#define SPOOL_ID_KEY "spool_id"
 #define SPOOL_ID_HEX 32 /* digits of a spool id */
 
 /* "STATE_DIR/NAME" into `out`. Returns 0, or -1 if it does not fit. */

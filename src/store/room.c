@@ -37,10 +37,6 @@ const struct spool_sql spool_room_sql[] = {
     {ST_PRUNE_EXPIRY_END,
      "SELECT max(coalesce((SELECT max(through) FROM deliveries WHERE last_at < ?1), 0),"
      " coalesce((SELECT max(id) FROM outcomes WHERE state = 1 AND delivered_at < ?1), 0))"},
-    /* A closed window goes with its meter event, a batch of one whose id is the event's, and
-     * its lines with it (ON DELETE CASCADE). */
-    {ST_PRUNE_WINDOWS, "DELETE FROM windows WHERE state = 1 AND NOT EXISTS"
-                       " (SELECT 1 FROM batches WHERE batches.id = windows.event_id)"},
     {ST_COUNT_, NULL},
 };
 
@@ -208,7 +204,7 @@ int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_prun
 		if (rc != SQLITE_OK || spool_st_run(sp, ST_PRUNE_DELIVERIES,
 		                                    "pruning delivered events", err, errlen) < 0)
 			goto fail;
-		if (spool_st_run(sp, ST_PRUNE_WINDOWS, "pruning windows", err, errlen) < 0)
+		if (spool_windows_prune(sp, err, errlen) < 0)
 			goto fail;
 	}
 	if (spool_tx_commit(sp, err, errlen) < 0)

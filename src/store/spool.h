@@ -245,6 +245,12 @@ int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *er
  * window is open. Returns 0 or -1. */
 int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t errlen);
 
+/* How much waits in open windows, for `run --once` to say what it leaves unsent: *windows open
+ * windows holding *lines lines in all, the last of them closing at *last_close (seconds since
+ * the epoch; 0 if none is open). Returns 0 or -1. */
+int spool_windows_open_count(struct spool *sp, int64_t *windows, int64_t *lines,
+                             int64_t *last_close, char *err, size_t errlen);
+
 /* Calls cb for every window (open ones only with `open_only`), by start then id; with
  * `lines_cb`, also for every line of each window after it. Stops and returns -1 if a callback
  * does. Returns 0 or -1. */

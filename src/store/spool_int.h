@@ -69,15 +69,20 @@ enum spool_stmt {
 	ST_PRUNE_ROWS,
 	ST_PRUNE_DELIVERIES,
 	ST_PRUNE_EXPIRY_END,
-	ST_PRUNE_WINDOWS,
 	/* window.c */
 	ST_WINDOW_FIND,
 	ST_WINDOW_ADD,
 	ST_WINDOW_UPDATE,
+	ST_WINDOW_LINE_FIND,
+	ST_WINDOW_OWN_EVENT,
 	ST_WINDOW_LINE_ADD,
 	ST_WINDOW_DUE,
 	ST_WINDOW_CLOSE,
 	ST_WINDOW_NEXT,
+	ST_WINDOWS_OPEN_COUNT,
+	ST_WINDOW_FREE_PLACE,
+	ST_WINDOW_PRUNE_LINES,
+	ST_WINDOW_PRUNE_ROWS,
 	ST_WINDOWS_ALL,
 	ST_WINDOWS_OPEN,
 	ST_WINDOW_LINES,
@@ -342,15 +347,18 @@ int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 
 /* The meta key of the instance id (spool_instance). */
 #define SPOOL_INSTANCE_KEY "instance"
+/* The meta key of the spool's random id (marker.c), part of window identifiers (window.c). */
+#define SPOOL_ID_KEY "spool_id"
 
 /* ---- aggregation windows (window.c) ---- */
 
-/* Inside spool_commit's transaction: adds the value of the line event *ev of an aggregating
- * rule (ev->window_s > 0; ev->file_id, line_offset, rule, event_name, payload keys,
- * customer_key, customer, value, timestamp set) to its window: the window of its timestamp if
- * that one is still open at `now`, else the next open one (counted as late); a line already in a
- * window adds nothing. Returns 0, 1 if the event is not to be aggregated (a timestamp Stripe
- * would refuse, a value beyond exact sums): it is then stored as an event of its own; or -1. */
+/* Inside spool_commit's transaction: adds the value of the line event *ev (ev->window_s > 0) to
+ * its window (window.c): the window of its timestamp if that one is still open at `now`, else
+ * the next open one (counted as late); a line read again goes where it went the first time.
+ * Returns 0, 1 if the event is not to be aggregated (a timestamp Stripe would refuse, a value
+ * beyond exact sums or one that would give the window's total more than Stripe's 15
+ * significant digits, docs/stripe-contract.md section 15): it is then stored as an event of
+ * its own; or -1. */
 int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
 
 /* Inside the caller's write transaction: stores *ev (its rule, event_name, payload keys,
@@ -362,6 +370,13 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
  * ev->queue_seq. Returns 0 or -1. */
 int spool_event_store_one(struct spool *sp, struct spool_queue *q, struct event *ev, int64_t now,
                           char *err, size_t errlen);
+
+/* Inside spool_prune's transaction, after meter events were pruned: drops the lines of the
+ * closed windows whose meter event is gone, and the rows of those whose start is older than
+ * Stripe's 35 days and a day (window.c). A younger row stays as the memory that its window was
+ * sent: a line for it goes into an open window, never into a new row with the identifier
+ * Stripe already has (and would drop as a duplicate, 24 hours and more). Returns 0 or -1. */
+int spool_windows_prune(struct spool *sp, char *err, size_t errlen);
 
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */
 int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/spool_int.h"
 #include "util/crash.h"
@@ -18,7 +19,8 @@
 
 #define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
 #define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
-#define WINDOW_STRIPE_DIGITS 15   /* Stripe's limit on a value's significant digits */
+#define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
+#define WINDOW_AGE_MARGIN_S 3600 /* a window this close to Stripe's 35 days is not opened */
 #define WINDOW_COLUMNS                                                                             \
 	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
 	"coalesce(event_id, 0)"
@@ -32,6 +34,12 @@ const struct spool_sql spool_window_sql[] = {
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '0', 0, 0, ?10, 0, ?11)"},
     {ST_WINDOW_UPDATE, "UPDATE windows SET total = ?2, lines = lines + 1, late = late + ?3"
                        " WHERE id = ?1"},
+    {ST_WINDOW_LINE_FIND, "SELECT 1 FROM window_lines"
+                          " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
+    /* An event of its own is in a batch that covers its line (a line of a batch's span that
+     * made no event of its own went into a window, found above, or made none). */
+    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM batches WHERE file_id = ?1 AND first_offset <= ?2"
+                          " AND end_offset > ?2 AND ?3 IS NOT NULL LIMIT 1"},
     {ST_WINDOW_LINE_ADD, "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value,"
                          " timestamp, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                          " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
@@ -42,6 +50,18 @@ const struct spool_sql spool_window_sql[] = {
     {ST_WINDOW_CLOSE, "UPDATE windows SET state = 1, event_id = ?2, closed_at = ?3"
                       " WHERE id = ?1 AND state = 0"},
     {ST_WINDOW_NEXT, "SELECT coalesce(min(close_after), 0) FROM windows WHERE state = 0"},
+    {ST_WINDOWS_OPEN_COUNT,
+     "SELECT count(*), coalesce(sum(lines), 0), coalesce(max(close_after), 0)"
+     " FROM windows WHERE state = 0"},
+    /* 1 and a place below every batch of the file if the window's own place (?3) is taken. */
+    {ST_WINDOW_FREE_PLACE, "SELECT EXISTS (SELECT 1 FROM batches WHERE file_id = ?1"
+                           " AND first_offset = ?3), min(coalesce(min(first_offset), 0), 0) - 1"
+                           " FROM batches WHERE file_id = ?1 AND ?2 IS NOT NULL"},
+    {ST_WINDOW_PRUNE_LINES, "DELETE FROM window_lines WHERE window_id IN (SELECT id FROM windows"
+                            " WHERE state = 1 AND NOT EXISTS"
+                            " (SELECT 1 FROM batches WHERE batches.id = windows.event_id))"},
+    {ST_WINDOW_PRUNE_ROWS, "DELETE FROM windows WHERE state = 1 AND start < ?1 AND NOT EXISTS"
+                           " (SELECT 1 FROM batches WHERE batches.id = windows.event_id)"},
     {ST_WINDOWS_ALL, "SELECT " WINDOW_COLUMNS " FROM windows ORDER BY start, id"},
     {ST_WINDOWS_OPEN, "SELECT " WINDOW_COLUMNS " FROM windows WHERE state = 0"
                       " ORDER BY start, id"},
@@ -87,6 +107,33 @@ static int window_find(struct spool *sp, const struct event *ev, int64_t start, 
 	return found;
 }
 
+/* Where a line of an aggregating rule went when it was first committed: 1 into a window, 2 an
+ * event of its own, 0 neither (a first read), -1 on error. A line read again must go where it
+ * went the first time, or it would be billed twice. */
+static int line_placed(struct spool *sp, const struct event *ev, char *err, size_t errlen)
+{
+	static const int sts[2] = {ST_WINDOW_LINE_FIND, ST_WINDOW_OWN_EVENT};
+
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = sp->st[sts[i]];
+		int rc = SQLITE_OK;
+
+		spool_bind_int(st, 1, ev->file_id, &rc);
+		spool_bind_int(st, 2, ev->line_offset, &rc);
+		spool_bind_text(st, 3, ev->rule, sizeof(ev->rule), &rc);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		spool_st_end(st);
+		if (rc == SQLITE_ROW)
+			return i + 1;
+		if (rc != SQLITE_DONE) {
+			spool_fail(sp, rc, "finding a window line", err, errlen);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int window_add(struct spool *sp, const struct event *ev, int64_t start, int64_t now,
                       int64_t *id, char *err, size_t errlen)
 {
@@ -119,7 +166,7 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 {
 	char total[EVENT_VALUE_MAX] = "0", sum[EVENT_VALUE_MAX];
 	int64_t len = ev->window_s, start, id = 0;
-	int late = 0, state = 0, found = 0, rc = SQLITE_OK;
+	int late = 0, state = 0, found = 0, placed, rc = SQLITE_OK;
 	enum event_window win = event_window_of(ev->timestamp, now);
 	sqlite3_stmt *st;
 
@@ -128,12 +175,20 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	 * which the sender keeps as a dead letter with the reason, rather than being billed now. */
 	if (len <= 0 || win == EVENT_WINDOW_OLD || win == EVENT_WINDOW_FAR_AHEAD)
 		return 1;
+	placed = line_placed(sp, ev, err, errlen);
+	if (placed < 0)
+		return -1;
+	if (placed > 0)
+		return placed == 1 ? 0 : 1; /* read again: counted once, where it went first */
 	start = floor_div(ev->timestamp, len) * len;
-	if (start + len + ev->window_grace_s <= now) {
-		/* Its window has closed, or may have: the first window still open by the clock. */
-		late = 1;
-		start = floor_div(now - ev->window_grace_s, len) * len;
-	}
+	/* A line after its window's end plus grace is late. It still goes into its own window
+	 * if that one was never sent (no row, or a row not yet closed: the sender closes it with
+	 * this line), so that a backfill or a slow shipper bills usage at its own time, in its
+	 * invoice period; only a window already sent passes it on to the next one. */
+	late = start + len + ev->window_grace_s <= now;
+	/* Not so old that the window's start, a little older than the line, would be refused. */
+	if (late && start < now - EVENT_MAX_AGE_S + WINDOW_AGE_MARGIN_S)
+		return 1;
 	for (int tries = 0;; tries++) {
 		found = window_find(sp, ev, start, &id, &state, total, sizeof(total), err, errlen);
 		if (found < 0)
@@ -150,8 +205,12 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 		late = 1;
 		start += len;
 	}
-	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0)
-		return 1; /* beyond exact fixed point: sent on its own */
+	/* A total Stripe would refuse (more than 15 significant digits) would lose the whole
+	 * window: the line that would make it so is sent on its own instead, under its own
+	 * identifier, and the window keeps the total it had. Both are billed, each once. */
+	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0 ||
+	    event_value_digits(sum) > WINDOW_STRIPE_DIGITS)
+		return 1;
 	if (!found && window_add(sp, ev, start, now, &id, err, errlen) < 0)
 		return -1;
 	st = sp->st[ST_WINDOW_LINE_ADD];
@@ -189,15 +248,42 @@ struct window_due {
 	struct event ev; /* its meter event, but for the identifier and the queue position */
 };
 
-static int close_one(struct spool *sp, struct window_due *w, const char *instance, int64_t now,
-                     struct spool_queue *q, char *err, size_t errlen)
+/* If the window's own place (ev->line_offset) is taken by a batch of its file, moves
+ * ev->line_offset to a place below every batch of the file. Returns 1 if it moved, 0 if not, -1
+ * on error. */
+static int free_place(struct spool *sp, struct event *ev, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_FREE_PLACE];
+	int rc = SQLITE_OK, moved = 0;
+
+	spool_bind_int(st, 1, ev->file_id, &rc);
+	spool_bind_text(st, 2, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_int(st, 3, ev->line_offset, &rc);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "finding a place for a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	if (sqlite3_column_int64(st, 0) != 0) {
+		ev->line_offset = sqlite3_column_int64(st, 1);
+		moved = 1;
+	}
+	spool_st_end(st);
+	return moved;
+}
+
+static int close_one(struct spool *sp, struct window_due *w, const char *instance,
+                     const char *spool_id, int64_t now, struct spool_queue *q, char *err,
+                     size_t errlen)
 {
 	struct event *ev = &w->ev;
 	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (event_window_identifier(ev->identifier, instance, ev->rule, ev->customer, w->start) <
-	    0) {
+	if (event_window_identifier(ev->identifier, instance, spool_id, ev->rule, ev->customer,
+	                            w->start) < 0) {
 		err_set(err, errlen, "cannot compute a window identifier");
 		return -1;
 	}
@@ -212,7 +298,18 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 		         "refuses; use a shorter aggregate",
 		         ev->value, WINDOW_STRIPE_DIGITS);
 	}
-	/* A batch of one at the window's own place: the unique position refuses a second one. */
+	/* A batch of one at the window's own place: the unique position refuses a second one. Its
+	 * place is taken when window ids start again after `spool recover`, which keeps the events
+	 * of the windows it drops: then below every place of the file, as one window's trouble must
+	 * not stop every window from closing. */
+	rc = free_place(sp, ev, err, errlen);
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+		log_warn("window %" PRId64 " of rule %s: its place in the spool was taken (a "
+		         "recovered spool?): its meter event is at offset %" PRId64 " instead",
+		         w->id, ev->rule, ev->line_offset);
+	rc = SQLITE_OK;
 	if (spool_event_store_one(sp, q, ev, now, err, errlen) < 0)
 		return -1;
 	st = sp->st[ST_WINDOW_CLOSE];
@@ -230,7 +327,7 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *err, size_t errlen)
 {
 	static struct window_due due[WINDOW_CLOSE_MAX]; /* the sender's thread only */
-	char instance[256] = "";
+	char instance[256] = "", spool_id[256] = "";
 	struct spool_queue q;
 	sqlite3_stmt *st;
 	size_t n = 0;
@@ -278,10 +375,11 @@ int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *er
 		return 0;
 	}
 	if (spool_meta_get(sp, SPOOL_INSTANCE_KEY, instance, sizeof(instance), err, errlen) < 0 ||
+	    spool_meta_get(sp, SPOOL_ID_KEY, spool_id, sizeof(spool_id), err, errlen) < 0 ||
 	    spool_queue_get(sp, &q, err, errlen) < 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
-		if (close_one(sp, &due[i], instance, now, &q, err, errlen) < 0)
+		if (close_one(sp, &due[i], instance, spool_id, now, &q, err, errlen) < 0)
 			goto fail;
 	crash_point("window_close_inside"); /* closed, not committed: all still open */
 	if (spool_tx_commit(sp, err, errlen) < 0)
@@ -306,6 +404,47 @@ int spool_windows_next_close(struct spool *sp, int64_t *when, char *err, size_t 
 	*when = sqlite3_column_int64(st, 0);
 	spool_st_end(st);
 	return 0;
+}
+
+int spool_windows_open_count(struct spool *sp, int64_t *windows, int64_t *lines,
+                             int64_t *last_close, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sp == NULL || windows == NULL || lines == NULL || last_close == NULL) {
+		err_set(err, errlen, "spool_windows_open_count: invalid arguments");
+		return -1;
+	}
+	st = sp->st[ST_WINDOWS_OPEN_COUNT];
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		spool_fail(sp, rc, "counting the open windows", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	*windows = sqlite3_column_int64(st, 0);
+	*lines = sqlite3_column_int64(st, 1);
+	*last_close = sqlite3_column_int64(st, 2);
+	spool_st_end(st);
+	return 0;
+}
+
+int spool_windows_prune(struct spool *sp, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_WINDOW_PRUNE_ROWS];
+	int rc = SQLITE_OK;
+
+	if (spool_st_run(sp, ST_WINDOW_PRUNE_LINES, "pruning window lines", err, errlen) < 0)
+		return -1;
+	/* A line older than that is a dead letter of its own (event_window_of): no window. */
+	spool_bind_int(st, 1, (int64_t)time(NULL) - EVENT_MAX_AGE_S - 86400, &rc);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "pruning windows", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	return spool_st_run(sp, ST_WINDOW_PRUNE_ROWS, "pruning windows", err, errlen);
 }
 
 static int lines_foreach(struct spool *sp, int64_t id,

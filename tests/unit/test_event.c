@@ -235,19 +235,30 @@ static void test_form_body(void **state)
 }
 
 /* The window identifier, against Python's hashlib over the same length-prefixed fields:
- * sha256(be64(4) "test" be64(5) "bytes" be64(5) "cus_A" be64(10) "1717243200")[:20] in hex. */
+ * sha256(be64(4) "test" be64(16) "0123456789abcdef" be64(5) "bytes" be64(5) "cus_A" be64(10)
+ * "1717243200")[:20] in hex. */
 static void test_window_identifier(void **state)
 {
 	char id[EVENT_IDENTIFIER_MAX], other[EVENT_IDENTIFIER_MAX];
 
 	(void)state;
-	assert_int_equal(event_window_identifier(id, "test", "bytes", "cus_A", 1717243200), 0);
-	assert_string_equal(id, "lmw1-08ecd0020bd70387bc7de154d5044b47c2619451");
-	assert_int_equal(event_window_identifier(other, "test", "bytes", "cus_A", 1717243260), 0);
+#define SPOOL_ID "0123456789abcdef"
+	assert_int_equal(
+	    event_window_identifier(id, "test", SPOOL_ID, "bytes", "cus_A", 1717243200), 0);
+	assert_string_equal(id, "lmw2-ee42bd1203957649195326d54970f82ec73cd96d");
+	assert_int_equal(
+	    event_window_identifier(other, "test", SPOOL_ID, "bytes", "cus_A", 1717243260), 0);
 	assert_string_not_equal(id, other);
-	assert_int_equal(event_window_identifier(other, "test", "bytesc", "us_A", 1717243200), 0);
+	assert_int_equal(
+	    event_window_identifier(other, "test", SPOOL_ID, "bytesc", "us_A", 1717243200), 0);
 	assert_string_not_equal(id, other);
-	assert_int_equal(event_window_identifier(id, NULL, "bytes", "cus_A", 0), -1);
+	/* Another spool of the same instance (another host): another identifier. */
+	assert_int_equal(event_window_identifier(other, "test", "fedcba9876543210", "bytes",
+	                                         "cus_A", 1717243200),
+	                 0);
+	assert_string_not_equal(id, other);
+	assert_int_equal(event_window_identifier(id, NULL, SPOOL_ID, "bytes", "cus_A", 0), -1);
+#undef SPOOL_ID
 }
 
 /* Sums against Python's decimal.Decimal of the same operands. */

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <sqlite3.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1085,7 +1086,7 @@ static void test_windows(void **state)
 	struct fixture *fx = *state;
 	struct spool_file *f = add_file(fx, "nginx", 77);
 	struct event evs[4], listed[8], *lp = listed;
-	char err[512] = "", id[EVENT_IDENTIFIER_MAX];
+	char err[512] = "", id[EVENT_IDENTIFIER_MAX], spool_id[64];
 	int64_t now, start, closed = 0, next = 0;
 	size_t n = 0;
 
@@ -1120,7 +1121,7 @@ static void test_windows(void **state)
 	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 9, &closed, err, sizeof(err)),
 	                 0);
 	assert_int_equal(closed, 0);
-	/* A line of a window that closed two hours ago goes into the one open now. */
+	/* A line of a window that ended two hours ago, never sent: into that window, late. */
 	event_init(&evs[3], f->id, 300, "bytes");
 	snprintf(evs[3].customer, sizeof(evs[3].customer), "cus_W");
 	evs[3].window_s = DAY_S;
@@ -1128,19 +1129,29 @@ static void test_windows(void **state)
 	evs[3].timestamp = start - 7200;
 	f->offset = 400;
 	assert_int_equal(fixture_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 1"), 1);
-	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 4);
-	/* Closed: one event with the exact total (0 + 0.25 + 2000 + 3000 = 5000.25). */
+	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 2"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT start FROM windows WHERE id = 2"), start - DAY_S);
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 3);
+	/* Yesterday's closes at once, with its line's value. */
+	assert_int_equal(spool_windows_close(fx->sp, now, &closed, err, sizeof(err)), 0);
+	assert_int_equal(closed, 1);
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(lp->value, "3000");
+	assert_int_equal(lp->timestamp, start - DAY_S);
+	/* Closed: one event with the exact total (0 + 0.25 + 2000 = 2000.25). */
 	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
 	                 0);
 	assert_int_equal(closed, 1);
 	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(lp->value, "5000.25");
+	assert_int_equal(n, 2);
+	lp = &listed[1];
+	assert_string_equal(lp->value, "2000.25");
 	assert_int_equal(lp->timestamp, start);
 	assert_int_equal(lp->line_offset, -1); /* a batch of one at the window's own place */
-	assert_int_equal(raw_int(fx->db, "SELECT first_offset FROM batches"), -1);
-	assert_int_equal(event_window_identifier(id, "", "bytes", "cus_W", start), 0);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", spool_id,
+	         sizeof(spool_id));
+	assert_int_equal(event_window_identifier(id, "", spool_id, "bytes", "cus_W", start), 0);
 	assert_string_equal(lp->identifier, id);
 	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
 	assert_int_equal(next, 0);
@@ -1153,6 +1164,143 @@ static void test_windows(void **state)
 	assert_int_equal(fixture_commit(fx->sp, f, evs, 1, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 0"), 1);
 	assert_true(raw_int(fx->db, "SELECT start FROM windows WHERE state = 0") > start);
+	free(f);
+}
+
+/* The pending events as "value@line_offset" joined by commas, in queue order. */
+static void pending_text(struct fixture *fx, char *out, size_t outlen)
+{
+	struct event listed[8];
+	char err[512] = "";
+	size_t n = 0, len = 0;
+
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len < outlen; i++)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s@%" PRId64, i > 0 ? "," : "",
+		                        listed[i].value, listed[i].line_offset);
+}
+
+/* A line that would give its window's total more than Stripe's 15 significant digits goes on
+ * its own and the window keeps its total; read again, each line goes where it went first. */
+static void test_window_digits(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 78);
+	struct event evs[3];
+	static const char *values[3] = {"99999999999.9999", "0.00001", "3"};
+	char err[512] = "", text[64];
+	int64_t now = (int64_t)time(NULL), windows = 0, lines = 0, last = 0;
+
+	for (int i = 0; i < 3; i++) {
+		event_init(&evs[i], f->id, 100 * i, "usage");
+		snprintf(evs[i].customer, sizeof(evs[i].customer), "cus_B");
+		snprintf(evs[i].value, sizeof(evs[i].value), "%s", values[i]);
+		evs[i].window_s = DAY_S;
+		evs[i].window_grace_s = 10;
+		evs[i].timestamp = now;
+	}
+	f->offset = 300;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	raw_text(fx->db, "SELECT total FROM windows", text, sizeof(text));
+	assert_string_equal(text, "99999999999.9999");
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
+	/* 99999999999.99991 and 100000000002.9999 have 16 digits: both lines on their own. */
+	pending_text(fx, text, sizeof(text));
+	assert_string_equal(text, "0.00001@100,3@200");
+	/* Read again: nothing moves, nothing is added. */
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	pending_text(fx, text, sizeof(text));
+	assert_string_equal(text, "0.00001@100,3@200");
+	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
+	assert_int_equal(
+	    spool_windows_open_count(fx->sp, &windows, &lines, &last, err, sizeof(err)), 0);
+	assert_int_equal(windows, 1);
+	assert_int_equal(lines, 1);
+	assert_int_equal(last, now - now % DAY_S + DAY_S + 10);
+	free(f);
+}
+
+/* A window whose meter event is pruned keeps its row (not its lines) while Stripe remembers
+ * identifiers: a line for it goes into a later window, never into a new row of the same start
+ * (the same identifier). */
+static void test_window_memory(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 79);
+	struct event ev;
+	struct spool_mark m;
+	struct spool_pruned n;
+	char err[512] = "";
+	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
+
+	event_init(&ev, f->id, 0, "usage");
+	snprintf(ev.customer, sizeof(ev.customer), "cus_M");
+	ev.window_s = DAY_S;
+	ev.window_grace_s = 10;
+	ev.timestamp = now;
+	f->offset = 100;
+	assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
+	                 0);
+	assert_int_equal(closed, 1);
+	m = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 200}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 1"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM window_lines"), 0);
+	/* Another line stamped in that window: into a later one. */
+	event_init(&ev, f->id, 100, "usage");
+	snprintf(ev.customer, sizeof(ev.customer), "cus_M");
+	ev.window_s = DAY_S;
+	ev.window_grace_s = 10;
+	ev.timestamp = now;
+	f->offset = 200;
+	assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE start = "
+	                                 "(SELECT min(start) FROM windows)"),
+	                 1);
+	assert_true(raw_int(fx->db, "SELECT max(start) FROM windows WHERE state = 0") > start);
+
+	free(f);
+}
+
+/* A window whose place among the events is taken (a recovered spool starts its window ids
+ * again, and keeps the events) closes elsewhere instead of stopping every window. */
+static void test_window_place(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 80);
+	struct event ev;
+	char err[512] = "", text[64];
+	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
+
+	for (int i = 0; i < 2; i++) {
+		event_init(&ev, f->id, 100 * i, "usage");
+		snprintf(ev.customer, sizeof(ev.customer), "cus_%c", 'P' + i);
+		ev.window_s = DAY_S;
+		ev.window_grace_s = 10;
+		ev.timestamp = now;
+		f->offset = 100 * (i + 1);
+		assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+		assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM windows"), 1);
+		assert_int_equal(
+		    spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)), 0);
+		assert_int_equal(closed, 1);
+		/* As `spool recover` does: the windows go, their events stay. */
+		raw_exec_create(fx->db, "DELETE FROM window_lines; DELETE FROM windows;");
+	}
+	/* Schema 5: the meter events are batches of one, listed in queue order. */
+	pending_text(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "@-1"));
+	assert_non_null(strstr(text, "@-2"));
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE first_offset = -1"),
+	                 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE first_offset = -2"),
+	                 1);
 	free(f);
 }
 
@@ -2544,6 +2692,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_digits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_place, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),

@@ -49,6 +49,22 @@ static void fill(struct event *ev, const char *id, const char *cus, const char *
 
 /* The body is the stream's schema (stripe-go v2billing_metereventstream_params.go): events with
  * event_name, identifier, payload of strings and an RFC 3339 timestamp. */
+/* What JSON cannot carry is found before a request is built (RFC 8259 section 8.1). */
+static void test_event_check(void **state)
+{
+	struct event a;
+	char why[256] = "";
+
+	(void)state;
+	fill(&a, "lm1-a", "cus_\xc3\xa9", "25"); /* U+00E9: fine */
+	assert_int_equal(stripe_v2_event_check(&a, why, sizeof(why)), 0);
+	fill(&a, "lm1-a", "cus_\xff", "25");
+	assert_int_equal(stripe_v2_event_check(&a, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "the customer is not valid UTF-8"));
+	fill(&a, "lm1-a", "cus_\xc3", "25"); /* cut in the middle of a character */
+	assert_int_equal(stripe_v2_event_check(&a, why, sizeof(why)), -1);
+}
+
 static void test_stream_body(void **state)
 {
 	struct event a, b;
@@ -333,6 +349,7 @@ int main(void)
 	    cmocka_unit_test(test_classify),
 	    cmocka_unit_test(test_session_parse),
 	    cmocka_unit_test(test_default_rate),
+	    cmocka_unit_test(test_event_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

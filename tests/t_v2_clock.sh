@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# API v2 with this host's clock ahead of Stripe's (an NTP failure): the stream takes events up to
+# 5 minutes ahead of Stripe's clock and validates them later, so events stamped by this host 400 s
+# ahead of Stripe would be "delivered" and billed nothing. A meter event session's `created` is
+# Stripe's clock: the agent measures the difference, holds the events by Stripe's clock and says
+# so; `run --once` leaves them pending and exits 1. With the clocks agreeing again, they are sent.
+. "$(dirname "$0")/lib.sh"
+lm_init v2_clock
+SRC_LOG=$LOGS/elastic_nginx_logs_prefix29480.log
+
+double_start --timestamp-skew -400
+mkdir -p "$T/logs"
+head -n 2000 "$SRC_LOG" > "$T/logs/access.log"
+write_config "$T/logmeter.conf"
+config_v2 "$T/logmeter.conf"
+config_nginx_bytes "$T/logmeter.conf" "$T/logs/access.log" # the time each line is read
+conf="$T/logmeter.conf"
+expected=$(nginx_bytes_offsets "$T/logs/access.log" | wc -l)
+
+rc=0
+agent_once "$conf" || rc=$?
+assert_eq 1 "$rc" "run --once with Stripe's clock 400 s behind"
+assert_eq 0 "$(accepted_count)" "events accepted"
+assert_eq 0 "$(double_stat error_reports)" "error reports (events Stripe took and did not bill)"
+grep -q "this host's clock is [0-9]* s ahead of Stripe's" "$T/agent.log" ||
+	fail "the agent did not say the clocks disagree: $(tail -n 5 "$T/agent.log")"
+grep -q "run --once: $expected events are held (their timestamps are more than 5 minutes ahead of Stripe's clock)" \
+	"$T/agent.log" || fail "run --once did not say it held the events: $(tail -n 5 "$T/agent.log")"
+
+# Stripe's clock right again: everything is sent, once.
+double_restart
+agent_once "$conf" || fail "run --once with the clocks agreeing exited $?"
+assert_eq "$expected" "$(accepted_count)" "events accepted in the end"
+assert_eq 0 "$(double_stat error_reports)" "error reports in the end"
