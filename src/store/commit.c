@@ -310,9 +310,11 @@ int spool_batch_store(struct spool *sp, int64_t id, int64_t file_id, int64_t end
 	if (blob == NULL)
 		goto nomem;
 	hlen = spool_blob_header(blob, ids, n_rules);
-	memcpy(blob + hlen, events, len);
+	if (len > 0)
+		memcpy(blob + hlen, events, len);
 	spool_bind_int(st, 1, id, &rc);
-	spool_bind_int(st, 2, (int64_t)spool_batch_count(b), &rc);
+	/* The events in the blob: not the lines of the batch that went into windows. */
+	spool_bind_int(st, 2, (int64_t)spool_batch_stored(b), &rc);
 	spool_bind_int(st, 3, file_id, &rc);
 	spool_bind_int(st, 4, spool_batch_first_offset(b), &rc);
 	spool_bind_int(st, 5, end_offset, &rc);
@@ -405,7 +407,8 @@ static int reader_open(struct spool *sp, struct batch_reader *r, const struct sp
 	for (size_t i = 0; i < n_rules; i++)
 		r->idx[i] = (int64_t)i;
 	r->v.len = spool_blob_header(r->v.blob, r->idx, n_rules);
-	memcpy(r->v.blob + r->v.len, events, len);
+	if (len > 0) /* none when every line went into a window: events is NULL */
+		memcpy(r->v.blob + r->v.len, events, len);
 	r->v.len += len;
 	r->v.n = (int64_t)spool_batch_stored(b);
 	if (spool_view_start(&r->v) < 0) {
