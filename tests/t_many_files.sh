@@ -65,7 +65,10 @@ tails=$(grep -c "tailing for source many" "$T/agent.log")
 agent_stop || fail "agent did not stop cleanly"
 
 note "log files open at most: $max_logs, descriptors at most: $max_fds, RSS $rss1 kB after the first round, $rss2 kB after the last"
-[ "$max_logs" -le "$MAX_OPEN" ] || fail "$max_logs log files open at once, more than max_open_files ($MAX_OPEN)"
+# max_open_files bounds the files kept open; the copy check of a new file opens it and, if its
+# original was closed, the original for a moment (config.c's help says so): two more at most.
+[ "$max_logs" -le $((MAX_OPEN + 2)) ] ||
+	fail "$max_logs log files open at once, more than max_open_files ($MAX_OPEN) + 2 for a copy check"
 [ "$max_logs" -ge $((MAX_OPEN / 2)) ] || fail "test bug: only $max_logs log files seen open"
 [ "$max_fds" -le $((MAX_OPEN + 40)) ] || fail "$max_fds descriptors open at once"
 assert_eq "$N" "$tails" "files opened as new tails (each once: closed ones are resumed, not reopened as new)"

@@ -5,7 +5,8 @@
 #   - a state directory that others or its group may write, that another user owns, or that is
 #     reached through a symbolic link; a spool.db or spool.db-wal that is a symbolic link (its
 #     target is never created, even by root);
-#   - an API key file that others may read, or no key at all.
+#   - an API key file that others may read, that its group may write, that a group other than the
+#     one logmeter runs as (or logmeter) may read, or no key at all.
 # Admin commands that open the spool without those checks (status) refuse a spool.db symlink
 # too (SQLITE_OPEN_NOFOLLOW). Nothing is written into a refused state directory.
 . "$(dirname "$0")/lib.sh"
@@ -87,6 +88,31 @@ rm "$S/spool.db-wal"
 note "the API key file"
 chmod 0644 "$T/stripe.key"
 refused "the Stripe API key file $T/stripe.key is readable or writable by others (mode 0644)"
+chmod 0600 "$T/stripe.key"
+# Group bits: a group may replace the key only never; read it only if it is the group logmeter
+# runs as (or the service's own group logmeter). The user running the test is root for chgrp to
+# a group it is not in; adm is where the package puts the user logmeter, to read /var/log.
+own_group=$(id -gn)
+chgrp "$own_group" "$T/stripe.key"
+chmod 0660 "$T/stripe.key"
+refused "the Stripe API key file $T/stripe.key is writable by its group $own_group (mode 0660)"
+if [ "$(id -u)" = 0 ] && other_group=$(getent group adm | cut -d: -f1) && [ -n "$other_group" ] &&
+	[ "$(getent group adm | cut -d: -f3)" != "$(id -g)" ]; then
+	chgrp "$other_group" "$T/stripe.key"
+	chmod 0640 "$T/stripe.key"
+	refused "the Stripe API key file $T/stripe.key is readable by its group $other_group (mode 0640), which is neither the group logmeter runs as ($own_group) nor logmeter"
+	grep -qF 'chown root:logmeter and chmod 640 it (or chmod 600' "$T/check.err" ||
+		fail "the refusal does not say how to fix it: $(cat "$T/check.err")"
+	chmod 0660 "$T/stripe.key"
+	refused "the Stripe API key file $T/stripe.key is writable by its group $other_group (mode 0660)"
+	chgrp "$own_group" "$T/stripe.key"
+else
+	note "not root, or no group adm apart from ours: a key file of a foreign group is not tried"
+fi
+# Its own group may read it: check and run accept it (below, with a spool and events).
+chmod 0640 "$T/stripe.key"
+"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" ||
+	fail "a key file 0640 of the group logmeter runs as: $(cat "$T/check.err")"
 chmod 0600 "$T/stripe.key"
 sed -i "s#^api_key_file = .*#api_key_file = $T/nokey#" "$CONF"
 refused "cannot read the Stripe API key file $T/nokey"

@@ -737,10 +737,10 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 int admin_start_over(const struct config *cfg, FILE *out, char *err, size_t errlen)
 {
 	char what[1024] = "";
-	int held, fd, rc;
+	struct cli_lock lk;
+	int held, rc;
 
-	fd = cli_lock_state_dir(cfg->agent.state_dir, &held, err, errlen);
-	if (fd < 0) {
+	if (cli_lock_state_dir(cfg->agent.state_dir, &lk, &held, err, errlen) < 0) {
 		if (held)
 			err_set(err, errlen,
 			        "an agent runs on %s (its lock is held): stop it first",
@@ -748,7 +748,7 @@ int admin_start_over(const struct config *cfg, FILE *out, char *err, size_t errl
 		return held ? 1 : -1;
 	}
 	rc = spool_start_over(cfg->agent.state_dir, what, sizeof(what), err, errlen);
-	close(fd);
+	cli_unlock(&lk);
 	if (rc == 0)
 		fprintf(out, "%s\n", what);
 	return rc;

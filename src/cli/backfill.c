@@ -266,16 +266,17 @@ static int work(struct job *j)
 	struct guard *guard = NULL;
 	struct tail_ctx ctx;
 	char err[2048] = "", instance[128] = "", path[4096];
-	int bf_fd = -1, lock_fd = -1, rc = CLI_EXIT_RUNTIME, failed = 0, stopped = 0;
+	struct cli_lock lk = {-1, -1};
+	int bf_fd = -1, rc = CLI_EXIT_RUNTIME, failed = 0, stopped = 0;
 	int64_t added = 0;
 
 	if (!a->dry_run) {
 		bf_fd = lock_backfill(j);
 		if (bf_fd < 0)
 			goto out;
-		lock_fd =
-		    cli_lock_state_dir(cfg->agent.state_dir, &opts.agent_running, err, sizeof(err));
-		if (lock_fd < 0 && !opts.agent_running) {
+		if (cli_lock_state_dir(cfg->agent.state_dir, &lk, &opts.agent_running, err,
+		                       sizeof(err)) < 0 &&
+		    !opts.agent_running) {
 			log_err("%s", err);
 			goto out;
 		}
@@ -387,8 +388,7 @@ out:
 	space_free(space);
 	guard_free(guard);
 	spool_free(sp);
-	if (lock_fd >= 0)
-		close(lock_fd);
+	cli_unlock(&lk);
 	if (bf_fd >= 0)
 		close(bf_fd);
 	return rc;

@@ -15,6 +15,7 @@
 #include "send/account.h"
 #include "send/sender.h"
 #include "send/stripe.h"
+#include "util/path.h"
 
 static void print_account_line(enum account_level level, const char *text, void *ud)
 {
@@ -59,8 +60,9 @@ static int check_account(const struct config *cfg)
 	return 0;
 }
 
-/* Warns of the files the sources' globs match now that `run` would refuse (guard_open: a
- * symlink the source does not follow, a file of logmeter's own), in the words `run` logs. */
+/* Warns of a source whose glob matches no file now (path_glob_nomatch), and of the files the
+ * sources' globs match now that `run` would refuse (guard_open: a symlink the source does not
+ * follow, a file of logmeter's own), in the words `run` logs. */
 static void check_files(const struct config *cfg)
 {
 	char err[1024] = "";
@@ -73,12 +75,11 @@ static void check_files(const struct config *cfg)
 	for (size_t si = 0; si < cfg->n_sources; si++) {
 		const struct config_source *src = &cfg->sources[si];
 		glob_t gl;
+		size_t matched = 0;
 
 		memset(&gl, 0, sizeof(gl));
-		if (glob(src->path, 0, NULL, &gl) != 0) {
-			globfree(&gl);
-			continue;
-		}
+		if (glob(src->path, 0, NULL, &gl) != 0)
+			gl.gl_pathc = 0;
 		for (size_t k = 0; k < gl.gl_pathc; k++) {
 			const char *path = gl.gl_pathv[k], *base = strrchr(path, '/');
 			int no, fd;
@@ -86,6 +87,7 @@ static void check_files(const struct config *cfg)
 			base = base != NULL ? base + 1 : path;
 			if (src->exclude[0] != '\0' && fnmatch(src->exclude, base, 0) == 0)
 				continue;
+			matched++;
 			fd = guard_open(g, src, path, &no, err, sizeof(err));
 			if (fd >= 0)
 				close(fd);
@@ -93,6 +95,10 @@ static void check_files(const struct config *cfg)
 				fprintf(stderr, "warning: %s\n", err);
 		}
 		globfree(&gl);
+		if (matched == 0) {
+			path_glob_nomatch(src->name, src->path, err, sizeof(err));
+			fprintf(stderr, "warning: %s\n", err);
+		}
 	}
 	guard_free(g);
 }

@@ -62,18 +62,32 @@ int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errl
 /* The state directory's lock file: whoever holds it is the one agent of that spool. */
 #define CLI_LOCK_NAME "agent.lock"
 
-/* Takes STATE_DIR/agent.lock (creating the directory and the file) with an exclusive flock(2)
- * for the caller's lifetime: the kernel releases it when the process ends, so a crash never
- * leaves a stale lock. Returns the descriptor (keep it open to hold the lock), or -1 with the
- * reason in `err` and *held 1 if another process holds it (an agent runs), else 0. */
-int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen);
+/* The state directory held: agent.lock's flock(2) and the directory's claim (util/statepin.h). */
+struct cli_lock {
+	int fd;    /* STATE_DIR/agent.lock, locked; -1: none */
+	int claim; /* statepin_claim's socket; -1: none */
+};
+
+/* Takes STATE_DIR/agent.lock (creating the directory and the file) with an exclusive flock(2),
+ * and the directory's claim (statepin_claim, which a wiped directory does not lose), for the
+ * caller's lifetime: the kernel releases both when the process ends, so a crash never leaves a
+ * stale lock. Fills *lk (cli_unlock releases it) and returns 0, or returns -1 with *lk holding
+ * nothing, the reason in `err` and *held 1 if another process holds either (an agent runs),
+ * else 0. */
+int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, char *err,
+                       size_t errlen);
+
+/* Releases what cli_lock_state_dir took (nothing for -1 descriptors); *lk then holds nothing. */
+void cli_unlock(struct cli_lock *lk);
 
 /* Backfills take STATE_DIR/backfill.lock for their lifetime: one at a time per spool, so that
  * two never read the same content under two identities, and the one that holds it knows that
  * whoever holds agent.lock is an agent (which sends what it commits), not another backfill. */
 #define CLI_BACKFILL_LOCK_NAME "backfill.lock"
 
-/* cli_lock_state_dir for the lock file `name` of `state_dir`. */
+/* Takes STATE_DIR/NAME (creating the directory and the file) with an exclusive flock(2) for the
+ * caller's lifetime, as cli_lock_state_dir takes agent.lock (without the claim). Returns the
+ * descriptor, or -1 with the reason in `err` and *held 1 if another process holds it, else 0. */
 int cli_lock_file(const char *state_dir, const char *name, int *held, char *err, size_t errlen);
 
 struct spool;

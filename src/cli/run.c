@@ -27,6 +27,7 @@
 #include "util/health.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "util/statepin.h"
 
 #define SHUTDOWN_GRACE_MS 5000
 
@@ -265,20 +266,66 @@ static int agent_start_threads(struct agent *a)
 }
 
 /* Two agents on one spool would each read every file with their own checkpoints and bill each
- * new file twice: the first takes the state directory's lock for its lifetime
- * (cli_lock_state_dir). Returns the descriptor, or -1 (logged). */
-static int lock_state_dir(const char *state_dir)
+ * new file twice: the first takes the state directory's lock and claim for its lifetime
+ * (cli_lock_state_dir), and pins them (statepin_new). Returns 0, or -1 (logged). */
+static int lock_state_dir(const char *state_dir, struct cli_lock *lk, struct statepin **pin)
+{
+	char err[1024] = "", path[4096];
+	int held = 0;
+
+	if (cli_lock_state_dir(state_dir, lk, &held, err, sizeof(err)) != 0) {
+		if (held)
+			log_err("another logmeter is already running with state_dir %s (%s): "
+			        "refusing to start a second one on the same spool",
+			        state_dir, err);
+		else
+			log_err("%s", err);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/" CLI_LOCK_NAME, state_dir);
+	*pin = statepin_new(state_dir, path, lk->fd, err, sizeof(err));
+	if (*pin == NULL) {
+		log_err("%s", err);
+		cli_unlock(lk);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the state directory, its lock file and the spool are still the ones the agent opened
+ * (statepin_check, spool_check_file). If not, the agent must stop: its commits would go into a
+ * file nobody reads again, and a second agent would no longer be kept out by the lock file. The
+ * directory is left saying that it had a spool (spool_mark_lost), so that no later start bills
+ * every line again as new. Returns 0, or -1 (logged). */
+static int state_dir_still_ours(const struct statepin *pin, const struct spool *sp)
 {
 	char err[1024] = "";
-	int held = 0, fd = cli_lock_state_dir(state_dir, &held, err, sizeof(err));
 
-	if (fd < 0 && held)
-		log_err("another logmeter is already running with state_dir %s (%s): refusing to "
-		        "start a second one on the same spool",
-		        state_dir, err);
-	else if (fd < 0)
-		log_err("%s", err);
-	return fd;
+	if (statepin_check(pin, err, sizeof(err)) == 0 &&
+	    spool_check_file(sp, err, sizeof(err)) == 0)
+		return 0;
+	log_err("%s: stopping. What was read since is not in the spool, and a state directory "
+	        "that is not the one this agent locked keeps no second agent out. Put the state "
+	        "directory back (a backup of the spool), or start over on purpose: `logmeter spool "
+	        "start-over -c FILE` with read_from = tail (docs/durability.md)",
+	        err);
+	return -1;
+}
+
+/* After state_dir_still_ours failed and the threads stopped: the state directory says it had
+ * this spool (spool_mark_lost). */
+static void state_dir_mark_lost(struct agent *a)
+{
+	char err[1024] = "";
+
+	if (spool_mark_lost(a->spool, a->setup.cfg->agent.state_dir, err, sizeof(err)) != 0)
+		log_err("cannot mark %s as having had a spool: %s: a start with no spool.id there "
+		        "makes a new spool and reads every file again",
+		        a->setup.cfg->agent.state_dir, err);
+	else
+		log_info("%s/" SPOOL_MARKER_NAME " keeps the lost spool's id: the next start is "
+		         "refused until the spool is back or `logmeter spool start-over`",
+		         a->setup.cfg->agent.state_dir);
 }
 
 /* ---- SIGHUP ---------------------------------------------------------------------------------- */
@@ -585,24 +632,28 @@ static void notify_ready(const struct agent *a, const char *note)
 	              note ? note : "");
 }
 
-/* Waits for one of `set`'s signals. Under a systemd watchdog it wakes at hw->next_at to check
- * the workers and ping (health_watch_tick), so that the pings continue however rarely signals
- * come. Returns the signal, or -1 (a check was due, or EINTR). */
+/* How often the main thread checks that the state directory is still the agent's
+ * (state_dir_still_ours), at most, in milliseconds; the ingest checks at each commit. */
+#define STATE_CHECK_MS 2000
+
+/* Waits for one of `set`'s signals, at most STATE_CHECK_MS. Under a systemd watchdog it wakes at
+ * hw->next_at to check the workers and ping (health_watch_tick), so that the pings continue
+ * however rarely signals come. Returns the signal, or -1 (a check was due, or EINTR). */
 static int wait_signal(const sigset_t *set, struct health_watch *hw, const struct agent *a)
 {
 	struct timespec ts;
 	int64_t now, wait;
 	int sig, running[HEALTH_WORKERS];
 
-	if (hw->interval_ms <= 0)
-		return sigwait(set, &sig) == 0 ? sig : -1;
 	now = clock_mono_ms();
-	if (now >= hw->next_at) {
+	if (hw->interval_ms > 0 && now >= hw->next_at) {
 		running[HEALTH_INGEST] = a->ingest_started && !a->ingest_done;
 		running[HEALTH_SENDER] = a->sender_started && !a->sender_done;
 		health_watch_tick(hw, running, now);
 	}
-	wait = hw->next_at > now ? hw->next_at - now : 1;
+	wait = hw->interval_ms <= 0 ? STATE_CHECK_MS : hw->next_at > now ? hw->next_at - now : 1;
+	if (wait > STATE_CHECK_MS)
+		wait = STATE_CHECK_MS;
 	ts.tv_sec = (time_t)(wait / 1000);
 	ts.tv_nsec = (long)(wait % 1000) * 1000000L;
 	sig = sigtimedwait(set, NULL, &ts);
@@ -617,7 +668,9 @@ int cli_run(const struct cli_args *args)
 	struct health_watch hw;
 	sigset_t set;
 	char err[1024] = "";
-	int sig, rc = CLI_EXIT_RUNTIME, lock_fd = -1;
+	struct cli_lock lk = {-1, -1};
+	struct statepin *pin = NULL;
+	int sig, rc = CLI_EXIT_RUNTIME;
 
 	memset(&a, 0, sizeof(a));
 	a.config_path = path;
@@ -655,8 +708,7 @@ int cli_run(const struct cli_args *args)
 	}
 	/* The lock first: a second agent that is refused must not have touched the spool (its
 	 * schema, its instance id) of the one that runs. */
-	lock_fd = lock_state_dir(a.setup.cfg->agent.state_dir);
-	if (lock_fd < 0) {
+	if (lock_state_dir(a.setup.cfg->agent.state_dir, &lk, &pin) != 0) {
 		/* The one refusal cli_preflight cannot see before the directory exists. */
 		if (harden_check_state_dir(a.setup.cfg->agent.state_dir, 0, err, sizeof(err)) != 0)
 			rc = CLI_EXIT_USAGE;
@@ -679,6 +731,13 @@ int cli_run(const struct cli_args *args)
 
 	for (;;) {
 		sig = wait_signal(&set, &hw, &a);
+		if (state_dir_still_ours(pin, a.spool) != 0) {
+			health_notify("STOPPING=1\nSTATUS=the state directory was removed");
+			agent_stop_threads(&a);
+			state_dir_mark_lost(&a);
+			rc = CLI_EXIT_RUNTIME;
+			break;
+		}
 		if (sig < 0)
 			continue;
 		if (sig == SIGCHLD) {
@@ -752,8 +811,8 @@ out:
 	agent_close(&a);
 	metrics_free(a.metrics);
 	cli_setup_free(&a.setup);
-	if (lock_fd >= 0)
-		close(lock_fd);
+	statepin_free(pin);
+	cli_unlock(&lk);
 	log_info("stopped");
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include "util/harden.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "util/statepin.h"
 
 void cli_setup_free(struct cli_setup *s)
 {
@@ -105,9 +106,30 @@ int cli_lock_file(const char *state_dir, const char *name, int *held, char *err,
 	return fd;
 }
 
-int cli_lock_state_dir(const char *state_dir, int *held, char *err, size_t errlen)
+int cli_lock_state_dir(const char *state_dir, struct cli_lock *lk, int *held, char *err,
+                       size_t errlen)
 {
-	return cli_lock_file(state_dir, CLI_LOCK_NAME, held, err, errlen);
+	lk->claim = -1;
+	lk->fd = cli_lock_file(state_dir, CLI_LOCK_NAME, held, err, errlen);
+	if (lk->fd < 0)
+		return -1;
+	/* Held by an agent whose agent.lock was removed, or whose whole directory was wiped and
+	 * made again: the new lock file proves nothing. */
+	lk->claim = statepin_claim(state_dir, held, err, errlen);
+	if (lk->claim < 0) {
+		cli_unlock(lk);
+		return -1;
+	}
+	return 0;
+}
+
+void cli_unlock(struct cli_lock *lk)
+{
+	if (lk->fd >= 0)
+		close(lk->fd);
+	if (lk->claim >= 0)
+		close(lk->claim);
+	lk->fd = lk->claim = -1;
 }
 
 int cli_pending_left(struct spool *sp, const char *who)

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "report/facts.h"
 #include "store/spool.h"
+#include "util/statepin.h"
 
 int cli_status(const struct cli_args *args)
 {
@@ -31,8 +32,17 @@ int cli_status(const struct cli_args *args)
 		return CLI_EXIT_USAGE;
 	}
 	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
-	if (sp == NULL)
+	if (sp == NULL) {
+		/* Not "the agent has not run yet" while one runs: its spool went under it. */
+		if (statepin_claimed(cfg->agent.state_dir) == 1)
+			snprintf(
+			    err, sizeof(err),
+			    "no spool in state_dir %s, but a logmeter runs on it: its spool was "
+			    "removed or replaced under it, and it stops within seconds "
+			    "(docs/durability.md)",
+			    cfg->agent.state_dir);
 		goto fail;
+	}
 	f = facts_new(cfg, sp, now, since, err, sizeof(err));
 	if (f == NULL)
 		goto fail;

@@ -312,8 +312,9 @@ static const struct option options[] = {
      .max = 1000000,
      .help = "Log files kept open at once. Beyond it the least recently read files are closed "
              "(their checkpoint stays in the spool) and opened again by name, their identity "
-             "checked, when they change; files reached through a symlink stay open "
-             "(docs/tailing.md)."},
+             "checked, when they change; files reached through a symlink stay open, and "
+             "checking whether a new file is a copy of a known one opens up to two more for a "
+             "moment (docs/tailing.md)."},
     {AGENT(rotate_wait_ms), .key = "rotate_wait", .type = OPT_DURATION_MS, .def = "5m", .min = 100,
      .max = DAY_MS,
      .help = "A file rotated away (renamed to a name its glob does not match) is kept open and "

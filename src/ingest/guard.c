@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/clock.h"
@@ -191,12 +192,14 @@ static void guard_write(struct guard *g)
 	g->dirty = 0;
 	if (g->sf == NULL)
 		return;
-	n = (size_t)snprintf(buf, sizeof(buf),
-	                     "# logmeter guard counts: written in place by the agent, read by "
-	                     "`logmeter status`\nrefused_links %" PRId64
-	                     "\nrefused_protected %" PRId64 "\nlimit_lines %" PRId64 "\n",
-	                     g->counts.refused_links, g->counts.refused_protected,
-	                     g->counts.limit_lines);
+	n = (size_t)snprintf(
+	    buf, sizeof(buf),
+	    "# logmeter guard counts: written in place by the agent, read by "
+	    "`logmeter status`\nrefused_links %" PRId64 "\nrefused_protected %" PRId64
+	    "\nlimit_lines %" PRId64 "\nlimit_last %" PRId64 "\ngone_unread %" PRId64
+	    "\ngone_last %" PRId64 "\n",
+	    g->counts.refused_links, g->counts.refused_protected, g->counts.limit_lines,
+	    g->counts.limit_last, g->counts.gone_unread, g->counts.gone_last);
 	/* One line per rule, as many as the region holds: "rule NAME LIMIT N ...". */
 	for (size_t i = 0; i < g->n_rules && n < sizeof(buf); i++) {
 		const struct guard_rule *r = &g->rules[i];
@@ -238,6 +241,15 @@ void guard_flush(struct guard *g)
 		guard_write(g);
 }
 
+void guard_gone_unread(struct guard *g)
+{
+	if (g == NULL)
+		return;
+	g->counts.gone_unread++;
+	g->counts.gone_last = (int64_t)time(NULL);
+	g->dirty = 1;
+}
+
 void guard_free(struct guard *g)
 {
 	if (g == NULL)
@@ -253,7 +265,7 @@ void guard_free(struct guard *g)
 
 struct guard_counts guard_counts(const struct guard *g)
 {
-	struct guard_counts none = {0, 0, 0};
+	struct guard_counts none = {0, 0, 0, 0, 0, 0};
 
 	return g != NULL ? g->counts : none;
 }
@@ -506,6 +518,8 @@ void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_
 	if (g == NULL || rule == NULL || limit <= RULE_LIMIT_NONE || limit >= RULE_LIMITS)
 		return;
 	g->counts.limit_lines++;
+	/* For `status --since` (report/facts.c): whether lines were lost since a time. */
+	g->counts.limit_last = (int64_t)time(NULL);
 	g->dirty = 1;
 	r = rule_entry(g, rule->name);
 	if (r == NULL)
@@ -546,6 +560,12 @@ static void status_line(const char *key, const char *v, void *ud)
 		s->counts.refused_protected = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "limit_lines") == 0) {
 		s->counts.limit_lines = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "limit_last") == 0) {
+		s->counts.limit_last = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "gone_unread") == 0) {
+		s->counts.gone_unread = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "gone_last") == 0) {
+		s->counts.gone_last = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&
 	           sscanf(v, "%127s%n", name, &used) == 1) {
 		/* "NAME LIMIT N LIMIT N ..." */

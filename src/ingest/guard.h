@@ -63,11 +63,20 @@ int guard_open(struct guard *g, const struct config_source *src, const char *pat
 void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_limit limit,
                      const char *path, int64_t offset);
 
+/* A file was gone when the agent started (deleted, or moved out of its directory while
+ * logmeter was stopped): whatever was written to it after its checkpoint was never read. Counted
+ * (with the time, for `status --since`) so that `status` turns degraded; the caller logs it. NULL
+ * `g` is a no-op. */
+void guard_gone_unread(struct guard *g);
+
 /* The counts, for tests and `status`. */
 struct guard_counts {
 	int64_t refused_links;     /* symlinks refused by follow_symlinks = no */
 	int64_t refused_protected; /* files refused as logmeter's own */
 	int64_t limit_lines;       /* lines that hit a PCRE2 limit, all rules */
+	int64_t limit_last;  /* when the last of them was read, seconds since the epoch; 0: none */
+	int64_t gone_unread; /* files gone while logmeter was stopped (guard_gone_unread) */
+	int64_t gone_last;   /* when the last of them was found, seconds since the epoch; 0 */
 };
 
 /* The counts of `g` (zeros for NULL). */

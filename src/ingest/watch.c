@@ -59,6 +59,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "ingest/guard.h"
 #include "ingest/space.h"
 
 #define WATCH_DIR_MASK                                                                             \
@@ -1127,11 +1128,22 @@ static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 	}
 }
 
+/* At start (or when a reload added the source): a source whose glob matches no file bills
+ * nothing, often because the service cannot see where the admin's shell can (ProtectHome=). */
+static void warn_nomatch(const struct config_source *src)
+{
+	char msg[PATH_MAX + 512];
+
+	path_glob_nomatch(src->name, src->path, msg, sizeof(msg));
+	log_warn("%s; nothing is read from it until a file appears", msg);
+}
+
 static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 {
 	const struct config_source *src = &w->ctx.cfg->sources[si];
 	glob_t g;
 	int rc = 0, grc;
+	size_t matched = 0;
 
 	watch_dirs(w, src);
 	memset(&g, 0, sizeof(g));
@@ -1161,6 +1173,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
 			    !S_ISREG(st.st_mode))
 				continue;
+			matched += pass == 0;
 			wt = tail_find(w, si, st.st_dev, st.st_ino);
 			if (wt != NULL) {
 				if (pass == 0)
@@ -1177,6 +1190,8 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 		}
 	}
 	globfree(&g);
+	if (matched == 0 && first_scan(w, si))
+		warn_nomatch(src);
 	return rc;
 }
 
@@ -1284,6 +1299,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
 			    "directory): nothing after offset %jd of it can be read",
 			    f->path, (intmax_t)f->offset);
+			guard_gone_unread(w->ctx.guard);
 			f->state = SPOOL_FILE_GONE;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
 				log_warn("%s", e);

@@ -2,6 +2,8 @@
  * of `logmeter status`. */
 #include "report/facts.h"
 
+#include <fnmatch.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,7 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->state = sf->state;
 	ff->offset = sf->offset;
 	ff->counters = sf->counters;
+	ff->updated = sf->updated;
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
 	 * writer; not an archive's, whose offsets are those of its content once decompressed. */
@@ -143,9 +146,8 @@ static void problem(struct facts *f, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* What makes the agent degraded, in the words of the text status. Whether it runs at all is
- * systemd's to say (`systemctl is-active`): `run --once` deployments are not degraded between
- * runs. */
+/* What makes the agent degraded, in the words of the text status; more in health_no_agent and
+ * health_losses. */
 static void health(struct facts *f)
 {
 	char when[32];
@@ -190,6 +192,114 @@ static void health(struct facts *f)
 	if (f->since_set && f->dead_since > 0) {
 		utc(f->since, when, sizeof(when));
 		problem(f, "%lld dead letters since %s", (long long)f->dead_since, when);
+	}
+}
+
+/* Each configured source with the number of files its glob matches now, and why it matches none.
+ * Returns 0, or -1 out of memory. */
+static int add_sources(struct facts *f, const struct config *cfg)
+{
+	f->sources = calloc(cfg->n_sources > 0 ? cfg->n_sources : 1, sizeof(*f->sources));
+	if (f->sources == NULL)
+		return -1;
+	for (size_t si = 0; si < cfg->n_sources; si++) {
+		const struct config_source *src = &cfg->sources[si];
+		struct facts_source *fs = &f->sources[f->n_sources++];
+		glob_t g;
+		struct stat st;
+
+		snprintf(fs->name, sizeof(fs->name), "%s", src->name);
+		snprintf(fs->path, sizeof(fs->path), "%s", src->path);
+		memset(&g, 0, sizeof(g));
+		if (glob(src->path, 0, NULL, &g) != 0)
+			g.gl_pathc = 0;
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			if ((src->exclude[0] == '\0' ||
+			     fnmatch(src->exclude, path_base(g.gl_pathv[k]), 0) != 0) &&
+			    stat(g.gl_pathv[k], &st) == 0 && S_ISREG(st.st_mode))
+				fs->files++;
+		globfree(&g);
+		if (fs->files == 0)
+			path_glob_nomatch(src->name, src->path, fs->problem, sizeof(fs->problem));
+	}
+	return 0;
+}
+
+/* No agent runs (neither half's live state names a live process) while one is needed: lines
+ * wait unread in files being tailed, or events wait to be delivered. A crashed agent, a unit
+ * skipped for a missing key, or one refused at start bills nothing; `run --once` from a timer is
+ * degraded between runs only while lines or events wait. */
+static void health_no_agent(struct facts *f)
+{
+	int64_t lag = 0, files = 0;
+
+	if (f->ingest.running || f->sender.running || f->ingest_err[0] != '\0')
+		return;
+	for (size_t i = 0; i < f->n_files; i++)
+		if (f->files[i].state == SPOOL_FILE_READING && f->files[i].lag > 0) {
+			lag += f->files[i].lag;
+			files++;
+		}
+	if (lag > 0 || f->counts.pending > 0)
+		problem(f,
+		        "no agent is running, and %lld bytes wait unread in %lld files and %lld "
+		        "events wait to be delivered: nothing is billed until one runs",
+		        (long long)lag, (long long)files, (long long)f->counts.pending);
+}
+
+/* Lines lost for good that the running (or last) agent counted: lines a PCRE2 limit stopped
+ * and files found gone at start (with `since`, only if the last came at or after it), symbolic
+ * links refused (their lines are not read), and files gone before they were read to their end
+ * (with `since`, those whose record changed at or after it). */
+static void health_losses(struct facts *f)
+{
+	const struct guard_counts *c = &f->guard.counts;
+	int64_t gone = 0, bytes = 0;
+	const char *first = NULL;
+	char when[32];
+
+	if (f->guard.found && c->limit_lines > 0 && (!f->since_set || c->limit_last >= f->since)) {
+		utc(c->limit_last, when, sizeof(when));
+		problem(
+		    f,
+		    "%lld lines hit a PCRE2 limit since the agent started, the last at %s: they "
+		    "made no event (limits: docs/security.md)",
+		    (long long)c->limit_lines, when);
+	}
+	if (f->guard.found && c->refused_links > 0)
+		problem(
+		    f,
+		    "%lld symbolic links were refused (the source does not set follow_symlinks): "
+		    "their lines are not read; exclude them or set follow_symlinks = yes "
+		    "(docs/security.md)",
+		    (long long)c->refused_links);
+	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
+		utc(c->gone_last, when, sizeof(when));
+		problem(
+		    f,
+		    "%lld files were gone when the agent started (deleted, or moved out of their "
+		    "directory while logmeter was stopped), the last found at %s: what was "
+		    "written to them after their checkpoint was not read",
+		    (long long)c->gone_unread, when);
+	}
+	for (size_t i = 0; i < f->n_files; i++) {
+		const struct facts_file *ff = &f->files[i];
+
+		if (ff->state != SPOOL_FILE_GONE || ff->size <= ff->offset ||
+		    (f->since_set && ff->updated < f->since))
+			continue;
+		gone++;
+		bytes += ff->size - ff->offset;
+		if (first == NULL)
+			first = ff->path;
+	}
+	if (gone > 0) {
+		char path[4096 * 4 + 1];
+
+		problem(f,
+		        "%lld files were gone before they were read to their end (%lld bytes "
+		        "unread), the first %s",
+		        (long long)gone, (long long)bytes, log_escape(path, sizeof(path), first));
 	}
 }
 
@@ -264,10 +374,16 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	    f->ingest.running && f->ingest.written > 0 && now - f->ingest.written > f->stale_after;
 	f->sender_stale = f->sender.running && f->sender.written > 0 &&
 	                  now - (int64_t)f->sender.written > f->stale_after;
+	if (add_sources(f, cfg) != 0) {
+		err_set(err, errlen, "out of memory listing sources");
+		goto fail;
+	}
 	if (!f->sender.running)
 		f->rate_known =
 		    sender_rate_of(cfg, &f->rate_max, f->rate_why, sizeof(f->rate_why)) == 0;
 	health(f);
+	health_no_agent(f);
+	health_losses(f);
 	return f;
 fail:
 	facts_free(f);
@@ -283,6 +399,7 @@ void facts_free(struct facts *f)
 		free(f->files[i].recorded);
 	}
 	free(f->files);
+	free(f->sources);
 	free(f->rules);
 	free(f);
 }
@@ -454,6 +571,24 @@ static void print_file(FILE *out, const struct facts_file *ff)
 	        (long long)ff->counters.bad_utf8);
 }
 
+/* "sources:", one line each: how many files its glob matches now, or why none. */
+static void print_sources(FILE *out, const struct facts *f)
+{
+	fprintf(out, "sources:\n");
+	for (size_t i = 0; i < f->n_sources; i++) {
+		const struct facts_source *fs = &f->sources[i];
+
+		char esc[sizeof(fs->problem) * 4 + 1];
+
+		/* One line per source, whatever bytes its glob holds (log_escape). */
+		if (fs->files > 0)
+			fprintf(out, "  source %s: %s: %lld files\n", fs->name,
+			        log_escape(esc, sizeof(esc), fs->path), (long long)fs->files);
+		else
+			fprintf(out, "  %s (0 files)\n", log_escape(esc, sizeof(esc), fs->problem));
+	}
+}
+
 void facts_print_text(FILE *out, const struct facts *f)
 {
 	char when[32];
@@ -499,6 +634,7 @@ void facts_print_text(FILE *out, const struct facts *f)
 		for (size_t i = 0; i < f->n_problems; i++)
 			fprintf(out, "health: degraded: %s\n", f->problems[i]);
 	}
+	print_sources(out, f);
 	fprintf(out, "files:\n");
 	for (size_t i = 0; i < f->n_files; i++)
 		print_file(out, &f->files[i]);

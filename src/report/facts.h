@@ -41,11 +41,20 @@ struct facts_file {
 	char uid[SPOOL_UID_MAX];
 	uint64_t dev, ino;
 	enum spool_file_state state;
-	int64_t offset; /* checkpoint, bytes */
-	int64_t size;   /* bytes: the live size when the path still leads to the file, else the
-	                   size at the last commit */
-	int64_t lag;    /* size - offset when positive, else 0: bytes not read yet */
+	int64_t offset;  /* checkpoint, bytes */
+	int64_t size;    /* bytes: the live size when the path still leads to the file, else the
+	                    size at the last commit */
+	int64_t lag;     /* size - offset when positive, else 0: bytes not read yet */
+	int64_t updated; /* when the record last changed, seconds since the epoch */
 	struct spool_counters counters;
+};
+
+/* A configured source and how many files its glob matches now (not excluded, regular). */
+struct facts_source {
+	char name[128];
+	char path[4096];    /* its glob */
+	int64_t files;      /* files it matches now, as seen by the user running status */
+	char problem[8192]; /* when it matches none: why (path_glob_nomatch); else "" */
 };
 
 /* The events of one rule in the spool, by enum event_state. */
@@ -94,6 +103,8 @@ struct facts {
 	size_t n_rules;
 	struct facts_file *files; /* by source, then record id */
 	size_t n_files;
+	struct facts_source *sources; /* the configuration's, in its order */
+	size_t n_sources;
 
 	/* The open aggregation windows: how many, and the first FACTS_WINDOWS_MAX by start. */
 	int64_t windows_open;
@@ -103,8 +114,10 @@ struct facts {
 	size_t n_windows;
 
 	/* Health: degraded when reading is paused, sending is paused (the key refused, or answers
-	 * that are not Stripe's), a running thread does not answer (its live state is stale), or
-	 * dead letters came since `since` (since_set: 0 counts them all). */
+	 * that are not Stripe's), a running thread does not answer (its live state is stale), dead
+	 * letters came since `since` (since_set: 0 counts them all), no agent runs while lines or
+	 * events wait, or lines were lost (a PCRE2 limit, a refused symlink, a file gone unread):
+	 * docs/status-json.md. */
 	int since_set;
 	int degraded;
 	char problems[FACTS_PROBLEMS_MAX][600];

@@ -194,10 +194,13 @@ static json_t *guard_json(const struct facts *f)
 			                    json_integer((json_int_t)g->rules[i].hits[l]));
 		json_array_append_new(rules, r);
 	}
-	return json_pack("{s:I, s:I, s:I, s:o}", "refused_symlinks",
+	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "refused_symlinks",
 	                 (json_int_t)g->counts.refused_links, "refused_protected",
 	                 (json_int_t)g->counts.refused_protected, "limit_lines",
-	                 (json_int_t)g->counts.limit_lines, "limits_by_rule", rules);
+	                 (json_int_t)g->counts.limit_lines, "limit_last",
+	                 time_or_null(g->counts.limit_last), "limits_by_rule", rules, "gone_unread",
+	                 (json_int_t)g->counts.gone_unread, "gone_last",
+	                 time_or_null(g->counts.gone_last));
 }
 
 static json_t *windows_json(const struct facts *f)
@@ -216,6 +219,22 @@ static json_t *windows_json(const struct facts *f)
 		              (json_int_t)w->lines, "late", (json_int_t)w->late));
 	}
 	return json_pack("{s:I, s:o}", "open", (json_int_t)f->windows_open, "list", list);
+}
+
+/* "sources": [{"name", "path", "files", "problem"}]. */
+static json_t *sources_json(const struct facts *f)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < f->n_sources; i++) {
+		const struct facts_source *fs = &f->sources[i];
+
+		json_array_append_new(list, json_pack("{s:o, s:o, s:I, s:o}", "name",
+		                                      text(fs->name), "path", text(fs->path),
+		                                      "files", (json_int_t)fs->files, "problem",
+		                                      text_or_null(fs->problem)));
+	}
+	return list;
 }
 
 int facts_print_json_error(FILE *out, int64_t now, const char *why)
@@ -241,12 +260,13 @@ int facts_print_json(FILE *out, const struct facts *f, char *err, size_t errlen)
 	for (size_t i = 0; i < f->n_files; i++)
 		json_array_append_new(files, file_json(&f->files[i]));
 	/* json_pack steals the references of "o" values, also when it fails. */
-	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	doc = json_pack("{s:i, s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	                "schema_version", FACTS_SCHEMA_VERSION, "now", (json_int_t)f->now, "spool",
 	                text(f->spool), "instance", f->instance, "health", health_json(f), "events",
 	                events_json(f), "last_error", text_or_null(f->last_error), "ingest",
 	                ingest_json(f), "space", space_json(f), "guard", guard_json(f), "sender",
-	                sender_json(f), "windows", windows_json(f), "files", files);
+	                sender_json(f), "windows", windows_json(f), "sources", sources_json(f),
+	                "files", files);
 	if (doc == NULL) {
 		err_set(err, errlen,
 		        "cannot build the JSON status (out of memory, or text that is "

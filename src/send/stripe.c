@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,8 +324,39 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 	return 0;
 }
 
-/* Refuses a key file that grants anything to "others": a key readable by every local user is a
- * leaked key. Group bits are allowed, for the packaged 0640 root:logmeter. */
+/* The group that may read the key file besides its owner: the packaged layout is 0640
+ * root:logmeter, and the service runs as the user logmeter whose primary group is logmeter. */
+#define KEY_FILE_GROUP "logmeter"
+
+/* The name of group `gid` into `buf` (`buflen` bytes), or its number where it has none. */
+static const char *group_name(gid_t gid, char *buf, size_t buflen)
+{
+	struct group *gr = getgrgid(gid);
+
+	if (gr != NULL && gr->gr_name != NULL)
+		snprintf(buf, buflen, "%s", gr->gr_name);
+	else
+		snprintf(buf, buflen, "%lu", (unsigned long)gid);
+	return buf;
+}
+
+/* Whether members of group `gid` may be trusted with the key: the group logmeter runs as (its
+ * effective gid: the user's primary group, or the unit's Group=) or the service's own group
+ * KEY_FILE_GROUP. Any other group (adm, where the package puts the user logmeter so that it reads
+ * /var/log, or a group of people) would hand the key to all its members. */
+static int key_group_ok(gid_t gid)
+{
+	struct group *gr;
+
+	if (gid == getegid())
+		return 1;
+	gr = getgrnam(KEY_FILE_GROUP);
+	return gr != NULL && gr->gr_gid == gid;
+}
+
+/* Refuses a key file that grants anything to "others" (a key readable by every local user is a
+ * leaked key), that its group may write (whoever replaces the key receives the usage in another
+ * Stripe account), or that a group other than key_group_ok's may read. */
 static int key_file_mode_ok(int fd, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -345,6 +377,30 @@ static int key_file_mode_ok(int fd, const char *path, char *err, size_t errlen)
 		        "chmod 640 it and chown root:logmeter (or chmod 600 if the user running "
 		        "logmeter owns it)",
 		        path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	if ((st.st_mode & S_IWGRP) != 0) {
+		char g[64];
+
+		err_set(
+		    err, errlen,
+		    "the Stripe API key file %s is writable by its group %s (mode %04o): anyone "
+		    "in it could replace the key; chmod 640 it and chown root:" KEY_FILE_GROUP
+		    " (or chmod 600 if the user running logmeter owns it)",
+		    path, group_name(st.st_gid, g, sizeof(g)), (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	if ((st.st_mode & S_IRGRP) != 0 && !key_group_ok(st.st_gid)) {
+		char g[64], own[64];
+
+		err_set(
+		    err, errlen,
+		    "the Stripe API key file %s is readable by its group %s (mode %04o), which is "
+		    "neither the group logmeter runs as (%s) nor " KEY_FILE_GROUP
+		    ": only one of those may read it; chown root:" KEY_FILE_GROUP
+		    " and chmod 640 it (or chmod 600 if the user running logmeter owns it)",
+		    path, group_name(st.st_gid, g, sizeof(g)), (unsigned)(st.st_mode & 07777),
+		    group_name(getegid(), own, sizeof(own)));
 		return -1;
 	}
 	return 0;

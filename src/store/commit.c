@@ -692,7 +692,7 @@ int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batc
 		goto out;
 	}
 	sp->last_rc = sp->last_errno = 0; /* spool_failed_full describes this call */
-	if (spool_tx_begin(sp, err, errlen) < 0)
+	if (spool_check_file(sp, err, errlen) < 0 || spool_tx_begin(sp, err, errlen) < 0)
 		goto out;
 	if (spool_batch_count(b) > 0) {
 		/* Inside the transaction: no other connection can add to the queue meanwhile. */

@@ -18,6 +18,7 @@
 
 #include "store/spool_int.h"
 #include "util/log.h"
+#include "util/path.h"
 
 #define SPOOL_ID_HEX 32 /* digits of a spool id */
 
@@ -128,6 +129,32 @@ int spool_marker_check(const char *state_dir, const char *db, char *err, size_t 
 	        "`logmeter spool start-over -c FILE` (docs/spool.md)",
 	        db, missing ? "missing" : "empty (0 bytes)", marker, id);
 	return -1;
+}
+
+int spool_mark_lost(struct spool *sp, const char *state_dir, char *err, size_t errlen)
+{
+	char marker[SPOOL_PATH_MAX], have[SPOOL_ID_HEX + 1], id[256] = "";
+	int marked;
+
+	if (sp == NULL || state_dir == NULL) {
+		err_set(err, errlen, "spool_mark_lost: invalid arguments");
+		return -1;
+	}
+	/* The handle still reads its unlinked file. */
+	if (spool_meta_get(sp, SPOOL_ID_KEY, id, sizeof(id), err, errlen) <= 0) {
+		if (err != NULL && err[0] == '\0')
+			err_set(err, errlen, "spool %s has no id", sp->path);
+		return -1;
+	}
+	if (path_mkdirs(state_dir, err, errlen) < 0 ||
+	    state_path(state_dir, SPOOL_MARKER_NAME, marker, sizeof(marker), err, errlen) < 0)
+		return -1;
+	marked = marker_read(marker, have, err, errlen);
+	if (marked < 0)
+		return -1;
+	if (marked)
+		return 0; /* this spool's, or a new one's that someone made on purpose */
+	return marker_write(state_dir, id, err, errlen);
 }
 
 int spool_marker_sync(struct spool *sp, const char *state_dir, char *err, size_t errlen)

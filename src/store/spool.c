@@ -505,6 +505,13 @@ static struct spool *open_spool(const char *state_dir, enum spool_open_mode mode
 		goto fail;
 	if (marked && mode == SPOOL_READ_WRITE && spool_marker_sync(sp, state_dir, err, errlen) < 0)
 		goto fail;
+	/* SQLite holds its own descriptor: the file it opened is the one the path named a moment
+	 * ago, since nobody else may touch a state directory an agent holds. */
+	if (stat(sp->path, &stbuf) == 0) {
+		sp->pinned = 1;
+		sp->dev = stbuf.st_dev;
+		sp->ino = stbuf.st_ino;
+	}
 	return sp;
 nomem:
 	err_set(err, errlen, "spool %s: out of memory",
@@ -724,6 +731,29 @@ int spool_path_of(const char *state_dir, char *out, size_t outlen, char *err, si
 	n = snprintf(out, outlen, "%s/%s", state_dir, SPOOL_FILE_NAME);
 	if (n < 0 || (size_t)n >= outlen) {
 		err_set(err, errlen, "%s: path too long for the spool", state_dir);
+		return -1;
+	}
+	return 0;
+}
+
+int spool_check_file(const struct spool *sp, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (sp == NULL || !sp->pinned)
+		return 0;
+	if (stat(sp->path, &st) != 0) {
+		err_set(err, errlen,
+		        "spool %s: %s: it was removed while logmeter ran (the state directory "
+		        "wiped?): nothing more goes into the removed file",
+		        sp->path, strerror(errno));
+		return -1;
+	}
+	if (st.st_dev != sp->dev || st.st_ino != sp->ino) {
+		err_set(err, errlen,
+		        "spool %s was replaced while logmeter ran (inode %llu, not %llu): nothing "
+		        "more goes into the file it had open",
+		        sp->path, (unsigned long long)st.st_ino, (unsigned long long)sp->ino);
 		return -1;
 	}
 	return 0;

@@ -416,6 +416,21 @@ int spool_checkpoint(struct spool *sp, char *err, size_t errlen);
 int spool_failed_full(const struct spool *sp);
 
 /* "STATE_DIR/spool.db", owned by the handle. */
+/* Whether spool.db at the handle's path is still the file the handle opened (stat(2): same
+ * st_dev and st_ino). A spool removed under a running agent (the state directory wiped, spool.db
+ * deleted, another file renamed over it) keeps taking commits into an unlinked inode that nobody
+ * will ever read again; spool_commit calls this first, and the agent every few seconds. Returns 0
+ * (the same file, or the handle recorded none), or -1 with what happened in `err`. */
+int spool_check_file(const struct spool *sp, char *err, size_t errlen);
+
+/* The running spool's file went away (spool_check_file failed): makes sure `state_dir` still
+ * says that it had a spool, this one's id in SPOOL_MARKER_NAME, creating the directory (0700)
+ * and the marker if they went too (a wiped state directory). The next start is then refused, as
+ * for a lost spool, instead of taking every file for new and billing it again; `spool
+ * start-over` is the way on (docs/spool.md). A marker with another id is left alone. Returns 0,
+ * or -1 with the reason in `err`. */
+int spool_mark_lost(struct spool *sp, const char *state_dir, char *err, size_t errlen);
+
 const char *spool_path(const struct spool *sp);
 
 /* The spool's database file in its state directory; its WAL and WAL index are beside it, with

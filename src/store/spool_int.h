@@ -245,6 +245,11 @@ struct spool {
 	struct spool_view scan, look;
 	/* The row of `deliveries` last used: events lo < id <= hi were delivered at first_at. */
 	int64_t dl_lo, dl_hi, dl_first;
+	/* What `path` was when the handle opened it (spool_check_file): a spool.db removed or
+	 * replaced under a running agent is noticed before the next commit goes into it. */
+	int pinned;
+	dev_t dev;
+	ino_t ino;
 };
 
 /* marker.c: before a spool is opened, whether `db` (missing or empty) may be created anew, as far

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/log.h"
 
@@ -143,4 +144,64 @@ char *path_find_ino(const char *dir, dev_t dev, ino_t ino)
 	}
 	closedir(d);
 	return found;
+}
+
+/* Whether `path` is `dir` or below it. */
+static int below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+void path_glob_nomatch(const char *source, const char *pattern, char *out, size_t outlen)
+{
+	static const char *const hidden[] = {"/home", "/root", "/run/user", "/tmp", "/var/tmp"};
+	char dir[4096];
+	const char *wild = strpbrk(pattern, "*?["), *cut;
+	struct stat st;
+	DIR *d;
+	size_t n;
+	int len;
+
+	/* The directory that must exist for anything to match: up to the last '/' before the
+	 * first wildcard (or before the base name, without one). */
+	cut = wild != NULL ? wild : pattern + strlen(pattern);
+	while (cut > pattern && cut[-1] != '/')
+		cut--;
+	n = cut > pattern + 1 ? (size_t)(cut - pattern - 1) : (cut > pattern ? 1 : 0);
+	if (n == 0 || n >= sizeof(dir))
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)n, pattern);
+	len = snprintf(out, outlen, "source %s: %s matches no file: ", source, pattern);
+	if (len < 0 || (size_t)len >= outlen)
+		return;
+	out += len;
+	outlen -= (size_t)len;
+	if (stat(dir, &st) != 0 && (errno == ENOENT || errno == ENOTDIR))
+		len = snprintf(out, outlen, "its directory %s does not exist", dir);
+	else if (stat(dir, &st) != 0)
+		len = snprintf(out, outlen, "its directory %s: %s", dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		len = snprintf(out, outlen, "%s is not a directory", dir);
+	else if ((d = opendir(dir)) == NULL)
+		len = snprintf(out, outlen, "its directory %s cannot be read by uid %lu: %s", dir,
+		               (unsigned long)geteuid(), strerror(errno));
+	else {
+		closedir(d);
+		len = snprintf(out, outlen, "its directory %s has no file it matches", dir);
+	}
+	if (len < 0 || (size_t)len >= outlen)
+		return;
+	out += len;
+	outlen -= (size_t)len;
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		if (below(pattern, hidden[i])) {
+			snprintf(out, outlen,
+			         " (the systemd unit hides %s from the service: ProtectHome=, "
+			         "PrivateTmp=; docs/systemd.md says how to allow it)",
+			         hidden[i]);
+			break;
+		}
 }

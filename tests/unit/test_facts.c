@@ -173,9 +173,14 @@ static void test_health(void **state)
 
 	f = facts_new(w->fx->cfg, w->fx->sp, NOW, FACTS_NO_SINCE, err, sizeof(err));
 	assert_non_null(f);
-	assert_int_equal(f->degraded, 0);
+	/* No agent's live state here, and events pending: the one problem. */
+	assert_int_equal(f->degraded, 1);
+	assert_int_equal(f->n_problems, 1);
 	text = print(f, 0, 0);
-	assert_non_null(strstr(text, "\nhealth: ok\n"));
+	if (strstr(text, "\nhealth: degraded: no agent is running, and ") == NULL ||
+	    strstr(text, " and 5 events wait to be delivered: nothing is billed until one "
+	                 "runs\n") == NULL)
+		fail_msg("%s", text);
 	assert_non_null(strstr(text, "events: pending 5, delivered 2, dead letters 1, unsure 0\n"));
 	free(text);
 	facts_free(f);
@@ -188,7 +193,8 @@ static void test_health(void **state)
 	free(text);
 	facts_free(f);
 	f = facts_new(w->fx->cfg, w->fx->sp, NOW, NOW - 10, err, sizeof(err));
-	assert_int_equal(f->degraded, 0);
+	assert_int_equal(f->n_problems, 1); /* no agent, as above; no dead letters */
+	assert_null(strstr(f->problems[0], "dead letters"));
 	facts_free(f);
 }
 
@@ -230,7 +236,8 @@ static void test_json(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_array_get(files, 3), "state")),
 	                    "gone");
 	assert_string_equal(
-	    json_string_value(json_object_get(json_object_get(doc, "health"), "status")), "ok");
+	    json_string_value(json_object_get(json_object_get(doc, "health"), "status")),
+	    "degraded"); /* no agent, events pending */
 	json_decref(doc);
 	free(text);
 	facts_free(f);

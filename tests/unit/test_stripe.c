@@ -542,12 +542,14 @@ static void test_key_unreadable(void **state)
 	}
 }
 
-/* A key file that grants anything to others is refused with the fix in the message, and
- * without the key; group bits are fine (0640 root:logmeter is the packaged layout). */
+/* A key file that grants anything to others, or write to its group, is refused with the fix in
+ * the message, and without the key; read by its group is fine when that is the group logmeter
+ * runs as (0640 root:logmeter is the packaged layout; here the file's group is the test's). */
 static void test_key_file_mode(void **state)
 {
 	static const mode_t refused[] = {0644, 0604, 0602, 0601, 0666, 0777};
-	static const mode_t accepted[] = {0600, 0640, 0400, 0440, 0660};
+	static const mode_t group_writable[] = {0660, 0620, 0460};
+	static const mode_t accepted[] = {0600, 0640, 0400, 0440};
 	char path[512], key[STRIPE_KEY_MAX], err[512], want[64];
 	struct config cfg;
 
@@ -569,6 +571,16 @@ static void test_key_file_mode(void **state)
 			fail_msg("mode %04o: error \"%s\"", (unsigned)refused[i], err);
 		assert_null(strstr(err, FAKE_KEY_PART));
 		assert_int_equal(key[0], '\0');
+	}
+	for (size_t i = 0; i < sizeof(group_writable) / sizeof(group_writable[0]); i++) {
+		assert_int_equal(chmod(path, group_writable[i]), 0);
+		err[0] = '\0';
+		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+		snprintf(want, sizeof(want), "(mode %04o)", (unsigned)group_writable[i]);
+		if (strstr(err, want) == NULL || strstr(err, "is writable by its group") == NULL ||
+		    strstr(err, "chmod 640") == NULL)
+			fail_msg("mode %04o: error \"%s\"", (unsigned)group_writable[i], err);
+		assert_null(strstr(err, FAKE_KEY_PART));
 	}
 	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
 		assert_int_equal(chmod(path, accepted[i]), 0);
