@@ -22,10 +22,7 @@ L=$T/ct/app.log
 exec 7>>"$L" # the writer: O_APPEND, never reopened
 writer_init
 copytruncate() {
-	local n
-	for n in 4 3 2 1; do
-		[ ! -e "$L.$n" ] || mv "$L.$n" "$L.$((n + 1))"
-	done
+	rotate_numbered "$L"
 	cp "$L" "$L.1"
 	writer_window "$1"
 	truncate -s 0 "$L"

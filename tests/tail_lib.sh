@@ -45,6 +45,28 @@ writer_window() {
 	lost=$((lost + $1))
 }
 
+# put_rids FILE COUNT: the next COUNT rid lines appended to FILE (the writer's counts follow).
+put_rids() {
+	lines "$rid" "$2" >> "$1"
+	rid=$((rid + $2))
+	written=$((written + $2))
+}
+# rotate_numbered FILE: logrotate's shift of FILE.1 .. FILE.4 to FILE.2 .. FILE.5.
+rotate_numbered() {
+	local n
+	for n in 4 3 2 1; do
+		[ ! -e "$1.$n" ] || mv "$1.$n" "$1.$((n + 1))"
+	done
+}
+# caught_up CONF: every record read to the end of its file (for wait_until).
+caught_up() {
+	[ "$(status_sum "$1" 6)" = 0 ]
+}
+# agent_frozen: the agent stopped by SIGSTOP (for wait_until: kill returns before it stops).
+agent_frozen() {
+	[ "$(awk '{ print $3 }' "/proc/$AGENT_PID/stat")" = T ]
+}
+
 # delivered: every line the writer wrote was accepted (for wait_until).
 delivered() {
 	accepted_at_least "$written"

@@ -70,6 +70,13 @@ struct tail {
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
 	int64_t warned_invalid, warned_long, warned_utf8;
+	/* The record made when the file was opened empty (f.id stays 0 until its first bytes come,
+	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
+	 * and truncated (copytruncate); 0 if none. */
+	int64_t empty_id;
+	char copy_err[256]; /* a spool error of is_unread_copy */
+	int restarted;      /* f is the record reset() started (a truncation was seen) */
+	int warned_hole;    /* the file ends in a hole (sparse) past the checkpoint: warned */
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
 	int archive, finish;
@@ -440,6 +447,7 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 	t->f = nf;
 	t->skip = 0;
 	t->verify_head = 0;
+	t->restarted = 1;
 	t->marks_n = t->marks_last = -1;
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
@@ -459,9 +467,11 @@ typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct
                           void *ud);
 
 /* Calls fn for every other regular file in the tail's directory, on its device and not excluded
- * by its source: where copytruncate leaves its copies. Returns the descriptor fn kept (its path in
- * *kept, caller frees), -1 if none, or -2 if fn failed. */
-static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
+ * by its source, whose name starts with `prefix` (NULL: any): where copytruncate leaves its
+ * copies. Returns the descriptor fn kept (its path in *kept, caller frees), -1 if none, or -2 if
+ * fn failed. */
+static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn, void *ud,
+                              char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
 	const char *slash = strrchr(t->path, '/');
@@ -483,7 +493,8 @@ static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
 		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
 		    (ino_t)de->d_ino == t->ino ||
 		    (src->exclude != NULL && src->exclude[0] != '\0' &&
-		     fnmatch(src->exclude, de->d_name, 0) == 0))
+		     fnmatch(src->exclude, de->d_name, 0) == 0) ||
+		    (prefix != NULL && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
 			continue;
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
@@ -507,6 +518,11 @@ out:
 		closedir(d);
 	free(dir);
 	return fd;
+}
+
+static int each_sibling(struct tail *t, sibling_fn fn, void *ud, char **kept)
+{
+	return each_sibling_named(t, NULL, fn, ud, kept);
 }
 
 /* sibling_fn of find_copy: at least as long as the checkpoint, the fingerprinted head, and the
@@ -536,11 +552,35 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 /* Whether the file open as `fd`, `size` bytes long (less than the checkpoint), holds what the
  * record read up to `size`, as far as the record can tell once the file it describes no longer
  * holds it: at least its whole fingerprinted head (1 KiB, or all of a file that was shorter), the
- * same. A shorter file (a header line, say) is not taken for a copy: new files often start with
- * the lines the last one started with. Returns 1, 0, or -1 on a read error. */
+ * same; or, shorter than that head (a copy of a short file that grew since), exactly the bytes up
+ * to one of its head marks. Returns 1, 0, or -1 on a read error. */
 static int holds_prefix(struct tail *t, int fd, int64_t size)
 {
-	return size >= t->f.fp_len ? head_matches(fd, t->f.fp_len, t->f.fp_hash) : 0;
+	unsigned char head[SPOOL_FP_MAX];
+	struct spool_file_extra *x = NULL;
+	char e[256];
+	int rc = 0;
+
+	if (size >= t->f.fp_len)
+		return head_matches(fd, t->f.fp_len, t->f.fp_hash);
+	/* Shorter than the head: a copy of a short file that grew since. Its end must be one of
+	 * the head's line ends (a head mark), with the same bytes before it. */
+	if (size <= 0 || pread_full(fd, head, (size_t)size, 0) != size ||
+	    load_marks(t, &t->f, &x, e, sizeof(e)) < 0)
+		return 0;
+	for (size_t i = 0; i < x->n_marks && rc == 0; i++)
+		rc = x->marks[i].len == size && hash_is(head, (size_t)size, x->marks[i].hash);
+	free(x);
+	return rc;
+}
+
+/* Whether the record *r, found by the device and inode of the file open as `fd`, is an earlier
+ * file's: released (drained or gone) and no longer describing the file. ext4 gives a deleted
+ * file's inode to the next file created, and logrotate deletes a copy and creates the next one
+ * under the same name within a moment. */
+static int stale_record(const struct spool_file *r, int fd)
+{
+	return r->state != SPOOL_FILE_READING && tail_record_holds(r, fd) == 0;
 }
 
 /* What record_prefix_copies needs from one sibling to the next. */
@@ -563,6 +603,12 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 		return 0;
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
 	                        &pc->nf, pc->err, pc->errlen);
+	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
+	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
+		found =
+		    spool_file_forget(t->ctx.spool, pc->nf.id, pc->err, pc->errlen) < 0 ? -1 : 0;
+	else if (found > 0 && stale_record(&pc->nf, fd))
+		found = 0; /* an earlier file's, with its inode: the copy's record comes after it */
 	if (found != 0)
 		return found < 0 ? -1 : 0;
 	is_copy = holds_prefix(t, fd, size);
@@ -612,6 +658,26 @@ static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
 	return rc == -2 ? -1 : found;
 }
 
+/* The copy *cst becomes the tail's record's file: a record it got while it was seen empty (the
+ * glob matches copies too, and cp creates its output empty first) must not stay the newest record
+ * of its inode, or the copy would be read again under it. Returns 0 or -1. */
+static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_t errlen)
+{
+	struct spool_file *e = malloc(sizeof(*e));
+	int found;
+
+	if (e == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
+	                        (uint64_t)cst->st_ino, e, err, errlen);
+	if (found > 0 && e->id != t->f.id && e->offset == 0 && e->fp_len == 0)
+		found = spool_file_forget(t->ctx.spool, e->id, err, errlen);
+	free(e);
+	return found < 0 ? -1 : 0;
+}
+
 /* Reads the copy `cfd` (found by find_copy) from the record's checkpoint to its end, as the
  * same record: the record now names the copy (its dev, inode and path), so the lines keep the
  * identifiers they would have had in the original, and a glob that later matches the copy finds
@@ -630,6 +696,8 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
 	         "copy %s",
 	         t->path, (intmax_t)(cst->st_size - t->f.offset), (intmax_t)t->f.offset, cpath);
+	if (forget_empty(t, cst, err, errlen) < 0)
+		return -1;
 	nf.dev = (uint64_t)cst->st_dev;
 	nf.ino = (uint64_t)cst->st_ino;
 	if (copy_field(nf.path, sizeof(nf.path), cpath) < 0) {
@@ -653,6 +721,88 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	if (stale)
 		log_warn("%s: changed while its rest was read as the copy of %s", cpath, path);
 	return rc < 0 ? -1 : 0;
+}
+
+/* sibling_fn of unread_copy: a file named after the tail's (its name and a suffix: app.log.1,
+ * app.log-20250101) that the source's glob does not match (one it matches is read as a file of its
+ * own, or taken for a copy while the original still holds its bytes), not compressed, changed
+ * since the record began, without a record of the source and whose content no record of the
+ * source describes (so none of its lines was read), and that does not start as the tail's file
+ * does (then the file was not truncated). */
+static int is_unread_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
+{
+	const char *base = strrchr(t->path, '/'), *cbase = strrchr(path, '/');
+	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
+	struct spool_file *rec;
+	size_t blen;
+	int64_t n;
+	int rc = 0;
+
+	base = base != NULL ? base + 1 : t->path;
+	cbase = cbase != NULL ? cbase + 1 : path;
+	blen = strlen(base);
+	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f.first_seen ||
+	    strncmp(cbase, base, blen) != 0 || cbase[blen] == '\0' ||
+	    fnmatch(t->ctx.cfg->sources[t->source_index].path, path, FNM_PATHNAME) == 0 ||
+	    compressed(fd) != NULL || (rec = malloc(sizeof(*rec))) == NULL)
+		return 0;
+	rc = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+	                     rec, t->copy_err, sizeof(t->copy_err));
+	if (rc > 0 && stale_record(rec, fd))
+		rc = 0; /* an earlier file's, with its inode */
+	if (rc == 0)
+		rc = tail_identify(&t->ctx, fd, 0, st->st_size, t->source, NULL, 0, rec,
+		                   t->copy_err, sizeof(t->copy_err));
+	free(rec);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	n = st->st_size < SPOOL_FP_MAX ? st->st_size : SPOOL_FP_MAX;
+	if (pread_full(fd, a, (size_t)n, 0) != n)
+		return 0;
+	if (pread_full(t->fd, b, (size_t)n, 0) == n && memcmp(a, b, (size_t)n) == 0)
+		return 0;
+	*(struct stat *)ud = *st;
+	return 1;
+}
+
+/* A record that read nothing (its file was empty when logmeter last looked) whose file now has
+ * bytes: the file may have been written, copied and truncated meanwhile (copytruncate while
+ * logmeter was stopped or lagging), and then what it held is only in the copy, which nothing
+ * identifies by content since the record has none. Such a copy (is_unread_copy) is read from its
+ * start under the record, as find_copy's would be from the checkpoint, and the file starts anew.
+ * Returns 0 or -1. */
+static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+{
+	struct stat cst;
+	char *cpath = NULL;
+	const char *base;
+	int cfd, rc;
+
+	*spool_failed = 0;
+	t->copy_err[0] = '\0';
+	base = strrchr(t->path, '/');
+	cfd =
+	    each_sibling_named(t, base != NULL ? base + 1 : t->path, is_unread_copy, &cst, &cpath);
+	if (cfd == -2 && t->copy_err[0] != '\0') {
+		err_set(err, errlen, "%s", t->copy_err);
+		*spool_failed = 1;
+		return -1;
+	}
+	if (cfd < 0)
+		return 0;
+	log_warn("%s: was empty when logmeter last looked, and %s (%jd bytes, written since) has "
+	         "no record: taken for its copy (copytruncate while logmeter was stopped or "
+	         "behind) and read from its start as the file's first lines, then the file as a "
+	         "new one. Content cannot tell such a copy from another file of that name",
+	         t->path, cpath, (intmax_t)cst.st_size);
+	rc = read_copy(t, cfd, &cst, cpath, err, errlen);
+	close(cfd);
+	free(cpath);
+	if (rc < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	return reset(t, size, 1, 0, spool_failed, err, errlen);
 }
 
 /* The record no longer describes the open file: reads the rest of it from a copytruncate copy
@@ -735,7 +885,229 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 			t->f = *old;
 	}
 	free(old);
+	/* Another record took over (a copy's original): the one it was seen empty with goes. */
+	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f.id &&
+	    spool_file_forget(t->ctx.spool, t->empty_id, err, errlen) < 0) {
+		*spool_failed = 1;
+		return -1;
+	}
+	if (rc == 0)
+		t->empty_id = 0;
 	return rc;
+}
+
+/* The record of a file opened empty (tail.empty_id): nothing read under it, but a file that
+ * was seen empty is known, so that what is written to it, copied and truncated before logmeter
+ * reads it (while it is stopped, or lagging) is looked for in its copy (unread_copy). t->f stays
+ * without an id: its first bytes may still be a compressor's output or another file's copy.
+ * Returns 0 or -1. */
+static int empty_record(struct tail *t, int *spool_failed, char *err, size_t errlen)
+{
+	struct spool_file *nf = malloc(sizeof(*nf));
+
+	*spool_failed = 0;
+	if (nf == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	*nf = t->f;
+	if (spool_file_add(t->ctx.spool, nf, err, errlen) < 0) {
+		*spool_failed = 1;
+		free(nf);
+		return -1;
+	}
+	t->empty_id = nf->id;
+	free(nf);
+	return 0;
+}
+
+/* Writes *f as the record of a file still empty (t->empty_id), for a rename or a change of
+ * state: best effort, the record holds nothing read. */
+static void empty_update(struct tail *t, const struct spool_file *f)
+{
+	struct spool_file *nf;
+	char e[256];
+
+	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
+		return;
+	*nf = *f;
+	nf->id = t->empty_id;
+	if (spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
+		log_debug("%s: %s", t->path, e);
+	free(nf);
+}
+
+/* The offset just after the last line end in the file (`size` bytes) whose TAIL_CHECK_MAX-or-less
+ * bytes before it hash to the record's check bytes, or 0 if none: where the lines the record read
+ * end in an edited version of its file (their length changed before it). Returns -1 on a read
+ * error. */
+static int64_t find_check(struct tail *t, const struct spool_file *old, int64_t size)
+{
+	size_t cl = (size_t)old->check_len, cap = TAIL_BACK_CHUNK + TAIL_CHECK_MAX;
+	unsigned char *buf = malloc(cap);
+	int64_t found = 0, pos = 0;
+
+	if (buf == NULL)
+		return -1;
+	/* Each chunk is read with the check_len bytes before it, so a line end near its start is
+	 * looked at with all the bytes before it. */
+	while (pos < size) {
+		int64_t from = pos >= (int64_t)cl ? pos - (int64_t)cl : 0;
+		size_t len = size - from < (int64_t)cap ? (size_t)(size - from) : cap;
+		ssize_t n = pread_full(t->fd, buf, len, from);
+
+		if (n < 0) {
+			free(buf);
+			return -1;
+		}
+		for (size_t i = (size_t)(pos - from); i < (size_t)n; i++) {
+			int64_t end = from + (int64_t)i + 1;
+
+			if (buf[i] == '\n' && end >= (int64_t)cl && i + 1 >= cl &&
+			    hash_is(buf + i + 1 - cl, cl, old->check_hash))
+				found = end;
+		}
+		if ((size_t)n < len || n == 0)
+			break;
+		pos = from + n;
+	}
+	free(buf);
+	return found;
+}
+
+/* Whether the open file (`size` bytes) starts with two whole lines at least of what record *old
+ * read, by its head marks (docs/tailing.md): 2 if so, 0 if not, -1 on a spool error. */
+static int lines_kept(struct tail *t, const struct spool_file *old, int64_t size)
+{
+	unsigned char head[SPOOL_FP_MAX];
+	struct spool_file_extra *x = NULL;
+	char e[256];
+	size_t len = size < SPOOL_FP_MAX ? (size_t)size : SPOOL_FP_MAX;
+	int rc = 0;
+
+	if (pread_full(t->fd, head, len, 0) != (ssize_t)len)
+		return 0;
+	if (load_marks(t, old, &x, e, sizeof(e)) < 0)
+		return -1;
+	for (size_t i = 1; i < x->n_marks && rc == 0; i++)
+		if (x->marks[i].len <= (int64_t)len &&
+		    hash_is(head, (size_t)x->marks[i].len, x->marks[i].hash))
+			rc = 2;
+	free(x);
+	return rc;
+}
+
+/* The head marks of record `old_id` that the open file still holds become those of t's new
+ * record, which starts past its head: an edit of the file replaced again later is still told by
+ * them (lines_kept). Best effort. */
+static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
+{
+	struct spool_file_extra *x = malloc(sizeof(*x));
+	unsigned char head[SPOOL_FP_MAX];
+	ssize_t n = pread_full(t->fd, head, sizeof(head), 0);
+	size_t kept = 0;
+	char e[256];
+
+	if (x == NULL || n < 0 || spool_file_extra_get(t->ctx.spool, old_id, x, e, sizeof(e)) < 0) {
+		free(x);
+		return;
+	}
+	/* The old head whole (its marks may not have been written: they are, once a read
+	 * finds the head complete): its line ends are the marks. */
+	if (same_head > 0 && same_head <= n) {
+		const unsigned char *nl, *p = head;
+
+		x->n_marks = 0;
+		while (x->n_marks < SPOOL_MARKS_MAX &&
+		       (nl = memchr(p, '\n', (size_t)(head + same_head - p))) != NULL) {
+			x->marks[x->n_marks].len = nl + 1 - head;
+			if (sha256(head, (size_t)(nl + 1 - head), x->marks[x->n_marks].hash) < 0)
+				break;
+			x->n_marks++;
+			p = nl + 1;
+		}
+	}
+	for (size_t i = 0; i < x->n_marks; i++)
+		if (x->marks[i].len <= n &&
+		    hash_is(head, (size_t)x->marks[i].len, x->marks[i].hash))
+			x->marks[kept++] = x->marks[i];
+	if (kept > 0 &&
+	    spool_head_marks_put(t->ctx.spool, t->f.id, x->marks, kept, e, sizeof(e)) < 0)
+		log_debug("%s: %s", t->path, e);
+	free(x);
+}
+
+/* A file without a record of its own under a name whose last record (the file the name led to
+ * before, replaced since: `sed -i`, an editor, a redaction script write a new file and rename it
+ * over the old one) read lines that the new file still starts with: its content is the old file's,
+ * edited or not, and is not billed again. Returns where the new file goes on (0: it is a new file,
+ * read as any), setting *resets (the old record's count, one more where it cannot be told where
+ * the read lines end), -1 on a spool error or -2 on a read error (errno set). */
+static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int64_t *old_id,
+                             int64_t *same_head, char *err, size_t errlen)
+{
+	struct spool_file *old = malloc(sizeof(*old));
+	int64_t from = 0;
+	int found, head = 0;
+
+	if (old == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find_path(t->ctx.spool, t->source, t->path, old, err, errlen);
+	if (found <= 0 || old->offset <= 0 || old->fp_len <= 0 ||
+	    (old->dev == (uint64_t)t->dev && old->ino == (uint64_t)t->ino) ||
+	    (head = head_matches(t->fd, old->fp_len, old->fp_hash)) < 0 ||
+	    (head == 0 && (head = lines_kept(t, old, size)) <= 0)) {
+		free(old);
+		return found < 0 || head == -1 ? -1 : 0;
+	}
+	*resets = old->counters.resets;
+	*old_id = old->id;
+	*same_head = head == 1 ? old->fp_len : 0;
+	if (head == 2) {
+		/* Its first lines only: an edit within them, if the lines read end somewhere. */
+		from = find_check(t, old, size);
+		if (from > 0)
+			log_warn(
+			    "%s: replaced under its name by another file (inode %ju) that starts "
+			    "with the first lines of the file it replaced and holds the last bytes "
+			    "logmeter read of it at offset %jd (read up to %jd there): edited (sed "
+			    "-i, a redaction), going on from there as a new file; the lines before "
+			    "are not read again",
+			    t->path, (uintmax_t)t->ino, (intmax_t)from, (intmax_t)old->offset);
+	} else if (old->offset <= size && checkpoint_matches(t->fd, old) == 1) {
+		from = old->offset;
+		log_warn(
+		    "%s: replaced under its name by another file (inode %ju) that starts with "
+		    "the %jd bytes logmeter read of the file it replaced (an edit such as sed -i, "
+		    "or a copy put in its place): going on after them as a new file; they are "
+		    "not read again",
+		    t->path, (uintmax_t)t->ino, (intmax_t)from);
+	} else if ((from = find_check(t, old, size)) > 0) {
+		log_warn(
+		    "%s: replaced under its name by another file (inode %ju) that starts as the "
+		    "file it replaced and holds the last bytes logmeter read of it at offset %jd "
+		    "(read up to %jd there): edited (sed -i, a redaction), going on from there as "
+		    "a new file; the lines before are not read again",
+		    t->path, (uintmax_t)t->ino, (intmax_t)from, (intmax_t)old->offset);
+	} else if (from == 0) {
+		from = last_line_start(t->fd, size);
+		(*resets)++;
+		log_warn(
+		    "%s: replaced under its name by another file (inode %ju) that starts as the "
+		    "file it replaced but no longer holds the last bytes logmeter read of it (at "
+		    "%jd): an edit that cannot be lined up with what was read. Not read before "
+		    "its last line (offset %jd) rather than billed twice: lines written after the "
+		    "edit before logmeter opened it are not read; counted as a checkpoint reset",
+		    t->path, (uintmax_t)t->ino, (intmax_t)old->offset, (intmax_t)from);
+	}
+	free(old);
+	if (from < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		return -2;
+	}
+	return from;
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
@@ -825,8 +1197,20 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 				goto fail_either;
 		}
 	} else {
-		int64_t offset = 0;
+		int64_t offset = 0, resets = 0, old_id = 0, same_head = 0;
 
+		if (st.st_size > 0 && (offset = replaced_from(t, st.st_size, &resets, &old_id,
+		                                              &same_head, err, errlen)) < 0) {
+			spool_failed = offset == -1;
+			goto fail_either;
+		}
+		if (offset > 0) {
+			if (new_record(t, st.st_size, offset, resets, &t->f, &spool_failed, err,
+			               errlen) < 0)
+				goto fail_either;
+			inherit_marks(t, old_id, same_head);
+			return t;
+		}
 		if (ctx->cfg->sources[source_index].read_from == CONFIG_READ_FROM_TAIL &&
 		    !(flags & TAIL_OPEN_CREATED)) {
 			offset = last_line_start(t->fd, st.st_size);
@@ -847,6 +1231,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			t->f.dev = (uint64_t)st.st_dev;
 			t->f.ino = (uint64_t)st.st_ino;
 			t->f.state = SPOOL_FILE_READING;
+			if (empty_record(t, &spool_failed, err, errlen) < 0)
+				goto fail_either;
 		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
 		           0) {
 			goto fail_either;
@@ -1387,6 +1773,32 @@ static void scratch_free(struct tail_scratch *s)
 	spool_batch_free(s->batch);
 }
 
+/* Where the data of the file (`size` bytes) ends if all of it after some point past the checkpoint
+ * is a hole (lseek(2) SEEK_HOLE, then SEEK_DATA finds nothing after it: ENXIO), else `size`: a
+ * sparse file (`truncate -s`, a writer that extends its file first). Its NULs are not consumed
+ * until other bytes follow them (docs/tailing.md), so reading them at every change would scan the
+ * whole hole each time, on the thread that reads every file. Warned about once per tail. A file
+ * system without SEEK_HOLE reports data everywhere: then all of it is read as before. */
+static int64_t data_end(struct tail *t, int64_t size)
+{
+	off_t hole, data;
+
+	if (size <= t->f.offset)
+		return size;
+	hole = lseek(t->fd, (off_t)t->f.offset, SEEK_HOLE);
+	if (hole < 0 || (int64_t)hole >= size)
+		return size;
+	data = lseek(t->fd, hole, SEEK_DATA);
+	if (data >= 0 || errno != ENXIO)
+		return size;
+	if (!t->warned_hole)
+		log_warn("%s: its last %jd bytes are a hole, a sparse file: not read until data is "
+		         "written after it (%jd bytes of data)",
+		         t->path, (intmax_t)(size - hole), (intmax_t)hole);
+	t->warned_hole = 1;
+	return (int64_t)hole;
+}
+
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
 	struct stat st;
@@ -1412,6 +1824,13 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		if (st.st_size == 0)
 			return 0;
 		if (compressed(t->fd) != NULL) {
+			char e[256];
+
+			/* A compressor's output is no log: it leaves no record. */
+			if (t->empty_id != 0 &&
+			    spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+				log_debug("%s: %s", t->path, e);
+			t->empty_id = 0;
 			err_set(err, errlen,
 			        "%s: %s-compressed data, never read as text (add it "
 			        "to the source's exclude)",
@@ -1422,17 +1841,23 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		if (first_record(t, st.st_size, &spool_failed, err, errlen) < 0)
 			return -1;
 	}
+	/* A record made while its file was empty, or just after a truncation, that has read
+	 * nothing yet: a file first seen with bytes has no copy to look for. */
+	if (t->f.offset == 0 && t->f.fp_len == 0 && st.st_size > 0 &&
+	    (t->f.size == 0 || t->restarted) &&
+	    unread_copy(t, st.st_size, &spool_failed, err, errlen) < 0)
+		return -1;
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
 	if (st.st_size >= t->f.offset) {
-		rv = read_lines(t, st.st_size, &stale, err, errlen);
+		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 		if (!stale)
 			return rv;
 	}
 	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 		return -1;
-	rv = read_lines(t, st.st_size, &stale, err, errlen);
+	rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 	/* Rewritten once more since: the next read starts it over. */
 	return rv < 0 ? -1 : rv;
 }
@@ -1941,6 +2366,8 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		free(dup);
 		return -1;
 	}
+	if (nf.id == 0)
+		empty_update(t, &nf);
 	free(t->path);
 	t->path = dup;
 	t->f = nf;
@@ -1962,7 +2389,74 @@ static int same_bytes(int fd1, int fd2, int64_t off, size_t len)
 	return n1 == (ssize_t)len && n2 == (ssize_t)len && memcmp(a, b, len) == 0;
 }
 
-int tail_copy_of(struct tail *t, int fd, const struct stat *st)
+static int record_copy_of(struct tail *t, int fd, const struct stat *st);
+
+/* Whether the file open as `fd`, `size` bytes long, holds exactly the first `size` bytes that
+ * tail t's file holds now: a copy of it made since, whatever logmeter read of either (the original
+ * grew after the copy, or its new lines are not read yet); t must hold its file open (not
+ * suspended for max_open_files). Returns 1, 0, or -1 on a read error. */
+static int prefix_of_live(struct tail *t, int fd, int64_t size)
+{
+	unsigned char *a = NULL, *b = NULL;
+	struct stat ost;
+	int ofd = t->fd, rc = 0;
+
+	/* Only a file held open (read lately: the ones copies are made of; opening every idle
+	 * file of a directory for each new file there would cost a descriptor and a read each),
+	 * and one whose fingerprinted head the file holds if it is that long. */
+	if (ofd < 0 || (size >= t->f.fp_len && head_matches(fd, t->f.fp_len, t->f.fp_hash) != 1))
+		return 0;
+	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
+	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
+	    (b = malloc(TAIL_BACK_CHUNK)) != NULL) {
+		rc = 1;
+		for (int64_t off = 0; off < size && rc == 1; off += TAIL_BACK_CHUNK) {
+			size_t len =
+			    size - off < TAIL_BACK_CHUNK ? (size_t)(size - off) : TAIL_BACK_CHUNK;
+			ssize_t n1 = pread_full(fd, a, len, off), n2 = pread_full(ofd, b, len, off);
+
+			if (n1 < 0 || n2 < 0)
+				rc = -1;
+			else if ((size_t)n1 != len || (size_t)n2 != len || memcmp(a, b, len) != 0)
+				rc = 0;
+		}
+	}
+	free(a);
+	free(b);
+	return rc;
+}
+
+int tail_copy_candidate(int fd, const struct stat *st)
+{
+	unsigned char head[SPOOL_FP_MAX];
+	const unsigned char *nl;
+	int64_t size = st != NULL ? st->st_size : 0;
+
+	/* One line is no proof: a new log often starts with the line the last one began with. */
+	if (fd < 0 || size <= 0)
+		return 0;
+	if (size >= SPOOL_FP_MAX)
+		return 1;
+	return pread_full(fd, head, (size_t)size, 0) == size &&
+	       (nl = memchr(head, '\n', (size_t)size)) != NULL &&
+	       memchr(nl + 1, '\n', (size_t)(head + size - (nl + 1))) != NULL;
+}
+
+int tail_copy_of(struct tail *t, int fd, const struct stat *st, int candidate)
+{
+	int rc;
+
+	if (t == NULL || fd < 0 || st == NULL)
+		return 0;
+	rc = record_copy_of(t, fd, st);
+	if (rc != 0 || !candidate || (st->st_dev == t->dev && st->st_ino == t->ino))
+		return rc;
+	return prefix_of_live(t, fd, st->st_size);
+}
+
+/* tail_copy_of by what t's record read (its head and check bytes), so also once t's file was
+ * truncated. Returns 1, 0, or -1. */
+static int record_copy_of(struct tail *t, int fd, const struct stat *st)
 {
 	int64_t size = st->st_size, tail;
 	struct stat ost;
@@ -1993,6 +2487,27 @@ int tail_copy_of(struct tail *t, int fd, const struct stat *st)
 	return rc;
 }
 
+void tail_drop_empty(struct tail *t)
+{
+	char e[256];
+
+	if (t == NULL || t->f.id != 0 || t->empty_id == 0)
+		return;
+	if (spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+		log_debug("%s: %s", t->path, e);
+	t->empty_id = 0;
+}
+
+int tail_record_holds(const struct spool_file *f, int fd)
+{
+	int rc;
+
+	if (f == NULL || fd < 0)
+		return -1;
+	rc = head_matches(fd, f->fp_len, f->fp_hash);
+	return rc <= 0 ? rc : checkpoint_matches(fd, f);
+}
+
 int tail_mark_gone(struct tail *t, char *err, size_t errlen)
 {
 	return tail_mark(t, SPOOL_FILE_GONE, err, errlen);
@@ -2010,9 +2525,11 @@ int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t err
 	if (nf.state == state)
 		return 0;
 	nf.state = state;
-	/* A file still empty has no record yet. */
+	/* A file still empty has only the record it was seen empty with. */
 	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
 		return -1;
+	if (nf.id == 0)
+		empty_update(t, &nf);
 	t->f = nf;
 	return 0;
 }

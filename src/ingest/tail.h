@@ -50,11 +50,12 @@ struct tail;
  * copytruncate copy in the same directory (its rest read from the copy under the same record),
  * then the file starts again at 0 as a new record (counted in resets and logged unless a copy
  * explained it). A file never seen before starts at 0, or at its end with read_from = tail
- * (rounded back to the start of its partial last line); an empty one gets its record with its
- * first bytes. A file that starts with a compression format's magic number (gzip, xz, zstd,
- * bzip2) is refused (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source
- * does not follow, or a file of logmeter's own). Returns the tail (caller frees), or NULL (for
- * example EACCES: `err` says so). */
+ * (rounded back to the start of its partial last line); an empty one gets a record that read
+ * nothing (so that a restart knows it was seen), taken over with its first bytes (tail_read). A
+ * file that starts with a compression format's magic number (gzip, xz, zstd, bzip2) is refused
+ * (EINVAL); so is a file guard_open refuses (EPERM: a symlink the source does not follow, or a file
+ * of logmeter's own). Returns the tail (caller frees), or NULL (for example EACCES: `err` says so).
+ */
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen);
 
@@ -169,10 +170,12 @@ void tail_free(struct tail *t);
 /* Reads from the checkpoint to the current end of the file, committing a spool transaction every
  * cfg->agent.batch_lines lines and at the end. The checkpoint is validated first (as tail_open
  * does; a resumed tail's head too). A tail opened empty whose first bytes are a compressor's
- * output fails with errno EMEDIUMTYPE. Lines longer than max_line_length are skipped to
- * their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped before
- * matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error: nothing
- * past the last commit is lost, the checkpoint still covers only committed events). */
+ * output fails with errno EMEDIUMTYPE. A record that read nothing whose file now has bytes first
+ * looks for the copy of what the file held if it was written, copied and truncated meanwhile
+ * (copytruncate, docs/tailing.md), and reads that first. Lines longer than max_line_length are
+ * skipped to their newline and counted; NUL bytes are skipped and counted; a trailing CR is dropped
+ * before matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error:
+ * nothing past the last commit is lost, the checkpoint still covers only committed events). */
 int64_t tail_read(struct tail *t, char *err, size_t errlen);
 
 /* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail
@@ -224,10 +227,27 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
  * (so a new file that only repeats a header line is not one), and then t's check bytes before
  * its checkpoint at the same place, or, shorter than the checkpoint (a copy still being written,
  * or made before the last lines were read), the bytes t's file has just before the copy's end,
- * while t's file still holds them. Its lines are t's lines: t reads the rest from it when its own
- * file is truncated (find_copy), under its own record, or records it as read to its end.
- * Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a read error. */
-int tail_copy_of(struct tail *t, int fd, const struct stat *st);
+ * while t's file still holds them. Or a file that holds exactly the first bytes t's file holds
+ * now, if `candidate` (tail_copy_candidate) and t holds its file open, whatever t read: a copy
+ * made before the original grew on, or before t read what it holds. Its lines are t's lines: t
+ * reads the rest from it when its own file is truncated (find_copy), under its own record, or
+ * records it as read to its end. Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a
+ * read error. */
+int tail_copy_of(struct tail *t, int fd, const struct stat *st, int candidate);
+
+/* Whether the file open as `fd` (its fstat in *st) may be taken for a copy by the bytes it holds
+ * alone (tail_copy_of's `candidate`): 1 KiB at least, or two lines. Computed once per file, not
+ * per tail it is compared with. Returns 1 or 0. */
+int tail_copy_candidate(int fd, const struct stat *st);
+
+/* A tail opened empty whose file turned out to be another's copy: deletes the record it was seen
+ * empty with (nothing was read under it), so that no start reads the copy under it. Best effort;
+ * NULL or a tail with a record of its own: nothing. */
+void tail_drop_empty(struct tail *t);
+
+/* Whether the file open as `fd` still holds what record *f read: its fingerprinted head and its
+ * check bytes before the checkpoint. Returns 1, 0, or -1 on a read error. */
+int tail_record_holds(const struct spool_file *f, int fd);
 
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
 int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);

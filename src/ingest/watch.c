@@ -175,9 +175,10 @@ struct watch {
 	size_t n_copies, cap_copies;
 	struct wtoken *tokens;
 	size_t n_tokens, cap_tokens;
-	unsigned long copies_taken; /* files taken for copies since start, for the log */
-	struct spool_file *rec;     /* has_record's: a record holds a 4 KiB path */
-	struct htab dir_wd, dir_id; /* struct wdir */
+	unsigned long copies_taken;   /* files taken for copies since start, for the log */
+	unsigned long unread_rotated; /* files unread_rotations found, for the log */
+	struct spool_file *rec;       /* has_record's: a record holds a 4 KiB path */
+	struct htab dir_wd, dir_id;   /* struct wdir */
 	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
 	struct dlink lru;     /* the open tails, the least recently read first */
 	struct dlink dirty;   /* the tails marked changed */
@@ -472,17 +473,35 @@ static void copy_note(struct watch *w, const char *path, const struct tail *of,
 	w->n_copies++;
 }
 
-/* Whether the spool has a record of the file (dev, ino) for source si: then it is no copy of
+/* Whether the spool has a record of the file (dev, ino) at `path` for source si that read
+ * something and, unless it is still reading, still describes the file: then it is no copy of
  * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
  * A spool error counts as a record: opening the file reports it. */
-static int has_record(struct watch *w, size_t si, const struct stat *st)
+static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
 {
 	char e[512];
+	int found, fd, holds;
 
 	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
 		return 1;
-	return spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
-	                       (uint64_t)st->st_ino, w->rec, e, sizeof(e)) != 0;
+	found = spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
+	                        (uint64_t)st->st_ino, w->rec, e, sizeof(e));
+	if (found <= 0)
+		return found < 0;
+	/* The record of a file seen only empty read nothing: a copy created empty has one. */
+	if (w->rec->offset == 0 && w->rec->fp_len == 0)
+		return 0;
+	if (w->rec->state == SPOOL_FILE_READING)
+		return 1;
+	/* Drained or gone, and the inode given to another file since (a copy deleted and the
+	 * next copy created under its name gets its inode at once on ext4): that file may be a
+	 * copy itself, and the record is not its. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return 1;
+	holds = tail_record_holds(w->rec, fd);
+	close(fd);
+	return holds != 0;
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
@@ -500,12 +519,14 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
+		int candidate = tail_copy_candidate(fd, &st);
+
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
 
 			if (tail_source_index(wt->t) == si && wt->base != NULL &&
 			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
-			    tail_copy_of(wt->t, fd, &st) == 1)
+			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
 		if (of != NULL) {
@@ -966,6 +987,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	 * written (cp creates its output empty first). */
 	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
 	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+		tail_drop_empty(wt->t); /* its lines are the original's */
 		tail_forget(w, wt);
 		return 1;
 	}
@@ -1180,7 +1202,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 					matched_again(w, wt, path);
 				continue;
 			}
-			if (pass == 0 ? !has_record(w, si, &st) : is_copy(w, si, path))
+			if (pass == 0 ? !has_record(w, si, path, &st) : is_copy(w, si, path))
 				continue;
 			if (open_path(w, si, path, &spool_failed, err, errlen) == NULL &&
 			    spool_failed) {
@@ -1259,6 +1281,63 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
+/* The record *f was found renamed at start (rotated while logmeter was stopped): files beside it
+ * named after its old name with a suffix (app.log.1 beside app.log.2), that the glob does not
+ * match, changed since the record's last update, without a record of the source and whose content
+ * no record describes, were rotated from that name too and never read: a second rotation while
+ * logmeter was stopped renamed the file that came after it. Each is read to its end as a rotated
+ * file, with a warning. */
+static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f)
+{
+	const struct config_source *src = &w->ctx.cfg->sources[si];
+	const char *base = path_base(f->path);
+	char *dir = path_dir(f->path), e[1024];
+	size_t blen = strlen(base);
+	struct spool_file *rec = malloc(sizeof(*rec));
+	struct dirent *de;
+	DIR *d = dir != NULL ? opendir(dir) : NULL;
+
+	while (d != NULL && rec != NULL && (de = readdir(d)) != NULL) {
+		char *path;
+		struct stat st;
+		int fd, known = 1, spool_failed;
+		struct wtail *wt;
+
+		if (strncmp(de->d_name, base, blen) != 0 || de->d_name[blen] == '\0' ||
+		    excluded(src, de->d_name) || (path = path_join(dir, de->d_name)) == NULL)
+			continue;
+		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
+		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
+		    !has_record(w, si, path, &st) &&
+		    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) >= 0) {
+			/* Any match, a head alone too: which of its lines were read cannot be
+			 * told, and it is not billed twice. */
+			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
+			                      e, sizeof(e)) != TAIL_MATCH_NONE;
+			close(fd);
+		}
+		if (!known) {
+			w->unread_rotated++;
+			log_warn(
+			    "%s: rotated from %s while logmeter was stopped, and never read (no "
+			    "record of it): read to its end as a new file. The file it held was "
+			    "rotated again before logmeter started (%lu such files since start)",
+			    path, f->path, w->unread_rotated);
+			wt = open_path(w, si, path, &spool_failed, e, sizeof(e));
+			if (wt != NULL) {
+				wt->orphan = 1;
+				wt->orphan_size = -1;
+			}
+		}
+		free(path);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(rec);
+	free(dir);
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1313,6 +1392,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			log_info("%s: rotated while logmeter was stopped: read to its end", path);
 			wt->orphan = 1;
 			wt->orphan_size = -1;
+			if (strcmp(path, f->path) != 0)
+				unread_rotations(w, (size_t)si, f);
 		}
 		free(path);
 	}
@@ -1455,7 +1536,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
-		if (!has_record(w, si, &st) && is_copy(w, si, cand))
+		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand))
 			continue;
 		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
@@ -1640,7 +1721,7 @@ static void tokens_resolve(struct watch *w)
 			    src->name);
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
-		    (has_record(w, k->si, &st) || !is_copy(w, k->si, path))) {
+		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path))) {
 			wt = open_path(w, k->si, path, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(

@@ -199,6 +199,70 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
+int spool_file_find_path(struct spool *sp, const char *source, const char *path,
+                         struct spool_file *out, char *err, size_t errlen)
+{
+	static const char sql[] = "SELECT " SPOOL_FILE_COLUMNS " FROM files"
+	                          " WHERE source = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int rc, found = 0;
+
+	if (sp == NULL || source == NULL || path == NULL || out == NULL) {
+		err_set(err, errlen, "spool_file_find_path: invalid arguments");
+		return -1;
+	}
+	/* Only when a file without a record appears: prepared when used. */
+	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 1, source, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (spool_row_file(sp, st, out, err, errlen) < 0) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+		found = 1;
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding a file by its path", err, errlen);
+		return -1;
+	}
+	if (found && file_extra_counters(sp, out, err, errlen) < 0)
+		return -1;
+	return found;
+}
+
+int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen)
+{
+	static const char sql[] =
+	    "DELETE FROM files WHERE id = ?1 AND \"offset\" = 0 AND fp_len = 0"
+	    " AND events = 0 AND lines = 0";
+	sqlite3_stmt *st = NULL;
+	int rc, changed;
+
+	if (sp == NULL) {
+		err_set(err, errlen, "spool_file_forget: invalid arguments");
+		return -1;
+	}
+	/* Rare (a file seen empty that was someone else's copy): prepared when used. A record
+	 * that read nothing has no file_extra row either. */
+	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
+		rc = SQLITE_OK;
+	changed = sqlite3_changes(sp->db);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		spool_fail(sp, rc, "forgetting an empty file's record", err, errlen);
+		return -1;
+	}
+	return changed > 0;
+}
+
 static int rule_matches(const struct spool_rule *r, const char *instance,
                         const struct config_rule *rule)
 {

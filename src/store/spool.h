@@ -118,6 +118,18 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
  * when a file is renamed or gone. Returns 0 or -1. */
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
+/* Finds the newest record of `source` last seen under `path` (any device and inode, any state):
+ * the file a name led to before it was replaced (an edit written to a new file and renamed over
+ * it). Returns 1 and fills *out, 0 if none, -1 on error. */
+int spool_file_find_path(struct spool *sp, const char *source, const char *path,
+                         struct spool_file *out, char *err, size_t errlen);
+
+/* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
+ * events): the record of a file seen only empty, whose inode turned out to be another record's
+ * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
+ * is kept (its uid is in identifiers). Returns 1 (deleted), 0 (kept, or no such record), or -1. */
+int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen);
+
 /* One event as the ingest half makes it of a line, for spool_batch_add. */
 struct spool_new_event {
 	int64_t line_offset;            /* where its line starts in the file, bytes */
@@ -279,8 +291,11 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 
 /* ---- what is kept about a file besides its record (store/extra.c) ---- */
 
-/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes. */
-#define SPOOL_MARKS_MAX 32
+/* Head marks: at most this many line ends of a file's first SPOOL_FP_MAX bytes: every line end
+ * of a head whose lines are 8 bytes long on average, so that a cut anywhere in the first KiB of a
+ * log of short lines is recognised (docs/tailing.md). A spool written with more marks than an
+ * older agent keeps is read by it as its first ones. */
+#define SPOOL_MARKS_MAX 128
 
 /* A line end in a file's head: the file's first `len` bytes (a '\n' last) hash to `hash`
  * (SHA-256). With them a file cut to one of its line ends can be recognised, when its

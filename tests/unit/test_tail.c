@@ -529,7 +529,7 @@ static int copy_of(struct tail *t, const char *path)
 	int fd = open(path, O_RDONLY), rc;
 
 	assert_true(fd >= 0 && fstat(fd, &st) == 0);
-	rc = tail_copy_of(t, fd, &st);
+	rc = tail_copy_of(t, fd, &st, tail_copy_candidate(fd, &st));
 	close(fd);
 	return rc;
 }
