@@ -4,7 +4,7 @@
 #
 # usage: bench/durability.sh [LINES] [BATCH_LINES...]     (defaults: 200000; 1000 100 10)
 #
-# Generates LINES lines of the shared benchmark workload (../shared/bench/gen_access_log.py, or
+# Generates LINES lines of the benchmark workload (bench/gen_access_log.py, or
 # $GEN), then for each durability and batch size starts `logmeter run` on a fresh state directory
 # with api_base pointing at a closed port on 127.0.0.1 (the sender finds nothing to talk to and
 # backs off, so only ingest works) and times from the start until the file's checkpoint reaches
@@ -14,7 +14,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 LOGMETER=${LOGMETER:-$top/src/logmeter}
-GEN=${GEN:-$top/../shared/bench/gen_access_log.py}
+GEN=${GEN:-$here/gen_access_log.py}
 lines=${1:-200000}
 shift || true
 batches=${*:-1000 100 10}

@@ -5,7 +5,7 @@
 #
 # usage: bench/send_v2.sh [LINES] [V1_LINES]      (defaults: 200000; 20000)
 #
-# Per mode: phase 1 ingests the shared benchmark workload (../shared/bench/gen_access_log.py, or
+# Per mode: phase 1 ingests the benchmark workload (bench/gen_access_log.py, or
 # $GEN; the rule bills the response bytes of each line with an api_key to that key) with
 # api_base on a closed port, until the file's checkpoint reaches its end (polled with sqlite3),
 # then stops the agent; phase 2 runs `logmeter run --once` against the sink with the spool of
@@ -17,7 +17,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 LOGMETER=${LOGMETER:-$top/src/logmeter}
-GEN=${GEN:-$top/../shared/bench/gen_access_log.py}
+GEN=${GEN:-$here/gen_access_log.py}
 lines=${1:-200000}
 v1_lines=${2:-20000}
 [ -x "$LOGMETER" ] || { echo "no binary at $LOGMETER (build first, or set LOGMETER)" >&2; exit 2; }

@@ -27,7 +27,8 @@ enum {
 	O_JSON = 1u << 12,
 	O_SOURCE = 1u << 13,
 	O_WINDOWS = 1u << 14,
-	O_STAMP_NOW = 1u << 15,
+	O_NO_SEND = 1u << 15,
+	O_STAMP_NOW = 1u << 16,
 };
 
 /* struct command.takes_input: the words after the command. */
@@ -57,7 +58,10 @@ static const struct command {
 	unsigned opts;
 	const char *usage;
 } commands[] = {
-    {"run", cli_run, 1, 0, O_ONCE, "run -c FILE [--once]   tail the sources and send meter events"},
+    {"run", cli_run, 1, 0, O_ONCE | O_NO_SEND,
+     "run -c FILE [--once [--no-send]]\n"
+     "                       tail the sources and send meter events; with --no-send,\n"
+     "                       read and spool every source to its end, send nothing"},
     {"check", cli_check, 1, 0, O_STRIPE,
      "check -c FILE [--stripe]\n"
      "                       validate the configuration (also: -n); with --stripe,\n"
@@ -134,30 +138,41 @@ static const struct command *command_find(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-	    {"rule", required_argument, NULL, 'r'},   {"markdown", no_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-	    {"dead", no_argument, NULL, 'D'},         {"delivered", no_argument, NULL, 'E'},
-	    {"unsure", no_argument, NULL, 'U'},       {"stripe", no_argument, NULL, 'K'},
-	    {"reason", required_argument, NULL, 'R'}, {"since", required_argument, NULL, 'S'},
-	    {"force", no_argument, NULL, 'F'},        {"dry-run", no_argument, NULL, 'Y'},
-	    {"state", required_argument, NULL, 'T'},  {"json", no_argument, NULL, 'J'},
-	    {"source", required_argument, NULL, 'O'}, {"windows", no_argument, NULL, 'W'},
-	    {"stamp-now", no_argument, NULL, 'N'},    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+	                                         {"once", no_argument, NULL, 'o'},
+	                                         {"rule", required_argument, NULL, 'r'},
+	                                         {"markdown", no_argument, NULL, 'm'},
+	                                         {"help", no_argument, NULL, 'h'},
+	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"dead", no_argument, NULL, 'D'},
+	                                         {"delivered", no_argument, NULL, 'E'},
+	                                         {"unsure", no_argument, NULL, 'U'},
+	                                         {"stripe", no_argument, NULL, 'K'},
+	                                         {"reason", required_argument, NULL, 'R'},
+	                                         {"since", required_argument, NULL, 'S'},
+	                                         {"force", no_argument, NULL, 'F'},
+	                                         {"dry-run", no_argument, NULL, 'Y'},
+	                                         {"state", required_argument, NULL, 'T'},
+	                                         {"json", no_argument, NULL, 'J'},
+	                                         {"source", required_argument, NULL, 'O'},
+	                                         {"windows", no_argument, NULL, 'W'},
+	                                         {"no-send", no_argument, NULL, 'X'},
+	                                         {"stamp-now", no_argument, NULL, 'N'},
+	                                         {NULL, 0, NULL, 0}};
 	/* The option bit of each long option's value, for the command's check. */
 	static const struct {
 		int c;
 		unsigned bit;
 		const char *name;
-	} bits[] = {{'o', O_ONCE, "--once"},         {'r', O_RULE, "--rule"},
-	            {'m', O_MARKDOWN, "--markdown"}, {'K', O_STRIPE, "--stripe"},
-	            {'D', O_DEAD, "--dead"},         {'E', O_DELIVERED, "--delivered"},
-	            {'U', O_UNSURE, "--unsure"},     {'R', O_REASON, "--reason"},
-	            {'S', O_SINCE, "--since"},       {'F', O_FORCE, "--force"},
-	            {'Y', O_DRY_RUN, "--dry-run"},   {'T', O_STATE, "--state"},
-	            {'J', O_JSON, "--json"},         {'O', O_SOURCE, "--source"},
-	            {'W', O_WINDOWS, "--windows"},   {'N', O_STAMP_NOW, "--stamp-now"}};
+	} bits[] = {{'o', O_ONCE, "--once"},          {'r', O_RULE, "--rule"},
+	            {'m', O_MARKDOWN, "--markdown"},  {'K', O_STRIPE, "--stripe"},
+	            {'D', O_DEAD, "--dead"},          {'E', O_DELIVERED, "--delivered"},
+	            {'U', O_UNSURE, "--unsure"},      {'R', O_REASON, "--reason"},
+	            {'S', O_SINCE, "--since"},        {'F', O_FORCE, "--force"},
+	            {'Y', O_DRY_RUN, "--dry-run"},    {'T', O_STATE, "--state"},
+	            {'J', O_JSON, "--json"},          {'O', O_SOURCE, "--source"},
+	            {'W', O_WINDOWS, "--windows"},    {'X', O_NO_SEND, "--no-send"},
+	            {'N', O_STAMP_NOW, "--stamp-now"}};
 	struct cli_args a;
 	const struct command *cmd;
 	const char *name;
@@ -184,6 +199,9 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			a.once = 1;
+			break;
+		case 'X':
+			a.no_send = 1;
 			break;
 		case 'r':
 			a.rule = optarg;

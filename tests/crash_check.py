@@ -13,7 +13,12 @@ The rules of t_crash_loop.sh's configuration, as field tests (fields split on bl
   rejected   f[8] == '403'                                      -> dead letter (the double has no
              meter "no_such_meter": Stripe's 400 rejection)
 
-usage: crash_check.py --state DIR --record FILE --stats FILE --log FILE [--final] LOGFILE...
+usage: crash_check.py --state DIR --config CONF --record FILE --stats FILE --log FILE [--final]
+                      LOGFILE...
+
+The spool's file records are read with sqlite3; its events through `logmeter spool export -c
+CONF` ($LOGMETER), since schema 4 stores them in batches only logmeter decodes. The export gives
+what the spool holds; every expected value still comes from the log files.
 
 Checked every time (the agent is not running):
   - the double accepted no identifier twice, nothing outside the expected deliverable set, and
@@ -40,6 +45,7 @@ import os
 import pickle
 import re
 import sqlite3
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -83,6 +89,7 @@ def unescape(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True)
+    ap.add_argument("--config", required=True, help="the agent's configuration, for export")
     ap.add_argument("--record", required=True)
     ap.add_argument("--stats", required=True, help="the double's /_double/stats, saved")
     ap.add_argument("--log", required=True, help="the double's request log")
@@ -101,14 +108,20 @@ def main():
     for fid, uid, path, ckpt, size in db.execute(
             'SELECT id, uid, path, "offset", size FROM files ORDER BY id'):
         files[path] = (fid, uid, ckpt, size)  # the latest record of a path wins
+    db.close()
     events = {}
-    for (ident, fid, off, rule, name, cust, value, ts, state) in db.execute(
-            "SELECT identifier, file_id, line_offset, rule, event_name, customer, value,"
-            " timestamp, state FROM events"):
+    states = {"pending": 0, "delivered": 1, "dead": 2, "unsure": 3}
+    out = subprocess.run([os.environ.get("LOGMETER", "logmeter"), "spool", "export", "-c",
+                          a.config], stdout=subprocess.PIPE, check=True).stdout
+    for line in out.decode("utf-8").splitlines():
+        o = json.loads(line)
+        ident = o["identifier"]
         if ident in events:
             bad("the spool holds identifier %s twice" % ident)
-        events[ident] = (fid, off, rule, name, cust, value, ts, state)
-    db.close()
+        cust = [v for k, v in o["payload"].items() if k != "value"]
+        events[ident] = (o["file_id"], o["line_offset"], o["rule"], o["event_name"],
+                         cust[0] if cust else "", o["payload"].get("value"), o["timestamp"],
+                         states[o["state"]])
 
     # Expected events of every file, and the checkpoint invariants. The files only grow, so the
     # rows (with their identifiers) of the lines seen last time are kept in the cache.

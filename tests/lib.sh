@@ -549,3 +549,49 @@ CONF
 nginx_bytes_offsets() {
 	LC_ALL=C awk '$9 ~ /^20[0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0} {off += length($0) + 1}' "$1"
 }
+
+# export_ids CONF [STATE]: the sorted identifiers of the spool's events (of STATE: pending,
+# delivered, dead, unsure), read through `logmeter spool export`.
+export_ids() {
+	"$LOGMETER" spool export -c "$1" ${2:+--state "$2"} | "$PYTHON3" -c '
+import json, sys
+for line in sys.stdin:
+    print(json.loads(line)["identifier"])' | sort
+}
+
+# export_tsv CONF [STATE]: the spool's events (of STATE) through `logmeter spool export`, one a
+# line in id order, tab-separated (tabs and newlines in text become spaces): id identifier rule
+# state customer_key customer value line_offset attempts key_generation last_error delivered_at
+# event_name timestamp first_unknown file. customer is the payload's customer value; absent
+# values are empty.
+export_tsv() {
+	"$LOGMETER" spool export -c "$1" ${2:+--state "$2"} | "$PYTHON3" -c '
+import json, sys
+rows = []
+for line in sys.stdin:
+    o = json.loads(line)
+    ckey = [k for k in o["payload"] if k != "value"]
+    cust = o["payload"][ckey[0]] if ckey else ""
+    vals = [o["id"], o["identifier"], o["rule"], o["state"], o["customer_key"], cust,
+            o["payload"].get("value", ""), o["line_offset"], o["attempts"], o["key_generation"],
+            o["last_error"], o["delivered_at"], o["event_name"], o["timestamp"],
+            o["first_unknown"], o["file"]]
+    rows.append((o["id"], "\t".join("" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+                                    for v in vals)))
+for _, r in sorted(rows):
+    print(r)'
+}
+
+# spooled_count CONF: the events the spool holds, in any state, as `logmeter status` counts them.
+spooled_count() {
+	"$LOGMETER" status -c "$1" 2>/dev/null |
+		sed -n 's/^events: pending \([0-9]*\), delivered \([0-9]*\), dead letters \([0-9]*\), unsure \([0-9]*\).*/\1 \2 \3 \4/p' |
+		awk '{print $1 + $2 + $3 + $4}'
+}
+
+# export_count CONF STATE [RULE [TEXT]]: how many events of STATE (of rule RULE, whose last
+# error contains TEXT) the spool holds, through `logmeter spool export`.
+export_count() {
+	export_tsv "$1" "$2" | awk -F'\t' -v r="${3:-}" -v t="${4:-}" \
+		'(r == "" || $3 == r) && (t == "" || index($11, t) > 0) {n++} END {print n + 0}'
+}

@@ -38,8 +38,7 @@ grep -q "pending 0, delivered $n_mapped, dead letters $dead" <<<"$st" || fail "s
 grep -q '^last error: .' <<<"$st" || fail "status shows no last error: $st"
 assert_eq "$n_mapped" "$(wc -l < "$T/accepted.tsv")" "events the double accepted"
 
-db="$T/state/spool.db"
-reason() { sqlite3 "$db" "SELECT COUNT(*) FROM events WHERE state = 2 AND rule = '$1' AND last_error LIKE '%$2%'"; }
+reason() { export_count "$T/logmeter.conf" dead "$1" "$2"; }
 assert_eq "$n_favicon" "$(reason no-meter 'No active meter found for event name')" "unknown meter dead letters with Stripe's message"
 assert_eq "$n_404" "$(reason old-time 'is outside Stripe')" "2015 timestamps dead-lettered before sending"
 assert_eq "$n_unmapped" "$(reason bytes "not in customer map")" "unmapped customer dead letters"

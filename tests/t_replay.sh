@@ -4,8 +4,8 @@
 # customers are delivered with the right cus_ ids once the customer map has them; --rule,
 # --reason and --since select; a running agent picks replayed events up. `replay --delivered`
 # re-sends delivered events (Stripe's dedupe answers them, nothing is billed twice) and refuses
-# events delivered more than 24 hours ago unless --force. `spool export` is checked against the
-# sqlite3 CLI's view of the events table.
+# events delivered more than 24 hours ago unless --force. `spool export` is checked field by field
+# against what awk and tests/identifiers.py make of the log.
 . "$(dirname "$0")/lib.sh"
 lm_init replay
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -40,6 +40,8 @@ CONF
 conf="$T/logmeter.conf"
 db="$T/state/spool.db"
 q() { sqlite3 -cmd '.timeout 10000' "$db" "$@"; }
+# ids STATE RULE: the ids of the events of RULE in STATE, comma-separated (for SQL).
+ids() { export_tsv "$conf" "$1" | awk -F'\t' -v r="$2" '$3 == r {print $1}' | paste -sd,; }
 
 # Expected counts, from the log itself.
 n_fav=$(grep -c '"GET /favicon.ico' "$log")
@@ -49,32 +51,50 @@ n_hits=$(grep -cP '^\S+ \S+ \S+ \[[^\]]+\] "GET [^"]*\.png' "$log")
 [ "$n_fav" -ge 4 ] && [ "$n_unmapped" -ge 2 ] && [ "$n_hits" -ge 10 ] || fail "test bug: sample lacks cases ($n_fav $n_unmapped $n_hits)"
 
 agent_once "$conf" || fail "run --once exited $?"
-assert_eq "$n_fav" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2 AND last_error LIKE '%No active meter%'")" "favicon dead letters (no meter yet)"
-assert_eq "$n_unmapped" "$(q "SELECT count(*) FROM events WHERE rule='bytes' AND state=2 AND customer='' AND last_error LIKE '%not in customer map%'")" "unmapped dead letters"
-assert_eq "$((n_bytes - n_unmapped))" "$(q "SELECT count(*) FROM events WHERE rule='bytes' AND state=1")" "mapped bytes delivered"
-assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "hits delivered"
+assert_eq "$n_fav" "$(export_count "$conf" dead favicon 'No active meter')" "favicon dead letters (no meter yet)"
+assert_eq "$n_unmapped" "$(export_tsv "$conf" dead | awk -F'\t' '$3 == "bytes" && $6 == "" && index($11, "not in customer map")' | wc -l)" "unmapped dead letters"
+assert_eq "$((n_bytes - n_unmapped))" "$(export_count "$conf" delivered bytes)" "mapped bytes delivered"
+assert_eq "$n_hits" "$(export_count "$conf" delivered hits)" "hits delivered"
 
-# ---- spool export: JSON lines, every field, compared with the sqlite3 CLI's view ----
+# ---- spool export: JSON lines, every field, against awk and identifiers.py over the log ----
+t_end=$(date +%s)
 "$LOGMETER" spool export -c "$conf" > "$T/export_before.jsonl" || fail "spool export exited $?"
-q -separator $'\t' "SELECT e.id, e.identifier, e.event_name, e.payload_customer_key, e.customer, e.payload_value_key, e.value, e.customer_key, e.timestamp, CASE e.state WHEN 0 THEN 'pending' WHEN 1 THEN 'delivered' ELSE 'dead' END, e.attempts, coalesce(e.last_error, ''), e.rule, e.file_id, f.path, e.line_offset, e.created, coalesce(e.delivered_at, '') FROM events e JOIN files f ON f.id = e.file_id ORDER BY e.id" > "$T/cli_view.tsv"
-"$PYTHON3" - "$T/export_before.jsonl" "$T/cli_view.tsv" <<'PY' || fail "spool export does not match the events table"
+uid=$(file_uid "$conf" "$log")
+# Every line that a rule makes an event of: offset, rule, event_name, client IP, value.
+LC_ALL=C awk '{ip = $1}
+	$9 ~ /^2[0-9][0-9]$/ && $10 ~ /^[0-9]+$/ {print off+0 "\tbytes\tbandwidth_bytes\t" ip "\t" $10}
+	$6 == "\"GET" && $7 == "/favicon.ico" {print off+0 "\tfavicon\tdownloads\t" ip "\t1"}
+	$6 == "\"GET" && $7 ~ /\.png$/ {print off+0 "\thits\trequests\t" ip "\t1"}
+	{off += length($0) + 1}' "$log" > "$T/expected.tsv"
+for r in bytes favicon hits; do
+	awk -F'\t' -v r="$r" '$2 == r {print $1}' "$T/expected.tsv" | identifiers_of apache "$uid" "$r" > "$T/ids.$r"
+	paste "$T/ids.$r" <(awk -F'\t' -v r="$r" '$2 == r' "$T/expected.tsv") >> "$T/expected_ids.tsv"
+done
+"$PYTHON3" - "$T/export_before.jsonl" "$T/expected_ids.tsv" "$T/customers.csv" "$log" "$t_end" <<'PY' || fail "spool export differs from the log"
 import json, sys
-rows = {}
-for line in open(sys.argv[1], encoding="utf-8"):
-    o = json.loads(line)
-    rows[o["id"]] = o
-cli = [l.rstrip("\n").split("\t") for l in open(sys.argv[2], encoding="utf-8")]
-assert len(cli) == len(rows), (len(cli), len(rows))
-for c in cli:
-    o = rows[int(c[0])]
-    want = {"identifier": c[1], "event_name": c[2], "payload": {c[3]: c[4], c[5]: c[6]},
-            "customer_key": c[7], "timestamp": int(c[8]), "state": c[9], "attempts": int(c[10]),
-            "last_error": c[11] or None, "rule": c[12], "file_id": int(c[13]), "file": c[14],
-            "line_offset": int(c[15]), "created": int(c[16]),
-            "delivered_at": int(c[17]) if c[17] else None}
-    for k, v in want.items():
-        assert o[k] == v, (c[0], k, o[k], v)
-print("export matches %d rows" % len(cli))
+rows = {o["identifier"]: o for o in map(json.loads, open(sys.argv[1], encoding="utf-8"))}
+cmap = dict(l.strip().split(",") for l in open(sys.argv[3]))
+want = [l.rstrip("\n").split("\t") for l in open(sys.argv[2])]
+assert len(want) == len(rows), (len(want), len(rows))
+for ident, off, rule, name, ip, value in want:
+    o = rows[ident]
+    unmapped = rule == "bytes" and ip not in cmap
+    cust = "" if unmapped else cmap[ip] if rule == "bytes" else ip
+    state = "dead" if unmapped or rule == "favicon" else "delivered"
+    exp = {"event_name": name, "payload": {"stripe_customer_id": cust, "value": value},
+           "customer_key": ip, "state": state, "attempts": 0 if unmapped else 1,
+           "key_generation": 0, "first_unknown": None, "rule": rule, "file": sys.argv[4],
+           "line_offset": int(off)}
+    for k, v in exp.items():
+        assert o[k] == v, (ident, k, o[k], v)
+    # Read, then sent: the read time is the timestamp, and the spool's times follow it.
+    assert o["created"] >= o["timestamp"] and o["created"] <= int(sys.argv[5]), o
+    if state == "delivered":
+        assert o["last_error"] is None and o["timestamp"] <= o["delivered_at"] <= int(sys.argv[5]), o
+    else:
+        assert o["delivered_at"] is None and o["last_error"], o
+assert len({o["id"] for o in rows.values()}) == len(rows)
+print("export matches %d events" % len(rows))
 PY
 "$LOGMETER" spool export -c "$conf" --state dead > "$T/export_dead.jsonl" || fail "export --state dead"
 assert_eq "$((n_fav + n_unmapped))" "$(wc -l < "$T/export_dead.jsonl")" "export --state dead lines"
@@ -97,17 +117,18 @@ out=$("$LOGMETER" replay -c "$conf" --dead --since "@$(( $(date +%s) + 3600 ))")
 grep -q "replay: 0 events moved" <<<"$out" || fail "--since in the future matched: $out"
 out=$("$LOGMETER" replay -c "$conf" --dead --rule favicon --dry-run) || fail "dry run exited $?"
 grep -q "rule favicon: $n_fav would move to pending" <<<"$out" || fail "dry run: $out"
-assert_eq "$n_fav" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2")" "dry run moved nothing"
+assert_eq "$n_fav" "$(export_count "$conf" dead favicon)" "dry run moved nothing"
 "$LOGMETER" replay -c "$conf" --dead --since yesterday >/dev/null 2>&1 && fail "--since yesterday accepted"
 "$LOGMETER" replay -c "$conf" --dead --delivered >/dev/null 2>&1 && fail "--dead --delivered accepted"
 
 # ---- the meter now exists: --since takes the recently dead half, --reason the rest ----
 DOUBLE_METERS="bandwidth_bytes requests downloads" double_restart
 half=$((n_fav / 2))
-q "UPDATE events SET updated = updated - 2 * 86400 WHERE id IN (SELECT id FROM events WHERE rule='favicon' AND state=2 ORDER BY id LIMIT $half)"
+# Dead letters have rows of outcomes (docs/spool.md): age the first half by two days.
+q "UPDATE outcomes SET updated = updated - 2 * 86400 WHERE id IN ($(ids dead favicon | cut -d, -f1-$half))"
 out=$("$LOGMETER" replay -c "$conf" --dead --rule favicon --since 1d) || fail "replay --since 1d exited $?"
 grep -q "rule favicon: $((n_fav - half)) moved to pending" <<<"$out" || fail "replay --since 1d: $out"
-assert_eq "$half" "$(q "SELECT count(*) FROM events WHERE rule='favicon' AND state=2")" "older dead letters stayed"
+assert_eq "$half" "$(export_count "$conf" dead favicon)" "older dead letters stayed"
 agent_once "$conf" || fail "run --once after replay exited $?"
 assert_eq "$((n_fav - half))" "$(grep -c $'\tdownloads\t' "$T/accepted.tsv")" "replayed favicon events delivered by run --once"
 
@@ -123,13 +144,13 @@ diff -u "$T/fav_ids" "$T/fav_accepted" > "$T/diff" || fail "replayed events were
 # ---- unmapped customers: still unmapped stay dead; once in the map, delivered with the cus_ id ----
 out=$("$LOGMETER" replay -c "$conf" --dead --rule bytes) || fail "replay (unmapped) exited $?"
 grep -q "rule bytes: 0 moved to pending; $n_unmapped kept: customer key still not in the customer map" <<<"$out" || fail "replay before the map is fixed: $out"
-q "SELECT identifier FROM events WHERE rule='bytes' AND state=2" | sort > "$T/unmapped_ids"
+export_tsv "$conf" dead | awk -F'\t' '$3 == "bytes" {print $2}' | sort > "$T/unmapped_ids"
 cp "$T/full.csv" "$T/customers.csv"
 out=$("$LOGMETER" replay -c "$conf" --dead --rule bytes) || fail "replay (mapped) exited $?"
 grep -q "rule bytes: $n_unmapped moved to pending ($n_unmapped with their customer now mapped)" <<<"$out" || fail "replay after the map is fixed: $out"
-wait_until 30 eval '[ "$(q "SELECT count(*) FROM events WHERE rule='"'bytes'"' AND state=1")" -eq '"$n_bytes"' ]' || fail "re-mapped events not delivered"
+wait_until 30 eval '[ "$(export_count "$conf" delivered bytes)" -eq '"$n_bytes"' ]' || fail "re-mapped events not delivered"
 # Each was accepted once, with its identifier from before and the customer the map gives its IP.
-q -separator $'\t' "SELECT identifier, customer_key FROM events WHERE identifier IN ($(sed "s/.*/'&'/" "$T/unmapped_ids" | paste -sd,))" | sort > "$T/remapped"
+export_tsv "$conf" | awk -F'\t' 'NR == FNR {want[$1] = 1; next} ($2 in want) {print $2 "\t" $5}' "$T/unmapped_ids" - | sort > "$T/remapped"
 assert_eq "$n_unmapped" "$(wc -l < "$T/remapped")" "re-mapped events"
 while IFS=$'\t' read -r id ip; do
 	want=$(grep "^$ip," "$T/full.csv" | cut -d, -f2)
@@ -144,7 +165,7 @@ dups_before=$(( $(double_stat duplicates) + $(double_stat replays) ))
 out=$("$LOGMETER" replay -c "$conf" --delivered --since 1h --rule hits 2>"$T/warn") || fail "replay --delivered exited $?"
 grep -q "Stripe dedupes event identifiers for 24 hours only" "$T/warn" || fail "no dedupe warning: $(cat "$T/warn")"
 grep -q "rule hits: $n_hits moved to pending" <<<"$out" || fail "replay --delivered: $out"
-wait_until 30 eval '[ "$(q "SELECT count(*) FROM events WHERE rule='"'hits'"' AND state=1")" -eq '"$n_hits"' ]' || fail "re-sent delivered events not marked delivered again"
+wait_until 30 eval '[ "$(export_count "$conf" delivered hits)" -eq '"$n_hits"' ]' || fail "re-sent delivered events not marked delivered again"
 wait_until 10 eval '[ $(( $(double_stat duplicates) + $(double_stat replays) )) -ge $(( dups_before + n_hits )) ]' || fail "the double did not see $n_hits re-sends"
 assert_eq "$before" "$(accepted_count)" "events accepted (billed) after the re-send"
 cmp -s "$T/accepted_before.tsv" "$T/accepted.tsv" || fail "the accepted record changed"
@@ -152,19 +173,22 @@ agent_stop || fail "agent exited $? on SIGTERM"
 
 # ---- delivered more than 24 hours ago: refused without --force ----
 old=$(( $(date +%s) - 2 * 86400 ))
-q "UPDATE events SET delivered_at = $old, updated = $old WHERE id IN (SELECT id FROM events WHERE rule='hits' AND state=1 ORDER BY id LIMIT 3)"
+# Replayed and delivered again, they have rows of outcomes with their delivery time.
+q "UPDATE outcomes SET delivered_at = $old, updated = $old WHERE id IN ($(ids delivered hits | cut -d, -f1-3))"
 rc=0
 out=$("$LOGMETER" replay -c "$conf" --delivered --since 3d --rule hits 2>"$T/warn") || rc=$?
 assert_eq 1 "$rc" "exit code of a refused replay --delivered"
 grep -q "3 of the selected events were delivered more than 24 hours ago" "$T/warn" || fail "refusal message: $(cat "$T/warn")"
-assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "a refused replay moved nothing"
+assert_eq "$n_hits" "$(export_count "$conf" delivered hits)" "a refused replay moved nothing"
 out=$("$LOGMETER" replay -c "$conf" --delivered --since 3d --rule hits --force 2>"$T/warn") || fail "replay --force exited $?"
 grep -q "rule hits: $n_hits moved to pending" <<<"$out" || fail "replay --force: $out"
-assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=0")" "forced replay moved all"
-# Replayed events keep identifier and payload; their queue positions come after every other event.
-assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=0 AND queue_seq > (SELECT max(queue_seq) FROM events WHERE rule <> 'hits')")" "replayed events are after the others"
+assert_eq "$n_hits" "$(export_count "$conf" pending hits)" "forced replay moved all"
+# Replayed events keep identifier and payload; their queue positions come after every other
+# event's: those of the batches, and of the other rows of outcomes.
+hits=$(ids pending hits)
+assert_eq "$n_hits" "$(q "SELECT count(*) FROM outcomes WHERE id IN ($hits) AND state = 0 AND queue_seq > max((SELECT max(queue_seq + n - 1) FROM batches), (SELECT coalesce(max(queue_seq), 0) FROM outcomes WHERE id NOT IN ($hits)))")" "replayed events are after the others"
 agent_once "$conf" || fail "run --once after the forced replay exited $?"
-assert_eq "$n_hits" "$(q "SELECT count(*) FROM events WHERE rule='hits' AND state=1")" "forced replay delivered"
+assert_eq "$n_hits" "$(export_count "$conf" delivered hits)" "forced replay delivered"
 # Identifiers unchanged from the first export.
 "$LOGMETER" spool export -c "$conf" > "$T/export_after.jsonl" || fail "export after"
 "$PYTHON3" - "$T/export_before.jsonl" "$T/export_after.jsonl" <<'PY' || fail "identifiers or payloads changed"

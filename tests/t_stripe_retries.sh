@@ -8,7 +8,6 @@
 # Stripe answers idempotency_error, and the next key gets "already exists".
 . "$(dirname "$0")/lib.sh"
 lm_init stripe_retries
-command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
 double_start --faults '500*4,500rec*4,503*2,reset*2,reset_after*2,drop_after*2'
 
 mkdir -p "$T/logs"
@@ -49,7 +48,7 @@ head -n 320 "$LOGS/elastic_apache_logs.log" | tail -n 20 >> "$log"
 n2=$(apache_bytes_count "$log")
 [ "$n2" -gt "$n" ] || fail "test bug: the appended lines make no events"
 agent_start "$conf"
-wait_until 30 eval '[ "$(sqlite3 -cmd ".timeout 5000" "$db" "SELECT count(*) FROM events WHERE state = 0")" -eq '"$((n2 - n))"' ]' ||
+wait_until 30 eval '[ "$(export_count "$conf" pending)" -eq '"$((n2 - n))"' ]' ||
 	fail "the agent did not spool the appended lines"
 agent_stop || fail "agent exited $? on SIGTERM"
 double_restart

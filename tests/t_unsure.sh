@@ -66,7 +66,8 @@ agent_once "$conf" || fail "run --once exited $?"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 1, unsure 0" <<<"$st" || fail "status before the replay: $st"
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
-sqlite3 "$T/state/spool.db" "UPDATE events SET first_unknown = first_unknown - 86400 WHERE state = 2"
+# A dead letter has a row of outcomes (docs/spool.md): age its first unknown outcome by a day.
+sqlite3 "$T/state/spool.db" "UPDATE outcomes SET first_unknown = first_unknown - 86400 WHERE state = 2"
 DOUBLE_METERS="bandwidth_bytes requests" double_restart
 "$LOGMETER" replay -c "$conf" --dead > "$T/replay2.out" 2>&1 || fail "replay --dead exited $?: $(cat "$T/replay2.out")"
 grep -q 'had an attempt with an unknown outcome more than unsure_after ago' "$T/replay2.out" ||

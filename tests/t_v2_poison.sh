@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # API v2: an event the stream can never take must not block sending. A customer id that is not
 # UTF-8 (a log line may hold any bytes; JSON cannot carry them) becomes a dead letter saying so,
-# the other events are delivered and `run --once` ends. And a value of more than 15 significant
-# digits (a window total closed by an older version, replayed from the dead letters) is kept dead
-# again with that reason instead of being sent to a stream that would take it and bill nothing.
+# the other events are delivered and `run --once` ends.
 . "$(dirname "$0")/lib.sh"
 lm_init v2_poison
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -31,16 +29,12 @@ timeout 60 "$LOGMETER" run --once -c "$conf" >>"$T/agent.out" 2>>"$T/agent.log" 
 assert_eq 0 "$rc" "run --once with a customer id that is not UTF-8"
 expected=$(LC_ALL=C grep -c -P '^cus_\w+ \d+$' "$log")
 assert_eq "$expected" "$(accepted_count)" "events accepted"
-assert_eq 1 "$(sqlite3 "$T/state/spool.db" "SELECT count(*) FROM events WHERE state = 2 AND last_error LIKE '%customer is not valid UTF-8%'")" \
+assert_eq 1 "$(sqlite3 "$T/state/spool.db" "SELECT count(*) FROM outcomes WHERE state = 2 AND last_error LIKE '%customer is not valid UTF-8%'")" \
 	"the event that is not UTF-8 as a dead letter with its reason"
 n=$(grep -c 'cannot start a stream request' "$T/agent.log" || true)
 assert_eq 0 "$n" "failed stream requests"
 
-# A dead letter with a 16-digit value, replayed: dead again, not sent.
-sqlite3 "$T/state/spool.db" "UPDATE events SET state = 2, value = '99999999999.99991', last_error = 'old' WHERE id = (SELECT min(id) FROM events WHERE state = 1)"
-"$LOGMETER" replay -c "$conf" --dead --reason old > /dev/null || fail "replay --dead failed"
-before=$(accepted_count)
-agent_once "$conf" || fail "run --once after the replay exited $?"
-assert_eq "$before" "$(accepted_count)" "events accepted after the replay"
-assert_eq 1 "$(sqlite3 "$T/state/spool.db" "SELECT count(*) FROM events WHERE state = 2 AND last_error LIKE '%more than 15 significant digits%'")" \
-	"the 16-digit value kept as a dead letter"
+# (A dead letter with a 16-digit value can only come from a spool of an earlier logmeter: a line
+# with one is refused at ingest and a window no longer grows past 15 digits. Schema 5 keeps a
+# value in its commit's blob, which SQL cannot edit to make one here; test_stripe_v2's
+# test_event_check holds the check that keeps such an event dead.)

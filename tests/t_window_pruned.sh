@@ -21,7 +21,8 @@ start=$(( t - t % 2 ))
 
 # Delivered long ago as far as retention goes; the grace now long enough for a late line to find
 # that window open by the clock.
-sqlite3 "$T/state/spool.db" "UPDATE events SET delivered_at = delivered_at - 7200"
+sqlite3 "$T/state/spool.db" "UPDATE deliveries SET first_at = first_at - 7200, last_at = last_at - 7200;
+	UPDATE outcomes SET delivered_at = delivered_at - 7200 WHERE state = 1"
 sed -i 's/^aggregate_grace = 1s$/aggregate_grace = 1h/' "$conf"
 sed -i 's/^\[agent\]$/[agent]\ndelivered_retention = 1m/' "$conf"
 agent_start "$conf"

@@ -117,7 +117,7 @@ int cli_check(const struct cli_args *args)
 	       s.cfg->n_sources, s.cfg->n_rules);
 	/* What `run` would refuse to start with, in its words: the configuration is valid, but
 	 * the agent would not run (a package installs the configuration before any key). */
-	if (cli_preflight(s.cfg, err, sizeof(err)) != 0) {
+	if (cli_preflight(s.cfg, 1, err, sizeof(err)) != 0) {
 		fprintf(stderr, "error: %s\n", err);
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;

@@ -23,7 +23,7 @@ struct cli_args {
 	const char *source;  /* --source */
 	char *const *inputs; /* the words after a command that takes several (backfill's PATHs) */
 	int n_inputs;
-	int once, markdown, stripe;
+	int once, no_send, markdown, stripe;
 	int dead, delivered, unsure, force, dry_run, json;
 	int windows;   /* spool export --windows */
 	int stamp_now; /* backfill --stamp-now */
@@ -53,10 +53,11 @@ void cli_process_end(void);
 
 /* What `run` refuses to start with besides a bad configuration, checked alike by `check`: a
  * state directory another user could change (harden_check_state_dir; a missing one is fine,
- * `run` creates it) and an API key that cannot be read or is refused (stripe_key_load; the key
- * is wiped at once). Returns 0, or -1 with the reason in `err` (`errlen` bytes): exit status
- * CLI_EXIT_USAGE for both commands. */
-int cli_preflight(const struct config *cfg, char *err, size_t errlen);
+ * `run` creates it) and, if `with_key` (not for `run --once --no-send`, which sends nothing), an
+ * API key that cannot be read or is refused (stripe_key_load; the key is wiped at once). Returns
+ * 0, or -1 with the reason in `err` (`errlen` bytes): exit status CLI_EXIT_USAGE for both
+ * commands. */
+int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errlen);
 
 /* The state directory's lock file: whoever holds it is the one agent of that spool. */
 #define CLI_LOCK_NAME "agent.lock"
@@ -96,7 +97,7 @@ struct spool;
  * who sends them (`who`, for example "they are sent by the next run") and returns -1. */
 int cli_pending_left(struct spool *sp, const char *who);
 
-int cli_run(const struct cli_args *a);       /* run [--once] */
+int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */
 int cli_status(const struct cli_args *a);    /* status [--json] [--since TIME] */

@@ -47,6 +47,9 @@ struct agent {
 	pthread_t ingest_thread, sender_thread;
 	int ingest_started, sender_started;
 	int once;
+	/* --once --no-send: read and commit every source, then exit; no sender at all, so no API
+	 * key is needed. The ingest half runs exactly as in the agent. */
+	int no_send;
 	int ingest_rc, sender_rc;
 	int once_partial; /* --once stopped reading for lack of room (space.c): exit 1 */
 	volatile sig_atomic_t ingest_done, sender_done;
@@ -85,9 +88,9 @@ static void *ingest_main(void *arg)
 	}
 	if (a->once && space_paused(a->space)) {
 		/* --once has no sender running yet to make room: deliver what was read. */
-		log_warn(
-		    "run --once: reading stopped for lack of room in the spool; delivering what "
-		    "was read; the next run reads the rest");
+		log_warn("run --once: reading stopped for lack of room in the spool; %s; the next "
+		         "run reads the rest",
+		         a->no_send ? "what was read is spooled" : "delivering what was read");
 		a->once_partial = 1;
 	}
 	if (!a->once && watch_run(a->watch, err, sizeof(err)) != 0) {
@@ -218,8 +221,7 @@ static int agent_open(struct agent *a)
 		goto fail;
 	if (warn_orphans(a, err, sizeof(err)) != 0)
 		goto fail;
-	a->sender = sender_new(cfg, err, sizeof(err));
-	if (a->sender == NULL)
+	if (!a->no_send && (a->sender = sender_new(cfg, err, sizeof(err))) == NULL)
 		goto fail;
 	a->space = space_new(cfg, a->spool, err, sizeof(err));
 	if (a->space == NULL)
@@ -673,6 +675,11 @@ int cli_run(const struct cli_args *args)
 	memset(&a, 0, sizeof(a));
 	a.config_path = path;
 	a.once = once;
+	a.no_send = args->no_send;
+	if (a.no_send && !once) {
+		fprintf(stderr, "logmeter run: --no-send goes only with --once\n");
+		return CLI_EXIT_USAGE;
+	}
 	crash_init(); /* a test's LOGMETER_CRASH_AT: its warnings come first */
 
 	/* Every thread inherits this mask; only the main thread takes signals, with sigwait. */
@@ -688,8 +695,9 @@ int cli_run(const struct cli_args *args)
 	if (cli_setup_load(&a.setup, path) != 0)
 		return CLI_EXIT_USAGE;
 	/* What `check` refuses, `run` refuses, with the same words and exit status: a restart
-	 * (Restart=on-failure) would not change a key file or a state directory. */
-	if (cli_preflight(a.setup.cfg, err, sizeof(err)) != 0) {
+	 * (Restart=on-failure) would not change a key file or a state directory. --no-send reads
+	 * no key: it spools ahead of one. */
+	if (cli_preflight(a.setup.cfg, !a.no_send, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		rc = CLI_EXIT_USAGE;
 		goto out;
@@ -710,7 +718,9 @@ int cli_run(const struct cli_args *args)
 		goto out;
 	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
 	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
-	         once ? " (--once)" : "");
+	         a.no_send ? " (--once --no-send)"
+	         : once    ? " (--once)"
+	                   : "");
 	if (agent_start_threads(&a) != 0) {
 		log_err("cannot start threads: %s", strerror(errno));
 		goto out;
@@ -759,7 +769,7 @@ int cli_run(const struct cli_args *args)
 			rc = (a.ingest_rc == 0 && a.sender_rc >= 0) ? 0 : CLI_EXIT_RUNTIME;
 			/* --once promises everything deliverable was delivered; a stop cuts that.
 			 */
-			if (once && rc == 0 &&
+			if (once && !a.no_send && rc == 0 &&
 			    cli_pending_left(a.spool, "they are sent by the next run") != 0)
 				rc = CLI_EXIT_RUNTIME;
 			break;
@@ -771,6 +781,10 @@ int cli_run(const struct cli_args *args)
 			a.ingest_started = 0;
 			if (a.ingest_rc != 0)
 				break;
+			if (a.no_send) {
+				rc = a.once_partial ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
+				break;
+			}
 			if (pthread_create(&a.sender_thread, NULL, sender_main, &a) != 0)
 				break;
 			a.sender_started = 1;

@@ -63,13 +63,15 @@ void cli_process_end(void)
 	stripe_key_forget();
 }
 
-int cli_preflight(const struct config *cfg, char *err, size_t errlen)
+int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errlen)
 {
 	char key[STRIPE_KEY_MAX];
 	int rc;
 
 	if (harden_check_state_dir(cfg->agent.state_dir, 1, err, errlen) != 0)
 		return -1;
+	if (!with_key)
+		return 0;
 	rc = stripe_key_load(cfg, key, sizeof(key), err, errlen);
 	explicit_bzero(key, sizeof(key));
 	return rc;

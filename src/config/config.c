@@ -297,7 +297,7 @@ static const struct option options[] = {
              "time, level, pid and message, for log shippers. Either way, when standard error "
              "is the journal ($JOURNAL_STREAM) each line starts with its sd-daemon priority "
              "prefix, so that journalctl -p works."},
-    {AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "1000", .min = 1,
+    {AGENT(batch_lines), .key = "batch_lines", .type = OPT_INT, .def = "10000", .min = 1,
      .max = 1000000, .help = "Lines read per spool transaction (one fsync each)."},
     {AGENT(delivered_retention), .key = "delivered_retention", .type = OPT_DURATION_S, .def = "7d",
      .min = 60, .max = 400 * DAY_S,

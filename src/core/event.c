@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
 /* Bytes of the SHA-256 digest the identifier keeps: 160 bits make a collision among the events
@@ -21,16 +20,128 @@ static void event_be64(unsigned char out[8], uint64_t v)
 	}
 }
 
-static int event_hash_field(EVP_MD_CTX *ctx, const void *data, size_t len)
+/* The hashed message is gathered here and given to the digest in one call (a call costs more
+ * than hashing a short field). */
+struct hash_msg {
+	EVP_MD_CTX *ctx;
+	unsigned char buf[512];
+	size_t len;
+	int failed;
+};
+
+static void msg_put(struct hash_msg *m, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	while (len > 0 && !m->failed) {
+		size_t n = sizeof(m->buf) - m->len;
+
+		if (n > len)
+			n = len;
+		memcpy(m->buf + m->len, p, n);
+		m->len += n;
+		p += n;
+		len -= n;
+		if (m->len == sizeof(m->buf)) {
+			m->failed = EVP_DigestUpdate(m->ctx, m->buf, m->len) != 1;
+			m->len = 0;
+		}
+	}
+}
+
+/* A field: its length as an 8-byte big-endian unsigned integer, then its bytes. */
+static void msg_field(struct hash_msg *m, const char *s)
 {
 	unsigned char len_be[8];
+	size_t len = strlen(s);
 
 	event_be64(len_be, (uint64_t)len);
-	if (EVP_DigestUpdate(ctx, len_be, sizeof(len_be)) != 1)
+	msg_put(m, len_be, sizeof(len_be));
+	msg_put(m, s, len);
+}
+
+struct event_ids {
+	EVP_MD_CTX *ctx; /* set up for SHA-256 once; each identifier re-initialises it */
+};
+
+struct event_ids *event_ids_new(void)
+{
+	struct event_ids *ids = calloc(1, sizeof(*ids));
+
+	if (ids == NULL)
+		return NULL;
+	ids->ctx = EVP_MD_CTX_new();
+	if (ids->ctx == NULL || EVP_DigestInit_ex(ids->ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ids->ctx);
+		free(ids);
+		return NULL;
+	}
+	return ids;
+}
+
+void event_ids_free(struct event_ids *ids)
+{
+	if (ids == NULL)
+		return;
+	EVP_MD_CTX_free(ids->ctx);
+	free(ids);
+}
+
+/* Writes `prefix` and 40 lowercase hex digits of the first 20 bytes of SHA-256 over the `n`
+ * strings of `fields`, each preceded by its length (msg_field), into `out`, with the context
+ * `ctx` of event_ids_new. EVP_DigestInit_ex with no digest starts over with the one the context
+ * has, keeping its provider state: with OpenSSL 3, EVP_MD_CTX_reset and a new
+ * EVP_DigestInit_ex(EVP_sha256()) fetch the algorithm and allocate its state again for every
+ * identifier (measured: about a third of the identifier's cost). */
+static int hash_identifier(EVP_MD_CTX *ctx, char out[EVENT_IDENTIFIER_MAX], const char *prefix,
+                           const char *const *fields, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	size_t plen = strlen(prefix);
+	struct hash_msg m;
+	char *p;
+
+	out[0] = '\0';
+	if (ctx == NULL || plen + 2 * EVENT_ID_HASH_BYTES >= EVENT_IDENTIFIER_MAX ||
+	    EVP_DigestInit_ex(ctx, NULL, NULL) != 1)
 		return -1;
-	if (len > 0 && EVP_DigestUpdate(ctx, data, len) != 1)
+	m.ctx = ctx;
+	m.len = 0;
+	m.failed = 0;
+	for (size_t i = 0; i < n; i++)
+		msg_field(&m, fields[i]);
+	if (m.failed || (m.len > 0 && EVP_DigestUpdate(ctx, m.buf, m.len) != 1) ||
+	    EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
 		return -1;
+	memcpy(out, prefix, plen);
+	p = out + plen;
+	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
+		*p++ = hex[md[i] >> 4];
+		*p++ = hex[md[i] & 0x0F];
+	}
+	*p = '\0';
 	return 0;
+}
+
+/* `v` as decimal text without leading zeros into `out` (24 bytes hold any int64_t): what
+ * snprintf("%" PRId64) writes, at a fraction of its cost, once per identifier. */
+static void decimal(char out[24], int64_t v)
+{
+	char tmp[24];
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, i = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		out[i++] = '-';
+	while (n > 0)
+		out[i++] = tmp[--n];
+	out[i] = '\0';
 }
 
 /* The hashed bytes are, in this order, each field preceded by its length in bytes as an 8-byte
@@ -41,43 +152,8 @@ static int event_hash_field(EVP_MD_CTX *ctx, const void *data, size_t len)
  * Length prefixes make the encoding injective: ("ab", "c") and ("a", "bc") hash differently.
  * "lm1-" names this layout; a new layout must take a new prefix, since identifiers of events
  * already sent must never change. */
-/* Writes `prefix` and 40 lowercase hex digits of the first 20 bytes of SHA-256 over the `n`
- * strings of `fields`, each preceded by its length (event_hash_field), into `out`. */
-static int hash_identifier(char out[EVENT_IDENTIFIER_MAX], const char *prefix,
-                           const char *const *fields, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-	size_t plen = strlen(prefix);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int ret = -1;
-	char *p;
-
-	out[0] = '\0';
-	if (ctx == NULL || plen + 2 * EVENT_ID_HASH_BYTES >= EVENT_IDENTIFIER_MAX ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-		goto out;
-	for (size_t i = 0; i < n; i++)
-		if (event_hash_field(ctx, fields[i], strlen(fields[i])) < 0)
-			goto out;
-	if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < EVENT_ID_HASH_BYTES)
-		goto out;
-	memcpy(out, prefix, plen);
-	p = out + plen;
-	for (size_t i = 0; i < EVENT_ID_HASH_BYTES; i++) {
-		*p++ = hex[md[i] >> 4];
-		*p++ = hex[md[i] & 0x0F];
-	}
-	*p = '\0';
-	ret = 0;
-out:
-	EVP_MD_CTX_free(ctx);
-	return ret;
-}
-
-int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
-                     const char *file_uid, int64_t line_offset, const char *rule)
+int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
+                   const char *source, const char *file_uid, int64_t line_offset, const char *rule)
 {
 	char off[24];
 	const char *fields[5];
@@ -85,15 +161,30 @@ int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const
 	if (out == NULL)
 		return -1;
 	out[0] = '\0';
-	if (instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
+	if (ids == NULL || instance == NULL || source == NULL || file_uid == NULL || rule == NULL)
 		return -1;
-	snprintf(off, sizeof(off), "%" PRId64, line_offset);
+	decimal(off, line_offset);
 	fields[0] = instance;
 	fields[1] = source;
 	fields[2] = file_uid;
 	fields[3] = off;
 	fields[4] = rule;
-	return hash_identifier(out, EVENT_ID_PREFIX, fields, 5);
+	return hash_identifier(ids->ctx, out, EVENT_ID_PREFIX, fields, 5);
+}
+
+int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
+                     const char *file_uid, int64_t line_offset, const char *rule)
+{
+	struct event_ids *ids;
+	int ret;
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	ids = event_ids_new();
+	ret = event_ids_make(ids, out, instance, source, file_uid, line_offset, rule);
+	event_ids_free(ids);
+	return ret;
 }
 
 /* lmw2: with the spool's id (lmw1, before it, could be shared by two hosts of one instance). */
@@ -105,6 +196,8 @@ int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance
 {
 	char start[24];
 	const char *fields[5];
+	struct event_ids *ids;
+	int ret;
 
 	if (out == NULL)
 		return -1;
@@ -117,7 +210,11 @@ int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance
 	fields[2] = rule;
 	fields[3] = customer;
 	fields[4] = start;
-	return hash_identifier(out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+	ids = event_ids_new();
+	ret =
+	    hash_identifier(ids != NULL ? ids->ctx : NULL, out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+	event_ids_free(ids);
+	return ret;
 }
 
 /* Window totals are exact: 18 decimals and 20 integer digits fit a 128-bit integer (1.7e38). */
@@ -245,52 +342,107 @@ int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY
 	return w > 0 && w < EVENT_IDEMPOTENCY_KEY_MAX ? 0 : -1;
 }
 
-/* Percent-encodes a field of a struct event (bounded by its array, in case it lacks a NUL). */
-static char *event_escape(const char *s, size_t max)
+/* What stays as it is in a form value: A-Za-z0-9-._~, as curl_easy_escape(3) and Stripe's SDKs
+ * leave it (RFC 3986's unreserved characters). */
+static int event_unreserved(unsigned char c)
 {
-	/* A length of 0 makes curl take strlen, which is also 0 for an empty field. */
-	return curl_easy_escape(NULL, s, (int)strnlen(s, max));
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* A body being written into a fixed buffer; `ok` drops to 0 once something does not fit. */
+struct event_body {
+	char *p;
+	size_t len, cap;
+	int ok;
+};
+
+static void body_raw(struct event_body *b, const char *s, size_t n)
+{
+	if (!b->ok || n >= b->cap - b->len) {
+		b->ok = 0;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* Appends a field of a struct event percent-encoded (bounded by its array, in case it lacks a
+ * NUL), uppercase hex digits as curl_easy_escape writes them. */
+static void body_escaped(struct event_body *b, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strnlen(s, max);
+
+	if (!b->ok || 3 * n >= b->cap - b->len) {
+		/* Not necessarily too long: escape byte by byte with the exact check. */
+		for (size_t i = 0; i < n && b->ok; i++) {
+			unsigned char c = (unsigned char)s[i];
+			char e[3] = {'%', hex[c >> 4], hex[c & 0x0F]};
+
+			if (event_unreserved(c))
+				body_raw(b, (const char *)&s[i], 1);
+			else
+				body_raw(b, e, 3);
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (event_unreserved(c)) {
+			b->p[b->len++] = (char)c;
+		} else {
+			b->p[b->len++] = '%';
+			b->p[b->len++] = hex[c >> 4];
+			b->p[b->len++] = hex[c & 0x0F];
+		}
+	}
+}
+
+size_t event_form_body_write(const struct event *ev, char *out, size_t outlen)
+{
+	struct event_body b = {out, 0, outlen, out != NULL && outlen > 0};
+	char ts[sizeof("&timestamp=-9223372036854775808")];
+	int n;
+
+	if (ev == NULL || !b.ok)
+		return 0;
+	/* Stripe's SDKs send the brackets of payload[...] raw, as stripe-node does. */
+	body_raw(&b, "event_name=", 11);
+	body_escaped(&b, ev->event_name, sizeof(ev->event_name));
+	body_raw(&b, "&identifier=", 12);
+	body_escaped(&b, ev->identifier, sizeof(ev->identifier));
+	n = snprintf(ts, sizeof(ts), "&timestamp=%" PRId64, ev->timestamp);
+	body_raw(&b, ts, n > 0 && (size_t)n < sizeof(ts) ? (size_t)n : 0);
+	body_raw(&b, "&payload[", 9);
+	body_escaped(&b, ev->payload_customer_key, sizeof(ev->payload_customer_key));
+	body_raw(&b, "]=", 2);
+	body_escaped(&b, ev->customer, sizeof(ev->customer));
+	body_raw(&b, "&payload[", 9);
+	body_escaped(&b, ev->payload_value_key, sizeof(ev->payload_value_key));
+	body_raw(&b, "]=", 2);
+	body_escaped(&b, ev->value, sizeof(ev->value));
+	if (!b.ok || b.len >= b.cap) {
+		out[0] = '\0';
+		return 0;
+	}
+	out[b.len] = '\0';
+	return b.len;
 }
 
 char *event_form_body(const struct event *ev)
 {
-	char *name = NULL, *id = NULL, *ckey = NULL, *cust = NULL, *vkey = NULL, *val = NULL;
-	char *body = NULL;
-	size_t size;
-	int n;
+	char *body;
 
 	if (ev == NULL)
 		return NULL;
-	name = event_escape(ev->event_name, sizeof(ev->event_name));
-	id = event_escape(ev->identifier, sizeof(ev->identifier));
-	ckey = event_escape(ev->payload_customer_key, sizeof(ev->payload_customer_key));
-	cust = event_escape(ev->customer, sizeof(ev->customer));
-	vkey = event_escape(ev->payload_value_key, sizeof(ev->payload_value_key));
-	val = event_escape(ev->value, sizeof(ev->value));
-	if (name == NULL || id == NULL || ckey == NULL || cust == NULL || vkey == NULL ||
-	    val == NULL)
-		goto out;
-	/* 21 bytes hold any int64; the rest is the fixed text around the fields. */
-	size = strlen(name) + strlen(id) + strlen(ckey) + strlen(cust) + strlen(vkey) +
-	       strlen(val) + 21 +
-	       sizeof("event_name=&identifier=&timestamp=&payload[]=&payload[]=");
-	body = malloc(size);
+	body = malloc(EVENT_FORM_BODY_MAX);
 	if (body == NULL)
-		goto out;
-	n = snprintf(body, size,
-	             "event_name=%s&identifier=%s&timestamp=%" PRId64
-	             "&payload[%s]=%s&payload[%s]=%s",
-	             name, id, ev->timestamp, ckey, cust, vkey, val);
-	if (n < 0 || (size_t)n >= size) {
+		return NULL;
+	if (event_form_body_write(ev, body, EVENT_FORM_BODY_MAX) == 0) {
 		free(body);
-		body = NULL;
+		return NULL;
 	}
-out:
-	curl_free(name);
-	curl_free(id);
-	curl_free(ckey);
-	curl_free(cust);
-	curl_free(vkey);
-	curl_free(val);
 	return body;
 }

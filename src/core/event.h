@@ -85,6 +85,22 @@ struct event {
 int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const char *source,
                      const char *file_uid, int64_t line_offset, const char *rule);
 
+/* What computes identifiers for one thread: a SHA-256 context (libcrypto EVP) set up once and
+ * started over for each identifier, so that making one allocates nothing. The identifier is a
+ * function of stored fields, made when an event is read from the spool: a sender pays it per
+ * event sent, not ingest per line. */
+struct event_ids;
+
+/* Returns a new maker (caller frees), or NULL if libcrypto cannot make a digest context. */
+struct event_ids *event_ids_new(void);
+
+/* Frees it. NULL is a no-op. */
+void event_ids_free(struct event_ids *ids);
+
+/* event_identifier with the context of `ids`: the same identifier for the same fields. Returns
+ * 0, or -1 if hashing failed or a field is NULL (`out` is then ""). */
+int event_ids_make(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
+                   const char *source, const char *file_uid, int64_t line_offset, const char *rule);
 /* Computes the identifier of the meter event of an aggregation window: rule `rule` of instance
  * `instance` and spool `spool_id` (its random id: two hosts given one instance still send
  * different identifiers, which Stripe would otherwise dedupe into one), Stripe customer
@@ -120,9 +136,22 @@ int event_idempotency_key(const struct event *ev, char out[EVENT_IDEMPOTENCY_KEY
 
 /* Builds the application/x-www-form-urlencoded body of POST /v1/billing/meter_events as Stripe's
  * SDKs do: event_name, identifier, timestamp, payload[<customer key>], payload[<value key>].
- * Keys and values are percent-encoded with curl_easy_escape(3) (everything but A-Za-z0-9-._~);
+ * Keys and values are percent-encoded as curl_easy_escape(3) does (everything but A-Za-z0-9-._~);
  * the brackets of payload[...] are sent raw, as stripe-node does. Returns a malloc'd string
  * (caller frees), or NULL on allocation failure. */
 char *event_form_body(const struct event *ev);
+
+/* Bytes that hold the longest body event_form_body_write makes, with its NUL: every field of a
+ * struct event percent-encoded (3 bytes per byte at most), a 20-digit timestamp and the text
+ * around them. */
+#define EVENT_FORM_BODY_MAX                                                                        \
+	(3 * (EVENT_NAME_MAX + EVENT_IDENTIFIER_MAX + 2 * EVENT_KEY_MAX + EVENT_CUSTOMER_MAX +     \
+	      EVENT_VALUE_MAX) +                                                                   \
+	 128)
+
+/* event_form_body into the caller's `out` (`outlen` bytes; EVENT_FORM_BODY_MAX is always
+ * enough), NUL-terminated, without allocating: the same bytes. Returns the body's length, or 0
+ * if `ev` is NULL or it does not fit. */
+size_t event_form_body_write(const struct event *ev, char *out, size_t outlen);
 
 #endif

@@ -47,12 +47,12 @@
 #include "util/log.h"
 #include "util/statefile.h"
 
-#define SPACE_TICK_MS 1000     /* while paused: measure again this often */
-#define SPACE_PRUNE_CHUNK 2000 /* delivered events pruned per transaction, at most */
+#define SPACE_TICK_MS 1000 /* while paused: measure again this often */
+/* Delivered events pruned per transaction, at most: whole batches (docs/spool.md), so a few
+ * rows deleted for thousands of events. */
+#define SPACE_PRUNE_CHUNK 20000
 #define SPACE_PRUNE_CHUNK_MIN 64
-#define SPACE_ROW_BYTES_MIN                                                                        \
-	128                       /* less than any event takes in spool.db, with its index entries \
-	                           */
+#define SPACE_ROW_BYTES_MIN 16    /* less than any event takes in spool.db, with its batch's row */
 #define SPACE_PRUNE_CHUNKS_MAX 25 /* transactions per admit or tick, so it never stalls */
 #define SPACE_LOG_EVERY_MS 60000  /* the same pause, or early pruning, logged this often */
 #define SPACE_RESUME_MIN (1024 * 1024)         /* after a failed commit: room needed to try again */
@@ -280,8 +280,8 @@ static int relieve(struct space *s, struct room *r, char *err, size_t errlen)
 
 		if (st == SPACE_READING)
 			break;
-		/* An event takes 200 to 300 bytes with its index entries: deleting excess/128 of
-		 * them frees the excess without pruning far below the mark. */
+		/* An event takes 20 to 40 bytes of its batch: deleting excess/16 of them frees the
+		 * excess without pruning far below the mark. */
 		excess = st == SPACE_LIMIT ? r->used - (s->cfg->agent.max_spool_bytes -
 		                                        s->cfg->agent.max_spool_bytes / 10)
 		                           : resume_room(s) - r->room;

@@ -44,10 +44,6 @@
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
 #define TAIL_CHUNK (1024 * 1024)    /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
-#define TAIL_EVENTS_MIN 64
-/* Events per transaction at most, whatever batch_lines says: each struct event is ~1.7 KB, and
- * batch_lines may be up to a million. */
-#define TAIL_EVENTS_MAX 10000
 
 struct tail {
 	struct tail_ctx ctx;
@@ -105,8 +101,7 @@ struct tail_scratch {
 	size_t cap;
 	struct rule_result *results;
 	size_t n_results;
-	struct event *events;
-	size_t n_events, cap_events;
+	struct spool_batch *batch; /* the events of the lines since the last commit */
 };
 
 static int sha256(const void *data, size_t len, unsigned char out[SPOOL_HASH_LEN])
@@ -1633,65 +1628,28 @@ void tail_free(struct tail *t)
 	free(t);
 }
 
-/* Makes room for `more` events. Returns 0 or -1. */
-static int events_reserve(struct tail_scratch *s, size_t more)
+/* Adds the event of a rule result to the batch. Returns 0, 1 if a field does not fit an event
+ * (the result is then treated as invalid), or -1 (out of memory). */
+static int add_event(struct tail *t, struct tail_scratch *s, const struct rule_result *r,
+                     int64_t line_offset, char *err, size_t errlen)
 {
-	size_t cap = s->cap_events;
-	struct event *ev;
+	struct spool_new_event ev = {
+	    .line_offset = line_offset,
+	    .rule = r->rule,
+	    .customer_key = r->customer_key,
+	    .customer = r->customer,
+	    .value = r->value,
+	    .timestamp = r->timestamp,
+	    .dead = r->outcome == RULE_UNMAPPED ? r->reason : NULL,
+	};
+	int rc;
 
-	if (s->n_events + more <= cap)
-		return 0;
-	if (cap < TAIL_EVENTS_MIN)
-		cap = TAIL_EVENTS_MIN;
-	while (cap < s->n_events + more)
-		cap *= 2;
-	ev = realloc(s->events, cap * sizeof(*ev));
-	if (ev == NULL)
-		return -1;
-	s->events = ev;
-	s->cap_events = cap;
-	return 0;
-}
-
-/* Fills an event from a rule result. Returns 0, 1 if a field does not fit (the result is then
- * treated as invalid), or -1 if the identifier could not be computed. */
-static int make_event(struct tail *t, const struct spool_file *f, const struct rule_result *r,
-                      int64_t line_offset, int64_t now, struct event *ev)
-{
-	const struct config_rule *rule = r->rule;
-
-	memset(ev, 0, sizeof(*ev));
-	ev->file_id = f->id;
-	ev->line_offset = line_offset;
-	ev->timestamp = r->timestamp;
-	ev->created = now;
-	if (rule != NULL) {
-		/* Its window is chosen when it is committed (spool_commit). */
-		ev->window_s = rule->aggregate_s;
-		ev->window_grace_s = rule->aggregate_grace_s;
-	}
-	if (rule == NULL || copy_field(ev->rule, sizeof(ev->rule), rule->name) < 0 ||
-	    copy_field(ev->event_name, sizeof(ev->event_name), rule->event_name) < 0 ||
-	    copy_field(ev->payload_customer_key, sizeof(ev->payload_customer_key),
-	               rule->payload_customer_key) < 0 ||
-	    copy_field(ev->payload_value_key, sizeof(ev->payload_value_key),
-	               rule->payload_value_key) < 0 ||
-	    copy_field(ev->customer_key, sizeof(ev->customer_key), r->customer_key) < 0 ||
-	    copy_field(ev->customer, sizeof(ev->customer), r->customer) < 0 ||
-	    copy_field(ev->value, sizeof(ev->value), r->value) < 0)
+	if (r->rule == NULL)
 		return 1;
-	if (r->outcome == RULE_UNMAPPED) {
-		ev->state = EVENT_DEAD;
-		if (copy_field(ev->last_error, sizeof(ev->last_error), r->reason) < 0)
-			snprintf(ev->last_error, sizeof(ev->last_error), "%.*s",
-			         (int)sizeof(ev->last_error) - 1, r->reason);
-	} else {
-		ev->state = EVENT_PENDING;
-	}
-	if (event_identifier(ev->identifier, t->ctx.instance != NULL ? t->ctx.instance : "",
-	                     t->source, f->uid, line_offset, rule->name) < 0)
-		return -1;
-	return 0;
+	rc = spool_batch_add(s->batch, &ev, err, errlen);
+	if (rc < 0)
+		err_set(err, errlen, "%s: cannot keep an event: %s", t->path, err);
+	return rc;
 }
 
 /* Applies the rules to one complete line (`len` bytes, NULs removed, '\r' dropped) and counts
@@ -1702,10 +1660,6 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 {
 	size_t n, events = 0, no_match = 0, bad_utf8 = 0;
 
-	if (events_reserve(s, s->n_results) < 0) {
-		err_set(err, errlen, "%s: out of memory", t->path);
-		return -1;
-	}
 	n = rule_set_apply(t->ctx.rules, t->source_index, line, len, now, s->results);
 	if (n > s->n_results)
 		n = s->n_results;
@@ -1720,19 +1674,15 @@ static int take_line(struct tail *t, struct tail_scratch *s, struct spool_file *
 			break;
 		case RULE_EVENT:
 		case RULE_UNMAPPED:
-			rc = make_event(t, nf, r, line_offset, now, &s->events[s->n_events]);
-			if (rc < 0) {
-				err_set(err, errlen, "%s: cannot compute an event identifier",
-				        t->path);
+			rc = add_event(t, s, r, line_offset, err, errlen);
+			if (rc < 0)
 				return -1;
-			}
 			if (rc > 0) {
 				log_debug("%s:%" PRId64 ": rule '%s': a field is too long for an "
 				          "event",
 				          t->path, line_offset, name);
 				break;
 			}
-			s->n_events++;
 			events++;
 			break;
 		case RULE_BAD_UTF8:
@@ -1787,7 +1737,7 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
                   int64_t size, const unsigned char *check, size_t check_len, char *err,
                   size_t errlen)
 {
-	int added = 0;
+	int64_t added = 0;
 
 	nf->offset = consumed;
 	nf->size = size > consumed ? size : consumed;
@@ -1802,19 +1752,16 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 	/* No room (space.c): the batch is dropped unread, as after a failed commit. */
 	if (space_admit(t->ctx.space, err, errlen) < 0)
 		return -1;
-	if (spool_commit(t->ctx.spool, nf, s->events, s->n_events, err, errlen) < 0) {
+	if (spool_commit(t->ctx.spool, nf, s->batch, &added, err, errlen) < 0) {
 		space_commit_failed(t->ctx.space, err);
 		return -1;
 	}
 	/* Committed, the in-memory record not advanced yet: a restart must resume from the spool.
 	 */
 	crash_point("spool_commit_after");
-	for (size_t i = 0; i < s->n_events && !added; i++)
-		added = s->events[i].id != 0;
-	s->n_events = 0;
 	t->f = *nf;
 	health_beat(HEALTH_INGEST); /* a long backlog is progress, batch by batch */
-	if (added && t->ctx.on_commit != NULL)
+	if (added > 0 && t->ctx.on_commit != NULL)
 		t->ctx.on_commit(t->ctx.ud);
 	return 0;
 }
@@ -1823,7 +1770,7 @@ static void scratch_free(struct tail_scratch *s)
 {
 	free(s->buf);
 	free(s->results);
-	free(s->events);
+	spool_batch_free(s->batch);
 }
 
 /* Where the data of the file (`size` bytes) ends if all of it after some point past the checkpoint
@@ -2014,7 +1961,9 @@ static int reader_line(const struct lines_line *l, void *ud)
 			         "`logmeter status`; logged at most once a minute per file)",
 			         t->path, t->ctx.cfg->agent.max_line_length, l->end - 1);
 	}
-	if (++rd->in_batch >= rd->batch || rd->s->n_events >= TAIL_EVENTS_MAX) {
+	/* A batch of events beyond SPOOL_BATCH_BYTES_MAX is only bigger in memory, not faster. */
+	if (++rd->in_batch >= rd->batch ||
+	    spool_batch_bytes(rd->s->batch) >= SPOOL_BATCH_BYTES_MAX) {
 		if (reader_commit(rd, l->end) < 0)
 			return -1;
 		if (t->ctx.stop != NULL && *t->ctx.stop) {
@@ -2168,8 +2117,9 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 	s.buf = malloc(s.cap);
 	s.n_results = rule_set_max_per_source(t->ctx.rules);
 	s.results = calloc(s.n_results > 0 ? s.n_results : 1, sizeof(*s.results));
+	s.batch = spool_batch_new(t->ctx.instance != NULL ? t->ctx.instance : "", err, errlen);
 	sp = lines_new(c, (size_t)agent->max_line_length, err, errlen);
-	if (s.buf == NULL || s.results == NULL || sp == NULL) {
+	if (s.buf == NULL || s.results == NULL || s.batch == NULL || sp == NULL) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		goto out;
 	}
@@ -2242,7 +2192,7 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 		t->skip_line = rd.c->consumed;
 		t->skip_resume = rd.c->fed;
 	}
-	if (rd.c->consumed > t->f.offset || rd.dirty || s.n_events > 0) {
+	if (rd.c->consumed > t->f.offset || rd.dirty || spool_batch_count(s.batch) > 0) {
 		if (reader_commit(&rd, rd.c->consumed) < 0) {
 			t->skip = 0;
 			goto out;

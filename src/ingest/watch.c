@@ -1256,15 +1256,24 @@ static void name_from_fd(struct watch *w, struct wtail *wt)
 /* ---- records of files not found at start ---------------------------------------------------- */
 
 struct reading_list {
+	struct watch *w;
 	struct spool_file *v;
 	size_t n, cap;
 };
 
+/* Keeps the records recover() looks for: only those of files no tail holds. A record is a few
+ * kilobytes (its path), and after the first scan of 1,000 new files all 1,000 are "reading":
+ * copying them all made the agent's peak memory. */
 static int collect_reading(const struct spool_file *f, void *ud)
 {
 	struct reading_list *l = ud;
+	long si;
 
 	if (f->state != SPOOL_FILE_READING)
+		return 0;
+	si = config_source_find(l->w->ctx.cfg, f->source);
+	if (si < 0 || !first_scan(l->w, (size_t)si) ||
+	    tail_find(l->w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL)
 		return 0;
 	if (grow((void **)&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
 		return -1;
@@ -1337,7 +1346,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
  * error, in `err`). */
 static int recover(struct watch *w, char *err, size_t errlen)
 {
-	struct reading_list l = {0};
+	struct reading_list l = {w, NULL, 0, 0};
 	char e[1024];
 	int rc = 0;
 

@@ -61,6 +61,17 @@
 #define SENDER_HELD_RULES_MAX 32 /* rules held for their meter, by name; more are not held */
 /* Aggregation windows are looked at this often at most, and when the next one is due. */
 #define SENDER_WINDOW_CHECK_MS 1000
+/* Deliveries are recorded in the spool together: at most this long after the first of them, or
+ * once this many wait. Every commit is an fsync and a few pages of WAL whatever it holds, so one
+ * per answer cost most of the sender's CPU time and kilobytes written per event; a crash loses
+ * at most these marks, and the events are sent again under the same identifiers, which Stripe
+ * answers as already there (docs/durability.md). Any other outcome is recorded at once. */
+#define SENDER_MARK_DELAY_MS 1000
+#define SENDER_MARK_BATCH (SENDER_QUEUE_MAX / 2)
+/* v1 requests kept for the next events once answered (stripe_request_reuse), at most. */
+#define SENDER_SPARE_MAX 64
+/* Queue items kept for the events loaded next, at most (two loads' worth). */
+#define SENDER_SPARE_ITEMS (2 * SENDER_LOAD_CHUNK)
 
 const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -130,6 +141,8 @@ struct sender {
 
 	struct sender_item **queue; /* in queue order; NULL slots are compacted away */
 	size_t n;
+	struct sender_item **spare_items; /* finished items, for the next events loaded */
+	size_t n_spare_items;
 	int64_t cursor; /* highest queue position loaded since the last reset */
 	int more;       /* the last load stopped because the queue was full */
 	struct event *loadbuf;
@@ -146,6 +159,11 @@ struct sender {
 	char (*errors)[EVENT_ERROR_MAX];
 	size_t n_marks, cap_marks;
 	int64_t next_mark_try;
+	int64_t marks_due; /* monotonic ms: when the waiting deliveries are recorded */
+	/* v1: finished requests, made with s->key, for the next events */
+	struct stripe_request *spare[SENDER_SPARE_MAX];
+	size_t n_spare;
+	int marks_now; /* an outcome other than a delivery waits: record at the next turn */
 
 	double tokens;
 	int64_t tokens_at;
@@ -310,16 +328,21 @@ static int64_t ratelogs_flush(struct sender *s, int64_t now, int force)
 
 /* ---- marks ---- */
 
-/* Records an outcome for the next spool_mark call. A later outcome for the same event replaces
- * an earlier unapplied one, so a spool that keeps failing cannot make the list grow. */
+/* Records an outcome for the next spool_mark call. While the spool refuses marks, a later
+ * outcome for the same event replaces an earlier unapplied one, so that the list cannot grow;
+ * otherwise an event has at most one: an outcome other than a delivery is applied at the next
+ * turn, before the event can be sent again, and a delivered event leaves the queue (spool_mark
+ * applies a list in order, so a repeated id would still end as its last mark says). */
 static int mark_add(struct sender *s, const struct event *ev, enum event_state state,
                     const char *error)
 {
-	size_t i;
+	size_t i = s->n_marks;
 
-	for (i = 0; i < s->n_marks; i++) {
-		if (s->marks[i].id == ev->id)
-			break;
+	if (s->mark_failures > 0) {
+		for (i = 0; i < s->n_marks; i++) {
+			if (s->marks[i].id == ev->id)
+				break;
+		}
 	}
 	if (i == s->n_marks) {
 		if (s->n_marks == s->cap_marks) {
@@ -338,6 +361,10 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 		}
 		s->n_marks++;
 	}
+	if (s->marks_due == 0)
+		s->marks_due = clock_mono_ms() + SENDER_MARK_DELAY_MS;
+	if (state != EVENT_DELIVERED || s->n_marks >= SENDER_MARK_BATCH)
+		s->marks_now = 1;
 	s->marks[i].id = ev->id;
 	s->marks[i].state = state;
 	s->marks[i].attempts = ev->attempts;
@@ -352,8 +379,9 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 	return 0;
 }
 
-/* Applies every recorded outcome in one transaction; on failure they are kept for the next try. */
-static int marks_apply(struct sender *s, int64_t now)
+/* Applies every recorded outcome in one transaction, if they are due (SENDER_MARK_DELAY_MS) or
+ * `force`; on failure they are kept for the next try. Returns 0 (applied or not due yet) or -1. */
+static int marks_apply(struct sender *s, int64_t now, int force)
 {
 	char err[512] = "";
 
@@ -361,6 +389,8 @@ static int marks_apply(struct sender *s, int64_t now)
 		return 0;
 	if (now < s->next_mark_try)
 		return -1;
+	if (!force && !s->marks_now && now < s->marks_due)
+		return 0;
 	for (size_t i = 0; i < s->n_marks; i++)
 		s->marks[i].error = s->errors[i][0] != '\0' ? s->errors[i] : NULL;
 	if (spool_mark(s->sp, s->marks, s->n_marks, err, sizeof(err)) != 0) {
@@ -381,15 +411,29 @@ static int marks_apply(struct sender *s, int64_t now)
 	s->mark_failures = 0;
 	s->n_marks = 0;
 	s->next_mark_try = 0;
+	s->marks_due = 0;
+	s->marks_now = 0;
 	return 0;
 }
 
 /* ---- the queue ---- */
 
+/* "customer SEP event_name" into `key` (EVENT_CUSTOMER_MAX + EVENT_NAME_MAX + 1 bytes, which
+ * always hold it): what snprintf would write, without its cost on every event loaded. */
+static void pair_key(char *key, const struct event *ev)
+{
+	size_t c = strnlen(ev->customer, sizeof(ev->customer) - 1);
+	size_t e = strnlen(ev->event_name, sizeof(ev->event_name) - 1);
+
+	memcpy(key, ev->customer, c);
+	key[c] = SENDER_KEY_SEP;
+	memcpy(key + c + 1, ev->event_name, e);
+	key[c + 1 + e] = '\0';
+}
+
 static void item_key(struct sender_item *it)
 {
-	snprintf(it->key, sizeof(it->key), "%s%c%s", it->ev.customer, SENDER_KEY_SEP,
-	         it->ev.event_name);
+	pair_key(it->key, &it->ev);
 }
 
 /* Drops finished items, keeping the queue order. */
@@ -414,8 +458,7 @@ static struct sender_pair *pair_of(struct sender *s, const struct event *ev)
 {
 	struct sender_pair probe, *p, **slot;
 
-	snprintf(probe.key, sizeof(probe.key), "%s%c%s", ev->customer, SENDER_KEY_SEP,
-	         ev->event_name);
+	pair_key(probe.key, ev);
 	slot = tfind(&probe, &s->pairs, pair_cmp);
 	if (slot != NULL)
 		return *slot;
@@ -423,8 +466,8 @@ static struct sender_pair *pair_of(struct sender *s, const struct event *ev)
 	if (p == NULL)
 		return NULL;
 	memcpy(p->key, probe.key, sizeof(p->key));
-	snprintf(p->customer, sizeof(p->customer), "%s", ev->customer);
-	snprintf(p->event_name, sizeof(p->event_name), "%s", ev->event_name);
+	memcpy(p->customer, ev->customer, strnlen(ev->customer, sizeof(p->customer) - 1));
+	memcpy(p->event_name, ev->event_name, strnlen(ev->event_name, sizeof(p->event_name) - 1));
 	if (tsearch(p, &s->pairs, pair_cmp) == NULL) {
 		free(p);
 		return NULL;
@@ -485,17 +528,28 @@ static void item_finish(struct sender *s, size_t idx)
 		it->pair->queued--;
 		pair_release(s, it->pair);
 	}
-	free(it);
+	/* Kept for the next event loaded: an item is a few kilobytes, taken and given back for
+	 * every event sent. */
+	if (s->n_spare_items < SENDER_SPARE_ITEMS)
+		s->spare_items[s->n_spare_items++] = it;
+	else
+		free(it);
 	s->queue[idx] = NULL;
 }
 
 /* Puts `ev` at the end of the queue, counted in pair `p`. Returns 0, or -1 if out of memory. */
 static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
 {
-	struct sender_item *it = calloc(1, sizeof(*it));
+	struct sender_item *it;
 
-	if (it == NULL)
-		return -1;
+	if (s->n_spare_items > 0) {
+		it = s->spare_items[--s->n_spare_items];
+		memset(it, 0, sizeof(*it));
+	} else {
+		it = calloc(1, sizeof(*it));
+		if (it == NULL)
+			return -1;
+	}
 	it->ev = *ev;
 	item_key(it);
 	it->pair = p;
@@ -867,6 +921,22 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	return 1;
 }
 
+/* Keeps a finished v1 request (out of the multi handle) for a later event, or frees it. */
+static void spare_put(struct sender *s, struct stripe_request *req)
+{
+	if (s->n_spare < SENDER_SPARE_MAX)
+		s->spare[s->n_spare++] = req;
+	else
+		stripe_request_free(req);
+}
+
+/* Frees the kept requests: at the end, and when the key may have changed. */
+static void spares_drop(struct sender *s)
+{
+	while (s->n_spare > 0)
+		stripe_request_free(s->spare[--s->n_spare]);
+}
+
 /* Starts the request of `it`. Returns 0, or -1 (it was given a backoff; logged). */
 static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 {
@@ -875,7 +945,15 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	CURLMcode mc;
 
 	it->started = (int64_t)time(NULL);
-	req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
+	if (s->n_spare > 0) {
+		req = s->spare[--s->n_spare];
+		if (stripe_request_reuse(req, &it->ev, it, err, sizeof(err)) != 0) {
+			stripe_request_free(req);
+			req = NULL;
+		}
+	} else {
+		req = stripe_request_new(s->cfg, s->key, &it->ev, it, err, sizeof(err));
+	}
 	if (req == NULL) {
 		log_err("cannot build the request for event %lld: %s", (long long)it->ev.id, err);
 		goto fail;
@@ -1012,6 +1090,7 @@ static void pause_end(struct sender *s, int64_t now)
 	explicit_bzero(s->key, sizeof(s->key));
 	memcpy(s->key, key, sizeof(s->key));
 	explicit_bzero(key, sizeof(key));
+	spares_drop(s);           /* made with the old key */
 	rate_init(s);             /* the key may now be of another kind */
 	session_drop(s->session); /* made with the key Stripe refused */
 	s->session_retry_at = 0;
@@ -1443,7 +1522,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	stats_request(s, easy, out);
 	curl_multi_remove_handle(s->multi, easy);
-	stripe_request_free(req);
+	spare_put(s, req);
 	it->req = NULL;
 	tdelete(it->key, &s->inflight_keys, key_cmp);
 	s->inflight--;
@@ -2021,7 +2100,8 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
 	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
-	if (s->queue == NULL || s->loadbuf == NULL) {
+	s->spare_items = calloc(SENDER_SPARE_ITEMS, sizeof(*s->spare_items));
+	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL) {
 		err_set(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -2055,12 +2135,18 @@ void sender_free(struct sender *s)
 	}
 	if (s->multi != NULL)
 		abandon_inflight(s, 0);
+	spares_drop(s);
 	tdestroy(s->inflight_keys, key_nofree);
 	if (s->queue != NULL) {
 		for (size_t i = 0; i < s->n; i++)
 			free(s->queue[i]);
 	}
 	free(s->queue);
+	if (s->spare_items != NULL) {
+		for (size_t i = 0; i < s->n_spare_items; i++)
+			free(s->spare_items[i]);
+	}
+	free(s->spare_items);
 	pairs_clear(s);
 	free(s->over);
 	free(s->loadbuf);
@@ -2227,13 +2313,16 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		CURLMcode mc;
 
 		health_beat(HEALTH_SENDER); /* each turn, at least every SENDER_POLL_MAX_MS */
-		now = clock_mono_ms();
 		mc = curl_multi_perform(s->multi, &running);
 		if (mc != CURLM_OK)
 			log_err("curl_multi_perform: %s", curl_multi_strerror(mc));
+		/* After the transfers: an answer curl_multi_perform read is of now, and its
+		 * Retry-After counts from it, not from before the request was even sent (a loaded
+		 * machine showed it: test_sender's 429 retried 1 s after the turn began). */
+		now = clock_mono_ms();
 		collect_done(s, now);
 		if (s->n_marks > 0)
-			marks_apply(s, now);
+			marks_apply(s, now, 0);
 
 		if (!stopping && atomic_load(&s->stop)) {
 			stopping = 1;
@@ -2269,8 +2358,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 			wake = s->v2 ? start_batches(s, now) : start_requests(s, now);
 		else
 			wake = s->pause_until;
+		/* --once with nothing left to send records what it has at once. */
 		if (s->n_marks > 0)
-			marks_apply(s, now);
+			marks_apply(s, now, once && s->n == 0 && s->inflight == 0);
 
 		wake = min64(wake, s->next_reload);
 		wake = min64(wake, s->next_window_check);
@@ -2289,7 +2379,9 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 	poll:
 		if (s->n_marks > 0)
-			wake = min64(wake, s->next_mark_try);
+			wake = min64(wake, s->next_mark_try > now ? s->next_mark_try
+			                   : s->marks_now         ? now
+			                                          : s->marks_due);
 		if (s->next_spool_try > now)
 			wake = min64(wake, s->next_spool_try);
 		timeout = wake == INT64_MAX ? SENDER_POLL_MAX_MS : wake - now;
@@ -2314,7 +2406,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 	ratelogs_flush(s, now, 1);
 	if (s->n_marks > 0) {
 		s->next_mark_try = 0;
-		if (marks_apply(s, now) != 0 && !stopping && !s->fatal) {
+		if (marks_apply(s, now, 1) != 0 && !stopping && !s->fatal) {
 			/* Those events are sent again next time; Stripe answers "already exists".
 			 */
 			s->fatal = 1;

@@ -82,6 +82,11 @@ static size_t body_append(struct body_buf *b, const char *data, size_t n, size_t
 struct stripe_request {
 	CURL *easy;
 	struct curl_slist *headers; /* one of them holds the key: wiped in _free */
+	/* A meter event's Idempotency-Key: a list node of its own ahead of `headers`, so that a
+	 * request used again for another event changes it in place (stripe_request_reuse). */
+	struct curl_slist idem;
+	char idem_line[32 + EVENT_IDEMPOTENCY_KEY_MAX];
+	char form[EVENT_FORM_BODY_MAX]; /* a meter event's body, which libcurl borrows */
 	struct event ev;
 	void *ud;
 	struct body_buf body;   /* the response body, at most STRIPE_BODY_MAX bytes kept */
@@ -946,9 +951,9 @@ static int request_init(struct stripe_request *req, const struct config *cfg, co
 	if (add_header(&req->headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
 		goto fail_oom;
 	if (idem != NULL) {
-		snprintf(line, sizeof(line), "Idempotency-Key: %s", idem);
-		if (add_header(&req->headers, line) != 0)
-			goto fail_oom;
+		snprintf(req->idem_line, sizeof(req->idem_line), "Idempotency-Key: %s", idem);
+		req->idem.data = req->idem_line;
+		req->idem.next = req->headers;
 	}
 	if (cfg->stripe.account != NULL) {
 		snprintf(line, sizeof(line), "Stripe-Account: %s", cfg->stripe.account);
@@ -979,8 +984,11 @@ static int request_init(struct stripe_request *req, const struct config *cfg, co
 	       config_api_base_is_local(base) ? (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP)
 	                                      : (long)CURLPROTO_HTTPS);
 #endif
-	SETOPT(req->easy, CURLOPT_HTTPHEADER, req->headers);
-	SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, body);
+	SETOPT(req->easy, CURLOPT_HTTPHEADER, idem != NULL ? &req->idem : req->headers);
+	if (body == req->form)
+		SETOPT(req->easy, CURLOPT_POSTFIELDS, body); /* borrowed: it lives in req */
+	else
+		SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, body);
 	SETOPT(req->easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
 	SETOPT(req->easy, CURLOPT_TIMEOUT_MS, timeout);
 	SETOPT(req->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
@@ -1006,22 +1014,35 @@ out:
 	return rc;
 }
 
+/* Points `req` at `ev`: its copy of the event, its body and its Idempotency-Key line. Returns 0
+ * or -1. */
+static int request_event(struct stripe_request *req, const struct event *ev, void *ud, char *idem,
+                         char *err, size_t errlen)
+{
+	if (ev->identifier[0] == '\0' ||
+	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
+	    !header_safe(ev->identifier) || event_idempotency_key(ev, idem) != 0) {
+		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
+		return -1;
+	}
+	req->ev = *ev;
+	req->ud = ud;
+	if (event_form_body_write(&req->ev, req->form, sizeof(req->form)) == 0) {
+		err_set(err, errlen, "event %lld does not fit a request body", (long long)ev->id);
+		return -1;
+	}
+	return 0;
+}
+
 struct stripe_request *stripe_request_new(const struct config *cfg, const char *api_key,
                                           const struct event *ev, void *ud, char *err,
                                           size_t errlen)
 {
 	struct stripe_request *req = NULL;
-	char *form = NULL;
 	char idem[EVENT_IDEMPOTENCY_KEY_MAX];
 
 	if (cfg == NULL || api_key == NULL || ev == NULL) {
 		err_set(err, errlen, "stripe_request_new: missing argument");
-		return NULL;
-	}
-	if (ev->identifier[0] == '\0' ||
-	    strnlen(ev->identifier, EVENT_IDENTIFIER_MAX) >= EVENT_IDENTIFIER_MAX ||
-	    !header_safe(ev->identifier) || event_idempotency_key(ev, idem) != 0) {
-		err_set(err, errlen, "event %lld has no usable identifier", (long long)ev->id);
 		return NULL;
 	}
 	req = calloc(1, sizeof(*req));
@@ -1029,22 +1050,43 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
 		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
-	req->ev = *ev;
-	req->ud = ud;
-	form = event_form_body(&req->ev);
-	if (form == NULL) {
-		err_set(err, errlen, "out of memory building the request body");
-		goto fail;
+	if (request_event(req, ev, ud, idem, err, errlen) != 0 ||
+	    request_init(req, cfg, cfg->stripe.api_base, STRIPE_ENDPOINT, api_key, idem,
+	                 "application/x-www-form-urlencoded", req->form, err, errlen) != 0) {
+		stripe_request_free(req);
+		return NULL;
 	}
-	if (request_init(req, cfg, cfg->stripe.api_base, STRIPE_ENDPOINT, api_key, idem,
-	                 "application/x-www-form-urlencoded", form, err, errlen) != 0)
-		goto fail;
-	free(form);
 	return req;
-fail:
-	free(form);
-	stripe_request_free(req);
-	return NULL;
+}
+
+int stripe_request_reuse(struct stripe_request *req, const struct event *ev, void *ud, char *err,
+                         size_t errlen)
+{
+	char idem[EVENT_IDEMPOTENCY_KEY_MAX];
+
+	if (req == NULL || ev == NULL || req->idem.data == NULL) {
+		err_set(err, errlen, "stripe_request_reuse: not a meter event request");
+		return -1;
+	}
+	if (request_event(req, ev, ud, idem, err, errlen) != 0)
+		return -1;
+	snprintf(req->idem_line, sizeof(req->idem_line), "Idempotency-Key: %s", idem);
+	/* The answer of the previous event is forgotten; its buffer is kept. */
+	req->body.len = 0;
+	if (req->body.p != NULL)
+		req->body.p[0] = '\0';
+	req->should_retry = -1;
+	req->replayed = 0;
+	req->retry_after_ms = -1;
+	req->rl_reason[0] = '\0';
+	req->location[0] = '\0';
+	req->errbuf[0] = '\0';
+	/* The same buffer, but libcurl takes the length of the new body from its text. */
+	if (curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->form) != CURLE_OK) {
+		err_set(err, errlen, "libcurl refused CURLOPT_POSTFIELDS");
+		return -1;
+	}
+	return 0;
 }
 
 struct stripe_request *stripe_request_new_post(const struct config *cfg, const char *base,

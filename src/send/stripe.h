@@ -123,6 +123,15 @@ struct stripe_request *stripe_request_new(const struct config *cfg, const char *
                                           const struct event *ev, void *ud, char *err,
                                           size_t errlen);
 
+/* Points a finished request of stripe_request_new (removed from its multi handle) at another
+ * event `ev` (copied) and `ud`, keeping its easy handle, its headers but the Idempotency-Key
+ * (that of `ev`), the key and the settings it was made with: a sender that keeps its finished
+ * requests builds no handle, header list or URL per event (libcurl keeps the connection in the
+ * multi handle either way). Returns 0, or -1 with `err` (the request is unchanged then, or for a
+ * body that did not fit, holds no event: free it). */
+int stripe_request_reuse(struct stripe_request *req, const struct event *ev, void *ud, char *err,
+                         size_t errlen);
+
 /* A request of another shape than one v1 meter event (the v2 meter event session and stream,
  * send/stripe_v2.h): POST {base}{path} with the JSON `body`, Authorization: Bearer `token` (the
  * secret key, or a session's authentication token; copied, and scrubbed from answers as the key

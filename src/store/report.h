@@ -32,9 +32,10 @@ int spool_file_events(struct spool *sp, int64_t file_id, int64_t *out, char *err
 
 /* Calls cb(rule, customer_key, value, timestamp, file_id, ud) for each event, in any state,
  * whose timestamp (seconds since the epoch) is in [from, to], in no particular order; the
- * strings are valid during the call only. A full scan of the events table (no index on
- * timestamp): for backfill's look for lines of new content billed already (once per part of
- * content never read), not per event. Stops and returns -1 if cb does. Returns 0 or -1 (`err`). */
+ * strings are valid during the call only. A full scan of every batch, decoding each event (no
+ * index on timestamp): for backfill's look for lines of new content billed already (once per
+ * part of content never read), not per event. Stops and returns -1 if cb does. Returns 0 or -1
+ * (`err`). */
 int spool_events_between(struct spool *sp, int64_t from, int64_t to,
                          int (*cb)(const char *rule, const char *customer_key, const char *value,
                                    int64_t timestamp, int64_t file_id, void *ud),

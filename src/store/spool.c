@@ -1,6 +1,6 @@
 /* spool: the handle that every user of the spool shares (spool_int.h): opening and closing,
  * the statements of every user file prepared at open, error texts, binding and reading rows,
- * transactions, the instance id, durability. */
+ * transactions, the instance id, durability, the queue's row. */
 #include "store/spool.h"
 
 #include <errno.h>
@@ -22,11 +22,13 @@
 
 const struct spool_sql spool_handle_sql[] = {
     {ST_BEGIN, "BEGIN IMMEDIATE"},
+    {ST_BEGIN_READ, "BEGIN"},
     {ST_COMMIT, "COMMIT"},
     {ST_ROLLBACK, "ROLLBACK"},
     {ST_META_GET, "SELECT value FROM meta WHERE key = ?1"},
     {ST_META_PUT, "INSERT INTO meta(key, value) VALUES (?1, ?2)"
                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value"},
+    {ST_QUEUE_GET, "SELECT next_id, shift, delivered_through FROM queue"},
     {ST_COUNT_, NULL},
 };
 
@@ -95,6 +97,14 @@ void spool_fail(struct spool *sp, int rc, const char *what, char *err, size_t er
 
 	err_set(err, errlen, "spool %s: %s: %s: %s%s", sp->path, what, rc_name(rc), msg,
 	        spool_damage_hint(rc));
+}
+
+void spool_fail_damaged(struct spool *sp, int64_t batch_id, char *err, size_t errlen)
+{
+	sp->last_rc = SQLITE_CORRUPT;
+	sp->last_errno = 0;
+	err_set(err, errlen, "spool %s: the events of batch %" PRId64 " do not decode%s", sp->path,
+	        batch_id, spool_damage_hint(SQLITE_CORRUPT));
 }
 
 /* Leaves a statement ready for its next use, holding no pointer into the caller's memory. */
@@ -231,38 +241,29 @@ int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *
 	return 0;
 }
 
-int spool_row_event(const struct spool *sp, sqlite3_stmt *st, struct event *ev, char *err,
-                    size_t errlen)
+int spool_row_outcome(const struct spool *sp, sqlite3_stmt *st, struct spool_outcome *o, char *err,
+                      size_t errlen)
 {
-	int64_t state;
+	int64_t state = sqlite3_column_int64(st, SPOOL_OC_STATE);
 
-	memset(ev, 0, sizeof(*ev));
-	ev->id = sqlite3_column_int64(st, 0);
-	ev->file_id = sqlite3_column_int64(st, 1);
-	ev->line_offset = sqlite3_column_int64(st, 2);
-	spool_col_text(st, 3, ev->rule, sizeof(ev->rule));
-	spool_col_text(st, 4, ev->identifier, sizeof(ev->identifier));
-	spool_col_text(st, 5, ev->event_name, sizeof(ev->event_name));
-	spool_col_text(st, 6, ev->payload_customer_key, sizeof(ev->payload_customer_key));
-	spool_col_text(st, 7, ev->payload_value_key, sizeof(ev->payload_value_key));
-	spool_col_text(st, 8, ev->customer_key, sizeof(ev->customer_key));
-	spool_col_text(st, 9, ev->customer, sizeof(ev->customer));
-	spool_col_text(st, 10, ev->value, sizeof(ev->value));
-	ev->timestamp = sqlite3_column_int64(st, 11);
-	state = sqlite3_column_int64(st, 12);
+	o->id = sqlite3_column_int64(st, SPOOL_OC_ID);
 	if (state < EVENT_PENDING || state > EVENT_UNSURE) {
 		err_set(err, errlen, "spool %s: event %" PRId64 " has an invalid state %" PRId64,
-		        sp->path, ev->id, state);
+		        sp->path, o->id, state);
 		return -1;
 	}
-	ev->state = (enum event_state)state;
-	ev->attempts = sqlite3_column_int64(st, 13);
-	spool_col_text(st, 14, ev->last_error, sizeof(ev->last_error));
-	ev->created = sqlite3_column_int64(st, 15);
-	ev->delivered_at = sqlite3_column_int64(st, 16);
-	ev->key_generation = sqlite3_column_int64(st, 17);
-	ev->first_unknown = sqlite3_column_int64(st, 18);
-	ev->queue_seq = sqlite3_column_int64(st, 19);
+	o->state = (enum event_state)state;
+	o->attempts = sqlite3_column_int64(st, SPOOL_OC_ATTEMPTS);
+	o->key_generation = sqlite3_column_int64(st, SPOOL_OC_KEY_GENERATION);
+	o->first_unknown = sqlite3_column_int64(st, SPOOL_OC_FIRST_UNKNOWN);
+	spool_col_text(st, SPOOL_OC_LAST_ERROR, o->last_error, sizeof(o->last_error));
+	o->has_customer = sqlite3_column_type(st, SPOOL_OC_CUSTOMER) != SQLITE_NULL;
+	spool_col_text(st, SPOOL_OC_CUSTOMER, o->customer, sizeof(o->customer));
+	o->has_identifier = sqlite3_column_type(st, SPOOL_OC_IDENTIFIER) != SQLITE_NULL;
+	spool_col_text(st, SPOOL_OC_IDENTIFIER, o->identifier, sizeof(o->identifier));
+	o->queue_seq = sqlite3_column_int64(st, SPOOL_OC_QUEUE_SEQ);
+	o->updated = sqlite3_column_int64(st, SPOOL_OC_UPDATED);
+	o->delivered_at = sqlite3_column_int64(st, SPOOL_OC_DELIVERED_AT);
 	return 0;
 }
 
@@ -284,7 +285,28 @@ int spool_st_run(struct spool *sp, enum spool_stmt which, const char *what, char
 
 int spool_tx_begin(struct spool *sp, char *err, size_t errlen)
 {
+	sp->n_rules_safe = sp->n_rules;
 	return spool_st_run(sp, ST_BEGIN, "begin", err, errlen);
+}
+
+/* Forgets the cached rows of `rules` that a rolled-back transaction may have added. */
+static void forget_uncommitted(struct spool *sp)
+{
+	while (sp->n_rules > sp->n_rules_safe) {
+		struct spool_rule *r = &sp->rules[--sp->n_rules];
+
+		free(r->instance);
+		free(r->rule);
+		free(r->event_name);
+		free(r->payload_customer_key);
+		free(r->payload_value_key);
+	}
+	sp->dl_lo = sp->dl_hi = 0;
+}
+
+int spool_tx_begin_read(struct spool *sp, char *err, size_t errlen)
+{
+	return spool_st_run(sp, ST_BEGIN_READ, "begin", err, errlen);
 }
 
 /* Ends a failed transaction; the caller's err already says why it failed. */
@@ -292,6 +314,7 @@ void spool_tx_rollback(struct spool *sp)
 {
 	int rc;
 
+	forget_uncommitted(sp);
 	/* A failed statement may already have rolled the transaction back. */
 	if (sqlite3_get_autocommit(sp->db))
 		return;
@@ -375,18 +398,21 @@ int spool_exec(struct spool *sp, const char *sql, const char *what, char *err, s
 	return 0;
 }
 
-/* Prepares the statements of every user file. */
-static int prepare_all(struct spool *sp, char *err, size_t errlen)
+int spool_prepare(struct spool *sp, char *err, size_t errlen)
 {
 	static const struct spool_sql *const lists[] = {
-	    spool_handle_sql, spool_commit_sql, spool_queue_sql,
+	    spool_handle_sql, spool_events_sql, spool_commit_sql, spool_queue_sql,
 	    spool_query_sql,  spool_room_sql,   spool_window_sql,
 	};
 
 	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
 		for (const struct spool_sql *q = lists[l]; q->text != NULL; q++) {
-			int rc = sqlite3_prepare_v3(sp->db, q->text, -1, SQLITE_PREPARE_PERSISTENT,
-			                            &sp->st[q->which], NULL);
+			int rc;
+
+			if (sp->st[q->which] != NULL)
+				continue;
+			rc = sqlite3_prepare_v3(sp->db, q->text, -1, SQLITE_PREPARE_PERSISTENT,
+			                        &sp->st[q->which], NULL);
 
 			if (rc != SQLITE_OK) {
 				spool_fail(sp, rc, "preparing statements", err, errlen);
@@ -468,9 +494,14 @@ static struct spool *open_spool(const char *state_dir, enum spool_open_mode mode
 	}
 	sqlite3_extended_result_codes(sp->db, 1);
 	sqlite3_busy_timeout(sp->db, SPOOL_BUSY_TIMEOUT_MS);
+	sp->ids = event_ids_new();
+	if (sp->ids == NULL) {
+		err_set(err, errlen, "spool %s: libcrypto cannot make a digest context", sp->path);
+		goto fail;
+	}
 	if (spool_schema_setup(sp, err, errlen) < 0)
 		goto fail;
-	if (prepare_all(sp, err, errlen) < 0)
+	if (spool_prepare(sp, err, errlen) < 0)
 		goto fail;
 	if (marked && mode == SPOOL_READ_WRITE && spool_marker_sync(sp, state_dir, err, errlen) < 0)
 		goto fail;
@@ -510,11 +541,21 @@ void spool_free(struct spool *sp)
 	spool_extra_free(sp);
 	if (sp->db != NULL && sqlite3_close(sp->db) != SQLITE_OK)
 		log_err("spool %s: close: %s", sp->path, sqlite3_errmsg(sp->db));
+	for (size_t i = 0; i < sp->n_rules; i++) {
+		free(sp->rules[i].instance);
+		free(sp->rules[i].rule);
+		free(sp->rules[i].event_name);
+		free(sp->rules[i].payload_customer_key);
+		free(sp->rules[i].payload_value_key);
+	}
+	free(sp->rules);
+	spool_view_free(&sp->scan);
+	spool_view_free(&sp->look);
+	event_ids_free(sp->ids);
 	free(sp->path);
 	free(sp);
 }
 
-/* Reads meta[key] into out. Returns 1 if found, 0 if not, -1 on error. */
 int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
                    size_t errlen)
 {
@@ -621,6 +662,36 @@ fail:
 	if (in_tx)
 		spool_tx_rollback(sp);
 	return -1;
+}
+
+int spool_queue_get(struct spool *sp, struct spool_queue *q, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = sp->st[ST_QUEUE_GET];
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			err_set(err, errlen, "spool %s: the queue's row is missing%s", sp->path,
+			        spool_damage_hint(SQLITE_CORRUPT));
+		else
+			spool_fail(sp, rc, "reading the queue", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	q->next_id = sqlite3_column_int64(st, 0);
+	q->shift = sqlite3_column_int64(st, 1);
+	q->delivered = sqlite3_column_int64(st, 2);
+	spool_st_end(st);
+	if (q->next_id < 1 || q->shift < 0 || q->delivered < 0 || q->delivered >= q->next_id ||
+	    q->next_id > INT64_MAX / 4 || q->shift > INT64_MAX / 4) {
+		err_set(err, errlen,
+		        "spool %s: the queue's row is out of range (next id %" PRId64
+		        ", shift %" PRId64 ", delivered through %" PRId64 ")%s",
+		        sp->path, q->next_id, q->shift, q->delivered,
+		        spool_damage_hint(SQLITE_CORRUPT));
+		return -1;
+	}
+	return 0;
 }
 
 int spool_set_durability(struct spool *sp, enum config_durability d, char *err, size_t errlen)

@@ -1,8 +1,9 @@
 /* spool: the SQLite database (WAL) in the state directory where the two halves meet: the ingest
  * half commits events together with its files' checkpoints; the send half reads pending events
  * and marks them delivered or dead. Each thread opens its own struct spool. The functions are
- * implemented in one file per user (store/spool_int.h): spool.c (the handle), schema.c,
- * commit.c (ingest), queue.c (sender), query.c (status, export), replay.c, room.c (space). */
+ * implemented in one file per user (store/spool_int.h): spool.c (the handle), schema.c and
+ * migrate.c, batch.c (how a commit's events are stored), commit.c (ingest), events.c (reading
+ * events back), queue.c (sender), query.c (status, export), replay.c, room.c (space). */
 #ifndef LOGMETER_SPOOL_H
 #define LOGMETER_SPOOL_H
 
@@ -19,9 +20,12 @@
 /* PRAGMA user_version of the spool this logmeter writes. 1: the first release; 2: events gained
  * key_generation and first_unknown, and the unsure state; 3: events gained queue_seq, their
  * position in the sender's queue, so that a replay moves an event without changing its id; 4:
- * the aggregation windows (tables windows and window_lines).
+ * the aggregation windows (tables windows and window_lines); 5: the events of a commit are one
+ * row (a batch), identifiers are computed when events are read, delivery is a watermark, and
+ * only events with a history of their own (a retry, a dead letter, a replay) have a row of
+ * outcomes (docs/spool.md, "How events are stored").
  * Older spools are migrated by spool_open (read-write); newer ones are refused. */
-#define SPOOL_SCHEMA_VERSION 4
+#define SPOOL_SCHEMA_VERSION 5
 
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
@@ -126,14 +130,60 @@ int spool_file_find_path(struct spool *sp, const char *source, const char *path,
  * is kept (its uid is in identifiers). Returns 1 (deleted), 0 (kept, or no such record), or -1. */
 int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen);
 
-/* In one transaction: inserts the `n` events (INSERT OR IGNORE on (file_id, line_offset, rule):
- * a line read again adds nothing) and writes back the file record *f with its new checkpoint and
- * counters. Either all of it is committed or none of it. Sets each event's id and queue_seq when
- * inserted (0 if it was already there): its queue position comes after every position given
- * before, by a commit or a replay (see spool_pending). Returns 0, or -1 (nothing committed; for
- * example SQLITE_FULL). */
-int spool_commit(struct spool *sp, const struct spool_file *f, struct event *events, size_t n,
-                 char *err, size_t errlen);
+/* One event as the ingest half makes it of a line, for spool_batch_add. */
+struct spool_new_event {
+	int64_t line_offset;            /* where its line starts in the file, bytes */
+	const struct config_rule *rule; /* its name, event_name and payload keys (borrowed) */
+	const char *customer_key;       /* what the rule captured (NUL-terminated) */
+	const char *customer;           /* the Stripe customer id; "" if unmapped */
+	const char *value;              /* a decimal number as text */
+	int64_t timestamp;              /* seconds since the epoch */
+	const char *dead;   /* NULL: pending; else a dead letter from the start, with this reason
+	                       (an unmapped customer) */
+	int not_aggregated; /* an event of its own even if its rule aggregates (its window would
+	                       not take it); the events of an aggregating rule otherwise go into
+	                       their windows at commit (spool_commit) */
+};
+
+/* The events of one commit, gathered line by line before spool_commit. What a rule's events
+ * share (its name, event_name and payload keys, the instance) is stored once per rule, and an
+ * event keeps only its line offset, rule, customer key and customer, value and timestamp, a few
+ * dozen bytes; the identifier is not stored but computed when the event is read
+ * (docs/spool.md). Appending allocates only when the buffer grows. */
+struct spool_batch;
+
+/* A batch for the events of instance `instance` (copied; part of every identifier). Returns it
+ * (caller frees), or NULL if out of memory. */
+struct spool_batch *spool_batch_new(const char *instance, char *err, size_t errlen);
+
+/* Frees it. NULL is a no-op. */
+void spool_batch_free(struct spool_batch *b);
+
+/* Appends *ev. Events come in file order: an offset before the last one's is refused. Returns 0;
+ * 1 if a field does not fit an event (EVENT_*_MAX of core/event.h: nothing appended, the line is
+ * then invalid); -1 if out of memory or out of order (`err`). */
+int spool_batch_add(struct spool_batch *b, const struct spool_new_event *ev, char *err,
+                    size_t errlen);
+
+/* Events appended since the batch was made or last committed. */
+size_t spool_batch_count(const struct spool_batch *b);
+
+/* Bytes of stored events the batch holds: a commit of more than SPOOL_BATCH_BYTES_MAX is not
+ * made faster by growing, only bigger in memory. */
+size_t spool_batch_bytes(const struct spool_batch *b);
+#define SPOOL_BATCH_BYTES_MAX (1024 * 1024)
+
+/* In one transaction: stores the events of `b` (nothing of a line read again: an event whose
+ * line starts before the end of what the file's last batch covered is already spooled), adds
+ * the lines of aggregating rules to their windows (store/window.c; one a window does not take,
+ * say a timestamp outside Stripe's, is stored as an event of its own), and writes back the file
+ * record *f with its new checkpoint and counters. Either all of it is
+ * committed or none of it. The events get ids, and queue positions after every position given
+ * before, by a commit or a replay (see spool_pending). `b` is emptied either way (NULL: no
+ * events). Sets *added (if non-NULL) to the events stored. Returns 0, or -1 (nothing committed;
+ * for example SQLITE_FULL). */
+int spool_commit(struct spool *sp, const struct spool_file *f, struct spool_batch *b,
+                 int64_t *added, char *err, size_t errlen);
 
 /* Reads up to `max` pending events whose queue position (queue_seq) is after `after_seq`, in
  * queue order, into `out`. Sets *n. What it returns is on disk: with durability = normal (a
@@ -165,7 +215,10 @@ struct spool_mark {
 	int64_t when;           /* seconds since the epoch (delivered_at for EVENT_DELIVERED) */
 };
 
-/* Applies `n` marks in one transaction. Returns 0 or -1 (none applied). */
+/* Applies `n` marks in one transaction. A first attempt delivered (attempts 1, key generation 0,
+ * no unknown outcome) of an event with no history writes nothing of its own once the events
+ * before it are decided: the watermark of delivered events passes it. Anything else keeps a row
+ * of outcomes. An id that no longer exists has nothing to mark. Returns 0 or -1 (none applied). */
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err,
                size_t errlen);
 
@@ -346,8 +399,10 @@ int spool_usage(struct spool *sp, struct spool_usage *out, char *err, size_t err
 struct spool_prune {
 	int64_t delivered_before; /* retention: every event delivered before this time (seconds
 	                             since the epoch) goes; 0: this rule is off */
-	int64_t oldest;           /* room: then up to this many more go, those delivered first,
-	                             whatever their age; 0: this rule is off */
+	int64_t oldest;           /* room: then batches in the order of their commits (about
+	                             that of their deliveries), whatever their age, until this
+	                             many more went (the last batch may take a few more); 0:
+	                             this rule is off */
 };
 
 /* How many events each rule deleted. */
@@ -357,9 +412,11 @@ struct spool_pruned {
 };
 
 /* Applies both rules of *p in one transaction; src/ingest/space.c is its one caller (the ingest
- * thread's handle), for delivered_retention and to make room. The pages of what is deleted go to
- * SQLite's free list and are reused by new events. Fills *out if non-NULL. Returns 0 or -1
- * (nothing deleted). */
+ * thread's handle), for delivered_retention and to make room. Events are stored by commit, so
+ * they go a commit at a time: a batch whose every event is delivered, all before the cut-off for
+ * the first rule; the second rule takes whole batches until at least `oldest` events went. The
+ * pages of what is deleted go to SQLite's free list and are reused by new events. Fills *out if
+ * non-NULL. Returns 0 or -1 (nothing deleted). */
 int spool_prune(struct spool *sp, const struct spool_prune *p, struct spool_pruned *out, char *err,
                 size_t errlen);
 

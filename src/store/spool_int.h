@@ -1,7 +1,9 @@
 /* spool_int: what the files of the spool share, inside store/ only. The spool is split by its
  * users (docs/architecture.md): spool.c (the handle: open, statements, errors, transactions, the
- * instance id), schema.c (tables, migrations, row layouts, the check at start), commit.c (file
- * records and the ingest half's commits), queue.c (the sender's pending events and marks),
+ * instance id, the caches), schema.c (tables, migrations, row layouts, the check at start),
+ * migrate.c (schema 3's events into batches), batch.c (a commit's events as one blob), commit.c
+ * (file records and the ingest half's commits), events.c (an event read back: its batch, its
+ * outcomes, its identifier), queue.c (the sender's pending events, marks and the watermark),
  * query.c (counts and listings for status and export), replay.c, and room.c (size, pruning, WAL
  * checkpoints). Each keeps its SQL next to its code; spool_open prepares all of it. */
 #ifndef LOGMETER_SPOOL_INT_H
@@ -18,31 +20,55 @@
 enum spool_stmt {
 	/* spool.c */
 	ST_BEGIN,
+	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_META_GET,
 	ST_META_PUT,
+	ST_QUEUE_GET,
+	/* events.c */
+	ST_RULE_GET,
+	ST_FILE_NAMES,
+	ST_BATCH_AT,
+	ST_BATCHES_FROM,
+	ST_OUTCOME_GET,
+	ST_ROWS_IN,
+	ST_DELIVERY_OF,
 	/* commit.c */
 	ST_FILE_FIND,
 	ST_FILE_ADD,
 	ST_FILE_UPDATE,
-	ST_EVENT_INSERT,
+	ST_RULE_FIND,
+	ST_RULE_ADD,
+	ST_BATCH_LAST_END,
+	ST_BATCH_INSERT,
+	ST_OUTCOME_INSERT,
+	ST_QUEUE_NEXT,
 	/* queue.c */
-	ST_QUEUE_END,
-	ST_PENDING,
-	ST_PENDING_PAIR,
-	ST_MARK,
+	ST_PENDING_ROWS,
+	ST_BATCH_OF_SEQ,
+	ST_OUTCOME_MARK,
+	ST_ROWS_AFTER,
+	ST_BATCH_AFTER,
+	ST_ABSORB_FIRST,
+	ST_ABSORB,
+	ST_DELIVERY_LAST,
+	ST_DELIVERY_ADD,
+	ST_DELIVERY_EXTEND,
+	ST_QUEUE_WATERMARK,
 	/* query.c */
 	ST_FILES_ALL,
 	ST_COUNTS,
 	ST_LAST_ERROR,
-	ST_EVENTS_PENDING,
-	ST_EVENTS_DELIVERED,
-	ST_EVENTS_DEAD,
-	ST_EVENTS_UNSURE,
+	ST_ROWS_OF_STATE,
 	/* room.c */
-	ST_PRUNE_EXPIRED,
-	ST_PRUNE_OLDEST,
+	ST_PRUNE_CANDIDATES,
+	ST_PRUNE_ROWS_BAD,
+	ST_PRUNE_ROWS_LAST,
+	ST_PRUNE_BATCH,
+	ST_PRUNE_ROWS,
+	ST_PRUNE_DELIVERIES,
+	ST_PRUNE_EXPIRY_END,
 	/* window.c */
 	ST_WINDOW_FIND,
 	ST_WINDOW_ADD,
@@ -77,11 +103,129 @@ enum spool_xstmt { SPOOL_XST_GET, SPOOL_XST_MARKS_PUT, SPOOL_XST_UTF8_PUT, SPOOL
 /* The lists of each file; spool_open prepares them all and refuses to open if a slot is left
  * without a statement. */
 extern const struct spool_sql spool_handle_sql[];
+extern const struct spool_sql spool_events_sql[];
 extern const struct spool_sql spool_commit_sql[];
 extern const struct spool_sql spool_queue_sql[];
 extern const struct spool_sql spool_query_sql[];
 extern const struct spool_sql spool_room_sql[];
 extern const struct spool_sql spool_window_sql[];
+
+/* ---- a batch's events, decoded (batch.c, events.c) ---- */
+
+/* One event of a batch as stored: the text fields point into the batch's blob, not
+ * NUL-terminated. */
+struct spool_item {
+	int64_t id, queue_seq;
+	int64_t line_offset, timestamp;
+	int64_t rule_id; /* a row of `rules` */
+	const char *customer_key, *customer, *value;
+	size_t customer_key_len, customer_len, value_len;
+};
+
+/* A row of `batches` being read: its columns, a copy of its blob, and where decoding stands
+ * (`next` events decoded, the next one at byte `pos`). A handle keeps two: one for reading in
+ * order, one for looking events up by id. */
+struct spool_view {
+	int64_t id, n, file_id, first_offset, end_offset, queue_seq, created;
+	unsigned char *blob;
+	size_t len, cap;
+	int64_t *rule_ids;
+	size_t n_rules, cap_rules;
+	int64_t next, offset, timestamp;
+	size_t pos;
+	struct spool_item last; /* the last decoded */
+	int loaded;
+};
+
+/* Parses the blob's header and rewinds to its first event. Returns 0, or -1 if the blob is not
+ * a batch of format 1 (damage). */
+int spool_view_start(struct spool_view *v);
+
+/* Decodes the next event into *it. Returns 1, 0 at the end, or -1 on damage. */
+int spool_view_next(struct spool_view *v, struct spool_item *it);
+
+/* Decodes event `id` of the view into *it (rewinding if it is behind). Returns 1, 0 if the batch
+ * has no such event, -1 on damage. */
+int spool_view_seek(struct spool_view *v, int64_t id, struct spool_item *it);
+
+/* Writes the header of a blob whose events refer to `n_rules` rows of `rules` into `out` (room
+ * for 1 + 10 * (n_rules + 1) bytes). Returns its length. */
+size_t spool_blob_header(unsigned char *out, const int64_t *rule_ids, size_t n_rules);
+
+/* What commit.c takes of a struct spool_batch (batch.c). spool_batch_stored: its events stored
+ * in the batch itself; spool_batch_aggregated: those of aggregating rules, for their windows
+ * (NULL if none). */
+void spool_batch_clear(struct spool_batch *b);
+size_t spool_batch_stored(const struct spool_batch *b);
+const struct spool_batch *spool_batch_aggregated(const struct spool_batch *b);
+const char *spool_batch_instance(const struct spool_batch *b);
+size_t spool_batch_rules(const struct spool_batch *b, const struct config_rule *const **rules);
+const unsigned char *spool_batch_events(const struct spool_batch *b, size_t *len);
+int64_t spool_batch_first_offset(const struct spool_batch *b);
+size_t spool_batch_n_dead(const struct spool_batch *b);
+/* Dead letter `i` of the batch: returns its event's index, sets *reason. */
+size_t spool_batch_dead(const struct spool_batch *b, size_t i, const char **reason);
+
+/* ---- outcomes ---- */
+
+/* A row of `outcomes`: the state of an event with a history of its own, overriding what its
+ * batch and the watermark say. Text fields are "" when NULL; has_customer/has_identifier tell
+ * an override from none. */
+struct spool_outcome {
+	int64_t id;
+	enum event_state state;
+	int64_t attempts, key_generation, first_unknown, queue_seq, updated, delivered_at;
+	char last_error[EVENT_ERROR_MAX];
+	char customer[EVENT_CUSTOMER_MAX];
+	char identifier[EVENT_IDENTIFIER_MAX];
+	int has_customer, has_identifier;
+};
+
+#define SPOOL_OUTCOME_COLUMNS                                                                      \
+	"id, state, attempts, key_generation, first_unknown, last_error, customer, identifier,"    \
+	" queue_seq, updated, delivered_at"
+
+#define SPOOL_BATCH_COLUMNS "id, n, file_id, first_offset, end_offset, queue_seq, created, events"
+
+/* An outcome that the watermark absorbs: delivered at its first attempt, with nothing else to
+ * remember. Written for an event delivered before the events ahead of it were decided. */
+#define SPOOL_OUTCOME_PLAIN                                                                        \
+	"state = 1 AND attempts <= 1 AND key_generation = 0 AND first_unknown IS NULL AND"         \
+	" last_error IS NULL AND customer IS NULL AND identifier IS NULL"
+
+/* Reads a row of SPOOL_OUTCOME_COLUMNS. Returns 0, or -1 if its state is not an enum
+ * event_state (`err`). */
+int spool_row_outcome(const struct spool *sp, sqlite3_stmt *st, struct spool_outcome *o, char *err,
+                      size_t errlen);
+
+/* The row of `outcomes` of event `id` into *o. Returns 1, 0 if it has none, -1 on error. */
+int spool_outcome_get(struct spool *sp, int64_t id, struct spool_outcome *o, char *err,
+                      size_t errlen);
+
+/* ---- the handle ---- */
+
+/* A row of `rules`, cached in the handle: rows never change, so a cached one stays true. */
+struct spool_rule {
+	int64_t id;
+	char *instance, *rule, *event_name, *payload_customer_key, *payload_value_key;
+};
+
+/* The source and uid of a file record, cached: they never change for an id. */
+struct spool_file_names {
+	int64_t id;
+	char source[128];
+	char uid[SPOOL_UID_MAX];
+};
+
+#define SPOOL_FILE_CACHE 8
+
+/* The queue's one row. */
+struct spool_queue {
+	int64_t next_id;   /* the id of the next event committed */
+	int64_t shift;     /* queue positions replays handed out, in all */
+	int64_t delivered; /* the watermark: every event up to this id is delivered, unless it
+	                      has a row of outcomes that says otherwise */
+};
 
 struct spool {
 	sqlite3 *db;
@@ -92,6 +236,15 @@ struct spool {
 	/* spool_set_durability's: with NORMAL, what spool_pending returns is synced first. */
 	enum config_durability durability;
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
+	struct event_ids *ids;   /* for the identifiers of events read back */
+	struct spool_rule *rules;
+	size_t n_rules, cap_rules;
+	size_t n_rules_safe; /* those known committed: a rollback forgets the rest */
+	struct spool_file_names files[SPOOL_FILE_CACHE];
+	size_t next_file;
+	struct spool_view scan, look;
+	/* The row of `deliveries` last used: events lo < id <= hi were delivered at first_at. */
+	int64_t dl_lo, dl_hi, dl_first;
 	/* What `path` was when the handle opened it (spool_check_file): a spool.db removed or
 	 * replaced under a running agent is noticed before the next commit goes into it. */
 	int pinned;
@@ -118,16 +271,11 @@ extern const char spool_extra_schema[];
 void spool_extra_free(struct spool *sp);
 int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
-/* The columns spool_row_file and spool_row_event read, in their order. */
+/* The columns spool_row_file reads, in their order. */
 #define SPOOL_FILE_COLUMNS                                                                         \
 	"id, uid, source, path, dev, ino, fp_len, fp_hash, \"offset\", check_len, check_hash, "    \
 	"size, state, lines, matched, unmatched, invalid, long_lines, nul_bytes, events, resets, " \
 	"first_seen, updated"
-
-#define SPOOL_EVENT_COLUMNS                                                                        \
-	"id, file_id, line_offset, rule, identifier, event_name, payload_customer_key, "           \
-	"payload_value_key, customer_key, customer, value, timestamp, state, attempts, "           \
-	"last_error, created, delivered_at, key_generation, first_unknown, queue_seq"
 
 /* ---- errors ---- */
 
@@ -135,6 +283,9 @@ int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err
  * `err`, and keeps rc and errno for spool_failed_full. Call it right after the failing call,
  * before a ROLLBACK replaces the connection's message. */
 void spool_fail(struct spool *sp, int rc, const char *what, char *err, size_t errlen);
+
+/* "spool PATH: batch ID is damaged ...": a blob that does not decode. */
+void spool_fail_damaged(struct spool *sp, int64_t batch_id, char *err, size_t errlen);
 
 /* ---- statements: binding, reading, stepping ---- */
 
@@ -159,11 +310,6 @@ void spool_col_text(sqlite3_stmt *st, int i, char *out, size_t outlen);
 int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *f, char *err,
                    size_t errlen);
 
-/* Reads a row of SPOOL_EVENT_COLUMNS into *ev. Returns 0, or -1 if its state is not an enum
- * event_state (`err`). */
-int spool_row_event(const struct spool *sp, sqlite3_stmt *st, struct event *ev, char *err,
-                    size_t errlen);
-
 /* Steps the handle's statement `which`, which returns no row, and ends it. Returns 0 or -1
  * (`err` names `what`). */
 int spool_st_run(struct spool *sp, enum spool_stmt which, const char *what, char *err,
@@ -177,10 +323,15 @@ int spool_pragma_int(struct spool *sp, const char *sql, int64_t *out, char *err,
 /* sqlite3_exec of `sql`. Returns 0 or -1 (`err` names `what`). */
 int spool_exec(struct spool *sp, const char *sql, const char *what, char *err, size_t errlen);
 
-/* ---- transactions (BEGIN IMMEDIATE: the write lock is taken at once) ---- */
+/* ---- transactions ---- */
 
-/* Begins a write transaction. Returns 0 or -1. */
+/* Begins a write transaction (BEGIN IMMEDIATE: the write lock is taken at once). Returns 0 or
+ * -1. */
 int spool_tx_begin(struct spool *sp, char *err, size_t errlen);
+
+/* Begins a read transaction (BEGIN): what the statements until spool_tx_commit read is one
+ * snapshot. Returns 0 or -1. */
+int spool_tx_begin_read(struct spool *sp, char *err, size_t errlen);
 
 /* Commits; a failed commit is rolled back. Returns 0 or -1. */
 int spool_tx_commit(struct spool *sp, char *err, size_t errlen);
@@ -199,43 +350,31 @@ int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *
  * at most 32. Returns 0 or -1. */
 int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 
-/* ---- the queue's order (queue.c) ---- */
-
-/* meta key: the queue positions replays have handed out, in all (absent: 0). An event inserted
- * takes position id + shift, a replayed one max(id) + shift + 1 (and the shift grows by one), so
- * every new position comes after every position given before, without a write per commit and
- * without changing an event's id. This holds while ids grow, i.e. unless the newest event itself
- * was pruned (SQLite then gives its id again: https://www.sqlite.org/autoinc.html), as it did
- * for the ids that ordered the queue before schema 3. */
-#define SPOOL_META_QUEUE_SHIFT "queue_shift"
-
-/* Reads, inside the caller's write transaction, the highest event id (0 if none) and the
- * queue shift. Returns 0 or -1. */
-int spool_queue_end(struct spool *sp, int64_t *max_id, int64_t *shift, char *err, size_t errlen);
-
-/* Reads meta[key] into `out` (`outlen` bytes). Returns 1 if found, 0 if not, -1 on error. */
-int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
-                   size_t errlen);
-
 /* The meta key of the instance id (spool_instance). */
 #define SPOOL_INSTANCE_KEY "instance"
 /* The meta key of the spool's random id (marker.c), part of window identifiers (window.c). */
 #define SPOOL_ID_KEY "spool_id"
 
-/* Inside the caller's write transaction: inserts *ev with id *next and queue position
- * *next + shift (ON CONFLICT of its line's position: nothing); advances *next if it was new and
- * sets ev->id, ev->queue_seq, ev->created (else sets them to 0). Returns 0 or -1. */
-int spool_event_insert(struct spool *sp, struct event *ev, int64_t now, int64_t *next,
-                       int64_t shift, char *err, size_t errlen);
+/* ---- aggregation windows (window.c) ---- */
 
 /* Inside spool_commit's transaction: adds the value of the line event *ev (ev->window_s > 0) to
  * its window (window.c): the window of its timestamp if that one is still open at `now`, else
  * the next open one (counted as late); a line read again goes where it went the first time.
  * Returns 0, 1 if the event is not to be aggregated (a timestamp Stripe would refuse, a value
  * beyond exact sums or one that would give the window's total more than Stripe's 15
- * significant digits, docs/stripe-contract.md section 15): it is then inserted as an event of
+ * significant digits, docs/stripe-contract.md section 15): it is then stored as an event of
  * its own; or -1. */
 int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen);
+
+/* Inside the caller's write transaction: stores *ev (its rule, event_name, payload keys,
+ * customer_key, customer, value, timestamp, file_id and line_offset, which may be negative: a
+ * window's meter event has no line) as an event of its own, in a batch of one, with id
+ * q->next_id and queue position q->next_id + q->shift, advancing q->next_id and the queue's row;
+ * with a row of outcomes if its identifier is given (ev->identifier not "": a window's, which no
+ * stored field gives) or it is dead (ev->state EVENT_DEAD, ev->last_error). Sets ev->id and
+ * ev->queue_seq. Returns 0 or -1. */
+int spool_event_store_one(struct spool *sp, struct spool_queue *q, struct event *ev, int64_t now,
+                          char *err, size_t errlen);
 
 /* Inside spool_prune's transaction, after meter events were pruned: drops the lines of the
  * closed windows whose meter event is gone, and the rows of those whose start is older than
@@ -247,13 +386,108 @@ int spool_windows_prune(struct spool *sp, char *err, size_t errlen);
 /* Writes meta[key] = `value` (text). Returns 0 or -1. */
 int spool_meta_put(struct spool *sp, const char *key, const char *value, char *err, size_t errlen);
 
-/* ---- the schema (schema.c) ---- */
+/* Reads meta[key] into `out`. Returns 1 if found, 0 if not, -1 on error. */
+int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
+                   size_t errlen);
+
+/* ---- the queue's order (queue.c, commit.c, replay.c) ---- */
+
+/* Reads the queue's row into *q. An event committed takes id next_id and position
+ * next_id + shift; a replayed one position next_id + shift and the shift grows by one: every new
+ * position comes after every position given before, without changing an event's id. Returns 0
+ * or -1. */
+int spool_queue_get(struct spool *sp, struct spool_queue *q, char *err, size_t errlen);
+
+/* ---- reading events back (events.c) ---- */
+
+/* The row of `rules` with this id (cached). Returns it (owned by the handle), or NULL (`err`). */
+const struct spool_rule *spool_rule_of(struct spool *sp, int64_t id, char *err, size_t errlen);
+
+/* Loads into *v the batch holding event `id`. Returns 1, 0 if no batch holds it, -1 on error
+ * (a damaged blob too). */
+int spool_view_load(struct spool *sp, struct spool_view *v, int64_t id, char *err, size_t errlen);
+
+/* Loads into *v the row of `batches` the statement `st` (SPOOL_BATCH_COLUMNS) is on, unless *v
+ * already holds it. Returns 0 or -1 (a damaged blob). */
+int spool_view_take(struct spool *sp, struct spool_view *v, sqlite3_stmt *st, char *err,
+                    size_t errlen);
+
+/* Frees what a view holds. */
+void spool_view_free(struct spool_view *v);
+
+/* Fills *ev with the event `it` of batch `v`: what its batch, rule and file say, its identifier,
+ * and what its row of outcomes `o` says (NULL: it has none: then its state is delivered if its
+ * id is at most the watermark `delivered`, else pending). Returns 0 or -1. */
+int spool_event_fill(struct spool *sp, const struct spool_view *v, const struct spool_item *it,
+                     const struct spool_outcome *o, int64_t delivered, struct event *ev, char *err,
+                     size_t errlen);
+
+/* Decodes event `id` from its batch into *it, with the handle's lookup view (sp->look, which
+ * then holds its batch). Returns 1, 0 if no batch holds it, -1 on error. */
+int spool_item_of(struct spool *sp, int64_t id, struct spool_item *it, char *err, size_t errlen);
+
+/* Reads event `id` whole: its batch, its row of outcomes, the watermark (`q`). Returns 1, 0 if
+ * there is no such event, -1 on error. */
+int spool_event_get(struct spool *sp, const struct spool_queue *q, int64_t id, struct event *ev,
+                    char *err, size_t errlen);
+
+/* The ids of the rows of `outcomes` with lo <= id < hi, in order, into the handle-owned array
+ * *ids (grown as needed; *cap its size). Sets *n. Returns 0 or -1. */
+int spool_rows_in(struct spool *sp, int64_t lo, int64_t hi, int64_t **ids, size_t *n, size_t *cap,
+                  char *err, size_t errlen);
+
+/* Calls cb for every event whose row of outcomes is absent (plain: pending after the watermark,
+ * delivered up to it) with from <= id <= to, in id order. Stops when cb returns non-zero (that
+ * value is returned; 1 means "enough"); -1 on error. */
+int spool_plain_foreach(struct spool *sp, int64_t from, int64_t to,
+                        int (*cb)(struct spool *sp, const struct spool_view *v,
+                                  const struct spool_item *it, void *ud),
+                        void *ud, char *err, size_t errlen);
+
+/* ---- storing events (commit.c), for the ingest half and migrations ---- */
+
+/* The id of the row of `rules` for `rule` of `instance`, added if new (inside the caller's write
+ * transaction). Returns 0 or -1. */
+int spool_rule_id(struct spool *sp, const char *instance, const struct config_rule *rule,
+                  int64_t *id, char *err, size_t errlen);
+
+/* Stores the events of `b` as batch `id` (ids id .. id + n - 1) of file `file_id`, covering up
+ * to `end_offset`, at queue positions from `queue_seq`, made at `created`, with rows of outcomes
+ * for its dead letters; inside the caller's write transaction. Returns 0 or -1. */
+int spool_batch_store(struct spool *sp, int64_t id, int64_t file_id, int64_t end_offset,
+                      int64_t queue_seq, int64_t created, const struct spool_batch *b, char *err,
+                      size_t errlen);
+
+/* Inserts or replaces the row of outcomes *o (its id is the event's). Returns 0 or -1. */
+int spool_outcome_put(struct spool *sp, const struct spool_outcome *o, char *err, size_t errlen);
+
+/* ---- the schema (schema.c, migrate.c) ---- */
 
 /* Sets up a newly opened handle: for SPOOL_READ_WRITE, WAL mode, synchronous=FULL, foreign keys,
  * and the schema created or migrated to SPOOL_SCHEMA_VERSION in one transaction; for
  * SPOOL_READ_ONLY, a check that the schema is this version. Refuses a newer schema. Returns 0 or
  * -1. */
 int spool_schema_setup(struct spool *sp, char *err, size_t errlen);
+
+/* Prepares the handle's statements of every user file (those not prepared yet): at open, once
+ * the schema is this version, and by a migration that needs them. Returns 0 or -1. */
+int spool_prepare(struct spool *sp, char *err, size_t errlen);
+
+/* The statements that make the tables and indexes of the current schema in an empty database. */
+extern const char spool_schema_sql[];
+
+/* Makes schema 3's events table, with its constraints, under the name "legacy_events": where
+ * `spool recover` puts the events it finds in an older spool before they are migrated. */
+extern const char spool_legacy_events_sql[];
+
+/* Moves the events of a table of schema 3's layout named `table` (in the handle's database,
+ * inside the caller's write transaction; its rows left as they are) into the tables of the
+ * current schema: batches of consecutive ids of one file, one commit and one instance's
+ * identifiers, rows of outcomes for what is not plainly pending or delivered, the watermark and
+ * the delivery times. Used by the migration from schema 3 and by `spool recover` for the
+ * events it finds in an older layout. Sets *moved (if non-NULL). Returns 0 or -1. */
+int spool_migrate_events(struct spool *sp, const char *table, int64_t *moved, char *err,
+                         size_t errlen);
 
 /* The columns of a files row, in the order of its record (the table's column order); the same in
  * every schema version. */
@@ -284,9 +518,10 @@ enum spool_file_col {
 	SPOOL_FILE_NCOLS
 };
 
-/* The columns of an events row, in the order of its record. A schema version only ever adds
- * columns at the end (a migration that copies the table keeps the order), so a row of an older
- * version has the first columns of this list: see spool_event_layout. */
+/* The columns of an events row of schemas 1 to 4, in the order of its record. A schema version
+ * only ever added columns at the end (a migration that copied the table kept the order), so a
+ * row of an older version has the first columns of this list: see spool_event_layout. Schema 5
+ * has no events table: `spool recover` still reads such rows of older spools. */
 enum spool_event_col {
 	SPOOL_EC_ID,
 	SPOOL_EC_FILE_ID,
@@ -318,8 +553,55 @@ struct spool_event_layout {
 	enum event_state max_state; /* the highest state it can hold */
 };
 
-/* The layout of an events row of schema `version`, or NULL if there is no such version (0, or
- * newer than SPOOL_SCHEMA_VERSION). Static storage. */
+/* The layout of an events row of schema `version` (1 to 4), or NULL if that version has none.
+ * Static storage. */
 const struct spool_event_layout *spool_event_layout(int64_t version);
+
+/* The columns of the rows of schema 5's tables, in the order of their records. */
+enum spool_batch_col {
+	SPOOL_BC_ID,
+	SPOOL_BC_N,
+	SPOOL_BC_FILE_ID,
+	SPOOL_BC_FIRST_OFFSET,
+	SPOOL_BC_END_OFFSET,
+	SPOOL_BC_QUEUE_SEQ,
+	SPOOL_BC_CREATED,
+	SPOOL_BC_EVENTS,
+	SPOOL_BATCH_NCOLS
+};
+
+enum spool_outcome_col {
+	SPOOL_OC_ID,
+	SPOOL_OC_STATE,
+	SPOOL_OC_ATTEMPTS,
+	SPOOL_OC_KEY_GENERATION,
+	SPOOL_OC_FIRST_UNKNOWN,
+	SPOOL_OC_LAST_ERROR,
+	SPOOL_OC_CUSTOMER,
+	SPOOL_OC_IDENTIFIER,
+	SPOOL_OC_QUEUE_SEQ,
+	SPOOL_OC_UPDATED,
+	SPOOL_OC_DELIVERED_AT,
+	SPOOL_OUTCOME_NCOLS
+};
+
+enum spool_rule_col {
+	SPOOL_RC_ID,
+	SPOOL_RC_INSTANCE,
+	SPOOL_RC_RULE,
+	SPOOL_RC_EVENT_NAME,
+	SPOOL_RC_PAYLOAD_CUSTOMER_KEY,
+	SPOOL_RC_PAYLOAD_VALUE_KEY,
+	SPOOL_RULE_NCOLS
+};
+
+/* `deliveries` (through, first_at, last_at) and `queue` (next_id, shift, delivered_through)
+ * both have three columns: the first of a deliveries record is its rowid alias (NULL). */
+#define SPOOL_DELIVERY_NCOLS 3
+#define SPOOL_QUEUE_NCOLS 3
+
+/* Counts the events of the database `db` by state (spool_counts, and `spool check` and `spool
+ * recover` on their own connections). Returns an SQLite result code (SQLITE_OK). */
+int spool_counts_db(sqlite3 *db, struct spool_counts *out);
 
 #endif

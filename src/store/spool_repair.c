@@ -115,10 +115,19 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
 		}
 		sqlite3_finalize(st);
 		st = NULL;
-		info->pending = count_query(db, "SELECT count(*) FROM events WHERE state = 0");
-		info->delivered = count_query(db, "SELECT count(*) FROM events WHERE state = 1");
-		info->dead = count_query(db, "SELECT count(*) FROM events WHERE state = 2");
-		info->unsure = count_query(db, "SELECT count(*) FROM events WHERE state = 3");
+		struct spool_counts c;
+
+		if (spool_counts_db(db, &c) == SQLITE_OK) {
+			info->pending = c.pending;
+			info->delivered = c.delivered;
+			info->dead = c.dead;
+			info->unsure = c.unsure;
+		} else {
+			cb("the events cannot be counted (the queue's row is missing or "
+			   "unreadable)",
+			   ud);
+			problems++;
+		}
 		info->files = count_query(db, "SELECT count(*) FROM files");
 	}
 	ret = problems > 0 ? 1 : 0;
@@ -133,7 +142,9 @@ out:
 #define WAL_HEADER 32
 #define WAL_FRAME_HEADER 24
 #define LOCK_BYTE_OFFSET 0x40000000LL /* the lock-byte page is never used for data */
-#define MAX_PAYLOAD (1 << 20)         /* no spool row is near 1 MiB: a bigger cell is garbage */
+/* No spool row is near 2 MiB (a batch holds at most SPOOL_BATCH_BYTES_MAX of events and one
+ * more): a bigger cell is garbage. */
+#define MAX_PAYLOAD (2 << 20)
 #define MAX_COLS 32
 
 struct pager {
@@ -489,13 +500,67 @@ static int64_t event_version(const struct col *c, int nc)
 	return c[SPOOL_EC_IDENTIFIER].n > 0 && c[SPOOL_EC_IDENTIFIER].n < 101 ? v : 0;
 }
 
+/* Schema 5's rows (schema.c): column 0 of batches, outcomes, rules and deliveries is the rowid
+ * alias, stored as NULL; the queue's row has three integers. */
+static int looks_like_batch(const struct col *c, int nc)
+{
+	if (nc != SPOOL_BATCH_NCOLS || c[SPOOL_BC_ID].type != SQLITE_NULL ||
+	    c[SPOOL_BC_EVENTS].type != SQLITE_BLOB || c[SPOOL_BC_EVENTS].n == 0)
+		return 0;
+	for (int i = SPOOL_BC_N; i < SPOOL_BC_EVENTS; i++)
+		if (!is_int(&c[i]))
+			return 0;
+	return c[SPOOL_BC_N].i > 0;
+}
+
+static int looks_like_outcome(const struct col *c, int nc)
+{
+	return nc == SPOOL_OUTCOME_NCOLS && c[SPOOL_OC_ID].type == SQLITE_NULL &&
+	       is_int(&c[SPOOL_OC_STATE]) && c[SPOOL_OC_STATE].i >= EVENT_PENDING &&
+	       c[SPOOL_OC_STATE].i <= EVENT_UNSURE && is_int(&c[SPOOL_OC_ATTEMPTS]) &&
+	       is_int(&c[SPOOL_OC_KEY_GENERATION]) && int_or_null(&c[SPOOL_OC_FIRST_UNKNOWN]) &&
+	       (is_text(&c[SPOOL_OC_LAST_ERROR]) || c[SPOOL_OC_LAST_ERROR].type == SQLITE_NULL) &&
+	       (is_text(&c[SPOOL_OC_CUSTOMER]) || c[SPOOL_OC_CUSTOMER].type == SQLITE_NULL) &&
+	       (is_text(&c[SPOOL_OC_IDENTIFIER]) || c[SPOOL_OC_IDENTIFIER].type == SQLITE_NULL) &&
+	       is_int(&c[SPOOL_OC_QUEUE_SEQ]) && is_int(&c[SPOOL_OC_UPDATED]) &&
+	       int_or_null(&c[SPOOL_OC_DELIVERED_AT]);
+}
+
+static int looks_like_rule(const struct col *c, int nc)
+{
+	if (nc != SPOOL_RULE_NCOLS || c[SPOOL_RC_ID].type != SQLITE_NULL)
+		return 0;
+	for (int i = SPOOL_RC_INSTANCE; i < SPOOL_RULE_NCOLS; i++)
+		if (!is_text(&c[i]))
+			return 0;
+	return 1;
+}
+
+static int looks_like_delivery(const struct col *c, int nc)
+{
+	return nc == SPOOL_DELIVERY_NCOLS && c[0].type == SQLITE_NULL && is_int(&c[1]) &&
+	       is_int(&c[2]);
+}
+
+static int looks_like_queue(const struct col *c, int nc)
+{
+	return nc == SPOOL_QUEUE_NCOLS && is_int(&c[0]) && is_int(&c[1]) && is_int(&c[2]) &&
+	       c[0].i >= 1 && c[1].i >= 0 && c[2].i >= 0;
+}
+
 /* ---- writing the new database ---------------------------------------------------------------- */
 
 struct builder {
 	sqlite3 *db;
+	int64_t version; /* of the old spool: events of an older layout are taken only from one */
 	sqlite3_stmt *ins_event, *find_event, *del_event;
 	sqlite3_stmt *ins_file, *find_file, *del_file;
 	sqlite3_stmt *ins_meta;
+	sqlite3_stmt *ins_batch, *find_batch, *del_batch;
+	sqlite3_stmt *ins_outcome, *find_outcome, *del_outcome;
+	sqlite3_stmt *ins_rule, *find_rule, *del_rule;
+	sqlite3_stmt *ins_delivery, *find_delivery, *del_delivery;
+	sqlite3_stmt *ins_queue;
 	struct spool_recover_stats *st;
 };
 
@@ -555,7 +620,7 @@ static int put_row(struct builder *b, sqlite3_stmt *ins, sqlite3_stmt *find, sql
 
 	while ((rc = sqlite3_step(find)) == SQLITE_ROW) {
 		int64_t old_upd = sqlite3_column_int64(find, 1);
-		int64_t new_upd = cols[upd].type == SQLITE_INTEGER ? cols[upd].i : 0;
+		int64_t new_upd = upd >= 0 && cols[upd].type == SQLITE_INTEGER ? cols[upd].i : 0;
 
 		if (old_upd >= new_upd)
 			newer = 0;
@@ -602,17 +667,48 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		            SPOOL_FC_UPDATED, file_key, 1);
 		return r < 0 ? -1 : 0;
 	}
-	if (nc > 0 && event_version(cols, nc) > 0) {
+	/* Rows of an older layout in a spool of schema 5 are stale copies its migration left. */
+	if (nc > 0 && b->version < SPOOL_SCHEMA_VERSION && event_version(cols, nc) > 0) {
 		r = put_row(b, b->ins_event, b->find_event, b->del_event, rowid, cols, nc,
 		            SPOOL_EC_UPDATED, event_key, 3);
 		return r < 0 ? -1 : 0;
 	}
-	/* sqlite_schema rows (5 columns) and anything else are not spool rows. file_extra's
-	 * (store/extra.c: 3 columns, the first the rowid alias) are left behind on purpose: head
-	 * marks and UTF-8 counts bill nothing, and the rebuilt spool starts them anew. */
+	/* file_extra's rows (store/extra.c: 3 columns, the first the rowid alias, the last a blob
+	 * or NULL, unlike a row of deliveries) are left behind on purpose: head marks and UTF-8
+	 * counts bill nothing, and the rebuilt spool starts them anew. */
 	if (nc == 3 && cols[0].type == SQLITE_NULL && is_int(&cols[1]) &&
 	    (cols[2].type == SQLITE_BLOB || cols[2].type == SQLITE_NULL))
 		return 0;
+	if (nc > 0 && looks_like_batch(cols, nc)) {
+		r = put_row(b, b->ins_batch, b->find_batch, b->del_batch, rowid, cols, nc,
+		            SPOOL_BC_CREATED, NULL, 0);
+		return r < 0 ? -1 : 0;
+	}
+	if (nc > 0 && looks_like_outcome(cols, nc)) {
+		r = put_row(b, b->ins_outcome, b->find_outcome, b->del_outcome, rowid, cols, nc,
+		            SPOOL_OC_UPDATED, NULL, 0);
+		return r < 0 ? -1 : 0;
+	}
+	if (nc > 0 && looks_like_rule(cols, nc)) {
+		static const int rule_key[] = {SPOOL_RC_INSTANCE, SPOOL_RC_RULE,
+		                               SPOOL_RC_EVENT_NAME, SPOOL_RC_PAYLOAD_CUSTOMER_KEY,
+		                               SPOOL_RC_PAYLOAD_VALUE_KEY};
+
+		r = put_row(b, b->ins_rule, b->find_rule, b->del_rule, rowid, cols, nc, -1,
+		            rule_key, 5);
+		return r < 0 ? -1 : 0;
+	}
+	if (nc > 0 && looks_like_delivery(cols, nc)) {
+		r = put_row(b, b->ins_delivery, b->find_delivery, b->del_delivery, rowid, cols, nc,
+		            2, NULL, 0);
+		return r < 0 ? -1 : 0;
+	}
+	if (nc > 0 && looks_like_queue(cols, nc)) {
+		for (int i = 0; i < 3; i++)
+			bind_col(b->ins_queue, i + 1, &cols[i]);
+		return step_done(b->ins_queue) == SQLITE_DONE ? 0 : -1;
+	}
+	/* sqlite_schema rows (5 columns) and anything else are not spool rows. */
 	if (nc != 5)
 		b->st->cells_skipped++;
 	return 0;
@@ -683,23 +779,27 @@ static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
 	return 0;
 }
 
+/* Schema 3's events table, into which `spool recover` puts the events it finds in an older
+ * spool, for spool_migrate_events to move into batches as the migration would. */
+#define LEGACY_EVENTS "legacy_events"
+
 static int builder_prepare(struct builder *b)
 {
-	/* put_row binds column k of a row (enum spool_event_col, spool_file_col) to ?k+1, so the
-	 * inserts name the columns in record order; a row of an older schema leaves the columns it
-	 * lacks unbound (NULL). */
-	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 4,
-	               "the events insert below names every column of the current layout");
+	/* put_row binds column k of a row (enum spool_event_col, spool_file_col...) to ?k+1, so
+	 * the inserts name the columns in record order; a row of an older schema leaves the
+	 * columns it lacks unbound (NULL). */
+	_Static_assert(SPOOL_EVENT_NCOLS == 21 && SPOOL_SCHEMA_VERSION == 5,
+	               "the inserts below name every column of the current layouts");
 	static const char *const sql[] = {
-	    "INSERT INTO events(id, file_id, line_offset, rule, identifier, event_name,"
+	    "INSERT INTO " LEGACY_EVENTS "(id, file_id, line_offset, rule, identifier, event_name,"
 	    " payload_customer_key, payload_value_key, customer_key, customer, value, timestamp,"
 	    " state, attempts, last_error, created, delivered_at, updated, key_generation,"
 	    " first_unknown, queue_seq)"
 	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
 	    "?18, coalesce(?19, 0), ?20, coalesce(?21, ?1))",
-	    "SELECT id, coalesce(updated, 0) FROM events WHERE id = ?1"
+	    "SELECT id, coalesce(updated, 0) FROM " LEGACY_EVENTS " WHERE id = ?1"
 	    " OR (file_id = ?2 AND line_offset = ?3 AND rule = ?4)",
-	    "DELETE FROM events WHERE id = ?1",
+	    "DELETE FROM " LEGACY_EVENTS " WHERE id = ?1",
 	    "INSERT INTO files(id, uid, source, path, dev, ino, fp_len, fp_hash, \"offset\","
 	    " check_len, check_hash, size, state, lines, matched, unmatched, invalid, long_lines,"
 	    " nul_bytes, events, resets, first_seen, updated)"
@@ -708,9 +808,33 @@ static int builder_prepare(struct builder *b)
 	    "SELECT id, updated FROM files WHERE id = ?1 OR uid = ?2",
 	    "DELETE FROM files WHERE id = ?1",
 	    "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+	    "INSERT INTO batches(" SPOOL_BATCH_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	    "SELECT id, created FROM batches WHERE id = ?1",
+	    "DELETE FROM batches WHERE id = ?1",
+	    "INSERT INTO outcomes(" SPOOL_OUTCOME_COLUMNS ")"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	    "SELECT id, updated FROM outcomes WHERE id = ?1",
+	    "DELETE FROM outcomes WHERE id = ?1",
+	    "INSERT INTO rules(id, instance, rule, event_name, payload_customer_key,"
+	    " payload_value_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	    "SELECT id, 0 FROM rules WHERE id = ?1 OR (instance = ?2 AND rule = ?3 AND"
+	    " event_name = ?4 AND payload_customer_key = ?5 AND payload_value_key = ?6)",
+	    "DELETE FROM rules WHERE id = ?1",
+	    "INSERT INTO deliveries(through, first_at, last_at) VALUES (?1, ?2, ?3)",
+	    "SELECT through, last_at FROM deliveries WHERE through = ?1",
+	    "DELETE FROM deliveries WHERE through = ?1",
+	    /* Of several copies of the queue's row, the furthest of each: nothing given twice. */
+	    "UPDATE queue SET next_id = max(next_id, ?1), shift = max(shift, ?2),"
+	    " delivered_through = max(delivered_through, ?3)",
 	};
-	sqlite3_stmt **out[] = {&b->ins_event, &b->find_event, &b->del_event, &b->ins_file,
-	                        &b->find_file, &b->del_file,   &b->ins_meta};
+	sqlite3_stmt **out[] = {
+	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,     &b->find_file,
+	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,   &b->del_batch,
+	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,     &b->find_rule,
+	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery, &b->ins_queue};
+
+	_Static_assert(sizeof(sql) / sizeof(sql[0]) == sizeof(out) / sizeof(out[0]),
+	               "one statement per slot");
 
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
 		if (sqlite3_prepare_v2(b->db, sql[i], -1, out[i], NULL) != SQLITE_OK)
@@ -721,8 +845,11 @@ static int builder_prepare(struct builder *b)
 /* Finalizes the statements (before COMMIT and close); safe to call twice. */
 static void builder_finalize(struct builder *b)
 {
-	sqlite3_stmt **all[] = {&b->ins_event, &b->find_event, &b->del_event, &b->ins_file,
-	                        &b->find_file, &b->del_file,   &b->ins_meta};
+	sqlite3_stmt **all[] = {
+	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,     &b->find_file,
+	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,   &b->del_batch,
+	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,     &b->find_rule,
+	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery, &b->ins_queue};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -854,6 +981,7 @@ static int recover_rows(const char *db_path, struct builder *b, char *err, size_
 		goto out;
 	}
 	version = be32(page + 60);
+	b->version = version;
 	if (version > SPOOL_SCHEMA_VERSION) {
 		err_set(err, errlen,
 		        "%s has schema version %" PRId64
@@ -908,13 +1036,160 @@ out:
 	return ret;
 }
 
+/* Files whose records were lost keep a placeholder, "gone", that no real file matches (its
+ * source is ""): the events of such a file cannot get their identifiers (the uid is part of
+ * them), so those not delivered yet become dead letters rather than be sent under new ones. */
+static int placeholders(sqlite3 *db, int64_t now, struct spool_recover_stats *st, char *err,
+                        size_t errlen)
+{
+	char sql[1024];
+
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated)"
+	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
+	         " printf('(lost file record %%d)', file_id), 0, 0, '%s', %" PRId64 ", %" PRId64
+	         " FROM (SELECT file_id FROM batches UNION SELECT file_id FROM " LEGACY_EVENTS
+	         ") WHERE file_id NOT IN (SELECT id FROM files)",
+	         spool_file_state_name(SPOOL_FILE_GONE), now, now);
+	if (exec_sql(db, sql, err, errlen) < 0)
+		return -1;
+	st->lost_files = sqlite3_changes(db);
+	return 0;
+}
+
+#define LOST_REASON                                                                                \
+	"lost in spool recover: its file record or rule was lost, so its identifier cannot be "    \
+	"computed; not sent"
+
+/* Every event of batch `v` not known delivered becomes a dead letter with LOST_REASON. */
+static int batch_lost(struct spool *sp, const struct spool_view *v, const struct spool_queue *q,
+                      int64_t now, char *err, size_t errlen)
+{
+	for (int64_t id = v->id; id < v->id + v->n; id++) {
+		struct spool_outcome o;
+		int has = spool_outcome_get(sp, id, &o, err, errlen);
+
+		if (has < 0)
+			return -1;
+		if (has ? o.state != EVENT_PENDING : id <= q->delivered)
+			continue;
+		if (!has) {
+			memset(&o, 0, sizeof(o));
+			o.id = id;
+			o.queue_seq = v->queue_seq + (id - v->id);
+		}
+		o.state = EVENT_DEAD;
+		o.updated = now;
+		snprintf(o.last_error, sizeof(o.last_error), "%s", LOST_REASON);
+		if (spool_outcome_put(sp, &o, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* After the rows are in: the legacy events moved into batches, the queue's row made consistent
+ * with what survived, and the events whose identifiers are lost made dead letters. */
+static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st, char *err,
+                  size_t errlen)
+{
+	sqlite3_stmt *q = NULL;
+	struct spool_queue queue;
+	int64_t legacy = 0, *damaged = NULL;
+	size_t n_damaged = 0;
+	int rc, ret = -1;
+
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (spool_pragma_int(sp, "SELECT count(*) FROM " LEGACY_EVENTS, &legacy, err, errlen) < 0)
+		goto out;
+	if (legacy > 0 && spool_migrate_events(sp, LEGACY_EVENTS, NULL, err, errlen) < 0)
+		goto out;
+	/* New ids after every recovered one; the watermark no further than the rows of
+	 * deliveries say it reached (whichever copy of the queue's row survived); new queue
+	 * positions after every recovered one. */
+	if (spool_exec(
+	        sp,
+	        "DROP TABLE " LEGACY_EVENTS ";"
+	        "DELETE FROM meta WHERE key = 'queue_shift';"
+	        "UPDATE queue SET next_id = max(next_id,"
+	        " coalesce((SELECT max(id + n) FROM batches), 1));"
+	        "UPDATE queue SET delivered_through = min(next_id - 1, max(delivered_through,"
+	        " coalesce((SELECT max(through) FROM deliveries), 0)));"
+	        "UPDATE queue SET shift = max(shift, coalesce(max("
+	        " (SELECT max(queue_seq + n) FROM batches),"
+	        " (SELECT max(queue_seq) + 1 FROM outcomes)) - next_id, 0));",
+	        "making the queue consistent", err, errlen) < 0)
+		goto out;
+	if (spool_queue_get(sp, &queue, err, errlen) < 0)
+		goto out;
+	/* Placeholder rules for rule ids no surviving row of rules has. */
+	rc = sqlite3_prepare_v2(sp->db,
+	                        "SELECT " SPOOL_BATCH_COLUMNS ", (SELECT source FROM files f"
+	                        " WHERE f.id = b.file_id) FROM batches b ORDER BY id",
+	                        -1, &q, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const unsigned char *src = sqlite3_column_text(q, SPOOL_BATCH_NCOLS);
+		int lost = src == NULL || src[0] == '\0';
+
+		rc = SQLITE_OK;
+		if (spool_view_take(sp, &sp->scan, q, err, errlen) < 0) {
+			/* Its blob does not decode: nothing of it can be read, now or later. */
+			int64_t *p = realloc(damaged, (n_damaged + 1) * sizeof(*p));
+
+			if (p == NULL) {
+				err_set(err, errlen, "out of memory");
+				goto out;
+			}
+			damaged = p;
+			damaged[n_damaged++] = sqlite3_column_int64(q, SPOOL_BC_ID);
+			continue;
+		}
+		for (size_t i = 0; i < sp->scan.n_rules && !lost; i++) {
+			if (spool_rule_of(sp, sp->scan.rule_ids[i], err, errlen) == NULL)
+				lost = 1;
+		}
+		if (lost && batch_lost(sp, &sp->scan, &queue, now, err, errlen) < 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "checking the recovered batches", err, errlen);
+		goto out;
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	for (size_t i = 0; i < n_damaged; i++) {
+		char sql[160];
+
+		snprintf(sql, sizeof(sql),
+		         "DELETE FROM outcomes WHERE id >= %" PRId64 " AND id < %" PRId64
+		         " + (SELECT n FROM batches WHERE id = %" PRId64 ");"
+		         "DELETE FROM batches WHERE id = %" PRId64 ";",
+		         damaged[i], damaged[i], damaged[i], damaged[i]);
+		if (spool_exec(sp, sql, "dropping a damaged batch", err, errlen) < 0)
+			goto out;
+		st->cells_skipped++;
+	}
+	if (spool_tx_commit(sp, err, errlen) < 0)
+		goto done;
+	ret = 0;
+	goto done;
+out:
+	sqlite3_finalize(q);
+	spool_tx_rollback(sp);
+done:
+	free(damaged);
+	return ret;
+}
+
 static int build_new(const char *old_db, const char *tmpdir, struct spool_recover_stats *st,
                      int64_t now, char *err, size_t errlen)
 {
 	struct builder b;
 	struct spool *sp;
-	char path[4096 + 64], sql[512];
+	struct spool_counts counts;
+	char path[4096 + 64];
 	sqlite3_stmt *q = NULL;
+	int64_t v;
 	int ret = -1;
 
 	memset(&b, 0, sizeof(b));
@@ -925,6 +1200,7 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	if (sp == NULL)
 		return -1;
 	spool_free(sp);
+	sp = NULL;
 	if (spool_path_of(tmpdir, path, sizeof(path), err, errlen) < 0)
 		goto out;
 	if (sqlite3_open_v2(path, &b.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
@@ -935,62 +1211,18 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	/* Nothing of it counts until it is synced and renamed into place. */
 	if (exec_sql(b.db, "PRAGMA synchronous=OFF", err, errlen) < 0 ||
 	    exec_sql(b.db, "PRAGMA foreign_keys=OFF", err, errlen) < 0 ||
-	    exec_sql(b.db, "BEGIN", err, errlen) < 0)
+	    exec_sql(b.db, "BEGIN", err, errlen) < 0 ||
+	    exec_sql(b.db, spool_legacy_events_sql, err, errlen) < 0)
 		goto out;
 	if (builder_prepare(&b) < 0) {
 		err_set(err, errlen, "building the new spool: %s", sqlite3_errmsg(b.db));
 		goto out;
 	}
-	if (recover_rows(old_db, &b, err, errlen) < 0)
+	if (recover_rows(old_db, &b, err, errlen) < 0 ||
+	    placeholders(b.db, now, st, err, errlen) < 0)
 		goto out;
-	/* Events whose file record was lost keep a placeholder: the foreign key holds, the file
-	 * is listed as gone, and no real file matches it (its source is ""). */
-	snprintf(sql, sizeof(sql),
-	         "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated)"
-	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
-	         " printf('(lost file record %%d)', file_id), 0, 0, '%s', %" PRId64 ", %" PRId64
-	         " FROM events WHERE file_id NOT IN (SELECT id FROM files)",
-	         spool_file_state_name(SPOOL_FILE_GONE), now, now);
-	if (exec_sql(b.db, sql, err, errlen) < 0)
-		goto out;
-	st->lost_files = sqlite3_changes(b.db);
-	/* New queue positions must come after every recovered one (spool_int.h), even if the row
-	 * with the queue shift was lost or the newest events were. */
-	if (exec_sql(b.db,
-	             "INSERT INTO meta(key, value) SELECT '" SPOOL_META_QUEUE_SHIFT "', d"
-	             " FROM (SELECT max(queue_seq) - max(id) AS d FROM events) WHERE d > 0"
-	             " ON CONFLICT(key) DO UPDATE SET value ="
-	             " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
-	             err, errlen) < 0)
-		goto out;
-	if (sqlite3_prepare_v2(b.db, "SELECT state, count(*) FROM events GROUP BY state", -1, &q,
-	                       NULL) != SQLITE_OK)
-		goto dberr;
-	while (sqlite3_step(q) == SQLITE_ROW) {
-		int64_t s = sqlite3_column_int64(q, 0);
-
-		if (s >= EVENT_PENDING && s <= EVENT_UNSURE)
-			st->events[s] = sqlite3_column_int64(q, 1);
-	}
-	sqlite3_finalize(q);
-	q = NULL;
-	st->files = 0;
-	if (sqlite3_prepare_v2(b.db, "SELECT count(*) FROM files", -1, &q, NULL) != SQLITE_OK ||
-	    sqlite3_step(q) != SQLITE_ROW)
-		goto dberr;
-	st->files = sqlite3_column_int64(q, 0) - st->lost_files;
-	sqlite3_finalize(q);
-	q = NULL;
-	if (sqlite3_prepare_v2(b.db, "SELECT count(*) FROM meta WHERE key = 'instance'", -1, &q,
-	                       NULL) != SQLITE_OK ||
-	    sqlite3_step(q) != SQLITE_ROW)
-		goto dberr;
-	st->instance_recovered = sqlite3_column_int64(q, 0) > 0;
-	sqlite3_finalize(q);
-	q = NULL;
 	builder_finalize(&b);
-	if (exec_sql(b.db, "COMMIT", err, errlen) < 0 ||
-	    exec_sql(b.db, "PRAGMA wal_checkpoint(TRUNCATE)", err, errlen) < 0)
+	if (exec_sql(b.db, "COMMIT", err, errlen) < 0)
 		goto out;
 	if (sqlite3_close(b.db) != SQLITE_OK) {
 		err_set(err, errlen, "closing the new spool: %s", sqlite3_errmsg(b.db));
@@ -998,19 +1230,37 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 		goto out;
 	}
 	b.db = NULL;
+	/* The rest through the spool's own code, as the agent will read it. */
+	sp = spool_open(tmpdir, SPOOL_READ_WRITE, err, errlen);
+	if (sp == NULL || spool_exec(sp, "PRAGMA synchronous=OFF", "recovering", err, errlen) < 0 ||
+	    finish(sp, now, st, err, errlen) < 0 || spool_counts(sp, &counts, err, errlen) < 0)
+		goto out;
+	st->events[EVENT_PENDING] = counts.pending;
+	st->events[EVENT_DELIVERED] = counts.delivered;
+	st->events[EVENT_DEAD] = counts.dead;
+	st->events[EVENT_UNSURE] = counts.unsure;
+	if (spool_pragma_int(sp, "SELECT count(*) FROM files", &v, err, errlen) < 0)
+		goto out;
+	st->files = v - st->lost_files;
+	if (spool_pragma_int(sp, "SELECT count(*) FROM meta WHERE key = 'instance'", &v, err,
+	                     errlen) < 0)
+		goto out;
+	st->instance_recovered = v > 0;
+	if (spool_exec(sp, "PRAGMA wal_checkpoint(TRUNCATE)", "recovering", err, errlen) < 0)
+		goto out;
+	spool_free(sp);
+	sp = NULL;
 	if (fsync_path(path, O_RDONLY) < 0) {
 		err_set(err, errlen, "fsync %s: %s", path, strerror(errno));
 		goto out;
 	}
 	ret = 0;
-	goto out;
-dberr:
-	err_set(err, errlen, "building the new spool: %s", sqlite3_errmsg(b.db));
 out:
 	sqlite3_finalize(q);
 	builder_finalize(&b);
 	if (b.db != NULL)
 		sqlite3_close(b.db);
+	spool_free(sp);
 	return ret;
 }
 

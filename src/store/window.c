@@ -1,7 +1,7 @@
 /* window: aggregation windows. The ingest half adds each line of an aggregating rule to its
  * window inside the commit of its batch and checkpoint (spool_window_commit); the send half
- * closes the windows whose end plus grace has passed, each into one meter event of the events
- * table (spool_windows_close), in one transaction. A window is fixed when its line is committed
+ * closes the windows whose end plus grace has passed, each into one meter event, a batch of one
+ * (spool_windows_close), in one transaction. A window is fixed when its line is committed
  * and closed once, so no crash can count a line twice, lose one, or send two totals under one
  * identifier (docs/architecture.md, "Aggregation windows"). */
 #include "store/spool.h"
@@ -36,8 +36,10 @@ const struct spool_sql spool_window_sql[] = {
                        " WHERE id = ?1"},
     {ST_WINDOW_LINE_FIND, "SELECT 1 FROM window_lines"
                           " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
-    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM events"
-                          " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
+    /* An event of its own is in a batch that covers its line (a line of a batch's span that
+     * made no event of its own went into a window, found above, or made none). */
+    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM batches WHERE file_id = ?1 AND first_offset <= ?2"
+                          " AND end_offset > ?2 AND ?3 IS NOT NULL LIMIT 1"},
     {ST_WINDOW_LINE_ADD, "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value,"
                          " timestamp, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                          " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},
@@ -51,13 +53,15 @@ const struct spool_sql spool_window_sql[] = {
     {ST_WINDOWS_OPEN_COUNT,
      "SELECT count(*), coalesce(sum(lines), 0), coalesce(max(close_after), 0)"
      " FROM windows WHERE state = 0"},
-    {ST_WINDOW_FREE_PLACE, "SELECT min(coalesce(min(line_offset), 0), 0) - 1 FROM events"
-                           " WHERE file_id = ?1 AND rule = ?2"},
+    /* 1 and a place below every batch of the file if the window's own place (?3) is taken. */
+    {ST_WINDOW_FREE_PLACE, "SELECT EXISTS (SELECT 1 FROM batches WHERE file_id = ?1"
+                           " AND first_offset = ?3), min(coalesce(min(first_offset), 0), 0) - 1"
+                           " FROM batches WHERE file_id = ?1 AND ?2 IS NOT NULL"},
     {ST_WINDOW_PRUNE_LINES, "DELETE FROM window_lines WHERE window_id IN (SELECT id FROM windows"
                             " WHERE state = 1 AND NOT EXISTS"
-                            " (SELECT 1 FROM events WHERE events.id = windows.event_id))"},
+                            " (SELECT 1 FROM batches WHERE batches.id = windows.event_id))"},
     {ST_WINDOW_PRUNE_ROWS, "DELETE FROM windows WHERE state = 1 AND start < ?1 AND NOT EXISTS"
-                           " (SELECT 1 FROM events WHERE events.id = windows.event_id)"},
+                           " (SELECT 1 FROM batches WHERE batches.id = windows.event_id)"},
     {ST_WINDOWS_ALL, "SELECT " WINDOW_COLUMNS " FROM windows ORDER BY start, id"},
     {ST_WINDOWS_OPEN, "SELECT " WINDOW_COLUMNS " FROM windows WHERE state = 0"
                       " ORDER BY start, id"},
@@ -244,14 +248,17 @@ struct window_due {
 	struct event ev; /* its meter event, but for the identifier and the queue position */
 };
 
-/* Sets ev->line_offset to a place below every event of its file and rule. Returns 0 or -1. */
+/* If the window's own place (ev->line_offset) is taken by a batch of its file, moves
+ * ev->line_offset to a place below every batch of the file. Returns 1 if it moved, 0 if not, -1
+ * on error. */
 static int free_place(struct spool *sp, struct event *ev, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_WINDOW_FREE_PLACE];
-	int rc = SQLITE_OK;
+	int rc = SQLITE_OK, moved = 0;
 
 	spool_bind_int(st, 1, ev->file_id, &rc);
 	spool_bind_text(st, 2, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_int(st, 3, ev->line_offset, &rc);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
@@ -259,13 +266,16 @@ static int free_place(struct spool *sp, struct event *ev, char *err, size_t errl
 		spool_st_end(st);
 		return -1;
 	}
-	ev->line_offset = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_int64(st, 0) != 0) {
+		ev->line_offset = sqlite3_column_int64(st, 1);
+		moved = 1;
+	}
 	spool_st_end(st);
-	return 0;
+	return moved;
 }
 
 static int close_one(struct spool *sp, struct window_due *w, const char *instance,
-                     const char *spool_id, int64_t now, int64_t *next, int64_t shift, char *err,
+                     const char *spool_id, int64_t now, struct spool_queue *q, char *err,
                      size_t errlen)
 {
 	struct event *ev = &w->ev;
@@ -288,25 +298,20 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 		         "refuses; use a shorter aggregate",
 		         ev->value, WINDOW_STRIPE_DIGITS);
 	}
-	if (spool_event_insert(sp, ev, now, next, shift, err, errlen) < 0)
+	/* A batch of one at the window's own place: the unique position refuses a second one. Its
+	 * place is taken when window ids start again after `spool recover`, which keeps the events
+	 * of the windows it drops: then below every place of the file, as one window's trouble must
+	 * not stop every window from closing. */
+	rc = free_place(sp, ev, err, errlen);
+	if (rc < 0)
 		return -1;
-	if (ev->id == 0) {
-		/* Its place is taken: window ids start again after `spool recover`, which keeps
-		 * the events of the windows it drops. Below every place of the file: one
-		 * window's trouble must not stop every window from closing. */
-		if (free_place(sp, ev, err, errlen) < 0 ||
-		    spool_event_insert(sp, ev, now, next, shift, err, errlen) < 0)
-			return -1;
-		if (ev->id == 0) {
-			err_set(err, errlen,
-			        "spool %s: no place for the meter event of window %" PRId64,
-			        sp->path, w->id);
-			return -1;
-		}
+	if (rc > 0)
 		log_warn("window %" PRId64 " of rule %s: its place in the spool was taken (a "
 		         "recovered spool?): its meter event is at offset %" PRId64 " instead",
 		         w->id, ev->rule, ev->line_offset);
-	}
+	rc = SQLITE_OK;
+	if (spool_event_store_one(sp, q, ev, now, err, errlen) < 0)
+		return -1;
 	st = sp->st[ST_WINDOW_CLOSE];
 	spool_bind_int(st, 1, w->id, &rc);
 	spool_bind_int(st, 2, ev->id, &rc);
@@ -323,7 +328,7 @@ int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *er
 {
 	static struct window_due due[WINDOW_CLOSE_MAX]; /* the sender's thread only */
 	char instance[256] = "", spool_id[256] = "";
-	int64_t next = 0, shift = 0;
+	struct spool_queue q;
 	sqlite3_stmt *st;
 	size_t n = 0;
 	int rc = SQLITE_OK;
@@ -371,11 +376,10 @@ int spool_windows_close(struct spool *sp, int64_t now, int64_t *closed, char *er
 	}
 	if (spool_meta_get(sp, SPOOL_INSTANCE_KEY, instance, sizeof(instance), err, errlen) < 0 ||
 	    spool_meta_get(sp, SPOOL_ID_KEY, spool_id, sizeof(spool_id), err, errlen) < 0 ||
-	    spool_queue_end(sp, &next, &shift, err, errlen) < 0)
+	    spool_queue_get(sp, &q, err, errlen) < 0)
 		goto fail;
-	next++;
 	for (size_t i = 0; i < n; i++)
-		if (close_one(sp, &due[i], instance, spool_id, now, &next, shift, err, errlen) < 0)
+		if (close_one(sp, &due[i], instance, spool_id, now, &q, err, errlen) < 0)
 			goto fail;
 	crash_point("window_close_inside"); /* closed, not committed: all still open */
 	if (spool_tx_commit(sp, err, errlen) < 0)

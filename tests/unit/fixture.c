@@ -139,7 +139,6 @@ void fixture_event(struct event *ev, int64_t file_id, int64_t line_offset)
 	ev->file_id = file_id;
 	ev->line_offset = line_offset;
 	snprintf(ev->rule, sizeof(ev->rule), "r1");
-	snprintf(ev->identifier, sizeof(ev->identifier), "lm1-%040lld", (long long)line_offset);
 	snprintf(ev->event_name, sizeof(ev->event_name), "api_calls");
 	snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key), "stripe_customer_id");
 	snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "value");
@@ -148,4 +147,106 @@ void fixture_event(struct event *ev, int64_t file_id, int64_t line_offset)
 	snprintf(ev->value, sizeof(ev->value), "1");
 	ev->timestamp = (int64_t)time(NULL);
 	ev->state = EVENT_PENDING;
+}
+
+/* What fixture_commit finds again of its events. */
+struct found {
+	struct event *evs;
+	size_t n;
+	int64_t file_id, after; /* ids up to `after` were there before the commit */
+};
+
+static int find_committed(const struct event *ev, void *ud)
+{
+	struct found *fd = ud;
+
+	if (ev->file_id != fd->file_id || ev->id <= fd->after)
+		return 0;
+	for (size_t i = 0; i < fd->n; i++) {
+		struct event *e = &fd->evs[i];
+
+		if (e->line_offset == ev->line_offset && strcmp(e->rule, ev->rule) == 0) {
+			e->id = ev->id;
+			e->queue_seq = ev->queue_seq;
+			e->created = ev->created;
+			memcpy(e->identifier, ev->identifier, sizeof(e->identifier));
+		}
+	}
+	return 0;
+}
+
+/* The greatest event id in the spool (0 if none). */
+static int max_id(const struct event *ev, void *ud)
+{
+	int64_t *m = ud;
+
+	if (ev->id > *m)
+		*m = ev->id;
+	return 0;
+}
+
+int fixture_commit(struct spool *sp, const struct spool_file *f, struct event *evs, size_t n,
+                   char *err, size_t errlen)
+{
+	struct config_rule *rules = calloc(n > 0 ? n : 1, sizeof(*rules));
+	struct spool_batch *b = spool_batch_new(FIXTURE_INSTANCE, err, errlen);
+	struct found fd = {evs, n, f->id, 0};
+	size_t n_rules = 0;
+	int rc = -1;
+
+	assert_non_null(rules);
+	assert_non_null(b);
+	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++)
+		assert_int_equal(
+		    spool_events_foreach(sp, (enum event_state)s, max_id, &fd.after, err, errlen),
+		    0);
+	for (size_t i = 0; i < n; i++) {
+		struct event *e = &evs[i];
+		struct spool_new_event ne;
+
+		struct config_rule *r = NULL;
+
+		/* One stand-in per distinct rule, as a configuration has. */
+		for (size_t k = 0; k < n_rules && r == NULL; k++)
+			if (strcmp(rules[k].name, e->rule) == 0 &&
+			    strcmp(rules[k].event_name, e->event_name) == 0 &&
+			    strcmp(rules[k].payload_customer_key, e->payload_customer_key) == 0 &&
+			    strcmp(rules[k].payload_value_key, e->payload_value_key) == 0 &&
+			    rules[k].aggregate_s == e->window_s &&
+			    rules[k].aggregate_grace_s == e->window_grace_s)
+				r = &rules[k];
+		if (r == NULL) {
+			r = &rules[n_rules++];
+			r->name = e->rule;
+			r->event_name = e->event_name;
+			r->payload_customer_key = e->payload_customer_key;
+			r->payload_value_key = e->payload_value_key;
+			r->aggregate_s = e->window_s;
+			r->aggregate_grace_s = e->window_grace_s;
+		}
+		ne =
+		    (struct spool_new_event){.line_offset = e->line_offset,
+		                             .rule = r,
+		                             .customer_key = e->customer_key,
+		                             .customer = e->customer,
+		                             .value = e->value,
+		                             .timestamp = e->timestamp,
+		                             .dead = e->state == EVENT_DEAD ? e->last_error : NULL};
+		e->id = e->queue_seq = 0;
+		if (spool_batch_add(b, &ne, err, errlen) != 0)
+			goto out;
+	}
+	rc = spool_commit(sp, f, b, NULL, err, errlen);
+	if (rc == 0) {
+		char e2[512];
+
+		for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++)
+			assert_int_equal(spool_events_foreach(sp, (enum event_state)s,
+			                                      find_committed, &fd, e2, sizeof(e2)),
+			                 0);
+	}
+out:
+	spool_batch_free(b);
+	free(rules);
+	return rc;
 }

@@ -64,8 +64,22 @@ struct spool *fixture_spool(struct fixture *fx);
 void fixture_file_add(struct fixture *fx, const char *source, uint64_t ino, struct spool_file *f);
 
 /* Fills *ev as a pending event of the file `file_id` whose line starts at `line_offset`: rule
- * r1, identifier "lm1-" and the offset as 40 decimal digits, event name api_calls, payload keys
- * stripe_customer_id and value, customer cus_A (its key the same), value 1, timestamp now. */
+ * r1, event name api_calls, payload keys stripe_customer_id and value, customer cus_A (its key
+ * the same), value 1, timestamp now. Its identifier is made when it is committed
+ * (fixture_commit). */
 void fixture_event(struct event *ev, int64_t file_id, int64_t line_offset);
+
+/* The instance whose identifiers fixture_commit's events get. */
+#define FIXTURE_INSTANCE "test"
+
+/* Commits the `n` events of `evs` (in file order) with the file record *f through spool_commit,
+ * as the tail does: each event's rule name, event name and payload keys stand for its
+ * configured rule, its customer key, customer, value and timestamp are its fields, and an event
+ * in state EVENT_DEAD is a dead letter with its last_error. Then fills each event committed now
+ * with its id, queue position, identifier and created time as the spool gives them back
+ * (spool_events_foreach), and gives those a line read again left out id 0. Returns
+ * spool_commit's result (`err`). */
+int fixture_commit(struct spool *sp, const struct spool_file *f, struct event *evs, size_t n,
+                   char *err, size_t errlen);
 
 #endif

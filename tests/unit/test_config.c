@@ -193,7 +193,7 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(cfg->agent.state_dir, "/var/lib/logmeter");
 	assert_string_equal(cfg->agent.include_dir, P(f, "conf.d"));
 	assert_string_equal(cfg->agent.log_level, "info");
-	assert_int_equal(cfg->agent.batch_lines, 1000);
+	assert_int_equal(cfg->agent.batch_lines, 10000);
 	assert_int_equal(cfg->agent.delivered_retention, 7 * 86400);
 	assert_int_equal(cfg->agent.rescan_interval_ms, 10000);
 	assert_int_equal(cfg->agent.max_line_length, 65536);
@@ -1233,13 +1233,13 @@ static void test_changes(void **state)
 	struct config *a, *b;
 
 	a = load_ok(wfile(f, "a.conf",
-	                  "[agent]\nbatch_lines = 1000\nrescan_interval = 10s\n"
+	                  "[agent]\nbatch_lines = 10000\nrescan_interval = 10s\n"
 	                  "[stripe]\nmax_concurrency = 4\n"
 	                  "[source web]\npath = /var/log/web/*.log\n"
 	                  "[source api]\npath = /var/log/api/*.log\n"
 	                  "[rule hits]\nsource = web\nevent_name = api_requests\n"
 	                  "pattern = ^(?<cust>\\S+) GET\ncustomer = cust\nvalue = 1\n"));
-	/* batch_lines left out is its default, 1000: the same. */
+	/* batch_lines left out is its default, 10000: the same. */
 	b = load_ok(wfile(f, "b.conf",
 	                  "[agent]\nrescan_interval = 20s\nmax_open_files = 99\n"
 	                  "[stripe]\nmax_concurrency = 4\n"
@@ -1351,7 +1351,7 @@ static void test_print_options(void **state)
 			fail_msg("markdown lacks %s:\n%s", keys[i], md);
 	}
 	assert_non_null(
-	    strstr(plain, "\n[agent] batch_lines (integer; default 1000; 1..1000000)\n"));
+	    strstr(plain, "\n[agent] batch_lines (integer; default 10000; 1..1000000)\n"));
 	assert_non_null(
 	    strstr(plain, "\n[agent] rescan_interval (duration; default 10s; 100ms..1h)\n"));
 	assert_non_null(strstr(plain, "\n[rule NAME] customer (group; default (required); "));

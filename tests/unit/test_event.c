@@ -52,6 +52,22 @@ static void test_identifier_known(void **state)
 	id_of(id, "", "", "", 0, "");
 	assert_string_equal(id, "lm1-706b2ac0e295c144a220f14cad41c6cc1d2198b8");
 	check_shape(id);
+	/* The same command with str(offset) of the largest and of a negative offset, and with
+	 * fields longer than the bytes event.c gathers before hashing (b"a" * 600, b"r" * 300). */
+	id_of(id, "web-01", "nginx", UID, INT64_MAX, "r");
+	assert_string_equal(id, "lm1-a6ca1cce791634a2eb48ab33911b4931ea3616f5");
+	id_of(id, "web-01", "nginx", UID, -7, "r");
+	assert_string_equal(id, "lm1-9f5f01cce334e204ae01f1799ccffb59290cdc63");
+	{
+		char inst[601], rule[301];
+
+		memset(inst, 'a', 600);
+		inst[600] = '\0';
+		memset(rule, 'r', 300);
+		rule[300] = '\0';
+		id_of(id, inst, "nginx", UID, 1, rule);
+		assert_string_equal(id, "lm1-0c122a8d4978db39882547b3574d0d60c0392e31");
+	}
 }
 
 static void test_identifier_properties(void **state)
@@ -94,6 +110,30 @@ static void test_identifier_properties(void **state)
 	/* Missing fields are refused, not hashed as empty. */
 	assert_int_equal(event_identifier(other, NULL, "nginx", UID, 0, "r"), -1);
 	assert_int_equal(event_identifier(other, "web-01", "nginx", UID, 0, NULL), -1);
+}
+
+/* One maker reused for many identifiers gives each the identifier event_identifier gives, in any
+ * order: nothing of one hash leaks into the next. */
+static void test_identifier_reused_context(void **state)
+{
+	struct event_ids *ids = event_ids_new();
+	char a[EVENT_IDENTIFIER_MAX], b[EVENT_IDENTIFIER_MAX];
+
+	(void)state;
+	assert_non_null(ids);
+	for (int64_t off = 0; off < 2000; off += 97) {
+		id_of(a, "web-01", "nginx", UID, off, off % 2 ? "r1" : "r2");
+		assert_int_equal(
+		    event_ids_make(ids, b, "web-01", "nginx", UID, off, off % 2 ? "r1" : "r2"), 0);
+		assert_string_equal(a, b);
+	}
+	assert_int_equal(event_ids_make(ids, b, "web-01", "nginx", UID, 4096, "nginx-bytes"), 0);
+	assert_string_equal(b, "lm1-b9b90712c54838a104dc1a2acb1a66af18b2f257");
+	assert_int_equal(event_ids_make(ids, b, "web-01", NULL, UID, 0, "r"), -1);
+	assert_string_equal(b, "");
+	assert_int_equal(event_ids_make(NULL, b, "web-01", "nginx", UID, 0, "r"), -1);
+	event_ids_free(ids);
+	event_ids_free(NULL);
 }
 
 static struct event make_event(const char *customer, const char *value)
@@ -170,6 +210,28 @@ static void test_form_body(void **state)
 		free(body);
 	}
 	assert_null(event_form_body(NULL));
+
+	/* Into a caller's buffer: the same bytes; one byte short of the body and its NUL is 0. */
+	ev = make_event("a b", "12");
+	{
+		char *body = event_form_body(&ev), buf[EVENT_FORM_BODY_MAX];
+		size_t len = strlen(body);
+
+		assert_int_equal(event_form_body_write(&ev, buf, sizeof(buf)), len);
+		assert_string_equal(buf, body);
+		assert_int_equal(event_form_body_write(&ev, buf, len + 1), len);
+		assert_int_equal(event_form_body_write(&ev, buf, len), 0);
+		assert_int_equal(event_form_body_write(NULL, buf, sizeof(buf)), 0);
+		free(body);
+	}
+	/* The longest fields fit EVENT_FORM_BODY_MAX. */
+	memset(&ev, 0xff, sizeof(ev));
+	ev.timestamp = INT64_MIN;
+	{
+		char buf[EVENT_FORM_BODY_MAX];
+
+		assert_true(event_form_body_write(&ev, buf, sizeof(buf)) > 0);
+	}
 }
 
 /* The window identifier, against Python's hashlib over the same length-prefixed fields:
@@ -235,8 +297,11 @@ static void test_value_add(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_identifier_known), cmocka_unit_test(test_identifier_properties),
-	    cmocka_unit_test(test_form_body),        cmocka_unit_test(test_window_identifier),
+	    cmocka_unit_test(test_identifier_known),
+	    cmocka_unit_test(test_identifier_properties),
+	    cmocka_unit_test(test_identifier_reused_context),
+	    cmocka_unit_test(test_form_body),
+	    cmocka_unit_test(test_window_identifier),
 	    cmocka_unit_test(test_value_add),
 	};
 

@@ -45,8 +45,8 @@ static void commit(struct world *w, struct spool_file *f, const char *rule, int 
 	f->counters.matched = n;
 	f->counters.unmatched = 2;
 	f->counters.events = n;
-	if (spool_commit(w->fx->sp, f, ev, (size_t)n, err, sizeof(err)) != 0)
-		fail_msg("spool_commit: %s", err);
+	if (fixture_commit(w->fx->sp, f, ev, (size_t)n, err, sizeof(err)) != 0)
+		fail_msg("fixture_commit: %s", err);
 }
 
 static void mark(struct world *w, int64_t id, enum event_state st, int64_t when)

@@ -375,7 +375,7 @@ static void spool_events(struct sender_fixture *fx, struct event *evs, size_t n,
 			evs[i].timestamp = timestamp;
 	}
 	fx->f.offset = (int64_t)n * 100;
-	if (spool_commit(fixture_spool(fx->base), &fx->f, evs, n, err, sizeof(err)) != 0)
+	if (fixture_commit(fixture_spool(fx->base), &fx->f, evs, n, err, sizeof(err)) != 0)
 		fail_msg("spool_commit: %s", err);
 }
 
@@ -725,9 +725,9 @@ static void test_ahead_held(void **state)
 
 		fx->f.offset = 1200;
 		assert_int_equal(
-		    spool_commit(fixture_spool(fx->base), &fx->f, two, 2, err, sizeof(err)), 0);
-		soon.id = two[0].id;
-		now.id = two[1].id;
+		    fixture_commit(fixture_spool(fx->base), &fx->f, two, 2, err, sizeof(err)), 0);
+		soon = two[0]; /* with its id and identifier */
+		now = two[1];
 	}
 	runner_start(&r, config(fx, FAST));
 	wait_state(fx, &r, now.id, EVENT_DELIVERED);

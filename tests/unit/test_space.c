@@ -32,6 +32,8 @@ struct space_fixture {
 	struct spool *sp;
 	struct spool_file f;
 	int64_t next_offset;
+	int commits;    /* batches filled so far */
+	int dead_every; /* every this many batches, one of dead letters */
 	struct event *batch;
 };
 
@@ -66,10 +68,15 @@ static struct config *config(struct space_fixture *fx, const char *agent)
 	return fixture_config(fx->base, "[agent]\nbatch_lines = %d\n%s", BATCH, agent);
 }
 
-/* The next BATCH events of the file, every 10th a dead letter (as an unmapped customer is). */
-static void fill_batch(struct space_fixture *fx)
+/* The next `n` (at most BATCH) events of the file; in every 10th batch (or dead_every),
+ * dead letters (as unmapped customers are). A batch of events is stored as one row and pruned as
+ * one (docs/spool.md), so a batch with a dead letter stays: these tests keep them apart. */
+static void fill_events(struct space_fixture *fx, size_t n)
 {
-	for (size_t i = 0; i < BATCH; i++) {
+	int every = fx->dead_every > 0 ? fx->dead_every : 10;
+	int dead = fx->commits++ % every == every - 1;
+
+	for (size_t i = 0; i < n; i++) {
 		struct event *ev = &fx->batch[i];
 		int64_t off = fx->next_offset;
 
@@ -78,12 +85,26 @@ static void fill_batch(struct space_fixture *fx)
 		         (long long)(off % 97));
 		snprintf(ev->customer, sizeof(ev->customer), "%s", ev->customer_key);
 		snprintf(ev->value, sizeof(ev->value), "%lld", (long long)(off % 1000));
-		ev->state = (off / 100) % 10 == 9 ? EVENT_DEAD : EVENT_PENDING;
+		ev->state = dead ? EVENT_DEAD : EVENT_PENDING;
 		if (ev->state == EVENT_DEAD)
 			snprintf(ev->last_error, sizeof(ev->last_error), "no customer");
 		fx->next_offset += 100;
 	}
 	fx->f.offset = fx->next_offset;
+}
+
+static void fill_batch(struct space_fixture *fx)
+{
+	fill_events(fx, BATCH);
+}
+
+/* fill_events of `n` and their commit. */
+static void commit_events(struct space_fixture *fx, size_t n)
+{
+	char err[512] = "";
+
+	fill_events(fx, n);
+	assert_int_equal(fixture_commit(fx->sp, &fx->f, fx->batch, n, err, sizeof(err)), 0);
 }
 
 /* Bytes of pages in use, by a separate raw connection. */
@@ -153,7 +174,7 @@ static int fill_until_paused(struct space_fixture *fx, struct space *s, int max_
 		if (space_admit(s, err, sizeof(err)) != 0)
 			break;
 		fill_batch(fx);
-		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		assert_int_equal(fixture_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
 		                 0);
 	}
 	return i;
@@ -246,19 +267,21 @@ static void test_limit_prunes_delivered_first(void **state)
 	s = space_new(config(fx, "min_free_bytes = 0\nmax_spool_bytes = 256k\n"), fx->sp, err,
 	              sizeof(err));
 	assert_non_null(s);
-	/* About four times the limit's worth of batches, each delivered right after its commit;
-	 * their dead letters (one in ten, kept) stay well below it. */
-	for (batches = 0; batches < 20; batches++) {
+	/* About three times the limit's worth of batches (a batch of BATCH events takes some
+	 * 3 KiB), each delivered right after its commit; their dead letters (one batch in 50,
+	 * kept, each with its row of outcomes) stay well below it. */
+	fx->dead_every = 50;
+	for (batches = 0; batches < 250; batches++) {
 		assert_int_equal(space_admit(s, err, sizeof(err)), 0);
 		fill_batch(fx);
-		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		assert_int_equal(fixture_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
 		                 0);
 		deliver_all(fx, (int64_t)time(NULL));
 	}
 	assert_int_equal(space_paused(s), 0);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
-	assert_true(c.delivered < 20 * BATCH * 9 / 10 / 2); /* pruned early */
-	assert_int_equal(c.dead, 20 * BATCH / 10);          /* kept */
+	assert_true(c.delivered < 250 * BATCH * 9 / 10 / 2); /* pruned early */
+	assert_int_equal(c.dead, 250 * BATCH / 50);          /* kept */
 	assert_true(raw_used(fx) <= limit + 128 * 1024);
 	space_free(s);
 }
@@ -305,7 +328,7 @@ static void test_no_limits(void **state)
 	/* A commit that fails for another reason: an unknown file id (foreign key). */
 	fx->f.id = 9999;
 	fill_batch(fx);
-	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), -1);
+	assert_int_equal(fixture_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), -1);
 	assert_int_equal(spool_failed_full(fx->sp), 0);
 	space_commit_failed(s, err);
 	assert_int_equal(space_paused(s), 0);
@@ -323,7 +346,8 @@ static int oldest(struct space_fixture *fx, int64_t max, struct spool_pruned *ou
 	return spool_prune(fx->sp, &(struct spool_prune){.oldest = max}, out, err, sizeof(err));
 }
 
-/* spool_prune's room rule, as relieve uses it: oldest delivery first, never pending or dead. */
+/* spool_prune's room rule, as relieve uses it: whole batches, the first committed first,
+ * never one with a pending or dead event. */
 static void test_prune_oldest_delivered(void **state)
 {
 	struct space_fixture *fx = *state;
@@ -335,11 +359,12 @@ static void test_prune_oldest_delivered(void **state)
 	struct spool_pruned deleted;
 	size_t n;
 
-	fill_batch(fx); /* 180 pending, 20 dead */
-	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), 0);
+	for (int k = 0; k < 3; k++)
+		commit_events(fx, 1); /* three batches of one event */
+	commit_events(fx, 5);         /* then five pending */
 	assert_int_equal(spool_pending(fx->sp, 0, evs, 3, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 3);
-	/* Delivered in the order 2, 0, 1. */
+	/* Delivered in the order 2, 0, 1: the last two marks move the watermark over all three. */
 	for (int k = 0; k < 3; k++) {
 		int i = (k + 2) % 3;
 
@@ -353,15 +378,21 @@ static void test_prune_oldest_delivered(void **state)
 	assert_int_equal(deleted.early, 2);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
 	assert_int_equal(c.delivered, 1);
-	assert_int_equal(c.pending, 177);
-	assert_int_equal(c.dead, 20);
-	/* The one left is event 1, delivered last. */
+	assert_int_equal(c.pending, 5);
+	/* The one left is the third committed. */
 	assert_int_equal(oldest(fx, 0, &deleted), 0);
 	assert_int_equal(deleted.early, 0);
 	assert_int_equal(oldest(fx, 10, &deleted), 0);
 	assert_int_equal(deleted.early, 1);
 	assert_int_equal(spool_counts(fx->sp, &c, err, sizeof(err)), 0);
-	assert_int_equal(c.delivered + c.pending + c.dead, 197);
+	assert_int_equal(c.delivered + c.pending + c.dead, 5);
+	assert_int_equal(oldest(fx, 10, &deleted), 0);
+	assert_int_equal(deleted.early, 0);
+	/* A batch partly delivered stays. */
+	assert_int_equal(spool_pending(fx->sp, 0, evs, 1, &n, err, sizeof(err)), 0);
+	m = (struct spool_mark){
+	    .id = evs[0].id, .state = EVENT_DELIVERED, .attempts = 1, .when = now};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
 	assert_int_equal(oldest(fx, 10, &deleted), 0);
 	assert_int_equal(deleted.early, 0);
 }
@@ -395,8 +426,9 @@ static void test_retention(void **state)
 	char err[512] = "";
 	int64_t now = (int64_t)time(NULL), wait = -1;
 
-	fill_batch(fx); /* 180 pending, 20 dead */
-	assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)), 0);
+	/* 200 events in batches of 10: the 10th and the 20th dead letters, the others pending. */
+	for (int k = 0; k < 20; k++)
+		commit_events(fx, 10);
 	deliver_first(fx, 10, now - 7200); /* past the retention */
 	deliver_first(fx, 10, now - 1800); /* within it */
 	deliver_first(fx, 10, now - 3700); /* past it */
@@ -440,7 +472,7 @@ static void test_usage(void **state)
 
 	for (int i = 0; i < 5; i++) {
 		fill_batch(fx);
-		assert_int_equal(spool_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
+		assert_int_equal(fixture_commit(fx->sp, &fx->f, fx->batch, BATCH, err, sizeof(err)),
 		                 0);
 	}
 	assert_int_equal(spool_usage(fx->sp, &u, err, sizeof(err)), 0);

@@ -1,5 +1,7 @@
 /* Unit tests for spool: real SQLite files in the fixture's directory, inspected through separate
- * raw sqlite3 connections. */
+ * raw sqlite3 connections. Events go in as the tail commits them (fixture_commit) and come back
+ * through the spool's readers; the tables of schema 4 (batches, outcomes, deliveries, queue) are
+ * looked at directly where a test is about how they are kept. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,6 +9,7 @@
 #include <cmocka.h>
 
 #include <sqlite3.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +64,8 @@ static int64_t raw_int(const char *path, const char *sql)
 	sqlite3_stmt *st = NULL;
 	int64_t v;
 
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -90,29 +94,14 @@ static void raw_text(const char *path, const char *sql, char *out, size_t outlen
 	sqlite3_stmt *st = NULL;
 	const unsigned char *s;
 
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	s = sqlite3_column_text(st, 0);
 	snprintf(out, outlen, "%s", s != NULL ? (const char *)s : "(null)");
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
-
-/* The columns of the events table, in order, as SQLite lists them. */
-static void raw_event_columns(const char *path, char *out, size_t outlen)
-{
-	raw_text(path,
-	         "SELECT group_concat(name) FROM (SELECT name FROM pragma_table_info('events') "
-	         "ORDER BY cid)",
-	         out, outlen);
-}
-
-/* The events table of schema 3, whichever way it was made: every column of schema 2 in its
- * place, and queue_seq last. */
-#define EVENTS_V3_COLUMNS                                                                          \
-	"id,file_id,line_offset,rule,identifier,event_name,payload_customer_key,"                  \
-	"payload_value_key,customer_key,customer,value,timestamp,state,attempts,last_error,"       \
-	"created,delivered_at,updated,key_generation,first_unknown,queue_seq"
 
 /* ---- helpers ---- */
 
@@ -157,7 +146,6 @@ static void event_init(struct event *ev, int64_t file_id, int64_t offset, const 
 	ev->file_id = file_id;
 	ev->line_offset = offset;
 	snprintf(ev->rule, sizeof(ev->rule), "%s", rule);
-	snprintf(ev->identifier, sizeof(ev->identifier), "lm1-%040lld", (long long)offset);
 	snprintf(ev->event_name, sizeof(ev->event_name), "api_requests");
 	snprintf(ev->payload_customer_key, sizeof(ev->payload_customer_key), "stripe_customer_id");
 	snprintf(ev->payload_value_key, sizeof(ev->payload_value_key), "value");
@@ -169,7 +157,8 @@ static void event_init(struct event *ev, int64_t file_id, int64_t offset, const 
 	ev->state = EVENT_PENDING;
 }
 
-/* Commits events at offsets first, first + 100, ... for file f, with f's offset moved past them. */
+/* Commits events at offsets first, first + 100, ... for file f (rule r1), with f's offset
+ * moved past them, in one batch. */
 static void commit_n(struct fixture *fx, struct spool_file *f, int64_t first, size_t n)
 {
 	struct event *evs = calloc(n, sizeof(*evs));
@@ -179,11 +168,18 @@ static void commit_n(struct fixture *fx, struct spool_file *f, int64_t first, si
 	for (size_t i = 0; i < n; i++)
 		event_init(&evs[i], f->id, first + 100 * (int64_t)i, "r1");
 	f->offset = first + 100 * (int64_t)n;
-	if (spool_commit(fx->sp, f, evs, n, err, sizeof(err)) != 0)
+	if (fixture_commit(fx->sp, f, evs, n, err, sizeof(err)) != 0)
 		fail_msg("spool_commit: %s", err);
 	for (size_t i = 0; i < n; i++)
 		assert_true(evs[i].id > 0);
 	free(evs);
+}
+
+/* commit_n of `n` events, each in a batch of its own. */
+static void commit_each(struct fixture *fx, struct spool_file *f, int64_t first, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		commit_n(fx, f, first + 100 * (int64_t)i, 1);
 }
 
 static struct spool_counts counts(struct spool *sp)
@@ -194,6 +190,126 @@ static struct spool_counts counts(struct spool *sp)
 	if (spool_counts(sp, &c, err, sizeof(err)) != 0)
 		fail_msg("spool_counts: %s", err);
 	return c;
+}
+
+/* The event with id `id` as the spool gives it back, in whatever state. */
+struct find {
+	int64_t id;
+	struct event ev;
+	int found;
+};
+
+static int find_event(const struct event *ev, void *ud)
+{
+	struct find *f = ud;
+
+	if (ev->id == f->id) {
+		f->ev = *ev;
+		f->found = 1;
+	}
+	return 0;
+}
+
+static struct event event_of(struct spool *sp, int64_t id)
+{
+	struct find *f = calloc(1, sizeof(*f));
+	struct event ev;
+	char err[512] = "";
+
+	assert_non_null(f);
+	f->id = id;
+	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++)
+		if (spool_events_foreach(sp, (enum event_state)s, find_event, f, err,
+		                         sizeof(err)) != 0)
+			fail_msg("spool_events_foreach: %s", err);
+	if (!f->found)
+		fail_msg("no event %lld", (long long)id);
+	ev = f->ev;
+	free(f);
+	return ev;
+}
+
+static int collect_event(const struct event *ev, void *ud)
+{
+	struct event **pp = ud;
+
+	**pp = *ev;
+	(*pp)++;
+	return 0;
+}
+
+struct listing {
+	int64_t ids[16];
+	char names[16][160];
+	size_t n;
+	size_t stop_after; /* 0: never */
+};
+
+static int list_event(const struct event *ev, void *ud)
+{
+	struct listing *l = ud;
+
+	if (l->n >= 16)
+		return -1;
+	l->ids[l->n++] = ev->id;
+	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+}
+
+static int list_file(const struct spool_file *f, void *ud)
+{
+	struct listing *l = ud;
+
+	if (l->n >= 16)
+		return -1;
+	snprintf(l->names[l->n], sizeof(l->names[0]), "%s:%lld", f->source, (long long)f->ino);
+	l->ids[l->n++] = f->id;
+	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+}
+
+struct decider {
+	int verdict;      /* what decide returns */
+	int64_t seen[32]; /* ids seen, in order */
+	size_t n;
+	const char *customer; /* set as the customer, if not NULL */
+};
+
+static int decide(struct event *ev, void *ud)
+{
+	struct decider *d = ud;
+
+	if (d->n < 32)
+		d->seen[d->n++] = ev->id;
+	if (d->customer != NULL)
+		snprintf(ev->customer, sizeof(ev->customer), "%s", d->customer);
+	snprintf(ev->last_error, sizeof(ev->last_error), "replayed %lld", (long long)ev->id);
+	return d->verdict;
+}
+
+/* Key generations, first unknown outcomes and unsure events: written by marks, read back with
+ * the events, counted, listed, and replayed with the next key generation. */
+static int collect(const struct event *ev, void *ud)
+{
+	struct event *out = ud;
+
+	if (out[0].id == 0)
+		out[0] = *ev;
+	else
+		out[1] = *ev;
+	return 0;
+}
+
+/* Removes the fixture's spool (and its WAL files) so that a test can make an old one. */
+static void spool_remove(struct fixture *fx)
+{
+	char side[sizeof(fx->db) + 8];
+
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	unlink(fx->db);
+	snprintf(side, sizeof(side), "%s-wal", fx->db);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", fx->db);
+	unlink(side);
 }
 
 /* ---- open ---- */
@@ -219,30 +335,40 @@ static void test_open_creates_dir_and_wal(void **state)
 	assert_int_equal(st.st_mode & 07777, 0750);
 	spool_free(sp);
 
-	/* The fixture's database: WAL (a property of the file), schema version 1, the tables. */
+	/* The fixture's database: WAL (a property of the file), this schema version, the tables. */
 	assert_int_equal(stat(fx->db, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	raw_text(fx->db, "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
 	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM sqlite_master WHERE name IN "
-	                                 "('meta', 'files', 'events', 'events_pending')"),
-	                 4);
-	{
-		char cols[512];
-
-		raw_event_columns(fx->db, cols, sizeof(cols));
-		assert_string_equal(cols, EVENTS_V3_COLUMNS);
-	}
-	/* The sender's scan of pending events follows the queue position. */
-	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'queue_seq' FROM "
-	                                 "pragma_index_info('events_pending')"),
+	                                 "('meta', 'files', 'rules', 'batches', 'queue',"
+	                                 " 'deliveries', 'outcomes', 'outcomes_pending',"
+	                                 " 'batches_position', 'batches_queue')"),
+	                 10);
+	assert_int_equal(
+	    raw_int(fx->db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'"), 0);
+	/* Uniqueness is the line's position, at the end of its index: (file, first offset). */
+	assert_int_equal(raw_int(fx->db, "SELECT \"unique\" FROM pragma_index_list('batches')"
+	                                 " WHERE name = 'batches_position'"),
 	                 1);
-	/* No unique index on the identifier: uniqueness is the line's position. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_index_list('events') AS l "
-	                                 "JOIN pragma_index_info(l.name) AS i "
-	                                 "WHERE l.\"unique\" AND i.name = 'identifier'"),
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'file_id,first_offset' FROM "
+	                                 "pragma_index_info('batches_position')"),
+	                 1);
+	/* The sender's scan of pending rows follows the queue position. */
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'queue_seq' FROM "
+	                                 "pragma_index_info('outcomes_pending')"),
+	                 1);
+	/* No CHECK constraint anywhere: SQLite 3.40 makes a temporary b-tree for one on every
+	 * write of the row. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM sqlite_master WHERE"
+	                                 " instr(sql, 'CHECK') > 0"),
 	                 0);
+	/* The queue's one row: nothing committed, nothing delivered. */
+	assert_int_equal(raw_int(fx->db,
+	                         "SELECT count(*) FROM queue WHERE next_id = 1 AND shift = 0"
+	                         " AND delivered_through = 0"),
+	                 1);
 
 	/* Reopening an existing spool works, read-write and read-only, with both open. */
 	sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
@@ -414,7 +540,6 @@ static void test_open_state_dir_is_a_file(void **state)
 	assert_null(spool_open(path, SPOOL_READ_ONLY, err, sizeof(err)));
 	assert_true(err[0] != '\0');
 }
-
 static void test_open_read_only_missing(void **state)
 {
 	struct fixture *fx = *state;
@@ -435,7 +560,6 @@ static void test_open_read_only_missing(void **state)
 	assert_null(spool_open(path, SPOOL_READ_ONLY, err, sizeof(err)));
 	assert_string_equal(err, expect);
 }
-
 static void test_open_not_a_database(void **state)
 {
 	struct fixture *fx = *state;
@@ -453,7 +577,6 @@ static void test_open_not_a_database(void **state)
 	assert_null(spool_open(path, SPOOL_READ_WRITE, err, sizeof(err)));
 	assert_non_null(strstr(err, "SQLITE_NOTADB"));
 }
-
 /* The spool's path is made in one place, for every command and the agent. */
 static void test_path_of(void **state)
 {
@@ -503,7 +626,6 @@ static void test_instance(void **state)
 	assert_true(err[0] != '\0');
 	spool_free(ro);
 }
-
 static void test_instance_read_only_unset(void **state)
 {
 	struct fixture *fx = *state;
@@ -643,7 +765,8 @@ static void test_file_round_trip(void **state)
 	assert_int_equal(got.fp_len, 5);
 }
 
-/* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent. */
+/* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent,
+ * a batch that does not decode is damage. */
 static void test_read_back_bounds(void **state)
 {
 	struct fixture *fx = *state;
@@ -654,22 +777,22 @@ static void test_read_back_bounds(void **state)
 
 	event_init(&ev, f->id, 0, "r1");
 	f->offset = 100;
-	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
 
-	/* 126 ASCII bytes then "é" (2 bytes): the rule field holds 127 bytes and the NUL, so the
-	 * cut must drop the whole "é" rather than keep half of it. */
+	/* A row of outcomes whose customer is 126 ASCII bytes then "é" then more (longer than a
+	 * customer's 255 bytes), and a long error: cut at a character boundary. */
 	snprintf(sql, sizeof(sql),
-	         "UPDATE events SET rule = printf('%%.126c', 'x') || char(233) || 'tail',"
-	         " value = printf('%%.500c', '9'), last_error = printf('%%.2000c', 'e');"
+	         "INSERT INTO outcomes(id, state, attempts, key_generation, last_error, customer,"
+	         " queue_seq, updated) VALUES (1, 0, 1, 0, printf('%%.2000c', 'e'),"
+	         " printf('%%.254c', 'x') || char(233) || 'tail', 1, 1);"
 	         "UPDATE files SET fp_hash = x'0102', check_len = 10, check_hash = NULL,"
 	         " state = 'a-state-longer-than-sixteen', path = printf('%%.5000c', 'p');");
 	raw_exec(fx->db, sql);
 
 	assert_int_equal(spool_pending(fx->sp, 0, out, 2, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(strlen(out[0].rule), 126);
-	assert_int_equal(strspn(out[0].rule, "x"), 126);
-	assert_int_equal(strlen(out[0].value), EVENT_VALUE_MAX - 1);
+	assert_int_equal(strlen(out[0].customer), 254);
+	assert_int_equal(strspn(out[0].customer, "x"), 254);
 	assert_int_equal(strlen(out[0].last_error), EVENT_ERROR_MAX - 1);
 
 	/* A state whose text is none of logmeter's is refused, naming it, as an event's is. */
@@ -684,18 +807,157 @@ static void test_read_back_bounds(void **state)
 	static const unsigned char zero[SPOOL_HASH_LEN];
 	assert_memory_equal(got.fp_hash, zero, SPOOL_HASH_LEN);
 	assert_int_equal(strlen(got.path), sizeof(got.path) - 1);
+
+	/* A batch whose blob does not decode (cut, or another format) is reported as damage. */
+	raw_exec(fx->db, "UPDATE batches SET events = substr(events, 1, length(events) - 2)");
+	spool_free(fx->sp); /* no cached copy of the batch */
+	fx->sp = NULL;
+	err[0] = '\0';
+	assert_int_equal(spool_pending(fixture_spool(fx), 0, out, 2, &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "do not decode"));
+	assert_non_null(strstr(err, "spool recover"));
+	raw_exec(fx->db, "UPDATE batches SET events = x'07'");
+	spool_free(fx->sp);
+	fx->sp = NULL;
+	assert_int_equal(spool_pending(fixture_spool(fx), 0, out, 2, &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "do not decode"));
 	free(f);
 }
 
 /* ---- commit ---- */
 
-static int collect_event(const struct event *ev, void *ud)
+/* What a batch keeps of each event comes back as it went in: several rules on one line, a
+ * customer equal to its key, another, an unmapped one (a dead letter with its reason), values
+ * and timestamps that go up and down; and an event takes a few dozen bytes. */
+static void test_batch_round_trip(void **state)
 {
-	struct event **pp = ud;
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "web", 3);
+	struct config_rule r1 = {.name = "bytes",
+	                         .event_name = "bandwidth_bytes",
+	                         .payload_customer_key = "stripe_customer_id",
+	                         .payload_value_key = "value"};
+	struct config_rule r2 = {.name = "hits",
+	                         .event_name = "requests",
+	                         .payload_customer_key = "customer",
+	                         .payload_value_key = "count"};
+	struct spool_new_event in[5] = {
+	    {.line_offset = 0,
+	     .rule = &r1,
+	     .customer_key = "10.0.0.1",
+	     .customer = "cus_NffrFeUf",
+	     .value = "5120",
+	     .timestamp = 1795953600},
+	    {.line_offset = 0,
+	     .rule = &r2,
+	     .customer_key = "10.0.0.1",
+	     .customer = "10.0.0.1",
+	     .value = "1",
+	     .timestamp = 1795953600},
+	    {.line_offset = 213,
+	     .rule = &r1,
+	     .customer_key = "caf\xc3\xa9",
+	     .customer = "",
+	     .value = "-1.5",
+	     .timestamp = 1795953599,
+	     .dead = "customer key not in customer map"},
+	    {.line_offset = 100000,
+	     .rule = &r2,
+	     .customer_key = "",
+	     .customer = "cus_B",
+	     .value = "0",
+	     .timestamp = 0},
+	    {.line_offset = (int64_t)1 << 40,
+	     .rule = &r1,
+	     .customer_key = "k",
+	     .customer = "k",
+	     .value = "123456789012345",
+	     .timestamp = INT64_MAX / 2},
+	};
+	struct spool_batch *b = spool_batch_new("host-1", NULL, 0);
+	struct event ev[5];
+	char id[EVENT_IDENTIFIER_MAX], err[512] = "", big[EVENT_CUSTOMER_MAX + 1];
+	int64_t added = -1;
 
-	**pp = *ev;
-	(*pp)++;
-	return 0;
+	assert_non_null(b);
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(spool_batch_add(b, &in[i], err, sizeof(err)), 0);
+	assert_int_equal(spool_batch_count(b), 5);
+	/* A field too long for an event is refused (the line is invalid), nothing appended. */
+	memset(big, 'c', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	{
+		struct spool_new_event e = in[4];
+
+		e.line_offset = (int64_t)1 << 41;
+		e.customer = big;
+		assert_int_equal(spool_batch_add(b, &e, err, sizeof(err)), 1);
+		/* An event before the last one is out of order. */
+		e = in[0];
+		assert_int_equal(spool_batch_add(b, &e, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "after one at"));
+	}
+	assert_int_equal(spool_batch_count(b), 5);
+	f->offset = ((int64_t)1 << 40) + 10;
+	assert_int_equal(spool_commit(fx->sp, f, b, &added, err, sizeof(err)), 0);
+	assert_int_equal(added, 5);
+	assert_int_equal(spool_batch_count(b), 0); /* emptied by the commit */
+	spool_batch_free(b);
+	spool_batch_free(NULL);
+
+	for (int64_t i = 0; i < 5; i++)
+		ev[i] = event_of(fx->sp, i + 1);
+	for (size_t i = 0; i < 5; i++) {
+		const struct config_rule *r = in[i].rule;
+
+		assert_int_equal(ev[i].id, (int64_t)i + 1);
+		assert_int_equal(ev[i].queue_seq, (int64_t)i + 1);
+		assert_int_equal(ev[i].file_id, f->id);
+		assert_int_equal(ev[i].line_offset, in[i].line_offset);
+		assert_string_equal(ev[i].rule, r->name);
+		assert_string_equal(ev[i].event_name, r->event_name);
+		assert_string_equal(ev[i].payload_customer_key, r->payload_customer_key);
+		assert_string_equal(ev[i].payload_value_key, r->payload_value_key);
+		assert_string_equal(ev[i].customer_key, in[i].customer_key);
+		assert_string_equal(ev[i].customer, in[i].customer);
+		assert_string_equal(ev[i].value, in[i].value);
+		assert_int_equal(ev[i].timestamp, in[i].timestamp);
+		assert_int_equal(ev[i].state, in[i].dead != NULL ? EVENT_DEAD : EVENT_PENDING);
+		assert_string_equal(ev[i].last_error, in[i].dead != NULL ? in[i].dead : "");
+		assert_int_equal(ev[i].attempts, 0);
+		/* The identifier is made from where the line is (test_event checks the layout). */
+		assert_int_equal(
+		    event_identifier(id, "host-1", "web", f->uid, in[i].line_offset, r->name), 0);
+		assert_string_equal(ev[i].identifier, id);
+	}
+	/* One row for the commit, one per rule, one of outcomes for the dead letter only. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM rules"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT id FROM outcomes WHERE state = 2"), 3);
+	assert_int_equal(raw_int(fx->db, "SELECT first_offset FROM batches"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT end_offset FROM batches"), f->offset);
+	assert_int_equal(raw_int(fx->db, "SELECT next_id FROM queue"), 6);
+
+	/* An event of the reference workload (an nginx line, a customer id of 15 characters, a
+	 * byte count, the read time) takes about 25 bytes of the blob. */
+	b = spool_batch_new("host-1", err, sizeof(err));
+	for (int i = 0; i < 1000; i++) {
+		char ck[32], val[16];
+		struct spool_new_event e = {.line_offset = 208L * i,
+		                            .rule = &r1,
+		                            .customer_key = ck,
+		                            .customer = ck,
+		                            .value = val,
+		                            .timestamp = 1787306400};
+
+		snprintf(ck, sizeof(ck), "ck_%012d", i * 7919 % 5000);
+		snprintf(val, sizeof(val), "%d", 100 + i * 37 % 5000);
+		assert_int_equal(spool_batch_add(b, &e, err, sizeof(err)), 0);
+	}
+	assert_true(spool_batch_bytes(b) <= 1000 * 28);
+	spool_batch_free(b);
+	free(f);
 }
 
 static void test_commit_and_dedupe(void **state)
@@ -705,7 +967,7 @@ static void test_commit_and_dedupe(void **state)
 	struct event evs[4], listed[8], *lp = listed;
 	struct spool_counts c;
 	char err[512] = "";
-	int64_t t0 = (int64_t)time(NULL);
+	int64_t t0 = (int64_t)time(NULL), added = -1;
 
 	event_init(&evs[0], f->id, 0, "bytes");
 	event_init(&evs[1], f->id, 0, "requests"); /* a second rule on the same line */
@@ -716,7 +978,7 @@ static void test_commit_and_dedupe(void **state)
 	f->counters.matched = 2;
 	f->counters.unmatched = 1;
 	f->counters.events = 3;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
 	assert_true(evs[0].id > 0);
 	assert_true(evs[1].id > evs[0].id);
 	assert_true(evs[2].id > evs[1].id);
@@ -724,7 +986,7 @@ static void test_commit_and_dedupe(void **state)
 	/* Without replays, the queue is in id order: the position is the id. */
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(evs[i].queue_seq, evs[i].id);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 3);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE queue_seq = id"), 1);
 
 	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 42, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.offset, 250);
@@ -760,6 +1022,7 @@ static void test_commit_and_dedupe(void **state)
 	assert_string_equal(listed[2].last_error, "");
 	assert_int_equal(listed[2].created, evs[2].created);
 	assert_int_equal(listed[2].delivered_at, 0);
+	assert_string_not_equal(listed[0].identifier, listed[1].identifier);
 
 	/* The same lines read again (say, after a crash before the checkpoint moved on) add
 	 * nothing; a new line in the same batch is added. */
@@ -768,21 +1031,47 @@ static void test_commit_and_dedupe(void **state)
 	event_init(&evs[2], f->id, 120, "bytes");
 	event_init(&evs[3], f->id, 250, "bytes");
 	f->offset = 300;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
 	assert_int_equal(evs[0].id, 0);
 	assert_int_equal(evs[1].id, 0);
 	assert_int_equal(evs[2].id, 0);
 	assert_int_equal(evs[0].queue_seq, 0);
 	assert_true(evs[3].id > listed[2].id);
 	assert_int_equal(evs[3].queue_seq, evs[3].id);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 4);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE line_offset = 0"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT sum(n) FROM batches"), 4);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT min(first_offset) FROM batches WHERE id > 1"),
+	                 250);
 	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 300);
 	assert_int_equal(counts(fx->sp).pending, 4);
+	/* All of it read again: nothing stored, the checkpoint still written. */
+	event_init(&evs[0], f->id, 120, "bytes");
+	f->offset = 305;
+	{
+		struct spool_batch *b = spool_batch_new(FIXTURE_INSTANCE, err, sizeof(err));
+		struct config_rule r = {.name = "bytes",
+		                        .event_name = "api_requests",
+		                        .payload_customer_key = "stripe_customer_id",
+		                        .payload_value_key = "value"};
+		struct spool_new_event e = {.line_offset = 120,
+		                            .rule = &r,
+		                            .customer_key = "k",
+		                            .customer = "k",
+		                            .value = "1",
+		                            .timestamp = 1};
+
+		assert_int_equal(spool_batch_add(b, &e, err, sizeof(err)), 0);
+		assert_int_equal(spool_commit(fx->sp, f, b, &added, err, sizeof(err)), 0);
+		assert_int_equal(added, 0);
+		spool_batch_free(b);
+	}
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 305);
 
 	/* A batch of no events still moves the checkpoint. */
 	f->offset = 310;
-	assert_int_equal(spool_commit(fx->sp, f, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(spool_commit(fx->sp, f, NULL, &added, err, sizeof(err)), 0);
+	assert_int_equal(added, 0);
 	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 42"), 310);
 	free(f);
 }
@@ -819,13 +1108,13 @@ static void test_windows(void **state)
 	}
 	snprintf(evs[1].value, sizeof(evs[1].value), "0.25");
 	f->offset = 300;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
 	assert_int_equal(evs[0].id, 0); /* in a window, not an event */
 	/* Read again (a reset checkpoint): nothing more. */
-	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows"), 1);
 	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 3);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 0);
 	assert_int_equal(spool_windows_next_close(fx->sp, &next, err, sizeof(err)), 0);
 	assert_int_equal(next, start + DAY_S + 10);
 	/* Not due yet. */
@@ -839,7 +1128,7 @@ static void test_windows(void **state)
 	evs[3].window_grace_s = 10;
 	evs[3].timestamp = start - 7200;
 	f->offset = 400;
-	assert_int_equal(spool_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, &evs[3], 1, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT late FROM windows WHERE id = 2"), 1);
 	assert_int_equal(raw_int(fx->db, "SELECT start FROM windows WHERE id = 2"), start - DAY_S);
 	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows WHERE id = 1"), 3);
@@ -859,7 +1148,7 @@ static void test_windows(void **state)
 	lp = &listed[1];
 	assert_string_equal(lp->value, "2000.25");
 	assert_int_equal(lp->timestamp, start);
-	assert_int_equal(lp->line_offset, -1);
+	assert_int_equal(lp->line_offset, -1); /* a batch of one at the window's own place */
 	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'spool_id'", spool_id,
 	         sizeof(spool_id));
 	assert_int_equal(event_window_identifier(id, "", spool_id, "bytes", "cus_W", start), 0);
@@ -872,10 +1161,24 @@ static void test_windows(void **state)
 	evs[0].window_s = DAY_S;
 	evs[0].window_grace_s = 10;
 	evs[0].timestamp = start;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 1, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 1, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE state = 0"), 1);
 	assert_true(raw_int(fx->db, "SELECT start FROM windows WHERE state = 0") > start);
 	free(f);
+}
+
+/* The pending events as "value@line_offset" joined by commas, in queue order. */
+static void pending_text(struct fixture *fx, char *out, size_t outlen)
+{
+	struct event listed[8];
+	char err[512] = "";
+	size_t n = 0, len = 0;
+
+	assert_int_equal(spool_pending(fx->sp, 0, listed, 8, &n, err, sizeof(err)), 0);
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len < outlen; i++)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s@%" PRId64, i > 0 ? "," : "",
+		                        listed[i].value, listed[i].line_offset);
 }
 
 /* A line that would give its window's total more than Stripe's 15 significant digits goes on
@@ -898,18 +1201,17 @@ static void test_window_digits(void **state)
 		evs[i].timestamp = now;
 	}
 	f->offset = 300;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
 	raw_text(fx->db, "SELECT total FROM windows", text, sizeof(text));
 	assert_string_equal(text, "99999999999.9999");
 	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
 	/* 99999999999.99991 and 100000000002.9999 have 16 digits: both lines on their own. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 0"), 2);
-	raw_text(fx->db, "SELECT group_concat(value || '@' || line_offset) FROM events", text,
-	         sizeof(text));
+	pending_text(fx, text, sizeof(text));
 	assert_string_equal(text, "0.00001@100,3@200");
 	/* Read again: nothing moves, nothing is added. */
-	assert_int_equal(spool_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 2);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 3, err, sizeof(err)), 0);
+	pending_text(fx, text, sizeof(text));
+	assert_string_equal(text, "0.00001@100,3@200");
 	assert_int_equal(raw_int(fx->db, "SELECT lines FROM windows"), 1);
 	assert_int_equal(
 	    spool_windows_open_count(fx->sp, &windows, &lines, &last, err, sizeof(err)), 0);
@@ -938,7 +1240,7 @@ static void test_window_memory(void **state)
 	ev.window_grace_s = 10;
 	ev.timestamp = now;
 	f->offset = 100;
-	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
 	assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)),
 	                 0);
 	assert_int_equal(closed, 1);
@@ -957,7 +1259,7 @@ static void test_window_memory(void **state)
 	ev.window_grace_s = 10;
 	ev.timestamp = now;
 	f->offset = 200;
-	assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM windows WHERE start = "
 	                                 "(SELECT min(start) FROM windows)"),
 	                 1);
@@ -973,7 +1275,7 @@ static void test_window_place(void **state)
 	struct fixture *fx = *state;
 	struct spool_file *f = add_file(fx, "app", 80);
 	struct event ev;
-	char err[512] = "";
+	char err[512] = "", text[64];
 	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
 
 	for (int i = 0; i < 2; i++) {
@@ -983,7 +1285,7 @@ static void test_window_place(void **state)
 		ev.window_grace_s = 10;
 		ev.timestamp = now;
 		f->offset = 100 * (i + 1);
-		assert_int_equal(spool_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+		assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
 		assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM windows"), 1);
 		assert_int_equal(
 		    spool_windows_close(fx->sp, start + DAY_S + 10, &closed, err, sizeof(err)), 0);
@@ -991,10 +1293,14 @@ static void test_window_place(void **state)
 		/* As `spool recover` does: the windows go, their events stay. */
 		raw_exec_create(fx->db, "DELETE FROM window_lines; DELETE FROM windows;");
 	}
-	assert_int_equal(raw_int(fx->db, "SELECT line_offset FROM events WHERE customer = 'cus_P'"),
-	                 -1);
-	assert_int_equal(raw_int(fx->db, "SELECT line_offset FROM events WHERE customer = 'cus_Q'"),
-	                 -2);
+	/* Schema 5: the meter events are batches of one, listed in queue order. */
+	pending_text(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "@-1"));
+	assert_non_null(strstr(text, "@-2"));
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE first_offset = -1"),
+	                 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE first_offset = -2"),
+	                 1);
 	free(f);
 }
 
@@ -1009,40 +1315,45 @@ static void test_commit_atomic(void **state)
 	f->counters.lines = 2;
 	assert_int_equal(spool_file_update(fx->sp, f, err, sizeof(err)), 0);
 
-	/* Installed behind the handle's back: its prepared statements must cope. */
-	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.line_offset = 999 "
+	/* Installed behind the handle's back: its prepared statements must cope. The dead letter
+	 * (a row of outcomes) fails after its batch was inserted. */
+	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE INSERT ON outcomes WHEN NEW.id = 5 "
 	                 "BEGIN SELECT RAISE(ABORT, 'injected'); END;");
 
 	event_init(&evs[0], f->id, 200, "r1");
 	event_init(&evs[1], f->id, 300, "r1");
 	event_init(&evs[2], f->id, 999, "r1");
+	evs[2].state = EVENT_DEAD;
+	snprintf(evs[2].last_error, sizeof(evs[2].last_error), "unmapped");
 	event_init(&evs[3], f->id, 1100, "r1");
 	f->offset = 1200;
 	f->counters.lines = 6;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), -1);
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 4, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "injected"));
 	assert_non_null(strstr(err, "SQLITE_CONSTRAINT"));
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(evs[i].id, 0);
 
-	/* Neither the events before the failing one nor the checkpoint were committed. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 2);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE line_offset >= 200"),
-	                 0);
+	/* Neither the batch nor the checkpoint nor the queue's next id were committed. */
+	assert_int_equal(raw_int(fx->db, "SELECT sum(n) FROM batches"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT next_id FROM queue"), 3);
 	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 43, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.offset, 200);
 	assert_int_equal(got.counters.lines, 2);
 	assert_int_equal(counts(fx->sp).pending, 2);
 
-	/* The handle is still usable: the batch without the bad line goes in. */
-	event_init(&evs[2], f->id, 1000, "r1");
-	assert_int_equal(spool_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
+	/* The handle is still usable: the batch goes in once the trigger is gone. */
+	raw_exec(fx->db, "DROP TRIGGER boom");
+	evs[2].state = EVENT_DEAD;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
 	for (int i = 0; i < 4; i++)
 		assert_true(evs[i].id > 0);
+	assert_int_equal(evs[0].id, 3);
 	assert_int_equal(spool_file_find(fx->sp, "nginx", 2049, 43, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.offset, 1200);
 	assert_int_equal(got.counters.lines, 6);
-	assert_int_equal(counts(fx->sp).pending, 6);
+	assert_int_equal(counts(fx->sp).pending, 5);
+	assert_int_equal(counts(fx->sp).dead, 1);
 	free(f);
 }
 
@@ -1053,28 +1364,50 @@ static void test_commit_bad_references(void **state)
 	struct event evs[2];
 	char err[512] = "";
 
-	/* An event of a file that has no record: foreign keys are enforced. */
-	event_init(&evs[0], f->id, 0, "r1");
-	event_init(&evs[1], 777, 0, "r1");
-	f->offset = 100;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 2, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "FOREIGN KEY"));
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
-
-	/* A file record that does not exist: the events are not kept either. */
+	/* A file record that does not exist: the events are not kept either (foreign key). */
 	ghost = *f;
 	ghost.id = 778;
 	event_init(&evs[0], f->id, 0, "r1");
-	assert_int_equal(spool_commit(fx->sp, &ghost, evs, 1, err, sizeof(err)), -1);
+	assert_int_equal(fixture_commit(fx->sp, &ghost, evs, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "FOREIGN KEY"));
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 0);
+	/* Without events, the checkpoint of a record that does not exist is refused too. */
+	assert_int_equal(spool_commit(fx->sp, &ghost, NULL, NULL, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "778"));
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
-
-	/* An invalid state is refused rather than stored. */
-	event_init(&evs[0], f->id, 0, "r1");
-	evs[0].state = (enum event_state)7;
-	assert_int_equal(spool_commit(fx->sp, f, evs, 1, err, sizeof(err)), -1);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT \"offset\" FROM files WHERE ino = 44"), 0);
+	assert_int_equal(spool_commit(NULL, f, NULL, NULL, err, sizeof(err)), -1);
+	free(f);
+}
+
+/* A batch read again in part (lines before the end of the file's last batch): only the lines
+ * after it are stored, dead letters included, with the ids that follow. */
+static void test_commit_overlap(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 45);
+	struct event evs[4];
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 3); /* offsets 0, 100, 200; the batch ends at 300 */
+	event_init(&evs[0], f->id, 200, "r1");
+	event_init(&evs[1], f->id, 300, "r1");
+	evs[1].state = EVENT_DEAD;
+	snprintf(evs[1].last_error, sizeof(evs[1].last_error), "unmapped");
+	event_init(&evs[2], f->id, 400, "r1");
+	event_init(&evs[3], f->id, 400, "r2");
+	f->offset = 500;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 4, err, sizeof(err)), 0);
+	assert_int_equal(evs[0].id, 0);
+	assert_int_equal(evs[1].id, 4);
+	assert_int_equal(evs[2].id, 5);
+	assert_int_equal(evs[3].id, 6);
+	assert_int_equal(event_of(fx->sp, 4).state, EVENT_DEAD);
+	assert_string_equal(event_of(fx->sp, 4).last_error, "unmapped");
+	assert_int_equal(event_of(fx->sp, 6).line_offset, 400);
+	assert_string_equal(event_of(fx->sp, 6).rule, "r2");
+	assert_int_equal(raw_int(fx->db, "SELECT first_offset FROM batches WHERE id = 4"), 300);
+	assert_int_equal(counts(fx->sp).pending, 5);
+	assert_int_equal(counts(fx->sp).dead, 1);
 	free(f);
 }
 
@@ -1125,6 +1458,7 @@ static void test_pending_paging(void **state)
 	free(f);
 }
 
+/* A row of outcomes, raw: state, attempts, delivered_at (-1 if NULL), updated, last_error. */
 struct row {
 	int64_t state, attempts, delivered_at, updated;
 	char last_error[64];
@@ -1135,16 +1469,17 @@ static struct row raw_row(const char *db, int64_t id)
 	char sql[256];
 	struct row r;
 
-	snprintf(sql, sizeof(sql), "SELECT state FROM events WHERE id = %lld", (long long)id);
+	snprintf(sql, sizeof(sql), "SELECT state FROM outcomes WHERE id = %lld", (long long)id);
 	r.state = raw_int(db, sql);
-	snprintf(sql, sizeof(sql), "SELECT attempts FROM events WHERE id = %lld", (long long)id);
+	snprintf(sql, sizeof(sql), "SELECT attempts FROM outcomes WHERE id = %lld", (long long)id);
 	r.attempts = raw_int(db, sql);
-	snprintf(sql, sizeof(sql), "SELECT coalesce(delivered_at, -1) FROM events WHERE id = %lld",
-	         (long long)id);
+	snprintf(sql, sizeof(sql),
+	         "SELECT coalesce(delivered_at, -1) FROM outcomes WHERE id = %lld", (long long)id);
 	r.delivered_at = raw_int(db, sql);
-	snprintf(sql, sizeof(sql), "SELECT updated FROM events WHERE id = %lld", (long long)id);
+	snprintf(sql, sizeof(sql), "SELECT updated FROM outcomes WHERE id = %lld", (long long)id);
 	r.updated = raw_int(db, sql);
-	snprintf(sql, sizeof(sql), "SELECT last_error FROM events WHERE id = %lld", (long long)id);
+	snprintf(sql, sizeof(sql), "SELECT last_error FROM outcomes WHERE id = %lld",
+	         (long long)id);
 	raw_text(db, sql, r.last_error, sizeof(r.last_error));
 	return r;
 }
@@ -1155,6 +1490,7 @@ static void test_mark(void **state)
 	struct spool_file *f = add_file(fx, "nginx", 46);
 	struct spool_mark m[3];
 	struct spool_counts c;
+	struct event ev;
 	struct row r;
 	char last[EVENT_ERROR_MAX], err[512] = "";
 
@@ -1172,12 +1508,14 @@ static void test_mark(void **state)
 	    .id = 3, .state = EVENT_PENDING, .attempts = 1, .error = "HTTP 503", .when = 1002};
 	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), 0);
 
-	r = raw_row(fx->db, 1);
-	assert_int_equal(r.state, EVENT_DELIVERED);
-	assert_int_equal(r.attempts, 1);
-	assert_int_equal(r.delivered_at, 1000);
-	assert_int_equal(r.updated, 1000);
-	assert_string_equal(r.last_error, "(null)");
+	/* 1, delivered at its first attempt, has no row: the watermark passed it. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE id = 1"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 3);
+	ev = event_of(fx->sp, 1);
+	assert_int_equal(ev.state, EVENT_DELIVERED);
+	assert_int_equal(ev.attempts, 1);
+	assert_int_equal(ev.delivered_at, 1000);
+	assert_string_equal(ev.last_error, "");
 	r = raw_row(fx->db, 2);
 	assert_int_equal(r.state, EVENT_DEAD);
 	assert_int_equal(r.delivered_at, -1);
@@ -1187,6 +1525,9 @@ static void test_mark(void **state)
 	assert_int_equal(r.attempts, 1);
 	assert_int_equal(r.updated, 1002);
 	assert_string_equal(r.last_error, "HTTP 503");
+	ev = event_of(fx->sp, 3);
+	assert_int_equal(ev.state, EVENT_PENDING);
+	assert_string_equal(ev.last_error, "HTTP 503");
 
 	c = counts(fx->sp);
 	assert_int_equal(c.pending, 2);
@@ -1221,6 +1562,10 @@ static void test_mark(void **state)
 	/* A short buffer gets a cut copy. */
 	assert_int_equal(spool_last_error(fx->sp, last, 3, err, sizeof(err)), 0);
 	assert_string_equal(last, "fo");
+	/* A delivery with something to remember is a row of its own. */
+	r = raw_row(fx->db, 1);
+	assert_int_equal(r.state, EVENT_DELIVERED);
+	assert_int_equal(r.delivered_at, 3000);
 
 	/* A dead letter replayed and delivered. */
 	m[0] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 3, .when = 4000};
@@ -1228,6 +1573,7 @@ static void test_mark(void **state)
 	r = raw_row(fx->db, 2);
 	assert_int_equal(r.state, EVENT_DELIVERED);
 	assert_int_equal(r.delivered_at, 4000);
+	assert_int_equal(event_of(fx->sp, 2).delivered_at, 4000);
 	c = counts(fx->sp);
 	assert_int_equal(c.pending, 1);
 	assert_int_equal(c.delivered, 2);
@@ -1241,6 +1587,10 @@ static void test_mark(void **state)
 	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), -1);
 	assert_true(err[0] != '\0');
 	assert_int_equal(raw_row(fx->db, 3).attempts, 2);
+	/* An id that does not exist has nothing to mark. */
+	m[0] = (struct spool_mark){.id = 99, .state = EVENT_DEAD, .attempts = 1, .when = 1};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE id = 99"), 0);
 	free(f);
 }
 
@@ -1252,21 +1602,602 @@ static void test_mark_atomic(void **state)
 	char err[512] = "";
 
 	commit_n(fx, f, 0, 3);
-	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE UPDATE ON events WHEN NEW.id = 3 "
-	                 "BEGIN SELECT RAISE(ABORT, 'no marks for 3'); END;");
+	raw_exec(fx->db, "CREATE TRIGGER boom BEFORE UPDATE ON queue WHEN NEW.delivered_through = 3"
+	                 " BEGIN SELECT RAISE(ABORT, 'no marks for 3'); END;");
 	for (int i = 0; i < 3; i++)
 		m[i] = (struct spool_mark){
 		    .id = i + 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
 	assert_int_equal(spool_mark(fx->sp, m, 3, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "no marks for 3"));
 	assert_int_equal(counts(fx->sp).pending, 3);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE attempts > 0"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries"), 0);
 	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
 	assert_int_equal(counts(fx->sp).delivered, 2);
 	free(f);
 }
 
-/* The retention rule alone: delivered before the cut-off. */
+/* Delivery kept as a watermark plus exceptions (docs/spool.md): deliveries out of order are
+ * rows until the events ahead of them are decided, then folded into the watermark; an event
+ * that waits (a retry) does not hold it back; the delivery times are kept by ranges; marks of
+ * many first deliveries write a few bytes, not a row each. */
+static void test_watermark(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 48);
+	struct spool_mark m[1000];
+	struct spool_counts c;
+	char err[512] = "";
+	int64_t pages0, pages1;
+
+	commit_n(fx, f, 0, 6); /* ids 1..6 */
+	/* 3 and 5 delivered first: rows, the watermark stays at 0. */
+	m[0] = (struct spool_mark){.id = 3, .state = EVENT_DELIVERED, .attempts = 1, .when = 103};
+	m[1] = (struct spool_mark){.id = 5, .state = EVENT_DELIVERED, .attempts = 1, .when = 105};
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE state = 1"), 2);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 2);
+	assert_int_equal(c.pending, 4);
+	/* 1 delivered, 2 retried (a row, pending): the watermark passes 1, 2 and 3. */
+	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 101};
+	m[1] = (struct spool_mark){
+	    .id = 2, .state = EVENT_PENDING, .attempts = 1, .error = "HTTP 500", .when = 102};
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 3);
+	/* 3's row is folded in: its time makes the range's first. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes"), 2); /* 2 and 5 */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries WHERE through = 3 AND"
+	                                 " first_at = 101 AND last_at = 103"),
+	                 1);
+	assert_int_equal(event_of(fx->sp, 3).delivered_at, 101);
+	assert_int_equal(event_of(fx->sp, 1).delivered_at, 101);
+	assert_int_equal(event_of(fx->sp, 2).state, EVENT_PENDING);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 3);
+	assert_int_equal(c.pending, 3);
+	/* 4 delivered: the watermark reaches 5, the row of 5 folded into the same range (marks
+	 * within a minute of its first share it). */
+	m[0] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 104};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 5);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries WHERE through = 5 AND"
+	                                 " first_at = 101 AND last_at = 105"),
+	                 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes"), 1); /* 2 */
+	/* 2 delivered at its second attempt: its row stays, with its history. */
+	m[0] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 2, .when = 106};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_row(fx->db, 2).attempts, 2);
+	assert_string_equal(event_of(fx->sp, 2).last_error, "HTTP 500");
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 5);
+	assert_int_equal(c.pending, 1);
+	/* A mark long after the last row of deliveries starts another. */
+	m[0] = (struct spool_mark){.id = 6, .state = EVENT_DELIVERED, .attempts = 1, .when = 5000};
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries"), 2);
+	assert_int_equal(event_of(fx->sp, 6).delivered_at, 5000);
+	assert_int_equal(event_of(fx->sp, 5).delivered_at, 101);
+
+	/* 1,000 first deliveries in one transaction: no row, a page or two. */
+	commit_n(fx, f, 1000, 1000); /* ids 7..1006 */
+	pages0 = raw_int(fx->db, "PRAGMA page_count");
+	for (int i = 0; i < 1000; i++)
+		m[i] = (struct spool_mark){
+		    .id = 7 + i, .state = EVENT_DELIVERED, .attempts = 1, .when = 5001};
+	assert_int_equal(spool_mark(fx->sp, m, 1000, err, sizeof(err)), 0);
+	pages1 = raw_int(fx->db, "PRAGMA page_count");
+	assert_int_equal(pages1, pages0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 1006);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes"), 1); /* 2 */
+	assert_int_equal(counts(fx->sp).delivered, 1006);
+	assert_int_equal(counts(fx->sp).pending, 0);
+	free(f);
+}
+
+static void test_mark_generation_unsure(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 47);
+	struct spool_mark m[2];
+	struct event got[2], pend[4];
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	struct spool_counts c;
+	size_t n = 0;
+	int64_t moved = 0;
+	char err[512] = "";
+
+	commit_n(fx, f, 0, 3); /* ids 1..3 */
+	m[0] = (struct spool_mark){.id = 1,
+	                           .state = EVENT_PENDING,
+	                           .attempts = 1,
+	                           .key_generation = 2,
+	                           .first_unknown = 1700000100,
+	                           .error = "HTTP 500",
+	                           .when = 1001};
+	m[1] = (struct spool_mark){.id = 2,
+	                           .state = EVENT_UNSURE,
+	                           .attempts = 7,
+	                           .key_generation = 5,
+	                           .first_unknown = 1700000000,
+	                           .error = "unsure: ...",
+	                           .when = 1002};
+	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
+	/* Outcomes other than a first delivery are rows of outcomes. */
+	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM outcomes WHERE id = 1"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT first_unknown FROM outcomes WHERE id = 1"),
+	                 1700000100);
+	assert_int_equal(raw_int(fx->db, "SELECT state FROM outcomes WHERE id = 2"), EVENT_UNSURE);
+	/* A pending event comes back with its generation and first unknown outcome. */
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2); /* 1 and 3: unsure is not pending */
+	assert_int_equal(pend[0].id, 1);
+	assert_int_equal(pend[0].key_generation, 2);
+	assert_int_equal(pend[0].first_unknown, 1700000100);
+	assert_int_equal(pend[1].id, 3);
+	assert_int_equal(pend[1].key_generation, 0);
+	assert_int_equal(pend[1].first_unknown, 0);
+	c = counts(fx->sp);
+	assert_int_equal(c.pending, 2);
+	assert_int_equal(c.unsure, 1);
+	assert_int_equal(c.delivered, 0);
+	assert_int_equal(c.dead, 0);
+	memset(got, 0, sizeof(got));
+	assert_int_equal(spool_events_foreach(fx->sp, EVENT_UNSURE, collect, got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(got[0].id, 2);
+	assert_int_equal(got[0].state, EVENT_UNSURE);
+	assert_int_equal(got[0].key_generation, 5);
+	assert_int_equal(got[1].id, 0);
+	/* A negative generation is refused. */
+	m[0].key_generation = -1;
+	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), -1);
+
+	/* Replaying the unsure event: pending again, next key generation, no unknown outcome. */
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_UNSURE;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(counts(fx->sp).unsure, 0);
+	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM outcomes WHERE id = 2"), 6);
+	assert_int_equal(raw_int(fx->db, "SELECT first_unknown IS NULL FROM outcomes WHERE id = 2"),
+	                 1);
+	free(f);
+}
+
+/* The files and events tables as schemas 1 to 3 had them (src/store/schema.c). */
+#define OLD_FILES                                                                                  \
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"                           \
+	"CREATE TABLE files (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"                    \
+	" source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"   \
+	" fp_len INTEGER NOT NULL DEFAULT 0, fp_hash BLOB,"                                        \
+	" \"offset\" INTEGER NOT NULL DEFAULT 0, check_len INTEGER NOT NULL DEFAULT 0,"            \
+	" check_hash BLOB, size INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,"                  \
+	" lines INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,"                   \
+	" unmatched INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,"               \
+	" long_lines INTEGER NOT NULL DEFAULT 0, nul_bytes INTEGER NOT NULL DEFAULT 0,"            \
+	" events INTEGER NOT NULL DEFAULT 0, resets INTEGER NOT NULL DEFAULT 0,"                   \
+	" first_seen INTEGER NOT NULL, updated INTEGER NOT NULL);"                                 \
+	"CREATE INDEX files_identity ON files(source, dev, ino);"
+
+#define OLD_EVENTS_V2_COLUMNS                                                                      \
+	"id INTEGER PRIMARY KEY,"                                                                  \
+	" file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"            \
+	" rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"                 \
+	" payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"                    \
+	" customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"                \
+	" timestamp INTEGER NOT NULL, state INTEGER NOT NULL,"                                     \
+	" attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"                  \
+	" delivered_at INTEGER, updated INTEGER, key_generation INTEGER NOT NULL DEFAULT 0,"       \
+	" first_unknown INTEGER,"
+
+/* After a migration: no events table, a sound database, and opening again changes nothing. */
+static void check_migrated(struct fixture *fx)
+{
+	char err[512] = "", text[64];
+	struct spool_counts c0, c1;
+
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM sqlite_schema WHERE tbl_name ="
+	                                 " 'events'"),
+	                 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM meta WHERE key = 'queue_shift'"), 0);
+	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
+	assert_string_equal(text, "ok");
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	c0 = counts(fx->sp);
+	spool_free(fx->sp);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(fx->sp);
+	c1 = counts(fx->sp);
+	assert_memory_equal(&c0, &c1, sizeof(c0));
+}
+
+/* A spool of schema 1 (the first release: a CHECK on the state, no key generation) is migrated
+ * when an agent opens it, keeping every event with its identifier and history; a read-only
+ * open asks for the agent first. */
+static void test_migrate_from_1(void **state)
+{
+	static const char v1[] = OLD_FILES
+	    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
+	    " file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"
+	    " rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"
+	    " payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"
+	    " customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"
+	    " timestamp INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+	    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"
+	    " delivered_at INTEGER, updated INTEGER, UNIQUE (file_id, line_offset, rule));"
+	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
+	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
+	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
+	    "INSERT INTO meta VALUES ('instance', 'old-host');"
+	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated, "
+	    "\"offset\")"
+	    " VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'reading', 1, 1, 300);"
+	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id', 'value',"
+	    " 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10);"
+	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e', 'stripe_customer_id', "
+	    "'value',"
+	    " 'k', 'cus_1', '6', 1700000000, 0, 3, 'HTTP 500', 1, NULL, 11);"
+	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e', 'stripe_customer_id', "
+	    "'value',"
+	    " 'k', 'cus_1', '7', 1700000000, 2, 1, 'No active meter', 1, NULL, 12);"
+	    "PRAGMA user_version = 1;";
+	struct fixture *fx = *state;
+	struct event pend[4], ev;
+	struct spool_counts c;
+	struct spool *ro;
+	size_t n = 0;
+	char err[512] = "", text[64];
+
+	spool_remove(fx);
+	raw_exec_create(fx->db, v1);
+
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_null(ro);
+	assert_non_null(strstr(err, "schema version 1"));
+	assert_non_null(strstr(err, "logmeter run"));
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 1);
+
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.pending, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 0);
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pend[0].id, 2);
+	/* Its identifier is the one it had (made under an instance name the spool no longer
+	 * knows: kept in its row). */
+	assert_string_equal(pend[0].identifier, "lm1-b");
+	assert_int_equal(pend[0].attempts, 3);
+	assert_int_equal(pend[0].key_generation, 0);
+	assert_int_equal(pend[0].first_unknown, 0);
+	assert_int_equal(pend[0].queue_seq, 2);
+	assert_string_equal(pend[0].last_error, "HTTP 500");
+	assert_string_equal(pend[0].value, "6");
+	ev = event_of(fx->sp, 1);
+	assert_string_equal(ev.identifier, "lm1-a");
+	assert_int_equal(ev.delivered_at, 10);
+	assert_int_equal(ev.created, 1);
+	ev = event_of(fx->sp, 3);
+	assert_string_equal(ev.last_error, "No active meter");
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
+	assert_string_equal(text, "old-host");
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 1);
+	check_migrated(fx);
+}
+
+/* A spool of schema 2 (events in id order, a replay renumbered them) is migrated through schema
+ * 3 to this one: every event kept, each queue position its id, so the queue keeps its order; a
+ * replay afterwards moves an event without changing its id. */
+static void test_migrate_from_2(void **state)
+{
+	static const char v2[] = OLD_FILES
+	    "CREATE TABLE events (" OLD_EVENTS_V2_COLUMNS " UNIQUE (file_id, line_offset, rule));"
+	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
+	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
+	    "CREATE INDEX events_unsure ON events(id) WHERE state = 3;"
+	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
+	    "INSERT INTO meta VALUES ('instance', 'v2-host');"
+	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated,"
+	    " \"offset\") VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'drained', 1,"
+	    " 1, 400);"
+	    /* 1 delivered, 2 dead, 3 unsure, 4 pending; 7 pending: a replay of schema 2
+	     * gave the event at offset 50 the id after every other. */
+	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id',"
+	    " 'value', 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10, 0, NULL);"
+	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e',"
+	    " 'stripe_customer_id', 'value', 'k', 'cus_1', '6', 1700000000, 2, 1,"
+	    " 'No active meter', 1, NULL, 11, 0, NULL);"
+	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e',"
+	    " 'stripe_customer_id', 'value', 'k', 'cus_1', '7', 1700000000, 3, 9,"
+	    " 'unsure: HTTP 500', 1, NULL, 12, 4, 1700000100);"
+	    "INSERT INTO events VALUES (4, 1, 300, 'r', 'lm1-d', 'e',"
+	    " 'stripe_customer_id', 'value', 'k', 'cus_1', '8', 1700000000, 0, 0, NULL,"
+	    " 1, NULL, 13, 0, NULL);"
+	    "INSERT INTO events VALUES (7, 1, 50, 'r', 'lm1-e', 'e',"
+	    " 'stripe_customer_id', 'value', 'k', 'cus_1', '9', 1700000000, 0, 2,"
+	    " 'replayed', 1, NULL, 14, 1, NULL);"
+	    "PRAGMA user_version = 2;";
+	struct fixture *fx = *state;
+	struct event pend[4], ev;
+	struct spool_counts c;
+	struct spool *ro;
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	size_t n = 0;
+	int64_t moved = 0;
+	char err[512] = "", text[512];
+
+	spool_remove(fx);
+	raw_exec_create(fx->db, v2);
+
+	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
+	assert_null(ro);
+	assert_non_null(strstr(err, "schema version 2"));
+	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 2);
+
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
+	assert_string_equal(text, "v2-host");
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 1);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 1);
+	assert_int_equal(c.pending, 2);
+	{
+		static const char *const ids[] = {"lm1-a", "lm1-b", "lm1-c", "lm1-d", "lm1-e"};
+		static const int64_t eid[] = {1, 2, 3, 4, 7}, st[] = {1, 2, 3, 0, 0};
+		static const int64_t at[] = {1, 1, 9, 0, 2}, kg[] = {0, 0, 4, 0, 1};
+
+		for (int i = 0; i < 5; i++) {
+			ev = event_of(fx->sp, eid[i]);
+			assert_string_equal(ev.identifier, ids[i]);
+			assert_int_equal(ev.state, st[i]);
+			assert_int_equal(ev.attempts, at[i]);
+			assert_int_equal(ev.key_generation, kg[i]);
+		}
+		assert_int_equal(event_of(fx->sp, 3).first_unknown, 1700000100);
+	}
+	/* The queue as schema 2 had it: 4, then 7. */
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(pend[0].id, 4);
+	assert_int_equal(pend[0].queue_seq, 4);
+	assert_int_equal(pend[1].id, 7);
+	assert_int_equal(pend[1].queue_seq, 7);
+	assert_string_equal(pend[1].identifier, "lm1-e");
+	assert_int_equal(pend[1].line_offset, 50);
+
+	/* A replay now: the dead letter keeps id 2 and comes after 7. */
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(spool_pending(fx->sp, 7, pend, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(pend[0].id, 2);
+	assert_int_equal(pend[0].queue_seq, 8);
+	assert_string_equal(pend[0].identifier, "lm1-b");
+	check_migrated(fx);
+	assert_int_equal(counts(fx->sp).pending, 3);
+}
+
+/* A spool of schema 3 made as that logmeter made it (identifiers from the layout of
+ * docs/identifiers.md): what needs no row of its own (first deliveries, events never sent)
+ * becomes batches passed by the watermark or after it; what has a history keeps it in a row. */
+static void test_migrate_from_3(void **state)
+{
+	struct fixture *fx = *state;
+	struct event pend[8], ev;
+	struct spool_counts c;
+	char err[512] = "", sql[8192], id[8][EVENT_IDENTIFIER_MAX];
+	size_t n = 0, at = 0;
+
+	spool_remove(fx);
+	for (int i = 1; i <= 7; i++)
+		assert_int_equal(
+		    event_identifier(id[i], "v3-host", "nginx", "u1", 100 * (i - 1), "r"), 0);
+	at += (size_t)snprintf(
+	    sql + at, sizeof(sql) - at,
+	    OLD_FILES "CREATE TABLE events (" OLD_EVENTS_V2_COLUMNS " queue_seq INTEGER NOT NULL,"
+	              " UNIQUE (file_id, line_offset, rule));"
+	              "CREATE INDEX events_pending ON events(queue_seq) WHERE state = 0;"
+	              "INSERT INTO meta VALUES ('instance', 'v3-host');"
+	              "INSERT INTO meta VALUES ('queue_shift', '2');"
+	              "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen,"
+	              " updated, \"offset\") VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2,"
+	              " 'reading', 1, 1, 700);");
+	/* 1, 2 delivered at their first attempt; 3 dead; 4, 5 never sent; 6 replayed (position
+	 * 9, after the others, and a key generation); 7 unsure. */
+	{
+		static const char *const rest[] = {
+		    "",
+		    "1, 1, NULL, 5, 20, 20, 0, NULL, 1",
+		    "1, 1, NULL, 5, 21, 21, 0, NULL, 2",
+		    "2, 1, 'No active meter', 5, NULL, 22, 0, NULL, 3",
+		    "0, 0, NULL, 5, NULL, 5, 0, NULL, 4",
+		    "0, 0, NULL, 5, NULL, 5, 0, NULL, 5",
+		    "0, 1, 'replayed at 30', 5, NULL, 30, 1, NULL, 9",
+		    "3, 4, 'unsure: HTTP 500', 5, NULL, 40, 3, 1700000100, 7"};
+
+		for (int i = 1; i <= 7; i++)
+			at += (size_t)snprintf(
+			    sql + at, sizeof(sql) - at,
+			    "INSERT INTO events VALUES (%d, 1, %d, 'r', '%s', 'e',"
+			    " 'stripe_customer_id', 'value', 'k%d', 'cus_%d', '%d',"
+			    " %d, %s);",
+			    i, 100 * (i - 1), id[i], i, i, i, 1700000000 + i, rest[i]);
+	}
+	snprintf(sql + at, sizeof(sql) - at, "PRAGMA user_version = 3;");
+	raw_exec_create(fx->db, sql);
+
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	c = counts(fx->sp);
+	assert_int_equal(c.delivered, 2);
+	assert_int_equal(c.dead, 1);
+	assert_int_equal(c.unsure, 1);
+	assert_int_equal(c.pending, 3);
+	/* One batch; the watermark just before the first event never sent; rows for 3, 6, 7. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 3);
+	assert_int_equal(raw_int(fx->db, "SELECT next_id FROM queue"), 8);
+	assert_int_equal(raw_int(fx->db, "SELECT shift FROM queue"), 2);
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,6,7' FROM"
+	                                 " (SELECT id FROM outcomes ORDER BY id)"),
+	                 1);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE identifier IS NOT"
+	                                 " NULL"),
+	                 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM deliveries WHERE through = 2 AND"
+	                                 " first_at = 20 AND last_at = 21"),
+	                 1);
+	for (int i = 1; i <= 7; i++) {
+		char want[16];
+
+		ev = event_of(fx->sp, i);
+		assert_string_equal(ev.identifier, id[i]);
+		assert_int_equal(ev.line_offset, 100 * (i - 1));
+		snprintf(want, sizeof(want), "cus_%d", i);
+		assert_string_equal(ev.customer, want);
+		assert_int_equal(ev.timestamp, 1700000000 + i);
+		assert_int_equal(ev.created, 5);
+	}
+	assert_int_equal(event_of(fx->sp, 1).delivered_at, 20);
+	assert_int_equal(event_of(fx->sp, 2).delivered_at, 20); /* its range's first */
+	assert_int_equal(event_of(fx->sp, 7).key_generation, 3);
+	/* The queue as schema 3 had it: 4, 5, then the replayed 6. */
+	assert_int_equal(spool_pending(fx->sp, 0, pend, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(pend[0].id, 4);
+	assert_int_equal(pend[0].queue_seq, 4);
+	assert_int_equal(pend[1].id, 5);
+	assert_int_equal(pend[2].id, 6);
+	assert_int_equal(pend[2].queue_seq, 9);
+	assert_int_equal(pend[2].key_generation, 1);
+	/* A new commit comes after every position given before: id 8 at 8 + 2. */
+	{
+		struct spool_file f;
+
+		assert_int_equal(spool_file_find(fx->sp, "nginx", 1, 2, &f, err, sizeof(err)), 1);
+		commit_n(fx, &f, 700, 1);
+		assert_int_equal(event_of(fx->sp, 8).queue_seq, 10);
+	}
+	check_migrated(fx);
+}
+
+/* The queue's order across replays and commits, as a running sender sees it: its cursor only
+ * moves forward, yet it finds every event made pending after it read, by a commit of the agent
+ * or a replay on another connection; no event's id ever changes. */
+static void test_queue_order_across_replay(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 70);
+	struct event out[8];
+	struct spool_mark m;
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	struct spool *cli;
+	char err[512] = "", text[256];
+	int64_t moved = 0, cursor;
+	size_t n = 0;
+
+	commit_n(fx, f, 0, 3); /* ids 1..3 at positions 1..3 */
+	m = (struct spool_mark){
+	    .id = 1, .state = EVENT_DEAD, .attempts = 1, .error = "x", .when = 1};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+
+	/* The sender reads 2 and 3: its cursor is at position 3. */
+	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 2);
+	assert_int_equal(out[1].id, 3);
+	cursor = out[1].queue_seq;
+	assert_int_equal(cursor, 3);
+
+	/* The operator replays event 1 on a connection of its own: position 4, id 1. */
+	cli = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	assert_non_null(cli);
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 100;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0].id, 1);
+	assert_int_equal(out[0].queue_seq, 4);
+	cursor = out[0].queue_seq;
+	raw_text(fx->db, "SELECT shift FROM queue", text, sizeof(text));
+	assert_string_equal(text, "1");
+
+	/* The agent commits two more lines: ids 4 and 5, after the replayed event (5 and 6). */
+	commit_n(fx, f, 300, 2);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 4);
+	assert_int_equal(out[0].queue_seq, 5);
+	assert_int_equal(out[1].id, 5);
+	assert_int_equal(out[1].queue_seq, 6);
+	cursor = out[1].queue_seq;
+
+	/* Event 4 delivered, then replayed: after 5 (max id 5, shift 1: position 7); the next line
+	 * committed (id 6) comes after it (position 8). */
+	m = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
+	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
+	rp.from = EVENT_DELIVERED;
+	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	commit_n(fx, f, 500, 1);
+	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].id, 4);
+	assert_int_equal(out[0].queue_seq, 7);
+	assert_int_equal(out[1].id, 6);
+	assert_int_equal(out[1].queue_seq, 8);
+
+	/* The whole queue from its start, and each id still its line's. */
+	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 6);
+	{
+		static const int64_t ids[] = {2, 3, 1, 5, 4, 6};
+		static const int64_t seqs[] = {2, 3, 4, 6, 7, 8};
+
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(out[i].id, ids[i]);
+			assert_int_equal(out[i].queue_seq, seqs[i]);
+			assert_int_equal(out[i].line_offset, (ids[i] - 1) * 100);
+		}
+	}
+	/* Positions: the batches' (one per commit), and the moved events' rows of outcomes. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE id IN (1, 4) AND"
+	                                 " state = 0 AND queue_seq IN (4, 7)"),
+	                 2);
+	spool_free(cli);
+	free(f);
+}
+
+/* The retention rule alone: delivered before the cut-off, a batch (here: an event) at a time. */
 static void test_prune(void **state)
 {
 	struct fixture *fx = *state;
@@ -1276,13 +2207,15 @@ static void test_prune(void **state)
 	struct spool_pruned n = {-1, -1};
 	char err[512] = "";
 
-	commit_n(fx, f, 0, 5); /* ids 1..5 */
+	commit_each(fx, f, 0, 5); /* ids 1..5, a batch each */
 	m[0] = (struct spool_mark){.id = 1, .state = EVENT_DELIVERED, .attempts = 1, .when = 100};
 	m[1] = (struct spool_mark){.id = 2, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
 	m[2] = (struct spool_mark){.id = 3, .state = EVENT_DELIVERED, .attempts = 1, .when = 300};
 	m[3] = (struct spool_mark){
 	    .id = 4, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 50};
-	assert_int_equal(spool_mark(fx->sp, m, 4, err, sizeof(err)), 0);
+	/* One mark each: each its own row of deliveries (a minute apart, or more). */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(spool_mark(fx->sp, &m[i], 1, err, sizeof(err)), 0);
 
 	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 200}, &n,
 	                             err, sizeof(err)),
@@ -1297,12 +2230,15 @@ static void test_prune(void **state)
 	                             err, sizeof(err)),
 	                 0);
 	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,4,5' FROM "
-	                                 "(SELECT id FROM events ORDER BY id)"),
+	                                 "(SELECT id FROM batches ORDER BY id)"),
 	                 1);
+	/* The rows of deliveries of what went, gone with it. */
+	assert_int_equal(raw_int(fx->db, "SELECT min(through) FROM deliveries"), 3);
 	c = counts(fx->sp);
 	assert_int_equal(c.pending, 1);
 	assert_int_equal(c.delivered, 1);
 	assert_int_equal(c.dead, 1);
+	assert_int_equal(event_of(fx->sp, 3).delivered_at, 300);
 	/* Neither rule: nothing happens; a negative value is refused. */
 	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){0}, &n, err, sizeof(err)), 0);
 	assert_int_equal(n.expired + n.early, 0);
@@ -1312,8 +2248,9 @@ static void test_prune(void **state)
 	free(f);
 }
 
-/* Both rules in one call: first everything past its retention, then the oldest deliveries up
- * to the count, whatever their age; pending, dead and unsure events never go. */
+/* Both rules in one call: first everything past its retention, then whole batches in the order
+ * of their commits up to the count, whatever their age; pending, dead and unsure events never
+ * go, nor a batch that holds one. */
 static void test_prune_both_rules(void **state)
 {
 	struct fixture *fx = *state;
@@ -1323,7 +2260,7 @@ static void test_prune_both_rules(void **state)
 	struct spool_pruned n = {-1, -1};
 	char err[512] = "";
 
-	commit_n(fx, f, 0, 9); /* ids 1..9 */
+	commit_each(fx, f, 0, 9); /* ids 1..9, a batch each */
 	/* Delivered at 500 (id 6), 100 (2), 400 (4), 300 (7), 200 (1), 600 (8); 3 dead at 10, 5
 	 * unsure at 10, 9 pending. */
 	m[0] = (struct spool_mark){.id = 6, .state = EVENT_DELIVERED, .attempts = 1, .when = 500};
@@ -1336,18 +2273,20 @@ static void test_prune_both_rules(void **state)
 	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "no", .when = 10};
 	m[7] = (struct spool_mark){
 	    .id = 5, .state = EVENT_UNSURE, .attempts = 1, .error = "?", .when = 10};
-	assert_int_equal(spool_mark(fx->sp, m, 8, err, sizeof(err)), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(spool_mark(fx->sp, &m[i], 1, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT delivered_through FROM queue"), 8);
 
-	/* Retention cuts before 250: 2 (100) and 1 (200); then the 2 delivered first of the rest:
-	 * 7 (300) and 4 (400). Left: 6 and 8 delivered. */
+	/* Retention cuts before 250: 2 (100) and 1 (200); then the 2 committed first of the
+	 * rest: 4 and 6 (3 is dead, 5 unsure). Left: 7 and 8 delivered. */
 	assert_int_equal(spool_prune(fx->sp,
 	                             &(struct spool_prune){.delivered_before = 250, .oldest = 2},
 	                             &n, err, sizeof(err)),
 	                 0);
 	assert_int_equal(n.expired, 2);
 	assert_int_equal(n.early, 2);
-	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,5,6,8,9' FROM "
-	                                 "(SELECT id FROM events ORDER BY id)"),
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,5,7,8,9' FROM "
+	                                 "(SELECT id FROM batches ORDER BY id)"),
 	                 1);
 	/* More than there is: only delivered events go. */
 	assert_int_equal(spool_prune(fx->sp,
@@ -1361,35 +2300,209 @@ static void test_prune_both_rules(void **state)
 	assert_int_equal(c.pending, 1);
 	assert_int_equal(c.dead, 1);
 	assert_int_equal(c.unsure, 1);
+
+	/* Retention looks past a batch delivered later: a batch delivered early after it goes. */
+	commit_each(fx, f, 900, 3); /* ids 10, 11, 12 */
+	m[0] = (struct spool_mark){.id = 9, .state = EVENT_DELIVERED, .attempts = 1, .when = 2000};
+	m[1] = (struct spool_mark){.id = 10, .state = EVENT_DELIVERED, .attempts = 2, .when = 5000};
+	m[2] = (struct spool_mark){.id = 11, .state = EVENT_DELIVERED, .attempts = 1, .when = 2100};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(spool_mark(fx->sp, &m[i], 1, err, sizeof(err)), 0);
+	assert_int_equal(spool_prune(fx->sp, &(struct spool_prune){.delivered_before = 3000}, &n,
+	                             err, sizeof(err)),
+	                 0);
+	assert_int_equal(n.expired, 2); /* 9 and 11; 10 (delivered at 5000) stays */
+	assert_int_equal(raw_int(fx->db, "SELECT group_concat(id) = '3,5,10,12' FROM "
+	                                 "(SELECT id FROM batches ORDER BY id)"),
+	                 1);
 	free(f);
 }
 
-struct listing {
-	int64_t ids[16];
-	char names[16][160];
-	size_t n;
-	size_t stop_after; /* 0: never */
-};
+/* ---- replay ---- */
 
-static int list_event(const struct event *ev, void *ud)
+static void test_replay(void **state)
 {
-	struct listing *l = ud;
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 61);
+	struct spool_mark m[6];
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	struct event evs[8], ev;
+	char err[512] = "", before[EVENT_IDENTIFIER_MAX];
+	int64_t moved = -1;
 
-	if (l->n >= 16)
-		return -1;
-	l->ids[l->n++] = ev->id;
-	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+	/* ids 1..8 at offsets 0..700, event 6 of rule r2; one batch. */
+	for (int i = 0; i < 8; i++)
+		event_init(&evs[i], f->id, 100 * i, i == 5 ? "r2" : "r1");
+	f->offset = 800;
+	assert_int_equal(fixture_commit(fx->sp, f, evs, 8, err, sizeof(err)), 0);
+	memcpy(before, evs[1].identifier, sizeof(before));
+	/* 1, 2: dead (no meter) at t=1000; 3: dead (other reason) at t=2000; 4, 5: delivered at
+	 * 1500 and 3000; 6: dead at 3000 in rule r2; 7, 8 stay pending. */
+	m[0] = (struct spool_mark){.id = 1,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 1,
+	                           .error = "No active meter found",
+	                           .when = 1000};
+	m[1] = (struct spool_mark){.id = 2,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 2,
+	                           .error = "No active meter found",
+	                           .when = 1000};
+	m[2] = (struct spool_mark){
+	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "value too large", .when = 2000};
+	m[3] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 1500};
+	m[4] = (struct spool_mark){.id = 5, .state = EVENT_DELIVERED, .attempts = 1, .when = 3000};
+	m[5] = (struct spool_mark){.id = 6,
+	                           .state = EVENT_DEAD,
+	                           .attempts = 1,
+	                           .error = "No active meter found",
+	                           .when = 3000};
+	/* Marked in two transactions, as a sender would over time. */
+	assert_int_equal(spool_mark(fx->sp, m, 4, err, sizeof(err)), 0);
+	assert_int_equal(spool_mark(fx->sp, m + 4, 2, err, sizeof(err)), 0);
+
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 5000;
+	rp.decide = decide;
+	rp.ud = &d;
+
+	/* A dry run sees every dead letter and changes nothing. */
+	rp.dry_run = 1;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 4);
+	assert_int_equal(d.n, 4);
+	assert_int_equal(d.seen[0], 1);
+	assert_int_equal(d.seen[3], 6);
+	assert_int_equal(counts(fx->sp).dead, 4);
+	rp.dry_run = 0;
+
+	/* --reason and --rule: only 1 and 2 (r1, "No active"); 6 is in r2. */
+	d.n = 0;
+	rp.rule = "r1";
+	rp.reason = "No active";
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 2);
+	/* Moved to the end of the queue (positions 9, 10) with their ids (1, 2), pending,
+	 * identifier, attempts and payload kept, the new last_error written, delivery time
+	 * cleared, updated = now, the next key generation. */
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE id IN (1, 2) AND "
+	                                 "queue_seq IN (9, 10) AND state = 0 AND updated = 5000 "
+	                                 "AND delivered_at IS NULL AND key_generation = 1"),
+	                 2);
+	assert_int_equal(raw_int(fx->db, "SELECT queue_seq FROM outcomes WHERE id = 2"), 10);
+	assert_int_equal(raw_int(fx->db, "SELECT max(id + n - 1) FROM batches"), 8);
+	ev = event_of(fx->sp, 2);
+	assert_string_equal(ev.identifier, before);
+	assert_int_equal(ev.attempts, 2);
+	assert_string_equal(ev.value, "1000");
+	assert_string_equal(ev.last_error, "replayed 2");
+	assert_int_equal(counts(fx->sp).pending, 4);
+
+	/* --since: only dead letters that became dead at or after 2500 (id 6, any rule). */
+	d.n = 0;
+	rp.rule = NULL;
+	rp.reason = NULL;
+	rp.since = 2500;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(d.seen[0], 6);
+
+	/* decide = 0 leaves them; decide may change the customer. */
+	d.n = 0;
+	d.verdict = 0;
+	rp.since = 0;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 0);
+	assert_int_equal(d.n, 1); /* id 3 */
+	assert_int_equal(event_of(fx->sp, 3).state, EVENT_DEAD);
+	d.verdict = 1;
+	d.customer = "cus_new";
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_string_equal(event_of(fx->sp, 3).customer, "cus_new");
+	assert_string_equal(event_of(fx->sp, 3).customer_key, "10.0.0.200");
+
+	/* Delivered since 2000: only id 5; the other keeps its delivery. */
+	d.n = 0;
+	d.customer = NULL;
+	rp.from = EVENT_DELIVERED;
+	rp.since = 2000;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(d.seen[0], 5);
+	ev = event_of(fx->sp, 4);
+	assert_int_equal(ev.state, EVENT_DELIVERED);
+	assert_int_equal(ev.delivered_at, 1500);
+	ev = event_of(fx->sp, 5);
+	assert_int_equal(ev.state, EVENT_PENDING);
+	assert_int_equal(ev.key_generation, 1);
+	assert_int_equal(ev.attempts, 1);
+	assert_int_equal(counts(fx->sp).delivered, 1);
+	assert_int_equal(counts(fx->sp).dead, 0);
+	assert_int_equal(counts(fx->sp).pending, 7);
+
+	/* A running sender's view: spool_pending after its cursor finds the moved events. */
+	{
+		struct event out[8];
+		size_t n = 0;
+
+		assert_int_equal(spool_pending(fx->sp, 8, out, 8, &n, err, sizeof(err)), 0);
+		assert_int_equal(n, 5);
+	}
+
+	/* decide = -1 stops with an error; the batch is rolled back. */
+	d.verdict = -1;
+	rp.since = 0;
+	rp.from = EVENT_DELIVERED;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	assert_int_equal(event_of(fx->sp, 4).state, EVENT_DELIVERED);
+
+	/* Invalid arguments. */
+	rp.from = EVENT_PENDING;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	rp.from = EVENT_DEAD;
+	rp.decide = NULL;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
+	assert_int_equal(spool_replay(NULL, &rp, &moved, err, sizeof(err)), -1);
+	free(f);
 }
 
-static int list_file(const struct spool_file *f, void *ud)
+static void test_replay_many(void **state)
 {
-	struct listing *l = ud;
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 62);
+	struct spool_mark *m = calloc(1234, sizeof(*m));
+	struct decider d = {.verdict = 1};
+	struct spool_replay rp;
+	char err[512] = "";
+	int64_t moved = -1;
 
-	if (l->n >= 16)
-		return -1;
-	snprintf(l->names[l->n], sizeof(l->names[0]), "%s:%lld", f->source, (long long)f->ino);
-	l->ids[l->n++] = f->id;
-	return l->stop_after != 0 && l->n >= l->stop_after ? -1 : 0;
+	/* More than one batch of 500. */
+	assert_non_null(m);
+	commit_n(fx, f, 0, 1234);
+	for (int i = 0; i < 1234; i++)
+		m[i] = (struct spool_mark){
+		    .id = i + 1, .state = EVENT_DEAD, .attempts = 1, .error = "x", .when = 10};
+	assert_int_equal(spool_mark(fx->sp, m, 1234, err, sizeof(err)), 0);
+	memset(&rp, 0, sizeof(rp));
+	rp.from = EVENT_DEAD;
+	rp.now = 20;
+	rp.decide = decide;
+	rp.ud = &d;
+	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
+	assert_int_equal(moved, 1234);
+	assert_int_equal(counts(fx->sp).pending, 1234);
+	/* Ids kept; queue positions after the 1,234 the commit gave, across the batches. */
+	assert_int_equal(raw_int(fx->db, "SELECT min(id) FROM outcomes"), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT min(queue_seq) FROM outcomes"), 1235);
+	assert_int_equal(raw_int(fx->db, "SELECT max(queue_seq) FROM outcomes"), 2468);
+	assert_int_equal(
+	    raw_int(fx->db, "SELECT count(*) FROM outcomes WHERE queue_seq = id + 1234"), 1234);
+	assert_int_equal(raw_int(fx->db, "SELECT shift FROM queue"), 1234);
+	free(m);
+	free(f);
 }
 
 static void test_foreach(void **state)
@@ -1504,7 +2617,7 @@ static void test_read_only_beside_writer(void **state)
 	free(f);
 }
 
-/* ---- durability, verify, replay ---- */
+/* ---- durability, verify ---- */
 
 static void test_durability(void **state)
 {
@@ -1521,7 +2634,6 @@ static void test_durability(void **state)
 	assert_int_equal(spool_set_durability(NULL, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
 	                 -1);
 }
-
 static void test_verify(void **state)
 {
 	struct fixture *fx = *state;
@@ -1553,7 +2665,6 @@ static void test_verify(void **state)
 	assert_int_equal(spool_verify(NULL, err, sizeof(err)), -1);
 	free(f);
 }
-
 static void test_damage_hint(void **state)
 {
 	(void)state;
@@ -1562,624 +2673,6 @@ static void test_damage_hint(void **state)
 	assert_non_null(strstr(spool_damage_hint(SQLITE_CORRUPT_INDEX), "damaged"));
 	assert_string_equal(spool_damage_hint(SQLITE_FULL), "");
 	assert_string_equal(spool_damage_hint(SQLITE_OK), "");
-}
-
-struct decider {
-	int verdict;      /* what decide returns */
-	int64_t seen[32]; /* ids seen, in order */
-	size_t n;
-	const char *customer; /* set as the customer, if not NULL */
-};
-
-static int decide(struct event *ev, void *ud)
-{
-	struct decider *d = ud;
-
-	if (d->n < 32)
-		d->seen[d->n++] = ev->id;
-	if (d->customer != NULL)
-		snprintf(ev->customer, sizeof(ev->customer), "%s", d->customer);
-	snprintf(ev->last_error, sizeof(ev->last_error), "replayed %lld", (long long)ev->id);
-	return d->verdict;
-}
-
-static void test_replay(void **state)
-{
-	struct fixture *fx = *state;
-	struct spool_file *f = add_file(fx, "nginx", 61);
-	struct spool_mark m[6];
-	struct decider d = {.verdict = 1};
-	struct spool_replay rp;
-	char err[512] = "", text[256];
-	int64_t moved = -1;
-
-	commit_n(fx, f, 0, 8); /* ids 1..8, identifiers lm1-<offset> */
-	/* 1, 2: dead (no meter) at t=1000; 3: dead (other reason) at t=2000; 4, 5: delivered at
-	 * 1500 and 3000; 6: dead at 3000 in rule r2; 7, 8 stay pending. */
-	m[0] = (struct spool_mark){.id = 1,
-	                           .state = EVENT_DEAD,
-	                           .attempts = 1,
-	                           .error = "No active meter found",
-	                           .when = 1000};
-	m[1] = (struct spool_mark){.id = 2,
-	                           .state = EVENT_DEAD,
-	                           .attempts = 2,
-	                           .error = "No active meter found",
-	                           .when = 1000};
-	m[2] = (struct spool_mark){
-	    .id = 3, .state = EVENT_DEAD, .attempts = 1, .error = "value too large", .when = 2000};
-	m[3] = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 1500};
-	m[4] = (struct spool_mark){.id = 5, .state = EVENT_DELIVERED, .attempts = 1, .when = 3000};
-	m[5] = (struct spool_mark){.id = 6,
-	                           .state = EVENT_DEAD,
-	                           .attempts = 1,
-	                           .error = "No active meter found",
-	                           .when = 3000};
-	assert_int_equal(spool_mark(fx->sp, m, 6, err, sizeof(err)), 0);
-	raw_exec(fx->db, "UPDATE events SET rule = 'r2' WHERE id = 6");
-
-	memset(&rp, 0, sizeof(rp));
-	rp.from = EVENT_DEAD;
-	rp.now = 5000;
-	rp.decide = decide;
-	rp.ud = &d;
-
-	/* A dry run sees every dead letter and changes nothing. */
-	rp.dry_run = 1;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 4);
-	assert_int_equal(d.n, 4);
-	assert_int_equal(d.seen[0], 1);
-	assert_int_equal(d.seen[3], 6);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 2"), 4);
-	rp.dry_run = 0;
-
-	/* --reason and --rule: only 1 and 2 (r1, "No active"); 6 is in r2. */
-	d.n = 0;
-	rp.rule = "r1";
-	rp.reason = "No active";
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 2);
-	/* Moved to the end of the queue (positions 9, 10) with their ids (1, 2), pending,
-	 * identifier, attempts and payload kept, the new last_error written, delivery time
-	 * cleared, updated = now. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE id IN (1, 2) AND "
-	                                 "queue_seq IN (9, 10) AND state = 0 AND updated = 5000 "
-	                                 "AND delivered_at IS NULL"),
-	                 2);
-	assert_int_equal(raw_int(fx->db, "SELECT queue_seq FROM events WHERE id = 2"), 10);
-	assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM events"), 8);
-	raw_text(fx->db,
-	         "SELECT identifier || ' ' || attempts || ' ' || value || ' ' || last_error "
-	         "FROM events WHERE id = 2",
-	         text, sizeof(text));
-	assert_string_equal(text, "lm1-0000000000000000000000000000000000000100 2 1000 replayed 2");
-	assert_int_equal(counts(fx->sp).pending, 4);
-
-	/* --since: only dead letters that became dead at or after 2500 (id 6, any rule). */
-	d.n = 0;
-	rp.rule = NULL;
-	rp.reason = NULL;
-	rp.since = 2500;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	assert_int_equal(d.seen[0], 6);
-
-	/* decide = 0 leaves them; decide may change the customer. */
-	d.n = 0;
-	d.verdict = 0;
-	rp.since = 0;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 0);
-	assert_int_equal(d.n, 1); /* id 3 */
-	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 3"), 2);
-	d.verdict = 1;
-	d.customer = "cus_new";
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	raw_text(fx->db, "SELECT customer FROM events WHERE line_offset = 200", text, sizeof(text));
-	assert_string_equal(text, "cus_new");
-
-	/* Delivered since 2000: only id 5; the other keeps its delivery. */
-	d.n = 0;
-	d.customer = NULL;
-	rp.from = EVENT_DELIVERED;
-	rp.since = 2000;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	assert_int_equal(d.seen[0], 5);
-	assert_int_equal(raw_int(fx->db, "SELECT delivered_at FROM events WHERE id = 4"), 1500);
-	assert_int_equal(counts(fx->sp).delivered, 1);
-	assert_int_equal(counts(fx->sp).dead, 0);
-	assert_int_equal(counts(fx->sp).pending, 7);
-
-	/* A running sender's view: spool_pending after its cursor finds the moved events. */
-	{
-		struct event evs[8];
-		size_t n = 0;
-
-		assert_int_equal(spool_pending(fx->sp, 8, evs, 8, &n, err, sizeof(err)), 0);
-		assert_int_equal(n, 5);
-	}
-
-	/* decide = -1 stops with an error; the batch is rolled back. */
-	d.verdict = -1;
-	rp.since = 0;
-	rp.from = EVENT_DELIVERED;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
-	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 4"), 1);
-
-	/* Invalid arguments. */
-	rp.from = EVENT_PENDING;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
-	rp.from = EVENT_DEAD;
-	rp.decide = NULL;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), -1);
-	assert_int_equal(spool_replay(NULL, &rp, &moved, err, sizeof(err)), -1);
-	free(f);
-}
-
-static void test_replay_many(void **state)
-{
-	struct fixture *fx = *state;
-	struct spool_file *f = add_file(fx, "nginx", 62);
-	struct decider d = {.verdict = 1};
-	struct spool_replay rp;
-	char err[512] = "";
-	int64_t moved = -1;
-
-	/* More than one batch of 500. */
-	commit_n(fx, f, 0, 1234);
-	raw_exec(fx->db, "UPDATE events SET state = 2, updated = 10, last_error = 'x'");
-	memset(&rp, 0, sizeof(rp));
-	rp.from = EVENT_DEAD;
-	rp.now = 20;
-	rp.decide = decide;
-	rp.ud = &d;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1234);
-	assert_int_equal(counts(fx->sp).pending, 1234);
-	/* Ids kept; queue positions after the 1,234 the commits gave, across the batches. */
-	assert_int_equal(raw_int(fx->db, "SELECT min(id) FROM events"), 1);
-	assert_int_equal(raw_int(fx->db, "SELECT min(queue_seq) FROM events"), 1235);
-	assert_int_equal(raw_int(fx->db, "SELECT max(queue_seq) FROM events"), 2468);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id + 1234"),
-	                 1234);
-	assert_int_equal(raw_int(fx->db, "SELECT count(DISTINCT identifier) FROM events"), 1234);
-	free(f);
-}
-
-/* Key generations, first unknown outcomes and unsure events: written by marks, read back with
- * the events, counted, listed, and replayed with the next key generation. */
-static int collect(const struct event *ev, void *ud)
-{
-	struct event *out = ud;
-
-	if (out[0].id == 0)
-		out[0] = *ev;
-	else
-		out[1] = *ev;
-	return 0;
-}
-
-static void test_mark_generation_unsure(void **state)
-{
-	struct fixture *fx = *state;
-	struct spool_file *f = add_file(fx, "nginx", 47);
-	struct spool_mark m[2];
-	struct event got[2], pend[4];
-	struct decider d = {.verdict = 1};
-	struct spool_replay rp;
-	struct spool_counts c;
-	size_t n = 0;
-	int64_t moved = 0;
-	char err[512] = "";
-
-	commit_n(fx, f, 0, 3); /* ids 1..3 */
-	m[0] = (struct spool_mark){.id = 1,
-	                           .state = EVENT_PENDING,
-	                           .attempts = 1,
-	                           .key_generation = 2,
-	                           .first_unknown = 1700000100,
-	                           .error = "HTTP 500",
-	                           .when = 1001};
-	m[1] = (struct spool_mark){.id = 2,
-	                           .state = EVENT_UNSURE,
-	                           .attempts = 7,
-	                           .key_generation = 5,
-	                           .first_unknown = 1700000000,
-	                           .error = "unsure: ...",
-	                           .when = 1002};
-	assert_int_equal(spool_mark(fx->sp, m, 2, err, sizeof(err)), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM events WHERE id = 1"), 2);
-	assert_int_equal(raw_int(fx->db, "SELECT first_unknown FROM events WHERE id = 1"),
-	                 1700000100);
-	assert_int_equal(raw_int(fx->db, "SELECT state FROM events WHERE id = 2"), EVENT_UNSURE);
-	/* A pending event comes back with its generation and first unknown outcome. */
-	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 2); /* 1 and 3: unsure is not pending */
-	assert_int_equal(pend[0].id, 1);
-	assert_int_equal(pend[0].key_generation, 2);
-	assert_int_equal(pend[0].first_unknown, 1700000100);
-	assert_int_equal(pend[1].id, 3);
-	assert_int_equal(pend[1].key_generation, 0);
-	assert_int_equal(pend[1].first_unknown, 0);
-	c = counts(fx->sp);
-	assert_int_equal(c.pending, 2);
-	assert_int_equal(c.unsure, 1);
-	assert_int_equal(c.delivered, 0);
-	assert_int_equal(c.dead, 0);
-	memset(got, 0, sizeof(got));
-	assert_int_equal(spool_events_foreach(fx->sp, EVENT_UNSURE, collect, got, err, sizeof(err)),
-	                 0);
-	assert_int_equal(got[0].id, 2);
-	assert_int_equal(got[0].state, EVENT_UNSURE);
-	assert_int_equal(got[0].key_generation, 5);
-	assert_int_equal(got[1].id, 0);
-	/* A negative generation is refused. */
-	m[0].key_generation = -1;
-	assert_int_equal(spool_mark(fx->sp, m, 1, err, sizeof(err)), -1);
-
-	/* Replaying the unsure event: pending again, next key generation, no unknown outcome. */
-	memset(&rp, 0, sizeof(rp));
-	rp.from = EVENT_UNSURE;
-	rp.now = 5000;
-	rp.decide = decide;
-	rp.ud = &d;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE state = 3"), 0);
-	assert_int_equal(raw_int(fx->db, "SELECT key_generation FROM events WHERE identifier = "
-	                                 "'lm1-0000000000000000000000000000000000000100'"),
-	                 6);
-	assert_int_equal(raw_int(fx->db,
-	                         "SELECT first_unknown IS NULL FROM events WHERE identifier "
-	                         "= 'lm1-0000000000000000000000000000000000000100'"),
-	                 1);
-	free(f);
-}
-
-/* A spool of schema 1 (the first release: a CHECK on the state, no key generation) is migrated
- * when an agent opens it, keeping every row; a read-only open asks for the agent first. */
-static void test_migrate_from_1(void **state)
-{
-	static const char v1[] =
-	    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	    "CREATE TABLE files (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
-	    " source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	    " fp_len INTEGER NOT NULL DEFAULT 0, fp_hash BLOB, \"offset\" INTEGER NOT NULL DEFAULT "
-	    "0,"
-	    " check_len INTEGER NOT NULL DEFAULT 0, check_hash BLOB, size INTEGER NOT NULL DEFAULT "
-	    "0,"
-	    " state TEXT NOT NULL, lines INTEGER NOT NULL DEFAULT 0,"
-	    " matched INTEGER NOT NULL DEFAULT 0, unmatched INTEGER NOT NULL DEFAULT 0,"
-	    " invalid INTEGER NOT NULL DEFAULT 0, long_lines INTEGER NOT NULL DEFAULT 0,"
-	    " nul_bytes INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0,"
-	    " resets INTEGER NOT NULL DEFAULT 0, first_seen INTEGER NOT NULL,"
-	    " updated INTEGER NOT NULL);"
-	    "CREATE INDEX files_identity ON files(source, dev, ino);"
-	    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
-	    " file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"
-	    " rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"
-	    " payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"
-	    " customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"
-	    " timestamp INTEGER NOT NULL, state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
-	    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"
-	    " delivered_at INTEGER, updated INTEGER, UNIQUE (file_id, line_offset, rule));"
-	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
-	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
-	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
-	    "INSERT INTO meta VALUES ('instance', 'old-host');"
-	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated, "
-	    "\"offset\")"
-	    " VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'reading', 1, 1, 300);"
-	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id', 'value',"
-	    " 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10);"
-	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e', 'stripe_customer_id', "
-	    "'value',"
-	    " 'k', 'cus_1', '6', 1700000000, 0, 3, 'HTTP 500', 1, NULL, 11);"
-	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e', 'stripe_customer_id', "
-	    "'value',"
-	    " 'k', 'cus_1', '7', 1700000000, 2, 1, 'No active meter', 1, NULL, 12);"
-	    "PRAGMA user_version = 1;";
-	struct fixture *fx = *state;
-	struct event pend[4];
-	struct spool_counts c;
-	struct spool *ro;
-	size_t n = 0;
-	char err[512] = "", text[64];
-
-	spool_free(fx->sp);
-	fx->sp = NULL;
-	unlink(fx->db);
-	{
-		char side[sizeof(fx->db) + 8];
-
-		snprintf(side, sizeof(side), "%s-wal", fx->db);
-		unlink(side);
-		snprintf(side, sizeof(side), "%s-shm", fx->db);
-		unlink(side);
-	}
-	raw_exec_create(fx->db, v1);
-
-	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
-	assert_null(ro);
-	assert_non_null(strstr(err, "schema version 1"));
-	assert_non_null(strstr(err, "logmeter run"));
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 1);
-
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	if (fx->sp == NULL)
-		fail_msg("spool_open: %s", err);
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
-	c = counts(fx->sp);
-	assert_int_equal(c.delivered, 1);
-	assert_int_equal(c.pending, 1);
-	assert_int_equal(c.dead, 1);
-	assert_int_equal(c.unsure, 0);
-	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(pend[0].id, 2);
-	assert_string_equal(pend[0].identifier, "lm1-b");
-	assert_int_equal(pend[0].attempts, 3);
-	assert_int_equal(pend[0].key_generation, 0);
-	assert_int_equal(pend[0].first_unknown, 0);
-	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
-	assert_string_equal(text, "old-host");
-	raw_text(fx->db,
-	         "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE "
-	         "type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name)",
-	         text, sizeof(text));
-	assert_string_equal(text, "events_dead,events_delivered,events_pending,events_unsure");
-	/* Through schema 2 to 3: the queue keeps its order, the position is the id. */
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 3);
-	assert_int_equal(pend[0].queue_seq, 2);
-	{
-		char cols[512];
-
-		raw_event_columns(fx->db, cols, sizeof(cols));
-		assert_string_equal(cols, EVENTS_V3_COLUMNS);
-	}
-	/* The CHECK is gone: the unsure state is storable. */
-	raw_exec(fx->db, "UPDATE events SET state = 3 WHERE id = 2");
-	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
-	assert_string_equal(text, "ok");
-	/* Opening again changes nothing. */
-	spool_free(fx->sp);
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(fx->sp);
-	assert_int_equal(counts(fx->sp).unsure, 1);
-}
-
-/* A spool of schema 2 (events in id order, a replay renumbered them) is migrated to schema 3:
- * every row kept, each event's queue position its id, so the queue keeps its order; pending
- * events indexed by position; a replay afterwards moves an event without changing its id. */
-static void test_migrate_from_2(void **state)
-{
-	static const char v2[] =
-	    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	    "CREATE TABLE files (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
-	    " source TEXT NOT NULL, path TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-	    " fp_len INTEGER NOT NULL DEFAULT 0, fp_hash BLOB,"
-	    " \"offset\" INTEGER NOT NULL DEFAULT 0, check_len INTEGER NOT NULL DEFAULT 0,"
-	    " check_hash BLOB, size INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,"
-	    " lines INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,"
-	    " unmatched INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,"
-	    " long_lines INTEGER NOT NULL DEFAULT 0, nul_bytes INTEGER NOT NULL DEFAULT 0,"
-	    " events INTEGER NOT NULL DEFAULT 0, resets INTEGER NOT NULL DEFAULT 0,"
-	    " first_seen INTEGER NOT NULL, updated INTEGER NOT NULL);"
-	    "CREATE INDEX files_identity ON files(source, dev, ino);"
-	    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
-	    " file_id INTEGER NOT NULL REFERENCES files(id), line_offset INTEGER NOT NULL,"
-	    " rule TEXT NOT NULL, identifier TEXT NOT NULL, event_name TEXT NOT NULL,"
-	    " payload_customer_key TEXT NOT NULL, payload_value_key TEXT NOT NULL,"
-	    " customer_key TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL,"
-	    " timestamp INTEGER NOT NULL, state INTEGER NOT NULL,"
-	    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created INTEGER,"
-	    " delivered_at INTEGER, updated INTEGER, key_generation INTEGER NOT NULL DEFAULT 0,"
-	    " first_unknown INTEGER, UNIQUE (file_id, line_offset, rule));"
-	    "CREATE INDEX events_pending ON events(id) WHERE state = 0;"
-	    "CREATE INDEX events_dead ON events(id) WHERE state = 2;"
-	    "CREATE INDEX events_unsure ON events(id) WHERE state = 3;"
-	    "CREATE INDEX events_delivered ON events(delivered_at) WHERE state = 1;"
-	    "INSERT INTO meta VALUES ('instance', 'v2-host');"
-	    "INSERT INTO files(id, uid, source, path, dev, ino, state, first_seen, updated,"
-	    " \"offset\") VALUES (1, 'u1', 'nginx', '/var/log/a.log', 1, 2, 'drained', 1, 1, 400);"
-	    /* 1 delivered, 2 dead, 3 unsure, 4 pending; 7 pending: a replay of schema 2 gave the
-	     * event at offset 50 the id after every other. */
-	    "INSERT INTO events VALUES (1, 1, 0, 'r', 'lm1-a', 'e', 'stripe_customer_id', 'value',"
-	    " 'k', 'cus_1', '5', 1700000000, 1, 1, NULL, 1, 10, 10, 0, NULL);"
-	    "INSERT INTO events VALUES (2, 1, 100, 'r', 'lm1-b', 'e', 'stripe_customer_id',"
-	    " 'value', 'k', 'cus_1', '6', 1700000000, 2, 1, 'No active meter', 1, NULL, 11, 0,"
-	    " NULL);"
-	    "INSERT INTO events VALUES (3, 1, 200, 'r', 'lm1-c', 'e', 'stripe_customer_id',"
-	    " 'value', 'k', 'cus_1', '7', 1700000000, 3, 9, 'unsure: HTTP 500', 1, NULL, 12, 4,"
-	    " 1700000100);"
-	    "INSERT INTO events VALUES (4, 1, 300, 'r', 'lm1-d', 'e', 'stripe_customer_id',"
-	    " 'value', 'k', 'cus_1', '8', 1700000000, 0, 0, NULL, 1, NULL, 13, 0, NULL);"
-	    "INSERT INTO events VALUES (7, 1, 50, 'r', 'lm1-e', 'e', 'stripe_customer_id',"
-	    " 'value', 'k', 'cus_1', '9', 1700000000, 0, 2, 'replayed', 1, NULL, 14, 1, NULL);"
-	    "PRAGMA user_version = 2;";
-	struct fixture *fx = *state;
-	struct event pend[4];
-	struct spool_counts c;
-	struct spool *ro;
-	struct decider d = {.verdict = 1};
-	struct spool_replay rp;
-	size_t n = 0;
-	int64_t moved = 0;
-	char err[512] = "", text[512];
-
-	spool_free(fx->sp);
-	fx->sp = NULL;
-	unlink(fx->db);
-	{
-		char side[sizeof(fx->db) + 8];
-
-		snprintf(side, sizeof(side), "%s-wal", fx->db);
-		unlink(side);
-		snprintf(side, sizeof(side), "%s-shm", fx->db);
-		unlink(side);
-	}
-	raw_exec_create(fx->db, v2);
-
-	ro = spool_open(fx->state, SPOOL_READ_ONLY, err, sizeof(err));
-	assert_null(ro);
-	assert_non_null(strstr(err, "schema version 2"));
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), 2);
-
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	if (fx->sp == NULL)
-		fail_msg("spool_open: %s", err);
-	assert_int_equal(raw_int(fx->db, "PRAGMA user_version"), SPOOL_SCHEMA_VERSION);
-	raw_event_columns(fx->db, text, sizeof(text));
-	assert_string_equal(text, EVENTS_V3_COLUMNS);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events"), 5);
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM events WHERE queue_seq = id"), 5);
-	raw_text(fx->db,
-	         "SELECT group_concat(identifier || ':' || state || ':' || attempts || ':' ||"
-	         " key_generation || ':' || coalesce(first_unknown, '-')) FROM"
-	         " (SELECT * FROM events ORDER BY id)",
-	         text, sizeof(text));
-	assert_string_equal(
-	    text, "lm1-a:1:1:0:-,lm1-b:2:1:0:-,lm1-c:3:9:4:1700000100,lm1-d:0:0:0:-,lm1-e:0:2:1:-");
-	assert_int_equal(raw_int(fx->db, "SELECT group_concat(name) = 'queue_seq' FROM "
-	                                 "pragma_index_info('events_pending')"),
-	                 1);
-	raw_text(fx->db,
-	         "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE "
-	         "type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name)",
-	         text, sizeof(text));
-	assert_string_equal(text, "events_dead,events_delivered,events_pending,events_unsure");
-	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'instance'", text, sizeof(text));
-	assert_string_equal(text, "v2-host");
-	raw_text(fx->db, "PRAGMA integrity_check", text, sizeof(text));
-	assert_string_equal(text, "ok");
-	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
-	c = counts(fx->sp);
-	assert_int_equal(c.delivered, 1);
-	assert_int_equal(c.dead, 1);
-	assert_int_equal(c.unsure, 1);
-	assert_int_equal(c.pending, 2);
-	/* The queue as schema 2 had it: 4, then 7. */
-	assert_int_equal(spool_pending(fx->sp, 0, pend, 4, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(pend[0].id, 4);
-	assert_int_equal(pend[0].queue_seq, 4);
-	assert_int_equal(pend[1].id, 7);
-	assert_int_equal(pend[1].queue_seq, 7);
-	assert_string_equal(pend[1].identifier, "lm1-e");
-
-	/* A replay now: the dead letter keeps id 2 and comes after 7. */
-	memset(&rp, 0, sizeof(rp));
-	rp.from = EVENT_DEAD;
-	rp.now = 5000;
-	rp.decide = decide;
-	rp.ud = &d;
-	assert_int_equal(spool_replay(fx->sp, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	assert_int_equal(spool_pending(fx->sp, 7, pend, 4, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(pend[0].id, 2);
-	assert_int_equal(pend[0].queue_seq, 8);
-	assert_string_equal(pend[0].identifier, "lm1-b");
-
-	/* Opening again changes nothing. */
-	spool_free(fx->sp);
-	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(fx->sp);
-	assert_int_equal(raw_int(fx->db, "SELECT queue_seq FROM events WHERE id = 2"), 8);
-	assert_int_equal(counts(fx->sp).pending, 3);
-}
-
-/* The queue's order across replays and commits, as a running sender sees it: its cursor only
- * moves forward, yet it finds every event made pending after it read, by a commit of the agent
- * or a replay on another connection; no event's id ever changes. */
-static void test_queue_order_across_replay(void **state)
-{
-	struct fixture *fx = *state;
-	struct spool_file *f = add_file(fx, "nginx", 70);
-	struct event out[8];
-	struct spool_mark m;
-	struct decider d = {.verdict = 1};
-	struct spool_replay rp;
-	struct spool *cli;
-	char err[512] = "", text[256];
-	int64_t moved = 0, cursor;
-	size_t n = 0;
-
-	commit_n(fx, f, 0, 3); /* ids 1..3 at positions 1..3 */
-	m = (struct spool_mark){
-	    .id = 1, .state = EVENT_DEAD, .attempts = 1, .error = "x", .when = 1};
-	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
-
-	/* The sender reads 2 and 3: its cursor is at position 3. */
-	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(out[0].id, 2);
-	assert_int_equal(out[1].id, 3);
-	cursor = out[1].queue_seq;
-	assert_int_equal(cursor, 3);
-
-	/* The operator replays event 1 on a connection of its own: position 4, id 1. */
-	cli = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
-	assert_non_null(cli);
-	memset(&rp, 0, sizeof(rp));
-	rp.from = EVENT_DEAD;
-	rp.now = 100;
-	rp.decide = decide;
-	rp.ud = &d;
-	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(out[0].id, 1);
-	assert_int_equal(out[0].queue_seq, 4);
-	cursor = out[0].queue_seq;
-	raw_text(fx->db, "SELECT value FROM meta WHERE key = 'queue_shift'", text, sizeof(text));
-	assert_string_equal(text, "1");
-
-	/* The agent commits two more lines: ids 4 and 5, after the replayed event (5 and 6). */
-	commit_n(fx, f, 300, 2);
-	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(out[0].id, 4);
-	assert_int_equal(out[0].queue_seq, 5);
-	assert_int_equal(out[1].id, 5);
-	assert_int_equal(out[1].queue_seq, 6);
-	cursor = out[1].queue_seq;
-
-	/* Event 4 delivered, then replayed: after 5 (max id 5, shift 1: position 7); the next line
-	 * committed (id 6) comes after it (position 8). */
-	m = (struct spool_mark){.id = 4, .state = EVENT_DELIVERED, .attempts = 1, .when = 200};
-	assert_int_equal(spool_mark(fx->sp, &m, 1, err, sizeof(err)), 0);
-	rp.from = EVENT_DELIVERED;
-	assert_int_equal(spool_replay(cli, &rp, &moved, err, sizeof(err)), 0);
-	assert_int_equal(moved, 1);
-	commit_n(fx, f, 500, 1);
-	assert_int_equal(spool_pending(fx->sp, cursor, out, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(out[0].id, 4);
-	assert_int_equal(out[0].queue_seq, 7);
-	assert_int_equal(out[1].id, 6);
-	assert_int_equal(out[1].queue_seq, 8);
-
-	/* The whole queue from its start, and each id still its line's. */
-	assert_int_equal(spool_pending(fx->sp, 0, out, 8, &n, err, sizeof(err)), 0);
-	assert_int_equal(n, 6);
-	{
-		static const int64_t ids[] = {2, 3, 1, 5, 4, 6};
-		static const int64_t seqs[] = {2, 3, 4, 6, 7, 8};
-
-		for (size_t i = 0; i < n; i++) {
-			assert_int_equal(out[i].id, ids[i]);
-			assert_int_equal(out[i].queue_seq, seqs[i]);
-			assert_int_equal(out[i].line_offset, (ids[i] - 1) * 100);
-		}
-	}
-	assert_int_equal(raw_int(fx->db, "SELECT count(DISTINCT queue_seq) FROM events"), 6);
-	spool_free(cli);
-	free(f);
 }
 
 int main(void)
@@ -2197,6 +2690,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_window_digits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_window_memory, setup, teardown),
@@ -2204,12 +2698,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_overlap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_watermark, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_generation_unsure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_from_2, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_3, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queue_order_across_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prune_both_rules, setup, teardown),

@@ -762,25 +762,45 @@ static void test_request_url_https(void **state)
 }
 
 /* A one-connection HTTP server on 127.0.0.1 that records the request and sends a canned
- * answer. */
+ * answer; with `second` set, it then does the same for a second connection with `second`, and
+ * `first_request` keeps the first one's request. */
 struct server {
 	int fd;
 	int port;
 	const char *response; /* raw bytes after which the server closes */
 	size_t response_len;
+	const char *second;
 	char request[65536];
 	size_t request_len;
+	char first_request[65536];
 	pthread_t thread;
 };
+
+static void serve_one(struct server *sv);
 
 static void *server_main(void *arg)
 {
 	struct server *sv = arg;
+
+	serve_one(sv);
+	if (sv->second != NULL) {
+		memcpy(sv->first_request, sv->request, sizeof(sv->request));
+		sv->request_len = 0;
+		sv->request[0] = '\0';
+		sv->response = sv->second;
+		sv->response_len = strlen(sv->second);
+		serve_one(sv);
+	}
+	return NULL;
+}
+
+static void serve_one(struct server *sv)
+{
 	int c = accept(sv->fd, NULL, NULL);
 	size_t want = 0;
 
 	if (c < 0)
-		return NULL;
+		return;
 	/* Read the head, then as much body as Content-Length says. */
 	while (sv->request_len < sizeof(sv->request) - 1) {
 		ssize_t n = read(c, sv->request + sv->request_len,
@@ -817,7 +837,6 @@ static void *server_main(void *arg)
 			;
 	}
 	close(c);
-	return NULL;
 }
 
 static void server_start(struct server *sv, const char *response, size_t len)
@@ -948,6 +967,66 @@ static void test_request_wire(void **state)
 	assert_non_null(form);
 	assert_string_equal(body, form);
 	free(form);
+}
+
+/* A request used again for another event (stripe_request_reuse, as the sender does with its
+ * finished requests) sends that event's body and Idempotency-Key, and forgets the first answer:
+ * its Retry-After and body. */
+static void test_request_reuse(void **state)
+{
+	static struct server sv;
+	char *first = make_response("429 Too Many Requests", "Retry-After: 7\r\n", rate_limited);
+	char *second = make_response("200 OK", "", meter_event);
+	char reason[STRIPE_REASON_MAX], base[64], err[512] = "", *form;
+	struct event a, b;
+	struct config cfg;
+	struct stripe_request *req;
+	const char *body;
+	int ud = 0;
+
+	(void)state;
+	fill_event(&a);
+	snprintf(a.identifier, sizeof(a.identifier), "lm1-first");
+	snprintf(a.value, sizeof(a.value), "99");
+	fill_event(&b);
+	b.key_generation = 2;
+	server_start(&sv, first, strlen(first));
+	sv.second = second;
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", sv.port);
+	fill_config(&cfg, base);
+	req = stripe_request_new(&cfg, FAKE_KEY, &a, NULL, err, sizeof(err));
+	if (req == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(stripe_request_result(req, curl_easy_perform(stripe_request_easy(req)),
+	                                       reason, sizeof(reason)),
+	                 STRIPE_RATE_LIMITED);
+	assert_int_equal(stripe_request_retry_after_ms(req), 7000);
+	assert_int_equal(stripe_request_reuse(req, &b, &ud, err, sizeof(err)), 0);
+	assert_ptr_equal(stripe_request_ud(req), &ud);
+	assert_string_equal(stripe_request_event(req)->identifier, TEST_ID);
+	assert_int_equal(stripe_request_result(req, curl_easy_perform(stripe_request_easy(req)),
+	                                       reason, sizeof(reason)),
+	                 STRIPE_DELIVERED);
+	assert_int_equal(stripe_request_retry_after_ms(req), -1);
+	stripe_request_free(req);
+	server_join(&sv);
+	free(first);
+	free(second);
+
+	assert_true(has_header_line(sv.first_request, "Idempotency-Key: lm1-first"));
+	assert_non_null(strstr(sv.first_request, "&payload[value]=99"));
+	assert_true(has_header_line(sv.request, "Idempotency-Key: " TEST_ID "-r2"));
+	assert_null(strstr(sv.request, "lm1-first"));
+	assert_true(has_header_line(sv.request, "Authorization: Bearer " FAKE_KEY));
+	assert_true(has_header_line(sv.request, "Stripe-Version: " STRIPE_API_VERSION));
+	body = strstr(sv.request, "\r\n\r\n");
+	assert_non_null(body);
+	form = event_form_body(&b);
+	assert_non_null(form);
+	assert_string_equal(body + 4, form);
+	free(form);
+	/* Only a meter event request can take another event. */
+	assert_int_equal(stripe_request_reuse(NULL, &b, NULL, err, sizeof(err)), -1);
 }
 
 /* Some libcurl versions ask for "Expect: 100-continue" (and wait for the server) above 1 KiB of
@@ -1239,6 +1318,7 @@ int main(void)
 	    cmocka_unit_test(test_request_refused),
 	    cmocka_unit_test(test_request_url_https),
 	    cmocka_unit_test(test_request_wire),
+	    cmocka_unit_test(test_request_reuse),
 	    cmocka_unit_test(test_request_no_expect),
 	    cmocka_unit_test(test_request_headers_classified),
 	    cmocka_unit_test(test_request_bad_answers),

@@ -104,6 +104,112 @@ static void test_stream_body(void **state)
 	free(body);
 }
 
+/* The body as jansson writes the same events (json_dumps, JSON_COMPACT | JSON_PRESERVE_ORDER):
+ * the independent reference for the body logmeter writes directly. NULL where jansson refuses
+ * a text (not UTF-8). */
+static char *jansson_body(const struct event *const *evs, size_t n)
+{
+	json_t *root = json_object(), *arr = json_array();
+	char *body = NULL;
+	int bad = json_object_set(root, "events", arr) != 0;
+
+	for (size_t i = 0; i < n && !bad; i++) {
+		const struct event *ev = evs[i];
+		json_t *e = json_object(), *payload = json_object();
+		char ts[32];
+
+		assert_int_equal(stripe_v2_rfc3339(ev->timestamp, ts, sizeof(ts)), 0);
+		json_array_append_new(arr, e);
+		bad = json_object_set_new(payload, ev->payload_customer_key,
+		                          json_string(ev->customer)) != 0 ||
+		      json_object_set_new(payload, ev->payload_value_key, json_string(ev->value)) !=
+		          0 ||
+		      json_object_set_new(e, "event_name", json_string(ev->event_name)) != 0 ||
+		      json_object_set_new(e, "identifier", json_string(ev->identifier)) != 0 ||
+		      json_object_set(e, "payload", payload) != 0 ||
+		      json_object_set_new(e, "timestamp", json_string(ts)) != 0;
+		json_decref(payload); /* e holds it, unless a set above failed first */
+	}
+	if (!bad)
+		body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(arr);
+	json_decref(root);
+	return body;
+}
+
+/* Byte for byte what jansson writes: escapes of quotes, backslashes and every control
+ * character, UTF-8 of two to four bytes kept as it is, DEL and U+2028 unescaped, one key when
+ * both payload keys are the same, and texts that are not UTF-8 (overlong, surrogate, beyond
+ * U+10FFFF, cut short, a lone continuation byte) refused. */
+static void test_stream_body_as_jansson(void **state)
+{
+	static const char *const texts[] = {"cus_plain",
+	                                    "a\"b\\c/d",
+	                                    "tab\there\nnl\r\b\f",
+	                                    "\x01\x1f\x7f end",
+	                                    "caf\xc3\xa9",
+	                                    "\xe2\x80\xa8 ls",
+	                                    "\xf0\x9f\x98\x80 4 bytes",
+	                                    "\xef\xbf\xbf",
+	                                    "\xc0\xaf",
+	                                    "\xed\xa0\x80",
+	                                    "\xf4\x90\x80\x80",
+	                                    "cut \xe2\x82",
+	                                    "\x80 lone",
+	                                    "\xc2",
+	                                    "\xf5\x80\x80\x80",
+	                                    ""};
+	size_t n_texts = sizeof(texts) / sizeof(texts[0]);
+	struct event evs[4];
+	const struct event *p[4] = {&evs[0], &evs[1], &evs[2], &evs[3]};
+
+	(void)state;
+	for (size_t i = 0; i < n_texts; i++) {
+		for (int where = 0; where < 4; where++) {
+			char *want, *got;
+
+			for (int k = 0; k < 4; k++) {
+				fill(&evs[k], "lm1-x", "cus_A", "1");
+				evs[k].timestamp = 1717243200 + k / 2;
+			}
+			/* The text as a customer, an event name, a payload key, a value. */
+			if (where == 0)
+				snprintf(evs[1].customer, sizeof(evs[1].customer), "%s", texts[i]);
+			else if (where == 1)
+				snprintf(evs[2].event_name, sizeof(evs[2].event_name), "%s",
+				         texts[i]);
+			else if (where == 2)
+				snprintf(evs[3].payload_value_key, sizeof(evs[3].payload_value_key),
+				         "%s", texts[i]);
+			else
+				snprintf(evs[0].value, sizeof(evs[0].value), "%s", texts[i]);
+			want = jansson_body(p, 4);
+			got = stripe_v2_stream_body(p, 4);
+			if (want == NULL) {
+				assert_null(got);
+			} else {
+				assert_non_null(got);
+				assert_string_equal(got, want);
+			}
+			free(want);
+			free(got);
+		}
+	}
+	/* Both payload keys the same. */
+	fill(&evs[0], "lm1-x", "cus_A", "7");
+	snprintf(evs[0].payload_value_key, sizeof(evs[0].payload_value_key), "%s",
+	         evs[0].payload_customer_key);
+	{
+		char *want = jansson_body(p, 1), *got = stripe_v2_stream_body(p, 1);
+
+		assert_non_null(want);
+		assert_non_null(got);
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+	}
+}
+
 struct row {
 	const char *why; /* the source */
 	long status;
@@ -237,9 +343,13 @@ static void test_default_rate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rfc3339),      cmocka_unit_test(test_stream_body),
-	    cmocka_unit_test(test_classify),     cmocka_unit_test(test_session_parse),
-	    cmocka_unit_test(test_default_rate), cmocka_unit_test(test_event_check),
+	    cmocka_unit_test(test_rfc3339),
+	    cmocka_unit_test(test_stream_body),
+	    cmocka_unit_test(test_stream_body_as_jansson),
+	    cmocka_unit_test(test_classify),
+	    cmocka_unit_test(test_session_parse),
+	    cmocka_unit_test(test_default_rate),
+	    cmocka_unit_test(test_event_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -725,7 +725,10 @@ static void test_big_file(void **state)
 	    spool_events_foreach(fx->sp, EVENT_PENDING, expect_cb, &x, err, sizeof(err)), 0);
 	assert_false(x.bad);
 	assert_int_equal(x.i, x.n);
-	assert_int_equal(atomic_load(&fx->commits), (int)((lines + 999) / 1000));
+	/* One commit per batch_lines lines (its default). */
+	assert_int_equal(atomic_load(&fx->commits),
+	                 (int)((lines + (size_t)fx->base->cfg->agent.batch_lines - 1) /
+	                       (size_t)fx->base->cfg->agent.batch_lines));
 	tail_free(t);
 	free(x.offset);
 	free(x.value);
