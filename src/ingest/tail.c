@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -840,7 +841,10 @@ static int take_record(struct tail *t, const struct spool_file *old, int *spool_
 	struct spool_file nf = *old;
 
 	*spool_failed = 0;
-	if (strcmp(old->path, t->path) != 0 || old->state != SPOOL_FILE_READING) {
+	if (strcmp(old->path, t->path) != 0 || old->state != SPOOL_FILE_READING ||
+	    old->dev != (uint64_t)t->dev || old->ino != (uint64_t)t->ino) {
+		nf.dev = (uint64_t)t->dev;
+		nf.ino = (uint64_t)t->ino;
 		if (copy_field(nf.path, sizeof(nf.path), t->path) < 0) {
 			err_set(err, errlen, "%s: path too long for the spool", t->path);
 			errno = ENAMETOOLONG;
@@ -855,6 +859,34 @@ static int take_record(struct tail *t, const struct spool_file *old, int *spool_
 	t->f = nf;
 	t->verify_head = 1;
 	return 0;
+}
+
+/* No record has the device and inode of the file open as t: the record last seen under its path
+ * with its inode on another device, if the file still holds what that record read (its
+ * fingerprint, and the check bytes before its checkpoint), is the same file on a file system
+ * mounted again under another device number; without this every log would be read again from its
+ * start after such a reboot. Fills *old (its device still the recorded one: take_record writes the
+ * new one). Returns 1, 0 (none, or not the same content), or -1 on a spool error. */
+static int remounted_record(struct tail *t, const struct stat *st, struct spool_file *old,
+                            char *err, size_t errlen)
+{
+	int found =
+	    spool_file_find_remounted(t->ctx.spool, t->source, t->path, (uint64_t)st->st_dev,
+	                              (uint64_t)st->st_ino, old, err, errlen);
+
+	if (found <= 0)
+		return found;
+	if (old->offset > st->st_size || head_matches(t->fd, old->fp_len, old->fp_hash) != 1 ||
+	    checkpoint_matches(t->fd, old) != 1)
+		return 0;
+	log_warn("%s: its record (uid %s) was made on device %ju:%ju, the file is now on device "
+	         "%ju:%ju with the same inode %ju, first bytes and bytes before the checkpoint: "
+	         "the same file on a file system mounted again under another device number "
+	         "(a reboot, LVM, a loop device, a bind mount), going on from its checkpoint %jd",
+	         t->path, old->uid, (uintmax_t)major((dev_t)old->dev),
+	         (uintmax_t)minor((dev_t)old->dev), (uintmax_t)major(st->st_dev),
+	         (uintmax_t)minor(st->st_dev), (uintmax_t)st->st_ino, (intmax_t)old->offset);
+	return 1;
 }
 
 /* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
@@ -1170,6 +1202,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 
 	found = spool_file_find(ctx->spool, t->source, (uint64_t)st.st_dev, (uint64_t)st.st_ino,
 	                        &old, err, errlen);
+	if (found == 0)
+		found = remounted_record(t, &st, &old, err, errlen);
 	if (found < 0)
 		goto fail_spool;
 	if (found) {

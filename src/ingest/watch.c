@@ -486,6 +486,12 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 		return 1;
 	found = spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
 	                        (uint64_t)st->st_ino, w->rec, e, sizeof(e));
+	/* Its file system mounted again under another device number: opening it confirms the
+	 * record by content (tail.c). */
+	if (found == 0)
+		found = spool_file_find_remounted(w->ctx.spool, w->ctx.cfg->sources[si].name, path,
+		                                  (uint64_t)st->st_dev, (uint64_t)st->st_ino,
+		                                  w->rec, e, sizeof(e));
 	if (found <= 0)
 		return found < 0;
 	/* The record of a file seen only empty read nothing: a copy created empty has one. */

@@ -235,6 +235,56 @@ int spool_file_find_path(struct spool *sp, const char *source, const char *path,
 	return found;
 }
 
+/* Whether `a` and `b` name files in the same directory. */
+static int same_dir(const char *a, const char *b)
+{
+	const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+
+	return sa != NULL && sb != NULL && sa - a == sb - b && memcmp(a, b, (size_t)(sa - a)) == 0;
+}
+
+int spool_file_find_remounted(struct spool *sp, const char *source, const char *path, uint64_t dev,
+                              uint64_t ino, struct spool_file *out, char *err, size_t errlen)
+{
+	static const char sql[] =
+	    "SELECT " SPOOL_FILE_COLUMNS " FROM files"
+	    " WHERE source = ?1 AND ino = ?2 AND dev != ?3 AND state != 'gone'"
+	    " ORDER BY id DESC";
+	sqlite3_stmt *st = NULL;
+	int rc, found = spool_file_find_path(sp, source, path, out, err, errlen);
+
+	if (found < 0)
+		return -1;
+	if (found && out->ino == ino && out->dev != dev && out->state != SPOOL_FILE_GONE)
+		return 1;
+	/* Renamed while logmeter was stopped (rotated), as a file found by its inode in its
+	 * directory is: the newest such record of the directory. Rare: prepared when used. */
+	found = 0;
+	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 1, source, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, (int64_t)ino);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, (int64_t)dev);
+	while (rc == SQLITE_OK && !found && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (spool_row_file(sp, st, out, err, errlen) < 0) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+		found = same_dir(out->path, path);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding a file on another device", err, errlen);
+		return -1;
+	}
+	if (found && file_extra_counters(sp, out, err, errlen) < 0)
+		return -1;
+	return found;
+}
+
 int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen)
 {
 	static const char sql[] =

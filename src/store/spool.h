@@ -124,6 +124,16 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 int spool_file_find_path(struct spool *sp, const char *source, const char *path,
                          struct spool_file *out, char *err, size_t errlen);
 
+/* The newest record of `source` last seen under `path` (else, renamed while logmeter was stopped,
+ * in the directory of `path`) with inode `ino` but another device than `dev`, not gone: the file a
+ * file system mounted again under another device number shows (a reboot that numbers disks in
+ * another order, LVM, a loop device, a container's bind mount; st_dev is the kernel's number for
+ * the mount, not the disk's, stat(2)). Only a candidate: the caller confirms it by content
+ * (fingerprint and check bytes, docs/tailing.md). Returns 1 and fills *out, 0 if none (*out then
+ * undefined), -1 on error. */
+int spool_file_find_remounted(struct spool *sp, const char *source, const char *path, uint64_t dev,
+                              uint64_t ino, struct spool_file *out, char *err, size_t errlen);
+
 /* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
  * events): the record of a file seen only empty, whose inode turned out to be another record's
  * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
