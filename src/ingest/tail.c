@@ -2495,6 +2495,7 @@ static int record_copy_of(struct tail *t, int fd, const struct stat *st)
 	int64_t size = st->st_size, tail;
 	struct stat ost;
 	int ofd = -1, rc;
+	char e[1024];
 
 	if (t == NULL || fd < 0 || t->f.id == 0 || t->f.offset <= 0 || t->f.fp_len <= 0 ||
 	    size < t->f.fp_len || (st->st_dev == t->dev && st->st_ino == t->ino))
@@ -2510,7 +2511,8 @@ static int record_copy_of(struct tail *t, int fd, const struct stat *st)
 	 * original's at the same place, if the original (opened again if it was closed) still
 	 * holds them; once truncated, the head is all there is to tell. */
 	ofd = t->fd;
-	if (ofd < 0 && (ofd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+	if (ofd < 0 && (ofd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index],
+	                                 t->path, NULL, e, sizeof(e))) < 0)
 		return 1;
 	tail = size - t->f.fp_len < TAIL_CHECK_MAX ? size - t->f.fp_len : TAIL_CHECK_MAX;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&

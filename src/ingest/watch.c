@@ -473,6 +473,17 @@ static void copy_note(struct watch *w, const char *path, const struct tail *of,
 	w->n_copies++;
 }
 
+/* Opens `path`, a name in a directory of source si, for a look at its content, as a log is
+ * opened (guard_open: a symlink only where the source follows it, never a file of logmeter's
+ * own), so that no check reads what reading it would refuse. Returns the descriptor (caller
+ * closes) or -1. */
+static int look_open(struct watch *w, size_t si, const char *path)
+{
+	char e[1024];
+
+	return guard_open(w->ctx.guard, &w->ctx.cfg->sources[si], path, NULL, e, sizeof(e));
+}
+
 /* Whether the spool has a record of the file (dev, ino) at `path` for source si that read
  * something and, unless it is still reading, still describes the file: then it is no copy of
  * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
@@ -502,7 +513,7 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 	/* Drained or gone, and the inode given to another file since (a copy deleted and the
 	 * next copy created under its name gets its inode at once on ext4): that file may be a
 	 * copy itself, and the record is not its. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = look_open(w, si, path);
 	if (fd < 0)
 		return 1;
 	holds = tail_record_holds(w->rec, fd);
@@ -522,7 +533,7 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 	long i;
 
 	memset(&st, 0, sizeof(st));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = look_open(w, si, path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
 		int candidate = tail_copy_candidate(fd, &st);
@@ -1315,8 +1326,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) &&
-		    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) >= 0) {
+		    !has_record(w, si, path, &st) && (fd = look_open(w, si, path)) >= 0) {
 			/* Any match, a head alone too: which of its lines were read cannot be
 			 * told, and it is not billed twice. */
 			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
