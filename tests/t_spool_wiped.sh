@@ -28,7 +28,13 @@ refused() {
 	before=$(ls -l "$T/state" | md5sum)
 	: > "$T/agent.log"
 	agent_once "$conf" || rc=$?
-	assert_eq 1 "$rc" "$1: run --once exit status"
+	# 2, as for a bad configuration: only an operator can settle it, so the unit's
+	# RestartPreventExitStatus=2 keeps systemd from restarting into it every 5 s.
+	assert_eq 2 "$rc" "$1: run --once exit status"
+	rc=0
+	"$LOGMETER" check -c "$conf" > "$T/check.out" 2>&1 || rc=$?
+	assert_eq 2 "$rc" "$1: check exit status"
+	grep -q -- "$2" "$T/check.out" || fail "$1: check said: $(cat "$T/check.out")"
 	grep -q -- "$2" "$T/agent.log" || fail "$1: no '$2' in: $(cat "$T/agent.log")"
 	grep -q "logmeter spool start-over -c FILE" "$T/agent.log" || fail "$1: no way on in: $(cat "$T/agent.log")"
 	rc=0

@@ -53,7 +53,7 @@ void cli_process_end(void);
 
 /* What `run` refuses to start with besides a bad configuration, checked alike by `check`: a
  * state directory another user could change (harden_check_state_dir; a missing one is fine,
- * `run` creates it) and, if `with_key` (not for `run --once --no-send`, which sends nothing), an
+ * `run` creates it), a spool that was lost (spool_lost_check) and, if `with_key` (not for `run --once --no-send`, which sends nothing), an
  * API key that cannot be read or is refused (stripe_key_load; the key is wiped at once). Returns
  * 0, or -1 with the reason in `err` (`errlen` bytes): exit status CLI_EXIT_USAGE for both
  * commands. */

@@ -70,6 +70,10 @@ int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errl
 
 	if (harden_check_state_dir(cfg->agent.state_dir, 1, err, errlen) != 0)
 		return -1;
+	/* A lost spool needs an operator as a bad key does: exit 2, which systemd does not
+	 * restart into the same refusal (RestartPreventExitStatus=2). */
+	if (spool_lost_check(cfg->agent.state_dir, err, errlen) != 0)
+		return -1;
 	if (!with_key)
 		return 0;
 	rc = stripe_key_load(cfg, key, sizeof(key), err, errlen);

@@ -131,6 +131,15 @@ int spool_marker_check(const char *state_dir, const char *db, char *err, size_t 
 	return -1;
 }
 
+int spool_lost_check(const char *state_dir, char *err, size_t errlen)
+{
+	char db[SPOOL_PATH_MAX];
+
+	if (spool_path_of(state_dir, db, sizeof(db), err, errlen) < 0)
+		return -1;
+	return spool_marker_check(state_dir, db, err, errlen) < 0 ? -1 : 0;
+}
+
 int spool_mark_lost(struct spool *sp, const char *state_dir, char *err, size_t errlen)
 {
 	char marker[SPOOL_PATH_MAX], have[SPOOL_ID_HEX + 1], id[256] = "";

@@ -480,5 +480,10 @@ int spool_start_over(const char *state_dir, char *what, size_t whatlen, char *er
  * SPOOL_PATH_MAX is enough for a configured state_dir). The one place that path is made. Returns
  * 0, or -1 if it does not fit (`err`). */
 int spool_path_of(const char *state_dir, char *out, size_t outlen, char *err, size_t errlen);
+/* Whether `state_dir`'s spool was lost: spool.db missing or empty while the directory's marker
+ * says it had a spool (store/marker.c, docs/spool.md), which only an operator can settle (a
+ * restore, or `spool start-over`). Returns 0 (not lost, or never had one), or -1 with the
+ * refusal (or a stat error) in `err`. */
+int spool_lost_check(const char *state_dir, char *err, size_t errlen);
 
 #endif
