@@ -19,14 +19,15 @@ n_examples=$(ls "$ETC"/conf.d/*.conf.example | wc -l)
 [ "$n_examples" = 4 ] || fail "expected 4 examples, found $n_examples"
 
 # The default configuration: valid, nothing enabled; without the key it names `run` refuses to
-# start (exit 2, as run), with it check passes.
+# start (exit 2, as run, and no OK), with it check passes.
 rc=0
 out=$("$LOGMETER" check -c "$ETC/logmeter.conf" 2>&1) || rc=$?
-grep -q ": OK: 1 files read, 0 sources, 0 rules$" <<<"$out" || fail "check of the defaults: $out"
+! grep -q ": OK: " <<<"$out" || fail "check said OK without the key: $out"
 [ "$rc" = 2 ] && grep -q "^error: cannot read the Stripe API key file $ETC/stripe.key" <<<"$out" ||
 	fail "check without the key: exit $rc: $out"
 (umask 077 && echo sk_test_examples >"$ETC/stripe.key")
 out=$("$LOGMETER" check -c "$ETC/logmeter.conf" 2>&1) || fail "the default logmeter.conf was refused: $out"
+grep -q ": OK: 1 files read, 0 sources, 0 rules$" <<<"$out" || fail "check of the defaults: $out"
 note "defaults: $(grep OK <<<"$out")"
 
 # expected KIND LOG: "line<TAB>key<TAB>value<TAB>epoch" of every event KIND's rule must make, from

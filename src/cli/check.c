@@ -113,15 +113,18 @@ int cli_check(const struct cli_args *args)
 
 	if (cli_setup_load(&s, path) != 0)
 		return CLI_EXIT_USAGE;
-	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
-	       s.cfg->n_sources, s.cfg->n_rules);
 	/* What `run` would refuse to start with, in its words: the configuration is valid, but
-	 * the agent would not run (a package installs the configuration before any key). */
+	 * the agent would not run (a package installs the configuration before any key). No
+	 * "OK" then: the exit status and the last line must say the same. */
 	if (cli_preflight(s.cfg, 1, err, sizeof(err)) != 0) {
 		fprintf(stderr, "error: %s\n", err);
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;
 	}
+	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
+	       s.cfg->n_sources, s.cfg->n_rules);
+	if (stripe_key_shadowed(s.cfg, err, sizeof(err)))
+		fprintf(stderr, "warning: %s\n", err);
 	sender_rate_print(stdout, s.cfg);
 	check_files(s.cfg);
 	if (stripe)

@@ -53,10 +53,10 @@ void cli_process_end(void);
 
 /* What `run` refuses to start with besides a bad configuration, checked alike by `check`: a
  * state directory another user could change (harden_check_state_dir; a missing one is fine,
- * `run` creates it), a spool that was lost (spool_lost_check) and, if `with_key` (not for `run --once --no-send`, which sends nothing), an
- * API key that cannot be read or is refused (stripe_key_load; the key is wiped at once). Returns
- * 0, or -1 with the reason in `err` (`errlen` bytes): exit status CLI_EXIT_USAGE for both
- * commands. */
+ * `run` creates it), a spool that was lost (spool_lost_check) and, if `with_key` (not for `run
+ * --once --no-send`, which sends nothing), an API key that cannot be read or is refused
+ * (stripe_key_load; the key is wiped at once). Returns 0, or -1 with the reason in `err` (`errlen`
+ * bytes): exit status CLI_EXIT_USAGE for both commands. */
 int cli_preflight(const struct config *cfg, int with_key, char *err, size_t errlen);
 
 /* The state directory's lock file: whoever holds it is the one agent of that spool. */

@@ -702,6 +702,8 @@ int cli_run(const struct cli_args *args)
 		rc = CLI_EXIT_USAGE;
 		goto out;
 	}
+	if (!a.no_send && stripe_key_shadowed(a.setup.cfg, err, sizeof(err)))
+		log_warn("%s", err);
 	if (harden_core_dumps(a.setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		goto out;

@@ -367,7 +367,7 @@ static const struct option options[] = {
              "and status and the metrics report it as degraded. See docs/status-json.md."},
 
     {STRIPE(api_key_file), .key = "api_key_file", .type = OPT_PATH, .min = 1, .max = PATH_MAX - 1,
-     .help = "File holding the Stripe secret or restricted key on its first line, read when "
+     .help = "File holding the Stripe secret (sk_...) or restricted (rk_...) key alone, read when "
              "neither the environment variable LOGMETER_STRIPE_API_KEY nor a systemd credential "
              "stripe.key ($CREDENTIALS_DIRECTORY) is there. Refused if others may read it "
              "(mode 0640 root:logmeter, or 0600)."},

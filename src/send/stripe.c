@@ -319,6 +319,21 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 			return -1;
 		}
 	}
+	/* Stripe's secret keys start with sk_, restricted keys with rk_; a publishable key (pk_)
+	 * is meant to be public and cannot create meter events (docs.stripe.com/keys). Anything
+	 * else (a pasted "NAME=sk_...", a key of another service) would only be refused with a 401
+	 * once the agent runs. */
+	if (n < 4 || (strncmp(k, "sk_", 3) != 0 && strncmp(k, "rk_", 3) != 0)) {
+		err_set(
+		    err, errlen,
+		    "the Stripe API key from %s is not a secret (sk_...) or restricted (rk_...) "
+		    "key%s (docs.stripe.com/keys)",
+		    from,
+		    strncmp(k, "pk_", 3) == 0 ? ": a publishable key (pk_...) cannot send "
+		                                "meter events"
+		                              : "");
+		return -1;
+	}
 	memcpy(key, k, n);
 	key[n] = '\0';
 	return 0;
@@ -447,6 +462,20 @@ static int key_from_file(const char *path, char *key, size_t keylen, char *err, 
 		        path, STRIPE_KEYFILE_READ_MAX, STRIPE_KEY_MAX - 1);
 		goto out;
 	}
+	/* Only the key: a second line (an old key kept below the new one, a note) would be
+	 * silently ignored, and whoever edited the file may think it counts. */
+	if (nl != NULL) {
+		size_t rest = n - linelen - 1;
+
+		(void)trim(nl + 1, &rest);
+		if (rest > 0) {
+			err_set(err, errlen,
+			        "the Stripe API key file %s has more than one line: it must hold "
+			        "the key alone",
+			        path);
+			goto out;
+		}
+	}
 	line = trim(buf, &linelen);
 	rc = key_store(line, linelen, path, key, keylen, err, errlen);
 out:
@@ -507,11 +536,41 @@ static int key_from_env(const char *env, size_t envlen, char *key, size_t keylen
 	return rc;
 }
 
+/* Writes $CREDENTIALS_DIRECTORY/stripe.key to `out` if systemd passed such a credential. */
+static int credential_path(char *out, size_t outlen)
+{
+	const char *creddir = getenv(STRIPE_CREDENTIALS_ENV);
+
+	return creddir != NULL && creddir[0] == '/' &&
+	       (size_t)snprintf(out, outlen, "%s/%s", creddir, STRIPE_CREDENTIAL_NAME) < outlen &&
+	       access(out, F_OK) == 0;
+}
+
+int stripe_key_shadowed(const struct config *cfg, char *what, size_t whatlen)
+{
+	char cred[4096];
+	const char *env = getenv(STRIPE_KEY_ENV), *file;
+
+	if (!(env_key_taken && env_key_len > 0) && (env == NULL || env[0] == '\0'))
+		return 0;
+	file = cfg != NULL ? cfg->stripe.api_key_file : NULL;
+	if (credential_path(cred, sizeof(cred)))
+		file = cred;
+	else if (file == NULL || file[0] == '\0' || access(file, F_OK) != 0)
+		return 0;
+	err_set(what, whatlen,
+	        "the Stripe API key comes from the environment variable " STRIPE_KEY_ENV
+	        ", which wins over %s%s: that file is not read. A variable left in the service "
+	        "manager's environment (systemctl set-environment, an old drop-in) silently beats "
+	        "a rotated key file; unset it to use the file (docs/systemd.md)",
+	        file == cred ? "the systemd credential " : "[stripe] api_key_file ", file);
+	return 1;
+}
+
 int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen)
 {
 	char cred[4096];
 	const char *env = getenv(STRIPE_KEY_ENV);
-	const char *creddir = getenv(STRIPE_CREDENTIALS_ENV);
 	const char *path;
 	int rc = -1;
 
@@ -530,10 +589,7 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 	}
 	/* A systemd credential (LoadCredential=stripe.key:..., systemd.exec(5)): systemd passes
 	 * the directory in $CREDENTIALS_DIRECTORY. Absent there, the key file is read. */
-	if (creddir != NULL && creddir[0] == '/' &&
-	    (size_t)snprintf(cred, sizeof(cred), "%s/%s", creddir, STRIPE_CREDENTIAL_NAME) <
-	        sizeof(cred) &&
-	    access(cred, F_OK) == 0) {
+	if (credential_path(cred, sizeof(cred))) {
 		rc = key_from_file(cred, key, keylen, err, errlen);
 		goto out;
 	}

@@ -91,6 +91,13 @@ void stripe_key_forget(void);
  * (`keylen` bytes, STRIPE_KEY_MAX). Errors never contain the key. Returns 0 or -1. */
 int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *err, size_t errlen);
 
+/* Whether stripe_key_load takes the key from LOGMETER_STRIPE_API_KEY while a key file also
+ * exists that it then never reads: the systemd credential, else cfg->stripe.api_key_file. The
+ * variable's precedence is defined (README), but a stale one beats a rotated file silently, so
+ * `check` and `run` warn: writes the warning (no key in it) to `what` (`whatlen` bytes) and
+ * returns 1; else 0. */
+int stripe_key_shadowed(const struct config *cfg, char *what, size_t whatlen);
+
 /* Requests per second of POST /v1/billing/meter_events that Stripe allows the account of `key`
  * (docs.stripe.com/rate-limits): live keys (sk_live_, rk_live_) 1000, in their own bucket; test
  * keys (sk_test_, rk_test_) count against the basic sandbox limit of 25; with a Connect

@@ -390,7 +390,9 @@ static int load_from(const char *content, size_t len, char *key, size_t keylen, 
 static void test_key_file(void **state)
 {
 	static const char *const good[] = {
-	    FAKE_KEY "\n",       FAKE_KEY, "  \t" FAKE_KEY " \r\n", FAKE_KEY "\nsk_test_SECOND\n",
+	    FAKE_KEY "\n",
+	    FAKE_KEY,
+	    "  \t" FAKE_KEY " \r\n",
 	    FAKE_KEY "\r\n\r\n",
 	};
 	char key[STRIPE_KEY_MAX], err[512];
@@ -449,7 +451,13 @@ static void test_key_errors(void **state)
 	} cases[] = {
 	    {"", 0, "empty"},
 	    {"\n", 1, "empty"},
-	    {"   \n" FAKE_KEY "\n", 4 + strlen(FAKE_KEY) + 1, "empty"},
+	    {"   \n" FAKE_KEY "\n", 4 + strlen(FAKE_KEY) + 1, "more than one line"},
+	    /* A second line would be ignored: an old key kept below, a note. */
+	    {FAKE_KEY "\nsk_test_SECOND\n", strlen(FAKE_KEY) + 16, "more than one line"},
+	    /* Stripe's secret keys start with sk_, restricted keys with rk_; a publishable key
+	     * cannot create meter events (docs.stripe.com/keys). */
+	    {"pk_test_FAKEKEY123\n", 19, "publishable"},
+	    {"STRIPE_KEY=sk_test_FAKEKEY123\n", 30, "not a secret (sk_...) or restricted"},
 	    {"sk_test_FAKE KEY123\n", 20, "whitespace"},
 	    {"sk_test_FAKE\tKEY123\n", 20, "whitespace"},
 	    {"sk_test_FAKE\x01KEY123\n", 20, "control"},

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# What `check` says of an unusable API key, and where the key comes from (docs/security.md):
+#   - a key `run` refuses makes `check` exit 2 with the error and no "OK" line;
+#   - a key Stripe would refuse with a 401 is refused at once: whitespace inside, a publishable
+#     key (pk_), a pasted "NAME=sk_...", a key file with a second line;
+#   - a key in LOGMETER_STRIPE_API_KEY wins over the key file and the systemd credential (the
+#     documented precedence), and `check` and `run` say so, naming the file that is not read.
+. "$(dirname "$0")/lib.sh"
+lm_init key_check
+double_start
+write_config "$T/logmeter.conf"
+good=$(cat "$T/stripe.key")
+
+# refused NAME PATTERN: check exits 2, prints PATTERN and no OK line.
+refused() {
+	local rc=0
+	"$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" || rc=$?
+	assert_eq 2 "$rc" "$1: check exit status"
+	grep -q -- "$2" "$T/check.err" || fail "$1: no '$2' in: $(cat "$T/check.err")"
+	! grep -q "OK" "$T/check.out" || fail "$1: check printed OK: $(cat "$T/check.out")"
+	! grep -qF "$good" "$T/check.out" "$T/check.err" || fail "$1: the key was printed"
+}
+key() { printf '%s\n' "$@" > "$T/stripe.key"; }
+
+key 'sk_test_abc def'
+refused whitespace "contains whitespace, control or non-ASCII characters"
+key pk_test_51AbCdEf
+refused publishable "a publishable key (pk_...) cannot send meter events"
+key "STRIPE_KEY=$good"
+refused "a pasted assignment" "is not a secret (sk_...) or restricted (rk_...) key"
+key "$good" "sk_test_the_old_one"
+refused "two lines" "has more than one line"
+
+key "$good" ""
+"$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" || fail "check refused a good key: $(cat "$T/check.err")"
+grep -q ": OK: " "$T/check.out" || fail "no OK line for a good key"
+! grep -q "api_key_file" "$T/check.err" || fail "a shadowing warning without the variable: $(cat "$T/check.err")"
+
+note "the environment wins over the key file, and says so"
+key sk_test_rotated_but_shadowed
+LOGMETER_STRIPE_API_KEY=$good "$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" ||
+	fail "check with the variable: $(cat "$T/check.err")"
+grep -q "warning: the Stripe API key comes from the environment variable LOGMETER_STRIPE_API_KEY, which wins over \[stripe\] api_key_file $T/stripe.key" "$T/check.err" ||
+	fail "no warning that the key file is not read: $(cat "$T/check.err")"
+LOGMETER_STRIPE_API_KEY=$good agent_once "$T/logmeter.conf" || fail "run --once with the variable exited $?"
+grep -q "warning: the Stripe API key comes from the environment variable LOGMETER_STRIPE_API_KEY, which wins over \[stripe\] api_key_file" "$T/agent.log" ||
+	fail "run did not warn: $(cat "$T/agent.log")"
+
+note "the same over a systemd credential"
+mkdir -p "$T/creds"
+(umask 077 && printf 'sk_test_credential\n' > "$T/creds/stripe.key")
+CREDENTIALS_DIRECTORY=$T/creds LOGMETER_STRIPE_API_KEY=$good "$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" ||
+	fail "check with the credential: $(cat "$T/check.err")"
+grep -q "which wins over the systemd credential $T/creds/stripe.key" "$T/check.err" ||
+	fail "no warning naming the credential: $(cat "$T/check.err")"
+echo "t_key_check: unusable keys refused by check without OK; the variable's precedence warned about"
