@@ -3,7 +3,8 @@
 # with the same words and exit status 2 (docs/security.md): a systemd unit with
 # RestartPreventExitStatus=2 does not restart into the same refusal every few seconds.
 #   - a state directory that others or its group may write, that another user owns, or that is
-#     reached through a symbolic link; a spool.db or spool.db-wal that is a symbolic link (its
+#     reached through a symbolic link; one (existing or not) inside a directory that others or its
+#     group may write without the sticky bit, or that a user other than root or logmeter's owns; a spool.db or spool.db-wal that is a symbolic link (its
 #     target is never created, even by root);
 #   - an API key file that others may read, that its group may write, that a group other than the
 #     one logmeter runs as (or logmeter) may read, or no key at all.
@@ -58,6 +59,34 @@ else
 	note "not root: a state directory of another user is not tried"
 fi
 chmod 0700 "$S"
+
+# Whoever may write the directory that holds the state directory may rename it away, spool.id
+# with it: the next start would make a new spool and bill every log again.
+note "a state directory inside a directory others may write"
+P=$T/shared
+S_KEPT=$S
+S=$P/state
+mkdir -p "$P"
+chmod 0777 "$P"
+sed -i "s#^state_dir = .*#state_dir = $S#" "$CONF"
+refused "state_dir $S is inside $P, which is writable by others without the sticky bit (mode 0777)"
+[ ! -e "$S" ] || fail "the state directory was created inside $P"
+mkdir -m 0700 "$S"
+refused "state_dir $S is inside $P, which is writable by others without the sticky bit (mode 0777)"
+no_spool
+chmod 0770 "$P"
+refused "state_dir $S is inside $P, which is writable by its group without the sticky bit (mode 0770)"
+no_spool
+chmod 1777 "$P" # sticky, as /tmp: only the owner of an entry may rename it
+"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>&1 || fail "a sticky parent was refused: $(cat "$T/check.out")"
+if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
+	chmod 0755 "$P"
+	chown nobody "$P"
+	refused "state_dir $S is inside $P, which belongs to uid $(id -u nobody) (nobody), neither root nor the user running logmeter"
+	no_spool
+fi
+S=$S_KEPT
+sed -i "s#^state_dir = .*#state_dir = $S#" "$CONF"
 
 note "a state directory through a symlink"
 mv "$S" "$T/real-state"

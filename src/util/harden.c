@@ -110,6 +110,87 @@ static int owned_and_private(const char *path, const struct stat *st, const char
 	return 0;
 }
 
+/* The directories that hold `real` (a real path: no links, no dots), from / down, `real` itself
+ * included if `self`: each must be owned by root or the user running logmeter, and writable by
+ * no one else unless sticky. Whoever may write a directory may rename what is in it: a state
+ * directory renamed away takes spool.id with it, and the next start makes a new spool that
+ * reads every file again from its start (double billing). A sticky directory (/tmp) lets only
+ * the owner of an entry rename it (inode(7), S_ISVTX). Returns 0, or -1 with the reason. */
+static int ancestors_safe(const char *state_dir, const char *real, int self, char *err,
+                          size_t errlen)
+{
+	char path[PATH_MAX], owner[64];
+	size_t len = strlen(real);
+	struct stat st;
+
+	if (len >= sizeof(path)) {
+		err_set(err, errlen, "state_dir %s: path too long", state_dir);
+		return -1;
+	}
+	for (size_t end = 0; end <= len; end++) {
+		if (end < len && real[end] != '/')
+			continue;
+		if (end == len && !self)
+			break;
+		memcpy(path, real, end);
+		path[end] = '\0';
+		if (end == 0)
+			snprintf(path, sizeof(path), "/");
+		if (lstat(path, &st) != 0) {
+			err_set(err, errlen, "state_dir %s: %s: %s", state_dir, path,
+			        strerror(errno));
+			return -1;
+		}
+		if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			err_set(
+			    err, errlen,
+			    "state_dir %s is inside %s, which belongs to uid %u (%s), neither root "
+			    "nor the user running logmeter: that user could rename the state "
+			    "directory away and make logmeter start a new spool that bills every "
+			    "log again; move state_dir to a directory of root's or logmeter's",
+			    state_dir, path, (unsigned)st.st_uid,
+			    user_name(st.st_uid, owner, sizeof(owner)));
+			return -1;
+		}
+		if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+			err_set(
+			    err, errlen,
+			    "state_dir %s is inside %s, which is writable by %s without the sticky "
+			    "bit (mode %04o): anyone who may write it could rename the state "
+			    "directory away and make logmeter start a new spool that bills every "
+			    "log again; chmod go-w (or +t) it, or move state_dir",
+			    state_dir, path, (st.st_mode & S_IWOTH) ? "others" : "its group",
+			    (unsigned)(st.st_mode & 07777));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ancestors_safe for a state directory that does not exist yet: its nearest existing ancestor,
+ * where `run` will create it, and the directories above. */
+static int missing_ancestors_safe(const char *state_dir, const char *plain, char *err,
+                                  size_t errlen)
+{
+	char up[PATH_MAX], real[PATH_MAX];
+	char *slash;
+	struct stat st;
+
+	snprintf(up, sizeof(up), "%s", plain);
+	do {
+		slash = strrchr(up, '/');
+		if (slash == NULL)
+			return 0;
+		if (slash == up)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	} while (lstat(up, &st) != 0 && strcmp(up, "/") != 0);
+	if (realpath(up, real) == NULL)
+		return 0; /* run's mkdir reports it */
+	return ancestors_safe(state_dir, real, 1, err, errlen);
+}
+
 int harden_check_state_dir(const char *dir, int missing_ok, char *err, size_t errlen)
 {
 	static const char *const files[] = {"spool.db", "spool.db-wal", "spool.db-shm",
@@ -132,7 +213,7 @@ int harden_check_state_dir(const char *dir, int missing_ok, char *err, size_t er
 	}
 	if (lstat(plain, &st) != 0) {
 		if (errno == ENOENT && missing_ok)
-			return 0;
+			return missing_ancestors_safe(dir, plain, err, errlen);
 		err_set(err, errlen, "state_dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
@@ -151,7 +232,8 @@ int harden_check_state_dir(const char *dir, int missing_ok, char *err, size_t er
 		err_set(err, errlen, "state_dir %s is not a directory", dir);
 		return -1;
 	}
-	if (owned_and_private(dir, &st, "state_dir", err, errlen) != 0)
+	if (owned_and_private(dir, &st, "state_dir", err, errlen) != 0 ||
+	    ancestors_safe(dir, real, 0, err, errlen) != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", plain, files[i]);
