@@ -1271,6 +1271,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	char corrupt_wal[sizeof(st->corrupt_path) + 8];
 	struct stat sb;
 	pid_t pid = 0;
+	uid_t owner;
+	gid_t group;
 	int have_wal;
 
 	memset(st, 0, sizeof(*st));
@@ -1282,6 +1284,8 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 		err_set(err, errlen, "no spool at %s: %s", db, strerror(errno));
 		return -1;
 	}
+	owner = sb.st_uid;
+	group = sb.st_gid;
 	/* SQLite's lock bytes: the database file's at 1 GiB (pending, reserved, shared), and the
 	 * WAL index's (120..128) that every open connection holds a read lock on. */
 	if (locked_by_other(db, (off_t)LOCK_BYTE_OFFSET, 512, &pid) ||
@@ -1334,6 +1338,14 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	}
 	if (spool_path_of(tmp, newdb, sizeof(newdb), err, errlen) < 0)
 		goto fail;
+	/* Run as root (the natural way), the new file would be root's, and the agent, running as
+	 * the spool's owner, would refuse it. SQLite gives its -wal and -shm files the database's
+	 * owner itself (os_unix.c, robustFchown); the database is ours to give. */
+	if (geteuid() == 0 && (owner != 0 || group != 0) && chown(newdb, owner, group) < 0) {
+		err_set(err, errlen, "cannot give %s the old spool's owner %u:%u: %s", newdb,
+		        (unsigned)owner, (unsigned)group, strerror(errno));
+		goto fail;
+	}
 	if (rename(newdb, db) < 0) {
 		err_set(err, errlen, "cannot move %s to %s: %s (the old spool is kept as %s)",
 		        newdb, db, strerror(errno), st->corrupt_path);
