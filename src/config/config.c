@@ -433,7 +433,8 @@ static const struct option options[] = {
      .choices = "no|yes",
      .help = "no: a symlink that the glob's wildcards match (the file, or a directory on the "
              "way to it) is refused, logged once and counted; links in the part of path "
-             "written without wildcards are followed. yes: such links are followed, as "
+             "written without wildcards are followed (a path without any wildcard too, if "
+             "root or logmeter's user made the link). yes: such links are followed, as "
              "Kubernetes' /var/log/containers/*.log links need; even then a file in the "
              "state_dir or a configuration directory, or the API key file, is refused "
              "(docs/security.md)."},

@@ -417,10 +417,24 @@ static const char *protected_dir(const struct guard *g, const char *real)
 	return NULL;
 }
 
+/* Whether `path` is the source's `path` itself, written without a wildcard, and a symbolic link
+ * that root or the user running logmeter made: the administrator named that file, and links in
+ * what the administrator wrote are followed (/var/log/app/current.log -> app-20250101.log). A
+ * link another user made there is not the administrator's (as fs.protected_symlinks judges links
+ * in sticky directories, proc(5)). */
+static int literal_link(const struct config_source *src, const char *path)
+{
+	struct stat st;
+
+	return strpbrk(src->path, "*?[\\") == NULL && strcmp(src->path, path) == 0 &&
+	       lstat(path, &st) == 0 && S_ISLNK(st.st_mode) &&
+	       (st.st_uid == 0 || st.st_uid == geteuid());
+}
+
 int guard_open(struct guard *g, const struct config_source *src, const char *path, int *refused,
                char *err, size_t errlen)
 {
-	int follow = src->follow_symlinks, fd, direct, e;
+	int follow = src->follow_symlinks || literal_link(src, path), fd, direct, e;
 	char real[PATH_MAX];
 	const char *what;
 	struct stat st;

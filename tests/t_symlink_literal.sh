@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A symlink written literally as a source's `path` (no wildcard) is the administrator's, as the
+# rest of what the administrator wrote (docs/security.md): current.log -> app-1.log is followed,
+# without follow_symlinks. Still never to logmeter's own files (current.log -> the key file is
+# refused), and not a link another user made there (root only: one owned by nobody is refused).
+. "$(dirname "$0")/lib.sh"
+lm_init symlink_literal
+double_start
+
+NGINX=$LOGS/elastic_nginx_logs_prefix29480.log
+L=$T/logs
+CONF=$T/etc/logmeter.conf # not beside the logs: the configuration's directory is logmeter's own
+mkdir -p "$L" "$T/etc"
+write_config "$CONF"
+for s in cur key other; do
+	mkdir -p "$L/$s"
+	cat >>"$CONF" <<CONF
+[source $s]
+path = $L/$s/current.log
+[rule words_$s]
+source = $s
+event_name = requests
+pattern = ^(?<c>\S+)
+customer = c
+value = 1
+CONF
+done
+head -n 120 "$NGINX" > "$L/cur/app-1.log"
+ln -s app-1.log "$L/cur/current.log"
+ln -s "$T/stripe.key" "$L/key/current.log"
+head -n 30 "$NGINX" > "$L/other/app-1.log"
+expected=$(grep -cP '^\S+' "$L/cur/app-1.log")
+if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
+	ln -s app-1.log "$L/other/current.log"
+	chown -h nobody "$L/other/current.log"
+fi
+
+agent_once "$CONF" || fail "run --once exited $?"
+assert_eq "$expected" "$(accepted_count)" "events of current.log -> app-1.log"
+grep -q "key/current.log: it is the API key file" "$T/agent.log" ||
+	fail "the literal link to the key was not refused as logmeter's own: $(cat "$T/agent.log")"
+! grep -qF "$API_KEY" "$T/accepted.tsv" || fail "the key reached the double"
+if [ -L "$L/other/current.log" ]; then
+	grep -q "other/current.log: a symbolic link, not followed" "$T/agent.log" ||
+		fail "a literal link of another user was followed: $(cat "$T/agent.log")"
+fi
+echo "t_symlink_literal: a literal current.log link followed ($expected events); to the key and of another user refused"
