@@ -8,7 +8,7 @@
 #   - status does not say "the agent has not run yet" while one runs;
 #   - the first agent notices (its directory, lock file and spool are no longer the inodes it
 #     opened) and stops with exit status 1 and a clear error, leaving spool.id with its spool's id,
-#     so that the next start is refused instead of billing every line again as new;
+#     so that the next start is refused (exit 2) instead of billing every line again as new;
 #   - with spool.db alone removed, lines appended afterwards are not committed into the removed
 #     file, the agent stops with exit status 1, and nothing is ever billed twice.
 . "$(dirname "$0")/lib.sh"
@@ -80,10 +80,11 @@ kill -CONT "$first"
 # The first notices within seconds, by itself.
 stops_with_error "$first" "error: state_dir $S .*while logmeter ran.*: stopping"
 assert_eq "$id" "$(head -n 1 "$S/spool.id" 2>/dev/null)" "the spool id left in the state directory"
-# The next start is refused, as for any lost spool: nothing is read again as new.
+# The next start is refused, as for any lost spool: nothing is read again as new. Exit status 2,
+# which the unit does not restart on: only an operator can settle it.
 rc=0
 agent_once "$conf" || rc=$?
-assert_eq 1 "$rc" "a start after the wipe"
+assert_eq 2 "$rc" "a start after the wipe"
 grep -q "spool $S/spool.db is missing, but this state directory had a spool" "$T/agent.log" ||
 	fail "the start after the wipe said: $(tail -n 3 "$T/agent.log")"
 assert_eq "$n" "$(accepted_count)" "events accepted after the wipe"
@@ -104,7 +105,7 @@ stops_with_error "$second" "error: spool $T/state2/spool.db: .*removed while log
 [ -s "$T/state2/spool.id" ] || fail "spool.id went"
 rc=0
 agent_once "$conf2" || rc=$?
-assert_eq 1 "$rc" "a start after spool.db was removed"
+assert_eq 2 "$rc" "a start after spool.db was removed"
 dups=$(double_accepted_ids | uniq -d | wc -l)
 assert_eq 0 "$dups" "identifiers accepted twice"
-echo "t_state_dir_wiped: a second agent refused beside one whose state directory was wiped; both agents stopped with exit 1; the next starts refused; nothing billed twice"
+echo "t_state_dir_wiped: a second agent refused beside one whose state directory was wiped; both agents stopped with exit 1; the next starts refused (exit 2); nothing billed twice"
