@@ -372,8 +372,8 @@ static const struct option options[] = {
              "neither the environment variable LOGMETER_STRIPE_API_KEY nor a systemd credential "
              "stripe.key ($CREDENTIALS_DIRECTORY) is there. Refused if others may read it "
              "(mode 0640 root:logmeter, or 0600)."},
-    {STRIPE(api_base), STRIPE_LOC(api_base_loc), .key = "api_base", .type = OPT_URL, .def = "https://api.stripe.com",
-     .min = 1, .max = 1000,
+    {STRIPE(api_base), STRIPE_LOC(api_base_loc), .key = "api_base", .type = OPT_URL,
+     .def = "https://api.stripe.com", .min = 1, .max = 1000,
      .help = "Base URL of the Stripe API. Plain http:// only to 127.0.0.1, for a local test "
              "double."},
     {STRIPE(request_timeout_ms), .key = "request_timeout", .type = OPT_DURATION_MS, .def = "80s",
@@ -1763,10 +1763,11 @@ static void ld_check_aggregate(struct loader *ld, struct raw_sec *rs, const stru
 		       rs->name);
 	if (r->aggregate_s > 0 && r->value != NULL && val->loc.file != NULL && !val->bad &&
 	    !val->invalid && is_zero_number(r->value))
-		ld_err(ld, val->loc.file, val->loc.line,
-		       "key 'value': [rule %s] aggregates a constant %s: every window's total would "
-		       "be 0 and bill nothing; give a group or a non-zero number",
-		       rs->name, r->value);
+		ld_err(
+		    ld, val->loc.file, val->loc.line,
+		    "key 'value': [rule %s] aggregates a constant %s: every window's total would "
+		    "be 0 and bill nothing; give a group or a non-zero number",
+		    rs->name, r->value);
 }
 
 size_t config_warnings(const struct config *cfg, void (*cb)(const char *msg, void *ud), void *ud)

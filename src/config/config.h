@@ -64,7 +64,7 @@ struct config_agent {
 struct config_stripe {
 	char *api_key_file; /* read when LOGMETER_STRIPE_API_KEY is unset; NULL if not set */
 	char *api_base;     /* no trailing '/'; http:// only for 127.0.0.1 */
-	struct config_loc api_base_loc; /* its line, or the [stripe] line (file NULL: neither) */
+	struct config_loc api_base_loc;  /* its line, or the [stripe] line (file NULL: neither) */
 	int64_t request_timeout_ms;      /* per attempt, milliseconds */
 	int64_t max_concurrency;         /* requests in flight at once */
 	int64_t max_requests_per_second; /* 0 (auto): by the key, stripe_default_rate */
