@@ -103,6 +103,13 @@ static void check_files(const struct config *cfg)
 	guard_free(g);
 }
 
+/* config_warnings' callback. */
+static void print_warning(const char *msg, void *ud)
+{
+	(void)ud;
+	fprintf(stderr, "warning: %s\n", msg);
+}
+
 int cli_check(const struct cli_args *args)
 {
 	const char *path = args->config;
@@ -123,6 +130,7 @@ int cli_check(const struct cli_args *args)
 	}
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
+	config_warnings(s.cfg, print_warning, NULL);
 	if (stripe_key_shadowed(s.cfg, err, sizeof(err)))
 		fprintf(stderr, "warning: %s\n", err);
 	sender_rate_print(stdout, s.cfg);
