@@ -767,6 +767,53 @@ static void test_file_round_trip(void **state)
 
 /* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent,
  * a batch that does not decode is damage. */
+/* The candidate of a file whose file system came back under another device number: same path
+ * (or, renamed, same directory) and inode, another device, not gone. The content check is the
+ * caller's (tail.c, t_device_change.sh). */
+static void test_file_find_remounted(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, b, c, got;
+	char err[512] = "";
+
+	file_init(&a, "nginx", "/var/log/nginx/access.log", 2049, 13);
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	file_init(&b, "nginx", "/var/log/nginx/access.log.1", 2049, 14);
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	file_init(&c, "nginx", "/var/log/other/x.log", 2049, 15);
+	c.state = SPOOL_FILE_GONE;
+	assert_int_equal(spool_file_add(fx->sp, &c, err, sizeof(err)), 0);
+
+	/* Device 2049 became 2050: found by path and inode. */
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/nginx/access.log",
+	                                           2050, 13, &got, err, sizeof(err)),
+	                 1);
+	assert_int_equal(got.id, a.id);
+	assert_true(got.dev == 2049);
+	/* Renamed while stopped (access.log.1 -> access.log.2): by inode in the same directory. */
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/nginx/access.log.2",
+	                                           2050, 14, &got, err, sizeof(err)),
+	                 1);
+	assert_int_equal(got.id, b.id);
+	/* Not: the same device (spool_file_find's case), another inode, another directory, another
+	 * source, or a gone record. */
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/nginx/access.log",
+	                                           2049, 13, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/nginx/access.log",
+	                                           2050, 99, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/elsewhere/access.log",
+	                                           2050, 13, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_remounted(fx->sp, "apache", "/var/log/nginx/access.log",
+	                                           2050, 13, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/other/x.log", 2050,
+	                                           15, &got, err, sizeof(err)),
+	                 0);
+}
+
 static void test_read_back_bounds(void **state)
 {
 	struct fixture *fx = *state;
@@ -2689,6 +2736,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_find_remounted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),
