@@ -142,6 +142,45 @@ static void test_no_follow(void **state)
 	guard_free(NULL);
 }
 
+/* A source's path without a wildcard names its file: a link there that root or this user made is
+ * the administrator's and followed without follow_symlinks (docs/security.md); never to the key. */
+static void test_literal_link(void **state)
+{
+	struct gfx *g = *state;
+	const struct config *cfg;
+	struct guard *gd;
+	char err[1024] = "", target[PATH_MAX];
+	int refused = 0;
+
+	fixture_write_text(fixture_path(g->fx, "stripe.key"), "sk_test_guard\n");
+	cfg = fixture_config(g->fx,
+	                     "[stripe]\napi_key_file = stripe.key\n"
+	                     "[source cur]\npath = %s/logs/current.log\n"
+	                     "[source key]\npath = %s/logs/key.log\n"
+	                     "[source glob]\npath = %s/logs/*.txt\n",
+	                     g->out->dir, g->out->dir, g->out->dir);
+	mk(g, "logs");
+	fixture_write_text(out(g, "logs/app-1.log"), "x 1\n");
+	assert_int_equal(symlink("app-1.log", out(g, "logs/current.log")), 0);
+	assert_int_equal(symlink("app-1.log", out(g, "logs/current.txt")), 0);
+	snprintf(target, sizeof(target), "%s", fixture_path(g->fx, "stripe.key"));
+	assert_int_equal(symlink(target, out(g, "logs/key.log")), 0);
+
+	gd = guard_new(cfg, err, sizeof(err));
+	assert_non_null(gd);
+	assert_int_equal(
+	    try_open(gd, cfg, 0, out(g, "logs/current.log"), &refused, err, sizeof(err)), 0);
+	assert_int_equal(refused, 0);
+	assert_int_equal(try_open(gd, cfg, 1, out(g, "logs/key.log"), &refused, err, sizeof(err)),
+	                 EPERM);
+	assert_non_null(strstr(err, "it is the API key file"));
+	/* The same link matched by a wildcard: refused. */
+	assert_int_equal(
+	    try_open(gd, cfg, 2, out(g, "logs/current.txt"), &refused, err, sizeof(err)), EPERM);
+	assert_int_equal(refused, 1);
+	guard_free(gd);
+}
+
 /* follow_symlinks = yes: links elsewhere followed; into the state or configuration directory,
  * or to the key, refused; a hard link to the key refused too. */
 static void test_follow(void **state)
@@ -234,6 +273,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_no_follow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_literal_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_limits_status, setup, teardown),
 	};
