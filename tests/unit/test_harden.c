@@ -114,6 +114,42 @@ static void test_state_dir(void **state)
 	assert_int_equal(check(NULL, 1, err, sizeof(err)), -1);
 }
 
+/* The directories above it: writable by others or the group only with the sticky bit (whoever
+ * may write one may rename the state directory away), for a missing state directory too. */
+static void test_state_dir_parents(void **state)
+{
+	struct fixture *fx = *state;
+	char err[1024], parent[PATH_MAX], dir[PATH_MAX], deep[PATH_MAX];
+
+	snprintf(parent, sizeof(parent), "%s", fixture_path(fx, "shared"));
+	snprintf(dir, sizeof(dir), "%s/state", parent);
+	snprintf(deep, sizeof(deep), "%s/a/b/state", parent);
+	assert_int_equal(mkdir(parent, 0755), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(check(dir, 0, err, sizeof(err)), 0);
+	assert_int_equal(chmod(parent, 0777), 0);
+	assert_int_equal(check(dir, 0, err, sizeof(err)), -1);
+	assert_non_null(
+	    strstr(err, "which is writable by others without the sticky bit (mode 0777)"));
+	assert_int_equal(check(deep, 1, err, sizeof(err)),
+	                 -1); /* not there yet: where run makes it */
+	assert_non_null(
+	    strstr(err, "which is writable by others without the sticky bit (mode 0777)"));
+	assert_int_equal(chmod(parent, 0775), 0);
+	assert_int_equal(check(dir, 0, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "which is writable by its group without the sticky bit"));
+	assert_int_equal(chmod(parent, 01777), 0); /* as /tmp */
+	assert_int_equal(check(dir, 0, err, sizeof(err)), 0);
+	assert_int_equal(check(deep, 1, err, sizeof(err)), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(parent, 0755), 0);
+		assert_int_equal(chown(parent, 65534, 65534), 0);
+		assert_int_equal(check(dir, 0, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "which belongs to uid 65534"));
+		assert_int_equal(chown(parent, 0, 0), 0);
+	}
+}
+
 /* Another owner: only root can make one. */
 static void test_state_dir_owner(void **state)
 {
@@ -141,6 +177,8 @@ int main(void)
 	    cmocka_unit_test(test_process),
 	    cmocka_unit_test_setup_teardown(test_state_dir, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_state_dir_owner, fixture_setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_state_dir_parents, fixture_setup,
+	                                    fixture_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
