@@ -122,8 +122,8 @@ static void test_state_dir_parents(void **state)
 	char err[1024], parent[PATH_MAX], dir[PATH_MAX], deep[PATH_MAX];
 
 	snprintf(parent, sizeof(parent), "%s", fixture_path(fx, "shared"));
-	snprintf(dir, sizeof(dir), "%s/state", parent);
-	snprintf(deep, sizeof(deep), "%s/a/b/state", parent);
+	snprintf(dir, sizeof(dir), "%s", fixture_path(fx, "shared/state"));
+	snprintf(deep, sizeof(deep), "%s", fixture_path(fx, "shared/a/b/state"));
 	assert_int_equal(mkdir(parent, 0755), 0);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	assert_int_equal(check(dir, 0, err, sizeof(err)), 0);
