@@ -68,6 +68,8 @@
  * answers as already there (docs/durability.md). Any other outcome is recorded at once. */
 #define SENDER_MARK_DELAY_MS 1000
 #define SENDER_MARK_BATCH (SENDER_QUEUE_MAX / 2)
+/* Deliveries held back for the watermark (marks_defer), at most. */
+#define SENDER_MARKS_DEFER_MAX (2 * SENDER_QUEUE_MAX)
 /* v1 requests kept for the next events once answered (stripe_request_reuse), at most. */
 #define SENDER_SPARE_MAX 64
 /* Queue items kept for the events loaded next, at most: a full queue's worth, which the queue
@@ -160,6 +162,7 @@ struct sender {
 	struct spool_mark *marks;
 	char (*errors)[EVENT_ERROR_MAX];
 	size_t n_marks, cap_marks;
+	size_t n_deferred; /* of them, deliveries marks_defer held back at the last try */
 	int64_t next_mark_try;
 	int64_t marks_due; /* monotonic ms: when the waiting deliveries are recorded */
 	/* v1: finished requests, made with s->key, for the next events */
@@ -387,7 +390,9 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
  * until the watermark passes it: with 16 requests in flight answered in any order, that was
  * 43 % of the events sent and an eighth of the sender's instructions (bench/README.md). Held
  * back until the requests before them are answered (a turn or two), they are passed by the
- * watermark at no cost. Only deliveries wait, a queue's worth at most: an event in flight is
+ * watermark at no cost. Only deliveries wait, SENDER_MARKS_DEFER_MAX marks at most (a slow
+ * answer held a queue's worth back in bench/send_v2.sh), and they do not count as outcomes
+ * the spool could not take (marks_blocked): an event in flight is
  * answered within its request's timeout, and a crash loses only these marks, whose events are
  * sent again under the same identifiers (docs/durability.md). One event has one mark at most,
  * so their order does not matter to spool_mark. */
@@ -402,7 +407,7 @@ static size_t marks_defer(struct sender *s)
 		if (it != NULL && it->req != NULL && it->ev.id < lo)
 			lo = it->ev.id;
 	}
-	if (lo == INT64_MAX || s->mark_failures > 0 || n >= SENDER_QUEUE_MAX)
+	if (lo == INT64_MAX || s->mark_failures > 0 || n >= SENDER_MARKS_DEFER_MAX)
 		return n;
 	for (size_t i = 0; i < n;) {
 		struct spool_mark m = s->marks[i];
@@ -420,6 +425,13 @@ static size_t marks_defer(struct sender *s)
 	return n;
 }
 
+/* 1 if a queue's worth of outcomes waits for the spool (deliveries held back by marks_defer
+ * aside): sending waits for them. */
+static int marks_blocked(const struct sender *s)
+{
+	return s->n_marks - s->n_deferred >= SENDER_QUEUE_MAX;
+}
+
 /* Applies the recorded outcomes in one transaction, if they are due (SENDER_MARK_DELAY_MS) or
  * `force`, all of them with `force`, else all but the deliveries marks_defer holds back; on
  * failure they are kept for the next try. Returns 0 (applied or not due yet) or -1. */
@@ -435,6 +447,7 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 	if (!force && !s->marks_now && now < s->marks_due)
 		return 0;
 	n = force ? s->n_marks : marks_defer(s);
+	s->n_deferred = s->n_marks - n;
 	if (n == 0) {
 		s->marks_now = 0;
 		s->marks_due = now + SENDER_MARK_DELAY_MS;
@@ -451,6 +464,7 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 		ratelog_add(&s->spool_log, now, msg);
 		s->next_mark_try = now + SENDER_SPOOL_RETRY_MS;
 		s->mark_failures++;
+		s->n_deferred = 0;
 		if (s->once && !s->fatal && s->mark_failures >= SENDER_ONCE_MARK_FAILURES) {
 			s->fatal = 1;
 			err_set(s->fatal_err, sizeof(s->fatal_err), "spool: %s", err);
@@ -463,6 +477,7 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 	for (size_t i = 0; i < s->n_marks - n; i++)
 		s->errors[i][0] = '\0';
 	s->n_marks -= n;
+	s->n_deferred = s->n_marks;
 	s->next_mark_try = 0;
 	s->marks_due = s->n_marks > 0 ? now + SENDER_MARK_DELAY_MS : 0;
 	s->marks_now = 0;
@@ -1062,7 +1077,7 @@ static int64_t start_requests(struct sender *s, int64_t now)
 
 	/* Outcomes the spool cannot take (a full disk) stay in memory until it can: beyond a
 	 * queue's worth, sending waits for them rather than letting them grow without bound. */
-	if (s->n_marks >= SENDER_QUEUE_MAX)
+	if (marks_blocked(s))
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;
@@ -1362,7 +1377,7 @@ static int64_t start_batches(struct sender *s, int64_t now)
 	const char *token = NULL;
 	size_t nb = 0, cap = STRIPE_V2_BATCH_MAX;
 
-	if (s->n_marks >= SENDER_QUEUE_MAX)
+	if (marks_blocked(s))
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;
