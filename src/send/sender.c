@@ -622,7 +622,7 @@ static int queue_put(struct sender *s, struct sender_pair *p, const struct event
 		if (it == NULL)
 			return -1;
 	}
-	it->ev = *ev;
+	event_copy(&it->ev, ev);
 	it->pair = p;
 	it->key[0] = '\0';
 	if (p != NULL) {
