@@ -225,29 +225,39 @@ void event_copy(struct event *dst, const struct event *src)
 /* lmw2: with the spool's id (lmw1, before it, could be shared by two hosts of one instance). */
 #define EVENT_WINDOW_ID_PREFIX "lmw2-"
 
+int event_ids_window(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
+                     const char *spool_id, const char *rule, const char *customer,
+                     int64_t window_start)
+{
+	char start[24];
+	const char *fields[5];
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (ids == NULL || instance == NULL || spool_id == NULL || rule == NULL || customer == NULL)
+		return -1;
+	decimal(start, window_start);
+	fields[0] = instance;
+	fields[1] = spool_id;
+	fields[2] = rule;
+	fields[3] = customer;
+	fields[4] = start;
+	return hash_identifier(ids->ctx, out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+}
+
 int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance,
                             const char *spool_id, const char *rule, const char *customer,
                             int64_t window_start)
 {
-	char start[24];
-	const char *fields[5];
 	struct event_ids *ids;
 	int ret;
 
 	if (out == NULL)
 		return -1;
 	out[0] = '\0';
-	if (instance == NULL || spool_id == NULL || rule == NULL || customer == NULL)
-		return -1;
-	snprintf(start, sizeof(start), "%" PRId64, window_start);
-	fields[0] = instance;
-	fields[1] = spool_id;
-	fields[2] = rule;
-	fields[3] = customer;
-	fields[4] = start;
 	ids = event_ids_new();
-	ret =
-	    hash_identifier(ids != NULL ? ids->ctx : NULL, out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+	ret = event_ids_window(ids, out, instance, spool_id, rule, customer, window_start);
 	event_ids_free(ids);
 	return ret;
 }

@@ -258,6 +258,26 @@ static void test_window_identifier(void **state)
 	                 0);
 	assert_string_not_equal(id, other);
 	assert_int_equal(event_window_identifier(id, NULL, SPOOL_ID, "bytes", "cus_A", 0), -1);
+	/* With one context for every window (event_ids_window): the same identifiers, a start
+	 * before the epoch written as "-3600" (hashlib over the same fields). */
+	{
+		struct event_ids *ids = event_ids_new();
+
+		assert_non_null(ids);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(event_ids_window(ids, id, "test", SPOOL_ID, "bytes",
+			                                  "cus_A", 1717243200),
+			                 0);
+			assert_string_equal(id, "lmw2-ee42bd1203957649195326d54970f82ec73cd96d");
+			assert_int_equal(
+			    event_ids_window(ids, id, "test", SPOOL_ID, "bytes", "cus_A", -3600),
+			    0);
+			assert_string_equal(id, "lmw2-0ddd5fb7efefaddb143e02a57948fac8ff7274dd");
+		}
+		assert_int_equal(event_ids_window(NULL, id, "test", SPOOL_ID, "b", "c", 0), -1);
+		assert_string_equal(id, "");
+		event_ids_free(ids);
+	}
 #undef SPOOL_ID
 }
 
