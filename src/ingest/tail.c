@@ -79,9 +79,12 @@ struct tail {
 	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
 	 * and truncated (copytruncate); 0 if none. */
 	int64_t empty_id;
-	char copy_err[256]; /* a spool error of is_unread_copy */
-	int restarted;      /* f is the record reset() started (a truncation was seen) */
-	int warned_hole;    /* the file ends in a hole (sparse) past the checkpoint: warned */
+	/* Where is_unread_copy puts a spool error: unread_copy's buffer while it runs (not one per
+	 * tail: thousands of tails are held). */
+	char *copy_err;
+	size_t copy_errlen;
+	int restarted;   /* f is the record reset() started (a truncation was seen) */
+	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
 	int archive, finish;
@@ -819,12 +822,12 @@ static int is_unread_copy(struct tail *t, const char *path, int fd, const struct
 	    compressed(fd) != NULL || (rec = malloc(sizeof(*rec))) == NULL)
 		return 0;
 	rc = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
-	                     rec, t->copy_err, sizeof(t->copy_err));
+	                     rec, t->copy_err, t->copy_errlen);
 	if (rc > 0 && stale_record(rec, fd))
 		rc = 0; /* an earlier file's, with its inode */
 	if (rc == 0)
 		rc = tail_identify(&t->ctx, fd, 0, st->st_size, t->source, NULL, 0, rec,
-		                   t->copy_err, sizeof(t->copy_err));
+		                   t->copy_err, t->copy_errlen);
 	free(rec);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
@@ -846,17 +849,19 @@ static int is_unread_copy(struct tail *t, const char *path, int fd, const struct
 static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
 {
 	struct stat cst;
-	char *cpath = NULL;
+	char *cpath = NULL, copy_err[256] = "";
 	const char *base;
 	int cfd, rc;
 
 	*spool_failed = 0;
-	t->copy_err[0] = '\0';
+	t->copy_err = copy_err;
+	t->copy_errlen = sizeof(copy_err);
 	base = strrchr(t->path, '/');
 	cfd =
 	    each_sibling_named(t, base != NULL ? base + 1 : t->path, is_unread_copy, &cst, &cpath);
-	if (cfd == -2 && t->copy_err[0] != '\0') {
-		err_set(err, errlen, "%s", t->copy_err);
+	t->copy_err = NULL;
+	if (cfd == -2 && copy_err[0] != '\0') {
+		err_set(err, errlen, "%s", copy_err);
 		*spool_failed = 1;
 		return -1;
 	}
