@@ -43,7 +43,7 @@
 #include "ingest/space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
-#define TAIL_CHUNK (1024 * 1024)    /* bytes read (pread) and fed to the splitter at once */
+#define TAIL_CHUNK (128 * 1024)     /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
 
 struct tail {
