@@ -23,8 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <stddef.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +312,7 @@ static int64_t last_line_start(int fd, int64_t size)
  * `resets`. A record that starts at 0 gets no fingerprint here: its first read takes it from the
  * bytes it reads (read_lines), so that the fingerprint and the lines billed under it are the same
  * version of the file. One that starts later (read_from = tail) gets its fingerprint and check
- * bytes now, and its first read checks them against the bytes it reads. Does not touch t->f->
+ * bytes now, and its first read checks them against the bytes it reads. Does not touch t->f.
  * Returns 0, or -1 (*spool_failed tells which side failed). */
 static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
                       struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
