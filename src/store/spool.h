@@ -60,12 +60,13 @@ enum spool_file_state {
  * and the log show it; "?" for a value that is not a state. Static storage. */
 const char *spool_file_state_name(enum spool_file_state st);
 
-/* A tailed file's record: its identity and its checkpoint. */
+/* A tailed file's record: its identity and its checkpoint. `path` comes last so that a record
+ * kept for a long time (each tail holds one) can be allocated to fit its path
+ * (spool_file_fit_size) instead of 4 KiB; such a record is copied only with spool_file_copy. */
 struct spool_file {
 	int64_t id;              /* row id, assigned by spool_file_add */
 	char uid[SPOOL_UID_MAX]; /* random, assigned when first seen; part of every identifier */
 	char source[128];        /* source name */
-	char path[4096];         /* last path it was seen under */
 	uint64_t dev, ino;       /* st_dev, st_ino */
 	int64_t fp_len;          /* bytes of the head covered by fp_hash (<= SPOOL_FP_MAX) */
 	unsigned char fp_hash[SPOOL_HASH_LEN]; /* SHA-256 of the first fp_len bytes */
@@ -76,7 +77,16 @@ struct spool_file {
 	enum spool_file_state state;
 	struct spool_counters counters;
 	int64_t first_seen, updated; /* seconds since the epoch */
+	char path[4096];             /* last path it was seen under; last (see above) */
 };
+
+/* Bytes of a struct spool_file whose path is `path` (a NUL-terminated string shorter than the
+ * path field): the fields before the path and the path with its NUL. */
+size_t spool_file_fit_size(const char *path);
+
+/* Copies `src` (its fields and its path, up to the NUL) to `dst`, which must hold
+ * spool_file_fit_size(src->path) bytes; either may be a record allocated to fit its path. */
+void spool_file_copy(struct spool_file *dst, const struct spool_file *src);
 
 struct spool_counts {
 	int64_t pending, delivered, dead, unsure;
