@@ -2,86 +2,18 @@
 #include "util/health.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "util/clock.h"
 #include "util/log.h"
-
-/* The notification protocol of sd_notify(3), spoken directly rather than through libsystemd:
- * systemd documents the protocol as the stable interface and gives a standalone implementation
- * for daemons that need nothing else from it ("Standalone Implementations" in
- * https://www.freedesktop.org/software/systemd/man/devel/sd_notify.html). Linking libsystemd
- * for two calls loaded it and libgcrypt, libgpg-error, liblz4, liblzma and libcap into every
- * logmeter process: about 0.9 MB of its resident memory (bench/README.md).
- *
- * notify_send: sends `state` as one datagram to the AF_UNIX socket $NOTIFY_SOCKET names (a
- * path, or an abstract socket written with a leading '@'). Returns 1 if sent, 0 if there is no
- * $NOTIFY_SOCKET, or -errno (as sd_notify: -EINVAL for an address that is not one). */
-static int notify_send(const char *state)
-{
-	const char *e = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	size_t len, n = strlen(state);
-	socklen_t salen;
-	ssize_t w;
-	int fd, r;
-
-	if (e == NULL || e[0] == '\0')
-		return 0;
-	len = strlen(e);
-	if ((e[0] != '/' && e[0] != '@') || len < 2 || len > sizeof(sa.sun_path))
-		return -EINVAL;
-	memcpy(sa.sun_path, e, len);
-	if (sa.sun_path[0] == '@')
-		sa.sun_path[0] = '\0'; /* abstract namespace */
-	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	w = sendto(fd, state, n, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
-	r = w < 0 ? -errno : (size_t)w == n ? 1 : -EPROTO;
-	close(fd);
-	return r;
-}
-
-/* sd_watchdog_enabled(3) with unset_environment = 0: $WATCHDOG_USEC in *usec if the watchdog is
- * on for this process ($WATCHDOG_PID, when set, must be its pid). Returns 1, 0 if it is off, or
- * -EINVAL for a value that is not a positive number. */
-static int watchdog_usec(uint64_t *usec)
-{
-	const char *s = getenv("WATCHDOG_USEC"), *p = getenv("WATCHDOG_PID");
-	unsigned long long u, pid;
-	char *end;
-
-	if (s == NULL)
-		return 0;
-	errno = 0;
-	u = strtoull(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || u == 0 || u == UINT64_MAX)
-		return -EINVAL;
-	if (p != NULL) {
-		errno = 0;
-		pid = strtoull(p, &end, 10);
-		if (p[0] < '0' || p[0] > '9' || *end != '\0' || errno != 0 || pid == 0)
-			return -EINVAL;
-		if (pid != (unsigned long long)getpid())
-			return 0;
-	}
-	*usec = (uint64_t)u;
-	return 1;
-}
 
 static const char *const worker_names[HEALTH_WORKERS] = {"ingest", "sender"};
 
@@ -170,7 +102,7 @@ int64_t health_watch_init(struct health_watch *hw, int64_t now_ms)
 	memset(hw, 0, sizeof(*hw));
 	/* unset_environment = 0: the variables stay for a re-exec; WATCHDOG_PID makes sure only
 	 * this process, not a child, takes them as its own. */
-	r = watchdog_usec(&usec);
+	r = sd_watchdog_enabled(0, &usec);
 	if (r < 0)
 		log_warn("watchdog: WATCHDOG_USEC/WATCHDOG_PID unusable (%s): no watchdog pings",
 		         strerror(-r));
@@ -216,7 +148,7 @@ int health_watch_tick(struct health_watch *hw, const int running[HEALTH_WORKERS]
 	if (hw->withheld)
 		log_info("watchdog: every worker makes progress again");
 	hw->withheld = 0;
-	r = notify_send("WATCHDOG=1");
+	r = sd_notify(0, "WATCHDOG=1");
 	if (r < 0)
 		log_debug("sd_notify WATCHDOG=1: %s", strerror(-r));
 	return r > 0;
@@ -233,7 +165,7 @@ void health_notify(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	r = notify_send(buf);
+	r = sd_notify(0, buf);
 	if (r < 0)
 		log_debug("sd_notify: %s", strerror(-r));
 }

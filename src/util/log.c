@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,9 +16,8 @@ static volatile int log_json;    /* LOG_FORMAT_JSON */
 static volatile int log_journal; /* stderr is the journal: priority prefixes */
 
 static const char *const log_names[] = {"error", "warning", "info", "debug"};
-/* Indexed by enum log_level: sd-daemon(3)'s prefixes (its SD_ERR, SD_WARNING, SD_INFO and
- * SD_DEBUG), syslog's priorities 3, 4, 6, 7, which the journal reads at a line's start. */
-static const char *const log_prefixes[] = {"<3>", "<4>", "<6>", "<7>"};
+/* Indexed by enum log_level: sd-daemon(3)'s prefixes, syslog's priorities 3, 4, 6, 7. */
+static const char *const log_prefixes[] = {SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG};
 static const char *const log_format_names[] = {"text", "json"};
 
 void log_set_level(enum log_level level)
