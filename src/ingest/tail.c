@@ -605,8 +605,10 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	                        &pc->nf, pc->err, pc->errlen);
 	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
 	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
-		found =
-		    spool_file_forget(t->ctx.spool, pc->nf.id, pc->err, pc->errlen) < 0 ? -1 : 0;
+		found = spool_file_forget(t->ctx.spool, pc->nf.id, (uint64_t)st->st_dev,
+		                          (uint64_t)st->st_ino, pc->err, pc->errlen) < 0
+		            ? -1
+		            : 0;
 	else if (found > 0 && stale_record(&pc->nf, fd))
 		found = 0; /* an earlier file's, with its inode: the copy's record comes after it */
 	if (found != 0)
@@ -673,7 +675,8 @@ static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
 	                        (uint64_t)cst->st_ino, e, err, errlen);
 	if (found > 0 && e->id != t->f.id && e->offset == 0 && e->fp_len == 0)
-		found = spool_file_forget(t->ctx.spool, e->id, err, errlen);
+		found = spool_file_forget(t->ctx.spool, e->id, (uint64_t)cst->st_dev,
+		                          (uint64_t)cst->st_ino, err, errlen);
 	free(e);
 	return found < 0 ? -1 : 0;
 }
@@ -857,6 +860,18 @@ static int take_record(struct tail *t, const struct spool_file *old, int *spool_
 	return 0;
 }
 
+/* Deletes the record t's file was seen empty with (t->empty_id) if it is still that file's and
+ * read nothing: the original of a copytruncate that read its rest from this file deleted it
+ * already (forget_empty) if this file is that copy, and the spool may have given its id to another
+ * file's record since (spool_file_forget). Returns 0 or -1. */
+static int forget_own_empty(struct tail *t, char *err, size_t errlen)
+{
+	return spool_file_forget(t->ctx.spool, t->empty_id, (uint64_t)t->dev, (uint64_t)t->ino, err,
+	                         errlen) < 0
+	           ? -1
+	           : 0;
+}
+
 /* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
  * now (a copytruncate copy whose original read its rest from it while this tail waited for its
  * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
@@ -887,7 +902,7 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 	free(old);
 	/* Another record took over (a copy's original): the one it was seen empty with goes. */
 	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f.id &&
-	    spool_file_forget(t->ctx.spool, t->empty_id, err, errlen) < 0) {
+	    forget_own_empty(t, err, errlen) < 0) {
 		*spool_failed = 1;
 		return -1;
 	}
@@ -927,12 +942,23 @@ static void empty_update(struct tail *t, const struct spool_file *f)
 {
 	struct spool_file *nf;
 	char e[256];
+	int found;
 
 	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
 		return;
+	/* Still its record: the newest of its inode, empty (forget_own_empty says why it may be
+	 * gone, its id another file's). Else the tail has none any more. */
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, nf, e,
+	                        sizeof(e));
+	if (found == 0 ||
+	    (found > 0 && (nf->id != t->empty_id || nf->offset != 0 || nf->fp_len != 0))) {
+		t->empty_id = 0;
+		free(nf);
+		return;
+	}
 	*nf = *f;
 	nf->id = t->empty_id;
-	if (spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
+	if (found < 0 || spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	free(nf);
 }
@@ -1827,8 +1853,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			char e[256];
 
 			/* A compressor's output is no log: it leaves no record. */
-			if (t->empty_id != 0 &&
-			    spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+			if (t->empty_id != 0 && forget_own_empty(t, e, sizeof(e)) < 0)
 				log_debug("%s: %s", t->path, e);
 			t->empty_id = 0;
 			err_set(err, errlen,
@@ -2493,7 +2518,7 @@ void tail_drop_empty(struct tail *t)
 
 	if (t == NULL || t->f.id != 0 || t->empty_id == 0)
 		return;
-	if (spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+	if (forget_own_empty(t, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	t->empty_id = 0;
 }
