@@ -10,7 +10,9 @@
 #   2. the copy made while the original has lines not read yet and grows after the copy (the copy
 #      holds bytes past the original's checkpoint, the original not read when the copy is judged)
 #   3. the same, and the original truncated and written again before the agent thaws (lines
-#      written between copy and truncation are the method's known loss)
+#      written between copy and truncation are the method's known loss); the copy comes with the
+#      inode of the last one, which was recorded as read to its end, as when logrotate deletes the
+#      last copy and ext4 gives its inode to the next one
 #   4. two copytruncates in a row while frozen (app.log.1 renamed to app.log.2, a new app.log.1)
 #   5. the agent stopped instead of frozen: copy made, original grown and truncated, then a start
 . "$(dirname "$0")/lib.sh"
@@ -68,14 +70,19 @@ cp "$R" "$T/snap2" # read from the original, which is truncated now
 snap2_uid=$(uid_of "$conf" r "$R")
 truncate -s 0 "$R"
 wait_until 60 caught_up "$conf" || fail "2: the agent did not catch up after the truncation"
-rm "$R.1"
 
 note "3: the same, the original truncated and written again before the agent thaws"
 writer_put 4
 settle "3, first lines"
+ino=$(stat -c %i "$R.1")
 freeze
 writer_put 30
-cp "$R" "$R.1"
+# The last copy goes and the next one comes with its inode, as ext4 gives a deleted file's inode
+# to the next file created; here made certain: moved out of the directory, written over, moved back.
+mv "$R.1" "$T/next_copy"
+cp "$R" "$T/next_copy"
+mv "$T/next_copy" "$R.1"
+assert_eq "$ino" "$(stat -c %i "$R.1")" "the copy's inode"
 writer_window 5
 truncate -s 0 "$R"
 writer_put 10

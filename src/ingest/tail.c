@@ -621,7 +621,9 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	pc->nf.ino = (uint64_t)st->st_ino;
 	pc->nf.size = size;
 	pc->nf.offset = last_line_start(fd, size);
-	pc->nf.state = SPOOL_FILE_READING;
+	/* Read to its end and tailed by nobody: drained, so that once the copy is deleted the
+	 * next file given its inode (the next copy, on ext4) is not taken for it (stale_record). */
+	pc->nf.state = SPOOL_FILE_DRAINED;
 	if (pc->nf.offset < 0 || copy_field(pc->nf.source, sizeof(pc->nf.source), t->source) < 0 ||
 	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
 	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
