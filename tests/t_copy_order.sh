@@ -70,6 +70,8 @@ cp "$R" "$T/snap2" # read from the original, which is truncated now
 snap2_uid=$(uid_of "$conf" r "$R")
 truncate -s 0 "$R"
 wait_until 60 caught_up "$conf" || fail "2: the agent did not catch up after the truncation"
+wait_until 60 grep -q "r/app.log.1: a copy of what .* recorded as read to its end" "$T/agent.log" ||
+	fail "2: the copy was not recorded as read to its end"
 
 note "3: the same, the original truncated and written again before the agent thaws"
 writer_put 4
