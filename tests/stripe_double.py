@@ -1708,22 +1708,57 @@ def seconds_arg(text):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Stripe meter event API double (loopback only)")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--api-key", required=True)
-    ap.add_argument("--meter", action="append")
-    ap.add_argument("--customer", action="append")
-    ap.add_argument("--customers-file")
-    ap.add_argument("--rate-limit", type=rate_limit_arg, default="0")
-    ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL)
-    ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL)
-    ap.add_argument("--meters-page-max", type=positive_int, default=100)
-    ap.add_argument("--timestamp-skew", type=int, default=0)
-    ap.add_argument("--record")
-    ap.add_argument("--faults")
-    ap.add_argument("--log")
-    ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL)
+    ap = argparse.ArgumentParser(
+        description="A Stripe double for logmeter's tests: the v1 meter events and meters API "
+        "and the v2 meter event session and stream, as Stripe documents them, on 127.0.0.1 "
+        "only, with injectable faults.",
+        epilog="The module's docstring (pydoc3 tests/stripe_double.py, or the top of this file) "
+        "gives every endpoint's checks in order, the fault kinds, the error reports and the "
+        "/_double/* control API.")
+    ap.add_argument("--port", type=int, default=0, metavar="N",
+                    help="port on 127.0.0.1 (default 0: any free port)")
+    ap.add_argument("--port-file", metavar="PATH",
+                    help="write the port listened on into PATH once listening")
+    ap.add_argument("--api-key", required=True, metavar="KEY",
+                    help="the secret key requests must carry (Authorization: Bearer KEY); "
+                    "sk_live_/rk_live_ give live-mode answers")
+    ap.add_argument("--meter", action="append",
+                    metavar="NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]",
+                    help="a billing meter: event_name, customer payload key (default "
+                    "stripe_customer_id), value payload key (default value), formula sum, count "
+                    "or last (default sum), status active or inactive (default active); "
+                    "repeatable")
+    ap.add_argument("--customer", action="append", metavar="CUS",
+                    help="a customer that exists (repeatable); with none given, every customer "
+                    "exists; an event for another is accepted and reported asynchronously")
+    ap.add_argument("--customers-file", metavar="PATH",
+                    help="customers that exist, one id a line (# comments, blank lines ignored)")
+    ap.add_argument("--rate-limit", type=rate_limit_arg, default="0", metavar="N|auto",
+                    help="meter-event requests a second (token bucket); 0: no limit (default); "
+                    "auto: by the key as Stripe documents (live 1000, test 25)")
+    ap.add_argument("--idempotency-ttl", type=seconds_arg, default=DEFAULT_TTL, metavar="S",
+                    help="seconds a saved Idempotency-Key answer is replayed (default 86400)")
+    ap.add_argument("--identifier-ttl", type=seconds_arg, default=DEFAULT_TTL, metavar="S",
+                    help="seconds an accepted meter event identifier is deduplicated "
+                    "(default 86400)")
+    ap.add_argument("--meters-page-max", type=positive_int, default=100, metavar="N",
+                    help="largest page of GET /v1/billing/meters (default 100)")
+    ap.add_argument("--timestamp-skew", type=int, default=0, metavar="S",
+                    help="Stripe's clock is real time plus S seconds (default 0; negative: "
+                    "behind the client's) for validating timestamps and for a session's "
+                    "created and expires_at")
+    ap.add_argument("--record", metavar="PATH",
+                    help="append one tab-separated line per accepted event (identifier, "
+                    "event_name, customer, value, ...); identifiers already in PATH are "
+                    "duplicates")
+    ap.add_argument("--faults", metavar="SPEC",
+                    help="a queue of faults KIND[*COUNT],... answered to meter-event requests "
+                    "(see FAULTS in the docstring)")
+    ap.add_argument("--log", metavar="PATH",
+                    help="append one tab-separated line per request (method, path, status, ...)")
+    ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
+                    help="seconds a meter event session's token is valid (default 900, "
+                    "Stripe's 15 minutes)")
     args = ap.parse_args(argv)
     try:
         state = State(args)

@@ -564,4 +564,15 @@ assert_eq temporary_session_expired "$(field s5 error.type)" "expired session ty
 assert_eq billing_meter_event_session_expired "$(field s5 error.code)" "expired session code"
 assert_eq 1 "$(double_stat sessions_expired)" "stats sessions_expired"
 
+# --help explains every option the docstring's usage names: the option with a text after its
+# argument (argparse puts it on the option's line or the lines below).
+"$PYTHON3" "$DOUBLE_PY" --help > "$T/help.txt" || fail "--help exited $?"
+opts=$(sed -n '/^Usage:/,/^$/p' "$DOUBLE_PY" | grep -o -- '--[a-z-]*' | sort -u)
+[ "$(wc -w <<<"$opts")" -ge 14 ] || fail "test bug: options of the usage: $opts"
+for o in $opts; do
+	words=$(awk -v o="$o" '$1 == o || $1 == o"," { on = 1; $1 = ""; $2 = ""; print; next }
+		on && /^  -/ { exit } on { print }' "$T/help.txt" | wc -w)
+	[ "$words" -ge 4 ] || fail "--help says nothing of $o: $(grep -A2 -- "^  $o" "$T/help.txt")"
+done
+
 note "ok"

@@ -52,4 +52,28 @@ out=$(printf 'garbage\n' | "$LOGMETER" test-rule -c "$T/logmeter.conf" --rule by
 [ "$out" = "1: bytes: no match" ] || fail "--rule/stdin: $out"
 rc=0; "$LOGMETER" test-rule -c "$T/logmeter.conf" --rule nope - </dev/null 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "an unknown --rule was accepted"
+# An epoch timestamp past any calendar (the largest one) is still shown with what it is, never an
+# empty date, and is a dead letter a day ahead. The other one, for comparison, has its date.
+cat > "$T/epoch.conf" <<CONF
+[agent]
+state_dir = $T/state
+[stripe]
+api_base = http://127.0.0.1:9
+[source app]
+path = $T/app.log
+[rule epoch]
+source = app
+event_name = requests
+pattern = ^(?<t>\d+) (?<c>cus_\w+)
+customer = c
+value = 1
+timestamp = t
+timestamp_format = epoch
+CONF
+out=$(printf '9223372036854775807 cus_A\n1431857103 cus_B\n' | "$LOGMETER" test-rule -c "$T/epoch.conf" -) ||
+	fail "test-rule of epoch timestamps failed"
+grep -q '^1: epoch: event .* timestamp=9223372036854775807 (no calendar date) -> dead letter: more than a day ahead' <<<"$out" ||
+	fail "the largest timestamp: $out"
+grep -q "^2: epoch: event .* timestamp=1431857103 ($(date -u -d @1431857103 +%Y-%m-%dT%H:%M:%SZ)) -> dead letter: outside" <<<"$out" ||
+	fail "an old timestamp: $out"
 echo "t_test_rule: $(wc -l < "$T/expect.txt") events and $(wc -l < "$T/expect_invalid.txt") invalid lines as awk says"

@@ -712,6 +712,15 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 	        st.events[EVENT_PENDING], st.events[EVENT_DELIVERED], st.events[EVENT_DEAD],
 	        st.events[EVENT_UNSURE]);
 	fprintf(out, "file records: %" PRId64 "; settings: %" PRId64 "\n", st.files, st.meta);
+	fprintf(out,
+	        "aggregation windows: %" PRId64 " open (%" PRId64 " lines), %" PRId64 " closed\n",
+	        st.windows_open, st.window_lines_counted, st.windows_closed);
+	if (st.window_lines < st.window_lines_counted)
+		fprintf(out,
+		        "warning: %" PRId64 " lines of open windows were lost; their windows keep "
+		        "their totals, but such a line read again (a file record older than its "
+		        "window) is counted again\n",
+		        st.window_lines_counted - st.window_lines);
 	if (st.cells_skipped > 0 || st.duplicates > 0)
 		fprintf(out,
 		        "%" PRId64 " damaged rows skipped, %" PRId64 " older copies of rows "

@@ -103,6 +103,13 @@ static void check_files(const struct config *cfg)
 	guard_free(g);
 }
 
+/* config_warnings' callback. */
+static void print_warning(const char *msg, void *ud)
+{
+	(void)ud;
+	fprintf(stderr, "warning: %s\n", msg);
+}
+
 int cli_check(const struct cli_args *args)
 {
 	const char *path = args->config;
@@ -115,6 +122,7 @@ int cli_check(const struct cli_args *args)
 		return CLI_EXIT_USAGE;
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
+	config_warnings(s.cfg, print_warning, NULL);
 	/* What `run` would refuse to start with, in its words: the configuration is valid, but
 	 * the agent would not run (a package installs the configuration before any key). */
 	if (cli_preflight(s.cfg, 1, err, sizeof(err)) != 0) {

@@ -167,6 +167,13 @@ struct orphan_check {
 	char last[128]; /* the last orphaned source reported: records come ordered by source */
 };
 
+/* config_warnings' callback: what `check` prints, logged. */
+static void warn_config(const char *msg, void *ud)
+{
+	(void)ud;
+	log_warn("%s", msg);
+}
+
 static int warn_orphan(const struct spool_file *f, void *ud)
 {
 	struct orphan_check *oc = ud;
@@ -694,6 +701,7 @@ int cli_run(const struct cli_args *args)
 
 	if (cli_setup_load(&a.setup, path) != 0)
 		return CLI_EXIT_USAGE;
+	config_warnings(a.setup.cfg, warn_config, NULL);
 	/* What `check` refuses, `run` refuses, with the same words and exit status: a restart
 	 * (Restart=on-failure) would not change a key file or a state directory. --no-send reads
 	 * no key: it spools ahead of one. */

@@ -11,19 +11,21 @@
 #include "cli/cli.h"
 #include "core/event.h"
 #include "core/lines.h"
+#include "util/clock.h"
 
 #define TEST_RULE_CHUNK (64 * 1024) /* bytes read at once */
 
 static void print_result(long long lineno, const struct rule_result *r, int64_t now)
 {
 	char when[32] = "";
-	time_t t = (time_t)r->timestamp;
-	struct tm tm;
 
 	switch (r->outcome) {
 	case RULE_EVENT:
-		if (gmtime_r(&t, &tm) != NULL)
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		/* An epoch timestamp can be past any year gmtime or Stripe knows (INT64_MAX): it
+		 * is still shown, as what it is. */
+		clock_utc_text(r->timestamp, when, sizeof(when));
+		if (when[0] == '\0')
+			snprintf(when, sizeof(when), "no calendar date");
 		printf("%lld: %s: event event_name=%s customer=%s", lineno, r->rule->name,
 		       r->rule->event_name, r->customer);
 		if (r->rule->customer_map != NULL)

@@ -270,6 +270,7 @@ struct option {
 #define SOURCE(f) .sec = SEC_SOURCE, .off = offsetof(struct config_source, f)
 #define RULE(f) .sec = SEC_RULE, .off = offsetof(struct config_rule, f)
 #define RULE_LOC(f) .loc_off = offsetof(struct config_rule, f)
+#define STRIPE_LOC(f) .loc_off = offsetof(struct config_stripe, f)
 #define SEC_MS 1000
 #define MIN_MS (60 * SEC_MS)
 #define HOUR_MS (60 * MIN_MS)
@@ -371,8 +372,8 @@ static const struct option options[] = {
              "neither the environment variable LOGMETER_STRIPE_API_KEY nor a systemd credential "
              "stripe.key ($CREDENTIALS_DIRECTORY) is there. Refused if others may read it "
              "(mode 0640 root:logmeter, or 0600)."},
-    {STRIPE(api_base), .key = "api_base", .type = OPT_URL, .def = "https://api.stripe.com",
-     .min = 1, .max = 1000,
+    {STRIPE(api_base), STRIPE_LOC(api_base_loc), .key = "api_base", .type = OPT_URL,
+     .def = "https://api.stripe.com", .min = 1, .max = 1000,
      .help = "Base URL of the Stripe API. Plain http:// only to 127.0.0.1, for a local test "
              "double."},
     {STRIPE(request_timeout_ms), .key = "request_timeout", .type = OPT_DURATION_MS, .def = "80s",
@@ -462,7 +463,8 @@ static const struct option options[] = {
      .help = "CSV file of \"key,cus_id\" lines mapping the customer group to customer ids; "
              "relative to the directory of the file naming it."},
     {RULE(value), RULE_LOC(value_loc), .key = "value", .type = OPT_VALUE, .flags = OPT_REQUIRED,
-     .help = "Named group holding the event's value, or a constant number such as 1."},
+     .help = "Named group holding the event's value, or a constant number such as 1. A "
+             "constant 0 is refused with aggregate (its windows would bill nothing)."},
     {RULE(timestamp), RULE_LOC(timestamp_loc), .key = "timestamp", .type = OPT_GROUP,
      .help = "Named group holding the event's time. Without it: the time the line was read."},
     {RULE(timestamp_format), RULE_LOC(timestamp_format_loc), .key = "timestamp_format",
@@ -503,7 +505,8 @@ static const struct option options[] = {
     {RULE(aggregate_grace_s), .key = "aggregate_grace", .type = OPT_DURATION_S, .def = "10s",
      .min = 0, .max = DAY_S,
      .help = "How long a window stays open after its end, for lines that arrive late (a slow "
-             "writer, a buffered log). Longer delays the window's meter event by as much."},
+             "writer, a buffered log). Longer delays the window's meter event by as much. Only "
+             "with aggregate: refused in a rule that does not aggregate."},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -1735,6 +1738,62 @@ static void ld_check_stripe(struct loader *ld)
 		       "key 'retry_min_backoff': %s is more than retry_max_backoff (%s)", b, a);
 }
 
+/* A constant value that is zero (is_number's syntax: only zeros, a sign and a point). */
+static bool is_zero_number(const char *s)
+{
+	return is_number(s) && strspn(s, "-0.") == strlen(s);
+}
+
+/* What only makes sense together with aggregate: a grace set for a rule that does not
+ * aggregate was meant for one that does, and a constant 0 summed makes windows that bill
+ * nothing, each still a meter event. Both are mistakes that change what is billed without a
+ * word, so they are refused where they are written. */
+static void ld_check_aggregate(struct loader *ld, struct raw_sec *rs, const struct config_rule *r)
+{
+	struct raw *agg = &rs->vals[option_index(SEC_RULE, "aggregate")];
+	struct raw *grace = &rs->vals[option_index(SEC_RULE, "aggregate_grace")];
+	struct raw *val = &rs->vals[option_index(SEC_RULE, "value")];
+
+	if (agg->bad || agg->invalid)
+		return;
+	if (r->aggregate_s == 0 && grace->loc.file != NULL && !grace->bad && !grace->invalid)
+		ld_err(ld, grace->loc.file, grace->loc.line,
+		       "key 'aggregate_grace': [rule %s] does not aggregate (aggregate = 0), so a "
+		       "grace has no effect; set aggregate, or remove aggregate_grace",
+		       rs->name);
+	if (r->aggregate_s > 0 && r->value != NULL && val->loc.file != NULL && !val->bad &&
+	    !val->invalid && is_zero_number(r->value))
+		ld_err(
+		    ld, val->loc.file, val->loc.line,
+		    "key 'value': [rule %s] aggregates a constant %s: every window's total would "
+		    "be 0 and bill nothing; give a group or a non-zero number",
+		    rs->name, r->value);
+}
+
+size_t config_warnings(const struct config *cfg, void (*cb)(const char *msg, void *ud), void *ud)
+{
+	const struct option *stream = option_find(SEC_STRIPE, "meter_events_base");
+	const struct option *api = option_find(SEC_STRIPE, "api_base");
+	const struct config_stripe *s = &cfg->stripe;
+	char msg[1024];
+	size_t n = 0;
+
+	/* The stream's host is a second base URL: one pointed at a test double or a proxy with
+	 * the other left at Stripe's would send the key and the events to real Stripe. */
+	if (s->api == CONFIG_API_V2 && s->meter_events_base != NULL && s->api_base != NULL &&
+	    strcmp(s->meter_events_base, stream->def) == 0 && strcmp(s->api_base, api->def) != 0) {
+		snprintf(msg, sizeof(msg),
+		         "%s:%u: api_base is %s but meter_events_base is left at Stripe's %s: with "
+		         "api = v2 the meter events go there, not to api_base; set "
+		         "meter_events_base too",
+		         s->api_base_loc.file != NULL ? s->api_base_loc.file : "(default)",
+		         s->api_base_loc.line, s->api_base, stream->def);
+		cb(msg, ud);
+		n++;
+	}
+	return n;
+}
+
 static void ld_rule(struct loader *ld, struct raw_sec *rs, struct config_rule *r)
 {
 	size_t ip = option_index(SEC_RULE, "pattern"), ipf = option_index(SEC_RULE, "pattern_file");
@@ -1753,6 +1812,7 @@ static void ld_rule(struct loader *ld, struct raw_sec *rs, struct config_rule *r
 		       "[rule %s]: missing required key 'pattern' (or 'pattern_file')", rs->name);
 	}
 	ld_apply(ld, rs, r);
+	ld_check_aggregate(ld, rs, r);
 	if (r->source == NULL)
 		return;
 	idx = config_source_find(ld->cfg, r->source);

@@ -64,6 +64,7 @@ struct config_agent {
 struct config_stripe {
 	char *api_key_file; /* read when LOGMETER_STRIPE_API_KEY is unset; NULL if not set */
 	char *api_base;     /* no trailing '/'; http:// only for 127.0.0.1 */
+	struct config_loc api_base_loc;  /* its line, or the [stripe] line (file NULL: neither) */
 	int64_t request_timeout_ms;      /* per attempt, milliseconds */
 	int64_t max_concurrency;         /* requests in flight at once */
 	int64_t max_requests_per_second; /* 0 (auto): by the key, stripe_default_rate */
@@ -162,6 +163,11 @@ long config_changes(const struct config *a, const struct config *b, const char *
  * skipped: a local Stripe double), and does not already end in an API version (/v1, /v2).
  * The same rule holds for meter_events_base. Returns 0 or -1 with the reason in `err`. */
 int config_check_api_base(const char *api_base, char *err, size_t errlen);
+
+/* Calls `cb` with each warning about a valid configuration that likely does not do what was
+ * meant (a message with file and line, up to 1 KiB, valid during the call): `check` prints them,
+ * `run` logs them at start. Returns how many there were. */
+size_t config_warnings(const struct config *cfg, void (*cb)(const char *msg, void *ud), void *ud);
 
 /* 1 if `api_base` is http://127.0.0.1[:port][/path] (plain HTTP allowed), else 0. */
 int config_api_base_is_local(const char *api_base);

@@ -194,8 +194,9 @@ struct sender {
 	char held_why[STRIPE_REASON_MAX]; /* the first held rule's finding */
 	int64_t held_skipped;             /* their events the last load from the start passed */
 	int64_t next_meters_check;        /* monotonic ms: read the meters again while held */
-	int64_t stripe_behind; /* v2: seconds Stripe's clock is behind this host's (session) */
-	struct statefile *sf;  /* the sender's region of the live state, NULL: not published */
+	int64_t stripe_behind;      /* v2: seconds Stripe's clock is behind this host's (session) */
+	int64_t stripe_behind_seen; /* v1: at least that, from "too far in the future" answers */
+	struct statefile *sf;       /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
 	int64_t next_beat; /* monotonic ms: the state is written again by then, changed or not */
 	int64_t started;   /* wall clock, s: sender_new, the base of the published counters */
@@ -1570,6 +1571,13 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		ratelog_add(&s->dead_log, now, msg);
 		break;
 	case STRIPE_TOO_EARLY:
+		/* Stripe refuses a timestamp more than 5 minutes ahead of its clock: its clock is
+		 * behind this host's by at least now - (timestamp - 5 minutes), when that is > 0.
+		 */
+		if ((int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) >
+		    s->stripe_behind_seen)
+			s->stripe_behind_seen =
+			    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S);
 		it->too_early_until = now + SENDER_TOO_EARLY_MS;
 		it->next_attempt = it->too_early_until;
 		it->held = 1; /* counted as held; item_check logs nothing more of it */
@@ -2216,7 +2224,7 @@ static int64_t once_wait_until(const struct config *cfg, int64_t wall)
 static int once_unsent(struct sender *s, char *err, size_t errlen)
 {
 	char e[512] = "", when[32] = "";
-	int64_t windows = 0, lines = 0, last = 0;
+	int64_t windows = 0, lines = 0, last = 0, behind;
 	size_t held = 0;
 
 	for (size_t i = 0; i < s->n; i++)
@@ -2236,11 +2244,21 @@ static int once_unsent(struct sender *s, char *err, size_t errlen)
 		if (gmtime_r(&t, &tm) != NULL)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
-	if (held > 0)
+	behind =
+	    s->stripe_behind > s->stripe_behind_seen ? s->stripe_behind : s->stripe_behind_seen;
+	if (held > 0 && behind > 0)
 		log_warn(
 		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
-		    "ahead of %s clock); they stay pending and a later run sends them",
-		    held, s->stripe_behind > 0 ? "Stripe's" : "this host's");
+		    "ahead of Stripe's clock); Stripe's clock is at least %lld s behind this "
+		    "host's (%s); they stay pending and a later run sends them",
+		    held, (long long)behind,
+		    s->stripe_behind > 0 ? "a meter event session's created time"
+		                         : "Stripe's answers: timestamp too far in the future");
+	else if (held > 0)
+		log_warn(
+		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
+		    "ahead of this host's clock); they stay pending and a later run sends them",
+		    held);
 	if (windows > 0)
 		log_warn(
 		    "run --once: %lld aggregation windows (%lld lines) stay open, the last until "

@@ -15,6 +15,7 @@
 
 #define SESSION_TIMEOUT_MAX_MS 10000
 #define SESSION_RENEW_MARGIN_MAX_MS 60000
+#define SESSION_SKEW_MAX_S 86400 /* Stripe's clock against this host's, either way */
 
 struct session {
 	const struct config *cfg;
@@ -110,6 +111,23 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	stripe_request_free(req);
 	if (out != STRIPE_DELIVERED)
 		return out;
+	/* Stripe's `created` measures its clock against this one, and the sender holds every event
+	 * by the difference. Clocks kept by NTP differ by seconds, a failed NTP by minutes or
+	 * hours; a day or more is no clock but a wrong answer (a proxy's, a cache's, a bug's), and
+	 * trusting it would hold every event for that long (decades, for a `created` of 0). Such a
+	 * session is not used: the answer is unexpected, the sender pauses and says why, and the
+	 * events wait pending, none lost. */
+	if (next.created < asked - SESSION_SKEW_MAX_S ||
+	    next.created > asked + SESSION_SKEW_MAX_S) {
+		snprintf(reason, reasonlen,
+		         "the meter event session's created time %lld is %lld s %s this host's "
+		         "clock, more than a day: not Stripe's clock but a wrong answer; the "
+		         "session is not used",
+		         (long long)next.created, llabs((long long)(asked - next.created)),
+		         next.created < asked ? "behind" : "ahead of");
+		explicit_bzero(&next, sizeof(next));
+		return STRIPE_UNEXPECTED;
+	}
 	life_ms = (next.expires_at - next.created) * 1000;
 	margin = life_ms / 5;
 	if (margin > SESSION_RENEW_MARGIN_MAX_MS)

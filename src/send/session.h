@@ -43,7 +43,9 @@ void session_drop(struct session *s);
  * s)), and holds it: it is renewed once four fifths of its life have passed, at most a minute
  * before it ends. Returns STRIPE_DELIVERED if a session is held now; else the outcome of the
  * answer as stripe_classify gives it (auth, rate limited, unknown, unexpected...) with the
- * reason in `reason` (`reasonlen` bytes; never the key or a token). */
+ * reason in `reason` (`reasonlen` bytes; never the key or a token). A session whose `created`
+ * is more than a day (86400 s) off this host's clock, either way, is not held: STRIPE_UNEXPECTED,
+ * since no clock explains it and trusting it would hold every event that long. */
 enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
                                   size_t reasonlen);
 

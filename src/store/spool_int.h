@@ -595,6 +595,42 @@ enum spool_rule_col {
 	SPOOL_RULE_NCOLS
 };
 
+/* The aggregation windows (schema 4 on; schema.c WINDOWS_TABLES). */
+enum spool_window_col {
+	SPOOL_WC_ID,
+	SPOOL_WC_RULE,
+	SPOOL_WC_CUSTOMER,
+	SPOOL_WC_CUSTOMER_KEY,
+	SPOOL_WC_EVENT_NAME,
+	SPOOL_WC_PAYLOAD_CUSTOMER_KEY,
+	SPOOL_WC_PAYLOAD_VALUE_KEY,
+	SPOOL_WC_START,
+	SPOOL_WC_LENGTH,
+	SPOOL_WC_CLOSE_AFTER,
+	SPOOL_WC_TOTAL,
+	SPOOL_WC_LINES,
+	SPOOL_WC_LATE,
+	SPOOL_WC_FILE_ID,
+	SPOOL_WC_STATE,
+	SPOOL_WC_EVENT_ID,
+	SPOOL_WC_CREATED,
+	SPOOL_WC_CLOSED_AT,
+	SPOOL_WINDOW_NCOLS
+};
+
+/* window_lines is WITHOUT ROWID: its records, on index b-tree pages, hold every column, the
+ * primary key (file_id, line_offset, rule) first, as declared. */
+enum spool_window_line_col {
+	SPOOL_LC_FILE_ID,
+	SPOOL_LC_LINE_OFFSET,
+	SPOOL_LC_RULE,
+	SPOOL_LC_WINDOW_ID,
+	SPOOL_LC_VALUE,
+	SPOOL_LC_TIMESTAMP,
+	SPOOL_LC_LATE,
+	SPOOL_WINDOW_LINE_NCOLS
+};
+
 /* `deliveries` (through, first_at, last_at) and `queue` (next_id, shift, delivered_through)
  * both have three columns: the first of a deliveries record is its rowid alias (NULL). */
 #define SPOOL_DELIVERY_NCOLS 3

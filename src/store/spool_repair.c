@@ -536,6 +536,42 @@ static int looks_like_rule(const struct col *c, int nc)
 	return 1;
 }
 
+/* A window row (enum spool_window_col): column 0 is the rowid alias, stored as NULL. */
+static int looks_like_window(const struct col *c, int nc)
+{
+	static const int texts[] = {SPOOL_WC_RULE,
+	                            SPOOL_WC_CUSTOMER,
+	                            SPOOL_WC_CUSTOMER_KEY,
+	                            SPOOL_WC_EVENT_NAME,
+	                            SPOOL_WC_PAYLOAD_CUSTOMER_KEY,
+	                            SPOOL_WC_PAYLOAD_VALUE_KEY,
+	                            SPOOL_WC_TOTAL};
+	static const int ints[] = {SPOOL_WC_START, SPOOL_WC_LENGTH, SPOOL_WC_CLOSE_AFTER,
+	                           SPOOL_WC_LINES, SPOOL_WC_LATE,   SPOOL_WC_FILE_ID,
+	                           SPOOL_WC_STATE, SPOOL_WC_CREATED};
+
+	if (nc != SPOOL_WINDOW_NCOLS || c[SPOOL_WC_ID].type != SQLITE_NULL)
+		return 0;
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		if (!is_text(&c[texts[i]]))
+			return 0;
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (!is_int(&c[ints[i]]))
+			return 0;
+	return c[SPOOL_WC_LENGTH].i > 0 && c[SPOOL_WC_LINES].i >= 0 &&
+	       (c[SPOOL_WC_STATE].i == 0 || c[SPOOL_WC_STATE].i == 1) &&
+	       int_or_null(&c[SPOOL_WC_EVENT_ID]) && int_or_null(&c[SPOOL_WC_CLOSED_AT]);
+}
+
+/* A window_lines record (enum spool_window_line_col), read from an index b-tree page. */
+static int looks_like_window_line(const struct col *c, int nc)
+{
+	return nc == SPOOL_WINDOW_LINE_NCOLS && is_int(&c[SPOOL_LC_FILE_ID]) &&
+	       is_int(&c[SPOOL_LC_LINE_OFFSET]) && is_text(&c[SPOOL_LC_RULE]) &&
+	       is_int(&c[SPOOL_LC_WINDOW_ID]) && is_text(&c[SPOOL_LC_VALUE]) &&
+	       is_int(&c[SPOOL_LC_TIMESTAMP]) && is_int(&c[SPOOL_LC_LATE]);
+}
+
 static int looks_like_delivery(const struct col *c, int nc)
 {
 	return nc == SPOOL_DELIVERY_NCOLS && c[0].type == SQLITE_NULL && is_int(&c[1]) &&
@@ -561,6 +597,7 @@ struct builder {
 	sqlite3_stmt *ins_rule, *find_rule, *del_rule;
 	sqlite3_stmt *ins_delivery, *find_delivery, *del_delivery;
 	sqlite3_stmt *ins_queue;
+	sqlite3_stmt *ins_window, *find_window, *del_window, *ins_window_line;
 	struct spool_recover_stats *st;
 };
 
@@ -649,7 +686,7 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 {
 	static const int event_key[] = {SPOOL_EC_FILE_ID, SPOOL_EC_LINE_OFFSET, SPOOL_EC_RULE};
 	static const int file_key[] = {SPOOL_FC_UID};
-	struct col cols[MAX_COLS];
+	struct col cols[MAX_COLS + 1]; /* one more for a window's progress */
 	int nc = record_decode(pl, n, cols), r;
 
 	if (nc == 2 && is_text(&cols[0]) && is_text(&cols[1])) {
@@ -698,6 +735,17 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 		            rule_key, 5);
 		return r < 0 ? -1 : 0;
 	}
+	if (nc > 0 && looks_like_window(cols, nc)) {
+		static const int window_key[] = {SPOOL_WC_RULE, SPOOL_WC_CUSTOMER, SPOOL_WC_START};
+
+		/* Of two copies, the one further on: more lines, or closed (its meter event may
+		 * be out already; an open copy would close it again under the same identifier). */
+		cols[nc].type = SQLITE_INTEGER;
+		cols[nc].i = cols[SPOOL_WC_LINES].i * 2 + cols[SPOOL_WC_STATE].i;
+		r = put_row(b, b->ins_window, b->find_window, b->del_window, rowid, cols, nc, nc,
+		            window_key, 3);
+		return r < 0 ? -1 : 0;
+	}
 	if (nc > 0 && looks_like_delivery(cols, nc)) {
 		r = put_row(b, b->ins_delivery, b->find_delivery, b->del_delivery, rowid, cols, nc,
 		            2, NULL, 0);
@@ -714,32 +762,48 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 	return 0;
 }
 
-/* Reads every cell of a table leaf page (type 0x0d), following overflow chains. */
-static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
-                     const unsigned char *page, unsigned char *ovf, unsigned char *payload)
+/* An index record: only window_lines' rows (a WITHOUT ROWID table is an index b-tree) are
+ * spool rows; the entries of the indexes proper are made anew from the tables. */
+static int take_index_record(struct builder *b, const unsigned char *pl, size_t n)
+{
+	struct col cols[MAX_COLS];
+	int nc = record_decode(pl, n, cols);
+
+	if (nc <= 0 || !looks_like_window_line(cols, nc))
+		return 0;
+	for (int i = 0; i < nc; i++)
+		bind_col(b->ins_window_line, i + 1, &cols[i]);
+	return step_done(b->ins_window_line) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Reads every cell of a table leaf page (type 0x0d), or of an index page (0x0a leaf, 0x02
+ * interior: both hold records), following overflow chains (fileformat2.html, "B-tree Pages"). */
+static int scan_cells(struct builder *b, const struct pager *pg, int64_t pgno,
+                      const unsigned char *page, unsigned char *ovf, unsigned char *payload)
 {
 	size_t hdr = pgno == 1 ? 100 : 0, U = pg->usable;
+	int type = page[hdr], table = type == 0x0d;
+	size_t head = type == 0x02 ? 12 : 8, child = type == 0x02 ? 4 : 0;
 	uint32_t ncells = be16(page + hdr + 3);
-	size_t X = U - 35, M = ((U - 12) * 32 / 255) - 23;
+	size_t X = table ? U - 35 : ((U - 12) * 64 / 255) - 23, M = ((U - 12) * 32 / 255) - 23;
 
-	if (hdr + 8 + 2 * (size_t)ncells > U)
+	if (hdr + head + 2 * (size_t)ncells > U)
 		return 0;
 	for (uint32_t i = 0; i < ncells; i++) {
-		size_t ptr = be16(page + hdr + 8 + 2 * i), k, local, got;
-		uint64_t P, rowid;
+		size_t ptr = be16(page + hdr + head + 2 * i), k, k2 = 0, local, got;
+		uint64_t P, rowid = 0;
 
-		if (ptr < hdr + 8 || ptr >= U) {
+		if (ptr < hdr + head || ptr + child >= U) {
 			b->st->cells_skipped++;
 			continue;
 		}
+		ptr += child;
 		k = varint(page + ptr, U - ptr, &P);
 		if (k == 0 || P > MAX_PAYLOAD) {
 			b->st->cells_skipped++;
 			continue;
 		}
-		size_t k2 = varint(page + ptr + k, U - ptr - k, &rowid);
-
-		if (k2 == 0) {
+		if (table && (k2 = varint(page + ptr + k, U - ptr - k, &rowid)) == 0) {
 			b->st->cells_skipped++;
 			continue;
 		}
@@ -773,7 +837,8 @@ static int scan_leaf(struct builder *b, const struct pager *pg, int64_t pgno,
 				continue;
 			}
 		}
-		if (take_record(b, (int64_t)rowid, payload, (size_t)P) < 0)
+		if ((table ? take_record(b, (int64_t)rowid, payload, (size_t)P)
+		           : take_index_record(b, payload, (size_t)P)) < 0)
 			return -1;
 	}
 	return 0;
@@ -826,12 +891,24 @@ static int builder_prepare(struct builder *b)
 	    /* Of several copies of the queue's row, the furthest of each: nothing given twice. */
 	    "UPDATE queue SET next_id = max(next_id, ?1), shift = max(shift, ?2),"
 	    " delivered_through = max(delivered_through, ?3)",
+	    "INSERT INTO windows(id, rule, customer, customer_key, event_name,"
+	    " payload_customer_key, payload_value_key, start, length, close_after, total, lines,"
+	    " late, file_id, state, event_id, created, closed_at)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+	    " ?18)",
+	    "SELECT id, lines * 2 + (state != 0) FROM windows WHERE id = ?1"
+	    " OR (rule = ?2 AND customer = ?3 AND start = ?4)",
+	    "DELETE FROM windows WHERE id = ?1",
+	    /* A line's row never changes: any copy is as good as another. */
+	    "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value, timestamp,"
+	    " late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
 	};
 	sqlite3_stmt **out[] = {
-	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,     &b->find_file,
-	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,   &b->del_batch,
-	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,     &b->find_rule,
-	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery, &b->ins_queue};
+	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,       &b->find_file,
+	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,     &b->del_batch,
+	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,       &b->find_rule,
+	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery,   &b->ins_queue,
+	    &b->ins_window,  &b->find_window,  &b->del_window,    &b->ins_window_line};
 
 	_Static_assert(sizeof(sql) / sizeof(sql[0]) == sizeof(out) / sizeof(out[0]),
 	               "one statement per slot");
@@ -846,10 +923,11 @@ static int builder_prepare(struct builder *b)
 static void builder_finalize(struct builder *b)
 {
 	sqlite3_stmt **all[] = {
-	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,     &b->find_file,
-	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,   &b->del_batch,
-	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,     &b->find_rule,
-	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery, &b->ins_queue};
+	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,       &b->find_file,
+	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,     &b->del_batch,
+	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,       &b->find_rule,
+	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery,   &b->ins_queue,
+	    &b->ins_window,  &b->find_window,  &b->del_window,    &b->ins_window_line};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -1006,16 +1084,16 @@ static int recover_rows(const char *db_path, struct builder *b, char *err, size_
 		}
 		switch (page[h]) {
 		case 0x0d:
-			if (scan_leaf(b, &pg, p, page, ovf, payload) < 0) {
+		case 0x0a:
+		case 0x02:
+			if (scan_cells(b, &pg, p, page, ovf, payload) < 0) {
 				err_set(err, errlen, "writing the new spool: %s",
 				        sqlite3_errmsg(b->db));
 				goto out;
 			}
 			break;
-		case 0x02:
 		case 0x05:
-		case 0x0a:
-			break; /* interior and index pages: the rows are on the table leaves */
+			break; /* table interior pages: the rows are on the leaves */
 		default:
 			/* Overflow pages and garbage alike; overflow pages are read through their
 			 * cells. */
@@ -1049,7 +1127,8 @@ static int placeholders(sqlite3 *db, int64_t now, struct spool_recover_stats *st
 	         " SELECT DISTINCT file_id, printf('lost%%028d', file_id), '',"
 	         " printf('(lost file record %%d)', file_id), 0, 0, '%s', %" PRId64 ", %" PRId64
 	         " FROM (SELECT file_id FROM batches UNION SELECT file_id FROM " LEGACY_EVENTS
-	         ") WHERE file_id NOT IN (SELECT id FROM files)",
+	         " UNION SELECT file_id FROM windows UNION SELECT file_id FROM window_lines)"
+	         " WHERE file_id NOT IN (SELECT id FROM files)",
 	         spool_file_state_name(SPOOL_FILE_GONE), now, now);
 	if (exec_sql(db, sql, err, errlen) < 0)
 		return -1;
@@ -1111,6 +1190,8 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 	        sp,
 	        "DROP TABLE " LEGACY_EVENTS ";"
 	        "DELETE FROM meta WHERE key = 'queue_shift';"
+	        /* A line whose window was lost cannot say where its usage went. */
+	        "DELETE FROM window_lines WHERE window_id NOT IN (SELECT id FROM windows);"
 	        "UPDATE queue SET next_id = max(next_id,"
 	        " coalesce((SELECT max(id + n) FROM batches), 1));"
 	        "UPDATE queue SET delivered_through = min(next_id - 1, max(delivered_through,"
@@ -1246,6 +1327,17 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	                     errlen) < 0)
 		goto out;
 	st->instance_recovered = v > 0;
+	if (spool_pragma_int(sp, "SELECT count(*) FROM windows WHERE state = 0", &st->windows_open,
+	                     err, errlen) < 0 ||
+	    spool_pragma_int(sp, "SELECT count(*) FROM windows WHERE state != 0",
+	                     &st->windows_closed, err, errlen) < 0 ||
+	    spool_pragma_int(sp,
+	                     "SELECT count(*) FROM window_lines WHERE window_id IN"
+	                     " (SELECT id FROM windows WHERE state = 0)",
+	                     &st->window_lines, err, errlen) < 0 ||
+	    spool_pragma_int(sp, "SELECT coalesce(sum(lines), 0) FROM windows WHERE state = 0",
+	                     &st->window_lines_counted, err, errlen) < 0)
+		goto out;
 	if (spool_exec(sp, "PRAGMA wal_checkpoint(TRUNCATE)", "recovering", err, errlen) < 0)
 		goto out;
 	spool_free(sp);

@@ -36,6 +36,10 @@ struct spool_recover_stats {
 	int64_t cells_skipped;        /* cells that did not decode as a spool row */
 	int64_t duplicates;           /* older copies of a row dropped for a newer one */
 	int64_t lost_files;           /* placeholder file records made for orphaned events */
+	int64_t windows_open;         /* aggregation windows recovered, still to be sent */
+	int64_t windows_closed;       /* and those closed (their meter events made) */
+	int64_t window_lines;         /* lines of the open windows recovered */
+	int64_t window_lines_counted; /* lines the open windows' totals count */
 	int instance_recovered;       /* the instance id was among the recovered rows */
 	char corrupt_path[4096 + 64]; /* where the old database was moved */
 };

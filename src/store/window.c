@@ -299,8 +299,8 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 		         ev->value, WINDOW_STRIPE_DIGITS);
 	}
 	/* A batch of one at the window's own place: the unique position refuses a second one. Its
-	 * place is taken when window ids start again after `spool recover`, which keeps the events
-	 * of the windows it drops: then below every place of the file, as one window's trouble must
+	 * place is taken when window ids start again after `spool recover` lost a window's row but
+	 * kept its meter event: then below every place of the file, as one window's trouble must
 	 * not stop every window from closing. */
 	rc = free_place(sp, ev, err, errlen);
 	if (rc < 0)

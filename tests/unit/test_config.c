@@ -1104,6 +1104,72 @@ static void test_v2_and_aggregate(void **state)
 	expect_err(err, name, 2, "key 'meter_events_base'", "https://", NULL);
 }
 
+/* config_warnings' callback: keeps the last message in `ud` (CONFIG_ERR_MAX bytes). */
+static void keep_warning(const char *msg, void *ud)
+{
+	snprintf(ud, CONFIG_ERR_MAX, "%s", msg);
+}
+
+/* Valid keys that are mistakes together: aggregate_grace without aggregate and a constant 0
+ * with it are refused at their line; api = v2 with api_base moved and meter_events_base left at
+ * Stripe's is a warning naming api_base's line. */
+static void test_aggregate_mistakes(void **state)
+{
+	const struct fx *f = *state;
+	const char *name = P(f, "etc/mistakes.conf");
+	char err[CONFIG_ERR_MAX] = "", text[1024], warning[CONFIG_ERR_MAX] = "";
+	struct config *cfg;
+
+	snprintf(text, sizeof(text), "%saggregate_grace = 5s\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 10, "key 'aggregate_grace'", "does not aggregate", NULL);
+	snprintf(text, sizeof(text), "%saggregate = 0\naggregate_grace = 5s\n", MINIMAL);
+	assert_null(config_load_text(text, name, err, sizeof(err)));
+	expect_err(err, name, 11, "key 'aggregate_grace'", "does not aggregate", NULL);
+	static const char *const zeros[] = {"0", "-0.0", "000.000"};
+
+	for (size_t i = 0; i < sizeof(zeros) / sizeof(zeros[0]); i++) {
+		snprintf(text, sizeof(text),
+		         "[source web]\npath = /x\n[rule hits]\nsource = web\nevent_name = e\n"
+		         "pattern = ^(?<c>\\S+)\ncustomer = c\nvalue = %s\naggregate = 1m\n",
+		         zeros[i]);
+		assert_null(config_load_text(text, name, err, sizeof(err)));
+		expect_err(err, name, 8, "key 'value'", "bill nothing", NULL);
+		/* Without aggregate, or a constant that is not 0: accepted. */
+		snprintf(text, sizeof(text),
+		         "[source web]\npath = /x\n[rule hits]\nsource = web\nevent_name = e\n"
+		         "pattern = ^(?<c>\\S+)\ncustomer = c\nvalue = %s\n",
+		         zeros[i]);
+		cfg = config_load_text(text, name, err, sizeof(err));
+		if (cfg == NULL)
+			fail_msg("%s", err);
+		config_free(cfg);
+	}
+
+	snprintf(text, sizeof(text), "[stripe]\napi = v2\napi_base = http://127.0.0.1:9\n%s",
+	         MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(config_warnings(cfg, keep_warning, warning), 1);
+	expect_err(warning, name, 3, "api_base is http://127.0.0.1:9",
+	           "meter_events_base is left at Stripe's https://meter-events.stripe.com", NULL);
+	config_free(cfg);
+	snprintf(text, sizeof(text),
+	         "[stripe]\napi = v2\napi_base = http://127.0.0.1:9\n"
+	         "meter_events_base = http://127.0.0.1:9\n%s",
+	         MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(config_warnings(cfg, keep_warning, warning), 0);
+	config_free(cfg);
+	snprintf(text, sizeof(text), "[stripe]\napi_base = http://127.0.0.1:9\n%s", MINIMAL);
+	cfg = config_load_text(text, name, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(config_warnings(cfg, keep_warning, warning), 0); /* v1: no stream */
+	config_free(cfg);
+}
+
 /* config_load_text reads a string as config_load reads the same bytes from a file: the same
  * values, defaults and errors, relative paths against the name's directory; no drop-ins. */
 static void test_load_text(void **state)
@@ -1395,6 +1461,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_metrics_listen, setup, teardown),
 	    cmocka_unit_test(test_print_options),
 	    cmocka_unit_test_setup_teardown(test_v2_and_aggregate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_aggregate_mistakes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# API v2: a meter event session whose `created` is more than a day off this host's clock, behind
+# or ahead, is a wrong answer, not Stripe's clock: trusted, it would hold every event for that
+# long (decades, for a `created` of 0). The agent does not use such a session: it says why,
+# counts an unexpected answer, sends nothing and loses nothing; `run --once` ends. With a sane
+# session the events are sent, once.
+. "$(dirname "$0")/lib.sh"
+lm_init v2_session_skew
+SRC_LOG=$LOGS/elastic_nginx_logs_prefix29480.log
+
+double_start --timestamp-skew -200000
+mkdir -p "$T/logs"
+head -n 500 "$SRC_LOG" > "$T/logs/access.log"
+write_config "$T/logmeter.conf"
+config_v2 "$T/logmeter.conf"
+config_nginx_bytes "$T/logmeter.conf" "$T/logs/access.log"
+conf="$T/logmeter.conf"
+expected=$(nginx_bytes_offsets "$T/logs/access.log" | wc -l)
+
+# check_refused SKEW WORD: run --once against a session `created` SKEW s off must refuse it.
+check_refused() {
+	local skew=$1 word=$2 rc=0
+	: > "$T/agent.log"
+	agent_once "$conf" || rc=$?
+	[ "$rc" -ne 124 ] || fail "run --once did not end with a session created $skew s off"
+	[ "$rc" -ne 0 ] || fail "run --once exited 0 with a session created $skew s off"
+	assert_eq 0 "$(accepted_count)" "events accepted with a session created $skew s off"
+	assert_eq 0 "$(double_stat error_reports)" "error reports with a session created $skew s off"
+	grep -q "created time [0-9]* is 2000[0-9][0-9] s $word this host's clock, more than a day" \
+		"$T/agent.log" || fail "no word of the session's created time ($skew): $(tail -n 5 "$T/agent.log")"
+	if grep -q "events are held until Stripe's clock" "$T/agent.log"; then
+		fail "the agent held the events by a session created $skew s off"
+	fi
+	assert_eq "$expected" "$(export_count "$conf" pending)" "events pending ($skew)"
+}
+check_refused -200000 behind
+double_restart --timestamp-skew 200000
+check_refused 200000 "ahead of"
+
+double_restart
+agent_once "$conf" || fail "run --once with a sane session exited $?"
+assert_eq "$expected" "$(accepted_count)" "events accepted in the end"
+assert_eq 0 "$(double_stat error_reports)" "error reports in the end"
