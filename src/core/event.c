@@ -187,32 +187,77 @@ int event_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance, const
 	return ret;
 }
 
+/* Copies the text `src` (an array of `size` bytes) up to its NUL, or whole if it has none. */
+static void copy_text(char *dst, const char *src, size_t size)
+{
+	size_t n = strnlen(src, size);
+
+	memcpy(dst, src, n < size ? n + 1 : size);
+}
+
+void event_copy(struct event *dst, const struct event *src)
+{
+	dst->id = src->id;
+	dst->queue_seq = src->queue_seq;
+	dst->file_id = src->file_id;
+	dst->line_offset = src->line_offset;
+	copy_text(dst->rule, src->rule, sizeof(dst->rule));
+	copy_text(dst->identifier, src->identifier, sizeof(dst->identifier));
+	copy_text(dst->event_name, src->event_name, sizeof(dst->event_name));
+	copy_text(dst->payload_customer_key, src->payload_customer_key,
+	          sizeof(dst->payload_customer_key));
+	copy_text(dst->payload_value_key, src->payload_value_key, sizeof(dst->payload_value_key));
+	copy_text(dst->customer_key, src->customer_key, sizeof(dst->customer_key));
+	copy_text(dst->customer, src->customer, sizeof(dst->customer));
+	copy_text(dst->value, src->value, sizeof(dst->value));
+	dst->timestamp = src->timestamp;
+	dst->state = src->state;
+	dst->attempts = src->attempts;
+	dst->key_generation = src->key_generation;
+	dst->first_unknown = src->first_unknown;
+	copy_text(dst->last_error, src->last_error, sizeof(dst->last_error));
+	dst->created = src->created;
+	dst->delivered_at = src->delivered_at;
+	dst->window_s = src->window_s;
+	dst->window_grace_s = src->window_grace_s;
+}
+
 /* lmw2: with the spool's id (lmw1, before it, could be shared by two hosts of one instance). */
 #define EVENT_WINDOW_ID_PREFIX "lmw2-"
+
+int event_ids_window(struct event_ids *ids, char out[EVENT_IDENTIFIER_MAX], const char *instance,
+                     const char *spool_id, const char *rule, const char *customer,
+                     int64_t window_start)
+{
+	char start[24];
+	const char *fields[5];
+
+	if (out == NULL)
+		return -1;
+	out[0] = '\0';
+	if (ids == NULL || instance == NULL || spool_id == NULL || rule == NULL || customer == NULL)
+		return -1;
+	decimal(start, window_start);
+	fields[0] = instance;
+	fields[1] = spool_id;
+	fields[2] = rule;
+	fields[3] = customer;
+	fields[4] = start;
+	return hash_identifier(ids->ctx, out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+}
 
 int event_window_identifier(char out[EVENT_IDENTIFIER_MAX], const char *instance,
                             const char *spool_id, const char *rule, const char *customer,
                             int64_t window_start)
 {
-	char start[24];
-	const char *fields[5];
 	struct event_ids *ids;
 	int ret;
 
 	if (out == NULL)
 		return -1;
 	out[0] = '\0';
-	if (instance == NULL || spool_id == NULL || rule == NULL || customer == NULL)
-		return -1;
-	snprintf(start, sizeof(start), "%" PRId64, window_start);
-	fields[0] = instance;
-	fields[1] = spool_id;
-	fields[2] = rule;
-	fields[3] = customer;
-	fields[4] = start;
 	ids = event_ids_new();
-	ret =
-	    hash_identifier(ids != NULL ? ids->ctx : NULL, out, EVENT_WINDOW_ID_PREFIX, fields, 5);
+	ret = event_ids_window(ids, out, instance, spool_id, rule, customer, window_start);
 	event_ids_free(ids);
 	return ret;
 }

@@ -887,7 +887,7 @@ static int read_part(struct backfill *b, size_t source_index, const struct conte
 	snprintf(p->uid, sizeof(p->uid), "%s", tail_file(t)->uid);
 	if (tail_read(t, err, errlen) < 0)
 		goto out;
-	after = *tail_file(t);
+	spool_file_copy(&after, tail_file(t));
 	p->lines = after.counters.lines - (rec != NULL ? rec->counters.lines : 0);
 	p->added = after.counters.events - (rec != NULL ? rec->counters.events : 0);
 	p->unread = after.size > after.offset ? after.size - after.offset : 0;
@@ -895,7 +895,7 @@ static int read_part(struct backfill *b, size_t source_index, const struct conte
 out:
 	if (rc < 0 && tail_file(t) != NULL) {
 		/* What was committed before the error stays; say how far it got. */
-		after = *tail_file(t);
+		spool_file_copy(&after, tail_file(t));
 		p->added = after.counters.events - (rec != NULL ? rec->counters.events : 0);
 	}
 	tail_free(t);

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@
 #include "ingest/space.h"
 
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
-#define TAIL_CHUNK (1024 * 1024)    /* bytes read (pread) and fed to the splitter at once */
+#define TAIL_CHUNK (128 * 1024)     /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
 
 struct tail {
@@ -54,7 +55,11 @@ struct tail {
 	const char *source; /* the source's name, borrowed from the config */
 	dev_t dev;
 	ino_t ino;
-	struct spool_file f; /* the committed record: only a successful commit changes it */
+	/* The committed record: only a successful commit changes it (keep_record). Allocated to fit
+	 * its path (spool_file_fit_size), not the 4 KiB a path may take: with thousands of files
+	 * watched the records were most of the agent's memory. Copied only with spool_file_copy. */
+	struct spool_file *f;
+	size_t f_size; /* bytes allocated at f */
 	/* An over-long line still without its '\n' at the end of the last read
 	 * (LINES_PENDING_LONG): it starts at skip_line (the checkpoint) and has no '\n' before
 	 * skip_resume, so the next read goes on from there (lines_resume_long) instead of reading
@@ -75,9 +80,12 @@ struct tail {
 	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
 	 * and truncated (copytruncate); 0 if none. */
 	int64_t empty_id;
-	char copy_err[256]; /* a spool error of is_unread_copy */
-	int restarted;      /* f is the record reset() started (a truncation was seen) */
-	int warned_hole;    /* the file ends in a hole (sparse) past the checkpoint: warned */
+	/* Where is_unread_copy puts a spool error: unread_copy's buffer while it runs (not one per
+	 * tail: thousands of tails are held). */
+	char *copy_err;
+	size_t copy_errlen;
+	int restarted;   /* f is the record reset() started (a truncation was seen) */
+	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
 	int archive, finish;
@@ -335,6 +343,68 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 	return 0;
 }
 
+/* A zeroed record for the tail, allocated to fit `path`, in t->f. Returns 0 or -1 (out of
+ * memory). */
+static int alloc_record(struct tail *t, const char *path)
+{
+	t->f_size = spool_file_fit_size(path);
+	t->f = calloc(1, t->f_size);
+	return t->f != NULL ? 0 : -1;
+}
+
+/* Grows t->f, if needed, to hold a record whose path is `path`: done before a commit that
+ * renames the record, so that keep_record after it need not allocate. Returns 0 or -1. */
+static int reserve_record(struct tail *t, const char *path)
+{
+	size_t need = spool_file_fit_size(path);
+	struct spool_file *g;
+
+	if (need <= t->f_size)
+		return 0;
+	g = realloc(t->f, need);
+	if (g == NULL)
+		return -1;
+	t->f = g;
+	t->f_size = need;
+	return 0;
+}
+
+/* Makes `nf` the tail's committed record (t->f), growing it to fit nf's path. It follows a
+ * commit, which cannot be undone: should the memory for a longer path not be had, the fields
+ * (checkpoint, identity, counters) are still taken and only the path stays the one before (it
+ * names where the file was last seen; the spool holds the new one), which is logged. */
+static void keep_record(struct tail *t, const struct spool_file *nf)
+{
+	if (nf == t->f)
+		return;
+	if (reserve_record(t, nf->path) == 0) {
+		spool_file_copy(t->f, nf);
+		return;
+	}
+	memcpy(t->f, nf, offsetof(struct spool_file, path));
+	log_warn("%s: out of memory: the record in memory keeps its former path %s", nf->path,
+	         t->f->path);
+}
+
+/* new_record, made the tail's record (keep_record). Returns 0 or -1 as new_record. */
+static int new_record_kept(struct tail *t, int64_t size, int64_t offset, int64_t resets,
+                           int *spool_failed, char *err, size_t errlen)
+{
+	struct spool_file *nf = malloc(sizeof(*nf));
+	int rc;
+
+	*spool_failed = 0;
+	if (nf == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	rc = new_record(t, size, offset, resets, nf, spool_failed, err, errlen);
+	if (rc == 0)
+		keep_record(t, nf);
+	free(nf);
+	return rc;
+}
+
 /* The head marks of the record `f` into *x (allocated, caller frees). Returns 0 or -1. */
 static int load_marks(struct tail *t, const struct spool_file *f, struct spool_file_extra **x,
                       char *err, size_t errlen)
@@ -409,10 +479,13 @@ static int64_t kept_prefix(struct tail *t, const struct spool_file *f, int64_t s
 static int reset(struct tail *t, int64_t size, int copied, int copies, int *spool_failed, char *err,
                  size_t errlen)
 {
-	struct spool_file nf, old = t->f;
+	struct spool_file nf, old;
 	char uerr[256];
 	int ambiguous;
-	int64_t kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
+	int64_t kept;
+
+	spool_file_copy(&old, t->f);
+	kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
 
 	*spool_failed = 0;
 	if (kept < 0) {
@@ -431,7 +504,7 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 		    "the file cannot tell whether more of it was kept (those lines are read "
 		    "again) or its first lines were written again (they are not read); counted "
 		    "as a checkpoint reset",
-		    t->path, t->f.offset, kept);
+		    t->path, t->f->offset, kept);
 	else if (copied || copies)
 		log_info(
 		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
@@ -440,12 +513,12 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 	else
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
 		         "truncated): reading it from the start as a new file",
-		         t->path, t->f.offset);
+		         t->path, t->f->offset);
 	if (new_record(t, size, kept,
 	               old.counters.resets + (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
 	               &nf, spool_failed, err, errlen) < 0)
 		return -1;
-	t->f = nf;
+	keep_record(t, &nf);
 	t->skip = 0;
 	t->verify_head = 0;
 	t->restarted = 1;
@@ -532,8 +605,8 @@ static int is_full_copy(struct tail *t, const char *path, int fd, const struct s
 {
 	(void)path;
 	*(struct stat *)ud = *st;
-	return st->st_size >= t->f.offset && head_matches(fd, t->f.fp_len, t->f.fp_hash) == 1 &&
-	       checkpoint_matches(fd, &t->f) == 1;
+	return st->st_size >= t->f->offset && head_matches(fd, t->f->fp_len, t->f->fp_hash) == 1 &&
+	       checkpoint_matches(fd, t->f) == 1;
 }
 
 /* copytruncate (logrotate(8)) copies the file and then truncates it in place: what the agent had
@@ -544,7 +617,7 @@ static int find_copy(struct tail *t, struct stat *cst, char **cpath)
 	int fd;
 
 	*cpath = NULL;
-	if (t->f.offset <= 0 || t->f.fp_len <= 0)
+	if (t->f->offset <= 0 || t->f->fp_len <= 0)
 		return -1;
 	fd = each_sibling(t, is_full_copy, cst, cpath);
 	return fd >= 0 ? fd : -1;
@@ -562,12 +635,12 @@ static int holds_prefix(struct tail *t, int fd, int64_t size)
 	char e[256];
 	int rc = 0;
 
-	if (size >= t->f.fp_len)
-		return head_matches(fd, t->f.fp_len, t->f.fp_hash);
+	if (size >= t->f->fp_len)
+		return head_matches(fd, t->f->fp_len, t->f->fp_hash);
 	/* Shorter than the head: a copy of a short file that grew since. Its end must be one of
 	 * the head's line ends (a head mark), with the same bytes before it. */
 	if (size <= 0 || pread_full(fd, head, (size_t)size, 0) != size ||
-	    load_marks(t, &t->f, &x, e, sizeof(e)) < 0)
+	    load_marks(t, t->f, &x, e, sizeof(e)) < 0)
 		return 0;
 	for (size_t i = 0; i < x->n_marks && rc == 0; i++)
 		rc = x->marks[i].len == size && hash_is(head, (size_t)size, x->marks[i].hash);
@@ -600,14 +673,16 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	int64_t size = st->st_size;
 	int found, is_copy;
 
-	if (size <= 0 || size > t->f.offset)
+	if (size <= 0 || size > t->f->offset)
 		return 0;
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
 	                        &pc->nf, pc->err, pc->errlen);
 	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
 	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
-		found =
-		    spool_file_forget(t->ctx.spool, pc->nf.id, pc->err, pc->errlen) < 0 ? -1 : 0;
+		found = spool_file_forget(t->ctx.spool, pc->nf.id, (uint64_t)st->st_dev,
+		                          (uint64_t)st->st_ino, pc->err, pc->errlen) < 0
+		            ? -1
+		            : 0;
 	else if (found > 0 && stale_record(&pc->nf, fd))
 		found = 0; /* an earlier file's, with its inode: the copy's record comes after it */
 	if (found != 0)
@@ -620,7 +695,9 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	pc->nf.ino = (uint64_t)st->st_ino;
 	pc->nf.size = size;
 	pc->nf.offset = last_line_start(fd, size);
-	pc->nf.state = SPOOL_FILE_READING;
+	/* Read to its end and tailed by nobody: drained, so that once the copy is deleted the
+	 * next file given its inode (the next copy, on ext4) is not taken for it (stale_record). */
+	pc->nf.state = SPOOL_FILE_DRAINED;
 	if (pc->nf.offset < 0 || copy_field(pc->nf.source, sizeof(pc->nf.source), t->source) < 0 ||
 	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
 	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
@@ -652,7 +729,7 @@ static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
 	}
 	pc->err = err;
 	pc->errlen = errlen;
-	rc = t->f.offset > 0 && t->f.fp_len > 0 ? each_sibling(t, prefix_copy, pc, &kept) : -1;
+	rc = t->f->offset > 0 && t->f->fp_len > 0 ? each_sibling(t, prefix_copy, pc, &kept) : -1;
 	found = pc->found;
 	free(pc);
 	free(kept);
@@ -673,8 +750,9 @@ static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_
 	}
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
 	                        (uint64_t)cst->st_ino, e, err, errlen);
-	if (found > 0 && e->id != t->f.id && e->offset == 0 && e->fp_len == 0)
-		found = spool_file_forget(t->ctx.spool, e->id, err, errlen);
+	if (found > 0 && e->id != t->f->id && e->offset == 0 && e->fp_len == 0)
+		found = spool_file_forget(t->ctx.spool, e->id, (uint64_t)cst->st_dev,
+		                          (uint64_t)cst->st_ino, err, errlen);
 	free(e);
 	return found < 0 ? -1 : 0;
 }
@@ -690,13 +768,15 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	dev_t dev = t->dev;
 	ino_t ino = t->ino;
 	char *path = t->path;
-	struct spool_file nf = t->f;
+	struct spool_file nf;
 	int64_t rc;
 	int stale = 0;
 
+	spool_file_copy(&nf, t->f);
+
 	log_info("%s: truncated in place: reading the %jd bytes after its checkpoint %jd from its "
 	         "copy %s",
-	         t->path, (intmax_t)(cst->st_size - t->f.offset), (intmax_t)t->f.offset, cpath);
+	         t->path, (intmax_t)(cst->st_size - t->f->offset), (intmax_t)t->f->offset, cpath);
 	if (forget_empty(t, cst, err, errlen) < 0)
 		return -1;
 	nf.dev = (uint64_t)cst->st_dev;
@@ -707,7 +787,7 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	}
 	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
 		return -1;
-	t->f = nf;
+	keep_record(t, &nf);
 	t->fd = cfd;
 	t->dev = cst->st_dev;
 	t->ino = cst->st_ino;
@@ -742,18 +822,18 @@ static int is_unread_copy(struct tail *t, const char *path, int fd, const struct
 	base = base != NULL ? base + 1 : t->path;
 	cbase = cbase != NULL ? cbase + 1 : path;
 	blen = strlen(base);
-	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f.first_seen ||
+	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f->first_seen ||
 	    strncmp(cbase, base, blen) != 0 || cbase[blen] == '\0' ||
 	    fnmatch(t->ctx.cfg->sources[t->source_index].path, path, FNM_PATHNAME) == 0 ||
 	    compressed(fd) != NULL || (rec = malloc(sizeof(*rec))) == NULL)
 		return 0;
 	rc = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
-	                     rec, t->copy_err, sizeof(t->copy_err));
+	                     rec, t->copy_err, t->copy_errlen);
 	if (rc > 0 && stale_record(rec, fd))
 		rc = 0; /* an earlier file's, with its inode */
 	if (rc == 0)
 		rc = tail_identify(&t->ctx, fd, 0, st->st_size, t->source, NULL, 0, rec,
-		                   t->copy_err, sizeof(t->copy_err));
+		                   t->copy_err, t->copy_errlen);
 	free(rec);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
@@ -775,17 +855,19 @@ static int is_unread_copy(struct tail *t, const char *path, int fd, const struct
 static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
 {
 	struct stat cst;
-	char *cpath = NULL;
+	char *cpath = NULL, copy_err[256] = "";
 	const char *base;
 	int cfd, rc;
 
 	*spool_failed = 0;
-	t->copy_err[0] = '\0';
+	t->copy_err = copy_err;
+	t->copy_errlen = sizeof(copy_err);
 	base = strrchr(t->path, '/');
 	cfd =
 	    each_sibling_named(t, base != NULL ? base + 1 : t->path, is_unread_copy, &cst, &cpath);
-	if (cfd == -2 && t->copy_err[0] != '\0') {
-		err_set(err, errlen, "%s", t->copy_err);
+	t->copy_err = NULL;
+	if (cfd == -2 && copy_err[0] != '\0') {
+		err_set(err, errlen, "%s", copy_err);
 		*spool_failed = 1;
 		return -1;
 	}
@@ -838,8 +920,9 @@ static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *e
 static int take_record(struct tail *t, const struct spool_file *old, int *spool_failed, char *err,
                        size_t errlen)
 {
-	struct spool_file nf = *old;
+	struct spool_file nf;
 
+	spool_file_copy(&nf, old);
 	*spool_failed = 0;
 	if (strcmp(old->path, t->path) != 0 || old->state != SPOOL_FILE_READING ||
 	    old->dev != (uint64_t)t->dev || old->ino != (uint64_t)t->ino) {
@@ -856,7 +939,7 @@ static int take_record(struct tail *t, const struct spool_file *old, int *spool_
 			return -1;
 		}
 	}
-	t->f = nf;
+	keep_record(t, &nf);
 	t->verify_head = 1;
 	return 0;
 }
@@ -889,6 +972,18 @@ static int remounted_record(struct tail *t, const struct stat *st, struct spool_
 	return 1;
 }
 
+/* Deletes the record t's file was seen empty with (t->empty_id) if it is still that file's and
+ * read nothing: the original of a copytruncate that read its rest from this file deleted it
+ * already (forget_empty) if this file is that copy, and the spool may have given its id to another
+ * file's record since (spool_file_forget). Returns 0 or -1. */
+static int forget_own_empty(struct tail *t, char *err, size_t errlen)
+{
+	return spool_file_forget(t->ctx.spool, t->empty_id, (uint64_t)t->dev, (uint64_t)t->ino, err,
+	                         errlen) < 0
+	           ? -1
+	           : 0;
+}
+
 /* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
  * now (a copytruncate copy whose original read its rest from it while this tail waited for its
  * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
@@ -914,12 +1009,12 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 	} else {
 		rc = new_record(t, size, 0, 0, old, spool_failed, err, errlen);
 		if (rc == 0)
-			t->f = *old;
+			keep_record(t, old);
 	}
 	free(old);
 	/* Another record took over (a copy's original): the one it was seen empty with goes. */
-	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f.id &&
-	    spool_file_forget(t->ctx.spool, t->empty_id, err, errlen) < 0) {
+	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f->id &&
+	    forget_own_empty(t, err, errlen) < 0) {
 		*spool_failed = 1;
 		return -1;
 	}
@@ -942,7 +1037,7 @@ static int empty_record(struct tail *t, int *spool_failed, char *err, size_t err
 		err_set(err, errlen, "%s: out of memory", t->path);
 		return -1;
 	}
-	*nf = t->f;
+	spool_file_copy(nf, t->f);
 	if (spool_file_add(t->ctx.spool, nf, err, errlen) < 0) {
 		*spool_failed = 1;
 		free(nf);
@@ -959,12 +1054,23 @@ static void empty_update(struct tail *t, const struct spool_file *f)
 {
 	struct spool_file *nf;
 	char e[256];
+	int found;
 
 	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
 		return;
+	/* Still its record: the newest of its inode, empty (forget_own_empty says why it may be
+	 * gone, its id another file's). Else the tail has none any more. */
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, nf, e,
+	                        sizeof(e));
+	if (found == 0 ||
+	    (found > 0 && (nf->id != t->empty_id || nf->offset != 0 || nf->fp_len != 0))) {
+		t->empty_id = 0;
+		free(nf);
+		return;
+	}
 	*nf = *f;
 	nf->id = t->empty_id;
-	if (spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
+	if (found < 0 || spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	free(nf);
 }
@@ -1064,7 +1170,7 @@ static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
 		    hash_is(head, (size_t)x->marks[i].len, x->marks[i].hash))
 			x->marks[kept++] = x->marks[i];
 	if (kept > 0 &&
-	    spool_head_marks_put(t->ctx.spool, t->f.id, x->marks, kept, e, sizeof(e)) < 0)
+	    spool_head_marks_put(t->ctx.spool, t->f->id, x->marks, kept, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	free(x);
 }
@@ -1170,7 +1276,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	t->source_index = source_index;
 	t->source = ctx->cfg->sources[source_index].name;
 	t->path = strdup(path);
-	if (t->path == NULL) {
+	if (t->path == NULL || alloc_record(t, path) < 0) {
 		err_set(err, errlen, "%s: out of memory", path);
 		errno = ENOMEM;
 		goto fail_file;
@@ -1223,10 +1329,10 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			/* The inode of a file deleted earlier, reused by a new one: not a reset,
 			 * just a new file, read from its start. */
 			log_debug("%s: a new file (inode %ju reused)", path, (uintmax_t)st.st_ino);
-			if (new_record(t, st.st_size, 0, 0, &t->f, &spool_failed, err, errlen) < 0)
+			if (new_record_kept(t, st.st_size, 0, 0, &spool_failed, err, errlen) < 0)
 				goto fail_either;
 		} else {
-			t->f = old;
+			keep_record(t, &old);
 			if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 				goto fail_either;
 		}
@@ -1239,8 +1345,8 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			goto fail_either;
 		}
 		if (offset > 0) {
-			if (new_record(t, st.st_size, offset, resets, &t->f, &spool_failed, err,
-			               errlen) < 0)
+			if (new_record_kept(t, st.st_size, offset, resets, &spool_failed, err,
+			                    errlen) < 0)
 				goto fail_either;
 			inherit_marks(t, old_id, same_head);
 			return t;
@@ -1256,18 +1362,18 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 		if (st.st_size == 0) {
 			/* Empty: its record is made when its first bytes come (tail_read), so that
 			 * a file a compressor is about to fill never gets one. */
-			if (copy_field(t->f.source, sizeof(t->f.source), t->source) < 0 ||
-			    copy_field(t->f.path, sizeof(t->f.path), path) < 0) {
+			if (copy_field(t->f->source, sizeof(t->f->source), t->source) < 0 ||
+			    copy_field(t->f->path, sizeof(t->f->path), path) < 0) {
 				err_set(err, errlen, "%s: path too long for the spool", path);
 				errno = ENAMETOOLONG;
 				goto fail_file;
 			}
-			t->f.dev = (uint64_t)st.st_dev;
-			t->f.ino = (uint64_t)st.st_ino;
-			t->f.state = SPOOL_FILE_READING;
+			t->f->dev = (uint64_t)st.st_dev;
+			t->f->ino = (uint64_t)st.st_ino;
+			t->f->state = SPOOL_FILE_READING;
 			if (empty_record(t, &spool_failed, err, errlen) < 0)
 				goto fail_either;
-		} else if (new_record(t, st.st_size, offset, 0, &t->f, &spool_failed, err, errlen) <
+		} else if (new_record_kept(t, st.st_size, offset, 0, &spool_failed, err, errlen) <
 		           0) {
 			goto fail_either;
 		}
@@ -1620,7 +1726,7 @@ struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *p
 		t->fd = -1;
 		t->marks_n = t->marks_last = -1;
 	}
-	if (t == NULL || (t->path = strdup(path)) == NULL) {
+	if (t == NULL || (t->path = strdup(path)) == NULL || alloc_record(t, path) < 0) {
 		err_set(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
@@ -1638,10 +1744,10 @@ struct tail *tail_open_archive(const struct tail_ctx *ctx, int fd, const char *p
 		goto fail;
 	}
 	if (record != NULL) {
-		t->f = *record;
+		keep_record(t, record);
 		t->verify_head = 1; /* tail_read checks the head again, and the checkpoint */
 	} else if (st.st_size > 0) {
-		if (new_record(t, st.st_size, 0, 0, &t->f, &spool_failed, err, errlen) < 0)
+		if (new_record_kept(t, st.st_size, 0, 0, &spool_failed, err, errlen) < 0)
 			goto fail;
 	}
 	return t;
@@ -1659,6 +1765,7 @@ void tail_free(struct tail *t)
 	if (t->fd >= 0)
 		close(t->fd);
 	free(t->path);
+	free(t->f);
 	free(t);
 }
 
@@ -1775,7 +1882,7 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 
 	nf->offset = consumed;
 	nf->size = size > consumed ? size : consumed;
-	nf->state = t->archive ? t->f.state : SPOOL_FILE_READING;
+	nf->state = t->archive ? t->f->state : SPOOL_FILE_READING;
 	nf->updated = (int64_t)time(NULL);
 	if (sha256(check, check_len, nf->check_hash) < 0) {
 		err_set(err, errlen, "%s: cannot hash the check bytes", t->path);
@@ -1793,7 +1900,7 @@ static int commit(struct tail *t, struct tail_scratch *s, struct spool_file *nf,
 	/* Committed, the in-memory record not advanced yet: a restart must resume from the spool.
 	 */
 	crash_point("spool_commit_after");
-	t->f = *nf;
+	keep_record(t, nf);
 	health_beat(HEALTH_INGEST); /* a long backlog is progress, batch by batch */
 	if (added > 0 && t->ctx.on_commit != NULL)
 		t->ctx.on_commit(t->ctx.ud);
@@ -1817,9 +1924,9 @@ static int64_t data_end(struct tail *t, int64_t size)
 {
 	off_t hole, data;
 
-	if (size <= t->f.offset)
+	if (size <= t->f->offset)
 		return size;
-	hole = lseek(t->fd, (off_t)t->f.offset, SEEK_HOLE);
+	hole = lseek(t->fd, (off_t)t->f->offset, SEEK_HOLE);
 	if (hole < 0 || (int64_t)hole >= size)
 		return size;
 	data = lseek(t->fd, hole, SEEK_DATA);
@@ -1852,7 +1959,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
-	if (t->f.id == 0) {
+	if (t->f->id == 0) {
 		/* Opened empty: its record comes with its first bytes, unless they are a
 		 * compressor's output. */
 		if (st.st_size == 0)
@@ -1861,8 +1968,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			char e[256];
 
 			/* A compressor's output is no log: it leaves no record. */
-			if (t->empty_id != 0 &&
-			    spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+			if (t->empty_id != 0 && forget_own_empty(t, e, sizeof(e)) < 0)
 				log_debug("%s: %s", t->path, e);
 			t->empty_id = 0;
 			err_set(err, errlen,
@@ -1877,14 +1983,14 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	}
 	/* A record made while its file was empty, or just after a truncation, that has read
 	 * nothing yet: a file first seen with bytes has no copy to look for. */
-	if (t->f.offset == 0 && t->f.fp_len == 0 && st.st_size > 0 &&
-	    (t->f.size == 0 || t->restarted) &&
+	if (t->f->offset == 0 && t->f->fp_len == 0 && st.st_size > 0 &&
+	    (t->f->size == 0 || t->restarted) &&
 	    unread_copy(t, st.st_size, &spool_failed, err, errlen) < 0)
 		return -1;
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
-	if (st.st_size >= t->f.offset) {
+	if (st.st_size >= t->f->offset) {
 		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 		if (!stale)
 			return rv;
@@ -1949,7 +2055,7 @@ static int reader_check_bytes(const struct tail_reader *rd, int64_t at, const un
 static int reader_commit(struct tail_reader *rd, int64_t consumed)
 {
 	struct spool_counters *k = &rd->nf->counters;
-	int64_t before = rd->t->f.offset;
+	int64_t before = rd->t->f->offset;
 	unsigned char back[TAIL_CHECK_MAX];
 	const unsigned char *check;
 	size_t check_len;
@@ -2038,7 +2144,7 @@ static void head_marks(struct tail_reader *rd, const unsigned char *b, size_t le
  * if the record is stale. */
 static int first_chunk_valid(struct tail_reader *rd, int64_t start, size_t n, int check, int head)
 {
-	const struct spool_file *f = &rd->t->f;
+	const struct spool_file *f = rd->t->f;
 	const unsigned char *b = (const unsigned char *)rd->s->buf;
 	int64_t have = start + (int64_t)n;
 
@@ -2071,25 +2177,25 @@ static int first_chunk_valid(struct tail_reader *rd, int64_t start, size_t n, in
 static int resumed_long_valid(struct tail_reader *rd, int64_t end)
 {
 	struct tail *t = rd->t;
-	int rc = checkpoint_matches(t->fd, &t->f);
+	int rc = checkpoint_matches(t->fd, t->f);
 
 	if (rc <= 0)
 		return rc;
-	if (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) {
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+	if (t->verify_head || (t->f->fp_len < SPOOL_FP_MAX && end > t->f->fp_len)) {
+		rc = head_matches(t->fd, t->f->fp_len, t->f->fp_hash);
 		if (rc <= 0)
 			return rc;
 		t->verify_head = 0;
-		if (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len) {
+		if (t->f->fp_len < SPOOL_FP_MAX && end > t->f->fp_len) {
 			if (fingerprint(t->fd, end, rd->nf) < 0)
 				return -1;
-			rd->dirty = rd->nf->fp_len != t->f.fp_len;
+			rd->dirty = rd->nf->fp_len != t->f->fp_len;
 		}
 	}
 	return 1;
 }
 
-/* Reads complete lines from the checkpoint t->f.offset up to `end`, committing batches under
+/* Reads complete lines from the checkpoint t->f->offset up to `end`, committing batches under
  * t->f (its fingerprint grown, while it covers less than SPOOL_FP_MAX bytes, from the bytes
  * read). What the record says is checked in the bytes of the first pread, the bytes the first
  * lines come from: the check bytes before the checkpoint, and the head when it is checked (a
@@ -2101,12 +2207,14 @@ static int resumed_long_valid(struct tail_reader *rd, int64_t end)
 static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, size_t errlen)
 {
 	struct tail_scratch s = {0};
-	struct spool_file nf = t->f;
+	struct spool_file nf;
 	const struct config_agent *agent = &t->ctx.cfg->agent;
 	struct tail_reader rd = {0};
 	struct lines *sp = NULL;
 	unsigned char prev[TAIL_CHECK_MAX];
-	int64_t c = t->f.offset, pos = c, start, rv = -1;
+	int64_t c = t->f->offset, pos = c, start, rv = -1;
+
+	spool_file_copy(&nf, t->f);
 	int head, first = 1, rc;
 
 	*stale = 0;
@@ -2114,7 +2222,7 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 	rd.s = &s;
 	rd.nf = &nf;
 	rd.held_end = -1;
-	head = (t->verify_head || (t->f.fp_len < SPOOL_FP_MAX && end > t->f.fp_len)) &&
+	head = (t->verify_head || (t->f->fp_len < SPOOL_FP_MAX && end > t->f->fp_len)) &&
 	       c <= SPOOL_FP_MAX;
 	if (t->skip && t->skip_line == c && t->skip_resume > c && t->skip_resume <= end) {
 		/* The rest of an over-long line: its bytes up to skip_resume hold no '\n'. */
@@ -2129,7 +2237,7 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 			goto stale;
 	} else if (t->verify_head && !head) {
 		/* The head of a resumed file is far from the checkpoint: read on its own. */
-		rc = head_matches(t->fd, t->f.fp_len, t->f.fp_hash);
+		rc = head_matches(t->fd, t->f->fp_len, t->f->fp_hash);
 		if (rc < 0) {
 			err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 			return -1;
@@ -2226,17 +2334,17 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 		t->skip_line = rd.c->consumed;
 		t->skip_resume = rd.c->fed;
 	}
-	if (rd.c->consumed > t->f.offset || rd.dirty || spool_batch_count(s.batch) > 0) {
+	if (rd.c->consumed > t->f->offset || rd.dirty || spool_batch_count(s.batch) > 0) {
 		if (reader_commit(&rd, rd.c->consumed) < 0) {
 			t->skip = 0;
 			goto out;
 		}
 	}
-	if (rd.marks_new && t->f.fp_len == nf.fp_len) {
+	if (rd.marks_new && t->f->fp_len == nf.fp_len) {
 		char merr[256];
 
 		/* Only the recognition of a truncation depends on them: a failure is logged. */
-		if (spool_head_marks_put(t->ctx.spool, t->f.id, rd.marks, rd.n_marks, merr,
+		if (spool_head_marks_put(t->ctx.spool, t->f->id, rd.marks, rd.n_marks, merr,
 		                         sizeof(merr)) < 0) {
 			log_warn("%s: %s", t->path, merr);
 		} else {
@@ -2278,7 +2386,7 @@ const char *tail_path(const struct tail *t)
 
 const struct spool_file *tail_file(const struct tail *t)
 {
-	return t != NULL ? &t->f : NULL;
+	return t != NULL ? t->f : NULL;
 }
 
 size_t tail_source_index(const struct tail *t)
@@ -2386,13 +2494,14 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		err_set(err, errlen, "tail_rename: invalid arguments");
 		return -1;
 	}
-	nf = t->f;
+	spool_file_copy(&nf, t->f);
 	if (copy_field(nf.path, sizeof(nf.path), path) < 0) {
 		err_set(err, errlen, "%s: path too long for the spool", path);
 		return -1;
 	}
 	dup = strdup(path);
-	if (dup == NULL) {
+	if (dup == NULL || reserve_record(t, path) < 0) {
+		free(dup);
 		err_set(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
@@ -2404,7 +2513,7 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		empty_update(t, &nf);
 	free(t->path);
 	t->path = dup;
-	t->f = nf;
+	keep_record(t, &nf);
 	return 0;
 }
 
@@ -2438,7 +2547,7 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 	/* Only a file held open (read lately: the ones copies are made of; opening every idle
 	 * file of a directory for each new file there would cost a descriptor and a read each),
 	 * and one whose fingerprinted head the file holds if it is that long. */
-	if (ofd < 0 || (size >= t->f.fp_len && head_matches(fd, t->f.fp_len, t->f.fp_hash) != 1))
+	if (ofd < 0 || (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1))
 		return 0;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
 	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
@@ -2497,15 +2606,15 @@ static int record_copy_of(struct tail *t, int fd, const struct stat *st)
 	int ofd = -1, rc;
 	char e[1024];
 
-	if (t == NULL || fd < 0 || t->f.id == 0 || t->f.offset <= 0 || t->f.fp_len <= 0 ||
-	    size < t->f.fp_len || (st->st_dev == t->dev && st->st_ino == t->ino))
+	if (t == NULL || fd < 0 || t->f->id == 0 || t->f->offset <= 0 || t->f->fp_len <= 0 ||
+	    size < t->f->fp_len || (st->st_dev == t->dev && st->st_ino == t->ino))
 		return 0;
-	if (size >= t->f.offset) {
-		rc = head_matches(fd, t->f.fp_len, t->f.fp_hash);
-		return rc <= 0 ? rc : checkpoint_matches(fd, &t->f);
+	if (size >= t->f->offset) {
+		rc = head_matches(fd, t->f->fp_len, t->f->fp_hash);
+		return rc <= 0 ? rc : checkpoint_matches(fd, t->f);
 	}
 	rc = holds_prefix(t, fd, size);
-	if (rc <= 0 || size == t->f.fp_len)
+	if (rc <= 0 || size == t->f->fp_len)
 		return rc;
 	/* Being written, or made before the last lines were read: its last bytes are the
 	 * original's at the same place, if the original (opened again if it was closed) still
@@ -2514,9 +2623,9 @@ static int record_copy_of(struct tail *t, int fd, const struct stat *st)
 	if (ofd < 0 && (ofd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index],
 	                                 t->path, NULL, e, sizeof(e))) < 0)
 		return 1;
-	tail = size - t->f.fp_len < TAIL_CHECK_MAX ? size - t->f.fp_len : TAIL_CHECK_MAX;
+	tail = size - t->f->fp_len < TAIL_CHECK_MAX ? size - t->f->fp_len : TAIL_CHECK_MAX;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
-	    ost.st_size >= t->f.offset)
+	    ost.st_size >= t->f->offset)
 		rc = same_bytes(fd, ofd, size - tail, (size_t)tail);
 	if (ofd != t->fd)
 		close(ofd);
@@ -2527,9 +2636,9 @@ void tail_drop_empty(struct tail *t)
 {
 	char e[256];
 
-	if (t == NULL || t->f.id != 0 || t->empty_id == 0)
+	if (t == NULL || t->f->id != 0 || t->empty_id == 0)
 		return;
-	if (spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+	if (forget_own_empty(t, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	t->empty_id = 0;
 }
@@ -2557,7 +2666,7 @@ int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t err
 		err_set(err, errlen, "tail_mark: invalid arguments");
 		return -1;
 	}
-	nf = t->f;
+	spool_file_copy(&nf, t->f);
 	if (nf.state == state)
 		return 0;
 	nf.state = state;
@@ -2566,6 +2675,6 @@ int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t err
 		return -1;
 	if (nf.id == 0)
 		empty_update(t, &nf);
-	t->f = nf;
+	keep_record(t, &nf);
 	return 0;
 }

@@ -186,7 +186,9 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen);
 int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,
                  size_t errlen);
 
-/* The path it was opened with, and its record (identity, checkpoint, counters). */
+/* The path it was opened with, and its record (identity, checkpoint, counters), owned by the
+ * tail and valid until its next call. The record is allocated to fit its path, not a whole
+ * struct spool_file: copy it with spool_file_copy, never by assignment. */
 const char *tail_path(const struct tail *t);
 const struct spool_file *tail_file(const struct tail *t);
 size_t tail_source_index(const struct tail *t);

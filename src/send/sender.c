@@ -68,10 +68,14 @@
  * answers as already there (docs/durability.md). Any other outcome is recorded at once. */
 #define SENDER_MARK_DELAY_MS 1000
 #define SENDER_MARK_BATCH (SENDER_QUEUE_MAX / 2)
+/* Deliveries held back for the watermark (marks_defer), at most. */
+#define SENDER_MARKS_DEFER_MAX (2 * SENDER_QUEUE_MAX)
 /* v1 requests kept for the next events once answered (stripe_request_reuse), at most. */
 #define SENDER_SPARE_MAX 64
-/* Queue items kept for the events loaded next, at most (two loads' worth). */
-#define SENDER_SPARE_ITEMS (2 * SENDER_LOAD_CHUNK)
+/* Queue items kept for the events loaded next, at most: a full queue's worth, which the queue
+ * held anyway, so that a steady flow allocates none (with two loads' worth, 60 % of the events
+ * sent cost a calloc and a free of a few kilobytes each: bench/README.md). */
+#define SENDER_SPARE_ITEMS SENDER_QUEUE_MAX
 
 const double sender_duration_bounds[SENDER_DURATION_BOUNDS] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -158,6 +162,7 @@ struct sender {
 	struct spool_mark *marks;
 	char (*errors)[EVENT_ERROR_MAX];
 	size_t n_marks, cap_marks;
+	size_t n_deferred; /* of them, deliveries marks_defer held back at the last try */
 	int64_t next_mark_try;
 	int64_t marks_due; /* monotonic ms: when the waiting deliveries are recorded */
 	/* v1: finished requests, made with s->key, for the next events */
@@ -380,11 +385,61 @@ static int mark_add(struct sender *s, const struct event *ev, enum event_state s
 	return 0;
 }
 
-/* Applies every recorded outcome in one transaction, if they are due (SENDER_MARK_DELAY_MS) or
- * `force`; on failure they are kept for the next try. Returns 0 (applied or not due yet) or -1. */
+/* Puts the deliveries of events after the lowest one in flight at the end of the marks and
+ * returns how many marks come before them. The spool's watermark of delivered events stops at
+ * the first event still undecided, and each delivery beyond it is written as a row of its own
+ * until the watermark passes it: with 16 requests in flight answered in any order, that was
+ * 43 % of the events sent and an eighth of the sender's instructions (bench/README.md). Held
+ * back until the requests before them are answered (a turn or two), they are passed by the
+ * watermark at no cost. Only deliveries wait, SENDER_MARKS_DEFER_MAX marks at most (a slow
+ * answer held a queue's worth back in bench/send_v2.sh), and they do not count as outcomes
+ * the spool could not take (marks_blocked): an event in flight is
+ * answered within its request's timeout, and a crash loses only these marks, whose events are
+ * sent again under the same identifiers (docs/durability.md). One event has one mark at most,
+ * so their order does not matter to spool_mark. */
+static size_t marks_defer(struct sender *s)
+{
+	int64_t lo = INT64_MAX;
+	size_t n = s->n_marks;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sender_item *it = s->queue[i];
+
+		if (it != NULL && it->req != NULL && it->ev.id < lo)
+			lo = it->ev.id;
+	}
+	if (lo == INT64_MAX || s->mark_failures > 0 || n >= SENDER_MARKS_DEFER_MAX)
+		return n;
+	for (size_t i = 0; i < n;) {
+		struct spool_mark m = s->marks[i];
+
+		if (m.state != EVENT_DELIVERED || s->errors[i][0] != '\0' || m.id < lo) {
+			i++;
+			continue;
+		}
+		n--;
+		s->marks[i] = s->marks[n];
+		s->marks[n] = m;
+		memcpy(s->errors[i], s->errors[n], strlen(s->errors[n]) + 1);
+		s->errors[n][0] = '\0';
+	}
+	return n;
+}
+
+/* 1 if a queue's worth of outcomes waits for the spool (deliveries held back by marks_defer
+ * aside): sending waits for them. */
+static int marks_blocked(const struct sender *s)
+{
+	return s->n_marks - s->n_deferred >= SENDER_QUEUE_MAX;
+}
+
+/* Applies the recorded outcomes in one transaction, if they are due (SENDER_MARK_DELAY_MS) or
+ * `force`, all of them with `force`, else all but the deliveries marks_defer holds back; on
+ * failure they are kept for the next try. Returns 0 (applied or not due yet) or -1. */
 static int marks_apply(struct sender *s, int64_t now, int force)
 {
 	char err[512] = "";
+	size_t n;
 
 	if (s->n_marks == 0)
 		return 0;
@@ -392,9 +447,16 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 		return -1;
 	if (!force && !s->marks_now && now < s->marks_due)
 		return 0;
-	for (size_t i = 0; i < s->n_marks; i++)
+	n = force ? s->n_marks : marks_defer(s);
+	s->n_deferred = s->n_marks - n;
+	if (n == 0) {
+		s->marks_now = 0;
+		s->marks_due = now + SENDER_MARK_DELAY_MS;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
 		s->marks[i].error = s->errors[i][0] != '\0' ? s->errors[i] : NULL;
-	if (spool_mark(s->sp, s->marks, s->n_marks, err, sizeof(err)) != 0) {
+	if (spool_mark(s->sp, s->marks, n, err, sizeof(err)) != 0) {
 		char msg[sizeof(err) + 128];
 
 		err_set(msg, sizeof(msg),
@@ -403,6 +465,7 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 		ratelog_add(&s->spool_log, now, msg);
 		s->next_mark_try = now + SENDER_SPOOL_RETRY_MS;
 		s->mark_failures++;
+		s->n_deferred = 0;
 		if (s->once && !s->fatal && s->mark_failures >= SENDER_ONCE_MARK_FAILURES) {
 			s->fatal = 1;
 			err_set(s->fatal_err, sizeof(s->fatal_err), "spool: %s", err);
@@ -410,9 +473,14 @@ static int marks_apply(struct sender *s, int64_t now, int force)
 		return -1;
 	}
 	s->mark_failures = 0;
-	s->n_marks = 0;
+	/* The deferred deliveries, moved to the front; their errors are all "". */
+	memmove(s->marks, s->marks + n, (s->n_marks - n) * sizeof(*s->marks));
+	for (size_t i = 0; i < s->n_marks - n; i++)
+		s->errors[i][0] = '\0';
+	s->n_marks -= n;
+	s->n_deferred = s->n_marks;
 	s->next_mark_try = 0;
-	s->marks_due = 0;
+	s->marks_due = s->n_marks > 0 ? now + SENDER_MARK_DELAY_MS : 0;
 	s->marks_now = 0;
 	return 0;
 }
@@ -538,24 +606,31 @@ static void item_finish(struct sender *s, size_t idx)
 	s->queue[idx] = NULL;
 }
 
-/* Puts `ev` at the end of the queue, counted in pair `p`. Returns 0, or -1 if out of memory. */
+/* Puts `ev` at the end of the queue, counted in pair `p` (v1), or in none (NULL: v2, whose items
+ * have no key either). Returns 0, or -1 if out of memory. */
 static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
 {
 	struct sender_item *it;
 
 	if (s->n_spare_items > 0) {
 		it = s->spare_items[--s->n_spare_items];
-		memset(it, 0, sizeof(*it));
+		/* Every field but the event and its key, which are written below: clearing the
+		 * whole item cost as much as the copy. */
+		memset((char *)it + offsetof(struct sender_item, next_attempt), 0,
+		       sizeof(*it) - offsetof(struct sender_item, next_attempt));
 	} else {
 		it = calloc(1, sizeof(*it));
 		if (it == NULL)
 			return -1;
 	}
-	it->ev = *ev;
-	item_key(it);
+	event_copy(&it->ev, ev);
 	it->pair = p;
-	p->queued++;
-	p->last_seq = ev->queue_seq;
+	it->key[0] = '\0';
+	if (p != NULL) {
+		item_key(it);
+		p->queued++;
+		p->last_seq = ev->queue_seq;
+	}
 	s->queue[s->n++] = it;
 	return 0;
 }
@@ -602,6 +677,17 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 
 			if (rule_held(s, ev->rule)) {
 				s->held_skipped++;
+				s->cursor = ev->queue_seq;
+				continue;
+			}
+			if (s->v2) {
+				/* The stream has no per-pair order or share: no pair to keep (a
+				 * tree lookup, an insert and a delete per event cost a fifth of
+				 * sending's CPU, bench/README.md). */
+				if (queue_put(s, NULL, ev) != 0) {
+					s->more = 1;
+					return 0;
+				}
 				s->cursor = ev->queue_seq;
 				continue;
 			}
@@ -992,7 +1078,7 @@ static int64_t start_requests(struct sender *s, int64_t now)
 
 	/* Outcomes the spool cannot take (a full disk) stay in memory until it can: beyond a
 	 * queue's worth, sending waits for them rather than letting them grow without bound. */
-	if (s->n_marks >= SENDER_QUEUE_MAX)
+	if (marks_blocked(s))
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;
@@ -1292,7 +1378,7 @@ static int64_t start_batches(struct sender *s, int64_t now)
 	const char *token = NULL;
 	size_t nb = 0, cap = STRIPE_V2_BATCH_MAX;
 
-	if (s->n_marks >= SENDER_QUEUE_MAX)
+	if (marks_blocked(s))
 		return INT64_MAX;
 	if (now < s->hold_until)
 		return s->hold_until;

@@ -4,6 +4,7 @@
 #include "store/spool.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -199,6 +200,23 @@ int spool_file_state_parse(const char *text, size_t len, enum spool_file_state *
 		}
 	}
 	return -1;
+}
+
+size_t spool_file_fit_size(const char *path)
+{
+	return offsetof(struct spool_file, path) +
+	       strnlen(path, sizeof(((struct spool_file *)0)->path) - 1) + 1;
+}
+
+void spool_file_copy(struct spool_file *dst, const struct spool_file *src)
+{
+	size_t len = strnlen(src->path, sizeof(src->path) - 1);
+
+	if (dst == src)
+		return;
+	memcpy(dst, src, offsetof(struct spool_file, path));
+	memcpy(dst->path, src->path, len);
+	dst->path[len] = '\0';
 }
 
 int spool_row_file(const struct spool *sp, sqlite3_stmt *st, struct spool_file *f, char *err,

@@ -60,12 +60,13 @@ enum spool_file_state {
  * and the log show it; "?" for a value that is not a state. Static storage. */
 const char *spool_file_state_name(enum spool_file_state st);
 
-/* A tailed file's record: its identity and its checkpoint. */
+/* A tailed file's record: its identity and its checkpoint. `path` comes last so that a record
+ * kept for a long time (each tail holds one) can be allocated to fit its path
+ * (spool_file_fit_size) instead of 4 KiB; such a record is copied only with spool_file_copy. */
 struct spool_file {
 	int64_t id;              /* row id, assigned by spool_file_add */
 	char uid[SPOOL_UID_MAX]; /* random, assigned when first seen; part of every identifier */
 	char source[128];        /* source name */
-	char path[4096];         /* last path it was seen under */
 	uint64_t dev, ino;       /* st_dev, st_ino */
 	int64_t fp_len;          /* bytes of the head covered by fp_hash (<= SPOOL_FP_MAX) */
 	unsigned char fp_hash[SPOOL_HASH_LEN]; /* SHA-256 of the first fp_len bytes */
@@ -76,7 +77,16 @@ struct spool_file {
 	enum spool_file_state state;
 	struct spool_counters counters;
 	int64_t first_seen, updated; /* seconds since the epoch */
+	char path[4096];             /* last path it was seen under; last (see above) */
 };
+
+/* Bytes of a struct spool_file whose path is `path` (a NUL-terminated string shorter than the
+ * path field): the fields before the path and the path with its NUL. */
+size_t spool_file_fit_size(const char *path);
+
+/* Copies `src` (its fields and its path, up to the NUL) to `dst`, which must hold
+ * spool_file_fit_size(src->path) bytes; either may be a record allocated to fit its path. */
+void spool_file_copy(struct spool_file *dst, const struct spool_file *src);
 
 struct spool_counts {
 	int64_t pending, delivered, dead, unsure;
@@ -134,11 +144,15 @@ int spool_file_find_path(struct spool *sp, const char *source, const char *path,
 int spool_file_find_remounted(struct spool *sp, const char *source, const char *path, uint64_t dev,
                               uint64_t ino, struct spool_file *out, char *err, size_t errlen);
 
-/* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
- * events): the record of a file seen only empty, whose inode turned out to be another record's
- * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
- * is kept (its uid is in identifiers). Returns 1 (deleted), 0 (kept, or no such record), or -1. */
-int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen);
+/* Deletes the record `id` if it is still the record of the file (dev, ino) and nothing was ever
+ * read under it (checkpoint 0, no fingerprint, no events): the record of a file seen only empty,
+ * whose inode turned out to be another record's file (a copytruncate copy created empty) or a
+ * compressor's output. A record that read anything is kept (its uid is in identifiers), and so is
+ * another file's record that got the id since (SQLite reuses the largest rowid once its row is
+ * deleted, https://www.sqlite.org/autoinc.html). Returns 1 (deleted), 0 (kept, or no such
+ * record), or -1. */
+int spool_file_forget(struct spool *sp, int64_t id, uint64_t dev, uint64_t ino, char *err,
+                      size_t errlen);
 
 /* One event as the ingest half makes it of a line, for spool_batch_add. */
 struct spool_new_event {

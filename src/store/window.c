@@ -282,8 +282,8 @@ static int close_one(struct spool *sp, struct window_due *w, const char *instanc
 	sqlite3_stmt *st;
 	int rc = SQLITE_OK;
 
-	if (event_window_identifier(ev->identifier, instance, spool_id, ev->rule, ev->customer,
-	                            w->start) < 0) {
+	if (event_ids_window(sp->ids, ev->identifier, instance, spool_id, ev->rule, ev->customer,
+	                     w->start) < 0) {
 		err_set(err, errlen, "cannot compute a window identifier");
 		return -1;
 	}

@@ -258,6 +258,26 @@ static void test_window_identifier(void **state)
 	                 0);
 	assert_string_not_equal(id, other);
 	assert_int_equal(event_window_identifier(id, NULL, SPOOL_ID, "bytes", "cus_A", 0), -1);
+	/* With one context for every window (event_ids_window): the same identifiers, a start
+	 * before the epoch written as "-3600" (hashlib over the same fields). */
+	{
+		struct event_ids *ids = event_ids_new();
+
+		assert_non_null(ids);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(event_ids_window(ids, id, "test", SPOOL_ID, "bytes",
+			                                  "cus_A", 1717243200),
+			                 0);
+			assert_string_equal(id, "lmw2-ee42bd1203957649195326d54970f82ec73cd96d");
+			assert_int_equal(
+			    event_ids_window(ids, id, "test", SPOOL_ID, "bytes", "cus_A", -3600),
+			    0);
+			assert_string_equal(id, "lmw2-0ddd5fb7efefaddb143e02a57948fac8ff7274dd");
+		}
+		assert_int_equal(event_ids_window(NULL, id, "test", SPOOL_ID, "b", "c", 0), -1);
+		assert_string_equal(id, "");
+		event_ids_free(ids);
+	}
 #undef SPOOL_ID
 }
 
@@ -294,6 +314,62 @@ static void test_value_add(void **state)
 	assert_int_equal(event_value_digits("0"), 0);
 }
 
+/* event_copy gives what a struct copy gives, compared field by field as the sender reads them:
+ * numbers, texts up to their NUL, and a text that fills its array whole. */
+static void test_event_copy(void **state)
+{
+	struct event src, dst;
+
+	(void)state;
+	memset(&src, 0, sizeof(src));
+	memset(&dst, 0xAA, sizeof(dst));
+	src.id = 7;
+	src.queue_seq = 8;
+	src.file_id = 9;
+	src.line_offset = 4096;
+	snprintf(src.rule, sizeof(src.rule), "api");
+	snprintf(src.identifier, sizeof(src.identifier), "lm1-0123");
+	snprintf(src.event_name, sizeof(src.event_name), "bandwidth_bytes");
+	snprintf(src.payload_customer_key, sizeof(src.payload_customer_key), "stripe_customer_id");
+	snprintf(src.payload_value_key, sizeof(src.payload_value_key), "value");
+	snprintf(src.customer_key, sizeof(src.customer_key), "key_1");
+	memset(src.customer, 'c', sizeof(src.customer)); /* no NUL: copied whole */
+	snprintf(src.value, sizeof(src.value), "12.5");
+	src.timestamp = 1717243200;
+	src.state = EVENT_DEAD;
+	src.attempts = 3;
+	src.key_generation = 2;
+	src.first_unknown = 1717243100;
+	snprintf(src.last_error, sizeof(src.last_error), "HTTP 400");
+	src.created = 1717243201;
+	src.delivered_at = 1717243202;
+	src.window_s = 60;
+	src.window_grace_s = 5;
+	event_copy(&dst, &src);
+	assert_int_equal(dst.id, 7);
+	assert_int_equal(dst.queue_seq, 8);
+	assert_int_equal(dst.file_id, 9);
+	assert_int_equal(dst.line_offset, 4096);
+	assert_string_equal(dst.rule, "api");
+	assert_string_equal(dst.identifier, "lm1-0123");
+	assert_string_equal(dst.event_name, "bandwidth_bytes");
+	assert_string_equal(dst.payload_customer_key, "stripe_customer_id");
+	assert_string_equal(dst.payload_value_key, "value");
+	assert_string_equal(dst.customer_key, "key_1");
+	assert_memory_equal(dst.customer, src.customer, sizeof(src.customer));
+	assert_string_equal(dst.value, "12.5");
+	assert_int_equal(dst.timestamp, 1717243200);
+	assert_int_equal(dst.state, EVENT_DEAD);
+	assert_int_equal(dst.attempts, 3);
+	assert_int_equal(dst.key_generation, 2);
+	assert_int_equal(dst.first_unknown, 1717243100);
+	assert_string_equal(dst.last_error, "HTTP 400");
+	assert_int_equal(dst.created, 1717243201);
+	assert_int_equal(dst.delivered_at, 1717243202);
+	assert_int_equal(dst.window_s, 60);
+	assert_int_equal(dst.window_grace_s, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +377,7 @@ int main(void)
 	    cmocka_unit_test(test_identifier_properties),
 	    cmocka_unit_test(test_identifier_reused_context),
 	    cmocka_unit_test(test_form_body),
+	    cmocka_unit_test(test_event_copy),
 	    cmocka_unit_test(test_window_identifier),
 	    cmocka_unit_test(test_value_add),
 	};

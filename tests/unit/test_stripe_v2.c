@@ -191,6 +191,26 @@ static void test_stream_body_as_jansson(void **state)
 				assert_non_null(got);
 				assert_string_equal(got, want);
 			}
+			/* The check before sending refuses what jansson refuses, and only that. */
+			for (int k = 0; k < 4; k++) {
+				char why[256];
+				json_t *j[6] = {
+				    json_string(evs[k].customer),
+				    json_string(evs[k].value),
+				    json_string(evs[k].event_name),
+				    json_string(evs[k].identifier),
+				    json_string(evs[k].payload_customer_key),
+				    json_string(evs[k].payload_value_key),
+				};
+				int ok = 1;
+
+				for (int f = 0; f < 6; f++) {
+					ok = ok && j[f] != NULL;
+					json_decref(j[f]);
+				}
+				assert_int_equal(stripe_v2_event_check(&evs[k], why, sizeof(why)),
+				                 ok ? 0 : -1);
+			}
 			free(want);
 			free(got);
 		}
