@@ -678,8 +678,10 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	                        &pc->nf, pc->err, pc->errlen);
 	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
 	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
-		found =
-		    spool_file_forget(t->ctx.spool, pc->nf.id, pc->err, pc->errlen) < 0 ? -1 : 0;
+		found = spool_file_forget(t->ctx.spool, pc->nf.id, (uint64_t)st->st_dev,
+		                          (uint64_t)st->st_ino, pc->err, pc->errlen) < 0
+		            ? -1
+		            : 0;
 	else if (found > 0 && stale_record(&pc->nf, fd))
 		found = 0; /* an earlier file's, with its inode: the copy's record comes after it */
 	if (found != 0)
@@ -692,7 +694,9 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	pc->nf.ino = (uint64_t)st->st_ino;
 	pc->nf.size = size;
 	pc->nf.offset = last_line_start(fd, size);
-	pc->nf.state = SPOOL_FILE_READING;
+	/* Read to its end and tailed by nobody: drained, so that once the copy is deleted the
+	 * next file given its inode (the next copy, on ext4) is not taken for it (stale_record). */
+	pc->nf.state = SPOOL_FILE_DRAINED;
 	if (pc->nf.offset < 0 || copy_field(pc->nf.source, sizeof(pc->nf.source), t->source) < 0 ||
 	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
 	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
@@ -746,7 +750,8 @@ static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
 	                        (uint64_t)cst->st_ino, e, err, errlen);
 	if (found > 0 && e->id != t->f->id && e->offset == 0 && e->fp_len == 0)
-		found = spool_file_forget(t->ctx.spool, e->id, err, errlen);
+		found = spool_file_forget(t->ctx.spool, e->id, (uint64_t)cst->st_dev,
+		                          (uint64_t)cst->st_ino, err, errlen);
 	free(e);
 	return found < 0 ? -1 : 0;
 }
@@ -935,6 +940,18 @@ static int take_record(struct tail *t, const struct spool_file *old, int *spool_
 	return 0;
 }
 
+/* Deletes the record t's file was seen empty with (t->empty_id) if it is still that file's and
+ * read nothing: the original of a copytruncate that read its rest from this file deleted it
+ * already (forget_empty) if this file is that copy, and the spool may have given its id to another
+ * file's record since (spool_file_forget). Returns 0 or -1. */
+static int forget_own_empty(struct tail *t, char *err, size_t errlen)
+{
+	return spool_file_forget(t->ctx.spool, t->empty_id, (uint64_t)t->dev, (uint64_t)t->ino, err,
+	                         errlen) < 0
+	           ? -1
+	           : 0;
+}
+
 /* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
  * now (a copytruncate copy whose original read its rest from it while this tail waited for its
  * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
@@ -965,7 +982,7 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 	free(old);
 	/* Another record took over (a copy's original): the one it was seen empty with goes. */
 	if (rc == 0 && t->empty_id != 0 && t->empty_id != t->f->id &&
-	    spool_file_forget(t->ctx.spool, t->empty_id, err, errlen) < 0) {
+	    forget_own_empty(t, err, errlen) < 0) {
 		*spool_failed = 1;
 		return -1;
 	}
@@ -1005,12 +1022,23 @@ static void empty_update(struct tail *t, const struct spool_file *f)
 {
 	struct spool_file *nf;
 	char e[256];
+	int found;
 
 	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
 		return;
+	/* Still its record: the newest of its inode, empty (forget_own_empty says why it may be
+	 * gone, its id another file's). Else the tail has none any more. */
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, nf, e,
+	                        sizeof(e));
+	if (found == 0 ||
+	    (found > 0 && (nf->id != t->empty_id || nf->offset != 0 || nf->fp_len != 0))) {
+		t->empty_id = 0;
+		free(nf);
+		return;
+	}
 	*nf = *f;
 	nf->id = t->empty_id;
-	if (spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
+	if (found < 0 || spool_file_update(t->ctx.spool, nf, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	free(nf);
 }
@@ -1906,8 +1934,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			char e[256];
 
 			/* A compressor's output is no log: it leaves no record. */
-			if (t->empty_id != 0 &&
-			    spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+			if (t->empty_id != 0 && forget_own_empty(t, e, sizeof(e)) < 0)
 				log_debug("%s: %s", t->path, e);
 			t->empty_id = 0;
 			err_set(err, errlen,
@@ -2575,7 +2602,7 @@ void tail_drop_empty(struct tail *t)
 
 	if (t == NULL || t->f->id != 0 || t->empty_id == 0)
 		return;
-	if (spool_file_forget(t->ctx.spool, t->empty_id, e, sizeof(e)) < 0)
+	if (forget_own_empty(t, e, sizeof(e)) < 0)
 		log_debug("%s: %s", t->path, e);
 	t->empty_id = 0;
 }

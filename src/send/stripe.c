@@ -81,6 +81,9 @@ static size_t body_append(struct body_buf *b, const char *data, size_t n, size_t
 
 struct stripe_request {
 	CURL *easy;
+	/* The URL parsed once (CURLOPT_CURLU): given as text, libcurl 7.88 parses it again and
+	 * prints it back at every transfer, 12,000 instructions of each request (callgrind). */
+	CURLU *url;
 	struct curl_slist *headers; /* one of them holds the key: wiped in _free */
 	/* A meter event's Idempotency-Key: a list node of its own ahead of `headers`, so that a
 	 * request used again for another event changes it in place (stripe_request_reuse). */
@@ -950,6 +953,9 @@ static int request_init(struct stripe_request *req, const struct config *cfg, co
 	wipe(line, sizeof(line));
 	if (add_header(&req->headers, "Stripe-Version: " STRIPE_API_VERSION) != 0)
 		goto fail_oom;
+	/* A header of the list, not CURLOPT_USERAGENT, which libcurl formats anew per transfer. */
+	if (add_header(&req->headers, "User-Agent: logmeter/" PACKAGE_VERSION) != 0)
+		goto fail_oom;
 	if (idem != NULL) {
 		snprintf(req->idem_line, sizeof(req->idem_line), "Idempotency-Key: %s", idem);
 		req->idem.data = req->idem_line;
@@ -975,7 +981,14 @@ static int request_init(struct stripe_request *req, const struct config *cfg, co
 		err_set(err, errlen, "curl_easy_init failed");
 		goto fail;
 	}
-	SETOPT(req->easy, CURLOPT_URL, url);
+	req->url = curl_url();
+	if (req->url == NULL)
+		goto fail_oom;
+	if (curl_url_set(req->url, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		err_set(err, errlen, "libcurl refused the URL of api_base");
+		goto fail;
+	}
+	SETOPT(req->easy, CURLOPT_CURLU, req->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	SETOPT(req->easy, CURLOPT_PROTOCOLS_STR,
 	       config_api_base_is_local(base) ? "https,http" : "https");
@@ -989,7 +1002,6 @@ static int request_init(struct stripe_request *req, const struct config *cfg, co
 		SETOPT(req->easy, CURLOPT_POSTFIELDS, body); /* borrowed: it lives in req */
 	else
 		SETOPT(req->easy, CURLOPT_COPYPOSTFIELDS, body);
-	SETOPT(req->easy, CURLOPT_USERAGENT, "logmeter/" PACKAGE_VERSION);
 	SETOPT(req->easy, CURLOPT_TIMEOUT_MS, timeout);
 	SETOPT(req->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
 	SETOPT(req->easy, CURLOPT_NOSIGNAL, 1L);
@@ -1212,6 +1224,7 @@ void stripe_request_free(struct stripe_request *req)
 		return;
 	if (req->easy != NULL)
 		curl_easy_cleanup(req->easy);
+	curl_url_cleanup(req->url); /* after the handle that borrowed it */
 	for (struct curl_slist *l = req->headers; l != NULL; l = l->next) {
 		if (l->data != NULL)
 			wipe(l->data, strlen(l->data));

@@ -235,11 +235,15 @@ int spool_file_find_path(struct spool *sp, const char *source, const char *path,
 	return found;
 }
 
-int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen)
+int spool_file_forget(struct spool *sp, int64_t id, uint64_t dev, uint64_t ino, char *err,
+                      size_t errlen)
 {
+	/* The device and inode too: SQLite gives the largest rowid to the next row once that row
+	 * is deleted (https://www.sqlite.org/autoinc.html), so an id a tail kept for the record
+	 * its file was seen empty with may name another file's new record by now. */
 	static const char sql[] =
-	    "DELETE FROM files WHERE id = ?1 AND \"offset\" = 0 AND fp_len = 0"
-	    " AND events = 0 AND lines = 0";
+	    "DELETE FROM files WHERE id = ?1 AND dev = ?2 AND ino = ?3 AND \"offset\" = 0"
+	    " AND fp_len = 0 AND events = 0 AND lines = 0";
 	sqlite3_stmt *st = NULL;
 	int rc, changed;
 
@@ -252,6 +256,10 @@ int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen)
 	rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(st, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)dev);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)ino);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
 		rc = SQLITE_OK;
 	changed = sqlite3_changes(sp->db);

@@ -134,11 +134,15 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 int spool_file_find_path(struct spool *sp, const char *source, const char *path,
                          struct spool_file *out, char *err, size_t errlen);
 
-/* Deletes the record `id` if nothing was ever read under it (checkpoint 0, no fingerprint, no
- * events): the record of a file seen only empty, whose inode turned out to be another record's
- * file (a copytruncate copy created empty) or a compressor's output. A record that read anything
- * is kept (its uid is in identifiers). Returns 1 (deleted), 0 (kept, or no such record), or -1. */
-int spool_file_forget(struct spool *sp, int64_t id, char *err, size_t errlen);
+/* Deletes the record `id` if it is still the record of the file (dev, ino) and nothing was ever
+ * read under it (checkpoint 0, no fingerprint, no events): the record of a file seen only empty,
+ * whose inode turned out to be another record's file (a copytruncate copy created empty) or a
+ * compressor's output. A record that read anything is kept (its uid is in identifiers), and so is
+ * another file's record that got the id since (SQLite reuses the largest rowid once its row is
+ * deleted, https://www.sqlite.org/autoinc.html). Returns 1 (deleted), 0 (kept, or no such
+ * record), or -1. */
+int spool_file_forget(struct spool *sp, int64_t id, uint64_t dev, uint64_t ino, char *err,
+                      size_t errlen);
 
 /* One event as the ingest half makes it of a line, for spool_batch_add. */
 struct spool_new_event {

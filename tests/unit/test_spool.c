@@ -766,6 +766,45 @@ static void test_file_round_trip(void **state)
 	assert_int_equal(got.fp_len, 5);
 }
 
+/* spool_file_forget deletes the record of a file seen only empty, and only while the id is still
+ * that file's: SQLite gives a deleted largest id to the next record
+ * (https://www.sqlite.org/autoinc.html), so a copy's tail that kept the id of the record its file
+ * was seen empty with must not delete the truncated original's new record that got it. */
+static void test_file_forget(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, e, b, got;
+	char err[512] = "";
+	int64_t eid;
+
+	file_init(&a, "r", "/var/log/app.log", 2049, 10);
+	a.offset = 2758;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	/* The copy, seen empty: nothing read. */
+	file_init(&e, "r", "/var/log/app.log.1", 2049, 11);
+	e.fp_len = 0;
+	assert_int_equal(spool_file_add(fx->sp, &e, err, sizeof(err)), 0);
+	eid = e.id;
+	/* A record that read something, or another file's: kept. */
+	assert_int_equal(spool_file_forget(fx->sp, a.id, 2049, 10, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 10, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_forget(fx->sp, eid, 2050, 11, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM files"), 2);
+	/* Its own, empty: deleted. */
+	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 1);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 11, &got, err, sizeof(err)), 0);
+	/* The original's new record (its file truncated to nothing) gets the same id... */
+	file_init(&b, "r", "/var/log/app.log", 2049, 10);
+	b.fp_len = 0;
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	assert_int_equal(b.id, eid);
+	/* ...and the copy's tail forgetting its old record again leaves it. */
+	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 10, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, b.id);
+	assert_string_equal(got.uid, b.uid);
+}
+
 /* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent,
  * a batch that does not decode is damage. */
 static void test_read_back_bounds(void **state)
@@ -2731,6 +2770,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_forget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),

@@ -603,6 +603,12 @@ static void test_copy_opened_empty(void **state)
 	assert_int_equal(tail_file(copy)->offset, 24);
 	events(fx->sp, EVENT_PENDING, &l);
 	assert_int_equal(l.n, 3);
+	/* The original's new record got the id of the copy's deleted empty one (SQLite reuses
+	 * the largest rowid), and the copy's tail left it: the original's next lines are stored. */
+	write_str(fx->log, "cus_d 4\n", 1);
+	assert_int_equal(read_tail(orig), 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 4);
 	tail_free(copy);
 	tail_free(orig);
 }
