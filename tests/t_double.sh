@@ -12,7 +12,7 @@ double_start
 req() {
 	local name=$1 rc=0
 	shift
-	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+	curl -sS --noproxy '*' --max-time 60 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
 		"$@" "$DOUBLE_URL/v1/billing/meter_events" >"$T/$name.status" 2>"$T/$name.err" ||
 		rc=$?
 	echo "$rc" >"$T/$name.rc"
@@ -22,7 +22,7 @@ req() {
 get() {
 	local name=$1 path=$2 rc=0
 	shift 2
-	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+	curl -sS --noproxy '*' --max-time 60 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
 		"$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
 	echo "$rc" >"$T/$name.rc"
 }
@@ -200,12 +200,13 @@ req f429l "${auth[@]}" --data "$(ev id-g 7)"
 assert_eq 429 "$(status f429l)" "injected 429lock"
 assert_eq true "$(header f429l Stripe-Should-Retry)" "429lock Stripe-Should-Retry"
 
-# A key still in progress (slow request) gets 409.
-double_faults 'slow:3000'
+# A key still in progress (slow request) gets 409. The slow request is held 15 s so that the second
+# one (a new curl started on a loaded machine) surely arrives while it is held.
+double_faults 'slow:15000'
 req slow "${auth[@]}" -H 'Idempotency-Key: key-s' --data "$(ev id-s 1)" &
 slow_pid=$!
 in_flight() { [ "$(double_stat in_flight)" = 1 ]; }
-wait_until 5 in_flight || fail "the slow request never arrived"
+wait_until 60 in_flight || fail "the slow request never arrived"
 sleep 0.2
 req busy "${auth[@]}" -H 'Idempotency-Key: key-s' --data "$(ev id-s 1)"
 wait "$slow_pid"
@@ -339,7 +340,7 @@ assert_eq 2 "$(double_stat by_status.reset)" "stats resets"
 # ---- time: Idempotency-Keys and identifiers are forgotten after their TTLs ----------------------
 # POST /_double/clock moves the double's clock (for the TTLs only), so nothing sleeps.
 clock() {
-	curl -sS --noproxy '*' --max-time 20 -f -X POST -H 'Content-Type: application/json' \
+	curl -sS --noproxy '*' --max-time 60 -f -X POST -H 'Content-Type: application/json' \
 		--data "{\"advance\": $1}" "$DOUBLE_URL/_double/clock" >/dev/null ||
 		fail "POST /_double/clock failed"
 }
@@ -513,7 +514,7 @@ double_start --session-ttl 600
 post() { # post NAME PATH [curl args...]: like get, for a POST
 	local name=$1 path=$2 rc=0
 	shift 2
-	curl -sS --noproxy '*' --max-time 20 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
+	curl -sS --noproxy '*' --max-time 60 -o "$T/$name.b" -D "$T/$name.h" -w '%{http_code}' \
 		-X POST "$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
 	echo "$rc" >"$T/$name.rc"
 }
