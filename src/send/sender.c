@@ -2466,7 +2466,11 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		if (s->n_marks > 0)
 			marks_apply(s, now, once && s->n == 0 && s->inflight == 0);
 
-		wake = min64(wake, s->next_reload);
+		/* A full queue loads nothing (maybe_load) until an item finishes, which an answer
+		 * or a retry's time wakes the loop for: its reload time, past while Stripe is
+		 * unreachable, would make the loop spin over the whole queue every millisecond. */
+		if (s->n < SENDER_QUEUE_MAX)
+			wake = min64(wake, s->next_reload);
 		wake = min64(wake, s->next_window_check);
 		if (s->n == 0 && s->inflight == 0)
 			wake = min64(wake, s->next_idle_reload);

@@ -37,9 +37,14 @@ const struct spool_sql spool_window_sql[] = {
     {ST_WINDOW_LINE_FIND, "SELECT 1 FROM window_lines"
                           " WHERE file_id = ?1 AND line_offset = ?2 AND rule = ?3"},
     /* An event of its own is in a batch that covers its line (a line of a batch's span that
-     * made no event of its own went into a window, found above, or made none). */
-    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM batches WHERE file_id = ?1 AND first_offset <= ?2"
-                          " AND end_offset > ?2 AND ?3 IS NOT NULL LIMIT 1"},
+     * made no event of its own went into a window, found above, or made none). A file's batches
+     * do not overlap (each spans the lines between two checkpoints, or is a window's meter event
+     * at a negative place of its own), so only the last one starting at or before the line can
+     * cover it: one step down batches_position, not a scan of every batch before the line,
+     * which grew with each window closed (all at negative places) and made ingest superlinear. */
+    {ST_WINDOW_OWN_EVENT, "SELECT 1 FROM (SELECT end_offset FROM batches WHERE file_id = ?1"
+                          " AND first_offset <= ?2 AND ?3 IS NOT NULL"
+                          " ORDER BY first_offset DESC LIMIT 1) WHERE end_offset > ?2"},
     {ST_WINDOW_LINE_ADD, "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value,"
                          " timestamp, late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                          " ON CONFLICT(file_id, line_offset, rule) DO NOTHING"},

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store/spool.h"
+#include "store/spool_int.h" /* a statement's steps: test_window_placed_steps */
 
 #include "fixture.h"
 
@@ -1351,6 +1352,47 @@ static void test_window_memory(void **state)
 	                 1);
 	assert_true(raw_int(fx->db, "SELECT max(start) FROM windows WHERE state = 0") > start);
 
+	free(f);
+}
+
+/* Whether a line was placed before (spool_window_commit, once per line of an aggregating rule)
+ * looks at one batch, not at every batch before the line: the meter events of closed windows
+ * are batches at negative places of their file, below every line, and a scan of them per line
+ * made ingest superlinear while Stripe was unreachable. The count is of SQLite's steps, not of
+ * time. */
+#define PLACED_WINDOWS 300
+
+static void test_window_placed_steps(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "app", 81);
+	struct event ev;
+	char err[512] = "";
+	int64_t now = (int64_t)time(NULL), start = now - now % DAY_S, closed = 0;
+	sqlite3_stmt *st = fx->sp->st[ST_WINDOW_OWN_EVENT];
+	int steps;
+
+	for (int i = 0; i <= PLACED_WINDOWS; i++) {
+		event_init(&ev, f->id, 100 * i, "usage");
+		snprintf(ev.customer, sizeof(ev.customer), "cus_%d", i);
+		ev.window_s = DAY_S;
+		ev.window_grace_s = 10;
+		ev.timestamp = now;
+		f->offset = 100 * (i + 1);
+		if (i == PLACED_WINDOWS) {
+			assert_int_equal(spool_windows_close(fx->sp, start + DAY_S + 10, &closed,
+			                                     err, sizeof(err)),
+			                 0);
+			assert_int_equal(closed, PLACED_WINDOWS);
+			sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 1);
+		}
+		assert_int_equal(fixture_commit(fx->sp, f, &ev, 1, err, sizeof(err)), 0);
+	}
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM batches WHERE first_offset < 0"),
+	                 PLACED_WINDOWS);
+	steps = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+	assert_true(steps > 0); /* it ran */
+	assert_true(steps < PLACED_WINDOWS);
 	free(f);
 }
 
@@ -2783,6 +2825,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_window_digits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_window_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_window_place, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_window_placed_steps, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_and_dedupe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_bad_references, setup, teardown),
