@@ -2546,8 +2546,13 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 
 	/* Only a file held open (read lately: the ones copies are made of; opening every idle
 	 * file of a directory for each new file there would cost a descriptor and a read each),
-	 * and one whose fingerprinted head the file holds if it is that long. */
-	if (ofd < 0 || (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1))
+	 * and one whose fingerprinted head the file holds if it is that long. Unless the original
+	 * no longer starts as its record says (truncated and written again, not seen yet: frozen
+	 * across a copytruncate and the copy of the next one): then the record tells nothing of
+	 * what the copy may hold, and only the original's bytes can. */
+	if (ofd < 0 ||
+	    (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1 &&
+	     head_matches(ofd, t->f->fp_len, t->f->fp_hash) == 1))
 		return 0;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
 	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
