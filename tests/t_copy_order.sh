@@ -14,7 +14,11 @@
 #      inode of the last one, which was recorded as read to its end, as when logrotate deletes the
 #      last copy and ext4 gives its inode to the next one
 #   4. two copytruncates in a row while frozen (app.log.1 renamed to app.log.2, a new app.log.1)
-#   5. the agent stopped instead of frozen: copy made, original grown and truncated, then a start
+#   5. frozen across a copytruncate and the first half of the next one (app.log.1 renamed to
+#      app.log.2, the grown original copied to a new app.log.1), the second truncation made once
+#      the agent has seen the first: app.log.1 is judged while the original's record is still the
+#      one before the first truncation, and holds what the original's next record reads
+#   6. the agent stopped instead of frozen: copy made, original grown and truncated, then a start
 . "$(dirname "$0")/lib.sh"
 lm_init copy_order
 . "$top_srcdir/tests/tail_lib.sh"
@@ -109,16 +113,37 @@ settle "4"
 mv "$R.1" "$T/copy4a"
 mv "$R.2" "$T/copy4b"
 
-note "5: copy, growth and truncation while the agent is stopped"
-writer_put 7
+note "5: frozen across a copytruncate and the first half of the next; truncated after the thaw"
+writer_put 6
 settle "5, first lines"
+freeze
+cp "$R" "$R.1"
+truncate -s 0 "$R"
+writer_put 57
+mv "$R.1" "$R.2"
+cp "$R" "$R.1"
+truncations() { grep -c "r/app.log: truncated after a copy" "$T/agent.log"; }
+seen=$(truncations)
+kill -CONT "$AGENT_PID"
+# The second truncation only once the agent has handled the thaw's events (the first truncation).
+first_seen() { [ "$(truncations)" -gt "$seen" ]; }
+wait_until 60 first_seen ||
+	fail "5: the first truncation was not seen"
+truncate -s 0 "$R"
+settle "5"
+mv "$R.1" "$T/copy5a"
+mv "$R.2" "$T/copy5b"
+
+note "6: copy, growth and truncation while the agent is stopped"
+writer_put 7
+settle "6, first lines"
 agent_stop || fail "agent did not stop cleanly"
 writer_put 30
 cp "$R" "$R.1"
 truncate -s 0 "$R"
 writer_put 10
 agent_start "$conf" 7>&-
-settle "5"
+settle "6"
 agent_stop || fail "agent did not stop cleanly"
 exec 7>&-
 
@@ -126,9 +151,9 @@ exec 7>&-
 # it: the files as they are now, and the lines read from originals since truncated.
 : > "$T/expected_ids"
 : > "$T/expected_rids"
-expect_file "$conf" r "$R" "$T/copy1" "$T/copy3" "$T/copy4a" "$T/copy4b" "$R.1"
+expect_file "$conf" r "$R" "$T/copy1" "$T/copy3" "$T/copy4a" "$T/copy4b" "$T/copy5a" "$T/copy5b" "$R.1"
 expect_from r "$snap2_uid" "$T/snap2" 0
 assert_eq "$written" "$(wc -l < "$T/expected_rids")" "rids expected (all written but the window's)"
 check_accepted
 assert_eq 0 "$(grep -c 'FOREIGN KEY' "$T/agent.log")" "spool errors"
-echo "t_copy_order: $written rids each accepted once in five orderings of copy, growth and truncation"
+echo "t_copy_order: $written rids each accepted once in six orderings of copy, growth and truncation"
