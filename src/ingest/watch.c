@@ -138,6 +138,7 @@ struct wtail {
 struct wcopy {
 	char *path;
 	unsigned seen; /* the rescan generation that last found it a copy */
+	size_t si;     /* the source whose glob matched it */
 };
 
 /* A file that appeared under a name a source's glob matches (IN_CREATE, IN_MOVED_TO), followed
@@ -470,6 +471,7 @@ static void copy_note(struct watch *w, const char *path, const struct tail *of,
 	    (w->copies[w->n_copies].path = strdup(path)) == NULL)
 		return;
 	w->copies[w->n_copies].seen = w->gen;
+	w->copies[w->n_copies].si = tail_source_index(of);
 	w->n_copies++;
 }
 
@@ -986,11 +988,40 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 	return 0;
 }
 
+static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
+                               char *err, size_t errlen);
+
+/* The noted copies of source si judged again (is_copy) after a tail of si took another record
+ * (its file truncated, read from the start again): a copy of what that file held before may hold
+ * lines its new record will never read (truncated again before it read them), and is read as a
+ * new file now rather than at the next rescan. */
+static void recheck_copies(struct watch *w, size_t si)
+{
+	/* Backwards: is_copy drops a copy by moving the last one, already judged, into its place.
+	 */
+	for (size_t i = w->n_copies; i-- > 0;) {
+		char *path =
+		    i < w->n_copies && w->copies[i].si == si ? strdup(w->copies[i].path) : NULL;
+		char e[1024];
+		struct wtail *nt;
+		struct stat st;
+		int spool_failed;
+
+		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
+		    !has_record(w, si, path, &st) && !is_copy(w, si, path) &&
+		    (nt = open_path(w, si, path, &spool_failed, e, sizeof(e))) != NULL)
+			dirty_add(w, nt);
+		free(path);
+	}
+}
+
 /* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
  * it recovers. Returns 0, -1, or 1 if the tail was released (wt is freed). */
 static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
 	char e[1024] = "";
+	int64_t id = tail_file(wt->t)->id;
 	struct stat st;
 	int rc;
 
@@ -1016,6 +1047,8 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 		wt->read_size = st.st_size;
 		wt->read_mtime = st.st_mtim;
 		lru_touch(w, wt);
+		if (w->n_copies > 0 && tail_file(wt->t)->id != id)
+			recheck_copies(w, tail_source_index(wt->t));
 		return 0;
 	}
 	if (errno == EMEDIUMTYPE) {
