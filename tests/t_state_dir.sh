@@ -138,6 +138,15 @@ if [ "$(id -u)" = 0 ] && other_group=$(getent group adm | cut -d: -f1) && [ -n "
 else
 	note "not root, or no group adm apart from ours: a key file of a foreign group is not tried"
 fi
+# Its owner may rewrite it whatever the mode: root or the user running logmeter only.
+if [ "$(id -u)" = 0 ] && getent passwd nobody >/dev/null; then
+	chmod 0600 "$T/stripe.key"
+	chown nobody "$T/stripe.key"
+	refused "the Stripe API key file $T/stripe.key belongs to nobody, neither root nor the user running logmeter (root)"
+	chown root "$T/stripe.key"
+else
+	note "not root, or no user nobody: a key file of another owner is not tried"
+fi
 # Its own group may read it: check and run accept it (below, with a spool and events).
 chmod 0640 "$T/stripe.key"
 "$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" ||

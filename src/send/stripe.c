@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,18 @@ static const char *group_name(gid_t gid, char *buf, size_t buflen)
  * effective gid: the user's primary group, or the unit's Group=) or the service's own group
  * KEY_FILE_GROUP. Any other group (adm, where the package puts the user logmeter so that it reads
  * /var/log, or a group of people) would hand the key to all its members. */
+/* The name of user `uid` into `buf` (`len` bytes), or "uid N" when it has none. */
+static const char *user_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL && pw->pw_name != NULL)
+		snprintf(buf, len, "%s", pw->pw_name);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)uid);
+	return buf;
+}
+
 static int key_group_ok(gid_t gid)
 {
 	struct group *gr;
@@ -372,7 +385,8 @@ static int key_group_ok(gid_t gid)
 	return gr != NULL && gr->gr_gid == gid;
 }
 
-/* Refuses a key file that grants anything to "others" (a key readable by every local user is a
+/* Refuses a key file owned by another user than root or the one running logmeter, one that
+ * grants anything to "others" (a key readable by every local user is a
  * leaked key), that its group may write (whoever replaces the key receives the usage in another
  * Stripe account), or that a group other than key_group_ok's may read. */
 static int key_file_mode_ok(int fd, const char *path, char *err, size_t errlen)
@@ -387,6 +401,19 @@ static int key_file_mode_ok(int fd, const char *path, char *err, size_t errlen)
 	if (S_ISDIR(st.st_mode)) {
 		err_set(err, errlen, "cannot read the Stripe API key file %s: %s", path,
 		        strerror(EISDIR));
+		return -1;
+	}
+	/* Its owner may rewrite it whatever the mode says: only root or logmeter's own user. */
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		char u[64], own[64];
+
+		err_set(
+		    err, errlen,
+		    "the Stripe API key file %s belongs to %s, neither root nor the user running "
+		    "logmeter (%s): its owner could replace the key; chown root:" KEY_FILE_GROUP
+		    " and chmod 640 it (or chown it to the user running logmeter and chmod 600)",
+		    path, user_name(st.st_uid, u, sizeof(u)),
+		    user_name(geteuid(), own, sizeof(own)));
 		return -1;
 	}
 	if ((st.st_mode & S_IRWXO) != 0) {

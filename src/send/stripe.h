@@ -84,7 +84,8 @@ void stripe_key_forget(void);
  * and not empty (taken by stripe_key_take_env, or still in the environment); the systemd credential
  * $CREDENTIALS_DIRECTORY/stripe.key if that file exists (LoadCredential=stripe.key:PATH,
  * systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file the first line is the key
- * (surrounding whitespace dropped); a file whose mode grants anything to others (S_IRWXO), that
+ * (surrounding whitespace dropped); a file owned by a user other than root and geteuid(), whose
+ * mode grants anything to others (S_IRWXO), that
  * its group may write, or that a group may read other than the one logmeter runs as (getegid) or
  * the group logmeter is refused, with the chmod/chown that fixes it (docs/security.md). Writes the
  * key to `key`
