@@ -1002,16 +1002,20 @@ static void recheck_copies(struct watch *w, size_t si)
 	for (size_t i = w->n_copies; i-- > 0;) {
 		char *path =
 		    i < w->n_copies && w->copies[i].si == si ? strdup(w->copies[i].path) : NULL;
-		char e[1024];
+		char e[1024] = "";
 		struct wtail *nt;
 		struct stat st;
 		int spool_failed;
 
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && !is_copy(w, si, path) &&
-		    (nt = open_path(w, si, path, &spool_failed, e, sizeof(e))) != NULL)
-			dirty_add(w, nt);
+		    !has_record(w, si, path, &st) && !is_copy(w, si, path)) {
+			nt = open_path(w, si, path, &spool_failed, e, sizeof(e));
+			if (nt != NULL)
+				dirty_add(w, nt);
+			else if (e[0] != '\0') /* not silent: the next rescan finds it again */
+				log_err("%s (retried at the next rescan)", e);
+		}
 		free(path);
 	}
 }
