@@ -2557,10 +2557,15 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
 	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
 	    (b = malloc(TAIL_BACK_CHUNK)) != NULL) {
+		/* The first chunk small, then doubling: two files of a directory almost always
+		 * differ in their first line, and every new file of a directory is compared with
+		 * every open file there (1,000 files at start: half a million pairs). */
+		size_t chunk = SPOOL_FP_MAX;
+
 		rc = 1;
-		for (int64_t off = 0; off < size && rc == 1; off += TAIL_BACK_CHUNK) {
-			size_t len =
-			    size - off < TAIL_BACK_CHUNK ? (size_t)(size - off) : TAIL_BACK_CHUNK;
+		for (int64_t off = 0; off < size && rc == 1; off += (int64_t)chunk,
+		             chunk = chunk < TAIL_BACK_CHUNK / 2 ? chunk * 2 : TAIL_BACK_CHUNK) {
+			size_t len = size - off < (int64_t)chunk ? (size_t)(size - off) : chunk;
 			ssize_t n1 = pread_full(fd, a, len, off), n2 = pread_full(ofd, b, len, off);
 
 			if (n1 < 0 || n2 < 0)
