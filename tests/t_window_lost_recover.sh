@@ -3,7 +3,8 @@
 # on it are lost, with the usage of their lines (their files' checkpoints are past them). Recover
 # says so, as it does of other losses: how many windows, how many of their lines, and which
 # customers, which the windows' unique index (rule, customer, start) still names, in its output
-# and in its log. The windows on the other pages are kept and the agent starts on the result.
+# and in its log. The windows on the other pages are kept and the agent starts on the result. Lost
+# windows that were closed keep their meter events: recover counts them apart, no usage is lost.
 . "$(dirname "$0")/lib.sh"
 lm_init window_lost_recover
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -72,3 +73,34 @@ agent_once "$conf" || rc=$?
 assert_eq 1 "$rc" "run --once after the recover (windows still open)"
 assert_eq $((480 - lost)) "$(sqlite3 "$db" "SELECT count(*) FROM windows WHERE state = 0")" \
 	"open windows after a run"
+
+# Closed windows lost: their meter events survive (batches of their own), so their usage is not
+# lost; recover counts them apart and names no usage lost. A later run bills nothing more.
+log2="$T/logs/past.log"
+awk -v now="$now" 'BEGIN { for (w = 0; w < 8; w++) for (c = 0; c < 60; c++)
+	printf "%d cus_%03d %d\n", now - 7200 + w * 600, c, 1 + c + w }' >"$log2"
+write_config "$T/past.conf"
+sed -i "s|^state_dir = .*|state_dir = $T/state2|" "$T/past.conf"
+mkdir -p "$T/state2"
+config_epoch_rule "$T/past.conf" "$log2" "aggregate = 60s" "aggregate_grace = 1s"
+db2="$T/state2/spool.db"
+: >"$T/accepted.tsv"
+agent_once "$T/past.conf" || fail "run --once over past windows exited $?"
+assert_eq 480 "$(accepted_count)" "meter events of the past windows"
+assert_eq 480 "$(sqlite3 "$db2" "SELECT count(*) FROM windows WHERE state = 1")" "closed windows"
+cp "$db2" "$T/pristine2.db"
+page=$(sqlite3 "$db2" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
+	ORDER BY pageno LIMIT 1 OFFSET 1")
+[ -n "$page" ] || fail "test bug: no second leaf page of the closed windows"
+head -c "$psize" /dev/zero | tr '\0' '\377' |
+	dd of="$db2" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
+"$LOGMETER" spool recover -c "$T/past.conf" >"$T/recover2.out" 2>"$T/recover2.err" ||
+	fail "spool recover (closed windows) exited $?: $(cat "$T/recover2.out" "$T/recover2.err")"
+lost2=$(sqlite3 "$db2" "ATTACH '$T/pristine2.db' AS old;
+	SELECT count(*) FROM old.windows w WHERE NOT EXISTS (SELECT 1 FROM main.windows n
+	WHERE n.rule = w.rule AND n.customer = w.customer AND n.start = w.start)")
+[ "$lost2" -gt 0 ] && [ "$lost2" -lt 480 ] || fail "test bug: $lost2 closed windows lost"
+grep -qx "warning: $lost2 aggregation windows were lost (their rows could not be read); $lost2 closed, whose meter events are kept" \
+	"$T/recover2.out" || fail "recover (closed windows): $(cat "$T/recover2.out")"
+agent_once "$T/past.conf" || fail "run --once after recovering closed windows exited $?"
+assert_eq 480 "$(accepted_count)" "meter events accepted after recovering closed windows"
