@@ -11,7 +11,7 @@ Usage:
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
-                   [--faults SPEC] [--session-ttl S]
+                   [--faults SPEC] [--session-ttl S] [--session-created-skew S]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -39,6 +39,9 @@ Usage:
 
   --session-ttl S  seconds a meter event session's authentication token is valid (default 900,
                    Stripe's 15 minutes); tests make it short to make sessions expire.
+  --session-created-skew S  a meter event session's created and expires_at are S seconds off
+                   Stripe's clock (default 0), as in a wrong answer (a proxy's, a bug's), while
+                   the Date header and timestamp validation stay on Stripe's clock.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -497,6 +500,7 @@ class State:
         self.lock = threading.Lock()
         self.api_key = args.api_key
         self.timestamp_skew = args.timestamp_skew
+        self.session_created_skew = args.session_created_skew
         self.live = bool(LIVE_KEY_RE.match(args.api_key))
         self.started = time.time()
         self.clock_offset = 0.0
@@ -1432,9 +1436,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "id": "mes_" + uuid.uuid4().hex[:24],
                 "object": "v2.billing.meter_event_session",
                 "authentication_token": token,
-                # Stripe's clock, which --timestamp-skew sets apart from this host's.
-                "created": rfc3339_ms(created + st.timestamp_skew),
-                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_ttl),
+                # Stripe's clock, which --timestamp-skew sets apart from this host's (and
+                # --session-created-skew from Stripe's: a wrong answer).
+                "created": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew),
+                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew
+                                         + st.session_ttl),
                 "livemode": st.live,
             }, note="session")
         with st.lock:
@@ -1765,6 +1771,9 @@ def main(argv=None):
                     "(see FAULTS in the docstring)")
     ap.add_argument("--log", metavar="PATH",
                     help="append one tab-separated line per request (method, path, status, ...)")
+    ap.add_argument("--session-created-skew", type=int, default=0, metavar="S",
+                    help="seconds a meter event session's created and expires_at are off "
+                    "Stripe's clock (a wrong answer; default 0)")
     ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
                     help="seconds a meter event session's token is valid (default 900, "
                     "Stripe's 15 minutes)")

@@ -16,6 +16,8 @@
 #define SESSION_TIMEOUT_MAX_MS 10000
 #define SESSION_RENEW_MARGIN_MAX_MS 60000
 #define SESSION_SKEW_MAX_S 86400 /* Stripe's clock against this host's, either way */
+/* A session's created time this far ahead of what its Date header confirms is logged. */
+#define SESSION_DATE_NOTE_S 30
 
 struct session {
 	const struct config *cfg;
@@ -139,13 +141,29 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	/* Stripe made it between the request and the answer: a `created` before the request is
 	 * Stripe's clock behind this one by at least the difference, one after the answer is
 	 * Stripe's clock ahead by at least that (whole seconds: `created` may carry
-	 * milliseconds). Within the request's time the clocks agree as far as this can tell. */
-	if (next.created < asked - 1)
+	 * milliseconds). Within the request's time the clocks agree as far as this can tell.
+	 * Behind only holds events, none lost; ahead makes dead letters of events near the end of
+	 * 35 days, which one wrong field must not do: a clock ahead is taken only as far as the
+	 * answer's Date header (RFC 9110 6.6.1, Stripe's clock too, made apart from the body) says
+	 * so as well, and not at all without one. */
+	if (next.created < asked - 1) {
 		s->offset_s = next.created - asked;
-	else if (next.created > answered + 1)
-		s->offset_s = next.created - answered;
-	else
+	} else if (next.created > answered + 1) {
+		int64_t by_date = r.date > answered + 1 ? r.date - answered : 0;
+
+		s->offset_s = by_date < next.created - answered ? by_date : next.created - answered;
+		if (next.created - answered - s->offset_s >= SESSION_DATE_NOTE_S)
+			log_warn("the meter event session's created time is %lld s ahead of this "
+			         "host's clock, but the answer's Date header %s: Stripe's clock is "
+			         "taken as %lld s ahead",
+			         (long long)(next.created - answered),
+			         r.date == 0             ? "is missing"
+			         : r.date > answered + 1 ? "says less"
+			                                 : "agrees with this host's clock",
+			         (long long)s->offset_s);
+	} else {
 		s->offset_s = 0;
+	}
 	explicit_bzero(&next, sizeof(next));
 	log_debug("meter event session created, valid %lld s", (long long)(life_ms / 1000));
 	return STRIPE_DELIVERED;

@@ -97,6 +97,7 @@ struct stripe_request {
 	int should_retry;       /* Stripe-Should-Retry: 1, 0, -1 absent */
 	int replayed;           /* Idempotent-Replayed: true */
 	int64_t retry_after_ms; /* Retry-After, -1 if absent */
+	int64_t date;           /* Date: seconds since the epoch, 0 if absent or not a date */
 	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
 	char location[STRIPE_LOCATION_MAX];   /* Location (of a redirect), "" if absent */
 	char errbuf[CURL_ERROR_SIZE];
@@ -927,6 +928,20 @@ static int64_t parse_retry_after(const char *v, size_t vlen)
 	return secs * 1000;
 }
 
+/* The Date header (an HTTP date, RFC 9110 6.6.1): seconds since the epoch, or 0. */
+static int64_t parse_date(const char *v, size_t vlen)
+{
+	char text[64];
+	time_t when;
+
+	if (vlen == 0 || vlen >= sizeof(text))
+		return 0;
+	memcpy(text, v, vlen);
+	text[vlen] = '\0';
+	when = curl_getdate(text, NULL);
+	return when > 0 ? (int64_t)when : 0;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct stripe_request *req = ud;
@@ -938,6 +953,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 		req->should_retry = -1;
 		req->replayed = 0;
 		req->retry_after_ms = -1;
+		req->date = 0;
 		req->rl_reason[0] = '\0';
 		req->location[0] = '\0';
 		return n;
@@ -956,6 +972,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 		req->replayed = vlen == 4 && strncasecmp(v, "true", 4) == 0;
 	} else if ((v = header_value(data, n, "Retry-After", &vlen)) != NULL) {
 		req->retry_after_ms = parse_retry_after(v, vlen);
+	} else if ((v = header_value(data, n, "Date", &vlen)) != NULL) {
+		req->date = parse_date(v, vlen);
 	} else if ((v = header_value(data, n, "Location", &vlen)) != NULL) {
 		struct stripe_buf b;
 
@@ -1173,6 +1191,7 @@ int stripe_request_reuse(struct stripe_request *req, const struct event *ev, voi
 	req->should_retry = -1;
 	req->replayed = 0;
 	req->retry_after_ms = -1;
+	req->date = 0;
 	req->rl_reason[0] = '\0';
 	req->location[0] = '\0';
 	req->errbuf[0] = '\0';
@@ -1251,6 +1270,7 @@ void stripe_request_response(struct stripe_request *req, CURLcode code, struct s
 		r->status = 0;
 	r->should_retry = req->should_retry;
 	r->replayed = req->replayed;
+	r->date = req->date;
 	/* Whatever the server echoed, the key itself never leaves this module. */
 	blank_key(req->body.p, req->body.len, req->key, strlen(req->key));
 	r->body = req->body.p;

@@ -63,7 +63,8 @@ struct stripe_response {
 	long status;        /* HTTP status, 0 if none */
 	int should_retry;   /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
 	int replayed;       /* Idempotent-Replayed: true (a saved answer) */
-	const char *body;   /* response body (may be NULL), `body_len` bytes */
+	int64_t date; /* the Date header, seconds since the epoch (the server's clock); 0: none */
+	const char *body; /* response body (may be NULL), `body_len` bytes */
 	size_t body_len;
 	const char *identifier; /* the identifier sent; a 2xx must carry it. NULL: not checked */
 	const char *location;   /* the Location header of a redirect, or NULL */
