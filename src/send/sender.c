@@ -980,9 +980,9 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	if (s->v2 && it->ev.timestamp < wall - EVENT_MAX_AGE_S + SENDER_V2_PAST_MARGIN_S) {
 		snprintf(
 		    reason, sizeof(reason),
-		    "timestamp %lld is within %d s of the end of Stripe's 35-day window%s, and "
-		    "the stream checks it later, asynchronously: Stripe would drop it unbilled; "
-		    "not sent",
+		    "timestamp %lld is within %d s of the end of Stripe's 35-day window%s; the "
+		    "stream checks timestamps later (asynchronously, with no documented delay) and "
+		    "drops one it finds too old, unbilled: not sent, as a margin",
 		    (long long)it->ev.timestamp, SENDER_V2_PAST_MARGIN_S, clk);
 		item_dead(s, idx, reason, now);
 		return 0;
