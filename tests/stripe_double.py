@@ -173,7 +173,9 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
   GET  /_double/faults  the fault state.
   POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
-                        TTLs only. Answers {"offset": total seconds, "now": the double's time}.
+                        TTLs only; {"skew": S} sets --timestamp-skew from now on (Stripe's clock
+                        set right, or wrong, while a client runs). Answers {"offset": total
+                        seconds, "now": the double's time}.
   GET  /_double/clock   the same.
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
@@ -936,13 +938,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             advance = float(req.get("advance", 0))
             if not advance >= 0:  # also refuses NaN
                 raise ValueError("advance must be a number of seconds >= 0")
+            skew = req.get("skew")
+            if skew is not None and (isinstance(skew, bool) or not isinstance(skew, int)):
+                raise ValueError("skew must be an integer number of seconds")
         except (ValueError, TypeError) as e:
             self.log_control(400)
             return self.send_json(400, error_body("invalid_request_error", str(e)))
         with self.st.lock:
             self.st.clock_offset += advance
+            if skew is not None:
+                self.st.timestamp_skew = skew
             obj = self.st.clock_state()
-        self.log_control(200, "advance=%g" % advance)
+        self.log_control(200, "advance=%g skew=%s" % (advance, skew))
         self.send_json(200, obj)
 
     # --- the list endpoints ---------------------------------------------------------------

@@ -1329,11 +1329,16 @@ static void pause_for(struct sender *s, enum stripe_outcome out, const char *rea
  * this host's), so that events are judged by Stripe's clock; says so when it changes by much. */
 static void clock_offset(struct sender *s, int64_t offset)
 {
-	int64_t diff = offset - s->stripe_offset;
+	int64_t diff = offset - s->stripe_offset, apart = offset < 0 ? -offset : offset;
 
 	if (diff < 0)
 		diff = -diff;
-	if (diff >= SENDER_CLOCK_NOTE_S && offset < 0)
+	/* Seconds apart is agreement (NTP keeps clocks within seconds): a clock set right after
+	 * hours off is said to agree, not to be checked again. */
+	if (diff >= SENDER_CLOCK_NOTE_S && apart < SENDER_CLOCK_NOTE_S)
+		log_info("this host's clock agrees with Stripe's again (%lld s apart)",
+		         (long long)apart);
+	else if (diff >= SENDER_CLOCK_NOTE_S && offset < 0)
 		log_warn(
 		    "this host's clock is %lld s ahead of Stripe's (a meter event session's "
 		    "created time): events are held until Stripe's clock is within 5 minutes of "
@@ -1344,8 +1349,6 @@ static void clock_offset(struct sender *s, int64_t offset)
 		         "created time): events are judged by Stripe's clock, and those older than "
 		         "35 days by it, less %d s, are dead letters; check this host's time (NTP)",
 		         (long long)offset, SENDER_V2_PAST_MARGIN_S);
-	else if (diff >= SENDER_CLOCK_NOTE_S)
-		log_info("this host's clock agrees with Stripe's again");
 	if (offset != s->stripe_offset)
 		s->publish_due = 1;
 	s->stripe_offset = offset;
