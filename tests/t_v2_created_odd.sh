@@ -4,6 +4,7 @@
 # this host's. One such field must not make the agent judge the 35 days by a clock hours ahead and
 # dead-letter events Stripe takes: a clock ahead is taken only as far as the answer's Date header
 # confirms it. Every event is accepted once, none is a dead letter, none is dropped by Stripe.
+# Then a `created` hours behind: it must not hold events Stripe takes now for hours.
 . "$(dirname "$0")/lib.sh"
 lm_init v2_created_odd
 
@@ -61,3 +62,21 @@ grep -q "the meter event session's created time is [0-9]* s ahead of this host's
 if grep -q "Stripe's clock is [0-9]* s ahead of this host's" "$T/agent.log"; then
 	fail "the agent took Stripe's clock for ahead: $(grep "Stripe's clock is" "$T/agent.log" | head -n 2)"
 fi
+
+# A session's created time 3 hours behind Stripe's clock: events stamped now are not held for 3
+# hours (run --once would leave them pending and exit 1); they are accepted now.
+double_restart --session-created-skew -"$ODD"
+sed -i "s|^state_dir = .*|state_dir = $T/state_behind|" "$conf"
+mkdir -p "$T/state_behind"
+: >"$T/accepted.tsv"
+log2=$T/logs/now.log
+now1=$(date +%s)
+for k in 0 1 2 3 4; do printf '%d cus_C %d\n' $((now1 + k * 30)) $((k + 1)) >>"$log2"; done
+sed -i "s|$log|$log2|" "$conf"
+rc=0
+agent_once "$conf" || rc=$?
+[ "$rc" -ne 124 ] || fail "behind: run --once did not end"
+assert_eq 5 "$(accepted_count)" "behind: events accepted"
+assert_eq 0 "$rc" "behind: run --once exit status"
+grep -q "the meter event session's created time is [0-9]* s behind this host's clock" \
+	"$T/agent.log" || fail "behind: the agent did not say the created time disagrees: $(tail -n 5 "$T/agent.log")"

@@ -70,6 +70,18 @@ void session_drop(struct session *s)
 	s->renew_at = 0;
 }
 
+/* How far a time of Stripe's clock, `t`, made between `asked` and `answered` (this host's clock,
+ * whole seconds), is off this host's clock at least: negative when behind, positive when ahead, 0
+ * within the request's time (a second's slack for fractions). */
+static int64_t clock_apart(int64_t t, int64_t asked, int64_t answered)
+{
+	if (t < asked - 1)
+		return t - asked;
+	if (t > answered + 1)
+		return t - answered;
+	return 0;
+}
+
 enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
                                   size_t reasonlen)
 {
@@ -79,7 +91,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	char err[512] = "";
 	enum stripe_outcome out;
 	CURLcode code;
-	int64_t life_ms, margin, asked, answered;
+	int64_t life_ms, margin, asked, answered, by_created, by_date;
 	long timeout;
 
 	session_drop(s);
@@ -141,29 +153,27 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	/* Stripe made it between the request and the answer: a `created` before the request is
 	 * Stripe's clock behind this one by at least the difference, one after the answer is
 	 * Stripe's clock ahead by at least that (whole seconds: `created` may carry
-	 * milliseconds). Within the request's time the clocks agree as far as this can tell.
-	 * Behind only holds events, none lost; ahead makes dead letters of events near the end of
-	 * 35 days, which one wrong field must not do: a clock ahead is taken only as far as the
-	 * answer's Date header (RFC 9110 6.6.1, Stripe's clock too, made apart from the body) says
-	 * so as well, and not at all without one. */
-	if (next.created < asked - 1) {
-		s->offset_s = next.created - asked;
-	} else if (next.created > answered + 1) {
-		int64_t by_date = r.date > answered + 1 ? r.date - answered : 0;
-
-		s->offset_s = by_date < next.created - answered ? by_date : next.created - answered;
-		if (next.created - answered - s->offset_s >= SESSION_DATE_NOTE_S)
-			log_warn("the meter event session's created time is %lld s ahead of this "
-			         "host's clock, but the answer's Date header %s: Stripe's clock is "
-			         "taken as %lld s ahead",
-			         (long long)(next.created - answered),
-			         r.date == 0             ? "is missing"
-			         : r.date > answered + 1 ? "says less"
-			                                 : "agrees with this host's clock",
-			         (long long)s->offset_s);
-	} else {
+	 * milliseconds). Within the request's time the clocks agree as far as this can tell. One
+	 * wrong field (a proxy's, a cache's, a bug's) must not make dead letters of events Stripe
+	 * takes (a clock ahead) nor hold them for hours (behind): the answer's Date header is
+	 * Stripe's clock too (RFC 9110 6.6.1), made apart from the body, and the clock is taken as
+	 * off only as far as both say, the lesser. Without a Date, only behind, which holds events
+	 * but loses none. */
+	by_created = clock_apart(next.created, asked, answered);
+	by_date = r.date != 0 ? clock_apart(r.date, asked, answered) : 0;
+	if (r.date == 0)
+		s->offset_s = by_created < 0 ? by_created : 0;
+	else if ((by_created < 0 && by_date < 0) || (by_created > 0 && by_date > 0))
+		s->offset_s =
+		    llabs((long long)by_date) < llabs((long long)by_created) ? by_date : by_created;
+	else
 		s->offset_s = 0;
-	}
+	if (llabs((long long)(by_created - s->offset_s)) >= SESSION_DATE_NOTE_S)
+		log_warn("the meter event session's created time is %lld s %s this host's clock, "
+		         "but the answer's Date header %s: Stripe's clock is taken as %lld s off "
+		         "this host's",
+		         llabs((long long)by_created), by_created < 0 ? "behind" : "ahead of",
+		         r.date == 0 ? "is missing" : "says otherwise", (long long)s->offset_s);
 	explicit_bzero(&next, sizeof(next));
 	log_debug("meter event session created, valid %lld s", (long long)(life_ms / 1000));
 	return STRIPE_DELIVERED;
