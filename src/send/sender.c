@@ -56,6 +56,9 @@
 #define SENDER_SESSION_EXPIRED_MAX 3
 /* A change of this many seconds in how far Stripe's clock is behind this host's is logged. */
 #define SENDER_CLOCK_NOTE_S 30
+/* Stripe's clock carried on by the boot clock and this host's plus the offset may differ by this
+ * many seconds (rounding, NTP slewing) before this host's clock is taken for stepped. */
+#define SENDER_CLOCK_STEP_S 2
 /* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
  * documented bound on how much later ("Events are processed asynchronously, including
  * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
@@ -918,6 +921,22 @@ static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
 	item_finish(s, idx);
 }
 
+/* Stripe's clock now (seconds since the epoch), and in *off how far it is off this host's: with
+ * v2, as the last session measured it. That measure is carried on by the boot clock
+ * (session_stripe_now): this host's clock stepped since (NTP setting it right) moves this host's
+ * clock, not Stripe's, and the offset measured before no longer holds. Within
+ * SENDER_CLOCK_STEP_S of this host's clock plus the offset (rounding, NTP slewing) it is that. */
+static int64_t stripe_clock(struct sender *s, int64_t *off)
+{
+	int64_t host = (int64_t)time(NULL), w = session_stripe_now(s->session);
+
+	*off = s->stripe_offset;
+	if (w <= 0 || llabs((long long)(w - host - s->stripe_offset)) <= SENDER_CLOCK_STEP_S)
+		return host + s->stripe_offset;
+	*off = w - host;
+	return w;
+}
+
 /* Checks item `idx` before it is sent: dead-letters what can never be sent, makes unsure what
  * must not be re-sent blindly, and holds an event stamped ahead of the clock (next_attempt).
  * Returns 1 if it stays queued, 0 if it was taken out. */
@@ -927,7 +946,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	/* Stripe's clock decides what it takes: with v2 it checks later, against its own clock,
 	 * and takes an event "up to 5 minutes in the future" without billing it; an event whose
 	 * 35 days have run out by Stripe's clock is taken too, and dropped. */
-	int64_t wall = (int64_t)time(NULL) + s->stripe_offset;
+	int64_t off, wall = stripe_clock(s, &off);
 	char reason[384], clk[128] = "";
 	enum event_window win;
 
@@ -962,12 +981,11 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now);
 		return 0;
 	}
-	if (s->stripe_offset != 0)
+	if (off != 0)
 		snprintf(clk, sizeof(clk),
 		         " by Stripe's clock, which is %lld s %s this host's (a meter event "
 		         "session's created time)",
-		         (long long)llabs((long long)s->stripe_offset),
-		         s->stripe_offset > 0 ? "ahead of" : "behind");
+		         (long long)llabs((long long)off), off > 0 ? "ahead of" : "behind");
 	win = event_window_of(it->ev.timestamp, wall);
 	if (win == EVENT_WINDOW_OLD) {
 		snprintf(reason, sizeof(reason),
@@ -994,7 +1012,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		         "timestamp %lld is %lld s ahead of %s clock, more than a day: a wrong "
 		         "timestamp or clock; not sent",
 		         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
-		         s->stripe_offset != 0 ? "Stripe's" : "this host's");
+		         off != 0 ? "Stripe's" : "this host's");
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
@@ -1016,7 +1034,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 			         "more than Stripe's 5 minutes: held until it is valid",
 			         (long long)it->ev.id, it->ev.identifier,
 			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
-			         s->stripe_offset != 0 ? "Stripe's" : "this host's");
+			         off != 0 ? "Stripe's" : "this host's");
 			ratelog_add(&s->hold_log, now, msg);
 			s->publish_due = 1;
 		}

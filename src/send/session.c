@@ -25,6 +25,8 @@ struct session {
 	int held;
 	int64_t renew_at; /* monotonic ms */
 	int64_t offset_s; /* Stripe's clock less this host's at its creation (seconds, signed) */
+	int64_t stripe_s; /* Stripe's clock at the answer that measured it (seconds), kept on */
+	int64_t stripe_boot_ms; /* clock_boot_ms() then; 0: never measured */
 };
 
 struct session *session_new(const struct config *cfg)
@@ -61,6 +63,13 @@ int64_t session_clock_offset(const struct session *s)
 	return s != NULL ? s->offset_s : 0;
 }
 
+int64_t session_stripe_now(const struct session *s)
+{
+	if (s == NULL || s->stripe_boot_ms == 0)
+		return 0;
+	return s->stripe_s + (clock_boot_ms() - s->stripe_boot_ms) / 1000;
+}
+
 void session_drop(struct session *s)
 {
 	if (s == NULL)
@@ -91,7 +100,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	char err[512] = "";
 	enum stripe_outcome out;
 	CURLcode code;
-	int64_t life_ms, margin, asked, answered, by_created, by_date;
+	int64_t life_ms, margin, asked, answered, answered_boot, by_created, by_date;
 	long timeout;
 
 	session_drop(s);
@@ -108,6 +117,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	asked = (int64_t)time(NULL);
 	code = curl_easy_perform(stripe_request_easy(req));
 	answered = (int64_t)time(NULL);
+	answered_boot = clock_boot_ms();
 	stripe_request_response(req, code, &r);
 	out = stripe_classify(&r, reason, reasonlen);
 	if (code == CURLE_OK && r.status >= 200 && r.status <= 299) {
@@ -168,6 +178,10 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 		    llabs((long long)by_date) < llabs((long long)by_created) ? by_date : by_created;
 	else
 		s->offset_s = 0;
+	/* Carried on by the boot clock, not this host's: a step of this host's clock while the
+	 * session is held (NTP setting it right) must not move Stripe's clock with it. */
+	s->stripe_s = answered + s->offset_s;
+	s->stripe_boot_ms = answered_boot > 0 ? answered_boot : 1;
 	if (llabs((long long)(by_created - s->offset_s)) >= SESSION_DATE_NOTE_S)
 		log_warn("the meter event session's created time is %lld s %s this host's clock, "
 		         "but the answer's Date header %s: Stripe's clock is taken as %lld s off "
