@@ -46,6 +46,7 @@
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
 #define TAIL_CHUNK (128 * 1024)     /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
+#define TAIL_RACY_S 1               /* an mtime younger than this may not change with a write */
 
 struct tail {
 	struct tail_ctx ctx;
@@ -86,6 +87,12 @@ struct tail {
 	size_t copy_errlen;
 	int restarted;   /* f is the record reset() started (a truncation was seen) */
 	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
+	/* The mtime the last successful read saw (its fstat), if `seen_known`: a file exactly as
+	 * long as its checkpoint is checked against the record (same_size_stale) only when its
+	 * mtime differs. Not known when that mtime was less than TAIL_RACY_S seconds old then: a
+	 * write in the same clock tick may have left it as it was (git's "racy clean" index). */
+	struct timespec seen_mtime;
+	int seen_known;
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
 	int archive, finish;
@@ -1940,10 +1947,40 @@ static int64_t data_end(struct tail *t, int64_t size)
 	return (int64_t)hole;
 }
 
+/* Whether a file exactly as long as its checkpoint (st), which read_lines reads nothing of and so
+ * checks nothing of, no longer holds what the record read: a copytruncate followed, before
+ * logmeter looked, by new lines that bring it back to that very size. Only when its mtime changed
+ * since the last read (or was too recent then to tell), so that an idle file or a spurious event
+ * costs nothing; then the check bytes before the checkpoint and the head are read (64 bytes and
+ * up to 1 KiB). Returns 1 if stale, 0, or -1 on a read error (errno set). */
+static int same_size_stale(struct tail *t, const struct stat *st)
+{
+	int rc;
+
+	if (t->f->id == 0 || t->f->offset == 0 || st->st_size != t->f->offset)
+		return 0;
+	if (t->seen_known && st->st_mtim.tv_sec == t->seen_mtime.tv_sec &&
+	    st->st_mtim.tv_nsec == t->seen_mtime.tv_nsec)
+		return 0;
+	rc = checkpoint_matches(t->fd, t->f);
+	if (rc > 0)
+		rc = head_matches(t->fd, t->f->fp_len, t->f->fp_hash);
+	return rc < 0 ? -1 : !rc;
+}
+
+/* Records the mtime a successful read saw (st, its fstat made before `now`, CLOCK_REALTIME) for
+ * same_size_stale. */
+static void seen_mtime(struct tail *t, const struct stat *st, const struct timespec *now)
+{
+	t->seen_mtime = st->st_mtim;
+	t->seen_known = now->tv_sec - st->st_mtim.tv_sec > TAIL_RACY_S;
+}
+
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
 	struct stat st;
-	int spool_failed = 0, stale = 1;
+	struct timespec now;
+	int spool_failed = 0, stale = 1, rc;
 	int64_t rv = 0;
 
 	if (t == NULL) {
@@ -1955,7 +1992,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		errno = EBADF;
 		return -1;
 	}
-	if (fstat(t->fd, &st) < 0) {
+	if (fstat(t->fd, &st) < 0 || clock_gettime(CLOCK_REALTIME, &now) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
@@ -1990,15 +2027,25 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
-	if (st.st_size >= t->f->offset) {
+	rc = same_size_stale(t, &st);
+	if (rc < 0) {
+		err_set(err, errlen, "%s: read: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (rc == 0 && st.st_size >= t->f->offset) {
 		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
-		if (!stale)
+		if (!stale) {
+			if (rv >= 0)
+				seen_mtime(t, &st, &now);
 			return rv;
+		}
 	}
 	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 		return -1;
 	rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 	/* Rewritten once more since: the next read starts it over. */
+	if (rv >= 0 && !stale)
+		seen_mtime(t, &st, &now);
 	return rv < 0 ? -1 : rv;
 }
 
