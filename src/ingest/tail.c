@@ -885,6 +885,7 @@ static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *er
 	         "behind) and read from its start as the file's first lines, then the file as a "
 	         "new one. Content cannot tell such a copy from another file of that name",
 	         t->path, cpath, (intmax_t)cst.st_size);
+	guard_tailing(t->ctx.guard, GUARD_TAIL_EMPTY_COPY, cpath);
 	rc = read_copy(t, cfd, &cst, cpath, err, errlen);
 	close(cfd);
 	free(cpath);
@@ -1939,10 +1940,12 @@ static int64_t data_end(struct tail *t, int64_t size)
 	data = lseek(t->fd, hole, SEEK_DATA);
 	if (data >= 0 || errno != ENXIO)
 		return size;
-	if (!t->warned_hole)
+	if (!t->warned_hole) {
 		log_warn("%s: its last %jd bytes are a hole, a sparse file: not read until data is "
 		         "written after it (%jd bytes of data)",
 		         t->path, (intmax_t)(size - hole), (intmax_t)hole);
+		guard_tailing(t->ctx.guard, GUARD_TAIL_SPARSE, t->path);
+	}
 	t->warned_hole = 1;
 	return (int64_t)hole;
 }
