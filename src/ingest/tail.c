@@ -2584,10 +2584,30 @@ static int same_bytes(int fd1, int fd2, int64_t off, size_t len)
 
 static int record_copy_of(struct tail *t, int fd, const struct stat *st);
 
+/* Opens tail t's file by its path while t is suspended (max_open_files), for prefix_of_live, if
+ * t has read nothing yet (then its record cannot tell a copy: record_copy_of) and its path still
+ * leads to its file, `size` bytes long at least. Returns the descriptor (caller closes), or -1. */
+static int open_unread(struct tail *t, int64_t size)
+{
+	struct stat pst;
+	char e[1024];
+	int fd;
+
+	if (t->f->offset != 0 || stat(t->path, &pst) != 0 || pst.st_dev != t->dev ||
+	    pst.st_ino != t->ino || pst.st_size < size)
+		return -1;
+	fd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index], t->path, NULL, e,
+	                sizeof(e));
+	if (fd < 0)
+		log_debug("%s", e);
+	return fd;
+}
+
 /* Whether the file open as `fd`, `size` bytes long, holds exactly the first `size` bytes that
  * tail t's file holds now: a copy of it made since, whatever logmeter read of either (the original
- * grew after the copy, or its new lines are not read yet); t must hold its file open (not
- * suspended for max_open_files). Returns 1, 0, or -1 on a read error. */
+ * grew after the copy, or its new lines are not read yet). t must hold its file open, or have read
+ * nothing of it yet (then it is opened for the look: open_unread). Returns 1, 0, or -1 on a read
+ * error. */
 static int prefix_of_live(struct tail *t, int fd, int64_t size)
 {
 	unsigned char *a = NULL, *b = NULL;
@@ -2596,14 +2616,18 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 
 	/* Only a file held open (read lately: the ones copies are made of; opening every idle
 	 * file of a directory for each new file there would cost a descriptor and a read each),
+	 * or one closed for max_open_files before it read anything (opened empty: its record
+	 * says nothing a copy could be recognised by, and a copy of its first lines made before
+	 * they were read would be read as a new file, and the original then taken for its copy);
 	 * and one whose fingerprinted head the file holds if it is that long. Unless the original
 	 * no longer starts as its record says (truncated and written again, not seen yet: frozen
 	 * across a copytruncate and the copy of the next one): then the record tells nothing of
 	 * what the copy may hold, and only the original's bytes can. */
-	if (ofd < 0 ||
-	    (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1 &&
-	     head_matches(ofd, t->f->fp_len, t->f->fp_hash) == 1))
+	if (ofd < 0 && (ofd = open_unread(t, size)) < 0)
 		return 0;
+	if (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1 &&
+	    head_matches(ofd, t->f->fp_len, t->f->fp_hash) == 1)
+		goto out;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
 	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
 	    (b = malloc(TAIL_BACK_CHUNK)) != NULL) {
@@ -2619,6 +2643,9 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 				rc = 0;
 		}
 	}
+out:
+	if (ofd != t->fd)
+		close(ofd);
 	free(a);
 	free(b);
 	return rc;
