@@ -1377,6 +1377,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			    "record of it): read to its end as a new file. The file it held was "
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
+			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
 			wt = open_path(w, si, path, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;

@@ -446,7 +446,33 @@ static void print_ingest(FILE *out, const struct facts *f)
 	fprintf(out, "\n");
 }
 
-/* "refused: ..." and "limits: ..." (docs/security.md), once the agent wrote them. */
+/* "tailing: ..." (docs/tailing.md): the warnings about files whose lines were read in a way content
+ * cannot prove right, or not read yet, counted since the agent started, and the last file each
+ * named (already escaped by the agent). */
+static void print_tailing(FILE *out, const struct guard_status *g)
+{
+	static const char *const what[GUARD_TAILINGS] = {
+	    "copies of files last seen empty, read as their first lines",
+	    "files rotated while logmeter was stopped, read as new files",
+	    "files that end in a hole (sparse), not read past it"};
+	char when[32];
+
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
+	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
+	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
+	        what[GUARD_TAIL_SPARSE]);
+	for (int w = 0; w < GUARD_TAILINGS; w++) {
+		if (g->counts.tailing[w] == 0)
+			continue;
+		utc(g->counts.tailing_last[w], when, sizeof(when));
+		fprintf(out, "  %s: the last at %s: %s\n",
+		        guard_tailing_name((enum guard_tailing)w), when, g->tailing_path[w]);
+	}
+}
+
+/* "refused: ...", "limits: ..." and "tailing: ..." (docs/security.md, docs/tailing.md), once the
+ * agent wrote them. */
 static void print_guard(FILE *out, const struct facts *f)
 {
 	const struct guard_status *g = &f->guard;
@@ -462,6 +488,7 @@ static void print_guard(FILE *out, const struct facts *f)
 	        "(docs/security.md)\n",
 	        (long long)g->counts.refused_links, (long long)g->counts.refused_protected);
 	fprintf(out, "limits: %lld lines hit a PCRE2 limit\n", (long long)g->counts.limit_lines);
+	print_tailing(out, g);
 	for (size_t i = 0; i < g->n_rules; i++) {
 		fprintf(out, "  rule %s", g->rules[i].rule);
 		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
