@@ -69,14 +69,21 @@ void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_
  * `g` is a no-op. */
 void guard_gone_unread(struct guard *g);
 
+/* A file the glob of a source matches is read by another source (the first in configuration
+ * order that matched it, or the one that read it first: docs/tailing.md), so this source does not
+ * open it: counted once per path, as a refusal (the first 4096 paths remembered), so that
+ * `status` turns degraded. The caller logs it. NULL `g` is a no-op. */
+void guard_shared(struct guard *g, const char *path);
+
 /* The counts, for tests and `status`. */
 struct guard_counts {
 	int64_t refused_links;     /* symlinks refused by follow_symlinks = no */
 	int64_t refused_protected; /* files refused as logmeter's own */
 	int64_t limit_lines;       /* lines that hit a PCRE2 limit, all rules */
-	int64_t limit_last;  /* when the last of them was read, seconds since the epoch; 0: none */
-	int64_t gone_unread; /* files gone while logmeter was stopped (guard_gone_unread) */
-	int64_t gone_last;   /* when the last of them was found, seconds since the epoch; 0 */
+	int64_t limit_last;   /* when the last of them was read, seconds since the epoch; 0: none */
+	int64_t gone_unread;  /* files gone while logmeter was stopped (guard_gone_unread) */
+	int64_t gone_last;    /* when the last of them was found, seconds since the epoch; 0 */
+	int64_t shared_files; /* files left to another source whose glob matches them too */
 };
 
 /* The counts of `g` (zeros for NULL). */

@@ -194,13 +194,13 @@ static json_t *guard_json(const struct facts *f)
 			                    json_integer((json_int_t)g->rules[i].hits[l]));
 		json_array_append_new(rules, r);
 	}
-	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "refused_symlinks",
-	                 (json_int_t)g->counts.refused_links, "refused_protected",
-	                 (json_int_t)g->counts.refused_protected, "limit_lines",
-	                 (json_int_t)g->counts.limit_lines, "limit_last",
-	                 time_or_null(g->counts.limit_last), "limits_by_rule", rules, "gone_unread",
-	                 (json_int_t)g->counts.gone_unread, "gone_last",
-	                 time_or_null(g->counts.gone_last));
+	return json_pack(
+	    "{s:I, s:I, s:I, s:o, s:o, s:I, s:o, s:I}", "refused_symlinks",
+	    (json_int_t)g->counts.refused_links, "refused_protected",
+	    (json_int_t)g->counts.refused_protected, "limit_lines",
+	    (json_int_t)g->counts.limit_lines, "limit_last", time_or_null(g->counts.limit_last),
+	    "limits_by_rule", rules, "gone_unread", (json_int_t)g->counts.gone_unread, "gone_last",
+	    time_or_null(g->counts.gone_last), "shared_files", (json_int_t)g->counts.shared_files);
 }
 
 static json_t *windows_json(const struct facts *f)
