@@ -6,7 +6,9 @@
 #   2. two drop-ins of conf.d whose globs overlap (the agent running, lines appended);
 #   3. rotation: app.log renamed to app.log.1, which only another source's glob (app.log.*)
 #      matches, earlier in configuration order: the source that read app.log drains app.log.1,
-#      and after it released it (drained) a restart does not read it again.
+#      and after it released it (drained) a restart does not read it again;
+#   4. copytruncate: app.log copied to app.log.1, which another source's glob matches, and
+#      truncated: the copy is the copy of the first source's file, not a new file of the other.
 # In 1 and 2 `check` exits 2 naming the file and both sources with their file and line; the agent
 # warns, `status` counts the file (shared_files) and says degraded. The double must have accepted
 # every line's event exactly once: the values (distinct rids, read back from the files with
@@ -147,4 +149,28 @@ check_accepted
 	fail "source old has a record of app.log.1"
 status_shared "$C" 1
 
-echo "t_source_overlap: $written lines, each billed once under one source: a symlink and a glob, overlapping drop-ins, a rotation into another source's glob; check exits 2"
+note "4: copytruncate of app.log, whose copy app.log.1 another source's glob matches"
+D=$T/p4
+conf_for "$D"
+mkdir -p "$D/logs"
+{
+	rule_conf live "$D/logs/app.log"
+	rule_conf old "$D/logs/app.log.*"
+} >>"$C"
+put_rids "$D/logs/app.log" 100
+agent_start "$C"
+wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
+cp "$D/logs/app.log" "$D/logs/app.log.1"
+: >"$D/logs/app.log"
+put_rids "$D/logs/app.log" 50
+wait_until 60 delivered || fail "lines after the copytruncate not delivered: $(accepted_count) of $written"
+# The copy is found read (live's record names it, drained) before the agent stops.
+copied() { [ "$(status_state "$C" live "$D/logs/app.log.1")" = drained ]; }
+wait_until 60 copied || fail "app.log.1 not recorded as live's: $(status_state "$C" live "$D/logs/app.log.1")"
+agent_stop || fail "agent exit $?"
+agent_once "$C" || fail "run --once exited $?"
+expect_file "$C" live "$D/logs/app.log.1" "$D/logs/app.log"
+check_accepted
+[ -z "$(uid_of "$C" old "$D/logs/app.log.1")" ] || fail "source old has a record of app.log.1"
+
+echo "t_source_overlap: $written lines, each billed once under one source: a symlink and a glob, overlapping drop-ins, a rotation and a copytruncate into another source's glob; check exits 2"

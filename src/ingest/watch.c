@@ -4,7 +4,9 @@
  * reports creations, renames, deletions and writes of every file in it. A file reached through a
  * symlink also gets a watch of its own, since writes to a target in another directory are not
  * reported to the link's directory. A tail is found for an event by (directory, name); its
- * identity for a glob match is (source, dev, ino), never the path.
+ * identity for a glob match is (source, dev, ino), never the path. A file is tailed for one
+ * source only (file_owner), whatever number of globs match it, or its lines would be billed once
+ * per source.
  *
  * A file that is renamed or deleted is read to its end at once. A deleted one (no links left) is
  * then closed: a deleted file held open fills the disk. One that was renamed to a name its glob
@@ -535,8 +537,10 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
- * of a file tailed for si in the same directory (tail_copy_of); noted if it is, forgotten as a
- * copy if it no longer is. */
+ * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
+ * no longer is. The tailed file may be another source's (app.log read by one source, its copy
+ * app.log.1 matched by another's app.log.*): the copy's lines are that file's, read by its source
+ * (one file, one source), and billed once. */
 static int is_copy(struct watch *w, size_t si, const char *path)
 {
 	char *dir = path_dir(path);
@@ -554,8 +558,8 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
 
-			if (tail_source_index(wt->t) == si && wt->base != NULL &&
-			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
+			if (wt->base != NULL && wt->dir_dev == dst.st_dev &&
+			    wt->dir_ino == dst.st_ino &&
 			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
