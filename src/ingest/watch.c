@@ -1156,8 +1156,9 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 			continue;
 		if (w->orec->state == SPOOL_FILE_READING)
 			return (long)sj;
-		/* Drained, and the inode perhaps given to another file since. */
-		if ((fd = look_open(w, sj, path)) < 0)
+		/* Drained, and the inode perhaps given to another file since. Looked at as si
+		 * would open it. */
+		if ((fd = look_open(w, si, path)) < 0)
 			continue;
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);

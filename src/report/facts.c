@@ -278,7 +278,8 @@ static void health_losses(struct facts *f)
 		problem(f,
 		        "%lld files are matched by the globs of more than one source: each is read "
 		        "by one source only (the one that read it first, or the first in "
-		        "configuration order), so the rules of the others make no events of it; "
+		        "configuration order), so the rules of the others make no events of it "
+		        "(the agent's log and `logmeter check` name each file and its sources); "
 		        "put the rules under one source (docs/tailing.md)",
 		        (long long)c->shared_files);
 	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
