@@ -30,7 +30,7 @@
 #define GUARD_RULES_MAX 1024
 #define GUARD_RULE_NAME_MAX 128
 
-enum refusal { REFUSED_LINK, REFUSED_PROTECTED };
+enum refusal { REFUSED_LINK, REFUSED_PROTECTED, REFUSED_SHARED };
 
 /* What the spool's directory holds besides the directory itself: refused even as a hard link. */
 static const char *const spool_names[] = {"spool.db", "spool.db-wal", "spool.db-shm",
@@ -193,14 +193,15 @@ static void guard_write(struct guard *g)
 	g->dirty = 0;
 	if (g->sf == NULL)
 		return;
-	n = (size_t)snprintf(
-	    buf, sizeof(buf),
-	    "# logmeter guard counts: written in place by the agent, read by "
-	    "`logmeter status`\nrefused_links %" PRId64 "\nrefused_protected %" PRId64
-	    "\nlimit_lines %" PRId64 "\nlimit_last %" PRId64 "\ngone_unread %" PRId64
-	    "\ngone_last %" PRId64 "\n",
-	    g->counts.refused_links, g->counts.refused_protected, g->counts.limit_lines,
-	    g->counts.limit_last, g->counts.gone_unread, g->counts.gone_last);
+	n = (size_t)snprintf(buf, sizeof(buf),
+	                     "# logmeter guard counts: written in place by the agent, read by "
+	                     "`logmeter status`\nrefused_links %" PRId64
+	                     "\nrefused_protected %" PRId64 "\nlimit_lines %" PRId64
+	                     "\nlimit_last %" PRId64 "\ngone_unread %" PRId64 "\ngone_last %" PRId64
+	                     "\nshared_files %" PRId64 "\n",
+	                     g->counts.refused_links, g->counts.refused_protected,
+	                     g->counts.limit_lines, g->counts.limit_last, g->counts.gone_unread,
+	                     g->counts.gone_last, g->counts.shared_files);
 	/* "NAME N", "NAME_last T", "NAME_path PATH" per tailing warning that happened. */
 	for (int w = 0; w < GUARD_TAILINGS && n < sizeof(buf); w++)
 		if (g->counts.tailing[w] > 0)
@@ -331,9 +332,16 @@ static void count_refusal(struct guard *g, enum refusal kind, const char *path)
 		g->refused[g->n_refused++] = h;
 	if (kind == REFUSED_LINK)
 		g->counts.refused_links++;
+	else if (kind == REFUSED_SHARED)
+		g->counts.shared_files++;
 	else
 		g->counts.refused_protected++;
 	guard_write(g);
+}
+
+void guard_shared(struct guard *g, const char *path)
+{
+	count_refusal(g, REFUSED_SHARED, path);
 }
 
 static int refuse(struct guard *g, enum refusal kind, const char *path, int fd, int *refused,
@@ -635,6 +643,8 @@ static void status_line(const char *key, const char *v, void *ud)
 		s->counts.gone_unread = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "gone_last") == 0) {
 		s->counts.gone_last = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "shared_files") == 0) {
+		s->counts.shared_files = strtoll(v, NULL, 10);
 	} else if (tailing_line(s, key, v)) {
 		/* done */
 	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&

@@ -93,6 +93,12 @@ const char *guard_tailing_name(enum guard_tailing what);
  * GUARD_TAIL_PATH, with the time), written with the next guard_flush. NULL `g` is a no-op. */
 void guard_tailing(struct guard *g, enum guard_tailing what, const char *path);
 
+/* A file the glob of a source matches is read by another source (the first in configuration
+ * order that matched it, or the one that read it first: docs/tailing.md), so this source does not
+ * open it: counted once per path, as a refusal (the first 4096 paths remembered), so that
+ * `status` turns degraded. The caller logs it. NULL `g` is a no-op. */
+void guard_shared(struct guard *g, const char *path);
+
 /* The counts, for tests and `status`. */
 struct guard_counts {
 	int64_t refused_links;     /* symlinks refused by follow_symlinks = no */
@@ -103,6 +109,7 @@ struct guard_counts {
 	int64_t gone_last;   /* when the last of them was found, seconds since the epoch; 0 */
 	int64_t tailing[GUARD_TAILINGS];      /* per enum guard_tailing (guard_tailing) */
 	int64_t tailing_last[GUARD_TAILINGS]; /* when the last was, seconds since the epoch; 0 */
+	int64_t shared_files; /* files left to another source whose glob matches them too */
 };
 
 /* The counts of `g` (zeros for NULL). */
