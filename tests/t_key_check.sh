@@ -2,7 +2,10 @@
 # What `check` says of an unusable API key, and where the key comes from (docs/security.md):
 #   - a key `run` refuses makes `check` exit 2 with the error and no "OK" line;
 #   - a key Stripe would refuse with a 401 is refused at once: whitespace inside, a publishable
-#     key (pk_), a pasted "NAME=sk_...", a key file with a second line;
+#     key (pk_), a pasted "NAME=sk_...", a key file with a second line, blanks before or after
+#     the key on its line, a prefix alone (sk_test_), a character no Stripe key has;
+#   - an empty LOGMETER_STRIPE_API_KEY is no key: with a key file it is ignored with a warning,
+#     without one `check` and `run` refuse it (exit 2);
 #   - a key in LOGMETER_STRIPE_API_KEY wins over the key file and the systemd credential (the
 #     documented precedence), and `check` and `run` say so, naming the file that is not read.
 . "$(dirname "$0")/lib.sh"
@@ -30,6 +33,12 @@ key "STRIPE_KEY=$good"
 refused "a pasted assignment" "is not a secret (sk_...) or restricted (rk_...) key"
 key "$good" "sk_test_the_old_one"
 refused "two lines" "has more than one line"
+key " $good"
+refused "a leading space" "key file $T/stripe.key has blanks before or after the key on its line"
+key "sk_test_"
+refused "the prefix alone" "key from $T/stripe.key is only the prefix sk_test_ with nothing after it"
+key "${good}\""
+refused "a pasted quote" "has a character that is not a letter, a digit or _ (at byte $((${#good} + 1)))"
 
 key "$good" ""
 "$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" || fail "check refused a good key: $(cat "$T/check.err")"
@@ -45,6 +54,25 @@ grep -q "warning: the Stripe API key comes from the environment variable LOGMETE
 LOGMETER_STRIPE_API_KEY=$good agent_once "$T/logmeter.conf" || fail "run --once with the variable exited $?"
 grep -q "warning: the Stripe API key comes from the environment variable LOGMETER_STRIPE_API_KEY, which wins over \[stripe\] api_key_file" "$T/agent.log" ||
 	fail "run did not warn: $(cat "$T/agent.log")"
+
+note "an empty variable: the key file is read, with a warning; without a key file, refused"
+key "$good"
+LOGMETER_STRIPE_API_KEY= "$LOGMETER" check -c "$T/logmeter.conf" > "$T/check.out" 2> "$T/check.err" ||
+	fail "check with an empty variable and a key file: $(cat "$T/check.err")"
+grep -q ": OK: " "$T/check.out" || fail "no OK line with an empty variable and a key file"
+grep -q "warning: the environment variable LOGMETER_STRIPE_API_KEY is set but empty: ignored, the Stripe API key is read from \[stripe\] api_key_file $T/stripe.key" "$T/check.err" ||
+	fail "no warning of the empty variable: $(cat "$T/check.err")"
+: > "$T/agent.log"
+LOGMETER_STRIPE_API_KEY= agent_once "$T/logmeter.conf" || fail "run --once with an empty variable exited $?"
+grep -q "warning: the environment variable LOGMETER_STRIPE_API_KEY is set but empty: ignored" "$T/agent.log" ||
+	fail "run did not warn of the empty variable: $(cat "$T/agent.log")"
+mv "$T/stripe.key" "$T/stripe.key.away"
+LOGMETER_STRIPE_API_KEY= refused "an empty variable without a key file" \
+	"no Stripe API key: the environment variable LOGMETER_STRIPE_API_KEY is set but empty, and there is no key file $T/stripe.key"
+rc=0
+LOGMETER_STRIPE_API_KEY= agent_once "$T/logmeter.conf" || rc=$?
+assert_eq 2 "$rc" "run --once with an empty variable and no key file"
+mv "$T/stripe.key.away" "$T/stripe.key"
 
 note "the same over a systemd credential"
 mkdir -p "$T/creds"
