@@ -6,6 +6,8 @@
 #     the key on its line, a prefix alone (sk_test_), a character no Stripe key has;
 #   - an empty LOGMETER_STRIPE_API_KEY is no key: with a key file it is ignored with a warning,
 #     without one `check` and `run` refuse it (exit 2);
+#   - a key Stripe refuses (401) is an error even with nothing to send: `run --once` exits 3,
+#     status says so and is degraded; the agent pauses, and resumes once the key is fixed;
 #   - a key in LOGMETER_STRIPE_API_KEY wins over the key file and the systemd credential (the
 #     documented precedence), and `check` and `run` say so, naming the file that is not read.
 . "$(dirname "$0")/lib.sh"
@@ -81,4 +83,37 @@ CREDENTIALS_DIRECTORY=$T/creds LOGMETER_STRIPE_API_KEY=$good "$LOGMETER" check -
 	fail "check with the credential: $(cat "$T/check.err")"
 grep -q "which wins over the systemd credential $T/creds/stripe.key" "$T/check.err" ||
 	fail "no warning naming the credential: $(cat "$T/check.err")"
-echo "t_key_check: unusable keys refused by check without OK; the variable's precedence warned about"
+
+note "a key Stripe refuses (401) with nothing to send: an error, not a warning"
+printf 'sk_test_refused_%s\n' "$(_lm_random)" > "$T/stripe.key"
+refused_key=$(cat "$T/stripe.key")
+: > "$T/agent.log"
+rc=0
+agent_once "$T/logmeter.conf" || rc=$?
+assert_eq 3 "$rc" "run --once with a key Stripe refuses and an empty queue"
+grep -q "error: Stripe refused the API key (GET /v1/billing/meters: HTTP 401" "$T/agent.log" ||
+	fail "run --once did not say Stripe refused the key: $(cat "$T/agent.log")"
+assert_eq 0 "$(grep -cF "$refused_key" "$T/agent.log" || true)" "the refused key in the log"
+rc=0
+"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "status after run --once stopped by a refused key"
+grep -q "^health: degraded: the last run stopped with sending paused since .*: Stripe refused the API key" "$T/status.out" ||
+	fail "status does not say the key was refused: $(cat "$T/status.out")"
+# The agent: paused, status degraded while the key is refused, and sending again once it is fixed
+# (auth_pause is 500 ms here), though nothing is pending.
+agent_start "$T/logmeter.conf"
+paused() {
+	"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1
+	[ $? = 1 ] && grep -q "^sender: paused since .*: Stripe refused the API key" "$T/status.out" &&
+		grep -q "^health: degraded: sending paused since .*: Stripe refused the API key" "$T/status.out"
+}
+wait_until 30 paused || fail "status of an agent whose key Stripe refuses: $(cat "$T/status.out")"
+printf '%s\n' "$good" > "$T/stripe.key"
+healthy() {
+	"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1 &&
+		grep -q "^sender: sending" "$T/status.out" && grep -q "^health: ok" "$T/status.out"
+}
+wait_until 30 healthy || fail "the agent stayed paused after the key was fixed: $(cat "$T/status.out")"
+agent_stop || fail "agent exited $? on SIGTERM"
+grep -q "Stripe takes the API key again" "$T/agent.log" || fail "the agent did not say the key works again"
+echo "t_key_check: unusable keys refused by check without OK; the variable's precedence warned about; a key Stripe refuses is an error with nothing to send"

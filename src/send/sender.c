@@ -192,6 +192,8 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
+	int auth_by_meters;   /* Stripe refused the key to the meter check (401): with no event
+	                         to probe with, the check tries the key again after the pause */
 	/* Rules whose events Stripe would take without billing them (account_check_rule): their
 	 * events are not loaded, so not sent, until a check of the meters finds them right. */
 	char held_rules[SENDER_HELD_RULES_MAX][EVENT_RULE_MAX];
@@ -1185,6 +1187,13 @@ static void pause_end(struct sender *s, int64_t now)
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
+	if (s->auth_by_meters) {
+		/* The queue may be empty: the meter check is the request that tries the key. */
+		pthread_mutex_lock(&s->rules_lock);
+		s->rules_check = 1;
+		atomic_store(&s->rules_pending, 1);
+		pthread_mutex_unlock(&s->rules_lock);
+	}
 	log_info("trying Stripe again with one request");
 }
 
@@ -1823,10 +1832,35 @@ static void check_meters(struct sender *s, const struct config *rules)
 	size_t n = 0, was_held = s->n_held_rules;
 	int rc, errors = 0;
 
+	long status = 0;
+
 	health_wait_begin(HEALTH_SENDER);
-	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status, err,
 	                        sizeof(err));
 	health_wait_end(HEALTH_SENDER);
+	if (rc != 0 && status == 401) {
+		/* A refused key is an error even with nothing to send: the operator learns it now,
+		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
+		 * Only 401: a restricted key may send meter events without the permission to
+		 * read meters: a 403, "The API key doesn't have permissions to perform
+		 * the request" (docs.stripe.com/api/errors). */
+		stats_add(s, &s->stats.auth_pauses, 1);
+		s->auth_status = status;
+		s->auth_by_meters = 1;
+		s->meters_unchecked = 1;
+		pause_start(s, PAUSE_AUTH, err, clock_mono_ms());
+		if (s->once)
+			s->auth_failed = 1;
+		return;
+	}
+	if (rc == 0 && s->auth_by_meters) {
+		s->auth_by_meters = 0;
+		if (s->probe && s->probe_kind == PAUSE_AUTH) {
+			s->probe = 0;
+			log_info("Stripe takes the API key again (the account's meters were read): "
+			         "sending resumed");
+		}
+	}
 	if (rc != 0) {
 		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
 		         "--stripe` does it on demand",

@@ -1479,7 +1479,8 @@ static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_
 }
 
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, char *err, size_t errlen)
+                       struct stripe_meter **out, size_t *n, long *status_out, char *err,
+                       size_t errlen)
 {
 	struct curl_slist *headers = NULL;
 	struct body_buf body = {0};
@@ -1491,6 +1492,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 
 	*out = NULL;
 	*n = 0;
+	if (status_out != NULL)
+		*status_out = 0;
 	base = cfg->stripe.api_base;
 	if (config_check_api_base(base, err, errlen) != 0 || key == NULL || !header_safe(key) ||
 	    (cfg->stripe.account != NULL && config_check_account(cfg->stripe.account, err, errlen)))
@@ -1562,6 +1565,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 			stripe_classify(&r, reason, sizeof(reason));
 			scrub_key(reason, sizeof(reason), key);
 			err_set(err, errlen, "GET %s: %s", STRIPE_METERS_ENDPOINT, reason);
+			if (status_out != NULL)
+				*status_out = status;
 			goto out;
 		}
 		root = body.p != NULL ? json_loadb(body.p, body.len, 0, &jerr) : NULL;

@@ -212,8 +212,11 @@ struct stripe_meter {
  * (docs.stripe.com/api/billing/meter/list, docs.stripe.com/api/pagination), each request with
  * a time limit of `timeout_ms`. Sets *out to a malloc'd array (caller frees) of *n meters.
  * Returns 0, or -1 with the reason in `err` (network error, Stripe's answer with its status, or
- * an answer that is not a list of meters); the key never appears in `err`. */
+ * an answer that is not a list of meters) and, if `status` is not NULL, the HTTP status of an
+ * answer other than 200 in *status (401: "No valid API key provided", docs.stripe.com/api/errors;
+ * 0 when there was none); the key never appears in `err`. */
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, char *err, size_t errlen);
+                       struct stripe_meter **out, size_t *n, long *status, char *err,
+                       size_t errlen);
 
 #endif
