@@ -1329,6 +1329,8 @@ static void clock_behind(struct sender *s, int64_t behind)
 	if (behind != s->stripe_behind)
 		s->publish_due = 1;
 	s->stripe_behind = behind;
+	if (behind == 0)
+		s->stripe_behind_seen = 0; /* the session says the clocks agree now */
 }
 
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
@@ -1649,6 +1651,15 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		state = EVENT_DELIVERED;
 		stats_add(s, &s->stats.delivered, 1);
 		rate_up(s, now);
+		/* Stripe took a timestamp at most 5 minutes ahead of its clock: its clock is behind
+		 * by at most now - (timestamp - 5 minutes). Less than what "too far in the future"
+		 * showed is a clock that caught up: forget it. */
+		if (s->stripe_behind_seen > 0 &&
+		    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) <
+		        s->stripe_behind_seen) {
+			s->stripe_behind_seen = 0;
+			s->publish_due = 1;
+		}
 		if (strstr(reason, "already exists") != NULL ||
 		    strstr(reason, "duplicate_meter_event") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
@@ -1670,9 +1681,11 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		 * behind this host's by at least now - (timestamp - 5 minutes), when that is > 0.
 		 */
 		if ((int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) >
-		    s->stripe_behind_seen)
+		    s->stripe_behind_seen) {
 			s->stripe_behind_seen =
 			    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S);
+			s->publish_due = 1;
+		}
 		it->too_early_until = now + SENDER_TOO_EARLY_MS;
 		it->next_attempt = it->too_early_until;
 		it->held = 1; /* counted as held; item_check logs nothing more of it */
@@ -2036,6 +2049,18 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	if (o < sizeof(buf))
 		snprintf(buf + o, sizeof(buf) - o, "held_rules %s\nheld_why %s\n", rules,
 		         s->n_held_rules > 0 ? s->held_why : "");
+	/* How far Stripe's clock is behind, so that `status` blames the right clock for held
+	 * events: the session's `created` (v2) measures it, "too far in the future" answers (v1)
+	 * bound it from below. */
+	o = strlen(buf);
+	if (o < sizeof(buf))
+		snprintf(
+		    buf + o, sizeof(buf) - o, "stripe_behind %lld\nstripe_behind_from %s\n",
+		    (long long)(s->stripe_behind > s->stripe_behind_seen ? s->stripe_behind
+		                                                         : s->stripe_behind_seen),
+		    s->stripe_behind > 0 && s->stripe_behind >= s->stripe_behind_seen ? "session"
+		    : s->stripe_behind_seen > 0                                       ? "answers"
+		                                                                      : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -2121,6 +2146,8 @@ static const struct {
     SF(retrying, 'i', retrying),
     SF(held, 'i', held),
     SF(queued, 'i', queued),
+    SF(stripe_behind, 'i', stripe_behind),
+    SF(stripe_behind_from, 's', stripe_behind_from),
     SF(started, 'i', started),
     SF(outcomes, 'a', outcomes),
     SF(duration_counts, 'a', duration_counts),
