@@ -270,8 +270,10 @@ static void health_losses(struct facts *f)
 		problem(
 		    f,
 		    "%lld symbolic links were refused (the source does not set follow_symlinks): "
-		    "their lines are not read; exclude them or set follow_symlinks = yes "
-		    "(docs/security.md)",
+		    "their lines are not read; the agent's log names each link and its target: "
+		    "name a target that is a log of yours in a source's path, or exclude the link "
+		    "(exclude =); set follow_symlinks = yes only where no untrusted user can make "
+		    "links (docs/security.md)",
 		    (long long)c->refused_links);
 	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
 		utc(c->gone_last, when, sizeof(when));
