@@ -28,7 +28,8 @@ check_refused() {
 	assert_eq 0 "$(accepted_count)" "events accepted with a session created $skew s off"
 	assert_eq 0 "$(double_stat error_reports)" "error reports with a session created $skew s off"
 	line=$(grep -o "created time [0-9T:-]*Z is 2000[0-9][0-9] s (2.3 days) $word this host's clock ([0-9T:-]*Z): no drift explains a day, so this host's date is wrong (compare date -u with a trusted clock; timedatectl, NTP) or what answers at api_base is not Stripe (a proxy, a cache)" \
-		"$T/agent.log" | head -n 1) || fail "no word of the session's created time ($skew): $(tail -n 5 "$T/agent.log")"
+		"$T/agent.log" | head -n 1)
+	[ -n "$line" ] || fail "no word of the session's created time ($skew): $(tail -n 5 "$T/agent.log")"
 	# The two UTC times it names are the seconds it names apart (GNU date reads them).
 	local theirs ours secs
 	theirs=$(date -u -d "$(sed -n 's/^created time \([^ ]*\) is.*/\1/p' <<<"$line")" +%s)
