@@ -31,16 +31,19 @@ Usage:
                    and recorded again).
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
-  --timestamp-skew S  the double's clock for validating event timestamps is real time plus S
-                   seconds (default 0): a negative S is a Stripe clock behind the client's;
-                   a meter event session's created and expires_at are on that clock too.
+  --timestamp-skew S  Stripe's clock is real time plus S seconds (default 0): a negative S is a
+                   Stripe clock behind the client's, a positive one a clock ahead. Event
+                   timestamps are validated by it (35 days back, 5 minutes ahead; v1 at once, the
+                   stream's later), and a meter event session's created and expires_at and every
+                   answer's Date header are on it.
 
   --session-ttl S  seconds a meter event session's authentication token is valid (default 900,
                    Stripe's 15 minutes); tests make it short to make sessions expire.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
-are stamped with it. Timestamp validation (35 days, 5 minutes) uses real time.
+are stamped with it. Timestamp validation (35 days, 5 minutes) uses real time plus
+--timestamp-skew.
 
 Meter events (POST /v1/billing/meter_events), checked in this order:
   1. a fault token is taken (queue first, then random mode; see FAULTS); the edge faults are
@@ -658,6 +661,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 (base class signature)
         pass
+
+    def date_time_string(self, timestamp=None):
+        """The Date header, on Stripe's clock (--timestamp-skew), as a real Stripe's would be."""
+        if timestamp is None:
+            timestamp = time.time() + self.st.timestamp_skew
+        return super().date_time_string(timestamp)
 
     @property
     def st(self):

@@ -721,6 +721,12 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 		        "their totals, but such a line read again (a file record older than its "
 		        "window) is counted again\n",
 		        st.window_lines_counted - st.window_lines);
+	if (st.windows_lost > 0) {
+		char text[sizeof(st.windows_lost_detail) + 512];
+
+		fprintf(out, "warning: %s\n",
+		        spool_recover_windows_lost_text(&st, text, sizeof(text)));
+	}
 	if (st.cells_skipped > 0 || st.duplicates > 0)
 		fprintf(out,
 		        "%" PRId64 " damaged rows skipped, %" PRId64 " older copies of rows "

@@ -249,8 +249,9 @@ static void health_no_agent(struct facts *f)
 
 /* Lines lost for good that the running (or last) agent counted: lines a PCRE2 limit stopped
  * and files found gone at start (with `since`, only if the last came at or after it), symbolic
- * links refused (their lines are not read), and files gone before they were read to their end
- * (with `since`, those whose record changed at or after it). */
+ * links refused (their lines are not read), files left to another source whose glob matches them
+ * too (the rules of this one make nothing of them), and files gone before they were read to their
+ * end (with `since`, those whose record changed at or after it). */
 static void health_losses(struct facts *f)
 {
 	const struct guard_counts *c = &f->guard.counts;
@@ -275,6 +276,14 @@ static void health_losses(struct facts *f)
 		    "(exclude =); set follow_symlinks = yes only where no untrusted user can make "
 		    "links (docs/security.md)",
 		    (long long)c->refused_links);
+	if (f->guard.found && c->shared_files > 0)
+		problem(f,
+		        "%lld files are matched by the globs of more than one source: each is read "
+		        "by one source only (the one that read it first, or the first in "
+		        "configuration order), so the rules of the others make no events of it "
+		        "(the agent's log and `logmeter check` name each file and its sources); "
+		        "put the rules under one source (docs/tailing.md)",
+		        (long long)c->shared_files);
 	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
 		utc(c->gone_last, when, sizeof(when));
 		problem(
@@ -448,7 +457,33 @@ static void print_ingest(FILE *out, const struct facts *f)
 	fprintf(out, "\n");
 }
 
-/* "refused: ..." and "limits: ..." (docs/security.md), once the agent wrote them. */
+/* "tailing: ..." (docs/tailing.md): the warnings about files whose lines were read in a way content
+ * cannot prove right, or not read yet, counted since the agent started, and the last file each
+ * named (already escaped by the agent). */
+static void print_tailing(FILE *out, const struct guard_status *g)
+{
+	static const char *const what[GUARD_TAILINGS] = {
+	    "copies of files last seen empty, read as their first lines",
+	    "files rotated while logmeter was stopped, read as new files",
+	    "files that end in a hole (sparse), not read past it"};
+	char when[32];
+
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
+	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
+	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
+	        what[GUARD_TAIL_SPARSE]);
+	for (int w = 0; w < GUARD_TAILINGS; w++) {
+		if (g->counts.tailing[w] == 0)
+			continue;
+		utc(g->counts.tailing_last[w], when, sizeof(when));
+		fprintf(out, "  %s: the last at %s: %s\n",
+		        guard_tailing_name((enum guard_tailing)w), when, g->tailing_path[w]);
+	}
+}
+
+/* "refused: ...", "limits: ..." and "tailing: ..." (docs/security.md, docs/tailing.md), once the
+ * agent wrote them. */
 static void print_guard(FILE *out, const struct facts *f)
 {
 	const struct guard_status *g = &f->guard;
@@ -463,7 +498,13 @@ static void print_guard(FILE *out, const struct facts *f)
 	        "refused: %lld symbolic links not followed, %lld files of logmeter's own "
 	        "(docs/security.md)\n",
 	        (long long)g->counts.refused_links, (long long)g->counts.refused_protected);
+	if (g->counts.shared_files > 0)
+		fprintf(out,
+		        "shared: %lld files matched by more than one source's glob, each read by "
+		        "one source only (docs/tailing.md)\n",
+		        (long long)g->counts.shared_files);
 	fprintf(out, "limits: %lld lines hit a PCRE2 limit\n", (long long)g->counts.limit_lines);
+	print_tailing(out, g);
 	for (size_t i = 0; i < g->n_rules; i++) {
 		fprintf(out, "  rule %s", g->rules[i].rule);
 		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)

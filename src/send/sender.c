@@ -56,6 +56,13 @@
 #define SENDER_SESSION_EXPIRED_MAX 3
 /* A change of this many seconds in how far Stripe's clock is behind this host's is logged. */
 #define SENDER_CLOCK_NOTE_S 30
+/* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
+ * documented bound on how much later ("Events are processed asynchronously, including
+ * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
+ * than "delivered" and dropped by Stripe unseen: an hour is four sessions' lives (15 minutes
+ * each) and every request timeout and retry of one attempt, and costs at most the last hour of
+ * a 35-day window (docs/stripe-contract.md, section 14). Seconds. */
+#define SENDER_V2_PAST_MARGIN_S 3600
 /* While a rule's events are held for its meter, the meters are read again this often. */
 #define SENDER_METERS_RECHECK_MS 60000
 #define SENDER_HELD_RULES_MAX 32 /* rules held for their meter, by name; more are not held */
@@ -201,7 +208,7 @@ struct sender {
 	char held_why[STRIPE_REASON_MAX]; /* the first held rule's finding */
 	int64_t held_skipped;             /* their events the last load from the start passed */
 	int64_t next_meters_check;        /* monotonic ms: read the meters again while held */
-	int64_t stripe_behind;      /* v2: seconds Stripe's clock is behind this host's (session) */
+	int64_t stripe_offset;      /* v2: Stripe's clock less this host's, seconds (session) */
 	int64_t stripe_behind_seen; /* v1: at least that, from "too far in the future" answers */
 	struct statefile *sf;       /* the sender's region of the live state, NULL: not published */
 	int64_t next_publish;
@@ -920,9 +927,10 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 {
 	struct sender_item *it = s->queue[idx];
 	/* Stripe's clock decides what it takes: with v2 it checks later, against its own clock,
-	 * and takes an event "up to 5 minutes in the future" without billing it. */
-	int64_t wall = (int64_t)time(NULL) - s->stripe_behind;
-	char reason[256];
+	 * and takes an event "up to 5 minutes in the future" without billing it; an event whose
+	 * 35 days have run out by Stripe's clock is taken too, and dropped. */
+	int64_t wall = (int64_t)time(NULL) + s->stripe_offset;
+	char reason[384], clk[128] = "";
 	enum event_window win;
 
 	if (it->ev.customer[0] == '\0') {
@@ -953,16 +961,31 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	}
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
 	                                    s->cfg->stripe.unsure_after_s) {
-		item_unsure(s, idx, wall, now);
+		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now);
 		return 0;
 	}
+	if (s->stripe_offset != 0)
+		snprintf(clk, sizeof(clk),
+		         " by Stripe's clock, which is %lld s %s this host's (a meter event "
+		         "session's created time)",
+		         (long long)llabs((long long)s->stripe_offset),
+		         s->stripe_offset > 0 ? "ahead of" : "behind");
 	win = event_window_of(it->ev.timestamp, wall);
 	if (win == EVENT_WINDOW_OLD) {
+		snprintf(reason, sizeof(reason),
+		         "timestamp %lld is outside Stripe's window (more than 35 days in the "
+		         "past)%s; not sent",
+		         (long long)it->ev.timestamp, clk);
+		item_dead(s, idx, reason, now);
+		return 0;
+	}
+	if (s->v2 && it->ev.timestamp < wall - EVENT_MAX_AGE_S + SENDER_V2_PAST_MARGIN_S) {
 		snprintf(
 		    reason, sizeof(reason),
-		    "timestamp %lld is outside Stripe's window (more than 35 days in the past); "
+		    "timestamp %lld is within %d s of the end of Stripe's 35-day window%s, and "
+		    "the stream checks it later, asynchronously: Stripe would drop it unbilled; "
 		    "not sent",
-		    (long long)it->ev.timestamp);
+		    (long long)it->ev.timestamp, SENDER_V2_PAST_MARGIN_S, clk);
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
@@ -970,9 +993,10 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		/* No clock step explains a day: a wrong timestamp in the line, or a host clock
 		 * set to another date. Stripe would refuse it; `replay --dead` after the fix. */
 		snprintf(reason, sizeof(reason),
-		         "timestamp %lld is %lld s ahead of this host's clock, more than a day: a "
-		         "wrong timestamp or clock; not sent",
-		         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall));
+		         "timestamp %lld is %lld s ahead of %s clock, more than a day: a wrong "
+		         "timestamp or clock; not sent",
+		         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
+		         s->stripe_offset != 0 ? "Stripe's" : "this host's");
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
@@ -994,7 +1018,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 			         "more than Stripe's 5 minutes: held until it is valid",
 			         (long long)it->ev.id, it->ev.identifier,
 			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
-			         s->stripe_behind > 0 ? "Stripe's" : "this host's");
+			         s->stripe_offset != 0 ? "Stripe's" : "this host's");
 			ratelog_add(&s->hold_log, now, msg);
 			s->publish_due = 1;
 		}
@@ -1310,27 +1334,32 @@ static void pause_for(struct sender *s, enum stripe_outcome out, const char *rea
 		s->answer_failed = 1;
 }
 
-/* Takes how far Stripe's clock is behind this host's (v2 sessions tell it), so that events are
- * held by Stripe's clock; says so when it changes by much. */
-static void clock_behind(struct sender *s, int64_t behind)
+/* Takes how far Stripe's clock is off this host's (v2 sessions tell it: seconds, Stripe's less
+ * this host's), so that events are judged by Stripe's clock; says so when it changes by much. */
+static void clock_offset(struct sender *s, int64_t offset)
 {
-	int64_t diff = behind - s->stripe_behind;
+	int64_t diff = offset - s->stripe_offset;
 
 	if (diff < 0)
 		diff = -diff;
-	if (diff >= SENDER_CLOCK_NOTE_S && behind > 0)
+	if (diff >= SENDER_CLOCK_NOTE_S && offset < 0)
 		log_warn(
 		    "this host's clock is %lld s ahead of Stripe's (a meter event session's "
 		    "created time): events are held until Stripe's clock is within 5 minutes of "
 		    "their timestamps; check this host's time (NTP)",
-		    (long long)behind);
+		    (long long)-offset);
+	else if (diff >= SENDER_CLOCK_NOTE_S && offset > 0)
+		log_warn("Stripe's clock is %lld s ahead of this host's (a meter event session's "
+		         "created time): events are judged by Stripe's clock, and those older than "
+		         "35 days by it, less %d s, are dead letters; check this host's time (NTP)",
+		         (long long)offset, SENDER_V2_PAST_MARGIN_S);
 	else if (diff >= SENDER_CLOCK_NOTE_S)
 		log_info("this host's clock agrees with Stripe's again");
-	if (behind != s->stripe_behind)
+	if (offset != s->stripe_offset)
 		s->publish_due = 1;
-	s->stripe_behind = behind;
-	if (behind == 0)
-		s->stripe_behind_seen = 0; /* the session says the clocks agree now */
+	s->stripe_offset = offset;
+	if (offset >= 0)
+		s->stripe_behind_seen = 0; /* the session says Stripe's clock is not behind */
 }
 
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
@@ -1356,7 +1385,7 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 	case STRIPE_DELIVERED:
 		stats_add(s, &s->stats.sessions, 1);
 		s->session_gen++;
-		clock_behind(s, session_clock_behind(s->session));
+		clock_offset(s, session_clock_offset(s->session));
 		return session_token(s->session, now);
 	case STRIPE_AUTH:
 	case STRIPE_UNEXPECTED:
@@ -2003,7 +2032,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
 	size_t retrying = 0, held = 0, in_flight = 0, ready = 0, o;
-	int64_t wall = (int64_t)time(NULL);
+	int64_t wall = (int64_t)time(NULL), behind;
 	char rules[SENDER_HELD_RULES_MAX * 8] = "";
 
 	if (s->sf == NULL)
@@ -2052,15 +2081,15 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	/* How far Stripe's clock is behind, so that `status` blames the right clock for held
 	 * events: the session's `created` (v2) measures it, "too far in the future" answers (v1)
 	 * bound it from below. */
+	behind = s->stripe_offset < 0 ? -s->stripe_offset : 0;
 	o = strlen(buf);
 	if (o < sizeof(buf))
 		snprintf(
 		    buf + o, sizeof(buf) - o, "stripe_behind %lld\nstripe_behind_from %s\n",
-		    (long long)(s->stripe_behind > s->stripe_behind_seen ? s->stripe_behind
-		                                                         : s->stripe_behind_seen),
-		    s->stripe_behind > 0 && s->stripe_behind >= s->stripe_behind_seen ? "session"
-		    : s->stripe_behind_seen > 0                                       ? "answers"
-		                                                                      : "");
+		    (long long)(behind > s->stripe_behind_seen ? behind : s->stripe_behind_seen),
+		    behind > 0 && behind >= s->stripe_behind_seen ? "session"
+		    : s->stripe_behind_seen > 0                   ? "answers"
+		                                                  : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -2392,15 +2421,16 @@ static int once_unsent(struct sender *s, char *err, size_t errlen)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
 	behind =
-	    s->stripe_behind > s->stripe_behind_seen ? s->stripe_behind : s->stripe_behind_seen;
+	    -s->stripe_offset > s->stripe_behind_seen ? -s->stripe_offset : s->stripe_behind_seen;
 	if (held > 0 && behind > 0)
 		log_warn(
 		    "run --once: %zu events are held (their timestamps are more than 5 minutes "
 		    "ahead of Stripe's clock); Stripe's clock is at least %lld s behind this "
 		    "host's (%s); they stay pending and a later run sends them",
 		    held, (long long)behind,
-		    s->stripe_behind > 0 ? "a meter event session's created time"
-		                         : "Stripe's answers: timestamp too far in the future");
+		    -s->stripe_offset > s->stripe_behind_seen
+		        ? "a meter event session's created time"
+		        : "Stripe's answers: timestamp too far in the future");
 	else if (held > 0)
 		log_warn(
 		    "run --once: %zu events are held (their timestamps are more than 5 minutes "

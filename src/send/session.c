@@ -23,7 +23,7 @@ struct session {
 	struct stripe_v2_session cur;
 	int held;
 	int64_t renew_at; /* monotonic ms */
-	int64_t behind_s; /* how far Stripe's clock was behind this host's at its creation */
+	int64_t offset_s; /* Stripe's clock less this host's at its creation (seconds, signed) */
 };
 
 struct session *session_new(const struct config *cfg)
@@ -55,9 +55,9 @@ int64_t session_renew_at(const struct session *s)
 	return s != NULL && s->held ? s->renew_at : 0;
 }
 
-int64_t session_clock_behind(const struct session *s)
+int64_t session_clock_offset(const struct session *s)
 {
-	return s != NULL ? s->behind_s : 0;
+	return s != NULL ? s->offset_s : 0;
 }
 
 void session_drop(struct session *s)
@@ -89,7 +89,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	char err[512] = "";
 	enum stripe_outcome out;
 	CURLcode code;
-	int64_t life_ms, margin, asked;
+	int64_t life_ms, margin, asked, answered;
 	long timeout;
 
 	session_drop(s);
@@ -105,6 +105,7 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	curl_easy_setopt(stripe_request_easy(req), CURLOPT_TIMEOUT_MS, timeout);
 	asked = (int64_t)time(NULL);
 	code = curl_easy_perform(stripe_request_easy(req));
+	answered = (int64_t)time(NULL);
 	stripe_request_response(req, code, &r);
 	out = stripe_classify(&r, reason, reasonlen);
 	if (code == CURLE_OK && r.status >= 200 && r.status <= 299) {
@@ -157,9 +158,16 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	s->cur = next;
 	s->held = 1;
 	s->renew_at = now_ms + life_ms - margin;
-	/* Stripe made it after it was asked: a `created` before that is Stripe's clock behind
-	 * this one by at least the difference (whole seconds: `created` may carry milliseconds). */
-	s->behind_s = next.created < asked - 1 ? asked - next.created : 0;
+	/* Stripe made it between the request and the answer: a `created` before the request is
+	 * Stripe's clock behind this one by at least the difference, one after the answer is
+	 * Stripe's clock ahead by at least that (whole seconds: `created` may carry
+	 * milliseconds). Within the request's time the clocks agree as far as this can tell. */
+	if (next.created < asked - 1)
+		s->offset_s = next.created - asked;
+	else if (next.created > answered + 1)
+		s->offset_s = next.created - answered;
+	else
+		s->offset_s = 0;
 	explicit_bzero(&next, sizeof(next));
 	log_debug("meter event session created, valid %lld s", (long long)(life_ms / 1000));
 	return STRIPE_DELIVERED;

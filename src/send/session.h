@@ -30,11 +30,13 @@ const char *session_token(const struct session *s, int64_t now_ms);
 /* When the held session is due for renewal (monotonic ms), or 0 if none is held. */
 int64_t session_renew_at(const struct session *s);
 
-/* Seconds by which Stripe's clock was behind this host's when the last session was made, as
- * its `created` time (Stripe's clock) shows against the moment it was asked for (this host's):
- * at least that much, 0 if not behind. The stream validates timestamps later, against Stripe's
- * clock ("up to 5 minutes in the future"), so the sender holds events by it. */
-int64_t session_clock_behind(const struct session *s);
+/* Seconds Stripe's clock was off this host's when the last session was made, as its `created`
+ * time (Stripe's clock) shows against the request (this host's): negative when Stripe's clock is
+ * behind (at least `asked - created`), positive when it is ahead (at least `created - answered`),
+ * 0 when they agree within the request's time (whole seconds). The stream validates timestamps
+ * later against Stripe's clock (35 days back, 5 minutes ahead), so the sender judges events by it.
+ * At most a day either way (a session further off is refused by session_renew). */
+int64_t session_clock_offset(const struct session *s);
 
 /* Forgets the session (Stripe said it expired). */
 void session_drop(struct session *s);

@@ -572,6 +572,14 @@ static int looks_like_window_line(const struct col *c, int nc)
 	       is_int(&c[SPOOL_LC_TIMESTAMP]) && is_int(&c[SPOOL_LC_LATE]);
 }
 
+/* An entry of the windows' unique index (rule, customer, start) with the window's id: the only
+ * index of the spool whose records are text, text, integer, integer (schema.c). A window's row
+ * lost with a damaged page may leave its entry on a page of the index, which names it. */
+static int looks_like_window_key(const struct col *c, int nc)
+{
+	return nc == 4 && is_text(&c[0]) && is_text(&c[1]) && is_int(&c[2]) && is_int(&c[3]);
+}
+
 static int looks_like_delivery(const struct col *c, int nc)
 {
 	return nc == SPOOL_DELIVERY_NCOLS && c[0].type == SQLITE_NULL && is_int(&c[1]) &&
@@ -598,6 +606,7 @@ struct builder {
 	sqlite3_stmt *ins_delivery, *find_delivery, *del_delivery;
 	sqlite3_stmt *ins_queue;
 	sqlite3_stmt *ins_window, *find_window, *del_window, *ins_window_line;
+	sqlite3_stmt *ins_window_key;
 	struct spool_recover_stats *st;
 };
 
@@ -763,12 +772,18 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 }
 
 /* An index record: only window_lines' rows (a WITHOUT ROWID table is an index b-tree) are
- * spool rows; the entries of the indexes proper are made anew from the tables. */
+ * spool rows; the entries of the indexes proper are made anew from the tables, except that
+ * those of the windows' unique index are noted, to name the windows whose rows were lost. */
 static int take_index_record(struct builder *b, const unsigned char *pl, size_t n)
 {
 	struct col cols[MAX_COLS];
 	int nc = record_decode(pl, n, cols);
 
+	if (nc > 0 && looks_like_window_key(cols, nc)) {
+		for (int i = 0; i < nc; i++)
+			bind_col(b->ins_window_key, i + 1, &cols[i]);
+		return step_done(b->ins_window_key) == SQLITE_DONE ? 0 : -1;
+	}
 	if (nc <= 0 || !looks_like_window_line(cols, nc))
 		return 0;
 	for (int i = 0; i < nc; i++)
@@ -902,17 +917,26 @@ static int builder_prepare(struct builder *b)
 	    /* A line's row never changes: any copy is as good as another. */
 	    "INSERT INTO window_lines(file_id, line_offset, rule, window_id, value, timestamp,"
 	    " late) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+	    "INSERT OR IGNORE INTO temp.window_keys(rule, customer, start, id)"
+	    " VALUES (?1, ?2, ?3, ?4)",
 	};
 	sqlite3_stmt **out[] = {
-	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,       &b->find_file,
-	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,     &b->del_batch,
-	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,       &b->find_rule,
-	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery,   &b->ins_queue,
-	    &b->ins_window,  &b->find_window,  &b->del_window,    &b->ins_window_line};
+	    &b->ins_event,     &b->find_event,    &b->del_event,    &b->ins_file,
+	    &b->find_file,     &b->del_file,      &b->ins_meta,     &b->ins_batch,
+	    &b->find_batch,    &b->del_batch,     &b->ins_outcome,  &b->find_outcome,
+	    &b->del_outcome,   &b->ins_rule,      &b->find_rule,    &b->del_rule,
+	    &b->ins_delivery,  &b->find_delivery, &b->del_delivery, &b->ins_queue,
+	    &b->ins_window,    &b->find_window,   &b->del_window,   &b->ins_window_line,
+	    &b->ins_window_key};
 
 	_Static_assert(sizeof(sql) / sizeof(sql[0]) == sizeof(out) / sizeof(out[0]),
 	               "one statement per slot");
 
+	if (sqlite3_exec(b->db,
+	                 "CREATE TEMP TABLE window_keys(rule TEXT, customer TEXT, start INTEGER,"
+	                 " id INTEGER, PRIMARY KEY (rule, customer, start, id))",
+	                 NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
 		if (sqlite3_prepare_v2(b->db, sql[i], -1, out[i], NULL) != SQLITE_OK)
 			return -1;
@@ -923,11 +947,13 @@ static int builder_prepare(struct builder *b)
 static void builder_finalize(struct builder *b)
 {
 	sqlite3_stmt **all[] = {
-	    &b->ins_event,   &b->find_event,   &b->del_event,     &b->ins_file,       &b->find_file,
-	    &b->del_file,    &b->ins_meta,     &b->ins_batch,     &b->find_batch,     &b->del_batch,
-	    &b->ins_outcome, &b->find_outcome, &b->del_outcome,   &b->ins_rule,       &b->find_rule,
-	    &b->del_rule,    &b->ins_delivery, &b->find_delivery, &b->del_delivery,   &b->ins_queue,
-	    &b->ins_window,  &b->find_window,  &b->del_window,    &b->ins_window_line};
+	    &b->ins_event,     &b->find_event,    &b->del_event,    &b->ins_file,
+	    &b->find_file,     &b->del_file,      &b->ins_meta,     &b->ins_batch,
+	    &b->find_batch,    &b->del_batch,     &b->ins_outcome,  &b->find_outcome,
+	    &b->del_outcome,   &b->ins_rule,      &b->find_rule,    &b->del_rule,
+	    &b->ins_delivery,  &b->find_delivery, &b->del_delivery, &b->ins_queue,
+	    &b->ins_window,    &b->find_window,   &b->del_window,   &b->ins_window_line,
+	    &b->ins_window_key};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -1136,6 +1162,143 @@ static int placeholders(sqlite3 *db, int64_t now, struct spool_recover_stats *st
 	return 0;
 }
 
+/* Appends `text` to st->windows_lost_detail (cut at its end). */
+static void detail_add(struct spool_recover_stats *st, const char *text)
+{
+	size_t used = strlen(st->windows_lost_detail);
+
+	if (used + 1 < sizeof(st->windows_lost_detail))
+		snprintf(st->windows_lost_detail + used, sizeof(st->windows_lost_detail) - used,
+		         "%s", text);
+}
+
+/* How many customers, and files, windows_lost names at most. */
+#define LOST_CUSTOMERS_MAX 64
+#define LOST_FILES_MAX 8
+
+/* Finds the aggregation windows whose rows were lost, before finish() drops their lines: those
+ * the windows' unique index still names (rule, customer, start, id) without a row, and those
+ * only their lines name (window_id without a row: the customer is in the row alone). A window
+ * whose meter event survives (a batch at line offset minus its id) was closed: its usage is in
+ * that event. The others were open, or closed with their events lost too: the usage of their
+ * surviving lines is lost, since their files' checkpoints are past them. Fills st->windows_lost*
+ * and window_lines_lost; -1 on a database error. */
+static int windows_lost(sqlite3 *db, struct spool_recover_stats *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *q = NULL;
+	char buf[512], esc[320];
+	int64_t n = 0, unknown = 0;
+	int rc, ret = -1;
+
+	if (exec_sql(db,
+	             "CREATE TEMP TABLE lost AS SELECT id, rule, customer, start,"
+	             " id IN (SELECT -first_offset FROM batches WHERE first_offset < 0) AS closed,"
+	             " (SELECT count(*) FROM window_lines l WHERE l.window_id = x.id"
+	             " AND x.id NOT IN (SELECT id FROM windows)) AS lines"
+	             " FROM (SELECT k.id AS id, k.rule AS rule, k.customer AS customer,"
+	             " k.start AS start FROM temp.window_keys k WHERE NOT EXISTS"
+	             " (SELECT 1 FROM windows w WHERE w.rule = k.rule AND w.customer = k.customer"
+	             " AND w.start = k.start)"
+	             " UNION SELECT DISTINCT window_id, rule, NULL, NULL FROM window_lines"
+	             " WHERE window_id NOT IN (SELECT id FROM windows)"
+	             " AND window_id NOT IN (SELECT id FROM temp.window_keys)) x",
+	             err, errlen) < 0)
+		return -1;
+	rc = sqlite3_prepare_v2(db,
+	                        "SELECT count(*), coalesce(sum(NOT closed), 0),"
+	                        " coalesce(sum(CASE WHEN closed THEN 0 ELSE lines END), 0),"
+	                        " coalesce(sum(NOT closed AND customer IS NULL), 0) FROM temp.lost",
+	                        -1, &q, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		st->windows_lost = sqlite3_column_int64(q, 0);
+		st->windows_lost_open = sqlite3_column_int64(q, 1);
+		st->window_lines_lost = sqlite3_column_int64(q, 2);
+		unknown = sqlite3_column_int64(q, 3);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (rc != SQLITE_DONE)
+		goto fail;
+	if (st->windows_lost_open == 0) {
+		ret = 0;
+		goto out;
+	}
+	/* Which customers, and where the lines are: enough to bill them by hand. */
+	rc = sqlite3_prepare_v2(db,
+	                        "SELECT customer, count(*) FROM temp.lost WHERE NOT closed"
+	                        " AND customer IS NOT NULL GROUP BY customer ORDER BY customer",
+	                        -1, &q, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *c = (const char *)sqlite3_column_text(q, 0);
+		int64_t w = sqlite3_column_int64(q, 1);
+
+		rc = SQLITE_OK;
+		if (n++ >= LOST_CUSTOMERS_MAX)
+			continue;
+		log_escape(esc, sizeof(esc), c != NULL ? c : "");
+		if (w > 1)
+			snprintf(buf, sizeof(buf), "%s%s (%" PRId64 " windows)",
+			         n > 1 ? ", " : "customers ", esc, w);
+		else
+			snprintf(buf, sizeof(buf), "%s%s", n > 1 ? ", " : "customers ", esc);
+		detail_add(st, buf);
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (rc != SQLITE_DONE)
+		goto fail;
+	if (n > LOST_CUSTOMERS_MAX) {
+		snprintf(buf, sizeof(buf), " and %" PRId64 " more customers",
+		         n - LOST_CUSTOMERS_MAX);
+		detail_add(st, buf);
+	}
+	if (unknown > 0) {
+		snprintf(buf, sizeof(buf),
+		         "%s%" PRId64 " windows whose customers are unknown (only their lines "
+		         "survive)",
+		         n > 0 ? "; " : "", unknown);
+		detail_add(st, buf);
+	}
+	n = 0;
+	rc = sqlite3_prepare_v2(db,
+	                        "SELECT f.path, count(*), min(l.line_offset), max(l.line_offset)"
+	                        " FROM window_lines l JOIN files f ON f.id = l.file_id"
+	                        " WHERE l.window_id IN (SELECT id FROM temp.lost WHERE NOT closed)"
+	                        " AND l.window_id NOT IN (SELECT id FROM windows)"
+	                        " GROUP BY l.file_id ORDER BY f.path",
+	                        -1, &q, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(q, 0);
+
+		rc = SQLITE_OK;
+		if (n++ >= LOST_FILES_MAX)
+			continue;
+		log_escape(esc, sizeof(esc), path != NULL ? path : "");
+		snprintf(buf, sizeof(buf),
+		         "%s%" PRId64 " lines of %s between byte offsets %" PRId64 " and %" PRId64,
+		         n > 1 ? ", " : "; ", (int64_t)sqlite3_column_int64(q, 1), esc,
+		         (int64_t)sqlite3_column_int64(q, 2), (int64_t)sqlite3_column_int64(q, 3));
+		detail_add(st, buf);
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (rc != SQLITE_DONE)
+		goto fail;
+	if (n > LOST_FILES_MAX) {
+		snprintf(buf, sizeof(buf), " and lines of %" PRId64 " more files",
+		         n - LOST_FILES_MAX);
+		detail_add(st, buf);
+	}
+	ret = 0;
+	goto out;
+fail:
+	err_set(err, errlen, "finding the lost aggregation windows: %s", sqlite3_errmsg(db));
+out:
+	sqlite3_finalize(q);
+	return ret;
+}
+
 #define LOST_REASON                                                                                \
 	"lost in spool recover: its file record or rule was lost, so its identifier cannot be "    \
 	"computed; not sent"
@@ -1300,7 +1463,7 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 		goto out;
 	}
 	if (recover_rows(old_db, &b, err, errlen) < 0 ||
-	    placeholders(b.db, now, st, err, errlen) < 0)
+	    placeholders(b.db, now, st, err, errlen) < 0 || windows_lost(b.db, st, err, errlen) < 0)
 		goto out;
 	builder_finalize(&b);
 	if (exec_sql(b.db, "COMMIT", err, errlen) < 0)
@@ -1354,6 +1517,28 @@ out:
 		sqlite3_close(b.db);
 	spool_free(sp);
 	return ret;
+}
+
+const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st, char *out,
+                                            size_t outlen)
+{
+	int n = snprintf(out, outlen,
+	                 "%" PRId64 " aggregation windows were lost (their rows could "
+	                 "not be read)",
+	                 st->windows_lost);
+
+	if (n >= 0 && (size_t)n < outlen && st->windows_lost_open > 0)
+		n +=
+		    snprintf(out + n, outlen - (size_t)n,
+		             ": %" PRId64 " of them not known to be closed, and the usage of their "
+		             "%" PRId64 " lines is lost, never billed (their files' checkpoints "
+		             "are past them): %s",
+		             st->windows_lost_open, st->window_lines_lost, st->windows_lost_detail);
+	if (n >= 0 && (size_t)n < outlen && st->windows_lost > st->windows_lost_open)
+		snprintf(out + n, outlen - (size_t)n,
+		         "; %" PRId64 " closed, whose meter events are kept",
+		         st->windows_lost - st->windows_lost_open);
+	return out;
 }
 
 int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
@@ -1446,6 +1631,11 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	if (fsync_path(state_dir, O_RDONLY | O_DIRECTORY) < 0)
 		log_warn("fsync %s: %s", state_dir, strerror(errno));
 	remove_tree(tmp);
+	if (st->windows_lost > 0) {
+		char text[sizeof(st->windows_lost_detail) + 512];
+
+		log_warn("%s", spool_recover_windows_lost_text(st, text, sizeof(text)));
+	}
 	return 0;
 fail:
 	remove_tree(tmp);

@@ -26,22 +26,27 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
                 char *err, size_t errlen);
 
 struct spool_recover_stats {
-	int64_t pages;                /* pages in the old database (after its WAL) */
-	int64_t pages_unreadable;     /* missing or not a b-tree page */
-	int64_t pages_free;           /* on the free-page list, not read */
-	int64_t wal_frames;           /* committed WAL frames applied */
-	int64_t meta, files;          /* rows recovered */
-	int64_t events[4];            /* by state (enum event_state): pending, delivered, dead,
-	                                 unsure */
-	int64_t cells_skipped;        /* cells that did not decode as a spool row */
-	int64_t duplicates;           /* older copies of a row dropped for a newer one */
-	int64_t lost_files;           /* placeholder file records made for orphaned events */
-	int64_t windows_open;         /* aggregation windows recovered, still to be sent */
-	int64_t windows_closed;       /* and those closed (their meter events made) */
-	int64_t window_lines;         /* lines of the open windows recovered */
-	int64_t window_lines_counted; /* lines the open windows' totals count */
-	int instance_recovered;       /* the instance id was among the recovered rows */
-	char corrupt_path[4096 + 64]; /* where the old database was moved */
+	int64_t pages;                  /* pages in the old database (after its WAL) */
+	int64_t pages_unreadable;       /* missing or not a b-tree page */
+	int64_t pages_free;             /* on the free-page list, not read */
+	int64_t wal_frames;             /* committed WAL frames applied */
+	int64_t meta, files;            /* rows recovered */
+	int64_t events[4];              /* by state (enum event_state): pending, delivered, dead,
+	                                   unsure */
+	int64_t cells_skipped;          /* cells that did not decode as a spool row */
+	int64_t duplicates;             /* older copies of a row dropped for a newer one */
+	int64_t lost_files;             /* placeholder file records made for orphaned events */
+	int64_t windows_open;           /* aggregation windows recovered, still to be sent */
+	int64_t windows_closed;         /* and those closed (their meter events made) */
+	int64_t window_lines;           /* lines of the open windows recovered */
+	int64_t window_lines_counted;   /* lines the open windows' totals count */
+	int64_t windows_lost;           /* windows whose rows were lost (their index entries or
+	                                   lines name them) */
+	int64_t windows_lost_open;      /* of those, not known closed: their usage is lost */
+	int64_t window_lines_lost;      /* surviving lines of those, dropped, never billed */
+	char windows_lost_detail[4096]; /* their customers and lines, as text ("" if none) */
+	int instance_recovered;         /* the instance id was among the recovered rows */
+	char corrupt_path[4096 + 64];   /* where the old database was moved */
 };
 
 /* Rebuilds `state_dir`/spool.db from every row it can read. Refuses a spool that another process
@@ -53,9 +58,17 @@ struct spool_recover_stats {
  * types; pages on the free-page list are skipped; of two copies of a row the one with the newer
  * `updated` time wins. Events whose file record is lost get a placeholder record (state "gone").
  * The new database is written in a directory beside it, synced, and then takes the name
- * spool.db; the old one (and its WAL) is kept as spool.db.corrupt-<now> (-wal). Returns 0 and
- * fills *st, or -1 (`err`; the old database is then still in place, unchanged). */
+ * spool.db; the old one (and its WAL) is kept as spool.db.corrupt-<now> (-wal). Aggregation
+ * windows whose rows were lost are counted (windows_lost*), as far as the entries of the windows'
+ * unique index or their lines name them, and logged as a warning. Returns 0 and fills *st, or -1
+ * (`err`; the old database is then still in place, unchanged). */
 int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
                   size_t errlen);
+
+/* The sentence that says which aggregation windows spool_recover found lost (st->windows_lost >
+ * 0), written into `out` (`outlen` bytes, cut if need be); returns `out`. recover logs it, and
+ * `spool recover` prints it. */
+const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st, char *out,
+                                            size_t outlen);
 
 #endif
