@@ -1873,7 +1873,6 @@ static void check_meters(struct sender *s, const struct config *rules)
 	char err[1024] = "";
 	size_t n = 0, was_held = s->n_held_rules;
 	int rc, errors = 0;
-
 	long status = 0;
 
 	health_wait_begin(HEALTH_SENDER);
