@@ -85,7 +85,11 @@ assert_eq 0 "$(cut -f4 "$T/accepted.tsv" | grep -Fxc -f "$T/window_rids")" "wind
 # Each copy is its original's record, read to its end; no checkpoint reset.
 assert_eq 0 "$(status_sum "$conf" 14)" "checkpoint resets"
 assert_eq "$written" "$(status_sum "$conf" 8)" "matched lines"
-# The copies made while the agent ran were taken for copies before their original's truncation
-# was seen; the one made while it was stopped was read as its original's rest at start.
-assert_eq 3 "$(grep -c 'taken for its copy' "$T/agent.log")" "copies announced"
+# Each copy made while the agent ran was taken for a copy: before its original's truncation was
+# seen ("holds what"), or after it, as the place of the original's rest ("from its copy"); which
+# comes first is the scheduler's choice on a busy machine.
+for d in 1 2 3; do
+	grep -qF -e "$L-2025010$d: holds what" -e "from its copy $L-2025010$d" "$T/agent.log" ||
+		fail "copy $L-2025010$d was not announced as a copy"
+done
 echo "t_copy_glob: $written rids each accepted once through 4 copytruncates whose copies the glob matches"

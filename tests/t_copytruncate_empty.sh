@@ -62,5 +62,8 @@ for f in "$L" "$L".*; do expect_file "$conf" ce "$f"; done
 assert_eq "$written" "$(wc -l < "$T/expected_rids")" "rids in the files"
 check_accepted
 assert_eq 2 "$(grep -c 'was empty when logmeter last looked' "$T/agent.log")" "copies of unread files announced"
+# status counts them and names the last copy (the last warning's), as the last agent saw them.
+last_copy=$(grep 'was empty when logmeter last looked' "$T/agent.log" | tail -n 1 | sed 's/.*last looked, and \(.*\) ([0-9]* bytes, written since).*/\1/')
+assert_eq "2 $last_copy" "$(tailing_warning "$conf" empty_copies)" "status --json: copies of files last seen empty"
 assert_eq 0 "$(status_sum "$conf" 14)" "checkpoint resets"
 echo "t_copytruncate_empty: $written rids each accepted once through copytruncates of files last seen empty"

@@ -41,4 +41,9 @@ expect_file "$conf" rs "$L" "$L.1" "$L.2"
 assert_eq "$written" "$(wc -l < "$T/expected_rids")" "rids in the files"
 check_accepted
 assert_eq 1 "$(grep -c "rs/app.log.1: rotated from $L while logmeter was stopped, and never read" "$T/agent.log")" "the unread rotated file announced"
+assert_eq "1 $L.1" "$(tailing_warning "$conf" rotated_stopped)" "status --json: files rotated while stopped"
+"$LOGMETER" status -c "$conf" > "$T/status.txt" || true
+grep -q "^tailing: 0 copies .*, 1 files rotated while logmeter was stopped" "$T/status.txt" ||
+	fail "status does not count the rotated file: $(grep '^tailing' "$T/status.txt")"
+grep -qF "  rotated_stopped: the last at " "$T/status.txt" || fail "status does not name the rotated file"
 echo "t_rotation_stopped: $written rids each accepted once through two rotations while logmeter was stopped"

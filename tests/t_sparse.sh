@@ -4,7 +4,7 @@
 # other bytes follow them, so reading them again at every change would scan a whole TiB of zeros
 # on the thread that reads every file, and the other files' lines would wait behind it. The hole
 # is seen as one (SEEK_DATA) and not read; another file's lines are read at once; the agent stops
-# cleanly.
+# cleanly. `status` counts it and names the file (text and --json).
 . "$(dirname "$0")/lib.sh"
 lm_init sparse
 . "$top_srcdir/tests/tail_lib.sh"
@@ -28,6 +28,23 @@ put_rids "$B" 10
 wait_until 60 delivered || fail "another file's lines not read behind the hole: $(accepted_count) of $written"
 wait_until 60 grep -q "sp/a.log: its last [0-9]* bytes are a hole" "$T/agent.log" ||
 	fail "the hole was not seen"
+# status shows it (text and --json): counted, the file named.
+sparse_status() {
+	"$LOGMETER" status -c "$conf" > "$T/status.txt" 2>&1
+	grep -q "^tailing: 0 copies .*, 0 files rotated .*, 1 files that end in a hole" "$T/status.txt" &&
+		grep -qF "  sparse_holes: the last at " "$T/status.txt" &&
+		grep -q "sparse_holes: .*: $A\$" "$T/status.txt"
+}
+wait_until 30 sparse_status || fail "status does not show the hole: $(grep -A3 '^tailing' "$T/status.txt")"
+"$LOGMETER" status -c "$conf" --json > "$T/status.json" || true
+"$PYTHON3" - "$T/status.json" "$A" <<'PY' || fail "status --json does not show the hole"
+import json, sys
+t = json.load(open(sys.argv[1]))["guard"]["tailing"]
+assert t["sparse_holes"]["count"] == 1 and t["sparse_holes"]["path"] == sys.argv[2], t
+assert isinstance(t["sparse_holes"]["last"], int), t
+for k in ("empty_copies", "rotated_stopped"):
+    assert t[k] == {"count": 0, "last": None, "path": None}, t
+PY
 agent_stop || fail "agent did not stop cleanly"
 
 : > "$T/expected_ids"

@@ -278,3 +278,15 @@ open_fds() {
 		readlink "$f" 2>/dev/null || true
 	done
 }
+
+# tailing_warning CONF KIND: "COUNT PATH" of a tailing warning in `status --json` (guard.tailing:
+# empty_copies, rotated_stopped, sparse_holes), PATH "-" if none; the text status must give the
+# same count on its "tailing:" line.
+tailing_warning() {
+	"$LOGMETER" status -c "$1" --json > "$T/tailing_status.json" || true
+	"$PYTHON3" -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["guard"]
+w = g["tailing"][sys.argv[2]] if g else {"count": 0, "path": None}
+print(w["count"], w["path"] if w["path"] is not None else "-")' "$T/tailing_status.json" "$2"
+}

@@ -6,12 +6,14 @@
 
 #include <fnmatch.h>
 #include <glob.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "cli/cli.h"
 #include "ingest/guard.h"
+#include "ingest/overlap.h"
 #include "send/account.h"
 #include "send/sender.h"
 #include "send/stripe.h"
@@ -39,7 +41,7 @@ static int check_account(const struct config *cfg)
 		return CLI_EXIT_RUNTIME;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, err,
+	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, NULL, err,
 	                        sizeof(err));
 	explicit_bzero(key, sizeof(key));
 	curl_global_cleanup();
@@ -103,6 +105,93 @@ static void check_files(const struct config *cfg)
 	guard_free(g);
 }
 
+/* overlap_find's callback: the refusal, in the words `run` logs. */
+static void print_overlap(const struct overlap_file *first, const struct overlap_file *other,
+                          void *ud)
+{
+	const struct config *cfg = ud;
+	const struct config_source *a = &cfg->sources[first->source];
+	const struct config_source *b = &cfg->sources[other->source];
+
+	fprintf(stderr,
+	        "error: %s is matched by source %s (%s:%u) and source %s (%s:%u)%s%s: `run` "
+	        "reads a file under one source only (the one that read it before, else the first "
+	        "in configuration order: %s), so that its lines are not billed twice, and the "
+	        "rules of source %s would make nothing of it. Put the rules under one source (a "
+	        "source may carry many rules) "
+	        "or narrow the globs (docs/tailing.md)\n",
+	        first->path, a->name, a->loc.file, a->loc.line, b->name, b->loc.file, b->loc.line,
+	        strcmp(first->path, other->path) != 0 ? ", as " : "",
+	        strcmp(first->path, other->path) != 0 ? other->path : "", a->name, b->name);
+}
+
+/* The files that two sources' globs match now (the same file by device and inode, however it
+ * is reached: a symlink a source follows, a hard link), each refused with both sources' file and
+ * line. Only what `run` would open counts (guard_open), and a file is what is opened. Returns the
+ * number of refusals (0 when the files cannot be listed: `run` decides then). */
+static size_t check_overlaps(const struct config *cfg)
+{
+	char err[1024] = "";
+	struct guard *g;
+	struct overlap_file *v = NULL;
+	glob_t *gls;
+	size_t n = 0, cap = 0, found = 0;
+
+	if (cfg->n_sources < 2)
+		return 0;
+	gls = calloc(cfg->n_sources, sizeof(*gls));
+	g = guard_new(cfg, err, sizeof(err));
+	if (gls == NULL || g == NULL) {
+		free(gls);
+		guard_free(g);
+		return 0;
+	}
+	for (size_t si = 0; si < cfg->n_sources; si++) {
+		const struct config_source *src = &cfg->sources[si];
+
+		if (glob(src->path, 0, NULL, &gls[si]) != 0)
+			continue;
+		for (size_t k = 0; k < gls[si].gl_pathc; k++) {
+			const char *path = gls[si].gl_pathv[k], *base = strrchr(path, '/');
+			struct stat st;
+			int fd, ok;
+
+			base = base != NULL ? base + 1 : path;
+			if (src->exclude[0] != '\0' && fnmatch(src->exclude, base, 0) == 0)
+				continue;
+			fd = guard_open(g, src, path, NULL, err, sizeof(err));
+			if (fd < 0)
+				continue;
+			ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+			close(fd);
+			if (!ok)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap > 0 ? cap * 2 : 64;
+				struct overlap_file *nv = realloc(v, ncap * sizeof(*v));
+
+				if (nv == NULL)
+					goto out;
+				v = nv;
+				cap = ncap;
+			}
+			v[n].dev = (uint64_t)st.st_dev;
+			v[n].ino = (uint64_t)st.st_ino;
+			v[n].source = si;
+			v[n].path = path;
+			n++;
+		}
+	}
+	found = overlap_find(v, n, print_overlap, (void *)(uintptr_t)cfg);
+out:
+	free(v);
+	for (size_t si = 0; si < cfg->n_sources; si++)
+		globfree(&gls[si]);
+	free(gls);
+	guard_free(g);
+	return found;
+}
+
 /* config_warnings' callback. */
 static void print_warning(const char *msg, void *ud)
 {
@@ -125,6 +214,12 @@ int cli_check(const struct cli_args *args)
 	 * "OK" then: the exit status and the last line must say the same. */
 	if (cli_preflight(s.cfg, 1, err, sizeof(err)) != 0) {
 		fprintf(stderr, "error: %s\n", err);
+		cli_setup_free(&s);
+		return CLI_EXIT_USAGE;
+	}
+	/* A file two sources read would bill its lines under one of them only: refused, as a
+	 * configuration error, before any "OK". */
+	if (check_overlaps(s.cfg) > 0) {
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;
 	}

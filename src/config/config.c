@@ -423,7 +423,12 @@ static const struct option options[] = {
 
     {SOURCE(path), .key = "path", .type = OPT_GLOB, .min = 1, .max = PATH_MAX - 1,
      .flags = OPT_REQUIRED | OPT_ABSOLUTE,
-     .help = "Absolute glob(7) pattern of the files to tail."},
+     .help = "Absolute glob(7) pattern of the files to tail. A file is read by one source "
+             "only, or its lines would be billed once per source: the one that read it "
+             "first, else the first source in configuration order whose glob matches it; "
+             "`check` refuses globs of two sources that match one file, and the agent logs "
+             "it and `status` says degraded. Put every rule of a file under one source (a "
+             "source may carry many rules). See docs/tailing.md."},
     {SOURCE(exclude), .key = "exclude", .type = OPT_GLOB, .def = "*.gz", .min = 0, .max = NAME_MAX,
      .flags = OPT_BASENAME,
      .help = "Glob matched against a file's base name: matching files are not tailed. Empty: "

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@
 #define GUARD_RULES_MAX 1024
 #define GUARD_RULE_NAME_MAX 128
 
-enum refusal { REFUSED_LINK, REFUSED_PROTECTED };
+enum refusal { REFUSED_LINK, REFUSED_PROTECTED, REFUSED_SHARED };
 
 /* What the spool's directory holds besides the directory itself: refused even as a hard link. */
 static const char *const spool_names[] = {"spool.db", "spool.db-wal", "spool.db-shm",
@@ -58,6 +59,7 @@ struct guard {
 	uint64_t *refused; /* hashes of the paths refused, GUARD_REMEMBER at most */
 	size_t n_refused;
 	struct guard_counts counts;
+	char tailing_path[GUARD_TAILINGS][GUARD_TAIL_PATH]; /* escaped (log_escape) */
 	struct guard_rule *rules;
 	size_t n_rules, cap_rules;
 
@@ -192,14 +194,24 @@ static void guard_write(struct guard *g)
 	g->dirty = 0;
 	if (g->sf == NULL)
 		return;
-	n = (size_t)snprintf(
-	    buf, sizeof(buf),
-	    "# logmeter guard counts: written in place by the agent, read by "
-	    "`logmeter status`\nrefused_links %" PRId64 "\nrefused_protected %" PRId64
-	    "\nlimit_lines %" PRId64 "\nlimit_last %" PRId64 "\ngone_unread %" PRId64
-	    "\ngone_last %" PRId64 "\n",
-	    g->counts.refused_links, g->counts.refused_protected, g->counts.limit_lines,
-	    g->counts.limit_last, g->counts.gone_unread, g->counts.gone_last);
+	n = (size_t)snprintf(buf, sizeof(buf),
+	                     "# logmeter guard counts: written in place by the agent, read by "
+	                     "`logmeter status`\nrefused_links %" PRId64
+	                     "\nrefused_protected %" PRId64 "\nlimit_lines %" PRId64
+	                     "\nlimit_last %" PRId64 "\ngone_unread %" PRId64 "\ngone_last %" PRId64
+	                     "\nshared_files %" PRId64 "\n",
+	                     g->counts.refused_links, g->counts.refused_protected,
+	                     g->counts.limit_lines, g->counts.limit_last, g->counts.gone_unread,
+	                     g->counts.gone_last, g->counts.shared_files);
+	/* "NAME N", "NAME_last T", "NAME_path PATH" per tailing warning that happened. */
+	for (int w = 0; w < GUARD_TAILINGS && n < sizeof(buf); w++)
+		if (g->counts.tailing[w] > 0)
+			n += (size_t)snprintf(
+			    buf + n, sizeof(buf) - n,
+			    "%s %" PRId64 "\n%s_last %" PRId64 "\n%s_path %s\n",
+			    guard_tailing_name((enum guard_tailing)w), g->counts.tailing[w],
+			    guard_tailing_name((enum guard_tailing)w), g->counts.tailing_last[w],
+			    guard_tailing_name((enum guard_tailing)w), g->tailing_path[w]);
 	/* One line per rule, as many as the region holds: "rule NAME LIMIT N ...". */
 	for (size_t i = 0; i < g->n_rules && n < sizeof(buf); i++) {
 		const struct guard_rule *r = &g->rules[i];
@@ -250,6 +262,25 @@ void guard_gone_unread(struct guard *g)
 	g->dirty = 1;
 }
 
+const char *guard_tailing_name(enum guard_tailing what)
+{
+	static const char *const names[GUARD_TAILINGS] = {"empty_copies", "rotated_stopped",
+	                                                  "sparse_holes"};
+
+	return (int)what >= 0 && what < GUARD_TAILINGS ? names[what] : "?";
+}
+
+void guard_tailing(struct guard *g, enum guard_tailing what, const char *path)
+{
+	if (g == NULL || (int)what < 0 || what >= GUARD_TAILINGS)
+		return;
+	g->counts.tailing[what]++;
+	g->counts.tailing_last[what] = (int64_t)time(NULL);
+	/* One line of the state file whatever bytes the path holds. */
+	log_escape(g->tailing_path[what], sizeof(g->tailing_path[what]), path != NULL ? path : "");
+	g->dirty = 1;
+}
+
 void guard_free(struct guard *g)
 {
 	if (g == NULL)
@@ -265,9 +296,12 @@ void guard_free(struct guard *g)
 
 struct guard_counts guard_counts(const struct guard *g)
 {
-	struct guard_counts none = {0, 0, 0, 0, 0, 0};
+	struct guard_counts none;
 
-	return g != NULL ? g->counts : none;
+	if (g != NULL)
+		return g->counts;
+	memset(&none, 0, sizeof(none));
+	return none;
 }
 
 /* ---- opening log files --------------------------------------------------------------------- */
@@ -299,9 +333,16 @@ static void count_refusal(struct guard *g, enum refusal kind, const char *path)
 		g->refused[g->n_refused++] = h;
 	if (kind == REFUSED_LINK)
 		g->counts.refused_links++;
+	else if (kind == REFUSED_SHARED)
+		g->counts.shared_files++;
 	else
 		g->counts.refused_protected++;
 	guard_write(g);
+}
+
+void guard_shared(struct guard *g, const char *path)
+{
+	count_refusal(g, REFUSED_SHARED, path);
 }
 
 static int refuse(struct guard *g, enum refusal kind, const char *path, int fd, int *refused,
@@ -422,25 +463,58 @@ static const char *protected_dir(const struct guard *g, const char *real)
  * what the administrator wrote are followed (/var/log/app/current.log -> app-20250101.log). A
  * link another user made there is not the administrator's (as fs.protected_symlinks judges links
  * in sticky directories, proc(5)). */
-static int literal_link(const struct config_source *src, const char *path)
+static int literal_link(const struct config_source *src, const char *path, uid_t *owner)
 {
 	struct stat st;
 
-	return strpbrk(src->path, "*?[\\") == NULL && strcmp(src->path, path) == 0 &&
-	       lstat(path, &st) == 0 && S_ISLNK(st.st_mode) &&
-	       (st.st_uid == 0 || st.st_uid == geteuid());
+	if (strpbrk(src->path, "*?[\\") != NULL || strcmp(src->path, path) != 0 ||
+	    lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	*owner = st.st_uid;
+	return st.st_uid == 0 || st.st_uid == geteuid() ? 1 : -1;
+}
+
+/* The name of user `uid` into `buf` (`len` bytes): "name (uid N)", or "uid N" without one. */
+static const char *user_text(uid_t uid, char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL && pw->pw_name != NULL)
+		snprintf(buf, len, "%s (uid %lu)", pw->pw_name, (unsigned long)uid);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)uid);
+	return buf;
 }
 
 int guard_open(struct guard *g, const struct config_source *src, const char *path, int *refused,
                char *err, size_t errlen)
 {
-	int follow = src->follow_symlinks || literal_link(src, path), fd, direct, e;
+	uid_t owner = 0;
+	int literal = literal_link(src, path, &owner);
+	int follow = src->follow_symlinks || literal > 0, fd, direct, e;
 	char real[PATH_MAX];
 	const char *what;
 	struct stat st;
 
 	if (refused != NULL)
 		*refused = 0;
+	if (!follow && literal < 0) {
+		char who[96], me[96], to[PATH_MAX];
+		ssize_t n = readlink(path, to, sizeof(to) - 1);
+
+		to[n > 0 ? n : 0] = '\0';
+		/* Named in the configuration, but another user made the link and could point it
+		 * at anything (docs/security.md): say who owns it and who may, and the fix that
+		 * keeps the check (not follow_symlinks, which would follow any link). */
+		return refuse(
+		    g, REFUSED_LINK, path, -1, refused, err, errlen,
+		    "%s: a symbolic link (to %s) owned by %s: [source %s] path names it "
+		    "without wildcards, and such a link is followed only when root or the "
+		    "user running logmeter, %s, owns it: refused; if it points where it "
+		    "should, chown -h root it, or set path to its target",
+		    path, to[0] != '\0' ? to : "?", user_text(owner, who, sizeof(who)), src->name,
+		    user_text(geteuid(), me, sizeof(me)));
+	}
 	/* Links and what is not a regular file are not even opened (opening a device can do
 	 * something). The checks on the descriptor below are what counts: these only keep such
 	 * names unopened while nobody swaps them. */
@@ -560,6 +634,29 @@ void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_
 
 /* ---- status ---------------------------------------------------------------------------------- */
 
+/* A tailing warning's line of the state file ("NAME N", "NAME_last T", "NAME_path PATH") into
+ * *s. Returns 1 if it was one. */
+static int tailing_line(struct guard_status *s, const char *key, const char *v)
+{
+	for (int w = 0; w < GUARD_TAILINGS; w++) {
+		const char *name = guard_tailing_name((enum guard_tailing)w);
+		size_t len = strlen(name);
+
+		if (strncmp(key, name, len) != 0)
+			continue;
+		if (key[len] == '\0')
+			s->counts.tailing[w] = strtoll(v, NULL, 10);
+		else if (strcmp(key + len, "_last") == 0)
+			s->counts.tailing_last[w] = strtoll(v, NULL, 10);
+		else if (strcmp(key + len, "_path") == 0)
+			snprintf(s->tailing_path[w], sizeof(s->tailing_path[w]), "%s", v);
+		else
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
 static void status_line(const char *key, const char *v, void *ud)
 {
 	struct guard_status *s = ud;
@@ -580,6 +677,10 @@ static void status_line(const char *key, const char *v, void *ud)
 		s->counts.gone_unread = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "gone_last") == 0) {
 		s->counts.gone_last = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "shared_files") == 0) {
+		s->counts.shared_files = strtoll(v, NULL, 10);
+	} else if (tailing_line(s, key, v)) {
+		/* done */
 	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&
 	           sscanf(v, "%127s%n", name, &used) == 1) {
 		/* "NAME LIMIT N LIMIT N ..." */

@@ -69,6 +69,36 @@ void guard_limit_hit(struct guard *g, const struct config_rule *rule, enum rule_
  * `g` is a no-op. */
 void guard_gone_unread(struct guard *g);
 
+/* The tailing warnings counted for `status` (docs/tailing.md); each is logged by its caller. */
+enum guard_tailing {
+	/* A file last seen empty whose copy (copytruncate) was found by name, with no record,
+	 * and read as its first lines: content cannot tell it from another file of that name. */
+	GUARD_TAIL_EMPTY_COPY,
+	/* A file rotated while logmeter was stopped and never read, read to its end as new. */
+	GUARD_TAIL_ROTATED_STOPPED,
+	/* A file whose end is a hole (sparse), not read until data follows it. */
+	GUARD_TAIL_SPARSE,
+	GUARD_TAILINGS
+};
+
+/* The name of a tailing warning in the state file and in `status --json`: "empty_copies",
+ * "rotated_stopped", "sparse_holes". Static storage. */
+const char *guard_tailing_name(enum guard_tailing what);
+
+/* The longest path the state file keeps for a tailing warning (escaped, log_escape), NUL
+ * included: a longer one is cut. */
+#define GUARD_TAIL_PATH 512
+
+/* Counts tailing warning `what` about file `path` (the last one named is kept, escaped and cut to
+ * GUARD_TAIL_PATH, with the time), written with the next guard_flush. NULL `g` is a no-op. */
+void guard_tailing(struct guard *g, enum guard_tailing what, const char *path);
+
+/* A file the glob of a source matches is read by another source (the first in configuration
+ * order that matched it, or the one that read it first: docs/tailing.md), so this source does not
+ * open it: counted once per path, as a refusal (the first 4096 paths remembered), so that
+ * `status` turns degraded. The caller logs it. NULL `g` is a no-op. */
+void guard_shared(struct guard *g, const char *path);
+
 /* The counts, for tests and `status`. */
 struct guard_counts {
 	int64_t refused_links;     /* symlinks refused by follow_symlinks = no */
@@ -77,6 +107,9 @@ struct guard_counts {
 	int64_t limit_last;  /* when the last of them was read, seconds since the epoch; 0: none */
 	int64_t gone_unread; /* files gone while logmeter was stopped (guard_gone_unread) */
 	int64_t gone_last;   /* when the last of them was found, seconds since the epoch; 0 */
+	int64_t tailing[GUARD_TAILINGS];      /* per enum guard_tailing (guard_tailing) */
+	int64_t tailing_last[GUARD_TAILINGS]; /* when the last was, seconds since the epoch; 0 */
+	int64_t shared_files; /* files left to another source whose glob matches them too */
 };
 
 /* The counts of `g` (zeros for NULL). */
@@ -95,6 +128,8 @@ struct guard_rule_hits {
 struct guard_status {
 	int found; /* the region was written */
 	struct guard_counts counts;
+	/* The file the last of each tailing warning named, escaped (log_escape); "" if none. */
+	char tailing_path[GUARD_TAILINGS][GUARD_TAIL_PATH];
 	struct guard_rule_hits rules[GUARD_STATUS_RULES];
 	size_t n_rules;
 };

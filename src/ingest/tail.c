@@ -46,6 +46,7 @@
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
 #define TAIL_CHUNK (128 * 1024)     /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
+#define TAIL_RACY_S 1               /* an mtime younger than this may not change with a write */
 
 struct tail {
 	struct tail_ctx ctx;
@@ -86,6 +87,12 @@ struct tail {
 	size_t copy_errlen;
 	int restarted;   /* f is the record reset() started (a truncation was seen) */
 	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
+	/* The mtime the last successful read saw (its fstat), if `seen_known`: a file exactly as
+	 * long as its checkpoint is checked against the record (same_size_stale) only when its
+	 * mtime differs. Not known when that mtime was less than TAIL_RACY_S seconds old then: a
+	 * write in the same clock tick may have left it as it was (git's "racy clean" index). */
+	struct timespec seen_mtime;
+	int seen_known;
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
 	int archive, finish;
@@ -878,6 +885,7 @@ static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *er
 	         "behind) and read from its start as the file's first lines, then the file as a "
 	         "new one. Content cannot tell such a copy from another file of that name",
 	         t->path, cpath, (intmax_t)cst.st_size);
+	guard_tailing(t->ctx.guard, GUARD_TAIL_EMPTY_COPY, cpath);
 	rc = read_copy(t, cfd, &cst, cpath, err, errlen);
 	close(cfd);
 	free(cpath);
@@ -1932,18 +1940,50 @@ static int64_t data_end(struct tail *t, int64_t size)
 	data = lseek(t->fd, hole, SEEK_DATA);
 	if (data >= 0 || errno != ENXIO)
 		return size;
-	if (!t->warned_hole)
+	if (!t->warned_hole) {
 		log_warn("%s: its last %jd bytes are a hole, a sparse file: not read until data is "
 		         "written after it (%jd bytes of data)",
 		         t->path, (intmax_t)(size - hole), (intmax_t)hole);
+		guard_tailing(t->ctx.guard, GUARD_TAIL_SPARSE, t->path);
+	}
 	t->warned_hole = 1;
 	return (int64_t)hole;
+}
+
+/* Whether a file exactly as long as its checkpoint (st), which read_lines reads nothing of and so
+ * checks nothing of, no longer holds what the record read: a copytruncate followed, before
+ * logmeter looked, by new lines that bring it back to that very size. Only when its mtime changed
+ * since the last read (or was too recent then to tell), so that an idle file or a spurious event
+ * costs nothing; then the check bytes before the checkpoint and the head are read (64 bytes and
+ * up to 1 KiB). Returns 1 if stale, 0, or -1 on a read error (errno set). */
+static int same_size_stale(struct tail *t, const struct stat *st)
+{
+	int rc;
+
+	if (t->f->id == 0 || t->f->offset == 0 || st->st_size != t->f->offset)
+		return 0;
+	if (t->seen_known && st->st_mtim.tv_sec == t->seen_mtime.tv_sec &&
+	    st->st_mtim.tv_nsec == t->seen_mtime.tv_nsec)
+		return 0;
+	rc = checkpoint_matches(t->fd, t->f);
+	if (rc > 0)
+		rc = head_matches(t->fd, t->f->fp_len, t->f->fp_hash);
+	return rc < 0 ? -1 : !rc;
+}
+
+/* Records the mtime a successful read saw (st, its fstat made before `now`, CLOCK_REALTIME) for
+ * same_size_stale. */
+static void seen_mtime(struct tail *t, const struct stat *st, const struct timespec *now)
+{
+	t->seen_mtime = st->st_mtim;
+	t->seen_known = now->tv_sec - st->st_mtim.tv_sec > TAIL_RACY_S;
 }
 
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
 	struct stat st;
-	int spool_failed = 0, stale = 1;
+	struct timespec now;
+	int spool_failed = 0, stale = 1, rc;
 	int64_t rv = 0;
 
 	if (t == NULL) {
@@ -1955,7 +1995,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		errno = EBADF;
 		return -1;
 	}
-	if (fstat(t->fd, &st) < 0) {
+	if (fstat(t->fd, &st) < 0 || clock_gettime(CLOCK_REALTIME, &now) < 0) {
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
@@ -1990,15 +2030,25 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	/* Only what is there now: a file written faster than it is read must not keep this call
 	 * (and watch_stop) waiting; what comes later has its own inotify event. A file shorter
 	 * than its checkpoint is stale without reading it. */
-	if (st.st_size >= t->f->offset) {
+	rc = same_size_stale(t, &st);
+	if (rc < 0) {
+		err_set(err, errlen, "%s: read: %s", t->path, strerror(errno));
+		return -1;
+	}
+	if (rc == 0 && st.st_size >= t->f->offset) {
 		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
-		if (!stale)
+		if (!stale) {
+			if (rv >= 0)
+				seen_mtime(t, &st, &now);
 			return rv;
+		}
 	}
 	if (restart_file(t, st.st_size, &spool_failed, err, errlen) < 0)
 		return -1;
 	rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 	/* Rewritten once more since: the next read starts it over. */
+	if (rv >= 0 && !stale)
+		seen_mtime(t, &st, &now);
 	return rv < 0 ? -1 : rv;
 }
 
@@ -2534,10 +2584,30 @@ static int same_bytes(int fd1, int fd2, int64_t off, size_t len)
 
 static int record_copy_of(struct tail *t, int fd, const struct stat *st);
 
+/* Opens tail t's file by its path while t is suspended (max_open_files), for prefix_of_live, if
+ * t has read nothing yet (then its record cannot tell a copy: record_copy_of) and its path still
+ * leads to its file, `size` bytes long at least. Returns the descriptor (caller closes), or -1. */
+static int open_unread(struct tail *t, int64_t size)
+{
+	struct stat pst;
+	char e[1024];
+	int fd;
+
+	if (t->f->offset != 0 || stat(t->path, &pst) != 0 || pst.st_dev != t->dev ||
+	    pst.st_ino != t->ino || pst.st_size < size)
+		return -1;
+	fd = guard_open(t->ctx.guard, &t->ctx.cfg->sources[t->source_index], t->path, NULL, e,
+	                sizeof(e));
+	if (fd < 0)
+		log_debug("%s", e);
+	return fd;
+}
+
 /* Whether the file open as `fd`, `size` bytes long, holds exactly the first `size` bytes that
  * tail t's file holds now: a copy of it made since, whatever logmeter read of either (the original
- * grew after the copy, or its new lines are not read yet); t must hold its file open (not
- * suspended for max_open_files). Returns 1, 0, or -1 on a read error. */
+ * grew after the copy, or its new lines are not read yet). t must hold its file open, or have read
+ * nothing of it yet (then it is opened for the look: open_unread). Returns 1, 0, or -1 on a read
+ * error. */
 static int prefix_of_live(struct tail *t, int fd, int64_t size)
 {
 	unsigned char *a = NULL, *b = NULL;
@@ -2546,14 +2616,18 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 
 	/* Only a file held open (read lately: the ones copies are made of; opening every idle
 	 * file of a directory for each new file there would cost a descriptor and a read each),
+	 * or one closed for max_open_files before it read anything (opened empty: its record
+	 * says nothing a copy could be recognised by, and a copy of its first lines made before
+	 * they were read would be read as a new file, and the original then taken for its copy);
 	 * and one whose fingerprinted head the file holds if it is that long. Unless the original
 	 * no longer starts as its record says (truncated and written again, not seen yet: frozen
 	 * across a copytruncate and the copy of the next one): then the record tells nothing of
 	 * what the copy may hold, and only the original's bytes can. */
-	if (ofd < 0 ||
-	    (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1 &&
-	     head_matches(ofd, t->f->fp_len, t->f->fp_hash) == 1))
+	if (ofd < 0 && (ofd = open_unread(t, size)) < 0)
 		return 0;
+	if (size >= t->f->fp_len && head_matches(fd, t->f->fp_len, t->f->fp_hash) != 1 &&
+	    head_matches(ofd, t->f->fp_len, t->f->fp_hash) == 1)
+		goto out;
 	if (fstat(ofd, &ost) == 0 && ost.st_dev == t->dev && ost.st_ino == t->ino &&
 	    ost.st_size >= size && (a = malloc(TAIL_BACK_CHUNK)) != NULL &&
 	    (b = malloc(TAIL_BACK_CHUNK)) != NULL) {
@@ -2574,6 +2648,9 @@ static int prefix_of_live(struct tail *t, int fd, int64_t size)
 				rc = 0;
 		}
 	}
+out:
+	if (ofd != t->fd)
+		close(ofd);
 	free(a);
 	free(b);
 	return rc;

@@ -230,11 +230,12 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen);
  * its checkpoint at the same place, or, shorter than the checkpoint (a copy still being written,
  * or made before the last lines were read), the bytes t's file has just before the copy's end,
  * while t's file still holds them. Or a file that holds exactly the first bytes t's file holds
- * now, if `candidate` (tail_copy_candidate) and t holds its file open, whatever t read: a copy
- * made before the original grew on, or before t read what it holds. Its lines are t's lines: t
- * reads the rest from it when its own file is truncated (find_copy), under its own record, or
- * records it as read to its end. Returns 1, 0 (not a copy, or t has read nothing yet), or -1 on a
- * read error. */
+ * now, if `candidate` (tail_copy_candidate) and t holds its file open, whatever t read, or t
+ * was suspended before it read anything (then t's file is opened by its path for the look): a
+ * copy made before the original grew on, or before t read what it holds. Its lines are t's
+ * lines: t reads the rest from it when its own file is truncated (find_copy), under its own
+ * record, or records it as read to its end. Returns 1, 0 (not a copy, or nothing tells: t read
+ * nothing yet and the file is no candidate), or -1 on a read error. */
 int tail_copy_of(struct tail *t, int fd, const struct stat *st, int candidate);
 
 /* Whether the file open as `fd` (its fstat in *st) may be taken for a copy by the bytes it holds

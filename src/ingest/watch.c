@@ -4,7 +4,9 @@
  * reports creations, renames, deletions and writes of every file in it. A file reached through a
  * symlink also gets a watch of its own, since writes to a target in another directory are not
  * reported to the link's directory. A tail is found for an event by (directory, name); its
- * identity for a glob match is (source, dev, ino), never the path.
+ * identity for a glob match is (source, dev, ino), never the path. A file is tailed for one
+ * source only (file_owner), whatever number of globs match it, or its lines would be billed once
+ * per source.
  *
  * A file that is renamed or deleted is read to its end at once. A deleted one (no links left) is
  * then closed: a deleted file held open fills the disk. One that was renamed to a name its glob
@@ -141,6 +143,14 @@ struct wcopy {
 	size_t si;     /* the source whose glob matched it */
 };
 
+/* A file that the glob of source si matches and another source reads (file_owner): not opened
+ * for si, logged once while it stays so. */
+struct wshare {
+	char *path;
+	size_t si;
+	unsigned seen; /* the rescan generation that last found it so */
+};
+
 /* A file that appeared under a name a source's glob matches (IN_CREATE, IN_MOVED_TO), followed
  * through the renames the events report: a writer that rotates faster than the agent looks
  * renames it before the agent opens it, and opening the name then gives a newer file. Once every
@@ -174,11 +184,14 @@ struct watch {
 	size_t n_fails, cap_fails;
 	struct wcopy *copies;
 	size_t n_copies, cap_copies;
+	struct wshare *shares;
+	size_t n_shares, cap_shares;
 	struct wtoken *tokens;
 	size_t n_tokens, cap_tokens;
 	unsigned long copies_taken;   /* files taken for copies since start, for the log */
 	unsigned long unread_rotated; /* files unread_rotations found, for the log */
 	struct spool_file *rec;       /* has_record's: a record holds a 4 KiB path */
+	struct spool_file *orec;      /* file_owner's */
 	struct htab dir_wd, dir_id;   /* struct wdir */
 	struct htab tail_name, tail_id, tail_fwd, tail_cookie; /* struct wtail */
 	struct dlink lru;     /* the open tails, the least recently read first */
@@ -524,8 +537,10 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
- * of a file tailed for si in the same directory (tail_copy_of); noted if it is, forgotten as a
- * copy if it no longer is. */
+ * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
+ * no longer is. The tailed file may be another source's (app.log read by one source, its copy
+ * app.log.1 matched by another's app.log.*): the copy's lines are that file's, read by its source
+ * (one file, one source), and billed once. */
 static int is_copy(struct watch *w, size_t si, const char *path)
 {
 	char *dir = path_dir(path);
@@ -543,8 +558,8 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
 
-			if (tail_source_index(wt->t) == si && wt->base != NULL &&
-			    wt->dir_dev == dst.st_dev && wt->dir_ino == dst.st_ino &&
+			if (wt->base != NULL && wt->dir_dev == dst.st_dev &&
+			    wt->dir_ino == dst.st_ino &&
 			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
@@ -1106,6 +1121,86 @@ static int release_if_deleted(struct watch *w, struct wtail *wt)
 	return 0;
 }
 
+/* ---- files the globs of several sources match ----------------------------------------------- */
+
+/* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
+ * may read it. A file is read by one source only, or its lines would be billed once per source:
+ * the one whose tail holds it (also while it drains it after a rename to a name only another
+ * source's glob matches); else, unless si has a record that describes it (a spool written before
+ * sources were kept apart: whichever of its sources opens it first keeps it), a source whose
+ * record of it is still reading or, drained, still describes it. A file no source has read goes
+ * to the first source in configuration order whose glob matches it: sources are scanned, and a
+ * new name offered to them, in that order. A spool error counts as no record (opening the file
+ * reports it). */
+static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st)
+{
+	const struct config *cfg = w->ctx.cfg;
+	char e[512];
+
+	if (cfg->n_sources < 2)
+		return -1;
+	for (size_t sj = 0; sj < cfg->n_sources; sj++)
+		if (sj != si && tail_find(w, sj, st->st_dev, st->st_ino) != NULL)
+			return (long)sj;
+	if (has_record(w, si, path, st))
+		return -1;
+	if (w->orec == NULL && (w->orec = malloc(sizeof(*w->orec))) == NULL)
+		return -1;
+	for (size_t sj = 0; sj < cfg->n_sources; sj++) {
+		int fd, holds;
+
+		if (sj == si ||
+		    spool_file_find(w->ctx.spool, cfg->sources[sj].name, (uint64_t)st->st_dev,
+		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
+		    w->orec->state == SPOOL_FILE_GONE)
+			continue;
+		if (w->orec->state == SPOOL_FILE_READING)
+			return (long)sj;
+		/* Drained, and the inode perhaps given to another file since. Looked at as si
+		 * would open it. */
+		if ((fd = look_open(w, si, path)) < 0)
+			continue;
+		holds = tail_record_holds(w->orec, fd);
+		close(fd);
+		if (holds == 1)
+			return (long)sj;
+	}
+	return -1;
+}
+
+/* Notes that `path`, matched by source si's glob, is read by source `owner`: logged the first
+ * time (until a rescan no longer finds it so) and counted once per path (guard_shared). */
+static void share_note(struct watch *w, size_t si, const char *path, size_t owner)
+{
+	const struct config *cfg = w->ctx.cfg;
+
+	for (size_t i = 0; i < w->n_shares; i++)
+		if (w->shares[i].si == si && strcmp(w->shares[i].path, path) == 0) {
+			w->shares[i].seen = w->gen;
+			return;
+		}
+	log_warn("%s: matched by the glob of source %s (%s:%u) too, but read by source %s "
+	         "(%s:%u) only: a file is read by one source, or its lines would be billed once "
+	         "per source. Put the rules under one source (a source may carry many rules) or "
+	         "narrow the globs (docs/tailing.md)",
+	         path, cfg->sources[si].name, cfg->sources[si].loc.file, cfg->sources[si].loc.line,
+	         cfg->sources[owner].name, cfg->sources[owner].loc.file,
+	         cfg->sources[owner].loc.line);
+	guard_shared(w->ctx.guard, path);
+	if (grow((void **)&w->shares, &w->cap_shares, w->n_shares, sizeof(*w->shares)) < 0 ||
+	    (w->shares[w->n_shares].path = strdup(path)) == NULL)
+		return;
+	w->shares[w->n_shares].si = si;
+	w->shares[w->n_shares].seen = w->gen;
+	w->n_shares++;
+}
+
+static void share_remove(struct watch *w, size_t i)
+{
+	free(w->shares[i].path);
+	w->shares[i] = w->shares[--w->n_shares];
+}
+
 /* Opens a tail for `path` of source `si`. Returns it, or NULL: the file cannot be opened now
  * (logged), or *spool_failed is set and `err` says why. */
 static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
@@ -1119,8 +1214,14 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	struct wtail *wt;
 	struct stat st;
 	int ferr = 0;
+	long owner;
 
 	*spool_failed = 0;
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (owner = file_owner(w, si, path, &st)) >= 0) {
+		share_note(w, si, path, (size_t)owner);
+		return NULL;
+	}
 	make_room(w, NULL, 1);
 	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
 	if (t == NULL) {
@@ -1377,6 +1478,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			    "record of it): read to its end as a new file. The file it held was "
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
+			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
 			wt = open_path(w, si, path, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;
@@ -1527,6 +1629,9 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 	for (size_t i = w->n_copies; i-- > 0;)
 		if (w->copies[i].seen != w->gen)
 			copy_remove(w, i);
+	for (size_t i = w->n_shares; i-- > 0;)
+		if (w->shares[i].seen != w->gen)
+			share_remove(w, i);
 	w->scanned = 1;
 	free(w->fresh);
 	w->fresh = NULL;
@@ -2098,9 +2203,13 @@ void watch_free(struct watch *w)
 	for (size_t i = 0; i < w->n_copies; i++)
 		free(w->copies[i].path);
 	free(w->copies);
+	for (size_t i = 0; i < w->n_shares; i++)
+		free(w->shares[i].path);
+	free(w->shares);
 	tokens_clear(w);
 	free(w->tokens);
 	free(w->rec);
+	free(w->orec);
 	htab_fini(&w->dir_wd);
 	htab_fini(&w->dir_id);
 	htab_fini(&w->tail_name);
@@ -2186,6 +2295,9 @@ int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *s
 		         hash_id((size_t)si, tail_dev(wt->t), tail_ino(wt->t)));
 	}
 	free(to_new);
+	/* Noted by the old sources' indexes: found again, and logged again, by the next scan. */
+	while (w->n_shares > 0)
+		share_remove(w, w->n_shares - 1);
 	w->ctx = *ctx;
 	free(w->fresh);
 	w->fresh = fresh;

@@ -1,5 +1,7 @@
 /* watch: the inotify loop of the ingest half. Watches the directories of every source's glob,
- * opens a tail for each matching file, reads files when they change, follows renames and
+ * opens a tail for each matching file (for one source only: the one that read it, else the first
+ * in configuration order whose glob matches it; another whose glob matches it too logs it once
+ * and counts it, guard_shared), reads files when they change, follows renames and
  * deletions (a renamed or deleted file is read to its end before it is let go; a rotated one only
  * after rotate_wait without change), finds files rotated while the agent was stopped, and rescans
  * the globs periodically and after IN_Q_OVERFLOW (inotify(7)). Files in directories it could not

@@ -249,8 +249,9 @@ static void health_no_agent(struct facts *f)
 
 /* Lines lost for good that the running (or last) agent counted: lines a PCRE2 limit stopped
  * and files found gone at start (with `since`, only if the last came at or after it), symbolic
- * links refused (their lines are not read), and files gone before they were read to their end
- * (with `since`, those whose record changed at or after it). */
+ * links refused (their lines are not read), files left to another source whose glob matches them
+ * too (the rules of this one make nothing of them), and files gone before they were read to their
+ * end (with `since`, those whose record changed at or after it). */
 static void health_losses(struct facts *f)
 {
 	const struct guard_counts *c = &f->guard.counts;
@@ -270,9 +271,19 @@ static void health_losses(struct facts *f)
 		problem(
 		    f,
 		    "%lld symbolic links were refused (the source does not set follow_symlinks): "
-		    "their lines are not read; exclude them or set follow_symlinks = yes "
-		    "(docs/security.md)",
+		    "their lines are not read; the agent's log names each link and its target: "
+		    "name a target that is a log of yours in a source's path, or exclude the link "
+		    "(exclude =); set follow_symlinks = yes only where no untrusted user can make "
+		    "links (docs/security.md)",
 		    (long long)c->refused_links);
+	if (f->guard.found && c->shared_files > 0)
+		problem(f,
+		        "%lld files are matched by the globs of more than one source: each is read "
+		        "by one source only (the one that read it first, or the first in "
+		        "configuration order), so the rules of the others make no events of it "
+		        "(the agent's log and `logmeter check` name each file and its sources); "
+		        "put the rules under one source (docs/tailing.md)",
+		        (long long)c->shared_files);
 	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
 		utc(c->gone_last, when, sizeof(when));
 		problem(
@@ -446,7 +457,33 @@ static void print_ingest(FILE *out, const struct facts *f)
 	fprintf(out, "\n");
 }
 
-/* "refused: ..." and "limits: ..." (docs/security.md), once the agent wrote them. */
+/* "tailing: ..." (docs/tailing.md): the warnings about files whose lines were read in a way content
+ * cannot prove right, or not read yet, counted since the agent started, and the last file each
+ * named (already escaped by the agent). */
+static void print_tailing(FILE *out, const struct guard_status *g)
+{
+	static const char *const what[GUARD_TAILINGS] = {
+	    "copies of files last seen empty, read as their first lines",
+	    "files rotated while logmeter was stopped, read as new files",
+	    "files that end in a hole (sparse), not read past it"};
+	char when[32];
+
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
+	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
+	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
+	        what[GUARD_TAIL_SPARSE]);
+	for (int w = 0; w < GUARD_TAILINGS; w++) {
+		if (g->counts.tailing[w] == 0)
+			continue;
+		utc(g->counts.tailing_last[w], when, sizeof(when));
+		fprintf(out, "  %s: the last at %s: %s\n",
+		        guard_tailing_name((enum guard_tailing)w), when, g->tailing_path[w]);
+	}
+}
+
+/* "refused: ...", "limits: ..." and "tailing: ..." (docs/security.md, docs/tailing.md), once the
+ * agent wrote them. */
 static void print_guard(FILE *out, const struct facts *f)
 {
 	const struct guard_status *g = &f->guard;
@@ -461,7 +498,13 @@ static void print_guard(FILE *out, const struct facts *f)
 	        "refused: %lld symbolic links not followed, %lld files of logmeter's own "
 	        "(docs/security.md)\n",
 	        (long long)g->counts.refused_links, (long long)g->counts.refused_protected);
+	if (g->counts.shared_files > 0)
+		fprintf(out,
+		        "shared: %lld files matched by more than one source's glob, each read by "
+		        "one source only (docs/tailing.md)\n",
+		        (long long)g->counts.shared_files);
 	fprintf(out, "limits: %lld lines hit a PCRE2 limit\n", (long long)g->counts.limit_lines);
+	print_tailing(out, g);
 	for (size_t i = 0; i < g->n_rules; i++) {
 		fprintf(out, "  rule %s", g->rules[i].rule);
 		for (int l = RULE_LIMIT_NONE + 1; l < RULE_LIMITS; l++)
@@ -520,12 +563,30 @@ static void print_sender(FILE *out, const struct facts *f)
 		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st->rate, a);
 	}
 	fprintf(out, "\n");
-	if (st->held > 0)
+	if (st->held > 0 && st->stripe_behind > 0)
+		fprintf(out,
+		        "held: %lld events stamped more than 5 minutes ahead of Stripe's clock, "
+		        "which is %s%lld s behind this host's (see clock); sent once Stripe takes "
+		        "them\n",
+		        st->held, strcmp(st->stripe_behind_from, "session") == 0 ? "" : "at least ",
+		        st->stripe_behind);
+	else if (st->held > 0)
 		fprintf(out,
 		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
 		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
 		        "them\n",
 		        st->held);
+	if (st->stripe_behind > 0)
+		fprintf(
+		    out,
+		    "clock: Stripe's clock is %s%lld s behind this host's (%s): events are held "
+		    "until they are within 5 minutes of Stripe's clock; if this host's clock is "
+		    "the one that is wrong, fix it (timedatectl, NTP)\n",
+		    strcmp(st->stripe_behind_from, "session") == 0 ? "" : "at least ",
+		    st->stripe_behind,
+		    strcmp(st->stripe_behind_from, "session") == 0
+		        ? "a meter event session's created time"
+		        : "Stripe's answers: timestamp too far in the future");
 	for (size_t i = 0; i < STRIPE_OUTCOMES; i++)
 		total += st->outcomes[i];
 	utc(st->started, a, sizeof(a));

@@ -144,7 +144,7 @@ static json_t *sender_json(const struct facts *f)
 	                 text(st->rate_why), "lowered_at",
 	                 time_or_null(st->rate + 0.05 < st->rate_max ? st->rate_cut : 0));
 	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-	                 "s:o, s:b, s:o}",
+	                 "s:o, s:b, s:o, s:o, s:o}",
 	                 "state", st->state, "running", 1, "paused", paused, "pause_reason",
 	                 text_or_null(paused ? st->detail : ""), "paused_since",
 	                 time_or_null(paused ? st->since : 0), "retry_at",
@@ -155,7 +155,9 @@ static json_t *sender_json(const struct facts *f)
 	                 (json_int_t)st->in_flight_events, "not_loaded",
 	                 (json_int_t)facts_not_loaded(f), "rate", rate, "requests",
 	                 requests_json(st), "responding", !f->sender_stale, "heartbeat",
-	                 time_or_null((int64_t)st->written));
+	                 time_or_null((int64_t)st->written), "stripe_clock_behind",
+	                 st->stripe_behind > 0 ? json_integer(st->stripe_behind) : json_null(),
+	                 "stripe_clock_behind_from", text_or_null(st->stripe_behind_from));
 }
 
 static json_t *file_json(const struct facts_file *ff)
@@ -181,7 +183,7 @@ static json_t *file_json(const struct facts_file *ff)
 static json_t *guard_json(const struct facts *f)
 {
 	const struct guard_status *g = &f->guard;
-	json_t *rules;
+	json_t *rules, *tailing;
 
 	if (!g->found)
 		return json_null();
@@ -194,13 +196,22 @@ static json_t *guard_json(const struct facts *f)
 			                    json_integer((json_int_t)g->rules[i].hits[l]));
 		json_array_append_new(rules, r);
 	}
-	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "refused_symlinks",
+	tailing = json_object();
+	for (int w = 0; w < GUARD_TAILINGS; w++)
+		json_object_set_new(
+		    tailing, guard_tailing_name((enum guard_tailing)w),
+		    json_pack("{s:I, s:o, s:o}", "count", (json_int_t)g->counts.tailing[w], "last",
+		              time_or_null(g->counts.tailing_last[w]), "path",
+		              g->tailing_path[w][0] != '\0' ? text(g->tailing_path[w])
+		                                            : json_null()));
+	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o}", "refused_symlinks",
 	                 (json_int_t)g->counts.refused_links, "refused_protected",
 	                 (json_int_t)g->counts.refused_protected, "limit_lines",
 	                 (json_int_t)g->counts.limit_lines, "limit_last",
 	                 time_or_null(g->counts.limit_last), "limits_by_rule", rules, "gone_unread",
 	                 (json_int_t)g->counts.gone_unread, "gone_last",
-	                 time_or_null(g->counts.gone_last));
+	                 time_or_null(g->counts.gone_last), "shared_files",
+	                 (json_int_t)g->counts.shared_files, "tailing", tailing);
 }
 
 static json_t *windows_json(const struct facts *f)

@@ -365,14 +365,17 @@ static void guard(FILE *out, const struct facts *f)
 	const struct guard_status *g = &f->guard;
 	const char *links[] = {"reason", "symlink", NULL};
 	const char *own[] = {"reason", "protected", NULL};
+	const char *shared[] = {"reason", "shared", NULL};
 
 	if (!g->found)
 		return;
 	family(out, "logmeter_files_refused_total", "counter",
 	       "Log files refused, once per path: symlinks a source does not follow, files of "
-	       "logmeter's own (the key, the configuration, the spool), since the agent started.");
+	       "logmeter's own (the key, the configuration, the spool), files another source "
+	       "reads (its glob matches them too), since the agent started.");
 	sample(out, "logmeter_files_refused_total", links, (double)g->counts.refused_links);
 	sample(out, "logmeter_files_refused_total", own, (double)g->counts.refused_protected);
+	sample(out, "logmeter_files_refused_total", shared, (double)g->counts.shared_files);
 	family(out, "logmeter_limit_lines_total", "counter",
 	       "Lines that hit a PCRE2 limit of a rule (no event for that rule), since the agent "
 	       "started.");

@@ -202,6 +202,8 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
+	int auth_by_meters;   /* Stripe refused the key to the meter check (401): with no event
+	                         to probe with, the check tries the key again after the pause */
 	/* Rules whose events Stripe would take without billing them (account_check_rule): their
 	 * events are not loaded, so not sent, until a check of the meters finds them right. */
 	char held_rules[SENDER_HELD_RULES_MAX][EVENT_RULE_MAX];
@@ -1227,6 +1229,13 @@ static void pause_end(struct sender *s, int64_t now)
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
+	if (s->auth_by_meters) {
+		/* The queue may be empty: the meter check is the request that tries the key. */
+		pthread_mutex_lock(&s->rules_lock);
+		s->rules_check = 1;
+		atomic_store(&s->rules_pending, 1);
+		pthread_mutex_unlock(&s->rules_lock);
+	}
 	log_info("trying Stripe again with one request");
 }
 
@@ -1370,6 +1379,8 @@ static void clock_offset(struct sender *s, int64_t offset)
 	if (offset != s->stripe_offset)
 		s->publish_due = 1;
 	s->stripe_offset = offset;
+	if (offset >= 0)
+		s->stripe_behind_seen = 0; /* the session says Stripe's clock is not behind */
 }
 
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
@@ -1690,6 +1701,15 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		state = EVENT_DELIVERED;
 		stats_add(s, &s->stats.delivered, 1);
 		rate_up(s, now);
+		/* Stripe took a timestamp at most 5 minutes ahead of its clock: its clock is behind
+		 * by at most now - (timestamp - 5 minutes). Less than what "too far in the future"
+		 * showed is a clock that caught up: forget it. */
+		if (s->stripe_behind_seen > 0 &&
+		    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) <
+		        s->stripe_behind_seen) {
+			s->stripe_behind_seen = 0;
+			s->publish_due = 1;
+		}
 		if (strstr(reason, "already exists") != NULL ||
 		    strstr(reason, "duplicate_meter_event") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
@@ -1711,9 +1731,11 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		 * behind this host's by at least now - (timestamp - 5 minutes), when that is > 0.
 		 */
 		if ((int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) >
-		    s->stripe_behind_seen)
+		    s->stripe_behind_seen) {
 			s->stripe_behind_seen =
 			    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S);
+			s->publish_due = 1;
+		}
 		it->too_early_until = now + SENDER_TOO_EARLY_MS;
 		it->next_attempt = it->too_early_until;
 		it->held = 1; /* counted as held; item_check logs nothing more of it */
@@ -1872,11 +1894,35 @@ static void check_meters(struct sender *s, const struct config *rules)
 	char err[1024] = "";
 	size_t n = 0, was_held = s->n_held_rules;
 	int rc, errors = 0;
+	long status = 0;
 
 	health_wait_begin(HEALTH_SENDER);
-	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status, err,
 	                        sizeof(err));
 	health_wait_end(HEALTH_SENDER);
+	if (rc != 0 && status == 401) {
+		/* A refused key is an error even with nothing to send: the operator learns it now,
+		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
+		 * Only 401: a restricted key may send meter events without the permission to
+		 * read meters: a 403, "The API key doesn't have permissions to perform
+		 * the request" (docs.stripe.com/api/errors). */
+		stats_add(s, &s->stats.auth_pauses, 1);
+		s->auth_status = status;
+		s->auth_by_meters = 1;
+		s->meters_unchecked = 1;
+		pause_start(s, PAUSE_AUTH, err, clock_mono_ms());
+		if (s->once)
+			s->auth_failed = 1;
+		return;
+	}
+	if (rc == 0 && s->auth_by_meters) {
+		s->auth_by_meters = 0;
+		if (s->probe && s->probe_kind == PAUSE_AUTH) {
+			s->probe = 0;
+			log_info("Stripe takes the API key again (the account's meters were read): "
+			         "sending resumed");
+		}
+	}
 	if (rc != 0) {
 		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
 		         "--stripe` does it on demand",
@@ -2006,7 +2052,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
 	size_t retrying = 0, held = 0, in_flight = 0, ready = 0, o;
-	int64_t wall = (int64_t)time(NULL);
+	int64_t wall = (int64_t)time(NULL), behind;
 	char rules[SENDER_HELD_RULES_MAX * 8] = "";
 
 	if (s->sf == NULL)
@@ -2052,6 +2098,18 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	if (o < sizeof(buf))
 		snprintf(buf + o, sizeof(buf) - o, "held_rules %s\nheld_why %s\n", rules,
 		         s->n_held_rules > 0 ? s->held_why : "");
+	/* How far Stripe's clock is behind, so that `status` blames the right clock for held
+	 * events: the session's `created` (v2) measures it, "too far in the future" answers (v1)
+	 * bound it from below. */
+	behind = s->stripe_offset < 0 ? -s->stripe_offset : 0;
+	o = strlen(buf);
+	if (o < sizeof(buf))
+		snprintf(
+		    buf + o, sizeof(buf) - o, "stripe_behind %lld\nstripe_behind_from %s\n",
+		    (long long)(behind > s->stripe_behind_seen ? behind : s->stripe_behind_seen),
+		    behind > 0 && behind >= s->stripe_behind_seen ? "session"
+		    : s->stripe_behind_seen > 0                   ? "answers"
+		                                                  : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -2137,6 +2195,8 @@ static const struct {
     SF(retrying, 'i', retrying),
     SF(held, 'i', held),
     SF(queued, 'i', queued),
+    SF(stripe_behind, 'i', stripe_behind),
+    SF(stripe_behind_from, 's', stripe_behind_from),
     SF(started, 'i', started),
     SF(outcomes, 'a', outcomes),
     SF(duration_counts, 'a', duration_counts),

@@ -3,6 +3,7 @@
  * which need its token, simply ordered after it. */
 #include "send/session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -91,6 +92,17 @@ static int64_t clock_apart(int64_t t, int64_t asked, int64_t answered)
 	return 0;
 }
 
+/* `t` (seconds since the epoch) as 2026-12-07T08:00:00Z into `buf` (`len` bytes), or the number
+ * where it has no calendar date. */
+static void utc_text(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)t);
+}
+
 enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
                                   size_t reasonlen)
 {
@@ -144,12 +156,22 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	 * events wait pending, none lost. */
 	if (next.created < asked - SESSION_SKEW_MAX_S ||
 	    next.created > asked + SESSION_SKEW_MAX_S) {
-		snprintf(reason, reasonlen,
-		         "the meter event session's created time %lld is %lld s %s this host's "
-		         "clock, more than a day: not Stripe's clock but a wrong answer; the "
-		         "session is not used",
-		         (long long)next.created, llabs((long long)(asked - next.created)),
-		         next.created < asked ? "behind" : "ahead of");
+		char theirs[32], ours[32];
+		long long off = llabs((long long)(asked - next.created));
+
+		/* Both times in UTC, so that the operator sees which one is the wrong date: a
+		 * host whose clock was set to another day is as likely as an answer that is
+		 * not Stripe's, and `date -u` against a trusted clock tells them apart. */
+		utc_text(next.created, theirs, sizeof(theirs));
+		utc_text(asked, ours, sizeof(ours));
+		snprintf(
+		    reason, reasonlen,
+		    "the meter event session's created time %s is %lld s (%.1f days) %s this "
+		    "host's clock (%s): no drift explains a day, so this host's date is wrong "
+		    "(compare date -u with a trusted clock; timedatectl, NTP) or what answers at "
+		    "api_base is not Stripe (a proxy, a cache); the session is not used",
+		    theirs, off, (double)off / 86400.0,
+		    next.created < asked ? "behind" : "ahead of", ours);
 		explicit_bzero(&next, sizeof(next));
 		return STRIPE_UNEXPECTED;
 	}

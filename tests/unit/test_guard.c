@@ -269,6 +269,58 @@ static void test_limits_status(void **state)
 	assert_int_equal(st.found, 0);
 }
 
+/* Tailing warnings are counted per kind with the last file named, escaped so that a path with
+ * a newline stays one line of the state file; status reads them back. */
+static void test_tailing_status(void **state)
+{
+	struct gfx *g = *state;
+	const struct config *cfg = fixture_config(
+	    g->fx, "[source s]\npath = /var/log/x.log\n"
+	           "[rule r1]\nsource = s\nevent_name = e\npattern = ^(?<c>a)\ncustomer = c\n"
+	           "value = 1\n");
+	char err[512] = "", longp[2048];
+	struct guard_status st;
+	struct guard *gd;
+
+	fixture_spool(g->fx);
+	gd = guard_new(cfg, err, sizeof(err));
+	assert_non_null(gd);
+	guard_publish(gd);
+	guard_tailing(gd, GUARD_TAIL_SPARSE, "/var/log/a.log");
+	guard_tailing(gd, GUARD_TAIL_SPARSE, "/var/log/b\nrule r9 match_limit 5.log");
+	guard_tailing(gd, GUARD_TAIL_ROTATED_STOPPED, "/var/log/x.log.1");
+	guard_tailing(NULL, GUARD_TAIL_SPARSE, "/var/log/c.log");
+	guard_tailing(gd, GUARD_TAILINGS, "/var/log/c.log"); /* no such kind: nothing */
+	assert_int_equal(guard_counts(gd).tailing[GUARD_TAIL_SPARSE], 2);
+	guard_flush(gd);
+
+	assert_int_equal(guard_status_read(g->fx->state, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.found, 1);
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_SPARSE], 2);
+	assert_true(st.counts.tailing_last[GUARD_TAIL_SPARSE] > 0);
+	assert_string_equal(st.tailing_path[GUARD_TAIL_SPARSE],
+	                    "/var/log/b\\nrule r9 match_limit 5.log");
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_ROTATED_STOPPED], 1);
+	assert_string_equal(st.tailing_path[GUARD_TAIL_ROTATED_STOPPED], "/var/log/x.log.1");
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_EMPTY_COPY], 0);
+	assert_int_equal(st.counts.tailing_last[GUARD_TAIL_EMPTY_COPY], 0);
+	assert_string_equal(st.tailing_path[GUARD_TAIL_EMPTY_COPY], "");
+	assert_int_equal(st.n_rules, 0); /* the path's newline made no rule line */
+
+	/* A path longer than the state file keeps is cut, and the region still parses. */
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	guard_tailing(gd, GUARD_TAIL_EMPTY_COPY, longp);
+	guard_flush(gd);
+	assert_int_equal(guard_status_read(g->fx->state, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_EMPTY_COPY], 1);
+	assert_int_equal(strlen(st.tailing_path[GUARD_TAIL_EMPTY_COPY]), GUARD_TAIL_PATH - 1);
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_SPARSE], 2);
+	assert_string_equal(guard_tailing_name(GUARD_TAIL_SPARSE), "sparse_holes");
+	guard_free(gd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +328,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_literal_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_limits_status, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tailing_status, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
