@@ -900,17 +900,18 @@ static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t 
 }
 
 /* Takes item `idx` out of sending for good as unsure: its first attempt with an unknown outcome
- * is older than unsure_after, so Stripe may have forgotten its identifier. */
-static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
+ * is older than unsure_after, so Stripe may have forgotten its identifier; or, `why` not NULL,
+ * another reason a retry cannot tell whether that attempt reached Stripe. */
+static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now, const char *why)
 {
 	struct sender_item *it = s->queue[idx];
 	char reason[EVENT_ERROR_MAX], msg[EVENT_ERROR_MAX + 128];
 
 	snprintf(reason, sizeof(reason),
-	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and Stripe "
-	         "dedupes identifiers for 24 hours only; not re-sent by itself: check Stripe, then "
-	         "`logmeter replay --unsure`",
-	         (long long)(wall - it->ev.first_unknown), it->ev.last_error);
+	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and %s; not "
+	         "re-sent by itself: check Stripe, then `logmeter replay --unsure`",
+	         (long long)(wall - it->ev.first_unknown), it->ev.last_error,
+	         why != NULL ? why : "Stripe dedupes identifiers for 24 hours only");
 	if (mark_add(s, &it->ev, EVENT_UNSURE, reason) != 0) {
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
@@ -980,7 +981,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	}
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
 	                                    s->cfg->stripe.unsure_after_s) {
-		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now);
+		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now, NULL);
 		return 0;
 	}
 	if (off != 0)
@@ -989,6 +990,24 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		         "session's created time)",
 		         (long long)llabs((long long)off), off > 0 ? "ahead of" : "behind");
 	win = event_window_of(it->ev.timestamp, wall);
+	/* An earlier attempt's outcome is unknown and the event has aged out of the window since:
+	 * Stripe may have taken it then. With v1 it is sent again all the same, with its
+	 * Idempotency-Key: Stripe answers an attempt it took with that answer saved (24 hours),
+	 * delivered, and refuses one it did not see (400, a dead letter with its reason). The
+	 * stream has no such answer: it would take the event and drop it, either way. */
+	if (it->ev.first_unknown > 0 &&
+	    (win == EVENT_WINDOW_OLD ||
+	     (s->v2 && it->ev.timestamp < wall - EVENT_MAX_AGE_S + SENDER_V2_PAST_MARGIN_S))) {
+		if (s->v2) {
+			item_unsure(
+			    s, idx, clock_steady_wall_s(&s->steady), now,
+			    "its timestamp is now too near the end of Stripe's 35 days for the "
+			    "stream, which checks timestamps later: Stripe may have taken it "
+			    "then, and would drop it now");
+			return 0;
+		}
+		win = EVENT_WINDOW_OK;
+	}
 	if (win == EVENT_WINDOW_OLD) {
 		snprintf(reason, sizeof(reason),
 		         "timestamp %lld is outside Stripe's window (more than 35 days in the "
