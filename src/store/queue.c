@@ -54,7 +54,8 @@ const struct spool_sql spool_queue_sql[] = {
 struct pending_ctx {
 	int64_t after;
 	const char *customer, *event_name; /* a pair's only, or NULL */
-	struct event *out;
+	struct event *out; /* where the events go: out[i], or *outs[i] if outs is set */
+	struct event *const *outs;
 	size_t max, got;
 	int64_t delivered;
 	sqlite3_stmt *rows; /* ST_PENDING_ROWS, stepped as the plain events pass its positions */
@@ -63,6 +64,12 @@ struct pending_ctx {
 	char *err;
 	size_t errlen;
 };
+
+/* Where the next event gathered goes. */
+static struct event *out_at(const struct pending_ctx *c)
+{
+	return c->outs != NULL ? c->outs[c->got] : &c->out[c->got];
+}
 
 /* Whether an event of `rule_id` for `customer` (`len` bytes) belongs to the pair asked for. */
 static int in_pair(struct spool *sp, const struct pending_ctx *c, int64_t rule_id,
@@ -126,7 +133,7 @@ static int rows_before(struct spool *sp, struct pending_ctx *c, int64_t pos)
 				return -1;
 			if (yes) {
 				if (spool_event_fill(sp, &sp->look, &it, &c->row, c->delivered,
-				                     &c->out[c->got], c->err, c->errlen) < 0)
+				                     out_at(c), c->err, c->errlen) < 0)
 					return -1;
 				if (++c->got == c->max)
 					return 1;
@@ -154,7 +161,7 @@ static int take_plain(struct spool *sp, const struct spool_view *v, const struct
 		return -1;
 	if (!yes)
 		return 0;
-	if (spool_event_fill(sp, v, it, NULL, c->delivered, &c->out[c->got], c->err, c->errlen) < 0)
+	if (spool_event_fill(sp, v, it, NULL, c->delivered, out_at(c), c->err, c->errlen) < 0)
 		return -1;
 	return ++c->got == c->max ? 1 : 0;
 }
@@ -215,15 +222,15 @@ static int pending_durable(struct spool *sp, char *err, size_t errlen)
 
 /* Reads pending events after `after_seq`, of one pair if `customer` is not NULL. */
 static int pending_read(struct spool *sp, int64_t after_seq, const char *customer,
-                        const char *event_name, struct event *out, size_t max, size_t *n, char *err,
-                        size_t errlen)
+                        const char *event_name, struct event *out, struct event *const *outs,
+                        size_t max, size_t *n, char *err, size_t errlen)
 {
 	struct pending_ctx c;
 	struct spool_queue q;
 	int64_t from;
 	int rc = SQLITE_OK, ret = -1;
 
-	if (sp == NULL || n == NULL || (out == NULL && max > 0) ||
+	if (sp == NULL || n == NULL || (out == NULL && outs == NULL && max > 0) ||
 	    (customer != NULL && event_name == NULL) || after_seq < 0) {
 		err_set(err, errlen, "spool_pending: invalid arguments");
 		return -1;
@@ -236,6 +243,7 @@ static int pending_read(struct spool *sp, int64_t after_seq, const char *custome
 	c.customer = customer;
 	c.event_name = event_name;
 	c.out = out;
+	c.outs = outs;
 	c.max = max;
 	c.err = err;
 	c.errlen = errlen;
@@ -278,7 +286,13 @@ out:
 int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen)
 {
-	return pending_read(sp, after_seq, NULL, NULL, out, max, n, err, errlen);
+	return pending_read(sp, after_seq, NULL, NULL, out, NULL, max, n, err, errlen);
+}
+
+int spool_pending_to(struct spool *sp, int64_t after_seq, struct event *const *out, size_t max,
+                     size_t *n, char *err, size_t errlen)
+{
+	return pending_read(sp, after_seq, NULL, NULL, NULL, out, max, n, err, errlen);
 }
 
 int spool_pending_pair(struct spool *sp, const char *customer, const char *event_name,
@@ -289,7 +303,7 @@ int spool_pending_pair(struct spool *sp, const char *customer, const char *event
 		err_set(err, errlen, "spool_pending_pair: invalid arguments");
 		return -1;
 	}
-	return pending_read(sp, after_seq, customer, event_name, out, max, n, err, errlen);
+	return pending_read(sp, after_seq, customer, event_name, out, NULL, max, n, err, errlen);
 }
 
 /* ---- marks ---- */
