@@ -58,6 +58,8 @@ struct pending_ctx {
 	struct event *const *outs;
 	size_t max, got;
 	int64_t delivered;
+	int from_rows;      /* an event gathered from a row of outcomes */
+	int64_t max_plain;  /* the highest id of the plain events gathered, 0 if none */
 	sqlite3_stmt *rows; /* ST_PENDING_ROWS, stepped as the plain events pass its positions */
 	int row_state;      /* 0: not read yet, 1: `row` holds the next, 2: no more */
 	struct spool_outcome row;
@@ -135,6 +137,7 @@ static int rows_before(struct spool *sp, struct pending_ctx *c, int64_t pos)
 				if (spool_event_fill(sp, &sp->look, &it, &c->row, c->delivered,
 				                     out_at(c), c->err, c->errlen) < 0)
 					return -1;
+				c->from_rows = 1;
 				if (++c->got == c->max)
 					return 1;
 			}
@@ -163,6 +166,8 @@ static int take_plain(struct spool *sp, const struct spool_view *v, const struct
 		return 0;
 	if (spool_event_fill(sp, v, it, NULL, c->delivered, out_at(c), c->err, c->errlen) < 0)
 		return -1;
+	if (it->id > c->max_plain)
+		c->max_plain = it->id;
 	return ++c->got == c->max ? 1 : 0;
 }
 
@@ -197,14 +202,25 @@ static int first_after(struct spool *sp, int64_t after, int64_t *id, char *err, 
  * what the sender reads is made durable before it gets it: the WAL, which holds every commit of
  * every connection up to now, is synced through this connection's handle on it
  * (SQLITE_FCNTL_JOURNAL_POINTER, https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html:
- * the WAL file of a connection in WAL mode, open once it has read). One fsync per load of the
- * sender's queue; with synchronous=FULL every commit is synced already. Returns 0 or -1. */
-static int pending_durable(struct spool *sp, char *err, size_t errlen)
+ * the WAL file of a connection in WAL mode, open once it has read). With synchronous=FULL every
+ * commit is synced already.
+ *
+ * A load whose events are all plain (no row of outcomes: never sent, the state a batch starts in
+ * and that no later commit brings back) from batches below sp->synced_below needs no sync: those
+ * batches, and the file records they refer to, were committed before the last sync (batch ids come
+ * from the queue's next_id, which only grows). What a later commit changed about them (a mark)
+ * can only make them not pending. Any event from a row (a retry, a replay) is synced for, as
+ * before. `next_id` is the queue's next_id in the snapshot the load read: every batch below it
+ * is in a commit that the sync covers. Returns 0 or -1. */
+static int pending_durable(struct spool *sp, const struct pending_ctx *c, int64_t next_id,
+                           char *err, size_t errlen)
 {
 	sqlite3_file *wal = NULL;
 	int rc;
 
 	if (sp->durability != CONFIG_DURABILITY_NORMAL)
+		return 0;
+	if (!c->from_rows && c->max_plain < sp->synced_below)
 		return 0;
 	rc = sqlite3_file_control(sp->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
 	if (rc != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
@@ -217,6 +233,8 @@ static int pending_durable(struct spool *sp, char *err, size_t errlen)
 		spool_fail(sp, rc, "syncing the WAL before sending", err, errlen);
 		return -1;
 	}
+	if (next_id > sp->synced_below)
+		sp->synced_below = next_id;
 	return 0;
 }
 
@@ -277,7 +295,7 @@ out:
 	else
 		spool_tx_rollback(sp);
 	if (ret == 0 && *n > 0)
-		ret = pending_durable(sp, err, errlen);
+		ret = pending_durable(sp, &c, q.next_id, err, errlen);
 	if (ret != 0)
 		*n = 0;
 	return ret;
