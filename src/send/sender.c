@@ -35,7 +35,10 @@
 #define SENDER_PAIR_MAX 32
 /* Rows a load may pass over (events of pairs already full) before it gives the loop a turn. */
 #define SENDER_SCAN_MAX 8192
-#define SENDER_LOAD_CHUNK 256
+#define SENDER_LOAD_CHUNK 256 /* events a pair's load reads at most (pairs_load) */
+/* Room in the queue a load waits for while more is pending: each load is a read transaction
+ * and a sync of the WAL (durability = normal), so it reads a quarter of the queue at least. */
+#define SENDER_LOAD_MIN (SENDER_QUEUE_MAX / 4)
 #define SENDER_POLL_MAX_MS 1000
 #define SENDER_LOG_EVERY_MS 10000
 #define SENDER_RELOAD_EVERY_MS 5000 /* backstop for a missed sender_notify */
@@ -157,9 +160,11 @@ struct sender {
 	size_t n;
 	struct sender_item **spare_items; /* finished items, for the next events loaded */
 	size_t n_spare_items;
-	int64_t cursor; /* highest queue position loaded since the last reset */
-	int more;       /* the last load stopped because the queue was full */
-	struct event *loadbuf;
+	int64_t cursor;                /* highest queue position loaded since the last reset */
+	int more;                      /* the last load stopped because the queue was full */
+	struct event *loadbuf;         /* pairs_load's */
+	struct sender_item **loading;  /* queue_load's items being read into */
+	struct event **loading_events; /* their events, for spool_pending_to */
 	int64_t next_reload, next_idle_reload, next_spool_try;
 
 	void *pairs;               /* tsearch tree of struct sender_pair, by key */
@@ -618,32 +623,54 @@ static void item_finish(struct sender *s, size_t idx)
 	s->queue[idx] = NULL;
 }
 
-/* Puts `ev` at the end of the queue, counted in pair `p` (v1), or in none (NULL: v2, whose items
- * have no key either). Returns 0, or -1 if out of memory. */
-static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
+/* An item for an event about to be read or copied, cleared but for the event and its key (which
+ * queue_add sets): a spare one if there is one. NULL if out of memory. */
+static struct sender_item *item_take(struct sender *s)
 {
 	struct sender_item *it;
 
-	if (s->n_spare_items > 0) {
-		it = s->spare_items[--s->n_spare_items];
-		/* Every field but the event and its key, which are written below: clearing the
-		 * whole item cost as much as the copy. */
-		memset((char *)it + offsetof(struct sender_item, next_attempt), 0,
-		       sizeof(*it) - offsetof(struct sender_item, next_attempt));
-	} else {
-		it = calloc(1, sizeof(*it));
-		if (it == NULL)
-			return -1;
-	}
-	event_copy(&it->ev, ev);
+	if (s->n_spare_items == 0)
+		return calloc(1, sizeof(*it));
+	it = s->spare_items[--s->n_spare_items];
+	/* Clearing the whole item cost as much as the copy of its event. */
+	memset((char *)it + offsetof(struct sender_item, next_attempt), 0,
+	       sizeof(*it) - offsetof(struct sender_item, next_attempt));
+	return it;
+}
+
+/* Gives back an item that item_take gave and that was not queued. */
+static void item_give(struct sender *s, struct sender_item *it)
+{
+	if (s->n_spare_items < SENDER_SPARE_ITEMS)
+		s->spare_items[s->n_spare_items++] = it;
+	else
+		free(it);
+}
+
+/* Puts item `it` (item_take's, its event written) at the end of the queue, counted in pair `p`
+ * (v1), or in none (NULL: v2, whose items have no key either). */
+static void queue_add(struct sender *s, struct sender_pair *p, struct sender_item *it)
+{
 	it->pair = p;
 	it->key[0] = '\0';
 	if (p != NULL) {
 		item_key(it);
 		p->queued++;
-		p->last_seq = ev->queue_seq;
+		p->last_seq = it->ev.queue_seq;
 	}
 	s->queue[s->n++] = it;
+}
+
+/* Puts a copy of `ev` at the end of the queue, counted in pair `p` (queue_add). Returns 0, or -1
+ * if out of memory. */
+static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
+{
+	struct sender_item *it = item_take(s);
+
+	if (it == NULL)
+		return -1;
+	event_copy(&it->ev, ev);
+	queue_add(s, p, it);
 	return 0;
 }
 
@@ -672,52 +699,71 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 	s->more = 0;
 	s->next_reload = now + SENDER_RELOAD_EVERY_MS;
 	while (s->n < SENDER_QUEUE_MAX) {
-		size_t want = SENDER_QUEUE_MAX - s->n, got = 0;
+		size_t want = SENDER_QUEUE_MAX - s->n, got = 0, ready, i;
 
 		if (scanned >= SENDER_SCAN_MAX)
 			break;
-		if (want > SENDER_LOAD_CHUNK)
-			want = SENDER_LOAD_CHUNK;
-		if (spool_pending(s->sp, s->cursor, s->loadbuf, want, &got, err, errlen) != 0)
+		/* The events are read straight into the items that queue them: one read and one
+		 * WAL sync for the whole room (SENDER_LOAD_MIN), and no copy. */
+		for (ready = 0; ready < want; ready++) {
+			struct sender_item *it = item_take(s);
+
+			if (it == NULL)
+				break;
+			s->loading[ready] = it;
+			s->loading_events[ready] = &it->ev;
+		}
+		if (ready == 0) {
+			s->more = 1;
+			return 0;
+		}
+		want = ready;
+		if (spool_pending_to(s->sp, s->cursor, s->loading_events, want, &got, err,
+		                     errlen) != 0) {
+			for (i = 0; i < ready; i++)
+				item_give(s, s->loading[i]);
 			return -1;
+		}
 		if (got > want)
 			got = want;
 		scanned += got;
-		for (size_t i = 0; i < got; i++) {
-			const struct event *ev = &s->loadbuf[i];
+		for (i = 0; i < got; i++) {
+			struct sender_item *it = s->loading[i];
+			const struct event *ev = &it->ev;
 			struct sender_pair *p;
 
 			if (rule_held(s, ev->rule)) {
 				s->held_skipped++;
 				s->cursor = ev->queue_seq;
+				item_give(s, it); /* ev is gone with it */
 				continue;
 			}
 			if (s->v2) {
 				/* The stream has no per-pair order or share: no pair to keep (a
 				 * tree lookup, an insert and a delete per event cost a fifth of
 				 * sending's CPU, bench/README.md). */
-				if (queue_put(s, NULL, ev) != 0) {
-					s->more = 1;
-					return 0;
-				}
+				queue_add(s, NULL, it);
 				s->cursor = ev->queue_seq;
 				continue;
 			}
 			p = pair_of(s, ev);
 			if (p == NULL) {
 				/* Try the rest later; the cursor stays before them. */
+				for (; i < ready; i++)
+					item_give(s, s->loading[i]);
 				s->more = 1;
 				return 0;
 			}
 			if (!p->overflow && p->queued >= s->pair_max)
 				pair_set_overflow(s, p, 1);
-			if (!p->overflow && queue_put(s, p, ev) != 0) {
-				pair_release(s, p);
-				s->more = 1;
-				return 0;
-			}
 			s->cursor = ev->queue_seq;
+			if (p->overflow)
+				item_give(s, it); /* ev is gone with it */
+			else
+				queue_add(s, p, it);
 		}
+		for (; i < ready; i++)
+			item_give(s, s->loading[i]);
 		if (got < want)
 			return 0;
 	}
@@ -2324,7 +2370,10 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
 	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
 	s->spare_items = calloc(SENDER_SPARE_ITEMS, sizeof(*s->spare_items));
-	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL) {
+	s->loading = calloc(SENDER_QUEUE_MAX, sizeof(*s->loading));
+	s->loading_events = calloc(SENDER_QUEUE_MAX, sizeof(*s->loading_events));
+	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL ||
+	    s->loading == NULL || s->loading_events == NULL) {
 		err_set(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -2373,6 +2422,8 @@ void sender_free(struct sender *s)
 	pairs_clear(s);
 	free(s->over);
 	free(s->loadbuf);
+	free(s->loading);
+	free(s->loading_events);
 	free(s->marks);
 	free(s->errors);
 	if (s->multi != NULL)
@@ -2506,7 +2557,7 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 		}
 	} else if (s->n < SENDER_QUEUE_MAX &&
 	           (notified || now >= s->next_reload ||
-	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_CHUNK))) {
+	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_MIN))) {
 		rc = queue_load(s, 0, now, err, sizeof(err));
 	} else if (notified) {
 		s->more = 1;
