@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A timestamp_format with %Z: strptime(3) reads the zone name and ignores it, so "10:00:00 UTC"
+# was billed at 10:00 of the agent's local time zone, hours off. UTC, GMT and Z mean offset 0
+# whatever TZ the agent runs with; a name whose offset cannot be known (PST) makes the line
+# invalid, counted, rather than billed at a guessed time. `run` bills what `test-rule` shows.
+. "$(dirname "$0")/lib.sh"
+lm_init timestamp_zone
+. "$top_srcdir/tests/tail_lib.sh"
+double_start
+
+mkdir -p "$T/logs"
+log=$T/logs/app.log
+now=$(date +%s)
+# Times within Stripe's window, written in UTC by date(1), not by logmeter.
+t1=$(date -u -d "@$((now - 3600))" '+%Y-%m-%d %H:%M:%S')
+t2=$(date -u -d "@$((now - 7200))" '+%Y-%m-%d %H:%M:%S')
+t3=$(date -u -d "@$((now - 600))" '+%Y-%m-%d %H:%M:%S')
+{
+	printf '%s UTC cus_ONE 3\n' "$t1"
+	printf '%s GMT cus_TWO 5\n' "$t2"
+	printf '%s PST cus_PST 7\n' "$t3"
+} > "$log"
+conf=$T/logmeter.conf
+write_config "$conf"
+cat >> "$conf" <<CONF
+[source app]
+path = $log
+[rule usage]
+source = app
+event_name = requests
+pattern = ^(?<t>\S+ \S+ [A-Z]+) (?<c>cus_\w+) (?<v>\d+)\$
+customer = c
+value = v
+timestamp = t
+timestamp_format = %Y-%m-%d %H:%M:%S %Z
+CONF
+
+# Expected: the UTC and GMT lines at their own time (GNU date reads the zone), customer and value
+# as written; the PST line is not billed.
+awk '$3 == "UTC" || $3 == "GMT" { print $4, $5, $1 " " $2 " " $3 }' "$log" |
+	while read -r c v when; do printf '%s %s %s\n' "$c" "$v" "$(date -u -d "$when" +%s)"; done |
+	sort > "$T/want"
+assert_eq 2 "$(wc -l < "$T/want")" "test bug: expected events"
+
+# A local time zone far from UTC (a POSIX TZ string: no tzdata needed).
+export TZ=EST5EDT,M3.2.0,M11.1.0
+"$LOGMETER" test-rule -c "$conf" "$log" > "$T/test_rule.out" || fail "test-rule exited $?"
+sed -n 's/^[0-9]*: usage: event .* customer=\([^ ]*\) value=\([^ ]*\) timestamp=\([0-9]*\) .*/\1 \2 \3/p' \
+	"$T/test_rule.out" | sort > "$T/test_rule.got"
+diff -u "$T/want" "$T/test_rule.got" > "$T/diff" || fail "test-rule's timestamps: $(cat "$T/diff")"
+grep -q '^3: usage: invalid: timestamp .* PST' "$T/test_rule.out" ||
+	fail "test-rule did not call the PST line invalid: $(cat "$T/test_rule.out")"
+! grep -q -- '->' "$T/test_rule.out" || fail "test-rule holds or refuses an event: $(cat "$T/test_rule.out")"
+
+agent_once "$conf" || fail "run --once exited $?: $(tail -n 5 "$T/agent.log")"
+awk -F'\t' '{ print $3, $4, $5 }' "$T/accepted.tsv" | sort > "$T/got"
+diff -u "$T/want" "$T/got" > "$T/diff" || fail "billed timestamps: $(cat "$T/diff")"
+assert_eq 3 "$(status_sum "$conf" 7)" "lines"
+assert_eq 1 "$(status_sum "$conf" 10)" "invalid lines"
+echo "t_timestamp_zone: UTC and GMT lines billed at their own time under TZ=$TZ, the PST line invalid"
