@@ -547,18 +547,24 @@ static int rule_compile_one(struct rule_set *rs, struct rule_compiled *rc,
 		           r->loc.line, r->name);
 		ret = -1;
 	} else {
+		int vrc = 0;
+
 		if (rule_group_find(rc->code, r->value, &rc->value) < 0)
 			goto oom;
 		/* Group names cannot start with a digit or a sign, so a name and a number never
 		 * look alike. */
-		if (rc->value.n == 0 &&
-		    rule_parse_value(r->value, strlen(r->value), rc->value_const,
-		                     sizeof(rc->value_const)) < 0) {
+		if (rc->value.n == 0)
+			vrc = rule_parse_value(r->value, strlen(r->value), rc->value_const,
+			                       sizeof(rc->value_const));
+		if (vrc < 0) {
 			bool numeric = strchr("0123456789+-.", r->value[0]) != NULL;
 
+			/* -2: a number Stripe would refuse in every event, not a typo. */
 			err_append(err, errlen,
-			           numeric ? "%s:%u: rule '%s': value '%s' is not a number"
-			                   : "%s:%u: rule '%s': no named group '%s' in pattern",
+			           vrc == -2 ? "%s:%u: rule '%s': value '%s' has more than 15 "
+			                       "significant digits (Stripe's limit)"
+			           : numeric ? "%s:%u: rule '%s': value '%s' is not a number"
+			                     : "%s:%u: rule '%s': no named group '%s' in pattern",
 			           rule_loc_file(&r->value_loc), r->value_loc.line, r->name,
 			           r->value);
 			ret = -1;
