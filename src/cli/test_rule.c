@@ -20,6 +20,35 @@
 
 #define TEST_RULE_CHUNK (64 * 1024) /* bytes read at once */
 
+/* What run does with an event of an aggregating rule (store/window.c, spool_window_commit): the
+ * line goes into the window of its rule and customer that holds its timestamp, and run bills the
+ * window's total, stamped with its start; the lines Stripe would refuse on their own, and a late
+ * line whose window would start too close to Stripe's 35 days, stay events of their own. Only
+ * the line's own verdict: a window already sent, or a total that would have more than 15
+ * significant digits, moves a line elsewhere, which one line cannot tell. */
+static void print_window(const struct rule_result *r, int64_t now)
+{
+	int64_t len = r->rule->aggregate_s, start;
+	enum event_window win = event_window_of(r->timestamp, now);
+	char when[32] = "";
+
+	if (win == EVENT_WINDOW_OLD || win == EVENT_WINDOW_FAR_AHEAD)
+		return; /* a dead letter of its own, said above */
+	/* Floor, for timestamps before the epoch too. */
+	start = r->timestamp / len * len;
+	if (start > r->timestamp)
+		start -= len;
+	if (start + len + r->rule->aggregate_grace_s <= now &&
+	    start < now - EVENT_MAX_AGE_S + EVENT_WINDOW_AGE_MARGIN_S) {
+		printf(" -> sent on its own: its window would start too close to Stripe's 35 days");
+		return;
+	}
+	clock_utc_text(start, when, sizeof(when));
+	printf(" -> summed into the window of %lld s starting %lld (%s): billed as that window's "
+	       "total for %s, at its start",
+	       (long long)len, (long long)start, when, r->customer);
+}
+
 static void print_result(long long lineno, const struct rule_result *r, int64_t now)
 {
 	char when[32] = "";
@@ -48,12 +77,16 @@ static void print_result(long long lineno, const struct rule_result *r, int64_t 
 			    "timestamp or clock)");
 			break;
 		case EVENT_WINDOW_AHEAD:
-			printf(" -> held: too far ahead of this host's clock for Stripe; sent once "
-			       "Stripe takes it");
+			if (r->rule->aggregate_s <= 0)
+				printf(
+				    " -> held: too far ahead of this host's clock for Stripe; sent "
+				    "once Stripe takes it");
 			break;
 		case EVENT_WINDOW_OK:
 			break;
 		}
+		if (r->rule->aggregate_s > 0)
+			print_window(r, now);
 		printf("\n");
 		break;
 	case RULE_UNMAPPED:
