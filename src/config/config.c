@@ -479,7 +479,8 @@ static const struct option options[] = {
              "epoch. Without %z or %Z the time is in the agent's local time zone (TZ). %z "
              "takes an offset (+0200, +02:00, Z); %Z takes only UTC, GMT, UT or Z (offset "
              "0): a zone name such as CET or PST makes the line invalid, since strptime(3) "
-             "ignores the name and the offset it means cannot be known."},
+             "ignores the name and the offset it means cannot be known. A second past 60 or an "
+             "offset beyond -12:00..+14:00 makes the line invalid too."},
     {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
      .def = "stripe_customer_id", .min = 1, .max = 100,
      .help = "The meter's customer_mapping.event_payload_key."},

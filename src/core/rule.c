@@ -272,13 +272,17 @@ static bool rule_tm_date_exists(const struct tm *tm)
 }
 
 /* Turns the broken-down time strptime filled in into seconds: with %z its offset, else local
- * time. Returns 0, or -1 if it is out of range or the date does not exist. */
+ * time. Returns 0, or -1 if it is out of range or the date, second or offset does not exist. */
 static int rule_tm_to_seconds(struct tm *tm, bool has_z, int64_t *out)
 {
 	struct tm copy = *tm;
 	time_t t;
 
-	if (!rule_tm_date_exists(tm))
+	/* strptime takes seconds up to 61 and offsets up to 24 hours: no clock shows more than a
+	 * leap second's 60, and no zone is further than -12:00 or +14:00 from UTC, so such a text
+	 * is garbled, not a time to bill at. */
+	if (!rule_tm_date_exists(tm) || tm->tm_sec > 60 ||
+	    (has_z && (tm->tm_gmtoff < -12 * 3600 || tm->tm_gmtoff > 14 * 3600)))
 		return -1;
 
 	if (has_z) {

@@ -309,6 +309,18 @@ static void test_timestamp_zone_name(void **state)
 	assert_true(ts_fails(f, "2015-05-17 10:05:03 UTCX"));
 	assert_true(ts_fails(f, "2015-05-17 10:05:03 "));
 	assert_true(ts_fails(f, "2015-05-17 10:05:03"));
+	/* Seconds and offsets no clock or zone has; a leap second is a time. */
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:61 +0000"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 -2400"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 +1500"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 -1201"));
+	/* date -u -d '2015-05-16 20:05:03' +%s = 1431806703 */
+	assert_int_equal(ts(APACHE_FORMAT, "17/May/2015:10:05:03 +1400", 0), 1431806703);
+	/* date -u -d '2015-05-17 22:05:03' +%s = 1431900303 */
+	assert_int_equal(ts(APACHE_FORMAT, "17/May/2015:10:05:03 -1200", 0), 1431900303);
+	/* 23:59:60 is the second after 23:59:59: date -u -d '2016-12-31 23:59:59' +%s = 1483228799
+	 */
+	assert_int_equal(ts(APACHE_FORMAT, "31/Dec/2016:23:59:60 +0000", 0), 1483228800);
 	/* "%%Z" is a literal "%Z", not a zone. */
 	set_tz("UTC");
 	assert_int_equal(ts("%Y-%m-%d %H:%M:%S %%Z", "2015-05-17 10:05:03 %Z", 0), 1431857103);
