@@ -20,7 +20,7 @@
 #define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
 #define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
 #define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
-#define WINDOW_AGE_MARGIN_S 3600 /* a window this close to Stripe's 35 days is not opened */
+#define WINDOW_AGE_MARGIN_S EVENT_WINDOW_AGE_MARGIN_S
 #define WINDOW_COLUMNS                                                                             \
 	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
 	"coalesce(event_id, 0)"
