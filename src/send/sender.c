@@ -771,7 +771,8 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 	return 0;
 }
 
-/* Tops up the pairs whose events the cursor passed over, once half their share is sent. */
+/* Tops up the pairs whose events the cursor passed over, once half their share is sent: only
+ * with events up to the cursor, which reads those after it. */
 static int pairs_load(struct sender *s, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < s->n_over && s->n < SENDER_QUEUE_MAX;) {
@@ -789,10 +790,17 @@ static int pairs_load(struct sender *s, char *err, size_t errlen)
 		if (spool_pending_pair(s->sp, p->customer, p->event_name, p->last_seq, s->loadbuf,
 		                       want, &got, err, errlen) != 0)
 			return -1;
-		for (size_t k = 0; k < got && k < want; k++)
+		for (size_t k = 0; k < got && k < want; k++) {
+			/* Beyond the cursor: the cursor reads it when it gets there, once the
+			 * pair has caught up; taken here too, it would be queued and sent twice. */
+			if (s->loadbuf[k].queue_seq > s->cursor) {
+				got = k;
+				break;
+			}
 			if (!rule_held(s, s->loadbuf[k].rule) &&
 			    queue_put(s, p, &s->loadbuf[k]) != 0)
 				return 0;
+		}
 		if (got < want) {
 			/* Caught up: what it commits from now on comes after the cursor. */
 			pair_set_overflow(s, p, 0);
