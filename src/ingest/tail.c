@@ -85,6 +85,9 @@ struct tail {
 	 * tail: thousands of tails are held). */
 	char *copy_err;
 	size_t copy_errlen;
+	/* spool_file_forgotten when record_lost last found f still its file's record, -1 before:
+	 * until another record is deleted, it still is. */
+	int64_t forgets_seen;
 	int restarted;   /* f is the record reset() started (a truncation was seen) */
 	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
 	/* The mtime the last successful read saw (its fstat), if `seen_known`: a file exactly as
@@ -429,6 +432,56 @@ static int load_marks(struct tail *t, const struct spool_file *f, struct spool_f
 	return 0;
 }
 
+/* Whether t's record, which has read nothing yet (checkpoint 0, no fingerprint), is no longer its
+ * file's in the spool: not the newest record of its device and inode, or not there at all. Another
+ * tail deletes a record that read nothing of a file beside its own when it finds that file a copy
+ * of its own (prefix_copy, forget_empty: spool_file_forget), and records the copy as read; SQLite
+ * gives the deleted largest id to the next record added (https://www.sqlite.org/autoinc.html),
+ * which may be another file's, so the id alone does not tell: the uid does. Looks only when a
+ * record was deleted since it last looked (spool_file_forgotten). Returns 1 if lost, 0 if still
+ * the file's (or the record read something: a record that did is never deleted), -1 on a spool
+ * error. */
+static int record_lost(struct tail *t, char *err, size_t errlen)
+{
+	struct spool_file *r;
+	int found;
+
+	if (t->archive || t->f->id == 0 || t->f->offset != 0 || t->f->fp_len != 0 ||
+	    spool_file_forgotten(t->ctx.spool) == t->forgets_seen)
+		return 0;
+	r = malloc(sizeof(*r));
+	if (r == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, r, err,
+	                        errlen);
+	if (found > 0)
+		found = r->id == t->f->id && strcmp(r->uid, t->f->uid) == 0;
+	free(r);
+	if (found > 0)
+		t->forgets_seen = spool_file_forgotten(t->ctx.spool);
+	return found < 0 ? -1 : !found;
+}
+
+/* spool_file_update of *f, t's record or a copy of it, unless t's record is lost (record_lost):
+ * then its id may be another file's record now, which must not be overwritten; the tail's next
+ * read finds its file's record again (tail_read). Returns 0 or -1 (`err`). */
+static int update_own(struct tail *t, const struct spool_file *f, char *err, size_t errlen)
+{
+	int lost = record_lost(t, err, errlen);
+
+	if (lost < 0)
+		return -1;
+	if (lost) {
+		log_debug("%s: its record %" PRId64 " (uid %s), which read nothing, is no longer "
+		          "its file's in the spool: not written",
+		          t->path, t->f->id, t->f->uid);
+		return 0;
+	}
+	return spool_file_update(t->ctx.spool, f, err, errlen);
+}
+
 /* How much of the file, whose record `f` is stale, is still what logmeter read: the bytes it
  * starts with that need not be read again (docs/tailing.md, truncations).
  *
@@ -488,14 +541,15 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 {
 	struct spool_file nf, old;
 	char uerr[256];
-	int ambiguous;
-	int64_t kept;
+	int ambiguous = 0, lost = record_lost(t, err, errlen);
+	int64_t kept = 0;
 
 	spool_file_copy(&old, t->f);
-	kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
+	if (lost == 0)
+		kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
 
 	*spool_failed = 0;
-	if (kept < 0) {
+	if (lost < 0 || kept < 0) {
 		*spool_failed = 1;
 		return -1;
 	}
@@ -533,7 +587,7 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 	/* Retired, so that status shows the old record's history ending here; its events are
 	 * committed and stay. Failing this changes nothing that matters. */
 	old.state = copied ? SPOOL_FILE_DRAINED : SPOOL_FILE_GONE;
-	if (spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
+	if (!lost && spool_file_update(t->ctx.spool, &old, uerr, sizeof(uerr)) < 0)
 		log_warn("%s: %s", t->path, uerr);
 	crash_point("tail_reset"); /* the new record is committed, nothing read under it yet */
 	return 0;
@@ -678,19 +732,20 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 {
 	struct prefix_copies *pc = ud;
 	int64_t size = st->st_size;
+	int64_t empty_id = 0;
 	int found, is_copy;
 
 	if (size <= 0 || size > t->f->offset)
 		return 0;
 	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)st->st_dev, (uint64_t)st->st_ino,
 	                        &pc->nf, pc->err, pc->errlen);
-	/* A record of it seen empty read nothing: it goes, the copy gets the record below. */
-	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0)
-		found = spool_file_forget(t->ctx.spool, pc->nf.id, (uint64_t)st->st_dev,
-		                          (uint64_t)st->st_ino, pc->err, pc->errlen) < 0
-		            ? -1
-		            : 0;
-	else if (found > 0 && stale_record(&pc->nf, fd))
+	/* A record of it that read nothing (seen empty, or made for it and not read under yet):
+	 * it goes if the file is a copy, which gets the record below; not before it is judged
+	 * one, since a tail may be about to read the file under it (record_lost). */
+	if (found > 0 && pc->nf.offset == 0 && pc->nf.fp_len == 0) {
+		empty_id = pc->nf.id;
+		found = 0;
+	} else if (found > 0 && stale_record(&pc->nf, fd))
 		found = 0; /* an earlier file's, with its inode: the copy's record comes after it */
 	if (found != 0)
 		return found < 0 ? -1 : 0;
@@ -709,6 +764,9 @@ static int prefix_copy(struct tail *t, const char *path, int fd, const struct st
 	    copy_field(pc->nf.path, sizeof(pc->nf.path), path) < 0 ||
 	    fingerprint(fd, size, &pc->nf) < 0 || checkpoint_hash(fd, &pc->nf) < 0)
 		return 0; /* unreadable or unrecordable: left to be found as a new file */
+	if (empty_id != 0 && spool_file_forget(t->ctx.spool, empty_id, (uint64_t)st->st_dev,
+	                                       (uint64_t)st->st_ino, pc->err, pc->errlen) < 0)
+		return -1;
 	if (spool_file_add(t->ctx.spool, &pc->nf, pc->err, pc->errlen) < 0)
 		return -1;
 	pc->found++;
@@ -992,10 +1050,12 @@ static int forget_own_empty(struct tail *t, char *err, size_t errlen)
 	           : 0;
 }
 
-/* A tail opened empty, now with bytes: its record, if the spool has a valid one for its file by
- * now (a copytruncate copy whose original read its rest from it while this tail waited for its
- * first bytes: that copy is the original's record), else a new one. Returns 0 or -1. */
-static int first_record(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
+/* A tail opened empty, now with bytes, or whose record is lost (record_lost): its record, if the
+ * spool has a valid one for its file by now (a copytruncate copy whose original read its rest from
+ * it while this tail waited for its first bytes: that copy is the original's record), else a new
+ * one that starts at 0 with `resets` (the count the lost record carried). Returns 0 or -1. */
+static int first_record(struct tail *t, int64_t size, int64_t resets, int *spool_failed, char *err,
+                        size_t errlen)
 {
 	struct spool_file *old = malloc(sizeof(*old));
 	int found, rc;
@@ -1015,7 +1075,7 @@ static int first_record(struct tail *t, int64_t size, int *spool_failed, char *e
 	           checkpoint_matches(t->fd, old) == 1) {
 		rc = take_record(t, old, spool_failed, err, errlen);
 	} else {
-		rc = new_record(t, size, 0, 0, old, spool_failed, err, errlen);
+		rc = new_record(t, size, 0, resets, old, spool_failed, err, errlen);
 		if (rc == 0)
 			keep_record(t, old);
 	}
@@ -1280,6 +1340,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	}
 	t->fd = -1;
 	t->marks_n = t->marks_last = -1;
+	t->forgets_seen = -1;
 	t->ctx = *ctx;
 	t->source_index = source_index;
 	t->source = ctx->cfg->sources[source_index].name;
@@ -2018,8 +2079,26 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 			errno = EMEDIUMTYPE;
 			return -1;
 		}
-		if (first_record(t, st.st_size, &spool_failed, err, errlen) < 0)
+		if (first_record(t, st.st_size, 0, &spool_failed, err, errlen) < 0)
 			return -1;
+	}
+	/* A record that read nothing may have been deleted meanwhile by another file's tail, and
+	 * its id given to that file's next record: reading under it would bill this file's lines
+	 * under the other's record (committed there as lines already read, so lost) and leave
+	 * this file to be read again under a record of its own later (billed twice). */
+	rc = record_lost(t, err, errlen);
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		log_info("%s: its record (uid %s), which had read nothing yet, was replaced in the "
+		         "spool while it waited (a file beside it was found truncated): taking the "
+		         "file's record again",
+		         t->path, t->f->uid);
+		if (first_record(t, st.st_size, t->f->counters.resets, &spool_failed, err, errlen) <
+		    0)
+			return -1;
+		t->skip = 0;
+		t->marks_n = t->marks_last = -1;
 	}
 	/* A record made while its file was empty, or just after a truncation, that has read
 	 * nothing yet: a file first seen with bytes has no copy to look for. */
@@ -2555,7 +2634,7 @@ int tail_rename(struct tail *t, const char *path, char *err, size_t errlen)
 		err_set(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
-	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0) {
+	if (nf.id != 0 && update_own(t, &nf, err, errlen) < 0) {
 		free(dup);
 		return -1;
 	}
@@ -2758,7 +2837,7 @@ int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t err
 		return 0;
 	nf.state = state;
 	/* A file still empty has only the record it was seen empty with. */
-	if (nf.id != 0 && spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+	if (nf.id != 0 && update_own(t, &nf, err, errlen) < 0)
 		return -1;
 	if (nf.id == 0)
 		empty_update(t, &nf);

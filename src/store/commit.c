@@ -318,7 +318,14 @@ int spool_file_forget(struct spool *sp, int64_t id, uint64_t dev, uint64_t ino, 
 		spool_fail(sp, rc, "forgetting an empty file's record", err, errlen);
 		return -1;
 	}
+	if (changed > 0)
+		sp->forgotten++;
 	return changed > 0;
+}
+
+int64_t spool_file_forgotten(const struct spool *sp)
+{
+	return sp != NULL ? sp->forgotten : 0;
 }
 
 static int rule_matches(const struct spool_rule *r, const char *instance,

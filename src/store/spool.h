@@ -154,6 +154,11 @@ int spool_file_find_remounted(struct spool *sp, const char *source, const char *
 int spool_file_forget(struct spool *sp, int64_t id, uint64_t dev, uint64_t ino, char *err,
                       size_t errlen);
 
+/* How many records spool_file_forget deleted through this handle since it was opened: a tail
+ * whose record read nothing need not look whether it is still there (it may be another file's
+ * now) while this count is the one it last looked at. */
+int64_t spool_file_forgotten(const struct spool *sp);
+
 /* One event as the ingest half makes it of a line, for spool_batch_add. */
 struct spool_new_event {
 	int64_t line_offset;            /* where its line starts in the file, bytes */

@@ -255,6 +255,8 @@ struct spool {
 	int pinned;
 	dev_t dev;
 	ino_t ino;
+	/* File records spool_file_forget deleted through this handle (spool_file_forgotten). */
+	int64_t forgotten;
 };
 
 /* marker.c: before a spool is opened, whether `db` (missing or empty) may be created anew, as far

@@ -790,8 +790,11 @@ static void test_file_forget(void **state)
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 10, err, sizeof(err)), 0);
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2050, 11, err, sizeof(err)), 0);
 	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM files"), 2);
-	/* Its own, empty: deleted. */
+	/* Nothing deleted: a tail whose record read nothing need not look for it. */
+	assert_int_equal(spool_file_forgotten(fx->sp), 0);
+	/* Its own, empty: deleted, and counted. */
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 1);
+	assert_int_equal(spool_file_forgotten(fx->sp), 1);
 	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 11, &got, err, sizeof(err)), 0);
 	/* The original's new record (its file truncated to nothing) gets the same id... */
 	file_init(&b, "r", "/var/log/app.log", 2049, 10);
@@ -800,6 +803,7 @@ static void test_file_forget(void **state)
 	assert_int_equal(b.id, eid);
 	/* ...and the copy's tail forgetting its old record again leaves it. */
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 0);
+	assert_int_equal(spool_file_forgotten(fx->sp), 1);
 	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 10, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.id, b.id);
 	assert_string_equal(got.uid, b.uid);
