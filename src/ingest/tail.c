@@ -1259,13 +1259,15 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 	return from;
 }
 
-struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int *file_errno, char *err, size_t errlen)
+/* tail_open_flags, and tail_open_handed with `from` >= 0. */
+static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                              unsigned flags, int64_t from, int *file_errno, char *err,
+                              size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
 	struct stat st;
-	int found, spool_failed = 0, e;
+	int found, spool_failed = 0, e, same = 0, valid = 0;
 
 	if (file_errno != NULL)
 		*file_errno = 0;
@@ -1324,8 +1326,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	if (found < 0)
 		goto fail_spool;
 	if (found) {
-		int same = head_matches(t->fd, old.fp_len, old.fp_hash), valid = 0;
-
+		same = head_matches(t->fd, old.fp_len, old.fp_hash);
 		/* A file seen deleted is never resumed: a file with its inode now is another. */
 		if (same > 0 && old.offset <= st.st_size && old.state != SPOOL_FILE_GONE)
 			valid = checkpoint_matches(t->fd, &old);
@@ -1333,6 +1334,14 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail_file;
 		}
+	}
+	if (from >= 0 && !valid) {
+		/* Past the other source's checkpoint only; a file shorter than that was truncated
+		 * since, and all it holds is new. */
+		if (new_record_kept(t, st.st_size, from <= st.st_size ? from : 0, 0, &spool_failed,
+		                    err, errlen) < 0)
+			goto fail_either;
+	} else if (found) {
 		if (valid) {
 			if (take_record(t, &old, &spool_failed, err, errlen) < 0)
 				goto fail_either;
@@ -1405,6 +1414,25 @@ fail_spool:
 		*file_errno = 0;
 	tail_free(t);
 	return NULL;
+}
+
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                             unsigned flags, int *file_errno, char *err, size_t errlen)
+{
+	return open_tail(ctx, path, source_index, flags, -1, file_errno, err, errlen);
+}
+
+struct tail *tail_open_handed(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                              int64_t from, int *file_errno, char *err, size_t errlen)
+{
+	if (from < 0) {
+		err_set(err, errlen, "tail_open_handed: invalid arguments");
+		errno = EINVAL;
+		if (file_errno != NULL)
+			*file_errno = EINVAL;
+		return NULL;
+	}
+	return open_tail(ctx, path, source_index, TAIL_OPEN_CREATED, from, file_errno, err, errlen);
 }
 
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,

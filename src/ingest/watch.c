@@ -1123,6 +1123,12 @@ static int release_if_deleted(struct watch *w, struct wtail *wt)
 
 /* ---- files the globs of several sources match ----------------------------------------------- */
 
+/* Whether source si's glob matches `path` (its exclude too), as its scan would find it. */
+static int source_matches(const struct config_source *src, const char *path)
+{
+	return fnmatch(src->path, path, FNM_PATHNAME) == 0 && !excluded(src, path_base(path));
+}
+
 /* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
  * may read it. A file is read by one source only, or its lines would be billed once per source:
  * the one whose tail holds it (also while it drains it after a rename to a name only another
@@ -1131,12 +1137,20 @@ static int release_if_deleted(struct watch *w, struct wtail *wt)
  * record of it is still reading or, drained, still describes it. A file no source has read goes
  * to the first source in configuration order whose glob matches it: sources are scanned, and a
  * new name offered to them, in that order. A spool error counts as no record (opening the file
- * reports it). */
-static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st)
+ * reports it).
+ *
+ * Drained, released, and grown since (the writer went on after rotate_wait, or a live log was
+ * moved into another source's directory) by a source whose glob no longer matches it: that source
+ * will not read it again, so si reads on from where its record stopped (tail_open_handed): -1,
+ * with that offset in *from and the source in *released_by. Else *from is -1. */
+static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st,
+                       int64_t *from, long *released_by)
 {
 	const struct config *cfg = w->ctx.cfg;
 	char e[512];
 
+	*from = -1;
+	*released_by = -1;
 	if (cfg->n_sources < 2)
 		return -1;
 	for (size_t sj = 0; sj < cfg->n_sources; sj++)
@@ -1162,8 +1176,14 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 			continue;
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);
-		if (holds == 1)
+		if (holds != 1)
+			continue;
+		if (st->st_size <= w->orec->offset || source_matches(&cfg->sources[sj], path))
 			return (long)sj;
+		if (*from < 0) {
+			*from = w->orec->offset;
+			*released_by = (long)sj;
+		}
 	}
 	return -1;
 }
@@ -1214,16 +1234,25 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	struct wtail *wt;
 	struct stat st;
 	int ferr = 0;
-	long owner;
+	long owner, released_by = -1;
+	int64_t from = -1;
 
 	*spool_failed = 0;
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (owner = file_owner(w, si, path, &st)) >= 0) {
+	    (owner = file_owner(w, si, path, &st, &from, &released_by)) >= 0) {
 		share_note(w, si, path, (size_t)owner);
 		return NULL;
 	}
 	make_room(w, NULL, 1);
-	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	if (from >= 0) {
+		log_info("%s: released by source %s at offset %jd, written to since: read on from "
+		         "there by source %s",
+		         path, w->ctx.cfg->sources[released_by].name, (intmax_t)from,
+		         w->ctx.cfg->sources[si].name);
+		t = tail_open_handed(&w->ctx, path, si, from, &ferr, e, sizeof(e));
+	} else {
+		t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	}
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
