@@ -1335,7 +1335,7 @@ static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size
 			goto fail_file;
 		}
 	}
-	if (from >= 0 && !valid) {
+	if (from >= 0 && !(valid && old.offset >= from)) {
 		/* Past the other source's checkpoint only; a file shorter than that was truncated
 		 * since, and all it holds is new. */
 		if (new_record_kept(t, st.st_size, from <= st.st_size ? from : 0, 0, &spool_failed,

@@ -502,12 +502,15 @@ static int look_open(struct watch *w, size_t si, const char *path)
 /* Whether the spool has a record of the file (dev, ino) at `path` for source si that read
  * something and, unless it is still reading, still describes the file: then it is no copy of
  * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
- * A spool error counts as a record: opening the file reports it. */
-static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
+ * A spool error counts as a record: opening the file reports it. Its checkpoint in *offset
+ * (INT64_MAX on a spool error), when there is one. */
+static int has_record_at(struct watch *w, size_t si, const char *path, const struct stat *st,
+                         int64_t *offset)
 {
 	char e[512];
 	int found, fd, holds;
 
+	*offset = INT64_MAX;
 	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
 		return 1;
 	found = spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
@@ -520,6 +523,7 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 		                                  w->rec, e, sizeof(e));
 	if (found <= 0)
 		return found < 0;
+	*offset = w->rec->offset;
 	/* The record of a file seen only empty read nothing: a copy created empty has one. */
 	if (w->rec->offset == 0 && w->rec->fp_len == 0)
 		return 0;
@@ -534,6 +538,14 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 	holds = tail_record_holds(w->rec, fd);
 	close(fd);
 	return holds != 0;
+}
+
+/* has_record without the checkpoint. */
+static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
+{
+	int64_t offset;
+
+	return has_record_at(w, si, path, st, &offset);
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
@@ -1132,9 +1144,10 @@ static int source_matches(const struct config_source *src, const char *path)
 /* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
  * may read it. A file is read by one source only, or its lines would be billed once per source:
  * the one whose tail holds it (also while it drains it after a rename to a name only another
- * source's glob matches); else, unless si has a record that describes it (a spool written before
- * sources were kept apart: whichever of its sources opens it first keeps it), a source whose
- * record of it is still reading or, drained, still describes it. A file no source has read goes
+ * source's glob matches); else, unless si has a record that describes it and read as far as any
+ * other source's (a spool written before sources were kept apart: whichever of its sources opens
+ * it first keeps it, unless another read further), a source whose record of it, further on than
+ * si's, is still reading or, drained, still describes it. A file no source has read goes
  * to the first source in configuration order whose glob matches it: sources are scanned, and a
  * new name offered to them, in that order. A spool error counts as no record (opening the file
  * reports it).
@@ -1148,6 +1161,7 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 {
 	const struct config *cfg = w->ctx.cfg;
 	char e[512];
+	int64_t own = -1; /* the checkpoint of si's record that describes the file, or -1 */
 
 	*from = -1;
 	*released_by = -1;
@@ -1156,17 +1170,20 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 	for (size_t sj = 0; sj < cfg->n_sources; sj++)
 		if (sj != si && tail_find(w, sj, st->st_dev, st->st_ino) != NULL)
 			return (long)sj;
-	if (has_record(w, si, path, st))
-		return -1;
+	if (has_record_at(w, si, path, st, &own) == 0)
+		own = -1;
 	if (w->orec == NULL && (w->orec = malloc(sizeof(*w->orec))) == NULL)
 		return -1;
-	for (size_t sj = 0; sj < cfg->n_sources; sj++) {
+	for (size_t sj = 0; sj < cfg->n_sources && own < INT64_MAX; sj++) {
 		int fd, holds;
 
+		/* A record of si that read as far goes on (a spool that read the file under two
+		 * sources: the one that opens it first keeps it); one left behind, while another
+		 * source read on, is not resumed: its lines from there were billed by the other. */
 		if (sj == si ||
 		    spool_file_find(w->ctx.spool, cfg->sources[sj].name, (uint64_t)st->st_dev,
 		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
-		    w->orec->state == SPOOL_FILE_GONE)
+		    w->orec->state == SPOOL_FILE_GONE || w->orec->offset <= own)
 			continue;
 		if (w->orec->state == SPOOL_FILE_READING)
 			return (long)sj;
@@ -1180,7 +1197,7 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 			continue;
 		if (st->st_size <= w->orec->offset || source_matches(&cfg->sources[sj], path))
 			return (long)sj;
-		if (*from < 0) {
+		if (*from < w->orec->offset) {
 			*from = w->orec->offset;
 			*released_by = (long)sj;
 		}
