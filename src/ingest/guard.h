@@ -116,8 +116,10 @@ struct guard_counts {
 struct guard_counts guard_counts(const struct guard *g);
 
 /* What the guard region of STATE_DIR/agent.state says, for `logmeter status` and the metrics
- * (report/facts.h). Rules past GUARD_STATUS_RULES are left out of `rules` (the totals count
- * them). */
+ * (report/facts.h). Rules past GUARD_STATUS_RULES are left out of `rules` and counted in
+ * `rules_cut` (the totals count their lines), as are those the agent had no room for: the region
+ * holds the counts first, then one line per rule that hit a limit, then the path each tailing
+ * warning last named, each whole or left out. */
 #define GUARD_STATUS_RULES 64
 
 struct guard_rule_hits {
@@ -132,6 +134,9 @@ struct guard_status {
 	char tailing_path[GUARD_TAILINGS][GUARD_TAIL_PATH];
 	struct guard_rule_hits rules[GUARD_STATUS_RULES];
 	size_t n_rules;
+	/* Rules that hit a limit but are not in `rules`: the agent's 4 KiB region had no room for
+	 * them ("rules_cut N"), or past GUARD_STATUS_RULES. Their lines are in the totals. */
+	int64_t rules_cut;
 };
 
 /* Reads the guard region of `state_dir`'s agent.state into *out (found = 0 if never written).

@@ -535,7 +535,10 @@ static void print_tailing(FILE *out, const struct guard_status *g)
 			continue;
 		utc(g->counts.tailing_last[w], when, sizeof(when));
 		fprintf(out, "  %s: the last at %s: %s\n",
-		        guard_tailing_name((enum guard_tailing)w), when, g->tailing_path[w]);
+		        guard_tailing_name((enum guard_tailing)w), when,
+		        g->tailing_path[w][0] != '\0' ? g->tailing_path[w]
+		                                      : "(its path not kept: the agent's state "
+		                                        "region is full; its log names it)");
 	}
 }
 
@@ -570,6 +573,12 @@ static void print_guard(FILE *out, const struct facts *f)
 				        (long long)g->rules[i].hits[l]);
 		fprintf(out, "\n");
 	}
+	if (g->rules_cut > 0)
+		fprintf(out,
+		        "  %lld more rules hit a limit, not shown: the agent's state region has no "
+		        "room for them (their lines are in the total above; the agent's log names "
+		        "each rule)\n",
+		        (long long)g->rules_cut);
 }
 
 static void print_sender(FILE *out, const struct facts *f)

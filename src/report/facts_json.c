@@ -203,14 +203,14 @@ static json_t *guard_json(const struct facts *f)
 		              time_or_null(g->counts.tailing_last[w]), "path",
 		              g->tailing_path[w][0] != '\0' ? text(g->tailing_path[w])
 		                                            : json_null()));
-	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o}", "refused_symlinks",
-	                 (json_int_t)g->counts.refused_links, "refused_protected",
-	                 (json_int_t)g->counts.refused_protected, "limit_lines",
-	                 (json_int_t)g->counts.limit_lines, "limit_last",
-	                 time_or_null(g->counts.limit_last), "limits_by_rule", rules, "gone_unread",
-	                 (json_int_t)g->counts.gone_unread, "gone_last",
-	                 time_or_null(g->counts.gone_last), "shared_files",
-	                 (json_int_t)g->counts.shared_files, "tailing", tailing);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:o, s:I, s:o}", "refused_symlinks",
+	    (json_int_t)g->counts.refused_links, "refused_protected",
+	    (json_int_t)g->counts.refused_protected, "limit_lines",
+	    (json_int_t)g->counts.limit_lines, "limit_last", time_or_null(g->counts.limit_last),
+	    "limits_by_rule", rules, "limits_rules_cut", (json_int_t)g->rules_cut, "gone_unread",
+	    (json_int_t)g->counts.gone_unread, "gone_last", time_or_null(g->counts.gone_last),
+	    "shared_files", (json_int_t)g->counts.shared_files, "tailing", tailing);
 }
 
 static json_t *windows_json(const struct facts *f)
