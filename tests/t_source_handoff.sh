@@ -7,7 +7,9 @@
 # billed once, none lost, none of the old ones again. Then a restart bills nothing more.
 #   1. app.log read by source live, renamed to app.log.1 (source old's app.log.*), drained and
 #      released after rotate_wait; then 25 more lines appended to app.log.1.
-#   2. a live log moved into another source's directory (b/*.log), written to after its drain.
+#   2. a live log moved into another source's directory (b/*.log), written to after its drain;
+#   3. a log moved into another source's directory while logmeter was stopped, written to then:
+#      the first source's record is marked gone at start (not found where it left it).
 . "$(dirname "$0")/lib.sh"
 lm_init source_handoff
 . "$top_srcdir/tests/tail_lib.sh"
@@ -77,13 +79,31 @@ wait_until 60 drained a "$T/b/web.log" || fail "2: web.log never drained: $(stat
 at2=$(stat -c %s "$T/b/web.log")
 put_rids "$T/b/web.log" 30
 wait_until 60 delivered || fail "2: lines written to b/web.log after its drain: $(accepted_count) of $written accepted"
+
+note "3: a log moved into another source's directory while logmeter was stopped"
+put_rids "$T/a/moved.log" 40
+wait_until 60 delivered || fail "3: first lines: $(accepted_count) of $written accepted"
+wait_until 60 caught_up "$conf" || fail "3: the agent did not catch up"
 agent_stop || fail "agent exit $?"
+mv "$T/a/moved.log" "$T/b/moved.log"
+at3=$(stat -c %s "$T/b/moved.log")
+put_rids "$T/b/moved.log" 15
+agent_start "$conf"
+wait_until 60 delivered || fail "3: lines written to b/moved.log while stopped: $(accepted_count) of $written accepted"
+wait_until 60 caught_up "$conf" || fail "3: the agent did not catch up"
+agent_stop || fail "agent exit $?"
+# Nothing lost, so nothing said lost: a's record is not marked gone (status would say degraded).
+! grep -qF "$T/a/moved.log: gone while logmeter was stopped" "$T/agent.log" ||
+	fail "3: a's record of moved.log taken for gone: $(grep -F moved.log "$T/agent.log" | tail -3)"
+grep -qF "$T/a/moved.log: moved while logmeter was stopped to $T/b/moved.log, read on by source b from offset $at3" \
+	"$T/agent.log" || fail "3: no log of the move: $(grep -F moved.log "$T/agent.log" | tail -3)"
 
 note "3: a restart bills nothing again"
 agent_once "$conf" || fail "run --once exited $?"
 expect_file "$conf" live "$L"
 expect_split "$L.1" "$at1" live old
 expect_split "$T/b/web.log" "$at2" a b
+expect_split "$T/b/moved.log" "$at3" a b
 assert_eq "$written" "$(wc -l <"$T/expected_rids")" "rids in the files"
 check_accepted
 grep -qF "$L.1: released by source live at offset $at1, written to since: read on from there by source old" \

@@ -1141,6 +1141,27 @@ static int source_matches(const struct config_source *src, const char *path)
 	return fnmatch(src->path, path, FNM_PATHNAME) == 0 && !excluded(src, path_base(path));
 }
 
+/* Whether the file of record *f of source sj, "reading", found at `path`, was moved while
+ * logmeter was stopped where sj will not look for it: at sj's first scan, recover() looks for it
+ * under its recorded path and, by inode, in that directory only (then marks it gone), and sj's
+ * glob does not match `path`. */
+static int moved_away(struct watch *w, size_t sj, const struct spool_file *f, const char *path)
+{
+	struct stat st;
+	char *dir, *found;
+
+	if (!first_scan(w, sj) || source_matches(&w->ctx.cfg->sources[sj], path) ||
+	    (stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+	     (uint64_t)st.st_ino == f->ino))
+		return 0;
+	if ((dir = path_dir(f->path)) == NULL)
+		return 0;
+	found = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+	free(dir);
+	free(found);
+	return found == NULL;
+}
+
 /* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
  * may read it. A file is read by one source only, or its lines would be billed once per source:
  * the one whose tail holds it (also while it drains it after a rename to a name only another
@@ -1155,7 +1176,9 @@ static int source_matches(const struct config_source *src, const char *path)
  * Drained, released, and grown since (the writer went on after rotate_wait, or a live log was
  * moved into another source's directory) by a source whose glob no longer matches it: that source
  * will not read it again, so si reads on from where its record stopped (tail_open_handed): -1,
- * with that offset in *from and the source in *released_by. Else *from is -1. */
+ * with that offset in *from and the source in *released_by. The same for a record marked gone at
+ * start (moved while logmeter was stopped out of that source's directory) that still describes
+ * the file, grown or not. Else *from is -1. */
 static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st,
                        int64_t *from, long *released_by)
 {
@@ -1183,20 +1206,29 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 		if (sj == si ||
 		    spool_file_find(w->ctx.spool, cfg->sources[sj].name, (uint64_t)st->st_dev,
 		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
-		    w->orec->state == SPOOL_FILE_GONE || w->orec->offset <= own)
+		    w->orec->offset <= own)
 			continue;
-		if (w->orec->state == SPOOL_FILE_READING)
+		if (w->orec->state == SPOOL_FILE_READING && !moved_away(w, sj, w->orec, path))
 			return (long)sj;
-		/* Drained, and the inode perhaps given to another file since. Looked at as si
-		 * would open it. */
+		/* Drained or gone (or moved away), and the inode perhaps given to another file
+		 * since. Looked at as si would open it. */
 		if ((fd = look_open(w, si, path)) < 0)
 			continue;
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);
 		if (holds != 1)
 			continue;
-		if (st->st_size <= w->orec->offset || source_matches(&cfg->sources[sj], path))
+		if (w->orec->state != SPOOL_FILE_DRAINED) {
+			/* Not found by sj at start where it left it: moved, while logmeter was
+			 * stopped, into a directory only si's glob matches. Its lines up to the
+			 * checkpoint were billed under sj: si reads on from there, not from 0. */
+			if (st->st_size < w->orec->offset ||
+			    source_matches(&cfg->sources[sj], path))
+				continue;
+		} else if (st->st_size <= w->orec->offset ||
+		           source_matches(&cfg->sources[sj], path)) {
 			return (long)sj;
+		}
 		if (*from < w->orec->offset) {
 			*from = w->orec->offset;
 			*released_by = (long)sj;
@@ -1539,6 +1571,19 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 	free(dir);
 }
 
+/* The tail of another source than f's that holds the file of record *f (file_owner handed it
+ * over), or NULL. */
+static const struct wtail *tail_holder(struct watch *w, const struct spool_file *f)
+{
+	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++) {
+		const struct wtail *wt = tail_find(w, sk, (dev_t)f->dev, (ino_t)f->ino);
+
+		if (wt != NULL && strcmp(w->ctx.cfg->sources[sk].name, f->source) != 0)
+			return wt;
+	}
+	return NULL;
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1559,6 +1604,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		struct spool_file *f = &l.v[k];
 		long si = config_source_find(w->ctx.cfg, f->source);
 		struct wtail *wt;
+		const struct wtail *holder;
 		struct stat st;
 		char *path = NULL, *dir;
 		int spool_failed;
@@ -1573,6 +1619,19 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		} else if ((dir = path_dir(f->path)) != NULL) {
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
+		}
+		if (path == NULL && (holder = tail_holder(w, f)) != NULL) {
+			/* Moved while stopped where another source's glob matches it, which read
+			 * on from this record's checkpoint (file_owner): nothing is lost. */
+			log_info("%s: moved while logmeter was stopped to %s, read on by source %s "
+			         "from offset %jd",
+			         f->path, tail_path(holder->t),
+			         w->ctx.cfg->sources[tail_source_index(holder->t)].name,
+			         (intmax_t)f->offset);
+			f->state = SPOOL_FILE_DRAINED;
+			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
+				log_warn("%s", e);
+			continue;
 		}
 		if (path == NULL) {
 			log_warn(
