@@ -3,7 +3,8 @@
 # with 120-byte names, each of which hits PCRE2's match_limit on the same 3 hostile lines, and a
 # sparse file whose path is about 450 bytes long (its tailing warning keeps the path). Nothing may
 # be cut silently: every rule is either shown with its count or counted as not shown, and a path
-# shown is the whole path (docs/security.md, docs/tailing.md).
+# shown is the whole path (docs/security.md, docs/tailing.md). 2: a path longer than the 511
+# bytes the region keeps is shown marked " [cut]", not as the path of another file.
 . "$(dirname "$0")/lib.sh"
 lm_init guard_region
 . "$top_srcdir/tests/tail_lib.sh"
@@ -54,4 +55,26 @@ assert all(r["match_limit"] == 3 for r in g["limits_by_rule"]), g["limits_by_rul
 p = g["tailing"]["sparse_holes"]["path"]
 assert p in (None, sys.argv[3]), p
 PY
+note "2: a path longer than the 511 bytes kept: marked cut, not shown as another file's path"
+L=$T/long/$x100/$x100/$x100/$x100/$x100/$(head -c 40 /dev/zero | tr '\0' e)
+mkdir -p "$L"
+conf2=$T/logmeter2.conf
+write_config "$conf2"
+sed -i "s|^state_dir = .*|state_dir = $T/state2|" "$conf2"
+printf '[source l]\npath = %s/long/d*/d*/d*/d*/d*/e*/*.log\n\n' "$T" >>"$conf2"
+printf '[rule l]\nsource = l\nevent_name = requests\npattern = ^(?<c>z)$\ncustomer = c\nvalue = 1\n' >>"$conf2"
+printf 'x\n' >"$L/sparse.log"
+truncate -s 1G "$L/sparse.log" || skip "no sparse file here"
+long=$L/sparse.log
+[ "${#long}" -gt 511 ] || fail "test bug: the path is ${#long} bytes long"
+agent_start "$conf2"
+hole2() { "$LOGMETER" status -c "$conf2" 2>&1 | grep -q '^tailing: .* 1 files that end in a hole'; }
+wait_until 60 hole2 || fail "2: status: $("$LOGMETER" status -c "$conf2" 2>&1 | grep '^tailing')"
+agent_stop || fail "agent exit $?"
+"$LOGMETER" status -c "$conf2" >"$T/status2.txt" 2>&1 || true
+path=$(sed -n 's/^  sparse_holes: the last at [^:]*:[^:]*:[^:]*: //p' "$T/status2.txt")
+case $path in
+*" [cut]") [ "${long#"${path% \[cut\]}"}" != "$long" ] || fail "2: the cut path is no prefix of the path: '$path'" ;;
+*) fail "2: the path in status is not marked cut: '$path' (${#path} bytes, the path ${#long})" ;;
+esac
 echo "t_guard_region: $nrules rules that hit a limit, each shown or counted as not shown; the path whole"

@@ -290,12 +290,23 @@ const char *guard_tailing_name(enum guard_tailing what)
 
 void guard_tailing(struct guard *g, enum guard_tailing what, const char *path)
 {
+	char full[GUARD_TAIL_PATH + 8];
+
 	if (g == NULL || (int)what < 0 || what >= GUARD_TAILINGS)
 		return;
 	g->counts.tailing[what]++;
 	g->counts.tailing_last[what] = (int64_t)time(NULL);
-	/* One line of the state file whatever bytes the path holds. */
-	log_escape(g->tailing_path[what], sizeof(g->tailing_path[what]), path != NULL ? path : "");
+	/* One line of the state file whatever bytes the path holds; a path too long is marked cut,
+	 * not shown as the path of another file. A buffer a few bytes longer tells (log_escape
+	 * cuts at a whole escape, 4 bytes at most). */
+	log_escape(full, sizeof(full), path != NULL ? path : "");
+	if (strlen(full) < sizeof(g->tailing_path[what])) {
+		memcpy(g->tailing_path[what], full, strlen(full) + 1);
+	} else {
+		log_escape(g->tailing_path[what],
+		           sizeof(g->tailing_path[what]) - (sizeof(GUARD_TAIL_CUT) - 1), path);
+		strcat(g->tailing_path[what], GUARD_TAIL_CUT);
+	}
 	g->dirty = 1;
 }
 

@@ -86,11 +86,13 @@ enum guard_tailing {
 const char *guard_tailing_name(enum guard_tailing what);
 
 /* The longest path the state file keeps for a tailing warning (escaped, log_escape), NUL
- * included: a longer one is cut. */
+ * included: a longer one is cut, and ends in GUARD_TAIL_CUT. */
 #define GUARD_TAIL_PATH 512
+#define GUARD_TAIL_CUT " [cut]"
 
 /* Counts tailing warning `what` about file `path` (the last one named is kept, escaped and cut to
- * GUARD_TAIL_PATH, with the time), written with the next guard_flush. NULL `g` is a no-op. */
+ * GUARD_TAIL_PATH with GUARD_TAIL_CUT at its end, with the time), written with the next
+ * guard_flush. NULL `g` is a no-op. */
 void guard_tailing(struct guard *g, enum guard_tailing what, const char *path);
 
 /* A file the glob of a source matches is read by another source (the first in configuration
