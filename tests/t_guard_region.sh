@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The guard's 4 KiB region of agent.state (read by `status`) with more than it can hold: 30 rules
-# with 120-byte names, each of which hits PCRE2's match_limit on the same 3 hostile lines, and a
+# The guard's 4 KiB region of agent.state (read by `status`) with more than it can hold: 40 rules
+# with 100-byte names, each of which hits PCRE2's match_limit on the same 3 hostile lines, and a
 # sparse file whose path is about 450 bytes long (its tailing warning keeps the path). Nothing may
 # be cut silently: every rule is either shown with its count or counted as not shown, and a path
 # shown is the whole path (docs/security.md, docs/tailing.md). 2: a path longer than the 511
