@@ -122,7 +122,9 @@ struct wtail {
 	int64_t orphan_since;       /* monotonic ms: when orphan_size was last seen to change */
 	off_t read_size;            /* its size before its last successful read, -1 before */
 	unsigned seen;              /* the rescan generation that last matched it */
-	struct timespec read_mtime; /* its mtime then */
+	struct timespec read_ctime; /* its ctime then (changed()) */
+	int read_racy;              /* that ctime was under 2 s old then: it may not show a write
+	                               made in the same clock tick (tail.c same_size_stale) */
 	int link;                   /* its path is a symlink */
 	char *real;                 /* then the path of its target when opened, else NULL */
 	int failing;                /* its last read failed (logged once, until it recovers) */
@@ -1054,6 +1056,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	char e[1024] = "";
 	int64_t id = tail_file(wt->t)->id;
 	struct stat st;
+	struct timespec now;
 	int rc;
 
 	dl_del(&wt->dirty);
@@ -1076,7 +1079,9 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 			log_info("%s: reading again", tail_path(wt->t));
 		wt->failing = 0;
 		wt->read_size = st.st_size;
-		wt->read_mtime = st.st_mtim;
+		wt->read_ctime = st.st_ctim;
+		wt->read_racy =
+		    clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec - st.st_ctim.tv_sec <= 1;
 		lru_touch(w, wt);
 		if (w->n_copies > 0 && tail_file(wt->t)->id != id)
 			recheck_copies(w, tail_source_index(wt->t));
@@ -1107,17 +1112,19 @@ paused:
 	return -1;
 }
 
-/* Whether tail wt's file may have changed since its last read: its size or mtime differ, or its
- * path no longer leads to it (a suspended tail). */
+/* Whether tail wt's file may have changed since its last read: its size or ctime differ, or its
+ * path no longer leads to it (a suspended tail), or that ctime was too recent to tell. The ctime,
+ * not the mtime: a file truncated and written back to the same size may have its mtime set back
+ * (touch -r), never its ctime. */
 static int changed(const struct wtail *wt)
 {
 	struct stat st;
 
 	if (wt->read_size < 0 || tail_stat(wt->t, &st) < 0)
 		return 1;
-	return st.st_size != wt->read_size || st.st_nlink == 0 ||
-	       st.st_mtim.tv_sec != wt->read_mtime.tv_sec ||
-	       st.st_mtim.tv_nsec != wt->read_mtime.tv_nsec;
+	return st.st_size != wt->read_size || st.st_nlink == 0 || wt->read_racy ||
+	       st.st_ctim.tv_sec != wt->read_ctime.tv_sec ||
+	       st.st_ctim.tv_nsec != wt->read_ctime.tv_nsec;
 }
 
 /* After a successful read: closes the file if it was deleted. Returns 1 if released (wt is
