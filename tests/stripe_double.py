@@ -11,7 +11,7 @@ Usage:
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
-                   [--faults SPEC] [--session-ttl S]
+                   [--faults SPEC] [--session-ttl S] [--session-created-skew S]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -39,6 +39,9 @@ Usage:
 
   --session-ttl S  seconds a meter event session's authentication token is valid (default 900,
                    Stripe's 15 minutes); tests make it short to make sessions expire.
+  --session-created-skew S  a meter event session's created and expires_at are S seconds off
+                   Stripe's clock (default 0), as in a wrong answer (a proxy's, a bug's), while
+                   the Date header and timestamp validation stay on Stripe's clock.
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -170,7 +173,9 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
   GET  /_double/faults  the fault state.
   POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
-                        TTLs only. Answers {"offset": total seconds, "now": the double's time}.
+                        TTLs only; {"skew": S} sets --timestamp-skew from now on (Stripe's clock
+                        set right, or wrong, while a client runs). Answers {"offset": total
+                        seconds, "now": the double's time}.
   GET  /_double/clock   the same.
   GET  /_double/stats   {requests, accepted, duplicates, replays, rejected, unauthorized,
                         idempotency_errors, faults: {kind: n}, concurrency_violations, in_flight,
@@ -497,6 +502,7 @@ class State:
         self.lock = threading.Lock()
         self.api_key = args.api_key
         self.timestamp_skew = args.timestamp_skew
+        self.session_created_skew = args.session_created_skew
         self.live = bool(LIVE_KEY_RE.match(args.api_key))
         self.started = time.time()
         self.clock_offset = 0.0
@@ -932,13 +938,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             advance = float(req.get("advance", 0))
             if not advance >= 0:  # also refuses NaN
                 raise ValueError("advance must be a number of seconds >= 0")
+            skew = req.get("skew")
+            if skew is not None and (isinstance(skew, bool) or not isinstance(skew, int)):
+                raise ValueError("skew must be an integer number of seconds")
         except (ValueError, TypeError) as e:
             self.log_control(400)
             return self.send_json(400, error_body("invalid_request_error", str(e)))
         with self.st.lock:
             self.st.clock_offset += advance
+            if skew is not None:
+                self.st.timestamp_skew = skew
             obj = self.st.clock_state()
-        self.log_control(200, "advance=%g" % advance)
+        self.log_control(200, "advance=%g skew=%s" % (advance, skew))
         self.send_json(200, obj)
 
     # --- the list endpoints ---------------------------------------------------------------
@@ -1432,9 +1443,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "id": "mes_" + uuid.uuid4().hex[:24],
                 "object": "v2.billing.meter_event_session",
                 "authentication_token": token,
-                # Stripe's clock, which --timestamp-skew sets apart from this host's.
-                "created": rfc3339_ms(created + st.timestamp_skew),
-                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_ttl),
+                # Stripe's clock, which --timestamp-skew sets apart from this host's (and
+                # --session-created-skew from Stripe's: a wrong answer).
+                "created": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew),
+                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew
+                                         + st.session_ttl),
                 "livemode": st.live,
             }, note="session")
         with st.lock:
@@ -1765,6 +1778,9 @@ def main(argv=None):
                     "(see FAULTS in the docstring)")
     ap.add_argument("--log", metavar="PATH",
                     help="append one tab-separated line per request (method, path, status, ...)")
+    ap.add_argument("--session-created-skew", type=int, default=0, metavar="S",
+                    help="seconds a meter event session's created and expires_at are off "
+                    "Stripe's clock (a wrong answer; default 0)")
     ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
                     help="seconds a meter event session's token is valid (default 900, "
                     "Stripe's 15 minutes)")

@@ -65,6 +65,12 @@ expect_error "$drop" '^source'
 printf '[rule extra]\nsource = web\nevent_name = requests\npattern = ^(?<ip>\\S+)\ncustomer = ip\nvalue = bytes\n' > "$drop"
 expect_error "$drop" '^value'
 
+# A constant value Stripe refuses (16 significant digits) is called that, not "not a number".
+printf '[rule extra]\nsource = web\nevent_name = requests\npattern = ^(?<ip>\\S+)\ncustomer = ip\nvalue = 1234567890123456\n' > "$drop"
+expect_error "$drop" '^value'
+out=$("$LOGMETER" check -c "$T/etc/logmeter.conf" 2>&1 || true)
+grep -q "value '1234567890123456' has more than 15 significant digits" <<<"$out" || fail "16 digits: $out"
+
 # A duplicate key, an unknown section, a bad number.
 printf '[rule extra]\nsource = web\nevent_name = requests\nevent_name = again\npattern = ^(?<ip>\\S+)\ncustomer = ip\nvalue = 1\n' > "$drop"
 expect_error "$drop" '^event_name = again'

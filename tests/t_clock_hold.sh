@@ -5,7 +5,8 @@
 # they are within the window less a minute of margin; they are never dead-lettered. Stripe's own
 # "too far in the future" (its clock behind this host's) holds the event too. An event more than
 # a day ahead is no clock step: a dead letter with that reason. `run --once` does not wait for held
-# events, and exits 1 for them.
+# events, and exits 1 for them. `status` says Stripe's clock is behind, by at least what its
+# answers show, rather than blaming the events' timestamps.
 . "$(dirname "$0")/lib.sh"
 lm_init clock_hold
 double_start
@@ -78,7 +79,24 @@ double_restart --timestamp-skew -90
 t=$(( $(date +%s) + 230 ))
 printf '%s cus_SKEW 6\n' "$t" >> "$log"
 agent_start "$conf"
+# While it is held, status blames Stripe's clock, not the event's timestamp (the agent's log says
+# so too); seen unless the event was taken first.
+skew_seen() {
+	"$LOGMETER" status -c "$conf" > "$T/status" 2>&1
+	grep -q '^held: 1 events' "$T/status" || grep -q cus_SKEW "$T/accepted.tsv"
+}
+wait_until 90 skew_seen || fail "status never showed the event Stripe found too early: $(cat "$T/status")"
+if grep -q '^held: 1 events' "$T/status"; then
+	grep -q "^held: 1 events stamped more than 5 minutes ahead of Stripe's clock, which is at least [0-9]* s behind this host's" "$T/status" ||
+		fail "status blames the event's timestamp, not Stripe's clock: $(cat "$T/status")"
+fi
 wait_until 90 eval 'grep -q cus_SKEW "$T/accepted.tsv"' || fail "the event Stripe found too early was never sent again: $(tail -n 5 "$T/agent.log")"
+# Stripe refused the event at a time a with t > (a - 90) + 300 and a >= t - 230: the agent's
+# lower bound a - (t - 300) is at least 70 and less than 90.
+"$LOGMETER" status -c "$conf" > "$T/status" 2>&1 || true
+behind=$(sed -n "s/^clock: Stripe's clock is at least \([0-9]*\) s behind this host's (Stripe's answers: timestamp too far in the future).*/\1/p" "$T/status")
+[ -n "$behind" ] || fail "status does not say Stripe's clock is behind: $(cat "$T/status")"
+[ "$behind" -ge 70 ] && [ "$behind" -le 90 ] || fail "status says Stripe's clock is $behind s behind; the double's is 90 s behind, and its answer shows at least 70"
 agent_stop || fail "agent exited $? on SIGTERM"
 awk -F'\t' '$7 == "cus_SKEW" {print $3}' "$T/double.log" | tr '\n' ' ' > "$T/skew_statuses"
 grep -q '^400 .*200 $' "$T/skew_statuses" || fail "expected 400 (too far in the future) then 200: $(cat "$T/skew_statuses")"

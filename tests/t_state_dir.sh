@@ -3,7 +3,8 @@
 # with the same words and exit status 2 (docs/security.md): a systemd unit with
 # RestartPreventExitStatus=2 does not restart into the same refusal every few seconds.
 #   - a state directory that others or its group may write, that another user owns, or that is
-#     reached through a symbolic link; one (existing or not) inside a directory that others or its
+#     reached through a symbolic link (the real path the refusal suggests is held to the same checks:
+#     the advice works, or the refusal says why it would not yet); one (existing or not) inside a directory that others or its
 #     group may write without the sticky bit, or that a user other than root or logmeter's owns; a spool.db or spool.db-wal that is a symbolic link (its
 #     target is never created, even by root);
 #   - an API key file that others may read, that its group may write, that a group other than the
@@ -91,9 +92,26 @@ sed -i "s#^state_dir = .*#state_dir = $S#" "$CONF"
 note "a state directory through a symlink"
 mv "$S" "$T/real-state"
 ln -s "$T/real-state" "$S"
-refused "state_dir $S is reached through a symbolic link (its real path is $T/real-state)"
+refused "state_dir $S is reached through a symbolic link (its real path is $T/real-state): logmeter opens the spool without following links; set state_dir = $T/real-state (under the packaged systemd unit, also ReadWritePaths=$T/real-state in a drop-in"
+# The advice works: the real path passes.
+sed -i "s#^state_dir = .*#state_dir = $T/real-state#" "$CONF"
+"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" ||
+	fail "the real path the refusal suggests is refused too: $(cat "$T/check.err")"
+sed -i "s#^state_dir = .*#state_dir = $S#" "$CONF"
 rm "$S"
-mv "$T/real-state" "$S"
+# A real path that would be refused too: the refusal says so, and why, so that following it
+# does not only meet the next refusal; fixing both, it passes.
+mkdir -m 0777 "$T/open"
+mv "$T/real-state" "$T/open/real-state"
+ln -s "$T/open/real-state" "$S"
+refused "state_dir $S is reached through a symbolic link (its real path is $T/open/real-state): logmeter opens the spool without following links; set state_dir = $T/open/real-state once it passes too, which it does not now: state_dir $T/open/real-state is inside $T/open, which is writable by others without the sticky bit (mode 0777)"
+chmod go-w "$T/open"
+sed -i "s#^state_dir = .*#state_dir = $T/open/real-state#" "$CONF"
+"$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" ||
+	fail "the real path, its directory fixed as the refusal says, is refused: $(cat "$T/check.err")"
+sed -i "s#^state_dir = .*#state_dir = $S#" "$CONF"
+rm "$S"
+mv "$T/open/real-state" "$S"
 
 note "spool.db and spool.db-wal as symlinks"
 mkdir -p "$T/victim"

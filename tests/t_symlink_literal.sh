@@ -2,7 +2,8 @@
 # A symlink written literally as a source's `path` (no wildcard) is the administrator's, as the
 # rest of what the administrator wrote (docs/security.md): current.log -> app-1.log is followed,
 # without follow_symlinks. Still never to logmeter's own files (current.log -> the key file is
-# refused), and not a link another user made there (root only: one owned by nobody is refused).
+# refused), and not a link another user made there (root only: one owned by nobody is refused,
+# saying who owns it and who may; owned by root, it is followed).
 . "$(dirname "$0")/lib.sh"
 lm_init symlink_literal
 double_start
@@ -41,7 +42,22 @@ grep -q "key/current.log: it is the API key file" "$T/agent.log" ||
 	fail "the literal link to the key was not refused as logmeter's own: $(cat "$T/agent.log")"
 ! grep -qF "$API_KEY" "$T/accepted.tsv" || fail "the key reached the double"
 if [ -L "$L/other/current.log" ]; then
-	grep -q "other/current.log: a symbolic link, not followed" "$T/agent.log" ||
-		fail "a literal link of another user was followed: $(cat "$T/agent.log")"
+	# The refusal says who owns the link and who may, and a fix that keeps the check.
+	why="$L/other/current.log: a symbolic link (to app-1.log) owned by nobody (uid $(id -u nobody)): \[source other\] path names it without wildcards, and such a link is followed only when root or the user running logmeter, $(id -un) (uid $(id -u)), owns it: refused; if it points where it should, chown -h root it, or set path to its target"
+	grep -q "$why" "$T/agent.log" ||
+		fail "a literal link of another user was followed, or refused without saying why: $(cat "$T/agent.log")"
+	"$LOGMETER" check -c "$CONF" > "$T/check.out" 2> "$T/check.err" || fail "check exited $?: $(cat "$T/check.err")"
+	grep -q "warning: $why" "$T/check.err" || fail "check does not say why the link is refused: $(cat "$T/check.err")"
+	# status's health names safe fixes, not following every link.
+	"$LOGMETER" status -c "$CONF" > "$T/status.out" 2>&1 || true
+	grep -q "^health: degraded: 1 symbolic links were refused .*name a target that is a log of yours in a source's path, or exclude the link (exclude =); set follow_symlinks = yes only where no untrusted user can make links" "$T/status.out" ||
+		fail "status's advice on refused links: $(cat "$T/status.out")"
+	# The advice works: owned by root (the user running the test), the link is followed.
+	chown -h "$(id -u)" "$L/other/current.log"
+	agent_once "$CONF" || fail "run --once after chown -h exited $?"
+	assert_eq "$((expected + $(grep -cP '^\S+' "$L/other/app-1.log")))" "$(accepted_count)" \
+		"events once the literal link belongs to root"
+else
+	note "not root: a literal link of another user is not tried"
 fi
 echo "t_symlink_literal: a literal current.log link followed ($expected events); to the key and of another user refused"

@@ -3,7 +3,8 @@
 # 5 minutes ahead of Stripe's clock and validates them later, so events stamped by this host 400 s
 # ahead of Stripe would be "delivered" and billed nothing. A meter event session's `created` is
 # Stripe's clock: the agent measures the difference, holds the events by Stripe's clock and says
-# so; `run --once` leaves them pending and exits 1. With the clocks agreeing again, they are sent.
+# so (the agent's log, and `status` while it runs); `run --once` leaves them pending and exits 1.
+# With the clocks agreeing again, they are sent.
 # The same with API v1: Stripe answers "too far in the future", and `run --once` says it is
 # Stripe's clock that is behind, by at least as much as those answers show (never more than 400 s),
 # not that the events are ahead of this host's clock.
@@ -29,6 +30,20 @@ grep -q "this host's clock is [0-9]* s ahead of Stripe's" "$T/agent.log" ||
 	fail "the agent did not say the clocks disagree: $(tail -n 5 "$T/agent.log")"
 grep -q "run --once: $expected events are held (their timestamps are more than 5 minutes ahead of Stripe's clock)" \
 	"$T/agent.log" || fail "run --once did not say it held the events: $(tail -n 5 "$T/agent.log")"
+
+# The agent: `status` says it is Stripe's clock that is behind (the session's created time),
+# not that the events are stamped ahead.
+agent_start "$conf"
+clock_said() {
+	"$LOGMETER" status -c "$conf" > "$T/status" 2>&1
+	grep -q "^clock: Stripe's clock is [0-9]* s behind this host's (a meter event session's created time)" "$T/status" &&
+		grep -q "^held: $expected events stamped more than 5 minutes ahead of Stripe's clock, which is [0-9]* s behind" "$T/status"
+}
+wait_until 30 clock_said || fail "status does not say Stripe's clock is behind: $(cat "$T/status")"
+behind=$(sed -n "s/^clock: Stripe's clock is \([0-9]*\) s behind.*/\1/p" "$T/status")
+# The double's clock is 400 s behind; `created` is whole seconds of a clock read a moment later.
+[ "$behind" -ge 398 ] && [ "$behind" -le 401 ] || fail "status says Stripe's clock is $behind s behind; it is 400"
+agent_stop || fail "agent exited $? on SIGTERM"
 
 # Stripe's clock right again: everything is sent, once.
 double_restart

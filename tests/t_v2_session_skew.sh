@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # API v2: a meter event session whose `created` is more than a day off this host's clock, behind
 # or ahead, is a wrong answer, not Stripe's clock: trusted, it would hold every event for that
-# long (decades, for a `created` of 0). The agent does not use such a session: it says why,
+# long (decades, for a `created` of 0). The agent does not use such a session: it says why, with
+# both clocks' times in UTC and what to check (this host's date, or what answers at api_base),
 # counts an unexpected answer, sends nothing and loses nothing; `run --once` ends. With a sane
 # session the events are sent, once.
 . "$(dirname "$0")/lib.sh"
@@ -26,8 +27,15 @@ check_refused() {
 	[ "$rc" -ne 0 ] || fail "run --once exited 0 with a session created $skew s off"
 	assert_eq 0 "$(accepted_count)" "events accepted with a session created $skew s off"
 	assert_eq 0 "$(double_stat error_reports)" "error reports with a session created $skew s off"
-	grep -q "created time [0-9]* is 2000[0-9][0-9] s $word this host's clock, more than a day" \
-		"$T/agent.log" || fail "no word of the session's created time ($skew): $(tail -n 5 "$T/agent.log")"
+	line=$(grep -o "created time [0-9T:-]*Z is 2000[0-9][0-9] s (2.3 days) $word this host's clock ([0-9T:-]*Z): no drift explains a day, so this host's date is wrong (compare date -u with a trusted clock; timedatectl, NTP) or what answers at api_base is not Stripe (a proxy, a cache)" \
+		"$T/agent.log" | head -n 1)
+	[ -n "$line" ] || fail "no word of the session's created time ($skew): $(tail -n 5 "$T/agent.log")"
+	# The two UTC times it names are the seconds it names apart (GNU date reads them).
+	local theirs ours secs
+	theirs=$(date -u -d "$(sed -n 's/^created time \([^ ]*\) is.*/\1/p' <<<"$line")" +%s)
+	ours=$(date -u -d "$(sed -n 's/.*this host.s clock (\([^)]*\)).*/\1/p' <<<"$line")" +%s)
+	secs=$(sed -n 's/.* is \([0-9]*\) s (.*/\1/p' <<<"$line")
+	assert_eq "$secs" "$(( theirs > ours ? theirs - ours : ours - theirs ))" "the seconds between the times the message names ($skew)"
 	if grep -q "events are held until Stripe's clock" "$T/agent.log"; then
 		fail "the agent held the events by a session created $skew s off"
 	fi

@@ -1,12 +1,17 @@
 /* test-rule: what each rule makes of each input line, without spool or network. The input is
  * split into lines by core/lines, as the agent splits a file, so that `test-rule` and `run` make
  * the same events of the same file: NULs removed, CR dropped, over-long lines skipped, and a last
- * line without its newline not read (said so: the agent waits for it). */
+ * line without its newline not read (said so: the agent waits for it). A file is given to the
+ * rules of the source that reads it in `run`, as the agent gives it: the first source in
+ * configuration order whose path matches it and whose exclude does not (ingest/watch.c). */
 #include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/event.h"
@@ -14,6 +19,35 @@
 #include "util/clock.h"
 
 #define TEST_RULE_CHUNK (64 * 1024) /* bytes read at once */
+
+/* What run does with an event of an aggregating rule (store/window.c, spool_window_commit): the
+ * line goes into the window of its rule and customer that holds its timestamp, and run bills the
+ * window's total, stamped with its start; the lines Stripe would refuse on their own, and a late
+ * line whose window would start too close to Stripe's 35 days, stay events of their own. Only
+ * the line's own verdict: a window already sent, or a total that would have more than 15
+ * significant digits, moves a line elsewhere, which one line cannot tell. */
+static void print_window(const struct rule_result *r, int64_t now)
+{
+	int64_t len = r->rule->aggregate_s, start;
+	enum event_window win = event_window_of(r->timestamp, now);
+	char when[32] = "";
+
+	if (win == EVENT_WINDOW_OLD || win == EVENT_WINDOW_FAR_AHEAD)
+		return; /* a dead letter of its own, said above */
+	/* Floor, for timestamps before the epoch too. */
+	start = r->timestamp / len * len;
+	if (start > r->timestamp)
+		start -= len;
+	if (start + len + r->rule->aggregate_grace_s <= now &&
+	    start < now - EVENT_MAX_AGE_S + EVENT_WINDOW_AGE_MARGIN_S) {
+		printf(" -> sent on its own: its window would start too close to Stripe's 35 days");
+		return;
+	}
+	clock_utc_text(start, when, sizeof(when));
+	printf(" -> summed into the window of %lld s starting %lld (%s): billed as that window's "
+	       "total for %s, at its start",
+	       (long long)len, (long long)start, when, r->customer);
+}
 
 static void print_result(long long lineno, const struct rule_result *r, int64_t now)
 {
@@ -43,12 +77,16 @@ static void print_result(long long lineno, const struct rule_result *r, int64_t 
 			    "timestamp or clock)");
 			break;
 		case EVENT_WINDOW_AHEAD:
-			printf(" -> held: too far ahead of this host's clock for Stripe; sent once "
-			       "Stripe takes it");
+			if (r->rule->aggregate_s <= 0)
+				printf(
+				    " -> held: too far ahead of this host's clock for Stripe; sent "
+				    "once Stripe takes it");
 			break;
 		case EVENT_WINDOW_OK:
 			break;
 		}
+		if (r->rule->aggregate_s > 0)
+			print_window(r, now);
 		printf("\n");
 		break;
 	case RULE_UNMAPPED:
@@ -70,6 +108,7 @@ static void print_result(long long lineno, const struct rule_result *r, int64_t 
 struct test_rule_run {
 	const struct cli_setup *s;
 	const char *rule_name; /* --rule, or NULL */
+	long source;           /* the source that reads the input in run; -1: every source */
 	struct rule_result *results;
 };
 
@@ -94,7 +133,11 @@ static int test_rule_line(const struct lines_line *l, void *ud)
 	}
 	now = (int64_t)time(NULL);
 	for (size_t src = 0; src < cfg->n_sources; src++) {
-		size_t n = rule_set_apply(r->s->rules, src, l->data, l->len, now, r->results);
+		size_t n;
+
+		if (r->source >= 0 && (size_t)r->source != src)
+			continue;
+		n = rule_set_apply(r->s->rules, src, l->data, l->len, now, r->results);
 
 		for (size_t i = 0; i < n; i++) {
 			if (r->rule_name != NULL && strcmp(r->results[i].rule->name, r->rule_name))
@@ -103,6 +146,42 @@ static int test_rule_line(const struct lines_line *l, void *ud)
 		}
 	}
 	return 0;
+}
+
+/* The index of the source whose rules `run` applies to the file `input` (a path as given on the
+ * command line, relative to the working directory or absolute): the first source in
+ * configuration order whose path (an absolute glob, matched as watch.c matches it) matches it
+ * and whose exclude does not match its name. -1 if none does: a copy of a log elsewhere, which
+ * `run` would not read (then every source's rules are applied, as to standard input). */
+static long test_rule_source(const struct config *cfg, const char *input)
+{
+	char path[PATH_MAX], cwd[PATH_MAX];
+	const char *base;
+	int n;
+
+	if (input[0] == '/') {
+		n = snprintf(path, sizeof(path), "%s", input);
+	} else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return -1;
+		n = snprintf(path, sizeof(path), "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd,
+		             strncmp(input, "./", 2) == 0 ? input + 2 : input);
+	}
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;
+	base = strrchr(path, '/');
+	base = base != NULL ? base + 1 : path;
+	for (size_t si = 0; si < cfg->n_sources; si++) {
+		const struct config_source *src = &cfg->sources[si];
+
+		if (fnmatch(src->path, path, FNM_PATHNAME | FNM_PERIOD) != 0)
+			continue;
+		if (src->exclude != NULL && src->exclude[0] != '\0' &&
+		    fnmatch(src->exclude, base, 0) == 0)
+			continue;
+		return (long)si;
+	}
+	return -1;
 }
 
 int cli_test_rule(const struct cli_args *args)
@@ -114,7 +193,7 @@ int cli_test_rule(const struct cli_args *args)
 	const struct lines_counts *c;
 	FILE *in = stdin;
 	char *buf = NULL, err[256] = "";
-	size_t got;
+	size_t got, rule_index = 0;
 	int rc = CLI_EXIT_USAGE;
 
 	if (cli_setup_load(&s, path) != 0)
@@ -124,6 +203,7 @@ int cli_test_rule(const struct cli_args *args)
 		for (i = 0; i < s.cfg->n_rules; i++)
 			if (strcmp(s.cfg->rules[i].name, rule_name) == 0)
 				break;
+		rule_index = i;
 		if (i == s.cfg->n_rules) {
 			fprintf(stderr, "test-rule: no rule named '%s'\n", rule_name);
 			goto out;
@@ -138,6 +218,25 @@ int cli_test_rule(const struct cli_args *args)
 	rc = CLI_EXIT_RUNTIME;
 	run.s = &s;
 	run.rule_name = rule_name;
+	run.source = -1;
+	if (in != stdin) {
+		/* run reads the file under one source only: the rules of the others make nothing
+		 * of it, however well they match its lines. */
+		run.source = test_rule_source(s.cfg, input);
+		if (run.source < 0)
+			fprintf(
+			    stderr,
+			    "test-rule: %s: no source's path matches it (run would not read it): "
+			    "the rules of every source are applied\n",
+			    input);
+		else if (rule_name != NULL &&
+		         s.cfg->rules[rule_index].source_index != (size_t)run.source)
+			fprintf(stderr,
+			        "test-rule: %s is read by source '%s'; rule '%s' reads source '%s' "
+			        "and makes nothing of it\n",
+			        input, s.cfg->sources[run.source].name, rule_name,
+			        s.cfg->sources[s.cfg->rules[rule_index].source_index].name);
+	}
 	run.results = calloc(rule_set_max_per_source(s.rules) + 1, sizeof(*run.results));
 	buf = malloc(TEST_RULE_CHUNK);
 	sp = lines_new(0, (size_t)s.cfg->agent.max_line_length, err, sizeof(err));

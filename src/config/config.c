@@ -476,7 +476,11 @@ static const struct option options[] = {
     {RULE(timestamp_format), RULE_LOC(timestamp_format_loc), .key = "timestamp_format",
      .type = OPT_STRING, .def = "%d/%b/%Y:%H:%M:%S %z", .min = 1, .max = 100,
      .help = "strptime(3) format of the timestamp group, or epoch for seconds since the "
-             "epoch."},
+             "epoch. Without %z or %Z the time is in the agent's local time zone (TZ). %z "
+             "takes an offset (+0200, +02:00, Z); %Z takes only UTC, GMT, UT or Z (offset "
+             "0): a zone name such as CET or PST makes the line invalid, since strptime(3) "
+             "ignores the name and the offset it means cannot be known. A second past 60 or an "
+             "offset beyond -12:00..+14:00 makes the line invalid too."},
     {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
      .def = "stripe_customer_id", .min = 1, .max = 100,
      .help = "The meter's customer_mapping.event_payload_key."},

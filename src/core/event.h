@@ -28,6 +28,9 @@
 #define EVENT_HOLD_MARGIN_S 60
 /* Further ahead than this no clock step explains: a wrong timestamp, not held (seconds). */
 #define EVENT_HOLD_MAX_S 86400
+/* An aggregation window starting this close to Stripe's 35 days is not opened for a late line:
+ * the line is billed on its own (store/window.c; seconds). */
+#define EVENT_WINDOW_AGE_MARGIN_S 3600
 
 /* Where a timestamp stands against Stripe's window at wall-clock time `now`: what the sender
  * does with it (docs/stripe-contract.md, section 13). */

@@ -177,10 +177,13 @@ static int rule_parse_epoch(const char *text, size_t len, int64_t *out)
 	return 0;
 }
 
-/* Whether `format` has the conversion `conv` (skipping "%%" and the E and O modifiers). */
-static bool rule_format_has(const char *format, char conv)
+/* Where `format` has the conversion `conv` (its '%'), skipping "%%" and the E and O modifiers,
+ * with in *len the length of the conversion; NULL if it has none. */
+static const char *rule_format_find(const char *format, char conv, size_t *len)
 {
 	for (const char *p = format; *p != '\0'; p++) {
+		const char *start = p;
+
 		if (*p != '%')
 			continue;
 		p++;
@@ -188,10 +191,69 @@ static bool rule_format_has(const char *format, char conv)
 			p++;
 		if (*p == '\0')
 			break;
-		if (*p == conv)
-			return true;
+		if (*p == conv) {
+			*len = (size_t)(p + 1 - start);
+			return start;
+		}
 	}
+	return NULL;
+}
+
+/* Zone names that say offset 0 (RFC 5322 section 3.3 and ISO 8601 "Z"). */
+static bool rule_zone_is_utc(const char *name, size_t len)
+{
+	static const char *const names[] = {"UTC", "GMT", "UT", "Z"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+			return true;
 	return false;
+}
+
+/* Whether `format` has the conversion `conv`. */
+static bool rule_format_has(const char *format, char conv)
+{
+	size_t len;
+
+	return rule_format_find(format, conv, &len) != NULL;
+}
+
+/* strptime(3) with %Z read here: glibc's strptime consumes a zone name and sets nothing from
+ * it, so "10:00:00 UTC" would be taken in the agent's local time zone. The format is given to
+ * strptime in pieces between its %Z; each %Z takes a name of letters after optional
+ * whitespace (as strptime skips it), which must be one of rule_zone_is_utc's: *utc is then set
+ * and the time has offset 0 (unless a %z gives one). Any other name fails: which offset "CST"
+ * means is not knowable. `text` is NUL-terminated. Returns where parsing stopped, or NULL. */
+static const char *rule_strptime(const char *text, const char *format, struct tm *tm, bool *utc)
+{
+	char piece[RULE_TIMESTAMP_TEXT_MAX];
+	const char *p = text, *f = format, *z;
+	size_t zlen = 0, n;
+
+	*utc = false;
+	for (;;) {
+		z = rule_format_find(f, 'Z', &zlen);
+		if (z == NULL)
+			return strptime(p, f, tm);
+		n = (size_t)(z - f);
+		if (n >= sizeof(piece))
+			return NULL;
+		memcpy(piece, f, n);
+		piece[n] = '\0';
+		p = strptime(p, piece, tm);
+		if (p == NULL)
+			return NULL;
+		while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+			p++;
+		n = 0;
+		while ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z'))
+			n++;
+		if (!rule_zone_is_utc(p, n))
+			return NULL;
+		*utc = true;
+		p += n;
+		f = z + zlen;
+	}
 }
 
 /* strptime takes "31/Feb" and mktime would roll it into March: a date that does not exist is
@@ -210,13 +272,17 @@ static bool rule_tm_date_exists(const struct tm *tm)
 }
 
 /* Turns the broken-down time strptime filled in into seconds: with %z its offset, else local
- * time. Returns 0, or -1 if it is out of range or the date does not exist. */
+ * time. Returns 0, or -1 if it is out of range or the date, second or offset does not exist. */
 static int rule_tm_to_seconds(struct tm *tm, bool has_z, int64_t *out)
 {
 	struct tm copy = *tm;
 	time_t t;
 
-	if (!rule_tm_date_exists(tm))
+	/* strptime takes seconds up to 61 and offsets up to 24 hours: no clock shows more than a
+	 * leap second's 60, and no zone is further than -12:00 or +14:00 from UTC, so such a text
+	 * is garbled, not a time to bill at. */
+	if (!rule_tm_date_exists(tm) || tm->tm_sec > 60 ||
+	    (has_z && (tm->tm_gmtoff < -12 * 3600 || tm->tm_gmtoff > 14 * 3600)))
 		return -1;
 
 	if (has_z) {
@@ -247,7 +313,7 @@ static int rule_parse_timestamp_now(const char *format, const char *text, size_t
 	char buf[RULE_TIMESTAMP_TEXT_MAX];
 	struct tm tm;
 	const char *end;
-	bool has_z, has_year;
+	bool has_z, has_year, utc;
 	int64_t t;
 	/* A tm_year no conversion can produce (%Y takes 0..9999): if strptime leaves it, the
 	 * format has no year, whatever conversion (%Y, %y, %C, %D, %F, %s, %c, %x...) would set
@@ -266,10 +332,14 @@ static int rule_parse_timestamp_now(const char *format, const char *text, size_t
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_isdst = -1;
 	tm.tm_year = no_year;
-	end = strptime(buf, format, &tm);
+	end = rule_strptime(buf, format, &tm, &utc);
 	if (end == NULL || *end != '\0')
 		return -1;
 	has_z = rule_format_has(format, 'z');
+	if (utc && !has_z) {
+		tm.tm_gmtoff = 0;
+		has_z = true;
+	}
 	has_year = tm.tm_year != no_year;
 	if (has_year)
 		return rule_tm_to_seconds(&tm, has_z, out);
@@ -481,18 +551,24 @@ static int rule_compile_one(struct rule_set *rs, struct rule_compiled *rc,
 		           r->loc.line, r->name);
 		ret = -1;
 	} else {
+		int vrc = 0;
+
 		if (rule_group_find(rc->code, r->value, &rc->value) < 0)
 			goto oom;
 		/* Group names cannot start with a digit or a sign, so a name and a number never
 		 * look alike. */
-		if (rc->value.n == 0 &&
-		    rule_parse_value(r->value, strlen(r->value), rc->value_const,
-		                     sizeof(rc->value_const)) < 0) {
+		if (rc->value.n == 0)
+			vrc = rule_parse_value(r->value, strlen(r->value), rc->value_const,
+			                       sizeof(rc->value_const));
+		if (vrc < 0) {
 			bool numeric = strchr("0123456789+-.", r->value[0]) != NULL;
 
+			/* -2: a number Stripe would refuse in every event, not a typo. */
 			err_append(err, errlen,
-			           numeric ? "%s:%u: rule '%s': value '%s' is not a number"
-			                   : "%s:%u: rule '%s': no named group '%s' in pattern",
+			           vrc == -2 ? "%s:%u: rule '%s': value '%s' has more than 15 "
+			                       "significant digits (Stripe's limit)"
+			           : numeric ? "%s:%u: rule '%s': value '%s' is not a number"
+			                     : "%s:%u: rule '%s': no named group '%s' in pattern",
 			           rule_loc_file(&r->value_loc), r->value_loc.line, r->name,
 			           r->value);
 			ret = -1;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,25 +493,58 @@ static const char *protected_dir(const struct guard *g, const char *real)
  * what the administrator wrote are followed (/var/log/app/current.log -> app-20250101.log). A
  * link another user made there is not the administrator's (as fs.protected_symlinks judges links
  * in sticky directories, proc(5)). */
-static int literal_link(const struct config_source *src, const char *path)
+static int literal_link(const struct config_source *src, const char *path, uid_t *owner)
 {
 	struct stat st;
 
-	return strpbrk(src->path, "*?[\\") == NULL && strcmp(src->path, path) == 0 &&
-	       lstat(path, &st) == 0 && S_ISLNK(st.st_mode) &&
-	       (st.st_uid == 0 || st.st_uid == geteuid());
+	if (strpbrk(src->path, "*?[\\") != NULL || strcmp(src->path, path) != 0 ||
+	    lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	*owner = st.st_uid;
+	return st.st_uid == 0 || st.st_uid == geteuid() ? 1 : -1;
+}
+
+/* The name of user `uid` into `buf` (`len` bytes): "name (uid N)", or "uid N" without one. */
+static const char *user_text(uid_t uid, char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL && pw->pw_name != NULL)
+		snprintf(buf, len, "%s (uid %lu)", pw->pw_name, (unsigned long)uid);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)uid);
+	return buf;
 }
 
 int guard_open(struct guard *g, const struct config_source *src, const char *path, int *refused,
                char *err, size_t errlen)
 {
-	int follow = src->follow_symlinks || literal_link(src, path), fd, direct, e;
+	uid_t owner = 0;
+	int literal = literal_link(src, path, &owner);
+	int follow = src->follow_symlinks || literal > 0, fd, direct, e;
 	char real[PATH_MAX];
 	const char *what;
 	struct stat st;
 
 	if (refused != NULL)
 		*refused = 0;
+	if (!follow && literal < 0) {
+		char who[96], me[96], to[PATH_MAX];
+		ssize_t n = readlink(path, to, sizeof(to) - 1);
+
+		to[n > 0 ? n : 0] = '\0';
+		/* Named in the configuration, but another user made the link and could point it
+		 * at anything (docs/security.md): say who owns it and who may, and the fix that
+		 * keeps the check (not follow_symlinks, which would follow any link). */
+		return refuse(
+		    g, REFUSED_LINK, path, -1, refused, err, errlen,
+		    "%s: a symbolic link (to %s) owned by %s: [source %s] path names it "
+		    "without wildcards, and such a link is followed only when root or the "
+		    "user running logmeter, %s, owns it: refused; if it points where it "
+		    "should, chown -h root it, or set path to its target",
+		    path, to[0] != '\0' ? to : "?", user_text(owner, who, sizeof(who)), src->name,
+		    user_text(geteuid(), me, sizeof(me)));
+	}
 	/* Links and what is not a regular file are not even opened (opening a device can do
 	 * something). The checks on the descriptor below are what counts: these only keep such
 	 * names unopened while nobody swaps them. */

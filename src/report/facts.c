@@ -326,8 +326,10 @@ static void health_losses(struct facts *f)
 		problem(
 		    f,
 		    "%lld symbolic links were refused (the source does not set follow_symlinks): "
-		    "their lines are not read; exclude them or set follow_symlinks = yes "
-		    "(docs/security.md)",
+		    "their lines are not read; the agent's log names each link and its target: "
+		    "name a target that is a log of yours in a source's path, or exclude the link "
+		    "(exclude =); set follow_symlinks = yes only where no untrusted user can make "
+		    "links (docs/security.md)",
 		    (long long)c->refused_links);
 	if (f->guard.found && c->shared_files > 0)
 		problem(f,
@@ -629,12 +631,30 @@ static void print_sender(FILE *out, const struct facts *f)
 		fprintf(out, "; now %.1f/s, lowered after a 429 at %s, climbing back", st->rate, a);
 	}
 	fprintf(out, "\n");
-	if (st->held > 0)
+	if (st->held > 0 && st->stripe_behind > 0)
+		fprintf(out,
+		        "held: %lld events stamped more than 5 minutes ahead of Stripe's clock, "
+		        "which is %s%lld s behind this host's (see clock); sent once Stripe takes "
+		        "them\n",
+		        st->held, strcmp(st->stripe_behind_from, "session") == 0 ? "" : "at least ",
+		        st->stripe_behind);
+	else if (st->held > 0)
 		fprintf(out,
 		        "held: %lld events stamped too far ahead of this host's clock for Stripe "
 		        "(more than 5 minutes, less a minute of margin); sent once Stripe takes "
 		        "them\n",
 		        st->held);
+	if (st->stripe_behind > 0)
+		fprintf(
+		    out,
+		    "clock: Stripe's clock is %s%lld s behind this host's (%s): events are held "
+		    "until they are within 5 minutes of Stripe's clock; if this host's clock is "
+		    "the one that is wrong, fix it (timedatectl, NTP)\n",
+		    strcmp(st->stripe_behind_from, "session") == 0 ? "" : "at least ",
+		    st->stripe_behind,
+		    strcmp(st->stripe_behind_from, "session") == 0
+		        ? "a meter event session's created time"
+		        : "Stripe's answers: timestamp too far in the future");
 	for (size_t i = 0; i < STRIPE_OUTCOMES; i++)
 		total += st->outcomes[i];
 	utc(st->started, a, sizeof(a));

@@ -144,7 +144,7 @@ static json_t *sender_json(const struct facts *f)
 	                 text(st->rate_why), "lowered_at",
 	                 time_or_null(st->rate + 0.05 < st->rate_max ? st->rate_cut : 0));
 	return json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-	                 "s:o, s:b, s:o}",
+	                 "s:o, s:b, s:o, s:o, s:o}",
 	                 "state", st->state, "running", 1, "paused", paused, "pause_reason",
 	                 text_or_null(paused ? st->detail : ""), "paused_since",
 	                 time_or_null(paused ? st->since : 0), "retry_at",
@@ -155,7 +155,9 @@ static json_t *sender_json(const struct facts *f)
 	                 (json_int_t)st->in_flight_events, "not_loaded",
 	                 (json_int_t)facts_not_loaded(f), "rate", rate, "requests",
 	                 requests_json(st), "responding", !f->sender_stale, "heartbeat",
-	                 time_or_null((int64_t)st->written));
+	                 time_or_null((int64_t)st->written), "stripe_clock_behind",
+	                 st->stripe_behind > 0 ? json_integer(st->stripe_behind) : json_null(),
+	                 "stripe_clock_behind_from", text_or_null(st->stripe_behind_from));
 }
 
 static json_t *file_json(const struct facts_file *ff)

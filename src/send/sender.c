@@ -35,7 +35,10 @@
 #define SENDER_PAIR_MAX 32
 /* Rows a load may pass over (events of pairs already full) before it gives the loop a turn. */
 #define SENDER_SCAN_MAX 8192
-#define SENDER_LOAD_CHUNK 256
+#define SENDER_LOAD_CHUNK 256 /* events a pair's load reads at most (pairs_load) */
+/* Room in the queue a load waits for while more is pending: each load is a read transaction
+ * and a sync of the WAL (durability = normal), so it reads a quarter of the queue at least. */
+#define SENDER_LOAD_MIN (SENDER_QUEUE_MAX / 4)
 #define SENDER_POLL_MAX_MS 1000
 #define SENDER_LOG_EVERY_MS 10000
 #define SENDER_RELOAD_EVERY_MS 5000 /* backstop for a missed sender_notify */
@@ -56,6 +59,9 @@
 #define SENDER_SESSION_EXPIRED_MAX 3
 /* A change of this many seconds in how far Stripe's clock is behind this host's is logged. */
 #define SENDER_CLOCK_NOTE_S 30
+/* Stripe's clock carried on by the boot clock and this host's plus the offset may differ by this
+ * many seconds (rounding, NTP slewing) before this host's clock is taken for stepped. */
+#define SENDER_CLOCK_STEP_S 2
 /* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
  * documented bound on how much later ("Events are processed asynchronously, including
  * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
@@ -154,9 +160,11 @@ struct sender {
 	size_t n;
 	struct sender_item **spare_items; /* finished items, for the next events loaded */
 	size_t n_spare_items;
-	int64_t cursor; /* highest queue position loaded since the last reset */
-	int more;       /* the last load stopped because the queue was full */
-	struct event *loadbuf;
+	int64_t cursor;                /* highest queue position loaded since the last reset */
+	int more;                      /* the last load stopped because the queue was full */
+	struct event *loadbuf;         /* pairs_load's */
+	struct sender_item **loading;  /* queue_load's items being read into */
+	struct event **loading_events; /* their events, for spool_pending_to */
 	int64_t next_reload, next_idle_reload, next_spool_try;
 
 	void *pairs;               /* tsearch tree of struct sender_pair, by key */
@@ -199,6 +207,8 @@ struct sender {
 	long auth_status;
 
 	int meters_unchecked; /* the meter check could not run: try again once the key works */
+	int auth_by_meters;   /* Stripe refused the key to the meter check (401): with no event
+	                         to probe with, the check tries the key again after the pause */
 	/* Rules whose events Stripe would take without billing them (account_check_rule): their
 	 * events are not loaded, so not sent, until a check of the meters finds them right. */
 	char held_rules[SENDER_HELD_RULES_MAX][EVENT_RULE_MAX];
@@ -613,32 +623,54 @@ static void item_finish(struct sender *s, size_t idx)
 	s->queue[idx] = NULL;
 }
 
-/* Puts `ev` at the end of the queue, counted in pair `p` (v1), or in none (NULL: v2, whose items
- * have no key either). Returns 0, or -1 if out of memory. */
-static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
+/* An item for an event about to be read or copied, cleared but for the event and its key (which
+ * queue_add sets): a spare one if there is one. NULL if out of memory. */
+static struct sender_item *item_take(struct sender *s)
 {
 	struct sender_item *it;
 
-	if (s->n_spare_items > 0) {
-		it = s->spare_items[--s->n_spare_items];
-		/* Every field but the event and its key, which are written below: clearing the
-		 * whole item cost as much as the copy. */
-		memset((char *)it + offsetof(struct sender_item, next_attempt), 0,
-		       sizeof(*it) - offsetof(struct sender_item, next_attempt));
-	} else {
-		it = calloc(1, sizeof(*it));
-		if (it == NULL)
-			return -1;
-	}
-	event_copy(&it->ev, ev);
+	if (s->n_spare_items == 0)
+		return calloc(1, sizeof(*it));
+	it = s->spare_items[--s->n_spare_items];
+	/* Clearing the whole item cost as much as the copy of its event. */
+	memset((char *)it + offsetof(struct sender_item, next_attempt), 0,
+	       sizeof(*it) - offsetof(struct sender_item, next_attempt));
+	return it;
+}
+
+/* Gives back an item that item_take gave and that was not queued. */
+static void item_give(struct sender *s, struct sender_item *it)
+{
+	if (s->n_spare_items < SENDER_SPARE_ITEMS)
+		s->spare_items[s->n_spare_items++] = it;
+	else
+		free(it);
+}
+
+/* Puts item `it` (item_take's, its event written) at the end of the queue, counted in pair `p`
+ * (v1), or in none (NULL: v2, whose items have no key either). */
+static void queue_add(struct sender *s, struct sender_pair *p, struct sender_item *it)
+{
 	it->pair = p;
 	it->key[0] = '\0';
 	if (p != NULL) {
 		item_key(it);
 		p->queued++;
-		p->last_seq = ev->queue_seq;
+		p->last_seq = it->ev.queue_seq;
 	}
 	s->queue[s->n++] = it;
+}
+
+/* Puts a copy of `ev` at the end of the queue, counted in pair `p` (queue_add). Returns 0, or -1
+ * if out of memory. */
+static int queue_put(struct sender *s, struct sender_pair *p, const struct event *ev)
+{
+	struct sender_item *it = item_take(s);
+
+	if (it == NULL)
+		return -1;
+	event_copy(&it->ev, ev);
+	queue_add(s, p, it);
 	return 0;
 }
 
@@ -667,52 +699,71 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 	s->more = 0;
 	s->next_reload = now + SENDER_RELOAD_EVERY_MS;
 	while (s->n < SENDER_QUEUE_MAX) {
-		size_t want = SENDER_QUEUE_MAX - s->n, got = 0;
+		size_t want = SENDER_QUEUE_MAX - s->n, got = 0, ready, i;
 
 		if (scanned >= SENDER_SCAN_MAX)
 			break;
-		if (want > SENDER_LOAD_CHUNK)
-			want = SENDER_LOAD_CHUNK;
-		if (spool_pending(s->sp, s->cursor, s->loadbuf, want, &got, err, errlen) != 0)
+		/* The events are read straight into the items that queue them: one read and one
+		 * WAL sync for the whole room (SENDER_LOAD_MIN), and no copy. */
+		for (ready = 0; ready < want; ready++) {
+			struct sender_item *it = item_take(s);
+
+			if (it == NULL)
+				break;
+			s->loading[ready] = it;
+			s->loading_events[ready] = &it->ev;
+		}
+		if (ready == 0) {
+			s->more = 1;
+			return 0;
+		}
+		want = ready;
+		if (spool_pending_to(s->sp, s->cursor, s->loading_events, want, &got, err,
+		                     errlen) != 0) {
+			for (i = 0; i < ready; i++)
+				item_give(s, s->loading[i]);
 			return -1;
+		}
 		if (got > want)
 			got = want;
 		scanned += got;
-		for (size_t i = 0; i < got; i++) {
-			const struct event *ev = &s->loadbuf[i];
+		for (i = 0; i < got; i++) {
+			struct sender_item *it = s->loading[i];
+			const struct event *ev = &it->ev;
 			struct sender_pair *p;
 
 			if (rule_held(s, ev->rule)) {
 				s->held_skipped++;
 				s->cursor = ev->queue_seq;
+				item_give(s, it); /* ev is gone with it */
 				continue;
 			}
 			if (s->v2) {
 				/* The stream has no per-pair order or share: no pair to keep (a
 				 * tree lookup, an insert and a delete per event cost a fifth of
 				 * sending's CPU, bench/README.md). */
-				if (queue_put(s, NULL, ev) != 0) {
-					s->more = 1;
-					return 0;
-				}
+				queue_add(s, NULL, it);
 				s->cursor = ev->queue_seq;
 				continue;
 			}
 			p = pair_of(s, ev);
 			if (p == NULL) {
 				/* Try the rest later; the cursor stays before them. */
+				for (; i < ready; i++)
+					item_give(s, s->loading[i]);
 				s->more = 1;
 				return 0;
 			}
 			if (!p->overflow && p->queued >= s->pair_max)
 				pair_set_overflow(s, p, 1);
-			if (!p->overflow && queue_put(s, p, ev) != 0) {
-				pair_release(s, p);
-				s->more = 1;
-				return 0;
-			}
 			s->cursor = ev->queue_seq;
+			if (p->overflow)
+				item_give(s, it); /* ev is gone with it */
+			else
+				queue_add(s, p, it);
 		}
+		for (; i < ready; i++)
+			item_give(s, s->loading[i]);
 		if (got < want)
 			return 0;
 	}
@@ -720,7 +771,8 @@ static int queue_load(struct sender *s, int reset, int64_t now, char *err, size_
 	return 0;
 }
 
-/* Tops up the pairs whose events the cursor passed over, once half their share is sent. */
+/* Tops up the pairs whose events the cursor passed over, once half their share is sent: only
+ * with events up to the cursor, which reads those after it. */
 static int pairs_load(struct sender *s, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < s->n_over && s->n < SENDER_QUEUE_MAX;) {
@@ -738,10 +790,17 @@ static int pairs_load(struct sender *s, char *err, size_t errlen)
 		if (spool_pending_pair(s->sp, p->customer, p->event_name, p->last_seq, s->loadbuf,
 		                       want, &got, err, errlen) != 0)
 			return -1;
-		for (size_t k = 0; k < got && k < want; k++)
+		for (size_t k = 0; k < got && k < want; k++) {
+			/* Beyond the cursor: the cursor reads it when it gets there, once the
+			 * pair has caught up; taken here too, it would be queued and sent twice. */
+			if (s->loadbuf[k].queue_seq > s->cursor) {
+				got = k;
+				break;
+			}
 			if (!rule_held(s, s->loadbuf[k].rule) &&
 			    queue_put(s, p, &s->loadbuf[k]) != 0)
 				return 0;
+		}
 		if (got < want) {
 			/* Caught up: what it commits from now on comes after the cursor. */
 			pair_set_overflow(s, p, 0);
@@ -895,17 +954,18 @@ static void item_dead(struct sender *s, size_t idx, const char *reason, int64_t 
 }
 
 /* Takes item `idx` out of sending for good as unsure: its first attempt with an unknown outcome
- * is older than unsure_after, so Stripe may have forgotten its identifier. */
-static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
+ * is older than unsure_after, so Stripe may have forgotten its identifier; or, `why` not NULL,
+ * another reason a retry cannot tell whether that attempt reached Stripe. */
+static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now, const char *why)
 {
 	struct sender_item *it = s->queue[idx];
 	char reason[EVENT_ERROR_MAX], msg[EVENT_ERROR_MAX + 128];
 
 	snprintf(reason, sizeof(reason),
-	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and Stripe "
-	         "dedupes identifiers for 24 hours only; not re-sent by itself: check Stripe, then "
-	         "`logmeter replay --unsure`",
-	         (long long)(wall - it->ev.first_unknown), it->ev.last_error);
+	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and %s; not "
+	         "re-sent by itself: check Stripe, then `logmeter replay --unsure`",
+	         (long long)(wall - it->ev.first_unknown), it->ev.last_error,
+	         why != NULL ? why : "Stripe dedupes identifiers for 24 hours only");
 	if (mark_add(s, &it->ev, EVENT_UNSURE, reason) != 0) {
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
@@ -918,6 +978,22 @@ static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now)
 	item_finish(s, idx);
 }
 
+/* Stripe's clock now (seconds since the epoch), and in *off how far it is off this host's: with
+ * v2, as the last session measured it. That measure is carried on by the boot clock
+ * (session_stripe_now): this host's clock stepped since (NTP setting it right) moves this host's
+ * clock, not Stripe's, and the offset measured before no longer holds. Within
+ * SENDER_CLOCK_STEP_S of this host's clock plus the offset (rounding, NTP slewing) it is that. */
+static int64_t stripe_clock(struct sender *s, int64_t *off)
+{
+	int64_t host = (int64_t)time(NULL), w = session_stripe_now(s->session);
+
+	*off = s->stripe_offset;
+	if (w <= 0 || llabs((long long)(w - host - s->stripe_offset)) <= SENDER_CLOCK_STEP_S)
+		return host + s->stripe_offset;
+	*off = w - host;
+	return w;
+}
+
 /* Checks item `idx` before it is sent: dead-letters what can never be sent, makes unsure what
  * must not be re-sent blindly, and holds an event stamped ahead of the clock (next_attempt).
  * Returns 1 if it stays queued, 0 if it was taken out. */
@@ -927,7 +1003,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	/* Stripe's clock decides what it takes: with v2 it checks later, against its own clock,
 	 * and takes an event "up to 5 minutes in the future" without billing it; an event whose
 	 * 35 days have run out by Stripe's clock is taken too, and dropped. */
-	int64_t wall = (int64_t)time(NULL) + s->stripe_offset;
+	int64_t off, wall = stripe_clock(s, &off);
 	char reason[384], clk[128] = "";
 	enum event_window win;
 
@@ -959,16 +1035,33 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	}
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
 	                                    s->cfg->stripe.unsure_after_s) {
-		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now);
+		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now, NULL);
 		return 0;
 	}
-	if (s->stripe_offset != 0)
+	if (off != 0)
 		snprintf(clk, sizeof(clk),
 		         " by Stripe's clock, which is %lld s %s this host's (a meter event "
 		         "session's created time)",
-		         (long long)llabs((long long)s->stripe_offset),
-		         s->stripe_offset > 0 ? "ahead of" : "behind");
+		         (long long)llabs((long long)off), off > 0 ? "ahead of" : "behind");
 	win = event_window_of(it->ev.timestamp, wall);
+	/* An earlier attempt's outcome is unknown and the event has aged out of the window since:
+	 * Stripe may have taken it then. With v1 it is sent again all the same, with its
+	 * Idempotency-Key: Stripe answers an attempt it took with that answer saved (24 hours),
+	 * delivered, and refuses one it did not see (400, a dead letter with its reason). The
+	 * stream has no such answer: it would take the event and drop it, either way. */
+	if (it->ev.first_unknown > 0 &&
+	    (win == EVENT_WINDOW_OLD ||
+	     (s->v2 && it->ev.timestamp < wall - EVENT_MAX_AGE_S + SENDER_V2_PAST_MARGIN_S))) {
+		if (s->v2) {
+			item_unsure(
+			    s, idx, clock_steady_wall_s(&s->steady), now,
+			    "its timestamp is now too near the end of Stripe's 35 days for the "
+			    "stream, which checks timestamps later: Stripe may have taken it "
+			    "then, and would drop it now");
+			return 0;
+		}
+		win = EVENT_WINDOW_OK;
+	}
 	if (win == EVENT_WINDOW_OLD) {
 		snprintf(reason, sizeof(reason),
 		         "timestamp %lld is outside Stripe's window (more than 35 days in the "
@@ -980,9 +1073,9 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	if (s->v2 && it->ev.timestamp < wall - EVENT_MAX_AGE_S + SENDER_V2_PAST_MARGIN_S) {
 		snprintf(
 		    reason, sizeof(reason),
-		    "timestamp %lld is within %d s of the end of Stripe's 35-day window%s, and "
-		    "the stream checks it later, asynchronously: Stripe would drop it unbilled; "
-		    "not sent",
+		    "timestamp %lld is within %d s of the end of Stripe's 35-day window%s; the "
+		    "stream checks timestamps later (asynchronously, with no documented delay) and "
+		    "drops one it finds too old, unbilled: not sent, as a margin",
 		    (long long)it->ev.timestamp, SENDER_V2_PAST_MARGIN_S, clk);
 		item_dead(s, idx, reason, now);
 		return 0;
@@ -994,7 +1087,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		         "timestamp %lld is %lld s ahead of %s clock, more than a day: a wrong "
 		         "timestamp or clock; not sent",
 		         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
-		         s->stripe_offset != 0 ? "Stripe's" : "this host's");
+		         off != 0 ? "Stripe's" : "this host's");
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
@@ -1016,7 +1109,7 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 			         "more than Stripe's 5 minutes: held until it is valid",
 			         (long long)it->ev.id, it->ev.identifier,
 			         (long long)it->ev.timestamp, (long long)(it->ev.timestamp - wall),
-			         s->stripe_offset != 0 ? "Stripe's" : "this host's");
+			         off != 0 ? "Stripe's" : "this host's");
 			ratelog_add(&s->hold_log, now, msg);
 			s->publish_due = 1;
 		}
@@ -1209,6 +1302,13 @@ static void pause_end(struct sender *s, int64_t now)
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
 	s->publish_due = 1;
+	if (s->auth_by_meters) {
+		/* The queue may be empty: the meter check is the request that tries the key. */
+		pthread_mutex_lock(&s->rules_lock);
+		s->rules_check = 1;
+		atomic_store(&s->rules_pending, 1);
+		pthread_mutex_unlock(&s->rules_lock);
+	}
 	log_info("trying Stripe again with one request");
 }
 
@@ -1329,11 +1429,16 @@ static void pause_for(struct sender *s, enum stripe_outcome out, const char *rea
  * this host's), so that events are judged by Stripe's clock; says so when it changes by much. */
 static void clock_offset(struct sender *s, int64_t offset)
 {
-	int64_t diff = offset - s->stripe_offset;
+	int64_t diff = offset - s->stripe_offset, apart = offset < 0 ? -offset : offset;
 
 	if (diff < 0)
 		diff = -diff;
-	if (diff >= SENDER_CLOCK_NOTE_S && offset < 0)
+	/* Seconds apart is agreement (NTP keeps clocks within seconds): a clock set right after
+	 * hours off is said to agree, not to be checked again. */
+	if (diff >= SENDER_CLOCK_NOTE_S && apart < SENDER_CLOCK_NOTE_S)
+		log_info("this host's clock agrees with Stripe's again (%lld s apart)",
+		         (long long)apart);
+	else if (diff >= SENDER_CLOCK_NOTE_S && offset < 0)
 		log_warn(
 		    "this host's clock is %lld s ahead of Stripe's (a meter event session's "
 		    "created time): events are held until Stripe's clock is within 5 minutes of "
@@ -1344,11 +1449,11 @@ static void clock_offset(struct sender *s, int64_t offset)
 		         "created time): events are judged by Stripe's clock, and those older than "
 		         "35 days by it, less %d s, are dead letters; check this host's time (NTP)",
 		         (long long)offset, SENDER_V2_PAST_MARGIN_S);
-	else if (diff >= SENDER_CLOCK_NOTE_S)
-		log_info("this host's clock agrees with Stripe's again");
 	if (offset != s->stripe_offset)
 		s->publish_due = 1;
 	s->stripe_offset = offset;
+	if (offset >= 0)
+		s->stripe_behind_seen = 0; /* the session says Stripe's clock is not behind */
 }
 
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
@@ -1669,6 +1774,15 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		state = EVENT_DELIVERED;
 		stats_add(s, &s->stats.delivered, 1);
 		rate_up(s, now);
+		/* Stripe took a timestamp at most 5 minutes ahead of its clock: its clock is behind
+		 * by at most now - (timestamp - 5 minutes). Less than what "too far in the future"
+		 * showed is a clock that caught up: forget it. */
+		if (s->stripe_behind_seen > 0 &&
+		    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) <
+		        s->stripe_behind_seen) {
+			s->stripe_behind_seen = 0;
+			s->publish_due = 1;
+		}
 		if (strstr(reason, "already exists") != NULL ||
 		    strstr(reason, "duplicate_meter_event") != NULL) {
 			stats_add(s, &s->stats.duplicates, 1);
@@ -1690,9 +1804,11 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		 * behind this host's by at least now - (timestamp - 5 minutes), when that is > 0.
 		 */
 		if ((int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S) >
-		    s->stripe_behind_seen)
+		    s->stripe_behind_seen) {
 			s->stripe_behind_seen =
 			    (int64_t)time(NULL) - (it->ev.timestamp - EVENT_MAX_AHEAD_S);
+			s->publish_due = 1;
+		}
 		it->too_early_until = now + SENDER_TOO_EARLY_MS;
 		it->next_attempt = it->too_early_until;
 		it->held = 1; /* counted as held; item_check logs nothing more of it */
@@ -1851,11 +1967,35 @@ static void check_meters(struct sender *s, const struct config *rules)
 	char err[1024] = "";
 	size_t n = 0, was_held = s->n_held_rules;
 	int rc, errors = 0;
+	long status = 0;
 
 	health_wait_begin(HEALTH_SENDER);
-	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, err,
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status, err,
 	                        sizeof(err));
 	health_wait_end(HEALTH_SENDER);
+	if (rc != 0 && status == 401) {
+		/* A refused key is an error even with nothing to send: the operator learns it now,
+		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
+		 * Only 401: a restricted key may send meter events without the permission to
+		 * read meters: a 403, "The API key doesn't have permissions to perform
+		 * the request" (docs.stripe.com/api/errors). */
+		stats_add(s, &s->stats.auth_pauses, 1);
+		s->auth_status = status;
+		s->auth_by_meters = 1;
+		s->meters_unchecked = 1;
+		pause_start(s, PAUSE_AUTH, err, clock_mono_ms());
+		if (s->once)
+			s->auth_failed = 1;
+		return;
+	}
+	if (rc == 0 && s->auth_by_meters) {
+		s->auth_by_meters = 0;
+		if (s->probe && s->probe_kind == PAUSE_AUTH) {
+			s->probe = 0;
+			log_info("Stripe takes the API key again (the account's meters were read): "
+			         "sending resumed");
+		}
+	}
 	if (rc != 0) {
 		log_warn("cannot hold the rules against the account's meters (%s); `logmeter check "
 		         "--stripe` does it on demand",
@@ -1985,7 +2125,7 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 {
 	char buf[STATEFILE_REGION_BYTES];
 	size_t retrying = 0, held = 0, in_flight = 0, ready = 0, o;
-	int64_t wall = (int64_t)time(NULL);
+	int64_t wall = (int64_t)time(NULL), behind;
 	char rules[SENDER_HELD_RULES_MAX * 8] = "";
 
 	if (s->sf == NULL)
@@ -2031,6 +2171,18 @@ static int64_t publish_state(struct sender *s, int64_t now, int force)
 	if (o < sizeof(buf))
 		snprintf(buf + o, sizeof(buf) - o, "held_rules %s\nheld_why %s\n", rules,
 		         s->n_held_rules > 0 ? s->held_why : "");
+	/* How far Stripe's clock is behind, so that `status` blames the right clock for held
+	 * events: the session's `created` (v2) measures it, "too far in the future" answers (v1)
+	 * bound it from below. */
+	behind = s->stripe_offset < 0 ? -s->stripe_offset : 0;
+	o = strlen(buf);
+	if (o < sizeof(buf))
+		snprintf(
+		    buf + o, sizeof(buf) - o, "stripe_behind %lld\nstripe_behind_from %s\n",
+		    (long long)(behind > s->stripe_behind_seen ? behind : s->stripe_behind_seen),
+		    behind > 0 && behind >= s->stripe_behind_seen ? "session"
+		    : s->stripe_behind_seen > 0                   ? "answers"
+		                                                  : "");
 	append_counters(s, buf, sizeof(buf));
 	if (statefile_write(s->sf, buf) != 0)
 		log_debug("cannot write the sender's state: %s", strerror(errno));
@@ -2116,6 +2268,8 @@ static const struct {
     SF(retrying, 'i', retrying),
     SF(held, 'i', held),
     SF(queued, 'i', queued),
+    SF(stripe_behind, 'i', stripe_behind),
+    SF(stripe_behind_from, 's', stripe_behind_from),
     SF(started, 'i', started),
     SF(outcomes, 'a', outcomes),
     SF(duration_counts, 'a', duration_counts),
@@ -2224,7 +2378,10 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	s->queue = calloc(SENDER_QUEUE_MAX, sizeof(*s->queue));
 	s->loadbuf = calloc(SENDER_LOAD_CHUNK, sizeof(*s->loadbuf));
 	s->spare_items = calloc(SENDER_SPARE_ITEMS, sizeof(*s->spare_items));
-	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL) {
+	s->loading = calloc(SENDER_QUEUE_MAX, sizeof(*s->loading));
+	s->loading_events = calloc(SENDER_QUEUE_MAX, sizeof(*s->loading_events));
+	if (s->queue == NULL || s->loadbuf == NULL || s->spare_items == NULL ||
+	    s->loading == NULL || s->loading_events == NULL) {
 		err_set(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -2273,6 +2430,8 @@ void sender_free(struct sender *s)
 	pairs_clear(s);
 	free(s->over);
 	free(s->loadbuf);
+	free(s->loading);
+	free(s->loading_events);
 	free(s->marks);
 	free(s->errors);
 	if (s->multi != NULL)
@@ -2406,7 +2565,7 @@ static int maybe_load(struct sender *s, int once, int notified, int64_t now)
 		}
 	} else if (s->n < SENDER_QUEUE_MAX &&
 	           (notified || now >= s->next_reload ||
-	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_CHUNK))) {
+	            (s->more && SENDER_QUEUE_MAX - s->n >= SENDER_LOAD_MIN))) {
 		rc = queue_load(s, 0, now, err, sizeof(err));
 	} else if (notified) {
 		s->more = 1;

@@ -116,6 +116,11 @@ struct sender_status {
 	 * ahead of the clock, and queued ready to be sent: the last four do not overlap, and add
 	 * up to what the sender holds of the pending events (SENDER_QUEUE_MAX at most). */
 	long long in_flight, in_flight_events, retrying, held, queued;
+	/* Seconds Stripe's clock is behind this host's, 0 if not known to be: measured by a v2
+	 * session's `created` (stripe_behind_from "session"), or at least that much by v1's "too
+	 * far in the future" answers ("answers") since the agent started. */
+	long long stripe_behind;
+	char stripe_behind_from[16];
 	long long written; /* seconds since the epoch the region was written; 0: not said */
 	long long started; /* seconds since the epoch */
 	long long outcomes[STRIPE_OUTCOMES]; /* as struct sender_stats */

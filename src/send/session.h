@@ -38,6 +38,13 @@ int64_t session_renew_at(const struct session *s);
  * At most a day either way (a session further off is refused by session_renew). */
 int64_t session_clock_offset(const struct session *s);
 
+/* Stripe's clock now, seconds since the epoch, as the last session measured it: this host's clock
+ * at its answer plus session_clock_offset, carried on since by CLOCK_BOOTTIME (clock_boot_ms), so
+ * that this host's clock stepped since (NTP, `date -s`) does not move it; a lower bound of
+ * Stripe's clock when ahead (whole seconds). 0 if no session was made yet. Kept after
+ * session_drop, until the next session measures again. */
+int64_t session_stripe_now(const struct session *s);
+
 /* Forgets the session (Stripe said it expired). */
 void session_drop(struct session *s);
 

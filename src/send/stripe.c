@@ -97,6 +97,7 @@ struct stripe_request {
 	int should_retry;       /* Stripe-Should-Retry: 1, 0, -1 absent */
 	int replayed;           /* Idempotent-Replayed: true */
 	int64_t retry_after_ms; /* Retry-After, -1 if absent */
+	int64_t date;           /* Date: seconds since the epoch, 0 if absent or not a date */
 	char rl_reason[STRIPE_RL_REASON_MAX]; /* Stripe-Rate-Limited-Reason, "" if absent */
 	char location[STRIPE_LOCATION_MAX];   /* Location (of a redirect), "" if absent */
 	char errbuf[CURL_ERROR_SIZE];
@@ -298,6 +299,19 @@ static char *trim(char *s, size_t *n)
 	return s;
 }
 
+/* Whether `k` (`n` bytes, starting sk_ or rk_) is a key's prefix alone: sk_, sk_test_,
+ * rk_live_ (docs.stripe.com/api/authentication: "Test mode secret keys have the prefix sk_test_
+ * and live mode secret keys have the prefix sk_live_"), with or without its last underscore. */
+static int key_is_prefix(const char *k, size_t n)
+{
+	static const char *const modes[] = {"", "test", "test_", "live", "live_"};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (n - 3 == strlen(modes[i]) && memcmp(k + 3, modes[i], n - 3) == 0)
+			return 1;
+	return 0;
+}
+
 static int key_store(const char *k, size_t n, const char *from, char *key, size_t keylen, char *err,
                      size_t errlen)
 {
@@ -327,7 +341,7 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 	 * is meant to be public and cannot create meter events (docs.stripe.com/keys). Anything
 	 * else (a pasted "NAME=sk_...", a key of another service) would only be refused with a 401
 	 * once the agent runs. */
-	if (n < 4 || (strncmp(k, "sk_", 3) != 0 && strncmp(k, "rk_", 3) != 0)) {
+	if (n < 3 || (strncmp(k, "sk_", 3) != 0 && strncmp(k, "rk_", 3) != 0)) {
 		err_set(
 		    err, errlen,
 		    "the Stripe API key from %s is not a secret (sk_...) or restricted (rk_...) "
@@ -337,6 +351,29 @@ static int key_store(const char *k, size_t n, const char *from, char *key, size_
 		                                "meter events"
 		                              : "");
 		return -1;
+	}
+	if (key_is_prefix(k, n)) {
+		err_set(err, errlen,
+		        "the Stripe API key from %s is only the prefix %.*s with nothing after it: "
+		        "put the whole key there, as the Dashboard shows it (docs.stripe.com/keys)",
+		        from, (int)n, k);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)k[i];
+
+		/* Stripe documents only the prefixes (docs.stripe.com/api/authentication); every
+		 * key it issues is letters, digits and underscores. Anything else is a paste that
+		 * took more than the key (a quote, a comma, a "=..."), refused with a 401 later. */
+		if (!isalnum(c) && c != '_') {
+			err_set(
+			    err, errlen,
+			    "the Stripe API key from %s has a character that is not a letter, a "
+			    "digit or _ (at byte %zu): Stripe's keys have no other; put the key "
+			    "alone there (docs.stripe.com/keys)",
+			    from, i + 1);
+			return -1;
+		}
 	}
 	memcpy(key, k, n);
 	key[n] = '\0';
@@ -456,7 +493,7 @@ static int key_from_file(const char *path, char *key, size_t keylen, char *err, 
 {
 	char buf[STRIPE_KEYFILE_READ_MAX + 1];
 	int fd;
-	size_t n = 0, linelen;
+	size_t n = 0, linelen, raw;
 	char *line, *nl;
 	int rc = -1;
 
@@ -506,7 +543,21 @@ static int key_from_file(const char *path, char *key, size_t keylen, char *err, 
 			goto out;
 		}
 	}
+	/* The line ends with \n or \r\n (an editor's); blanks around the key are a paste gone
+	 * wrong (a space typed before it): refused rather than silently dropped, so that the file
+	 * says what is sent. */
+	raw = linelen;
+	if (raw > 0 && buf[raw - 1] == '\r')
+		raw--;
 	line = trim(buf, &linelen);
+	if (linelen > 0 && (line != buf || raw != linelen)) {
+		err_set(
+		    err, errlen,
+		    "the Stripe API key file %s has blanks before or after the key on its line: "
+		    "it must hold the key alone on its first line; remove the blanks",
+		    path);
+		goto out;
+	}
 	rc = key_store(line, linelen, path, key, keylen, err, errlen);
 out:
 	wipe(buf, sizeof(buf));
@@ -550,6 +601,7 @@ static int key_from_env(const char *env, size_t envlen, char *key, size_t keylen
                         size_t errlen)
 {
 	char buf[STRIPE_KEYFILE_READ_MAX + 1];
+	size_t len = envlen;
 	char *k;
 	int rc;
 
@@ -561,6 +613,13 @@ static int key_from_env(const char *env, size_t envlen, char *key, size_t keylen
 	}
 	memcpy(buf, env, envlen);
 	k = trim(buf, &envlen);
+	if (envlen > 0 && (k != buf || envlen != len)) {
+		err_set(err, errlen,
+		        "the Stripe API key in " STRIPE_KEY_ENV
+		        " has blanks before or after it: set the variable to the key alone");
+		wipe(buf, sizeof(buf));
+		return -1;
+	}
 	rc = key_store(k, envlen, STRIPE_KEY_ENV, key, keylen, err, errlen);
 	wipe(buf, sizeof(buf));
 	return rc;
@@ -576,18 +635,38 @@ static int credential_path(char *out, size_t outlen)
 	       access(out, F_OK) == 0;
 }
 
+/* Whether LOGMETER_STRIPE_API_KEY is set to the empty string (taken, or still in the
+ * environment). */
+static int env_key_empty(void)
+{
+	const char *env = getenv(STRIPE_KEY_ENV);
+
+	return (env_key_taken && env_key_len == 0) || (env != NULL && env[0] == '\0');
+}
+
 int stripe_key_shadowed(const struct config *cfg, char *what, size_t whatlen)
 {
 	char cred[4096];
 	const char *env = getenv(STRIPE_KEY_ENV), *file;
+	int empty = env_key_empty();
 
-	if (!(env_key_taken && env_key_len > 0) && (env == NULL || env[0] == '\0'))
+	if (!empty && !(env_key_taken && env_key_len > 0) && (env == NULL || env[0] == '\0'))
 		return 0;
 	file = cfg != NULL ? cfg->stripe.api_key_file : NULL;
 	if (credential_path(cred, sizeof(cred)))
 		file = cred;
 	else if (file == NULL || file[0] == '\0' || access(file, F_OK) != 0)
 		return 0;
+	if (empty) {
+		/* An empty variable is no key: the file is read, but whoever set it may think it
+		 * counts (an `Environment=` line left empty, a `set-environment` of nothing). */
+		err_set(what, whatlen,
+		        "the environment variable " STRIPE_KEY_ENV
+		        " is set but empty: ignored, the Stripe API key is read from %s%s; unset "
+		        "the variable (docs/systemd.md)",
+		        file == cred ? "the systemd credential " : "[stripe] api_key_file ", file);
+		return 1;
+	}
 	err_set(what, whatlen,
 	        "the Stripe API key comes from the environment variable " STRIPE_KEY_ENV
 	        ", which wins over %s%s: that file is not read. A variable left in the service "
@@ -624,6 +703,14 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 		goto out;
 	}
 	path = cfg != NULL ? cfg->stripe.api_key_file : NULL;
+	if (env_key_empty() && (path == NULL || path[0] == '\0' || access(path, F_OK) != 0)) {
+		err_set(err, errlen,
+		        "no Stripe API key: the environment variable " STRIPE_KEY_ENV
+		        " is set but empty, and there is no key file%s%s: set the variable to the "
+		        "key, or unset it and put the key in [stripe] api_key_file",
+		        path != NULL && path[0] != '\0' ? " " : "", path != NULL ? path : "");
+		return -1;
+	}
 	if (path == NULL || path[0] == '\0') {
 		err_set(err, errlen,
 		        "no Stripe API key: set " STRIPE_KEY_ENV " or [stripe] api_key_file");
@@ -927,6 +1014,20 @@ static int64_t parse_retry_after(const char *v, size_t vlen)
 	return secs * 1000;
 }
 
+/* The Date header (an HTTP date, RFC 9110 6.6.1): seconds since the epoch, or 0. */
+static int64_t parse_date(const char *v, size_t vlen)
+{
+	char text[64];
+	time_t when;
+
+	if (vlen == 0 || vlen >= sizeof(text))
+		return 0;
+	memcpy(text, v, vlen);
+	text[vlen] = '\0';
+	when = curl_getdate(text, NULL);
+	return when > 0 ? (int64_t)when : 0;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
 	struct stripe_request *req = ud;
@@ -938,6 +1039,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 		req->should_retry = -1;
 		req->replayed = 0;
 		req->retry_after_ms = -1;
+		req->date = 0;
 		req->rl_reason[0] = '\0';
 		req->location[0] = '\0';
 		return n;
@@ -956,6 +1058,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 		req->replayed = vlen == 4 && strncasecmp(v, "true", 4) == 0;
 	} else if ((v = header_value(data, n, "Retry-After", &vlen)) != NULL) {
 		req->retry_after_ms = parse_retry_after(v, vlen);
+	} else if ((v = header_value(data, n, "Date", &vlen)) != NULL) {
+		req->date = parse_date(v, vlen);
 	} else if ((v = header_value(data, n, "Location", &vlen)) != NULL) {
 		struct stripe_buf b;
 
@@ -1173,6 +1277,7 @@ int stripe_request_reuse(struct stripe_request *req, const struct event *ev, voi
 	req->should_retry = -1;
 	req->replayed = 0;
 	req->retry_after_ms = -1;
+	req->date = 0;
 	req->rl_reason[0] = '\0';
 	req->location[0] = '\0';
 	req->errbuf[0] = '\0';
@@ -1251,6 +1356,7 @@ void stripe_request_response(struct stripe_request *req, CURLcode code, struct s
 		r->status = 0;
 	r->should_retry = req->should_retry;
 	r->replayed = req->replayed;
+	r->date = req->date;
 	/* Whatever the server echoed, the key itself never leaves this module. */
 	blank_key(req->body.p, req->body.len, req->key, strlen(req->key));
 	r->body = req->body.p;
@@ -1393,7 +1499,8 @@ static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_
 }
 
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, char *err, size_t errlen)
+                       struct stripe_meter **out, size_t *n, long *status_out, char *err,
+                       size_t errlen)
 {
 	struct curl_slist *headers = NULL;
 	struct body_buf body = {0};
@@ -1405,6 +1512,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 
 	*out = NULL;
 	*n = 0;
+	if (status_out != NULL)
+		*status_out = 0;
 	base = cfg->stripe.api_base;
 	if (config_check_api_base(base, err, errlen) != 0 || key == NULL || !header_safe(key) ||
 	    (cfg->stripe.account != NULL && config_check_account(cfg->stripe.account, err, errlen)))
@@ -1476,6 +1585,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 			stripe_classify(&r, reason, sizeof(reason));
 			scrub_key(reason, sizeof(reason), key);
 			err_set(err, errlen, "GET %s: %s", STRIPE_METERS_ENDPOINT, reason);
+			if (status_out != NULL)
+				*status_out = status;
 			goto out;
 		}
 		root = body.p != NULL ? json_loadb(body.p, body.len, 0, &jerr) : NULL;

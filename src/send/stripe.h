@@ -63,7 +63,8 @@ struct stripe_response {
 	long status;        /* HTTP status, 0 if none */
 	int should_retry;   /* Stripe-Should-Retry: 1 true, 0 false, -1 absent */
 	int replayed;       /* Idempotent-Replayed: true (a saved answer) */
-	const char *body;   /* response body (may be NULL), `body_len` bytes */
+	int64_t date; /* the Date header, seconds since the epoch (the server's clock); 0: none */
+	const char *body; /* response body (may be NULL), `body_len` bytes */
 	size_t body_len;
 	const char *identifier; /* the identifier sent; a 2xx must carry it. NULL: not checked */
 	const char *location;   /* the Location header of a redirect, or NULL */
@@ -83,8 +84,11 @@ void stripe_key_forget(void);
 /* Reads the API key, first found wins: the environment variable LOGMETER_STRIPE_API_KEY if set
  * and not empty (taken by stripe_key_take_env, or still in the environment); the systemd credential
  * $CREDENTIALS_DIRECTORY/stripe.key if that file exists (LoadCredential=stripe.key:PATH,
- * systemd.exec(5)); the file cfg->stripe.api_key_file. Of a file the first line is the key
- * (surrounding whitespace dropped); a file owned by a user other than root and geteuid(), whose
+ * systemd.exec(5)); the file cfg->stripe.api_key_file. An empty variable counts as unset
+ * (stripe_key_shadowed warns), and is refused when no key file exists. Of a file the first line
+ * is the key (ending with \n or \r\n; blanks around the key are refused, as in the variable); a
+ * key is refused unless it starts sk_ or rk_, is more than its prefix (sk_test_) and holds only
+ * letters, digits and _; a file owned by a user other than root and geteuid(), whose
  * mode grants anything to others (S_IRWXO), that
  * its group may write, or that a group may read other than the one logmeter runs as (getegid) or
  * the group logmeter is refused, with the chmod/chown that fixes it (docs/security.md). Writes the
@@ -95,8 +99,9 @@ int stripe_key_load(const struct config *cfg, char *key, size_t keylen, char *er
 /* Whether stripe_key_load takes the key from LOGMETER_STRIPE_API_KEY while a key file also
  * exists that it then never reads: the systemd credential, else cfg->stripe.api_key_file. The
  * variable's precedence is defined (README), but a stale one beats a rotated file silently, so
- * `check` and `run` warn: writes the warning (no key in it) to `what` (`whatlen` bytes) and
- * returns 1; else 0. */
+ * `check` and `run` warn. Also whether the variable is set but empty while such a file exists
+ * (the file is read, the variable ignored; without a file stripe_key_load refuses). Writes the
+ * warning (no key in it) to `what` (`whatlen` bytes) and returns 1; else 0. */
 int stripe_key_shadowed(const struct config *cfg, char *what, size_t whatlen);
 
 /* Requests per second of POST /v1/billing/meter_events that Stripe allows the account of `key`
@@ -208,8 +213,11 @@ struct stripe_meter {
  * (docs.stripe.com/api/billing/meter/list, docs.stripe.com/api/pagination), each request with
  * a time limit of `timeout_ms`. Sets *out to a malloc'd array (caller frees) of *n meters.
  * Returns 0, or -1 with the reason in `err` (network error, Stripe's answer with its status, or
- * an answer that is not a list of meters); the key never appears in `err`. */
+ * an answer that is not a list of meters) and, if `status` is not NULL, the HTTP status of an
+ * answer other than 200 in *status (401: "No valid API key provided", docs.stripe.com/api/errors;
+ * 0 when there was none); the key never appears in `err`. */
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, char *err, size_t errlen);
+                       struct stripe_meter **out, size_t *n, long *status, char *err,
+                       size_t errlen);
 
 #endif

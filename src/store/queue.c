@@ -54,15 +54,24 @@ const struct spool_sql spool_queue_sql[] = {
 struct pending_ctx {
 	int64_t after;
 	const char *customer, *event_name; /* a pair's only, or NULL */
-	struct event *out;
+	struct event *out; /* where the events go: out[i], or *outs[i] if outs is set */
+	struct event *const *outs;
 	size_t max, got;
 	int64_t delivered;
+	int from_rows;      /* an event gathered from a row of outcomes */
+	int64_t max_plain;  /* the highest id of the plain events gathered, 0 if none */
 	sqlite3_stmt *rows; /* ST_PENDING_ROWS, stepped as the plain events pass its positions */
 	int row_state;      /* 0: not read yet, 1: `row` holds the next, 2: no more */
 	struct spool_outcome row;
 	char *err;
 	size_t errlen;
 };
+
+/* Where the next event gathered goes. */
+static struct event *out_at(const struct pending_ctx *c)
+{
+	return c->outs != NULL ? c->outs[c->got] : &c->out[c->got];
+}
 
 /* Whether an event of `rule_id` for `customer` (`len` bytes) belongs to the pair asked for. */
 static int in_pair(struct spool *sp, const struct pending_ctx *c, int64_t rule_id,
@@ -126,8 +135,9 @@ static int rows_before(struct spool *sp, struct pending_ctx *c, int64_t pos)
 				return -1;
 			if (yes) {
 				if (spool_event_fill(sp, &sp->look, &it, &c->row, c->delivered,
-				                     &c->out[c->got], c->err, c->errlen) < 0)
+				                     out_at(c), c->err, c->errlen) < 0)
 					return -1;
+				c->from_rows = 1;
 				if (++c->got == c->max)
 					return 1;
 			}
@@ -154,8 +164,10 @@ static int take_plain(struct spool *sp, const struct spool_view *v, const struct
 		return -1;
 	if (!yes)
 		return 0;
-	if (spool_event_fill(sp, v, it, NULL, c->delivered, &c->out[c->got], c->err, c->errlen) < 0)
+	if (spool_event_fill(sp, v, it, NULL, c->delivered, out_at(c), c->err, c->errlen) < 0)
 		return -1;
+	if (it->id > c->max_plain)
+		c->max_plain = it->id;
 	return ++c->got == c->max ? 1 : 0;
 }
 
@@ -190,14 +202,25 @@ static int first_after(struct spool *sp, int64_t after, int64_t *id, char *err, 
  * what the sender reads is made durable before it gets it: the WAL, which holds every commit of
  * every connection up to now, is synced through this connection's handle on it
  * (SQLITE_FCNTL_JOURNAL_POINTER, https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html:
- * the WAL file of a connection in WAL mode, open once it has read). One fsync per load of the
- * sender's queue; with synchronous=FULL every commit is synced already. Returns 0 or -1. */
-static int pending_durable(struct spool *sp, char *err, size_t errlen)
+ * the WAL file of a connection in WAL mode, open once it has read). With synchronous=FULL every
+ * commit is synced already.
+ *
+ * A load whose events are all plain (no row of outcomes: never sent, the state a batch starts in
+ * and that no later commit brings back) from batches below sp->synced_below needs no sync: those
+ * batches, and the file records they refer to, were committed before the last sync (batch ids come
+ * from the queue's next_id, which only grows). What a later commit changed about them (a mark)
+ * can only make them not pending. Any event from a row (a retry, a replay) is synced for, as
+ * before. `next_id` is the queue's next_id in the snapshot the load read: every batch below it
+ * is in a commit that the sync covers. Returns 0 or -1. */
+static int pending_durable(struct spool *sp, const struct pending_ctx *c, int64_t next_id,
+                           char *err, size_t errlen)
 {
 	sqlite3_file *wal = NULL;
 	int rc;
 
 	if (sp->durability != CONFIG_DURABILITY_NORMAL)
+		return 0;
+	if (!c->from_rows && c->max_plain < sp->synced_below)
 		return 0;
 	rc = sqlite3_file_control(sp->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
 	if (rc != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
@@ -210,20 +233,22 @@ static int pending_durable(struct spool *sp, char *err, size_t errlen)
 		spool_fail(sp, rc, "syncing the WAL before sending", err, errlen);
 		return -1;
 	}
+	if (next_id > sp->synced_below)
+		sp->synced_below = next_id;
 	return 0;
 }
 
 /* Reads pending events after `after_seq`, of one pair if `customer` is not NULL. */
 static int pending_read(struct spool *sp, int64_t after_seq, const char *customer,
-                        const char *event_name, struct event *out, size_t max, size_t *n, char *err,
-                        size_t errlen)
+                        const char *event_name, struct event *out, struct event *const *outs,
+                        size_t max, size_t *n, char *err, size_t errlen)
 {
 	struct pending_ctx c;
 	struct spool_queue q;
 	int64_t from;
 	int rc = SQLITE_OK, ret = -1;
 
-	if (sp == NULL || n == NULL || (out == NULL && max > 0) ||
+	if (sp == NULL || n == NULL || (out == NULL && outs == NULL && max > 0) ||
 	    (customer != NULL && event_name == NULL) || after_seq < 0) {
 		err_set(err, errlen, "spool_pending: invalid arguments");
 		return -1;
@@ -236,6 +261,7 @@ static int pending_read(struct spool *sp, int64_t after_seq, const char *custome
 	c.customer = customer;
 	c.event_name = event_name;
 	c.out = out;
+	c.outs = outs;
 	c.max = max;
 	c.err = err;
 	c.errlen = errlen;
@@ -269,7 +295,7 @@ out:
 	else
 		spool_tx_rollback(sp);
 	if (ret == 0 && *n > 0)
-		ret = pending_durable(sp, err, errlen);
+		ret = pending_durable(sp, &c, q.next_id, err, errlen);
 	if (ret != 0)
 		*n = 0;
 	return ret;
@@ -278,7 +304,13 @@ out:
 int spool_pending(struct spool *sp, int64_t after_seq, struct event *out, size_t max, size_t *n,
                   char *err, size_t errlen)
 {
-	return pending_read(sp, after_seq, NULL, NULL, out, max, n, err, errlen);
+	return pending_read(sp, after_seq, NULL, NULL, out, NULL, max, n, err, errlen);
+}
+
+int spool_pending_to(struct spool *sp, int64_t after_seq, struct event *const *out, size_t max,
+                     size_t *n, char *err, size_t errlen)
+{
+	return pending_read(sp, after_seq, NULL, NULL, NULL, out, max, n, err, errlen);
 }
 
 int spool_pending_pair(struct spool *sp, const char *customer, const char *event_name,
@@ -289,7 +321,7 @@ int spool_pending_pair(struct spool *sp, const char *customer, const char *event
 		err_set(err, errlen, "spool_pending_pair: invalid arguments");
 		return -1;
 	}
-	return pending_read(sp, after_seq, customer, event_name, out, max, n, err, errlen);
+	return pending_read(sp, after_seq, customer, event_name, out, NULL, max, n, err, errlen);
 }
 
 /* ---- marks ---- */

@@ -31,6 +31,7 @@ enum spool_stmt {
 	ST_FILE_NAMES,
 	ST_BATCH_AT,
 	ST_BATCHES_FROM,
+	ST_BATCH_HEADS,
 	ST_OUTCOME_GET,
 	ST_ROWS_IN,
 	ST_DELIVERY_OF,
@@ -235,6 +236,10 @@ struct spool {
 	sqlite3_stmt *xst[SPOOL_XST_COUNT]; /* extra.c's, NULL until used */
 	/* spool_set_durability's: with NORMAL, what spool_pending returns is synced first. */
 	enum config_durability durability;
+	/* With NORMAL: every batch whose id is below this was on disk at the last sync of the WAL
+	 * (the queue's next_id when spool_pending last synced), so a load of only such events
+	 * needs no sync of its own. 0: nothing known. */
+	int64_t synced_below;
 	int last_rc, last_errno; /* of the last failure spool_fail reported (spool_failed_full) */
 	struct event_ids *ids;   /* for the identifiers of events read back */
 	struct spool_rule *rules;

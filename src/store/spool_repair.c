@@ -1180,9 +1180,13 @@ static void detail_add(struct spool_recover_stats *st, const char *text)
  * the windows' unique index still names (rule, customer, start, id) without a row, and those
  * only their lines name (window_id without a row: the customer is in the row alone). A window
  * whose meter event survives (a batch at line offset minus its id) was closed: its usage is in
- * that event. The others were open, or closed with their events lost too: the usage of their
- * surviving lines is lost, since their files' checkpoints are past them. Fills st->windows_lost*
- * and window_lines_lost; -1 on a database error. */
+ * that event. One with lines but no meter event was open, or closed with its event lost too:
+ * the usage of those lines is lost, since their files' checkpoints are past them. One with
+ * neither is most often closed and billed, its event pruned after delivered_retention and its
+ * lines with it (its row stays 36 days), but may have had its lines lost as well: nothing left
+ * tells which, and naming its customer to bill by hand could bill it twice, so it is counted
+ * apart (windows_lost_unknown). Fills st->windows_lost* and window_lines_lost; -1 on a
+ * database error. */
 static int windows_lost(sqlite3 *db, struct spool_recover_stats *st, char *err, size_t errlen)
 {
 	sqlite3_stmt *q = NULL;
@@ -1205,15 +1209,17 @@ static int windows_lost(sqlite3 *db, struct spool_recover_stats *st, char *err, 
 	             err, errlen) < 0)
 		return -1;
 	rc = sqlite3_prepare_v2(db,
-	                        "SELECT count(*), coalesce(sum(NOT closed), 0),"
+	                        "SELECT count(*), coalesce(sum(NOT closed AND lines > 0), 0),"
 	                        " coalesce(sum(CASE WHEN closed THEN 0 ELSE lines END), 0),"
-	                        " coalesce(sum(NOT closed AND customer IS NULL), 0) FROM temp.lost",
+	                        " coalesce(sum(NOT closed AND lines > 0 AND customer IS NULL), 0),"
+	                        " coalesce(sum(NOT closed AND lines = 0), 0) FROM temp.lost",
 	                        -1, &q, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		st->windows_lost = sqlite3_column_int64(q, 0);
 		st->windows_lost_open = sqlite3_column_int64(q, 1);
 		st->window_lines_lost = sqlite3_column_int64(q, 2);
 		unknown = sqlite3_column_int64(q, 3);
+		st->windows_lost_unknown = sqlite3_column_int64(q, 4);
 		rc = SQLITE_DONE;
 	}
 	sqlite3_finalize(q);
@@ -1227,7 +1233,8 @@ static int windows_lost(sqlite3 *db, struct spool_recover_stats *st, char *err, 
 	/* Which customers, and where the lines are: enough to bill them by hand. */
 	rc = sqlite3_prepare_v2(db,
 	                        "SELECT customer, count(*) FROM temp.lost WHERE NOT closed"
-	                        " AND customer IS NOT NULL GROUP BY customer ORDER BY customer",
+	                        " AND lines > 0 AND customer IS NOT NULL GROUP BY customer"
+	                        " ORDER BY customer",
 	                        -1, &q, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *c = (const char *)sqlite3_column_text(q, 0);
@@ -1534,10 +1541,18 @@ const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st
 		             "%" PRId64 " lines is lost, never billed (their files' checkpoints "
 		             "are past them): %s",
 		             st->windows_lost_open, st->window_lines_lost, st->windows_lost_detail);
-	if (n >= 0 && (size_t)n < outlen && st->windows_lost > st->windows_lost_open)
+	if (n >= 0 && (size_t)n < outlen && st->windows_lost_unknown > 0)
+		n += snprintf(
+		    out + n, outlen - (size_t)n,
+		    "; %" PRId64 " left no line and no meter event: most likely closed and "
+		    "billed, their meter events pruned after delivered_retention with their "
+		    "lines, but their lines may have been lost too; recover cannot tell which",
+		    st->windows_lost_unknown);
+	if (n >= 0 && (size_t)n < outlen &&
+	    st->windows_lost > st->windows_lost_open + st->windows_lost_unknown)
 		snprintf(out + n, outlen - (size_t)n,
 		         "; %" PRId64 " closed, whose meter events are kept",
-		         st->windows_lost - st->windows_lost_open);
+		         st->windows_lost - st->windows_lost_open - st->windows_lost_unknown);
 	return out;
 }
 

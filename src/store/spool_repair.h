@@ -26,24 +26,25 @@ int spool_check(const char *state_dir, spool_problem_cb cb, void *ud, struct spo
                 char *err, size_t errlen);
 
 struct spool_recover_stats {
-	int64_t pages;                  /* pages in the old database (after its WAL) */
-	int64_t pages_unreadable;       /* missing or not a b-tree page */
-	int64_t pages_free;             /* on the free-page list, not read */
-	int64_t wal_frames;             /* committed WAL frames applied */
-	int64_t meta, files;            /* rows recovered */
-	int64_t events[4];              /* by state (enum event_state): pending, delivered, dead,
-	                                   unsure */
-	int64_t cells_skipped;          /* cells that did not decode as a spool row */
-	int64_t duplicates;             /* older copies of a row dropped for a newer one */
-	int64_t lost_files;             /* placeholder file records made for orphaned events */
-	int64_t windows_open;           /* aggregation windows recovered, still to be sent */
-	int64_t windows_closed;         /* and those closed (their meter events made) */
-	int64_t window_lines;           /* lines of the open windows recovered */
-	int64_t window_lines_counted;   /* lines the open windows' totals count */
-	int64_t windows_lost;           /* windows whose rows were lost (their index entries or
-	                                   lines name them) */
-	int64_t windows_lost_open;      /* of those, not known closed: their usage is lost */
-	int64_t window_lines_lost;      /* surviving lines of those, dropped, never billed */
+	int64_t pages;                /* pages in the old database (after its WAL) */
+	int64_t pages_unreadable;     /* missing or not a b-tree page */
+	int64_t pages_free;           /* on the free-page list, not read */
+	int64_t wal_frames;           /* committed WAL frames applied */
+	int64_t meta, files;          /* rows recovered */
+	int64_t events[4];            /* by state (enum event_state): pending, delivered, dead,
+	                                 unsure */
+	int64_t cells_skipped;        /* cells that did not decode as a spool row */
+	int64_t duplicates;           /* older copies of a row dropped for a newer one */
+	int64_t lost_files;           /* placeholder file records made for orphaned events */
+	int64_t windows_open;         /* aggregation windows recovered, still to be sent */
+	int64_t windows_closed;       /* and those closed (their meter events made) */
+	int64_t window_lines;         /* lines of the open windows recovered */
+	int64_t window_lines_counted; /* lines the open windows' totals count */
+	int64_t windows_lost;         /* windows whose rows were lost (their index entries or
+	                                 lines name them) */
+	int64_t windows_lost_open;    /* of those, with lines and no meter event: usage lost */
+	int64_t windows_lost_unknown; /* of those, with neither: billed and pruned, or lines lost */
+	int64_t window_lines_lost;    /* surviving lines of those, dropped, never billed */
 	char windows_lost_detail[4096]; /* their customers and lines, as text ("" if none) */
 	int instance_recovered;         /* the instance id was among the recovered rows */
 	char corrupt_path[4096 + 64];   /* where the old database was moved */

@@ -20,13 +20,14 @@
 #define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
 #define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
 #define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
-#define WINDOW_AGE_MARGIN_S 3600 /* a window this close to Stripe's 35 days is not opened */
+#define WINDOW_AGE_MARGIN_S EVENT_WINDOW_AGE_MARGIN_S
 #define WINDOW_COLUMNS                                                                             \
 	"id, rule, customer, event_name, start, length, close_after, total, lines, late, state, "  \
 	"coalesce(event_id, 0)"
 
 const struct spool_sql spool_window_sql[] = {
-    {ST_WINDOW_FIND, "SELECT id, state, total FROM windows"
+    {ST_WINDOW_FIND, "SELECT id, state, total, event_name, payload_customer_key,"
+                     " payload_value_key FROM windows"
                      " WHERE rule = ?1 AND customer = ?2 AND start = ?3"},
     {ST_WINDOW_ADD, "INSERT INTO windows(rule, customer, customer_key, event_name,"
                     " payload_customer_key, payload_value_key, start, length, close_after, total,"
@@ -82,10 +83,20 @@ static int64_t floor_div(int64_t a, int64_t b)
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* Whether text column `col` of `st` is `want` (a NUL-terminated field of an event). */
+static int col_is(sqlite3_stmt *st, int col, const char *want)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+
+	return v != NULL && strcmp((const char *)v, want) == 0;
+}
+
 /* Looks the window (rule, customer, start) up: 1 and its id, state and total if it exists, 0
- * if not, -1 on error. */
+ * if not, -1 on error. *same says whether it bills what `ev` bills: the event name and payload
+ * keys its first line's rule had (a reload may have changed them since). */
 static int window_find(struct spool *sp, const struct event *ev, int64_t start, int64_t *id,
-                       int *state, char *total, size_t totallen, char *err, size_t errlen)
+                       int *state, int *same, char *total, size_t totallen, char *err,
+                       size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_WINDOW_FIND];
 	int rc = SQLITE_OK, found = 0;
@@ -99,6 +110,9 @@ static int window_find(struct spool *sp, const struct event *ev, int64_t start, 
 			*id = sqlite3_column_int64(st, 0);
 			*state = sqlite3_column_int(st, 1);
 			spool_col_text(st, 2, total, totallen);
+			*same = col_is(st, 3, ev->event_name) &&
+			        col_is(st, 4, ev->payload_customer_key) &&
+			        col_is(st, 5, ev->payload_value_key);
 			found = 1;
 			rc = SQLITE_DONE;
 		}
@@ -171,7 +185,7 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 {
 	char total[EVENT_VALUE_MAX] = "0", sum[EVENT_VALUE_MAX];
 	int64_t len = ev->window_s, start, id = 0;
-	int late = 0, state = 0, found = 0, placed, rc = SQLITE_OK;
+	int late = 0, state = 0, same = 1, found = 0, placed, rc = SQLITE_OK;
 	enum event_window win = event_window_of(ev->timestamp, now);
 	sqlite3_stmt *st;
 
@@ -195,7 +209,8 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	if (late && start < now - EVENT_MAX_AGE_S + WINDOW_AGE_MARGIN_S)
 		return 1;
 	for (int tries = 0;; tries++) {
-		found = window_find(sp, ev, start, &id, &state, total, sizeof(total), err, errlen);
+		found = window_find(sp, ev, start, &id, &state, &same, total, sizeof(total), err,
+		                    errlen);
 		if (found < 0)
 			return -1;
 		if (!found || state == 0)
@@ -210,6 +225,14 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 		late = 1;
 		start += len;
 	}
+	/* An open window of another event name or payload keys was opened under the rule as it
+	 * was before a reload (or a restart with another configuration): it closes into an event
+	 * of those, while a line read now is billed as its rule says now (to the meter that
+	 * replaced the old one, say). It goes on its own; a later window of the rule takes the
+	 * new name. Not a second window of the same start: its identifier (rule, customer,
+	 * start) would be the first one's, and Stripe would drop it as a duplicate. */
+	if (found && !same)
+		return 1;
 	/* A total Stripe would refuse (more than 15 significant digits) would lose the whole
 	 * window: the line that would make it so is sent on its own instead, under its own
 	 * identifier, and the window keeps the total it had. Both are billed, each once. */

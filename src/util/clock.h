@@ -9,6 +9,10 @@
 /* Milliseconds of CLOCK_MONOTONIC: never jumps with the wall clock. */
 int64_t clock_mono_ms(void);
 
+/* Milliseconds of CLOCK_BOOTTIME: as CLOCK_MONOTONIC, never jumps with the wall clock, but goes
+ * on while the system is suspended, as real time does (clock_gettime(2)). */
+int64_t clock_boot_ms(void);
+
 /* Seconds since the epoch (time(2)). */
 int64_t clock_wall_s(void);
 

@@ -222,10 +222,30 @@ int harden_check_state_dir(const char *dir, int missing_ok, char *err, size_t er
 		return -1;
 	}
 	if (strcmp(real, plain) != 0) {
-		err_set(err, errlen,
-		        "state_dir %s is reached through a symbolic link (its real path is %s): "
-		        "logmeter opens the spool without following links; set state_dir = %s",
-		        dir, real, real);
+		char why[1024] = "";
+		struct stat rst;
+
+		/* The advice must work: the real path is held to the same checks first, so that
+		 * following it does not only meet the next refusal. */
+		if (stat(real, &rst) != 0)
+			err_set(why, sizeof(why), "%s: %s", real, strerror(errno));
+		else if (!S_ISDIR(rst.st_mode))
+			err_set(why, sizeof(why), "%s is not a directory", real);
+		else if (owned_and_private(real, &rst, "state_dir", why, sizeof(why)) == 0)
+			(void)ancestors_safe(real, real, 0, why, sizeof(why));
+		if (why[0] != '\0')
+			err_set(err, errlen,
+			        "state_dir %s is reached through a symbolic link (its real path is "
+			        "%s): logmeter opens the spool without following links; set "
+			        "state_dir = %s once it passes too, which it does not now: %s",
+			        dir, real, real, why);
+		else
+			err_set(err, errlen,
+			        "state_dir %s is reached through a symbolic link (its real path is "
+			        "%s): logmeter opens the spool without following links; set "
+			        "state_dir = %s (under the packaged systemd unit, also "
+			        "ReadWritePaths=%s in a drop-in: docs/systemd.md)",
+			        dir, real, real, real);
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {

@@ -284,6 +284,48 @@ static void test_timestamp_offset(void **state)
 	}
 }
 
+/* strptime(3) reads %Z and ignores it: a UTC time must not be taken in the local zone. */
+static void test_timestamp_zone_name(void **state)
+{
+	const char *f = "%Y-%m-%d %H:%M:%S %Z";
+
+	(void)state;
+	set_tz("EST5EDT,M3.2.0,M11.1.0");
+	/* date -u -d '2015-05-17 10:05:03' +%s */
+	assert_int_equal(ts(f, "2015-05-17 10:05:03 UTC", 0), 1431857103);
+	assert_int_equal(ts(f, "2015-05-17 10:05:03 GMT", 0), 1431857103);
+	assert_int_equal(ts(f, "2015-05-17 10:05:03 Z", 0), 1431857103);
+	/* date(1)'s own format, the zone before the year. */
+	assert_int_equal(ts("%a %b %e %H:%M:%S %Z %Y", "Sun May 17 10:05:03 UTC 2015", 0),
+	                 1431857103);
+	/* A numeric offset wins. */
+	assert_int_equal(ts("%Y-%m-%d %H:%M:%S %Z%z", "2015-05-17 10:05:03 GMT+0200", 0),
+	                 1431857103 - 7200);
+	/* No year: the one of `now` in UTC. date -u -d '2015-05-17 12:00:00' +%s = 1431864000 */
+	assert_int_equal(ts("%b %d %H:%M:%S %Z", "May 17 10:05:03 UTC", 1431864000), 1431857103);
+	/* Names whose offset is not knowable, and no name at all. */
+	assert_true(ts_fails(f, "2015-05-17 10:05:03 PST"));
+	assert_true(ts_fails(f, "2015-05-17 10:05:03 EST"));
+	assert_true(ts_fails(f, "2015-05-17 10:05:03 UTCX"));
+	assert_true(ts_fails(f, "2015-05-17 10:05:03 "));
+	assert_true(ts_fails(f, "2015-05-17 10:05:03"));
+	/* Seconds and offsets no clock or zone has; a leap second is a time. */
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:61 +0000"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 -2400"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 +1500"));
+	assert_true(ts_fails(APACHE_FORMAT, "17/May/2015:10:05:03 -1201"));
+	/* date -u -d '2015-05-16 20:05:03' +%s = 1431806703 */
+	assert_int_equal(ts(APACHE_FORMAT, "17/May/2015:10:05:03 +1400", 0), 1431806703);
+	/* date -u -d '2015-05-17 22:05:03' +%s = 1431900303 */
+	assert_int_equal(ts(APACHE_FORMAT, "17/May/2015:10:05:03 -1200", 0), 1431900303);
+	/* 23:59:60 is the second after 23:59:59: date -u -d '2016-12-31 23:59:59' +%s = 1483228799
+	 */
+	assert_int_equal(ts(APACHE_FORMAT, "31/Dec/2016:23:59:60 +0000", 0), 1483228800);
+	/* "%%Z" is a literal "%Z", not a zone. */
+	set_tz("UTC");
+	assert_int_equal(ts("%Y-%m-%d %H:%M:%S %%Z", "2015-05-17 10:05:03 %Z", 0), 1431857103);
+}
+
 static void test_timestamp_local(void **state)
 {
 	(void)state;
@@ -913,6 +955,7 @@ int main(void)
 	    cmocka_unit_test(test_value_bad),
 	    cmocka_unit_test_setup_teardown(test_timestamp_offset, save_tz, restore_tz),
 	    cmocka_unit_test_setup_teardown(test_timestamp_local, save_tz, restore_tz),
+	    cmocka_unit_test_setup_teardown(test_timestamp_zone_name, save_tz, restore_tz),
 	    cmocka_unit_test_setup_teardown(test_timestamp_no_year, save_tz, restore_tz),
 	    cmocka_unit_test_setup_teardown(test_timestamp_epoch, save_tz, restore_tz),
 	    cmocka_unit_test(test_apache_real_lines),

@@ -1432,6 +1432,60 @@ static void test_window_place(void **state)
 	free(f);
 }
 
+/* spool_pending_to, read in loads as the sender reads (its cursor the last position it got),
+ * gives the same events, identifiers byte for byte, as one spool_pending over the whole queue;
+ * a batch pruned between two loads of it is not read from what the handle held of it. */
+static void test_pending_to_loads(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file *f = add_file(fx, "nginx", 44);
+	const size_t total = 1000, load = 37;
+	struct event *ref = calloc(total, sizeof(*ref)), *got = calloc(load, sizeof(*got));
+	struct event *ptr[37];
+	size_t n = 0, seen = 0;
+	int64_t cursor = 0;
+	char err[512] = "";
+
+	assert_non_null(ref);
+	assert_non_null(got);
+	commit_n(fx, f, 0, 500);
+	commit_n(fx, f, 50000, 300);
+	commit_n(fx, f, 80000, 200);
+	assert_int_equal(spool_pending(fx->sp, 0, ref, total, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, total);
+	for (size_t i = 0; i < load; i++)
+		ptr[i] = &got[load - 1 - i]; /* anywhere the caller likes */
+	for (;;) {
+		assert_int_equal(spool_pending_to(fx->sp, cursor, ptr, load, &n, err, sizeof(err)),
+		                 0);
+		for (size_t i = 0; i < n; i++, seen++) {
+			assert_true(seen < total);
+			assert_int_equal(ptr[i]->id, ref[seen].id);
+			assert_int_equal(ptr[i]->queue_seq, ref[seen].queue_seq);
+			assert_string_equal(ptr[i]->identifier, ref[seen].identifier);
+			assert_string_equal(ptr[i]->customer, ref[seen].customer);
+			assert_string_equal(ptr[i]->value, ref[seen].value);
+			assert_int_equal(ptr[i]->timestamp, ref[seen].timestamp);
+			cursor = ptr[i]->queue_seq;
+		}
+		if (n < load)
+			break;
+	}
+	assert_int_equal(seen, total);
+	/* Half of the first batch read, then the batch is gone (its rows too): the rest of it
+	 * must not come from the blob the handle read before. */
+	assert_int_equal(spool_pending_to(fx->sp, 0, ptr, load, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, load);
+	raw_exec(fx->db, "DELETE FROM batches WHERE id = (SELECT min(id) FROM batches)");
+	assert_int_equal(
+	    spool_pending_to(fx->sp, ptr[n - 1]->queue_seq, ptr, load, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, load);
+	assert_int_equal(ptr[0]->id, ref[500].id);
+	free(ref);
+	free(got);
+	free(f);
+}
+
 static void test_commit_atomic(void **state)
 {
 	struct fixture *fx = *state;
@@ -2846,6 +2900,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damage_hint, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pending_to_loads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_replay_many, setup, teardown),
 	};

@@ -392,7 +392,7 @@ static void test_key_file(void **state)
 	static const char *const good[] = {
 	    FAKE_KEY "\n",
 	    FAKE_KEY,
-	    "  \t" FAKE_KEY " \r\n",
+	    FAKE_KEY "\r\n",
 	    FAKE_KEY "\r\n\r\n",
 	};
 	char key[STRIPE_KEY_MAX], err[512];
@@ -426,11 +426,28 @@ static void test_key_env_wins(void **state)
 		assert_string_equal(key, "sk_test_FROMENV");
 	}
 
-	/* Empty counts as unset. */
+	/* Empty: the key file is read (stripe_key_shadowed warns of the variable)... */
 	setenv("LOGMETER_STRIPE_API_KEY", "", 1);
 	assert_int_equal(
 	    load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err, sizeof(err)), 0);
 	assert_string_equal(key, FAKE_KEY);
+	/* ... and without one it is an error that names the variable. */
+	{
+		struct config cfg;
+
+		memset(&cfg, 0, sizeof(cfg));
+		err[0] = '\0';
+		assert_int_equal(stripe_key_load(&cfg, key, sizeof(key), err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "LOGMETER_STRIPE_API_KEY is set but empty"));
+	}
+
+	/* Blanks around the key are refused, not dropped. */
+	setenv("LOGMETER_STRIPE_API_KEY", " sk_test_FROMENV", 1);
+	err[0] = '\0';
+	assert_int_equal(
+	    load_from(FAKE_KEY "\n", strlen(FAKE_KEY) + 1, key, sizeof(key), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "blanks before or after it"));
+	assert_null(strstr(err, "FROMENV"));
 
 	setenv("LOGMETER_STRIPE_API_KEY", "sk_test_FAKE KEY123", 1);
 	err[0] = '\0';
@@ -463,6 +480,18 @@ static void test_key_errors(void **state)
 	    {"sk_test_FAKE\x01KEY123\n", 20, "control"},
 	    {"sk_test_FAKE\0KEY123\n", 20, "control"},
 	    {"sk_test_FAKE\xc3\xa9KEY123\n", 21, "non-ASCII"},
+	    /* Blanks around the key are refused, not dropped: the file says what is sent. */
+	    {" sk_test_FAKEKEY123\n", 20, "blanks before or after the key"},
+	    {"sk_test_FAKEKEY123 \n", 20, "blanks before or after the key"},
+	    {"sk_test_FAKEKEY123\t\r\n", 21, "blanks before or after the key"},
+	    {"\tsk_test_FAKEKEY123\r\n", 21, "blanks before or after the key"},
+	    /* A prefix alone (docs.stripe.com/api/authentication names only the prefixes), and
+	     * a character no Stripe key has. */
+	    {"sk_test_\n", 9, "only the prefix sk_test_"},
+	    {"rk_live\n", 8, "only the prefix rk_live"},
+	    {"sk_\n", 4, "only the prefix sk_"},
+	    {"sk_test_FAKE,KEY123\n", 20, "not a letter, a digit or _ (at byte 13)"},
+	    {"sk_test_FAKE-KEY123\n", 20, "not a letter, a digit or _"},
 	};
 	char key[STRIPE_KEY_MAX], err[512];
 	char longkey[STRIPE_KEY_MAX + 10];
