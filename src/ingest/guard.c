@@ -30,6 +30,7 @@
 /* Rules counted by name; the names of rules past this many share one entry. */
 #define GUARD_RULES_MAX 1024
 #define GUARD_RULE_NAME_MAX 128
+#define GUARD_CUT_LINE 32 /* bytes kept in the state region for "rules_cut N\n" */
 
 enum refusal { REFUSED_LINK, REFUSED_PROTECTED, REFUSED_SHARED };
 
@@ -188,7 +189,7 @@ int guard_reconfigure(struct guard *g, const struct config *cfg, char *err, size
 static void guard_write(struct guard *g)
 {
 	char buf[STATEFILE_REGION_BYTES];
-	size_t n;
+	size_t n, cut = 0;
 
 	g->written_at = clock_mono_ms();
 	g->dirty = 0;
@@ -203,17 +204,17 @@ static void guard_write(struct guard *g)
 	                     g->counts.refused_links, g->counts.refused_protected,
 	                     g->counts.limit_lines, g->counts.limit_last, g->counts.gone_unread,
 	                     g->counts.gone_last, g->counts.shared_files);
-	/* "NAME N", "NAME_last T", "NAME_path PATH" per tailing warning that happened. */
+	/* "NAME N", "NAME_last T" per tailing warning that happened; their paths come last. */
 	for (int w = 0; w < GUARD_TAILINGS && n < sizeof(buf); w++)
 		if (g->counts.tailing[w] > 0)
 			n += (size_t)snprintf(
-			    buf + n, sizeof(buf) - n,
-			    "%s %" PRId64 "\n%s_last %" PRId64 "\n%s_path %s\n",
+			    buf + n, sizeof(buf) - n, "%s %" PRId64 "\n%s_last %" PRId64 "\n",
 			    guard_tailing_name((enum guard_tailing)w), g->counts.tailing[w],
-			    guard_tailing_name((enum guard_tailing)w), g->counts.tailing_last[w],
-			    guard_tailing_name((enum guard_tailing)w), g->tailing_path[w]);
-	/* One line per rule, as many as the region holds: "rule NAME LIMIT N ...". */
-	for (size_t i = 0; i < g->n_rules && n < sizeof(buf); i++) {
+			    guard_tailing_name((enum guard_tailing)w), g->counts.tailing_last[w]);
+	/* One line per rule, as many as the region holds with room for "rules_cut N": "rule NAME
+	 * LIMIT N ...". The counts before a path: a path is the last one named, a count is lost
+	 * lines. */
+	for (size_t i = 0; i < g->n_rules; i++) {
 		const struct guard_rule *r = &g->rules[i];
 		char line[512];
 		size_t len = (size_t)snprintf(line, sizeof(line), "rule %s", r->name);
@@ -223,9 +224,27 @@ static void guard_write(struct guard *g)
 				len += (size_t)snprintf(
 				    line + len, sizeof(line) - len, " %s %" PRId64,
 				    rule_limit_name((enum rule_limit)l), r->hits[l]);
-		if (n + len + 2 >= sizeof(buf))
-			break;
+		if (n >= sizeof(buf) || n + len + 2 + GUARD_CUT_LINE >= sizeof(buf)) {
+			cut++;
+			continue;
+		}
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\n", line);
+	}
+	/* Said, so that `status` does not show fewer rules as all of them. */
+	if (cut > 0 && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "rules_cut %zu\n", cut);
+	/* Each path whole or not at all: a cut one would name another file. */
+	for (int w = 0; w < GUARD_TAILINGS && n < sizeof(buf); w++) {
+		int len;
+
+		if (g->counts.tailing[w] == 0)
+			continue;
+		len = snprintf(buf + n, sizeof(buf) - n, "%s_path %s\n",
+		               guard_tailing_name((enum guard_tailing)w), g->tailing_path[w]);
+		if (len > 0 && (size_t)len < sizeof(buf) - n)
+			n += (size_t)len;
+		else
+			buf[n] = '\0';
 	}
 	if (statefile_write(g->sf, buf) != 0 && !g->write_warned) {
 		log_warn("cannot write %s/%s: %s; `logmeter status` may show old refusal and limit "
@@ -272,12 +291,23 @@ const char *guard_tailing_name(enum guard_tailing what)
 
 void guard_tailing(struct guard *g, enum guard_tailing what, const char *path)
 {
+	char full[GUARD_TAIL_PATH + 8];
+
 	if (g == NULL || (int)what < 0 || what >= GUARD_TAILINGS)
 		return;
 	g->counts.tailing[what]++;
 	g->counts.tailing_last[what] = (int64_t)time(NULL);
-	/* One line of the state file whatever bytes the path holds. */
-	log_escape(g->tailing_path[what], sizeof(g->tailing_path[what]), path != NULL ? path : "");
+	/* One line of the state file whatever bytes the path holds; a path too long is marked cut,
+	 * not shown as the path of another file. A buffer a few bytes longer tells (log_escape
+	 * cuts at a whole escape, 4 bytes at most). */
+	log_escape(full, sizeof(full), path != NULL ? path : "");
+	if (strlen(full) < sizeof(g->tailing_path[what])) {
+		memcpy(g->tailing_path[what], full, strlen(full) + 1);
+	} else {
+		log_escape(g->tailing_path[what],
+		           sizeof(g->tailing_path[what]) - (sizeof(GUARD_TAIL_CUT) - 1), path);
+		strcat(g->tailing_path[what], GUARD_TAIL_CUT);
+	}
 	g->dirty = 1;
 }
 
@@ -679,10 +709,13 @@ static void status_line(const char *key, const char *v, void *ud)
 		s->counts.gone_last = strtoll(v, NULL, 10);
 	} else if (strcmp(key, "shared_files") == 0) {
 		s->counts.shared_files = strtoll(v, NULL, 10);
+	} else if (strcmp(key, "rules_cut") == 0) {
+		s->rules_cut += strtoll(v, NULL, 10);
 	} else if (tailing_line(s, key, v)) {
 		/* done */
-	} else if (strcmp(key, "rule") == 0 && s->n_rules < GUARD_STATUS_RULES &&
-	           sscanf(v, "%127s%n", name, &used) == 1) {
+	} else if (strcmp(key, "rule") == 0 && s->n_rules == GUARD_STATUS_RULES) {
+		s->rules_cut++;
+	} else if (strcmp(key, "rule") == 0 && sscanf(v, "%127s%n", name, &used) == 1) {
 		/* "NAME LIMIT N LIMIT N ..." */
 		r = &s->rules[s->n_rules++];
 		memset(r, 0, sizeof(*r));

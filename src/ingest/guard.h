@@ -86,11 +86,13 @@ enum guard_tailing {
 const char *guard_tailing_name(enum guard_tailing what);
 
 /* The longest path the state file keeps for a tailing warning (escaped, log_escape), NUL
- * included: a longer one is cut. */
+ * included: a longer one is cut, and ends in GUARD_TAIL_CUT. */
 #define GUARD_TAIL_PATH 512
+#define GUARD_TAIL_CUT " [cut]"
 
 /* Counts tailing warning `what` about file `path` (the last one named is kept, escaped and cut to
- * GUARD_TAIL_PATH, with the time), written with the next guard_flush. NULL `g` is a no-op. */
+ * GUARD_TAIL_PATH with GUARD_TAIL_CUT at its end, with the time), written with the next
+ * guard_flush. NULL `g` is a no-op. */
 void guard_tailing(struct guard *g, enum guard_tailing what, const char *path);
 
 /* A file the glob of a source matches is read by another source (the first in configuration
@@ -116,8 +118,10 @@ struct guard_counts {
 struct guard_counts guard_counts(const struct guard *g);
 
 /* What the guard region of STATE_DIR/agent.state says, for `logmeter status` and the metrics
- * (report/facts.h). Rules past GUARD_STATUS_RULES are left out of `rules` (the totals count
- * them). */
+ * (report/facts.h). Rules past GUARD_STATUS_RULES are left out of `rules` and counted in
+ * `rules_cut` (the totals count their lines), as are those the agent had no room for: the region
+ * holds the counts first, then one line per rule that hit a limit, then the path each tailing
+ * warning last named, each whole or left out. */
 #define GUARD_STATUS_RULES 64
 
 struct guard_rule_hits {
@@ -132,6 +136,9 @@ struct guard_status {
 	char tailing_path[GUARD_TAILINGS][GUARD_TAIL_PATH];
 	struct guard_rule_hits rules[GUARD_STATUS_RULES];
 	size_t n_rules;
+	/* Rules that hit a limit but are not in `rules`: the agent's 4 KiB region had no room for
+	 * them ("rules_cut N"), or past GUARD_STATUS_RULES. Their lines are in the totals. */
+	int64_t rules_cut;
 };
 
 /* Reads the guard region of `state_dir`'s agent.state into *out (found = 0 if never written).

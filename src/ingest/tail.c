@@ -46,7 +46,7 @@
 #define TAIL_CHECK_MAX 64           /* bytes before the checkpoint covered by check_hash */
 #define TAIL_CHUNK (128 * 1024)     /* bytes read (pread) and fed to the splitter at once */
 #define TAIL_BACK_CHUNK (64 * 1024) /* scan back for read_from = tail */
-#define TAIL_RACY_S 1               /* an mtime younger than this may not change with a write */
+#define TAIL_RACY_S 1               /* a ctime younger than this may not change with a write */
 
 struct tail {
 	struct tail_ctx ctx;
@@ -90,11 +90,14 @@ struct tail {
 	int64_t forgets_seen;
 	int restarted;   /* f is the record reset() started (a truncation was seen) */
 	int warned_hole; /* the file ends in a hole (sparse) past the checkpoint: warned */
-	/* The mtime the last successful read saw (its fstat), if `seen_known`: a file exactly as
-	 * long as its checkpoint is checked against the record (same_size_stale) only when its
-	 * mtime differs. Not known when that mtime was less than TAIL_RACY_S seconds old then: a
-	 * write in the same clock tick may have left it as it was (git's "racy clean" index). */
-	struct timespec seen_mtime;
+	/* The status change time (ctime) the last successful read saw (its fstat), if
+	 * `seen_known`: a file exactly as long as its checkpoint is checked against the record
+	 * (same_size_stale) only when its ctime differs. The ctime, not the mtime: any process
+	 * that may write the file may also set its mtime back (touch -r, cp -p over it), while
+	 * every write, truncation or utimensat(2) sets the ctime to the current time (stat(2)).
+	 * Not known when that ctime was less than TAIL_RACY_S seconds old then: a write in the same
+	 * clock tick may have left it as it was (git's "racy clean" index). */
+	struct timespec seen_ctime;
 	int seen_known;
 	/* An archive's content (tail_open_archive): its commits keep the record's state, and with
 	 * `finish` its last line is read without its '\n'. */
@@ -1316,13 +1319,15 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 	return from;
 }
 
-struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int *file_errno, char *err, size_t errlen)
+/* tail_open_flags, and tail_open_handed with `from` >= 0. */
+static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                              unsigned flags, int64_t from, int *file_errno, char *err,
+                              size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
 	struct stat st;
-	int found, spool_failed = 0, e;
+	int found, spool_failed = 0, e, same = 0, valid = 0;
 
 	if (file_errno != NULL)
 		*file_errno = 0;
@@ -1382,8 +1387,7 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	if (found < 0)
 		goto fail_spool;
 	if (found) {
-		int same = head_matches(t->fd, old.fp_len, old.fp_hash), valid = 0;
-
+		same = head_matches(t->fd, old.fp_len, old.fp_hash);
 		/* A file seen deleted is never resumed: a file with its inode now is another. */
 		if (same > 0 && old.offset <= st.st_size && old.state != SPOOL_FILE_GONE)
 			valid = checkpoint_matches(t->fd, &old);
@@ -1391,6 +1395,14 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail_file;
 		}
+	}
+	if (from >= 0 && !(valid && old.offset >= from)) {
+		/* Past the other source's checkpoint only; a file shorter than that was truncated
+		 * since, and all it holds is new. */
+		if (new_record_kept(t, st.st_size, from <= st.st_size ? from : 0, 0, &spool_failed,
+		                    err, errlen) < 0)
+			goto fail_either;
+	} else if (found) {
 		if (valid) {
 			if (take_record(t, &old, &spool_failed, err, errlen) < 0)
 				goto fail_either;
@@ -1463,6 +1475,25 @@ fail_spool:
 		*file_errno = 0;
 	tail_free(t);
 	return NULL;
+}
+
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                             unsigned flags, int *file_errno, char *err, size_t errlen)
+{
+	return open_tail(ctx, path, source_index, flags, -1, file_errno, err, errlen);
+}
+
+struct tail *tail_open_handed(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                              int64_t from, int *file_errno, char *err, size_t errlen)
+{
+	if (from < 0) {
+		err_set(err, errlen, "tail_open_handed: invalid arguments");
+		errno = EINVAL;
+		if (file_errno != NULL)
+			*file_errno = EINVAL;
+		return NULL;
+	}
+	return open_tail(ctx, path, source_index, TAIL_OPEN_CREATED, from, file_errno, err, errlen);
 }
 
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
@@ -2013,18 +2044,19 @@ static int64_t data_end(struct tail *t, int64_t size)
 
 /* Whether a file exactly as long as its checkpoint (st), which read_lines reads nothing of and so
  * checks nothing of, no longer holds what the record read: a copytruncate followed, before
- * logmeter looked, by new lines that bring it back to that very size. Only when its mtime changed
+ * logmeter looked, by new lines that bring it back to that very size. Only when its ctime changed
  * since the last read (or was too recent then to tell), so that an idle file or a spurious event
- * costs nothing; then the check bytes before the checkpoint and the head are read (64 bytes and
- * up to 1 KiB). Returns 1 if stale, 0, or -1 on a read error (errno set). */
+ * costs nothing (an mtime set back to its old value, touch -r, still changes the ctime); then the
+ * check bytes before the checkpoint and the head are read (64 bytes and up to 1 KiB). Returns 1 if
+ * stale, 0, or -1 on a read error (errno set). */
 static int same_size_stale(struct tail *t, const struct stat *st)
 {
 	int rc;
 
 	if (t->f->id == 0 || t->f->offset == 0 || st->st_size != t->f->offset)
 		return 0;
-	if (t->seen_known && st->st_mtim.tv_sec == t->seen_mtime.tv_sec &&
-	    st->st_mtim.tv_nsec == t->seen_mtime.tv_nsec)
+	if (t->seen_known && st->st_ctim.tv_sec == t->seen_ctime.tv_sec &&
+	    st->st_ctim.tv_nsec == t->seen_ctime.tv_nsec)
 		return 0;
 	rc = checkpoint_matches(t->fd, t->f);
 	if (rc > 0)
@@ -2032,12 +2064,12 @@ static int same_size_stale(struct tail *t, const struct stat *st)
 	return rc < 0 ? -1 : !rc;
 }
 
-/* Records the mtime a successful read saw (st, its fstat made before `now`, CLOCK_REALTIME) for
+/* Records the ctime a successful read saw (st, its fstat made before `now`, CLOCK_REALTIME) for
  * same_size_stale. */
-static void seen_mtime(struct tail *t, const struct stat *st, const struct timespec *now)
+static void seen_ctime(struct tail *t, const struct stat *st, const struct timespec *now)
 {
-	t->seen_mtime = st->st_mtim;
-	t->seen_known = now->tv_sec - st->st_mtim.tv_sec > TAIL_RACY_S;
+	t->seen_ctime = st->st_ctim;
+	t->seen_known = now->tv_sec - st->st_ctim.tv_sec > TAIL_RACY_S;
 }
 
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
@@ -2118,7 +2150,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 		if (!stale) {
 			if (rv >= 0)
-				seen_mtime(t, &st, &now);
+				seen_ctime(t, &st, &now);
 			return rv;
 		}
 	}
@@ -2127,7 +2159,7 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 	rv = read_lines(t, data_end(t, st.st_size), &stale, err, errlen);
 	/* Rewritten once more since: the next read starts it over. */
 	if (rv >= 0 && !stale)
-		seen_mtime(t, &st, &now);
+		seen_ctime(t, &st, &now);
 	return rv < 0 ? -1 : rv;
 }
 

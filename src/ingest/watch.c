@@ -122,7 +122,9 @@ struct wtail {
 	int64_t orphan_since;       /* monotonic ms: when orphan_size was last seen to change */
 	off_t read_size;            /* its size before its last successful read, -1 before */
 	unsigned seen;              /* the rescan generation that last matched it */
-	struct timespec read_mtime; /* its mtime then */
+	struct timespec read_ctime; /* its ctime then (changed()) */
+	int read_racy;              /* that ctime was under 2 s old then: it may not show a write
+	                               made in the same clock tick (tail.c same_size_stale) */
 	int link;                   /* its path is a symlink */
 	char *real;                 /* then the path of its target when opened, else NULL */
 	int failing;                /* its last read failed (logged once, until it recovers) */
@@ -502,12 +504,15 @@ static int look_open(struct watch *w, size_t si, const char *path)
 /* Whether the spool has a record of the file (dev, ino) at `path` for source si that read
  * something and, unless it is still reading, still describes the file: then it is no copy of
  * another but a file logmeter knows (a copy whose rest was read becomes its original's record).
- * A spool error counts as a record: opening the file reports it. */
-static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
+ * A spool error counts as a record: opening the file reports it. Its checkpoint in *offset
+ * (INT64_MAX on a spool error), when there is one. */
+static int has_record_at(struct watch *w, size_t si, const char *path, const struct stat *st,
+                         int64_t *offset)
 {
 	char e[512];
 	int found, fd, holds;
 
+	*offset = INT64_MAX;
 	if (w->rec == NULL && (w->rec = malloc(sizeof(*w->rec))) == NULL)
 		return 1;
 	found = spool_file_find(w->ctx.spool, w->ctx.cfg->sources[si].name, (uint64_t)st->st_dev,
@@ -520,6 +525,7 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 		                                  w->rec, e, sizeof(e));
 	if (found <= 0)
 		return found < 0;
+	*offset = w->rec->offset;
 	/* The record of a file seen only empty read nothing: a copy created empty has one. */
 	if (w->rec->offset == 0 && w->rec->fp_len == 0)
 		return 0;
@@ -534,6 +540,14 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 	holds = tail_record_holds(w->rec, fd);
 	close(fd);
 	return holds != 0;
+}
+
+/* has_record without the checkpoint. */
+static int has_record(struct watch *w, size_t si, const char *path, const struct stat *st)
+{
+	int64_t offset;
+
+	return has_record_at(w, si, path, st, &offset);
 }
 
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
@@ -1042,6 +1056,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	char e[1024] = "";
 	int64_t id = tail_file(wt->t)->id;
 	struct stat st;
+	struct timespec now;
 	int rc;
 
 	dl_del(&wt->dirty);
@@ -1064,7 +1079,9 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 			log_info("%s: reading again", tail_path(wt->t));
 		wt->failing = 0;
 		wt->read_size = st.st_size;
-		wt->read_mtime = st.st_mtim;
+		wt->read_ctime = st.st_ctim;
+		wt->read_racy =
+		    clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec - st.st_ctim.tv_sec <= 1;
 		lru_touch(w, wt);
 		if (w->n_copies > 0 && tail_file(wt->t)->id != id)
 			recheck_copies(w, tail_source_index(wt->t));
@@ -1095,17 +1112,19 @@ paused:
 	return -1;
 }
 
-/* Whether tail wt's file may have changed since its last read: its size or mtime differ, or its
- * path no longer leads to it (a suspended tail). */
+/* Whether tail wt's file may have changed since its last read: its size or ctime differ, or its
+ * path no longer leads to it (a suspended tail), or that ctime was too recent to tell. The ctime,
+ * not the mtime: a file truncated and written back to the same size may have its mtime set back
+ * (touch -r), never its ctime. */
 static int changed(const struct wtail *wt)
 {
 	struct stat st;
 
 	if (wt->read_size < 0 || tail_stat(wt->t, &st) < 0)
 		return 1;
-	return st.st_size != wt->read_size || st.st_nlink == 0 ||
-	       st.st_mtim.tv_sec != wt->read_mtime.tv_sec ||
-	       st.st_mtim.tv_nsec != wt->read_mtime.tv_nsec;
+	return st.st_size != wt->read_size || st.st_nlink == 0 || wt->read_racy ||
+	       st.st_ctim.tv_sec != wt->read_ctime.tv_sec ||
+	       st.st_ctim.tv_nsec != wt->read_ctime.tv_nsec;
 }
 
 /* After a successful read: closes the file if it was deleted. Returns 1 if released (wt is
@@ -1123,47 +1142,104 @@ static int release_if_deleted(struct watch *w, struct wtail *wt)
 
 /* ---- files the globs of several sources match ----------------------------------------------- */
 
+/* Whether source si's glob matches `path` (its exclude too), as its scan would find it. */
+static int source_matches(const struct config_source *src, const char *path)
+{
+	return fnmatch(src->path, path, FNM_PATHNAME) == 0 && !excluded(src, path_base(path));
+}
+
+/* Whether the file of record *f of source sj, "reading", found at `path`, was moved while
+ * logmeter was stopped where sj will not look for it: at sj's first scan, recover() looks for it
+ * under its recorded path and, by inode, in that directory only (then marks it gone), and sj's
+ * glob does not match `path`. */
+static int moved_away(struct watch *w, size_t sj, const struct spool_file *f, const char *path)
+{
+	struct stat st;
+	char *dir, *found;
+
+	if (!first_scan(w, sj) || source_matches(&w->ctx.cfg->sources[sj], path) ||
+	    (stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+	     (uint64_t)st.st_ino == f->ino))
+		return 0;
+	if ((dir = path_dir(f->path)) == NULL)
+		return 0;
+	found = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+	free(dir);
+	free(found);
+	return found == NULL;
+}
+
 /* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
  * may read it. A file is read by one source only, or its lines would be billed once per source:
  * the one whose tail holds it (also while it drains it after a rename to a name only another
- * source's glob matches); else, unless si has a record that describes it (a spool written before
- * sources were kept apart: whichever of its sources opens it first keeps it), a source whose
- * record of it is still reading or, drained, still describes it. A file no source has read goes
+ * source's glob matches); else, unless si has a record that describes it and read as far as any
+ * other source's (a spool written before sources were kept apart: whichever of its sources opens
+ * it first keeps it, unless another read further), a source whose record of it, further on than
+ * si's, is still reading or, drained, still describes it. A file no source has read goes
  * to the first source in configuration order whose glob matches it: sources are scanned, and a
  * new name offered to them, in that order. A spool error counts as no record (opening the file
- * reports it). */
-static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st)
+ * reports it).
+ *
+ * Drained, released, and grown since (the writer went on after rotate_wait, or a live log was
+ * moved into another source's directory) by a source whose glob no longer matches it: that source
+ * will not read it again, so si reads on from where its record stopped (tail_open_handed): -1,
+ * with that offset in *from and the source in *released_by. The same for a record marked gone at
+ * start (moved while logmeter was stopped out of that source's directory) that still describes
+ * the file, grown or not. Else *from is -1. */
+static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st,
+                       int64_t *from, long *released_by)
 {
 	const struct config *cfg = w->ctx.cfg;
 	char e[512];
+	int64_t own = -1; /* the checkpoint of si's record that describes the file, or -1 */
 
+	*from = -1;
+	*released_by = -1;
 	if (cfg->n_sources < 2)
 		return -1;
 	for (size_t sj = 0; sj < cfg->n_sources; sj++)
 		if (sj != si && tail_find(w, sj, st->st_dev, st->st_ino) != NULL)
 			return (long)sj;
-	if (has_record(w, si, path, st))
-		return -1;
+	if (has_record_at(w, si, path, st, &own) == 0)
+		own = -1;
 	if (w->orec == NULL && (w->orec = malloc(sizeof(*w->orec))) == NULL)
 		return -1;
-	for (size_t sj = 0; sj < cfg->n_sources; sj++) {
+	for (size_t sj = 0; sj < cfg->n_sources && own < INT64_MAX; sj++) {
 		int fd, holds;
 
+		/* A record of si that read as far goes on (a spool that read the file under two
+		 * sources: the one that opens it first keeps it); one left behind, while another
+		 * source read on, is not resumed: its lines from there were billed by the other. */
 		if (sj == si ||
 		    spool_file_find(w->ctx.spool, cfg->sources[sj].name, (uint64_t)st->st_dev,
 		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
-		    w->orec->state == SPOOL_FILE_GONE)
+		    w->orec->offset <= own)
 			continue;
-		if (w->orec->state == SPOOL_FILE_READING)
+		if (w->orec->state == SPOOL_FILE_READING && !moved_away(w, sj, w->orec, path))
 			return (long)sj;
-		/* Drained, and the inode perhaps given to another file since. Looked at as si
-		 * would open it. */
+		/* Drained or gone (or moved away), and the inode perhaps given to another file
+		 * since. Looked at as si would open it. */
 		if ((fd = look_open(w, si, path)) < 0)
 			continue;
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);
-		if (holds == 1)
+		if (holds != 1)
+			continue;
+		if (w->orec->state != SPOOL_FILE_DRAINED) {
+			/* Not found by sj at start where it left it: moved, while logmeter was
+			 * stopped, into a directory only si's glob matches. Its lines up to the
+			 * checkpoint were billed under sj: si reads on from there, not from 0. */
+			if (st->st_size < w->orec->offset ||
+			    source_matches(&cfg->sources[sj], path))
+				continue;
+		} else if (st->st_size <= w->orec->offset ||
+		           source_matches(&cfg->sources[sj], path)) {
 			return (long)sj;
+		}
+		if (*from < w->orec->offset) {
+			*from = w->orec->offset;
+			*released_by = (long)sj;
+		}
 	}
 	return -1;
 }
@@ -1214,16 +1290,25 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	struct wtail *wt;
 	struct stat st;
 	int ferr = 0;
-	long owner;
+	long owner, released_by = -1;
+	int64_t from = -1;
 
 	*spool_failed = 0;
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (owner = file_owner(w, si, path, &st)) >= 0) {
+	    (owner = file_owner(w, si, path, &st, &from, &released_by)) >= 0) {
 		share_note(w, si, path, (size_t)owner);
 		return NULL;
 	}
 	make_room(w, NULL, 1);
-	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	if (from >= 0) {
+		log_info("%s: released by source %s at offset %jd, written to since: read on from "
+		         "there by source %s",
+		         path, w->ctx.cfg->sources[released_by].name, (intmax_t)from,
+		         w->ctx.cfg->sources[si].name);
+		t = tail_open_handed(&w->ctx, path, si, from, &ferr, e, sizeof(e));
+	} else {
+		t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	}
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
@@ -1493,6 +1578,19 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 	free(dir);
 }
 
+/* The tail of another source than f's that holds the file of record *f (file_owner handed it
+ * over), or NULL. */
+static const struct wtail *tail_holder(struct watch *w, const struct spool_file *f)
+{
+	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++) {
+		const struct wtail *wt = tail_find(w, sk, (dev_t)f->dev, (ino_t)f->ino);
+
+		if (wt != NULL && strcmp(w->ctx.cfg->sources[sk].name, f->source) != 0)
+			return wt;
+	}
+	return NULL;
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1513,6 +1611,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		struct spool_file *f = &l.v[k];
 		long si = config_source_find(w->ctx.cfg, f->source);
 		struct wtail *wt;
+		const struct wtail *holder;
 		struct stat st;
 		char *path = NULL, *dir;
 		int spool_failed;
@@ -1527,6 +1626,19 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		} else if ((dir = path_dir(f->path)) != NULL) {
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
+		}
+		if (path == NULL && (holder = tail_holder(w, f)) != NULL) {
+			/* Moved while stopped where another source's glob matches it, which read
+			 * on from this record's checkpoint (file_owner): nothing is lost. */
+			log_info("%s: moved while logmeter was stopped to %s, read on by source %s "
+			         "from offset %jd",
+			         f->path, tail_path(holder->t),
+			         w->ctx.cfg->sources[tail_source_index(holder->t)].name,
+			         (intmax_t)f->offset);
+			f->state = SPOOL_FILE_DRAINED;
+			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
+				log_warn("%s", e);
+			continue;
 		}
 		if (path == NULL) {
 			log_warn(

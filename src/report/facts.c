@@ -82,6 +82,61 @@ oom:
 	return -1;
 }
 
+static int cmp_identity(const void *a, const void *b)
+{
+	const struct facts_file *x = *(const struct facts_file *const *)a;
+	const struct facts_file *y = *(const struct facts_file *const *)b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+/* Marks the records left behind by their source (left_to, no lag): a spool that read one file
+ * under two sources (an older logmeter, or two configurations in turn) keeps the record of the
+ * one the agent no longer reads it under "reading", its checkpoint still, while the other reads
+ * on (watch.c file_owner); its lag would grow for ever, as if lines waited. The record of another
+ * source, of the same device and inode, not gone, further on and changed as late or later tells
+ * it. Sorted by identity: a spool may hold many thousands of records. Returns 0 or -1 (out of
+ * memory). */
+static int mark_left(struct facts *f)
+{
+	const struct facts_file **v;
+
+	if (f->n_files < 2)
+		return 0;
+	v = malloc(f->n_files * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	for (size_t i = 0; i < f->n_files; i++)
+		v[i] = &f->files[i];
+	qsort(v, f->n_files, sizeof(*v), cmp_identity);
+	for (size_t i = 0, j; i < f->n_files; i = j) {
+		for (j = i + 1; j < f->n_files && cmp_identity(&v[i], &v[j]) == 0; j++)
+			;
+		for (size_t a = i; a < j && j - i > 1; a++) {
+			struct facts_file *fa = &f->files[v[a] - f->files];
+
+			for (size_t b = i; b < j && fa->state != SPOOL_FILE_GONE; b++) {
+				const struct facts_file *fb = v[b];
+
+				if (fb->state != SPOOL_FILE_GONE &&
+				    strcmp(fb->source, fa->source) != 0 &&
+				    fb->offset > fa->offset && fb->updated >= fa->updated) {
+					snprintf(fa->left_to, sizeof(fa->left_to), "%s",
+					         fb->source);
+					fa->lag = 0;
+					break;
+				}
+			}
+		}
+	}
+	free(v);
+	return 0;
+}
+
 static int add_rule(const char *rule, enum event_state state, int64_t n, void *ud)
 {
 	struct gather *g = ud;
@@ -356,6 +411,10 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 			err_set(err, errlen, "%s", e);
 		goto fail;
 	}
+	if (mark_left(f) != 0) {
+		err_set(err, errlen, "out of memory listing files");
+		goto fail;
+	}
 	if (spool_windows_foreach(sp, 1, add_window, NULL, f, err, errlen) != 0)
 		goto fail;
 	if (space_status_read(cfg->agent.state_dir, &f->ingest, f->ingest_err,
@@ -478,7 +537,10 @@ static void print_tailing(FILE *out, const struct guard_status *g)
 			continue;
 		utc(g->counts.tailing_last[w], when, sizeof(when));
 		fprintf(out, "  %s: the last at %s: %s\n",
-		        guard_tailing_name((enum guard_tailing)w), when, g->tailing_path[w]);
+		        guard_tailing_name((enum guard_tailing)w), when,
+		        g->tailing_path[w][0] != '\0' ? g->tailing_path[w]
+		                                      : "(its path not kept: the agent's state "
+		                                        "region is full; its log names it)");
 	}
 }
 
@@ -513,6 +575,12 @@ static void print_guard(FILE *out, const struct facts *f)
 				        (long long)g->rules[i].hits[l]);
 		fprintf(out, "\n");
 	}
+	if (g->rules_cut > 0)
+		fprintf(out,
+		        "  %lld more rules hit a limit, not shown: the agent's state region has no "
+		        "room for them (their lines are in the total above; the agent's log names "
+		        "each rule)\n",
+		        (long long)g->rules_cut);
 }
 
 static void print_sender(FILE *out, const struct facts *f)
@@ -622,6 +690,11 @@ static void print_file(FILE *out, const struct facts_file *ff)
 	        spool_file_state_name(ff->state));
 	fprintf(out, "    offset %lld  size %lld  lag %lld bytes\n", (long long)ff->offset,
 	        (long long)ff->size, (long long)ff->lag);
+	if (ff->left_to[0] != '\0')
+		fprintf(out,
+		        "    left to source %s, which read the file further: its lines from this "
+		        "checkpoint on are read under that source only (docs/tailing.md)\n",
+		        ff->left_to);
 	fprintf(out,
 	        "    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
 	        "NUL bytes %lld  events %lld  checkpoint resets %lld  invalid UTF-8 %lld\n",

@@ -41,10 +41,15 @@ struct facts_file {
 	char uid[SPOOL_UID_MAX];
 	uint64_t dev, ino;
 	enum spool_file_state state;
-	int64_t offset;  /* checkpoint, bytes */
-	int64_t size;    /* bytes: the live size when the path still leads to the file, else the
-	                    size at the last commit */
-	int64_t lag;     /* size - offset when positive, else 0: bytes not read yet */
+	int64_t offset; /* checkpoint, bytes */
+	int64_t size;   /* bytes: the live size when the path still leads to the file, else the
+	                   size at the last commit */
+	int64_t lag;    /* size - offset when positive, else 0: bytes not read yet; 0 when
+	                   `left_to` is set */
+	/* The source of another record of the same file (device and inode) that read further and
+	 * changed since: this record was left behind (one file, one source: docs/tailing.md), its
+	 * lines from its checkpoint on are that source's. "" if none. */
+	char left_to[128];
 	int64_t updated; /* when the record last changed, seconds since the epoch */
 	struct spool_counters counters;
 };

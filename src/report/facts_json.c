@@ -165,13 +165,14 @@ static json_t *file_json(const struct facts_file *ff)
 	const struct spool_counters *c = &ff->counters;
 
 	return json_pack(
-	    "{s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, "
+	    "{s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
 	    "s:I, s:I, s:I, s:I}}",
 	    "path", text(ff->path), "recorded_path",
 	    ff->recorded != NULL ? text(ff->recorded) : json_null(), "source", ff->source,
 	    "identity", ff->uid, "dev", (json_int_t)ff->dev, "inode", (json_int_t)ff->ino, "state",
 	    spool_file_state_name(ff->state), "offset", (json_int_t)ff->offset, "size",
-	    (json_int_t)ff->size, "lag", (json_int_t)ff->lag, "counters", "lines",
+	    (json_int_t)ff->size, "lag", (json_int_t)ff->lag, "left_to",
+	    ff->left_to[0] != '\0' ? json_string(ff->left_to) : json_null(), "counters", "lines",
 	    (json_int_t)c->lines, "matched", (json_int_t)c->matched, "unmatched",
 	    (json_int_t)c->unmatched, "invalid", (json_int_t)c->invalid, "long_lines",
 	    (json_int_t)c->long_lines, "nul_bytes", (json_int_t)c->nul_bytes, "events",
@@ -204,14 +205,14 @@ static json_t *guard_json(const struct facts *f)
 		              time_or_null(g->counts.tailing_last[w]), "path",
 		              g->tailing_path[w][0] != '\0' ? text(g->tailing_path[w])
 		                                            : json_null()));
-	return json_pack("{s:I, s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o}", "refused_symlinks",
-	                 (json_int_t)g->counts.refused_links, "refused_protected",
-	                 (json_int_t)g->counts.refused_protected, "limit_lines",
-	                 (json_int_t)g->counts.limit_lines, "limit_last",
-	                 time_or_null(g->counts.limit_last), "limits_by_rule", rules, "gone_unread",
-	                 (json_int_t)g->counts.gone_unread, "gone_last",
-	                 time_or_null(g->counts.gone_last), "shared_files",
-	                 (json_int_t)g->counts.shared_files, "tailing", tailing);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:o, s:I, s:o}", "refused_symlinks",
+	    (json_int_t)g->counts.refused_links, "refused_protected",
+	    (json_int_t)g->counts.refused_protected, "limit_lines",
+	    (json_int_t)g->counts.limit_lines, "limit_last", time_or_null(g->counts.limit_last),
+	    "limits_by_rule", rules, "limits_rules_cut", (json_int_t)g->rules_cut, "gone_unread",
+	    (json_int_t)g->counts.gone_unread, "gone_last", time_or_null(g->counts.gone_last),
+	    "shared_files", (json_int_t)g->counts.shared_files, "tailing", tailing);
 }
 
 static json_t *windows_json(const struct facts *f)
