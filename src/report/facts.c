@@ -465,14 +465,16 @@ static void print_tailing(FILE *out, const struct guard_status *g)
 	static const char *const what[GUARD_TAILINGS] = {
 	    "copies of files last seen empty, read as their first lines",
 	    "files rotated while logmeter was stopped, read as new files",
-	    "files that end in a hole (sparse), not read past it"};
+	    "files that end in a hole (sparse), not read past it",
+	    "files beside a rotated one left unread (not rotations)"};
 	char when[32];
 
-	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
 	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
 	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
 	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
-	        what[GUARD_TAIL_SPARSE]);
+	        what[GUARD_TAIL_SPARSE], (long long)g->counts.tailing[GUARD_TAIL_NOT_ROTATION],
+	        what[GUARD_TAIL_NOT_ROTATION]);
 	for (int w = 0; w < GUARD_TAILINGS; w++) {
 		if (g->counts.tailing[w] == 0)
 			continue;
