@@ -25,22 +25,35 @@ pattern = ^(?<ip>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 2\d\d (?<bytes>\d+)
 customer = ip
 value = bytes
 CONF
-# Under /tmp the unit's PrivateTmp= hides it from the service: the warning says so.
-hint=
-case "$T" in /tmp/*) hint=" (the systemd unit hides /tmp from the service: ProtectHome=, PrivateTmp=; docs/systemd.md says how to allow it)" ;; esac
-missing="source gone: $T/missing/dir/app.log matches no file: its directory $T/missing/dir does not exist$hint"
-empty="source apache: $T/logs/*.log matches no file: its directory $T/logs has no file it matches$hint"
+# Not started by systemd (no INVOCATION_ID): no remark about the unit, whatever the directory.
+unset INVOCATION_ID
+missing="source gone: $T/missing/dir/app.log matches no file: its directory $T/missing/dir does not exist"
+empty="source apache: $T/logs/*.log matches no file: its directory $T/logs has no file it matches"
+
+# As the service (systemd sets INVOCATION_ID), under /tmp: a missing directory may be hidden by
+# the unit's PrivateTmp=, and the warning says so; a directory it reads is merely empty, and the
+# warning does not blame the unit.
+case "$T" in /tmp/*)
+	note "check as a systemd service"
+	INVOCATION_ID=0123456789abcdef0123456789abcdef "$LOGMETER" check -c "$CONF" >"$T/check_unit.out" 2>"$T/check_unit.err" ||
+		fail "check exited $?: $(cat "$T/check_unit.err")"
+	grep -qF "warning: $missing (the systemd unit may hide /tmp from the service: ProtectHome=, PrivateTmp=; docs/systemd.md says how to allow it)" "$T/check_unit.err" ||
+		fail "check as a service, a missing directory: $(cat "$T/check_unit.err")"
+	grep -qxF "warning: $empty" "$T/check_unit.err" ||
+		fail "check as a service, an empty directory: $(cat "$T/check_unit.err")"
+	;;
+esac
 
 note "check"
 "$LOGMETER" check -c "$CONF" >"$T/check.out" 2>"$T/check.err" || fail "check exited $?: $(cat "$T/check.err")"
-grep -qF "warning: $missing" "$T/check.err" || fail "check warned: $(cat "$T/check.err")"
-grep -qF "warning: $empty" "$T/check.err" || fail "check warned: $(cat "$T/check.err")"
+grep -qxF "warning: $missing" "$T/check.err" || fail "check warned: $(cat "$T/check.err")"
+grep -qxF "warning: $empty" "$T/check.err" || fail "check warned: $(cat "$T/check.err")"
 
 note "run"
 agent_start "$CONF"
 wait_until 30 grep -qF "warning: $missing; nothing is read from it until a file appears" "$T/agent.log" ||
 	fail "no warning from run: $(cat "$T/agent.log")"
-wait_until 30 grep -qF "warning: $empty" "$T/agent.log" || fail "no warning from run: $(cat "$T/agent.log")"
+wait_until 30 grep -qF "warning: $empty; nothing is read from it until a file appears" "$T/agent.log" || fail "no warning from run: $(cat "$T/agent.log")"
 
 note "status"
 "$LOGMETER" status -c "$CONF" >"$T/status.out" 2>&1 || true

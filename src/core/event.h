@@ -29,8 +29,13 @@
 /* Further ahead than this no clock step explains: a wrong timestamp, not held (seconds). */
 #define EVENT_HOLD_MAX_S 86400
 /* An aggregation window starting this close to Stripe's 35 days is not opened for a late line:
- * the line is billed on its own (store/window.c; seconds). */
-#define EVENT_WINDOW_AGE_MARGIN_S 3600
+ * the line is billed on its own (store/window.c; seconds). Ingest judges by this host's clock;
+ * the sender by Stripe's, which may be ahead (v2 measures it), less an hour with v2 (the stream
+ * checks timestamps later). A window whose start a Stripe clock ahead puts within that hour would
+ * be one dead letter holding lines each billable on its own: so the margin covers a Stripe clock
+ * up to EVENT_HOLD_MAX_S ahead (further than a day no clock step explains) plus that hour. The
+ * cost: late lines of the last 25 hours of the 35 days are billed one event each. */
+#define EVENT_WINDOW_AGE_MARGIN_S (EVENT_HOLD_MAX_S + 3600)
 
 /* Where a timestamp stands against Stripe's window at wall-clock time `now`: what the sender
  * does with it (docs/stripe-contract.md, section 13). */

@@ -284,7 +284,7 @@ void guard_gone_unread(struct guard *g)
 const char *guard_tailing_name(enum guard_tailing what)
 {
 	static const char *const names[GUARD_TAILINGS] = {"empty_copies", "rotated_stopped",
-	                                                  "sparse_holes"};
+	                                                  "sparse_holes", "not_rotations"};
 
 	return (int)what >= 0 && what < GUARD_TAILINGS ? names[what] : "?";
 }

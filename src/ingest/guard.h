@@ -78,11 +78,15 @@ enum guard_tailing {
 	GUARD_TAIL_ROTATED_STOPPED,
 	/* A file whose end is a hole (sparse), not read until data follows it. */
 	GUARD_TAIL_SPARSE,
+	/* A file beside one rotated while logmeter was stopped, named after it but not taken for
+	 * a rotation never read (its name is none logrotate gives, or it holds a piece of the
+	 * rotated file): left unread. */
+	GUARD_TAIL_NOT_ROTATION,
 	GUARD_TAILINGS
 };
 
 /* The name of a tailing warning in the state file and in `status --json`: "empty_copies",
- * "rotated_stopped", "sparse_holes". Static storage. */
+ * "rotated_stopped", "sparse_holes", "not_rotations". Static storage. */
 const char *guard_tailing_name(enum guard_tailing what);
 
 /* The longest path the state file keeps for a tailing warning (escaped, log_escape), NUL

@@ -192,6 +192,7 @@ struct watch {
 	size_t n_tokens, cap_tokens;
 	unsigned long copies_taken;   /* files taken for copies since start, for the log */
 	unsigned long unread_rotated; /* files unread_rotations found, for the log */
+	unsigned long not_rotations;  /* files it left unread, for the log */
 	struct spool_file *rec;       /* has_record's: a record holds a 4 KiB path */
 	struct spool_file *orec;      /* file_owner's */
 	struct htab dir_wd, dir_id;   /* struct wdir */
@@ -1521,13 +1522,119 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* The record *f was found renamed at start (rotated while logmeter was stopped): files beside it
- * named after its old name with a suffix (app.log.1 beside app.log.2), that the glob does not
- * match, changed since the record's last update, without a record of the source and whose content
- * no record describes, were rotated from that name too and never read: a second rotation while
- * logmeter was stopped renamed the file that came after it. Each is read to its end as a rotated
- * file, with a warning. */
-static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f)
+/* Whether `suffix` (what follows the log's name) is one logrotate gives a rotated file: digits
+ * with '.', '-' or '_' before them and between them (".1", "-20250101", ".2025-01-01",
+ * "_2025010112"), no letters (".gz", ".tail", ".sorted": compressed, or made by hand). */
+static int rotation_suffix(const char *suffix)
+{
+	int digits = 0;
+
+	if (*suffix != '.' && *suffix != '-' && *suffix != '_')
+		return 0;
+	for (const char *c = suffix; *c != '\0'; c++) {
+		if (*c >= '0' && *c <= '9')
+			digits = 1;
+		else if (*c != '.' && *c != '-' && *c != '_')
+			return 0;
+	}
+	return digits;
+}
+
+/* The longest line start looked for by lines_found. */
+#define WATCH_PIECE_LINE 4096
+
+/* Whether the file `fd` holds, each at the start of one of its lines, the `n` (1 or 2) lines
+ * `line[i]` (`len[i]` bytes, the newline included if the line had one within WATCH_PIECE_LINE
+ * bytes). Reads the whole file once in 64 KiB steps, keeping the end of each step for a line cut
+ * across two. Returns 1 if all were found, 0 if not, or if the file cannot be read. */
+static int lines_found(int fd, char *const line[2], const size_t len[2], int n)
+{
+	enum { STEP = 65536 };
+	char *buf = malloc(STEP + WATCH_PIECE_LINE + 1);
+	size_t have = 0, keep = 0;
+	int found[2] = {n < 1, n < 2};
+	char before = '\n'; /* the byte before buf[0]: the file's start is a line's start */
+	off_t at = 0;
+
+	for (int i = 0; i < n; i++)
+		if (len[i] > keep)
+			keep = len[i];
+	while (buf != NULL && !(found[0] && found[1])) {
+		ssize_t r = pread(fd, buf + have, STEP, at);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		at += r;
+		have += (size_t)r;
+		for (int i = 0; i < n; i++) {
+			const char *h = buf;
+
+			while (!found[i] &&
+			       (h = memmem(h, have - (size_t)(h - buf), line[i], len[i])) != NULL) {
+				found[i] = (h == buf ? before : h[-1]) == '\n';
+				h++;
+			}
+		}
+		/* The last keep - 1 bytes may begin a line cut by the next step. */
+		if (have > keep - 1) {
+			size_t drop = have - (keep - 1);
+
+			before = buf[drop - 1];
+			memmove(buf, buf + drop, keep - 1);
+			have = keep - 1;
+		}
+	}
+	free(buf);
+	return found[0] && found[1];
+}
+
+/* Whether the file at `piece` (not read, no record) holds a piece of the file `fd` (read, or read
+ * to its end now): its first line, and its second if it has one, are whole lines of `fd`. A file
+ * made of lines of a log (`tail`, `grep`, `sort` of it) is so; a rotation never read is not, but
+ * for a first line every file starts with (a banner) followed by one the read file also has. The
+ * first WATCH_PIECE_LINE bytes of a longer line stand for it. Returns 1 or 0 (0 if `piece`
+ * cannot be read). */
+static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
+{
+	char *line[2] = {NULL, NULL}, *head = malloc(2 * WATCH_PIECE_LINE);
+	size_t len[2] = {0, 0};
+	ssize_t r = -1;
+	int n = 0, pfd = look_open(w, si, piece), is_piece = 0;
+
+	if (head != NULL && pfd >= 0) {
+		do
+			r = pread(pfd, head, 2 * WATCH_PIECE_LINE, 0);
+		while (r < 0 && errno == EINTR);
+	}
+	if (pfd >= 0)
+		close(pfd);
+	for (size_t at = 0; r > 0 && n < 2 && at < (size_t)r;) {
+		char *nl = memchr(head + at, '\n', (size_t)r - at);
+		size_t end = nl != NULL ? (size_t)(nl - head) + 1 : (size_t)r;
+
+		line[n] = head + at;
+		len[n++] = end - at > WATCH_PIECE_LINE ? WATCH_PIECE_LINE : end - at;
+		at = end;
+	}
+	if (n > 0)
+		is_piece = lines_found(fd, line, len, n);
+	free(head);
+	return is_piece;
+}
+
+/* The record *f was found renamed at start (rotated while logmeter was stopped), now at `now`:
+ * files beside it named after its old name with a suffix logrotate gives (app.log.1 beside
+ * app.log.2, app.log-20250101), that the glob does not match, changed since the record's last
+ * update, without a record of the source and whose content no record describes, were rotated
+ * from that name too and never read: a second rotation while logmeter was stopped renamed the
+ * file that came after it. Each is read to its end as a rotated file, with a warning. A file
+ * named otherwise (app.log.tail), or holding a piece of the renamed file (its first lines are
+ * lines of it: `tail` or `sort` output), was made by hand of lines already billed: it is left
+ * unread, with a warning, and counted. */
+static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f,
+                             const char *now)
 {
 	const struct config_source *src = &w->ctx.cfg->sources[si];
 	const char *base = path_base(f->path);
@@ -1536,11 +1643,13 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 	struct spool_file *rec = malloc(sizeof(*rec));
 	struct dirent *de;
 	DIR *d = dir != NULL ? opendir(dir) : NULL;
+	int nfd = -2; /* the renamed file, opened for the first candidate */
 
 	while (d != NULL && rec != NULL && (de = readdir(d)) != NULL) {
 		char *path;
 		struct stat st;
 		int fd, known = 1, spool_failed;
+		const char *why = NULL;
 		struct wtail *wt;
 
 		if (strncmp(de->d_name, base, blen) != 0 || de->d_name[blen] == '\0' ||
@@ -1555,8 +1664,26 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
 			                      e, sizeof(e)) != TAIL_MATCH_NONE;
 			close(fd);
+			if (!known && !rotation_suffix(de->d_name + blen))
+				why = "its name is not one logrotate gives a rotated file";
+			if (!known && why == NULL) {
+				if (nfd == -2)
+					nfd = look_open(w, si, now);
+				if (nfd >= 0 && piece_of(w, si, path, nfd))
+					why =
+					    "its first lines are lines of that file: a piece of it "
+					    "(tail, grep or sort output), not a rotation";
+			}
 		}
-		if (!known) {
+		if (why != NULL) {
+			w->not_rotations++;
+			log_warn(
+			    "%s: beside %s, rotated while logmeter was stopped, but not read: %s "
+			    "(%lu such files since start); if it is a rotation never read, "
+			    "`logmeter backfill` reads it",
+			    path, now, why, w->not_rotations);
+			guard_tailing(w->ctx.guard, GUARD_TAIL_NOT_ROTATION, path);
+		} else if (!known) {
 			w->unread_rotated++;
 			log_warn(
 			    "%s: rotated from %s while logmeter was stopped, and never read (no "
@@ -1572,6 +1699,8 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 		}
 		free(path);
 	}
+	if (nfd >= 0)
+		close(nfd);
 	if (d != NULL)
 		closedir(d);
 	free(rec);
@@ -1656,11 +1785,19 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (spool_failed)
 			rc = -1;
 		if (wt != NULL) {
-			log_info("%s: rotated while logmeter was stopped: read to its end", path);
+			/* Under its recorded name: rotated before, read to its end by an earlier
+			 * run that stopped before releasing it, not rotated since. */
+			if (strcmp(path, f->path) != 0)
+				log_info("%s: rotated while logmeter was stopped: read to its end",
+				         path);
+			else
+				log_info(
+				    "%s: rotated earlier and not released yet: read to its end",
+				    path);
 			wt->orphan = 1;
 			wt->orphan_size = -1;
 			if (strcmp(path, f->path) != 0)
-				unread_rotations(w, (size_t)si, f);
+				unread_rotations(w, (size_t)si, f, path);
 		}
 		free(path);
 	}

@@ -339,6 +339,25 @@ static void health_losses(struct facts *f)
 		        "(the agent's log and `logmeter check` name each file and its sources); "
 		        "put the rules under one source (docs/tailing.md)",
 		        (long long)c->shared_files);
+	/* Usage lost for good, which only a person can bill: said until `--since` passes it. */
+	if (f->recover_loss_windows > 0 && (!f->since_set || f->recover_loss_when >= f->since)) {
+		utc(f->recover_loss_when, when, sizeof(when));
+		char more[160] = "";
+
+		if (f->recover_loss_unknown > 0)
+			snprintf(more, sizeof(more),
+			         "; %lld more lost windows left no line and no meter event (most "
+			         "likely billed, maybe lost)",
+			         (long long)f->recover_loss_unknown);
+		problem(
+		    f,
+		    "`spool recover` at %s lost the usage of %lld aggregation windows (at least "
+		    "%lld lines), never billed%s: its output and log name their customers and "
+		    "lines, to bill by hand (docs/spool.md); `status --since` a later time "
+		    "leaves this out",
+		    when, (long long)f->recover_loss_windows, (long long)f->recover_loss_lines,
+		    more);
+	}
 	if (f->guard.found && c->gone_unread > 0 && (!f->since_set || c->gone_last >= f->since)) {
 		utc(c->gone_last, when, sizeof(when));
 		problem(
@@ -397,7 +416,9 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (spool_counts(sp, &f->counts, err, errlen) != 0 ||
 	    spool_last_error(sp, f->last_error, sizeof(f->last_error), err, errlen) != 0 ||
 	    spool_oldest_pending(sp, &f->oldest_pending, err, errlen) != 0 ||
-	    (f->since_set && spool_dead_since(sp, f->since, &f->dead_since, err, errlen) != 0))
+	    (f->since_set && spool_dead_since(sp, f->since, &f->dead_since, err, errlen) != 0) ||
+	    spool_recover_loss(sp, &f->recover_loss_when, &f->recover_loss_windows,
+	                       &f->recover_loss_lines, &f->recover_loss_unknown, err, errlen) != 0)
 		goto fail;
 	/* Read-only: show the stored instance without changing it. */
 	if (spool_instance(sp, NULL, f->instance, sizeof(f->instance), e, sizeof(e)) != 0)
@@ -524,14 +545,16 @@ static void print_tailing(FILE *out, const struct guard_status *g)
 	static const char *const what[GUARD_TAILINGS] = {
 	    "copies of files last seen empty, read as their first lines",
 	    "files rotated while logmeter was stopped, read as new files",
-	    "files that end in a hole (sparse), not read past it"};
+	    "files that end in a hole (sparse), not read past it",
+	    "files beside a rotated one left unread (not rotations)"};
 	char when[32];
 
-	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
 	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
 	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
 	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
-	        what[GUARD_TAIL_SPARSE]);
+	        what[GUARD_TAIL_SPARSE], (long long)g->counts.tailing[GUARD_TAIL_NOT_ROTATION],
+	        what[GUARD_TAIL_NOT_ROTATION]);
 	for (int w = 0; w < GUARD_TAILINGS; w++) {
 		if (g->counts.tailing[w] == 0)
 			continue;

@@ -78,6 +78,10 @@ struct facts {
 	char last_error[EVENT_ERROR_MAX];
 	int64_t since;      /* the caller's time for dead letters (s since the epoch); 0: none */
 	int64_t dead_since; /* dead letters since then */
+	/* What `spool recover` lost for good (spool_recover_loss): when the last recovery that lost
+	 * the usage of aggregation windows ran (0: none), how many windows, how many lines found,
+	 * how many lost windows left no trace of their usage. */
+	int64_t recover_loss_when, recover_loss_windows, recover_loss_lines, recover_loss_unknown;
 
 	struct space_status ingest; /* found = 0: no state file */
 	char ingest_err[256];       /* why the state file could not be read; "" */

@@ -3,6 +3,7 @@
 
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -349,4 +350,26 @@ out:
 	spool_st_end(st);
 	spool_view_free(&v);
 	return ret;
+}
+
+int spool_recover_loss(struct spool *sp, int64_t *when, int64_t *windows, int64_t *lines,
+                       int64_t *unknown, char *err, size_t errlen)
+{
+	char v[128] = "";
+	long long w = 0, n = 0, l = 0, u = 0;
+	int found;
+
+	*when = *windows = *lines = *unknown = 0;
+	found = spool_meta_get(sp, SPOOL_RECOVER_LOSS_KEY, v, sizeof(v), err, errlen);
+	if (found < 0)
+		return -1;
+	/* Written by spool recover alone; anything else in it is no loss recorded. */
+	if (found > 0 && sscanf(v, "%lld %lld %lld %lld", &w, &n, &l, &u) == 4 && w > 0 && n > 0 &&
+	    l >= 0 && u >= 0) {
+		*when = (int64_t)w;
+		*windows = (int64_t)n;
+		*lines = (int64_t)l;
+		*unknown = (int64_t)u;
+	}
+	return 0;
 }

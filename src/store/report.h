@@ -26,6 +26,14 @@ int spool_oldest_pending(struct spool *sp, int64_t *out, char *err, size_t errle
  * `updated` time, as `replay --dead --since` selects them) into *out. Returns 0 or -1. */
 int spool_dead_since(struct spool *sp, int64_t since, int64_t *out, char *err, size_t errlen);
 
+/* What `spool recover` lost for good, as it left it in the spool for `status`: when the last
+ * recovery that lost the usage of aggregation windows ran (seconds since the epoch; 0: none
+ * did), how many such windows, how many of their lines were found (a lower bound), and how many
+ * lost windows left no line and no meter event (most likely billed, maybe lost), summed over such
+ * recoveries. Returns 0 or -1. */
+int spool_recover_loss(struct spool *sp, int64_t *when, int64_t *windows, int64_t *lines,
+                       int64_t *unknown, char *err, size_t errlen);
+
 /* How many events of the file record `file_id` the spool holds (any state) into *out: by the
  * UNIQUE (file_id, line_offset, rule) index. Returns 0 or -1. */
 int spool_file_events(struct spool *sp, int64_t file_id, int64_t *out, char *err, size_t errlen);

@@ -361,6 +361,12 @@ int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
 #define SPOOL_INSTANCE_KEY "instance"
 /* The meta key of the spool's random id (marker.c), part of window identifiers (window.c). */
 #define SPOOL_ID_KEY "spool_id"
+/* meta: what `spool recover` found lost for good (the usage of aggregation windows whose rows
+ * could not be read), kept for `status`: "WHEN WINDOWS LINES UNKNOWN", WHEN the last recovery
+ * that lost any (seconds since the epoch), WINDOWS (not known to be closed, with lines), LINES
+ * (those found, a lower bound) and UNKNOWN (lost windows that left no line and no meter event)
+ * summed over such recoveries. */
+#define SPOOL_RECOVER_LOSS_KEY "recover_loss"
 
 /* ---- aggregation windows (window.c) ---- */
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "store/spool.h"
+#include "store/report.h"
 #include "store/spool_int.h"
 #include "util/log.h"
 
@@ -1162,6 +1163,25 @@ static int placeholders(sqlite3 *db, int64_t now, struct spool_recover_stats *st
 	return 0;
 }
 
+/* Keeps in the new spool's meta (SPOOL_RECOVER_LOSS_KEY) that this recovery lost the usage of
+ * windows, added to what an earlier one lost, so that `status` says so after recover's output is
+ * gone. Returns 0 or -1. */
+static int record_loss(struct spool *sp, int64_t now, const struct spool_recover_stats *st,
+                       char *err, size_t errlen)
+{
+	char v[128];
+	int64_t when = 0, windows = 0, lines = 0, unknown = 0;
+
+	if (st->windows_lost_open == 0)
+		return 0;
+	if (spool_recover_loss(sp, &when, &windows, &lines, &unknown, err, errlen) < 0)
+		return -1;
+	snprintf(v, sizeof(v), "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64, now,
+	         windows + st->windows_lost_open, lines + st->window_lines_lost,
+	         unknown + st->windows_lost_unknown);
+	return spool_meta_put(sp, SPOOL_RECOVER_LOSS_KEY, v, err, errlen);
+}
+
 /* Appends `text` to st->windows_lost_detail (cut at its end). */
 static void detail_add(struct spool_recover_stats *st, const char *text)
 {
@@ -1484,7 +1504,8 @@ static int build_new(const char *old_db, const char *tmpdir, struct spool_recove
 	/* The rest through the spool's own code, as the agent will read it. */
 	sp = spool_open(tmpdir, SPOOL_READ_WRITE, err, errlen);
 	if (sp == NULL || spool_exec(sp, "PRAGMA synchronous=OFF", "recovering", err, errlen) < 0 ||
-	    finish(sp, now, st, err, errlen) < 0 || spool_counts(sp, &counts, err, errlen) < 0)
+	    finish(sp, now, st, err, errlen) < 0 || record_loss(sp, now, st, err, errlen) < 0 ||
+	    spool_counts(sp, &counts, err, errlen) < 0)
 		goto out;
 	st->events[EVENT_PENDING] = counts.pending;
 	st->events[EVENT_DELIVERED] = counts.delivered;
@@ -1534,13 +1555,18 @@ const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st
 	                 "not be read)",
 	                 st->windows_lost);
 
+	/* A lost window's row held its count of lines, and a line of it on a page that cannot be
+	 * read left no trace: the lines found, and the byte offsets they span, are a lower bound,
+	 * not the whole, whatever recover could read. */
 	if (n >= 0 && (size_t)n < outlen && st->windows_lost_open > 0)
-		n +=
-		    snprintf(out + n, outlen - (size_t)n,
-		             ": %" PRId64 " of them not known to be closed, and the usage of their "
-		             "%" PRId64 " lines is lost, never billed (their files' checkpoints "
-		             "are past them): %s",
-		             st->windows_lost_open, st->window_lines_lost, st->windows_lost_detail);
+		n += snprintf(
+		    out + n, outlen - (size_t)n,
+		    ": %" PRId64 " of them not known to be closed, and the usage of their "
+		    "%" PRId64 " lines is lost at least (the lines found: a lost window's "
+		    "row held its count of lines, and lines of it on damaged pages left no "
+		    "trace, also outside the byte offsets below), never billed (their "
+		    "files' checkpoints are past them): %s",
+		    st->windows_lost_open, st->window_lines_lost, st->windows_lost_detail);
 	if (n >= 0 && (size_t)n < outlen && st->windows_lost_unknown > 0)
 		n += snprintf(
 		    out + n, outlen - (size_t)n,

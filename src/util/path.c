@@ -162,7 +162,7 @@ void path_glob_nomatch(const char *source, const char *pattern, char *out, size_
 	struct stat st;
 	DIR *d;
 	size_t n;
-	int len;
+	int len, seen = 0;
 
 	/* The directory that must exist for anything to match: up to the last '/' before the
 	 * first wildcard (or before the base name, without one). */
@@ -191,15 +191,22 @@ void path_glob_nomatch(const char *source, const char *pattern, char *out, size_
 	else {
 		closedir(d);
 		len = snprintf(out, outlen, "its directory %s has no file it matches", dir);
+		seen = 1;
 	}
 	if (len < 0 || (size_t)len >= outlen)
 		return;
 	out += len;
 	outlen -= (size_t)len;
+	/* The unit hides a directory (a private /tmp, an empty or refused /home), it does not empty
+	 * one this process reads: a directory seen is merely empty. And only a process the service
+	 * manager started sees what the unit hides (systemd sets INVOCATION_ID for it): `check` or
+	 * `status` in an admin's shell see what the shell sees. */
+	if (seen || getenv("INVOCATION_ID") == NULL)
+		return;
 	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
 		if (below(pattern, hidden[i])) {
 			snprintf(out, outlen,
-			         " (the systemd unit hides %s from the service: ProtectHome=, "
+			         " (the systemd unit may hide %s from the service: ProtectHome=, "
 			         "PrivateTmp=; docs/systemd.md says how to allow it)",
 			         hidden[i]);
 			break;

@@ -35,9 +35,11 @@ int path_mkdirs(const char *dir, char *err, size_t errlen);
 /* Why the glob `pattern` of source `source` matches no file, as one warning into `out` (`outlen`
  * bytes): "source S: PATTERN matches no file: its directory D does not exist" (or "cannot be read
  * by uid N: ...", or "has no file it matches"), D being the part of the pattern before its first
- * component with a wildcard. Under /home, /root, /run/user, /tmp and /var/tmp it adds that the
- * systemd unit hides those from the service (ProtectHome=, PrivateTmp=: docs/systemd.md), where
- * an admin's shell still sees the files. Shared by `check`, `run` and `status`. */
+ * component with a wildcard. Under /home, /root, /run/user, /tmp and /var/tmp, when D cannot be
+ * seen (missing or unreadable) by a process systemd started (INVOCATION_ID in the environment), it
+ * adds that the systemd unit may hide those from the service (ProtectHome=, PrivateTmp=:
+ * docs/systemd.md), where an admin's shell still sees the files. Shared by `check`, `run` and
+ * `status`. */
 void path_glob_nomatch(const char *source, const char *pattern, char *out, size_t outlen);
 
 #endif

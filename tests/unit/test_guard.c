@@ -318,6 +318,7 @@ static void test_tailing_status(void **state)
 	assert_int_equal(strlen(st.tailing_path[GUARD_TAIL_EMPTY_COPY]), GUARD_TAIL_PATH - 1);
 	assert_int_equal(st.counts.tailing[GUARD_TAIL_SPARSE], 2);
 	assert_string_equal(guard_tailing_name(GUARD_TAIL_SPARSE), "sparse_holes");
+	assert_string_equal(guard_tailing_name(GUARD_TAIL_NOT_ROTATION), "not_rotations");
 	guard_free(gd);
 }
 
