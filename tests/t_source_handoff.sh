@@ -19,32 +19,6 @@ written=0
 : >"$T/expected_ids"
 : >"$T/expected_rids"
 
-# expect_split FILE AT SRC1 SRC2: the identifiers and rids of FILE's rid lines before byte AT
-# under SRC1's record of the file, from AT on under SRC2's (tests/identifiers.py, the offsets
-# found by python apart from the agent).
-expect_split() {
-	local u1 u2
-	u1=$(uid_of "$conf" "$3" "$1")
-	u2=$(uid_of "$conf" "$4" "$1")
-	[ -n "$u1" ] || fail "no record of $1 for source $3"
-	[ -n "$u2" ] || fail "no record of $1 for source $4"
-	"$PYTHON3" - "$1" "$2" >"$T/split" <<'PY' || fail "expect_split failed"
-import re, sys
-data, at = open(sys.argv[1], "rb").read(), int(sys.argv[2])
-pos = 0
-for line in data.split(b"\n")[:-1]:
-    m = re.search(rb" rid=([0-9]+)$", line)
-    if m:
-        print("%d\t%d\t%d" % (pos >= at, pos, int(m.group(1))))
-    pos += len(line) + 1
-PY
-	awk -F'\t' '$1 == 0 { print $2 }' "$T/split" |
-		"$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$3" "$u1" "rid_$3" >>"$T/expected_ids"
-	awk -F'\t' '$1 == 1 { print $2 }' "$T/split" |
-		"$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$4" "$u2" "rid_$4" >>"$T/expected_ids"
-	cut -f3 "$T/split" >>"$T/expected_rids"
-}
-
 mkdir -p "$T/logs" "$T/a" "$T/b"
 write_config "$T/logmeter.conf"
 conf=$T/logmeter.conf

@@ -771,6 +771,13 @@ static int identify_part(struct backfill *b, const struct content *c, const stru
 		return probe_part(b, c, source_index, path, where, &r->parts[i], refused, err,
 		                  errlen);
 	}
+	/* Read past this record's checkpoint by another source (the file was handed over to it:
+	 * watch.c file_owner): the lines from there on were billed under that source, and
+	 * reading them here would bill them again under new identifiers. */
+	if (m == TAIL_MATCH_BEYOND && strcmp(rec->source, source) == 0 &&
+	    tail_identify_further(&b->ctx, c->fd, p->start, p->end, source, rec->offset, b->overlay,
+	                          b->n_overlay, rec, err, errlen) < 0)
+		return -1;
 	*refused = 1;
 	if (strcmp(rec->source, source) != 0) {
 		err_set(

@@ -1506,6 +1506,9 @@ struct identify {
 	int fd;
 	int64_t start, end;
 	const char *source; /* NULL: every source */
+	/* tail_identify_further: records of other sources than this one only, read past `past` */
+	const char *other_than;
+	int64_t past;
 	const struct spool_file *extra;
 	size_t n_extra;
 	unsigned char head[SPOOL_FP_MAX];
@@ -1574,11 +1577,22 @@ static void consider(struct identify *id, const struct spool_file *f)
 {
 	int m;
 
-	if (id->failed || (id->source != NULL && strcmp(f->source, id->source) != 0))
+	if (id->failed || (id->source != NULL && strcmp(f->source, id->source) != 0) ||
+	    (id->other_than != NULL &&
+	     (strcmp(f->source, id->other_than) == 0 || f->offset <= id->past)))
 		return;
 	m = match_one(id, f);
 	if (m < 0) {
 		id->failed = errno != 0 ? errno : EIO;
+		return;
+	}
+	if (id->other_than != NULL) {
+		/* Any record that describes the content up to its checkpoint: the furthest. */
+		if (m >= TAIL_MATCH_WITHIN &&
+		    (id->match == TAIL_MATCH_NONE || f->offset > id->best->offset)) {
+			*id->best = *f;
+			id->match = (enum tail_match)m;
+		}
 		return;
 	}
 	/* The record that covers most of the content; of equals, the one read furthest. */
@@ -1600,9 +1614,11 @@ static int identify_one(const struct spool_file *f, void *ud)
 	return id->failed ? -1 : 0;
 }
 
-int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
-                  const char *source, const struct spool_file *extra, size_t n_extra,
-                  struct spool_file *out, char *err, size_t errlen)
+/* tail_identify, or with `other_than` tail_identify_further. */
+static int identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                    const char *source, const char *other_than, int64_t past,
+                    const struct spool_file *extra, size_t n_extra, struct spool_file *out,
+                    char *err, size_t errlen)
 {
 	struct identify *id = NULL;
 	ssize_t n;
@@ -1626,6 +1642,8 @@ int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end
 	id->start = start;
 	id->end = end;
 	id->source = source;
+	id->other_than = other_than;
+	id->past = past;
 	id->extra = extra;
 	id->n_extra = n_extra;
 	id->best = out;
@@ -1654,6 +1672,27 @@ out:
 	}
 	free(id);
 	return rc;
+}
+
+int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                  const char *source, const struct spool_file *extra, size_t n_extra,
+                  struct spool_file *out, char *err, size_t errlen)
+{
+	return identify(ctx, fd, start, end, source, NULL, 0, extra, n_extra, out, err, errlen);
+}
+
+int tail_identify_further(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                          const char *source, int64_t offset, const struct spool_file *extra,
+                          size_t n_extra, struct spool_file *out, char *err, size_t errlen)
+{
+	int m;
+
+	if (source == NULL) {
+		err_set(err, errlen, "tail_identify_further: invalid arguments");
+		return -1;
+	}
+	m = identify(ctx, fd, start, end, NULL, source, offset, extra, n_extra, out, err, errlen);
+	return m < 0 ? -1 : m != TAIL_MATCH_NONE;
 }
 
 struct tail_head {

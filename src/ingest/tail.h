@@ -115,6 +115,18 @@ int tail_identify(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end
                   const char *source, const struct spool_file *extra, size_t n_extra,
                   struct spool_file *out, char *err, size_t errlen);
 
+/* Of the records of the sources other than `source` (those the configuration no longer has too)
+ * and of the `n_extra` records `extra` (as for tail_identify), the one read furthest past
+ * `offset` that the content from `start` to `end` of `fd` holds up to its checkpoint
+ * (TAIL_MATCH_WITHIN or TAIL_MATCH_BEYOND): a file that `source` read up to `offset` and that
+ * another source read on from there (a hand-over, watch.c file_owner, or a spool that read it
+ * under two sources). The lines up to that record's checkpoint were billed under its source, so
+ * reading them as `source` would bill them again. Copies it into *out. Returns 1, 0 if there is
+ * none (*out untouched), or -1 on a read or spool error (`err`). */
+int tail_identify_further(const struct tail_ctx *ctx, int fd, int64_t start, int64_t end,
+                          const char *source, int64_t offset, const struct spool_file *extra,
+                          size_t n_extra, struct spool_file *out, char *err, size_t errlen);
+
 /* The fingerprinted heads of every record of the spool (any source, any state) and of `extra`
  * records (as for tail_identify; ctx->spool may be NULL), kept compact (about 50 bytes a record):
  * whether a file read before starts at some offset of a content is then one hash per distinct head
