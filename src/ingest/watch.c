@@ -1592,25 +1592,41 @@ static int lines_found(int fd, char *const line[2], const size_t len[2], int n)
 
 /* Whether the file at `piece` (not read, no record) holds a piece of the file `fd` (read, or read
  * to its end now): its first line, and its second if it has one, are whole lines of `fd`. A file
- * made of lines of a log (`tail`, `grep`, `sort` of it) is so; a rotation never read is not, but
- * for a first line every file starts with (a banner) followed by one the read file also has. The
+ * made of lines of a log (`tail`, `grep`, `sort` of it) is so; a rotation never read is not. The
+ * lines it starts with that `fd` starts with too, in the same order, are left out first: a header
+ * every file of the log starts with (a banner, or W3C's `#Version` and `#Fields` lines), which a
+ * rotation never read holds as well and which told it for a piece. A piece cut from the middle or
+ * the end of `fd` does not start with them, and the lines after them tell for one that does. The
  * first WATCH_PIECE_LINE bytes of a longer line stand for it. Returns 1 or 0 (0 if `piece`
  * cannot be read). */
 static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
 {
 	char *line[2] = {NULL, NULL}, *head = malloc(2 * WATCH_PIECE_LINE);
-	size_t len[2] = {0, 0};
-	ssize_t r = -1;
+	char *own = malloc(2 * WATCH_PIECE_LINE);
+	size_t len[2] = {0, 0}, skip = 0;
+	ssize_t r = -1, o = -1;
 	int n = 0, pfd = look_open(w, si, piece), is_piece = 0;
 
-	if (head != NULL && pfd >= 0) {
+	if (head != NULL && own != NULL && pfd >= 0) {
 		do
 			r = pread(pfd, head, 2 * WATCH_PIECE_LINE, 0);
 		while (r < 0 && errno == EINTR);
+		do
+			o = pread(fd, own, 2 * WATCH_PIECE_LINE, 0);
+		while (r > 0 && o < 0 && errno == EINTR);
 	}
 	if (pfd >= 0)
 		close(pfd);
-	for (size_t at = 0; r > 0 && n < 2 && at < (size_t)r;) {
+	while (r > 0 && o > 0 && skip < (size_t)r) {
+		char *nl = memchr(head + skip, '\n', (size_t)r - skip);
+		size_t end = nl != NULL ? (size_t)(nl - head) + 1 : 0;
+
+		if (nl == NULL || end > (size_t)o ||
+		    memcmp(head + skip, own + skip, end - skip) != 0)
+			break;
+		skip = end;
+	}
+	for (size_t at = skip; r > 0 && n < 2 && at < (size_t)r;) {
 		char *nl = memchr(head + at, '\n', (size_t)r - at);
 		size_t end = nl != NULL ? (size_t)(nl - head) + 1 : (size_t)r;
 
@@ -1620,6 +1636,7 @@ static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
 	}
 	if (n > 0)
 		is_piece = lines_found(fd, line, len, n);
+	free(own);
 	free(head);
 	return is_piece;
 }
