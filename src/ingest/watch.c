@@ -1725,14 +1725,25 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 }
 
 /* The tail of another source than f's that holds the file of record *f (file_owner handed it
- * over), or NULL. */
+ * over), or NULL. Its file must still hold what the record read (head and check bytes): a tail
+ * of another file that got the record's inode after its file was deleted (ext4 gives a freed
+ * inode to the next file created) read that file from its start, and the record's file is gone. */
 static const struct wtail *tail_holder(struct watch *w, const struct spool_file *f)
 {
 	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++) {
 		const struct wtail *wt = tail_find(w, sk, (dev_t)f->dev, (ino_t)f->ino);
+		struct stat st;
+		int fd, holds = 0;
 
-		if (wt != NULL && strcmp(w->ctx.cfg->sources[sk].name, f->source) != 0)
-			return wt;
+		if (wt == NULL || strcmp(w->ctx.cfg->sources[sk].name, f->source) == 0)
+			continue;
+		fd = look_open(w, sk, tail_path(wt->t));
+		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+		    (uint64_t)st.st_ino == f->ino)
+			holds = tail_record_holds(f, fd) == 1;
+		if (fd >= 0)
+			close(fd);
+		return holds ? wt : NULL;
 	}
 	return NULL;
 }
