@@ -1649,7 +1649,8 @@ static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
  * file that came after it. Each is read to its end as a rotated file, with a warning. A file
  * named otherwise (app.log.tail), or holding a piece of the renamed file (its first lines are
  * lines of it: `tail` or `sort` output), was made by hand of lines already billed: it is left
- * unread, with a warning, and counted. */
+ * unread, with a warning, and counted. `now` NULL: the record's file was not found at start
+ * (the second rotation compressed or deleted it); then only the name tells a piece. */
 static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f,
                              const char *now)
 {
@@ -1683,7 +1684,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			close(fd);
 			if (!known && !rotation_suffix(de->d_name + blen))
 				why = "its name is not one logrotate gives a rotated file";
-			if (!known && why == NULL) {
+			if (!known && why == NULL && now != NULL) {
 				if (nfd == -2)
 					nfd = look_open(w, si, now);
 				if (nfd >= 0 && piece_of(w, si, path, nfd))
@@ -1698,7 +1699,7 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			    "%s: beside %s, rotated while logmeter was stopped, but not read: %s "
 			    "(%lu such files since start); if it is a rotation never read, "
 			    "`logmeter backfill` reads it",
-			    path, now, why, w->not_rotations);
+			    path, now != NULL ? now : f->path, why, w->not_rotations);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_NOT_ROTATION, path);
 		} else if (!known) {
 			w->unread_rotated++;
@@ -1722,6 +1723,20 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 		closedir(d);
 	free(rec);
 	free(dir);
+}
+
+/* Whether the file at `path` (found by the device and inode of record *f) holds what the record
+ * read: its head and the check bytes before its checkpoint. A file that cannot be opened counts
+ * as holding it (opening it for its tail reports why). */
+static int holds_record(struct watch *w, size_t si, const char *path, const struct spool_file *f)
+{
+	int fd = look_open(w, si, path), holds;
+
+	if (fd < 0)
+		return 1;
+	holds = tail_record_holds(f, fd) != 0;
+	close(fd);
+	return holds;
 }
 
 /* The tail of another source than f's that holds the file of record *f (file_owner handed it
@@ -1784,6 +1799,16 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
+		if (path != NULL && !holds_record(w, (size_t)si, path, f)) {
+			/* Its inode given to another file after it was deleted or compressed (ext4
+			 * gives a freed inode to the next file created in the directory): that
+			 * file, which no glob matches, is not the record's, and reading it as a
+			 * rotation would bill what it holds (a `tail` of the log) again. */
+			log_debug("%s: has the inode of %s, but not what it read: not that file",
+			          path, f->path);
+			free(path);
+			path = NULL;
+		}
 		if (path == NULL && (holder = tail_holder(w, f)) != NULL) {
 			/* Moved while stopped where another source's glob matches it, which read
 			 * on from this record's checkpoint (file_owner): nothing is lost. */
@@ -1806,6 +1831,10 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			f->state = SPOOL_FILE_GONE;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
 				log_warn("%s", e);
+			/* Compressed, or deleted, by a second rotation (compress with
+			 * delaycompress, rotate 1): the file that came after it may be beside it,
+			 * never read. */
+			unread_rotations(w, (size_t)si, f, NULL);
 			continue;
 		}
 		wt = open_path(w, (size_t)si, path, &spool_failed, rc == 0 ? err : e,
