@@ -121,7 +121,10 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
                     struct spool_file *out, char *err, size_t errlen);
 
 /* Inserts a new file record from *f (its source, path, dev, ino, fingerprint, offset), assigning
- * f->id and a random f->uid. Returns 0 or -1. */
+ * f->id and a random f->uid. The id is one past every id given before, in this spool, deleted
+ * records' too (kept in meta, SPOOL_FILE_ID_KEY), so an id held for a deleted record never names
+ * another file's. Runs in the caller's transaction, or in one of its own. Returns 0 or -1
+ * (nothing added). */
 int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t errlen);
 
 /* Writes back the record *f (path, identity, checkpoint, counters, state) without events, e.g.
