@@ -59,6 +59,7 @@
 
 #include "util/health.h"
 #include "util/clock.h"
+#include "util/crash.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "ingest/guard.h"
@@ -1074,6 +1075,8 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 		tail_forget(w, wt);
 		return 1;
 	}
+	if (rc == 0 && tail_file(wt->t)->id == 0)
+		crash_point("watch_first_read");
 	errno = 0;
 	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
 		if (wt->failing)
