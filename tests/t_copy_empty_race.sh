@@ -57,9 +57,9 @@ truncate -s 0 "$R"
 writer_put 5
 kill -CONT "$AGENT_PID"
 settle "1, after the copy"
+mv "$R.1" "$T/copy1" # out of the glob: part 2 makes its own app.log.1
 agent_stop || fail "agent did not stop cleanly"
 cp "$T/agent.log" "$T/agent1.log"
-mv "$R.1" "$T/copy1" # out of the glob: part 2 makes its own app.log.1
 
 note "2: the copy filled while the agent stopped at its first read; the copy judged first"
 LOGMETER_STOP_AT=watch_first_read:1 agent_start "$conf" 7>&-
