@@ -189,6 +189,12 @@ void tail_free(struct tail *t);
  * nothing past the last commit is lost, the checkpoint still covers only committed events). */
 int64_t tail_read(struct tail *t, char *err, size_t errlen);
 
+/* tail_read as if the file ended at `limit` bytes (>= 0; -1: no limit) when it is longer: for
+ * a tail opened empty, whose caller judged the file (a copy of another?) by the size it had
+ * then, so that bytes written after that look (a copy filled a moment after it was created
+ * empty) are not read unjudged; they are read at the next call. Same returns. */
+int64_t tail_read_upto(struct tail *t, int64_t limit, char *err, size_t errlen);
+
 /* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail
  * uses `ctx` (copied, as by tail_open; ctx->rules from its next tail_read on: a read never mixes
  * two rule sets) and finds its source at `source_index` of ctx->cfg. Its file, record and

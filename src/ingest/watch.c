@@ -59,6 +59,7 @@
 
 #include "util/health.h"
 #include "util/clock.h"
+#include "util/crash.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "ingest/guard.h"
@@ -1055,7 +1056,7 @@ static void recheck_copies(struct watch *w, size_t si)
 static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
 	char e[1024] = "";
-	int64_t id = tail_file(wt->t)->id;
+	int64_t id = tail_file(wt->t)->id, limit = -1;
 	struct stat st;
 	struct timespec now;
 	int rc;
@@ -1067,19 +1068,27 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	if (rc > 0)
 		return 1;
 	/* Opened empty (no record yet), its first bytes may be another file's: a copy being
-	 * written (cp creates its output empty first). */
-	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
-	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
-		tail_drop_empty(wt->t); /* its lines are the original's */
-		tail_forget(w, wt);
-		return 1;
+	 * written (cp creates its output empty first). Judged by the size it has now, and read no
+	 * further: a copy seen empty here and filled before tail_read looked was read as a new
+	 * file, its lines billed twice (t_copy_empty_race.sh). What came after the look comes with
+	 * an event of its own, and is judged then. */
+	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
+		if (st.st_size > 0 && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+			tail_drop_empty(wt->t); /* its lines are the original's */
+			tail_forget(w, wt);
+			return 1;
+		}
+		limit = st.st_size;
+		crash_point("watch_first_read");
 	}
 	errno = 0;
-	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
+	if (rc == 0 && tail_stat(wt->t, &st) == 0 &&
+	    tail_read_upto(wt->t, limit, e, sizeof(e)) >= 0) {
 		if (wt->failing)
 			log_info("%s: reading again", tail_path(wt->t));
 		wt->failing = 0;
-		wt->read_size = st.st_size;
+		/* Not read past the limit: changed() must see the rest. */
+		wt->read_size = limit >= 0 && limit < st.st_size ? limit : st.st_size;
 		wt->read_ctime = st.st_ctim;
 		wt->read_racy =
 		    clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec - st.st_ctim.tv_sec <= 1;

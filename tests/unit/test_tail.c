@@ -613,6 +613,34 @@ static void test_copy_opened_empty(void **state)
 	tail_free(orig);
 }
 
+/* tail_read_upto reads a file opened empty no further than the size its caller judged it by (the
+ * watcher's copy check): nothing while that size was 0, and the bytes after it at the next read. */
+static void test_read_upto(void **state)
+{
+	struct tail_fixture *fx = *state;
+	struct tail *t;
+	struct evlist l;
+	char err[1024] = "";
+
+	build_rules(fx);
+	write_str(fx->log, "", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->id, 0);
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 1);
+	assert_int_equal(tail_read_upto(t, 0, err, sizeof(err)), 0); /* judged empty */
+	assert_int_equal(tail_file(t)->id, 0);                       /* no record taken yet */
+	assert_int_equal(tail_read_upto(t, 8, err, sizeof(err)), 8);
+	assert_true(tail_file(t)->id != 0);
+	assert_int_equal(tail_file(t)->offset, 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(tail_read_upto(t, -1, err, sizeof(err)), 8);
+	assert_int_equal(tail_file(t)->offset, 16);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	tail_free(t);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -1482,6 +1510,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_of, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_opened_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_upto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
