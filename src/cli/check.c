@@ -14,9 +14,11 @@
 #include "cli/cli.h"
 #include "ingest/guard.h"
 #include "ingest/overlap.h"
+#include "ingest/tail.h"
 #include "send/account.h"
 #include "send/sender.h"
 #include "send/stripe.h"
+#include "store/spool.h"
 #include "util/path.h"
 
 static void print_account_line(enum account_level level, const char *text, void *ud)
@@ -105,24 +107,71 @@ static void check_files(const struct config *cfg)
 	guard_free(g);
 }
 
-/* overlap_find's callback: the refusal, in the words `run` logs. */
+/* What print_overlap needs: the configuration, the spool when there is one (NULL: none, or
+ * not readable), the guard to open a file as `run` would, and a record to fill. */
+struct overlap_ctx {
+	const struct config *cfg;
+	struct spool *spool;
+	struct guard *guard;
+	struct spool_file *rec;
+};
+
+/* The source whose spool record reads the file of `e` (as watch.c's file_owner: a record still
+ * reading, or drained while the file still holds what it read), the first in configuration order
+ * if several, or -1 if none (no spool: a fresh start). */
+static long spool_reader(const struct overlap_ctx *c, const struct overlap_file *e)
+{
+	char err[512];
+
+	if (c->spool == NULL || c->rec == NULL)
+		return -1;
+	for (size_t sj = 0; sj < c->cfg->n_sources; sj++) {
+		int fd, holds;
+
+		if (spool_file_find(c->spool, c->cfg->sources[sj].name, e->dev, e->ino, c->rec, err,
+		                    sizeof(err)) <= 0 ||
+		    c->rec->state == SPOOL_FILE_GONE)
+			continue;
+		if (c->rec->state == SPOOL_FILE_READING)
+			return (long)sj;
+		fd = guard_open(c->guard, &c->cfg->sources[e->source], e->path, NULL, err,
+		                sizeof(err));
+		if (fd < 0)
+			continue;
+		holds = tail_record_holds(c->rec, fd);
+		close(fd);
+		if (holds == 1)
+			return (long)sj;
+	}
+	return -1;
+}
+
+/* overlap_find's callback: the refusal, in the words `run` logs, naming the source `run` reads
+ * the file under: the one whose record in the spool reads it, else the first in configuration
+ * order. That is the source to keep: its record holds the file's checkpoint. */
 static void print_overlap(const struct overlap_file *first, const struct overlap_file *other,
                           void *ud)
 {
-	const struct config *cfg = ud;
+	const struct overlap_ctx *c = ud;
+	const struct config *cfg = c->cfg;
 	const struct config_source *a = &cfg->sources[first->source];
 	const struct config_source *b = &cfg->sources[other->source];
+	long r = spool_reader(c, first);
+	const struct config_source *keep = r >= 0 ? &cfg->sources[r] : a;
+	const struct config_source *drop = keep == b ? a : b;
 
 	fprintf(stderr,
 	        "error: %s is matched by source %s (%s:%u) and source %s (%s:%u)%s%s: `run` "
-	        "reads a file under one source only (the one that read it before, else the first "
-	        "in configuration order: %s), so that its lines are not billed twice, and the "
-	        "rules of source %s would make nothing of it. Put the rules under one source (a "
-	        "source may carry many rules) "
-	        "or narrow the globs (docs/tailing.md)\n",
+	        "reads a file under one source only, so that its lines are not billed twice: "
+	        "under source %s (%s), and the rules of source %s would make nothing of it. Keep "
+	        "source %s and move the rules of source %s into it (a source may carry many "
+	        "rules), or narrow the glob of source %s (docs/tailing.md)\n",
 	        first->path, a->name, a->loc.file, a->loc.line, b->name, b->loc.file, b->loc.line,
 	        strcmp(first->path, other->path) != 0 ? ", as " : "",
-	        strcmp(first->path, other->path) != 0 ? other->path : "", a->name, b->name);
+	        strcmp(first->path, other->path) != 0 ? other->path : "", keep->name,
+	        r >= 0 ? "its record in the spool reads it"
+	               : "no source has read it: the first in configuration order",
+	        drop->name, keep->name, drop->name, drop->name);
 }
 
 /* The files that two sources' globs match now (the same file by device and inode, however it
@@ -136,6 +185,7 @@ static size_t check_overlaps(const struct config *cfg)
 	struct overlap_file *v = NULL;
 	glob_t *gls;
 	size_t n = 0, cap = 0, found = 0;
+	struct overlap_ctx oc = {cfg, NULL, NULL, NULL};
 
 	if (cfg->n_sources < 2)
 		return 0;
@@ -146,6 +196,7 @@ static size_t check_overlaps(const struct config *cfg)
 		guard_free(g);
 		return 0;
 	}
+	oc.guard = g;
 	for (size_t si = 0; si < cfg->n_sources; si++) {
 		const struct config_source *src = &cfg->sources[si];
 
@@ -182,7 +233,14 @@ static size_t check_overlaps(const struct config *cfg)
 			n++;
 		}
 	}
-	found = overlap_find(v, n, print_overlap, (void *)(uintptr_t)cfg);
+	/* The spool, if there is one, says which source reads a file already: run keeps it. */
+	if (access(cfg->agent.state_dir, F_OK) == 0) {
+		oc.spool = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
+		oc.rec = oc.spool != NULL ? malloc(sizeof(*oc.rec)) : NULL;
+	}
+	found = overlap_find(v, n, print_overlap, &oc);
+	free(oc.rec);
+	spool_free(oc.spool);
 out:
 	free(v);
 	for (size_t si = 0; si < cfg->n_sources; si++)

@@ -1183,6 +1183,52 @@ static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
 	free(x);
 }
 
+/* A file without a record of the source that opens it, whose identity (device and inode) and
+ * content (fingerprint and the check bytes before the checkpoint) another source's record shows
+ * as read up to a checkpoint: a source that was removed, renamed, or whose record was marked gone
+ * while the file lived on (a literal symlink re-pointed or a hard link's name deleted while
+ * logmeter was stopped), its file now matched by this source's glob. Its read lines were billed
+ * under that source: read again from 0 they would be billed a second time (an identifier holds
+ * the source, so Stripe would not dedupe them). This source goes on from that checkpoint
+ * instead, with a warning: every line once (docs/tailing.md, "One file, one source"). Returns
+ * the checkpoint (0: no such record), -1 on a spool error or -2 on a read error (errno set). */
+static int64_t taken_over_from(struct tail *t, int64_t size, char *err, size_t errlen)
+{
+	struct spool_file *old = malloc(sizeof(*old));
+	int64_t from = 0;
+	int found, same = 0, valid = 0;
+
+	if (old == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find_other(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino,
+	                              old, err, errlen);
+	if (found == 1 && old->offset <= size && old->fp_len > 0 &&
+	    (same = head_matches(t->fd, old->fp_len, old->fp_hash)) == 1)
+		valid = checkpoint_matches(t->fd, old);
+	if (found < 0) {
+		free(old);
+		return -1;
+	}
+	if (same < 0 || valid < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		free(old);
+		return -2;
+	}
+	if (valid == 1) {
+		from = old->offset;
+		log_warn(
+		    "%s: read up to offset %jd by source %s (its record is %s): source %s goes "
+		    "on from there, so that the lines read are not billed a second time under "
+		    "another source (docs/tailing.md, \"One file, one source\")",
+		    t->path, (intmax_t)from, old->source, spool_file_state_name(old->state),
+		    t->source);
+	}
+	free(old);
+	return from;
+}
+
 /* A file without a record of its own under a name whose last record (the file the name led to
  * before, replaced since: `sed -i`, an editor, a redaction script write a new file and rename it
  * over the old one) read lines that the new file still starts with: its content is the old file's,
@@ -1357,6 +1403,14 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 			                    errlen) < 0)
 				goto fail_either;
 			inherit_marks(t, old_id, same_head);
+			return t;
+		}
+		if (st.st_size > 0 && (offset = taken_over_from(t, st.st_size, err, errlen)) != 0) {
+			spool_failed = offset == -1;
+			if (offset < 0 || new_record_kept(t, st.st_size, offset, 0, &spool_failed,
+			                                  err, errlen) < 0)
+				goto fail_either;
+			guard_tailing(ctx->guard, GUARD_TAIL_TAKEN_OVER, path);
 			return t;
 		}
 		if (ctx->cfg->sources[source_index].read_from == CONFIG_READ_FROM_TAIL &&

@@ -1181,11 +1181,13 @@ static void share_note(struct watch *w, size_t si, const char *path, size_t owne
 		}
 	log_warn("%s: matched by the glob of source %s (%s:%u) too, but read by source %s "
 	         "(%s:%u) only: a file is read by one source, or its lines would be billed once "
-	         "per source. Put the rules under one source (a source may carry many rules) or "
-	         "narrow the globs (docs/tailing.md)",
+	         "per source. Keep source %s, which reads it, and move the rules of source %s "
+	         "into it (a source may carry many rules), or narrow the glob of source %s "
+	         "(docs/tailing.md)",
 	         path, cfg->sources[si].name, cfg->sources[si].loc.file, cfg->sources[si].loc.line,
 	         cfg->sources[owner].name, cfg->sources[owner].loc.file,
-	         cfg->sources[owner].loc.line);
+	         cfg->sources[owner].loc.line, cfg->sources[owner].name, cfg->sources[si].name,
+	         cfg->sources[si].name);
 	guard_shared(w->ctx.guard, path);
 	if (grow((void **)&w->shares, &w->cap_shares, w->n_shares, sizeof(*w->shares)) < 0 ||
 	    (w->shares[w->n_shares].path = strdup(path)) == NULL)
@@ -1493,6 +1495,24 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 	free(dir);
 }
 
+/* The file of record *f, not under its last path nor in its directory: a path a symlink led to
+ * (a literal symlink re-pointed while logmeter was stopped leaves its old target where it was,
+ * beside the new one or in a directory another source watches), or another name of it (a hard
+ * link, its first name deleted). Looked for by inode in the directory of the link's target now,
+ * then in every directory the sources watch. Returns its path (caller frees) or NULL. */
+static char *find_elsewhere(struct watch *w, const struct spool_file *f)
+{
+	char *real = realpath(f->path, NULL), *dir = real != NULL ? path_dir(real) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino) : NULL;
+
+	free(dir);
+	free(real);
+	for (size_t i = 0; p == NULL && i < w->n_dirs; i++)
+		if ((uint64_t)w->dirs[i]->dev == f->dev)
+			p = path_find_ino(w->dirs[i]->path, (dev_t)f->dev, (ino_t)f->ino);
+	return p;
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1528,6 +1548,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
+		if (path == NULL)
+			path = find_elsewhere(w, f);
 		if (path == NULL) {
 			log_warn(
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
@@ -2298,6 +2320,7 @@ int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *s
 	/* Noted by the old sources' indexes: found again, and logged again, by the next scan. */
 	while (w->n_shares > 0)
 		share_remove(w, w->n_shares - 1);
+	guard_shared_reset(ctx->guard);
 	w->ctx = *ctx;
 	free(w->fresh);
 	w->fresh = fresh;
