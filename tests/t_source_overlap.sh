@@ -11,8 +11,9 @@
 #      truncated: the copy is the copy of the first source's file, not a new file of the other;
 #   5. the advice followed: with the sources' order swapped, `check` names the source whose
 #      spool record reads the file (not the first in configuration order) as the one to keep;
-#      then the reader is removed anyway and the agent reloaded (SIGHUP): the other source goes on
-#      from the removed one's checkpoint (nothing billed twice), and the "shared" health clears;
+#      then the reader is removed anyway (`check` says where the other source goes on from) and
+#      the agent reloaded (SIGHUP): the other source goes on from the removed one's checkpoint
+#      (nothing billed twice), and the "shared" health clears;
 #   6. a literal symlink re-pointed while logmeter is stopped, its old target matched by another
 #      source's glob: the link's source reads the old target to its end (not "gone"), and the
 #      other source does not read it again from 0 on the next run;
@@ -218,6 +219,8 @@ from=$(stat -c %s "$D/app/app.log")
 cp "$D/etc/base.conf" "$C"
 rule_conf all "$D/app/*.log" >>"$C"
 "$LOGMETER" check -c "$C" >"$T/check.out" 2>"$T/check.err" || fail "check refused one source: $(cat "$T/check.err")"
+grep -qF "warning: $D/app/app.log: read up to offset $from by source cur (its record is reading), of which source all has no record: \`run\` reads it under source all from there on" \
+	"$T/check.err" || fail "check did not say where all goes on from: $(cat "$T/check.err")"
 reloads=$(grep -c 'configuration reloaded' "$T/agent.log" || true)
 kill -HUP "$AGENT_PID"
 reloaded() { [ "$(grep -c 'configuration reloaded' "$T/agent.log")" -gt "$reloads" ]; }

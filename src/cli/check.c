@@ -64,16 +64,48 @@ static int check_account(const struct config *cfg)
 	return 0;
 }
 
+/* Notes a file of source `src` (open as `fd`) that the source has no record of and another
+ * source's record (configured or not any more) shows as read, by identity and content: `run`
+ * goes on from that record's checkpoint under `src` (tail.c, docs/tailing.md "One file, one
+ * source"), which `check` says, so that nobody expects the file read again or its rules to apply
+ * to the lines read before. A configured source whose record is not gone keeps the file instead
+ * (not said here: the overlap, if any, is). `sp` NULL (no spool) or `rec` NULL: nothing. */
+static void read_elsewhere(const struct config *cfg, struct spool *sp, struct spool_file *rec,
+                           const struct config_source *src, const char *path, int fd)
+{
+	char err[512];
+	struct stat st;
+
+	if (sp == NULL || rec == NULL || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    spool_file_find(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
+	                    sizeof(err)) != 0 ||
+	    spool_file_find_other(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
+	                          sizeof(err)) != 1 ||
+	    rec->offset > (int64_t)st.st_size || tail_record_holds(rec, fd) != 1)
+		return;
+	/* A configured source whose record is not gone keeps the file (watch.c: file_owner). */
+	if (config_source_find(cfg, rec->source) >= 0 && rec->state != SPOOL_FILE_GONE)
+		return;
+	fprintf(stderr,
+	        "warning: %s: read up to offset %jd by source %s (its record is %s), of which "
+	        "source %s has no record: `run` reads it under source %s from there on, not again "
+	        "from its start (docs/tailing.md)\n",
+	        path, (intmax_t)rec->offset, rec->source, spool_file_state_name(rec->state),
+	        src->name, src->name);
+}
+
 /* Warns of a source whose glob matches no file now (path_glob_nomatch), and of the files the
  * sources' globs match now that `run` would refuse (guard_open: a symlink the source does not
  * follow, a file of logmeter's own), in the words `run` logs. */
-static void check_files(const struct config *cfg)
+static void check_files(const struct config *cfg, struct spool *sp)
 {
 	char err[1024] = "";
 	struct guard *g = guard_new(cfg, err, sizeof(err));
+	struct spool_file *rec = sp != NULL ? malloc(sizeof(*rec)) : NULL;
 
 	if (g == NULL) {
 		fprintf(stderr, "warning: %s\n", err);
+		free(rec);
 		return;
 	}
 	for (size_t si = 0; si < cfg->n_sources; si++) {
@@ -93,10 +125,12 @@ static void check_files(const struct config *cfg)
 				continue;
 			matched++;
 			fd = guard_open(g, src, path, &no, err, sizeof(err));
-			if (fd >= 0)
+			if (fd >= 0) {
+				read_elsewhere(cfg, sp, rec, src, path, fd);
 				close(fd);
-			else if (no)
+			} else if (no) {
 				fprintf(stderr, "warning: %s\n", err);
+			}
 		}
 		globfree(&gl);
 		if (matched == 0) {
@@ -105,6 +139,7 @@ static void check_files(const struct config *cfg)
 		}
 	}
 	guard_free(g);
+	free(rec);
 }
 
 /* What print_overlap needs: the configuration, the spool when there is one (NULL: none, or
@@ -178,14 +213,14 @@ static void print_overlap(const struct overlap_file *first, const struct overlap
  * is reached: a symlink a source follows, a hard link), each refused with both sources' file and
  * line. Only what `run` would open counts (guard_open), and a file is what is opened. Returns the
  * number of refusals (0 when the files cannot be listed: `run` decides then). */
-static size_t check_overlaps(const struct config *cfg)
+static size_t check_overlaps(const struct config *cfg, struct spool *sp)
 {
 	char err[1024] = "";
 	struct guard *g;
 	struct overlap_file *v = NULL;
 	glob_t *gls;
 	size_t n = 0, cap = 0, found = 0;
-	struct overlap_ctx oc = {cfg, NULL, NULL, NULL};
+	struct overlap_ctx oc = {cfg, sp, NULL, NULL};
 
 	if (cfg->n_sources < 2)
 		return 0;
@@ -234,13 +269,9 @@ static size_t check_overlaps(const struct config *cfg)
 		}
 	}
 	/* The spool, if there is one, says which source reads a file already: run keeps it. */
-	if (access(cfg->agent.state_dir, F_OK) == 0) {
-		oc.spool = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
-		oc.rec = oc.spool != NULL ? malloc(sizeof(*oc.rec)) : NULL;
-	}
+	oc.rec = sp != NULL ? malloc(sizeof(*oc.rec)) : NULL;
 	found = overlap_find(v, n, print_overlap, &oc);
 	free(oc.rec);
-	spool_free(oc.spool);
 out:
 	free(v);
 	for (size_t si = 0; si < cfg->n_sources; si++)
@@ -262,6 +293,7 @@ int cli_check(const struct cli_args *args)
 	const char *path = args->config;
 	int stripe = args->stripe;
 	struct cli_setup s = {0};
+	struct spool *sp = NULL;
 	char err[1024] = "";
 	int rc = 0;
 
@@ -275,9 +307,13 @@ int cli_check(const struct cli_args *args)
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;
 	}
+	/* The spool, if there is one: which source reads a file already. */
+	if (access(s.cfg->agent.state_dir, F_OK) == 0)
+		sp = spool_open(s.cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
 	/* A file two sources read would bill its lines under one of them only: refused, as a
 	 * configuration error, before any "OK". */
-	if (check_overlaps(s.cfg) > 0) {
+	if (check_overlaps(s.cfg, sp) > 0) {
+		spool_free(sp);
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;
 	}
@@ -287,7 +323,8 @@ int cli_check(const struct cli_args *args)
 	if (stripe_key_shadowed(s.cfg, err, sizeof(err)))
 		fprintf(stderr, "warning: %s\n", err);
 	sender_rate_print(stdout, s.cfg);
-	check_files(s.cfg);
+	check_files(s.cfg, sp);
+	spool_free(sp);
 	if (stripe)
 		rc = check_account(s.cfg);
 	cli_setup_free(&s);
