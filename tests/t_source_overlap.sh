@@ -19,7 +19,9 @@
 #      other source does not read it again from 0 on the next run;
 #   7. the same with a hard link: the first name deleted, the file read through its other name
 #      (in another source's directory) while the agent runs, then more lines while it is
-#      stopped.
+#      stopped;
+#   8. the symlink of 6 with no other source: the old target, in a directory no source watches,
+#      is found where the link leads now.
 # In 1 and 2 `check` exits 2 naming the file and both sources with their file and line; the agent
 # warns, `status` counts the file (shared_files) and says degraded. The double must have accepted
 # every line's event exactly once: the values (distinct rids, read back from the files with
@@ -296,6 +298,23 @@ agent_once "$C" || fail "run --once exited $?"
 	fail "x.log said gone: $(grep 'gone while' "$T/agent.log")"
 [ -z "$(uid_of "$C" b "$D/logs2/y.log")" ] || fail "source b has a record of y.log"
 expect_file "$C" a "$D/logs2/y.log"
+check_accepted
+
+note "8: the same symlink re-pointed while stopped, with no other source (its old target's directory unwatched)"
+D=$T/p8
+conf_for "$D"
+mkdir -p "$D/app" "$D/cur"
+ln -s "$D/app/access.log" "$D/cur/current.log"
+put_rids "$D/app/access.log" 60
+rule_conf cur "$D/cur/current.log" >>"$C"
+agent_once "$C" || fail "run --once exited $?"
+put_rids "$D/app/access.log" 25
+put_rids "$D/app/access-2.log" 35
+ln -sfn "$D/app/access-2.log" "$D/cur/current.log"
+agent_once "$C" || fail "run --once exited $?"
+! grep -q "p8/cur/current.log: gone while logmeter was stopped" "$T/agent.log" ||
+	fail "the old target said gone: $(grep 'gone while' "$T/agent.log")"
+expect_file "$C" cur "$D/app/access.log" "$D/app/access-2.log"
 check_accepted
 
 echo "t_source_overlap: $written lines, each billed once under one source: a symlink and a glob, overlapping drop-ins, a rotation and a copytruncate into another source's glob, the reader removed by a reload, a symlink re-pointed and a hard link's name deleted while stopped; check exits 2 naming the source to keep"
