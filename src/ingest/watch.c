@@ -1495,29 +1495,51 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 	free(dir);
 }
 
-/* The file of record *f, not under its last path nor in its directory: a path a symlink led to
- * (a literal symlink re-pointed while logmeter was stopped leaves its old target where it was,
- * beside the new one or in a directory another source watches), or another name of it (a hard
- * link, its first name deleted). Looked for by inode in the directory of the link's target now,
- * then in every directory the sources watch. Returns its path (caller frees) or NULL. */
-static char *find_elsewhere(struct watch *w, const struct spool_file *f)
+/* Whether `p` (malloc'd, or NULL) is the file of record *f of source si by content too: it
+ * still holds what the record read. Frees it and returns NULL if not. */
+static char *if_holds(struct watch *w, size_t si, const struct spool_file *f, char *p)
+{
+	int fd = p != NULL ? look_open(w, si, p) : -1, holds = 0;
+
+	if (fd >= 0) {
+		holds = tail_record_holds(f, fd);
+		close(fd);
+	}
+	if (holds != 1) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* The file of record *f of source si, not under its last path nor in its directory: a path a
+ * symlink led to (a literal symlink re-pointed while logmeter was stopped leaves its old target
+ * where it was, beside the new one or in a directory another source watches), or another name of
+ * it (a hard link, its first name deleted). Looked for by inode in the directory of the link's
+ * target now, then in every directory the sources watch; taken only if it holds what the record
+ * read, since an inode freed by a deletion is soon another file's. Returns its path (caller
+ * frees) or NULL. */
+static char *find_elsewhere(struct watch *w, size_t si, const struct spool_file *f)
 {
 	char *real = realpath(f->path, NULL), *dir = real != NULL ? path_dir(real) : NULL;
 	char *p = dir != NULL ? path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino) : NULL;
 
 	free(dir);
 	free(real);
+	p = if_holds(w, si, f, p);
 	for (size_t i = 0; p == NULL && i < w->n_dirs; i++)
 		if ((uint64_t)w->dirs[i]->dev == f->dev)
-			p = path_find_ino(w->dirs[i]->path, (dev_t)f->dev, (ino_t)f->ino);
+			p = if_holds(w, si, f,
+			             path_find_ino(w->dirs[i]->path, (dev_t)f->dev, (ino_t)f->ino));
 	return p;
 }
 
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
- * under its last path, then by inode in that directory (where rotation leaves it), and reads it
- * to its end as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
+ * under its last path, then by inode in that directory (where rotation leaves it), then where
+ * its symlink leads now and in the watched directories (find_elsewhere), and reads it to its end
+ * as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
  * error, in `err`). */
 static int recover(struct watch *w, char *err, size_t errlen)
 {
@@ -1549,7 +1571,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			free(dir);
 		}
 		if (path == NULL)
-			path = find_elsewhere(w, f);
+			path = find_elsewhere(w, (size_t)si, f);
 		if (path == NULL) {
 			log_warn(
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
