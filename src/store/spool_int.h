@@ -37,6 +37,7 @@ enum spool_stmt {
 	ST_DELIVERY_OF,
 	/* commit.c */
 	ST_FILE_FIND,
+	ST_FILE_FIND_OTHER,
 	ST_FILE_ADD,
 	ST_FILE_UPDATE,
 	ST_RULE_FIND,
