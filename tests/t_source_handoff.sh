@@ -10,8 +10,8 @@
 #   2. a live log moved into another source's directory (b/*.log), written to after its drain;
 #   3. a log moved into another source's directory while logmeter was stopped, written to then:
 #      at start the first source finds it there (not marked gone) and reads it to its end as a
-#      file rotated while stopped, as it would had it been running; written to after its drain,
-#      it is taken over by the other source, as in 2.
+#      file rotated while stopped, as it would had it been running; written to after its drain
+#      (and a stop: `check` says so), it is taken over by the other source, as in 2.
 . "$(dirname "$0")/lib.sh"
 lm_init source_handoff
 . "$top_srcdir/tests/tail_lib.sh"
@@ -98,7 +98,13 @@ wait_until 60 drained a "$T/b/moved.log" || fail "3: moved.log never drained: $(
 grep -qF "$T/b/moved.log: rotated while logmeter was stopped: read to its end" "$T/agent.log" ||
 	fail "3: moved.log not read to its end by a: $(grep -F moved.log "$T/agent.log" | tail -3)"
 at3=$(stat -c %s "$T/b/moved.log")
+# Stopped once more, and written to: `check` says where b will go on from.
+agent_stop || fail "agent exit $?"
 put_rids "$T/b/moved.log" 10
+"$LOGMETER" check -c "$conf" >"$T/check.out" 2>"$T/check.err" || fail "check exit $?: $(cat "$T/check.err")"
+grep -qF "warning: $T/b/moved.log: read up to offset $at3 by source a (its record is drained), of which source b has no record: \`run\` reads it under source b from there on" \
+	"$T/check.err" || fail "3: check did not say where b goes on from: $(cat "$T/check.err")"
+agent_start "$conf"
 wait_until 60 delivered || fail "3: lines written to b/moved.log after its drain: $(accepted_count) of $written accepted"
 wait_until 60 caught_up "$conf" || fail "3: the agent did not catch up"
 # Counted since this agent started: the one file taken over, named.

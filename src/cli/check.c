@@ -69,12 +69,15 @@ static int check_account(const struct config *cfg)
  * goes on from that record's checkpoint under `src` (tail.c, docs/tailing.md "One file, one
  * source"), which `check` says, so that nobody expects the file read again or its rules to apply
  * to the lines read before. A configured source whose record is not gone keeps the file instead
- * (not said here: the overlap, if any, is). `sp` NULL (no spool) or `rec` NULL: nothing. */
+ * (not said here: the overlap, if any, is), unless it drained and released it, its glob no longer
+ * matching it, and the file grew since (watch.c: file_owner). `sp` NULL (no spool) or `rec` NULL:
+ * nothing. */
 static void read_elsewhere(const struct config *cfg, struct spool *sp, struct spool_file *rec,
                            const struct config_source *src, const char *path, int fd)
 {
 	char err[512];
 	struct stat st;
+	long sj;
 
 	if (sp == NULL || rec == NULL || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    spool_file_find(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
@@ -83,9 +86,19 @@ static void read_elsewhere(const struct config *cfg, struct spool *sp, struct sp
 	                          sizeof(err)) != 1 ||
 	    rec->offset > (int64_t)st.st_size || tail_record_holds(rec, fd) != 1)
 		return;
-	/* A configured source whose record is not gone keeps the file (watch.c: file_owner). */
-	if (config_source_find(cfg, rec->source) >= 0 && rec->state != SPOOL_FILE_GONE)
-		return;
+	/* A configured source whose record is not gone keeps the file (watch.c: file_owner),
+	 * unless it released it (drained, its glob not matching it, as its scan finds files) and
+	 * the file grew since. */
+	if ((sj = config_source_find(cfg, rec->source)) >= 0 && rec->state != SPOOL_FILE_GONE) {
+		const struct config_source *o = &cfg->sources[sj];
+		const char *base = strrchr(path, '/');
+
+		base = base != NULL ? base + 1 : path;
+		if (rec->state != SPOOL_FILE_DRAINED || (int64_t)st.st_size <= rec->offset ||
+		    (fnmatch(o->path, path, FNM_PATHNAME) == 0 &&
+		     !(o->exclude[0] != '\0' && fnmatch(o->exclude, base, 0) == 0)))
+			return;
+	}
 	fprintf(stderr,
 	        "warning: %s: read up to offset %jd by source %s (its record is %s), of which "
 	        "source %s has no record: `run` reads it under source %s from there on, not again "
