@@ -20,6 +20,11 @@
 const struct spool_sql spool_commit_sql[] = {
     {ST_FILE_FIND, "SELECT " SPOOL_FILE_COLUMNS " FROM files"
                    " WHERE source = ?1 AND dev = ?2 AND ino = ?3 ORDER BY id DESC LIMIT 1"},
+    /* No index leads by (dev, ino): a scan of the files table, made only when a source is
+     * about to read a file with content from its start (tail.c: taken_over_from). */
+    {ST_FILE_FIND_OTHER, "SELECT " SPOOL_FILE_COLUMNS " FROM files"
+                         " WHERE dev = ?2 AND ino = ?3 AND source <> ?1 AND \"offset\" > 0"
+                         " ORDER BY \"offset\" DESC, id DESC LIMIT 1"},
     /* The id of the next file record: one past every id given before (kept in meta) and every
      * id in the table (a spool written before the key existed, or copied by `spool recover`). */
     {ST_FILE_ID_NEXT, "INSERT INTO meta(key, value) VALUES ('" SPOOL_FILE_ID_KEY "',"
@@ -97,6 +102,40 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 	spool_st_end(st);
 	if (found && file_extra_counters(sp, out, err, errlen) < 0)
 		return -1;
+	return found;
+}
+
+int spool_file_find_other(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
+                          struct spool_file *out, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc = SQLITE_OK, found = 0;
+
+	if (sp == NULL || source == NULL || out == NULL) {
+		err_set(err, errlen, "spool_file_find_other: invalid arguments");
+		return -1;
+	}
+	st = sp->st[ST_FILE_FIND_OTHER];
+	spool_bind_text(st, 1, source, SIZE_MAX, &rc);
+	spool_bind_int(st, 2, (int64_t)dev, &rc);
+	spool_bind_int(st, 3, (int64_t)ino, &rc);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			if (spool_row_file(sp, st, out, err, errlen) < 0) {
+				spool_st_end(st);
+				return -1;
+			}
+			found = 1;
+			rc = SQLITE_DONE;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding another source's file", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
 	return found;
 }
 

@@ -38,6 +38,7 @@ enum spool_stmt {
 	/* commit.c */
 	ST_FILE_FIND,
 	ST_FILE_ID_NEXT,
+	ST_FILE_FIND_OTHER,
 	ST_FILE_ADD,
 	ST_FILE_UPDATE,
 	ST_RULE_FIND,

@@ -933,6 +933,46 @@ static void test_file_find_remounted(void **state)
 	                 0);
 }
 
+/* spool_file_find_other: the record of another source (configured or not: the spool does not
+ * know) that read the most of a file, whatever its state; never the asking source's, nor one that
+ * read nothing. */
+static void test_file_find_other(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, b, c, d, got;
+	char err[512] = "";
+
+	file_init(&a, "link", "/var/log/current.log", 2049, 21);
+	a.offset = 400;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	file_init(&b, "old", "/var/log/app/access.log", 2049, 21);
+	b.offset = 900;
+	b.state = SPOOL_FILE_GONE;
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	file_init(&c, "empty", "/var/log/app/access.log", 2049, 21); /* read nothing */
+	assert_int_equal(spool_file_add(fx->sp, &c, err, sizeof(err)), 0);
+	file_init(&d, "nginx", "/var/log/app/access.log", 2049, 21);
+	d.offset = 5000;
+	assert_int_equal(spool_file_add(fx->sp, &d, err, sizeof(err)), 0);
+
+	/* For nginx: old's (gone, but the furthest of the others), not its own. */
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2049, 21, &got, err, sizeof(err)),
+	                 1);
+	assert_int_equal(got.id, b.id);
+	assert_string_equal(got.source, "old");
+	assert_true(got.offset == 900 && got.state == SPOOL_FILE_GONE);
+	/* For a source none of them is: nginx's, which read the most. */
+	assert_int_equal(spool_file_find_other(fx->sp, "all", 2049, 21, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, d.id);
+	/* Another inode, another device: none. */
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2049, 22, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2050, 21, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_other(NULL, "nginx", 2049, 21, &got, err, sizeof(err)),
+	                 -1);
+}
+
 static void test_read_back_bounds(void **state)
 {
 	struct fixture *fx = *state;
@@ -2951,6 +2991,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_find_remounted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_find_other, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_forget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_id_never_reused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
