@@ -61,15 +61,19 @@ wait_until 10 grep -q 'configuration reloaded: 1 sources, 2 rules' "$T/agent.log
 agent_stop || fail "agent did not stop cleanly"
 assert_eq "$(cut -f1 "$T/accepted.tsv" | sort -u | wc -l)" "$(wc -l < "$T/accepted.tsv")" "identifiers accepted once each"
 
-# A renamed source: warned about at start.
+# A renamed source: warned about at start, and its files are not read again from their start
+# (their lines were billed under the old name): the renamed source goes on from their checkpoints.
 sed -i 's/^\[source web\]$/[source website]/; s/^source = web$/source = website/' "$T/logmeter.conf"
 "$LOGMETER" check -c "$T/logmeter.conf" >/dev/null || fail "renamed config invalid"
 double_stop
 rc=0; timeout 10 "$LOGMETER" run -c "$T/logmeter.conf" 2> "$T/rename.log" & pid=$!
 wait_until 10 grep -q 'no longer has' "$T/rename.log" || fail "no warning about the renamed source: $(cat "$T/rename.log")"
+wait_until 10 grep -q "a.log: read up to offset $(stat -c %s "$T/logs/a.log") by source web .*: source website goes on from there" "$T/rename.log" ||
+	fail "the renamed source did not go on from the checkpoint: $(grep 'a.log' "$T/rename.log")"
 kill -TERM $pid; wait $pid || true
 
 # --once interrupted while Stripe is unreachable: not a success.
+sed -n 81,110p "$LOGS/elastic_apache_logs.log" >> "$T/logs/a.log"
 rc=0; timeout -s TERM 3 "$LOGMETER" run --once -c "$T/logmeter.conf" 2> "$T/once.log" || rc=$?
 [ "$rc" != 0 ] || fail "an interrupted --once with events pending exited 0"
 grep -q 'still pending' "$T/once.log" || fail "no pending count on an interrupted --once: $(tail -3 "$T/once.log")"

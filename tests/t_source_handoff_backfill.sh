@@ -41,8 +41,8 @@ put_rids "$L.1" 25
 wait_until 60 delivered || fail "lines written after the drain: $(accepted_count) of $written accepted"
 wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
 agent_stop || fail "agent exit $?"
-grep -qF "$L.1: released by source live at offset $at, written to since: read on from there by source old" \
-	"$T/agent.log" || fail "no hand-over: $(grep -F "$L.1" "$T/agent.log" | tail -3)"
+grep -qF "$L.1: read up to offset $at by source live (its record is drained): source old goes on from there" \
+	"$T/agent.log" || fail "not taken over: $(grep -F "$L.1" "$T/agent.log" | tail -3)"
 expect_split "$L.1" "$at" live old
 assert_eq "$written" "$(wc -l <"$T/expected_rids")" "rids in the file"
 gzip "$L.1"

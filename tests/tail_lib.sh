@@ -280,7 +280,7 @@ open_fds() {
 }
 
 # tailing_warning CONF KIND: "COUNT PATH" of a tailing warning in `status --json` (guard.tailing:
-# empty_copies, rotated_stopped, sparse_holes, not_rotations), PATH "-" if none; the text status must give the
+# empty_copies, rotated_stopped, sparse_holes, not_rotations, taken_over), PATH "-" if none; the text status must give the
 # same count on its "tailing:" line.
 tailing_warning() {
 	"$LOGMETER" status -c "$1" --json > "$T/tailing_status.json" || true

@@ -182,8 +182,10 @@ static int warn_orphan(const struct spool_file *f, void *ud)
 		return 0;
 	snprintf(oc->last, sizeof(oc->last), "%s", f->source);
 	log_warn("the spool has checkpoints of [source %s], which the configuration no longer "
-	         "has; if it was renamed, its files are new to the renamed source and will be read "
-	         "(and billed) again from where read_from says: rename it back to avoid that",
+	         "has (renamed, or its rules moved to another source): a file it read that a "
+	         "source of the configuration matches is read by that source from its checkpoint "
+	         "on, with a warning, while the file still holds what it read; its other files are "
+	         "not read (docs/tailing.md, \"One file, one source\")",
 	         f->source);
 	return 0;
 }

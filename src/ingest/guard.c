@@ -59,6 +59,8 @@ struct guard {
 
 	uint64_t *refused; /* hashes of the paths refused, GUARD_REMEMBER at most */
 	size_t n_refused;
+	uint64_t *shared; /* hashes of the paths left to another source, GUARD_REMEMBER at most */
+	size_t n_shared;
 	struct guard_counts counts;
 	char tailing_path[GUARD_TAILINGS][GUARD_TAIL_PATH]; /* escaped (log_escape) */
 	struct guard_rule *rules;
@@ -283,8 +285,8 @@ void guard_gone_unread(struct guard *g)
 
 const char *guard_tailing_name(enum guard_tailing what)
 {
-	static const char *const names[GUARD_TAILINGS] = {"empty_copies", "rotated_stopped",
-	                                                  "sparse_holes", "not_rotations"};
+	static const char *const names[GUARD_TAILINGS] = {
+	    "empty_copies", "rotated_stopped", "sparse_holes", "not_rotations", "taken_over"};
 
 	return (int)what >= 0 && what < GUARD_TAILINGS ? names[what] : "?";
 }
@@ -320,6 +322,7 @@ void guard_free(struct guard *g)
 	protect_free(g->dirs, g->n_dirs, g->files);
 	free(g->state_dir);
 	free(g->refused);
+	free(g->shared);
 	free(g->rules);
 	free(g);
 }
@@ -351,16 +354,22 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 static void count_refusal(struct guard *g, enum refusal kind, const char *path)
 {
 	uint64_t h = fnv1a(fnv1a(14695981039346656037ULL, &kind, sizeof(kind)), path, strlen(path));
+	uint64_t **set;
+	size_t *n;
 
 	if (g == NULL)
 		return;
-	for (size_t i = 0; i < g->n_refused; i++)
-		if (g->refused[i] == h)
+	/* Shared files apart: a reload counts them anew (guard_shared_reset). */
+	set = kind == REFUSED_SHARED ? &g->shared : &g->refused;
+	n = kind == REFUSED_SHARED ? &g->n_shared : &g->n_refused;
+
+	for (size_t i = 0; i < *n; i++)
+		if ((*set)[i] == h)
 			return;
-	if (g->refused == NULL)
-		g->refused = calloc(GUARD_REMEMBER, sizeof(*g->refused));
-	if (g->refused != NULL && g->n_refused < GUARD_REMEMBER)
-		g->refused[g->n_refused++] = h;
+	if (*set == NULL)
+		*set = calloc(GUARD_REMEMBER, sizeof(**set));
+	if (*set != NULL && *n < GUARD_REMEMBER)
+		(*set)[(*n)++] = h;
 	if (kind == REFUSED_LINK)
 		g->counts.refused_links++;
 	else if (kind == REFUSED_SHARED)
@@ -373,6 +382,15 @@ static void count_refusal(struct guard *g, enum refusal kind, const char *path)
 void guard_shared(struct guard *g, const char *path)
 {
 	count_refusal(g, REFUSED_SHARED, path);
+}
+
+void guard_shared_reset(struct guard *g)
+{
+	if (g == NULL)
+		return;
+	g->n_shared = 0;
+	g->counts.shared_files = 0;
+	guard_write(g);
 }
 
 static int refuse(struct guard *g, enum refusal kind, const char *path, int fd, int *refused,

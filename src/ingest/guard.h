@@ -82,11 +82,15 @@ enum guard_tailing {
 	 * a rotation never read (its name is none logrotate gives, or it holds a piece of the
 	 * rotated file): left unread. */
 	GUARD_TAIL_NOT_ROTATION,
+	/* A file another source's record (configured or not any more) read up to a checkpoint,
+	 * gone on from there under the source that opened it (docs/tailing.md, "One file, one
+	 * source"): its rules, not that source's, make the events from there. */
+	GUARD_TAIL_TAKEN_OVER,
 	GUARD_TAILINGS
 };
 
 /* The name of a tailing warning in the state file and in `status --json`: "empty_copies",
- * "rotated_stopped", "sparse_holes", "not_rotations". Static storage. */
+ * "rotated_stopped", "sparse_holes", "not_rotations", "taken_over". Static storage. */
 const char *guard_tailing_name(enum guard_tailing what);
 
 /* The longest path the state file keeps for a tailing warning (escaped, log_escape), NUL
@@ -104,6 +108,11 @@ void guard_tailing(struct guard *g, enum guard_tailing what, const char *path);
  * open it: counted once per path, as a refusal (the first 4096 paths remembered), so that
  * `status` turns degraded. The caller logs it. NULL `g` is a no-op. */
 void guard_shared(struct guard *g, const char *path);
+
+/* A reload changed the sources: the files left to another source are counted anew by the scan
+ * that follows (watch_reconfigure), so that a configuration that no longer makes any does not
+ * keep `status` degraded. NULL `g` is a no-op. */
+void guard_shared_reset(struct guard *g);
 
 /* The counts, for tests and `status`. */
 struct guard_counts {

@@ -1246,6 +1246,79 @@ static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
 	free(x);
 }
 
+/* A file the source that opens it has no record of that read as far (none, one marked gone, or
+ * one left behind while another source read on), whose identity (device and inode) and content
+ * (fingerprint and the check bytes before the checkpoint) another source's record shows as read
+ * up to a checkpoint beyond `after` (bytes): a source that was removed or renamed, whose record
+ * was marked gone while the file lived on, or that drained and released it (renamed to a name
+ * only this source's glob matches: watch.c file_owner lets this source open it once it grows).
+ * Its read lines were billed under that source: read again from 0 they would be billed a second
+ * time (an identifier holds the source, so Stripe would not dedupe them), and its own record left
+ * behind would bill again what the other read since. This source goes on from that checkpoint
+ * under a new record of its own instead, with a warning: every line once (docs/tailing.md, "One
+ * file, one source"). Of several such records, the one that read the most. `after` > 0 (a
+ * record of its own that describes the file, to resume unless another read further): only the
+ * configured sources' records are looked at, by the spool's index, since this is asked at every
+ * open; else every source's (spool_file_find_other, a scan of the files table, asked only before
+ * a file is read from its start). Returns the checkpoint (0: no such record), -1 on a spool error
+ * or -2 on a read error (errno set). */
+static int64_t taken_over_from(struct tail *t, int64_t size, int64_t after, char *err,
+                               size_t errlen)
+{
+	struct spool_file *old = malloc(sizeof(*old)), *o = NULL;
+	int64_t from = 0;
+	int found = 0, same = 0, valid = 0;
+
+	if (old == NULL || (after > 0 && (o = malloc(sizeof(*o))) == NULL)) {
+		free(old);
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	if (after > 0) {
+		for (size_t sj = 0; sj < t->ctx.cfg->n_sources && found >= 0; sj++) {
+			int r;
+
+			if (sj == t->source_index)
+				continue;
+			r = spool_file_find(t->ctx.spool, t->ctx.cfg->sources[sj].name,
+			                    (uint64_t)t->dev, (uint64_t)t->ino, o, err, errlen);
+			if (r < 0)
+				found = -1;
+			else if (r > 0 && (found == 0 || o->offset > old->offset)) {
+				*old = *o;
+				found = 1;
+			}
+		}
+		free(o);
+	} else {
+		found = spool_file_find_other(t->ctx.spool, t->source, (uint64_t)t->dev,
+		                              (uint64_t)t->ino, old, err, errlen);
+	}
+	if (found == 1 && old->offset > after && old->offset <= size && old->fp_len > 0 &&
+	    (same = head_matches(t->fd, old->fp_len, old->fp_hash)) == 1)
+		valid = checkpoint_matches(t->fd, old);
+	if (found < 0) {
+		free(old);
+		return -1;
+	}
+	if (same < 0 || valid < 0) {
+		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
+		free(old);
+		return -2;
+	}
+	if (valid == 1) {
+		from = old->offset;
+		log_warn(
+		    "%s: read up to offset %jd by source %s (its record is %s): source %s goes "
+		    "on from there, so that the lines read are not billed a second time under "
+		    "another source (docs/tailing.md, \"One file, one source\")",
+		    t->path, (intmax_t)from, old->source, spool_file_state_name(old->state),
+		    t->source);
+	}
+	free(old);
+	return from;
+}
+
 /* A file without a record of its own under a name whose last record (the file the name led to
  * before, replaced since: `sed -i`, an editor, a redaction script write a new file and rename it
  * over the old one) read lines that the new file still starts with: its content is the old file's,
@@ -1319,10 +1392,8 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 	return from;
 }
 
-/* tail_open_flags, and tail_open_handed with `from` >= 0. */
-static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                              unsigned flags, int64_t from, int *file_errno, char *err,
-                              size_t errlen)
+struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
+                             unsigned flags, int *file_errno, char *err, size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
@@ -1396,13 +1467,21 @@ static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size
 			goto fail_file;
 		}
 	}
-	if (from >= 0 && !(valid && old.offset >= from)) {
-		/* Past the other source's checkpoint only; a file shorter than that was truncated
-		 * since, and all it holds is new. */
-		if (new_record_kept(t, st.st_size, from <= st.st_size ? from : 0, 0, &spool_failed,
-		                    err, errlen) < 0)
-			goto fail_either;
-	} else if (found) {
+	if (found && (valid || old.state == SPOOL_FILE_GONE) && st.st_size > 0) {
+		/* A record of its own that another source's read past (left behind) or that is
+		 * gone is not resumed: that source's checkpoint is gone on from. */
+		int64_t from = taken_over_from(t, st.st_size, valid ? old.offset : 0, err, errlen);
+
+		if (from != 0) {
+			spool_failed = from == -1;
+			if (from < 0 ||
+			    new_record_kept(t, st.st_size, from, 0, &spool_failed, err, errlen) < 0)
+				goto fail_either;
+			guard_tailing(ctx->guard, GUARD_TAIL_TAKEN_OVER, path);
+			return t;
+		}
+	}
+	if (found) {
 		if (valid) {
 			if (take_record(t, &old, &spool_failed, err, errlen) < 0)
 				goto fail_either;
@@ -1430,6 +1509,15 @@ static struct tail *open_tail(const struct tail_ctx *ctx, const char *path, size
 			                    errlen) < 0)
 				goto fail_either;
 			inherit_marks(t, old_id, same_head);
+			return t;
+		}
+		if (st.st_size > 0 &&
+		    (offset = taken_over_from(t, st.st_size, 0, err, errlen)) != 0) {
+			spool_failed = offset == -1;
+			if (offset < 0 || new_record_kept(t, st.st_size, offset, 0, &spool_failed,
+			                                  err, errlen) < 0)
+				goto fail_either;
+			guard_tailing(ctx->guard, GUARD_TAIL_TAKEN_OVER, path);
 			return t;
 		}
 		if (ctx->cfg->sources[source_index].read_from == CONFIG_READ_FROM_TAIL &&
@@ -1475,25 +1563,6 @@ fail_spool:
 		*file_errno = 0;
 	tail_free(t);
 	return NULL;
-}
-
-struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int *file_errno, char *err, size_t errlen)
-{
-	return open_tail(ctx, path, source_index, flags, -1, file_errno, err, errlen);
-}
-
-struct tail *tail_open_handed(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                              int64_t from, int *file_errno, char *err, size_t errlen)
-{
-	if (from < 0) {
-		err_set(err, errlen, "tail_open_handed: invalid arguments");
-		errno = EINVAL;
-		if (file_errno != NULL)
-			*file_errno = EINVAL;
-		return NULL;
-	}
-	return open_tail(ctx, path, source_index, TAIL_OPEN_CREATED, from, file_errno, err, errlen);
 }
 
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
@@ -2113,6 +2182,11 @@ static void seen_ctime(struct tail *t, const struct stat *st, const struct times
 
 int64_t tail_read(struct tail *t, char *err, size_t errlen)
 {
+	return tail_read_upto(t, -1, err, errlen);
+}
+
+int64_t tail_read_upto(struct tail *t, int64_t limit, char *err, size_t errlen)
+{
 	struct stat st;
 	struct timespec now;
 	int spool_failed = 0, stale = 1, rc;
@@ -2131,6 +2205,10 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen)
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
+	/* Bytes the caller did not judge: read once it has (they came with an event of their
+	 * own, written after its look). */
+	if (limit >= 0 && st.st_size > limit)
+		st.st_size = (off_t)limit;
 	if (t->f->id == 0) {
 		/* Opened empty: its record comes with its first bytes, unless they are a
 		 * compressor's output. */

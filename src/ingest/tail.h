@@ -71,17 +71,6 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
                              unsigned flags, int *file_errno, char *err, size_t errlen);
 
-/* tail_open_flags for a file that another source read up to byte `from` (>= 0: the checkpoint of
- * its record, a line start) and released, drained, and that grew since (watch.c file_owner): a
- * file of which source `source_index` has no record that describes it gets a new record (new
- * identifiers) whose reading starts at `from`, or at 0 if the file is now shorter than that
- * (truncated since: all it holds is new), so that the lines the other source billed are not
- * billed again and the ones written after it let go are not lost. A record of the source that
- * describes the file is resumed, as tail_open_flags does. Returns the tail (caller frees) or NULL,
- * `file_errno` and `err` as tail_open_flags (EINVAL for a negative `from`). */
-struct tail *tail_open_handed(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                              int64_t from, int *file_errno, char *err, size_t errlen);
-
 /* How content (an archive, decompressed) relates to a file record (tail_identify). */
 enum tail_match {
 	TAIL_MATCH_NONE = 0,
@@ -200,6 +189,12 @@ void tail_free(struct tail *t);
  * before matching. Returns the number of bytes consumed (>= 0), or -1 (a spool or read error:
  * nothing past the last commit is lost, the checkpoint still covers only committed events). */
 int64_t tail_read(struct tail *t, char *err, size_t errlen);
+
+/* tail_read as if the file ended at `limit` bytes (>= 0; -1: no limit) when it is longer: for
+ * a tail opened empty, whose caller judged the file (a copy of another?) by the size it had
+ * then, so that bytes written after that look (a copy filled a moment after it was created
+ * empty) are not read unjudged; they are read at the next call. Same returns. */
+int64_t tail_read_upto(struct tail *t, int64_t limit, char *err, size_t errlen);
 
 /* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail
  * uses `ctx` (copied, as by tail_open; ctx->rules from its next tail_read on: a read never mixes

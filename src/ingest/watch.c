@@ -59,6 +59,7 @@
 
 #include "util/health.h"
 #include "util/clock.h"
+#include "util/crash.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "ingest/guard.h"
@@ -1055,7 +1056,7 @@ static void recheck_copies(struct watch *w, size_t si)
 static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
 	char e[1024] = "";
-	int64_t id = tail_file(wt->t)->id;
+	int64_t id = tail_file(wt->t)->id, limit = -1;
 	struct stat st;
 	struct timespec now;
 	int rc;
@@ -1067,19 +1068,27 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	if (rc > 0)
 		return 1;
 	/* Opened empty (no record yet), its first bytes may be another file's: a copy being
-	 * written (cp creates its output empty first). */
-	if (rc == 0 && tail_file(wt->t)->id == 0 && tail_stat(wt->t, &st) == 0 && st.st_size > 0 &&
-	    !wt->link && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
-		tail_drop_empty(wt->t); /* its lines are the original's */
-		tail_forget(w, wt);
-		return 1;
+	 * written (cp creates its output empty first). Judged by the size it has now, and read no
+	 * further: a copy seen empty here and filled before tail_read looked was read as a new
+	 * file, its lines billed twice (t_copy_empty_race.sh). What came after the look comes with
+	 * an event of its own, and is judged then. */
+	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
+		if (st.st_size > 0 && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+			tail_drop_empty(wt->t); /* its lines are the original's */
+			tail_forget(w, wt);
+			return 1;
+		}
+		limit = st.st_size;
+		crash_point("watch_first_read");
 	}
 	errno = 0;
-	if (rc == 0 && tail_stat(wt->t, &st) == 0 && tail_read(wt->t, e, sizeof(e)) >= 0) {
+	if (rc == 0 && tail_stat(wt->t, &st) == 0 &&
+	    tail_read_upto(wt->t, limit, e, sizeof(e)) >= 0) {
 		if (wt->failing)
 			log_info("%s: reading again", tail_path(wt->t));
 		wt->failing = 0;
-		wt->read_size = st.st_size;
+		/* Not read past the limit: changed() must see the rest. */
+		wt->read_size = limit >= 0 && limit < st.st_size ? limit : st.st_size;
 		wt->read_ctime = st.st_ctim;
 		wt->read_racy =
 		    clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec - st.st_ctim.tv_sec <= 1;
@@ -1149,27 +1158,6 @@ static int source_matches(const struct config_source *src, const char *path)
 	return fnmatch(src->path, path, FNM_PATHNAME) == 0 && !excluded(src, path_base(path));
 }
 
-/* Whether the file of record *f of source sj, "reading", found at `path`, was moved while
- * logmeter was stopped where sj will not look for it: at sj's first scan, recover() looks for it
- * under its recorded path and, by inode, in that directory only (then marks it gone), and sj's
- * glob does not match `path`. */
-static int moved_away(struct watch *w, size_t sj, const struct spool_file *f, const char *path)
-{
-	struct stat st;
-	char *dir, *found;
-
-	if (!first_scan(w, sj) || source_matches(&w->ctx.cfg->sources[sj], path) ||
-	    (stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
-	     (uint64_t)st.st_ino == f->ino))
-		return 0;
-	if ((dir = path_dir(f->path)) == NULL)
-		return 0;
-	found = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
-	free(dir);
-	free(found);
-	return found == NULL;
-}
-
 /* The source other than si that reads the file *st (matched by si's glob at `path`), or -1 if si
  * may read it. A file is read by one source only, or its lines would be billed once per source:
  * the one whose tail holds it (also while it drains it after a rename to a name only another
@@ -1183,19 +1171,15 @@ static int moved_away(struct watch *w, size_t sj, const struct spool_file *f, co
  *
  * Drained, released, and grown since (the writer went on after rotate_wait, or a live log was
  * moved into another source's directory) by a source whose glob no longer matches it: that source
- * will not read it again, so si reads on from where its record stopped (tail_open_handed): -1,
- * with that offset in *from and the source in *released_by. The same for a record marked gone at
- * start (moved while logmeter was stopped out of that source's directory) that still describes
- * the file, grown or not. Else *from is -1. */
-static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st,
-                       int64_t *from, long *released_by)
+ * will not read it again, so si may; a record marked gone does not keep the file either. Where si
+ * starts is tail.c's to say: from the checkpoint of the record of another source that read the
+ * file the furthest (taken over), so that no line is billed twice nor lost. */
+static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st)
 {
 	const struct config *cfg = w->ctx.cfg;
 	char e[512];
 	int64_t own = -1; /* the checkpoint of si's record that describes the file, or -1 */
 
-	*from = -1;
-	*released_by = -1;
 	if (cfg->n_sources < 2)
 		return -1;
 	for (size_t sj = 0; sj < cfg->n_sources; sj++)
@@ -1214,33 +1198,21 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 		if (sj == si ||
 		    spool_file_find(w->ctx.spool, cfg->sources[sj].name, (uint64_t)st->st_dev,
 		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
-		    w->orec->offset <= own)
+		    w->orec->state == SPOOL_FILE_GONE || w->orec->offset <= own)
 			continue;
-		if (w->orec->state == SPOOL_FILE_READING && !moved_away(w, sj, w->orec, path))
+		if (w->orec->state == SPOOL_FILE_READING)
 			return (long)sj;
-		/* Drained or gone (or moved away), and the inode perhaps given to another file
-		 * since. Looked at as si would open it. */
+		/* Drained, and the inode perhaps given to another file since. Looked at as si
+		 * would open it. */
 		if ((fd = look_open(w, si, path)) < 0)
 			continue;
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);
 		if (holds != 1)
 			continue;
-		if (w->orec->state != SPOOL_FILE_DRAINED) {
-			/* Not found by sj at start where it left it: moved, while logmeter was
-			 * stopped, into a directory only si's glob matches. Its lines up to the
-			 * checkpoint were billed under sj: si reads on from there, not from 0. */
-			if (st->st_size < w->orec->offset ||
-			    source_matches(&cfg->sources[sj], path))
-				continue;
-		} else if (st->st_size <= w->orec->offset ||
-		           source_matches(&cfg->sources[sj], path)) {
+		/* Released by sj, whose glob no longer matches it, and grown since: si reads on. */
+		if (st->st_size <= w->orec->offset || source_matches(&cfg->sources[sj], path))
 			return (long)sj;
-		}
-		if (*from < w->orec->offset) {
-			*from = w->orec->offset;
-			*released_by = (long)sj;
-		}
 	}
 	return -1;
 }
@@ -1258,11 +1230,13 @@ static void share_note(struct watch *w, size_t si, const char *path, size_t owne
 		}
 	log_warn("%s: matched by the glob of source %s (%s:%u) too, but read by source %s "
 	         "(%s:%u) only: a file is read by one source, or its lines would be billed once "
-	         "per source. Put the rules under one source (a source may carry many rules) or "
-	         "narrow the globs (docs/tailing.md)",
+	         "per source. Keep source %s, which reads it, and move the rules of source %s "
+	         "into it (a source may carry many rules), or narrow the glob of source %s "
+	         "(docs/tailing.md)",
 	         path, cfg->sources[si].name, cfg->sources[si].loc.file, cfg->sources[si].loc.line,
 	         cfg->sources[owner].name, cfg->sources[owner].loc.file,
-	         cfg->sources[owner].loc.line);
+	         cfg->sources[owner].loc.line, cfg->sources[owner].name, cfg->sources[si].name,
+	         cfg->sources[si].name);
 	guard_shared(w->ctx.guard, path);
 	if (grow((void **)&w->shares, &w->cap_shares, w->n_shares, sizeof(*w->shares)) < 0 ||
 	    (w->shares[w->n_shares].path = strdup(path)) == NULL)
@@ -1291,25 +1265,16 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	struct wtail *wt;
 	struct stat st;
 	int ferr = 0;
-	long owner, released_by = -1;
-	int64_t from = -1;
+	long owner;
 
 	*spool_failed = 0;
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (owner = file_owner(w, si, path, &st, &from, &released_by)) >= 0) {
+	    (owner = file_owner(w, si, path, &st)) >= 0) {
 		share_note(w, si, path, (size_t)owner);
 		return NULL;
 	}
 	make_room(w, NULL, 1);
-	if (from >= 0) {
-		log_info("%s: released by source %s at offset %jd, written to since: read on from "
-		         "there by source %s",
-		         path, w->ctx.cfg->sources[released_by].name, (intmax_t)from,
-		         w->ctx.cfg->sources[si].name);
-		t = tail_open_handed(&w->ctx, path, si, from, &ferr, e, sizeof(e));
-	} else {
-		t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
-	}
+	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
@@ -1739,10 +1704,11 @@ static int holds_record(struct watch *w, size_t si, const char *path, const stru
 	return holds;
 }
 
-/* The tail of another source than f's that holds the file of record *f (file_owner handed it
- * over), or NULL. Its file must still hold what the record read (head and check bytes): a tail
- * of another file that got the record's inode after its file was deleted (ext4 gives a freed
- * inode to the next file created) read that file from its start, and the record's file is gone. */
+/* The tail of another source than f's that holds the file of record *f (its record read further,
+ * or it went on from this record's checkpoint: tail.c), or NULL. Its file must still hold what
+ * the record read (head and check bytes): a tail of another file that got the record's inode
+ * after its file was deleted (ext4 gives a freed inode to the next file created) read that file
+ * from its start, and the record's file is gone. */
 static const struct wtail *tail_holder(struct watch *w, const struct spool_file *f)
 {
 	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++) {
@@ -1763,11 +1729,51 @@ static const struct wtail *tail_holder(struct watch *w, const struct spool_file 
 	return NULL;
 }
 
+/* Whether `p` (malloc'd, or NULL) is the file of record *f of source si by content too: it
+ * still holds what the record read. Frees it and returns NULL if not. */
+static char *if_holds(struct watch *w, size_t si, const struct spool_file *f, char *p)
+{
+	int fd = p != NULL ? look_open(w, si, p) : -1, holds = 0;
+
+	if (fd >= 0) {
+		holds = tail_record_holds(f, fd);
+		close(fd);
+	}
+	if (holds != 1) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* The file of record *f of source si, not under its last path nor in its directory: a path a
+ * symlink led to (a literal symlink re-pointed while logmeter was stopped leaves its old target
+ * where it was, beside the new one or in a directory another source watches), or another name of
+ * it (a hard link, its first name deleted). Looked for by inode in the directory of the link's
+ * target now, then in every directory the sources watch; taken only if it holds what the record
+ * read, since an inode freed by a deletion is soon another file's. Returns its path (caller
+ * frees) or NULL. */
+static char *find_elsewhere(struct watch *w, size_t si, const struct spool_file *f)
+{
+	char *real = realpath(f->path, NULL), *dir = real != NULL ? path_dir(real) : NULL;
+	char *p = dir != NULL ? path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino) : NULL;
+
+	free(dir);
+	free(real);
+	p = if_holds(w, si, f, p);
+	for (size_t i = 0; p == NULL && i < w->n_dirs; i++)
+		if ((uint64_t)w->dirs[i]->dev == f->dev)
+			p = if_holds(w, si, f,
+			             path_find_ino(w->dirs[i]->path, (dev_t)f->dev, (ino_t)f->ino));
+	return p;
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
- * under its last path, then by inode in that directory (where rotation leaves it), and reads it
- * to its end as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
+ * under its last path, then by inode in that directory (where rotation leaves it), then where
+ * its symlink leads now and in the watched directories (find_elsewhere), and reads it to its end
+ * as a rotated-away file; a file not found is marked gone. Returns 0 or -1 (a spool
  * error, in `err`). */
 static int recover(struct watch *w, char *err, size_t errlen)
 {
@@ -1810,18 +1816,20 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			path = NULL;
 		}
 		if (path == NULL && (holder = tail_holder(w, f)) != NULL) {
-			/* Moved while stopped where another source's glob matches it, which read
-			 * on from this record's checkpoint (file_owner): nothing is lost. */
-			log_info("%s: moved while logmeter was stopped to %s, read on by source %s "
-			         "from offset %jd",
-			         f->path, tail_path(holder->t),
-			         w->ctx.cfg->sources[tail_source_index(holder->t)].name,
-			         (intmax_t)f->offset);
+			/* Another source reads the file now (its record read it further, or took
+			 * it over from this one: tail.c): nothing is lost, and this record is left
+			 * behind. */
+			log_info(
+			    "%s: moved while logmeter was stopped to %s, which source %s reads",
+			    f->path, tail_path(holder->t),
+			    w->ctx.cfg->sources[tail_source_index(holder->t)].name);
 			f->state = SPOOL_FILE_DRAINED;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
 				log_warn("%s", e);
 			continue;
 		}
+		if (path == NULL)
+			path = find_elsewhere(w, (size_t)si, f);
 		if (path == NULL) {
 			log_warn(
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
@@ -2604,6 +2612,7 @@ int watch_reconfigure(struct watch *w, const struct tail_ctx *ctx, const long *s
 	/* Noted by the old sources' indexes: found again, and logged again, by the next scan. */
 	while (w->n_shares > 0)
 		share_remove(w, w->n_shares - 1);
+	guard_shared_reset(ctx->guard);
 	w->ctx = *ctx;
 	free(w->fresh);
 	w->fresh = fresh;

@@ -336,8 +336,9 @@ static void health_losses(struct facts *f)
 		        "%lld files are matched by the globs of more than one source: each is read "
 		        "by one source only (the one that read it first, or the first in "
 		        "configuration order), so the rules of the others make no events of it "
-		        "(the agent's log and `logmeter check` name each file and its sources); "
-		        "put the rules under one source (docs/tailing.md)",
+		        "(the agent's log and `logmeter check` name each file and its sources): "
+		        "keep the source that reads it and move the others' rules into it "
+		        "(docs/tailing.md)",
 		        (long long)c->shared_files);
 	/* Usage lost for good, which only a person can bill: said until `--since` passes it. */
 	if (f->recover_loss_windows > 0 && (!f->since_set || f->recover_loss_when >= f->since)) {
@@ -546,15 +547,17 @@ static void print_tailing(FILE *out, const struct guard_status *g)
 	    "copies of files last seen empty, read as their first lines",
 	    "files rotated while logmeter was stopped, read as new files",
 	    "files that end in a hole (sparse), not read past it",
-	    "files beside a rotated one left unread (not rotations)"};
+	    "files beside a rotated one left unread (not rotations)",
+	    "files another source had read, gone on from its checkpoint"};
 	char when[32];
 
-	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
+	fprintf(out, "tailing: %lld %s, %lld %s, %lld %s, %lld %s, %lld %s (docs/tailing.md)\n",
 	        (long long)g->counts.tailing[GUARD_TAIL_EMPTY_COPY], what[GUARD_TAIL_EMPTY_COPY],
 	        (long long)g->counts.tailing[GUARD_TAIL_ROTATED_STOPPED],
 	        what[GUARD_TAIL_ROTATED_STOPPED], (long long)g->counts.tailing[GUARD_TAIL_SPARSE],
 	        what[GUARD_TAIL_SPARSE], (long long)g->counts.tailing[GUARD_TAIL_NOT_ROTATION],
-	        what[GUARD_TAIL_NOT_ROTATION]);
+	        what[GUARD_TAIL_NOT_ROTATION], (long long)g->counts.tailing[GUARD_TAIL_TAKEN_OVER],
+	        what[GUARD_TAIL_TAKEN_OVER]);
 	for (int w = 0; w < GUARD_TAILINGS; w++) {
 		if (g->counts.tailing[w] == 0)
 			continue;

@@ -20,11 +20,24 @@
 const struct spool_sql spool_commit_sql[] = {
     {ST_FILE_FIND, "SELECT " SPOOL_FILE_COLUMNS " FROM files"
                    " WHERE source = ?1 AND dev = ?2 AND ino = ?3 ORDER BY id DESC LIMIT 1"},
-    {ST_FILE_ADD, "INSERT INTO files(uid, path, dev, ino, fp_len, fp_hash, \"offset\","
+    /* No index leads by (dev, ino): a scan of the files table, made only when a source is
+     * about to read a file with content from its start (tail.c: taken_over_from). */
+    {ST_FILE_FIND_OTHER, "SELECT " SPOOL_FILE_COLUMNS " FROM files"
+                         " WHERE dev = ?2 AND ino = ?3 AND source <> ?1 AND \"offset\" > 0"
+                         " ORDER BY \"offset\" DESC, id DESC LIMIT 1"},
+    /* The id of the next file record: one past every id given before (kept in meta) and every
+     * id in the table (a spool written before the key existed, or copied by `spool recover`). */
+    {ST_FILE_ID_NEXT, "INSERT INTO meta(key, value) VALUES ('" SPOOL_FILE_ID_KEY "',"
+                      " max(coalesce((SELECT max(id) FROM files), 0),"
+                      " coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+                      " WHERE key = '" SPOOL_FILE_ID_KEY "'), 0)) + 1)"
+                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value"},
+    {ST_FILE_ADD, "INSERT INTO files(id, uid, path, dev, ino, fp_len, fp_hash, \"offset\","
                   " check_len, check_hash, size, state, lines, matched, unmatched, invalid,"
                   " long_lines, nul_bytes, events, resets, updated, source, first_seen)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-                  " ?16, ?17, ?18, ?19, ?20, ?21, ?22)"},
+                  " VALUES ((SELECT CAST(value AS INTEGER) FROM meta"
+                  " WHERE key = '" SPOOL_FILE_ID_KEY "'), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                  " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"},
     {ST_FILE_UPDATE, "UPDATE files SET path = ?2, dev = ?3, ino = ?4, fp_len = ?5,"
                      " fp_hash = ?6, \"offset\" = ?7, check_len = ?8, check_hash = ?9,"
                      " size = ?10, state = ?11, lines = ?12, matched = ?13,"
@@ -92,6 +105,40 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 	return found;
 }
 
+int spool_file_find_other(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
+                          struct spool_file *out, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc = SQLITE_OK, found = 0;
+
+	if (sp == NULL || source == NULL || out == NULL) {
+		err_set(err, errlen, "spool_file_find_other: invalid arguments");
+		return -1;
+	}
+	st = sp->st[ST_FILE_FIND_OTHER];
+	spool_bind_text(st, 1, source, SIZE_MAX, &rc);
+	spool_bind_int(st, 2, (int64_t)dev, &rc);
+	spool_bind_int(st, 3, (int64_t)ino, &rc);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			if (spool_row_file(sp, st, out, err, errlen) < 0) {
+				spool_st_end(st);
+				return -1;
+			}
+			found = 1;
+			rc = SQLITE_DONE;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding another source's file", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	return found;
+}
+
 static int check_file(const struct spool *sp, const struct spool_file *f, char *err, size_t errlen)
 {
 	if (f->fp_len < 0 || f->fp_len > SPOOL_FP_MAX || f->offset < 0 || f->check_len < 0 ||
@@ -136,8 +183,8 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
 {
 	char uid[SPOOL_UID_MAX];
 	sqlite3_stmt *st;
-	int64_t now = (int64_t)time(NULL);
-	int rc = SQLITE_OK;
+	int64_t now = (int64_t)time(NULL), id;
+	int rc = SQLITE_OK, own_tx;
 
 	if (sp == NULL || f == NULL) {
 		err_set(err, errlen, "spool_file_add: invalid arguments");
@@ -145,6 +192,16 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
 	}
 	if (check_file(sp, f, err, errlen) < 0 || spool_random_hex(uid, 16, err, errlen) < 0)
 		return -1;
+	/* An id is never given twice, even once its record is deleted (spool_file_forget):
+	 * SQLite gives the largest rowid to the next row once that row is deleted
+	 * (https://www.sqlite.org/autoinc.html), and a tail, batch or window that still held the
+	 * old id would then read or write another file's record. The id is counted in meta and
+	 * the record added in one transaction: the caller's, or one of its own. */
+	own_tx = sqlite3_get_autocommit(sp->db);
+	if (own_tx && spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (spool_st_run(sp, ST_FILE_ID_NEXT, "counting file ids", err, errlen) < 0)
+		goto fail;
 	st = sp->st[ST_FILE_ADD];
 	spool_bind_text(st, 1, uid, sizeof(uid), &rc);
 	bind_file(st, f, now, &rc);
@@ -153,16 +210,23 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
 	if (rc != SQLITE_OK) {
 		spool_fail(sp, rc, "adding a file", err, errlen);
 		spool_st_end(st);
-		return -1;
+		goto fail;
 	}
 	if (spool_st_run(sp, ST_FILE_ADD, "adding a file", err, errlen) < 0)
+		goto fail;
+	id = sqlite3_last_insert_rowid(sp->db);
+	if (own_tx && spool_tx_commit(sp, err, errlen) < 0)
 		return -1;
 	crash_point("spool_file_add"); /* the record (its uid) is committed, nothing read yet */
-	f->id = sqlite3_last_insert_rowid(sp->db);
+	f->id = id;
 	memcpy(f->uid, uid, sizeof(uid));
 	f->first_seen = now;
 	f->updated = now;
 	return 0;
+fail:
+	if (own_tx)
+		spool_tx_rollback(sp);
+	return -1;
 }
 
 /* Runs ST_FILE_UPDATE for *f; used alone and inside spool_commit's transaction. */

@@ -120,8 +120,20 @@ int spool_instance(struct spool *sp, const char *configured, char *out, size_t o
 int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                     struct spool_file *out, char *err, size_t errlen);
 
+/* The record of the file (dev, ino) of a source other than `source` (configured or not any
+ * more) that read the most of it (largest checkpoint, then the newest), any state: the file read
+ * under a source since removed, renamed, or whose record was marked gone while the file lived
+ * on (docs/tailing.md, "One file, one source"). Only a candidate: the caller confirms it by
+ * content (fingerprint and check bytes). Scans the files table. Returns 1 and fills *out, 0 if
+ * none, -1 on error. */
+int spool_file_find_other(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
+                          struct spool_file *out, char *err, size_t errlen);
+
 /* Inserts a new file record from *f (its source, path, dev, ino, fingerprint, offset), assigning
- * f->id and a random f->uid. Returns 0 or -1. */
+ * f->id and a random f->uid. The id is one past every id given before, in this spool, deleted
+ * records' too (kept in meta, SPOOL_FILE_ID_KEY), so an id held for a deleted record never names
+ * another file's. Runs in the caller's transaction, or in one of its own. Returns 0 or -1
+ * (nothing added). */
 int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t errlen);
 
 /* Writes back the record *f (path, identity, checkpoint, counters, state) without events, e.g.

@@ -37,6 +37,8 @@ enum spool_stmt {
 	ST_DELIVERY_OF,
 	/* commit.c */
 	ST_FILE_FIND,
+	ST_FILE_ID_NEXT,
+	ST_FILE_FIND_OTHER,
 	ST_FILE_ADD,
 	ST_FILE_UPDATE,
 	ST_RULE_FIND,
@@ -367,6 +369,10 @@ int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
  * (those found, a lower bound) and UNKNOWN (lost windows that left no line and no meter event)
  * summed over such recoveries. */
 #define SPOOL_RECOVER_LOSS_KEY "recover_loss"
+/* meta: the largest id ever given to a file record (commit.c, spool_file_add), so that the id of
+ * a deleted record is never given again. Absent in a spool written before it: the largest id in
+ * `files` then. */
+#define SPOOL_FILE_ID_KEY "file_id_last"
 
 /* ---- aggregation windows (window.c) ---- */
 

@@ -319,6 +319,45 @@ static void test_tailing_status(void **state)
 	assert_int_equal(st.counts.tailing[GUARD_TAIL_SPARSE], 2);
 	assert_string_equal(guard_tailing_name(GUARD_TAIL_SPARSE), "sparse_holes");
 	assert_string_equal(guard_tailing_name(GUARD_TAIL_NOT_ROTATION), "not_rotations");
+	assert_string_equal(guard_tailing_name(GUARD_TAIL_TAKEN_OVER), "taken_over");
+	guard_tailing(gd, GUARD_TAIL_TAKEN_OVER, "/var/log/app/access.log");
+	guard_flush(gd);
+	assert_int_equal(guard_status_read(g->fx->state, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.counts.tailing[GUARD_TAIL_TAKEN_OVER], 1);
+	assert_string_equal(st.tailing_path[GUARD_TAIL_TAKEN_OVER], "/var/log/app/access.log");
+	guard_free(gd);
+}
+
+/* The files left to another source are counted once per path, and anew after a reload
+ * (guard_shared_reset); the other refusals are not reset. */
+static void test_shared_reset(void **state)
+{
+	struct gfx *g = *state;
+	const struct config *cfg = fixture_config(
+	    g->fx, "[source s]\npath = /var/log/x.log\n"
+	           "[rule r1]\nsource = s\nevent_name = e\npattern = ^(?<c>a)\ncustomer = c\n"
+	           "value = 1\n");
+	char err[512] = "";
+	struct guard_status st;
+	struct guard *gd;
+
+	fixture_spool(g->fx);
+	gd = guard_new(cfg, err, sizeof(err));
+	assert_non_null(gd);
+	guard_publish(gd);
+	guard_shared(gd, "/var/log/a.log");
+	guard_shared(gd, "/var/log/a.log");
+	guard_shared(gd, "/var/log/b.log");
+	assert_int_equal(guard_counts(gd).shared_files, 2);
+	guard_shared_reset(gd);
+	guard_shared_reset(NULL);
+	assert_int_equal(guard_counts(gd).shared_files, 0);
+	assert_int_equal(guard_status_read(g->fx->state, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.counts.shared_files, 0);
+	/* Found again by the scan after the reload: counted again, once. */
+	guard_shared(gd, "/var/log/a.log");
+	guard_shared(gd, "/var/log/a.log");
+	assert_int_equal(guard_counts(gd).shared_files, 1);
 	guard_free(gd);
 }
 
@@ -329,6 +368,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_literal_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_limits_status, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tailing_status, setup, teardown),
 	};
 

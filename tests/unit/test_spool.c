@@ -796,17 +796,92 @@ static void test_file_forget(void **state)
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 1);
 	assert_int_equal(spool_file_forgotten(fx->sp), 1);
 	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 11, &got, err, sizeof(err)), 0);
-	/* The original's new record (its file truncated to nothing) gets the same id... */
+	/* The original's new record (its file truncated to nothing) gets another id (an older
+	 * spool, or one copied by `spool recover`, may still give it: test_file_id_never_reused)...
+	 */
 	file_init(&b, "r", "/var/log/app.log", 2049, 10);
 	b.fp_len = 0;
 	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
-	assert_int_equal(b.id, eid);
+	assert_true(b.id > eid);
 	/* ...and the copy's tail forgetting its old record again leaves it. */
 	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 0);
 	assert_int_equal(spool_file_forgotten(fx->sp), 1);
 	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 10, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.id, b.id);
 	assert_string_equal(got.uid, b.uid);
+}
+
+/* A file record's id is never given again once the record is deleted, even when it was the
+ * largest (which SQLite's rowid would give to the next row: https://www.sqlite.org/autoinc.html),
+ * through another handle too; so nothing another record left under that id (here a file_extra
+ * row, as a spool written with foreign keys off may hold) is ever attached to a new file. A spool
+ * without the counter (written before it) goes on from the largest id in the table. */
+static void test_file_id_never_reused(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, e, b, c, d, got;
+	char err[512] = "", sql[256];
+	int64_t eid, max_id;
+
+	file_init(&a, "r", "/var/log/app.log", 2049, 10);
+	a.offset = 100;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	file_init(&e, "r", "/var/log/app.log.1", 2049, 11);
+	e.fp_len = 0;
+	assert_int_equal(spool_file_add(fx->sp, &e, err, sizeof(err)), 0);
+	eid = e.id;
+	assert_true(eid > a.id);
+	/* The newest record, deleted; a row of its own left behind. */
+	assert_int_equal(spool_file_forget(fx->sp, eid, 2049, 11, err, sizeof(err)), 1);
+	assert_int_equal(raw_int(fx->db, "SELECT max(id) FROM files"), a.id);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO file_extra(file_id, bad_utf8) VALUES (%" PRId64 ", 7)", eid);
+	raw_exec(fx->db, sql);
+
+	/* The next record: a new id, nothing of the old record's attached to it. */
+	file_init(&b, "r", "/var/log/app.log.2", 2049, 12);
+	b.fp_len = 0;
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	assert_true(b.id > eid);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 12, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, b.id);
+	assert_int_equal(got.counters.bad_utf8, 0);
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM file_extra WHERE file_id = %" PRId64 ")"
+	         " + (SELECT count(*) FROM batches WHERE file_id = %" PRId64 ")"
+	         " + (SELECT count(*) FROM windows WHERE file_id = %" PRId64 ")"
+	         " + (SELECT count(*) FROM window_lines WHERE file_id = %" PRId64 ")",
+	         b.id, b.id, b.id, b.id);
+	assert_int_equal(raw_int(fx->db, sql), 0);
+
+	/* Through another handle: the newest deleted again, the next id still past it. */
+	spool_free(fx->sp);
+	fx->sp = spool_open(fx->state, SPOOL_READ_WRITE, err, sizeof(err));
+	if (fx->sp == NULL)
+		fail_msg("spool_open: %s", err);
+	assert_int_equal(spool_file_forget(fx->sp, b.id, 2049, 12, err, sizeof(err)), 1);
+	file_init(&c, "r", "/var/log/app.log.3", 2049, 13);
+	assert_int_equal(spool_file_add(fx->sp, &c, err, sizeof(err)), 0);
+	assert_true(c.id > b.id);
+
+	/* Added inside the caller's transaction: counted in it. */
+	assert_int_equal(spool_tx_begin(fx->sp, err, sizeof(err)), 0);
+	file_init(&d, "r", "/var/log/app.log.4", 2049, 14);
+	assert_int_equal(spool_file_add(fx->sp, &d, err, sizeof(err)), 0);
+	assert_int_equal(spool_tx_commit(fx->sp, err, sizeof(err)), 0);
+	assert_true(d.id > c.id);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 14, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, d.id);
+
+	/* A spool written before the counter: the largest id in the table, plus one. */
+	raw_exec(fx->db, "DELETE FROM meta WHERE key = 'file_id_last'");
+	max_id = raw_int(fx->db, "SELECT max(id) FROM files");
+	file_init(&d, "r", "/var/log/app.log.5", 2049, 15);
+	assert_int_equal(spool_file_add(fx->sp, &d, err, sizeof(err)), 0);
+	assert_int_equal(d.id, max_id + 1);
+	assert_int_equal(raw_int(fx->db, "SELECT CAST(value AS INTEGER) FROM meta"
+	                                 " WHERE key = 'file_id_last'"),
+	                 d.id);
 }
 
 /* Values another writer (or a damaged database) left: cut safely, wrong blobs count as absent,
@@ -856,6 +931,46 @@ static void test_file_find_remounted(void **state)
 	assert_int_equal(spool_file_find_remounted(fx->sp, "nginx", "/var/log/other/x.log", 2050,
 	                                           15, &got, err, sizeof(err)),
 	                 0);
+}
+
+/* spool_file_find_other: the record of another source (configured or not: the spool does not
+ * know) that read the most of a file, whatever its state; never the asking source's, nor one that
+ * read nothing. */
+static void test_file_find_other(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, b, c, d, got;
+	char err[512] = "";
+
+	file_init(&a, "link", "/var/log/current.log", 2049, 21);
+	a.offset = 400;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	file_init(&b, "old", "/var/log/app/access.log", 2049, 21);
+	b.offset = 900;
+	b.state = SPOOL_FILE_GONE;
+	assert_int_equal(spool_file_add(fx->sp, &b, err, sizeof(err)), 0);
+	file_init(&c, "empty", "/var/log/app/access.log", 2049, 21); /* read nothing */
+	assert_int_equal(spool_file_add(fx->sp, &c, err, sizeof(err)), 0);
+	file_init(&d, "nginx", "/var/log/app/access.log", 2049, 21);
+	d.offset = 5000;
+	assert_int_equal(spool_file_add(fx->sp, &d, err, sizeof(err)), 0);
+
+	/* For nginx: old's (gone, but the furthest of the others), not its own. */
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2049, 21, &got, err, sizeof(err)),
+	                 1);
+	assert_int_equal(got.id, b.id);
+	assert_string_equal(got.source, "old");
+	assert_true(got.offset == 900 && got.state == SPOOL_FILE_GONE);
+	/* For a source none of them is: nginx's, which read the most. */
+	assert_int_equal(spool_file_find_other(fx->sp, "all", 2049, 21, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, d.id);
+	/* Another inode, another device: none. */
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2049, 22, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_other(fx->sp, "nginx", 2050, 21, &got, err, sizeof(err)),
+	                 0);
+	assert_int_equal(spool_file_find_other(NULL, "nginx", 2049, 21, &got, err, sizeof(err)),
+	                 -1);
 }
 
 static void test_read_back_bounds(void **state)
@@ -2876,7 +2991,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_instance_read_only_unset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_find_remounted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_find_other, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_forget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_id_never_reused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_windows, setup, teardown),

@@ -613,6 +613,34 @@ static void test_copy_opened_empty(void **state)
 	tail_free(orig);
 }
 
+/* tail_read_upto reads a file opened empty no further than the size its caller judged it by (the
+ * watcher's copy check): nothing while that size was 0, and the bytes after it at the next read. */
+static void test_read_upto(void **state)
+{
+	struct tail_fixture *fx = *state;
+	struct tail *t;
+	struct evlist l;
+	char err[1024] = "";
+
+	build_rules(fx);
+	write_str(fx->log, "", 0);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->id, 0);
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 1);
+	assert_int_equal(tail_read_upto(t, 0, err, sizeof(err)), 0); /* judged empty */
+	assert_int_equal(tail_file(t)->id, 0);                       /* no record taken yet */
+	assert_int_equal(tail_read_upto(t, 8, err, sizeof(err)), 8);
+	assert_true(tail_file(t)->id != 0);
+	assert_int_equal(tail_file(t)->offset, 8);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(tail_read_upto(t, -1, err, sizeof(err)), 8);
+	assert_int_equal(tail_file(t)->offset, 16);
+	events(fx->sp, EVENT_PENDING, &l);
+	assert_int_equal(l.n, 2);
+	tail_free(t);
+}
+
 /* A file whose whole fingerprinted head survives a copytruncate (a header, say): only the check
  * bytes before the checkpoint show that the lines after it are not the ones read. */
 static void test_check_hash_alone(void **state)
@@ -1470,6 +1498,48 @@ static void test_gone_not_resumed(void **state)
 	tail_free(t);
 }
 
+/* One file, one source: a source with no record of a file that another source's record shows read
+ * (identity and content) goes on from that record's checkpoint under a new record of its own (taken
+ * over); a source whose own record is behind another's does not resume it but takes over too. */
+static void test_taken_over(void **state)
+{
+	struct tail_fixture *fx = *state;
+	char err[512] = "", uid_other[SPOOL_UID_MAX], uid_app[SPOOL_UID_MAX];
+	struct tail *t;
+
+	build_rules_with(fx, "rescan_interval = 1m\n", "",
+	                 "[source other]\npath = /nonexistent/*.log\n"
+	                 "[rule r2]\nsource = other\nevent_name = api_calls\n"
+	                 "pattern = ^(?<cust>\\S+) (?<n>\\d+)$\ncustomer = cust\nvalue = n\n");
+	write_str(fx->log, "cus_a 1\ncus_b 2\n", 0);
+	t = tail_open(&fx->ctx, fx->log, 1, err, sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(read_tail(t), 16);
+	snprintf(uid_other, sizeof(uid_other), "%s", tail_file(t)->uid);
+	tail_free(t);
+
+	/* app has no record: not from 0, from other's checkpoint. */
+	write_str(fx->log, "cus_c 3\n", 1);
+	t = open_tail(fx, fx->log);
+	assert_int_equal(tail_file(t)->offset, 16);
+	assert_string_not_equal(tail_file(t)->uid, uid_other);
+	assert_int_equal(read_tail(t), 8);
+	snprintf(uid_app, sizeof(uid_app), "%s", tail_file(t)->uid);
+	tail_free(t);
+	assert_int_equal(pending(fx->sp), 3);
+
+	/* other's own record (at 16) is behind app's (at 24): not resumed, taken over at 24. */
+	write_str(fx->log, "cus_d 4\n", 1);
+	t = tail_open(&fx->ctx, fx->log, 1, err, sizeof(err));
+	assert_non_null(t);
+	assert_int_equal(tail_file(t)->offset, 24);
+	assert_string_not_equal(tail_file(t)->uid, uid_other);
+	assert_string_not_equal(tail_file(t)->uid, uid_app);
+	assert_int_equal(read_tail(t), 8);
+	tail_free(t);
+	assert_int_equal(pending(fx->sp), 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1482,6 +1552,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_truncation_kept, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_of, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_copy_opened_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_upto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_check_hash_alone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_big_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fingerprint_grows, setup, teardown),
@@ -1497,6 +1568,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_copytruncate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gone_not_resumed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_taken_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_identify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_archive, setup, teardown),
 	};
