@@ -27,14 +27,19 @@ json() { # json PYTHON-EXPRESSION: evaluated with s = the document of status --j
 }
 file_offset() { json "max([f['offset'] for f in s['files'] if f['path'] == '$1'] or [0])"; }
 file_state() { json "[f['state'] for f in s['files'] if f['path'] == '$1'][0]"; }
-reading_started() { [ "$(file_offset "$1")" -gt 0 ] 2>/dev/null; }
 nothing_pending() { [ "$(json "s['events']['pending']")" = 0 ]; }
-bf_start() { # bf_start ARCHIVE: backfill in the background; its pid in BF_PID
+bf_start() { # bf_start ARCHIVE [ENV...]: backfill in the background; its pid in BF_PID
+	local archive=$1
+	shift
 	# SIGINT as a terminal sends it: a background job of a script has it ignored otherwise.
-	env --default-signal=INT "$LOGMETER" backfill -c "$conf" --stamp-now "$1" \
+	env --default-signal=INT "$@" "$LOGMETER" backfill -c "$conf" --stamp-now "$archive" \
 		>>"$T/backfill.out" 2>"$T/backfill.err" &
 	BF_PID=$!
 }
+# The backfill stopped by its own stop point (docs/crash-testing.md): after its third commit, so
+# that a signal finds it half-way through the archive however fast the machine reads it.
+bf_stopped() { [ "$(awk '{print $3}' "/proc/$BF_PID/stat" 2>/dev/null)" = T ]; }
+STOP_HALF_WAY=LOGMETER_STOP_AT=spool_commit_after:3
 archive_ids() { # archive_ids ARCHIVE: the identifiers of its 2xx lines under its record's uid
 	zcat "$1" >"$T/content"
 	apache_bytes_offsets "$T/content" | identifiers_of apache "$(file_uid "$conf" "$1")" bytes
@@ -42,9 +47,10 @@ archive_ids() { # archive_ids ARCHIVE: the identifiers of its 2xx lines under it
 
 # --- 1. SIGTERM while reading, no agent; then the rest beside the agent -----------------------
 sed -n '1,3000p' "$APACHE" | gzip >"$T/archive/a.log.gz"
-bf_start "$T/archive/a.log.gz"
-wait_until 60 reading_started "$T/archive/a.log.gz" || fail "backfill did not start reading"
+bf_start "$T/archive/a.log.gz" "$STOP_HALF_WAY"
+wait_until 120 bf_stopped || fail "backfill did not reach its stop point: $(cat "$T/backfill.err")"
 kill -TERM "$BF_PID"
+kill -CONT "$BF_PID"
 rc=0
 wait "$BF_PID" || rc=$?
 assert_eq 1 "$rc" "exit status of a backfill stopped by SIGTERM"
@@ -76,8 +82,8 @@ note "the rest billed beside the agent, each line once"
 
 # --- 2. SIGKILL while reading beside the agent --------------------------------------------------
 sed -n '3001,5000p' "$APACHE" | gzip >"$T/archive/b.log.gz"
-bf_start "$T/archive/b.log.gz"
-wait_until 60 reading_started "$T/archive/b.log.gz" || fail "backfill did not start reading"
+bf_start "$T/archive/b.log.gz" "$STOP_HALF_WAY"
+wait_until 120 bf_stopped || fail "backfill did not reach its stop point: $(cat "$T/backfill.err")"
 kill -KILL "$BF_PID"
 wait "$BF_PID" 2>/dev/null || true
 off=$(file_offset "$T/archive/b.log.gz")
