@@ -38,7 +38,7 @@ bf_start() { # bf_start ARCHIVE [ENV...]: backfill in the background; its pid in
 }
 # The backfill stopped by its own stop point (docs/crash-testing.md): after its third commit, so
 # that a signal finds it half-way through the archive however fast the machine reads it.
-bf_stopped() { [ "$(awk '{print $3}' "/proc/$BF_PID/stat" 2>/dev/null)" = T ]; }
+bf_stopped() { [ "$(cat /proc/"$BF_PID"/task/*/stat 2>/dev/null | awk '{ print $3 }' | sort -u)" = T ]; }
 STOP_HALF_WAY=LOGMETER_STOP_AT=spool_commit_after:3
 archive_ids() { # archive_ids ARCHIVE: the identifiers of its 2xx lines under its record's uid
 	zcat "$1" >"$T/content"

@@ -20,8 +20,9 @@ conf=$T/logmeter.conf
 agent_state() {
 	awk '{print $3}' "/proc/$AGENT_PID/stat" 2>/dev/null
 }
+# Every thread stopped (tail_lib.sh).
 agent_stopped() {
-	[ "$(agent_state)" = T ]
+	agent_frozen
 }
 # The record being read has no lag: the agent read the file to its end.
 caught_up() {
@@ -43,7 +44,11 @@ wait_until 60 accepted_at_least 10 || fail "the first 10 lines were not delivere
 
 note "overwritten while the agent builds the new record"
 # The agent is frozen while the shell truncates and writes, so that it finds the new content whole.
+# kill returns before the agent stops (one thread takes the signal and stops the others once it is
+# scheduled): wait for every thread, or the agent may read the new content and stop itself at its
+# stop point before the SIGCONT below, which would then wake it from there.
 kill -STOP "$AGENT_PID"
+wait_until 120 agent_stopped || fail "the agent did not stop for the overwrite (state $(agent_state))"
 lines 11 3 > "$L" # shorter than the checkpoint: a new record at the next read
 kill -CONT "$AGENT_PID"
 wait_until 60 grep -q 'stop point tail_reset reached (1)' "$T/agent.log" ||

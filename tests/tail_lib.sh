@@ -64,7 +64,9 @@ caught_up() {
 }
 # agent_frozen: the agent stopped by SIGSTOP (for wait_until: kill returns before it stops).
 agent_frozen() {
-	[ "$(awk '{ print $3 }' "/proc/$AGENT_PID/stat")" = T ]
+	# Every thread: the thread that takes the signal stops the others after it runs, and they
+	# stop when they next leave the kernel; until then they go on reading.
+	[ "$(cat /proc/"$AGENT_PID"/task/*/stat 2>/dev/null | awk '{ print $3 }' | sort -u)" = T ]
 }
 
 # delivered: every line the writer wrote was accepted (for wait_until).
