@@ -61,7 +61,7 @@ mv "$R.1" "$T/copy1" # out of the glob: part 2 makes its own app.log.1
 agent_stop || fail "agent did not stop cleanly"
 cp "$T/agent.log" "$T/agent1.log"
 
-note "2: the copy filled while the agent stopped at its first read; the copy judged first"
+note "2: the copy filled while the agent stopped at its first read; the copy usually judged first"
 LOGMETER_STOP_AT=watch_first_read:1 agent_start "$conf" 7>&-
 settle "2, first lines"
 stopped_at_empty_copy 2
@@ -81,9 +81,12 @@ expect_file "$conf" r "$R" "$T/copy1" "$R.1"
 assert_eq "$written" "$(wc -l < "$T/expected_rids")" "rids in the files"
 check_accepted
 assert_eq 0 "$(status_sum "$conf" 14)" "checkpoint resets"
-# The copy of part 1 was the place of the original's rest, that of part 2 taken for a copy.
+# The copy of part 1 was the place of the original's rest; that of part 2 was taken for a copy,
+# or, when the agent woke to the original's truncation first (the scheduler's choice on a loaded
+# machine), the place of its rest: either way recognised, and the billing above exact.
 grep -q "r/app.log: truncated in place: reading the .* from its copy .*/r/app.log.1" "$T/agent1.log" ||
 	fail "1: the original's rest was not read from the copy"
-tail -n +"$(($(wc -l < "$T/agent1.log") + 1))" "$T/agent.log" | grep -q "r/app.log.1: holds what .*/r/app.log held" ||
-	fail "2: the copy was not taken for one"
+tail -n +"$(($(wc -l < "$T/agent1.log") + 1))" "$T/agent.log" |
+	grep -q -e "r/app.log.1: holds what .*/r/app.log held" -e "from its copy .*/r/app.log.1" ||
+	fail "2: the copy was not recognised as one"
 echo "t_copy_empty_race: $written rids each accepted once with copies filled at the agent's first read"
