@@ -69,17 +69,15 @@ static int file_extra_counters(struct spool *sp, struct spool_file *f, char *err
 	return 0;
 }
 
-int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
-                    struct spool_file *out, char *err, size_t errlen)
+/* The record statement `which` finds for (source, dev, ino) into *out; `what` names the look in an
+ * error. Returns 1, 0 (none), or -1. */
+static int file_by_identity(struct spool *sp, enum spool_stmt which, const char *what,
+                            const char *source, uint64_t dev, uint64_t ino, struct spool_file *out,
+                            char *err, size_t errlen)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = sp->st[which];
 	int rc = SQLITE_OK, found = 0;
 
-	if (sp == NULL || source == NULL || out == NULL) {
-		err_set(err, errlen, "spool_file_find: invalid arguments");
-		return -1;
-	}
-	st = sp->st[ST_FILE_FIND];
 	spool_bind_text(st, 1, source, SIZE_MAX, &rc);
 	spool_bind_int(st, 2, (int64_t)dev, &rc);
 	spool_bind_int(st, 3, (int64_t)ino, &rc);
@@ -95,12 +93,26 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 		}
 	}
 	if (rc != SQLITE_DONE) {
-		spool_fail(sp, rc, "finding a file", err, errlen);
+		spool_fail(sp, rc, what, err, errlen);
 		spool_st_end(st);
 		return -1;
 	}
 	spool_st_end(st);
-	if (found && file_extra_counters(sp, out, err, errlen) < 0)
+	return found;
+}
+
+int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
+                    struct spool_file *out, char *err, size_t errlen)
+{
+	int found;
+
+	if (sp == NULL || source == NULL || out == NULL) {
+		err_set(err, errlen, "spool_file_find: invalid arguments");
+		return -1;
+	}
+	found = file_by_identity(sp, ST_FILE_FIND, "finding a file", source, dev, ino, out, err,
+	                         errlen);
+	if (found > 0 && file_extra_counters(sp, out, err, errlen) < 0)
 		return -1;
 	return found;
 }
@@ -108,35 +120,12 @@ int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t
 int spool_file_find_other(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                           struct spool_file *out, char *err, size_t errlen)
 {
-	sqlite3_stmt *st;
-	int rc = SQLITE_OK, found = 0;
-
 	if (sp == NULL || source == NULL || out == NULL) {
 		err_set(err, errlen, "spool_file_find_other: invalid arguments");
 		return -1;
 	}
-	st = sp->st[ST_FILE_FIND_OTHER];
-	spool_bind_text(st, 1, source, SIZE_MAX, &rc);
-	spool_bind_int(st, 2, (int64_t)dev, &rc);
-	spool_bind_int(st, 3, (int64_t)ino, &rc);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			if (spool_row_file(sp, st, out, err, errlen) < 0) {
-				spool_st_end(st);
-				return -1;
-			}
-			found = 1;
-			rc = SQLITE_DONE;
-		}
-	}
-	if (rc != SQLITE_DONE) {
-		spool_fail(sp, rc, "finding another source's file", err, errlen);
-		spool_st_end(st);
-		return -1;
-	}
-	spool_st_end(st);
-	return found;
+	return file_by_identity(sp, ST_FILE_FIND_OTHER, "finding another source's file", source,
+	                        dev, ino, out, err, errlen);
 }
 
 static int check_file(const struct spool *sp, const struct spool_file *f, char *err, size_t errlen)
