@@ -16,6 +16,7 @@ log="$T/logs/app.log"
 # Windows that stay open: lines stamped 2 to 3 hours ahead, of 60 customers in 8 windows of a
 # minute each, 2 lines a window.
 now=$(date +%s)
+now=$((now - now % 60)) # a minute's start: the two lines of a window stay in one minute
 awk -v now="$now" 'BEGIN { for (w = 0; w < 8; w++) for (c = 0; c < 60; c++) for (k = 0; k < 2; k++)
 	printf "%d cus_%03d %d\n", now + 7200 + w * 600 + k, c, 1 + c + w }' >"$log"
 write_config "$T/logmeter.conf"
