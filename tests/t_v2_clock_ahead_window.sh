@@ -12,10 +12,13 @@ LEN=21600   # aggregate = 6h
 MARGIN=3600 # the hour the sender keeps from the end of Stripe's 35 days (v2)
 DAYS35=$((35 * 86400))
 now0=$(date +%s)
-# Stripe's clock ahead by 3 to 9 hours, chosen so that the end of the margin by Stripe's clock
+# Stripe's clock ahead by 4 to 10 hours, chosen so that the end of the margin by Stripe's clock
 # (edge + MARGIN) falls in the middle of a window: its start is then 3 hours inside the margin,
-# and its second half billable on its own.
-SKEW=$((12000 + ((LEN / 2 - (now0 + 12000 - DAYS35 + MARGIN) % LEN) % LEN + LEN) % LEN))
+# and its second half billable on its own. The window's start must also be more than 3,000 s
+# past the end of the margin by this host's clock (SKEW - LEN / 2 > 3000), so that only Stripe's
+# clock makes it dead: a base of 14,400 s keeps that for every `now` (a base of 12,000 s left
+# it out for 1,800 s of every 6 hours).
+SKEW=$((14400 + ((LEN / 2 - (now0 + 14400 - DAYS35 + MARGIN) % LEN) % LEN + LEN) % LEN))
 double_start --timestamp-skew "$SKEW"
 edge=$((now0 + SKEW - DAYS35)) # Stripe's 35 days end here, by Stripe's clock
 W=$(((edge + MARGIN) / LEN * LEN))
