@@ -42,6 +42,10 @@ struct agent {
 	struct space *space; /* the ingest half's room and pause (space.c) */
 	struct guard *guard; /* symlinks and PCRE2 limits (guard.c); kept across reloads */
 	struct watch *watch;
+	/* The sources the spool has file records of that setup.cfg lacks (warn_orphans), which
+	 * the tails look at too (tail_ctx.old_sources); n_old_sources names, owned. */
+	char **old_sources;
+	size_t n_old_sources;
 	struct sender *sender;
 	struct metrics *metrics; /* the Prometheus endpoint, or NULL (metrics_listen empty) */
 	pthread_t ingest_thread, sender_thread;
@@ -145,6 +149,13 @@ static void agent_stop_threads(struct agent *a)
 	stop_sender(a);
 }
 
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 static void agent_close(struct agent *a)
 {
 	agent_stop_threads(a);
@@ -160,11 +171,17 @@ static void agent_close(struct agent *a)
 	a->sender = NULL;
 	a->sender_cfg = NULL;
 	a->spool = NULL;
+	free_names(a->old_sources, a->n_old_sources);
+	a->old_sources = NULL;
+	a->n_old_sources = 0;
 }
 
 struct orphan_check {
 	const struct config *cfg;
 	char last[128]; /* the last orphaned source reported: records come ordered by source */
+	char **names;   /* the orphaned sources, n of them (cap allocated) */
+	size_t n, cap;
+	int oom;
 };
 
 /* config_warnings' callback: what `check` prints, logged. */
@@ -181,6 +198,18 @@ static int warn_orphan(const struct spool_file *f, void *ud)
 	if (config_source_find(oc->cfg, f->source) >= 0 || strcmp(oc->last, f->source) == 0)
 		return 0;
 	snprintf(oc->last, sizeof(oc->last), "%s", f->source);
+	if (oc->n == oc->cap) {
+		size_t cap = oc->cap ? 2 * oc->cap : 4;
+		char **names = realloc(oc->names, cap * sizeof(*names));
+
+		if (names == NULL)
+			return oc->oom = -1;
+		oc->names = names;
+		oc->cap = cap;
+	}
+	if ((oc->names[oc->n] = strdup(f->source)) == NULL)
+		return oc->oom = -1;
+	oc->n++;
 	log_warn("the spool has checkpoints of [source %s], which the configuration no longer "
 	         "has (renamed, or its rules moved to another source): a file it read that a "
 	         "source of the configuration matches is read by that source from its checkpoint "
@@ -190,12 +219,25 @@ static int warn_orphan(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* Warns about the sources the spool has records of that a->setup lacks. Returns 0 or -1. */
-static int warn_orphans(struct agent *a, char *err, size_t errlen)
+/* Warns about the sources the spool has records of that a->setup lacks, and lists them in *names
+ * (*n of them; the caller frees them with free_names). Returns 0 or -1 (*names NULL, *n 0). */
+static int warn_orphans(struct agent *a, char ***names, size_t *n, char *err, size_t errlen)
 {
 	struct orphan_check oc = {.cfg = a->setup.cfg};
+	int rc = spool_files_foreach(a->spool, warn_orphan, &oc, err, errlen);
 
-	return spool_files_foreach(a->spool, warn_orphan, &oc, err, errlen);
+	*names = NULL;
+	*n = 0;
+	if (rc != 0) {
+		if (oc.oom)
+			err_set(err, errlen,
+			        "listing the sources of the spool's records: out of memory");
+		free_names(oc.names, oc.n);
+		return -1;
+	}
+	*names = oc.names;
+	*n = oc.n;
+	return 0;
 }
 
 /* What the ingest half works with: a->setup's configuration and rules, the spool, the sender to
@@ -211,6 +253,8 @@ static void ingest_ctx(const struct agent *a, struct tail_ctx *ctx)
 	ctx->ud = a->sender;
 	ctx->space = a->space;
 	ctx->guard = a->guard;
+	ctx->old_sources = (const char *const *)a->old_sources;
+	ctx->n_old_sources = a->n_old_sources;
 }
 
 /* Opens the spool, the sender and the watch for the setup now in a->setup. */
@@ -228,7 +272,7 @@ static int agent_open(struct agent *a)
 	if (spool_instance(a->spool, cfg->agent.instance, a->instance, sizeof(a->instance), err,
 	                   sizeof(err)) != 0)
 		goto fail;
-	if (warn_orphans(a, err, sizeof(err)) != 0)
+	if (warn_orphans(a, &a->old_sources, &a->n_old_sources, err, sizeof(err)) != 0)
 		goto fail;
 	if (!a->no_send && (a->sender = sender_new(cfg, err, sizeof(err))) == NULL)
 		goto fail;
@@ -530,8 +574,8 @@ static int agent_reload(struct agent *a, const char *path)
 	struct sender *sender = NULL;
 	struct space *space = NULL;
 	struct tail_ctx ctx;
-	char err[1024] = "", instance[sizeof(a->instance)];
-	size_t kept;
+	char err[1024] = "", instance[sizeof(a->instance)], **olds;
+	size_t kept, n_olds;
 	int restart;
 
 	log_info("SIGHUP: reloading %s", path);
@@ -596,6 +640,10 @@ static int agent_reload(struct agent *a, const char *path)
 		log_warn("reload: %s: the files of the old configuration stay protected", err);
 	if (harden_core_dumps(a->setup.cfg->agent.allow_core_dumps, err, sizeof(err)) != 0)
 		log_warn("reload: %s", err);
+	olds = a->old_sources;
+	n_olds = a->n_old_sources;
+	if (warn_orphans(a, &a->old_sources, &a->n_old_sources, err, sizeof(err)) != 0)
+		log_warn("%s", err);
 	ingest_ctx(a, &ctx);
 	if (watch_reconfigure(a->watch, &ctx, plan.same, err, sizeof(err)) != 0) {
 		/* Out of memory: nothing changed in it; start it anew as at start instead. */
@@ -603,13 +651,12 @@ static int agent_reload(struct agent *a, const char *path)
 		watch_free(a->watch);
 		a->watch = watch_new(&ctx, err, sizeof(err));
 	}
-	cli_setup_free(&old); /* no tail uses it any more; the sender's is kept above */
+	cli_setup_free(&old);     /* no tail uses it any more; the sender's is kept above */
+	free_names(olds, n_olds); /* nor these */
 	free(plan.same);
 	if (a->watch == NULL)
 		goto fatal;
 	kept = watch_tail_count(a->watch); /* before the ingest thread runs again */
-	if (warn_orphans(a, err, sizeof(err)) != 0)
-		log_warn("%s", err);
 	if (start_ingest(a) != 0 || (restart && start_sender(a) != 0)) {
 		err_set(err, sizeof(err), "cannot start a thread");
 		goto fatal;

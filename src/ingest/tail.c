@@ -1258,10 +1258,11 @@ static void inherit_marks(struct tail *t, int64_t old_id, int64_t same_head)
  * under a new record of its own instead, with a warning: every line once (docs/tailing.md, "One
  * file, one source"). Of several such records, the one that read the most. `after` > 0 (a
  * record of its own that describes the file, to resume unless another read further): only the
- * configured sources' records are looked at, by the spool's index, since this is asked at every
- * open; else every source's (spool_file_find_other, a scan of the files table, asked only before
- * a file is read from its start). Returns the checkpoint (0: no such record), -1 on a spool error
- * or -2 on a read error (errno set). */
+ * records of the configured sources and of ctx.old_sources (the sources the spool has records of
+ * that the configuration no longer has) are looked at, by the spool's index, since this is asked
+ * at every open; else every source's (spool_file_find_other, a scan of the files table, asked
+ * only before a file is read from its start). Returns the checkpoint (0: no such record), -1 on a
+ * spool error or -2 on a read error (errno set). */
 static int64_t taken_over_from(struct tail *t, int64_t size, int64_t after, char *err,
                                size_t errlen)
 {
@@ -1275,13 +1276,19 @@ static int64_t taken_over_from(struct tail *t, int64_t size, int64_t after, char
 		return -1;
 	}
 	if (after > 0) {
-		for (size_t sj = 0; sj < t->ctx.cfg->n_sources && found >= 0; sj++) {
+		size_t n = t->ctx.cfg->n_sources;
+
+		/* The configured sources, then those the spool has records of that the
+		 * configuration no longer has (a source renamed and renamed back). */
+		for (size_t sj = 0; sj < n + t->ctx.n_old_sources && found >= 0; sj++) {
+			const char *name =
+			    sj < n ? t->ctx.cfg->sources[sj].name : t->ctx.old_sources[sj - n];
 			int r;
 
 			if (sj == t->source_index)
 				continue;
-			r = spool_file_find(t->ctx.spool, t->ctx.cfg->sources[sj].name,
-			                    (uint64_t)t->dev, (uint64_t)t->ino, o, err, errlen);
+			r = spool_file_find(t->ctx.spool, name, (uint64_t)t->dev, (uint64_t)t->ino,
+			                    o, err, errlen);
 			if (r < 0)
 				found = -1;
 			else if (r > 0 && (found == 0 || o->offset > old->offset)) {

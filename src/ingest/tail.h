@@ -38,6 +38,13 @@ struct tail_ctx {
 	 * batch it is committing: it fails with errno EINTR, everything before the checkpoint
 	 * committed (backfill's SIGINT and SIGTERM). */
 	const volatile sig_atomic_t *stop;
+	/* The sources the spool has file records of that cfg does not have (removed or renamed
+	 * since), n_old_sources names, borrowed; may be NULL with n_old_sources 0. A source whose
+	 * own record of a file was left behind while one of them read on goes on from that one's
+	 * checkpoint, not from its own (a source renamed and renamed back: docs/tailing.md, "A file
+	 * another source read: taken over at its checkpoint"). */
+	const char *const *old_sources;
+	size_t n_old_sources;
 };
 
 struct tail;
