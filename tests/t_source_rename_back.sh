@@ -6,11 +6,13 @@
 # apache's identifiers (an identifier holds the source: Stripe does not dedupe them).
 # docs/tailing.md, "A file another source read: taken over at its checkpoint".
 #   A. while the agent runs: renamed by a reload (SIGHUP), renamed back by another;
-#   B. while it is stopped: renamed, `run --once`, renamed back, `run --once`.
+#   B. while it is stopped: renamed, `run --once`, renamed back (`check` says where `run` goes
+#      on), `run --once`.
 # Checked after each: the double accepted each identifier once, as many events as awk counts in
 # the file, and the spool holds one event per line awk picks (by byte offset), none twice.
 . "$(dirname "$0")/lib.sh"
 lm_init source_rename_back
+. "$top_srcdir/tests/tail_lib.sh"
 double_start
 
 mkdir -p "$T/logs"
@@ -29,6 +31,10 @@ rename_source() {
 	sed -i "s/^\[source $1\]\$/[source $2]/; s/^source = $1\$/source = $2/" "$conf"
 	grep -q "^\[source $2\]\$" "$conf" && grep -q "^source = $2\$" "$conf" ||
 		fail "test bug: source $1 not renamed $2"
+}
+# spool_checkpoint SOURCE: the checkpoint of SOURCE's newest record of the file, from the spool.
+spool_checkpoint() {
+	spool_sql "$conf" 'SELECT "offset" FROM files WHERE source = ? AND path = ? ORDER BY id DESC LIMIT 1' "$1" "$L"
 }
 reloads_at_least() { [ "$(grep -c 'configuration reloaded' "$T/agent.log")" -ge "$1" ]; }
 hup() {
@@ -77,6 +83,13 @@ put
 agent_once "$conf" || fail "B: run --once as web exited $?"
 rename_source web apache
 put
+# `check` says where `run` goes on: web's checkpoint, not apache's own, left behind.
+at=$(spool_checkpoint web)
+own=$(spool_checkpoint apache)
+[ "$at" -gt "$own" ] || fail "test bug: web read to $at, apache to $own"
+"$LOGMETER" check -c "$conf" >"$T/check.out" 2>&1 || fail "check exited $?: $(cat "$T/check.out")"
+grep -qF "$L: read up to offset $at by source web (its record is reading), further than the record of source apache (offset $own), which was left behind" "$T/check.out" ||
+	fail "check did not say apache goes on from web's checkpoint $at: $(cat "$T/check.out")"
 agent_once "$conf" || fail "B: run --once as apache again exited $?"
 check B
 grep -q "read up to offset [0-9]* by source web (its record is [a-z]*): source apache goes on from there" "$T/agent.log" ||

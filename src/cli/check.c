@@ -64,27 +64,37 @@ static int check_account(const struct config *cfg)
 	return 0;
 }
 
-/* Notes a file of source `src` (open as `fd`) that the source has no record of and another
- * source's record (configured or not any more) shows as read, by identity and content: `run`
- * goes on from that record's checkpoint under `src` (tail.c, docs/tailing.md "One file, one
- * source"), which `check` says, so that nobody expects the file read again or its rules to apply
- * to the lines read before. A configured source whose record is not gone keeps the file instead
- * (not said here: the overlap, if any, is), unless it drained and released it, its glob no longer
- * matching it, and the file grew since (watch.c: file_owner). `sp` NULL (no spool) or `rec` NULL:
- * nothing. */
+/* Notes a file of source `src` (open as `fd`) that the source has no record of, or one that read
+ * less of it (left behind: a source renamed and renamed back), and another source's record
+ * (configured or not any more) shows as read further, by identity and content: `run` goes on
+ * from that record's checkpoint under `src` (tail.c, docs/tailing.md "One file, one source"), which
+ * `check` says, so that nobody expects the file read again or its rules to apply to the lines read
+ * before. A configured source whose record is not gone keeps the file instead (not said here: the
+ * overlap, if any, is), unless it drained and released it, its glob no longer matching it, and the
+ * file grew since (watch.c: file_owner). `sp` NULL (no spool) or `rec` NULL: nothing. */
 static void read_elsewhere(const struct config *cfg, struct spool *sp, struct spool_file *rec,
                            const struct config_source *src, const char *path, int fd)
 {
 	char err[512];
 	struct stat st;
+	int64_t own = -1; /* the checkpoint of src's own record, if it would be resumed */
 	long sj;
+	int found;
 
 	if (sp == NULL || rec == NULL || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    spool_file_find(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
-	                    sizeof(err)) != 0 ||
-	    spool_file_find_other(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
+	    (found = spool_file_find(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec,
+	                             err, sizeof(err))) < 0)
+		return;
+	if (found == 1) {
+		if (rec->state == SPOOL_FILE_GONE || rec->offset > (int64_t)st.st_size ||
+		    tail_record_holds(rec, fd) != 1)
+			return;
+		own = rec->offset;
+	}
+	if (spool_file_find_other(sp, src->name, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rec, err,
 	                          sizeof(err)) != 1 ||
-	    rec->offset > (int64_t)st.st_size || tail_record_holds(rec, fd) != 1)
+	    rec->offset <= own || rec->offset > (int64_t)st.st_size ||
+	    tail_record_holds(rec, fd) != 1)
 		return;
 	/* A configured source whose record is not gone keeps the file (watch.c: file_owner),
 	 * unless it released it (drained, its glob not matching it, as its scan finds files) and
@@ -99,12 +109,22 @@ static void read_elsewhere(const struct config *cfg, struct spool *sp, struct sp
 		     !(o->exclude[0] != '\0' && fnmatch(o->exclude, base, 0) == 0)))
 			return;
 	}
-	fprintf(stderr,
-	        "warning: %s: read up to offset %jd by source %s (its record is %s), of which "
-	        "source %s has no record: `run` reads it under source %s from there on, not again "
-	        "from its start (docs/tailing.md)\n",
-	        path, (intmax_t)rec->offset, rec->source, spool_file_state_name(rec->state),
-	        src->name, src->name);
+	if (own >= 0)
+		fprintf(
+		    stderr,
+		    "warning: %s: read up to offset %jd by source %s (its record is %s), "
+		    "further than the record of source %s (offset %jd), which was left behind: "
+		    "`run` reads it under source %s from offset %jd on, not again from offset %jd "
+		    "(docs/tailing.md)\n",
+		    path, (intmax_t)rec->offset, rec->source, spool_file_state_name(rec->state),
+		    src->name, (intmax_t)own, src->name, (intmax_t)rec->offset, (intmax_t)own);
+	else
+		fprintf(stderr,
+		        "warning: %s: read up to offset %jd by source %s (its record is %s), of "
+		        "which source %s has no record: `run` reads it under source %s from there "
+		        "on, not again from its start (docs/tailing.md)\n",
+		        path, (intmax_t)rec->offset, rec->source, spool_file_state_name(rec->state),
+		        src->name, src->name);
 }
 
 /* Warns of a source whose glob matches no file now (path_glob_nomatch), and of the files the
