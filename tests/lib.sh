@@ -402,6 +402,14 @@ agent_running() {
 	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null
 }
 
+# agent_frozen: the agent stopped by SIGSTOP (for wait_until: kill returns before it
+# stops). Every test that freezes the agent waits for this before it acts on the frozen agent.
+agent_frozen() {
+	# Every thread: the thread that takes the signal stops the others after it runs, and they
+	# stop when they next leave the kernel; until then they go on reading.
+	[ "$(cat /proc/"$AGENT_PID"/task/*/stat 2>/dev/null | awk '{ print $3 }' | sort -u)" = T ]
+}
+
 # agent_once CONF [args]: `logmeter run --once -c CONF` in the foreground (at most 120 s);
 # returns its exit code (124 on timeout).
 agent_once() {

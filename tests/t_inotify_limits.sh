@@ -41,6 +41,8 @@ wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of
 limit=$(cat /proc/sys/fs/inotify/max_queued_events)
 [ "$limit" -gt 0 ] && [ "$limit" -le 1000000 ] || skip "max_queued_events is $limit"
 kill -STOP "$AGENT_PID"
+# kill returns before every thread has stopped: one still running could drain the queue.
+wait_until 30 agent_frozen || fail "the agent did not stop"
 # Writes to two files in turn: consecutive identical events would be merged into one.
 "$PYTHON3" -c '
 import sys
