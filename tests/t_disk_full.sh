@@ -88,7 +88,7 @@ else
 	note "the pause ended before more was accepted; not sampled twice"
 fi
 wait_until 180 accepted_at_least "$total" || fail "stuck at $(accepted_count) of $total accepted"
-wait_until 10 status_reading "$T/one.conf" || fail "reading did not resume: $st"
+wait_until 60 status_reading "$T/one.conf" || fail "reading did not resume: $st"
 grep -q "has room again .*: reading resumed" "$T/agent.log" || fail "no log line about the resume"
 grep -q "pruned [0-9]* delivered events before their delivered_retention" "$T/agent.log" ||
 	fail "no delivered events were pruned to make room"
@@ -134,7 +134,7 @@ wait_until 60 grep -q "cannot record [0-9]* delivery outcomes in the spool: .*SQ
 assert_eq "$off2" "$(offset_of "$st")" "checkpoint while paused"
 rm "$T/two/other" # the operator frees space
 wait_until 180 accepted_at_least "$total" || fail "stuck at $(accepted_count) of $total accepted"
-wait_until 10 status_reading "$T/two.conf" || fail "reading did not resume: $st"
+wait_until 60 status_reading "$T/two.conf" || fail "reading did not resume: $st"
 agent_stop || fail "agent exited $?"
 check_exactly_once "$T/two.conf" "$T/logs/access.log"
 assert_eq 0 "$(double_stat concurrency_violations)" "requests in flight at once for one customer and meter"

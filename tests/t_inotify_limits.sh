@@ -88,7 +88,7 @@ agent_stop || fail "agent did not stop cleanly"
 note "3: the same limit, a new file in an unwatched directory found by the periodic rescan"
 sed -i 's/^rescan_interval = .*/rescan_interval = 1s/' "$T/logmeter.conf"
 limited_agent 1 "$T/logmeter.conf"
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 put "$T/w/d3/app.log" 3
 mkdir "$T/w/d4"
 put "$T/w/d4/app.log" 5
