@@ -172,7 +172,7 @@ with open(sys.argv[2], "a") as out:
         out.flush()
 ' "$1" "$2" &
 	NOTIFY_PID=$!
-	wait_until 10 test -S "$1" || fail "the notify listener did not start"
+	wait_until 60 test -S "$1" || fail "the notify listener did not start"
 }
 
 # lm_init NAME: a private temporary directory $T, $LOGS (the shared real logs), cleanup on exit.
@@ -215,7 +215,7 @@ _lm_double_launch() {
 		--log "$T/double.log" --port "$port" --port-file "$T/double.port" \
 		"${meters[@]}" "$@" >>"$T/double.out" 2>&1 &
 	DOUBLE_PID=$!
-	for i in $(seq 100); do
+	for i in $(seq 600); do
 		[ -s "$T/double.port" ] && break
 		if ! kill -0 "$DOUBLE_PID" 2>/dev/null; then
 			wait "$DOUBLE_PID" 2>/dev/null || true
@@ -224,7 +224,7 @@ _lm_double_launch() {
 		fi
 		sleep 0.1
 	done
-	[ -s "$T/double.port" ] || fail "the Stripe double did not start within 10 s"
+	[ -s "$T/double.port" ] || fail "the Stripe double did not start within 60 s"
 	DOUBLE_PORT=$(cat "$T/double.port")
 	DOUBLE_URL=http://127.0.0.1:$DOUBLE_PORT
 	export DOUBLE_PORT DOUBLE_URL
@@ -400,6 +400,14 @@ agent_kill9() {
 
 agent_running() {
 	[ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null
+}
+
+# agent_frozen: the agent stopped by SIGSTOP (for wait_until: kill returns before it
+# stops). Every test that freezes the agent waits for this before it acts on the frozen agent.
+agent_frozen() {
+	# Every thread: the thread that takes the signal stops the others after it runs, and they
+	# stop when they next leave the kernel; until then they go on reading.
+	[ "$(cat /proc/"$AGENT_PID"/task/*/stat 2>/dev/null | awk '{ print $3 }' | sort -u)" = T ]
 }
 
 # agent_once CONF [args]: `logmeter run --once -c CONF` in the foreground (at most 120 s);

@@ -22,7 +22,7 @@ n_get=$(grep -c '"GET' "$T/logs/a.log")
 
 # One agent per spool: a second one is refused while the first runs.
 agent_start "$T/logmeter.conf"
-wait_until 20 accepted_at_least "$n_get" || fail "first agent did not deliver"
+wait_until 60 accepted_at_least "$n_get" || fail "first agent did not deliver"
 # (With another instance id: a refused agent must not even have written its id into the spool.)
 sed 's/^instance = test$/instance = intruder/' "$T/logmeter.conf" > "$T/second.conf"
 rc=0; timeout 20 "$LOGMETER" run -c "$T/second.conf" 2> "$T/second.log" || rc=$?
@@ -36,17 +36,17 @@ assert_eq test "$(sqlite3 -cmd '.timeout 5000' "file:$T/state/spool.db?mode=ro" 
 cp "$T/logmeter.conf" "$T/good.conf"
 printf '[rule broken]\nsource = nope\n' >> "$T/logmeter.conf"
 kill -HUP "$AGENT_PID"
-wait_until 10 grep -q 'reload failed' "$T/agent.log" || fail "broken reload not reported"
+wait_until 60 grep -q 'reload failed' "$T/agent.log" || fail "broken reload not reported"
 # SIGHUP with another state_dir is refused (it would re-read and re-bill everything).
 sed "s|^state_dir = .*|state_dir = $T/state2|" "$T/good.conf" > "$T/logmeter.conf"
 kill -HUP "$AGENT_PID"
-wait_until 10 grep -q 'reload refused: state_dir changed' "$T/agent.log" || fail "state_dir change not refused"
+wait_until 60 grep -q 'reload refused: state_dir changed' "$T/agent.log" || fail "state_dir change not refused"
 [ ! -e "$T/state2/spool.db" ] || fail "a second spool was created"
 # The agent still runs on the old configuration: new lines are delivered once.
 cp "$T/good.conf" "$T/logmeter.conf"
 sed -n 51,80p "$LOGS/elastic_apache_logs.log" >> "$T/logs/a.log"
 n_get=$(grep -c '"GET' "$T/logs/a.log")
-wait_until 20 accepted_at_least "$n_get" || fail "lines after the reloads were not delivered"
+wait_until 60 accepted_at_least "$n_get" || fail "lines after the reloads were not delivered"
 # A good reload (a second rule) takes effect.
 cat >> "$T/logmeter.conf" <<CONF
 [rule posts]
@@ -57,7 +57,7 @@ customer = ip
 value = 1
 CONF
 kill -HUP "$AGENT_PID"
-wait_until 10 grep -q 'configuration reloaded: 1 sources, 2 rules' "$T/agent.log" || fail "good reload not applied"
+wait_until 60 grep -q 'configuration reloaded: 1 sources, 2 rules' "$T/agent.log" || fail "good reload not applied"
 agent_stop || fail "agent did not stop cleanly"
 assert_eq "$(cut -f1 "$T/accepted.tsv" | sort -u | wc -l)" "$(wc -l < "$T/accepted.tsv")" "identifiers accepted once each"
 
@@ -67,8 +67,8 @@ sed -i 's/^\[source web\]$/[source website]/; s/^source = web$/source = website/
 "$LOGMETER" check -c "$T/logmeter.conf" >/dev/null || fail "renamed config invalid"
 double_stop
 rc=0; timeout 10 "$LOGMETER" run -c "$T/logmeter.conf" 2> "$T/rename.log" & pid=$!
-wait_until 10 grep -q 'no longer has' "$T/rename.log" || fail "no warning about the renamed source: $(cat "$T/rename.log")"
-wait_until 10 grep -q "a.log: read up to offset $(stat -c %s "$T/logs/a.log") by source web .*: source website goes on from there" "$T/rename.log" ||
+wait_until 60 grep -q 'no longer has' "$T/rename.log" || fail "no warning about the renamed source: $(cat "$T/rename.log")"
+wait_until 60 grep -q "a.log: read up to offset $(stat -c %s "$T/logs/a.log") by source web .*: source website goes on from there" "$T/rename.log" ||
 	fail "the renamed source did not go on from the checkpoint: $(grep 'a.log' "$T/rename.log")"
 kill -TERM $pid; wait $pid || true
 

@@ -184,23 +184,23 @@ for k in $(seq 1 "$CRASHES"); do
 		sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.05 + (r % 150) / 100 }')"
 		agent_dead && fail "crash $k: the agent exited by itself: $(tail -n 5 "$T/agent.log")"
 		kill -KILL "$AGENT_PID"
-		wait_until 10 agent_dead || fail "crash $k: the agent survived SIGKILL"
+		wait_until 60 agent_dead || fail "crash $k: the agent survived SIGKILL"
 		outcome=killed
 		killed=$((killed + 1))
 		;;
 	shutdown)
 		# SIGTERM only once it is handled (a loaded machine can take long to start the agent).
-		wait_until 20 agent_started || fail "crash $k: the agent did not start: $(tail -n 5 "$T/agent.log")"
+		wait_until 60 agent_started || fail "crash $k: the agent did not start: $(tail -n 5 "$T/agent.log")"
 		sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + (r % 60) / 100 }')"
 		kill -TERM "$AGENT_PID"
-		wait_until 15 agent_dead || fail "crash $k: the agent did not end after SIGTERM"
+		wait_until 60 agent_dead || fail "crash $k: the agent did not end after SIGTERM"
 		;;
 	*)
 		if ! wait_until 5 agent_dead; then
 			# Not reached within 5 s (say, no dead letter pending): a kill -9 instead.
 			kill -KILL "$AGENT_PID" 2>/dev/null || true
 			outcome=unreached
-			wait_until 10 agent_dead || fail "crash $k: the agent survived SIGKILL"
+			wait_until 60 agent_dead || fail "crash $k: the agent survived SIGKILL"
 		fi
 		;;
 	esac

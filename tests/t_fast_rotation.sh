@@ -54,6 +54,7 @@ wait_until 60 accepted_at_least 5 || fail "the first 5 lines were not delivered"
 
 note "three rotations while the agent is frozen"
 kill -STOP "$AGENT_PID"
+wait_until 30 agent_frozen || fail "the agent did not stop"
 rid=$(rotate 6 9 3) || fail "the writer failed"
 kill -CONT "$AGENT_PID"
 total=$((rid - 1))

@@ -54,7 +54,7 @@ written=$((written - secret)) # not deliverable until readable
 
 LOGMETER=$T/logmeter-nobody agent_start "$T/logmeter.conf"
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
-wait_until 10 grep -q "g/secret.log: cannot open: Permission denied (retried at every rescan)" "$T/agent.log" ||
+wait_until 60 grep -q "g/secret.log: cannot open: Permission denied (retried at every rescan)" "$T/agent.log" ||
 	fail "no clear error for the unreadable file"
 [ "$(ps -o user= -p "$AGENT_PID")" = nobody ] || fail "the agent does not run as nobody"
 
@@ -96,7 +96,7 @@ note "deleted at checkpoint $at of $big_size ($([ "$at" -lt "$big_size" ] && ech
 wait_until 60 delivered || fail "the deleted file was not read to its end: $(accepted_count) of $written"
 wait_until 60 grep -q "del/big.log: deleted and read to its end: released (gone)" "$T/agent.log" ||
 	fail "the deleted file was not released"
-wait_until 10 eval '! open_fds "$AGENT_PID" | grep -q "(deleted)"' ||
+wait_until 60 eval '! open_fds "$AGENT_PID" | grep -q "(deleted)"' ||
 	fail "a deleted file is held open: $(open_fds "$AGENT_PID" | grep deleted)"
 agent_stop || fail "agent did not stop cleanly"
 LOGMETER=$ROOT_LOGMETER

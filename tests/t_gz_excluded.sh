@@ -38,7 +38,7 @@ put "$T/y/app.log" 20
 
 agent_start "$T/logmeter.conf"
 wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
-wait_until 10 grep -q "y/app.log.2.gz: .*gzip-compressed" "$T/agent.log" ||
+wait_until 60 grep -q "y/app.log.2.gz: .*gzip-compressed" "$T/agent.log" ||
 	fail "no clear error for the .gz the glob of y lets through"
 
 note "rotation with delaycompress while the agent runs"
@@ -67,8 +67,8 @@ fi
 lines 500401 50 | gzip > "$T/y/later.gz"
 put "$T/y/app.log" 10
 wait_until 60 delivered || fail "y after the compressed files: $(accepted_count) of $written"
-wait_until 10 grep -q "y/app.log.3.xz: .*xz-compressed" "$T/agent.log" || fail "no error for the .xz"
-wait_until 10 grep -q "y/later.gz: .*gzip-compressed" "$T/agent.log" || fail "no error for later.gz"
+wait_until 60 grep -q "y/app.log.3.xz: .*xz-compressed" "$T/agent.log" || fail "no error for the .xz"
+wait_until 60 grep -q "y/later.gz: .*gzip-compressed" "$T/agent.log" || fail "no error for later.gz"
 sleep 2 # two rescans: nothing more may come
 agent_stop || fail "agent did not stop cleanly"
 

@@ -97,6 +97,9 @@ wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of
 note "truncated and grown past the old offset before the agent noticed"
 trunc1=$(snap "$T/trunc/app.log" trunc1)
 kill -STOP "$AGENT_PID"
+# kill returns before every thread has stopped: wait, so that the agent first sees the file
+# truncated and grown past its checkpoint, as this case says.
+wait_until 30 agent_frozen || fail "the agent did not stop"
 : > "$T/trunc/app.log"
 put "$T/trunc/app.log" 60
 [ "$(stat -c %s "$T/trunc/app.log")" -gt "$(stat -c %s "$trunc1")" ] || fail "test bug: not grown past"

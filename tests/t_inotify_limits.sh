@@ -41,6 +41,8 @@ wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of
 limit=$(cat /proc/sys/fs/inotify/max_queued_events)
 [ "$limit" -gt 0 ] && [ "$limit" -le 1000000 ] || skip "max_queued_events is $limit"
 kill -STOP "$AGENT_PID"
+# kill returns before every thread has stopped: one still running could drain the queue.
+wait_until 30 agent_frozen || fail "the agent did not stop"
 # Writes to two files in turn: consecutive identical events would be merged into one.
 "$PYTHON3" -c '
 import sys
@@ -86,7 +88,7 @@ agent_stop || fail "agent did not stop cleanly"
 note "3: the same limit, a new file in an unwatched directory found by the periodic rescan"
 sed -i 's/^rescan_interval = .*/rescan_interval = 1s/' "$T/logmeter.conf"
 limited_agent 1 "$T/logmeter.conf"
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 put "$T/w/d3/app.log" 3
 mkdir "$T/w/d4"
 put "$T/w/d4/app.log" 5

@@ -55,7 +55,7 @@ delivered() {
 	accepted_at_least "$(n_expected)"
 }
 agent_start "$T/logmeter.conf"
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 
 note "plain, CRLF and invalid UTF-8 lines"
 next 10 >> "$L"

@@ -20,12 +20,12 @@ value = 1
 CONF
 # The double wants customer ids it can see: bill the IP as the customer directly.
 agent_start "$T/logmeter.conf"
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 
 src="$LOGS/elastic_nginx_logs_prefix29480.log"
 # 1: a block of 40 whole lines.
 head -n 40 "$src" >> "$T/logs/app.log"
-wait_until 20 accepted_at_least 40 || fail "first 40 lines not delivered"
+wait_until 60 accepted_at_least 40 || fail "first 40 lines not delivered"
 # 2: one line written in two pieces, split in the middle, with a pause between them.
 line41=$(sed -n 41p "$src")
 printf '%s' "${line41:0:30}" >> "$T/logs/app.log"

@@ -62,7 +62,7 @@ metric() { # metric NAME: its value in a fresh scrape (one sample without labels
 # (The unknown meter is refused before the 500 faults act, as at Stripe: validation comes first.)
 double_faults_json '{"rate": 1.0, "kinds": ["500"], "seed": 1}'
 agent_start "$T/logmeter.conf"
-wait_until 20 grep -q 'metrics: serving http://127.0.0.1:[0-9]*/metrics' "$T/agent.log" ||
+wait_until 60 grep -q 'metrics: serving http://127.0.0.1:[0-9]*/metrics' "$T/agent.log" ||
 	fail "no metrics endpoint in the log"
 PORT=$(sed -n 's|.*metrics: serving http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$T/agent.log")
 read_all() {

@@ -18,12 +18,12 @@ now=$(date +%s)
 	printf '%s cus_G 8\n' "$((now + 400))"
 	printf '%s cus_B 5\n' "$((now - 1))"
 } > "$log"
-conf_for() { # conf_for CONF STATE AGGREGATE
+conf_for() { # conf_for CONF STATE AGGREGATE [GRACE]
 	write_config "$1"
 	sed -i "s|^state_dir = .*|state_dir = $2|" "$1"
 	mkdir -p "$2"
 	chmod 700 "$2"
-	config_epoch_rule "$1" "$log" "aggregate = $3" "aggregate_grace = 1s"
+	config_epoch_rule "$1" "$log" "aggregate = $3" "aggregate_grace = ${4:-1s}"
 }
 conf="$T/logmeter.conf"
 conf_for "$conf" "$T/state" 5s
@@ -43,8 +43,11 @@ grep -q '^windows: 2 open aggregation windows' "$T/status.out" ||
 
 # SIGTERM while run --once waits for a window of an hour: exit 1, and what is still open.
 # Meanwhile the metrics show what waits in windows (not in logmeter_pending_events).
+# The lines of now fall in the hour that holds `now`, which may end seconds after it: a grace of
+# an hour keeps their windows open (due an hour after that end at the earliest) however late in
+# the hour the test starts and however long the first part took.
 conf2="$T/hour.conf"
-conf_for "$conf2" "$T/state2" 1h
+conf_for "$conf2" "$T/state2" 1h 1h
 sed -i 's/^\[agent\]$/[agent]\nmetrics_listen = 127.0.0.1:0/' "$conf2"
 open_window() {
 	"$LOGMETER" status -c "$conf2" 2>/dev/null | grep -q '^windows: [1-9][0-9]* open'

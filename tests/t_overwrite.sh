@@ -86,7 +86,7 @@ for run in 1 2 3; do
 	: > "$T/expected_rids"
 	rm -f "$L"
 	agent_start "$conf"
-	wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+	wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 	before=$(accepted_count)
 	: > "$L"
 	for i in $(seq 1 60); do

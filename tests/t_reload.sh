@@ -86,7 +86,7 @@ while not os.path.exists(t + "/writer.stop"):
 PY
 writer=$!
 trap 'rc=$?; kill "$writer" 2>/dev/null; (exit $rc); lm_cleanup' EXIT
-wait_until 10 test -e "$T/writer.ready" || fail "the writer did not start"
+wait_until 60 test -e "$T/writer.ready" || fail "the writer did not start"
 
 # Every request waits 100 ms at the double (random mode, rate 1).
 double_faults_json '{"rate": 1.0, "kinds": ["slow:100"], "seed": 1}'

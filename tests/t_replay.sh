@@ -134,7 +134,7 @@ assert_eq "$((n_fav - half))" "$(grep -c $'\tdownloads\t' "$T/accepted.tsv")" "r
 
 # A running agent picks up what a replay moves behind its cursor.
 agent_start "$conf"
-wait_until 20 grep -q "started" "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q "started" "$T/agent.log" || fail "agent did not start"
 out=$("$LOGMETER" replay -c "$conf" --dead --reason 'No active meter found') || fail "replay --reason exited $?"
 grep -q "rule favicon: $half moved to pending" <<<"$out" || fail "replay --reason: $out"
 wait_until 30 eval '[ "$(grep -c $'"'"'\tdownloads\t'"'"' "$T/accepted.tsv")" -ge '"$n_fav"' ]' || fail "the running agent did not send the replayed events"
@@ -166,7 +166,7 @@ out=$("$LOGMETER" replay -c "$conf" --delivered --since 1h --rule hits 2>"$T/war
 grep -q "Stripe dedupes event identifiers for 24 hours only" "$T/warn" || fail "no dedupe warning: $(cat "$T/warn")"
 grep -q "rule hits: $n_hits moved to pending" <<<"$out" || fail "replay --delivered: $out"
 wait_until 30 eval '[ "$(export_count "$conf" delivered hits)" -eq '"$n_hits"' ]' || fail "re-sent delivered events not marked delivered again"
-wait_until 10 eval '[ $(( $(double_stat duplicates) + $(double_stat replays) )) -ge $(( dups_before + n_hits )) ]' || fail "the double did not see $n_hits re-sends"
+wait_until 60 eval '[ $(( $(double_stat duplicates) + $(double_stat replays) )) -ge $(( dups_before + n_hits )) ]' || fail "the double did not see $n_hits re-sends"
 assert_eq "$before" "$(accepted_count)" "events accepted (billed) after the re-send"
 cmp -s "$T/accepted_before.tsv" "$T/accepted.tsv" || fail "the accepted record changed"
 agent_stop || fail "agent exited $? on SIGTERM"

@@ -50,7 +50,7 @@ delivered() {
 
 exec 7>>"$T/a/access.log" 8>>"$T/b/access.log"
 agent_start "$T/logmeter.conf" 7>&- 8>&- # not the writer's descriptors
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 write x 50
 wait_until 60 delivered || fail "first 50 lines not delivered: $(accepted_count)"
 

@@ -84,7 +84,7 @@ pending=$(sed -n 's/^events: pending \([0-9]*\),.*/\1/p' <<<"$st")
 note "paused at offset $off1 of $size with $pending events pending, $used bytes in use"
 double_restart
 wait_until 180 accepted_at_least "$total" || fail "stuck at $(accepted_count) of $total accepted"
-wait_until 10 status_reading "$T/one.conf" || fail "reading did not resume: $st"
+wait_until 60 status_reading "$T/one.conf" || fail "reading did not resume: $st"
 assert_eq "$size" "$(offset_of "$st")" "checkpoint at the end"
 grep -q "has room again .*: reading resumed" "$T/agent.log" || fail "no log line about the resume"
 grep -q "pruned [0-9]* delivered events before their delivered_retention" "$T/agent.log" ||

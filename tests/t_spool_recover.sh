@@ -43,7 +43,7 @@ double_restart
 # run's, logged once the agent has the spool open.
 started_before=$(grep -c "info: started" "$T/agent.log" || true)
 agent_start "$conf"
-wait_until 20 eval '[ "$(grep -c "info: started" "$T/agent.log")" -gt '"$started_before"' ]' ||
+wait_until 60 eval '[ "$(grep -c "info: started" "$T/agent.log")" -gt '"$started_before"' ]' ||
 	fail "agent did not start"
 rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a spool in use"

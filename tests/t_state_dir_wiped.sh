@@ -42,6 +42,9 @@ assert_accepted_once "$conf" "$log"
 note "agent.lock removed under a running agent"
 lockholder=$AGENT_PID
 kill -STOP "$lockholder"
+# kill returns before every thread has stopped: one still running could see the lock file go and
+# stop the agent before the second one starts.
+wait_until 30 agent_frozen || fail "the agent did not stop"
 rm "$S/agent.lock"
 rc=0
 timeout 60 "$LOGMETER" run -c "$conf" >"$T/second.out" 2>"$T/second.log" || rc=$?

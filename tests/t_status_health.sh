@@ -52,7 +52,7 @@ note "no spool: a JSON document saying why"
 # --- 2. every request fails: the buckets --------------------------------------------------------
 double_faults_json '{"rate": 1.0, "kinds": ["500"], "seed": 1}'
 agent_start "$conf"
-wait_until 20 grep -q 'metrics: serving http://127.0.0.1:[0-9]*/metrics' "$T/agent.log" ||
+wait_until 60 grep -q 'metrics: serving http://127.0.0.1:[0-9]*/metrics' "$T/agent.log" ||
 	fail "no metrics endpoint in the log"
 PORT=$(sed -n 's|.*metrics: serving http://127.0.0.1:\([0-9]*\)/metrics|\1|p' "$T/agent.log")
 buckets='d["sender"].get("in_flight_events", 0) + d["sender"]["retrying"] + d["sender"]["held"] + d["sender"]["queued"]'

@@ -45,7 +45,7 @@ cut_running() {
 }
 
 agent_start "$conf"
-wait_until 10 grep -q 'started' "$T/agent.log" || fail "agent did not start"
+wait_until 60 grep -q 'started' "$T/agent.log" || fail "agent did not start"
 
 note "a short file cut at a line end while the agent runs"
 A=$T/tr/a.log

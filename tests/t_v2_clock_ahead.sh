@@ -17,10 +17,11 @@ mkdir -p "$T/logs"
 log=$T/logs/app.log
 # Timestamps from this host's clock, all inside 35 days by it: 4 outside Stripe's 35 days (they
 # end 10800 s after this host's), 1 inside them by less than the margin, 4 well inside; each at
-# least half an hour from either line, so that the minutes the test takes move none across.
+# least half an hour from either line, this host's 35 days' end too, so that the minutes the test
+# takes move none across.
 now0=$(date +%s)
 : >"$log"
-for off in 60 1800 5400 9000 12600 18000 25200 43200 172800; do
+for off in 1800 3600 5400 9000 12600 18000 25200 43200 172800; do
 	for c in cus_A cus_B cus_C; do
 		printf '%d %s %d\n' $((now0 - DAYS35 + off)) "$c" $((off % 97 + 1)) >>"$log"
 	done

@@ -62,12 +62,6 @@ rotate_numbered() {
 caught_up() {
 	[ "$(status_sum "$1" 6)" = 0 ]
 }
-# agent_frozen: the agent stopped by SIGSTOP (for wait_until: kill returns before it stops).
-agent_frozen() {
-	# Every thread: the thread that takes the signal stops the others after it runs, and they
-	# stop when they next leave the kernel; until then they go on reading.
-	[ "$(cat /proc/"$AGENT_PID"/task/*/stat 2>/dev/null | awk '{ print $3 }' | sort -u)" = T ]
-}
 
 # delivered: every line the writer wrote was accepted (for wait_until).
 delivered() {
@@ -85,6 +79,7 @@ copytruncate_while_running() {
 
 	note "2: the agent frozen, unread lines in the copy, a window between copy and truncate"
 	kill -STOP "$AGENT_PID"
+	wait_until 30 agent_frozen || fail "the agent did not stop"
 	writer_put 30
 	copytruncate 5
 	writer_put 60 # more than before: grown past the old checkpoint

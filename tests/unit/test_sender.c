@@ -483,20 +483,20 @@ static void runner_stop(struct runner *r, struct sender_stats *st)
 }
 
 /* Waits until event `id` is in `state` in the spool (read by its own handle, as `status` would),
- * 20 s at most; on timeout stops the sender first, so that the failure is reported cleanly. */
+ * 60 s at most; on timeout stops the sender first, so that the failure is reported cleanly. */
 static void wait_state(struct sender_fixture *fx, struct runner *r, int64_t id,
                        enum event_state state)
 {
 	struct timespec ts = {0, 20 * 1000 * 1000};
 	struct sender_stats st;
 
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < 3000; i++) {
 		if (spooled(fx, id).state == state)
 			return;
 		nanosleep(&ts, NULL);
 	}
 	runner_stop(r, &st);
-	fail_msg("timed out (20 s) waiting for event %lld to reach state %d", (long long)id,
+	fail_msg("timed out (60 s) waiting for event %lld to reach state %d", (long long)id,
 	         (int)state);
 }
 

@@ -956,12 +956,14 @@ static int find_file_cb(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* Polls (with a second spool handle, as another thread would) until `cond` holds or 10 s pass. */
+/* Polls (with a second spool handle, as another thread would) until `cond` holds or 60 s pass:
+ * a bound for a sanitizer build on a loaded machine, not a wait (it returns as soon as `cond`
+ * holds). */
 static int wait_for(struct spool *sp, int (*cond)(struct spool *sp, void *ud), void *ud)
 {
 	struct timespec ts = {0, 20 * 1000 * 1000};
 
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < 3000; i++) {
 		if (cond(sp, ud))
 			return 1;
 		nanosleep(&ts, NULL);
@@ -978,7 +980,7 @@ static void wait_or_fail(struct spool *sp, int (*cond)(struct spool *sp, void *u
 		return;
 	watch_stop(w);
 	pthread_join(th, NULL);
-	fail_msg("timed out (10 s) waiting for %s", what);
+	fail_msg("timed out (60 s) waiting for %s", what);
 }
 
 static int pending_is(struct spool *sp, void *ud)
