@@ -2,9 +2,10 @@
 # `test-rule` and `run --once` make the same events of the same awkward file (max_line_length
 # 512): real nginx lines with a request id, CRLF lines, a CRLF line of exactly 512 bytes before
 # its CR (billed: the CR does not count) and lines of 512 and 513 bytes with and without CR, a
-# line ending in two CRs, NULs inside a line, before a line (a run longer than the limit), between
-# a CR and its newline and as a line of their own, over-long lines (one of 100 KB, more than
-# test-rule reads at once, one holding NULs), invalid UTF-8, and a last line without its newline.
+# line ending in two CRs, NULs inside a line (the text before them torn, the text after them a line
+# of its own), before a line (a run longer than the limit), between a CR and its newline (torn)
+# and as a line of their own, over-long lines (one of 100 KB, more than test-rule reads at once,
+# one cut by NULs), invalid UTF-8, and a last line without its newline.
 # The events test-rule announces (line number, customer, value) are exactly those the Stripe
 # double accepted from the agent (identifier from the line's offset, customer, value), and both
 # are exactly the set computed from the file by an independent Python split. Then the last line
@@ -61,16 +62,17 @@ out.append(line(511) + b"\r\r\n")    # 512 with the first CR: billed (the rule i
 out.append(line(512) + b"\r\r\n")    # 513 with the first CR: skipped
 out.append(line(2000) + b"\n")       # over-long
 out.append(line(100000) + b"\n")     # over-long, longer than one read of test-rule
-l = line(600)                         # over-long, NULs inside it
-out.append(l[:300] + b"\0" * 50 + l[300:] + b"\n")
-l = line(500)                         # within the limit only without its NULs
-out.append(l[:250] + b"\0" * 40 + l[250:] + b"\n")
-l = line()                            # NULs inside
+l = line(1200)                        # over-long, cut by NULs: long, then a line of 600
+out.append(l[:600] + b"\0" * 50 + l[600:] + b"\n")
+l = line(500)                         # torn by NULs before its rid: "rid=N" matches nothing
+cut = l.index(b" rid=") + 1
+out.append(l[:cut] + b"\0" * 40 + l[cut:] + b"\n")
+l = line()                            # NULs inside: the address torn, the rest a line
 cut = l.index(b" ") + 1
 out.append(l[:cut] + b"\0\0\0" + l[cut:] + b"\n")
 out.append(b"\0" * 2000 + line() + b"\n")   # a run of NULs longer than the limit before a line
 out.append(b"\0" * 10 + b"\n")              # a line of NULs: no line
-out.append(line() + b"\r\0\0\n")            # NULs between the CR and the newline
+out.append(line() + b"\r\0\0\n")            # NULs between the CR and the newline: torn
 out.append(line() + b"\n")
 out.append(b"\0\0" + line(513) + b"\n")     # NULs before an over-long line
 out += [line() + b"\n" for _ in range(10)]
@@ -80,55 +82,48 @@ open(sys.argv[2], "wb").write(b"".join(out))
 open(sys.argv[3], "wb").write(last[40:] + b"\n")
 PY
 
-# expected FILE: the independent split, one row per '\n' and one for an unfinished last line:
-# number, kind (event, long, nul, no-match, invalid, pending, pending-nul), offset of its first byte that is not NUL,
-# customer, value; and on the last row the counters: lines, long lines, NUL bytes, checkpoint.
+# expected FILE: the independent split (tests/lines_model.py, from docs/tailing.md), one row per
+# '\n', per torn piece before it, and one for an unfinished last line: number, kind (event, long,
+# nul, no-match, invalid, torn, pending, pending-nul), offset of its first byte that is not NUL,
+# customer, value; and on the last row the counters: lines, long lines, NUL bytes, checkpoint,
+# torn lines.
 expected() {
-	"$PYTHON3" - "$1" <<'PY'
+	"$PYTHON3" - "$top_srcdir/tests" "$1" <<'PY'
 import re, sys
+sys.path.insert(0, sys.argv[1])
+from lines_model import split
 MAX = 512
-data = open(sys.argv[1], "rb").read()
+data = open(sys.argv[2], "rb").read()
 rule = re.compile(rb"^(\S+) .* rid=([^ ]+)$")
-pos = number = lines = longs = nuls = 0
-while True:
-    nl = data.find(b"\n", pos)
-    rec = data[pos:] if nl < 0 else data[pos:nl]
-    lead = len(rec) - len(rec.lstrip(b"\0"))
-    bare = rec.replace(b"\0", b"")
-    text = bare[:-1] if bare.endswith(b"\r") else bare
-    number += 1
-    if nl < 0:
-        if bare:  # a line without its newline: its leading NULs are consumed, not the line
-            nuls += lead
-            pos += lead
-            print("%d\tpending\t%d\t-\t-" % (number, pos))
-        elif rec:
-            print("%d\tpending-nul\t%d\t-\t-" % (number, pos))
-        break
-    if not bare and rec:
-        kind = "nul"
-        nuls += len(rec)
-    elif len(text) > MAX:
-        kind = "long"
+lines = longs = nuls = torn = number = 0
+for kind, off, number, bare, n in split(data, MAX):
+    nuls += n
+    if kind == "line":
+        lines += 1
+        # the rule ignores one more trailing CR (rule.h)
+        m = rule.search(bare[:-1] if bare.endswith(b"\r") else bare)
+        if m and m.group(2).isdigit():
+            print("%d\tevent\t%d\t%s\t%s" % (number, off, m.group(1).decode(), m.group(2).decode()))
+            continue
+        kind = "invalid" if m else "no-match"
+    elif kind == "long":
         lines += 1
         longs += 1
-        nuls += lead
-    else:
-        lines += 1
-        nuls += len(rec) - len(bare)
-        # the rule ignores one more trailing CR (rule.h)
-        m = rule.search(text[:-1] if text.endswith(b"\r") else text)
-        if m and m.group(2).isdigit():
-            print("%d\tevent\t%d\t%s\t%s" % (number, pos + lead, m.group(1).decode(), m.group(2).decode()))
-        elif m:
-            print("%d\tinvalid\t%d\t-\t-" % (number, pos + lead))
-        else:
-            print("%d\tno-match\t%d\t-\t-" % (number, pos + lead))
-        pos = nl + 1
-        continue
-    print("%d\t%s\t%d\t-\t-" % (number, kind, pos + lead))
-    pos = nl + 1
-print("counters\t%d\t%d\t%d\t%d" % (lines, longs, nuls, pos))
+    elif kind == "torn":
+        torn += 1
+    print("%d\t%s\t%d\t-\t-" % (number, kind, off))
+pos = data.rfind(b"\n") + 1
+rest = data[pos:]
+if rest.strip(b"\0"):
+    # a line without its newline: its leading NULs are consumed, not the line
+    assert b"\0" not in rest.lstrip(b"\0"), "test bug: NULs inside the unfinished line"
+    lead = len(rest) - len(rest.lstrip(b"\0"))
+    nuls += lead
+    pos += lead
+    print("%d\tpending\t%d\t-\t-" % (number + 1, pos))
+elif rest:
+    print("%d\tpending-nul\t%d\t-\t-" % (number + 1, pos))
+print("counters\t%d\t%d\t%d\t%d\t%d" % (lines, longs, nuls, pos, torn))
 PY
 }
 
@@ -153,10 +148,11 @@ compare() {
 	diff -u "$T/exp_tr.tsv" "$T/got_tr.tsv" > "$T/diff" ||
 		fail "$phase: test-rule's events differ from the expected split: $(head -20 "$T/diff")"
 	# Every other verdict: skipped (long), a line of NULs, no match, the unfinished last line.
-	for kind in long nul no-match invalid pending pending-nul; do
+	for kind in long nul no-match invalid torn pending pending-nul; do
 		case $kind in
 		long) re='skipped: line of [0-9]* bytes is longer than max_line_length (512)' ;;
 		nul) re='no line: only NUL bytes' ;;
+		torn) re='torn: [0-9]* bytes followed by NUL bytes, its end missing' ;;
 		no-match) re='rid_awkward: no match' ;;
 		invalid) re='rid_awkward: invalid' ;;
 		pending) re='not read: the last line has no newline yet (run waits for it)' ;;
@@ -188,11 +184,13 @@ for row in sys.stdin:
 		fail "$phase: test-rule and run disagree: $(head -20 "$T/diff")"
 
 	# The agent's counters and checkpoint (the start of the unfinished last line).
-	read -r _ want_lines want_long want_nuls want_offset < <(grep '^counters' "$T/expected.tsv")
+	read -r _ want_lines want_long want_nuls want_offset want_torn < <(grep '^counters' "$T/expected.tsv")
+	[ "$want_torn" -ge 3 ] || fail "test bug: $want_torn torn lines in the file"
 	assert_eq "$want_lines" "$(status_sum "$T/logmeter.conf" 7)" "$phase: lines"
 	assert_eq "$want_long" "$(status_sum "$T/logmeter.conf" 11)" "$phase: long lines"
 	assert_eq "$want_nuls" "$(status_sum "$T/logmeter.conf" 12)" "$phase: NUL bytes"
 	assert_eq "$want_offset" "$(status_sum "$T/logmeter.conf" 4)" "$phase: checkpoint"
+	assert_eq "$want_torn" "$(status_sum "$T/logmeter.conf" 17)" "$phase: torn lines"
 	note "$phase: $(wc -l < "$T/got_tr.tsv") events from test-rule and from run, as the split says; $want_long long lines, $want_nuls NUL bytes"
 }
 

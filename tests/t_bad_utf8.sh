@@ -32,7 +32,7 @@ assert_eq 6 "$(status_sum "$conf" 7)" "lines"
 assert_eq 5 "$(status_sum "$conf" 8)" "matched"
 assert_eq 0 "$(status_sum "$conf" 10)" "invalid"
 assert_eq 0 "$(status_sum "$conf" 9)" "unmatched"
-"$LOGMETER" status -c "$conf" | grep -q "invalid UTF-8 1$" || fail "status: $("$LOGMETER" status -c "$conf" | grep 'lines ')"
+"$LOGMETER" status -c "$conf" | grep -q "invalid UTF-8 1  torn lines 0$" || fail "status: $("$LOGMETER" status -c "$conf" | grep 'lines ')"
 "$LOGMETER" status --json -c "$conf" | "$PYTHON3" -c '
 import json, sys
 assert json.load(sys.stdin)["files"][0]["counters"]["bad_utf8"] == 1' || fail "status --json: no bad_utf8 of 1"

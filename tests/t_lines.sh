@@ -2,11 +2,12 @@
 # What real log lines contain, appended to one file while the agent runs (max_line_length 512):
 # CRLF endings (the CR must not reach a captured value: the rule captures "[^ ]+$"), invalid
 # UTF-8, lines over the limit (2 KB, 513 bytes, and 3 MB written in pieces) between ordinary ones,
-# lines of exactly 512 bytes (with and without CR), NULs inside a line, a run of NULs from a
-# sparse extension, a preallocated region (fallocate) overwritten in place, and a last line
-# without its newline, completed while running and across a restart. Every rid of a line within
-# the limit is accepted once, and the agent's counters (lines, long lines, NUL bytes) match those
-# computed from the file.
+# lines of exactly 512 bytes (with and without CR), NULs inside a line (the text before them torn,
+# the text after them a line of its own), a run of NULs from a sparse extension, a preallocated
+# region (fallocate) overwritten in place, and a last line without its newline, completed while
+# running and across a restart. Every rid of a line within the limit is accepted once, and the
+# agent's counters (lines, long lines, NUL bytes, torn lines) match those computed from the file
+# (tests/lines_model.py).
 . "$(dirname "$0")/lib.sh"
 lm_init lines
 . "$top_srcdir/tests/tail_lib.sh"
@@ -123,16 +124,20 @@ expect_file "$T/logmeter.conf" lines "$L"
 check_accepted
 
 # The counters, computed from the file independently.
-read -r want_lines want_long want_nuls < <("$PYTHON3" -c '
+read -r want_lines want_long want_nuls want_torn < <("$PYTHON3" -c '
 import sys
-data = open(sys.argv[1], "rb").read()
-parts = [p.replace(b"\0", b"") for p in data.split(b"\n")[:-1]]
-parts = [p[:-1] if p.endswith(b"\r") else p for p in parts]
-print(sum(1 for p in parts if p), sum(1 for p in parts if len(p) > 512), data.count(b"\0"))' "$L")
+sys.path.insert(0, sys.argv[1])
+from lines_model import split
+recs = list(split(open(sys.argv[2], "rb").read(), 512))
+kinds = [r[0] for r in recs]
+print(kinds.count("line") + kinds.count("long"), kinds.count("long"), sum(r[4] for r in recs),
+      kinds.count("torn"))' "$top_srcdir/tests" "$L")
 assert_eq 3 "$want_long" "test bug: long lines written"
+assert_eq 1 "$want_torn" "test bug: torn lines written"
 assert_eq "$want_lines" "$(status_sum "$T/logmeter.conf" 7)" "lines"
 assert_eq "$want_long" "$(status_sum "$T/logmeter.conf" 11)" "long lines"
 assert_eq "$want_nuls" "$(status_sum "$T/logmeter.conf" 12)" "NUL bytes"
+assert_eq "$want_torn" "$(status_sum "$T/logmeter.conf" 17)" "torn lines"
 assert_eq "$(wc -l < "$T/expected_rids")" "$(status_sum "$T/logmeter.conf" 8)" "matched"
 assert_eq 0 "$(status_sum "$T/logmeter.conf" 14)" "checkpoint resets"
 assert_eq 0 "$(status_sum "$T/logmeter.conf" 6)" "lag"

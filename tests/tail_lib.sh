@@ -99,43 +99,31 @@ rule_conf() {
 	printf 'pattern = ^(?<ip>\\S+) .* rid=(?<rid>\\d+)$\ncustomer = ip\nvalue = rid\n\n'
 }
 
-# rids_of FILE...: the rids of the lines of the files (CRs and NULs ignored), one a line.
+# rids_of FILE...: the rids of the lines of the files, one a line (the lines as
+# tests/lines_model.py splits them: with LINE_MAX=N in the environment, lines longer than N bytes
+# are left out, as the agent skips them; text torn by NULs is no line).
 rids_of() {
 	local f
 	for f in "$@"; do
 		"$PYTHON3" -c '
-import os, re, sys
-mx = int(os.environ.get("LINE_MAX", "0"))
-data = open(sys.argv[1], "rb").read()
-for line in data.split(b"\n")[:-1]:
-    bare = line.replace(b"\0", b"")
-    m = re.search(rb" rid=([0-9]+)\r?$", bare)
-    if m and (not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx):
-        print(int(m.group(1)))' "$f"
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from lines_model import rid_lines
+for _, rid in rid_lines(open(sys.argv[2], "rb").read(), int(os.environ.get("LINE_MAX", "0"))):
+    print(rid)' "$top_srcdir/tests" "$f"
 	done
 }
 
-# offsets_of FILE: (with LINE_MAX=N in the environment, lines longer than N bytes without CR
-# and NULs are left out, as the agent skips them) byte offsets of the complete lines ending in " rid=N" (a CR before the
-# newline allowed), one a line. NUL bytes are no part of a line: a line starts at its first byte
-# that is not a NUL (docs/tailing.md). A last line without its newline is not a line yet.
+# offsets_of FILE: byte offsets of the complete lines ending in " rid=N" (a CR before the newline
+# allowed), one a line, as rids_of splits them. A line starts at its first byte that is not a NUL
+# (docs/tailing.md). A last line without its newline is not a line yet.
 offsets_of() {
 	"$PYTHON3" -c '
-import os, re, sys
-mx = int(os.environ.get("LINE_MAX", "0"))
-data = open(sys.argv[1], "rb").read()
-pos = 0
-while True:
-    nl = data.find(b"\n", pos)
-    if nl < 0:
-        break
-    line = data[pos:nl]
-    lead = len(line) - len(line.lstrip(b"\0"))
-    bare = line.replace(b"\0", b"")
-    short = not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx
-    if short and re.search(rb" rid=[0-9]+\r?$", bare):
-        print(pos + lead)
-    pos = nl + 1' "$1"
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from lines_model import rid_lines
+for off, _ in rid_lines(open(sys.argv[2], "rb").read(), int(os.environ.get("LINE_MAX", "0"))):
+    print(off)' "$top_srcdir/tests" "$1"
 }
 
 # spool_sql CONF SQL [ARGS...]: runs a read-only query on the agent's spool, rows as TSV.
@@ -172,9 +160,10 @@ expect_file() {
 	shift 2
 	state=$(sed -n 's/^[[:space:]]*state_dir[[:space:]]*=[[:space:]]*//p' "$conf" | tail -n 1)
 	"$PYTHON3" - "$top_srcdir/tests" "$state" "$src" "$T/expected_ids" "$T/expected_rids" "$@" <<'PY' ||
-import os, re, sqlite3, sys
+import os, sqlite3, sys
 sys.path.insert(0, sys.argv[1])
 from identifiers import identifier
+from lines_model import rid_lines
 state, src, out_ids, out_rids = sys.argv[2:6]
 mx = int(os.environ.get("LINE_MAX", "0"))
 db = sqlite3.connect("file:%s/spool.db?mode=ro" % state, uri=True, timeout=10)
@@ -185,21 +174,9 @@ with open(out_ids, "a") as fi, open(out_rids, "a") as fr:
                          " ORDER BY id DESC LIMIT 1", (src, st.st_dev, st.st_ino)).fetchone()
         if row is None:
             sys.exit("no spool record for %s" % path)
-        data = open(path, "rb").read()
-        pos = 0
-        while True:
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break
-            line = data[pos:nl]
-            lead = len(line) - len(line.lstrip(b"\0"))
-            bare = line.replace(b"\0", b"")
-            short = not mx or len(bare[:-1] if bare.endswith(b"\r") else bare) <= mx
-            m = re.search(rb" rid=([0-9]+)\r?$", bare)
-            if short and m:
-                fi.write(identifier("test", src, row[0], pos + lead, "rid_" + src) + "\n")
-                fr.write("%d\n" % int(m.group(1)))
-            pos = nl + 1
+        for off, rid in rid_lines(open(path, "rb").read(), mx):
+            fi.write(identifier("test", src, row[0], off, "rid_" + src) + "\n")
+            fr.write("%d\n" % rid)
 PY
 		fail "expect_file failed"
 }
@@ -243,15 +220,15 @@ check_accepted() {
 }
 
 # status_tsv CONF: `logmeter status` as TSV, one record a line: path uid state offset size lag
-# lines matched unmatched invalid long_lines nul_bytes events resets source inode.
+# lines matched unmatched invalid long_lines nul_bytes events resets source inode torn_lines.
 status_tsv() {
 	"$LOGMETER" status -c "$1" | LC_ALL=C awk '
 		/^  \// { path = substr($0, 3); next }
 		/^    source / { src = $2; uid = $4; ino = $8; sub(/\)/, "", ino); state = $10; next }
 		/^    offset / { off = $2; size = $4; lag = $6; next }
 		/^    lines / {
-			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			    path, uid, state, off, size, lag, $2, $4, $6, $8, $11, $14, $16, $19, src, ino
+			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			    path, uid, state, off, size, lag, $2, $4, $6, $8, $11, $14, $16, $19, src, ino, $25
 		}'
 }
 

@@ -3,15 +3,16 @@
  * Speed. The common line (no NUL, wholly inside the chunk) costs one memchr for its '\n' and a
  * few branches: the next NUL of the chunk is found once with memchr and looked for again only
  * after it is passed, so a chunk without NULs is scanned for them once. A line's bytes are
- * copied only when it spans chunks or holds NULs (the chunk is const, so the NULs cannot be
- * squeezed out in place).
+ * copied only when it spans chunks: NULs end a line's bytes (what follows them tears it), so no
+ * line is made of bytes from both sides of a run of NULs.
  *
  * The length limit. A line is over-long when its bytes without NULs and without its trailing
  * '\r' are more than max_line_length. While a line is being read its last byte may yet be that
  * '\r', so max_line_length + 1 bytes are allowed as long as the last one seen is a '\r'; one
  * more byte, or a last byte that is not '\r', decides it. That decision does not depend on where
- * the chunks are cut, nor do the NULs counted: those inside a line are counted when it ends as a
- * line within the limit, those before its first byte when that byte comes (or the '\n'). */
+ * the chunks are cut, nor do the NULs counted: those after a line's bytes are counted when it
+ * ends (torn) within the limit, those before its first byte when that byte comes (or the '\n').
+ * Nor does a tear: it is decided by the first byte after the NULs, wherever that byte is. */
 #include "core/lines.h"
 
 #include <errno.h>
@@ -27,8 +28,8 @@ struct lines {
 	struct lines_counts c;
 	int64_t rec_start; /* offset just after the last '\n' (or the first offset) */
 	/* The line being read: the offset of its first byte that is not a NUL (-1 before it), its
-	 * bytes without NULs so far, whether the last of them is '\r', and its NULs after that
-	 * first byte (counted when it ends within the limit). */
+	 * bytes without NULs so far, whether the last of them is '\r', and the run of NULs after
+	 * its last byte (counted when it ends: any byte but a NUL decides that it is torn). */
 	int64_t line_off;
 	size_t line_len;
 	int last_cr;
@@ -86,6 +87,11 @@ int lines_resume_long(struct lines *sp, int64_t resume)
 	sp->skipping = 1;
 	sp->c.fed = resume;
 	return 0;
+}
+
+int64_t lines_resume_point(const struct lines *sp)
+{
+	return sp->c.fed - (sp->line_off >= 0 ? sp->line_nuls : 0);
 }
 
 const struct lines_counts *lines_counts(const struct lines *sp)
@@ -186,8 +192,7 @@ static size_t nul_run_end(const char *p, size_t i, size_t n)
 static void nuls(struct lines *sp, int64_t base, size_t i, size_t q, size_t n)
 {
 	if (sp->line_off >= 0) {
-		if (!sp->skipping)
-			sp->line_nuls += (int64_t)(q - i);
+		sp->line_nuls += (int64_t)(q - i);
 	} else if (q == n) {
 		sp->pend_nuls += (int64_t)(q - i);
 	} else {
@@ -199,7 +204,8 @@ static void nuls(struct lines *sp, int64_t base, size_t i, size_t q, size_t n)
 }
 
 /* The record that ends just before file offset `end` (after its '\n', or, from lines_finish,
- * at the end of the bytes): accounts for it and calls back. */
+ * at the end of the bytes, or at the first byte after the NULs that tore it): accounts for it and
+ * calls back. */
 static int end_record(struct lines *sp, int64_t end, int64_t number, lines_fn fn, void *ud)
 {
 	struct lines_line l = {0};
@@ -208,6 +214,7 @@ static int end_record(struct lines *sp, int64_t end, int64_t number, lines_fn fn
 	l.number = number;
 	l.end = end;
 	if (sp->skipping) {
+		/* Its NULs are its bytes: skipped with it, not counted as NUL bytes. */
 		l.kind = LINES_LONG;
 		l.offset = sp->line_off;
 		l.len = sp->line_len - (size_t)sp->last_cr;
@@ -217,11 +224,16 @@ static int end_record(struct lines *sp, int64_t end, int64_t number, lines_fn fn
 		l.kind = LINES_NUL;
 		l.offset = sp->rec_start;
 	} else {
-		l.kind = LINES_TEXT;
+		/* Text then NULs (then its '\n', the next text or the end of an archive): its end
+		 * may be what the NULs stand for. */
+		l.kind = sp->line_nuls > 0 ? LINES_TORN : LINES_TEXT;
 		l.offset = sp->line_off >= 0 ? sp->line_off : nl;
 		l.len = sp->line_len - (size_t)sp->last_cr;
 		l.data = sp->direct != NULL ? sp->direct : sp->buf != NULL ? sp->buf : "";
-		sp->c.lines++;
+		if (l.kind == LINES_TEXT)
+			sp->c.lines++;
+		else
+			sp->c.torn_lines++;
 		sp->c.nul_bytes += sp->line_nuls;
 	}
 	sp->c.consumed = sp->rec_start = end;
@@ -231,6 +243,14 @@ static int end_record(struct lines *sp, int64_t end, int64_t number, lines_fn fn
 	sp->last_cr = sp->nul_only = sp->skipping = 0;
 	sp->direct = NULL;
 	return fn(&l, ud);
+}
+
+/* The byte at file offset `off`, neither NUL nor '\n', comes after a run of NULs inside a line:
+ * the line ends there, torn (or over-long), and the byte starts a line of its own on the same
+ * line number. */
+static int torn(struct lines *sp, int64_t off, lines_fn fn, void *ud)
+{
+	return end_record(sp, off, sp->c.newlines + 1, fn, ud);
 }
 
 /* The '\n' at file offset `nl`. */
@@ -295,6 +315,8 @@ int lines_feed(struct lines *sp, const char *data, size_t n, lines_fn fn, void *
 		if (nul < nl) {
 			size_t q;
 
+			if (nul > i && sp->line_nuls > 0 && torn(sp, base + (int64_t)i, fn, ud) < 0)
+				return -1;
 			if (nul > i && add(sp, p + i, nul - i, base + (int64_t)i, err, errlen) < 0)
 				return -1;
 			q = nul_run_end(p, nul, n);
@@ -304,6 +326,8 @@ int lines_feed(struct lines *sp, const char *data, size_t n, lines_fn fn, void *
 			nul = hit != NULL ? (size_t)(hit - p) : n;
 			continue;
 		}
+		if (nl > i && sp->line_nuls > 0 && torn(sp, base + (int64_t)i, fn, ud) < 0)
+			return -1;
 		if (nl > i && add(sp, p + i, nl - i, base + (int64_t)i, err, errlen) < 0)
 			return -1;
 		if (nl == n)

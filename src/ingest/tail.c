@@ -63,8 +63,9 @@ struct tail {
 	size_t f_size; /* bytes allocated at f */
 	/* An over-long line still without its '\n' at the end of the last read
 	 * (LINES_PENDING_LONG): it starts at skip_line (the checkpoint) and has no '\n' before
-	 * skip_resume, so the next read goes on from there (lines_resume_long) instead of reading
-	 * it again. Valid while f.offset == skip_line. */
+	 * skip_resume (lines_resume_point: NULs that end the read are read again, since text after
+	 * them cuts the line), so the next read goes on from there (lines_resume_long) instead of
+	 * reading it again. Valid while f.offset == skip_line. */
 	int skip;
 	int64_t skip_line, skip_resume;
 	/* Opened again after tail_suspend: the next read checks the head too, since the file was
@@ -73,10 +74,10 @@ struct tail {
 	/* The head marks last written for the record (spool_head_marks_put): how many, and the
 	 * length of the last; -1 before any. */
 	int64_t marks_n, marks_last;
-	/* Monotonic seconds of the last warning about an unusable or over-long line: each is
+	/* Monotonic seconds of the last warning about an unusable, over-long or torn line: each is
 	 * counted, but logged at most once a minute per file so a bad pattern cannot flood the log.
 	 */
-	int64_t warned_invalid, warned_long, warned_utf8;
+	int64_t warned_invalid, warned_long, warned_utf8, warned_torn;
 	/* The record made when the file was opened empty (f.id stays 0 until its first bytes come,
 	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
 	 * and truncated (copytruncate); 0 if none. */
@@ -2360,6 +2361,7 @@ static int reader_commit(struct tail_reader *rd, int64_t consumed)
 	k->lines = rd->base.lines + rd->c->lines;
 	k->long_lines = rd->base.long_lines + rd->c->long_lines;
 	k->nul_bytes = rd->base.nul_bytes + rd->c->nul_bytes;
+	k->torn_lines = rd->base.torn_lines + rd->c->torn_lines;
 	if (commit(rd->t, rd->s, rd->nf, consumed, rd->end, check, check_len, rd->err, rd->errlen) <
 	    0)
 		return -1;
@@ -2369,7 +2371,8 @@ static int reader_commit(struct tail_reader *rd, int64_t consumed)
 	return 0;
 }
 
-/* lines_fn: one line (or one '\n' after only NULs); commits every `batch` of them. */
+/* lines_fn: one line (or one '\n' after only NULs, or a line torn by NULs); commits every `batch`
+ * of them. */
 static int reader_line(const struct lines_line *l, void *ud)
 {
 	struct tail_reader *rd = ud;
@@ -2385,6 +2388,17 @@ static int reader_line(const struct lines_line *l, void *ud)
 			         " bytes) before offset %" PRId64 " (counted as long lines in "
 			         "`logmeter status`; logged at most once a minute per file)",
 			         t->path, t->ctx.cfg->agent.max_line_length, l->end - 1);
+	} else if (l->kind == LINES_TORN) {
+		/* Its end is missing (a crash left NULs where it was): "bytes=5" may have been
+		 * "bytes=512", so no rule sees it. */
+		if (tail_warn_due(&t->warned_torn))
+			log_warn(
+			    "%s: skipped a torn line at offset %" PRId64 ": %zu bytes followed by "
+			    "NUL bytes, its end missing (a crash?); the text after the NULs is "
+			    "read "
+			    "as a line of its own (counted as torn lines in `logmeter status`; "
+			    "logged at most once a minute per file)",
+			    t->path, l->offset, l->len);
 	}
 	/* A batch of events beyond SPOOL_BATCH_BYTES_MAX is only bigger in memory, not faster. */
 	if (++rd->in_batch >= rd->batch ||
@@ -2617,7 +2631,7 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 		/* It starts at the checkpoint: NULs before it were consumed, nothing else was. */
 		t->skip = 1;
 		t->skip_line = rd.c->consumed;
-		t->skip_resume = rd.c->fed;
+		t->skip_resume = lines_resume_point(sp);
 	}
 	if (rd.c->consumed > t->f->offset || rd.dirty || spool_batch_count(s.batch) > 0) {
 		if (reader_commit(&rd, rd.c->consumed) < 0) {

@@ -723,12 +723,13 @@ static void print_file(FILE *out, const struct facts_file *ff)
 		        ff->left_to);
 	fprintf(out,
 	        "    lines %lld  matched %lld  unmatched %lld  invalid %lld  long lines %lld  "
-	        "NUL bytes %lld  events %lld  checkpoint resets %lld  invalid UTF-8 %lld\n",
+	        "NUL bytes %lld  events %lld  checkpoint resets %lld  invalid UTF-8 %lld  "
+	        "torn lines %lld\n",
 	        (long long)ff->counters.lines, (long long)ff->counters.matched,
 	        (long long)ff->counters.unmatched, (long long)ff->counters.invalid,
 	        (long long)ff->counters.long_lines, (long long)ff->counters.nul_bytes,
 	        (long long)ff->counters.events, (long long)ff->counters.resets,
-	        (long long)ff->counters.bad_utf8);
+	        (long long)ff->counters.bad_utf8, (long long)ff->counters.torn_lines);
 }
 
 /* "sources:", one line each: how many files its glob matches now, or why none. */

@@ -166,7 +166,7 @@ static json_t *file_json(const struct facts_file *ff)
 
 	return json_pack(
 	    "{s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I, s:I}}",
+	    "s:I, s:I, s:I, s:I, s:I}}",
 	    "path", text(ff->path), "recorded_path",
 	    ff->recorded != NULL ? text(ff->recorded) : json_null(), "source", ff->source,
 	    "identity", ff->uid, "dev", (json_int_t)ff->dev, "inode", (json_int_t)ff->ino, "state",
@@ -177,7 +177,7 @@ static json_t *file_json(const struct facts_file *ff)
 	    (json_int_t)c->unmatched, "invalid", (json_int_t)c->invalid, "long_lines",
 	    (json_int_t)c->long_lines, "nul_bytes", (json_int_t)c->nul_bytes, "events",
 	    (json_int_t)c->events, "resets", (json_int_t)c->resets, "bad_utf8",
-	    (json_int_t)c->bad_utf8);
+	    (json_int_t)c->bad_utf8, "torn_lines", (json_int_t)c->torn_lines);
 }
 
 /* The guard's counts (docs/security.md): null before the agent wrote them. */

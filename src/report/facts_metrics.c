@@ -104,8 +104,8 @@ static int shown(const struct facts_file *ff, size_t *budget)
 
 static void per_file(FILE *out, const struct facts *f, size_t max_files)
 {
-	static const char *const results[] = {"matched", "unmatched", "invalid", "long",
-	                                      "bad_utf8"};
+	static const char *const results[] = {"matched", "unmatched", "invalid",
+	                                      "long",    "bad_utf8",  "torn"};
 	size_t budget;
 
 	family(
@@ -116,8 +116,8 @@ static void per_file(FILE *out, const struct facts *f, size_t max_files)
 	for (size_t i = 0; i < f->n_files; i++) {
 		const struct facts_file *ff = &f->files[i];
 		const struct spool_counters *c = &ff->counters;
-		const int64_t v[] = {c->matched, c->unmatched, c->invalid, c->long_lines,
-		                     c->bad_utf8};
+		const int64_t v[] = {c->matched,    c->unmatched, c->invalid,
+		                     c->long_lines, c->bad_utf8,  c->torn_lines};
 
 		if (!shown(ff, &budget))
 			continue;
@@ -177,6 +177,7 @@ static size_t source_sums(const struct facts *f, struct source_sum *sums)
 		s->c.unmatched += ff->counters.unmatched;
 		s->c.invalid += ff->counters.invalid;
 		s->c.bad_utf8 += ff->counters.bad_utf8;
+		s->c.torn_lines += ff->counters.torn_lines;
 		s->c.long_lines += ff->counters.long_lines;
 		s->c.nul_bytes += ff->counters.nul_bytes;
 		s->c.events += ff->counters.events;
@@ -191,14 +192,15 @@ static size_t source_sums(const struct facts *f, struct source_sum *sums)
 
 static void per_source(FILE *out, const struct source_sum *sums, size_t n)
 {
-	static const char *const results[] = {"matched", "unmatched", "invalid", "long",
-	                                      "bad_utf8"};
+	static const char *const results[] = {"matched", "unmatched", "invalid",
+	                                      "long",    "bad_utf8",  "torn"};
 
 	family(out, "logmeter_source_lines_total", "counter",
 	       "Lines read from every file of a source, by what became of them.");
 	for (size_t i = 0; i < n; i++) {
-		const int64_t v[] = {sums[i].c.matched, sums[i].c.unmatched, sums[i].c.invalid,
-		                     sums[i].c.long_lines, sums[i].c.bad_utf8};
+		const int64_t v[] = {sums[i].c.matched,  sums[i].c.unmatched,
+		                     sums[i].c.invalid,  sums[i].c.long_lines,
+		                     sums[i].c.bad_utf8, sums[i].c.torn_lines};
 
 		for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
 			const char *kv[] = {"source", sums[i].source, "result", results[r], NULL};

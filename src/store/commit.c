@@ -58,7 +58,7 @@ const struct spool_sql spool_commit_sql[] = {
     {ST_COUNT_, NULL},
 };
 
-/* The counter file_extra keeps for *f. Returns 0 or -1. */
+/* The counters file_extra and file_torn keep for *f. Returns 0 or -1. */
 static int file_extra_counters(struct spool *sp, struct spool_file *f, char *err, size_t errlen)
 {
 	struct spool_file_extra x;
@@ -66,6 +66,7 @@ static int file_extra_counters(struct spool *sp, struct spool_file *f, char *err
 	if (spool_file_extra_get(sp, f->id, &x, err, errlen) < 0)
 		return -1;
 	f->counters.bad_utf8 = x.bad_utf8;
+	f->counters.torn_lines = x.torn_lines;
 	return 0;
 }
 
@@ -240,7 +241,9 @@ static int file_update(struct spool *sp, const struct spool_file *f, int64_t now
 		err_set(err, errlen, "spool %s: no file record with id %" PRId64, sp->path, f->id);
 		return -1;
 	}
-	return spool_extra_utf8_put(sp, f, err, errlen);
+	if (spool_extra_utf8_put(sp, f, err, errlen) < 0)
+		return -1;
+	return spool_extra_torn_put(sp, f, err, errlen);
 }
 
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen)

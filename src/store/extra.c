@@ -2,12 +2,14 @@
  * per file, only for files that have something to keep): the line ends of its head with a hash
  * of the bytes before each (head marks), by which a truncation that kept whole lines is told
  * apart from a rewrite (docs/tailing.md), and its lines that were not valid UTF-8 for a (*UTF)
- * rule.
+ * rule; and in the table file_torn (the same way) its lines torn by NUL bytes (core/lines.h).
  *
- * The table came after schema 3 and needs no schema version: setup creates it when missing, a
- * logmeter that predates it ignores it, and a spool without it (rebuilt by `spool recover`, or
- * opened read-only before an agent of this version ran on it) reads as one where no file has
- * anything extra. So its statements are prepared when first used, not at open. */
+ * The tables came after schema 3 and need no schema version: setup creates file_extra when
+ * missing, the first torn line file_torn; a logmeter that predates them ignores them, and a spool
+ * without them (rebuilt by `spool recover`, or opened read-only before an agent of this version ran
+ * on it) reads as one where no file has anything extra. So their statements are prepared when first
+ * used, not at open. file_torn is a table of its own rather than a column of file_extra: a column
+ * added to a table is a new layout (a schema version), a new table is not. */
 #include "store/spool.h"
 
 #include <inttypes.h>
@@ -25,15 +27,25 @@ const char spool_extra_schema[] = "CREATE TABLE IF NOT EXISTS file_extra ("
                                   " bad_utf8 INTEGER NOT NULL DEFAULT 0,"
                                   " head_marks BLOB);";
 
+/* Made at the first torn line, not at open: an empty table costs a page in every spool, and
+ * max_spool_bytes counts it (a spool at a small limit would no longer get below its resume
+ * mark). */
+static const char torn_schema[] = "CREATE TABLE IF NOT EXISTS file_torn ("
+                                  " file_id INTEGER PRIMARY KEY REFERENCES files(id),"
+                                  " torn_lines INTEGER NOT NULL DEFAULT 0);";
+
 static const char *const extra_sql[SPOOL_XST_COUNT] = {
     [SPOOL_XST_GET] = "SELECT bad_utf8, head_marks FROM file_extra WHERE file_id = ?1",
     [SPOOL_XST_MARKS_PUT] = "INSERT INTO file_extra(file_id, head_marks) VALUES (?1, ?2)"
                             " ON CONFLICT(file_id) DO UPDATE SET head_marks = excluded.head_marks",
     [SPOOL_XST_UTF8_PUT] = "INSERT INTO file_extra(file_id, bad_utf8) VALUES (?1, ?2)"
                            " ON CONFLICT(file_id) DO UPDATE SET bad_utf8 = excluded.bad_utf8",
+    [SPOOL_XST_TORN_GET] = "SELECT torn_lines FROM file_torn WHERE file_id = ?1",
+    [SPOOL_XST_TORN_PUT] = "INSERT INTO file_torn(file_id, torn_lines) VALUES (?1, ?2)"
+                           " ON CONFLICT(file_id) DO UPDATE SET torn_lines = excluded.torn_lines",
 };
 
-/* The statement `which`, prepared at its first use. Returns it, or NULL: the table is not there
+/* The statement `which`, prepared at its first use. Returns it, or NULL: its table is not there
  * (*absent set: an old spool opened read-only) or another error (`err`). */
 static sqlite3_stmt *extra_stmt(struct spool *sp, enum spool_xstmt which, int *absent, char *err,
                                 size_t errlen)
@@ -51,7 +63,7 @@ static sqlite3_stmt *extra_stmt(struct spool *sp, enum spool_xstmt which, int *a
 		*absent = 1;
 		return NULL;
 	}
-	spool_fail(sp, rc, "preparing a statement on file_extra", err, errlen);
+	spool_fail(sp, rc, "preparing a statement on file_extra or file_torn", err, errlen);
 	return NULL;
 }
 
@@ -80,6 +92,32 @@ static uint64_t get_be64(const unsigned char *p)
 	return v;
 }
 
+/* file_torn's count of record `file_id` into out->torn_lines (left 0 without a row or the
+ * table). Returns 0 or -1. */
+static int torn_get(struct spool *sp, int64_t file_id, struct spool_file_extra *out, char *err,
+                    size_t errlen)
+{
+	int rc = SQLITE_OK, absent;
+	sqlite3_stmt *st = extra_stmt(sp, SPOOL_XST_TORN_GET, &absent, err, errlen);
+
+	if (st == NULL)
+		return absent ? 0 : -1;
+	spool_bind_int(st, 1, file_id, &rc);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			out->torn_lines = sqlite3_column_int64(st, 0);
+			rc = SQLITE_DONE;
+		}
+	}
+	spool_st_end(st);
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading file_torn", err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
 int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_extra *out, char *err,
                          size_t errlen)
 {
@@ -93,7 +131,7 @@ int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_ex
 	memset(out, 0, sizeof(*out));
 	st = extra_stmt(sp, SPOOL_XST_GET, &absent, err, errlen);
 	if (st == NULL)
-		return absent ? 0 : -1;
+		return absent ? torn_get(sp, file_id, out, err, errlen) : -1;
 	spool_bind_int(st, 1, file_id, &rc);
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(st);
@@ -116,11 +154,12 @@ int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_ex
 		return -1;
 	}
 	spool_st_end(st);
-	return 0;
+	return torn_get(sp, file_id, out, err, errlen);
 }
 
-/* Writes one value into file_extra's row of `file_id` with the upsert `which`: `blob` (`len`
- * bytes) if it is not NULL, else `value`. Returns 0 or -1 (`what` names it in `err`). */
+/* Writes one value into the row of `file_id` of file_extra or file_torn with the upsert `which`:
+ * `blob` (`len` bytes) if it is not NULL, else `value`. Returns 0 or -1 (`what` names it in
+ * `err`). */
 static int extra_put(struct spool *sp, enum spool_xstmt which, int64_t file_id, const void *blob,
                      int len, int64_t value, const char *what, char *err, size_t errlen)
 {
@@ -129,7 +168,8 @@ static int extra_put(struct spool *sp, enum spool_xstmt which, int64_t file_id, 
 
 	if (st == NULL) {
 		if (absent)
-			err_set(err, errlen, "spool %s has no table file_extra", sp->path);
+			err_set(err, errlen, "spool %s has no table file_extra or file_torn",
+			        sp->path);
 		return -1;
 	}
 	spool_bind_int(st, 1, file_id, &rc);
@@ -171,4 +211,18 @@ int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err
 		return 0;
 	return extra_put(sp, SPOOL_XST_UTF8_PUT, f->id, NULL, 0, f->counters.bad_utf8,
 	                 "counting lines of invalid UTF-8", err, errlen);
+}
+
+int spool_extra_torn_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen)
+{
+	int absent;
+
+	if (f->counters.torn_lines == 0)
+		return 0;
+	if (extra_stmt(sp, SPOOL_XST_TORN_PUT, &absent, err, errlen) == NULL) {
+		if (!absent || spool_exec(sp, torn_schema, "creating file_torn", err, errlen) < 0)
+			return -1;
+	}
+	return extra_put(sp, SPOOL_XST_TORN_PUT, f->id, NULL, 0, f->counters.torn_lines,
+	                 "counting torn lines", err, errlen);
 }

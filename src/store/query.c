@@ -137,6 +137,7 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
 		    spool_file_extra_get(sp, f->id, &x, err, errlen) < 0)
 			goto out;
 		f->counters.bad_utf8 = x.bad_utf8;
+		f->counters.torn_lines = x.torn_lines;
 		if (cb(f, ud) < 0) {
 			err_set(err, errlen, "spool %s: listing files: stopped by the callback",
 			        sp->path);

@@ -30,7 +30,8 @@
 /* Per-file counters, cumulative since the file was first seen. Every byte read is in exactly one
  * of: a line that made events (matched), a line no rule matched (unmatched), a line a rule
  * matched but could not use (invalid), a line a (*UTF) rule could not match because it is not
- * UTF-8 (bad_utf8), a skipped over-long line (long_lines), skipped NUL bytes. */
+ * UTF-8 (bad_utf8), a skipped over-long line (long_lines), a line torn by NULs (torn_lines),
+ * skipped NUL bytes. */
 struct spool_counters {
 	int64_t lines;      /* complete lines read */
 	int64_t matched;    /* lines that made at least one event */
@@ -42,6 +43,8 @@ struct spool_counters {
 	int64_t resets;     /* times the checkpoint was found stale and the file restarted */
 	int64_t bad_utf8;   /* lines no rule made an event of because a (*UTF) rule found them
 	                       not valid UTF-8; kept in file_extra (store/extra.c) */
+	int64_t torn_lines; /* text followed by NULs, its end missing, not given to the rules
+	                       (core/lines.h; not in `lines`); kept in file_torn (store/extra.c) */
 };
 
 /* Where a file record stands (docs/tailing.md). The database holds its text
@@ -116,7 +119,8 @@ int spool_instance(struct spool *sp, const char *configured, char *out, size_t o
                    size_t errlen);
 
 /* Finds the record of the file (dev, ino) of `source`, the most recent one if several, with its
- * bad_utf8 counter from file_extra. Returns 1 and fills *out, 0 if none, -1 on error. */
+ * bad_utf8 and torn_lines counters from file_extra and file_torn. Returns 1 and fills *out, 0 if
+ * none, -1 on error. */
 int spool_file_find(struct spool *sp, const char *source, uint64_t dev, uint64_t ino,
                     struct spool_file *out, char *err, size_t errlen);
 
@@ -327,8 +331,8 @@ int spool_counts(struct spool *sp, struct spool_counts *out, char *err, size_t e
  * none. Returns 0 or -1. */
 int spool_last_error(struct spool *sp, char *out, size_t outlen, char *err, size_t errlen);
 
-/* Calls cb for every file record (ordered by source, then id), with its bad_utf8 counter from
- * file_extra. Stops and returns -1 if cb does. Returns 0 or -1. */
+/* Calls cb for every file record (ordered by source, then id), with its bad_utf8 and torn_lines
+ * counters from file_extra and file_torn. Stops and returns -1 if cb does. Returns 0 or -1. */
 int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, void *ud), void *ud,
                         char *err, size_t errlen);
 
@@ -355,13 +359,14 @@ struct spool_mark_head {
 };
 
 struct spool_file_extra {
-	int64_t bad_utf8; /* see struct spool_counters */
+	int64_t bad_utf8;   /* see struct spool_counters */
+	int64_t torn_lines; /* see struct spool_counters; from file_torn */
 	struct spool_mark_head marks[SPOOL_MARKS_MAX];
 	size_t n_marks; /* in increasing len */
 };
 
-/* Reads what file_extra holds for the record `file_id` into *out (all zero if nothing, or if the
- * spool has no file_extra yet: an older agent wrote it). Returns 0 or -1. */
+/* Reads what file_extra and file_torn hold for the record `file_id` into *out (all zero if
+ * nothing, or if the spool has no such table yet: an older agent wrote it). Returns 0 or -1. */
 int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_extra *out, char *err,
                          size_t errlen);
 

@@ -99,9 +99,16 @@ struct spool_sql {
 	const char *text;
 };
 
-/* The statements on file_extra (extra.c), prepared at their first use: the table may be missing
- * from a spool opened read-only. */
-enum spool_xstmt { SPOOL_XST_GET, SPOOL_XST_MARKS_PUT, SPOOL_XST_UTF8_PUT, SPOOL_XST_COUNT };
+/* The statements on file_extra and file_torn (extra.c), prepared at their first use: the tables
+ * may be missing from a spool opened read-only. */
+enum spool_xstmt {
+	SPOOL_XST_GET,
+	SPOOL_XST_MARKS_PUT,
+	SPOOL_XST_UTF8_PUT,
+	SPOOL_XST_TORN_GET,
+	SPOOL_XST_TORN_PUT,
+	SPOOL_XST_COUNT
+};
 
 /* The lists of each file; spool_open prepares them all and refuses to open if a slot is left
  * without a statement. */
@@ -273,12 +280,14 @@ struct spool *spool_open_unmarked(const char *state_dir, enum spool_open_mode mo
 int spool_meta_get(struct spool *sp, const char *key, char *out, size_t outlen, char *err,
                    size_t errlen);
 
-/* extra.c: the table file_extra, created when missing by every read-write open (it needs no
- * schema version); its statements' end; the bad_utf8 counter of *f written when it is not 0 (in
- * the caller's transaction). */
+/* extra.c: the table file_extra, created when missing by every read-write open, and file_torn,
+ * created by the first torn_lines written (they need no schema version); their statements' end;
+ * the bad_utf8 and torn_lines counters of *f written when they are not 0 (in the caller's
+ * transaction). */
 extern const char spool_extra_schema[];
 void spool_extra_free(struct spool *sp);
 int spool_extra_utf8_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
+int spool_extra_torn_put(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
 /* The columns spool_row_file reads, in their order. */
 #define SPOOL_FILE_COLUMNS                                                                         \

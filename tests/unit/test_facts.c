@@ -276,7 +276,7 @@ static void test_metrics(void **state)
 	text = print(f, 2, 1);
 	assert_int_equal(count_lines(text, "logmeter_file_lag_bytes{"), 1);
 	assert_int_equal(count_lines(text, "logmeter_lines_total{"),
-	                 5); /* by result, bad_utf8 too */
+	                 6); /* by result, bad_utf8 and torn too */
 	assert_true(sample(text, "logmeter_file_lag_bytes{source=\"api\",") >= 0);
 	/* The sums count every file, the gone one too: 5 + 3 matched; 2 + 2 + 7 unmatched. */
 	assert_int_equal(
