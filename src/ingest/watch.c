@@ -1021,6 +1021,8 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 
 static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
                                char *err, size_t errlen);
+static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st);
+static void share_note(struct watch *w, size_t si, const char *path, size_t owner);
 
 /* The noted copies of source si judged again (is_copy) after a tail of si took another record
  * (its file truncated, read from the start again): a copy of what that file held before may hold
@@ -1071,9 +1073,20 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	 * written (cp creates its output empty first). Judged by the size it has now, and read no
 	 * further: a copy seen empty here and filled before tail_read looked was read as a new
 	 * file, its lines billed twice (t_copy_empty_race.sh). What came after the look comes with
-	 * an event of its own, and is judged then. */
+	 * an event of its own, and is judged then. The copy may be matched by another source's glob
+	 * only (app.log.1 of source old's app.log.*, app.log read by source live): when the
+	 * original was read first, found truncated and its rest read from the copy, the copy is
+	 * the original's record now, of the original's source (file_owner), and this tail leaves it
+	 * to that source, or the copy would be read again, a new file of this one
+	 * (t_copy_overlap_race.sh). */
 	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
-		if (st.st_size > 0 && is_copy(w, tail_source_index(wt->t), tail_path(wt->t))) {
+		size_t si = tail_source_index(wt->t);
+		long owner = -1;
+
+		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t)) ||
+		                       (owner = file_owner(w, si, tail_path(wt->t), &st)) >= 0)) {
+			if (owner >= 0)
+				share_note(w, si, tail_path(wt->t), (size_t)owner);
 			tail_drop_empty(wt->t); /* its lines are the original's */
 			tail_forget(w, wt);
 			return 1;
