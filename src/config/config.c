@@ -467,7 +467,9 @@ static const struct option options[] = {
     {RULE(customer_map), RULE_LOC(customer_map_loc), .key = "customer_map", .type = OPT_PATH,
      .min = 1, .max = PATH_MAX - 1,
      .help = "CSV file of \"key,cus_id\" lines mapping the customer group to customer ids; "
-             "relative to the directory of the file naming it."},
+             "relative to the directory of the file naming it. Read at start and at each "
+             "reload (SIGHUP): a key added to it maps lines read after the next reload; lines "
+             "of a key it lacked are dead letters, which `replay --dead` maps again."},
     {RULE(value), RULE_LOC(value_loc), .key = "value", .type = OPT_VALUE, .flags = OPT_REQUIRED,
      .help = "Named group holding the event's value, or a constant number such as 1. A "
              "constant 0 is refused with aggregate (its windows would bill nothing)."},
