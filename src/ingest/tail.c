@@ -807,21 +807,29 @@ static int record_prefix_copies(struct tail *t, char *err, size_t errlen)
 
 /* The copy *cst becomes the tail's record's file: a record it got while it was seen empty (the
  * glob matches copies too, and cp creates its output empty first) must not stay the newest record
- * of its inode, or the copy would be read again under it. Returns 0 or -1. */
+ * of its inode, or the copy would be read again under it. Nor one of another configured source
+ * whose glob matches the copy (app.log.1 of app.log.*): the copy's lines are this source's (one
+ * file, one source, docs/tailing.md), and that source's tail, waiting for the copy's first bytes,
+ * deletes it at its first read (watch.c) only if the agent is not stopped or killed before: left,
+ * it would show at the next start as that source's record left to this one. Each source's newest
+ * record of the inode goes if it read nothing (spool_file_forget). Returns 0 or -1. */
 static int forget_empty(struct tail *t, const struct stat *cst, char *err, size_t errlen)
 {
+	const struct config *cfg = t->ctx.cfg;
 	struct spool_file *e = malloc(sizeof(*e));
-	int found;
+	int found = 0;
 
 	if (e == NULL) {
 		err_set(err, errlen, "%s: out of memory", t->path);
 		return -1;
 	}
-	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)cst->st_dev,
-	                        (uint64_t)cst->st_ino, e, err, errlen);
-	if (found > 0 && e->id != t->f->id && e->offset == 0 && e->fp_len == 0)
-		found = spool_file_forget(t->ctx.spool, e->id, (uint64_t)cst->st_dev,
-		                          (uint64_t)cst->st_ino, err, errlen);
+	for (size_t si = 0; si < cfg->n_sources && found >= 0; si++) {
+		found = spool_file_find(t->ctx.spool, cfg->sources[si].name, (uint64_t)cst->st_dev,
+		                        (uint64_t)cst->st_ino, e, err, errlen);
+		if (found > 0 && e->id != t->f->id && e->offset == 0 && e->fp_len == 0)
+			found = spool_file_forget(t->ctx.spool, e->id, (uint64_t)cst->st_dev,
+			                          (uint64_t)cst->st_ino, err, errlen);
+	}
 	free(e);
 	return found < 0 ? -1 : 0;
 }
@@ -863,6 +871,10 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	t->path = cpath;
 	t->skip = 0;
 	rc = read_lines(t, cst->st_size, &stale, err, errlen);
+	/* The copy read as the record's, the original not yet: another source's empty record of
+	 * the copy is gone already (forget_empty). */
+	if (rc >= 0)
+		crash_point("tail_copy_read");
 	t->fd = live_fd;
 	t->dev = dev;
 	t->ino = ino;

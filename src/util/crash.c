@@ -23,6 +23,7 @@ const char *const crash_point_names[] = {
     "tail_before_commit",  /* lines read and turned into events, before the commit */
     "spool_commit_inside", /* events and checkpoint written in the transaction, not committed */
     "spool_commit_after",  /* committed, before the tail advances its in-memory checkpoint */
+    "tail_copy_read",      /* a truncated file's rest read from its copy, the original not yet */
     "sender_after_answer", /* Stripe answered and the answer is classified, not yet marked */
     "sender_dead_letter",  /* an event is being dead-lettered, the mark not yet recorded */
     "spool_mark_inside",   /* outcomes written in the mark transaction, not committed */
