@@ -1571,7 +1571,7 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 	struct stripe_response r;
 	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 256];
 	enum stripe_outcome out;
-	int64_t retry_after = stripe_request_retry_after_ms(req), delay = 0;
+	int64_t retry_after = stripe_request_retry_after_ms(req), delay = 0, attempts = 1;
 	long status;
 
 	stripe_request_response(req, code, &r);
@@ -1656,6 +1656,18 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 		default:
 			break;
 		}
+		/* One backoff for the whole request: its events come due together and go out
+		 * together again, not scattered by a draw of jitter each into requests of a
+		 * few events. */
+		if (out != STRIPE_DELIVERED && out != STRIPE_REJECTED && out != STRIPE_AUTH &&
+		    out != STRIPE_UNEXPECTED) {
+			for (size_t i = 0; i < b->n; i++)
+				if (b->items[i]->ev.attempts + 1 > attempts)
+					attempts = b->items[i]->ev.attempts + 1;
+			delay = backoff_ms(s, attempts);
+			if (retry_after > delay)
+				delay = retry_after;
+		}
 		for (size_t i = 0; i < b->n; i++) {
 			struct sender_item *it = b->items[i];
 			enum event_state state = EVENT_PENDING;
@@ -1671,9 +1683,6 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				    it->ev.first_unknown == 0)
 					it->ev.first_unknown = it->started;
 			} else {
-				delay = backoff_ms(s, it->ev.attempts);
-				if (retry_after > delay)
-					delay = retry_after;
 				it->next_attempt = now + delay;
 				if (out == STRIPE_UNKNOWN && it->ev.first_unknown == 0)
 					it->ev.first_unknown =
