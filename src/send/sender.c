@@ -148,6 +148,7 @@ struct sender {
 	int v2;                    /* [stripe] api = v2: batches on the meter event stream */
 	struct session *session;   /* v2: the meter event session */
 	int64_t session_retry_at;  /* v2: monotonic ms before which no session is asked for */
+	int64_t session_failed;    /* v2: session requests failed in a row (the backoff's) */
 	int session_expired_run;   /* v2: sessions in a row whose first answer was "expired" */
 	int64_t session_gen;       /* v2: sessions created so far */
 	size_t pair_max;           /* events of one pair in the queue at most */
@@ -1298,6 +1299,7 @@ static void pause_end(struct sender *s, int64_t now)
 	rate_init(s);             /* the key may now be of another kind */
 	session_drop(s->session); /* made with the key Stripe refused */
 	s->session_retry_at = 0;
+	s->session_failed = 0;
 	s->probe_kind = s->paused;
 	s->paused = PAUSE_NONE;
 	s->probe = 1;
@@ -1479,6 +1481,7 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 	case STRIPE_DELIVERED:
 		stats_add(s, &s->stats.sessions, 1);
 		s->session_gen++;
+		s->session_failed = 0;
 		clock_offset(s, session_clock_offset(s->session));
 		return session_token(s->session, now);
 	case STRIPE_AUTH:
@@ -1489,7 +1492,9 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 		rate_cut(s, now, reason);
 		/* fall through */
 	default:
-		delay = backoff_ms(s, 1);
+		/* Doubling as for events: an outage is not met by a request every
+		 * retry_min_backoff for as long as it lasts. */
+		delay = backoff_ms(s, ++s->session_failed);
 		s->session_retry_at = now + delay;
 		*wake = s->session_retry_at;
 		err_set(msg, sizeof(msg),
@@ -1571,7 +1576,7 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 	struct stripe_response r;
 	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 256];
 	enum stripe_outcome out;
-	int64_t retry_after = stripe_request_retry_after_ms(req), delay = 0;
+	int64_t retry_after = stripe_request_retry_after_ms(req), delay = 0, attempts = 1;
 	long status;
 
 	stripe_request_response(req, code, &r);
@@ -1656,6 +1661,18 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 		default:
 			break;
 		}
+		/* One backoff for the whole request: its events come due together and go out
+		 * together again, not scattered by a draw of jitter each into requests of a
+		 * few events. */
+		if (out != STRIPE_DELIVERED && out != STRIPE_REJECTED && out != STRIPE_AUTH &&
+		    out != STRIPE_UNEXPECTED) {
+			for (size_t i = 0; i < b->n; i++)
+				if (b->items[i]->ev.attempts + 1 > attempts)
+					attempts = b->items[i]->ev.attempts + 1;
+			delay = backoff_ms(s, attempts);
+			if (retry_after > delay)
+				delay = retry_after;
+		}
 		for (size_t i = 0; i < b->n; i++) {
 			struct sender_item *it = b->items[i];
 			enum event_state state = EVENT_PENDING;
@@ -1671,9 +1688,6 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				    it->ev.first_unknown == 0)
 					it->ev.first_unknown = it->started;
 			} else {
-				delay = backoff_ms(s, it->ev.attempts);
-				if (retry_after > delay)
-					delay = retry_after;
 				it->next_attempt = now + delay;
 				if (out == STRIPE_UNKNOWN && it->ev.first_unknown == 0)
 					it->ev.first_unknown =
