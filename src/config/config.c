@@ -444,6 +444,14 @@ static const struct option options[] = {
              "Kubernetes' /var/log/containers/*.log links need; even then a file in the "
              "state_dir or a configuration directory, or the API key file, is refused "
              "(docs/security.md)."},
+    {SOURCE(olddir), .key = "olddir", .type = OPT_STRING, .min = 1, .max = PATH_MAX - 1,
+     .help = "The directory logrotate's `olddir` moves this source's rotated files to: "
+             "absolute, or relative to each log's own directory, as logrotate takes it. A log "
+             "rotated while logmeter was stopped is then found there by its inode and read "
+             "on from its checkpoint, and a rotation logmeter never saw is read there as it "
+             "is beside the log. Without it such a file is not found: what was written to it "
+             "after its checkpoint is lost, logged and counted in `status`. See "
+             "docs/tailing.md."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
      .help = "Name of the [source NAME] whose lines the rule reads."},

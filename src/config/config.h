@@ -85,6 +85,7 @@ struct config_source {
 	char *exclude; /* glob(7) pattern matched against a file's base name; "": none */
 	enum config_read_from read_from; /* where a file seen for the first time starts */
 	int follow_symlinks;             /* 1: a symlink the glob matches is followed */
+	char *olddir;                    /* logrotate's olddir (relative: to a log's dir); NULL */
 	struct config_loc loc;           /* the [source NAME] line */
 };
 

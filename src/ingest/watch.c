@@ -1518,6 +1518,55 @@ static int rotation_suffix(const char *suffix)
 	return digits;
 }
 
+/* Whether `name` is one logrotate's `extension` gives a rotation of the log named `base`: the
+ * extension (the last '.' of base and what follows it) kept at the end and the rotation's suffix
+ * put before it (app.log -> app.1.log, app-20250101.log, app-2025-01-01-1735732800.log;
+ * logrotate(8), extension). Only a suffix logrotate's numbering (".N") or a date (8 digits at
+ * least: dateext, with the default dateformat or one with more in it) gives: a sibling log
+ * app-2.log is another log, not a rotation of app.log. */
+static int extension_rotation(const char *base, const char *name)
+{
+	const char *ext = strrchr(base, '.');
+	size_t stem, elen, nlen = strlen(name), mlen, digits = 0;
+	char mid[NAME_MAX + 1];
+
+	if (ext == NULL || ext == base || ext[1] == '\0')
+		return 0;
+	stem = (size_t)(ext - base);
+	elen = strlen(ext);
+	if (nlen <= stem + elen || strncmp(name, base, stem) != 0 ||
+	    strcmp(name + nlen - elen, ext) != 0)
+		return 0;
+	mlen = nlen - stem - elen;
+	if (mlen > NAME_MAX)
+		return 0;
+	memcpy(mid, name + stem, mlen);
+	mid[mlen] = '\0';
+	if (!rotation_suffix(mid))
+		return 0;
+	for (size_t i = 0; i < mlen; i++)
+		digits += mid[i] >= '0' && mid[i] <= '9';
+	return digits >= 8 || (mid[0] == '.' && digits == mlen - 1);
+}
+
+/* The directory the rotated files of source `src`'s log at `log` go to (logrotate's olddir:
+ * absolute, or relative to the log's directory), or NULL if the source sets none or out of
+ * memory. Caller frees. */
+static char *olddir_of(const struct config_source *src, const char *log)
+{
+	char *dir, *p;
+
+	if (src->olddir == NULL || src->olddir[0] == '\0')
+		return NULL;
+	if (src->olddir[0] == '/')
+		return strdup(src->olddir);
+	if ((dir = path_dir(log)) == NULL)
+		return NULL;
+	p = path_join(dir, src->olddir);
+	free(dir);
+	return p;
+}
+
 /* The longest line start looked for by lines_found. */
 #define WATCH_PIECE_LINE 4096
 
@@ -1619,37 +1668,30 @@ static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
 	return is_piece;
 }
 
-/* The record *f was found renamed at start (rotated while logmeter was stopped), now at `now`:
- * files beside it named after its old name with a suffix logrotate gives (app.log.1 beside
- * app.log.2, app.log-20250101), that the glob does not match, changed since the record's last
- * update, without a record of the source and whose content no record describes, were rotated
- * from that name too and never read: a second rotation while logmeter was stopped renamed the
- * file that came after it. Each is read to its end as a rotated file, with a warning. A file
- * named otherwise (app.log.tail), or holding a piece of the renamed file (its first lines are
- * lines of it: `tail` or `sort` output), was made by hand of lines already billed: it is left
- * unread, with a warning, and counted. `now` NULL: the record's file was not found at start
- * (the second rotation compressed or deleted it); then only the name tells a piece. */
-static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f,
-                             const char *now)
+/* unread_rotations in one directory, `dir` (the log's own, or its olddir). `rec` is scratch
+ * space; `*nfd` is the renamed file `now` once opened for the first candidate (-2: not yet). */
+static void unread_in(struct watch *w, size_t si, const struct spool_file *f, const char *now,
+                      const char *dir, struct spool_file *rec, int *nfd)
 {
 	const struct config_source *src = &w->ctx.cfg->sources[si];
 	const char *base = path_base(f->path);
-	char *dir = path_dir(f->path), e[1024];
+	char e[1024];
 	size_t blen = strlen(base);
-	struct spool_file *rec = malloc(sizeof(*rec));
 	struct dirent *de;
-	DIR *d = dir != NULL ? opendir(dir) : NULL;
-	int nfd = -2; /* the renamed file, opened for the first candidate */
+	DIR *d = opendir(dir);
 
-	while (d != NULL && rec != NULL && (de = readdir(d)) != NULL) {
+	while (d != NULL && (de = readdir(d)) != NULL) {
 		char *path;
 		struct stat st;
-		int fd, known = 1, spool_failed;
+		int fd, known = 1, spool_failed, ext = 0;
+		int named = strncmp(de->d_name, base, blen) == 0 && de->d_name[blen] != '\0';
 		const char *why = NULL;
 		struct wtail *wt;
 
-		if (strncmp(de->d_name, base, blen) != 0 || de->d_name[blen] == '\0' ||
-		    excluded(src, de->d_name) || (path = path_join(dir, de->d_name)) == NULL)
+		if (!named)
+			ext = extension_rotation(base, de->d_name);
+		if ((!named && !ext) || excluded(src, de->d_name) ||
+		    (path = path_join(dir, de->d_name)) == NULL)
 			continue;
 		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
@@ -1660,12 +1702,12 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
 			                      e, sizeof(e)) != TAIL_MATCH_NONE;
 			close(fd);
-			if (!known && !rotation_suffix(de->d_name + blen))
+			if (!known && !ext && !rotation_suffix(de->d_name + blen))
 				why = "its name is not one logrotate gives a rotated file";
 			if (!known && why == NULL && now != NULL) {
-				if (nfd == -2)
-					nfd = look_open(w, si, now);
-				if (nfd >= 0 && piece_of(w, si, path, nfd))
+				if (*nfd == -2)
+					*nfd = look_open(w, si, now);
+				if (*nfd >= 0 && piece_of(w, si, path, *nfd))
 					why =
 					    "its first lines are lines of that file: a piece of it "
 					    "(tail, grep or sort output), not a rotation";
@@ -1695,11 +1737,37 @@ static void unread_rotations(struct watch *w, size_t si, const struct spool_file
 		}
 		free(path);
 	}
-	if (nfd >= 0)
-		close(nfd);
 	if (d != NULL)
 		closedir(d);
+}
+
+/* The record *f was found renamed at start (rotated while logmeter was stopped), now at `now`:
+ * files beside it named after its old name with a suffix logrotate gives (app.log.1 beside
+ * app.log.2, app.log-20250101, or with logrotate's `extension` app.1.log, app-20250101.log),
+ * in the log's directory and in the source's olddir, that the glob does not match, changed
+ * since the record's last update, without a record of the source and whose content no record
+ * describes, were rotated from that name too and never read: a second rotation while logmeter
+ * was stopped renamed the file that came after it. Each is read to its end as a rotated file,
+ * with a warning. A file named otherwise (app.log.tail), or holding a piece of the renamed file
+ * (its first lines are lines of it: `tail` or `sort` output), was made by hand of lines already
+ * billed: it is left unread, with a warning, and counted. `now` NULL: the record's file was not
+ * found at start (the second rotation compressed or deleted it); then only the name tells a
+ * piece. */
+static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f,
+                             const char *now)
+{
+	char *dir = path_dir(f->path), *old = olddir_of(&w->ctx.cfg->sources[si], f->path);
+	struct spool_file *rec = malloc(sizeof(*rec));
+	int nfd = -2; /* the renamed file, opened for the first candidate */
+
+	if (rec != NULL && dir != NULL)
+		unread_in(w, si, f, now, dir, rec, &nfd);
+	if (rec != NULL && old != NULL)
+		unread_in(w, si, f, now, old, rec, &nfd);
+	if (nfd >= 0)
+		close(nfd);
 	free(rec);
+	free(old);
 	free(dir);
 }
 
@@ -1818,6 +1886,11 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
+		/* logrotate's olddir: moved out of the log's directory by the rotation. */
+		if (path == NULL && (dir = olddir_of(&w->ctx.cfg->sources[si], f->path)) != NULL) {
+			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
+			free(dir);
+		}
 		if (path != NULL && !holds_record(w, (size_t)si, path, f)) {
 			/* Its inode given to another file after it was deleted or compressed (ext4
 			 * gives a freed inode to the next file created in the directory): that
@@ -1844,10 +1917,20 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (path == NULL)
 			path = find_elsewhere(w, (size_t)si, f);
 		if (path == NULL) {
+			const struct config_source *src = &w->ctx.cfg->sources[si];
+			char hint[PATH_MAX + 128];
+
+			if (src->olddir == NULL)
+				snprintf(hint, sizeof(hint),
+				         "; if logrotate moves rotated files to an olddir, set "
+				         "olddir in [source %s]",
+				         src->name);
+			else
+				snprintf(hint, sizeof(hint), ", nor in its olddir %s", src->olddir);
 			log_warn(
 			    "%s: gone while logmeter was stopped (deleted, or moved out of its "
-			    "directory): nothing after offset %jd of it can be read",
-			    f->path, (intmax_t)f->offset);
+			    "directory): nothing after offset %jd of it can be read%s",
+			    f->path, (intmax_t)f->offset, hint);
 			guard_gone_unread(w->ctx.guard);
 			f->state = SPOOL_FILE_GONE;
 			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)

@@ -365,7 +365,9 @@ static void health_losses(struct facts *f)
 		    f,
 		    "%lld files were gone when the agent started (deleted, or moved out of their "
 		    "directory while logmeter was stopped), the last found at %s: what was "
-		    "written to them after their checkpoint was not read",
+		    "written to them after their checkpoint was not read (the agent's log names "
+		    "each file and offset; logrotate's olddir: set olddir in the source, "
+		    "docs/tailing.md)",
 		    (long long)c->gone_unread, when);
 	}
 	for (size_t i = 0; i < f->n_files; i++) {

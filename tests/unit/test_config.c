@@ -1384,6 +1384,7 @@ static void test_print_options(void **state)
 	    "exclude",
 	    "read_from",
 	    "follow_symlinks",
+	    "olddir",
 	    "source",
 	    "event_name",
 	    "pattern",
