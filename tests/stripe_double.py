@@ -126,7 +126,12 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
   POST /v2/billing/meter_event_stream, checked in this order:
     1. a fault token is taken (the same queue as meter events); edge faults are answered here
        (429 in the v2 shape: type rate_limit);
-    2. Authorization "Bearer <token>" of a session: an unknown token is 401 (as a bad key);
+    2. Authorization "Bearer <token>" of a session: an unknown token is 401 in the v2 shape
+       (the operation's errors are v2.error: code and message required, type optional):
+       {"error": {"type": "invalid_request_error", "code": "invalid_authentication_token",
+       message}} (the code is the double's own: Stripe documents none for it); fault 401token
+       forgets the request's session first, so that it is answered so (a token Stripe no
+       longer knows);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
        doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
@@ -158,15 +163,15 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
     7. 200 {} (fault 500rec: the events taken, then the 500 of step 5); the _after faults as for
        meter events.
   Stats: stream_requests, stream_ok (200 answers), stream_events (events in 200 answers),
-  sessions, sessions_expired (401s for expired sessions), invalid_fields, session_requests,
-  session_faults
+  sessions, sessions_expired (401s for expired sessions), invalid_fields, unknown_tokens (401s
+  for unknown tokens, also counted in unauthorized), session_requests, session_faults
   ({kind: n}: the session's faults, not counted in faults).
 
 SESSION FAULTS: the session request has a queue of its own (--session-faults, or
   POST /_double/faults {"session_spec": ...}), one token consumed per session request, no random
   mode. The client asks for a session when it needs one, in between its stream requests, so one
   queue for both would give a token to whichever came first. The tokens are those of FAULTS but
-  the stream's own (401session, 400fields: refused): edge faults (502 503 504, 429,
+  the stream's own (401session, 401token, 400fields: refused): edge faults (502 503 504, 429,
   429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
   reset_after, cut_after, ok, with the meanings given above. Stripe documents the session's
   errors as the stream's (v2.error), and rate limits, 5xx and broken connections can meet any
@@ -290,10 +295,10 @@ METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
                "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok",
-               "401session", "400fields"}
+               "401session", "401token", "400fields"}
 # Tokens of the stream's own (a session's token, the events' fields): no meaning for the session
 # request, so its queue refuses them.
-STREAM_ONLY_FAULTS = {"401session", "400fields"}
+STREAM_ONLY_FAULTS = {"401session", "401token", "400fields"}
 EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
                "reset"}
 
@@ -608,7 +613,7 @@ class State:
             "meter_lists": 0, "event_lists": 0,
             "stream_requests": 0, "stream_ok": 0, "stream_events": 0, "sessions": 0,
             "sessions_expired": 0, "invalid_fields": 0, "session_requests": 0,
-            "session_faults": {},
+            "session_faults": {}, "unknown_tokens": 0,
         }
 
     def load_record(self, path):
@@ -1585,6 +1590,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
         with st.lock:
+            if fault == "401token" and token:
+                st.sessions.pop(token, None)  # forgotten: answered as a token never made
             expires = st.sessions.get(token) if token else None
             if expires is not None and (fault == "401session" or st.now() >= expires):
                 if fault == "401session":
@@ -1597,10 +1604,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     note="session_expired"), 0
             if expires is None:
                 st.stats["unauthorized"] += 1
+                st.stats["unknown_tokens"] += 1
         if expires is None:
-            return Reply(401, error_body("invalid_request_error",
-                                         "Invalid authentication token provided: %s"
-                                         % mask_key(token or auth)),
+            # The stream's errors are v2.error (its `default` response in the OpenAPI spec):
+            # code and message required, type optional. The code is the double's own: Stripe
+            # documents none for a token it does not know.
+            return Reply(401, v2_error("invalid_authentication_token",
+                                       "Invalid authentication token provided: %s"
+                                       % mask_key(token or auth), "invalid_request_error"),
                          [("WWW-Authenticate", 'Bearer realm="Stripe"')],
                          note="unauthorized"), 0
         events, err = self.stream_validate(body)
