@@ -274,6 +274,14 @@ double_faults() {
 	_lm_double_post_json /_double/faults "$json"
 }
 
+# double_session_faults SPEC: appends fault tokens to the queue of the double's meter event session
+# requests (SESSION FAULTS in stripe_double.py), e.g. '500,429ra:1,drop'.
+double_session_faults() {
+	local json
+	json=$("$PYTHON3" -c 'import json, sys; print(json.dumps({"session_spec": sys.argv[1]}))' "$1")
+	_lm_double_post_json /_double/faults "$json"
+}
+
 # double_faults_json JSON: e.g. '{"rate": 0.3, "kinds": ["500", "drop_after"], "seed": 1}' or
 # '{"clear": true}'.
 double_faults_json() {

@@ -11,7 +11,8 @@ Usage:
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
                    [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
-                   [--faults SPEC] [--session-ttl S] [--session-created-skew S]
+                   [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
+                   [--session-created-skew S]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -111,13 +112,26 @@ FAULTS: a FIFO queue of comma-separated tokens KIND[*COUNT], one token consumed 
   "seed": 1}) picks a kind from "kinds" with probability "rate".
 
 Meter event streams (API v2; docs/stripe-contract.md, section 14):
-  POST /v2/billing/meter_event_session  Bearer <api-key> (else 401); no parameters. Answers 200
-        {id, object: "v2.billing.meter_event_session", authentication_token, created, expires_at
-        (created + --session-ttl; RFC 3339 with milliseconds), livemode}. Never faulted.
+  POST /v2/billing/meter_event_session  no parameters, checked in this order:
+    1. a fault token is taken from the session's own queue (SESSION FAULTS); edge faults are
+       answered here (429 and 429ra:S in the v2 shape, as the stream's);
+    2. Bearer <api-key>, else 401 (the meter-event 401);
+    3. slow:MS sleeps; fault 500: 500 {"error": {"type": "api_error", "code":
+       "internal_error", message}}, no session made;
+    4. the session is made: 200 {id, object: "v2.billing.meter_event_session",
+       authentication_token, created, expires_at (created + --session-ttl; RFC 3339 with
+       milliseconds), livemode}. Fault 500rec: the session is made (its token works) and the
+       500 of step 3 answered instead; the _after faults as for meter events (the session is
+       made, the answer lost).
   POST /v2/billing/meter_event_stream, checked in this order:
     1. a fault token is taken (the same queue as meter events); edge faults are answered here
        (429 in the v2 shape: type rate_limit);
-    2. Authorization "Bearer <token>" of a session: an unknown token is 401 (as a bad key);
+    2. Authorization "Bearer <token>" of a session: an unknown token is 401 in the v2 shape
+       (the operation's errors are v2.error: code and message required, type optional):
+       {"error": {"type": "invalid_request_error", "code": "invalid_authentication_token",
+       message}} (the code is the double's own: Stripe documents none for it); fault 401token
+       forgets the request's session first, so that it is answered so (a token Stripe no
+       longer knows);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
        doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
@@ -149,7 +163,19 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
     7. 200 {} (fault 500rec: the events taken, then the 500 of step 5); the _after faults as for
        meter events.
   Stats: stream_requests, stream_ok (200 answers), stream_events (events in 200 answers),
-  sessions, sessions_expired (401s for expired sessions), invalid_fields.
+  sessions, sessions_expired (401s for expired sessions), invalid_fields, unknown_tokens (401s
+  for unknown tokens, also counted in unauthorized), session_requests, session_faults
+  ({kind: n}: the session's faults, not counted in faults).
+
+SESSION FAULTS: the session request has a queue of its own (--session-faults, or
+  POST /_double/faults {"session_spec": ...}), one token consumed per session request, no random
+  mode. The client asks for a session when it needs one, in between its stream requests, so one
+  queue for both would give a token to whichever came first. The tokens are those of FAULTS but
+  the stream's own (401session, 401token, 400fields: refused): edge faults (502 503 504, 429,
+  429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
+  reset_after, cut_after, ok, with the meanings given above. Stripe documents the session's
+  errors as the stream's (v2.error), and rate limits, 5xx and broken connections can meet any
+  request (docs/stripe-contract.md, section 14).
 
 Other API endpoints (Bearer auth as above, else 401; never faulted, not rate limited):
   GET /v1/billing/meters  Stripe's list object {object: "list", url, has_more, data} of
@@ -168,9 +194,11 @@ Other API endpoints (Bearer auth as above, else 401; never faulted, not rate lim
         object_id (a meter id), types / types[] (event types).
 
 Control endpoints (no auth, never faulted, not counted in the stats):
-  POST /_double/faults  JSON {"clear": true, "spec": "...", "rate": R, "kinds": [...], "seed": S}:
-                        clear the queue and random mode (if "clear"), append "spec" to the queue,
-                        set random mode (if "rate"; rate 0 turns it off). Answers the fault state.
+  POST /_double/faults  JSON {"clear": true, "spec": "...", "session_spec": "...", "rate": R,
+                        "kinds": [...], "seed": S}: clear both queues and random mode (if
+                        "clear"), append "spec" to the queue and "session_spec" to the session's
+                        queue, set random mode (if "rate"; rate 0 turns it off). Answers the
+                        fault state.
   GET  /_double/faults  the fault state.
   POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
                         TTLs only; {"skew": S} sets --timestamp-skew from now on (Stripe's clock
@@ -182,7 +210,8 @@ Control endpoints (no auth, never faulted, not counted in the stats):
                         max_in_flight, by_status: {"200": n, ..., "dropped": n, "reset": n},
                         not_found, saved_errors, error_replays, rate_limited, error_reports,
                         forgotten_keys, forgotten_identifiers, meter_lists, event_lists,
-                        preloaded, preload_expired, rate_limit, fault_queue (alias faults_pending)}
+                        preloaded, preload_expired, rate_limit, fault_queue (alias faults_pending),
+                        session_fault_queue, and the stream's and sessions' (above)}
                         requests: meter-event requests; accepted: events accepted (an identifier
                         accepted again after its TTL counts again); duplicates: "already exists"
                         answers; replays: answers replayed from an Idempotency-Key (of which
@@ -201,7 +230,7 @@ Control endpoints (no auth, never faulted, not counted in the stats):
   GET  /_double/events  JSON list of the events accepted by this process.
   GET  /_double/error_reports  JSON list of the error reports: {id, code, message, identifier,
                         event_name, meter, customer, time (the double's clock), idempotency_key}.
-  POST /_double/reset   clears the in-memory fault queue, random mode, the rate limiter's bucket and
+  POST /_double/reset   clears the in-memory fault queues, random mode, the rate limiter's bucket and
                         the stats. It keeps the accepted identifiers, the events list, the error
                         reports, the idempotency memory, the clock and the record file: the double
                         still rejects duplicates after a reset.
@@ -266,7 +295,10 @@ METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
                "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok",
-               "401session", "400fields"}
+               "401session", "401token", "400fields"}
+# Tokens of the stream's own (a session's token, the events' fields): no meaning for the session
+# request, so its queue refuses them.
+STREAM_ONLY_FAULTS = {"401session", "401token", "400fields"}
 EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
                "reset"}
 
@@ -293,8 +325,9 @@ def parse_fault_token(tok):
                          (tok, " ".join(sorted(FAULT_KINDS))))
 
 
-def parse_fault_spec(spec):
-    """'500*5,drop_after,slow:2000*2' -> list of tokens, expanded."""
+def parse_fault_spec(spec, session=False):
+    """'500*5,drop_after,slow:2000*2' -> list of tokens, expanded. With `session`, for the
+    session request's queue, which refuses the stream's own tokens."""
     out = []
     for item in spec.split(","):
         item = item.strip()
@@ -307,6 +340,9 @@ def parse_fault_spec(spec):
                 raise FaultSpecError("bad fault count in %r" % spec)
             count = int(n)
         tok = parse_fault_token(item)
+        if session and tok in STREAM_ONLY_FAULTS:
+            raise FaultSpecError("fault %r is the stream's own, not the session request's"
+                                 % tok)
         out.extend([tok] * count)
     return out
 
@@ -544,6 +580,7 @@ class State:
         self.idem = {}  # key -> None while in progress, else (hash, Reply, saved time)
         self.inflight = {}  # (customer, event_name) -> n
         self.queue = []
+        self.session_queue = []  # the session request's faults (SESSION FAULTS)
         self.rate = 0.0
         self.kinds = []
         self.rng = random.Random()
@@ -559,6 +596,8 @@ class State:
             self.log = open(args.log, "a", encoding="utf-8", newline="\n")
         if args.faults:
             self.queue.extend(parse_fault_spec(args.faults))
+        if args.session_faults:
+            self.session_queue.extend(parse_fault_spec(args.session_faults, session=True))
 
     def now(self):
         """The double's clock: real time plus the offset of POST /_double/clock."""
@@ -573,7 +612,8 @@ class State:
             "error_reports": 0, "forgotten_keys": 0, "forgotten_identifiers": 0,
             "meter_lists": 0, "event_lists": 0,
             "stream_requests": 0, "stream_ok": 0, "stream_events": 0, "sessions": 0,
-            "sessions_expired": 0, "invalid_fields": 0,
+            "sessions_expired": 0, "invalid_fields": 0, "session_requests": 0,
+            "session_faults": {}, "unknown_tokens": 0,
         }
 
     def load_record(self, path):
@@ -613,7 +653,8 @@ class State:
         return None
 
     def fault_state(self):
-        return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds)}
+        return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds),
+                "session_queue": list(self.session_queue)}
 
     def clock_state(self):
         return {"offset": self.clock_offset, "now": round(self.now(), 3)}
@@ -651,6 +692,7 @@ class State:
         s["preload_expired"] = self.preload_expired
         s["rate_limit"] = self.rate_limit
         s["fault_queue"] = len(self.queue)
+        s["session_fault_queue"] = len(self.session_queue)
         s["faults_pending"] = len(self.queue)  # alias used by t_faults.sh
         return s
 
@@ -851,6 +893,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             with self.st.lock:
                 self.st.queue.clear()
+                self.st.session_queue.clear()
                 self.st.rate = 0.0
                 self.st.kinds = []
                 if self.st.bucket:
@@ -901,6 +944,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.st
         try:
             spec = parse_fault_spec(str(req.get("spec") or ""))
+            session_spec = parse_fault_spec(str(req.get("session_spec") or ""), session=True)
             kinds = None
             if "kinds" in req:
                 if not isinstance(req["kinds"], list):
@@ -917,9 +961,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with st.lock:
             if req.get("clear"):
                 st.queue.clear()
+                st.session_queue.clear()
                 st.rate = 0.0
                 st.kinds = []
             st.queue.extend(spec)
+            st.session_queue.extend(session_spec)
             if kinds is not None:
                 st.kinds = kinds
             if rate is not None:
@@ -1432,29 +1478,75 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if body is None:
             return
         st = self.st
-        reply = self.authorized(count=False)
-        if reply is None:
-            with st.lock:
-                created = st.now()
-                token = "mes_token_" + uuid.uuid4().hex
-                st.sessions[token] = created + st.session_ttl
-                st.stats["sessions"] += 1
-            reply = Reply(200, {
-                "id": "mes_" + uuid.uuid4().hex[:24],
-                "object": "v2.billing.meter_event_session",
-                "authentication_token": token,
-                # Stripe's clock, which --timestamp-skew sets apart from this host's (and
-                # --session-created-skew from Stripe's: a wrong answer).
-                "created": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew),
-                "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew
-                                         + st.session_ttl),
-                "livemode": st.live,
-            }, note="session")
+        notes = []
         with st.lock:
-            st.count_status(str(reply.status))
-            st.write_log([self.command, self.path, str(reply.status), "", "", "", "", "",
-                          reply.note or "", "%.3f" % time.time()])
+            st.stats["session_requests"] += 1
+            # Its own queue (SESSION FAULTS): the client asks for a session when it needs one,
+            # so a shared queue would hand a token to whichever request came first.
+            fault = st.session_queue.pop(0) if st.session_queue else None
+            if fault and fault != "ok":
+                f = st.stats["session_faults"]
+                k = fault_kind(fault)
+                f[k] = f.get(k, 0) + 1
+        try:
+            reply = self.session_process(fault)
+        except Exception as e:  # a bug in the double must not hang the client
+            reply = Reply(500, v2_error("internal_error", "stripe double internal error: %s" % e,
+                                        "api_error"))
+            notes.append("internal_error")
+        self.after_faults(reply, fault, notes)
+        with st.lock:
+            st.count_reply(reply)
+            st.write_log([self.command, self.path,
+                          "none" if reply.drop or reply.reset else str(reply.status),
+                          fault or "", "", "", "", "", ",".join(notes), "%.3f" % time.time()])
         self.emit(reply)
+
+    def session_process(self, fault):
+        """The answer to POST /v2/billing/meter_event_session under fault token `fault`."""
+        st = self.st
+        if fault == "429" or (fault or "").startswith("429ra:"):
+            return self.v2_rate_limited(fault)
+        if fault in EDGE_FAULTS:
+            return self.edge_fault(fault)
+        reply = self.authorized(count=False)
+        if reply is not None:
+            return reply
+        if fault and fault.startswith("slow:"):
+            time.sleep(int(fault[5:]) / 1000.0)
+        if fault == "500":
+            return Reply(500, v2_error("internal_error", "An unknown error occurred.",
+                                       "api_error"), note="fault_500")
+        with st.lock:
+            created = st.now()
+            token = "mes_token_" + uuid.uuid4().hex
+            st.sessions[token] = created + st.session_ttl
+            st.stats["sessions"] += 1
+        if fault == "500rec":
+            # The session is made (its token works) and the answer lost in a 500.
+            return Reply(500, v2_error("internal_error", "An unknown error occurred.",
+                                       "api_error"), note="fault_500rec")
+        return Reply(200, {
+            "id": "mes_" + uuid.uuid4().hex[:24],
+            "object": "v2.billing.meter_event_session",
+            "authentication_token": token,
+            # Stripe's clock, which --timestamp-skew sets apart from this host's (and
+            # --session-created-skew from Stripe's: a wrong answer).
+            "created": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew),
+            "expires_at": rfc3339_ms(created + st.timestamp_skew + st.session_created_skew
+                                     + st.session_ttl),
+            "livemode": st.live,
+        }, note="session")
+
+    @staticmethod
+    def v2_rate_limited(fault):
+        """A 429 in the v2 shape (fault 429, or 429ra:S with Retry-After: S)."""
+        reply = Reply(429, v2_error("account_rate_limit_exceeded", RATE_LIMIT_MESSAGE,
+                                    "rate_limit"), [("Stripe-Rate-Limited-Reason",
+                                                     "global-rate")])
+        if fault.startswith("429ra:"):
+            reply.headers.append(("Retry-After", fault[6:]))
+        return reply
 
     def meter_event_stream(self):
         body = self.read_body()
@@ -1492,17 +1584,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """-> (Reply, number of events in the request)"""
         st = self.st
         if fault == "429" or (fault or "").startswith("429ra:"):
-            reply = Reply(429, v2_error("account_rate_limit_exceeded", RATE_LIMIT_MESSAGE,
-                                        "rate_limit"), [("Stripe-Rate-Limited-Reason",
-                                                         "global-rate")])
-            if fault.startswith("429ra:"):
-                reply.headers.append(("Retry-After", fault[6:]))
-            return reply, 0
+            return self.v2_rate_limited(fault), 0
         if fault in EDGE_FAULTS:
             return self.edge_fault(fault), 0
         auth = self.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
         with st.lock:
+            if fault == "401token" and token:
+                st.sessions.pop(token, None)  # forgotten: answered as a token never made
             expires = st.sessions.get(token) if token else None
             if expires is not None and (fault == "401session" or st.now() >= expires):
                 if fault == "401session":
@@ -1515,10 +1604,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     note="session_expired"), 0
             if expires is None:
                 st.stats["unauthorized"] += 1
+                st.stats["unknown_tokens"] += 1
         if expires is None:
-            return Reply(401, error_body("invalid_request_error",
-                                         "Invalid authentication token provided: %s"
-                                         % mask_key(token or auth)),
+            # The stream's errors are v2.error (its `default` response in the OpenAPI spec):
+            # code and message required, type optional. The code is the double's own: Stripe
+            # documents none for a token it does not know.
+            return Reply(401, v2_error("invalid_authentication_token",
+                                       "Invalid authentication token provided: %s"
+                                       % mask_key(token or auth), "invalid_request_error"),
                          [("WWW-Authenticate", 'Bearer realm="Stripe"')],
                          note="unauthorized"), 0
         events, err = self.stream_validate(body)
@@ -1776,6 +1869,9 @@ def main(argv=None):
     ap.add_argument("--faults", metavar="SPEC",
                     help="a queue of faults KIND[*COUNT],... answered to meter-event requests "
                     "(see FAULTS in the docstring)")
+    ap.add_argument("--session-faults", metavar="SPEC",
+                    help="a queue of faults answered to meter event session requests (see "
+                    "SESSION FAULTS in the docstring)")
     ap.add_argument("--log", metavar="PATH",
                     help="append one tab-separated line per request (method, path, status, ...)")
     ap.add_argument("--session-created-skew", type=int, default=0, metavar="S",

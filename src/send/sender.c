@@ -1314,13 +1314,12 @@ static void pause_end(struct sender *s, int64_t now)
 	log_info("trying Stripe again with one request");
 }
 
-/* Counts a finished request by outcome and duration (the metrics' histogram). */
-static void stats_request(struct sender *s, CURL *easy, enum stripe_outcome out)
+/* Counts a request that ended by outcome and duration (`secs`: the metrics' histogram). */
+static void stats_ended(struct sender *s, enum stripe_outcome out, double secs)
 {
-	double secs = 0;
 	size_t b = 0;
 
-	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &secs) != CURLE_OK || secs < 0)
+	if (secs < 0)
 		secs = 0;
 	while (b < SENDER_DURATION_BOUNDS && secs > sender_duration_bounds[b])
 		b++;
@@ -1330,6 +1329,16 @@ static void stats_request(struct sender *s, CURL *easy, enum stripe_outcome out)
 	s->stats.duration_counts[b]++;
 	s->stats.duration_sum += secs;
 	pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* Counts a finished request by outcome and duration (libcurl's total time). */
+static void stats_request(struct sender *s, CURL *easy, enum stripe_outcome out)
+{
+	double secs = 0;
+
+	if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &secs) != CURLE_OK)
+		secs = 0;
+	stats_ended(s, out, secs);
 }
 
 /* ---- v2: batches on the meter event stream ---- */
@@ -1458,12 +1467,40 @@ static void clock_offset(struct sender *s, int64_t offset)
 		s->stripe_behind_seen = 0; /* the session says Stripe's clock is not behind */
 }
 
+/* v2: no session could be made, so no event was sent. The events next in line (one request's
+ * worth) are marked as a failed request's events are, with why (`why`: their last error, which
+ * `status` shows), and wait until `until` (monotonic ms; 0: unchanged, as after a pause). Not an
+ * attempt, and no unknown outcome: none of them left this host. */
+static void session_failed_mark(struct sender *s, const char *why, int64_t until)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n && n < STRIPE_V2_BATCH_MAX; i++) {
+		struct sender_item *it = s->queue[i];
+
+		if (it == NULL || it->req != NULL || it->done || it->held)
+			continue;
+		snprintf(it->ev.last_error, sizeof(it->ev.last_error), "%s", why);
+		if (mark_add(s, &it->ev, EVENT_PENDING, why) != 0) {
+			log_err("out of memory recording the outcome of event %lld",
+			        (long long)it->ev.id);
+			break;
+		}
+		if (until > it->next_attempt)
+			it->next_attempt = until;
+		n++;
+	}
+	s->publish_due = 1;
+}
+
 /* A session to send with: the one held, or a new one. NULL when there is none now (a pause
- * started, or *wake says when to ask again). */
+ * started, or *wake says when to ask again). The session request is counted as a request and
+ * its failure recorded as a stream request's is (session_failed_mark). */
 static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 {
-	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 128];
+	char reason[STRIPE_REASON_MAX], msg[STRIPE_REASON_MAX + 128], why[STRIPE_REASON_MAX + 64];
 	const char *token = session_token(s->session, now);
+	struct session_try t;
 	enum stripe_outcome out;
 	int64_t delay;
 
@@ -1473,19 +1510,27 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 		*wake = s->session_retry_at;
 		return NULL;
 	}
+	stats_add(s, &s->stats.requests, 1);
 	health_wait_begin(HEALTH_SENDER);
-	out = session_renew(s->session, s->key, now, reason, sizeof(reason));
+	out = session_renew(s->session, s->key, now, reason, sizeof(reason), &t);
 	health_wait_end(HEALTH_SENDER);
 	now = clock_mono_ms();
-	switch (out) {
-	case STRIPE_DELIVERED:
+	stats_ended(s, out, t.secs);
+	s->publish_due = 1;
+	if (out == STRIPE_DELIVERED) {
 		stats_add(s, &s->stats.sessions, 1);
 		s->session_gen++;
 		s->session_failed = 0;
 		clock_offset(s, session_clock_offset(s->session));
 		return session_token(s->session, now);
+	}
+	err_set(why, sizeof(why), "cannot create a meter event session: %s", reason);
+	switch (out) {
 	case STRIPE_AUTH:
+		s->auth_status = t.status;
+		/* fall through */
 	case STRIPE_UNEXPECTED:
+		session_failed_mark(s, why, 0);
 		pause_for(s, out, reason, now);
 		return NULL;
 	case STRIPE_RATE_LIMITED:
@@ -1493,13 +1538,19 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 		/* fall through */
 	default:
 		/* Doubling as for events: an outage is not met by a request every
-		 * retry_min_backoff for as long as it lasts. */
+		 * retry_min_backoff for as long as it lasts; an answer's Retry-After holds every
+		 * request, as a stream request's does. */
 		delay = backoff_ms(s, ++s->session_failed);
+		if (t.retry_after_ms > 0) {
+			if (t.retry_after_ms > delay)
+				delay = t.retry_after_ms;
+			if (now + t.retry_after_ms > s->hold_until)
+				s->hold_until = now + t.retry_after_ms;
+		}
 		s->session_retry_at = now + delay;
 		*wake = s->session_retry_at;
-		err_set(msg, sizeof(msg),
-		        "cannot create a meter event session: %s; will retry in %lld ms", reason,
-		        (long long)delay);
+		session_failed_mark(s, why, s->session_retry_at);
+		err_set(msg, sizeof(msg), "%s; will retry in %lld ms", why, (long long)delay);
 		ratelog_add(&s->retry_log, now, msg);
 		return NULL;
 	}

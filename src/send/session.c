@@ -104,7 +104,7 @@ static void utc_text(int64_t t, char *buf, size_t len)
 }
 
 enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
-                                  size_t reasonlen)
+                                  size_t reasonlen, struct session_try *t)
 {
 	struct stripe_request *req;
 	struct stripe_response r;
@@ -115,6 +115,11 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	int64_t life_ms, margin, asked, answered, answered_boot, by_created, by_date;
 	long timeout;
 
+	if (t != NULL) {
+		t->status = 0;
+		t->secs = 0;
+		t->retry_after_ms = -1;
+	}
 	session_drop(s);
 	req = stripe_request_new_post(s->cfg, s->cfg->stripe.api_base, STRIPE_V2_SESSION_PATH, key,
 	                              "{}", NULL, err, sizeof(err));
@@ -145,6 +150,16 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 		out = STRIPE_UNEXPECTED;
 	}
 	stripe_request_reason_finish(req, &r, reason, reasonlen);
+	if (t != NULL) {
+		double secs = 0;
+
+		if (curl_easy_getinfo(stripe_request_easy(req), CURLINFO_TOTAL_TIME, &secs) ==
+		        CURLE_OK &&
+		    secs > 0)
+			t->secs = secs;
+		t->retry_after_ms = stripe_request_retry_after_ms(req);
+		t->status = code == CURLE_OK ? r.status : 0;
+	}
 	stripe_request_free(req);
 	if (out != STRIPE_DELIVERED)
 		return out;

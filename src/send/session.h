@@ -48,14 +48,23 @@ int64_t session_stripe_now(const struct session *s);
 /* Forgets the session (Stripe said it expired). */
 void session_drop(struct session *s);
 
+/* What one session request took, for the sender's counters and waits. */
+struct session_try {
+	long status;            /* the answer's HTTP status; 0: none (no connection, no answer) */
+	double secs;            /* libcurl's total time of the request, seconds; 0 if not made */
+	int64_t retry_after_ms; /* the answer's Retry-After (stripe_request_retry_after_ms), in
+	                           milliseconds; -1: none */
+};
+
 /* Creates a new session with the secret `key`, synchronously (at most min(request_timeout, 10
  * s)), and holds it: it is renewed once four fifths of its life have passed, at most a minute
  * before it ends. Returns STRIPE_DELIVERED if a session is held now; else the outcome of the
  * answer as stripe_classify gives it (auth, rate limited, unknown, unexpected...) with the
  * reason in `reason` (`reasonlen` bytes; never the key or a token). A session whose `created`
  * is more than a day (86400 s) off this host's clock, either way, is not held: STRIPE_UNEXPECTED,
- * since no clock explains it and trusting it would hold every event that long. */
+ * since no clock explains it and trusting it would hold every event that long. What the request
+ * took goes into *t (may be NULL). */
 enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
-                                  size_t reasonlen);
+                                  size_t reasonlen, struct session_try *t);
 
 #endif

@@ -258,7 +258,16 @@ static void test_classify(void **state)
 	    /* stripe-node test/RequestSender.spec.ts: the type alone decides */
 	    {"401 type only", 401, "{\"error\":{\"type\":\"temporary_session_expired\"}}",
 	     STRIPE_SESSION_EXPIRED},
-	    /* a bad key: docs.stripe.com/api/errors 401 */
+	    /* a token Stripe does not take, in the v2 error shape (the stream's `default` response,
+	     * schema v2.error: code and message required): the session's token is refused, never
+	     * the key, which the stream does not see */
+	    {"401 v2 error", 401,
+	     "{\"error\":{\"type\":\"invalid_request_error\",\"code\":"
+	     "\"invalid_authentication_token\",\"message\":\"Invalid authentication token\"}}",
+	     STRIPE_SESSION_EXPIRED},
+	    {"401 v2 error, no type", 401,
+	     "{\"error\":{\"code\":\"unauthorized\",\"message\":\"no\"}}", STRIPE_SESSION_EXPIRED},
+	    /* a bad key: docs.stripe.com/api/errors 401 (a v1 error: no code) */
 	    {"401 bad key", 401,
 	     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Invalid API Key\"}}",
 	     STRIPE_AUTH},
