@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Settings that are valid one by one but likely not what was meant. Refused with file and line
-# (exit 2, by `check` and `run` alike): aggregate_grace in a rule that does not aggregate, and a
-# constant value of 0 in one that does (its windows would bill nothing). Warned about (`check`
+# (exit 2, by `check` and `run` alike): aggregate_grace in a rule that does not aggregate, a
+# constant value of 0 in one that does (its windows would bill nothing), and timestamp_format in
+# a rule without timestamp (its events would be stamped with the read time). Warned about (`check`
 # and `run`): api = v2 with api_base pointed elsewhere but meter_events_base left at Stripe's,
 # which would send the events to real Stripe.
 . "$(dirname "$0")/lib.sh"
@@ -41,6 +42,13 @@ sed 's/^value = 0.000$/value = 0.5/' "$T/zero.conf" > "$T/half.conf"
 "$LOGMETER" check -c "$T/half.conf" > "$T/half.out" 2>&1 || fail "check of value = 0.5: $(cat "$T/half.out")"
 sed '/^aggregate = 10s$/d' "$T/zero.conf" > "$T/plain.conf"
 "$LOGMETER" check -c "$T/plain.conf" > "$T/plain.out" 2>&1 || fail "check of value = 0 without aggregate: $(cat "$T/plain.out")"
+
+# timestamp_format in a rule without timestamp: its events would be stamped with the time each
+# line is read, the format ignored.
+write_config "$T/stamp.conf"
+config_epoch_rule "$T/stamp.conf" "$log"
+sed -i '/^timestamp = t$/d' "$T/stamp.conf"
+refused "$T/stamp.conf" timestamp_format
 
 # api = v2, api_base at the double, meter_events_base left at Stripe's: a warning with the line
 # of api_base from check and from run (--no-send: nothing may go to real Stripe here).
