@@ -341,7 +341,8 @@ static const struct option options[] = {
              "state_dir's file system (minus what the WAL and the next checkpoint will still "
              "take) plus free pages in spool.db. Delivered events are pruned early to make "
              "room; sending goes on. It should hold a few batches. 0: pause only when a commit "
-             "fails because the disk is full."},
+             "fails because the disk is full. `check` warns when it is more than the file "
+             "system has free."},
     {AGENT(allow_core_dumps), .key = "allow_core_dumps", .type = OPT_ENUM, .def = "no",
      .choices = "no|yes",
      .help = "For debugging only. no: every logmeter command makes itself undumpable "
