@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "core/custmap.h"
+#include "util/crash.h"
 #include "util/log.h"
 #include "store/spool.h"
 #include "store/spool_repair.h"
@@ -611,10 +612,11 @@ out:
 	return rc;
 }
 
-/* Opens the spool read-only and collects its files' paths, by id, for an export to `out`.
- * Returns the spool (export_close), or NULL. */
-static struct spool *export_open(const struct config *cfg, struct export_ctx *x, FILE *out,
-                                 char *err, size_t errlen)
+/* Opens the spool read-only and collects its files' paths, by id, for an export to `out`; with
+ * `snapshot`, in a snapshot that the caller ends (spool_snapshot_end), so that the events it lists
+ * then find their files among these. Returns the spool (export_close), or NULL. */
+static struct spool *export_open(const struct config *cfg, int snapshot, struct export_ctx *x,
+                                 FILE *out, char *err, size_t errlen)
 {
 	struct spool *sp;
 
@@ -623,7 +625,8 @@ static struct spool *export_open(const struct config *cfg, struct export_ctx *x,
 	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, errlen);
 	if (sp == NULL)
 		return NULL;
-	if (spool_files_foreach(sp, export_collect_file, x, err, errlen) < 0) {
+	if ((snapshot && spool_snapshot_begin(sp, err, errlen) < 0) ||
+	    spool_files_foreach(sp, export_collect_file, x, err, errlen) < 0) {
 		export_close(sp, x);
 		return NULL;
 	}
@@ -637,7 +640,8 @@ int admin_export(const struct config *cfg, int state, FILE *out, char *err, size
 	struct spool *sp;
 	int ret = -1;
 
-	sp = export_open(cfg, &x, out, err, errlen);
+	/* One snapshot for every state: an event the agent delivers meanwhile is listed once. */
+	sp = export_open(cfg, 1, &x, out, err, errlen);
 	if (sp == NULL)
 		return -1;
 	for (int s = EVENT_PENDING; s <= EVENT_UNSURE; s++) {
@@ -649,7 +653,10 @@ int admin_export(const struct config *cfg, int state, FILE *out, char *err, size
 				err_set(err, errlen, "writing the export: %s", strerror(errno));
 			goto out;
 		}
+		crash_point("export_state");
 	}
+	if (spool_snapshot_end(sp, err, errlen) < 0)
+		goto out;
 	if (fflush(out) != 0) {
 		err_set(err, errlen, "writing the export: %s", strerror(errno));
 		goto out;
@@ -913,11 +920,11 @@ int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t 
 	struct spool *sp;
 	int ret = -1;
 
-	sp = export_open(cfg, &x, out, err, errlen);
+	sp = export_open(cfg, 1, &x, out, err, errlen);
 	if (sp == NULL)
 		return -1;
 	if (spool_windows_foreach(sp, 0, export_window, export_window_line, &we, err, errlen) < 0 ||
-	    window_flush(&we) != 0 || fflush(out) != 0) {
+	    window_flush(&we) != 0 || spool_snapshot_end(sp, err, errlen) < 0 || fflush(out) != 0) {
 		if (x.failed || ferror(out))
 			err_set(err, errlen, "writing the export: %s", strerror(errno));
 		goto out;

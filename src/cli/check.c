@@ -7,6 +7,7 @@
 #include <fnmatch.h>
 #include <glob.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -14,6 +15,7 @@
 #include "cli/cli.h"
 #include "ingest/guard.h"
 #include "ingest/overlap.h"
+#include "ingest/space.h"
 #include "ingest/tail.h"
 #include "send/account.h"
 #include "send/sender.h"
@@ -314,6 +316,52 @@ out:
 	return found;
 }
 
+/* Reading pauses while the spool's file system has less room than min_free_bytes
+ * (ingest/space.c: statvfs f_bavail, plus the spool's free pages): a value above what it has
+ * free now pauses `run` at once, one above its size for good. Said before the agent starts
+ * waiting on it; the state directory's own file system, or its parent's before `run` made it. */
+static void check_room(const struct config *cfg)
+{
+	int64_t min_free = cfg->agent.min_free_bytes, room, total;
+	char *dir = strdup(cfg->agent.state_dir), a[32], b[32], c[32];
+	struct statvfs vfs;
+
+	while (dir != NULL && statvfs(dir, &vfs) != 0) {
+		char *up = path_dir(dir);
+
+		/* Up to "/", or to "" for a relative path: then nothing to say. */
+		if (up != NULL && (up[0] == '\0' || strcmp(up, dir) == 0)) {
+			free(up);
+			up = NULL;
+		}
+		free(dir);
+		dir = up;
+	}
+	if (dir == NULL || min_free <= 0)
+		goto out;
+	room = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+	total = (int64_t)vfs.f_blocks * (int64_t)vfs.f_frsize;
+	if (room >= min_free)
+		goto out;
+	space_fmt_bytes(min_free, a, sizeof(a));
+	space_fmt_bytes(room, b, sizeof(b));
+	space_fmt_bytes(total, c, sizeof(c));
+	if (total < min_free)
+		fprintf(stderr,
+		        "warning: [agent] min_free_bytes is %s, more than the file system of %s "
+		        "holds in all (%s): `run` would never read (status: ingest paused, disk "
+		        "full)\n",
+		        a, dir, c);
+	else
+		fprintf(stderr,
+		        "warning: [agent] min_free_bytes is %s, more than the %s free now on the "
+		        "file system of %s: `run` would pause reading until that much is free "
+		        "(status: ingest paused, disk full)\n",
+		        a, b, dir);
+out:
+	free(dir);
+}
+
 /* config_warnings' callback. */
 static void print_warning(const char *msg, void *ud)
 {
@@ -353,6 +401,7 @@ int cli_check(const struct cli_args *args)
 	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
 	       s.cfg->n_sources, s.cfg->n_rules);
 	config_warnings(s.cfg, print_warning, NULL);
+	check_room(s.cfg);
 	if (stripe_key_shadowed(s.cfg, err, sizeof(err)))
 		fprintf(stderr, "warning: %s\n", err);
 	sender_rate_print(stdout, s.cfg);

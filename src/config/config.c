@@ -341,7 +341,8 @@ static const struct option options[] = {
              "state_dir's file system (minus what the WAL and the next checkpoint will still "
              "take) plus free pages in spool.db. Delivered events are pruned early to make "
              "room; sending goes on. It should hold a few batches. 0: pause only when a commit "
-             "fails because the disk is full."},
+             "fails because the disk is full. `check` warns when it is more than the file "
+             "system has free."},
     {AGENT(allow_core_dumps), .key = "allow_core_dumps", .type = OPT_ENUM, .def = "no",
      .choices = "no|yes",
      .help = "For debugging only. no: every logmeter command makes itself undumpable "
@@ -490,7 +491,8 @@ static const struct option options[] = {
              "takes an offset (+0200, +02:00, Z); %Z takes only UTC, GMT, UT or Z (offset "
              "0): a zone name such as CET or PST makes the line invalid, since strptime(3) "
              "ignores the name and the offset it means cannot be known. A second past 60 or an "
-             "offset beyond -12:00..+14:00 makes the line invalid too."},
+             "offset beyond -12:00..+14:00 makes the line invalid too. Refused in a rule "
+             "without timestamp, where it would have no effect."},
     {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
      .def = "stripe_customer_id", .min = 1, .max = 100,
      .help = "The meter's customer_mapping.event_payload_key."},
@@ -1790,6 +1792,25 @@ static void ld_check_aggregate(struct loader *ld, struct raw_sec *rs, const stru
 		    rs->name, r->value);
 }
 
+/* A timestamp_format written for a rule without a timestamp group is never used: the rule's
+ * events are stamped with the time each line is read, not the time the line says, which moves
+ * usage into another billing period without a word (lines read at start from a day-old log, a
+ * backfill with --stamp-now). Refused where it is written, as a grace without aggregate is. */
+static void ld_check_timestamp(struct loader *ld, struct raw_sec *rs, const struct config_rule *r)
+{
+	struct raw *ts = &rs->vals[option_index(SEC_RULE, "timestamp")];
+	struct raw *fmt = &rs->vals[option_index(SEC_RULE, "timestamp_format")];
+
+	if (r->timestamp != NULL || ts->loc.file != NULL || fmt->loc.file == NULL || fmt->bad ||
+	    fmt->invalid)
+		return;
+	ld_err(ld, fmt->loc.file, fmt->loc.line,
+	       "key 'timestamp_format': [rule %s] has no timestamp group (timestamp =), so its "
+	       "events are stamped with the time each line is read and the format has no effect; "
+	       "set timestamp to the group that holds the time, or remove timestamp_format",
+	       rs->name);
+}
+
 size_t config_warnings(const struct config *cfg, void (*cb)(const char *msg, void *ud), void *ud)
 {
 	const struct option *stream = option_find(SEC_STRIPE, "meter_events_base");
@@ -1833,6 +1854,7 @@ static void ld_rule(struct loader *ld, struct raw_sec *rs, struct config_rule *r
 	}
 	ld_apply(ld, rs, r);
 	ld_check_aggregate(ld, rs, r);
+	ld_check_timestamp(ld, rs, r);
 	if (r->source == NULL)
 		return;
 	idx = config_source_find(ld->cfg, r->source);

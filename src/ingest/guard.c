@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,9 +39,15 @@ enum refusal { REFUSED_LINK, REFUSED_PROTECTED, REFUSED_SHARED };
 static const char *const spool_names[] = {"spool.db", "spool.db-wal", "spool.db-shm",
                                           STATEFILE_NAME, "agent.lock"};
 
+/* A protected file as it was when the configuration was loaded. Its name may since lead to
+ * another file (an editor or `mv` writes a new one), and its inode may then be freed and given to
+ * a new file, such as a log: the birth time tells that file from this one. */
 struct guard_file {
 	dev_t dev;
 	ino_t ino;
+	int has_btime; /* the file system keeps birth times (statx(2) STATX_BTIME) */
+	struct statx_timestamp btime;
+	char *path;       /* as configured: what it names now is protected too */
 	const char *what; /* static: "the API key file", ... */
 };
 
@@ -73,11 +80,13 @@ struct guard {
 
 /* ---- what is protected ------------------------------------------------------------------- */
 
-static void protect_free(char **dirs, size_t n_dirs, struct guard_file *files)
+static void protect_free(char **dirs, size_t n_dirs, struct guard_file *files, size_t n_files)
 {
 	for (size_t i = 0; i < n_dirs; i++)
 		free(dirs[i]);
 	free(dirs);
+	for (size_t i = 0; i < n_files; i++)
+		free(files[i].path);
 	free(files);
 }
 
@@ -104,18 +113,28 @@ static int protect_dir(char ***dirs, size_t *n, const char *dir)
 	return 0;
 }
 
-/* Adds file `path` by its device and inode, if it exists. */
+/* Adds file `path` by its device, inode and birth time, if it exists. */
 static int protect_file(struct guard_file **files, size_t *n, const char *path, const char *what)
 {
 	struct guard_file *grown;
-	struct stat st;
+	struct statx stx;
+	char *copy;
 
-	if (path == NULL || stat(path, &st) != 0)
+	if (path == NULL || statx(AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &stx) != 0 ||
+	    !(stx.stx_mask & STATX_INO))
 		return 0;
-	grown = realloc(*files, (*n + 1) * sizeof(**files));
-	if (grown == NULL)
+	copy = strdup(path);
+	grown = copy != NULL ? realloc(*files, (*n + 1) * sizeof(**files)) : NULL;
+	if (grown == NULL) {
+		free(copy);
 		return -1;
-	grown[*n] = (struct guard_file){st.st_dev, st.st_ino, what};
+	}
+	grown[*n] = (struct guard_file){makedev(stx.stx_dev_major, stx.stx_dev_minor),
+	                                stx.stx_ino,
+	                                (stx.stx_mask & STATX_BTIME) != 0,
+	                                stx.stx_btime,
+	                                copy,
+	                                what};
 	(*n)++;
 	*files = grown;
 	return 0;
@@ -149,7 +168,7 @@ static int protect_set(struct guard *g, const struct config *cfg, char *err, siz
 	}
 	if (rc != 0)
 		goto oom;
-	protect_free(g->dirs, g->n_dirs, g->files);
+	protect_free(g->dirs, g->n_dirs, g->files, g->n_files);
 	free(g->state_dir);
 	g->dirs = dirs;
 	g->n_dirs = nd;
@@ -160,7 +179,7 @@ static int protect_set(struct guard *g, const struct config *cfg, char *err, siz
 	return 0;
 oom:
 	err_set(err, errlen, "guard: out of memory");
-	protect_free(dirs, nd, files);
+	protect_free(dirs, nd, files, nf);
 	free(main_dir);
 	free(state_dir);
 	return -1;
@@ -319,7 +338,7 @@ void guard_free(struct guard *g)
 		return;
 	guard_flush(g);
 	statefile_free(g->sf);
-	protect_free(g->dirs, g->n_dirs, g->files);
+	protect_free(g->dirs, g->n_dirs, g->files, g->n_files);
 	free(g->state_dir);
 	free(g->refused);
 	free(g->shared);
@@ -476,15 +495,35 @@ static int fd_real_path(int fd, const char *path, char *out, size_t len)
 	return len >= PATH_MAX && realpath(path, out) != NULL ? 0 : -1;
 }
 
-/* What protected file `st` is, or NULL: the configuration's files, the key, the spool's. */
-static const char *protected_file(const struct guard *g, const struct stat *st)
+/* Whether the file open as `fd` was born after protected file `f`, which had the same inode: a
+ * new file that was given the inode `f` freed, not `f` (statx(2): birth times are kept by ext4,
+ * XFS, Btrfs and tmpfs; without them the inode alone decides). */
+static int born_since(const struct guard_file *f, int fd)
+{
+	struct statx stx;
+
+	if (!f->has_btime || statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &stx) != 0 ||
+	    !(stx.stx_mask & STATX_BTIME))
+		return 0;
+	return stx.stx_btime.tv_sec != f->btime.tv_sec || stx.stx_btime.tv_nsec != f->btime.tv_nsec;
+}
+
+/* What protected file `st` (open as `fd`) is, or NULL: the configuration's files, the key, the
+ * spool's; each as it was when the configuration was loaded, and what its name leads to now (a
+ * key or map replaced by a new file since). */
+static const char *protected_file(const struct guard *g, int fd, const struct stat *st)
 {
 	char p[PATH_MAX + 32];
 	struct stat sp;
 
-	for (size_t i = 0; i < g->n_files; i++)
-		if (g->files[i].dev == st->st_dev && g->files[i].ino == st->st_ino)
-			return g->files[i].what;
+	for (size_t i = 0; i < g->n_files; i++) {
+		const struct guard_file *f = &g->files[i];
+
+		if (f->dev == st->st_dev && f->ino == st->st_ino && !born_since(f, fd))
+			return f->what;
+		if (stat(f->path, &sp) == 0 && sp.st_dev == st->st_dev && sp.st_ino == st->st_ino)
+			return f->what;
+	}
 	for (size_t i = 0; i < sizeof(spool_names) / sizeof(spool_names[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", g->state_dir, spool_names[i]);
 		if (stat(p, &sp) == 0 && sp.st_dev == st->st_dev && sp.st_ino == st->st_ino)
@@ -605,7 +644,7 @@ int guard_open(struct guard *g, const struct config_source *src, const char *pat
 		    path, real, src->name);
 	if (g == NULL)
 		return fd;
-	what = protected_file(g, &st);
+	what = protected_file(g, fd, &st);
 	if (what != NULL)
 		return refuse(g, REFUSED_PROTECTED, path, fd, refused, err, errlen,
 		              "%s: it is %s (%s), which logmeter never reads as a log: refused",

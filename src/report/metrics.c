@@ -161,10 +161,12 @@ struct metrics_server *metrics_server_new(const struct config *cfg, int fd, char
 	}
 	m->cfg = cfg;
 	/* The logger first: libmicrohttpd logs the options after it through it. */
+	/* MHD_USE_ITC: what MHD_quiesce_daemon needs with an internal polling thread
+	 * (microhttpd.h), for metrics_server_free. */
 	m->d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+	    (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S, MHD_OPTION_END);
 	if (m->d == NULL) {
 		err_set(err, errlen, "metrics: the HTTP daemon did not start");
@@ -177,10 +179,19 @@ struct metrics_server *metrics_server_new(const struct config *cfg, int fd, char
 
 void metrics_server_free(struct metrics_server *m)
 {
+	MHD_socket fd;
+
 	if (m == NULL)
 		return;
-	/* MHD_stop_daemon closes the listening socket it was given too. */
+	/* The listening socket is the agent's, shared with the server it starts after this one (at
+	 * a reload). MHD_stop_daemon would shut it down (shutdown(2) acts on the socket, not on
+	 * this process's descriptor: every later server then listened on a dead socket, and the
+	 * endpoint refused connections from the first reload on). Taken back from MHD first, it is
+	 * only closed here. */
+	fd = MHD_quiesce_daemon(m->d);
 	MHD_stop_daemon(m->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
 	free(m);
 }
 

@@ -53,8 +53,9 @@ struct metrics_server;
 struct metrics_server *metrics_server_new(const struct config *cfg, int fd, char *err,
                                           size_t errlen);
 
-/* Stops the daemon (a scrape under way finishes first), closes the socket and frees. NULL is a
- * no-op. */
+/* Stops the daemon (a scrape under way finishes first), closes its descriptor of the socket
+ * without shutting the socket down (the agent's: the server started after this one serves on it)
+ * and frees. NULL is a no-op. */
 void metrics_server_free(struct metrics_server *s);
 
 #endif

@@ -232,7 +232,7 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 {
 	struct foreach_ctx c;
 	struct spool_queue q;
-	int rc = SQLITE_OK, ret = -1;
+	int rc = SQLITE_OK, ret = -1, own_tx;
 
 	if (sp == NULL || cb == NULL) {
 		err_set(err, errlen, "spool_events_foreach: invalid arguments");
@@ -254,8 +254,10 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 		err_set(err, errlen, "spool %s: out of memory", sp->path);
 		return -1;
 	}
-	/* One snapshot for the whole listing. */
-	if (spool_tx_begin_read(sp, err, errlen) < 0)
+	/* One snapshot for the whole listing; inside the caller's (spool_snapshot_begin), that one.
+	 */
+	own_tx = sqlite3_get_autocommit(sp->db);
+	if (own_tx && spool_tx_begin_read(sp, err, errlen) < 0)
 		goto out;
 	if (spool_queue_get(sp, &q, err, errlen) < 0)
 		goto out;
@@ -279,9 +281,9 @@ int spool_events_foreach(struct spool *sp, enum event_state state,
 	ret = 0;
 out:
 	spool_st_end(c.rows);
-	if (ret == 0)
+	if (own_tx && ret == 0)
 		ret = spool_tx_commit(sp, err, errlen);
-	else
+	else if (own_tx)
 		spool_tx_rollback(sp);
 	free(c.ev);
 	return ret;

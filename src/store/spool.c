@@ -327,6 +327,16 @@ int spool_tx_begin_read(struct spool *sp, char *err, size_t errlen)
 	return spool_st_run(sp, ST_BEGIN_READ, "begin", err, errlen);
 }
 
+int spool_snapshot_begin(struct spool *sp, char *err, size_t errlen)
+{
+	return spool_tx_begin_read(sp, err, errlen);
+}
+
+int spool_snapshot_end(struct spool *sp, char *err, size_t errlen)
+{
+	return spool_tx_commit(sp, err, errlen);
+}
+
 /* Ends a failed transaction; the caller's err already says why it failed. */
 void spool_tx_rollback(struct spool *sp)
 {

@@ -337,10 +337,20 @@ int spool_files_foreach(struct spool *sp, int (*cb)(const struct spool_file *f, 
                         char *err, size_t errlen);
 
 /* Calls cb for every event in `state` (any enum event_state; ordered by id). Stops and returns -1
- * if cb does. */
+ * if cb does. One snapshot of the spool: its own, or the caller's between spool_snapshot_begin and
+ * spool_snapshot_end. */
 int spool_events_foreach(struct spool *sp, enum event_state state,
                          int (*cb)(const struct event *ev, void *ud), void *ud, char *err,
                          size_t errlen);
+
+/* Starts a read transaction: the reads until spool_snapshot_end see the spool as it is now,
+ * whatever the agent commits meanwhile (SQLite's WAL snapshot isolation,
+ * sqlite.org/isolation.html), so that several listings agree (an event is in one state only).
+ * Not nested. Returns 0 or -1. */
+int spool_snapshot_begin(struct spool *sp, char *err, size_t errlen);
+
+/* Ends what spool_snapshot_begin started. Returns 0 or -1 (the snapshot is ended either way). */
+int spool_snapshot_end(struct spool *sp, char *err, size_t errlen);
 
 /* ---- what is kept about a file besides its record (store/extra.c) ---- */
 

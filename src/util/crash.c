@@ -29,6 +29,7 @@ const char *const crash_point_names[] = {
     "spool_mark_inside",   /* outcomes written in the mark transaction, not committed */
     "window_close_inside", /* windows closed into meter events in the transaction, not committed */
     "shutdown",            /* stopping the workers: 1st the ingest, 2nd the sender told to stop */
+    "export_state",        /* `spool export`: one state's events listed, the next not yet */
     NULL,
 };
 

@@ -696,6 +696,7 @@ static void test_continuation_and_pattern_file(void **state)
 	         "\t%s ; and a comment\n"
 	         "customer = cust\n"
 	         "value = 1\n"
+	         "timestamp = cust\n"
 	         "timestamp_format = %%d;%%m\n",
 	         a, b, c);
 	path = wfile(f, "main.conf", text);
