@@ -6,7 +6,8 @@
 # copy is live's record then, and old's empty record of it was left in the spool: old's tail,
 # which deletes it at its first read (t_copy_overlap_race.sh), never ran. The next start must find
 # the copy live's alone: no record of source old, every rid billed once under live's identifiers,
-# and status without a record "left to" live.
+# and status without a record "left to" live. And the copy's record done at that start: the
+# agent died after the copy was read to its end, and it was marked drained before that.
 # The moments are made certain with the stop point watch_first_read (the agent stops after judging
 # the empty copy; the copy is filled and the original truncated meanwhile) and the crash point
 # tail_copy_read (the agent dies right after reading the copy as the original's rest), as in
@@ -63,6 +64,14 @@ note "2: the next start, then a restart, find the copy live's alone"
 agent_start "$conf" 7>&-
 wait_until 60 delivered || fail "2: $(accepted_count) of $written accepted"
 wait_until 60 caught_up "$conf" || fail "2: the agent did not catch up"
+# The copy was read to its end before the crash: its record is done (drained at its end), as
+# after a copytruncate the agent lived through, not a file rotated away that status shows being
+# read until rotate_wait (5 min here) has passed.
+uid=$(uid_of "$conf" live "$R.1")
+status_tsv "$conf" >"$T/status2.tsv"
+assert_eq "drained $(stat -c %s "$R.1")" \
+	"$(awk -F'\t' -v u="$uid" '$2 == u { print $3, $4 }' "$T/status2.tsv")" \
+	"state and checkpoint of live's record of the copy at the next start"
 agent_stop || fail "agent did not stop cleanly"
 exec 7>&-
 agent_once "$conf" || fail "run --once exited $?"
@@ -72,11 +81,11 @@ agent_once "$conf" || fail "run --once exited $?"
 expect_file "$conf" live "$R" "$R.1"
 assert_eq "$written" "$(wc -l <"$T/expected_rids")" "rids in the files"
 check_accepted
-# live's record of the copy read all of it (it is drained once rotate_wait passed, as a file
-# rotated away; the agent died before the original's record went on, which marks it so at once).
-uid=$(uid_of "$conf" live "$R.1")
-assert_eq "$(stat -c %s "$R.1")" "$(status_tsv "$conf" | awk -F'\t' -v u="$uid" '$2 == u { print $4 }')" \
-	"the checkpoint of live's record of the copy"
+# live's record of the copy read all of it, and stays done.
+assert_eq "$uid" "$(uid_of "$conf" live "$R.1")" "live's record of the copy after the restart"
+assert_eq "drained $(stat -c %s "$R.1")" \
+	"$(status_tsv "$conf" | awk -F'\t' -v u="$uid" '$2 == u { print $3, $4 }')" \
+	"state and checkpoint of live's record of the copy"
 "$LOGMETER" status -c "$conf" >"$T/status.txt" 2>&1 || true
 ! grep -n "left to" "$T/status.txt" || fail "status shows a record of the copy left to live"
 "$LOGMETER" status -c "$conf" --json >"$T/status.json" || true

@@ -108,12 +108,41 @@ paused() {
 		grep -q "^health: degraded: sending paused since .*: Stripe refused the API key" "$T/status.out"
 }
 wait_until 30 paused || fail "status of an agent whose key Stripe refuses: $(cat "$T/status.out")"
+# The refused key is what the operator must act on: the last error names it while it lasts, in
+# the text and in the JSON (docs/status-json.md), not the last event's error (none here). Waited
+# for, as the pause: the request that tries the key again every auth_pause is sent unpaused.
+refused_named() {
+	"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1
+	grep -q "^sender: paused since .*: Stripe refused the API key" "$T/status.out" &&
+		grep -q "^last error: Stripe refused the API key: .*HTTP 401" "$T/status.out" || return 1
+	"$LOGMETER" status -c "$T/logmeter.conf" --json > "$T/status.json" 2>/dev/null
+	"$PYTHON3" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = d["last_error"] or ""
+sys.exit(not (d["sender"]["state"] == "paused-auth" and
+              t.startswith("Stripe refused the API key: ") and "HTTP 401" in t))' "$T/status.json"
+}
+wait_until 30 refused_named ||
+	fail "status's last error while the key is refused: $(grep '^last error' "$T/status.out"); --json: $(grep '"last_error"' "$T/status.json")"
 printf '%s\n' "$good" > "$T/stripe.key"
 healthy() {
 	"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1 &&
 		grep -q "^sender: sending" "$T/status.out" && grep -q "^health: ok" "$T/status.out"
 }
 wait_until 30 healthy || fail "the agent stayed paused after the key was fixed: $(cat "$T/status.out")"
+# Sending again: the refusal is over (the agent said so: no request with the old key is in
+# flight any more), and the last error is the events' own again (none).
+key_works() { grep -q "Stripe takes the API key again" "$T/agent.log"; }
+wait_until 30 key_works || fail "the agent did not say the key works again"
+"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.out" 2>&1 || fail "status once the key works exited $?: $(cat "$T/status.out")"
+grep -qx "last error: none" "$T/status.out" ||
+	fail "status's last error once the key works: $(grep '^last error' "$T/status.out")"
+"$LOGMETER" status -c "$T/logmeter.conf" --json > "$T/status.json" || fail "status --json once the key works exited $?"
+"$PYTHON3" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["last_error"] is None, d["last_error"]' "$T/status.json" || fail "status --json's last_error once the key works"
 agent_stop || fail "agent exited $? on SIGTERM"
 grep -q "Stripe takes the API key again" "$T/agent.log" || fail "the agent did not say the key works again"
 echo "t_key_check: unusable keys refused by check without OK; the variable's precedence warned about; a key Stripe refuses is an error with nothing to send"

@@ -49,6 +49,12 @@ st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 0, unsure 0" <<<"$st" || fail "status: $st"
 assert_eq 1 "$(accepted_count)" "events accepted after the replay (Stripe answered already exists)"
 [ "$(double_stat duplicates)" -ge 1 ] || fail "the replay was not answered 'already exists'"
+# Nothing unsure now: replay --unsure says so, warns of nothing and exits 0 (docs/spool.md).
+rc=0
+"$LOGMETER" replay -c "$conf" --unsure > "$T/replay0.out" 2> "$T/replay0.err" || rc=$?
+assert_eq 0 "$rc" "replay --unsure with nothing unsure"
+grep -qx 'replay: nothing unsure: no event is unsure' "$T/replay0.out" || fail "replay with nothing unsure: $(cat "$T/replay0.out")"
+[ ! -s "$T/replay0.err" ] || fail "replay --unsure warned with nothing unsure: $(cat "$T/replay0.err")"
 note "unsure after 3 s of unknown outcomes; not re-sent until replay --unsure; accepted once"
 
 # A dead letter whose earlier attempt had an unknown outcome: Stripe recorded the event (500rec),
@@ -76,4 +82,15 @@ agent_once "$conf" || fail "run --once exited $?"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 0, unsure 1" <<<"$st" || fail "status after the replay: $st"
 assert_eq 2 "$(accepted_count)" "events Stripe recorded (each once)"
+# One event is unsure, but none became so since tomorrow: nothing selected, no warning.
+tomorrow=$(($(date +%s) + 86400))
+"$LOGMETER" replay -c "$conf" --unsure --since "@$tomorrow" > "$T/replay3.out" 2> "$T/replay3.err" ||
+	fail "replay --unsure --since tomorrow exited $?"
+grep -qx "replay: nothing unsure: no event is unsure since $(date -u -d "@$tomorrow" +%Y-%m-%dT%H:%M:%SZ)" "$T/replay3.out" ||
+	fail "replay --unsure --since tomorrow: $(cat "$T/replay3.out")"
+[ ! -s "$T/replay3.err" ] || fail "replay --unsure --since tomorrow warned: $(cat "$T/replay3.err")"
+"$LOGMETER" replay -c "$conf" --unsure --dry-run > "$T/replay4.out" 2> "$T/replay4.err" ||
+	fail "replay --unsure --dry-run exited $?"
+grep -q 'may have accepted it' "$T/replay4.err" || fail "replay --unsure --dry-run does not warn: $(cat "$T/replay4.err")"
+grep -q '1 events would move to pending' "$T/replay4.out" || fail "replay --unsure --dry-run: $(cat "$T/replay4.out")"
 note "a replayed dead letter with an old unknown outcome became unsure, not sent again"

@@ -184,6 +184,7 @@ struct replay_ctx {
 	size_t n_maps;
 	int64_t too_old;
 	char stamp[32];
+	char since[32]; /* opt->since as an RFC 3339 time, "" if 0 */
 	char err[1024];
 };
 
@@ -392,6 +393,8 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 	c.cfg = cfg;
 	c.opt = opt;
 	iso_time(opt->now, c.stamp, sizeof(c.stamp));
+	if (opt->since > 0)
+		iso_time(opt->since, c.since, sizeof(c.since));
 	if (opt->from != EVENT_DEAD && opt->from != EVENT_DELIVERED && opt->from != EVENT_UNSURE) {
 		err_set(err, errlen, "replay: --dead, --delivered or --unsure");
 		return -1;
@@ -403,6 +406,32 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 		return -1;
 	if (spool_set_durability(sp, cfg->agent.durability, err, errlen) < 0)
 		goto out;
+	memset(&rp, 0, sizeof(rp));
+	rp.from = opt->from;
+	rp.rule = opt->rule;
+	rp.reason = opt->reason;
+	rp.since = opt->since;
+	rp.now = opt->now;
+	rp.decide = replay_decide;
+	rp.ud = &c;
+	/* Its warning is for events that may be billed twice: with none selected there is nothing
+	 * to warn of, and a warning then reads as if something were at stake. So a look first
+	 * (replay_decide counts every selected event under its rule): none, and it says so and
+	 * exits 0; some, and the move below takes them and any that became unsure since. */
+	if (opt->from == EVENT_UNSURE) {
+		rp.dry_run = 1;
+		if (spool_replay(sp, &rp, &moved, err, errlen) < 0)
+			goto stopped;
+		if (c.n_counts == 0) {
+			fprintf(out, "replay: nothing unsure: no event is unsure%s%s%s%s\n",
+			        opt->rule != NULL ? " of rule " : "",
+			        opt->rule != NULL ? opt->rule : "", opt->since > 0 ? " since " : "",
+			        opt->since > 0 ? c.since : "");
+			ret = 0;
+			goto out;
+		}
+		replay_ctx_reset(&c);
+	}
 	if (opt->from == EVENT_DELIVERED)
 		fprintf(
 		    warn,
@@ -418,14 +447,6 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 		    "remember its identifier (it dedupes them for 24 hours only), so sending it "
 		    "now can bill it twice. Check the meter's event summaries in Stripe first "
 		    "(docs/stripe-contract.md).\n");
-	memset(&rp, 0, sizeof(rp));
-	rp.from = opt->from;
-	rp.rule = opt->rule;
-	rp.reason = opt->reason;
-	rp.since = opt->since;
-	rp.now = opt->now;
-	rp.decide = replay_decide;
-	rp.ud = &c;
 	/* A delivered replay first looks without moving: either all of it is allowed, or none. */
 	if (opt->dry_run || (opt->from == EVENT_DELIVERED && !opt->force)) {
 		rp.dry_run = 1;

@@ -24,8 +24,9 @@
  * line goes into the window of its rule and customer that holds its timestamp, and run bills the
  * window's total, stamped with its start; the lines Stripe would refuse on their own, and a late
  * line whose window would start too close to Stripe's 35 days, stay events of their own. Only
- * the line's own verdict: a window already sent, or a total that would have more than 15
- * significant digits, moves a line elsewhere, which one line cannot tell. */
+ * the line's own verdict: a window already sent, one of another length made before `aggregate`
+ * changed, or a total that would have more than 15 significant digits, moves a line elsewhere,
+ * which one line cannot tell. */
 static void print_window(const struct rule_result *r, int64_t now)
 {
 	int64_t len = r->rule->aggregate_s, start;

@@ -522,8 +522,12 @@ static const struct option options[] = {
              "per customer in windows of this length (aligned to the epoch), and one meter event "
              "per window is sent, stamped with the window's start, once the window's end plus "
              "aggregate_grace has passed. A line read after its window closed is counted in the "
-             "next open window. Only for meters whose formula is sum (check --stripe refuses "
-             "count and last). See docs/stripe-contract.md, section 15."},
+             "next open window. Changed (a reload, a restart), it leaves the windows already made "
+             "as they were, each closing as it was made to; a line whose window would start "
+             "where one of them starts goes into it if it is open and holds the line's time, "
+             "else into a window from its end to the end of the line's window "
+             "(docs/architecture.md, Aggregation windows). Only for meters whose formula is sum "
+             "(check --stripe refuses count and last). See docs/stripe-contract.md, section 15."},
     {RULE(aggregate_grace_s), .key = "aggregate_grace", .type = OPT_DURATION_S, .def = "10s",
      .min = 0, .max = DAY_S,
      .help = "How long a window stays open after its end, for lines that arrive late (a slow "

@@ -871,6 +871,17 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	t->path = cpath;
 	t->skip = 0;
 	rc = read_lines(t, cst->st_size, &stale, err, errlen);
+	/* Read to its end, the copy is done: nothing writes to a copy, and reset() marks its
+	 * record drained once the original has its new record. Marked here already, so that an
+	 * agent that dies in between leaves it settled: else its next start finds the record
+	 * "reading" a file its source's glob does not match, takes it for a file rotated away, and
+	 * status shows it read until rotate_wait has passed. The original, without a record then,
+	 * is read from its start as a new file at that start, as reset() would have it read. */
+	if (rc >= 0 && !stale) {
+		t->f->state = SPOOL_FILE_DRAINED;
+		if (update_own(t, t->f, err, errlen) < 0)
+			rc = -1;
+	}
 	/* The copy read as the record's, the original not yet: another source's empty record of
 	 * the copy is gone already (forget_empty). */
 	if (rc >= 0)

@@ -457,7 +457,12 @@ struct facts *facts_new(const struct config *cfg, struct spool *sp, int64_t now,
 	if (sender_status_read(cfg->agent.state_dir, &f->sender, f->sender_err,
 	                       sizeof(f->sender_err)) == 0)
 		f->sender_err[0] = '\0';
-	if (f->sender.found && !f->sender.running && f->sender.detail[0] != '\0') {
+	/* What stops every event is what the operator must act on, not the last event's error:
+	 * while sending is paused (a refused key, answers not Stripe's, sessions expiring at once),
+	 * or after a run that stopped so, the pause's reason is the last error; once sending goes
+	 * on, the events' own again. */
+	if (f->sender.found && f->sender.detail[0] != '\0' &&
+	    (!f->sender.running || strncmp(f->sender.state, "paused", 6) == 0)) {
 		size_t n = strnlen(f->sender.detail, sizeof(f->last_error) - 1);
 
 		memcpy(f->last_error, f->sender.detail, n); /* cut to fit */

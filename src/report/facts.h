@@ -75,6 +75,8 @@ struct facts {
 	char instance[128];
 	struct spool_counts counts;
 	int64_t oldest_pending; /* timestamp (s since the epoch) of the oldest pending event; 0 */
+	/* While sending is paused, or after a run that stopped so: the pause's reason (the sender's
+	 * detail, cut to fit); else the last error of a pending, dead or unsure event; "": none. */
 	char last_error[EVENT_ERROR_MAX];
 	int64_t since;      /* the caller's time for dead letters (s since the epoch); 0: none */
 	int64_t dead_since; /* dead letters since then */

@@ -27,7 +27,7 @@
 
 const struct spool_sql spool_window_sql[] = {
     {ST_WINDOW_FIND, "SELECT id, state, total, event_name, payload_customer_key,"
-                     " payload_value_key FROM windows"
+                     " payload_value_key, length, close_after FROM windows"
                      " WHERE rule = ?1 AND customer = ?2 AND start = ?3"},
     {ST_WINDOW_ADD, "INSERT INTO windows(rule, customer, customer_key, event_name,"
                     " payload_customer_key, payload_value_key, start, length, close_after, total,"
@@ -91,12 +91,19 @@ static int col_is(sqlite3_stmt *st, int col, const char *want)
 	return v != NULL && strcmp((const char *)v, want) == 0;
 }
 
-/* Looks the window (rule, customer, start) up: 1 and its id, state and total if it exists, 0
- * if not, -1 on error. *same says whether it bills what `ev` bills: the event name and payload
- * keys its first line's rule had (a reload may have changed them since). */
-static int window_find(struct spool *sp, const struct event *ev, int64_t start, int64_t *id,
-                       int *state, int *same, char *total, size_t totallen, char *err,
-                       size_t errlen)
+/* A window's row as window_find reads it. */
+struct window_row {
+	int64_t id, length, close_after; /* seconds; close_after since the epoch */
+	int state;                       /* 0 open, 1 closed */
+	int same; /* it bills what the line bills: the event name and payload keys its first
+	             line's rule had (a reload may have changed them since) */
+	char total[EVENT_VALUE_MAX];
+};
+
+/* Looks the window (rule, customer, start) up: 1 and its row in *w if it exists, 0 if not, -1
+ * on error. */
+static int window_find(struct spool *sp, const struct event *ev, int64_t start,
+                       struct window_row *w, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_WINDOW_FIND];
 	int rc = SQLITE_OK, found = 0;
@@ -107,12 +114,14 @@ static int window_find(struct spool *sp, const struct event *ev, int64_t start, 
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
-			*id = sqlite3_column_int64(st, 0);
-			*state = sqlite3_column_int(st, 1);
-			spool_col_text(st, 2, total, totallen);
-			*same = col_is(st, 3, ev->event_name) &&
-			        col_is(st, 4, ev->payload_customer_key) &&
-			        col_is(st, 5, ev->payload_value_key);
+			w->id = sqlite3_column_int64(st, 0);
+			w->state = sqlite3_column_int(st, 1);
+			spool_col_text(st, 2, w->total, sizeof(w->total));
+			w->same = col_is(st, 3, ev->event_name) &&
+			          col_is(st, 4, ev->payload_customer_key) &&
+			          col_is(st, 5, ev->payload_value_key);
+			w->length = sqlite3_column_int64(st, 6);
+			w->close_after = sqlite3_column_int64(st, 7);
 			found = 1;
 			rc = SQLITE_DONE;
 		}
@@ -153,8 +162,10 @@ static int line_placed(struct spool *sp, const struct event *ev, char *err, size
 	return 0;
 }
 
-static int window_add(struct spool *sp, const struct event *ev, int64_t start, int64_t now,
-                      int64_t *id, char *err, size_t errlen)
+/* Adds the open window [start, start + len) of the line's rule and customer, closing after its
+ * end plus the rule's grace. */
+static int window_add(struct spool *sp, const struct event *ev, int64_t start, int64_t len,
+                      int64_t now, int64_t *id, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = sp->st[ST_WINDOW_ADD];
 	int rc = SQLITE_OK;
@@ -166,8 +177,8 @@ static int window_add(struct spool *sp, const struct event *ev, int64_t start, i
 	spool_bind_text(st, 5, ev->payload_customer_key, sizeof(ev->payload_customer_key), &rc);
 	spool_bind_text(st, 6, ev->payload_value_key, sizeof(ev->payload_value_key), &rc);
 	spool_bind_int(st, 7, start, &rc);
-	spool_bind_int(st, 8, ev->window_s, &rc);
-	spool_bind_int(st, 9, start + ev->window_s + ev->window_grace_s, &rc);
+	spool_bind_int(st, 8, len, &rc);
+	spool_bind_int(st, 9, start + len + ev->window_grace_s, &rc);
 	spool_bind_int(st, 10, ev->file_id, &rc);
 	spool_bind_int(st, 11, now, &rc);
 	if (rc != SQLITE_OK) {
@@ -183,10 +194,11 @@ static int window_add(struct spool *sp, const struct event *ev, int64_t start, i
 
 int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *err, size_t errlen)
 {
-	char total[EVENT_VALUE_MAX] = "0", sum[EVENT_VALUE_MAX];
-	int64_t len = ev->window_s, start, id = 0;
-	int late = 0, state = 0, same = 1, found = 0, placed, rc = SQLITE_OK;
+	char sum[EVENT_VALUE_MAX];
+	int64_t len = ev->window_s, start, end, id = 0;
+	int late = 0, passed = 0, found = 0, placed, rc = SQLITE_OK;
 	enum event_window win = event_window_of(ev->timestamp, now);
+	struct window_row w;
 	sqlite3_stmt *st;
 
 	ev->id = ev->queue_seq = 0;
@@ -200,30 +212,47 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	if (placed > 0)
 		return placed == 1 ? 0 : 1; /* read again: counted once, where it went first */
 	start = floor_div(ev->timestamp, len) * len;
+	end = start + len;
 	/* A line after its window's end plus grace is late. It still goes into its own window
 	 * if that one was never sent (no row, or a row not yet closed: the sender closes it with
 	 * this line), so that a backfill or a slow shipper bills usage at its own time, in its
 	 * invoice period; only a window already sent passes it on to the next one. */
-	late = start + len + ev->window_grace_s <= now;
+	late = end + ev->window_grace_s <= now;
 	/* Not so old that the window's start, a little older than the line, would be refused. */
 	if (late && start < now - EVENT_MAX_AGE_S + WINDOW_AGE_MARGIN_S)
 		return 1;
+	/* The row at `start` may be of another length: `aggregate` changed (a reload, or a restart
+	 * with another configuration) after it was made. Its start is its identifier's (rule,
+	 * customer, start), so no other window may start there; it keeps its length and closes as
+	 * it was made to. An open row whose span holds the line takes it (or, once a line passed a
+	 * window already closed, the next open one takes it, late). Else the line goes on from
+	 * that row's end: a window from there to the end of the line's window of the current
+	 * length, [start, end), which holds the line unless a closed window held it (a late line
+	 * then goes on as above). With one length every row is [start, end) and this is the next
+	 * window of the same length. Every step starts later, so it ends. */
 	for (int tries = 0;; tries++) {
-		found = window_find(sp, ev, start, &id, &state, &same, total, sizeof(total), err,
-		                    errlen);
+		found = window_find(sp, ev, start, &w, err, errlen);
 		if (found < 0)
 			return -1;
-		if (!found || state == 0)
+		if (!found)
 			break;
-		/* Closed already (a clock set back): the next one. */
+		if (w.state == 0 && ev->timestamp < start + w.length) {
+			late = passed || w.close_after <= now;
+			break;
+		}
 		if (tries >= WINDOW_PLACE_TRIES) {
 			err_set(err, errlen,
 			        "spool %s: no open window for rule %s after %d closed ones",
 			        sp->path, ev->rule, tries);
 			return -1;
 		}
-		late = 1;
-		start += len;
+		/* Closed already (a clock set back, a late line) with the line in its span (or
+		 * after one such): the line is late, and goes to the next one. */
+		if (w.state != 0 && ev->timestamp < start + w.length)
+			passed = 1;
+		start += w.length > 0 ? w.length : len;
+		if (start >= end)
+			end = (floor_div(start, len) + 1) * len;
 	}
 	/* An open window of another event name or payload keys was opened under the rule as it
 	 * was before a reload (or a restart with another configuration): it closes into an event
@@ -231,15 +260,19 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	 * replaced the old one, say). It goes on its own; a later window of the rule takes the
 	 * new name. Not a second window of the same start: its identifier (rule, customer,
 	 * start) would be the first one's, and Stripe would drop it as a duplicate. */
-	if (found && !same)
+	if (found && !w.same)
 		return 1;
+	if (!found)
+		late = passed || end + ev->window_grace_s <= now;
 	/* A total Stripe would refuse (more than 15 significant digits) would lose the whole
 	 * window: the line that would make it so is sent on its own instead, under its own
 	 * identifier, and the window keeps the total it had. Both are billed, each once. */
-	if (event_value_add(found ? total : "0", ev->value, sum, sizeof(sum)) != 0 ||
+	if (event_value_add(found ? w.total : "0", ev->value, sum, sizeof(sum)) != 0 ||
 	    event_value_digits(sum) > WINDOW_STRIPE_DIGITS)
 		return 1;
-	if (!found && window_add(sp, ev, start, now, &id, err, errlen) < 0)
+	if (found)
+		id = w.id;
+	else if (window_add(sp, ev, start, end - start, now, &id, err, errlen) < 0)
 		return -1;
 	st = sp->st[ST_WINDOW_LINE_ADD];
 	spool_bind_int(st, 1, ev->file_id, &rc);
