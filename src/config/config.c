@@ -449,10 +449,10 @@ static const struct option options[] = {
      .help = "The directory logrotate's `olddir` moves this source's rotated files to: "
              "absolute, or relative to each log's own directory, as logrotate takes it. A log "
              "rotated while logmeter was stopped is then found there by its inode and read "
-             "on from its checkpoint, and a rotation logmeter never saw is read there as it "
-             "is beside the log. Without it such a file is not found: what was written to it "
-             "after its checkpoint is lost, logged and counted in `status`. See "
-             "docs/tailing.md."},
+             "on from its checkpoint, a rotation logmeter never saw is read there as it "
+             "is beside the log, and so is copytruncate's copy (on any device). Without it "
+             "such a file is not found: what was written to it after its checkpoint is lost, "
+             "logged and counted in `status`. See docs/tailing.md."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
      .help = "Name of the [source NAME] whose lines the rule reads."},

@@ -40,6 +40,7 @@
 #include "core/lines.h"
 #include "util/health.h"
 #include "util/log.h"
+#include "util/path.h"
 #include "ingest/guard.h"
 #include "ingest/space.h"
 
@@ -547,7 +548,15 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 	char uerr[256];
 	int ambiguous = 0, lost = record_lost(t, err, errlen);
 	int64_t kept = 0;
+	char hint[256] = "";
 
+	/* Truncated by copytruncate with the copy out of sight: what it held after the
+	 * checkpoint is lost, and logrotate's olddir is the likely reason (docs/tailing.md). */
+	if (t->ctx.cfg->sources[t->source_index].olddir == NULL)
+		snprintf(hint, sizeof(hint),
+		         "; if logrotate copies it to an olddir (copytruncate), set olddir in "
+		         "[source %s]: what it held after the checkpoint is only in that copy",
+		         t->source);
 	spool_file_copy(&old, t->f);
 	if (lost == 0)
 		kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
@@ -577,8 +586,8 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 		    t->path);
 	else
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
-		         "truncated): reading it from the start as a new file",
-		         t->path, t->f->offset);
+		         "truncated): reading it from the start as a new file%s",
+		         t->path, t->f->offset, hint);
 	if (new_record(t, size, kept,
 	               old.counters.resets + (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
 	               &nf, spool_failed, err, errlen) < 0)
@@ -605,24 +614,34 @@ static int64_t read_lines(struct tail *t, int64_t end, int *stale, char *err, si
 typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct stat *st,
                           void *ud);
 
-/* Calls fn for every other regular file in the tail's directory, on its device and not excluded
- * by its source, whose name starts with `prefix` (NULL: any): where copytruncate leaves its
- * copies. Returns the descriptor fn kept (its path in *kept, caller frees), -1 if none, or -2 if
- * fn failed. */
-static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn, void *ud,
-                              char **kept)
+char *tail_olddir(const struct config_source *src, const char *log)
+{
+	char *dir = NULL, *old = NULL;
+
+	if (src == NULL || log == NULL || src->olddir == NULL || src->olddir[0] == '\0' ||
+	    (dir = path_dir(log)) == NULL)
+		goto out;
+	if (src->olddir[0] == '/')
+		old = strdup(src->olddir);
+	else
+		old = path_join(dir[0] != '\0' ? dir : ".", src->olddir);
+out:
+	free(dir);
+	return old;
+}
+
+/* each_sibling_named in one directory, `dir`; `same_dev`: only files on the tail's device (its
+ * own directory: a file elsewhere there is a mount point). Returns as each_sibling_named. */
+static int each_in(struct tail *t, const char *dir, int same_dev, const char *prefix, sibling_fn fn,
+                   void *ud, char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
-	const char *slash = strrchr(t->path, '/');
-	char *dir = slash == NULL
-	                ? strdup(".")
-	                : strndup(t->path, slash == t->path ? 1 : (size_t)(slash - t->path));
 	DIR *d = NULL;
 	struct dirent *de;
 	int fd = -1;
 
 	*kept = NULL;
-	if (dir == NULL || (d = opendir(dir)) == NULL)
+	if ((d = opendir(dir)) == NULL)
 		goto out;
 	while ((de = readdir(d)) != NULL) {
 		char *path = NULL;
@@ -630,7 +649,7 @@ static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn,
 		int rc = 0;
 
 		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
-		    (ino_t)de->d_ino == t->ino ||
+		    (same_dev && (ino_t)de->d_ino == t->ino) ||
 		    (src->exclude != NULL && src->exclude[0] != '\0' &&
 		     fnmatch(src->exclude, de->d_name, 0) == 0) ||
 		    (prefix != NULL && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
@@ -638,8 +657,9 @@ static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn,
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
-		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == t->dev &&
-		    st.st_ino != t->ino)
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (st.st_dev == t->dev || !same_dev) &&
+		    (st.st_dev != t->dev || st.st_ino != t->ino))
 			rc = fn(t, path, fd, &st, ud);
 		if (rc == 1) {
 			*kept = path;
@@ -655,6 +675,30 @@ static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn,
 out:
 	if (d != NULL)
 		closedir(d);
+	return fd;
+}
+
+/* Calls fn for every other regular file in the tail's directory, on its device, and then in its
+ * source's olddir (tail_olddir: logrotate copies there with copytruncate, on any device), not
+ * excluded by its source, whose name starts with `prefix` (NULL: any): where copytruncate leaves
+ * its copies. Returns the descriptor fn kept (its path in *kept, caller frees), -1 if none, or -2
+ * if fn failed. */
+static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn, void *ud,
+                              char **kept)
+{
+	const char *slash = strrchr(t->path, '/');
+	char *dir = slash == NULL
+	                ? strdup(".")
+	                : strndup(t->path, slash == t->path ? 1 : (size_t)(slash - t->path));
+	char *old = NULL;
+	int fd = -1;
+
+	*kept = NULL;
+	if (dir != NULL)
+		fd = each_in(t, dir, 1, prefix, fn, ud, kept);
+	if (fd == -1 && (old = tail_olddir(&t->ctx.cfg->sources[t->source_index], t->path)) != NULL)
+		fd = each_in(t, old, 0, prefix, fn, ud, kept);
+	free(old);
 	free(dir);
 	return fd;
 }

@@ -277,6 +277,12 @@ void tail_drop_empty(struct tail *t);
  * check bytes before the checkpoint. Returns 1, 0, or -1 on a read error. */
 int tail_record_holds(const struct spool_file *f, int fd);
 
+/* The directory logrotate's `olddir` puts the rotated files (and copytruncate's copies) of
+ * source *src's log at `log` in: src->olddir as is if absolute, else relative to the log's
+ * directory, as logrotate(8) takes it. NULL if the source sets none, or out of memory. Returns a
+ * malloc'd path (caller frees). */
+char *tail_olddir(const struct config_source *src, const char *log);
+
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
 int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);
 

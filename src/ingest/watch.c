@@ -1549,24 +1549,6 @@ static int extension_rotation(const char *base, const char *name)
 	return digits >= 8 || (mid[0] == '.' && digits == mlen - 1);
 }
 
-/* The directory the rotated files of source `src`'s log at `log` go to (logrotate's olddir:
- * absolute, or relative to the log's directory), or NULL if the source sets none or out of
- * memory. Caller frees. */
-static char *olddir_of(const struct config_source *src, const char *log)
-{
-	char *dir, *p;
-
-	if (src->olddir == NULL || src->olddir[0] == '\0')
-		return NULL;
-	if (src->olddir[0] == '/')
-		return strdup(src->olddir);
-	if ((dir = path_dir(log)) == NULL)
-		return NULL;
-	p = path_join(dir, src->olddir);
-	free(dir);
-	return p;
-}
-
 /* The longest line start looked for by lines_found. */
 #define WATCH_PIECE_LINE 4096
 
@@ -1756,7 +1738,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 static void unread_rotations(struct watch *w, size_t si, const struct spool_file *f,
                              const char *now)
 {
-	char *dir = path_dir(f->path), *old = olddir_of(&w->ctx.cfg->sources[si], f->path);
+	char *dir = path_dir(f->path), *old = tail_olddir(&w->ctx.cfg->sources[si], f->path);
 	struct spool_file *rec = malloc(sizeof(*rec));
 	int nfd = -2; /* the renamed file, opened for the first candidate */
 
@@ -1887,7 +1869,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			free(dir);
 		}
 		/* logrotate's olddir: moved out of the log's directory by the rotation. */
-		if (path == NULL && (dir = olddir_of(&w->ctx.cfg->sources[si], f->path)) != NULL) {
+		if (path == NULL &&
+		    (dir = tail_olddir(&w->ctx.cfg->sources[si], f->path)) != NULL) {
 			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
 			free(dir);
 		}
