@@ -452,7 +452,8 @@ static const struct option options[] = {
              "on from its checkpoint, a rotation logmeter never saw is read there as it "
              "is beside the log, and so is copytruncate's copy (on any device). Without it "
              "such a file is not found: what was written to it after its checkpoint is lost, "
-             "logged and counted in `status`. See docs/tailing.md."},
+             "logged and counted in `status`. One that is the log's own directory (`.`) is "
+             "the same as none. See docs/tailing.md."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
      .help = "Name of the [source NAME] whose lines the rule reads."},

@@ -617,6 +617,7 @@ typedef int (*sibling_fn)(struct tail *t, const char *path, int fd, const struct
 char *tail_olddir(const struct config_source *src, const char *log)
 {
 	char *dir = NULL, *old = NULL;
+	struct stat dst, ost;
 
 	if (src == NULL || log == NULL || src->olddir == NULL || src->olddir[0] == '\0' ||
 	    (dir = path_dir(log)) == NULL)
@@ -625,6 +626,14 @@ char *tail_olddir(const struct config_source *src, const char *log)
 		old = strdup(src->olddir);
 	else
 		old = path_join(dir[0] != '\0' ? dir : ".", src->olddir);
+	/* `olddir = .`, or one that leads back to the log's directory by a link or "..": that
+	 * directory is looked in anyway, and a second look judges each file there twice (a file
+	 * left unread was warned about and counted twice). */
+	if (old != NULL && stat(dir[0] != '\0' ? dir : ".", &dst) == 0 && stat(old, &ost) == 0 &&
+	    dst.st_dev == ost.st_dev && dst.st_ino == ost.st_ino) {
+		free(old);
+		old = NULL;
+	}
 out:
 	free(dir);
 	return old;

@@ -279,8 +279,9 @@ int tail_record_holds(const struct spool_file *f, int fd);
 
 /* The directory logrotate's `olddir` puts the rotated files (and copytruncate's copies) of
  * source *src's log at `log` in: src->olddir as is if absolute, else relative to the log's
- * directory, as logrotate(8) takes it. NULL if the source sets none, or out of memory. Returns a
- * malloc'd path (caller frees). */
+ * directory, as logrotate(8) takes it. NULL if the source sets none, if it is the log's own
+ * directory (`olddir = .`, or a path leading there: the same device and inode, by stat(2); that
+ * directory is looked in anyway), or out of memory. Returns a malloc'd path (caller frees). */
 char *tail_olddir(const struct config_source *src, const char *log);
 
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
