@@ -203,9 +203,9 @@ int64_t tail_read(struct tail *t, char *err, size_t errlen);
  * empty) are not read unjudged; they are read at the next call. Same returns. */
 int64_t tail_read_upto(struct tail *t, int64_t limit, char *err, size_t errlen);
 
-/* A reload kept the tail's source (same name, path, exclude and read_from): from now on the tail
- * uses `ctx` (copied, as by tail_open; ctx->rules from its next tail_read on: a read never mixes
- * two rule sets) and finds its source at `source_index` of ctx->cfg. Its file, record and
+/* A reload kept the tail's source (same name, no option changed: config_changes): from now on the
+ * tail uses `ctx` (copied, as by tail_open; ctx->rules from its next tail_read on: a read never
+ * mixes two rule sets) and finds its source at `source_index` of ctx->cfg. Its file, record and
  * checkpoint stay. The configuration it had must still be valid during the call. Returns 0, or
  * -1 if that source is not there or has another name (nothing changed). */
 int tail_set_ctx(struct tail *t, const struct tail_ctx *ctx, size_t source_index, char *err,

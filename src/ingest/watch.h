@@ -54,10 +54,10 @@ size_t watch_tail_count(const struct watch *w);
 
 /* Takes a reloaded configuration: `ctx` replaces the one given to watch_new (copied; what it
  * points to is borrowed). `same` has one entry per source of ctx->cfg: the index in the current
- * configuration of the source with the same name whose path, exclude and read_from did not
- * change, or -1 (a new or changed source); NULL: every source is new. The tails of unchanged
- * sources keep their descriptors, records and checkpoints and apply ctx->rules from their next
- * read on (a read is never split between two rule sets: call this only while watch_run and
+ * configuration of the source with the same name none of whose options changed
+ * (config_changes), or -1 (a new or changed source); NULL: every source is new. The tails of
+ * unchanged sources keep their descriptors, records and checkpoints and apply ctx->rules from their
+ * next read on (a read is never split between two rule sets: call this only while watch_run and
  * watch_scan are not running, after watch_stop made watch_run return). The tails of other sources
  * are closed without changing their records, as at a stop; new and changed sources get a first
  * scan at the next watch_scan, as at start (read_from applies, rotated files are recovered). A

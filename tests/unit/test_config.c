@@ -1297,7 +1297,7 @@ static void test_changes(void **state)
 {
 	const struct fx *f = *state;
 	const char *keys[8];
-	struct config *a, *b;
+	struct config *a, *b, *c;
 
 	a = load_ok(wfile(f, "a.conf",
 	                  "[agent]\nbatch_lines = 10000\nrescan_interval = 10s\n"
@@ -1328,6 +1328,18 @@ static void test_changes(void **state)
 	assert_int_equal(config_changes(a, b, "rule", "hits", keys, 8), 1);
 	assert_string_equal(keys[0], "pattern");
 	assert_int_equal(config_changes(a, a, "rule", "hits", NULL, 0), 0);
+	/* Every key of a source, not only path, exclude and read_from: a reload keeps a source's
+	 * files only if none changed (docs/architecture.md, Reload). */
+	c = load_ok(wfile(f, "c.conf",
+	                  "[source web]\npath = /var/log/web/*.log\nfollow_symlinks = yes\n"
+	                  "olddir = old\n"
+	                  "[source api]\npath = /var/log/api/*.log\nexclude = *.gz\n"
+	                  "read_from = head\n"));
+	assert_int_equal(config_changes(a, c, "source", "web", keys, 8), 2);
+	assert_string_equal(keys[0], "follow_symlinks");
+	assert_string_equal(keys[1], "olddir");
+	assert_int_equal(config_changes(a, c, "source", "api", NULL, 0), 0); /* defaults written */
+	config_free(c);
 	/* A section one of them lacks, or no such section. */
 	assert_int_equal(config_changes(a, b, "source", "new", NULL, 0), -1);
 	assert_int_equal(config_changes(a, b, "rule", "nope", NULL, 0), -1);
