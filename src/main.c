@@ -80,13 +80,15 @@ static const struct command {
      "logmeter replay -c FILE --unsure [--rule NAME] [--since TIME]\n"
      "                       move dead letters / delivered / unsure events back to\n"
      "                       pending (also: --dry-run)"},
-    {"spool", cli_spool, 1, 1, O_STATE | O_WINDOWS,
+    {"spool", cli_spool, 1, 1, O_STATE | O_WINDOWS | O_FORCE,
      "spool export -c FILE [--state pending|delivered|dead|unsure]\n"
      "                       every event as a JSON line\n"
      "logmeter spool export -c FILE --windows\n"
      "                       every aggregation window with its lines as a JSON line\n"
      "logmeter spool check -c FILE   check the spool database for damage\n"
-     "logmeter spool recover -c FILE rebuild a damaged spool from its readable rows\n"
+     "logmeter spool recover -c FILE [--force]\n"
+     "                       rebuild a damaged spool from its readable rows (a sound\n"
+     "                       one only with --force)\n"
      "logmeter spool start-over -c FILE\n"
      "                       forget a spool that was lost (emptied, missing) or\n"
      "                       adopt another in its place"},

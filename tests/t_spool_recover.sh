@@ -45,7 +45,8 @@ started_before=$(grep -c "info: started" "$T/agent.log" || true)
 agent_start "$conf"
 wait_until 60 eval '[ "$(grep -c "info: started" "$T/agent.log")" -gt '"$started_before"' ]' ||
 	fail "agent did not start"
-rc=0; out=$("$LOGMETER" spool recover -c "$conf" 2>&1) || rc=$?
+# (--force: the spool is sound, and recover leaves a sound spool as it is without it.)
+rc=0; out=$("$LOGMETER" spool recover --force -c "$conf" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover of a spool in use"
 grep -q "is open in process $AGENT_PID" <<<"$out" || fail "recover in use: $out"
 agent_stop || fail "agent exited $?"
@@ -141,7 +142,8 @@ assert_eq "$rec_pending" "$(comm -12 "$T/rec_pending_ids" "$T/accepted_ids" | wc
 assert_eq "$(sort -u "$T/accepted_ids" | wc -l)" "$(wc -l < "$T/accepted_ids")" "an identifier accepted twice"
 note "garbage pages: $n_rec of $n_total events recovered, $rec_pending pending delivered"
 
-# 5. A sound spool with the WAL a killed agent left: recovered whole (committed WAL frames applied).
+# 5. A sound spool with the WAL a killed agent left, recovered with --force: recovered whole
+# (committed WAL frames applied), the old files kept as spool.db.before-recover-*.
 fresh
 sed -n 7301,7500p "$LOGS/elastic_apache_logs.log" >> "$T/logs/access.log"
 double_stop
@@ -157,11 +159,12 @@ queue_of() {
 	sqlite3 -cmd ".timeout 5000" "$@" "SELECT 'b', id, n, queue_seq FROM batches UNION ALL SELECT 'o', id, 0, queue_seq FROM outcomes ORDER BY 1, 2"
 }
 queue_of "file:$db?mode=ro" > "$T/queue_before"
-"$LOGMETER" spool recover -c "$conf" > "$T/recover.out" 2>&1 || fail "recover with a WAL exited $?: $(cat "$T/recover.out")"
+# --force: recover leaves a sound spool as it is without it (t_spool_recover_sound.sh).
+"$LOGMETER" spool recover --force -c "$conf" > "$T/recover.out" 2>&1 || fail "recover with a WAL exited $?: $(cat "$T/recover.out")"
 grep -q "[1-9][0-9]* committed WAL frames" "$T/recover.out" || fail "no WAL frames applied: $(cat "$T/recover.out")"
 n_rec=$(recovered_subset)
 assert_eq "$n_total" "$n_rec" "events recovered from a sound spool with a WAL"
-ls "$state"/spool.db.corrupt-*-wal >/dev/null 2>&1 || fail "the old WAL was not kept"
+ls "$state"/spool.db.before-recover-*-wal >/dev/null 2>&1 || fail "the old WAL was not kept"
 # Each event keeps its place in the sender's queue.
 queue_of "$db" > "$T/queue_after"
 cmp -s "$T/queue_before" "$T/queue_after" || fail "queue positions changed in the recovery"
@@ -171,6 +174,7 @@ cmp -s "$T/queue_before" "$T/queue_after" || fail "queue positions changed in th
 sqlite3 "$db" "INSERT OR REPLACE INTO outcomes(id, state, attempts, key_generation, queue_seq, updated) SELECT id, 0, 1, 1, id + 100000, 0 FROM batches ORDER BY id LIMIT 3; UPDATE queue SET shift = 0"
 third=$(sqlite3 "$db" "SELECT id FROM batches ORDER BY id LIMIT 1 OFFSET 2")
 last=$(sqlite3 "$db" "SELECT max(id + n) - 1 FROM batches")
-"$LOGMETER" spool recover -c "$conf" > "$T/recover.out" 2>&1 || fail "second recover exited $?: $(cat "$T/recover.out")"
+# (--force: `spool check` finds nothing wrong with a lost count of shifted positions.)
+"$LOGMETER" spool recover --force -c "$conf" > "$T/recover.out" 2>&1 || fail "second recover exited $?: $(cat "$T/recover.out")"
 assert_eq "$((third + 100000 - last))" "$(sqlite3 "$db" "SELECT shift FROM queue")" "queue shift made again by the recovery"
 echo "t_spool_recover: refusals checked; recover kept every readable event and the agent delivered the pending ones"

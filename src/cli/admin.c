@@ -722,13 +722,34 @@ int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen)
 	return 1;
 }
 
-int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, size_t errlen)
+static void ignore_problem(const char *problem, void *ud)
+{
+	(void)problem;
+	(void)ud;
+}
+
+int admin_recover(const struct config *cfg, int64_t now, int force, FILE *out, char *err,
+                  size_t errlen)
 {
 	struct spool_recover_stats st;
-	char path[SPOOL_PATH_MAX];
+	struct spool_check_info info;
+	char path[SPOOL_PATH_MAX], e[1024];
+	int sound;
 
-	if (spool_path_of(cfg->agent.state_dir, path, sizeof(path), err, errlen) < 0 ||
-	    spool_recover(cfg->agent.state_dir, now, &st, err, errlen) < 0)
+	if (spool_path_of(cfg->agent.state_dir, path, sizeof(path), err, errlen) < 0)
+		return -1;
+	/* What `spool check` checks. A spool that cannot be checked at all (-1) is left to
+	 * spool_recover, which says why it cannot be recovered either, or recovers it. */
+	sound = spool_check(cfg->agent.state_dir, ignore_problem, NULL, &info, e, sizeof(e)) == 0;
+	if (sound && !force) {
+		fprintf(out,
+		        "spool %s is sound (`logmeter spool check` finds no problem): nothing to "
+		        "recover, left as it is. `logmeter spool recover --force` rebuilds it all "
+		        "the same (docs/spool.md)\n",
+		        path);
+		return 0;
+	}
+	if (spool_recover(cfg->agent.state_dir, now, sound, &st, err, errlen) < 0)
 		return -1;
 	fprintf(out,
 	        "recovered %s from %" PRId64 " pages (%" PRId64 " committed WAL frames"
@@ -773,7 +794,7 @@ int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, s
 		        "warning: the instance id was lost and the configuration sets none: a new "
 		        "one will be generated, so lines read again get new identifiers; set "
 		        "[agent] instance to the old id if you know it (docs/identifiers.md)\n");
-	fprintf(out, "the old database is kept as %s\n", st.corrupt_path);
+	fprintf(out, "the old database is kept as %s\n", st.old_path);
 	return 0;
 }
 
@@ -976,6 +997,10 @@ int cli_spool(const struct cli_args *aa)
 		    "logmeter spool: --state pending|delivered|dead|unsure, with export only\n");
 		return CLI_EXIT_USAGE;
 	}
+	if (aa->force && strcmp(sub, "recover") != 0) {
+		fprintf(stderr, "logmeter spool: --force, with recover only\n");
+		return CLI_EXIT_USAGE;
+	}
 	if (aa->windows && (strcmp(sub, "export") != 0 || aa->state != NULL)) {
 		fprintf(stderr,
 		        "logmeter spool: --windows, with export only and without --state\n");
@@ -995,7 +1020,7 @@ int cli_spool(const struct cli_args *aa)
 	else if (strcmp(sub, "start-over") == 0)
 		rc = admin_start_over(cfg, stdout, err, sizeof(err));
 	else
-		rc = admin_recover(cfg, (int64_t)time(NULL), stdout, err, sizeof(err));
+		rc = admin_recover(cfg, (int64_t)time(NULL), aa->force, stdout, err, sizeof(err));
 	config_free(cfg);
 	return admin_exit(rc, sub, err);
 }

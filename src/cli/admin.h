@@ -60,9 +60,11 @@ int admin_export_windows(const struct config *cfg, FILE *out, char *err, size_t 
 /* `spool check`: prints "OK" and the counts, or every problem; returns 0, 1 or -1. */
 int admin_check(const struct config *cfg, FILE *out, char *err, size_t errlen);
 
-/* `spool recover`: rebuilds the spool (spool_recover) and prints what it recovered; returns 0
- * or -1. */
-int admin_recover(const struct config *cfg, int64_t now, FILE *out, char *err, size_t errlen);
+/* `spool recover`: rebuilds the spool (spool_recover) and prints what it recovered. A spool
+ * that spool_check finds sound is left as it is (said on `out`) unless `force`; then its old
+ * file is kept under the name spool_recover gives a sound one. Returns 0 or -1. */
+int admin_recover(const struct config *cfg, int64_t now, int force, FILE *out, char *err,
+                  size_t errlen);
 
 /* `spool start-over`: while no agent holds the state directory's lock, forgets a lost spool or
  * adopts another one in its place (spool_start_over) and prints what it did; returns 0, 1

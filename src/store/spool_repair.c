@@ -1585,11 +1585,13 @@ const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st
 	return out;
 }
 
-int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
-                  size_t errlen)
+int spool_recover(const char *state_dir, int64_t now, int sound, struct spool_recover_stats *st,
+                  char *err, size_t errlen)
 {
 	char db[4096 + 16], wal[4096 + 32], shm[4096 + 32], tmp[4096 + 64], newdb[4096 + 80];
-	char corrupt_wal[sizeof(st->corrupt_path) + 8];
+	char old_wal[sizeof(st->old_path) + 8];
+	/* The old file's name says what it was: damaged, or sound and rebuilt all the same. */
+	const char *kept = sound ? "before-recover" : "corrupt";
 	struct stat sb;
 	pid_t pid = 0;
 	uid_t owner;
@@ -1630,25 +1632,24 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	 * the new database in place with one rename. */
 	for (int i = 0;; i++) {
 		if (i == 0)
-			snprintf(st->corrupt_path, sizeof(st->corrupt_path), "%s.corrupt-%" PRId64,
-			         db, now);
+			snprintf(st->old_path, sizeof(st->old_path), "%s.%s-%" PRId64, db, kept,
+			         now);
 		else
-			snprintf(st->corrupt_path, sizeof(st->corrupt_path),
-			         "%s.corrupt-%" PRId64 ".%d", db, now, i);
-		if (link(db, st->corrupt_path) == 0)
+			snprintf(st->old_path, sizeof(st->old_path), "%s.%s-%" PRId64 ".%d", db,
+			         kept, now, i);
+		if (link(db, st->old_path) == 0)
 			break;
 		if (errno != EEXIST || i > 100) {
-			err_set(err, errlen, "cannot keep the old spool as %s: %s",
-			        st->corrupt_path, strerror(errno));
+			err_set(err, errlen, "cannot keep the old spool as %s: %s", st->old_path,
+			        strerror(errno));
 			goto fail;
 		}
 	}
-	snprintf(corrupt_wal, sizeof(corrupt_wal), "%s-wal", st->corrupt_path);
+	snprintf(old_wal, sizeof(old_wal), "%s-wal", st->old_path);
 	have_wal = stat(wal, &sb) == 0;
-	if (have_wal && link(wal, corrupt_wal) < 0) {
-		err_set(err, errlen, "cannot keep the old WAL as %s: %s", corrupt_wal,
-		        strerror(errno));
-		unlink(st->corrupt_path);
+	if (have_wal && link(wal, old_wal) < 0) {
+		err_set(err, errlen, "cannot keep the old WAL as %s: %s", old_wal, strerror(errno));
+		unlink(st->old_path);
 		goto fail;
 	}
 	/* The old WAL and WAL index must not meet the new database. */
@@ -1669,7 +1670,7 @@ int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats
 	}
 	if (rename(newdb, db) < 0) {
 		err_set(err, errlen, "cannot move %s to %s: %s (the old spool is kept as %s)",
-		        newdb, db, strerror(errno), st->corrupt_path);
+		        newdb, db, strerror(errno), st->old_path);
 		goto fail;
 	}
 	if (fsync_path(state_dir, O_RDONLY | O_DIRECTORY) < 0)

@@ -47,7 +47,7 @@ struct spool_recover_stats {
 	int64_t window_lines_lost;    /* surviving lines of those, dropped, never billed */
 	char windows_lost_detail[4096]; /* their customers and lines, as text ("" if none) */
 	int instance_recovered;         /* the instance id was among the recovered rows */
-	char corrupt_path[4096 + 64];   /* where the old database was moved */
+	char old_path[4096 + 64];       /* where the old database was kept */
 };
 
 /* Rebuilds `state_dir`/spool.db from every row it can read. Refuses a spool that another process
@@ -59,12 +59,13 @@ struct spool_recover_stats {
  * types; pages on the free-page list are skipped; of two copies of a row the one with the newer
  * `updated` time wins. Events whose file record is lost get a placeholder record (state "gone").
  * The new database is written in a directory beside it, synced, and then takes the name
- * spool.db; the old one (and its WAL) is kept as spool.db.corrupt-<now> (-wal). Aggregation
+ * spool.db; the old one (and its WAL) is kept as spool.db.corrupt-<now> (-wal), or, if `sound`
+ * (the caller's spool_check found no problem), as spool.db.before-recover-<now> (-wal). Aggregation
  * windows whose rows were lost are counted (windows_lost*), as far as the entries of the windows'
  * unique index or their lines name them, and logged as a warning. Returns 0 and fills *st, or -1
  * (`err`; the old database is then still in place, unchanged). */
-int spool_recover(const char *state_dir, int64_t now, struct spool_recover_stats *st, char *err,
-                  size_t errlen);
+int spool_recover(const char *state_dir, int64_t now, int sound, struct spool_recover_stats *st,
+                  char *err, size_t errlen);
 
 /* The sentence that says which aggregation windows spool_recover found lost (st->windows_lost >
  * 0), written into `out` (`outlen` bytes, cut if need be); returns `out`. recover logs it, and
