@@ -2,6 +2,7 @@
  * of `logmeter status`. */
 #include "report/facts.h"
 
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ingest/tail.h"
 #include "store/report.h"
@@ -22,6 +24,24 @@ struct gather {
 	char *err;
 	size_t errlen;
 };
+
+/* Whether the file at `path` (device and inode those of record *sf) still holds what the record
+ * read (tail_record_holds): 0 only if it was read and holds other bytes (written over in place);
+ * 1 if it holds them, or if it cannot be opened or read (status keeps showing its live size). */
+static int still_holds(const char *path, const struct spool_file *sf)
+{
+	struct stat st;
+	int fd, rc = 1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return 1;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_dev == sf->dev &&
+	    (uint64_t)st.st_ino == sf->ino && tail_record_holds(sf, fd) == 0)
+		rc = 0;
+	close(fd);
+	return rc;
+}
 
 static int add_file(const struct spool_file *sf, void *ud)
 {
@@ -70,10 +90,15 @@ static int add_file(const struct spool_file *sf, void *ud)
 	ff->updated = sf->updated;
 	ff->size = sf->size;
 	/* The live size, when the path still names the same file, shows the lag behind the
-	 * writer; not an archive's, whose offsets are those of its content once decompressed. */
+	 * writer; not an archive's, whose offsets are those of its content once decompressed. Of a
+	 * drained record, only while the file still holds what it read: a rotated copy written
+	 * over in place (`cp app.log app.log.1`) keeps its inode, not its bytes, and the new
+	 * size past the checkpoint would be another file's bytes shown as this one's lag. */
 	if (sf->state != SPOOL_FILE_GONE && stat(ff->path, &st) == 0 &&
 	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino &&
-	    (st.st_size == sf->size || tail_compression_at(ff->path) == NULL))
+	    (st.st_size == sf->size || tail_compression_at(ff->path) == NULL) &&
+	    (sf->state == SPOOL_FILE_READING || st.st_size == sf->size ||
+	     still_holds(ff->path, sf)))
 		ff->size = (int64_t)st.st_size;
 	ff->lag = ff->size > ff->offset ? ff->size - ff->offset : 0;
 	return 0;
