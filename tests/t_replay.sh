@@ -173,7 +173,7 @@ cmp -s "$T/accepted_before.tsv" "$T/accepted.tsv" || fail "the accepted record c
 # None delivered since tomorrow: nothing selected, so no warning, nothing moved, exit 0.
 tomorrow=$(($(date +%s) + 86400))
 "$LOGMETER" replay -c "$conf" --delivered --since "@$tomorrow" --rule hits > "$T/replay_none.out" 2> "$T/replay_none.err" ||
-	fail "replay --delivered --since tomorrow exited $?"
+	fail "replay --delivered --since tomorrow exited $?: $(cat "$T/replay_none.err")"
 grep -qx "replay: nothing delivered: no event is delivered of rule hits since $(date -u -d "@$tomorrow" +%Y-%m-%dT%H:%M:%SZ)" "$T/replay_none.out" ||
 	fail "replay --delivered --since tomorrow: $(cat "$T/replay_none.out")"
 [ ! -s "$T/replay_none.err" ] || fail "replay --delivered --since tomorrow warned: $(cat "$T/replay_none.err")"
