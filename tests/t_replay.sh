@@ -4,8 +4,9 @@
 # customers are delivered with the right cus_ ids once the customer map has them; --rule,
 # --reason and --since select; a running agent picks replayed events up. `replay --delivered`
 # re-sends delivered events (Stripe's dedupe answers them, nothing is billed twice) and refuses
-# events delivered more than 24 hours ago unless --force. `spool export` is checked field by field
-# against what awk and tests/identifiers.py make of the log.
+# events delivered more than 24 hours ago unless --force; with none selected it warns of nothing
+# and says so. `spool export` is checked field by field against what awk and
+# tests/identifiers.py make of the log.
 . "$(dirname "$0")/lib.sh"
 lm_init replay
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -169,6 +170,14 @@ wait_until 30 eval '[ "$(export_count "$conf" delivered hits)" -eq '"$n_hits"' ]
 wait_until 60 eval '[ $(( $(double_stat duplicates) + $(double_stat replays) )) -ge $(( dups_before + n_hits )) ]' || fail "the double did not see $n_hits re-sends"
 assert_eq "$before" "$(accepted_count)" "events accepted (billed) after the re-send"
 cmp -s "$T/accepted_before.tsv" "$T/accepted.tsv" || fail "the accepted record changed"
+# None delivered since tomorrow: nothing selected, so no warning, nothing moved, exit 0.
+tomorrow=$(($(date +%s) + 86400))
+"$LOGMETER" replay -c "$conf" --delivered --since "@$tomorrow" --rule hits > "$T/replay_none.out" 2> "$T/replay_none.err" ||
+	fail "replay --delivered --since tomorrow exited $?: $(cat "$T/replay_none.err")"
+grep -qx "replay: nothing delivered: no event is delivered of rule hits since $(date -u -d "@$tomorrow" +%Y-%m-%dT%H:%M:%SZ)" "$T/replay_none.out" ||
+	fail "replay --delivered --since tomorrow: $(cat "$T/replay_none.out")"
+[ ! -s "$T/replay_none.err" ] || fail "replay --delivered --since tomorrow warned: $(cat "$T/replay_none.err")"
+assert_eq "$n_hits" "$(export_count "$conf" delivered hits)" "delivered after a replay that selected none"
 agent_stop || fail "agent exited $? on SIGTERM"
 
 # ---- delivered more than 24 hours ago: refused without --force ----

@@ -414,16 +414,18 @@ int admin_replay(const struct config *cfg, const struct admin_replay *opt, FILE 
 	rp.now = opt->now;
 	rp.decide = replay_decide;
 	rp.ud = &c;
-	/* Its warning is for events that may be billed twice: with none selected there is nothing
-	 * to warn of, and a warning then reads as if something were at stake. So a look first
-	 * (replay_decide counts every selected event under its rule): none, and it says so and
-	 * exits 0; some, and the move below takes them and any that became unsure since. */
-	if (opt->from == EVENT_UNSURE) {
+	/* Their warnings are for events that may be billed twice: with none selected there is
+	 * nothing to warn of, and a warning then reads as if something were at stake. So a look
+	 * first (replay_decide counts every selected event under its rule): none, and it says so
+	 * and exits 0; some, and the move below takes them and any that became so since. */
+	if (opt->from == EVENT_UNSURE || opt->from == EVENT_DELIVERED) {
+		const char *what = opt->from == EVENT_UNSURE ? "unsure" : "delivered";
+
 		rp.dry_run = 1;
 		if (spool_replay(sp, &rp, &moved, err, errlen) < 0)
 			goto stopped;
 		if (c.n_counts == 0) {
-			fprintf(out, "replay: nothing unsure: no event is unsure%s%s%s%s\n",
+			fprintf(out, "replay: nothing %s: no event is %s%s%s%s%s\n", what, what,
 			        opt->rule != NULL ? " of rule " : "",
 			        opt->rule != NULL ? opt->rule : "", opt->since > 0 ? " since " : "",
 			        opt->since > 0 ? c.since : "");

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,9 +640,70 @@ out:
 	return old;
 }
 
+/* Whether `suffix` (what follows the log's name) is one logrotate gives a rotated file: digits
+ * with '.', '-' or '_' before them and between them (".1", "-20250101", ".2025-01-01",
+ * "_2025010112"), no letters (".gz", ".tail", ".sorted": compressed, or made by hand). */
+int tail_rotation_suffix(const char *suffix)
+{
+	int digits = 0;
+
+	if (*suffix != '.' && *suffix != '-' && *suffix != '_')
+		return 0;
+	for (const char *c = suffix; *c != '\0'; c++) {
+		if (*c >= '0' && *c <= '9')
+			digits = 1;
+		else if (*c != '.' && *c != '-' && *c != '_')
+			return 0;
+	}
+	return digits;
+}
+
+/* Whether `name` is one logrotate's `extension` gives a rotation of the log named `base`: the
+ * extension (the last '.' of base and what follows it) kept at the end and the rotation's suffix
+ * put before it (app.log -> app.1.log, app-20250101.log, app-2025-01-01-1735732800.log;
+ * logrotate(8), extension). Only a suffix logrotate's numbering (".N") or a date (8 digits at
+ * least: dateext, with the default dateformat or one with more in it) gives: a sibling log
+ * app-2.log is another log, not a rotation of app.log. */
+int tail_extension_rotation(const char *base, const char *name)
+{
+	const char *ext = strrchr(base, '.');
+	size_t stem, elen, nlen = strlen(name), mlen, digits = 0;
+	char mid[NAME_MAX + 1];
+
+	if (ext == NULL || ext == base || ext[1] == '\0')
+		return 0;
+	stem = (size_t)(ext - base);
+	elen = strlen(ext);
+	if (nlen <= stem + elen || strncmp(name, base, stem) != 0 ||
+	    strcmp(name + nlen - elen, ext) != 0)
+		return 0;
+	mlen = nlen - stem - elen;
+	if (mlen > NAME_MAX)
+		return 0;
+	memcpy(mid, name + stem, mlen);
+	mid[mlen] = '\0';
+	if (!tail_rotation_suffix(mid))
+		return 0;
+	for (size_t i = 0; i < mlen; i++)
+		digits += mid[i] >= '0' && mid[i] <= '9';
+	return digits >= 8 || (mid[0] == '.' && digits == mlen - 1);
+}
+
+/* Whether `name` is one logrotate may give a copytruncate copy of the log named `base` (file
+ * names, no directory): the log's name and more after it (app.log.1, app.log-20250101), or with
+ * `extension` the suffix before the log's extension (tail_extension_rotation: app.1.log,
+ * app-20250101.log, not a sibling log app-2.log). */
+static int copy_name(const char *base, const char *name)
+{
+	size_t blen = strlen(base);
+
+	return (strncmp(name, base, blen) == 0 && name[blen] != '\0') ||
+	       tail_extension_rotation(base, name);
+}
+
 /* each_sibling_named in one directory, `dir`; `same_dev`: only files on the tail's device (its
  * own directory: a file elsewhere there is a mount point). Returns as each_sibling_named. */
-static int each_in(struct tail *t, const char *dir, int same_dev, const char *prefix, sibling_fn fn,
+static int each_in(struct tail *t, const char *dir, int same_dev, const char *base, sibling_fn fn,
                    void *ud, char **kept)
 {
 	const struct config_source *src = &t->ctx.cfg->sources[t->source_index];
@@ -661,7 +723,7 @@ static int each_in(struct tail *t, const char *dir, int same_dev, const char *pr
 		    (same_dev && (ino_t)de->d_ino == t->ino) ||
 		    (src->exclude != NULL && src->exclude[0] != '\0' &&
 		     fnmatch(src->exclude, de->d_name, 0) == 0) ||
-		    (prefix != NULL && strncmp(de->d_name, prefix, strlen(prefix)) != 0))
+		    (base != NULL && !copy_name(base, de->d_name)))
 			continue;
 		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0)
 			break;
@@ -689,10 +751,10 @@ out:
 
 /* Calls fn for every other regular file in the tail's directory, on its device, and then in its
  * source's olddir (tail_olddir: logrotate copies there with copytruncate, on any device), not
- * excluded by its source, whose name starts with `prefix` (NULL: any): where copytruncate leaves
- * its copies. Returns the descriptor fn kept (its path in *kept, caller frees), -1 if none, or -2
- * if fn failed. */
-static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn, void *ud,
+ * excluded by its source, whose name is one logrotate gives a copy of the log named `base`
+ * (copy_name; NULL: any name): where copytruncate leaves its copies. Returns the descriptor fn kept
+ * (its path in *kept, caller frees), -1 if none, or -2 if fn failed. */
+static int each_sibling_named(struct tail *t, const char *base, sibling_fn fn, void *ud,
                               char **kept)
 {
 	const char *slash = strrchr(t->path, '/');
@@ -704,9 +766,9 @@ static int each_sibling_named(struct tail *t, const char *prefix, sibling_fn fn,
 
 	*kept = NULL;
 	if (dir != NULL)
-		fd = each_in(t, dir, 1, prefix, fn, ud, kept);
+		fd = each_in(t, dir, 1, base, fn, ud, kept);
 	if (fd == -1 && (old = tail_olddir(&t->ctx.cfg->sources[t->source_index], t->path)) != NULL)
-		fd = each_in(t, old, 0, prefix, fn, ud, kept);
+		fd = each_in(t, old, 0, base, fn, ud, kept);
 	free(old);
 	free(dir);
 	return fd;
@@ -949,26 +1011,24 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	return rc < 0 ? -1 : 0;
 }
 
-/* sibling_fn of unread_copy: a file named after the tail's (its name and a suffix: app.log.1,
- * app.log-20250101) that the source's glob does not match (one it matches is read as a file of its
- * own, or taken for a copy while the original still holds its bytes), not compressed, changed
- * since the record began, without a record of the source and whose content no record of the
- * source describes (so none of its lines was read), and that does not start as the tail's file
- * does (then the file was not truncated). */
+/* sibling_fn of unread_copy: a file named after the tail's as logrotate names a copy (copy_name:
+ * app.log.1, app.log-20250101, or with `extension` app.1.log, app-20250101.log) that the source's
+ * glob does not match (one it matches is read as a file of its own, or taken for a copy while the
+ * original still holds its bytes), not compressed, changed since the record began, without a record
+ * of the source and whose content no record of the source describes (so none of its lines was
+ * read), and that does not start as the tail's file does (then the file was not truncated). */
 static int is_unread_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
 {
 	const char *base = strrchr(t->path, '/'), *cbase = strrchr(path, '/');
 	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
 	struct spool_file *rec;
-	size_t blen;
 	int64_t n;
 	int rc = 0;
 
 	base = base != NULL ? base + 1 : t->path;
 	cbase = cbase != NULL ? cbase + 1 : path;
-	blen = strlen(base);
 	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f->first_seen ||
-	    strncmp(cbase, base, blen) != 0 || cbase[blen] == '\0' ||
+	    !copy_name(base, cbase) ||
 	    fnmatch(t->ctx.cfg->sources[t->source_index].path, path, FNM_PATHNAME) == 0 ||
 	    compressed(fd) != NULL || (rec = malloc(sizeof(*rec))) == NULL)
 		return 0;

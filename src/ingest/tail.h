@@ -284,6 +284,20 @@ int tail_record_holds(const struct spool_file *f, int fd);
  * directory is looked in anyway), or out of memory. Returns a malloc'd path (caller frees). */
 char *tail_olddir(const struct config_source *src, const char *log);
 
+/* Whether `suffix` (what follows a log's name in a file's name, NUL-terminated) is one logrotate
+ * gives a rotated file or a copytruncate copy: digits with '.', '-' or '_' before them and between
+ * them (".1", "-20250101", ".2025-01-01"), no letters (".gz", ".tail": compressed, or made by
+ * hand). Returns 1 or 0. */
+int tail_rotation_suffix(const char *suffix);
+
+/* Whether the file name `name` is one logrotate's `extension` gives a rotation (or a
+ * copytruncate copy) of the log named `base` (both file names, no directory, NUL-terminated):
+ * the extension (the last '.' of base and what follows it) kept at the end and the suffix put
+ * before it (app.log -> app.1.log, app-20250101.log; logrotate(8), extension). Only logrotate's
+ * numbering (".N") or a date (8 digits at least) counts: a sibling log app-2.log is another log.
+ * Returns 1 or 0. */
+int tail_extension_rotation(const char *base, const char *name);
+
 /* Sets the record's state (enum spool_file_state, docs/tailing.md). Returns 0 or -1. */
 int tail_mark(struct tail *t, enum spool_file_state state, char *err, size_t errlen);
 

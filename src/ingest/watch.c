@@ -1500,55 +1500,6 @@ static int collect_reading(const struct spool_file *f, void *ud)
 	return 0;
 }
 
-/* Whether `suffix` (what follows the log's name) is one logrotate gives a rotated file: digits
- * with '.', '-' or '_' before them and between them (".1", "-20250101", ".2025-01-01",
- * "_2025010112"), no letters (".gz", ".tail", ".sorted": compressed, or made by hand). */
-static int rotation_suffix(const char *suffix)
-{
-	int digits = 0;
-
-	if (*suffix != '.' && *suffix != '-' && *suffix != '_')
-		return 0;
-	for (const char *c = suffix; *c != '\0'; c++) {
-		if (*c >= '0' && *c <= '9')
-			digits = 1;
-		else if (*c != '.' && *c != '-' && *c != '_')
-			return 0;
-	}
-	return digits;
-}
-
-/* Whether `name` is one logrotate's `extension` gives a rotation of the log named `base`: the
- * extension (the last '.' of base and what follows it) kept at the end and the rotation's suffix
- * put before it (app.log -> app.1.log, app-20250101.log, app-2025-01-01-1735732800.log;
- * logrotate(8), extension). Only a suffix logrotate's numbering (".N") or a date (8 digits at
- * least: dateext, with the default dateformat or one with more in it) gives: a sibling log
- * app-2.log is another log, not a rotation of app.log. */
-static int extension_rotation(const char *base, const char *name)
-{
-	const char *ext = strrchr(base, '.');
-	size_t stem, elen, nlen = strlen(name), mlen, digits = 0;
-	char mid[NAME_MAX + 1];
-
-	if (ext == NULL || ext == base || ext[1] == '\0')
-		return 0;
-	stem = (size_t)(ext - base);
-	elen = strlen(ext);
-	if (nlen <= stem + elen || strncmp(name, base, stem) != 0 ||
-	    strcmp(name + nlen - elen, ext) != 0)
-		return 0;
-	mlen = nlen - stem - elen;
-	if (mlen > NAME_MAX)
-		return 0;
-	memcpy(mid, name + stem, mlen);
-	mid[mlen] = '\0';
-	if (!rotation_suffix(mid))
-		return 0;
-	for (size_t i = 0; i < mlen; i++)
-		digits += mid[i] >= '0' && mid[i] <= '9';
-	return digits >= 8 || (mid[0] == '.' && digits == mlen - 1);
-}
-
 /* The longest line start looked for by lines_found. */
 #define WATCH_PIECE_LINE 4096
 
@@ -1671,7 +1622,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 		struct wtail *wt;
 
 		if (!named)
-			ext = extension_rotation(base, de->d_name);
+			ext = tail_extension_rotation(base, de->d_name);
 		if ((!named && !ext) || excluded(src, de->d_name) ||
 		    (path = path_join(dir, de->d_name)) == NULL)
 			continue;
@@ -1684,7 +1635,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
 			                      e, sizeof(e)) != TAIL_MATCH_NONE;
 			close(fd);
-			if (!known && !ext && !rotation_suffix(de->d_name + blen))
+			if (!known && !ext && !tail_rotation_suffix(de->d_name + blen))
 				why = "its name is not one logrotate gives a rotated file";
 			if (!known && why == NULL && now != NULL) {
 				if (*nfd == -2)

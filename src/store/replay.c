@@ -161,7 +161,9 @@ static int replay_select(struct spool *sp, const struct spool_replay *rp, struct
 		return -1;
 	if (rp->reason == NULL && select_plain_delivered(sp, rp, out, err, errlen) < 0)
 		return -1;
-	qsort(out->ids, out->n, sizeof(*out->ids), id_cmp);
+	/* Nothing selected leaves out->ids NULL, which qsort(3) must not be given. */
+	if (out->n > 1)
+		qsort(out->ids, out->n, sizeof(*out->ids), id_cmp);
 	return 0;
 }
 
