@@ -84,6 +84,9 @@ struct tail {
 	 * first_record), so that a restart knows it was seen, empty, before it was written, copied
 	 * and truncated (copytruncate); 0 if none. */
 	int64_t empty_id;
+	/* The record read_copy gave the truncated original (offset 0) when it moved f onto the
+	 * copy, in the same transaction, for reset() to take on; 0 if none. */
+	int64_t fresh_id;
 	/* Where is_unread_copy puts a spool error: unread_copy's buffer while it runs (not one per
 	 * tail: thousands of tails are held). */
 	char *copy_err;
@@ -325,14 +328,44 @@ static int64_t last_line_start(int fd, int64_t size)
 	return found >= 0 ? found : 0;
 }
 
+/* The record read_copy gave the original (t->fresh_id) becomes *nf, the new record filled by
+ * new_record: nf takes its id and uid (nothing was read under it) and is written over it, if it
+ * is still the newest record of the file and has read nothing. t->fresh_id is cleared. Returns 1
+ * (taken), 0 (gone: the caller adds a record), -1 on a spool error. */
+static int take_fresh(struct tail *t, struct spool_file *nf, char *err, size_t errlen)
+{
+	struct spool_file *r = malloc(sizeof(*r));
+	int found;
+
+	if (r == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, r, err,
+	                        errlen);
+	if (found > 0)
+		found = r->id == t->fresh_id && r->offset == 0 && r->fp_len == 0;
+	t->fresh_id = 0;
+	if (found > 0) {
+		nf->id = r->id;
+		memcpy(nf->uid, r->uid, sizeof(nf->uid));
+		nf->first_seen = r->first_seen;
+		if (spool_file_update(t->ctx.spool, nf, err, errlen) < 0)
+			found = -1;
+	}
+	free(r);
+	return found;
+}
+
 /* Starts a new record for the open file at `offset` (a new uid: new identifiers), keeping
- * `resets`. A record that starts at 0 gets no fingerprint here: its first read takes it from the
- * bytes it reads (read_lines), so that the fingerprint and the lines billed under it are the same
- * version of the file. One that starts later (read_from = tail) gets its fingerprint and check
+ * `resets`. With `fresh`, the record read_copy gave the original, if any, is the one started
+ * (take_fresh). A record that starts at 0 gets no fingerprint here: its first read takes it from
+ * the bytes it reads (read_lines), so that the fingerprint and the lines billed under it are the
+ * same version of the file. One that starts later (read_from = tail) gets its fingerprint and check
  * bytes now, and its first read checks them against the bytes it reads. Does not touch t->f.
  * Returns 0, or -1 (*spool_failed tells which side failed). */
-static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
-                      struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
+static int start_record(struct tail *t, int64_t size, int64_t offset, int64_t resets, int fresh,
+                        struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
 {
 	memset(nf, 0, sizeof(*nf));
 	*spool_failed = 0;
@@ -352,11 +385,26 @@ static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t rese
 		err_set(err, errlen, "%s: %s", t->path, strerror(errno));
 		return -1;
 	}
+	if (fresh && t->fresh_id != 0) {
+		int found = take_fresh(t, nf, err, errlen);
+
+		if (found != 0) {
+			*spool_failed = found < 0;
+			return found < 0 ? -1 : 0;
+		}
+	}
 	if (spool_file_add(t->ctx.spool, nf, err, errlen) < 0) {
 		*spool_failed = 1;
 		return -1;
 	}
 	return 0;
+}
+
+/* start_record of a record of its own, not read_copy's. */
+static int new_record(struct tail *t, int64_t size, int64_t offset, int64_t resets,
+                      struct spool_file *nf, int *spool_failed, char *err, size_t errlen)
+{
+	return start_record(t, size, offset, resets, 0, nf, spool_failed, err, errlen);
 }
 
 /* A zeroed record for the tail, allocated to fit `path`, in t->f. Returns 0 or -1 (out of
@@ -589,9 +637,10 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
 		         "truncated): reading it from the start as a new file%s",
 		         t->path, t->f->offset, hint);
-	if (new_record(t, size, kept,
-	               old.counters.resets + (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
-	               &nf, spool_failed, err, errlen) < 0)
+	if (start_record(t, size, kept,
+	                 old.counters.resets +
+	                     (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
+	                 copied, &nf, spool_failed, err, errlen) < 0)
 		return -1;
 	keep_record(t, &nf);
 	t->skip = 0;
@@ -960,7 +1009,7 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	dev_t dev = t->dev;
 	ino_t ino = t->ino;
 	char *path = t->path;
-	struct spool_file nf;
+	struct spool_file nf, fresh;
 	int64_t rc;
 	int stale = 0;
 
@@ -977,8 +1026,23 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 		err_set(err, errlen, "%s: path too long for the spool", cpath);
 		return -1;
 	}
-	if (spool_file_update(t->ctx.spool, &nf, err, errlen) < 0)
+	/* The original gets its new record (offset 0, as reset() starts it) in the transaction
+	 * that moves the record onto the copy: an agent that dies before reset() finds it at its
+	 * next start and reads the original from its start. Without it the original would be a
+	 * new file there, read from its end with read_from = tail: its lines written since the
+	 * truncation would never be read. */
+	memset(&fresh, 0, sizeof(fresh));
+	if (copy_field(fresh.source, sizeof(fresh.source), t->source) < 0 ||
+	    copy_field(fresh.path, sizeof(fresh.path), path) < 0) {
+		err_set(err, errlen, "%s: path too long for the spool", path);
 		return -1;
+	}
+	fresh.dev = (uint64_t)dev;
+	fresh.ino = (uint64_t)ino;
+	fresh.state = SPOOL_FILE_READING;
+	if (spool_file_update_add(t->ctx.spool, &nf, &fresh, err, errlen) < 0)
+		return -1;
+	t->fresh_id = fresh.id;
 	keep_record(t, &nf);
 	t->fd = cfd;
 	t->dev = cst->st_dev;
@@ -990,8 +1054,8 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
 	 * record drained once the original has its new record. Marked here already, so that an
 	 * agent that dies in between leaves it settled: else its next start finds the record
 	 * "reading" a file its source's glob does not match, takes it for a file rotated away, and
-	 * status shows it read until rotate_wait has passed. The original, without a record then,
-	 * is read from its start as a new file at that start, as reset() would have it read. */
+	 * status shows it read until rotate_wait has passed. The original has its new record
+	 * already (fresh_id): that start reads it from its start, as reset() would have it read. */
 	if (rc >= 0 && !stale) {
 		t->f->state = SPOOL_FILE_DRAINED;
 		if (update_own(t, t->f, err, errlen) < 0)

@@ -255,6 +255,28 @@ int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, s
 	return file_update(sp, f, (int64_t)time(NULL), err, errlen);
 }
 
+int spool_file_update_add(struct spool *sp, const struct spool_file *f, struct spool_file *nf,
+                          char *err, size_t errlen)
+{
+	if (sp == NULL || f == NULL || nf == NULL || !sqlite3_get_autocommit(sp->db)) {
+		err_set(err, errlen, "spool_file_update_add: invalid arguments");
+		return -1;
+	}
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (file_update(sp, f, (int64_t)time(NULL), err, errlen) < 0 ||
+	    spool_file_add(sp, nf, err, errlen) < 0)
+		goto fail;
+	if (spool_tx_commit(sp, err, errlen) < 0) {
+		nf->id = 0;
+		return -1;
+	}
+	return 0;
+fail:
+	spool_tx_rollback(sp);
+	return -1;
+}
+
 int spool_file_find_path(struct spool *sp, const char *source, const char *path,
                          struct spool_file *out, char *err, size_t errlen)
 {

@@ -144,6 +144,13 @@ int spool_file_add(struct spool *sp, struct spool_file *f, char *err, size_t err
  * when a file is renamed or gone. Returns 0 or -1. */
 int spool_file_update(struct spool *sp, const struct spool_file *f, char *err, size_t errlen);
 
+/* In one transaction: writes back the record *f (as spool_file_update) and inserts the new
+ * record *nf (as spool_file_add, which assigns nf->id and nf->uid): a record that moves to
+ * another file and the record that takes its place at the first file, so that no crash leaves
+ * one without the other. Not inside a caller's transaction. Returns 0 or -1 (neither done). */
+int spool_file_update_add(struct spool *sp, const struct spool_file *f, struct spool_file *nf,
+                          char *err, size_t errlen);
+
 /* Finds the newest record of `source` last seen under `path` (any device and inode, any state):
  * the file a name led to before it was replaced (an edit written to a new file and renamed over
  * it). Returns 1 and fills *out, 0 if none, -1 on error. */

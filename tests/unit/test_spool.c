@@ -811,6 +811,43 @@ static void test_file_forget(void **state)
 	assert_string_equal(got.uid, b.uid);
 }
 
+/* spool_file_update_add: a record moved onto a copytruncate copy and the original's new record
+ * are written together, or neither is (an add that fails leaves the move undone). */
+static void test_file_update_add(void **state)
+{
+	struct fixture *fx = *state;
+	struct spool_file a, b, bad, got;
+	char err[512] = "";
+
+	file_init(&a, "r", "/var/log/app.log", 2049, 10);
+	a.offset = 2758;
+	assert_int_equal(spool_file_add(fx->sp, &a, err, sizeof(err)), 0);
+	/* Moved onto the copy (inode 11), the original (inode 10) gets a record at 0. */
+	a.ino = 11;
+	snprintf(a.path, sizeof(a.path), "/var/log/app.log.1");
+	file_init(&b, "r", "/var/log/app.log", 2049, 10);
+	b.fp_len = 0;
+	b.offset = 0;
+	assert_int_equal(spool_file_update_add(fx->sp, &a, &b, err, sizeof(err)), 0);
+	assert_true(b.id > a.id);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 11, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, a.id);
+	assert_int_equal(got.offset, 2758);
+	assert_string_equal(got.path, "/var/log/app.log.1");
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 10, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.id, b.id);
+	assert_string_equal(got.uid, b.uid);
+	assert_int_equal(got.offset, 0);
+	/* An add that fails (an invalid record, checked after the update) undoes the update. */
+	a.offset = 4106;
+	file_init(&bad, "r", "/var/log/app.log", 2049, 10);
+	bad.offset = -1;
+	assert_int_equal(spool_file_update_add(fx->sp, &a, &bad, err, sizeof(err)), -1);
+	assert_int_equal(spool_file_find(fx->sp, "r", 2049, 11, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.offset, 2758);
+	assert_int_equal(raw_int(fx->db, "SELECT count(*) FROM files"), 2);
+}
+
 /* A file record's id is never given again once the record is deleted, even when it was the
  * largest (which SQLite's rowid would give to the next row: https://www.sqlite.org/autoinc.html),
  * through another handle too; so nothing another record left under that id (here a file_extra
@@ -2993,6 +3030,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_file_find_remounted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_find_other, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_forget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_update_add, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_id_never_reused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_back_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_round_trip, setup, teardown),
