@@ -1601,7 +1601,8 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int *file_errno, char *err, size_t errlen)
+                             unsigned flags, int64_t judged, int *file_errno, char *err,
+                             size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
@@ -1736,9 +1737,10 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 				goto fail_file;
 			}
 		}
-		if (st.st_size == 0) {
+		if (st.st_size == 0 || (offset == 0 && judged >= 0 && st.st_size > judged)) {
 			/* Empty: its record is made when its first bytes come (tail_read), so that
-			 * a file a compressor is about to fill never gets one. */
+			 * a file a compressor is about to fill never gets one. Or filled since the
+			 * caller judged it: its first read is judged again. */
 			if (copy_field(t->f->source, sizeof(t->f->source), t->source) < 0 ||
 			    copy_field(t->f->path, sizeof(t->f->path), path) < 0) {
 				err_set(err, errlen, "%s: path too long for the spool", path);
@@ -1776,7 +1778,7 @@ fail_spool:
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen)
 {
-	return tail_open_flags(ctx, path, source_index, 0, NULL, err, errlen);
+	return tail_open_flags(ctx, path, source_index, 0, -1, NULL, err, errlen);
 }
 
 struct identify {

@@ -556,8 +556,10 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
  * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
  * no longer is. The tailed file may be another source's (app.log read by one source, its copy
  * app.log.1 matched by another's app.log.*): the copy's lines are that file's, read by its source
- * (one file, one source), and billed once. */
-static int is_copy(struct watch *w, size_t si, const char *path)
+ * (one file, one source), and billed once. *looked (if not NULL) gets the size in bytes the file
+ * had when judged, -1 if it could not be looked at: a file that is longer when opened is judged
+ * again (open_path). */
+static int is_copy(struct watch *w, size_t si, const char *path, int64_t *looked)
 {
 	char *dir = path_dir(path);
 	const struct wtail *of = NULL;
@@ -566,10 +568,15 @@ static int is_copy(struct watch *w, size_t si, const char *path)
 	long i;
 
 	memset(&st, 0, sizeof(st));
+	if (looked != NULL)
+		*looked = -1;
 	fd = look_open(w, si, path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
 		int candidate = tail_copy_candidate(fd, &st);
+
+		if (looked != NULL)
+			*looked = (int64_t)st.st_size;
 
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
@@ -1019,8 +1026,8 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 	return 0;
 }
 
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
-                               char *err, size_t errlen);
+static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
+                               int *spool_failed, char *err, size_t errlen);
 static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st);
 static void share_note(struct watch *w, size_t si, const char *path, size_t owner);
 
@@ -1039,11 +1046,12 @@ static void recheck_copies(struct watch *w, size_t si)
 		struct wtail *nt;
 		struct stat st;
 		int spool_failed;
+		int64_t looked = -1;
 
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && !is_copy(w, si, path)) {
-			nt = open_path(w, si, path, &spool_failed, e, sizeof(e));
+		    !has_record(w, si, path, &st) && !is_copy(w, si, path, &looked)) {
+			nt = open_path(w, si, path, looked, &spool_failed, e, sizeof(e));
 			if (nt != NULL)
 				dirty_add(w, nt);
 			else if (e[0] != '\0') /* not silent: the next rescan finds it again */
@@ -1083,7 +1091,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 		size_t si = tail_source_index(wt->t);
 		long owner = -1;
 
-		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t)) ||
+		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), NULL) ||
 		                       (owner = file_owner(w, si, tail_path(wt->t), &st)) >= 0)) {
 			if (owner >= 0)
 				share_note(w, si, tail_path(wt->t), (size_t)owner);
@@ -1265,10 +1273,12 @@ static void share_remove(struct watch *w, size_t i)
 	w->shares[i] = w->shares[--w->n_shares];
 }
 
-/* Opens a tail for `path` of source `si`. Returns it, or NULL: the file cannot be opened now
- * (logged), or *spool_failed is set and `err` says why. */
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int *spool_failed,
-                               char *err, size_t errlen)
+/* Opens a tail for `path` of source `si`. `judged`: the size in bytes the file had when is_copy
+ * found it no copy, or -1 (not judged: it has a record, or is opened for another reason). Returns
+ * it, or NULL: the file cannot be opened now (logged), or *spool_failed is set and `err` says
+ * why. */
+static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
+                               int *spool_failed, char *err, size_t errlen)
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
@@ -1287,7 +1297,12 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 		return NULL;
 	}
 	make_room(w, NULL, 1);
-	t = tail_open_flags(&w->ctx, path, si, flags, &ferr, e, sizeof(e));
+	/* Between the look and the open, a copy may be filled (cp creates its output empty, then
+	 * writes it): the tail opens it as it opens an empty file if it grew, and read_tail judges
+	 * it again by the size it has then (t_copy_judged_race.sh). */
+	if (judged >= 0)
+		crash_point("watch_open_judged");
+	t = tail_open_flags(&w->ctx, path, si, flags, judged, &ferr, e, sizeof(e));
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
@@ -1410,6 +1425,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			struct wtail *wt;
 			struct stat st;
 			int spool_failed;
+			int64_t looked = -1;
 
 			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
 			    !S_ISREG(st.st_mode))
@@ -1421,9 +1437,10 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 					matched_again(w, wt, path);
 				continue;
 			}
-			if (pass == 0 ? !has_record(w, si, path, &st) : is_copy(w, si, path))
+			if (pass == 0 ? !has_record(w, si, path, &st)
+			              : is_copy(w, si, path, &looked))
 				continue;
-			if (open_path(w, si, path, &spool_failed, err, errlen) == NULL &&
+			if (open_path(w, si, path, looked, &spool_failed, err, errlen) == NULL &&
 			    spool_failed) {
 				rc = -1;
 				err = NULL; /* keep the first error */
@@ -1662,7 +1679,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
-			wt = open_path(w, si, path, &spool_failed, e, sizeof(e));
+			wt = open_path(w, si, path, -1, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;
 				wt->orphan_size = -1;
@@ -1875,7 +1892,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			unread_rotations(w, (size_t)si, f, NULL);
 			continue;
 		}
-		wt = open_path(w, (size_t)si, path, &spool_failed, rc == 0 ? err : e,
+		wt = open_path(w, (size_t)si, path, -1, &spool_failed, rc == 0 ? err : e,
 		               rc == 0 ? errlen : sizeof(e));
 		if (spool_failed)
 			rc = -1;
@@ -2027,6 +2044,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
+		int64_t looked = -1;
 
 		if (!glob_match(w, si, d, name, joined, &cand) || stat(cand, &st) < 0 ||
 		    !S_ISREG(st.st_mode))
@@ -2038,9 +2056,9 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
-		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand))
+		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, &looked))
 			continue;
-		wt = open_path(w, si, cand, &spool_failed, e, sizeof(e));
+		wt = open_path(w, si, cand, looked, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
 	}
@@ -2214,6 +2232,7 @@ static void tokens_resolve(struct watch *w)
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
+		int64_t looked = -1;
 
 		if (k->name == NULL)
 			log_warn(
@@ -2223,8 +2242,8 @@ static void tokens_resolve(struct watch *w)
 			    src->name);
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
-		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path))) {
-			wt = open_path(w, k->si, path, &spool_failed, e, sizeof(e));
+		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, &looked))) {
+			wt = open_path(w, k->si, path, looked, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(
 				    "%s: appeared under a name the glob of source %s matches and "
