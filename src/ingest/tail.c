@@ -328,21 +328,32 @@ static int64_t last_line_start(int fd, int64_t size)
 	return found >= 0 ? found : 0;
 }
 
+/* The spool's record of t's file, the newest of its source, device and inode (spool_file_find),
+ * into *r: a record allocated here, which the caller frees whatever is returned (*r is NULL only
+ * when out of memory). Returns 1 (found), 0 (none: *r holds nothing), or -1, out of memory or on a
+ * spool error, with the reason in `err`. */
+static int find_own_record(struct tail *t, struct spool_file **r, char *err, size_t errlen)
+{
+	*r = malloc(sizeof(**r));
+	if (*r == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	return spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, *r, err,
+	                       errlen);
+}
+
 /* The record read_copy gave the original (t->fresh_id) becomes *nf, the new record filled by
  * new_record: nf takes its id and uid (nothing was read under it) and is written over it, if it
  * is still the newest record of the file and has read nothing. t->fresh_id is cleared. Returns 1
  * (taken), 0 (gone: the caller adds a record), -1 on a spool error. */
 static int take_fresh(struct tail *t, struct spool_file *nf, char *err, size_t errlen)
 {
-	struct spool_file *r = malloc(sizeof(*r));
-	int found;
+	struct spool_file *r;
+	int found = find_own_record(t, &r, err, errlen);
 
-	if (r == NULL) {
-		err_set(err, errlen, "%s: out of memory", t->path);
+	if (r == NULL)
 		return -1;
-	}
-	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, r, err,
-	                        errlen);
 	if (found > 0)
 		found = r->id == t->fresh_id && r->offset == 0 && r->fp_len == 0;
 	t->fresh_id = 0;
@@ -503,13 +514,7 @@ static int record_lost(struct tail *t, char *err, size_t errlen)
 	if (t->archive || t->f->id == 0 || t->f->offset != 0 || t->f->fp_len != 0 ||
 	    spool_file_forgotten(t->ctx.spool) == t->forgets_seen)
 		return 0;
-	r = malloc(sizeof(*r));
-	if (r == NULL) {
-		err_set(err, errlen, "%s: out of memory", t->path);
-		return -1;
-	}
-	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, r, err,
-	                        errlen);
+	found = find_own_record(t, &r, err, errlen);
 	if (found > 0)
 		found = r->id == t->f->id && strcmp(r->uid, t->f->uid) == 0;
 	free(r);
@@ -597,15 +602,7 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 	char uerr[256];
 	int ambiguous = 0, lost = record_lost(t, err, errlen);
 	int64_t kept = 0;
-	char hint[256] = "";
 
-	/* Truncated by copytruncate with the copy out of sight: what it held after the
-	 * checkpoint is lost, and logrotate's olddir is the likely reason (docs/tailing.md). */
-	if (t->ctx.cfg->sources[t->source_index].olddir == NULL)
-		snprintf(hint, sizeof(hint),
-		         "; if logrotate copies it to an olddir (copytruncate), set olddir in "
-		         "[source %s]: what it held after the checkpoint is only in that copy",
-		         t->source);
 	spool_file_copy(&old, t->f);
 	if (lost == 0)
 		kept = kept_prefix(t, &old, size, &ambiguous, err, errlen);
@@ -633,10 +630,23 @@ static int reset(struct tail *t, int64_t size, int copied, int copies, int *spoo
 		    "%s: truncated after a copy (copytruncate): reading it from the start as a "
 		    "new file",
 		    t->path);
-	else
+	else {
+		char hint[256] = "";
+
+		/* Truncated by copytruncate with the copy out of sight: what it held after the
+		 * checkpoint is lost, and logrotate's olddir is the likely reason
+		 * (docs/tailing.md). */
+		if (t->ctx.cfg->sources[t->source_index].olddir == NULL)
+			snprintf(
+			    hint, sizeof(hint),
+			    "; if logrotate copies it to an olddir (copytruncate), set olddir "
+			    "in [source %s]: what it held after the checkpoint is only in that "
+			    "copy",
+			    t->source);
 		log_warn("%s: checkpoint at %" PRId64 " no longer matches the file (replaced or "
 		         "truncated): reading it from the start as a new file%s",
 		         t->path, t->f->offset, hint);
+	}
 	if (start_record(t, size, kept,
 	                 old.counters.resets +
 	                     (copied || copies || (kept > 0 && !ambiguous) ? 0 : 1),
@@ -806,16 +816,14 @@ out:
 static int each_sibling_named(struct tail *t, const char *base, sibling_fn fn, void *ud,
                               char **kept)
 {
-	const char *slash = strrchr(t->path, '/');
-	char *dir = slash == NULL
-	                ? strdup(".")
-	                : strndup(t->path, slash == t->path ? 1 : (size_t)(slash - t->path));
-	char *old = NULL;
+	char *dir = path_dir(t->path), *old = NULL;
 	int fd = -1;
 
 	*kept = NULL;
+	/* "": a name without a '/', in the working directory. Out of memory (NULL): only the
+	 * olddir is looked in. */
 	if (dir != NULL)
-		fd = each_in(t, dir, 1, base, fn, ud, kept);
+		fd = each_in(t, dir[0] != '\0' ? dir : ".", 1, base, fn, ud, kept);
 	if (fd == -1 && (old = tail_olddir(&t->ctx.cfg->sources[t->source_index], t->path)) != NULL)
 		fd = each_in(t, old, 0, base, fn, ud, kept);
 	free(old);
@@ -1083,14 +1091,12 @@ static int read_copy(struct tail *t, int cfd, const struct stat *cst, char *cpat
  * read), and that does not start as the tail's file does (then the file was not truncated). */
 static int is_unread_copy(struct tail *t, const char *path, int fd, const struct stat *st, void *ud)
 {
-	const char *base = strrchr(t->path, '/'), *cbase = strrchr(path, '/');
+	const char *base = path_base(t->path), *cbase = path_base(path);
 	unsigned char a[SPOOL_FP_MAX], b[SPOOL_FP_MAX];
 	struct spool_file *rec;
 	int64_t n;
 	int rc = 0;
 
-	base = base != NULL ? base + 1 : t->path;
-	cbase = cbase != NULL ? cbase + 1 : path;
 	if (st->st_size <= 0 || (int64_t)st->st_mtime < t->f->first_seen ||
 	    !copy_name(base, cbase) ||
 	    fnmatch(t->ctx.cfg->sources[t->source_index].path, path, FNM_PATHNAME) == 0 ||
@@ -1125,15 +1131,12 @@ static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *er
 {
 	struct stat cst;
 	char *cpath = NULL, copy_err[256] = "";
-	const char *base;
 	int cfd, rc;
 
 	*spool_failed = 0;
 	t->copy_err = copy_err;
 	t->copy_errlen = sizeof(copy_err);
-	base = strrchr(t->path, '/');
-	cfd =
-	    each_sibling_named(t, base != NULL ? base + 1 : t->path, is_unread_copy, &cst, &cpath);
+	cfd = each_sibling_named(t, path_base(t->path), is_unread_copy, &cst, &cpath);
 	t->copy_err = NULL;
 	if (cfd == -2 && copy_err[0] != '\0') {
 		err_set(err, errlen, "%s", copy_err);
@@ -1261,16 +1264,13 @@ static int forget_own_empty(struct tail *t, char *err, size_t errlen)
 static int first_record(struct tail *t, int64_t size, int64_t resets, int *spool_failed, char *err,
                         size_t errlen)
 {
-	struct spool_file *old = malloc(sizeof(*old));
+	struct spool_file *old;
 	int found, rc;
 
 	*spool_failed = 0;
-	if (old == NULL) {
-		err_set(err, errlen, "%s: out of memory", t->path);
+	found = find_own_record(t, &old, err, errlen);
+	if (old == NULL)
 		return -1;
-	}
-	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, old,
-	                        err, errlen);
 	if (found < 0) {
 		*spool_failed = 1;
 		rc = -1;
@@ -1328,12 +1328,13 @@ static void empty_update(struct tail *t, const struct spool_file *f)
 	char e[256];
 	int found;
 
-	if (t->empty_id == 0 || (nf = malloc(sizeof(*nf))) == NULL)
+	if (t->empty_id == 0)
 		return;
 	/* Still its record: the newest of its inode, empty (forget_own_empty says why it may be
 	 * gone, its id another file's). Else the tail has none any more. */
-	found = spool_file_find(t->ctx.spool, t->source, (uint64_t)t->dev, (uint64_t)t->ino, nf, e,
-	                        sizeof(e));
+	found = find_own_record(t, &nf, e, sizeof(e));
+	if (nf == NULL)
+		return;
 	if (found == 0 ||
 	    (found > 0 && (nf->id != t->empty_id || nf->offset != 0 || nf->fp_len != 0))) {
 		t->empty_id = 0;
