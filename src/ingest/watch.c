@@ -977,24 +977,43 @@ static void make_room(struct watch *w, const struct wtail *except, size_t more)
 	}
 }
 
+/* Tail wt's file is at `path` now: its record (tail_rename; should that fail, which is logged, it
+ * keeps its former path) and its name in the tables (tail_place) follow. */
+static void follow_name(struct watch *w, struct wtail *wt, const char *path)
+{
+	char e[1024];
+
+	if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
+		log_warn("%s", e);
+	tail_place(w, wt, path);
+}
+
+/* The file with device `dev` and inode `ino` among the entries of the directory of `path`
+ * (path_find_ino). Returns its path (malloc'd, caller frees), or NULL if it is not there, the
+ * directory cannot be read, or out of memory. */
+static char *find_beside(const char *path, dev_t dev, ino_t ino)
+{
+	char *dir = path_dir(path);
+	char *p = dir != NULL ? path_find_ino(dir, dev, ino) : NULL;
+
+	free(dir);
+	return p;
+}
+
 /* The path of suspended tail wt no longer leads to its file: it was renamed or deleted while it
  * was closed (unnoticed: polled, or the events were lost). Looks for it in the same directory.
  * Returns 0 if found (the tail follows the new name; a rescan decides whether its glob still
  * matches it) or 1 if not (released as gone: wt is freed). */
 static int relocate(struct watch *w, struct wtail *wt)
 {
-	char *dir = path_dir(tail_path(wt->t)), e[1024];
-	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = find_beside(tail_path(wt->t), tail_dev(wt->t), tail_ino(wt->t));
 
-	free(dir);
 	if (p == NULL) {
 		release(w, wt, "deleted or moved away while closed", SPOOL_FILE_GONE);
 		return 1;
 	}
 	log_info("%s: renamed to %s while closed", tail_path(wt->t), p);
-	if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
-		log_warn("%s", e);
-	tail_place(w, wt, p);
+	follow_name(w, wt, p);
 	free(p);
 	w->need_scan = 1;
 	return 0;
@@ -1369,19 +1388,14 @@ static int path_still_names(const struct tail *t)
 /* A glob match `path` is the file of tail wt: note it, follow a rename. */
 static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 {
-	char e[1024];
-
 	wt->seen = w->gen;
 	if (wt->orphan) {
 		log_info("%s: matched again by its glob", path);
 		wt->orphan = 0;
 		wt->orphan_size = -1;
 	}
-	if (strcmp(tail_path(wt->t), path) != 0 && (wt->base == NULL || !path_still_names(wt->t))) {
-		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
-			log_warn("%s", e);
-		tail_place(w, wt, path);
-	}
+	if (strcmp(tail_path(wt->t), path) != 0 && (wt->base == NULL || !path_still_names(wt->t)))
+		follow_name(w, wt, path);
 }
 
 /* At start (or when a reload added the source): a source whose glob matches no file bills
@@ -1458,17 +1472,13 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
  * its record and status name the file itself. */
 static void name_target(struct watch *w, struct wtail *wt)
 {
-	char *dir = wt->real != NULL ? path_dir(wt->real) : NULL, e[1024];
-	char *p = dir != NULL ? path_find_ino(dir, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
+	char *p = wt->real != NULL ? find_beside(wt->real, tail_dev(wt->t), tail_ino(wt->t)) : NULL;
 
 	if (p != NULL) {
 		log_info("%s: its link leads elsewhere now: it is %s", tail_path(wt->t), p);
-		if (tail_rename(wt->t, p, e, sizeof(e)) < 0)
-			log_warn("%s", e);
-		tail_place(w, wt, p);
+		follow_name(w, wt, p);
 	}
 	free(p);
-	free(dir);
 }
 
 /* A tail whose name no event told (moved to a directory nobody watches, where IN_MOVED_TO is not
@@ -1476,7 +1486,7 @@ static void name_target(struct watch *w, struct wtail *wt)
  * the file where it is. */
 static void name_from_fd(struct watch *w, struct wtail *wt)
 {
-	char path[PATH_MAX], e[1024];
+	char path[PATH_MAX];
 
 	if (wt->base != NULL || wt->link || tail_current_path(wt->t, path, sizeof(path)) < 0 ||
 	    strcmp(path, tail_path(wt->t)) == 0)
@@ -1484,9 +1494,7 @@ static void name_from_fd(struct watch *w, struct wtail *wt)
 	/* Its IN_MOVED_TO did not come by this rescan: it went where no watch sees it. */
 	tail_set_cookie(w, wt, 0);
 	log_info("%s: moved out of sight, to %s", tail_path(wt->t), path);
-	if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
-		log_warn("%s", e);
-	tail_place(w, wt, path);
+	follow_name(w, wt, path);
 }
 
 /* ---- records of files not found at start ---------------------------------------------------- */
@@ -1786,10 +1794,9 @@ static char *if_holds(struct watch *w, size_t si, const struct spool_file *f, ch
  * frees) or NULL. */
 static char *find_elsewhere(struct watch *w, size_t si, const struct spool_file *f)
 {
-	char *real = realpath(f->path, NULL), *dir = real != NULL ? path_dir(real) : NULL;
-	char *p = dir != NULL ? path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino) : NULL;
+	char *real = realpath(f->path, NULL);
+	char *p = real != NULL ? find_beside(real, (dev_t)f->dev, (ino_t)f->ino) : NULL;
 
-	free(dir);
 	free(real);
 	p = if_holds(w, si, f, p);
 	for (size_t i = 0; p == NULL && i < w->n_dirs; i++)
@@ -1832,9 +1839,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
-		} else if ((dir = path_dir(f->path)) != NULL) {
-			path = path_find_ino(dir, (dev_t)f->dev, (ino_t)f->ino);
-			free(dir);
+		} else {
+			path = find_beside(f->path, (dev_t)f->dev, (ino_t)f->ino);
 		}
 		/* logrotate's olddir: moved out of the log's directory by the rotation. */
 		if (path == NULL &&
@@ -2091,7 +2097,6 @@ static void name_replaced(struct watch *w, const struct wdir *d, const char *nam
 /* IN_MOVED_TO with the cookie of a tail's IN_MOVED_FROM: its new name. */
 static void moved_to(struct watch *w, const struct wdir *d, const char *name, uint32_t cookie)
 {
-	char e[1024];
 	size_t n;
 
 	if (cookie == 0)
@@ -2105,9 +2110,7 @@ static void moved_to(struct watch *w, const struct wdir *d, const char *name, ui
 		path = path_join(d->path, name);
 		if (path == NULL)
 			continue;
-		if (tail_rename(wt->t, path, e, sizeof(e)) < 0)
-			log_warn("%s", e);
-		tail_place(w, wt, path);
+		follow_name(w, wt, path);
 		dirty_add(w, wt);
 		free(path);
 	}
