@@ -136,7 +136,9 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
        {"error": {"type": "invalid_request_error", "code": "invalid_authentication_token",
        message}} (the code is the double's own: Stripe documents none for it); fault 401token
        forgets the request's session first, so that it is answered so (a token Stripe no
-       longer knows);
+       longer knows); fault 401v1 forgets it too and answers v1's 401 instead, {"error":
+       {"type": "invalid_request_error", message}} without a code (not what Stripe documents
+       for the stream: an answer from an authentication layer shared with API v1);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
        doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
@@ -177,8 +179,8 @@ SESSION FAULTS: the session request has a queue of its own (--session-faults, or
   POST /_double/faults {"session_spec": ...}), one token consumed per session request, no random
   mode. The client asks for a session when it needs one, in between its stream requests, so one
   queue for both would give a token to whichever came first. The tokens are those of FAULTS but
-  the stream's own (401session, 401token, 400fields: refused): edge faults (502 503 504, 429,
-  429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
+  the stream's own (401session, 401token, 401v1, 400fields: refused): edge faults (502 503 504,
+  429, 429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
   reset_after, cut_after, ok, with the meanings given above. Stripe documents the session's
   errors as the stream's (v2.error), and rate limits, 5xx and broken connections can meet any
   request (docs/stripe-contract.md, section 14).
@@ -303,10 +305,10 @@ METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
                "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok",
-               "401session", "401token", "400fields"}
+               "401session", "401token", "401v1", "400fields"}
 # Tokens of the stream's own (a session's token, the events' fields): no meaning for the session
 # request, so its queue refuses them.
-STREAM_ONLY_FAULTS = {"401session", "401token", "400fields"}
+STREAM_ONLY_FAULTS = {"401session", "401token", "401v1", "400fields"}
 EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
                "reset"}
 
@@ -1616,7 +1618,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
         with st.lock:
-            if fault == "401token" and token:
+            if fault in ("401token", "401v1") and token:
                 st.sessions.pop(token, None)  # forgotten: answered as a token never made
             expires = st.sessions.get(token) if token else None
             if expires is not None and (fault == "401session" or st.now() >= expires):
@@ -1631,6 +1633,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if expires is None:
                 st.stats["unauthorized"] += 1
                 st.stats["unknown_tokens"] += 1
+        if expires is None and fault == "401v1":
+            # Not Stripe's documented answer: v1's 401 (a type, no code), as from an
+            # authentication layer shared with API v1.
+            return Reply(401, error_body("invalid_request_error", "Invalid API Key provided: %s"
+                                         % mask_key(token or auth)),
+                         [("WWW-Authenticate", 'Bearer realm="Stripe"')],
+                         note="unauthorized"), 0
         if expires is None:
             # The stream's errors are v2.error (its `default` response in the OpenAPI spec):
             # code and message required, type optional. The code is the double's own: Stripe
