@@ -55,9 +55,12 @@ wait_until 60 refused_at_least 3 ||
 	fail "only $(double_stat session_unauthorized) session requests refused"
 assert_eq "$first" "$(accepted_count)" "events accepted while the key is refused"
 assert_eq 0 "$(double_stat stream_ok)" "stream requests answered 200 while the key is refused"
-"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.txt" 2>&1 || true
-grep -q 'sending paused since .*Stripe refused the API key' "$T/status.txt" ||
-	fail "the text status does not say so: $(grep -i paus "$T/status.txt")"
+# Polled as the JSON was: between two pauses one session request tries the key.
+text_paused() {
+	"$LOGMETER" status -c "$T/logmeter.conf" > "$T/status.txt" 2>&1 || true
+	grep -q 'sending paused since .*Stripe refused the API key' "$T/status.txt"
+}
+wait_until 60 text_paused || fail "the text status does not say so: $(grep -i paus "$T/status.txt")"
 
 # ---- the new key written to the file: read at the end of the pause, no restart ----------------
 (umask 077 && printf '%s\n' "$new_key" > "$T/stripe.key.new")
