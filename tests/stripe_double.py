@@ -115,7 +115,12 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
   POST /v2/billing/meter_event_session  no parameters, checked in this order:
     1. a fault token is taken from the session's own queue (SESSION FAULTS); edge faults are
        answered here (429 and 429ra:S in the v2 shape, as the stream's);
-    2. Bearer <api-key>, else 401 (the meter-event 401);
+    2. Bearer <api-key>, else 401 in the v2 shape (the operation's errors are v2.error): {"error":
+       {"type": "invalid_request_error", "code": "invalid_api_key", message}}, the message the
+       meter-event 401's ("Invalid API Key provided: sk_test_****1234"); the code is the
+       double's own (Stripe documents none for a refused key), and the type one the SDKs do not
+       map to another error, so that they take the 401 for a refused key (stats
+       session_unauthorized);
     3. slow:MS sleeps; fault 500: 500 {"error": {"type": "api_error", "code":
        "internal_error", message}}, no session made;
     4. the session is made: 200 {id, object: "v2.billing.meter_event_session",
@@ -131,7 +136,9 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
        {"error": {"type": "invalid_request_error", "code": "invalid_authentication_token",
        message}} (the code is the double's own: Stripe documents none for it); fault 401token
        forgets the request's session first, so that it is answered so (a token Stripe no
-       longer knows);
+       longer knows); fault 401v1 forgets it too and answers v1's 401 instead, {"error":
+       {"type": "invalid_request_error", message}} without a code (not what Stripe documents
+       for the stream: an answer from an authentication layer shared with API v1);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
        doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
@@ -164,20 +171,23 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
        meter events.
   Stats: stream_requests, stream_ok (200 answers), stream_events (events in 200 answers),
   sessions, sessions_expired (401s for expired sessions), invalid_fields, unknown_tokens (401s
-  for unknown tokens, also counted in unauthorized), session_requests, session_faults
-  ({kind: n}: the session's faults, not counted in faults).
+  for unknown tokens, also counted in unauthorized), session_requests, session_unauthorized
+  (401s to session requests for a key not the double's), session_faults ({kind: n}: the
+  session's faults, not counted in faults).
 
 SESSION FAULTS: the session request has a queue of its own (--session-faults, or
   POST /_double/faults {"session_spec": ...}), one token consumed per session request, no random
   mode. The client asks for a session when it needs one, in between its stream requests, so one
   queue for both would give a token to whichever came first. The tokens are those of FAULTS but
-  the stream's own (401session, 401token, 400fields: refused): edge faults (502 503 504, 429,
-  429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
+  the stream's own (401session, 401token, 401v1, 400fields: refused): edge faults (502 503 504,
+  429, 429ra:S, 429lock, 400rl, 409, 302, 200html, drop, reset), 500, 500rec, slow:MS, drop_after,
   reset_after, cut_after, ok, with the meanings given above. Stripe documents the session's
   errors as the stream's (v2.error), and rate limits, 5xx and broken connections can meet any
   request (docs/stripe-contract.md, section 14).
 
-Other API endpoints (Bearer auth as above, else 401; never faulted, not rate limited):
+Other API endpoints (Bearer auth as above, else 401: GET /v1/billing/meters in the v1 shape of
+the meter-event 401, GET /v2/core/events in the v2 shape of the session's; never faulted, not
+rate limited):
   GET /v1/billing/meters  Stripe's list object {object: "list", url, has_more, data} of
         billing.meter objects (id "mtr_test_" or, for live keys, "mtr_" + 32 hex digits of the
         name's SHA-256, stable across restarts; created, customer_mapping {event_payload_key,
@@ -295,10 +305,10 @@ METER_STATUSES = ("active", "inactive")
 
 FAULT_KINDS = {"500", "500rec", "502", "503", "504", "429", "429lock", "400rl", "409", "302",
                "200html", "drop", "drop_after", "reset", "reset_after", "cut_after", "ok",
-               "401session", "401token", "400fields"}
+               "401session", "401token", "401v1", "400fields"}
 # Tokens of the stream's own (a session's token, the events' fields): no meaning for the session
 # request, so its queue refuses them.
-STREAM_ONLY_FAULTS = {"401session", "401token", "400fields"}
+STREAM_ONLY_FAULTS = {"401session", "401token", "401v1", "400fields"}
 EDGE_FAULTS = {"502", "503", "504", "429", "429lock", "400rl", "409", "302", "200html", "drop",
                "reset"}
 
@@ -387,6 +397,17 @@ def error_body(etype, message, param=None, code=None):
     if code is not None:
         err["code"] = code
     return {"error": err}
+
+
+# The code of a v2 401 for a key Stripe does not take (the session request, GET /v2/core/events).
+# The double's own: Stripe documents the v2 error shape (schema v2.error: code and message
+# required, type optional) but no code for a refused key. The SDKs expect a 401 whose type they
+# do not know to be an authentication error (stripe-node generateV2Error falls back to
+# generateV1Error, stripe-python specific_v2_api_error to specific_v1_api_error: 401 is
+# AuthenticationError), so the type is v1's invalid_request_error, never one they map to
+# another error (temporary_session_expired, rate_limit, idempotency_error), and the code is
+# not invalid_fields.
+V2_KEY_REFUSED = "invalid_api_key"
 
 
 def v2_error(code, message, etype=None, doc_url=None):
@@ -613,7 +634,7 @@ class State:
             "meter_lists": 0, "event_lists": 0,
             "stream_requests": 0, "stream_ok": 0, "stream_events": 0, "sessions": 0,
             "sessions_expired": 0, "invalid_fields": 0, "session_requests": 0,
-            "session_faults": {}, "unknown_tokens": 0,
+            "session_faults": {}, "unknown_tokens": 0, "session_unauthorized": 0,
         }
 
     def load_record(self, path):
@@ -812,9 +833,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
 
-    def authorized(self, count=True):
+    def authorized(self, count=True, v2=False):
         """None if the Authorization header carries the key, else the 401 Reply (counted in the
-        stats' "unauthorized" if `count`: meter-event requests only)."""
+        stats' "unauthorized" if `count`: meter-event requests only). `v2`: an API v2 request,
+        answered in the v2 error shape (V2_KEY_REFUSED)."""
         auth = self.headers.get("Authorization")
         if auth == "Bearer " + self.st.api_key:
             return None
@@ -828,8 +850,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             token = auth[7:] if auth.startswith("Bearer ") else auth
             msg = "Invalid API Key provided: %s" % mask_key(token)
-        return Reply(401, error_body("invalid_request_error", msg),
-                     [("WWW-Authenticate", 'Bearer realm="Stripe"')], note="unauthorized")
+        if v2:
+            body = v2_error(V2_KEY_REFUSED, msg, "invalid_request_error")
+        else:
+            body = error_body("invalid_request_error", msg)
+        return Reply(401, body, [("WWW-Authenticate", 'Bearer realm="Stripe"')],
+                     note="unauthorized")
 
     # --- routing --------------------------------------------------------------------------
 
@@ -851,7 +877,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == METERS_PATH:
             return self.api_get(self.list_meters, parts.query, "meter_lists")
         if path == V2_EVENTS_PATH:
-            return self.api_get(self.list_v2_events, parts.query, "event_lists")
+            return self.api_get(self.list_v2_events, parts.query, "event_lists", v2=True)
         if path == "/_double/stats":
             with st.lock:
                 obj = st.snapshot()
@@ -1000,9 +1026,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # --- the list endpoints ---------------------------------------------------------------
 
-    def api_get(self, fn, query, counter):
+    def api_get(self, fn, query, counter, v2=False):
         st = self.st
-        reply = self.authorized(count=False)
+        reply = self.authorized(count=False, v2=v2)
         if reply is None:
             with st.lock:
                 st.stats[counter] += 1
@@ -1509,8 +1535,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.v2_rate_limited(fault)
         if fault in EDGE_FAULTS:
             return self.edge_fault(fault)
-        reply = self.authorized(count=False)
+        reply = self.authorized(count=False, v2=True)
         if reply is not None:
+            with st.lock:
+                st.stats["session_unauthorized"] += 1
             return reply
         if fault and fault.startswith("slow:"):
             time.sleep(int(fault[5:]) / 1000.0)
@@ -1590,7 +1618,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else None
         with st.lock:
-            if fault == "401token" and token:
+            if fault in ("401token", "401v1") and token:
                 st.sessions.pop(token, None)  # forgotten: answered as a token never made
             expires = st.sessions.get(token) if token else None
             if expires is not None and (fault == "401session" or st.now() >= expires):
@@ -1605,6 +1633,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if expires is None:
                 st.stats["unauthorized"] += 1
                 st.stats["unknown_tokens"] += 1
+        if expires is None and fault == "401v1":
+            # Not Stripe's documented answer: v1's 401 (a type, no code), as from an
+            # authentication layer shared with API v1.
+            return Reply(401, error_body("invalid_request_error", "Invalid API Key provided: %s"
+                                         % mask_key(token or auth)),
+                         [("WWW-Authenticate", 'Bearer realm="Stripe"')],
+                         note="unauthorized"), 0
         if expires is None:
             # The stream's errors are v2.error (its `default` response in the OpenAPI spec):
             # code and message required, type optional. The code is the double's own: Stripe

@@ -418,6 +418,7 @@ print(e["type"], t["code"], t["sample_errors"][0]["request"]["identifier"],
       e["related_object"]["type"])' "$T/v2ev.b")" "the v2 event"
 get v2noauth /v2/core/events
 assert_eq 401 "$(status v2noauth)" "GET /v2/core/events without a key"
+assert_eq invalid_api_key "$(field v2noauth error.code)" "a v2 endpoint's 401 in the v2 shape"
 
 # ---- meters: GET /v1/billing/meters, paginated; an inactive meter takes no events ---------------
 double_restart --meter old_meter:customer_id:units:count:inactive --meter gauge::level:last \
@@ -518,8 +519,18 @@ post() { # post NAME PATH [curl args...]: like get, for a POST
 		-X POST "$@" "$DOUBLE_URL$path" >"$T/$name.status" 2>"$T/$name.err" || rc=$?
 	echo "$rc" >"$T/$name.rc"
 }
-post nosess /v2/billing/meter_event_session -H "Authorization: Bearer sk_test_wrong"
+post nosess /v2/billing/meter_event_session -H "Authorization: Bearer sk_test_wrongkey5678"
 assert_eq 401 "$(status nosess)" "a session needs the secret key"
+# A v2 operation's errors are v2.error (code and message required): not v1's error without a
+# code, and no type the SDKs map to another error than a refused key.
+assert_eq "invalid_request_error invalid_api_key" \
+	"$(field nosess error.type) $(field nosess error.code)" "the session's 401 in the v2 shape"
+msg=$(field nosess error.message)
+case $msg in
+"Invalid API Key provided: sk_test_****5678") ;;
+*) fail "the session's 401 message: $msg" ;;
+esac
+assert_eq 1 "$(double_stat session_unauthorized)" "stats session_unauthorized"
 post sess /v2/billing/meter_event_session -H "Authorization: Bearer $API_KEY"
 assert_eq 200 "$(status sess)" "session status"
 assert_eq v2.billing.meter_event_session "$(field sess object)" "session object"

@@ -5,12 +5,14 @@
 # key, so it is the session that is refused: the agent makes a new session and sends the same
 # events again under the same identifiers. First `run --once` with the double's fault 401token
 # (it forgets the request's session and answers as to an unknown token); then a running agent
-# whose double restarts (every session forgotten) between two parts of the log. Every event of
+# whose double restarts (every session forgotten) between two parts of the log; then `run
+# --once` with fault 401v1 (the token refused with v1's 401, which has no code). Every event of
 # the real nginx log is accepted exactly once (identifiers from awk and tests/identifiers.py),
 # and the key is never said to be refused.
 #
 # Failed on main: the 401 was taken for a refused API key ("Stripe refused the API key ...:
-# stopping; events stay pending") and `run --once` exited 3 with the events pending.
+# stopping; events stay pending") and `run --once` exited 3 with the events pending; after the
+# v2-shaped 401 was handled, v1's 401 to the stream still was.
 . "$(dirname "$0")/lib.sh"
 lm_init v2_stream_token
 
@@ -51,6 +53,22 @@ wait_until 60 accepted_at_least "$total" || fail "only $(accepted_count) of $tot
 [ "$(double_stat unknown_tokens)" -ge 1 ] || fail "no unknown token was refused after the restart"
 assert_eq 1 "$(double_stat sessions)" "sessions made after the restart"
 agent_stop || fail "the agent did not stop cleanly"
+
+# ---- run --once: the token refused with v1's 401 (a type, no code) -----------------------------
+# Not the shape Stripe documents for the stream, but a 401 to a request that carries the token
+# alone refuses the token whatever its body: a new session, the same events again.
+tail -n +6001 "$src" | head -n 1500 >> "$T/logs/access.log"
+last=$(nginx_bytes_offsets "$T/logs/access.log" | wc -l)
+[ "$last" -gt "$total" ] || fail "test bug: no events in the fourth part"
+total=$last
+double_faults '401v1'
+rc=0
+agent_once "$T/logmeter.conf" || rc=$?
+assert_eq 0 "$rc" \
+	"run --once exit status after v1's 401 ($(grep -E 'error|refused' "$T/agent.log" | tail -n 2))"
+assert_eq 1 "$(double_stat faults.401v1)" "401v1 faults answered"
+assert_eq 3 "$(double_stat sessions)" "sessions made after the restart (run --once: 2)"
+assert_eq "$total" "$(accepted_count)" "events accepted by the last run --once"
 
 ! grep -q 'refused the API key' "$T/agent.log" ||
 	fail "the key was said to be refused: $(grep 'refused the API key' "$T/agent.log" | head -n 1)"

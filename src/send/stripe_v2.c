@@ -335,13 +335,12 @@ enum stripe_outcome stripe_v2_classify(const struct stripe_response *r, char *re
 			if (reason != NULL && reasonlen > 0)
 				snprintf(reason, reasonlen, "HTTP %ld", st);
 		}
-	} else if (st == 401 && (str_eq(type, "temporary_session_expired") ||
-	                         str_eq(code, "billing_meter_event_session_expired") ||
-	                         (code != NULL && message != NULL))) {
+	} else if (st == 401) {
 		/* The stream is authorised by the session's token alone, never the key (which
-		 * the session request shows Stripe takes): a 401 of Stripe's v2 error object, with
-		 * the code and message the OpenAPI schema v2.error requires, refuses the token,
-		 * as an expired one. A new session, and the same events again. */
+		 * the session request shows Stripe takes): a 401 refuses the token, whatever its
+		 * body (the session expired, v2.error, v1's error without a code), as an expired
+		 * one. A new session, and the same events again; a key Stripe refuses meanwhile
+		 * is refused there, and three sessions refused in a row pause. */
 		out = STRIPE_SESSION_EXPIRED;
 	} else if ((st == 400 || st == 404 || st == 422) && json_is_object(e) &&
 	           (code != NULL || type != NULL) && message != NULL &&

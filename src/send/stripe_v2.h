@@ -43,14 +43,13 @@ int stripe_v2_parse_rfc3339(const char *text, int64_t *out);
 /* Classifies an answer of the stream (the reason as stripe_classify writes it):
  * a 2xx whose body is a JSON object (Stripe answers {}) is STRIPE_DELIVERED for every event of
  * the request (validation is asynchronous; an identifier seen before is deduplicated by Stripe,
- * which is as good as delivered); a 401 of type temporary_session_expired (or code
- * billing_meter_event_session_expired), or any other 401 carrying Stripe's v2 error object
- * (error.code and error.message: the session's token refused, since the stream never sees the
- * key) is STRIPE_SESSION_EXPIRED; a 400, 404 or 422 carrying
+ * which is as good as delivered); a 401, whatever its body (type temporary_session_expired,
+ * another v2 error object, v1's error, none: the session's token refused, since the stream
+ * never sees the key), is STRIPE_SESSION_EXPIRED; a 400, 404 or 422 carrying
  * Stripe's v2 error object (error.code and error.message: the OpenAPI schema v2.error) that is
  * not a rate limit and not Stripe's "Unrecognized request URL" is STRIPE_REJECTED: the request
  * as a whole was refused and none of its events taken; everything else as stripe_classify
- * (429 and type rate_limit: rate limited; 5xx, resets, timeouts: unknown; 401/403: auth;
+ * (429 and type rate_limit: rate limited; 5xx, resets, timeouts: unknown; 403: auth;
  * redirects, HTML, other 2xx: unexpected). */
 enum stripe_outcome stripe_v2_classify(const struct stripe_response *r, char *reason,
                                        size_t reasonlen);

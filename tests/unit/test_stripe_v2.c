@@ -267,10 +267,14 @@ static void test_classify(void **state)
 	     STRIPE_SESSION_EXPIRED},
 	    {"401 v2 error, no type", 401,
 	     "{\"error\":{\"code\":\"unauthorized\",\"message\":\"no\"}}", STRIPE_SESSION_EXPIRED},
-	    /* a bad key: docs.stripe.com/api/errors 401 (a v1 error: no code) */
-	    {"401 bad key", 401,
+	    /* v1's 401 (docs.stripe.com/api/errors: a type, no code) to a stream request: the
+	     * request carries the session's token, not the key, so the token is refused, whatever
+	     * the body (a key Stripe refuses is refused by the next session request) */
+	    {"401 v1 error", 401,
 	     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Invalid API Key\"}}",
-	     STRIPE_AUTH},
+	     STRIPE_SESSION_EXPIRED},
+	    {"401 no body", 401, "", STRIPE_SESSION_EXPIRED},
+	    {"401 html", 401, "<html>401 Unauthorized</html>", STRIPE_SESSION_EXPIRED},
 	    /* stripe-node generateV2Error: invalid_fields carries a code, no type */
 	    {"400 invalid_fields", 400,
 	     "{\"error\":{\"code\":\"invalid_fields\",\"message\":\"events[0].payload\"}}",
