@@ -2937,6 +2937,11 @@ int tail_is_open(const struct tail *t)
 	return t != NULL && t->fd >= 0;
 }
 
+int tail_fd(const struct tail *t)
+{
+	return t != NULL ? t->fd : -1;
+}
+
 int tail_resume(struct tail *t, char *err, size_t errlen)
 {
 	struct stat st;

@@ -240,6 +240,11 @@ void tail_suspend(struct tail *t);
 /* Whether the tail holds its file open (not suspended). */
 int tail_is_open(const struct tail *t);
 
+/* The descriptor the tail holds its file open by, or -1 (suspended, or t NULL): for a look at the
+ * very file the tail reads, whatever its path leads to now. It stays the tail's: the caller reads
+ * it with pread(2) and fstat(2) only, and never closes it. */
+int tail_fd(const struct tail *t);
+
 /* Opens a suspended tail again by its path. The next tail_read checks the whole identity (head
  * fingerprint and check bytes), since the file was not held meanwhile. Returns 0 (open again, or
  * it was open), 1 if the path no longer leads to the tail's device and inode (renamed, deleted or

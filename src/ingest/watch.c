@@ -556,27 +556,36 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
  * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
  * no longer is. The tailed file may be another source's (app.log read by one source, its copy
  * app.log.1 matched by another's app.log.*): the copy's lines are that file's, read by its source
- * (one file, one source), and billed once. *looked (if not NULL) gets the size in bytes the file
- * had when judged, -1 if it could not be looked at: a file that is longer when opened is judged
- * again (open_path). */
-static int is_copy(struct watch *w, size_t si, const char *path, int64_t *looked)
+ * (one file, one source), and billed once. With `fd` >= 0 (a tail's own descriptor, left open),
+ * the file judged is the one open as `fd`, whatever `path`, its name when it was opened, leads to
+ * now: a copy renamed since (`cp app.log tmp.log && mv tmp.log app.log.1`, a rotation that shifts
+ * it) was judged by what its former name led to then (nothing, or another file) and read as a new
+ * file (t_copy_renamed_race.sh); it is noted, or forgotten, only while `path` still leads to it.
+ * With `fd` < 0 the file `path` leads to is opened for the look. *looked (if not NULL) gets the
+ * size in bytes the file had when judged, -1 if it could not be looked at: a file that is longer
+ * when opened is judged again (open_path). */
+static int is_copy(struct watch *w, size_t si, const char *path, int fd, int64_t *looked)
 {
 	char *dir = path_dir(path);
 	const struct wtail *of = NULL;
-	struct stat st, dst;
-	int fd, found = 0;
+	struct stat st, dst, pst;
+	int own = fd < 0, named = 1, found = 0;
 	long i;
 
 	memset(&st, 0, sizeof(st));
 	if (looked != NULL)
 		*looked = -1;
-	fd = look_open(w, si, path);
+	if (own)
+		fd = look_open(w, si, path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
 		int candidate = tail_copy_candidate(fd, &st);
 
 		if (looked != NULL)
 			*looked = (int64_t)st.st_size;
+		if (!own)
+			named = stat(path, &pst) == 0 && pst.st_dev == st.st_dev &&
+			        pst.st_ino == st.st_ino;
 
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
@@ -586,15 +595,20 @@ static int is_copy(struct watch *w, size_t si, const char *path, int64_t *looked
 			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
-		if (of != NULL) {
+		if (of != NULL && named)
 			copy_note(w, path, of->t, &st);
-			found = 1;
-		}
+		else if (of != NULL)
+			log_warn(
+			    "%s (inode %ju, renamed since): holds what %s held up to where "
+			    "logmeter read it: taken for its copy (copytruncate), not read as a "
+			    "new file (%jd bytes)",
+			    path, (uintmax_t)st.st_ino, tail_path(of->t), (intmax_t)st.st_size);
+		found = of != NULL;
 	}
-	if (fd >= 0)
+	if (own && fd >= 0)
 		close(fd);
 	free(dir);
-	if (!found && (i = copy_find(w, path)) >= 0) {
+	if (!found && named && (i = copy_find(w, path)) >= 0) {
 		log_info("%s: no longer holds what its original held: read as a new file", path);
 		copy_remove(w, (size_t)i);
 	}
@@ -1069,7 +1083,7 @@ static void recheck_copies(struct watch *w, size_t si)
 
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && !is_copy(w, si, path, &looked)) {
+		    !has_record(w, si, path, &st) && !is_copy(w, si, path, -1, &looked)) {
 			nt = open_path(w, si, path, looked, &spool_failed, e, sizeof(e));
 			if (nt != NULL)
 				dirty_add(w, nt);
@@ -1105,12 +1119,16 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	 * original was read first, found truncated and its rest read from the copy, the copy is
 	 * the original's record now, of the original's source (file_owner), and this tail leaves it
 	 * to that source, or the copy would be read again, a new file of this one
-	 * (t_copy_overlap_race.sh). */
+	 * (t_copy_overlap_race.sh). The file judged is the one the tail holds open, not what its
+	 * name leads to: a copy renamed before this look (t_copy_renamed_race.sh) is still it. */
 	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
 		size_t si = tail_source_index(wt->t);
 		long owner = -1;
+		int64_t looked = -1;
 
-		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), NULL) ||
+		if (st.st_size > 0)
+			crash_point("watch_first_look");
+		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), tail_fd(wt->t), &looked) ||
 		                       (owner = file_owner(w, si, tail_path(wt->t), &st)) >= 0)) {
 			if (owner >= 0)
 				share_note(w, si, tail_path(wt->t), (size_t)owner);
@@ -1118,7 +1136,8 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 			tail_forget(w, wt);
 			return 1;
 		}
-		limit = st.st_size;
+		/* Read no further than the size judged (it may have grown since the fstat). */
+		limit = looked >= 0 ? looked : st.st_size;
 		crash_point("watch_first_read");
 	}
 	errno = 0;
@@ -1452,7 +1471,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 				continue;
 			}
 			if (pass == 0 ? !has_record(w, si, path, &st)
-			              : is_copy(w, si, path, &looked))
+			              : is_copy(w, si, path, -1, &looked))
 				continue;
 			if (open_path(w, si, path, looked, &spool_failed, err, errlen) == NULL &&
 			    spool_failed) {
@@ -2062,7 +2081,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
-		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, &looked))
+		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, -1, &looked))
 			continue;
 		wt = open_path(w, si, cand, looked, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
@@ -2245,7 +2264,7 @@ static void tokens_resolve(struct watch *w)
 			    src->name);
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
-		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, &looked))) {
+		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, -1, &looked))) {
 			wt = open_path(w, k->si, path, looked, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(
