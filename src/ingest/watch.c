@@ -70,8 +70,9 @@
 	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
-#define WATCH_POLL_MS 1000 /* stat period of files without an inotify watch (ENOSPC) */
-#define WATCH_HTAB_MIN 16  /* buckets of a hash table before it first grows */
+#define WATCH_POLL_MS 1000    /* stat period of files without an inotify watch (ENOSPC) */
+#define WATCH_HTAB_MIN 16     /* buckets of a hash table before it first grows */
+#define WATCH_RECOVER_LOOKS 3 /* looks for a recorded file that a rotation moves on meanwhile */
 
 /* The entry that holds `ptr`, a pointer to its `member`. */
 #define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -1059,8 +1060,9 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 	return 0;
 }
 
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
-                               int *spool_failed, char *err, size_t errlen);
+static struct wtail *open_path(struct watch *w, size_t si, const char *path,
+                               const struct stat *expect, int64_t judged, int *spool_failed,
+                               char *err, size_t errlen);
 static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st);
 static void share_note(struct watch *w, size_t si, const char *path, size_t owner);
 
@@ -1084,7 +1086,7 @@ static void recheck_copies(struct watch *w, size_t si)
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
 		    !has_record(w, si, path, &st) && !is_copy(w, si, path, -1, &looked)) {
-			nt = open_path(w, si, path, looked, &spool_failed, e, sizeof(e));
+			nt = open_path(w, si, path, NULL, looked, &spool_failed, e, sizeof(e));
 			if (nt != NULL)
 				dirty_add(w, nt);
 			else if (e[0] != '\0') /* not silent: the next rescan finds it again */
@@ -1311,12 +1313,15 @@ static void share_remove(struct watch *w, size_t i)
 	w->shares[i] = w->shares[--w->n_shares];
 }
 
-/* Opens a tail for `path` of source `si`. `judged`: the size in bytes the file had when is_copy
- * found it no copy, or -1 (not judged: it has a record, or is opened for another reason). Returns
- * it, or NULL: the file cannot be opened now (logged), or *spool_failed is set and `err` says
- * why. */
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
-                               int *spool_failed, char *err, size_t errlen)
+/* Opens a tail for `path` of source `si`. `expect` (or NULL): the file the caller means (its
+ * st_dev and st_ino): if `path` leads to another one when opened (rotated since the caller
+ * looked), nothing is opened (tail_open_flags, ESTALE) and the caller looks again. `judged`: the
+ * size in bytes the file had when is_copy found it no copy, or -1 (not judged: it has a record, or
+ * is opened for another reason). Returns it, or NULL: the file cannot be opened now (logged), or
+ * *spool_failed is set and `err` says why. */
+static struct wtail *open_path(struct watch *w, size_t si, const char *path,
+                               const struct stat *expect, int64_t judged, int *spool_failed,
+                               char *err, size_t errlen)
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
@@ -1340,7 +1345,11 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	 * it again by the size it has then (t_copy_judged_race.sh). */
 	if (judged >= 0)
 		crash_point("watch_open_judged");
-	t = tail_open_flags(&w->ctx, path, si, flags, judged, &ferr, e, sizeof(e));
+	t = tail_open_flags(&w->ctx, path, si, flags, expect, judged, &ferr, e, sizeof(e));
+	if (t == NULL && ferr == ESTALE && expect != NULL) {
+		log_info("%s (rotated meanwhile: looked for again)", e);
+		return NULL;
+	}
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
@@ -1473,7 +1482,8 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			if (pass == 0 ? !has_record(w, si, path, &st)
 			              : is_copy(w, si, path, -1, &looked))
 				continue;
-			if (open_path(w, si, path, looked, &spool_failed, err, errlen) == NULL &&
+			if (open_path(w, si, path, NULL, looked, &spool_failed, err, errlen) ==
+			        NULL &&
 			    spool_failed) {
 				rc = -1;
 				err = NULL; /* keep the first error */
@@ -1706,7 +1716,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
-			wt = open_path(w, si, path, -1, &spool_failed, e, sizeof(e));
+			wt = open_path(w, si, path, NULL, -1, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;
 				wt->orphan_size = -1;
@@ -1847,14 +1857,18 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		long si = config_source_find(w->ctx.cfg, f->source);
 		struct wtail *wt;
 		const struct wtail *holder;
-		struct stat st;
+		struct stat st, want;
 		char *path = NULL, *dir;
-		int spool_failed;
+		int spool_failed, looks = 0;
 
 		if (si < 0 || !first_scan(w, (size_t)si) ||
 		    tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
 		    fail_find(w, f->path) >= 0)
 			continue;
+		memset(&want, 0, sizeof(want));
+		want.st_dev = (dev_t)f->dev;
+		want.st_ino = (ino_t)f->ino;
+	look:
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
@@ -1917,10 +1931,23 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			unread_rotations(w, (size_t)si, f, NULL);
 			continue;
 		}
-		wt = open_path(w, (size_t)si, path, -1, &spool_failed, rc == 0 ? err : e,
+		/* Between the look and the open, a rotation may move the file on (app.log.1 to
+		 * app.log.2) and another into its place: the file opened would be that one, read
+		 * twice or by a second tail, and the record's rest never read
+		 * (t_recover_rotated_race.sh). Opened only if it is the record's file; else looked
+		 * for again where the rotation left it. */
+		crash_point("watch_recover_open");
+		wt = open_path(w, (size_t)si, path, &want, -1, &spool_failed, rc == 0 ? err : e,
 		               rc == 0 ? errlen : sizeof(e));
 		if (spool_failed)
 			rc = -1;
+		if (wt == NULL && !spool_failed && looks++ < WATCH_RECOVER_LOOKS &&
+		    !(stat(path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+		      (uint64_t)st.st_ino == f->ino)) {
+			free(path);
+			path = NULL;
+			goto look;
+		}
 		if (wt != NULL) {
 			/* Under its recorded name: rotated before, read to its end by an earlier
 			 * run that stopped before releasing it, not rotated since. */
@@ -2083,7 +2110,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 		}
 		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, -1, &looked))
 			continue;
-		wt = open_path(w, si, cand, looked, &spool_failed, e, sizeof(e));
+		wt = open_path(w, si, cand, NULL, looked, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
 	}
@@ -2265,7 +2292,7 @@ static void tokens_resolve(struct watch *w)
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
 		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, -1, &looked))) {
-			wt = open_path(w, k->si, path, looked, &spool_failed, e, sizeof(e));
+			wt = open_path(w, k->si, path, NULL, looked, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(
 				    "%s: appeared under a name the glob of source %s matches and "
