@@ -1602,8 +1602,8 @@ static int64_t replaced_from(struct tail *t, int64_t size, int64_t *resets, int6
 }
 
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int64_t judged, int *file_errno, char *err,
-                             size_t errlen)
+                             unsigned flags, const struct stat *expect, int64_t judged,
+                             int *file_errno, char *err, size_t errlen)
 {
 	struct tail *t = NULL;
 	struct spool_file old;
@@ -1648,6 +1648,13 @@ struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_
 	if (!S_ISREG(st.st_mode)) {
 		err_set(err, errlen, "%s: not a regular file", path);
 		errno = EINVAL;
+		goto fail_file;
+	}
+	if (expect != NULL && (st.st_dev != expect->st_dev || st.st_ino != expect->st_ino)) {
+		err_set(err, errlen,
+		        "%s: leads to another file (inode %ju) than a moment ago (%ju)", path,
+		        (uintmax_t)st.st_ino, (uintmax_t)expect->st_ino);
+		errno = ESTALE;
 		goto fail_file;
 	}
 	if (compressed(t->fd) != NULL) {
@@ -1779,7 +1786,7 @@ fail_spool:
 struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t source_index, char *err,
                        size_t errlen)
 {
-	return tail_open_flags(ctx, path, source_index, 0, -1, NULL, err, errlen);
+	return tail_open_flags(ctx, path, source_index, 0, NULL, -1, NULL, err, errlen);
 }
 
 struct identify {
@@ -2935,6 +2942,11 @@ void tail_suspend(struct tail *t)
 int tail_is_open(const struct tail *t)
 {
 	return t != NULL && t->fd >= 0;
+}
+
+int tail_fd(const struct tail *t)
+{
+	return t != NULL ? t->fd : -1;
 }
 
 int tail_resume(struct tail *t, char *err, size_t errlen)

@@ -71,18 +71,21 @@ struct tail *tail_open(const struct tail_ctx *ctx, const char *path, size_t sour
  * not for new files whose every line is new). */
 #define TAIL_OPEN_CREATED 1u
 
-/* tail_open with flags. `judged`: the size in bytes the file had when the caller judged it no
- * copy of a file it tails (watch.c), or -1. A file with no record, to be read from its start, that
- * is longer now than it was then is opened as an empty file is (a record that read nothing, t->f
- * without an id), so that the caller judges it again by the size it has at its first read: a
- * copy `cp` created empty and filled between the caller's look and this open would otherwise be
- * read as a new file, its lines billed twice. If `file_errno` is non-NULL it is set on failure:
- * to the errno of the file (EACCES, ENOENT, ...; EINVAL if it is not a regular file) when the
- * file could not be opened or read, or to 0 when the spool failed: a file is retried later, a
+/* tail_open with flags. `expect` (or NULL): the stat(2) of the file the caller means to open
+ * (its st_dev and st_ino are compared): a path that leads to another file when opened (renamed or
+ * replaced since the caller looked: a rotation) fails with ESTALE before the spool is touched,
+ * so that the caller looks for its file again. `judged`: the size in bytes the file had when the
+ * caller judged it no copy of a file it tails (watch.c), or -1. A file with no record, to be read
+ * from its start, that is longer now than it was then is opened as an empty file is (a record that
+ * read nothing, t->f without an id), so that the caller judges it again by the size it has at its
+ * first read: a copy `cp` created empty and filled between the caller's look and this open would
+ * otherwise be read as a new file, its lines billed twice. If `file_errno` is non-NULL it is set on
+ * failure: to the errno of the file (EACCES, ENOENT, ...; EINVAL if it is not a regular file) when
+ * the file could not be opened or read, or to 0 when the spool failed: a file is retried later, a
  * spool error is the agent's failure. */
 struct tail *tail_open_flags(const struct tail_ctx *ctx, const char *path, size_t source_index,
-                             unsigned flags, int64_t judged, int *file_errno, char *err,
-                             size_t errlen);
+                             unsigned flags, const struct stat *expect, int64_t judged,
+                             int *file_errno, char *err, size_t errlen);
 
 /* How content (an archive, decompressed) relates to a file record (tail_identify). */
 enum tail_match {
@@ -239,6 +242,11 @@ void tail_suspend(struct tail *t);
 
 /* Whether the tail holds its file open (not suspended). */
 int tail_is_open(const struct tail *t);
+
+/* The descriptor the tail holds its file open by, or -1 (suspended, or t NULL): for a look at the
+ * very file the tail reads, whatever its path leads to now. It stays the tail's: the caller reads
+ * it with pread(2) and fstat(2) only, and never closes it. */
+int tail_fd(const struct tail *t);
 
 /* Opens a suspended tail again by its path. The next tail_read checks the whole identity (head
  * fingerprint and check bytes), since the file was not held meanwhile. Returns 0 (open again, or

@@ -70,8 +70,9 @@
 	 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define WATCH_FILE_MASK (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF)
 #define WATCH_EVBUF (64 * 1024)
-#define WATCH_POLL_MS 1000 /* stat period of files without an inotify watch (ENOSPC) */
-#define WATCH_HTAB_MIN 16  /* buckets of a hash table before it first grows */
+#define WATCH_POLL_MS 1000    /* stat period of files without an inotify watch (ENOSPC) */
+#define WATCH_HTAB_MIN 16     /* buckets of a hash table before it first grows */
+#define WATCH_RECOVER_LOOKS 3 /* looks for a recorded file that a rotation moves on meanwhile */
 
 /* The entry that holds `ptr`, a pointer to its `member`. */
 #define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -556,27 +557,36 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
  * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
  * no longer is. The tailed file may be another source's (app.log read by one source, its copy
  * app.log.1 matched by another's app.log.*): the copy's lines are that file's, read by its source
- * (one file, one source), and billed once. *looked (if not NULL) gets the size in bytes the file
- * had when judged, -1 if it could not be looked at: a file that is longer when opened is judged
- * again (open_path). */
-static int is_copy(struct watch *w, size_t si, const char *path, int64_t *looked)
+ * (one file, one source), and billed once. With `fd` >= 0 (a tail's own descriptor, left open),
+ * the file judged is the one open as `fd`, whatever `path`, its name when it was opened, leads to
+ * now: a copy renamed since (`cp app.log tmp.log && mv tmp.log app.log.1`, a rotation that shifts
+ * it) was judged by what its former name led to then (nothing, or another file) and read as a new
+ * file (t_copy_renamed_race.sh); it is noted, or forgotten, only while `path` still leads to it.
+ * With `fd` < 0 the file `path` leads to is opened for the look. *looked (if not NULL) gets the
+ * size in bytes the file had when judged, -1 if it could not be looked at: a file that is longer
+ * when opened is judged again (open_path). */
+static int is_copy(struct watch *w, size_t si, const char *path, int fd, int64_t *looked)
 {
 	char *dir = path_dir(path);
 	const struct wtail *of = NULL;
-	struct stat st, dst;
-	int fd, found = 0;
+	struct stat st, dst, pst;
+	int own = fd < 0, named = 1, found = 0;
 	long i;
 
 	memset(&st, 0, sizeof(st));
 	if (looked != NULL)
 		*looked = -1;
-	fd = look_open(w, si, path);
+	if (own)
+		fd = look_open(w, si, path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
 	    stat(dir, &dst) == 0) {
 		int candidate = tail_copy_candidate(fd, &st);
 
 		if (looked != NULL)
 			*looked = (int64_t)st.st_size;
+		if (!own)
+			named = stat(path, &pst) == 0 && pst.st_dev == st.st_dev &&
+			        pst.st_ino == st.st_ino;
 
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
@@ -586,15 +596,20 @@ static int is_copy(struct watch *w, size_t si, const char *path, int64_t *looked
 			    tail_copy_of(wt->t, fd, &st, candidate) == 1)
 				of = wt;
 		}
-		if (of != NULL) {
+		if (of != NULL && named)
 			copy_note(w, path, of->t, &st);
-			found = 1;
-		}
+		else if (of != NULL)
+			log_warn(
+			    "%s (inode %ju, renamed since): holds what %s held up to where "
+			    "logmeter read it: taken for its copy (copytruncate), not read as a "
+			    "new file (%jd bytes)",
+			    path, (uintmax_t)st.st_ino, tail_path(of->t), (intmax_t)st.st_size);
+		found = of != NULL;
 	}
-	if (fd >= 0)
+	if (own && fd >= 0)
 		close(fd);
 	free(dir);
-	if (!found && (i = copy_find(w, path)) >= 0) {
+	if (!found && named && (i = copy_find(w, path)) >= 0) {
 		log_info("%s: no longer holds what its original held: read as a new file", path);
 		copy_remove(w, (size_t)i);
 	}
@@ -1045,8 +1060,9 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 	return 0;
 }
 
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
-                               int *spool_failed, char *err, size_t errlen);
+static struct wtail *open_path(struct watch *w, size_t si, const char *path,
+                               const struct stat *expect, int64_t judged, int *spool_failed,
+                               char *err, size_t errlen);
 static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st);
 static void share_note(struct watch *w, size_t si, const char *path, size_t owner);
 
@@ -1069,8 +1085,8 @@ static void recheck_copies(struct watch *w, size_t si)
 
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && !is_copy(w, si, path, &looked)) {
-			nt = open_path(w, si, path, looked, &spool_failed, e, sizeof(e));
+		    !has_record(w, si, path, &st) && !is_copy(w, si, path, -1, &looked)) {
+			nt = open_path(w, si, path, NULL, looked, &spool_failed, e, sizeof(e));
 			if (nt != NULL)
 				dirty_add(w, nt);
 			else if (e[0] != '\0') /* not silent: the next rescan finds it again */
@@ -1105,12 +1121,16 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	 * original was read first, found truncated and its rest read from the copy, the copy is
 	 * the original's record now, of the original's source (file_owner), and this tail leaves it
 	 * to that source, or the copy would be read again, a new file of this one
-	 * (t_copy_overlap_race.sh). */
+	 * (t_copy_overlap_race.sh). The file judged is the one the tail holds open, not what its
+	 * name leads to: a copy renamed before this look (t_copy_renamed_race.sh) is still it. */
 	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
 		size_t si = tail_source_index(wt->t);
 		long owner = -1;
+		int64_t looked = -1;
 
-		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), NULL) ||
+		if (st.st_size > 0)
+			crash_point("watch_first_look");
+		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), tail_fd(wt->t), &looked) ||
 		                       (owner = file_owner(w, si, tail_path(wt->t), &st)) >= 0)) {
 			if (owner >= 0)
 				share_note(w, si, tail_path(wt->t), (size_t)owner);
@@ -1118,7 +1138,8 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 			tail_forget(w, wt);
 			return 1;
 		}
-		limit = st.st_size;
+		/* Read no further than the size judged (it may have grown since the fstat). */
+		limit = looked >= 0 ? looked : st.st_size;
 		crash_point("watch_first_read");
 	}
 	errno = 0;
@@ -1292,12 +1313,15 @@ static void share_remove(struct watch *w, size_t i)
 	w->shares[i] = w->shares[--w->n_shares];
 }
 
-/* Opens a tail for `path` of source `si`. `judged`: the size in bytes the file had when is_copy
- * found it no copy, or -1 (not judged: it has a record, or is opened for another reason). Returns
- * it, or NULL: the file cannot be opened now (logged), or *spool_failed is set and `err` says
- * why. */
-static struct wtail *open_path(struct watch *w, size_t si, const char *path, int64_t judged,
-                               int *spool_failed, char *err, size_t errlen)
+/* Opens a tail for `path` of source `si`. `expect` (or NULL): the file the caller means (its
+ * st_dev and st_ino): if `path` leads to another one when opened (rotated since the caller
+ * looked), nothing is opened (tail_open_flags, ESTALE) and the caller looks again. `judged`: the
+ * size in bytes the file had when is_copy found it no copy, or -1 (not judged: it has a record, or
+ * is opened for another reason). Returns it, or NULL: the file cannot be opened now (logged), or
+ * *spool_failed is set and `err` says why. */
+static struct wtail *open_path(struct watch *w, size_t si, const char *path,
+                               const struct stat *expect, int64_t judged, int *spool_failed,
+                               char *err, size_t errlen)
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
@@ -1321,7 +1345,11 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path, int
 	 * it again by the size it has then (t_copy_judged_race.sh). */
 	if (judged >= 0)
 		crash_point("watch_open_judged");
-	t = tail_open_flags(&w->ctx, path, si, flags, judged, &ferr, e, sizeof(e));
+	t = tail_open_flags(&w->ctx, path, si, flags, expect, judged, &ferr, e, sizeof(e));
+	if (t == NULL && ferr == ESTALE && expect != NULL) {
+		log_info("%s (rotated meanwhile: looked for again)", e);
+		return NULL;
+	}
 	if (t == NULL) {
 		fail_log(w, path, e);
 		if (first && (fi = fail_find(w, path)) >= 0)
@@ -1452,9 +1480,10 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 				continue;
 			}
 			if (pass == 0 ? !has_record(w, si, path, &st)
-			              : is_copy(w, si, path, &looked))
+			              : is_copy(w, si, path, -1, &looked))
 				continue;
-			if (open_path(w, si, path, looked, &spool_failed, err, errlen) == NULL &&
+			if (open_path(w, si, path, NULL, looked, &spool_failed, err, errlen) ==
+			        NULL &&
 			    spool_failed) {
 				rc = -1;
 				err = NULL; /* keep the first error */
@@ -1687,7 +1716,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
-			wt = open_path(w, si, path, -1, &spool_failed, e, sizeof(e));
+			wt = open_path(w, si, path, NULL, -1, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;
 				wt->orphan_size = -1;
@@ -1828,14 +1857,18 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		long si = config_source_find(w->ctx.cfg, f->source);
 		struct wtail *wt;
 		const struct wtail *holder;
-		struct stat st;
+		struct stat st, want;
 		char *path = NULL, *dir;
-		int spool_failed;
+		int spool_failed, looks = 0;
 
 		if (si < 0 || !first_scan(w, (size_t)si) ||
 		    tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
 		    fail_find(w, f->path) >= 0)
 			continue;
+		memset(&want, 0, sizeof(want));
+		want.st_dev = (dev_t)f->dev;
+		want.st_ino = (ino_t)f->ino;
+	look:
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
@@ -1898,10 +1931,23 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			unread_rotations(w, (size_t)si, f, NULL);
 			continue;
 		}
-		wt = open_path(w, (size_t)si, path, -1, &spool_failed, rc == 0 ? err : e,
+		/* Between the look and the open, a rotation may move the file on (app.log.1 to
+		 * app.log.2) and another into its place: the file opened would be that one, read
+		 * twice or by a second tail, and the record's rest never read
+		 * (t_recover_rotated_race.sh). Opened only if it is the record's file; else looked
+		 * for again where the rotation left it. */
+		crash_point("watch_recover_open");
+		wt = open_path(w, (size_t)si, path, &want, -1, &spool_failed, rc == 0 ? err : e,
 		               rc == 0 ? errlen : sizeof(e));
 		if (spool_failed)
 			rc = -1;
+		if (wt == NULL && !spool_failed && looks++ < WATCH_RECOVER_LOOKS &&
+		    !(stat(path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+		      (uint64_t)st.st_ino == f->ino)) {
+			free(path);
+			path = NULL;
+			goto look;
+		}
 		if (wt != NULL) {
 			/* Under its recorded name: rotated before, read to its end by an earlier
 			 * run that stopped before releasing it, not rotated since. */
@@ -2062,9 +2108,9 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			dirty_add(w, wt);
 			continue;
 		}
-		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, &looked))
+		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, -1, &looked))
 			continue;
-		wt = open_path(w, si, cand, looked, &spool_failed, e, sizeof(e));
+		wt = open_path(w, si, cand, NULL, looked, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
 	}
@@ -2245,8 +2291,8 @@ static void tokens_resolve(struct watch *w)
 			    src->name);
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
-		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, &looked))) {
-			wt = open_path(w, k->si, path, looked, &spool_failed, e, sizeof(e));
+		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, -1, &looked))) {
+			wt = open_path(w, k->si, path, NULL, looked, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(
 				    "%s: appeared under a name the glob of source %s matches and "

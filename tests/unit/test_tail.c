@@ -897,7 +897,8 @@ static void test_read_from_tail(void **state)
 	/* A file that appeared while running is read from its head whatever read_from says. */
 	snprintf(path, sizeof(path), "%s/new.log", fx->dir);
 	write_str(path, "cus_n 1\n", 0);
-	t = tail_open_flags(&fx->ctx, path, 0, TAIL_OPEN_CREATED, -1, &ferr, err, sizeof(err));
+	t = tail_open_flags(&fx->ctx, path, 0, TAIL_OPEN_CREATED, NULL, -1, &ferr, err,
+	                    sizeof(err));
 	assert_non_null(t);
 	assert_int_equal(tail_file(t)->offset, 0);
 	assert_int_equal(read_tail(t), 8);
@@ -914,12 +915,12 @@ static void test_open_errors(void **state)
 
 	build_rules(fx);
 	snprintf(path, sizeof(path), "%s/missing.log", fx->dir);
-	assert_null(tail_open_flags(&fx->ctx, path, 0, 0, -1, &ferr, err, sizeof(err)));
+	assert_null(tail_open_flags(&fx->ctx, path, 0, 0, NULL, -1, &ferr, err, sizeof(err)));
 	assert_int_equal(ferr, ENOENT);
 	assert_non_null(strstr(err, "missing.log"));
 
 	ferr = -1;
-	assert_null(tail_open_flags(&fx->ctx, fx->dir, 0, 0, -1, &ferr, err, sizeof(err)));
+	assert_null(tail_open_flags(&fx->ctx, fx->dir, 0, 0, NULL, -1, &ferr, err, sizeof(err)));
 	assert_int_equal(ferr, EINVAL);
 
 	/* A spool that cannot be written: a spool error, not the file's. */
@@ -928,7 +929,7 @@ static void test_open_errors(void **state)
 	assert_non_null(ro);
 	fx->ctx.spool = ro;
 	ferr = -1;
-	t = tail_open_flags(&fx->ctx, fx->log, 0, 0, -1, &ferr, err, sizeof(err));
+	t = tail_open_flags(&fx->ctx, fx->log, 0, 0, NULL, -1, &ferr, err, sizeof(err));
 	assert_null(t);
 	assert_int_equal(ferr, 0);
 	fx->ctx.spool = fx->sp;
