@@ -1604,24 +1604,24 @@ static int lines_found(int fd, char *const line[2], const size_t len[2], int n)
 	return found[0] && found[1];
 }
 
-/* Whether the file at `piece` (not read, no record) holds a piece of the file `fd` (read, or read
- * to its end now): its first line, and its second if it has one, are whole lines of `fd`. A file
- * made of lines of a log (`tail`, `grep`, `sort` of it) is so; a rotation never read is not. The
- * lines it starts with that `fd` starts with too, in the same order, are left out first: a header
- * every file of the log starts with (a banner, or W3C's `#Version` and `#Fields` lines), which a
- * rotation never read holds as well and which told it for a piece. A piece cut from the middle or
- * the end of `fd` does not start with them, and the lines after them tell for one that does. The
- * first WATCH_PIECE_LINE bytes of a longer line stand for it. Returns 1 or 0 (0 if `piece`
- * cannot be read). */
-static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
+/* Whether the file open as `pfd` (not read, no record) holds a piece of the file `fd` (read, or
+ * read to its end now): its first line, and its second if it has one, are whole lines of `fd`. A
+ * file made of lines of a log (`tail`, `grep`, `sort` of it) is so; a rotation never read is not.
+ * The lines it starts with that `fd` starts with too, in the same order, are left out first: a
+ * header every file of the log starts with (a banner, or W3C's `#Version` and `#Fields` lines),
+ * which a rotation never read holds as well and which told it for a piece. A piece cut from the
+ * middle or the end of `fd` does not start with them, and the lines after them tell for one that
+ * does. The first WATCH_PIECE_LINE bytes of a longer line stand for it. Returns 1 or 0 (0 if
+ * `pfd` cannot be read). */
+static int piece_of(int pfd, int fd)
 {
 	char *line[2] = {NULL, NULL}, *head = malloc(2 * WATCH_PIECE_LINE);
 	char *own = malloc(2 * WATCH_PIECE_LINE);
 	size_t len[2] = {0, 0}, skip = 0;
 	ssize_t r = -1, o = -1;
-	int n = 0, pfd = look_open(w, si, piece), is_piece = 0;
+	int n = 0, is_piece = 0;
 
-	if (head != NULL && own != NULL && pfd >= 0) {
+	if (head != NULL && own != NULL) {
 		do
 			r = pread(pfd, head, 2 * WATCH_PIECE_LINE, 0);
 		while (r < 0 && errno == EINTR);
@@ -1629,8 +1629,6 @@ static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
 			o = pread(fd, own, 2 * WATCH_PIECE_LINE, 0);
 		while (r > 0 && o < 0 && errno == EINTR);
 	}
-	if (pfd >= 0)
-		close(pfd);
 	while (r > 0 && o > 0 && skip < (size_t)r) {
 		char *nl = memchr(head + skip, '\n', (size_t)r - skip);
 		size_t end = nl != NULL ? (size_t)(nl - head) + 1 : 0;
@@ -1656,7 +1654,14 @@ static int piece_of(struct watch *w, size_t si, const char *piece, int fd)
 }
 
 /* unread_rotations in one directory, `dir` (the log's own, or its olddir). `rec` is scratch
- * space; `*nfd` is the renamed file `now` once opened for the first candidate (-2: not yet). */
+ * space; `*nfd` is the renamed file `now` once opened for the first candidate (-2: not yet).
+ * Each file is judged by what it holds when opened for the look (the stat of that descriptor),
+ * and opened for its tail only if its name still leads to that file (open_path's `expect`): a
+ * rotation meanwhile (logrotate's run as logmeter starts) moves it on (app.log.1 to app.log.2)
+ * and another file into its name, the live log another tail reads, or one never judged. Then the
+ * directory is looked through again (the files opened since have tails, and are skipped), at
+ * most WATCH_RECOVER_LOOKS more times; a file judged no rotation was warned about by the first
+ * look, and is left unread silently by the next ones. */
 static void unread_in(struct watch *w, size_t si, const struct spool_file *f, const char *now,
                       const char *dir, struct spool_file *rec, int *nfd)
 {
@@ -1666,15 +1671,23 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 	size_t blen = strlen(base);
 	struct dirent *de;
 	DIR *d = opendir(dir);
+	int looks = 0, moved = 0;
 
-	while (d != NULL && (de = readdir(d)) != NULL) {
+	while (d != NULL) {
 		char *path;
-		struct stat st;
-		int fd, known = 1, spool_failed, ext = 0;
-		int named = strncmp(de->d_name, base, blen) == 0 && de->d_name[blen] != '\0';
+		struct stat st, fst;
+		int fd = -1, known = 1, spool_failed, ext = 0, named;
 		const char *why = NULL;
 		struct wtail *wt;
 
+		if ((de = readdir(d)) == NULL) {
+			if (!moved || looks++ >= WATCH_RECOVER_LOOKS)
+				break;
+			moved = 0;
+			rewinddir(d);
+			continue;
+		}
+		named = strncmp(de->d_name, base, blen) == 0 && de->d_name[blen] != '\0';
 		if (!named)
 			ext = tail_extension_rotation(base, de->d_name);
 		if ((!named && !ext) || excluded(src, de->d_name) ||
@@ -1684,23 +1697,36 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
 		    !has_record(w, si, path, &st) && (fd = look_open(w, si, path)) >= 0) {
+			/* Judged by what the look opened: renamed between the stat and the open,
+			 * the name led to another file, judged as this one (looked at again below).
+			 */
+			if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev ||
+			    fst.st_ino != st.st_ino) {
+				close(fd);
+				free(path);
+				moved = 1;
+				continue;
+			}
 			/* Any match, a head alone too: which of its lines were read cannot be
 			 * told, and it is not billed twice. */
 			known = tail_identify(&w->ctx, fd, 0, st.st_size, src->name, NULL, 0, rec,
 			                      e, sizeof(e)) != TAIL_MATCH_NONE;
-			close(fd);
 			if (!known && !ext && !tail_rotation_suffix(de->d_name + blen))
 				why = "its name is not one logrotate gives a rotated file";
 			if (!known && why == NULL && now != NULL) {
 				if (*nfd == -2)
 					*nfd = look_open(w, si, now);
-				if (*nfd >= 0 && piece_of(w, si, path, *nfd))
+				if (*nfd >= 0 && piece_of(fd, *nfd))
 					why =
 					    "its first lines are lines of that file: a piece of it "
 					    "(tail, grep or sort output), not a rotation";
 			}
+			close(fd);
 		}
-		if (why != NULL) {
+		if (why != NULL && looks > 0) {
+			log_debug("%s: beside %s, not read: %s", path, now != NULL ? now : f->path,
+			          why);
+		} else if (why != NULL) {
 			w->not_rotations++;
 			log_warn(
 			    "%s: beside %s, rotated while logmeter was stopped, but not read: %s "
@@ -1709,6 +1735,18 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			    path, now != NULL ? now : f->path, why, w->not_rotations);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_NOT_ROTATION, path);
 		} else if (!known) {
+			/* Between the look and the open, a rotation may move it on and another file
+			 * into its name (t_unread_rotated_race.sh): opened only if it is the file
+			 * judged, else looked for again where the rotation left it. */
+			crash_point("watch_unread_open");
+			wt = open_path(w, si, path, &st, -1, &spool_failed, e, sizeof(e));
+			if (wt == NULL && !spool_failed &&
+			    !(stat(path, &fst) == 0 && fst.st_dev == st.st_dev &&
+			      fst.st_ino == st.st_ino)) {
+				moved = 1;
+				free(path);
+				continue;
+			}
 			w->unread_rotated++;
 			log_warn(
 			    "%s: rotated from %s while logmeter was stopped, and never read (no "
@@ -1716,7 +1754,6 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			    "rotated again before logmeter started (%lu such files since start)",
 			    path, f->path, w->unread_rotated);
 			guard_tailing(w->ctx.guard, GUARD_TAIL_ROTATED_STOPPED, path);
-			wt = open_path(w, si, path, NULL, -1, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				wt->orphan = 1;
 				wt->orphan_size = -1;

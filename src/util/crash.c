@@ -20,6 +20,7 @@ const char *const crash_point_names[] = {
     "spool_file_add",      /* a new file's record committed, nothing read from it yet */
     "tail_reset",          /* a stale checkpoint gave the open file a new record, not read yet */
     "watch_recover_open",  /* a reading record's file found at start, before it is opened */
+    "watch_unread_open",   /* a rotation never read judged at start, before it is opened */
     "watch_open_judged",   /* a file without a record judged no copy, before it is opened */
     "watch_first_look",    /* a file opened empty holds bytes now, before they are judged */
     "watch_first_read",    /* a file opened empty judged (a copy or not), before its first read */
