@@ -563,9 +563,10 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
  * it) was judged by what its former name led to then (nothing, or another file) and read as a new
  * file (t_copy_renamed_race.sh); it is noted, or forgotten, only while `path` still leads to it.
  * With `fd` < 0 the file `path` leads to is opened for the look. *looked (if not NULL) gets the
- * size in bytes the file had when judged, -1 if it could not be looked at: a file that is longer
- * when opened is judged again (open_path). */
-static int is_copy(struct watch *w, size_t si, const char *path, int fd, int64_t *looked)
+ * fstat(2) of the file judged (its device, inode and size in bytes), its st_size -1 if it could
+ * not be looked at: open_path opens no other file under `path`, and judges again a file that is
+ * longer when opened. */
+static int is_copy(struct watch *w, size_t si, const char *path, int fd, struct stat *looked)
 {
 	char *dir = path_dir(path);
 	const struct wtail *of = NULL;
@@ -574,8 +575,10 @@ static int is_copy(struct watch *w, size_t si, const char *path, int fd, int64_t
 	long i;
 
 	memset(&st, 0, sizeof(st));
-	if (looked != NULL)
-		*looked = -1;
+	if (looked != NULL) {
+		memset(looked, 0, sizeof(*looked));
+		looked->st_size = -1;
+	}
 	if (own)
 		fd = look_open(w, si, path);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && dir != NULL &&
@@ -583,7 +586,7 @@ static int is_copy(struct watch *w, size_t si, const char *path, int fd, int64_t
 		int candidate = tail_copy_candidate(fd, &st);
 
 		if (looked != NULL)
-			*looked = (int64_t)st.st_size;
+			*looked = st;
 		if (!own)
 			named = stat(path, &pst) == 0 && pst.st_dev == st.st_dev &&
 			        pst.st_ino == st.st_ino;
@@ -1061,8 +1064,8 @@ static int resume(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 }
 
 static struct wtail *open_path(struct watch *w, size_t si, const char *path,
-                               const struct stat *expect, int64_t judged, int *spool_failed,
-                               char *err, size_t errlen);
+                               const struct stat *expect, const struct stat *judged,
+                               int *spool_failed, char *err, size_t errlen);
 static long file_owner(struct watch *w, size_t si, const char *path, const struct stat *st);
 static void share_note(struct watch *w, size_t si, const char *path, size_t owner);
 
@@ -1081,12 +1084,12 @@ static void recheck_copies(struct watch *w, size_t si)
 		struct wtail *nt;
 		struct stat st;
 		int spool_failed;
-		int64_t looked = -1;
+		struct stat looked;
 
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
 		    !has_record(w, si, path, &st) && !is_copy(w, si, path, -1, &looked)) {
-			nt = open_path(w, si, path, NULL, looked, &spool_failed, e, sizeof(e));
+			nt = open_path(w, si, path, NULL, &looked, &spool_failed, e, sizeof(e));
 			if (nt != NULL)
 				dirty_add(w, nt);
 			else if (e[0] != '\0') /* not silent: the next rescan finds it again */
@@ -1126,8 +1129,9 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 	if (rc == 0 && tail_file(wt->t)->id == 0 && !wt->link && tail_stat(wt->t, &st) == 0) {
 		size_t si = tail_source_index(wt->t);
 		long owner = -1;
-		int64_t looked = -1;
+		struct stat looked;
 
+		looked.st_size = -1;
 		if (st.st_size > 0)
 			crash_point("watch_first_look");
 		if (st.st_size > 0 && (is_copy(w, si, tail_path(wt->t), tail_fd(wt->t), &looked) ||
@@ -1139,7 +1143,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 			return 1;
 		}
 		/* Read no further than the size judged (it may have grown since the fstat). */
-		limit = looked >= 0 ? looked : st.st_size;
+		limit = looked.st_size >= 0 ? (int64_t)looked.st_size : st.st_size;
 		crash_point("watch_first_read");
 	}
 	errno = 0;
@@ -1315,13 +1319,16 @@ static void share_remove(struct watch *w, size_t i)
 
 /* Opens a tail for `path` of source `si`. `expect` (or NULL): the file the caller means (its
  * st_dev and st_ino): if `path` leads to another one when opened (rotated since the caller
- * looked), nothing is opened (tail_open_flags, ESTALE) and the caller looks again. `judged`: the
- * size in bytes the file had when is_copy found it no copy, or -1 (not judged: it has a record, or
- * is opened for another reason). Returns it, or NULL: the file cannot be opened now (logged), or
- * *spool_failed is set and `err` says why. */
+ * looked), nothing is opened (tail_open_flags, ESTALE) and the caller looks again. `judged` (or
+ * NULL, or its st_size -1: not judged, it has a record or is opened for another reason): the file
+ * as is_copy found it no copy. Another file under `path` now (a copy moved over it: `cp app.log
+ * copy.tmp && mv copy.tmp new.log`) is not opened, but judged when the event of its name comes,
+ * or at the next rescan (t_copy_replaced_race.sh); the file judged, longer now, is opened as an
+ * empty file is, and judged again at its first read (t_copy_judged_race.sh). Returns it, or NULL:
+ * the file cannot be opened now (logged), or *spool_failed is set and `err` says why. */
 static struct wtail *open_path(struct watch *w, size_t si, const char *path,
-                               const struct stat *expect, int64_t judged, int *spool_failed,
-                               char *err, size_t errlen)
+                               const struct stat *expect, const struct stat *judged,
+                               int *spool_failed, char *err, size_t errlen)
 {
 	char e[1024] = "";
 	long fi = fail_find(w, path);
@@ -1332,8 +1339,11 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path,
 	struct stat st;
 	int ferr = 0;
 	long owner;
+	int64_t size = judged != NULL ? (int64_t)judged->st_size : -1;
 
 	*spool_failed = 0;
+	if (size >= 0 && expect == NULL)
+		expect = judged;
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (owner = file_owner(w, si, path, &st)) >= 0) {
 		share_note(w, si, path, (size_t)owner);
@@ -1343,11 +1353,13 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path,
 	/* Between the look and the open, a copy may be filled (cp creates its output empty, then
 	 * writes it): the tail opens it as it opens an empty file if it grew, and read_tail judges
 	 * it again by the size it has then (t_copy_judged_race.sh). */
-	if (judged >= 0)
+	if (size >= 0)
 		crash_point("watch_open_judged");
-	t = tail_open_flags(&w->ctx, path, si, flags, expect, judged, &ferr, e, sizeof(e));
+	t = tail_open_flags(&w->ctx, path, si, flags, expect, size, &ferr, e, sizeof(e));
 	if (t == NULL && ferr == ESTALE && expect != NULL) {
-		log_info("%s (rotated meanwhile: looked for again)", e);
+		log_info("%s (%s)", e,
+		         expect == judged ? "replaced since it was judged: judged when seen again"
+		                          : "rotated meanwhile: looked for again");
 		return NULL;
 	}
 	if (t == NULL) {
@@ -1467,8 +1479,9 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			struct wtail *wt;
 			struct stat st;
 			int spool_failed;
-			int64_t looked = -1;
+			struct stat looked;
 
+			looked.st_size = -1;
 			if (excluded(src, path_base(path)) || stat(path, &st) < 0 ||
 			    !S_ISREG(st.st_mode))
 				continue;
@@ -1482,7 +1495,7 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			if (pass == 0 ? !has_record(w, si, path, &st)
 			              : is_copy(w, si, path, -1, &looked))
 				continue;
-			if (open_path(w, si, path, NULL, looked, &spool_failed, err, errlen) ==
+			if (open_path(w, si, path, NULL, &looked, &spool_failed, err, errlen) ==
 			        NULL &&
 			    spool_failed) {
 				rc = -1;
@@ -1739,7 +1752,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			 * into its name (t_unread_rotated_race.sh): opened only if it is the file
 			 * judged, else looked for again where the rotation left it. */
 			crash_point("watch_unread_open");
-			wt = open_path(w, si, path, &st, -1, &spool_failed, e, sizeof(e));
+			wt = open_path(w, si, path, &st, NULL, &spool_failed, e, sizeof(e));
 			if (wt == NULL && !spool_failed &&
 			    !(stat(path, &fst) == 0 && fst.st_dev == st.st_dev &&
 			      fst.st_ino == st.st_ino)) {
@@ -1974,7 +1987,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		 * (t_recover_rotated_race.sh). Opened only if it is the record's file; else looked
 		 * for again where the rotation left it. */
 		crash_point("watch_recover_open");
-		wt = open_path(w, (size_t)si, path, &want, -1, &spool_failed, rc == 0 ? err : e,
+		wt = open_path(w, (size_t)si, path, &want, NULL, &spool_failed, rc == 0 ? err : e,
 		               rc == 0 ? errlen : sizeof(e));
 		if (spool_failed)
 			rc = -1;
@@ -2133,8 +2146,9 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
-		int64_t looked = -1;
+		struct stat looked;
 
+		looked.st_size = -1;
 		if (!glob_match(w, si, d, name, joined, &cand) || stat(cand, &st) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;
@@ -2147,7 +2161,7 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 		}
 		if (!has_record(w, si, cand, &st) && is_copy(w, si, cand, -1, &looked))
 			continue;
-		wt = open_path(w, si, cand, NULL, looked, &spool_failed, e, sizeof(e));
+		wt = open_path(w, si, cand, NULL, &looked, &spool_failed, e, sizeof(e));
 		if (wt != NULL)
 			dirty_add(w, wt);
 	}
@@ -2318,8 +2332,9 @@ static void tokens_resolve(struct watch *w)
 		struct wtail *wt;
 		struct stat st;
 		int spool_failed;
-		int64_t looked = -1;
+		struct stat looked;
 
+		looked.st_size = -1;
 		if (k->name == NULL)
 			log_warn(
 			    "source %s: a file that appeared under a name its glob matches was "
@@ -2329,7 +2344,7 @@ static void tokens_resolve(struct watch *w)
 		if (path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    tail_find(w, k->si, st.st_dev, st.st_ino) == NULL &&
 		    (has_record(w, k->si, path, &st) || !is_copy(w, k->si, path, -1, &looked))) {
-			wt = open_path(w, k->si, path, NULL, looked, &spool_failed, e, sizeof(e));
+			wt = open_path(w, k->si, path, NULL, &looked, &spool_failed, e, sizeof(e));
 			if (wt != NULL) {
 				log_info(
 				    "%s: appeared under a name the glob of source %s matches and "
