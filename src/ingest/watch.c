@@ -1202,17 +1202,27 @@ static int changed(const struct wtail *wt)
 	       st.st_ctim.tv_nsec != wt->read_ctime.tv_nsec;
 }
 
-/* After a successful read: closes the file if it was deleted. Returns 1 if released (wt is
- * freed). */
+/* After a successful read: closes the file if it was deleted, once it is read to its end. The read
+ * before this call may have come before the last lines and the deletion (a rescan reads a file
+ * while its writer appends and deletes it: those lines come with events the agent handles only
+ * after the release, when the file can no longer be read), so a file found deleted is read once
+ * more: after the deletion, nothing is written to it but by a writer that still holds it open
+ * (tests/t_deleted_scan_race.sh). Returns 1 if released or freed by that read (wt is freed). */
 static int release_if_deleted(struct watch *w, struct wtail *wt)
 {
 	struct stat st;
+	char e[1024];
+	int r;
 
-	if (tail_is_open(wt->t) && tail_stat(wt->t, &st) == 0 && st.st_nlink == 0) {
-		release(w, wt, "deleted and read to its end", SPOOL_FILE_GONE);
+	if (!tail_is_open(wt->t) || tail_stat(wt->t, &st) != 0 || st.st_nlink != 0)
+		return 0;
+	r = read_tail(w, wt, e, sizeof(e));
+	if (r > 0)
 		return 1;
-	}
-	return 0;
+	if (r < 0)
+		return 0; /* logged; read again at the next change or rescan */
+	release(w, wt, "deleted and read to its end", SPOOL_FILE_GONE);
+	return 1;
 }
 
 /* ---- files the globs of several sources match ----------------------------------------------- */
@@ -2070,6 +2080,7 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			rc = -1;
 			continue;
 		}
+		crash_point("watch_scan_read");
 		if (release_if_deleted(w, wt) || !wt->orphan || tail_stat(wt->t, &st) < 0)
 			continue;
 		now = clock_mono_ms();

@@ -24,6 +24,7 @@ const char *const crash_point_names[] = {
     "watch_open_judged",   /* a file without a record judged no copy, before it is opened */
     "watch_first_look",    /* a file opened empty holds bytes now, before they are judged */
     "watch_first_read",    /* a file opened empty judged (a copy or not), before its first read */
+    "watch_scan_read",     /* a rescan read a tail, before it looks whether it was deleted */
     "tail_before_commit",  /* lines read and turned into events, before the commit */
     "spool_commit_inside", /* events and checkpoint written in the transaction, not committed */
     "spool_commit_after",  /* committed, before the tail advances its in-memory checkpoint */

@@ -995,7 +995,8 @@ static void wait_or_fail(struct spool *sp, int (*cond)(struct spool *sp, void *u
 		return;
 	watch_stop(w);
 	pthread_join(th, NULL);
-	fail_msg("timed out (60 s) waiting for %s", what);
+	fail_msg("timed out (60 s) waiting for %s (%lld events pending)", what,
+	         (long long)pending(sp));
 }
 
 static int pending_is(struct spool *sp, void *ud)
@@ -1064,7 +1065,8 @@ static void test_watch(void **state)
 	write_str(a, "cus_a 3\n", 1);
 	write_str(real, "cus_r 2\n", 1);
 	want = 6;
-	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	wait_or_fail(sp2, pending_is, &want, w, th,
+	             "the new file, the append and the symlink target's append");
 
 	/* Rotation: a line written just before the rename is read, and the file is followed to
 	 * its new name (still matched). Then a deleted file is read to its end and released. */
@@ -1072,18 +1074,19 @@ static void test_watch(void **state)
 	assert_int_equal(rename(a, rot), 0);
 	write_str(b, "cus_b 6\n", 1);
 	want = 8;
-	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	wait_or_fail(sp2, pending_is, &want, w, th,
+	             "the line written just before the rotation and the append to b.log");
 	ff.suffix = "/a.log.1";
 	ff.f.state = SPOOL_FILE_READING;
-	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "a.log's record under its new name");
 
 	write_str(b, "cus_b 7\n", 1);
 	assert_int_equal(unlink(b), 0);
 	ff.suffix = "/b.log";
 	ff.f.state = SPOOL_FILE_GONE;
-	wait_or_fail(sp2, file_state_is, &ff, w, th, "the file record's state");
+	wait_or_fail(sp2, file_state_is, &ff, w, th, "b.log's release");
 	want = 9;
-	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	wait_or_fail(sp2, pending_is, &want, w, th, "b.log's last line, read before its release");
 
 	/* Replaced by a rename over it: the old file is read to its end and released at once (no
 	 * IN_DELETE comes for it), the new one is read from its start. */
@@ -1091,7 +1094,7 @@ static void test_watch(void **state)
 	snprintf(dtmp, sizeof(dtmp), "%s/d.tmp", fx->dir);
 	write_str(d, "cus_d 1\n", 0);
 	want = 10;
-	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	wait_or_fail(sp2, pending_is, &want, w, th, "the new d.log");
 	memset(&ff, 0, sizeof(ff));
 	ff.suffix = "/d.log";
 	assert_int_equal(spool_files_foreach(sp2, find_file_cb, &ff, err, sizeof(err)), 0);
@@ -1103,7 +1106,8 @@ static void test_watch(void **state)
 	ff.f.state = SPOOL_FILE_GONE;
 	wait_or_fail(sp2, file_state_is, &ff, w, th, "the replaced file's release");
 	want = 12;
-	wait_or_fail(sp2, pending_is, &want, w, th, "pending events");
+	wait_or_fail(sp2, pending_is, &want, w, th,
+	             "d.log's last line and the line of the file renamed over it");
 
 	watch_stop(w);
 	assert_int_equal(pthread_join(th, NULL), 0);
