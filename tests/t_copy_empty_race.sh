@@ -30,10 +30,6 @@ exec 7>>"$R" # the writer: O_APPEND, never reopened
 writer_init
 writer_put 20 # the original has a record from the start: no file is opened empty but the copy
 
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 # stopped_at_empty_copy N: the copy app.log.1 made empty, the agent stopped at its first read of
 # it (the N-th stop line in the log: one per agent start).
 stops() { grep -c "stop point watch_first_read reached (1)" "$T/agent.log"; }

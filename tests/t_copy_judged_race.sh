@@ -26,10 +26,6 @@ exec 7>>"$G" # the writer: O_APPEND, never reopened
 writer_init
 writer_put 20
 
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 agent_start "$conf" 7>&-
 settle "first lines"
 agent_stop || fail "agent did not stop cleanly"
@@ -38,18 +34,9 @@ LOGMETER_STOP_AT=watch_open_judged:1,watch_open_judged:2 agent_start "$conf" 7>&
 wait_until 60 grep -q "g/app.log: tailing for source g" "$T/agent.log" ||
 	fail "the original was not opened again"
 
-stops() { grep -c "stop point watch_open_judged reached" "$T/agent.log"; }
-# stopped N: the agent stopped at the N-th judged open, and frozen.
-stopped() {
-	local n=$1
-	at_stop() { [ "$(stops)" -ge "$n" ]; }
-	wait_until 60 at_stop || fail "the agent did not stop at the open of the judged copy ($n)"
-	wait_until 30 agent_frozen || fail "the agent did not stop"
-}
-
 note "1: the copy created empty, judged, and filled before the agent opened it"
 : > "$T/g/copy.log"
-stopped 1
+stopped_at watch_open_judged 1
 cat "$G" >> "$T/g/copy.log"
 kill -CONT "$AGENT_PID"
 writer_put 10
@@ -61,7 +48,7 @@ note "2: the copy judged with one line, its other lines written before the agent
 # Its first line made outside the glob and moved in: the agent sees the file with that line only.
 head -n 1 "$G" > "$T/g/copy2.tmp"
 mv "$T/g/copy2.tmp" "$T/g/copy2.log"
-stopped 2
+stopped_at watch_open_judged 2
 tail -n +2 "$G" >> "$T/g/copy2.log"
 kill -CONT "$AGENT_PID"
 writer_put 5

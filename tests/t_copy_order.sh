@@ -40,10 +40,6 @@ freeze() {
 	wait_until 30 agent_frozen || fail "the agent did not stop"
 }
 # settle WHAT: every line written (but the window's) accepted, every record read to its end.
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 note "1: the copy seen empty, filled while frozen; the truncated original read first"
 : > "$R.1"
 writer_put 20 # queued after the copy's events: once it is read, they were handled

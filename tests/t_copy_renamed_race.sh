@@ -30,10 +30,6 @@ exec 7>>"$G" # the writer: O_APPEND, never reopened
 writer_init
 writer_put 20
 
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 agent_start "$conf" 7>&-
 settle "first lines"
 agent_stop || fail "agent did not stop cleanly"

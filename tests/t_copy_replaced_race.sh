@@ -25,10 +25,6 @@ exec 7>>"$G" # the writer: O_APPEND, never reopened
 writer_init
 writer_put 20
 
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 agent_start "$conf" 7>&-
 settle "first lines"
 agent_stop || fail "agent did not stop cleanly"
@@ -45,9 +41,7 @@ cp "$G" "$T/g/copy.tmp"
 [ "$(wc -c < "$T/g/new.tmp")" -gt "$(wc -c < "$T/g/copy.tmp")" ] ||
 	fail "test bug: the file judged is not longer than the copy"
 mv "$T/g/new.tmp" "$T/g/new.log"
-at_stop() { grep -q "stop point watch_open_judged reached" "$T/agent.log"; }
-wait_until 60 at_stop || fail "the agent did not stop at the open of the judged file"
-wait_until 30 agent_frozen || fail "the agent did not stop"
+stopped_at watch_open_judged 1
 mv "$T/g/copy.tmp" "$T/g/new.log"
 kill -CONT "$AGENT_PID"
 writer_put 10

@@ -49,10 +49,6 @@ freeze() {
 	kill -STOP "$AGENT_PID"
 	wait_until 30 agent_frozen || fail "the agent did not stop"
 }
-settle() {
-	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
-	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
-}
 # same_size_copytruncate FILE WHAT: frozen, FILE copied to FILE.1 and truncated, then written
 # again to exactly its old size; thawed, and every line billed with no further write.
 same_size_copytruncate() {

@@ -67,6 +67,22 @@ caught_up() {
 delivered() {
 	accepted_at_least "$written"
 }
+
+# settle WHAT: every line written accepted and every record read to its file's end (the test's
+# configuration in $conf); fails naming WHAT otherwise.
+settle() {
+	wait_until 60 delivered || fail "$1: $(accepted_count) of $written accepted"
+	wait_until 60 caught_up "$conf" || fail "$1: the agent did not catch up"
+}
+
+# stopped_at POINT N: the agent reached stop point POINT (LOGMETER_STOP_AT) at least N times, and
+# every thread of it is stopped; fails otherwise.
+stopped_at() {
+	local point=$1 n=$2
+	_stops_reached() { [ "$(grep -c "stop point $point reached" "$T/agent.log")" -ge "$n" ]; }
+	wait_until 60 _stops_reached || fail "the agent did not stop at $point ($n)"
+	wait_until 30 agent_frozen || fail "the agent did not stop"
+}
 # copytruncate_while_running: the first cases of the copytruncate tests, with the running agent
 # and the test's own copytruncate WINDOW: the agent up to date when the copy is made; then frozen
 # (SIGSTOP) with lines not read yet when the copy is made, lines written between the copy and the
