@@ -553,6 +553,15 @@ static int has_record(struct watch *w, size_t si, const char *path, const struct
 	return has_record_at(w, si, path, st, &offset);
 }
 
+/* Whether `path` leads, now, to the file with device `dev` and inode `ino` (stat(2) follows a
+ * symlink): the file a caller looked at or means is still under that name. */
+static int names_file(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
 /* Whether the file at `path` (a regular file of source si without a tail or a record) is the copy
  * of a file tailed in the same directory (tail_copy_of); noted if it is, forgotten as a copy if it
  * no longer is. The tailed file may be another source's (app.log read by one source, its copy
@@ -570,7 +579,7 @@ static int is_copy(struct watch *w, size_t si, const char *path, int fd, struct 
 {
 	char *dir = path_dir(path);
 	const struct wtail *of = NULL;
-	struct stat st, dst, pst;
+	struct stat st, dst;
 	int own = fd < 0, named = 1, found = 0;
 	long i;
 
@@ -588,8 +597,7 @@ static int is_copy(struct watch *w, size_t si, const char *path, int fd, struct 
 		if (looked != NULL)
 			*looked = st;
 		if (!own)
-			named = stat(path, &pst) == 0 && pst.st_dev == st.st_dev &&
-			        pst.st_ino == st.st_ino;
+			named = names_file(path, st.st_dev, st.st_ino);
 
 		for (size_t k = 0; k < w->n_tails && of == NULL; k++) {
 			const struct wtail *wt = w->tails[k];
@@ -1430,9 +1438,7 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path,
 /* Whether the tail's current path still names its file. */
 static int path_still_names(const struct tail *t)
 {
-	struct stat st;
-
-	return stat(tail_path(t), &st) == 0 && st.st_dev == tail_dev(t) && st.st_ino == tail_ino(t);
+	return names_file(tail_path(t), tail_dev(t), tail_ino(t));
 }
 
 /* A glob match `path` is the file of tail wt: note it, follow a rename. */
@@ -1764,8 +1770,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			crash_point("watch_unread_open");
 			wt = open_path(w, si, path, &st, NULL, &spool_failed, e, sizeof(e));
 			if (wt == NULL && !spool_failed &&
-			    !(stat(path, &fst) == 0 && fst.st_dev == st.st_dev &&
-			      fst.st_ino == st.st_ino)) {
+			    !names_file(path, st.st_dev, st.st_ino)) {
 				moved = 1;
 				free(path);
 				continue;
@@ -2002,8 +2007,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (spool_failed)
 			rc = -1;
 		if (wt == NULL && !spool_failed && looks++ < WATCH_RECOVER_LOOKS &&
-		    !(stat(path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
-		      (uint64_t)st.st_ino == f->ino)) {
+		    !names_file(path, (dev_t)f->dev, (ino_t)f->ino)) {
 			free(path);
 			path = NULL;
 			goto look;
