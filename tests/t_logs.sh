@@ -5,7 +5,8 @@
 # as the entry's priority: `journalctl -p warning` keeps exactly the <3> and <4> lines. A
 # JOURNAL_STREAM that names another file (inherited, not ours) adds no prefix. log_format = json
 # writes one JSON object a line, prefixed the same way under the journal. A path with a newline,
-# a carriage return and an escape sequence in its name stays on its line, escaped.
+# a carriage return and an escape sequence in its name stays on its line, escaped. A reload the
+# running agent refuses under log_format = json logs each error of the configuration as a JSON object.
 . "$(dirname "$0")/lib.sh"
 lm_init logs
 # Only the requests meter: the bytes rule's events are refused by Stripe (warnings: dead letters).
@@ -144,3 +145,35 @@ grep -q '"message":"started: instance test' "$T/json.log" || fail "no started me
 st=$("$LOGMETER" status -c "$T/json.conf" || true)
 grep -q "dead letters $want_dead," <<<"$st" || fail "expected $want_dead dead letters: $st"
 note "text and JSON lines carry the journal's priorities; plain without the journal"
+
+# --- a reload refused, log_format = json: the configuration's errors as JSON objects too ---------
+# The running agent knows its log format: a SIGHUP whose configuration is broken logs each error
+# (FILE:LINE) as one error of that format, not as a bare text line among the JSON ones.
+cp "$T/json.conf" "$T/jsonr.conf"
+: >"$T/agent.log"
+agent_start "$T/jsonr.conf"
+started() { grep -q '"message":"started: instance test' "$T/agent.log"; }
+wait_until 60 started || fail "the agent did not start: $(tail -n 3 "$T/agent.log")"
+printf '[rule broken]\nsource = nowhere\n' >>"$T/jsonr.conf"
+bad_line=$(grep -n '^source = nowhere$' "$T/jsonr.conf" | cut -d: -f1)
+kill -HUP "$AGENT_PID"
+refused() { grep -q 'reload failed: keeping the running configuration' "$T/agent.log"; }
+wait_until 60 refused || fail "the refused reload was not logged: $(tail -n 3 "$T/agent.log")"
+agent_stop || fail "the agent exited $? after a refused reload"
+"$PYTHON3" - "$T/agent.log" "$T/jsonr.conf:$bad_line: " <<'PY' || fail "JSON log after a refused reload: see above"
+import json, re, sys
+errors = []
+for line in open(sys.argv[1], encoding="utf-8"):
+    m = re.match(r"^(?:<[0-9]>)?(\{.*\})\n$", line)
+    if not m:
+        sys.exit("not a JSON object: %r" % line)
+    o = json.loads(m.group(1))
+    if o["level"] == "error":
+        errors.append(o["message"])
+want = "reload failed: " + sys.argv[2]
+if not any(e.startswith(want) and "nowhere" in e for e in errors):
+    sys.exit("no error %r...nowhere among %r" % (want, errors))
+if errors[-1] != "reload failed: keeping the running configuration":
+    sys.exit("the last error: %r" % errors[-1])
+PY
+note "a refused reload's errors are JSON objects, FILE:LINE in each"

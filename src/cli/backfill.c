@@ -10,6 +10,7 @@
  * SIGINT and SIGTERM, which stop it at a commit, as they stop `run --once`. docs/backfill.md. */
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,17 +27,42 @@
 #include "send/sender.h"
 #include "store/spool.h"
 #include "util/log.h"
+#include "util/path.h"
 
 #define BACKFILL_GRACE_MS 5000 /* for requests in flight when stopped, as the agent's */
 
+/* The directory of `path` made absolute against the working directory, without resolving links
+ * (path_normalize), written as the part of a source's glob before its last '/' is: "" for a
+ * file at the root; into `out` (`len` bytes). Returns 0, or -1 with the reason in `err`. */
+static int absolute_dir(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+	char cwd[PATH_MAX], *joined = NULL, *slash;
+	int rc = -1;
+
+	if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) {
+		err_set(err, errlen, "%s: the working directory: %s", path, strerror(errno));
+		goto out;
+	}
+	joined = path_join(path[0] == '/' ? "" : cwd, path);
+	if (joined == NULL || path_normalize(joined, out, len) != 0) {
+		err_set(err, errlen, "%s: path too long, or out of memory", path);
+		goto out;
+	}
+	slash = strrchr(out, '/');
+	*slash = '\0';
+	rc = 0;
+out:
+	free(joined);
+	return rc;
+}
+
 /* The source an archive is billed as: --source, else the only source, else the only source
- * whose glob's directory is the archive's (a rotated log stays beside the live one). Returns its
- * index, or -1 with the reason in `err`. */
+ * whose glob's directory is the archive's (a rotated log stays beside the live one), a relative
+ * `path` taken from the working directory. Returns its index, or -1 with the reason in `err`. */
 static long pick_source(const struct config *cfg, const char *name, const char *path, char *err,
                         size_t errlen)
 {
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash != NULL ? (size_t)(slash - path) : 0;
+	char dir[PATH_MAX];
 	long found = -1;
 
 	if (name != NULL) {
@@ -47,12 +73,11 @@ static long pick_source(const struct config *cfg, const char *name, const char *
 	}
 	if (cfg->n_sources == 1)
 		return 0;
+	if (absolute_dir(path, dir, sizeof(dir), err, errlen) != 0)
+		return -1;
 	for (size_t i = 0; i < cfg->n_sources; i++) {
 		const char *glob = cfg->sources[i].path, *gs = strrchr(glob, '/');
-		char dir[4096];
 
-		snprintf(dir, sizeof(dir), "%.*s", slash != NULL ? (int)dirlen : 1,
-		         slash != NULL ? path : ".");
 		if (gs == NULL || (size_t)(gs - glob) >= sizeof(dir))
 			continue;
 		{

@@ -35,9 +35,15 @@ struct cli_setup {
 	struct rule_set *rules;
 };
 
-/* Loads `path` (config_load) and compiles its rules (rule_set_new), and sets the log level.
- * Prints the errors to standard error. Returns 0, or -1 (nothing to free). */
+/* Loads `path` (config_load) and compiles its rules (rule_set_new), and sets the log level and
+ * format. Prints the errors to standard error as they are (log_plain: the log format is not known
+ * yet). Returns 0, or -1 (nothing to free). */
 int cli_setup_load(struct cli_setup *s, const char *path);
+
+/* cli_setup_load without printing: the errors, one "FILE:LINE: message" a line, into `err`
+ * (`errlen` bytes, CONFIG_ERR_MAX is enough), for a caller whose log is set up already (the
+ * agent's reload, which logs them in its log format). Returns 0, or -1 (nothing to free). */
+int cli_setup_load_err(struct cli_setup *s, const char *path, char *err, size_t errlen);
 
 /* Frees what cli_setup_load made; safe on a zeroed or freed setup. */
 void cli_setup_free(struct cli_setup *s);

@@ -567,6 +567,23 @@ static int agent_reload_all(struct agent *a, struct cli_setup *next)
  * starts again. The sender, with its requests in flight, is kept unless its settings or the key
  * changed; then it finishes what is in flight (at most SHUTDOWN_GRACE_MS) before the new one
  * starts. */
+/* The errors of a configuration a reload refused (`errs`, one "FILE:LINE: message" a line), one
+ * error of the agent's log each, in its log format (log_format = json: one JSON object each), and
+ * then that the running configuration is kept. */
+static void log_reload_errors(const char *errs)
+{
+	const char *p = errs;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, "\n");
+
+		if (n > 0)
+			log_err("reload failed: %.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+	log_err("reload failed: keeping the running configuration");
+}
+
 static int agent_reload(struct agent *a, const char *path)
 {
 	struct cli_setup next = {0}, old;
@@ -574,13 +591,13 @@ static int agent_reload(struct agent *a, const char *path)
 	struct sender *sender = NULL;
 	struct space *space = NULL;
 	struct tail_ctx ctx;
-	char err[1024] = "", instance[sizeof(a->instance)], **olds;
+	char err[1024] = "", cerr[CONFIG_ERR_MAX], instance[sizeof(a->instance)], **olds;
 	size_t kept, n_olds;
 	int restart;
 
 	log_info("SIGHUP: reloading %s", path);
-	if (cli_setup_load(&next, path) != 0) {
-		log_err("reload failed: keeping the running configuration");
+	if (cli_setup_load_err(&next, path, cerr, sizeof(cerr)) != 0) {
+		log_reload_errors(cerr);
 		return -1;
 	}
 	/* Another spool has other checkpoints: every file would be read and billed again. */

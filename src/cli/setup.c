@@ -21,17 +21,16 @@ void cli_setup_free(struct cli_setup *s)
 	s->cfg = NULL;
 }
 
-int cli_setup_load(struct cli_setup *s, const char *path)
+int cli_setup_load_err(struct cli_setup *s, const char *path, char *err, size_t errlen)
 {
-	char err[CONFIG_ERR_MAX];
 	enum log_level level;
 	enum log_format format = LOG_FORMAT_TEXT;
 
-	err[0] = '\0';
-	s->cfg = config_load(path, err, sizeof(err));
+	err_set(err, errlen, "%s", "");
+	s->cfg = config_load(path, err, errlen);
 	if (s->cfg == NULL)
 		goto fail;
-	s->rules = rule_set_new(s->cfg, err, sizeof(err));
+	s->rules = rule_set_new(s->cfg, err, errlen);
 	if (s->rules == NULL)
 		goto fail;
 	if (log_level_parse(s->cfg->agent.log_level, &level) == 0)
@@ -41,8 +40,17 @@ int cli_setup_load(struct cli_setup *s, const char *path)
 	log_setup(format);
 	return 0;
 fail:
-	log_plain(LOG_LVL_ERR, err);
 	cli_setup_free(s);
+	return -1;
+}
+
+int cli_setup_load(struct cli_setup *s, const char *path)
+{
+	char err[CONFIG_ERR_MAX];
+
+	if (cli_setup_load_err(s, path, err, sizeof(err)) == 0)
+		return 0;
+	log_plain(LOG_LVL_ERR, err);
 	return -1;
 }
 
