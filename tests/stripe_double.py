@@ -10,7 +10,8 @@ Usage:
                    [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
-                   [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
+                   [--meters-page-max N] [--meters-stuck N] [--timestamp-skew S]
+                   [--record PATH] [--log PATH]
                    [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
                    [--session-created-skew S]
 
@@ -32,6 +33,11 @@ Usage:
                    and recorded again).
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
+  --meters-stuck N  a hostile list (not Stripe's behaviour): the N pages of GET /v1/billing/meters
+                   after the first are {data: [], has_more: true}, a list that says there is more
+                   and gives no meter to go on from; the page after them ends it (data [],
+                   has_more false). A client that follows has_more without asking for progress
+                   asks for all N (stats meter_lists).
   --timestamp-skew S  Stripe's clock is real time plus S seconds (default 0): a negative S is a
                    Stripe clock behind the client's, a positive one a clock ahead. Event
                    timestamps are validated by it (35 days back, 5 minutes ahead; v1 at once, the
@@ -566,6 +572,8 @@ class State:
         self.idempotency_ttl = args.idempotency_ttl
         self.identifier_ttl = args.identifier_ttl
         self.meters_page_max = args.meters_page_max
+        self.meters_stuck = args.meters_stuck  # empty pages with has_more still to answer
+        self.meters_stuck_given = args.meters_stuck > 0
         self.session_ttl = args.session_ttl
         self.sessions = {}  # token -> expires_at (the double's clock)
         self.stream_bucket = None
@@ -1083,6 +1091,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         items = [m for m in st.meter_list if status is None or m.status == status]
         page = min(limit, st.meters_page_max)
         cursor = after if after is not None else before
+        if cursor is not None and st.meters_stuck_given:
+            # --meters-stuck: pages that promise more and give nothing, then an empty end.
+            with st.lock:
+                more = st.meters_stuck > 0
+                st.meters_stuck -= 1 if more else 0
+            return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": more,
+                               "data": []})
         if cursor is not None and cursor not in order:
             return bad_request("No such billing meter: '%s'" % cursor,
                                "starting_after" if after is not None else "ending_before")
@@ -1893,6 +1908,9 @@ def main(argv=None):
                     "(default 86400)")
     ap.add_argument("--meters-page-max", type=positive_int, default=100, metavar="N",
                     help="largest page of GET /v1/billing/meters (default 100)")
+    ap.add_argument("--meters-stuck", type=positive_int, default=0, metavar="N",
+                    help="the N pages of GET /v1/billing/meters after the first are empty with "
+                    "has_more true, then one ends the list (a hostile list; default 0: none)")
     ap.add_argument("--timestamp-skew", type=int, default=0, metavar="S",
                     help="Stripe's clock is real time plus S seconds (default 0; negative: "
                     "behind the client's) for validating timestamps and for a session's "
