@@ -211,10 +211,13 @@ rate limited):
 
 Control endpoints (no auth, never faulted, not counted in the stats):
   POST /_double/faults  JSON {"clear": true, "spec": "...", "session_spec": "...", "rate": R,
-                        "kinds": [...], "seed": S}: clear both queues and random mode (if
-                        "clear"), append "spec" to the queue and "session_spec" to the session's
-                        queue, set random mode (if "rate"; rate 0 turns it off). Answers the
-                        fault state.
+                        "kinds": [...], "seed": S, "hold_meters": B}: clear both queues and
+                        random mode (if "clear"), append "spec" to the queue and "session_spec" to
+                        the session's queue, set random mode (if "rate"; rate 0 turns it off);
+                        "hold_meters": true makes GET /v1/billing/meters wait (after
+                        authentication) until "hold_meters": false, so that a test can act while
+                        a client waits for its meters. Answers the fault state (with
+                        "hold_meters" and "meters_waiting", the requests waiting).
   GET  /_double/faults  the fault state.
   POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
                         TTLs only; {"skew": S} sets --timestamp-skew from now on (Stripe's clock
@@ -574,6 +577,11 @@ class State:
         self.meters_page_max = args.meters_page_max
         self.meters_stuck = args.meters_stuck  # empty pages with has_more still to answer
         self.meters_stuck_given = args.meters_stuck > 0
+        # POST /_double/faults {"hold_meters": true}: GET /v1/billing/meters waits (set) until
+        # {"hold_meters": false}; meters_waiting counts the requests waiting.
+        self.meters_go = threading.Event()
+        self.meters_go.set()
+        self.meters_waiting = 0
         self.session_ttl = args.session_ttl
         self.sessions = {}  # token -> expires_at (the double's clock)
         self.stream_bucket = None
@@ -683,7 +691,9 @@ class State:
 
     def fault_state(self):
         return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds),
-                "session_queue": list(self.session_queue)}
+                "session_queue": list(self.session_queue),
+                "hold_meters": not self.meters_go.is_set(),
+                "meters_waiting": self.meters_waiting}
 
     def clock_state(self):
         return {"offset": self.clock_offset, "now": round(self.now(), 3)}
@@ -989,6 +999,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rate = float(req["rate"])
                 if not 0.0 <= rate <= 1.0:
                     raise ValueError("rate must be within 0..1")
+            hold = req.get("hold_meters")
+            if hold is not None and not isinstance(hold, bool):
+                raise ValueError("hold_meters must be true or false")
         except (ValueError, TypeError) as e:
             self.log_control(400)
             return self.send_json(400, error_body("invalid_request_error", str(e)))
@@ -1006,6 +1019,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.rate = rate
             if "seed" in req:
                 st.rng.seed(req["seed"])
+            if hold is True:
+                st.meters_go.clear()
+            elif hold is False:
+                st.meters_go.set()
             obj = st.fault_state()
         self.log_control(200)
         self.send_json(200, obj)
@@ -1065,6 +1082,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def list_meters(self, params):
         st = self.st
+        if not st.meters_go.is_set():
+            with st.lock:
+                st.meters_waiting += 1
+            st.meters_go.wait()
+            with st.lock:
+                st.meters_waiting -= 1
         limit, after, before, status = 10, None, None, None
         for k, v in params:
             if k == "limit":

@@ -2528,6 +2528,13 @@ static void windows_tick(struct sender *s, int64_t now)
 	    spool_windows_next_close(s->sp, &next, err, sizeof(err)) != 0) {
 		err_set(msg, sizeof(msg), "cannot close aggregation windows: %s; will retry", err);
 		ratelog_add(&s->spool_log, now, msg);
+		/* --once must not end as if nothing were left: windows_open still says what the
+		 * last check found (none, at the first), not the windows due now. */
+		if (s->once && !s->fatal) {
+			s->fatal = 1;
+			err_set(s->fatal_err, sizeof(s->fatal_err),
+			        "spool: cannot close aggregation windows: %s", err);
+		}
 		return;
 	}
 	if (closed > 0) {
