@@ -10,7 +10,7 @@ Usage:
                    [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
-                   [--meters-page-max N] [--meters-stuck N] [--timestamp-skew S]
+                   [--meters-page-max N] [--meters-stuck N[:first]] [--timestamp-skew S]
                    [--record PATH] [--log PATH]
                    [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
                    [--session-created-skew S]
@@ -33,11 +33,12 @@ Usage:
                    and recorded again).
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
-  --meters-stuck N  a hostile list (not Stripe's behaviour): the N pages of GET /v1/billing/meters
-                   after the first are {data: [], has_more: true}, a list that says there is more
-                   and gives no meter to go on from; the page after them ends it (data [],
-                   has_more false). A client that follows has_more without asking for progress
-                   asks for all N (stats meter_lists).
+  --meters-stuck N[:first]  a hostile list (not Stripe's behaviour): the N pages of
+                   GET /v1/billing/meters after the first are {data: [], has_more: true}, a list
+                   that says there is more and gives no meter to go on from; with ":first", they
+                   are the first page again, with has_more (a cache that ignores starting_after);
+                   the page after them ends it (data [], has_more false). A client that follows
+                   has_more without asking for progress asks for all N (stats meter_lists).
   --timestamp-skew S  Stripe's clock is real time plus S seconds (default 0): a negative S is a
                    Stripe clock behind the client's, a positive one a clock ahead. Event
                    timestamps are validated by it (35 days back, 5 minutes ahead; v1 at once, the
@@ -575,8 +576,9 @@ class State:
         self.idempotency_ttl = args.idempotency_ttl
         self.identifier_ttl = args.identifier_ttl
         self.meters_page_max = args.meters_page_max
-        self.meters_stuck = args.meters_stuck  # empty pages with has_more still to answer
-        self.meters_stuck_given = args.meters_stuck > 0
+        # Hostile pages with has_more still to answer, and whether they repeat the first.
+        self.meters_stuck, self.meters_stuck_first = args.meters_stuck
+        self.meters_stuck_given = self.meters_stuck > 0
         # POST /_double/faults {"hold_meters": true}: GET /v1/billing/meters waits (set) until
         # {"hold_meters": false}; meters_waiting counts the requests waiting.
         self.meters_go = threading.Event()
@@ -1115,12 +1117,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         page = min(limit, st.meters_page_max)
         cursor = after if after is not None else before
         if cursor is not None and st.meters_stuck_given:
-            # --meters-stuck: pages that promise more and give nothing, then an empty end.
+            # --meters-stuck: pages that promise more and give nothing new, then an empty end.
             with st.lock:
                 more = st.meters_stuck > 0
                 st.meters_stuck -= 1 if more else 0
+            data = [m.obj() for m in items[:page]] if more and st.meters_stuck_first else []
             return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": more,
-                               "data": []})
+                               "data": data})
         if cursor is not None and cursor not in order:
             return bad_request("No such billing meter: '%s'" % cursor,
                                "starting_after" if after is not None else "ending_before")
@@ -1885,6 +1888,14 @@ def positive_int(text):
     return v
 
 
+def meters_stuck_arg(text):
+    """--meters-stuck N[:first]: (N, repeat the first page)."""
+    n, sep, kind = text.partition(":")
+    if sep and kind != "first":
+        raise argparse.ArgumentTypeError("expected N or N:first")
+    return positive_int(n), bool(sep)
+
+
 def seconds_arg(text):
     try:
         v = float(text)
@@ -1931,9 +1942,11 @@ def main(argv=None):
                     "(default 86400)")
     ap.add_argument("--meters-page-max", type=positive_int, default=100, metavar="N",
                     help="largest page of GET /v1/billing/meters (default 100)")
-    ap.add_argument("--meters-stuck", type=positive_int, default=0, metavar="N",
-                    help="the N pages of GET /v1/billing/meters after the first are empty with "
-                    "has_more true, then one ends the list (a hostile list; default 0: none)")
+    ap.add_argument("--meters-stuck", type=meters_stuck_arg, default=(0, False),
+                    metavar="N[:first]",
+                    help="the N pages of GET /v1/billing/meters after the first are empty (or "
+                    "the first page again, with :first) with has_more true, then one ends the "
+                    "list (a hostile list; default: none)")
     ap.add_argument("--timestamp-skew", type=int, default=0, metavar="S",
                     help="Stripe's clock is real time plus S seconds (default 0; negative: "
                     "behind the client's) for validating timestamps and for a session's "
