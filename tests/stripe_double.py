@@ -13,7 +13,7 @@ Usage:
                    [--meters-page-max N] [--meters-stuck N[:first]] [--timestamp-skew S]
                    [--record PATH] [--log PATH]
                    [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
-                   [--session-created-skew S]
+                   [--session-created-skew S] [--session-expired-status N]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -50,6 +50,10 @@ Usage:
   --session-created-skew S  a meter event session's created and expires_at are S seconds off
                    Stripe's clock (default 0), as in a wrong answer (a proxy's, a bug's), while
                    the Date header and timestamp validation stay on Stripe's clock.
+  --session-expired-status N  the HTTP status (400-499) of the stream's answer to an expired
+                   session's token (default 401, as Stripe's API reference gives it; the SDKs
+                   read the error's type whatever the status, and stripe-ruby's tests answer it
+                   with a 400).
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -148,8 +152,8 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
        for the stream: an answer from an authentication layer shared with API v1);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
-       doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
-       401session answers the same and ends that session;
+       doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired; the status
+       is --session-expired-status); fault 401session answers the same and ends that session;
     3. the rate limiter (--rate-limit): a test key's stream request takes one token of the
        basic bucket (test-mode stream requests count against the basic limit); with a live
        key and --rate-limit auto, a bucket of 10,000 events a second takes one token per event;
@@ -585,6 +589,7 @@ class State:
         self.meters_go.set()
         self.meters_waiting = 0
         self.session_ttl = args.session_ttl
+        self.session_expired_status = args.session_expired_status
         self.sessions = {}  # token -> expires_at (the double's clock)
         self.stream_bucket = None
         self.meters = {}  # event_name -> Meter, in --meter order
@@ -1666,7 +1671,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if fault == "401session":
                     st.sessions[token] = st.now()
                 st.stats["sessions_expired"] += 1
-                return Reply(401, v2_error(
+                return Reply(st.session_expired_status, v2_error(
                     "billing_meter_event_session_expired", SESSION_EXPIRED_MESSAGE,
                     "temporary_session_expired",
                     doc_url="https://docs.stripe.com/api/v2/billing/meter-event-stream/create"),
@@ -1896,6 +1901,13 @@ def meters_stuck_arg(text):
     return positive_int(n), bool(sep)
 
 
+def status_4xx_arg(text):
+    v = positive_int(text)
+    if not 400 <= v <= 499:
+        raise argparse.ArgumentTypeError("expected an HTTP status from 400 to 499")
+    return v
+
+
 def seconds_arg(text):
     try:
         v = float(text)
@@ -1966,6 +1978,9 @@ def main(argv=None):
     ap.add_argument("--session-created-skew", type=int, default=0, metavar="S",
                     help="seconds a meter event session's created and expires_at are off "
                     "Stripe's clock (a wrong answer; default 0)")
+    ap.add_argument("--session-expired-status", type=status_4xx_arg, default=401, metavar="N",
+                    help="HTTP status of the stream's answer to an expired session (default "
+                    "401)")
     ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
                     help="seconds a meter event session's token is valid (default 900, "
                     "Stripe's 15 minutes)")
