@@ -14,6 +14,7 @@ Usage:
                    [--record PATH] [--log PATH]
                    [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
                    [--session-created-skew S] [--session-expired-status N]
+                   [--stream-duplicates drop|refuse]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -54,6 +55,13 @@ Usage:
                    session's token (default 401, as Stripe's API reference gives it; the SDKs
                    read the error's type whatever the status, and stripe-ruby's tests answer it
                    with a 400).
+  --stream-duplicates drop|refuse  what the stream does with a request that holds an identifier
+                   it accepted within --identifier-ttl: drop that event silently and take the
+                   others (drop, the default: the stream documents no duplicate answer), or
+                   refuse the whole request, taking none of its events, with 400 {"error":
+                   {"code": "duplicate_meter_event", "message": ...}} (refuse: the error Stripe's
+                   OpenAPI spec defines as v2.error.duplicate_meter_event, not documented for
+                   the stream; stats duplicates counts the identifiers).
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -312,6 +320,8 @@ MAX_SIGNIFICANT_DIGITS = 15
 DEFAULT_TTL = 86400
 LIVE_KEY_RE = re.compile(r"^(sk|rk)_live_")
 AUTO_RATE_LIVE = 1000.0
+# The description of v2.error.duplicate_meter_event in Stripe's OpenAPI spec.
+DUPLICATE_V2_MESSAGE = "A meter event with a duplicate identifier has already been submitted."
 AUTO_RATE_TEST = 25.0
 REDIRECT_LOCATION = "https://portal.invalid/login"
 FORMULAS = ("sum", "count", "last")
@@ -590,6 +600,7 @@ class State:
         self.meters_waiting = 0
         self.session_ttl = args.session_ttl
         self.session_expired_status = args.session_expired_status
+        self.stream_refuse_duplicates = args.stream_duplicates == "refuse"
         self.sessions = {}  # token -> expires_at (the double's clock)
         self.stream_bucket = None
         self.meters = {}  # event_name -> Meter, in --meter order
@@ -1723,6 +1734,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault == "500":
             return Reply(500, v2_error("internal_error", "An unknown error occurred.",
                                        "api_error"), note="fault_500"), n
+        if st.stream_refuse_duplicates:
+            with st.lock:
+                dups = sum(1 for ev in events
+                           if ev["identifier"] in st.ids
+                           and st.now() - st.ids[ev["identifier"]] < st.identifier_ttl)
+                st.stats["duplicates"] += dups
+            if dups:
+                return Reply(400, v2_error("duplicate_meter_event", DUPLICATE_V2_MESSAGE),
+                             note="duplicate"), n
         for ev in events:
             self.stream_take(ev)
         if fault == "500rec":
@@ -1981,6 +2001,9 @@ def main(argv=None):
     ap.add_argument("--session-expired-status", type=status_4xx_arg, default=401, metavar="N",
                     help="HTTP status of the stream's answer to an expired session (default "
                     "401)")
+    ap.add_argument("--stream-duplicates", choices=("drop", "refuse"), default="drop",
+                    help="a stream request holding an identifier already accepted: drop that "
+                    "event (default) or refuse the whole request (400 duplicate_meter_event)")
     ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
                     help="seconds a meter event session's token is valid (default 900, "
                     "Stripe's 15 minutes)")

@@ -348,6 +348,13 @@ enum stripe_outcome stripe_v2_classify(const struct stripe_response *r, char *re
 		 * stripe-ruby tests it with a 400), and taken for a refusal of the events it
 		 * made dead letters of every event sent with that token. */
 		out = STRIPE_SESSION_EXPIRED;
+	} else if (v1 == STRIPE_DELIVERED && st >= 400 && st <= 499) {
+		/* A duplicate identifier (code duplicate_meter_event, or v1's "An event already
+		 * exists"): that event Stripe has. The stream documents no such answer, and one to
+		 * a request of several events does not say which of them, nor whether the others
+		 * were taken: batch_done halves such a request as a refused one, and takes the
+		 * answer for a delivery only for a request of one event. */
+		out = STRIPE_DELIVERED;
 	} else if ((st == 400 || st == 404 || st == 422) && json_is_object(e) &&
 	           (code != NULL || type != NULL) && message != NULL &&
 	           !str_eq(type, "rate_limit") && !str_eq(code, "rate_limit") &&
