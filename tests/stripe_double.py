@@ -10,9 +10,11 @@ Usage:
                    [--meter NAME[:CUST_KEY[:VALUE_KEY[:FORMULA[:STATUS]]]]]...
                    [--customer CUS]... [--customers-file PATH]
                    [--rate-limit N|auto] [--idempotency-ttl S] [--identifier-ttl S]
-                   [--meters-page-max N] [--timestamp-skew S] [--record PATH] [--log PATH]
+                   [--meters-page-max N] [--meters-stuck N[:first]] [--timestamp-skew S]
+                   [--record PATH] [--log PATH]
                    [--faults SPEC] [--session-faults SPEC] [--session-ttl S]
-                   [--session-created-skew S]
+                   [--session-created-skew S] [--session-expired-status N]
+                   [--stream-duplicates drop|refuse]
 
   --meter          one billing meter: its event_name, the payload keys of the customer (default
                    stripe_customer_id) and of the value (default value), the aggregation formula
@@ -32,6 +34,12 @@ Usage:
                    and recorded again).
   --meters-page-max  caps the page size of GET /v1/billing/meters (default 100), so that tests
                    can force a client to paginate.
+  --meters-stuck N[:first]  a hostile list (not Stripe's behaviour): the N pages of
+                   GET /v1/billing/meters after the first are {data: [], has_more: true}, a list
+                   that says there is more and gives no meter to go on from; with ":first", they
+                   are the first page again, with has_more (a cache that ignores starting_after);
+                   the page after them ends it (data [], has_more false). A client that follows
+                   has_more without asking for progress asks for all N (stats meter_lists).
   --timestamp-skew S  Stripe's clock is real time plus S seconds (default 0): a negative S is a
                    Stripe clock behind the client's, a positive one a clock ahead. Event
                    timestamps are validated by it (35 days back, 5 minutes ahead; v1 at once, the
@@ -43,6 +51,17 @@ Usage:
   --session-created-skew S  a meter event session's created and expires_at are S seconds off
                    Stripe's clock (default 0), as in a wrong answer (a proxy's, a bug's), while
                    the Date header and timestamp validation stay on Stripe's clock.
+  --session-expired-status N  the HTTP status (400-499) of the stream's answer to an expired
+                   session's token (default 401, as Stripe's API reference gives it; the SDKs
+                   read the error's type whatever the status, and stripe-ruby's tests answer it
+                   with a 400).
+  --stream-duplicates drop|refuse  what the stream does with a request that holds an identifier
+                   it accepted within --identifier-ttl: drop that event silently and take the
+                   others (drop, the default: the stream documents no duplicate answer), or
+                   refuse the whole request, taking none of its events, with 400 {"error":
+                   {"code": "duplicate_meter_event", "message": ...}} (refuse: the error Stripe's
+                   OpenAPI spec defines as v2.error.duplicate_meter_event, not documented for
+                   the stream; stats duplicates counts the identifiers).
 
 Time: the double has its own clock for the TTLs, real time plus an offset that POST /_double/clock
 moves forward. Saved answers, accepted identifiers (the record's accepted time) and error reports
@@ -141,8 +160,8 @@ Meter event streams (API v2; docs/stripe-contract.md, section 14):
        for the stream: an answer from an authentication layer shared with API v1);
        a token past its expires_at (the double's clock) is 401 {"error": {"type":
        "temporary_session_expired", "code": "billing_meter_event_session_expired", message,
-       doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired); fault
-       401session answers the same and ends that session;
+       doc_url}} (the OpenAPI schema v2.error.billing_meter_event_session_expired; the status
+       is --session-expired-status); fault 401session answers the same and ends that session;
     3. the rate limiter (--rate-limit): a test key's stream request takes one token of the
        basic bucket (test-mode stream requests count against the basic limit); with a live
        key and --rate-limit auto, a bucket of 10,000 events a second takes one token per event;
@@ -205,10 +224,13 @@ rate limited):
 
 Control endpoints (no auth, never faulted, not counted in the stats):
   POST /_double/faults  JSON {"clear": true, "spec": "...", "session_spec": "...", "rate": R,
-                        "kinds": [...], "seed": S}: clear both queues and random mode (if
-                        "clear"), append "spec" to the queue and "session_spec" to the session's
-                        queue, set random mode (if "rate"; rate 0 turns it off). Answers the
-                        fault state.
+                        "kinds": [...], "seed": S, "hold_meters": B}: clear both queues and
+                        random mode (if "clear"), append "spec" to the queue and "session_spec" to
+                        the session's queue, set random mode (if "rate"; rate 0 turns it off);
+                        "hold_meters": true makes GET /v1/billing/meters wait (after
+                        authentication) until "hold_meters": false, so that a test can act while
+                        a client waits for its meters. Answers the fault state (with
+                        "hold_meters" and "meters_waiting", the requests waiting).
   GET  /_double/faults  the fault state.
   POST /_double/clock   JSON {"advance": SECONDS} (>= 0): moves the double's clock forward, for the
                         TTLs only; {"skew": S} sets --timestamp-skew from now on (Stripe's clock
@@ -298,6 +320,8 @@ MAX_SIGNIFICANT_DIGITS = 15
 DEFAULT_TTL = 86400
 LIVE_KEY_RE = re.compile(r"^(sk|rk)_live_")
 AUTO_RATE_LIVE = 1000.0
+# The description of v2.error.duplicate_meter_event in Stripe's OpenAPI spec.
+DUPLICATE_V2_MESSAGE = "A meter event with a duplicate identifier has already been submitted."
 AUTO_RATE_TEST = 25.0
 REDIRECT_LOCATION = "https://portal.invalid/login"
 FORMULAS = ("sum", "count", "last")
@@ -566,7 +590,17 @@ class State:
         self.idempotency_ttl = args.idempotency_ttl
         self.identifier_ttl = args.identifier_ttl
         self.meters_page_max = args.meters_page_max
+        # Hostile pages with has_more still to answer, and whether they repeat the first.
+        self.meters_stuck, self.meters_stuck_first = args.meters_stuck
+        self.meters_stuck_given = self.meters_stuck > 0
+        # POST /_double/faults {"hold_meters": true}: GET /v1/billing/meters waits (set) until
+        # {"hold_meters": false}; meters_waiting counts the requests waiting.
+        self.meters_go = threading.Event()
+        self.meters_go.set()
+        self.meters_waiting = 0
         self.session_ttl = args.session_ttl
+        self.session_expired_status = args.session_expired_status
+        self.stream_refuse_duplicates = args.stream_duplicates == "refuse"
         self.sessions = {}  # token -> expires_at (the double's clock)
         self.stream_bucket = None
         self.meters = {}  # event_name -> Meter, in --meter order
@@ -675,7 +709,9 @@ class State:
 
     def fault_state(self):
         return {"queue": list(self.queue), "rate": self.rate, "kinds": list(self.kinds),
-                "session_queue": list(self.session_queue)}
+                "session_queue": list(self.session_queue),
+                "hold_meters": not self.meters_go.is_set(),
+                "meters_waiting": self.meters_waiting}
 
     def clock_state(self):
         return {"offset": self.clock_offset, "now": round(self.now(), 3)}
@@ -981,6 +1017,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rate = float(req["rate"])
                 if not 0.0 <= rate <= 1.0:
                     raise ValueError("rate must be within 0..1")
+            hold = req.get("hold_meters")
+            if hold is not None and not isinstance(hold, bool):
+                raise ValueError("hold_meters must be true or false")
         except (ValueError, TypeError) as e:
             self.log_control(400)
             return self.send_json(400, error_body("invalid_request_error", str(e)))
@@ -998,6 +1037,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.rate = rate
             if "seed" in req:
                 st.rng.seed(req["seed"])
+            if hold is True:
+                st.meters_go.clear()
+            elif hold is False:
+                st.meters_go.set()
             obj = st.fault_state()
         self.log_control(200)
         self.send_json(200, obj)
@@ -1057,6 +1100,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def list_meters(self, params):
         st = self.st
+        if not st.meters_go.is_set():
+            with st.lock:
+                st.meters_waiting += 1
+            st.meters_go.wait()
+            with st.lock:
+                st.meters_waiting -= 1
         limit, after, before, status = 10, None, None, None
         for k, v in params:
             if k == "limit":
@@ -1083,6 +1132,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         items = [m for m in st.meter_list if status is None or m.status == status]
         page = min(limit, st.meters_page_max)
         cursor = after if after is not None else before
+        if cursor is not None and st.meters_stuck_given:
+            # --meters-stuck: pages that promise more and give nothing new, then an empty end.
+            with st.lock:
+                more = st.meters_stuck > 0
+                st.meters_stuck -= 1 if more else 0
+            data = [m.obj() for m in items[:page]] if more and st.meters_stuck_first else []
+            return Reply(200, {"object": "list", "url": METERS_PATH, "has_more": more,
+                               "data": data})
         if cursor is not None and cursor not in order:
             return bad_request("No such billing meter: '%s'" % cursor,
                                "starting_after" if after is not None else "ending_before")
@@ -1625,7 +1682,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if fault == "401session":
                     st.sessions[token] = st.now()
                 st.stats["sessions_expired"] += 1
-                return Reply(401, v2_error(
+                return Reply(st.session_expired_status, v2_error(
                     "billing_meter_event_session_expired", SESSION_EXPIRED_MESSAGE,
                     "temporary_session_expired",
                     doc_url="https://docs.stripe.com/api/v2/billing/meter-event-stream/create"),
@@ -1677,6 +1734,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault == "500":
             return Reply(500, v2_error("internal_error", "An unknown error occurred.",
                                        "api_error"), note="fault_500"), n
+        if st.stream_refuse_duplicates:
+            with st.lock:
+                dups = sum(1 for ev in events
+                           if ev["identifier"] in st.ids
+                           and st.now() - st.ids[ev["identifier"]] < st.identifier_ttl)
+                st.stats["duplicates"] += dups
+            if dups:
+                return Reply(400, v2_error("duplicate_meter_event", DUPLICATE_V2_MESSAGE),
+                             note="duplicate"), n
         for ev in events:
             self.stream_take(ev)
         if fault == "500rec":
@@ -1847,6 +1913,21 @@ def positive_int(text):
     return v
 
 
+def meters_stuck_arg(text):
+    """--meters-stuck N[:first]: (N, repeat the first page)."""
+    n, sep, kind = text.partition(":")
+    if sep and kind != "first":
+        raise argparse.ArgumentTypeError("expected N or N:first")
+    return positive_int(n), bool(sep)
+
+
+def status_4xx_arg(text):
+    v = positive_int(text)
+    if not 400 <= v <= 499:
+        raise argparse.ArgumentTypeError("expected an HTTP status from 400 to 499")
+    return v
+
+
 def seconds_arg(text):
     try:
         v = float(text)
@@ -1893,6 +1974,11 @@ def main(argv=None):
                     "(default 86400)")
     ap.add_argument("--meters-page-max", type=positive_int, default=100, metavar="N",
                     help="largest page of GET /v1/billing/meters (default 100)")
+    ap.add_argument("--meters-stuck", type=meters_stuck_arg, default=(0, False),
+                    metavar="N[:first]",
+                    help="the N pages of GET /v1/billing/meters after the first are empty (or "
+                    "the first page again, with :first) with has_more true, then one ends the "
+                    "list (a hostile list; default: none)")
     ap.add_argument("--timestamp-skew", type=int, default=0, metavar="S",
                     help="Stripe's clock is real time plus S seconds (default 0; negative: "
                     "behind the client's) for validating timestamps and for a session's "
@@ -1912,6 +1998,12 @@ def main(argv=None):
     ap.add_argument("--session-created-skew", type=int, default=0, metavar="S",
                     help="seconds a meter event session's created and expires_at are off "
                     "Stripe's clock (a wrong answer; default 0)")
+    ap.add_argument("--session-expired-status", type=status_4xx_arg, default=401, metavar="N",
+                    help="HTTP status of the stream's answer to an expired session (default "
+                    "401)")
+    ap.add_argument("--stream-duplicates", choices=("drop", "refuse"), default="drop",
+                    help="a stream request holding an identifier already accepted: drop that "
+                    "event (default) or refuse the whole request (400 duplicate_meter_event)")
     ap.add_argument("--session-ttl", type=seconds_arg, default=DEFAULT_SESSION_TTL, metavar="S",
                     help="seconds a meter event session's token is valid (default 900, "
                     "Stripe's 15 minutes)")

@@ -1668,9 +1668,12 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 		}
 		if (out == STRIPE_DELIVERED)
 			s->session_expired_run = 0;
-		if (out == STRIPE_REJECTED && b->n > 1) {
+		if ((out == STRIPE_REJECTED || (out == STRIPE_DELIVERED && status >= 400)) &&
+		    b->n > 1) {
 			/* The stream refuses a request as a whole: halve it until the event Stripe
-			 * refuses is alone, and dead-letter only that one. */
+			 * refuses is alone, and dead-letter only that one. A duplicate identifier's
+			 * 4xx (stripe_v2_classify) names no event either: halved the same way, it
+			 * delivers only the event alone in its request. */
 			for (size_t i = 0; i < b->n; i++) {
 				b->items[i]->batch_cap = (b->n + 1) / 2;
 				b->items[i]->next_attempt = 0;
@@ -1760,6 +1763,8 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 		}
 		if (out == STRIPE_DELIVERED) {
 			stats_add(s, &s->stats.delivered, (int64_t)b->n);
+			if (status >= 400)
+				stats_add(s, &s->stats.duplicates, (int64_t)b->n);
 		} else if (out == STRIPE_REJECTED) {
 			stats_add(s, &s->stats.dead, 1);
 		} else if (out != STRIPE_AUTH && out != STRIPE_UNEXPECTED) {
@@ -2528,6 +2533,13 @@ static void windows_tick(struct sender *s, int64_t now)
 	    spool_windows_next_close(s->sp, &next, err, sizeof(err)) != 0) {
 		err_set(msg, sizeof(msg), "cannot close aggregation windows: %s; will retry", err);
 		ratelog_add(&s->spool_log, now, msg);
+		/* --once must not end as if nothing were left: windows_open still says what the
+		 * last check found (none, at the first), not the windows due now. */
+		if (s->once && !s->fatal) {
+			s->fatal = 1;
+			err_set(s->fatal_err, sizeof(s->fatal_err),
+			        "spool: cannot close aggregation windows: %s", err);
+		}
 		return;
 	}
 	if (closed > 0) {

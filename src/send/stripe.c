@@ -1442,19 +1442,25 @@ static void json_copy_str(json_t *obj, const char *name, char *out, size_t outle
 	snprintf(out, outlen, "%s", v != NULL ? v : "");
 }
 
-/* Takes the meters of one page. Returns 0, or -1 with `err` for an answer that is no list. */
+/* Takes the meters of one page; `last_id` (the id the page was asked after, "" for the first)
+ * becomes the last id of the page. Returns 0, or -1 with `err` for an answer that is no list, or
+ * one that says there is more (has_more) without a meter id to ask after other than the one this
+ * page was asked after (no meter, or the same one last: a cache that ignores starting_after):
+ * asked for again, that page would answer the same, for ever. */
 static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_t *cap,
                        int *has_more, char *last_id, size_t last_len, char *err, size_t errlen)
 {
 	json_t *data = json_object_get(root, "data"), *m;
 	const char *object = json_string_value(json_object_get(root, "object"));
-	size_t i;
+	char after[sizeof(((struct stripe_meter *)NULL)->id)];
+	size_t i, before = *n;
 
 	if (object == NULL || strcmp(object, "list") != 0 || !json_is_array(data)) {
 		err_set(err, errlen, "GET " STRIPE_METERS_ENDPOINT ": the answer is not a list");
 		return -1;
 	}
 	*has_more = json_is_true(json_object_get(root, "has_more"));
+	snprintf(after, sizeof(after), "%s", last_id);
 	json_array_foreach(data, i, m)
 	{
 		struct stripe_meter *x;
@@ -1493,6 +1499,16 @@ static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_
 		err_set(err, errlen,
 		        "GET " STRIPE_METERS_ENDPOINT
 		        ": has_more without a meter id to go on from");
+		return -1;
+	}
+	if (*has_more && (*n == before || strcmp(last_id, after) == 0)) {
+		/* starting_after would be the same id again. */
+		err_set(err, errlen,
+		        "GET " STRIPE_METERS_ENDPOINT
+		        ": has_more without a new meter id to go on from (%s): the list never ends",
+		        *n == before ? "a page of no meters"
+		                     : "the page ends at the meter it was "
+		                       "asked to start after");
 		return -1;
 	}
 	return 0;

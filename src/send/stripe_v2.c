@@ -335,13 +335,26 @@ enum stripe_outcome stripe_v2_classify(const struct stripe_response *r, char *re
 			if (reason != NULL && reasonlen > 0)
 				snprintf(reason, reasonlen, "HTTP %ld", st);
 		}
-	} else if (st == 401) {
+	} else if (st == 401 || (st >= 400 && st <= 499 &&
+	                         (str_eq(type, "temporary_session_expired") ||
+	                          str_eq(code, "billing_meter_event_session_expired")))) {
 		/* The stream is authorised by the session's token alone, never the key (which
 		 * the session request shows Stripe takes): a 401 refuses the token, whatever its
 		 * body (the session expired, v2.error, v1's error without a code), as an expired
 		 * one. A new session, and the same events again; a key Stripe refuses meanwhile
-		 * is refused there, and three sessions refused in a row pause. */
+		 * is refused there, and three sessions refused in a row pause. So does the
+		 * session-expired error with another 4xx status: Stripe's reference gives it 401,
+		 * but the SDKs read its type whatever the status (stripe-node generateV2Error;
+		 * stripe-ruby tests it with a 400), and taken for a refusal of the events it
+		 * made dead letters of every event sent with that token. */
 		out = STRIPE_SESSION_EXPIRED;
+	} else if (v1 == STRIPE_DELIVERED && st >= 400 && st <= 499) {
+		/* A duplicate identifier (code duplicate_meter_event, or v1's "An event already
+		 * exists"): that event Stripe has. The stream documents no such answer, and one to
+		 * a request of several events does not say which of them, nor whether the others
+		 * were taken: batch_done halves such a request as a refused one, and takes the
+		 * answer for a delivery only for a request of one event. */
+		out = STRIPE_DELIVERED;
 	} else if ((st == 400 || st == 404 || st == 422) && json_is_object(e) &&
 	           (code != NULL || type != NULL) && message != NULL &&
 	           !str_eq(type, "rate_limit") && !str_eq(code, "rate_limit") &&
