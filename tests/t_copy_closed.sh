@@ -13,15 +13,10 @@ lm_init copy_closed
 double_start
 
 MAX_OPEN=16
-mkdir -p "$T/c"
-write_config "$T/logmeter.conf"
-sed -i "s/^\[agent\]$/[agent]\nmax_open_files = $MAX_OPEN/; s/^rescan_interval = .*/rescan_interval = 60m/" "$T/logmeter.conf"
-rule_conf c "$T/c/*" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf c "$T/c/*"
+sed -i "s/^\[agent\]$/[agent]\nmax_open_files = $MAX_OPEN/" "$conf"
 C=$T/c/app.log
-: > "$C"
-exec 7>>"$C" # the writer: O_APPEND, never reopened
-writer_init
+race_writer "$C"
 agent_start "$conf" 7>&-
 wait_until 60 grep -q "c/app.log: tailing for source c from offset 0" "$T/agent.log" ||
 	fail "the empty original was not opened"

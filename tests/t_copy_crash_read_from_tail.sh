@@ -21,19 +21,9 @@ lm_init "copy_crash_${crash_at%%:*}_$read_from"
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/r"
-conf=$T/logmeter.conf
-write_config "$conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$conf"
-{
-	rule_conf live "$T/r/app.log"
-	rule_conf old "$T/r/app.log.*"
-} >>"$conf"
+race_conf live "$T/r/app.log" old "$T/r/app.log.*"
 R=$T/r/app.log
-: >"$R"
-exec 7>>"$R" # the writer: O_APPEND, never reopened
-writer_init
-writer_put 20 # app.log has a record from the start: no file is opened empty but the copy
+race_writer "$R" 20 # app.log has a record from the start: no file is opened empty but the copy
 
 note "1: the agent dies at $crash_at while live reads the original's rest from its copy"
 LOGMETER_STOP_AT=watch_first_read:1 LOGMETER_CRASH_AT=$crash_at agent_start "$conf" 7>&-

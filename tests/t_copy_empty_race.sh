@@ -19,16 +19,9 @@ lm_init copy_empty_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/r"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf r "$T/r/app.log*" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf r "$T/r/app.log*"
 R=$T/r/app.log
-: > "$R"
-exec 7>>"$R" # the writer: O_APPEND, never reopened
-writer_init
-writer_put 20 # the original has a record from the start: no file is opened empty but the copy
+race_writer "$R" 20 # the original has a record from the start: no file is opened empty but the copy
 
 # stopped_at_empty_copy N: the copy app.log.1 made empty, the agent stopped at its first read of
 # it (the N-th stop line in the log: one per agent start).

@@ -24,15 +24,9 @@ lm_init copy_order
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/r"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf r "$T/r/app.log*" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf r "$T/r/app.log*"
 R=$T/r/app.log
-: > "$R"
-exec 7>>"$R" # the writer: O_APPEND, never reopened
-writer_init
+race_writer "$R"
 agent_start "$conf" 7>&-
 
 freeze() {

@@ -19,19 +19,9 @@ lm_init copy_overlap_crash
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/r"
-conf=$T/logmeter.conf
-write_config "$conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$conf"
-{
-	rule_conf live "$T/r/app.log"
-	rule_conf old "$T/r/app.log.*"
-} >>"$conf"
+race_conf live "$T/r/app.log" old "$T/r/app.log.*"
 R=$T/r/app.log
-: >"$R"
-exec 7>>"$R" # the writer: O_APPEND, never reopened
-writer_init
-writer_put 20 # app.log has a record from the start: no file is opened empty but the copy
+race_writer "$R" 20 # app.log has a record from the start: no file is opened empty but the copy
 
 note "1: the copy opened empty by source old; the agent dies after live read the copy"
 LOGMETER_STOP_AT=watch_first_read:1 LOGMETER_CRASH_AT=tail_copy_read:1 agent_start "$conf" 7>&-

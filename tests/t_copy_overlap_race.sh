@@ -23,19 +23,9 @@ lm_init copy_overlap_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/r"
-conf=$T/logmeter.conf
-write_config "$conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$conf"
-{
-	rule_conf live "$T/r/app.log"
-	rule_conf old "$T/r/app.log.*"
-} >>"$conf"
+race_conf live "$T/r/app.log" old "$T/r/app.log.*"
 R=$T/r/app.log
-: >"$R"
-exec 7>>"$R" # the writer: O_APPEND, never reopened
-writer_init
-writer_put 20 # app.log has a record from the start: no file is opened empty but the copy
+race_writer "$R" 20 # app.log has a record from the start: no file is opened empty but the copy
 
 # stopped_at_empty_copy N: the copy app.log.1 made empty, the agent stopped at its first read of
 # it (the N-th stop line in the log: one per agent start).

@@ -19,25 +19,12 @@ lm_init copy_renamed_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/g"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf g "$T/g/*.log" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf g "$T/g/*.log"
 G=$T/g/app.log
-: > "$G"
-exec 7>>"$G" # the writer: O_APPEND, never reopened
-writer_init
-writer_put 20
-
-agent_start "$conf" 7>&-
-settle "first lines"
-agent_stop || fail "agent did not stop cleanly"
-# The original has a record now: no file but the copies is opened empty, so every stop below is a
-# copy's.
-LOGMETER_STOP_AT=watch_first_look:1,watch_first_look:2 agent_start "$conf" 7>&-
-wait_until 60 grep -q "g/app.log: tailing for source g" "$T/agent.log" ||
-	fail "the original was not opened again"
+race_writer "$G" 20
+# The original has a record after the first run: no file but the copies is opened empty, so every
+# stop below is a copy's.
+race_first_run watch_first_look:1,watch_first_look:2 "$G"
 
 stops() { grep -c "stop point watch_first_look reached" "$T/agent.log"; }
 # copy_stopped NAME N: NAME made empty and opened so by the agent, then filled with what the

@@ -13,12 +13,7 @@ lm_init copy_same_size
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/a" "$T/b"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf a "$T/a/app.log" >> "$T/logmeter.conf"
-rule_conf b "$T/b/app.log*" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf a "$T/a/app.log" b "$T/b/app.log*"
 A=$T/a/app.log
 B=$T/b/app.log
 

@@ -13,17 +13,10 @@ lm_init deleted_scan_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/g"
-write_config "$T/logmeter.conf"
 # No periodic rescan during the test: the scan stopped at is the one at start.
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf g "$T/g/*.log" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf g "$T/g/*.log"
 G=$T/g/app.log
-writer_init
-
-exec 7>>"$G" # the writer: O_APPEND
-writer_put 20
+race_writer "$G" 20
 
 note "the scan at start reads the log; stopped before it looks whether it was deleted"
 LOGMETER_STOP_AT=watch_scan_read agent_start "$conf" 7>&-

@@ -13,34 +13,24 @@ lm_init recover_rotated_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/rr"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf rr "$T/rr/app.log" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf rr "$T/rr/app.log"
 L=$T/rr/app.log
-writer_init
+writer_init # lines appended by name (put_rids): the rotations move the file written
 
 put_rids "$L" 20
-agent_start "$conf"
-wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
-wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
-agent_stop || fail "agent did not stop cleanly"
+race_first_run
 
 put_rids "$L" 10 # not read before the rotation
 mv "$L" "$L.1"   # rotation 1, while stopped
 put_rids "$L" 5
 
 LOGMETER_STOP_AT=watch_recover_open:1 agent_start "$conf"
-stopped() { grep -q "stop point watch_recover_open reached (1)" "$T/agent.log"; }
-wait_until 60 stopped || fail "the agent did not stop before opening the rotated file"
-wait_until 30 agent_frozen || fail "the agent did not stop"
+stopped_at watch_recover_open 1 # after finding the rotated file, before opening it
 mv "$L.1" "$L.2" # rotation 2, between the look and the open
 mv "$L" "$L.1"
 put_rids "$L" 3
 kill -CONT "$AGENT_PID"
-wait_until 60 delivered || fail "after the second rotation: $(accepted_count) of $written"
-wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
+settle "after the second rotation"
 agent_stop || fail "agent did not stop cleanly"
 
 : > "$T/expected_ids"

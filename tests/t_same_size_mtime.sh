@@ -14,11 +14,7 @@ lm_init same_size_mtime
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/a"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf a "$T/a/app.log" >>"$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf a "$T/a/app.log"
 A=$T/a/app.log
 
 # put_exactly FILE SIZE: rid lines appended to FILE until it is SIZE bytes long, the last one

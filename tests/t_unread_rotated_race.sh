@@ -15,19 +15,12 @@ lm_init unread_rotated_race
 . "$top_srcdir/tests/tail_lib.sh"
 double_start
 
-mkdir -p "$T/ur"
-write_config "$T/logmeter.conf"
-sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$T/logmeter.conf"
-rule_conf ur "$T/ur/app.log" >> "$T/logmeter.conf"
-conf=$T/logmeter.conf
+race_conf ur "$T/ur/app.log"
 L=$T/ur/app.log
-writer_init
+writer_init # lines appended by name (put_rids): the rotations move the file written
 
 put_rids "$L" 20
-agent_start "$conf"
-wait_until 60 delivered || fail "first lines not delivered: $(accepted_count) of $written"
-wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
-agent_stop || fail "agent did not stop cleanly"
+race_first_run
 
 put_rids "$L" 10 # not read before the rotations
 mv "$L" "$L.1"   # rotation 1, while stopped
@@ -37,9 +30,7 @@ mv "$L" "$L.1" # rotation 2, while stopped
 put_rids "$L" 4
 
 LOGMETER_STOP_AT=watch_unread_open:1 agent_start "$conf"
-stopped() { grep -q "stop point watch_unread_open reached (1)" "$T/agent.log"; }
-wait_until 60 stopped || fail "the agent did not stop before opening the rotation never read"
-wait_until 30 agent_frozen || fail "the agent did not stop"
+stopped_at watch_unread_open 1 # after judging app.log.1, before opening it
 grep -q "ur/app.log.1: leads to another file" "$T/agent.log" &&
 	fail "test bug: a rotation before the stop point"
 rotate_numbered "$L" # rotation 3, between the look and the open
@@ -49,8 +40,7 @@ rotate_numbered "$L" # rotation 4
 mv "$L" "$L.1"
 put_rids "$L" 3
 kill -CONT "$AGENT_PID"
-wait_until 60 delivered || fail "after the rotations at start: $(accepted_count) of $written"
-wait_until 60 caught_up "$conf" || fail "the agent did not catch up"
+settle "after the rotations at start"
 agent_stop || fail "agent did not stop cleanly"
 
 : > "$T/expected_ids"

@@ -83,6 +83,48 @@ stopped_at() {
 	wait_until 60 _stops_reached || fail "the agent did not stop at $point ($n)"
 	wait_until 30 agent_frozen || fail "the agent did not stop"
 }
+
+# The setup of the tests that stop the agent at a moment (LOGMETER_STOP_AT, docs/crash-testing.md)
+# and change a file while it is stopped.
+#
+# race_conf SOURCE PATH [SOURCE PATH]...: their configuration, $conf ($T/logmeter.conf): the
+# double's [agent] and [stripe] (write_config) with no periodic rescan during the test
+# (rescan_interval 60m: the agent reads files on their inotify events, in the order they come, and
+# scans at start only), and for each SOURCE PATH, in that order, a [source] reading PATH (a file or
+# a glob, its directory created) with its rule rid_SOURCE (rule_conf).
+race_conf() {
+	conf=$T/logmeter.conf
+	write_config "$conf"
+	sed -i 's/^rescan_interval = .*/rescan_interval = 60m/' "$conf"
+	while [ $# -ge 2 ]; do
+		mkdir -p "$(dirname "$2")"
+		rule_conf "$1" "$2" >>"$conf"
+		shift 2
+	done
+	[ $# = 0 ] || fail "test bug: race_conf: source $1 without its path"
+}
+# race_writer FILE [COUNT]: the writer of writer_put on FILE, created empty: descriptor 7, opened
+# with O_APPEND and never reopened (start the agent with 7>&-), its counts started (writer_init),
+# and COUNT lines written (none without COUNT).
+race_writer() {
+	: >"$1"
+	exec 7>>"$1"
+	writer_init
+	[ -z "${2:-}" ] || writer_put "$2"
+}
+# race_first_run [POINTS FILE]: the agent started with $conf until every line written so far is
+# accepted and every record read to its file's end (settle), then stopped: the files written
+# have their records before the race. With POINTS, the agent is started again with
+# LOGMETER_STOP_AT=POINTS, and waited for until it tails FILE (one of those files) again.
+race_first_run() {
+	agent_start "$conf" 7>&-
+	settle "first lines"
+	agent_stop || fail "agent did not stop cleanly"
+	[ $# -gt 0 ] || return 0
+	LOGMETER_STOP_AT=$1 agent_start "$conf" 7>&-
+	wait_until 60 grep -qF "$2: tailing for source " "$T/agent.log" ||
+		fail "$2 was not opened again"
+}
 # copytruncate_while_running: the first cases of the copytruncate tests, with the running agent
 # and the test's own copytruncate WINDOW: the agent up to date when the copy is made; then frozen
 # (SIGSTOP) with lines not read yet when the copy is made, lines written between the copy and the

@@ -1335,15 +1335,25 @@ static void share_remove(struct watch *w, size_t i)
 	w->shares[i] = w->shares[--w->n_shares];
 }
 
+/* Logs open_path's refusal of a name that leads to another file than `expect` now (`e` says
+ * which), and what comes of it. */
+static void moved_note(const char *e, const struct stat *expect, const struct stat *judged)
+{
+	log_info("%s (%s)", e,
+	         expect == judged ? "replaced since it was judged: judged when seen again"
+	                          : "rotated meanwhile: looked for again");
+}
+
 /* Opens a tail for `path` of source `si`. `expect` (or NULL): the file the caller means (its
- * st_dev and st_ino): if `path` leads to another one when opened (rotated since the caller
- * looked), nothing is opened (tail_open_flags, ESTALE) and the caller looks again. `judged` (or
- * NULL, or its st_size -1: not judged, it has a record or is opened for another reason): the file
- * as is_copy found it no copy. Another file under `path` now (a copy moved over it: `cp app.log
- * copy.tmp && mv copy.tmp new.log`) is not opened, but judged when the event of its name comes,
- * or at the next rescan (t_copy_replaced_race.sh); the file judged, longer now, is opened as an
- * empty file is, and judged again at its first read (t_copy_judged_race.sh). Returns it, or NULL:
- * the file cannot be opened now (logged), or *spool_failed is set and `err` says why. */
+ * st_dev and st_ino): if `path` leads to another one when looked at or opened (rotated since the
+ * caller looked), nothing is opened (tail_open_flags, ESTALE) nor noted as another source's
+ * (share_note), and the caller looks again. `judged` (or NULL, or its st_size -1: not judged, it
+ * has a record or is opened for another reason): the file as is_copy found it no copy. Another
+ * file under `path` now (a copy moved over it: `cp app.log copy.tmp && mv copy.tmp new.log`) is
+ * not opened, but judged when the event of its name comes, or at the next rescan
+ * (t_copy_replaced_race.sh); the file judged, longer now, is opened as an empty file is, and
+ * judged again at its first read (t_copy_judged_race.sh). Returns it, or NULL: the file cannot be
+ * opened now (logged), or *spool_failed is set and `err` says why. */
 static struct wtail *open_path(struct watch *w, size_t si, const char *path,
                                const struct stat *expect, const struct stat *judged,
                                int *spool_failed, char *err, size_t errlen)
@@ -1362,10 +1372,24 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path,
 	*spool_failed = 0;
 	if (size >= 0 && expect == NULL)
 		expect = judged;
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (owner = file_owner(w, si, path, &st)) >= 0) {
-		share_note(w, si, path, (size_t)owner);
-		return NULL;
+	/* Which source reads the file is asked of the file the caller means. Another one under the
+	 * name now (moved there since the caller looked) is refused first, as tail_open_flags
+	 * refuses it: not noted as shared, which would log it as matched by si's glob, count it in
+	 * status and say degraded, for a file si never meant to open and whose name its glob may
+	 * not even match (a rotation found at start: t_recover_shared_race.sh). */
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		if (expect != NULL &&
+		    (st.st_dev != expect->st_dev || st.st_ino != expect->st_ino)) {
+			err_set(e, sizeof(e),
+			        "%s: leads to another file (inode %ju) than a moment ago (%ju)",
+			        path, (uintmax_t)st.st_ino, (uintmax_t)expect->st_ino);
+			moved_note(e, expect, judged);
+			return NULL;
+		}
+		if ((owner = file_owner(w, si, path, &st)) >= 0) {
+			share_note(w, si, path, (size_t)owner);
+			return NULL;
+		}
 	}
 	make_room(w, NULL, 1);
 	/* Between the look and the open, a copy may be filled (cp creates its output empty, then
@@ -1375,9 +1399,7 @@ static struct wtail *open_path(struct watch *w, size_t si, const char *path,
 		crash_point("watch_open_judged");
 	t = tail_open_flags(&w->ctx, path, si, flags, expect, size, &ferr, e, sizeof(e));
 	if (t == NULL && ferr == ESTALE && expect != NULL) {
-		log_info("%s (%s)", e,
-		         expect == judged ? "replaced since it was judged: judged when seen again"
-		                          : "rotated meanwhile: looked for again");
+		moved_note(e, expect, judged);
 		return NULL;
 	}
 	if (t == NULL) {
