@@ -499,6 +499,14 @@ assert_accepted_once() {
 		fail "accepted identifiers differ from the expected ones: $(head -n 20 "$T/ids.diff")"
 }
 
+# assert_all_delivered CONF WANT: `status` counts WANT events delivered and none pending, dead or
+# unsure; else fails with the dead letters the agent logged ($T/agent.log).
+assert_all_delivered() {
+	"$LOGMETER" status -c "$1" >"$T/status.out" || true
+	grep -q "^events: pending 0, delivered $2, dead letters 0, unsure 0" "$T/status.out" ||
+		fail "not every event delivered: $(grep '^events' "$T/status.out"); $(grep -c 'kept as a dead letter' "$T/agent.log") dead letters logged, the first: $(grep -m 1 'kept as a dead letter' "$T/agent.log")"
+}
+
 # config_no_meter CONF: appends [rule no-meter] of source apache: an event of event_name
 # no_such_meter, which has no meter, for each request of /favicon.ico (grep -c '"GET /favicon.ico'
 # counts them): Stripe refuses them, so they become dead letters.

@@ -19,16 +19,21 @@ conf="$T/logmeter.conf"
 write_config "$conf"
 config_apache_bytes "$conf" "$log"
 
+# check_refused WHAT REASON: check --stripe asks for at most 2 pages of a list that WHAT, exits
+# non-zero (the account could not be read) and says REASON (a grep pattern) on stderr.
+check_refused() {
+	local rc=0 out pages
+	out=$("$LOGMETER" check --stripe -c "$conf" 2>"$T/check.err") || rc=$?
+	pages=$(double_stat meter_lists)
+	[ "$pages" -le 2 ] || fail "check --stripe asked for $pages pages of a list that $1"
+	[ "$rc" -ne 0 ] || fail "check --stripe exited 0 on a list that $1: $out"
+	grep -q "$2" "$T/check.err" || fail "check --stripe did not say why: $(cat "$T/check.err") $out"
+}
+
 # check --stripe: the first page (one meter, has_more), then one empty page with has_more is
 # enough to know the list goes nowhere: an error, exit 1 (the account could not be read).
-rc=0
-out=$("$LOGMETER" check --stripe -c "$conf" 2>"$T/check.err") || rc=$?
-pages=$(double_stat meter_lists)
-[ "$pages" -le 2 ] ||
-	fail "check --stripe asked for $pages pages of a list that gave nothing after the first (the double's $stuck empty pages with has_more)"
-[ "$rc" -ne 0 ] || fail "check --stripe exited 0 on a list it could not read: $out"
-grep -q 'has_more without a new meter id' "$T/check.err" ||
-	fail "check --stripe did not say why: $(cat "$T/check.err") $out"
+check_refused "gave nothing after the first (the double's $stuck empty pages with has_more)" \
+	'has_more without a new meter id'
 
 # The agent at start: the same list; it warns and sends every event, each once.
 before=$(double_stat meter_lists)
@@ -49,12 +54,6 @@ double_stop
 double_start --meters-page-max 1 --meters-stuck "$stuck:first"
 write_config "$conf"
 config_apache_bytes "$conf" "$log"
-rc=0
-out=$("$LOGMETER" check --stripe -c "$conf" 2>"$T/check.err") || rc=$?
-pages=$(double_stat meter_lists)
-[ "$pages" -le 2 ] ||
-	fail "check --stripe asked for $pages pages of a list that repeats its first page"
-[ "$rc" -ne 0 ] || fail "check --stripe exited 0 on a list that repeats its first page: $out"
-grep -q 'has_more without a new meter id to go on from (the page ends at the meter it was asked to start after)' "$T/check.err" ||
-	fail "check --stripe did not say why: $(cat "$T/check.err") $out"
+check_refused "repeats its first page" \
+	'has_more without a new meter id to go on from (the page ends at the meter it was asked to start after)'
 note "an empty page with has_more, and a first page repeated: refused at the second page; $want events sent once"

@@ -26,9 +26,7 @@ double_faults 401session
 rc=0
 agent_once "$conf" || rc=$?
 assert_eq 0 "$rc" "run --once with a session that expired with a 400"
-"$LOGMETER" status -c "$conf" >"$T/status.out" || true
-grep -q '^events: pending 0, delivered '"$want"', dead letters 0, unsure 0' "$T/status.out" ||
-	fail "not every event delivered: $(grep '^events' "$T/status.out"); $(grep -c 'kept as a dead letter' "$T/agent.log") dead letters logged, the first: $(grep -m 1 'kept as a dead letter' "$T/agent.log")"
+assert_all_delivered "$conf" "$want"
 assert_accepted_once "$conf" "$log"
 [ "$(double_stat sessions_expired)" -ge 1 ] || fail "the double never answered 'session expired'"
 [ "$(double_stat sessions)" -ge 2 ] || fail "no new session after the expired one"

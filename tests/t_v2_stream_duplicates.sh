@@ -25,9 +25,7 @@ double_faults drop_after
 rc=0
 agent_once "$conf" || rc=$?
 assert_eq 0 "$rc" "run --once with a request refused for duplicates"
-"$LOGMETER" status -c "$conf" >"$T/status.out" || true
-grep -q '^events: pending 0, delivered '"$want"', dead letters 0, unsure 0' "$T/status.out" ||
-	fail "not every event delivered: $(grep '^events' "$T/status.out"); $(grep -c 'kept as a dead letter' "$T/agent.log") dead letters logged, the first: $(grep -m 1 'kept as a dead letter' "$T/agent.log")"
+assert_all_delivered "$conf" "$want"
 assert_accepted_once "$conf" "$log"
 [ "$(double_stat faults.drop_after)" -eq 1 ] || fail "the double dropped no answer"
 [ "$(double_stat duplicates)" -ge 1 ] || fail "the double refused no request for duplicates"
