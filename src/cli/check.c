@@ -45,8 +45,8 @@ static int check_account(const struct config *cfg)
 		return CLI_EXIT_RUNTIME;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, NULL, err,
-	                        sizeof(err));
+	rc = stripe_meters_list(cfg, key, cfg->stripe.request_timeout_ms, &meters, &n, NULL, NULL,
+	                        err, sizeof(err));
 	explicit_bzero(key, sizeof(key));
 	curl_global_cleanup();
 	if (rc != 0) {

@@ -62,6 +62,11 @@
 /* Stripe's clock carried on by the boot clock and this host's plus the offset may differ by this
  * many seconds (rounding, NTP slewing) before this host's clock is taken for stepped. */
 #define SENDER_CLOCK_STEP_S 2
+/* The latest time seen is kept in the spool (spool_clock_note) at most this often (ms), and when
+ * the sender ends: a clock set back while the agent is stopped must not stretch unsure_after. */
+#define SENDER_CLOCK_NOTE_MS 60000
+/* This host's clock found behind the latest time seen by more than this (s) is logged. */
+#define SENDER_CLOCK_BEHIND_S 60
 /* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
  * documented bound on how much later ("Events are processed asynchronously, including
  * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
@@ -193,7 +198,11 @@ struct sender {
 	int64_t rate_cut_at;   /* monotonic ms of the last lowering, 0: never */
 	int64_t rate_at;       /* monotonic ms the rate last changed or was confirmed */
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
-	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch */
+	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch:
+	                               the latest of this host's clock and of what was seen */
+	int64_t clock_noted;        /* the latest time seen, as last kept in the spool */
+	int64_t clock_note_at;      /* monotonic ms: when it was */
+	int clock_behind_logged;    /* this host's clock was found behind: said once */
 	char rate_why[160];         /* where rate_max comes from */
 	int64_t hold_until;         /* monotonic ms: no request before (an answer's Retry-After) */
 
@@ -284,6 +293,51 @@ static void stats_add(struct sender *s, int64_t *field, int64_t n)
 	pthread_mutex_lock(&s->stats_lock);
 	*field += n;
 	pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* ---- the latest time seen ---- */
+
+/* `t` (seconds since the epoch) was seen: read from `whose` clock, which is ahead of this host's
+ * when the host's was set back, or not set, while the agent was stopped. unsure_after and the
+ * first unknown outcomes are measured from the latest time seen (s->steady), so that a host clock
+ * behind cannot stretch them past Stripe's 24 hours; that it is behind is logged once. */
+static void clock_saw(struct sender *s, int64_t t, const char *whose)
+{
+	int64_t host = clock_wall_s();
+
+	if (t <= clock_steady_wall_s(&s->steady))
+		return;
+	s->steady.wall_s = t;
+	s->steady.mono_ms = clock_mono_ms();
+	if (t - host > SENDER_CLOCK_BEHIND_S && !s->clock_behind_logged) {
+		s->clock_behind_logged = 1;
+		log_warn("this host's clock is %lld s behind %s: it was set back, or not set, "
+		         "while the agent was stopped? The 24-hour limit of unknown outcomes "
+		         "(unsure_after) is measured by the latter",
+		         (long long)(t - host), whose);
+	}
+}
+
+/* Keeps the latest time seen in the spool if it is due (SENDER_CLOCK_NOTE_MS) or `force`, so
+ * that the next run judges by it even if this host's clock is set back meanwhile. A failure is
+ * logged and tried again later: it only weakens that protection. */
+static void clock_note(struct sender *s, int64_t now, int force)
+{
+	char err[512];
+	int64_t t;
+
+	if (s->sp == NULL ||
+	    (!force && s->clock_note_at != 0 && now - s->clock_note_at < SENDER_CLOCK_NOTE_MS))
+		return;
+	s->clock_note_at = now;
+	t = clock_steady_wall_s(&s->steady);
+	if (t <= s->clock_noted)
+		return;
+	if (spool_clock_note(s->sp, t, err, sizeof(err)) != 0) {
+		log_warn("cannot keep the latest time seen in the spool: %s", err);
+		return;
+	}
+	s->clock_noted = t;
 }
 
 /* ---- logging that does not flood ---- */
@@ -1034,6 +1088,8 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_dead(s, idx, reason, now);
 		return 0;
 	}
+	if (off > 0)
+		clock_saw(s, wall, "Stripe's clock (a meter event session's created time)");
 	if (it->ev.first_unknown > 0 && clock_steady_wall_s(&s->steady) - it->ev.first_unknown >
 	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now, NULL);
@@ -1149,7 +1205,7 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	struct stripe_request *req;
 	CURLMcode mc;
 
-	it->started = (int64_t)time(NULL);
+	it->started = clock_steady_wall_s(&s->steady);
 	if (s->n_spare > 0) {
 		req = s->spare[--s->n_spare];
 		if (stripe_request_reuse(req, &it->ev, it, err, sizeof(err)) != 0) {
@@ -1377,7 +1433,7 @@ static int batch_start(struct sender *s, struct sender_item **items, size_t n, c
 	struct sender_batch *b = calloc(1, sizeof(*b));
 	struct stripe_request *req = NULL;
 	char err[512] = "", *body = NULL;
-	int64_t wall = (int64_t)time(NULL);
+	int64_t wall = clock_steady_wall_s(&s->steady);
 
 	if (b == NULL)
 		goto fail;
@@ -1745,7 +1801,8 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 				it->next_attempt = now + delay;
 				if (out == STRIPE_UNKNOWN && it->ev.first_unknown == 0)
 					it->ev.first_unknown =
-					    it->started > 0 ? it->started : (int64_t)time(NULL);
+					    it->started > 0 ? it->started
+					                    : clock_steady_wall_s(&s->steady);
 			}
 			if (state == EVENT_PENDING)
 				snprintf(it->ev.last_error, sizeof(it->ev.last_error), "%s",
@@ -1807,6 +1864,9 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	it = stripe_request_ud(req);
 	out = stripe_request_result(req, code, reason, sizeof(reason));
 	retry_after = stripe_request_retry_after_ms(req);
+	/* Not what a proxy or a captive portal answers (unexpected): its clock is not Stripe's. */
+	if (out != STRIPE_UNEXPECTED && stripe_request_date(req) > 0)
+		clock_saw(s, stripe_request_date(req), "Stripe's clock (the Date of its answer)");
 	/* Stripe may have accepted the event: a crash now re-sends it with the same identifier. */
 	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
@@ -1837,7 +1897,8 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		 * never Stripe's work, but a new key costs nothing. */
 		it->ev.key_generation++;
 		if (it->ev.first_unknown == 0 && (out == STRIPE_UNKNOWN || status / 100 == 2))
-			it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+			it->ev.first_unknown =
+			    it->started > 0 ? it->started : clock_steady_wall_s(&s->steady);
 	}
 	switch (out) {
 	case STRIPE_DELIVERED:
@@ -1975,7 +2036,8 @@ static void abandon_record(struct sender *s, struct sender_item *it)
 {
 	it->ev.attempts++;
 	if (it->ev.first_unknown == 0)
-		it->ev.first_unknown = it->started > 0 ? it->started : (int64_t)time(NULL);
+		it->ev.first_unknown =
+		    it->started > 0 ? it->started : clock_steady_wall_s(&s->steady);
 	if (mark_add(s, &it->ev, EVENT_PENDING, "abandoned in flight when the agent stopped") != 0)
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 }
@@ -2038,11 +2100,15 @@ static void check_meters(struct sender *s, const struct config *rules)
 	size_t n = 0, was_held = s->n_held_rules;
 	int rc, errors = 0;
 	long status = 0;
+	int64_t date = 0;
 
 	health_wait_begin(HEALTH_SENDER);
-	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status, err,
-	                        sizeof(err));
+	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status,
+	                        &date, err, sizeof(err));
 	health_wait_end(HEALTH_SENDER);
+	/* Read before any event is sent: Stripe's clock decides unsure_after from the start. */
+	if (rc == 0 && date > 0)
+		clock_saw(s, date, "Stripe's clock (the Date of its answer)");
 	if (rc != 0 && status == 401) {
 		/* A refused key is an error even with nothing to send: the operator learns it now,
 		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
@@ -2464,8 +2530,10 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conc);
 	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, conc);
 	s->sp = spool_open(cfg->agent.state_dir, SPOOL_READ_WRITE, err, errlen);
-	if (s->sp == NULL || spool_set_durability(s->sp, cfg->agent.durability, err, errlen) < 0)
+	if (s->sp == NULL || spool_set_durability(s->sp, cfg->agent.durability, err, errlen) < 0 ||
+	    spool_clock_seen(s->sp, &s->clock_noted, err, errlen) < 0)
 		goto fail;
+	clock_saw(s, s->clock_noted, "the latest time this spool has seen");
 	s->tokens = 1.0;
 	s->tokens_at = clock_mono_ms();
 	return s;
@@ -2693,6 +2761,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		collect_done(s, now);
 		if (s->n_marks > 0)
 			marks_apply(s, now, 0);
+		clock_note(s, now, 0);
 
 		if (!stopping && atomic_load(&s->stop)) {
 			stopping = 1;
@@ -2789,6 +2858,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 				        "spool: cannot record delivery outcomes");
 		}
 	}
+	clock_note(s, now, 1);
 	if (stopping) {
 		rc = 0;
 	} else if (s->fatal) {

@@ -1407,6 +1407,11 @@ int64_t stripe_request_retry_after_ms(const struct stripe_request *req)
 	return req != NULL ? req->retry_after_ms : -1;
 }
 
+int64_t stripe_request_date(const struct stripe_request *req)
+{
+	return req != NULL ? req->date : 0;
+}
+
 void stripe_request_free(struct stripe_request *req)
 {
 	if (req == NULL)
@@ -1432,6 +1437,20 @@ static size_t on_list_body(char *data, size_t size, size_t nmemb, void *ud)
 
 	/* A page of 100 meters is far smaller: anything that does not fit stops the transfer. */
 	return body_append(ud, data, n, STRIPE_LIST_BODY_MAX) == n ? n : 0;
+}
+
+/* A meter list's header lines: keeps the Date (0 when absent) in the int64_t at `ud`. */
+static size_t on_list_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+	int64_t *date = ud;
+	size_t n = size * nmemb, vlen;
+	const char *v;
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		*date = 0; /* a new answer (after a 100 Continue, say) */
+	else if ((v = header_value(data, n, "Date", &vlen)) != NULL)
+		*date = parse_date(v, vlen);
+	return n;
 }
 
 /* Copies a JSON string member into `out` (`outlen` bytes), "" if absent or not a string. */
@@ -1515,8 +1534,8 @@ static int take_meters(json_t *root, struct stripe_meter **out, size_t *n, size_
 }
 
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, long *status_out, char *err,
-                       size_t errlen)
+                       struct stripe_meter **out, size_t *n, long *status_out, int64_t *date_out,
+                       char *err, size_t errlen)
 {
 	struct curl_slist *headers = NULL;
 	struct body_buf body = {0};
@@ -1524,12 +1543,15 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 	const char *base;
 	size_t cap = 0;
 	int has_more = 1, ret = -1;
+	int64_t seen_date = 0;
 	CURL *easy = NULL;
 
 	*out = NULL;
 	*n = 0;
 	if (status_out != NULL)
 		*status_out = 0;
+	if (date_out != NULL)
+		*date_out = 0;
 	base = cfg->stripe.api_base;
 	if (config_check_api_base(base, err, errlen) != 0 || key == NULL || !header_safe(key) ||
 	    (cfg->stripe.account != NULL && config_check_account(cfg->stripe.account, err, errlen)))
@@ -1552,6 +1574,7 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 		json_t *root;
 		CURLcode code;
 		long status = 0;
+		int64_t date = 0;
 		int rc;
 
 		free(url);
@@ -1583,6 +1606,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_list_body);
 		curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+		curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_list_header);
+		curl_easy_setopt(easy, CURLOPT_HEADERDATA, &date);
 		code = curl_easy_perform(easy);
 		if (code != CURLE_OK) {
 			err_set(err, errlen, "GET %s: network error: %s", STRIPE_METERS_ENDPOINT,
@@ -1605,6 +1630,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 				*status_out = status;
 			goto out;
 		}
+		if (date > 0)
+			seen_date = date;
 		root = body.p != NULL ? json_loadb(body.p, body.len, 0, &jerr) : NULL;
 		if (root == NULL) {
 			err_set(err, errlen, "GET %s: the answer is not JSON",
@@ -1616,6 +1643,8 @@ int stripe_meters_list(const struct config *cfg, const char *key, long timeout_m
 		if (rc != 0)
 			goto out;
 	}
+	if (date_out != NULL)
+		*date_out = seen_date;
 	ret = 0;
 	goto out;
 oom:

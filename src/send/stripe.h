@@ -184,6 +184,10 @@ enum stripe_outcome stripe_request_result(struct stripe_request *req, CURLcode c
  * there was none or it did not parse. */
 int64_t stripe_request_retry_after_ms(const struct stripe_request *req);
 
+/* The answer's Date header (RFC 9110 6.6.1: the server's clock when it answered, to the second),
+ * seconds since the epoch; 0 if there was none or it did not parse. */
+int64_t stripe_request_date(const struct stripe_request *req);
+
 /* An answer's Retry-After is trusted up to this: a hostile or broken one must not stop sending
  * for long (milliseconds). */
 #define STRIPE_RETRY_AFTER_MAX_MS (5 * 60 * 1000)
@@ -215,9 +219,12 @@ struct stripe_meter {
  * Returns 0, or -1 with the reason in `err` (network error, Stripe's answer with its status, or
  * an answer that is not a list of meters) and, if `status` is not NULL, the HTTP status of an
  * answer other than 200 in *status (401: "No valid API key provided", docs.stripe.com/api/errors;
- * 0 when there was none); the key never appears in `err`. */
+ * 0 when there was none); the key never appears in `err`. If `date` is not NULL, *date is, on
+ * success, the Date header (seconds since the epoch) of the last page that had one, else 0:
+ * Stripe's clock, for deadlines this host's clock alone must not decide (docs/stripe-contract.md
+ * section 13, "The 24-hour edge"). */
 int stripe_meters_list(const struct config *cfg, const char *key, long timeout_ms,
-                       struct stripe_meter **out, size_t *n, long *status, char *err,
+                       struct stripe_meter **out, size_t *n, long *status, int64_t *date, char *err,
                        size_t errlen);
 
 #endif

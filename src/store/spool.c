@@ -623,6 +623,59 @@ int spool_meta_put(struct spool *sp, const char *key, const char *value, char *e
 	return spool_st_run(sp, ST_META_PUT, "writing meta", err, errlen);
 }
 
+/* Reads the kept latest time into *seen (0: none, or not a number). Returns 0 or -1. */
+static int clock_seen_get(struct spool *sp, int64_t *seen, char *err, size_t errlen)
+{
+	char v[32] = "", *end = NULL;
+	long long t;
+	int found;
+
+	*seen = 0;
+	found = spool_meta_get(sp, SPOOL_CLOCK_SEEN_KEY, v, sizeof(v), err, errlen);
+	if (found < 0)
+		return -1;
+	if (!found)
+		return 0;
+	errno = 0;
+	t = strtoll(v, &end, 10);
+	if (errno == 0 && end != v && *end == '\0' && t > 0)
+		*seen = (int64_t)t;
+	return 0;
+}
+
+int spool_clock_seen(struct spool *sp, int64_t *seen, char *err, size_t errlen)
+{
+	if (sp == NULL || seen == NULL) {
+		err_set(err, errlen, "spool_clock_seen: invalid arguments");
+		return -1;
+	}
+	return clock_seen_get(sp, seen, err, errlen);
+}
+
+int spool_clock_note(struct spool *sp, int64_t seen, char *err, size_t errlen)
+{
+	char v[32];
+	int64_t kept;
+
+	if (sp == NULL || seen <= 0) {
+		err_set(err, errlen, "spool_clock_note: invalid arguments");
+		return -1;
+	}
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (clock_seen_get(sp, &kept, err, errlen) < 0)
+		goto fail;
+	if (seen > kept) {
+		snprintf(v, sizeof(v), "%lld", (long long)seen);
+		if (spool_meta_put(sp, SPOOL_CLOCK_SEEN_KEY, v, err, errlen) < 0)
+			goto fail;
+	}
+	return spool_tx_commit(sp, err, errlen);
+fail:
+	spool_tx_rollback(sp);
+	return -1;
+}
+
 /* Longer than any instance id logmeter writes, so that a longer stored one is noticed. */
 #define INSTANCE_BUF 1024
 

@@ -282,6 +282,17 @@ struct spool_mark {
 int spool_mark(struct spool *sp, const struct spool_mark *marks, size_t n, char *err,
                size_t errlen);
 
+/* The latest time the sender has seen (seconds since the epoch): this host's clock or Stripe's
+ * (an answer's Date, a meter event session's created time), as spool_clock_note kept it; 0 if
+ * none was kept. A host clock behind it was set back: the 24-hour limit of unknown outcomes
+ * (docs/stripe-contract.md section 13) is judged by it, not by that clock. Returns 0 or -1. */
+int spool_clock_seen(struct spool *sp, int64_t *seen, char *err, size_t errlen);
+
+/* Keeps `seen` (seconds since the epoch) as the latest time seen if it is later than the one kept,
+ * in a transaction of its own (meta key "clock_seen", docs/architecture.md "Spool schema").
+ * Returns 0 or -1 (nothing written). */
+int spool_clock_note(struct spool *sp, int64_t seen, char *err, size_t errlen);
+
 /* ---- aggregation windows (store/window.c, docs/architecture.md "Aggregation windows") ---- */
 
 /* An aggregation window as status and export show it. */

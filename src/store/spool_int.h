@@ -383,6 +383,10 @@ int spool_random_hex(char *out, size_t nbytes, char *err, size_t errlen);
  * `files` then. */
 #define SPOOL_FILE_ID_KEY "file_id_last"
 
+/* meta: the latest time the sender has seen, seconds since the epoch (spool_clock_seen). Absent
+ * in a spool written before it, or before a sender ran: nothing seen. */
+#define SPOOL_CLOCK_SEEN_KEY "clock_seen"
+
 /* ---- aggregation windows (window.c) ---- */
 
 /* Inside spool_commit's transaction: adds the value of the line event *ev (ev->window_s > 0) to

@@ -31,7 +31,8 @@ struct clock_steady {
  * the monotonic seconds elapsed since. For deadlines measured from a recorded date (the
  * unsure_after limit of docs/spool.md): a wall clock stepped back, by hand or by NTP, must not
  * stretch a 23-hour limit past Stripe's 24 hours. A step back while the process is not
- * running is not seen. */
+ * running is not seen by this alone: the sender moves `wall_s` on to later times it learns
+ * (Stripe's clock, the spool's latest time seen) and the monotonic clock carries them on. */
 int64_t clock_steady_wall_s(struct clock_steady *c);
 
 #endif

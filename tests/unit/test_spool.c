@@ -2972,6 +2972,35 @@ static void test_durability(void **state)
 	assert_int_equal(spool_set_durability(NULL, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
 	                 -1);
 }
+/* The latest time seen (meta clock_seen): none at first, and never set back by an earlier one. */
+static void test_clock_seen(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "";
+	int64_t seen = -1;
+
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 0);
+	assert_int_equal(spool_clock_note(fx->sp, 1900000000, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_note(fx->sp, 1800000000, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 1900000000);
+	assert_int_equal(raw_int(fx->db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = "
+	                                 "'clock_seen'"),
+	                 1900000000);
+	assert_int_equal(spool_clock_note(fx->sp, 1900000001, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 1900000001);
+	/* A value that is not a number is nothing seen, and is replaced. */
+	raw_exec(fx->db, "UPDATE meta SET value = 'x' WHERE key = 'clock_seen'");
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 0);
+	assert_int_equal(spool_clock_note(fx->sp, 5, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 5);
+	assert_int_equal(spool_clock_note(fx->sp, 0, err, sizeof(err)), -1);
+}
+
 static void test_verify(void **state)
 {
 	struct fixture *fx = *state;
@@ -3057,6 +3086,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreach, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_beside_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_seen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damage_hint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_to_loads, setup, teardown),
