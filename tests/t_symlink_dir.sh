@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A directory symlink in a source's path re-pointed while logmeter is stopped (a deploy's
+# `current -> releases/N`, switched with `ln -sfn` and `mv -T`): the file the path led to was
+# neither deleted nor moved, and what was written to it after its checkpoint while logmeter was
+# stopped is read once, from the directory its path led to when logmeter last saw it, which the
+# spool keeps (file_realdir, docs/tailing.md); not marked gone. Then the link switched again and
+# the old release's directory removed with its file: the warning says the path leads to another
+# directory now (not "deleted, or moved out of its directory"). The double must have accepted
+# every line's event exactly once (values: the rids read back from the files with python;
+# identifiers: tests/identifiers.py under the uid of each file's record).
+. "$(dirname "$0")/lib.sh"
+lm_init symlink_dir
+. "$top_srcdir/tests/tail_lib.sh"
+double_start
+rid=1
+written=0
+: >"$T/expected_ids"
+: >"$T/expected_rids"
+
+R=$T/rel
+mkdir -p "$R/v1" "$R/v2" "$R/v3"
+C=$T/logmeter.conf
+write_config "$C"
+rule_conf app "$R/current/*.log" >>"$C"
+
+note "1: v1 read, the link switched to v2 while stopped, more lines written to v1's file"
+ln -sfn v1 "$R/current"
+put_rids "$R/v1/app.log" 40
+agent_once "$C" || fail "first run --once exited $?"
+put_rids "$R/v2/app.log" 30
+ln -sfn v2 "$R/tmp" && mv -T "$R/tmp" "$R/current"
+put_rids "$R/v1/app.log" 25
+agent_once "$C" || fail "second run --once exited $?"
+! grep -q "current/app.log: gone while logmeter was stopped" "$T/agent.log" ||
+	fail "v1's file said gone: $(grep 'gone while' "$T/agent.log")"
+expect_file "$C" app "$R/v1/app.log" "$R/v2/app.log"
+check_accepted
+
+note "2: the link switched to v3 while stopped, v2's directory removed with its unread lines"
+put_rids "$R/v3/app.log" 20
+put_rids "$R/v2/app.log" 5
+lost_rids=$(rids_of "$R/v2/app.log" | tail -n 5 | tr '\n' ' ')
+ln -sfn v3 "$R/tmp" && mv -T "$R/tmp" "$R/current"
+rm -r "$R/v2"
+written=$((written - 5))
+agent_once "$C" || fail "third run --once exited $?"
+grep -qF "$R/current/app.log: gone while logmeter was stopped: its path leads to another directory now ($R/v3, was $R/v2), and its file is not there any more" "$T/agent.log" ||
+	fail "v2's file not said gone with its directory's link moved: $(grep 'gone while' "$T/agent.log")"
+expect_file "$C" app "$R/v3/app.log"
+check_accepted
+for r in $lost_rids; do
+	! cut -f4 "$T/accepted.tsv" | grep -qx "$r" || fail "rid $r of the removed file was billed"
+done
+
+echo "t_symlink_dir: $written lines, each billed once: a directory symlink in the path re-pointed while stopped, the old target's lines after its checkpoint read from the directory it led to; its removal said as such"
