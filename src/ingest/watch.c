@@ -1502,6 +1502,28 @@ static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 		follow_name(w, wt, path);
 }
 
+/* Whether `path`, a name source si's glob matched that leads to the file of tail wt under
+ * another name, is one the source refuses to open (guard_open: a symlink it does not follow, b.log
+ * -> a.log): then it is logged once and counted, as `check` lists it, and is no match of that
+ * file. Asked at every scan, as for a refused name whose file no tail holds (open_path). */
+static int refused_name(struct watch *w, size_t si, const struct wtail *wt, const char *path)
+{
+	char e[1024];
+	int refused, fd;
+
+	if (strcmp(tail_path(wt->t), path) == 0)
+		return 0;
+	fd = guard_open(w->ctx.guard, &w->ctx.cfg->sources[si], path, &refused, e, sizeof(e));
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (!refused)
+		return 0;
+	fail_log(w, path, e);
+	return 1;
+}
+
 /* At start (or when a reload added the source): a source whose glob matches no file bills
  * nothing, often because the service cannot see where the admin's shell can (ProtectHome=). */
 static void warn_nomatch(const struct config_source *src)
@@ -1552,7 +1574,9 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			matched += pass == 0;
 			wt = tail_find(w, si, st.st_dev, st.st_ino);
 			if (wt != NULL) {
-				if (pass == 0)
+				/* stat(2) followed a link the source would refuse to open: not
+				 * the tailed file's name. */
+				if (pass == 0 && !refused_name(w, si, wt, path))
 					matched_again(w, wt, path);
 				continue;
 			}
@@ -2270,6 +2294,8 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			continue;
 		wt = tail_find(w, si, st.st_dev, st.st_ino);
 		if (wt != NULL) {
+			if (refused_name(w, si, wt, cand))
+				continue;
 			if (wt->base == NULL || wt->orphan)
 				matched_again(w, wt, cand);
 			dirty_add(w, wt);
