@@ -1754,6 +1754,17 @@ static int piece_of(int pfd, int fd)
 	return is_piece;
 }
 
+/* Whether a tail of any source holds the file (dev, ino): one beside a recovered file that
+ * another source's glob matches (app.log.1 of source old's app.log.*) is that source's, read
+ * by it already, and no rotation never read (not noted as shared, nor counted). */
+static int tail_any(const struct watch *w, dev_t dev, ino_t ino)
+{
+	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++)
+		if (tail_find(w, sk, dev, ino) != NULL)
+			return 1;
+	return 0;
+}
+
 /* unread_rotations in one directory, `dir` (the log's own, or its olddir). `rec` is scratch
  * space; `*nfd` is the renamed file `now` once opened for the first candidate (-2: not yet).
  * Each file is judged by what it holds when opened for the look (the stat of that descriptor),
@@ -1796,8 +1807,8 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			continue;
 		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
-		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && (fd = look_open(w, si, path)) >= 0) {
+		    !tail_any(w, st.st_dev, st.st_ino) && !has_record(w, si, path, &st) &&
+		    (fd = look_open(w, si, path)) >= 0) {
 			/* Judged by what the look opened: renamed between the stat and the open,
 			 * the name led to another file, judged as this one (looked at again below).
 			 */
