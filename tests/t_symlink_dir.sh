@@ -5,7 +5,8 @@
 # stopped is read once, from the directory its path led to when logmeter last saw it, which the
 # spool keeps (file_realdir, docs/tailing.md); not marked gone. Then the link switched again and
 # the old release's directory removed with its file: the warning says the path leads to another
-# directory now (not "deleted, or moved out of its directory"). The double must have accepted
+# directory now (not "deleted, or moved out of its directory"); `spool recover` leaves the table
+# behind without calling its rows damaged. The double must have accepted
 # every line's event exactly once (values: the rids read back from the files with python;
 # identifiers: tests/identifiers.py under the uid of each file's record).
 . "$(dirname "$0")/lib.sh"
@@ -51,5 +52,10 @@ check_accepted
 for r in $lost_rids; do
 	! cut -f4 "$T/accepted.tsv" | grep -qx "$r" || fail "rid $r of the removed file was billed"
 done
+
+note "3: spool recover leaves file_realdir's rows behind, as file_extra's, not as damaged rows"
+[ -n "$(spool_sql "$C" "SELECT dir FROM file_realdir")" ] || fail "test bug: file_realdir is empty"
+out=$("$LOGMETER" spool recover --force -c "$C" 2>&1) || fail "spool recover exited $?: $out"
+! grep -q "damaged rows skipped" <<<"$out" || fail "spool recover: $out"
 
 echo "t_symlink_dir: $written lines, each billed once: a directory symlink in the path re-pointed while stopped, the old target's lines after its checkpoint read from the directory it led to; its removal said as such"
