@@ -6,7 +6,8 @@
 # spool keeps (file_realdir, docs/tailing.md); not marked gone. Then the link switched again and
 # the old release's directory removed with its file: the warning says the path leads to another
 # directory now (not "deleted, or moved out of its directory"); `spool recover` leaves the table
-# behind without calling its rows damaged. The double must have accepted
+# behind without calling its rows damaged. The same switch while the agent runs: the old file's
+# record takes the file's own name (status listed two records under the link's path). The double must have accepted
 # every line's event exactly once (values: the rids read back from the files with python;
 # identifiers: tests/identifiers.py under the uid of each file's record).
 . "$(dirname "$0")/lib.sh"
@@ -53,7 +54,31 @@ for r in $lost_rids; do
 	! cut -f4 "$T/accepted.tsv" | grep -qx "$r" || fail "rid $r of the removed file was billed"
 done
 
-note "3: spool recover leaves file_realdir's rows behind, as file_extra's, not as damaged rows"
+note "3: the link switched while the agent runs, the old file still written to"
+R2=$T/rel2
+mkdir -p "$R2/v1" "$R2/v2"
+ln -sfn v1 "$R2/current"
+put_rids "$R2/v1/app.log" 15
+C2=$T/logmeter2.conf
+write_config "$C2"
+sed -i "s|^state_dir = .*|state_dir = $T/state2|" "$C2"
+rule_conf app "$R2/current/*.log" >>"$C2"
+agent_start "$C2"
+wait_until 60 delivered || fail "only $(accepted_count) of $written events"
+put_rids "$R2/v2/app.log" 10
+ln -sfn v2 "$R2/tmp" && mv -T "$R2/tmp" "$R2/current"
+put_rids "$R2/v1/app.log" 5
+wait_until 60 delivered || fail "after the switch: only $(accepted_count) of $written events"
+wait_until 60 grep -qF "$R2/current/app.log: its path leads to another directory now: it is $R2/v1/app.log" "$T/agent.log" ||
+	fail "the old file kept the path: $(grep -F "$R2/" "$T/agent.log" | tail -5)"
+agent_stop || fail "the agent did not stop cleanly"
+"$LOGMETER" status -c "$C2" | sed -n 's/^  \(\/.*\)$/\1/p' | sort >"$T/status2.paths"
+assert_eq "$R2/current/app.log $R2/v1/app.log" "$(tr '\n' ' ' <"$T/status2.paths" | sed 's/ $//')" \
+	"the records' paths in status"
+expect_file "$C2" app "$R2/v1/app.log" "$R2/v2/app.log"
+check_accepted
+
+note "4: spool recover leaves file_realdir's rows behind, as file_extra's, not as damaged rows"
 [ -n "$(spool_sql "$C" "SELECT dir FROM file_realdir")" ] || fail "test bug: file_realdir is empty"
 out=$("$LOGMETER" spool recover --force -c "$C" 2>&1) || fail "spool recover exited $?: $out"
 ! grep -q "damaged rows skipped" <<<"$out" || fail "spool recover: $out"

@@ -1627,6 +1627,24 @@ static void name_from_fd(struct watch *w, struct wtail *wt)
 	follow_name(w, wt, path);
 }
 
+/* A tail no longer matched by its glob whose path no longer leads to its file, though the file
+ * is neither deleted nor renamed: a directory symlink on the path re-pointed (a deploy's
+ * `current -> releases/N`), the path now another file's, with a tail and record of its own. It
+ * takes the name the kernel gives its descriptor, so that its record and status name the file
+ * itself, not the path the other file has now. */
+static void name_real(struct watch *w, struct wtail *wt)
+{
+	char path[PATH_MAX];
+
+	if (wt->base == NULL || wt->link || path_still_names(wt->t) ||
+	    tail_current_path(wt->t, path, sizeof(path)) < 0 ||
+	    strcmp(path, tail_path(wt->t)) == 0 ||
+	    !names_file(path, tail_dev(wt->t), tail_ino(wt->t)))
+		return;
+	log_info("%s: its path leads to another directory now: it is %s", tail_path(wt->t), path);
+	follow_name(w, wt, path);
+}
+
 /* ---- records of files not found at start ---------------------------------------------------- */
 
 struct reading_list {
@@ -2198,6 +2216,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			wt->orphan_size = -1;
 			if (wt->link)
 				name_target(w, wt);
+			else
+				name_real(w, wt);
 		}
 		if (wt->base == NULL)
 			name_from_fd(w, wt);
