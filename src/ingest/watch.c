@@ -1108,8 +1108,6 @@ static void recheck_copies(struct watch *w, size_t si)
 	}
 }
 
-/* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
- * it recovers. Returns 0, -1, or 1 if the tail was released (wt is freed). */
 /* Keeps, for the record of tail wt, the real directory its path leads to when that path goes
  * through a symbolic link to a directory (a deploy's `current -> releases/N`), if the path still
  * leads to the file: re-pointed while logmeter is stopped, the link no longer leads to the file,
@@ -1134,6 +1132,8 @@ static void note_realdir(struct watch *w, struct wtail *wt)
 	free(dir);
 }
 
+/* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
+ * it recovers. Returns 0, -1, or 1 if the tail was released (wt is freed). */
 static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
 {
 	char e[1024] = "";
