@@ -130,6 +130,7 @@ struct wtail {
 	int link;                   /* its path is a symlink */
 	char *real;                 /* then the path of its target when opened, else NULL */
 	int failing;                /* its last read failed (logged once, until it recovers) */
+	int64_t realdir_id;         /* the record note_realdir last looked at, 0 before */
 	struct hlink by_name;       /* in tail_name while base != NULL */
 	struct hlink by_id;         /* in tail_id, by (source, dev, ino) */
 	struct hlink by_fwd;        /* in tail_fwd while fwd >= 0 */
@@ -1107,6 +1108,30 @@ static void recheck_copies(struct watch *w, size_t si)
 	}
 }
 
+/* Keeps, for the record of tail wt, the real directory its path leads to when that path goes
+ * through a symbolic link to a directory (a deploy's `current -> releases/N`), if the path still
+ * leads to the file: re-pointed while logmeter is stopped, the link no longer leads to the file,
+ * which recover() then looks for there (find_in_realdir). Once per record and tail; best effort
+ * (what is lost is only that finding). */
+static void note_realdir(struct watch *w, struct wtail *wt)
+{
+	int64_t id = tail_file(wt->t)->id;
+	char *dir, *real = NULL, norm[PATH_MAX], e[1024];
+
+	if (id == 0 || id == wt->realdir_id)
+		return;
+	wt->realdir_id = id;
+	dir = path_dir(tail_path(wt->t));
+	if (dir != NULL && dir[0] != '\0' && path_normalize(dir, norm, sizeof(norm)) == 0)
+		real = realpath(dir, NULL);
+	if (real != NULL && strcmp(real, norm) != 0 &&
+	    names_file(tail_path(wt->t), tail_dev(wt->t), tail_ino(wt->t)) &&
+	    spool_file_realdir_put(w->ctx.spool, id, real, e, sizeof(e)) < 0)
+		log_warn("%s", e);
+	free(real);
+	free(dir);
+}
+
 /* Reads a tail to its end (opening it again if it was suspended), logging a failure once until
  * it recovers. Returns 0, -1, or 1 if the tail was released (wt is freed). */
 static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen)
@@ -1166,6 +1191,7 @@ static int read_tail(struct watch *w, struct wtail *wt, char *err, size_t errlen
 		wt->read_racy =
 		    clock_gettime(CLOCK_REALTIME, &now) != 0 || now.tv_sec - st.st_ctim.tv_sec <= 1;
 		lru_touch(w, wt);
+		note_realdir(w, wt);
 		if (w->n_copies > 0 && tail_file(wt->t)->id != id)
 			recheck_copies(w, tail_source_index(wt->t));
 		return 0;
@@ -1476,6 +1502,28 @@ static void matched_again(struct watch *w, struct wtail *wt, const char *path)
 		follow_name(w, wt, path);
 }
 
+/* Whether `path`, a name source si's glob matched that leads to the file of tail wt under
+ * another name, is one the source refuses to open (guard_open: a symlink it does not follow, b.log
+ * -> a.log): then it is logged once and counted, as `check` lists it, and is no match of that
+ * file. Asked at every scan, as for a refused name whose file no tail holds (open_path). */
+static int refused_name(struct watch *w, size_t si, const struct wtail *wt, const char *path)
+{
+	char e[1024];
+	int refused, fd;
+
+	if (strcmp(tail_path(wt->t), path) == 0)
+		return 0;
+	fd = guard_open(w->ctx.guard, &w->ctx.cfg->sources[si], path, &refused, e, sizeof(e));
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (!refused)
+		return 0;
+	fail_log(w, path, e);
+	return 1;
+}
+
 /* At start (or when a reload added the source): a source whose glob matches no file bills
  * nothing, often because the service cannot see where the admin's shell can (ProtectHome=). */
 static void warn_nomatch(const struct config_source *src)
@@ -1526,7 +1574,9 @@ static int scan_source(struct watch *w, size_t si, char *err, size_t errlen)
 			matched += pass == 0;
 			wt = tail_find(w, si, st.st_dev, st.st_ino);
 			if (wt != NULL) {
-				if (pass == 0)
+				/* stat(2) followed a link the source would refuse to open: not
+				 * the tailed file's name. */
+				if (pass == 0 && !refused_name(w, si, wt, path))
 					matched_again(w, wt, path);
 				continue;
 			}
@@ -1574,6 +1624,24 @@ static void name_from_fd(struct watch *w, struct wtail *wt)
 	/* Its IN_MOVED_TO did not come by this rescan: it went where no watch sees it. */
 	tail_set_cookie(w, wt, 0);
 	log_info("%s: moved out of sight, to %s", tail_path(wt->t), path);
+	follow_name(w, wt, path);
+}
+
+/* A tail no longer matched by its glob whose path no longer leads to its file, though the file
+ * is neither deleted nor renamed: a directory symlink on the path re-pointed (a deploy's
+ * `current -> releases/N`), the path now another file's, with a tail and record of its own. It
+ * takes the name the kernel gives its descriptor, so that its record and status name the file
+ * itself, not the path the other file has now. */
+static void name_real(struct watch *w, struct wtail *wt)
+{
+	char path[PATH_MAX];
+
+	if (wt->base == NULL || wt->link || path_still_names(wt->t) ||
+	    tail_current_path(wt->t, path, sizeof(path)) < 0 ||
+	    strcmp(path, tail_path(wt->t)) == 0 ||
+	    !names_file(path, tail_dev(wt->t), tail_ino(wt->t)))
+		return;
+	log_info("%s: its path leads to another directory now: it is %s", tail_path(wt->t), path);
 	follow_name(w, wt, path);
 }
 
@@ -1704,6 +1772,17 @@ static int piece_of(int pfd, int fd)
 	return is_piece;
 }
 
+/* Whether a tail of any source holds the file (dev, ino): one beside a recovered file that
+ * another source's glob matches (app.log.1 of source old's app.log.*) is that source's, read
+ * by it already, and no rotation never read (not noted as shared, nor counted). */
+static int tail_any(const struct watch *w, dev_t dev, ino_t ino)
+{
+	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++)
+		if (tail_find(w, sk, dev, ino) != NULL)
+			return 1;
+	return 0;
+}
+
 /* unread_rotations in one directory, `dir` (the log's own, or its olddir). `rec` is scratch
  * space; `*nfd` is the renamed file `now` once opened for the first candidate (-2: not yet).
  * Each file is judged by what it holds when opened for the look (the stat of that descriptor),
@@ -1746,8 +1825,8 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			continue;
 		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
-		    tail_find(w, si, st.st_dev, st.st_ino) == NULL &&
-		    !has_record(w, si, path, &st) && (fd = look_open(w, si, path)) >= 0) {
+		    !tail_any(w, st.st_dev, st.st_ino) && !has_record(w, si, path, &st) &&
+		    (fd = look_open(w, si, path)) >= 0) {
 			/* Judged by what the look opened: renamed between the stat and the open,
 			 * the name led to another file, judged as this one (looked at again below).
 			 */
@@ -1922,6 +2001,35 @@ static char *find_elsewhere(struct watch *w, size_t si, const struct spool_file 
 	return p;
 }
 
+/* The file of record *f of source si in the directory its path led to through a symbolic link
+ * when it was last read there (note_realdir), if the path leads to another directory now (the
+ * link re-pointed while logmeter was stopped: the file itself was neither moved nor deleted).
+ * Sets *moved (then `was` holds that directory and `now` where the path leads now, `len` bytes
+ * each, "no directory" if nowhere) and returns the file's path if it is still there and holds
+ * what the record read (caller frees), else NULL. */
+static char *find_in_realdir(struct watch *w, size_t si, const struct spool_file *f, char *was,
+                             char *now, size_t len, int *moved)
+{
+	char e[1024], *dir, *real = NULL;
+	int r = spool_file_realdir_get(w->ctx.spool, f->id, was, len, e, sizeof(e));
+
+	*moved = 0;
+	if (r < 0)
+		log_warn("%s", e);
+	if (r <= 0)
+		return NULL;
+	dir = path_dir(f->path);
+	if (dir != NULL && dir[0] != '\0')
+		real = realpath(dir, NULL);
+	free(dir);
+	*moved = real == NULL || strcmp(real, was) != 0;
+	snprintf(now, len, "%s", real != NULL ? real : "no directory");
+	free(real);
+	if (!*moved)
+		return NULL;
+	return if_holds(w, si, f, path_find_ino(was, (dev_t)f->dev, (ino_t)f->ino));
+}
+
 /* At the first scan of a source (at start, or after a reload added or changed it), after the
  * globs were expanded: a record still "reading" whose file no glob found was rotated (renamed to
  * a name its glob does not match) or deleted while logmeter was not reading it. Looks for it
@@ -1946,7 +2054,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		const struct wtail *holder;
 		struct stat st, want;
 		char *path = NULL, *dir;
-		int spool_failed, looks = 0;
+		int spool_failed, looks = 0, moved_dir = 0, in_realdir = 0;
+		char was[PATH_MAX], now[PATH_MAX];
 
 		if (si < 0 || !first_scan(w, (size_t)si) ||
 		    tail_find(w, (size_t)si, (dev_t)f->dev, (ino_t)f->ino) != NULL ||
@@ -1956,6 +2065,7 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		want.st_dev = (dev_t)f->dev;
 		want.st_ino = (ino_t)f->ino;
 	look:
+		in_realdir = 0;
 		if (stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
 		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino) {
 			path = strdup(f->path);
@@ -1991,8 +2101,25 @@ static int recover(struct watch *w, char *err, size_t errlen)
 				log_warn("%s", e);
 			continue;
 		}
+		/* A directory symlink on its path re-pointed (a deploy's `current`): the file is
+		 * where the path led when it was last read. */
+		if (path == NULL) {
+			path = find_in_realdir(w, (size_t)si, f, was, now, sizeof(was), &moved_dir);
+			in_realdir = path != NULL;
+		}
 		if (path == NULL)
 			path = find_elsewhere(w, (size_t)si, f);
+		if (path == NULL && moved_dir) {
+			log_warn("%s: gone while logmeter was stopped: its path leads to another "
+			         "directory now (%s, was %s), and its file is not there any more: "
+			         "nothing after offset %jd of it can be read",
+			         f->path, now, was, (intmax_t)f->offset);
+			guard_gone_unread(w->ctx.guard);
+			f->state = SPOOL_FILE_GONE;
+			if (spool_file_update(w->ctx.spool, f, e, sizeof(e)) < 0)
+				log_warn("%s", e);
+			continue;
+		}
 		if (path == NULL) {
 			const struct config_source *src = &w->ctx.cfg->sources[si];
 			char hint[PATH_MAX + 128];
@@ -2037,7 +2164,11 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (wt != NULL) {
 			/* Under its recorded name: rotated before, read to its end by an earlier
 			 * run that stopped before releasing it, not rotated since. */
-			if (strcmp(path, f->path) != 0)
+			if (in_realdir)
+				log_info("%s: its path leads to another directory now (%s): it is "
+				         "%s, where it led, read to its end",
+				         f->path, now, path);
+			else if (strcmp(path, f->path) != 0)
 				log_info("%s: rotated while logmeter was stopped: read to its end",
 				         path);
 			else
@@ -2046,7 +2177,8 @@ static int recover(struct watch *w, char *err, size_t errlen)
 				    path);
 			wt->orphan = 1;
 			wt->orphan_size = -1;
-			if (strcmp(path, f->path) != 0)
+			/* Not rotated: where its path led, under its own name. */
+			if (strcmp(path, f->path) != 0 && !in_realdir)
 				unread_rotations(w, (size_t)si, f, path);
 		}
 		free(path);
@@ -2084,6 +2216,8 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			wt->orphan_size = -1;
 			if (wt->link)
 				name_target(w, wt);
+			else
+				name_real(w, wt);
 		}
 		if (wt->base == NULL)
 			name_from_fd(w, wt);
@@ -2191,6 +2325,8 @@ static void try_open(struct watch *w, const struct wdir *d, const char *name)
 			continue;
 		wt = tail_find(w, si, st.st_dev, st.st_ino);
 		if (wt != NULL) {
+			if (refused_name(w, si, wt, cand))
+				continue;
 			if (wt->base == NULL || wt->orphan)
 				matched_again(w, wt, cand);
 			dirty_add(w, wt);

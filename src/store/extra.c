@@ -2,17 +2,21 @@
  * per file, only for files that have something to keep): the line ends of its head with a hash
  * of the bytes before each (head marks), by which a truncation that kept whole lines is told
  * apart from a rewrite (docs/tailing.md), and its lines that were not valid UTF-8 for a (*UTF)
- * rule; and in the table file_torn (the same way) its lines torn by NUL bytes (core/lines.h).
+ * rule; in the table file_torn (the same way) its lines torn by NUL bytes (core/lines.h); and in
+ * the table file_realdir the real directory its path led to through a symbolic link, by which
+ * its file is found after the link was re-pointed while logmeter was stopped (docs/tailing.md).
  *
  * The tables came after schema 3 and need no schema version: setup creates file_extra when
- * missing, the first torn line file_torn; a logmeter that predates them ignores them, and a spool
+ * missing, the first torn line file_torn, the first path read through a directory symlink
+ * file_realdir; a logmeter that predates them ignores them, and a spool
  * without them (rebuilt by `spool recover`, or opened read-only before an agent of this version ran
  * on it) reads as one where no file has anything extra. So their statements are prepared when first
- * used, not at open. file_torn is a table of its own rather than a column of file_extra: a column
- * added to a table is a new layout (a schema version), a new table is not. */
+ * used, not at open. file_torn and file_realdir are tables of their own rather than columns of
+ * file_extra: a column added to a table is a new layout (a schema version), a new table is not. */
 #include "store/spool.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -34,6 +38,11 @@ static const char torn_schema[] = "CREATE TABLE IF NOT EXISTS file_torn ("
                                   " file_id INTEGER PRIMARY KEY REFERENCES files(id),"
                                   " torn_lines INTEGER NOT NULL DEFAULT 0);";
 
+/* Made at the first path read through a directory symlink, for the same reason as file_torn. */
+static const char realdir_schema[] = "CREATE TABLE IF NOT EXISTS file_realdir ("
+                                     " file_id INTEGER PRIMARY KEY REFERENCES files(id),"
+                                     " dir TEXT NOT NULL);";
+
 static const char *const extra_sql[SPOOL_XST_COUNT] = {
     [SPOOL_XST_GET] = "SELECT bad_utf8, head_marks FROM file_extra WHERE file_id = ?1",
     [SPOOL_XST_MARKS_PUT] = "INSERT INTO file_extra(file_id, head_marks) VALUES (?1, ?2)"
@@ -43,6 +52,9 @@ static const char *const extra_sql[SPOOL_XST_COUNT] = {
     [SPOOL_XST_TORN_GET] = "SELECT torn_lines FROM file_torn WHERE file_id = ?1",
     [SPOOL_XST_TORN_PUT] = "INSERT INTO file_torn(file_id, torn_lines) VALUES (?1, ?2)"
                            " ON CONFLICT(file_id) DO UPDATE SET torn_lines = excluded.torn_lines",
+    [SPOOL_XST_REALDIR_GET] = "SELECT dir FROM file_realdir WHERE file_id = ?1",
+    [SPOOL_XST_REALDIR_PUT] = "INSERT INTO file_realdir(file_id, dir) VALUES (?1, ?2)"
+                              " ON CONFLICT(file_id) DO UPDATE SET dir = excluded.dir",
 };
 
 /* The statement `which`, prepared at its first use. Returns it, or NULL: its table is not there
@@ -63,7 +75,8 @@ static sqlite3_stmt *extra_stmt(struct spool *sp, enum spool_xstmt which, int *a
 		*absent = 1;
 		return NULL;
 	}
-	spool_fail(sp, rc, "preparing a statement on file_extra or file_torn", err, errlen);
+	spool_fail(sp, rc, "preparing a statement on file_extra, file_torn or file_realdir", err,
+	           errlen);
 	return NULL;
 }
 
@@ -225,4 +238,73 @@ int spool_extra_torn_put(struct spool *sp, const struct spool_file *f, char *err
 	}
 	return extra_put(sp, SPOOL_XST_TORN_PUT, f->id, NULL, 0, f->counters.torn_lines,
 	                 "counting torn lines", err, errlen);
+}
+
+int spool_file_realdir_get(struct spool *sp, int64_t file_id, char *dir, size_t len, char *err,
+                           size_t errlen)
+{
+	int rc = SQLITE_OK, absent, found = 0;
+	sqlite3_stmt *st;
+
+	if (sp == NULL || dir == NULL || len == 0) {
+		err_set(err, errlen, "spool_file_realdir_get: invalid arguments");
+		return -1;
+	}
+	dir[0] = '\0';
+	st = extra_stmt(sp, SPOOL_XST_REALDIR_GET, &absent, err, errlen);
+	if (st == NULL)
+		return absent ? 0 : -1;
+	spool_bind_int(st, 1, file_id, &rc);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const unsigned char *t = sqlite3_column_text(st, 0);
+			size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+			/* One that does not fit is no directory this host could have. */
+			if (t != NULL && n < len) {
+				memcpy(dir, t, n + 1);
+				found = 1;
+			}
+			rc = SQLITE_DONE;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading file_realdir", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	return found;
+}
+
+int spool_file_realdir_put(struct spool *sp, int64_t file_id, const char *dir, char *err,
+                           size_t errlen)
+{
+	int rc = SQLITE_OK, absent;
+	sqlite3_stmt *st;
+
+	if (sp == NULL || dir == NULL) {
+		err_set(err, errlen, "spool_file_realdir_put: invalid arguments");
+		return -1;
+	}
+	if (extra_stmt(sp, SPOOL_XST_REALDIR_PUT, &absent, err, errlen) == NULL) {
+		if (!absent ||
+		    spool_exec(sp, realdir_schema, "creating file_realdir", err, errlen) < 0)
+			return -1;
+	}
+	st = extra_stmt(sp, SPOOL_XST_REALDIR_PUT, &absent, err, errlen);
+	if (st == NULL)
+		return -1;
+	spool_bind_int(st, 1, file_id, &rc);
+	spool_bind_text(st, 2, dir, PATH_MAX, &rc);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "writing file_realdir", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	return 0;
 }

@@ -404,6 +404,20 @@ int spool_file_extra_get(struct spool *sp, int64_t file_id, struct spool_file_ex
 int spool_head_marks_put(struct spool *sp, int64_t file_id, const struct spool_mark_head *marks,
                          size_t n, char *err, size_t errlen);
 
+/* The directory record `file_id`'s path led to when its file was last read there, if that path
+ * goes through a symbolic link (a deploy's `current -> releases/N`): written into `dir` (`len`
+ * bytes, NUL-terminated), an absolute real path (realpath(3)). Returns 1, 0 if none is kept (the
+ * table file_realdir is not there yet: no such path was ever read), or -1 (`err`). */
+int spool_file_realdir_get(struct spool *sp, int64_t file_id, char *dir, size_t len, char *err,
+                           size_t errlen);
+
+/* Keeps `dir` (NUL-terminated, at most PATH_MAX bytes) as the directory record `file_id`'s path
+ * leads to (spool_file_realdir_get), in the table file_realdir, created at the first such
+ * record. On its own (not in a batch's transaction): losing it loses only the finding of the
+ * file after its link was re-pointed while logmeter was stopped. Returns 0 or -1 (`err`). */
+int spool_file_realdir_put(struct spool *sp, int64_t file_id, const char *dir, char *err,
+                           size_t errlen);
+
 /* ---- durability, integrity, replay: see docs/spool.md ---- */
 
 /* Sets PRAGMA synchronous on this handle (each connection has its own setting) for the

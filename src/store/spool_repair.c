@@ -726,8 +726,9 @@ static int take_record(struct builder *b, int64_t rowid, const unsigned char *pl
 	if (nc == 3 && cols[0].type == SQLITE_NULL && is_int(&cols[1]) &&
 	    (cols[2].type == SQLITE_BLOB || cols[2].type == SQLITE_NULL))
 		return 0;
-	/* file_torn's rows (2 columns, the rowid alias and a count), likewise. */
-	if (nc == 2 && cols[0].type == SQLITE_NULL && is_int(&cols[1]))
+	/* file_torn's rows (2 columns, the rowid alias and a count), and file_realdir's (the rowid
+	 * alias and a directory: found again at the next read through the link), likewise. */
+	if (nc == 2 && cols[0].type == SQLITE_NULL && (is_int(&cols[1]) || is_text(&cols[1])))
 		return 0;
 	if (nc > 0 && looks_like_batch(cols, nc)) {
 		r = put_row(b, b->ins_batch, b->find_batch, b->del_batch, rowid, cols, nc,
