@@ -200,6 +200,10 @@ struct sender {
 	int64_t rate_cut_wall; /* the same, wall clock seconds */
 	struct clock_steady steady; /* for unsure_after, which a clock set back must not stretch:
 	                               the latest of this host's clock and of what was seen */
+	struct clock_steady kept;   /* what first_unknown is stamped with and the spool keeps:
+	                               the same but for a Stripe time no second answer agreed with */
+	int64_t date_t;             /* the last answer's Date, 0: none yet */
+	int64_t date_mono;          /* monotonic ms: when it was read */
 	int64_t clock_noted;        /* the latest time seen, as last kept in the spool */
 	int64_t clock_note_at;      /* monotonic ms: when it was */
 	int clock_behind_logged;    /* this host's clock was found behind: said once */
@@ -297,18 +301,27 @@ static void stats_add(struct sender *s, int64_t *field, int64_t n)
 
 /* ---- the latest time seen ---- */
 
+/* Moves `c` on to `t` (seconds since the epoch) if that is later. Returns 1 if it did. */
+static int steady_advance(struct clock_steady *c, int64_t t)
+{
+	if (t <= clock_steady_wall_s(c))
+		return 0;
+	c->wall_s = t;
+	c->mono_ms = clock_mono_ms();
+	return 1;
+}
+
 /* `t` (seconds since the epoch) was seen: read from `whose` clock, which is ahead of this host's
- * when the host's was set back, or not set, while the agent was stopped. unsure_after and the
- * first unknown outcomes are measured from the latest time seen (s->steady), so that a host clock
- * behind cannot stretch them past Stripe's 24 hours; that it is behind is logged once. */
+ * when the host's was set back, or not set, while the agent was stopped. unsure_after is judged by
+ * the latest time seen (s->steady), so that a host clock behind cannot stretch it past Stripe's
+ * 24 hours; that it is behind is logged once. The first unknown outcomes are stamped by s->kept
+ * (clock_saw_date), never later than that. */
 static void clock_saw(struct sender *s, int64_t t, const char *whose)
 {
 	int64_t host = clock_wall_s();
 
-	if (t <= clock_steady_wall_s(&s->steady))
+	if (!steady_advance(&s->steady, t))
 		return;
-	s->steady.wall_s = t;
-	s->steady.mono_ms = clock_mono_ms();
 	if (t - host > SENDER_CLOCK_BEHIND_S && !s->clock_behind_logged) {
 		s->clock_behind_logged = 1;
 		log_warn("this host's clock is %lld s behind %s: it was set back, or not set, "
@@ -316,6 +329,24 @@ static void clock_saw(struct sender *s, int64_t t, const char *whose)
 		         "(unsure_after) is measured by the latter",
 		         (long long)(t - host), whose);
 	}
+}
+
+/* The Date `t` (seconds since the epoch) of an answer of Stripe's was read. It judges unsure_after
+ * at once (clock_saw: ahead, it makes events unsure early, never late), but one answer alone may
+ * be wrong (a proxy's clock, a hostile answer): the time first_unknown is stamped with and the
+ * spool keeps for good (s->kept) moves on to it only when the answer before it agrees, carried on
+ * by the monotonic clock (SENDER_CLOCK_STEP_S). A Date far ahead once would otherwise stamp
+ * first_unknown, and hold every later run's clock, there: the time stopped would not count. */
+static void clock_saw_date(struct sender *s, int64_t t)
+{
+	int64_t mono = clock_mono_ms();
+
+	clock_saw(s, t, "Stripe's clock (the Date of its answer)");
+	if (s->date_t > 0 &&
+	    llabs((long long)(t - s->date_t - (mono - s->date_mono) / 1000)) <= SENDER_CLOCK_STEP_S)
+		steady_advance(&s->kept, t);
+	s->date_t = t;
+	s->date_mono = mono;
 }
 
 /* Keeps the latest time seen in the spool if it is due (SENDER_CLOCK_NOTE_MS) or `force`, so
@@ -330,7 +361,7 @@ static void clock_note(struct sender *s, int64_t now, int force)
 	    (!force && s->clock_note_at != 0 && now - s->clock_note_at < SENDER_CLOCK_NOTE_MS))
 		return;
 	s->clock_note_at = now;
-	t = clock_steady_wall_s(&s->steady);
+	t = clock_steady_wall_s(&s->kept);
 	if (t <= s->clock_noted)
 		return;
 	if (spool_clock_note(s->sp, t, err, sizeof(err)) != 0) {
@@ -1205,7 +1236,7 @@ static int item_start(struct sender *s, struct sender_item *it, int64_t now)
 	struct stripe_request *req;
 	CURLMcode mc;
 
-	it->started = clock_steady_wall_s(&s->steady);
+	it->started = clock_steady_wall_s(&s->kept);
 	if (s->n_spare > 0) {
 		req = s->spare[--s->n_spare];
 		if (stripe_request_reuse(req, &it->ev, it, err, sizeof(err)) != 0) {
@@ -1433,7 +1464,7 @@ static int batch_start(struct sender *s, struct sender_item **items, size_t n, c
 	struct sender_batch *b = calloc(1, sizeof(*b));
 	struct stripe_request *req = NULL;
 	char err[512] = "", *body = NULL;
-	int64_t wall = clock_steady_wall_s(&s->steady);
+	int64_t wall = clock_steady_wall_s(&s->kept);
 
 	if (b == NULL)
 		goto fail;
@@ -1800,9 +1831,9 @@ static void batch_done(struct sender *s, struct stripe_request *req, CURLcode co
 			} else {
 				it->next_attempt = now + delay;
 				if (out == STRIPE_UNKNOWN && it->ev.first_unknown == 0)
-					it->ev.first_unknown =
-					    it->started > 0 ? it->started
-					                    : clock_steady_wall_s(&s->steady);
+					it->ev.first_unknown = it->started > 0
+					                           ? it->started
+					                           : clock_steady_wall_s(&s->kept);
 			}
 			if (state == EVENT_PENDING)
 				snprintf(it->ev.last_error, sizeof(it->ev.last_error), "%s",
@@ -1866,7 +1897,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 	retry_after = stripe_request_retry_after_ms(req);
 	/* Not what a proxy or a captive portal answers (unexpected): its clock is not Stripe's. */
 	if (out != STRIPE_UNEXPECTED && stripe_request_date(req) > 0)
-		clock_saw(s, stripe_request_date(req), "Stripe's clock (the Date of its answer)");
+		clock_saw_date(s, stripe_request_date(req));
 	/* Stripe may have accepted the event: a crash now re-sends it with the same identifier. */
 	crash_point("sender_after_answer");
 	if (code == CURLE_OK)
@@ -1898,7 +1929,7 @@ static void handle_done(struct sender *s, CURL *easy, CURLcode code, int64_t now
 		it->ev.key_generation++;
 		if (it->ev.first_unknown == 0 && (out == STRIPE_UNKNOWN || status / 100 == 2))
 			it->ev.first_unknown =
-			    it->started > 0 ? it->started : clock_steady_wall_s(&s->steady);
+			    it->started > 0 ? it->started : clock_steady_wall_s(&s->kept);
 	}
 	switch (out) {
 	case STRIPE_DELIVERED:
@@ -2037,7 +2068,7 @@ static void abandon_record(struct sender *s, struct sender_item *it)
 	it->ev.attempts++;
 	if (it->ev.first_unknown == 0)
 		it->ev.first_unknown =
-		    it->started > 0 ? it->started : clock_steady_wall_s(&s->steady);
+		    it->started > 0 ? it->started : clock_steady_wall_s(&s->kept);
 	if (mark_add(s, &it->ev, EVENT_PENDING, "abandoned in flight when the agent stopped") != 0)
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 }
@@ -2108,7 +2139,7 @@ static void check_meters(struct sender *s, const struct config *rules)
 	health_wait_end(HEALTH_SENDER);
 	/* Read before any event is sent: Stripe's clock decides unsure_after from the start. */
 	if (rc == 0 && date > 0)
-		clock_saw(s, date, "Stripe's clock (the Date of its answer)");
+		clock_saw_date(s, date);
 	if (rc != 0 && status == 401) {
 		/* A refused key is an error even with nothing to send: the operator learns it now,
 		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
@@ -2534,6 +2565,7 @@ struct sender *sender_new(const struct config *cfg, char *err, size_t errlen)
 	    spool_clock_seen(s->sp, &s->clock_noted, err, errlen) < 0)
 		goto fail;
 	clock_saw(s, s->clock_noted, "the latest time this spool has seen");
+	steady_advance(&s->kept, s->clock_noted);
 	s->tokens = 1.0;
 	s->tokens_at = clock_mono_ms();
 	return s;
