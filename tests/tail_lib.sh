@@ -115,15 +115,19 @@ race_writer() {
 # race_first_run [POINTS FILE]: the agent started with $conf until every line written so far is
 # accepted and every record read to its file's end (settle), then stopped: the files written
 # have their records before the race. With POINTS, the agent is started again with
-# LOGMETER_STOP_AT=POINTS, and waited for until it tails FILE (one of those files) again.
+# LOGMETER_STOP_AT=POINTS, and waited for until it tails FILE (one of those files) again: until
+# agent.log, which the first run wrote to as well, says so once more than before that start.
 race_first_run() {
+	local before
 	agent_start "$conf" 7>&-
 	settle "first lines"
 	agent_stop || fail "agent did not stop cleanly"
 	[ $# -gt 0 ] || return 0
+	before=$(grep -cF "$2: tailing for source " "$T/agent.log" || true)
+	[ "$before" -gt 0 ] || fail "test bug: the first run did not tail $2"
+	_tailed_again() { [ "$(grep -cF "$2: tailing for source " "$T/agent.log")" -gt "$1" ]; }
 	LOGMETER_STOP_AT=$1 agent_start "$conf" 7>&-
-	wait_until 60 grep -qF "$2: tailing for source " "$T/agent.log" ||
-		fail "$2 was not opened again"
+	wait_until 60 _tailed_again "$before" "$2" || fail "$2 was not opened again"
 }
 # copytruncate_while_running: the first cases of the copytruncate tests, with the running agent
 # and the test's own copytruncate WINDOW: the agent up to date when the copy is made; then frozen

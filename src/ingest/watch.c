@@ -1772,15 +1772,14 @@ static int piece_of(int pfd, int fd)
 	return is_piece;
 }
 
-/* Whether a tail of any source holds the file (dev, ino): one beside a recovered file that
- * another source's glob matches (app.log.1 of source old's app.log.*) is that source's, read
- * by it already, and no rotation never read (not noted as shared, nor counted). */
-static int tail_any(const struct watch *w, dev_t dev, ino_t ino)
+/* Whether a source holds the file at `path` (stat *st) beside a file of source si recovered at
+ * start: a tail of si, or another source (file_owner: its tail, or its record still reading, or
+ * drained and still describing the file, when that source's own look at start has not opened
+ * it yet, since records are recovered in source order). Such a file is that source's, read by
+ * it, and no rotation of si never read (not noted as shared, nor counted). */
+static int held_by_source(struct watch *w, size_t si, const char *path, const struct stat *st)
 {
-	for (size_t sk = 0; sk < w->ctx.cfg->n_sources; sk++)
-		if (tail_find(w, sk, dev, ino) != NULL)
-			return 1;
-	return 0;
+	return tail_find(w, si, st->st_dev, st->st_ino) != NULL || file_owner(w, si, path, st) >= 0;
 }
 
 /* unread_rotations in one directory, `dir` (the log's own, or its olddir). `rec` is scratch
@@ -1825,7 +1824,7 @@ static void unread_in(struct watch *w, size_t si, const struct spool_file *f, co
 			continue;
 		if (fnmatch(src->path, path, FNM_PATHNAME) != 0 && stat(path, &st) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_size > 0 && (int64_t)st.st_mtime >= f->updated &&
-		    !tail_any(w, st.st_dev, st.st_ino) && !has_record(w, si, path, &st) &&
+		    !has_record(w, si, path, &st) && !held_by_source(w, si, path, &st) &&
 		    (fd = look_open(w, si, path)) >= 0) {
 			/* Judged by what the look opened: renamed between the stat and the open,
 			 * the name led to another file, judged as this one (looked at again below).
