@@ -499,6 +499,20 @@ assert_accepted_once() {
 		fail "accepted identifiers differ from the expected ones: $(head -n 20 "$T/ids.diff")"
 }
 
+# faketime_find: sets ft to libfaketime's multi-threaded library (LOGMETER_FAKETIME_LIB, or
+# Debian's and /usr/local's places), and lets an ASan build take it preloaded before its runtime;
+# returns 1 (ft empty) if there is none.
+faketime_find() {
+	local f
+	ft=
+	for f in ${LOGMETER_FAKETIME_LIB:-} /usr/lib/*/faketime/libfaketimeMT.so.1 \
+		/usr/lib/faketime/libfaketimeMT.so.1 /usr/local/lib/faketime/libfaketimeMT.so.1; do
+		if [ -f "$f" ]; then ft=$f && break; fi
+	done
+	[ -n "$ft" ] || return 1
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+}
+
 # assert_all_delivered CONF WANT: `status` counts WANT events delivered and none pending, dead or
 # unsure; else fails with the dead letters the agent logged ($T/agent.log).
 assert_all_delivered() {

@@ -52,16 +52,10 @@ grep -q "this host's clock is [0-9]* s behind Stripe's clock (the Date of its an
 note "part 1: run --once exited $rc"
 
 # --- 2. the host's clock set back 25 hours between two runs --------------------------------------
-ft=
-for f in ${LOGMETER_FAKETIME_LIB:-} /usr/lib/*/faketime/libfaketimeMT.so.1 \
-	/usr/lib/faketime/libfaketimeMT.so.1 /usr/local/lib/faketime/libfaketimeMT.so.1; do
-	if [ -f "$f" ]; then ft=$f && break; fi
-done
-if [ -z "$ft" ]; then
+if ! faketime_find; then
 	note "part 2 skipped: libfaketime is needed"
 	exit 0
 fi
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 
 _lm_double_post_json /_double/clock '{"skew": 0}'
 mkdir -p "$T/state_b"

@@ -8,14 +8,7 @@
 # the double's is real time.
 . "$(dirname "$0")/lib.sh"
 lm_init v2_clock_step
-ft=
-for f in ${LOGMETER_FAKETIME_LIB:-} /usr/lib/*/faketime/libfaketimeMT.so.1 \
-	/usr/lib/faketime/libfaketimeMT.so.1 /usr/local/lib/faketime/libfaketimeMT.so.1; do
-	if [ -f "$f" ]; then ft=$f && break; fi
-done
-[ -n "$ft" ] || skip "libfaketime is needed"
-# An ASan build wants its runtime first among the libraries; libfaketime is preloaded before it.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+faketime_find || skip "libfaketime is needed"
 
 DAYS35=$((35 * 86400))
 double_start
