@@ -33,14 +33,7 @@ mv "$L.1" "$L.2"
 mv "$L" "$L.1"
 put_rids "$L" 7
 agent_once "$C" || fail "second run --once exited $?"
-! grep -q "rotated from .* while logmeter was stopped, and never read" "$T/agent.log" ||
-	fail "app.log.1 judged an unread rotation: $(grep 'never read' "$T/agent.log")"
-assert_eq "0 -" "$(tailing_warning "$C" rotated_stopped)" "status --json: files rotated while stopped"
-! grep -qF "$L.1: matched by the glob of source live" "$T/agent.log" ||
-	fail "app.log.1 said matched by live's glob: $(grep -F "$L.1: matched" "$T/agent.log")"
-"$LOGMETER" status -c "$C" >"$T/status.txt" 2>&1 || true
-grep -qF "shared: 1 files matched by more than one source's glob" "$T/status.txt" ||
-	fail "status: $(grep -E '^(shared|health)' "$T/status.txt")"
+assert_left_to_other "$C" "$L.1"
 expect_file "$C" live "$L.2" "$L"
 expect_file "$C" old "$L.1"
 check_accepted

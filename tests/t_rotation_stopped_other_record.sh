@@ -43,14 +43,7 @@ mv "$L.1" "$L.2"
 mv "$L" "$L.1"
 put_rids "$L" 7
 agent_once "$C" || fail "second run --once exited $?"
-! grep -q "rotated from .* while logmeter was stopped, and never read" "$T/agent.log" ||
-	fail "app.log.2 judged an unread rotation of live: $(grep 'never read' "$T/agent.log")"
-assert_eq "0 -" "$(tailing_warning "$C" rotated_stopped)" "status --json: files rotated while stopped"
-! grep -qF "$L.2: matched by the glob of source live" "$T/agent.log" ||
-	fail "app.log.2 said matched by live's glob: $(grep -F "$L.2: matched" "$T/agent.log")"
-"$LOGMETER" status -c "$C" >"$T/status.txt" 2>&1 || true
-grep -qF "shared: 1 files matched by more than one source's glob" "$T/status.txt" ||
-	fail "status: $(grep -E '^(shared|health)' "$T/status.txt")"
+assert_left_to_other "$C" "$L.2"
 expect_file "$C" live "$L.1" "$L"
 expect_file "$C" old "$L.2"
 check_accepted

@@ -353,3 +353,18 @@ PY
 		"$PYTHON3" "$top_srcdir/tests/identifiers.py" test "$4" "$u2" "rid_$4" >>"$T/expected_ids"
 	cut -f3 "$T/split" >>"$T/expected_rids"
 }
+
+# assert_left_to_other CONF FILE: after a start that found FILE beside source live's rotated file
+# while another source reads it, FILE was not judged an unread rotation of live (no "never read"
+# line, rotated_stopped 0), not noted as matched by live's glob, and status counts one shared
+# file (the one both globs match).
+assert_left_to_other() {
+	! grep -q "rotated from .* while logmeter was stopped, and never read" "$T/agent.log" ||
+		fail "${2##*/} judged an unread rotation of live: $(grep 'never read' "$T/agent.log")"
+	assert_eq "0 -" "$(tailing_warning "$1" rotated_stopped)" "status --json: files rotated while stopped"
+	! grep -qF "$2: matched by the glob of source live" "$T/agent.log" ||
+		fail "${2##*/} said matched by live's glob: $(grep -F "$2: matched" "$T/agent.log")"
+	"$LOGMETER" status -c "$1" >"$T/status.txt" 2>&1 || true
+	grep -qF "shared: 1 files matched by more than one source's glob" "$T/status.txt" ||
+		fail "status: $(grep -E '^(shared|health)' "$T/status.txt")"
+}
