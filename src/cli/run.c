@@ -560,13 +560,6 @@ static int agent_reload_all(struct agent *a, struct cli_setup *next)
 	return 0;
 }
 
-/* SIGHUP: the new configuration replaces the old one only if it loads and compiles completely,
- * and the sender it needs (if any) can be made; otherwise the agent goes on with the old one.
- * Then the ingest thread stops between two batches, the tails of unchanged sources take the
- * new rules and the others are closed or scanned (watch_reconfigure), and the ingest thread
- * starts again. The sender, with its requests in flight, is kept unless its settings or the key
- * changed; then it finishes what is in flight (at most SHUTDOWN_GRACE_MS) before the new one
- * starts. */
 /* The errors of a configuration a reload refused (`errs`, one "FILE:LINE: message" a line), one
  * error of the agent's log each, in its log format (log_format = json: one JSON object each), and
  * then that the running configuration is kept. */
@@ -584,6 +577,13 @@ static void log_reload_errors(const char *errs)
 	log_err("reload failed: keeping the running configuration");
 }
 
+/* SIGHUP: the new configuration replaces the old one only if it loads and compiles completely,
+ * and the sender it needs (if any) can be made; otherwise the agent goes on with the old one.
+ * Then the ingest thread stops between two batches, the tails of unchanged sources take the
+ * new rules and the others are closed or scanned (watch_reconfigure), and the ingest thread
+ * starts again. The sender, with its requests in flight, is kept unless its settings or the key
+ * changed; then it finishes what is in flight (at most SHUTDOWN_GRACE_MS) before the new one
+ * starts. */
 static int agent_reload(struct agent *a, const char *path)
 {
 	struct cli_setup next = {0}, old;
