@@ -6,9 +6,12 @@
 #  1. The host's clock not moved forward while the agent was stopped a day (no hardware clock):
 #     Stripe's clock, the Date of its answers (here the meter list read at start, before any
 #     event is sent), is 25 hours ahead: the event is unsure, not re-sent.
-#  2. The host's clock right for a run that could not send (the key refused), then set back
-#     25 hours for the next run (libfaketime for the first; skipped without it): the spool kept
-#     the latest time seen, and the event is unsure, not re-sent.
+#  2. The host's clock right for a run a day later that could not send (the key refused), then
+#     set back 25 hours for the next run (libfaketime for the first; skipped without it); Stripe's
+#     clock a day on, as it is: the spool kept the latest time seen, which Stripe's clock
+#     confirms (two agreeing answers before any event is sent), and the event is unsure, not
+#     re-sent. (Had Stripe's clock said this host's was right, the kept time would have been
+#     the wrong one: t_clock_kept_ahead.sh.)
 # The double's clock for its TTLs is moved on 25 hours each time, so that a re-sent identifier
 # would be taken again (Stripe's "at least 24 hours").
 . "$(dirname "$0")/lib.sh"
@@ -66,7 +69,9 @@ unknown_then_stop "$T/b.conf"
 id_b=$(export_tsv "$T/b.conf" pending | cut -f2)
 assert_eq 1 "$(taken "$id_b")" "times the double took event B before the stop"
 
-# A day later, by the host's clock set right: the key is refused, so the run sends nothing.
+# A day later, by the host's clock set right and Stripe's: the key is refused, so the run sends
+# nothing.
+_lm_double_post_json /_double/clock "{\"advance\": $DAY1, \"skew\": $DAY1}"
 cp "$T/stripe.key" "$T/stripe.key.good"
 printf 'sk_test_refused_%s\n' "$(_lm_random)" >"$T/stripe.key"
 echo "+25h" >"$T/faketime"
@@ -77,8 +82,8 @@ LD_PRELOAD=$ft FAKETIME_TIMESTAMP_FILE=$T/faketime FAKETIME_NO_CACHE=1 \
 assert_eq 1 "$(export_count "$T/b.conf" pending)" "pending events (B) after the refused run"
 cp "$T/stripe.key.good" "$T/stripe.key"
 
-# The host's clock set back to real time: Stripe has forgotten B's identifier.
-_lm_double_post_json /_double/clock "{\"advance\": $DAY1}"
+# The host's clock set back to real time, Stripe's still a day on: Stripe has forgotten B's
+# identifier.
 rc=0
 agent_once "$T/b.conf" || rc=$?
 assert_eq 1 "$(export_count "$T/b.conf" unsure)" "unsure events (B)"

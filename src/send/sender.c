@@ -67,6 +67,16 @@
 #define SENDER_CLOCK_NOTE_MS 60000
 /* This host's clock found behind the latest time seen by more than this (s) is logged. */
 #define SENDER_CLOCK_BEHIND_S 60
+/* The latest time kept (s->kept) found ahead of this host's clock and of Stripe's by more than
+ * this (s) was wrong ahead (clock_saw_date); an event whose first_unknown is that far ahead of
+ * the latest time seen was stamped by a wrong clock (item_check). Seconds. The kept time leads
+ * a right clock by SENDER_CLOCK_STEP_S and a Date's rounding at most; a minute under-counts
+ * the time stopped by a minute at most, well inside the hour the default unsure_after (23 h)
+ * leaves before Stripe's 24. */
+#define SENDER_CLOCK_AHEAD_S 60
+/* A wrong-ahead kept time is checked against Stripe's Date by at most this many reads of the
+ * meter list in a row (clock_confirm): two agree unless one answer was delayed by a second. */
+#define SENDER_CLOCK_READS 3
 /* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
  * documented bound on how much later ("Events are processed asynchronously, including
  * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
@@ -207,6 +217,10 @@ struct sender {
 	int64_t clock_noted;        /* the latest time seen, as last kept in the spool */
 	int64_t clock_note_at;      /* monotonic ms: when it was */
 	int clock_behind_logged;    /* this host's clock was found behind: said once */
+	int date_agreed;            /* two answers' Dates agreed: Stripe's time is known */
+	int clock_rewind;           /* s->kept was taken back: the spool's must follow */
+	int clock_held;             /* events of unknown outcome wait for clock_confirm */
+	int64_t next_clock_check;   /* monotonic ms: clock_confirm again while they do */
 	char rate_why[160];         /* where rate_max comes from */
 	int64_t hold_until;         /* monotonic ms: no request before (an answer's Retry-After) */
 
@@ -331,6 +345,66 @@ static void clock_saw(struct sender *s, int64_t t, const char *whose)
 	}
 }
 
+/* Keeps the latest time seen in the spool if it is due (SENDER_CLOCK_NOTE_MS) or `force`, so
+ * that the next run judges by it even if this host's clock is set back meanwhile: later times
+ * only, but for a kept time found wrong ahead (clock_ahead_fix, clock_rewind), which is written
+ * back. A failure is logged and tried again later: it only weakens that protection. */
+static void clock_note(struct sender *s, int64_t now, int force)
+{
+	char err[512];
+	int64_t t;
+	int rc;
+
+	if (s->sp == NULL ||
+	    (!force && s->clock_note_at != 0 && now - s->clock_note_at < SENDER_CLOCK_NOTE_MS))
+		return;
+	s->clock_note_at = now;
+	t = clock_steady_wall_s(&s->kept);
+	if (t <= s->clock_noted && !s->clock_rewind)
+		return;
+	rc = s->clock_rewind ? spool_clock_correct(s->sp, t, err, sizeof(err))
+	                     : spool_clock_note(s->sp, t, err, sizeof(err));
+	if (rc != 0) {
+		log_warn("cannot keep the latest time seen in the spool: %s", err);
+		return;
+	}
+	s->clock_noted = t;
+	s->clock_rewind = 0;
+}
+
+/* Two agreeing answers of Stripe's say it is `t` (seconds since the epoch). If this host's clock
+ * and `t` are both behind the kept time by more than SENDER_CLOCK_AHEAD_S, two independent
+ * clocks agree that it is wrong ahead: a run whose host clock was ahead (a hardware clock wrong
+ * at boot, a mistyped `date -s`) kept it. Kept, it would hold every later run's clock there, so
+ * that the time stopped would not count toward unsure_after: the kept and the latest time seen
+ * go back to the later of the two clocks, and so does the spool's (clock_note, at the loop's
+ * next turn). One clock alone never moves them back: a Date (a proxy) or this host's clock
+ * behind stays harmless. Events stamped by the wrong time become unsure (item_check). Returns 1
+ * if it took them back. */
+static int clock_ahead_fix(struct sender *s, int64_t t)
+{
+	int64_t host = clock_wall_s(), kept = clock_steady_wall_s(&s->kept);
+	int64_t to = t > host ? t : host;
+	char kt[24], ht[24], st[24];
+
+	if (kept - t <= SENDER_CLOCK_AHEAD_S || kept - host <= SENDER_CLOCK_AHEAD_S)
+		return 0;
+	clock_utc_text(kept, kt, sizeof(kt));
+	clock_utc_text(host, ht, sizeof(ht));
+	clock_utc_text(t, st, sizeof(st));
+	log_warn("the latest time seen (%s) is %lld s ahead of this host's clock (%s) and of "
+	         "Stripe's (%s, two answers agree): a clock was wrong ahead while the agent ran; "
+	         "it is taken back to %s, and events whose outcome became unknown by it are "
+	         "unsure",
+	         kt, (long long)(kept - to), ht, st, to == t ? st : ht);
+	s->kept.wall_s = to;
+	s->kept.mono_ms = clock_mono_ms();
+	s->steady = s->kept;
+	s->clock_rewind = 1;
+	s->clock_note_at = 0; /* due at the loop's next turn (clock_note) */
+	return 1;
+}
+
 /* The Date `t` (seconds since the epoch) of an answer of Stripe's was read. It judges unsure_after
  * at once (clock_saw: ahead, it makes events unsure early, never late), but one answer alone may
  * be wrong (a proxy's clock, a hostile answer): the time first_unknown is stamped with and the
@@ -342,33 +416,62 @@ static void clock_saw_date(struct sender *s, int64_t t)
 	int64_t mono = clock_mono_ms();
 
 	clock_saw(s, t, "Stripe's clock (the Date of its answer)");
-	if (s->date_t > 0 &&
-	    llabs((long long)(t - s->date_t - (mono - s->date_mono) / 1000)) <= SENDER_CLOCK_STEP_S)
-		steady_advance(&s->kept, t);
+	if (s->date_t > 0 && llabs((long long)(t - s->date_t - (mono - s->date_mono) / 1000)) <=
+	                         SENDER_CLOCK_STEP_S) {
+		s->date_agreed = 1;
+		if (!clock_ahead_fix(s, t))
+			steady_advance(&s->kept, t);
+	}
 	s->date_t = t;
 	s->date_mono = mono;
 }
 
-/* Keeps the latest time seen in the spool if it is due (SENDER_CLOCK_NOTE_MS) or `force`, so
- * that the next run judges by it even if this host's clock is set back meanwhile. A failure is
- * logged and tried again later: it only weakens that protection. */
-static void clock_note(struct sender *s, int64_t now, int force)
+/* The kept time is ahead of this host's clock by more than SENDER_CLOCK_AHEAD_S and Stripe's
+ * time is not known yet (no two answers agreed): it may be a wrong time kept by a run whose
+ * clock was ahead, or this host's clock set back while the agent was stopped. Only Stripe's
+ * clock tells which; until it does, events of unknown outcome are not re-sent (item_check). */
+static int clock_unsettled(struct sender *s)
 {
-	char err[512];
-	int64_t t;
+	return !s->date_agreed &&
+	       clock_steady_wall_s(&s->kept) - clock_wall_s() > SENDER_CLOCK_AHEAD_S;
+}
 
-	if (s->sp == NULL ||
-	    (!force && s->clock_note_at != 0 && now - s->clock_note_at < SENDER_CLOCK_NOTE_MS))
-		return;
-	s->clock_note_at = now;
-	t = clock_steady_wall_s(&s->kept);
-	if (t <= s->clock_noted)
-		return;
-	if (spool_clock_note(s->sp, t, err, sizeof(err)) != 0) {
-		log_warn("cannot keep the latest time seen in the spool: %s", err);
-		return;
+/* Reads the meter list for its Date, up to SENDER_CLOCK_READS times, until two answers agree
+ * (clock_saw_date): done when the kept time is ahead of this host's clock (clock_unsettled), so
+ * that the answers that judge it come before any event is sent. A failure is logged at debug
+ * level: the events of unknown outcome wait, and this is tried again (clock_recheck_due). */
+static void clock_confirm(struct sender *s)
+{
+	for (int i = 0; i < SENDER_CLOCK_READS && clock_unsettled(s); i++) {
+		struct stripe_meter *meters = NULL;
+		char err[1024] = "";
+		size_t n = 0;
+		long status = 0;
+		int64_t date = 0;
+		int rc;
+
+		health_wait_begin(HEALTH_SENDER);
+		rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n,
+		                        &status, &date, err, sizeof(err));
+		health_wait_end(HEALTH_SENDER);
+		free(meters);
+		if (rc != 0 || date <= 0) {
+			log_debug("cannot read Stripe's clock (the meter list): %s", err);
+			return;
+		}
+		clock_saw_date(s, date);
 	}
-	s->clock_noted = t;
+}
+
+/* While events of unknown outcome wait for Stripe's time (clock_held), reads it again every
+ * SENDER_HOLD_RECHECK_MS. */
+static void clock_recheck_due(struct sender *s, int64_t now)
+{
+	if (!s->clock_held || now < s->next_clock_check)
+		return;
+	s->clock_held = 0;
+	s->next_clock_check = now + SENDER_HOLD_RECHECK_MS;
+	clock_confirm(s);
 }
 
 /* ---- logging that does not flood ---- */
@@ -1047,11 +1150,21 @@ static void item_unsure(struct sender *s, size_t idx, int64_t wall, int64_t now,
 	struct sender_item *it = s->queue[idx];
 	char reason[EVENT_ERROR_MAX], msg[EVENT_ERROR_MAX + 128];
 
-	snprintf(reason, sizeof(reason),
-	         "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and %s; not "
-	         "re-sent by itself: check Stripe, then `logmeter replay --unsure`",
-	         (long long)(wall - it->ev.first_unknown), it->ev.last_error,
-	         why != NULL ? why : "Stripe dedupes identifiers for 24 hours only");
+	if (it->ev.first_unknown > wall)
+		snprintf(
+		    reason, sizeof(reason),
+		    "unsure: an attempt stamped %lld s ahead of the clock had an unknown outcome "
+		    "(last: %.250s) and %s; not re-sent by itself: check Stripe, then `logmeter "
+		    "replay --unsure`",
+		    (long long)(it->ev.first_unknown - wall), it->ev.last_error,
+		    why != NULL ? why : "Stripe dedupes identifiers for 24 hours only");
+	else
+		snprintf(
+		    reason, sizeof(reason),
+		    "unsure: an attempt %lld s ago had an unknown outcome (last: %.300s) and %s; "
+		    "not re-sent by itself: check Stripe, then `logmeter replay --unsure`",
+		    (long long)(wall - it->ev.first_unknown), it->ev.last_error,
+		    why != NULL ? why : "Stripe dedupes identifiers for 24 hours only");
 	if (mark_add(s, &it->ev, EVENT_UNSURE, reason) != 0) {
 		log_err("out of memory recording the outcome of event %lld", (long long)it->ev.id);
 		it->next_attempt = now + SENDER_SPOOL_RETRY_MS;
@@ -1125,6 +1238,38 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 	                                    s->cfg->stripe.unsure_after_s) {
 		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now, NULL);
 		return 0;
+	}
+	/* Stamped ahead of the latest time seen, which never falls behind the time that stamps
+	 * (s->kept) but when two clocks found that wrong ahead (clock_ahead_fix): how long ago
+	 * the outcome became unknown cannot be known, nor whether Stripe still knows the
+	 * identifier. */
+	if (it->ev.first_unknown - clock_steady_wall_s(&s->steady) > SENDER_CLOCK_AHEAD_S) {
+		item_unsure(
+		    s, idx, clock_steady_wall_s(&s->steady), now,
+		    "a clock was wrong ahead when it was stamped, so how long ago cannot be "
+		    "known: Stripe may have forgotten its identifier");
+		return 0;
+	}
+	/* The kept time ahead of this host's clock, Stripe's not known yet: judged by a kept
+	 * time that is wrong ahead, a re-sent event may be one Stripe has forgotten. It waits
+	 * for two agreeing answers (clock_confirm). */
+	if (it->ev.first_unknown > 0 && clock_unsettled(s)) {
+		if (!it->held) {
+			char msg[256];
+
+			snprintf(
+			    msg, sizeof(msg),
+			    "event %lld (%s): its earlier attempt's outcome is unknown and the "
+			    "latest time seen is ahead of this host's clock: held until Stripe's "
+			    "clock tells which is right",
+			    (long long)it->ev.id, it->ev.identifier);
+			ratelog_add(&s->hold_log, now, msg);
+			s->publish_due = 1;
+		}
+		it->held = 1;
+		it->next_attempt = now + SENDER_HOLD_RECHECK_MS;
+		s->clock_held = 1;
+		return 1;
 	}
 	if (off != 0)
 		snprintf(clk, sizeof(clk),
@@ -2137,9 +2282,12 @@ static void check_meters(struct sender *s, const struct config *rules)
 	rc = stripe_meters_list(s->cfg, s->key, SENDER_METERS_TIMEOUT_MS, &meters, &n, &status,
 	                        &date, err, sizeof(err));
 	health_wait_end(HEALTH_SENDER);
-	/* Read before any event is sent: Stripe's clock decides unsure_after from the start. */
-	if (rc == 0 && date > 0)
+	/* Read before any event is sent: Stripe's clock decides unsure_after from the start. A
+	 * kept time ahead of this host's clock is judged by a second answer at once. */
+	if (rc == 0 && date > 0) {
 		clock_saw_date(s, date);
+		clock_confirm(s);
+	}
 	if (rc != 0 && status == 401) {
 		/* A refused key is an error even with nothing to send: the operator learns it now,
 		 * not when the first line is billed (and `run --once` ends with CLI_EXIT_AUTH).
@@ -2813,6 +2961,7 @@ int sender_run(struct sender *s, int once, char *err, size_t errlen)
 		}
 
 		meters_recheck_due(s, now);
+		clock_recheck_due(s, now);
 		recheck_rules(s);
 		windows_tick(s, now);
 		notified = atomic_exchange(&s->notify, 0);

@@ -676,6 +676,25 @@ fail:
 	return -1;
 }
 
+int spool_clock_correct(struct spool *sp, int64_t seen, char *err, size_t errlen)
+{
+	char v[32];
+
+	if (sp == NULL || seen <= 0) {
+		err_set(err, errlen, "spool_clock_correct: invalid arguments");
+		return -1;
+	}
+	snprintf(v, sizeof(v), "%lld", (long long)seen);
+	if (spool_tx_begin(sp, err, errlen) < 0)
+		return -1;
+	if (spool_meta_put(sp, SPOOL_CLOCK_SEEN_KEY, v, err, errlen) < 0)
+		goto fail;
+	return spool_tx_commit(sp, err, errlen);
+fail:
+	spool_tx_rollback(sp);
+	return -1;
+}
+
 /* Longer than any instance id logmeter writes, so that a longer stored one is noticed. */
 #define INSTANCE_BUF 1024
 

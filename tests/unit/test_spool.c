@@ -2972,7 +2972,8 @@ static void test_durability(void **state)
 	assert_int_equal(spool_set_durability(NULL, CONFIG_DURABILITY_STRICT, err, sizeof(err)),
 	                 -1);
 }
-/* The latest time seen (meta clock_seen): none at first, and never set back by an earlier one. */
+/* The latest time seen (meta clock_seen): none at first, and never set back by an earlier one
+ * but through spool_clock_correct. */
 static void test_clock_seen(void **state)
 {
 	struct fixture *fx = *state;
@@ -2999,6 +3000,19 @@ static void test_clock_seen(void **state)
 	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
 	assert_int_equal(seen, 5);
 	assert_int_equal(spool_clock_note(fx->sp, 0, err, sizeof(err)), -1);
+	/* Found wrong ahead: spool_clock_correct sets it back, and later notes go on from there. */
+	assert_int_equal(spool_clock_note(fx->sp, 2000000000, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_correct(fx->sp, 1800000000, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 1800000000);
+	assert_int_equal(raw_int(fx->db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = "
+	                                 "'clock_seen'"),
+	                 1800000000);
+	assert_int_equal(spool_clock_note(fx->sp, 1700000000, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_note(fx->sp, 1800000060, err, sizeof(err)), 0);
+	assert_int_equal(spool_clock_seen(fx->sp, &seen, err, sizeof(err)), 0);
+	assert_int_equal(seen, 1800000060);
+	assert_int_equal(spool_clock_correct(fx->sp, 0, err, sizeof(err)), -1);
 }
 
 static void test_verify(void **state)
