@@ -1744,7 +1744,8 @@ static const char *session_get(struct sender *s, int64_t now, int64_t *wake)
 	}
 	stats_add(s, &s->stats.requests, 1);
 	health_wait_begin(HEALTH_SENDER);
-	out = session_renew(s->session, s->key, now, reason, sizeof(reason), &t);
+	out = session_renew(s->session, s->key, now, clock_steady_wall_s(&s->kept), reason,
+	                    sizeof(reason), &t);
 	health_wait_end(HEALTH_SENDER);
 	now = clock_mono_ms();
 	stats_ended(s, out, t.secs);

@@ -103,8 +103,14 @@ static void utc_text(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "%lld", (long long)t);
 }
 
-enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
-                                  size_t reasonlen, struct session_try *t)
+/* `created` is within SESSION_SKEW_MAX_S of `ref`, either way. */
+static int created_near(int64_t created, int64_t ref)
+{
+	return created >= ref - SESSION_SKEW_MAX_S && created <= ref + SESSION_SKEW_MAX_S;
+}
+
+enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, int64_t seen,
+                                  char *reason, size_t reasonlen, struct session_try *t)
 {
 	struct stripe_request *req;
 	struct stripe_response r;
@@ -168,9 +174,11 @@ enum stripe_outcome session_renew(struct session *s, const char *key, int64_t no
 	 * hours; a day or more is no clock but a wrong answer (a proxy's, a cache's, a bug's), and
 	 * trusting it would hold every event for that long (decades, for a `created` of 0). Such a
 	 * session is not used: the answer is unexpected, the sender pauses and says why, and the
-	 * events wait pending, none lost. */
-	if (next.created < asked - SESSION_SKEW_MAX_S ||
-	    next.created > asked + SESSION_SKEW_MAX_S) {
+	 * events wait pending, none lost. Near the latest time seen (`seen`, ahead of this host's
+	 * clock when it was set back while the agent was stopped) it is Stripe's clock: refused,
+	 * it would pause sending for good, until this host's clock is set right. */
+	if (!created_near(next.created, asked) &&
+	    (seen <= asked || !created_near(next.created, seen))) {
 		char theirs[32], ours[32];
 		long long off = llabs((long long)(asked - next.created));
 

@@ -35,7 +35,8 @@ int64_t session_renew_at(const struct session *s);
  * behind (at least `asked - created`), positive when it is ahead (at least `created - answered`),
  * 0 when they agree within the request's time (whole seconds). The stream validates timestamps
  * later against Stripe's clock (35 days back, 5 minutes ahead), so the sender judges events by it.
- * At most a day either way (a session further off is refused by session_renew). */
+ * At most a day either way of this host's clock or of the latest time seen (a session further
+ * off both is refused by session_renew). */
 int64_t session_clock_offset(const struct session *s);
 
 /* Stripe's clock now, seconds since the epoch, as the last session measured it: this host's clock
@@ -61,10 +62,14 @@ struct session_try {
  * before it ends. Returns STRIPE_DELIVERED if a session is held now; else the outcome of the
  * answer as stripe_classify gives it (auth, rate limited, unknown, unexpected...) with the
  * reason in `reason` (`reasonlen` bytes; never the key or a token). A session whose `created`
- * is more than a day (86400 s) off this host's clock, either way, is not held: STRIPE_UNEXPECTED,
- * since no clock explains it and trusting it would hold every event that long. What the request
- * took goes into *t (may be NULL). */
-enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, char *reason,
-                                  size_t reasonlen, struct session_try *t);
+ * is more than a day (86400 s) off this host's clock, either way, and off `seen` too, is not
+ * held: STRIPE_UNEXPECTED, since no clock explains it and trusting it would hold every event
+ * that long. `seen` (seconds since the epoch; 0: none) is the latest time the caller has seen
+ * and trusts (the sender's kept time: this host's clock, Stripe's Date of two agreeing answers,
+ * the spool's clock_seen), later than this host's clock when that was set back while the agent
+ * was stopped: a session near it is Stripe's clock, not a wrong answer. What the request took
+ * goes into *t (may be NULL). */
+enum stripe_outcome session_renew(struct session *s, const char *key, int64_t now_ms, int64_t seen,
+                                  char *reason, size_t reasonlen, struct session_try *t);
 
 #endif
