@@ -1360,6 +1360,84 @@ static int batch_lost(struct spool *sp, const struct spool_view *v, const struct
 	return 0;
 }
 
+/* A closed window whose row was lost but whose meter event survives (a batch of one at a
+ * negative place that no window row names) gets a closed row again, rebuilt from that event:
+ * rule, event name and payload keys from its row of `rules`, customer, start (the event's
+ * timestamp) and total from the event. Without it a line that comes later for that window's
+ * time would open a new window of the same start, whose identifier (rule, customer, start) is
+ * the kept meter event's: Stripe would drop it as a duplicate, and the line's usage with it.
+ * Kept closed, the window passes such a line on to a later window, as before the damage. Its
+ * length is lost with its row: 1 s, the least a window has, so that a late line of its span
+ * goes into a window from the second after its start, in the same invoice period. A meter event
+ * whose rule's row was lost names no rule and is left as it is. Counts the rows made in
+ * *rebuilt. Returns 0 or -1. */
+static int windows_rebuild_closed(struct spool *sp, int64_t *rebuilt, char *err, size_t errlen)
+{
+	static const char sel[] =
+	    "SELECT " SPOOL_BATCH_COLUMNS " FROM batches b WHERE first_offset < 0 AND n = 1"
+	    " AND id NOT IN (SELECT event_id FROM windows WHERE event_id IS NOT NULL) ORDER BY id";
+	static const char ins[] =
+	    "INSERT INTO windows(id, rule, customer, customer_key, event_name,"
+	    " payload_customer_key, payload_value_key, start, length, close_after, total, lines,"
+	    " late, file_id, state, event_id, created, closed_at)"
+	    " SELECT CASE WHEN ?1 > 0 AND NOT EXISTS (SELECT 1 FROM windows WHERE id = ?1)"
+	    " THEN ?1 END, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?8 + 1, ?9, 0, 0, ?10, 1, ?11, ?12, ?12"
+	    " WHERE NOT EXISTS (SELECT 1 FROM windows WHERE rule = ?2 AND customer = ?3"
+	    " AND start = ?8)";
+	sqlite3_stmt *q = NULL, *st = NULL;
+	int rc, ret = -1;
+
+	*rebuilt = 0;
+	rc = sqlite3_prepare_v2(sp->db, sel, -1, &q, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(sp->db, ins, -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const struct spool_rule *r;
+		struct spool_item it;
+
+		rc = SQLITE_OK;
+		if (spool_view_take(sp, &sp->scan, q, err, errlen) < 0 ||
+		    spool_view_seek(&sp->scan, sp->scan.id, &it) != 1) {
+			err[0] = '\0';
+			continue; /* damaged batches were dropped before: none left here */
+		}
+		r = spool_rule_of(sp, it.rule_id, err, errlen);
+		err[0] = '\0'; /* NULL: its rule's row was lost, as finish() found */
+		if (r == NULL)
+			continue;
+		spool_bind_int(st, 1, -sp->scan.first_offset, &rc);
+		spool_bind_text(st, 2, r->rule, SIZE_MAX, &rc);
+		spool_bind_text(st, 3, it.customer, it.customer_len, &rc);
+		spool_bind_text(st, 4, it.customer_key, it.customer_key_len, &rc);
+		spool_bind_text(st, 5, r->event_name, SIZE_MAX, &rc);
+		spool_bind_text(st, 6, r->payload_customer_key, SIZE_MAX, &rc);
+		spool_bind_text(st, 7, r->payload_value_key, SIZE_MAX, &rc);
+		spool_bind_int(st, 8, it.timestamp, &rc);
+		spool_bind_text(st, 9, it.value, it.value_len, &rc);
+		spool_bind_int(st, 10, sp->scan.file_id, &rc);
+		spool_bind_int(st, 11, sp->scan.id, &rc);
+		spool_bind_int(st, 12, sp->scan.created, &rc);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE) {
+			*rebuilt += sqlite3_changes(sp->db);
+			rc = SQLITE_OK;
+		}
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "rebuilding closed windows from their meter events", err,
+		           errlen);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(q);
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /* After the rows are in: the legacy events moved into batches, the queue's row made consistent
  * with what survived, and the events whose identifiers are lost made dead letters. */
 static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st, char *err,
@@ -1367,7 +1445,7 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 {
 	sqlite3_stmt *q = NULL;
 	struct spool_queue queue;
-	int64_t legacy = 0, *damaged = NULL;
+	int64_t legacy = 0, rebuilt = 0, *damaged = NULL;
 	size_t n_damaged = 0;
 	int rc, ret = -1;
 
@@ -1444,6 +1522,12 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 			goto out;
 		st->cells_skipped++;
 	}
+	if (windows_rebuild_closed(sp, &rebuilt, err, errlen) < 0)
+		goto out;
+	if (rebuilt > 0)
+		log_info("spool recover: %" PRId64 " closed aggregation windows whose rows were "
+		         "lost rebuilt from their meter events: no later line opens them again",
+		         rebuilt);
 	if (spool_tx_commit(sp, err, errlen) < 0)
 		goto done;
 	ret = 0;

@@ -17,8 +17,7 @@
 #include "util/crash.h"
 #include "util/log.h"
 
-#define WINDOW_CLOSE_MAX 500      /* windows closed per transaction */
-#define WINDOW_PLACE_TRIES 100000 /* closed windows a late line may pass over */
+#define WINDOW_CLOSE_MAX 500 /* windows closed per transaction */
 #define WINDOW_STRIPE_DIGITS EVENT_STRIPE_DIGITS
 #define WINDOW_AGE_MARGIN_S EVENT_WINDOW_AGE_MARGIN_S
 #define WINDOW_COLUMNS                                                                             \
@@ -26,9 +25,11 @@
 	"coalesce(event_id, 0)"
 
 const struct spool_sql spool_window_sql[] = {
-    {ST_WINDOW_FIND, "SELECT id, state, total, event_name, payload_customer_key,"
-                     " payload_value_key, length, close_after FROM windows"
-                     " WHERE rule = ?1 AND customer = ?2 AND start = ?3"},
+    /* The windows of a rule and customer from a start on, in the order of the unique index
+     * (rule, customer, start): one statement walks past any number of closed windows. */
+    {ST_WINDOW_FROM, "SELECT id, state, total, event_name, payload_customer_key,"
+                     " payload_value_key, length, close_after, start FROM windows"
+                     " WHERE rule = ?1 AND customer = ?2 AND start >= ?3 ORDER BY start"},
     {ST_WINDOW_ADD, "INSERT INTO windows(rule, customer, customer_key, event_name,"
                     " payload_customer_key, payload_value_key, start, length, close_after, total,"
                     " lines, late, file_id, state, created)"
@@ -100,39 +101,18 @@ struct window_row {
 	char total[EVENT_VALUE_MAX];
 };
 
-/* Looks the window (rule, customer, start) up: 1 and its row in *w if it exists, 0 if not, -1
- * on error. */
-static int window_find(struct spool *sp, const struct event *ev, int64_t start,
-                       struct window_row *w, char *err, size_t errlen)
+/* Reads the row ST_WINDOW_FROM is on into *w, comparing its event name and payload keys with
+ * the line's. Returns the row's start (seconds since the epoch). */
+static int64_t window_read(sqlite3_stmt *st, const struct event *ev, struct window_row *w)
 {
-	sqlite3_stmt *st = sp->st[ST_WINDOW_FIND];
-	int rc = SQLITE_OK, found = 0;
-
-	spool_bind_text(st, 1, ev->rule, sizeof(ev->rule), &rc);
-	spool_bind_text(st, 2, ev->customer, sizeof(ev->customer), &rc);
-	spool_bind_int(st, 3, start, &rc);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			w->id = sqlite3_column_int64(st, 0);
-			w->state = sqlite3_column_int(st, 1);
-			spool_col_text(st, 2, w->total, sizeof(w->total));
-			w->same = col_is(st, 3, ev->event_name) &&
-			          col_is(st, 4, ev->payload_customer_key) &&
-			          col_is(st, 5, ev->payload_value_key);
-			w->length = sqlite3_column_int64(st, 6);
-			w->close_after = sqlite3_column_int64(st, 7);
-			found = 1;
-			rc = SQLITE_DONE;
-		}
-	}
-	if (rc != SQLITE_DONE) {
-		spool_fail(sp, rc, "finding a window", err, errlen);
-		spool_st_end(st);
-		return -1;
-	}
-	spool_st_end(st);
-	return found;
+	w->id = sqlite3_column_int64(st, 0);
+	w->state = sqlite3_column_int(st, 1);
+	spool_col_text(st, 2, w->total, sizeof(w->total));
+	w->same = col_is(st, 3, ev->event_name) && col_is(st, 4, ev->payload_customer_key) &&
+	          col_is(st, 5, ev->payload_value_key);
+	w->length = sqlite3_column_int64(st, 6);
+	w->close_after = sqlite3_column_int64(st, 7);
+	return sqlite3_column_int64(st, 8);
 }
 
 /* Where a line of an aggregating rule went when it was first committed: 1 into a window, 2 an
@@ -229,22 +209,28 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 	 * that row's end: a window from there to the end of the line's window of the current
 	 * length, [start, end), which holds the line unless a closed window held it (a late line
 	 * then goes on as above). With one length every row is [start, end) and this is the next
-	 * window of the same length. Every step starts later, so it ends. */
-	for (int tries = 0;; tries++) {
-		found = window_find(sp, ev, start, &w, err, errlen);
-		if (found < 0)
-			return -1;
-		if (!found)
-			break;
+	 * window of the same length. Every step starts later, so it ends. The steps are one
+	 * ordered read of the rule and customer's windows from the line's start, not a look-up
+	 * each: a late line may pass more than a hundred thousand closed windows (1 s windows of
+	 * a customer busy every second for a day), and no number of them may fail the commit,
+	 * which would be tried again with the same lines, and fail again, for ever. */
+	st = sp->st[ST_WINDOW_FROM];
+	spool_bind_text(st, 1, ev->rule, sizeof(ev->rule), &rc);
+	spool_bind_text(st, 2, ev->customer, sizeof(ev->customer), &rc);
+	spool_bind_int(st, 3, start, &rc);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t at = window_read(st, ev, &w);
+
+		rc = SQLITE_OK;
+		/* One that starts inside a window passed (of another length) is not a step. */
+		if (at < start)
+			continue;
+		if (at > start)
+			break; /* no window starts at `start` */
 		if (w.state == 0 && ev->timestamp < start + w.length) {
+			found = 1;
 			late = passed || w.close_after <= now;
 			break;
-		}
-		if (tries >= WINDOW_PLACE_TRIES) {
-			err_set(err, errlen,
-			        "spool %s: no open window for rule %s after %d closed ones",
-			        sp->path, ev->rule, tries);
-			return -1;
 		}
 		/* Closed already (a clock set back, a late line) with the line in its span (or
 		 * after one such): the line is late, and goes to the next one. */
@@ -254,6 +240,13 @@ int spool_window_commit(struct spool *sp, struct event *ev, int64_t now, char *e
 		if (start >= end)
 			end = (floor_div(start, len) + 1) * len;
 	}
+	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "finding a window", err, errlen);
+		spool_st_end(st);
+		return -1;
+	}
+	spool_st_end(st);
+	rc = SQLITE_OK;
 	/* An open window of another event name or payload keys was opened under the rule as it
 	 * was before a reload (or a restart with another configuration): it closes into an event
 	 * of those, while a line read now is billed as its rule says now (to the meter that
