@@ -77,6 +77,15 @@
 /* A wrong-ahead kept time is checked against Stripe's Date by at most this many reads of the
  * meter list in a row (clock_confirm): two agree unless one answer was delayed by a second. */
 #define SENDER_CLOCK_READS 3
+/* An event whose first_unknown is ahead of the latest time seen by more than this (s) was
+ * stamped by a clock wrong ahead (item_check). Within a run the latest time seen never falls
+ * behind the time that stamps (s->kept), but the next run starts from the time the spool keeps,
+ * written once every SENDER_CLOCK_NOTE_MS and a turn of the loop late (a turn may wait for
+ * synchronous meter list reads): with this host's clock behind Stripe's and no Date read yet,
+ * an event stamped just before a stop leads it by that much, and is not wrong. Three minutes
+ * under-count the time stopped by three minutes at most, inside the hour the default
+ * unsure_after (23 h) leaves before Stripe's 24. */
+#define SENDER_CLOCK_STAMPED_S (SENDER_CLOCK_NOTE_MS / 1000 + 2 * SENDER_CLOCK_AHEAD_S)
 /* The stream takes an event and checks its timestamp later, against Stripe's clock, with no
  * documented bound on how much later ("Events are processed asynchronously, including
  * validation"). An event closer than this to the end of Stripe's 35 days is a dead letter rather
@@ -1239,11 +1248,11 @@ static int item_check(struct sender *s, size_t idx, int64_t now)
 		item_unsure(s, idx, clock_steady_wall_s(&s->steady), now, NULL);
 		return 0;
 	}
-	/* Stamped ahead of the latest time seen, which never falls behind the time that stamps
-	 * (s->kept) but when two clocks found that wrong ahead (clock_ahead_fix): how long ago
-	 * the outcome became unknown cannot be known, nor whether Stripe still knows the
-	 * identifier. */
-	if (it->ev.first_unknown - clock_steady_wall_s(&s->steady) > SENDER_CLOCK_AHEAD_S) {
+	/* Stamped ahead of the latest time seen by more than an earlier run's kept time can lag
+	 * (SENDER_CLOCK_STAMPED_S): two clocks found the time that stamped it wrong ahead
+	 * (clock_ahead_fix), so how long ago the outcome became unknown cannot be known, nor
+	 * whether Stripe still knows the identifier. */
+	if (it->ev.first_unknown - clock_steady_wall_s(&s->steady) > SENDER_CLOCK_STAMPED_S) {
 		item_unsure(
 		    s, idx, clock_steady_wall_s(&s->steady), now,
 		    "a clock was wrong ahead when it was stamped, so how long ago cannot be "
