@@ -68,7 +68,11 @@ agent_start "$conf"
 wait_until 30 accepted_at_least 2 || fail "the second event was not recorded by the double"
 agent_stop || fail "agent exited $? on SIGTERM"
 DOUBLE_METERS="requests" double_restart
-agent_once "$conf" || fail "run --once exited $?"
+rc=0
+agent_once "$conf" || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with a dead letter"
+tail -n 1 "$T/agent.log" | grep -q "run --once: during this run 1 event became a dead letter: " ||
+	fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 1, unsure 0" <<<"$st" || fail "status before the replay: $st"
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
