@@ -362,8 +362,9 @@ static void replay_print(const struct replay_ctx *c, FILE *out, int dry_run)
 		moved += r->moved;
 		kept += r->unmapped + r->no_map + r->window;
 	}
-	fprintf(out, "replay: %" PRId64 " events %s to pending, %" PRId64 " kept where they were\n",
-	        moved, dry_run ? "would move" : "moved", kept);
+	fprintf(out, "replay: %" PRId64 " event%s %s to pending, %" PRId64 " kept where %s\n",
+	        moved, cli_s(moved), dry_run ? "would move" : "moved", kept,
+	        kept == 1 ? "it was" : "they were");
 }
 
 static int spool_exists(const struct config *cfg, char *err, size_t errlen)

@@ -555,8 +555,9 @@ static int agent_reload_all(struct agent *a, struct cli_setup *next)
 		a->ingest_done = 1;
 		return -1;
 	}
-	log_info("configuration reloaded: %zu sources, %zu rules (everything restarted)",
-	         a->setup.cfg->n_sources, a->setup.cfg->n_rules);
+	log_info("configuration reloaded: %zu source%s, %zu rule%s (everything restarted)",
+	         a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	         a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules));
 	return 0;
 }
 
@@ -678,10 +679,12 @@ static int agent_reload(struct agent *a, const char *path)
 		err_set(err, sizeof(err), "cannot start a thread");
 		goto fatal;
 	}
-	log_info("configuration reloaded: %zu sources, %zu rules; sources: %zu unchanged (%zu "
-	         "files kept), %zu changed, %zu new, %zu removed; sender %s",
-	         a->setup.cfg->n_sources, a->setup.cfg->n_rules, plan.kept, kept, plan.changed,
-	         plan.added, plan.removed, restart ? "restarted" : "kept");
+	log_info("configuration reloaded: %zu source%s, %zu rule%s; sources: %zu unchanged (%zu "
+	         "file%s kept), %zu changed, %zu new, %zu removed; sender %s",
+	         a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	         a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules), plan.kept, kept,
+	         cli_s((long long)kept), plan.changed, plan.added, plan.removed,
+	         restart ? "restarted" : "kept");
 	return 0;
 fatal: /* the main loop stops the agent */
 	log_err("reload: could not restart with the new configuration: %s", err);
@@ -776,10 +779,11 @@ static int once_losses(const struct agent *a, const struct once_marks *start, ch
 	          g.gone_unread == 1 ? "file was gone when the run started"
 	                             : "files were gone when the run started");
 	if (gone_files > 0) {
-		snprintf(what, sizeof(what), "%s before %s read to %s end (%lld bytes unread)",
+		snprintf(what, sizeof(what), "%s before %s read to %s end (%lld byte%s unread)",
 		         gone_files == 1 ? "file was gone" : "files were gone",
 		         gone_files == 1 ? "it was" : "they were",
-		         gone_files == 1 ? "its" : "their", (long long)gone_bytes);
+		         gone_files == 1 ? "its" : "their", (long long)gone_bytes,
+		         cli_s((long long)gone_bytes));
 		once_part(lost, sizeof(lost), gone_files, what);
 	}
 	once_part(lost, sizeof(lost), g.refused_links,
@@ -806,9 +810,10 @@ static int once_losses(const struct agent *a, const struct once_marks *start, ch
 /* sd_notify READY=1 with a STATUS line (systemctl status shows it); `note` may be NULL. */
 static void notify_ready(const struct agent *a, const char *note)
 {
-	health_notify("READY=1\nSTATUS=running: %zu sources, %zu rules%s%s",
-	              a->setup.cfg->n_sources, a->setup.cfg->n_rules, note ? "; " : "",
-	              note ? note : "");
+	health_notify("READY=1\nSTATUS=running: %zu source%s, %zu rule%s%s%s",
+	              a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	              a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules),
+	              note ? "; " : "", note ? note : "");
 }
 
 /* How often the main thread checks that the state directory is still the agent's
@@ -905,8 +910,9 @@ int cli_run(const struct cli_args *args)
 		log_err("%s", err);
 		goto out;
 	}
-	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
-	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
+	log_info("started: instance %s, %zu source%s, %zu rule%s, spool %s%s", a.instance,
+	         a.setup.cfg->n_sources, cli_s((long long)a.setup.cfg->n_sources),
+	         a.setup.cfg->n_rules, cli_s((long long)a.setup.cfg->n_rules), spool_path(a.spool),
 	         a.no_send ? " (--once --no-send)"
 	         : once    ? " (--once)"
 	                   : "");
