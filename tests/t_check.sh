@@ -30,7 +30,7 @@ CONF
 cp "$T/etc/conf.d/10-bytes.conf" "$T/etc/conf.d/99-later.conf.example"
 
 out=$("$LOGMETER" check -c "$T/etc/logmeter.conf" 2>&1) || fail "a good configuration was refused: $out"
-case $out in *"1 sources, 1 rules"*) ;; *) fail "check said: $out" ;; esac
+case $out in *"1 source, 1 rule"*) ;; *) fail "check said: $out" ;; esac
 "$LOGMETER" -n -c "$T/etc/logmeter.conf" >/dev/null 2>&1 || fail "-n refused a good configuration"
 
 # expect_error FILE PATTERN: check must fail, and name FILE:LINE where LINE is the first line of FILE

@@ -60,7 +60,15 @@ grep -q '^error: rule keys: meter .* reads the value from payload key amount, th
 grep -q '^ok: rule custom_ok: ' <<<"$out" || fail "custom keys: $out"
 grep -q '^error: rule inactive: meter .* (event_name old_meter) is inactive' <<<"$out" || fail "inactive: $out"
 grep -q '^error: rule missing: the account has no meter with event_name no_such_meter' <<<"$out" || fail "missing: $out"
-grep -q '4 problems' "$T/err" || fail "summary: $(cat "$T/err")"
+grep -qx "check --stripe: 4 problems: those rules' events would not be billed" "$T/err" || fail "summary: $(cat "$T/err")"
+# One problem is one: the summary in the singular.
+sed '/^\[rule counted\]$/,$d' "$conf" >"$T/one.conf" # the source, rules bytes and hits
+rule missing no_such_meter 1 >>"$T/one.conf"
+rc=0
+"$LOGMETER" check --stripe -c "$T/one.conf" >"$T/one.out" 2>"$T/one.err" || rc=$?
+assert_eq 1 "$rc" "exit code of check --stripe with one rule Stripe would refuse"
+grep -q '^error: rule missing: the account has no meter with event_name no_such_meter' "$T/one.out" || fail "missing: $(cat "$T/one.out")"
+assert_eq "check --stripe: 1 problem: that rule's events would not be billed" "$(cat "$T/one.err")" "the summary of one problem"
 
 # The agent says the same at start and sends the rest; Stripe refuses the events of a missing
 # meter (v1: dead letters), while those it would take and not bill (rule keys) are held, unsent:

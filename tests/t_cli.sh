@@ -57,7 +57,7 @@ customer = ip
 value = 1
 CONF
 kill -HUP "$AGENT_PID"
-wait_until 60 grep -q 'configuration reloaded: 1 sources, 2 rules' "$T/agent.log" || fail "good reload not applied"
+wait_until 60 grep -q 'configuration reloaded: 1 source, 2 rules' "$T/agent.log" || fail "good reload not applied"
 agent_stop || fail "agent did not stop cleanly"
 assert_eq "$(cut -f1 "$T/accepted.tsv" | sort -u | wc -l)" "$(wc -l < "$T/accepted.tsv")" "identifiers accepted once each"
 

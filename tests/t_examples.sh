@@ -27,7 +27,7 @@ out=$("$LOGMETER" check -c "$ETC/logmeter.conf" 2>&1) || rc=$?
 	fail "check without the key: exit $rc: $out"
 (umask 077 && echo sk_test_examples >"$ETC/stripe.key")
 out=$("$LOGMETER" check -c "$ETC/logmeter.conf" 2>&1) || fail "the default logmeter.conf was refused: $out"
-grep -q ": OK: 1 files read, 0 sources, 0 rules$" <<<"$out" || fail "check of the defaults: $out"
+grep -q ": OK: 1 file read, 0 sources, 0 rules$" <<<"$out" || fail "check of the defaults: $out"
 note "defaults: $(grep OK <<<"$out")"
 
 # expected KIND LOG: "line<TAB>key<TAB>value<TAB>epoch" of every event KIND's rule must make, from
@@ -93,7 +93,7 @@ check_example() {
 	shift 2
 	mv "$ETC/conf.d/$name.conf.example" "$ETC/conf.d/$name.conf"
 	out=$("$LOGMETER" check -c "$ETC/logmeter.conf" 2>&1) || fail "$name.conf refused: $out"
-	grep -q ": OK: 2 files read, 1 sources, $# rules$" <<<"$out" || fail "$name.conf: $out"
+	grep -q ": OK: 2 files read, 1 source, $# rule$([ $# = 1 ] || echo s)$" <<<"$out" || fail "$name.conf: $out"
 	for rule in "$@"; do
 		expected "$rule" "$log" >"$T/$rule.expected" || fail "test bug: parsing $log"
 		n=$(wc -l <"$T/$rule.expected")

@@ -63,7 +63,12 @@ value = 1
 timestamp = time
 timestamp_format = epoch
 CONF
-run_logged journal "$T/debug.conf" self || fail "run --once exited $?"
+# The bytes events became dead letters in this run: it exits 1, and says so last, as an error.
+rc=0
+run_logged journal "$T/debug.conf" self || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with dead letters"
+tail -n 1 "$T/journal.log" | grep -q "^<3>logmeter: error: run --once: during this run $want_dead events became dead letters: " ||
+	fail "the last line under the journal: $(tail -n 1 "$T/journal.log")"
 check_prefixes "$T/journal.log" >"$T/prefixes" || fail "prefixes: $(cat "$T/prefixes")"
 for n in 4 6 7; do
 	grep -q "^seen <$n>" "$T/prefixes" || fail "no <$n> line: $(cat "$T/journal.log")"
@@ -104,7 +109,10 @@ grep -qv '^<3>' "$T/bad.log" && fail "an error line without <3>: $(cat "$T/bad.l
 
 # --- JOURNAL_STREAM of another stream, or none: plain lines --------------------------------------
 rm -rf "$T/state"
-run_logged other "$T/base.conf" other || fail "run --once exited $?"
+rc=0
+run_logged other "$T/base.conf" other || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with dead letters"
+# The same spool, nothing new: no new dead letter, exit 0.
 run_logged plain "$T/base.conf" "" || fail "run --once exited $?"
 for f in other plain; do
 	[ -s "$T/$f.log" ] || fail "$f: nothing logged"
@@ -116,7 +124,9 @@ done
 rm -rf "$T/state"
 cp "$T/base.conf" "$T/json.conf"
 sed -i 's/^\[agent\]$/[agent]\nlog_format = json/' "$T/json.conf"
-run_logged json "$T/json.conf" self || fail "run --once exited $?"
+rc=0
+run_logged json "$T/json.conf" self || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with dead letters"
 "$PYTHON3" - "$T/json.log" "$want_dead" <<'PY' || fail "JSON log lines: see above"
 import json, re, sys
 prio = {"error": 3, "warning": 4, "info": 6, "debug": 7}

@@ -66,7 +66,16 @@ CONF
 	"$LOGMETER" spool export -c "$conf" > /dev/null 2> "$dir/export.err" && fail "v$v: export read an old spool"
 	grep -q "start the agent (logmeter run) once to migrate it" "$dir/export.err" || fail "v$v: $(cat "$dir/export.err")"
 	: > "$T/agent.log"
-	agent_once "$conf" --no-send || fail "v$v: run --once --no-send exited $?"
+	# The dump's logs are not here: each file it was reading is gone when this first run starts,
+	# which it counts as lines lost (what was written after the checkpoint was never read) and
+	# exits 1 for, saying so last.
+	gone=$(sqlite3 "$dir/old.db" "SELECT count(*) FROM files WHERE source = 'apache' AND state = 'reading'")
+	[ "$gone" = 1 ] || fail "test bug: dump $v reads $gone files"
+	rc=0
+	agent_once "$conf" --no-send || rc=$?
+	assert_eq 1 "$rc" "v$v: run --once --no-send's exit status with its file gone: $(tail -n 1 "$T/agent.log")"
+	tail -n 1 "$T/agent.log" | grep -q "run --once: during this run lines were lost (1 file was gone when the run started)" ||
+		fail "v$v: the last log line: $(tail -n 1 "$T/agent.log")"
 	grep -q "migrated from schema $v to 5" "$T/agent.log" || fail "v$v: no migration logged: $(cat "$T/agent.log")"
 	assert_eq 5 "$(sqlite3 "$dir/state/spool.db" 'PRAGMA user_version')" "v$v: schema after the migration"
 	assert_eq ok "$(sqlite3 "$dir/state/spool.db" 'PRAGMA integrity_check')" "v$v: integrity"

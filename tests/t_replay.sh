@@ -5,8 +5,8 @@
 # --reason and --since select; a running agent picks replayed events up. `replay --delivered`
 # re-sends delivered events (Stripe's dedupe answers them, nothing is billed twice) and refuses
 # events delivered more than 24 hours ago unless --force; with none selected it warns of nothing
-# and says so. `spool export` is checked field by field against what awk and
-# tests/identifiers.py make of the log.
+# and says so; --rule of a name that is no rule (a typo) is refused, exit 2. `spool export` is
+# checked field by field against what awk and tests/identifiers.py make of the log.
 . "$(dirname "$0")/lib.sh"
 lm_init replay
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -51,11 +51,32 @@ n_unmapped=$(LC_ALL=C awk -v a="$missing1" -v b="$missing2" '($1 == a || $1 == b
 n_hits=$(grep -cP '^\S+ \S+ \S+ \[[^\]]+\] "GET [^"]*\.png' "$log")
 [ "$n_fav" -ge 4 ] && [ "$n_unmapped" -ge 2 ] && [ "$n_hits" -ge 10 ] || fail "test bug: sample lacks cases ($n_fav $n_unmapped $n_hits)"
 
-agent_once "$conf" || fail "run --once exited $?"
+# The run made dead letters: it exits 1 and counts them last.
+rc=0
+agent_once "$conf" || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with dead letters"
+tail -n 1 "$T/agent.log" | grep -q "run --once: during this run $((n_fav + n_unmapped)) events became dead letters: " ||
+	fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 assert_eq "$n_fav" "$(export_count "$conf" dead favicon 'No active meter')" "favicon dead letters (no meter yet)"
 assert_eq "$n_unmapped" "$(export_tsv "$conf" dead | awk -F'\t' '$3 == "bytes" && $6 == "" && index($11, "not in customer map")' | wc -l)" "unmapped dead letters"
 assert_eq "$((n_bytes - n_unmapped))" "$(export_count "$conf" delivered bytes)" "mapped bytes delivered"
 assert_eq "$n_hits" "$(export_count "$conf" delivered hits)" "hits delivered"
+
+# ---- replay --rule: a name that is no rule is refused (exit 2), naming the rules there are ----
+rc=0
+"$LOGMETER" replay -c "$conf" --dead --rule favicn >"$T/nosuch.out" 2>"$T/nosuch.err" || rc=$?
+assert_eq 2 "$rc" "replay --rule of no rule: exit status"
+grep -qx "logmeter replay: --rule favicn: no rule of that name, in the configuration or in the spool; the rules: bytes, favicon, hits" "$T/nosuch.err" ||
+	fail "replay --rule of no rule: $(cat "$T/nosuch.err")"
+[ ! -s "$T/nosuch.out" ] || fail "replay --rule of no rule answered: $(cat "$T/nosuch.out")"
+assert_eq "$n_fav" "$(export_count "$conf" dead favicon)" "favicon dead letters after a refused replay"
+# A rule removed from the configuration whose events the spool still has: a warning, not an error.
+sed '/^\[rule favicon\]$/,/^value = 1$/d' "$conf" >"$T/nofav.conf"
+grep -q '^\[rule favicon\]' "$T/nofav.conf" && fail "test bug: rule favicon still in nofav.conf"
+out=$("$LOGMETER" replay -c "$T/nofav.conf" --dead --rule favicon --dry-run 2>"$T/nofav.err") ||
+	fail "replay --rule of a removed rule exited $?: $(cat "$T/nofav.err")"
+grep -q "warning: the configuration has no rule 'favicon' now" "$T/nofav.err" || fail "no warning: $(cat "$T/nofav.err")"
+grep -q "rule favicon: $n_fav would move to pending" <<<"$out" || fail "replay --rule of a removed rule: $out"
 
 # ---- spool export: JSON lines, every field, against awk and identifiers.py over the log ----
 t_end=$(date +%s)

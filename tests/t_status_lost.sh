@@ -7,6 +7,7 @@
 #   3. a symbolic link refused (the source does not set follow_symlinks): degraded;
 #   4. a file gone while logmeter was stopped (moved to another directory, logrotate's olddir):
 #      degraded; a file deleted under the running agent before its last line was read: degraded.
+# A `run --once` in which lines were lost (2 to 4) exits 1, its last log line counting them.
 # The expected numbers come from wc, awk and the test's own lines, not from logmeter.
 . "$(dirname "$0")/lib.sh"
 lm_init status_lost
@@ -32,6 +33,14 @@ import json, re, sys
 h = json.load(open(sys.argv[1]))["health"]
 if h["status"] != "degraded" or not any(re.search(sys.argv[2], p) for p in h["problems"]):
     sys.exit("status --json: %r" % h)' "$T/status.json" "$words" || fail "status --json disagrees"
+}
+# once_lost CONF WORDS: run --once exits 1, its last log line saying that lines were lost: WORDS.
+once_lost() {
+	local rc=0
+	agent_once "$1" || rc=$?
+	assert_eq 1 "$rc" "run --once's exit status after '$2': $(tail -n 1 "$T/agent.log")"
+	tail -n 1 "$T/agent.log" | grep -q "run --once: during this run lines were lost ($2): \`logmeter status\` says why" ||
+		fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 }
 healthy() {
 	local conf=$1
@@ -76,7 +85,7 @@ value = 1
 CONF
 awk 'BEGIN { for (i = 0; i < 20; i++) print "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab" }' >"$T/limits/logs/app.log"
 hostile=$(grep -c 'b$' "$T/limits/logs/app.log")
-agent_once "$C2" || fail "run --once exited $?"
+once_lost "$C2" "$hostile lines hit a PCRE2 limit"
 degraded "$C2" "$hostile lines hit a PCRE2 limit since the agent started"
 degraded "$C2" "$hostile lines hit a PCRE2 limit" --since 1h
 healthy "$C2" --since "@$(($(date +%s) + 3600))"
@@ -86,7 +95,7 @@ C3=$(conf_for links)
 head -n 50 "$LOGS/elastic_apache_logs.log" >"$T/links/target.txt"
 ln -s "$T/links/target.txt" "$T/links/logs/access.log"
 config_apache_bytes "$C3" "$T/links/logs/*.log"
-agent_once "$C3" || fail "run --once exited $?"
+once_lost "$C3" "1 symbolic link was refused"
 degraded "$C3" "1 symbolic links were refused"
 
 note "4. files gone unread"
@@ -101,7 +110,7 @@ mkdir -p "$T/gone/old"
 head -n 30 "$LOGS/elastic_apache_logs.log" | tail -n 10 >>"$log"
 mv "$log" "$T/gone/old/access.log.1"
 head -n 40 "$LOGS/elastic_apache_logs.log" | tail -n 10 >"$log"
-agent_once "$C4" || fail "run --once exited $?"
+once_lost "$C4" "1 file was gone when the run started"
 grep -q "access.log: gone while logmeter was stopped" "$T/agent.log" || fail "no warning of the gone file"
 degraded "$C4" "1 files were gone when the agent started"
 # Deleted under the running agent with its last line unfinished: those bytes are never read.

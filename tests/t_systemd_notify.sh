@@ -46,7 +46,7 @@ bytes_events() {
 # --- ready, pings, events -------------------------------------------------------------------
 head -n 200 "$LOGS/elastic_apache_logs.log" >"$T/logs/access.log"
 notify_start "$T/logmeter.conf"
-wait_until 60 notified '^READY=1|STATUS=running: 1 sources, 1 rules$' ||
+wait_until 60 notified '^READY=1|STATUS=running: 1 source, 1 rule$' ||
 	fail "no READY=1 with the status: $(cat "$T/notify.log")"
 want=$(bytes_events 1 200)
 wait_until 30 accepted_at_least "$want" || fail "only $(accepted_count) of $want events delivered"
@@ -69,7 +69,7 @@ value = 1
 CONF
 : >"$T/notify.log"
 kill -HUP "$AGENT_PID"
-wait_until 60 notified '^READY=1|STATUS=running: 1 sources, 2 rules$' ||
+wait_until 60 notified '^READY=1|STATUS=running: 1 source, 2 rules$' ||
 	fail "no READY=1 after the reload: $(cat "$T/notify.log")"
 # RELOADING=1 (with MONOTONIC_USEC, as systemd 253's Type=notify-reload wants) came first, of
 # what the reload sent: a watchdog ping may come before it (a ping due when the SIGHUP came is
@@ -90,7 +90,7 @@ printf '[rule broken]\nsource = apache\nevent_name = requests\npattern = ^(?<ip>
 line=$(grep -n '^pattern = ^(?<ip>\\S+$' "$T/logmeter.conf" | cut -d: -f1)
 : >"$T/notify.log"
 kill -HUP "$AGENT_PID"
-wait_until 60 notified '^READY=1|STATUS=running: 1 sources, 2 rules; the last reload failed' ||
+wait_until 60 notified '^READY=1|STATUS=running: 1 source, 2 rules; the last reload failed' ||
 	fail "no READY=1 saying the reload failed: $(cat "$T/notify.log")"
 logged "reload failed: keeping the running configuration" || fail "the agent did not log the refusal"
 logged "$T/logmeter.conf:$line:" || fail "the log does not name $T/logmeter.conf:$line"
@@ -160,7 +160,7 @@ grep -q '^\[source apache\]' "$T/idle/conf.d/apache.conf" || fail "test bug: $(c
 : >"$T/notify.log"
 before=$(accepted_count) # before the reload: the new rule bills at once
 kill -HUP "$AGENT_PID"
-wait_until 60 notified '^READY=1|STATUS=running: 1 sources, 1 rules$' ||
+wait_until 60 notified '^READY=1|STATUS=running: 1 source, 1 rule$' ||
 	fail "the drop-in was not loaded: $(cat "$T/notify.log")"
 # The idle agent's own spool has never seen these files: it bills lines 1..280 once more (another
 # instance, so other identifiers).

@@ -43,7 +43,7 @@ assert_eq 1 "$(accepted_count)" "events Stripe recorded"
 double_faults_json '{"clear": true}'
 "$LOGMETER" replay -c "$conf" --unsure > "$T/replay.out" 2> "$T/replay.err" || fail "replay exited $?"
 grep -q 'may have accepted it' "$T/replay.err" || fail "replay --unsure does not warn: $(cat "$T/replay.err")"
-grep -q '1 events moved to pending' "$T/replay.out" || fail "replay: $(cat "$T/replay.out")"
+grep -q '1 event moved to pending' "$T/replay.out" || fail "replay: $(cat "$T/replay.out")"
 agent_once "$conf" || fail "run --once exited $?"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 0, unsure 0" <<<"$st" || fail "status: $st"
@@ -68,7 +68,11 @@ agent_start "$conf"
 wait_until 30 accepted_at_least 2 || fail "the second event was not recorded by the double"
 agent_stop || fail "agent exited $? on SIGTERM"
 DOUBLE_METERS="requests" double_restart
-agent_once "$conf" || fail "run --once exited $?"
+rc=0
+agent_once "$conf" || rc=$?
+assert_eq 1 "$rc" "run --once's exit status with a dead letter"
+tail -n 1 "$T/agent.log" | grep -q "run --once: during this run 1 event became a dead letter: " ||
+	fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 st=$("$LOGMETER" status -c "$conf")
 grep -q "pending 0, delivered 1, dead letters 1, unsure 0" <<<"$st" || fail "status before the replay: $st"
 command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
@@ -92,5 +96,5 @@ grep -qx "replay: nothing unsure: no event is unsure since $(date -u -d "@$tomor
 "$LOGMETER" replay -c "$conf" --unsure --dry-run > "$T/replay4.out" 2> "$T/replay4.err" ||
 	fail "replay --unsure --dry-run exited $?"
 grep -q 'may have accepted it' "$T/replay4.err" || fail "replay --unsure --dry-run does not warn: $(cat "$T/replay4.err")"
-grep -q '1 events would move to pending' "$T/replay4.out" || fail "replay --unsure --dry-run: $(cat "$T/replay4.out")"
+grep -q '1 event would move to pending' "$T/replay4.out" || fail "replay --unsure --dry-run: $(cat "$T/replay4.out")"
 note "a replayed dead letter with an old unknown outcome became unsure, not sent again"

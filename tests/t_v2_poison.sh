@@ -26,7 +26,10 @@ conf="$T/logmeter.conf"
 
 rc=0
 timeout 60 "$LOGMETER" run --once -c "$conf" >>"$T/agent.out" 2>>"$T/agent.log" || rc=$?
-assert_eq 0 "$rc" "run --once with a customer id that is not UTF-8"
+# It ends, with exit status 1: the run made a dead letter, which its last log line counts.
+assert_eq 1 "$rc" "run --once with a customer id that is not UTF-8"
+tail -n 1 "$T/agent.log" | grep -q "run --once: during this run 1 event became a dead letter: " ||
+	fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 expected=$(LC_ALL=C grep -c -P '^cus_\w+ \d+$' "$log")
 assert_eq "$expected" "$(accepted_count)" "events accepted"
 assert_eq 1 "$(sqlite3 "$T/state/spool.db" "SELECT count(*) FROM outcomes WHERE state = 2 AND last_error LIKE '%customer is not valid UTF-8%'")" \

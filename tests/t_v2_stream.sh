@@ -78,7 +78,10 @@ sed -i 's/^max_requests_per_second = .*/&\nmax_concurrency = 1/' "$T/logmeter.co
 tail -n 300 "$LOGS/elastic_nginx_logs_prefix29480.log" >> "$T/logs/access.log"
 rc=0
 timeout 300 "$LOGMETER" run --once -c "$T/logmeter.conf" >>"$T/agent.out" 2>>"$T/agent.log" || rc=$?
-assert_eq 0 "$rc" "second run --once"
+# The run made a dead letter: exit 1, counted in its last log line.
+assert_eq 1 "$rc" "second run --once"
+tail -n 1 "$T/agent.log" | grep -q "run --once: during this run 1 event became a dead letter: " ||
+	fail "run --once's last log line: $(tail -n 1 "$T/agent.log")"
 sizes=$(grep -P '\t400\t400fields\t' "$T/double.log" | grep -o 'events=[0-9]*' | cut -d= -f2 | tr '\n' ' ')
 assert_eq "100 50 25 13 7 4 2 1 " "$sizes" "sizes of the refused requests"
 "$LOGMETER" spool export -c "$T/logmeter.conf" --state dead > "$T/dead.json"

@@ -15,6 +15,7 @@
 #include "core/custmap.h"
 #include "util/crash.h"
 #include "util/log.h"
+#include "store/report.h"
 #include "store/spool.h"
 #include "store/spool_repair.h"
 
@@ -361,8 +362,9 @@ static void replay_print(const struct replay_ctx *c, FILE *out, int dry_run)
 		moved += r->moved;
 		kept += r->unmapped + r->no_map + r->window;
 	}
-	fprintf(out, "replay: %" PRId64 " events %s to pending, %" PRId64 " kept where they were\n",
-	        moved, dry_run ? "would move" : "moved", kept);
+	fprintf(out, "replay: %" PRId64 " event%s %s to pending, %" PRId64 " kept where %s\n",
+	        moved, cli_s(moved), dry_run ? "would move" : "moved", kept,
+	        kept == 1 ? "it was" : "they were");
 }
 
 static int spool_exists(const struct config *cfg, char *err, size_t errlen)
@@ -829,6 +831,60 @@ static int admin_exit(int rc, const char *what, const char *err)
 	return rc == 0 ? 0 : CLI_EXIT_RUNTIME;
 }
 
+struct rule_seen {
+	const char *rule;
+	int seen;
+};
+
+static int note_rule(const char *rule, enum event_state state, int64_t n, void *ud)
+{
+	struct rule_seen *rs = ud;
+
+	(void)state;
+	if (n > 0 && strcmp(rule, rs->rule) == 0)
+		rs->seen = 1;
+	return 0;
+}
+
+/* replay's --rule NAME: a rule of the configuration, or one the spool has events of (a rule
+ * removed or renamed since: its events keep the event name and payload they were made with, so
+ * they can still be sent; a warning says so). A name that is neither is a typo, which would
+ * select nothing: refused, naming the rules there are. Prints the warning or the error to
+ * standard error. Returns 0, or -1 (exit status CLI_EXIT_USAGE). */
+static int replay_rule_check(const struct config *cfg, const char *rule)
+{
+	struct rule_seen rs = {rule, 0};
+	struct spool *sp;
+	char err[512] = "";
+
+	for (size_t i = 0; i < cfg->n_rules; i++)
+		if (strcmp(cfg->rules[i].name, rule) == 0)
+			return 0;
+	/* No spool, or one that cannot be read: no events of it that replay could move. */
+	sp = spool_open(cfg->agent.state_dir, SPOOL_READ_ONLY, err, sizeof(err));
+	if (sp != NULL && spool_rule_counts(sp, note_rule, &rs, err, sizeof(err)) != 0)
+		rs.seen = 0;
+	spool_free(sp);
+	if (rs.seen) {
+		fprintf(stderr,
+		        "logmeter replay: warning: the configuration has no rule '%s' now; its "
+		        "events in the spool keep the event name and payload they were made with\n",
+		        rule);
+		return 0;
+	}
+	fprintf(stderr,
+	        "logmeter replay: --rule %s: no rule of that name, in the configuration or "
+	        "in the spool; ",
+	        rule);
+	if (cfg->n_rules == 0)
+		fprintf(stderr, "the configuration has no rules\n");
+	for (size_t i = 0; i < cfg->n_rules; i++)
+		fprintf(stderr, "%s%s", i == 0 ? "the rules: " : ", ", cfg->rules[i].name);
+	if (cfg->n_rules > 0)
+		fputc('\n', stderr);
+	return -1;
+}
+
 int cli_replay(const struct cli_args *aa)
 {
 	const char *path = aa->config, *rule = aa->rule;
@@ -865,16 +921,9 @@ int cli_replay(const struct cli_args *aa)
 		fprintf(stderr, "%s\n", err);
 		return CLI_EXIT_USAGE;
 	}
-	if (rule != NULL) {
-		size_t i = 0;
-
-		while (i < cfg->n_rules && strcmp(cfg->rules[i].name, rule) != 0)
-			i++;
-		if (i == cfg->n_rules)
-			fprintf(
-			    stderr,
-			    "logmeter replay: warning: the configuration has no rule '%s' now\n",
-			    rule);
+	if (rule != NULL && replay_rule_check(cfg, rule) != 0) {
+		config_free(cfg);
+		return CLI_EXIT_USAGE;
 	}
 	rc = admin_replay(cfg, &opt, stdout, stderr, err, sizeof(err));
 	config_free(cfg);

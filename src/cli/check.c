@@ -53,14 +53,12 @@ static int check_account(const struct config *cfg)
 		fprintf(stderr, "check --stripe: cannot read the account's meters: %s\n", err);
 		return CLI_EXIT_RUNTIME;
 	}
-	printf("stripe: %zu meters in the account\n", n);
+	printf("stripe: %zu meter%s in the account\n", n, cli_s((long long)n));
 	errors = account_check_rules(cfg, meters, n, print_account_line, NULL);
 	free(meters);
 	if (errors > 0) {
-		fprintf(stderr,
-		        "check --stripe: %d problems: those rules' events would not be "
-		        "billed\n",
-		        errors);
+		fprintf(stderr, "check --stripe: %d problem%s: %s events would not be billed\n",
+		        errors, cli_s(errors), errors == 1 ? "that rule's" : "those rules'");
 		return CLI_EXIT_RUNTIME;
 	}
 	return 0;
@@ -398,8 +396,10 @@ int cli_check(const struct cli_args *args)
 		cli_setup_free(&s);
 		return CLI_EXIT_USAGE;
 	}
-	printf("%s: OK: %zu files read, %zu sources, %zu rules\n", path, s.cfg->n_files,
-	       s.cfg->n_sources, s.cfg->n_rules);
+	printf("%s: OK: %zu file%s read, %zu source%s, %zu rule%s\n", path, s.cfg->n_files,
+	       cli_s((long long)s.cfg->n_files), s.cfg->n_sources,
+	       cli_s((long long)s.cfg->n_sources), s.cfg->n_rules,
+	       cli_s((long long)s.cfg->n_rules));
 	config_warnings(s.cfg, print_warning, NULL);
 	check_room(s.cfg);
 	if (stripe_key_shadowed(s.cfg, err, sizeof(err)))

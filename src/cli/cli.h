@@ -103,6 +103,10 @@ struct spool;
  * who sends them (`who`, for example "they are sent by the next run") and returns -1. */
 int cli_pending_left(struct spool *sp, const char *who);
 
+/* "s", or "" when `n` is 1: the ending of a noun that takes -s in the plural after a count in a
+ * command's answer or log ("1 rule", "2 rules", "0 rules"). Static storage. */
+const char *cli_s(long long n);
+
 int cli_run(const struct cli_args *a);       /* run [--once [--no-send]] */
 int cli_check(const struct cli_args *a);     /* check [--stripe] */
 int cli_test_rule(const struct cli_args *a); /* test-rule [--rule NAME] [FILE|-] */

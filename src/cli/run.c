@@ -555,8 +555,9 @@ static int agent_reload_all(struct agent *a, struct cli_setup *next)
 		a->ingest_done = 1;
 		return -1;
 	}
-	log_info("configuration reloaded: %zu sources, %zu rules (everything restarted)",
-	         a->setup.cfg->n_sources, a->setup.cfg->n_rules);
+	log_info("configuration reloaded: %zu source%s, %zu rule%s (everything restarted)",
+	         a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	         a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules));
 	return 0;
 }
 
@@ -678,10 +679,12 @@ static int agent_reload(struct agent *a, const char *path)
 		err_set(err, sizeof(err), "cannot start a thread");
 		goto fatal;
 	}
-	log_info("configuration reloaded: %zu sources, %zu rules; sources: %zu unchanged (%zu "
-	         "files kept), %zu changed, %zu new, %zu removed; sender %s",
-	         a->setup.cfg->n_sources, a->setup.cfg->n_rules, plan.kept, kept, plan.changed,
-	         plan.added, plan.removed, restart ? "restarted" : "kept");
+	log_info("configuration reloaded: %zu source%s, %zu rule%s; sources: %zu unchanged (%zu "
+	         "file%s kept), %zu changed, %zu new, %zu removed; sender %s",
+	         a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	         a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules), plan.kept, kept,
+	         cli_s((long long)kept), plan.changed, plan.added, plan.removed,
+	         restart ? "restarted" : "kept");
 	return 0;
 fatal: /* the main loop stops the agent */
 	log_err("reload: could not restart with the new configuration: %s", err);
@@ -697,12 +700,120 @@ refuse:
 	return -1;
 }
 
+/* ---- what `run --once` lost ------------------------------------------------------------------ */
+
+/* What a run --once is judged by besides its delivery (docs/logmeter.8, "run --once"), read from
+ * the spool when it starts and again when it ends: what grew in between came during the run. The
+ * lines the guard counts as lost (guard_counts) need no reading at start: its counts are this
+ * process's. */
+struct once_marks {
+	int64_t dead;       /* events in the spool that are dead letters */
+	int64_t gone_files; /* records of files gone before they were read to their end */
+	int64_t gone_bytes; /* what those files held past their checkpoint, bytes */
+};
+
+static int once_gone_record(const struct spool_file *f, void *ud)
+{
+	struct once_marks *m = ud;
+
+	/* What `status` calls files gone before they were read to their end (report/facts.c). */
+	if (f->state == SPOOL_FILE_GONE && f->size > f->offset) {
+		m->gone_files++;
+		m->gone_bytes += f->size - f->offset;
+	}
+	return 0;
+}
+
+/* Fills *m from `sp`. Returns 0, or -1 with the reason in `err`. */
+static int once_marks_read(struct spool *sp, struct once_marks *m, char *err, size_t errlen)
+{
+	struct spool_counts c;
+
+	memset(m, 0, sizeof(*m));
+	if (spool_counts(sp, &c, err, errlen) != 0 ||
+	    spool_files_foreach(sp, once_gone_record, m, err, errlen) != 0)
+		return -1;
+	m->dead = c.dead;
+	return 0;
+}
+
+/* "N WHAT" (WHAT in the number N asks for: the caller's), appended to `out` (`outlen` bytes)
+ * after a comma if `out` holds something already; nothing for N = 0. */
+static void once_part(char *out, size_t outlen, int64_t n, const char *what)
+{
+	size_t len = strlen(out);
+
+	if (n <= 0 || len >= outlen)
+		return;
+	snprintf(out + len, outlen - len, "%s%lld %s", len > 0 ? ", " : "", (long long)n, what);
+}
+
+/* At the end of a run --once that got to its end: compares the spool with `start` (read when the
+ * run started) and the guard's counts, and if events became dead letters or lines were lost during
+ * the run, writes the log line that says so and what to do into `news` (`newslen` bytes) and
+ * returns 1; returns 0 if none were (`news` ""), -1 if the spool could not be read (`news` says
+ * so). The caller logs `news` last. */
+static int once_losses(const struct agent *a, const struct once_marks *start, char *news,
+                       size_t newslen)
+{
+	struct guard_counts g = guard_counts(a->guard);
+	struct once_marks end;
+	char err[512] = "", lost[512] = "", what[160];
+	int64_t dead, gone_files, gone_bytes;
+
+	news[0] = '\0';
+	if (once_marks_read(a->spool, &end, err, sizeof(err)) != 0) {
+		snprintf(news, newslen,
+		         "run --once: cannot tell whether events became dead letters during this "
+		         "run: %s; see `logmeter status`",
+		         err);
+		return -1;
+	}
+	/* A replay of older dead letters while the run went on lowers the count: never below 0. */
+	dead = end.dead > start->dead ? end.dead - start->dead : 0;
+	gone_files = end.gone_files > start->gone_files ? end.gone_files - start->gone_files : 0;
+	gone_bytes = end.gone_bytes > start->gone_bytes ? end.gone_bytes - start->gone_bytes : 0;
+	once_part(lost, sizeof(lost), g.limit_lines,
+	          g.limit_lines == 1 ? "line hit a PCRE2 limit" : "lines hit a PCRE2 limit");
+	once_part(lost, sizeof(lost), g.gone_unread,
+	          g.gone_unread == 1 ? "file was gone when the run started"
+	                             : "files were gone when the run started");
+	if (gone_files > 0) {
+		snprintf(what, sizeof(what), "%s before %s read to %s end (%lld byte%s unread)",
+		         gone_files == 1 ? "file was gone" : "files were gone",
+		         gone_files == 1 ? "it was" : "they were",
+		         gone_files == 1 ? "its" : "their", (long long)gone_bytes,
+		         cli_s((long long)gone_bytes));
+		once_part(lost, sizeof(lost), gone_files, what);
+	}
+	once_part(lost, sizeof(lost), g.refused_links,
+	          g.refused_links == 1 ? "symbolic link was refused"
+	                               : "symbolic links were refused");
+	/* Not the files left to another source whose glob matches them too: that source reads
+	 * their lines (`status` still says so, and `check` refuses such a configuration). */
+	if (dead == 0 && lost[0] == '\0')
+		return 0;
+	what[0] = '\0';
+	if (dead > 0)
+		snprintf(what, sizeof(what), "%lld %s", (long long)dead,
+		         dead == 1 ? "event became a dead letter" : "events became dead letters");
+	snprintf(news, newslen,
+	         "run --once: during this run %s%s%s%s%s: `logmeter status` says why%s", what,
+	         dead > 0 && lost[0] != '\0' ? " and " : "",
+	         lost[0] != '\0' ? "lines were lost (" : "", lost, lost[0] != '\0' ? ")" : "",
+	         dead > 0 ? "; once their cause is fixed (a meter created, the customer map "
+	                    "completed), `logmeter replay --dead` sends the dead letters again"
+	                  : "");
+	return 1;
+}
+
 /* sd_notify READY=1 with a STATUS line (systemctl status shows it); `note` may be NULL. */
 static void notify_ready(const struct agent *a, const char *note)
 {
-	health_notify("READY=1\nSTATUS=running: %zu sources, %zu rules%s%s",
-	              a->setup.cfg->n_sources, a->setup.cfg->n_rules, note ? "; " : "",
-	              note ? note : "");
+	health_notify("READY=1\nSTATUS=running: %zu source%s, %zu rule%s%s%s",
+	              a->setup.cfg->n_sources, cli_s((long long)a->setup.cfg->n_sources),
+	              a->setup.cfg->n_rules, cli_s((long long)a->setup.cfg->n_rules),
+	              note ? "; " : "", note ? note : "");
 }
 
 /* How often the main thread checks that the state directory is still the agent's
@@ -744,6 +855,8 @@ int cli_run(const struct cli_args *args)
 	struct cli_lock lk = {-1, -1};
 	struct statepin *pin = NULL;
 	int sig, rc = CLI_EXIT_RUNTIME;
+	struct once_marks marks = {0};
+	char news[2048] = ""; /* what run --once lost (once_losses): its last log line */
 
 	memset(&a, 0, sizeof(a));
 	a.config_path = path;
@@ -792,8 +905,14 @@ int cli_run(const struct cli_args *args)
 	}
 	if (agent_open(&a) != 0 || agent_metrics(&a, NULL) != 0)
 		goto out;
-	log_info("started: instance %s, %zu sources, %zu rules, spool %s%s", a.instance,
-	         a.setup.cfg->n_sources, a.setup.cfg->n_rules, spool_path(a.spool),
+	/* Before anything is read or sent: older dead letters are not this run's. */
+	if (once && once_marks_read(a.spool, &marks, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	log_info("started: instance %s, %zu source%s, %zu rule%s, spool %s%s", a.instance,
+	         a.setup.cfg->n_sources, cli_s((long long)a.setup.cfg->n_sources),
+	         a.setup.cfg->n_rules, cli_s((long long)a.setup.cfg->n_rules), spool_path(a.spool),
 	         a.no_send ? " (--once --no-send)"
 	         : once    ? " (--once)"
 	                   : "");
@@ -859,6 +978,9 @@ int cli_run(const struct cli_args *args)
 				break;
 			if (a.no_send) {
 				rc = a.once_partial ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
+				/* Unmapped customers are dead letters from their commit. */
+				if (once_losses(&a, &marks, news, sizeof(news)) != 0)
+					rc = CLI_EXIT_RUNTIME;
 				break;
 			}
 			if (pthread_create(&a.sender_thread, NULL, sender_main, &a) != 0)
@@ -872,6 +994,9 @@ int cli_run(const struct cli_args *args)
 			     : a.sender_rc == 1 ? CLI_EXIT_AUTH
 			                        : CLI_EXIT_RUNTIME;
 			if (rc == 0 && a.once_partial)
+				rc = CLI_EXIT_RUNTIME;
+			/* Said also when rc says something else: the next run does not say it. */
+			if (once_losses(&a, &marks, news, sizeof(news)) != 0 && rc == 0)
 				rc = CLI_EXIT_RUNTIME;
 			break;
 		}
@@ -890,5 +1015,8 @@ out:
 	statepin_free(pin);
 	cli_unlock(&lk);
 	log_info("stopped");
+	/* Last, for whoever reads only the end of a cron job's mail. */
+	if (news[0] != '\0')
+		log_err("%s", news);
 	return rc;
 }

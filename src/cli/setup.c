@@ -144,6 +144,11 @@ void cli_unlock(struct cli_lock *lk)
 	lk->fd = lk->claim = -1;
 }
 
+const char *cli_s(long long n)
+{
+	return n == 1 ? "" : "s";
+}
+
 int cli_pending_left(struct spool *sp, const char *who)
 {
 	struct spool_counts counts;
@@ -157,8 +162,9 @@ int cli_pending_left(struct spool *sp, const char *who)
 	}
 	if (counts.pending == 0 && windows == 0)
 		return 0;
-	log_warn("stopped before delivering everything: %lld events still pending, %lld "
-	         "aggregation windows (%lld lines) still open (%s)",
-	         (long long)counts.pending, (long long)windows, (long long)lines, who);
+	log_warn("stopped before delivering everything: %lld event%s still pending, %lld "
+	         "aggregation window%s (%lld line%s) still open (%s)",
+	         (long long)counts.pending, cli_s(counts.pending), (long long)windows,
+	         cli_s(windows), (long long)lines, cli_s(lines), who);
 	return -1;
 }
