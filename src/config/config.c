@@ -492,8 +492,12 @@ static const struct option options[] = {
              "takes an offset (+0200, +02:00, Z); %Z takes only UTC, GMT, UT or Z (offset "
              "0): a zone name such as CET or PST makes the line invalid, since strptime(3) "
              "ignores the name and the offset it means cannot be known. A second past 60 or an "
-             "offset beyond -12:00..+14:00 makes the line invalid too. Refused in a rule "
-             "without timestamp, where it would have no effect."},
+             "offset beyond -12:00..+14:00 makes the line invalid too. A format without a year "
+             "(syslog's %b %d %H:%M:%S) takes the latest year that puts the time at most a "
+             "day after the time the line is read: December lines read in January are last "
+             "year's, and a January line read while it is still 31 December in UTC (an offset "
+             "ahead of UTC) or on this host's clock (a writer's clock ahead) is next year's. "
+             "Refused in a rule without timestamp, where it would have no effect."},
     {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
      .def = "stripe_customer_id", .min = 1, .max = 100,
      .help = "The meter's customer_mapping.event_payload_key."},
