@@ -456,7 +456,9 @@ static const struct option options[] = {
              "the same as none. See docs/tailing.md."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
-     .help = "Name of the [source NAME] whose lines the rule reads."},
+     .help = "Name of the [source NAME] whose lines the rule reads. Every rule of a source "
+             "is applied to every line: a line that two rules match is billed by each, under "
+             "an identifier of each rule's own (docs/identifiers.md)."},
     {RULE(event_name), .key = "event_name", .type = OPT_STRING, .min = 1, .max = 100,
      .flags = OPT_REQUIRED, .help = "Event name of the Stripe meter."},
     {RULE(pattern), RULE_LOC(pattern_loc), .key = "pattern", .type = OPT_PATTERN, .min = 1,
