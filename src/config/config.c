@@ -456,7 +456,9 @@ static const struct option options[] = {
              "the same as none. See docs/tailing.md."},
 
     {RULE(source), .key = "source", .type = OPT_SOURCE, .min = 1, .max = 100, .flags = OPT_REQUIRED,
-     .help = "Name of the [source NAME] whose lines the rule reads."},
+     .help = "Name of the [source NAME] whose lines the rule reads. Every rule of a source "
+             "is applied to every line: a line that two rules match is billed by each, under "
+             "an identifier of each rule's own (docs/identifiers.md)."},
     {RULE(event_name), .key = "event_name", .type = OPT_STRING, .min = 1, .max = 100,
      .flags = OPT_REQUIRED, .help = "Event name of the Stripe meter."},
     {RULE(pattern), RULE_LOC(pattern_loc), .key = "pattern", .type = OPT_PATTERN, .min = 1,
@@ -492,8 +494,12 @@ static const struct option options[] = {
              "takes an offset (+0200, +02:00, Z); %Z takes only UTC, GMT, UT or Z (offset "
              "0): a zone name such as CET or PST makes the line invalid, since strptime(3) "
              "ignores the name and the offset it means cannot be known. A second past 60 or an "
-             "offset beyond -12:00..+14:00 makes the line invalid too. Refused in a rule "
-             "without timestamp, where it would have no effect."},
+             "offset beyond -12:00..+14:00 makes the line invalid too. A format without a year "
+             "(syslog's %b %d %H:%M:%S) takes the latest year that puts the time at most a "
+             "day after the time the line is read: December lines read in January are last "
+             "year's, and a January line read while it is still 31 December in UTC (an offset "
+             "ahead of UTC) or on this host's clock (a writer's clock ahead) is next year's. "
+             "Refused in a rule without timestamp, where it would have no effect."},
     {RULE(payload_customer_key), .key = "payload_customer_key", .type = OPT_NAME,
      .def = "stripe_customer_id", .min = 1, .max = 100,
      .help = "The meter's customer_mapping.event_payload_key."},

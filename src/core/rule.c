@@ -19,6 +19,9 @@
 #define RULE_SIGNIFICANT_MAX 15
 /* Quoted texts in reasons are cut to this many bytes so that the rest of the reason fits. */
 #define RULE_QUOTE_MAX 64
+/* A time without a year is taken in the latest year that puts it at most this far after the
+ * time it is read (seconds): a writer's clock ahead of this host's. */
+#define RULE_YEAR_AHEAD_S 86400
 /* A timestamp no format could need more of. */
 #define RULE_TIMESTAMP_TEXT_MAX 128
 /* PCRE2's JIT stack: its default 32 KiB fails on long lines with nested groups. Reserved once. */
@@ -344,8 +347,13 @@ static int rule_parse_timestamp_now(const char *format, const char *text, size_t
 	if (has_year)
 		return rule_tm_to_seconds(&tm, has_z, out);
 
-	/* syslog's "%b %d %H:%M:%S": the year is the one of `now` where the log was written, or
-	 * the one before for December lines read in January. */
+	/* syslog's "%b %d %H:%M:%S": the latest year that does not put the time more than a day
+	 * after `now`, among the one after `now`'s year (in UTC with an offset, else in local
+	 * time), that year and the one before. The year after: a January line read while `now`'s
+	 * year is still the old one, as its offset is ahead of UTC ("Jan 01 00:30:00 +0100" is
+	 * 23:30 UTC on 31 December) or the writer's clock a little ahead of this host's; taken in
+	 * `now`'s year it would be a year early. The year before: December lines read in January.
+	 * A date that one of them lacks (29 February) is tried in the next. */
 	*used_now = true;
 	{
 		time_t now_t = (time_t)now;
@@ -353,17 +361,16 @@ static int rule_parse_timestamp_now(const char *format, const char *text, size_t
 
 		if ((has_z ? gmtime_r(&now_t, &now_tm) : localtime_r(&now_t, &now_tm)) == NULL)
 			return -1;
-		tm.tm_year = now_tm.tm_year;
-		if (rule_tm_to_seconds(&tm, has_z, &t) < 0)
-			return -1;
-		if (t > now + 86400) {
-			tm.tm_year--;
-			if (rule_tm_to_seconds(&tm, has_z, &t) < 0)
-				return -1;
+		for (int d = 1; d >= -1; d--) {
+			tm.tm_year = now_tm.tm_year + d;
+			if (rule_tm_to_seconds(&tm, has_z, &t) == 0 &&
+			    t <= now + RULE_YEAR_AHEAD_S) {
+				*out = t;
+				return 0;
+			}
 		}
 	}
-	*out = t;
-	return 0;
+	return -1;
 }
 
 int rule_parse_timestamp(const char *format, const char *text, size_t len, int64_t now,

@@ -87,10 +87,12 @@ size_t rule_set_apply(struct rule_set *rs, size_t source_index, const char *line
  * with an optional fraction, which is dropped). With %z the offset is applied; without it the
  * time is local time (mktime(3), the TZ environment), as a server writing such a log meant it.
  * A date that does not exist (31 February) does not match.
- * A format without a year (%Y, %y, %G, %s: syslog's "%b %d %H:%M:%S") takes the year of `now`
- * (seconds since the epoch), or the year before if that would put the time more than a day after
- * `now`. Returns 0 and the seconds since the epoch in *out, or -1 if the text does not match the
- * whole format. */
+ * A format without a year (%Y, %y, %G, %s: syslog's "%b %d %H:%M:%S") takes the latest of the
+ * year after that of `now` (seconds since the epoch; its year in UTC with %z or %Z, else in local
+ * time), that year and the year before, in which the date exists and the time is at most a day
+ * after `now`: "Jan 01 00:30:00 +0100" read at 23:30 UTC on 31 December is that very time, not a
+ * year earlier. Returns 0 and the seconds since the epoch in *out, or -1 if the text does not
+ * match the whole format. */
 int rule_parse_timestamp(const char *format, const char *text, size_t len, int64_t now,
                          int64_t *out);
 

@@ -367,6 +367,21 @@ static void test_timestamp_no_year(void **state)
 	assert_int_equal(ts(syslog, "Feb 25 16:19:38", 1772366400), 1772036378 + 5 * 3600);
 	/* With an offset but no year, the offset applies and the year is inferred. */
 	assert_int_equal(ts("%b %d %H:%M:%S %z", "Feb 25 18:19:38 +0200", 1772366400), 1772036378);
+	/* A January line whose offset is ahead of UTC, read while it is still 31 December in UTC,
+	 * is next year's: "Jan 01 00:30:00 +0100" is 2026-12-31 23:30:00 UTC (date -u -d
+	 * '2026-12-31 23:30:00' +%s = 1798759800), read at that very second; in `now`'s year it
+	 * was 2025-12-31 23:30:00 UTC (1767223800), a year early. */
+	assert_int_equal(ts("%b %d %H:%M:%S %z", "Jan 01 00:30:00 +0100", 1798759800), 1798759800);
+	/* A writer's clock 40 s ahead at New Year, in local time: now = 2026-12-31 23:59:50 UTC
+	 * (1798761590); date -u -d '2027-01-01 00:00:30' +%s = 1798761630, not 2026's 1767225630.
+	 */
+	set_tz("UTC");
+	assert_int_equal(ts(syslog, "Jan 01 00:00:30", 1798761590), 1798761630);
+	/* 29 February exists in 2028 only: read then (now = 2028-03-01 00:10:00, 1835482200) it is
+	 * date -u -d '2028-02-29 10:00:00' +%s = 1835431200; read in March 2026 (ts_fails), none
+	 * of 2025, 2026 and 2027 has it: invalid. */
+	assert_int_equal(ts(syslog, "Feb 29 10:00:00", 1835482200), 1835431200);
+	assert_true(ts_fails(syslog, "Feb 29 10:00:00"));
 	/* A two-digit year is a year. date -u -d '2015-05-17 10:05:03' +%s */
 	set_tz("UTC");
 	assert_int_equal(ts("%d/%m/%y %H:%M:%S", "17/05/15 10:05:03", 1772366400), 1431857103);
