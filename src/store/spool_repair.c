@@ -1334,17 +1334,30 @@ out:
 	"lost in spool recover: its file record or rule was lost, so its identifier cannot be "    \
 	"computed; not sent"
 
-/* Every event of batch `v` not known delivered becomes a dead letter with LOST_REASON. */
-static int batch_lost(struct spool *sp, const struct spool_view *v, const struct spool_queue *q,
-                      int64_t now, char *err, size_t errlen)
+/* Every event of batch `v` not known delivered whose identifier cannot be had becomes a dead
+ * letter with LOST_REASON: one whose rule's row was lost (the instance and the rule name of its
+ * identifier, and its event name, were in it), and one of a lost file record (`file_lost`: the
+ * uid of its identifier was in it) unless its row of outcomes keeps its identifier. That is a
+ * window's meter event (its identifier holds no file uid, docs/identifiers.md) or an event kept
+ * under an earlier instance name: it stays as it is, to be sent under that very identifier,
+ * which Stripe may have already. Returns 0 or -1. */
+static int batch_lost(struct spool *sp, struct spool_view *v, const struct spool_queue *q,
+                      int file_lost, int64_t now, char *err, size_t errlen)
 {
 	for (int64_t id = v->id; id < v->id + v->n; id++) {
 		struct spool_outcome o;
-		int has = spool_outcome_get(sp, id, &o, err, errlen);
+		struct spool_item it;
+		int has = spool_outcome_get(sp, id, &o, err, errlen), known;
 
 		if (has < 0)
 			return -1;
 		if (has ? o.state != EVENT_PENDING : id <= q->delivered)
+			continue;
+		known = spool_view_seek(v, id, &it) == 1 &&
+		        spool_rule_of(sp, it.rule_id, err, errlen) != NULL &&
+		        (!file_lost || (has && o.has_identifier));
+		err[0] = '\0'; /* a rule lost, as finish() found */
+		if (known)
 			continue;
 		if (!has) {
 			memset(&o, 0, sizeof(o));
@@ -1475,14 +1488,15 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 		goto out;
 	if (spool_queue_get(sp, &queue, err, errlen) < 0)
 		goto out;
-	/* Placeholder rules for rule ids no surviving row of rules has. */
+	/* The batches of a lost file record, or naming a rule whose row was lost: their events
+	 * whose identifiers cannot be had become dead letters (batch_lost). */
 	rc = sqlite3_prepare_v2(sp->db,
 	                        "SELECT " SPOOL_BATCH_COLUMNS ", (SELECT source FROM files f"
 	                        " WHERE f.id = b.file_id) FROM batches b ORDER BY id",
 	                        -1, &q, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const unsigned char *src = sqlite3_column_text(q, SPOOL_BATCH_NCOLS);
-		int lost = src == NULL || src[0] == '\0';
+		int file_lost = src == NULL || src[0] == '\0', lost = file_lost;
 
 		rc = SQLITE_OK;
 		if (spool_view_take(sp, &sp->scan, q, err, errlen) < 0) {
@@ -1501,7 +1515,8 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 			if (spool_rule_of(sp, sp->scan.rule_ids[i], err, errlen) == NULL)
 				lost = 1;
 		}
-		if (lost && batch_lost(sp, &sp->scan, &queue, now, err, errlen) < 0)
+		err[0] = '\0';
+		if (lost && batch_lost(sp, &sp->scan, &queue, file_lost, now, err, errlen) < 0)
 			goto out;
 	}
 	if (rc != SQLITE_DONE) {
