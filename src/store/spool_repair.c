@@ -1468,9 +1468,14 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 		goto out;
 	if (legacy > 0 && spool_migrate_events(sp, LEGACY_EVENTS, NULL, err, errlen) < 0)
 		goto out;
-	/* New ids after every recovered one; the watermark no further than the rows of
-	 * deliveries say it reached (whichever copy of the queue's row survived); new queue
-	 * positions after every recovered one. */
+	/* New ids after every id a recovered row names: a batch's events, a row of outcomes or
+	 * of deliveries, a window's meter event. A new event given the id of one lost with its
+	 * batch would take that one's row of outcomes (its state, its identifier), and a watermark
+	 * passing an id a row of deliveries already ends at could not record it. Then the rows of
+	 * outcomes of events lost with their batches are dropped: nothing of them can be sent,
+	 * and counted they would make events of other states out of pending ones. The watermark
+	 * no further than the rows of deliveries say it reached (whichever copy of the queue's row
+	 * survived); new queue positions after every recovered one. */
 	if (spool_exec(
 	        sp,
 	        "DROP TABLE " LEGACY_EVENTS ";"
@@ -1478,7 +1483,12 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 	        /* A line whose window was lost cannot say where its usage went. */
 	        "DELETE FROM window_lines WHERE window_id NOT IN (SELECT id FROM windows);"
 	        "UPDATE queue SET next_id = max(next_id,"
-	        " coalesce((SELECT max(id + n) FROM batches), 1));"
+	        " coalesce((SELECT max(id + n) FROM batches), 1),"
+	        " coalesce((SELECT max(id) + 1 FROM outcomes), 1),"
+	        " coalesce((SELECT max(through) + 1 FROM deliveries), 1),"
+	        " coalesce((SELECT max(event_id) + 1 FROM windows), 1));"
+	        "DELETE FROM outcomes WHERE coalesce((SELECT b.id + b.n FROM batches b"
+	        " WHERE b.id <= outcomes.id ORDER BY b.id DESC LIMIT 1), 0) <= id;"
 	        "UPDATE queue SET delivered_through = min(next_id - 1, max(delivered_through,"
 	        " coalesce((SELECT max(through) FROM deliveries), 0)));"
 	        "UPDATE queue SET shift = max(shift, coalesce(max("
