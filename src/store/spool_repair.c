@@ -1334,17 +1334,30 @@ out:
 	"lost in spool recover: its file record or rule was lost, so its identifier cannot be "    \
 	"computed; not sent"
 
-/* Every event of batch `v` not known delivered becomes a dead letter with LOST_REASON. */
-static int batch_lost(struct spool *sp, const struct spool_view *v, const struct spool_queue *q,
-                      int64_t now, char *err, size_t errlen)
+/* Every event of batch `v` not known delivered whose identifier cannot be had becomes a dead
+ * letter with LOST_REASON: one whose rule's row was lost (the instance and the rule name of its
+ * identifier, and its event name, were in it), and one of a lost file record (`file_lost`: the
+ * uid of its identifier was in it) unless its row of outcomes keeps its identifier. That is a
+ * window's meter event (its identifier holds no file uid, docs/identifiers.md) or an event kept
+ * under an earlier instance name: it stays as it is, to be sent under that very identifier,
+ * which Stripe may have already. Returns 0 or -1. */
+static int batch_lost(struct spool *sp, struct spool_view *v, const struct spool_queue *q,
+                      int file_lost, int64_t now, char *err, size_t errlen)
 {
 	for (int64_t id = v->id; id < v->id + v->n; id++) {
 		struct spool_outcome o;
-		int has = spool_outcome_get(sp, id, &o, err, errlen);
+		struct spool_item it;
+		int has = spool_outcome_get(sp, id, &o, err, errlen), known;
 
 		if (has < 0)
 			return -1;
 		if (has ? o.state != EVENT_PENDING : id <= q->delivered)
+			continue;
+		known = spool_view_seek(v, id, &it) == 1 &&
+		        spool_rule_of(sp, it.rule_id, err, errlen) != NULL &&
+		        (!file_lost || (has && o.has_identifier));
+		err[0] = '\0'; /* a rule lost, as finish() found */
+		if (known)
 			continue;
 		if (!has) {
 			memset(&o, 0, sizeof(o));
@@ -1455,9 +1468,14 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 		goto out;
 	if (legacy > 0 && spool_migrate_events(sp, LEGACY_EVENTS, NULL, err, errlen) < 0)
 		goto out;
-	/* New ids after every recovered one; the watermark no further than the rows of
-	 * deliveries say it reached (whichever copy of the queue's row survived); new queue
-	 * positions after every recovered one. */
+	/* New ids after every id a recovered row names: a batch's events, a row of outcomes or
+	 * of deliveries, a window's meter event. A new event given the id of one lost with its
+	 * batch would take that one's row of outcomes (its state, its identifier), and a watermark
+	 * passing an id a row of deliveries already ends at could not record it. Then the rows of
+	 * outcomes of events lost with their batches are dropped: nothing of them can be sent,
+	 * and counted they would make events of other states out of pending ones. The watermark
+	 * no further than the rows of deliveries say it reached (whichever copy of the queue's row
+	 * survived); new queue positions after every recovered one. */
 	if (spool_exec(
 	        sp,
 	        "DROP TABLE " LEGACY_EVENTS ";"
@@ -1465,7 +1483,12 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 	        /* A line whose window was lost cannot say where its usage went. */
 	        "DELETE FROM window_lines WHERE window_id NOT IN (SELECT id FROM windows);"
 	        "UPDATE queue SET next_id = max(next_id,"
-	        " coalesce((SELECT max(id + n) FROM batches), 1));"
+	        " coalesce((SELECT max(id + n) FROM batches), 1),"
+	        " coalesce((SELECT max(id) + 1 FROM outcomes), 1),"
+	        " coalesce((SELECT max(through) + 1 FROM deliveries), 1),"
+	        " coalesce((SELECT max(event_id) + 1 FROM windows), 1));"
+	        "DELETE FROM outcomes WHERE coalesce((SELECT b.id + b.n FROM batches b"
+	        " WHERE b.id <= outcomes.id ORDER BY b.id DESC LIMIT 1), 0) <= id;"
 	        "UPDATE queue SET delivered_through = min(next_id - 1, max(delivered_through,"
 	        " coalesce((SELECT max(through) FROM deliveries), 0)));"
 	        "UPDATE queue SET shift = max(shift, coalesce(max("
@@ -1475,14 +1498,15 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 		goto out;
 	if (spool_queue_get(sp, &queue, err, errlen) < 0)
 		goto out;
-	/* Placeholder rules for rule ids no surviving row of rules has. */
+	/* The batches of a lost file record, or naming a rule whose row was lost: their events
+	 * whose identifiers cannot be had become dead letters (batch_lost). */
 	rc = sqlite3_prepare_v2(sp->db,
 	                        "SELECT " SPOOL_BATCH_COLUMNS ", (SELECT source FROM files f"
 	                        " WHERE f.id = b.file_id) FROM batches b ORDER BY id",
 	                        -1, &q, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const unsigned char *src = sqlite3_column_text(q, SPOOL_BATCH_NCOLS);
-		int lost = src == NULL || src[0] == '\0';
+		int file_lost = src == NULL || src[0] == '\0', lost = file_lost;
 
 		rc = SQLITE_OK;
 		if (spool_view_take(sp, &sp->scan, q, err, errlen) < 0) {
@@ -1501,7 +1525,8 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 			if (spool_rule_of(sp, sp->scan.rule_ids[i], err, errlen) == NULL)
 				lost = 1;
 		}
-		if (lost && batch_lost(sp, &sp->scan, &queue, now, err, errlen) < 0)
+		err[0] = '\0';
+		if (lost && batch_lost(sp, &sp->scan, &queue, file_lost, now, err, errlen) < 0)
 			goto out;
 	}
 	if (rc != SQLITE_DONE) {
