@@ -998,6 +998,12 @@ int cli_run(const struct cli_args *args)
 			/* Said also when rc says something else: the next run does not say it. */
 			if (once_losses(&a, &marks, news, sizeof(news)) != 0 && rc == 0)
 				rc = CLI_EXIT_RUNTIME;
+			/* Then it is the last line, after the refusal of the key: it says that
+			 * too, or the end of a cron job's mail spoke of dead letters only. */
+			if (rc == CLI_EXIT_AUTH && news[0] != '\0')
+				snprintf(news + strlen(news), sizeof(news) - strlen(news),
+				         "; and Stripe refused the API key: nothing more was sent, "
+				         "the events stay pending until the key is right (exit 3)");
 			break;
 		}
 		if (!once && (a.ingest_done || a.sender_done)) {

@@ -2000,6 +2000,24 @@ static char *find_elsewhere(struct watch *w, size_t si, const struct spool_file 
 	return p;
 }
 
+/* How long the file `st` describes has been unchanged, in milliseconds, at most `cap`, as its
+ * ctime tells it: every write, truncation and rename sets it to the current time, and no user can
+ * set it back (stat(2), inode(7)). 0 if the ctime is ahead of the wall clock (a clock stepped
+ * back) or the clock cannot be read. */
+static int64_t unchanged_ms(const struct stat *st, int64_t cap)
+{
+	struct timespec now;
+	int64_t d;
+
+	if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+		return 0;
+	d = ((int64_t)now.tv_sec - (int64_t)st->st_ctim.tv_sec) * 1000 +
+	    ((int64_t)now.tv_nsec - (int64_t)st->st_ctim.tv_nsec) / 1000000;
+	if (d < 0)
+		return 0;
+	return d < cap ? d : cap;
+}
+
 /* The file of record *f of source si in the directory its path led to through a symbolic link
  * when it was last read there (note_realdir), if the path leads to another directory now (the
  * link re-pointed while logmeter was stopped: the file itself was neither moved nor deleted).
@@ -2244,9 +2262,14 @@ int watch_scan(struct watch *w, char *err, size_t errlen)
 			continue;
 		now = clock_mono_ms();
 		if (st.st_size != wt->orphan_size) {
+			/* Unchanged since its ctime, which may be long before this look: a run
+			 * --once, or a start, sees a file rotated away while logmeter was stopped
+			 * for one scan only, and kept it "reading" for ever, so that its deletion
+			 * by a later rotation was counted as lines lost. */
 			wt->orphan_size = st.st_size;
-			wt->orphan_since = now;
-		} else if (now - wt->orphan_since >= wait) {
+			wt->orphan_since = now - unchanged_ms(&st, wait);
+		}
+		if (now - wt->orphan_since >= wait) {
 			if (tail_file(wt->t)->offset < st.st_size)
 				log_info("%s: %jd bytes of an unfinished last line are left unread",
 				         tail_path(wt->t),
