@@ -752,7 +752,12 @@ static void once_part(char *out, size_t outlen, int64_t n, const char *what)
  * run started) and the guard's counts, and if events became dead letters or lines were lost during
  * the run, writes the log line that says so and what to do into `news` (`newslen` bytes) and
  * returns 1; returns 0 if none were (`news` ""), -1 if the spool could not be read (`news` says
- * so). The caller logs `news` last. */
+ * so). A file gone when the run started, read to the size it had when last seen, may have held
+ * more or not: what was written to it while logmeter was stopped cannot be known, and a file
+ * deleted by an ordinary rotation (`rotate N`, a dated log expired) after it was read to its end is
+ * the same case. Only that: `news` says so and 2 is returned, a warning, not a loss known; a
+ * cron job that failed at every rotation would teach its owner to ignore the exit status. The
+ * caller logs `news` last. */
 static int once_losses(const struct agent *a, const struct once_marks *start, char *news,
                        size_t newslen)
 {
@@ -775,9 +780,6 @@ static int once_losses(const struct agent *a, const struct once_marks *start, ch
 	gone_bytes = end.gone_bytes > start->gone_bytes ? end.gone_bytes - start->gone_bytes : 0;
 	once_part(lost, sizeof(lost), g.limit_lines,
 	          g.limit_lines == 1 ? "line hit a PCRE2 limit" : "lines hit a PCRE2 limit");
-	once_part(lost, sizeof(lost), g.gone_unread,
-	          g.gone_unread == 1 ? "file was gone when the run started"
-	                             : "files were gone when the run started");
 	if (gone_files > 0) {
 		snprintf(what, sizeof(what), "%s before %s read to %s end (%lld byte%s unread)",
 		         gone_files == 1 ? "file was gone" : "files were gone",
@@ -791,8 +793,20 @@ static int once_losses(const struct agent *a, const struct once_marks *start, ch
 	                               : "symbolic links were refused");
 	/* Not the files left to another source whose glob matches them too: that source reads
 	 * their lines (`status` still says so, and `check` refuses such a configuration). */
-	if (dead == 0 && lost[0] == '\0')
-		return 0;
+	if (dead == 0 && lost[0] == '\0') {
+		if (g.gone_unread <= 0)
+			return 0;
+		snprintf(
+		    news, newslen,
+		    "run --once: %lld %s gone when the run started (deleted, or moved out of "
+		    "%s directory, while logmeter was not running), read to %s checkpoint: "
+		    "what was written to %s after the last run, if anything, was not read (the "
+		    "warnings above name each; `logmeter status`)",
+		    (long long)g.gone_unread, g.gone_unread == 1 ? "file was" : "files were",
+		    g.gone_unread == 1 ? "its" : "their", g.gone_unread == 1 ? "its" : "their",
+		    g.gone_unread == 1 ? "it" : "them");
+		return 2;
+	}
 	what[0] = '\0';
 	if (dead > 0)
 		snprintf(what, sizeof(what), "%lld %s", (long long)dead,
@@ -857,6 +871,7 @@ int cli_run(const struct cli_args *args)
 	int sig, rc = CLI_EXIT_RUNTIME;
 	struct once_marks marks = {0};
 	char news[2048] = ""; /* what run --once lost (once_losses): its last log line */
+	int news_rc = 0;      /* once_losses's: 2 for a warning */
 
 	memset(&a, 0, sizeof(a));
 	a.config_path = path;
@@ -979,7 +994,8 @@ int cli_run(const struct cli_args *args)
 			if (a.no_send) {
 				rc = a.once_partial ? CLI_EXIT_RUNTIME : CLI_EXIT_OK;
 				/* Unmapped customers are dead letters from their commit. */
-				if (once_losses(&a, &marks, news, sizeof(news)) != 0)
+				news_rc = once_losses(&a, &marks, news, sizeof(news));
+				if (news_rc == 1 || news_rc == -1)
 					rc = CLI_EXIT_RUNTIME;
 				break;
 			}
@@ -996,7 +1012,8 @@ int cli_run(const struct cli_args *args)
 			if (rc == 0 && a.once_partial)
 				rc = CLI_EXIT_RUNTIME;
 			/* Said also when rc says something else: the next run does not say it. */
-			if (once_losses(&a, &marks, news, sizeof(news)) != 0 && rc == 0)
+			news_rc = once_losses(&a, &marks, news, sizeof(news));
+			if ((news_rc == 1 || news_rc == -1) && rc == 0)
 				rc = CLI_EXIT_RUNTIME;
 			/* Then it is the last line, after the refusal of the key: it says that
 			 * too, or the end of a cron job's mail spoke of dead letters only. */
@@ -1022,7 +1039,9 @@ out:
 	cli_unlock(&lk);
 	log_info("stopped");
 	/* Last, for whoever reads only the end of a cron job's mail. */
-	if (news[0] != '\0')
+	if (news[0] != '\0' && news_rc == 2 && rc != CLI_EXIT_AUTH)
+		log_warn("%s", news);
+	else if (news[0] != '\0')
 		log_err("%s", news);
 	return rc;
 }
