@@ -537,6 +537,26 @@ CONF
 
 # --- lines "EPOCH CUSTOMER VALUE" -------------------------------------------------------------------
 
+# need_dbstat: skips the test unless the sqlite3 CLI is there with its dbstat table (the damaged
+# spool tests find a table's pages with it).
+need_dbstat() {
+	command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
+	sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
+}
+
+# past_windows_log LOG: writes to LOG the lines "EPOCH cus_C VALUE" of past aggregation windows of
+# a minute, 2 hours to 1.5 hours ago (closed as soon as a sender runs): 6 customers in 4 windows, 3
+# lines a window, whole values (awk sums them exactly). Sets `now` to the current minute's start,
+# so that the 3 lines of a window (seconds 0 to 2 after it) stay in one minute whatever the time,
+# and `n_windows` to the number of windows, counted by awk.
+past_windows_log() {
+	now=$(date +%s)
+	now=$((now - now % 60))
+	awk -v now="$now" 'BEGIN { for (w = 0; w < 4; w++) for (c = 0; c < 6; c++) for (k = 0; k < 3; k++)
+	printf "%d cus_%d %d\n", now - 7200 + w * 600 + k, c, 1 + c * 10 + w * 3 + k }' >"$1"
+	n_windows=$(awk '{ w[$2 " " int($1 / 60)] = 1 } END { print length(w) }' "$1")
+}
+
 # config_epoch_rule CONF LOG [OPTION...]: appends [source app] reading LOG and [rule usage]: meter
 # event requests, for lines "EPOCH cus_X VALUE", stamped with their epoch time, then each OPTION
 # ("aggregate = 2s") as a line of the rule.

@@ -8,8 +8,7 @@
 # billed once, the totals per customer equal awk's sums over the logs.
 . "$(dirname "$0")/lib.sh"
 lm_init window_lost_closed_late
-command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
-sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
+need_dbstat
 double_start
 
 mkdir -p "$T/logs"

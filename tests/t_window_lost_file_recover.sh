@@ -7,20 +7,12 @@
 # only by an operator's `replay --dead`.
 . "$(dirname "$0")/lib.sh"
 lm_init window_lost_file_recover
-command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
-sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
+need_dbstat
 double_start
 
 mkdir -p "$T/logs"
 log="$T/logs/app.log"
-# Past windows of a minute (closed as soon as the sender runs): 6 customers in 4 windows, 3 lines
-# a window, whole values (awk sums them exactly). now is a minute's start, so that the 3 lines of
-# a window (seconds 0 to 2 after it) stay in one minute whatever the time.
-now=$(date +%s)
-now=$((now - now % 60))
-awk -v now="$now" 'BEGIN { for (w = 0; w < 4; w++) for (c = 0; c < 6; c++) for (k = 0; k < 3; k++)
-	printf "%d cus_%d %d\n", now - 7200 + w * 600 + k, c, 1 + c * 10 + w * 3 + k }' >"$log"
-n_windows=$(awk '{ w[$2 " " int($1 / 60)] = 1 } END { print length(w) }' "$log")
+past_windows_log "$log" # closed as soon as a sender runs
 write_config "$T/logmeter.conf"
 config_epoch_rule "$T/logmeter.conf" "$log" "aggregate = 60s" "aggregate_grace = 1s"
 conf="$T/logmeter.conf"

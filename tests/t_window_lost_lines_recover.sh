@@ -7,8 +7,7 @@
 # damage, not from recover.
 . "$(dirname "$0")/lib.sh"
 lm_init window_lost_lines_recover
-command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
-sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
+need_dbstat
 double_start
 
 mkdir -p "$T/logs"

@@ -8,8 +8,7 @@
 # apart, says what it cannot tell, and a later run bills nothing more.
 . "$(dirname "$0")/lib.sh"
 lm_init window_lost_pruned
-command -v sqlite3 >/dev/null 2>&1 || skip "the sqlite3 CLI is needed"
-sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
+need_dbstat
 double_start
 
 mkdir -p "$T/logs"
