@@ -295,8 +295,8 @@ int spool_clock_note(struct spool *sp, int64_t seen, char *err, size_t errlen);
 
 /* Keeps `seen` (seconds since the epoch) as the latest time seen even if it is earlier than the
  * one kept, in a transaction of its own: only for a kept time that two independent clocks (this
- * host's and Stripe's Date of two agreeing answers) found wrong ahead (docs/durability.md);
- * everything else keeps later times only (spool_clock_note). Returns 0 or -1 (nothing
+ * host's and Stripe's Date of two agreeing answers) found wrong ahead (docs/stripe-contract.md,
+ * 13); everything else keeps later times only (spool_clock_note). Returns 0 or -1 (nothing
  * written). */
 int spool_clock_correct(struct spool *sp, int64_t seen, char *err, size_t errlen);
 
