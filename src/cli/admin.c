@@ -780,6 +780,12 @@ int admin_recover(const struct config *cfg, int64_t now, int force, FILE *out, c
 		fprintf(out, "warning: %s\n",
 		        spool_recover_windows_lost_text(&st, text, sizeof(text)));
 	}
+	if (st.outcomes_lost > 0) {
+		char text[1024];
+
+		fprintf(out, "warning: %s\n",
+		        spool_recover_outcomes_lost_text(&st, text, sizeof(text)));
+	}
 	if (st.cells_skipped > 0 || st.duplicates > 0)
 		fprintf(out,
 		        "%" PRId64 " damaged rows skipped, %" PRId64 " older copies of rows "

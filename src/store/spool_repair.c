@@ -1451,6 +1451,83 @@ out:
 	return ret;
 }
 
+#define OUTCOME_LOST_REASON                                                                        \
+	"lost in spool recover: the row of outcomes of this aggregation window's meter event was " \
+	"lost (its state, attempts and identifier): whether Stripe has it is not known. Not "      \
+	"sent; "                                                                                   \
+	"check Stripe for its identifier, then 'logmeter replay --unsure' or leave it"
+
+/* The meter event of a closed aggregation window (a batch of one at a negative place) always
+ * has a row of outcomes, kept with its batch until both are pruned: the row holds its `lmw2-`
+ * identifier, which no stored field of the batch gives (docs/identifiers.md), and the
+ * watermark passes it once it has one, whatever its state. Such an event without one lost it
+ * with a damaged page: taken as it is, one up to the watermark would count as delivered and
+ * never be sent, one after it would be sent under a line identifier Stripe never saw. Its
+ * delivery cannot be known, so it becomes unsure with OUTCOME_LOST_REASON, never sent by
+ * itself. Its identifier is made again as closing the window made it (the instance of its
+ * rule's row, which closing took from the spool's `meta` as the identifier's, the spool's id,
+ * the rule, customer and timestamp), for the operator to look up and for `replay --unsure`: a
+ * window closed by an earlier version had an `lmw1-` one, which nothing left tells. Without
+ * its rule's row or the spool's id it gets none. Counts them in *lost. Returns 0 or -1. */
+static int window_events_lost(struct spool *sp, int64_t now, int64_t *lost, char *err,
+                              size_t errlen)
+{
+	static const char sel[] =
+	    "SELECT " SPOOL_BATCH_COLUMNS " FROM batches b WHERE first_offset < 0 AND n = 1"
+	    " AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.id = b.id) ORDER BY id";
+	char spool_id[256];
+	sqlite3_stmt *q = NULL;
+	int rc, have_id, ret = -1;
+
+	*lost = 0;
+	have_id = spool_meta_get(sp, SPOOL_ID_KEY, spool_id, sizeof(spool_id), err, errlen);
+	if (have_id < 0)
+		return -1;
+	rc = sqlite3_prepare_v2(sp->db, sel, -1, &q, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const struct spool_rule *r;
+		struct spool_outcome o;
+		struct spool_item it;
+
+		rc = SQLITE_OK;
+		if (spool_view_take(sp, &sp->scan, q, err, errlen) < 0 ||
+		    spool_view_seek(&sp->scan, sp->scan.id, &it) != 1) {
+			err[0] = '\0';
+			continue; /* damaged batches were dropped before: none left here */
+		}
+		memset(&o, 0, sizeof(o));
+		o.id = sp->scan.id;
+		o.queue_seq = sp->scan.queue_seq;
+		o.state = EVENT_UNSURE;
+		o.attempts = 1;
+		o.updated = now;
+		snprintf(o.last_error, sizeof(o.last_error), "%s", OUTCOME_LOST_REASON);
+		r = spool_rule_of(sp, it.rule_id, err, errlen);
+		err[0] = '\0'; /* NULL: its rule's row was lost, as finish() found */
+		if (r != NULL && have_id > 0) {
+			char customer[EVENT_CUSTOMER_MAX];
+
+			snprintf(customer, sizeof(customer), "%.*s", (int)it.customer_len,
+			         it.customer);
+			o.has_identifier =
+			    event_ids_window(sp->ids, o.identifier, r->instance, spool_id, r->rule,
+			                     customer, it.timestamp) == 0;
+		}
+		if (spool_outcome_put(sp, &o, err, errlen) < 0)
+			goto out;
+		(*lost)++;
+	}
+	if (rc != SQLITE_DONE) {
+		spool_fail(sp, rc, "reading meter events without their rows of outcomes", err,
+		           errlen);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(q);
+	return ret;
+}
+
 /* After the rows are in: the legacy events moved into batches, the queue's row made consistent
  * with what survived, and the events whose identifiers are lost made dead letters. */
 static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st, char *err,
@@ -1547,7 +1624,8 @@ static int finish(struct spool *sp, int64_t now, struct spool_recover_stats *st,
 			goto out;
 		st->cells_skipped++;
 	}
-	if (windows_rebuild_closed(sp, &rebuilt, err, errlen) < 0)
+	if (window_events_lost(sp, now, &st->outcomes_lost, err, errlen) < 0 ||
+	    windows_rebuild_closed(sp, &rebuilt, err, errlen) < 0)
 		goto out;
 	if (rebuilt > 0)
 		log_info("spool recover: %" PRId64 " closed aggregation windows whose rows were "
@@ -1658,6 +1736,19 @@ out:
 		sqlite3_close(b.db);
 	spool_free(sp);
 	return ret;
+}
+
+const char *spool_recover_outcomes_lost_text(const struct spool_recover_stats *st, char *out,
+                                             size_t outlen)
+{
+	snprintf(out, outlen,
+	         "%" PRId64 " meter events of aggregation windows lost their rows of outcomes "
+	         "(their state and identifier): whether Stripe has them is not known, so they "
+	         "are unsure, never sent by themselves; check Stripe for their identifiers "
+	         "(logmeter spool export --state unsure) and send those it lacks with "
+	         "'logmeter replay --unsure' (docs/spool.md)",
+	         st->outcomes_lost);
+	return out;
 }
 
 const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st, char *out,
@@ -1790,6 +1881,11 @@ int spool_recover(const char *state_dir, int64_t now, int sound, struct spool_re
 		char text[sizeof(st->windows_lost_detail) + 512];
 
 		log_warn("%s", spool_recover_windows_lost_text(st, text, sizeof(text)));
+	}
+	if (st->outcomes_lost > 0) {
+		char text[1024];
+
+		log_warn("%s", spool_recover_outcomes_lost_text(st, text, sizeof(text)));
 	}
 	return 0;
 fail:

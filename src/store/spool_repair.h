@@ -36,6 +36,8 @@ struct spool_recover_stats {
 	int64_t cells_skipped;        /* cells that did not decode as a spool row */
 	int64_t duplicates;           /* older copies of a row dropped for a newer one */
 	int64_t lost_files;           /* placeholder file records made for orphaned events */
+	int64_t outcomes_lost;        /* meter events of windows whose rows of outcomes were lost,
+	                                 made unsure */
 	int64_t windows_open;         /* aggregation windows recovered, still to be sent */
 	int64_t windows_closed;       /* and those closed (their meter events made) */
 	int64_t window_lines;         /* lines of the open windows recovered */
@@ -72,5 +74,12 @@ int spool_recover(const char *state_dir, int64_t now, int sound, struct spool_re
  * `spool recover` prints it. */
 const char *spool_recover_windows_lost_text(const struct spool_recover_stats *st, char *out,
                                             size_t outlen);
+
+/* The sentence that says how many meter events of aggregation windows spool_recover made
+ * unsure because their rows of outcomes were lost (st->outcomes_lost > 0), written into `out`
+ * (`outlen` bytes, cut if need be); returns `out`. recover logs it, and `spool recover` prints
+ * it. */
+const char *spool_recover_outcomes_lost_text(const struct spool_recover_stats *st, char *out,
+                                             size_t outlen);
 
 #endif
