@@ -2144,10 +2144,13 @@ static int recover(struct watch *w, char *err, size_t errlen)
 			                           rc == 0 ? errlen : sizeof(e));
 
 			/* Renamed and compressed at once (compress without delaycompress): its
-			 * rest is read from the .gz, and it is drained. */
-			if (gz < 0)
+			 * rest is read from the .gz, and it is drained. Failed half-way, it stays
+			 * "reading", to go on from its checkpoint at the next start. */
+			if (gz < 0) {
 				rc = -1;
-			if (gz != 0) {
+				continue;
+			}
+			if (gz > 0) {
 				unread_rotations(w, (size_t)si, f, NULL);
 				continue;
 			}
