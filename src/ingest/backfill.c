@@ -113,14 +113,16 @@ static int add_member(struct content *c, int64_t at)
 /* Inflates the gzip file `in` (RFC 1952: one member after another, each with its own header and
  * CRC) into a new temporary file c->fd, noting where each member starts in the content. NUL
  * bytes after the last member are padding (gzip(1) ignores them too); anything else there is
- * refused, as is a member cut short or damaged. Returns 0 or -1. */
-static int gunzip(const char *path, int in, struct content *c, const volatile sig_atomic_t *stop,
-                  char *err, size_t errlen)
+ * refused, as is a member cut short or damaged. With `limit` >= 0 it stops once that many bytes
+ * of content (or more) are out, the rest neither read nor checked. Returns 0 or -1. */
+static int gunzip(const char *path, int in, int64_t limit, struct content *c,
+                  const volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
 	unsigned char *ib = malloc(BACKFILL_CHUNK), *ob = malloc(BACKFILL_CHUNK);
 	z_stream z;
 	int zinit = 0, eof = 0, at_start = 1, rc = -1, zr;
 	int64_t out = 0;
+	uInt room;
 
 	memset(&z, 0, sizeof(z));
 	if (ib == NULL || ob == NULL || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
@@ -181,20 +183,25 @@ static int gunzip(const char *path, int in, struct content *c, const volatile si
 			        path);
 			goto out;
 		}
+		/* With a limit, no more than it is inflated (a head costs its own bytes). */
+		room = limit >= 0 && limit - out < BACKFILL_CHUNK ? (uInt)(limit - out)
+		                                                  : BACKFILL_CHUNK;
 		z.next_out = ob;
-		z.avail_out = BACKFILL_CHUNK;
+		z.avail_out = room;
 		zr = inflate(&z, Z_NO_FLUSH);
 		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
 			err_set(err, errlen, "%s: not a sound gzip file: %s", path,
 			        z.msg != NULL ? z.msg : "damaged");
 			goto out;
 		}
-		if (write_all(c->fd, ob, BACKFILL_CHUNK - z.avail_out) < 0) {
+		if (write_all(c->fd, ob, room - z.avail_out) < 0) {
 			err_set(err, errlen, "%s: writing the decompressed content: %s", path,
 			        strerror(errno));
 			goto out;
 		}
-		out += BACKFILL_CHUNK - z.avail_out;
+		out += room - z.avail_out;
+		if (limit >= 0 && out >= limit)
+			break;
 		if (zr == Z_STREAM_END) {
 			inflateReset(&z);
 			at_start = 1;
@@ -263,11 +270,34 @@ static int content_open(struct guard *g, const struct config_source *src, const 
 		return -1;
 	}
 	snprintf(c->compression, sizeof(c->compression), "%s", kind);
-	rc = gunzip(path, fd, c, stop, err, errlen);
+	rc = gunzip(path, fd, -1, c, stop, err, errlen);
 	close(fd);
 	if (rc < 0)
 		content_close(c); /* what was decompressed and the members noted so far */
 	return rc;
+}
+
+int backfill_gunzip(const char *path, int in, int64_t limit, int64_t *size, char *err,
+                    size_t errlen)
+{
+	struct content c;
+	int fd;
+
+	memset(&c, 0, sizeof(c));
+	c.fd = -1;
+	if (lseek(in, 0, SEEK_SET) < 0) {
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (gunzip(path, in, limit, &c, NULL, err, errlen) < 0) {
+		content_close(&c);
+		return -1;
+	}
+	fd = c.fd;
+	c.fd = -1;
+	*size = c.size;
+	content_close(&c); /* the members */
+	return fd;
 }
 
 /* A descriptor of the part's bytes alone (offsets from 0, as its file had them): the content's

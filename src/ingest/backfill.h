@@ -58,6 +58,15 @@ struct backfill_opts {
 	                      no spool yet, every file is new) */
 };
 
+/* Decompresses the gzip file open as `in` (named `path` in messages; read from its start) into
+ * an unlinked temporary file of $TMPDIR, or /tmp, as backfill decompresses an archive (RFC 1952:
+ * every member; NUL padding after the last one). With `limit` >= 0 it stops once at least that
+ * many bytes of content are out, the rest of the file neither read nor checked (a head to compare
+ * first). Returns the temporary file's descriptor (caller closes), its size in bytes in *size, or
+ * -1 (`err`; a damaged, truncated or padded-with-garbage file: "not a sound gzip file"). */
+int backfill_gunzip(const char *path, int in, int64_t limit, int64_t *size, char *err,
+                    size_t errlen);
+
 struct backfill;
 
 /* A backfill of one or more archives under `ctx` (borrowed: ctx->spool read-write unless dry

@@ -42,6 +42,7 @@
 #include "util/health.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "ingest/backfill.h"
 #include "ingest/guard.h"
 #include "ingest/space.h"
 
@@ -1161,16 +1162,166 @@ static int unread_copy(struct tail *t, int64_t size, int *spool_failed, char *er
 	return reset(t, size, 1, 0, spool_failed, err, errlen);
 }
 
+/* Whether `name` is one logrotate gives a compressed rotation of the log named `base`: a rotation's
+ * name (logrotate(8): a numbered or dated suffix, or with `extension` that suffix before the
+ * log's extension: tail_rotation_suffix, tail_extension_rotation) with ".gz" after it (compress):
+ * app.log.1.gz, app.log-20250101.gz, app.1.log.gz. */
+static int gz_rotation_name(const char *base, const char *name)
+{
+	size_t blen = strlen(base), nlen = strlen(name);
+	char stem[NAME_MAX + 1];
+
+	if (nlen <= 3 || nlen - 3 > NAME_MAX || strcmp(name + nlen - 3, ".gz") != 0)
+		return 0;
+	memcpy(stem, name, nlen - 3);
+	stem[nlen - 3] = '\0';
+	return (strncmp(stem, base, blen) == 0 && stem[blen] != '\0' &&
+	        tail_rotation_suffix(stem + blen)) ||
+	       tail_extension_rotation(base, stem);
+}
+
+/* Whether the gzip file `path`, open as `in`, holds the rest of the record *f: its decompressed
+ * content starts with the record's fingerprinted head (decompressed first, alone, so that another
+ * file costs a KiB of decompressing) and holds its check bytes before its checkpoint (the test of
+ * backfill's "beyond a record's checkpoint", docs/backfill.md). A file that is not sound gzip is
+ * skipped with a warning. Returns the descriptor of the decompressed content (caller closes), or
+ * -1 if it does not hold the rest. */
+static int gz_holds_rest(const char *path, int in, const struct spool_file *f)
+{
+	char e[512];
+	int64_t size = 0;
+	int fd, ok;
+
+	fd = backfill_gunzip(path, in, f->fp_len, &size, e, sizeof(e));
+	if (fd >= 0) {
+		ok = size >= f->fp_len && head_matches(fd, f->fp_len, f->fp_hash) == 1;
+		close(fd);
+		if (!ok)
+			return -1; /* another file: not a word */
+		fd = backfill_gunzip(path, in, -1, &size, e, sizeof(e));
+	}
+	if (fd < 0) {
+		log_warn("%s: skipped while looking for the rest of %s: %s", path, f->path, e);
+		return -1;
+	}
+	if (size >= f->offset && checkpoint_matches(fd, f) == 1)
+		return fd;
+	log_info("%s: starts as %s did, but does not hold what logmeter read of it before offset "
+	         "%jd: another file, not read",
+	         path, f->path, (intmax_t)f->offset);
+	close(fd);
+	return -1;
+}
+
+/* tail_rest_from_gz in one directory, `dir`. Returns as tail_rest_from_gz. */
+static int rest_from_gz_in(const struct tail_ctx *ctx, size_t source_index, struct spool_file *f,
+                           const char *dir, char *err, size_t errlen)
+{
+	const char *base = path_base(f->path), *kind;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	struct tail *t;
+	struct stat st;
+	char *path = NULL;
+	int fd = -1, cfd = -1, rc = 0;
+
+	if (d == NULL)
+		return 0;
+	while (cfd < 0 && (de = readdir(d)) != NULL) {
+		if ((de->d_type != DT_REG && de->d_type != DT_UNKNOWN) ||
+		    !gz_rotation_name(base, de->d_name))
+			continue;
+		free(path);
+		if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name) < 0) {
+			path = NULL;
+			break;
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (kind = tail_compression(fd)) != NULL && strcmp(kind, "gzip") == 0)
+			cfd = gz_holds_rest(path, fd, f);
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	closedir(d);
+	if (cfd < 0)
+		goto out;
+	log_info("%s: reading what it held after its checkpoint %jd from %s (compressed by "
+	         "logrotate before logmeter read it), then marking it read to its end",
+	         f->path, (intmax_t)f->offset, path);
+	t = tail_open_archive(ctx, cfd, path, &st, source_index, f, TAIL_ARCHIVE_FINISH, err,
+	                      errlen);
+	if (t == NULL || tail_read(t, err, errlen) < 0) {
+		tail_free(t);
+		rc = -1;
+		goto out;
+	}
+	spool_file_copy(f, tail_file(t));
+	tail_free(t);
+	f->state = SPOOL_FILE_DRAINED;
+	rc = spool_file_update(ctx->spool, f, err, errlen) < 0 ? -1 : 1;
+out:
+	free(path);
+	return rc;
+}
+
+int tail_rest_from_gz(const struct tail_ctx *ctx, size_t source_index, struct spool_file *f,
+                      char *err, size_t errlen)
+{
+	char *dir, *old;
+	int rc = 0;
+
+	if (f->offset <= 0 || f->fp_len <= 0 || source_index >= ctx->cfg->n_sources)
+		return 0;
+	dir = path_dir(f->path);
+	old = tail_olddir(&ctx->cfg->sources[source_index], f->path);
+	if (dir != NULL)
+		rc = rest_from_gz_in(ctx, source_index, f, dir[0] != '\0' ? dir : ".", err, errlen);
+	if (rc == 0 && old != NULL)
+		rc = rest_from_gz_in(ctx, source_index, f, old, err, errlen);
+	free(dir);
+	free(old);
+	return rc;
+}
+
+/* The tail's record, its file truncated with no copy beside it: its rest read from a copy that
+ * logrotate compressed (tail_rest_from_gz), the record then kept as read. Returns 1, 0 (none),
+ * or -1 (`err`). */
+static int copy_from_gz(struct tail *t, char *err, size_t errlen)
+{
+	struct spool_file *f = malloc(sizeof(*f));
+	int rc;
+
+	if (f == NULL) {
+		err_set(err, errlen, "%s: out of memory", t->path);
+		return -1;
+	}
+	spool_file_copy(f, t->f);
+	rc = tail_rest_from_gz(&t->ctx, t->source_index, f, err, errlen);
+	if (rc > 0)
+		keep_record(t, f);
+	free(f);
+	return rc;
+}
+
 /* The record no longer describes the open file: reads the rest of it from a copytruncate copy
  * if there is one, then starts the file anew. Returns 0 or -1. */
 static int restart_file(struct tail *t, int64_t size, int *spool_failed, char *err, size_t errlen)
 {
 	struct stat cst;
 	char *cpath = NULL;
-	int cfd = find_copy(t, &cst, &cpath), copied = 0, prefixes = 0;
+	int cfd = find_copy(t, &cst, &cpath), copied = 0, prefixes = 0, gz = 0;
 
 	*spool_failed = 0;
-	if (cfd >= 0) {
+	if (cfd < 0 && (gz = copy_from_gz(t, err, errlen)) != 0) {
+		if (gz < 0) {
+			*spool_failed =
+			    1; /* retried as a whole: the compressed copy is found again */
+			return -1;
+		}
+		copied = 1;
+	} else if (cfd >= 0) {
 		int rc = read_copy(t, cfd, &cst, cpath, err, errlen);
 
 		close(cfd);

@@ -192,6 +192,23 @@ const char *tail_compression(int fd);
 /* tail_compression of the file at `path` (opened for it; NULL if it cannot be). */
 const char *tail_compression_at(const char *path);
 
+/* The rest of the record *f (of source `source_index`) whose file is gone (compressed by logrotate
+ * while logmeter was not running) or was truncated with no copy beside it (copytruncate, the copy
+ * compressed): looks in the directory of f->path, then in the source's olddir (tail_olddir), for
+ * a gzip file named as logrotate names a compressed rotation of it (app.log.1.gz,
+ * app.log-20250101.gz, with `extension` app.1.log.gz) whose decompressed content starts with the
+ * record's fingerprinted head and holds its check bytes before its checkpoint, the test backfill
+ * uses (docs/backfill.md, "Beyond a record's checkpoint"). The head of each is decompressed
+ * first (backfill_gunzip, into an unlinked temporary file), and a file that is not sound gzip is
+ * skipped with a warning. The first that holds it is read from the checkpoint to its end as the
+ * record (tail_open_archive, tail_read: its uid and offsets, so nothing read before is read
+ * again), committing batches, and the record is then marked drained, so that a later start does
+ * not look again. *f is updated to the record as committed. Returns 1 (read from a .gz), 0 (none
+ * holds it; a record that read nothing has nothing to look for), or -1 (a spool or read error:
+ * `err`; what was committed stays, the record is still as it was otherwise). */
+int tail_rest_from_gz(const struct tail_ctx *ctx, size_t source_index, struct spool_file *f,
+                      char *err, size_t errlen);
+
 /* Closes the file descriptor. NULL is a no-op. */
 void tail_free(struct tail *t);
 

@@ -2140,7 +2140,20 @@ static int recover(struct watch *w, char *err, size_t errlen)
 		if (path == NULL) {
 			const struct config_source *src = &w->ctx.cfg->sources[si];
 			char hint[PATH_MAX + 128];
+			int gz = tail_rest_from_gz(&w->ctx, (size_t)si, f, rc == 0 ? err : e,
+			                           rc == 0 ? errlen : sizeof(e));
 
+			/* Renamed and compressed at once (compress without delaycompress): its
+			 * rest is read from the .gz, and it is drained. Failed half-way, it stays
+			 * "reading", to go on from its checkpoint at the next start. */
+			if (gz < 0) {
+				rc = -1;
+				continue;
+			}
+			if (gz > 0) {
+				unread_rotations(w, (size_t)si, f, NULL);
+				continue;
+			}
 			if (src->olddir == NULL)
 				snprintf(hint, sizeof(hint),
 				         "; if logrotate moves rotated files to an olddir, set "
