@@ -1273,7 +1273,8 @@ static int source_matches(const struct config_source *src, const char *path)
  * source's glob matches); else, unless si has a record that describes it and read as far as any
  * other source's (a spool written before sources were kept apart: whichever of its sources opens
  * it first keeps it, unless another read further), a source whose record of it, further on than
- * si's, is still reading or, drained, still describes it. A file no source has read goes
+ * si's, is still reading (under a name only si's glob matches: if it still describes it) or,
+ * drained, still describes it. A file no source has read goes
  * to the first source in configuration order whose glob matches it: sources are scanned, and a
  * new name offered to them, in that order. A spool error counts as no record (opening the file
  * reports it).
@@ -1309,14 +1310,25 @@ static long file_owner(struct watch *w, size_t si, const char *path, const struc
 		                    (uint64_t)st->st_ino, w->orec, e, sizeof(e)) <= 0 ||
 		    w->orec->state == SPOOL_FILE_GONE || w->orec->offset <= own)
 			continue;
-		if (w->orec->state == SPOOL_FILE_READING)
+		/* Still reading, under a name sj's glob matches: sj's (its open judges a
+		 * truncation). Under a name only si's glob matches, it is sj's file renamed
+		 * (a rotation sj drains) only if it holds what sj read: ext4 gives a freed inode to
+		 * the next file created, in any directory, so that sj's file deleted or compressed
+		 * while logmeter was stopped and a new log of si made after it share an inode, and
+		 * taken for sj's, si's new file was read by no source at all. */
+		if (w->orec->state == SPOOL_FILE_READING && source_matches(&cfg->sources[sj], path))
 			return (long)sj;
 		/* Drained, and the inode perhaps given to another file since. Looked at as si
 		 * would open it. */
-		if ((fd = look_open(w, si, path)) < 0)
+		if ((fd = look_open(w, si, path)) < 0) {
+			if (w->orec->state == SPOOL_FILE_READING)
+				return (long)sj;
 			continue;
+		}
 		holds = tail_record_holds(w->orec, fd);
 		close(fd);
+		if (w->orec->state == SPOOL_FILE_READING && holds != 0)
+			return (long)sj;
 		if (holds != 1)
 			continue;
 		/* Released by sj, whose glob no longer matches it, and grown since: si reads on. */
