@@ -544,6 +544,25 @@ need_dbstat() {
 	sqlite3 :memory: "SELECT count(*) FROM dbstat" >/dev/null 2>&1 || skip "sqlite3 has no dbstat"
 }
 
+# spool_ruin DB PAGE...: writes bytes that no b-tree page starts with (0xff) over each PAGE
+# (numbered from 1, as dbstat numbers them) of the SQLite file DB, as a damaged disk would.
+spool_ruin() {
+	local db=$1 psize p
+	shift
+	psize=$(sqlite3 "$db" "PRAGMA page_size")
+	for p in "$@"; do
+		head -c "$psize" /dev/zero | tr '\0' '\377' |
+			dd of="$db" bs="$psize" seek=$((p - 1)) count=1 conv=notrunc status=none
+	done
+}
+
+# windows_leaf DB: the second leaf page of the aggregation windows' table in DB (dbstat), or
+# nothing: a page that holds some windows' rows, not all.
+windows_leaf() {
+	sqlite3 "$1" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
+		ORDER BY pageno LIMIT 1 OFFSET 1"
+}
+
 # past_windows_log LOG: writes to LOG the lines "EPOCH cus_C VALUE" of past aggregation windows of
 # a minute, 2 hours to 1.5 hours ago (closed as soon as a sender runs): 6 customers in 4 windows, 3
 # lines a window, whole values (awk sums them exactly). Sets `now` to the current minute's start,

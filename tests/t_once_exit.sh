@@ -58,19 +58,28 @@ assert_eq 0 "$rc" "exit status of a run that delivered everything: $(last_line)"
 grep -q 'became dead letter' "$T/run.log" && fail "a clean run spoke of dead letters: $(grep 'became dead letter' "$T/run.log")"
 assert_all_delivered "$conf" "$(apache_bytes_count "$log")"
 
+# once_dead FIRST LAST BEFORE: appends lines FIRST..LAST, whose favicon requests the double
+# refuses, and runs once: exit 1, the last log line counts the run's dead letters (n_new, by
+# grep over the lines and the double's log of refusals) and names replay, and status counts them
+# with the BEFORE dead letters of earlier runs.
+once_dead() {
+	n_new=$(append "$1" "$2" favicon)
+	[ "$n_new" -gt 1 ] || fail "test bug: lines $1-$2 hold $n_new favicon requests"
+	once
+	assert_eq 1 "$rc" "exit status of a run that made dead letters: $(last_line)"
+	assert_eq "$n_new" "$(refused_in_run)" "events the double refused in the run"
+	last_line | grep -q "run --once: during this run $n_new events became dead letters: \`logmeter status\` says why" ||
+		fail "the last log line: $(last_line)"
+	last_line | grep -q "\`logmeter replay --dead\` sends the dead letters again" ||
+		fail "the last log line names no replay: $(last_line)"
+	"$LOGMETER" status -c "$conf" >"$T/status.out" || true
+	grep -q "^events: pending 0, delivered $(apache_bytes_count "$log"), dead letters $(($3 + n_new))," "$T/status.out" ||
+		fail "status: $(grep '^events' "$T/status.out")"
+}
+
 note "2. dead letters: exit 1, counted"
-n_fav=$(append 201 600 favicon)
-[ "$n_fav" -gt 1 ] || fail "test bug: lines 201-600 hold $n_fav favicon requests"
-once
-assert_eq 1 "$rc" "exit status of a run that made dead letters: $(last_line)"
-assert_eq "$n_fav" "$(refused_in_run)" "events the double refused in the run"
-last_line | grep -q "run --once: during this run $n_fav events became dead letters: \`logmeter status\` says why" ||
-	fail "the last log line: $(last_line)"
-last_line | grep -q "\`logmeter replay --dead\` sends the dead letters again" ||
-	fail "the last log line names no replay: $(last_line)"
-"$LOGMETER" status -c "$conf" >"$T/status.out" || true
-grep -q "^events: pending 0, delivered $(apache_bytes_count "$log"), dead letters $n_fav," "$T/status.out" ||
-	fail "status: $(grep '^events' "$T/status.out")"
+once_dead 201 600 0
+n_fav=$n_new
 
 note "3. no new dead letter: exit 0, the older ones still there"
 append 601 800 clean >/dev/null
@@ -83,14 +92,6 @@ grep -q "^health: degraded: $n_fav dead letters since" "$T/status.out" ||
 	fail "status --since @0: $(grep '^health' "$T/status.out")"
 
 note "4. new dead letters again: exit 1, only this run's counted"
-n_fav2=$(append 801 1200 favicon)
-[ "$n_fav2" -gt 1 ] || fail "test bug: lines 801-1200 hold $n_fav2 favicon requests"
-once
-assert_eq 1 "$rc" "exit status of a run that made dead letters: $(last_line)"
-assert_eq "$n_fav2" "$(refused_in_run)" "events the double refused in the run"
-last_line | grep -q "run --once: during this run $n_fav2 events became dead letters:" ||
-	fail "the last log line: $(last_line)"
-"$LOGMETER" status -c "$conf" >"$T/status.out" || true
-grep -q "^events: pending 0, delivered $(apache_bytes_count "$log"), dead letters $((n_fav + n_fav2))," "$T/status.out" ||
-	fail "status: $(grep '^events' "$T/status.out")"
+once_dead 801 1200 "$n_fav"
+n_fav2=$n_new
 echo "t_once_exit: exit 0 with everything delivered, 1 with $n_fav then $n_fav2 new dead letters, 0 with only older ones"

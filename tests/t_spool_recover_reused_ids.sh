@@ -40,15 +40,12 @@ assert_eq "$n_windows" "$(sqlite3 "$db" "SELECT count(*) FROM outcomes WHERE sta
 
 # Overwrite every page of the batches table and the queue's page with bytes no b-tree page starts
 # with: the meter events and the queue's row are lost, their rows of outcomes kept.
-psize=$(sqlite3 "$db" "PRAGMA page_size")
 pages=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name IN ('batches', 'queue')")
 [ -n "$pages" ] || fail "test bug: no pages of batches and queue"
 [ -z "$(comm -12 <(sort <<<"$pages") <(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'outcomes'" | sort))" ] ||
 	fail "test bug: outcomes share a page with batches or queue"
-for p in $pages; do
-	head -c "$psize" /dev/zero | tr '\0' '\377' |
-		dd of="$db" bs="$psize" seek=$((p - 1)) count=1 conv=notrunc status=none
-done
+# shellcheck disable=SC2086 # one argument per page
+spool_ruin "$db" $pages
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"
 grep -qx "events: pending 0, delivered 0, dead letters 0, unsure 0" "$T/recover.out" ||

@@ -28,13 +28,10 @@ assert_eq 480 "$(accepted_count)" "meter events of the past windows"
 assert_eq 480 "$(sqlite3 "$db" "SELECT count(*) FROM windows WHERE state = 1")" "closed windows"
 cp "$db" "$T/pristine.db"
 
-# Overwrite the second leaf page of the windows table (dbstat names it).
-page=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
-	ORDER BY pageno LIMIT 1 OFFSET 1")
-psize=$(sqlite3 "$db" "PRAGMA page_size")
+# Overwrite the second leaf page of the windows table.
+page=$(windows_leaf "$db")
 [ -n "$page" ] || fail "test bug: no second leaf page of windows"
-head -c "$psize" /dev/zero | tr '\0' '\377' |
-	dd of="$db" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
+spool_ruin "$db" "$page"
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"
 # The damage lost the rows of some windows (those of one leaf page, not all), whose meter events

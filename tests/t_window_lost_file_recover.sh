@@ -39,9 +39,7 @@ assert_eq "$n_windows" "$(grep -c '^lmw2-' "$T/pending_before")" "window identif
 # Overwrite the page of the files table (one file: one page) with bytes no b-tree page starts with.
 pages=$(sqlite3 "$db" "SELECT group_concat(pageno) FROM dbstat WHERE name = 'files'")
 assert_eq 1 "$(tr ',' '\n' <<<"$pages" | wc -l)" "pages of the files table"
-psize=$(sqlite3 "$db" "PRAGMA page_size")
-head -c "$psize" /dev/zero | tr '\0' '\377' |
-	dd of="$db" bs="$psize" seek=$((pages - 1)) count=1 conv=notrunc status=none
+spool_ruin "$db" "$pages"
 
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"

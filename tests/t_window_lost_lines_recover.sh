@@ -29,15 +29,8 @@ agent_once "$conf" || rc=$?
 assert_eq 1 "$rc" "run --once leaving windows open"
 assert_eq 480 "$(sqlite3 "$db" "SELECT count(*) FROM windows WHERE state = 0")" "open windows"
 cp "$db" "$T/pristine.db"
-psize=$(sqlite3 "$db" "PRAGMA page_size")
-wpage=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
-	ORDER BY pageno LIMIT 1 OFFSET 1")
+wpage=$(windows_leaf "$db")
 [ -n "$wpage" ] || fail "test bug: no second leaf page of windows"
-# damage PAGE: bytes no b-tree page starts with over page PAGE of the spool.
-damage() {
-	head -c "$psize" /dev/zero | tr '\0' '\377' |
-		dd of="$db" bs="$psize" seek=$(($1 - 1)) count=1 conv=notrunc status=none
-}
 
 # A leaf page of window_lines that holds lines of the windows lost with $wpage: tried in turn on
 # the pristine copy until recover finds fewer lines of the lost windows than they held.
@@ -46,8 +39,7 @@ for lpage in $(sqlite3 "$T/pristine.db" "SELECT pageno FROM dbstat WHERE name = 
 	AND pagetype = 'leaf' ORDER BY pageno"); do
 	rm -f "$db" "$db-wal" "$db-shm" "$db".corrupt-*
 	cp "$T/pristine.db" "$db"
-	damage "$wpage"
-	damage "$lpage"
+	spool_ruin "$db" "$wpage" "$lpage"
 	"$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 		fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"
 	# What the lost windows held, by SQL over the pristine copy and the recovered spool.

@@ -36,13 +36,10 @@ assert_eq "$n_windows" "$(sqlite3 "$db" "SELECT count(*) FROM outcomes WHERE ide
 	"rows of outcomes of the meter events before the damage"
 
 # Overwrite every page of the outcomes table with bytes no b-tree page starts with.
-psize=$(sqlite3 "$db" "PRAGMA page_size")
 pages=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'outcomes'")
 [ -n "$pages" ] || fail "test bug: no page of the outcomes table"
-for page in $pages; do
-	head -c "$psize" /dev/zero | tr '\0' '\377' |
-		dd of="$db" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
-done
+# shellcheck disable=SC2086 # one argument per page
+spool_ruin "$db" $pages
 
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"

@@ -40,12 +40,9 @@ assert_eq 0 "$(sqlite3 "$db" "SELECT count(*) FROM batches WHERE first_offset < 
 sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
 cp "$db" "$T/pristine.db"
 
-page=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
-	ORDER BY pageno LIMIT 1 OFFSET 1")
-psize=$(sqlite3 "$db" "PRAGMA page_size")
+page=$(windows_leaf "$db")
 [ -n "$page" ] || fail "test bug: no second leaf page of windows"
-head -c "$psize" /dev/zero | tr '\0' '\377' |
-	dd of="$db" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
+spool_ruin "$db" "$page"
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"
 

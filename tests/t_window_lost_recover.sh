@@ -34,12 +34,9 @@ cp "$db" "$T/pristine.db"
 
 # Overwrite the second leaf page of the windows table (dbstat names it) with bytes no b-tree
 # page starts with.
-page=$(sqlite3 "$db" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
-	ORDER BY pageno LIMIT 1 OFFSET 1")
-psize=$(sqlite3 "$db" "PRAGMA page_size")
+page=$(windows_leaf "$db")
 [ -n "$page" ] || fail "test bug: no second leaf page of windows"
-head -c "$psize" /dev/zero | tr '\0' '\377' |
-	dd of="$db" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
+spool_ruin "$db" "$page"
 
 "$LOGMETER" spool recover -c "$conf" >"$T/recover.out" 2>"$T/recover.err" ||
 	fail "spool recover exited $?: $(cat "$T/recover.out" "$T/recover.err")"
@@ -89,11 +86,9 @@ agent_once "$T/past.conf" || fail "run --once over past windows exited $?"
 assert_eq 480 "$(accepted_count)" "meter events of the past windows"
 assert_eq 480 "$(sqlite3 "$db2" "SELECT count(*) FROM windows WHERE state = 1")" "closed windows"
 cp "$db2" "$T/pristine2.db"
-page=$(sqlite3 "$db2" "SELECT pageno FROM dbstat WHERE name = 'windows' AND pagetype = 'leaf'
-	ORDER BY pageno LIMIT 1 OFFSET 1")
+page=$(windows_leaf "$db2")
 [ -n "$page" ] || fail "test bug: no second leaf page of the closed windows"
-head -c "$psize" /dev/zero | tr '\0' '\377' |
-	dd of="$db2" bs="$psize" seek=$((page - 1)) count=1 conv=notrunc status=none
+spool_ruin "$db2" "$page"
 "$LOGMETER" spool recover -c "$T/past.conf" >"$T/recover2.out" 2>"$T/recover2.err" ||
 	fail "spool recover (closed windows) exited $?: $(cat "$T/recover2.out" "$T/recover2.err")"
 # A lost closed window gets its row back from its meter event, closed, with the length unknown
